@@ -1,0 +1,1 @@
+"""Dataset pipelines, the embedded offline dataset, preprocessing and augmentation."""

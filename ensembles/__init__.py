@@ -1,0 +1,1 @@
+"""Ensembles of zoo models: averaging members in one graph, snapshots, evaluation, export."""

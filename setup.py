@@ -1,0 +1,31 @@
+"""Packaging for keras-zoo-ensembles: paper-faithful Keras models and their ensembles."""
+
+from setuptools import find_packages, setup
+
+setup(
+    name="keras-zoo-ensembles",
+    version="0.1.0",
+    description=(
+        "Paper-faithful classic ImageNet networks (AlexNet, GoogLeNet, ResNet) for "
+        "Keras 3, and the ensembles that made those papers win."
+    ),
+    long_description=open("README.md", encoding="utf-8").read(),
+    long_description_content_type="text/markdown",
+    python_requires=">=3.10",
+    packages=find_packages(include=["zoo", "zoo.*", "ensembles", "ensembles.*", "data", "data.*"]),
+    install_requires=[
+        "tensorflow>=2.16",
+        "keras>=3.5",
+        "tensorflow-datasets",
+        # tensorflow-datasets needs it at tfds.load time but does not declare it.
+        "importlib_resources",
+        "numpy",
+        "pandas",
+    ],
+    extras_require={"test": ["pytest>=7"]},
+    entry_points={"console_scripts": ["zoo=zoo.cli:main"]},
+    classifiers=[
+        "Programming Language :: Python :: 3",
+        "Topic :: Scientific/Engineering :: Artificial Intelligence",
+    ],
+)

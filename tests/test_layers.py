@@ -1,0 +1,74 @@
+import numpy as np
+import pytest
+import keras
+
+from zoo.layers import LocalResponseNormalization
+
+
+def lrn_reference(a, n=5, k=2.0, alpha=1e-4, beta=0.75):
+    """The paper formula, one channel at a time, with the window clipped at the edges."""
+    channels = a.shape[-1]
+    out = np.empty_like(a, dtype=np.float64)
+    for c in range(channels):
+        lo, hi = max(0, c - n // 2), min(channels - 1, c + n // 2)
+        squares = np.sum(a[..., lo : hi + 1].astype(np.float64) ** 2, axis=-1)
+        out[..., c] = a[..., c] / (k + alpha * squares) ** beta
+    return out
+
+
+@pytest.mark.parametrize(
+    "kwargs",
+    [
+        {},  # the paper: n=5, k=2, alpha=1e-4, beta=0.75
+        {"depth_radius": 1, "bias": 1.0, "alpha": 1e-3, "beta": 0.5},
+        {"depth_radius": 3, "bias": 0.5, "alpha": 0.05, "beta": 0.9},
+    ],
+)
+def test_lrn_matches_paper_formula_including_channel_edges(kwargs):
+    rng = np.random.default_rng(0)
+    # Large activations so the alpha term matters; 7 channels so both edges are clipped.
+    a = (rng.normal(size=(2, 3, 4, 7)) * 30).astype("float32")
+    ref_kwargs = {
+        "n": 2 * kwargs.get("depth_radius", 2) + 1,
+        "k": kwargs.get("bias", 2.0),
+        "alpha": kwargs.get("alpha", 1e-4),
+        "beta": kwargs.get("beta", 0.75),
+    }
+    expected = lrn_reference(a, **ref_kwargs)
+    got = keras.ops.convert_to_numpy(LocalResponseNormalization(**kwargs)(a))
+    np.testing.assert_allclose(got, expected, rtol=1e-5)
+    # The edge channels really are normalised differently from a wrap-around window.
+    assert not np.allclose(expected[..., 0], a[..., 0] / ref_kwargs["k"] ** ref_kwargs["beta"])
+
+
+def test_lrn_paper_defaults_and_config_round_trip():
+    layer = LocalResponseNormalization(name="lrn")
+    config = layer.get_config()
+    assert (config["depth_radius"], config["bias"], config["alpha"], config["beta"]) == (
+        2, 2.0, 1e-4, 0.75
+    )
+    clone = LocalResponseNormalization.from_config(config)
+    x = np.random.default_rng(1).normal(size=(1, 2, 2, 6)).astype("float32") * 50
+    np.testing.assert_array_equal(keras.ops.convert_to_numpy(layer(x)),
+                                  keras.ops.convert_to_numpy(clone(x)))
+
+
+def test_lrn_is_registered_for_keras_files(tmp_path):
+    inputs = keras.Input((4, 4, 6))
+    model = keras.Model(inputs, LocalResponseNormalization(alpha=0.01)(inputs))
+    path = tmp_path / "lrn.keras"
+    model.save(path)
+    loaded = keras.models.load_model(path)  # no custom_objects needed
+    assert isinstance(loaded.layers[-1], LocalResponseNormalization)
+    assert loaded.layers[-1].alpha == 0.01
+
+
+@pytest.mark.parametrize("bad", [-1, 1.5])
+def test_lrn_rejects_bad_radius(bad):
+    with pytest.raises(ValueError, match="depth_radius"):
+        LocalResponseNormalization(depth_radius=bad)
+
+
+def test_lrn_rejects_non_image_input():
+    with pytest.raises(ValueError, match=r"received shape \(None, 8\)"):
+        LocalResponseNormalization()(keras.Input((8,)))

@@ -1,0 +1,100 @@
+"""Pieces every builder shares: the keras.applications arguments, checked the same way."""
+
+import os
+
+import keras
+
+POOLING_CHOICES = (None, "avg", "max")
+
+
+def check_common_args(weights, pooling, classes):
+    """Validate the keras.applications arguments that do not depend on the model."""
+    if weights is not None:
+        if not isinstance(weights, (str, os.PathLike)) or not os.path.isfile(weights):
+            raise ValueError(
+                "`weights` must be None (random initialisation) or the path to an existing "
+                f"local weights file (.weights.h5); received {weights!r}. No pretrained "
+                "weights are downloaded by this zoo."
+            )
+        if not str(weights).endswith(".weights.h5"):
+            raise ValueError(
+                f"`weights` file must end in '.weights.h5' (Keras weights format); received "
+                f"{str(weights)!r}."
+            )
+    if pooling not in POOLING_CHOICES:
+        raise ValueError(
+            f"`pooling` must be one of {POOLING_CHOICES}; received {pooling!r}."
+        )
+    if not isinstance(classes, int) or isinstance(classes, bool) or classes < 1:
+        raise ValueError(f"`classes` must be a positive integer; received {classes!r}.")
+
+
+def resolve_input(input_tensor, input_shape, default_shape, min_size, model_name,
+                  fixed_size=False):
+    """Return ``(image_input, model_inputs)`` for a builder.
+
+    ``input_tensor`` wins over ``input_shape``; ``default_shape`` fills in when neither
+    is given. Spatial sizes below ``min_size`` raise a ``ValueError`` naming both sizes.
+    With ``fixed_size=True`` (a Flatten head), height and width may not be None.
+    """
+    if input_tensor is not None:
+        if not keras.backend.is_keras_tensor(input_tensor):
+            raise ValueError(
+                "`input_tensor` must be a Keras tensor such as `keras.Input((227, 227, 3))` "
+                f"or a layer's output; received {type(input_tensor).__name__}."
+            )
+        image_input = input_tensor
+        shape = tuple(image_input.shape[1:])
+    else:
+        shape = tuple(input_shape) if input_shape is not None else tuple(default_shape)
+        image_input = None
+    if len(shape) != 3:
+        raise ValueError(
+            f"{model_name} takes channels-last images (height, width, channels); received "
+            f"input shape {shape}."
+        )
+    height, width, channels = shape
+    if channels is None or channels < 1:
+        raise ValueError(f"{model_name} needs a known channel count; received {shape}.")
+    if fixed_size and (height is None or width is None):
+        raise ValueError(
+            f"{model_name} with include_top=True needs a fixed height and width (its "
+            f"classifier flattens the feature map); received input shape {shape}."
+        )
+    for size in (height, width):
+        if size is not None and size < min_size:
+            raise ValueError(
+                f"{model_name} needs inputs of at least {min_size}x{min_size} so that every "
+                f"feature map stays at least 1x1; received input shape {shape}."
+            )
+    if image_input is None:
+        image_input = keras.Input(shape=shape, name="input")
+    model_inputs = (
+        keras.utils.get_source_inputs(input_tensor) if input_tensor is not None else image_input
+    )
+    return image_input, model_inputs
+
+
+def global_pool(x, pooling):
+    """Apply the keras.applications ``pooling`` option to a feature map."""
+    if pooling == "avg":
+        return keras.layers.GlobalAveragePooling2D(name="avg_pool")(x)
+    if pooling == "max":
+        return keras.layers.GlobalMaxPooling2D(name="max_pool")(x)
+    return x
+
+
+def finish(model_inputs, outputs, name, weights):
+    """Wrap the graph in a functional model and load local weights if asked."""
+    model = keras.Model(model_inputs, outputs, name=name)
+    if weights is not None:
+        model.load_weights(weights)
+    return model
+
+
+def smallest_input(out_size, limit=4096):
+    """Smallest square input side for which ``out_size(side) >= 1``."""
+    for side in range(1, limit):
+        if out_size(side) >= 1:
+            return side
+    raise AssertionError("no input size up to the limit gives a 1x1 feature map")

@@ -1,0 +1,176 @@
+"""AlexNet as Krizhevsky, Sutskever and Hinton built it (NeurIPS 2012).
+
+Paper-faithful: local response normalization after the ReLUs of conv1 and conv2,
+overlapping 3x3/2 max-pooling, dropout 0.5 in fc6 and fc7, weights drawn from N(0, 0.01)
+and biases of 1 in conv2, conv4, conv5, fc6 and fc7. ``towers=2`` is the two-GPU layout:
+each tower holds half of every convolution's filters, conv2, conv4 and conv5 see only their
+own tower, conv3 and the fully connected layers see both. The towers are explicit layers
+(``conv2_tower1``, ``conv2_tower2``, ...) rather than ``Conv2D(groups=2)``: the parameter
+count is the same, and grouped convolutions are ~7x slower to train on CPU in Keras.
+"""
+
+import keras
+from keras import layers
+
+from zoo import _builder
+from zoo.layers import LocalResponseNormalization
+from zoo.registry import register_model
+
+NORM_CHOICES = ("lrn", "batch", None)
+TOWER_CHOICES = (1, 2)
+
+
+def _conv_out(size, kernel, stride):
+    return (size - kernel) // stride + 1
+
+
+def feature_map_size(side):
+    """Side of the final (pool5) feature map for a square input of side ``side``."""
+    side = _conv_out(side, 11, 4)  # conv1, valid
+    for _ in range(3):  # pool1, pool2, pool5; conv2-5 keep the size ("same")
+        side = _conv_out(side, 3, 2)
+    return side
+
+
+MIN_INPUT_SIZE = _builder.smallest_input(feature_map_size)  # 67
+
+
+def _conv(x, filters, kernel, name, strides=1, padding="same", bias=0.0):
+    return layers.Conv2D(
+        filters,
+        kernel,
+        strides=strides,
+        padding=padding,
+        activation="relu",
+        kernel_initializer=keras.initializers.RandomNormal(0.0, 0.01),
+        bias_initializer=keras.initializers.Constant(bias),
+        name=name,
+    )(x)
+
+
+def _norm(x, norm, name):
+    # The normalisation sits where the paper put LRN: after the ReLU of conv1 and conv2.
+    if norm == "lrn":
+        return LocalResponseNormalization(name=name)(x)
+    if norm == "batch":
+        return layers.BatchNormalization(name=name)(x)
+    return x
+
+
+def _pool(x, name):
+    return layers.MaxPooling2D(3, strides=2, name=name)(x)  # overlapping: 3x3, stride 2
+
+
+def _join(branches, name):
+    return branches[0] if len(branches) == 1 else layers.Concatenate(name=name)(branches)
+
+
+def _features(x, towers, norm):
+    suffixes = [""] if towers == 1 else [f"_tower{t + 1}" for t in range(towers)]
+    branches = []
+    for s in suffixes:
+        y = _conv(x, 96 // towers, 11, f"conv1{s}", strides=4, padding="valid")  # 55x55
+        y = _pool(_norm(y, norm, f"norm1{s}"), f"pool1{s}")  # 27x27
+        y = _conv(y, 256 // towers, 5, f"conv2{s}", bias=1.0)
+        y = _pool(_norm(y, norm, f"norm2{s}"), f"pool2{s}")  # 13x13
+        branches.append(y)
+    both = _join(branches, "concat2")  # conv3 talks across towers
+    branches = []
+    for s in suffixes:
+        y = _conv(both, 384 // towers, 3, f"conv3{s}")
+        y = _conv(y, 384 // towers, 3, f"conv4{s}", bias=1.0)
+        y = _conv(y, 256 // towers, 3, f"conv5{s}", bias=1.0)
+        branches.append(_pool(y, f"pool5{s}"))  # 6x6
+    return _join(branches, "concat5")
+
+
+def _dense(x, units, name, bias):
+    return layers.Dense(
+        units,
+        activation="relu",
+        kernel_initializer=keras.initializers.RandomNormal(0.0, 0.01),
+        bias_initializer=keras.initializers.Constant(bias),
+        name=name,
+    )(x)
+
+
+def _check_knobs(towers, norm, dropout, width):
+    if towers not in TOWER_CHOICES or isinstance(towers, bool):
+        raise ValueError(
+            f"`towers` must be 1 (one tower) or 2 (the paper's two-GPU layout); "
+            f"received {towers!r}."
+        )
+    if norm not in NORM_CHOICES:
+        raise ValueError(f"`norm` must be one of {NORM_CHOICES}; received {norm!r}.")
+    if not isinstance(dropout, (int, float)) or not 0.0 <= dropout < 1.0:
+        raise ValueError(f"`dropout` must be a rate in [0, 1); received {dropout!r}.")
+    if not isinstance(width, int) or isinstance(width, bool) or width < 1:
+        raise ValueError(
+            f"`width` (units of fc6 and fc7) must be a positive integer; received {width!r}."
+        )
+
+
+@register_model(paper="Krizhevsky, Sutskever, Hinton 2012", input_size=227)
+def alexnet(
+    include_top=True,
+    weights=None,
+    input_tensor=None,
+    input_shape=None,
+    pooling=None,
+    classes=1000,
+    classifier_activation="softmax",
+    name="alexnet",
+    towers=1,
+    norm="lrn",
+    dropout=0.5,
+    width=4096,
+):
+    """Build AlexNet (Krizhevsky et al. 2012) as a functional Keras model.
+
+    Args:
+        include_top: whether to include fc6, fc7 and the classifier.
+        weights: None (paper initialisation) or the path to a local ``.weights.h5`` file.
+        input_tensor: optional Keras tensor to use as the image input.
+        input_shape: channels-last shape, default ``(227, 227, 3)``; height and width of at
+            least 67 (the smallest size whose pool5 map is 1x1).
+        pooling: with ``include_top=False``: None (the 6x6x256 pool5 map at 227),
+            ``"avg"`` or ``"max"`` (a 256-vector).
+        classes: number of classes of the classifier.
+        classifier_activation: activation of the classifier, None for logits.
+        name: model name.
+        towers: 1, or 2 for the paper's two-GPU layout (60,965,224 parameters instead of
+            62,378,344 at 227x227 and 1000 classes).
+        norm: ``"lrn"`` (paper), ``"batch"`` (BatchNormalization in LRN's place) or None.
+        dropout: dropout rate after fc6 and fc7.
+        width: units of fc6 and fc7.
+
+    Example:
+
+    >>> model = alexnet()
+    >>> model.count_params()
+    62378344
+    """
+    _builder.check_common_args(weights, pooling, classes)
+    _check_knobs(towers, norm, dropout, width)
+    image, inputs = _builder.resolve_input(
+        input_tensor,
+        input_shape,
+        default_shape=(227, 227, 3),
+        min_size=MIN_INPUT_SIZE,
+        model_name="AlexNet",
+        fixed_size=include_top,
+    )
+    x = _features(image, towers, norm)
+    if include_top:
+        x = layers.Flatten(name="flatten")(x)
+        x = layers.Dropout(dropout, name="drop6")(_dense(x, width, "fc6", bias=1.0))
+        x = layers.Dropout(dropout, name="drop7")(_dense(x, width, "fc7", bias=1.0))
+        x = layers.Dense(
+            classes,
+            activation=classifier_activation,
+            kernel_initializer=keras.initializers.RandomNormal(0.0, 0.01),
+            name="predictions",
+        )(x)
+    else:
+        x = _builder.global_pool(x, pooling)
+    return _builder.finish(inputs, x, name, weights)

@@ -1,0 +1,66 @@
+"""Layers the classic papers used that Keras does not ship."""
+
+import keras
+import tensorflow as tf
+
+
+@keras.saving.register_keras_serializable(package="zoo")
+class LocalResponseNormalization(keras.layers.Layer):
+    """Local response normalization across channels (Krizhevsky et al. 2012, sec. 3.3).
+
+    For the activity ``a[c]`` of channel ``c`` at one position, with ``N`` channels::
+
+        b[c] = a[c] / (k + alpha * sum(a[j]**2 for j in
+                                       range(max(0, c - r), min(N - 1, c + r) + 1))) ** beta
+
+    where ``r = depth_radius``, so the window covers ``n = 2r + 1`` adjacent channels
+    and is clipped at the channel edges. The defaults are the paper's: ``n = 5``
+    (``depth_radius=2``), ``k = 2``, ``alpha = 1e-4``, ``beta = 0.75``. ``alpha`` is *not*
+    divided by ``n`` (Caffe and PyTorch's ``LocalResponseNorm`` divide it; the paper and
+    ``tf.nn.local_response_normalization`` do not). Inputs are channels-last.
+
+    Example:
+
+    >>> import numpy as np
+    >>> lrn = LocalResponseNormalization()
+    >>> lrn(np.ones((1, 2, 2, 8), "float32")).shape
+    TensorShape([1, 2, 2, 8])
+    """
+
+    def __init__(self, depth_radius=2, bias=2.0, alpha=1e-4, beta=0.75, **kwargs):
+        super().__init__(**kwargs)
+        if int(depth_radius) != depth_radius or depth_radius < 0:
+            raise ValueError(
+                f"depth_radius must be a non-negative integer, received {depth_radius!r}."
+            )
+        self.depth_radius = int(depth_radius)
+        self.bias = float(bias)
+        self.alpha = float(alpha)
+        self.beta = float(beta)
+
+    def build(self, input_shape):
+        if len(input_shape) != 4:
+            raise ValueError(
+                "LocalResponseNormalization expects 4D channels-last input "
+                f"(batch, height, width, channels), received shape {tuple(input_shape)}."
+            )
+        super().build(input_shape)
+
+    def call(self, inputs):
+        return tf.nn.local_response_normalization(
+            inputs,
+            depth_radius=self.depth_radius,
+            bias=self.bias,
+            alpha=self.alpha,
+            beta=self.beta,
+        )
+
+    def compute_output_shape(self, input_shape):
+        return input_shape
+
+    def get_config(self):
+        config = super().get_config()
+        config.update(
+            depth_radius=self.depth_radius, bias=self.bias, alpha=self.alpha, beta=self.beta
+        )
+        return config
