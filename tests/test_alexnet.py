@@ -8,7 +8,7 @@ import pytest
 import tensorflow as tf
 
 import zoo
-from zoo.alexnet import MIN_INPUT_SIZE, feature_map_size
+from zoo.models.alexnet import MIN_INPUT_SIZE, feature_map_size
 
 TINY = dict(input_shape=(67, 67, 3), classes=5, width=16)
 

@@ -98,3 +98,19 @@ def smallest_input(out_size, limit=4096):
         if out_size(side) >= 1:
             return side
     raise AssertionError("no input size up to the limit gives a 1x1 feature map")
+
+
+def check_dropout(dropout):
+    """Dropout rates are numbers in [0, 1)."""
+    if isinstance(dropout, bool) or not isinstance(dropout, (int, float)) or not (
+        0.0 <= dropout < 1.0
+    ):
+        raise ValueError(f"`dropout` must be a rate in [0, 1); received {dropout!r}.")
+
+
+def check_multiplier(width):
+    """``width`` of GoogLeNet and ResNet multiplies every layer's channel count."""
+    if isinstance(width, bool) or not isinstance(width, (int, float)) or width <= 0:
+        raise ValueError(
+            f"`width` (a channel multiplier) must be a positive number; received {width!r}."
+        )

@@ -1,20 +1,33 @@
-"""The ``zoo`` command line: ``zoo list``, ``zoo demo``.
+"""The ``zoo`` command line: ``zoo list``, ``zoo info MODEL``, ``zoo demo``.
 
 User errors print one line and exit with code 2, never a traceback.
 """
 
 import argparse
+import inspect
 import sys
 
 import zoo
 
 
 def _cmd_list(args):
-    print(f"{'name':<12} {'input':>9}  paper")
+    print(f"{'name':<11} {'params':>12} {'GMACs':>6} {'input':>8}  paper")
     for name in zoo.list_models():
-        entry = zoo.registry.get_entry(name)
-        size = f"{entry.input_size}x{entry.input_size}"
-        print(f"{name:<12} {size:>9}  {entry.paper}")
+        info = zoo.model_info(name)
+        size = f"{info['input_size']}x{info['input_size']}"
+        print(f"{name:<11} {info['params']:>12,} {info['macs'] / 1e9:>6.2f} {size:>8}  "
+              f"{info['paper']}")
+    return 0
+
+
+def _cmd_info(args):
+    info = zoo.model_info(args.model)
+    builder = zoo.registry.get_entry(args.model).builder
+    print(f"{args.model}: {info['paper']}")
+    print(f"  input size        {info['input_size']}x{info['input_size']}x3")
+    print(f"  parameters        {info['params']:,} trainable, {info['total_params']:,} in all")
+    print(f"  multiply-adds     {info['macs'] / 1e9:.2f} G per image")
+    print(f"  builder           zoo.{args.model}{inspect.signature(builder)}")
     return 0
 
 
@@ -46,6 +59,9 @@ def _parser():
     )
     sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
     sub.add_parser("list", help="list the available models").set_defaults(run=_cmd_list)
+    info = sub.add_parser("info", help="facts about one model")
+    info.add_argument("model", help="model name, see `zoo list`")
+    info.set_defaults(run=_cmd_info)
     demo = sub.add_parser("demo", help="build a model and run one training step")
     demo.add_argument("--model", default="alexnet", help="model name (default: alexnet)")
     demo.add_argument("--towers", type=int, choices=(1, 2), default=2,

@@ -102,8 +102,7 @@ def _check_knobs(towers, norm, dropout, width):
         )
     if norm not in NORM_CHOICES:
         raise ValueError(f"`norm` must be one of {NORM_CHOICES}; received {norm!r}.")
-    if not isinstance(dropout, (int, float)) or not 0.0 <= dropout < 1.0:
-        raise ValueError(f"`dropout` must be a rate in [0, 1); received {dropout!r}.")
+    _builder.check_dropout(dropout)
     if not isinstance(width, int) or isinstance(width, bool) or width < 1:
         raise ValueError(
             f"`width` (units of fc6 and fc7) must be a positive integer; received {width!r}."

@@ -1,0 +1,237 @@
+"""Table-driven tests over the whole registry, plus what each family must get right."""
+
+import keras
+import numpy as np
+import pytest
+
+import zoo
+from zoo.models import googlenet as googlenet_module
+
+# A cheap configuration of every model, and its feature width (pooling="avg") there.
+SMALL = {
+    "alexnet": (dict(input_shape=(67, 67, 3), width=16), 256),
+    "googlenet": (dict(input_shape=(32, 32, 3), width=0.125), 128),
+    "resnet18": (dict(input_shape=(32, 32, 3), width=0.125), 64),
+    "resnet34": (dict(input_shape=(32, 32, 3), width=0.125), 64),
+    "resnet50": (dict(input_shape=(32, 32, 3), width=0.125), 256),
+    "resnet101": (dict(input_shape=(32, 32, 3), width=0.125), 256),
+    "resnet152": (dict(input_shape=(32, 32, 3), width=0.125), 256),
+}
+FULL_FEATURES = {"alexnet": 256, "googlenet": 1024, "resnet18": 512, "resnet34": 512,
+                 "resnet50": 2048, "resnet101": 2048, "resnet152": 2048}
+
+
+def test_table_covers_the_registry():
+    assert sorted(SMALL) == sorted(zoo.list_models())
+
+
+@pytest.mark.parametrize("name", list(SMALL))
+@pytest.mark.parametrize(
+    "head, expected",
+    [
+        (dict(classes=7), lambda f: (None, 7)),
+        (dict(include_top=False, pooling="avg"), lambda f: (None, f)),
+        (dict(include_top=False, pooling="max"), lambda f: (None, f)),
+        (dict(include_top=False), lambda f: (None, 1, 1, f)),
+    ],
+    ids=["top", "avg", "max", "map"],
+)
+def test_output_shapes(name, head, expected):
+    kwargs, features = SMALL[name]
+    model = zoo.get_model(name, **kwargs, **head)
+    assert model.output_shape == expected(features)
+    x = np.random.default_rng(0).normal(size=(2,) + kwargs["input_shape"]).astype("float32")
+    out = model.predict(x, verbose=0)
+    assert out.shape == (2,) + expected(features)[1:] and np.isfinite(out).all()
+
+
+@pytest.mark.parametrize("name", [n for n in SMALL if n != "alexnet"])
+def test_full_width_feature_extractor_on_variable_size_input(name):
+    model = zoo.get_model(name, include_top=False, pooling="avg", input_shape=(None, None, 3))
+    assert model.output_shape == (None, FULL_FEATURES[name])
+
+
+@pytest.mark.parametrize("name", list(SMALL))
+def test_input_tensor(name):
+    kwargs, _ = SMALL[name]
+    inputs = keras.Input(kwargs["input_shape"], name="images")
+    model = zoo.get_model(name, input_tensor=inputs, classes=3,
+                          **{k: v for k, v in kwargs.items() if k != "input_shape"})
+    assert model.inputs[0] is inputs and model.output_shape == (None, 3)
+
+
+@pytest.mark.parametrize("name", list(SMALL))
+@pytest.mark.parametrize(
+    "bad, message",
+    [
+        (dict(pooling="sum", include_top=False), r"`pooling` must be one of.*received 'sum'"),
+        (dict(weights="imagenet"), r"`weights` must be None.*received 'imagenet'"),
+        (dict(classes=-1), r"`classes`.*received -1"),
+        (dict(dropout=-0.1), r"`dropout`.*received -0.1"),
+        (dict(input_shape=(7, 7, 3)), r"at least \d+x\d+.*received input shape \(7, 7, 3\)"),
+    ],
+)
+def test_bad_common_arguments(name, bad, message):
+    with pytest.raises(ValueError, match=message):
+        zoo.get_model(name, **{**SMALL[name][0], **bad})
+
+
+@pytest.mark.parametrize(
+    "name, bad, message",
+    [
+        ("googlenet", dict(width=0), r"`width`.*positive number; received 0"),
+        ("googlenet", dict(aux_logits=True, include_top=False), r"aux_logits=True.*include_top"),
+        ("googlenet", dict(aux_logits=True, input_shape=(64, 64, 3)), r"at least 65x65"),
+        ("resnet50", dict(stem="tiny"), r"`stem` must be one of.*received 'tiny'"),
+        ("resnet50", dict(drop_path_rate=1.0), r"`drop_path_rate`.*received 1.0"),
+        ("resnet18", dict(width="wide"), r"`width`.*received 'wide'"),
+    ],
+)
+def test_bad_family_arguments(name, bad, message):
+    with pytest.raises(ValueError, match=message):
+        zoo.get_model(name, **bad)
+
+
+def test_resnet_depth_must_be_known():
+    with pytest.raises(ValueError, match=r"`depth` must be one of \[18, 34, 50, 101, 152\]"):
+        zoo.resnet(20)
+
+
+# --- ResNet -------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("name, projections", [("resnet18", 3), ("resnet50", 4)])
+def test_resnet_projection_shortcuts_only_where_the_shape_changes(name, projections):
+    model = zoo.get_model(name)
+    shortcut_convs = [l.name for l in model.layers if l.name.endswith("_0_conv")]
+    assert len(shortcut_convs) == projections
+    assert all("block1_" in n for n in shortcut_convs)
+    convs = [l for l in model.layers if isinstance(l, keras.layers.Conv2D)]
+    assert not any(c.use_bias for c in convs)
+
+
+def test_resnet50_stride_sits_on_the_3x3_convolution():
+    model = zoo.resnet50()
+    assert model.get_layer("conv3_block1_1_conv").strides == (1, 1)
+    assert model.get_layer("conv3_block1_2_conv").strides == (2, 2)
+    assert model.get_layer("conv3_block1_2_conv").kernel_size == (3, 3)
+    assert model.get_layer("conv5_block3_out").output.shape[1:] == (7, 7, 2048)
+
+
+def test_resnet_zero_init_residual_makes_blocks_start_as_identity():
+    model = zoo.resnet18(input_shape=(32, 32, 3), width=0.25, zero_init_residual=True)
+    probe = keras.Model(model.inputs, [model.get_layer("conv2_block1_out").output,
+                                       model.get_layer("conv2_block2_out").output])
+    x = np.random.default_rng(0).normal(size=(2, 32, 32, 3)).astype("float32")
+    first, second = probe.predict(x, verbose=0)
+    np.testing.assert_allclose(second, first, rtol=1e-6)  # relu(first + 0) == first
+    gamma = model.get_layer("conv2_block2_2_bn").gamma
+    assert not np.any(keras.ops.convert_to_numpy(gamma))
+
+
+def test_resnet_stochastic_depth_rates_grow_linearly_and_inference_is_deterministic():
+    model = zoo.resnet18(input_shape=(32, 32, 3), width=0.125, drop_path_rate=0.3)
+    rates = [l.rate for l in model.layers if l.name.endswith("_drop_path")]
+    np.testing.assert_allclose(rates, np.linspace(0, 0.3, 8)[1:], rtol=1e-6)
+    x = np.random.default_rng(0).normal(size=(4, 32, 32, 3)).astype("float32")
+    np.testing.assert_array_equal(model(x, training=False), model(x, training=False))
+    branch = keras.Model(model.input, [model.get_layer("conv5_block2_2_bn").output,
+                                        model.get_layer("conv5_block2_drop_path").output])
+    x = np.random.default_rng(1).normal(size=(64, 32, 32, 3)).astype("float32")
+    kept, dropped = (keras.ops.convert_to_numpy(t).reshape(64, -1)
+                     for t in branch(x, training=True))
+    # Each example's residual branch is either zeroed whole or scaled by 1 / (1 - 0.3).
+    zeroed = np.all(dropped == 0, axis=1)
+    np.testing.assert_allclose(dropped[~zeroed], kept[~zeroed] / 0.7, rtol=1e-5, atol=1e-6)
+    assert 5 <= zeroed.sum() <= 35  # about 30 % of 64
+
+
+def test_resnet_cifar_stem():
+    model = zoo.resnet18(input_shape=(32, 32, 3), stem="cifar", include_top=False)
+    assert model.output_shape == (None, 4, 4, 512)  # total stride 8
+    assert "pool1_pool" not in [l.name for l in model.layers]
+    assert model.get_layer("conv1_conv").kernel_size == (3, 3)
+
+
+# --- GoogLeNet ----------------------------------------------------------------------------
+
+
+def test_googlenet_inception_modules_follow_the_paper_table():
+    model = zoo.googlenet()
+    widths = [model.get_layer(f"inception_{s}_output").output.shape[-1]
+              for s in googlenet_module.INCEPTION]
+    assert widths == [256, 480, 512, 512, 512, 528, 832, 832, 1024]
+    assert model.get_layer("inception_3a_5x5").kernel_size == (5, 5)  # not torchvision's 3x3
+    assert model.get_layer("inception_5b_output").output.shape[1:3] == (7, 7)
+    lrn = [l for l in model.layers if isinstance(l, zoo.layers.LocalResponseNormalization)]
+    assert len(lrn) == 2
+    assert not any(isinstance(l, keras.layers.BatchNormalization) for l in model.layers)
+    assert model.get_layer("dropout").rate == 0.4
+
+
+def test_googlenet_aux_heads_and_paper_counts():
+    model = zoo.googlenet(aux_logits=True)
+    assert model.count_params() == 13_378_280
+    assert len(model.outputs) == 3
+    assert model.get_layer("aux1_pool").output.shape[1:] == (4, 4, 512)
+    assert model.get_layer("aux2_pool").output.shape[1:] == (4, 4, 528)
+    assert model.get_layer("aux1_dropout").rate == 0.7
+    inference = zoo.without_aux(model)
+    assert inference.count_params() == 6_998_552
+    # It shares the trained model's weights: the very same variables.
+    assert {id(w) for w in inference.weights} <= {id(w) for w in model.weights}
+
+
+def test_googlenet_three_output_training_step_uses_paper_loss_weights():
+    model = zoo.googlenet(aux_logits=True, input_shape=(65, 65, 3), width=0.125, classes=5)
+    googlenet_module.compile_with_aux(model, optimizer=keras.optimizers.SGD(0.01),
+                                      metrics=["accuracy"])
+    x = np.random.default_rng(0).normal(size=(8, 65, 65, 3)).astype("float32")
+    y = np.arange(8) % 5
+    before = model.get_layer("aux1_fc").kernel.numpy().copy()
+    logs = model.train_on_batch(x, (y, y, y), return_dict=True)
+    assert np.abs(model.get_layer("aux1_fc").kernel.numpy() - before).max() > 0
+    # Evaluate (no dropout, no update) and check the total is 1 * main + 0.3 * (aux1 + aux2).
+    logs = model.evaluate(x, (y, y, y), return_dict=True, verbose=0)
+    names = ["predictions", "aux1_predictions", "aux2_predictions"]
+    parts = [logs[f"{n}_loss"] for n in names]
+    assert logs["loss"] == pytest.approx(parts[0] + 0.3 * parts[1] + 0.3 * parts[2], rel=1e-4)
+    inference = googlenet_module.without_aux(model)
+    np.testing.assert_allclose(inference.predict(x, verbose=0),
+                               model.predict(x, verbose=0)[0], rtol=1e-6)
+
+
+def test_compile_with_aux_rejects_a_single_output_model():
+    with pytest.raises(ValueError, match="received a model with 1 output"):
+        googlenet_module.compile_with_aux(zoo.googlenet(input_shape=(32, 32, 3), width=0.125))
+
+
+# --- every family: a training step and a .keras round trip -------------------------------
+
+
+@pytest.mark.parametrize(
+    "name, kwargs",
+    [
+        ("alexnet", dict(input_shape=(67, 67, 3), width=16, towers=2)),
+        ("googlenet", dict(input_shape=(32, 32, 3), width=0.125)),
+        ("resnet18", dict(input_shape=(32, 32, 3), width=0.25, stem="cifar",
+                          drop_path_rate=0.1)),
+        ("resnet50", dict(input_shape=(32, 32, 3), width=0.125, dropout=0.2)),
+    ],
+)
+def test_training_step_and_keras_round_trip(name, kwargs, tmp_path):
+    model = zoo.get_model(name, classes=4, **kwargs)
+    model.compile(optimizer=keras.optimizers.SGD(0.01, momentum=0.9),
+                  loss="sparse_categorical_crossentropy")
+    x = np.random.default_rng(0).normal(size=(8,) + kwargs["input_shape"]).astype("float32")
+    y = np.arange(8) % 4
+    kernel = next(w for w in model.trainable_weights if w.name == "kernel")
+    before = keras.ops.convert_to_numpy(kernel).copy()
+    loss = model.train_on_batch(x, y)
+    assert np.isfinite(loss)
+    assert np.abs(keras.ops.convert_to_numpy(kernel) - before).max() > 0
+    path = tmp_path / f"{name}.keras"
+    model.save(path)
+    loaded = keras.models.load_model(path)
+    np.testing.assert_allclose(loaded.predict(x, verbose=0), model.predict(x, verbose=0),
+                               rtol=1e-6, atol=1e-7)

@@ -1,0 +1,68 @@
+import inspect
+
+import pytest
+
+import zoo
+from zoo import registry
+
+EXPECTED = {  # trainable parameters at the default size, 1000 classes; GMACs
+    "alexnet": (62_378_344, 1.14),
+    "googlenet": (6_998_552, 1.58),
+    "resnet18": (11_689_512, 1.81),
+    "resnet34": (21_797_672, 3.66),
+    "resnet50": (25_557_032, 4.09),
+    "resnet101": (44_549_160, 7.80),
+    "resnet152": (60_192_808, 11.51),
+}
+COMMON_ARGS = ["include_top", "weights", "input_tensor", "input_shape", "pooling", "classes",
+               "classifier_activation", "name", "dropout", "width"]
+
+
+def test_list_models_in_natural_order():
+    assert zoo.list_models() == list(EXPECTED)
+
+
+@pytest.mark.parametrize("name", list(EXPECTED))
+def test_model_info(name):
+    info = zoo.model_info(name)
+    params, gmacs = EXPECTED[name]
+    assert info["params"] == params
+    assert info["macs"] / 1e9 == pytest.approx(gmacs, abs=0.005)
+    assert info["input_size"] == (227 if name == "alexnet" else 224)
+    assert info["total_params"] >= params
+    assert info["paper"]
+
+
+@pytest.mark.parametrize("name", list(EXPECTED))
+def test_every_builder_has_the_common_signature(name):
+    builder = registry.get_entry(name).builder
+    assert builder.__name__ == name  # registered under its own name
+    params = inspect.signature(builder).parameters
+    assert list(params)[: len(COMMON_ARGS) - 2] == COMMON_ARGS[:-2]
+    assert {"dropout", "width"} <= set(params)
+    assert builder.__doc__ and "Example" in builder.__doc__
+
+
+def test_get_model_passes_arguments():
+    model = zoo.get_model("resnet18", input_shape=(32, 32, 3), classes=3, stem="cifar")
+    assert model.name == "resnet18" and model.output_shape == (None, 3)
+
+
+def test_unknown_model_lists_available_names():
+    with pytest.raises(ValueError) as err:
+        zoo.get_model("resnet5")
+    assert str(err.value) == (
+        "Unknown model 'resnet5'. Available: alexnet, googlenet, resnet18, resnet34, "
+        "resnet50, resnet101, resnet152."
+    )
+
+
+def test_register_model_keys_on_the_function_name():
+    @zoo.register_model(paper="test", input_size=8)
+    def tiny_for_registry_test(**kwargs):
+        return kwargs
+
+    try:
+        assert zoo.get_model("tiny_for_registry_test", a=1) == {"a": 1}
+    finally:
+        registry._MODELS.pop("tiny_for_registry_test")

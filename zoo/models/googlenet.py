@@ -1,0 +1,183 @@
+"""GoogLeNet / Inception v1 as Szegedy et al. built it ("Going deeper with convolutions", 2014).
+
+Paper-faithful, not torchvision's variant: no BatchNorm, conv biases, LRN after the stem
+convolutions, true 5x5 convolutions in the inception modules (torchvision uses 3x3 there),
+and the two auxiliary classifiers on 4a and 4d. The LRN settings are those of the reference
+Caffe model (n=5, k=1, alpha=1e-4 divided by n as Caffe does, beta=0.75); the paper gives none.
+"""
+
+import keras
+from keras import layers
+
+from zoo import _builder
+from zoo.layers import LocalResponseNormalization
+from zoo.registry import register_model
+
+# name: (#1x1, #3x3 reduce, #3x3, #5x5 reduce, #5x5, pool proj), the paper's table 1.
+INCEPTION = {
+    "3a": (64, 96, 128, 16, 32, 32),
+    "3b": (128, 128, 192, 32, 96, 64),
+    "4a": (192, 96, 208, 16, 48, 64),
+    "4b": (160, 112, 224, 24, 64, 64),
+    "4c": (128, 128, 256, 24, 64, 64),
+    "4d": (112, 144, 288, 32, 64, 64),
+    "4e": (256, 160, 320, 32, 128, 128),
+    "5a": (256, 160, 320, 32, 128, 128),
+    "5b": (384, 192, 384, 48, 128, 128),
+}
+AUX_ON = {"4a": "aux1", "4d": "aux2"}
+AUX_LOSS_WEIGHT = 0.3
+MIN_INPUT_SIZE = 32  # total stride; every map stays >= 1x1 ("same" padding)
+MIN_INPUT_SIZE_AUX = 65  # the aux heads' 5x5 average pool needs a 5x5 map at stride 16
+
+
+def _conv(x, filters, kernel, name, strides=1):
+    return layers.Conv2D(filters, kernel, strides=strides, padding="same",
+                         activation="relu", name=name)(x)
+
+
+def _lrn(x, name):
+    return LocalResponseNormalization(depth_radius=2, bias=1.0, alpha=1e-4 / 5, beta=0.75,
+                                      name=name)(x)
+
+
+def _maxpool(x, name):
+    return layers.MaxPooling2D(3, strides=2, padding="same", name=name)(x)
+
+
+def _scaled(filters, width):
+    return max(1, int(round(filters * width)))
+
+
+def inception_module(x, filters, name):
+    """One inception module: 1x1 | 1x1->3x3 | 1x1->5x5 | 3x3 max-pool->1x1, concatenated."""
+    f1, f3r, f3, f5r, f5, fp = filters
+    b1 = _conv(x, f1, 1, f"{name}_1x1")
+    b3 = _conv(_conv(x, f3r, 1, f"{name}_3x3_reduce"), f3, 3, f"{name}_3x3")
+    b5 = _conv(_conv(x, f5r, 1, f"{name}_5x5_reduce"), f5, 5, f"{name}_5x5")
+    bp = layers.MaxPooling2D(3, strides=1, padding="same", name=f"{name}_pool")(x)
+    bp = _conv(bp, fp, 1, f"{name}_pool_proj")
+    return layers.Concatenate(name=f"{name}_output")([b1, b3, b5, bp])
+
+
+def _aux_head(x, classes, classifier_activation, name, width):
+    x = layers.AveragePooling2D(5, strides=3, name=f"{name}_pool")(x)  # 14x14 -> 4x4
+    x = _conv(x, _scaled(128, width), 1, f"{name}_conv")
+    x = layers.Flatten(name=f"{name}_flatten")(x)
+    x = layers.Dense(_scaled(1024, width), activation="relu", name=f"{name}_fc")(x)
+    x = layers.Dropout(0.7, name=f"{name}_dropout")(x)
+    return layers.Dense(classes, activation=classifier_activation,
+                        name=f"{name}_predictions")(x)
+
+
+def _check_knobs(aux_logits, include_top, dropout, width):
+    if aux_logits and not include_top:
+        raise ValueError("`aux_logits=True` needs `include_top=True`: the auxiliary heads "
+                         "are classifiers; received include_top=False.")
+    _builder.check_dropout(dropout)
+    _builder.check_multiplier(width)
+
+
+@register_model(paper="Szegedy et al. 2014", input_size=224)
+def googlenet(
+    include_top=True,
+    weights=None,
+    input_tensor=None,
+    input_shape=None,
+    pooling=None,
+    classes=1000,
+    classifier_activation="softmax",
+    name="googlenet",
+    aux_logits=False,
+    dropout=0.4,
+    width=1.0,
+):
+    """Build GoogLeNet (Inception v1, Szegedy et al. 2014) as a functional Keras model.
+
+    Args:
+        include_top, weights, input_tensor, input_shape, pooling, classes,
+        classifier_activation, name: as in ``keras.applications``; default input
+            ``(224, 224, 3)``; ``weights`` is None or a local ``.weights.h5`` path.
+        aux_logits: add the two auxiliary classifiers (on 4a and 4d); the model then has
+            three outputs ``[main, aux1, aux2]``. Compile it with :func:`compile_with_aux`,
+            and serve it through :func:`without_aux`.
+        dropout: dropout rate before the main classifier (paper: 0.4).
+        width: channel multiplier applied to every convolution and the aux heads.
+
+    Example:
+
+    >>> googlenet().count_params()
+    6998552
+    """
+    _builder.check_common_args(weights, pooling, classes)
+    _check_knobs(aux_logits, include_top, dropout, width)
+    image, inputs = _builder.resolve_input(
+        input_tensor, input_shape, default_shape=(224, 224, 3),
+        min_size=MIN_INPUT_SIZE_AUX if aux_logits else MIN_INPUT_SIZE,
+        model_name="GoogLeNet",
+    )
+    w = lambda filters: _scaled(filters, width)  # noqa: E731
+    x = _conv(image, w(64), 7, "conv1_7x7_s2", strides=2)  # 112x112x64
+    x = _lrn(_maxpool(x, "pool1_3x3_s2"), "pool1_norm1")  # 56x56x64
+    x = _conv(x, w(64), 1, "conv2_3x3_reduce")
+    x = _conv(x, w(192), 3, "conv2_3x3")
+    x = _maxpool(_lrn(x, "conv2_norm2"), "pool2_3x3_s2")  # 28x28x192
+    aux_outputs = []
+    for stage in INCEPTION:
+        if stage in ("4a", "5a"):
+            x = _maxpool(x, f"pool{int(stage[0]) - 1}_3x3_s2")  # 14x14, then 7x7
+        x = inception_module(x, [w(f) for f in INCEPTION[stage]], f"inception_{stage}")
+        if aux_logits and stage in AUX_ON:
+            aux_outputs.append(_aux_head(x, classes, classifier_activation, AUX_ON[stage], width))
+    # 7x7x1024
+    if include_top:
+        x = layers.GlobalAveragePooling2D(name="avg_pool")(x)
+        x = layers.Dropout(dropout, name="dropout")(x)
+        x = layers.Dense(classes, activation=classifier_activation, name="predictions")(x)
+    else:
+        x = _builder.global_pool(x, pooling)
+    return _builder.finish(inputs, [x] + aux_outputs if aux_outputs else x, name, weights)
+
+
+def compile_with_aux(model, optimizer="sgd", loss="sparse_categorical_crossentropy",
+                     metrics=None, **kwargs):
+    """Compile a GoogLeNet with aux heads using the paper's loss weights (1, 0.3, 0.3).
+
+    Targets are given once per output: ``model.fit(x, (y, y, y))``, or a dataset mapped with
+    ``ds.map(lambda x, y: (x, (y, y, y)))``. ``metrics`` apply to the main output only.
+
+    Example:
+
+    >>> model = googlenet(aux_logits=True, input_shape=(96, 96, 3), classes=10)
+    >>> compile_with_aux(model, metrics=["accuracy"])
+    """
+    if len(model.outputs) != 3:
+        raise ValueError(
+            "compile_with_aux needs the three-output model of googlenet(aux_logits=True); "
+            f"received a model with {len(model.outputs)} output(s)."
+        )
+    model.compile(
+        optimizer=optimizer,
+        loss=[loss] * 3,
+        loss_weights=[1.0, AUX_LOSS_WEIGHT, AUX_LOSS_WEIGHT],
+        metrics=[metrics or [], [], []],
+        **kwargs,
+    )
+    return model
+
+
+def without_aux(model):
+    """The single-output inference model of a GoogLeNet trained with aux heads.
+
+    It shares the trained model's layers and weights; the aux heads are dropped, as the
+    paper does at inference.
+
+    Example:
+
+    >>> trained = googlenet(aux_logits=True)
+    >>> without_aux(trained).count_params()
+    6998552
+    """
+    if len(model.outputs) == 1:
+        return model
+    return keras.Model(model.inputs, model.outputs[0], name=model.name)

@@ -1,0 +1,181 @@
+"""ResNet-18/34/50/101/152 (He et al., "Deep residual learning for image recognition", 2015).
+
+The torchvision layout ("v1.5"): no convolution biases, BatchNorm after every convolution,
+projection shortcuts (1x1 convolution + BatchNorm) only where the shape changes, and the
+stride of a downsampling bottleneck on its 3x3 convolution rather than its first 1x1.
+Trainable parameter counts equal torchvision's exactly. Convolutions use "same" padding,
+so a stride-2 layer on an even input pads one pixel on the bottom/right only (torchvision
+pads one on every side); the shapes are the same.
+"""
+
+import inspect
+
+import keras
+from keras import layers
+
+from zoo import _builder
+from zoo.registry import register_model
+
+PAPER = "He, Zhang, Ren, Sun 2015"
+# depth: (block, blocks per stage); the depth variants are data.
+STAGES = {
+    18: ("basic", (2, 2, 2, 2)),
+    34: ("basic", (3, 4, 6, 3)),
+    50: ("bottleneck", (3, 4, 6, 3)),
+    101: ("bottleneck", (3, 4, 23, 3)),
+    152: ("bottleneck", (3, 8, 36, 3)),
+}
+STEM_CHOICES = ("imagenet", "cifar")
+MIN_INPUT_SIZE = {"imagenet": 32, "cifar": 8}  # the total stride of each stem + stages
+_HE_FAN_OUT = keras.initializers.VarianceScaling(2.0, "fan_out", "untruncated_normal")
+
+
+def _conv_bn(x, filters, kernel, strides, name, relu=True, zero_gamma=False):
+    x = layers.Conv2D(filters, kernel, strides=strides, padding="same", use_bias=False,
+                      kernel_initializer=_HE_FAN_OUT, name=f"{name}_conv")(x)
+    # torchvision's BatchNorm: eps 1e-5, running averages with momentum 0.1 (Keras: 0.9).
+    x = layers.BatchNormalization(epsilon=1e-5, momentum=0.9,
+                                  gamma_initializer="zeros" if zero_gamma else "ones",
+                                  name=f"{name}_bn")(x)
+    return layers.Activation("relu", name=f"{name}_relu")(x) if relu else x
+
+
+def _shortcut(x, filters, strides, name):
+    if strides == 1 and x.shape[-1] == filters:
+        return x
+    return _conv_bn(x, filters, 1, strides, f"{name}_0", relu=False)
+
+
+def _merge(shortcut, residual, name, drop_rate):
+    if drop_rate > 0:
+        # Stochastic depth: drop the whole residual branch per example.
+        residual = layers.Dropout(drop_rate, noise_shape=(None, 1, 1, 1),
+                                  name=f"{name}_drop_path")(residual)
+    x = layers.Add(name=f"{name}_add")([shortcut, residual])
+    return layers.Activation("relu", name=f"{name}_out")(x)
+
+
+def basic_block(x, filters, strides, name, zero_init_residual=False, drop_rate=0.0):
+    """Two 3x3 convolutions plus the shortcut (ResNet-18, -34)."""
+    shortcut = _shortcut(x, filters, strides, name)
+    y = _conv_bn(x, filters, 3, strides, f"{name}_1")
+    y = _conv_bn(y, filters, 3, 1, f"{name}_2", relu=False, zero_gamma=zero_init_residual)
+    return _merge(shortcut, y, name, drop_rate)
+
+
+def bottleneck_block(x, filters, strides, name, zero_init_residual=False, drop_rate=0.0):
+    """1x1 reduce, 3x3 (carrying the stride), 1x1 expand by 4, plus the shortcut."""
+    shortcut = _shortcut(x, 4 * filters, strides, name)
+    y = _conv_bn(x, filters, 1, 1, f"{name}_1")
+    y = _conv_bn(y, filters, 3, strides, f"{name}_2")
+    y = _conv_bn(y, 4 * filters, 1, 1, f"{name}_3", relu=False, zero_gamma=zero_init_residual)
+    return _merge(shortcut, y, name, drop_rate)
+
+
+BLOCKS = {"basic": basic_block, "bottleneck": bottleneck_block}
+
+
+def _check_knobs(depth, stem, drop_path_rate, dropout, width):
+    if depth not in STAGES:
+        raise ValueError(f"`depth` must be one of {sorted(STAGES)}; received {depth!r}.")
+    if stem not in STEM_CHOICES:
+        raise ValueError(f"`stem` must be one of {STEM_CHOICES}; received {stem!r}.")
+    if isinstance(drop_path_rate, bool) or not isinstance(drop_path_rate, (int, float)) or not (
+        0.0 <= drop_path_rate < 1.0
+    ):
+        raise ValueError(f"`drop_path_rate` must be in [0, 1); received {drop_path_rate!r}.")
+    _builder.check_dropout(dropout)
+    _builder.check_multiplier(width)
+
+
+def resnet(
+    depth,
+    include_top=True,
+    weights=None,
+    input_tensor=None,
+    input_shape=None,
+    pooling=None,
+    classes=1000,
+    classifier_activation="softmax",
+    name=None,
+    dropout=0.0,
+    width=1.0,
+    zero_init_residual=False,
+    drop_path_rate=0.0,
+    stem="imagenet",
+):
+    """Build a ResNet of the given depth (18, 34, 50, 101 or 152).
+
+    Args:
+        depth: 18 or 34 (basic blocks), 50, 101 or 152 (bottleneck blocks).
+        include_top, weights, input_tensor, input_shape, pooling, classes,
+        classifier_activation: as in ``keras.applications``; default input ``(224, 224, 3)``;
+            ``weights`` is None or a local ``.weights.h5`` path.
+        name: model name, default ``f"resnet{depth}"``.
+        dropout: dropout rate before the classifier (0: none, as in the paper).
+        width: channel multiplier for every convolution.
+        zero_init_residual: start the last BatchNorm of every residual branch at zero, so
+            each block begins as the identity (Goyal et al. 2017).
+        drop_path_rate: stochastic depth; the rate of dropping a block's residual branch
+            grows linearly from 0 (first block) to this value (last block).
+        stem: ``"imagenet"`` (7x7/2 conv + 3x3/2 max-pool) or ``"cifar"`` (one 3x3 conv,
+            no max-pool) for small images such as 32x32.
+
+    Example:
+
+    >>> model = resnet(50, input_shape=(64, 64, 3), classes=10)
+    >>> model.output_shape
+    (None, 10)
+    """
+    _builder.check_common_args(weights, pooling, classes)
+    _check_knobs(depth, stem, drop_path_rate, dropout, width)
+    image, inputs = _builder.resolve_input(
+        input_tensor, input_shape, default_shape=(224, 224, 3),
+        min_size=MIN_INPUT_SIZE[stem], model_name=f"ResNet-{depth}",
+    )
+    w = lambda filters: max(1, int(round(filters * width)))  # noqa: E731
+    if stem == "imagenet":
+        x = _conv_bn(image, w(64), 7, 2, "conv1")  # 112x112
+        x = layers.MaxPooling2D(3, strides=2, padding="same", name="pool1_pool")(x)  # 56x56
+    else:
+        x = _conv_bn(image, w(64), 3, 1, "conv1")
+    block, sizes = STAGES[depth]
+    total, index = sum(sizes), 0
+    for stage, blocks in enumerate(sizes):  # 56, 28, 14, 7 at 224
+        for b in range(blocks):
+            x = BLOCKS[block](
+                x, w(64 * 2**stage), 2 if stage > 0 and b == 0 else 1,
+                f"conv{stage + 2}_block{b + 1}", zero_init_residual,
+                drop_path_rate * index / max(total - 1, 1),
+            )
+            index += 1
+    if include_top:
+        x = layers.GlobalAveragePooling2D(name="avg_pool")(x)
+        x = layers.Dropout(dropout, name="dropout")(x)
+        x = layers.Dense(classes, activation=classifier_activation, name="predictions")(x)
+    else:
+        x = _builder.global_pool(x, pooling)
+    return _builder.finish(inputs, x, name or f"resnet{depth}", weights)
+
+
+def _depth_builder(depth):
+    """A registered ``resnet{depth}(...)`` with :func:`resnet`'s arguments less ``depth``."""
+
+    def build(*args, **kwargs):
+        return resnet(depth, *args, **kwargs)
+
+    build.__name__ = build.__qualname__ = f"resnet{depth}"
+    params = list(inspect.signature(resnet).parameters.values())[1:]
+    build.__signature__ = inspect.Signature(params)
+    build.__doc__ = (
+        f"Build ResNet-{depth}: :func:`zoo.resnet` with ``depth={depth}``.\n\n"
+        f"    Example:\n\n    >>> model = resnet{depth}(input_shape=(64, 64, 3), classes=10)\n"
+    )
+    return register_model(paper=PAPER, input_size=224)(build)
+
+
+resnet18 = _depth_builder(18)
+resnet34 = _depth_builder(34)
+resnet50 = _depth_builder(50)
+resnet101 = _depth_builder(101)
+resnet152 = _depth_builder(152)
