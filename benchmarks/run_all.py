@@ -1,0 +1,29 @@
+"""``make bench``: every benchmark, one table of side-by-side ratios, also written as CSV."""
+
+import os
+import sys
+
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+
+import pandas as pd  # noqa: E402
+
+import zoo_vs_keras  # noqa: E402
+
+BENCHMARKS = [zoo_vs_keras.run]
+
+
+def main(out_path="benchmarks/results.csv"):
+    rows = []
+    for run in BENCHMARKS:
+        print(f"running {run.__module__} ...", flush=True)
+        rows.append(run())
+    table = pd.DataFrame(rows)
+    print(table.to_string(index=False))
+    tmp = out_path + ".tmp"
+    table.to_csv(tmp, index=False)
+    os.replace(tmp, out_path)
+    print(f"wrote {out_path}")
+
+
+if __name__ == "__main__":
+    main(*sys.argv[1:])

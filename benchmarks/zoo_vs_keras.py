@@ -1,0 +1,46 @@
+"""zoo.resnet50 vs keras.applications.ResNet50: inference images/s, side by side.
+
+Run: ``.venv/bin/python benchmarks/zoo_vs_keras.py`` (or ``make bench``).
+"""
+
+import os
+import sys
+
+os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+
+import keras  # noqa: E402
+import numpy as np  # noqa: E402
+
+import zoo  # noqa: E402
+from common import images_per_second  # noqa: E402
+
+
+def run(batch_size=32, image_size=224):
+    """Return one result row: both throughputs and their ratio (zoo / keras.applications)."""
+    batch = np.random.default_rng(0).uniform(
+        0, 255, size=(batch_size, image_size, image_size, 3)
+    ).astype("float32")
+    ours = zoo.resnet50(input_shape=(image_size, image_size, 3))
+    theirs = keras.applications.ResNet50(weights=None, input_shape=(image_size, image_size, 3))
+    speeds = images_per_second(
+        {"zoo.resnet50": ours.predict_on_batch,
+         "keras.applications.ResNet50": theirs.predict_on_batch},
+        batch,
+    )
+    zoo_speed, keras_speed = speeds["zoo.resnet50"], speeds["keras.applications.ResNet50"]
+    return {
+        "benchmark": f"resnet50 inference, batch {batch_size}, {image_size}x{image_size}",
+        "ours": "zoo.resnet50",
+        "ours_per_s": round(zoo_speed, 2),
+        "baseline": "keras.applications.ResNet50",
+        "baseline_per_s": round(keras_speed, 2),
+        "ratio": round(zoo_speed / keras_speed, 3),
+        "unit": "images/s",
+    }
+
+
+if __name__ == "__main__":
+    row = run()
+    print(f"{row['benchmark']}: zoo {row['ours_per_s']} img/s, keras.applications "
+          f"{row['baseline_per_s']} img/s, ratio {row['ratio']}x")
