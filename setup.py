@@ -21,6 +21,7 @@ setup(
         "importlib_resources",
         "numpy",
         "pandas",
+        "scikit-learn",  # the embedded digits dataset ships inside it
     ],
     extras_require={"test": ["pytest>=7"]},
     entry_points={"console_scripts": ["zoo=zoo.cli:main"]},

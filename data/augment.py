@@ -1,0 +1,128 @@
+"""Training-time augmentation as pure functions ``op(image, seed, ...) -> image``.
+
+Every op is stateless: the same image and seed (a shape-[2] integer tensor) give the same
+result, eagerly or inside ``tf.data.Dataset.map``. ``data.load(augment=...)`` hands each
+example a fresh seed per epoch; :func:`compose` splits it among several ops. Images are
+single float32 images (height, width, channels) in [0, 255]; labels are never seen.
+
+Example:
+
+>>> import functools
+>>> aug = compose(functools.partial(random_crop, size=28), random_flip)
+>>> aug(tf.zeros((32, 32, 3)), tf.constant([1, 2])).shape
+TensorShape([28, 28, 3])
+"""
+
+import functools
+
+import tensorflow as tf
+
+
+def _seeds(seed, count):
+    return tf.unstack(tf.random.experimental.stateless_split(tf.cast(seed, tf.int64), count))
+
+
+def random_crop(image, seed, size):
+    """A random ``size`` x ``size`` window (the paper's 224/227 crops of 256x256 images)."""
+    channels = image.shape[-1] if image.shape[-1] is not None else tf.shape(image)[-1]
+    return tf.image.stateless_random_crop(image, [size, size, channels], seed)
+
+
+def random_flip(image, seed):
+    """Mirror left-right with probability 1/2."""
+    return tf.image.stateless_random_flip_left_right(image, seed)
+
+
+def pca_color(image, seed, eigenvalues, eigenvectors, std=0.1):
+    """The paper's PCA colour augmentation (Krizhevsky et al. 2012, sec. 4.1).
+
+    Adds ``sum_i alpha_i * lambda_i * p_i`` to every pixel, with ``alpha_i ~ N(0, std)``
+    drawn once per image, ``lambda_i`` and ``p_i`` (columns of ``eigenvectors``) the
+    eigenvalues and eigenvectors of the training set's RGB covariance
+    (``ImageStatistics``).
+    """
+    eigenvalues = tf.constant(eigenvalues, tf.float32)
+    eigenvectors = tf.constant(eigenvectors, tf.float32)
+    alpha = tf.random.stateless_normal([eigenvalues.shape[0]], seed, stddev=std)
+    return image + tf.linalg.matvec(eigenvectors, alpha * eigenvalues)
+
+
+def _grey(image):
+    return tf.reduce_sum(image * tf.constant([0.299, 0.587, 0.114]), axis=-1, keepdims=True)
+
+
+def color_jitter(image, seed, brightness=0.2, contrast=0.2, saturation=0.2, max_value=255.0):
+    """Random brightness, contrast and saturation factors in [1 - x, 1 + x], then clip.
+
+    Brightness scales the pixels, contrast blends with the mean grey level, saturation
+    with the pixel's own grey level, so the op works at any pixel scale.
+    """
+    b_seed, c_seed, s_seed = _seeds(seed, 3)
+
+    def factor(s, x):
+        return tf.random.stateless_uniform([], s, 1.0 - x, 1.0 + x)
+
+    image = image * factor(b_seed, brightness)
+    mean_grey = tf.reduce_mean(_grey(image))
+    image = mean_grey + (image - mean_grey) * factor(c_seed, contrast)
+    grey = _grey(image)
+    image = grey + (image - grey) * factor(s_seed, saturation)
+    return tf.clip_by_value(image, 0.0, max_value)
+
+
+def random_erasing(image, seed, probability=0.5, scale=(0.02, 0.33), ratio=(0.3, 3.3),
+                   value=0.0):
+    """Random erasing (Zhong et al. 2017): with ``probability``, fill a random rectangle.
+
+    The rectangle covers ``scale`` of the area with aspect ratio in ``ratio`` (log-uniform).
+    """
+    apply_seed, area_seed, ratio_seed, top_seed, left_seed = _seeds(seed, 5)
+    height, width = tf.shape(image)[0], tf.shape(image)[1]
+    h_f, w_f = tf.cast(height, tf.float32), tf.cast(width, tf.float32)
+    area = tf.random.stateless_uniform([], area_seed, scale[0], scale[1]) * h_f * w_f
+    log_ratio = tf.random.stateless_uniform(
+        [], ratio_seed, tf.math.log(float(ratio[0])), tf.math.log(float(ratio[1]))
+    )
+    aspect = tf.exp(log_ratio)
+    eh = tf.clip_by_value(tf.cast(tf.round(tf.sqrt(area * aspect)), tf.int32), 1, height)
+    ew = tf.clip_by_value(tf.cast(tf.round(tf.sqrt(area / aspect)), tf.int32), 1, width)
+    top = tf.random.stateless_uniform([], top_seed, 0, height - eh + 1, dtype=tf.int32)
+    left = tf.random.stateless_uniform([], left_seed, 0, width - ew + 1, dtype=tf.int32)
+    rows = tf.range(height)[:, None]
+    cols = tf.range(width)[None, :]
+    inside = (rows >= top) & (rows < top + eh) & (cols >= left) & (cols < left + ew)
+    apply = tf.random.stateless_uniform([], apply_seed) < probability
+    mask = tf.cast(inside & apply, image.dtype)[:, :, None]
+    return image * (1.0 - mask) + value * mask
+
+
+def compose(*ops):
+    """Chain ops; each gets its own seed split from the one given.
+
+    Example:
+
+    >>> aug = compose(random_flip, functools.partial(random_erasing, probability=1.0))
+    """
+
+    def augment(image, seed):
+        for op, op_seed in zip(ops, _seeds(seed, len(ops))):
+            image = op(image, op_seed)
+        return image
+
+    return augment
+
+
+def alexnet_augment(statistics, size=227):
+    """The paper's training augmentation: random crop, flip, PCA colour.
+
+    Example:
+
+    >>> aug = alexnet_augment(stats, size=227)  # doctest: +SKIP
+    >>> data.load("my_folder", augment=aug, preprocess=data.alexnet_preprocess)  # doctest: +SKIP
+    """
+    return compose(
+        functools.partial(random_crop, size=size),
+        random_flip,
+        functools.partial(pca_color, eigenvalues=statistics.eigenvalues,
+                          eigenvectors=statistics.eigenvectors),
+    )

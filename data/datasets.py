@@ -1,0 +1,329 @@
+"""``data.load`` and ``data.info``: the embedded digits, any TFDS dataset, image folders.
+
+Every source becomes the same thing: a batched, prefetched ``tf.data.Dataset`` of
+``(image, label)`` with float32 RGB images in [0, 255] and int32 labels.
+"""
+
+import dataclasses
+import os
+import re
+import socket
+import threading
+
+import numpy as np
+import tensorflow as tf
+
+from data import folder
+
+DIGITS = "digits"
+DIGITS_CLASSES = tuple(str(d) for d in range(10))
+DIGITS_IMAGE_SIZE = 32
+
+
+class DatasetNotPreparedError(RuntimeError):
+    """A TFDS dataset is not on disk and cannot be downloaded or built here."""
+
+
+@dataclasses.dataclass(frozen=True)
+class DatasetInfo:
+    """What a dataset holds: its class names, examples per split and image shape."""
+
+    name: str
+    class_names: tuple
+    splits: dict
+    image_shape: tuple  # (height, width, 3); None where images differ in size
+
+    @property
+    def num_classes(self):
+        return len(self.class_names)
+
+
+# --- the embedded dataset --------------------------------------------------------------------
+
+
+def _digits_split_index(split):
+    """The fixed split of the 1,797 digits: test i % 5 == 0, validation i % 10 == 1."""
+    index = np.arange(1797)
+    masks = {
+        "test": index % 5 == 0,  # 360 images
+        "validation": index % 10 == 1,  # 180 images
+        "train": (index % 5 != 0) & (index % 10 != 1),  # 1,257 images
+    }
+    if split not in masks:
+        raise ValueError(
+            f"Unknown split {split!r} of {DIGITS!r}; available: 'train', 'validation', 'test'."
+        )
+    return index[masks[split]]
+
+
+def digits_arrays(split="train", image_size=DIGITS_IMAGE_SIZE):
+    """The embedded digits as NumPy arrays ``(images, labels)``.
+
+    scikit-learn's 1,797 real 8x8 handwritten digits (16 grey levels, shipped inside the
+    package, no download), scaled to [0, 255], resized bilinearly to ``image_size`` and
+    repeated into three channels. The split is fixed: every 5th image (index % 5 == 0) is
+    test (360), index % 10 == 1 is validation (180), the other 1,257 are train.
+
+    Example:
+
+    >>> images, labels = digits_arrays("test", image_size=32)
+    >>> images.shape, labels.shape
+    ((360, 32, 32, 3), (360,))
+    """
+    from sklearn.datasets import load_digits
+
+    _check_image_size(image_size)
+    raw = load_digits()
+    index = _digits_split_index(split)
+    grey = raw.images[index, :, :, None].astype("float32") * (255.0 / 16.0)
+    images = tf.image.resize(grey, (image_size, image_size), method="bilinear")
+    images = tf.clip_by_value(tf.repeat(images, 3, axis=-1), 0.0, 255.0).numpy()
+    return images, raw.target[index].astype("int32")
+
+
+# --- TFDS ---------------------------------------------------------------------------------
+
+
+def _online(host="storage.googleapis.com", port=443, timeout=3.0):
+    """Whether ``host`` answers within ``timeout`` seconds (DNS included, never hangs)."""
+    result = []
+
+    def probe():
+        try:
+            socket.create_connection((host, port), timeout=timeout).close()
+            result.append(True)
+        except OSError:
+            pass
+
+    thread = threading.Thread(target=probe, daemon=True)
+    thread.start()
+    thread.join(timeout + 1.0)
+    return bool(result)
+
+
+def _tfds_builder(name, data_dir):
+    import tensorflow_datasets as tfds
+
+    try:
+        return tfds.builder(name, data_dir=data_dir)
+    except tfds.core.registered.DatasetNotFoundError:
+        raise ValueError(
+            f"Unknown dataset {name!r}: it is not {DIGITS!r}, not an existing image folder, "
+            "and not a TensorFlow Datasets name (see tfds.list_builders())."
+        ) from None
+
+
+def _prepare(builder, name, manual_dir):
+    import tensorflow_datasets as tfds
+
+    if builder.is_prepared():
+        return
+    needs_manual = bool(getattr(builder, "MANUAL_DOWNLOAD_INSTRUCTIONS", None))
+    if not needs_manual and not _online():
+        raise DatasetNotPreparedError(
+            f"TFDS dataset {name!r} is not prepared in {builder.data_dir} and this machine "
+            "cannot reach the internet to download it. Prepare it on a machine with network "
+            f"access (`tfds build {name} --data_dir DIR`), copy DIR here and pass "
+            "data_dir=DIR."
+        )
+    try:
+        builder.download_and_prepare(
+            download_config=tfds.download.DownloadConfig(manual_dir=manual_dir)
+        )
+    except AssertionError as err:  # TFDS asserts on a missing or empty manual_dir
+        raise DatasetNotPreparedError(
+            f"TFDS dataset {name!r} needs a manual download in manual_dir={manual_dir!r}: "
+            f"{err}"
+        ) from None
+
+
+def _check_split(split, available, name):
+    base = re.split(r"[\[+]", split)[0]  # "train[:10%]" and "train+test" are fine
+    if base not in available:
+        raise ValueError(
+            f"Unknown split {split!r} of {name!r}; available: "
+            f"{', '.join(map(repr, sorted(available)))}."
+        )
+
+
+def _tfds_dataset(name, split, data_dir, manual_dir, shuffle_files):
+    builder = _tfds_builder(name, data_dir)
+    _prepare(builder, name, manual_dir)
+    _check_split(split, builder.info.splits.keys(), name)  # known once prepared
+    ds = builder.as_dataset(split=split, as_supervised=True, shuffle_files=shuffle_files)
+    return ds.map(
+        lambda image, label: (_to_rgb(image), tf.cast(label, tf.int32)),
+        num_parallel_calls=tf.data.AUTOTUNE,
+    )
+
+
+def _to_rgb(image):
+    image = tf.cast(image, tf.float32)
+    if image.shape[-1] == 1:
+        image = tf.repeat(image, 3, axis=-1)
+    return image
+
+
+# --- one entry point ---------------------------------------------------------------------
+
+
+def _check_image_size(image_size):
+    if image_size is not None and (
+        isinstance(image_size, bool) or not isinstance(image_size, int) or image_size < 1
+    ):
+        raise ValueError(f"`image_size` must be None or a positive integer; received "
+                         f"{image_size!r}.")
+
+
+def from_arrays(images, labels, num_classes=None):
+    """An unbatched ``(image, label)`` dataset from arrays, checking the labels.
+
+    Example:
+
+    >>> ds = from_arrays(np.zeros((4, 8, 8, 3)), [0, 1, 2, 1], num_classes=3)
+    """
+    images = np.asarray(images, dtype="float32")
+    labels = np.asarray(labels)
+    if images.ndim != 4 or images.shape[-1] not in (1, 3):
+        raise ValueError(
+            f"`images` must have shape (N, height, width, 1 or 3); received {images.shape}."
+        )
+    if labels.shape != (len(images),) or not np.issubdtype(labels.dtype, np.integer):
+        raise ValueError(
+            f"`labels` must be {len(images)} integers, one per image; received shape "
+            f"{labels.shape} of {labels.dtype}."
+        )
+    if num_classes is not None and len(labels) and (labels.min() < 0 or
+                                                   labels.max() >= num_classes):
+        bad = labels[(labels < 0) | (labels >= num_classes)]
+        raise ValueError(
+            f"Labels must lie in [0, {num_classes}); received {bad[:5].tolist()} "
+            f"({len(bad)} out of range)."
+        )
+    if images.shape[-1] == 1:
+        images = np.repeat(images, 3, axis=-1)
+    return tf.data.Dataset.from_tensor_slices((images, labels.astype("int32")))
+
+
+def _folder_dataset(root, split, on_bad_image, verify):
+    paths, labels, _ = folder.scan(root, split, on_bad_image, verify)
+    ds = tf.data.Dataset.from_tensor_slices((paths, np.asarray(labels, "int32")))
+    return ds.map(lambda path, label: (folder.decode(path), label),
+                  num_parallel_calls=tf.data.AUTOTUNE)
+
+
+def load(
+    name=DIGITS,
+    split="train",
+    batch_size=32,
+    image_size=None,
+    preprocess=None,
+    augment=None,
+    shuffle=None,
+    seed=0,
+    data_dir=None,
+    manual_dir=None,
+    on_bad_image="raise",
+    verify="header",
+    drop_remainder=False,
+):
+    """A batched, prefetched ``tf.data.Dataset`` of ``(image, label)``.
+
+    Args:
+        name: ``"digits"`` (embedded, offline), the path of an image folder laid out as
+            ``root/split/class_name/*.jpg``, or any TensorFlow Datasets name.
+        split: ``"train"``, ``"validation"``, ``"test"`` or whatever the source has; TFDS
+            slicing such as ``"train[:10%]"`` works.
+        batch_size: examples per batch; None for an unbatched dataset.
+        image_size: resize every image to ``image_size`` x ``image_size`` (needed to batch
+            images of different sizes). The digits are 32x32 unless asked otherwise.
+        preprocess: a function ``image -> image`` applied first, e.g.
+            ``data.alexnet_preprocess``.
+        augment: a function ``(image, seed) -> image`` from ``data.augment`` (e.g.
+            ``data.augment.compose(...)``), given a fresh stateless seed per example and
+            epoch. Labels are never touched.
+        shuffle: shuffle the examples (default: only for splits starting with "train").
+        seed: seed of the shuffling and of the augmentation seeds.
+        data_dir, manual_dir: passed to TFDS (``manual_dir`` for datasets such as
+            imagenet2012 that are downloaded by hand).
+        on_bad_image: image folders: ``"raise"`` on a bad file (naming it) or ``"skip"`` it
+            with a warning.
+        verify: image folders: ``"header"``, ``"decode"`` or None (see ``data.folder.scan``).
+        drop_remainder: drop the last, smaller batch.
+
+    Example:
+
+    >>> ds = load("digits", "train", batch_size=64)
+    >>> images, labels = next(iter(ds))
+    >>> images.shape
+    TensorShape([64, 32, 32, 3])
+    """
+    _check_image_size(image_size)
+    if batch_size is not None and (isinstance(batch_size, bool) or
+                                   not isinstance(batch_size, int) or batch_size < 1):
+        raise ValueError(f"`batch_size` must be None or a positive integer; received "
+                         f"{batch_size!r}.")
+    if shuffle is None:
+        shuffle = str(split).startswith("train")
+    if name == DIGITS:
+        images, labels = digits_arrays(split, image_size or DIGITS_IMAGE_SIZE)
+        ds = from_arrays(images, labels, num_classes=10)
+        image_size = None  # resized from the 8x8 originals already
+    elif os.path.isdir(name):
+        ds = _folder_dataset(name, split, on_bad_image, verify)
+    else:
+        ds = _tfds_dataset(name, split, data_dir, manual_dir, shuffle_files=shuffle)
+    if preprocess is not None:
+        ds = ds.map(lambda image, label: (preprocess(image), label),
+                    num_parallel_calls=tf.data.AUTOTUNE)
+    if image_size is not None:
+        ds = ds.map(lambda image, label: (tf.image.resize(image, (image_size, image_size)),
+                                          label), num_parallel_calls=tf.data.AUTOTUNE)
+    if shuffle:
+        ds = ds.shuffle(10_000, seed=seed, reshuffle_each_iteration=True)
+    if augment is not None:
+        seeds = tf.data.Dataset.random(seed=seed, rerandomize_each_iteration=True).batch(2)
+        ds = tf.data.Dataset.zip((ds, seeds)).map(
+            lambda example, s: (augment(example[0], s), example[1]),
+            num_parallel_calls=tf.data.AUTOTUNE,
+        )
+    if batch_size is not None:
+        ds = ds.batch(batch_size, drop_remainder=drop_remainder)
+    return ds.prefetch(tf.data.AUTOTUNE)
+
+
+def info(name=DIGITS, data_dir=None):
+    """A :class:`DatasetInfo` for ``name``, without downloading anything.
+
+    For an image folder the class names are those of its first split.
+
+    Example:
+
+    >>> info("digits").splits
+    {'train': 1257, 'validation': 180, 'test': 360}
+    """
+    if name == DIGITS:
+        return DatasetInfo(
+            DIGITS, DIGITS_CLASSES,
+            {s: len(_digits_split_index(s)) for s in ("train", "validation", "test")},
+            (DIGITS_IMAGE_SIZE, DIGITS_IMAGE_SIZE, 3),
+        )
+    if os.path.isdir(name):
+        scans = {s: folder.scan(name, s, verify=None) for s in folder.splits(name)}
+        if not scans:
+            raise ValueError(f"Image folder {name} has no split sub-folders (expected layout: "
+                             "root/split/class_name/image.jpg).")
+        classes = tuple(next(iter(scans.values()))[2])
+        return DatasetInfo(os.path.basename(os.path.normpath(name)), classes,
+                           {s: len(paths) for s, (paths, _, _) in scans.items()}, None)
+    builder = _tfds_builder(name, data_dir)
+    features = builder.info.features
+    label = features["label"] if "label" in features else None
+    image = features["image"] if "image" in features else None
+    shape = tuple(image.shape) if image is not None and None not in image.shape[:2] else None
+    return DatasetInfo(
+        name,
+        tuple(label.names) if label is not None else (),
+        {s: builder.info.splits[s].num_examples for s in builder.info.splits},
+        None if shape is None else shape[:2] + (3,),
+    )

@@ -1,0 +1,147 @@
+"""The AlexNet preprocessing: shorter side to 256, centre crop, training-set statistics.
+
+The statistics (mean image, per-channel mean and std, and the eigen-decomposition of the
+3x3 RGB covariance used by PCA colour augmentation) come from one streaming pass over the
+training set and are saved next to a run, atomically.
+"""
+
+import dataclasses
+import os
+import tempfile
+
+import numpy as np
+import tensorflow as tf
+
+
+def resize_shorter_side(image, size=256):
+    """Resize so the shorter side is ``size``, keeping the aspect ratio (bilinear).
+
+    Example:
+
+    >>> resize_shorter_side(tf.zeros((300, 600, 3)), 256).shape
+    TensorShape([256, 512, 3])
+    """
+    shape = tf.cast(tf.shape(image)[-3:-1], tf.float32)
+    scale = size / tf.reduce_min(shape)
+    new_shape = tf.cast(tf.round(shape * scale), tf.int32)
+    return tf.image.resize(image, new_shape, method="bilinear")
+
+
+def center_crop(image, size):
+    """The central ``size`` x ``size`` window of an image (or a batch of images).
+
+    Example:
+
+    >>> center_crop(tf.zeros((256, 300, 3)), 224).shape
+    TensorShape([224, 224, 3])
+    """
+    height, width = tf.shape(image)[-3], tf.shape(image)[-2]
+    tf.debugging.assert_greater_equal(
+        tf.minimum(height, width), size, message=f"center_crop: image smaller than {size}"
+    )
+    top, left = (height - size) // 2, (width - size) // 2
+    return image[..., top : top + size, left : left + size, :]
+
+
+def alexnet_preprocess(image, size=256):
+    """The paper's test-time input: shorter side to ``size``, then the central square.
+
+    Example:
+
+    >>> alexnet_preprocess(tf.zeros((375, 500, 3))).shape
+    TensorShape([256, 256, 3])
+    """
+    return center_crop(resize_shorter_side(tf.cast(image, tf.float32), size), size)
+
+
+@dataclasses.dataclass
+class ImageStatistics:
+    """Training-set pixel statistics.
+
+    ``eigenvalues`` are sorted in decreasing order; ``eigenvectors[:, i]`` belongs to
+    ``eigenvalues[i]`` (the columns p_i of the paper's PCA colour augmentation).
+    """
+
+    mean_image: np.ndarray  # (height, width, channels)
+    channel_mean: np.ndarray  # (channels,)
+    channel_std: np.ndarray  # (channels,)
+    covariance: np.ndarray  # (channels, channels)
+    eigenvalues: np.ndarray  # (channels,)
+    eigenvectors: np.ndarray  # (channels, channels)
+    num_images: int
+
+    def save(self, path):
+        """Write an ``.npz`` file atomically (a crash never leaves a half-written file)."""
+        directory = os.path.dirname(os.path.abspath(path))
+        fd, tmp = tempfile.mkstemp(suffix=".npz", dir=directory)
+        try:
+            with os.fdopen(fd, "wb") as f:
+                np.savez(f, **dataclasses.asdict(self))
+            os.replace(tmp, path)
+        except BaseException:
+            os.unlink(tmp)
+            raise
+
+    @classmethod
+    def load(cls, path):
+        """Read statistics written by :meth:`save`."""
+        with np.load(path) as f:
+            fields = {k: f[k] for k in f.files}
+        fields["num_images"] = int(fields["num_images"])
+        return cls(**fields)
+
+    def center_mean(self, size):
+        """The mean image's central ``size`` x ``size`` crop, for crops of that size."""
+        return center_crop(self.mean_image, size).numpy()
+
+
+def compute_statistics(dataset):
+    """One streaming pass over ``dataset`` (images, or (image, label), batched or not).
+
+    Accumulates in float64: the sum of images, of pixels and of pixel outer products, so
+    memory stays constant whatever the dataset's size. All images must share one size.
+
+    Example:
+
+    >>> import data
+    >>> stats = compute_statistics(data.load("digits", "train"))
+    >>> stats.eigenvectors.shape
+    (3, 3)
+    """
+    image_sum = pixel_sum = outer_sum = None
+    num_images = num_pixels = 0
+    for element in dataset:
+        images = element[0] if isinstance(element, (tuple, list)) else element
+        images = np.asarray(images, dtype=np.float64)
+        if images.ndim == 3:
+            images = images[None]
+        pixels = images.reshape(-1, images.shape[-1])
+        if image_sum is None:
+            image_sum = np.zeros(images.shape[1:])
+            pixel_sum = np.zeros(images.shape[-1])
+            outer_sum = np.zeros((images.shape[-1],) * 2)
+        elif images.shape[1:] != image_sum.shape:
+            raise ValueError(
+                f"All images must share one size to compute a mean image; received "
+                f"{images.shape[1:]} after {image_sum.shape}. Resize or crop them first."
+            )
+        image_sum += images.sum(axis=0)
+        pixel_sum += pixels.sum(axis=0)
+        outer_sum += pixels.T @ pixels
+        num_images += len(images)
+        num_pixels += len(pixels)
+    if num_images == 0:
+        raise ValueError("compute_statistics received an empty dataset.")
+    channel_mean = pixel_sum / num_pixels
+    covariance = outer_sum / num_pixels - np.outer(channel_mean, channel_mean)
+    eigenvalues, eigenvectors = np.linalg.eigh(covariance)
+    order = np.argsort(eigenvalues)[::-1]
+    return ImageStatistics(
+        mean_image=(image_sum / num_images).astype(np.float32),
+        channel_mean=channel_mean.astype(np.float32),
+        channel_std=np.sqrt(np.maximum(np.diag(covariance), 0.0)).astype(np.float32),
+        covariance=covariance,
+        eigenvalues=np.maximum(eigenvalues[order], 0.0),
+        eigenvectors=eigenvectors[:, order],
+        num_images=num_images,
+    )

@@ -1,0 +1,78 @@
+"""Test-time augmentation: the paper's ten crops and their averaged predictions."""
+
+import numpy as np
+import tensorflow as tf
+
+TTA_CHOICES = (None, "flip", "10crop")
+
+
+def ten_crop(images, size):
+    """The 4 corner and the centre ``size`` x ``size`` crops, then the same mirrored.
+
+    ``images`` is one image (height, width, channels) -> (10, size, size, channels), or a
+    batch (n, height, width, channels) -> (n, 10, size, size, channels). Crop order: top-left,
+    top-right, bottom-left, bottom-right, centre, then the five mirrored.
+
+    Example:
+
+    >>> ten_crop(tf.zeros((256, 256, 3)), 224).shape
+    TensorShape([10, 224, 224, 3])
+    """
+    images = tf.convert_to_tensor(images)
+    height, width = images.shape[-3], images.shape[-2]
+    if height < size or width < size:
+        raise ValueError(f"ten_crop needs images of at least {size}x{size}; received "
+                         f"{height}x{width}.")
+    top, left = (height - size) // 2, (width - size) // 2
+    corners = [(0, 0), (0, width - size), (height - size, 0), (height - size, width - size),
+               (top, left)]
+    crops = [images[..., y : y + size, x : x + size, :] for y, x in corners]
+    crops += [tf.reverse(crop, axis=[-2]) for crop in crops]
+    return tf.stack(crops, axis=-4)
+
+
+def flip_crops(images):
+    """The image and its mirror: (h, w, c) -> (2, h, w, c), batches -> (n, 2, h, w, c)."""
+    images = tf.convert_to_tensor(images)
+    return tf.stack([images, tf.reverse(images, axis=[-2])], axis=-4)
+
+
+def crops(images, tta, size=None):
+    """``(n, k, ...)`` views of a batch for ``tta`` in ``(None, "flip", "10crop")``."""
+    if tta not in TTA_CHOICES:
+        raise ValueError(f"`tta` must be one of {TTA_CHOICES}; received {tta!r}.")
+    if tta == "10crop":
+        if size is None:
+            raise ValueError("tta='10crop' needs the crop `size` (the model's input size).")
+        return ten_crop(images, size)
+    if tta == "flip":
+        return flip_crops(images)
+    return tf.convert_to_tensor(images)[:, None]
+
+
+def predict_crops(model, images, tta="10crop", size=None, batch_size=32):
+    """Per image: the mean predicted probabilities over its crops, and their variance.
+
+    The variance across crops is the paper notes' per-image uncertainty estimate.
+    ``images`` is an array of shape (n, h, w, c) or a dataset of images or (image, label)
+    batches. ``size`` defaults to the model's input size.
+
+    Example:
+
+    >>> mean, var = predict_crops(model, images, tta="10crop")  # doctest: +SKIP
+    >>> mean.shape, var.shape                                    # doctest: +SKIP
+    ((n, classes), (n, classes))
+    """
+    size = size or model.input_shape[1]
+    batches = images if isinstance(images, tf.data.Dataset) else [images]
+    means, variances = [], []
+    for batch in batches:
+        batch = batch[0] if isinstance(batch, (tuple, list)) else batch
+        views = crops(batch, tta, size)
+        n, k = views.shape[0], views.shape[1]
+        flat = tf.reshape(views, (-1,) + tuple(views.shape[2:]))
+        probs = np.asarray(model.predict(flat, batch_size=batch_size, verbose=0))
+        probs = probs.reshape(n, k, -1)
+        means.append(probs.mean(axis=1))
+        variances.append(probs.var(axis=1))
+    return np.concatenate(means), np.concatenate(variances)

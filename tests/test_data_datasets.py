@@ -1,0 +1,217 @@
+import time
+import warnings
+
+import numpy as np
+import pytest
+import tensorflow as tf
+import tensorflow_datasets as tfds
+
+import data
+from data import datasets
+
+
+# --- the embedded digits ---------------------------------------------------------------------
+
+
+def test_digits_fixed_split_covers_every_image_once():
+    sizes = {s: len(datasets._digits_split_index(s)) for s in ("train", "validation", "test")}
+    assert sizes == {"train": 1257, "validation": 180, "test": 360}
+    all_index = np.concatenate([datasets._digits_split_index(s) for s in sizes])
+    assert sorted(all_index.tolist()) == list(range(1797))
+    assert data.info("digits").splits == sizes
+
+
+def test_digits_are_the_real_scikit_learn_digits():
+    from sklearn.datasets import load_digits
+
+    images, labels = data.digits_arrays("test", image_size=8)
+    raw = load_digits()
+    np.testing.assert_array_equal(labels, raw.target[::5])
+    # At 8x8 the resize is the identity: the pixels are the originals scaled to [0, 255].
+    np.testing.assert_allclose(images[..., 0], raw.images[::5] * 255 / 16, rtol=1e-6)
+    np.testing.assert_array_equal(images[..., 0], images[..., 2])
+    assert set(np.unique(labels)) == set(range(10))
+
+
+def test_load_digits_batched_prefetched_and_resized():
+    ds = data.load("digits", "validation", batch_size=64, image_size=48)
+    batches = list(ds)
+    assert [len(b[1]) for b in batches] == [64, 64, 52]
+    images, labels = batches[0]
+    assert images.shape == (64, 48, 48, 3) and images.dtype == tf.float32
+    assert labels.dtype == tf.int32
+    assert 0.0 <= float(tf.reduce_min(images)) and float(tf.reduce_max(images)) <= 255.0
+
+
+def test_train_split_shuffles_reproducibly_and_test_split_does_not():
+    first = np.concatenate([y for _, y in data.load("digits", "train", seed=3)])
+    again = np.concatenate([y for _, y in data.load("digits", "train", seed=3)])
+    np.testing.assert_array_equal(first, again)
+    _, ordered = data.digits_arrays("train")
+    assert not np.array_equal(first, ordered)
+    assert sorted(first.tolist()) == sorted(ordered.tolist())
+    test = np.concatenate([y for _, y in data.load("digits", "test")])
+    np.testing.assert_array_equal(test, data.digits_arrays("test")[1])
+
+
+@pytest.mark.parametrize(
+    "kwargs, message",
+    [
+        (dict(split="valid"), r"Unknown split 'valid' of 'digits'; available: 'train'"),
+        (dict(batch_size=0), r"`batch_size`.*received 0"),
+        (dict(image_size=-3), r"`image_size`.*received -3"),
+        (dict(name="cifar11"), r"Unknown dataset 'cifar11'"),
+    ],
+)
+def test_bad_load_arguments(kwargs, message):
+    with pytest.raises(ValueError, match=message):
+        data.load(**kwargs)
+
+
+def test_from_arrays_checks_labels():
+    images = np.zeros((3, 4, 4, 1), "float32")
+    ds = data.from_arrays(images, [0, 1, 2], num_classes=3)
+    image, label = next(iter(ds))
+    assert image.shape == (4, 4, 3) and int(label) == 0  # grey becomes RGB
+    with pytest.raises(ValueError, match=r"Labels must lie in \[0, 3\); received \[3, -1\]"):
+        data.from_arrays(images, [0, 3, -1], num_classes=3)
+    with pytest.raises(ValueError, match=r"`labels` must be 3 integers"):
+        data.from_arrays(images, [0.5, 1, 2])
+    with pytest.raises(ValueError, match=r"`images` must have shape"):
+        data.from_arrays(np.zeros((3, 4, 4)), [0, 1, 2])
+
+
+# --- TFDS -----------------------------------------------------------------------------------
+
+
+class TinyShapes(tfds.core.GeneratorBasedBuilder):
+    """A real TFDS builder the tests prepare on disk, offline."""
+
+    VERSION = tfds.core.Version("1.0.0")
+
+    def _info(self):
+        return tfds.core.DatasetInfo(
+            builder=self,
+            features=tfds.features.FeaturesDict({
+                "image": tfds.features.Image(shape=(16, 16, 1)),
+                "label": tfds.features.ClassLabel(names=["dark", "light"]),
+            }),
+            supervised_keys=("image", "label"),
+        )
+
+    def _split_generators(self, dl_manager):
+        return {"train": self._generate_examples(12, 0), "test": self._generate_examples(6, 1)}
+
+    def _generate_examples(self, count, offset):
+        for i in range(count):
+            label = (i + offset) % 2
+            image = np.full((16, 16, 1), 200 if label else 20, np.uint8)
+            yield i, {"image": image, "label": label}
+
+
+def test_tfds_dataset_from_data_dir(tmp_path):
+    TinyShapes(data_dir=str(tmp_path)).download_and_prepare()
+    ds = data.load("tiny_shapes", "train", batch_size=5, data_dir=str(tmp_path), shuffle=False)
+    images, labels = next(iter(ds))
+    assert images.shape == (5, 16, 16, 3)  # grey promoted to RGB
+    np.testing.assert_array_equal(images[:, 0, 0, 0].numpy(),
+                                  np.where(labels.numpy() == 1, 200.0, 20.0))
+    assert sum(len(y) for _, y in ds) == 12
+    sliced = data.load("tiny_shapes", "train[:50%]", batch_size=None, data_dir=str(tmp_path))
+    assert sum(1 for _ in sliced) == 6
+    info = data.info("tiny_shapes", data_dir=str(tmp_path))
+    assert info.class_names == ("dark", "light") and info.splits == {"train": 12, "test": 6}
+    assert info.image_shape == (16, 16, 3)
+    with pytest.raises(ValueError, match=r"Unknown split 'validation' of 'tiny_shapes'"):
+        data.load("tiny_shapes", "validation", data_dir=str(tmp_path))
+
+
+def test_unprepared_tfds_dataset_fails_fast_offline(tmp_path, monkeypatch):
+    monkeypatch.setattr(datasets, "_online", lambda: False)  # as on a machine without network
+    start = time.monotonic()
+    with pytest.raises(data.DatasetNotPreparedError) as err:
+        data.load("cifar10", "train", data_dir=str(tmp_path))
+    assert time.monotonic() - start < 10
+    message = str(err.value)
+    assert "'cifar10'" in message and str(tmp_path) in message and "tfds build cifar10" in message
+
+
+def test_online_probe_never_hangs():
+    start = time.monotonic()
+    datasets._online(host="10.255.255.1", port=9, timeout=0.5)  # unroutable: would block
+    assert time.monotonic() - start < 2.5
+
+
+def test_manual_dataset_names_the_manual_dir(tmp_path):
+    with pytest.raises(data.DatasetNotPreparedError, match=r"imagenet2012.*manual_dir=.*empty"):
+        data.load("imagenet2012", "train", data_dir=str(tmp_path / "tfds"),
+                  manual_dir=str(tmp_path / "empty"))
+
+
+# --- image folders ----------------------------------------------------------------------------
+
+
+def _write(path, image, fmt):
+    encoded = tf.io.encode_png(image) if fmt == "png" else tf.io.encode_jpeg(image, quality=100)
+    path.write_bytes(encoded.numpy())
+
+
+@pytest.fixture
+def image_folder(tmp_path):
+    root = tmp_path / "shapes"
+    rng = np.random.default_rng(0)
+    for split, count in (("train", 3), ("test", 1)):
+        for cls, value in (("cat", 30), ("dog", 220)):
+            d = root / split / cls
+            d.mkdir(parents=True)
+            for i in range(count):
+                rgb = np.full((20, 24, 3), value, np.uint8)
+                _write(d / f"rgb{i}.png", rgb, "png")
+                _write(d / f"grey{i}.jpg", np.full((24, 20, 1), value, np.uint8), "jpeg")
+                rgba = np.concatenate([rgb, rng.integers(0, 255, (20, 24, 1), np.uint8)], -1)
+                _write(d / f"rgba{i}.png", rgba, "png")
+            (d / "notes.txt").write_text("not an image, ignored")
+    return root
+
+
+def test_image_folder_reads_rgb_grey_and_rgba(image_folder):
+    ds = data.load(str(image_folder), "train", batch_size=None, image_size=16, shuffle=False)
+    examples = [(x.numpy(), int(y)) for x, y in ds]
+    assert len(examples) == 18
+    for image, label in examples:
+        assert image.shape == (16, 16, 3)
+        np.testing.assert_allclose(image, 220.0 if label == 1 else 30.0, atol=1.0)
+    assert [y for _, y in examples].count(0) == 9
+    info = data.info(str(image_folder))
+    assert info.class_names == ("cat", "dog") and info.splits == {"test": 6, "train": 18}
+
+
+def test_image_folder_bad_file_is_named_or_skipped(image_folder):
+    bad = image_folder / "train" / "dog" / "broken.jpg"
+    bad.write_bytes(b"this is not a jpeg")
+    with pytest.raises(ValueError, match=r"Bad image file .*broken\.jpg: not a JPEG"):
+        data.load(str(image_folder), "train")
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        ds = data.load(str(image_folder), "train", batch_size=None, on_bad_image="skip")
+    assert any("broken.jpg" in str(w.message) for w in caught)
+    assert sum(1 for _ in ds) == 18
+
+
+def test_image_folder_truncated_file_caught_by_decode_check(image_folder):
+    good = (image_folder / "train" / "cat" / "grey0.jpg").read_bytes()
+    truncated = image_folder / "train" / "cat" / "truncated.jpg"
+    truncated.write_bytes(good[:40])  # a valid header, no image
+    with pytest.raises(ValueError, match=r"truncated\.jpg: cannot be decoded"):
+        data.load(str(image_folder), "train", verify="decode")
+
+
+def test_image_folder_errors(image_folder, tmp_path):
+    with pytest.raises(ValueError, match=r"Unknown split 'val'.*'test', 'train'"):
+        data.load(str(image_folder), "val")
+    empty = tmp_path / "empty"
+    (empty / "train" / "cat").mkdir(parents=True)
+    with pytest.raises(ValueError, match=r"No images in .*train"):
+        data.load(str(empty), "train")
+    with pytest.raises(ValueError, match=r"`on_bad_image` must be one of"):
+        data.load(str(image_folder), "train", on_bad_image="ignore")
