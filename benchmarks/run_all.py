@@ -7,9 +7,10 @@ sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 
 import pandas as pd  # noqa: E402
 
+import pipeline_vs_training  # noqa: E402
 import zoo_vs_keras  # noqa: E402
 
-BENCHMARKS = [zoo_vs_keras.run]
+BENCHMARKS = [zoo_vs_keras.run, pipeline_vs_training.run]
 
 
 def main(out_path="benchmarks/results.csv"):

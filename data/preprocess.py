@@ -35,6 +35,7 @@ def center_crop(image, size):
     >>> center_crop(tf.zeros((256, 300, 3)), 224).shape
     TensorShape([224, 224, 3])
     """
+    image = tf.convert_to_tensor(image)
     height, width = tf.shape(image)[-3], tf.shape(image)[-2]
     tf.debugging.assert_greater_equal(
         tf.minimum(height, width), size, message=f"center_crop: image smaller than {size}"

@@ -1,0 +1,117 @@
+"""Every augmentation runs eagerly and inside tf.data.map, with the same result per seed."""
+
+import functools
+
+import numpy as np
+import pytest
+import tensorflow as tf
+
+import data
+from data import augment
+
+EIGENVALUES = np.array([900.0, 100.0, 10.0])
+EIGENVECTORS = np.linalg.qr(np.random.default_rng(0).normal(size=(3, 3)))[0]
+
+OPS = {
+    "random_crop": functools.partial(augment.random_crop, size=20),
+    "random_flip": augment.random_flip,
+    "pca_color": functools.partial(augment.pca_color, eigenvalues=EIGENVALUES,
+                                   eigenvectors=EIGENVECTORS),
+    "color_jitter": augment.color_jitter,
+    "random_erasing": functools.partial(augment.random_erasing, probability=1.0),
+    "compose": augment.compose(functools.partial(augment.random_crop, size=20),
+                               augment.random_flip, augment.color_jitter),
+}
+
+
+def _images(n=4):
+    return np.random.default_rng(1).uniform(0, 255, size=(n, 24, 24, 3)).astype("float32")
+
+
+@pytest.mark.parametrize("name", list(OPS))
+def test_eager_and_tf_data_agree_and_labels_are_untouched(name):
+    op = OPS[name]
+    images = _images()
+    seeds = np.array([[i, 7] for i in range(4)], "int64")
+    eager = [op(tf.constant(img), tf.constant(seed)).numpy() for img, seed in zip(images, seeds)]
+    ds = tf.data.Dataset.from_tensor_slices((images, np.arange(4, dtype="int32"), seeds))
+    mapped = list(ds.map(lambda x, y, s: (op(x, s), y)))
+    for (graph_image, label), eager_image, i in zip(mapped, eager, range(4)):
+        np.testing.assert_allclose(graph_image.numpy(), eager_image, rtol=1e-5, atol=1e-4)
+        assert int(label) == i
+    again = op(tf.constant(images[0]), tf.constant(seeds[0])).numpy()
+    np.testing.assert_array_equal(again, eager[0])  # stateless: same seed, same result
+    if name != "random_flip":  # a flip has two outcomes; the others vary with the seed
+        other = op(tf.constant(images[0]), tf.constant([99, 99])).numpy()
+        assert not np.array_equal(other, eager[0])
+
+
+def test_random_crop_is_a_window_of_the_image():
+    image = _images(1)[0]
+    crop = augment.random_crop(tf.constant(image), tf.constant([3, 4]), size=20).numpy()
+    windows = [image[y : y + 20, x : x + 20] for y in range(5) for x in range(5)]
+    assert any(np.array_equal(crop, w) for w in windows)
+
+
+def test_random_flip_flips_about_half_the_time():
+    image = _images(1)[0]
+    flipped = sum(
+        np.array_equal(augment.random_flip(tf.constant(image), tf.constant([i, 0])).numpy(),
+                       image[:, ::-1])
+        for i in range(200)
+    )
+    assert 70 < flipped < 130
+
+
+def test_pca_color_adds_the_papers_offset_to_every_pixel():
+    image = _images(1)[0]
+    seed = tf.constant([5, 6])
+    out = augment.pca_color(tf.constant(image), seed, EIGENVALUES, EIGENVECTORS).numpy()
+    delta = (out - image).reshape(-1, 3)
+    np.testing.assert_allclose(delta, np.broadcast_to(delta[0], delta.shape), atol=1e-3)
+    alpha = tf.random.stateless_normal([3], seed, stddev=0.1).numpy()
+    np.testing.assert_allclose(delta[0], EIGENVECTORS @ (alpha * EIGENVALUES), rtol=1e-4)
+    # alpha ~ N(0, 0.1): over many seeds the offset along p_1 has std 0.1 * lambda_1.
+    offsets = [
+        EIGENVECTORS[:, 0] @ (augment.pca_color(tf.zeros((1, 1, 3)), tf.constant([i, 1]),
+                                                EIGENVALUES, EIGENVECTORS).numpy()[0, 0])
+        for i in range(400)
+    ]
+    assert np.std(offsets) == pytest.approx(0.1 * 900, rel=0.15)
+
+
+def test_color_jitter_keeps_range_and_grey_stays_grey():
+    grey = np.repeat(_images(1)[0][..., :1], 3, axis=-1)
+    out = augment.color_jitter(tf.constant(grey), tf.constant([1, 2]), brightness=0.5).numpy()
+    assert out.min() >= 0 and out.max() <= 255
+    np.testing.assert_allclose(out[..., 0], out[..., 1], atol=1e-3)
+    assert not np.allclose(out, grey)
+
+
+def test_random_erasing_fills_one_rectangle():
+    image = _images(1)[0] + 1.0  # no zeros before erasing
+    out = augment.random_erasing(tf.constant(image), tf.constant([8, 9]), probability=1.0,
+                                 value=0.0).numpy()
+    erased = np.all(out == 0, axis=-1)
+    rows, cols = np.where(erased)
+    assert erased.sum() == (rows.max() - rows.min() + 1) * (cols.max() - cols.min() + 1)
+    assert 0.02 * 576 * 0.5 <= erased.sum() <= 0.33 * 576 * 1.5
+    np.testing.assert_array_equal(out[~erased], image[~erased])
+    never = augment.random_erasing(tf.constant(image), tf.constant([8, 9]), probability=0.0)
+    np.testing.assert_array_equal(never.numpy(), image)
+
+
+def test_load_with_augmentation_changes_images_not_labels():
+    plain = data.load("digits", "test", batch_size=None)
+    aug = data.load("digits", "test", batch_size=None, augment=augment.compose(
+        functools.partial(augment.random_erasing, probability=1.0, value=0.0)))
+    pairs = list(zip(plain.take(20), aug.take(20)))
+    assert all(int(a[1]) == int(b[1]) for a, b in pairs)
+    assert sum(not np.array_equal(a[0].numpy(), b[0].numpy()) for a, b in pairs) >= 15
+
+
+def test_alexnet_augment_pipeline():
+    stats = data.compute_statistics(tf.data.Dataset.from_tensor_slices(_images(8)))
+    aug = augment.alexnet_augment(stats, size=20)
+    out = aug(tf.constant(_images(1)[0]), tf.constant([1, 1]))
+    assert out.shape == (20, 20, 3)

@@ -1,0 +1,93 @@
+import keras
+import numpy as np
+import pytest
+import tensorflow as tf
+
+import data
+from zoo.layers import MeanSubtraction
+
+
+def test_resize_shorter_side_keeps_aspect_ratio():
+    assert data.resize_shorter_side(tf.zeros((300, 600, 3)), 256).shape == (256, 512, 3)
+    assert data.resize_shorter_side(tf.zeros((500, 375, 3)), 256).shape == (341, 256, 3)
+    assert data.resize_shorter_side(tf.zeros((2, 100, 80, 3)), 64).shape == (2, 80, 64, 3)
+
+
+def test_center_crop_takes_the_middle():
+    image = np.arange(6 * 8 * 1, dtype="float32").reshape(6, 8, 1)
+    np.testing.assert_array_equal(data.center_crop(image, 4).numpy(), image[1:5, 2:6])
+    with pytest.raises(tf.errors.InvalidArgumentError, match="smaller than 10"):
+        data.center_crop(image, 10)
+
+
+def test_alexnet_preprocess_in_a_pipeline():
+    ds = tf.data.Dataset.from_tensors(tf.ones((375, 500, 3), tf.uint8) * 7)
+    out = next(iter(ds.map(data.alexnet_preprocess)))
+    assert out.shape == (256, 256, 3) and out.dtype == tf.float32
+    np.testing.assert_allclose(out.numpy(), 7.0, rtol=1e-6)
+
+
+def _pixels(seed=0):
+    rng = np.random.default_rng(seed)
+    mix = np.array([[1.0, 0.2, 0.0], [0.5, 1.0, 0.3], [0.1, 0.4, 1.0]])
+    images = rng.normal(size=(37, 6, 5, 3)) @ mix * 30 + [120, 110, 90]
+    return images.astype("float32")
+
+
+def test_statistics_match_numpy_on_the_same_pixels():
+    images = _pixels()
+    # Batched (with labels) and streamed in uneven chunks: the result must not depend on it.
+    ds = tf.data.Dataset.from_tensor_slices((images, np.zeros(37, "int32"))).batch(10)
+    stats = data.compute_statistics(ds)
+    pixels = images.reshape(-1, 3).astype(np.float64)
+    np.testing.assert_allclose(stats.mean_image, images.mean(axis=0), rtol=1e-5)
+    np.testing.assert_allclose(stats.channel_mean, pixels.mean(axis=0), rtol=1e-5)
+    np.testing.assert_allclose(stats.channel_std, pixels.std(axis=0), rtol=1e-5)
+    covariance = np.cov(pixels, rowvar=False, bias=True)
+    np.testing.assert_allclose(stats.covariance, covariance, rtol=1e-6)
+    values, vectors = np.linalg.eigh(covariance)
+    np.testing.assert_allclose(stats.eigenvalues, values[::-1], rtol=1e-6)
+    # Eigenvectors agree up to sign, and decompose the covariance.
+    for i in range(3):
+        assert abs(stats.eigenvectors[:, i] @ vectors[:, 2 - i]) == pytest.approx(1, abs=1e-6)
+    rebuilt = stats.eigenvectors @ np.diag(stats.eigenvalues) @ stats.eigenvectors.T
+    np.testing.assert_allclose(rebuilt, covariance, rtol=1e-6)
+    assert stats.num_images == 37
+
+
+def test_statistics_save_load_round_trip(tmp_path):
+    stats = data.compute_statistics(tf.data.Dataset.from_tensor_slices(_pixels()))
+    path = tmp_path / "stats.npz"
+    stats.save(path)
+    loaded = data.ImageStatistics.load(path)
+    for field in ("mean_image", "channel_mean", "channel_std", "eigenvalues", "eigenvectors"):
+        np.testing.assert_array_equal(getattr(loaded, field), getattr(stats, field))
+    assert loaded.num_images == 37
+    assert [p.name for p in tmp_path.iterdir()] == ["stats.npz"]  # no temporary left behind
+    assert loaded.center_mean(4).shape == (4, 4, 3)
+
+
+def test_statistics_errors():
+    with pytest.raises(ValueError, match="empty dataset"):
+        data.compute_statistics(tf.data.Dataset.from_tensor_slices(np.zeros((0, 4, 4, 3))))
+    mixed = [np.zeros((4, 4, 3)), np.zeros((5, 5, 3))]
+    with pytest.raises(ValueError, match=r"share one size.*\(5, 5, 3\) after \(4, 4, 3\)"):
+        data.compute_statistics(mixed)
+
+
+def test_mean_subtraction_layer_lives_inside_an_exported_model(tmp_path):
+    stats = data.compute_statistics(tf.data.Dataset.from_tensor_slices(_pixels()))
+    inputs = keras.Input((6, 5, 3))
+    outputs = keras.layers.Dense(2)(keras.layers.Flatten()(MeanSubtraction(stats.mean_image)(inputs)))
+    model = keras.Model(inputs, outputs)
+    x = _pixels(1)[:4]
+    centred = keras.Model(inputs, model.layers[1].output).predict(x, verbose=0)
+    np.testing.assert_allclose(centred, x - stats.mean_image, rtol=1e-5, atol=1e-4)
+    path = tmp_path / "m.keras"
+    model.save(path)
+    np.testing.assert_allclose(keras.models.load_model(path).predict(x, verbose=0),
+                               model.predict(x, verbose=0), rtol=1e-6)
+    clone = keras.models.clone_model(model)  # from config alone: the mean must survive
+    np.testing.assert_array_equal(clone.layers[1].mean, stats.mean_image)
+    with pytest.raises(ValueError, match=r"mean has shape \(3,\).*input has shape"):
+        MeanSubtraction([1.0, 2.0, 3.0])(keras.Input((4, 4, 1)))
