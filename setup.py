@@ -21,6 +21,8 @@ setup(
         "importlib_resources",
         "numpy",
         "pandas",
+        "matplotlib",
+        "tensorboard",  # the run directory's logs/ (tensorflow no longer pulls it in)
         "scikit-learn",  # the embedded digits dataset ships inside it
     ],
     extras_require={"test": ["pytest>=7"]},

@@ -12,13 +12,13 @@ from data import augment, folder, tta
 from data.datasets import (DatasetInfo, DatasetNotPreparedError, digits_arrays, from_arrays,
                            info, load)
 from data.preprocess import (ImageStatistics, alexnet_preprocess, center_crop,
-                             compute_statistics, resize_shorter_side)
+                             compute_statistics, normalized_input, resize_shorter_side)
 from data.tta import predict_crops, ten_crop
 from zoo.layers import MeanSubtraction
 
 __all__ = [
     "DatasetInfo", "DatasetNotPreparedError", "ImageStatistics", "MeanSubtraction",
     "alexnet_preprocess", "augment", "center_crop", "compute_statistics", "digits_arrays",
-    "folder", "from_arrays", "info", "load", "predict_crops", "resize_shorter_side",
+    "folder", "from_arrays", "info", "load", "normalized_input", "predict_crops", "resize_shorter_side",
     "ten_crop", "tta",
 ]

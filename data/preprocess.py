@@ -6,11 +6,11 @@ training set and are saved next to a run, atomically.
 """
 
 import dataclasses
-import os
-import tempfile
 
 import numpy as np
 import tensorflow as tf
+
+from zoo._io import atomic_path
 
 
 def resize_shorter_side(image, size=256):
@@ -73,15 +73,8 @@ class ImageStatistics:
 
     def save(self, path):
         """Write an ``.npz`` file atomically (a crash never leaves a half-written file)."""
-        directory = os.path.dirname(os.path.abspath(path))
-        fd, tmp = tempfile.mkstemp(suffix=".npz", dir=directory)
-        try:
-            with os.fdopen(fd, "wb") as f:
-                np.savez(f, **dataclasses.asdict(self))
-            os.replace(tmp, path)
-        except BaseException:
-            os.unlink(tmp)
-            raise
+        with atomic_path(path) as tmp, open(tmp, "wb") as f:
+            np.savez(f, **dataclasses.asdict(self))
 
     @classmethod
     def load(cls, path):
@@ -146,3 +139,21 @@ def compute_statistics(dataset):
         eigenvectors=eigenvectors[:, order],
         num_images=num_images,
     )
+
+
+def normalized_input(statistics, shape, name="input"):
+    """A Keras input that standardises pixels per channel with ``statistics``.
+
+    Pass it as a builder's ``input_tensor``: the model then takes raw [0, 255] pixels,
+    also once exported, and trains on zero-mean, unit-variance inputs.
+
+    Example:
+
+    >>> model = zoo.alexnet(input_tensor=normalized_input(stats, (67, 67, 3)))  # doctest: +SKIP
+    """
+    import keras
+
+    inputs = keras.Input(shape, name=name)
+    return keras.layers.Normalization(mean=statistics.channel_mean,
+                                      variance=np.square(statistics.channel_std),
+                                      name="normalize")(inputs)

@@ -9,15 +9,18 @@ Example:
 """
 
 from zoo import distribute, layers
+from zoo.finetune import fine_tune
 from zoo.models.alexnet import alexnet
 from zoo.models.googlenet import compile_with_aux, googlenet, without_aux
 from zoo.models.resnet import resnet, resnet18, resnet34, resnet50, resnet101, resnet152
 from zoo.registry import count_macs, get_model, list_models, model_info, register_model
+from zoo.training import PaperSGD, TrainResult, train
 
 __version__ = "0.1.0"
 
 __all__ = [
-    "alexnet", "compile_with_aux", "count_macs", "distribute", "get_model", "googlenet",
-    "layers", "list_models", "model_info", "register_model", "resnet", "resnet18", "resnet34",
-    "resnet50", "resnet101", "resnet152", "without_aux",
+    "PaperSGD", "TrainResult", "alexnet", "compile_with_aux", "count_macs", "distribute",
+    "fine_tune", "get_model", "googlenet", "layers", "list_models", "model_info",
+    "register_model", "resnet", "resnet18", "resnet34", "resnet50", "resnet101", "resnet152",
+    "train", "without_aux",
 ]

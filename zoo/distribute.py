@@ -1,5 +1,6 @@
 """Distribution helpers: the paper's two-device training on whatever hardware is present."""
 
+import os
 import shutil
 import subprocess
 
@@ -77,3 +78,60 @@ def mirrored(devices=2, gpu_memory_mb=None):
         [d.name for d in logical[:devices]],
         cross_device_ops=tf.distribute.ReductionToOneDevice(),
     )
+
+
+STRATEGY_CHOICES = ("auto", "one_device", "mirrored", "multi_worker")
+
+
+def get_strategy(strategy="auto"):
+    """Resolve a strategy name (or pass a ``tf.distribute.Strategy`` through).
+
+    - ``"auto"``: all GPUs mirrored when there are several, else TensorFlow's default.
+    - ``"one_device"``: the first GPU, or the CPU.
+    - ``"mirrored"``: the paper's two devices, see :func:`mirrored`.
+    - ``"multi_worker"``: ``MultiWorkerMirroredStrategy`` configured by ``TF_CONFIG``.
+
+    Example:
+
+    >>> get_strategy("one_device").num_replicas_in_sync
+    1
+    """
+    if isinstance(strategy, tf.distribute.Strategy):
+        return strategy
+    if strategy not in STRATEGY_CHOICES:
+        raise ValueError(
+            f"`strategy` must be one of {STRATEGY_CHOICES} or a tf.distribute.Strategy; "
+            f"received {strategy!r}."
+        )
+    gpus = tf.config.list_physical_devices("GPU")
+    if strategy == "auto":
+        return tf.distribute.MirroredStrategy() if len(gpus) > 1 else tf.distribute.get_strategy()
+    if strategy == "one_device":
+        return tf.distribute.OneDeviceStrategy("/gpu:0" if gpus else "/cpu:0")
+    if strategy == "mirrored":
+        return mirrored(devices=2)
+    if not os.environ.get("TF_CONFIG"):
+        raise ValueError(
+            "strategy='multi_worker' needs the TF_CONFIG environment variable describing the "
+            "cluster and this worker's task (see the README's 'Several machines' section)."
+        )
+    return tf.distribute.MultiWorkerMirroredStrategy()
+
+
+def is_chief(strategy):
+    """Whether this process writes the run's files (always true outside multi-worker)."""
+    resolver = getattr(strategy, "cluster_resolver", None)
+    if resolver is None or not resolver.task_type:
+        return True
+    cluster = resolver.cluster_spec().as_dict()
+    if "chief" in cluster:
+        return resolver.task_type == "chief"
+    return resolver.task_type == "worker" and resolver.task_id == 0
+
+
+def task_name(strategy):
+    """``"worker1"`` and so on for a multi-worker task, None outside multi-worker."""
+    resolver = getattr(strategy, "cluster_resolver", None)
+    if resolver is None or not resolver.task_type:
+        return None
+    return f"{resolver.task_type}{resolver.task_id}"

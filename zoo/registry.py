@@ -16,9 +16,10 @@ class ModelEntry:
     builder: object
     paper: str
     input_size: int
+    min_input_size: int
 
 
-def register_model(paper, input_size):
+def register_model(paper, input_size, min_input_size=32):
     """Register a builder under its own ``__name__`` (timm's rule: name and key never drift).
 
     Example:
@@ -28,7 +29,8 @@ def register_model(paper, input_size):
     """
 
     def wrap(builder):
-        _MODELS[builder.__name__] = ModelEntry(builder.__name__, builder, paper, input_size)
+        _MODELS[builder.__name__] = ModelEntry(builder.__name__, builder, paper, input_size,
+                                               min_input_size)
         return builder
 
     return wrap

@@ -78,7 +78,7 @@ def _check_knobs(aux_logits, include_top, dropout, width):
     _builder.check_multiplier(width)
 
 
-@register_model(paper="Szegedy et al. 2014", input_size=224)
+@register_model(paper="Szegedy et al. 2014", input_size=224, min_input_size=MIN_INPUT_SIZE)
 def googlenet(
     include_top=True,
     weights=None,

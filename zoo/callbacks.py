@@ -1,0 +1,137 @@
+"""Callbacks of a run directory: history CSV and plots, atomic checkpoints, a NaN-safe backup."""
+
+import csv
+import math
+import os
+
+import keras
+
+from zoo._io import atomic_path
+
+
+def _finite(logs):
+    return all(not isinstance(v, float) or math.isfinite(v) for v in (logs or {}).values())
+
+
+def read_history(path):
+    """Rows of a history CSV as a list of dicts (numbers as floats, ``epoch`` as int)."""
+    if not os.path.exists(path):
+        return []
+    with open(path, newline="", encoding="utf-8") as f:
+        rows = list(csv.DictReader(f))
+    return [{k: int(v) if k == "epoch" else float(v) for k, v in row.items() if v != ""}
+            for row in rows]
+
+
+class HistoryWriter(keras.callbacks.Callback):
+    """Write ``history.csv`` (one row per epoch, learning rate included) and the PNG plots.
+
+    The whole file is rewritten atomically at each epoch end, keeping only rows of earlier
+    epochs: after a crash and resume, the epochs that are run again replace their rows.
+    Put it after ``ReduceLROnPlateau``, which adds ``learning_rate`` to the logs.
+    """
+
+    def __init__(self, run_dir):
+        super().__init__()
+        self.path = os.path.join(run_dir, "history.csv")
+        self.run_dir = run_dir
+
+    def on_epoch_end(self, epoch, logs=None):
+        rows = [r for r in read_history(self.path) if r["epoch"] < epoch + 1]
+        rows.append({"epoch": epoch + 1, **{k: float(v) for k, v in (logs or {}).items()}})
+        columns = list(dict.fromkeys(k for row in rows for k in row))
+        with atomic_path(self.path) as tmp, open(tmp, "w", newline="", encoding="utf-8") as f:
+            writer = csv.DictWriter(f, fieldnames=columns)
+            writer.writeheader()
+            writer.writerows(rows)
+        plot_history(rows, self.run_dir)
+
+
+def plot_history(rows, run_dir):
+    """``learning_curves.png`` (loss, top-1 error) and ``learning_rate.png`` from the rows."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    epochs = [r["epoch"] for r in rows]
+    fig, (loss_ax, err_ax) = plt.subplots(1, 2, figsize=(10, 4))
+    for key in sorted({k for r in rows for k in r}):
+        values = [r.get(key, math.nan) for r in rows]
+        if key.endswith("loss") and not key.startswith(("aux", "val_aux")):
+            loss_ax.plot(epochs, values, marker=".", label=key)
+        elif key.endswith("top1_accuracy"):
+            err_ax.plot(epochs, [100 * (1 - v) for v in values], marker=".",
+                        label=key.replace("accuracy", "error"))
+    loss_ax.set(xlabel="epoch", ylabel="loss", title="Loss")
+    err_ax.set(xlabel="epoch", ylabel="top-1 error (%)", title="Top-1 error")
+    for ax in (loss_ax, err_ax):
+        ax.grid(alpha=0.3)
+        if ax.lines:
+            ax.legend()
+    _save(fig, os.path.join(run_dir, "learning_curves.png"))
+    if any("learning_rate" in r for r in rows):
+        fig, ax = plt.subplots(figsize=(5, 4))
+        ax.semilogy(epochs, [r.get("learning_rate", math.nan) for r in rows], marker=".")
+        ax.set(xlabel="epoch", ylabel="learning rate", title="Learning rate")
+        ax.grid(alpha=0.3)
+        _save(fig, os.path.join(run_dir, "learning_rate.png"))
+
+
+def _save(fig, path):
+    import matplotlib.pyplot as plt
+
+    fig.tight_layout()
+    with atomic_path(path) as tmp:
+        fig.savefig(tmp, dpi=100, format="png")
+    plt.close(fig)
+
+
+class AtomicCheckpoint(keras.callbacks.Callback):
+    """Save ``last.keras`` every epoch and ``best.keras`` when ``monitor`` improves.
+
+    Each file is written beside its target and renamed over it, so a crash mid-write leaves
+    the previous checkpoint intact. An epoch whose logs hold NaN or inf saves nothing, so a
+    diverged run keeps its last good checkpoint.
+    """
+
+    def __init__(self, directory, monitor="val_loss", mode="auto", history_path=None):
+        super().__init__()
+        self.directory = directory
+        self.history_path = history_path
+        self.monitor = monitor
+        self.mode = mode if mode != "auto" else ("max" if "acc" in monitor else "min")
+        self.best = None
+        self.last_path = os.path.join(directory, "last.keras")
+        self.best_path = os.path.join(directory, "best.keras")
+
+    def on_train_begin(self, logs=None):
+        # A resumed run continues from the best value its history already holds.
+        values = [r[self.monitor] for r in read_history(self.history_path or "")
+                  if self.monitor in r and math.isfinite(r[self.monitor])]
+        if values and os.path.exists(self.best_path):
+            self.best = max(values) if self.mode == "max" else min(values)
+
+    def _improved(self, value):
+        if self.best is None:
+            return True
+        return value > self.best if self.mode == "max" else value < self.best
+
+    def on_epoch_end(self, epoch, logs=None):
+        if not _finite(logs):
+            return
+        with atomic_path(self.last_path) as tmp:
+            self.model.save(tmp)
+        value = (logs or {}).get(self.monitor)
+        if value is not None and self._improved(value):
+            self.best = value
+            with atomic_path(self.best_path) as tmp:
+                self.model.save(tmp)
+
+
+class SafeBackupAndRestore(keras.callbacks.BackupAndRestore):
+    """Keras' ``BackupAndRestore`` that never backs up an epoch with NaN or inf logs."""
+
+    def on_epoch_end(self, epoch, logs=None):
+        if _finite(logs):
+            super().on_epoch_end(epoch, logs)

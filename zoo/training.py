@@ -1,0 +1,267 @@
+"""``zoo.train``: the papers' training recipe in one call, with a run directory that survives
+crashes.
+
+The recipe (Krizhevsky et al. 2012, sec. 5): SGD with momentum 0.9, weight decay 5e-4,
+learning rate 0.01 divided by 10 when the validation error stops improving. Top-1 and
+top-5 accuracy are tracked. With a ``run_dir`` the run writes ``config.json``,
+``history.csv``, ``checkpoints/{best,last}.keras``, TensorBoard ``logs/``, and the plots
+``learning_curves.png`` and ``learning_rate.png``; started again with the same arguments
+after a crash it resumes from its last completed epoch.
+"""
+
+import dataclasses
+import os
+import time
+import warnings
+
+import keras
+import pandas as pd
+import tensorflow as tf
+
+from zoo import callbacks as zoo_callbacks
+from zoo import distribute, registry
+from zoo._io import write_json
+from zoo.models.googlenet import AUX_LOSS_WEIGHT
+
+PRECISION_CHOICES = (None, "float32", "mixed_float16", "mixed_bfloat16")
+
+
+@keras.saving.register_keras_serializable(package="zoo")
+class PaperSGD(keras.optimizers.SGD):
+    """SGD with the paper's weight decay: ``v <- 0.9 v - eps * wd * w - eps * grad``.
+
+    The decay enters the gradient (so it goes through the momentum, as in the paper and
+    Caffe), unlike Keras' decoupled ``weight_decay``. Only kernels (tensors of rank > 1) are
+    decayed, not biases or BatchNorm parameters.
+
+    Example:
+
+    >>> optimizer = PaperSGD(learning_rate=0.01, momentum=0.9, l2=5e-4)
+    """
+
+    def __init__(self, learning_rate=0.01, momentum=0.9, l2=5e-4, **kwargs):
+        super().__init__(learning_rate=learning_rate, momentum=momentum, **kwargs)
+        self.l2 = float(l2)
+
+    def update_step(self, gradient, variable, learning_rate):
+        if self.l2 and len(variable.shape) > 1:
+            gradient = gradient + keras.ops.cast(self.l2, variable.dtype) * variable
+        super().update_step(gradient, variable, learning_rate)
+
+    def get_config(self):
+        return {**super().get_config(), "l2": self.l2}
+
+
+@dataclasses.dataclass
+class TrainResult:
+    """What :func:`train` returns."""
+
+    model: keras.Model
+    history: pd.DataFrame  # one row per epoch, across resumes when there is a run_dir
+    run_dir: str = None
+    diverged: bool = False
+
+    @property
+    def best_path(self):
+        return os.path.join(self.run_dir, "checkpoints", "best.keras") if self.run_dir else None
+
+    @property
+    def last_path(self):
+        return os.path.join(self.run_dir, "checkpoints", "last.keras") if self.run_dir else None
+
+
+def default_metrics():
+    """Top-1 and top-5 accuracy, named ``top1_accuracy`` and ``top5_accuracy``."""
+    return [keras.metrics.SparseTopKCategoricalAccuracy(k=1, name="top1_accuracy"),
+            keras.metrics.SparseTopKCategoricalAccuracy(k=5, name="top5_accuracy")]
+
+
+def _build(model, model_kwargs, strategy, precision):
+    """The model, built under the strategy's scope and the precision policy when we build it."""
+    if isinstance(model, keras.Model):
+        if precision not in (None, "float32"):
+            raise ValueError(
+                f"precision={precision!r} must be set before the model is built: pass a "
+                "registry name or a function that builds the model instead of a built model."
+            )
+        default = strategy is tf.distribute.get_strategy()
+        if not default and not strategy.extended.variable_created_in_scope(model.weights[0].value):
+            raise ValueError(
+                f"The model was built outside the {type(strategy).__name__}'s scope: pass a "
+                "registry name or a function that builds the model, or build it inside "
+                "`strategy.scope()`."
+            )
+        return model
+    if isinstance(model, str):
+        name, model = model, (lambda: registry.get_model(name, **(model_kwargs or {})))
+    elif not callable(model):
+        raise ValueError("`model` must be a keras.Model, a registry name or a function that "
+                         f"returns a model; received {type(model).__name__}.")
+    previous = keras.config.dtype_policy()
+    keras.config.set_dtype_policy(precision or "float32")
+    try:
+        with strategy.scope():
+            return model()
+    finally:
+        keras.config.set_dtype_policy(previous)
+
+
+def _targets_for(model):
+    """How to turn ``(x, y)`` into the model's targets: one per output."""
+    n = len(model.outputs)
+    return None if n == 1 else (lambda x, y: (x, (y,) * n))
+
+
+def _compile(model, optimizer, learning_rate, momentum, weight_decay, loss, metrics, jit_compile):
+    optimizer = optimizer or PaperSGD(learning_rate, momentum=momentum, l2=weight_decay)
+    metrics = default_metrics() if metrics is None else metrics
+    n = len(model.outputs)
+    if n == 1:
+        model.compile(optimizer=optimizer, loss=loss, metrics=metrics, jit_compile=jit_compile)
+    else:  # GoogLeNet's auxiliary heads: the paper's loss weights, metrics on the main output
+        model.compile(optimizer=optimizer, loss=[loss] * n,
+                      loss_weights=[1.0] + [AUX_LOSS_WEIGHT] * (n - 1),
+                      metrics=[metrics] + [[]] * (n - 1), jit_compile=jit_compile)
+    return optimizer
+
+
+def _check_schedule(optimizer, reduce_lr):
+    schedule = isinstance(getattr(optimizer, "_learning_rate", None),
+                          keras.optimizers.schedules.LearningRateSchedule)
+    if schedule and reduce_lr:
+        raise ValueError(
+            "The optimizer's learning rate is a LearningRateSchedule, which ReduceLROnPlateau "
+            "cannot change (Keras raises only when patience runs out, mid-training). Pass "
+            "reduce_lr=False to follow the schedule, or a constant learning rate."
+        )
+
+
+def _run_callbacks(run_dir, monitor, reduce_lr, lr_factor, lr_patience, min_lr, verbose):
+    cbs = [keras.callbacks.TerminateOnNaN()]
+    if reduce_lr:
+        cbs.append(keras.callbacks.ReduceLROnPlateau(
+            monitor=monitor, factor=lr_factor, patience=lr_patience, min_lr=min_lr,
+            verbose=1 if verbose else 0))
+    if run_dir is None:
+        return cbs
+    history_path = os.path.join(run_dir, "history.csv")
+    return [zoo_callbacks.SafeBackupAndRestore(os.path.join(run_dir, "backup"),
+                                               double_checkpoint=True, delete_checkpoint=False)
+            ] + cbs + [
+        zoo_callbacks.HistoryWriter(run_dir),
+        zoo_callbacks.AtomicCheckpoint(os.path.join(run_dir, "checkpoints"), monitor=monitor,
+                                       history_path=history_path),
+        keras.callbacks.TensorBoard(os.path.join(run_dir, "logs")),
+    ]
+
+
+def train(
+    model,
+    train_data,
+    val_data=None,
+    *,
+    epochs=90,
+    run_dir=None,
+    model_kwargs=None,
+    optimizer=None,
+    learning_rate=0.01,
+    momentum=0.9,
+    weight_decay=5e-4,
+    reduce_lr=True,
+    lr_factor=0.1,
+    lr_patience=5,
+    min_lr=1e-6,
+    monitor=None,
+    loss="sparse_categorical_crossentropy",
+    metrics=None,
+    seed=None,
+    strategy="auto",
+    precision=None,
+    jit_compile=False,
+    callbacks=(),
+    verbose=1,
+):
+    """Train a model with the paper recipe; returns a :class:`TrainResult`.
+
+    Args:
+        model: a ``keras.Model``, a registry name (with ``model_kwargs``) or a function
+            returning a model. Pass a name or a function to use a distribution ``strategy``
+            or a mixed ``precision``: the model is then built under them (and after
+            seeding, so ``seed`` fixes the initial weights too).
+        train_data, val_data: datasets of ``(image, label)`` batches (``data.load``).
+        epochs: epochs in all; a resumed run trains only the epochs still missing.
+        run_dir: where the run's files go (see the module docstring); None writes nothing
+            and cannot resume.
+        optimizer: replaces the recipe's :class:`PaperSGD` (then ``learning_rate``,
+            ``momentum`` and ``weight_decay`` are unused).
+        reduce_lr, lr_factor, lr_patience, min_lr, monitor: ``ReduceLROnPlateau`` on
+            ``monitor`` (default: validation top-1 accuracy, else training loss).
+        loss, metrics: default sparse cross-entropy, top-1 and top-5 accuracy.
+        seed: seeds Python, NumPy and TensorFlow (``keras.utils.set_random_seed``).
+        strategy: ``"auto"``, ``"one_device"``, ``"mirrored"``, ``"multi_worker"`` or a
+            ``tf.distribute.Strategy``.
+        precision: None, ``"mixed_float16"`` or ``"mixed_bfloat16"``.
+        jit_compile: compile the training step with XLA.
+        callbacks: more Keras callbacks.
+
+    Example:
+
+    >>> import data, zoo
+    >>> result = zoo.train("alexnet", data.load("digits", image_size=67),
+    ...                    data.load("digits", "validation", image_size=67), epochs=2,
+    ...                    model_kwargs=dict(input_shape=(67, 67, 3), classes=10, width=512),
+    ...                    run_dir="runs/alexnet_digits")   # doctest: +SKIP
+    """
+    if precision not in PRECISION_CHOICES:
+        raise ValueError(f"`precision` must be one of {PRECISION_CHOICES}; received "
+                         f"{precision!r}.")
+    if not isinstance(epochs, int) or isinstance(epochs, bool) or epochs < 1:
+        raise ValueError(f"`epochs` must be a positive integer; received {epochs!r}.")
+    if seed is not None:
+        keras.utils.set_random_seed(seed)
+    strategy = distribute.get_strategy(strategy)
+    model = _build(model, model_kwargs, strategy, precision)
+    with strategy.scope():
+        optimizer = _compile(model, optimizer, learning_rate, momentum, weight_decay, loss,
+                             metrics, jit_compile)
+    _check_schedule(optimizer, reduce_lr)
+    prefix = f"{model.output_names[0]}_" if len(model.outputs) > 1 else ""
+    monitor = monitor or (f"val_{prefix}top1_accuracy" if val_data is not None else "loss")
+    if run_dir is not None and not distribute.is_chief(strategy):
+        run_dir = os.path.join(run_dir, distribute.task_name(strategy))  # no clobbering
+    if run_dir is not None:
+        write_json(os.path.join(run_dir, "config.json"), {
+            "model": model.name, "model_kwargs": model_kwargs, "epochs": epochs,
+            "optimizer": keras.optimizers.serialize(optimizer), "reduce_lr": reduce_lr,
+            "lr_factor": lr_factor, "lr_patience": lr_patience, "min_lr": min_lr,
+            "monitor": monitor, "loss": loss, "seed": seed, "strategy": type(strategy).__name__,
+            "replicas": strategy.num_replicas_in_sync, "precision": precision,
+            "jit_compile": jit_compile, "params": model.count_params(),
+            "keras": keras.__version__, "tensorflow": tf.__version__,
+            "started": time.strftime("%Y-%m-%d %H:%M:%S"),
+        })
+    to_targets = _targets_for(model)
+    if to_targets is not None:
+        train_data = train_data.map(to_targets)
+        val_data = val_data.map(to_targets) if val_data is not None else None
+    if verbose:
+        print(f"Training {model.name} ({model.count_params():,} parameters) for {epochs} "
+              f"epochs on {strategy.num_replicas_in_sync} replica(s)"
+              + (f"; run directory: {run_dir}" if run_dir else ""), flush=True)
+    history = model.fit(
+        train_data, validation_data=val_data, epochs=epochs, verbose=verbose,
+        shuffle=False,  # datasets come shuffled (data.load); Keras cannot shuffle them
+        callbacks=_run_callbacks(run_dir, monitor, reduce_lr, lr_factor, lr_patience, min_lr,
+                                 verbose) + list(callbacks),
+    )
+    rows = (zoo_callbacks.read_history(os.path.join(run_dir, "history.csv")) if run_dir else
+            [{"epoch": e + 1, **{k: v[i] for k, v in history.history.items()}}
+             for i, e in enumerate(history.epoch)])
+    diverged = bool(rows) and any(
+        isinstance(v, float) and v != v for v in rows[-1].values())  # NaN
+    if diverged:
+        warnings.warn(
+            f"Training diverged (NaN loss) in epoch {rows[-1]['epoch']} and was stopped"
+            + (f"; the last good checkpoint is {os.path.join(run_dir, 'checkpoints')}"
+               if run_dir else "") + ".", stacklevel=2)
+    return TrainResult(model, pd.DataFrame(rows), run_dir, diverged)
