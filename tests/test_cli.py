@@ -1,3 +1,5 @@
+import json
+import os
 import subprocess
 import sys
 
@@ -34,3 +36,45 @@ def test_demo_builds_the_paper_alexnet_and_takes_one_step(capsys):
     assert "60,965,224 parameters" in out
     loss = float(out.strip().splitlines()[-1].rsplit(" ", 1)[-1])
     assert loss == loss  # finite, not NaN
+
+
+def test_train_command_writes_a_run_directory_and_reports_test_error(tmp_path, capsys):
+    run_dir = str(tmp_path / "run")
+    code = cli.main(["train", "--model", "alexnet", "--epochs", "1", "--batch-size", "128",
+                     "--model-arg", "width=32", "--model-arg", "towers=2",
+                     "--run-dir", run_dir])
+    assert code == 0
+    out = capsys.readouterr().out
+    assert "Training alexnet" in out and "test top-1 error" in out
+    assert f"Run directory: {run_dir}" in out
+
+    assert {"statistics.npz", "history.csv", "config.json", "checkpoints"} <= set(
+        os.listdir(run_dir))
+
+    config = json.load(open(os.path.join(run_dir, "config.json")))
+    assert config["model_kwargs"] == {"width": 32, "towers": 2}
+
+
+@pytest.mark.parametrize(
+    "argv, message",
+    [
+        (["train", "--model", "alexnet", "--dataset", "nope"], "Unknown dataset 'nope'"),
+        (["train", "--model", "alexnet", "--model-arg", "towers=3", "--epochs", "1"],
+         "`towers` must be 1"),
+        (["train", "--model", "alexnet", "--model-arg", "width"], "takes KEY=VALUE"),
+    ],
+)
+def test_train_user_errors_are_one_line_and_exit_code_2(argv, message, capsys, tmp_path):
+    assert cli.main(argv + ["--run-dir", str(tmp_path / "r")]) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and err[0].startswith("zoo train: error:") and message in err[0]
+
+
+@pytest.mark.parametrize("argv", [["train", "--model", "alexnet", "--strategy", "tpu"],
+                                  ["train", "--model", "alexnet", "--epochs", "0"],
+                                  ["train"]])
+def test_train_bad_flags_exit_code_2(argv, capsys):
+    with pytest.raises(SystemExit) as exit_info:
+        cli.main(argv)
+    assert exit_info.value.code == 2
+    assert "Traceback" not in capsys.readouterr().err

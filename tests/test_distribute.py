@@ -82,4 +82,4 @@ def test_mirrored_after_initialisation_explains_itself():
     )
     result = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True,
                             timeout=120)
-    assert "before building any model" in result.stdout, result.stderr[-2000:]
+    assert "first, before loading data" in result.stdout, result.stderr[-2000:]

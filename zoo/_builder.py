@@ -114,3 +114,8 @@ def check_multiplier(width):
         raise ValueError(
             f"`width` (a channel multiplier) must be a positive number; received {width!r}."
         )
+
+
+def classifier_dtype():
+    """Under mixed precision the classifier runs in float32 (a numerically safe softmax)."""
+    return "float32" if keras.config.dtype_policy().name.startswith("mixed") else None

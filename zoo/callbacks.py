@@ -15,7 +15,7 @@ def _finite(logs):
 
 def read_history(path):
     """Rows of a history CSV as a list of dicts (numbers as floats, ``epoch`` as int)."""
-    if not os.path.exists(path):
+    if not path or not os.path.exists(path):
         return []
     with open(path, newline="", encoding="utf-8") as f:
         rows = list(csv.DictReader(f))
@@ -107,7 +107,7 @@ class AtomicCheckpoint(keras.callbacks.Callback):
 
     def on_train_begin(self, logs=None):
         # A resumed run continues from the best value its history already holds.
-        values = [r[self.monitor] for r in read_history(self.history_path or "")
+        values = [r[self.monitor] for r in read_history(self.history_path)
                   if self.monitor in r and math.isfinite(r[self.monitor])]
         if values and os.path.exists(self.best_path):
             self.best = max(values) if self.mode == "max" else min(values)
@@ -135,3 +135,40 @@ class SafeBackupAndRestore(keras.callbacks.BackupAndRestore):
     def on_epoch_end(self, epoch, logs=None):
         if _finite(logs):
             super().on_epoch_end(epoch, logs)
+
+
+class ResumableReduceLROnPlateau(keras.callbacks.ReduceLROnPlateau):
+    """Keras' ``ReduceLROnPlateau`` that picks up where a crashed run left off.
+
+    ``BackupAndRestore`` restores the weights, the optimizer and its learning rate, but not
+    this callback's patience counter and best value. On a resumed run they are rebuilt by
+    replaying the monitored values of the epochs already done, from ``history.csv``.
+    """
+
+    def __init__(self, history_path, **kwargs):
+        super().__init__(**kwargs)
+        self.history_path = history_path
+
+    def on_train_begin(self, logs=None):
+        super().on_train_begin(logs)
+        done = getattr(self.model, "_initial_epoch", 0) or 0  # set by BackupAndRestore
+        rows = [r for r in read_history(self.history_path)
+                if r["epoch"] <= done and self.monitor in r]
+        if rows and self.monitor_op is None:
+            self._set_monitor_op()
+        for row in rows:
+            self._replay(row[self.monitor], row.get("learning_rate", math.inf))
+
+    def _replay(self, current, learning_rate):
+        """The bookkeeping of ``on_epoch_end``, without touching the optimizer."""
+        if self.in_cooldown():
+            self.cooldown_counter -= 1
+            self.wait = 0
+        if self._is_improvement(current, self.best):
+            self.best = current
+            self.wait = 0
+        elif not self.in_cooldown():
+            self.wait += 1
+            if self.wait >= self.patience and learning_rate > self.min_lr:
+                self.cooldown_counter = self.cooldown
+                self.wait = 0

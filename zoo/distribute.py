@@ -36,8 +36,9 @@ def _split_device(physical, devices, memory_mb):
     except RuntimeError as err:
         raise RuntimeError(
             f"Cannot split {physical.name} into {devices} logical devices: TensorFlow has "
-            "already initialised its devices. Call zoo.distribute.mirrored() before building "
-            "any model or running any TensorFlow op in this process."
+            "already initialised its devices. Call zoo.distribute.mirrored() (or "
+            "get_strategy('mirrored')) first, before loading data, building a model or running "
+            "any TensorFlow op in this process, and pass the strategy to zoo.train(strategy=...)."
         ) from err
 
 
@@ -115,7 +116,14 @@ def get_strategy(strategy="auto"):
             "strategy='multi_worker' needs the TF_CONFIG environment variable describing the "
             "cluster and this worker's task (see the README's 'Several machines' section)."
         )
-    return tf.distribute.MultiWorkerMirroredStrategy()
+    try:
+        return tf.distribute.MultiWorkerMirroredStrategy()
+    except RuntimeError as err:
+        raise RuntimeError(
+            "MultiWorkerMirroredStrategy must be created before TensorFlow runs any op: call "
+            "zoo.distribute.get_strategy('multi_worker') first in the process (before loading "
+            "data) and pass the strategy to zoo.train(strategy=...)."
+        ) from err
 
 
 def is_chief(strategy):

@@ -21,7 +21,7 @@ import tensorflow as tf
 from zoo import callbacks as zoo_callbacks
 from zoo import distribute, registry
 from zoo._io import write_json
-from zoo.models.googlenet import AUX_LOSS_WEIGHT
+from zoo.models.googlenet import compile_with_aux
 
 PRECISION_CHOICES = (None, "float32", "mixed_float16", "mixed_bfloat16")
 
@@ -115,13 +115,10 @@ def _targets_for(model):
 def _compile(model, optimizer, learning_rate, momentum, weight_decay, loss, metrics, jit_compile):
     optimizer = optimizer or PaperSGD(learning_rate, momentum=momentum, l2=weight_decay)
     metrics = default_metrics() if metrics is None else metrics
-    n = len(model.outputs)
-    if n == 1:
+    if len(model.outputs) == 1:
         model.compile(optimizer=optimizer, loss=loss, metrics=metrics, jit_compile=jit_compile)
     else:  # GoogLeNet's auxiliary heads: the paper's loss weights, metrics on the main output
-        model.compile(optimizer=optimizer, loss=[loss] * n,
-                      loss_weights=[1.0] + [AUX_LOSS_WEIGHT] * (n - 1),
-                      metrics=[metrics] + [[]] * (n - 1), jit_compile=jit_compile)
+        compile_with_aux(model, optimizer, loss, metrics, jit_compile=jit_compile)
     return optimizer
 
 
@@ -137,22 +134,50 @@ def _check_schedule(optimizer, reduce_lr):
 
 
 def _run_callbacks(run_dir, monitor, reduce_lr, lr_factor, lr_patience, min_lr, verbose):
+    mode = "max" if "acc" in monitor else "min"
+    history_path = os.path.join(run_dir, "history.csv") if run_dir else None
     cbs = [keras.callbacks.TerminateOnNaN()]
     if reduce_lr:
-        cbs.append(keras.callbacks.ReduceLROnPlateau(
-            monitor=monitor, factor=lr_factor, patience=lr_patience, min_lr=min_lr,
-            verbose=1 if verbose else 0))
+        cbs.append(zoo_callbacks.ResumableReduceLROnPlateau(
+            history_path, monitor=monitor, mode=mode, factor=lr_factor, patience=lr_patience,
+            min_lr=min_lr, verbose=1 if verbose else 0))
     if run_dir is None:
         return cbs
-    history_path = os.path.join(run_dir, "history.csv")
     return [zoo_callbacks.SafeBackupAndRestore(os.path.join(run_dir, "backup"),
                                                double_checkpoint=True, delete_checkpoint=False)
             ] + cbs + [
         zoo_callbacks.HistoryWriter(run_dir),
         zoo_callbacks.AtomicCheckpoint(os.path.join(run_dir, "checkpoints"), monitor=monitor,
-                                       history_path=history_path),
+                                       mode=mode, history_path=history_path),
         keras.callbacks.TensorBoard(os.path.join(run_dir, "logs")),
     ]
+
+
+def _work_around_keras_20585(model, strategy, train_data):
+    """Let ``fit`` run under ``MultiWorkerMirroredStrategy`` (keras-team/keras#20585).
+
+    Keras 3 (a) builds the model's metrics and optimizer from a first batch that it averages
+    across workers with ``strategy.reduce``, which fails for a nested batch, and (b) averages
+    each step's scalar logs with ``reduce(..., axis=0)``, which fails for scalars. We build
+    from the dataset's element spec, and give the step logs a length-1 axis to average over.
+    """
+    if not isinstance(strategy, tf.distribute.MultiWorkerMirroredStrategy):
+        return
+    with strategy.scope():
+        model._symbolic_build(data_batch=train_data.element_spec)
+    model._maybe_symbolic_build = lambda iterator=None, data_batch=None: None
+    for step in ("train_step", "test_step"):
+        original = getattr(model, step)
+        setattr(model, step, lambda data, original=original: {
+            name: tf.reshape(value, [1]) for name, value in original(data).items()})
+
+
+def _unsharded(dataset):
+    """Every worker evaluates the whole validation set, so all see the same val metrics
+    (and so take the same learning-rate decisions)."""
+    options = tf.data.Options()
+    options.experimental_distribute.auto_shard_policy = tf.data.experimental.AutoShardPolicy.OFF
+    return dataset.with_options(options)
 
 
 def train(
@@ -244,6 +269,15 @@ def train(
     if to_targets is not None:
         train_data = train_data.map(to_targets)
         val_data = val_data.map(to_targets) if val_data is not None else None
+    if isinstance(strategy, tf.distribute.MultiWorkerMirroredStrategy):
+        if reduce_lr and val_data is None:
+            raise ValueError(
+                "With strategy='multi_worker', ReduceLROnPlateau must watch validation "
+                "metrics (every worker computes the same ones): pass val_data or "
+                "reduce_lr=False."
+            )
+        val_data = _unsharded(val_data) if val_data is not None else None
+    _work_around_keras_20585(model, strategy, train_data)
     if verbose:
         print(f"Training {model.name} ({model.count_params():,} parameters) for {epochs} "
               f"epochs on {strategy.num_replicas_in_sync} replica(s)"

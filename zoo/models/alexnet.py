@@ -187,6 +187,7 @@ def alexnet(
             activation=classifier_activation,
             kernel_initializer=_initializer("paper"),  # small logits: initial loss ln(classes)
             name="predictions",
+            dtype=_builder.classifier_dtype(),
         )(x)
     else:
         x = _builder.global_pool(x, pooling)

@@ -67,7 +67,8 @@ def _aux_head(x, classes, classifier_activation, name, width):
     x = layers.Dense(_scaled(1024, width), activation="relu", name=f"{name}_fc")(x)
     x = layers.Dropout(0.7, name=f"{name}_dropout")(x)
     return layers.Dense(classes, activation=classifier_activation,
-                        name=f"{name}_predictions")(x)
+                        name=f"{name}_predictions",
+                        dtype=_builder.classifier_dtype())(x)
 
 
 def _check_knobs(aux_logits, include_top, dropout, width):
@@ -133,7 +134,8 @@ def googlenet(
     if include_top:
         x = layers.GlobalAveragePooling2D(name="avg_pool")(x)
         x = layers.Dropout(dropout, name="dropout")(x)
-        x = layers.Dense(classes, activation=classifier_activation, name="predictions")(x)
+        x = layers.Dense(classes, activation=classifier_activation, name="predictions",
+                         dtype=_builder.classifier_dtype())(x)
     else:
         x = _builder.global_pool(x, pooling)
     return _builder.finish(inputs, [x] + aux_outputs if aux_outputs else x, name, weights)

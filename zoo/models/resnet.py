@@ -152,7 +152,8 @@ def resnet(
     if include_top:
         x = layers.GlobalAveragePooling2D(name="avg_pool")(x)
         x = layers.Dropout(dropout, name="dropout")(x)
-        x = layers.Dense(classes, activation=classifier_activation, name="predictions")(x)
+        x = layers.Dense(classes, activation=classifier_activation, name="predictions",
+                         dtype=_builder.classifier_dtype())(x)
     else:
         x = _builder.global_pool(x, pooling)
     return _builder.finish(inputs, x, name or f"resnet{depth}", weights)

@@ -1,0 +1,213 @@
+import json
+import math
+import os
+
+import keras
+import numpy as np
+import pandas as pd
+import pytest
+import tensorflow as tf
+
+import zoo
+from tests.helpers import tiny_data, tiny_model
+
+
+# --- the recipe ------------------------------------------------------------------------------
+
+
+def test_paper_sgd_matches_the_papers_update_rule():
+    kernel = keras.Variable(np.array([[1.0, -2.0]], "float32"))
+    bias = keras.Variable(np.array([0.5], "float32"))
+    opt = zoo.PaperSGD(learning_rate=0.1, momentum=0.9, l2=0.01)
+    grads = [np.array([[0.3, 0.1]], "float32"), np.array([0.2], "float32")]
+    v_kernel, w_kernel = np.zeros((1, 2)), np.array([[1.0, -2.0]])
+    v_bias, w_bias = np.zeros(1), np.array([0.5])
+    for _ in range(3):
+        opt.apply_gradients(zip([tf.constant(g) for g in grads], [kernel, bias]))
+        v_kernel = 0.9 * v_kernel - 0.1 * 0.01 * w_kernel - 0.1 * grads[0]  # paper, sec. 5
+        w_kernel = w_kernel + v_kernel
+        v_bias = 0.9 * v_bias - 0.1 * grads[1]  # biases are not decayed
+        w_bias = w_bias + v_bias
+    np.testing.assert_allclose(kernel.numpy(), w_kernel, rtol=1e-6)
+    np.testing.assert_allclose(bias.numpy(), w_bias, rtol=1e-6)
+    assert zoo.PaperSGD.from_config(opt.get_config()).l2 == 0.01
+
+
+def test_recipe_defaults_and_reduce_lr_divides_by_ten_on_a_plateau():
+    model = tiny_model()
+    model.trainable = False  # nothing can improve: a plateau from the first epoch
+    result = zoo.train(model, tiny_data(), tiny_data(seed=1), epochs=4, lr_patience=1,
+                       min_lr=0.0, verbose=0)
+    optimizer = result.model.optimizer
+    assert isinstance(optimizer, zoo.PaperSGD)
+    assert (optimizer.momentum, optimizer.l2) == (0.9, 5e-4)
+    lrs = result.history["learning_rate"].tolist()
+    np.testing.assert_allclose(lrs, [0.01, 0.01, 0.001, 0.0001], rtol=1e-6)
+    assert {"top1_accuracy", "top5_accuracy", "val_top1_accuracy", "val_top5_accuracy"} <= set(
+        result.history.columns)
+
+
+def test_train_learns_and_seed_makes_runs_repeatable():
+    def run():
+        return zoo.train(tiny_model, tiny_data(), tiny_data(seed=1), epochs=3, seed=7,
+                         learning_rate=0.1, verbose=0)
+
+    first, second = run(), run()
+    pd.testing.assert_frame_equal(first.history, second.history)
+    assert first.history["loss"].iloc[-1] < first.history["loss"].iloc[0]
+
+
+def test_schedule_and_reduce_lr_is_a_clear_error():
+    schedule = keras.optimizers.schedules.CosineDecay(0.1, 100)
+    with pytest.raises(ValueError, match="LearningRateSchedule.*reduce_lr=False"):
+        zoo.train(tiny_model(), tiny_data(), epochs=1, verbose=0,
+                  optimizer=keras.optimizers.SGD(schedule))
+    result = zoo.train(tiny_model(), tiny_data(), epochs=1, verbose=0, reduce_lr=False,
+                       optimizer=keras.optimizers.SGD(schedule))
+    assert len(result.history) == 1
+
+
+@pytest.mark.parametrize(
+    "kwargs, message",
+    [
+        (dict(strategy="tpu"), r"`strategy` must be one of.*received 'tpu'"),
+        (dict(strategy="multi_worker"), r"TF_CONFIG"),
+        (dict(precision="float16"), r"`precision` must be one of.*received 'float16'"),
+        (dict(precision="mixed_float16"), r"must be set before the model is built"),
+        (dict(epochs=0), r"`epochs` must be a positive integer; received 0"),
+        (dict(strategy="one_device"), r"built outside the OneDeviceStrategy's scope"),
+    ],
+)
+def test_bad_train_arguments(kwargs, message, monkeypatch):
+    monkeypatch.delenv("TF_CONFIG", raising=False)
+    with pytest.raises(ValueError, match=message):
+        zoo.train(tiny_model(), tiny_data(), **{"epochs": 1, "verbose": 0, **kwargs})
+
+
+def test_unknown_model_argument_type():
+    with pytest.raises(ValueError, match="received int"):
+        zoo.train(3, tiny_data(), epochs=1, verbose=0)
+
+
+@pytest.mark.parametrize("precision", ["mixed_float16", "mixed_bfloat16"])
+def test_mixed_precision_trains_and_keeps_the_global_policy(precision):
+    result = zoo.train("resnet18", tiny_data(size=16), epochs=1, precision=precision,
+                       verbose=0, model_kwargs=dict(input_shape=(16, 16, 3), classes=4,
+                                                    width=0.125, stem="cifar"))
+    assert result.model.dtype_policy.name == precision
+    assert result.model.get_layer("conv1_conv").compute_dtype == precision.split("_")[1]
+    assert result.model.get_layer("predictions").compute_dtype == "float32"
+    assert math.isfinite(result.history["loss"].iloc[0])
+    assert keras.config.dtype_policy().name == "float32"
+
+
+def test_xla_jit_compile():
+    result = zoo.train(tiny_model, tiny_data(), epochs=1, jit_compile=True, verbose=0)
+    assert result.model.jit_compile is True
+    assert math.isfinite(result.history["loss"].iloc[0])
+
+
+def test_googlenet_with_aux_heads_trains_through_the_same_call():
+    def build():
+        return zoo.googlenet(aux_logits=True, input_shape=(65, 65, 3), width=0.125, classes=4)
+
+    rng = np.random.default_rng(0)
+    ds = tf.data.Dataset.from_tensor_slices(
+        (rng.normal(size=(8, 65, 65, 3)).astype("float32"), np.arange(8) % 4)).batch(4)
+    result = zoo.train(build, ds, ds, epochs=1, verbose=0)
+    columns = set(result.history.columns)
+    assert {"predictions_top1_accuracy", "val_predictions_top1_accuracy",
+            "aux1_predictions_loss", "aux2_predictions_loss"} <= columns
+    logs = result.history.iloc[-1]
+    main, aux1, aux2 = (logs[f"val_{n}_loss"] for n in
+                        ("predictions", "aux1_predictions", "aux2_predictions"))
+    assert logs["val_loss"] == pytest.approx(main + 0.3 * aux1 + 0.3 * aux2, rel=1e-4)
+
+
+# --- the run directory ----------------------------------------------------------------------
+
+
+def test_run_directory_contents(tmp_path):
+    run_dir = str(tmp_path / "run")
+    result = zoo.train(tiny_model, tiny_data(), tiny_data(seed=1), epochs=3, run_dir=run_dir,
+                       learning_rate=0.1, seed=0, verbose=0)
+    names = set(os.listdir(run_dir))
+    assert {"config.json", "history.csv", "checkpoints", "logs", "learning_curves.png",
+            "learning_rate.png", "backup"} <= names
+    assert not [n for n in names if n.startswith(".tmp")]
+    config = json.load(open(os.path.join(run_dir, "config.json")))
+    assert config["model"] == "tiny" and config["epochs"] == 3 and config["seed"] == 0
+    assert config["optimizer"]["config"]["l2"] == 5e-4
+    history = pd.read_csv(os.path.join(run_dir, "history.csv"))
+    assert history["epoch"].tolist() == [1, 2, 3]
+    assert {"loss", "top1_accuracy", "top5_accuracy", "val_loss", "val_top1_accuracy",
+            "learning_rate"} <= set(history.columns)
+    for png in ("learning_curves.png", "learning_rate.png"):
+        assert open(os.path.join(run_dir, png), "rb").read(8) == b"\x89PNG\r\n\x1a\n"
+    assert any(f.startswith("events.out") for f in os.listdir(os.path.join(run_dir, "logs",
+                                                                              "train")))
+    x = next(iter(tiny_data()))[0]
+    last = keras.models.load_model(result.last_path)
+    np.testing.assert_allclose(last.predict(x, verbose=0), result.model.predict(x, verbose=0),
+                               rtol=1e-6)
+    best_epoch = int(history["val_top1_accuracy"].idxmax())  # first epoch reaching the best
+    best = keras.models.load_model(result.best_path)
+    assert best.evaluate(tiny_data(seed=1), return_dict=True, verbose=0)[
+        "top1_accuracy"] == pytest.approx(history["val_top1_accuracy"][best_epoch], abs=1e-6)
+
+
+def test_nan_stops_the_run_and_keeps_the_last_good_checkpoint(tmp_path):
+    class Diverge(keras.callbacks.Callback):
+        """Two good epochs, then the weights blow up at the start of epoch 3."""
+
+        def on_epoch_begin(self, epoch, logs=None):
+            if epoch == 2:
+                kernel = self.model.get_layer("predictions").kernel
+                kernel.assign(kernel * np.float32("nan"))
+
+    run_dir = str(tmp_path / "run")
+    with pytest.warns(UserWarning, match=r"diverged.*epoch 3"):
+        result = zoo.train(tiny_model, tiny_data(), epochs=6, run_dir=run_dir,
+                           reduce_lr=False, callbacks=[Diverge()], verbose=0)
+    assert result.diverged
+    assert result.history["epoch"].tolist() == [1, 2, 3]
+    assert math.isnan(result.history["loss"].iloc[-1])
+    last = keras.models.load_model(result.last_path)
+    assert all(np.isfinite(w).all() for w in last.get_weights())
+    meta = json.load(open(os.path.join(run_dir, "backup", "training_metadata.json")))
+    assert meta["epoch"] == 2  # the backup holds the last good epoch too
+
+
+# --- fine-tuning -----------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("freeze, frozen", [("all", 15), ("none", 0), (5, 5)])
+def test_fine_tune_freezes_what_it_says(freeze, frozen):
+    base = zoo.alexnet(input_shape=(67, 67, 3), width=16, classes=10, norm="batch")
+    tuned = zoo.fine_tune(base, classes=3, freeze=freeze)
+    body = [l for l in tuned.layers
+            if not isinstance(l, keras.layers.InputLayer) and l.name != "predictions"]
+    assert len(body) == 15  # conv1, norm1, pool1, ..., fc7, drop7
+    assert [l.trainable for l in body] == [False] * frozen + [True] * (15 - frozen)
+    assert tuned.output_shape == (None, 3) and tuned.get_layer("predictions").trainable
+    before = {w.path: w.numpy().copy() for w in tuned.weights}
+    rng = np.random.default_rng(0)
+    ds = tf.data.Dataset.from_tensor_slices(
+        (rng.uniform(0, 1, (8, 67, 67, 3)).astype("float32"), np.arange(8) % 3)).batch(8)
+    zoo.train(tuned, ds, epochs=1, reduce_lr=False, learning_rate=0.05, verbose=0)
+    frozen_layers = {l.name for l in body[:frozen]}
+    for w in tuned.weights:
+        changed = not np.array_equal(w.numpy(), before[w.path])
+        layer = w.path.split("/")[0]
+        if layer in frozen_layers:
+            assert not changed, f"{w.path} is frozen but changed"
+    kernels = [w for w in tuned.trainable_weights if w.name == "kernel"]
+    assert all(not np.array_equal(w.numpy(), before[w.path]) for w in kernels)
+
+
+def test_fine_tune_errors():
+    base = zoo.alexnet(input_shape=(67, 67, 3), width=16, classes=10)
+    with pytest.raises(ValueError, match=r"`freeze` must be 'all', 'none' or a number.*99"):
+        zoo.fine_tune(base, classes=3, freeze=99)
+    with pytest.raises(ValueError, match="has none"):
+        zoo.fine_tune(zoo.alexnet(input_shape=(67, 67, 3), include_top=False), classes=3)
