@@ -42,3 +42,13 @@ def write_json(path, obj):
     """Write ``obj`` as indented JSON, atomically; values JSON cannot hold become strings."""
     with atomic_path(path) as tmp, open(tmp, "w", encoding="utf-8") as f:
         json.dump(obj, f, indent=2, default=str)
+
+
+def save_figure(fig, path):
+    """Save a matplotlib figure as PNG, atomically, and close it."""
+    import matplotlib.pyplot as plt
+
+    fig.tight_layout()
+    with atomic_path(path) as tmp:
+        fig.savefig(tmp, dpi=100, format="png")
+    plt.close(fig)

@@ -6,7 +6,7 @@ import os
 
 import keras
 
-from zoo._io import atomic_path
+from zoo._io import atomic_path, save_figure
 
 
 def _finite(logs):
@@ -69,22 +69,13 @@ def plot_history(rows, run_dir):
         ax.grid(alpha=0.3)
         if ax.lines:
             ax.legend()
-    _save(fig, os.path.join(run_dir, "learning_curves.png"))
+    save_figure(fig, os.path.join(run_dir, "learning_curves.png"))
     if any("learning_rate" in r for r in rows):
         fig, ax = plt.subplots(figsize=(5, 4))
         ax.semilogy(epochs, [r.get("learning_rate", math.nan) for r in rows], marker=".")
         ax.set(xlabel="epoch", ylabel="learning rate", title="Learning rate")
         ax.grid(alpha=0.3)
-        _save(fig, os.path.join(run_dir, "learning_rate.png"))
-
-
-def _save(fig, path):
-    import matplotlib.pyplot as plt
-
-    fig.tight_layout()
-    with atomic_path(path) as tmp:
-        fig.savefig(tmp, dpi=100, format="png")
-    plt.close(fig)
+        save_figure(fig, os.path.join(run_dir, "learning_rate.png"))
 
 
 class AtomicCheckpoint(keras.callbacks.Callback):

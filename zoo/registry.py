@@ -61,7 +61,7 @@ def get_entry(name):
     return _MODELS[name]
 
 
-def get_model(name, **kwargs):
+def get_model(name, /, **kwargs):
     """Build the registered model ``name`` with builder keyword arguments.
 
     Example:

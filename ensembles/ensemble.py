@@ -1,0 +1,158 @@
+"""One Keras model that runs every member on a shared input and combines their predictions."""
+
+import keras
+import numpy as np
+
+COMBINE_CHOICES = ("mean", "logit_mean", "geometric", "vote")
+_EPS = 1e-7
+
+
+@keras.saving.register_keras_serializable(package="ensembles")
+class CombineMembers(keras.layers.Layer):
+    """Combine the members' class probabilities, stacked as ``(batch, members, classes)``.
+
+    - ``mean``: the weighted mean of the probabilities (the AlexNet paper's "average the
+      predictions of five CNNs");
+    - ``logit_mean``: softmax of the weighted mean of the logits, recovered as ``log p``;
+    - ``geometric``: the normalised weighted geometric mean of the probabilities (for softmax
+      members it equals ``logit_mean``: the per-member log-normaliser cancels);
+    - ``vote``: the weighted fraction of members whose top class each class is.
+
+    Example:
+
+    >>> CombineMembers("mean")(np.array([[[0.2, 0.8], [0.6, 0.4]]], "float32")).numpy()
+    array([[0.4, 0.6]], dtype=float32)
+    """
+
+    def __init__(self, combine="mean", weights=None, **kwargs):
+        super().__init__(**kwargs)
+        if combine not in COMBINE_CHOICES:
+            raise ValueError(f"`combine` must be one of {COMBINE_CHOICES}; received {combine!r}.")
+        self.combine = combine
+        self.member_weights = None if weights is None else [float(w) for w in weights]
+
+    def _weights(self, members, dtype):
+        w = np.full(members, 1.0 / members) if self.member_weights is None else (
+            np.asarray(self.member_weights) / np.sum(self.member_weights))
+        return keras.ops.convert_to_tensor(w.reshape(1, members, 1), dtype=dtype)
+
+    def call(self, stacked):
+        w = self._weights(stacked.shape[1], stacked.dtype)
+        if self.combine == "mean":
+            return keras.ops.sum(w * stacked, axis=1)
+        if self.combine == "vote":
+            top = keras.ops.one_hot(keras.ops.argmax(stacked, axis=-1), stacked.shape[-1],
+                                    dtype=stacked.dtype)
+            return keras.ops.sum(w * top, axis=1)
+        logits = keras.ops.log(keras.ops.maximum(stacked, _EPS))
+        return keras.ops.softmax(keras.ops.sum(w * logits, axis=1), axis=-1)
+
+    def compute_output_shape(self, input_shape):
+        return (input_shape[0], input_shape[2])
+
+    def get_config(self):
+        return {**super().get_config(), "combine": self.combine, "weights": self.member_weights}
+
+
+def _softmax_output(model):
+    """Whether ``model`` outputs probabilities (else its outputs are taken as logits)."""
+    last = model.layers[-1]
+    return (isinstance(last, (CombineMembers, keras.layers.Softmax))
+            or getattr(last, "activation", None) is keras.activations.softmax)
+
+
+def _check_members(members):
+    if len(members) < 1:
+        raise ValueError("An ensemble needs at least one member; received none.")
+    reference = members[0]
+    for i, member in enumerate(members):
+        if not isinstance(member, keras.Model):
+            raise ValueError(f"Member {i} must be a keras.Model; received "
+                             f"{type(member).__name__}.")
+        if len(member.outputs) != 1:
+            raise ValueError(
+                f"Member {i} ({member.name!r}) has {len(member.outputs)} outputs; ensembles "
+                "take single-output classifiers (use zoo.without_aux for GoogLeNet).")
+        if tuple(member.input_shape[1:]) != tuple(reference.input_shape[1:]):
+            raise ValueError(
+                f"Member {i} ({member.name!r}) takes input shape {member.input_shape[1:]}, but "
+                f"member 0 ({reference.name!r}) takes {reference.input_shape[1:]}.")
+        if member.output_shape[-1] != reference.output_shape[-1]:
+            raise ValueError(
+                f"Member {i} ({member.name!r}) predicts {member.output_shape[-1]} classes, but "
+                f"member 0 ({reference.name!r}) predicts {reference.output_shape[-1]}.")
+
+
+def _unique_names(members):
+    names, seen = [], {}
+    for member in members:
+        base = member.name
+        seen[base] = seen.get(base, 0) + 1
+        names.append(base)
+    counts = {}
+    for i, base in enumerate(names):
+        if seen[base] > 1:
+            counts[base] = counts.get(base, 0) + 1
+            names[i] = f"{base}_{counts[base]}"
+    return names
+
+
+def Ensemble(members, combine="mean", weights=None, return_members=False, name="ensemble"):
+    """Build ONE functional Keras model averaging ``members`` on a shared input.
+
+    Members built by the same builder are renamed (``alexnet_1``, ``alexnet_2``, ...) so
+    names never clash; the members themselves are not modified (the ensemble shares their
+    layers and weights). Members that output logits are turned into probabilities first.
+
+    Args:
+        members: classifiers with the same input shape and number of classes.
+        combine: ``"mean"``, ``"logit_mean"``, ``"geometric"`` or ``"vote"``
+            (see :class:`CombineMembers`).
+        weights: optional non-negative weight per member (normalised to sum to 1).
+        return_members: also output the stacked member probabilities, shaped
+            ``(batch, members, classes)`` (Keras keeps the batch first;
+            :func:`ensembles.member_probabilities` gives ``(members, batch, classes)``).
+        name: the ensemble model's name.
+
+    Example:
+
+    >>> members = [zoo.alexnet(input_shape=(67, 67, 3), classes=10, width=64) for _ in range(3)]
+    >>> model = Ensemble(members)             # doctest: +SKIP
+    >>> model.output_shape                    # doctest: +SKIP
+    (None, 10)
+    """
+    members = list(members)
+    _check_members(members)
+    if weights is not None:
+        weights = [float(w) for w in weights]
+        if len(weights) != len(members) or min(weights) < 0 or sum(weights) <= 0:
+            raise ValueError(
+                f"`weights` must be {len(members)} non-negative numbers, not all zero; "
+                f"received {weights}.")
+    inputs = keras.Input(members[0].input_shape[1:], name="input")
+    probabilities = []
+    for member, member_name in zip(members, _unique_names(members)):
+        renamed = keras.Model(member.input, member.output, name=member_name)
+        out = renamed(inputs)
+        if not _softmax_output(member):
+            out = keras.layers.Softmax(name=f"{member_name}_softmax")(out)
+        probabilities.append(keras.layers.Reshape((1, -1), name=f"{member_name}_stack")(out))
+    stacked = (probabilities[0] if len(probabilities) == 1 else
+               keras.layers.Concatenate(axis=1, name="member_probabilities")(probabilities))
+    combined = CombineMembers(combine, weights, name="combine")(stacked)
+    return keras.Model(inputs, [combined, stacked] if return_members else combined, name=name)
+
+
+def members_of(ensemble):
+    """The member models inside an :func:`Ensemble`, in order."""
+    combine = ensemble.get_layer("combine")
+    return [layer for layer in ensemble.layers
+            if isinstance(layer, keras.Model) and layer is not combine]
+
+
+def with_member_outputs(ensemble):
+    """The same ensemble (same weights) with outputs ``[combined, (batch, members, classes)]``."""
+    if len(ensemble.outputs) == 2:
+        return ensemble
+    stacked = ensemble.get_layer("combine").input
+    return keras.Model(ensemble.input, [ensemble.outputs[0], stacked], name=ensemble.name)

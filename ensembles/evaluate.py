@@ -1,0 +1,144 @@
+"""Evaluate ensembles and their members: one table, size curves, per-example uncertainty."""
+
+import keras
+import numpy as np
+import pandas as pd
+
+from data import tta as tta_lib
+from ensembles import metrics
+from ensembles.ensemble import (CombineMembers, _softmax_output, members_of,
+                                with_member_outputs)
+
+SCORE_COLUMNS = ["top1_error", "top5_error", "nll", "brier", "ece"]
+
+
+def _is_ensemble(source):
+    return isinstance(source, keras.Model) and any(l.name == "combine" for l in source.layers)
+
+
+def _members_and_predictor(source):
+    """Member names and ``predict(images) -> (members, batch, classes)`` probabilities."""
+    if _is_ensemble(source):
+        model = with_member_outputs(source)
+        return ([m.name for m in members_of(source)],
+                lambda x: np.moveaxis(np.asarray(model.predict_on_batch(x)[1]), 1, 0))
+    members = [source] if isinstance(source, keras.Model) else list(source)
+    if not members:
+        raise ValueError("Nothing to evaluate: received an empty list of members.")
+
+    def probabilities(model, x):
+        p = np.asarray(model.predict_on_batch(x))
+        return p if _softmax_output(model) else np.asarray(keras.ops.softmax(p))
+
+    return [m.name for m in members], lambda x: np.stack([probabilities(m, x) for m in members])
+
+
+def _input_size(source):
+    model = source if isinstance(source, keras.Model) else list(source)[0]
+    return model.input_shape[1]
+
+
+def predict_members(source, dataset, tta=None, keep_views=False):
+    """Predict every member on ``dataset`` (batches of ``(images, labels)``).
+
+    Returns ``(names, probs, labels)`` with ``probs`` shaped ``(members, n, classes)``,
+    averaged over the test-time views of ``tta`` (None, ``"flip"`` or ``"10crop"``, whose
+    crops have the models' input size), or ``(members, views, n, classes)`` with
+    ``keep_views=True``. ``source`` is an :func:`Ensemble`, a model, or a list of models.
+    """
+    names, predict = _members_and_predictor(source)
+    size = _input_size(source)
+    chunks, labels = [], []
+    for images, y in dataset:
+        views = tta_lib.crops(images, tta, size)  # (batch, views, h, w, c)
+        batch, k = views.shape[0], views.shape[1]
+        flat = keras.ops.reshape(views, (batch * k,) + tuple(views.shape[2:]))
+        probs = predict(flat)
+        chunks.append(probs.reshape(len(names), batch, k, -1))
+        labels.append(np.asarray(y))
+    probs = np.concatenate(chunks, axis=1)  # (members, n, views, classes)
+    probs = np.moveaxis(probs, 2, 1) if keep_views else probs.mean(axis=2)
+    return names, probs, np.concatenate(labels).astype(int)
+
+
+def combine(source, member_probs):
+    """The ensemble's combined probabilities from ``(members, n, classes)``."""
+    return _combine_first(source, member_probs, len(member_probs))
+
+
+def evaluate(source, dataset, tta=None):
+    """One table: a row per member, then ``best member``, ``mean member`` and ``ensemble``.
+
+    Columns: top-1 and top-5 error, NLL, Brier score and ECE (15 bins); the ensemble row
+    also has the members' pairwise ``disagreement`` and average ``kl``.
+
+    Example:
+
+    >>> table = evaluate(Ensemble(members), data.load("digits", "test"))  # doctest: +SKIP
+    """
+    names, member_probs, labels = predict_members(source, dataset, tta)
+    rows = {name: metrics.scores(p, labels) for name, p in zip(_unique(names), member_probs)}
+    table = pd.DataFrame.from_dict(rows, orient="index")[SCORE_COLUMNS]
+    members = table.copy()
+    best = members.sort_values(["top1_error", "nll"]).iloc[0]
+    table.loc["best member"] = best
+    table.loc["mean member"] = members.mean()
+    table.loc["ensemble"] = pd.Series(metrics.scores(combine(source, member_probs), labels))
+    table["disagreement"] = np.nan
+    table["kl"] = np.nan
+    table.loc["ensemble", "disagreement"] = metrics.disagreement(member_probs)
+    table.loc["ensemble", "kl"] = metrics.average_kl(member_probs)
+    table.attrs.update(best_member=best.name, tta=tta, examples=len(labels))
+    return table
+
+
+def _unique(names):
+    seen = {}
+    out = []
+    for n in names:
+        seen[n] = seen.get(n, 0) + 1
+        out.append(n if seen[n] == 1 else f"{n}_{seen[n]}")
+    return out
+
+
+def size_curve(source, dataset, tta=None):
+    """Error and NLL of the ensemble of the first k members, for k = 1 .. members."""
+    _, member_probs, labels = predict_members(source, dataset, tta)
+    rows = []
+    for k in range(1, len(member_probs) + 1):
+        probs = _combine_first(source, member_probs, k)
+        rows.append({"members": k, **metrics.scores(probs, labels)})
+    return pd.DataFrame(rows).set_index("members")
+
+
+def _combine_first(source, member_probs, k):
+    """The source's own combination rule (mean for a list) over its first ``k`` members."""
+    layer = source.get_layer("combine") if _is_ensemble(source) else CombineMembers("mean")
+    weights = None if layer.member_weights is None else layer.member_weights[:k]
+    return np.asarray(CombineMembers(layer.combine, weights)(
+        np.moveaxis(member_probs[:k], 0, 1).astype("float32")))
+
+
+def uncertainty(source, dataset, tta=None):
+    """Per example: label, prediction, confidence, predictive entropy H[mean p], expected
+    entropy mean H[p_i], mutual information (their difference: the members' disagreement),
+    and the variance across members of the top class's probability.
+
+    With one model and ``tta``, the distribution is over the test-time crops instead of the
+    members (the paper notes' per-image uncertainty from the 10 crops).
+    """
+    names, probs, labels = predict_members(source, dataset, tta, keep_views=True)
+    if len(names) == 1 and tta is not None:
+        samples = probs[0]  # (views, n, classes)
+    else:
+        samples = probs.mean(axis=1)  # (members, n, classes)
+    mean = samples.mean(axis=0)
+    top = mean.argmax(axis=-1)
+    predictive = metrics.entropy(mean)
+    expected = metrics.entropy(samples).mean(axis=0)
+    return pd.DataFrame({
+        "label": labels, "prediction": top, "correct": top == labels,
+        "confidence": mean.max(axis=-1), "predictive_entropy": predictive,
+        "expected_entropy": expected, "mutual_information": predictive - expected,
+        "top_class_variance": samples[:, np.arange(len(top)), top].var(axis=0),
+    })

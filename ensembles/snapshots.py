@@ -1,0 +1,184 @@
+"""Snapshot ensembles from ONE training run, both ways the sources describe.
+
+- Cyclic (Huang et al. 2017): per-iteration cosine annealing with warm restarts over M
+  cycles, a snapshot at the end of each cycle: :func:`train_snapshots`.
+- Checkpoints of an ordinary run with ``ReduceLROnPlateau``, every k epochs and/or at each
+  learning-rate drop: :class:`CheckpointSnapshots`, passed to ``zoo.train(callbacks=...)``.
+
+The cyclic schedule and ``ReduceLROnPlateau`` do not compose: Keras cannot change a
+``LearningRateSchedule``'s rate, so ``zoo.train`` refuses the pair with a clear error, and
+:func:`train_snapshots` always trains with ``reduce_lr=False``. Snapshot files are written
+atomically.
+"""
+
+import glob
+import math
+import os
+
+import keras
+import tensorflow as tf
+
+from ensembles.ensemble import Ensemble
+from zoo import training
+from zoo._io import atomic_path
+
+
+@keras.saving.register_keras_serializable(package="ensembles")
+class CyclicCosine(keras.optimizers.schedules.LearningRateSchedule):
+    """Huang et al.'s schedule: ``lr(t) = lr0 / 2 * (cos(pi * mod(t - 1, c) / c) + 1)``.
+
+    ``t`` is the 1-based iteration and ``c = ceil(total_steps / cycles)`` the cycle length;
+    the rate restarts at ``lr0`` at the start of every cycle and anneals towards 0.
+
+    Example:
+
+    >>> schedule = CyclicCosine(0.1, total_steps=100, cycles=4)
+    >>> float(schedule(0)), float(schedule(25))
+    (0.1, 0.1)
+    """
+
+    def __init__(self, initial_learning_rate, total_steps, cycles):
+        if cycles < 1 or total_steps < cycles:
+            raise ValueError(
+                f"`cycles` must be between 1 and total_steps ({total_steps}); received {cycles}.")
+        self.initial_learning_rate = float(initial_learning_rate)
+        self.total_steps = int(total_steps)
+        self.cycles = int(cycles)
+        self.cycle_length = math.ceil(self.total_steps / self.cycles)
+
+    def __call__(self, step):
+        # Keras passes the number of updates done so far: step = t - 1.
+        position = tf.math.floormod(tf.cast(step, tf.float32), float(self.cycle_length))
+        cosine = tf.cos(math.pi * position / self.cycle_length)
+        return self.initial_learning_rate / 2.0 * (cosine + 1.0)
+
+    def get_config(self):
+        return {"initial_learning_rate": self.initial_learning_rate,
+                "total_steps": self.total_steps, "cycles": self.cycles}
+
+
+def _save_weights(model, path):
+    with atomic_path(path) as tmp:
+        model.save_weights(tmp)
+
+
+class CycleSnapshots(keras.callbacks.Callback):
+    """Save ``snapshot-K.weights.h5`` when the K-th cycle of ``cycle_length`` iterations ends."""
+
+    def __init__(self, directory, cycle_length):
+        super().__init__()
+        self.directory = directory
+        self.cycle_length = int(cycle_length)
+
+    def on_train_batch_end(self, batch, logs=None):
+        step = int(self.model.optimizer.iterations.numpy())
+        if step % self.cycle_length == 0:
+            _save_weights(self.model, os.path.join(
+                self.directory, f"snapshot-{step // self.cycle_length}.weights.h5"))
+
+
+class CheckpointSnapshots(keras.callbacks.Callback):
+    """Snapshots of an ordinary run: every ``every`` epochs and/or when the learning rate drops.
+
+    Put it after ``ReduceLROnPlateau`` (``zoo.train`` puts its own callbacks first): a drop is
+    seen as an optimizer rate below the one the epoch was trained with, and the snapshot
+    holds the weights reached at the end of the higher-rate phase.
+
+    Example:
+
+    >>> zoo.train(build, train, val, run_dir="runs/a",
+    ...           callbacks=[CheckpointSnapshots("runs/a/snapshots", every=5)])  # doctest: +SKIP
+    """
+
+    def __init__(self, directory, every=None, at_lr_drop=True):
+        super().__init__()
+        if every is not None and (not isinstance(every, int) or every < 1):
+            raise ValueError(f"`every` must be None or a positive integer; received {every!r}.")
+        self.directory = directory
+        self.every = every
+        self.at_lr_drop = at_lr_drop
+
+    def on_epoch_end(self, epoch, logs=None):
+        used = (logs or {}).get("learning_rate")
+        now = float(keras.ops.convert_to_numpy(self.model.optimizer.learning_rate))
+        dropped = self.at_lr_drop and used is not None and now < used * (1 - 1e-6)
+        periodic = self.every is not None and (epoch + 1) % self.every == 0
+        if dropped or periodic:
+            _save_weights(self.model, os.path.join(
+                self.directory, f"snapshot-epoch{epoch + 1:03d}.weights.h5"))
+
+
+def train_snapshots(model, train_data, val_data=None, *, epochs, cycles, run_dir,
+                    learning_rate=0.1, momentum=0.9, weight_decay=5e-4, steps_per_epoch=None,
+                    **train_kwargs):
+    """Train ONE run with the cyclic cosine schedule, saving a snapshot per cycle.
+
+    ``model``, ``train_data``, ``val_data`` and ``train_kwargs`` go to ``zoo.train`` (so the
+    run directory, resume and strategies work as there). Snapshots land in
+    ``run_dir/snapshots/snapshot-K.weights.h5``. Returns ``(TrainResult, snapshot paths)``.
+
+    Example:
+
+    >>> result, paths = train_snapshots(build, train, val, epochs=20, cycles=5,
+    ...                                 run_dir="runs/snap")              # doctest: +SKIP
+    >>> ensemble = from_snapshots(build, paths, last=4)                    # doctest: +SKIP
+    """
+    if train_kwargs.pop("reduce_lr", False):
+        raise ValueError(
+            "The cyclic snapshot schedule and ReduceLROnPlateau do not compose (Keras cannot "
+            "change a LearningRateSchedule's rate); use CheckpointSnapshots in an ordinary "
+            "zoo.train run for snapshots under ReduceLROnPlateau.")
+    steps = steps_per_epoch or int(train_data.cardinality())
+    if steps < 1:
+        raise ValueError("The training data's length is unknown: pass steps_per_epoch.")
+    schedule = CyclicCosine(learning_rate, epochs * steps, cycles)
+    directory = os.path.join(run_dir, "snapshots")
+    callbacks = [CycleSnapshots(directory, schedule.cycle_length)]
+    callbacks += list(train_kwargs.pop("callbacks", ()))
+    result = training.train(
+        model, train_data, val_data, epochs=epochs, run_dir=run_dir,
+        optimizer=training.PaperSGD(schedule, momentum=momentum, l2=weight_decay),
+        reduce_lr=False, callbacks=callbacks, **train_kwargs)
+    return result, snapshot_paths(directory)
+
+
+def snapshot_paths(directory):
+    """The snapshot files in ``directory``, in the order they were taken."""
+    paths = glob.glob(os.path.join(directory, "snapshot-*.weights.h5"))
+    return sorted(paths, key=lambda p: (os.path.getmtime(p), p))
+
+
+def _member_name(path):
+    stem = os.path.basename(path).replace(".weights.h5", "")
+    return stem.replace("-", "_")
+
+
+def from_snapshots(model, paths, last=None, combine="mean", weights=None,
+                   name="snapshot_ensemble"):
+    """Load snapshot weights into members and return the :func:`Ensemble`.
+
+    ``model`` is a function building the architecture (a builder or registry-name lambda)
+    or a model to clone; ``paths`` a list of ``.weights.h5`` files or their directory;
+    ``last=m`` keeps the last ``m`` (the paper predicts with the last snapshots).
+
+    Example:
+
+    >>> ensemble = from_snapshots(build, "runs/snap/snapshots", last=4)  # doctest: +SKIP
+    """
+    if isinstance(paths, (str, os.PathLike)):
+        paths = snapshot_paths(paths)
+    paths = list(paths)
+    if last is not None:
+        if not isinstance(last, int) or last < 1:
+            raise ValueError(f"`last` must be a positive integer; received {last!r}.")
+        paths = paths[-last:]
+    if not paths:
+        raise ValueError("No snapshot files to load: received an empty list or directory.")
+    members = []
+    for path in paths:
+        if not os.path.isfile(path):
+            raise ValueError(f"Snapshot file not found: {path}.")
+        member = keras.models.clone_model(model) if isinstance(model, keras.Model) else model()
+        member.load_weights(path)
+        members.append(keras.Model(member.input, member.output, name=_member_name(path)))
+    return Ensemble(members, combine=combine, weights=weights, name=name)

@@ -1,0 +1,57 @@
+"""Members that differ in dropout or width: the study notes' variant ensembles."""
+
+import functools
+import itertools
+
+from zoo import registry
+
+
+def _label(value):
+    return f"{value:g}".replace(".", "p")  # 0.5 -> 0p5: safe in layer and file names
+
+
+def _values(value):
+    """``[0.5, 0.6]`` varies; a single number is fixed for every member; None is unset."""
+    if value is None:
+        return [None], False
+    if isinstance(value, (list, tuple)):
+        if not value:
+            raise ValueError("variant values must not be an empty list.")
+        return list(value), True
+    return [value], False
+
+
+def variants(builder, dropout=None, width=None, **kwargs):
+    """Named builders, one per dropout rate and/or width (the product when both vary).
+
+    ``dropout`` and ``width`` are lists of values to vary, or a single value every member
+    shares. ``builder`` is a registry name or a builder function; ``kwargs`` go to every
+    member. Each value of the returned dict builds one member, so it trains through
+    ``zoo.train``.
+
+    Example:
+
+    >>> members = variants("alexnet", dropout=[0.5, 0.6, 0.7], input_shape=(67, 67, 3),
+    ...                    classes=10)
+    >>> sorted(members)
+    ['alexnet_dropout0p5', 'alexnet_dropout0p6', 'alexnet_dropout0p7']
+    """
+    dropouts, vary_dropout = _values(dropout)
+    widths, vary_width = _values(width)
+    if not (vary_dropout or vary_width):
+        raise ValueError("variants needs a list of `dropout` and/or `width` values to vary; "
+                         f"received dropout={dropout!r}, width={width!r}.")
+    base = builder if isinstance(builder, str) else builder.__name__
+    build = functools.partial(registry.get_model, builder) if isinstance(builder, str) else builder
+    out = {}
+    for d, w in itertools.product(dropouts, widths):
+        parts = [base] + ([f"dropout{_label(d)}"] if vary_dropout else []) + (
+            [f"width{_label(w)}"] if vary_width else [])
+        name = "_".join(parts)
+        member_kwargs = {**kwargs, "name": name}
+        if d is not None:
+            member_kwargs["dropout"] = d
+        if w is not None:
+            member_kwargs["width"] = w
+        out[name] = functools.partial(build, **member_kwargs)
+    return out
