@@ -163,3 +163,19 @@ class ResumableReduceLROnPlateau(keras.callbacks.ReduceLROnPlateau):
             if self.wait >= self.patience and learning_rate > self.min_lr:
                 self.cooldown_counter = self.cooldown
                 self.wait = 0
+
+
+class LearningRateLogger(keras.callbacks.Callback):
+    """Add the learning rate of the epoch's last update to the logs when nothing else did
+    (``ReduceLROnPlateau`` does; a schedule alone does not)."""
+
+    def on_epoch_end(self, epoch, logs=None):
+        if logs is None or "learning_rate" in logs:
+            return
+        optimizer = self.model.optimizer
+        schedule = getattr(optimizer, "_learning_rate", None)
+        if isinstance(schedule, keras.optimizers.schedules.LearningRateSchedule):
+            rate = schedule(optimizer.iterations - 1)
+        else:
+            rate = optimizer.learning_rate
+        logs["learning_rate"] = float(keras.ops.convert_to_numpy(rate))

@@ -141,6 +141,7 @@ def _run_callbacks(run_dir, monitor, reduce_lr, lr_factor, lr_patience, min_lr, 
         cbs.append(zoo_callbacks.ResumableReduceLROnPlateau(
             history_path, monitor=monitor, mode=mode, factor=lr_factor, patience=lr_patience,
             min_lr=min_lr, verbose=1 if verbose else 0))
+    cbs.append(zoo_callbacks.LearningRateLogger())
     if run_dir is None:
         return cbs
     return [zoo_callbacks.SafeBackupAndRestore(os.path.join(run_dir, "backup"),

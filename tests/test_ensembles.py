@@ -1,0 +1,309 @@
+import math
+import os
+import textwrap
+
+import keras
+import numpy as np
+import pandas as pd
+import pytest
+import tensorflow as tf
+
+import ensembles
+import zoo
+from ensembles import metrics
+from tests.helpers import run_python, tiny_data, tiny_model
+
+
+def small_members(count=3, classes=5, activation="softmax"):
+    return [zoo.alexnet(input_shape=(67, 67, 3), classes=classes, width=16,
+                        classifier_activation=activation) for _ in range(count)]
+
+
+def images(n=6, size=67, seed=0):
+    return np.random.default_rng(seed).uniform(0, 255, (n, size, size, 3)).astype("float32")
+
+
+def as_dataset(x, labels=None, batch=4):
+    labels = np.arange(len(x)) % 5 if labels is None else labels
+    return tf.data.Dataset.from_tensor_slices((x, labels.astype("int32"))).batch(batch)
+
+
+# --- combining --------------------------------------------------------------------------------
+
+
+def test_combine_rules_match_their_formulas():
+    rng = np.random.default_rng(0)
+    p = rng.dirichlet(np.ones(4), size=(2, 3)).astype("float32")  # (batch, members, classes)
+    w = np.array([1.0, 2.0, 1.0])
+    wn = w / w.sum()
+    mean = ensembles.CombineMembers("mean", weights=w)(p).numpy()
+    np.testing.assert_allclose(mean, np.einsum("m,bmc->bc", wn, p), rtol=1e-6)
+    geo = ensembles.CombineMembers("geometric", weights=w)(p).numpy()
+    ref = np.prod(p ** wn[None, :, None], axis=1)
+    np.testing.assert_allclose(geo, ref / ref.sum(-1, keepdims=True), rtol=1e-5)
+    vote = ensembles.CombineMembers("vote")(p).numpy()
+    ref = np.stack([np.bincount(p[b].argmax(-1), minlength=4) / 3 for b in range(2)])
+    np.testing.assert_allclose(vote, ref, rtol=1e-6)
+
+
+def test_logit_mean_of_logit_members_is_softmax_of_mean_logits():
+    members = small_members(activation=None)
+    model = ensembles.Ensemble(members, combine="logit_mean")
+    x = images()
+    logits = np.stack([m.predict(x, verbose=0) for m in members])
+    expected = np.asarray(keras.ops.softmax(logits.mean(axis=0)))
+    np.testing.assert_allclose(model.predict(x, verbose=0), expected, rtol=1e-5, atol=1e-7)
+    # For softmax members the same rule is the normalised geometric mean.
+    soft = ensembles.Ensemble([keras.Model(m.input, keras.layers.Softmax()(m.output))
+                               for m in members], combine="geometric")
+    np.testing.assert_allclose(soft.predict(x, verbose=0), expected, rtol=1e-4, atol=1e-6)
+
+
+def test_ensemble_is_one_model_with_renamed_members_and_stacked_outputs():
+    members = small_members()
+    model = ensembles.Ensemble(members, return_members=True)
+    assert [m.name for m in ensembles.members_of(model)] == ["alexnet_1", "alexnet_2",
+                                                             "alexnet_3"]
+    assert [m.name for m in members] == ["alexnet"] * 3  # the members are left as they were
+    assert len(model.inputs) == 1
+    combined, stacked = model.predict(images(), verbose=0)
+    assert stacked.shape == (6, 3, 5) and combined.shape == (6, 5)
+    for i, member in enumerate(members):
+        np.testing.assert_allclose(stacked[:, i], member.predict(images(), verbose=0),
+                                   rtol=1e-5, atol=1e-7)
+    np.testing.assert_allclose(combined, stacked.mean(axis=1), rtol=1e-5, atol=1e-7)
+    probs = ensembles.member_probabilities(model, as_dataset(images()))
+    assert probs.shape == (3, 6, 5)  # (members, batch, classes)
+    np.testing.assert_allclose(probs, np.moveaxis(stacked, 1, 0), rtol=1e-5, atol=1e-7)
+
+
+def test_keras_round_trip_keeps_combination_and_weights(tmp_path):
+    model = ensembles.Ensemble(small_members(), combine="geometric", weights=[1, 2, 3])
+    path = tmp_path / "ensemble.keras"
+    model.save(path)
+    loaded = keras.models.load_model(path)
+    np.testing.assert_allclose(loaded.predict(images(), verbose=0),
+                               model.predict(images(), verbose=0), rtol=1e-6)
+    assert loaded.get_layer("combine").member_weights == [1.0, 2.0, 3.0]
+
+
+def test_bad_members_and_weights_name_what_is_wrong():
+    a = zoo.alexnet(input_shape=(67, 67, 3), classes=5, width=16, name="first")
+    b = zoo.alexnet(input_shape=(80, 80, 3), classes=5, width=16, name="wide_input")
+    c = zoo.alexnet(input_shape=(67, 67, 3), classes=7, width=16, name="seven")
+    with pytest.raises(ValueError, match=r"Member 1 \('wide_input'\) takes input shape"):
+        ensembles.Ensemble([a, b])
+    with pytest.raises(ValueError, match=r"Member 1 \('seven'\) predicts 7 classes.*5"):
+        ensembles.Ensemble([a, c])
+    with pytest.raises(ValueError, match=r"`weights` must be 2 non-negative.*\[1.0\]"):
+        ensembles.Ensemble([a, a], weights=[1])
+    with pytest.raises(ValueError, match=r"`combine` must be one of.*'median'"):
+        ensembles.Ensemble([a], combine="median")
+    with pytest.raises(ValueError, match="at least one member"):
+        ensembles.Ensemble([])
+
+
+# --- metrics ----------------------------------------------------------------------------------
+
+
+def test_metrics_on_a_hand_computed_example():
+    probs = np.array([[0.7, 0.2, 0.1], [0.1, 0.3, 0.6], [0.5, 0.4, 0.1], [0.2, 0.2, 0.6]])
+    labels = np.array([0, 1, 1, 2])
+    assert metrics.top_k_error(probs, labels, 1) == pytest.approx(0.5)
+    assert metrics.top_k_error(probs, labels, 2) == pytest.approx(0.0)
+    assert metrics.nll(probs, labels) == pytest.approx(
+        -np.mean(np.log([0.7, 0.3, 0.4, 0.6])))
+    assert metrics.brier(probs, labels) == pytest.approx(np.mean(
+        [0.09 + 0.04 + 0.01, 0.01 + 0.49 + 0.36, 0.25 + 0.36 + 0.01, 0.04 + 0.04 + 0.16]))
+    # Confidences 0.7, 0.6, 0.5, 0.6 -> bins of width 1/15; correct: yes, no, no, yes.
+    expected = (1 / 4) * abs(0.7 - 1) + (2 / 4) * abs(0.6 - 0.5) + (1 / 4) * abs(0.5 - 0)
+    assert metrics.ece(probs, labels, bins=15) == pytest.approx(expected)
+    assert metrics.disagreement(np.stack([probs, probs[:, ::-1]])) == pytest.approx(1.0)
+    other = probs.copy()
+    other[0] = [0.1, 0.8, 0.1]  # changes the top class of one example in four
+    assert metrics.disagreement(np.stack([probs, other, probs])) == pytest.approx(
+        (0.25 + 0.0 + 0.25) / 3)
+    assert metrics.average_kl(np.stack([probs, probs])) == pytest.approx(0.0, abs=1e-12)
+
+
+# --- evaluation -------------------------------------------------------------------------------
+
+
+def test_evaluate_table():
+    members = small_members()
+    model = ensembles.Ensemble(members)
+    x = images(10)
+    labels = np.arange(10) % 5
+    table = ensembles.evaluate(model, as_dataset(x, labels))
+    assert list(table.index) == ["alexnet_1", "alexnet_2", "alexnet_3", "best member",
+                                 "mean member", "ensemble"]
+    assert list(table.columns) == ["top1_error", "top5_error", "nll", "brier", "ece",
+                                   "disagreement", "kl"]
+    combined = model.predict(x, verbose=0)
+    assert table.loc["ensemble", "nll"] == pytest.approx(metrics.nll(combined, labels), rel=1e-5)
+    member_rows = table.iloc[:3]
+    np.testing.assert_allclose(table.loc["mean member", "nll"], member_rows["nll"].mean())
+    assert table.loc["best member", "top1_error"] == member_rows["top1_error"].min()
+    assert not math.isnan(table.loc["ensemble", "disagreement"])
+    # A list of members is evaluated the same way (combined by their mean).
+    listed = ensembles.evaluate(members, as_dataset(x, labels))
+    np.testing.assert_allclose(listed["nll"].values, table["nll"].values, rtol=1e-5)
+
+
+def test_evaluate_with_flip_and_ten_crop_tta():
+    members = small_members(2)
+    model = ensembles.Ensemble(members)
+    x = images(4)
+    flipped = ensembles.predict_members(model, as_dataset(x), tta="flip")[1]
+    manual = (np.stack([m.predict(x, verbose=0) for m in members]) +
+              np.stack([m.predict(x[:, :, ::-1], verbose=0) for m in members])) / 2
+    np.testing.assert_allclose(flipped, manual, rtol=1e-5, atol=1e-7)
+    big = images(4, size=75)
+    table = ensembles.evaluate(model, as_dataset(big), tta="10crop")
+    assert table.attrs["tta"] == "10crop" and len(table) == 5
+
+
+def test_size_curve_ends_at_the_full_ensemble():
+    model = ensembles.Ensemble(small_members())
+    ds = as_dataset(images(8), np.arange(8) % 5)
+    curve = ensembles.size_curve(model, ds)
+    table = ensembles.evaluate(model, ds)
+    assert list(curve.index) == [1, 2, 3]
+    assert curve.loc[3, "nll"] == pytest.approx(table.loc["ensemble", "nll"], rel=1e-5)
+    assert curve.loc[1, "nll"] == pytest.approx(table.iloc[0]["nll"], rel=1e-5)
+
+
+def test_uncertainty_decomposition():
+    members = small_members()
+    table = ensembles.uncertainty(ensembles.Ensemble(members), as_dataset(images()))
+    np.testing.assert_allclose(table["mutual_information"],
+                               table["predictive_entropy"] - table["expected_entropy"])
+    assert (table["mutual_information"] > -1e-6).all()
+    assert (table["top_class_variance"] > 0).all()
+    same = ensembles.uncertainty([members[0]] * 2, as_dataset(images()))
+    np.testing.assert_allclose(same["mutual_information"], 0, atol=1e-6)
+    crops = ensembles.uncertainty(members[0], as_dataset(images(size=75)), tta="10crop")
+    assert (crops["top_class_variance"] > 0).all()  # spread across the 10 crops
+
+
+def test_plots_are_written(tmp_path):
+    model = ensembles.Ensemble(small_members())
+    ds = as_dataset(images(8), np.arange(8) % 5)
+    ensembles.plot_size_curve(ensembles.size_curve(model, ds), tmp_path / "size.png")
+    _, probs, labels = ensembles.predict_members(model, ds)
+    ensembles.plot_reliability(probs.mean(axis=0), labels, tmp_path / "rel.png")
+    for name in ("size.png", "rel.png"):
+        assert (tmp_path / name).read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+
+
+# --- snapshots --------------------------------------------------------------------------------
+
+
+def test_cyclic_cosine_follows_huang_et_al():
+    T, M = 10, 3  # cycles of ceil(10 / 3) = 4 iterations
+    schedule = ensembles.CyclicCosine(0.2, total_steps=T, cycles=M)
+    for t in range(1, T + 1):  # t is 1-based; Keras passes the updates done so far, t - 1
+        expected = 0.2 / 2 * (math.cos(math.pi * ((t - 1) % 4) / 4) + 1)
+        assert float(schedule(t - 1)) == pytest.approx(expected, rel=1e-6)
+    assert float(schedule(4)) == pytest.approx(0.2)  # a warm restart
+    with pytest.raises(ValueError, match="`cycles` must be between 1 and total_steps"):
+        ensembles.CyclicCosine(0.1, total_steps=3, cycles=5)
+
+
+def test_train_snapshots_saves_one_snapshot_per_cycle(tmp_path):
+    run_dir = str(tmp_path / "run")
+    result, paths = ensembles.train_snapshots(tiny_model, tiny_data(), epochs=4, cycles=4,
+                                              run_dir=run_dir, learning_rate=0.1, seed=0,
+                                              verbose=0)
+    assert [os.path.basename(p) for p in paths] == [
+        f"snapshot-{k}.weights.h5" for k in range(1, 5)]
+    assert not [n for n in os.listdir(os.path.dirname(paths[0])) if n.startswith(".tmp")]
+    # 4 updates per epoch and per cycle: each epoch ends on the cycle's last, lowest rate.
+    np.testing.assert_allclose(result.history["learning_rate"],
+                               0.1 / 2 * (math.cos(math.pi * 3 / 4) + 1), rtol=1e-5)
+    ensemble = ensembles.from_snapshots(tiny_model, paths, last=2)
+    members = ensembles.members_of(ensemble)
+    assert [m.name for m in members] == ["snapshot_3", "snapshot_4"]
+    np.testing.assert_allclose(members[1].get_weights()[0], result.model.get_weights()[0])
+    from_dir = ensembles.from_snapshots(tiny_model(), os.path.dirname(paths[0]))
+    assert len(ensembles.members_of(from_dir)) == 4
+
+
+def test_snapshot_schedule_refuses_reduce_lr_on_plateau(tmp_path):
+    with pytest.raises(ValueError, match="do not compose"):
+        ensembles.train_snapshots(tiny_model, tiny_data(), epochs=2, cycles=2,
+                                  run_dir=str(tmp_path), reduce_lr=True)
+    with pytest.raises(ValueError, match="No snapshot files"):
+        ensembles.from_snapshots(tiny_model, str(tmp_path / "nothing"))
+
+
+def test_checkpoint_snapshots_every_k_epochs_and_at_lr_drops(tmp_path):
+    model = tiny_model()
+    model.trainable = False  # a plateau from the first epoch: the LR drops after epoch 2
+    every = ensembles.CheckpointSnapshots(str(tmp_path / "every"), every=2, at_lr_drop=False)
+    drops = ensembles.CheckpointSnapshots(str(tmp_path / "drops"))
+    zoo.train(model, tiny_data(), tiny_data(seed=1), epochs=4, lr_patience=1, min_lr=0.0,
+              callbacks=[every, drops], verbose=0)
+    assert sorted(os.listdir(tmp_path / "every")) == ["snapshot-epoch002.weights.h5",
+                                                      "snapshot-epoch004.weights.h5"]
+    # Plateau with patience 1: reductions after epochs 2, 3 and 4.
+    assert sorted(os.listdir(tmp_path / "drops")) == [
+        "snapshot-epoch002.weights.h5", "snapshot-epoch003.weights.h5",
+        "snapshot-epoch004.weights.h5"]
+
+
+# --- variants ---------------------------------------------------------------------------------
+
+
+def test_variants_are_named_builders():
+    dropout = ensembles.variants("alexnet", dropout=[0.5, 0.7], width=32,
+                                 input_shape=(67, 67, 3), classes=4)
+    assert list(dropout) == ["alexnet_dropout0p5", "alexnet_dropout0p7"]
+    model = dropout["alexnet_dropout0p7"]()
+    assert model.name == "alexnet_dropout0p7" and model.get_layer("drop6").rate == 0.7
+    assert model.get_layer("fc6").units == 32
+    both = ensembles.variants(zoo.resnet18, dropout=[0.1, 0.2], width=[0.25, 0.5])
+    assert list(both) == ["resnet18_dropout0p1_width0p25", "resnet18_dropout0p1_width0p5",
+                          "resnet18_dropout0p2_width0p25", "resnet18_dropout0p2_width0p5"]
+    with pytest.raises(ValueError, match="needs a list of `dropout` and/or `width`"):
+        ensembles.variants("alexnet", dropout=0.5)
+
+
+def test_variants_train_through_zoo_train():
+    def tiny(width=8, dropout=0.0, name="tiny"):
+        inputs = keras.Input((8, 8, 3))
+        x = keras.layers.Conv2D(width, 3, activation="relu")(inputs)
+        x = keras.layers.Dropout(dropout)(keras.layers.GlobalAveragePooling2D()(x))
+        return keras.Model(inputs, keras.layers.Dense(4, activation="softmax")(x), name=name)
+
+    members = ensembles.variants(tiny, width=[4, 8])
+    trained = [zoo.train(build, tiny_data(), epochs=1, verbose=0).model
+               for build in members.values()]
+    table = ensembles.evaluate(ensembles.Ensemble(trained), tiny_data())
+    assert list(table.index[:2]) == ["tiny_width4", "tiny_width8"]
+
+
+# --- export -----------------------------------------------------------------------------------
+
+
+def test_export_one_saved_model_served_without_this_project(tmp_path):
+    model = ensembles.Ensemble(small_members())
+    x = images(5)
+    reference = ensembles.serving_model(model).predict(x, verbose=0)
+    path = str(tmp_path / "served")
+    ensembles.export(model, path)
+    assert not [n for n in os.listdir(tmp_path) if n.startswith(".tmp")]
+    np.save(tmp_path / "x.npy", x)
+    code = textwrap.dedent(f"""
+        import sys, numpy as np, tensorflow as tf
+        served = tf.saved_model.load({path!r})
+        out = served.serve(tf.constant(np.load({str(tmp_path / 'x.npy')!r})))
+        np.savez({str(tmp_path / 'out.npz')!r}, **{{k: v.numpy() for k, v in out.items()}})
+        assert not any(m.split('.')[0] in ("zoo", "ensembles", "data") for m in sys.modules)
+    """)
+    run_python(code, env={"PYTHONPATH": ""})
+    served = np.load(tmp_path / "out.npz")
+    assert set(served.files) == {"probabilities", "predictive_entropy", "mutual_information"}
+    for key in served.files:
+        np.testing.assert_allclose(served[key], reference[key], atol=1e-5)
+    np.testing.assert_allclose(served["probabilities"], model.predict(x, verbose=0), atol=1e-5)
