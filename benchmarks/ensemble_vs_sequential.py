@@ -1,0 +1,52 @@
+"""One-graph ensemble predict vs the members' predict one after another, images/s.
+
+Run: ``.venv/bin/python benchmarks/ensemble_vs_sequential.py`` (or ``make bench``).
+"""
+
+import os
+import sys
+
+os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+
+import numpy as np  # noqa: E402
+
+import ensembles  # noqa: E402
+import zoo  # noqa: E402
+from common import images_per_second  # noqa: E402
+
+
+def run(members=5, batch_size=64, image_size=67, batches=4):
+    """One result row: both throughputs and their ratio (one graph / sequential)."""
+    models = [zoo.alexnet(input_shape=(image_size, image_size, 3), classes=10, width=512,
+                          towers=2) for _ in range(members)]
+    ensemble = ensembles.Ensemble(models)
+    x = np.random.default_rng(0).uniform(0, 255, (batch_size * batches, image_size,
+                                                  image_size, 3)).astype("float32")
+
+    def one_graph():
+        ensemble.predict(x, batch_size=batch_size, verbose=0)
+        return len(x)
+
+    def sequential():
+        probs = [m.predict(x, batch_size=batch_size, verbose=0) for m in models]
+        np.mean(probs, axis=0)
+        return len(x)
+
+    speeds = images_per_second({"one_graph": one_graph, "sequential": sequential})
+    return {
+        "benchmark": f"{members}-member AlexNet ensemble predict ({image_size}x{image_size}, "
+                     f"batch {batch_size})",
+        "ours": "ensembles.Ensemble (one graph)",
+        "ours_per_s": round(speeds["one_graph"], 1),
+        "baseline": "members' predict one after another",
+        "baseline_per_s": round(speeds["sequential"], 1),
+        "ratio": round(speeds["one_graph"] / speeds["sequential"], 2),
+        "unit": "images/s",
+    }
+
+
+if __name__ == "__main__":
+    row = run()
+    print(f"{row['benchmark']}: one graph {row['ours_per_s']} img/s, sequential "
+          f"{row['baseline_per_s']} img/s, ratio {row['ratio']}x (target >= 1.2x)")
