@@ -18,3 +18,10 @@ def images_per_second(contenders, rounds=3):
             count = fn()
             samples[name].append(count / (time.perf_counter() - start))
     return {name: sorted(values)[len(values) // 2] for name, values in samples.items()}
+
+
+def result_row(benchmark, ours, ours_per_s, baseline, baseline_per_s, unit="images/s"):
+    """One row of ``make bench``'s table: both speeds and their ratio (ours / baseline)."""
+    return {"benchmark": benchmark, "ours": ours, "ours_per_s": round(ours_per_s, 2),
+            "baseline": baseline, "baseline_per_s": round(baseline_per_s, 2),
+            "ratio": round(ours_per_s / baseline_per_s, 3), "unit": unit}

@@ -13,7 +13,7 @@ import numpy as np  # noqa: E402
 
 import ensembles  # noqa: E402
 import zoo  # noqa: E402
-from common import images_per_second  # noqa: E402
+from common import images_per_second, result_row  # noqa: E402
 
 
 def run(members=5, batch_size=64, image_size=67, batches=4):
@@ -34,16 +34,10 @@ def run(members=5, batch_size=64, image_size=67, batches=4):
         return len(x)
 
     speeds = images_per_second({"one_graph": one_graph, "sequential": sequential})
-    return {
-        "benchmark": f"{members}-member AlexNet ensemble predict ({image_size}x{image_size}, "
-                     f"batch {batch_size})",
-        "ours": "ensembles.Ensemble (one graph)",
-        "ours_per_s": round(speeds["one_graph"], 1),
-        "baseline": "members' predict one after another",
-        "baseline_per_s": round(speeds["sequential"], 1),
-        "ratio": round(speeds["one_graph"] / speeds["sequential"], 2),
-        "unit": "images/s",
-    }
+    return result_row(
+        f"{members}-member AlexNet ensemble predict ({image_size}x{image_size}, batch "
+        f"{batch_size})", "ensembles.Ensemble (one graph)", speeds["one_graph"],
+        "members' predict one after another", speeds["sequential"])
 
 
 if __name__ == "__main__":

@@ -15,7 +15,7 @@ import keras  # noqa: E402
 
 import data  # noqa: E402
 import zoo  # noqa: E402
-from common import images_per_second  # noqa: E402
+from common import images_per_second, result_row  # noqa: E402
 from data import augment  # noqa: E402
 
 
@@ -50,16 +50,10 @@ def run(batch_size=64, crop=67, load_size=76):
         return steps * batch_size
 
     speeds = images_per_second({"pipeline": pipeline_steps, "train": train_steps})
-    return {
-        "benchmark": f"digits pipeline (crop, flip, PCA colour, jitter) vs AlexNet "
-                     f"{crop}x{crop} train step, batch {batch_size}",
-        "ours": "data.load(augment=...)",
-        "ours_per_s": round(speeds["pipeline"], 1),
-        "baseline": "zoo.alexnet train step",
-        "baseline_per_s": round(speeds["train"], 1),
-        "ratio": round(speeds["pipeline"] / speeds["train"], 2),
-        "unit": "images/s",
-    }
+    return result_row(
+        f"digits pipeline (crop, flip, PCA colour, jitter) vs AlexNet {crop}x{crop} train "
+        f"step, batch {batch_size}", "data.load(augment=...)", speeds["pipeline"],
+        "zoo.alexnet train step", speeds["train"])
 
 
 if __name__ == "__main__":

@@ -13,7 +13,7 @@ import keras  # noqa: E402
 import numpy as np  # noqa: E402
 
 import zoo  # noqa: E402
-from common import images_per_second  # noqa: E402
+from common import images_per_second, result_row  # noqa: E402
 
 
 def run(batch_size=32, image_size=224):
@@ -32,16 +32,10 @@ def run(batch_size=32, image_size=224):
         "zoo.resnet50": lambda: predict(ours),
         "keras.applications.ResNet50": lambda: predict(theirs),
     })
-    zoo_speed, keras_speed = speeds["zoo.resnet50"], speeds["keras.applications.ResNet50"]
-    return {
-        "benchmark": f"resnet50 inference, batch {batch_size}, {image_size}x{image_size}",
-        "ours": "zoo.resnet50",
-        "ours_per_s": round(zoo_speed, 2),
-        "baseline": "keras.applications.ResNet50",
-        "baseline_per_s": round(keras_speed, 2),
-        "ratio": round(zoo_speed / keras_speed, 3),
-        "unit": "images/s",
-    }
+    return result_row(
+        f"resnet50 inference, batch {batch_size}, {image_size}x{image_size}", "zoo.resnet50",
+        speeds["zoo.resnet50"], "keras.applications.ResNet50",
+        speeds["keras.applications.ResNet50"])
 
 
 if __name__ == "__main__":
