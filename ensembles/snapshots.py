@@ -137,7 +137,7 @@ def train_snapshots(model, train_data, val_data=None, *, epochs, cycles, run_dir
     callbacks += list(train_kwargs.pop("callbacks", ()))
     result = training.train(
         model, train_data, val_data, epochs=epochs, run_dir=run_dir,
-        optimizer=training.PaperSGD(schedule, momentum=momentum, l2=weight_decay),
+        optimizer=lambda: training.PaperSGD(schedule, momentum=momentum, l2=weight_decay),
         reduce_lr=False, callbacks=callbacks, **train_kwargs)
     return result, snapshot_paths(directory)
 

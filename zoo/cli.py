@@ -35,24 +35,12 @@ def _cmd_info(args):
 
 
 def _cmd_demo(args):
-    import numpy as np
-    import keras
+    from zoo import demo
 
-    keras.utils.set_random_seed(args.seed)
-    model = zoo.get_model(args.model, towers=args.towers) if args.model == "alexnet" else (
-        zoo.get_model(args.model)
-    )
-    model.summary()
-    print(f"\n{model.name}: {model.count_params():,} parameters")
-    model.compile(
-        optimizer=keras.optimizers.SGD(0.01, momentum=0.9),
-        loss="sparse_categorical_crossentropy",
-    )
-    shape = (args.batch_size,) + tuple(model.input_shape[1:])
-    images = np.random.default_rng(args.seed).normal(size=shape).astype("float32")
-    labels = np.arange(args.batch_size) % model.output_shape[-1]
-    loss = model.train_on_batch(images, labels)
-    print(f"one SGD step on a random batch of {args.batch_size}: loss {float(loss):.4f}")
+    quick = dict(epochs=1, snapshot_epochs=2, cycles=2) if args.quick else {}
+    demo.run(output_dir=args.output_dir, seed=args.seed,
+             **{"epochs": args.epochs, "snapshot_epochs": args.snapshot_epochs,
+                "cycles": args.cycles, **quick})
     return 0
 
 
@@ -145,12 +133,17 @@ def _parser():
     train.add_argument("--model-arg", action="append", metavar="KEY=VALUE",
                        help="builder argument, repeatable (e.g. towers=2, kernel_initializer=he)")
     train.set_defaults(run=_cmd_train)
-    demo = sub.add_parser("demo", help="build a model and run one training step")
-    demo.add_argument("--model", default="alexnet", help="model name (default: alexnet)")
-    demo.add_argument("--towers", type=int, choices=(1, 2), default=2,
-                      help="AlexNet towers (default: 2, the two-GPU layout)")
-    demo.add_argument("--batch-size", type=int, default=8, help="batch size (default: 8)")
-    demo.add_argument("--seed", type=int, default=0, help="random seed (default: 0)")
+    demo = sub.add_parser("demo", help="the whole product on the embedded digits",
+                          description="Train AlexNet dropout/width variants and a ResNet-18 "
+                          "snapshot ensemble on the embedded digits under the two-device "
+                          "mirrored strategy, evaluate every ensemble, export and serve.")
+    demo.add_argument("--output-dir", default="runs/demo")
+    demo.add_argument("--epochs", type=int, default=8, help="epochs per AlexNet member")
+    demo.add_argument("--snapshot-epochs", type=int, default=24,
+                      help="epochs of the ResNet-18 snapshot run")
+    demo.add_argument("--cycles", type=int, default=6, help="snapshot cycles")
+    demo.add_argument("--seed", type=int, default=0)
+    demo.add_argument("--quick", action="store_true", help="one epoch each (a smoke run)")
     demo.set_defaults(run=_cmd_demo)
     return parser
 
@@ -161,7 +154,7 @@ def main(argv=None):
     args = parser.parse_args(argv)
     if getattr(args, "model", None) is not None and args.model not in zoo.list_models():
         parser.error(f"unknown model {args.model!r}; available: {', '.join(zoo.list_models())}")
-    for flag in ("batch_size", "epochs", "image_size"):
+    for flag in ("batch_size", "epochs", "image_size", "snapshot_epochs", "cycles"):
         value = getattr(args, flag, None)
         if value is not None and value < 1:
             parser.error(f"--{flag.replace('_', '-')} must be at least 1; received {value}")

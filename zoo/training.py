@@ -113,7 +113,10 @@ def _targets_for(model):
 
 
 def _compile(model, optimizer, learning_rate, momentum, weight_decay, loss, metrics, jit_compile):
-    optimizer = optimizer or PaperSGD(learning_rate, momentum=momentum, l2=weight_decay)
+    if optimizer is None:
+        optimizer = PaperSGD(learning_rate, momentum=momentum, l2=weight_decay)
+    elif not isinstance(optimizer, keras.optimizers.Optimizer) and callable(optimizer):
+        optimizer = optimizer()  # a factory: its variables are created under the strategy
     metrics = default_metrics() if metrics is None else metrics
     if len(model.outputs) == 1:
         model.compile(optimizer=optimizer, loss=loss, metrics=metrics, jit_compile=jit_compile)
@@ -219,7 +222,9 @@ def train(
         run_dir: where the run's files go (see the module docstring); None writes nothing
             and cannot resume.
         optimizer: replaces the recipe's :class:`PaperSGD` (then ``learning_rate``,
-            ``momentum`` and ``weight_decay`` are unused).
+            ``momentum`` and ``weight_decay`` are unused): an optimizer, or a function
+            returning one (needed with a distribution strategy, so that the optimizer's
+            variables are created under it).
         reduce_lr, lr_factor, lr_patience, min_lr, monitor: ``ReduceLROnPlateau`` on
             ``monitor`` (default: validation top-1 accuracy, else training loss).
         loss, metrics: default sparse cross-entropy, top-1 and top-5 accuracy.
