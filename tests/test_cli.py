@@ -3,8 +3,8 @@ import os
 import subprocess
 import sys
 
-import pytest
 import pandas as pd
+import pytest
 
 from zoo import cli
 
