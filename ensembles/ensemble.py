@@ -83,18 +83,14 @@ def _check_members(members):
                 f"member 0 ({reference.name!r}) predicts {reference.output_shape[-1]}.")
 
 
-def _unique_names(members):
-    names, seen = [], {}
-    for member in members:
-        base = member.name
-        seen[base] = seen.get(base, 0) + 1
-        names.append(base)
-    counts = {}
-    for i, base in enumerate(names):
-        if seen[base] > 1:
-            counts[base] = counts.get(base, 0) + 1
-            names[i] = f"{base}_{counts[base]}"
-    return names
+def unique_names(names):
+    """Number the names that occur more than once: ``[a, a, b] -> [a_1, a_2, b]``."""
+    totals = {n: names.count(n) for n in names}
+    counts, out = {}, []
+    for n in names:
+        counts[n] = counts.get(n, 0) + 1
+        out.append(f"{n}_{counts[n]}" if totals[n] > 1 else n)
+    return out
 
 
 def Ensemble(members, combine="mean", weights=None, return_members=False, name="ensemble"):
@@ -131,7 +127,7 @@ def Ensemble(members, combine="mean", weights=None, return_members=False, name="
                 f"received {weights}.")
     inputs = keras.Input(members[0].input_shape[1:], name="input")
     probabilities = []
-    for member, member_name in zip(members, _unique_names(members)):
+    for member, member_name in zip(members, unique_names([m.name for m in members])):
         renamed = keras.Model(member.input, member.output, name=member_name)
         out = renamed(inputs)
         if not _softmax_output(member):

@@ -6,7 +6,7 @@ import pandas as pd
 
 from data import tta as tta_lib
 from ensembles import metrics
-from ensembles.ensemble import (CombineMembers, _softmax_output, members_of,
+from ensembles.ensemble import (CombineMembers, _softmax_output, members_of, unique_names,
                                 with_member_outputs)
 
 SCORE_COLUMNS = ["top1_error", "top5_error", "nll", "brier", "ece"]
@@ -77,7 +77,7 @@ def evaluate(source, dataset, tta=None):
     >>> table = evaluate(Ensemble(members), data.load("digits", "test"))  # doctest: +SKIP
     """
     names, member_probs, labels = predict_members(source, dataset, tta)
-    rows = {name: metrics.scores(p, labels) for name, p in zip(_unique(names), member_probs)}
+    rows = {name: metrics.scores(p, labels) for name, p in zip(unique_names(names), member_probs)}
     table = pd.DataFrame.from_dict(rows, orient="index")[SCORE_COLUMNS]
     members = table.copy()
     best = members.sort_values(["top1_error", "nll"]).iloc[0]
@@ -90,15 +90,6 @@ def evaluate(source, dataset, tta=None):
     table.loc["ensemble", "kl"] = metrics.average_kl(member_probs)
     table.attrs.update(best_member=best.name, tta=tta, examples=len(labels))
     return table
-
-
-def _unique(names):
-    seen = {}
-    out = []
-    for n in names:
-        seen[n] = seen.get(n, 0) + 1
-        out.append(n if seen[n] == 1 else f"{n}_{seen[n]}")
-    return out
 
 
 def size_curve(source, dataset, tta=None):

@@ -89,18 +89,14 @@ def _cmd_train(args):
         model_kwargs=model_kwargs,
     )
     if "test" in info.splits:
-        scores = result.model.evaluate(_main_targets(result.model, load(split="test")),
+        test = zoo.training.per_output_targets(result.model, load(split="test"))
+        scores = result.model.evaluate(test,
                                        return_dict=True, verbose=0)
         top1 = next(v for k, v in scores.items() if k.endswith("top1_accuracy"))
         top5 = next(v for k, v in scores.items() if k.endswith("top5_accuracy"))
         print(f"test top-1 error {100 * (1 - top1):.2f} %, top-5 error {100 * (1 - top5):.2f} %")
     print(f"Run directory: {run_dir} (history.csv, checkpoints/, logs/, plots)")
     return 1 if result.diverged else 0
-
-
-def _main_targets(model, ds):
-    n = len(model.outputs)
-    return ds if n == 1 else ds.map(lambda x, y: (x, (y,) * n))
 
 
 def _parser():

@@ -21,10 +21,6 @@ def _say(message):
     print(f"[demo {time.strftime('%H:%M:%S')}] {message}", flush=True)
 
 
-def _members(results):
-    return [r.model for r in results]
-
-
 def _markdown(table):
     columns = ["group"] + [c for c in table.columns if c != "group"]
     lines = ["| model | " + " | ".join(columns) + " |",

@@ -106,10 +106,13 @@ def _build(model, model_kwargs, strategy, precision):
         keras.config.set_dtype_policy(previous)
 
 
-def _targets_for(model):
-    """How to turn ``(x, y)`` into the model's targets: one per output."""
+def per_output_targets(model, dataset):
+    """``dataset`` of ``(x, y)`` with ``y`` repeated once per model output (GoogLeNet's aux
+    heads); unchanged for a single-output model or a missing dataset."""
     n = len(model.outputs)
-    return None if n == 1 else (lambda x, y: (x, (y,) * n))
+    if dataset is None or n == 1:
+        return dataset
+    return dataset.map(lambda x, y: (x, (y,) * n))
 
 
 def _compile(model, optimizer, learning_rate, momentum, weight_decay, loss, metrics, jit_compile):
@@ -271,10 +274,8 @@ def train(
             "keras": keras.__version__, "tensorflow": tf.__version__,
             "started": time.strftime("%Y-%m-%d %H:%M:%S"),
         })
-    to_targets = _targets_for(model)
-    if to_targets is not None:
-        train_data = train_data.map(to_targets)
-        val_data = val_data.map(to_targets) if val_data is not None else None
+    train_data = per_output_targets(model, train_data)
+    val_data = per_output_targets(model, val_data)
     if isinstance(strategy, tf.distribute.MultiWorkerMirroredStrategy):
         if reduce_lr and val_data is None:
             raise ValueError(
