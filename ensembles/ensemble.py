@@ -139,6 +139,11 @@ def Ensemble(members, combine="mean", weights=None, return_members=False, name="
     return keras.Model(inputs, [combined, stacked] if return_members else combined, name=name)
 
 
+def is_ensemble(model):
+    """Whether ``model`` is an :func:`Ensemble` (it has the ``combine`` layer)."""
+    return isinstance(model, keras.Model) and any(l.name == "combine" for l in model.layers)
+
+
 def members_of(ensemble):
     """The member models inside an :func:`Ensemble`, in order."""
     combine = ensemble.get_layer("combine")

@@ -6,19 +6,15 @@ import pandas as pd
 
 from data import tta as tta_lib
 from ensembles import metrics
-from ensembles.ensemble import (CombineMembers, _softmax_output, members_of, unique_names,
-                                with_member_outputs)
+from ensembles.ensemble import (CombineMembers, _softmax_output, is_ensemble, members_of,
+                                unique_names, with_member_outputs)
 
 SCORE_COLUMNS = ["top1_error", "top5_error", "nll", "brier", "ece"]
 
 
-def _is_ensemble(source):
-    return isinstance(source, keras.Model) and any(l.name == "combine" for l in source.layers)
-
-
 def _members_and_predictor(source):
     """Member names and ``predict(images) -> (members, batch, classes)`` probabilities."""
-    if _is_ensemble(source):
+    if is_ensemble(source):
         model = with_member_outputs(source)
         return ([m.name for m in members_of(source)],
                 lambda x: np.moveaxis(np.asarray(model.predict_on_batch(x)[1]), 1, 0))
@@ -104,7 +100,7 @@ def size_curve(source, dataset, tta=None):
 
 def _combine_first(source, member_probs, k):
     """The source's own combination rule (mean for a list) over its first ``k`` members."""
-    layer = source.get_layer("combine") if _is_ensemble(source) else CombineMembers("mean")
+    layer = source.get_layer("combine") if is_ensemble(source) else CombineMembers("mean")
     weights = None if layer.member_weights is None else layer.member_weights[:k]
     return np.asarray(CombineMembers(layer.combine, weights)(
         np.moveaxis(member_probs[:k], 0, 1).astype("float32")))

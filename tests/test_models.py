@@ -69,6 +69,8 @@ def test_input_tensor(name):
         (dict(classes=-1), r"`classes`.*received -1"),
         (dict(dropout=-0.1), r"`dropout`.*received -0.1"),
         (dict(input_shape=(7, 7, 3)), r"at least \d+x\d+.*received input shape \(7, 7, 3\)"),
+        (dict(kernel_initializer="lecun"), r"`kernel_initializer` must be one of.*'lecun'"),
+        (dict(activation="gelu"), r"`activation` must be one of.*received 'gelu'"),
     ],
 )
 def test_bad_common_arguments(name, bad, message):
@@ -90,6 +92,76 @@ def test_bad_common_arguments(name, bad, message):
 def test_bad_family_arguments(name, bad, message):
     with pytest.raises(ValueError, match=message):
         zoo.get_model(name, **bad)
+
+
+ACTIVATION_LAYERS = {"leaky_relu": keras.layers.LeakyReLU, "prelu": keras.layers.PReLU,
+                     "elu": keras.layers.ELU}
+
+
+def _channels_after_activations(model, kind):
+    return sum(layer.output.shape[-1] for layer in model.layers if isinstance(layer, kind))
+
+
+@pytest.mark.parametrize("name", ["alexnet", "googlenet", "resnet18", "resnet50"])
+@pytest.mark.parametrize("activation", list(ACTIVATION_LAYERS))
+def test_activation_option_replaces_every_relu(name, activation):
+    kwargs, _ = SMALL[name]
+    default = zoo.get_model(name, **kwargs)
+    model = zoo.get_model(name, **kwargs, activation=activation)
+    relus = [l.name for l in model.layers
+             if getattr(getattr(l, "activation", None), "__name__", "") == "relu"
+             or isinstance(l, keras.layers.ReLU)]
+    assert relus == []
+    kind = ACTIVATION_LAYERS[activation]
+    # One activation layer per ReLU of the default model, so as many activated channels.
+    default_channels = sum(
+        l.output.shape[-1] for l in default.layers
+        if getattr(getattr(l, "activation", None), "__name__", "") == "relu")
+    assert _channels_after_activations(model, kind) == default_channels
+    # PReLU learns one slope per channel (He et al.), the others add no parameters.
+    extra = default_channels if activation == "prelu" else 0
+    assert model.count_params() == default.count_params() + extra
+    x = np.random.default_rng(0).normal(size=(2,) + kwargs["input_shape"]).astype("float32")
+    assert np.isfinite(model.predict(x, verbose=0)).all()
+
+
+def test_activation_layers_compute_the_named_functions():
+    model = zoo.resnet18(input_shape=(8, 8, 3), classes=3, width=0.25, stem="cifar",
+                         activation="leaky_relu")
+    layer = model.get_layer("conv1_leaky_relu")
+    x = np.array([[-2.0, 0.0, 3.0]], "float32")
+    np.testing.assert_allclose(layer(x), [[-0.02, 0.0, 3.0]], rtol=1e-6)
+    prelu = zoo.alexnet(input_shape=(67, 67, 3), classes=3, width=8, activation="prelu")
+    alpha = prelu.get_layer("conv1_prelu").get_weights()[0]
+    assert alpha.shape == (1, 1, 96) and np.all(alpha == 0.25)
+    elu = zoo.googlenet(input_shape=(32, 32, 3), width=0.125, activation="elu")
+    np.testing.assert_allclose(elu.get_layer("conv1_7x7_s2_elu")(x), [[np.expm1(-2.0), 0, 3]],
+                               rtol=1e-6)
+
+
+@pytest.mark.parametrize("name, layer", [("alexnet", "conv3"), ("googlenet", "inception_3a_3x3"),
+                                         ("resnet18", "conv3_block1_1_conv")])
+@pytest.mark.parametrize("init", ["paper", "he", "glorot"])
+def test_kernel_initializer_option_sets_the_kernel_scale(name, layer, init):
+    model = zoo.get_model(name, input_shape=(227, 227, 3) if name == "alexnet" else (64, 64, 3),
+                          kernel_initializer=init)
+    kernel = model.get_layer(layer).kernel.numpy()
+    fan_in = np.prod(kernel.shape[:-1])
+    fan_out = np.prod(kernel.shape[:2]) * kernel.shape[-1]
+    if init == "paper":
+        expected = 0.01
+    elif init == "glorot":  # uniform with variance 2 / (fan_in + fan_out)
+        expected = np.sqrt(2.0 / (fan_in + fan_out))
+    else:  # He: variance 2 / fan_in (ResNet: 2 / fan_out, torchvision's mode)
+        expected = np.sqrt(2.0 / (fan_out if name == "resnet18" else fan_in))
+    np.testing.assert_allclose(kernel.std(), expected, rtol=0.05)
+
+
+def test_default_initializers_are_unchanged():
+    # AlexNet: the paper's N(0, 0.01); GoogLeNet: Glorot; ResNet: He fan-out.
+    assert zoo.alexnet().get_layer("conv3").kernel.numpy().std() == pytest.approx(0.01, rel=0.02)
+    kernel = zoo.resnet18().get_layer("conv3_block1_1_conv").kernel.numpy()
+    assert kernel.std() == pytest.approx(np.sqrt(2.0 / (9 * 128)), rel=0.03)
 
 
 def test_resnet_depth_must_be_known():

@@ -5,6 +5,10 @@ import os
 import keras
 
 POOLING_CHOICES = (None, "avg", "max")
+INITIALIZER_CHOICES = ("paper", "he", "glorot")
+ACTIVATION_CHOICES = ("relu", "leaky_relu", "prelu", "elu")
+LEAKY_SLOPE = 0.01  # the lecture notes' leaky ReLU: max(0.01 x, x)
+PRELU_INIT = 0.25  # He et al. 2015's initial slope for PReLU
 
 
 def check_common_args(weights, pooling, classes):
@@ -119,3 +123,56 @@ def check_multiplier(width):
 def classifier_dtype():
     """Under mixed precision the classifier runs in float32 (a numerically safe softmax)."""
     return "float32" if keras.config.dtype_policy().name.startswith("mixed") else None
+
+
+def initializer(name, he_mode="fan_in"):
+    """A fresh kernel initializer for ``kernel_initializer=name``.
+
+    ``"paper"``: N(0, 0.01) (AlexNet's); ``"he"``: He et al.'s normal with variance
+    2 / fan (``he_mode`` "fan_in" as ``keras.initializers.HeNormal``, or "fan_out" as ResNet
+    and torchvision use); ``"glorot"``: Glorot uniform (Keras' default).
+    """
+    if name == "paper":
+        return keras.initializers.RandomNormal(0.0, 0.01)
+    if name == "he":
+        distribution = "truncated_normal" if he_mode == "fan_in" else "untruncated_normal"
+        return keras.initializers.VarianceScaling(2.0, he_mode, distribution)
+    if name == "glorot":
+        return keras.initializers.GlorotUniform()
+    raise ValueError(f"`kernel_initializer` must be one of {INITIALIZER_CHOICES}; "
+                     f"received {name!r}.")
+
+
+def check_style(kernel_initializer, activation):
+    """Validate the ``kernel_initializer`` and ``activation`` options every builder has."""
+    if kernel_initializer not in INITIALIZER_CHOICES:
+        initializer(kernel_initializer)  # raises, naming the choices
+    if activation not in ACTIVATION_CHOICES:
+        raise ValueError(f"`activation` must be one of {ACTIVATION_CHOICES}; received "
+                         f"{activation!r}.")
+
+
+def fused(activation):
+    """What to pass as a Conv2D/Dense ``activation``: plain ReLU stays inside the layer (the
+    papers' layer names), every other activation is a layer of its own (:func:`activate`)."""
+    return "relu" if activation == "relu" else None
+
+
+def activate(x, activation, name, fused_relu=True):
+    """Apply ``activation`` as a layer named ``f"{name}_{activation}"``.
+
+    With ``fused_relu`` (after a layer built with ``activation=fused(activation)``), ReLU
+    was already applied and ``x`` is returned as it is. PReLU learns one slope per channel
+    (shared over height and width), starting at 0.25 as in He et al. 2015.
+    """
+    if activation == "relu":
+        return x if fused_relu else keras.layers.Activation("relu", name=f"{name}_relu")(x)
+    if activation == "leaky_relu":
+        layer = keras.layers.LeakyReLU(negative_slope=LEAKY_SLOPE, name=f"{name}_leaky_relu")
+    elif activation == "prelu":
+        layer = keras.layers.PReLU(
+            alpha_initializer=keras.initializers.Constant(PRELU_INIT),
+            shared_axes=list(range(1, len(x.shape) - 1)) or None, name=f"{name}_prelu")
+    else:
+        layer = keras.layers.ELU(name=f"{name}_elu")
+    return layer(x)

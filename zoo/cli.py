@@ -1,4 +1,5 @@
-"""The ``zoo`` command line: ``zoo list``, ``zoo info MODEL``, ``zoo train``, ``zoo demo``.
+"""The ``zoo`` command line: ``list``, ``info``, ``train``, ``evaluate``, ``ensemble``,
+``export``, ``diagnose``, ``search`` and ``demo``; ``zoo COMMAND --help`` for each.
 
 User errors print one line and exit with code 2, never a traceback.
 """
@@ -11,6 +12,7 @@ import os
 import sys
 
 import zoo
+from ensembles.ensemble import COMBINE_CHOICES
 
 
 def _cmd_list(args):
@@ -58,38 +60,60 @@ def _model_args(pairs):
     return kwargs
 
 
-def _cmd_train(args):
-    import data
+class _Setup:
+    """What the model-and-dataset commands share: the input size, the loader, the training
+    set's pixel statistics (saved in the run directory) and a builder that puts the
+    normalisation inside the model."""
 
+    def __init__(self, args, run_dir):
+        import data
+
+        self.info = data.info(args.dataset, data_dir=args.data_dir)
+        entry = zoo.registry.get_entry(args.model)
+        native = self.info.image_shape[0] if self.info.image_shape else entry.input_size
+        self.size = args.image_size or max(native, entry.min_input_size)
+        self.load = functools.partial(data.load, args.dataset, batch_size=args.batch_size,
+                                      image_size=self.size, seed=args.seed,
+                                      data_dir=args.data_dir)
+        print(f"Computing the training set's pixel statistics ({self.size}x{self.size}) ...",
+              flush=True)
+        self.stats = data.compute_statistics(self.load(split="train", shuffle=False))
+        os.makedirs(run_dir, exist_ok=True)
+        self.stats.save(os.path.join(run_dir, "statistics.npz"))
+        self.val_split = next((s for s in ("validation", "test") if s in self.info.splits),
+                              None)
+        self.model_kwargs = _model_args(args.model_arg)
+        self.model = args.model
+
+    def build(self, **overrides):
+        import data
+
+        shape = (self.size, self.size, 3)
+        return zoo.get_model(self.model, classes=self.info.num_classes,
+                             **{**self.model_kwargs, **overrides},
+                             input_tensor=data.normalized_input(self.stats, shape))
+
+
+def _default_run_dir(args, kind=None):
+    dataset = os.path.basename(os.path.normpath(args.dataset))
+    return args.run_dir or os.path.join(
+        "runs", f"{args.model}_{dataset}" + (f"_{kind}" if kind else ""))
+
+
+def _cmd_train(args):
     # First: splitting a device for the mirrored strategy must precede any TensorFlow op.
     strategy = zoo.distribute.get_strategy(args.strategy)
-    model_kwargs = _model_args(args.model_arg)
-    info = data.info(args.dataset, data_dir=args.data_dir)
-    entry = zoo.registry.get_entry(args.model)
-    native = info.image_shape[0] if info.image_shape else entry.input_size
-    size = args.image_size or max(native, entry.min_input_size)
-    run_dir = args.run_dir or os.path.join(
-        "runs", f"{args.model}_{os.path.basename(os.path.normpath(args.dataset))}")
-    load = functools.partial(data.load, args.dataset, batch_size=args.batch_size,
-                             image_size=size, seed=args.seed, data_dir=args.data_dir)
-    print(f"Computing the training set's pixel statistics ({size}x{size}) ...", flush=True)
-    stats = data.compute_statistics(load(split="train", shuffle=False))
-    os.makedirs(run_dir, exist_ok=True)
-    stats.save(os.path.join(run_dir, "statistics.npz"))
-    val_split = next((s for s in ("validation", "test") if s in info.splits), None)
-
-    def build():
-        return zoo.get_model(args.model, classes=info.num_classes, **model_kwargs,
-                             input_tensor=data.normalized_input(stats, (size, size, 3)))
-
+    run_dir = _default_run_dir(args)
+    setup = _Setup(args, run_dir)
+    val = setup.load(split=setup.val_split) if setup.val_split else None
     result = zoo.train(
-        build, load(split="train"), load(split=val_split) if val_split else None,
+        setup.build, setup.load(split="train"), val,
         epochs=args.epochs, run_dir=run_dir, learning_rate=args.lr, seed=args.seed,
         strategy=strategy, precision=args.precision, jit_compile=args.jit_compile,
-        model_kwargs=model_kwargs,
+        model_kwargs=setup.model_kwargs,
     )
-    if "test" in info.splits:
-        test = zoo.training.per_output_targets(result.model, load(split="test"))
+    if "test" in setup.info.splits:
+        test = zoo.training.per_output_targets(result.model, setup.load(split="test"))
         scores = result.model.evaluate(test,
                                        return_dict=True, verbose=0)
         top1 = next(v for k, v in scores.items() if k.endswith("top1_accuracy"))
@@ -97,6 +121,145 @@ def _cmd_train(args):
         print(f"test top-1 error {100 * (1 - top1):.2f} %, top-5 error {100 * (1 - top5):.2f} %")
     print(f"Run directory: {run_dir} (history.csv, checkpoints/, logs/, plots)")
     return 1 if result.diverged else 0
+
+
+def _cmd_diagnose(args):
+    run_dir = _default_run_dir(args, "diagnose")
+    setup = _Setup(args, run_dir)
+    _seed(args.seed)
+    model = setup.build()
+    print(f"Running the checks on {model.name} ({model.count_params():,} parameters) ...",
+          flush=True)
+    diagnosis = zoo.diagnostics.diagnose(
+        model, setup.load(split="train"), learning_rate=args.lr, epochs=args.epochs,
+        examples=args.examples, overfit_steps=args.overfit_steps, seed=args.seed)
+    print(diagnosis)
+    diagnosis.update_ratios.to_csv(os.path.join(run_dir, "update_ratios.csv"), index=False)
+    diagnosis.activations_at_init.to_csv(os.path.join(run_dir, "activations_at_init.csv"))
+    print(f"Tables: {run_dir} (update_ratios.csv, activations_at_init.csv)")
+    return 0 if diagnosis.ok else 1
+
+
+def _cmd_search(args):
+    run_dir = _default_run_dir(args, "search")
+    setup = _Setup(args, run_dir)
+    if setup.val_split is None:
+        raise ValueError(f"The search needs a validation or test split; {args.dataset} has "
+                         f"{sorted(setup.info.splits)}.")
+    result = zoo.search(
+        setup.build, setup.load(split="train"), setup.load(split=setup.val_split),
+        trials=args.trials, fine_trials=args.fine_trials, epochs=args.epochs,
+        learning_rate=tuple(args.lr), weight_decay=tuple(args.weight_decay),
+        dropout=tuple(args.dropout) if args.dropout else None, width=args.width,
+        top=args.top, seed=args.seed, run_dir=os.path.join(run_dir, "tuner"), verbose=1)
+    table = result.table
+    with _wide_pandas():
+        print(table.round(6).to_string(index=False))
+    table.to_csv(os.path.join(run_dir, "search.csv"), index=False)
+    zoo.plot_search(table, os.path.join(run_dir, "search.png"),
+                    title=f"{args.model} on {args.dataset}")
+    best = {k: v for k, v in result.best.items() if k not in ("stage", "trial")}
+    print("best: " + ", ".join(f"{k} {v:.4g}" if isinstance(v, float) else f"{k} {v}"
+                               for k, v in best.items()))
+    print(f"Results: {run_dir}/search.csv, {run_dir}/search.png")
+    return 0
+
+
+def _load_models(paths):
+    import keras
+
+    import ensembles  # noqa: F401  (registers the ensemble layers for loading)
+
+    models = []
+    for path in paths:
+        if not os.path.isfile(path) or not path.endswith(".keras"):
+            raise ValueError(f"Expected a saved .keras model file; received {path!r}.")
+        models.append(keras.models.load_model(path))
+    return models
+
+
+def _cmd_evaluate(args):
+    import data
+    import ensembles
+
+    models = _load_models(args.models)
+    size = models[0].input_shape[1]
+    test = data.load(args.dataset, args.split, batch_size=args.batch_size, image_size=size,
+                     data_dir=args.data_dir)
+    source = models[0] if len(models) == 1 else models
+    tta = None if args.tta == "none" else args.tta
+    table = ensembles.evaluate(source, test, tta=tta)
+    with _wide_pandas():
+        print(table.round(4).to_string())
+    if args.output:
+        from zoo._io import atomic_path
+
+        with atomic_path(args.output) as tmp:
+            table.to_csv(tmp)
+        print(f"Table: {args.output}")
+    return 0
+
+
+def _cmd_ensemble(args):
+    import ensembles
+    from zoo._io import atomic_path
+
+    if not args.output.endswith(".keras"):
+        raise ValueError(f"--output must end in .keras; received {args.output!r}.")
+    if args.snapshots:
+        if len(args.members) != 1:
+            raise ValueError("With --snapshots give exactly one .keras model as the "
+                             f"architecture; received {len(args.members)}.")
+        (architecture,) = _load_models(args.members)
+        ensemble = ensembles.from_snapshots(architecture, args.snapshots, last=args.last,
+                                            combine=args.combine, weights=args.weights)
+    else:
+        ensemble = ensembles.Ensemble(_load_models(args.members), combine=args.combine,
+                                      weights=args.weights)
+    with atomic_path(args.output) as tmp:
+        ensemble.save(tmp)
+    names = [m.name for m in ensembles.members_of(ensemble)]
+    print(f"Saved an ensemble of {len(names)} members ({', '.join(names)}), combined by "
+          f"{args.combine}: {args.output}")
+    return 0
+
+
+def _cmd_export(args):
+    import ensembles
+
+    (model,) = _load_models([args.model_file])
+    ensemble = model if ensembles.is_ensemble(model) else ensembles.Ensemble([model])
+    ensembles.export(ensemble, args.output_dir)
+    print(f"SavedModel: {args.output_dir} (serve(images) -> probabilities, "
+          "predictive_entropy, mutual_information)")
+    return 0
+
+
+def _seed(seed):
+    import keras
+
+    keras.utils.set_random_seed(seed)
+
+
+def _wide_pandas():
+    import pandas as pd
+
+    return pd.option_context("display.width", 160, "display.max_columns", 20)
+
+
+def _model_and_data_flags(parser, epochs, run_dir):
+    parser.add_argument("--model", required=True, help="model name, see `zoo list`")
+    parser.add_argument("--dataset", default="digits",
+                        help="'digits' (embedded), a TFDS name or an image folder")
+    parser.add_argument("--epochs", type=int, default=epochs)
+    parser.add_argument("--batch-size", type=int, default=64)
+    parser.add_argument("--image-size", type=int, default=None,
+                        help="input size (default: the dataset's, at least the model's minimum)")
+    parser.add_argument("--run-dir", default=None, help=f"default: {run_dir}")
+    parser.add_argument("--data-dir", default=None, help="TFDS data_dir")
+    parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--model-arg", action="append", metavar="KEY=VALUE",
+                        help="builder argument, repeatable (e.g. towers=2, kernel_initializer=he)")
 
 
 def _parser():
@@ -112,23 +275,81 @@ def _parser():
                            description="Train a zoo model with the paper recipe (SGD, momentum "
                            "0.9, weight decay 5e-4, learning rate divided by 10 on plateaus). "
                            "Run again with the same arguments to resume after a crash.")
-    train.add_argument("--model", required=True, help="model name, see `zoo list`")
-    train.add_argument("--dataset", default="digits",
-                       help="'digits' (embedded), a TFDS name or an image folder")
-    train.add_argument("--epochs", type=int, default=20)
-    train.add_argument("--batch-size", type=int, default=64)
+    _model_and_data_flags(train, epochs=20, run_dir="runs/MODEL_DATASET")
     train.add_argument("--lr", type=float, default=0.01, help="initial learning rate")
-    train.add_argument("--image-size", type=int, default=None,
-                       help="input size (default: the dataset's, at least the model's minimum)")
     train.add_argument("--strategy", choices=zoo.distribute.STRATEGY_CHOICES, default="auto")
     train.add_argument("--precision", choices=("mixed_float16", "mixed_bfloat16"), default=None)
     train.add_argument("--jit-compile", action="store_true", help="compile with XLA")
-    train.add_argument("--run-dir", default=None, help="default: runs/MODEL_DATASET")
-    train.add_argument("--data-dir", default=None, help="TFDS data_dir")
-    train.add_argument("--seed", type=int, default=0)
-    train.add_argument("--model-arg", action="append", metavar="KEY=VALUE",
-                       help="builder argument, repeatable (e.g. towers=2, kernel_initializer=he)")
     train.set_defaults(run=_cmd_train)
+
+    evaluate = sub.add_parser(
+        "evaluate", help="evaluate saved models or an ensemble on a dataset split",
+        description="Evaluate one .keras model, a saved ensemble, or several models (then "
+        "averaged as an ensemble): top-1/top-5 error, NLL, Brier score, ECE, and the "
+        "members' disagreement and KL.")
+    evaluate.add_argument("models", nargs="+", metavar="MODEL.keras")
+    evaluate.add_argument("--dataset", default="digits")
+    evaluate.add_argument("--split", default="test")
+    evaluate.add_argument("--tta", choices=("none", "flip", "10crop"), default="none",
+                          help="test-time augmentation")
+    evaluate.add_argument("--batch-size", type=int, default=128)
+    evaluate.add_argument("--data-dir", default=None, help="TFDS data_dir")
+    evaluate.add_argument("--output", default=None, help="write the table as CSV here")
+    evaluate.set_defaults(run=_cmd_evaluate)
+
+    ensemble = sub.add_parser(
+        "ensemble", help="combine saved models or snapshots into one ensemble model",
+        description="Build ONE Keras model averaging the members (or snapshot weights "
+        "loaded into a saved architecture) and save it as .keras.")
+    ensemble.add_argument("members", nargs="+", metavar="MODEL.keras",
+                          help="member models; with --snapshots, the one architecture")
+    ensemble.add_argument("--output", required=True, help="the ensemble's .keras file")
+    ensemble.add_argument("--snapshots", default=None,
+                          help="a directory of snapshot .weights.h5 files (zoo snapshots)")
+    ensemble.add_argument("--last", type=int, default=None, help="keep the last N snapshots")
+    ensemble.add_argument("--combine", choices=COMBINE_CHOICES, default="mean")
+    ensemble.add_argument("--weights", type=float, nargs="+", default=None,
+                          help="one weight per member")
+    ensemble.set_defaults(run=_cmd_ensemble)
+
+    export = sub.add_parser(
+        "export", help="export a saved model or ensemble as one SavedModel",
+        description="Write ONE SavedModel whose serve(images) returns the probabilities, "
+        "the predictive entropy and the mutual information per image.")
+    export.add_argument("model_file", metavar="MODEL.keras")
+    export.add_argument("output_dir")
+    export.set_defaults(run=_cmd_export)
+
+    diagnose = sub.add_parser(
+        "diagnose", help="the lecture notes' training checks for a model",
+        description="Initial loss vs ln(classes), overfitting a tiny subset, update/weight "
+        "ratios per layer, activations and dead ReLUs at initialisation and after training.")
+    _model_and_data_flags(diagnose, epochs=1, run_dir="runs/MODEL_DATASET_diagnose")
+    diagnose.add_argument("--lr", type=float, default=0.01, help="learning rate")
+    diagnose.add_argument("--examples", type=int, default=20,
+                          help="size of the subset to overfit")
+    diagnose.add_argument("--overfit-steps", type=int, default=100)
+    diagnose.set_defaults(run=_cmd_diagnose)
+
+    search = sub.add_parser(
+        "search", help="random search of learning rate and weight decay, coarse then fine",
+        description="keras-tuner random search on a log scale of the learning rate and the "
+        "weight decay (dropout and width optional), a coarse stage then a fine one around "
+        "the best trials; writes search.csv and search.png.")
+    _model_and_data_flags(search, epochs=2, run_dir="runs/MODEL_DATASET_search")
+    search.add_argument("--trials", type=int, default=8, help="coarse trials")
+    search.add_argument("--fine-trials", type=int, default=None,
+                        help="fine trials (default: as many as --trials; 0: none)")
+    search.add_argument("--top", type=int, default=3, help="best coarse trials to refine")
+    search.add_argument("--lr", type=float, nargs=2, default=(1e-4, 1e-1),
+                        metavar=("LOW", "HIGH"))
+    search.add_argument("--weight-decay", type=float, nargs=2, default=(1e-6, 1e-2),
+                        metavar=("LOW", "HIGH"))
+    search.add_argument("--dropout", type=float, nargs=2, default=None, metavar=("LOW", "HIGH"))
+    search.add_argument("--width", type=ast.literal_eval, nargs="+", default=None,
+                        help="width choices (fc units for AlexNet, a multiplier otherwise)")
+    search.set_defaults(run=_cmd_search)
+
     demo = sub.add_parser("demo", help="the whole product on the embedded digits",
                           description="Train AlexNet dropout/width variants and a ResNet-18 "
                           "snapshot ensemble on the embedded digits under the two-device "
@@ -150,7 +371,8 @@ def main(argv=None):
     args = parser.parse_args(argv)
     if getattr(args, "model", None) is not None and args.model not in zoo.list_models():
         parser.error(f"unknown model {args.model!r}; available: {', '.join(zoo.list_models())}")
-    for flag in ("batch_size", "epochs", "image_size", "snapshot_epochs", "cycles"):
+    for flag in ("batch_size", "epochs", "image_size", "snapshot_epochs", "cycles", "trials",
+                 "top", "examples", "overfit_steps", "last"):
         value = getattr(args, flag, None)
         if value is not None and value < 1:
             parser.error(f"--{flag.replace('_', '-')} must be at least 1; received {value}")

@@ -35,26 +35,19 @@ def feature_map_size(side):
 MIN_INPUT_SIZE = _builder.smallest_input(feature_map_size)  # 67
 
 
-INITIALIZERS = {"paper": lambda: keras.initializers.RandomNormal(0.0, 0.01),
-                "he": lambda: keras.initializers.HeNormal(),
-                "glorot": lambda: keras.initializers.GlorotUniform()}
-
-
-def _initializer(name):
-    return INITIALIZERS[name]()
-
-
-def _conv(x, filters, kernel, name, init, strides=1, padding="same", bias=0.0):
-    return layers.Conv2D(
+def _conv(x, filters, kernel, name, style, strides=1, padding="same", bias=0.0):
+    init, activation = style
+    x = layers.Conv2D(
         filters,
         kernel,
         strides=strides,
         padding=padding,
-        activation="relu",
-        kernel_initializer=_initializer(init),
+        activation=_builder.fused(activation),
+        kernel_initializer=_builder.initializer(init),
         bias_initializer=keras.initializers.Constant(bias),
         name=name,
     )(x)
+    return _builder.activate(x, activation, name)
 
 
 def _norm(x, norm, name):
@@ -74,39 +67,39 @@ def _join(branches, name):
     return branches[0] if len(branches) == 1 else layers.Concatenate(name=name)(branches)
 
 
-def _features(x, towers, norm, init):
+def _features(x, towers, norm, style):
     suffixes = [""] if towers == 1 else [f"_tower{t + 1}" for t in range(towers)]
     branches = []
     for s in suffixes:
-        y = _conv(x, 96 // towers, 11, f"conv1{s}", init, strides=4, padding="valid")  # 55x55
+        y = _conv(x, 96 // towers, 11, f"conv1{s}", style, strides=4, padding="valid")  # 55x55
         y = _pool(_norm(y, norm, f"norm1{s}"), f"pool1{s}")  # 27x27
-        y = _conv(y, 256 // towers, 5, f"conv2{s}", init, bias=1.0)
+        y = _conv(y, 256 // towers, 5, f"conv2{s}", style, bias=1.0)
         y = _pool(_norm(y, norm, f"norm2{s}"), f"pool2{s}")  # 13x13
         branches.append(y)
     both = _join(branches, "concat2")  # conv3 talks across towers
     branches = []
     for s in suffixes:
-        y = _conv(both, 384 // towers, 3, f"conv3{s}", init)
-        y = _conv(y, 384 // towers, 3, f"conv4{s}", init, bias=1.0)
-        y = _conv(y, 256 // towers, 3, f"conv5{s}", init, bias=1.0)
+        y = _conv(both, 384 // towers, 3, f"conv3{s}", style)
+        y = _conv(y, 384 // towers, 3, f"conv4{s}", style, bias=1.0)
+        y = _conv(y, 256 // towers, 3, f"conv5{s}", style, bias=1.0)
         branches.append(_pool(y, f"pool5{s}"))  # 6x6
     return _join(branches, "concat5")
 
 
-def _dense(x, units, name, init, bias):
-    return layers.Dense(
+def _dense(x, units, name, style, bias):
+    init, activation = style
+    x = layers.Dense(
         units,
-        activation="relu",
-        kernel_initializer=_initializer(init),
+        activation=_builder.fused(activation),
+        kernel_initializer=_builder.initializer(init),
         bias_initializer=keras.initializers.Constant(bias),
         name=name,
     )(x)
+    return _builder.activate(x, activation, name)
 
 
-def _check_knobs(towers, norm, dropout, width, kernel_initializer):
-    if kernel_initializer not in INITIALIZERS:
-        raise ValueError(f"`kernel_initializer` must be one of {tuple(INITIALIZERS)}; "
-                         f"received {kernel_initializer!r}.")
+def _check_knobs(towers, norm, dropout, width, kernel_initializer, activation):
+    _builder.check_style(kernel_initializer, activation)
     if towers not in TOWER_CHOICES or isinstance(towers, bool):
         raise ValueError(
             f"`towers` must be 1 (one tower) or 2 (the paper's two-GPU layout); "
@@ -137,6 +130,7 @@ def alexnet(
     dropout=0.5,
     width=4096,
     kernel_initializer="paper",
+    activation="relu",
 ):
     """Build AlexNet (Krizhevsky et al. 2012) as a functional Keras model.
 
@@ -160,6 +154,9 @@ def alexnet(
             which trains small AlexNets from scratch much faster) or ``"glorot"`` for the
             hidden layers. The classifier keeps N(0, 0.01), so the untrained model's loss is
             about ln(classes); biases follow the paper in every case.
+        activation: ``"relu"`` (paper), ``"leaky_relu"`` (slope 0.01), ``"prelu"`` (a
+            learned slope per channel, from 0.25) or ``"elu"``; ReLU stays inside the conv
+            and fc layers, the others are layers named ``conv1_elu``, ``fc6_prelu``, ...
 
     Example:
 
@@ -168,7 +165,8 @@ def alexnet(
     62378344
     """
     _builder.check_common_args(weights, pooling, classes)
-    _check_knobs(towers, norm, dropout, width, kernel_initializer)
+    _check_knobs(towers, norm, dropout, width, kernel_initializer, activation)
+    style = (kernel_initializer, activation)
     image, inputs = _builder.resolve_input(
         input_tensor,
         input_shape,
@@ -177,15 +175,15 @@ def alexnet(
         model_name="AlexNet",
         fixed_size=include_top,
     )
-    x = _features(image, towers, norm, kernel_initializer)
+    x = _features(image, towers, norm, style)
     if include_top:
         x = layers.Flatten(name="flatten")(x)
-        x = layers.Dropout(dropout, name="drop6")(_dense(x, width, "fc6", kernel_initializer, bias=1.0))
-        x = layers.Dropout(dropout, name="drop7")(_dense(x, width, "fc7", kernel_initializer, bias=1.0))
+        x = layers.Dropout(dropout, name="drop6")(_dense(x, width, "fc6", style, bias=1.0))
+        x = layers.Dropout(dropout, name="drop7")(_dense(x, width, "fc7", style, bias=1.0))
         x = layers.Dense(
             classes,
             activation=classifier_activation,
-            kernel_initializer=_initializer("paper"),  # small logits: initial loss ln(classes)
+            kernel_initializer=_builder.initializer("paper"),  # small logits: initial loss ln(classes)
             name="predictions",
             dtype=_builder.classifier_dtype(),
         )(x)

@@ -31,9 +31,15 @@ MIN_INPUT_SIZE = 32  # total stride; every map stays >= 1x1 ("same" padding)
 MIN_INPUT_SIZE_AUX = 65  # the aux heads' 5x5 average pool needs a 5x5 map at stride 16
 
 
-def _conv(x, filters, kernel, name, strides=1):
-    return layers.Conv2D(filters, kernel, strides=strides, padding="same",
-                         activation="relu", name=name)(x)
+DEFAULT_STYLE = ("glorot", "relu")  # (kernel_initializer, activation): Keras' defaults
+
+
+def _conv(x, filters, kernel, name, style, strides=1):
+    init, activation = style
+    x = layers.Conv2D(filters, kernel, strides=strides, padding="same",
+                      activation=_builder.fused(activation),
+                      kernel_initializer=_builder.initializer(init), name=name)(x)
+    return _builder.activate(x, activation, name)
 
 
 def _lrn(x, name):
@@ -49,29 +55,36 @@ def _scaled(filters, width):
     return max(1, int(round(filters * width)))
 
 
-def inception_module(x, filters, name):
-    """One inception module: 1x1 | 1x1->3x3 | 1x1->5x5 | 3x3 max-pool->1x1, concatenated."""
+def inception_module(x, filters, name, style=DEFAULT_STYLE):
+    """One inception module: 1x1 | 1x1->3x3 | 1x1->5x5 | 3x3 max-pool->1x1, concatenated.
+
+    ``style`` is ``(kernel_initializer, activation)`` as :func:`googlenet` takes them.
+    """
     f1, f3r, f3, f5r, f5, fp = filters
-    b1 = _conv(x, f1, 1, f"{name}_1x1")
-    b3 = _conv(_conv(x, f3r, 1, f"{name}_3x3_reduce"), f3, 3, f"{name}_3x3")
-    b5 = _conv(_conv(x, f5r, 1, f"{name}_5x5_reduce"), f5, 5, f"{name}_5x5")
+    b1 = _conv(x, f1, 1, f"{name}_1x1", style)
+    b3 = _conv(_conv(x, f3r, 1, f"{name}_3x3_reduce", style), f3, 3, f"{name}_3x3", style)
+    b5 = _conv(_conv(x, f5r, 1, f"{name}_5x5_reduce", style), f5, 5, f"{name}_5x5", style)
     bp = layers.MaxPooling2D(3, strides=1, padding="same", name=f"{name}_pool")(x)
-    bp = _conv(bp, fp, 1, f"{name}_pool_proj")
+    bp = _conv(bp, fp, 1, f"{name}_pool_proj", style)
     return layers.Concatenate(name=f"{name}_output")([b1, b3, b5, bp])
 
 
-def _aux_head(x, classes, classifier_activation, name, width):
+def _aux_head(x, classes, classifier_activation, name, width, style):
     x = layers.AveragePooling2D(5, strides=3, name=f"{name}_pool")(x)  # 14x14 -> 4x4
-    x = _conv(x, _scaled(128, width), 1, f"{name}_conv")
+    x = _conv(x, _scaled(128, width), 1, f"{name}_conv", style)
     x = layers.Flatten(name=f"{name}_flatten")(x)
-    x = layers.Dense(_scaled(1024, width), activation="relu", name=f"{name}_fc")(x)
+    init, activation = style
+    x = layers.Dense(_scaled(1024, width), activation=_builder.fused(activation),
+                     kernel_initializer=_builder.initializer(init), name=f"{name}_fc")(x)
+    x = _builder.activate(x, activation, f"{name}_fc")
     x = layers.Dropout(0.7, name=f"{name}_dropout")(x)
     return layers.Dense(classes, activation=classifier_activation,
                         name=f"{name}_predictions",
                         dtype=_builder.classifier_dtype())(x)
 
 
-def _check_knobs(aux_logits, include_top, dropout, width):
+def _check_knobs(aux_logits, include_top, dropout, width, kernel_initializer, activation):
+    _builder.check_style(kernel_initializer, activation)
     if aux_logits and not include_top:
         raise ValueError("`aux_logits=True` needs `include_top=True`: the auxiliary heads "
                          "are classifiers; received include_top=False.")
@@ -92,6 +105,8 @@ def googlenet(
     aux_logits=False,
     dropout=0.4,
     width=1.0,
+    kernel_initializer="glorot",
+    activation="relu",
 ):
     """Build GoogLeNet (Inception v1, Szegedy et al. 2014) as a functional Keras model.
 
@@ -104,6 +119,9 @@ def googlenet(
             and serve it through :func:`without_aux`.
         dropout: dropout rate before the main classifier (paper: 0.4).
         width: channel multiplier applied to every convolution and the aux heads.
+        kernel_initializer: ``"glorot"`` (default; the reference Caffe model's "xavier"),
+            ``"he"`` or ``"paper"`` (N(0, 0.01)), for every layer but the classifiers.
+        activation: ``"relu"`` (paper), ``"leaky_relu"``, ``"prelu"`` or ``"elu"``.
 
     Example:
 
@@ -111,25 +129,27 @@ def googlenet(
     6998552
     """
     _builder.check_common_args(weights, pooling, classes)
-    _check_knobs(aux_logits, include_top, dropout, width)
+    _check_knobs(aux_logits, include_top, dropout, width, kernel_initializer, activation)
+    style = (kernel_initializer, activation)
     image, inputs = _builder.resolve_input(
         input_tensor, input_shape, default_shape=(224, 224, 3),
         min_size=MIN_INPUT_SIZE_AUX if aux_logits else MIN_INPUT_SIZE,
         model_name="GoogLeNet",
     )
     w = lambda filters: _scaled(filters, width)  # noqa: E731
-    x = _conv(image, w(64), 7, "conv1_7x7_s2", strides=2)  # 112x112x64
+    x = _conv(image, w(64), 7, "conv1_7x7_s2", style, strides=2)  # 112x112x64
     x = _lrn(_maxpool(x, "pool1_3x3_s2"), "pool1_norm1")  # 56x56x64
-    x = _conv(x, w(64), 1, "conv2_3x3_reduce")
-    x = _conv(x, w(192), 3, "conv2_3x3")
+    x = _conv(x, w(64), 1, "conv2_3x3_reduce", style)
+    x = _conv(x, w(192), 3, "conv2_3x3", style)
     x = _maxpool(_lrn(x, "conv2_norm2"), "pool2_3x3_s2")  # 28x28x192
     aux_outputs = []
     for stage in INCEPTION:
         if stage in ("4a", "5a"):
             x = _maxpool(x, f"pool{int(stage[0]) - 1}_3x3_s2")  # 14x14, then 7x7
-        x = inception_module(x, [w(f) for f in INCEPTION[stage]], f"inception_{stage}")
+        x = inception_module(x, [w(f) for f in INCEPTION[stage]], f"inception_{stage}", style)
         if aux_logits and stage in AUX_ON:
-            aux_outputs.append(_aux_head(x, classes, classifier_activation, AUX_ON[stage], width))
+            aux_outputs.append(_aux_head(x, classes, classifier_activation, AUX_ON[stage], width,
+                                         style))
     # 7x7x1024
     if include_top:
         x = layers.GlobalAveragePooling2D(name="avg_pool")(x)

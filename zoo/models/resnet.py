@@ -27,55 +27,67 @@ STAGES = {
 }
 STEM_CHOICES = ("imagenet", "cifar")
 MIN_INPUT_SIZE = {"imagenet": 32, "cifar": 8}  # the total stride of each stem + stages
-_HE_FAN_OUT = keras.initializers.VarianceScaling(2.0, "fan_out", "untruncated_normal")
+DEFAULT_STYLE = ("he", "relu")  # (kernel_initializer, activation)
 
 
-def _conv_bn(x, filters, kernel, strides, name, relu=True, zero_gamma=False):
+def _conv_bn(x, filters, kernel, strides, name, style, relu=True, zero_gamma=False):
+    init, activation = style
     x = layers.Conv2D(filters, kernel, strides=strides, padding="same", use_bias=False,
-                      kernel_initializer=_HE_FAN_OUT, name=f"{name}_conv")(x)
+                      kernel_initializer=_builder.initializer(init, he_mode="fan_out"),
+                      name=f"{name}_conv")(x)
     # torchvision's BatchNorm: eps 1e-5, running averages with momentum 0.1 (Keras: 0.9).
     x = layers.BatchNormalization(epsilon=1e-5, momentum=0.9,
                                   gamma_initializer="zeros" if zero_gamma else "ones",
                                   name=f"{name}_bn")(x)
-    return layers.Activation("relu", name=f"{name}_relu")(x) if relu else x
+    return _builder.activate(x, activation, name, fused_relu=False) if relu else x
 
 
-def _shortcut(x, filters, strides, name):
+def _shortcut(x, filters, strides, name, style):
     if strides == 1 and x.shape[-1] == filters:
         return x
-    return _conv_bn(x, filters, 1, strides, f"{name}_0", relu=False)
+    return _conv_bn(x, filters, 1, strides, f"{name}_0", style, relu=False)
 
 
-def _merge(shortcut, residual, name, drop_rate):
+def _merge(shortcut, residual, name, drop_rate, activation):
     if drop_rate > 0:
         # Stochastic depth: drop the whole residual branch per example.
         residual = layers.Dropout(drop_rate, noise_shape=(None, 1, 1, 1),
                                   name=f"{name}_drop_path")(residual)
     x = layers.Add(name=f"{name}_add")([shortcut, residual])
-    return layers.Activation("relu", name=f"{name}_out")(x)
+    if activation == "relu":  # the historical name of the block's output ReLU
+        return layers.Activation("relu", name=f"{name}_out")(x)
+    return _builder.activate(x, activation, f"{name}_out")
 
 
-def basic_block(x, filters, strides, name, zero_init_residual=False, drop_rate=0.0):
-    """Two 3x3 convolutions plus the shortcut (ResNet-18, -34)."""
-    shortcut = _shortcut(x, filters, strides, name)
-    y = _conv_bn(x, filters, 3, strides, f"{name}_1")
-    y = _conv_bn(y, filters, 3, 1, f"{name}_2", relu=False, zero_gamma=zero_init_residual)
-    return _merge(shortcut, y, name, drop_rate)
+def basic_block(x, filters, strides, name, zero_init_residual=False, drop_rate=0.0,
+                style=DEFAULT_STYLE):
+    """Two 3x3 convolutions plus the shortcut (ResNet-18, -34).
+
+    ``style`` is ``(kernel_initializer, activation)`` as :func:`resnet` takes them.
+    """
+    shortcut = _shortcut(x, filters, strides, name, style)
+    y = _conv_bn(x, filters, 3, strides, f"{name}_1", style)
+    y = _conv_bn(y, filters, 3, 1, f"{name}_2", style, relu=False,
+                 zero_gamma=zero_init_residual)
+    return _merge(shortcut, y, name, drop_rate, style[1])
 
 
-def bottleneck_block(x, filters, strides, name, zero_init_residual=False, drop_rate=0.0):
+def bottleneck_block(x, filters, strides, name, zero_init_residual=False, drop_rate=0.0,
+                     style=DEFAULT_STYLE):
     """1x1 reduce, 3x3 (carrying the stride), 1x1 expand by 4, plus the shortcut."""
-    shortcut = _shortcut(x, 4 * filters, strides, name)
-    y = _conv_bn(x, filters, 1, 1, f"{name}_1")
-    y = _conv_bn(y, filters, 3, strides, f"{name}_2")
-    y = _conv_bn(y, 4 * filters, 1, 1, f"{name}_3", relu=False, zero_gamma=zero_init_residual)
-    return _merge(shortcut, y, name, drop_rate)
+    shortcut = _shortcut(x, 4 * filters, strides, name, style)
+    y = _conv_bn(x, filters, 1, 1, f"{name}_1", style)
+    y = _conv_bn(y, filters, 3, strides, f"{name}_2", style)
+    y = _conv_bn(y, 4 * filters, 1, 1, f"{name}_3", style, relu=False,
+                 zero_gamma=zero_init_residual)
+    return _merge(shortcut, y, name, drop_rate, style[1])
 
 
 BLOCKS = {"basic": basic_block, "bottleneck": bottleneck_block}
 
 
-def _check_knobs(depth, stem, drop_path_rate, dropout, width):
+def _check_knobs(depth, stem, drop_path_rate, dropout, width, kernel_initializer, activation):
+    _builder.check_style(kernel_initializer, activation)
     if depth not in STAGES:
         raise ValueError(f"`depth` must be one of {sorted(STAGES)}; received {depth!r}.")
     if stem not in STEM_CHOICES:
@@ -103,6 +115,8 @@ def resnet(
     zero_init_residual=False,
     drop_path_rate=0.0,
     stem="imagenet",
+    kernel_initializer="he",
+    activation="relu",
 ):
     """Build a ResNet of the given depth (18, 34, 50, 101 or 152).
 
@@ -120,6 +134,9 @@ def resnet(
             grows linearly from 0 (first block) to this value (last block).
         stem: ``"imagenet"`` (7x7/2 conv + 3x3/2 max-pool) or ``"cifar"`` (one 3x3 conv,
             no max-pool) for small images such as 32x32.
+        kernel_initializer: ``"he"`` (default: He et al.'s normal in torchvision's
+            fan-out mode), ``"glorot"`` or ``"paper"`` (N(0, 0.01)), for the convolutions.
+        activation: ``"relu"`` (paper), ``"leaky_relu"``, ``"prelu"`` or ``"elu"``.
 
     Example:
 
@@ -128,17 +145,18 @@ def resnet(
     (None, 10)
     """
     _builder.check_common_args(weights, pooling, classes)
-    _check_knobs(depth, stem, drop_path_rate, dropout, width)
+    _check_knobs(depth, stem, drop_path_rate, dropout, width, kernel_initializer, activation)
+    style = (kernel_initializer, activation)
     image, inputs = _builder.resolve_input(
         input_tensor, input_shape, default_shape=(224, 224, 3),
         min_size=MIN_INPUT_SIZE[stem], model_name=f"ResNet-{depth}",
     )
     w = lambda filters: max(1, int(round(filters * width)))  # noqa: E731
     if stem == "imagenet":
-        x = _conv_bn(image, w(64), 7, 2, "conv1")  # 112x112
+        x = _conv_bn(image, w(64), 7, 2, "conv1", style)  # 112x112
         x = layers.MaxPooling2D(3, strides=2, padding="same", name="pool1_pool")(x)  # 56x56
     else:
-        x = _conv_bn(image, w(64), 3, 1, "conv1")
+        x = _conv_bn(image, w(64), 3, 1, "conv1", style)
     block, sizes = STAGES[depth]
     total, index = sum(sizes), 0
     for stage, blocks in enumerate(sizes):  # 56, 28, 14, 7 at 224
@@ -146,7 +164,7 @@ def resnet(
             x = BLOCKS[block](
                 x, w(64 * 2**stage), 2 if stage > 0 and b == 0 else 1,
                 f"conv{stage + 2}_block{b + 1}", zero_init_residual,
-                drop_path_rate * index / max(total - 1, 1),
+                drop_path_rate * index / max(total - 1, 1), style,
             )
             index += 1
     if include_top:

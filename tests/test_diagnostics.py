@@ -1,0 +1,181 @@
+"""The lecture notes' training diagnostics: initial loss, overfitting a tiny subset, update
+ratios, dead ReLUs, and the random search."""
+
+import math
+import os
+import warnings
+
+import keras
+import numpy as np
+import pytest
+import tensorflow as tf
+
+import zoo
+from tests.helpers import tiny_data, tiny_model
+from zoo import cli, diagnostics
+
+
+def _small_resnet(classes=4, **kwargs):
+    return zoo.resnet18(input_shape=(8, 8, 3), classes=classes, width=0.25, stem="cifar",
+                        **kwargs)
+
+
+def test_initial_loss_is_ok_for_a_fresh_model_and_flags_a_misscaled_output_layer():
+    model = _small_resnet()
+    check = diagnostics.initial_loss(model, tiny_data(n=64), batches=4)
+    assert check.ok and abs(check.value - math.log(4)) < 0.5, check
+    layer = model.get_layer("predictions")
+    kernel, bias = layer.get_weights()
+    layer.set_weights([kernel * 100.0, bias])  # the mis-scaled output layer
+    check = diagnostics.initial_loss(model, tiny_data(n=64), batches=4)
+    assert not check.ok and check.value > math.log(4) + 0.5
+    assert "far above ln(4) = 1.386" in check.verdict and "mis-scaled" in check.verdict
+
+
+def test_initial_loss_of_a_logits_model_uses_the_logits():
+    model = _small_resnet(classifier_activation=None)
+    check = diagnostics.initial_loss(model, tiny_data(n=32))
+    assert check.ok and check.expected.startswith("ln(4)")
+
+
+def test_overfit_tiny_subset_passes_for_a_working_model_and_fails_without_learning():
+    model = tiny_model()
+    before = [w.copy() for w in model.get_weights()]
+    check = diagnostics.overfit_tiny_subset(model, tiny_data(n=64), examples=20, steps=150,
+                                            learning_rate=0.1)
+    assert check.ok and check.value >= 0.99, check
+    assert all(np.array_equal(a, b) for a, b in zip(before, model.get_weights()))
+    stuck = diagnostics.overfit_tiny_subset(model, tiny_data(n=64), examples=20, steps=5,
+                                            learning_rate=0.0)
+    assert not stuck.ok and "cannot even memorise" in stuck.verdict
+    with pytest.raises(ValueError, match="has 16 examples; the check needs 20"):
+        diagnostics.overfit_tiny_subset(model, tiny_data(n=16), examples=20)
+
+
+def test_without_regularisation_zeroes_dropout_and_drops_regularizers():
+    inputs = keras.Input((4,))
+    x = keras.layers.Dense(3, kernel_regularizer="l2", name="dense")(inputs)
+    x = keras.layers.Dropout(0.7, name="drop")(x)
+    model = keras.Model(inputs, x)
+    clean = diagnostics.without_regularisation(model)
+    assert clean.get_layer("drop").rate == 0.0
+    assert clean.get_layer("dense").kernel_regularizer is None
+    assert model.get_layer("drop").rate == 0.7  # the original is untouched
+
+
+def test_update_ratio_logger_matches_one_sgd_step():
+    model = tiny_model()
+    dataset = tiny_data(n=16, batch=16)  # one step per epoch
+    images, labels = next(iter(dataset))
+    kernel = model.get_layer("conv").kernel
+    with tf.GradientTape() as tape:
+        loss = tf.reduce_mean(keras.losses.sparse_categorical_crossentropy(labels,
+                                                                          model(images)))
+    gradient = tape.gradient(loss, kernel)
+    expected = 0.1 * np.linalg.norm(gradient) / np.linalg.norm(kernel.numpy())
+    model.compile(optimizer=keras.optimizers.SGD(0.1), loss="sparse_categorical_crossentropy")
+    logger = diagnostics.UpdateRatioLogger(every=1)
+    model.fit(dataset, epochs=1, verbose=0, callbacks=[logger])
+    history = logger.history
+    assert list(history["layer"]) == ["conv", "predictions"]
+    ratio = history.set_index("layer").loc["conv", "ratio"]
+    np.testing.assert_allclose(ratio, expected, rtol=1e-4)
+
+
+def test_update_ratio_logger_logs_every_epoch_and_warns_when_far_off(tmp_path):
+    model = tiny_model()
+    model.compile(optimizer=keras.optimizers.SGD(5.0), loss="sparse_categorical_crossentropy")
+    path = os.path.join(tmp_path, "ratios.csv")
+    logger = diagnostics.UpdateRatioLogger(every=2, path=path)
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        model.fit(tiny_data(n=64), epochs=2, verbose=0, callbacks=[logger])
+    history = logger.history
+    assert list(history["epoch"]) == [1, 1, 2, 2]
+    assert (history["ratio"] > 0).all() and np.isfinite(history["ratio"]).all()
+    assert any("update/weight ratio outside" in str(w.message) for w in caught)
+    assert len(open(path).read().splitlines()) == 5
+    check = diagnostics.update_ratio_check(history)
+    assert not check.ok and "lower the learning rate" in check.verdict
+    with pytest.raises(ValueError, match="`every` must be a positive integer; received 0"):
+        diagnostics.UpdateRatioLogger(every=0)
+
+
+def test_activation_report_counts_dead_units_exactly():
+    inputs = keras.Input((3,))
+    outputs = keras.layers.Dense(4, activation="relu", name="hidden")(inputs)
+    model = keras.Model(inputs, outputs)
+    model.get_layer("hidden").set_weights([np.zeros((3, 4)), np.array([-1.0, -1.0, 1.0, 2.0])])
+    report = diagnostics.activation_report(model, np.ones((5, 3), "float32"))
+    row = report.loc["hidden"]
+    assert row["relu"] and row["units"] == 4
+    assert row["dead_fraction"] == 0.5 and row["zero_fraction"] == 0.5
+    assert row["mean"] == pytest.approx(0.75) and row["std"] == pytest.approx(np.std([0, 0, 1, 2]))
+
+
+def test_dead_relu_report_on_a_network_initialised_to_kill_its_units():
+    images = next(iter(tiny_data(n=16, size=67)))[0]
+    healthy = zoo.alexnet(input_shape=(67, 67, 3), classes=4, width=32, kernel_initializer="he")
+    check = diagnostics.dead_relu_check(diagnostics.activation_report(healthy, images))
+    assert check.ok, check
+    dead = zoo.alexnet(input_shape=(67, 67, 3), classes=4, width=32, kernel_initializer="he")
+    for layer in dead.layers:
+        if layer.name.startswith(("conv", "fc")):
+            kernel, bias = layer.get_weights()
+            layer.set_weights([kernel, np.full_like(bias, -50.0)])  # every pre-activation < 0
+    report = diagnostics.activation_report(dead, images)
+    relus = report[report["relu"]]
+    assert len(relus) == 7 and (relus["dead_fraction"] == 1.0).all()
+    check = diagnostics.dead_relu_check(report)
+    assert not check.ok and "100.0 % of ReLU units dead" in check.verdict
+    assert "in 7 of 7 layers" in check.verdict
+
+
+def test_activation_report_covers_the_other_activations():
+    model = _small_resnet(activation="elu")
+    report = diagnostics.activation_report(model, np.zeros((2, 8, 8, 3), "float32"))
+    assert not report["relu"].any() and report["dead_fraction"].isna().all()
+    assert "conv1_elu" in report.index
+    assert diagnostics.dead_relu_check(report).ok
+
+
+def _tiny_builder(dropout=0.0, width=8):
+    inputs = keras.Input((8, 8, 3))
+    x = keras.layers.Conv2D(width, 3, activation="relu", name="conv")(inputs)
+    x = keras.layers.GlobalAveragePooling2D()(x)
+    x = keras.layers.Dropout(dropout)(x)
+    return keras.Model(inputs, keras.layers.Dense(4, activation="softmax")(x))
+
+
+def test_a_tiny_search_runs_coarse_then_fine(tmp_path):
+    result = zoo.search(_tiny_builder, tiny_data(n=32), tiny_data(n=32, seed=1), trials=2,
+                        fine_trials=2, epochs=1, learning_rate=(1e-3, 1.0),
+                        weight_decay=(1e-6, 1e-3), dropout=(0.0, 0.5), width=[4, 8], top=1,
+                        run_dir=str(tmp_path))
+    table = result.table
+    assert list(table["stage"]) == ["coarse", "coarse", "fine", "fine"]
+    assert table["learning_rate"].between(1e-3, 1.0).all()
+    assert table["weight_decay"].between(1e-6, 1e-3).all()
+    assert set(table["width"]) <= {4, 8} and table["dropout"].between(0, 0.5).all()
+    assert table["val_top1_error"].between(0, 1).all()
+    # The fine stage searches within half a decade of the best coarse trial.
+    best = table[table["stage"] == "coarse"].nsmallest(1, "val_top1_error").iloc[0]
+    fine = table[table["stage"] == "fine"]
+    assert (np.abs(np.log10(fine["learning_rate"] / best["learning_rate"])) <= 0.5 + 1e-9).all()
+    assert (fine["width"] == best["width"]).all()
+    assert result.best["val_top1_error"] == table["val_top1_error"].min()
+    plot = zoo.plot_search(table, os.path.join(tmp_path, "search.png"))
+    assert open(plot, "rb").read(4) == b"\x89PNG"
+    with pytest.raises(ValueError, match=r"`learning_rate`.*log scale.*received \(0, 1\)"):
+        zoo.search(_tiny_builder, None, None, learning_rate=(0, 1))
+
+
+def test_diagnose_command_prints_every_check(capsys):
+    code = cli.main(["diagnose", "--model", "resnet18", "--image-size", "8", "--batch-size",
+                     "32", "--overfit-steps", "30", "--model-arg", "width=0.25",
+                     "--model-arg", "stem='cifar'"])
+    out = capsys.readouterr().out
+    assert code in (0, 1)
+    for name in ("initial loss", "dead ReLUs at initialisation", "overfit a tiny subset",
+                 "update/weight ratio", "dead ReLUs after 1 epoch(s)"):
+        assert name in out, out

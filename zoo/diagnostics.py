@@ -1,0 +1,372 @@
+"""Babysitting training, as the lecture notes teach it, for every model in the zoo.
+
+- :func:`initial_loss`: the untrained model's loss against ln(number of classes);
+- :func:`overfit_tiny_subset`: without regularisation, ~20 examples must be learnt to ~100 %;
+- :class:`UpdateRatioLogger`: per layer and epoch, ||update|| / ||weights|| (healthy near
+  1e-3), with a warning when a layer is far off;
+- :func:`activation_report`: per layer, the activations' mean and std and the fraction of
+  dead ReLUs (units that output 0 for every example of a batch);
+- :func:`diagnose`: all of them, as one short report (``zoo diagnose``).
+"""
+
+import dataclasses
+import math
+import warnings
+
+import keras
+import numpy as np
+import pandas as pd
+import tensorflow as tf
+
+from zoo import training
+from zoo._io import atomic_path
+from zoo.training import per_output_targets
+
+HEALTHY_UPDATE_RATIO = 1e-3
+_RELU_LAYERS = (keras.layers.ReLU,)
+
+
+@dataclasses.dataclass
+class Check:
+    """One diagnostic's outcome: what was measured, what was expected, and a verdict."""
+
+    name: str
+    value: float
+    expected: str
+    ok: bool
+    verdict: str
+
+    def __str__(self):
+        return f"[{'ok' if self.ok else 'FAIL'}] {self.name}: {self.verdict}"
+
+
+def _main_output(model, outputs):
+    return outputs[0] if isinstance(outputs, (list, tuple)) else outputs
+
+
+def _outputs_logits(model):
+    """Whether the (main) output layer returns logits rather than probabilities."""
+    layer = model.get_layer(model.output_names[0]) if model.output_names else model.layers[-1]
+    activation = getattr(layer, "activation", None)
+    return activation is None or getattr(activation, "__name__", "") == "linear"
+
+
+def _first_batches(dataset, batches):
+    images, labels = [], []
+    for x, y in dataset.take(batches):
+        images.append(np.asarray(x))
+        labels.append(np.asarray(y))
+    if not images:
+        raise ValueError("The dataset is empty: received no batches.")
+    return np.concatenate(images), np.concatenate(labels).astype("int64")
+
+
+def initial_loss(model, dataset, batches=1, tolerance=0.5):
+    """Check the untrained model's cross-entropy against ln(number of classes).
+
+    With small random weights every class is about equally likely, so the loss starts near
+    ln(C) (2.303 for 10 classes). Much higher means the output layer is mis-scaled (too
+    large initial logits); much lower, that the labels leak or the model is not fresh.
+    ``tolerance`` is in nats.
+
+    Example:
+
+    >>> initial_loss(zoo.alexnet(input_shape=(67, 67, 3), classes=10),
+    ...              data.load("digits", image_size=67))            # doctest: +SKIP
+    """
+    images, labels = _first_batches(dataset, batches)
+    outputs = _main_output(model, model(images, training=False))
+    classes = int(outputs.shape[-1])
+    loss = float(keras.ops.mean(keras.losses.sparse_categorical_crossentropy(
+        labels, outputs, from_logits=_outputs_logits(model))))
+    expected = math.log(classes)
+    ok = abs(loss - expected) <= tolerance
+    if ok:
+        verdict = f"loss {loss:.3f} is close to ln({classes}) = {expected:.3f}"
+    elif loss > expected:
+        verdict = (f"loss {loss:.3f} is far above ln({classes}) = {expected:.3f}: the "
+                   "initial logits are too large (mis-scaled output layer or "
+                   "initialisation)")
+    else:
+        verdict = (f"loss {loss:.3f} is far below ln({classes}) = {expected:.3f}: the model "
+                   "is not untrained, or the labels leak into the inputs")
+    return Check("initial loss", loss, f"ln({classes}) = {expected:.3f} +- {tolerance}", ok,
+                 verdict)
+
+
+def without_regularisation(model):
+    """A freshly initialised copy of ``model`` with every dropout rate set to 0 and no
+    kernel/bias/activity regularizers (the weights are NOT copied)."""
+
+    def clone(layer):
+        config = layer.get_config()
+        if isinstance(layer, keras.layers.Dropout):
+            config["rate"] = 0.0
+        for key in ("kernel_regularizer", "bias_regularizer", "activity_regularizer"):
+            if key in config:
+                config[key] = None
+        return layer.__class__.from_config(config)
+
+    return keras.models.clone_model(model, clone_function=clone)
+
+
+def overfit_tiny_subset(model, dataset, examples=20, steps=100, learning_rate=0.01,
+                        momentum=0.9, target=0.99, seed=0):
+    """Train on ``examples`` examples with no regularisation; training accuracy should
+    reach ~100 % (``target``). Failing means the model or its optimisation is broken.
+
+    ``model`` is a built model (a fresh, regularisation-free copy is trained; the model
+    itself is untouched). Full-batch SGD with momentum and no weight decay for ``steps``
+    steps. ``Check.value`` is the final training accuracy.
+
+    Example:
+
+    >>> overfit_tiny_subset(model, data.load("digits", image_size=67)).ok   # doctest: +SKIP
+    True
+    """
+    images, labels = _first_batches(dataset, max(1, examples))
+    if len(labels) < examples:
+        raise ValueError(f"The dataset has {len(labels)} examples; the check needs "
+                         f"{examples}.")
+    images, labels = images[:examples], labels[:examples]
+    keras.utils.set_random_seed(seed)
+    fresh = without_regularisation(model)
+    fresh.compile(optimizer=keras.optimizers.SGD(learning_rate, momentum=momentum),
+                  loss=keras.losses.SparseCategoricalCrossentropy(
+                      from_logits=_outputs_logits(fresh)),
+                  metrics=[keras.metrics.SparseCategoricalAccuracy(name="accuracy")])
+    tiny = per_output_targets(fresh, tf.data.Dataset.from_tensors((images, labels)))
+    fresh.fit(tiny.repeat(steps), epochs=1, verbose=0)
+    result = fresh.evaluate(tiny, verbose=0, return_dict=True)  # after the last step
+    accuracy = float(next(v for k, v in result.items() if k.endswith("accuracy")))
+    loss = float(result["loss"])
+    ok = accuracy >= target
+    verdict = (f"training accuracy {100 * accuracy:.1f} % (loss {loss:.4f}) on {examples} "
+               f"examples after {steps} steps at lr {learning_rate}")
+    if not ok:
+        verdict += (": the model cannot even memorise a tiny subset; check the "
+                    "initialisation, the learning rate and the data")
+    return Check("overfit a tiny subset", accuracy, f">= {100 * target:.0f} % accuracy", ok,
+                 verdict)
+
+
+def _kernels(model):
+    """``{layer name: kernel}`` for every layer with a trainable kernel (rank > 1)."""
+    found = {}
+    for layer in model.layers:
+        for weight in layer.trainable_weights:
+            if len(weight.shape) > 1 and layer.name not in found:
+                found[layer.name] = weight
+    return found
+
+
+class UpdateRatioLogger(keras.callbacks.Callback):
+    """Log, per layer and epoch, the ratio of the update's norm to the weights' norm.
+
+    Every ``every``-th training step of an epoch, each kernel is read before and after the
+    step; the epoch's value per layer is the mean ratio over those steps. The lecture's
+    rule of thumb: around 1e-3 is healthy; much lower and the learning rate is too small,
+    much higher and it is too large. Layers outside ``[low, high]`` give one warning per
+    epoch. The values are in :attr:`history` (a DataFrame: epoch, layer, ratio) and, with
+    ``path``, written there as CSV after every epoch.
+
+    Example:
+
+    >>> logger = UpdateRatioLogger()
+    >>> model.fit(train, epochs=2, callbacks=[logger])     # doctest: +SKIP
+    >>> logger.history.pivot(index="layer", columns="epoch", values="ratio")  # doctest: +SKIP
+    """
+
+    def __init__(self, every=10, low=1e-4, high=1e-2, path=None):
+        super().__init__()
+        if not isinstance(every, int) or every < 1:
+            raise ValueError(f"`every` must be a positive integer; received {every!r}.")
+        if not 0 < low < high:
+            raise ValueError(f"Need 0 < low < high; received low={low!r}, high={high!r}.")
+        self.every, self.low, self.high, self.path = every, low, high, path
+        self.rows = []
+        self._before = None
+        self._ratios = {}
+
+    @property
+    def history(self):
+        return pd.DataFrame(self.rows, columns=["epoch", "layer", "ratio"])
+
+    def on_epoch_begin(self, epoch, logs=None):
+        self._ratios = {}
+
+    def on_train_batch_begin(self, batch, logs=None):
+        if batch % self.every == 0:
+            self._before = {name: np.array(w) for name, w in _kernels(self.model).items()}
+
+    def on_train_batch_end(self, batch, logs=None):
+        if self._before is None:
+            return
+        for name, weight in _kernels(self.model).items():
+            before = self._before[name]
+            norm = np.linalg.norm(before)
+            if norm > 0:
+                ratio = np.linalg.norm(np.array(weight) - before) / norm
+                self._ratios.setdefault(name, []).append(float(ratio))
+        self._before = None
+
+    def on_epoch_end(self, epoch, logs=None):
+        new = [{"epoch": epoch + 1, "layer": name, "ratio": float(np.mean(values))}
+               for name, values in self._ratios.items()]
+        self.rows += new
+        if self.path:
+            with atomic_path(self.path) as tmp:
+                self.history.to_csv(tmp, index=False)
+        off = [f"{r['layer']} ({r['ratio']:.1e})" for r in new
+               if not self.low <= r["ratio"] <= self.high]
+        if off:
+            warnings.warn(
+                f"Epoch {epoch + 1}: update/weight ratio outside [{self.low:g}, "
+                f"{self.high:g}] (healthy near {HEALTHY_UPDATE_RATIO:g}) in {len(off)} of "
+                f"{len(new)} layers: {', '.join(off[:6])}{' ...' if len(off) > 6 else ''}",
+                stacklevel=2)
+
+
+def _is_relu(layer):
+    if isinstance(layer, _RELU_LAYERS):
+        return layer.negative_slope == 0 and layer.threshold == 0
+    activation = getattr(layer, "activation", None)
+    return getattr(activation, "__name__", "") == "relu"
+
+
+def _activation_layers(model):
+    """Layers whose output is an activation: ReLU inside a conv/dense layer or any
+    activation layer (ReLU, LeakyReLU, PReLU, ELU, Activation)."""
+    kinds = (keras.layers.ReLU, keras.layers.LeakyReLU, keras.layers.PReLU, keras.layers.ELU,
+             keras.layers.Activation)
+    chosen = []
+    for layer in model.layers:
+        activation = getattr(layer, "activation", None)
+        name = getattr(activation, "__name__", "linear")
+        if isinstance(layer, kinds) or name not in ("linear", "softmax"):
+            chosen.append(layer)
+    return chosen
+
+
+def activation_report(model, images):
+    """Per activation layer on ``images`` (one batch): mean, std, and for ReLU layers the
+    fraction of dead units (units, i.e. channels, that output 0 for every example and
+    position) and of zero outputs.
+
+    Example:
+
+    >>> report = activation_report(model, next(iter(train))[0])     # doctest: +SKIP
+    >>> report.loc[report["dead_fraction"] > 0.5]                    # doctest: +SKIP
+    """
+    layers = _activation_layers(model)
+    if not layers:
+        raise ValueError(f"{model.name} has no activation layers to report on.")
+    probe = keras.Model(model.inputs, [layer.output for layer in layers])
+    outputs = probe(np.asarray(images), training=False)
+    outputs = outputs if isinstance(outputs, (list, tuple)) else [outputs]
+    rows = []
+    for layer, value in zip(layers, outputs):
+        value = np.asarray(value, dtype="float64")
+        units = value.reshape(-1, value.shape[-1])
+        relu = _is_relu(layer)
+        rows.append({
+            "layer": layer.name, "relu": relu, "units": units.shape[-1],
+            "mean": value.mean(), "std": value.std(),
+            "zero_fraction": float((units <= 0).mean()) if relu else np.nan,
+            "dead_fraction": float((units.max(axis=0) <= 0).mean()) if relu else np.nan,
+        })
+    return pd.DataFrame(rows).set_index("layer")
+
+
+def dead_relu_check(report, threshold=0.5):
+    """A :class:`Check` on an :func:`activation_report`: flags ReLU layers with more than
+    ``threshold`` of their units dead."""
+    relus = report[report["relu"]]
+    if relus.empty:
+        return Check("dead ReLUs", 0.0, "no ReLU layers", True, "no ReLU layers to check")
+    dead = relus["dead_fraction"]
+    overall = float((dead * relus["units"]).sum() / relus["units"].sum())
+    bad = dead[dead > threshold]
+    ok = bad.empty
+    verdict = f"{100 * overall:.1f} % of ReLU units dead on the batch"
+    if not ok:
+        verdict += (f"; more than {100 * threshold:.0f} % dead in {len(bad)} of {len(relus)} "
+                    f"layers ({', '.join(bad.index[:5])}{' ...' if len(bad) > 5 else ''}): "
+                    "lower the learning rate or change the initialisation/biases")
+    return Check("dead ReLUs", overall, f"no layer above {100 * threshold:.0f} % dead", ok,
+                 verdict)
+
+
+def update_ratio_check(history, low=1e-4, high=1e-2):
+    """A :class:`Check` on :attr:`UpdateRatioLogger.history`: the last epoch's median ratio."""
+    last = history[history["epoch"] == history["epoch"].max()]
+    median = float(last["ratio"].median())
+    ok = low <= median <= high
+    verdict = (f"median update/weight ratio {median:.1e} over {len(last)} layers "
+               f"(range {last['ratio'].min():.1e} .. {last['ratio'].max():.1e})")
+    if median < low:
+        verdict += ": updates are tiny; raise the learning rate"
+    elif median > high:
+        verdict += ": updates are large; lower the learning rate"
+    return Check("update/weight ratio", median, f"{low:g} .. {high:g} (healthy near 1e-3)",
+                 ok, verdict)
+
+
+@dataclasses.dataclass
+class Diagnosis:
+    """What :func:`diagnose` returns: the checks, and the tables behind them."""
+
+    model_name: str
+    checks: list
+    activations_at_init: pd.DataFrame
+    activations_after: pd.DataFrame
+    update_ratios: pd.DataFrame
+
+    @property
+    def ok(self):
+        return all(check.ok for check in self.checks)
+
+    def __str__(self):
+        lines = [f"Diagnostics for {self.model_name}"]
+        lines += [f"  {check}" for check in self.checks]
+        ratios = self.update_ratios
+        if not ratios.empty:
+            last = ratios[ratios["epoch"] == ratios["epoch"].max()].set_index("layer")["ratio"]
+            lines.append("  update/weight ratio per layer (last epoch): " + ", ".join(
+                f"{name} {value:.1e}" for name, value in last.items()))
+        return "\n".join(lines)
+
+
+def diagnose(model, train_data, *, learning_rate=0.01, momentum=0.9, weight_decay=5e-4,
+             epochs=1, examples=20, overfit_steps=100, seed=0, verbose=0):
+    """Run every check on a built, untrained ``model``; returns a :class:`Diagnosis`.
+
+    1. initial loss vs ln(classes) and activations/dead ReLUs of the untrained model;
+    2. overfit ``examples`` training examples without regularisation;
+    3. train a fresh copy for ``epochs`` with the paper recipe (``zoo.PaperSGD``) while
+       logging update/weight ratios, then the activations/dead ReLUs again.
+    ``model`` itself is never trained.
+
+    Example:
+
+    >>> print(diagnose(zoo.alexnet(input_shape=(67, 67, 3), classes=10, width=256),
+    ...                data.load("digits", image_size=67)))       # doctest: +SKIP
+    """
+    images, _ = _first_batches(train_data, 1)
+    at_init = activation_report(model, images)
+    checks = [initial_loss(model, train_data), dead_relu_check(at_init)]
+    checks[-1].name = "dead ReLUs at initialisation"
+    checks.append(overfit_tiny_subset(model, train_data, examples=examples,
+                                      steps=overfit_steps, learning_rate=learning_rate,
+                                      momentum=momentum, seed=seed))
+    keras.utils.set_random_seed(seed)
+    copy = keras.models.clone_model(model)
+    logger = UpdateRatioLogger(every=max(1, int(train_data.cardinality()) // 10))
+    training.train(copy, train_data, epochs=epochs, learning_rate=learning_rate,
+                   momentum=momentum, weight_decay=weight_decay, reduce_lr=False,
+                   callbacks=[logger], verbose=verbose)
+    checks.append(update_ratio_check(logger.history))
+    after = activation_report(copy, images)
+    checks.append(dead_relu_check(after))
+    checks[-1].name = f"dead ReLUs after {epochs} epoch(s)"
+    return Diagnosis(model.name, checks, at_init, after, logger.history)

@@ -1,0 +1,213 @@
+"""Random hyper-parameter search on a log scale, coarse then fine, with keras-tuner.
+
+The lecture notes' recipe: sample the learning rate and the weight decay at random on a log
+scale (random beats grid search when few hyper-parameters matter), train briefly, then
+search again in the region of the best trials. :func:`search` runs two
+``keras_tuner.RandomSearch`` stages over the paper recipe (``zoo.PaperSGD``); dropout and
+width are optional dimensions. Each stage keeps its trials in ``run_dir`` (keras-tuner
+reloads them when the search is run again), results come back as a DataFrame, and
+:func:`plot_search` draws the learning-rate / weight-decay scatter.
+"""
+
+import dataclasses
+import tempfile
+
+import numpy as np
+import pandas as pd
+
+from zoo import registry, training
+from zoo._io import save_figure
+
+OBJECTIVE = "val_top1_accuracy"
+
+
+def _log_range(name, bounds):
+    low, high = _range(name, bounds)
+    if low <= 0:
+        raise ValueError(f"`{name}` is searched on a log scale: both bounds must be > 0; "
+                         f"received {bounds!r}.")
+    return low, high
+
+
+def _range(name, bounds):
+    if (not isinstance(bounds, (tuple, list)) or len(bounds) != 2
+            or not all(isinstance(b, (int, float)) for b in bounds) or bounds[0] >= bounds[1]):
+        raise ValueError(f"`{name}` must be a (low, high) pair with low < high; received "
+                         f"{bounds!r}.")
+    return float(bounds[0]), float(bounds[1])
+
+
+def _space(learning_rate, weight_decay, dropout, width):
+    space = {"learning_rate": _log_range("learning_rate", learning_rate),
+             "weight_decay": _log_range("weight_decay", weight_decay)}
+    if dropout is not None:
+        low, high = _range("dropout", dropout)
+        if not 0 <= low < high < 1:
+            raise ValueError(f"`dropout` bounds must lie in [0, 1); received {dropout!r}.")
+        space["dropout"] = (low, high)
+    if width is not None:
+        if not isinstance(width, (list, tuple)) or not width:
+            raise ValueError(f"`width` must be a non-empty list of choices; received {width!r}.")
+        space["width"] = list(width)
+    return space
+
+
+def _hypermodel(build, space):
+    import keras_tuner as kt
+
+    class ZooHyperModel(kt.HyperModel):
+        def build(self, hp):
+            kwargs = {}
+            if "dropout" in space:
+                kwargs["dropout"] = hp.Float("dropout", *space["dropout"])
+            if "width" in space:
+                kwargs["width"] = hp.Choice("width", space["width"])
+            learning_rate = hp.Float("learning_rate", *space["learning_rate"], sampling="log")
+            weight_decay = hp.Float("weight_decay", *space["weight_decay"], sampling="log")
+            model = build(**kwargs)
+            training._compile(model, None, learning_rate, 0.9, weight_decay,
+                              "sparse_categorical_crossentropy", None, False)
+            return model
+
+        def fit(self, hp, model, train_data, validation_data=None, **kwargs):
+            return model.fit(training.per_output_targets(model, train_data),
+                             validation_data=training.per_output_targets(model,
+                                                                         validation_data),
+                             **kwargs)
+
+    return ZooHyperModel()
+
+
+def _narrowed(space, best):
+    """The fine stage's space: the span of the best trials, widened by half a decade on a
+    log scale (a tenth of the range for dropout), clipped to the coarse space."""
+    fine = {}
+    for name, bounds in space.items():
+        values = best[name].to_numpy()
+        if name == "width":
+            fine[name] = sorted(set(values.tolist()), key=space[name].index)
+        elif name == "dropout":
+            pad = 0.1 * (bounds[1] - bounds[0])
+            fine[name] = (max(bounds[0], values.min() - pad), min(bounds[1], values.max() + pad))
+        else:
+            low, high = np.log10(values.min()) - 0.5, np.log10(values.max()) + 0.5
+            fine[name] = (max(bounds[0], 10 ** low), min(bounds[1], 10 ** high))
+    return fine
+
+
+def _trials_table(tuner, stage):
+    rows = []
+    for trial in tuner.oracle.trials.values():
+        if trial.score is None:
+            continue
+        metrics = trial.metrics
+        val_loss = (metrics.get_best_value("val_loss") if metrics.exists("val_loss")
+                    else np.nan)
+        rows.append({"stage": stage, "trial": trial.trial_id, **trial.hyperparameters.values,
+                     "val_top1_error": 1.0 - trial.score, "val_loss": val_loss})
+    return pd.DataFrame(rows)
+
+
+@dataclasses.dataclass
+class SearchResult:
+    """What :func:`search` returns: every trial (a row each) and the best values."""
+
+    table: pd.DataFrame
+    best: dict
+    run_dir: str
+
+
+def search(model, train_data, val_data, *, model_kwargs=None, trials=8, fine_trials=None,
+           epochs=2, learning_rate=(1e-4, 1e-1), weight_decay=(1e-6, 1e-2), dropout=None,
+           width=None, top=3, seed=0, run_dir=None, verbose=0):
+    """Random search, coarse then fine, of the paper recipe's hyper-parameters.
+
+    Args:
+        model: a registry name (built with ``model_kwargs``) or a function taking the
+            searched builder arguments (``dropout``, ``width``) as keywords.
+        train_data, val_data: datasets of ``(image, label)`` batches.
+        trials, fine_trials: trials of the coarse and the fine stage (``fine_trials=0``:
+            coarse only; default: as many as the coarse stage).
+        epochs: epochs per trial (short: the notes' "a few epochs" for the coarse stage).
+        learning_rate, weight_decay: ``(low, high)``, sampled log-uniformly.
+        dropout: optional ``(low, high)``, sampled uniformly. width: optional list of
+            choices (fc units for AlexNet, a channel multiplier otherwise).
+        top: the fine stage searches the span of the ``top`` best coarse trials.
+        seed: seeds the tuner's sampling. run_dir: where keras-tuner keeps the trials
+            (``coarse/`` and ``fine/``); a rerun reloads finished trials.
+
+    Returns a :class:`SearchResult`; its ``table`` has a row per trial with ``stage``, the
+    hyper-parameters, ``val_top1_error`` and ``val_loss``.
+
+    Example:
+
+    >>> result = search("resnet18", train, val, trials=6, epochs=2,
+    ...                 model_kwargs=dict(input_shape=(16, 16, 3), classes=10,
+    ...                                   stem="cifar", width=0.25))   # doctest: +SKIP
+    >>> result.best["learning_rate"]                                  # doctest: +SKIP
+    """
+    import keras_tuner as kt
+
+    space = _space(learning_rate, weight_decay, dropout, width)
+    for name, value in (("trials", trials), ("epochs", epochs), ("top", top)):
+        if not isinstance(value, int) or isinstance(value, bool) or value < 1:
+            raise ValueError(f"`{name}` must be a positive integer; received {value!r}.")
+    fine_trials = trials if fine_trials is None else fine_trials
+    if isinstance(model, str):
+        name, fixed = model, dict(model_kwargs or {})
+        build = lambda **kw: registry.get_model(name, **{**fixed, **kw})  # noqa: E731
+    elif callable(model):
+        build = model
+    else:
+        raise ValueError("`model` must be a registry name or a function building the model; "
+                         f"received {type(model).__name__}.")
+    run_dir = run_dir or tempfile.mkdtemp(prefix="zoo_search_")
+    tables = []
+    for stage, count in (("coarse", trials), ("fine", fine_trials)):
+        if count < 1:
+            break
+        if stage == "fine":
+            space = _narrowed(space, pd.concat(tables).nsmallest(top, "val_top1_error"))
+        tuner = kt.RandomSearch(
+            _hypermodel(build, space), objective=kt.Objective(OBJECTIVE, "max"),
+            max_trials=count, seed=seed + (stage == "fine"), directory=run_dir,
+            project_name=stage)
+        if verbose:
+            print(f"{stage} search: {count} trials of {epochs} epoch(s) over "
+                  + ", ".join(f"{k} {_describe(v)}" for k, v in space.items()), flush=True)
+        tuner.search(train_data, validation_data=val_data, epochs=epochs, verbose=verbose)
+        tables.append(_trials_table(tuner, stage))
+    table = pd.concat(tables, ignore_index=True)
+    best = table.loc[table["val_top1_error"].idxmin()].to_dict()
+    return SearchResult(table, best, run_dir)
+
+
+def _describe(value):
+    if isinstance(value, list):
+        return str(value)
+    return f"{value[0]:.2g}..{value[1]:.2g}"
+
+
+def plot_search(table, path, title="Random search"):
+    """Scatter of the trials: learning rate against weight decay (both log scales),
+    coloured by validation top-1 error, one marker per stage; saved as a PNG."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    figure, axes = plt.subplots(figsize=(6, 4.5))
+    markers = {"coarse": "o", "fine": "^"}
+    low, high = table["val_top1_error"].min(), table["val_top1_error"].max()
+    for stage, rows in table.groupby("stage", sort=False):
+        points = axes.scatter(rows["learning_rate"], rows["weight_decay"],
+                              c=100 * rows["val_top1_error"], cmap="viridis_r",
+                              vmin=100 * low, vmax=100 * high, marker=markers.get(stage, "s"),
+                              edgecolors="black", label=stage)
+    axes.set(xscale="log", yscale="log", xlabel="learning rate", ylabel="weight decay",
+             title=title)
+    figure.colorbar(points, ax=axes, label="validation top-1 error (%)")
+    axes.legend()
+    save_figure(figure, path)
+    return path
+
