@@ -24,8 +24,10 @@ setup(
         "matplotlib",
         "tensorboard",  # the run directory's logs/ (tensorflow no longer pulls it in)
         "scikit-learn",  # the embedded digits dataset ships inside it
+        "keras-tuner>=1.4",  # zoo.search
     ],
-    extras_require={"test": ["pytest>=7"]},
+    # The notebook (examples/quickstart.ipynb) is executed by the tests through nbclient.
+    extras_require={"test": ["pytest>=7", "nbclient", "nbformat", "ipykernel"]},
     entry_points={"console_scripts": ["zoo=zoo.cli:main"]},
     classifiers=[
         "Programming Language :: Python :: 3",

@@ -8,10 +8,12 @@ sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 import pandas as pd  # noqa: E402
 
 import ensemble_vs_sequential  # noqa: E402
+import flops_vs_matmul  # noqa: E402
 import pipeline_vs_training  # noqa: E402
 import zoo_vs_keras  # noqa: E402
 
-BENCHMARKS = [zoo_vs_keras.run, pipeline_vs_training.run, ensemble_vs_sequential.run]
+BENCHMARKS = [zoo_vs_keras.run, ensemble_vs_sequential.run, pipeline_vs_training.run,
+              flops_vs_matmul.run]
 
 
 def main(out_path="benchmarks/results.csv"):

@@ -41,19 +41,35 @@ class DatasetInfo:
 # --- the embedded dataset --------------------------------------------------------------------
 
 
+_SLICE = re.compile(r"^(\w+)(?:\[(-?\d*)(%?):(-?\d*)(%?)\])?$")
+
+
 def _digits_split_index(split):
-    """The fixed split of the 1,797 digits: test i % 5 == 0, validation i % 10 == 1."""
+    """The fixed split of the 1,797 digits: test i % 5 == 0, validation i % 10 == 1.
+
+    TFDS-style slices work: ``"train[:400]"``, ``"train[50%:]"``.
+    """
     index = np.arange(1797)
     masks = {
         "test": index % 5 == 0,  # 360 images
         "validation": index % 10 == 1,  # 180 images
         "train": (index % 5 != 0) & (index % 10 != 1),  # 1,257 images
     }
-    if split not in masks:
+    match = _SLICE.match(str(split))
+    if match is None or match.group(1) not in masks:
         raise ValueError(
-            f"Unknown split {split!r} of {DIGITS!r}; available: 'train', 'validation', 'test'."
+            f"Unknown split {split!r} of {DIGITS!r}; available: 'train', 'validation', 'test', "
+            "optionally sliced as in TFDS ('train[:400]', 'train[:50%]')."
         )
-    return index[masks[split]]
+    chosen = index[masks[match.group(1)]]
+    name, start, start_pct, stop, stop_pct = match.groups()
+
+    def bound(value, percent):
+        if value in (None, ""):
+            return None
+        return int(value) * len(chosen) // 100 if percent else int(value)
+
+    return chosen[bound(start, start_pct):bound(stop, stop_pct)]
 
 
 def digits_arrays(split="train", image_size=DIGITS_IMAGE_SIZE):

@@ -100,3 +100,84 @@ def test_demo_smoke_run_end_to_end(tmp_path):
                  os.path.join("ensemble_savedmodel", "saved_model.pb"),
                  os.path.join("alexnet_dropout0p5", "learning_curves.png")):
         assert os.path.exists(os.path.join(out, name)), name
+
+
+def _saved_members(tmp_path, count=2):
+    """Small models on 8x8 digits, trained a little so that they differ and beat chance."""
+    import data
+    import keras
+    from tests.helpers import tiny_model
+
+    train = data.load("digits", "train", image_size=8, batch_size=64, seed=0)
+    paths = []
+    for seed in range(count):
+        keras.utils.set_random_seed(seed)
+        model = tiny_model(size=8, classes=10)
+        model.compile(optimizer=keras.optimizers.Adam(0.01),
+                      loss="sparse_categorical_crossentropy")
+        model.fit(train.map(lambda x, y: (x / 255.0, y)), epochs=2, verbose=0)
+        rescaled = keras.Sequential([keras.Input((8, 8, 3)), keras.layers.Rescaling(1 / 255),
+                                     model], name=f"member{seed}")
+        paths.append(str(tmp_path / f"member{seed}.keras"))
+        rescaled.save(paths[-1])
+    return paths
+
+
+def test_ensemble_evaluate_and_export_commands(tmp_path, capsys):
+    import keras
+    import tensorflow as tf
+
+    import data
+
+    a, b = _saved_members(tmp_path)
+    ens = str(tmp_path / "ens.keras")
+    assert cli.main(["ensemble", a, b, "--output", ens]) == 0
+    assert "ensemble of 2 members (member0, member1)" in capsys.readouterr().out
+
+    csv = str(tmp_path / "table.csv")
+    assert cli.main(["evaluate", ens, "--output", csv]) == 0
+    from_ensemble = pd.read_csv(csv, index_col=0)
+    assert cli.main(["evaluate", a, b, "--output", csv]) == 0  # two files: their ensemble
+    from_files = pd.read_csv(csv, index_col=0)
+    assert list(from_ensemble.index) == ["member0", "member1", "best member", "mean member",
+                                         "ensemble"]
+    pd.testing.assert_frame_equal(from_ensemble, from_files, rtol=1e-5)
+    assert from_ensemble.loc["ensemble", "top1_error"] < 0.9  # learnt something
+
+    served_dir = str(tmp_path / "served")
+    assert cli.main(["export", ens, served_dir]) == 0
+    images = next(iter(data.load("digits", "test", image_size=8, batch_size=16)))[0]
+    served = tf.saved_model.load(served_dir).serve(tf.constant(images))
+    expected = keras.models.load_model(ens).predict(images, verbose=0)
+    assert abs(served["probabilities"].numpy() - expected).max() < 1e-5
+    assert served["mutual_information"].shape == (16,)
+
+
+@pytest.mark.parametrize("argv, message", [
+    (["evaluate", "missing.keras"], "Expected a saved .keras model file; received"),
+    (["ensemble", "missing.keras", "--output", "x.keras"], "Expected a saved .keras model"),
+    (["ensemble", "a.keras", "--output", "x.h5"], "--output must end in .keras"),
+    (["export", "model.txt", "out"], "Expected a saved .keras model file; received 'model.txt'"),
+    (["search", "--model", "resnet18", "--lr", "0", "1", "--image-size", "8"],
+     "`learning_rate` is searched on a log scale"),
+])
+def test_model_file_commands_user_errors_are_one_line(argv, message, capsys, tmp_path):
+    if argv[0] == "search":
+        argv = argv + ["--run-dir", str(tmp_path / "s")]
+    assert cli.main(argv) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and message in err[0], err
+
+
+def test_search_command_writes_its_table_and_plot(tmp_path, capsys):
+    run_dir = tmp_path / "search"
+    code = cli.main(["search", "--model", "resnet18", "--image-size", "8", "--trials", "2",
+                     "--fine-trials", "0", "--epochs", "1", "--model-arg", "width=0.25",
+                     "--model-arg", "stem=cifar", "--run-dir", str(run_dir)])
+    assert code == 0
+    out = capsys.readouterr().out
+    table = pd.read_csv(run_dir / "search.csv")
+    assert len(table) == 2 and set(table["stage"]) == {"coarse"}
+    assert table["learning_rate"].between(1e-4, 1e-1).all()
+    assert (run_dir / "search.png").read_bytes()[:4] == b"\x89PNG"
+    assert "best: learning_rate" in out

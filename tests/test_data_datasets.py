@@ -215,3 +215,15 @@ def test_image_folder_errors(image_folder, tmp_path):
         data.load(str(empty), "train")
     with pytest.raises(ValueError, match=r"`on_bad_image` must be one of"):
         data.load(str(image_folder), "train", on_bad_image="ignore")
+
+
+def test_digits_splits_slice_as_in_tfds():
+    images, labels = data.digits_arrays("train", image_size=8)
+    head, head_labels = data.digits_arrays("train[:400]", image_size=8)
+    np.testing.assert_array_equal(head, images[:400])
+    np.testing.assert_array_equal(head_labels, labels[:400])
+    tail, _ = data.digits_arrays("train[50%:]", image_size=8)
+    np.testing.assert_array_equal(tail, images[1257 * 50 // 100:])
+    assert sum(len(b[1]) for b in data.load("digits", "test[:-60]", batch_size=100)) == 300
+    with pytest.raises(ValueError, match=r"Unknown split 'train\[a:b\]'.*'train\[:400\]'"):
+        data.digits_arrays("train[a:b]")

@@ -261,7 +261,7 @@ def activation_report(model, images):
     layers = _activation_layers(model)
     if not layers:
         raise ValueError(f"{model.name} has no activation layers to report on.")
-    probe = keras.Model(model.inputs, [layer.output for layer in layers])
+    probe = keras.Model(model.input, [layer.output for layer in layers])
     outputs = probe(np.asarray(images), training=False)
     outputs = outputs if isinstance(outputs, (list, tuple)) else [outputs]
     rows = []

@@ -1,0 +1,30 @@
+"""examples/quickstart.ipynb runs from top to bottom (so it can never rot)."""
+
+import os
+
+import nbformat
+from nbclient import NotebookClient
+
+from tests.helpers import REPO
+
+
+def _text(cell):
+    parts = []
+    for output in cell.get("outputs", []):
+        parts.append(output.get("text", ""))
+        parts.append(output.get("data", {}).get("text/plain", ""))
+    return "".join(parts)
+
+
+def test_quickstart_notebook_executes(tmp_path):
+    notebook = nbformat.read(os.path.join(REPO, "examples", "quickstart.ipynb"), as_version=4)
+    os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+    NotebookClient(notebook, timeout=600, kernel_name="python3",
+                   resources={"metadata": {"path": str(tmp_path)}}).execute()
+    code = [cell for cell in notebook.cells if cell.cell_type == "code"]
+    assert "alexnet: 62,378,344 parameters" in _text(code[0])
+    assert "conv2_tower" not in _text(code[1]) and "norm1" in _text(code[1])  # the summary
+    assert "ensemble" in _text(code[4]) and "mean member" in _text(code[4])  # the table
+    assert any("image/png" in o.get("data", {}) for o in code[5]["outputs"])  # the plot
+    assert _text(code[6]).count("label ") == 5  # five served predictions
+    assert os.path.isdir(os.path.join(tmp_path, "runs", "quickstart_savedmodel"))
