@@ -62,17 +62,19 @@ def combine(source, member_probs):
     return _combine_first(source, member_probs, len(member_probs))
 
 
-def evaluate(source, dataset, tta=None):
+def evaluate(source, dataset, tta=None, predictions=None):
     """One table: a row per member, then ``best member``, ``mean member`` and ``ensemble``.
 
     Columns: top-1 and top-5 error, NLL, Brier score and ECE (15 bins); the ensemble row
-    also has the members' pairwise ``disagreement`` and average ``kl``.
+    also has the members' pairwise ``disagreement`` and average ``kl``. ``predictions``:
+    the ``(names, probs, labels)`` of :func:`predict_members` when already made (then
+    ``dataset`` and ``tta`` are not used).
 
     Example:
 
     >>> table = evaluate(Ensemble(members), data.load("digits", "test"))  # doctest: +SKIP
     """
-    names, member_probs, labels = predict_members(source, dataset, tta)
+    names, member_probs, labels = predictions or predict_members(source, dataset, tta)
     rows = {name: metrics.scores(p, labels) for name, p in zip(unique_names(names), member_probs)}
     table = pd.DataFrame.from_dict(rows, orient="index")[SCORE_COLUMNS]
     members = table.copy()
@@ -88,9 +90,11 @@ def evaluate(source, dataset, tta=None):
     return table
 
 
-def size_curve(source, dataset, tta=None):
-    """Error and NLL of the ensemble of the first k members, for k = 1 .. members."""
-    _, member_probs, labels = predict_members(source, dataset, tta)
+def size_curve(source, dataset, tta=None, predictions=None):
+    """Error and NLL of the ensemble of the first k members, for k = 1 .. members.
+
+    ``predictions`` as in :func:`evaluate`."""
+    _, member_probs, labels = predictions or predict_members(source, dataset, tta)
     rows = []
     for k in range(1, len(member_probs) + 1):
         probs = _combine_first(source, member_probs, k)

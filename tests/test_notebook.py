@@ -24,7 +24,8 @@ def test_quickstart_notebook_executes(tmp_path):
     code = [cell for cell in notebook.cells if cell.cell_type == "code"]
     assert "alexnet: 62,378,344 parameters" in _text(code[0])
     assert "conv2_tower" not in _text(code[1]) and "norm1" in _text(code[1])  # the summary
-    assert "ensemble" in _text(code[4]) and "mean member" in _text(code[4])  # the table
-    assert any("image/png" in o.get("data", {}) for o in code[5]["outputs"])  # the plot
-    assert _text(code[6]).count("label ") == 5  # five served predictions
+    assert "top1_accuracy" in _text(code[2])  # the training history
+    assert "ensemble" in _text(code[3]) and "mean member" in _text(code[3])  # the table
+    assert any("image/png" in o.get("data", {}) for o in code[4]["outputs"])  # the plot
+    assert _text(code[5]).count("label ") == 5  # five served predictions
     assert os.path.isdir(os.path.join(tmp_path, "runs", "quickstart_savedmodel"))

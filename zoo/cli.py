@@ -40,9 +40,10 @@ def _cmd_demo(args):
     from zoo import demo
 
     quick = dict(epochs=1, snapshot_epochs=2, cycles=2) if args.quick else {}
-    demo.run(output_dir=args.output_dir, seed=args.seed,
-             **{"epochs": args.epochs, "snapshot_epochs": args.snapshot_epochs,
-                "cycles": args.cycles, **quick})
+    given = {k: getattr(args, k) for k in ("epochs", "snapshot_epochs", "cycles")
+             if getattr(args, k) is not None}  # else demo.run's defaults
+    demo.run(output_dir=args.output_dir, seed=args.seed, dataset=args.dataset,
+             models=args.models, **{**given, **quick})
     return 0
 
 
@@ -355,10 +356,16 @@ def _parser():
                           "snapshot ensemble on the embedded digits under the two-device "
                           "mirrored strategy, evaluate every ensemble, export and serve.")
     demo.add_argument("--output-dir", default="runs/demo")
-    demo.add_argument("--epochs", type=int, default=8, help="epochs per AlexNet member")
-    demo.add_argument("--snapshot-epochs", type=int, default=24,
-                      help="epochs of the ResNet-18 snapshot run")
-    demo.add_argument("--cycles", type=int, default=6, help="snapshot cycles")
+    demo.add_argument("--dataset", default="digits",
+                      help="'digits' (embedded), a TFDS name or an image folder")
+    demo.add_argument("--models", nargs="+", choices=("alexnet", "resnet18"),
+                      default=["alexnet", "resnet18"],
+                      help="AlexNet dropout/width variants, ResNet-18 snapshots, or both")
+    demo.add_argument("--epochs", type=int, default=None,
+                      help="epochs per AlexNet member (default 6)")
+    demo.add_argument("--snapshot-epochs", type=int, default=None,
+                      help="epochs of the ResNet-18 snapshot run (default 16)")
+    demo.add_argument("--cycles", type=int, default=None, help="snapshot cycles (default 4)")
     demo.add_argument("--seed", type=int, default=0)
     demo.add_argument("--quick", action="store_true", help="one epoch each (a smoke run)")
     demo.set_defaults(run=_cmd_demo)

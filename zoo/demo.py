@@ -14,7 +14,7 @@ import numpy as np
 import pandas as pd
 
 ALEXNET_SIZE = 67  # AlexNet's smallest input; the ResNet members resize to RESNET_SIZE
-RESNET_SIZE = 16
+RESNET_SIZE = 8  # the digits' own resolution
 
 
 def _say(message):
@@ -31,9 +31,18 @@ def _markdown(table):
     return "\n".join(lines)
 
 
-def run(output_dir="runs/demo", epochs=8, snapshot_epochs=24, cycles=6, seed=0,
-        dropouts=(0.5, 0.6), widths=(512, 256), strategy=None):
-    """Run the demo; returns the results table (a pandas DataFrame)."""
+MODEL_CHOICES = ("alexnet", "resnet18")
+
+
+def run(output_dir="runs/demo", epochs=6, snapshot_epochs=16, cycles=4, seed=0,
+        dropouts=(0.3, 0.5), widths=(512, 256), dataset="digits", models=MODEL_CHOICES,
+        strategy=None):
+    """Run the demo; returns the results table (a pandas DataFrame).
+
+    ``dataset``: the embedded digits, a TFDS name or an image folder (with a train split and
+    a validation and/or test split); ``models``: which of the AlexNet variants and the
+    ResNet-18 snapshot ensemble to train.
+    """
     import keras
     import tensorflow as tf
 
@@ -43,12 +52,22 @@ def run(output_dir="runs/demo", epochs=8, snapshot_epochs=24, cycles=6, seed=0,
     from ensembles.evaluate import SCORE_COLUMNS, combine
 
     start = time.time()
+    models = list(models)
+    if not models or any(m not in MODEL_CHOICES for m in models):
+        raise ValueError(f"`models` must be a non-empty subset of {MODEL_CHOICES}; received "
+                         f"{models!r}.")
     strategy = strategy or zoo.distribute.mirrored(devices=2)
     _say(f"{strategy.num_replicas_in_sync} replicas: {', '.join(strategy.extended.worker_devices)}")
     os.makedirs(output_dir, exist_ok=True)
-    load = lambda split, **kw: data.load("digits", split, image_size=ALEXNET_SIZE, **kw)  # noqa: E731
-    train, val = load("train", batch_size=32, seed=seed), load("validation", batch_size=128)
-    test = load("test", batch_size=128)
+    info = data.info(dataset)
+    held_out = [s for s in ("validation", "test") if s in info.splits]
+    if "train" not in info.splits or not held_out:
+        raise ValueError(f"The demo needs a train split and a validation or test split; "
+                         f"{dataset!r} has {sorted(info.splits)}.")
+    load = lambda split, **kw: data.load(dataset, split, image_size=ALEXNET_SIZE, **kw)  # noqa: E731
+    train, val = load("train", batch_size=32, seed=seed), load(held_out[0], batch_size=128)
+    test = load(held_out[-1], batch_size=128)
+    classes = info.num_classes
     stats = data.compute_statistics(load("train", shuffle=False))
     stats.save(os.path.join(output_dir, "statistics.npz"))
     shape = (ALEXNET_SIZE, ALEXNET_SIZE, 3)
@@ -57,65 +76,71 @@ def run(output_dir="runs/demo", epochs=8, snapshot_epochs=24, cycles=6, seed=0,
         return lambda: build(input_tensor=data.normalized_input(stats, shape))
 
     groups, results = {}, {}
-    variants = {
+    variants = {} if "alexnet" not in models else {
         "alexnet dropout variants": ensembles.variants(
-            "alexnet", dropout=list(dropouts), width=widths[0], classes=10, towers=2,
+            "alexnet", dropout=list(dropouts), width=widths[0], classes=classes, towers=2,
             kernel_initializer="he"),
         "alexnet width variants": ensembles.variants(
-            "alexnet", width=list(widths), dropout=dropouts[0], classes=10, towers=2,
+            "alexnet", width=list(widths), dropout=dropouts[0], classes=classes, towers=2,
             kernel_initializer="he"),
     }
     for group, builders in variants.items():
         groups[group] = []
-        for i, (name, build) in enumerate(builders.items()):
-            if name not in results:
+        for name, build in builders.items():
+            # A member both groups share (dropout 0.5, width 512) is trained once.
+            config = tuple(sorted((k, v) for k, v in build.keywords.items() if k != "name"))
+            if config not in results:
                 _say(f"training {name} ({group}) for {epochs} epochs")
-                results[name] = zoo.train(
+                results[config] = zoo.train(
                     alexnet_member(build), train, val, epochs=epochs, learning_rate=0.003,
-                    seed=seed + i, strategy=strategy, run_dir=os.path.join(output_dir, name),
-                    verbose=0)
-                _say(f"  val top-1 error {100 * (1 - results[name].history['val_top1_accuracy'].iloc[-1]):.2f} %")
-            groups[group].append(results[name].model)
+                    seed=seed + len(results), strategy=strategy,
+                    run_dir=os.path.join(output_dir, name), verbose=0)
+                error = 1 - results[config].history["val_top1_accuracy"].iloc[-1]
+                _say(f"  val top-1 error {100 * error:.2f} %")
+            groups[group].append(results[config].model)
 
     def resnet():
         x = data.normalized_input(stats, shape)
-        x = keras.layers.Resizing(RESNET_SIZE, RESNET_SIZE, name="resize")(x)
-        return zoo.resnet18(input_tensor=x, classes=10, width=0.25, stem="cifar")
+        x = keras.layers.Resizing(RESNET_SIZE, RESNET_SIZE, interpolation="area",
+                                  name="resize")(x)
+        return zoo.resnet18(input_tensor=x, classes=classes, width=0.25, stem="cifar")
 
-    _say(f"training resnet18 (cifar stem) as a {cycles}-cycle snapshot ensemble, "
-         f"{snapshot_epochs} epochs")
-    _, paths = ensembles.train_snapshots(
-        resnet, train, val, epochs=snapshot_epochs, cycles=cycles, learning_rate=0.2,
-        seed=seed, strategy=strategy, run_dir=os.path.join(output_dir, "resnet18_snapshots"),
-        verbose=0)
-    groups["resnet18 snapshots"] = ensembles.members_of(
-        ensembles.from_snapshots(resnet, paths, last=min(4, len(paths))))
+    if "resnet18" in models:
+        _say(f"training resnet18 (cifar stem) as a {cycles}-cycle snapshot ensemble, "
+             f"{snapshot_epochs} epochs")
+        _, paths = ensembles.train_snapshots(
+            resnet, train, val, epochs=snapshot_epochs, cycles=cycles, learning_rate=0.2,
+            seed=seed, strategy=strategy,
+            run_dir=os.path.join(output_dir, "resnet18_snapshots"), verbose=0)
+        groups["resnet18 snapshots"] = ensembles.members_of(
+            ensembles.from_snapshots(resnet, paths, last=min(4, len(paths))))
 
-    _say("evaluating members and ensembles on the test split")
-    rows = []
+    _say(f"evaluating members and ensembles on the {held_out[-1]} split")
     everything = []
-    for group, members in groups.items():
-        table = ensembles.evaluate(ensembles.Ensemble(members, name=group.replace(" ", "_")),
-                                   test)
+    for members in groups.values():
+        everything += [m for m in members if m not in everything]
+    combined = ensembles.Ensemble(everything, name="all")
+    names, probs, labels = ensembles.predict_members(combined, test)  # once, for every table
+    rows = []
+    for group, members in list(groups.items()) + [("all", everything)]:
+        chosen = [everything.index(m) for m in members]
+        table = ensembles.evaluate(members, None, predictions=(
+            [names[i] for i in chosen], probs[chosen], labels))
         for name, row in table.drop(index="best member").iterrows():
+            if group == "all" and name not in ("mean member", "ensemble"):
+                continue
             label = f"{group}: {name}" if name in ("mean member", "ensemble") else name
             rows.append({"model": label, "group": group, **row[SCORE_COLUMNS].to_dict()})
-        everything += members
-    combined = ensembles.Ensemble(everything, name="all")
-    all_table = ensembles.evaluate(combined, test)
-    for name in ("mean member", "ensemble"):
-        rows.append({"model": f"all: {name}", "group": "all",
-                     **all_table.loc[name, SCORE_COLUMNS].to_dict()})
     table = pd.DataFrame(rows).drop_duplicates("model").set_index("model")
     table.to_csv(os.path.join(output_dir, "results.csv"))
     with pd.option_context("display.width", 140, "display.max_columns", 10):
         print(table.drop(columns="group").round(4).to_string())
 
-    curve = ensembles.size_curve(combined, test)
+    curve = ensembles.size_curve(combined, None, predictions=(names, probs, labels))
     ensembles.plot_size_curve(curve, os.path.join(output_dir, "size_curve.png"),
                               title="All members, in training order")
-    _, member_probs, labels = ensembles.predict_members(combined, test)
-    ensembles.plot_reliability(combine(combined, member_probs), labels, os.path.join(output_dir, "reliability.png"),
+    ensembles.plot_reliability(combine(combined, probs), labels,
+                               os.path.join(output_dir, "reliability.png"),
                                title="Combined ensemble")
 
     export_dir = os.path.join(output_dir, "ensemble_savedmodel")
