@@ -90,6 +90,8 @@ def global_pool(x, pooling):
 
 def finish(model_inputs, outputs, name, weights):
     """Wrap the graph in a functional model and load local weights if asked."""
+    if isinstance(model_inputs, (list, tuple)) and len(model_inputs) == 1:
+        model_inputs = model_inputs[0]  # called with a plain tensor, as users do: no warning
     model = keras.Model(model_inputs, outputs, name=name)
     if weights is not None:
         model.load_weights(weights)

@@ -51,11 +51,14 @@ def _outputs_logits(model):
     return activation is None or getattr(activation, "__name__", "") == "linear"
 
 
-def _first_batches(dataset, batches):
+def _first_batches(dataset, batches=None, examples=None):
+    """The first ``batches`` batches, or enough batches for ``examples`` examples."""
     images, labels = [], []
-    for x, y in dataset.take(batches):
+    for x, y in dataset:
         images.append(np.asarray(x))
         labels.append(np.asarray(y))
+        if len(images) == batches or (examples and sum(map(len, labels)) >= examples):
+            break
     if not images:
         raise ValueError("The dataset is empty: received no batches.")
     return np.concatenate(images), np.concatenate(labels).astype("int64")
@@ -124,7 +127,7 @@ def overfit_tiny_subset(model, dataset, examples=20, steps=100, learning_rate=0.
     >>> overfit_tiny_subset(model, data.load("digits", image_size=67)).ok   # doctest: +SKIP
     True
     """
-    images, labels = _first_batches(dataset, max(1, examples))
+    images, labels = _first_batches(dataset, examples=examples)
     if len(labels) < examples:
         raise ValueError(f"The dataset has {len(labels)} examples; the check needs "
                          f"{examples}.")

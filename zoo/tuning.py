@@ -70,6 +70,7 @@ def _hypermodel(build, space):
             return model
 
         def fit(self, hp, model, train_data, validation_data=None, **kwargs):
+            kwargs.setdefault("shuffle", False)  # datasets come shuffled (data.load)
             return model.fit(training.per_output_targets(model, train_data),
                              validation_data=training.per_output_targets(model,
                                                                          validation_data),
