@@ -6,6 +6,7 @@ Small ResNet-18s (cifar stem, width 0.25) keep this to about two minutes on two 
 
 import os
 
+import keras
 import pytest
 
 import data
@@ -22,7 +23,6 @@ def digits():
     return {
         "stats": stats,
         "train": data.load("digits", "train", image_size=SIZE, batch_size=64, seed=0),
-        "train32": data.load("digits", "train", image_size=SIZE, batch_size=32, seed=0),
         "validation": data.load("digits", "validation", image_size=SIZE, batch_size=128),
         "test": data.load("digits", "test", image_size=SIZE, batch_size=128),
     }
@@ -48,20 +48,31 @@ def test_variant_ensembles_beat_their_mean_member(kind, values, digits):
     assert table.loc["ensemble", "nll"] < table.loc["mean member", "nll"]
 
 
-def test_cyclic_snapshot_ensemble_from_one_run_beats_its_mean_snapshot(digits, tmp_path):
-    """ONE run, six cosine cycles of four epochs restarting at 0.2 (Huang et al.), the last
-    four snapshots. Against the BEST snapshot the ensemble wins on some seeds and not on
-    others (see the issue notes), so that comparison is printed, not asserted."""
+def test_cyclic_snapshot_ensemble_from_one_run_beats_its_best_snapshot_on_nll(digits, tmp_path):
+    """ONE run, eight cosine cycles of five epochs restarting at 0.2 (Huang et al.), the
+    last four snapshots: lower test NLL than the best of them, and a top-1 error no higher
+    than the mean snapshot's.
+
+    Weight decay 1e-4: with 5e-4 the shrinking weights keep improving each snapshot over
+    the last, so the last one alone is often the best. Against the best snapshot's top-1
+    error (about 5 errors in 360 images) the ensemble ties or wins on 3 of 5 seeds and
+    loses by one image on the others, this seed included: printed, not asserted.
+    """
     build = _member(lambda **kw: zoo.resnet18(classes=10, width=0.25, stem="cifar", **kw),
                     digits["stats"])
-    _, paths = ensembles.train_snapshots(build, digits["train32"], digits["validation"],
-                                         epochs=24, cycles=6, learning_rate=0.2, seed=0,
-                                         run_dir=str(tmp_path), verbose=0)
+    # tf.data's shuffle order depends on the global seed when the dataset is made: fix it
+    # here, so the outcome does not depend on which tests ran before.
+    keras.utils.set_random_seed(0)
+    train = data.load("digits", "train", image_size=SIZE, batch_size=32, seed=0)
+    _, paths = ensembles.train_snapshots(build, train, digits["validation"],
+                                         epochs=40, cycles=8, learning_rate=0.2,
+                                         weight_decay=1e-4, seed=0, run_dir=str(tmp_path),
+                                         verbose=0)
     assert [os.path.basename(p) for p in paths] == [
-        f"snapshot-{k}.weights.h5" for k in range(1, 7)]
+        f"snapshot-{k}.weights.h5" for k in range(1, 9)]
     table = ensembles.evaluate(ensembles.from_snapshots(build, paths, last=4), digits["test"])
     print(table.round(4).to_string())
-    assert list(table.index[:4]) == ["snapshot_3", "snapshot_4", "snapshot_5", "snapshot_6"]
-    assert table.loc["ensemble", "nll"] < table.loc["mean member", "nll"]
+    snapshots = table.loc[["snapshot_5", "snapshot_6", "snapshot_7", "snapshot_8"]]
+    assert table.loc["ensemble", "nll"] < snapshots["nll"].min()
     assert table.loc["ensemble", "top1_error"] <= table.loc["mean member", "top1_error"]
     assert table.loc["ensemble", "disagreement"] > 0  # the snapshots are different models
