@@ -152,7 +152,8 @@ def _cmd_search(args):
         trials=args.trials, fine_trials=args.fine_trials, epochs=args.epochs,
         learning_rate=tuple(args.lr), weight_decay=tuple(args.weight_decay),
         dropout=tuple(args.dropout) if args.dropout else None, width=args.width,
-        top=args.top, seed=args.seed, run_dir=os.path.join(run_dir, "tuner"), verbose=1)
+        top=args.top, seed=args.seed, run_dir=os.path.join(run_dir, "tuner"),
+        verbose=2)  # one line per epoch
     table = result.table
     with _wide_pandas():
         print(table.round(6).to_string(index=False))

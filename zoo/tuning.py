@@ -136,6 +136,7 @@ def search(model, train_data, val_data, *, model_kwargs=None, trials=8, fine_tri
         top: the fine stage searches the span of the ``top`` best coarse trials.
         seed: seeds the tuner's sampling. run_dir: where keras-tuner keeps the trials
             (``coarse/`` and ``fine/``); a rerun reloads finished trials.
+        verbose: 0 silent; 1 keras-tuner's report and progress bars; 2 one line per epoch.
 
     Returns a :class:`SearchResult`; its ``table`` has a row per trial with ``stage``, the
     hyper-parameters, ``val_top1_error`` and ``val_loss``.
