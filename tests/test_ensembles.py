@@ -4,7 +4,6 @@ import textwrap
 
 import keras
 import numpy as np
-import pandas as pd
 import pytest
 import tensorflow as tf
 

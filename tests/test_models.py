@@ -104,7 +104,7 @@ def _channels_after_activations(model, kind):
     return sum(layer.output.shape[-1] for layer in model.layers if isinstance(layer, kind))
 
 
-@pytest.mark.parametrize("name", ["alexnet", "googlenet", "resnet18", "resnet50"])
+@pytest.mark.parametrize("name", ["alexnet", "googlenet", "resnet18"])  # resnet50: same code
 @pytest.mark.parametrize("activation", list(ACTIVATION_LAYERS))
 def test_activation_option_replaces_every_relu(name, activation):
     kwargs, _ = SMALL[name]

@@ -13,6 +13,7 @@ import sys
 
 import zoo
 from ensembles.ensemble import COMBINE_CHOICES
+from zoo._io import atomic_path
 
 
 def _cmd_list(args):
@@ -135,8 +136,8 @@ def _cmd_diagnose(args):
         model, setup.load(split="train"), learning_rate=args.lr, epochs=args.epochs,
         examples=args.examples, overfit_steps=args.overfit_steps, seed=args.seed)
     print(diagnosis)
-    diagnosis.update_ratios.to_csv(os.path.join(run_dir, "update_ratios.csv"), index=False)
-    diagnosis.activations_at_init.to_csv(os.path.join(run_dir, "activations_at_init.csv"))
+    _write_csv(diagnosis.update_ratios, os.path.join(run_dir, "update_ratios.csv"), index=False)
+    _write_csv(diagnosis.activations_at_init, os.path.join(run_dir, "activations_at_init.csv"))
     print(f"Tables: {run_dir} (update_ratios.csv, activations_at_init.csv)")
     return 0 if diagnosis.ok else 1
 
@@ -157,7 +158,7 @@ def _cmd_search(args):
     table = result.table
     with _wide_pandas():
         print(table.round(6).to_string(index=False))
-    table.to_csv(os.path.join(run_dir, "search.csv"), index=False)
+    _write_csv(table, os.path.join(run_dir, "search.csv"), index=False)
     zoo.plot_search(table, os.path.join(run_dir, "search.png"),
                     title=f"{args.model} on {args.dataset}")
     best = {k: v for k, v in result.best.items() if k not in ("stage", "trial")}
@@ -168,9 +169,7 @@ def _cmd_search(args):
 
 
 def _load_models(paths):
-    import keras
-
-    import ensembles  # noqa: F401  (registers the ensemble layers for loading)
+    import keras  # the ensemble layers are registered: ensembles is imported above
 
     models = []
     for path in paths:
@@ -194,17 +193,13 @@ def _cmd_evaluate(args):
     with _wide_pandas():
         print(table.round(4).to_string())
     if args.output:
-        from zoo._io import atomic_path
-
-        with atomic_path(args.output) as tmp:
-            table.to_csv(tmp)
+        _write_csv(table, args.output)
         print(f"Table: {args.output}")
     return 0
 
 
 def _cmd_ensemble(args):
     import ensembles
-    from zoo._io import atomic_path
 
     if not args.output.endswith(".keras"):
         raise ValueError(f"--output must end in .keras; received {args.output!r}.")
@@ -235,6 +230,11 @@ def _cmd_export(args):
     print(f"SavedModel: {args.output_dir} (serve(images) -> probabilities, "
           "predictive_entropy, mutual_information)")
     return 0
+
+
+def _write_csv(table, path, **kwargs):
+    with atomic_path(path) as tmp:
+        table.to_csv(tmp, **kwargs)
 
 
 def _seed(seed):

@@ -10,7 +10,6 @@ test images with their uncertainty.
 import os
 import time
 
-import numpy as np
 import pandas as pd
 
 ALEXNET_SIZE = 67  # AlexNet's smallest input; the ResNet members resize to RESNET_SIZE
@@ -50,6 +49,7 @@ def run(output_dir="runs/demo", epochs=6, snapshot_epochs=16, cycles=4, seed=0,
     import ensembles
     import zoo
     from ensembles.evaluate import SCORE_COLUMNS, combine
+    from zoo._io import atomic_path
 
     start = time.time()
     models = list(models)
@@ -132,7 +132,8 @@ def run(output_dir="runs/demo", epochs=6, snapshot_epochs=16, cycles=4, seed=0,
             label = f"{group}: {name}" if name in ("mean member", "ensemble") else name
             rows.append({"model": label, "group": group, **row[SCORE_COLUMNS].to_dict()})
     table = pd.DataFrame(rows).drop_duplicates("model").set_index("model")
-    table.to_csv(os.path.join(output_dir, "results.csv"))
+    with atomic_path(os.path.join(output_dir, "results.csv")) as tmp:
+        table.to_csv(tmp)
     with pd.option_context("display.width", 140, "display.max_columns", 10):
         print(table.drop(columns="group").round(4).to_string())
 
@@ -161,7 +162,7 @@ def run(output_dir="runs/demo", epochs=6, snapshot_epochs=16, cycles=4, seed=0,
         print("  " + line)
 
     report = os.path.join(output_dir, "report.md")
-    with open(report, "w", encoding="utf-8") as f:
+    with atomic_path(report) as tmp, open(tmp, "w", encoding="utf-8") as f:
         f.write("# zoo demo on the embedded digits\n\n"
                 f"{strategy.num_replicas_in_sync} replicas; AlexNet members at "
                 f"{ALEXNET_SIZE}x{ALEXNET_SIZE} (two towers, LRN), ResNet-18 snapshots at "

@@ -281,12 +281,12 @@ def activation_report(model, images):
     return pd.DataFrame(rows).set_index("layer")
 
 
-def dead_relu_check(report, threshold=0.5):
-    """A :class:`Check` on an :func:`activation_report`: flags ReLU layers with more than
-    ``threshold`` of their units dead."""
+def dead_relu_check(report, threshold=0.5, name="dead ReLUs"):
+    """A :class:`Check` (called ``name``) on an :func:`activation_report`: flags ReLU layers
+    with more than ``threshold`` of their units dead."""
     relus = report[report["relu"]]
     if relus.empty:
-        return Check("dead ReLUs", 0.0, "no ReLU layers", True, "no ReLU layers to check")
+        return Check(name, 0.0, "no ReLU layers", True, "no ReLU layers to check")
     dead = relus["dead_fraction"]
     overall = float((dead * relus["units"]).sum() / relus["units"].sum())
     bad = dead[dead > threshold]
@@ -296,8 +296,7 @@ def dead_relu_check(report, threshold=0.5):
         verdict += (f"; more than {100 * threshold:.0f} % dead in {len(bad)} of {len(relus)} "
                     f"layers ({', '.join(bad.index[:5])}{' ...' if len(bad) > 5 else ''}): "
                     "lower the learning rate or change the initialisation/biases")
-    return Check("dead ReLUs", overall, f"no layer above {100 * threshold:.0f} % dead", ok,
-                 verdict)
+    return Check(name, overall, f"no layer above {100 * threshold:.0f} % dead", ok, verdict)
 
 
 def update_ratio_check(history, low=1e-4, high=1e-2):
@@ -357,8 +356,8 @@ def diagnose(model, train_data, *, learning_rate=0.01, momentum=0.9, weight_deca
     """
     images, _ = _first_batches(train_data, 1)
     at_init = activation_report(model, images)
-    checks = [initial_loss(model, train_data), dead_relu_check(at_init)]
-    checks[-1].name = "dead ReLUs at initialisation"
+    checks = [initial_loss(model, train_data),
+              dead_relu_check(at_init, name="dead ReLUs at initialisation")]
     checks.append(overfit_tiny_subset(model, train_data, examples=examples,
                                       steps=overfit_steps, learning_rate=learning_rate,
                                       momentum=momentum, seed=seed))
@@ -370,6 +369,5 @@ def diagnose(model, train_data, *, learning_rate=0.01, momentum=0.9, weight_deca
                    callbacks=[logger], verbose=verbose)
     checks.append(update_ratio_check(logger.history))
     after = activation_report(copy, images)
-    checks.append(dead_relu_check(after))
-    checks[-1].name = f"dead ReLUs after {epochs} epoch(s)"
+    checks.append(dead_relu_check(after, name=f"dead ReLUs after {epochs} epoch(s)"))
     return Diagnosis(model.name, checks, at_init, after, logger.history)

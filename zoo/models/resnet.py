@@ -10,7 +10,6 @@ pads one on every side); the shapes are the same.
 
 import inspect
 
-import keras
 from keras import layers
 
 from zoo import _builder
