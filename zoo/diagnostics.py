@@ -40,7 +40,8 @@ class Check:
         return f"[{'ok' if self.ok else 'FAIL'}] {self.name}: {self.verdict}"
 
 
-def _main_output(model, outputs):
+def _main_output(outputs):
+    """GoogLeNet with aux heads returns [main, aux1, aux2]: the checks use the main one."""
     return outputs[0] if isinstance(outputs, (list, tuple)) else outputs
 
 
@@ -78,7 +79,7 @@ def initial_loss(model, dataset, batches=1, tolerance=0.5):
     ...              data.load("digits", image_size=67))            # doctest: +SKIP
     """
     images, labels = _first_batches(dataset, batches)
-    outputs = _main_output(model, model(images, training=False))
+    outputs = _main_output(model(images, training=False))
     classes = int(outputs.shape[-1])
     loss = float(keras.ops.mean(keras.losses.sparse_categorical_crossentropy(
         labels, outputs, from_logits=_outputs_logits(model))))
