@@ -5,7 +5,6 @@ import os
 import keras
 
 POOLING_CHOICES = (None, "avg", "max")
-INITIALIZER_CHOICES = ("paper", "he", "glorot")
 ACTIVATION_CHOICES = ("relu", "leaky_relu", "prelu", "elu")
 LEAKY_SLOPE = 0.01  # the lecture notes' leaky ReLU: max(0.01 x, x)
 PRELU_INIT = 0.25  # He et al. 2015's initial slope for PReLU
@@ -127,6 +126,15 @@ def classifier_dtype():
     return "float32" if keras.config.dtype_policy().name.startswith("mixed") else None
 
 
+_INITIALIZERS = {
+    "paper": lambda he_mode: keras.initializers.RandomNormal(0.0, 0.01),
+    "he": lambda he_mode: keras.initializers.VarianceScaling(
+        2.0, he_mode, "truncated_normal" if he_mode == "fan_in" else "untruncated_normal"),
+    "glorot": lambda he_mode: keras.initializers.GlorotUniform(),
+}
+INITIALIZER_CHOICES = tuple(_INITIALIZERS)
+
+
 def initializer(name, he_mode="fan_in"):
     """A fresh kernel initializer for ``kernel_initializer=name``.
 
@@ -134,21 +142,15 @@ def initializer(name, he_mode="fan_in"):
     2 / fan (``he_mode`` "fan_in" as ``keras.initializers.HeNormal``, or "fan_out" as ResNet
     and torchvision use); ``"glorot"``: Glorot uniform (Keras' default).
     """
-    if name == "paper":
-        return keras.initializers.RandomNormal(0.0, 0.01)
-    if name == "he":
-        distribution = "truncated_normal" if he_mode == "fan_in" else "untruncated_normal"
-        return keras.initializers.VarianceScaling(2.0, he_mode, distribution)
-    if name == "glorot":
-        return keras.initializers.GlorotUniform()
-    raise ValueError(f"`kernel_initializer` must be one of {INITIALIZER_CHOICES}; "
-                     f"received {name!r}.")
+    check_style(name, "relu")
+    return _INITIALIZERS[name](he_mode)
 
 
 def check_style(kernel_initializer, activation):
     """Validate the ``kernel_initializer`` and ``activation`` options every builder has."""
     if kernel_initializer not in INITIALIZER_CHOICES:
-        initializer(kernel_initializer)  # raises, naming the choices
+        raise ValueError(f"`kernel_initializer` must be one of {INITIALIZER_CHOICES}; "
+                         f"received {kernel_initializer!r}.")
     if activation not in ACTIVATION_CHOICES:
         raise ValueError(f"`activation` must be one of {ACTIVATION_CHOICES}; received "
                          f"{activation!r}.")
