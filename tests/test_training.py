@@ -9,6 +9,7 @@ import pytest
 import tensorflow as tf
 
 import zoo
+from zoo import callbacks as zoo_callbacks
 from tests.helpers import tiny_data, tiny_model
 
 
@@ -154,6 +155,16 @@ def test_run_directory_contents(tmp_path):
     best = keras.models.load_model(result.best_path)
     assert best.evaluate(tiny_data(seed=1), return_dict=True, verbose=0)[
         "top1_accuracy"] == pytest.approx(history["val_top1_accuracy"][best_epoch], abs=1e-6)
+
+
+def test_plots_are_drawn_after_the_first_epoch_then_throttled_and_at_the_end(tmp_path,
+                                                                             monkeypatch):
+    drawn = []
+    monkeypatch.setattr(zoo_callbacks, "plot_history",
+                        lambda rows, run_dir: drawn.append([r["epoch"] for r in rows]))
+    zoo.train(tiny_model, tiny_data(), epochs=4, run_dir=str(tmp_path / "run"), seed=0,
+              verbose=0)
+    assert drawn == [[1], [1, 2, 3, 4]]  # four tiny epochs take far less than 30 s
 
 
 def test_nan_stops_the_run_and_keeps_the_last_good_checkpoint(tmp_path):

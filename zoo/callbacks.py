@@ -3,6 +3,7 @@
 import csv
 import math
 import os
+import time
 
 import keras
 
@@ -28,13 +29,18 @@ class HistoryWriter(keras.callbacks.Callback):
 
     The whole file is rewritten atomically at each epoch end, keeping only rows of earlier
     epochs: after a crash and resume, the epochs that are run again replace their rows.
-    Put it after ``ReduceLROnPlateau``, which adds ``learning_rate`` to the logs.
+    The plots are redrawn after the first epoch, then at most every ``plot_every`` seconds
+    (drawing them costs about 0.3 s, more than a whole epoch of a small model), and always
+    when training ends. Put it after ``ReduceLROnPlateau``, which adds ``learning_rate`` to
+    the logs.
     """
 
-    def __init__(self, run_dir):
+    def __init__(self, run_dir, plot_every=30.0):
         super().__init__()
         self.path = os.path.join(run_dir, "history.csv")
         self.run_dir = run_dir
+        self.plot_every = plot_every
+        self._plotted_at = None
 
     def on_epoch_end(self, epoch, logs=None):
         rows = [r for r in read_history(self.path) if r["epoch"] < epoch + 1]
@@ -44,7 +50,17 @@ class HistoryWriter(keras.callbacks.Callback):
             writer = csv.DictWriter(f, fieldnames=columns)
             writer.writeheader()
             writer.writerows(rows)
+        if self._plotted_at is None or time.monotonic() - self._plotted_at >= self.plot_every:
+            self._plot(rows)
+
+    def on_train_end(self, logs=None):
+        rows = read_history(self.path)
+        if rows:
+            self._plot(rows)
+
+    def _plot(self, rows):
         plot_history(rows, self.run_dir)
+        self._plotted_at = time.monotonic()
 
 
 def plot_history(rows, run_dir):
