@@ -113,8 +113,8 @@ def run(output_dir="runs/demo", epochs=6, snapshot_epochs=32, cycles=8, seed=0,
         # would make this run depend on whether the AlexNets were trained first.
         keras.utils.set_random_seed(seed)
         _, paths = ensembles.train_snapshots(
-            resnet, load("train", batch_size=32, seed=seed), val, epochs=snapshot_epochs, cycles=cycles, learning_rate=0.3,
-            weight_decay=1e-4, seed=seed, strategy=strategy,
+            resnet, load("train", batch_size=32, seed=seed), val, epochs=snapshot_epochs,
+            cycles=cycles, learning_rate=0.3, weight_decay=1e-4, seed=seed, strategy=strategy,
             run_dir=os.path.join(output_dir, "resnet18_snapshots"), verbose=0)
         groups["resnet18 snapshots"] = ensembles.members_of(
             ensembles.from_snapshots(resnet, paths, last=min(4, len(paths))))
