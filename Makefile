@@ -1,21 +1,28 @@
 # Two commands do all set-up: `make demo` and `make test`. Both (re)create .venv when it
 # is missing, broken, or older than setup.py, install the package into it, then run.
+# `make demo` installs what the package needs; `make test` adds the test extra on top.
 PYTHON ?= python3
 VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed-stamp
+TEST_STAMP := $(VENV)/.installed-test-stamp
+PIP := $(BIN)/python -m pip install --disable-pip-version-check -q
 
 .PHONY: demo test bench clean
 
 $(STAMP): setup.py
 	@$(BIN)/python -c "" 2>/dev/null || { rm -rf $(VENV) && $(PYTHON) -m venv $(VENV); }
-	$(BIN)/python -m pip install --disable-pip-version-check -q -e ".[test]"
+	$(PIP) -e .
 	@touch $(STAMP)
+
+$(TEST_STAMP): $(STAMP)
+	$(PIP) -e ".[test]"
+	@touch $(TEST_STAMP)
 
 demo: $(STAMP)
 	$(BIN)/zoo demo
 
-test: $(STAMP)
+test: $(TEST_STAMP)
 	$(BIN)/python -m pytest tests
 
 bench: $(STAMP)

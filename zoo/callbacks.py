@@ -3,6 +3,7 @@
 import csv
 import math
 import os
+import shutil
 import time
 
 import keras
@@ -132,8 +133,8 @@ class AtomicCheckpoint(keras.callbacks.Callback):
         value = (logs or {}).get(self.monitor)
         if value is not None and self._improved(value):
             self.best = value
-            with atomic_path(self.best_path) as tmp:
-                self.model.save(tmp)
+            with atomic_path(self.best_path) as tmp:  # the same model: copy, don't save again
+                shutil.copyfile(self.last_path, tmp)
 
 
 class SafeBackupAndRestore(keras.callbacks.BackupAndRestore):

@@ -365,7 +365,7 @@ def _parser():
     demo.add_argument("--epochs", type=int, default=None,
                       help="epochs per AlexNet member (default 6)")
     demo.add_argument("--snapshot-epochs", type=int, default=None,
-                      help="epochs of the ResNet-18 snapshot run (default 32)")
+                      help="epochs of the ResNet-18 snapshot run (default 24)")
     demo.add_argument("--cycles", type=int, default=None, help="snapshot cycles (default 8)")
     demo.add_argument("--seed", type=int, default=0)
     demo.add_argument("--quick", action="store_true", help="one epoch each (a smoke run)")

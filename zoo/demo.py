@@ -33,7 +33,7 @@ def _markdown(table):
 MODEL_CHOICES = ("alexnet", "resnet18")
 
 
-def run(output_dir="runs/demo", epochs=6, snapshot_epochs=32, cycles=8, seed=0,
+def run(output_dir="runs/demo", epochs=6, snapshot_epochs=24, cycles=8, seed=0,
         dropouts=(0.3, 0.5), widths=(512, 256), dataset="digits", models=MODEL_CHOICES,
         strategy=None):
     """Run the demo; returns the results table (a pandas DataFrame).
