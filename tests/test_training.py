@@ -165,6 +165,10 @@ def test_plots_are_drawn_after_the_first_epoch_then_throttled_and_at_the_end(tmp
     zoo.train(tiny_model, tiny_data(), epochs=4, run_dir=str(tmp_path / "run"), seed=0,
               verbose=0)
     assert drawn == [[1], [1, 2, 3, 4]]  # four tiny epochs take far less than 30 s
+    drawn.clear()
+    zoo.train(tiny_model, tiny_data(), epochs=1, run_dir=str(tmp_path / "one"), seed=0,
+              verbose=0)
+    assert drawn == [[1]]  # not drawn again at the end
 
 
 def test_nan_stops_the_run_and_keeps_the_last_good_checkpoint(tmp_path):

@@ -42,6 +42,7 @@ class HistoryWriter(keras.callbacks.Callback):
         self.run_dir = run_dir
         self.plot_every = plot_every
         self._plotted_at = None
+        self._plotted_epoch = None
 
     def on_epoch_end(self, epoch, logs=None):
         rows = [r for r in read_history(self.path) if r["epoch"] < epoch + 1]
@@ -56,12 +57,13 @@ class HistoryWriter(keras.callbacks.Callback):
 
     def on_train_end(self, logs=None):
         rows = read_history(self.path)
-        if rows:
+        if rows and rows[-1]["epoch"] != self._plotted_epoch:
             self._plot(rows)
 
     def _plot(self, rows):
         plot_history(rows, self.run_dir)
         self._plotted_at = time.monotonic()
+        self._plotted_epoch = rows[-1]["epoch"]
 
 
 def plot_history(rows, run_dir):
