@@ -9,8 +9,8 @@ Example:
 """
 
 from ensembles import metrics
-from ensembles.ensemble import (COMBINE_CHOICES, CombineMembers, Ensemble, is_ensemble,
-                                members_of, with_member_outputs)
+from ensembles.ensemble import (COMBINE_CHOICES, CombineMembers, Ensemble, combine_layer,
+                                is_ensemble, member_weights, members_of, with_member_outputs)
 from ensembles.evaluate import evaluate, predict_members, size_curve, uncertainty
 from ensembles.export import EnsembleUncertainty, export, serving_model
 from ensembles.plots import plot_reliability, plot_size_curve
@@ -26,8 +26,8 @@ def member_probabilities(ensemble, dataset, tta=None):
 
 __all__ = [
     "COMBINE_CHOICES", "CheckpointSnapshots", "CombineMembers", "CycleSnapshots",
-    "CyclicCosine", "Ensemble", "EnsembleUncertainty", "evaluate", "export", "from_snapshots",
-    "is_ensemble", "member_probabilities", "members_of", "metrics", "plot_reliability", "plot_size_curve",
+    "CyclicCosine", "Ensemble", "EnsembleUncertainty", "combine_layer", "evaluate", "export",
+    "from_snapshots", "is_ensemble", "member_probabilities", "member_weights", "members_of", "metrics", "plot_reliability", "plot_size_curve",
     "predict_members", "serving_model", "size_curve", "snapshot_paths", "train_snapshots",
     "uncertainty", "variants", "with_member_outputs",
 ]

@@ -55,10 +55,17 @@ class CombineMembers(keras.layers.Layer):
 
 
 def _softmax_output(model):
-    """Whether ``model`` outputs probabilities (else its outputs are taken as logits)."""
-    last = model.layers[-1]
-    return (isinstance(last, (CombineMembers, keras.layers.Softmax))
-            or getattr(last, "activation", None) is keras.activations.softmax)
+    """Whether ``model`` outputs probabilities (else its outputs are taken as logits).
+
+    Follows the output back into nested models: a model wrapping a softmax classifier (for
+    example ``Model(x, classifier(Rescaling(1 / 255)(x)))``) outputs probabilities too.
+    """
+    operation = model.layers[-1] if not getattr(model, "outputs", None) else (
+        model.outputs[0]._keras_history.operation)
+    while isinstance(operation, keras.Model) and getattr(operation, "outputs", None):
+        operation = operation.outputs[0]._keras_history.operation
+    return (isinstance(operation, (CombineMembers, keras.layers.Softmax))
+            or getattr(operation, "activation", None) is keras.activations.softmax)
 
 
 def _check_members(members):
@@ -139,21 +146,84 @@ def Ensemble(members, combine="mean", weights=None, return_members=False, name="
     return keras.Model(inputs, [combined, stacked] if return_members else combined, name=name)
 
 
+def combine_layer(model):
+    """The :class:`CombineMembers` layer of an :func:`Ensemble`, or None for other models.
+
+    An ensemble is recognised by this layer's class, never by a layer name: any model may
+    have a layer called ``combine``.
+    """
+    if not isinstance(model, keras.Model):
+        return None
+    found = [layer for layer in model.layers if isinstance(layer, CombineMembers)]
+    return found[0] if len(found) == 1 else None
+
+
 def is_ensemble(model):
-    """Whether ``model`` is an :func:`Ensemble` (it has the ``combine`` layer)."""
-    return isinstance(model, keras.Model) and any(l.name == "combine" for l in model.layers)
+    """Whether ``model`` is an :func:`Ensemble` (it has one :class:`CombineMembers` layer)."""
+    return combine_layer(model) is not None
+
+
+def _ensemble_combine_layer(ensemble):
+    layer = combine_layer(ensemble)
+    if layer is None:
+        raise ValueError(
+            f"Expected an ensemble (a model with one CombineMembers layer, as "
+            f"ensembles.Ensemble builds); received {getattr(ensemble, 'name', ensemble)!r}.")
+    return layer
+
+
+def _producer(tensor):
+    """The operation that made a symbolic ``tensor``, and the node of that call."""
+    operation, node_index, _ = tensor._keras_history
+    return operation, operation._inbound_nodes[node_index]
 
 
 def members_of(ensemble):
-    """The member models inside an :func:`Ensemble`, in order."""
-    combine = ensemble.get_layer("combine")
-    return [layer for layer in ensemble.layers
-            if isinstance(layer, keras.Model) and layer is not combine]
+    """The member models inside an :func:`Ensemble`, in the order of its stacked outputs
+    (the order of its weights), found by following the graph back from the combination.
+
+    Example:
+
+    >>> [m.name for m in members_of(Ensemble([a, b]))]       # doctest: +SKIP
+    ['alexnet', 'resnet18']
+    """
+    stacked = _ensemble_combine_layer(ensemble).input
+    operation, node = _producer(stacked)
+    stacks = (node.input_tensors if isinstance(operation, keras.layers.Concatenate)
+              else [stacked])
+    members = []
+    for tensor in stacks:
+        operation, node = _producer(tensor)
+        while not isinstance(operation, keras.Model):  # up through the Reshape and Softmax
+            (tensor,) = node.input_tensors
+            operation, node = _producer(tensor)
+        members.append(operation)
+    return members
+
+
+def member_weights(source):
+    """The normalised weight of each member, in the order of :func:`members_of`: an
+    :func:`Ensemble`'s own weights (equal when it has none), equal weights for a list of
+    models.
+
+    Example:
+
+    >>> member_weights(Ensemble([a, b], weights=[3, 1]))      # doctest: +SKIP
+    array([0.75, 0.25])
+    """
+    if is_ensemble(source):
+        count = len(members_of(source))
+        weights = combine_layer(source).member_weights
+    else:
+        count = 1 if isinstance(source, keras.Model) else len(list(source))
+        weights = None
+    weights = np.ones(count) if weights is None else np.asarray(weights, dtype="float64")
+    return weights / weights.sum()
 
 
 def with_member_outputs(ensemble):
     """The same ensemble (same weights) with outputs ``[combined, (batch, members, classes)]``."""
     if len(ensemble.outputs) == 2:
         return ensemble
-    stacked = ensemble.get_layer("combine").input
+    stacked = _ensemble_combine_layer(ensemble).input
     return keras.Model(ensemble.input, [ensemble.outputs[0], stacked], name=ensemble.name)

@@ -6,8 +6,8 @@ import pandas as pd
 
 from data import tta as tta_lib
 from ensembles import metrics
-from ensembles.ensemble import (CombineMembers, _softmax_output, is_ensemble, members_of,
-                                unique_names, with_member_outputs)
+from ensembles.ensemble import (CombineMembers, _softmax_output, combine_layer, is_ensemble,
+                                member_weights, members_of, unique_names, with_member_outputs)
 
 SCORE_COLUMNS = ["top1_error", "top5_error", "nll", "brier", "ece"]
 
@@ -66,7 +66,8 @@ def evaluate(source, dataset, tta=None, predictions=None):
     """One table: a row per member, then ``best member``, ``mean member`` and ``ensemble``.
 
     Columns: top-1 and top-5 error, NLL, Brier score and ECE (15 bins); the ensemble row
-    also has the members' pairwise ``disagreement`` and average ``kl``. ``predictions``:
+    also has the members' pairwise ``disagreement`` and average ``kl``, and each member row
+    its normalised ``weight`` in the combination. ``predictions``:
     the ``(names, probs, labels)`` of :func:`predict_members` when already made (then
     ``dataset`` and ``tta`` are not used).
 
@@ -84,6 +85,8 @@ def evaluate(source, dataset, tta=None, predictions=None):
     table.loc["ensemble"] = pd.Series(metrics.scores(combine(source, member_probs), labels))
     table["disagreement"] = np.nan
     table["kl"] = np.nan
+    table["weight"] = np.nan
+    table.iloc[:len(names), table.columns.get_loc("weight")] = member_weights(source)
     table.loc["ensemble", "disagreement"] = metrics.disagreement(member_probs)
     table.loc["ensemble", "kl"] = metrics.average_kl(member_probs)
     table.attrs.update(best_member=best.name, tta=tta, examples=len(labels))
@@ -104,32 +107,47 @@ def size_curve(source, dataset, tta=None, predictions=None):
 
 def _combine_first(source, member_probs, k):
     """The source's own combination rule (mean for a list) over its first ``k`` members."""
-    layer = source.get_layer("combine") if is_ensemble(source) else CombineMembers("mean")
+    layer = combine_layer(source) if is_ensemble(source) else CombineMembers("mean")
     weights = None if layer.member_weights is None else layer.member_weights[:k]
     return np.asarray(CombineMembers(layer.combine, weights)(
         np.moveaxis(member_probs[:k], 0, 1).astype("float32")))
 
 
 def uncertainty(source, dataset, tta=None):
-    """Per example: label, prediction, confidence, predictive entropy H[mean p], expected
-    entropy mean H[p_i], mutual information (their difference: the members' disagreement),
-    and the variance across members of the top class's probability.
+    """Per example: label, prediction, confidence, predictive entropy, expected entropy,
+    mutual information and the variance across members of the top class's probability.
+
+    Every column describes the distribution the ensemble predicts, with its own combine
+    rule and member weights (what :func:`ensembles.export` serves): the predictive entropy
+    is H[combined p], the expected entropy ``sum_i w_i H[p_i]`` and the mutual information
+    their difference (the members' disagreement; see :class:`EnsembleUncertainty` for rules
+    other than ``mean``). The variance is weighted the same way.
 
     With one model and ``tta``, the distribution is over the test-time crops instead of the
-    members (the paper notes' per-image uncertainty from the 10 crops).
+    members, equally weighted (the paper notes' per-image uncertainty from the 10 crops).
+
+    Example:
+
+    >>> table = uncertainty(Ensemble(members, weights=[3, 1]), test)   # doctest: +SKIP
     """
     names, probs, labels = predict_members(source, dataset, tta, keep_views=True)
     if len(names) == 1 and tta is not None:
         samples = probs[0]  # (views, n, classes)
+        weights = np.full(len(samples), 1.0 / len(samples))
+        combined = samples.mean(axis=0)
     else:
         samples = probs.mean(axis=1)  # (members, n, classes)
-    mean = samples.mean(axis=0)
-    top = mean.argmax(axis=-1)
-    predictive = metrics.entropy(mean)
-    expected = metrics.entropy(samples).mean(axis=0)
+        weights = member_weights(source)
+        combined = combine(source, samples)
+    top = combined.argmax(axis=-1)
+    predictive = metrics.entropy(combined)
+    expected = np.tensordot(weights, metrics.entropy(samples), axes=1)
+    top_probs = samples[:, np.arange(len(top)), top]  # (members, n)
+    spread = np.tensordot(weights, (top_probs - np.tensordot(weights, top_probs, axes=1)) ** 2,
+                          axes=1)
     return pd.DataFrame({
         "label": labels, "prediction": top, "correct": top == labels,
-        "confidence": mean.max(axis=-1), "predictive_entropy": predictive,
+        "confidence": combined.max(axis=-1), "predictive_entropy": predictive,
         "expected_entropy": expected, "mutual_information": predictive - expected,
-        "top_class_variance": samples[:, np.arange(len(top)), top].var(axis=0),
+        "top_class_variance": spread,
     })

@@ -1,33 +1,64 @@
 """Export a whole ensemble as ONE SavedModel that serves probabilities and uncertainty."""
 
 import keras
+import numpy as np
 
-from ensembles.ensemble import with_member_outputs
+from ensembles.ensemble import combine_layer, with_member_outputs
 from zoo._io import atomic_path
 
 
 @keras.saving.register_keras_serializable(package="ensembles")
 class EnsembleUncertainty(keras.layers.Layer):
-    """From stacked member probabilities ``(batch, members, classes)``: the predictive entropy
-    H[mean p] and the mutual information H[mean p] - mean H[p_i] (the members' disagreement)."""
+    """The uncertainty of the distribution the ensemble serves, from ``[combined, stacked]``:
+    ``combined`` its probabilities ``(batch, classes)`` (from its own combine rule and
+    weights), ``stacked`` the member probabilities ``(batch, members, classes)``.
 
-    def call(self, stacked):
-        p = keras.ops.clip(stacked, 1e-12, 1.0)
-        mean = keras.ops.mean(p, axis=1)
-        predictive = -keras.ops.sum(mean * keras.ops.log(mean), axis=-1)
-        expected = keras.ops.mean(-keras.ops.sum(p * keras.ops.log(p), axis=-1), axis=1)
+    - predictive entropy: ``H[combined]``, the entropy of the served probabilities;
+    - mutual information: ``H[combined] - sum_i w_i H[p_i]`` with the ensemble's normalised
+      member ``weights`` (equal when None). For ``mean`` this is the mutual information
+      between the prediction and the member (never negative); for the other rules it is the
+      same difference, which can fall below 0 when the rule is sharper than the members.
+
+    Example:
+
+    >>> EnsembleUncertainty(weights=[0.75, 0.25])([combined, stacked])   # doctest: +SKIP
+    """
+
+    def __init__(self, weights=None, **kwargs):
+        super().__init__(**kwargs)
+        self.member_weights = None if weights is None else [float(w) for w in weights]
+
+    def call(self, inputs):
+        combined, stacked = inputs
+        members = stacked.shape[1]
+        w = (np.full(members, 1.0 / members) if self.member_weights is None else
+             np.asarray(self.member_weights) / np.sum(self.member_weights))
+        w = keras.ops.convert_to_tensor(w.reshape(1, members), dtype=stacked.dtype)
+        predictive = _entropy(combined)
+        expected = keras.ops.sum(w * _entropy(stacked), axis=1)
         return predictive, predictive - expected
 
     def compute_output_shape(self, input_shape):
-        return (input_shape[0],), (input_shape[0],)
+        return (input_shape[0][0],), (input_shape[0][0],)
+
+    def get_config(self):
+        return {**super().get_config(), "weights": self.member_weights}
+
+
+def _entropy(p):
+    p = keras.ops.clip(p, 1e-12, 1.0)
+    return -keras.ops.sum(p * keras.ops.log(p), axis=-1)
 
 
 def serving_model(ensemble):
     """The ensemble with outputs ``{"probabilities", "predictive_entropy",
-    "mutual_information"}``, sharing its weights."""
+    "mutual_information"}``, sharing its weights. The uncertainty describes the served
+    probabilities: the same combine rule and member weights."""
     model = with_member_outputs(ensemble)
     combined, stacked = model.outputs
-    entropy, information = EnsembleUncertainty(name="uncertainty")(stacked)
+    weights = combine_layer(ensemble).member_weights
+    entropy, information = EnsembleUncertainty(weights, name="uncertainty")(
+        [combined, stacked])
     return keras.Model(model.input, {"probabilities": combined, "predictive_entropy": entropy,
                                       "mutual_information": information},
                        name=f"{ensemble.name}_serving")

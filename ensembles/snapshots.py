@@ -14,9 +14,9 @@ atomically.
 import glob
 import math
 import os
+import re
 
 import keras
-import tensorflow as tf
 
 from ensembles.ensemble import Ensemble
 from zoo import training
@@ -25,32 +25,51 @@ from zoo._io import atomic_path
 
 @keras.saving.register_keras_serializable(package="ensembles")
 class CyclicCosine(keras.optimizers.schedules.LearningRateSchedule):
-    """Huang et al.'s schedule: ``lr(t) = lr0 / 2 * (cos(pi * mod(t - 1, c) / c) + 1)``.
+    """Huang et al.'s schedule: ``lr = lr0 / 2 * (cos(pi * position / length) + 1)``.
 
-    ``t`` is the 1-based iteration and ``c = ceil(total_steps / cycles)`` the cycle length;
-    the rate restarts at ``lr0`` at the start of every cycle and anneals towards 0.
+    The ``total_steps`` updates are split into ``cycles`` cycles whose boundaries fall at
+    ``floor(k * total_steps / cycles)``, k = 0 .. cycles: when the steps divide evenly every
+    cycle has ``total_steps / cycles`` updates (exactly Keras' ``CosineDecayRestarts`` with
+    ``t_mul=1, m_mul=1``), otherwise the lengths differ by at most one update, so the run
+    still ends at the end of its last cycle. The rate restarts at ``lr0`` at the start of
+    every cycle and anneals towards 0; ``position`` counts the updates done in the cycle.
+    Written in ``keras.ops``; steps past ``total_steps`` start the cycles again.
 
     Example:
 
     >>> schedule = CyclicCosine(0.1, total_steps=100, cycles=4)
     >>> float(schedule(0)), float(schedule(25))
     (0.1, 0.1)
+    >>> CyclicCosine(0.1, total_steps=50, cycles=3).boundaries
+    [16, 33, 50]
     """
 
     def __init__(self, initial_learning_rate, total_steps, cycles):
-        if cycles < 1 or total_steps < cycles:
+        for name, value in (("total_steps", total_steps), ("cycles", cycles)):
+            if not isinstance(value, int) or isinstance(value, bool) or value < 1:
+                raise ValueError(f"`{name}` must be a positive integer; received {value!r}.")
+        if total_steps < cycles:
             raise ValueError(
                 f"`cycles` must be between 1 and total_steps ({total_steps}); received {cycles}.")
         self.initial_learning_rate = float(initial_learning_rate)
-        self.total_steps = int(total_steps)
-        self.cycles = int(cycles)
-        self.cycle_length = math.ceil(self.total_steps / self.cycles)
+        self.total_steps = total_steps
+        self.cycles = cycles
+
+    @property
+    def boundaries(self):
+        """The update counts at which the cycles end (a snapshot is taken at each)."""
+        return [k * self.total_steps // self.cycles for k in range(1, self.cycles + 1)]
 
     def __call__(self, step):
-        # Keras passes the number of updates done so far: step = t - 1.
-        position = tf.math.floormod(tf.cast(step, tf.float32), float(self.cycle_length))
-        cosine = tf.cos(math.pi * position / self.cycle_length)
-        return self.initial_learning_rate / 2.0 * (cosine + 1.0)
+        # Keras passes the number of updates done so far. Integer arithmetic: exact at any
+        # step count, on every backend.
+        total, cycles = self.total_steps, self.cycles
+        step = keras.ops.mod(keras.ops.cast(step, "int32"), total)
+        cycle = keras.ops.floor_divide((step + 1) * cycles + total - 1, total) - 1
+        start = keras.ops.floor_divide(cycle * total, cycles)
+        length = keras.ops.floor_divide((cycle + 1) * total, cycles) - start
+        position = keras.ops.cast(step - start, "float32") / keras.ops.cast(length, "float32")
+        return self.initial_learning_rate / 2.0 * (keras.ops.cos(math.pi * position) + 1.0)
 
     def get_config(self):
         return {"initial_learning_rate": self.initial_learning_rate,
@@ -63,18 +82,19 @@ def _save_weights(model, path):
 
 
 class CycleSnapshots(keras.callbacks.Callback):
-    """Save ``snapshot-K.weights.h5`` when the K-th cycle of ``cycle_length`` iterations ends."""
+    """Save ``snapshot-K.weights.h5`` when the K-th cycle ends, at the update counts
+    ``boundaries`` (:attr:`CyclicCosine.boundaries`)."""
 
-    def __init__(self, directory, cycle_length):
+    def __init__(self, directory, boundaries):
         super().__init__()
         self.directory = directory
-        self.cycle_length = int(cycle_length)
+        self.boundaries = {int(step): k for k, step in enumerate(boundaries, start=1)}
 
     def on_train_batch_end(self, batch, logs=None):
-        step = int(self.model.optimizer.iterations.numpy())
-        if step % self.cycle_length == 0:
+        step = int(keras.ops.convert_to_numpy(self.model.optimizer.iterations))
+        if step in self.boundaries:
             _save_weights(self.model, os.path.join(
-                self.directory, f"snapshot-{step // self.cycle_length}.weights.h5"))
+                self.directory, f"snapshot-{self.boundaries[step]}.weights.h5"))
 
 
 class CheckpointSnapshots(keras.callbacks.Callback):
@@ -133,7 +153,7 @@ def train_snapshots(model, train_data, val_data=None, *, epochs, cycles, run_dir
         raise ValueError("The training data's length is unknown: pass steps_per_epoch.")
     schedule = CyclicCosine(learning_rate, epochs * steps, cycles)
     directory = os.path.join(run_dir, "snapshots")
-    callbacks = [CycleSnapshots(directory, schedule.cycle_length)]
+    callbacks = [CycleSnapshots(directory, schedule.boundaries)]
     callbacks += list(train_kwargs.pop("callbacks", ()))
     result = training.train(
         model, train_data, val_data, epochs=epochs, run_dir=run_dir,
@@ -142,10 +162,17 @@ def train_snapshots(model, train_data, val_data=None, *, epochs, cycles, run_dir
     return result, snapshot_paths(directory)
 
 
+def _natural_key(path):
+    """``snapshot-10`` after ``snapshot-9``: the numbers in the name compared as numbers."""
+    return [int(part) if part.isdigit() else part
+            for part in re.split(r"(\d+)", os.path.basename(path))]
+
+
 def snapshot_paths(directory):
-    """The snapshot files in ``directory``, in the order they were taken."""
+    """The snapshot files in ``directory``, in the order they were taken (by the cycle or
+    epoch number in their names, not by modification time, which a copy changes)."""
     paths = glob.glob(os.path.join(directory, "snapshot-*.weights.h5"))
-    return sorted(paths, key=lambda p: (os.path.getmtime(p), p))
+    return sorted(paths, key=_natural_key)
 
 
 def _member_name(path):

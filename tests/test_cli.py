@@ -3,6 +3,7 @@ import os
 import subprocess
 import sys
 
+import numpy as np
 import pandas as pd
 import pytest
 
@@ -184,3 +185,69 @@ def test_search_command_writes_its_table_and_plot(tmp_path, capsys):
     assert table["learning_rate"].between(1e-4, 1e-1).all()
     assert (run_dir / "search.png").read_bytes()[:4] == b"\x89PNG"
     assert "best: learning_rate" in out
+
+
+def test_snapshot_training_from_the_shell_then_ensemble_and_evaluate(tmp_path, capsys):
+    """`zoo train --snapshots 3` (40 updates: the cycles do not divide them) writes three
+    snapshots; the command it prints builds their ensemble, which `zoo evaluate` reads."""
+    run_dir = str(tmp_path / "run")
+    code = cli.main(["train", "--model", "resnet18", "--image-size", "8", "--epochs", "2",
+                     "--batch-size", "64", "--snapshots", "3", "--lr", "0.1",
+                     "--weight-decay", "1e-4", "--model-arg", "width=0.25",
+                     "--model-arg", "stem=cifar", "--run-dir", run_dir])
+    assert code == 0
+    out = capsys.readouterr().out
+    snapshots = os.path.join(run_dir, "snapshots")
+    assert sorted(os.listdir(snapshots)) == [f"snapshot-{k}.weights.h5" for k in (1, 2, 3)]
+    config = json.load(open(os.path.join(run_dir, "config.json")))
+    assert config["optimizer"]["config"]["learning_rate"]["class_name"] == "CyclicCosine"
+    assert config["optimizer"]["config"]["l2"] == 1e-4
+    suggested = out.split("Combine them with:\n")[1].split()  # zoo ensemble ... --output X
+    assert suggested[:2] == ["zoo", "ensemble"]
+    assert cli.main(suggested[1:]) == 0
+    assert "ensemble of 3 members (snapshot_1, snapshot_2, snapshot_3)" in (
+        capsys.readouterr().out)
+    csv = str(tmp_path / "table.csv")
+    assert cli.main(["evaluate", suggested[-1], "--output", csv]) == 0
+    table = pd.read_csv(csv, index_col=0)
+    assert list(table.index[:3]) == ["snapshot_1", "snapshot_2", "snapshot_3"]
+    assert table.loc["ensemble", "top1_error"] < 0.9
+
+
+def test_heterogeneous_members_keep_their_rows_through_the_shell(tmp_path, capsys):
+    """A ResNet-18 and a small CNN, weighted 3:1, given in both orders: each row and weight
+    of `zoo evaluate` belongs to the model it is named after."""
+    import keras
+    from sklearn.metrics import log_loss
+
+    import data
+    import zoo
+
+    (small,) = _saved_members(tmp_path, count=1)
+    keras.utils.set_random_seed(0)
+    resnet = zoo.resnet18(input_shape=(8, 8, 3), classes=10, width=0.25, stem="cifar",
+                          input_tensor=keras.layers.Rescaling(1 / 255)(keras.Input((8, 8, 3))))
+    resnet_path = str(tmp_path / "resnet18.keras")
+    resnet.save(resnet_path)
+    test = data.load("digits", "test", image_size=8, batch_size=128)
+    labels = np.concatenate([y for _, y in test])
+    own = {name: keras.models.load_model(path).predict(test, verbose=0)
+           for name, path in (("resnet18", resnet_path), ("member0", small))}
+    tables = []
+    for paths, weights in (([resnet_path, small], ["3", "1"]), ([small, resnet_path], ["1", "3"])):
+        ens, csv = str(tmp_path / "ens.keras"), str(tmp_path / "table.csv")
+        if os.path.exists(ens):
+            os.remove(ens)
+        assert cli.main(["ensemble", *paths, "--weights", *weights, "--output", ens]) == 0
+        assert cli.main(["evaluate", ens, "--output", csv]) == 0
+        tables.append(pd.read_csv(csv, index_col=0))
+    capsys.readouterr()
+    for table in tables:
+        assert table.loc["resnet18", "weight"] == 0.75 and table.loc["member0", "weight"] == 0.25
+        for name, probs in own.items():
+            assert table.loc[name, "nll"] == pytest.approx(
+                log_loss(labels, probs, labels=range(10)), rel=1e-4)
+        assert table.loc["ensemble", "nll"] == pytest.approx(
+            log_loss(labels, 0.75 * own["resnet18"] + 0.25 * own["member0"],
+                     labels=range(10)), rel=1e-4)
+    pd.testing.assert_frame_equal(tables[0].sort_index(), tables[1].sort_index(), rtol=1e-5)

@@ -137,7 +137,9 @@ def test_evaluate_table():
     assert list(table.index) == ["alexnet_1", "alexnet_2", "alexnet_3", "best member",
                                  "mean member", "ensemble"]
     assert list(table.columns) == ["top1_error", "top5_error", "nll", "brier", "ece",
-                                   "disagreement", "kl"]
+                                   "disagreement", "kl", "weight"]
+    np.testing.assert_allclose(table["weight"].iloc[:3], 1 / 3)
+    assert table["weight"].iloc[3:].isna().all()
     combined = model.predict(x, verbose=0)
     assert table.loc["ensemble", "nll"] == pytest.approx(metrics.nll(combined, labels), rel=1e-5)
     member_rows = table.iloc[:3]
@@ -198,15 +200,30 @@ def test_plots_are_written(tmp_path):
 # --- snapshots --------------------------------------------------------------------------------
 
 
-def test_cyclic_cosine_follows_huang_et_al():
-    T, M = 10, 3  # cycles of ceil(10 / 3) = 4 iterations
-    schedule = ensembles.CyclicCosine(0.2, total_steps=T, cycles=M)
-    for t in range(1, T + 1):  # t is 1-based; Keras passes the updates done so far, t - 1
-        expected = 0.2 / 2 * (math.cos(math.pi * ((t - 1) % 4) / 4) + 1)
-        assert float(schedule(t - 1)) == pytest.approx(expected, rel=1e-6)
-    assert float(schedule(4)) == pytest.approx(0.2)  # a warm restart
+@pytest.mark.parametrize("total, cycles", [(12, 3), (40, 8), (90, 1)])
+def test_cyclic_cosine_is_keras_cosine_decay_restarts_when_cycles_divide(total, cycles):
+    ours = ensembles.CyclicCosine(0.2, total_steps=total, cycles=cycles)
+    keras_schedule = keras.optimizers.schedules.CosineDecayRestarts(
+        0.2, first_decay_steps=total // cycles, t_mul=1.0, m_mul=1.0)
+    for step in range(total):
+        assert float(ours(step)) == pytest.approx(float(keras_schedule(step)), abs=1e-7)
+    assert ours.boundaries == [k * total // cycles for k in range(1, cycles + 1)]
+
+
+def test_cyclic_cosine_ends_its_last_cycle_on_the_last_step_when_cycles_do_not_divide():
+    schedule = ensembles.CyclicCosine(0.2, total_steps=50, cycles=3)
+    assert schedule.boundaries == [16, 33, 50]
+    rates = np.array([float(schedule(step)) for step in range(50)])
+    starts = [0, 16, 33]
+    np.testing.assert_allclose(rates[starts], 0.2)  # warm restarts
+    for start, end in zip(starts, schedule.boundaries):
+        cycle = rates[start:end]
+        assert np.all(np.diff(cycle) < 0)  # annealed within each cycle
+        assert cycle[-1] < 0.01  # each cycle ends near zero, the last one included
     with pytest.raises(ValueError, match="`cycles` must be between 1 and total_steps"):
         ensembles.CyclicCosine(0.1, total_steps=3, cycles=5)
+    with pytest.raises(ValueError, match="`cycles` must be a positive integer; received 2.5"):
+        ensembles.CyclicCosine(0.1, total_steps=30, cycles=2.5)
 
 
 def test_train_snapshots_saves_one_snapshot_per_cycle(tmp_path):
@@ -226,6 +243,30 @@ def test_train_snapshots_saves_one_snapshot_per_cycle(tmp_path):
     np.testing.assert_allclose(members[1].get_weights()[0], result.model.get_weights()[0])
     from_dir = ensembles.from_snapshots(tiny_model(), os.path.dirname(paths[0]))
     assert len(ensembles.members_of(from_dir)) == 4
+
+
+@pytest.mark.parametrize("epochs, cycles", [(5, 3), (3, 4), (1, 10)])
+def test_every_cyclic_run_ends_with_one_snapshot_per_cycle(epochs, cycles, tmp_path):
+    """10 updates an epoch: 50 updates in 3 cycles, 30 in 4 and 10 in 10 (the cycles do not
+    divide the first two). The last snapshot is the trained model itself."""
+    result, paths = ensembles.train_snapshots(
+        tiny_model, tiny_data(n=160), epochs=epochs, cycles=cycles, run_dir=str(tmp_path),
+        learning_rate=0.1, seed=0, verbose=0)
+    assert [os.path.basename(p) for p in paths] == [
+        f"snapshot-{k}.weights.h5" for k in range(1, cycles + 1)]
+    last = tiny_model()
+    last.load_weights(paths[-1])
+    for saved, trained in zip(last.get_weights(), result.model.get_weights()):
+        np.testing.assert_array_equal(saved, trained)
+
+
+def test_snapshot_paths_are_in_cycle_order_whatever_their_times(tmp_path):
+    for k in (10, 2, 1, 9):
+        (tmp_path / f"snapshot-{k}.weights.h5").write_bytes(b"")
+    os.utime(tmp_path / "snapshot-10.weights.h5", (0, 0))  # oldest, as after a copy
+    assert [os.path.basename(p) for p in ensembles.snapshot_paths(str(tmp_path))] == [
+        "snapshot-1.weights.h5", "snapshot-2.weights.h5", "snapshot-9.weights.h5",
+        "snapshot-10.weights.h5"]
 
 
 def test_snapshot_schedule_refuses_reduce_lr_on_plateau(tmp_path):

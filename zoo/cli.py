@@ -108,12 +108,17 @@ def _cmd_train(args):
     run_dir = _default_run_dir(args)
     setup = _Setup(args, run_dir)
     val = setup.load(split=setup.val_split) if setup.val_split else None
-    result = zoo.train(
-        setup.build, setup.load(split="train"), val,
-        epochs=args.epochs, run_dir=run_dir, learning_rate=args.lr, seed=args.seed,
-        strategy=strategy, precision=args.precision, jit_compile=args.jit_compile,
-        model_kwargs=setup.model_kwargs,
-    )
+    common = dict(epochs=args.epochs, run_dir=run_dir, learning_rate=args.lr,
+                  weight_decay=args.weight_decay, seed=args.seed, strategy=strategy,
+                  precision=args.precision, jit_compile=args.jit_compile,
+                  model_kwargs=setup.model_kwargs)
+    if args.snapshots:
+        import ensembles
+
+        result, paths = ensembles.train_snapshots(setup.build, setup.load(split="train"), val,
+                                                  cycles=args.snapshots, **common)
+    else:
+        result = zoo.train(setup.build, setup.load(split="train"), val, **common)
     if "test" in setup.info.splits:
         test = zoo.training.per_output_targets(result.model, setup.load(split="test"))
         scores = result.model.evaluate(test,
@@ -122,6 +127,12 @@ def _cmd_train(args):
         top5 = next(v for k, v in scores.items() if k.endswith("top5_accuracy"))
         print(f"test top-1 error {100 * (1 - top1):.2f} %, top-5 error {100 * (1 - top5):.2f} %")
     print(f"Run directory: {run_dir} (history.csv, checkpoints/, logs/, plots)")
+    if args.snapshots:
+        snapshots = os.path.join(run_dir, "snapshots")
+        print(f"Snapshots: {snapshots} ({len(paths)} files). Combine them with:\n"
+              f"  zoo ensemble {os.path.join(run_dir, 'checkpoints', 'last.keras')} "
+              f"--snapshots {snapshots} --last {min(4, len(paths))} "
+              f"--output {os.path.join(run_dir, 'snapshot_ensemble.keras')}")
     return 1 if result.diverged else 0
 
 
@@ -275,10 +286,18 @@ def _parser():
     info.set_defaults(run=_cmd_info)
     train = sub.add_parser("train", help="train a model with the paper recipe",
                            description="Train a zoo model with the paper recipe (SGD, momentum "
-                           "0.9, weight decay 5e-4, learning rate divided by 10 on plateaus). "
-                           "Run again with the same arguments to resume after a crash.")
+                           "0.9, weight decay 5e-4, learning rate divided by 10 on plateaus), "
+                           "or, with --snapshots M, as a cyclic snapshot ensemble. Run again "
+                           "with the same arguments to resume after a crash.")
     _model_and_data_flags(train, epochs=20, run_dir="runs/MODEL_DATASET")
-    train.add_argument("--lr", type=float, default=0.01, help="initial learning rate")
+    train.add_argument("--lr", type=float, default=0.01,
+                       help="initial learning rate (with --snapshots: at each restart)")
+    train.add_argument("--weight-decay", type=float, default=5e-4,
+                       help="L2 weight decay through the gradient, as in the paper")
+    train.add_argument("--snapshots", type=int, default=None, metavar="M",
+                       help="train ONE run as a snapshot ensemble: M cosine cycles with warm "
+                       "restarts (Huang et al. 2017), a snapshot at the end of each, written "
+                       "to RUN_DIR/snapshots (no ReduceLROnPlateau)")
     train.add_argument("--strategy", choices=zoo.distribute.STRATEGY_CHOICES, default="auto")
     train.add_argument("--precision", choices=("mixed_float16", "mixed_bfloat16"), default=None)
     train.add_argument("--jit-compile", action="store_true", help="compile with XLA")
@@ -307,7 +326,8 @@ def _parser():
                           help="member models; with --snapshots, the one architecture")
     ensemble.add_argument("--output", required=True, help="the ensemble's .keras file")
     ensemble.add_argument("--snapshots", default=None,
-                          help="a directory of snapshot .weights.h5 files (zoo snapshots)")
+                          help="a directory of snapshot .weights.h5 files, as "
+                        "`zoo train --snapshots M` writes to RUN_DIR/snapshots")
     ensemble.add_argument("--last", type=int, default=None, help="keep the last N snapshots")
     ensemble.add_argument("--combine", choices=COMBINE_CHOICES, default="mean")
     ensemble.add_argument("--weights", type=float, nargs="+", default=None,
@@ -380,9 +400,9 @@ def main(argv=None):
     if getattr(args, "model", None) is not None and args.model not in zoo.list_models():
         parser.error(f"unknown model {args.model!r}; available: {', '.join(zoo.list_models())}")
     for flag in ("batch_size", "epochs", "image_size", "snapshot_epochs", "cycles", "trials",
-                 "top", "examples", "overfit_steps", "last"):
+                 "top", "examples", "overfit_steps", "last", "snapshots"):
         value = getattr(args, flag, None)
-        if value is not None and value < 1:
+        if isinstance(value, int) and value < 1:
             parser.error(f"--{flag.replace('_', '-')} must be at least 1; received {value}")
     try:
         return args.run(args)

@@ -1,0 +1,258 @@
+"""Ensemble numbers held against references this project did not write: members whose
+outputs are known in closed form (every table cell worked by hand), scikit-learn's metrics,
+SciPy's entropy on what the exported SavedModel serves, and heterogeneous members whose
+rows, probabilities and weights must stay with their names in any order."""
+
+import math
+import textwrap
+
+import keras
+import numpy as np
+import pytest
+import scipy.stats
+import tensorflow as tf
+from sklearn.metrics import brier_score_loss, log_loss, top_k_accuracy_score
+
+import ensembles
+import zoo
+from ensembles import metrics
+from tests.helpers import run_python, tiny_model
+
+SIZE = 8
+
+
+def constant_model(p, name):
+    """Predicts the probabilities ``p`` for every image: softmax(0 * x + log p) = p."""
+    inputs = keras.Input((SIZE, SIZE, 3))
+    x = keras.layers.GlobalAveragePooling2D()(inputs)
+    out = keras.layers.Dense(len(p), activation="softmax", kernel_initializer="zeros",
+                             bias_initializer=keras.initializers.Constant(np.log(p)))(x)
+    return keras.Model(inputs, out, name=name)
+
+
+def dataset(labels, seed=0, batch=3, scale=255.0):
+    x = np.random.default_rng(seed).uniform(0, scale, (len(labels), SIZE, SIZE, 3))
+    return tf.data.Dataset.from_tensor_slices(
+        (x.astype("float32"), np.asarray(labels, "int32"))).batch(batch)
+
+
+# --- members with known outputs: every number by hand ------------------------------------------
+
+SURE, UNSURE = [0.6, 0.3, 0.1], [0.2, 0.5, 0.3]  # weighted 3:1 -> mean [0.5, 0.35, 0.15]
+LABELS = [0, 0, 1, 2]
+COLUMNS = ["top1_error", "top5_error", "nll", "brier", "ece"]
+
+
+def known_ensemble(combine="mean"):
+    return ensembles.Ensemble([constant_model(SURE, "sure"), constant_model(UNSURE, "unsure")],
+                              combine=combine, weights=[3, 1])
+
+
+def test_evaluation_table_of_constant_members_worked_by_hand():
+    table = ensembles.evaluate(known_ensemble(), dataset(LABELS))
+    ln = math.log
+    expected = {
+        # top-1 error, top-5 error (3 classes: always 0), NLL, Brier, ECE (one confidence)
+        "sure": [2 / 4, 0, -(2 * ln(0.6) + ln(0.3) + ln(0.1)) / 4,
+                 (2 * 0.26 + 0.86 + 1.26) / 4, abs(0.6 - 0.5)],
+        "unsure": [3 / 4, 0, -(2 * ln(0.2) + ln(0.5) + ln(0.3)) / 4,
+                   (2 * 0.98 + 0.38 + 0.78) / 4, abs(0.5 - 0.25)],
+        "ensemble": [2 / 4, 0, -(2 * ln(0.5) + ln(0.35) + ln(0.15)) / 4,
+                     (2 * 0.395 + 0.695 + 1.095) / 4, 0.0],
+    }
+    expected["best member"] = expected["sure"]
+    expected["mean member"] = list(np.mean([expected["sure"], expected["unsure"]], axis=0))
+    for row, values in expected.items():
+        np.testing.assert_allclose(table.loc[row, COLUMNS].astype(float), values, rtol=1e-5,
+                                   atol=1e-6, err_msg=row)
+    assert table.loc["sure", "weight"] == 0.75 and table.loc["unsure", "weight"] == 0.25
+    assert table.loc["ensemble", "disagreement"] == 1.0  # their top classes always differ
+    kl_sure_unsure = 0.6 * ln(3) + 0.3 * ln(0.6) + 0.1 * ln(1 / 3)
+    kl_unsure_sure = 0.2 * ln(1 / 3) + 0.5 * ln(5 / 3) + 0.3 * ln(3)
+    assert table.loc["ensemble", "kl"] == pytest.approx(
+        (kl_sure_unsure + kl_unsure_sure) / 2, rel=1e-5)
+    curve = ensembles.size_curve(known_ensemble(), dataset(LABELS))
+    assert curve.loc[1, "nll"] == pytest.approx(expected["sure"][2], rel=1e-5)
+    assert curve.loc[2, "nll"] == pytest.approx(expected["ensemble"][2], rel=1e-5)
+
+
+@pytest.mark.parametrize("combine, served", [
+    ("mean", [0.5, 0.35, 0.15]),
+    ("vote", [0.75, 0.25, 0.0]),  # sure's top class weighs 3, unsure's 1
+])
+def test_uncertainty_of_constant_members_follows_the_combine_rule_and_weights(combine, served):
+    table = ensembles.uncertainty(known_ensemble(combine), dataset(LABELS))
+    h = scipy.stats.entropy
+    np.testing.assert_allclose(table["predictive_entropy"], h(served), rtol=1e-5)
+    np.testing.assert_allclose(table["expected_entropy"], 0.75 * h(SURE) + 0.25 * h(UNSURE),
+                               rtol=1e-5)
+    np.testing.assert_allclose(table["mutual_information"],
+                               h(served) - 0.75 * h(SURE) - 0.25 * h(UNSURE), atol=1e-6)
+    np.testing.assert_allclose(table["confidence"], max(served), rtol=1e-5)
+    # The top class is 0; its probability is 0.6 and 0.2 around a weighted mean of 0.5.
+    np.testing.assert_allclose(table["top_class_variance"], 0.75 * 0.1**2 + 0.25 * 0.3**2,
+                               rtol=1e-4)
+
+
+# --- metrics against scikit-learn ---------------------------------------------------------------
+
+
+@pytest.mark.parametrize("classes, present", [(10, 10), (7, 5)])  # 7: two classes never occur
+def test_metrics_agree_with_scikit_learn(classes, present):
+    rng = np.random.default_rng(classes)
+    probs = rng.dirichlet(np.full(classes, 0.5), size=300)
+    labels = rng.integers(0, present, 300)
+    every = list(range(classes))
+    assert metrics.nll(probs, labels) == pytest.approx(log_loss(labels, probs, labels=every),
+                                                       rel=1e-9)
+    assert metrics.brier(probs, labels) == pytest.approx(
+        brier_score_loss(labels, probs, labels=every, scale_by_half=False), rel=1e-9)
+    for k in (1, 2, 5):
+        assert metrics.top_k_error(probs, labels, k) == pytest.approx(
+            1 - top_k_accuracy_score(labels, probs, k=k, labels=every), abs=1e-12)
+
+
+# --- what an ensemble is ------------------------------------------------------------------------
+
+
+def test_is_ensemble_is_decided_by_the_combine_layer_not_a_layer_name():
+    inputs = keras.Input((SIZE, SIZE, 3))
+    pooled = keras.layers.GlobalAveragePooling2D(name="combine")(inputs)
+    impostor = keras.Model(inputs, keras.layers.Dense(4, activation="softmax")(pooled),
+                           name="impostor")
+    assert not ensembles.is_ensemble(impostor)
+    with pytest.raises(ValueError, match="Expected an ensemble.*'impostor'"):
+        ensembles.members_of(impostor)
+    table = ensembles.evaluate(impostor, dataset([0, 1, 2, 3]))  # one model, not an ensemble
+    assert list(table.index) == ["impostor", "best member", "mean member", "ensemble"]
+
+    a, b = tiny_model(), tiny_model()  # an ensemble built by hand, its layer named otherwise
+    a.name, b.name = "a", "b"
+    stack = keras.layers.Concatenate(axis=1)([keras.layers.Reshape((1, -1))(m(inputs))
+                                              for m in (a, b)])
+    blended = keras.Model(inputs, ensembles.CombineMembers("mean", name="blend")(stack))
+    assert ensembles.is_ensemble(blended)
+    members = ensembles.members_of(blended)
+    assert members[0] is a and members[1] is b
+
+
+# --- heterogeneous members: rows, probabilities and weights stay with their names ---------------
+
+WEIGHTS = {"resnet18": 5.0, "resnet50": 3.0, "tiny": 2.0}
+
+
+@pytest.fixture(scope="module")
+def heterogeneous():
+    keras.utils.set_random_seed(0)
+    return {
+        "resnet18": zoo.resnet18(input_shape=(SIZE, SIZE, 3), classes=4, width=0.25,
+                                 stem="cifar"),
+        "resnet50": zoo.resnet50(input_shape=(SIZE, SIZE, 3), classes=4, width=0.25,
+                                 stem="cifar"),
+        "tiny": tiny_model(SIZE, 4),
+    }
+
+
+@pytest.mark.parametrize("order", [("resnet18", "resnet50", "tiny"),
+                                   ("tiny", "resnet50", "resnet18")])
+def test_heterogeneous_members_keep_their_rows_probabilities_and_weights(
+        order, heterogeneous, tmp_path):
+    labels = np.arange(12) % 4
+    data = dataset(labels, batch=12, scale=1.0)  # probabilities away from 0 and 1
+    x = np.concatenate([images for images, _ in data])
+    own = {name: np.asarray(heterogeneous[name](x, training=False)) for name in order}
+    assert min(np.abs(own["resnet18"] - own[n]).max() for n in ("resnet50", "tiny")) > 1e-3
+    weights = np.array([WEIGHTS[n] for n in order]) / sum(WEIGHTS.values())
+    built = ensembles.Ensemble([heterogeneous[n] for n in order], weights=list(weights * 10))
+    built.save(tmp_path / "ensemble.keras")
+    loaded = keras.models.load_model(tmp_path / "ensemble.keras")
+    for model in (built, loaded):
+        assert [m.name for m in ensembles.members_of(model)] == list(order)
+        for member in ensembles.members_of(model):
+            np.testing.assert_allclose(member(x, training=False), own[member.name],
+                                       rtol=1e-5, atol=1e-6)
+        probs = ensembles.member_probabilities(model, data)
+        for i, name in enumerate(order):
+            np.testing.assert_allclose(probs[i], own[name], rtol=1e-5, atol=1e-6)
+        np.testing.assert_allclose(ensembles.member_weights(model), weights, rtol=1e-6)
+        table = ensembles.evaluate(model, data)
+        for name in order:
+            assert table.loc[name, "nll"] == pytest.approx(
+                log_loss(labels, own[name], labels=range(4)), rel=1e-4)
+            assert table.loc[name, "weight"] == pytest.approx(WEIGHTS[name] / 10)
+        combined = sum(WEIGHTS[n] / 10 * own[n] for n in order)
+        assert table.loc["ensemble", "nll"] == pytest.approx(
+            log_loss(labels, combined, labels=range(4)), rel=1e-4)
+        uncertainty = ensembles.uncertainty(model, data)
+        np.testing.assert_allclose(
+            uncertainty["expected_entropy"],
+            sum(WEIGHTS[n] / 10 * scipy.stats.entropy(own[n], axis=1) for n in order),
+            rtol=1e-4)
+
+
+# --- the served model describes the distribution it serves ------------------------------------
+
+
+def _two_members():
+    keras.utils.set_random_seed(3)
+    conv = tiny_model(SIZE, 5)
+    inputs = keras.Input((SIZE, SIZE, 3))
+    flat = keras.layers.Flatten()(keras.layers.Rescaling(1 / 64)(inputs))
+    dense = keras.Model(inputs, keras.layers.Dense(5, activation="softmax")(flat),
+                        name="dense")
+    return conv, dense
+
+
+def test_served_entropy_is_the_entropy_of_the_served_probabilities(tmp_path):
+    """For every combine rule, with weights 3:1, in a process that never imports the
+    project: H(served probabilities) is the served entropy, and the mutual information
+    subtracts the members' entropies weighted the same way."""
+    conv, dense = _two_members()
+    x = np.random.default_rng(1).uniform(0, 255, (16, SIZE, SIZE, 3)).astype("float32")
+    np.save(tmp_path / "x.npy", x)
+    expected_entropy = (0.75 * scipy.stats.entropy(conv.predict(x, verbose=0), axis=1)
+                        + 0.25 * scipy.stats.entropy(dense.predict(x, verbose=0), axis=1))
+    combined = {}
+    for rule in ensembles.COMBINE_CHOICES:
+        model = ensembles.Ensemble([conv, dense], combine=rule, weights=[3, 1])
+        combined[rule] = model.predict(x, verbose=0)
+        ensembles.export(model, str(tmp_path / rule))
+        in_process = ensembles.uncertainty(model, tf.data.Dataset.from_tensor_slices(
+            (x, np.zeros(16, "int32"))).batch(8))
+        np.testing.assert_allclose(in_process["predictive_entropy"],
+                                   scipy.stats.entropy(combined[rule], axis=1), atol=1e-5)
+    code = textwrap.dedent(f"""
+        import sys, numpy as np, tensorflow as tf
+        x = tf.constant(np.load({str(tmp_path / 'x.npy')!r}))
+        out = {{}}
+        for rule in {list(ensembles.COMBINE_CHOICES)!r}:
+            loaded = tf.saved_model.load({str(tmp_path)!r} + "/" + rule)  # owns the variables
+            served = loaded.serve(x)
+            out.update({{f"{{rule}}.{{k}}": v.numpy() for k, v in served.items()}})
+        np.savez({str(tmp_path / 'out.npz')!r}, **out)
+        assert not any(m.split('.')[0] in ("zoo", "ensembles", "data") for m in sys.modules)
+    """)
+    run_python(code, env={"PYTHONPATH": ""})
+    served = np.load(tmp_path / "out.npz")
+    for rule in ensembles.COMBINE_CHOICES:
+        probs = served[f"{rule}.probabilities"]
+        np.testing.assert_allclose(probs, combined[rule], atol=1e-5, err_msg=rule)
+        own_entropy = scipy.stats.entropy(probs, axis=1)
+        np.testing.assert_allclose(served[f"{rule}.predictive_entropy"], own_entropy,
+                                   atol=1e-5, err_msg=rule)
+        np.testing.assert_allclose(served[f"{rule}.mutual_information"],
+                                   own_entropy - expected_entropy, atol=1e-5, err_msg=rule)
+
+
+def test_a_wrapped_softmax_classifier_is_not_softmaxed_twice():
+    """``Model(x, classifier(Rescaling(x)))`` outputs the classifier's probabilities: the
+    ensemble must take them as they are (it once applied a second softmax)."""
+    inner = constant_model(SURE, "inner")
+    inputs = keras.Input((SIZE, SIZE, 3))
+    wrapped = keras.Model(inputs, inner(keras.layers.Rescaling(1 / 255)(inputs)), name="wrapped")
+    data = dataset(LABELS)
+    probs = ensembles.member_probabilities(ensembles.Ensemble([wrapped]), data)
+    np.testing.assert_allclose(probs[0], np.tile(SURE, (4, 1)), rtol=1e-5)
+    table = ensembles.evaluate([wrapped], data)
+    assert table.loc["wrapped", "nll"] == pytest.approx(
+        -(2 * math.log(0.6) + math.log(0.3) + math.log(0.1)) / 4, rel=1e-5)
