@@ -25,8 +25,7 @@ def run(batch_size=64, crop=67, load_size=76):
     aug = augment.compose(
         functools.partial(augment.random_crop, size=crop),
         augment.random_flip,
-        functools.partial(augment.pca_color, eigenvalues=stats.eigenvalues,
-                          eigenvectors=stats.eigenvectors),
+        functools.partial(augment.pca_color, **stats.pca_eigenpairs()),
         augment.color_jitter,
     )
     pipeline = iter(

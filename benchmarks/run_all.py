@@ -9,11 +9,12 @@ import pandas as pd  # noqa: E402
 
 import ensemble_vs_sequential  # noqa: E402
 import flops_vs_matmul  # noqa: E402
+import folder_scan  # noqa: E402
 import pipeline_vs_training  # noqa: E402
 import zoo_vs_keras  # noqa: E402
 
 BENCHMARKS = [zoo_vs_keras.run, ensemble_vs_sequential.run, pipeline_vs_training.run,
-              flops_vs_matmul.run]
+              flops_vs_matmul.run, folder_scan.run]
 
 
 def main(out_path="benchmarks/results.csv"):

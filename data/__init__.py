@@ -13,12 +13,12 @@ from data.datasets import (DatasetInfo, DatasetNotPreparedError, digits_arrays, 
                            info, load)
 from data.preprocess import (ImageStatistics, alexnet_preprocess, center_crop,
                              compute_statistics, normalized_input, resize_shorter_side)
-from data.tta import predict_crops, ten_crop
+from data.tta import crop_scale, five_crop, predict_crops, ten_crop
 from zoo.layers import MeanSubtraction
 
 __all__ = [
     "DatasetInfo", "DatasetNotPreparedError", "ImageStatistics", "MeanSubtraction",
     "alexnet_preprocess", "augment", "center_crop", "compute_statistics", "digits_arrays",
     "folder", "from_arrays", "info", "load", "normalized_input", "predict_crops", "resize_shorter_side",
-    "ten_crop", "tta",
+    "ten_crop", "tta", "crop_scale", "five_crop",
 ]

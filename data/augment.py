@@ -33,18 +33,35 @@ def random_flip(image, seed):
     return tf.image.stateless_random_flip_left_right(image, seed)
 
 
-def pca_color(image, seed, eigenvalues, eigenvectors, std=0.1):
+# The eigen-pairs of ImageNet's RGB covariance with pixels scaled to [0, 1], as published
+# with fb.resnet.torch (and used by most reimplementations of the paper's recipe). Columns
+# of the matrix are the eigenvectors.
+IMAGENET_EIGENVALUES = (0.2175, 0.0188, 0.0045)
+IMAGENET_EIGENVECTORS = ((-0.5675, 0.7192, 0.4009),
+                         (-0.5808, -0.0045, -0.8140),
+                         (-0.5836, -0.6948, 0.4203))
+
+
+def pca_color(image, seed, eigenvalues=IMAGENET_EIGENVALUES,
+              eigenvectors=IMAGENET_EIGENVECTORS, std=0.1, max_value=255.0):
     """The paper's PCA colour augmentation (Krizhevsky et al. 2012, sec. 4.1).
 
-    Adds ``sum_i alpha_i * lambda_i * p_i`` to every pixel, with ``alpha_i ~ N(0, std)``
-    drawn once per image, ``lambda_i`` and ``p_i`` (columns of ``eigenvectors``) the
-    eigenvalues and eigenvectors of the training set's RGB covariance
-    (``ImageStatistics``).
+    Adds ``max_value * sum_i alpha_i * lambda_i * p_i`` to every pixel, with
+    ``alpha_i ~ N(0, std)`` drawn once per image and ``lambda_i``, ``p_i`` (columns of
+    ``eigenvectors``) the eigen-pairs of the RGB covariance of pixels scaled to [0, 1], as
+    the paper's recipe is implemented (fb.resnet.torch). The defaults are ImageNet's
+    published pairs; :meth:`ImageStatistics.pca_eigenpairs` gives a training set's own.
+    With ImageNet's pairs a pixel moves by about 3 grey levels (standard deviation).
+
+    Example:
+
+    >>> pca_color(tf.zeros((2, 2, 3)), tf.constant([1, 2])).shape
+    TensorShape([2, 2, 3])
     """
     eigenvalues = tf.constant(eigenvalues, tf.float32)
     eigenvectors = tf.constant(eigenvectors, tf.float32)
     alpha = tf.random.stateless_normal([eigenvalues.shape[0]], seed, stddev=std)
-    return image + tf.linalg.matvec(eigenvectors, alpha * eigenvalues)
+    return image + max_value * tf.linalg.matvec(eigenvectors, alpha * eigenvalues)
 
 
 def _grey(image):
@@ -113,7 +130,8 @@ def compose(*ops):
 
 
 def alexnet_augment(statistics, size=227):
-    """The paper's training augmentation: random crop, flip, PCA colour.
+    """The paper's training augmentation: random crop, flip, PCA colour (with the eigen-pairs
+    of ``statistics``, computed from [0, 255] images).
 
     Example:
 
@@ -123,6 +141,5 @@ def alexnet_augment(statistics, size=227):
     return compose(
         functools.partial(random_crop, size=size),
         random_flip,
-        functools.partial(pca_color, eigenvalues=statistics.eigenvalues,
-                          eigenvectors=statistics.eigenvectors),
+        functools.partial(pca_color, **statistics.pca_eigenpairs()),
     )

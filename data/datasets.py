@@ -221,8 +221,8 @@ def from_arrays(images, labels, num_classes=None):
     return tf.data.Dataset.from_tensor_slices((images, labels.astype("int32")))
 
 
-def _folder_dataset(root, split, on_bad_image, verify):
-    paths, labels, _ = folder.scan(root, split, on_bad_image, verify)
+def _folder_dataset(root, split, on_bad_image, verify, class_names):
+    paths, labels, _ = folder.scan(root, split, on_bad_image, verify, class_names)
     ds = tf.data.Dataset.from_tensor_slices((paths, np.asarray(labels, "int32")))
     return ds.map(lambda path, label: (folder.decode(path), label),
                   num_parallel_calls=tf.data.AUTOTUNE)
@@ -242,6 +242,7 @@ def load(
     on_bad_image="raise",
     verify="header",
     drop_remainder=False,
+    class_names=None,
 ):
     """A batched, prefetched ``tf.data.Dataset`` of ``(image, label)``.
 
@@ -266,6 +267,8 @@ def load(
             with a warning.
         verify: image folders: ``"header"``, ``"decode"`` or None (see ``data.folder.scan``).
         drop_remainder: drop the last, smaller batch.
+        class_names: image folders: the classes in label order (default: the union of the
+            class folders of every split, sorted, as TFDS' ``ImageFolder`` numbers them).
 
     Example:
 
@@ -286,7 +289,7 @@ def load(
         ds = from_arrays(images, labels, num_classes=10)
         image_size = None  # resized from the 8x8 originals already
     elif os.path.isdir(name):
-        ds = _folder_dataset(name, split, on_bad_image, verify)
+        ds = _folder_dataset(name, split, on_bad_image, verify, class_names)
     else:
         ds = _tfds_dataset(name, split, data_dir, manual_dir, shuffle_files=shuffle)
     if preprocess is not None:
@@ -308,10 +311,11 @@ def load(
     return ds.prefetch(tf.data.AUTOTUNE)
 
 
-def info(name=DIGITS, data_dir=None):
+def info(name=DIGITS, data_dir=None, class_names=None):
     """A :class:`DatasetInfo` for ``name``, without downloading anything.
 
-    For an image folder the class names are those of its first split.
+    For an image folder the class names are the union of every split's class folders,
+    sorted (or ``class_names``, as :func:`load` takes them).
 
     Example:
 
@@ -325,7 +329,8 @@ def info(name=DIGITS, data_dir=None):
             (DIGITS_IMAGE_SIZE, DIGITS_IMAGE_SIZE, 3),
         )
     if os.path.isdir(name):
-        scans = {s: folder.scan(name, s, verify=None) for s in folder.splits(name)}
+        scans = {s: folder.scan(name, s, verify=None, class_names=class_names)
+                 for s in folder.splits(name)}
         if not scans:
             raise ValueError(f"Image folder {name} has no split sub-folders (expected layout: "
                              "root/split/class_name/image.jpg).")

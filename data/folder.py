@@ -15,9 +15,34 @@ BAD_IMAGE_CHOICES = ("raise", "skip")
 VERIFY_CHOICES = ("header", "decode", None)
 
 
+def _truncated(path, head, size):
+    """Whether a file whose header is an image's lacks the marker its format ends with:
+    a truncated download or copy. (A JPEG may carry data after its end marker, so callers
+    decode a suspect file before calling it bad.)"""
+    with open(path, "rb") as f:
+        f.seek(max(0, size - 12))
+        tail = f.read()
+    if head.startswith(b"\xff\xd8\xff"):
+        return not tail.endswith(b"\xff\xd9")
+    if head.startswith(b"\x89PNG"):
+        return not tail.endswith(b"IEND\xaeB`\x82")
+    if head.startswith(b"GIF"):
+        return not tail.endswith(b";")
+    return int.from_bytes(head[2:6], "little") > size  # BMP: its header gives its size
+
+
+def _decode_problem(path):
+    try:
+        tf.io.decode_image(tf.io.read_file(path), channels=3, expand_animations=False)
+    except (tf.errors.InvalidArgumentError, tf.errors.UnknownError) as err:
+        return f"cannot be decoded ({err.message.splitlines()[0]})"
+    return None
+
+
 def _problem(path, verify):
     """Why ``path`` is not a usable image, or None if it is."""
     try:
+        size = os.path.getsize(path)
         with open(path, "rb") as f:
             head = f.read(8)
     except OSError as err:
@@ -26,11 +51,11 @@ def _problem(path, verify):
         return "empty file"
     if not head.startswith(_MAGIC):
         return "not a JPEG, PNG, GIF or BMP image"
-    if verify == "decode":
-        try:
-            tf.io.decode_image(tf.io.read_file(path), channels=3, expand_animations=False)
-        except (tf.errors.InvalidArgumentError, tf.errors.UnknownError) as err:
-            return f"cannot be decoded ({err.message.splitlines()[0]})"
+    if verify == "decode" or (verify == "header" and _truncated(path, head, size)):
+        problem = _decode_problem(path)
+        if problem and verify == "header":
+            problem = f"truncated: no end-of-image marker, and it {problem}"
+        return problem
     return None
 
 
@@ -39,12 +64,38 @@ def splits(root):
     return sorted(d for d in os.listdir(root) if os.path.isdir(os.path.join(root, d)))
 
 
-def scan(root, split, on_bad_image="raise", verify="header"):
-    """List ``(paths, labels, class_names)`` of one split; classes sorted by name.
+def class_folders(root):
+    """The classes of an image folder: the union of the class folders of every split,
+    sorted, so a class has the same label in every split (as ``tfds.folder_dataset.
+    ImageFolder`` numbers them), even when a split lacks some classes."""
+    return sorted({name for split in splits(root) for name in splits(os.path.join(root, split))})
 
-    ``verify="header"`` checks each file's format signature (cheap), ``"decode"`` decodes
-    every file once (thorough, slow), None trusts the files. A bad file raises a
-    ``ValueError`` naming it, or with ``on_bad_image="skip"`` is left out with a warning.
+
+def _check_class_names(names, root, split_dir):
+    names = list(names)
+    if not names or len(set(names)) != len(names) or not all(isinstance(n, str) for n in names):
+        raise ValueError(f"`class_names` must be distinct folder names; received {names!r}.")
+    unknown = sorted(set(splits(split_dir)) - set(names))
+    if unknown:
+        raise ValueError(
+            f"Class folder(s) {unknown} in {split_dir} are not in `class_names` {names} "
+            f"(the image folder {root} has classes {class_folders(root)}).")
+    return names
+
+
+def scan(root, split, on_bad_image="raise", verify="header", class_names=None):
+    """List ``(paths, labels, class_names)`` of one split.
+
+    The labels number the classes of every split together (:func:`class_folders`), or follow
+    the order of ``class_names`` when given (as keras' ``image_dataset_from_directory``
+    does; every class folder of the split must be in it).
+
+    ``verify="header"`` (the default) checks each file's format signature, and that it
+    ends with its format's end marker; a file that does not (a truncated download) is
+    decoded once to decide. 10,000 JPEGs of 32x32 take 0.55 s so, against 4.5 s to decode
+    them all (``verify="decode"``, ``benchmarks/folder_scan.py``): 8x faster, and decoding
+    costs more as images grow while this check does not; None trusts the files. A bad file raises a ``ValueError`` naming it, or with
+    ``on_bad_image="skip"`` is left out with a warning naming it.
 
     Example:
 
@@ -64,10 +115,13 @@ def scan(root, split, on_bad_image="raise", verify="header"):
             "root/split/class_name/image.jpg)."
         )
     split_dir = os.path.join(root, split)
-    class_names = splits(split_dir)
+    names = (class_folders(root) if class_names is None else
+             _check_class_names(class_names, root, split_dir))
     paths, labels, skipped = [], [], []
-    for label, class_name in enumerate(class_names):
+    for label, class_name in enumerate(names):
         class_dir = os.path.join(split_dir, class_name)
+        if not os.path.isdir(class_dir):
+            continue  # this split has no example of the class
         for file_name in sorted(os.listdir(class_dir)):
             path = os.path.join(class_dir, file_name)
             if not file_name.lower().endswith(IMAGE_EXTENSIONS) or not os.path.isfile(path):
@@ -91,7 +145,7 @@ def scan(root, split, on_bad_image="raise", verify="header"):
             f"No images in {split_dir}: expected class sub-folders holding "
             f"{', '.join(IMAGE_EXTENSIONS)} files."
         )
-    return paths, labels, class_names
+    return paths, labels, names
 
 
 def decode(path, channels=3):

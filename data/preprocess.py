@@ -84,6 +84,17 @@ class ImageStatistics:
         fields["num_images"] = int(fields["num_images"])
         return cls(**fields)
 
+    def pca_eigenpairs(self):
+        """``{"eigenvalues", "eigenvectors"}`` of the RGB covariance of pixels scaled to
+        [0, 1], the units :func:`data.augment.pca_color` takes (the statistics are computed
+        on [0, 255] pixels, so the eigenvalues are divided by 255 squared).
+
+        Example:
+
+        >>> aug = functools.partial(pca_color, **stats.pca_eigenpairs())   # doctest: +SKIP
+        """
+        return {"eigenvalues": self.eigenvalues / 255.0**2, "eigenvectors": self.eigenvectors}
+
     def center_mean(self, size):
         """The mean image's central ``size`` x ``size`` crop, for crops of that size."""
         return center_crop(self.mean_image, size).numpy()

@@ -3,30 +3,70 @@
 import numpy as np
 import tensorflow as tf
 
-TTA_CHOICES = (None, "flip", "10crop")
+TTA_CHOICES = (None, "flip", "5crop", "10crop")
+
+
+def crop_scale(size):
+    """The shorter side to load test images at for crops of ``size``: the paper's 256 for
+    its 224/227 inputs, ``round(size * 256 / 224)`` otherwise.
+
+    Example:
+
+    >>> crop_scale(227), crop_scale(32)
+    (256, 37)
+    """
+    return 256 if size in (224, 227) else round(size * 256 / 224)
+
+
+def _corner_and_centre_crops(images, size, name):
+    images = tf.convert_to_tensor(images)
+    height, width = images.shape[-3], images.shape[-2]
+    if height < size or width < size:
+        raise ValueError(f"{name} needs images of at least {size}x{size}; received "
+                         f"{height}x{width}.")
+    if height == size and width == size:
+        raise ValueError(
+            f"{name} needs images larger than the {size}x{size} crops, or every crop is the "
+            f"same image; received {height}x{width}. Load the images at the paper's larger "
+            f"scale: shorter side {crop_scale(size)} (data.crop_scale({size})), e.g. "
+            f"data.load(..., preprocess=functools.partial(data.alexnet_preprocess, "
+            f"size={crop_scale(size)})).")
+    top, left = (height - size) // 2, (width - size) // 2
+    corners = [(0, 0), (0, width - size), (height - size, 0), (height - size, width - size),
+               (top, left)]
+    return [images[..., y : y + size, x : x + size, :] for y, x in corners]
+
+
+def five_crop(images, size):
+    """The 4 corner and the centre ``size`` x ``size`` crops (torchvision's ``FiveCrop``).
+
+    ``images`` is one image (height, width, channels) -> (5, size, size, channels), or a
+    batch -> (n, 5, size, size, channels). Crop order: top-left, top-right, bottom-left,
+    bottom-right, centre. Images must be larger than ``size``.
+
+    Example:
+
+    >>> five_crop(tf.zeros((256, 256, 3)), 224).shape
+    TensorShape([5, 224, 224, 3])
+    """
+    return tf.stack(_corner_and_centre_crops(images, size, "five_crop"), axis=-4)
 
 
 def ten_crop(images, size):
-    """The 4 corner and the centre ``size`` x ``size`` crops, then the same mirrored.
+    """The 4 corner and the centre ``size`` x ``size`` crops, then the same mirrored (the
+    paper's test-time crops; torchvision's ``TenCrop``).
 
     ``images`` is one image (height, width, channels) -> (10, size, size, channels), or a
     batch (n, height, width, channels) -> (n, 10, size, size, channels). Crop order: top-left,
-    top-right, bottom-left, bottom-right, centre, then the five mirrored.
+    top-right, bottom-left, bottom-right, centre, then the five mirrored. Images must be
+    larger than ``size``.
 
     Example:
 
     >>> ten_crop(tf.zeros((256, 256, 3)), 224).shape
     TensorShape([10, 224, 224, 3])
     """
-    images = tf.convert_to_tensor(images)
-    height, width = images.shape[-3], images.shape[-2]
-    if height < size or width < size:
-        raise ValueError(f"ten_crop needs images of at least {size}x{size}; received "
-                         f"{height}x{width}.")
-    top, left = (height - size) // 2, (width - size) // 2
-    corners = [(0, 0), (0, width - size), (height - size, 0), (height - size, width - size),
-               (top, left)]
-    crops = [images[..., y : y + size, x : x + size, :] for y, x in corners]
+    crops = _corner_and_centre_crops(images, size, "ten_crop")
     crops += [tf.reverse(crop, axis=[-2]) for crop in crops]
     return tf.stack(crops, axis=-4)
 
@@ -38,13 +78,13 @@ def flip_crops(images):
 
 
 def crops(images, tta, size=None):
-    """``(n, k, ...)`` views of a batch for ``tta`` in ``(None, "flip", "10crop")``."""
+    """``(n, k, ...)`` views of a batch for ``tta`` in ``(None, "flip", "5crop", "10crop")``."""
     if tta not in TTA_CHOICES:
         raise ValueError(f"`tta` must be one of {TTA_CHOICES}; received {tta!r}.")
-    if tta == "10crop":
+    if tta in ("5crop", "10crop"):
         if size is None:
-            raise ValueError("tta='10crop' needs the crop `size` (the model's input size).")
-        return ten_crop(images, size)
+            raise ValueError(f"tta={tta!r} needs the crop `size` (the model's input size).")
+        return (ten_crop if tta == "10crop" else five_crop)(images, size)
     if tta == "flip":
         return flip_crops(images)
     return tf.convert_to_tensor(images)[:, None]

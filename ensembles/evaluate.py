@@ -38,8 +38,9 @@ def predict_members(source, dataset, tta=None, keep_views=False):
     """Predict every member on ``dataset`` (batches of ``(images, labels)``).
 
     Returns ``(names, probs, labels)`` with ``probs`` shaped ``(members, n, classes)``,
-    averaged over the test-time views of ``tta`` (None, ``"flip"`` or ``"10crop"``, whose
-    crops have the models' input size), or ``(members, views, n, classes)`` with
+    averaged over the test-time views of ``tta`` (None, ``"flip"``, ``"5crop"`` or
+    ``"10crop"``, whose crops have the models' input size: load the images larger, at
+    ``data.crop_scale(size)``), or ``(members, views, n, classes)`` with
     ``keep_views=True``. ``source`` is an :func:`Ensemble`, a model, or a list of models.
     """
     names, predict = _members_and_predictor(source)

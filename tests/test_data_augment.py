@@ -9,8 +9,10 @@ import tensorflow as tf
 import data
 from data import augment
 
-EIGENVALUES = np.array([900.0, 100.0, 10.0])
-EIGENVECTORS = np.linalg.qr(np.random.default_rng(0).normal(size=(3, 3)))[0]
+# ImageNet's published eigen-pairs of [0, 1]-scaled RGB (fb.resnet.torch), columns p_i.
+EIGENVALUES = np.array([0.2175, 0.0188, 0.0045])
+EIGENVECTORS = np.array([[-0.5675, 0.7192, 0.4009], [-0.5808, -0.0045, -0.8140],
+                         [-0.5836, -0.6948, 0.4203]])
 
 OPS = {
     "random_crop": functools.partial(augment.random_crop, size=20),
@@ -63,21 +65,46 @@ def test_random_flip_flips_about_half_the_time():
     assert 70 < flipped < 130
 
 
-def test_pca_color_adds_the_papers_offset_to_every_pixel():
+def fb_resnet_torch_lighting(image01, alpha, eigval, eigvec):
+    """fb.resnet.torch's Lighting on a [0, 1] image: ``rgb = eigvec * (alpha * eigval)``
+    summed over the eigen-pairs, added to every pixel."""
+    rgb = (eigvec * (alpha * eigval)[None, :]).sum(axis=1)
+    return image01 + rgb
+
+
+def test_pca_color_is_fb_resnet_torch_lighting_at_the_255_scale():
     image = _images(1)[0]
     seed = tf.constant([5, 6])
-    out = augment.pca_color(tf.constant(image), seed, EIGENVALUES, EIGENVECTORS).numpy()
+    out = augment.pca_color(tf.constant(image), seed).numpy()  # ImageNet's pairs by default
+    alpha = tf.random.stateless_normal([3], seed, stddev=0.1).numpy()
+    reference = fb_resnet_torch_lighting(image / 255.0, alpha, EIGENVALUES, EIGENVECTORS)
+    np.testing.assert_allclose(out / 255.0, reference, atol=1e-5)
     delta = (out - image).reshape(-1, 3)
     np.testing.assert_allclose(delta, np.broadcast_to(delta[0], delta.shape), atol=1e-3)
-    alpha = tf.random.stateless_normal([3], seed, stddev=0.1).numpy()
-    np.testing.assert_allclose(delta[0], EIGENVECTORS @ (alpha * EIGENVALUES), rtol=1e-4)
-    # alpha ~ N(0, 0.1): over many seeds the offset along p_1 has std 0.1 * lambda_1.
-    offsets = [
-        EIGENVECTORS[:, 0] @ (augment.pca_color(tf.zeros((1, 1, 3)), tf.constant([i, 1]),
-                                                EIGENVALUES, EIGENVECTORS).numpy()[0, 0])
-        for i in range(400)
-    ]
-    assert np.std(offsets) == pytest.approx(0.1 * 900, rel=0.15)
+
+
+def _shift_std(eigenvalues, eigenvectors, draws=400):
+    """The standard deviation, in grey levels, of the colour shift over many images."""
+    shifts = [augment.pca_color(tf.zeros((1, 1, 3)), tf.constant([i, 1]), eigenvalues,
+                                eigenvectors).numpy()[0, 0] for i in range(draws)]
+    return np.std(shifts, axis=0)
+
+
+def test_pca_color_moves_pixels_by_a_few_grey_levels():
+    """With ImageNet's pairs the shift along p_1 has std 255 * 0.1 * 0.2175 = 5.5 grey
+    levels, about 3 per channel; it once was ~200 times more."""
+    std = _shift_std(EIGENVALUES, EIGENVECTORS)
+    assert np.all((1.0 < std) & (std < 6.0)), std
+    # Statistics computed from [0, 255] images give shifts of the same size.
+    digits = data.load("digits", "train", batch_size=None, shuffle=False)
+    stats = data.compute_statistics(digits)
+    std = _shift_std(**stats.pca_eigenpairs())
+    assert np.all(std < 10.0), std
+    # The digits are grey: one direction (1, 1, 1)/sqrt(3) carries all their variance.
+    values, vectors = stats.pca_eigenpairs().values()
+    assert values[0] == pytest.approx(np.var(np.concatenate(
+        [x.numpy().ravel() for x, _ in digits.take(300)])) / 255**2 * 3, rel=0.15)
+    np.testing.assert_allclose(np.abs(vectors[:, 0]), 1 / np.sqrt(3), atol=1e-3)
 
 
 def test_color_jitter_keeps_range_and_grey_stays_grey():

@@ -198,12 +198,59 @@ def test_image_folder_bad_file_is_named_or_skipped(image_folder):
     assert sum(1 for _ in ds) == 18
 
 
-def test_image_folder_truncated_file_caught_by_decode_check(image_folder):
+@pytest.mark.parametrize("verify", ["header", "decode"])  # header: the default
+def test_image_folder_truncated_file_is_named(image_folder, verify):
     good = (image_folder / "train" / "cat" / "grey0.jpg").read_bytes()
     truncated = image_folder / "train" / "cat" / "truncated.jpg"
-    truncated.write_bytes(good[:40])  # a valid header, no image
-    with pytest.raises(ValueError, match=r"truncated\.jpg: cannot be decoded"):
-        data.load(str(image_folder), "train", verify="decode")
+    truncated.write_bytes(good[:len(good) // 2])  # a valid header, half the data
+    with pytest.raises(ValueError, match=r"truncated\.jpg: .*cannot be decoded"):
+        data.load(str(image_folder), "train", verify=verify)
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        ds = data.load(str(image_folder), "train", batch_size=None, on_bad_image="skip")
+    assert any("truncated.jpg" in str(w.message) for w in caught)
+    assert sum(1 for _ in ds) == 18  # and the epoch runs to its end
+
+
+def test_image_folder_png_truncated_and_jpeg_with_trailing_bytes(image_folder):
+    png = (image_folder / "train" / "dog" / "rgb0.png").read_bytes()
+    (image_folder / "train" / "dog" / "cut.png").write_bytes(png[:-20])
+    with pytest.raises(ValueError, match=r"cut\.png: truncated"):
+        data.load(str(image_folder), "train")
+    (image_folder / "train" / "dog" / "cut.png").unlink()
+    jpeg = (image_folder / "train" / "dog" / "grey0.jpg").read_bytes()
+    (image_folder / "train" / "dog" / "trailer.jpg").write_bytes(jpeg + b"camera notes")
+    assert sum(1 for _ in data.load(str(image_folder), "train", batch_size=None)) == 19
+
+
+def test_image_folder_classes_are_numbered_across_splits_as_tfds_does(tmp_path):
+    """validation/ lacks class b: c must keep label 2, as in train/ and in TFDS."""
+    import tensorflow_datasets as tfds
+
+    root = tmp_path / "letters"
+    layout = {"train": ("a", "b", "c"), "validation": ("a", "c")}
+    for split, classes in layout.items():
+        for value, cls in enumerate(classes):
+            (root / split / cls).mkdir(parents=True)
+            _write(root / split / cls / "x.png",
+                   np.full((4, 4, 3), 50 * (ord(cls) - ord("a") + 1), np.uint8), "png")
+    builder = tfds.folder_dataset.ImageFolder(str(root))
+    assert builder.info.features["label"].names == ["a", "b", "c"]
+    for split in layout:
+        reference = sorted((int(y), int(x.numpy()[0, 0, 0])) for x, y in builder.as_dataset(
+            split=split, as_supervised=True))
+        ours = sorted((int(y), int(x.numpy()[0, 0, 0])) for x, y in data.load(
+            str(root), split, batch_size=None))
+        assert ours == reference, split
+    assert data.info(str(root)).class_names == ("a", "b", "c")
+    # class_names= chooses the order, as keras.utils.image_dataset_from_directory does.
+    order = ["c", "b", "a"]
+    labels = {int(x.numpy()[0, 0, 0]): int(y) for x, y in data.load(
+        str(root), "validation", batch_size=None, class_names=order)}
+    assert labels == {50: 2, 150: 0}
+    assert data.info(str(root), class_names=order).class_names == ("c", "b", "a")
+    with pytest.raises(ValueError, match=r"Class folder\(s\) \['b'\] .* not in `class_names`"):
+        data.load(str(root), "train", class_names=["a", "c"])
 
 
 def test_image_folder_errors(image_folder, tmp_path):

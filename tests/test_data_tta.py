@@ -1,5 +1,6 @@
 import keras
 import numpy as np
+import pandas as pd
 import pytest
 import tensorflow as tf
 
@@ -21,11 +22,24 @@ def test_ten_crop_matches_numpy_slicing():
     np.testing.assert_array_equal(batch[1], crops * 2)
 
 
+def test_five_crop_is_the_first_half_of_ten_crop():
+    image = np.random.default_rng(3).normal(size=(9, 11, 3)).astype("float32")
+    np.testing.assert_array_equal(data.five_crop(image, 6).numpy(),
+                                  data.ten_crop(image, 6).numpy()[:5])
+    crops = data.five_crop(image, 6).numpy()
+    assert all(not np.array_equal(crops[i], crops[j]) for i in range(5) for j in range(i))
+
+
 def test_ten_crop_errors():
     with pytest.raises(ValueError, match=r"at least 12x12; received 9x11"):
         data.ten_crop(np.zeros((9, 11, 3)), 12)
-    with pytest.raises(ValueError, match=r"`tta` must be one of.*received '5crop'"):
-        tta.crops(np.zeros((1, 9, 11, 3)), "5crop")
+    with pytest.raises(ValueError, match=r"`tta` must be one of.*received '7crop'"):
+        tta.crops(np.zeros((1, 9, 11, 3)), "7crop")
+    # Crops of the image's own size would all be the same image.
+    for mode in ("5crop", "10crop"):
+        with pytest.raises(ValueError, match=r"larger than the 8x8 crops.*shorter side 9"):
+            tta.crops(np.zeros((1, 8, 8, 3)), mode, 8)
+    assert data.crop_scale(224) == data.crop_scale(227) == 256
 
 
 def _model(size=6, classes=4):
@@ -34,10 +48,11 @@ def _model(size=6, classes=4):
     return keras.Model(inputs, keras.layers.Dense(classes, activation="softmax")(x))
 
 
-@pytest.mark.parametrize("mode, views", [("10crop", 10), ("flip", 2), (None, 1)])
+@pytest.mark.parametrize("mode, views", [("10crop", 10), ("5crop", 5), ("flip", 2),
+                                         (None, 1)])
 def test_predict_crops_mean_and_variance_across_crops(mode, views):
     images = np.random.default_rng(1).normal(size=(5, 9, 9, 3)).astype("float32")
-    size = 6 if mode == "10crop" else 9
+    size = 6 if mode in ("5crop", "10crop") else 9
     model = _model(size)
     mean, var = data.predict_crops(model, images, tta=mode)
     per_view = tta.crops(images, mode, size).numpy()
@@ -58,3 +73,33 @@ def test_predict_crops_on_a_dataset_of_batches():
     ref_mean, ref_var = data.predict_crops(model, images, tta="10crop")
     np.testing.assert_allclose(mean, ref_mean, rtol=1e-5)
     np.testing.assert_allclose(var, ref_var, rtol=1e-4, atol=1e-8)
+
+
+def test_cli_ten_crop_loads_larger_images_and_agrees_with_predict_crops(tmp_path, capsys):
+    """`zoo evaluate --tta 10crop` on 8x8 inputs loads the digits at 9x9, so its crops
+    differ: its table is not flip testing's, and it matches data.predict_crops."""
+    from sklearn.metrics import log_loss
+
+    from zoo import cli
+
+    keras.utils.set_random_seed(0)
+    inputs = keras.Input((8, 8, 3))
+    x = keras.layers.Conv2D(8, 3, activation="relu")(keras.layers.Rescaling(1 / 255)(inputs))
+    x = keras.layers.Flatten()(x)
+    model = keras.Model(inputs, keras.layers.Dense(10, activation="softmax")(x), name="m")
+    path = str(tmp_path / "m.keras")
+    model.save(path)
+    tables = {}
+    for mode in ("flip", "5crop", "10crop"):
+        csv = str(tmp_path / f"{mode}.csv")
+        assert cli.main(["evaluate", path, "--tta", mode, "--output", csv]) == 0
+        tables[mode] = pd.read_csv(csv, index_col=0)
+    assert "shorter side 9" in capsys.readouterr().out
+    assert tables["10crop"].loc["m", "nll"] != pytest.approx(tables["flip"].loc["m", "nll"])
+    assert tables["10crop"].loc["m", "nll"] != pytest.approx(tables["5crop"].loc["m", "nll"])
+    images = data.load("digits", "test", image_size=9, batch_size=None)
+    x, y = map(np.stack, zip(*[(a.numpy(), b.numpy()) for a, b in images]))
+    mean, variance = data.predict_crops(model, x, tta="10crop")
+    assert variance.max() > 0  # the ten crops see different pixels
+    assert tables["10crop"].loc["m", "nll"] == pytest.approx(
+        log_loss(y, mean, labels=range(10)), rel=1e-4)

@@ -196,10 +196,17 @@ def _cmd_evaluate(args):
 
     models = _load_models(args.models)
     size = models[0].input_shape[1]
-    test = data.load(args.dataset, args.split, batch_size=args.batch_size, image_size=size,
-                     data_dir=args.data_dir)
-    source = models[0] if len(models) == 1 else models
     tta = None if args.tta == "none" else args.tta
+    if tta in ("5crop", "10crop"):  # the paper's crops of images loaded at a larger scale
+        scale = data.crop_scale(size)
+        print(f"Test images: shorter side {scale}, centre square, {tta} of {size}x{size}")
+        load_kwargs = (dict(image_size=scale) if args.dataset == "digits" else  # square
+                       dict(preprocess=functools.partial(data.alexnet_preprocess, size=scale)))
+    else:
+        load_kwargs = dict(image_size=size)
+    test = data.load(args.dataset, args.split, batch_size=args.batch_size,
+                     data_dir=args.data_dir, **load_kwargs)
+    source = models[0] if len(models) == 1 else models
     table = ensembles.evaluate(source, test, tta=tta)
     with _wide_pandas():
         print(table.round(4).to_string())
@@ -311,8 +318,10 @@ def _parser():
     evaluate.add_argument("models", nargs="+", metavar="MODEL.keras")
     evaluate.add_argument("--dataset", default="digits")
     evaluate.add_argument("--split", default="test")
-    evaluate.add_argument("--tta", choices=("none", "flip", "10crop"), default="none",
-                          help="test-time augmentation")
+    evaluate.add_argument("--tta", choices=("none", "flip", "5crop", "10crop"), default="none",
+                          help="test-time augmentation; 5crop/10crop load the images with "
+                          "the shorter side at 256/224 of the input size (256 for 224 and 227) "
+                          "and take the corner and centre crops (10crop: and their mirrors)")
     evaluate.add_argument("--batch-size", type=int, default=128)
     evaluate.add_argument("--data-dir", default=None, help="TFDS data_dir")
     evaluate.add_argument("--output", default=None, help="write the table as CSV here")
