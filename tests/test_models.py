@@ -143,7 +143,7 @@ def test_activation_layers_compute_the_named_functions():
 
 @pytest.mark.parametrize("name, layer", [("alexnet", "conv3"), ("googlenet", "inception_3a_3x3"),
                                          ("resnet18", "conv3_block1_1_conv")])
-@pytest.mark.parametrize("init", ["paper", "he", "glorot"])
+@pytest.mark.parametrize("init", ["paper", "he", "glorot", "xavier"])
 def test_kernel_initializer_option_sets_the_kernel_scale(name, layer, init):
     model = zoo.get_model(name, input_shape=(227, 227, 3) if name == "alexnet" else (64, 64, 3),
                           kernel_initializer=init)
@@ -154,13 +154,38 @@ def test_kernel_initializer_option_sets_the_kernel_scale(name, layer, init):
         expected = 0.01
     elif init == "glorot":  # uniform with variance 2 / (fan_in + fan_out)
         expected = np.sqrt(2.0 / (fan_in + fan_out))
+    elif init == "xavier":  # Caffe's filler: U(-sqrt(3 / fan_in), sqrt(3 / fan_in))
+        expected = np.sqrt(1.0 / fan_in)
+        assert np.abs(kernel).max() <= np.sqrt(3.0 / fan_in)
     else:  # He: variance 2 / fan_in (ResNet: 2 / fan_out, torchvision's mode)
         expected = np.sqrt(2.0 / (fan_out if name == "resnet18" else fan_in))
     np.testing.assert_allclose(kernel.std(), expected, rtol=0.05)
 
 
+def test_googlenet_starts_as_the_reference_bvlc_googlenet():
+    """bvlc_googlenet's train_val.prototxt: every convolution and the aux heads' fc use
+    Caffe's xavier filler (uniform, variance 1 / fan_in) with a constant bias of 0.2; the
+    three classifiers use xavier with a bias of 0."""
+    model = zoo.googlenet(input_shape=(96, 96, 3), width=0.5, aux_logits=True, classes=10)
+    checked = 0
+    for layer in model.layers:
+        if not isinstance(layer, (keras.layers.Conv2D, keras.layers.Dense)):
+            continue
+        kernel, bias = layer.kernel.numpy(), layer.bias.numpy()
+        limit = np.sqrt(3.0 / np.prod(kernel.shape[:-1]))
+        assert np.abs(kernel).max() <= limit + 1e-7, layer.name
+        if kernel.size > 5000:  # enough draws for the standard deviation
+            assert kernel.std() == pytest.approx(limit / np.sqrt(3), rel=0.1), layer.name
+        classifier = layer.name.endswith("predictions")
+        np.testing.assert_array_equal(bias, np.float32(0.0 if classifier else 0.2),
+                                      err_msg=layer.name)
+        checked += 1
+    # 57 convolutions, the classifier, and per aux head: conv, fc and classifier
+    assert checked == 57 + 1 + 2 * 3
+
+
 def test_default_initializers_are_unchanged():
-    # AlexNet: the paper's N(0, 0.01); GoogLeNet: Glorot; ResNet: He fan-out.
+    # AlexNet: the paper's N(0, 0.01); ResNet: He fan-out.
     assert zoo.alexnet().get_layer("conv3").kernel.numpy().std() == pytest.approx(0.01, rel=0.02)
     kernel = zoo.resnet18().get_layer("conv3_block1_1_conv").kernel.numpy()
     assert kernel.std() == pytest.approx(np.sqrt(2.0 / (9 * 128)), rel=0.03)
@@ -206,7 +231,9 @@ def test_resnet_zero_init_residual_makes_blocks_start_as_identity():
 def test_resnet_stochastic_depth_rates_grow_linearly_and_inference_is_deterministic():
     model = zoo.resnet18(input_shape=(32, 32, 3), width=0.125, drop_path_rate=0.3)
     rates = [l.rate for l in model.layers if l.name.endswith("_drop_path")]
-    np.testing.assert_allclose(rates, np.linspace(0, 0.3, 8)[1:], rtol=1e-6)
+    # Huang et al.'s linear rule: block l of L = 8 drops its branch with rate l / L * 0.3.
+    np.testing.assert_allclose(rates, [0.0375, 0.075, 0.1125, 0.15, 0.1875, 0.225, 0.2625,
+                                       0.3], rtol=1e-6)
     x = np.random.default_rng(0).normal(size=(4, 32, 32, 3)).astype("float32")
     np.testing.assert_array_equal(model(x, training=False), model(x, training=False))
     branch = keras.Model(model.input, [model.get_layer("conv5_block2_2_bn").output,

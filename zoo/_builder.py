@@ -131,6 +131,9 @@ _INITIALIZERS = {
     "he": lambda he_mode: keras.initializers.VarianceScaling(
         2.0, he_mode, "truncated_normal" if he_mode == "fan_in" else "untruncated_normal"),
     "glorot": lambda he_mode: keras.initializers.GlorotUniform(),
+    # Caffe's "xavier" filler (its default variance_norm FAN_IN): U(-a, a), a = sqrt(3 / fan_in),
+    # so variance 1 / fan_in; the reference bvlc_googlenet model's.
+    "xavier": lambda he_mode: keras.initializers.VarianceScaling(1.0, "fan_in", "uniform"),
 }
 INITIALIZER_CHOICES = tuple(_INITIALIZERS)
 
@@ -140,7 +143,8 @@ def initializer(name, he_mode="fan_in"):
 
     ``"paper"``: N(0, 0.01) (AlexNet's); ``"he"``: He et al.'s normal with variance
     2 / fan (``he_mode`` "fan_in" as ``keras.initializers.HeNormal``, or "fan_out" as ResNet
-    and torchvision use); ``"glorot"``: Glorot uniform (Keras' default).
+    and torchvision use); ``"glorot"``: Glorot uniform (Keras' default); ``"xavier"``:
+    Caffe's xavier filler, uniform with variance 1 / fan_in (bvlc_googlenet's).
     """
     check_style(name, "relu")
     return _INITIALIZERS[name](he_mode)

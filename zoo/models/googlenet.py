@@ -31,14 +31,25 @@ MIN_INPUT_SIZE = 32  # total stride; every map stays >= 1x1 ("same" padding)
 MIN_INPUT_SIZE_AUX = 65  # the aux heads' 5x5 average pool needs a 5x5 map at stride 16
 
 
-DEFAULT_STYLE = ("glorot", "relu")  # (kernel_initializer, activation): Keras' defaults
+DEFAULT_STYLE = ("xavier", "relu")  # (kernel_initializer, activation): bvlc_googlenet's
+
+
+def _bias(init):
+    """bvlc_googlenet starts every convolution and the aux heads' hidden layers at a bias
+    of 0.2 (its classifiers at 0); with other initialisers biases start at 0."""
+    return keras.initializers.Constant(0.2) if init == "xavier" else "zeros"
+
+
+def _classifier_kernel(init):
+    return _builder.initializer(init) if init == "xavier" else "glorot_uniform"
 
 
 def _conv(x, filters, kernel, name, style, strides=1):
     init, activation = style
     x = layers.Conv2D(filters, kernel, strides=strides, padding="same",
                       activation=_builder.fused(activation),
-                      kernel_initializer=_builder.initializer(init), name=name)(x)
+                      kernel_initializer=_builder.initializer(init),
+                      bias_initializer=_bias(init), name=name)(x)
     return _builder.activate(x, activation, name)
 
 
@@ -75,10 +86,12 @@ def _aux_head(x, classes, classifier_activation, name, width, style):
     x = layers.Flatten(name=f"{name}_flatten")(x)
     init, activation = style
     x = layers.Dense(_scaled(1024, width), activation=_builder.fused(activation),
-                     kernel_initializer=_builder.initializer(init), name=f"{name}_fc")(x)
+                     kernel_initializer=_builder.initializer(init),
+                     bias_initializer=_bias(init), name=f"{name}_fc")(x)
     x = _builder.activate(x, activation, f"{name}_fc")
     x = layers.Dropout(0.7, name=f"{name}_dropout")(x)
     return layers.Dense(classes, activation=classifier_activation,
+                        kernel_initializer=_classifier_kernel(init),
                         name=f"{name}_predictions",
                         dtype=_builder.classifier_dtype())(x)
 
@@ -105,7 +118,7 @@ def googlenet(
     aux_logits=False,
     dropout=0.4,
     width=1.0,
-    kernel_initializer="glorot",
+    kernel_initializer="xavier",
     activation="relu",
 ):
     """Build GoogLeNet (Inception v1, Szegedy et al. 2014) as a functional Keras model.
@@ -119,8 +132,11 @@ def googlenet(
             and serve it through :func:`without_aux`.
         dropout: dropout rate before the main classifier (paper: 0.4).
         width: channel multiplier applied to every convolution and the aux heads.
-        kernel_initializer: ``"glorot"`` (default; the reference Caffe model's "xavier"),
-            ``"he"`` or ``"paper"`` (N(0, 0.01)), for every layer but the classifiers.
+        kernel_initializer: ``"xavier"`` (default: the reference bvlc_googlenet model's
+            Caffe xavier filler, uniform with variance 1 / fan_in, every convolution and
+            aux hidden layer starting at a bias of 0.2, the classifiers at 0),
+            ``"glorot"`` (Keras' Glorot uniform), ``"he"`` or ``"paper"`` (N(0, 0.01)),
+            for every layer but the classifiers (Glorot uniform unless ``"xavier"``).
         activation: ``"relu"`` (paper), ``"leaky_relu"``, ``"prelu"`` or ``"elu"``.
 
     Example:
@@ -155,6 +171,7 @@ def googlenet(
         x = layers.GlobalAveragePooling2D(name="avg_pool")(x)
         x = layers.Dropout(dropout, name="dropout")(x)
         x = layers.Dense(classes, activation=classifier_activation, name="predictions",
+                         kernel_initializer=_classifier_kernel(style[0]),
                          dtype=_builder.classifier_dtype())(x)
     else:
         x = _builder.global_pool(x, pooling)

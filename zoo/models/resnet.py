@@ -129,8 +129,9 @@ def resnet(
         width: channel multiplier for every convolution.
         zero_init_residual: start the last BatchNorm of every residual branch at zero, so
             each block begins as the identity (Goyal et al. 2017).
-        drop_path_rate: stochastic depth; the rate of dropping a block's residual branch
-            grows linearly from 0 (first block) to this value (last block).
+        drop_path_rate: stochastic depth (Huang et al. 2016); the rate of dropping block
+            l's residual branch (of L blocks) is ``l / L * drop_path_rate``, linear from
+            ``drop_path_rate / L`` for the first block to ``drop_path_rate`` for the last.
         stem: ``"imagenet"`` (7x7/2 conv + 3x3/2 max-pool) or ``"cifar"`` (one 3x3 conv,
             no max-pool) for small images such as 32x32.
         kernel_initializer: ``"he"`` (default: He et al.'s normal in torchvision's
@@ -163,7 +164,7 @@ def resnet(
             x = BLOCKS[block](
                 x, w(64 * 2**stage), 2 if stage > 0 and b == 0 else 1,
                 f"conv{stage + 2}_block{b + 1}", zero_init_residual,
-                drop_path_rate * index / max(total - 1, 1), style,
+                drop_path_rate * (index + 1) / total, style,  # Huang et al.: p_l = l / L * p_L
             )
             index += 1
     if include_top:
