@@ -1,4 +1,6 @@
-"""Distribution helpers: the paper's two-device training on whatever hardware is present."""
+"""Distribution helpers: data-parallel training over two (or more) devices on whatever
+hardware is present. (The paper split its model across two GPUs; ``zoo.alexnet(towers=2)``
+reproduces that connectivity, and mirroring is data parallelism, not that split.)"""
 
 import os
 import shutil
@@ -45,8 +47,8 @@ def _split_device(physical, devices, memory_mb):
 def mirrored(devices=2, gpu_memory_mb=None):
     """A ``tf.distribute.MirroredStrategy`` over ``devices`` devices, on any machine.
 
-    With at least ``devices`` GPUs it mirrors over the first ``devices`` of them (the paper's
-    two GPUs). With fewer, it splits GPU 0 (or, without GPUs, the CPU) into ``devices``
+    Data parallelism: every replica holds the whole model and takes a share of each batch.
+    With at least ``devices`` GPUs it mirrors over the first ``devices`` of them. With fewer, it splits GPU 0 (or, without GPUs, the CPU) into ``devices``
     logical devices first, so the multi-device code path always runs. Splitting must
     happen before TensorFlow initialises its devices: call this first in a process.
 
@@ -89,7 +91,7 @@ def get_strategy(strategy="auto"):
 
     - ``"auto"``: all GPUs mirrored when there are several, else TensorFlow's default.
     - ``"one_device"``: the first GPU, or the CPU.
-    - ``"mirrored"``: the paper's two devices, see :func:`mirrored`.
+    - ``"mirrored"``: data parallelism over two devices, see :func:`mirrored`.
     - ``"multi_worker"``: ``MultiWorkerMirroredStrategy`` configured by ``TF_CONFIG``.
 
     Example:
