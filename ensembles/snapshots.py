@@ -130,12 +130,14 @@ class CheckpointSnapshots(keras.callbacks.Callback):
 
 def train_snapshots(model, train_data, val_data=None, *, epochs, cycles, run_dir,
                     learning_rate=0.1, momentum=0.9, weight_decay=5e-4, steps_per_epoch=None,
-                    **train_kwargs):
+                    optimizer="sgd", **train_kwargs):
     """Train ONE run with the cyclic cosine schedule, saving a snapshot per cycle.
 
     ``model``, ``train_data``, ``val_data`` and ``train_kwargs`` go to ``zoo.train`` (so the
-    run directory, resume and strategies work as there). Snapshots land in
-    ``run_dir/snapshots/snapshot-K.weights.h5``. Returns ``(TrainResult, snapshot paths)``.
+    run directory, resume and strategies work as there). ``optimizer`` is a name of
+    ``zoo.make_optimizer`` (the paper's SGD by default) driven by the cyclic schedule.
+    Snapshots land in ``run_dir/snapshots/snapshot-K.weights.h5``, one per cycle whatever
+    the number of steps. Returns ``(TrainResult, snapshot paths)``.
 
     Example:
 
@@ -157,7 +159,7 @@ def train_snapshots(model, train_data, val_data=None, *, epochs, cycles, run_dir
     callbacks += list(train_kwargs.pop("callbacks", ()))
     result = training.train(
         model, train_data, val_data, epochs=epochs, run_dir=run_dir,
-        optimizer=lambda: training.PaperSGD(schedule, momentum=momentum, l2=weight_decay),
+        optimizer=lambda: training.make_optimizer(optimizer, schedule, momentum, weight_decay),
         reduce_lr=False, callbacks=callbacks, **train_kwargs)
     return result, snapshot_paths(directory)
 

@@ -177,12 +177,14 @@ def test_search_command_writes_its_table_and_plot(tmp_path, capsys):
     run_dir = tmp_path / "search"
     code = cli.main(["search", "--model", "resnet18", "--image-size", "8", "--trials", "2",
                      "--fine-trials", "0", "--epochs", "1", "--model-arg", "width=0.25",
-                     "--model-arg", "stem=cifar", "--run-dir", str(run_dir)])
+                     "--model-arg", "stem=cifar", "--optimizer", "nesterov", "adam",
+                     "--run-dir", str(run_dir)])
     assert code == 0
     out = capsys.readouterr().out
     table = pd.read_csv(run_dir / "search.csv")
     assert len(table) == 2 and set(table["stage"]) == {"coarse"}
     assert table["learning_rate"].between(1e-4, 1e-1).all()
+    assert set(table["optimizer"]) <= {"nesterov", "adam"}
     assert (run_dir / "search.png").read_bytes()[:4] == b"\x89PNG"
     assert "best: learning_rate" in out
 
@@ -251,3 +253,22 @@ def test_heterogeneous_members_keep_their_rows_through_the_shell(tmp_path, capsy
             log_loss(labels, 0.75 * own["resnet18"] + 0.25 * own["member0"],
                      labels=range(10)), rel=1e-4)
     pd.testing.assert_frame_equal(tables[0].sort_index(), tables[1].sort_index(), rtol=1e-5)
+
+
+def test_train_optimizer_flags_reach_the_run(tmp_path, capsys):
+    run_dir = str(tmp_path / "run")
+    code = cli.main(["train", "--model", "resnet18", "--image-size", "8", "--epochs", "1",
+                     "--model-arg", "width=0.25", "--model-arg", "stem=cifar",
+                     "--optimizer", "rmsprop", "--momentum", "0.5", "--weight-decay", "1e-5",
+                     "--lr", "0.001", "--lr-patience", "3", "--ema", "--run-dir", run_dir])
+    assert code == 0
+    config = json.load(open(os.path.join(run_dir, "config.json")))
+    optimizer = config["optimizer"]
+    assert optimizer["class_name"] == "RMSprop" and optimizer["config"]["use_ema"] is True
+    assert optimizer["config"]["momentum"] == 0.5
+    assert optimizer["config"]["weight_decay"] == 1e-5
+    assert config["lr_patience"] == 3
+    assert "test top-1 error" in capsys.readouterr().out
+    assert cli.main(["train", "--model", "resnet18", "--image-size", "8", "--snapshots", "2",
+                     "--ema", "--run-dir", str(tmp_path / "r2")]) == 2
+    assert "--ema and --snapshots do not combine" in capsys.readouterr().err

@@ -226,3 +226,44 @@ def test_fine_tune_errors():
         zoo.fine_tune(base, classes=3, freeze=99)
     with pytest.raises(ValueError, match="has none"):
         zoo.fine_tune(zoo.alexnet(input_shape=(67, 67, 3), include_top=False), classes=3)
+
+
+# --- optimizers and weight averaging ---------------------------------------------------------
+
+
+@pytest.mark.parametrize("name, cls, nesterov", [
+    ("sgd", zoo.PaperSGD, False), ("nesterov", zoo.PaperSGD, True),
+    ("adam", keras.optimizers.Adam, None), ("rmsprop", keras.optimizers.RMSprop, None),
+    ("adagrad", keras.optimizers.Adagrad, None)])
+def test_make_optimizer_by_name(name, cls, nesterov):
+    optimizer = zoo.make_optimizer(name, learning_rate=0.05, weight_decay=1e-4, ema=True)
+    assert type(optimizer) is cls and optimizer.use_ema
+    assert float(optimizer.learning_rate) == pytest.approx(0.05)
+    if nesterov is not None:
+        assert optimizer.nesterov is nesterov and optimizer.l2 == 1e-4
+    else:
+        assert optimizer.weight_decay == 1e-4
+    with pytest.raises(ValueError, match=r"`optimizer` must be one of.*received 'lbfgs'"):
+        zoo.make_optimizer("lbfgs")
+
+
+def test_ema_run_validates_checkpoints_and_returns_the_averaged_weights(tmp_path):
+    """The same run through plain Keras (`use_ema` and its `finalize_variable_values`)
+    ends on the same weights; the validation metrics and best/last checkpoints are those
+    of the averaged weights."""
+    val = tiny_data(seed=1)
+    result = zoo.train(tiny_model, tiny_data(), val, epochs=3, seed=0, reduce_lr=False,
+                       optimizer=lambda: zoo.make_optimizer("adam", 0.01, ema=True),
+                       run_dir=str(tmp_path), verbose=0)
+    keras.utils.set_random_seed(0)
+    plain = tiny_model()
+    plain.compile(optimizer=zoo.make_optimizer("adam", 0.01, ema=True),
+                  loss="sparse_categorical_crossentropy")
+    plain.fit(tiny_data(), epochs=3, shuffle=False, verbose=0)
+    for ours, reference in zip(result.model.get_weights(), plain.get_weights()):
+        np.testing.assert_allclose(ours, reference, rtol=1e-5, atol=1e-6)
+    final = result.model.evaluate(val, return_dict=True, verbose=0)
+    assert result.history["val_loss"].iloc[-1] == pytest.approx(final["loss"], rel=1e-5)
+    last = keras.models.load_model(tmp_path / "checkpoints" / "last.keras")
+    for saved, averaged in zip(last.get_weights(), result.model.get_weights()):
+        np.testing.assert_allclose(saved, averaged, rtol=1e-6)

@@ -14,14 +14,14 @@ from zoo.models.alexnet import alexnet
 from zoo.models.googlenet import compile_with_aux, googlenet, without_aux
 from zoo.models.resnet import resnet, resnet18, resnet34, resnet50, resnet101, resnet152
 from zoo.registry import count_macs, get_model, list_models, model_info, register_model
-from zoo.training import PaperSGD, TrainResult, train
+from zoo.training import OPTIMIZER_CHOICES, PaperSGD, TrainResult, make_optimizer, train
 from zoo.tuning import SearchResult, plot_search, search
 
 __version__ = "0.1.0"
 
 __all__ = [
-    "PaperSGD", "SearchResult", "TrainResult", "alexnet", "compile_with_aux", "count_macs",
-    "diagnostics", "distribute", "fine_tune", "get_model", "googlenet", "layers",
+    "OPTIMIZER_CHOICES", "PaperSGD", "SearchResult", "TrainResult", "alexnet", "compile_with_aux", "count_macs",
+    "diagnostics", "distribute", "fine_tune", "get_model", "make_optimizer", "googlenet", "layers",
     "list_models", "model_info", "plot_search", "register_model", "resnet", "resnet18",
     "resnet34", "resnet50", "resnet101", "resnet152", "search", "train", "without_aux",
 ]

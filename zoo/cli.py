@@ -108,17 +108,25 @@ def _cmd_train(args):
     run_dir = _default_run_dir(args)
     setup = _Setup(args, run_dir)
     val = setup.load(split=setup.val_split) if setup.val_split else None
-    common = dict(epochs=args.epochs, run_dir=run_dir, learning_rate=args.lr,
-                  weight_decay=args.weight_decay, seed=args.seed, strategy=strategy,
+    common = dict(epochs=args.epochs, run_dir=run_dir, seed=args.seed, strategy=strategy,
                   precision=args.precision, jit_compile=args.jit_compile,
                   model_kwargs=setup.model_kwargs)
     if args.snapshots:
         import ensembles
 
-        result, paths = ensembles.train_snapshots(setup.build, setup.load(split="train"), val,
-                                                  cycles=args.snapshots, **common)
+        if args.ema:
+            raise ValueError("--ema and --snapshots do not combine: a snapshot ensemble "
+                             "averages predictions of snapshots, not weights.")
+        result, paths = ensembles.train_snapshots(
+            setup.build, setup.load(split="train"), val, cycles=args.snapshots,
+            learning_rate=args.lr, momentum=args.momentum, weight_decay=args.weight_decay,
+            optimizer=args.optimizer, **common)
     else:
-        result = zoo.train(setup.build, setup.load(split="train"), val, **common)
+        result = zoo.train(
+            setup.build, setup.load(split="train"), val, lr_patience=args.lr_patience,
+            optimizer=lambda: zoo.make_optimizer(args.optimizer, args.lr, args.momentum,
+                                                 args.weight_decay, ema=args.ema),
+            **common)
     if "test" in setup.info.splits:
         test = zoo.training.per_output_targets(result.model, setup.load(split="test"))
         scores = result.model.evaluate(test,
@@ -164,6 +172,7 @@ def _cmd_search(args):
         trials=args.trials, fine_trials=args.fine_trials, epochs=args.epochs,
         learning_rate=tuple(args.lr), weight_decay=tuple(args.weight_decay),
         dropout=tuple(args.dropout) if args.dropout else None, width=args.width,
+        optimizer=args.optimizer,
         top=args.top, seed=args.seed, run_dir=os.path.join(run_dir, "tuner"),
         verbose=2)  # one line per epoch
     table = result.table
@@ -299,8 +308,19 @@ def _parser():
     _model_and_data_flags(train, epochs=20, run_dir="runs/MODEL_DATASET")
     train.add_argument("--lr", type=float, default=0.01,
                        help="initial learning rate (with --snapshots: at each restart)")
+    train.add_argument("--optimizer", choices=zoo.OPTIMIZER_CHOICES, default="sgd",
+                       help="sgd: the paper's (momentum, L2 decay through the gradient); "
+                       "nesterov; adam, rmsprop, adagrad with decoupled weight decay")
+    train.add_argument("--momentum", type=float, default=0.9,
+                       help="SGD/Nesterov momentum (RMSprop's momentum with rmsprop)")
     train.add_argument("--weight-decay", type=float, default=5e-4,
-                       help="L2 weight decay through the gradient, as in the paper")
+                       help="weight decay (the paper's 5e-4)")
+    train.add_argument("--lr-patience", type=int, default=5,
+                       help="epochs without improvement before the learning rate is "
+                       "divided by 10")
+    train.add_argument("--ema", action="store_true",
+                       help="Polyak averaging: keep an exponential moving average of the "
+                       "weights (momentum 0.99), validate, checkpoint and test with it")
     train.add_argument("--snapshots", type=int, default=None, metavar="M",
                        help="train ONE run as a snapshot ensemble: M cosine cycles with warm "
                        "restarts (Huang et al. 2017), a snapshot at the end of each, written "
@@ -377,6 +397,8 @@ def _parser():
     search.add_argument("--weight-decay", type=float, nargs=2, default=(1e-6, 1e-2),
                         metavar=("LOW", "HIGH"))
     search.add_argument("--dropout", type=float, nargs=2, default=None, metavar=("LOW", "HIGH"))
+    search.add_argument("--optimizer", nargs="+", choices=zoo.OPTIMIZER_CHOICES, default=None,
+                        help="optimizers to choose among (default: the paper's sgd)")
     search.add_argument("--width", type=ast.literal_eval, nargs="+", default=None,
                         help="width choices (fc units for AlexNet, a multiplier otherwise)")
     search.set_defaults(run=_cmd_search)
@@ -409,7 +431,7 @@ def main(argv=None):
     if getattr(args, "model", None) is not None and args.model not in zoo.list_models():
         parser.error(f"unknown model {args.model!r}; available: {', '.join(zoo.list_models())}")
     for flag in ("batch_size", "epochs", "image_size", "snapshot_epochs", "cycles", "trials",
-                 "top", "examples", "overfit_steps", "last", "snapshots"):
+                 "top", "examples", "overfit_steps", "last", "snapshots", "lr_patience"):
         value = getattr(args, flag, None)
         if isinstance(value, int) and value < 1:
             parser.error(f"--{flag.replace('_', '-')} must be at least 1; received {value}")

@@ -52,6 +52,41 @@ class PaperSGD(keras.optimizers.SGD):
         return {**super().get_config(), "l2": self.l2}
 
 
+OPTIMIZER_CHOICES = ("sgd", "nesterov", "adam", "rmsprop", "adagrad")
+
+
+def make_optimizer(name="sgd", learning_rate=0.01, momentum=0.9, weight_decay=5e-4,
+                   ema=False):
+    """One of the lecture notes' optimizers by name.
+
+    - ``"sgd"``: the paper's :class:`PaperSGD` (momentum, L2 decay through the gradient);
+    - ``"nesterov"``: the same with Nesterov momentum;
+    - ``"adam"``, ``"rmsprop"``, ``"adagrad"``: Keras' own, with ``weight_decay`` decoupled
+      (AdamW's form; ``momentum`` is RMSprop's momentum and unused by the other two).
+
+    ``learning_rate`` may be a number or a ``LearningRateSchedule``. ``ema=True`` keeps a
+    Polyak (exponential moving) average of the weights (Keras' ``use_ema``, momentum
+    0.99), which :func:`train` validates, checkpoints and returns.
+
+    Example:
+
+    >>> make_optimizer("adam", learning_rate=1e-3, ema=True).use_ema
+    True
+    """
+    if name not in OPTIMIZER_CHOICES:
+        raise ValueError(f"`optimizer` must be one of {OPTIMIZER_CHOICES}; received {name!r}.")
+    common = dict(learning_rate=learning_rate, use_ema=bool(ema))
+    if name in ("sgd", "nesterov"):
+        return PaperSGD(momentum=momentum, l2=weight_decay, nesterov=name == "nesterov",
+                        **common)
+    decay = dict(weight_decay=weight_decay or None)
+    if name == "adam":
+        return keras.optimizers.Adam(**common, **decay)
+    if name == "rmsprop":
+        return keras.optimizers.RMSprop(momentum=momentum, **common, **decay)
+    return keras.optimizers.Adagrad(**common, **decay)
+
+
 @dataclasses.dataclass
 class TrainResult:
     """What :func:`train` returns."""
@@ -139,10 +174,14 @@ def _check_schedule(optimizer, reduce_lr):
         )
 
 
-def _run_callbacks(run_dir, monitor, reduce_lr, lr_factor, lr_patience, min_lr, verbose):
+def _run_callbacks(run_dir, monitor, reduce_lr, lr_factor, lr_patience, min_lr, verbose,
+                   ema=False):
     mode = "max" if "acc" in monitor else "min"
     history_path = os.path.join(run_dir, "history.csv") if run_dir else None
-    cbs = [keras.callbacks.TerminateOnNaN()]
+    # With EMA: validate on the averaged weights and hold them at each epoch's end, so the
+    # checkpoints (after the backup, which keeps the raw training state) save them.
+    cbs = [keras.callbacks.SwapEMAWeights(swap_on_epoch=True)] if ema else []
+    cbs.append(keras.callbacks.TerminateOnNaN())
     if reduce_lr:
         cbs.append(zoo_callbacks.ResumableReduceLROnPlateau(
             history_path, monitor=monitor, mode=mode, factor=lr_factor, patience=lr_patience,
@@ -227,7 +266,9 @@ def train(
         optimizer: replaces the recipe's :class:`PaperSGD` (then ``learning_rate``,
             ``momentum`` and ``weight_decay`` are unused): an optimizer, or a function
             returning one (needed with a distribution strategy, so that the optimizer's
-            variables are created under it).
+            variables are created under it), e.g. ``lambda: make_optimizer("adam")``. An
+            optimizer with ``use_ema=True`` is validated and checkpointed on its averaged
+            weights, and the returned model holds them.
         reduce_lr, lr_factor, lr_patience, min_lr, monitor: ``ReduceLROnPlateau`` on
             ``monitor`` (default: validation top-1 accuracy, else training loss).
         loss, metrics: default sparse cross-entropy, top-1 and top-5 accuracy.
@@ -293,7 +334,8 @@ def train(
         train_data, validation_data=val_data, epochs=epochs, verbose=verbose,
         shuffle=False,  # datasets come shuffled (data.load); Keras cannot shuffle them
         callbacks=_run_callbacks(run_dir, monitor, reduce_lr, lr_factor, lr_patience, min_lr,
-                                 verbose) + list(callbacks),
+                                 verbose, ema=bool(getattr(optimizer, "use_ema", False)))
+        + list(callbacks),
     )
     rows = (zoo_callbacks.read_history(os.path.join(run_dir, "history.csv")) if run_dir else
             [{"epoch": e + 1, **{k: v[i] for k, v in history.history.items()}}

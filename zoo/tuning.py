@@ -37,9 +37,16 @@ def _range(name, bounds):
     return float(bounds[0]), float(bounds[1])
 
 
-def _space(learning_rate, weight_decay, dropout, width):
+def _space(learning_rate, weight_decay, dropout, width, optimizer=None):
     space = {"learning_rate": _log_range("learning_rate", learning_rate),
              "weight_decay": _log_range("weight_decay", weight_decay)}
+    if optimizer is not None:
+        choices = [optimizer] if isinstance(optimizer, str) else list(optimizer)
+        unknown = [c for c in choices if c not in training.OPTIMIZER_CHOICES]
+        if not choices or unknown:
+            raise ValueError(f"`optimizer` must be a non-empty list of "
+                             f"{training.OPTIMIZER_CHOICES}; received {optimizer!r}.")
+        space["optimizer"] = choices
     if dropout is not None:
         low, high = _range("dropout", dropout)
         if not 0 <= low < high < 1:
@@ -64,8 +71,11 @@ def _hypermodel(build, space):
                 kwargs["width"] = hp.Choice("width", space["width"])
             learning_rate = hp.Float("learning_rate", *space["learning_rate"], sampling="log")
             weight_decay = hp.Float("weight_decay", *space["weight_decay"], sampling="log")
+            name = hp.Choice("optimizer", space["optimizer"]) if "optimizer" in space else "sgd"
             model = build(**kwargs)
-            training._compile(model, None, learning_rate, 0.9, weight_decay,
+            training._compile(model, training.make_optimizer(name, learning_rate, 0.9,
+                                                             weight_decay),
+                              learning_rate, 0.9, weight_decay,
                               "sparse_categorical_crossentropy", None, False)
             return model
 
@@ -85,7 +95,7 @@ def _narrowed(space, best):
     fine = {}
     for name, bounds in space.items():
         values = best[name].to_numpy()
-        if name == "width":
+        if name in ("width", "optimizer"):
             fine[name] = sorted(set(values.tolist()), key=space[name].index)
         elif name == "dropout":
             pad = 0.1 * (bounds[1] - bounds[0])
@@ -120,7 +130,7 @@ class SearchResult:
 
 def search(model, train_data, val_data, *, model_kwargs=None, trials=8, fine_trials=None,
            epochs=2, learning_rate=(1e-4, 1e-1), weight_decay=(1e-6, 1e-2), dropout=None,
-           width=None, top=3, seed=0, run_dir=None, verbose=0):
+           width=None, optimizer=None, top=3, seed=0, run_dir=None, verbose=0):
     """Random search, coarse then fine, of the paper recipe's hyper-parameters.
 
     Args:
@@ -133,6 +143,8 @@ def search(model, train_data, val_data, *, model_kwargs=None, trials=8, fine_tri
         learning_rate, weight_decay: ``(low, high)``, sampled log-uniformly.
         dropout: optional ``(low, high)``, sampled uniformly. width: optional list of
             choices (fc units for AlexNet, a channel multiplier otherwise).
+        optimizer: optional list of ``zoo.make_optimizer`` names to choose among (e.g.
+            ``["sgd", "nesterov", "adam"]``); default the paper's SGD only.
         top: the fine stage searches the span of the ``top`` best coarse trials.
         seed: seeds the tuner's sampling. run_dir: where keras-tuner keeps the trials
             (``coarse/`` and ``fine/``); a rerun reloads finished trials.
@@ -150,7 +162,7 @@ def search(model, train_data, val_data, *, model_kwargs=None, trials=8, fine_tri
     """
     import keras_tuner as kt
 
-    space = _space(learning_rate, weight_decay, dropout, width)
+    space = _space(learning_rate, weight_decay, dropout, width, optimizer)
     for name, value in (("trials", trials), ("epochs", epochs), ("top", top)):
         if not isinstance(value, int) or isinstance(value, bool) or value < 1:
             raise ValueError(f"`{name}` must be a positive integer; received {value!r}.")
