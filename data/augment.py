@@ -143,3 +143,55 @@ def alexnet_augment(statistics, size=227):
         random_flip,
         functools.partial(pca_color, **statistics.pca_eigenpairs()),
     )
+
+
+AUGMENT_OPS = ("crop", "flip", "pca", "jitter", "erasing")
+AUGMENT_PRESETS = {"none": (), "paper": ("crop", "flip", "pca")}
+
+
+def parse(spec):
+    """The ops of an augmentation spec such as ``"crop+flip"``, ``"paper+erasing"`` or
+    ``"none"``: ``+``-joined names of :data:`AUGMENT_OPS` or presets (``paper`` is crop,
+    flip and PCA colour, the paper's; ``none`` is nothing).
+
+    Example:
+
+    >>> parse("paper+jitter")
+    ('crop', 'flip', 'pca', 'jitter')
+    """
+    ops = []
+    for token in str(spec).split("+"):
+        token = token.strip()
+        if token in AUGMENT_PRESETS:
+            ops += AUGMENT_PRESETS[token]
+        elif token in AUGMENT_OPS:
+            ops.append(token)
+        else:
+            raise ValueError(
+                f"Unknown augmentation {token!r} in {spec!r}: use '+'-joined names of "
+                f"{AUGMENT_OPS} or the presets {tuple(AUGMENT_PRESETS)} (e.g. 'crop+flip').")
+    return tuple(dict.fromkeys(ops))  # in order, once each
+
+
+def from_spec(spec, size, statistics=None):
+    """The augmentation function of ``spec`` (:func:`parse`) for crops of ``size``, or None
+    for ``"none"``. ``crop`` takes random ``size`` crops of images loaded larger (at
+    ``data.crop_scale(size)``); ``pca`` needs the training set's ``statistics``.
+
+    Example:
+
+    >>> aug = from_spec("crop+flip", size=32)
+    >>> aug(tf.zeros((37, 37, 3)), tf.constant([1, 2])).shape
+    TensorShape([32, 32, 3])
+    """
+    ops = parse(spec)
+    if "pca" in ops and statistics is None:
+        raise ValueError("PCA colour augmentation needs the training set's statistics.")
+    make = {
+        "crop": lambda: functools.partial(random_crop, size=size),
+        "flip": lambda: random_flip,
+        "pca": lambda: functools.partial(pca_color, **statistics.pca_eigenpairs()),
+        "jitter": lambda: color_jitter,
+        "erasing": lambda: random_erasing,
+    }
+    return compose(*[make[op]() for op in ops]) if ops else None

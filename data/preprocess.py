@@ -152,11 +152,22 @@ def compute_statistics(dataset):
     )
 
 
-def normalized_input(statistics, shape, name="input"):
-    """A Keras input that standardises pixels per channel with ``statistics``.
+NORMALIZE_CHOICES = ("standardize", "channel_mean", "mean_image", "none")
 
-    Pass it as a builder's ``input_tensor``: the model then takes raw [0, 255] pixels,
-    also once exported, and trains on zero-mean, unit-variance inputs.
+
+def normalized_input(statistics, shape, name="input", normalize="standardize"):
+    """A Keras input that normalises pixels with ``statistics`` inside the model.
+
+    Pass it as a builder's ``input_tensor``: the model then takes raw [0, 255] pixels, also
+    once exported. ``normalize``:
+
+    - ``"standardize"`` (default): per-channel mean and standard deviation (zero mean,
+      unit variance);
+    - ``"channel_mean"``: subtract the per-channel mean only (most reimplementations of
+      the paper);
+    - ``"mean_image"``: subtract the mean image, as the paper did (``statistics`` computed
+      on images of ``shape``);
+    - ``"none"``: raw pixels.
 
     Example:
 
@@ -164,7 +175,22 @@ def normalized_input(statistics, shape, name="input"):
     """
     import keras
 
+    from zoo.layers import MeanSubtraction
+
+    if normalize not in NORMALIZE_CHOICES:
+        raise ValueError(f"`normalize` must be one of {NORMALIZE_CHOICES}; received "
+                         f"{normalize!r}.")
     inputs = keras.Input(shape, name=name)
-    return keras.layers.Normalization(mean=statistics.channel_mean,
-                                      variance=np.square(statistics.channel_std),
-                                      name="normalize")(inputs)
+    if normalize == "standardize":
+        return keras.layers.Normalization(mean=statistics.channel_mean,
+                                          variance=np.square(statistics.channel_std),
+                                          name="normalize")(inputs)
+    if normalize == "channel_mean":
+        return MeanSubtraction(statistics.channel_mean, name="normalize")(inputs)
+    if normalize == "mean_image":
+        if tuple(statistics.mean_image.shape) != tuple(shape):
+            raise ValueError(
+                f"normalize='mean_image' needs statistics of {tuple(shape)} images; these "
+                f"have a mean image of {tuple(statistics.mean_image.shape)}.")
+        return MeanSubtraction(statistics.mean_image, name="normalize")(inputs)
+    return inputs

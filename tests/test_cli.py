@@ -272,3 +272,49 @@ def test_train_optimizer_flags_reach_the_run(tmp_path, capsys):
     assert cli.main(["train", "--model", "resnet18", "--image-size", "8", "--snapshots", "2",
                      "--ema", "--run-dir", str(tmp_path / "r2")]) == 2
     assert "--ema and --snapshots do not combine" in capsys.readouterr().err
+
+
+def test_train_pipeline_random_crops_of_the_larger_scale_and_centre_crops_for_evaluation(
+        tmp_path):
+    """--augment crop+flip at 16x16: training images are 16x16 windows (or their mirrors)
+    of the digits loaded at 18x18, different each epoch; evaluation takes the centre."""
+    import data
+
+    args = cli._parser().parse_args([
+        "train", "--model", "resnet18", "--image-size", "16", "--augment", "crop+flip",
+        "--normalize", "mean_image", "--batch-size", "32", "--model-arg", "stem=cifar"])
+    setup = cli._Setup(args, str(tmp_path))
+    assert setup.scale == 18
+    large = data.load("digits", "train", image_size=18, batch_size=None, shuffle=False)
+    large = np.stack([x.numpy() for x, _ in large.take(300)])
+    windows = {(dy, dx, flip): large[:, dy:dy + 16, dx:dx + 16][:, :, ::-1 if flip else 1]
+               for dy in range(3) for dx in range(3) for flip in (False, True)}
+
+    def placement(image):
+        found = [key for key, w in windows.items()
+                 if np.any(np.all(np.abs(w - image).reshape(300, -1) < 1e-3, axis=1))]
+        return found[0] if found else None
+
+    train = setup.load_train().unbatch().batch(64)
+    epochs = [next(iter(train))[0].numpy() for _ in range(2)]  # two epochs of one dataset
+    for images in epochs:
+        assert images.shape == (64, 16, 16, 3)
+    places = [placement(image) for image in epochs[0] if placement(image) is not None]
+    assert len(places) >= 8  # images from the first 300 found as windows of the 18x18
+    assert len(set(places)) > 1 and any(flip for _, _, flip in places)
+    assert not np.array_equal(epochs[0], epochs[1])
+    test = next(iter(setup.load("test")))[0].numpy()
+    expected = data.load("digits", "test", image_size=18, batch_size=32)
+    np.testing.assert_allclose(test, next(iter(expected))[0].numpy()[:, 1:17, 1:17], atol=1e-4)
+    model = setup.build()
+    assert model.get_layer("normalize").mean.shape == (16, 16, 3)  # the mean image
+    # `zoo evaluate --center-crop` sees what training's evaluation saw.
+    import ensembles
+
+    model.save(tmp_path / "m.keras")
+    csv = str(tmp_path / "t.csv")
+    assert cli.main(["evaluate", str(tmp_path / "m.keras"), "--center-crop",
+                     "--output", csv]) == 0
+    expected = ensembles.evaluate(model, setup.load("test"))
+    assert pd.read_csv(csv, index_col=0).iloc[0]["nll"] == pytest.approx(
+        expected.iloc[0]["nll"], rel=1e-5)

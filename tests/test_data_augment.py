@@ -142,3 +142,41 @@ def test_alexnet_augment_pipeline():
     aug = augment.alexnet_augment(stats, size=20)
     out = aug(tf.constant(_images(1)[0]), tf.constant([1, 1]))
     assert out.shape == (20, 20, 3)
+
+
+def test_augment_specs_parse_presets_and_name_bad_tokens():
+    assert augment.parse("none") == ()
+    assert augment.parse("paper") == ("crop", "flip", "pca")
+    assert augment.parse("crop+flip+erasing") == ("crop", "flip", "erasing")
+    assert augment.parse("paper+flip") == ("crop", "flip", "pca")
+    with pytest.raises(ValueError, match=r"Unknown augmentation 'flop' in 'crop\+flop'"):
+        augment.parse("crop+flop")
+    with pytest.raises(ValueError, match="needs the training set's statistics"):
+        augment.from_spec("paper", 20)
+    assert augment.from_spec("none", 20) is None
+    out = augment.from_spec("crop+jitter", 20)(tf.constant(_images(1)[0]), tf.constant([1, 1]))
+    assert out.shape == (20, 20, 3)
+
+
+@pytest.mark.parametrize("normalize", ["standardize", "channel_mean", "mean_image", "none"])
+def test_normalized_input_modes(normalize):
+    import keras
+
+    images = _images(6)
+    stats = data.compute_statistics(tf.data.Dataset.from_tensor_slices(images))
+    inputs = data.normalized_input(stats, (24, 24, 3), normalize=normalize)
+    model = keras.Model(inputs._keras_history.operation.input if normalize != "none"
+                        else inputs, inputs)
+    out = np.asarray(model(images))
+    expected = {"standardize": (images - images.mean((0, 1, 2))) / images.std((0, 1, 2)),
+                "channel_mean": images - images.mean((0, 1, 2)),
+                "mean_image": images - images.mean(0), "none": images}[normalize]
+    np.testing.assert_allclose(out, expected, rtol=1e-4, atol=1e-3)
+
+
+def test_normalize_errors():
+    stats = data.compute_statistics(tf.data.Dataset.from_tensor_slices(_images(2)))
+    with pytest.raises(ValueError, match=r"`normalize` must be one of.*'zscore'"):
+        data.normalized_input(stats, (24, 24, 3), normalize="zscore")
+    with pytest.raises(ValueError, match=r"needs statistics of \(20, 20, 3\) images"):
+        data.normalized_input(stats, (20, 20, 3), normalize="mean_image")

@@ -63,9 +63,11 @@ def _model_args(pairs):
 
 
 class _Setup:
-    """What the model-and-dataset commands share: the input size, the loader, the training
-    set's pixel statistics (saved in the run directory) and a builder that puts the
-    normalisation inside the model."""
+    """What the model-and-dataset commands share: the input size, the paper's data pipeline
+    (training: random crops of images loaded at the larger scale, flips, PCA colour as
+    ``--augment`` asks; evaluation: the centre crop), the training set's pixel statistics
+    (saved in the run directory) and a builder that puts the normalisation inside the
+    model."""
 
     def __init__(self, args, run_dir):
         import data
@@ -74,12 +76,18 @@ class _Setup:
         entry = zoo.registry.get_entry(args.model)
         native = self.info.image_shape[0] if self.info.image_shape else entry.input_size
         self.size = args.image_size or max(native, entry.min_input_size)
-        self.load = functools.partial(data.load, args.dataset, batch_size=args.batch_size,
-                                      image_size=self.size, seed=args.seed,
-                                      data_dir=args.data_dir)
+        ops = data.augment.parse(args.augment)
+        # With random crops, images are loaded larger (shorter side 256/224 of the crop, a
+        # centre square) and evaluated on their centre crop; otherwise at the input size.
+        self.scale = data.crop_scale(self.size) if "crop" in ops else None
+        self.load_kwargs = dict(batch_size=args.batch_size, seed=args.seed,
+                                data_dir=args.data_dir)
+        self.dataset = args.dataset
         print(f"Computing the training set's pixel statistics ({self.size}x{self.size}) ...",
               flush=True)
         self.stats = data.compute_statistics(self.load(split="train", shuffle=False))
+        self.augment = data.augment.from_spec(args.augment, self.size, self.stats)
+        self.normalize = args.normalize
         os.makedirs(run_dir, exist_ok=True)
         self.stats.save(os.path.join(run_dir, "statistics.npz"))
         self.val_split = next((s for s in ("validation", "test") if s in self.info.splits),
@@ -87,13 +95,42 @@ class _Setup:
         self.model_kwargs = _model_args(args.model_arg)
         self.model = args.model
 
+    def _load(self, split, scale, **kwargs):
+        import data
+
+        if scale is None:
+            return data.load(self.dataset, split, image_size=self.size, **self.load_kwargs,
+                             **kwargs)
+        if self.dataset == "digits":  # square already: resized from the 8x8 originals
+            return data.load(self.dataset, split, image_size=scale, **self.load_kwargs,
+                             **kwargs)
+        return data.load(self.dataset, split, **self.load_kwargs, **kwargs,
+                         preprocess=functools.partial(data.alexnet_preprocess, size=scale))
+
+    def load(self, split, shuffle=None):
+        """Evaluation images (and the statistics pass): the input size, or the centre crop
+        of the larger scale."""
+        import data
+
+        ds = self._load(split, self.scale, shuffle=shuffle)
+        if self.scale is None:
+            return ds
+        return ds.map(lambda x, y: (data.center_crop(x, self.size), y))
+
+    def load_train(self):
+        """Training images through the ``--augment`` pipeline."""
+        if self.augment is None:
+            return self.load("train")
+        return self._load("train", self.scale, augment=self.augment)
+
     def build(self, **overrides):
         import data
 
         shape = (self.size, self.size, 3)
         return zoo.get_model(self.model, classes=self.info.num_classes,
                              **{**self.model_kwargs, **overrides},
-                             input_tensor=data.normalized_input(self.stats, shape))
+                             input_tensor=data.normalized_input(self.stats, shape,
+                                                                normalize=self.normalize))
 
 
 def _default_run_dir(args, kind=None):
@@ -118,12 +155,12 @@ def _cmd_train(args):
             raise ValueError("--ema and --snapshots do not combine: a snapshot ensemble "
                              "averages predictions of snapshots, not weights.")
         result, paths = ensembles.train_snapshots(
-            setup.build, setup.load(split="train"), val, cycles=args.snapshots,
+            setup.build, setup.load_train(), val, cycles=args.snapshots,
             learning_rate=args.lr, momentum=args.momentum, weight_decay=args.weight_decay,
             optimizer=args.optimizer, **common)
     else:
         result = zoo.train(
-            setup.build, setup.load(split="train"), val, lr_patience=args.lr_patience,
+            setup.build, setup.load_train(), val, lr_patience=args.lr_patience,
             optimizer=lambda: zoo.make_optimizer(args.optimizer, args.lr, args.momentum,
                                                  args.weight_decay, ema=args.ema),
             **common)
@@ -168,7 +205,7 @@ def _cmd_search(args):
         raise ValueError(f"The search needs a validation or test split; {args.dataset} has "
                          f"{sorted(setup.info.splits)}.")
     result = zoo.search(
-        setup.build, setup.load(split="train"), setup.load(split=setup.val_split),
+        setup.build, setup.load_train(), setup.load(split=setup.val_split),
         trials=args.trials, fine_trials=args.fine_trials, epochs=args.epochs,
         learning_rate=tuple(args.lr), weight_decay=tuple(args.weight_decay),
         dropout=tuple(args.dropout) if args.dropout else None, width=args.width,
@@ -207,14 +244,18 @@ def _cmd_evaluate(args):
     size = models[0].input_shape[1]
     tta = None if args.tta == "none" else args.tta
     if tta in ("5crop", "10crop"):  # the paper's crops of images loaded at a larger scale
+        print(f"Test images: shorter side {data.crop_scale(size)}, centre square, {tta} of "
+              f"{size}x{size}")
+    if tta in ("5crop", "10crop") or args.center_crop:
         scale = data.crop_scale(size)
-        print(f"Test images: shorter side {scale}, centre square, {tta} of {size}x{size}")
         load_kwargs = (dict(image_size=scale) if args.dataset == "digits" else  # square
                        dict(preprocess=functools.partial(data.alexnet_preprocess, size=scale)))
     else:
         load_kwargs = dict(image_size=size)
     test = data.load(args.dataset, args.split, batch_size=args.batch_size,
                      data_dir=args.data_dir, **load_kwargs)
+    if args.center_crop and tta not in ("5crop", "10crop"):  # as `zoo train --augment crop`
+        test = test.map(lambda x, y: (data.center_crop(x, size), y))
     source = models[0] if len(models) == 1 else models
     table = ensembles.evaluate(source, test, tta=tta)
     with _wide_pandas():
@@ -289,6 +330,15 @@ def _model_and_data_flags(parser, epochs, run_dir):
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--model-arg", action="append", metavar="KEY=VALUE",
                         help="builder argument, repeatable (e.g. towers=2, kernel_initializer=he)")
+    parser.add_argument("--augment", default="none",
+                        help="training augmentation: '+'-joined crop, flip, pca, jitter, "
+                        "erasing, or the presets none and paper (crop+flip+pca). With crop, "
+                        "images load at 256/224 of the input size and are evaluated on their "
+                        "centre crop (default: none)")
+    parser.add_argument("--normalize", default="standardize",
+                        choices=("standardize", "channel_mean", "mean_image", "none"),
+                        help="inside the model: per-channel mean and std (default), the "
+                        "per-channel mean or the mean image (the paper's), or none")
 
 
 def _parser():
@@ -342,6 +392,9 @@ def _parser():
                           help="test-time augmentation; 5crop/10crop load the images with "
                           "the shorter side at 256/224 of the input size (256 for 224 and 227) "
                           "and take the corner and centre crops (10crop: and their mirrors)")
+    evaluate.add_argument("--center-crop", action="store_true",
+                          help="load the images at 256/224 of the input size and take the "
+                          "centre crop (for models trained with --augment crop)")
     evaluate.add_argument("--batch-size", type=int, default=128)
     evaluate.add_argument("--data-dir", default=None, help="TFDS data_dir")
     evaluate.add_argument("--output", default=None, help="write the table as CSV here")
