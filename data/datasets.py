@@ -4,6 +4,7 @@ Every source becomes the same thing: a batched, prefetched ``tf.data.Dataset`` o
 ``(image, label)`` with float32 RGB images in [0, 255] and int32 labels.
 """
 
+import contextlib
 import dataclasses
 import os
 import re
@@ -162,11 +163,35 @@ def _check_split(split, available, name):
         )
 
 
-def _tfds_dataset(name, split, data_dir, manual_dir, shuffle_files):
+@contextlib.contextmanager
+def _seed_alone():
+    """Random tf.data ops made inside take their randomness from their own ``seed`` alone.
+
+    TensorFlow pairs an op's seed with the global seed (``tf.random.set_seed``,
+    ``keras.utils.set_random_seed``), so the same ``data.load(seed=...)`` would shuffle
+    differently after a different global seed. Inside, the global seed reads as unset,
+    and the op's seed is paired with TensorFlow's fixed default instead. Nothing else
+    changes: the sequence of seeds given to unseeded ops is left as it was.
+    """
+    from tensorflow.python.eager import context
+
+    ctx = context.context()
+    saved = ctx._seed
+    ctx._seed = None
+    try:
+        yield
+    finally:
+        ctx._seed = saved
+
+
+def _tfds_dataset(name, split, data_dir, manual_dir, shuffle_files, seed=0):
     builder = _tfds_builder(name, data_dir)
     _prepare(builder, name, manual_dir)
     _check_split(split, builder.info.splits.keys(), name)  # known once prepared
-    ds = builder.as_dataset(split=split, as_supervised=True, shuffle_files=shuffle_files)
+    import tensorflow_datasets as tfds
+
+    ds = builder.as_dataset(split=split, as_supervised=True, shuffle_files=shuffle_files,
+                            read_config=tfds.ReadConfig(shuffle_seed=seed))
     return ds.map(
         lambda image, label: (_to_rgb(image), tf.cast(label, tf.int32)),
         num_parallel_calls=tf.data.AUTOTUNE,
@@ -260,7 +285,9 @@ def load(
             ``data.augment.compose(...)``), given a fresh stateless seed per example and
             epoch. Labels are never touched.
         shuffle: shuffle the examples (default: only for splits starting with "train").
-        seed: seed of the shuffling and of the augmentation seeds.
+        seed: seed of the shuffling and of the augmentation seeds; it alone decides them
+            (the global seed of ``keras.utils.set_random_seed`` does not). Each pass over
+            the dataset (each epoch) shuffles and augments anew.
         data_dir, manual_dir: passed to TFDS (``manual_dir`` for datasets such as
             imagenet2012 that are downloaded by hand).
         on_bad_image: image folders: ``"raise"`` on a bad file (naming it) or ``"skip"`` it
@@ -291,7 +318,7 @@ def load(
     elif os.path.isdir(name):
         ds = _folder_dataset(name, split, on_bad_image, verify, class_names)
     else:
-        ds = _tfds_dataset(name, split, data_dir, manual_dir, shuffle_files=shuffle)
+        ds = _tfds_dataset(name, split, data_dir, manual_dir, shuffle_files=shuffle, seed=seed)
     if preprocess is not None:
         ds = ds.map(lambda image, label: (preprocess(image), label),
                     num_parallel_calls=tf.data.AUTOTUNE)
@@ -299,10 +326,12 @@ def load(
         ds = ds.map(lambda image, label: (tf.image.resize(image, (image_size, image_size)),
                                           label), num_parallel_calls=tf.data.AUTOTUNE)
     if shuffle:
-        ds = ds.shuffle(10_000, seed=seed, reshuffle_each_iteration=True)
+        with _seed_alone():
+            ds = ds.shuffle(10_000, seed=seed, reshuffle_each_iteration=True)
     if augment is not None:
-        seeds = tf.data.Dataset.random(seed=seed, rerandomize_each_iteration=True).batch(2)
-        ds = tf.data.Dataset.zip((ds, seeds)).map(
+        with _seed_alone():
+            seeds = tf.data.Dataset.random(seed=seed, rerandomize_each_iteration=True)
+        ds = tf.data.Dataset.zip((ds, seeds.batch(2))).map(
             lambda example, s: (augment(example[0], s), example[1]),
             num_parallel_calls=tf.data.AUTOTUNE,
         )

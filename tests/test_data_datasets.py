@@ -274,3 +274,31 @@ def test_digits_splits_slice_as_in_tfds():
     assert sum(len(b[1]) for b in data.load("digits", "test[:-60]", batch_size=100)) == 300
     with pytest.raises(ValueError, match=r"Unknown split 'train\[a:b\]'.*'train\[:400\]'"):
         data.digits_arrays("train[a:b]")
+
+
+def test_seed_alone_decides_the_shuffle_order_and_the_augmentation():
+    import keras
+
+    from data import augment
+
+    def first_epoch(global_seed, seed):
+        if global_seed is not None:
+            keras.utils.set_random_seed(global_seed)
+        ds = data.load("digits", "train", batch_size=None, image_size=8, seed=seed,
+                       augment=augment.random_erasing)
+        images, labels = zip(*[(x.numpy(), int(y)) for x, y in ds.take(40)])
+        return np.stack(images), labels
+
+    reference = first_epoch(1, seed=3)
+    for global_seed in (2, 1234):
+        images, labels = first_epoch(global_seed, seed=3)
+        assert labels == reference[1]
+        np.testing.assert_array_equal(images, reference[0])
+    other = first_epoch(1, seed=4)
+    assert other[1] != reference[1]
+    # Unseeded ops after data.load draw the same seeds as they would have without it.
+    keras.utils.set_random_seed(5)
+    expected = tf.random.uniform([3]).numpy()
+    keras.utils.set_random_seed(5)
+    data.load("digits", "train", seed=0, augment=augment.random_flip)
+    np.testing.assert_array_equal(tf.random.uniform([3]).numpy(), expected)
