@@ -108,10 +108,8 @@ def run(output_dir="runs/demo", epochs=6, snapshot_epochs=24, cycles=8, seed=0,
     if "resnet18" in models:
         _say(f"training resnet18 (cifar stem) as a {cycles}-cycle snapshot ensemble, "
              f"{snapshot_epochs} epochs")
-        # Its own dataset, made after seeding: tf.data's shuffle order depends on the global
-        # seed when a dataset is made and on how often it was iterated, so reusing `train`
-        # would make this run depend on whether the AlexNets were trained first.
-        keras.utils.set_random_seed(seed)
+        # Its own dataset: a dataset's order depends on how often it was iterated, so
+        # reusing `train` would make this run depend on whether the AlexNets trained first.
         _, paths = ensembles.train_snapshots(
             resnet, load("train", batch_size=32, seed=seed), val, epochs=snapshot_epochs,
             cycles=cycles, learning_rate=0.3, weight_decay=1e-4, seed=seed, strategy=strategy,
