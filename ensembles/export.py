@@ -4,7 +4,7 @@ import keras
 import numpy as np
 
 from ensembles.ensemble import combine_layer, with_member_outputs
-from zoo._io import atomic_path
+from zoo._io import atomic_directory
 
 
 @keras.saving.register_keras_serializable(package="ensembles")
@@ -64,8 +64,12 @@ def serving_model(ensemble):
                        name=f"{ensemble.name}_serving")
 
 
-def export(ensemble, path):
+def export(ensemble, path, overwrite=False):
     """Write ONE SavedModel for ``ensemble`` at ``path``, atomically.
+
+    ``path`` must be new, an empty directory, or (with ``overwrite=True``) a previous
+    export of this project, which is replaced in one atomic step; nothing else is ever
+    deleted: a file or a directory of other files at ``path`` is a ``ValueError``.
 
     Its ``serve`` signature takes a float32 batch of images and returns a dict with
     ``probabilities`` (the combined prediction), ``predictive_entropy`` and
@@ -75,6 +79,6 @@ def export(ensemble, path):
     >>> served.serve(images)["probabilities"]                   # doctest: +SKIP
     """
     serving = serving_model(ensemble)
-    with atomic_path(path) as tmp:
+    with atomic_directory(path, overwrite=overwrite) as tmp:
         serving.export(tmp, format="tf_saved_model", verbose=False)
     return path

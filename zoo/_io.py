@@ -1,9 +1,11 @@
 """Atomic file writes: a crash or a bad input never leaves a half-written file behind."""
 
 import contextlib
+import ctypes
 import json
 import os
 import shutil
+import time
 
 
 @contextlib.contextmanager
@@ -19,18 +21,14 @@ def atomic_path(path):
     ...     model.save(tmp)
     """
     path = os.fspath(path)
+    if os.path.isdir(path):
+        raise ValueError(f"Cannot write the file {path}: a directory is there.")
     directory, name = os.path.split(os.path.abspath(path))
     os.makedirs(directory, exist_ok=True)
     tmp = os.path.join(directory, f".tmp-{os.getpid()}-{name}")
     try:
         yield tmp
-        if os.path.isdir(tmp) and os.path.isdir(path):
-            old = os.path.join(directory, f".old-{os.getpid()}-{name}")
-            os.replace(path, old)
-            os.replace(tmp, path)
-            shutil.rmtree(old)
-        else:
-            os.replace(tmp, path)
+        os.replace(tmp, path)
     finally:
         if os.path.isdir(tmp):
             shutil.rmtree(tmp, ignore_errors=True)
@@ -52,3 +50,82 @@ def save_figure(fig, path):
     with atomic_path(path) as tmp:
         fig.savefig(tmp, dpi=100, format="png")
     plt.close(fig)
+
+
+MARKER = "zoo_export.json"  # written into every directory this project exports
+
+
+def _ours(path, required):
+    return all(os.path.isfile(os.path.join(path, name)) for name in (MARKER,) + required)
+
+
+def check_replaceable(path, overwrite=False, required=("saved_model.pb",)):
+    """Refuse, with one line naming ``path``, anything :func:`atomic_directory` may not
+    replace: a file, a non-empty directory this project did not write (no marker file and
+    ``required`` files), or a previous export of ours without ``overwrite``."""
+    if not os.path.exists(path):
+        return
+    if not os.path.isdir(path):
+        raise ValueError(f"Cannot export to {path}: a file is there.")
+    if not os.listdir(path):
+        return
+    if not _ours(path, required):
+        raise ValueError(
+            f"Refusing to export to {path}: the directory holds files that are not an export "
+            f"of this project ({MARKER} and {', '.join(required)} missing). Nothing was "
+            "changed; give a new or empty directory.")
+    if not overwrite:
+        raise ValueError(f"{path} already holds an export; pass overwrite=True "
+                         "(--overwrite) to replace it.")
+
+
+def _exchange(a, b):
+    """Swap two paths in one atomic step (Linux ``renameat2(RENAME_EXCHANGE)``); False where
+    the system cannot."""
+    try:
+        libc = ctypes.CDLL(None, use_errno=True)
+        renameat2 = libc.renameat2
+    except (OSError, AttributeError):
+        return False
+    at_fdcwd, rename_exchange = -100, 2
+    return renameat2(at_fdcwd, os.fsencode(a), at_fdcwd, os.fsencode(b), rename_exchange) == 0
+
+
+@contextlib.contextmanager
+def atomic_directory(path, overwrite=False, required=("saved_model.pb",)):
+    """Yield a temporary directory beside ``path``; on success it becomes ``path``, with a
+    marker file that says this project wrote it.
+
+    ``path`` must be absent, an empty directory, or (with ``overwrite``) a previous export
+    of this project (:func:`check_replaceable`, checked before and after the work). Nothing
+    else is ever deleted. A previous export is replaced in one atomic exchange, so ``path``
+    is never absent, even if the process is killed half-way; where the system cannot
+    exchange two paths, two renames are used.
+
+    Example:
+
+    >>> with atomic_directory("served/") as tmp:   # doctest: +SKIP
+    ...     model.export(tmp)
+    """
+    path = os.path.abspath(os.fspath(path))
+    check_replaceable(path, overwrite, required)
+    directory, name = os.path.split(path)
+    os.makedirs(directory, exist_ok=True)
+    tmp = os.path.join(directory, f".tmp-{os.getpid()}-{name}")
+    try:
+        yield tmp
+        write_json(os.path.join(tmp, MARKER), {
+            "written_by": "keras-zoo-ensembles", "time": time.strftime("%Y-%m-%d %H:%M:%S")})
+        check_replaceable(path, overwrite, required)
+        if os.path.isdir(path) and not os.listdir(path):
+            os.rmdir(path)
+        if not os.path.exists(path):
+            os.rename(tmp, path)
+        elif not _exchange(tmp, path):  # tmp now holds the previous export, ours
+            old = os.path.join(directory, f".old-{os.getpid()}-{name}")
+            os.rename(path, old)
+            os.rename(tmp, path)
+            shutil.rmtree(old)
+    finally:
+        if os.path.isdir(tmp):
+            shutil.rmtree(tmp, ignore_errors=True)

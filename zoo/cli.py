@@ -291,10 +291,12 @@ def _cmd_ensemble(args):
 
 def _cmd_export(args):
     import ensembles
+    from zoo._io import check_replaceable
 
+    check_replaceable(os.path.abspath(args.output_dir), args.overwrite)  # before any work
     (model,) = _load_models([args.model_file])
     ensemble = model if ensembles.is_ensemble(model) else ensembles.Ensemble([model])
-    ensembles.export(ensemble, args.output_dir)
+    ensembles.export(ensemble, args.output_dir, overwrite=args.overwrite)
     print(f"SavedModel: {args.output_dir} (serve(images) -> probabilities, "
           "predictive_entropy, mutual_information)")
     return 0
@@ -421,7 +423,10 @@ def _parser():
         description="Write ONE SavedModel whose serve(images) returns the probabilities, "
         "the predictive entropy and the mutual information per image.")
     export.add_argument("model_file", metavar="MODEL.keras")
-    export.add_argument("output_dir")
+    export.add_argument("output_dir", help="a new or empty directory, or a previous export "
+                        "with --overwrite (nothing else is ever replaced)")
+    export.add_argument("--overwrite", action="store_true",
+                        help="replace a previous export of this project, in one atomic step")
     export.set_defaults(run=_cmd_export)
 
     diagnose = sub.add_parser(

@@ -148,7 +148,7 @@ def run(output_dir="runs/demo", epochs=6, snapshot_epochs=24, cycles=8, seed=0,
 
     export_dir = os.path.join(output_dir, "ensemble_savedmodel")
     _say(f"exporting the combined ensemble ({len(everything)} members) to {export_dir}")
-    ensembles.export(combined, export_dir)
+    ensembles.export(combined, export_dir, overwrite=True)  # the demo's own, on a rerun
     served = tf.saved_model.load(export_dir)
     images, truth = next(iter(test))
     outputs = served.serve(tf.constant(images[:5]))
