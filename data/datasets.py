@@ -15,6 +15,8 @@ import numpy as np
 import tensorflow as tf
 
 from data import folder
+from data.preprocess import alexnet_preprocess
+from data.preprocess import center_crop as _center_crop
 
 DIGITS = "digits"
 DIGITS_CLASSES = tuple(str(d) for d in range(10))
@@ -268,6 +270,8 @@ def load(
     verify="header",
     drop_remainder=False,
     class_names=None,
+    scale=None,
+    center_crop=None,
 ):
     """A batched, prefetched ``tf.data.Dataset`` of ``(image, label)``.
 
@@ -296,6 +300,11 @@ def load(
         drop_remainder: drop the last, smaller batch.
         class_names: image folders: the classes in label order (default: the union of the
             class folders of every split, sorted, as TFDS' ``ImageFolder`` numbers them).
+        scale: the paper's test and training scale instead of ``image_size``: the shorter
+            side resized to ``scale``, then the central ``scale`` x ``scale`` square
+            (``data.crop_scale(size)`` for crops of ``size``; the digits are square).
+        center_crop: then keep the central ``center_crop`` x ``center_crop`` window (the
+            paper's single-crop evaluation), before shuffling and augmentation.
 
     Example:
 
@@ -305,6 +314,13 @@ def load(
     TensorShape([64, 32, 32, 3])
     """
     _check_image_size(image_size)
+    for arg, value in (("scale", scale), ("center_crop", center_crop)):
+        if value is not None and (isinstance(value, bool) or not isinstance(value, int)
+                                  or value < 1):
+            raise ValueError(f"`{arg}` must be None or a positive integer; received {value!r}.")
+    if scale is not None and image_size is not None:
+        raise ValueError(f"Give `image_size` (resize) or `scale` (shorter side, then the "
+                         f"central square), not both; received {image_size} and {scale}.")
     if batch_size is not None and (isinstance(batch_size, bool) or
                                    not isinstance(batch_size, int) or batch_size < 1):
         raise ValueError(f"`batch_size` must be None or a positive integer; received "
@@ -312,7 +328,8 @@ def load(
     if shuffle is None:
         shuffle = str(split).startswith("train")
     if name == DIGITS:
-        images, labels = digits_arrays(split, image_size or DIGITS_IMAGE_SIZE)
+        images, labels = digits_arrays(split, scale or image_size or DIGITS_IMAGE_SIZE)
+        scale = None  # square already
         ds = from_arrays(images, labels, num_classes=10)
         image_size = None  # resized from the 8x8 originals already
     elif os.path.isdir(name):
@@ -325,6 +342,12 @@ def load(
     if image_size is not None:
         ds = ds.map(lambda image, label: (tf.image.resize(image, (image_size, image_size)),
                                           label), num_parallel_calls=tf.data.AUTOTUNE)
+    if scale is not None:
+        ds = ds.map(lambda image, label: (alexnet_preprocess(image, scale), label),
+                    num_parallel_calls=tf.data.AUTOTUNE)
+    if center_crop is not None:
+        ds = ds.map(lambda image, label: (_center_crop(image, center_crop), label),
+                    num_parallel_calls=tf.data.AUTOTUNE)
     if shuffle:
         with _seed_alone():
             ds = ds.shuffle(10_000, seed=seed, reshuffle_each_iteration=True)

@@ -302,3 +302,19 @@ def test_seed_alone_decides_the_shuffle_order_and_the_augmentation():
     keras.utils.set_random_seed(5)
     data.load("digits", "train", seed=0, augment=augment.random_flip)
     np.testing.assert_array_equal(tf.random.uniform([3]).numpy(), expected)
+
+
+def test_load_at_the_papers_scale_then_the_centre_crop(image_folder):
+    """Shorter side to `scale`, the central square, then the central crop: an image folder
+    of 20x24 and 24x20 images and the digits (square) give the same shapes."""
+    ds = data.load(str(image_folder), "train", batch_size=None, scale=12, center_crop=10,
+                   shuffle=False)
+    assert {tuple(x.shape) for x, _ in ds} == {(10, 10, 3)}
+    digits = data.load("digits", "test", batch_size=None, scale=9, center_crop=8)
+    big = data.load("digits", "test", batch_size=None, image_size=9)
+    for (a, _), (b, _) in zip(digits.take(3), big.take(3)):
+        np.testing.assert_array_equal(a.numpy(), b.numpy()[0:8, 0:8])
+    with pytest.raises(ValueError, match=r"not both; received 8 and 9"):
+        data.load("digits", "test", image_size=8, scale=9)
+    with pytest.raises(ValueError, match=r"`center_crop` must be None or a positive integer"):
+        data.load("digits", "test", center_crop=0)

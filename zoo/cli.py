@@ -6,7 +6,6 @@ User errors print one line and exit with code 2, never a traceback.
 
 import argparse
 import ast
-import functools
 import inspect
 import os
 import sys
@@ -95,33 +94,29 @@ class _Setup:
         self.model_kwargs = _model_args(args.model_arg)
         self.model = args.model
 
-    def _load(self, split, scale, **kwargs):
-        import data
-
-        if scale is None:
-            return data.load(self.dataset, split, image_size=self.size, **self.load_kwargs,
-                             **kwargs)
-        if self.dataset == "digits":  # square already: resized from the 8x8 originals
-            return data.load(self.dataset, split, image_size=scale, **self.load_kwargs,
-                             **kwargs)
-        return data.load(self.dataset, split, **self.load_kwargs, **kwargs,
-                         preprocess=functools.partial(data.alexnet_preprocess, size=scale))
-
     def load(self, split, shuffle=None):
         """Evaluation images (and the statistics pass): the input size, or the centre crop
         of the larger scale."""
         import data
 
-        ds = self._load(split, self.scale, shuffle=shuffle)
         if self.scale is None:
-            return ds
-        return ds.map(lambda x, y: (data.center_crop(x, self.size), y))
+            return data.load(self.dataset, split, image_size=self.size, shuffle=shuffle,
+                             **self.load_kwargs)
+        return data.load(self.dataset, split, scale=self.scale, center_crop=self.size,
+                         shuffle=shuffle, **self.load_kwargs)
 
     def load_train(self):
-        """Training images through the ``--augment`` pipeline."""
+        """Training images through the ``--augment`` pipeline (random crops of the larger
+        scale with ``crop``)."""
+        import data
+
         if self.augment is None:
             return self.load("train")
-        return self._load("train", self.scale, augment=self.augment)
+        if self.scale is None:
+            return data.load(self.dataset, "train", image_size=self.size,
+                             augment=self.augment, **self.load_kwargs)
+        return data.load(self.dataset, "train", scale=self.scale, augment=self.augment,
+                         **self.load_kwargs)
 
     def build(self, **overrides):
         import data
@@ -243,19 +238,16 @@ def _cmd_evaluate(args):
     models = _load_models(args.models)
     size = models[0].input_shape[1]
     tta = None if args.tta == "none" else args.tta
-    if tta in ("5crop", "10crop"):  # the paper's crops of images loaded at a larger scale
+    multi_crop = tta in ("5crop", "10crop")
+    if multi_crop:  # the paper's crops of images loaded at a larger scale
         print(f"Test images: shorter side {data.crop_scale(size)}, centre square, {tta} of "
               f"{size}x{size}")
-    if tta in ("5crop", "10crop") or args.center_crop:
-        scale = data.crop_scale(size)
-        load_kwargs = (dict(image_size=scale) if args.dataset == "digits" else  # square
-                       dict(preprocess=functools.partial(data.alexnet_preprocess, size=scale)))
-    else:
-        load_kwargs = dict(image_size=size)
+    sizing = (dict(scale=data.crop_scale(size)) if multi_crop or args.center_crop else
+              dict(image_size=size))
+    if args.center_crop and not multi_crop:  # as `zoo train --augment crop` evaluates
+        sizing["center_crop"] = size
     test = data.load(args.dataset, args.split, batch_size=args.batch_size,
-                     data_dir=args.data_dir, **load_kwargs)
-    if args.center_crop and tta not in ("5crop", "10crop"):  # as `zoo train --augment crop`
-        test = test.map(lambda x, y: (data.center_crop(x, size), y))
+                     data_dir=args.data_dir, **sizing)
     source = models[0] if len(models) == 1 else models
     table = ensembles.evaluate(source, test, tta=tta)
     with _wide_pandas():
