@@ -3,6 +3,7 @@ faults are injected at named points (the process kills itself there), not hoped 
 timing."""
 
 import os
+import re
 import signal
 import textwrap
 
@@ -97,3 +98,44 @@ def test_a_kill_around_the_swap_always_leaves_a_whole_export(when, tmp_path):
     # left beside it (cleaning those up is for a later change).
     ensembles.export(_ensemble(2), path, overwrite=True)
     assert all(n == "served" or n.startswith(".tmp-") for n in os.listdir(tmp_path))
+
+
+def _corrupt_files(tmp_path):
+    import zipfile
+
+    good = tmp_path / "good.keras"
+    tiny_model().save(good)
+    data = good.read_bytes()
+    (tmp_path / "random.keras").write_bytes(os.urandom(1000))
+    (tmp_path / "empty.keras").write_bytes(b"")
+    (tmp_path / "truncated.keras").write_bytes(data[:len(data) // 2])
+    with zipfile.ZipFile(good) as src, \
+            zipfile.ZipFile(tmp_path / "noconfig.keras", "w") as no_config, \
+            zipfile.ZipFile(tmp_path / "badweights.keras", "w") as bad_weights:
+        for name in src.namelist():
+            content = src.read(name)
+            if name != "config.json":
+                no_config.writestr(name, content)
+            bad_weights.writestr(name, content[:len(content) // 2]
+                                 if name.endswith(".h5") else content)
+
+
+@pytest.mark.parametrize("name, message", [
+    ("random", r"not a \.keras file \(1,000 bytes that are not a zip archive"),
+    ("empty", r"not a \.keras file \(empty\)"),
+    ("truncated", r"not a \.keras file .*truncated"),
+    ("noconfig", r"the archive has no config\.json"),
+    ("badweights", r"its weights cannot be read"),
+])
+@pytest.mark.parametrize("command", ["evaluate", "ensemble", "export"])
+def test_corrupt_keras_files_are_one_line_naming_the_file(name, message, command, tmp_path,
+                                                         capsys):
+    _corrupt_files(tmp_path)
+    path = str(tmp_path / f"{name}.keras")
+    argv = {"evaluate": ["evaluate", path],
+            "ensemble": ["ensemble", path, "--output", str(tmp_path / "e.keras")],
+            "export": ["export", path, str(tmp_path / "served")]}[command]
+    assert cli.main(argv) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and f"{name}.keras" in err[0], err
+    assert re.search(message, err[0]), err[0]

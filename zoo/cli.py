@@ -220,14 +220,39 @@ def _cmd_search(args):
     return 0
 
 
-def _load_models(paths):
+def _load_keras(path):
+    """Load a ``.keras`` file, or raise one ``ValueError`` line naming it and what is wrong
+    (Keras says "File not found" for a file that exists but is not a zip archive)."""
+    import zipfile
+
     import keras  # the ensemble layers are registered: ensembles is imported above
 
+    if not zipfile.is_zipfile(path):
+        size = os.path.getsize(path)
+        raise ValueError(f"Cannot load {path}: not a .keras file (" + (
+            "empty" if size == 0 else f"{size:,} bytes that are not a zip archive: truncated "
+            "or another format") + ").")
+    with zipfile.ZipFile(path) as archive:
+        names = set(archive.namelist())
+        broken = archive.testzip()
+    if broken is not None:
+        raise ValueError(f"Cannot load {path}: {broken} inside it is corrupt.")
+    if "config.json" not in names:
+        raise ValueError(f"Cannot load {path}: the archive has no config.json, so it is not "
+                         f"a saved Keras model (it holds {sorted(names)}).")
+    try:
+        return keras.models.load_model(path)
+    except (OSError, KeyError) as err:  # a damaged weights file inside a valid archive
+        message = str(err).splitlines()[0] if str(err) else type(err).__name__
+        raise ValueError(f"Cannot load {path}: its weights cannot be read ({message}).") from None
+
+
+def _load_models(paths):
     models = []
     for path in paths:
         if not os.path.isfile(path) or not path.endswith(".keras"):
             raise ValueError(f"Expected a saved .keras model file; received {path!r}.")
-        models.append(keras.models.load_model(path))
+        models.append(_load_keras(path))
     return models
 
 
