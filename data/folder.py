@@ -94,7 +94,8 @@ def scan(root, split, on_bad_image="raise", verify="header", class_names=None):
     ends with its format's end marker; a file that does not (a truncated download) is
     decoded once to decide. 10,000 JPEGs of 32x32 take 0.55 s so, against 4.5 s to decode
     them all (``verify="decode"``, ``benchmarks/folder_scan.py``): 8x faster, and decoding
-    costs more as images grow while this check does not; None trusts the files. A bad file raises a ``ValueError`` naming it, or with
+    costs more as images grow while this check does not; None trusts the files. A bad
+    file raises a ``ValueError`` naming it, or with
     ``on_bad_image="skip"`` is left out with a warning naming it.
 
     Example:

@@ -139,3 +139,34 @@ def test_corrupt_keras_files_are_one_line_naming_the_file(name, message, command
     err = capsys.readouterr().err.strip().splitlines()
     assert len(err) == 1 and f"{name}.keras" in err[0], err
     assert re.search(message, err[0]), err[0]
+
+
+def test_a_run_directory_holds_one_run_and_a_killed_holder_does_not_block(tmp_path, capsys):
+    """Another process holds the run directory's lock (it says so on stdout, then waits):
+    zoo.train and `zoo train` refuse at once with its PID; once it is killed -9, they run."""
+    import subprocess
+    import sys
+
+    import zoo
+    from tests.helpers import REPO, tiny_data
+
+    run_dir = str(tmp_path / "run")
+    holder = subprocess.Popen(
+        [sys.executable, "-c", "import sys; from zoo._io import directory_lock\n"
+         f"with directory_lock({run_dir!r}):\n    print('locked', flush=True)\n"
+         "    sys.stdin.readline()"],
+        stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True, cwd=REPO)
+    try:
+        assert holder.stdout.readline().strip() == "locked"
+        with pytest.raises(ValueError, match=rf"in use by another run \(process {holder.pid}\)"):
+            zoo.train(tiny_model, tiny_data(), epochs=1, run_dir=run_dir, verbose=0)
+        assert cli.main(["train", "--model", "resnet18", "--run-dir", run_dir]) == 2
+        err = capsys.readouterr().err.strip().splitlines()
+        assert len(err) == 1 and f"process {holder.pid}" in err[0], err
+        assert os.listdir(run_dir) == [".lock"]  # nothing written beside the lock
+    finally:
+        holder.kill()
+        holder.wait()
+    assert holder.returncode == -signal.SIGKILL
+    result = zoo.train(tiny_model, tiny_data(), epochs=1, run_dir=run_dir, verbose=0)
+    assert len(result.history) == 1

@@ -20,7 +20,8 @@ from zoo.tuning import SearchResult, plot_search, search
 __version__ = "0.1.0"
 
 __all__ = [
-    "OPTIMIZER_CHOICES", "PaperSGD", "SearchResult", "TrainResult", "alexnet", "compile_with_aux", "count_macs",
+    "OPTIMIZER_CHOICES", "PaperSGD", "SearchResult", "TrainResult", "alexnet",
+    "compile_with_aux", "count_macs",
     "diagnostics", "distribute", "fine_tune", "get_model", "make_optimizer", "googlenet", "layers",
     "list_models", "model_info", "plot_search", "register_model", "resnet", "resnet18",
     "resnet34", "resnet50", "resnet101", "resnet152", "search", "train", "without_aux",

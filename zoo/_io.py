@@ -2,6 +2,7 @@
 
 import contextlib
 import ctypes
+import fcntl
 import json
 import os
 import shutil
@@ -129,3 +130,37 @@ def atomic_directory(path, overwrite=False, required=("saved_model.pb",)):
     finally:
         if os.path.isdir(tmp):
             shutil.rmtree(tmp, ignore_errors=True)
+
+
+@contextlib.contextmanager
+def directory_lock(directory):
+    """Hold an exclusive lock on ``directory`` (``fcntl.flock`` on its ``.lock`` file) for
+    the block; a second holder gets a ``ValueError`` naming the directory and the PID that
+    holds it. The kernel drops the lock when its process dies, so a killed run never
+    leaves a stale lock behind.
+
+    Example:
+
+    >>> with directory_lock("runs/a"):   # doctest: +SKIP
+    ...     train()
+    """
+    os.makedirs(directory, exist_ok=True)
+    path = os.path.join(directory, ".lock")
+    with open(path, "a+", encoding="utf-8") as f:
+        try:
+            fcntl.flock(f, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            f.seek(0)
+            holder = f.read().strip() or "unknown"
+            raise ValueError(f"The run directory {directory} is in use by another run "
+                             f"(process {holder}); wait for it, or give another run_dir.")
+        f.seek(0)
+        f.truncate()
+        f.write(str(os.getpid()))
+        f.flush()
+        try:
+            yield
+        finally:
+            f.seek(0)
+            f.truncate()
+            fcntl.flock(f, fcntl.LOCK_UN)

@@ -12,7 +12,7 @@ import sys
 
 import zoo
 from ensembles.ensemble import COMBINE_CHOICES
-from zoo._io import atomic_path
+from zoo._io import atomic_path, directory_lock
 
 
 def _cmd_list(args):
@@ -71,6 +71,8 @@ class _Setup:
     def __init__(self, args, run_dir):
         import data
 
+        with directory_lock(run_dir):  # another run there: one line now, before any work
+            pass
         self.info = data.info(args.dataset, data_dir=args.data_dir)
         entry = zoo.registry.get_entry(args.model)
         native = self.info.image_shape[0] if self.info.image_shape else entry.input_size

@@ -1,7 +1,8 @@
 """``zoo demo``: the whole product on the embedded digits, in a few minutes on a CPU.
 
 Trains, under the two-device mirrored strategy (data parallelism), small two-tower AlexNets
-(LRN) on random crops of the larger scale as dropout and width variants and a small ResNet-18 (cifar stem) as a cyclic snapshot ensemble;
+(LRN) on random crops of the larger scale as dropout and width variants, and a small
+ResNet-18 (cifar stem) as a cyclic snapshot ensemble;
 evaluates every member and ensemble and their combination; writes plots and a Markdown
 report; exports the combined ensemble as one SavedModel, reloads it and classifies a few
 test images with their uncertainty.

@@ -48,7 +48,8 @@ def mirrored(devices=2, gpu_memory_mb=None):
     """A ``tf.distribute.MirroredStrategy`` over ``devices`` devices, on any machine.
 
     Data parallelism: every replica holds the whole model and takes a share of each batch.
-    With at least ``devices`` GPUs it mirrors over the first ``devices`` of them. With fewer, it splits GPU 0 (or, without GPUs, the CPU) into ``devices``
+    With at least ``devices`` GPUs it mirrors over the first ``devices`` of them. With
+    fewer, it splits GPU 0 (or, without GPUs, the CPU) into ``devices``
     logical devices first, so the multi-device code path always runs. Splitting must
     happen before TensorFlow initialises its devices: call this first in a process.
 

@@ -9,6 +9,7 @@ top-5 accuracy are tracked. With a ``run_dir`` the run writes ``config.json``,
 after a crash it resumes from its last completed epoch.
 """
 
+import contextlib
 import dataclasses
 import os
 import time
@@ -20,7 +21,7 @@ import tensorflow as tf
 
 from zoo import callbacks as zoo_callbacks
 from zoo import distribute, registry
-from zoo._io import write_json
+from zoo._io import directory_lock, write_json
 from zoo.models.googlenet import compile_with_aux
 
 PRECISION_CHOICES = (None, "float32", "mixed_float16", "mixed_bfloat16")
@@ -304,47 +305,51 @@ def train(
     monitor = monitor or (f"val_{prefix}top1_accuracy" if val_data is not None else "loss")
     if run_dir is not None and not distribute.is_chief(strategy):
         run_dir = os.path.join(run_dir, distribute.task_name(strategy))  # no clobbering
-    if run_dir is not None:
-        write_json(os.path.join(run_dir, "config.json"), {
-            "model": model.name, "model_kwargs": model_kwargs, "epochs": epochs,
-            "optimizer": keras.optimizers.serialize(optimizer), "reduce_lr": reduce_lr,
-            "lr_factor": lr_factor, "lr_patience": lr_patience, "min_lr": min_lr,
-            "monitor": monitor, "loss": loss, "seed": seed, "strategy": type(strategy).__name__,
-            "replicas": strategy.num_replicas_in_sync, "precision": precision,
-            "jit_compile": jit_compile, "params": model.count_params(),
-            "keras": keras.__version__, "tensorflow": tf.__version__,
-            "started": time.strftime("%Y-%m-%d %H:%M:%S"),
-        })
-    train_data = per_output_targets(model, train_data)
-    val_data = per_output_targets(model, val_data)
-    if isinstance(strategy, tf.distribute.MultiWorkerMirroredStrategy):
-        if reduce_lr and val_data is None:
-            raise ValueError(
-                "With strategy='multi_worker', ReduceLROnPlateau must watch validation "
-                "metrics (every worker computes the same ones): pass val_data or "
-                "reduce_lr=False."
-            )
-        val_data = _unsharded(val_data) if val_data is not None else None
-    _work_around_keras_20585(model, strategy, train_data)
-    if verbose:
-        print(f"Training {model.name} ({model.count_params():,} parameters) for {epochs} "
-              f"epochs on {strategy.num_replicas_in_sync} replica(s)"
-              + (f"; run directory: {run_dir}" if run_dir else ""), flush=True)
-    history = model.fit(
-        train_data, validation_data=val_data, epochs=epochs, verbose=verbose,
-        shuffle=False,  # datasets come shuffled (data.load); Keras cannot shuffle them
-        callbacks=_run_callbacks(run_dir, monitor, reduce_lr, lr_factor, lr_patience, min_lr,
-                                 verbose, ema=bool(getattr(optimizer, "use_ema", False)))
-        + list(callbacks),
-    )
-    rows = (zoo_callbacks.read_history(os.path.join(run_dir, "history.csv")) if run_dir else
-            [{"epoch": e + 1, **{k: v[i] for k, v in history.history.items()}}
-             for i, e in enumerate(history.epoch)])
-    diverged = bool(rows) and any(
-        isinstance(v, float) and v != v for v in rows[-1].values())  # NaN
-    if diverged:
-        warnings.warn(
-            f"Training diverged (NaN loss) in epoch {rows[-1]['epoch']} and was stopped"
-            + (f"; the last good checkpoint is {os.path.join(run_dir, 'checkpoints')}"
-               if run_dir else "") + ".", stacklevel=2)
+    # One run per directory: a second run (any command) gets a one-line error at once.
+    with directory_lock(run_dir) if run_dir is not None else contextlib.nullcontext():
+        if run_dir is not None:
+            write_json(os.path.join(run_dir, "config.json"), {
+                "model": model.name, "model_kwargs": model_kwargs, "epochs": epochs,
+                "optimizer": keras.optimizers.serialize(optimizer), "reduce_lr": reduce_lr,
+                "lr_factor": lr_factor, "lr_patience": lr_patience, "min_lr": min_lr,
+                "monitor": monitor, "loss": loss, "seed": seed,
+                "strategy": type(strategy).__name__,
+                "replicas": strategy.num_replicas_in_sync, "precision": precision,
+                "jit_compile": jit_compile, "params": model.count_params(),
+                "keras": keras.__version__, "tensorflow": tf.__version__,
+                "started": time.strftime("%Y-%m-%d %H:%M:%S"),
+            })
+        train_data = per_output_targets(model, train_data)
+        val_data = per_output_targets(model, val_data)
+        if isinstance(strategy, tf.distribute.MultiWorkerMirroredStrategy):
+            if reduce_lr and val_data is None:
+                raise ValueError(
+                    "With strategy='multi_worker', ReduceLROnPlateau must watch validation "
+                    "metrics (every worker computes the same ones): pass val_data or "
+                    "reduce_lr=False."
+                )
+            val_data = _unsharded(val_data) if val_data is not None else None
+        _work_around_keras_20585(model, strategy, train_data)
+        if verbose:
+            print(f"Training {model.name} ({model.count_params():,} parameters) for {epochs} "
+                  f"epochs on {strategy.num_replicas_in_sync} replica(s)"
+                  + (f"; run directory: {run_dir}" if run_dir else ""), flush=True)
+        history = model.fit(
+            train_data, validation_data=val_data, epochs=epochs, verbose=verbose,
+            shuffle=False,  # datasets come shuffled (data.load); Keras cannot shuffle them
+            callbacks=_run_callbacks(run_dir, monitor, reduce_lr, lr_factor, lr_patience,
+                                     min_lr, verbose,
+                                     ema=bool(getattr(optimizer, "use_ema", False)))
+            + list(callbacks),
+        )
+        rows = (zoo_callbacks.read_history(os.path.join(run_dir, "history.csv")) if run_dir
+                else [{"epoch": e + 1, **{k: v[i] for k, v in history.history.items()}}
+                      for i, e in enumerate(history.epoch)])
+        diverged = bool(rows) and any(
+            isinstance(v, float) and v != v for v in rows[-1].values())  # NaN
+        if diverged:
+            warnings.warn(
+                f"Training diverged (NaN loss) in epoch {rows[-1]['epoch']} and was stopped"
+                + (f"; the last good checkpoint is {os.path.join(run_dir, 'checkpoints')}"
+                   if run_dir else "") + ".", stacklevel=2)
     return TrainResult(model, pd.DataFrame(rows), run_dir, diverged)
