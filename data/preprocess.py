@@ -120,6 +120,13 @@ def compute_statistics(dataset):
         images = np.asarray(images, dtype=np.float64)
         if images.ndim == 3:
             images = images[None]
+        finite = np.isfinite(images).reshape(len(images), -1).all(axis=1)
+        if not finite.all():
+            bad = num_images + int(np.argmin(finite))
+            raise ValueError(
+                f"Image {bad} of the dataset (counting from 0) has "
+                f"{int((~np.isfinite(images[bad - num_images])).sum())} NaN or infinite pixel "
+                "values; statistics need finite pixels: fix or drop that image.")
         pixels = images.reshape(-1, images.shape[-1])
         if image_sum is None:
             image_sum = np.zeros(images.shape[1:])

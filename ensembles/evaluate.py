@@ -54,8 +54,23 @@ def predict_members(source, dataset, tta=None, keep_views=False):
         chunks.append(probs.reshape(len(names), batch, k, -1))
         labels.append(np.asarray(y))
     probs = np.concatenate(chunks, axis=1)  # (members, n, views, classes)
+    _check_finite(names, probs)
     probs = np.moveaxis(probs, 2, 1) if keep_views else probs.mean(axis=2)
     return names, probs, np.concatenate(labels).astype(int)
+
+
+def _check_finite(names, probs):
+    """Non-finite probabilities make every metric meaningless: name the members and the
+    inputs (their positions in the dataset) instead of returning NaN."""
+    bad = ~np.isfinite(probs).reshape(probs.shape[0], probs.shape[1], -1).all(axis=-1)
+    if bad.any():
+        rows = np.flatnonzero(bad.any(axis=0))
+        members = [n for n, b in zip(names, bad.any(axis=1)) if b]
+        raise ValueError(
+            f"{len(rows)} of {probs.shape[1]} inputs get NaN or infinite probabilities from "
+            f"{', '.join(members)} (inputs {rows[:10].tolist()}"
+            + (", ..." if len(rows) > 10 else "") + "): the model diverged, or those inputs "
+            "hold NaN or infinite pixels.")
 
 
 def combine(source, member_probs):

@@ -170,3 +170,21 @@ def test_a_run_directory_holds_one_run_and_a_killed_holder_does_not_block(tmp_pa
     assert holder.returncode == -signal.SIGKILL
     result = zoo.train(tiny_model, tiny_data(), epochs=1, run_dir=run_dir, verbose=0)
     assert len(result.history) == 1
+
+
+def test_non_finite_pixels_and_predictions_are_named():
+    import numpy as np
+    import tensorflow as tf
+
+    import data
+
+    images = np.random.default_rng(0).uniform(0, 255, (7, 6, 6, 3)).astype("float32")
+    images[5, 2, 3, 1] = np.nan
+    with pytest.raises(ValueError, match=r"Image 5 of the dataset .* has 1 NaN or infinite"):
+        data.compute_statistics(tf.data.Dataset.from_tensor_slices(images).batch(3))
+    model = tiny_model(size=6)
+    images[2, 0, 0, 0] = np.inf
+    dataset = tf.data.Dataset.from_tensor_slices((images, np.zeros(7, "int32"))).batch(4)
+    with pytest.raises(ValueError, match=r"2 of 7 inputs get NaN or infinite probabilities "
+                                         r"from tiny \(inputs \[2, 5\]\)"):
+        ensembles.evaluate(model, dataset)
