@@ -248,8 +248,8 @@ def from_arrays(images, labels, num_classes=None):
     return tf.data.Dataset.from_tensor_slices((images, labels.astype("int32")))
 
 
-def _folder_dataset(root, split, on_bad_image, verify, class_names):
-    paths, labels, _ = folder.scan(root, split, on_bad_image, verify, class_names)
+def _folder_dataset(root, split, on_bad_image, verify, class_names, max_pixels):
+    paths, labels, _ = folder.scan(root, split, on_bad_image, verify, class_names, max_pixels)
     ds = tf.data.Dataset.from_tensor_slices((paths, np.asarray(labels, "int32")))
     return ds.map(lambda path, label: (folder.decode(path), label),
                   num_parallel_calls=tf.data.AUTOTUNE)
@@ -272,6 +272,7 @@ def load(
     class_names=None,
     scale=None,
     center_crop=None,
+    max_pixels=folder.MAX_PIXELS,
 ):
     """A batched, prefetched ``tf.data.Dataset`` of ``(image, label)``.
 
@@ -305,6 +306,8 @@ def load(
             (``data.crop_scale(size)`` for crops of ``size``; the digits are square).
         center_crop: then keep the central ``center_crop`` x ``center_crop`` window (the
             paper's single-crop evaluation), before shuffling and augmentation.
+        max_pixels: image folders: a file whose header gives more pixels is a bad image
+            (PIL's limit, 89,478,485, by default; None: no limit).
 
     Example:
 
@@ -333,7 +336,7 @@ def load(
         ds = from_arrays(images, labels, num_classes=10)
         image_size = None  # resized from the 8x8 originals already
     elif os.path.isdir(name):
-        ds = _folder_dataset(name, split, on_bad_image, verify, class_names)
+        ds = _folder_dataset(name, split, on_bad_image, verify, class_names, max_pixels)
     else:
         ds = _tfds_dataset(name, split, data_dir, manual_dir, shuffle_files=shuffle, seed=seed)
     if preprocess is not None:

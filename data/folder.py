@@ -13,6 +13,56 @@ IMAGE_EXTENSIONS = (".jpg", ".jpeg", ".png", ".gif", ".bmp")
 _MAGIC = (b"\xff\xd8\xff", b"\x89PNG\r\n\x1a\n", b"GIF87a", b"GIF89a", b"BM")
 BAD_IMAGE_CHOICES = ("raise", "skip")
 VERIFY_CHOICES = ("header", "decode", None)
+# PIL's MAX_IMAGE_PIXELS: a 12000x12000 PNG of 140 KB decodes to 432 MB of pixels (and
+# several times that on the way), so sizes are read from the headers and checked first.
+MAX_PIXELS = 89_478_485
+_JPEG_SOF = {0xC0, 0xC1, 0xC2, 0xC3, 0xC5, 0xC6, 0xC7, 0xC9, 0xCA, 0xCB, 0xCD, 0xCE, 0xCF}
+
+
+def _jpeg_size(f):
+    f.seek(2)
+    while True:
+        byte = f.read(1)
+        while byte and byte != b"\xff":
+            byte = f.read(1)
+        while byte == b"\xff":
+            byte = f.read(1)
+        if not byte:
+            return None
+        marker = byte[0]
+        if marker == 0x01 or 0xD0 <= marker <= 0xD8:
+            continue  # markers without a length
+        length = int.from_bytes(f.read(2), "big")
+        if marker in _JPEG_SOF:
+            f.read(1)  # sample precision
+            height, width = int.from_bytes(f.read(2), "big"), int.from_bytes(f.read(2), "big")
+            return width, height
+        if length < 2:
+            return None
+        f.seek(length - 2, 1)
+
+
+def header_size(path):
+    """``(width, height)`` read from an image file's header without decoding it, or None
+    where the header does not say.
+
+    Example:
+
+    >>> header_size("photo.jpg")   # doctest: +SKIP
+    (500, 375)
+    """
+    with open(path, "rb") as f:
+        head = f.read(26)
+        if head.startswith(b"\x89PNG"):
+            return int.from_bytes(head[16:20], "big"), int.from_bytes(head[20:24], "big")
+        if head.startswith(b"GIF"):
+            return int.from_bytes(head[6:8], "little"), int.from_bytes(head[8:10], "little")
+        if head.startswith(b"BM"):
+            return (abs(int.from_bytes(head[18:22], "little", signed=True)),
+                    abs(int.from_bytes(head[22:26], "little", signed=True)))
+        if head.startswith(b"\xff\xd8\xff"):
+            return _jpeg_size(f)
+    return None
 
 
 def _truncated(path, head, size):
@@ -39,7 +89,7 @@ def _decode_problem(path):
     return None
 
 
-def _problem(path, verify):
+def _problem(path, verify, max_pixels=MAX_PIXELS):
     """Why ``path`` is not a usable image, or None if it is."""
     try:
         size = os.path.getsize(path)
@@ -51,6 +101,10 @@ def _problem(path, verify):
         return "empty file"
     if not head.startswith(_MAGIC):
         return "not a JPEG, PNG, GIF or BMP image"
+    dimensions = header_size(path) if max_pixels else None
+    if dimensions and dimensions[0] * dimensions[1] > max_pixels:
+        return (f"too large: {dimensions[0]}x{dimensions[1]} = "
+                f"{dimensions[0] * dimensions[1]:,} pixels, above max_pixels={max_pixels:,}")
     if verify == "decode" or (verify == "header" and _truncated(path, head, size)):
         problem = _decode_problem(path)
         if problem and verify == "header":
@@ -83,7 +137,8 @@ def _check_class_names(names, root, split_dir):
     return names
 
 
-def scan(root, split, on_bad_image="raise", verify="header", class_names=None):
+def scan(root, split, on_bad_image="raise", verify="header", class_names=None,
+         max_pixels=MAX_PIXELS):
     """List ``(paths, labels, class_names)`` of one split.
 
     The labels number the classes of every split together (:func:`class_folders`), or follow
@@ -96,7 +151,9 @@ def scan(root, split, on_bad_image="raise", verify="header", class_names=None):
     them all (``verify="decode"``, ``benchmarks/folder_scan.py``): 8x faster, and decoding
     costs more as images grow while this check does not; None trusts the files. A bad
     file raises a ``ValueError`` naming it, or with
-    ``on_bad_image="skip"`` is left out with a warning naming it.
+    ``on_bad_image="skip"`` is left out with a warning naming it. So is an image whose
+    header gives more than ``max_pixels`` pixels (PIL's 89,478,485 by default; None: no
+    limit), checked before anything decodes it.
 
     Example:
 
@@ -127,7 +184,7 @@ def scan(root, split, on_bad_image="raise", verify="header", class_names=None):
             path = os.path.join(class_dir, file_name)
             if not file_name.lower().endswith(IMAGE_EXTENSIONS) or not os.path.isfile(path):
                 continue
-            problem = _problem(path, verify)
+            problem = _problem(path, verify, max_pixels if verify else None)
             if problem is None:
                 paths.append(path)
                 labels.append(label)

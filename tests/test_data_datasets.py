@@ -318,3 +318,24 @@ def test_load_at_the_papers_scale_then_the_centre_crop(image_folder):
         data.load("digits", "test", image_size=8, scale=9)
     with pytest.raises(ValueError, match=r"`center_crop` must be None or a positive integer"):
         data.load("digits", "test", center_crop=0)
+
+
+def test_image_folder_sizes_from_headers_and_a_pixel_limit(image_folder, tmp_path):
+    """The header sizes agree with what TensorFlow decodes, for every format; an image
+    above `max_pixels` is named before anything decodes it."""
+    from data import folder
+
+    samples = {"a.png": tf.io.encode_png(np.zeros((7, 9, 3), np.uint8)).numpy(),
+               "b.jpg": tf.io.encode_jpeg(np.zeros((11, 5, 3), np.uint8)).numpy(),
+               "c.jpg": tf.io.encode_jpeg(np.zeros((13, 8, 3), np.uint8), progressive=True,
+                                          xmp_metadata="<x/>").numpy()}
+    for name, content in samples.items():
+        (tmp_path / name).write_bytes(content)
+        decoded = tf.io.decode_image(content).shape
+        assert folder.header_size(str(tmp_path / name)) == (decoded[1], decoded[0]), name
+    big = image_folder / "train" / "cat" / "big.png"
+    _write(big, np.zeros((300, 400, 3), np.uint8), "png")
+    with pytest.raises(ValueError, match=r"big\.png: too large: 400x300 = 120,000 pixels, "
+                                         r"above max_pixels=100,000"):
+        data.load(str(image_folder), "train", max_pixels=100_000)
+    assert sum(1 for _ in data.load(str(image_folder), "train", batch_size=None)) == 19
