@@ -181,7 +181,8 @@ def test_nan_stops_the_run_and_keeps_the_last_good_checkpoint(tmp_path):
                 kernel.assign(kernel * np.float32("nan"))
 
     run_dir = str(tmp_path / "run")
-    with pytest.warns(UserWarning, match=r"diverged.*epoch 3"):
+    with pytest.warns(UserWarning, match=r"diverged.*epoch 3.*the last good checkpoint is "
+                                         r".*checkpoints/last\.keras"):
         result = zoo.train(tiny_model, tiny_data(), epochs=6, run_dir=run_dir,
                            reduce_lr=False, callbacks=[Diverge()], verbose=0)
     assert result.diverged
@@ -191,6 +192,36 @@ def test_nan_stops_the_run_and_keeps_the_last_good_checkpoint(tmp_path):
     assert all(np.isfinite(w).all() for w in last.get_weights())
     meta = json.load(open(os.path.join(run_dir, "backup", "training_metadata.json")))
     assert meta["epoch"] == 2  # the backup holds the last good epoch too
+
+
+def test_divergence_in_the_first_epoch_says_nothing_was_kept(tmp_path):
+    class Diverge(keras.callbacks.Callback):
+        def on_train_batch_begin(self, batch, logs=None):
+            kernel = self.model.get_layer("predictions").kernel
+            kernel.assign(kernel * np.float32("inf"))
+
+    with pytest.warns(UserWarning, match=r"epoch 1.*no checkpoint was written"):
+        result = zoo.train(tiny_model, tiny_data(), epochs=3, run_dir=str(tmp_path),
+                           callbacks=[Diverge()], verbose=0)
+    assert result.diverged and not os.path.exists(tmp_path / "checkpoints" / "last.keras")
+
+
+def test_a_finite_loss_far_above_chance_is_flagged():
+    """Logits fixed at 30 for a wrong class: a finite loss of about 30, far above
+    ln(4) = 1.39, that never turns into NaN."""
+    def confidently_wrong():
+        model = tiny_model()
+        head = model.get_layer("predictions")
+        head.kernel.assign(np.zeros_like(head.kernel.numpy()))
+        head.bias.assign(np.array([30.0, 0, 0, 0], "float32"))
+        model.trainable = False
+        return model
+
+    data = tiny_data().map(lambda x, y: (x, tf.ones_like(y)))  # every label is class 1
+    with pytest.warns(UserWarning, match=r"training loss reached 30 in epoch 1, more than 3 "
+                                         r"times chance's ln\(4\) = 1\.39"):
+        result = zoo.train(confidently_wrong, data, epochs=1, reduce_lr=False, verbose=0)
+    assert not result.diverged
 
 
 # --- fine-tuning -----------------------------------------------------------------------------

@@ -200,6 +200,36 @@ def _run_callbacks(run_dir, monitor, reduce_lr, lr_factor, lr_patience, min_lr, 
     ]
 
 
+def _what_was_kept(run_dir):
+    """Where the last good weights are, or that there are none: said after a divergence."""
+    if run_dir is None:
+        return "nothing was saved (no run_dir)."
+    last = os.path.join(run_dir, "checkpoints", "last.keras")
+    if not os.path.exists(last):
+        return ("no checkpoint was written: it diverged before its first epoch ended. "
+                "Lower the learning rate.")
+    return (f"the last good checkpoint is {last} (and best.keras beside it). Lower the "
+            "learning rate and resume, or start again.")
+
+
+def _warn_on_exploding_loss(rows, model, factor=3.0):
+    """A finite training loss far above chance's ln(classes) is a divergence that has not
+    turned into NaN (yet): say so, with the epoch."""
+    import math
+
+    classes = model.output_shape[-1] if len(model.outputs) == 1 else None
+    losses = [(row["epoch"], row["loss"]) for row in rows if isinstance(row.get("loss"), float)]
+    if not classes or classes < 2 or not losses:
+        return
+    chance = math.log(classes)
+    epoch, worst = max(losses, key=lambda pair: pair[1])
+    if worst > factor * chance:
+        warnings.warn(
+            f"The training loss reached {worst:,.4g} in epoch {epoch}, more than {factor:g} "
+            f"times chance's ln({classes}) = {chance:.2f}: the run is diverging (the "
+            "learning rate is probably too high).", stacklevel=3)
+
+
 def _work_around_keras_20585(model, strategy, train_data):
     """Let ``fit`` run under ``MultiWorkerMirroredStrategy`` (keras-team/keras#20585).
 
@@ -348,8 +378,8 @@ def train(
         diverged = bool(rows) and any(
             isinstance(v, float) and v != v for v in rows[-1].values())  # NaN
         if diverged:
-            warnings.warn(
-                f"Training diverged (NaN loss) in epoch {rows[-1]['epoch']} and was stopped"
-                + (f"; the last good checkpoint is {os.path.join(run_dir, 'checkpoints')}"
-                   if run_dir else "") + ".", stacklevel=2)
+            warnings.warn(f"Training diverged (NaN loss) in epoch {rows[-1]['epoch']} and was "
+                          f"stopped; {_what_was_kept(run_dir)}", stacklevel=2)
+        else:
+            _warn_on_exploding_loss(rows, model)
     return TrainResult(model, pd.DataFrame(rows), run_dir, diverged)
