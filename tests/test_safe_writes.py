@@ -94,10 +94,10 @@ def test_a_kill_around_the_swap_always_leaves_a_whole_export(when, tmp_path):
     assert {"saved_model.pb", "zoo_export.json"} <= set(os.listdir(path))
     now = (tmp_path / "served" / "saved_model.pb").read_bytes()
     assert (now == first) == (when == "before")
-    # The next export still works; the killed process' temporary directory is all that is
-    # left beside it (cleaning those up is for a later change).
+    # The next export works and removes what the killed write left beside it, and only that.
+    (tmp_path / ".tmp-12-notes").write_text("not ours: another name")
     ensembles.export(_ensemble(2), path, overwrite=True)
-    assert all(n == "served" or n.startswith(".tmp-") for n in os.listdir(tmp_path))
+    assert sorted(os.listdir(tmp_path)) == [".tmp-12-notes", "served"]
 
 
 def _corrupt_files(tmp_path):

@@ -5,8 +5,40 @@ import ctypes
 import fcntl
 import json
 import os
+import re
 import shutil
 import time
+
+
+def _alive(pid):
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    return True
+
+
+def clean_stale(directory, name):
+    """Remove the ``.tmp-PID-name`` and ``.old-PID-name`` files and directories that our
+    writes of ``name`` left behind in ``directory`` when their process was killed (PID no
+    longer alive). Only names this module makes are touched."""
+    pattern = re.compile(r"\.(tmp|old)-(\d+)-" + re.escape(name) + "$")
+    try:
+        entries = os.listdir(directory)
+    except OSError:
+        return
+    for entry in entries:
+        match = pattern.match(entry)
+        if match is None or _alive(int(match.group(2))):
+            continue
+        stale = os.path.join(directory, entry)
+        if os.path.isdir(stale) and not os.path.islink(stale):
+            shutil.rmtree(stale, ignore_errors=True)
+        else:
+            with contextlib.suppress(OSError):
+                os.unlink(stale)
 
 
 @contextlib.contextmanager
@@ -26,6 +58,7 @@ def atomic_path(path):
         raise ValueError(f"Cannot write the file {path}: a directory is there.")
     directory, name = os.path.split(os.path.abspath(path))
     os.makedirs(directory, exist_ok=True)
+    clean_stale(directory, name)
     tmp = os.path.join(directory, f".tmp-{os.getpid()}-{name}")
     try:
         yield tmp
@@ -112,6 +145,7 @@ def atomic_directory(path, overwrite=False, required=("saved_model.pb",)):
     check_replaceable(path, overwrite, required)
     directory, name = os.path.split(path)
     os.makedirs(directory, exist_ok=True)
+    clean_stale(directory, name)
     tmp = os.path.join(directory, f".tmp-{os.getpid()}-{name}")
     try:
         yield tmp
