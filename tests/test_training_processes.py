@@ -72,6 +72,38 @@ def test_killed_run_resumes_and_matches_an_uninterrupted_run(tmp_path):
     assert len(_history(crashed_dir)) == 8
 
 
+KILL_AT = TRAIN.replace(
+    "callbacks=[SlowEpochs()]", "callbacks=[SlowEpochs(), KillAt()]").replace(
+    "\nresult = zoo.train(", textwrap.dedent("""
+    class KillAt(keras.callbacks.Callback):  # kill -9 at a named point: an epoch's start
+        def on_epoch_begin(self, epoch, logs=None):
+            if epoch == int(os.environ.get("KILL_AT_EPOCH", "-1")):
+                os.kill(os.getpid(), 9)
+
+    """) + "result = zoo.train(", 1)
+
+
+def test_a_kill_in_the_epoch_after_a_learning_rate_drop_resumes_at_the_lowered_rate(tmp_path):
+    """The backup is an epoch's last act, after ReduceLROnPlateau's decision: a run killed
+    at the start of the epoch after a drop resumes at the lowered rate, and ends with the
+    uninterrupted run's rates, history and weights."""
+    reference_dir, crashed_dir = str(tmp_path / "reference"), str(tmp_path / "crashed")
+    reference = last_json_line(run_python(KILL_AT.replace("sys.argv[1]",
+                                                          repr(reference_dir))).stdout)
+    rates = _history(reference_dir)["learning_rate"].to_numpy()
+    drop = int(np.flatnonzero(rates[1:] < rates[:-1])[0]) + 1  # 0-based epoch after a drop
+    killed = run_python(KILL_AT.replace("sys.argv[1]", repr(crashed_dir)), check=False,
+                        env={"KILL_AT_EPOCH": str(drop)})
+    assert killed.returncode == -signal.SIGKILL
+    assert len(_history(crashed_dir)) == drop
+    resumed = last_json_line(run_python(KILL_AT.replace("sys.argv[1]",
+                                                        repr(crashed_dir))).stdout)
+    history = _history(crashed_dir)
+    assert history["epoch"].tolist() == list(range(1, 9))
+    np.testing.assert_allclose(history["learning_rate"], rates, rtol=1e-6)
+    np.testing.assert_allclose(resumed["weights"], reference["weights"], rtol=1e-4, atol=1e-6)
+
+
 WORKER = textwrap.dedent(
     """
     import json, sys

@@ -116,9 +116,11 @@ class AtomicCheckpoint(keras.callbacks.Callback):
         self.best_path = os.path.join(directory, "best.keras")
 
     def on_train_begin(self, logs=None):
-        # A resumed run continues from the best value its history already holds.
+        # A resumed run continues from the best value of the epochs its backup completed
+        # (a row of an epoch killed before its backup is run again, checkpoint included).
+        done = getattr(self.model, "_initial_epoch", 0) or 0  # set by the backup's restore
         values = [r[self.monitor] for r in read_history(self.history_path)
-                  if self.monitor in r and math.isfinite(r[self.monitor])]
+                  if r["epoch"] <= done and self.monitor in r and math.isfinite(r[self.monitor])]
         if values and os.path.exists(self.best_path):
             self.best = max(values) if self.mode == "max" else min(values)
 
@@ -140,11 +142,52 @@ class AtomicCheckpoint(keras.callbacks.Callback):
 
 
 class SafeBackupAndRestore(keras.callbacks.BackupAndRestore):
-    """Keras' ``BackupAndRestore`` that never backs up an epoch with NaN or inf logs."""
+    """Keras' ``BackupAndRestore`` that never backs up an epoch with NaN or inf logs.
+
+    Its restore is run by :class:`RestoreBackup`, placed first, so that it can itself be
+    placed last: the backup then holds every decision of the epoch.
+    """
+
+    def on_train_begin(self, logs=None):
+        pass  # RestoreBackup calls restore()
+
+    def restore(self, logs=None):
+        super().on_train_begin(logs)
 
     def on_epoch_end(self, epoch, logs=None):
         if _finite(logs):
             super().on_epoch_end(epoch, logs)
+
+
+class RestoreBackup(keras.callbacks.Callback):
+    """First in the list: restore ``backup`` before the other callbacks start (they read the
+    epoch it restored), although ``backup`` itself saves last."""
+
+    def __init__(self, backup):
+        super().__init__()
+        self.backup = backup
+
+    def set_model(self, model):
+        super().set_model(model)
+        self.backup.set_model(model)
+
+    def on_train_begin(self, logs=None):
+        self.backup.restore(logs)
+
+
+class RawWeightsBack(keras.callbacks.Callback):
+    """After the checkpoints saved the EMA weights that ``SwapEMAWeights(swap_on_epoch=True)``
+    swapped in at the epoch's end, swap the raw training weights back, so the backup after
+    it holds the state that training continues from."""
+
+    def __init__(self, swap):
+        super().__init__()
+        self.swap = swap
+
+    def on_epoch_end(self, epoch, logs=None):
+        if self.swap._ema_weights_in_model and epoch < self.params["epochs"] - 1:
+            self.swap._swap_variables()
+            self.swap._ema_weights_in_model = False
 
 
 class ResumableReduceLROnPlateau(keras.callbacks.ReduceLROnPlateau):

@@ -177,27 +177,36 @@ def _check_schedule(optimizer, reduce_lr):
 
 def _run_callbacks(run_dir, monitor, reduce_lr, lr_factor, lr_patience, min_lr, verbose,
                    ema=False):
+    """The run's callbacks, in the order their epoch ends must happen.
+
+    Every decision of an epoch comes before its backup: the learning-rate drop, the history
+    row and the checkpoints; the backup is the epoch's last act. A kill anywhere before it
+    resumes by running that epoch again, which rewrites its row and checkpoints; a kill
+    after it resumes with everything the epoch decided. (The backup's restore, though, must
+    come first: the other callbacks read what it restored.)
+    """
     mode = "max" if "acc" in monitor else "min"
     history_path = os.path.join(run_dir, "history.csv") if run_dir else None
-    # With EMA: validate on the averaged weights and hold them at each epoch's end, so the
-    # checkpoints (after the backup, which keeps the raw training state) save them.
-    cbs = [keras.callbacks.SwapEMAWeights(swap_on_epoch=True)] if ema else []
-    cbs.append(keras.callbacks.TerminateOnNaN())
+    # With EMA: validate on the averaged weights, and hold them while the checkpoints are
+    # written; the backup keeps the raw training state.
+    swap = keras.callbacks.SwapEMAWeights(swap_on_epoch=True) if ema else None
+    cbs = [keras.callbacks.TerminateOnNaN()]
     if reduce_lr:
         cbs.append(zoo_callbacks.ResumableReduceLROnPlateau(
             history_path, monitor=monitor, mode=mode, factor=lr_factor, patience=lr_patience,
             min_lr=min_lr, verbose=1 if verbose else 0))
     cbs.append(zoo_callbacks.LearningRateLogger())
     if run_dir is None:
-        return cbs
-    return [zoo_callbacks.SafeBackupAndRestore(os.path.join(run_dir, "backup"),
-                                               double_checkpoint=True, delete_checkpoint=False)
-            ] + cbs + [
-        zoo_callbacks.HistoryWriter(run_dir),
-        zoo_callbacks.AtomicCheckpoint(os.path.join(run_dir, "checkpoints"), monitor=monitor,
-                                       mode=mode, history_path=history_path),
-        keras.callbacks.TensorBoard(os.path.join(run_dir, "logs")),
-    ]
+        return ([swap] if swap else []) + cbs
+    backup = zoo_callbacks.SafeBackupAndRestore(os.path.join(run_dir, "backup"),
+                                                double_checkpoint=True, delete_checkpoint=False)
+    return ([zoo_callbacks.RestoreBackup(backup)] + cbs + [zoo_callbacks.HistoryWriter(run_dir)]
+            + ([swap] if swap else [])
+            + [zoo_callbacks.AtomicCheckpoint(os.path.join(run_dir, "checkpoints"),
+                                              monitor=monitor, mode=mode,
+                                              history_path=history_path)]
+            + ([zoo_callbacks.RawWeightsBack(swap)] if swap else [])
+            + [backup, keras.callbacks.TensorBoard(os.path.join(run_dir, "logs"))])
 
 
 def _what_was_kept(run_dir):
