@@ -188,3 +188,54 @@ def test_non_finite_pixels_and_predictions_are_named():
     with pytest.raises(ValueError, match=r"2 of 7 inputs get NaN or infinite probabilities "
                                          r"from tiny \(inputs \[2, 5\]\)"):
         ensembles.evaluate(model, dataset)
+
+
+def _train(run_dir, epochs, **kwargs):
+    import zoo
+    from tests.helpers import tiny_data
+
+    return zoo.train(tiny_model, tiny_data(), tiny_data(seed=1), epochs=epochs, seed=0,
+                     run_dir=str(run_dir), verbose=0, **kwargs)
+
+
+def test_ctrl_c_inside_the_backup_write_leaves_a_run_that_resumes(tmp_path, monkeypatch):
+    """KeyboardInterrupt half-way through the epoch-end save_weights of the backup: the
+    half-written file is a temporary one, so the rerun resumes from the last epoch."""
+    import keras
+
+    real = keras.Model.save_weights
+    calls = []
+
+    def interrupted(self, filepath, *args, **kwargs):
+        calls.append(filepath)
+        if "backup" in str(filepath) and len([c for c in calls if "backup" in str(c)]) == 3:
+            with open(filepath, "wb") as f:
+                f.write(b"\x89HDF\r\n\x1a\n" + b"\0" * 100)  # a truncated HDF5 file
+            raise KeyboardInterrupt
+        return real(self, filepath, *args, **kwargs)
+
+    monkeypatch.setattr(keras.Model, "save_weights", interrupted)
+    with pytest.raises(KeyboardInterrupt):
+        _train(tmp_path, epochs=5)
+    monkeypatch.setattr(keras.Model, "save_weights", real)
+    result = _train(tmp_path, epochs=5)
+    assert result.history["epoch"].tolist() == [1, 2, 3, 4, 5]
+    assert not [n for n in os.listdir(tmp_path / "backup") if n.startswith(".tmp")]
+
+
+@pytest.mark.parametrize("damage", ["truncated weights", "garbage metadata", "both pairs"])
+def test_an_unreadable_backup_falls_back_with_one_warning(damage, tmp_path):
+    _train(tmp_path, epochs=3)
+    backup = tmp_path / "backup"
+    weights = backup / "latest.weights.h5"
+    if damage in ("truncated weights", "both pairs"):
+        weights.write_bytes(weights.read_bytes()[:len(weights.read_bytes()) // 2])
+    if damage in ("garbage metadata", "both pairs"):
+        (backup / "training_metadata.json").write_text("{\"epo")
+    if damage == "both pairs":
+        (backup / "latest.weights.h5.bkp").write_bytes(b"")
+    expected = (r"no earlier backup is readable; the run starts again" if damage == "both pairs"
+                else r"resumed from the previous backup")
+    with pytest.warns(UserWarning, match=expected):
+        result = _train(tmp_path, epochs=4)
+    assert result.history["epoch"].tolist() == [1, 2, 3, 4]

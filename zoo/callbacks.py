@@ -1,14 +1,18 @@
 """Callbacks of a run directory: history CSV and plots, atomic checkpoints, a NaN-safe backup."""
 
 import csv
+import hashlib
+import json
 import math
 import os
 import shutil
+import tempfile
 import time
+import warnings
 
 import keras
 
-from zoo._io import atomic_path, save_figure
+from zoo._io import atomic_path, save_figure, write_json
 
 
 def _finite(logs):
@@ -141,18 +145,89 @@ class AtomicCheckpoint(keras.callbacks.Callback):
                 shutil.copyfile(self.last_path, tmp)
 
 
-class SafeBackupAndRestore(keras.callbacks.BackupAndRestore):
-    """Keras' ``BackupAndRestore`` that never backs up an epoch with NaN or inf logs.
+def _sha256(path):
+    digest = hashlib.sha256()
+    with open(path, "rb") as f:
+        for block in iter(lambda: f.read(1 << 20), b""):
+            digest.update(block)
+    return digest.hexdigest()
 
-    Its restore is run by :class:`RestoreBackup`, placed first, so that it can itself be
-    placed last: the backup then holds every decision of the epoch.
+
+class SafeBackupAndRestore(keras.callbacks.BackupAndRestore):
+    """Keras' ``BackupAndRestore``, made crash-proof.
+
+    - An epoch with NaN or inf logs is never backed up.
+    - Every file is written atomically (temporary name, then rename), the previous pair is
+      kept as ``.bkp``, and the metadata names the SHA-256 of the weights it belongs to:
+      a kill at any point leaves a readable pair.
+    - An unreadable, truncated or mismatched backup falls back to the previous pair, or
+      else to a fresh start, with a one-line warning, instead of blocking every rerun.
+    - Its restore is run by :class:`RestoreBackup`, placed first, so that the backup itself
+      can be placed last: it then holds every decision of the epoch.
     """
 
     def on_train_begin(self, logs=None):
         pass  # RestoreBackup calls restore()
 
     def restore(self, logs=None):
-        super().on_train_begin(logs)
+        if not self.model.built:
+            return super().on_train_begin(logs)  # Keras' own error
+        pairs = [(self._weights_path, self._training_metadata_path),
+                 (self._prev_weights_path, self._prev_training_metadata_path)]
+        problems = []
+        for weights, metadata in pairs:
+            if not os.path.exists(weights) and not os.path.exists(metadata):
+                continue
+            problem = self._load_pair(weights, metadata)
+            if problem is None:
+                if problems:
+                    warnings.warn(f"Backup {problems[0]}; resumed from the previous backup "
+                                  f"({os.path.basename(weights)}).", stacklevel=2)
+                return
+            problems.append(problem)
+        if problems:
+            warnings.warn(f"Backup {problems[0]}, and no earlier backup is readable; the run "
+                          "starts again from its first epoch.", stacklevel=2)
+
+    def _load_pair(self, weights, metadata):
+        """Load one (weights, metadata) pair; None, or what is wrong with it."""
+        try:
+            with open(metadata, encoding="utf-8") as f:
+                meta = json.load(f)
+            epoch = int(meta["epoch"])
+        except (OSError, ValueError, KeyError, TypeError) as err:
+            return f"{metadata} is unreadable ({type(err).__name__})"
+        try:
+            if meta.get("sha256") not in (None, _sha256(weights)):
+                return f"{weights} does not match {os.path.basename(metadata)}"
+            optimizer = self.model.optimizer
+            if optimizer is not None and not optimizer.built:
+                optimizer.build(self.model.trainable_variables)
+            if weights.endswith(".weights.h5"):
+                self.model.load_weights(weights)
+            else:  # Keras loads only files named *.weights.h5
+                with tempfile.TemporaryDirectory() as scratch:
+                    copy = os.path.join(scratch, "previous.weights.h5")
+                    shutil.copyfile(weights, copy)
+                    self.model.load_weights(copy)
+        except (OSError, ValueError) as err:
+            return f"{weights} is unreadable ({str(err).splitlines()[0][:120]})"
+        self.model._initial_epoch = epoch
+        return None
+
+    def _save_model(self):
+        os.makedirs(self.backup_dir, exist_ok=True)
+        pairs = ((self._weights_path, self._prev_weights_path),
+                 (self._training_metadata_path, self._prev_training_metadata_path))
+        for current, previous in pairs:
+            if os.path.exists(current):
+                with atomic_path(previous) as tmp:
+                    shutil.copyfile(current, tmp)
+        with atomic_path(self._weights_path) as tmp:
+            self.model.save_weights(tmp)
+        write_json(self._training_metadata_path, {
+            "epoch": self._current_epoch, "batch": self._last_batch_seen,
+            "sha256": _sha256(self._weights_path)})
 
     def on_epoch_end(self, epoch, logs=None):
         if _finite(logs):
