@@ -239,3 +239,21 @@ def test_an_unreadable_backup_falls_back_with_one_warning(damage, tmp_path):
     with pytest.warns(UserWarning, match=expected):
         result = _train(tmp_path, epochs=4)
     assert result.history["epoch"].tolist() == [1, 2, 3, 4]
+
+
+def test_resuming_with_other_settings_is_refused_in_one_line(tmp_path, capsys):
+    _train(tmp_path, epochs=2, learning_rate=0.05)
+    with pytest.raises(ValueError, match=r"holds a run with other settings \(optimizer\."
+                                         r"learning_rate 0\.05\d* -> 0\.1\d*\)"):
+        _train(tmp_path, epochs=3, learning_rate=0.1)
+    result = _train(tmp_path, epochs=3, learning_rate=0.05)  # more epochs: a resume
+    assert result.history["epoch"].tolist() == [1, 2, 3]
+
+
+@pytest.mark.parametrize("content", ["epoch,loss\n1,0.5\n2", "epoch,loss\n1,0.5,7\n",
+                                     "epoch,loss\n1,0.5\n3,0.4\n", "\x00\x01garbage"])
+def test_a_corrupt_history_is_an_error_naming_the_file(content, tmp_path):
+    _train(tmp_path, epochs=1)
+    (tmp_path / "history.csv").write_text(content)
+    with pytest.raises(ValueError, match=r"history .*history\.csv is corrupt"):
+        _train(tmp_path, epochs=2)

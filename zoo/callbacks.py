@@ -23,10 +23,22 @@ def read_history(path):
     """Rows of a history CSV as a list of dicts (numbers as floats, ``epoch`` as int)."""
     if not path or not os.path.exists(path):
         return []
-    with open(path, newline="", encoding="utf-8") as f:
-        rows = list(csv.DictReader(f))
-    return [{k: int(v) if k == "epoch" else float(v) for k, v in row.items() if v != ""}
-            for row in rows]
+    try:
+        with open(path, newline="", encoding="utf-8") as f:
+            reader = csv.DictReader(f)
+            rows = list(reader)
+            columns = reader.fieldnames or []
+        if "epoch" not in columns or any(None in row or None in row.values() for row in rows):
+            raise ValueError("rows do not match the header")
+        rows = [{k: int(v) if k == "epoch" else float(v) for k, v in row.items() if v != ""}
+                for row in rows]
+        if [row["epoch"] for row in rows] != list(range(1, len(rows) + 1)):
+            raise ValueError("the epochs are not 1, 2, 3, ...")
+    except (ValueError, KeyError, csv.Error, UnicodeDecodeError) as err:
+        raise ValueError(
+            f"The run's history {path} is corrupt ({err}). Move it aside to restart the "
+            "record, or use another run directory.") from None
+    return rows
 
 
 class HistoryWriter(keras.callbacks.Callback):

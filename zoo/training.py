@@ -11,6 +11,7 @@ after a crash it resumes from its last completed epoch.
 
 import contextlib
 import dataclasses
+import json
 import os
 import time
 import warnings
@@ -209,6 +210,47 @@ def _run_callbacks(run_dir, monitor, reduce_lr, lr_factor, lr_patience, min_lr, 
             + [backup, keras.callbacks.TensorBoard(os.path.join(run_dir, "logs"))])
 
 
+# What a resumed run may change: the epochs to reach (more, or the same), and the facts of
+# the machine and the moment.
+_MAY_CHANGE = ("epochs", "started", "keras", "tensorflow", "strategy", "replicas")
+
+
+def _flat(config, prefix=""):
+    """``{"optimizer": {"config": {"learning_rate": 0.1}}}`` -> ``{"optimizer.learning_rate":
+    0.1}`` (Keras' ``config`` levels left out of the names)."""
+    flat = {}
+    for key, value in config.items():
+        if isinstance(value, dict):
+            flat.update(_flat(value, prefix if key == "config" else f"{prefix}{key}."))
+        else:
+            flat[f"{prefix}{key}"] = value
+    return flat
+
+
+def _write_config(run_dir, config):
+    """Write ``config.json``; for a run directory that holds a run already, refuse
+    settings that differ from its own (the resumed run would train with the backup's
+    state, not with them), in one line listing what differs."""
+    path = os.path.join(run_dir, "config.json")
+    if os.path.exists(path) and os.path.isdir(os.path.join(run_dir, "backup")):
+        try:
+            with open(path, encoding="utf-8") as f:
+                before = json.load(f)
+        except (OSError, ValueError):
+            before = None  # unreadable: rewritten below
+        if before is not None:
+            before, now = _flat(before), _flat(json.loads(json.dumps(config, default=str)))
+            changed = [f"{key} {before.get(key)!r} -> {now.get(key)!r}"
+                       for key in sorted(set(before) | set(now))
+                       if key.split(".")[0] not in _MAY_CHANGE and before.get(key) != now.get(key)
+                       and not key.endswith(".name")]  # Keras numbers optimizer names
+            if changed:
+                raise ValueError(
+                    f"{run_dir} holds a run with other settings ({'; '.join(changed)}); "
+                    "resume it with its own settings, or give another run_dir.")
+    write_json(path, config)
+
+
 def _what_was_kept(run_dir):
     """Where the last good weights are, or that there are none: said after a divergence."""
     if run_dir is None:
@@ -347,7 +389,7 @@ def train(
     # One run per directory: a second run (any command) gets a one-line error at once.
     with directory_lock(run_dir) if run_dir is not None else contextlib.nullcontext():
         if run_dir is not None:
-            write_json(os.path.join(run_dir, "config.json"), {
+            _write_config(run_dir, {
                 "model": model.name, "model_kwargs": model_kwargs, "epochs": epochs,
                 "optimizer": keras.optimizers.serialize(optimizer), "reduce_lr": reduce_lr,
                 "lr_factor": lr_factor, "lr_patience": lr_patience, "min_lr": min_lr,
