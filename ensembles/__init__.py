@@ -8,26 +8,49 @@ Example:
 >>> ensembles.evaluate(model, data.load("digits", "test"))      # doctest: +SKIP
 """
 
+import importlib
+
 from ensembles import metrics
 from ensembles.ensemble import (COMBINE_CHOICES, CombineMembers, Ensemble, combine_layer,
                                 is_ensemble, member_weights, members_of, with_member_outputs)
-from ensembles.evaluate import evaluate, predict_members, size_curve, uncertainty
 from ensembles.export import EnsembleUncertainty, export, serving_model
 from ensembles.plots import plot_reliability, plot_size_curve
-from ensembles.snapshots import (CheckpointSnapshots, CycleSnapshots, CyclicCosine,
-                                 from_snapshots, snapshot_paths, train_snapshots)
+from ensembles.schedules import CyclicCosine
 from ensembles.variants import variants
+
+# Evaluation reads tf.data pipelines and snapshot training runs zoo.train: imported on
+# first use, so `import ensembles` builds and combines models on any Keras backend.
+_LAZY = {name: "ensembles.evaluate"
+         for name in ("evaluate", "predict_members", "size_curve", "uncertainty")}
+_LAZY.update({name: "ensembles.snapshots" for name in (
+    "CheckpointSnapshots", "CycleSnapshots", "from_snapshots", "snapshot_paths",
+    "train_snapshots")})
+
+
+def __getattr__(name):
+    if name not in _LAZY:
+        raise AttributeError(f"module 'ensembles' has no attribute {name!r}")
+    value = getattr(importlib.import_module(_LAZY[name]), name)
+    globals()[name] = value
+    return value
+
+
+def __dir__():
+    return sorted(set(globals()) | set(_LAZY))
 
 
 def member_probabilities(ensemble, dataset, tta=None):
     """The stacked member probabilities, shaped ``(members, batch, classes)``."""
+    from ensembles.evaluate import predict_members
+
     return predict_members(ensemble, dataset, tta)[1]
 
 
 __all__ = [
     "COMBINE_CHOICES", "CheckpointSnapshots", "CombineMembers", "CycleSnapshots",
     "CyclicCosine", "Ensemble", "EnsembleUncertainty", "combine_layer", "evaluate", "export",
-    "from_snapshots", "is_ensemble", "member_probabilities", "member_weights", "members_of", "metrics", "plot_reliability", "plot_size_curve",
-    "predict_members", "serving_model", "size_curve", "snapshot_paths", "train_snapshots",
-    "uncertainty", "variants", "with_member_outputs",
+    "from_snapshots", "is_ensemble", "member_probabilities", "member_weights", "members_of",
+    "metrics", "plot_reliability", "plot_size_curve", "predict_members", "serving_model",
+    "size_curve", "snapshot_paths", "train_snapshots", "uncertainty", "variants",
+    "with_member_outputs",
 ]

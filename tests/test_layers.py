@@ -41,6 +41,22 @@ def test_lrn_matches_paper_formula_including_channel_edges(kwargs):
     assert not np.allclose(expected[..., 0], a[..., 0] / ref_kwargs["k"] ** ref_kwargs["beta"])
 
 
+def test_lrn_agrees_with_tensorflows_op_and_keeps_bfloat16():
+    """TensorFlow's own tf.nn.local_response_normalization (the layer's former body) as an
+    outside reference; under mixed bfloat16 the output is bfloat16, computed in float32."""
+    import tensorflow as tf
+
+    a = (np.random.default_rng(1).normal(size=(2, 5, 5, 16)) * 20).astype("float32")
+    expected = tf.nn.local_response_normalization(a, depth_radius=2, bias=2.0, alpha=1e-4,
+                                                  beta=0.75).numpy()
+    got = keras.ops.convert_to_numpy(LocalResponseNormalization()(a))
+    np.testing.assert_allclose(got, expected, rtol=1e-5, atol=1e-6)
+    half = LocalResponseNormalization(dtype="mixed_bfloat16")(a)
+    assert keras.backend.standardize_dtype(half.dtype) == "bfloat16"
+    np.testing.assert_allclose(keras.ops.convert_to_numpy(keras.ops.cast(half, "float32")),
+                               expected, rtol=2e-2, atol=1e-2)
+
+
 def test_lrn_paper_defaults_and_config_round_trip():
     layer = LocalResponseNormalization(name="lrn")
     config = layer.get_config()

@@ -2,7 +2,6 @@
 
 import keras
 import numpy as np
-import tensorflow as tf
 
 
 @keras.saving.register_keras_serializable(package="zoo")
@@ -24,8 +23,8 @@ class LocalResponseNormalization(keras.layers.Layer):
 
     >>> import numpy as np
     >>> lrn = LocalResponseNormalization()
-    >>> lrn(np.ones((1, 2, 2, 8), "float32")).shape
-    TensorShape([1, 2, 2, 8])
+    >>> tuple(lrn(np.ones((1, 2, 2, 8), "float32")).shape)
+    (1, 2, 2, 8)
     """
 
     def __init__(self, depth_radius=2, bias=2.0, alpha=1e-4, beta=0.75, **kwargs):
@@ -48,13 +47,15 @@ class LocalResponseNormalization(keras.layers.Layer):
         super().build(input_shape)
 
     def call(self, inputs):
-        return tf.nn.local_response_normalization(
-            inputs,
-            depth_radius=self.depth_radius,
-            bias=self.bias,
-            alpha=self.alpha,
-            beta=self.beta,
-        )
+        # Written in keras.ops, so it runs on every backend (TensorFlow, JAX, PyTorch): the
+        # window sum is 2r + 1 shifted slices of the zero-padded squares. In float32 under
+        # mixed precision (the squares and the power are the sensitive part).
+        x = keras.ops.cast(inputs, "float32")
+        r, channels = self.depth_radius, inputs.shape[-1]
+        padded = keras.ops.pad(keras.ops.square(x), [(0, 0), (0, 0), (0, 0), (r, r)])
+        window = sum(padded[..., i:i + channels] for i in range(2 * r + 1))
+        out = x / keras.ops.power(self.bias + self.alpha * window, self.beta)
+        return keras.ops.cast(out, inputs.dtype)
 
     def compute_output_shape(self, input_shape):
         return input_shape

@@ -23,70 +23,10 @@ import tensorflow as tf
 from zoo import callbacks as zoo_callbacks
 from zoo import distribute, registry
 from zoo._io import directory_lock, write_json
+from zoo.optimizers import OPTIMIZER_CHOICES, PaperSGD, make_optimizer  # noqa: F401
 from zoo.models.googlenet import compile_with_aux
 
 PRECISION_CHOICES = (None, "float32", "mixed_float16", "mixed_bfloat16")
-
-
-@keras.saving.register_keras_serializable(package="zoo")
-class PaperSGD(keras.optimizers.SGD):
-    """SGD with the paper's weight decay: ``v <- 0.9 v - eps * wd * w - eps * grad``.
-
-    The decay enters the gradient (so it goes through the momentum, as in the paper and
-    Caffe), unlike Keras' decoupled ``weight_decay``. Only kernels (tensors of rank > 1) are
-    decayed, not biases or BatchNorm parameters.
-
-    Example:
-
-    >>> optimizer = PaperSGD(learning_rate=0.01, momentum=0.9, l2=5e-4)
-    """
-
-    def __init__(self, learning_rate=0.01, momentum=0.9, l2=5e-4, **kwargs):
-        super().__init__(learning_rate=learning_rate, momentum=momentum, **kwargs)
-        self.l2 = float(l2)
-
-    def update_step(self, gradient, variable, learning_rate):
-        if self.l2 and len(variable.shape) > 1:
-            gradient = gradient + keras.ops.cast(self.l2, variable.dtype) * variable
-        super().update_step(gradient, variable, learning_rate)
-
-    def get_config(self):
-        return {**super().get_config(), "l2": self.l2}
-
-
-OPTIMIZER_CHOICES = ("sgd", "nesterov", "adam", "rmsprop", "adagrad")
-
-
-def make_optimizer(name="sgd", learning_rate=0.01, momentum=0.9, weight_decay=5e-4,
-                   ema=False):
-    """One of the lecture notes' optimizers by name.
-
-    - ``"sgd"``: the paper's :class:`PaperSGD` (momentum, L2 decay through the gradient);
-    - ``"nesterov"``: the same with Nesterov momentum;
-    - ``"adam"``, ``"rmsprop"``, ``"adagrad"``: Keras' own, with ``weight_decay`` decoupled
-      (AdamW's form; ``momentum`` is RMSprop's momentum and unused by the other two).
-
-    ``learning_rate`` may be a number or a ``LearningRateSchedule``. ``ema=True`` keeps a
-    Polyak (exponential moving) average of the weights (Keras' ``use_ema``, momentum
-    0.99), which :func:`train` validates, checkpoints and returns.
-
-    Example:
-
-    >>> make_optimizer("adam", learning_rate=1e-3, ema=True).use_ema
-    True
-    """
-    if name not in OPTIMIZER_CHOICES:
-        raise ValueError(f"`optimizer` must be one of {OPTIMIZER_CHOICES}; received {name!r}.")
-    common = dict(learning_rate=learning_rate, use_ema=bool(ema))
-    if name in ("sgd", "nesterov"):
-        return PaperSGD(momentum=momentum, l2=weight_decay, nesterov=name == "nesterov",
-                        **common)
-    decay = dict(weight_decay=weight_decay or None)
-    if name == "adam":
-        return keras.optimizers.Adam(**common, **decay)
-    if name == "rmsprop":
-        return keras.optimizers.RMSprop(momentum=momentum, **common, **decay)
-    return keras.optimizers.Adagrad(**common, **decay)
 
 
 @dataclasses.dataclass
