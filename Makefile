@@ -8,7 +8,7 @@ STAMP := $(VENV)/.installed-stamp
 TEST_STAMP := $(VENV)/.installed-test-stamp
 PIP := $(BIN)/python -m pip install --disable-pip-version-check -q
 
-.PHONY: demo test bench clean
+.PHONY: demo test bench bench-gpu clean
 
 $(STAMP): setup.py
 	@$(BIN)/python -c "" 2>/dev/null || { rm -rf $(VENV) && $(PYTHON) -m venv $(VENV); }
@@ -27,6 +27,10 @@ test: $(TEST_STAMP)
 
 bench: $(STAMP)
 	$(BIN)/python benchmarks/run_all.py
+
+# On a GPU machine: Keras on JAX (no TensorFlow needed), torchvision peers when importable.
+bench-gpu:
+	KERAS_BACKEND=jax python3 benchmarks/gpu.py --out benchmarks/gpu_results.csv
 
 clean:
 	rm -rf $(VENV) *.egg-info .pytest_cache
