@@ -20,7 +20,7 @@ from ensembles.variants import variants
 
 # Evaluation reads tf.data pipelines and snapshot training runs zoo.train: imported on
 # first use, so `import ensembles` builds and combines models on any Keras backend.
-_LAZY = {name: "ensembles.evaluate"
+_LAZY = {name: "ensembles.evaluation"
          for name in ("evaluate", "predict_members", "size_curve", "uncertainty")}
 _LAZY.update({name: "ensembles.snapshots" for name in (
     "CheckpointSnapshots", "CycleSnapshots", "from_snapshots", "snapshot_paths",
@@ -41,7 +41,7 @@ def __dir__():
 
 def member_probabilities(ensemble, dataset, tta=None):
     """The stacked member probabilities, shaped ``(members, batch, classes)``."""
-    from ensembles.evaluate import predict_members
+    from ensembles.evaluation import predict_members
 
     return predict_members(ensemble, dataset, tta)[1]
 

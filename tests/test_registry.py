@@ -83,7 +83,7 @@ def test_import_zoo_and_ensembles_builds_models_without_the_training_stack():
         " 'zoo>LocalResponseNormalization'):\n"
         "    assert keras.saving.get_registered_object(name) is not None, name\n"
         "heavy = [m for m in ('zoo.training', 'zoo.tuning', 'ensembles.snapshots',"
-        " 'ensembles.evaluate', 'data', 'keras_tuner', 'tensorflow_datasets')"
+        " 'ensembles.evaluation', 'data', 'keras_tuner', 'tensorflow_datasets')"
         " if m in sys.modules]\n"
         "assert not heavy, heavy\n"
     )

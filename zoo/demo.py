@@ -49,7 +49,7 @@ def run(output_dir="runs/demo", epochs=6, snapshot_epochs=24, cycles=8, seed=0,
     import data
     import ensembles
     import zoo
-    from ensembles.evaluate import SCORE_COLUMNS, combine
+    from ensembles.evaluation import SCORE_COLUMNS, combine
     from zoo._io import atomic_path
 
     start = time.time()
