@@ -16,7 +16,7 @@ def test_gpu_benchmark_smoke_run_writes_its_table(tmp_path):
     models = {(r["model"], r["mode"]) for r in rows}
     for name in ("alexnet (one tower)", "alexnet (two towers)", "googlenet", "resnet50"):
         assert {(f"zoo.{name}", "train"), (f"zoo.{name}", "inference")} <= models
-    assert {("ensemble of 5 zoo.resnet18", "one graph"),
-            ("ensemble of 5 zoo.resnet18", "members in turn")} <= models
+    assert {("ensemble of 2 zoo.resnet18", "one graph"),
+            ("ensemble of 2 zoo.resnet18", "members in turn")} <= models
     assert all(float(r["images_per_s"]) > 0 for r in rows)
     assert "one-graph ensemble / members in turn" in result.stdout
