@@ -96,28 +96,25 @@ class _Setup:
         self.model_kwargs = _model_args(args.model_arg)
         self.model = args.model
 
+    def _sizing(self):
+        """The input size, or (with random crops) the larger scale they are taken from."""
+        return dict(image_size=self.size) if self.scale is None else dict(scale=self.scale)
+
     def load(self, split, shuffle=None):
         """Evaluation images (and the statistics pass): the input size, or the centre crop
         of the larger scale."""
         import data
 
-        if self.scale is None:
-            return data.load(self.dataset, split, image_size=self.size, shuffle=shuffle,
-                             **self.load_kwargs)
-        return data.load(self.dataset, split, scale=self.scale, center_crop=self.size,
-                         shuffle=shuffle, **self.load_kwargs)
+        crop = {} if self.scale is None else dict(center_crop=self.size)
+        return data.load(self.dataset, split, shuffle=shuffle, **self._sizing(), **crop,
+                         **self.load_kwargs)
 
     def load_train(self):
         """Training images through the ``--augment`` pipeline (random crops of the larger
         scale with ``crop``)."""
         import data
 
-        if self.augment is None:
-            return self.load("train")
-        if self.scale is None:
-            return data.load(self.dataset, "train", image_size=self.size,
-                             augment=self.augment, **self.load_kwargs)
-        return data.load(self.dataset, "train", scale=self.scale, augment=self.augment,
+        return data.load(self.dataset, "train", augment=self.augment, **self._sizing(),
                          **self.load_kwargs)
 
     def build(self, **overrides):
