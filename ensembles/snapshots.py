@@ -21,6 +21,7 @@ from ensembles.ensemble import Ensemble
 from ensembles.schedules import CyclicCosine
 from zoo import training
 from zoo._io import atomic_path
+from zoo.optimizers import make_optimizer
 
 
 def _save_weights(model, path):
@@ -106,7 +107,7 @@ def train_snapshots(model, train_data, val_data=None, *, epochs, cycles, run_dir
     callbacks += list(train_kwargs.pop("callbacks", ()))
     result = training.train(
         model, train_data, val_data, epochs=epochs, run_dir=run_dir,
-        optimizer=lambda: training.make_optimizer(optimizer, schedule, momentum, weight_decay),
+        optimizer=lambda: make_optimizer(optimizer, schedule, momentum, weight_decay),
         reduce_lr=False, callbacks=callbacks, **train_kwargs)
     return result, snapshot_paths(directory)
 

@@ -23,7 +23,7 @@ import tensorflow as tf
 from zoo import callbacks as zoo_callbacks
 from zoo import distribute, registry
 from zoo._io import directory_lock, write_json
-from zoo.optimizers import OPTIMIZER_CHOICES, PaperSGD, make_optimizer  # noqa: F401
+from zoo.optimizers import PaperSGD
 from zoo.models.googlenet import compile_with_aux
 
 PRECISION_CHOICES = (None, "float32", "mixed_float16", "mixed_bfloat16")

@@ -16,6 +16,7 @@ import numpy as np
 import pandas as pd
 
 from zoo import registry, training
+from zoo.optimizers import OPTIMIZER_CHOICES, make_optimizer
 from zoo._io import save_figure
 
 OBJECTIVE = "val_top1_accuracy"
@@ -42,10 +43,10 @@ def _space(learning_rate, weight_decay, dropout, width, optimizer=None):
              "weight_decay": _log_range("weight_decay", weight_decay)}
     if optimizer is not None:
         choices = [optimizer] if isinstance(optimizer, str) else list(optimizer)
-        unknown = [c for c in choices if c not in training.OPTIMIZER_CHOICES]
+        unknown = [c for c in choices if c not in OPTIMIZER_CHOICES]
         if not choices or unknown:
             raise ValueError(f"`optimizer` must be a non-empty list of "
-                             f"{training.OPTIMIZER_CHOICES}; received {optimizer!r}.")
+                             f"{OPTIMIZER_CHOICES}; received {optimizer!r}.")
         space["optimizer"] = choices
     if dropout is not None:
         low, high = _range("dropout", dropout)
@@ -73,7 +74,7 @@ def _hypermodel(build, space):
             weight_decay = hp.Float("weight_decay", *space["weight_decay"], sampling="log")
             name = hp.Choice("optimizer", space["optimizer"]) if "optimizer" in space else "sgd"
             model = build(**kwargs)
-            training._compile(model, training.make_optimizer(name, learning_rate, 0.9,
+            training._compile(model, make_optimizer(name, learning_rate, 0.9,
                                                              weight_decay),
                               learning_rate, 0.9, weight_decay,
                               "sparse_categorical_crossentropy", None, False)
