@@ -10,7 +10,7 @@ Example:
 
 from data import augment, folder, tta
 from data.datasets import (DatasetInfo, DatasetNotPreparedError, digits_arrays, from_arrays,
-                           info, load)
+                           info, load, set_epoch)
 from data.preprocess import (ImageStatistics, alexnet_preprocess, center_crop,
                              compute_statistics, normalized_input, resize_shorter_side)
 from data.tta import crop_scale, five_crop, predict_crops, ten_crop
@@ -20,5 +20,5 @@ __all__ = [
     "DatasetInfo", "DatasetNotPreparedError", "ImageStatistics", "MeanSubtraction",
     "alexnet_preprocess", "augment", "center_crop", "compute_statistics", "digits_arrays",
     "folder", "from_arrays", "info", "load", "normalized_input", "predict_crops", "resize_shorter_side",
-    "ten_crop", "tta", "crop_scale", "five_crop",
+    "set_epoch", "ten_crop", "tta", "crop_scale", "five_crop",
 ]

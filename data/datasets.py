@@ -186,6 +186,62 @@ def _seed_alone():
         ctx._seed = saved
 
 
+def _by_epoch(ds, seed, shuffle, augment):
+    """``ds`` shuffled and augmented anew on each pass, with the randomness of pass ``e``
+    derived from ``(seed, e)`` alone (no global or iterator state), so that a resumed run
+    replays the epochs of an uninterrupted one. Returns the dataset and its pass counter,
+    a variable read and advanced as each pass starts (see :func:`set_epoch`)."""
+    counter = tf.Variable(0, dtype=tf.int64, trainable=False, name="data_epoch")
+    seed = tf.constant(seed, tf.int64)
+
+    def one_pass(_):
+        epoch = counter.assign_add(1) - 1
+        keys = tf.random.stateless_uniform([2], seed=tf.stack([seed, epoch]), minval=None,
+                                           maxval=None, dtype=tf.int64)
+        examples = ds
+        if shuffle:
+            examples = examples.shuffle(10_000, seed=keys[0] % (2**31 - 1),
+                                        reshuffle_each_iteration=False)
+        if augment is not None:  # example i of pass e gets the stateless seed (key_e, i)
+            examples = tf.data.Dataset.zip((examples, tf.data.Dataset.counter())).map(
+                lambda example, i: (augment(example[0], tf.stack([keys[1], i])), example[1]),
+                num_parallel_calls=tf.data.AUTOTUNE)
+        return examples
+
+    with _seed_alone():
+        passes = tf.data.Dataset.range(1).flat_map(one_pass)
+    cardinality = int(ds.cardinality())
+    if cardinality >= 0:  # flat_map hides it; Keras needs it for the progress bar
+        passes = passes.apply(tf.data.experimental.assert_cardinality(cardinality))
+    return passes, counter
+
+
+def set_epoch(dataset, epoch):
+    """Make the next pass over ``dataset`` (from :func:`load`) shuffle and augment as epoch
+    ``epoch`` (0-based) does; later passes follow as ``epoch + 1``, ``epoch + 2`` ...
+
+    Each pass over a shuffled or augmented ``load`` dataset takes its randomness from
+    ``(seed, epoch)`` and nothing else, where the epoch counts the passes made so far.
+    ``zoo.train`` calls this at the start of fit with the epoch it resumes at, so that an
+    interrupted run replays exactly what the uninterrupted one saw (as PyTorch's
+    ``DistributedSampler.set_epoch``). A dataset without randomness ignores it.
+
+    Example:
+
+    >>> ds = load("digits", "train", batch_size=64)
+    >>> set_epoch(ds, 3)     # the next pass is epoch 3's order and augmentation
+    """
+    if isinstance(epoch, bool) or not isinstance(epoch, (int, np.integer)) or epoch < 0:
+        raise ValueError(f"`epoch` must be a non-negative integer; received {epoch!r}.")
+    if not hasattr(dataset, "_zoo_epoch"):
+        raise ValueError(
+            f"set_epoch needs the dataset `data.load` returned, not one made from it or "
+            f"elsewhere; received {type(dataset).__name__}. Transform the images with "
+            f"load's `preprocess`/`augment` arguments to keep its epochs.")
+    if dataset._zoo_epoch is not None:
+        dataset._zoo_epoch.assign(int(epoch))
+
+
 def _tfds_dataset(name, split, data_dir, manual_dir, shuffle_files, seed=0):
     builder = _tfds_builder(name, data_dir)
     _prepare(builder, name, manual_dir)
@@ -193,7 +249,8 @@ def _tfds_dataset(name, split, data_dir, manual_dir, shuffle_files, seed=0):
     import tensorflow_datasets as tfds
 
     ds = builder.as_dataset(split=split, as_supervised=True, shuffle_files=shuffle_files,
-                            read_config=tfds.ReadConfig(shuffle_seed=seed))
+                            read_config=tfds.ReadConfig(
+                                shuffle_seed=seed, shuffle_reshuffle_each_iteration=False))
     return ds.map(
         lambda image, label: (_to_rgb(image), tf.cast(label, tf.int32)),
         num_parallel_calls=tf.data.AUTOTUNE,
@@ -292,7 +349,9 @@ def load(
         shuffle: shuffle the examples (default: only for splits starting with "train").
         seed: seed of the shuffling and of the augmentation seeds; it alone decides them
             (the global seed of ``keras.utils.set_random_seed`` does not). Each pass over
-            the dataset (each epoch) shuffles and augments anew.
+            the dataset (each epoch) shuffles and augments anew, from ``(seed, epoch)``
+            alone (see :func:`set_epoch`). TFDS sources read their files in one order,
+            shuffled once by ``seed``, then shuffle examples per epoch.
         data_dir, manual_dir: passed to TFDS (``manual_dir`` for datasets such as
             imagenet2012 that are downloaded by hand).
         on_bad_image: image folders: ``"raise"`` on a bad file (naming it) or ``"skip"`` it
@@ -351,19 +410,14 @@ def load(
     if center_crop is not None:
         ds = ds.map(lambda image, label: (_center_crop(image, center_crop), label),
                     num_parallel_calls=tf.data.AUTOTUNE)
-    if shuffle:
-        with _seed_alone():
-            ds = ds.shuffle(10_000, seed=seed, reshuffle_each_iteration=True)
-    if augment is not None:
-        with _seed_alone():
-            seeds = tf.data.Dataset.random(seed=seed, rerandomize_each_iteration=True)
-        ds = tf.data.Dataset.zip((ds, seeds.batch(2))).map(
-            lambda example, s: (augment(example[0], s), example[1]),
-            num_parallel_calls=tf.data.AUTOTUNE,
-        )
+    counter = None
+    if shuffle or augment is not None:
+        ds, counter = _by_epoch(ds, seed, shuffle, augment)
     if batch_size is not None:
         ds = ds.batch(batch_size, drop_remainder=drop_remainder)
-    return ds.prefetch(tf.data.AUTOTUNE)
+    ds = ds.prefetch(tf.data.AUTOTUNE)
+    ds._zoo_epoch = counter  # read by set_epoch
+    return ds
 
 
 def info(name=DIGITS, data_dir=None, class_names=None):

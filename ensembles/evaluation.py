@@ -45,8 +45,9 @@ def predict_members(source, dataset, tta=None, keep_views=False):
     """
     names, predict = _members_and_predictor(source)
     size = _input_size(source)
-    chunks, labels = [], []
+    chunks, labels, bad_pixels = [], [], []
     for images, y in dataset:
+        bad_pixels.append(~np.isfinite(np.asarray(images)).reshape(len(images), -1).all(1))
         views = tta_lib.crops(images, tta, size)  # (batch, views, h, w, c)
         batch, k = views.shape[0], views.shape[1]
         flat = keras.ops.reshape(views, (batch * k,) + tuple(views.shape[2:]))
@@ -54,23 +55,31 @@ def predict_members(source, dataset, tta=None, keep_views=False):
         chunks.append(probs.reshape(len(names), batch, k, -1))
         labels.append(np.asarray(y))
     probs = np.concatenate(chunks, axis=1)  # (members, n, views, classes)
-    _check_finite(names, probs)
+    _check_finite(names, probs, np.concatenate(bad_pixels))
     probs = np.moveaxis(probs, 2, 1) if keep_views else probs.mean(axis=2)
     return names, probs, np.concatenate(labels).astype(int)
 
 
-def _check_finite(names, probs):
-    """Non-finite probabilities make every metric meaningless: name the members and the
-    inputs (their positions in the dataset) instead of returning NaN."""
+def _positions(rows):
+    return f"inputs {rows[:10].tolist()}" + (", ..." if len(rows) > 10 else "")
+
+
+def _check_finite(names, probs, bad_pixels):
+    """Non-finite pixels or probabilities make every metric meaningless: name the inputs
+    (their positions in the dataset), and the members, instead of returning NaN, or the
+    finite but meaningless numbers that a network's ReLUs and poolings make of NaN pixels."""
+    rows = np.flatnonzero(bad_pixels)
+    if len(rows):
+        raise ValueError(f"{len(rows)} of {len(bad_pixels)} inputs hold NaN or infinite "
+                         f"pixels ({_positions(rows)}): no prediction on them means anything.")
     bad = ~np.isfinite(probs).reshape(probs.shape[0], probs.shape[1], -1).all(axis=-1)
     if bad.any():
         rows = np.flatnonzero(bad.any(axis=0))
         members = [n for n, b in zip(names, bad.any(axis=1)) if b]
         raise ValueError(
             f"{len(rows)} of {probs.shape[1]} inputs get NaN or infinite probabilities from "
-            f"{', '.join(members)} (inputs {rows[:10].tolist()}"
-            + (", ..." if len(rows) > 10 else "") + "): the model diverged, or those inputs "
-            "hold NaN or infinite pixels.")
+            f"{', '.join(members)} ({_positions(rows)}): the model diverged (NaN or "
+            f"infinite weights) or overflows on them.")
 
 
 def combine(source, member_probs):

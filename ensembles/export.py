@@ -52,15 +52,21 @@ def _entropy(p):
 
 def serving_model(ensemble):
     """The ensemble with outputs ``{"probabilities", "predictive_entropy",
-    "mutual_information"}``, sharing its weights. The uncertainty describes the served
-    probabilities: the same combine rule and member weights."""
+    "mutual_information", "finite"}``, sharing its weights. The uncertainty describes the
+    served probabilities: the same combine rule and member weights. ``finite`` is False for
+    an input that holds a NaN or inf pixel (whose probabilities a network's ReLUs and
+    poolings can turn into finite nonsense) or whose probabilities are not finite, so a
+    client can tell, per input, which answers not to use."""
     model = with_member_outputs(ensemble)
     combined, stacked = model.outputs
     weights = combine_layer(ensemble).member_weights
     entropy, information = EnsembleUncertainty(weights, name="uncertainty")(
         [combined, stacked])
+    pixels = keras.ops.reshape(model.input, (-1, int(np.prod(model.input.shape[1:]))))
+    finite = keras.ops.logical_and(keras.ops.all(keras.ops.isfinite(pixels), axis=-1),
+                                   keras.ops.all(keras.ops.isfinite(combined), axis=-1))
     return keras.Model(model.input, {"probabilities": combined, "predictive_entropy": entropy,
-                                      "mutual_information": information},
+                                      "mutual_information": information, "finite": finite},
                        name=f"{ensemble.name}_serving")
 
 
@@ -73,7 +79,8 @@ def export(ensemble, path, overwrite=False):
 
     Its ``serve`` signature takes a float32 batch of images and returns a dict with
     ``probabilities`` (the combined prediction), ``predictive_entropy`` and
-    ``mutual_information`` per example. Load it with plain TensorFlow, no project code:
+    ``mutual_information`` per example, and ``finite``: False where an input holds a NaN or
+    inf pixel or gets NaN or inf probabilities. Load it with plain TensorFlow, no project code:
 
     >>> served = tf.saved_model.load(path)                      # doctest: +SKIP
     >>> served.serve(images)["probabilities"]                   # doctest: +SKIP

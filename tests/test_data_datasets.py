@@ -1,3 +1,4 @@
+import math
 import time
 import warnings
 
@@ -302,6 +303,41 @@ def test_seed_alone_decides_the_shuffle_order_and_the_augmentation():
     keras.utils.set_random_seed(5)
     data.load("digits", "train", seed=0, augment=augment.random_flip)
     np.testing.assert_array_equal(tf.random.uniform([3]).numpy(), expected)
+
+
+def test_each_pass_is_an_epoch_decided_by_seed_and_epoch_alone():
+    """Pass e of a shuffled, augmented dataset takes its order and augmentation from
+    (seed, e): a fresh dataset pointed at epoch 2 replays the third pass of another, and
+    the passes after it; the cardinality survives."""
+    from data import augment
+
+    def make():
+        return data.load("digits", "train", batch_size=50, image_size=8, seed=3,
+                         augment=augment.random_erasing)
+
+    def one_pass(ds):
+        images, labels = zip(*[(x.numpy(), y.numpy()) for x, y in ds])
+        return np.concatenate(images), np.concatenate(labels)
+
+    ds = make()
+    assert int(ds.cardinality()) == math.ceil(len(data.digits_arrays("train")[1]) / 50)
+    passes = [one_pass(ds) for _ in range(4)]
+    assert not np.array_equal(passes[0][1], passes[1][1])  # reshuffled every pass
+    fresh = make()
+    data.set_epoch(fresh, 2)
+    for expected in passes[2:]:
+        images, labels = one_pass(fresh)
+        np.testing.assert_array_equal(labels, expected[1])
+        np.testing.assert_array_equal(images, expected[0])
+    data.set_epoch(ds, 0)
+    np.testing.assert_array_equal(one_pass(ds)[0], passes[0][0])
+    data.set_epoch(data.load("digits", "test"), 5)  # nothing random: nothing to do
+    with pytest.raises(ValueError, match=r"the dataset `data.load` returned.*received "
+                                         r"_MapDataset"):
+        data.set_epoch(ds.map(lambda x, y: (x, y)), 1)
+    with pytest.raises(ValueError, match=r"`epoch` must be a non-negative integer; "
+                                         r"received -1"):
+        data.set_epoch(ds, -1)
 
 
 def test_load_at_the_papers_scale_then_the_centre_crop(image_folder):

@@ -329,6 +329,7 @@ def test_variants_train_through_zoo_train():
 def test_export_one_saved_model_served_without_this_project(tmp_path):
     model = ensembles.Ensemble(small_members())
     x = images(5)
+    x[3] = np.nan  # a bad input is flagged, per input, not hidden
     reference = ensembles.serving_model(model).predict(x, verbose=0)
     path = str(tmp_path / "served")
     ensembles.export(model, path)
@@ -343,7 +344,9 @@ def test_export_one_saved_model_served_without_this_project(tmp_path):
     """)
     run_python(code, env={"PYTHONPATH": ""})
     served = np.load(tmp_path / "out.npz")
-    assert set(served.files) == {"probabilities", "predictive_entropy", "mutual_information"}
+    assert set(served.files) == {"probabilities", "predictive_entropy", "mutual_information",
+                                 "finite"}
+    assert served["finite"].tolist() == [True, True, True, False, True]
     for key in served.files:
         np.testing.assert_allclose(served[key], reference[key], atol=1e-5)
     np.testing.assert_allclose(served["probabilities"], model.predict(x, verbose=0), atol=1e-5)

@@ -185,9 +185,18 @@ def test_non_finite_pixels_and_predictions_are_named():
     model = tiny_model(size=6)
     images[2, 0, 0, 0] = np.inf
     dataset = tf.data.Dataset.from_tensor_slices((images, np.zeros(7, "int32"))).batch(4)
-    with pytest.raises(ValueError, match=r"2 of 7 inputs get NaN or infinite probabilities "
-                                         r"from tiny \(inputs \[2, 5\]\)"):
+    with pytest.raises(ValueError, match=r"2 of 7 inputs hold NaN or infinite pixels "
+                                         r"\(inputs \[2, 5\]\)"):
         ensembles.evaluate(model, dataset)
+    # Finite pixels, a diverged member: the member and the inputs are named.
+    clean = np.nan_to_num(images, nan=0.0, posinf=255.0)
+    dataset = tf.data.Dataset.from_tensor_slices((clean, np.zeros(7, "int32"))).batch(4)
+    broken = tiny_model(size=6)
+    broken.get_layer("predictions").bias.assign([np.nan, 0.0, 0.0, 0.0])
+    broken.name = "diverged"
+    with pytest.raises(ValueError, match=r"7 of 7 inputs get NaN or infinite probabilities "
+                                         r"from diverged \(inputs \[0, 1, 2, 3, 4, 5, 6\]\)"):
+        ensembles.evaluate([model, broken], dataset)
 
 
 def _train(run_dir, epochs, **kwargs):

@@ -16,21 +16,56 @@ from tests.helpers import REPO, free_ports, last_json_line, run_python
 
 TRAIN = textwrap.dedent(
     """
-    import json, os, sys, time
+    import functools, json, os, sys
     import keras, numpy as np
-    import zoo
-    from tests.helpers import tiny_data, tiny_model
+    import data, zoo
+    from zoo import callbacks as zoo_callbacks
+    from tests.helpers import tiny_model
 
-    class SlowEpochs(keras.callbacks.Callback):  # leaves time to kill the process
-        def on_epoch_end(self, epoch, logs=None):
-            time.sleep(float(os.environ.get("EPOCH_SLEEP", "0")))
+    # KILL="point:epoch" kills this process (kill -9) at a named point of that 0-based epoch.
+    point, _, at = os.environ.get("KILL", ":-1").partition(":")
 
-    result = zoo.train(tiny_model, tiny_data(n=128), tiny_data(seed=1), epochs=8,
-                       run_dir=sys.argv[1], seed=0, learning_rate=0.05, lr_patience=1,
-                       callbacks=[SlowEpochs()], verbose=0)
-    weights = np.concatenate([w.ravel() for w in result.model.get_weights()])
-    print(json.dumps({"val_loss": float(result.history["val_loss"].iloc[-1]),
-                      "weights": weights.tolist()}))
+    def kill_at(name, epoch):
+        if name == point and epoch == int(at):
+            os.kill(os.getpid(), 9)
+
+    def wrap(cls, method, name, before=True):
+        original = getattr(cls, method)
+        def wrapped(self, epoch_or_batch, logs=None):
+            epoch = getattr(self.model, "_zoo_epoch_now", -1)
+            if before:
+                kill_at(name, epoch)
+            original(self, epoch_or_batch, logs)
+            if not before:
+                kill_at(name, epoch)
+        setattr(cls, method, wrapped)
+
+    class Epoch(keras.callbacks.Callback):
+        def on_epoch_begin(self, epoch, logs=None):
+            self.model._zoo_epoch_now = epoch
+            kill_at("epoch_begin", epoch)
+        def on_train_batch_end(self, batch, logs=None):
+            if batch == 5:
+                kill_at("mid_epoch", self.model._zoo_epoch_now)
+
+    # After the history row, before the checkpoints; and after the backup's weights, before
+    # the backup's metadata names them.
+    wrap(zoo_callbacks.AtomicCheckpoint, "on_epoch_end", "before_checkpoint")
+    wrap(zoo_callbacks.SafeBackupAndRestore, "on_epoch_end", "after_backup", before=False)
+
+    scaled = lambda image: image / 255.0
+    augment = data.augment.compose(functools.partial(data.augment.random_crop, size=8),
+                                   data.augment.random_flip)
+    train = data.load("digits", "train", batch_size=64, image_size=10, preprocess=scaled,
+                      augment=augment, seed=3)  # shuffled, augmented
+    val = data.load("digits", "validation", batch_size=256, image_size=10, preprocess=scaled,
+                    center_crop=8)
+    result = zoo.train(functools.partial(tiny_model, classes=10), train, val, epochs=8,
+                       run_dir=sys.argv[1], seed=0, learning_rate=0.2, lr_patience=1,
+                       lr_factor=0.5, callbacks=[Epoch()], verbose=0)
+    best = keras.saving.load_model(os.path.join(sys.argv[1], "checkpoints", "best.keras"))
+    flat = lambda model: np.concatenate([w.ravel() for w in model.get_weights()]).tolist()
+    print(json.dumps({"weights": flat(result.model), "best": flat(best)}))
     """
 )
 
@@ -40,68 +75,41 @@ def _history(run_dir):
     return pd.read_csv(path) if os.path.exists(path) else pd.DataFrame({"epoch": []})
 
 
-def test_killed_run_resumes_and_matches_an_uninterrupted_run(tmp_path):
-    reference_dir, crashed_dir = str(tmp_path / "reference"), str(tmp_path / "crashed")
-    reference = last_json_line(run_python(TRAIN.replace("sys.argv[1]", repr(reference_dir))).stdout)
-
-    env = {**os.environ, "TF_CPP_MIN_LOG_LEVEL": "2", "EPOCH_SLEEP": "0.7"}
-    process = subprocess.Popen([sys.executable, "-c", TRAIN, crashed_dir], cwd=REPO, env=env,
-                               stdout=subprocess.PIPE, stderr=subprocess.PIPE)
-    deadline = time.monotonic() + 240
-    while len(_history(crashed_dir)) < 3 and process.poll() is None:
-        assert time.monotonic() < deadline, "the run never reached epoch 3"
-        time.sleep(0.1)
-    os.kill(process.pid, signal.SIGKILL)  # kill -9, mid-run
-    process.wait()
-    epochs_before = len(_history(crashed_dir))
-    assert 3 <= epochs_before < 8
-
-    # The same command again: it continues from the last completed epoch.
-    resumed = run_python(TRAIN.replace("sys.argv[1]", repr(crashed_dir)))
-    resumed = last_json_line(resumed.stdout)
-    history = _history(crashed_dir)
-    assert history["epoch"].tolist() == list(range(1, 9))  # complete, no duplicates
-    reference_history = _history(reference_dir)
-    np.testing.assert_allclose(history["learning_rate"], reference_history["learning_rate"])
-    np.testing.assert_allclose(history["val_loss"], reference_history["val_loss"], rtol=1e-3)
-    assert resumed["val_loss"] == pytest.approx(reference["val_loss"], rel=1e-3)
-    np.testing.assert_allclose(resumed["weights"], reference["weights"], rtol=1e-3, atol=1e-5)
-    # Running the finished command once more trains nothing and changes nothing.
-    again = last_json_line(run_python(TRAIN.replace("sys.argv[1]", repr(crashed_dir))).stdout)
-    np.testing.assert_array_equal(again["weights"], resumed["weights"])
-    assert len(_history(crashed_dir)) == 8
+def _train(run_dir, kill=None):
+    result = run_python(TRAIN, check=kill is None, env={"KILL": kill} if kill else {},
+                        args=[str(run_dir)])
+    if kill:
+        assert result.returncode == -signal.SIGKILL, result.stderr[-4000:]
+        return None
+    return last_json_line(result.stdout)
 
 
-KILL_AT = TRAIN.replace(
-    "callbacks=[SlowEpochs()]", "callbacks=[SlowEpochs(), KillAt()]").replace(
-    "\nresult = zoo.train(", textwrap.dedent("""
-    class KillAt(keras.callbacks.Callback):  # kill -9 at a named point: an epoch's start
-        def on_epoch_begin(self, epoch, logs=None):
-            if epoch == int(os.environ.get("KILL_AT_EPOCH", "-1")):
-                os.kill(os.getpid(), 9)
-
-    """) + "result = zoo.train(", 1)
-
-
-def test_a_kill_in_the_epoch_after_a_learning_rate_drop_resumes_at_the_lowered_rate(tmp_path):
-    """The backup is an epoch's last act, after ReduceLROnPlateau's decision: a run killed
-    at the start of the epoch after a drop resumes at the lowered rate, and ends with the
-    uninterrupted run's rates, history and weights."""
-    reference_dir, crashed_dir = str(tmp_path / "reference"), str(tmp_path / "crashed")
-    reference = last_json_line(run_python(KILL_AT.replace("sys.argv[1]",
-                                                          repr(reference_dir))).stdout)
-    rates = _history(reference_dir)["learning_rate"].to_numpy()
+def test_a_run_killed_at_any_named_point_resumes_to_the_uninterrupted_run_exactly(tmp_path):
+    """Shuffled, augmented data and a falling learning rate; kill -9 at named points of
+    four epochs (one of them just after a learning-rate drop), each time resuming with the
+    same command: the history, learning rates, weights and best checkpoint end equal to an
+    uninterrupted run's (rtol 1e-5)."""
+    reference = _train(tmp_path / "reference")
+    expected = _history(tmp_path / "reference")
+    rates = expected["learning_rate"].to_numpy()
     drop = int(np.flatnonzero(rates[1:] < rates[:-1])[0]) + 1  # 0-based epoch after a drop
-    killed = run_python(KILL_AT.replace("sys.argv[1]", repr(crashed_dir)), check=False,
-                        env={"KILL_AT_EPOCH": str(drop)})
-    assert killed.returncode == -signal.SIGKILL
-    assert len(_history(crashed_dir)) == drop
-    resumed = last_json_line(run_python(KILL_AT.replace("sys.argv[1]",
-                                                        repr(crashed_dir))).stdout)
-    history = _history(crashed_dir)
-    assert history["epoch"].tolist() == list(range(1, 9))
-    np.testing.assert_allclose(history["learning_rate"], rates, rtol=1e-6)
-    np.testing.assert_allclose(resumed["weights"], reference["weights"], rtol=1e-4, atol=1e-6)
+    run_dir = tmp_path / "crashed"
+    kills = sorted({1: "before_checkpoint", 2: "mid_epoch", drop: "epoch_begin",
+                    6: "after_backup"}.items())
+    for epoch, point in kills:
+        _train(run_dir, kill=f"{point}:{epoch}")
+        done = _history(run_dir)["epoch"].tolist()
+        assert done[-1] >= epoch, (point, epoch, done)  # nothing before the kill was lost
+    resumed = _train(run_dir)
+    history = _history(run_dir)
+    assert history["epoch"].tolist() == list(range(1, 9))  # complete, no duplicates
+    pd.testing.assert_frame_equal(history, expected, check_exact=False, rtol=1e-5)
+    np.testing.assert_allclose(resumed["weights"], reference["weights"], rtol=1e-5, atol=1e-7)
+    np.testing.assert_allclose(resumed["best"], reference["best"], rtol=1e-5, atol=1e-7)
+    # Running the finished command once more trains nothing and changes nothing.
+    again = _train(run_dir)
+    np.testing.assert_array_equal(again["weights"], resumed["weights"])
+    pd.testing.assert_frame_equal(_history(run_dir), history)
 
 
 WORKER = textwrap.dedent(

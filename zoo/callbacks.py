@@ -262,6 +262,20 @@ class RestoreBackup(keras.callbacks.Callback):
         self.backup.restore(logs)
 
 
+class DataEpochs(keras.callbacks.Callback):
+    """At the start of fit, point a ``data.load`` dataset at the epoch fit starts from (0,
+    or the epoch a resumed run restored), so each epoch shuffles and augments as it did in
+    an uninterrupted run (``data.set_epoch``). Other datasets are left alone."""
+
+    def __init__(self, dataset):
+        super().__init__()
+        self.dataset = dataset
+
+    def on_train_begin(self, logs=None):
+        if getattr(self.dataset, "_zoo_epoch", None) is not None:
+            self.dataset._zoo_epoch.assign(getattr(self.model, "_initial_epoch", 0) or 0)
+
+
 class RawWeightsBack(keras.callbacks.Callback):
     """After the checkpoints saved the EMA weights that ``SwapEMAWeights(swap_on_epoch=True)``
     swapped in at the epoch's end, swap the raw training weights back, so the backup after

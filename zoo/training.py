@@ -340,6 +340,7 @@ def train(
                 "keras": keras.__version__, "tensorflow": tf.__version__,
                 "started": time.strftime("%Y-%m-%d %H:%M:%S"),
             })
+        epochs_of = zoo_callbacks.DataEpochs(train_data)  # before train_data is wrapped
         train_data = per_output_targets(model, train_data)
         val_data = per_output_targets(model, val_data)
         if isinstance(strategy, tf.distribute.MultiWorkerMirroredStrategy):
@@ -361,7 +362,7 @@ def train(
             callbacks=_run_callbacks(run_dir, monitor, reduce_lr, lr_factor, lr_patience,
                                      min_lr, verbose,
                                      ema=bool(getattr(optimizer, "use_ema", False)))
-            + list(callbacks),
+            + [epochs_of] + list(callbacks),
         )
         rows = (zoo_callbacks.read_history(os.path.join(run_dir, "history.csv")) if run_dir
                 else [{"epoch": e + 1, **{k: v[i] for k, v in history.history.items()}}
