@@ -12,11 +12,11 @@ PIP := $(BIN)/python -m pip install --disable-pip-version-check -q
 
 $(STAMP): setup.py
 	@$(BIN)/python -c "" 2>/dev/null || { rm -rf $(VENV) && $(PYTHON) -m venv $(VENV); }
-	$(PIP) -e .
+	$(PIP) -e . --config-settings editable_mode=compat
 	@touch $(STAMP)
 
 $(TEST_STAMP): $(STAMP)
-	$(PIP) -e ".[test]"
+	$(PIP) -e ".[test]" --config-settings editable_mode=compat
 	@touch $(TEST_STAMP)
 
 demo: $(STAMP)

@@ -12,7 +12,8 @@ setup(
     long_description=open("README.md", encoding="utf-8").read(),
     long_description_content_type="text/markdown",
     python_requires=">=3.10",
-    packages=find_packages(include=["zoo", "zoo.*", "ensembles", "ensembles.*", "data", "data.*"]),
+    packages=find_packages(include=["zoo", "zoo.*", "ensembles", "ensembles.*", "data", "data.*",
+                                    "safeio"]),
     install_requires=[
         "tensorflow>=2.16",
         "keras>=3.5",

@@ -14,7 +14,7 @@ from data.datasets import (DatasetInfo, DatasetNotPreparedError, digits_arrays, 
 from data.preprocess import (ImageStatistics, alexnet_preprocess, center_crop,
                              compute_statistics, normalized_input, resize_shorter_side)
 from data.tta import crop_scale, five_crop, predict_crops, ten_crop
-from zoo.layers import MeanSubtraction
+from data.layers import MeanSubtraction
 
 __all__ = [
     "DatasetInfo", "DatasetNotPreparedError", "ImageStatistics", "MeanSubtraction",

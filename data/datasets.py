@@ -120,9 +120,21 @@ def _online(host="storage.googleapis.com", port=443, timeout=3.0):
     return bool(result)
 
 
+def _looks_like_a_folder(name):
+    """A path (``/…``, ``./…``, ``~/…``, or under a folder that exists here), not a TFDS
+    name such as ``cifar10`` or ``coco/2017``."""
+    name = str(name)
+    head = name.split("/")[0]
+    return (name.startswith(("/", ".", "~")) or os.sep in name and os.path.isdir(head)
+            or os.path.splitdrive(name)[0] != "")
+
+
 def _tfds_builder(name, data_dir):
     import tensorflow_datasets as tfds
 
+    if _looks_like_a_folder(name):
+        raise ValueError(f"Dataset folder not found: {name!r} (expected "
+                         f"{os.path.join(str(name), 'SPLIT', 'CLASS_NAME')}/*.jpg).")
     try:
         return tfds.builder(name, data_dir=data_dir)
     except tfds.core.registered.DatasetNotFoundError:

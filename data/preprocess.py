@@ -10,7 +10,7 @@ import dataclasses
 import numpy as np
 import tensorflow as tf
 
-from zoo._io import atomic_path
+from safeio import atomic_path
 
 
 def resize_shorter_side(image, size=256):
@@ -182,7 +182,7 @@ def normalized_input(statistics, shape, name="input", normalize="standardize"):
     """
     import keras
 
-    from zoo.layers import MeanSubtraction
+    from data.layers import MeanSubtraction
 
     if normalize not in NORMALIZE_CHOICES:
         raise ValueError(f"`normalize` must be one of {NORMALIZE_CHOICES}; received "

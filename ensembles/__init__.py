@@ -39,6 +39,20 @@ def __dir__():
     return sorted(set(globals()) | set(_LAZY))
 
 
+def load(path, compile=True):
+    """Load a ``.keras`` file holding an ensemble, snapshot checkpoints or zoo models, in
+    any process: :func:`zoo.load_model` with the ensembles' objects (``CombineMembers``,
+    ``CyclicCosine``, ``EnsembleUncertainty``) registered, and its one-line errors.
+
+    Example:
+
+    >>> model = ensembles.load("runs/ensemble.keras")               # doctest: +SKIP
+    """
+    from zoo.saving import load_model
+
+    return load_model(path, compile=compile)
+
+
 def member_probabilities(ensemble, dataset, tta=None):
     """The stacked member probabilities, shaped ``(members, batch, classes)``."""
     from ensembles.evaluation import predict_members
@@ -49,7 +63,7 @@ def member_probabilities(ensemble, dataset, tta=None):
 __all__ = [
     "COMBINE_CHOICES", "CheckpointSnapshots", "CombineMembers", "CycleSnapshots",
     "CyclicCosine", "Ensemble", "EnsembleUncertainty", "combine_layer", "evaluate", "export",
-    "from_snapshots", "is_ensemble", "member_probabilities", "member_weights", "members_of",
+    "from_snapshots", "is_ensemble", "load", "member_probabilities", "member_weights", "members_of",
     "metrics", "plot_reliability", "plot_size_curve", "predict_members", "serving_model",
     "size_curve", "snapshot_paths", "train_snapshots", "uncertainty", "variants",
     "with_member_outputs",

@@ -4,7 +4,7 @@ import keras
 import numpy as np
 
 from ensembles.ensemble import combine_layer, with_member_outputs
-from zoo._io import atomic_directory
+from safeio import atomic_directory
 
 
 @keras.saving.register_keras_serializable(package="ensembles")

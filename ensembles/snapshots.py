@@ -19,8 +19,8 @@ import keras
 
 from ensembles.ensemble import Ensemble
 from ensembles.schedules import CyclicCosine
-from zoo import training
-from zoo._io import atomic_path
+from zoo.training import recipe as training
+from safeio import atomic_path
 from zoo.optimizers import make_optimizer
 
 

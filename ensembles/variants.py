@@ -42,7 +42,7 @@ def variants(builder, dropout=None, width=None, **kwargs):
         raise ValueError("variants needs a list of `dropout` and/or `width` values to vary; "
                          f"received dropout={dropout!r}, width={width!r}.")
     base = builder if isinstance(builder, str) else builder.__name__
-    build = functools.partial(registry.get_model, builder) if isinstance(builder, str) else builder
+    build = functools.partial(registry.resolve, builder)
     out = {}
     for d, w in itertools.product(dropouts, widths):
         parts = [base] + ([f"dropout{_label(d)}"] if vary_dropout else []) + (

@@ -13,12 +13,12 @@ import tensorflow as tf
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
 
-def run_python(code, env=None, timeout=300, check=True, args=()):
+def run_python(code, env=None, timeout=300, check=True, args=(), cwd=REPO):
     """Run ``code`` in a fresh Python (``sys.argv[1:]`` = ``args``); returns the
     CompletedProcess."""
     full_env = {**os.environ, "TF_CPP_MIN_LOG_LEVEL": "2", **(env or {})}
     result = subprocess.run([sys.executable, "-c", code, *args], capture_output=True, text=True,
-                            timeout=timeout, env=full_env, cwd=REPO)
+                            timeout=timeout, env=full_env, cwd=cwd)
     if check:
         assert result.returncode == 0, result.stderr[-4000:]
     return result

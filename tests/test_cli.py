@@ -7,7 +7,9 @@ import numpy as np
 import pandas as pd
 import pytest
 
+from tests.helpers import run_python
 from zoo import cli
+from zoo.cli import commands
 
 
 def test_zoo_list_prints_every_model(capsys):
@@ -23,19 +25,79 @@ def test_python_dash_m_zoo_and_console_script_agree():
     assert "alexnet" in module.stdout
 
 
-def test_unknown_model_is_one_line_and_exit_code_2(capsys):
+def test_zoo_help_and_list_start_neither_keras_nor_tensorflow():
+    """What makes `zoo --help` and `zoo list` instant: the facts are static."""
+    code = ("import sys\nfrom zoo.cli import main\n"
+            "assert main(['list', 'resnet*']) == 0\n"
+            "try:\n    main(['--help'])\nexcept SystemExit as e:\n    assert e.code == 0\n"
+            "heavy = [m for m in ('keras', 'tensorflow', 'jax', 'torch') if m in sys.modules]\n"
+            "assert not heavy, heavy\n")
+    out = run_python(code).stdout
+    assert out.count("He, Zhang, Ren, Sun 2015") == 5 and "alexnet" not in out.split("usage")[0]
+
+
+@pytest.mark.parametrize("argv, message", [
+    (["info", "alexnett"], "zoo info: error: Unknown model 'alexnett'. Did you mean 'alexnet'? "
+                           "Available: alexnet, googlenet"),
+    (["train", "--model", "alexnet", "--model-arg", "tower=2"],
+     "zoo train: error: alexnet has no argument 'tower'. Did you mean 'towers'? Its arguments:"),
+    (["train", "--model", "resnet18", "--model-arg", "zero_init_residuals=True"],
+     "Did you mean 'zero_init_residual'?"),
+    (["list", "vgg*"], "zoo list: error: No model matches 'vgg*'; available: alexnet"),
+    (["info", "./my_data"], "Unknown model './my_data'"),
+])
+def test_typos_are_one_line_with_the_closest_name_before_any_data_is_read(argv, message,
+                                                                          capsys, tmp_path):
+    # The dataset folder does not exist: a check that read data first would say so instead.
+    extra = ["--dataset", str(tmp_path / "missing")] if argv[0] == "train" else []
+    assert cli.main(argv + extra) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and err[0].startswith(message.split(" error:")[0]), err
+    assert message in err[0]
+
+
+def test_an_unknown_flag_is_one_line_with_the_closest_flag(capsys):
     with pytest.raises(SystemExit) as exit_info:
-        cli.main(["info", "alexnett"])
+        cli.main(["train", "--model", "alexnet", "--lr-patiense", "3"])
     assert exit_info.value.code == 2
     err = capsys.readouterr().err.strip().splitlines()
-    assert err[-1].startswith("zoo: error: unknown model 'alexnett'; available: alexnet")
-    assert not any("Traceback" in line for line in err)
+    assert err == ["zoo: error: unrecognized arguments: --lr-patiense 3 (did you mean "
+                   "--lr-patience?); see zoo --help"]
+
+
+def test_tensorflow_start_up_lines_never_reach_the_terminal_but_real_ones_do():
+    """`zoo info` in a fresh process, with TensorFlow's C++ logging at its default level:
+    no start-up line on stderr. And the filter itself passes every other line."""
+    import os as _os
+
+    env = {k: v for k, v in _os.environ.items() if k != "TF_CPP_MIN_LOG_LEVEL"}
+    result = subprocess.run([sys.executable, "-m", "zoo", "info", "alexnet"], env=env,
+                            capture_output=True, text=True, timeout=120)
+    assert result.returncode == 0 and "62,378,344" in result.stdout
+    assert result.stderr == "", result.stderr
+    code = (
+        "import os\nfrom zoo.cli.quiet import descriptor_filtered\n"
+        "with descriptor_filtered():\n"
+        "    os.write(2, b'WARNING: All log messages before absl::InitializeLog() is called are "
+        "written to STDERR\\n')\n"
+        "    os.write(2, b'E0000 00:00:1795811006.268156   31296 cuda_platform.cc:52] failed "
+        "call to cuInit: INTERNAL: CUDA error\\n')\n"
+        "    os.write(2, b'I0000 00:00:1795.2 4713 cpu_feature_guard.cc:227] This TensorFlow "
+        "binary is optimized\\n')\n"
+        "    os.write(2, b'W0000 00:00:1795.4 31034 auto_shard.cc:559] a real warning\\n')\n"
+        "    os.write(2, b'Traceback: a real error\\n')\n"
+    )
+    result = subprocess.run([sys.executable, "-c", code], env=env, capture_output=True,
+                            text=True, timeout=60)
+    assert result.stderr.splitlines() == [
+        "W0000 00:00:1795.4 31034 auto_shard.cc:559] a real warning", "Traceback: a real error"]
 
 
 def test_info_prints_the_model_facts(capsys):
     assert cli.main(["info", "resnet50"]) == 0
     out = capsys.readouterr().out
-    assert "25,557,032 trainable" in out and "4.09 G" in out and "zoo.resnet50(" in out
+    assert "25,557,032 trainable" in out and "4.09 G" in out
+    assert "zoo.resnet50(include_top, weights, input_tensor" in out and "stem" in out
 
 
 def test_train_command_writes_a_run_directory_and_reports_test_error(tmp_path, capsys):
@@ -59,6 +121,8 @@ def test_train_command_writes_a_run_directory_and_reports_test_error(tmp_path, c
     "argv, message",
     [
         (["train", "--model", "alexnet", "--dataset", "nope"], "Unknown dataset 'nope'"),
+        (["train", "--model", "alexnet", "--dataset", "./photos"],
+         "Dataset folder not found: './photos'"),
         (["train", "--model", "alexnet", "--model-arg", "towers=3", "--epochs", "1"],
          "`towers` must be 1"),
         (["train", "--model", "alexnet", "--model-arg", "width"], "takes KEY=VALUE"),
@@ -280,10 +344,10 @@ def test_train_pipeline_random_crops_of_the_larger_scale_and_centre_crops_for_ev
     of the digits loaded at 18x18, different each epoch; evaluation takes the centre."""
     import data
 
-    args = cli._parser().parse_args([
+    args = commands._parser().parse_args([
         "train", "--model", "resnet18", "--image-size", "16", "--augment", "crop+flip",
         "--normalize", "mean_image", "--batch-size", "32", "--model-arg", "stem=cifar"])
-    setup = cli._Setup(args, str(tmp_path))
+    setup = commands._Setup(args, str(tmp_path))
     assert setup.scale == 18
     large = data.load("digits", "train", image_size=18, batch_size=None, shuffle=False)
     large = np.stack([x.numpy() for x, _ in large.take(300)])

@@ -4,7 +4,7 @@ import pytest
 import tensorflow as tf
 
 import data
-from zoo.layers import MeanSubtraction
+from data.layers import MeanSubtraction
 
 
 def test_resize_shorter_side_keeps_aspect_ratio():

@@ -13,6 +13,7 @@ import tensorflow as tf
 import zoo
 from tests.helpers import tiny_data, tiny_model
 from zoo import cli, diagnostics
+from zoo.cli import commands
 
 
 def _small_resnet(classes=4, **kwargs):
@@ -164,8 +165,9 @@ def test_a_tiny_search_runs_coarse_then_fine(tmp_path):
     assert (np.abs(np.log10(fine["learning_rate"] / best["learning_rate"])) <= 0.5 + 1e-9).all()
     assert (fine["width"] == best["width"]).all()
     assert result.best["val_top1_error"] == table["val_top1_error"].min()
-    plot = zoo.plot_search(table, os.path.join(tmp_path, "search.png"))
-    assert open(plot, "rb").read(4) == b"\x89PNG"
+    figure = zoo.plot_search(table, os.path.join(tmp_path, "search.png"))
+    assert open(os.path.join(tmp_path, "search.png"), "rb").read(4) == b"\x89PNG"
+    assert len(figure.axes[0].collections) == table["stage"].nunique()  # a scatter per stage
     with pytest.raises(ValueError, match=r"`learning_rate`.*log scale.*received \(0, 1\)"):
         zoo.search(_tiny_builder, None, None, learning_rate=(0, 1))
 

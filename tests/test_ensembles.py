@@ -187,12 +187,32 @@ def test_uncertainty_decomposition():
     assert (crops["top_class_variance"] > 0).all()  # spread across the 10 crops
 
 
-def test_plots_are_written(tmp_path):
+def test_plots_return_figures_draw_into_given_axes_and_never_switch_the_backend(tmp_path):
+    """As a notebook uses them: a Figure back (shown inline), drawing into the user's axes,
+    a PNG only when given a path, and the user's matplotlib backend left as it was (a
+    plot that called matplotlib.use("Agg") made every later inline plot vanish)."""
+    import matplotlib
+    from matplotlib.figure import Figure
+
     model = ensembles.Ensemble(small_members())
     ds = as_dataset(images(8), np.arange(8) % 5)
-    ensembles.plot_size_curve(ensembles.size_curve(model, ds), tmp_path / "size.png")
+    curve = ensembles.size_curve(model, ds)
     _, probs, labels = ensembles.predict_members(model, ds)
-    ensembles.plot_reliability(probs.mean(axis=0), labels, tmp_path / "rel.png")
+    backend = matplotlib.get_backend()
+    matplotlib.use("svg")  # stands for the notebook's inline backend
+    try:
+        size = ensembles.plot_size_curve(curve, tmp_path / "size.png")
+        reliability = ensembles.plot_reliability(probs.mean(axis=0), labels, tmp_path / "rel.png")
+        assert matplotlib.get_backend() == "svg"
+        mine = Figure()
+        left, right = mine.subplots(1, 2)
+        assert ensembles.plot_size_curve(curve, ax=left) is mine
+        assert ensembles.plot_reliability(probs.mean(axis=0), labels, ax=right) is mine
+        assert left.lines and right.patches
+    finally:
+        matplotlib.use(backend)
+    assert isinstance(size, Figure) and isinstance(reliability, Figure)
+    assert sorted(os.listdir(tmp_path)) == ["rel.png", "size.png"]  # only when asked
     for name in ("size.png", "rel.png"):
         assert (tmp_path / name).read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
 

@@ -73,6 +73,9 @@ def test_input_tensor(name):
         (dict(input_shape=(7, 7, 3)), r"at least \d+x\d+.*received input shape \(7, 7, 3\)"),
         (dict(kernel_initializer="lecun"), r"`kernel_initializer` must be one of.*'lecun'"),
         (dict(activation="gelu"), r"`activation` must be one of.*received 'gelu'"),
+        (dict(input_shape=(3, 96, 96)), r"is channels-last, as every zoo model: \(height, width, "
+                                        r"channels\); received input shape \(3, 96, 96\), which "
+                                        r"looks channels-first. Use \(96, 96, 3\)"),
     ],
 )
 def test_bad_common_arguments(name, bad, message):

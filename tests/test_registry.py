@@ -1,5 +1,3 @@
-import inspect
-
 import pytest
 
 import zoo
@@ -24,7 +22,9 @@ def test_list_models_in_natural_order():
 
 @pytest.mark.parametrize("name", list(EXPECTED))
 def test_model_info(name):
+    """The static facts `zoo list` prints equal the built model's, and the papers'."""
     info = zoo.model_info(name)
+    assert info == registry.measured_info(name)
     params, gmacs = EXPECTED[name]
     assert info["params"] == params
     assert info["macs"] / 1e9 == pytest.approx(gmacs, abs=0.005)
@@ -35,9 +35,10 @@ def test_model_info(name):
 
 @pytest.mark.parametrize("name", list(EXPECTED))
 def test_every_builder_has_the_common_signature(name):
-    builder = registry.get_entry(name).builder
+    entry = registry.get_entry(name)
+    builder = entry.builder
     assert builder.__name__ == name  # registered under its own name
-    params = inspect.signature(builder).parameters
+    params = entry.arguments  # resnet18(**kwargs) takes resnet's, less depth
     assert list(params)[: len(COMMON_ARGS) - 2] == COMMON_ARGS[:-2]
     assert {"dropout", "width"} <= set(params)
     assert builder.__doc__ and "Example" in builder.__doc__
@@ -52,9 +53,46 @@ def test_unknown_model_lists_available_names():
     with pytest.raises(ValueError) as err:
         zoo.get_model("resnet5")
     assert str(err.value) == (
-        "Unknown model 'resnet5'. Available: alexnet, googlenet, resnet18, resnet34, "
-        "resnet50, resnet101, resnet152."
+        "Unknown model 'resnet5'. Did you mean 'resnet50'? Available: alexnet, googlenet, "
+        "resnet18, resnet34, resnet50, resnet101, resnet152."
     )
+    with pytest.raises(ValueError, match=r"resnet18 has no argument 'depth'\."):
+        zoo.get_model("resnet18", depth=34)  # the variant fixes it
+
+
+def test_register_model_refuses_a_second_builder_under_a_taken_name():
+    @zoo.register_model(paper="test", input_size=8)
+    def tiny_twice(**kwargs):
+        return kwargs
+
+    def other(**kwargs):
+        return kwargs
+
+    other.__name__ = "tiny_twice"
+    try:
+        with pytest.raises(ValueError, match=r"A model named 'tiny_twice' is already registered"):
+            zoo.register_model(paper="test", input_size=8)(other)
+        zoo.register_model(paper="test", input_size=8)(tiny_twice)  # the same: a re-run
+        other.__name__ = "resnet50"
+        with pytest.raises(ValueError, match=r"'resnet50' belongs to the built-in model"):
+            zoo.register_model(paper="test", input_size=8)(other)
+    finally:
+        registry._MODELS.pop("tiny_twice")
+
+
+def test_resolve_turns_a_name_a_builder_or_a_model_into_a_model():
+    built = zoo.resolve("resnet18", input_shape=(32, 32, 3), classes=3, width=0.25)
+    assert built.name == "resnet18" and built.output_shape == (None, 3)
+    assert zoo.resolve(built) is built
+    assert zoo.resolve(lambda classes: zoo.resnet18(input_shape=(32, 32, 3), classes=classes,
+                                                    width=0.25), classes=4).output_shape == (
+        None, 4)
+    with pytest.raises(ValueError, match=r"cannot change the built model 'resnet18'"):
+        zoo.resolve(built, classes=5)
+    with pytest.raises(ValueError, match=r"returned dict, not a keras.Model"):
+        zoo.resolve(lambda: {})
+    with pytest.raises(ValueError, match=r"a registry name, a function.*received int"):
+        zoo.resolve(3)
 
 
 def test_register_model_keys_on_the_function_name():
@@ -82,7 +120,7 @@ def test_import_zoo_and_ensembles_builds_models_without_the_training_stack():
         "for name in ('zoo>PaperSGD', 'ensembles>CyclicCosine', 'ensembles>CombineMembers',"
         " 'zoo>LocalResponseNormalization'):\n"
         "    assert keras.saving.get_registered_object(name) is not None, name\n"
-        "heavy = [m for m in ('zoo.training', 'zoo.tuning', 'ensembles.snapshots',"
+        "heavy = [m for m in ('zoo.training', 'zoo.training.search', 'ensembles.snapshots',"
         " 'ensembles.evaluation', 'data', 'keras_tuner', 'tensorflow_datasets')"
         " if m in sys.modules]\n"
         "assert not heavy, heavy\n"

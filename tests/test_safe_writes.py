@@ -78,15 +78,15 @@ def test_a_kill_around_the_swap_always_leaves_a_whole_export(when, tmp_path):
     code = textwrap.dedent(f"""
         import os, signal
         import ensembles
-        from zoo import _io
+        import safeio
         from tests.helpers import tiny_model
-        exchange = _io._exchange
+        exchange = safeio._exchange
         def killing(a, b):
             if {when!r} == "before":
                 os.kill(os.getpid(), signal.SIGKILL)
             done = exchange(a, b)
             os.kill(os.getpid(), signal.SIGKILL)
-        _io._exchange = killing
+        safeio._exchange = killing
         ensembles.export(ensembles.Ensemble([tiny_model(classes=3)]), {path!r}, overwrite=True)
     """)
     result = run_python(code, check=False)
@@ -127,11 +127,20 @@ def _corrupt_files(tmp_path):
     ("noconfig", r"the archive has no config\.json"),
     ("badweights", r"its weights cannot be read"),
 ])
-@pytest.mark.parametrize("command", ["evaluate", "ensemble", "export"])
+@pytest.mark.parametrize("command", ["evaluate", "ensemble", "export", "zoo.load_model",
+                                     "ensembles.load"])
 def test_corrupt_keras_files_are_one_line_naming_the_file(name, message, command, tmp_path,
                                                          capsys):
     _corrupt_files(tmp_path)
     path = str(tmp_path / f"{name}.keras")
+    if "." in command:  # the library's loaders: the same one-line ValueError
+        import zoo
+
+        with pytest.raises(ValueError, match=message) as caught:
+            (zoo.load_model if command == "zoo.load_model" else ensembles.load)(path)
+        assert str(caught.value).startswith(f"Cannot load {path}: ")
+        assert "\n" not in str(caught.value)
+        return
     argv = {"evaluate": ["evaluate", path],
             "ensemble": ["ensemble", path, "--output", str(tmp_path / "e.keras")],
             "export": ["export", path, str(tmp_path / "served")]}[command]
@@ -152,7 +161,7 @@ def test_a_run_directory_holds_one_run_and_a_killed_holder_does_not_block(tmp_pa
 
     run_dir = str(tmp_path / "run")
     holder = subprocess.Popen(
-        [sys.executable, "-c", "import sys; from zoo._io import directory_lock\n"
+        [sys.executable, "-c", "import sys; from safeio import directory_lock\n"
          f"with directory_lock({run_dir!r}):\n    print('locked', flush=True)\n"
          "    sys.stdin.readline()"],
         stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True, cwd=REPO)

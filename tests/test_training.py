@@ -9,7 +9,7 @@ import pytest
 import tensorflow as tf
 
 import zoo
-from zoo import callbacks as zoo_callbacks
+from zoo.training import callbacks as zoo_callbacks
 from tests.helpers import tiny_data, tiny_model
 
 

@@ -19,7 +19,7 @@ TRAIN = textwrap.dedent(
     import functools, json, os, sys
     import keras, numpy as np
     import data, zoo
-    from zoo import callbacks as zoo_callbacks
+    from zoo.training import callbacks as zoo_callbacks
     from tests.helpers import tiny_model
 
     # KILL="point:epoch" kills this process (kill -9) at a named point of that 0-based epoch.

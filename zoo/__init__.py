@@ -1,5 +1,11 @@
 """Paper-faithful classic ImageNet networks for Keras 3.
 
+``import zoo`` is instant: it imports neither Keras nor TensorFlow. The models' floor
+(layers, builders, PaperSGD; it registers every zoo object with Keras) loads on the first
+use of one of its names, and the training recipe (:mod:`zoo.training`) on the first use
+of ``zoo.train``, ``zoo.search``, ``zoo.distribute`` or ``zoo.diagnostics``. The registry
+answers ``zoo.list_models()`` and ``zoo.model_info(name)`` without either.
+
 Example:
 
 >>> import zoo
@@ -10,30 +16,41 @@ Example:
 
 import importlib
 
-from zoo import layers
-from zoo.finetune import fine_tune
-from zoo.models.alexnet import alexnet
-from zoo.models.googlenet import compile_with_aux, googlenet, without_aux
-from zoo.models.resnet import resnet, resnet18, resnet34, resnet50, resnet101, resnet152
-from zoo.optimizers import OPTIMIZER_CHOICES, PaperSGD, make_optimizer
-from zoo.registry import count_macs, get_model, list_models, model_info, register_model
+from zoo.registry import (check_arguments, count_macs, get_model, list_models, model_info,
+                          register_model, resolve)
 
 __version__ = "0.1.0"
 
-# The training stack (TensorFlow's tf.data and tf.distribute, keras-tuner) is imported on
-# first use, so `import zoo` builds models on any Keras backend without it.
+# The models' floor: any of these names loads all of its modules at once, so that every
+# zoo layer and optimizer is registered with Keras from then on.
+_CORE_MODULES = ("zoo.layers", "zoo.optimizers", "zoo.models.alexnet", "zoo.models.googlenet",
+                 "zoo.models.resnet", "zoo.saving")
 _LAZY = {
-    "diagnostics": ("zoo.diagnostics", None), "distribute": ("zoo.distribute", None),
-    "training": ("zoo.training", None), "tuning": ("zoo.tuning", None),
-    "TrainResult": ("zoo.training", "TrainResult"), "train": ("zoo.training", "train"),
-    "SearchResult": ("zoo.tuning", "SearchResult"), "plot_search": ("zoo.tuning", "plot_search"),
-    "search": ("zoo.tuning", "search"),
+    "layers": ("zoo.layers", None),
+    "alexnet": ("zoo.models.alexnet", "alexnet"),
+    **{name: ("zoo.models.googlenet", name) for name in (
+        "compile_with_aux", "googlenet", "without_aux")},
+    **{name: ("zoo.models.resnet", name) for name in (
+        "resnet", "resnet18", "resnet34", "resnet50", "resnet101", "resnet152")},
+    **{name: ("zoo.optimizers", name) for name in (
+        "OPTIMIZER_CHOICES", "PaperSGD", "make_optimizer")},
+    "load_model": ("zoo.saving", "load_model"),
+    # The floor above: the training recipe (tf.data, tf.distribute, keras-tuner).
+    "training": ("zoo.training", None),
+    "diagnostics": ("zoo.training.diagnostics", None),
+    "distribute": ("zoo.training.distribute", None),
+    **{name: ("zoo.training", name) for name in (
+        "TrainResult", "compile_model", "fine_tune", "train")},
+    **{name: ("zoo.training.search", name) for name in (
+        "SearchResult", "plot_search", "search")},
 }
 
 
 def __getattr__(name):
     if name not in _LAZY:
         raise AttributeError(f"module 'zoo' has no attribute {name!r}")
+    for module_name in _CORE_MODULES:
+        importlib.import_module(module_name)
     module_name, attribute = _LAZY[name]
     module = importlib.import_module(module_name)
     value = module if attribute is None else getattr(module, attribute)
@@ -45,10 +62,5 @@ def __dir__():
     return sorted(set(globals()) | set(_LAZY))
 
 
-__all__ = [
-    "OPTIMIZER_CHOICES", "PaperSGD", "SearchResult", "TrainResult", "alexnet",
-    "compile_with_aux", "count_macs", "diagnostics", "distribute", "fine_tune", "get_model",
-    "googlenet", "layers", "list_models", "make_optimizer", "model_info", "plot_search",
-    "register_model", "resnet", "resnet18", "resnet34", "resnet50", "resnet101", "resnet152",
-    "search", "train", "without_aux",
-]
+__all__ = sorted(["check_arguments", "count_macs", "get_model", "list_models", "model_info",
+                  "register_model", "resolve", *_LAZY])

@@ -57,6 +57,11 @@ def resolve_input(input_tensor, input_shape, default_shape, min_size, model_name
             f"input shape {shape}."
         )
     height, width, channels = shape
+    if channels not in (1, 3, 4) and height in (1, 3, 4):
+        raise ValueError(
+            f"{model_name} is channels-last, as every zoo model: (height, width, channels); "
+            f"received input shape {shape}, which looks channels-first. Use "
+            f"{(shape[1], shape[2], shape[0])}.")
     if channels is None or channels < 1:
         raise ValueError(f"{model_name} needs a known channel count; received {shape}.")
     if fixed_size and (height is None or width is None):

@@ -1,11 +1,38 @@
-"""The model registry: builders register themselves under their own function name."""
+"""The model registry: builders register themselves under their own function name.
+
+It imports no Keras: the built-in models' facts are static (:data:`CATALOG`, checked
+against the built models by the tests), so listing them is instant, and a model family's
+module is imported the first time one of its models is asked for.
+"""
 
 import dataclasses
+import difflib
+import fnmatch
 import functools
+import importlib
+import inspect
 import math
 import re
 
 _MODELS = {}
+
+# The built-in models at their default input size and 1000 classes: the module that
+# registers each, and what `zoo list` / `model_info` report without building anything.
+_ALEXNET = dict(module="zoo.models.alexnet", paper="Krizhevsky, Sutskever, Hinton 2012",
+                input_size=227)
+_GOOGLENET = dict(module="zoo.models.googlenet", paper="Szegedy et al. 2014", input_size=224)
+_RESNET = dict(module="zoo.models.resnet", paper="He, Zhang, Ren, Sun 2015", input_size=224)
+CATALOG = {
+    "alexnet": dict(_ALEXNET, params=62_378_344, total_params=62_378_344, macs=1_135_256_096),
+    "googlenet": dict(_GOOGLENET, params=6_998_552, total_params=6_998_552, macs=1_582_671_872),
+    "resnet18": dict(_RESNET, params=11_689_512, total_params=11_699_112, macs=1_814_073_344),
+    "resnet34": dict(_RESNET, params=21_797_672, total_params=21_814_696, macs=3_663_761_408),
+    "resnet50": dict(_RESNET, params=25_557_032, total_params=25_610_152, macs=4_089_184_256),
+    "resnet101": dict(_RESNET, params=44_549_160, total_params=44_654_504,
+                      macs=7_801_405_440),
+    "resnet152": dict(_RESNET, params=60_192_808, total_params=60_344_232,
+                      macs=11_513_626_624),
+}
 
 
 @dataclasses.dataclass(frozen=True)
@@ -17,10 +44,26 @@ class ModelEntry:
     paper: str
     input_size: int
     min_input_size: int
+    arguments_of: object = None  # the builder a ``**kwargs`` builder passes them on to
+
+    @property
+    def arguments(self):
+        """The keyword arguments the builder takes (those of ``arguments_of`` for a
+        ``def resnet18(**kwargs)`` that passes them on)."""
+        source = self.arguments_of or self.builder
+        kinds = (inspect.Parameter.POSITIONAL_OR_KEYWORD, inspect.Parameter.KEYWORD_ONLY)
+        names = [p.name for p in inspect.signature(source).parameters.values()
+                 if p.kind in kinds]
+        return names[1:] if self.arguments_of is not None else names  # less e.g. ``depth``
 
 
-def register_model(paper, input_size, min_input_size=32):
+def register_model(paper, input_size, min_input_size=32, arguments_of=None):
     """Register a builder under its own ``__name__`` (timm's rule: name and key never drift).
+
+    A second, different builder under a name already taken raises ``ValueError``
+    (re-running the same definition, as a notebook or ``importlib.reload`` does, replaces
+    it). ``arguments_of``: for a ``def name(**kwargs)`` that passes its arguments on to
+    another builder's, that builder (less its first argument), so typos are caught.
 
     Example:
 
@@ -29,22 +72,35 @@ def register_model(paper, input_size, min_input_size=32):
     """
 
     def wrap(builder):
-        _MODELS[builder.__name__] = ModelEntry(builder.__name__, builder, paper, input_size,
-                                               min_input_size)
+        name = builder.__name__
+        if name in CATALOG and builder.__module__ != CATALOG[name]["module"]:
+            raise ValueError(f"The name {name!r} belongs to the built-in model of "
+                             f"{CATALOG[name]['module']}; give yours another name.")
+        old = _MODELS.get(name)
+        if old is not None and (old.builder.__module__, old.builder.__qualname__) != (
+                builder.__module__, builder.__qualname__):
+            raise ValueError(
+                f"A model named {name!r} is already registered (by "
+                f"{old.builder.__module__}.{old.builder.__qualname__}); received another "
+                f"builder from {builder.__module__}. Give it another name.")
+        _MODELS[name] = ModelEntry(name, builder, paper, input_size, min_input_size,
+                                   arguments_of)
         return builder
 
     return wrap
 
 
-def list_models():
-    """Names of every registered model, sorted.
+def list_models(pattern=None):
+    """Names of every registered model, sorted naturally; ``pattern`` filters them with
+    shell wildcards (``"resnet*"``).
 
     Example:
 
-    >>> "alexnet" in list_models()
-    True
+    >>> list_models("resnet1*")
+    ['resnet18', 'resnet101', 'resnet152']
     """
-    return sorted(_MODELS, key=_natural_key)
+    names = sorted(set(_MODELS) | set(CATALOG), key=_natural_key)
+    return names if pattern is None else [n for n in names if fnmatch.fnmatchcase(n, pattern)]
 
 
 def _natural_key(name):
@@ -52,13 +108,41 @@ def _natural_key(name):
     return [int(part) if part.isdigit() else part for part in re.split(r"(\d+)", name)]
 
 
+def _did_you_mean(word, options):
+    close = difflib.get_close_matches(word, options, n=1, cutoff=0.6)
+    return f" Did you mean {close[0]!r}?" if close else ""
+
+
 def get_entry(name):
-    """The :class:`ModelEntry` for ``name``; unknown names raise ``ValueError``."""
+    """The :class:`ModelEntry` for ``name`` (importing its module on first use); unknown
+    names raise ``ValueError`` with the closest name and the list."""
+    if not isinstance(name, str):
+        raise ValueError(f"A model name must be a string; received {type(name).__name__}.")
+    if name not in _MODELS and name in CATALOG:
+        importlib.import_module(CATALOG[name]["module"])  # registers it
     if name not in _MODELS:
-        raise ValueError(
-            f"Unknown model {name!r}. Available: {', '.join(list_models())}."
-        )
+        raise ValueError(f"Unknown model {name!r}.{_did_you_mean(name, list_models())} "
+                         f"Available: {', '.join(list_models())}.")
     return _MODELS[name]
+
+
+def check_arguments(name, kwargs):
+    """Raise one ``ValueError`` line for a keyword argument ``name``'s builder does not
+    take, with the closest one (``tower`` -> ``towers``), before anything is built or read.
+
+    Example:
+
+    >>> check_arguments("alexnet", {"tower": 2})
+    Traceback (most recent call last):
+    ...
+    ValueError: alexnet has no argument 'tower'. Did you mean 'towers'? ...
+    """
+    entry = get_entry(name)
+    allowed = entry.arguments
+    for key in kwargs:
+        if key not in allowed:
+            raise ValueError(f"{name} has no argument {key!r}.{_did_you_mean(key, allowed)} "
+                             f"Its arguments: {', '.join(allowed)}.")
 
 
 def get_model(name, /, **kwargs):
@@ -70,7 +154,39 @@ def get_model(name, /, **kwargs):
     >>> model.output_shape
     (None, 10)
     """
+    check_arguments(name, kwargs)
     return get_entry(name).builder(**kwargs)
+
+
+def resolve(spec, /, **kwargs):
+    """A model from a registry name, a builder (a function returning a model) or a model.
+
+    The one place that turns "what the user gave as a model" into a ``keras.Model``:
+    a name is built with ``kwargs`` (checked first), a function is called with them, a
+    model is returned as it is (then ``kwargs`` must be empty).
+
+    Example:
+
+    >>> resolve("resnet18", input_shape=(32, 32, 3), classes=10).name
+    'resnet18'
+    """
+    import keras
+
+    if isinstance(spec, keras.Model):
+        if kwargs:
+            raise ValueError(f"Model arguments {sorted(kwargs)} cannot change the built model "
+                             f"{spec.name!r}: pass its name or its builder instead.")
+        return spec
+    if isinstance(spec, str):
+        return get_model(spec, **kwargs)
+    if callable(spec):
+        model = spec(**kwargs)
+        if not isinstance(model, keras.Model):
+            raise ValueError(f"The model builder {getattr(spec, '__name__', spec)!r} returned "
+                             f"{type(model).__name__}, not a keras.Model.")
+        return model
+    raise ValueError("A model must be a registry name, a function returning a keras.Model, "
+                     f"or a keras.Model; received {type(spec).__name__}.")
 
 
 def count_macs(model):
@@ -98,22 +214,11 @@ def count_macs(model):
     return int(macs)
 
 
-@functools.lru_cache(maxsize=None)
-def model_info(name):
-    """Facts about a registered model at its default input size and 1000 classes.
-
-    Returns a dict: ``name``, ``paper``, ``input_size``, ``params`` (trainable, the count
-    papers and torchvision report), ``total_params`` (with BatchNorm statistics) and
-    ``macs`` (multiply-accumulates of one forward pass).
-
-    Example:
-
-    >>> model_info("alexnet")["params"]
-    62378344
-    """
+def measured_info(name):
+    """:func:`model_info`'s facts measured on the built model (slow for the big ones)."""
     entry = get_entry(name)
     model = entry.builder()
-    info = {
+    return {
         "name": name,
         "paper": entry.paper,
         "input_size": entry.input_size,
@@ -121,4 +226,24 @@ def model_info(name):
         "total_params": model.count_params(),
         "macs": count_macs(model),
     }
-    return info
+
+
+@functools.lru_cache(maxsize=None)
+def model_info(name):
+    """Facts about a registered model at its default input size and 1000 classes.
+
+    Returns a dict: ``name``, ``paper``, ``input_size``, ``params`` (trainable, the count
+    papers and torchvision report), ``total_params`` (with BatchNorm statistics) and
+    ``macs`` (multiply-accumulates of one forward pass). Built-in models answer from
+    :data:`CATALOG` without building; others are built once.
+
+    Example:
+
+    >>> model_info("alexnet")["params"]
+    62378344
+    """
+    if name in CATALOG:
+        facts = CATALOG[name]
+        return {"name": name, **{k: facts[k] for k in (
+            "paper", "input_size", "params", "total_params", "macs")}}
+    return measured_info(name)

@@ -8,7 +8,6 @@ so a stride-2 layer on an even input pads one pixel on the bottom/right only (to
 pads one on every side); the shapes are the same.
 """
 
-import inspect
 
 from keras import layers
 
@@ -177,24 +176,56 @@ def resnet(
     return _builder.finish(inputs, x, name or f"resnet{depth}", weights)
 
 
-def _depth_builder(depth):
-    """A registered ``resnet{depth}(...)`` with :func:`resnet`'s arguments less ``depth``."""
-
-    def build(*args, **kwargs):
-        return resnet(depth, *args, **kwargs)
-
-    build.__name__ = build.__qualname__ = f"resnet{depth}"
-    params = list(inspect.signature(resnet).parameters.values())[1:]
-    build.__signature__ = inspect.Signature(params)
-    build.__doc__ = (
-        f"Build ResNet-{depth}: :func:`zoo.resnet` with ``depth={depth}``.\n\n"
-        f"    Example:\n\n    >>> model = resnet{depth}(input_shape=(64, 64, 3), classes=10)\n"
-    )
-    return register_model(paper=PAPER, input_size=224)(build)
+# The depths of the paper's table 1, registered under their own names; every argument of
+# `resnet` but `depth` passes through.
+_variant = register_model(paper=PAPER, input_size=224, arguments_of=resnet)
 
 
-resnet18 = _depth_builder(18)
-resnet34 = _depth_builder(34)
-resnet50 = _depth_builder(50)
-resnet101 = _depth_builder(101)
-resnet152 = _depth_builder(152)
+@_variant
+def resnet18(**kwargs):
+    """ResNet-18 (basic blocks, 2-2-2-2): :func:`resnet` with ``depth=18``.
+
+    >>> resnet18(input_shape=(64, 64, 3), classes=10).output_shape
+    (None, 10)
+    """
+    return resnet(18, **kwargs)
+
+
+@_variant
+def resnet34(**kwargs):
+    """ResNet-34 (basic blocks, 3-4-6-3): :func:`resnet` with ``depth=34``.
+
+    >>> resnet34(input_shape=(64, 64, 3), classes=10).output_shape
+    (None, 10)
+    """
+    return resnet(34, **kwargs)
+
+
+@_variant
+def resnet50(**kwargs):
+    """ResNet-50 (bottleneck blocks, 3-4-6-3): :func:`resnet` with ``depth=50``.
+
+    >>> resnet50(input_shape=(64, 64, 3), classes=10).output_shape
+    (None, 10)
+    """
+    return resnet(50, **kwargs)
+
+
+@_variant
+def resnet101(**kwargs):
+    """ResNet-101 (bottleneck blocks, 3-4-23-3): :func:`resnet` with ``depth=101``.
+
+    >>> resnet101(input_shape=(64, 64, 3), classes=10).output_shape
+    (None, 10)
+    """
+    return resnet(101, **kwargs)
+
+
+@_variant
+def resnet152(**kwargs):
+    """ResNet-152 (bottleneck blocks, 3-8-36-3): :func:`resnet` with ``depth=152``.
+
+    >>> resnet152(input_shape=(64, 64, 3), classes=10).output_shape
+    (None, 10)
+    """
+    return resnet(152, **kwargs)

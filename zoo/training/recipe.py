@@ -20,9 +20,10 @@ import keras
 import pandas as pd
 import tensorflow as tf
 
-from zoo import callbacks as zoo_callbacks
-from zoo import distribute, registry
-from zoo._io import directory_lock, write_json
+from zoo.training import callbacks as zoo_callbacks
+from zoo import registry
+from zoo.training import distribute
+from safeio import directory_lock, write_json
 from zoo.optimizers import PaperSGD
 from zoo.models.googlenet import compile_with_aux
 
@@ -69,11 +70,10 @@ def _build(model, model_kwargs, strategy, precision):
                 "`strategy.scope()`."
             )
         return model
-    if isinstance(model, str):
-        name, model = model, (lambda: registry.get_model(name, **(model_kwargs or {})))
-    elif not callable(model):
+    if not isinstance(model, str) and not callable(model):
         raise ValueError("`model` must be a keras.Model, a registry name or a function that "
                          f"returns a model; received {type(model).__name__}.")
+    spec, model = model, (lambda: registry.resolve(spec, **(model_kwargs or {})))
     previous = keras.config.dtype_policy()
     keras.config.set_dtype_policy(precision or "float32")
     try:
@@ -92,7 +92,21 @@ def per_output_targets(model, dataset):
     return dataset.map(lambda x, y: (x, (y,) * n))
 
 
-def _compile(model, optimizer, learning_rate, momentum, weight_decay, loss, metrics, jit_compile):
+def compile_model(model, optimizer=None, *, learning_rate=0.01, momentum=0.9,
+                  weight_decay=5e-4, loss="sparse_categorical_crossentropy", metrics=None,
+                  jit_compile=False):
+    """Compile ``model`` with the paper recipe, in place; returns it.
+
+    ``optimizer``: None for :class:`PaperSGD` (``learning_rate``, ``momentum``,
+    ``weight_decay``), a Keras optimizer, or a function returning one (called here, so
+    that under a distribution strategy its variables are created in the strategy's scope).
+    Metrics default to top-1 and top-5 accuracy; GoogLeNet's auxiliary heads get the
+    paper's loss weights, with metrics on the main head.
+
+    Example:
+
+    >>> model = compile_model(zoo.alexnet(classes=10), learning_rate=0.01)  # doctest: +SKIP
+    """
     if optimizer is None:
         optimizer = PaperSGD(learning_rate, momentum=momentum, l2=weight_decay)
     elif not isinstance(optimizer, keras.optimizers.Optimizer) and callable(optimizer):
@@ -102,7 +116,7 @@ def _compile(model, optimizer, learning_rate, momentum, weight_decay, loss, metr
         model.compile(optimizer=optimizer, loss=loss, metrics=metrics, jit_compile=jit_compile)
     else:  # GoogLeNet's auxiliary heads: the paper's loss weights, metrics on the main output
         compile_with_aux(model, optimizer, loss, metrics, jit_compile=jit_compile)
-    return optimizer
+    return model
 
 
 def _check_schedule(optimizer, reduce_lr):
@@ -319,8 +333,9 @@ def train(
     strategy = distribute.get_strategy(strategy)
     model = _build(model, model_kwargs, strategy, precision)
     with strategy.scope():
-        optimizer = _compile(model, optimizer, learning_rate, momentum, weight_decay, loss,
-                             metrics, jit_compile)
+        optimizer = compile_model(model, optimizer, learning_rate=learning_rate,
+                                  momentum=momentum, weight_decay=weight_decay, loss=loss,
+                                  metrics=metrics, jit_compile=jit_compile).optimizer
     _check_schedule(optimizer, reduce_lr)
     prefix = f"{model.output_names[0]}_" if len(model.outputs) > 1 else ""
     monitor = monitor or (f"val_{prefix}top1_accuracy" if val_data is not None else "loss")

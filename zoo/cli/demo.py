@@ -50,7 +50,7 @@ def run(output_dir="runs/demo", epochs=6, snapshot_epochs=24, cycles=8, seed=0,
     import ensembles
     import zoo
     from ensembles.evaluation import SCORE_COLUMNS, combine
-    from zoo._io import atomic_path
+    from safeio import atomic_path
 
     start = time.time()
     models = list(models)

@@ -1,23 +1,70 @@
 """The ``zoo`` command line: ``list``, ``info``, ``train``, ``evaluate``, ``ensemble``,
 ``export``, ``diagnose``, ``search`` and ``demo``; ``zoo COMMAND --help`` for each.
 
-User errors print one line and exit with code 2, never a traceback.
+User errors print one line and exit with code 2, never a traceback. Nothing heavy is
+imported before a command needs it: ``zoo --help`` and ``zoo list`` never start Keras or
+TensorFlow, and TensorFlow's start-up lines are kept off the terminal (:mod:`zoo.cli.quiet`).
 """
 
 import argparse
 import ast
-import inspect
+import collections.abc
+import difflib
+import importlib
 import os
 import sys
 
 import zoo
-from ensembles.ensemble import COMBINE_CHOICES
-from zoo._io import atomic_path, directory_lock
+from safeio import atomic_path, directory_lock
+from zoo.cli.quiet import tensorflow_started_quietly
+
+
+class _Choices(collections.abc.Sequence):
+    """Choices read from a module only when argparse checks or shows them (``zoo --help``
+    stays instant)."""
+
+    def __init__(self, module, name):
+        self.module, self.name = module, name
+
+    def _values(self):
+        return tuple(getattr(importlib.import_module(self.module), self.name))
+
+    def __getitem__(self, index):
+        return self._values()[index]
+
+    def __len__(self):
+        return len(self._values())
+
+
+class _Parser(argparse.ArgumentParser):
+    """argparse, with its errors in one line (no usage block) and the closest flag for an
+    unknown one."""
+
+    def error(self, message):
+        unknown = [w for w in message.split() if w.startswith("--")]
+        if message.startswith("unrecognized arguments") and unknown:
+            close = difflib.get_close_matches(unknown[0], self._all_flags(), n=1)
+            if close:
+                message += f" (did you mean {close[0]}?)"
+        self.exit(2, f"{self.prog}: error: {message}; see {self.prog} --help\n")
+
+    def _all_flags(self):
+        flags = set()
+        for parser in [self] + [c for a in self._subparsers._group_actions
+                                for c in getattr(a, "choices", {}).values()
+                                if isinstance(c, argparse.ArgumentParser)] \
+                if self._subparsers else [self]:
+            flags.update(o for a in parser._actions for o in a.option_strings)
+        return sorted(flags)
 
 
 def _cmd_list(args):
+    names = zoo.list_models(args.pattern)
+    if not names:
+        raise ValueError(f"No model matches {args.pattern!r}; available: "
+                         f"{', '.join(zoo.list_models())}.")
     print(f"{'name':<11} {'params':>12} {'GMACs':>6} {'input':>8}  paper")
-    for name in zoo.list_models():
+    for name in names:
         info = zoo.model_info(name)
         size = f"{info['input_size']}x{info['input_size']}"
         print(f"{name:<11} {info['params']:>12,} {info['macs'] / 1e9:>6.2f} {size:>8}  "
@@ -27,17 +74,17 @@ def _cmd_list(args):
 
 def _cmd_info(args):
     info = zoo.model_info(args.model)
-    builder = zoo.registry.get_entry(args.model).builder
+    arguments = zoo.registry.get_entry(args.model).arguments
     print(f"{args.model}: {info['paper']}")
     print(f"  input size        {info['input_size']}x{info['input_size']}x3")
     print(f"  parameters        {info['params']:,} trainable, {info['total_params']:,} in all")
     print(f"  multiply-adds     {info['macs'] / 1e9:.2f} G per image")
-    print(f"  builder           zoo.{args.model}{inspect.signature(builder)}")
+    print(f"  builder           zoo.{args.model}({', '.join(arguments)})")
     return 0
 
 
 def _cmd_demo(args):
-    from zoo import demo
+    from zoo.cli import demo
 
     quick = dict(epochs=1, snapshot_epochs=2, cycles=2) if args.quick else {}
     given = {k: getattr(args, k) for k in ("epochs", "snapshot_epochs", "cycles")
@@ -219,39 +266,14 @@ def _cmd_search(args):
     return 0
 
 
-def _load_keras(path):
-    """Load a ``.keras`` file, or raise one ``ValueError`` line naming it and what is wrong
-    (Keras says "File not found" for a file that exists but is not a zip archive)."""
-    import zipfile
-
-    import keras  # the ensemble layers are registered: ensembles is imported above
-
-    if not zipfile.is_zipfile(path):
-        size = os.path.getsize(path)
-        raise ValueError(f"Cannot load {path}: not a .keras file (" + (
-            "empty" if size == 0 else f"{size:,} bytes that are not a zip archive: truncated "
-            "or another format") + ").")
-    with zipfile.ZipFile(path) as archive:
-        names = set(archive.namelist())
-        broken = archive.testzip()
-    if broken is not None:
-        raise ValueError(f"Cannot load {path}: {broken} inside it is corrupt.")
-    if "config.json" not in names:
-        raise ValueError(f"Cannot load {path}: the archive has no config.json, so it is not "
-                         f"a saved Keras model (it holds {sorted(names)}).")
-    try:
-        return keras.models.load_model(path)
-    except (OSError, KeyError) as err:  # a damaged weights file inside a valid archive
-        message = str(err).splitlines()[0] if str(err) else type(err).__name__
-        raise ValueError(f"Cannot load {path}: its weights cannot be read ({message}).") from None
-
-
 def _load_models(paths):
+    import ensembles
+
     models = []
     for path in paths:
         if not os.path.isfile(path) or not path.endswith(".keras"):
             raise ValueError(f"Expected a saved .keras model file; received {path!r}.")
-        models.append(_load_keras(path))
+        models.append(ensembles.load(path))
     return models
 
 
@@ -307,7 +329,7 @@ def _cmd_ensemble(args):
 
 def _cmd_export(args):
     import ensembles
-    from zoo._io import check_replaceable
+    from safeio import check_replaceable
 
     check_replaceable(os.path.abspath(args.output_dir), args.overwrite)  # before any work
     (model,) = _load_models([args.model_file])
@@ -360,11 +382,14 @@ def _model_and_data_flags(parser, epochs, run_dir):
 
 
 def _parser():
-    parser = argparse.ArgumentParser(
+    parser = _Parser(
         prog="zoo", description="Paper-faithful Keras models and their ensembles."
     )
     sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
-    sub.add_parser("list", help="list the available models").set_defaults(run=_cmd_list)
+    listing = sub.add_parser("list", help="list the available models")
+    listing.add_argument("pattern", nargs="?", default=None,
+                         help="shell wildcards, e.g. 'resnet*' (default: all)")
+    listing.set_defaults(run=_cmd_list)
     info = sub.add_parser("info", help="facts about one model")
     info.add_argument("model", help="model name, see `zoo list`")
     info.set_defaults(run=_cmd_info)
@@ -376,7 +401,8 @@ def _parser():
     _model_and_data_flags(train, epochs=20, run_dir="runs/MODEL_DATASET")
     train.add_argument("--lr", type=float, default=0.01,
                        help="initial learning rate (with --snapshots: at each restart)")
-    train.add_argument("--optimizer", choices=zoo.OPTIMIZER_CHOICES, default="sgd",
+    train.add_argument("--optimizer", default="sgd", metavar="OPTIMIZER",
+                       choices=_Choices("zoo.optimizers", "OPTIMIZER_CHOICES"),
                        help="sgd: the paper's (momentum, L2 decay through the gradient); "
                        "nesterov; adam, rmsprop, adagrad with decoupled weight decay")
     train.add_argument("--momentum", type=float, default=0.9,
@@ -393,7 +419,9 @@ def _parser():
                        help="train ONE run as a snapshot ensemble: M cosine cycles with warm "
                        "restarts (Huang et al. 2017), a snapshot at the end of each, written "
                        "to RUN_DIR/snapshots (no ReduceLROnPlateau)")
-    train.add_argument("--strategy", choices=zoo.distribute.STRATEGY_CHOICES, default="auto")
+    train.add_argument("--strategy", default="auto", metavar="STRATEGY",
+                       choices=_Choices("zoo.training.distribute", "STRATEGY_CHOICES"),
+                       help="auto, one_device, mirrored or multi_worker")
     train.add_argument("--precision", choices=("mixed_float16", "mixed_bfloat16"), default=None)
     train.add_argument("--jit-compile", action="store_true", help="compile with XLA")
     train.set_defaults(run=_cmd_train)
@@ -429,7 +457,10 @@ def _parser():
                           help="a directory of snapshot .weights.h5 files, as "
                         "`zoo train --snapshots M` writes to RUN_DIR/snapshots")
     ensemble.add_argument("--last", type=int, default=None, help="keep the last N snapshots")
-    ensemble.add_argument("--combine", choices=COMBINE_CHOICES, default="mean")
+    ensemble.add_argument("--combine", default="mean", metavar="RULE",
+                          choices=_Choices("ensembles.ensemble", "COMBINE_CHOICES"),
+                          help="how members combine: mean (default), "
+                          "logit_mean, geometric or vote")
     ensemble.add_argument("--weights", type=float, nargs="+", default=None,
                           help="one weight per member")
     ensemble.set_defaults(run=_cmd_ensemble)
@@ -471,7 +502,8 @@ def _parser():
     search.add_argument("--weight-decay", type=float, nargs=2, default=(1e-6, 1e-2),
                         metavar=("LOW", "HIGH"))
     search.add_argument("--dropout", type=float, nargs=2, default=None, metavar=("LOW", "HIGH"))
-    search.add_argument("--optimizer", nargs="+", choices=zoo.OPTIMIZER_CHOICES, default=None,
+    search.add_argument("--optimizer", nargs="+", default=None, metavar="OPTIMIZER",
+                        choices=_Choices("zoo.optimizers", "OPTIMIZER_CHOICES"),
                         help="optimizers to choose among (default: the paper's sgd)")
     search.add_argument("--width", type=ast.literal_eval, nargs="+", default=None,
                         help="width choices (fc units for AlexNet, a multiplier otherwise)")
@@ -502,14 +534,16 @@ def main(argv=None):
     """Run the command line; returns the exit code."""
     parser = _parser()
     args = parser.parse_args(argv)
-    if getattr(args, "model", None) is not None and args.model not in zoo.list_models():
-        parser.error(f"unknown model {args.model!r}; available: {', '.join(zoo.list_models())}")
     for flag in ("batch_size", "epochs", "image_size", "snapshot_epochs", "cycles", "trials",
                  "top", "examples", "overfit_steps", "last", "snapshots", "lr_patience"):
         value = getattr(args, flag, None)
         if isinstance(value, int) and value < 1:
             parser.error(f"--{flag.replace('_', '-')} must be at least 1; received {value}")
     try:
+        if args.command != "list":
+            tensorflow_started_quietly()
+        if getattr(args, "model", None) is not None:  # typos: before any data is read
+            zoo.check_arguments(args.model, _model_args(getattr(args, "model_arg", None)))
         return args.run(args)
     except (ValueError, RuntimeError) as err:  # user errors: one line, exit code 2
         if not _is_user_error(err):
@@ -520,9 +554,10 @@ def main(argv=None):
 
 def _is_user_error(err):
     """Errors our checks raise for bad input (they name what was received)."""
-    import data
-
-    return isinstance(err, (ValueError, data.DatasetNotPreparedError))
+    if isinstance(err, ValueError):
+        return True
+    data = sys.modules.get("data.datasets")
+    return data is not None and isinstance(err, data.DatasetNotPreparedError)
 
 
 if __name__ == "__main__":

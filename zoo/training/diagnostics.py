@@ -18,9 +18,9 @@ import numpy as np
 import pandas as pd
 import tensorflow as tf
 
-from zoo import training
-from zoo._io import atomic_path
-from zoo.training import per_output_targets
+from zoo.training import recipe as training
+from safeio import atomic_path
+from zoo.training.recipe import per_output_targets
 
 HEALTHY_UPDATE_RATIO = 1e-3
 _RELU_LAYERS = (keras.layers.ReLU,)

@@ -12,7 +12,7 @@ import warnings
 
 import keras
 
-from zoo._io import atomic_path, save_figure, write_json
+from safeio import atomic_path, new_axes, save_figure, write_json
 
 
 def _finite(logs):
@@ -84,13 +84,8 @@ class HistoryWriter(keras.callbacks.Callback):
 
 def plot_history(rows, run_dir):
     """``learning_curves.png`` (loss, top-1 error) and ``learning_rate.png`` from the rows."""
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
     epochs = [r["epoch"] for r in rows]
-    fig, (loss_ax, err_ax) = plt.subplots(1, 2, figsize=(10, 4))
+    fig, (loss_ax, err_ax) = new_axes(figsize=(10, 4), ncols=2)
     for key in sorted({k for r in rows for k in r}):
         values = [r.get(key, math.nan) for r in rows]
         if key.endswith("loss") and not key.startswith(("aux", "val_aux")):
@@ -106,7 +101,7 @@ def plot_history(rows, run_dir):
             ax.legend()
     save_figure(fig, os.path.join(run_dir, "learning_curves.png"))
     if any("learning_rate" in r for r in rows):
-        fig, ax = plt.subplots(figsize=(5, 4))
+        fig, ax = new_axes(figsize=(5, 4))
         ax.semilogy(epochs, [r.get("learning_rate", math.nan) for r in rows], marker=".")
         ax.set(xlabel="epoch", ylabel="learning rate", title="Learning rate")
         ax.grid(alpha=0.3)

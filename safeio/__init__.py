@@ -76,14 +76,23 @@ def write_json(path, obj):
         json.dump(obj, f, indent=2, default=str)
 
 
-def save_figure(fig, path):
-    """Save a matplotlib figure as PNG, atomically, and close it."""
-    import matplotlib.pyplot as plt
+def new_axes(ax=None, figsize=(5.5, 4), **subplots):
+    """``(figure, axes)``: a new ``matplotlib.figure.Figure`` (outside pyplot, so no backend
+    is chosen or switched, and a notebook's inline plots keep working), or ``ax`` and its
+    figure when given."""
+    if ax is not None:
+        return ax.figure, ax
+    from matplotlib.figure import Figure
 
+    fig = Figure(figsize=figsize)
+    return fig, fig.subplots(**subplots)
+
+
+def save_figure(fig, path):
+    """Save a matplotlib figure as PNG, atomically."""
     fig.tight_layout()
     with atomic_path(path) as tmp:
         fig.savefig(tmp, dpi=100, format="png")
-    plt.close(fig)
 
 
 MARKER = "zoo_export.json"  # written into every directory this project exports

@@ -15,9 +15,10 @@ import tempfile
 import numpy as np
 import pandas as pd
 
-from zoo import registry, training
+from zoo import registry
+from zoo.training import recipe as training
 from zoo.optimizers import OPTIMIZER_CHOICES, make_optimizer
-from zoo._io import save_figure
+from safeio import new_axes, save_figure
 
 OBJECTIVE = "val_top1_accuracy"
 
@@ -74,11 +75,8 @@ def _hypermodel(build, space):
             weight_decay = hp.Float("weight_decay", *space["weight_decay"], sampling="log")
             name = hp.Choice("optimizer", space["optimizer"]) if "optimizer" in space else "sgd"
             model = build(**kwargs)
-            training._compile(model, make_optimizer(name, learning_rate, 0.9,
-                                                             weight_decay),
-                              learning_rate, 0.9, weight_decay,
-                              "sparse_categorical_crossentropy", None, False)
-            return model
+            return training.compile_model(
+                model, make_optimizer(name, learning_rate, 0.9, weight_decay))
 
         def fit(self, hp, model, train_data, validation_data=None, **kwargs):
             kwargs.setdefault("shuffle", False)  # datasets come shuffled (data.load)
@@ -168,14 +166,11 @@ def search(model, train_data, val_data, *, model_kwargs=None, trials=8, fine_tri
         if not isinstance(value, int) or isinstance(value, bool) or value < 1:
             raise ValueError(f"`{name}` must be a positive integer; received {value!r}.")
     fine_trials = trials if fine_trials is None else fine_trials
-    if isinstance(model, str):
-        name, fixed = model, dict(model_kwargs or {})
-        build = lambda **kw: registry.get_model(name, **{**fixed, **kw})  # noqa: E731
-    elif callable(model):
-        build = model
-    else:
+    if not isinstance(model, str) and not callable(model):
         raise ValueError("`model` must be a registry name or a function building the model; "
                          f"received {type(model).__name__}.")
+    fixed = dict(model_kwargs or {})
+    build = lambda **kw: registry.resolve(model, **{**fixed, **kw})  # noqa: E731
     run_dir = run_dir or tempfile.mkdtemp(prefix="zoo_search_")
     tables = []
     for stage, count in (("coarse", trials), ("fine", fine_trials)):
@@ -203,15 +198,16 @@ def _describe(value):
     return f"{value[0]:.2g}..{value[1]:.2g}"
 
 
-def plot_search(table, path, title="Random search"):
+def plot_search(table, path=None, title="Random search", ax=None):
     """Scatter of the trials: learning rate against weight decay (both log scales),
-    coloured by validation top-1 error, one marker per stage; saved as a PNG."""
-    import matplotlib
+    coloured by validation top-1 error, one marker per stage. Returns the ``Figure``; draws
+    into ``ax`` when given, and writes a PNG only when given a ``path``.
 
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
+    Example:
 
-    figure, axes = plt.subplots(figsize=(6, 4.5))
+    >>> fig = plot_search(result.table)                                  # doctest: +SKIP
+    """
+    figure, axes = new_axes(ax, figsize=(6, 4.5))
     markers = {"coarse": "o", "fine": "^"}
     low, high = table["val_top1_error"].min(), table["val_top1_error"].max()
     for stage, rows in table.groupby("stage", sort=False):
@@ -223,6 +219,7 @@ def plot_search(table, path, title="Random search"):
              title=title)
     figure.colorbar(points, ax=axes, label="validation top-1 error (%)")
     axes.legend()
-    save_figure(figure, path)
-    return path
+    if path is not None:
+        save_figure(figure, path)
+    return figure
 

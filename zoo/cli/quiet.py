@@ -1,0 +1,60 @@
+"""Keep TensorFlow's C++ start-up lines off the terminal, and nothing else.
+
+Importing TensorFlow and finding its devices prints lines that say nothing about the
+user's work: absl's "All log messages before absl::InitializeLog()", the CUDA stub and the
+failed ``cuInit`` on a machine without a GPU, the cuDNN/cuFFT/cuBLAS factory
+registrations, the CPU-instruction and oneDNN notes. C++ writes them to file descriptor
+2, below Python, so :func:`tensorflow_started_quietly` points that descriptor at a
+temporary file while TensorFlow starts, then writes back every line that is not one of
+those. Later warnings and errors reach the terminal as they are.
+"""
+
+import contextlib
+import os
+import re
+import sys
+import tempfile
+
+_NOISE = re.compile(
+    r"^WARNING: All log messages before absl::InitializeLog\(\) is called are written to "
+    r"STDERR$"
+    r"|^[IWE]\d{4} [\d:.]+\s+\d+ (cudart_stub|cpu_feature_guard|cuda_platform|cuda_executor"
+    r"|cuda_dnn|cuda_fft|cuda_blas|port|computation_placer|gpu_device)\.cc:\d+\]"
+    r"|^To enable the following instructions: .* in other operations, rebuild TensorFlow "
+    r"with the appropriate compiler flags\.$"
+    r"|^(TF-TRT Warning: Could not find TensorRT|oneDNN custom operations are on)"
+)
+
+
+def is_noise(line):
+    """Whether ``line`` is one of TensorFlow's start-up lines."""
+    return bool(_NOISE.match(line))
+
+
+@contextlib.contextmanager
+def descriptor_filtered(fd=2):
+    """Everything written to ``fd`` inside goes through :func:`is_noise` on the way out."""
+    sys.stderr.flush()
+    saved = os.dup(fd)
+    with tempfile.TemporaryFile() as capture:
+        os.dup2(capture.fileno(), fd)
+        try:
+            yield
+        finally:
+            sys.stderr.flush()
+            os.dup2(saved, fd)
+            os.close(saved)
+            capture.seek(0)
+            kept = [line for line in capture.read().decode("utf-8", "replace").splitlines(True)
+                    if not is_noise(line.rstrip("\n"))]
+            if kept:
+                os.write(fd, "".join(kept).encode())
+
+
+def tensorflow_started_quietly():
+    """Import TensorFlow and find its devices (where the start-up lines come from) with
+    those lines filtered out."""
+    with descriptor_filtered():
+        import tensorflow as tf
+
+        tf.config.list_physical_devices()

@@ -1,0 +1,57 @@
+"""Load a ``.keras`` file that holds zoo layers, in any process, with one-line errors.
+
+Keras deserialises only objects that are registered, and registration happens when the
+module defining them is imported; for safety it never imports a package named in a file.
+:func:`load_model` imports every module that registers an object of the models' floor
+(LRN, PaperSGD, MeanSubtraction) first; ``ensembles.load`` adds the ensembles' objects.
+"""
+
+import os
+import zipfile
+
+import keras
+
+import zoo.layers  # noqa: F401  (registers LocalResponseNormalization)
+import zoo.optimizers  # noqa: F401  (registers PaperSGD)
+
+
+def load_model(path, compile=True):
+    """``keras.models.load_model`` for zoo models, in a fresh process too.
+
+    A path that is missing, empty, truncated, not a zip archive, without ``config.json``,
+    or whose weights cannot be read raises one ``ValueError`` naming the file and what is
+    wrong (Keras says "File not found" for a file that exists but is not a zip archive).
+
+    Example:
+
+    >>> model = zoo.load_model("runs/alexnet/checkpoints/best.keras")   # doctest: +SKIP
+    """
+    import data.layers  # noqa: F401  (registers MeanSubtraction; data imports TensorFlow)
+
+    path = os.fspath(path)
+    if not os.path.isfile(path):
+        raise ValueError(f"Cannot load {path}: " + ("it is a directory, not a .keras file."
+                                                   if os.path.isdir(path) else "no such file."))
+    if not zipfile.is_zipfile(path):
+        size = os.path.getsize(path)
+        raise ValueError(f"Cannot load {path}: not a .keras file (" + (
+            "empty" if size == 0 else f"{size:,} bytes that are not a zip archive: truncated "
+            "or another format") + ").")
+    with zipfile.ZipFile(path) as archive:
+        names = set(archive.namelist())
+        broken = archive.testzip()
+    if broken is not None:
+        raise ValueError(f"Cannot load {path}: {broken} inside it is corrupt.")
+    if "config.json" not in names:
+        raise ValueError(f"Cannot load {path}: the archive has no config.json, so it is not "
+                         f"a saved Keras model (it holds {sorted(names)}).")
+    try:
+        return keras.models.load_model(path, compile=compile)
+    except (OSError, KeyError) as err:  # a damaged weights file inside a valid archive
+        message = str(err).splitlines()[0] if str(err) else type(err).__name__
+        raise ValueError(f"Cannot load {path}: its weights cannot be read ({message}).") from None
+    except TypeError as err:
+        if "ensembles>" in str(err) or "ensembles" in str(err):
+            raise ValueError(f"Cannot load {path} with zoo.load_model: it holds ensemble "
+                             f"objects; use ensembles.load({path!r}).") from None
+        raise
