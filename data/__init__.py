@@ -11,10 +11,10 @@ Example:
 from data import augment, folder, tta
 from data.datasets import (DatasetInfo, DatasetNotPreparedError, digits_arrays, from_arrays,
                            info, load, set_epoch)
+from data.layers import MeanSubtraction
 from data.preprocess import (ImageStatistics, alexnet_preprocess, center_crop,
                              compute_statistics, normalized_input, resize_shorter_side)
 from data.tta import crop_scale, five_crop, predict_crops, ten_crop
-from data.layers import MeanSubtraction
 
 __all__ = [
     "DatasetInfo", "DatasetNotPreparedError", "ImageStatistics", "MeanSubtraction",

@@ -17,6 +17,7 @@ import tensorflow as tf
 from data import folder
 from data.preprocess import alexnet_preprocess
 from data.preprocess import center_crop as _center_crop
+from safeio.checks import check_non_negative_int, check_positive_int
 
 DIGITS = "digits"
 DIGITS_CLASSES = tuple(str(d) for d in range(10))
@@ -243,8 +244,7 @@ def set_epoch(dataset, epoch):
     >>> ds = load("digits", "train", batch_size=64)
     >>> set_epoch(ds, 3)     # the next pass is epoch 3's order and augmentation
     """
-    if isinstance(epoch, bool) or not isinstance(epoch, (int, np.integer)) or epoch < 0:
-        raise ValueError(f"`epoch` must be a non-negative integer; received {epoch!r}.")
+    check_non_negative_int(epoch, "epoch")
     if not hasattr(dataset, "_zoo_epoch"):
         raise ValueError(
             f"set_epoch needs the dataset `data.load` returned, not one made from it or "
@@ -280,11 +280,7 @@ def _to_rgb(image):
 
 
 def _check_image_size(image_size):
-    if image_size is not None and (
-        isinstance(image_size, bool) or not isinstance(image_size, int) or image_size < 1
-    ):
-        raise ValueError(f"`image_size` must be None or a positive integer; received "
-                         f"{image_size!r}.")
+    check_positive_int(image_size, "image_size", allow_none=True)
 
 
 def from_arrays(images, labels, num_classes=None):
@@ -389,16 +385,11 @@ def load(
     """
     _check_image_size(image_size)
     for arg, value in (("scale", scale), ("center_crop", center_crop)):
-        if value is not None and (isinstance(value, bool) or not isinstance(value, int)
-                                  or value < 1):
-            raise ValueError(f"`{arg}` must be None or a positive integer; received {value!r}.")
+        check_positive_int(value, arg, allow_none=True)
     if scale is not None and image_size is not None:
         raise ValueError(f"Give `image_size` (resize) or `scale` (shorter side, then the "
                          f"central square), not both; received {image_size} and {scale}.")
-    if batch_size is not None and (isinstance(batch_size, bool) or
-                                   not isinstance(batch_size, int) or batch_size < 1):
-        raise ValueError(f"`batch_size` must be None or a positive integer; received "
-                         f"{batch_size!r}.")
+    check_positive_int(batch_size, "batch_size", allow_none=True)
     if shuffle is None:
         shuffle = str(split).startswith("train")
     if name == DIGITS:

@@ -4,6 +4,8 @@ import math
 
 import keras
 
+from safeio.checks import check_positive_int
+
 
 @keras.saving.register_keras_serializable(package="ensembles")
 class CyclicCosine(keras.optimizers.schedules.LearningRateSchedule):
@@ -28,8 +30,7 @@ class CyclicCosine(keras.optimizers.schedules.LearningRateSchedule):
 
     def __init__(self, initial_learning_rate, total_steps, cycles):
         for name, value in (("total_steps", total_steps), ("cycles", cycles)):
-            if not isinstance(value, int) or isinstance(value, bool) or value < 1:
-                raise ValueError(f"`{name}` must be a positive integer; received {value!r}.")
+            check_positive_int(value, name)
         if total_steps < cycles:
             raise ValueError(
                 f"`cycles` must be between 1 and total_steps ({total_steps}); received {cycles}.")

@@ -19,9 +19,9 @@ import keras
 
 from ensembles.ensemble import Ensemble
 from ensembles.schedules import CyclicCosine
-from zoo.training import recipe as training
 from safeio import atomic_path
 from zoo.optimizers import make_optimizer
+from zoo.training import recipe as training
 
 
 def _save_weights(model, path):

@@ -4,6 +4,8 @@ import os
 
 import keras
 
+from safeio.checks import check_positive_int, check_positive_number, check_rate
+
 POOLING_CHOICES = (None, "avg", "max")
 ACTIVATION_CHOICES = ("relu", "leaky_relu", "prelu", "elu")
 LEAKY_SLOPE = 0.01  # the lecture notes' leaky ReLU: max(0.01 x, x)
@@ -28,8 +30,7 @@ def check_common_args(weights, pooling, classes):
         raise ValueError(
             f"`pooling` must be one of {POOLING_CHOICES}; received {pooling!r}."
         )
-    if not isinstance(classes, int) or isinstance(classes, bool) or classes < 1:
-        raise ValueError(f"`classes` must be a positive integer; received {classes!r}.")
+    check_positive_int(classes, "classes")
 
 
 def resolve_input(input_tensor, input_shape, default_shape, min_size, model_name,
@@ -112,18 +113,12 @@ def smallest_input(out_size, limit=4096):
 
 def check_dropout(dropout):
     """Dropout rates are numbers in [0, 1)."""
-    if isinstance(dropout, bool) or not isinstance(dropout, (int, float)) or not (
-        0.0 <= dropout < 1.0
-    ):
-        raise ValueError(f"`dropout` must be a rate in [0, 1); received {dropout!r}.")
+    check_rate(dropout, "dropout")
 
 
 def check_multiplier(width):
     """``width`` of GoogLeNet and ResNet multiplies every layer's channel count."""
-    if isinstance(width, bool) or not isinstance(width, (int, float)) or width <= 0:
-        raise ValueError(
-            f"`width` (a channel multiplier) must be a positive number; received {width!r}."
-        )
+    check_positive_number(width, "width", what=" (a channel multiplier)")
 
 
 def classifier_dtype():

@@ -12,6 +12,7 @@ count is the same, and grouped convolutions are ~7x slower to train on CPU in Ke
 import keras
 from keras import layers
 
+from safeio.checks import check_positive_int
 from zoo import _builder
 from zoo.layers import LocalResponseNormalization
 from zoo.registry import register_model
@@ -108,10 +109,7 @@ def _check_knobs(towers, norm, dropout, width, kernel_initializer, activation):
     if norm not in NORM_CHOICES:
         raise ValueError(f"`norm` must be one of {NORM_CHOICES}; received {norm!r}.")
     _builder.check_dropout(dropout)
-    if not isinstance(width, int) or isinstance(width, bool) or width < 1:
-        raise ValueError(
-            f"`width` (units of fc6 and fc7) must be a positive integer; received {width!r}."
-        )
+    check_positive_int(width, "width", what=" (units of fc6 and fc7)")
 
 
 @register_model(paper="Krizhevsky, Sutskever, Hinton 2012", input_size=227,

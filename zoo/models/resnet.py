@@ -11,6 +11,7 @@ pads one on every side); the shapes are the same.
 
 from keras import layers
 
+from safeio.checks import check_rate
 from zoo import _builder
 from zoo.registry import register_model
 
@@ -90,10 +91,7 @@ def _check_knobs(depth, stem, drop_path_rate, dropout, width, kernel_initializer
         raise ValueError(f"`depth` must be one of {sorted(STAGES)}; received {depth!r}.")
     if stem not in STEM_CHOICES:
         raise ValueError(f"`stem` must be one of {STEM_CHOICES}; received {stem!r}.")
-    if isinstance(drop_path_rate, bool) or not isinstance(drop_path_rate, (int, float)) or not (
-        0.0 <= drop_path_rate < 1.0
-    ):
-        raise ValueError(f"`drop_path_rate` must be in [0, 1); received {drop_path_rate!r}.")
+    check_rate(drop_path_rate, "drop_path_rate")
     _builder.check_dropout(dropout)
     _builder.check_multiplier(width)
 

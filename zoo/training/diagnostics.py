@@ -18,8 +18,8 @@ import numpy as np
 import pandas as pd
 import tensorflow as tf
 
-from zoo.training import recipe as training
 from safeio import atomic_path
+from zoo.training import recipe as training
 from zoo.training.recipe import per_output_targets
 
 HEALTHY_UPDATE_RATIO = 1e-3

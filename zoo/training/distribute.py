@@ -8,6 +8,8 @@ import subprocess
 
 import tensorflow as tf
 
+from safeio.checks import check_positive_int
+
 
 def _gpu_memory_mb(default=4096):
     """Total memory of GPU 0 in MiB from nvidia-smi, or ``default`` if it cannot be read."""
@@ -64,8 +66,7 @@ def mirrored(devices=2, gpu_memory_mb=None):
     >>> strategy.num_replicas_in_sync
     2
     """
-    if not isinstance(devices, int) or isinstance(devices, bool) or devices < 1:
-        raise ValueError(f"`devices` must be a positive integer; received {devices!r}.")
+    check_positive_int(devices, "devices")
     gpus = tf.config.list_physical_devices("GPU")
     if len(gpus) >= devices:
         return tf.distribute.MirroredStrategy([f"/gpu:{i}" for i in range(devices)])

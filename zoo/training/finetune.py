@@ -2,6 +2,7 @@
 
 import keras
 
+from safeio.checks import check_positive_int
 from zoo.models.googlenet import without_aux
 
 
@@ -20,8 +21,7 @@ def fine_tune(model, classes, freeze="all", classifier_activation="softmax", nam
     >>> base = zoo.alexnet(input_shape=(67, 67, 3), width=64)   # doctest: +SKIP
     >>> tuned = fine_tune(base, classes=5, freeze=8)           # doctest: +SKIP
     """
-    if isinstance(classes, bool) or not isinstance(classes, int) or classes < 1:
-        raise ValueError(f"`classes` must be a positive integer; received {classes!r}.")
+    check_positive_int(classes, "classes")
     base = without_aux(model)
     try:
         features = base.get_layer("predictions").input

@@ -20,12 +20,13 @@ import keras
 import pandas as pd
 import tensorflow as tf
 
-from zoo.training import callbacks as zoo_callbacks
-from zoo import registry
-from zoo.training import distribute
 from safeio import directory_lock, write_json
-from zoo.optimizers import PaperSGD
+from safeio.checks import check_positive_int
+from zoo import registry
 from zoo.models.googlenet import compile_with_aux
+from zoo.optimizers import PaperSGD
+from zoo.training import callbacks as zoo_callbacks
+from zoo.training import distribute
 
 PRECISION_CHOICES = (None, "float32", "mixed_float16", "mixed_bfloat16")
 
@@ -326,8 +327,7 @@ def train(
     if precision not in PRECISION_CHOICES:
         raise ValueError(f"`precision` must be one of {PRECISION_CHOICES}; received "
                          f"{precision!r}.")
-    if not isinstance(epochs, int) or isinstance(epochs, bool) or epochs < 1:
-        raise ValueError(f"`epochs` must be a positive integer; received {epochs!r}.")
+    check_positive_int(epochs, "epochs")
     if seed is not None:
         keras.utils.set_random_seed(seed)
     strategy = distribute.get_strategy(strategy)

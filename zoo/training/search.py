@@ -15,10 +15,11 @@ import tempfile
 import numpy as np
 import pandas as pd
 
-from zoo import registry
-from zoo.training import recipe as training
-from zoo.optimizers import OPTIMIZER_CHOICES, make_optimizer
 from safeio import new_axes, save_figure
+from safeio.checks import check_positive_int
+from zoo import registry
+from zoo.optimizers import OPTIMIZER_CHOICES, make_optimizer
+from zoo.training import recipe as training
 
 OBJECTIVE = "val_top1_accuracy"
 
@@ -163,8 +164,7 @@ def search(model, train_data, val_data, *, model_kwargs=None, trials=8, fine_tri
 
     space = _space(learning_rate, weight_decay, dropout, width, optimizer)
     for name, value in (("trials", trials), ("epochs", epochs), ("top", top)):
-        if not isinstance(value, int) or isinstance(value, bool) or value < 1:
-            raise ValueError(f"`{name}` must be a positive integer; received {value!r}.")
+        check_positive_int(value, name)
     fine_trials = trials if fine_trials is None else fine_trials
     if not isinstance(model, str) and not callable(model):
         raise ValueError("`model` must be a registry name or a function building the model; "

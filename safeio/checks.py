@@ -1,0 +1,51 @@
+"""Argument checks shared by every floor: one line naming what was received and what is
+allowed. ``True`` is not a count and ``0.5`` is not an epoch, so bools and floats are
+refused where an integer is meant (``isinstance(True, int)`` is True in Python).
+
+Example:
+
+>>> check_positive_int(3, "epochs")
+3
+>>> check_rate(1.0, "dropout")
+Traceback (most recent call last):
+...
+ValueError: `dropout` must be a rate in [0, 1); received 1.0.
+"""
+
+import numbers
+
+
+def _is_int(value):
+    return isinstance(value, numbers.Integral) and not isinstance(value, bool)
+
+
+def check_positive_int(value, name, allow_none=False, what=""):
+    """``value`` if it is an integer >= 1 (or None with ``allow_none``); else ValueError.
+    ``what`` describes the argument in the message: "`width` (units of fc6) must ..."."""
+    if value is None and allow_none:
+        return value
+    if not _is_int(value) or value < 1:
+        allowed = "None or a positive integer" if allow_none else "a positive integer"
+        raise ValueError(f"`{name}`{what} must be {allowed}; received {value!r}.")
+    return value
+
+
+def check_non_negative_int(value, name):
+    """``value`` if it is an integer >= 0; else ValueError."""
+    if not _is_int(value) or value < 0:
+        raise ValueError(f"`{name}` must be a non-negative integer; received {value!r}.")
+    return value
+
+
+def check_rate(value, name):
+    """``value`` if it is a number in [0, 1) (a dropout or drop-path rate); else ValueError."""
+    if isinstance(value, bool) or not isinstance(value, numbers.Real) or not 0 <= value < 1:
+        raise ValueError(f"`{name}` must be a rate in [0, 1); received {value!r}.")
+    return value
+
+
+def check_positive_number(value, name, what=""):
+    """``value`` if it is a number > 0; else ValueError."""
+    if isinstance(value, bool) or not isinstance(value, numbers.Real) or not value > 0:
+        raise ValueError(f"`{name}`{what} must be a positive number; received {value!r}.")
+    return value
