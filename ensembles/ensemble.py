@@ -76,10 +76,10 @@ def _check_members(members):
         if not isinstance(member, keras.Model):
             raise ValueError(f"Member {i} must be a keras.Model; received "
                              f"{type(member).__name__}.")
-        if len(member.outputs) != 1:
+        if isinstance(member.output_shape, list):  # (GoogLeNet's aux heads show as one)
             raise ValueError(
-                f"Member {i} ({member.name!r}) has {len(member.outputs)} outputs; ensembles "
-                "take single-output classifiers (use zoo.without_aux for GoogLeNet).")
+                f"Member {i} ({member.name!r}) has {len(member.output_shape)} outputs; "
+                "ensembles take one-output classifiers.")
         if tuple(member.input_shape[1:]) != tuple(reference.input_shape[1:]):
             raise ValueError(
                 f"Member {i} ({member.name!r}) takes input shape {member.input_shape[1:]}, but "

@@ -52,7 +52,7 @@ def test_typos_are_one_line_with_the_closest_name_before_any_data_is_read(argv, 
     extra = ["--dataset", str(tmp_path / "missing")] if argv[0] == "train" else []
     assert cli.main(argv + extra) == 2
     err = capsys.readouterr().err.strip().splitlines()
-    assert len(err) == 1 and err[0].startswith(message.split(" error:")[0]), err
+    assert len(err) == 1 and err[0].startswith(f"zoo {argv[0]}: error: "), err
     assert message in err[0]
 
 

@@ -276,7 +276,8 @@ def test_googlenet_inception_modules_follow_the_paper_table():
 def test_googlenet_aux_heads_and_paper_counts():
     model = zoo.googlenet(aux_logits=True)
     assert model.count_params() == 13_378_280
-    assert len(model.outputs) == 3
+    assert isinstance(model, zoo.GoogLeNetWithAuxHeads)
+    assert model.output_shape == (None, 1000)  # one output to the outside
     assert model.get_layer("aux1_pool").output.shape[1:] == (4, 4, 512)
     assert model.get_layer("aux2_pool").output.shape[1:] == (4, 4, 528)
     assert model.get_layer("aux1_dropout").rate == 0.7
@@ -286,28 +287,35 @@ def test_googlenet_aux_heads_and_paper_counts():
     assert {id(w) for w in inference.weights} <= {id(w) for w in model.weights}
 
 
-def test_googlenet_three_output_training_step_uses_paper_loss_weights():
+def test_googlenet_owns_its_aux_heads_one_output_outside_paper_loss_inside(tmp_path):
+    """Compiled and fitted as any classifier, with the label once; the training loss is
+    Keras' own cross-entropy of the main head plus 0.3 times each auxiliary head's; the
+    metrics, evaluation, prediction, symbolic calls and a .keras round trip see one head."""
     model = zoo.googlenet(aux_logits=True, input_shape=(65, 65, 3), width=0.125, classes=5)
-    googlenet_module.compile_with_aux(model, optimizer=keras.optimizers.SGD(0.01),
-                                      metrics=["accuracy"])
+    model.compile(keras.optimizers.SGD(0.01), "sparse_categorical_crossentropy",
+                  metrics=["accuracy"])
     x = np.random.default_rng(0).normal(size=(8, 65, 65, 3)).astype("float32")
     y = np.arange(8) % 5
     before = model.get_layer("aux1_fc").kernel.numpy().copy()
-    logs = model.train_on_batch(x, (y, y, y), return_dict=True)
-    assert np.abs(model.get_layer("aux1_fc").kernel.numpy() - before).max() > 0
-    # Evaluate (no dropout, no update) and check the total is 1 * main + 0.3 * (aux1 + aux2).
-    logs = model.evaluate(x, (y, y, y), return_dict=True, verbose=0)
-    names = ["predictions", "aux1_predictions", "aux2_predictions"]
-    parts = [logs[f"{n}_loss"] for n in names]
-    assert logs["loss"] == pytest.approx(parts[0] + 0.3 * parts[1] + 0.3 * parts[2], rel=1e-4)
+    logs = model.train_on_batch(x, y, return_dict=True)
+    assert set(logs) == {"loss", "accuracy"}
+    assert np.abs(model.get_layer("aux1_fc").kernel.numpy() - before).max() > 0  # trained
+    main, aux1, aux2 = model(x, training=True)  # one draw of the dropout masks
+    cross_entropy = keras.losses.SparseCategoricalCrossentropy()
+    expected = cross_entropy(y, main) + 0.3 * cross_entropy(y, aux1) + 0.3 * cross_entropy(y, aux2)
+    loss = model.compute_loss(x=x, y=y, y_pred=[main, aux1, aux2])
+    assert float(loss) == pytest.approx(float(expected), rel=1e-5)
+    assert float(model.compute_loss(x=x, y=y, y_pred=main)) == pytest.approx(
+        float(cross_entropy(y, main)), rel=1e-5)  # evaluation: the main head alone
     inference = googlenet_module.without_aux(model)
-    np.testing.assert_allclose(inference.predict(x, verbose=0),
-                               model.predict(x, verbose=0)[0], rtol=1e-6)
-
-
-def test_compile_with_aux_rejects_a_single_output_model():
-    with pytest.raises(ValueError, match="received a model with 1 output"):
-        googlenet_module.compile_with_aux(zoo.googlenet(input_shape=(32, 32, 3), width=0.125))
+    predictions = model.predict(x, verbose=0)
+    np.testing.assert_allclose(inference.predict(x, verbose=0), predictions, rtol=1e-6)
+    assert model(keras.Input((65, 65, 3))).shape == (None, 5)
+    model.save(tmp_path / "g.keras")
+    loaded = zoo.load_model(tmp_path / "g.keras")
+    assert isinstance(loaded, zoo.GoogLeNetWithAuxHeads)
+    np.testing.assert_allclose(loaded.predict(x, verbose=0), predictions, rtol=1e-6)
+    assert googlenet_module.without_aux(inference) is inference  # nothing to drop
 
 
 # --- every family: a training step and a .keras round trip -------------------------------

@@ -29,7 +29,7 @@ _LAZY = {
     "layers": ("zoo.layers", None),
     "alexnet": ("zoo.models.alexnet", "alexnet"),
     **{name: ("zoo.models.googlenet", name) for name in (
-        "compile_with_aux", "googlenet", "without_aux")},
+        "GoogLeNetWithAuxHeads", "googlenet", "without_aux")},
     **{name: ("zoo.models.resnet", name) for name in (
         "resnet", "resnet18", "resnet34", "resnet50", "resnet101", "resnet152")},
     **{name: ("zoo.optimizers", name) for name in (

@@ -93,11 +93,12 @@ def global_pool(x, pooling):
     return x
 
 
-def finish(model_inputs, outputs, name, weights):
-    """Wrap the graph in a functional model and load local weights if asked."""
+def finish(model_inputs, outputs, name, weights, model_class=keras.Model):
+    """Wrap the graph in a functional model (of ``model_class``, a ``keras.Model``
+    subclass) and load local weights if asked."""
     if isinstance(model_inputs, (list, tuple)) and len(model_inputs) == 1:
         model_inputs = model_inputs[0]  # called with a plain tensor, as users do: no warning
-    model = keras.Model(model_inputs, outputs, name=name)
+    model = model_class(model_inputs, outputs, name=name)
     if weights is not None:
         model.load_weights(weights)
     return model

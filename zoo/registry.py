@@ -138,6 +138,11 @@ def check_arguments(name, kwargs):
     ValueError: alexnet has no argument 'tower'. Did you mean 'towers'? ...
     """
     entry = get_entry(name)
+    open_ended = entry.arguments_of is None and any(
+        p.kind is inspect.Parameter.VAR_KEYWORD
+        for p in inspect.signature(entry.builder).parameters.values())
+    if open_ended:  # a def f(**kwargs) that says not where they go: nothing to check
+        return
     allowed = entry.arguments
     for key in kwargs:
         if key not in allowed:

@@ -206,7 +206,7 @@ def _cmd_train(args):
                                                  args.weight_decay, ema=args.ema),
             **common)
     if "test" in setup.info.splits:
-        test = zoo.training.per_output_targets(result.model, setup.load(split="test"))
+        test = setup.load(split="test")
         scores = result.model.evaluate(test,
                                        return_dict=True, verbose=0)
         top1 = next(v for k, v in scores.items() if k.endswith("top1_accuracy"))

@@ -7,6 +7,7 @@ Caffe model (n=5, k=1, alpha=1e-4 divided by n as Caffe does, beta=0.75); the pa
 """
 
 import keras
+import numpy as np
 from keras import layers
 
 from zoo import _builder
@@ -127,9 +128,9 @@ def googlenet(
         include_top, weights, input_tensor, input_shape, pooling, classes,
         classifier_activation, name: as in ``keras.applications``; default input
             ``(224, 224, 3)``; ``weights`` is None or a local ``.weights.h5`` path.
-        aux_logits: add the two auxiliary classifiers (on 4a and 4d); the model then has
-            three outputs ``[main, aux1, aux2]``. Compile it with :func:`compile_with_aux`,
-            and serve it through :func:`without_aux`.
+        aux_logits: add the two auxiliary classifiers (on 4a and 4d), for training: a
+            :class:`GoogLeNetWithAuxHeads`, still one output to the outside, whose loss
+            adds 0.3 times each head's (:func:`without_aux` drops the heads).
         dropout: dropout rate before the main classifier (paper: 0.4).
         width: channel multiplier applied to every convolution and the aux heads.
         kernel_initializer: ``"xavier"`` (default: the reference bvlc_googlenet model's
@@ -175,41 +176,63 @@ def googlenet(
                          dtype=_builder.classifier_dtype())(x)
     else:
         x = _builder.global_pool(x, pooling)
-    return _builder.finish(inputs, [x] + aux_outputs if aux_outputs else x, name, weights)
+    if aux_outputs:  # one output to the outside; the heads add their losses in training
+        return _builder.finish(inputs, [x] + aux_outputs, name, weights,
+                               model_class=GoogLeNetWithAuxHeads)
+    return _builder.finish(inputs, x, name, weights)
 
 
-def compile_with_aux(model, optimizer="sgd", loss="sparse_categorical_crossentropy",
-                     metrics=None, **kwargs):
-    """Compile a GoogLeNet with aux heads using the paper's loss weights (1, 0.3, 0.3).
+@keras.saving.register_keras_serializable(package="zoo")
+class GoogLeNetWithAuxHeads(keras.Model):
+    """GoogLeNet with its two auxiliary classifiers, which exist for training only.
 
-    Targets are given once per output: ``model.fit(x, (y, y, y))``, or a dataset mapped with
-    ``ds.map(lambda x, y: (x, (y, y, y)))``. ``metrics`` apply to the main output only.
+    To everything outside, it is a one-output classifier, the main head. ``predict``,
+    ``evaluate``, export, ensembles and symbolic calls see only that head. Its loss adds
+    0.3 times each auxiliary head's loss on the same label (the paper's sec. 5). The
+    compiled loss is used for all three heads, and the metrics are the main head's. So it
+    compiles and fits like any classifier: ``model.compile(opt, loss, metrics)`` and
+    ``model.fit(ds)`` with the labels once.
 
     Example:
 
     >>> model = googlenet(aux_logits=True, input_shape=(96, 96, 3), classes=10)
-    >>> compile_with_aux(model, metrics=["accuracy"])
+    >>> model.compile("sgd", "sparse_categorical_crossentropy")
+    >>> model.predict(np.zeros((1, 96, 96, 3)), verbose=0).shape
+    (1, 10)
     """
-    if len(model.outputs) != 3:
-        raise ValueError(
-            "compile_with_aux needs the three-output model of googlenet(aux_logits=True); "
-            f"received a model with {len(model.outputs)} output(s)."
-        )
-    model.compile(
-        optimizer=optimizer,
-        loss=[loss] * 3,
-        loss_weights=[1.0, AUX_LOSS_WEIGHT, AUX_LOSS_WEIGHT],
-        metrics=[metrics or [], [], []],
-        **kwargs,
-    )
-    return model
+
+    def call(self, inputs, training=None, mask=None):
+        outputs = super().call(inputs, training=training, mask=mask)
+        return outputs if training else outputs[0]
+
+    @property
+    def output_shape(self):
+        return super().output_shape[0]
+
+    def compute_output_spec(self, inputs, training=None, mask=None):
+        spec = super().compute_output_spec(inputs, training=training, mask=mask)
+        return spec if training else spec[0]
+
+    def compute_loss(self, x=None, y=None, y_pred=None, sample_weight=None, training=True):
+        if not isinstance(y_pred, (list, tuple)):  # evaluation: the main head alone
+            return super().compute_loss(x, y, y_pred, sample_weight, training)
+        main, *auxiliary = y_pred
+        loss = super().compute_loss(x, y, main, sample_weight, training)
+        for head in auxiliary:  # the compiled loss, on the same label
+            loss = loss + AUX_LOSS_WEIGHT * self._compile_loss(y, head, sample_weight)
+        return loss
+
+    def compute_metrics(self, x, y, y_pred, sample_weight=None):
+        main = y_pred[0] if isinstance(y_pred, (list, tuple)) else y_pred
+        return super().compute_metrics(x, y, main, sample_weight)
 
 
 def without_aux(model):
-    """The single-output inference model of a GoogLeNet trained with aux heads.
+    """The plain one-output GoogLeNet inside a model trained with auxiliary heads.
 
-    It shares the trained model's layers and weights; the aux heads are dropped, as the
-    paper does at inference.
+    It shares the trained model's layers and weights. The auxiliary heads are dropped, as
+    the paper does at inference; it is what :class:`GoogLeNetWithAuxHeads` computes
+    outside training, without the heads' extra work.
 
     Example:
 
@@ -217,6 +240,6 @@ def without_aux(model):
     >>> without_aux(trained).count_params()
     6998552
     """
-    if len(model.outputs) == 1:
+    if not isinstance(model, GoogLeNetWithAuxHeads):
         return model
     return keras.Model(model.inputs, model.outputs[0], name=model.name)

@@ -9,10 +9,8 @@ Example:
 """
 
 from zoo.training.finetune import fine_tune
-from zoo.training.recipe import (PRECISION_CHOICES, TrainResult, compile_model,
-                                 per_output_targets, train)
+from zoo.training.recipe import PRECISION_CHOICES, TrainResult, compile_model, train
 
 __all__ = [
-    "PRECISION_CHOICES", "TrainResult", "compile_model", "fine_tune", "per_output_targets",
-    "train",
+    "PRECISION_CHOICES", "TrainResult", "compile_model", "fine_tune", "train",
 ]

@@ -88,7 +88,7 @@ def plot_history(rows, run_dir):
     fig, (loss_ax, err_ax) = new_axes(figsize=(10, 4), ncols=2)
     for key in sorted({k for r in rows for k in r}):
         values = [r.get(key, math.nan) for r in rows]
-        if key.endswith("loss") and not key.startswith(("aux", "val_aux")):
+        if key.endswith("loss"):
             loss_ax.plot(epochs, values, marker=".", label=key)
         elif key.endswith("top1_accuracy"):
             err_ax.plot(epochs, [100 * (1 - v) for v in values], marker=".",

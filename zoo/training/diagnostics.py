@@ -20,7 +20,6 @@ import tensorflow as tf
 
 from safeio import atomic_path
 from zoo.training import recipe as training
-from zoo.training.recipe import per_output_targets
 
 HEALTHY_UPDATE_RATIO = 1e-3
 _RELU_LAYERS = (keras.layers.ReLU,)
@@ -38,11 +37,6 @@ class Check:
 
     def __str__(self):
         return f"[{'ok' if self.ok else 'FAIL'}] {self.name}: {self.verdict}"
-
-
-def _main_output(outputs):
-    """GoogLeNet with aux heads returns [main, aux1, aux2]: the checks use the main one."""
-    return outputs[0] if isinstance(outputs, (list, tuple)) else outputs
 
 
 def _outputs_logits(model):
@@ -79,7 +73,7 @@ def initial_loss(model, dataset, batches=1, tolerance=0.5):
     ...              data.load("digits", image_size=67))            # doctest: +SKIP
     """
     images, labels = _first_batches(dataset, batches)
-    outputs = _main_output(model(images, training=False))
+    outputs = model(images, training=False)
     classes = int(outputs.shape[-1])
     loss = float(keras.ops.mean(keras.losses.sparse_categorical_crossentropy(
         labels, outputs, from_logits=_outputs_logits(model))))
@@ -139,7 +133,7 @@ def overfit_tiny_subset(model, dataset, examples=20, steps=100, learning_rate=0.
                   loss=keras.losses.SparseCategoricalCrossentropy(
                       from_logits=_outputs_logits(fresh)),
                   metrics=[keras.metrics.SparseCategoricalAccuracy(name="accuracy")])
-    tiny = per_output_targets(fresh, tf.data.Dataset.from_tensors((images, labels)))
+    tiny = tf.data.Dataset.from_tensors((images, labels))
     fresh.fit(tiny.repeat(steps), epochs=1, verbose=0)
     result = fresh.evaluate(tiny, verbose=0, return_dict=True)  # after the last step
     accuracy = float(next(v for k, v in result.items() if k.endswith("accuracy")))

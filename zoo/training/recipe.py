@@ -23,7 +23,6 @@ import tensorflow as tf
 from safeio import directory_lock, write_json
 from safeio.checks import check_positive_int
 from zoo import registry
-from zoo.models.googlenet import compile_with_aux
 from zoo.optimizers import PaperSGD
 from zoo.training import callbacks as zoo_callbacks
 from zoo.training import distribute
@@ -84,15 +83,6 @@ def _build(model, model_kwargs, strategy, precision):
         keras.config.set_dtype_policy(previous)
 
 
-def per_output_targets(model, dataset):
-    """``dataset`` of ``(x, y)`` with ``y`` repeated once per model output (GoogLeNet's aux
-    heads); unchanged for a single-output model or a missing dataset."""
-    n = len(model.outputs)
-    if dataset is None or n == 1:
-        return dataset
-    return dataset.map(lambda x, y: (x, (y,) * n))
-
-
 def compile_model(model, optimizer=None, *, learning_rate=0.01, momentum=0.9,
                   weight_decay=5e-4, loss="sparse_categorical_crossentropy", metrics=None,
                   jit_compile=False):
@@ -101,8 +91,8 @@ def compile_model(model, optimizer=None, *, learning_rate=0.01, momentum=0.9,
     ``optimizer``: None for :class:`PaperSGD` (``learning_rate``, ``momentum``,
     ``weight_decay``), a Keras optimizer, or a function returning one (called here, so
     that under a distribution strategy its variables are created in the strategy's scope).
-    Metrics default to top-1 and top-5 accuracy; GoogLeNet's auxiliary heads get the
-    paper's loss weights, with metrics on the main head.
+    Metrics default to top-1 and top-5 accuracy. (A GoogLeNet with auxiliary heads adds
+    their 0.3-weighted losses itself.)
 
     Example:
 
@@ -113,10 +103,7 @@ def compile_model(model, optimizer=None, *, learning_rate=0.01, momentum=0.9,
     elif not isinstance(optimizer, keras.optimizers.Optimizer) and callable(optimizer):
         optimizer = optimizer()  # a factory: its variables are created under the strategy
     metrics = default_metrics() if metrics is None else metrics
-    if len(model.outputs) == 1:
-        model.compile(optimizer=optimizer, loss=loss, metrics=metrics, jit_compile=jit_compile)
-    else:  # GoogLeNet's auxiliary heads: the paper's loss weights, metrics on the main output
-        compile_with_aux(model, optimizer, loss, metrics, jit_compile=jit_compile)
+    model.compile(optimizer=optimizer, loss=loss, metrics=metrics, jit_compile=jit_compile)
     return model
 
 
@@ -337,8 +324,7 @@ def train(
                                   momentum=momentum, weight_decay=weight_decay, loss=loss,
                                   metrics=metrics, jit_compile=jit_compile).optimizer
     _check_schedule(optimizer, reduce_lr)
-    prefix = f"{model.output_names[0]}_" if len(model.outputs) > 1 else ""
-    monitor = monitor or (f"val_{prefix}top1_accuracy" if val_data is not None else "loss")
+    monitor = monitor or ("val_top1_accuracy" if val_data is not None else "loss")
     if run_dir is not None and not distribute.is_chief(strategy):
         run_dir = os.path.join(run_dir, distribute.task_name(strategy))  # no clobbering
     # One run per directory: a second run (any command) gets a one-line error at once.
@@ -355,9 +341,7 @@ def train(
                 "keras": keras.__version__, "tensorflow": tf.__version__,
                 "started": time.strftime("%Y-%m-%d %H:%M:%S"),
             })
-        epochs_of = zoo_callbacks.DataEpochs(train_data)  # before train_data is wrapped
-        train_data = per_output_targets(model, train_data)
-        val_data = per_output_targets(model, val_data)
+        epochs_of = zoo_callbacks.DataEpochs(train_data)
         if isinstance(strategy, tf.distribute.MultiWorkerMirroredStrategy):
             if reduce_lr and val_data is None:
                 raise ValueError(

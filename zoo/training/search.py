@@ -81,10 +81,7 @@ def _hypermodel(build, space):
 
         def fit(self, hp, model, train_data, validation_data=None, **kwargs):
             kwargs.setdefault("shuffle", False)  # datasets come shuffled (data.load)
-            return model.fit(training.per_output_targets(model, train_data),
-                             validation_data=training.per_output_targets(model,
-                                                                         validation_data),
-                             **kwargs)
+            return model.fit(train_data, validation_data=validation_data, **kwargs)
 
     return ZooHyperModel()
 
