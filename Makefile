@@ -26,7 +26,7 @@ demo: $(STAMP)
 	$(BIN)/zoo demo
 
 test: $(TEST_STAMP)
-	$(BIN)/python -m pytest tests -n $(JOBS) --dist loadfile
+	$(BIN)/python -m pytest -n $(JOBS) --dist loadfile
 
 bench: $(STAMP)
 	$(BIN)/python benchmarks/run_all.py

@@ -1,6 +1,6 @@
 """The snapshot test's seed study: its exact recipe over several seeds, on the fixed split.
 
-tests/test_ensembles_digits.py asserts, at seed 0, that the cyclic snapshot ensemble (the
+tests/ensembles/test_digits.py asserts, at seed 0, that the cyclic snapshot ensemble (the
 last 4 of 8 snapshots of ONE ResNet-18 run) has a lower test NLL than its best snapshot and
 no higher top-1 error. This reruns that recipe for each seed and counts how often each
 claim holds, so the test's docstring and the README quote measured numbers. About a

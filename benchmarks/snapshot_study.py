@@ -1,6 +1,6 @@
 """Snapshot ensembles on all 1,797 digits: k-fold cross-validation, pooled test predictions.
 
-The snapshot test (tests/test_ensembles_digits.py) judges its claim on 360 test digits,
+The snapshot test (tests/ensembles/test_digits.py) judges its claim on 360 test digits,
 where one image decides top-1. This study runs the same recipe in k folds, so that every
 digit is a test image once, and pools the k test sets' predictions. It compares:
 

@@ -119,9 +119,10 @@ def Ensemble(members, combine="mean", weights=None, return_members=False, name="
 
     Example:
 
+    >>> import zoo
     >>> members = [zoo.alexnet(input_shape=(67, 67, 3), classes=10, width=64) for _ in range(3)]
-    >>> model = Ensemble(members)             # doctest: +SKIP
-    >>> model.output_shape                    # doctest: +SKIP
+    >>> model = Ensemble(members)
+    >>> model.output_shape
     (None, 10)
     """
     members = list(members)

@@ -76,6 +76,18 @@ def write_json(path, obj):
         json.dump(obj, f, indent=2, default=str)
 
 
+def write_csv(table, path, **kwargs):
+    """Write a pandas table as CSV, atomically (``kwargs`` go to ``DataFrame.to_csv``)."""
+    with atomic_path(path) as tmp:
+        table.to_csv(tmp, **kwargs)
+
+
+def write_text(path, text):
+    """Write ``text`` (UTF-8), atomically."""
+    with atomic_path(path) as tmp, open(tmp, "w", encoding="utf-8") as f:
+        f.write(text)
+
+
 def new_axes(ax=None, figsize=(5.5, 4), **subplots):
     """``(figure, axes)``: a new ``matplotlib.figure.Figure`` (outside pyplot, so no backend
     is chosen or switched, and a notebook's inline plots keep working), or ``ax`` and its

@@ -56,3 +56,64 @@ def tiny_model(size=8, classes=4):
     x = keras.layers.GlobalAveragePooling2D()(x)
     outputs = keras.layers.Dense(classes, activation="softmax", name="predictions")(x)
     return keras.Model(inputs, outputs, name="tiny")
+
+
+def run_model_test(builder, kwargs, tmp_path, batch=4):
+    """What every model must do, as keras-hub's ``run_backbone_test`` checks for backbones:
+    config round trip, eager call, ``predict`` on a ``tf.data`` pipeline, a training step,
+    a ``.keras`` round trip through ``zoo.load_model``, and mixed precision.
+
+    ``builder(**kwargs)`` must build a classifier with a fixed ``input_shape`` in kwargs.
+    """
+    import zoo
+
+    model = builder(**kwargs)
+    shape = tuple(model.input_shape[1:])
+    x = np.random.default_rng(0).normal(size=(batch,) + shape).astype("float32") * 50
+    y = np.arange(batch) % model.output_shape[-1]
+    expected = model.predict(x, verbose=0)
+    assert expected.shape == (batch,) + tuple(model.output_shape[1:])
+
+    # The config rebuilds the same architecture: the same names and, with the same weights,
+    # the same outputs.
+    rebuilt = type(model).from_config(model.get_config())
+    assert [layer.name for layer in rebuilt.layers] == [layer.name for layer in model.layers]
+    rebuilt.set_weights(model.get_weights())
+    np.testing.assert_allclose(rebuilt.predict(x, verbose=0), expected, rtol=1e-5, atol=1e-6)
+
+    # An eager call and predict on a tf.data pipeline agree with predict on arrays.
+    eager = keras.ops.convert_to_numpy(model(x, training=False))
+    np.testing.assert_allclose(eager, expected, rtol=1e-5, atol=1e-6)
+    pipeline = tf.data.Dataset.from_tensor_slices(x).batch(batch // 2)
+    np.testing.assert_allclose(model.predict(pipeline, verbose=0), expected, rtol=1e-5,
+                               atol=1e-6)
+
+    # A training step moves the weights and keeps the loss finite.
+    model.compile(optimizer=keras.optimizers.SGD(0.01, momentum=0.9),
+                  loss="sparse_categorical_crossentropy")
+    kernel = next(w for w in model.trainable_weights if w.name == "kernel")
+    before = keras.ops.convert_to_numpy(kernel).copy()
+    assert np.isfinite(model.train_on_batch(x, y))
+    assert np.abs(keras.ops.convert_to_numpy(kernel) - before).max() > 0
+
+    # A .keras file round trip, loaded as users load it.
+    path = os.path.join(str(tmp_path), f"{model.name}.keras")
+    model.save(path)
+    loaded = zoo.load_model(path)
+    assert type(loaded) is type(model)
+    np.testing.assert_allclose(loaded.predict(x, verbose=0), model.predict(x, verbose=0),
+                               rtol=1e-6, atol=1e-7)
+
+    # Mixed precision: float16 compute, a float32 classifier, the same answers to ~1e-2.
+    previous = keras.config.dtype_policy()
+    keras.config.set_dtype_policy("mixed_float16")
+    try:
+        mixed = builder(**kwargs)
+    finally:
+        keras.config.set_dtype_policy(previous)
+    mixed.set_weights(model.get_weights())
+    assert mixed.layers[-1].compute_dtype == "float32"  # softmax in float32
+    assert any(layer.compute_dtype == "float16" for layer in mixed.layers)
+    np.testing.assert_allclose(mixed.predict(x, verbose=0), model.predict(x, verbose=0),
+                               atol=2e-2)
+    return model

@@ -15,7 +15,7 @@ import os
 import sys
 
 import zoo
-from safeio import atomic_path, directory_lock
+from safeio import atomic_path, directory_lock, write_csv
 from zoo.cli.quiet import tensorflow_started_quietly
 
 
@@ -233,8 +233,8 @@ def _cmd_diagnose(args):
         model, setup.load(split="train"), learning_rate=args.lr, epochs=args.epochs,
         examples=args.examples, overfit_steps=args.overfit_steps, seed=args.seed)
     print(diagnosis)
-    _write_csv(diagnosis.update_ratios, os.path.join(run_dir, "update_ratios.csv"), index=False)
-    _write_csv(diagnosis.activations_at_init, os.path.join(run_dir, "activations_at_init.csv"))
+    write_csv(diagnosis.update_ratios, os.path.join(run_dir, "update_ratios.csv"), index=False)
+    write_csv(diagnosis.activations_at_init, os.path.join(run_dir, "activations_at_init.csv"))
     print(f"Tables: {run_dir} (update_ratios.csv, activations_at_init.csv)")
     return 0 if diagnosis.ok else 1
 
@@ -256,7 +256,7 @@ def _cmd_search(args):
     table = result.table
     with _wide_pandas():
         print(table.round(6).to_string(index=False))
-    _write_csv(table, os.path.join(run_dir, "search.csv"), index=False)
+    write_csv(table, os.path.join(run_dir, "search.csv"), index=False)
     zoo.plot_search(table, os.path.join(run_dir, "search.png"),
                     title=f"{args.model} on {args.dataset}")
     best = {k: v for k, v in result.best.items() if k not in ("stage", "trial")}
@@ -299,7 +299,7 @@ def _cmd_evaluate(args):
     with _wide_pandas():
         print(table.round(4).to_string())
     if args.output:
-        _write_csv(table, args.output)
+        write_csv(table, args.output)
         print(f"Table: {args.output}")
     return 0
 
@@ -338,11 +338,6 @@ def _cmd_export(args):
     print(f"SavedModel: {args.output_dir} (serve(images) -> probabilities, "
           "predictive_entropy, mutual_information)")
     return 0
-
-
-def _write_csv(table, path, **kwargs):
-    with atomic_path(path) as tmp:
-        table.to_csv(tmp, **kwargs)
 
 
 def _seed(seed):

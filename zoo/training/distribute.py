@@ -62,8 +62,8 @@ def mirrored(devices=2, gpu_memory_mb=None):
 
     Example:
 
-    >>> strategy = mirrored(2)
-    >>> strategy.num_replicas_in_sync
+    >>> strategy = mirrored(2)   # first thing in a process    # doctest: +SKIP
+    >>> strategy.num_replicas_in_sync                            # doctest: +SKIP
     2
     """
     check_positive_int(devices, "devices")

@@ -1,10 +1,13 @@
 """Table-driven tests over the whole registry, plus what each family must get right."""
 
+import functools
+
 import keras
 import numpy as np
 import pytest
 
 import zoo
+from tests.helpers import run_model_test
 from zoo.models import googlenet as googlenet_module
 
 # A cheap configuration of every model, and its feature width (pooling="avg") there.
@@ -318,32 +321,22 @@ def test_googlenet_owns_its_aux_heads_one_output_outside_paper_loss_inside(tmp_p
     assert googlenet_module.without_aux(inference) is inference  # nothing to drop
 
 
-# --- every family: a training step and a .keras round trip -------------------------------
+# --- every family: what every Keras model must do (run_model_test) --------------------------
 
 
 @pytest.mark.parametrize(
     "name, kwargs",
     [
-        ("alexnet", dict(input_shape=(67, 67, 3), width=16, towers=2)),
+        ("alexnet", dict(input_shape=(67, 67, 3), width=16)),
+        ("alexnet", dict(input_shape=(67, 67, 3), width=16, towers=2, norm="batch")),
         ("googlenet", dict(input_shape=(32, 32, 3), width=0.125)),
+        ("googlenet", dict(input_shape=(65, 65, 3), width=0.125, aux_logits=True)),
         ("resnet18", dict(input_shape=(32, 32, 3), width=0.25, stem="cifar",
                           drop_path_rate=0.1)),
         ("resnet50", dict(input_shape=(32, 32, 3), width=0.125, dropout=0.2)),
     ],
+    ids=["alexnet", "alexnet-two-towers-batchnorm", "googlenet", "googlenet-aux",
+         "resnet18-cifar-drop-path", "resnet50"],
 )
-def test_training_step_and_keras_round_trip(name, kwargs, tmp_path):
-    model = zoo.get_model(name, classes=4, **kwargs)
-    model.compile(optimizer=keras.optimizers.SGD(0.01, momentum=0.9),
-                  loss="sparse_categorical_crossentropy")
-    x = np.random.default_rng(0).normal(size=(8,) + kwargs["input_shape"]).astype("float32")
-    y = np.arange(8) % 4
-    kernel = next(w for w in model.trainable_weights if w.name == "kernel")
-    before = keras.ops.convert_to_numpy(kernel).copy()
-    loss = model.train_on_batch(x, y)
-    assert np.isfinite(loss)
-    assert np.abs(keras.ops.convert_to_numpy(kernel) - before).max() > 0
-    path = tmp_path / f"{name}.keras"
-    model.save(path)
-    loaded = keras.models.load_model(path)
-    np.testing.assert_allclose(loaded.predict(x, verbose=0), model.predict(x, verbose=0),
-                               rtol=1e-6, atol=1e-7)
+def test_model(name, kwargs, tmp_path):
+    run_model_test(functools.partial(zoo.get_model, name, classes=4), kwargs, tmp_path)

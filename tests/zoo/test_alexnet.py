@@ -176,16 +176,6 @@ def test_weights_from_local_file(tmp_path):
         np.testing.assert_array_equal(keras.ops.convert_to_numpy(a), keras.ops.convert_to_numpy(b))
 
 
-def test_keras_file_round_trip(tmp_path):
-    model = zoo.alexnet(towers=2, **TINY)
-    x = np.random.default_rng(0).normal(size=(4, 67, 67, 3)).astype("float32")
-    path = tmp_path / "alexnet.keras"
-    model.save(path)
-    loaded = keras.models.load_model(path)
-    np.testing.assert_array_equal(model.predict(x, verbose=0), loaded.predict(x, verbose=0))
-    assert [layer.name for layer in loaded.layers] == [layer.name for layer in model.layers]
-
-
 def test_saved_model_export_serves_same_outputs(tmp_path):
     model = zoo.alexnet(towers=2, **TINY)
     x = np.random.default_rng(0).normal(size=(4, 67, 67, 3)).astype("float32")
@@ -204,15 +194,3 @@ def test_saved_model_export_serves_same_outputs(tmp_path):
     )
     subprocess.run([sys.executable, "-c", script], check=True, cwd=tmp_path)
     np.testing.assert_allclose(np.load(tmp_path / "out.npy"), expected, atol=1e-5)
-
-
-def test_one_training_step_changes_weights_and_lowers_loss():
-    model = zoo.alexnet(towers=2, **TINY)
-    model.compile(optimizer=keras.optimizers.SGD(0.01, momentum=0.9),
-                  loss="sparse_categorical_crossentropy")
-    x = np.random.default_rng(0).normal(size=(8, 67, 67, 3)).astype("float32")
-    y = np.arange(8) % 5
-    before = model.get_layer("conv1_tower1").get_weights()[0].copy()
-    history = model.fit(x, y, epochs=1, batch_size=8, verbose=0)
-    assert np.isfinite(history.history["loss"][0])
-    assert np.abs(model.get_layer("conv1_tower1").get_weights()[0] - before).max() > 0
