@@ -28,7 +28,8 @@ setup(
         "keras-tuner>=1.4",  # zoo.search
     ],
     # The notebook (examples/quickstart.ipynb) is executed by the tests through nbclient.
-    extras_require={"test": ["pytest>=7", "pytest-xdist", "nbclient", "nbformat", "ipykernel"]},
+    extras_require={"test": ["pytest>=7", "pytest-xdist", "nbclient", "nbformat", "ipykernel",
+                             "jax"]},
     entry_points={"console_scripts": ["zoo=zoo.cli:main"]},
     classifiers=[
         "Programming Language :: Python :: 3",

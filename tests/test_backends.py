@@ -1,0 +1,104 @@
+"""The same model code and weight file on every Keras backend: the models, LRN, the
+ensemble layer, the export's uncertainty layer and the snapshot schedule give the same
+numbers under TensorFlow and JAX (the torch backend is checked on a GPU machine)."""
+
+import json
+import textwrap
+
+import numpy as np
+import pytest
+
+from tests.helpers import run_python
+
+pytest.importorskip("jax")
+
+BUILD_AND_PREDICT = textwrap.dedent("""
+    import json, sys
+    import keras, numpy as np
+    import ensembles, zoo
+
+    def members():
+        return [zoo.alexnet(input_shape=(67, 67, 3), classes=5, width=16, towers=2),
+                zoo.googlenet(input_shape=(67, 67, 3), classes=5, width=0.125),
+                zoo.resnet18(input_shape=(67, 67, 3), classes=5, width=0.25)]
+
+    model = ensembles.Ensemble(members(), combine="geometric", weights=[3, 2, 1])
+    serving = ensembles.serving_model(model)
+    weights, x = sys.argv[1], np.load(sys.argv[2])
+    if sys.argv[3] == "save":
+        model.save_weights(weights)
+    else:
+        model.load_weights(weights)
+    outputs = {k: keras.ops.convert_to_numpy(v) for k, v in
+               serving.predict(x, verbose=0).items() if k != "finite"}
+    outputs["members"] = np.stack([keras.ops.convert_to_numpy(m.predict(x, verbose=0))
+                                   for m in ensembles.members_of(model)])
+    schedule = ensembles.CyclicCosine(0.3, total_steps=50, cycles=3)
+    outputs["schedule"] = np.array([float(schedule(step)) for step in range(50)])
+    np.savez(sys.argv[4], **outputs)
+    print(json.dumps({"backend": keras.backend.backend()}))
+""")
+
+
+def test_one_weights_file_gives_the_same_numbers_under_tensorflow_and_jax(tmp_path):
+    x = np.random.default_rng(0).uniform(0, 255, (4, 67, 67, 3)).astype("float32")
+    np.save(tmp_path / "x.npy", x)
+    weights = str(tmp_path / "ensemble.weights.h5")
+    results = {}
+    for backend, mode in (("tensorflow", "save"), ("jax", "load")):
+        out = str(tmp_path / f"{backend}.npz")
+        stdout = run_python(BUILD_AND_PREDICT, env={"KERAS_BACKEND": backend},
+                            args=[weights, str(tmp_path / "x.npy"), mode, out]).stdout
+        assert json.loads(stdout.strip().splitlines()[-1])["backend"] == backend
+        results[backend] = np.load(out)
+    tf_out, jax_out = results["tensorflow"], results["jax"]
+    assert set(tf_out.files) == {"probabilities", "predictive_entropy", "mutual_information",
+                                 "members", "schedule"}
+    for key in tf_out.files:
+        np.testing.assert_allclose(jax_out[key], tf_out[key], atol=1e-4, err_msg=key)
+    assert not np.allclose(tf_out["members"][0], tf_out["members"][1])  # real, different members
+
+
+TRAIN = textwrap.dedent("""
+    import json, sys
+    import keras, numpy as np
+    import data, zoo
+
+    def linear():  # softmax regression: learns the digits in a few epochs
+        inputs = keras.Input((8, 8, 3))
+        x = keras.layers.Flatten()(inputs)
+        return keras.Model(inputs, keras.layers.Dense(10, activation="softmax",
+                                                      name="predictions")(x), name="linear")
+
+    scaled = lambda image: image / 255.0
+    train = data.load("digits", "train", batch_size=64, image_size=8, preprocess=scaled,
+                      augment=data.augment.random_flip, seed=1)
+    val = data.load("digits", "validation", batch_size=128, image_size=8, preprocess=scaled)
+    result = zoo.train(linear, train, val,
+                       epochs=int(sys.argv[2]), run_dir=sys.argv[1], seed=0,
+                       learning_rate=0.1, lr_patience=1, verbose=0)
+    weights = np.concatenate([np.ravel(w) for w in result.model.get_weights()])
+    print(json.dumps({"backend": keras.backend.backend(), "weights": weights.tolist(),
+                      "history": result.history.to_dict(orient="list")}))
+""")
+
+
+def test_zoo_train_runs_and_resumes_exactly_under_jax(tmp_path):
+    """The recipe on the JAX backend: the run directory, backups, learning-rate drops and
+    the (seed, epoch) data order; a run stopped after 2 epochs and resumed to 4 ends as the
+    uninterrupted 4-epoch run (rtol 1e-5)."""
+
+    def train(run_dir, epochs):
+        out = run_python(TRAIN, env={"KERAS_BACKEND": "jax"},
+                         args=[str(tmp_path / run_dir), str(epochs)]).stdout
+        return json.loads(out.strip().splitlines()[-1])
+
+    whole = train("whole", 4)
+    assert whole["backend"] == "jax"
+    train("resumed", 2)
+    resumed = train("resumed", 4)
+    assert resumed["history"]["epoch"] == [1, 2, 3, 4]
+    for key, values in whole["history"].items():
+        np.testing.assert_allclose(resumed["history"][key], values, rtol=1e-5, err_msg=key)
+    np.testing.assert_allclose(resumed["weights"], whole["weights"], rtol=1e-5, atol=1e-7)
+    assert whole["history"]["val_loss"][-1] < whole["history"]["val_loss"][0]  # it learns
