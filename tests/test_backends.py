@@ -102,3 +102,49 @@ def test_zoo_train_runs_and_resumes_exactly_under_jax(tmp_path):
         np.testing.assert_allclose(resumed["history"][key], values, rtol=1e-5, err_msg=key)
     np.testing.assert_allclose(resumed["weights"], whole["weights"], rtol=1e-5, atol=1e-7)
     assert whole["history"]["val_loss"][-1] < whole["history"]["val_loss"][0]  # it learns
+
+
+MIRRORED = textwrap.dedent("""
+    import json
+    import keras
+    import data, zoo
+
+    def linear():
+        inputs = keras.Input((8, 8, 3))
+        x = keras.layers.Flatten()(inputs)
+        return keras.Model(inputs, keras.layers.Dense(10, activation="softmax",
+                                                      name="predictions")(x), name="linear")
+
+    def digits(**kwargs):
+        return data.load("digits", "train", batch_size=64, image_size=8,
+                         preprocess=lambda image: image / 255.0, seed=1, **kwargs)
+
+    errors = []
+    for strategy, dataset in (("mirrored", digits()), ("multi_worker", digits())):
+        try:
+            zoo.train(linear, dataset, epochs=1, strategy=strategy, verbose=0)
+        except ValueError as err:
+            errors.append(str(err))
+    result = zoo.train(linear, digits(drop_remainder=True), epochs=2, strategy="mirrored",
+                       seed=0, learning_rate=0.1, verbose=0)
+    kernel = result.model.get_layer("predictions").kernel
+    print(json.dumps({"loss": result.history["loss"].tolist(), "errors": errors,
+                      "devices": len(kernel.value.sharding.device_set)}))
+""")
+
+
+def test_mirrored_on_jax_is_data_parallel_over_the_local_devices():
+    """strategy="mirrored" under JAX: keras.distribution.DataParallel over two virtual CPU
+    devices (the variables live on both); batches that cannot split evenly and
+    "multi_worker" (tf.distribute) are one-line errors."""
+    out = run_python(MIRRORED, env={"KERAS_BACKEND": "jax",
+                                    "XLA_FLAGS": "--xla_force_host_platform_device_count=2"})
+    report = json.loads(out.stdout.strip().splitlines()[-1])
+    assert report["devices"] == 2
+    assert report["loss"][1] < report["loss"][0]
+    uneven, multi_worker = report["errors"]
+    assert uneven.startswith("`train_data` must come in batches that split evenly over the 2 "
+                             "devices; its batch size is not fixed")
+    assert "drop_remainder=True" in uneven
+    assert multi_worker.startswith("strategy='multi_worker' is TensorFlow's tf.distribute, "
+                                   "which does not reach a jax model")

@@ -107,6 +107,54 @@ def compile_model(model, optimizer=None, *, learning_rate=0.01, momentum=0.9,
     return model
 
 
+def _backend_distribution(strategy):
+    """``(tf.distribute strategy, keras.distribution or None, replicas)`` for ``strategy``.
+
+    With TensorFlow, the strategy is tf.distribute's. tf.distribute does not reach a JAX
+    model, so with JAX ``"mirrored"`` (and ``"auto"`` with several devices) is
+    ``keras.distribution.DataParallel`` over the local devices, and the TensorFlow side
+    keeps its default strategy for the bookkeeping. ``"multi_worker"`` and tf.distribute
+    strategies stay TensorFlow's.
+    """
+    backend = keras.backend.backend()
+    if backend == "tensorflow":
+        strategy = distribute.get_strategy(strategy)
+        return strategy, None, strategy.num_replicas_in_sync
+    if isinstance(strategy, tf.distribute.Strategy) or strategy == "multi_worker":
+        raise ValueError(
+            f"strategy={strategy!r} is TensorFlow's tf.distribute, which does not reach a "
+            f"{backend} model: run with KERAS_BACKEND=tensorflow, or use 'auto', "
+            f"'one_device' or 'mirrored' (keras.distribution.DataParallel on JAX).")
+    if strategy not in distribute.STRATEGY_CHOICES:
+        distribute.get_strategy(strategy)  # the one-line error for an unknown name
+    devices = keras.distribution.list_devices() if backend == "jax" else []
+    if strategy == "mirrored" or (strategy == "auto" and len(devices) > 1):
+        if len(devices) < 2:
+            raise ValueError(
+                f"strategy='mirrored' needs at least 2 devices on the {backend} backend; it "
+                f"sees {devices or 'no keras.distribution support'}. On a CPU, start Python "
+                f"with XLA_FLAGS=--xla_force_host_platform_device_count=2 (JAX).")
+        parallel = keras.distribution.DataParallel(devices=devices)
+        return tf.distribute.get_strategy(), parallel, len(devices)
+    return tf.distribute.get_strategy(), None, 1
+
+
+def _check_even_batches(replicas, **datasets):
+    """keras.distribution splits every batch over the devices, and JAX refuses a batch that
+    does not split evenly (TensorFlow's MirroredStrategy pads one)."""
+    for name, dataset in datasets.items():
+        if dataset is None:
+            continue
+        spec = dataset.element_spec[0] if isinstance(dataset.element_spec, tuple) else None
+        size = None if spec is None else spec.shape[0]
+        if size is None or size % replicas:
+            raise ValueError(
+                f"`{name}` must come in batches that split evenly over the {replicas} "
+                f"devices; its batch size is {size or 'not fixed (a smaller last batch)'}. "
+                f"Load it with data.load(..., drop_remainder=True) and a batch size that "
+                f"{replicas} divides.")
+
+
 def _check_schedule(optimizer, reduce_lr):
     schedule = isinstance(getattr(optimizer, "_learning_rate", None),
                           keras.optimizers.schedules.LearningRateSchedule)
@@ -317,60 +365,65 @@ def train(
     check_positive_int(epochs, "epochs")
     if seed is not None:
         keras.utils.set_random_seed(seed)
-    strategy = distribute.get_strategy(strategy)
-    model = _build(model, model_kwargs, strategy, precision)
-    with strategy.scope():
-        optimizer = compile_model(model, optimizer, learning_rate=learning_rate,
-                                  momentum=momentum, weight_decay=weight_decay, loss=loss,
-                                  metrics=metrics, jit_compile=jit_compile).optimizer
-    _check_schedule(optimizer, reduce_lr)
-    monitor = monitor or ("val_top1_accuracy" if val_data is not None else "loss")
-    if run_dir is not None and not distribute.is_chief(strategy):
-        run_dir = os.path.join(run_dir, distribute.task_name(strategy))  # no clobbering
-    # One run per directory: a second run (any command) gets a one-line error at once.
-    with directory_lock(run_dir) if run_dir is not None else contextlib.nullcontext():
-        if run_dir is not None:
-            _write_config(run_dir, {
-                "model": model.name, "model_kwargs": model_kwargs, "epochs": epochs,
-                "optimizer": keras.optimizers.serialize(optimizer), "reduce_lr": reduce_lr,
-                "lr_factor": lr_factor, "lr_patience": lr_patience, "min_lr": min_lr,
-                "monitor": monitor, "loss": loss, "seed": seed,
-                "strategy": type(strategy).__name__,
-                "replicas": strategy.num_replicas_in_sync, "precision": precision,
-                "jit_compile": jit_compile, "params": model.count_params(),
-                "keras": keras.__version__, "tensorflow": tf.__version__,
-                "started": time.strftime("%Y-%m-%d %H:%M:%S"),
-            })
-        epochs_of = zoo_callbacks.DataEpochs(train_data)
-        if isinstance(strategy, tf.distribute.MultiWorkerMirroredStrategy):
-            if reduce_lr and val_data is None:
-                raise ValueError(
-                    "With strategy='multi_worker', ReduceLROnPlateau must watch validation "
-                    "metrics (every worker computes the same ones): pass val_data or "
-                    "reduce_lr=False."
-                )
-            val_data = _unsharded(val_data) if val_data is not None else None
-        _work_around_keras_20585(model, strategy, train_data)
-        if verbose:
-            print(f"Training {model.name} ({model.count_params():,} parameters) for {epochs} "
-                  f"epochs on {strategy.num_replicas_in_sync} replica(s)"
-                  + (f"; run directory: {run_dir}" if run_dir else ""), flush=True)
-        history = model.fit(
-            train_data, validation_data=val_data, epochs=epochs, verbose=verbose,
-            shuffle=False,  # datasets come shuffled (data.load); Keras cannot shuffle them
-            callbacks=_run_callbacks(run_dir, monitor, reduce_lr, lr_factor, lr_patience,
-                                     min_lr, verbose,
-                                     ema=bool(getattr(optimizer, "use_ema", False)))
-            + [epochs_of] + list(callbacks),
-        )
-        rows = (zoo_callbacks.read_history(os.path.join(run_dir, "history.csv")) if run_dir
-                else [{"epoch": e + 1, **{k: v[i] for k, v in history.history.items()}}
-                      for i, e in enumerate(history.epoch)])
-        diverged = bool(rows) and any(
-            isinstance(v, float) and v != v for v in rows[-1].values())  # NaN
-        if diverged:
-            warnings.warn(f"Training diverged (NaN loss) in epoch {rows[-1]['epoch']} and was "
-                          f"stopped; {_what_was_kept(run_dir)}", stacklevel=2)
-        else:
-            _warn_on_exploding_loss(rows, model)
-    return TrainResult(model, pd.DataFrame(rows), run_dir, diverged)
+    strategy, parallel, replicas = _backend_distribution(strategy)
+    if parallel is not None:
+        _check_even_batches(replicas, train_data=train_data, val_data=val_data)
+    # On JAX, data parallelism is keras.distribution's: the model's variables are made and
+    # its batches split under it.
+    with parallel.scope() if parallel is not None else contextlib.nullcontext():
+        model = _build(model, model_kwargs, strategy, precision)
+        with strategy.scope():
+            optimizer = compile_model(model, optimizer, learning_rate=learning_rate,
+                                      momentum=momentum, weight_decay=weight_decay, loss=loss,
+                                      metrics=metrics, jit_compile=jit_compile).optimizer
+        _check_schedule(optimizer, reduce_lr)
+        monitor = monitor or ("val_top1_accuracy" if val_data is not None else "loss")
+        if run_dir is not None and not distribute.is_chief(strategy):
+            run_dir = os.path.join(run_dir, distribute.task_name(strategy))  # no clobbering
+        # One run per directory: a second run (any command) gets a one-line error at once.
+        with directory_lock(run_dir) if run_dir is not None else contextlib.nullcontext():
+            if run_dir is not None:
+                _write_config(run_dir, {
+                    "model": model.name, "model_kwargs": model_kwargs, "epochs": epochs,
+                    "optimizer": keras.optimizers.serialize(optimizer), "reduce_lr": reduce_lr,
+                    "lr_factor": lr_factor, "lr_patience": lr_patience, "min_lr": min_lr,
+                    "monitor": monitor, "loss": loss, "seed": seed,
+                    "strategy": type(strategy).__name__,
+                    "replicas": replicas, "precision": precision,
+                    "jit_compile": jit_compile, "params": model.count_params(),
+                    "keras": keras.__version__, "tensorflow": tf.__version__,
+                    "started": time.strftime("%Y-%m-%d %H:%M:%S"),
+                })
+            epochs_of = zoo_callbacks.DataEpochs(train_data)
+            if isinstance(strategy, tf.distribute.MultiWorkerMirroredStrategy):
+                if reduce_lr and val_data is None:
+                    raise ValueError(
+                        "With strategy='multi_worker', ReduceLROnPlateau must watch validation "
+                        "metrics (every worker computes the same ones): pass val_data or "
+                        "reduce_lr=False."
+                    )
+                val_data = _unsharded(val_data) if val_data is not None else None
+            _work_around_keras_20585(model, strategy, train_data)
+            if verbose:
+                print(f"Training {model.name} ({model.count_params():,} parameters) for {epochs} "
+                      f"epochs on {replicas} replica(s)"
+                      + (f"; run directory: {run_dir}" if run_dir else ""), flush=True)
+            history = model.fit(
+                train_data, validation_data=val_data, epochs=epochs, verbose=verbose,
+                shuffle=False,  # datasets come shuffled (data.load); Keras cannot shuffle them
+                callbacks=_run_callbacks(run_dir, monitor, reduce_lr, lr_factor, lr_patience,
+                                         min_lr, verbose,
+                                         ema=bool(getattr(optimizer, "use_ema", False)))
+                + [epochs_of] + list(callbacks),
+            )
+            rows = (zoo_callbacks.read_history(os.path.join(run_dir, "history.csv")) if run_dir
+                    else [{"epoch": e + 1, **{k: v[i] for k, v in history.history.items()}}
+                          for i, e in enumerate(history.epoch)])
+            diverged = bool(rows) and any(
+                isinstance(v, float) and v != v for v in rows[-1].values())  # NaN
+            if diverged:
+                warnings.warn(f"Training diverged (NaN loss) in epoch {rows[-1]['epoch']} and was "
+                              f"stopped; {_what_was_kept(run_dir)}", stacklevel=2)
+            else:
+                _warn_on_exploding_loss(rows, model)
+        return TrainResult(model, pd.DataFrame(rows), run_dir, diverged)
