@@ -148,3 +148,38 @@ def test_mirrored_on_jax_is_data_parallel_over_the_local_devices():
     assert "drop_remainder=True" in uneven
     assert multi_worker.startswith("strategy='multi_worker' is TensorFlow's tf.distribute, "
                                    "which does not reach a jax model")
+
+
+EXPORT = textwrap.dedent("""
+    import json, sys
+    import numpy as np, tensorflow as tf
+    import ensembles, zoo
+
+    model = ensembles.Ensemble([zoo.alexnet(input_shape=(67, 67, 3), classes=5, width=16)
+                                for _ in range(2)], weights=[3, 1])
+    x = np.load(sys.argv[1])
+    labels = np.arange(len(x)) % 5
+    ensembles.export(model, sys.argv[2])  # Keras exports a JAX model through jax2tf
+    table = ensembles.evaluate(model, tf.data.Dataset.from_tensor_slices((x, labels)).batch(3))
+    print(json.dumps({"predictions": model.predict(x, verbose=0).tolist(),
+                      "nll": float(table.loc["ensemble", "nll"])}))
+""")
+
+
+def test_a_jax_model_exports_one_saved_model_and_evaluates(tmp_path):
+    """Export and evaluation under JAX: the SavedModel, served by plain TensorFlow here,
+    gives the JAX model's probabilities, and the evaluation's NLL is scikit-learn's."""
+    import tensorflow as tf
+    from sklearn.metrics import log_loss
+
+    x = np.random.default_rng(0).uniform(0, 255, (7, 67, 67, 3)).astype("float32")
+    np.save(tmp_path / "x.npy", x)
+    served_dir = str(tmp_path / "served")
+    out = run_python(EXPORT, env={"KERAS_BACKEND": "jax"},
+                     args=[str(tmp_path / "x.npy"), served_dir]).stdout
+    report = json.loads(out.strip().splitlines()[-1])
+    served = tf.saved_model.load(served_dir)
+    probabilities = served.serve(tf.constant(x))["probabilities"].numpy()
+    np.testing.assert_allclose(probabilities, report["predictions"], atol=1e-5)
+    assert report["nll"] == pytest.approx(
+        log_loss(np.arange(7) % 5, probabilities, labels=range(5)), rel=1e-4)
