@@ -51,7 +51,7 @@ def load_model(path, compile=True):
         message = str(err).splitlines()[0] if str(err) else type(err).__name__
         raise ValueError(f"Cannot load {path}: its weights cannot be read ({message}).") from None
     except TypeError as err:
-        if "ensembles>" in str(err) or "ensembles" in str(err):
+        if "ensembles" in str(err):  # e.g. "Could not locate class 'ensembles>CyclicCosine'"
             raise ValueError(f"Cannot load {path} with zoo.load_model: it holds ensemble "
                              f"objects; use ensembles.load({path!r}).") from None
         raise

@@ -49,13 +49,11 @@ class _Parser(argparse.ArgumentParser):
         self.exit(2, f"{self.prog}: error: {message}; see {self.prog} --help\n")
 
     def _all_flags(self):
-        flags = set()
-        for parser in [self] + [c for a in self._subparsers._group_actions
-                                for c in getattr(a, "choices", {}).values()
-                                if isinstance(c, argparse.ArgumentParser)] \
-                if self._subparsers else [self]:
-            flags.update(o for a in parser._actions for o in a.option_strings)
-        return sorted(flags)
+        """Every flag of this parser and of its subcommands' parsers."""
+        parsers = [self] + [p for a in self._actions
+                            if isinstance(a, argparse._SubParsersAction)
+                            for p in a.choices.values()]
+        return sorted({o for p in parsers for a in p._actions for o in a.option_strings})
 
 
 def _cmd_list(args):

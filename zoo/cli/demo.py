@@ -40,10 +40,14 @@ class DemoData:
     test_split: str
 
     def load(self, split, **kwargs):
-        import data
+        return _centre_crops(self.name, split, self.scale, **kwargs)
 
-        return data.load(self.name, split, scale=self.scale, center_crop=ALEXNET_SIZE,
-                         **kwargs)
+
+def _centre_crops(dataset, split, scale, **kwargs):
+    """``split`` at the larger scale, then its central ALEXNET_SIZE crop."""
+    import data
+
+    return data.load(dataset, split, scale=scale, center_crop=ALEXNET_SIZE, **kwargs)
 
 
 def load_data(dataset="digits", seed=0):
@@ -59,13 +63,14 @@ def load_data(dataset="digits", seed=0):
                          f"{dataset!r} has {sorted(info.splits)}.")
     scale = data.crop_scale(ALEXNET_SIZE)
     crops = data.augment.from_spec("crop", ALEXNET_SIZE)
-    demo = DemoData(dataset, info.num_classes, scale, None, None, None, None, held_out[-1])
-    demo.stats = data.compute_statistics(demo.load("train", shuffle=False))
-    demo.train = data.load(dataset, "train", scale=scale, augment=crops, batch_size=32,
-                           seed=seed)
-    demo.validation = demo.load(held_out[0], batch_size=128)
-    demo.test = demo.load(held_out[-1], batch_size=128)
-    return demo
+    return DemoData(
+        dataset, info.num_classes, scale,
+        stats=data.compute_statistics(_centre_crops(dataset, "train", scale, shuffle=False)),
+        train=data.load(dataset, "train", scale=scale, augment=crops, batch_size=32,
+                        seed=seed),
+        validation=_centre_crops(dataset, held_out[0], scale, batch_size=128),
+        test=_centre_crops(dataset, held_out[-1], scale, batch_size=128),
+        test_split=held_out[-1])
 
 
 def train_members(demo, output_dir, models=MODEL_CHOICES, epochs=6, snapshot_epochs=24,

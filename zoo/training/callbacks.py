@@ -12,6 +12,7 @@ import warnings
 
 import keras
 
+from data.datasets import set_epoch
 from safeio import atomic_path, new_axes, save_figure, write_json
 
 
@@ -267,8 +268,8 @@ class DataEpochs(keras.callbacks.Callback):
         self.dataset = dataset
 
     def on_train_begin(self, logs=None):
-        if getattr(self.dataset, "_zoo_epoch", None) is not None:
-            self.dataset._zoo_epoch.assign(getattr(self.model, "_initial_epoch", 0) or 0)
+        if hasattr(self.dataset, "_zoo_epoch"):  # made by data.load
+            set_epoch(self.dataset, getattr(self.model, "_initial_epoch", 0) or 0)
 
 
 class RawWeightsBack(keras.callbacks.Callback):

@@ -70,9 +70,6 @@ def _build(model, model_kwargs, strategy, precision):
                 "`strategy.scope()`."
             )
         return model
-    if not isinstance(model, str) and not callable(model):
-        raise ValueError("`model` must be a keras.Model, a registry name or a function that "
-                         f"returns a model; received {type(model).__name__}.")
     spec, model = model, (lambda: registry.resolve(spec, **(model_kwargs or {})))
     previous = keras.config.dtype_policy()
     keras.config.set_dtype_policy(precision or "float32")
