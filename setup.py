@@ -14,6 +14,7 @@ setup(
     python_requires=">=3.10",
     packages=find_packages(include=["zoo", "zoo.*", "ensembles", "ensembles.*", "data", "data.*",
                                     "safeio"]),
+    package_data={"zoo.pretrained": ["imagenet_classes.txt"]},
     install_requires=[
         "tensorflow>=2.16",
         "keras>=3.5",
@@ -26,6 +27,8 @@ setup(
         "tensorboard",  # the run directory's logs/ (tensorflow no longer pulls it in)
         "scikit-learn",  # the embedded digits dataset ships inside it
         "keras-tuner>=1.4",  # zoo.search
+        "safetensors",  # torchvision/timm state dicts, read without PyTorch
+        "protobuf",  # .caffemodel files, read without Caffe
     ],
     # The notebook (examples/quickstart.ipynb) is executed by the tests through nbclient.
     extras_require={"test": ["pytest>=7", "pytest-xdist", "nbclient", "nbformat", "ipykernel",

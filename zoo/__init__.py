@@ -35,6 +35,8 @@ _LAZY = {
     **{name: ("zoo.optimizers", name) for name in (
         "OPTIMIZER_CHOICES", "PaperSGD", "make_optimizer")},
     "load_model": ("zoo.saving", "load_model"),
+    "pretrained": ("zoo.pretrained", None),
+    **{name: ("zoo.pretrained", name) for name in ("decode_predictions", "preprocess_input")},
     # The floor above: the training recipe (tf.data, tf.distribute, keras-tuner).
     "training": ("zoo.training", None),
     "diagnostics": ("zoo.training.diagnostics", None),

@@ -12,25 +12,46 @@ LEAKY_SLOPE = 0.01  # the lecture notes' leaky ReLU: max(0.01 x, x)
 PRELU_INIT = 0.25  # He et al. 2015's initial slope for PReLU
 
 
-def check_common_args(weights, pooling, classes):
-    """Validate the keras.applications arguments that do not depend on the model."""
-    if weights is not None:
-        if not isinstance(weights, (str, os.PathLike)) or not os.path.isfile(weights):
-            raise ValueError(
-                "`weights` must be None (random initialisation) or the path to an existing "
-                f"local weights file (.weights.h5); received {weights!r}. No pretrained "
-                "weights are downloaded by this zoo."
-            )
-        if not str(weights).endswith(".weights.h5"):
-            raise ValueError(
-                f"`weights` file must end in '.weights.h5' (Keras weights format); received "
-                f"{str(weights)!r}."
-            )
+def check_common_args(weights, pooling, classes, include_top=True, family=None, model=None):
+    """Validate the keras.applications arguments that do not depend on the model.
+
+    ``weights`` may be None, a local ``.weights.h5`` file, or (for ``family`` "resnet",
+    "alexnet" or "googlenet", registered as ``model``) a file in the family's published
+    format or a named entry of :mod:`zoo.pretrained`, found in the local cache. Returns the
+    local path to load (None for none).
+    """
     if pooling not in POOLING_CHOICES:
         raise ValueError(
             f"`pooling` must be one of {POOLING_CHOICES}; received {pooling!r}."
         )
     check_positive_int(classes, "classes")
+    if weights is None:
+        return None
+    from zoo import pretrained
+
+    allowed = ".weights.h5" + {"resnet": ", .safetensors, .pth",
+                               "alexnet": ", .caffemodel",
+                               "googlenet": ", .caffemodel"}.get(family, "")
+    if family is not None and pretrained.is_named(weights):
+        entry = pretrained.get_weights(model, weights)
+        if include_top and classes != 1000:
+            raise ValueError(
+                f"weights={weights!r} ({entry.name}) hold a 1000-class ImageNet classifier; "
+                f"received classes={classes}. Use classes=1000, or include_top=False for "
+                "the features (then add your own head, or zoo.fine_tune the whole model).")
+        return pretrained.weights_file(entry)
+    if not isinstance(weights, (str, os.PathLike)) or not os.path.isfile(weights):
+        raise ValueError(
+            "`weights` must be None (random initialisation), a named entry "
+            "('imagenet', see zoo.pretrained.list_weights()) or the path to an existing "
+            f"local weights file ({allowed}); received {weights!r}."
+        )
+    fmt = pretrained.file_format(weights)
+    if fmt != "keras" and (family is None or fmt != pretrained.FAMILY_FORMAT.get(family)):
+        raise ValueError(
+            f"`weights` file must end in {allowed}; received {str(weights)!r}."
+        )
+    return os.fspath(weights)
 
 
 def resolve_input(input_tensor, input_shape, default_shape, min_size, model_name,
@@ -93,14 +114,20 @@ def global_pool(x, pooling):
     return x
 
 
-def finish(model_inputs, outputs, name, weights, model_class=keras.Model):
+def finish(model_inputs, outputs, name, weights, model_class=keras.Model, family=None):
     """Wrap the graph in a functional model (of ``model_class``, a ``keras.Model``
-    subclass) and load local weights if asked."""
+    subclass) and load the weights file :func:`check_common_args` returned, if any: a
+    Keras weights file, or a torchvision/Caffe file converted by :mod:`zoo.pretrained`."""
     if isinstance(model_inputs, (list, tuple)) and len(model_inputs) == 1:
         model_inputs = model_inputs[0]  # called with a plain tensor, as users do: no warning
     model = model_class(model_inputs, outputs, name=name)
     if weights is not None:
-        model.load_weights(weights)
+        from zoo import pretrained
+
+        if pretrained.file_format(weights) == "keras":
+            model.load_weights(weights)
+        else:
+            pretrained.load_converted(model, weights, family)
     return model
 
 

@@ -4,6 +4,14 @@ import keras
 import numpy as np
 
 
+# The two LRN settings in use: the paper's (AlexNet, sec. 3.3) and Caffe's (the reference
+# bvlc_alexnet and bvlc_googlenet models: k=1, and alpha=1e-4 divided by n=5).
+LRN_PRESETS = {
+    "paper": {"depth_radius": 2, "bias": 2.0, "alpha": 1e-4, "beta": 0.75},
+    "caffe": {"depth_radius": 2, "bias": 1.0, "alpha": 1e-4 / 5, "beta": 0.75},
+}
+
+
 @keras.saving.register_keras_serializable(package="zoo")
 class LocalResponseNormalization(keras.layers.Layer):
     """Local response normalization across channels (Krizhevsky et al. 2012, sec. 3.3).
@@ -66,3 +74,31 @@ class LocalResponseNormalization(keras.layers.Layer):
             depth_radius=self.depth_radius, bias=self.bias, alpha=self.alpha, beta=self.beta
         )
         return config
+
+
+@keras.saving.register_keras_serializable(package="zoo")
+class ChannelSlice(keras.layers.Layer):
+    """Channels ``start`` to ``stop`` (exclusive) of a channels-last tensor: how one
+    normalised map is handed to two towers (Caffe's grouped convolution input).
+
+    Example:
+
+    >>> tuple(ChannelSlice(2, 5)(np.ones((1, 3, 3, 8), "float32")).shape)
+    (1, 3, 3, 3)
+    """
+
+    def __init__(self, start, stop, **kwargs):
+        super().__init__(**kwargs)
+        if not 0 <= int(start) < int(stop):
+            raise ValueError(f"ChannelSlice needs 0 <= start < stop; received start={start!r}, "
+                             f"stop={stop!r}.")
+        self.start, self.stop = int(start), int(stop)
+
+    def call(self, inputs):
+        return inputs[..., self.start:self.stop]
+
+    def compute_output_shape(self, input_shape):
+        return (*input_shape[:-1], self.stop - self.start)
+
+    def get_config(self):
+        return {**super().get_config(), "start": self.start, "stop": self.stop}

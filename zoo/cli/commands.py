@@ -78,7 +78,26 @@ def _cmd_info(args):
     print(f"  parameters        {info['params']:,} trainable, {info['total_params']:,} in all")
     print(f"  multiply-adds     {info['macs'] / 1e9:.2f} G per image")
     print(f"  builder           zoo.{args.model}({', '.join(arguments)})")
+    _print_weights(args.model)
     return 0
+
+
+def _print_weights(model):
+    """The published weights a model can load, with their preprocessing (no Keras)."""
+    import zoo.pretrained as pretrained
+
+    names = pretrained.list_weights(model)
+    default = pretrained._DEFAULTS.get(model)
+    for i, name in enumerate(names):
+        entry = pretrained._ENTRIES[name]
+        label = f"{entry.tag}" + (" (= imagenet)" if name == default else "")
+        accuracy = (f"; top-1 {entry.accuracy[0]}%, top-5 {entry.accuracy[1]}% as published"
+                    if entry.accuracy else "")
+        print(f"  {'weights' if i == 0 else '':<17} {label}: {entry.file_name} "
+              f"({entry.source}){accuracy}")
+        print(f"  {'':<17}   preprocessing: {pretrained.describe_preprocessing(entry.preprocessing)}")
+    if names:
+        print(f"  {'':<17} files are looked up in {pretrained.cache_dir()}")
 
 
 def _cmd_demo(args):

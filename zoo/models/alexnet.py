@@ -14,7 +14,7 @@ from keras import layers
 
 from safeio.checks import check_positive_int
 from zoo import _builder
-from zoo.layers import LocalResponseNormalization
+from zoo.layers import LRN_PRESETS, ChannelSlice, LocalResponseNormalization
 from zoo.registry import register_model
 
 NORM_CHOICES = ("lrn", "batch", None)
@@ -51,10 +51,10 @@ def _conv(x, filters, kernel, name, style, strides=1, padding="same", bias=0.0):
     return _builder.activate(x, activation, name)
 
 
-def _norm(x, norm, name):
+def _norm(x, norm, name, lrn_params=None):
     # The normalisation sits where the paper put LRN: after the ReLU of conv1 and conv2.
     if norm == "lrn":
-        return LocalResponseNormalization(name=name)(x)
+        return LocalResponseNormalization(**(lrn_params or LRN_PRESETS["paper"]), name=name)(x)
     if norm == "batch":
         return layers.BatchNormalization(name=name)(x)
     return x
@@ -68,16 +68,19 @@ def _join(branches, name):
     return branches[0] if len(branches) == 1 else layers.Concatenate(name=name)(branches)
 
 
-def _features(x, towers, norm, style):
+def _features(x, towers, norm, style, lrn_params=None, lrn_across_towers=False):
     suffixes = [""] if towers == 1 else [f"_tower{t + 1}" for t in range(towers)]
-    branches = []
-    for s in suffixes:
-        y = _conv(x, 96 // towers, 11, f"conv1{s}", style, strides=4, padding="valid")  # 55x55
-        y = _pool(_norm(y, norm, f"norm1{s}"), f"pool1{s}")  # 27x27
-        y = _conv(y, 256 // towers, 5, f"conv2{s}", style, bias=1.0)
-        y = _pool(_norm(y, norm, f"norm2{s}"), f"pool2{s}")  # 13x13
-        branches.append(y)
-    both = _join(branches, "concat2")  # conv3 talks across towers
+    if towers > 1 and lrn_across_towers and norm is not None:
+        both = _joint_stem(x, suffixes, norm, style, lrn_params)
+    else:
+        branches = []
+        for s in suffixes:
+            y = _conv(x, 96 // towers, 11, f"conv1{s}", style, strides=4, padding="valid")
+            y = _pool(_norm(y, norm, f"norm1{s}", lrn_params), f"pool1{s}")  # 27x27 (55 before)
+            y = _conv(y, 256 // towers, 5, f"conv2{s}", style, bias=1.0)
+            y = _pool(_norm(y, norm, f"norm2{s}", lrn_params), f"pool2{s}")  # 13x13
+            branches.append(y)
+        both = _join(branches, "concat2")  # conv3 talks across towers
     branches = []
     for s in suffixes:
         y = _conv(both, 384 // towers, 3, f"conv3{s}", style)
@@ -85,6 +88,19 @@ def _features(x, towers, norm, style):
         y = _conv(y, 256 // towers, 3, f"conv5{s}", style, bias=1.0)
         branches.append(_pool(y, f"pool5{s}"))  # 6x6
     return _join(branches, "concat5")
+
+
+def _joint_stem(x, suffixes, norm, style, lrn_params):
+    """conv1 and conv2 in towers, each normalised across both towers' channels, as the
+    reference bvlc_alexnet model ran them (one 96-channel conv1 output, a grouped conv2)."""
+    towers = len(suffixes)
+    y = _join([_conv(x, 96 // towers, 11, f"conv1{s}", style, strides=4, padding="valid")
+               for s in suffixes], "concat1")
+    y = _pool(_norm(y, norm, "norm1", lrn_params), "pool1")
+    half = 96 // towers
+    y = _join([_conv(ChannelSlice(t * half, (t + 1) * half, name=f"split1{s}")(y), 256 // towers,
+                     5, f"conv2{s}", style, bias=1.0) for t, s in enumerate(suffixes)], "concat2")
+    return _pool(_norm(y, norm, "norm2", lrn_params), "pool2")
 
 
 def _dense(x, units, name, style, bias):
@@ -112,6 +128,38 @@ def _check_knobs(towers, norm, dropout, width, kernel_initializer, activation):
     check_positive_int(width, "width", what=" (units of fc6 and fc7)")
 
 
+def _lrn_params(lrn_params):
+    if lrn_params is None or isinstance(lrn_params, str):
+        name = lrn_params or "paper"
+        if name not in LRN_PRESETS:
+            raise ValueError(f"`lrn_params` must be one of {sorted(LRN_PRESETS)} or a dict of "
+                             f"LocalResponseNormalization arguments; received {lrn_params!r}.")
+        return dict(LRN_PRESETS[name])
+    if not isinstance(lrn_params, dict) or not set(lrn_params) <= set(LRN_PRESETS["paper"]):
+        raise ValueError(f"`lrn_params` dict keys must be among {sorted(LRN_PRESETS['paper'])}; "
+                         f"received {lrn_params!r}.")
+    return {**LRN_PRESETS["paper"], **lrn_params}
+
+
+def _architecture(weights_path, towers, lrn_params, lrn_across_towers):
+    """The paper's defaults, or what a Caffe weights file was trained with: two towers
+    (required: Caffe's grouped convolutions) and Caffe's LRN across both towers (the
+    defaults then, which explicit arguments override)."""
+    from zoo import pretrained
+
+    chosen = {"towers": 1, "lrn_params": "paper", "lrn_across_towers": False}
+    if weights_path is not None and pretrained.file_format(weights_path) == "caffe":
+        chosen = dict(pretrained.CAFFE_ALEXNET_ARCHITECTURE)
+        if towers not in (None, chosen["towers"]):
+            raise ValueError(
+                "The Caffe reference AlexNet (bvlc_alexnet) is the two-tower network: its "
+                "conv2, conv4 and conv5 are grouped convolutions; received "
+                f"{{'towers': {towers!r}}}. Leave `towers` out (or 2).")
+    given = {"towers": towers, "lrn_params": lrn_params, "lrn_across_towers": lrn_across_towers}
+    chosen.update({k: v for k, v in given.items() if v is not None})
+    return chosen["towers"], _lrn_params(chosen["lrn_params"]), bool(chosen["lrn_across_towers"])
+
+
 @register_model(paper="Krizhevsky, Sutskever, Hinton 2012", input_size=227,
                 min_input_size=MIN_INPUT_SIZE)
 def alexnet(
@@ -123,18 +171,24 @@ def alexnet(
     classes=1000,
     classifier_activation="softmax",
     name="alexnet",
-    towers=1,
+    towers=None,
     norm="lrn",
     dropout=0.5,
     width=4096,
     kernel_initializer="paper",
     activation="relu",
+    lrn_params=None,
+    lrn_across_towers=None,
 ):
     """Build AlexNet (Krizhevsky et al. 2012) as a functional Keras model.
 
     Args:
         include_top: whether to include fc6, fc7 and the classifier.
-        weights: None (paper initialisation) or the path to a local ``.weights.h5`` file.
+        weights: None (paper initialisation), a local ``.weights.h5`` file, the Caffe
+            reference model's ``bvlc_alexnet.caffemodel``, or ``"imagenet"``/``"bvlc"``
+            (that file, from the local cache; see :mod:`zoo.pretrained`). Caffe weights
+            build the network they were trained in: two towers and, unless given otherwise,
+            Caffe's LRN across both towers.
         input_tensor: optional Keras tensor to use as the image input.
         input_shape: channels-last shape, default ``(227, 227, 3)``; height and width of at
             least 67 (the smallest size whose pool5 map is 1x1).
@@ -143,8 +197,8 @@ def alexnet(
         classes: number of classes of the classifier.
         classifier_activation: activation of the classifier, None for logits.
         name: model name.
-        towers: 1, or 2 for the paper's two-GPU layout (60,965,224 parameters instead of
-            62,378,344 at 227x227 and 1000 classes).
+        towers: 1 (default), or 2 for the paper's two-GPU layout (60,965,224 parameters
+            instead of 62,378,344 at 227x227 and 1000 classes).
         norm: ``"lrn"`` (paper), ``"batch"`` (BatchNormalization in LRN's place) or None.
         dropout: dropout rate after fc6 and fc7.
         width: units of fc6 and fc7.
@@ -155,6 +209,12 @@ def alexnet(
         activation: ``"relu"`` (paper), ``"leaky_relu"`` (slope 0.01), ``"prelu"`` (a
             learned slope per channel, from 0.25) or ``"elu"``; ReLU stays inside the conv
             and fc layers, the others are layers named ``conv1_elu``, ``fc6_prelu``, ...
+        lrn_params: ``"paper"`` (default: n=5, k=2, alpha=1e-4, beta=0.75), ``"caffe"``
+            (k=1, alpha=1e-4/5, as Caffe's LRN divides alpha by n) or a dict of
+            :class:`zoo.layers.LocalResponseNormalization` arguments.
+        lrn_across_towers: with two towers, normalise conv1 and conv2 across both towers'
+            channels, as bvlc_alexnet does (one 96-channel conv1, a grouped conv2), instead
+            of within each tower (default, the paper's layout).
 
     Example:
 
@@ -162,7 +222,10 @@ def alexnet(
     >>> model.count_params()
     62378344
     """
-    _builder.check_common_args(weights, pooling, classes)
+    weights = _builder.check_common_args(weights, pooling, classes, include_top,
+                                         family="alexnet", model="alexnet")
+    towers, lrn_params, lrn_across_towers = _architecture(weights, towers, lrn_params,
+                                                          lrn_across_towers)
     _check_knobs(towers, norm, dropout, width, kernel_initializer, activation)
     style = (kernel_initializer, activation)
     image, inputs = _builder.resolve_input(
@@ -173,7 +236,7 @@ def alexnet(
         model_name="AlexNet",
         fixed_size=include_top,
     )
-    x = _features(image, towers, norm, style)
+    x = _features(image, towers, norm, style, lrn_params, lrn_across_towers)
     if include_top:
         x = layers.Flatten(name="flatten")(x)
         x = layers.Dropout(dropout, name="drop6")(_dense(x, width, "fc6", style, bias=1.0))
@@ -187,4 +250,4 @@ def alexnet(
         )(x)
     else:
         x = _builder.global_pool(x, pooling)
-    return _builder.finish(inputs, x, name, weights)
+    return _builder.finish(inputs, x, name, weights, family="alexnet")

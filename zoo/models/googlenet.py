@@ -4,6 +4,8 @@ Paper-faithful, not torchvision's variant: no BatchNorm, conv biases, LRN after 
 convolutions, true 5x5 convolutions in the inception modules (torchvision uses 3x3 there),
 and the two auxiliary classifiers on 4a and 4d. The LRN settings are those of the reference
 Caffe model (n=5, k=1, alpha=1e-4 divided by n as Caffe does, beta=0.75); the paper gives none.
+Its padding is Caffe's too (conv1 pads 3 on every side; the max-pools' "same" is Caffe's
+ceil mode), so bvlc_googlenet's weights give Caffe's numbers.
 """
 
 import keras
@@ -11,7 +13,7 @@ import numpy as np
 from keras import layers
 
 from zoo import _builder
-from zoo.layers import LocalResponseNormalization
+from zoo.layers import LRN_PRESETS, LocalResponseNormalization
 from zoo.registry import register_model
 
 # name: (#1x1, #3x3 reduce, #3x3, #5x5 reduce, #5x5, pool proj), the paper's table 1.
@@ -47,7 +49,11 @@ def _classifier_kernel(init):
 
 def _conv(x, filters, kernel, name, style, strides=1):
     init, activation = style
-    x = layers.Conv2D(filters, kernel, strides=strides, padding="same",
+    padding = "same"
+    if strides > 1:  # Caffe's symmetric padding (conv1: pad 3), where "same" pads 2 and 3
+        x = layers.ZeroPadding2D(kernel // 2, name=f"{name}_pad")(x)
+        padding = "valid"
+    x = layers.Conv2D(filters, kernel, strides=strides, padding=padding,
                       activation=_builder.fused(activation),
                       kernel_initializer=_builder.initializer(init),
                       bias_initializer=_bias(init), name=name)(x)
@@ -55,8 +61,7 @@ def _conv(x, filters, kernel, name, style, strides=1):
 
 
 def _lrn(x, name):
-    return LocalResponseNormalization(depth_radius=2, bias=1.0, alpha=1e-4 / 5, beta=0.75,
-                                      name=name)(x)
+    return LocalResponseNormalization(**LRN_PRESETS["caffe"], name=name)(x)
 
 
 def _maxpool(x, name):
@@ -127,7 +132,10 @@ def googlenet(
     Args:
         include_top, weights, input_tensor, input_shape, pooling, classes,
         classifier_activation, name: as in ``keras.applications``; default input
-            ``(224, 224, 3)``; ``weights`` is None or a local ``.weights.h5`` path.
+            ``(224, 224, 3)``. ``weights``: None, a local ``.weights.h5`` file, the Caffe
+            reference model's ``bvlc_googlenet.caffemodel`` (its aux heads load with
+            ``aux_logits=True``), or ``"imagenet"``/``"bvlc"`` (that file, from the local
+            cache; see :mod:`zoo.pretrained`).
         aux_logits: add the two auxiliary classifiers (on 4a and 4d), for training: a
             :class:`GoogLeNetWithAuxHeads`, still one output to the outside, whose loss
             adds 0.3 times each head's (:func:`without_aux` drops the heads).
@@ -145,7 +153,8 @@ def googlenet(
     >>> googlenet().count_params()
     6998552
     """
-    _builder.check_common_args(weights, pooling, classes)
+    weights = _builder.check_common_args(weights, pooling, classes, include_top,
+                                         family="googlenet", model="googlenet")
     _check_knobs(aux_logits, include_top, dropout, width, kernel_initializer, activation)
     style = (kernel_initializer, activation)
     image, inputs = _builder.resolve_input(
@@ -178,8 +187,8 @@ def googlenet(
         x = _builder.global_pool(x, pooling)
     if aux_outputs:  # one output to the outside; the heads add their losses in training
         return _builder.finish(inputs, [x] + aux_outputs, name, weights,
-                               model_class=GoogLeNetWithAuxHeads)
-    return _builder.finish(inputs, x, name, weights)
+                               model_class=GoogLeNetWithAuxHeads, family="googlenet")
+    return _builder.finish(inputs, x, name, weights, family="googlenet")
 
 
 @keras.saving.register_keras_serializable(package="zoo")

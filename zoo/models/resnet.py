@@ -3,9 +3,11 @@
 The torchvision layout ("v1.5"): no convolution biases, BatchNorm after every convolution,
 projection shortcuts (1x1 convolution + BatchNorm) only where the shape changes, and the
 stride of a downsampling bottleneck on its 3x3 convolution rather than its first 1x1.
-Trainable parameter counts equal torchvision's exactly. Convolutions use "same" padding,
-so a stride-2 layer on an even input pads one pixel on the bottom/right only (torchvision
-pads one on every side); the shapes are the same.
+Trainable parameter counts equal torchvision's exactly, and so does the padding: a strided
+convolution and the stem's max-pool pad every side (explicit ``ZeroPadding2D`` layers, then
+"valid", as keras.applications does), where Keras' "same" would pad the bottom and right
+only. So torchvision's weights give torchvision's numbers (``weights="imagenet"`` or a
+state dict file, :mod:`zoo.pretrained`).
 """
 
 
@@ -31,7 +33,11 @@ DEFAULT_STYLE = ("he", "relu")  # (kernel_initializer, activation)
 
 def _conv_bn(x, filters, kernel, strides, name, style, relu=True, zero_gamma=False):
     init, activation = style
-    x = layers.Conv2D(filters, kernel, strides=strides, padding="same", use_bias=False,
+    padding = "same"
+    if strides > 1 and kernel > 1:  # torchvision's symmetric padding (kernel // 2 a side)
+        x = layers.ZeroPadding2D(kernel // 2, name=f"{name}_pad")(x)
+        padding = "valid"
+    x = layers.Conv2D(filters, kernel, strides=strides, padding=padding, use_bias=False,
                       kernel_initializer=_builder.initializer(init, he_mode="fan_out"),
                       name=f"{name}_conv")(x)
     # torchvision's BatchNorm: eps 1e-5, running averages with momentum 0.1 (Keras: 0.9).
@@ -119,8 +125,11 @@ def resnet(
     Args:
         depth: 18 or 34 (basic blocks), 50, 101 or 152 (bottleneck blocks).
         include_top, weights, input_tensor, input_shape, pooling, classes,
-        classifier_activation: as in ``keras.applications``; default input ``(224, 224, 3)``;
-            ``weights`` is None or a local ``.weights.h5`` path.
+        classifier_activation: as in ``keras.applications``; default input ``(224, 224, 3)``.
+            ``weights``: None, a local ``.weights.h5`` file, a torchvision-layout state
+            dict (``.safetensors``, or ``.pth`` with PyTorch installed; timm's ``tv_in1k``
+            files too), or ``"imagenet"``/``"tv_in1k"`` (torchvision's IMAGENET1K_V1 file;
+            ResNet-50 also ``"tv2_in1k"``) from the local cache, see :mod:`zoo.pretrained`.
         name: model name, default ``f"resnet{depth}"``.
         dropout: dropout rate before the classifier (0: none, as in the paper).
         width: channel multiplier for every convolution.
@@ -141,7 +150,8 @@ def resnet(
     >>> model.output_shape
     (None, 10)
     """
-    _builder.check_common_args(weights, pooling, classes)
+    weights = _builder.check_common_args(weights, pooling, classes, include_top,
+                                         family="resnet", model=f"resnet{depth}")
     _check_knobs(depth, stem, drop_path_rate, dropout, width, kernel_initializer, activation)
     style = (kernel_initializer, activation)
     image, inputs = _builder.resolve_input(
@@ -151,7 +161,10 @@ def resnet(
     w = lambda filters: max(1, int(round(filters * width)))  # noqa: E731
     if stem == "imagenet":
         x = _conv_bn(image, w(64), 7, 2, "conv1", style)  # 112x112
-        x = layers.MaxPooling2D(3, strides=2, padding="same", name="pool1_pool")(x)  # 56x56
+        # torchvision pads the max-pool with -inf on every side; after a ReLU, zeros are
+        # the same.
+        x = layers.ZeroPadding2D(1, name="pool1_pad")(x)
+        x = layers.MaxPooling2D(3, strides=2, name="pool1_pool")(x)  # 56x56
     else:
         x = _conv_bn(image, w(64), 3, 1, "conv1", style)
     block, sizes = STAGES[depth]
@@ -171,7 +184,7 @@ def resnet(
                          dtype=_builder.classifier_dtype())(x)
     else:
         x = _builder.global_pool(x, pooling)
-    return _builder.finish(inputs, x, name or f"resnet{depth}", weights)
+    return _builder.finish(inputs, x, name or f"resnet{depth}", weights, family="resnet")
 
 
 # The depths of the paper's table 1, registered under their own names; every argument of

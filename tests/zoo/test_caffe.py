@@ -1,0 +1,261 @@
+"""The Caffe reference models: small synthetic .caffemodel files, written here in protobuf's
+documented wire format with caffe.proto's field numbers, loaded into zoo.alexnet and
+zoo.googlenet, and checked against a NumPy forward pass with Caffe's semantics (grouped
+convolutions, LRN with alpha/n, ceil-mode pooling, (C, H, W) flattening)."""
+
+import struct
+
+import numpy as np
+import pytest
+from numpy.lib.stride_tricks import sliding_window_view
+
+import zoo
+
+# --- protobuf wire format (developers.google.com/protocol-buffers/docs/encoding) ----------
+
+
+def _varint(n):
+    out = bytearray()
+    while True:
+        byte, n = n & 0x7F, n >> 7
+        out.append(byte | (0x80 if n else 0))
+        if not n:
+            return bytes(out)
+
+
+def _field(number, payload):  # wire type 2: length-delimited
+    return _varint(number << 3 | 2) + _varint(len(payload)) + payload
+
+
+def _blob(array, legacy):
+    array = np.asarray(array, "float32")
+    data = _field(5, array.astype("<f4").tobytes())  # repeated float data = 5 [packed]
+    if legacy:  # num = 1, channels = 2, height = 3, width = 4 (varints), 4-D
+        dims = (1,) * (4 - array.ndim) + array.shape
+        return b"".join(_varint(i << 3) + _varint(d) for i, d in enumerate(dims, 1)) + data
+    shape = _field(1, b"".join(_varint(d) for d in array.shape))  # BlobShape.dim = 1 [packed]
+    return _field(7, shape) + data  # BlobProto.shape = 7
+
+
+def write_caffemodel(path, layers, legacy=False):
+    """NetParameter: V1 ``layers = 2`` (name = 4, blobs = 6) when legacy, as bvlc_alexnet,
+    else ``layer = 100`` (name = 1, type = 2, blobs = 7), as bvlc_googlenet. Layers without
+    blobs (ReLU, pooling) are written too, as Caffe does."""
+    out = _field(1, b"synthetic")
+    for name, blobs in layers.items():
+        if legacy:
+            body = _field(4, name.encode()) + _varint(5 << 3) + _varint(4 if blobs else 18)
+            body += b"".join(_field(6, _blob(b, legacy)) for b in blobs)
+            out += _field(2, body)
+        else:
+            body = _field(1, name.encode()) + _field(2, b"Convolution" if blobs else b"ReLU")
+            body += b"".join(_field(7, _blob(b, legacy)) for b in blobs)
+            out += _field(100, body)
+    with open(path, "wb") as f:
+        f.write(out)
+
+
+# --- Caffe's layers in NumPy, NCHW ----------------------------------------------------------
+
+
+def conv(x, w, b, stride=1, pad=0, group=1):
+    x = np.pad(x, ((0, 0), (0, 0), (pad, pad), (pad, pad)))
+    k, cin, cout = w.shape[-1], x.shape[1] // group, w.shape[0] // group
+    outs = []
+    for g in range(group):
+        windows = sliding_window_view(x[:, g * cin:(g + 1) * cin], (k, k), axis=(2, 3))
+        windows = windows[:, :, ::stride, ::stride]
+        outs.append(np.einsum("nchwij,ocij->nohw", windows, w[g * cout:(g + 1) * cout],
+                              optimize=True))
+    return np.concatenate(outs, 1) + b[:, None, None]
+
+
+def relu(x):
+    return np.maximum(x, 0)
+
+
+def lrn(x, size=5, alpha=1e-4, beta=0.75, k=1.0):
+    """Caffe's LRN ACROSS_CHANNELS: scale = k + alpha / size * (sum of squares over the
+    window of ``size`` channels centred on c, zero-padded at the edges)."""
+    half = (size - 1) // 2
+    sq = np.pad(x**2, ((0, 0), (half, half), (0, 0), (0, 0)))
+    window = sum(sq[:, i:i + x.shape[1]] for i in range(size))
+    return x / (k + alpha / size * window) ** beta
+
+
+def pool(x, kernel, stride, pad=0, mode="max"):
+    """Caffe's pooling: output size ceil((H + 2 pad - k) / s) + 1, windows clipped to the
+    (padded) image; max ignores what lies outside, average divides by the clipped window."""
+    n, c, h, w = x.shape
+    oh = -(-(h + 2 * pad - kernel) // stride) + 1
+    ow = -(-(w + 2 * pad - kernel) // stride) + 1
+    out = np.empty((n, c, oh, ow))
+    for i in range(oh):
+        for j in range(ow):
+            h0, w0 = i * stride - pad, j * stride - pad
+            h1, w1 = min(h0 + kernel, h + pad), min(w0 + kernel, w + pad)
+            area = (h1 - h0) * (w1 - w0)
+            patch = x[:, :, max(h0, 0):min(h1, h), max(w0, 0):min(w1, w)]
+            out[:, :, i, j] = patch.max((2, 3)) if mode == "max" else patch.sum((2, 3)) / area
+    return out
+
+
+def fc(x, w, b):
+    return x.reshape(len(x), -1) @ w.T + b  # Caffe flattens (C, H, W)
+
+
+# --- AlexNet: bvlc_alexnet's graph --------------------------------------------------------
+
+
+def caffe_alexnet(p, x):
+    x = pool(lrn(relu(conv(x, *p["conv1"], stride=4))), 3, 2)
+    x = pool(lrn(relu(conv(x, *p["conv2"], pad=2, group=2))), 3, 2)
+    x = relu(conv(x, *p["conv3"], pad=1))
+    x = relu(conv(x, *p["conv4"], pad=1, group=2))
+    x = pool(relu(conv(x, *p["conv5"], pad=1, group=2)), 3, 2)
+    x = relu(fc(x, *p["fc6"]))
+    x = relu(fc(x, *p["fc7"]))
+    return fc(x, *p["fc8"])
+
+
+def alexnet_params(grid, width, classes, rng):
+    def layer(shape):
+        fan_in = np.prod(shape[1:])
+        return [rng.normal(0, np.sqrt(2 / fan_in), shape), rng.normal(0, 0.1, shape[0])]
+    return {"conv1": layer((96, 3, 11, 11)), "conv2": layer((256, 48, 5, 5)),
+            "conv3": layer((384, 256, 3, 3)), "conv4": layer((384, 192, 3, 3)),
+            "conv5": layer((256, 192, 3, 3)), "fc6": layer((width, 256 * grid[0] * grid[1])),
+            "fc7": layer((width, width)), "fc8": layer((classes, width))}
+
+
+@pytest.mark.parametrize("legacy", [True, False])
+def test_bvlc_alexnet_gives_caffes_logits(tmp_path, legacy):
+    rng = np.random.default_rng(0)
+    # 99x131 inputs: a 2x3 pool5 map, so fc6's (C, H, W) order is tested in both directions.
+    params = alexnet_params((2, 3), width=32, classes=10, rng=rng)
+    path = str(tmp_path / "bvlc_alexnet.caffemodel")
+    write_caffemodel(path, {"data": [], **params, "prob": []}, legacy=legacy)
+    x = rng.uniform(-60, 60, (2, 3, 99, 131))
+    expected = caffe_alexnet(params, x)
+
+    model = zoo.alexnet(weights=path, input_shape=(99, 131, 3), width=32, classes=10,
+                        classifier_activation=None)
+    assert model.get_layer("norm1").get_config()["bias"] == 1.0  # Caffe's LRN, built for it
+    assert model.count_params() == sum(a.size for pair in params.values() for a in pair)
+    logits = model.predict(x.transpose(0, 2, 3, 1).astype("float32"), verbose=0)
+    np.testing.assert_allclose(logits, expected, rtol=1e-4, atol=1e-4 * np.abs(expected).max())
+    assert expected.std() > 0.1
+
+    # The paper's per-tower LRN, asked for, normalises conv1 within each tower: it differs
+    # from Caffe's only near the towers' edge channels.
+    per_tower = zoo.alexnet(weights=path, input_shape=(99, 131, 3), width=32, classes=10,
+                            classifier_activation=None, lrn_across_towers=False)
+    assert "norm1_tower1" in [layer.name for layer in per_tower.layers]
+    other = per_tower.predict(x.transpose(0, 2, 3, 1).astype("float32"), verbose=0)
+    assert 0 < np.abs(other - expected).max() < 0.1 * np.abs(expected).max()
+    with pytest.raises(ValueError, match="two-tower network.*received {'towers': 1}"):
+        zoo.alexnet(weights=path, towers=1)
+
+
+def test_caffemodel_problems_are_named(tmp_path):
+    rng = np.random.default_rng(0)
+    params = alexnet_params((1, 1), width=16, classes=10, rng=rng)
+    params["conv6"] = params.pop("conv5")
+    path = str(tmp_path / "renamed.caffemodel")
+    write_caffemodel(path, params)
+    with pytest.raises(ValueError) as error:
+        zoo.alexnet(weights=path, input_shape=(67, 67, 3), width=16, classes=10)
+    assert "missing from the file: conv5" in str(error.value)
+    assert "in the file but not in the model: conv6" in str(error.value)
+    with open(path, "r+b") as f:
+        f.truncate(1000)
+    with pytest.raises(ValueError, match="not a readable .caffemodel"):
+        zoo.alexnet(weights=path, input_shape=(67, 67, 3), width=16, classes=10)
+
+
+# --- GoogLeNet: bvlc_googlenet's graph ------------------------------------------------------
+
+INCEPTION = {"3a": (64, 96, 128, 16, 32, 32), "3b": (128, 128, 192, 32, 96, 64),
+             "4a": (192, 96, 208, 16, 48, 64), "4b": (160, 112, 224, 24, 64, 64),
+             "4c": (128, 128, 256, 24, 64, 64), "4d": (112, 144, 288, 32, 64, 64),
+             "4e": (256, 160, 320, 32, 128, 128), "5a": (256, 160, 320, 32, 128, 128),
+             "5b": (384, 192, 384, 48, 128, 128)}  # the paper's table 1
+
+
+def googlenet_params(scale, classes, rng):
+    s = lambda f: max(1, int(round(f * scale)))  # noqa: E731
+    p = {}
+
+    def layer(name, out, cin, k=None):
+        shape = (out, cin, k, k) if k else (out, cin)
+        p[name] = [rng.normal(0, np.sqrt(2 / np.prod(shape[1:])), shape),
+                   rng.normal(0, 0.1, out)]
+
+    layer("conv1/7x7_s2", s(64), 3, 7)
+    layer("conv2/3x3_reduce", s(64), s(64), 1)
+    layer("conv2/3x3", s(192), s(64), 3)
+    cin = s(192)
+    for stage, (f1, f3r, f3, f5r, f5, fp) in INCEPTION.items():
+        m = f"inception_{stage}"
+        layer(f"{m}/1x1", s(f1), cin, 1)
+        layer(f"{m}/3x3_reduce", s(f3r), cin, 1)
+        layer(f"{m}/3x3", s(f3), s(f3r), 3)
+        layer(f"{m}/5x5_reduce", s(f5r), cin, 1)
+        layer(f"{m}/5x5", s(f5), s(f5r), 5)
+        layer(f"{m}/pool_proj", s(fp), cin, 1)
+        if stage in ("4a", "4d"):
+            head = "loss1" if stage == "4a" else "loss2"
+            layer(f"{head}/conv", s(128), s(f1) + s(f3) + s(f5) + s(fp), 1)
+            layer(f"{head}/fc", s(1024), s(128) * 4)  # a 2x2 map at 128x128 inputs
+            layer(f"{head}/classifier", classes, s(1024))
+        cin = s(f1) + s(f3) + s(f5) + s(fp)
+    layer("loss3/classifier", classes, cin)
+    return p
+
+
+def caffe_googlenet(p, x):
+    c = lambda name, v, pad=0, stride=1: relu(conv(v, *p[name], stride, pad))  # noqa: E731
+    x = lrn(pool(c("conv1/7x7_s2", x, 3, 2), 3, 2))
+    x = pool(lrn(c("conv2/3x3", c("conv2/3x3_reduce", x), 1)), 3, 2)
+    aux = []
+    for stage in INCEPTION:
+        if stage in ("4a", "5a"):
+            x = pool(x, 3, 2)
+        m = f"inception_{stage}"
+        x = np.concatenate([c(f"{m}/1x1", x),
+                            c(f"{m}/3x3", c(f"{m}/3x3_reduce", x), 1),
+                            c(f"{m}/5x5", c(f"{m}/5x5_reduce", x), 2),
+                            c(f"{m}/pool_proj", pool(x, 3, 1, pad=1))], 1)
+        if stage in ("4a", "4d"):
+            head = "loss1" if stage == "4a" else "loss2"
+            y = c(f"{head}/conv", pool(x, 5, 3, mode="ave"))
+            aux.append(fc(relu(fc(y, *p[f"{head}/fc"])), *p[f"{head}/classifier"]))
+    main = fc(x.mean((2, 3)), *p["loss3/classifier"])  # pool5/7x7_s1 on the 7x7 map at 224
+    return main, aux
+
+
+def test_bvlc_googlenet_gives_caffes_logits_aux_heads_included(tmp_path):
+    rng = np.random.default_rng(0)
+    params = googlenet_params(0.25, classes=10, rng=rng)
+    path = str(tmp_path / "bvlc_googlenet.caffemodel")
+    write_caffemodel(path, params)
+    x = rng.uniform(-60, 60, (2, 3, 128, 128))
+    main, aux = caffe_googlenet(params, x)
+    images = x.transpose(0, 2, 3, 1).astype("float32")
+
+    kwargs = dict(input_shape=(128, 128, 3), width=0.25, classes=10, classifier_activation=None)
+    model = zoo.googlenet(weights=path, **kwargs)  # the aux heads' layers are left over
+    logits = model.predict(images, verbose=0)
+    np.testing.assert_allclose(logits, main, rtol=1e-4, atol=1e-4 * np.abs(main).max())
+    assert main.std() > 0.1
+
+    # With the aux heads: the main head is the same, and the heads are Caffe's loss1/loss2.
+    import keras
+
+    with_aux = zoo.googlenet(weights=path, aux_logits=True, **kwargs)
+    np.testing.assert_allclose(with_aux.predict(images, verbose=0), main, rtol=1e-4,
+                               atol=1e-4 * np.abs(main).max())
+    heads = keras.Model(with_aux.inputs, with_aux.outputs)(images, training=False)
+    for ours, theirs in zip(heads[1:], aux):
+        np.testing.assert_allclose(keras.ops.convert_to_numpy(ours), theirs, rtol=1e-4,
+                                   atol=1e-4 * np.abs(theirs).max())

@@ -1,0 +1,301 @@
+"""Pretrained weights from the files users have: torchvision state dicts (safetensors, a
+documented byte format this test writes itself) checked against a NumPy forward pass with
+torchvision's semantics; the named-weights cache and keras.utils.get_file; ImageNet names
+and preprocessing."""
+
+import hashlib
+import json
+import os
+import struct
+
+import numpy as np
+import pytest
+from numpy.lib.stride_tricks import sliding_window_view
+
+import zoo
+from zoo import pretrained
+
+# --- a torchvision-layout state dict with random values, written as safetensors -----------
+
+BLOCKS = {18: ("basic", (2, 2, 2, 2)), 50: ("bottleneck", (3, 4, 6, 3))}
+
+
+def torchvision_state_dict(depth, classes=1000, seed=0):
+    """The keys and shapes of torchvision.models.resnet{depth}().state_dict(), random."""
+    rng = np.random.default_rng(seed)
+    state = {}
+
+    def conv(key, out, cin, k):
+        state[f"{key}.weight"] = rng.normal(0, np.sqrt(2 / (cin * k * k)), (out, cin, k, k))
+
+    def bn(key, c):
+        state[f"{key}.weight"] = rng.uniform(0.5, 1.5, c)
+        state[f"{key}.bias"] = rng.normal(0, 0.1, c)
+        state[f"{key}.running_mean"] = rng.normal(0, 0.1, c)
+        state[f"{key}.running_var"] = rng.uniform(0.5, 2.0, c)
+        state[f"{key}.num_batches_tracked"] = np.array(7.0)
+
+    conv("conv1", 64, 3, 7)
+    bn("bn1", 64)
+    kind, sizes = BLOCKS[depth]
+    expansion = 1 if kind == "basic" else 4
+    cin = 64
+    for stage, blocks in enumerate(sizes):
+        width = 64 * 2**stage
+        for b in range(blocks):
+            key = f"layer{stage + 1}.{b}"
+            if kind == "basic":
+                conv(f"{key}.conv1", width, cin, 3)
+                bn(f"{key}.bn1", width)
+                conv(f"{key}.conv2", width, width, 3)
+                bn(f"{key}.bn2", width)
+            else:
+                conv(f"{key}.conv1", width, cin, 1)
+                bn(f"{key}.bn1", width)
+                conv(f"{key}.conv2", width, width, 3)
+                bn(f"{key}.bn2", width)
+                conv(f"{key}.conv3", width * 4, width, 1)
+                bn(f"{key}.bn3", width * 4)
+            stride = 2 if stage > 0 and b == 0 else 1
+            if stride != 1 or cin != width * expansion:
+                conv(f"{key}.downsample.0", width * expansion, cin, 1)
+                bn(f"{key}.downsample.1", width * expansion)
+            cin = width * expansion
+    state["fc.weight"] = rng.normal(0, 0.05, (classes, cin))
+    state["fc.bias"] = rng.normal(0, 0.05, classes)
+    return {k: v.astype("float32") for k, v in state.items()}
+
+
+def write_safetensors(path, tensors):
+    """The safetensors format: an 8-byte little-endian header length, a JSON header of
+    dtype, shape and byte offsets per tensor, then the raw little-endian data."""
+    header, blobs, offset = {}, [], 0
+    for key, value in tensors.items():
+        data = np.ascontiguousarray(value, "<f4").tobytes()
+        header[key] = {"dtype": "F32", "shape": list(value.shape),
+                       "data_offsets": [offset, offset + len(data)]}
+        blobs.append(data)
+        offset += len(data)
+    encoded = json.dumps(header).encode()
+    encoded += b" " * (-len(encoded) % 8)
+    with open(path, "wb") as f:
+        f.write(struct.pack("<Q", len(encoded)) + encoded + b"".join(blobs))
+
+
+# --- torchvision's forward pass in NumPy, NCHW, from the state dict alone ------------------
+
+def _conv(x, w, stride=1, pad=0):
+    x = np.pad(x, ((0, 0), (0, 0), (pad, pad), (pad, pad)))
+    k = w.shape[-1]
+    windows = sliding_window_view(x, (k, k), axis=(2, 3))[:, :, ::stride, ::stride]
+    return np.einsum("nchwij,ocij->nohw", windows, w, optimize=True)
+
+
+def _bn(x, s, key):
+    scale = s[f"{key}.weight"] / np.sqrt(s[f"{key}.running_var"] + 1e-5)
+    shift = s[f"{key}.bias"] - s[f"{key}.running_mean"] * scale
+    return x * scale[:, None, None] + shift[:, None, None]
+
+
+def _maxpool(x):  # nn.MaxPool2d(3, 2, padding=1): -inf padding
+    x = np.pad(x, ((0, 0), (0, 0), (1, 1), (1, 1)), constant_values=-np.inf)
+    return sliding_window_view(x, (3, 3), axis=(2, 3))[:, :, ::2, ::2].max(axis=(-1, -2))
+
+
+def torchvision_forward(s, x, depth):
+    relu = lambda v: np.maximum(v, 0)  # noqa: E731
+    x = _maxpool(relu(_bn(_conv(x, s["conv1.weight"], 2, 3), s, "bn1")))
+    kind, sizes = BLOCKS[depth]
+    for stage, blocks in enumerate(sizes):
+        for b in range(blocks):
+            key, stride = f"layer{stage + 1}.{b}", 2 if stage > 0 and b == 0 else 1
+            identity = x
+            if f"{key}.downsample.0.weight" in s:
+                identity = _bn(_conv(x, s[f"{key}.downsample.0.weight"], stride), s,
+                               f"{key}.downsample.1")
+            if kind == "basic":
+                y = relu(_bn(_conv(x, s[f"{key}.conv1.weight"], stride, 1), s, f"{key}.bn1"))
+                y = _bn(_conv(y, s[f"{key}.conv2.weight"], 1, 1), s, f"{key}.bn2")
+            else:
+                y = relu(_bn(_conv(x, s[f"{key}.conv1.weight"]), s, f"{key}.bn1"))
+                y = relu(_bn(_conv(y, s[f"{key}.conv2.weight"], stride, 1), s, f"{key}.bn2"))
+                y = _bn(_conv(y, s[f"{key}.conv3.weight"]), s, f"{key}.bn3")
+            x = relu(y + identity)
+    features = x.mean(axis=(2, 3))
+    return features @ s["fc.weight"].T + s["fc.bias"]
+
+
+@pytest.mark.parametrize("depth", [18, 50])
+def test_torchvision_state_dict_gives_torchvisions_logits(tmp_path, depth):
+    state = torchvision_state_dict(depth)
+    path = str(tmp_path / f"resnet{depth}.safetensors")
+    write_safetensors(path, state)
+    x = np.random.default_rng(1).normal(size=(2, 3, 45, 38)).astype("float32")  # odd sizes
+    expected = torchvision_forward({k: v.astype("float64") for k, v in state.items()},
+                                   x.astype("float64"), depth)
+    model = zoo.get_model(f"resnet{depth}", weights=path, input_shape=(45, 38, 3),
+                          classifier_activation=None)
+    logits = model.predict(x.transpose(0, 2, 3, 1), verbose=0)
+    scale = np.abs(expected).max()
+    np.testing.assert_allclose(logits, expected, rtol=1e-4, atol=1e-4 * scale)
+    assert np.abs(expected).std() > 0.1  # not a degenerate reference
+
+
+def test_missing_unexpected_and_misshapen_keys_are_named(tmp_path):
+    state = torchvision_state_dict(18)
+    del state["layer2.0.downsample.1.running_var"]
+    state["layer5.0.conv1.weight"] = np.zeros((1, 1, 1, 1), "float32")
+    path = str(tmp_path / "bad.safetensors")
+    write_safetensors(path, state)
+    with pytest.raises(ValueError) as error:
+        zoo.resnet18(weights=path, input_shape=(32, 32, 3))
+    message = str(error.value)
+    assert "layer2.0.downsample.1.running_var" in message and "missing" in message
+    assert "layer5.0.conv1.weight" in message and "not in the model" in message
+    # A state dict of another depth: shapes named, nothing set.
+    write_safetensors(path, torchvision_state_dict(18, classes=10))
+    with pytest.raises(ValueError, match=r"fc.weight: file \(10, 512\)"):
+        zoo.resnet18(weights=path, input_shape=(32, 32, 3), include_top=True, classes=1000)
+
+
+def test_without_the_top_the_classifier_is_left_over_quietly(tmp_path):
+    state = torchvision_state_dict(18)
+    path = str(tmp_path / "r18.safetensors")
+    write_safetensors(path, state)
+    features = zoo.resnet18(weights=path, include_top=False, pooling="avg",
+                            input_shape=(32, 32, 3))
+    x = np.random.default_rng(2).normal(size=(1, 32, 32, 3)).astype("float32")
+    full = zoo.resnet18(weights=path, input_shape=(32, 32, 3), classifier_activation=None)
+    logits = features.predict(x, verbose=0) @ state["fc.weight"].T + state["fc.bias"]
+    np.testing.assert_allclose(logits, full.predict(x, verbose=0), rtol=1e-4, atol=1e-4)
+
+
+def test_truncated_safetensors_and_pth_without_torch_are_one_clear_error(tmp_path):
+    path = str(tmp_path / "r18.safetensors")
+    write_safetensors(path, torchvision_state_dict(18))
+    with open(path, "r+b") as f:
+        f.truncate(os.path.getsize(path) // 2)
+    with pytest.raises(ValueError, match="not a readable safetensors file"):
+        zoo.resnet18(weights=path)
+    try:
+        import torch  # noqa: F401
+    except ImportError:
+        pth = tmp_path / "resnet18-f37072fd.pth"
+        pth.write_bytes(b"not read")
+        with pytest.raises(ImportError, match="needs PyTorch.*safetensors"):
+            zoo.resnet18(weights=str(pth))
+    with pytest.raises(ValueError, match="must end in .weights.h5, .caffemodel"):
+        zoo.alexnet(weights=path)
+
+
+# --- named weights: the cache, the published hash, keras.utils.get_file ------------------
+
+def _entry(name, file_name, payload, algorithm="sha256", prefix=None):
+    digest = hashlib.new(algorithm, payload).hexdigest()
+    return pretrained.WeightsEntry(
+        name=name, model="resnet18", file_name=file_name, url="https://example.invalid/x",
+        file_hash=digest[:prefix] if prefix else digest, hash_algorithm=algorithm,
+        format="torchvision", preprocessing=pretrained.TORCHVISION, source="a test")
+
+
+def test_named_weights_come_from_the_cache_checked_by_hash(tmp_path, monkeypatch):
+    monkeypatch.setenv("ZOO_WEIGHTS", str(tmp_path / "cache"))
+    # A missing file: which file, where, and where it is published.
+    with pytest.raises(FileNotFoundError) as error:
+        zoo.resnet50(weights="imagenet")
+    message = str(error.value)
+    assert "resnet50-0676ba61.pth" in message
+    assert os.path.join(str(tmp_path / "cache"), "resnet50-0676ba61.pth") in message
+    assert "https://download.pytorch.org/models/resnet50-0676ba61.pth" in message
+    with pytest.raises(ValueError, match="no weights named 'tv3_in1k'.*tv2_in1k"):
+        zoo.resnet50(weights="tv3_in1k")
+    with pytest.raises(ValueError, match="classes=10"):
+        zoo.resnet50(weights="imagenet", classes=10)
+
+    # Downloaded through keras.utils.get_file from a file:// origin, then loaded by name.
+    source = tmp_path / "published" / "r18-test.safetensors"
+    source.parent.mkdir()
+    state = torchvision_state_dict(18)
+    write_safetensors(str(source), state)
+    entry = pretrained.register_weights(_entry("resnet18.test", "r18-test.safetensors",
+                                               source.read_bytes(), prefix=8))
+    try:
+        path = pretrained.download(entry.name, origin=source.as_uri())
+        assert path == str(tmp_path / "cache" / "r18-test.safetensors")
+        assert os.listdir(tmp_path / "cache") == ["r18-test.safetensors"]
+        model = zoo.resnet18(weights="test", input_shape=(32, 32, 3))
+        np.testing.assert_array_equal(model.get_layer("conv1_conv").get_weights()[0],
+                                      state["conv1.weight"].transpose(2, 3, 1, 0))
+        # The same name with a wrong hash: refused, and the cache keeps nothing of it.
+        pretrained.register_weights(_entry("resnet18.test", "r18-bad.safetensors",
+                                           b"another file"))
+        with pytest.raises(ValueError, match="did not give resnet18.test's published file"):
+            pretrained.download("resnet18.test", origin=source.as_uri())
+        assert os.listdir(tmp_path / "cache") == ["r18-test.safetensors"]
+        # A hash prefix (as torchvision publishes) is checked after get_file.
+        pretrained.register_weights(_entry("resnet18.test", "r18-bad.safetensors",
+                                           b"another file", prefix=8))
+        with pytest.raises(ValueError, match="its sha256 is [0-9a-f]{64}, expected"):
+            pretrained.download("resnet18.test", origin=source.as_uri())
+        assert os.listdir(tmp_path / "cache") == ["r18-test.safetensors"]
+        # A full SHA-256 goes to get_file's own check as well.
+        pretrained.register_weights(_entry("resnet18.test", "r18-full.safetensors",
+                                           source.read_bytes()))
+        pretrained.download("resnet18.test", origin=source.as_uri())
+        # A damaged cache file is named with both hashes, never loaded.
+        with open(tmp_path / "cache" / "r18-full.safetensors", "r+b") as f:
+            f.seek(100)
+            f.write(b"\0\1\2\3")
+        with pytest.raises(ValueError, match="damaged or another file"):
+            zoo.resnet18(weights="test", input_shape=(32, 32, 3))
+    finally:
+        pretrained._ENTRIES.pop("resnet18.test")
+
+
+# --- ImageNet names and preprocessing ------------------------------------------------------
+
+def test_decode_predictions_follows_keras_applications():
+    keras = pytest.importorskip("keras")
+    probs = np.random.default_rng(0).dirichlet(np.ones(1000), size=3).astype("float32")
+    ours = zoo.decode_predictions(probs, top=5)
+    try:
+        theirs = keras.applications.imagenet_utils.decode_predictions(probs, top=5)
+    except Exception:  # keras downloads its class index; offline, hold the ids to WordNet's
+        theirs = None
+    if theirs is not None:
+        assert [[c[:1] + c[2:] for c in row] for row in ours] == \
+            [[(c[0], c[2]) for c in row] for row in theirs]
+    for row, p in zip(ours, probs):
+        assert [score for *_, score in row] == sorted(p, reverse=True)[:5]
+    classes = zoo.pretrained.imagenet_classes()
+    ids = [wnid for wnid, _ in classes]
+    assert ids == sorted(ids) and len(set(ids)) == 1000  # the ILSVRC-2012 index order
+    assert classes[0] == ("n01440764", "tench") and classes[999][0] == "n15075141"
+    with pytest.raises(ValueError, match=r"\(batch, 1000\); received shape \(2, 10\)"):
+        zoo.decode_predictions(np.zeros((2, 10)))
+
+
+def test_preprocess_input_is_each_publishers_transform():
+    keras = pytest.importorskip("keras")
+    rng = np.random.default_rng(0)
+    images = rng.uniform(0, 255, (2, 224, 224, 3)).astype("float32")
+    # torchvision: ToTensor then Normalize.
+    expected = (images / 255 - np.array([0.485, 0.456, 0.406])) / np.array([0.229, 0.224, 0.225])
+    np.testing.assert_allclose(zoo.preprocess_input(images, "resnet50.tv_in1k"), expected,
+                               rtol=1e-5, atol=1e-5)
+    # Caffe: BGR minus the mean, as keras.applications' "caffe" mode (another mean).
+    caffe = zoo.preprocess_input(images, "googlenet.bvlc")
+    keras_caffe = keras.applications.imagenet_utils.preprocess_input(images.copy(), mode="caffe")
+    np.testing.assert_allclose(caffe - keras_caffe,
+                               np.broadcast_to(np.array([103.939, 116.779, 123.68])
+                                               - np.array([104.0, 117.0, 123.0]), caffe.shape),
+                               atol=1e-3)
+    # Geometry: shorter side to 256 (232 for tv2), then the centre crop.
+    assert zoo.preprocess_input(images[0, :200], "alexnet.bvlc").shape == (227, 227, 3)
+    flat = np.full((1, 300, 500, 3), 128.0, "float32")
+    out = zoo.preprocess_input(flat, "resnet50.tv2_in1k")
+    assert out.shape == (1, 224, 224, 3)
+    np.testing.assert_allclose(out[0, 0, 0], (128 / 255 - np.array([0.485, 0.456, 0.406]))
+                               / np.array([0.229, 0.224, 0.225]), rtol=1e-4)
+    with pytest.raises(ValueError, match="weights entry name"):
+        zoo.preprocess_input(images, "imagenet")

@@ -1,0 +1,320 @@
+"""Pretrained weights from the files users already have: torchvision's (and timm's
+``tv_in1k``) ResNets, and the Caffe reference AlexNet and GoogLeNet, converted exactly.
+
+A builder's ``weights`` argument takes, besides None and a ``.weights.h5`` file:
+
+- a torchvision-layout state dict for the ResNets: ``.safetensors`` (read with the
+  safetensors package's NumPy API, no PyTorch needed; timm's ``resnet50.tv_in1k`` files
+  have this layout) or ``.pth`` (when PyTorch is importable);
+- a ``.caffemodel`` for AlexNet (``bvlc_alexnet``) and GoogLeNet (``bvlc_googlenet``),
+  parsed without Caffe;
+- ``"imagenet"`` or a named entry (``"tv_in1k"``, ``"resnet50.tv2_in1k"``, ``"bvlc"``):
+  the published file, looked up in the local cache (``$ZOO_WEIGHTS``, else
+  ``~/.keras/models/zoo/``) by file name and checked against its published hash. Nothing is
+  downloaded behind the user's back: :func:`download` fetches a file with
+  ``keras.utils.get_file``, and a missing file's error says which file to put where.
+
+Each entry carries its preprocessing (:func:`preprocess_input`) and the accuracy its
+publisher reports. Example:
+
+>>> sorted(n for n in list_weights() if n.startswith("resnet50"))
+['resnet50.tv2_in1k', 'resnet50.tv_in1k']
+>>> get_weights("googlenet", "imagenet").file_name
+'bvlc_googlenet.caffemodel'
+"""
+
+import dataclasses
+import hashlib
+import os
+import shutil
+import tempfile
+
+from zoo.pretrained.imagenet import apply_preprocessing, decode_predictions, imagenet_classes
+
+# torchvision's ImageClassification preset: RGB in [0, 1], ImageNet mean and std.
+TORCHVISION = {"resize": 256, "crop": 224, "scale": 1 / 255, "channel_order": "RGB",
+               "mean": (0.485, 0.456, 0.406), "std": (0.229, 0.224, 0.225)}
+# The Caffe reference models: images warped to 256x256 (Caffe's ImageNet databases), the
+# centre crop, BGR in [0, 255] minus the ILSVRC-2012 mean. bvlc_googlenet's
+# train_val.prototxt subtracts mean_value 104, 117, 123; bvlc_alexnet subtracts the mean
+# image (imagenet_mean.binaryproto, not part of the weights file), whose channel means
+# these are, as Caffe's own classification example uses them.
+CAFFE_GOOGLENET = {"resize": 256, "warp": True, "crop": 224, "channel_order": "BGR",
+                   "mean": (104.0, 117.0, 123.0)}
+CAFFE_ALEXNET = {"resize": 256, "warp": True, "crop": 227, "channel_order": "BGR",
+                 "mean": (104.00698793, 116.66876762, 122.67891434)}
+# bvlc_alexnet is the two-tower network, its LRN Caffe's (k=1, alpha/n) and across all
+# channels of conv1 and conv2, as Caffe ran it.
+CAFFE_ALEXNET_ARCHITECTURE = {"towers": 2, "lrn_params": "caffe", "lrn_across_towers": True}
+
+
+@dataclasses.dataclass(frozen=True)
+class WeightsEntry:
+    """One published weights file and what it takes to use it.
+
+    ``file_hash`` is the published hash (``hash_algorithm`` ``"sha256"`` or ``"sha1"``),
+    whole or, as in torchvision's file names, its first hex digits. ``format`` is
+    ``"torchvision"`` or ``"caffe"``. ``architecture`` holds the builder arguments the file
+    needs (bvlc_alexnet: two towers, Caffe's LRN). ``accuracy`` is what the publisher
+    reports, ``(top-1, top-5)`` in percent on the ILSVRC-2012 validation set, one centre crop.
+    """
+
+    name: str
+    model: str
+    file_name: str
+    url: str
+    file_hash: str
+    hash_algorithm: str
+    format: str
+    preprocessing: dict
+    accuracy: tuple = None
+    source: str = ""
+    architecture: dict = dataclasses.field(default_factory=dict)
+
+    @property
+    def tag(self):
+        return self.name.partition(".")[2]
+
+
+def _torchvision(model, file_name, top1, top5, tag="tv_in1k", preprocessing=TORCHVISION,
+                 weights_enum="IMAGENET1K_V1"):
+    return WeightsEntry(
+        name=f"{model}.{tag}", model=model, file_name=file_name,
+        url=f"https://download.pytorch.org/models/{file_name}",
+        file_hash=file_name.rsplit("-", 1)[1].split(".")[0], hash_algorithm="sha256",
+        format="torchvision", preprocessing=preprocessing, accuracy=(top1, top5),
+        source=f"torchvision.models.ResNet{model[6:]}_Weights.{weights_enum}")
+
+
+_ENTRIES = {}
+_DEFAULTS = {}  # model -> the entry "imagenet" means
+
+
+def register_weights(entry, default=False):
+    """Add a :class:`WeightsEntry` (your own published file, say); ``default=True`` makes
+    it what ``weights="imagenet"`` means for its model. Returns the entry."""
+    if not isinstance(entry, WeightsEntry):
+        raise TypeError(f"register_weights takes a WeightsEntry; received "
+                        f"{type(entry).__name__}.")
+    if entry.format not in FORMATS:
+        raise ValueError(f"`format` must be one of {sorted(FORMATS)}; received "
+                         f"{entry.format!r}.")
+    if entry.hash_algorithm not in ("sha256", "sha1"):
+        raise ValueError("`hash_algorithm` must be 'sha256' or 'sha1'; received "
+                         f"{entry.hash_algorithm!r}.")
+    _ENTRIES[entry.name] = entry
+    if default:
+        _DEFAULTS[entry.model] = entry.name
+    return entry
+
+
+FORMATS = {"torchvision": (".safetensors", ".pth", ".pt"), "caffe": (".caffemodel",)}
+FAMILY_FORMAT = {"resnet": "torchvision", "alexnet": "caffe", "googlenet": "caffe"}
+
+for _model, _file, _top1, _top5 in (
+        ("resnet18", "resnet18-f37072fd.pth", 69.758, 89.078),
+        ("resnet34", "resnet34-b627a593.pth", 73.314, 91.420),
+        ("resnet50", "resnet50-0676ba61.pth", 76.130, 92.862),
+        ("resnet101", "resnet101-63fe2227.pth", 77.374, 93.546),
+        ("resnet152", "resnet152-394f9c45.pth", 78.312, 94.046)):
+    register_weights(_torchvision(_model, _file, _top1, _top5), default=True)
+register_weights(_torchvision("resnet50", "resnet50-11ad3fa6.pth", 80.858, 95.434,
+                              tag="tv2_in1k", preprocessing={**TORCHVISION, "resize": 232},
+                              weights_enum="IMAGENET1K_V2"))
+register_weights(WeightsEntry(
+    name="alexnet.bvlc", model="alexnet", file_name="bvlc_alexnet.caffemodel",
+    url="http://dl.caffe.berkeleyvision.org/bvlc_alexnet.caffemodel",
+    file_hash="9116a64c0fbe4459d18f4bb6b56d647b63920377", hash_algorithm="sha1",
+    format="caffe", preprocessing=CAFFE_ALEXNET, accuracy=(57.1, 80.2),
+    source="Caffe model zoo, models/bvlc_alexnet/readme.md",
+    architecture=CAFFE_ALEXNET_ARCHITECTURE), default=True)
+register_weights(WeightsEntry(
+    name="googlenet.bvlc", model="googlenet", file_name="bvlc_googlenet.caffemodel",
+    url="http://dl.caffe.berkeleyvision.org/bvlc_googlenet.caffemodel",
+    file_hash="405fc5acd08a3bb12de8ee5e23a96bec22f08204", hash_algorithm="sha1",
+    format="caffe", preprocessing=CAFFE_GOOGLENET, accuracy=(68.7, 88.9),
+    source="Caffe model zoo, models/bvlc_googlenet/readme.md"), default=True)
+
+
+def list_weights(model=None):
+    """The names of the known weights entries (of one model, if given)."""
+    return sorted(n for n, e in _ENTRIES.items() if model is None or e.model == model)
+
+
+def is_named(weights):
+    """Whether ``weights`` names an entry (``"imagenet"``, ``"tv_in1k"``, ...) rather than
+    a file: a string that is not an existing path and has no weights-file suffix."""
+    if not isinstance(weights, str) or os.path.exists(weights):
+        return False
+    return not weights.endswith((".h5", ".keras", *sum(FORMATS.values(), ())))
+
+
+def get_weights(model, weights):
+    """The :class:`WeightsEntry` that ``weights`` (``"imagenet"``, a tag such as
+    ``"tv2_in1k"`` or a full name such as ``"resnet50.tv2_in1k"``) names for ``model``."""
+    if weights == "imagenet" and model in _DEFAULTS:
+        return _ENTRIES[_DEFAULTS[model]]
+    name = weights if "." in weights else f"{model}.{weights}"
+    if name in _ENTRIES and _ENTRIES[name].model == model:
+        return _ENTRIES[name]
+    known = ["imagenet"] + [_ENTRIES[n].tag for n in list_weights(model)] if model in _DEFAULTS \
+        else [_ENTRIES[n].tag for n in list_weights(model)]
+    raise ValueError(
+        f"{model} has no weights named {weights!r}; known: {known or 'none'}. `weights` may "
+        "also be None or the path to a local file (.weights.h5, .safetensors/.pth for "
+        "ResNets, .caffemodel for AlexNet and GoogLeNet).")
+
+
+def cache_dir():
+    """Where named weights are looked up: ``$ZOO_WEIGHTS``, else ``~/.keras/models/zoo``
+    (under ``$KERAS_HOME`` when set, as Keras' own cache)."""
+    if os.environ.get("ZOO_WEIGHTS"):
+        return os.path.expanduser(os.environ["ZOO_WEIGHTS"])
+    keras_home = os.environ.get("KERAS_HOME") or os.path.join(os.path.expanduser("~"), ".keras")
+    return os.path.join(keras_home, "models", "zoo")
+
+
+def file_hash(path, algorithm):
+    """The hex digest of a file, read in 1 MiB chunks."""
+    digest = hashlib.new(algorithm)
+    with open(path, "rb") as f:
+        for chunk in iter(lambda: f.read(1 << 20), b""):
+            digest.update(chunk)
+    return digest.hexdigest()
+
+
+def check_hash(path, entry):
+    """Raise ``ValueError`` unless ``path``'s hash starts with the entry's published one."""
+    actual = file_hash(path, entry.hash_algorithm)
+    if not actual.startswith(entry.file_hash.lower()):
+        raise ValueError(
+            f"{path} is not {entry.name}'s published file: its {entry.hash_algorithm} is "
+            f"{actual}, expected {entry.file_hash}{'...' if len(entry.file_hash) < 40 else ''}. "
+            f"It is damaged or another file; replace it with {entry.url}.")
+
+
+def weights_file(entry):
+    """The checked local path of a named entry's file, or a ``FileNotFoundError`` that says
+    which file to put where and where it is published."""
+    path = os.path.join(cache_dir(), entry.file_name)
+    if not os.path.isfile(path):
+        raise FileNotFoundError(
+            f"weights {entry.name!r} need the file {entry.file_name}, not found in {cache_dir()}. "
+            f"It is published at {entry.url} ({entry.source}). Put it at {path} (or point "
+            f"$ZOO_WEIGHTS at the folder holding it), or run "
+            f"zoo.pretrained.download({entry.name!r}) where that address is reachable.")
+    check_hash(path, entry)
+    return path
+
+
+def download(name, origin=None, cache=None):
+    """Fetch a named entry's file into the cache with ``keras.utils.get_file`` and check its
+    published hash; returns the path. A file that fails the check never reaches the cache.
+
+    Args:
+        name: the entry's full name, e.g. ``"resnet50.tv_in1k"``.
+        origin: another address to fetch from (a mirror, or ``file://`` for a local copy);
+            default the published URL.
+        cache: the folder to fill; default :func:`cache_dir`.
+    """
+    import keras
+
+    if name not in _ENTRIES:
+        raise ValueError(f"Unknown weights {name!r}; known: {list_weights()}.")
+    entry = _ENTRIES[name]
+    folder = cache or cache_dir()
+    os.makedirs(folder, exist_ok=True)
+    target = os.path.join(folder, entry.file_name)
+    staging = tempfile.mkdtemp(prefix=".download-", dir=folder)
+    try:
+        full_sha256 = entry.hash_algorithm == "sha256" and len(entry.file_hash) == 64
+        try:
+            fetched = keras.utils.get_file(
+                entry.file_name, origin or entry.url, cache_dir=staging, cache_subdir="",
+                file_hash=entry.file_hash if full_sha256 else None, hash_algorithm="sha256")
+            check_hash(fetched, entry)
+        except ValueError as error:  # get_file's hash check, or ours
+            raise ValueError(f"{origin or entry.url} did not give {entry.name}'s published "
+                             f"file; nothing was added to {folder}. {error}") from None
+        os.replace(fetched, target)  # the same folder: atomic
+    finally:
+        shutil.rmtree(staging, ignore_errors=True)
+    return target
+
+
+def resolve_file(model, weights):
+    """``(path, entry)`` for a builder's ``weights``: a named entry's checked cache file, or
+    a local file with its entry None."""
+    if is_named(weights):
+        entry = get_weights(model, weights)
+        return weights_file(entry), entry
+    return os.fspath(weights), None
+
+
+def file_format(path):
+    """``"keras"``, ``"torchvision"`` or ``"caffe"`` from a weights file's suffix."""
+    path = str(path)
+    if path.endswith(".weights.h5"):
+        return "keras"
+    for name, suffixes in FORMATS.items():
+        if path.endswith(suffixes):
+            return name
+    return None
+
+
+def load_converted(model, path, family):
+    """Load a torchvision state dict or a caffemodel into a freshly built zoo model."""
+    fmt = file_format(path)
+    if fmt == "torchvision" and family == "resnet":
+        from zoo.pretrained import torchvision
+
+        torchvision.load_resnet(model, path)
+    elif fmt == "caffe" and family in ("alexnet", "googlenet"):
+        from zoo.pretrained import caffe
+
+        caffe.load(model, path, family)
+    else:
+        raise ValueError(f"{family} weights cannot come from a {fmt} file ({path}): ResNets "
+                         "load torchvision state dicts, AlexNet and GoogLeNet caffemodels.")
+
+
+def describe_preprocessing(preprocessing):
+    """One line for people: ``"resize 256, crop 224, RGB / 255, mean (...), std (...)"``."""
+    p = preprocessing
+    resize = None
+    if p.get("resize"):
+        resize = (f"warp to {p['resize']}x{p['resize']}" if p.get("warp")
+                  else f"shorter side to {p['resize']}")
+    parts = [resize, f"centre crop {p['crop']}",
+             p.get("channel_order", "RGB") + (" / 255" if p.get("scale") == 1 / 255 else " 0-255"),
+             "mean (" + ", ".join(f"{m:g}" for m in p["mean"]) + ")",
+             "std (" + ", ".join(f"{m:g}" for m in p["std"]) + ")" if "std" in p else None]
+    return ", ".join(part for part in parts if part)
+
+
+def preprocess_input(images, weights):
+    """Prepare RGB images in [0, 255] as ``weights`` were trained: torchvision's shorter
+    side to 256 (232 for ``tv2_in1k``), a centre crop, then its mean/std in [0, 1]; the Caffe
+    models' 256x256 warp, centre crop, BGR order minus the ILSVRC-2012 mean. Images already
+    at the crop size are only normalised.
+
+    Args:
+        images: one image ``(height, width, 3)`` or a batch, RGB, values 0-255.
+        weights: a full entry name (``"resnet50.tv_in1k"``, ``"alexnet.bvlc"``), or a
+            :class:`WeightsEntry`.
+
+    Example:
+
+    >>> import numpy as np
+    >>> preprocess_input(np.full((300, 400, 3), 255.0), "resnet50.tv_in1k").shape
+    (224, 224, 3)
+    """
+    entry = weights if isinstance(weights, WeightsEntry) else _ENTRIES.get(weights)
+    if entry is None:
+        raise ValueError(f"preprocess_input needs a weights entry name; received {weights!r}. "
+                         f"Known: {list_weights()}.")
+    return apply_preprocessing(images, entry.preprocessing)
+
+
+__all__ = ["WeightsEntry", "cache_dir", "decode_predictions", "download", "get_weights",
+           "imagenet_classes", "list_weights", "preprocess_input", "register_weights"]

@@ -1,0 +1,212 @@
+"""The Caffe reference models (``bvlc_alexnet``, ``bvlc_googlenet``) into the zoo's builders,
+read without Caffe.
+
+A ``.caffemodel`` is a serialized ``caffe.NetParameter`` protocol buffer. Only the layer
+names and their blobs are needed, so this module declares that subset of ``caffe.proto``
+(the field numbers are Caffe's) and parses it with the protobuf package. Both layer formats
+are read: the current ``layer`` (field 100) and the V1 ``layers`` (field 2) that older files
+such as bvlc_alexnet use.
+
+Caffe kernels are (out, in, height, width) and go to Keras' (height, width, in, out); a
+fully connected layer after a flatten also has its inputs reordered, from Caffe's
+(channels, height, width) flattening to Keras' (height, width, channels). Caffe's grouped
+convolutions (conv2, conv4 and conv5 of AlexNet, ``group: 2``) fill the zoo's towers.
+"""
+
+import collections
+import functools
+import os
+
+import numpy as np
+
+_FIELD = {"string": 9, "message": 11, "float": 2, "double": 1, "int32": 5, "int64": 3}
+
+
+@functools.lru_cache(maxsize=1)
+def _net_parameter():
+    """The ``NetParameter`` message class of the caffe.proto subset (names and blobs)."""
+    from google.protobuf import descriptor_pb2, descriptor_pool, message_factory
+
+    proto = descriptor_pb2.FileDescriptorProto(name="zoo_caffe_subset.proto",
+                                               package="zoo_caffe", syntax="proto2")
+
+    def message(name, *fields):
+        m = proto.message_type.add(name=name)
+        for field_name, number, kind, repeated, type_name in fields:
+            f = m.field.add(name=field_name, number=number, type=_FIELD[kind],
+                            label=3 if repeated else 1)
+            if type_name:
+                f.type_name = f".zoo_caffe.{type_name}"
+            if repeated and kind != "message" and kind != "string":
+                f.options.packed = True
+        return m
+
+    # caffe.proto: BlobShape, BlobProto, LayerParameter, V1LayerParameter, NetParameter.
+    message("BlobShape", ("dim", 1, "int64", True, None))
+    message("BlobProto", ("num", 1, "int32", False, None), ("channels", 2, "int32", False, None),
+            ("height", 3, "int32", False, None), ("width", 4, "int32", False, None),
+            ("data", 5, "float", True, None), ("shape", 7, "message", False, "BlobShape"),
+            ("double_data", 8, "double", True, None))
+    message("LayerParameter", ("name", 1, "string", False, None),
+            ("type", 2, "string", False, None), ("blobs", 7, "message", True, "BlobProto"))
+    message("V1LayerParameter", ("name", 4, "string", False, None),
+            ("type", 5, "int32", False, None), ("blobs", 6, "message", True, "BlobProto"))
+    message("NetParameter", ("name", 1, "string", False, None),
+            ("layers", 2, "message", True, "V1LayerParameter"),
+            ("layer", 100, "message", True, "LayerParameter"))
+    pool = descriptor_pool.DescriptorPool()
+    pool.Add(proto)
+    return message_factory.GetMessageClass(pool.FindMessageTypeByName("zoo_caffe.NetParameter"))
+
+
+def _blob(blob):
+    values = np.asarray(blob.double_data if len(blob.double_data) else blob.data, "float32")
+    if blob.HasField("shape"):
+        shape = tuple(int(d) for d in blob.shape.dim)
+    else:  # the 4-D shape of older files
+        shape = (blob.num, blob.channels, blob.height, blob.width)
+    if int(np.prod(shape)) != values.size:
+        raise ValueError(f"a blob of shape {shape} holds {values.size} values")
+    return values.reshape(shape)
+
+
+def read_caffemodel(path):
+    """``{layer name: [blob arrays]}`` for the layers of a ``.caffemodel`` that hold blobs,
+    in file order.
+
+    Example: ``read_caffemodel("bvlc_alexnet.caffemodel")["conv1"][0].shape`` is
+    ``(96, 3, 11, 11)``.
+    """
+    from google.protobuf.message import DecodeError
+
+    net = _net_parameter()()
+    try:
+        with open(path, "rb") as f:
+            net.ParseFromString(f.read())
+        layers = collections.OrderedDict(
+            (layer.name, [_blob(b) for b in layer.blobs])
+            for layer in (*net.layers, *net.layer) if len(layer.blobs))
+    except (DecodeError, ValueError) as error:
+        raise ValueError(f"{path} is not a readable .caffemodel ({error}); it may be "
+                         "truncated or another format.") from None
+    if not layers:
+        raise ValueError(f"{path} holds no layer with weights: not a trained .caffemodel.")
+    return layers
+
+
+# The zoo's GoogLeNet names are Caffe's with "/" as "_", but for the classifiers.
+_GOOGLENET_HEADS = {"predictions": "loss3/classifier", "aux1_conv": "loss1/conv",
+                    "aux1_fc": "loss1/fc", "aux1_predictions": "loss1/classifier",
+                    "aux2_conv": "loss2/conv", "aux2_fc": "loss2/fc",
+                    "aux2_predictions": "loss2/classifier"}
+
+
+def caffe_name(layer_name, family):
+    """The Caffe layer behind a zoo layer: ``(name, tower, towers)``; tower is the slice of
+    the Caffe layer's outputs this zoo layer holds.
+
+    >>> caffe_name("inception_4d_5x5_reduce", "googlenet")
+    ('inception_4d/5x5_reduce', 0, 1)
+    >>> caffe_name("conv4_tower2", "alexnet")
+    ('conv4', 1, 2)
+    """
+    if family == "alexnet":
+        base, _, tower = layer_name.partition("_tower")
+        base = {"predictions": "fc8"}.get(base, base)
+        return base, (int(tower) - 1 if tower else 0), (2 if tower else 1)
+    if layer_name in _GOOGLENET_HEADS:
+        return _GOOGLENET_HEADS[layer_name], 0, 1
+    if layer_name.startswith("inception_"):  # inception_3a_3x3_reduce
+        return f"{layer_name[:12]}/{layer_name[13:]}", 0, 1
+    first, _, rest = layer_name.partition("_")  # conv2_3x3_reduce
+    return (f"{first}/{rest}" if rest else layer_name), 0, 1
+
+
+# Dense layers that read a feature map through a Flatten: (dense, flatten) layer names.
+_AFTER_FLATTEN = {"fc6": "flatten", "aux1_fc": "aux1_flatten", "aux2_fc": "aux2_flatten"}
+# Caffe layers a model may leave out: the classifier layers, without the top or aux heads.
+_OPTIONAL = {"alexnet": ("fc6", "fc7", "fc8"),
+             "googlenet": ("loss1/", "loss2/", "loss3/")}
+
+
+def _flatten_input(model, dense):
+    """The (height, width, channels) map a Dense layer reads through a Flatten, or None."""
+    if dense.name not in _AFTER_FLATTEN:
+        return None
+    return tuple(model.get_layer(_AFTER_FLATTEN[dense.name]).input.shape[1:])
+
+
+def _keras_values(model, layer, blobs, tower, towers):
+    weight, bias = blobs[0], blobs[1].reshape(-1)
+    if type(layer).__name__ == "Dense" and weight.ndim == 4:  # older files: (1, 1, out, in)
+        weight = weight.reshape(weight.shape[-2:])
+    rows = weight.shape[0]
+    out = slice(tower * rows // towers, (tower + 1) * rows // towers)
+    weight, bias = weight[out], bias[out]
+    if type(layer).__name__ == "Conv2D":
+        return [weight.transpose(2, 3, 1, 0), bias]
+    grid = _flatten_input(model, layer)
+    if grid is not None:  # Caffe flattens (C, H, W); Keras (H, W, C)
+        height, width, channels = grid
+        weight = weight.reshape(-1, channels, height, width).transpose(0, 2, 3, 1)
+    return [weight.reshape(weight.shape[0], -1).T, bias]
+
+
+def _names(keys, limit=8):
+    keys = sorted(keys)
+    return ", ".join(keys[:limit]) + (f" and {len(keys) - limit} more" if len(keys) > limit else "")
+
+
+def _check_alexnet(model):
+    if "conv1_tower1" not in {layer.name for layer in model.layers}:
+        raise ValueError(
+            "bvlc_alexnet is the two-tower AlexNet (grouped conv2, conv4, conv5): build it with "
+            "zoo.alexnet(weights=...) and leave `towers` out, or towers=2.")
+
+
+def load(model, path, family):
+    """Set a zoo AlexNet (two towers) or GoogLeNet's weights from a ``.caffemodel``.
+
+    Every weight of the model must come from the file and every layer of the file must
+    have a place (the classifiers may be left over: the top, or the aux heads, when the
+    model has none). Missing, unexpected and misshapen layers are named; nothing is set
+    until all fit.
+    """
+    if family == "alexnet":
+        _check_alexnet(model)
+    blobs = read_caffemodel(path)
+    plan, missing, wrong_shape, used = [], [], [], set()
+    for layer in model.layers:
+        if not layer.weights:
+            continue
+        name, tower, towers = caffe_name(layer.name, family)
+        if type(layer).__name__ not in ("Conv2D", "Dense"):
+            missing.append(f"{layer.name} (no Caffe counterpart)")
+            continue
+        if name not in blobs or len(blobs[name]) != 2:
+            missing.append(name)
+            continue
+        used.add(name)
+        values = _keras_values(model, layer, blobs[name], tower, towers)
+        for weight, value, kind in zip(layer.get_weights(), values, ("weights", "bias")):
+            if weight.shape != value.shape:
+                wrong_shape.append(f"{name} {kind}: file {blobs[name][0 if kind == 'weights' else 1].shape}"
+                                   f" -> {value.shape}, model {layer.name} {weight.shape}")
+        plan.append((layer, values))
+    unexpected = [n for n in blobs if n not in used and not n.startswith(_OPTIONAL[family])]
+    problems = []
+    if missing:
+        problems.append(f"missing from the file: {_names(missing)}")
+    if unexpected:
+        problems.append(f"in the file but not in the model: {_names(unexpected)}")
+    if wrong_shape:
+        problems.append(f"shapes differ: {'; '.join(wrong_shape[:4])}"
+                        + (f" and {len(wrong_shape) - 4} more" if len(wrong_shape) > 4 else ""))
+    if problems:
+        raise ValueError(f"{os.fspath(path)} does not fit {model.name} ({len(blobs)} layers "
+                         "with weights in the file): " + "; ".join(problems) + ". The "
+                         f"reference model fits zoo.{family}() at full width with relu (and "
+                         "classes=1000 with the top).")
+    for layer, values in plan:
+        layer.set_weights([v.astype("float32") for v in values])
+    return model

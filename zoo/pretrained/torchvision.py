@@ -1,0 +1,146 @@
+"""torchvision-layout ResNet state dicts into the zoo's ResNets.
+
+The keys are torchvision's (``conv1.weight``, ``bn1.running_mean``,
+``layer3.1.downsample.0.weight``, ``fc.bias``), which timm's ``tv_in1k`` ResNets share.
+Convolution kernels go from PyTorch's (out, in, height, width) to Keras' (height, width,
+in, out), the classifier is transposed, and each BatchNorm's weight, bias, running mean and
+running variance become gamma, beta, moving mean and moving variance (eps 1e-5 in both).
+"""
+
+import os
+import re
+
+import numpy as np
+
+IGNORED = ("num_batches_tracked",)  # a BatchNorm counter, not a weight
+
+
+def read_state_dict(path):
+    """A ``{key: float32 numpy array}`` dict from a ``.safetensors`` or ``.pth`` file."""
+    path = os.fspath(path)
+    if path.endswith(".safetensors"):
+        from safetensors import SafetensorError
+        from safetensors.numpy import load_file
+
+        try:
+            tensors = load_file(path)
+        except (SafetensorError, OSError, ValueError) as error:
+            raise ValueError(f"{path} is not a readable safetensors file ({error}); it may "
+                             "be truncated or another format.") from None
+        return {k: np.asarray(v, "float32") for k, v in tensors.items()}
+    try:
+        import torch
+    except ImportError:
+        raise ImportError(
+            f"Reading {path} needs PyTorch, which is not installed here. Convert it once "
+            "where torch is installed:  python -c \"import torch; from safetensors.torch "
+            f"import save_file; save_file(torch.load('{os.path.basename(path)}', "
+            f"map_location='cpu'), '{os.path.splitext(os.path.basename(path))[0]}."
+            "safetensors')\"  and pass the .safetensors file instead.") from None
+    state = torch.load(path, map_location="cpu", weights_only=True)
+    for wrapper in ("state_dict", "model"):  # training checkpoints wrap the state dict
+        if isinstance(state, dict) and isinstance(state.get(wrapper), dict):
+            state = state[wrapper]
+    return {k: v.detach().float().numpy() for k, v in state.items()}
+
+
+_BLOCK = re.compile(r"conv(\d+)_block(\d+)_(\d+)_(conv|bn)$")
+
+
+def torchvision_name(layer_name):
+    """The torchvision module name of a zoo ResNet layer, or None for a layer without one.
+
+    >>> torchvision_name("conv4_block2_3_bn"), torchvision_name("conv3_block1_0_conv")
+    ('layer3.1.bn3', 'layer2.0.downsample.0')
+    """
+    if layer_name in ("conv1_conv", "conv1_bn"):
+        return "conv1" if layer_name.endswith("conv") else "bn1"
+    if layer_name == "predictions":
+        return "fc"
+    match = _BLOCK.match(layer_name)
+    if not match:
+        return None
+    stage, block, index, kind = match.groups()
+    prefix = f"layer{int(stage) - 1}.{int(block) - 1}"
+    if index == "0":  # the projection shortcut
+        return f"{prefix}.downsample.{0 if kind == 'conv' else 1}"
+    return f"{prefix}.{kind}{index}"
+
+
+def _keras_values(kind, tensors, module):
+    if kind == "conv":
+        return [tensors[f"{module}.weight"].transpose(2, 3, 1, 0)]
+    if kind == "bn":
+        return [tensors[f"{module}.{k}"] for k in ("weight", "bias", "running_mean",
+                                                  "running_var")]
+    return [tensors[f"{module}.weight"].T, tensors[f"{module}.bias"]]
+
+
+def _kind(layer):
+    name = type(layer).__name__
+    return {"Conv2D": "conv", "BatchNormalization": "bn", "Dense": "dense"}.get(name)
+
+
+def _keys(kind, module):
+    suffixes = {"conv": ("weight",), "dense": ("weight", "bias"),
+                "bn": ("weight", "bias", "running_mean", "running_var")}[kind]
+    return [f"{module}.{s}" for s in suffixes]
+
+
+def _names(keys, limit=8):
+    keys = sorted(keys)
+    more = f" and {len(keys) - limit} more" if len(keys) > limit else ""
+    return ", ".join(keys[:limit]) + more
+
+
+def load_resnet(model, path):
+    """Set a zoo ResNet's weights from a torchvision-layout state dict file.
+
+    Every weight of the model must come from the file, and every tensor of the file must
+    have a place (the classifier's may be left over when the model has no top); otherwise
+    the missing and unexpected keys are named. Shapes are checked before anything is set.
+    """
+    tensors = {k: v for k, v in read_state_dict(path).items()
+               if not k.endswith(IGNORED)}
+    plan, missing, wrong_shape = [], [], []
+    for layer in model.layers:
+        if not layer.weights:
+            continue
+        kind, module = _kind(layer), torchvision_name(layer.name)
+        if kind is None or module is None:
+            missing.append(f"{layer.name} (no torchvision counterpart)")
+            continue
+        keys = _keys(kind, module)
+        absent = [k for k in keys if k not in tensors]
+        if absent:
+            missing.extend(absent)
+            continue
+        values = _keras_values(kind, tensors, module)
+        for weight, value, key in zip(layer.get_weights(), values, keys):
+            if weight.shape != value.shape:
+                wrong_shape.append(f"{key}: file {tensors[key].shape} -> {value.shape}, "
+                                   f"model {weight.shape}")
+        plan.append((layer, values, keys))
+    used = {k for _, _, keys in plan for k in keys}
+    unexpected = [k for k in tensors if k not in used
+                  and not (k.startswith("fc.") and "predictions" not in model_layer_names(model))]
+    problems = []
+    if missing:
+        problems.append(f"missing from the file: {_names(missing)}")
+    if unexpected:
+        problems.append(f"in the file but not in the model: {_names(unexpected)}")
+    if wrong_shape:
+        problems.append(f"shapes differ: {'; '.join(wrong_shape[:4])}"
+                        + (f" and {len(wrong_shape) - 4} more" if len(wrong_shape) > 4 else ""))
+    if problems:
+        raise ValueError(f"{path} does not fit {model.name} ({len(tensors)} tensors in the "
+                         f"file): " + "; ".join(problems) + ". A torchvision ResNet state dict "
+                         "fits the zoo ResNet of the same depth with width=1.0, "
+                         "stem='imagenet' and relu (and classes=1000 with the top).")
+    for layer, values, _ in plan:
+        layer.set_weights([v.astype("float32") for v in values])
+    return model
+
+
+def model_layer_names(model):
+    return {layer.name for layer in model.layers}
