@@ -27,5 +27,6 @@ def test_quickstart_notebook_executes(tmp_path):
     assert "top1_accuracy" in _text(code[2])  # the training history
     assert "ensemble" in _text(code[3]) and "mean member" in _text(code[3])  # the table
     assert any("image/png" in o.get("data", {}) for o in code[4]["outputs"])  # the plot
-    assert _text(code[5]).count("label ") == 5  # five served predictions
+    assert "2 trainable tensors; validation accuracy" in _text(code[5])  # fine-tuned head
+    assert _text(code[6]).count("label ") == 5  # five served predictions
     assert os.path.isdir(os.path.join(tmp_path, "runs", "quickstart_savedmodel"))

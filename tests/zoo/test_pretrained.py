@@ -14,6 +14,7 @@ from numpy.lib.stride_tricks import sliding_window_view
 
 import zoo
 from zoo import pretrained
+from zoo.pretrained import torchvision as torchvision_layout
 
 # --- a torchvision-layout state dict with random values, written as safetensors -----------
 
@@ -299,3 +300,47 @@ def test_preprocess_input_is_each_publishers_transform():
                                / np.array([0.229, 0.224, 0.225]), rtol=1e-4)
     with pytest.raises(ValueError, match="weights entry name"):
         zoo.preprocess_input(images, "imagenet")
+
+
+# --- fine-tuning from converted weights ----------------------------------------------------
+
+def test_fine_tuning_converted_weights_on_the_digits(tmp_path):
+    """Convert, then zoo.fine_tune(model, classes=10, freeze="all") and train: the
+    converted body (BatchNorm statistics included) stays exactly as loaded, the new head
+    learns the digits."""
+    import data
+    import keras
+
+    state = torchvision_state_dict(18, seed=3)
+    path = str(tmp_path / "resnet18.safetensors")
+    write_safetensors(path, state)
+    base = zoo.resnet18(weights=path, input_shape=(32, 32, 3))
+    tuned = zoo.fine_tune(base, classes=10, freeze="all")
+    assert [w.name for w in tuned.trainable_weights] == ["kernel", "bias"]  # the new head
+    (x, y), (vx, vy) = data.digits_arrays("train", 32), data.digits_arrays("validation", 32)
+    tuned.compile(keras.optimizers.Adam(1e-2), "sparse_categorical_crossentropy",
+                  metrics=["accuracy"])
+    before = tuned.evaluate(vx, vy, verbose=0)[1]
+    tuned.fit(x, y, epochs=4, batch_size=64, verbose=0)
+    after = tuned.evaluate(vx, vy, verbose=0)[1]
+    assert after > max(0.5, before + 0.3), (before, after)
+    bn = tuned.get_layer("conv3_block1_2_bn").get_weights()
+    np.testing.assert_array_equal(bn[2], state["layer2.0.bn2.running_mean"])
+    np.testing.assert_array_equal(tuned.get_layer("conv1_conv").get_weights()[0],
+                                  state["conv1.weight"].transpose(2, 3, 1, 0))
+
+
+def test_a_zoo_resnet_written_in_torchvisions_layout_loads_back_the_same(tmp_path):
+    model = zoo.resnet50(input_shape=(64, 64, 3), classes=1000, drop_path_rate=0.0)
+    for layer in model.layers:  # non-trivial BatchNorm statistics
+        if layer.name.endswith("_bn"):
+            gamma, beta, _, _ = layer.get_weights()
+            layer.set_weights([gamma, beta, np.full_like(gamma, 0.1), np.full_like(gamma, 2.0)])
+    state = torchvision_layout.state_dict(model)
+    assert len(state) == 267  # torchvision's 320 keys less the 53 num_batches_tracked
+    assert state["layer4.2.conv3.weight"].shape == (2048, 512, 1, 1)
+    path = str(tmp_path / "r50.safetensors")
+    write_safetensors(path, state)
+    x = np.random.default_rng(0).normal(size=(2, 64, 64, 3)).astype("float32")
+    np.testing.assert_allclose(zoo.resnet50(weights=path, input_shape=(64, 64, 3)).predict(
+        x, verbose=0), model.predict(x, verbose=0), rtol=1e-6, atol=1e-7)

@@ -144,3 +144,29 @@ def load_resnet(model, path):
 
 def model_layer_names(model):
     return {layer.name for layer in model.layers}
+
+
+def state_dict(model):
+    """A zoo ResNet's weights as a torchvision-layout state dict of NumPy arrays: the inverse
+    of :func:`load_resnet`, to save with ``safetensors.numpy.save_file`` and load in
+    torchvision (``model.load_state_dict({k: torch.from_numpy(v) ...})``) or back here.
+
+    Example:
+
+    >>> import zoo
+    >>> sorted(state_dict(zoo.resnet18()))[:2]
+    ['bn1.bias', 'bn1.running_mean']
+    """
+    state = {}
+    for layer in model.layers:
+        kind, module = _kind(layer), torchvision_name(layer.name)
+        if not layer.weights or kind is None or module is None:
+            continue
+        values = layer.get_weights()
+        if kind == "conv":
+            values = [values[0].transpose(3, 2, 0, 1)]
+        elif kind == "dense":
+            values = [values[0].T, values[1]]
+        for key, value in zip(_keys(kind, module), values):
+            state[key] = np.ascontiguousarray(value, "float32")
+    return state
