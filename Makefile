@@ -8,6 +8,7 @@ STAMP := $(VENV)/.installed-stamp
 TEST_STAMP := $(VENV)/.installed-test-stamp
 # pytest-xdist workers (`make test JOBS=1` for one process): on 2 cores, 2 workers take the
 # suite from 26 to 16 minutes, as much of it waits on subprocesses and TensorFlow start-up.
+# Tests go to whichever worker is free (--dist load), so one long file does not hold a worker.
 JOBS ?= 2
 PIP := $(BIN)/python -m pip install --disable-pip-version-check -q
 
@@ -25,8 +26,11 @@ $(TEST_STAMP): $(STAMP)
 demo: $(STAMP)
 	$(BIN)/zoo demo
 
+# The whole suite under TensorFlow, then the backend-agnostic tests (marked all_backends:
+# models, layers, weight conversion, ensembles, metrics, crops, snapshots, export) under JAX.
 test: $(TEST_STAMP)
-	$(BIN)/python -m pytest -n $(JOBS) --dist loadfile
+	$(BIN)/python -m pytest -n $(JOBS) --dist load
+	KERAS_BACKEND=jax $(BIN)/python -m pytest -n $(JOBS) --dist load -m all_backends tests
 
 bench: $(STAMP)
 	$(BIN)/python benchmarks/run_all.py

@@ -7,6 +7,9 @@ import tensorflow as tf
 import data
 from data import tta
 
+# Backend-agnostic: `make test` runs this file under JAX too.
+pytestmark = pytest.mark.all_backends
+
 
 def test_ten_crop_matches_numpy_slicing():
     image = np.random.default_rng(0).normal(size=(9, 11, 3)).astype("float32")

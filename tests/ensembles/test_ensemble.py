@@ -30,21 +30,23 @@ def as_dataset(x, labels=None, batch=4):
 # --- combining --------------------------------------------------------------------------------
 
 
+@pytest.mark.all_backends
 def test_combine_rules_match_their_formulas():
     rng = np.random.default_rng(0)
     p = rng.dirichlet(np.ones(4), size=(2, 3)).astype("float32")  # (batch, members, classes)
     w = np.array([1.0, 2.0, 1.0])
     wn = w / w.sum()
-    mean = ensembles.CombineMembers("mean", weights=w)(p).numpy()
+    mean = keras.ops.convert_to_numpy(ensembles.CombineMembers("mean", weights=w)(p))
     np.testing.assert_allclose(mean, np.einsum("m,bmc->bc", wn, p), rtol=1e-6)
-    geo = ensembles.CombineMembers("geometric", weights=w)(p).numpy()
+    geo = keras.ops.convert_to_numpy(ensembles.CombineMembers("geometric", weights=w)(p))
     ref = np.prod(p ** wn[None, :, None], axis=1)
     np.testing.assert_allclose(geo, ref / ref.sum(-1, keepdims=True), rtol=1e-5)
-    vote = ensembles.CombineMembers("vote")(p).numpy()
+    vote = keras.ops.convert_to_numpy(ensembles.CombineMembers("vote")(p))
     ref = np.stack([np.bincount(p[b].argmax(-1), minlength=4) / 3 for b in range(2)])
     np.testing.assert_allclose(vote, ref, rtol=1e-6)
 
 
+@pytest.mark.all_backends
 def test_logit_mean_of_logit_members_is_softmax_of_mean_logits():
     members = small_members(activation=None)
     model = ensembles.Ensemble(members, combine="logit_mean")
@@ -58,6 +60,7 @@ def test_logit_mean_of_logit_members_is_softmax_of_mean_logits():
     np.testing.assert_allclose(soft.predict(x, verbose=0), expected, rtol=1e-4, atol=1e-6)
 
 
+@pytest.mark.all_backends
 def test_ensemble_is_one_model_with_renamed_members_and_stacked_outputs():
     members = small_members()
     model = ensembles.Ensemble(members, return_members=True)
@@ -76,6 +79,7 @@ def test_ensemble_is_one_model_with_renamed_members_and_stacked_outputs():
     np.testing.assert_allclose(probs, np.moveaxis(stacked, 1, 0), rtol=1e-5, atol=1e-7)
 
 
+@pytest.mark.all_backends
 def test_keras_round_trip_keeps_combination_and_weights(tmp_path):
     model = ensembles.Ensemble(small_members(), combine="geometric", weights=[1, 2, 3])
     path = tmp_path / "ensemble.keras"
@@ -105,6 +109,7 @@ def test_bad_members_and_weights_name_what_is_wrong():
 # --- metrics ----------------------------------------------------------------------------------
 
 
+@pytest.mark.all_backends
 def test_metrics_on_a_hand_computed_example():
     probs = np.array([[0.7, 0.2, 0.1], [0.1, 0.3, 0.6], [0.5, 0.4, 0.1], [0.2, 0.2, 0.6]])
     labels = np.array([0, 1, 1, 2])
@@ -128,6 +133,7 @@ def test_metrics_on_a_hand_computed_example():
 # --- evaluation -------------------------------------------------------------------------------
 
 
+@pytest.mark.all_backends
 def test_evaluate_table():
     members = small_members()
     model = ensembles.Ensemble(members)
@@ -164,6 +170,7 @@ def test_evaluate_with_flip_and_ten_crop_tta():
     assert table.attrs["tta"] == "10crop" and len(table) == 5
 
 
+@pytest.mark.all_backends
 def test_size_curve_ends_at_the_full_ensemble():
     model = ensembles.Ensemble(small_members())
     ds = as_dataset(images(8), np.arange(8) % 5)
@@ -174,6 +181,7 @@ def test_size_curve_ends_at_the_full_ensemble():
     assert curve.loc[1, "nll"] == pytest.approx(table.iloc[0]["nll"], rel=1e-5)
 
 
+@pytest.mark.all_backends
 def test_uncertainty_decomposition():
     members = small_members()
     table = ensembles.uncertainty(ensembles.Ensemble(members), as_dataset(images()))
@@ -220,6 +228,7 @@ def test_plots_return_figures_draw_into_given_axes_and_never_switch_the_backend(
 # --- snapshots --------------------------------------------------------------------------------
 
 
+@pytest.mark.all_backends
 @pytest.mark.parametrize("total, cycles", [(12, 3), (40, 8), (90, 1)])
 def test_cyclic_cosine_is_keras_cosine_decay_restarts_when_cycles_divide(total, cycles):
     ours = ensembles.CyclicCosine(0.2, total_steps=total, cycles=cycles)
@@ -246,6 +255,7 @@ def test_cyclic_cosine_ends_its_last_cycle_on_the_last_step_when_cycles_do_not_d
         ensembles.CyclicCosine(0.1, total_steps=30, cycles=2.5)
 
 
+@pytest.mark.all_backends
 def test_train_snapshots_saves_one_snapshot_per_cycle(tmp_path):
     run_dir = str(tmp_path / "run")
     result, paths = ensembles.train_snapshots(tiny_model, tiny_data(), epochs=4, cycles=4,
@@ -346,6 +356,7 @@ def test_variants_train_through_zoo_train():
 # --- export -----------------------------------------------------------------------------------
 
 
+@pytest.mark.all_backends
 def test_export_one_saved_model_served_without_this_project(tmp_path):
     model = ensembles.Ensemble(small_members())
     x = images(5)

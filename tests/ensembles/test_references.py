@@ -48,6 +48,7 @@ def known_ensemble(combine="mean"):
                               combine=combine, weights=[3, 1])
 
 
+@pytest.mark.all_backends
 def test_evaluation_table_of_constant_members_worked_by_hand():
     table = ensembles.evaluate(known_ensemble(), dataset(LABELS))
     ln = math.log
@@ -80,6 +81,7 @@ def test_evaluation_table_of_constant_members_worked_by_hand():
     ("mean", [0.5, 0.35, 0.15]),
     ("vote", [0.75, 0.25, 0.0]),  # sure's top class weighs 3, unsure's 1
 ])
+@pytest.mark.all_backends
 def test_uncertainty_of_constant_members_follows_the_combine_rule_and_weights(combine, served):
     table = ensembles.uncertainty(known_ensemble(combine), dataset(LABELS))
     h = scipy.stats.entropy
@@ -97,6 +99,7 @@ def test_uncertainty_of_constant_members_follows_the_combine_rule_and_weights(co
 # --- metrics against scikit-learn ---------------------------------------------------------------
 
 
+@pytest.mark.all_backends
 @pytest.mark.parametrize("classes, present", [(10, 10), (7, 5)])  # 7: two classes never occur
 def test_metrics_agree_with_scikit_learn(classes, present):
     rng = np.random.default_rng(classes)

@@ -10,6 +10,9 @@ import tensorflow as tf
 import zoo
 from zoo.models.alexnet import MIN_INPUT_SIZE, feature_map_size
 
+# Backend-agnostic: `make test` runs this file under JAX too.
+pytestmark = pytest.mark.all_backends
+
 TINY = dict(input_shape=(67, 67, 3), classes=5, width=16)
 
 
@@ -146,7 +149,8 @@ def test_smallest_input():
     [
         (dict(pooling="mean", include_top=False), r"`pooling` must be one of.*received 'mean'"),
         (dict(towers=3), r"`towers` must be 1.*or 2.*received 3"),
-        (dict(weights="imagenet"), r"`weights` must be None.*received 'imagenet'"),
+        (dict(weights="instagram"), r"alexnet has no weights named 'instagram'; known: "
+                                    r"\['imagenet', 'bvlc'\]"),
         (dict(norm="layer"), r"`norm` must be one of.*received 'layer'"),
         (dict(dropout=1.0), r"`dropout`.*received 1.0"),
         (dict(width=0), r"`width`.*received 0"),
@@ -163,7 +167,8 @@ def test_bad_arguments(kwargs, message):
 def test_weights_file_must_be_keras_weights(tmp_path):
     bad = tmp_path / "model.ckpt"
     bad.write_text("not weights")
-    with pytest.raises(ValueError, match=r"must end in '.weights.h5'"):
+    with pytest.raises(ValueError, match=r"must end in .weights.h5, .caffemodel; received "
+                                         r"'.*model.ckpt'"):
         zoo.alexnet(weights=str(bad))
 
 

@@ -11,6 +11,8 @@ from numpy.lib.stride_tricks import sliding_window_view
 
 import zoo
 
+ALL = pytest.mark.all_backends  # backend-agnostic: `make test` runs these under JAX too
+
 # --- protobuf wire format (developers.google.com/protocol-buffers/docs/encoding) ----------
 
 
@@ -128,6 +130,7 @@ def alexnet_params(grid, width, classes, rng):
             "fc7": layer((width, width)), "fc8": layer((classes, width))}
 
 
+@ALL
 @pytest.mark.parametrize("legacy", [True, False])
 def test_bvlc_alexnet_gives_caffes_logits(tmp_path, legacy):
     rng = np.random.default_rng(0)
@@ -157,6 +160,7 @@ def test_bvlc_alexnet_gives_caffes_logits(tmp_path, legacy):
         zoo.alexnet(weights=path, towers=1)
 
 
+@ALL
 def test_caffemodel_problems_are_named(tmp_path):
     rng = np.random.default_rng(0)
     params = alexnet_params((1, 1), width=16, classes=10, rng=rng)
@@ -234,6 +238,7 @@ def caffe_googlenet(p, x):
     return main, aux
 
 
+# TensorFlow only in make test: JAX takes a minute to compile GoogLeNet on a CPU.
 def test_bvlc_googlenet_gives_caffes_logits_aux_heads_included(tmp_path):
     rng = np.random.default_rng(0)
     params = googlenet_params(0.25, classes=10, rng=rng)

@@ -4,6 +4,9 @@ import keras
 
 from zoo.layers import LocalResponseNormalization
 
+# Backend-agnostic: `make test` runs this file under JAX too.
+pytestmark = pytest.mark.all_backends
+
 
 def lrn_reference(a, n=5, k=2.0, alpha=1e-4, beta=0.75):
     """The paper formula, one channel at a time, with the window clipped at the edges."""

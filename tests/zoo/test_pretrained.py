@@ -16,6 +16,8 @@ import zoo
 from zoo import pretrained
 from zoo.pretrained import torchvision as torchvision_layout
 
+ALL = pytest.mark.all_backends  # backend-agnostic: `make test` runs these under JAX too
+
 # --- a torchvision-layout state dict with random values, written as safetensors -----------
 
 BLOCKS = {18: ("basic", (2, 2, 2, 2)), 50: ("bottleneck", (3, 4, 6, 3))}
@@ -126,7 +128,7 @@ def torchvision_forward(s, x, depth):
     return features @ s["fc.weight"].T + s["fc.bias"]
 
 
-@pytest.mark.parametrize("depth", [18, 50])
+@pytest.mark.parametrize("depth", [pytest.param(18, marks=ALL), 50])
 def test_torchvision_state_dict_gives_torchvisions_logits(tmp_path, depth):
     state = torchvision_state_dict(depth)
     path = str(tmp_path / f"resnet{depth}.safetensors")
@@ -142,6 +144,7 @@ def test_torchvision_state_dict_gives_torchvisions_logits(tmp_path, depth):
     assert np.abs(expected).std() > 0.1  # not a degenerate reference
 
 
+@ALL
 def test_missing_unexpected_and_misshapen_keys_are_named(tmp_path):
     state = torchvision_state_dict(18)
     del state["layer2.0.downsample.1.running_var"]
@@ -171,6 +174,7 @@ def test_without_the_top_the_classifier_is_left_over_quietly(tmp_path):
     np.testing.assert_allclose(logits, full.predict(x, verbose=0), rtol=1e-4, atol=1e-4)
 
 
+@ALL
 def test_truncated_safetensors_and_pth_without_torch_are_one_clear_error(tmp_path):
     path = str(tmp_path / "r18.safetensors")
     write_safetensors(path, torchvision_state_dict(18))
@@ -199,6 +203,7 @@ def _entry(name, file_name, payload, algorithm="sha256", prefix=None):
         format="torchvision", preprocessing=pretrained.TORCHVISION, source="a test")
 
 
+@ALL
 def test_named_weights_come_from_the_cache_checked_by_hash(tmp_path, monkeypatch):
     monkeypatch.setenv("ZOO_WEIGHTS", str(tmp_path / "cache"))
     # A missing file: which file, where, and where it is published.
@@ -255,6 +260,7 @@ def test_named_weights_come_from_the_cache_checked_by_hash(tmp_path, monkeypatch
 
 # --- ImageNet names and preprocessing ------------------------------------------------------
 
+@ALL
 def test_decode_predictions_follows_keras_applications():
     keras = pytest.importorskip("keras")
     probs = np.random.default_rng(0).dirichlet(np.ones(1000), size=3).astype("float32")
@@ -276,6 +282,7 @@ def test_decode_predictions_follows_keras_applications():
         zoo.decode_predictions(np.zeros((2, 10)))
 
 
+@ALL
 def test_preprocess_input_is_each_publishers_transform():
     keras = pytest.importorskip("keras")
     rng = np.random.default_rng(0)
@@ -330,6 +337,7 @@ def test_fine_tuning_converted_weights_on_the_digits(tmp_path):
                                   state["conv1.weight"].transpose(2, 3, 1, 0))
 
 
+@ALL
 def test_a_zoo_resnet_written_in_torchvisions_layout_loads_back_the_same(tmp_path):
     model = zoo.resnet50(input_shape=(64, 64, 3), classes=1000, drop_path_rate=0.0)
     for layer in model.layers:  # non-trivial BatchNorm statistics
