@@ -242,15 +242,6 @@ def download(name, origin=None, cache=None):
     return target
 
 
-def resolve_file(model, weights):
-    """``(path, entry)`` for a builder's ``weights``: a named entry's checked cache file, or
-    a local file with its entry None."""
-    if is_named(weights):
-        entry = get_weights(model, weights)
-        return weights_file(entry), entry
-    return os.fspath(weights), None
-
-
 def file_format(path):
     """``"keras"``, ``"torchvision"`` or ``"caffe"`` from a weights file's suffix."""
     path = str(path)

@@ -15,9 +15,10 @@ convolutions (conv2, conv4 and conv5 of AlexNet, ``group: 2``) fill the zoo's to
 
 import collections
 import functools
-import os
 
 import numpy as np
+
+from zoo.pretrained._fit import set_if_it_fits
 
 _FIELD = {"string": 9, "message": 11, "float": 2, "double": 1, "int32": 5, "int64": 3}
 
@@ -152,11 +153,6 @@ def _keras_values(model, layer, blobs, tower, towers):
     return [weight.reshape(weight.shape[0], -1).T, bias]
 
 
-def _names(keys, limit=8):
-    keys = sorted(keys)
-    return ", ".join(keys[:limit]) + (f" and {len(keys) - limit} more" if len(keys) > limit else "")
-
-
 def _check_alexnet(model):
     if "conv1_tower1" not in {layer.name for layer in model.layers}:
         raise ValueError(
@@ -194,19 +190,8 @@ def load(model, path, family):
                                    f" -> {value.shape}, model {layer.name} {weight.shape}")
         plan.append((layer, values))
     unexpected = [n for n in blobs if n not in used and not n.startswith(_OPTIONAL[family])]
-    problems = []
-    if missing:
-        problems.append(f"missing from the file: {_names(missing)}")
-    if unexpected:
-        problems.append(f"in the file but not in the model: {_names(unexpected)}")
-    if wrong_shape:
-        problems.append(f"shapes differ: {'; '.join(wrong_shape[:4])}"
-                        + (f" and {len(wrong_shape) - 4} more" if len(wrong_shape) > 4 else ""))
-    if problems:
-        raise ValueError(f"{os.fspath(path)} does not fit {model.name} ({len(blobs)} layers "
-                         "with weights in the file): " + "; ".join(problems) + ". The "
-                         f"reference model fits zoo.{family}() at full width with relu (and "
-                         "classes=1000 with the top).")
-    for layer, values in plan:
-        layer.set_weights([v.astype("float32") for v in values])
-    return model
+    return set_if_it_fits(
+        model, path, plan, missing, unexpected, wrong_shape,
+        f"{len(blobs)} layers with weights in the file",
+        f"The reference model fits zoo.{family}() at full width with relu (and classes=1000 "
+        "with the top).")

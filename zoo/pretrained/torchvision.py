@@ -12,6 +12,8 @@ import re
 
 import numpy as np
 
+from zoo.pretrained._fit import set_if_it_fits
+
 IGNORED = ("num_batches_tracked",)  # a BatchNorm counter, not a weight
 
 
@@ -87,12 +89,6 @@ def _keys(kind, module):
     return [f"{module}.{s}" for s in suffixes]
 
 
-def _names(keys, limit=8):
-    keys = sorted(keys)
-    more = f" and {len(keys) - limit} more" if len(keys) > limit else ""
-    return ", ".join(keys[:limit]) + more
-
-
 def load_resnet(model, path):
     """Set a zoo ResNet's weights from a torchvision-layout state dict file.
 
@@ -122,28 +118,13 @@ def load_resnet(model, path):
                                    f"model {weight.shape}")
         plan.append((layer, values, keys))
     used = {k for _, _, keys in plan for k in keys}
-    unexpected = [k for k in tensors if k not in used
-                  and not (k.startswith("fc.") and "predictions" not in model_layer_names(model))]
-    problems = []
-    if missing:
-        problems.append(f"missing from the file: {_names(missing)}")
-    if unexpected:
-        problems.append(f"in the file but not in the model: {_names(unexpected)}")
-    if wrong_shape:
-        problems.append(f"shapes differ: {'; '.join(wrong_shape[:4])}"
-                        + (f" and {len(wrong_shape) - 4} more" if len(wrong_shape) > 4 else ""))
-    if problems:
-        raise ValueError(f"{path} does not fit {model.name} ({len(tensors)} tensors in the "
-                         f"file): " + "; ".join(problems) + ". A torchvision ResNet state dict "
-                         "fits the zoo ResNet of the same depth with width=1.0, "
-                         "stem='imagenet' and relu (and classes=1000 with the top).")
-    for layer, values, _ in plan:
-        layer.set_weights([v.astype("float32") for v in values])
-    return model
-
-
-def model_layer_names(model):
-    return {layer.name for layer in model.layers}
+    has_top = "predictions" in {layer.name for layer in model.layers}
+    unexpected = [k for k in tensors if k not in used and (has_top or not k.startswith("fc."))]
+    return set_if_it_fits(
+        model, path, [(layer, values) for layer, values, _ in plan], missing, unexpected,
+        wrong_shape, f"{len(tensors)} tensors in the file",
+        "A torchvision ResNet state dict fits the zoo ResNet of the same depth with "
+        "width=1.0, stem='imagenet' and relu (and classes=1000 with the top).")
 
 
 def state_dict(model):
