@@ -264,3 +264,136 @@ def test_bvlc_googlenet_gives_caffes_logits_aux_heads_included(tmp_path):
     for ours, theirs in zip(heads[1:], aux):
         np.testing.assert_allclose(keras.ops.convert_to_numpy(ours), theirs, rtol=1e-4,
                                    atol=1e-4 * np.abs(theirs).max())
+
+
+# --- OpenCV's Caffe importer: a Caffe implementation this project did not write ------------
+
+
+def _layer(name, kind, bottom, top, params=""):
+    return (f'layer {{ name: "{name}" type: "{kind}" bottom: "{bottom}" top: "{top}" '
+            f"{params} }}\n")
+
+
+def _conv(name, bottom, out, kernel, stride=1, pad=0, group=1):
+    text = _layer(name, "Convolution", bottom, name,
+                  f"convolution_param {{ num_output: {out} kernel_size: {kernel} "
+                  f"stride: {stride} pad: {pad} group: {group} }}")
+    return text + _layer(f"{name}/relu", "ReLU", name, name)
+
+
+def _pool(name, bottom, kernel, stride, pad=0, mode="MAX", global_pooling=False):
+    size = "global_pooling: true" if global_pooling else \
+        f"kernel_size: {kernel} stride: {stride} pad: {pad}"
+    return _layer(name, "Pooling", bottom, name, f"pooling_param {{ pool: {mode} {size} }}")
+
+
+def _lrn(name, bottom):
+    return _layer(name, "LRN", bottom, name,
+                  "lrn_param { local_size: 5 alpha: 0.0001 beta: 0.75 }")
+
+
+def _fc(name, bottom, out, relu=True):
+    text = _layer(name, "InnerProduct", bottom, name,
+                  f"inner_product_param {{ num_output: {out} }}")
+    return text + (_layer(f"{name}/relu", "ReLU", name, name) if relu else "")
+
+
+def _net(shape, body):
+    dims = " ".join(f"dim: {d}" for d in shape)
+    return f'name: "net"\ninput: "data"\ninput_shape {{ {dims} }}\n' + body
+
+
+def alexnet_prototxt(shape, width, classes):
+    """bvlc_alexnet's deploy.prototxt, with fc6/fc7 of ``width`` units."""
+    return _net(shape, "".join([
+        _conv("conv1", "data", 96, 11, stride=4), _lrn("norm1", "conv1"),
+        _pool("pool1", "norm1", 3, 2),
+        _conv("conv2", "pool1", 256, 5, pad=2, group=2), _lrn("norm2", "conv2"),
+        _pool("pool2", "norm2", 3, 2),
+        _conv("conv3", "pool2", 384, 3, pad=1), _conv("conv4", "conv3", 384, 3, pad=1, group=2),
+        _conv("conv5", "conv4", 256, 3, pad=1, group=2), _pool("pool5", "conv5", 3, 2),
+        _fc("fc6", "pool5", width), _fc("fc7", "fc6", width), _fc("fc8", "fc7", classes, False)]))
+
+
+def googlenet_prototxt(shape, scale, classes):
+    """bvlc_googlenet's deploy.prototxt with every width scaled, its final 7x7 average
+    pool global (the same at 224x224), and the aux heads (train_val's, without dropout)."""
+    s = lambda f: max(1, int(round(f * scale)))  # noqa: E731
+    parts = [_conv("conv1/7x7_s2", "data", s(64), 7, stride=2, pad=3),
+             _pool("pool1/3x3_s2", "conv1/7x7_s2", 3, 2), _lrn("pool1/norm1", "pool1/3x3_s2"),
+             _conv("conv2/3x3_reduce", "pool1/norm1", s(64), 1),
+             _conv("conv2/3x3", "conv2/3x3_reduce", s(192), 3, pad=1),
+             _lrn("conv2/norm2", "conv2/3x3"), _pool("pool2/3x3_s2", "conv2/norm2", 3, 2)]
+    x = "pool2/3x3_s2"
+    for stage, (f1, f3r, f3, f5r, f5, fp) in INCEPTION.items():
+        if stage in ("4a", "5a"):
+            pool = f"pool{int(stage[0]) - 1}/3x3_s2"
+            parts.append(_pool(pool, x, 3, 2))
+            x = pool
+        m = f"inception_{stage}"
+        parts += [_conv(f"{m}/1x1", x, s(f1), 1), _conv(f"{m}/3x3_reduce", x, s(f3r), 1),
+                  _conv(f"{m}/3x3", f"{m}/3x3_reduce", s(f3), 3, pad=1),
+                  _conv(f"{m}/5x5_reduce", x, s(f5r), 1),
+                  _conv(f"{m}/5x5", f"{m}/5x5_reduce", s(f5), 5, pad=2),
+                  _pool(f"{m}/pool", x, 3, 1, pad=1), _conv(f"{m}/pool_proj", f"{m}/pool", s(fp), 1),
+                  f'layer {{ name: "{m}/output" type: "Concat" bottom: "{m}/1x1" '
+                  f'bottom: "{m}/3x3" bottom: "{m}/5x5" bottom: "{m}/pool_proj" '
+                  f'top: "{m}/output" }}\n']
+        x = f"{m}/output"
+        if stage in ("4a", "4d"):
+            head = "loss1" if stage == "4a" else "loss2"
+            parts += [_pool(f"{head}/ave_pool", x, 5, 3, mode="AVE"),
+                      _conv(f"{head}/conv", f"{head}/ave_pool", s(128), 1),
+                      _fc(f"{head}/fc", f"{head}/conv", s(1024)),
+                      _fc(f"{head}/classifier", f"{head}/fc", classes, False)]
+    parts += [_pool("pool5/7x7_s1", x, 0, 0, mode="AVE", global_pooling=True),
+              _fc("loss3/classifier", "pool5/7x7_s1", classes, False)]
+    return _net(shape, "".join(parts))
+
+
+def opencv_forward(prototxt, caffemodel, x, outputs):
+    cv2 = pytest.importorskip("cv2")
+    if not hasattr(cv2, "dnn") or not hasattr(cv2.dnn, "readNetFromCaffe"):
+        pytest.skip("this OpenCV has no Caffe importer (OpenCV 5 dropped it)")
+    net = cv2.dnn.readNetFromCaffe(prototxt, caffemodel)
+    net.setInput(np.ascontiguousarray(x, "float32"))
+    return [np.asarray(o, "float64").reshape(len(x), -1) for o in net.forward(outputs)]
+
+
+@ALL
+def test_opencv_runs_the_caffemodel_alexnet_reads_the_same(tmp_path):
+    rng = np.random.default_rng(5)
+    params = alexnet_params((2, 3), width=32, classes=10, rng=rng)
+    path, prototxt = str(tmp_path / "alexnet.caffemodel"), str(tmp_path / "deploy.prototxt")
+    write_caffemodel(path, params, legacy=True)
+    with open(prototxt, "w") as f:
+        f.write(alexnet_prototxt((2, 3, 99, 131), width=32, classes=10))
+    x = rng.uniform(-60, 60, (2, 3, 99, 131))
+    (expected,) = opencv_forward(prototxt, path, x, ["fc8"])
+    model = zoo.alexnet(weights=path, input_shape=(99, 131, 3), width=32, classes=10,
+                        classifier_activation=None)
+    logits = model.predict(x.transpose(0, 2, 3, 1).astype("float32"), verbose=0)
+    np.testing.assert_allclose(logits, expected, rtol=1e-4, atol=1e-4 * np.abs(expected).max())
+    np.testing.assert_allclose(caffe_alexnet(params, x), expected, rtol=1e-4,
+                               atol=1e-4 * np.abs(expected).max())  # and the NumPy reference
+
+
+def test_opencv_runs_the_caffemodel_googlenet_reads_the_same(tmp_path):
+    rng = np.random.default_rng(6)
+    params = googlenet_params(0.25, classes=10, rng=rng)
+    path, prototxt = str(tmp_path / "googlenet.caffemodel"), str(tmp_path / "deploy.prototxt")
+    write_caffemodel(path, params)
+    with open(prototxt, "w") as f:
+        f.write(googlenet_prototxt((2, 3, 128, 128), 0.25, classes=10))
+    x = rng.uniform(-60, 60, (2, 3, 128, 128))
+    main, aux1, aux2 = opencv_forward(prototxt, path, x, ["loss3/classifier",
+                                                          "loss1/classifier", "loss2/classifier"])
+    import keras
+
+    model = zoo.googlenet(weights=path, aux_logits=True, input_shape=(128, 128, 3), width=0.25,
+                          classes=10, classifier_activation=None)
+    ours = keras.Model(model.inputs, model.outputs)(x.transpose(0, 2, 3, 1).astype("float32"),
+                                                    training=False)
+    for got, want in zip(ours, (main, aux1, aux2)):
+        np.testing.assert_allclose(keras.ops.convert_to_numpy(got), want, rtol=1e-4,
+                                   atol=1e-4 * np.abs(want).max())
