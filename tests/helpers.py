@@ -13,11 +13,12 @@ import tensorflow as tf
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
 
-def run_python(code, env=None, timeout=300, check=True, args=(), cwd=REPO):
-    """Run ``code`` in a fresh Python (``sys.argv[1:]`` = ``args``); returns the
-    CompletedProcess."""
+def run_python(code, env=None, timeout=300, check=True, args=(), cwd=REPO, python=None):
+    """Run ``code`` in a fresh Python (``sys.argv[1:]`` = ``args``; ``python``, default this
+    one); returns the CompletedProcess."""
     full_env = {**os.environ, "TF_CPP_MIN_LOG_LEVEL": "2", **(env or {})}
-    result = subprocess.run([sys.executable, "-c", code, *args], capture_output=True, text=True,
+    result = subprocess.run([python or sys.executable, "-c", code, *args], capture_output=True,
+                            text=True,
                             timeout=timeout, env=full_env, cwd=cwd)
     if check:
         assert result.returncode == 0, result.stderr[-4000:]

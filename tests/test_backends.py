@@ -2,7 +2,9 @@
 ensemble layer, the export's uncertainty layer and the snapshot schedule give the same
 numbers under TensorFlow and JAX (the torch backend is checked on a GPU machine)."""
 
+import importlib.util
 import json
+import os
 import textwrap
 
 import numpy as np
@@ -40,17 +42,25 @@ BUILD_AND_PREDICT = textwrap.dedent("""
 """)
 
 
-def test_one_weights_file_gives_the_same_numbers_under_tensorflow_and_jax(tmp_path):
+def _save_then_load(tmp_path, other, python=None):
+    """The ensemble's outputs under TensorFlow (which saves the weights file) and under the
+    ``other`` backend (which loads it), each in a fresh process."""
     x = np.random.default_rng(0).uniform(0, 255, (4, 67, 67, 3)).astype("float32")
     np.save(tmp_path / "x.npy", x)
     weights = str(tmp_path / "ensemble.weights.h5")
     results = {}
-    for backend, mode in (("tensorflow", "save"), ("jax", "load")):
+    for backend, mode in (("tensorflow", "save"), (other, "load")):
         out = str(tmp_path / f"{backend}.npz")
         stdout = run_python(BUILD_AND_PREDICT, env={"KERAS_BACKEND": backend},
+                            python=python if backend == other else None,
                             args=[weights, str(tmp_path / "x.npy"), mode, out]).stdout
         assert json.loads(stdout.strip().splitlines()[-1])["backend"] == backend
         results[backend] = np.load(out)
+    return results
+
+
+def test_one_weights_file_gives_the_same_numbers_under_tensorflow_and_jax(tmp_path):
+    results = _save_then_load(tmp_path, "jax")
     tf_out, jax_out = results["tensorflow"], results["jax"]
     assert set(tf_out.files) == {"probabilities", "predictive_entropy", "mutual_information",
                                  "members", "schedule"}
@@ -183,3 +193,16 @@ def test_a_jax_model_exports_one_saved_model_and_evaluates(tmp_path):
     np.testing.assert_allclose(probabilities, report["predictions"], atol=1e-5)
     assert report["nll"] == pytest.approx(
         log_loss(np.arange(7) % 5, probabilities, labels=range(5)), rel=1e-4)
+
+
+def test_the_same_weights_file_under_the_torch_backend(tmp_path):
+    """The PyTorch backend needs a CUDA-sized wheel, so CI skips this. It runs where torch
+    imports, or with ZOO_TORCH_PYTHON naming a Python that has torch and Keras (it need not
+    have TensorFlow): ``ZOO_TORCH_PYTHON=/path/python pytest tests/test_backends.py``."""
+    python = os.environ.get("ZOO_TORCH_PYTHON")
+    if python is None and importlib.util.find_spec("torch") is None:
+        pytest.skip("no PyTorch here; set ZOO_TORCH_PYTHON to a Python that has it")
+    results = _save_then_load(tmp_path, "torch", python=python)
+    for key in results["tensorflow"].files:
+        np.testing.assert_allclose(results["torch"][key], results["tensorflow"][key], atol=1e-4,
+                                   err_msg=key)

@@ -352,3 +352,36 @@ def test_a_zoo_resnet_written_in_torchvisions_layout_loads_back_the_same(tmp_pat
     x = np.random.default_rng(0).normal(size=(2, 64, 64, 3)).astype("float32")
     np.testing.assert_allclose(zoo.resnet50(weights=path, input_shape=(64, 64, 3)).predict(
         x, verbose=0), model.predict(x, verbose=0), rtol=1e-6, atol=1e-7)
+
+
+# --- where PyTorch and torchvision are installed (the GPU machines): the real thing ----------
+
+@pytest.mark.parametrize("depth", [18, 50])
+def test_real_torchvision_resnets_convert_to_the_same_logits(tmp_path, depth):
+    """torchvision.models.resnetN with random weights and BatchNorm statistics, saved as
+    .safetensors and .pth, gives torchvision's own logits through weights=. Skipped where
+    torchvision is not installed (CI); run with PyTorch installed, on any Keras backend."""
+    torch = pytest.importorskip("torch")
+    torchvision = pytest.importorskip("torchvision")
+    from safetensors.torch import save_file
+
+    torch.manual_seed(depth)
+    net = getattr(torchvision.models, f"resnet{depth}")(weights=None).eval()
+    with torch.no_grad():
+        for module in net.modules():
+            if isinstance(module, torch.nn.BatchNorm2d):
+                module.weight.uniform_(0.5, 1.5)
+                module.bias.uniform_(-0.1, 0.1)
+                module.running_mean.uniform_(-0.1, 0.1)
+                module.running_var.uniform_(0.5, 2.0)
+    x = np.random.default_rng(0).normal(size=(2, 3, 61, 75)).astype("float32")
+    with torch.no_grad():
+        expected = net(torch.from_numpy(x)).numpy()
+    save_file(net.state_dict(), str(tmp_path / "net.safetensors"))
+    torch.save(net.state_dict(), str(tmp_path / "net.pth"))
+    for name in ("net.safetensors", "net.pth"):
+        model = zoo.get_model(f"resnet{depth}", weights=str(tmp_path / name),
+                              input_shape=(61, 75, 3), classifier_activation=None)
+        logits = model.predict(x.transpose(0, 2, 3, 1), verbose=0)
+        np.testing.assert_allclose(logits, expected, rtol=1e-4,
+                                   atol=1e-4 * np.abs(expected).max(), err_msg=name)
