@@ -356,17 +356,22 @@ def test_a_zoo_resnet_written_in_torchvisions_layout_loads_back_the_same(tmp_pat
 
 # --- where PyTorch and torchvision are installed (the GPU machines): the real thing ----------
 
+@pytest.mark.parametrize("library", ["torchvision", "timm"])
 @pytest.mark.parametrize("depth", [18, 50])
-def test_real_torchvision_resnets_convert_to_the_same_logits(tmp_path, depth):
-    """torchvision.models.resnetN with random weights and BatchNorm statistics, saved as
-    .safetensors and .pth, gives torchvision's own logits through weights=. Skipped where
-    torchvision is not installed (CI); run with PyTorch installed, on any Keras backend."""
+def test_real_torchvision_resnets_convert_to_the_same_logits(tmp_path, depth, library):
+    """torchvision.models.resnetN (or timm's resnetN.tv_in1k) with random weights and
+    BatchNorm statistics, saved as .safetensors and .pth, gives the library's own logits
+    through weights=. Skipped where the library is not installed (CI); run it where PyTorch
+    is, on any Keras backend."""
     torch = pytest.importorskip("torch")
-    torchvision = pytest.importorskip("torchvision")
+    source = pytest.importorskip(library)
     from safetensors.torch import save_file
 
     torch.manual_seed(depth)
-    net = getattr(torchvision.models, f"resnet{depth}")(weights=None).eval()
+    if library == "timm":
+        net = source.create_model(f"resnet{depth}.tv_in1k", pretrained=False).eval()
+    else:
+        net = getattr(source.models, f"resnet{depth}")(weights=None).eval()
     with torch.no_grad():
         for module in net.modules():
             if isinstance(module, torch.nn.BatchNorm2d):
