@@ -1,6 +1,8 @@
-"""The same model code and weight file on every Keras backend: the models, LRN, the
-ensemble layer, the export's uncertainty layer and the snapshot schedule give the same
-numbers under TensorFlow and JAX (the torch backend is checked on a GPU machine)."""
+"""What only separate processes can show: one weights file gives the same numbers under
+TensorFlow, JAX and (where torch is installed) PyTorch, and JAX's data parallelism over two
+virtual devices (set before JAX starts). The backend-agnostic tests themselves run under
+JAX in `make test`'s second pass (marked all_backends): training and exact resume, export,
+evaluation, crops, snapshots."""
 
 import importlib.util
 import json
@@ -69,51 +71,6 @@ def test_one_weights_file_gives_the_same_numbers_under_tensorflow_and_jax(tmp_pa
     assert not np.allclose(tf_out["members"][0], tf_out["members"][1])  # real, different members
 
 
-TRAIN = textwrap.dedent("""
-    import json, sys
-    import keras, numpy as np
-    import data, zoo
-
-    def linear():  # softmax regression: learns the digits in a few epochs
-        inputs = keras.Input((8, 8, 3))
-        x = keras.layers.Flatten()(inputs)
-        return keras.Model(inputs, keras.layers.Dense(10, activation="softmax",
-                                                      name="predictions")(x), name="linear")
-
-    scaled = lambda image: image / 255.0
-    train = data.load("digits", "train", batch_size=64, image_size=8, preprocess=scaled,
-                      augment=data.augment.random_flip, seed=1)
-    val = data.load("digits", "validation", batch_size=128, image_size=8, preprocess=scaled)
-    result = zoo.train(linear, train, val,
-                       epochs=int(sys.argv[2]), run_dir=sys.argv[1], seed=0,
-                       learning_rate=0.1, lr_patience=1, verbose=0)
-    weights = np.concatenate([np.ravel(w) for w in result.model.get_weights()])
-    print(json.dumps({"backend": keras.backend.backend(), "weights": weights.tolist(),
-                      "history": result.history.to_dict(orient="list")}))
-""")
-
-
-def test_zoo_train_runs_and_resumes_exactly_under_jax(tmp_path):
-    """The recipe on the JAX backend: the run directory, backups, learning-rate drops and
-    the (seed, epoch) data order; a run stopped after 2 epochs and resumed to 4 ends as the
-    uninterrupted 4-epoch run (rtol 1e-5)."""
-
-    def train(run_dir, epochs):
-        out = run_python(TRAIN, env={"KERAS_BACKEND": "jax"},
-                         args=[str(tmp_path / run_dir), str(epochs)]).stdout
-        return json.loads(out.strip().splitlines()[-1])
-
-    whole = train("whole", 4)
-    assert whole["backend"] == "jax"
-    train("resumed", 2)
-    resumed = train("resumed", 4)
-    assert resumed["history"]["epoch"] == [1, 2, 3, 4]
-    for key, values in whole["history"].items():
-        np.testing.assert_allclose(resumed["history"][key], values, rtol=1e-5, err_msg=key)
-    np.testing.assert_allclose(resumed["weights"], whole["weights"], rtol=1e-5, atol=1e-7)
-    assert whole["history"]["val_loss"][-1] < whole["history"]["val_loss"][0]  # it learns
-
-
 MIRRORED = textwrap.dedent("""
     import json
     import keras
@@ -158,41 +115,6 @@ def test_mirrored_on_jax_is_data_parallel_over_the_local_devices():
     assert "drop_remainder=True" in uneven
     assert multi_worker.startswith("strategy='multi_worker' is TensorFlow's tf.distribute, "
                                    "which does not reach a jax model")
-
-
-EXPORT = textwrap.dedent("""
-    import json, sys
-    import numpy as np, tensorflow as tf
-    import ensembles, zoo
-
-    model = ensembles.Ensemble([zoo.alexnet(input_shape=(67, 67, 3), classes=5, width=16)
-                                for _ in range(2)], weights=[3, 1])
-    x = np.load(sys.argv[1])
-    labels = np.arange(len(x)) % 5
-    ensembles.export(model, sys.argv[2])  # Keras exports a JAX model through jax2tf
-    table = ensembles.evaluate(model, tf.data.Dataset.from_tensor_slices((x, labels)).batch(3))
-    print(json.dumps({"predictions": model.predict(x, verbose=0).tolist(),
-                      "nll": float(table.loc["ensemble", "nll"])}))
-""")
-
-
-def test_a_jax_model_exports_one_saved_model_and_evaluates(tmp_path):
-    """Export and evaluation under JAX: the SavedModel, served by plain TensorFlow here,
-    gives the JAX model's probabilities, and the evaluation's NLL is scikit-learn's."""
-    import tensorflow as tf
-    from sklearn.metrics import log_loss
-
-    x = np.random.default_rng(0).uniform(0, 255, (7, 67, 67, 3)).astype("float32")
-    np.save(tmp_path / "x.npy", x)
-    served_dir = str(tmp_path / "served")
-    out = run_python(EXPORT, env={"KERAS_BACKEND": "jax"},
-                     args=[str(tmp_path / "x.npy"), served_dir]).stdout
-    report = json.loads(out.strip().splitlines()[-1])
-    served = tf.saved_model.load(served_dir)
-    probabilities = served.serve(tf.constant(x))["probabilities"].numpy()
-    np.testing.assert_allclose(probabilities, report["predictions"], atol=1e-5)
-    assert report["nll"] == pytest.approx(
-        log_loss(np.arange(7) % 5, probabilities, labels=range(5)), rel=1e-4)
 
 
 def test_the_same_weights_file_under_the_torch_backend(tmp_path):

@@ -228,7 +228,6 @@ def test_plots_return_figures_draw_into_given_axes_and_never_switch_the_backend(
 # --- snapshots --------------------------------------------------------------------------------
 
 
-@pytest.mark.all_backends
 @pytest.mark.parametrize("total, cycles", [(12, 3), (40, 8), (90, 1)])
 def test_cyclic_cosine_is_keras_cosine_decay_restarts_when_cycles_divide(total, cycles):
     ours = ensembles.CyclicCosine(0.2, total_steps=total, cycles=cycles)

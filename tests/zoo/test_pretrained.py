@@ -144,7 +144,6 @@ def test_torchvision_state_dict_gives_torchvisions_logits(tmp_path, depth):
     assert np.abs(expected).std() > 0.1  # not a degenerate reference
 
 
-@ALL
 def test_missing_unexpected_and_misshapen_keys_are_named(tmp_path):
     state = torchvision_state_dict(18)
     del state["layer2.0.downsample.1.running_var"]
@@ -337,7 +336,6 @@ def test_fine_tuning_converted_weights_on_the_digits(tmp_path):
                                   state["conv1.weight"].transpose(2, 3, 1, 0))
 
 
-@ALL
 def test_a_zoo_resnet_written_in_torchvisions_layout_loads_back_the_same(tmp_path):
     model = zoo.resnet50(input_shape=(64, 64, 3), classes=1000, drop_path_rate=0.0)
     for layer in model.layers:  # non-trivial BatchNorm statistics

@@ -58,6 +58,39 @@ def test_train_learns_and_seed_makes_runs_repeatable():
     assert first.history["loss"].iloc[-1] < first.history["loss"].iloc[0]
 
 
+@pytest.mark.all_backends
+def test_a_stopped_run_resumes_to_the_uninterrupted_run(tmp_path):
+    """On every backend: the run directory, backups, learning-rate drops and the
+    (seed, epoch) data order; a run stopped after 2 epochs and resumed to 4 ends as the
+    uninterrupted 4-epoch run (rtol 1e-5)."""
+    import data
+
+    def linear():  # softmax regression: learns the digits in a few epochs
+        inputs = keras.Input((8, 8, 3))
+        x = keras.layers.Flatten()(inputs)
+        return keras.Model(inputs, keras.layers.Dense(10, activation="softmax",
+                                                      name="predictions")(x), name="linear")
+
+    def train(run_dir, epochs):
+        scaled = lambda image: image / 255.0  # noqa: E731
+        train_data = data.load("digits", "train", batch_size=64, image_size=8, seed=1,
+                               preprocess=scaled, augment=data.augment.random_flip)
+        val = data.load("digits", "validation", batch_size=128, image_size=8, preprocess=scaled)
+        result = zoo.train(linear, train_data, val, epochs=epochs, run_dir=str(tmp_path / run_dir),
+                           seed=0, learning_rate=0.1, lr_patience=1, verbose=0)
+        return result.history, result.model.get_weights()
+
+    whole, whole_weights = train("whole", 4)
+    train("resumed", 2)
+    resumed, resumed_weights = train("resumed", 4)
+    assert resumed["epoch"].tolist() == [1, 2, 3, 4]
+    for key in whole.columns:
+        np.testing.assert_allclose(resumed[key], whole[key], rtol=1e-5, err_msg=key)
+    for ours, theirs in zip(resumed_weights, whole_weights):
+        np.testing.assert_allclose(ours, theirs, rtol=1e-5, atol=1e-7)
+    assert whole["val_loss"].iloc[-1] < whole["val_loss"].iloc[0]  # it learns
+
+
 def test_schedule_and_reduce_lr_is_a_clear_error():
     schedule = keras.optimizers.schedules.CosineDecay(0.1, 100)
     with pytest.raises(ValueError, match="LearningRateSchedule.*reduce_lr=False"):
