@@ -29,9 +29,8 @@ def check_common_args(weights, pooling, classes, include_top=True, family=None, 
         return None
     from zoo import pretrained
 
-    allowed = ".weights.h5" + {"resnet": ", .safetensors, .pth",
-                               "alexnet": ", .caffemodel",
-                               "googlenet": ", .caffemodel"}.get(family, "")
+    accepted = (".weights.h5",) + pretrained.suffixes(family)
+    allowed = ", ".join(accepted)
     if family is not None and pretrained.is_named(weights):
         entry = pretrained.get_weights(model, weights)
         if include_top and classes != 1000:
@@ -46,8 +45,7 @@ def check_common_args(weights, pooling, classes, include_top=True, family=None, 
             "('imagenet', see zoo.pretrained.list_weights()) or the path to an existing "
             f"local weights file ({allowed}); received {weights!r}."
         )
-    fmt = pretrained.file_format(weights)
-    if fmt != "keras" and (family is None or fmt != pretrained.FAMILY_FORMAT.get(family)):
+    if not str(weights).endswith(accepted):
         raise ValueError(
             f"`weights` file must end in {allowed}; received {str(weights)!r}."
         )

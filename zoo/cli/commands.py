@@ -87,15 +87,16 @@ def _print_weights(model):
     import zoo.pretrained as pretrained
 
     names = pretrained.list_weights(model)
-    default = pretrained._DEFAULTS.get(model)
+    default = pretrained.get_weights(model, "imagenet").name if names else None
     for i, name in enumerate(names):
-        entry = pretrained._ENTRIES[name]
-        label = f"{entry.tag}" + (" (= imagenet)" if name == default else "")
+        entry = pretrained.get_weights(model, name)
+        label = entry.tag + (" (= imagenet)" if name == default else "")
         accuracy = (f"; top-1 {entry.accuracy[0]}%, top-5 {entry.accuracy[1]}% as published"
                     if entry.accuracy else "")
         print(f"  {'weights' if i == 0 else '':<17} {label}: {entry.file_name} "
               f"({entry.source}){accuracy}")
-        print(f"  {'':<17}   preprocessing: {pretrained.describe_preprocessing(entry.preprocessing)}")
+        preprocessing = pretrained.describe_preprocessing(entry.preprocessing)
+        print(f"  {'':<17}   preprocessing: {preprocessing}")
     if names:
         print(f"  {'':<17} files are looked up in {pretrained.cache_dir()}")
 

@@ -111,6 +111,12 @@ def register_weights(entry, default=False):
 FORMATS = {"torchvision": (".safetensors", ".pth", ".pt"), "caffe": (".caffemodel",)}
 FAMILY_FORMAT = {"resnet": "torchvision", "alexnet": "caffe", "googlenet": "caffe"}
 
+
+def suffixes(family):
+    """The converted-file suffixes a model family loads (``()`` for none)."""
+    return FORMATS.get(FAMILY_FORMAT.get(family), ())
+
+
 for _model, _file, _top1, _top5 in (
         ("resnet18", "resnet18-f37072fd.pth", 69.758, 89.078),
         ("resnet34", "resnet34-b627a593.pth", 73.314, 91.420),
@@ -157,8 +163,8 @@ def get_weights(model, weights):
     name = weights if "." in weights else f"{model}.{weights}"
     if name in _ENTRIES and _ENTRIES[name].model == model:
         return _ENTRIES[name]
-    known = ["imagenet"] + [_ENTRIES[n].tag for n in list_weights(model)] if model in _DEFAULTS \
-        else [_ENTRIES[n].tag for n in list_weights(model)]
+    known = (["imagenet"] if model in _DEFAULTS else []) + [
+        _ENTRIES[n].tag for n in list_weights(model)]
     raise ValueError(
         f"{model} has no weights named {weights!r}; known: {known or 'none'}. `weights` may "
         "also be None or the path to a local file (.weights.h5, .safetensors/.pth for "
@@ -187,9 +193,10 @@ def check_hash(path, entry):
     """Raise ``ValueError`` unless ``path``'s hash starts with the entry's published one."""
     actual = file_hash(path, entry.hash_algorithm)
     if not actual.startswith(entry.file_hash.lower()):
+        prefix = "..." if len(entry.file_hash) < len(actual) else ""
         raise ValueError(
             f"{path} is not {entry.name}'s published file: its {entry.hash_algorithm} is "
-            f"{actual}, expected {entry.file_hash}{'...' if len(entry.file_hash) < 40 else ''}. "
+            f"{actual}, expected {entry.file_hash}{prefix}. "
             f"It is damaged or another file; replace it with {entry.url}.")
 
 

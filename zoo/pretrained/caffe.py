@@ -184,10 +184,11 @@ def load(model, path, family):
             continue
         used.add(name)
         values = _keras_values(model, layer, blobs[name], tower, towers)
-        for weight, value, kind in zip(layer.get_weights(), values, ("weights", "bias")):
+        for weight, value, raw, kind in zip(layer.get_weights(), values, blobs[name],
+                                            ("weights", "bias")):
             if weight.shape != value.shape:
-                wrong_shape.append(f"{name} {kind}: file {blobs[name][0 if kind == 'weights' else 1].shape}"
-                                   f" -> {value.shape}, model {layer.name} {weight.shape}")
+                wrong_shape.append(f"{name} {kind}: file {raw.shape} -> {value.shape}, "
+                                   f"model {layer.name} {weight.shape}")
         plan.append((layer, values))
     unexpected = [n for n in blobs if n not in used and not n.startswith(_OPTIONAL[family])]
     return set_if_it_fits(

@@ -86,9 +86,8 @@ def _resize_and_crop(x, resize, crop, warp=False):
         return x
     if resize is not None:
         scale = resize / min(height, width)
-        size = (max(crop, int(round(height * scale))), max(crop, int(round(width * scale))))
-        if warp:
-            size = (resize, resize)
+        size = (resize, resize) if warp else (
+            max(crop, int(round(height * scale))), max(crop, int(round(width * scale))))
         if size != (height, width):
             import keras
 

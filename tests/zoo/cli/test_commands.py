@@ -98,6 +98,11 @@ def test_info_prints_the_model_facts(capsys):
     out = capsys.readouterr().out
     assert "25,557,032 trainable" in out and "4.09 G" in out
     assert "zoo.resnet50(include_top, weights, input_tensor" in out and "stem" in out
+    # The published weights, with torchvision's ImageClassification preset for each.
+    assert "tv_in1k (= imagenet): resnet50-0676ba61.pth" in out
+    assert "tv2_in1k: resnet50-11ad3fa6.pth" in out
+    assert ("shorter side to 232, centre crop 224, RGB / 255, mean (0.485, 0.456, 0.406), "
+            "std (0.229, 0.224, 0.225)") in out
 
 
 def test_train_command_writes_a_run_directory_and_reports_test_error(tmp_path, capsys):
