@@ -26,11 +26,17 @@ $(TEST_STAMP): $(STAMP)
 demo: $(STAMP)
 	$(BIN)/zoo demo
 
+# JAX compiles one random-number kernel per weight shape when a model is built (0.46 s each
+# here: 40 s for a GoogLeNet); its persistent cache lets the test processes share them.
+JAX_CACHE := JAX_COMPILATION_CACHE_DIR=$(CURDIR)/$(VENV)/jax-cache \
+	JAX_PERSISTENT_CACHE_MIN_COMPILE_TIME_SECS=0.1
+
 # The whole suite under TensorFlow, then the backend-agnostic tests (marked all_backends:
 # models, layers, weight conversion, ensembles, metrics, crops, snapshots, export) under JAX.
 test: $(TEST_STAMP)
-	$(BIN)/python -m pytest -n $(JOBS) --dist load
-	KERAS_BACKEND=jax $(BIN)/python -m pytest -n $(JOBS) --dist load -m all_backends tests
+	$(JAX_CACHE) $(BIN)/python -m pytest -n $(JOBS) --dist load
+	$(JAX_CACHE) KERAS_BACKEND=jax $(BIN)/python -m pytest -n $(JOBS) --dist load \
+		-m all_backends tests
 
 bench: $(STAMP)
 	$(BIN)/python benchmarks/run_all.py

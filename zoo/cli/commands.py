@@ -18,6 +18,8 @@ import zoo
 from safeio import atomic_path, directory_lock, write_csv
 from zoo.cli.quiet import tensorflow_started_quietly
 
+QUICK_BATCHES = 10  # `zoo demo --quick`: batches of 32 per AlexNet epoch
+
 
 class _Choices(collections.abc.Sequence):
     """Choices read from a module only when argparse checks or shows them (``zoo --help``
@@ -104,7 +106,8 @@ def _print_weights(model):
 def _cmd_demo(args):
     from zoo.cli import demo
 
-    quick = dict(epochs=1, snapshot_epochs=2, cycles=2) if args.quick else {}
+    quick = dict(epochs=1, snapshot_epochs=2, cycles=2, alexnet_batches=QUICK_BATCHES) \
+        if args.quick else {}
     given = {k: getattr(args, k) for k in ("epochs", "snapshot_epochs", "cycles")
              if getattr(args, k) is not None}  # else demo.run's defaults
     demo.run(output_dir=args.output_dir, seed=args.seed, dataset=args.dataset,
@@ -538,7 +541,9 @@ def _parser():
                       help="epochs of the ResNet-18 snapshot run (default 24)")
     demo.add_argument("--cycles", type=int, default=None, help="snapshot cycles (default 8)")
     demo.add_argument("--seed", type=int, default=0)
-    demo.add_argument("--quick", action="store_true", help="one epoch each (a smoke run)")
+    demo.add_argument("--quick", action="store_true",
+                      help=f"a smoke run: one epoch of {QUICK_BATCHES} batches per AlexNet, "
+                           "two snapshot cycles of one epoch")
     demo.set_defaults(run=_cmd_demo)
     return parser
 

@@ -16,6 +16,7 @@ import time
 import pandas as pd
 
 from safeio import write_csv, write_text
+from safeio.checks import check_positive_int
 
 ALEXNET_SIZE = 67  # AlexNet's smallest input; the ResNet members resize to RESNET_SIZE
 RESNET_SIZE = 8  # the digits' own resolution
@@ -74,9 +75,11 @@ def load_data(dataset="digits", seed=0):
 
 
 def train_members(demo, output_dir, models=MODEL_CHOICES, epochs=6, snapshot_epochs=24,
-                  cycles=8, seed=0, dropouts=(0.3, 0.5), widths=(512, 256), strategy=None):
+                  cycles=8, seed=0, dropouts=(0.3, 0.5), widths=(512, 256), strategy=None,
+                  alexnet_batches=None):
     """Train the AlexNet variants and the ResNet-18 snapshot run; returns ``{group name:
-    [member models]}`` (a member two groups share is trained once)."""
+    [member models]}`` (a member two groups share is trained once). ``alexnet_batches``: an
+    AlexNet epoch is the first that many batches (a smoke run), or all of them (None)."""
     import keras
 
     import data
@@ -97,6 +100,7 @@ def train_members(demo, output_dir, models=MODEL_CHOICES, epochs=6, snapshot_epo
             "alexnet", width=list(widths), dropout=dropouts[0], classes=demo.classes,
             towers=2, kernel_initializer="he"),
     }
+    alexnet_train = demo.train if alexnet_batches is None else demo.train.take(alexnet_batches)
     for group, builders in variants.items():
         groups[group] = []
         for name, build in builders.items():
@@ -104,7 +108,7 @@ def train_members(demo, output_dir, models=MODEL_CHOICES, epochs=6, snapshot_epo
             if config not in results:
                 _say(f"training {name} ({group}) for {epochs} epochs")
                 results[config] = zoo.train(
-                    member(build), demo.train, demo.validation, epochs=epochs,
+                    member(build), alexnet_train, demo.validation, epochs=epochs,
                     learning_rate=0.003, seed=seed + len(results), strategy=strategy,
                     run_dir=os.path.join(output_dir, name), verbose=0)
                 error = 1 - results[config].history["val_top1_accuracy"].iloc[-1]
@@ -210,16 +214,19 @@ def serve(combined, test, export_dir, count=5):
 
 def run(output_dir="runs/demo", epochs=6, snapshot_epochs=24, cycles=8, seed=0,
         dropouts=(0.3, 0.5), widths=(512, 256), dataset="digits", models=MODEL_CHOICES,
-        strategy=None):
+        strategy=None, alexnet_batches=None):
     """Run the demo's four steps; returns the results table (a pandas DataFrame).
 
     ``dataset``: the embedded digits, a TFDS name or an image folder (with a train split and
     a validation and/or test split); ``models``: which of the AlexNet variants and the
-    ResNet-18 snapshot ensemble to train.
+    ResNet-18 snapshot ensemble to train; ``alexnet_batches``: AlexNet epochs of that many
+    batches (``zoo demo --quick`` trains on 10 per epoch), or of the whole training split
+    (None).
 
     Example:
 
-    >>> table = run("runs/demo", epochs=1, snapshot_epochs=2, cycles=2)   # doctest: +SKIP
+    >>> table = run("runs/demo", epochs=1, snapshot_epochs=2, cycles=2,
+    ...             alexnet_batches=10)   # doctest: +SKIP
     """
     import zoo
 
@@ -228,6 +235,7 @@ def run(output_dir="runs/demo", epochs=6, snapshot_epochs=24, cycles=8, seed=0,
     if not models or any(m not in MODEL_CHOICES for m in models):
         raise ValueError(f"`models` must be a non-empty subset of {MODEL_CHOICES}; received "
                          f"{models!r}.")
+    check_positive_int(alexnet_batches, "alexnet_batches", allow_none=True)
     strategy = strategy or zoo.distribute.mirrored(devices=2)
     _say(f"{strategy.num_replicas_in_sync} replicas: "
          f"{', '.join(strategy.extended.worker_devices)}")
@@ -235,7 +243,7 @@ def run(output_dir="runs/demo", epochs=6, snapshot_epochs=24, cycles=8, seed=0,
     demo = load_data(dataset, seed)
     demo.stats.save(os.path.join(output_dir, "statistics.npz"))
     groups = train_members(demo, output_dir, models, epochs, snapshot_epochs, cycles, seed,
-                           dropouts, widths, strategy)
+                           dropouts, widths, strategy, alexnet_batches)
     _say(f"evaluating members and ensembles on the {demo.test_split} split")
     table, combined, predictions = evaluate(groups, demo.test)
     with pd.option_context("display.width", 140, "display.max_columns", 10):
