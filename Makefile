@@ -7,9 +7,10 @@ BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed-stamp
 TEST_STAMP := $(VENV)/.installed-test-stamp
 # pytest-xdist workers (`make test JOBS=1` for one process): on 2 cores, 2 workers take the
-# suite from 26 to 16 minutes, as much of it waits on subprocesses and TensorFlow start-up.
+# suite from 26 to 16 minutes, as much of it waits on subprocesses and TensorFlow start-up;
+# a third worker fills the cores while the others wait.
 # Tests go to whichever worker is free (--dist load), so one long file does not hold a worker.
-JOBS ?= 2
+JOBS ?= 3
 PIP := $(BIN)/python -m pip install --disable-pip-version-check -q
 
 .PHONY: demo test bench bench-gpu clean

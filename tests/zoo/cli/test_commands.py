@@ -1,5 +1,6 @@
 import json
 import os
+import re
 import subprocess
 import sys
 
@@ -171,6 +172,20 @@ def test_demo_smoke_run_end_to_end(tmp_path):
                  os.path.join("ensemble_savedmodel", "saved_model.pb"),
                  os.path.join("alexnet_dropout0p3", "learning_curves.png")):
         assert os.path.exists(os.path.join(out, name)), name
+
+
+@pytest.mark.parametrize("kwargs, message", [
+    (dict(models=["vgg"]), "`models` must be a non-empty subset of ('alexnet', 'resnet18'); "
+                           "received ['vgg']."),
+    (dict(alexnet_batches=0), "`alexnet_batches` must be None or a positive integer; "
+                              "received 0."),
+])
+def test_demo_arguments_are_checked_before_any_work(kwargs, message, tmp_path):
+    from zoo.cli import demo
+
+    with pytest.raises(ValueError, match=re.escape(message)):
+        demo.run(str(tmp_path / "demo"), **kwargs)
+    assert not os.path.exists(tmp_path / "demo")
 
 
 def _saved_members(tmp_path, count=2):
