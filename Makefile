@@ -16,7 +16,7 @@ JOBS ?= 3
 JAX_JOBS ?= 2
 PIP := $(BIN)/python -m pip install --disable-pip-version-check -q
 
-.PHONY: demo test bench bench-gpu clean
+.PHONY: demo test test-all bench bench-gpu clean
 
 $(STAMP): setup.py
 	@$(BIN)/python -c "" 2>/dev/null || { rm -rf $(VENV) && $(PYTHON) -m venv $(VENV); }
@@ -37,12 +37,21 @@ demo: $(STAMP)
 JAX_CACHE := JAX_COMPILATION_CACHE_DIR=$(CURDIR)/$(VENV)/jax-cache \
 	JAX_PERSISTENT_CACHE_MIN_COMPILE_TIME_SECS=0.1 JAX_THREEFRY_PARTITIONABLE=0
 
-# The whole suite under TensorFlow, then the backend-agnostic tests (marked all_backends:
-# models, layers, weight conversion, ensembles, metrics, crops, snapshots, export) under JAX.
+# The fast tier: every module at tiny sizes under TensorFlow, then the backend-agnostic
+# tests (marked all_backends: models, layers, weight conversion, ensembles, metrics, crops,
+# snapshots, export) under JAX. `make test-all` adds the slow tier (TIER=--run-slow: the
+# tests marked slow).
+TIER ?=
 test: $(TEST_STAMP)
-	$(JAX_CACHE) $(BIN)/python -m pytest -n $(JOBS) --dist load
+	$(JAX_CACHE) $(BIN)/python -m pytest -n $(JOBS) --dist load $(TIER)
 	$(JAX_CACHE) KERAS_BACKEND=jax $(BIN)/python -m pytest -n $(JAX_JOBS) --dist load \
-		-m all_backends tests
+		-m all_backends tests $(TIER)
+
+# Everything, as CI runs it: the fast tier and the slow one (science tests on real digits,
+# the kill test at every named point, the demo smoke run, the notebook, cross-process
+# backend checks, the GPU benchmark's smoke run).
+test-all: $(TEST_STAMP)
+	$(MAKE) test TIER=--run-slow
 
 bench: $(STAMP)
 	$(BIN)/python benchmarks/run_all.py

@@ -45,19 +45,42 @@ def test_lrn_matches_paper_formula_including_channel_edges(kwargs):
 
 
 def test_lrn_agrees_with_tensorflows_op_and_keeps_bfloat16():
-    """TensorFlow's own tf.nn.local_response_normalization (the layer's former body) as an
-    outside reference; under mixed bfloat16 the output is bfloat16, computed in float32."""
+    """TensorFlow's own tf.nn.local_response_normalization as an outside reference for the
+    keras.ops formula (what JAX and PyTorch run); under mixed bfloat16 the output is
+    bfloat16, computed in float32."""
     import tensorflow as tf
 
     a = (np.random.default_rng(1).normal(size=(2, 5, 5, 16)) * 20).astype("float32")
     expected = tf.nn.local_response_normalization(a, depth_radius=2, bias=2.0, alpha=1e-4,
                                                   beta=0.75).numpy()
-    got = keras.ops.convert_to_numpy(LocalResponseNormalization()(a))
-    np.testing.assert_allclose(got, expected, rtol=1e-5, atol=1e-6)
+    layer = LocalResponseNormalization()
+    np.testing.assert_allclose(keras.ops.convert_to_numpy(layer.formula(a)), expected,
+                               rtol=1e-5, atol=1e-6)
+    np.testing.assert_allclose(keras.ops.convert_to_numpy(layer(a)), expected, rtol=1e-5,
+                               atol=1e-6)
     half = LocalResponseNormalization(dtype="mixed_bfloat16")(a)
     assert keras.backend.standardize_dtype(half.dtype) == "bfloat16"
     np.testing.assert_allclose(keras.ops.convert_to_numpy(keras.ops.cast(half, "float32")),
                                expected, rtol=2e-2, atol=1e-2)
+
+
+def test_lrn_gradient_of_the_fused_op_equals_the_formulas():
+    """On TensorFlow the layer runs the fused op and its fused gradient; that gradient
+    equals the gradient of the keras.ops formula (TensorFlow's autodiff)."""
+    if keras.backend.backend() != "tensorflow":
+        pytest.skip("the fused op is TensorFlow's")
+    import tensorflow as tf
+
+    a = tf.constant((np.random.default_rng(2).normal(size=(2, 4, 4, 9)) * 25).astype("float32"))
+    weights = tf.constant(np.random.default_rng(3).normal(size=(2, 4, 4, 9)).astype("float32"))
+    layer = LocalResponseNormalization(depth_radius=3, bias=1.0, alpha=1e-3, beta=0.75)
+    grads = []
+    for function in (layer, layer.formula):
+        with tf.GradientTape() as tape:
+            tape.watch(a)
+            loss = tf.reduce_sum(function(a) * weights)
+        grads.append(tape.gradient(loss, a).numpy())
+    np.testing.assert_allclose(grads[0], grads[1], rtol=1e-4, atol=1e-6)
 
 
 def test_lrn_paper_defaults_and_config_round_trip():

@@ -18,7 +18,7 @@ import zoo
 from safeio import atomic_path, directory_lock, write_csv
 from zoo.cli.quiet import tensorflow_started_quietly
 
-QUICK_BATCHES = 10  # `zoo demo --quick`: batches of 32 per AlexNet epoch
+QUICK_TRAIN_SPLIT = "train[:320]"  # `zoo demo --quick`: 10 batches of 32 per epoch
 
 
 class _Choices(collections.abc.Sequence):
@@ -106,7 +106,7 @@ def _print_weights(model):
 def _cmd_demo(args):
     from zoo.cli import demo
 
-    quick = dict(epochs=1, snapshot_epochs=2, cycles=2, alexnet_batches=QUICK_BATCHES) \
+    quick = dict(epochs=1, snapshot_epochs=2, cycles=2, train_split=QUICK_TRAIN_SPLIT) \
         if args.quick else {}
     given = {k: getattr(args, k) for k in ("epochs", "snapshot_epochs", "cycles")
              if getattr(args, k) is not None}  # else demo.run's defaults
@@ -131,68 +131,42 @@ def _model_args(pairs):
 
 class _Setup:
     """What the model-and-dataset commands share: the input size, the paper's data pipeline
-    (training: random crops of images loaded at the larger scale, flips, PCA colour as
-    ``--augment`` asks; evaluation: the centre crop), the training set's pixel statistics
-    (saved in the run directory) and a builder that puts the normalisation inside the
-    model."""
+    (``data.pipeline``: training through ``--augment``, evaluation on the centre crop when
+    it crops), the training set's pixel statistics (saved in the run directory) and a
+    builder that puts the normalisation inside the model."""
 
     def __init__(self, args, run_dir):
         import data
 
         with directory_lock(run_dir):  # another run there: one line now, before any work
             pass
-        self.info = data.info(args.dataset, data_dir=args.data_dir)
+        info = data.info(args.dataset, data_dir=args.data_dir)
         entry = zoo.registry.get_entry(args.model)
-        native = self.info.image_shape[0] if self.info.image_shape else entry.input_size
-        self.size = args.image_size or max(native, entry.min_input_size)
-        ops = data.augment.parse(args.augment)
-        # With random crops, images are loaded larger (shorter side 256/224 of the crop, a
-        # centre square) and evaluated on their centre crop; otherwise at the input size.
-        self.scale = data.crop_scale(self.size) if "crop" in ops else None
-        self.load_kwargs = dict(batch_size=args.batch_size, seed=args.seed,
-                                data_dir=args.data_dir)
-        self.dataset = args.dataset
-        print(f"Computing the training set's pixel statistics ({self.size}x{self.size}) ...",
+        native = info.image_shape[0] if info.image_shape else entry.input_size
+        size = args.image_size or max(native, entry.min_input_size)
+        print(f"Computing the training set's pixel statistics ({size}x{size}) ...",
               flush=True)
-        self.stats = data.compute_statistics(self.load(split="train", shuffle=False))
-        self.augment = data.augment.from_spec(args.augment, self.size, self.stats)
+        self.data = data.pipeline(args.dataset, size, augment=args.augment,
+                                  batch_size=args.batch_size, seed=args.seed,
+                                  data_dir=args.data_dir, info=info)
+        self.info, self.size = info, size
         self.normalize = args.normalize
         os.makedirs(run_dir, exist_ok=True)
-        self.stats.save(os.path.join(run_dir, "statistics.npz"))
-        self.val_split = next((s for s in ("validation", "test") if s in self.info.splits),
-                              None)
+        self.data.statistics.save(os.path.join(run_dir, "statistics.npz"))
+        self.val_split = next(iter(self.data.held_out), None)
         self.model_kwargs = _model_args(args.model_arg)
         self.model = args.model
 
-    def _sizing(self):
-        """The input size, or (with random crops) the larger scale they are taken from."""
-        return dict(image_size=self.size) if self.scale is None else dict(scale=self.scale)
-
     def load(self, split, shuffle=None):
-        """Evaluation images (and the statistics pass): the input size, or the centre crop
-        of the larger scale."""
-        import data
-
-        crop = {} if self.scale is None else dict(center_crop=self.size)
-        return data.load(self.dataset, split, shuffle=shuffle, **self._sizing(), **crop,
-                         **self.load_kwargs)
+        return self.data.load(split, shuffle=shuffle)
 
     def load_train(self):
-        """Training images through the ``--augment`` pipeline (random crops of the larger
-        scale with ``crop``)."""
-        import data
-
-        return data.load(self.dataset, "train", augment=self.augment, **self._sizing(),
-                         **self.load_kwargs)
+        return self.data.train()
 
     def build(self, **overrides):
-        import data
-
-        shape = (self.size, self.size, 3)
         return zoo.get_model(self.model, classes=self.info.num_classes,
                              **{**self.model_kwargs, **overrides},
-                             input_tensor=data.normalized_input(self.stats, shape,
-                                                                normalize=self.normalize))
+                             input_tensor=self.data.input(normalize=self.normalize))
 
 
 def _default_run_dir(args, kind=None):
@@ -527,8 +501,9 @@ def _parser():
 
     demo = sub.add_parser("demo", help="the whole product on the embedded digits",
                           description="Train AlexNet dropout/width variants and a ResNet-18 "
-                          "snapshot ensemble on the embedded digits under the two-device "
-                          "mirrored strategy, evaluate every ensemble, export and serve.")
+                          "snapshot ensemble on the embedded digits (the AlexNets under the "
+                          "two-device mirrored strategy), evaluate every ensemble, export and "
+                          "serve.")
     demo.add_argument("--output-dir", default="runs/demo")
     demo.add_argument("--dataset", default="digits",
                       help="'digits' (embedded), a TFDS name or an image folder")
@@ -538,11 +513,11 @@ def _parser():
     demo.add_argument("--epochs", type=int, default=None,
                       help="epochs per AlexNet member (default 6)")
     demo.add_argument("--snapshot-epochs", type=int, default=None,
-                      help="epochs of the ResNet-18 snapshot run (default 24)")
-    demo.add_argument("--cycles", type=int, default=None, help="snapshot cycles (default 8)")
+                      help="epochs of the ResNet-18 snapshot run (default 18)")
+    demo.add_argument("--cycles", type=int, default=None, help="snapshot cycles (default 6)")
     demo.add_argument("--seed", type=int, default=0)
     demo.add_argument("--quick", action="store_true",
-                      help=f"a smoke run: one epoch of {QUICK_BATCHES} batches per AlexNet, "
+                      help=f"a smoke run on {QUICK_TRAIN_SPLIT!r}: one epoch per AlexNet, "
                            "two snapshot cycles of one epoch")
     demo.set_defaults(run=_cmd_demo)
     return parser

@@ -9,7 +9,6 @@ Markdown report; :func:`serve` exports the combined ensemble as one SavedModel, 
 and classifies a few test images with their uncertainty. :func:`run` does all four.
 """
 
-import dataclasses
 import os
 import time
 
@@ -21,115 +20,111 @@ from safeio.checks import check_positive_int
 ALEXNET_SIZE = 67  # AlexNet's smallest input; the ResNet members resize to RESNET_SIZE
 RESNET_SIZE = 8  # the digits' own resolution
 MODEL_CHOICES = ("alexnet", "resnet18")
+HELD_OUT = ("validation", "test")  # the first present validates, the last tests
+BATCH_SIZE = 32  # the AlexNets'
+SNAPSHOT_BATCH_SIZE = 64  # the ResNet-18 snapshot run's
+ALEXNET_PEAK_LR = 1e-3
+ALEXNET_WARMUP_EPOCHS = 1
 
 
 def _say(message):
     print(f"[demo {time.strftime('%H:%M:%S')}] {message}", flush=True)
 
 
-@dataclasses.dataclass
-class DemoData:
-    """The demo's datasets: the paper's pipeline at the AlexNet input size."""
-
-    name: str
-    classes: int
-    scale: int  # images load with this shorter side, then are cropped to ALEXNET_SIZE
-    stats: object  # the training set's data.ImageStatistics
-    train: object  # random crops
-    validation: object  # centre crops, from here on
-    test: object
-    test_split: str
-
-    def load(self, split, **kwargs):
-        return _centre_crops(self.name, split, self.scale, **kwargs)
-
-
-def _centre_crops(dataset, split, scale, **kwargs):
-    """``split`` at the larger scale, then its central ALEXNET_SIZE crop."""
-    import data
-
-    return data.load(dataset, split, scale=scale, center_crop=ALEXNET_SIZE, **kwargs)
-
-
-def load_data(dataset="digits", seed=0):
-    """The paper's pipeline: images at the larger scale (shorter side 256/224 of the input),
-    random crops of the input size to train, the centre crop to evaluate. No flips: a
-    mirrored digit is another shape."""
+def load_data(dataset="digits", seed=0, train_split="train"):
+    """The paper's pipeline (``data.pipeline``) at the AlexNet input size: images at the
+    larger scale (shorter side 256/224 of the input), random crops of the input size to
+    train, the centre crop to evaluate. No flips: a mirrored digit is another shape."""
     import data
 
     info = data.info(dataset)
-    held_out = [s for s in ("validation", "test") if s in info.splits]
-    if "train" not in info.splits or not held_out:
+    if "train" not in info.splits or not any(s in info.splits for s in HELD_OUT):
         raise ValueError(f"The demo needs a train split and a validation or test split; "
                          f"{dataset!r} has {sorted(info.splits)}.")
-    scale = data.crop_scale(ALEXNET_SIZE)
-    crops = data.augment.from_spec("crop", ALEXNET_SIZE)
-    return DemoData(
-        dataset, info.num_classes, scale,
-        stats=data.compute_statistics(_centre_crops(dataset, "train", scale, shuffle=False)),
-        train=data.load(dataset, "train", scale=scale, augment=crops, batch_size=32,
-                        seed=seed),
-        validation=_centre_crops(dataset, held_out[0], scale, batch_size=128),
-        test=_centre_crops(dataset, held_out[-1], scale, batch_size=128),
-        test_split=held_out[-1])
+    return data.pipeline(dataset, ALEXNET_SIZE, augment="crop", batch_size=BATCH_SIZE,
+                         seed=seed, train_split=train_split, info=info)
 
 
-def train_members(demo, output_dir, models=MODEL_CHOICES, epochs=6, snapshot_epochs=24,
-                  cycles=8, seed=0, dropouts=(0.3, 0.5), widths=(512, 256), strategy=None,
-                  alexnet_batches=None):
-    """Train the AlexNet variants and the ResNet-18 snapshot run; returns ``{group name:
-    [member models]}`` (a member two groups share is trained once). ``alexnet_batches``: an
-    AlexNet epoch is the first that many batches (a smoke run), or all of them (None)."""
+def _warmup_cosine(peak, epochs, steps_per_epoch, warmup_epochs):
+    """Adam whose rate rises linearly from 0 to ``peak`` over ``warmup_epochs`` (Goyal et
+    al. 2017), then follows a cosine to 0 (Keras' CosineDecay). Six epochs are too few for
+    ReduceLROnPlateau; with SGD, rates that learn in six epochs killed the ReLUs of some
+    seeds' LRN AlexNets (``benchmarks/demo_seeds.py``)."""
     import keras
 
-    import data
+    import zoo
+
+    warmup = min(warmup_epochs, epochs - 1) * steps_per_epoch
+    schedule = keras.optimizers.schedules.CosineDecay(
+        0.0 if warmup else peak, epochs * steps_per_epoch - warmup,
+        warmup_target=peak if warmup else None, warmup_steps=warmup)
+    return lambda: zoo.make_optimizer("adam", schedule, weight_decay=5e-4)
+
+
+def train_members(demo, output_dir, models=MODEL_CHOICES, epochs=6, snapshot_epochs=18,
+                  cycles=6, seed=0, dropouts=(0.3, 0.5), widths=(512, 256), strategy=None):
+    """Train the AlexNet variants (the first, which both groups share, under ``strategy``,
+    the others on one device) and the ResNet-18 snapshot run (on one device); returns
+    ``{group name: [member models]}`` (a member two groups share is trained once)."""
+    import keras
+
     import ensembles
     import zoo
 
-    shape = (ALEXNET_SIZE, ALEXNET_SIZE, 3)
+    validation = demo.load(demo.held_out[0], batch_size=128)
+    train = demo.train()
 
     def member(build):  # built by zoo.train, under the strategy: the input layers too
-        return lambda: build(input_tensor=data.normalized_input(demo.stats, shape))
+        return lambda: build(input_tensor=demo.input())
 
     groups, results = {}, {}
     variants = {} if "alexnet" not in models else {
         "alexnet dropout variants": ensembles.variants(
-            "alexnet", dropout=list(dropouts), width=widths[0], classes=demo.classes,
+            "alexnet", dropout=list(dropouts), width=widths[0], classes=demo.info.num_classes,
             towers=2, kernel_initializer="he"),
         "alexnet width variants": ensembles.variants(
-            "alexnet", width=list(widths), dropout=dropouts[0], classes=demo.classes,
+            "alexnet", width=list(widths), dropout=dropouts[0], classes=demo.info.num_classes,
             towers=2, kernel_initializer="he"),
     }
-    alexnet_train = demo.train if alexnet_batches is None else demo.train.take(alexnet_batches)
+    optimizer = _warmup_cosine(ALEXNET_PEAK_LR, epochs, int(train.cardinality()),
+                               ALEXNET_WARMUP_EPOCHS)
     for group, builders in variants.items():
         groups[group] = []
         for name, build in builders.items():
             config = tuple(sorted((k, v) for k, v in build.keywords.items() if k != "name"))
             if config not in results:
-                _say(f"training {name} ({group}) for {epochs} epochs")
+                # The first member (in both groups) under the strategy, the others on one
+                # device: on a CPU the two-device strategy costs time, not speed (README).
+                chosen = strategy if not results else "auto"
+                where = (f"{strategy.num_replicas_in_sync} replicas" if not results else
+                         "one device")
+                _say(f"training {name} ({group}) for {epochs} epochs on {where}")
+                start = time.time()
                 results[config] = zoo.train(
-                    member(build), alexnet_train, demo.validation, epochs=epochs,
-                    learning_rate=0.003, seed=seed + len(results), strategy=strategy,
+                    member(build), train, validation, epochs=epochs, optimizer=optimizer,
+                    reduce_lr=False, seed=seed + len(results), strategy=chosen,
                     run_dir=os.path.join(output_dir, name), verbose=0)
                 error = 1 - results[config].history["val_top1_accuracy"].iloc[-1]
-                _say(f"  val top-1 error {100 * error:.2f} %")
+                _say(f"  val top-1 error {100 * error:.2f} % ({time.time() - start:.0f} s)")
             groups[group].append(results[config].model)
 
     def resnet():
-        x = data.normalized_input(demo.stats, shape)
         x = keras.layers.Resizing(RESNET_SIZE, RESNET_SIZE, interpolation="area",
-                                  name="resize")(x)
-        return zoo.resnet18(input_tensor=x, classes=demo.classes, width=0.25, stem="cifar")
+                                  name="resize")(demo.input())
+        return zoo.resnet18(input_tensor=x, classes=demo.info.num_classes, width=0.25,
+                            stem="cifar")
 
     if "resnet18" in models:
         _say(f"training resnet18 (cifar stem) as a {cycles}-cycle snapshot ensemble, "
-             f"{snapshot_epochs} epochs")
+             f"{snapshot_epochs} epochs, on one device")
+        start = time.time()
         # Centre crops, no random crops: the tiny ResNet sees the digits at 8x8.
         _, paths = ensembles.train_snapshots(
-            resnet, demo.load("train", batch_size=32, seed=seed), demo.validation,
+            resnet, demo.load(demo.train_split, batch_size=SNAPSHOT_BATCH_SIZE), validation,
             epochs=snapshot_epochs, cycles=cycles, learning_rate=0.3, weight_decay=1e-4,
-            seed=seed, strategy=strategy,
+            seed=seed, strategy="auto",
             run_dir=os.path.join(output_dir, "resnet18_snapshots"), verbose=0)
+        _say(f"  {len(paths)} snapshots ({time.time() - start:.0f} s)")
         groups["resnet18 snapshots"] = ensembles.members_of(
             ensembles.from_snapshots(resnet, paths, last=min(4, len(paths))))
     return groups
@@ -212,21 +207,21 @@ def serve(combined, test, export_dir, count=5):
             for i in range(count)]
 
 
-def run(output_dir="runs/demo", epochs=6, snapshot_epochs=24, cycles=8, seed=0,
+def run(output_dir="runs/demo", epochs=6, snapshot_epochs=18, cycles=6, seed=0,
         dropouts=(0.3, 0.5), widths=(512, 256), dataset="digits", models=MODEL_CHOICES,
-        strategy=None, alexnet_batches=None):
+        strategy=None, train_split="train"):
     """Run the demo's four steps; returns the results table (a pandas DataFrame).
 
     ``dataset``: the embedded digits, a TFDS name or an image folder (with a train split and
     a validation and/or test split); ``models``: which of the AlexNet variants and the
-    ResNet-18 snapshot ensemble to train; ``alexnet_batches``: AlexNet epochs of that many
-    batches (``zoo demo --quick`` trains on 10 per epoch), or of the whole training split
-    (None).
+    ResNet-18 snapshot ensemble to train; ``strategy``: the AlexNets' (default: the
+    two-device ``MirroredStrategy``); ``train_split``: the training split, which may be
+    sliced as TFDS slices (``zoo demo --quick`` trains on ``"train[:320]"``).
 
     Example:
 
     >>> table = run("runs/demo", epochs=1, snapshot_epochs=2, cycles=2,
-    ...             alexnet_batches=10)   # doctest: +SKIP
+    ...             train_split="train[:320]")   # doctest: +SKIP
     """
     import zoo
 
@@ -235,31 +230,44 @@ def run(output_dir="runs/demo", epochs=6, snapshot_epochs=24, cycles=8, seed=0,
     if not models or any(m not in MODEL_CHOICES for m in models):
         raise ValueError(f"`models` must be a non-empty subset of {MODEL_CHOICES}; received "
                          f"{models!r}.")
-    check_positive_int(alexnet_batches, "alexnet_batches", allow_none=True)
+    for name, value in (("epochs", epochs), ("snapshot_epochs", snapshot_epochs),
+                        ("cycles", cycles)):
+        check_positive_int(value, name)
     strategy = strategy or zoo.distribute.mirrored(devices=2)
     _say(f"{strategy.num_replicas_in_sync} replicas: "
          f"{', '.join(strategy.extended.worker_devices)}")
     os.makedirs(output_dir, exist_ok=True)
-    demo = load_data(dataset, seed)
-    demo.stats.save(os.path.join(output_dir, "statistics.npz"))
+    steps = {}
+    clock = time.time()
+    demo = load_data(dataset, seed, train_split)
+    demo.statistics.save(os.path.join(output_dir, "statistics.npz"))
+    test_split = demo.held_out[-1]
+    test = demo.load(test_split, batch_size=128)
+    steps["data"], clock = time.time() - clock, time.time()
     groups = train_members(demo, output_dir, models, epochs, snapshot_epochs, cycles, seed,
-                           dropouts, widths, strategy, alexnet_batches)
-    _say(f"evaluating members and ensembles on the {demo.test_split} split")
-    table, combined, predictions = evaluate(groups, demo.test)
+                           dropouts, widths, strategy)
+    steps["training"], clock = time.time() - clock, time.time()
+    _say(f"evaluating members and ensembles on the {test_split} split")
+    table, combined, predictions = evaluate(groups, test)
     with pd.option_context("display.width", 140, "display.max_columns", 10):
         print(table.drop(columns="group").round(4).to_string())
+    steps["evaluation"], clock = time.time() - clock, time.time()
     export_dir = os.path.join(output_dir, "ensemble_savedmodel")
-    lines = serve(combined, demo.test, export_dir)
+    lines = serve(combined, test, export_dir)
     _say("the reloaded SavedModel classifies five test images:")
     for line in lines:
         print("  " + line)
-    header = (f"# zoo demo on {demo.name}\n\n{strategy.num_replicas_in_sync} replicas (data "
-              f"parallel); AlexNet members at {ALEXNET_SIZE}x{ALEXNET_SIZE} (two towers, LRN), "
-              f"trained on random crops of images at {demo.scale}x{demo.scale}, ResNet-18 "
-              f"snapshots at {RESNET_SIZE}x{RESNET_SIZE}; every model tested on the centre "
-              f"crop. Test split: {len(predictions[2])} images.")
+    steps["export and serving"], clock = time.time() - clock, time.time()
+    header = (f"# zoo demo on {demo.dataset}\n\nAlexNet members at {ALEXNET_SIZE}x"
+              f"{ALEXNET_SIZE} (two towers, LRN) trained on random crops of images at "
+              f"{demo.scale}x{demo.scale} (the first on {strategy.num_replicas_in_sync} "
+              f"replicas, data parallel), ResNet-18 snapshots at {RESNET_SIZE}x{RESNET_SIZE}; "
+              f"every model tested on the centre crop. Test split: {len(predictions[2])} "
+              f"images.")
     path = report(table, combined, predictions, output_dir, header, lines)
-    _say(f"done in {time.time() - start:.0f} s")
+    steps["report"] = time.time() - clock
+    _say(f"done in {time.time() - start:.0f} s ("
+         + ", ".join(f"{k} {v:.0f} s" for k, v in steps.items()) + ")")
     print(f"Results table: {os.path.join(output_dir, 'results.csv')}")
     print(f"Report:        {path}")
     print(f"Plots:         {output_dir}/size_curve.png, reliability.png, "

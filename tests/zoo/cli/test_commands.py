@@ -177,8 +177,8 @@ def test_demo_smoke_run_end_to_end(tmp_path):
 @pytest.mark.parametrize("kwargs, message", [
     (dict(models=["vgg"]), "`models` must be a non-empty subset of ('alexnet', 'resnet18'); "
                            "received ['vgg']."),
-    (dict(alexnet_batches=0), "`alexnet_batches` must be None or a positive integer; "
-                              "received 0."),
+    (dict(epochs=0), "`epochs` must be a positive integer; received 0."),
+    (dict(cycles=2.5), "`cycles` must be a positive integer; received 2.5."),
 ])
 def test_demo_arguments_are_checked_before_any_work(kwargs, message, tmp_path):
     from zoo.cli import demo

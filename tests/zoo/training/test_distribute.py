@@ -1,9 +1,11 @@
+import inspect
 import json
 import subprocess
 import sys
 import textwrap
 
 import pytest
+import tensorflow as tf
 
 import zoo
 
@@ -83,3 +85,22 @@ def test_mirrored_after_initialisation_explains_itself():
     result = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True,
                             timeout=120)
     assert "first, before loading data" in result.stdout, result.stderr[-2000:]
+
+
+def test_per_device_iterators_run_without_autotuning_inside_steady_device_iterators(
+        monkeypatch):
+    """The private TensorFlow function the strategy builds its per-device datasets with is
+    where zoo.training.distribute expects it (this fails loudly if TensorFlow moves it),
+    and inside the context what it returns has tf.data's autotuning off, restored after."""
+    from tensorflow.python.data.ops import multi_device_iterator_ops as mdi
+
+    assert list(inspect.signature(mdi._create_device_dataset).parameters) == [
+        "prototype_ds", "incarnation_id", "prefetch_buffer_size", "experimental_slack"]
+    made = lambda *args, **kwargs: tf.data.Dataset.range(3)  # noqa: E731
+    monkeypatch.setattr(mdi, "_create_device_dataset", made)
+    with zoo.distribute.steady_device_iterators():
+        inside = mdi._create_device_dataset(None, None, 1, False)
+        assert inside.options().autotune.enabled is False
+        assert list(inside.as_numpy_iterator()) == [0, 1, 2]
+    assert mdi._create_device_dataset is made
+    assert mdi._create_device_dataset().options().autotune.enabled is not False

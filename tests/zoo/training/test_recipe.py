@@ -91,6 +91,24 @@ def test_a_stopped_run_resumes_to_the_uninterrupted_run(tmp_path):
     assert whole["val_loss"].iloc[-1] < whole["val_loss"].iloc[0]  # it learns
 
 
+def test_fit_reads_a_dataset_of_known_length_through_one_iterator():
+    """A dataset of known length goes to fit repeated, with its length as steps_per_epoch
+    (one iterator for the run, each epoch one pass); others go as they are."""
+    from zoo.training.recipe import _one_stream
+
+    batches = tf.data.Dataset.range(10).batch(4)  # 3 batches, the last of 2
+    stream, steps = _one_stream(batches)
+    assert steps == 3 and int(stream.cardinality()) == tf.data.INFINITE_CARDINALITY
+    passes = [b.tolist() for b in stream.take(6).as_numpy_iterator()]
+    assert passes[:3] == passes[3:] == [[0, 1, 2, 3], [4, 5, 6, 7], [8, 9]]
+    unknown = batches.filter(lambda b: True)
+    assert _one_stream(unknown) == (unknown, None)
+    endless = batches.repeat()
+    assert _one_stream(endless) == (endless, None)
+    arrays = (np.zeros((4, 2)), np.zeros(4))
+    assert _one_stream(arrays) == (arrays, None)
+
+
 def test_schedule_and_reduce_lr_is_a_clear_error():
     schedule = keras.optimizers.schedules.CosineDecay(0.1, 100)
     with pytest.raises(ValueError, match="LearningRateSchedule.*reduce_lr=False"):

@@ -1,0 +1,94 @@
+"""``data.pipeline``: the paper's data pipeline for one dataset at one input size.
+
+What ``zoo train``/``diagnose``/``search`` and ``zoo demo`` share: the training split
+through the augmentation (random crops of images loaded at the larger scale when the
+augmentation crops), evaluation splits at the input size or as the centre crop of that
+larger scale, and the training set's pixel statistics, computed once on the evaluation
+view of the training split.
+"""
+
+import dataclasses
+
+from data import augment as augment_ops
+from data.datasets import info as dataset_info
+from data.datasets import load
+from data.preprocess import compute_statistics, normalized_input
+from data.tta import crop_scale
+from safeio.checks import check_positive_int
+
+
+@dataclasses.dataclass
+class Pipeline:
+    """One dataset at one input size; make it with :func:`pipeline`."""
+
+    dataset: str
+    info: object  # data.DatasetInfo
+    size: int  # the model's input: size x size
+    scale: int  # with random crops: images load with this shorter side; else None
+    statistics: object  # data.ImageStatistics of the training split's evaluation view
+    augment: object  # (image, seed) -> image, or None
+    batch_size: int
+    seed: int
+    data_dir: str = None
+    train_split: str = "train"
+
+    @property
+    def held_out(self):
+        """The held-out splits present, validation first: ``["validation", "test"]`` or
+        fewer."""
+        return [s for s in ("validation", "test") if s in self.info.splits]
+
+    def _sizing(self):
+        return dict(image_size=self.size) if self.scale is None else dict(scale=self.scale)
+
+    def load(self, split, shuffle=None, batch_size=None):
+        """``split`` as the model is evaluated on it: at the input size, or the centre crop
+        of the larger scale."""
+        crop = {} if self.scale is None else dict(center_crop=self.size)
+        return load(self.dataset, split, batch_size=batch_size or self.batch_size,
+                    shuffle=shuffle, seed=self.seed, data_dir=self.data_dir,
+                    **self._sizing(), **crop)
+
+    def train(self, batch_size=None):
+        """The training split through the augmentation, shuffled and augmented anew each
+        epoch from ``(seed, epoch)`` (see ``data.set_epoch``)."""
+        return load(self.dataset, self.train_split, batch_size=batch_size or self.batch_size,
+                    augment=self.augment, seed=self.seed, data_dir=self.data_dir,
+                    **self._sizing())
+
+    def input(self, normalize="standardize"):
+        """A Keras input of the input size that normalises raw pixels with the training
+        statistics (``data.normalized_input``): pass it as a builder's ``input_tensor``."""
+        return normalized_input(self.statistics, (self.size, self.size, 3),
+                                normalize=normalize)
+
+
+def pipeline(dataset, size, augment="none", batch_size=64, seed=0, data_dir=None,
+             train_split="train", info=None):
+    """The paper's pipeline for ``dataset`` at ``size`` x ``size`` inputs.
+
+    ``augment``: a ``data.augment`` spec (``"none"``, ``"crop"``, ``"crop+flip"``,
+    ``"paper"``, ...). With ``crop``, images load at the larger scale (shorter side
+    ``data.crop_scale(size)``, 256 for 224/227, then the central square): random crops of
+    ``size`` to train, the centre crop to evaluate, as the paper did. Without it every
+    split loads at ``size``. ``train_split`` may be sliced as TFDS slices
+    (``"train[:320]"``). ``info``: the dataset's ``data.info``, if already at hand.
+
+    Example:
+
+    >>> p = pipeline("digits", 67, augment="crop", batch_size=32)
+    >>> p.scale, p.held_out
+    (77, ['validation', 'test'])
+    >>> images, labels = next(iter(p.train()))
+    >>> tuple(images.shape)
+    (32, 67, 67, 3)
+    """
+    check_positive_int(size, "size")
+    check_positive_int(batch_size, "batch_size")
+    info = info or dataset_info(dataset, data_dir=data_dir)
+    scale = crop_scale(size) if "crop" in augment_ops.parse(augment) else None
+    partial = Pipeline(dataset, info, size, scale, None, None, batch_size, seed, data_dir,
+                       train_split)
+    statistics = compute_statistics(partial.load(train_split, shuffle=False))
+    return dataclasses.replace(partial, statistics=statistics,
+                               augment=augment_ops.from_spec(augment, size, statistics))

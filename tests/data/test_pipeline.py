@@ -1,0 +1,67 @@
+"""data.pipeline: the one data pipeline of `zoo train` and `zoo demo`."""
+
+import re
+
+import numpy as np
+import pytest
+
+import data
+
+pytestmark = pytest.mark.all_backends
+
+
+@pytest.fixture(scope="module")
+def cropping():
+    return data.pipeline("digits", 16, augment="crop", batch_size=8, seed=3)
+
+
+def test_with_random_crops_images_load_larger_and_evaluate_on_the_centre_crop(cropping):
+    assert (cropping.size, cropping.scale) == (16, data.crop_scale(16))
+    assert cropping.held_out == ["validation", "test"]
+    # Evaluation: the same images as data.load's centre crop of the larger scale.
+    ours = next(iter(cropping.load("test")))[0].numpy()
+    theirs = next(iter(data.load("digits", "test", batch_size=8, scale=cropping.scale,
+                                 center_crop=16)))[0].numpy()
+    np.testing.assert_array_equal(ours, theirs)
+    # Training: random 16x16 crops, which differ from the centre crops of the same images.
+    images, _ = next(iter(cropping.train()))
+    assert tuple(images.shape) == (8, 16, 16, 3)
+
+
+def test_statistics_are_the_training_splits_evaluation_view(cropping):
+    expected = data.compute_statistics(cropping.load("train", shuffle=False))
+    np.testing.assert_allclose(cropping.statistics.channel_mean, expected.channel_mean)
+    np.testing.assert_allclose(cropping.statistics.channel_std, expected.channel_std)
+    assert cropping.statistics.mean_image.shape == (16, 16, 3)
+
+
+def test_without_crops_every_split_loads_at_the_input_size():
+    plain = data.pipeline("digits", 12, augment="flip", batch_size=4,
+                          train_split="train[:8]")
+    assert plain.scale is None
+    assert tuple(next(iter(plain.load("validation")))[0].shape) == (4, 12, 12, 3)
+    train = plain.train()
+    assert int(train.cardinality()) == 2  # the slice: 8 images in batches of 4
+    assert hasattr(train, "_zoo_epoch")  # epochs follow (seed, epoch), see data.set_epoch
+
+
+def test_the_input_standardises_raw_pixels_with_the_training_statistics(cropping):
+    import keras
+
+    normalized = cropping.input()
+    model = keras.Model(keras.utils.get_source_inputs(normalized)[0], normalized)
+    train = cropping.load("train", shuffle=False)
+    images = np.concatenate([x for x, _ in train.as_numpy_iterator()])
+    out = keras.ops.convert_to_numpy(model.predict(images, verbose=0))
+    np.testing.assert_allclose(out.mean(axis=(0, 1, 2)), 0.0, atol=1e-3)
+    np.testing.assert_allclose(out.std(axis=(0, 1, 2)), 1.0, atol=1e-3)
+
+
+@pytest.mark.parametrize("kwargs, message", [
+    (dict(size=0), "`size` must be a positive integer; received 0."),
+    (dict(size=8, augment="crop+spin"), "Unknown augmentation 'spin'"),
+    (dict(size=8, batch_size=0), "`batch_size` must be a positive integer; received 0."),
+])
+def test_bad_arguments_name_what_was_received(kwargs, message):
+    with pytest.raises(ValueError, match=re.escape(message)):
+        data.pipeline("digits", **kwargs)
