@@ -185,8 +185,11 @@ def members_of(ensemble):
 
     Example:
 
-    >>> [m.name for m in members_of(Ensemble([a, b]))]       # doctest: +SKIP
-    ['alexnet', 'resnet18']
+    >>> import zoo
+    >>> a = zoo.alexnet(input_shape=(67, 67, 3), classes=10, width=16)
+    >>> b = zoo.resnet18(input_shape=(67, 67, 3), classes=10, width=0.125)
+    >>> [m.name for m in members_of(Ensemble([b, a]))]
+    ['resnet18', 'alexnet']
     """
     stacked = _ensemble_combine_layer(ensemble).input
     operation, node = _producer(stacked)
@@ -209,8 +212,11 @@ def member_weights(source):
 
     Example:
 
-    >>> member_weights(Ensemble([a, b], weights=[3, 1]))      # doctest: +SKIP
-    array([0.75, 0.25])
+    >>> import zoo
+    >>> a = zoo.alexnet(input_shape=(67, 67, 3), classes=10, width=16)
+    >>> b = zoo.resnet18(input_shape=(67, 67, 3), classes=10, width=0.125)
+    >>> member_weights(Ensemble([a, b], weights=[3, 1])).tolist()
+    [0.75, 0.25]
     """
     if is_ensemble(source):
         count = len(members_of(source))

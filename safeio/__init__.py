@@ -50,8 +50,13 @@ def atomic_path(path):
 
     Example:
 
-    >>> with atomic_path("model.keras") as tmp:   # doctest: +SKIP
-    ...     model.save(tmp)
+    >>> import tempfile
+    >>> path = os.path.join(tempfile.mkdtemp(), "notes.txt")
+    >>> with atomic_path(path) as tmp:
+    ...     with open(tmp, "w") as f:
+    ...         _ = f.write("written whole or not at all")
+    >>> open(path).read()
+    'written whole or not at all'
     """
     path = os.fspath(path)
     if os.path.isdir(path):
@@ -159,8 +164,13 @@ def atomic_directory(path, overwrite=False, required=("saved_model.pb",)):
 
     Example:
 
-    >>> with atomic_directory("served/") as tmp:   # doctest: +SKIP
-    ...     model.export(tmp)
+    >>> import tempfile
+    >>> served = os.path.join(tempfile.mkdtemp(), "served")
+    >>> with atomic_directory(served, required=()) as tmp:   # model.export(tmp) here
+    ...     with open(os.path.join(tmp, "saved_model.pb"), "wb") as f:
+    ...         _ = f.write(b"")
+    >>> sorted(os.listdir(served))
+    ['saved_model.pb', 'zoo_export.json']
     """
     path = os.path.abspath(os.fspath(path))
     check_replaceable(path, overwrite, required)
@@ -196,8 +206,14 @@ def directory_lock(directory):
 
     Example:
 
-    >>> with directory_lock("runs/a"):   # doctest: +SKIP
-    ...     train()
+    >>> import tempfile
+    >>> run = tempfile.mkdtemp()
+    >>> with directory_lock(run):
+    ...     with directory_lock(run):   # a second run in the same directory
+    ...         pass
+    Traceback (most recent call last):
+    ...
+    ValueError: The run directory ... is in use by another run (process ...); wait for it, or give another run_dir.
     """
     os.makedirs(directory, exist_ok=True)
     path = os.path.join(directory, ".lock")

@@ -61,6 +61,7 @@ def _save_then_load(tmp_path, other, python=None):
     return results
 
 
+@pytest.mark.slow
 def test_one_weights_file_gives_the_same_numbers_under_tensorflow_and_jax(tmp_path):
     results = _save_then_load(tmp_path, "jax")
     tf_out, jax_out = results["tensorflow"], results["jax"]

@@ -4,9 +4,12 @@ import csv
 import subprocess
 import sys
 
+import pytest
+
 from tests.helpers import REPO
 
 
+@pytest.mark.slow
 def test_gpu_benchmark_smoke_run_writes_its_table(tmp_path):
     out = tmp_path / "gpu.csv"
     result = subprocess.run([sys.executable, "benchmarks/gpu.py", "--smoke", "--out", str(out)],

@@ -2,6 +2,8 @@
 
 import os
 
+import pytest
+
 import nbformat
 from nbclient import NotebookClient
 
@@ -16,6 +18,7 @@ def _text(cell):
     return "".join(parts)
 
 
+@pytest.mark.slow
 def test_quickstart_notebook_executes(tmp_path):
     notebook = nbformat.read(os.path.join(REPO, "examples", "quickstart.ipynb"), as_version=4)
     os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")

@@ -7,6 +7,7 @@ import re
 import signal
 import textwrap
 
+import numpy as np
 import pytest
 
 import ensembles
@@ -182,7 +183,6 @@ def test_a_run_directory_holds_one_run_and_a_killed_holder_does_not_block(tmp_pa
 
 
 def test_non_finite_pixels_and_predictions_are_named():
-    import numpy as np
     import tensorflow as tf
 
     import data
@@ -217,8 +217,9 @@ def _train(run_dir, epochs, **kwargs):
 
 
 def test_ctrl_c_inside_the_backup_write_leaves_a_run_that_resumes(tmp_path, monkeypatch):
-    """KeyboardInterrupt half-way through the epoch-end save_weights of the backup: the
-    half-written file is a temporary one, so the rerun resumes from the last epoch."""
+    """KeyboardInterrupt half-way through the third epoch's backup write: the half-written
+    file is a temporary one, so the rerun resumes from the second epoch's backup (it trains
+    epochs 3 to 5, not 1 to 5) and ends with the weights of an uninterrupted run."""
     import keras
 
     real = keras.Model.save_weights
@@ -234,11 +235,18 @@ def test_ctrl_c_inside_the_backup_write_leaves_a_run_that_resumes(tmp_path, monk
 
     monkeypatch.setattr(keras.Model, "save_weights", interrupted)
     with pytest.raises(KeyboardInterrupt):
-        _train(tmp_path, epochs=5)
+        _train(tmp_path / "run", epochs=5)
     monkeypatch.setattr(keras.Model, "save_weights", real)
-    result = _train(tmp_path, epochs=5)
+    started = []
+    record = keras.callbacks.LambdaCallback(
+        on_epoch_begin=lambda epoch, logs: started.append(epoch + 1))
+    result = _train(tmp_path / "run", epochs=5, callbacks=[record])
+    assert started == [3, 4, 5]
     assert result.history["epoch"].tolist() == [1, 2, 3, 4, 5]
-    assert not [n for n in os.listdir(tmp_path / "backup") if n.startswith(".tmp")]
+    assert not [n for n in os.listdir(tmp_path / "run" / "backup") if n.startswith(".tmp")]
+    uninterrupted = _train(tmp_path / "reference", epochs=5)
+    for ours, theirs in zip(result.model.get_weights(), uninterrupted.model.get_weights()):
+        np.testing.assert_allclose(ours, theirs, rtol=1e-6, atol=1e-7)
 
 
 @pytest.mark.parametrize("damage", ["truncated weights", "garbage metadata", "both pairs"])

@@ -259,23 +259,37 @@ def test_named_weights_come_from_the_cache_checked_by_hash(tmp_path, monkeypatch
 
 # --- ImageNet names and preprocessing ------------------------------------------------------
 
+def _tfds_imagenet_ids():
+    """The 1,000 ILSVRC-2012 WordNet ids in label order, as TensorFlow Datasets ships them
+    (its imagenet2012 builder's labels.txt): a reference this project did not write."""
+    import tensorflow_datasets as tfds
+
+    path = os.path.join(os.path.dirname(tfds.__file__), "datasets", "imagenet2012",
+                        "labels.txt")
+    with open(path, encoding="utf-8") as f:
+        return f.read().split()
+
+
 @ALL
-def test_decode_predictions_follows_keras_applications():
+def test_decode_predictions_follows_keras_applications(monkeypatch):
+    """Against Keras' own decode_predictions, offline: its class index (which Keras would
+    download) is given TFDS's ImageNet ids in label order; the ids, their order and the
+    scores must agree (the readable names are torchvision's, Keras' differ in spelling)."""
     keras = pytest.importorskip("keras")
+    from keras.src.applications import imagenet_utils
+
+    ids = _tfds_imagenet_ids()
+    monkeypatch.setattr(imagenet_utils, "CLASS_INDEX",
+                        {str(i): [wnid, wnid] for i, wnid in enumerate(ids)})
     probs = np.random.default_rng(0).dirichlet(np.ones(1000), size=3).astype("float32")
     ours = zoo.decode_predictions(probs, top=5)
-    try:
-        theirs = keras.applications.imagenet_utils.decode_predictions(probs, top=5)
-    except Exception:  # keras downloads its class index; offline, hold the ids to WordNet's
-        theirs = None
-    if theirs is not None:
-        assert [[c[:1] + c[2:] for c in row] for row in ours] == \
-            [[(c[0], c[2]) for c in row] for row in theirs]
+    theirs = keras.applications.imagenet_utils.decode_predictions(probs, top=5)
+    assert [[(c[0], c[2]) for c in row] for row in ours] == \
+        [[(c[0], c[2]) for c in row] for row in theirs]
     for row, p in zip(ours, probs):
         assert [score for *_, score in row] == sorted(p, reverse=True)[:5]
     classes = zoo.pretrained.imagenet_classes()
-    ids = [wnid for wnid, _ in classes]
-    assert ids == sorted(ids) and len(set(ids)) == 1000  # the ILSVRC-2012 index order
+    assert [wnid for wnid, _ in classes] == ids  # the ILSVRC-2012 index order
     assert classes[0] == ("n01440764", "tench") and classes[999][0] == "n15075141"
     with pytest.raises(ValueError, match=r"\(batch, 1000\); received shape \(2, 10\)"):
         zoo.decode_predictions(np.zeros((2, 10)))

@@ -513,8 +513,8 @@ def _parser():
     demo.add_argument("--epochs", type=int, default=None,
                       help="epochs per AlexNet member (default 6)")
     demo.add_argument("--snapshot-epochs", type=int, default=None,
-                      help="epochs of the ResNet-18 snapshot run (default 18)")
-    demo.add_argument("--cycles", type=int, default=None, help="snapshot cycles (default 6)")
+                      help="epochs of the ResNet-18 snapshot run (default 15)")
+    demo.add_argument("--cycles", type=int, default=None, help="snapshot cycles (default 5)")
     demo.add_argument("--seed", type=int, default=0)
     demo.add_argument("--quick", action="store_true",
                       help=f"a smoke run on {QUICK_TRAIN_SPLIT!r}: one epoch per AlexNet, "

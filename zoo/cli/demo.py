@@ -1,12 +1,13 @@
-"""``zoo demo``: the whole product on the embedded digits, in a few minutes on a CPU.
+"""``zoo demo``: the whole product on the embedded digits, in three minutes on a CPU.
 
-Four steps, each a function: :func:`train_members` trains, under the two-device mirrored
-strategy (data parallelism), small two-tower AlexNets (LRN) on random crops of the larger
-scale as dropout and width variants, and a small ResNet-18 (cifar stem) as a cyclic
-snapshot ensemble; :func:`evaluate` scores every member and ensemble and their
-combination with ``ensembles.evaluate``; :func:`report` writes the table, the plots and a
-Markdown report; :func:`serve` exports the combined ensemble as one SavedModel, reloads it
-and classifies a few test images with their uncertainty. :func:`run` does all four.
+Four steps, each a function: :func:`train_members` trains small two-tower AlexNets (LRN)
+on random crops of the larger scale as dropout and width variants (the first under the
+two-device mirrored strategy, data parallelism), and a small ResNet-18 (cifar stem) as a
+cyclic snapshot ensemble; :func:`evaluate` scores every member, each group's ensemble and
+the combination of the groups with ``ensembles.evaluate``; :func:`report` writes the
+table, the plots and a Markdown report; :func:`serve` exports the combination as one
+SavedModel, reloads it and classifies a few test images with their uncertainty.
+:func:`run` does all four and says how long each took.
 """
 
 import os
@@ -18,7 +19,7 @@ from safeio import write_csv, write_text
 from safeio.checks import check_positive_int
 
 ALEXNET_SIZE = 67  # AlexNet's smallest input; the ResNet members resize to RESNET_SIZE
-RESNET_SIZE = 8  # the digits' own resolution
+RESNET_SIZE = 16  # the centre crop, resized (the digits themselves are 8x8)
 MODEL_CHOICES = ("alexnet", "resnet18")
 HELD_OUT = ("validation", "test")  # the first present validates, the last tests
 BATCH_SIZE = 32  # the AlexNets'
@@ -61,11 +62,11 @@ def _warmup_cosine(peak, epochs, steps_per_epoch, warmup_epochs):
     return lambda: zoo.make_optimizer("adam", schedule, weight_decay=5e-4)
 
 
-def train_members(demo, output_dir, models=MODEL_CHOICES, epochs=6, snapshot_epochs=18,
-                  cycles=6, seed=0, dropouts=(0.3, 0.5), widths=(512, 256), strategy=None):
-    """Train the AlexNet variants (the first, which both groups share, under ``strategy``,
-    the others on one device) and the ResNet-18 snapshot run (on one device); returns
-    ``{group name: [member models]}`` (a member two groups share is trained once)."""
+def train_members(demo, output_dir, models=MODEL_CHOICES, epochs=6, snapshot_epochs=15,
+                  cycles=5, seed=0, dropouts=(0.3, 0.4), widths=(512, 384), strategy=None):
+    """Train the AlexNet dropout and width variants (the first under ``strategy``, the
+    others on one device) and the ResNet-18 snapshot run (on one device); returns
+    ``{group name: [member models]}``."""
     import keras
 
     import ensembles
@@ -77,36 +78,34 @@ def train_members(demo, output_dir, models=MODEL_CHOICES, epochs=6, snapshot_epo
     def member(build):  # built by zoo.train, under the strategy: the input layers too
         return lambda: build(input_tensor=demo.input())
 
-    groups, results = {}, {}
-    variants = {} if "alexnet" not in models else {
-        "alexnet dropout variants": ensembles.variants(
-            "alexnet", dropout=list(dropouts), width=widths[0], classes=demo.info.num_classes,
-            towers=2, kernel_initializer="he"),
-        "alexnet width variants": ensembles.variants(
-            "alexnet", width=list(widths), dropout=dropouts[0], classes=demo.info.num_classes,
-            towers=2, kernel_initializer="he"),
-    }
-    optimizer = _warmup_cosine(ALEXNET_PEAK_LR, epochs, int(train.cardinality()),
-                               ALEXNET_WARMUP_EPOCHS)
-    for group, builders in variants.items():
-        groups[group] = []
-        for name, build in builders.items():
-            config = tuple(sorted((k, v) for k, v in build.keywords.items() if k != "name"))
-            if config not in results:
-                # The first member (in both groups) under the strategy, the others on one
-                # device: on a CPU the two-device strategy costs time, not speed (README).
-                chosen = strategy if not results else "auto"
-                where = (f"{strategy.num_replicas_in_sync} replicas" if not results else
-                         "one device")
-                _say(f"training {name} ({group}) for {epochs} epochs on {where}")
-                start = time.time()
-                results[config] = zoo.train(
-                    member(build), train, validation, epochs=epochs, optimizer=optimizer,
-                    reduce_lr=False, seed=seed + len(results), strategy=chosen,
-                    run_dir=os.path.join(output_dir, name), verbose=0)
-                error = 1 - results[config].history["val_top1_accuracy"].iloc[-1]
-                _say(f"  val top-1 error {100 * error:.2f} % ({time.time() - start:.0f} s)")
-            groups[group].append(results[config].model)
+    groups = {}
+    if "alexnet" in models:
+        # Dropout and width variants of the two-tower LRN AlexNet: the first dropout rate at
+        # the first width, the other rates at that width, the other widths at that rate.
+        common = dict(classes=demo.info.num_classes, towers=2, kernel_initializer="he")
+        variants = {**ensembles.variants("alexnet", dropout=list(dropouts), width=widths[0],
+                                         **common),
+                    **ensembles.variants("alexnet", width=list(widths[1:]) or None,
+                                         dropout=dropouts[0], **common)
+                    } if len(widths) > 1 else ensembles.variants(
+                        "alexnet", dropout=list(dropouts), width=widths[0], **common)
+        optimizer = _warmup_cosine(ALEXNET_PEAK_LR, epochs, int(train.cardinality()),
+                                   ALEXNET_WARMUP_EPOCHS)
+        groups["alexnet variants"] = []
+        for index, (name, build) in enumerate(variants.items()):
+            # The first member under the strategy, the others on one device: on a CPU the
+            # two-device strategy costs time, not speed (README, "Several devices").
+            chosen = strategy if index == 0 else "auto"
+            where = f"{strategy.num_replicas_in_sync} replicas" if index == 0 else "one device"
+            _say(f"training {name} for {epochs} epochs on {where}")
+            start = time.time()
+            result = zoo.train(
+                member(build), train, validation, epochs=epochs, optimizer=optimizer,
+                reduce_lr=False, seed=seed + index, strategy=chosen,
+                run_dir=os.path.join(output_dir, name), verbose=0)
+            error = 1 - result.history["val_top1_accuracy"].iloc[-1]
+            _say(f"  val top-1 error {100 * error:.2f} % ({time.time() - start:.0f} s)")
+            groups["alexnet variants"].append(result.model)
 
     def resnet():
         x = keras.layers.Resizing(RESNET_SIZE, RESNET_SIZE, interpolation="area",
@@ -131,28 +130,33 @@ def train_members(demo, output_dir, models=MODEL_CHOICES, epochs=6, snapshot_epo
 
 
 def evaluate(groups, test):
-    """One table over every group and the combination of all members: each member's row,
+    """One table over every group and the combination of all groups: each member's row,
     and each group's mean member and ensemble, from ``ensembles.evaluate`` on predictions
-    made once. Returns ``(table, combined ensemble, (names, probs, labels))``."""
+    made once. The combination ("all") averages the groups' ensembles with equal weight
+    (a member's weight is 1 / (groups x its group's size)), so that a group of many members
+    does not outvote a group of few. Returns ``(table, combined ensemble, (names, probs,
+    labels))``."""
     import ensembles
     from ensembles.evaluation import SCORE_COLUMNS
 
-    everything = []
+    everything, weights = [], []
     for members in groups.values():
-        everything += [m for m in members if m not in everything]
-    combined = ensembles.Ensemble(everything, name="all")
+        everything += members
+        weights += [1.0 / (len(groups) * len(members))] * len(members)
+    combined = ensembles.Ensemble(everything, weights=weights, name="all")
     names, probs, labels = ensembles.predict_members(combined, test)  # once, for every table
     rows = []
-    for group, members in list(groups.items()) + [("all", everything)]:
-        chosen = [everything.index(m) for m in members]
-        table = ensembles.evaluate(members, None, predictions=(
+    for group, source in list(groups.items()) + [("all", combined)]:
+        chosen = (list(range(len(everything))) if group == "all" else
+                  [everything.index(m) for m in source])
+        table = ensembles.evaluate(source, None, predictions=(
             [names[i] for i in chosen], probs[chosen], labels))
         for name, row in table.drop(index="best member").iterrows():
             if group == "all" and name not in ("mean member", "ensemble"):
                 continue
             label = f"{group}: {name}" if name in ("mean member", "ensemble") else name
             rows.append({"model": label, "group": group, **row[SCORE_COLUMNS].to_dict()})
-    table = pd.DataFrame(rows).drop_duplicates("model").set_index("model")
+    table = pd.DataFrame(rows).set_index("model")
     return table, combined, (names, probs, labels)
 
 
@@ -196,7 +200,9 @@ def serve(combined, test, export_dir, count=5):
     import ensembles
 
     _say(f"exporting the combined ensemble to {export_dir}")
+    start = time.time()
     ensembles.export(combined, export_dir, overwrite=True)  # the demo's own, on a rerun
+    _say(f"  exported in {time.time() - start:.0f} s; reloading it with TensorFlow alone")
     served = tf.saved_model.load(export_dir)
     images, truth = next(iter(test))
     outputs = served.serve(tf.constant(images[:count]))
@@ -207,8 +213,8 @@ def serve(combined, test, export_dir, count=5):
             for i in range(count)]
 
 
-def run(output_dir="runs/demo", epochs=6, snapshot_epochs=18, cycles=6, seed=0,
-        dropouts=(0.3, 0.5), widths=(512, 256), dataset="digits", models=MODEL_CHOICES,
+def run(output_dir="runs/demo", epochs=6, snapshot_epochs=15, cycles=5, seed=0,
+        dropouts=(0.3, 0.4), widths=(512, 384), dataset="digits", models=MODEL_CHOICES,
         strategy=None, train_split="train"):
     """Run the demo's four steps; returns the results table (a pandas DataFrame).
 

@@ -113,8 +113,19 @@ def test_train_command_writes_a_run_directory_and_reports_test_error(tmp_path, c
                      "--run-dir", run_dir])
     assert code == 0
     out = capsys.readouterr().out
-    assert "Training alexnet" in out and "test top-1 error" in out
+    assert "Training alexnet" in out
     assert f"Run directory: {run_dir}" in out
+    # The printed test errors are ensembles.evaluate's on the same checkpoint and split.
+    import data
+    import ensembles
+
+    printed = re.search(r"test top-1 error ([\d.]+) %, top-5 error ([\d.]+) %", out)
+    assert printed, out
+    model = ensembles.load(os.path.join(run_dir, "checkpoints", "last.keras"))
+    row = ensembles.evaluate(model, data.load("digits", "test", image_size=67,
+                                              batch_size=128)).loc["alexnet"]
+    assert float(printed.group(1)) == pytest.approx(100 * row["top1_error"], abs=0.006)
+    assert float(printed.group(2)) == pytest.approx(100 * row["top5_error"], abs=0.006)
 
     assert {"statistics.npz", "history.csv", "config.json", "checkpoints"} <= set(
         os.listdir(run_dir))
@@ -150,28 +161,46 @@ def test_train_bad_flags_exit_code_2(argv, capsys):
     assert "Traceback" not in capsys.readouterr().err
 
 
+@pytest.mark.slow
 def test_demo_smoke_run_end_to_end(tmp_path):
-    """`zoo demo --quick`: every stage runs (mirrored strategy, variants, snapshots,
-    evaluation, plots, report, export and reload) in a fresh process."""
+    """`zoo demo --quick` in a fresh process: every stage runs (the mirrored strategy,
+    variants, snapshots, evaluation, plots, report, export and reload), and the table's
+    combined row is what the exported SavedModel serves: its NLL on the test split equals
+    scikit-learn's log loss of the served probabilities."""
+    import tensorflow as tf
+    from sklearn.metrics import log_loss
+
+    import data
+
     out = str(tmp_path / "demo")
     result = subprocess.run([sys.executable, "-m", "zoo", "demo", "--quick", "--output-dir", out],
                             capture_output=True, text=True, timeout=600,
                             env={**os.environ, "TF_CPP_MIN_LOG_LEVEL": "2"})
     assert result.returncode == 0, result.stderr[-4000:]
     assert "2 replicas" in result.stdout
-    assert result.stdout.count("training alexnet") == 3  # the shared member trains once
+    assert result.stdout.count("training alexnet") == 3  # dropout 0.3 and 0.5, width 256
     assert result.stdout.count("predicted") == 5  # the reloaded SavedModel classified them
 
     table = pd.read_csv(os.path.join(out, "results.csv"), index_col="model")
-    ensemble_rows = [name for name in table.index if name.endswith(": ensemble")]
-    assert len(ensemble_rows) == 4  # dropout, width, snapshots, all
-    for name in ensemble_rows:
-        mean = table.loc[name.replace(": ensemble", ": mean member")]
-        assert table.loc[name, "nll"] < mean["nll"]
+    assert [name for name in table.index if name.endswith(": ensemble")] == [
+        "alexnet variants: ensemble", "resnet18 snapshots: ensemble", "all: ensemble"]
     for name in ("report.md", "size_curve.png", "reliability.png", "statistics.npz",
                  os.path.join("ensemble_savedmodel", "saved_model.pb"),
                  os.path.join("alexnet_dropout0p3", "learning_curves.png")):
         assert os.path.exists(os.path.join(out, name)), name
+
+    served = tf.saved_model.load(os.path.join(out, "ensemble_savedmodel"))
+    test = data.load("digits", "test", scale=data.crop_scale(67), center_crop=67,
+                     batch_size=128)
+    probs, labels = [], []
+    for images, y in test:
+        probs.append(served.serve(images)["probabilities"].numpy())
+        labels.append(y.numpy())
+    probs, labels = np.concatenate(probs), np.concatenate(labels)
+    assert table.loc["all: ensemble", "nll"] == pytest.approx(
+        log_loss(labels, probs, labels=range(10)), rel=1e-4)
+    assert table.loc["all: ensemble", "top1_error"] == pytest.approx(
+        np.mean(probs.argmax(1) != labels), abs=1e-6)
 
 
 @pytest.mark.parametrize("kwargs, message", [

@@ -7,6 +7,7 @@ import warnings
 
 import keras
 import numpy as np
+import pandas as pd
 import pytest
 import tensorflow as tf
 
@@ -172,12 +173,25 @@ def test_a_tiny_search_runs_coarse_then_fine(tmp_path):
         zoo.search(_tiny_builder, None, None, learning_rate=(0, 1))
 
 
-def test_diagnose_command_prints_every_check(capsys):
+@pytest.mark.parametrize("lr, expected", [(0.05, 0), (0.0, 1)])
+def test_diagnose_command_exits_0_for_a_healthy_model_and_1_for_a_broken_one(
+        lr, expected, capsys, tmp_path):
+    """A small ResNet at a working learning rate passes every check (exit 0); at a rate
+    of 0 nothing moves: it cannot memorise the tiny subset and its update ratio is 0
+    (exit 1)."""
     code = cli.main(["diagnose", "--model", "resnet18", "--image-size", "8", "--batch-size",
-                     "32", "--overfit-steps", "30", "--model-arg", "width=0.25",
-                     "--model-arg", "stem='cifar'"])
+                     "32", "--overfit-steps", "60", "--model-arg", "width=0.25",
+                     "--model-arg", "stem='cifar'", "--lr", str(lr),
+                     "--run-dir", str(tmp_path / "diagnose")])
     out = capsys.readouterr().out
-    assert code in (0, 1)
+    assert code == expected, out
     for name in ("initial loss", "dead ReLUs at initialisation", "overfit a tiny subset",
                  "update/weight ratio", "dead ReLUs after 1 epoch(s)"):
         assert name in out, out
+    ratios = pd.read_csv(tmp_path / "diagnose" / "update_ratios.csv")
+    if expected == 1:
+        assert "cannot even memorise" in out
+        assert (ratios["ratio"] == 0).all()
+    else:
+        assert "cannot even memorise" not in out
+        assert ((ratios["ratio"] > 0) & (ratios["ratio"] < 1)).all()

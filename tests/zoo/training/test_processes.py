@@ -84,11 +84,15 @@ def _train(run_dir, kill=None):
     return last_json_line(result.stdout)
 
 
-def test_a_run_killed_at_any_named_point_resumes_to_the_uninterrupted_run_exactly(tmp_path):
+@pytest.mark.parametrize("points", [
+    pytest.param("one", id="mid-epoch"),
+    pytest.param("all", id="every-named-point", marks=pytest.mark.slow)])
+def test_a_run_killed_at_any_named_point_resumes_to_the_uninterrupted_run_exactly(
+        points, tmp_path):
     """Shuffled, augmented data and a falling learning rate; kill -9 at named points of
     four epochs (one of them just after a learning-rate drop), each time resuming with the
     same command: the history, learning rates, weights and best checkpoint end equal to an
-    uninterrupted run's (rtol 1e-5)."""
+    uninterrupted run's (rtol 1e-5). The fast tier kills once, mid-epoch."""
     reference = _train(tmp_path / "reference")
     expected = _history(tmp_path / "reference")
     rates = expected["learning_rate"].to_numpy()
@@ -96,6 +100,8 @@ def test_a_run_killed_at_any_named_point_resumes_to_the_uninterrupted_run_exactl
     run_dir = tmp_path / "crashed"
     kills = sorted({1: "before_checkpoint", 2: "mid_epoch", drop: "epoch_begin",
                     6: "after_backup"}.items())
+    if points == "one":
+        kills = [(2, "mid_epoch")]
     for epoch, point in kills:
         _train(run_dir, kill=f"{point}:{epoch}")
         done = _history(run_dir)["epoch"].tolist()
@@ -165,23 +171,30 @@ def test_two_workers_on_loopback_finish_with_identical_weights(tmp_path):
 def test_train_under_the_mirrored_two_device_strategy_matches_one_device():
     """zoo.train under the two-device MirroredStrategy (each replica half of every batch)
     ends with the weights of the same run on one device (rtol 1e-5): the gradients are
-    averaged over the global batch either way."""
+    averaged over the global batch either way. ensembles.evaluate scores both models as
+    scikit-learn scores their predictions."""
     code = textwrap.dedent(
         """
         import json
         import numpy as np
-        import zoo
+        from sklearn.metrics import log_loss
+        import ensembles, zoo
         from tests.helpers import tiny_data, tiny_model
         strategy = zoo.distribute.get_strategy("mirrored")  # before any TensorFlow op
         runs = {}
         for name, chosen in (("mirrored", strategy), ("one_device", "auto")):
             result = zoo.train(tiny_model, tiny_data(n=64, batch=16), epochs=2, seed=0,
                                learning_rate=0.1, strategy=chosen, verbose=0)
+            test = tiny_data(n=48, seed=5, batch=16)
+            labels = np.concatenate([y for _, y in test.as_numpy_iterator()])
             runs[name] = {
                 "replicas": result.model.distribute_strategy.num_replicas_in_sync,
                 "loss": result.history["loss"].tolist(),
                 "weights": np.concatenate([w.ravel() for w in result.model.get_weights()])
-                .tolist()}
+                .tolist(),
+                "evaluate_nll": float(ensembles.evaluate(result.model, test).loc["tiny", "nll"]),
+                "sklearn_nll": log_loss(labels, result.model.predict(test, verbose=0),
+                                        labels=range(4))}
         print(json.dumps(runs))
         """
     )
@@ -191,3 +204,7 @@ def test_train_under_the_mirrored_two_device_strategy_matches_one_device():
     np.testing.assert_allclose(runs["mirrored"]["weights"], runs["one_device"]["weights"],
                                rtol=1e-5, atol=1e-7)
     assert runs["mirrored"]["loss"][1] < runs["mirrored"]["loss"][0]  # it learns
+    # ensembles.evaluate scores a model trained under the strategy as scikit-learn scores
+    # its predictions (Keras' predict_on_batch would hand each replica the whole batch).
+    for run in runs.values():
+        assert run["evaluate_nll"] == pytest.approx(run["sklearn_nll"], rel=1e-4)
