@@ -25,7 +25,7 @@ class EnsembleUncertainty(keras.layers.Layer):
     >>> combined = 0.75 * stacked[:, 0] + 0.25 * stacked[:, 1]    # their weighted mean
     >>> entropy, information = EnsembleUncertainty(weights=[0.75, 0.25])([combined, stacked])
     >>> round(float(entropy[0]), 4), round(float(information[0]), 4)
-    (0.5623, 0.0453)
+    (0.5004, 0.0833)
     """
 
     def __init__(self, weights=None, **kwargs):
@@ -62,15 +62,20 @@ def serving_model(ensemble):
     poolings can turn into finite nonsense) or whose probabilities are not finite, so a
     client can tell, per input, which answers not to use."""
     model = with_member_outputs(ensemble)
-    combined, stacked = model.outputs
+    # Called with training=False: without it, a Keras image preprocessing layer in a member
+    # (Resizing, whose call defaults to training=True) puts the whole call in training
+    # mode, and BatchNormalization then serves batch statistics, not its moving averages.
+    images = keras.Input(model.input.shape[1:], dtype=model.input.dtype,
+                         name=model.layers[0].name)  # the signature's input name, as before
+    combined, stacked = model(images, training=False)
     weights = combine_layer(ensemble).member_weights
     entropy, information = EnsembleUncertainty(weights, name="uncertainty")(
         [combined, stacked])
-    pixels = keras.ops.reshape(model.input, (-1, int(np.prod(model.input.shape[1:]))))
+    pixels = keras.ops.reshape(images, (-1, int(np.prod(images.shape[1:]))))
     finite = keras.ops.logical_and(keras.ops.all(keras.ops.isfinite(pixels), axis=-1),
                                    keras.ops.all(keras.ops.isfinite(combined), axis=-1))
-    return keras.Model(model.input, {"probabilities": combined, "predictive_entropy": entropy,
-                                      "mutual_information": information, "finite": finite},
+    return keras.Model(images, {"probabilities": combined, "predictive_entropy": entropy,
+                                "mutual_information": information, "finite": finite},
                        name=f"{ensemble.name}_serving")
 
 

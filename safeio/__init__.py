@@ -153,8 +153,9 @@ def _exchange(a, b):
 
 @contextlib.contextmanager
 def atomic_directory(path, overwrite=False, required=("saved_model.pb",)):
-    """Yield a temporary directory beside ``path``; on success it becomes ``path``, with a
-    marker file that says this project wrote it.
+    """Yield a temporary path beside ``path`` for the writer to create a directory at (as
+    ``model.export`` does); on success it becomes ``path``, with a marker file that says
+    this project wrote it.
 
     ``path`` must be absent, an empty directory, or (with ``overwrite``) a previous export
     of this project (:func:`check_replaceable`, checked before and after the work). Nothing
@@ -167,6 +168,7 @@ def atomic_directory(path, overwrite=False, required=("saved_model.pb",)):
     >>> import tempfile
     >>> served = os.path.join(tempfile.mkdtemp(), "served")
     >>> with atomic_directory(served, required=()) as tmp:   # model.export(tmp) here
+    ...     os.makedirs(tmp)
     ...     with open(os.path.join(tmp, "saved_model.pb"), "wb") as f:
     ...         _ = f.write(b"")
     >>> sorted(os.listdir(served))

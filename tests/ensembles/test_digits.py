@@ -1,13 +1,14 @@
 """On real data (the embedded digits at their native 8x8, fixed seeds), claims that can
-fail: ensembles against their BEST member, and a cyclic snapshot ensemble against
-Huang et al.'s NoCycle control.
+fail: ensembles against their BEST member (a cyclic snapshot ensemble's measured beside
+Huang et al.'s NoCycle control).
 
 "An ensemble has a lower NLL than its mean member" is no finding: for the mean rule it
 follows from Jensen's inequality (-log is convex) for any members that differ, trained or
-not. So these tests compare with the best member and with NoCycle, on the validation and
-test splits pooled (540 digits, so one image moves a top-1 error by 0.19 %), with
-margins. The members train without validation data (ReduceLROnPlateau watches the
-training loss), so both splits are unseen. Slow tier: about five minutes on two cores.
+not. So these tests compare with the best member, on the validation and
+test splits pooled (540 digits, so one image moves a top-1 error by 0.19 %; the snapshot
+test pools three seeds), with margins. The members train without validation data
+(ReduceLROnPlateau watches the training loss), so both splits are unseen. Slow tier: about
+ten minutes on two cores.
 """
 
 import os
@@ -73,43 +74,64 @@ def test_variant_ensembles_beat_their_best_member(kind, values, digits):
     assert ensemble["top1_error"] <= best_top1
 
 
-def test_cyclic_snapshots_beat_their_best_snapshot_and_nocycle(digits, tmp_path):
-    """ONE run of eight cosine cycles of five epochs restarting at 0.3 (Huang et al.'s
-    schedule), its last four snapshots averaged, against Huang et al.'s NoCycle control:
-    the same 40 epochs under ONE cosine cycle, its checkpoints at the same four epochs
-    (25, 30, 35, 40) averaged. The snapshot ensemble has a lower NLL than its best
-    snapshot and than NoCycle's ensemble, each by at least 10 %, and a top-1 error no
-    higher than NoCycle's ensemble's plus one image."""
-    build = _member(lambda **kw: zoo.resnet18(classes=10, width=0.25, stem="cifar", **kw),
-                    digits["stats"])
-    common = dict(epochs=40, learning_rate=0.3, weight_decay=1e-4, seed=0, verbose=0)
+def _cyclic_and_nocycle(build, seed, run_dir):
+    """Huang et al.'s schedule and its control, each one run of 40 epochs: eight cosine
+    cycles of five epochs restarting at 0.3 (a snapshot at the end of each), and ONE
+    cosine cycle with a checkpoint every five epochs. Returns their last four paths each."""
+    common = dict(epochs=40, learning_rate=0.3, weight_decay=1e-4, seed=seed, verbose=0)
     # A fresh dataset per run: its order depends on its seed alone, not on earlier runs.
     _, paths = ensembles.train_snapshots(
-        build, data.load("digits", "train", image_size=SIZE, batch_size=32, seed=0),
-        cycles=8, run_dir=str(tmp_path / "cyclic"), **common)
+        build, data.load("digits", "train", image_size=SIZE, batch_size=32, seed=seed),
+        cycles=8, run_dir=os.path.join(run_dir, "cyclic"), **common)
     assert [os.path.basename(p) for p in paths] == [
         f"snapshot-{k}.weights.h5" for k in range(1, 9)]
-    every = str(tmp_path / "nocycle" / "every_5")
+    every = os.path.join(run_dir, "nocycle", "every_5")
     ensembles.train_snapshots(
-        build, data.load("digits", "train", image_size=SIZE, batch_size=32, seed=0),
-        cycles=1, run_dir=str(tmp_path / "nocycle"),
+        build, data.load("digits", "train", image_size=SIZE, batch_size=32, seed=seed),
+        cycles=1, run_dir=os.path.join(run_dir, "nocycle"),
         callbacks=[ensembles.CheckpointSnapshots(every, every=5, at_lr_drop=False)], **common)
     nocycle_paths = ensembles.snapshot_paths(every)[-4:]
     assert [os.path.basename(p) for p in nocycle_paths] == [
         f"snapshot-epoch{e:03d}.weights.h5" for e in (25, 30, 35, 40)]
+    return paths[-4:], nocycle_paths
 
-    labels = digits["labels"]
-    snapshots = _probabilities(ensembles.members_of(
-        ensembles.from_snapshots(build, paths, last=4)), digits)
-    nocycle = _probabilities(ensembles.members_of(
-        ensembles.from_snapshots(build, nocycle_paths)), digits)
+
+def test_cyclic_snapshots_beat_their_best_snapshot_pooled_over_seeds(digits, tmp_path):
+    """ONE cyclic run's last four snapshots averaged, on three seeds, their held-out
+    predictions pooled (1,620 digits): snapshot k of the pooled ensemble is the k-th of
+    the four in every seed's run, so the best snapshot is the best POSITION in the run.
+    Printed beside it: Huang et al.'s NoCycle control (the same 40 epochs under one cosine
+    cycle: its checkpoints at epochs 25, 30, 35 and 40 averaged, and its final model).
+
+    Asserted: the snapshot ensemble's NLL is at least 15 % below the best snapshot's and
+    its top-1 error no higher (measured 2026-12-02: 0.0993 against 0.1346, 2.59 % against
+    3.02 %). One seed at a time that does not hold every time: the last snapshot beat the
+    ensemble's NLL on one of two draws of seed 0 (0.0720 vs 0.0764 on the CI machine,
+    whose float path differs; 0.0615 vs 0.0577 here). Not asserted, because it did not
+    hold: that the snapshot ensemble beats NoCycle. Pooled over these seeds NoCycle's
+    checkpoint ensemble was better (0.0876 NLL, 2.10 %) and its final model about equal
+    (0.0983, 2.16 %); the README reports it."""
+    build = _member(lambda **kw: zoo.resnet18(classes=10, width=0.25, stem="cifar", **kw),
+                    digits["stats"])
+    seeds = (0, 1, 2)
+    labels = np.concatenate([digits["labels"]] * len(seeds))
+    pooled = {"snapshots": [], "nocycle": []}
+    for seed in seeds:
+        paths, nocycle_paths = _cyclic_and_nocycle(build, seed, str(tmp_path / f"seed{seed}"))
+        pooled["snapshots"].append(_probabilities(ensembles.members_of(
+            ensembles.from_snapshots(build, paths)), digits))
+        pooled["nocycle"].append(_probabilities(ensembles.members_of(
+            ensembles.from_snapshots(build, nocycle_paths)), digits))
+    snapshots = np.concatenate(pooled["snapshots"], axis=1)  # (4, 1620, 10)
+    nocycle = np.concatenate(pooled["nocycle"], axis=1)
     ensemble = _scores(snapshots.mean(axis=0), labels)
     each = [_scores(p, labels) for p in snapshots]
     control = _scores(nocycle.mean(axis=0), labels)
+    single = _scores(nocycle[-1], labels)  # NoCycle's final model
     print("snapshots", [(round(s["top1_error"], 4), round(s["nll"], 4)) for s in each],
           "ensemble", round(ensemble["top1_error"], 4), round(ensemble["nll"], 4),
-          "NoCycle", round(control["top1_error"], 4), round(control["nll"], 4))
-    assert ensemble["nll"] < 0.9 * min(s["nll"] for s in each)
-    assert ensemble["nll"] < 0.9 * control["nll"]
-    assert ensemble["top1_error"] <= control["top1_error"] + 1 / len(labels)
+          "NoCycle ensemble", round(control["top1_error"], 4), round(control["nll"], 4),
+          "NoCycle final", round(single["top1_error"], 4), round(single["nll"], 4))
+    assert ensemble["nll"] < 0.85 * min(s["nll"] for s in each)
+    assert ensemble["top1_error"] <= min(s["top1_error"] for s in each)
     assert metrics.disagreement(snapshots) > 0  # the snapshots are different models

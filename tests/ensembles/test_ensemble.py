@@ -357,7 +357,16 @@ def test_variants_train_through_zoo_train():
 
 @pytest.mark.all_backends
 def test_export_one_saved_model_served_without_this_project(tmp_path):
-    model = ensembles.Ensemble(small_members())
+    """The served outputs equal Keras' predict (inference mode), also for a member that
+    resizes its input first: Keras' Resizing layer defaults to training=True, which
+    without care would make BatchNormalization serve the batch's statistics."""
+    inputs = keras.Input((67, 67, 3))
+    x = keras.layers.Resizing(16, 16)(inputs)
+    x = keras.layers.BatchNormalization()(keras.layers.Conv2D(4, 3)(x))
+    x = keras.layers.GlobalAveragePooling2D()(x)
+    resized = keras.Model(inputs, keras.layers.Dense(5, activation="softmax")(x),
+                          name="resized")
+    model = ensembles.Ensemble(small_members(2) + [resized])
     x = images(5)
     x[3] = np.nan  # a bad input is flagged, per input, not hidden
     reference = ensembles.serving_model(model).predict(x, verbose=0)

@@ -178,7 +178,7 @@ def test_demo_smoke_run_end_to_end(tmp_path):
                             env={**os.environ, "TF_CPP_MIN_LOG_LEVEL": "2"})
     assert result.returncode == 0, result.stderr[-4000:]
     assert "2 replicas" in result.stdout
-    assert result.stdout.count("training alexnet") == 3  # dropout 0.3 and 0.5, width 256
+    assert result.stdout.count("training alexnet") == 3  # dropout 0.3 and 0.4, width 384
     assert result.stdout.count("predicted") == 5  # the reloaded SavedModel classified them
 
     table = pd.read_csv(os.path.join(out, "results.csv"), index_col="model")
@@ -397,7 +397,7 @@ def test_train_pipeline_random_crops_of_the_larger_scale_and_centre_crops_for_ev
         "train", "--model", "resnet18", "--image-size", "16", "--augment", "crop+flip",
         "--normalize", "mean_image", "--batch-size", "32", "--model-arg", "stem=cifar"])
     setup = commands._Setup(args, str(tmp_path))
-    assert setup.scale == 18
+    assert setup.data.scale == 18
     large = data.load("digits", "train", image_size=18, batch_size=None, shuffle=False)
     large = np.stack([x.numpy() for x, _ in large.take(300)])
     windows = {(dy, dx, flip): large[:, dy:dy + 16, dx:dx + 16][:, :, ::-1 if flip else 1]
