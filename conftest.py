@@ -6,7 +6,8 @@ def pytest_addoption(parser):
         "--run-slow", action="store_true", default=False,
         help="also run the slow tier (tests marked slow): the science tests on real data, "
         "the kill tests at every named point, the demo smoke run, the notebook, the "
-        "cross-process backend checks; `make test-all` passes it")
+        "cross-process backend checks, and the other cases of a few parametrized tests "
+        "whose first case stays in the fast tier; `make test-all` passes it")
 
 
 def pytest_collection_modifyitems(config, items):

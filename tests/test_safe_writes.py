@@ -69,7 +69,7 @@ def test_zoo_export_to_the_working_directory_or_a_user_folder_is_one_line_and_de
     assert "a directory is there" in capsys.readouterr().err
 
 
-@pytest.mark.parametrize("when", ["before", "after"])
+@pytest.mark.parametrize("when", ["before", pytest.param("after", marks=pytest.mark.slow)])
 def test_a_kill_around_the_swap_always_leaves_a_whole_export(when, tmp_path):
     """SIGKILL just before or just after the atomic exchange of the new export with the
     previous one: the path holds the previous or the new export, never nothing."""

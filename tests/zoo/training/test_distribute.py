@@ -49,6 +49,7 @@ TRAIN_UNDER_MIRRORED = textwrap.dedent(
 )
 
 
+@pytest.mark.slow  # the fast tier's mirrored test: test_processes.py (one device's weights)
 def test_mirrored_two_device_training_of_alexnet():
     result = subprocess.run(
         [sys.executable, "-c", TRAIN_UNDER_MIRRORED],

@@ -141,7 +141,8 @@ def test_unknown_model_argument_type():
         zoo.train(3, tiny_data(), epochs=1, verbose=0)
 
 
-@pytest.mark.parametrize("precision", ["mixed_float16", "mixed_bfloat16"])
+@pytest.mark.parametrize("precision", [
+    "mixed_float16", pytest.param("mixed_bfloat16", marks=pytest.mark.slow)])  # fast: one
 def test_mixed_precision_trains_and_keeps_the_global_policy(precision):
     result = zoo.train("resnet18", tiny_data(size=16), epochs=1, precision=precision,
                        verbose=0, model_kwargs=dict(input_shape=(16, 16, 3), classes=4,
