@@ -61,7 +61,9 @@ def serving_model(ensemble):
     an input that holds a NaN or inf pixel (whose probabilities a network's ReLUs and
     poolings can turn into finite nonsense) or whose probabilities are not finite, so a
     client can tell, per input, which answers not to use."""
-    model = with_member_outputs(ensemble)
+    members = with_member_outputs(ensemble)
+    # Nested under a name of its own: the ensemble's (the demo's is "all") may be an op's.
+    model = keras.Model(members.input, members.outputs, name="ensemble_and_members")
     # Called with training=False: without it, a Keras image preprocessing layer in a member
     # (Resizing, whose call defaults to training=True) puts the whole call in training
     # mode, and BatchNormalization then serves batch statistics, not its moving averages.

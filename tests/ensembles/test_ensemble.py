@@ -366,7 +366,8 @@ def test_export_one_saved_model_served_without_this_project(tmp_path):
     x = keras.layers.GlobalAveragePooling2D()(x)
     resized = keras.Model(inputs, keras.layers.Dense(5, activation="softmax")(x),
                           name="resized")
-    model = ensembles.Ensemble(small_members(2) + [resized])
+    # Named as an op of the serving graph (keras.ops.all): names must not clash.
+    model = ensembles.Ensemble(small_members(2) + [resized], name="all")
     x = images(5)
     x[3] = np.nan  # a bad input is flagged, per input, not hidden
     reference = ensembles.serving_model(model).predict(x, verbose=0)
