@@ -46,10 +46,6 @@ def _probabilities(models, digits):
                      for m in models])
 
 
-def _scores(probs, labels):
-    return metrics.scores(probs, labels)
-
-
 @pytest.mark.parametrize("kind, values", [("dropout", [0.1, 0.3, 0.5]),
                                           ("width", [0.125, 0.1875, 0.25])])
 def test_variant_ensembles_beat_their_best_member(kind, values, digits):
@@ -64,8 +60,8 @@ def test_variant_ensembles_beat_their_best_member(kind, values, digits):
                          learning_rate=0.05, seed=seed, verbose=0).model
                for seed, build in enumerate(builders.values())]
     probs = _probabilities(members, digits)
-    each = [_scores(p, digits["labels"]) for p in probs]
-    ensemble = _scores(probs.mean(axis=0), digits["labels"])
+    each = [metrics.scores(p, digits["labels"]) for p in probs]
+    ensemble = metrics.scores(probs.mean(axis=0), digits["labels"])
     best_nll = min(s["nll"] for s in each)
     best_top1 = min(s["top1_error"] for s in each)
     print(kind, [(round(s["top1_error"], 4), round(s["nll"], 4)) for s in each],
@@ -124,10 +120,10 @@ def test_cyclic_snapshots_beat_their_best_snapshot_pooled_over_seeds(digits, tmp
             ensembles.from_snapshots(build, nocycle_paths)), digits))
     snapshots = np.concatenate(pooled["snapshots"], axis=1)  # (4, 1620, 10)
     nocycle = np.concatenate(pooled["nocycle"], axis=1)
-    ensemble = _scores(snapshots.mean(axis=0), labels)
-    each = [_scores(p, labels) for p in snapshots]
-    control = _scores(nocycle.mean(axis=0), labels)
-    single = _scores(nocycle[-1], labels)  # NoCycle's final model
+    ensemble = metrics.scores(snapshots.mean(axis=0), labels)
+    each = [metrics.scores(p, labels) for p in snapshots]
+    control = metrics.scores(nocycle.mean(axis=0), labels)
+    single = metrics.scores(nocycle[-1], labels)  # NoCycle's final model
     print("snapshots", [(round(s["top1_error"], 4), round(s["nll"], 4)) for s in each],
           "ensemble", round(ensemble["top1_error"], 4), round(ensemble["nll"], 4),
           "NoCycle ensemble", round(control["top1_error"], 4), round(control["nll"], 4),

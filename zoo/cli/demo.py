@@ -84,12 +84,11 @@ def train_members(demo, output_dir, models=MODEL_CHOICES, epochs=6, snapshot_epo
         # Dropout and width variants of the two-tower LRN AlexNet: the first dropout rate at
         # the first width, the other rates at that width, the other widths at that rate.
         common = dict(classes=demo.info.num_classes, towers=2, kernel_initializer="he")
-        variants = {**ensembles.variants("alexnet", dropout=list(dropouts), width=widths[0],
-                                         **common),
-                    **ensembles.variants("alexnet", width=list(widths[1:]) or None,
-                                         dropout=dropouts[0], **common)
-                    } if len(widths) > 1 else ensembles.variants(
-                        "alexnet", dropout=list(dropouts), width=widths[0], **common)
+        variants = ensembles.variants("alexnet", dropout=list(dropouts), width=widths[0],
+                                      **common)
+        if len(widths) > 1:
+            variants.update(ensembles.variants("alexnet", width=list(widths[1:]),
+                                               dropout=dropouts[0], **common))
         optimizer = _warmup_cosine(ALEXNET_PEAK_LR, epochs, int(train.cardinality()),
                                    ALEXNET_WARMUP_EPOCHS)
         groups["alexnet variants"] = []
@@ -140,16 +139,17 @@ def evaluate(groups, test):
     import ensembles
     from ensembles.evaluation import SCORE_COLUMNS
 
-    everything, weights = [], []
-    for members in groups.values():
+    everything, weights, positions = [], [], {}
+    for group, members in groups.items():
+        positions[group] = list(range(len(everything), len(everything) + len(members)))
         everything += members
         weights += [1.0 / (len(groups) * len(members))] * len(members)
     combined = ensembles.Ensemble(everything, weights=weights, name="all")
+    positions["all"] = list(range(len(everything)))
     names, probs, labels = ensembles.predict_members(combined, test)  # once, for every table
     rows = []
     for group, source in list(groups.items()) + [("all", combined)]:
-        chosen = (list(range(len(everything))) if group == "all" else
-                  [everything.index(m) for m in source])
+        chosen = positions[group]
         table = ensembles.evaluate(source, None, predictions=(
             [names[i] for i in chosen], probs[chosen], labels))
         for name, row in table.drop(index="best member").iterrows():
