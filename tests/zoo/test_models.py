@@ -46,7 +46,7 @@ def test_output_shapes(name, head_id):
     model = zoo.get_model(name, **kwargs, **head)
     assert model.output_shape == expected(features)
     x = np.random.default_rng(0).normal(size=(2,) + kwargs["input_shape"]).astype("float32")
-    out = model.predict(x, verbose=0)
+    out = keras.ops.convert_to_numpy(model(x, training=False))  # predict: test_model
     assert out.shape == (2,) + expected(features)[1:] and np.isfinite(out).all()
 
 
@@ -298,7 +298,7 @@ def test_googlenet_owns_its_aux_heads_one_output_outside_paper_loss_inside(tmp_p
     metrics, evaluation, prediction, symbolic calls and a .keras round trip see one head."""
     model = zoo.googlenet(aux_logits=True, input_shape=(65, 65, 3), width=0.125, classes=5)
     model.compile(keras.optimizers.SGD(0.01), "sparse_categorical_crossentropy",
-                  metrics=["accuracy"])
+                  metrics=["accuracy"], run_eagerly=True)  # graph mode: test_recipe
     x = np.random.default_rng(0).normal(size=(8, 65, 65, 3)).astype("float32")
     y = np.arange(8) % 5
     before = model.get_layer("aux1_fc").kernel.numpy().copy()
@@ -314,12 +314,12 @@ def test_googlenet_owns_its_aux_heads_one_output_outside_paper_loss_inside(tmp_p
         float(cross_entropy(y, main)), rel=1e-5)  # evaluation: the main head alone
     inference = googlenet_module.without_aux(model)
     predictions = model.predict(x, verbose=0)
-    np.testing.assert_allclose(inference.predict(x, verbose=0), predictions, rtol=1e-6)
+    np.testing.assert_allclose(inference(x, training=False), predictions, rtol=1e-6)
     assert model(keras.Input((65, 65, 3))).shape == (None, 5)
     model.save(tmp_path / "g.keras")
     loaded = zoo.load_model(tmp_path / "g.keras")
     assert isinstance(loaded, zoo.GoogLeNetWithAuxHeads)
-    np.testing.assert_allclose(loaded.predict(x, verbose=0), predictions, rtol=1e-6)
+    np.testing.assert_allclose(loaded(x, training=False), predictions, rtol=1e-6)
     assert googlenet_module.without_aux(inference) is inference  # nothing to drop
 
 

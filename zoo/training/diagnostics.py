@@ -133,6 +133,7 @@ def overfit_tiny_subset(model, dataset, examples=20, steps=100, learning_rate=0.
                   loss=keras.losses.SparseCategoricalCrossentropy(
                       from_logits=_outputs_logits(fresh)),
                   metrics=[keras.metrics.SparseCategoricalAccuracy(name="accuracy")])
+    fresh.optimizer.build(fresh.trainable_variables)  # else TensorFlow traces fit's step twice
     tiny = tf.data.Dataset.from_tensors((images, labels))
     fresh.fit(tiny.repeat(steps), epochs=1, verbose=0)
     result = fresh.evaluate(tiny, verbose=0, return_dict=True)  # after the last step

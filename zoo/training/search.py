@@ -81,6 +81,8 @@ def _hypermodel(build, space):
 
         def fit(self, hp, model, train_data, validation_data=None, **kwargs):
             kwargs.setdefault("shuffle", False)  # datasets come shuffled (data.load)
+            if not model.optimizer.built:  # else TensorFlow traces the first step twice
+                model.optimizer.build(model.trainable_variables)
             return model.fit(train_data, validation_data=validation_data, **kwargs)
 
     return ZooHyperModel()

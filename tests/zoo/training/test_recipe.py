@@ -48,6 +48,25 @@ def test_recipe_defaults_and_reduce_lr_divides_by_ten_on_a_plateau():
         result.history.columns)
 
 
+def test_the_training_step_is_traced_once(tmp_path):
+    """zoo.train creates the optimizer's variables before fit's first step: TensorFlow
+    traces a step that creates variables twice (the first epoch of a small ResNet-18 took
+    9.0 s instead of 4.8 s on 2 CPU cores). A resumed run traces once too."""
+    traces = []
+
+    def counting_model():
+        model = tiny_model()
+        step = model.train_step
+        model.train_step = lambda data: traces.append(1) or step(data)
+        return model
+
+    for epochs in (1, 2):  # a run, then its resumption from the backup
+        traces.clear()
+        result = zoo.train(counting_model, tiny_data(), epochs=epochs, verbose=0,
+                           run_dir=tmp_path / "run")
+        assert len(traces) == 1 and result.history["epoch"].tolist()[-1] == epochs
+
+
 def test_train_learns_and_seed_makes_runs_repeatable():
     def run():
         return zoo.train(tiny_model, tiny_data(), tiny_data(seed=1), epochs=3, seed=7,
