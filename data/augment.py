@@ -17,6 +17,8 @@ import functools
 
 import tensorflow as tf
 
+from safeio.checks import UserError
+
 
 def _seeds(seed, count):
     return tf.unstack(tf.random.experimental.stateless_split(tf.cast(seed, tf.int64), count))
@@ -167,7 +169,7 @@ def parse(spec):
         elif token in AUGMENT_OPS:
             ops.append(token)
         else:
-            raise ValueError(
+            raise UserError(
                 f"Unknown augmentation {token!r} in {spec!r}: use '+'-joined names of "
                 f"{AUGMENT_OPS} or the presets {tuple(AUGMENT_PRESETS)} (e.g. 'crop+flip').")
     return tuple(dict.fromkeys(ops))  # in order, once each
@@ -186,7 +188,7 @@ def from_spec(spec, size, statistics=None):
     """
     ops = parse(spec)
     if "pca" in ops and statistics is None:
-        raise ValueError("PCA colour augmentation needs the training set's statistics.")
+        raise UserError("PCA colour augmentation needs the training set's statistics.")
     make = {
         "crop": lambda: functools.partial(random_crop, size=size),
         "flip": lambda: random_flip,

@@ -17,7 +17,7 @@ import tensorflow as tf
 from data import folder
 from data.preprocess import alexnet_preprocess
 from data.preprocess import center_crop as _center_crop
-from safeio.checks import check_non_negative_int, check_positive_int
+from safeio.checks import UserError, check_non_negative_int, check_positive_int
 
 DIGITS = "digits"
 DIGITS_CLASSES = tuple(str(d) for d in range(10))
@@ -61,7 +61,7 @@ def _digits_split_index(split):
     }
     match = _SLICE.match(str(split))
     if match is None or match.group(1) not in masks:
-        raise ValueError(
+        raise UserError(
             f"Unknown split {split!r} of {DIGITS!r}; available: 'train', 'validation', 'test', "
             "optionally sliced as in TFDS ('train[:400]', 'train[:50%]')."
         )
@@ -134,12 +134,12 @@ def _tfds_builder(name, data_dir):
     import tensorflow_datasets as tfds
 
     if _looks_like_a_folder(name):
-        raise ValueError(f"Dataset folder not found: {name!r} (expected "
-                         f"{os.path.join(str(name), 'SPLIT', 'CLASS_NAME')}/*.jpg).")
+        raise UserError(f"Dataset folder not found: {name!r} (expected "
+                        f"{os.path.join(str(name), 'SPLIT', 'CLASS_NAME')}/*.jpg).")
     try:
         return tfds.builder(name, data_dir=data_dir)
     except tfds.core.registered.DatasetNotFoundError:
-        raise ValueError(
+        raise UserError(
             f"Unknown dataset {name!r}: it is not {DIGITS!r}, not an existing image folder, "
             "and not a TensorFlow Datasets name (see tfds.list_builders())."
         ) from None
@@ -172,7 +172,7 @@ def _prepare(builder, name, manual_dir):
 def _check_split(split, available, name):
     base = re.split(r"[\[+]", split)[0]  # "train[:10%]" and "train+test" are fine
     if base not in available:
-        raise ValueError(
+        raise UserError(
             f"Unknown split {split!r} of {name!r}; available: "
             f"{', '.join(map(repr, sorted(available)))}."
         )
@@ -246,7 +246,7 @@ def set_epoch(dataset, epoch):
     """
     check_non_negative_int(epoch, "epoch")
     if not hasattr(dataset, "_zoo_epoch"):
-        raise ValueError(
+        raise UserError(
             f"set_epoch needs the dataset `data.load` returned, not one made from it or "
             f"elsewhere; received {type(dataset).__name__}. Transform the images with "
             f"load's `preprocess`/`augment` arguments to keep its epochs.")
@@ -293,18 +293,18 @@ def from_arrays(images, labels, num_classes=None):
     images = np.asarray(images, dtype="float32")
     labels = np.asarray(labels)
     if images.ndim != 4 or images.shape[-1] not in (1, 3):
-        raise ValueError(
+        raise UserError(
             f"`images` must have shape (N, height, width, 1 or 3); received {images.shape}."
         )
     if labels.shape != (len(images),) or not np.issubdtype(labels.dtype, np.integer):
-        raise ValueError(
+        raise UserError(
             f"`labels` must be {len(images)} integers, one per image; received shape "
             f"{labels.shape} of {labels.dtype}."
         )
     if num_classes is not None and len(labels) and (labels.min() < 0 or
                                                    labels.max() >= num_classes):
         bad = labels[(labels < 0) | (labels >= num_classes)]
-        raise ValueError(
+        raise UserError(
             f"Labels must lie in [0, {num_classes}); received {bad[:5].tolist()} "
             f"({len(bad)} out of range)."
         )
@@ -387,8 +387,8 @@ def load(
     for arg, value in (("scale", scale), ("center_crop", center_crop)):
         check_positive_int(value, arg, allow_none=True)
     if scale is not None and image_size is not None:
-        raise ValueError(f"Give `image_size` (resize) or `scale` (shorter side, then the "
-                         f"central square), not both; received {image_size} and {scale}.")
+        raise UserError(f"Give `image_size` (resize) or `scale` (shorter side, then the "
+                        f"central square), not both; received {image_size} and {scale}.")
     check_positive_int(batch_size, "batch_size", allow_none=True)
     if shuffle is None:
         shuffle = str(split).startswith("train")
@@ -444,8 +444,8 @@ def info(name=DIGITS, data_dir=None, class_names=None):
         scans = {s: folder.scan(name, s, verify=None, class_names=class_names)
                  for s in folder.splits(name)}
         if not scans:
-            raise ValueError(f"Image folder {name} has no split sub-folders (expected layout: "
-                             "root/split/class_name/image.jpg).")
+            raise UserError(f"Image folder {name} has no split sub-folders (expected layout: "
+                            "root/split/class_name/image.jpg).")
         classes = tuple(next(iter(scans.values()))[2])
         return DatasetInfo(os.path.basename(os.path.normpath(name)), classes,
                            {s: len(paths) for s, (paths, _, _) in scans.items()}, None)

@@ -9,6 +9,8 @@ import warnings
 
 import tensorflow as tf
 
+from safeio.checks import UserError
+
 IMAGE_EXTENSIONS = (".jpg", ".jpeg", ".png", ".gif", ".bmp")
 _MAGIC = (b"\xff\xd8\xff", b"\x89PNG\r\n\x1a\n", b"GIF87a", b"GIF89a", b"BM")
 BAD_IMAGE_CHOICES = ("raise", "skip")
@@ -128,10 +130,10 @@ def class_folders(root):
 def _check_class_names(names, root, split_dir):
     names = list(names)
     if not names or len(set(names)) != len(names) or not all(isinstance(n, str) for n in names):
-        raise ValueError(f"`class_names` must be distinct folder names; received {names!r}.")
+        raise UserError(f"`class_names` must be distinct folder names; received {names!r}.")
     unknown = sorted(set(splits(split_dir)) - set(names))
     if unknown:
-        raise ValueError(
+        raise UserError(
             f"Class folder(s) {unknown} in {split_dir} are not in `class_names` {names} "
             f"(the image folder {root} has classes {class_folders(root)}).")
     return names
@@ -160,14 +162,14 @@ def scan(root, split, on_bad_image="raise", verify="header", class_names=None,
     >>> paths, labels, classes = scan("flowers", "train")  # doctest: +SKIP
     """
     if on_bad_image not in BAD_IMAGE_CHOICES:
-        raise ValueError(
+        raise UserError(
             f"`on_bad_image` must be one of {BAD_IMAGE_CHOICES}; received {on_bad_image!r}."
         )
     if verify not in VERIFY_CHOICES:
-        raise ValueError(f"`verify` must be one of {VERIFY_CHOICES}; received {verify!r}.")
+        raise UserError(f"`verify` must be one of {VERIFY_CHOICES}; received {verify!r}.")
     available = splits(root)
     if split not in available:
-        raise ValueError(
+        raise UserError(
             f"Unknown split {split!r} in image folder {root}: it has "
             f"{', '.join(map(repr, available)) or 'no split sub-folders'} (expected layout: "
             "root/split/class_name/image.jpg)."
@@ -191,7 +193,7 @@ def scan(root, split, on_bad_image="raise", verify="header", class_names=None,
             elif on_bad_image == "skip":
                 skipped.append(f"{path}: {problem}")
             else:
-                raise ValueError(
+                raise UserError(
                     f"Bad image file {path}: {problem}. Remove it, or pass "
                     "on_bad_image='skip' to leave bad files out with a warning."
                 )
@@ -199,7 +201,7 @@ def scan(root, split, on_bad_image="raise", verify="header", class_names=None,
         warnings.warn(f"Skipped {len(skipped)} bad image file(s):\n" + "\n".join(skipped),
                       stacklevel=2)
     if not paths:
-        raise ValueError(
+        raise UserError(
             f"No images in {split_dir}: expected class sub-folders holding "
             f"{', '.join(IMAGE_EXTENSIONS)} files."
         )

@@ -10,6 +10,8 @@ Example:
 import keras
 import numpy as np
 
+from safeio.checks import UserError
+
 
 # Registered as "zoo>MeanSubtraction", the name saved models already carry.
 @keras.saving.register_keras_serializable(package="zoo")
@@ -32,7 +34,7 @@ class MeanSubtraction(keras.layers.Layer):
         super().__init__(**kwargs)
         mean = np.asarray(mean, dtype="float32")
         if mean.ndim not in (1, 3):
-            raise ValueError(
+            raise UserError(
                 "`mean` must have shape (channels,) or (height, width, channels); "
                 f"received shape {mean.shape}."
             )
@@ -41,7 +43,7 @@ class MeanSubtraction(keras.layers.Layer):
     def build(self, input_shape):
         expected = tuple(input_shape[-self.mean.ndim:])
         if expected != self.mean.shape:
-            raise ValueError(
+            raise UserError(
                 f"MeanSubtraction's mean has shape {self.mean.shape} but its input has shape "
                 f"{tuple(input_shape)}: the mean must match the trailing "
                 f"{'channel' if self.mean.ndim == 1 else 'height, width and channel'} sizes."

@@ -11,6 +11,7 @@ import numpy as np
 import tensorflow as tf
 
 from safeio import atomic_path
+from safeio.checks import UserError
 
 
 def resize_shorter_side(image, size=256):
@@ -127,7 +128,7 @@ def compute_statistics(dataset):
         finite = np.isfinite(images).reshape(len(images), -1).all(axis=1)
         if not finite.all():
             bad = num_images + int(np.argmin(finite))
-            raise ValueError(
+            raise UserError(
                 f"Image {bad} of the dataset (counting from 0) has "
                 f"{int((~np.isfinite(images[bad - num_images])).sum())} NaN or infinite pixel "
                 "values; statistics need finite pixels: fix or drop that image.")
@@ -137,7 +138,7 @@ def compute_statistics(dataset):
             pixel_sum = np.zeros(images.shape[-1])
             outer_sum = np.zeros((images.shape[-1],) * 2)
         elif images.shape[1:] != image_sum.shape:
-            raise ValueError(
+            raise UserError(
                 f"All images must share one size to compute a mean image; received "
                 f"{images.shape[1:]} after {image_sum.shape}. Resize or crop them first."
             )
@@ -147,7 +148,7 @@ def compute_statistics(dataset):
         num_images += len(images)
         num_pixels += len(pixels)
     if num_images == 0:
-        raise ValueError("compute_statistics received an empty dataset.")
+        raise UserError("compute_statistics received an empty dataset.")
     channel_mean = pixel_sum / num_pixels
     covariance = outer_sum / num_pixels - np.outer(channel_mean, channel_mean)
     eigenvalues, eigenvectors = np.linalg.eigh(covariance)
@@ -189,8 +190,8 @@ def normalized_input(statistics, shape, name="input", normalize="standardize"):
     from data.layers import MeanSubtraction
 
     if normalize not in NORMALIZE_CHOICES:
-        raise ValueError(f"`normalize` must be one of {NORMALIZE_CHOICES}; received "
-                         f"{normalize!r}.")
+        raise UserError(f"`normalize` must be one of {NORMALIZE_CHOICES}; received "
+                        f"{normalize!r}.")
     inputs = keras.Input(shape, name=name)
     if normalize == "standardize":
         return keras.layers.Normalization(mean=statistics.channel_mean,
@@ -200,7 +201,7 @@ def normalized_input(statistics, shape, name="input", normalize="standardize"):
         return MeanSubtraction(statistics.channel_mean, name="normalize")(inputs)
     if normalize == "mean_image":
         if tuple(statistics.mean_image.shape) != tuple(shape):
-            raise ValueError(
+            raise UserError(
                 f"normalize='mean_image' needs statistics of {tuple(shape)} images; these "
                 f"have a mean image of {tuple(statistics.mean_image.shape)}.")
         return MeanSubtraction(statistics.mean_image, name="normalize")(inputs)

@@ -3,6 +3,8 @@
 import numpy as np
 import tensorflow as tf
 
+from safeio.checks import UserError
+
 TTA_CHOICES = (None, "flip", "5crop", "10crop")
 
 
@@ -22,16 +24,17 @@ def _corner_and_centre_crops(images, size, name):
     images = tf.convert_to_tensor(images)
     height, width = images.shape[-3], images.shape[-2]
     if height < size or width < size:
-        raise ValueError(f"{name} needs images of at least {size}x{size}; received "
-                         f"{height}x{width}.")
+        raise UserError(f"{name} needs images of at least {size}x{size}; received "
+                        f"{height}x{width}.")
     if height == size and width == size:
-        raise ValueError(
+        raise UserError(
             f"{name} needs images larger than the {size}x{size} crops, or every crop is the "
             f"same image; received {height}x{width}. Load the images at the paper's larger "
             f"scale: shorter side {crop_scale(size)} (data.crop_scale({size})), e.g. "
             f"data.load(..., preprocess=functools.partial(data.alexnet_preprocess, "
             f"size={crop_scale(size)})).")
-    top, left = (height - size) // 2, (width - size) // 2
+    # torchvision's CenterCrop: int(round((height - size) / 2)), Python's round (half to even).
+    top, left = int(round((height - size) / 2)), int(round((width - size) / 2))
     corners = [(0, 0), (0, width - size), (height - size, 0), (height - size, width - size),
                (top, left)]
     return [images[..., y : y + size, x : x + size, :] for y, x in corners]
@@ -59,7 +62,11 @@ def ten_crop(images, size):
     ``images`` is one image (height, width, channels) -> (10, size, size, channels), or a
     batch (n, height, width, channels) -> (n, 10, size, size, channels). Crop order: top-left,
     top-right, bottom-left, bottom-right, centre, then the five mirrored. Images must be
-    larger than ``size``.
+    larger than ``size``. The centre crop sits where torchvision's ``CenterCrop`` puts it
+    (offsets rounded, half to even). The mirrored crops are the reflections of the five
+    patches, as the paper words it; torchvision's ``TenCrop`` crops the mirrored image
+    instead, which gives the same corner patches in another order and, where ``width -
+    size`` is odd, a centre one pixel to the side.
 
     Example:
 
@@ -80,10 +87,10 @@ def flip_crops(images):
 def crops(images, tta, size=None):
     """``(n, k, ...)`` views of a batch for ``tta`` in ``(None, "flip", "5crop", "10crop")``."""
     if tta not in TTA_CHOICES:
-        raise ValueError(f"`tta` must be one of {TTA_CHOICES}; received {tta!r}.")
+        raise UserError(f"`tta` must be one of {TTA_CHOICES}; received {tta!r}.")
     if tta in ("5crop", "10crop"):
         if size is None:
-            raise ValueError(f"tta={tta!r} needs the crop `size` (the model's input size).")
+            raise UserError(f"tta={tta!r} needs the crop `size` (the model's input size).")
         return (ten_crop if tta == "10crop" else five_crop)(images, size)
     if tta == "flip":
         return flip_crops(images)

@@ -3,6 +3,8 @@
 import keras
 import numpy as np
 
+from safeio.checks import UserError
+
 COMBINE_CHOICES = ("mean", "logit_mean", "geometric", "vote")
 _EPS = 1e-7
 
@@ -27,7 +29,7 @@ class CombineMembers(keras.layers.Layer):
     def __init__(self, combine="mean", weights=None, **kwargs):
         super().__init__(**kwargs)
         if combine not in COMBINE_CHOICES:
-            raise ValueError(f"`combine` must be one of {COMBINE_CHOICES}; received {combine!r}.")
+            raise UserError(f"`combine` must be one of {COMBINE_CHOICES}; received {combine!r}.")
         self.combine = combine
         self.member_weights = None if weights is None else [float(w) for w in weights]
 
@@ -70,22 +72,22 @@ def _softmax_output(model):
 
 def _check_members(members):
     if len(members) < 1:
-        raise ValueError("An ensemble needs at least one member; received none.")
+        raise UserError("An ensemble needs at least one member; received none.")
     reference = members[0]
     for i, member in enumerate(members):
         if not isinstance(member, keras.Model):
-            raise ValueError(f"Member {i} must be a keras.Model; received "
-                             f"{type(member).__name__}.")
+            raise UserError(f"Member {i} must be a keras.Model; received "
+                            f"{type(member).__name__}.")
         if isinstance(member.output_shape, list):  # (GoogLeNet's aux heads show as one)
-            raise ValueError(
+            raise UserError(
                 f"Member {i} ({member.name!r}) has {len(member.output_shape)} outputs; "
                 "ensembles take one-output classifiers.")
         if tuple(member.input_shape[1:]) != tuple(reference.input_shape[1:]):
-            raise ValueError(
+            raise UserError(
                 f"Member {i} ({member.name!r}) takes input shape {member.input_shape[1:]}, but "
                 f"member 0 ({reference.name!r}) takes {reference.input_shape[1:]}.")
         if member.output_shape[-1] != reference.output_shape[-1]:
-            raise ValueError(
+            raise UserError(
                 f"Member {i} ({member.name!r}) predicts {member.output_shape[-1]} classes, but "
                 f"member 0 ({reference.name!r}) predicts {reference.output_shape[-1]}.")
 
@@ -130,7 +132,7 @@ def Ensemble(members, combine="mean", weights=None, return_members=False, name="
     if weights is not None:
         weights = [float(w) for w in weights]
         if len(weights) != len(members) or min(weights) < 0 or sum(weights) <= 0:
-            raise ValueError(
+            raise UserError(
                 f"`weights` must be {len(members)} non-negative numbers, not all zero; "
                 f"received {weights}.")
     inputs = keras.Input(members[0].input_shape[1:], name="input")
@@ -167,7 +169,7 @@ def is_ensemble(model):
 def _ensemble_combine_layer(ensemble):
     layer = combine_layer(ensemble)
     if layer is None:
-        raise ValueError(
+        raise UserError(
             f"Expected an ensemble (a model with one CombineMembers layer, as "
             f"ensembles.Ensemble builds); received {getattr(ensemble, 'name', ensemble)!r}.")
     return layer

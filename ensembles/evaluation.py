@@ -8,6 +8,7 @@ from data import tta as tta_lib
 from ensembles import metrics
 from ensembles.ensemble import (CombineMembers, _softmax_output, combine_layer, is_ensemble,
                                 member_weights, members_of, unique_names, with_member_outputs)
+from safeio.checks import UserError
 
 SCORE_COLUMNS = ["top1_error", "top5_error", "nll", "brier", "ece"]
 
@@ -32,7 +33,7 @@ def _members_and_predictor(source):
                 lambda x: np.moveaxis(np.asarray(model.predict_on_batch(x)[1]), 1, 0))
     members = [source] if isinstance(source, keras.Model) else list(source)
     if not members:
-        raise ValueError("Nothing to evaluate: received an empty list of members.")
+        raise UserError("Nothing to evaluate: received an empty list of members.")
     predictors = {id(m): _undistributed(m) for m in members}
 
     def probabilities(model, x):
@@ -83,13 +84,13 @@ def _check_finite(names, probs, bad_pixels):
     finite but meaningless numbers that a network's ReLUs and poolings make of NaN pixels."""
     rows = np.flatnonzero(bad_pixels)
     if len(rows):
-        raise ValueError(f"{len(rows)} of {len(bad_pixels)} inputs hold NaN or infinite "
-                         f"pixels ({_positions(rows)}): no prediction on them means anything.")
+        raise UserError(f"{len(rows)} of {len(bad_pixels)} inputs hold NaN or infinite "
+                        f"pixels ({_positions(rows)}): no prediction on them means anything.")
     bad = ~np.isfinite(probs).reshape(probs.shape[0], probs.shape[1], -1).all(axis=-1)
     if bad.any():
         rows = np.flatnonzero(bad.any(axis=0))
         members = [n for n, b in zip(names, bad.any(axis=1)) if b]
-        raise ValueError(
+        raise UserError(
             f"{len(rows)} of {probs.shape[1]} inputs get NaN or infinite probabilities from "
             f"{', '.join(members)} ({_positions(rows)}): the model diverged (NaN or "
             f"infinite weights) or overflows on them.")

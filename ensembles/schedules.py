@@ -4,7 +4,7 @@ import math
 
 import keras
 
-from safeio.checks import check_positive_int
+from safeio.checks import UserError, check_positive_int
 
 
 @keras.saving.register_keras_serializable(package="ensembles")
@@ -32,7 +32,7 @@ class CyclicCosine(keras.optimizers.schedules.LearningRateSchedule):
         for name, value in (("total_steps", total_steps), ("cycles", cycles)):
             check_positive_int(value, name)
         if total_steps < cycles:
-            raise ValueError(
+            raise UserError(
                 f"`cycles` must be between 1 and total_steps ({total_steps}); received {cycles}.")
         self.initial_learning_rate = float(initial_learning_rate)
         self.total_steps = total_steps

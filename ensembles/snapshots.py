@@ -20,6 +20,7 @@ import keras
 from ensembles.ensemble import Ensemble
 from ensembles.schedules import CyclicCosine
 from safeio import atomic_path
+from safeio.checks import UserError
 from zoo.optimizers import make_optimizer
 from zoo.training import recipe as training
 
@@ -61,7 +62,7 @@ class CheckpointSnapshots(keras.callbacks.Callback):
     def __init__(self, directory, every=None, at_lr_drop=True):
         super().__init__()
         if every is not None and (not isinstance(every, int) or every < 1):
-            raise ValueError(f"`every` must be None or a positive integer; received {every!r}.")
+            raise UserError(f"`every` must be None or a positive integer; received {every!r}.")
         self.directory = directory
         self.every = every
         self.at_lr_drop = at_lr_drop
@@ -94,13 +95,13 @@ def train_snapshots(model, train_data, val_data=None, *, epochs, cycles, run_dir
     >>> ensemble = from_snapshots(build, paths, last=4)                    # doctest: +SKIP
     """
     if train_kwargs.pop("reduce_lr", False):
-        raise ValueError(
+        raise UserError(
             "The cyclic snapshot schedule and ReduceLROnPlateau do not compose (Keras cannot "
             "change a LearningRateSchedule's rate); use CheckpointSnapshots in an ordinary "
             "zoo.train run for snapshots under ReduceLROnPlateau.")
     steps = steps_per_epoch or int(train_data.cardinality())
     if steps < 1:
-        raise ValueError("The training data's length is unknown: pass steps_per_epoch.")
+        raise UserError("The training data's length is unknown: pass steps_per_epoch.")
     schedule = CyclicCosine(learning_rate, epochs * steps, cycles)
     directory = os.path.join(run_dir, "snapshots")
     callbacks = [CycleSnapshots(directory, schedule.boundaries)]
@@ -147,14 +148,14 @@ def from_snapshots(model, paths, last=None, combine="mean", weights=None,
     paths = list(paths)
     if last is not None:
         if not isinstance(last, int) or last < 1:
-            raise ValueError(f"`last` must be a positive integer; received {last!r}.")
+            raise UserError(f"`last` must be a positive integer; received {last!r}.")
         paths = paths[-last:]
     if not paths:
-        raise ValueError("No snapshot files to load: received an empty list or directory.")
+        raise UserError("No snapshot files to load: received an empty list or directory.")
     members = []
     for path in paths:
         if not os.path.isfile(path):
-            raise ValueError(f"Snapshot file not found: {path}.")
+            raise UserError(f"Snapshot file not found: {path}.")
         member = keras.models.clone_model(model) if isinstance(model, keras.Model) else model()
         member.load_weights(path)
         members.append(keras.Model(member.input, member.output, name=_member_name(path)))

@@ -3,6 +3,7 @@
 import functools
 import itertools
 
+from safeio.checks import UserError
 from zoo import registry
 
 
@@ -16,7 +17,7 @@ def _values(value):
         return [None], False
     if isinstance(value, (list, tuple)):
         if not value:
-            raise ValueError("variant values must not be an empty list.")
+            raise UserError("variant values must not be an empty list.")
         return list(value), True
     return [value], False
 
@@ -39,8 +40,8 @@ def variants(builder, dropout=None, width=None, **kwargs):
     dropouts, vary_dropout = _values(dropout)
     widths, vary_width = _values(width)
     if not (vary_dropout or vary_width):
-        raise ValueError("variants needs a list of `dropout` and/or `width` values to vary; "
-                         f"received dropout={dropout!r}, width={width!r}.")
+        raise UserError("variants needs a list of `dropout` and/or `width` values to vary; "
+                        f"received dropout={dropout!r}, width={width!r}.")
     base = builder if isinstance(builder, str) else builder.__name__
     build = functools.partial(registry.resolve, builder)
     out = {}

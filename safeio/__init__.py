@@ -2,12 +2,17 @@
 
 import contextlib
 import ctypes
+import errno
 import fcntl
+import hashlib
 import json
 import os
 import re
 import shutil
+import stat
 import time
+
+from safeio.checks import UserError
 
 
 def _alive(pid):
@@ -20,18 +25,34 @@ def _alive(pid):
     return True
 
 
+def _token(pid, name):
+    """The mark in the name of every temporary file this module writes for ``name`` from
+    process ``pid``: a user's ``.tmp-123-notes.txt`` does not carry it, so it is never
+    taken for ours and deleted."""
+    return hashlib.sha256(f"keras-zoo-ensembles:{pid}:{name}".encode()).hexdigest()[:10]
+
+
+def _scratch(directory, kind, name, pid=None):
+    """The path of this process's ``kind`` ("tmp" or "old") copy of ``name``."""
+    pid = os.getpid() if pid is None else pid
+    return os.path.join(directory, f".{kind}-{pid}-{_token(pid, name)}-{name}")
+
+
 def clean_stale(directory, name):
-    """Remove the ``.tmp-PID-name`` and ``.old-PID-name`` files and directories that our
-    writes of ``name`` left behind in ``directory`` when their process was killed (PID no
-    longer alive). Only names this module makes are touched."""
-    pattern = re.compile(r"\.(tmp|old)-(\d+)-" + re.escape(name) + "$")
+    """Remove the temporary files and directories (:func:`_scratch`) that our writes of
+    ``name`` left behind in ``directory`` when their process was killed (PID no longer
+    alive). Only names that carry this module's mark for that PID and ``name`` are touched,
+    and a link is removed, never followed."""
+    pattern = re.compile(r"\.(tmp|old)-(\d+)-([0-9a-f]{10})-" + re.escape(name) + "$")
     try:
         entries = os.listdir(directory)
     except OSError:
         return
     for entry in entries:
         match = pattern.match(entry)
-        if match is None or _alive(int(match.group(2))):
+        if match is None or match.group(3) != _token(int(match.group(2)), name):
+            continue
+        if _alive(int(match.group(2))):
             continue
         stale = os.path.join(directory, entry)
         if os.path.isdir(stale) and not os.path.islink(stale):
@@ -60,11 +81,11 @@ def atomic_path(path):
     """
     path = os.fspath(path)
     if os.path.isdir(path):
-        raise ValueError(f"Cannot write the file {path}: a directory is there.")
+        raise UserError(f"Cannot write the file {path}: a directory is there.")
     directory, name = os.path.split(os.path.abspath(path))
     os.makedirs(directory, exist_ok=True)
     clean_stale(directory, name)
-    tmp = os.path.join(directory, f".tmp-{os.getpid()}-{name}")
+    tmp = _scratch(directory, "tmp", name)
     try:
         yield tmp
         os.replace(tmp, path)
@@ -126,17 +147,17 @@ def check_replaceable(path, overwrite=False, required=("saved_model.pb",)):
     if not os.path.exists(path):
         return
     if not os.path.isdir(path):
-        raise ValueError(f"Cannot export to {path}: a file is there.")
+        raise UserError(f"Cannot export to {path}: a file is there.")
     if not os.listdir(path):
         return
     if not _ours(path, required):
-        raise ValueError(
+        raise UserError(
             f"Refusing to export to {path}: the directory holds files that are not an export "
             f"of this project ({MARKER} and {', '.join(required)} missing). Nothing was "
             "changed; give a new or empty directory.")
     if not overwrite:
-        raise ValueError(f"{path} already holds an export; pass overwrite=True "
-                         "(--overwrite) to replace it.")
+        raise UserError(f"{path} already holds an export; pass overwrite=True "
+                        "(--overwrite) to replace it.")
 
 
 def _exchange(a, b):
@@ -179,7 +200,7 @@ def atomic_directory(path, overwrite=False, required=("saved_model.pb",)):
     directory, name = os.path.split(path)
     os.makedirs(directory, exist_ok=True)
     clean_stale(directory, name)
-    tmp = os.path.join(directory, f".tmp-{os.getpid()}-{name}")
+    tmp = _scratch(directory, "tmp", name)
     try:
         yield tmp
         write_json(os.path.join(tmp, MARKER), {
@@ -190,13 +211,41 @@ def atomic_directory(path, overwrite=False, required=("saved_model.pb",)):
         if not os.path.exists(path):
             os.rename(tmp, path)
         elif not _exchange(tmp, path):  # tmp now holds the previous export, ours
-            old = os.path.join(directory, f".old-{os.getpid()}-{name}")
+            old = _scratch(directory, "old", name)
             os.rename(path, old)
             os.rename(tmp, path)
             shutil.rmtree(old)
     finally:
         if os.path.isdir(tmp):
             shutil.rmtree(tmp, ignore_errors=True)
+
+
+def _kind(path):
+    mode = os.lstat(path).st_mode
+    return ("a symbolic link" if stat.S_ISLNK(mode) else "a directory" if stat.S_ISDIR(mode)
+            else "a named pipe" if stat.S_ISFIFO(mode) else "not a regular file")
+
+
+def _open_lock(path):
+    """Open (or create) the lock file ``path`` for reading and writing, never through a
+    symbolic link and never anything but a regular file: a ``.lock`` that links to a
+    user's file would otherwise be emptied."""
+    flags = (os.O_RDWR | os.O_CREAT | os.O_NOFOLLOW | os.O_NONBLOCK
+             | getattr(os, "O_CLOEXEC", 0))
+    try:
+        fd = os.open(path, flags, 0o644)
+    except OSError as err:
+        if err.errno not in (errno.ELOOP, errno.EISDIR, errno.ENXIO):
+            raise
+        fd = None
+    if fd is not None and not stat.S_ISREG(os.fstat(fd).st_mode):
+        os.close(fd)
+        fd = None
+    if fd is None:
+        raise UserError(f"The run directory's lock {path} is {_kind(path)}, not a file this "
+                        "project wrote; nothing was changed. Remove it, or give another "
+                        "run_dir.")
+    return os.fdopen(fd, "r+", encoding="utf-8")
 
 
 @contextlib.contextmanager
@@ -215,18 +264,18 @@ def directory_lock(directory):
     ...         pass
     Traceback (most recent call last):
     ...
-    ValueError: The run directory ... is in use by another run (process ...); wait for it, or give another run_dir.
+    safeio.checks.UserError: The run directory ... is in use by another run (process ...); wait for it, or give another run_dir.
     """
     os.makedirs(directory, exist_ok=True)
     path = os.path.join(directory, ".lock")
-    with open(path, "a+", encoding="utf-8") as f:
+    with _open_lock(path) as f:
         try:
             fcntl.flock(f, fcntl.LOCK_EX | fcntl.LOCK_NB)
         except BlockingIOError:
             f.seek(0)
             holder = f.read().strip() or "unknown"
-            raise ValueError(f"The run directory {directory} is in use by another run "
-                             f"(process {holder}); wait for it, or give another run_dir.")
+            raise UserError(f"The run directory {directory} is in use by another run "
+                            f"(process {holder}); wait for it, or give another run_dir.")
         f.seek(0)
         f.truncate()
         f.write(str(os.getpid()))

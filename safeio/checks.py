@@ -9,10 +9,19 @@ Example:
 >>> check_rate(1.0, "dropout")
 Traceback (most recent call last):
 ...
-ValueError: `dropout` must be a rate in [0, 1); received 1.0.
+safeio.checks.UserError: `dropout` must be a rate in [0, 1); received 1.0.
 """
 
 import numbers
+
+
+class UserError(ValueError):
+    """Bad input: the message names what was received and what is allowed.
+
+    Raised wherever this project checks what a user gave it. The ``zoo`` command prints it
+    as one line with exit code 2; any other exception is a bug and shows its traceback.
+    A ``ValueError``, so ``except ValueError`` (keras.applications' convention) catches it.
+    """
 
 
 def _is_int(value):
@@ -26,26 +35,26 @@ def check_positive_int(value, name, allow_none=False, what=""):
         return value
     if not _is_int(value) or value < 1:
         allowed = "None or a positive integer" if allow_none else "a positive integer"
-        raise ValueError(f"`{name}`{what} must be {allowed}; received {value!r}.")
+        raise UserError(f"`{name}`{what} must be {allowed}; received {value!r}.")
     return value
 
 
 def check_non_negative_int(value, name):
     """``value`` if it is an integer >= 0; else ValueError."""
     if not _is_int(value) or value < 0:
-        raise ValueError(f"`{name}` must be a non-negative integer; received {value!r}.")
+        raise UserError(f"`{name}` must be a non-negative integer; received {value!r}.")
     return value
 
 
 def check_rate(value, name):
     """``value`` if it is a number in [0, 1) (a dropout or drop-path rate); else ValueError."""
     if isinstance(value, bool) or not isinstance(value, numbers.Real) or not 0 <= value < 1:
-        raise ValueError(f"`{name}` must be a rate in [0, 1); received {value!r}.")
+        raise UserError(f"`{name}` must be a rate in [0, 1); received {value!r}.")
     return value
 
 
 def check_positive_number(value, name, what=""):
     """``value`` if it is a number > 0; else ValueError."""
     if isinstance(value, bool) or not isinstance(value, numbers.Real) or not value > 0:
-        raise ValueError(f"`{name}`{what} must be a positive number; received {value!r}.")
+        raise UserError(f"`{name}`{what} must be a positive number; received {value!r}.")
     return value

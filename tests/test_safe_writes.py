@@ -11,6 +11,7 @@ import numpy as np
 import pytest
 
 import ensembles
+from safeio.checks import UserError
 from tests.helpers import run_python, tiny_model
 from zoo import cli
 
@@ -112,11 +113,14 @@ def _corrupt_files(tmp_path):
     (tmp_path / "truncated.keras").write_bytes(data[:len(data) // 2])
     with zipfile.ZipFile(good) as src, \
             zipfile.ZipFile(tmp_path / "noconfig.keras", "w") as no_config, \
-            zipfile.ZipFile(tmp_path / "badweights.keras", "w") as bad_weights:
+            zipfile.ZipFile(tmp_path / "badweights.keras", "w") as bad_weights, \
+            zipfile.ZipFile(tmp_path / "unknownclass.keras", "w") as unknown_class:
         for name in src.namelist():
             content = src.read(name)
             if name != "config.json":
                 no_config.writestr(name, content)
+            unknown_class.writestr(name, content.replace(b'"GlobalAveragePooling2D"',
+                                                         b'"GlobalMedianPooling2D"'))
             bad_weights.writestr(name, content[:len(content) // 2]
                                  if name.endswith(".h5") else content)
 
@@ -127,6 +131,7 @@ def _corrupt_files(tmp_path):
     ("truncated", r"not a \.keras file .*truncated"),
     ("noconfig", r"the archive has no config\.json"),
     ("badweights", r"its weights cannot be read"),
+    ("unknownclass", r"names a class this process does not know"),
 ])
 @pytest.mark.parametrize("command", ["evaluate", "ensemble", "export", "zoo.load_model",
                                      "ensembles.load"])
@@ -137,7 +142,7 @@ def test_corrupt_keras_files_are_one_line_naming_the_file(name, message, command
     if "." in command:  # the library's loaders: the same one-line ValueError
         import zoo
 
-        with pytest.raises(ValueError, match=message) as caught:
+        with pytest.raises(UserError, match=message) as caught:
             (zoo.load_model if command == "zoo.load_model" else ensembles.load)(path)
         assert str(caught.value).startswith(f"Cannot load {path}: ")
         assert "\n" not in str(caught.value)
@@ -283,3 +288,97 @@ def test_a_corrupt_history_is_an_error_naming_the_file(content, tmp_path):
     (tmp_path / "history.csv").write_text(content)
     with pytest.raises(ValueError, match=r"history .*history\.csv is corrupt"):
         _train(tmp_path, epochs=2)
+
+
+def test_moving_a_corrupt_history_aside_as_advised_leads_to_a_run_that_resumes(tmp_path):
+    """The advice in the corrupt-history error works: moved aside, the run resumes from its
+    backup and starts a new record at that epoch, which later resumptions accept."""
+    _train(tmp_path, epochs=2)
+    (tmp_path / "history.csv").write_text("\x00\x01garbage")
+    with pytest.raises(ValueError, match=r"Move it aside, and the resumed run starts a new"):
+        _train(tmp_path, epochs=3)
+    os.rename(tmp_path / "history.csv", tmp_path / "history.csv.corrupt")
+    assert _train(tmp_path, epochs=3).history["epoch"].tolist() == [3]
+    assert _train(tmp_path, epochs=4).history["epoch"].tolist() == [3, 4]
+    assert _train(tmp_path, epochs=4).history["epoch"].tolist() == [3, 4]  # nothing to do
+
+
+@pytest.mark.parametrize("damage", ["emptied", "removed", "a list"])
+def test_a_damaged_config_beside_a_backup_is_an_error_naming_it(damage, tmp_path):
+    """With config.json emptied or removed, a resume could not see a changed flag, and
+    would train with the backup's learning rate whatever was asked: refused, naming the
+    file, before anything is written."""
+    _train(tmp_path, epochs=1, learning_rate=0.05)
+    config = tmp_path / "config.json"
+    if damage == "removed":
+        config.unlink()
+    else:
+        config.write_text("" if damage == "emptied" else "[1, 2]")
+    before = sorted(os.listdir(tmp_path))
+    with pytest.raises(ValueError, match=rf"{re.escape(str(config))} is (missing|unreadable).*"
+                                         r"holds a backup"):
+        _train(tmp_path, epochs=2, learning_rate=0.2)
+    assert sorted(os.listdir(tmp_path)) == before
+
+
+@pytest.mark.parametrize("kind", ["symlink", "dangling symlink", "directory", "fifo"])
+def test_a_lock_that_is_not_a_regular_file_is_refused_and_nothing_is_followed(
+        kind, tmp_path, capsys):
+    """`ln -sf ~/notes.txt RUN/.lock` once emptied notes.txt: the lock is never opened
+    through a link, and anything but a regular file there is one line, exit 2."""
+    from safeio import directory_lock
+
+    run_dir = tmp_path / "run"
+    run_dir.mkdir()
+    notes = tmp_path / "notes.txt"
+    notes.write_text("years of notes")
+    lock = run_dir / ".lock"
+    if kind == "symlink":
+        lock.symlink_to(notes)
+    elif kind == "dangling symlink":
+        lock.symlink_to(tmp_path / "absent")
+    elif kind == "directory":
+        lock.mkdir()
+    else:
+        os.mkfifo(lock)
+    with pytest.raises(ValueError, match=r"lock .*\.lock is a (symbolic link|directory|named "
+                                         r"pipe), not a file this project wrote"):
+        with directory_lock(str(run_dir)):
+            pass
+    assert cli.main(["train", "--model", "resnet18", "--run-dir", str(run_dir)]) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and ".lock" in err[0], err
+    assert notes.read_text() == "years of notes"
+    assert not (tmp_path / "absent").exists()
+
+
+def test_stale_clean_up_deletes_only_what_a_killed_writer_of_ours_left(tmp_path):
+    """In a checkpoints folder linked to a user's folder, a user's file that looks like an
+    old temporary name (dead PID and all) survives; what a killed writer of ours left (its
+    name carries our mark) is removed, and a link is removed, never followed."""
+    import subprocess
+    import sys
+
+    import safeio
+
+    dead = subprocess.run([sys.executable, "-c", "import os; print(os.getpid())"],
+                          capture_output=True, text=True, check=True)
+    pid = int(dead.stdout)
+    user = tmp_path / "user"
+    user.mkdir()
+    (tmp_path / "run").mkdir()
+    (tmp_path / "run" / "checkpoints").symlink_to(user)
+    mine = user / f".tmp-{pid}-last.keras"
+    mine.write_text("the user's")
+    ours = safeio._scratch(str(user), "tmp", "last.keras", pid=pid)
+    open(ours, "w").close()
+    elsewhere = tmp_path / "elsewhere"
+    elsewhere.mkdir()
+    (elsewhere / "keep").write_text("x")
+    linked = safeio._scratch(str(user), "old", "last.keras", pid=pid)
+    os.symlink(elsewhere, linked)
+    with safeio.atomic_path(tmp_path / "run" / "checkpoints" / "last.keras") as tmp:
+        with open(tmp, "w") as f:
+            f.write("new checkpoint")
+    assert sorted(os.listdir(user)) == [f".tmp-{pid}-last.keras", "last.keras"]
+    assert mine.read_text() == "the user's" and (elsewhere / "keep").read_text() == "x"

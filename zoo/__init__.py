@@ -16,6 +16,7 @@ Example:
 
 import importlib
 
+from safeio.checks import UserError  # every check of input raises it (a ValueError)
 from zoo.registry import (check_arguments, count_macs, get_model, list_models, model_info,
                           register_model, resolve)
 
@@ -64,5 +65,5 @@ def __dir__():
     return sorted(set(globals()) | set(_LAZY))
 
 
-__all__ = sorted(["check_arguments", "count_macs", "get_model", "list_models", "model_info",
+__all__ = sorted(["UserError", "check_arguments", "count_macs", "get_model", "list_models", "model_info",
                   "register_model", "resolve", *_LAZY])

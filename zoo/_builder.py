@@ -4,7 +4,8 @@ import os
 
 import keras
 
-from safeio.checks import check_positive_int, check_positive_number, check_rate
+from safeio.checks import (UserError, check_positive_int, check_positive_number,
+                           check_rate)
 
 POOLING_CHOICES = (None, "avg", "max")
 ACTIVATION_CHOICES = ("relu", "leaky_relu", "prelu", "elu")
@@ -21,7 +22,7 @@ def check_common_args(weights, pooling, classes, include_top=True, family=None, 
     local path to load (None for none).
     """
     if pooling not in POOLING_CHOICES:
-        raise ValueError(
+        raise UserError(
             f"`pooling` must be one of {POOLING_CHOICES}; received {pooling!r}."
         )
     check_positive_int(classes, "classes")
@@ -34,19 +35,19 @@ def check_common_args(weights, pooling, classes, include_top=True, family=None, 
     if family is not None and pretrained.is_named(weights):
         entry = pretrained.get_weights(model, weights)
         if include_top and classes != 1000:
-            raise ValueError(
+            raise UserError(
                 f"weights={weights!r} ({entry.name}) hold a 1000-class ImageNet classifier; "
                 f"received classes={classes}. Use classes=1000, or include_top=False for "
                 "the features (then add your own head, or zoo.fine_tune the whole model).")
         return pretrained.weights_file(entry)
     if not isinstance(weights, (str, os.PathLike)) or not os.path.isfile(weights):
-        raise ValueError(
+        raise UserError(
             "`weights` must be None (random initialisation), a named entry "
             "('imagenet', see zoo.pretrained.list_weights()) or the path to an existing "
             f"local weights file ({allowed}); received {weights!r}."
         )
     if not str(weights).endswith(accepted):
-        raise ValueError(
+        raise UserError(
             f"`weights` file must end in {allowed}; received {str(weights)!r}."
         )
     return os.fspath(weights)
@@ -62,7 +63,7 @@ def resolve_input(input_tensor, input_shape, default_shape, min_size, model_name
     """
     if input_tensor is not None:
         if not keras.backend.is_keras_tensor(input_tensor):
-            raise ValueError(
+            raise UserError(
                 "`input_tensor` must be a Keras tensor such as `keras.Input((227, 227, 3))` "
                 f"or a layer's output; received {type(input_tensor).__name__}."
             )
@@ -72,26 +73,26 @@ def resolve_input(input_tensor, input_shape, default_shape, min_size, model_name
         shape = tuple(input_shape) if input_shape is not None else tuple(default_shape)
         image_input = None
     if len(shape) != 3:
-        raise ValueError(
+        raise UserError(
             f"{model_name} takes channels-last images (height, width, channels); received "
             f"input shape {shape}."
         )
     height, width, channels = shape
     if channels not in (1, 3, 4) and height in (1, 3, 4):
-        raise ValueError(
+        raise UserError(
             f"{model_name} is channels-last, as every zoo model: (height, width, channels); "
             f"received input shape {shape}, which looks channels-first. Use "
             f"{(shape[1], shape[2], shape[0])}.")
     if channels is None or channels < 1:
-        raise ValueError(f"{model_name} needs a known channel count; received {shape}.")
+        raise UserError(f"{model_name} needs a known channel count; received {shape}.")
     if fixed_size and (height is None or width is None):
-        raise ValueError(
+        raise UserError(
             f"{model_name} with include_top=True needs a fixed height and width (its "
             f"classifier flattens the feature map); received input shape {shape}."
         )
     for size in (height, width):
         if size is not None and size < min_size:
-            raise ValueError(
+            raise UserError(
                 f"{model_name} needs inputs of at least {min_size}x{min_size} so that every "
                 f"feature map stays at least 1x1; received input shape {shape}."
             )
@@ -179,11 +180,11 @@ def initializer(name, he_mode="fan_in"):
 def check_style(kernel_initializer, activation):
     """Validate the ``kernel_initializer`` and ``activation`` options every builder has."""
     if kernel_initializer not in INITIALIZER_CHOICES:
-        raise ValueError(f"`kernel_initializer` must be one of {INITIALIZER_CHOICES}; "
-                         f"received {kernel_initializer!r}.")
+        raise UserError(f"`kernel_initializer` must be one of {INITIALIZER_CHOICES}; "
+                        f"received {kernel_initializer!r}.")
     if activation not in ACTIVATION_CHOICES:
-        raise ValueError(f"`activation` must be one of {ACTIVATION_CHOICES}; received "
-                         f"{activation!r}.")
+        raise UserError(f"`activation` must be one of {ACTIVATION_CHOICES}; received "
+                        f"{activation!r}.")
 
 
 def fused(activation):

@@ -3,6 +3,8 @@
 import keras
 import numpy as np
 
+from safeio.checks import UserError
+
 
 # The two LRN settings in use: the paper's (AlexNet, sec. 3.3) and Caffe's (the reference
 # bvlc_alexnet and bvlc_googlenet models: k=1, and alpha=1e-4 divided by n=5).
@@ -38,7 +40,7 @@ class LocalResponseNormalization(keras.layers.Layer):
     def __init__(self, depth_radius=2, bias=2.0, alpha=1e-4, beta=0.75, **kwargs):
         super().__init__(**kwargs)
         if int(depth_radius) != depth_radius or depth_radius < 0:
-            raise ValueError(
+            raise UserError(
                 f"depth_radius must be a non-negative integer, received {depth_radius!r}."
             )
         self.depth_radius = int(depth_radius)
@@ -48,7 +50,7 @@ class LocalResponseNormalization(keras.layers.Layer):
 
     def build(self, input_shape):
         if len(input_shape) != 4:
-            raise ValueError(
+            raise UserError(
                 "LocalResponseNormalization expects 4D channels-last input "
                 f"(batch, height, width, channels), received shape {tuple(input_shape)}."
             )
@@ -103,8 +105,8 @@ class ChannelSlice(keras.layers.Layer):
     def __init__(self, start, stop, **kwargs):
         super().__init__(**kwargs)
         if not 0 <= int(start) < int(stop):
-            raise ValueError(f"ChannelSlice needs 0 <= start < stop; received start={start!r}, "
-                             f"stop={stop!r}.")
+            raise UserError(f"ChannelSlice needs 0 <= start < stop; received start={start!r}, "
+                            f"stop={stop!r}.")
         self.start, self.stop = int(start), int(stop)
 
     def call(self, inputs):

@@ -3,6 +3,8 @@ lecture notes' others. Keras only, so ``import zoo`` registers them on every bac
 
 import keras
 
+from safeio.checks import UserError
+
 
 @keras.saving.register_keras_serializable(package="zoo")
 class PaperSGD(keras.optimizers.SGD):
@@ -52,7 +54,7 @@ def make_optimizer(name="sgd", learning_rate=0.01, momentum=0.9, weight_decay=5e
     True
     """
     if name not in OPTIMIZER_CHOICES:
-        raise ValueError(f"`optimizer` must be one of {OPTIMIZER_CHOICES}; received {name!r}.")
+        raise UserError(f"`optimizer` must be one of {OPTIMIZER_CHOICES}; received {name!r}.")
     common = dict(learning_rate=learning_rate, use_ema=bool(ema))
     if name in ("sgd", "nesterov"):
         return PaperSGD(momentum=momentum, l2=weight_decay, nesterov=name == "nesterov",

@@ -14,6 +14,8 @@ import inspect
 import math
 import re
 
+from safeio.checks import UserError
+
 _MODELS = {}
 
 # The built-in models at their default input size and 1000 classes: the module that
@@ -74,12 +76,12 @@ def register_model(paper, input_size, min_input_size=32, arguments_of=None):
     def wrap(builder):
         name = builder.__name__
         if name in CATALOG and builder.__module__ != CATALOG[name]["module"]:
-            raise ValueError(f"The name {name!r} belongs to the built-in model of "
-                             f"{CATALOG[name]['module']}; give yours another name.")
+            raise UserError(f"The name {name!r} belongs to the built-in model of "
+                            f"{CATALOG[name]['module']}; give yours another name.")
         old = _MODELS.get(name)
         if old is not None and (old.builder.__module__, old.builder.__qualname__) != (
                 builder.__module__, builder.__qualname__):
-            raise ValueError(
+            raise UserError(
                 f"A model named {name!r} is already registered (by "
                 f"{old.builder.__module__}.{old.builder.__qualname__}); received another "
                 f"builder from {builder.__module__}. Give it another name.")
@@ -117,12 +119,12 @@ def get_entry(name):
     """The :class:`ModelEntry` for ``name`` (importing its module on first use); unknown
     names raise ``ValueError`` with the closest name and the list."""
     if not isinstance(name, str):
-        raise ValueError(f"A model name must be a string; received {type(name).__name__}.")
+        raise UserError(f"A model name must be a string; received {type(name).__name__}.")
     if name not in _MODELS and name in CATALOG:
         importlib.import_module(CATALOG[name]["module"])  # registers it
     if name not in _MODELS:
-        raise ValueError(f"Unknown model {name!r}.{_did_you_mean(name, list_models())} "
-                         f"Available: {', '.join(list_models())}.")
+        raise UserError(f"Unknown model {name!r}.{_did_you_mean(name, list_models())} "
+                        f"Available: {', '.join(list_models())}.")
     return _MODELS[name]
 
 
@@ -135,7 +137,7 @@ def check_arguments(name, kwargs):
     >>> check_arguments("alexnet", {"tower": 2})
     Traceback (most recent call last):
     ...
-    ValueError: alexnet has no argument 'tower'. Did you mean 'towers'? ...
+    safeio.checks.UserError: alexnet has no argument 'tower'. Did you mean 'towers'? ...
     """
     entry = get_entry(name)
     open_ended = entry.arguments_of is None and any(
@@ -146,8 +148,8 @@ def check_arguments(name, kwargs):
     allowed = entry.arguments
     for key in kwargs:
         if key not in allowed:
-            raise ValueError(f"{name} has no argument {key!r}.{_did_you_mean(key, allowed)} "
-                             f"Its arguments: {', '.join(allowed)}.")
+            raise UserError(f"{name} has no argument {key!r}.{_did_you_mean(key, allowed)} "
+                            f"Its arguments: {', '.join(allowed)}.")
 
 
 def get_model(name, /, **kwargs):
@@ -179,19 +181,19 @@ def resolve(spec, /, **kwargs):
 
     if isinstance(spec, keras.Model):
         if kwargs:
-            raise ValueError(f"Model arguments {sorted(kwargs)} cannot change the built model "
-                             f"{spec.name!r}: pass its name or its builder instead.")
+            raise UserError(f"Model arguments {sorted(kwargs)} cannot change the built model "
+                            f"{spec.name!r}: pass its name or its builder instead.")
         return spec
     if isinstance(spec, str):
         return get_model(spec, **kwargs)
     if callable(spec):
         model = spec(**kwargs)
         if not isinstance(model, keras.Model):
-            raise ValueError(f"The model builder {getattr(spec, '__name__', spec)!r} returned "
-                             f"{type(model).__name__}, not a keras.Model.")
+            raise UserError(f"The model builder {getattr(spec, '__name__', spec)!r} returned "
+                            f"{type(model).__name__}, not a keras.Model.")
         return model
-    raise ValueError("A model must be a registry name, a function returning a keras.Model, "
-                     f"or a keras.Model; received {type(spec).__name__}.")
+    raise UserError("A model must be a registry name, a function returning a keras.Model, "
+                    f"or a keras.Model; received {type(spec).__name__}.")
 
 
 def count_macs(model):

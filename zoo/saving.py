@@ -11,6 +11,7 @@ import zipfile
 
 import keras
 
+from safeio.checks import UserError
 import zoo.layers  # noqa: F401  (registers LocalResponseNormalization)
 import zoo.optimizers  # noqa: F401  (registers PaperSGD)
 
@@ -30,28 +31,34 @@ def load_model(path, compile=True):
 
     path = os.fspath(path)
     if not os.path.isfile(path):
-        raise ValueError(f"Cannot load {path}: " + ("it is a directory, not a .keras file."
-                                                   if os.path.isdir(path) else "no such file."))
+        raise UserError(f"Cannot load {path}: " + ("it is a directory, not a .keras file."
+                                                  if os.path.isdir(path) else "no such file."))
     if not zipfile.is_zipfile(path):
         size = os.path.getsize(path)
-        raise ValueError(f"Cannot load {path}: not a .keras file (" + (
+        raise UserError(f"Cannot load {path}: not a .keras file (" + (
             "empty" if size == 0 else f"{size:,} bytes that are not a zip archive: truncated "
             "or another format") + ").")
     with zipfile.ZipFile(path) as archive:
         names = set(archive.namelist())
         broken = archive.testzip()
     if broken is not None:
-        raise ValueError(f"Cannot load {path}: {broken} inside it is corrupt.")
+        raise UserError(f"Cannot load {path}: {broken} inside it is corrupt.")
     if "config.json" not in names:
-        raise ValueError(f"Cannot load {path}: the archive has no config.json, so it is not "
-                         f"a saved Keras model (it holds {sorted(names)}).")
+        raise UserError(f"Cannot load {path}: the archive has no config.json, so it is not "
+                        f"a saved Keras model (it holds {sorted(names)}).")
     try:
         return keras.models.load_model(path, compile=compile)
     except (OSError, KeyError) as err:  # a damaged weights file inside a valid archive
         message = str(err).splitlines()[0] if str(err) else type(err).__name__
-        raise ValueError(f"Cannot load {path}: its weights cannot be read ({message}).") from None
-    except TypeError as err:
+        raise UserError(f"Cannot load {path}: its weights cannot be read ({message}).") from None
+    except (TypeError, ValueError) as err:  # Keras: a class it cannot find or rebuild
+        if isinstance(err, ValueError) and "deserializ" not in str(err):
+            raise
         if "ensembles" in str(err):  # e.g. "Could not locate class 'ensembles>CyclicCosine'"
-            raise ValueError(f"Cannot load {path} with zoo.load_model: it holds ensemble "
-                             f"objects; use ensembles.load({path!r}).") from None
+            raise UserError(f"Cannot load {path} with zoo.load_model: it holds ensemble "
+                            f"objects; use ensembles.load({path!r}).") from None
+        if "deserializ" in str(err) or "Could not locate" in str(err):
+            raise UserError(f"Cannot load {path}: it names a class this process does not "
+                            f"know ({str(err).splitlines()[0][:200]}). Import the code that "
+                            "registers it first.") from None
         raise

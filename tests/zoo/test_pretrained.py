@@ -322,6 +322,38 @@ def test_preprocess_input_is_each_publishers_transform():
         zoo.preprocess_input(images, "imagenet")
 
 
+@ALL
+@pytest.mark.parametrize("height, width, resized, offsets", [
+    # torchvision's Resize(256): long side int(256 * 451 / 300) = int(384.85) = 384 (rounding
+    # gave 385); CenterCrop(224): int(round((384 - 224) / 2)) = 80.
+    (300, 451, (256, 384), (16, 80)),
+    # int(256 * 640 / 427) = int(383.70) = 383 (rounding gave 384), and round(79.5) = 80
+    # (Python rounds half to even; the floor gave 79).
+    (427, 640, (256, 383), (16, 80)),
+    (640, 427, (383, 256), (80, 16)),
+])
+def test_preprocess_input_resizes_and_crops_where_torchvision_does(height, width, resized,
+                                                                   offsets):
+    """The sizes and offsets of torchvision's Resize and CenterCrop (their code: truncate
+    the long side, round the crop offset), on photo sizes where the other rules differ by
+    a pixel (up to 87 grey levels on real photos)."""
+    keras = pytest.importorskip("keras")
+    from zoo.pretrained import imagenet
+
+    image = np.random.default_rng(1).uniform(0, 255, (height, width, 3)).astype("float32")
+    assert imagenet.resized_size(height, width, 256) == resized
+    assert imagenet.crop_offsets(*resized, 224) == offsets
+    scaled = keras.ops.convert_to_numpy(keras.ops.image.resize(
+        image[None], resized, interpolation="bilinear", antialias=True))[0]
+    top, left = offsets
+    expected = ((scaled[top:top + 224, left:left + 224] / 255 - np.array([0.485, 0.456, 0.406]))
+                / np.array([0.229, 0.224, 0.225]))
+    np.testing.assert_allclose(zoo.preprocess_input(image, "resnet50.tv_in1k"), expected,
+                               rtol=1e-5, atol=1e-5)
+    # Caffe's data layer floors its offsets: a 256x256 warp, then (14, 14) for 227.
+    assert imagenet.crop_offsets(256, 256, 227, caffe=True) == (14, 14)
+
+
 # --- fine-tuning from converted weights ----------------------------------------------------
 
 def test_fine_tuning_converted_weights_on_the_digits(tmp_path):

@@ -1,41 +1,36 @@
 """The ``zoo`` command line: ``list``, ``info``, ``train``, ``evaluate``, ``ensemble``,
 ``export``, ``diagnose``, ``search`` and ``demo``; ``zoo COMMAND --help`` for each.
 
-User errors print one line and exit with code 2, never a traceback. Nothing heavy is
+User errors (:class:`safeio.checks.UserError`) and file-system faults (an ``OSError`` that
+names its file) print one line and exit with code 2, never a traceback; anything else is a
+bug, and shows its traceback (``ZOO_DEBUG=1`` shows it for everything). Nothing heavy is
 imported before a command needs it: ``zoo --help`` and ``zoo list`` never start Keras or
 TensorFlow, and TensorFlow's start-up lines are kept off the terminal (:mod:`zoo.cli.quiet`).
 """
 
 import argparse
 import ast
-import collections.abc
+import contextlib
 import difflib
-import importlib
+import errno
 import os
+import shutil
 import sys
 
 import zoo
 from safeio import atomic_path, directory_lock, write_csv
+from safeio.checks import UserError
 from zoo.cli.quiet import tensorflow_started_quietly
 
 QUICK_TRAIN_SPLIT = "train[:320]"  # `zoo demo --quick`: 10 batches of 32 per epoch
 
 
-class _Choices(collections.abc.Sequence):
-    """Choices read from a module only when argparse checks or shows them (``zoo --help``
-    stays instant)."""
-
-    def __init__(self, module, name):
-        self.module, self.name = module, name
-
-    def _values(self):
-        return tuple(getattr(importlib.import_module(self.module), self.name))
-
-    def __getitem__(self, index):
-        return self._values()[index]
-
-    def __len__(self):
-        return len(self._values())
+# The choices of --optimizer, --strategy and --combine, copied here so that no --help has to
+# import Keras or TensorFlow to show them (test_commands checks that they equal the
+# modules': zoo.optimizers, zoo.training.distribute, ensembles.ensemble).
+OPTIMIZER_CHOICES = ("sgd", "nesterov", "adam", "rmsprop", "adagrad")
+STRATEGY_CHOICES = ("auto", "one_device", "mirrored", "multi_worker")
+COMBINE_CHOICES = ("mean", "logit_mean", "geometric", "vote")
 
 
 class _Parser(argparse.ArgumentParser):
@@ -61,8 +56,8 @@ class _Parser(argparse.ArgumentParser):
 def _cmd_list(args):
     names = zoo.list_models(args.pattern)
     if not names:
-        raise ValueError(f"No model matches {args.pattern!r}; available: "
-                         f"{', '.join(zoo.list_models())}.")
+        raise UserError(f"No model matches {args.pattern!r}; available: "
+                        f"{', '.join(zoo.list_models())}.")
     print(f"{'name':<11} {'params':>12} {'GMACs':>6} {'input':>8}  paper")
     for name in names:
         info = zoo.model_info(name)
@@ -121,7 +116,7 @@ def _model_args(pairs):
     for pair in pairs or []:
         key, sep, value = pair.partition("=")
         if not sep or not key.isidentifier():
-            raise ValueError(f"--model-arg takes KEY=VALUE; received {pair!r}.")
+            raise UserError(f"--model-arg takes KEY=VALUE; received {pair!r}.")
         try:
             kwargs[key] = ast.literal_eval(value)
         except (ValueError, SyntaxError):
@@ -188,8 +183,8 @@ def _cmd_train(args):
         import ensembles
 
         if args.ema:
-            raise ValueError("--ema and --snapshots do not combine: a snapshot ensemble "
-                             "averages predictions of snapshots, not weights.")
+            raise UserError("--ema and --snapshots do not combine: a snapshot ensemble "
+                            "averages predictions of snapshots, not weights.")
         result, paths = ensembles.train_snapshots(
             setup.build, setup.load_train(), val, cycles=args.snapshots,
             learning_rate=args.lr, momentum=args.momentum, weight_decay=args.weight_decay,
@@ -238,8 +233,8 @@ def _cmd_search(args):
     run_dir = _default_run_dir(args, "search")
     setup = _Setup(args, run_dir)
     if setup.val_split is None:
-        raise ValueError(f"The search needs a validation or test split; {args.dataset} has "
-                         f"{sorted(setup.info.splits)}.")
+        raise UserError(f"The search needs a validation or test split; {args.dataset} has "
+                        f"{sorted(setup.info.splits)}.")
     result = zoo.search(
         setup.build, setup.load_train(), setup.load(split=setup.val_split),
         trials=args.trials, fine_trials=args.fine_trials, epochs=args.epochs,
@@ -267,7 +262,7 @@ def _load_models(paths):
     models = []
     for path in paths:
         if not os.path.isfile(path) or not path.endswith(".keras"):
-            raise ValueError(f"Expected a saved .keras model file; received {path!r}.")
+            raise UserError(f"Expected a saved .keras model file; received {path!r}.")
         models.append(ensembles.load(path))
     return models
 
@@ -303,11 +298,11 @@ def _cmd_ensemble(args):
     import ensembles
 
     if not args.output.endswith(".keras"):
-        raise ValueError(f"--output must end in .keras; received {args.output!r}.")
+        raise UserError(f"--output must end in .keras; received {args.output!r}.")
     if args.snapshots:
         if len(args.members) != 1:
-            raise ValueError("With --snapshots give exactly one .keras model as the "
-                             f"architecture; received {len(args.members)}.")
+            raise UserError("With --snapshots give exactly one .keras model as the "
+                            f"architecture; received {len(args.members)}.")
         (architecture,) = _load_models(args.members)
         ensemble = ensembles.from_snapshots(architecture, args.snapshots, last=args.last,
                                             combine=args.combine, weights=args.weights)
@@ -392,7 +387,7 @@ def _parser():
     train.add_argument("--lr", type=float, default=0.01,
                        help="initial learning rate (with --snapshots: at each restart)")
     train.add_argument("--optimizer", default="sgd", metavar="OPTIMIZER",
-                       choices=_Choices("zoo.optimizers", "OPTIMIZER_CHOICES"),
+                       choices=OPTIMIZER_CHOICES,
                        help="sgd: the paper's (momentum, L2 decay through the gradient); "
                        "nesterov; adam, rmsprop, adagrad with decoupled weight decay")
     train.add_argument("--momentum", type=float, default=0.9,
@@ -410,7 +405,7 @@ def _parser():
                        "restarts (Huang et al. 2017), a snapshot at the end of each, written "
                        "to RUN_DIR/snapshots (no ReduceLROnPlateau)")
     train.add_argument("--strategy", default="auto", metavar="STRATEGY",
-                       choices=_Choices("zoo.training.distribute", "STRATEGY_CHOICES"),
+                       choices=STRATEGY_CHOICES,
                        help="auto, one_device, mirrored or multi_worker")
     train.add_argument("--precision", choices=("mixed_float16", "mixed_bfloat16"), default=None)
     train.add_argument("--jit-compile", action="store_true", help="compile with XLA")
@@ -448,7 +443,7 @@ def _parser():
                         "`zoo train --snapshots M` writes to RUN_DIR/snapshots")
     ensemble.add_argument("--last", type=int, default=None, help="keep the last N snapshots")
     ensemble.add_argument("--combine", default="mean", metavar="RULE",
-                          choices=_Choices("ensembles.ensemble", "COMBINE_CHOICES"),
+                          choices=COMBINE_CHOICES,
                           help="how members combine: mean (default), "
                           "logit_mean, geometric or vote")
     ensemble.add_argument("--weights", type=float, nargs="+", default=None,
@@ -493,7 +488,7 @@ def _parser():
                         metavar=("LOW", "HIGH"))
     search.add_argument("--dropout", type=float, nargs=2, default=None, metavar=("LOW", "HIGH"))
     search.add_argument("--optimizer", nargs="+", default=None, metavar="OPTIMIZER",
-                        choices=_Choices("zoo.optimizers", "OPTIMIZER_CHOICES"),
+                        choices=OPTIMIZER_CHOICES,
                         help="optimizers to choose among (default: the paper's sgd)")
     search.add_argument("--width", type=ast.literal_eval, nargs="+", default=None,
                         help="width choices (fc units for AlexNet, a multiplier otherwise)")
@@ -526,31 +521,58 @@ def _parser():
 def main(argv=None):
     """Run the command line; returns the exit code."""
     parser = _parser()
-    args = parser.parse_args(argv)
+    args, extra = parser.parse_known_args(argv)
+    if extra:  # reported by the subcommand's parser: its flags, its --help
+        commands = next(a for a in parser._actions if isinstance(a, argparse._SubParsersAction))
+        commands.choices[args.command].error(f"unrecognized arguments: {' '.join(extra)}")
     for flag in ("batch_size", "epochs", "image_size", "snapshot_epochs", "cycles", "trials",
                  "top", "examples", "overfit_steps", "last", "snapshots", "lr_patience"):
         value = getattr(args, flag, None)
         if isinstance(value, int) and value < 1:
             parser.error(f"--{flag.replace('_', '-')} must be at least 1; received {value}")
     try:
+        model = getattr(args, "model", None)
+        if model is not None and model not in zoo.list_models():
+            zoo.registry.get_entry(model)  # a typo: one line in 0.1 s, before TensorFlow
         if args.command != "list":
             tensorflow_started_quietly()
         if getattr(args, "model", None) is not None:  # typos: before any data is read
             zoo.check_arguments(args.model, _model_args(getattr(args, "model_arg", None)))
         return args.run(args)
-    except (ValueError, RuntimeError) as err:  # user errors: one line, exit code 2
-        if not _is_user_error(err):
+    except Exception as err:  # noqa: BLE001 (re-raised unless it is the user's or the OS's)
+        line = None if os.environ.get("ZOO_DEBUG") else _one_line(err)
+        if line is None:  # a bug (or ZOO_DEBUG=1): the traceback, and where to report it
+            print(f"zoo {args.command}: an internal error, not a mistake of yours; please "
+                  "report it with the traceback below (ZOO_DEBUG=1 shows every traceback)",
+                  file=sys.stderr)
             raise
-        print(f"zoo {args.command}: error: {err}", file=sys.stderr)
+        print(f"zoo {args.command}: error: {line}", file=sys.stderr)
         return 2
 
 
-def _is_user_error(err):
-    """Errors our checks raise for bad input (they name what was received)."""
-    if isinstance(err, ValueError):
-        return True
+def _one_line(err):
+    """The one-line message for a user's mistake (:class:`UserError`, a dataset that is not
+    prepared) or a file-system fault that names its file; None for anything else (a bug)."""
     data = sys.modules.get("data.datasets")
-    return data is not None and isinstance(err, data.DatasetNotPreparedError)
+    if isinstance(err, UserError) or (
+            data is not None and isinstance(err, data.DatasetNotPreparedError)):
+        return str(err)
+    if isinstance(err, OSError) and err.filename is not None:
+        return _os_fault(err)
+    return None
+
+
+def _os_fault(err):
+    """``[Errno 28] No space left on device: 'path' (12.3 MB free there)``: what failed,
+    on which file, and for a full disk how much room is left."""
+    text = f"{err.strerror or err}: {err.filename}"
+    if err.filename2 is not None:
+        text += f" -> {err.filename2}"
+    if err.errno == errno.ENOSPC:
+        folder = os.path.dirname(os.path.abspath(str(err.filename)))
+        with contextlib.suppress(OSError):
+            text += f" ({shutil.disk_usage(folder).free / 1e6:,.1f} MB free there)"
+    return text
 
 
 if __name__ == "__main__":

@@ -16,7 +16,7 @@ import time
 import pandas as pd
 
 from safeio import write_csv, write_text
-from safeio.checks import check_positive_int
+from safeio.checks import UserError, check_positive_int
 
 ALEXNET_SIZE = 67  # AlexNet's smallest input; the ResNet members resize to RESNET_SIZE
 RESNET_SIZE = 16  # the centre crop, resized (the digits themselves are 8x8)
@@ -41,8 +41,8 @@ def load_data(dataset="digits", seed=0, train_split="train"):
 
     info = data.info(dataset)
     if "train" not in info.splits or not any(s in info.splits for s in HELD_OUT):
-        raise ValueError(f"The demo needs a train split and a validation or test split; "
-                         f"{dataset!r} has {sorted(info.splits)}.")
+        raise UserError(f"The demo needs a train split and a validation or test split; "
+                        f"{dataset!r} has {sorted(info.splits)}.")
     return data.pipeline(dataset, ALEXNET_SIZE, augment="crop", batch_size=BATCH_SIZE,
                          seed=seed, train_split=train_split, info=info)
 
@@ -235,8 +235,8 @@ def run(output_dir="runs/demo", epochs=6, snapshot_epochs=15, cycles=5, seed=0,
     start = time.time()
     models = list(models)
     if not models or any(m not in MODEL_CHOICES for m in models):
-        raise ValueError(f"`models` must be a non-empty subset of {MODEL_CHOICES}; received "
-                         f"{models!r}.")
+        raise UserError(f"`models` must be a non-empty subset of {MODEL_CHOICES}; received "
+                        f"{models!r}.")
     for name, value in (("epochs", epochs), ("snapshot_epochs", snapshot_epochs),
                         ("cycles", cycles)):
         check_positive_int(value, name)

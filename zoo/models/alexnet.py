@@ -12,7 +12,7 @@ count is the same, and grouped convolutions are ~7x slower to train on CPU in Ke
 import keras
 from keras import layers
 
-from safeio.checks import check_positive_int
+from safeio.checks import UserError, check_positive_int
 from zoo import _builder
 from zoo.layers import LRN_PRESETS, ChannelSlice, LocalResponseNormalization
 from zoo.registry import register_model
@@ -118,12 +118,12 @@ def _dense(x, units, name, style, bias):
 def _check_knobs(towers, norm, dropout, width, kernel_initializer, activation):
     _builder.check_style(kernel_initializer, activation)
     if towers not in TOWER_CHOICES or isinstance(towers, bool):
-        raise ValueError(
+        raise UserError(
             f"`towers` must be 1 (one tower) or 2 (the paper's two-GPU layout); "
             f"received {towers!r}."
         )
     if norm not in NORM_CHOICES:
-        raise ValueError(f"`norm` must be one of {NORM_CHOICES}; received {norm!r}.")
+        raise UserError(f"`norm` must be one of {NORM_CHOICES}; received {norm!r}.")
     _builder.check_dropout(dropout)
     check_positive_int(width, "width", what=" (units of fc6 and fc7)")
 
@@ -132,12 +132,12 @@ def _lrn_params(lrn_params):
     if lrn_params is None or isinstance(lrn_params, str):
         name = lrn_params or "paper"
         if name not in LRN_PRESETS:
-            raise ValueError(f"`lrn_params` must be one of {sorted(LRN_PRESETS)} or a dict of "
-                             f"LocalResponseNormalization arguments; received {lrn_params!r}.")
+            raise UserError(f"`lrn_params` must be one of {sorted(LRN_PRESETS)} or a dict of "
+                            f"LocalResponseNormalization arguments; received {lrn_params!r}.")
         return dict(LRN_PRESETS[name])
     if not isinstance(lrn_params, dict) or not set(lrn_params) <= set(LRN_PRESETS["paper"]):
-        raise ValueError(f"`lrn_params` dict keys must be among {sorted(LRN_PRESETS['paper'])}; "
-                         f"received {lrn_params!r}.")
+        raise UserError(f"`lrn_params` dict keys must be among {sorted(LRN_PRESETS['paper'])}; "
+                        f"received {lrn_params!r}.")
     return {**LRN_PRESETS["paper"], **lrn_params}
 
 
@@ -151,7 +151,7 @@ def _architecture(weights_path, towers, lrn_params, lrn_across_towers):
     if weights_path is not None and pretrained.file_format(weights_path) == "caffe":
         chosen = dict(pretrained.CAFFE_ALEXNET_ARCHITECTURE)
         if towers not in (None, chosen["towers"]):
-            raise ValueError(
+            raise UserError(
                 "The Caffe reference AlexNet (bvlc_alexnet) is the two-tower network: its "
                 "conv2, conv4 and conv5 are grouped convolutions; received "
                 f"{{'towers': {towers!r}}}. Leave `towers` out (or 2).")

@@ -12,6 +12,7 @@ import keras
 import numpy as np
 from keras import layers
 
+from safeio.checks import UserError
 from zoo import _builder
 from zoo.layers import LRN_PRESETS, LocalResponseNormalization
 from zoo.registry import register_model
@@ -105,8 +106,8 @@ def _aux_head(x, classes, classifier_activation, name, width, style):
 def _check_knobs(aux_logits, include_top, dropout, width, kernel_initializer, activation):
     _builder.check_style(kernel_initializer, activation)
     if aux_logits and not include_top:
-        raise ValueError("`aux_logits=True` needs `include_top=True`: the auxiliary heads "
-                         "are classifiers; received include_top=False.")
+        raise UserError("`aux_logits=True` needs `include_top=True`: the auxiliary heads "
+                        "are classifiers; received include_top=False.")
     _builder.check_dropout(dropout)
     _builder.check_multiplier(width)
 

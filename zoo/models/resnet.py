@@ -13,7 +13,7 @@ state dict file, :mod:`zoo.pretrained`).
 
 from keras import layers
 
-from safeio.checks import check_rate
+from safeio.checks import UserError, check_rate
 from zoo import _builder
 from zoo.registry import register_model
 
@@ -94,9 +94,9 @@ BLOCKS = {"basic": basic_block, "bottleneck": bottleneck_block}
 def _check_knobs(depth, stem, drop_path_rate, dropout, width, kernel_initializer, activation):
     _builder.check_style(kernel_initializer, activation)
     if depth not in STAGES:
-        raise ValueError(f"`depth` must be one of {sorted(STAGES)}; received {depth!r}.")
+        raise UserError(f"`depth` must be one of {sorted(STAGES)}; received {depth!r}.")
     if stem not in STEM_CHOICES:
-        raise ValueError(f"`stem` must be one of {STEM_CHOICES}; received {stem!r}.")
+        raise UserError(f"`stem` must be one of {STEM_CHOICES}; received {stem!r}.")
     check_rate(drop_path_rate, "drop_path_rate")
     _builder.check_dropout(dropout)
     _builder.check_multiplier(width)

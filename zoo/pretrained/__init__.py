@@ -29,6 +29,7 @@ import os
 import shutil
 import tempfile
 
+from safeio.checks import UserError
 from zoo.pretrained.imagenet import apply_preprocessing, decode_predictions, imagenet_classes
 
 # torchvision's ImageClassification preset: RGB in [0, 1], ImageNet mean and std.
@@ -97,11 +98,11 @@ def register_weights(entry, default=False):
         raise TypeError(f"register_weights takes a WeightsEntry; received "
                         f"{type(entry).__name__}.")
     if entry.format not in FORMATS:
-        raise ValueError(f"`format` must be one of {sorted(FORMATS)}; received "
-                         f"{entry.format!r}.")
+        raise UserError(f"`format` must be one of {sorted(FORMATS)}; received "
+                        f"{entry.format!r}.")
     if entry.hash_algorithm not in ("sha256", "sha1"):
-        raise ValueError("`hash_algorithm` must be 'sha256' or 'sha1'; received "
-                         f"{entry.hash_algorithm!r}.")
+        raise UserError("`hash_algorithm` must be 'sha256' or 'sha1'; received "
+                        f"{entry.hash_algorithm!r}.")
     _ENTRIES[entry.name] = entry
     if default:
         _DEFAULTS[entry.model] = entry.name
@@ -165,7 +166,7 @@ def get_weights(model, weights):
         return _ENTRIES[name]
     known = (["imagenet"] if model in _DEFAULTS else []) + [
         _ENTRIES[n].tag for n in list_weights(model)]
-    raise ValueError(
+    raise UserError(
         f"{model} has no weights named {weights!r}; known: {known or 'none'}. `weights` may "
         "also be None or the path to a local file (.weights.h5, .safetensors/.pth for "
         "ResNets, .caffemodel for AlexNet and GoogLeNet).")
@@ -194,7 +195,7 @@ def check_hash(path, entry):
     actual = file_hash(path, entry.hash_algorithm)
     if not actual.startswith(entry.file_hash.lower()):
         prefix = "..." if len(entry.file_hash) < len(actual) else ""
-        raise ValueError(
+        raise UserError(
             f"{path} is not {entry.name}'s published file: its {entry.hash_algorithm} is "
             f"{actual}, expected {entry.file_hash}{prefix}. "
             f"It is damaged or another file; replace it with {entry.url}.")
@@ -227,7 +228,7 @@ def download(name, origin=None, cache=None):
     import keras
 
     if name not in _ENTRIES:
-        raise ValueError(f"Unknown weights {name!r}; known: {list_weights()}.")
+        raise UserError(f"Unknown weights {name!r}; known: {list_weights()}.")
     entry = _ENTRIES[name]
     folder = cache or cache_dir()
     os.makedirs(folder, exist_ok=True)
@@ -241,8 +242,8 @@ def download(name, origin=None, cache=None):
                 file_hash=entry.file_hash if full_sha256 else None, hash_algorithm="sha256")
             check_hash(fetched, entry)
         except ValueError as error:  # get_file's hash check, or ours
-            raise ValueError(f"{origin or entry.url} did not give {entry.name}'s published "
-                             f"file; nothing was added to {folder}. {error}") from None
+            raise UserError(f"{origin or entry.url} did not give {entry.name}'s published "
+                            f"file; nothing was added to {folder}. {error}") from None
         os.replace(fetched, target)  # the same folder: atomic
     finally:
         shutil.rmtree(staging, ignore_errors=True)
@@ -272,8 +273,8 @@ def load_converted(model, path, family):
 
         caffe.load(model, path, family)
     else:
-        raise ValueError(f"{family} weights cannot come from a {fmt} file ({path}): ResNets "
-                         "load torchvision state dicts, AlexNet and GoogLeNet caffemodels.")
+        raise UserError(f"{family} weights cannot come from a {fmt} file ({path}): ResNets "
+                        "load torchvision state dicts, AlexNet and GoogLeNet caffemodels.")
 
 
 def describe_preprocessing(preprocessing):
@@ -309,8 +310,8 @@ def preprocess_input(images, weights):
     """
     entry = weights if isinstance(weights, WeightsEntry) else _ENTRIES.get(weights)
     if entry is None:
-        raise ValueError(f"preprocess_input needs a weights entry name; received {weights!r}. "
-                         f"Known: {list_weights()}.")
+        raise UserError(f"preprocess_input needs a weights entry name; received {weights!r}. "
+                        f"Known: {list_weights()}.")
     return apply_preprocessing(images, entry.preprocessing)
 
 

@@ -2,6 +2,8 @@
 
 import os
 
+from safeio.checks import UserError
+
 
 def names(keys, limit=8):
     """``"a, b, c and 4 more"``: the first ``limit`` of ``keys``, sorted."""
@@ -21,8 +23,8 @@ def set_if_it_fits(model, path, plan, missing, unexpected, wrong_shape, contents
         problems.append(f"shapes differ: {'; '.join(wrong_shape[:4])}"
                         + (f" and {len(wrong_shape) - 4} more" if len(wrong_shape) > 4 else ""))
     if problems:
-        raise ValueError(f"{os.fspath(path)} does not fit {model.name} ({contents}): "
-                         + "; ".join(problems) + f". {advice}")
+        raise UserError(f"{os.fspath(path)} does not fit {model.name} ({contents}): "
+                        + "; ".join(problems) + f". {advice}")
     for layer, values in plan:
         layer.set_weights([value.astype("float32") for value in values])
     return model

@@ -18,6 +18,7 @@ import functools
 
 import numpy as np
 
+from safeio.checks import UserError
 from zoo.pretrained._fit import set_if_it_fits
 
 _FIELD = {"string": 9, "message": 11, "float": 2, "double": 1, "int32": 5, "int64": 3}
@@ -67,7 +68,7 @@ def _blob(blob):
     else:  # the 4-D shape of older files
         shape = (blob.num, blob.channels, blob.height, blob.width)
     if int(np.prod(shape)) != values.size:
-        raise ValueError(f"a blob of shape {shape} holds {values.size} values")
+        raise UserError(f"a blob of shape {shape} holds {values.size} values")
     return values.reshape(shape)
 
 
@@ -88,10 +89,10 @@ def read_caffemodel(path):
             (layer.name, [_blob(b) for b in layer.blobs])
             for layer in (*net.layers, *net.layer) if len(layer.blobs))
     except (DecodeError, ValueError) as error:
-        raise ValueError(f"{path} is not a readable .caffemodel ({error}); it may be "
-                         "truncated or another format.") from None
+        raise UserError(f"{path} is not a readable .caffemodel ({error}); it may be "
+                        "truncated or another format.") from None
     if not layers:
-        raise ValueError(f"{path} holds no layer with weights: not a trained .caffemodel.")
+        raise UserError(f"{path} holds no layer with weights: not a trained .caffemodel.")
     return layers
 
 
@@ -155,7 +156,7 @@ def _keras_values(model, layer, blobs, tower, towers):
 
 def _check_alexnet(model):
     if "conv1_tower1" not in {layer.name for layer in model.layers}:
-        raise ValueError(
+        raise UserError(
             "bvlc_alexnet is the two-tower AlexNet (grouped conv2, conv4, conv5): build it with "
             "zoo.alexnet(weights=...) and leave `towers` out, or towers=2.")
 

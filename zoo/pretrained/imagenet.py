@@ -12,6 +12,8 @@ import os
 
 import numpy as np
 
+from safeio.checks import UserError
+
 CLASSES_FILE = os.path.join(os.path.dirname(os.path.abspath(__file__)), "imagenet_classes.txt")
 
 
@@ -50,10 +52,10 @@ def decode_predictions(preds, top=5):
     """
     preds = np.asarray(preds if isinstance(preds, np.ndarray) else _to_numpy(preds))
     if preds.ndim != 2 or preds.shape[1] != 1000:
-        raise ValueError("decode_predictions expects ImageNet predictions of shape "
-                         f"(batch, 1000); received shape {preds.shape}.")
+        raise UserError("decode_predictions expects ImageNet predictions of shape "
+                        f"(batch, 1000); received shape {preds.shape}.")
     if isinstance(top, bool) or not isinstance(top, (int, np.integer)) or not 1 <= top <= 1000:
-        raise ValueError(f"`top` must be an integer from 1 to 1000; received {top!r}.")
+        raise UserError(f"`top` must be an integer from 1 to 1000; received {top!r}.")
     classes = imagenet_classes()
     results = []
     for row in preds:
@@ -72,22 +74,50 @@ def _as_batch(images):
     x = _to_numpy(images) if not isinstance(images, np.ndarray) else images
     x = np.asarray(x, dtype="float32")
     if x.ndim not in (3, 4) or x.shape[-1] != 3:
-        raise ValueError("preprocess_input expects RGB images, channels-last: (height, width, "
-                         f"3) or (batch, height, width, 3); received shape {x.shape}.")
+        raise UserError("preprocess_input expects RGB images, channels-last: (height, width, "
+                        f"3) or (batch, height, width, 3); received shape {x.shape}.")
     return (x[None] if x.ndim == 3 else x), x.ndim == 3
+
+
+def resized_size(height, width, resize):
+    """torchvision's ``Resize(resize)`` output size: the shorter side becomes ``resize``
+    and the longer ``int(resize * long / short)``, truncated (not rounded).
+
+    Example:
+
+    >>> resized_size(300, 451, 256)
+    (256, 384)
+    """
+    if height <= width:
+        return resize, int(resize * width / height)
+    return int(resize * height / width), resize
+
+
+def crop_offsets(height, width, crop, caffe=False):
+    """The top-left corner of the central ``crop`` x ``crop`` window: torchvision's
+    ``CenterCrop`` rounds ``(side - crop) / 2`` (Python's round, half to even); Caffe's
+    data layer floors it.
+
+    Example:
+
+    >>> crop_offsets(9, 11, 6), crop_offsets(9, 11, 6, caffe=True)
+    ((2, 2), (1, 2))
+    """
+    if caffe:
+        return (height - crop) // 2, (width - crop) // 2
+    return int(round((height - crop) / 2)), int(round((width - crop) / 2))
 
 
 def _resize_and_crop(x, resize, crop, warp=False):
     """torchvision's ``ImageClassification`` geometry: the shorter side to ``resize``
-    (bilinear, antialiased), then the central ``crop`` x ``crop`` square; with ``warp``,
-    Caffe's: the whole image to ``resize`` x ``resize``, then the crop."""
+    (bilinear, antialiased; :func:`resized_size`), then the central ``crop`` x ``crop``
+    square (:func:`crop_offsets`); with ``warp``, Caffe's: the whole image to ``resize`` x
+    ``resize``, then the crop, its offsets floored."""
     height, width = x.shape[1:3]
     if (height, width) == (crop, crop):
         return x
     if resize is not None:
-        scale = resize / min(height, width)
-        size = (resize, resize) if warp else (
-            max(crop, int(round(height * scale))), max(crop, int(round(width * scale))))
+        size = (resize, resize) if warp else resized_size(height, width, resize)
         if size != (height, width):
             import keras
 
@@ -95,9 +125,9 @@ def _resize_and_crop(x, resize, crop, warp=False):
                 x, size, interpolation="bilinear", antialias=True))
         height, width = size
     if min(height, width) < crop:
-        raise ValueError(f"These weights take {crop}x{crop} crops; the images are "
-                         f"{height}x{width}.")
-    top, left = (height - crop) // 2, (width - crop) // 2
+        raise UserError(f"These weights take {crop}x{crop} crops; the images are "
+                        f"{height}x{width}.")
+    top, left = crop_offsets(height, width, crop, caffe=warp)
     return x[:, top:top + crop, left:left + crop, :]
 
 

@@ -12,6 +12,7 @@ import re
 
 import numpy as np
 
+from safeio.checks import UserError
 from zoo.pretrained._fit import set_if_it_fits
 
 IGNORED = ("num_batches_tracked",)  # a BatchNorm counter, not a weight
@@ -27,8 +28,8 @@ def read_state_dict(path):
         try:
             tensors = load_file(path)
         except (SafetensorError, OSError, ValueError) as error:
-            raise ValueError(f"{path} is not a readable safetensors file ({error}); it may "
-                             "be truncated or another format.") from None
+            raise UserError(f"{path} is not a readable safetensors file ({error}); it may "
+                            "be truncated or another format.") from None
         return {k: np.asarray(v, "float32") for k, v in tensors.items()}
     try:
         import torch

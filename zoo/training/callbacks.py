@@ -12,6 +12,7 @@ import warnings
 
 import keras
 
+from safeio.checks import UserError
 from data.datasets import set_epoch
 from safeio import atomic_path, new_axes, save_figure, write_json
 
@@ -21,7 +22,10 @@ def _finite(logs):
 
 
 def read_history(path):
-    """Rows of a history CSV as a list of dicts (numbers as floats, ``epoch`` as int)."""
+    """Rows of a history CSV as a list of dicts (numbers as floats, ``epoch`` as int).
+
+    The epochs are consecutive: 1, 2, 3, ..., or k, k + 1, ... for a record restarted at
+    epoch k (a run resumed from its backup after its history was moved aside)."""
     if not path or not os.path.exists(path):
         return []
     try:
@@ -30,15 +34,17 @@ def read_history(path):
             rows = list(reader)
             columns = reader.fieldnames or []
         if "epoch" not in columns or any(None in row or None in row.values() for row in rows):
-            raise ValueError("rows do not match the header")
+            raise UserError("rows do not match the header")
         rows = [{k: int(v) if k == "epoch" else float(v) for k, v in row.items() if v != ""}
                 for row in rows]
-        if [row["epoch"] for row in rows] != list(range(1, len(rows) + 1)):
-            raise ValueError("the epochs are not 1, 2, 3, ...")
+        epochs = [row["epoch"] for row in rows]
+        if epochs and (epochs[0] < 1 or epochs != list(range(epochs[0], epochs[0] + len(rows)))):
+            raise UserError("the epochs are not consecutive from 1 or from a restart")
     except (ValueError, KeyError, csv.Error, UnicodeDecodeError) as err:
-        raise ValueError(
-            f"The run's history {path} is corrupt ({err}). Move it aside to restart the "
-            "record, or use another run directory.") from None
+        raise UserError(
+            f"The run's history {path} is corrupt ({err}). Move it aside, and the resumed "
+            "run starts a new record at the epoch it resumes from; or use another run "
+            "directory.") from None
     return rows
 
 

@@ -19,6 +19,7 @@ import pandas as pd
 import tensorflow as tf
 
 from safeio import atomic_path
+from safeio.checks import UserError
 from zoo.training import recipe as training
 
 HEALTHY_UPDATE_RATIO = 1e-3
@@ -55,7 +56,7 @@ def _first_batches(dataset, batches=None, examples=None):
         if len(images) == batches or (examples and sum(map(len, labels)) >= examples):
             break
     if not images:
-        raise ValueError("The dataset is empty: received no batches.")
+        raise UserError("The dataset is empty: received no batches.")
     return np.concatenate(images), np.concatenate(labels).astype("int64")
 
 
@@ -124,8 +125,8 @@ def overfit_tiny_subset(model, dataset, examples=20, steps=100, learning_rate=0.
     """
     images, labels = _first_batches(dataset, examples=examples)
     if len(labels) < examples:
-        raise ValueError(f"The dataset has {len(labels)} examples; the check needs "
-                         f"{examples}.")
+        raise UserError(f"The dataset has {len(labels)} examples; the check needs "
+                        f"{examples}.")
     images, labels = images[:examples], labels[:examples]
     keras.utils.set_random_seed(seed)
     fresh = without_regularisation(model)
@@ -179,9 +180,9 @@ class UpdateRatioLogger(keras.callbacks.Callback):
     def __init__(self, every=10, low=1e-4, high=1e-2, path=None):
         super().__init__()
         if not isinstance(every, int) or every < 1:
-            raise ValueError(f"`every` must be a positive integer; received {every!r}.")
+            raise UserError(f"`every` must be a positive integer; received {every!r}.")
         if not 0 < low < high:
-            raise ValueError(f"Need 0 < low < high; received low={low!r}, high={high!r}.")
+            raise UserError(f"Need 0 < low < high; received low={low!r}, high={high!r}.")
         self.every, self.low, self.high, self.path = every, low, high, path
         self.rows = []
         self._before = None
@@ -259,7 +260,7 @@ def activation_report(model, images):
     """
     layers = _activation_layers(model)
     if not layers:
-        raise ValueError(f"{model.name} has no activation layers to report on.")
+        raise UserError(f"{model.name} has no activation layers to report on.")
     probe = keras.Model(model.input, [layer.output for layer in layers])
     outputs = probe(np.asarray(images), training=False)
     outputs = outputs if isinstance(outputs, (list, tuple)) else [outputs]

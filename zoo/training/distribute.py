@@ -10,7 +10,7 @@ import subprocess
 import tensorflow as tf
 from tensorflow.python.data.ops import multi_device_iterator_ops
 
-from safeio.checks import check_positive_int
+from safeio.checks import UserError, check_positive_int
 
 
 def _gpu_memory_mb(default=4096):
@@ -106,7 +106,7 @@ def get_strategy(strategy="auto"):
     if isinstance(strategy, tf.distribute.Strategy):
         return strategy
     if strategy not in STRATEGY_CHOICES:
-        raise ValueError(
+        raise UserError(
             f"`strategy` must be one of {STRATEGY_CHOICES} or a tf.distribute.Strategy; "
             f"received {strategy!r}."
         )
@@ -118,7 +118,7 @@ def get_strategy(strategy="auto"):
     if strategy == "mirrored":
         return mirrored(devices=2)
     if not os.environ.get("TF_CONFIG"):
-        raise ValueError(
+        raise UserError(
             "strategy='multi_worker' needs the TF_CONFIG environment variable describing the "
             "cluster and this worker's task (see the README's 'Several machines' section)."
         )

@@ -2,7 +2,7 @@
 
 import keras
 
-from safeio.checks import check_positive_int
+from safeio.checks import UserError, check_positive_int
 from zoo.models.googlenet import without_aux
 
 
@@ -26,7 +26,7 @@ def fine_tune(model, classes, freeze="all", classifier_activation="softmax", nam
     try:
         features = base.get_layer("predictions").input
     except ValueError:
-        raise ValueError(
+        raise UserError(
             f"fine_tune needs a model with a classifier layer named 'predictions' (any zoo "
             f"model built with include_top=True); {base.name!r} has none."
         ) from None
@@ -39,7 +39,7 @@ def fine_tune(model, classes, freeze="all", classifier_activation="softmax", nam
     elif isinstance(freeze, int) and not isinstance(freeze, bool) and 0 <= freeze <= len(body):
         frozen = freeze
     else:
-        raise ValueError(
+        raise UserError(
             f"`freeze` must be 'all', 'none' or a number of layers in [0, {len(body)}]; "
             f"received {freeze!r}."
         )

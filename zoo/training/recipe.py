@@ -21,7 +21,7 @@ import pandas as pd
 import tensorflow as tf
 
 from safeio import directory_lock, write_json
-from safeio.checks import check_positive_int
+from safeio.checks import UserError, check_positive_int
 from zoo import registry
 from zoo.optimizers import PaperSGD
 from zoo.training import callbacks as zoo_callbacks
@@ -58,13 +58,13 @@ def _build(model, model_kwargs, strategy, precision):
     """The model, built under the strategy's scope and the precision policy when we build it."""
     if isinstance(model, keras.Model):
         if precision not in (None, "float32"):
-            raise ValueError(
+            raise UserError(
                 f"precision={precision!r} must be set before the model is built: pass a "
                 "registry name or a function that builds the model instead of a built model."
             )
         default = strategy is tf.distribute.get_strategy()
         if not default and not strategy.extended.variable_created_in_scope(model.weights[0].value):
-            raise ValueError(
+            raise UserError(
                 f"The model was built outside the {type(strategy).__name__}'s scope: pass a "
                 "registry name or a function that builds the model, or build it inside "
                 "`strategy.scope()`."
@@ -118,7 +118,7 @@ def _backend_distribution(strategy):
         strategy = distribute.get_strategy(strategy)
         return strategy, None, strategy.num_replicas_in_sync
     if isinstance(strategy, tf.distribute.Strategy) or strategy == "multi_worker":
-        raise ValueError(
+        raise UserError(
             f"strategy={strategy!r} is TensorFlow's tf.distribute, which does not reach a "
             f"{backend} model: run with KERAS_BACKEND=tensorflow, or use 'auto', "
             f"'one_device' or 'mirrored' (keras.distribution.DataParallel on JAX).")
@@ -127,7 +127,7 @@ def _backend_distribution(strategy):
     devices = keras.distribution.list_devices() if backend == "jax" else []
     if strategy == "mirrored" or (strategy == "auto" and len(devices) > 1):
         if len(devices) < 2:
-            raise ValueError(
+            raise UserError(
                 f"strategy='mirrored' needs at least 2 devices on the {backend} backend; it "
                 f"sees {devices or 'no keras.distribution support'}. On a CPU, start Python "
                 f"with XLA_FLAGS=--xla_force_host_platform_device_count=2 (JAX).")
@@ -145,7 +145,7 @@ def _check_even_batches(replicas, **datasets):
         spec = dataset.element_spec[0] if isinstance(dataset.element_spec, tuple) else None
         size = None if spec is None else spec.shape[0]
         if size is None or size % replicas:
-            raise ValueError(
+            raise UserError(
                 f"`{name}` must come in batches that split evenly over the {replicas} "
                 f"devices; its batch size is {size or 'not fixed (a smaller last batch)'}. "
                 f"Load it with data.load(..., drop_remainder=True) and a batch size that "
@@ -156,7 +156,7 @@ def _check_schedule(optimizer, reduce_lr):
     schedule = isinstance(getattr(optimizer, "_learning_rate", None),
                           keras.optimizers.schedules.LearningRateSchedule)
     if schedule and reduce_lr:
-        raise ValueError(
+        raise UserError(
             "The optimizer's learning rate is a LearningRateSchedule, which ReduceLROnPlateau "
             "cannot change (Keras raises only when patience runs out, mid-training). Pass "
             "reduce_lr=False to follow the schedule, or a constant learning rate."
@@ -219,12 +219,19 @@ def _write_config(run_dir, config):
     settings that differ from its own (the resumed run would train with the backup's
     state, not with them), in one line listing what differs."""
     path = os.path.join(run_dir, "config.json")
-    if os.path.exists(path) and os.path.isdir(os.path.join(run_dir, "backup")):
+    if os.path.isdir(os.path.join(run_dir, "backup")):
         try:
             with open(path, encoding="utf-8") as f:
                 before = json.load(f)
-        except (OSError, ValueError):
-            before = None  # unreadable: rewritten below
+            if not isinstance(before, dict):
+                raise UserError("not a JSON object")
+        except (OSError, ValueError) as err:
+            problem = "is missing" if not os.path.exists(path) else (
+                f"is unreadable ({type(err).__name__}: {str(err)[:80]})")
+            raise UserError(
+                f"{path} {problem}, but {run_dir} holds a backup of a run: resumed, it would "
+                "train with the backup's weights, optimizer and learning rate whatever the "
+                "settings given now. Restore config.json, or give another run_dir.") from None
         if before is not None:
             before, now = _flat(before), _flat(json.loads(json.dumps(config, default=str)))
             changed = [f"{key} {before.get(key)!r} -> {now.get(key)!r}"
@@ -232,7 +239,7 @@ def _write_config(run_dir, config):
                        if key.split(".")[0] not in _MAY_CHANGE and before.get(key) != now.get(key)
                        and not key.endswith(".name")]  # Keras numbers optimizer names
             if changed:
-                raise ValueError(
+                raise UserError(
                     f"{run_dir} holds a run with other settings ({'; '.join(changed)}); "
                     "resume it with its own settings, or give another run_dir.")
     write_json(path, config)
@@ -390,8 +397,8 @@ def train(
     ...                    run_dir="runs/alexnet_digits")   # doctest: +SKIP
     """
     if precision not in PRECISION_CHOICES:
-        raise ValueError(f"`precision` must be one of {PRECISION_CHOICES}; received "
-                         f"{precision!r}.")
+        raise UserError(f"`precision` must be one of {PRECISION_CHOICES}; received "
+                        f"{precision!r}.")
     check_positive_int(epochs, "epochs")
     if seed is not None:
         keras.utils.set_random_seed(seed)
@@ -427,7 +434,7 @@ def train(
             epochs_of = zoo_callbacks.DataEpochs(train_data)
             if isinstance(strategy, tf.distribute.MultiWorkerMirroredStrategy):
                 if reduce_lr and val_data is None:
-                    raise ValueError(
+                    raise UserError(
                         "With strategy='multi_worker', ReduceLROnPlateau must watch validation "
                         "metrics (every worker computes the same ones): pass val_data or "
                         "reduce_lr=False."

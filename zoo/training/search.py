@@ -16,7 +16,7 @@ import numpy as np
 import pandas as pd
 
 from safeio import new_axes, save_figure
-from safeio.checks import check_positive_int
+from safeio.checks import UserError, check_positive_int
 from zoo import registry
 from zoo.optimizers import OPTIMIZER_CHOICES, make_optimizer
 from zoo.training import recipe as training
@@ -27,16 +27,16 @@ OBJECTIVE = "val_top1_accuracy"
 def _log_range(name, bounds):
     low, high = _range(name, bounds)
     if low <= 0:
-        raise ValueError(f"`{name}` is searched on a log scale: both bounds must be > 0; "
-                         f"received {bounds!r}.")
+        raise UserError(f"`{name}` is searched on a log scale: both bounds must be > 0; "
+                        f"received {bounds!r}.")
     return low, high
 
 
 def _range(name, bounds):
     if (not isinstance(bounds, (tuple, list)) or len(bounds) != 2
             or not all(isinstance(b, (int, float)) for b in bounds) or bounds[0] >= bounds[1]):
-        raise ValueError(f"`{name}` must be a (low, high) pair with low < high; received "
-                         f"{bounds!r}.")
+        raise UserError(f"`{name}` must be a (low, high) pair with low < high; received "
+                        f"{bounds!r}.")
     return float(bounds[0]), float(bounds[1])
 
 
@@ -47,17 +47,17 @@ def _space(learning_rate, weight_decay, dropout, width, optimizer=None):
         choices = [optimizer] if isinstance(optimizer, str) else list(optimizer)
         unknown = [c for c in choices if c not in OPTIMIZER_CHOICES]
         if not choices or unknown:
-            raise ValueError(f"`optimizer` must be a non-empty list of "
-                             f"{OPTIMIZER_CHOICES}; received {optimizer!r}.")
+            raise UserError(f"`optimizer` must be a non-empty list of "
+                            f"{OPTIMIZER_CHOICES}; received {optimizer!r}.")
         space["optimizer"] = choices
     if dropout is not None:
         low, high = _range("dropout", dropout)
         if not 0 <= low < high < 1:
-            raise ValueError(f"`dropout` bounds must lie in [0, 1); received {dropout!r}.")
+            raise UserError(f"`dropout` bounds must lie in [0, 1); received {dropout!r}.")
         space["dropout"] = (low, high)
     if width is not None:
         if not isinstance(width, (list, tuple)) or not width:
-            raise ValueError(f"`width` must be a non-empty list of choices; received {width!r}.")
+            raise UserError(f"`width` must be a non-empty list of choices; received {width!r}.")
         space["width"] = list(width)
     return space
 
@@ -166,8 +166,8 @@ def search(model, train_data, val_data, *, model_kwargs=None, trials=8, fine_tri
         check_positive_int(value, name)
     fine_trials = trials if fine_trials is None else fine_trials
     if not isinstance(model, str) and not callable(model):
-        raise ValueError("`model` must be a registry name or a function building the model; "
-                         f"received {type(model).__name__}.")
+        raise UserError("`model` must be a registry name or a function building the model; "
+                        f"received {type(model).__name__}.")
     fixed = dict(model_kwargs or {})
     build = lambda **kw: registry.resolve(model, **{**fixed, **kw})  # noqa: E731
     run_dir = run_dir or tempfile.mkdtemp(prefix="zoo_search_")

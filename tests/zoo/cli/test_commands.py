@@ -8,6 +8,7 @@ import numpy as np
 import pandas as pd
 import pytest
 
+from safeio.checks import UserError
 from tests.helpers import run_python
 from zoo import cli
 from zoo.cli import commands
@@ -27,14 +28,34 @@ def test_python_dash_m_zoo_and_console_script_agree():
 
 
 def test_zoo_help_and_list_start_neither_keras_nor_tensorflow():
-    """What makes `zoo --help` and `zoo list` instant: the facts are static."""
+    """What makes `zoo --help`, every `zoo COMMAND --help`, `zoo list` and a mistyped model
+    name instant: the facts, choices and names are static (one fresh process checks them
+    all)."""
     code = ("import sys\nfrom zoo.cli import main\n"
             "assert main(['list', 'resnet*']) == 0\n"
-            "try:\n    main(['--help'])\nexcept SystemExit as e:\n    assert e.code == 0\n"
+            "assert main(['train', '--model', 'resnt18']) == main(['info', 'resnet5']) == 2\n"
+            "for argv in (['--help'], *([c, '--help'] for c in sys.argv[1:])):\n"
+            "    try:\n        main(argv)\n    except SystemExit as e:\n"
+            "        assert e.code == 0, argv\n"
             "heavy = [m for m in ('keras', 'tensorflow', 'jax', 'torch') if m in sys.modules]\n"
             "assert not heavy, heavy\n")
-    out = run_python(code).stdout
+    subcommands = ["list", "info", "train", "evaluate", "ensemble", "export", "diagnose",
+                   "search", "demo"]
+    out = run_python(code, args=subcommands).stdout
     assert out.count("He, Zhang, Ren, Sun 2015") == 5 and "alexnet" not in out.split("usage")[0]
+    assert out.count("usage: zoo") == 1 + len(subcommands)
+    assert "adam, rmsprop, adagrad" in out
+
+
+def test_the_commands_choices_are_the_librarys():
+    """--optimizer, --strategy and --combine list their choices without importing Keras:
+    the copies equal the modules' own."""
+    import ensembles
+    import zoo
+
+    assert commands.OPTIMIZER_CHOICES == zoo.OPTIMIZER_CHOICES
+    assert commands.STRATEGY_CHOICES == zoo.distribute.STRATEGY_CHOICES
+    assert commands.COMBINE_CHOICES == ensembles.COMBINE_CHOICES
 
 
 @pytest.mark.parametrize("argv, message", [
@@ -62,8 +83,8 @@ def test_an_unknown_flag_is_one_line_with_the_closest_flag(capsys):
         cli.main(["train", "--model", "alexnet", "--lr-patiense", "3"])
     assert exit_info.value.code == 2
     err = capsys.readouterr().err.strip().splitlines()
-    assert err == ["zoo: error: unrecognized arguments: --lr-patiense 3 (did you mean "
-                   "--lr-patience?); see zoo --help"]
+    assert err == ["zoo train: error: unrecognized arguments: --lr-patiense 3 (did you mean "
+                   "--lr-patience?); see zoo train --help"]
 
 
 def test_tensorflow_start_up_lines_never_reach_the_terminal_but_real_ones_do():
@@ -149,6 +170,62 @@ def test_train_user_errors_are_one_line_and_exit_code_2(argv, message, capsys, t
     assert cli.main(argv + ["--run-dir", str(tmp_path / "r")]) == 2
     err = capsys.readouterr().err.strip().splitlines()
     assert len(err) == 1 and err[0].startswith("zoo train: error:") and message in err[0]
+
+
+def test_file_system_faults_are_one_line_naming_the_path(tmp_path, capsys):
+    """A run directory that is a file, or a file where one of its folders should be: one
+    line with the OS's reason and the path, exit 2."""
+    (tmp_path / "a_file").write_text("x")
+    for run_dir in (tmp_path / "a_file", tmp_path / "a_file" / "run"):
+        assert cli.main(["train", "--model", "resnet18", "--run-dir", str(run_dir)]) == 2
+        err = capsys.readouterr().err.strip().splitlines()
+        assert len(err) == 1 and err[0].startswith("zoo train: error:"), err
+        assert str(tmp_path / "a_file") in err[0], err
+    assert (tmp_path / "a_file").read_text() == "x"
+
+
+def _list_raises(monkeypatch, error):
+    """Make `zoo list` raise ``error``; returns the real parser factory."""
+    parser = commands._parser
+
+    def raising(args):
+        raise error
+
+    def patched():
+        result = parser()
+        result._subparsers._group_actions[0].choices["list"].set_defaults(run=raising)
+        return result
+
+    monkeypatch.setattr(commands, "_parser", patched)
+    return parser
+
+
+def test_a_full_disk_is_one_line_naming_the_file_and_the_free_space(tmp_path, capsys,
+                                                                     monkeypatch):
+    import errno
+
+    path = str(tmp_path / "table.csv")
+    _list_raises(monkeypatch, OSError(errno.ENOSPC, "No space left on device", path))
+    assert cli.main(["list"]) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1, err
+    assert re.fullmatch(rf"zoo list: error: No space left on device: {re.escape(path)} "
+                        r"\([\d,.]+ MB free there\)", err[0]), err
+
+
+def test_a_bug_shows_its_traceback_and_zoo_debug_shows_every_one(capsys, monkeypatch,
+                                                                  tmp_path):
+    """A ValueError from inside the library is a bug, not the user's mistake: it is not
+    turned into a one-line error. ZOO_DEBUG=1 shows the traceback of a user error too."""
+    parser = _list_raises(monkeypatch, ValueError("an internal inconsistency"))
+    with pytest.raises(ValueError, match="an internal inconsistency"):
+        cli.main(["list"])
+    assert "an internal error, not a mistake of yours" in capsys.readouterr().err
+    monkeypatch.setattr(commands, "_parser", parser)
+    monkeypatch.setenv("ZOO_DEBUG", "1")
+    with pytest.raises(UserError, match="Unknown dataset 'nope'"):
+        cli.main(["train", "--model", "alexnet", "--dataset", "nope", "--run-dir",
+                  str(tmp_path / "r")])
 
 
 @pytest.mark.parametrize("argv", [["train", "--model", "alexnet", "--strategy", "tpu"],
