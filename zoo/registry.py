@@ -20,10 +20,20 @@ _MODELS = {}
 
 # The built-in models at their default input size and 1000 classes: the module that
 # registers each, and what `zoo list` / `model_info` report without building anything.
+# Their builders' keyword arguments are listed too, so that `zoo info` and the commands'
+# typo checks need no Keras (test_registry checks them against the builders).
+_COMMON = ("include_top", "weights", "input_tensor", "input_shape", "pooling", "classes",
+           "classifier_activation", "name")
 _ALEXNET = dict(module="zoo.models.alexnet", paper="Krizhevsky, Sutskever, Hinton 2012",
-                input_size=227)
-_GOOGLENET = dict(module="zoo.models.googlenet", paper="Szegedy et al. 2014", input_size=224)
-_RESNET = dict(module="zoo.models.resnet", paper="He, Zhang, Ren, Sun 2015", input_size=224)
+                input_size=227, arguments=_COMMON + (
+                    "towers", "norm", "dropout", "width", "kernel_initializer", "activation",
+                    "lrn_params", "lrn_across_towers"))
+_GOOGLENET = dict(module="zoo.models.googlenet", paper="Szegedy et al. 2014", input_size=224,
+                  arguments=_COMMON + ("aux_logits", "dropout", "width", "kernel_initializer",
+                                       "activation"))
+_RESNET = dict(module="zoo.models.resnet", paper="He, Zhang, Ren, Sun 2015", input_size=224,
+               arguments=_COMMON + ("dropout", "width", "zero_init_residual", "drop_path_rate",
+                                    "stem", "kernel_initializer", "activation"))
 CATALOG = {
     "alexnet": dict(_ALEXNET, params=62_378_344, total_params=62_378_344, macs=1_135_256_096),
     "googlenet": dict(_GOOGLENET, params=6_998_552, total_params=6_998_552, macs=1_582_671_872),
@@ -139,17 +149,32 @@ def check_arguments(name, kwargs):
     ...
     safeio.checks.UserError: alexnet has no argument 'tower'. Did you mean 'towers'? ...
     """
-    entry = get_entry(name)
-    open_ended = entry.arguments_of is None and any(
-        p.kind is inspect.Parameter.VAR_KEYWORD
-        for p in inspect.signature(entry.builder).parameters.values())
-    if open_ended:  # a def f(**kwargs) that says not where they go: nothing to check
+    allowed = arguments_of(name)
+    if allowed is None:  # a def f(**kwargs) that says not where they go: nothing to check
         return
-    allowed = entry.arguments
     for key in kwargs:
         if key not in allowed:
             raise UserError(f"{name} has no argument {key!r}.{_did_you_mean(key, allowed)} "
                             f"Its arguments: {', '.join(allowed)}.")
+
+
+def arguments_of(name):
+    """The keyword arguments of model ``name``'s builder (for a built-in model from
+    :data:`CATALOG`, without importing Keras); None for a ``def f(**kwargs)`` that does not
+    say where they go.
+
+    Example:
+
+    >>> arguments_of("resnet18")[-3:]
+    ('stem', 'kernel_initializer', 'activation')
+    """
+    if name not in _MODELS and name in CATALOG:
+        return CATALOG[name]["arguments"]
+    entry = get_entry(name)
+    open_ended = entry.arguments_of is None and any(
+        p.kind is inspect.Parameter.VAR_KEYWORD
+        for p in inspect.signature(entry.builder).parameters.values())
+    return None if open_ended else tuple(entry.arguments)
 
 
 def get_model(name, /, **kwargs):

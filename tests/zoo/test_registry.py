@@ -126,3 +126,13 @@ def test_import_zoo_and_ensembles_builds_models_without_the_training_stack():
         "assert not heavy, heavy\n"
     )
     run_python(code)
+
+
+def test_the_catalogs_arguments_are_the_builders():
+    """`zoo info` and the commands' typo checks read the built-in builders' arguments from
+    the catalog, without Keras: they are the builders' own."""
+    from zoo import registry
+
+    for name in registry.CATALOG:
+        entry = registry.get_entry(name)
+        assert registry.CATALOG[name]["arguments"] == tuple(entry.arguments), name

@@ -69,7 +69,7 @@ def _cmd_list(args):
 
 def _cmd_info(args):
     info = zoo.model_info(args.model)
-    arguments = zoo.registry.get_entry(args.model).arguments
+    arguments = zoo.registry.arguments_of(args.model) or ("**kwargs",)
     print(f"{args.model}: {info['paper']}")
     print(f"  input size        {info['input_size']}x{info['input_size']}x3")
     print(f"  parameters        {info['params']:,} trainable, {info['total_params']:,} in all")
@@ -261,7 +261,7 @@ def _load_models(paths):
 
     models = []
     for path in paths:
-        if not os.path.isfile(path) or not path.endswith(".keras"):
+        if not path.endswith(".keras"):
             raise UserError(f"Expected a saved .keras model file; received {path!r}.")
         models.append(ensembles.load(path))
     return models
@@ -531,14 +531,14 @@ def main(argv=None):
         if isinstance(value, int) and value < 1:
             parser.error(f"--{flag.replace('_', '-')} must be at least 1; received {value}")
     try:
-        model = getattr(args, "model", None)
-        if model is not None and model not in zoo.list_models():
-            zoo.registry.get_entry(model)  # a typo: one line in 0.1 s, before TensorFlow
-        if args.command != "list":
-            tensorflow_started_quietly()
-        if getattr(args, "model", None) is not None:  # typos: before any data is read
+        if getattr(args, "model", None) is not None:  # typos: in 0.1 s, before TensorFlow
             zoo.check_arguments(args.model, _model_args(getattr(args, "model_arg", None)))
+        if args.command not in ("list", "info"):  # their facts are static
+            tensorflow_started_quietly()
         return args.run(args)
+    except BrokenPipeError:  # `zoo info resnet50 | head`: the reader left; as Python's docs do
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+        return 1
     except Exception as err:  # noqa: BLE001 (re-raised unless it is the user's or the OS's)
         line = None if os.environ.get("ZOO_DEBUG") else _one_line(err)
         if line is None:  # a bug (or ZOO_DEBUG=1): the traceback, and where to report it

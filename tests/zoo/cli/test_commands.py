@@ -28,12 +28,14 @@ def test_python_dash_m_zoo_and_console_script_agree():
 
 
 def test_zoo_help_and_list_start_neither_keras_nor_tensorflow():
-    """What makes `zoo --help`, every `zoo COMMAND --help`, `zoo list` and a mistyped model
-    name instant: the facts, choices and names are static (one fresh process checks them
-    all)."""
+    """What makes `zoo --help`, every `zoo COMMAND --help`, `zoo list`, `zoo info` and a
+    mistyped model name or argument instant: the facts, choices, names and arguments are
+    static (one fresh process checks them all)."""
     code = ("import sys\nfrom zoo.cli import main\n"
             "assert main(['list', 'resnet*']) == 0\n"
             "assert main(['train', '--model', 'resnt18']) == main(['info', 'resnet5']) == 2\n"
+            "assert main(['train', '--model', 'resnet18', '--model-arg', 'widht=1']) == 2\n"
+            "assert main(['info', 'resnet50']) == 0\n"
             "for argv in (['--help'], *([c, '--help'] for c in sys.argv[1:])):\n"
             "    try:\n        main(argv)\n    except SystemExit as e:\n"
             "        assert e.code == 0, argv\n"
@@ -42,7 +44,8 @@ def test_zoo_help_and_list_start_neither_keras_nor_tensorflow():
     subcommands = ["list", "info", "train", "evaluate", "ensemble", "export", "diagnose",
                    "search", "demo"]
     out = run_python(code, args=subcommands).stdout
-    assert out.count("He, Zhang, Ren, Sun 2015") == 5 and "alexnet" not in out.split("usage")[0]
+    assert out.count("He, Zhang, Ren, Sun 2015") == 6 and "alexnet" not in out.split("usage")[0]
+    assert "parameters        25,557,032 trainable" in out  # zoo info resnet50
     assert out.count("usage: zoo") == 1 + len(subcommands)
     assert "adam, rmsprop, adagrad" in out
 
@@ -88,15 +91,19 @@ def test_an_unknown_flag_is_one_line_with_the_closest_flag(capsys):
 
 
 def test_tensorflow_start_up_lines_never_reach_the_terminal_but_real_ones_do():
-    """`zoo info` in a fresh process, with TensorFlow's C++ logging at its default level:
-    no start-up line on stderr. And the filter itself passes every other line."""
+    """`zoo evaluate` (which starts TensorFlow) in a fresh process, with TensorFlow's C++
+    logging at its default level: no start-up line on stderr, only the command's own one.
+    And the filter itself passes every other line."""
     import os as _os
 
     env = {k: v for k, v in _os.environ.items() if k != "TF_CPP_MIN_LOG_LEVEL"}
-    result = subprocess.run([sys.executable, "-m", "zoo", "info", "alexnet"], env=env,
-                            capture_output=True, text=True, timeout=120)
-    assert result.returncode == 0 and "62,378,344" in result.stdout
-    assert result.stderr == "", result.stderr
+    code = ("import sys\nfrom zoo.cli import main\nstatus = main(['evaluate', 'absent.keras'])\n"
+            "assert 'tensorflow' in sys.modules\nsys.exit(status)\n")
+    result = subprocess.run([sys.executable, "-c", code], env=env, capture_output=True,
+                            text=True, timeout=120)
+    assert result.returncode == 2, result.stderr
+    assert result.stderr.splitlines() == [
+        "zoo evaluate: error: Cannot load absent.keras: no such file."], result.stderr
     code = (
         "import os\nfrom zoo.cli.quiet import descriptor_filtered\n"
         "with descriptor_filtered():\n"
@@ -348,8 +355,8 @@ def test_ensemble_evaluate_and_export_commands(tmp_path, capsys):
 
 
 @pytest.mark.parametrize("argv, message", [
-    (["evaluate", "missing.keras"], "Expected a saved .keras model file; received"),
-    (["ensemble", "missing.keras", "--output", "x.keras"], "Expected a saved .keras model"),
+    (["evaluate", "missing.keras"], "Cannot load missing.keras: no such file."),
+    (["ensemble", "missing.keras", "--output", "x.keras"], "Cannot load missing.keras: no such"),
     (["ensemble", "a.keras", "--output", "x.h5"], "--output must end in .keras"),
     (["export", "model.txt", "out"], "Expected a saved .keras model file; received 'model.txt'"),
     (["search", "--model", "resnet18", "--lr", "0", "1", "--image-size", "8"],
