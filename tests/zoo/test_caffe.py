@@ -169,8 +169,16 @@ def test_caffemodel_problems_are_named(tmp_path):
     write_caffemodel(path, params)
     with pytest.raises(ValueError) as error:
         zoo.alexnet(weights=path, input_shape=(67, 67, 3), width=16, classes=10)
-    assert "missing from the file: conv5" in str(error.value)
+    assert "missing from the file: conv5;" in str(error.value)  # once, not once per tower
     assert "in the file but not in the model: conv6" in str(error.value)
+    # An fc6 whose inputs do not fill pool5's (C, H, W) grid: named, not numpy's reshape
+    # error ("cannot reshape array of size 1600 into shape (256,1,1)").
+    params["conv5"] = params.pop("conv6")
+    params["fc6"] = (rng.normal(size=(16, 100)).astype("float32"), params["fc6"][1])
+    write_caffemodel(path, params)
+    with pytest.raises(ValueError, match=r"fc6 weights: file \(16, 100\), which does not "
+                                         r"reshape to fc6\w*'s \(256, \d+\)"):
+        zoo.alexnet(weights=path, input_shape=(67, 67, 3), width=16, classes=10)
     with open(path, "r+b") as f:
         f.truncate(1000)
     with pytest.raises(ValueError, match="not a readable .caffemodel"):

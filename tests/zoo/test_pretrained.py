@@ -174,6 +174,18 @@ def test_without_the_top_the_classifier_is_left_over_quietly(tmp_path):
 
 
 @ALL
+def test_a_tensor_of_the_wrong_rank_is_named_with_its_key(tmp_path):
+    """A 2-D conv1.weight once escaped as numpy's "axes don't match array"."""
+    state = torchvision_state_dict(18)
+    state["conv1.weight"] = state["conv1.weight"].reshape(64, -1)
+    path = str(tmp_path / "r18.safetensors")
+    write_safetensors(path, state)
+    with pytest.raises(ValueError, match=r"conv1\.weight: file \(64, 147\), a 4-D tensor "
+                                         r"expected for conv1_conv") as error:
+        zoo.resnet18(weights=path)
+    assert path in str(error.value)
+
+
 def test_truncated_safetensors_and_pth_without_torch_are_one_clear_error(tmp_path):
     path = str(tmp_path / "r18.safetensors")
     write_safetensors(path, torchvision_state_dict(18))
@@ -186,7 +198,7 @@ def test_truncated_safetensors_and_pth_without_torch_are_one_clear_error(tmp_pat
     except ImportError:
         pth = tmp_path / "resnet18-f37072fd.pth"
         pth.write_bytes(b"not read")
-        with pytest.raises(ImportError, match="needs PyTorch.*safetensors"):
+        with pytest.raises(ImportError, match=r"needs PyTorch.*weights_only=True.*safetensors"):
             zoo.resnet18(weights=str(pth))
     with pytest.raises(ValueError, match="must end in .weights.h5, .caffemodel"):
         zoo.alexnet(weights=path)
@@ -212,6 +224,11 @@ def test_named_weights_come_from_the_cache_checked_by_hash(tmp_path, monkeypatch
     assert "resnet50-0676ba61.pth" in message
     assert os.path.join(str(tmp_path / "cache"), "resnet50-0676ba61.pth") in message
     assert "https://download.pytorch.org/models/resnet50-0676ba61.pth" in message
+    # A directory where the file should be: named as such, not "not found".
+    (tmp_path / "cache" / "resnet50-0676ba61.pth").mkdir(parents=True)
+    with pytest.raises(ValueError, match=r"resnet50-0676ba61\.pth, but a directory is there"):
+        zoo.resnet50(weights="imagenet")
+    (tmp_path / "cache" / "resnet50-0676ba61.pth").rmdir()
     with pytest.raises(ValueError, match="no weights named 'tv3_in1k'.*tv2_in1k"):
         zoo.resnet50(weights="tv3_in1k")
     with pytest.raises(ValueError, match="classes=10"):

@@ -205,6 +205,11 @@ def weights_file(entry):
     """The checked local path of a named entry's file, or a ``FileNotFoundError`` that says
     which file to put where and where it is published."""
     path = os.path.join(cache_dir(), entry.file_name)
+    if os.path.lexists(path) and not os.path.isfile(path):
+        raise UserError(f"weights {entry.name!r} need the file {path}, but "
+                        + ("a directory" if os.path.isdir(path) else "something that is not "
+                           "a regular file") + " is there. Move it aside and put the file "
+                        f"there (published at {entry.url}).")
     if not os.path.isfile(path):
         raise FileNotFoundError(
             f"weights {entry.name!r} need the file {entry.file_name}, not found in {cache_dir()}. "

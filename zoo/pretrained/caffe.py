@@ -181,10 +181,16 @@ def load(model, path, family):
             missing.append(f"{layer.name} (no Caffe counterpart)")
             continue
         if name not in blobs or len(blobs[name]) != 2:
-            missing.append(name)
+            if name not in missing:  # one entry for a layer split over two towers
+                missing.append(name)
             continue
         used.add(name)
-        values = _keras_values(model, layer, blobs[name], tower, towers)
+        try:
+            values = _keras_values(model, layer, blobs[name], tower, towers)
+        except ValueError:  # numpy's reshape: the blob cannot take the layer's layout
+            wrong_shape.append(f"{name} weights: file {blobs[name][0].shape}, which does not "
+                               f"reshape to {layer.name}'s {layer.get_weights()[0].shape}")
+            continue
         for weight, value, raw, kind in zip(layer.get_weights(), values, blobs[name],
                                             ("weights", "bias")):
             if weight.shape != value.shape:

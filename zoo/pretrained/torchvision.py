@@ -38,12 +38,25 @@ def read_state_dict(path):
             f"Reading {path} needs PyTorch, which is not installed here. Convert it once "
             "where torch is installed:  python -c \"import torch; from safetensors.torch "
             f"import save_file; save_file(torch.load('{os.path.basename(path)}', "
-            f"map_location='cpu'), '{os.path.splitext(os.path.basename(path))[0]}."
+            "map_location='cpu', weights_only=True), "
+            f"'{os.path.splitext(os.path.basename(path))[0]}."
             "safetensors')\"  and pass the .safetensors file instead.") from None
-    state = torch.load(path, map_location="cpu", weights_only=True)
+    try:
+        state = torch.load(path, map_location="cpu", weights_only=True)
+    except Exception as error:  # noqa: BLE001 torch raises many kinds; its text advises
+        # weights_only=False, which would run the file's code: never repeat that advice.
+        raise UserError(f"{path} is not a readable PyTorch state dict "
+                        f"({type(error).__name__}): it is truncated, another format, or "
+                        "holds objects other than tensors. Nothing was loaded.") from None
     for wrapper in ("state_dict", "model"):  # training checkpoints wrap the state dict
         if isinstance(state, dict) and isinstance(state.get(wrapper), dict):
             state = state[wrapper]
+    if not isinstance(state, dict):
+        raise UserError(f"{path} holds a {type(state).__name__}, not a state dict.")
+    not_tensors = [k for k, v in state.items() if not isinstance(v, torch.Tensor)]
+    if not_tensors:
+        raise UserError(f"{path} is not a state dict of tensors: key {not_tensors[0]!r} holds "
+                        f"a {type(state[not_tensors[0]]).__name__}.")
     return {k: v.detach().float().numpy() for k, v in state.items()}
 
 
@@ -111,6 +124,12 @@ def load_resnet(model, path):
         absent = [k for k in keys if k not in tensors]
         if absent:
             missing.extend(absent)
+            continue
+        expected_rank = {"conv": 4, "dense": 2, "bn": 1}[kind]
+        bad_rank = [k for k in keys[:1] if tensors[k].ndim != expected_rank]
+        if bad_rank:  # a transpose would fail with numpy's "axes don't match array"
+            wrong_shape.extend(f"{k}: file {tensors[k].shape}, a {expected_rank}-D tensor "
+                               f"expected for {layer.name}" for k in bad_rank)
             continue
         values = _keras_values(kind, tensors, module)
         for weight, value, key in zip(layer.get_weights(), values, keys):
