@@ -21,6 +21,11 @@ def check_common_args(weights, pooling, classes, include_top=True, family=None, 
     format or a named entry of :mod:`zoo.pretrained`, found in the local cache. Returns the
     local path to load (None for none).
     """
+    if keras.config.image_data_format() != "channels_last":
+        raise UserError(
+            "zoo models are channels-last, and keras.config.image_data_format() is "
+            f"{keras.config.image_data_format()!r}: the model would be built wrong. Call "
+            "keras.config.set_image_data_format('channels_last') first (it is Keras' default).")
     if pooling not in POOLING_CHOICES:
         raise UserError(
             f"`pooling` must be one of {POOLING_CHOICES}; received {pooling!r}."

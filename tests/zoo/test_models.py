@@ -86,6 +86,19 @@ def test_bad_common_arguments(name, bad, message):
         zoo.get_model(name, **{**SMALL[name][0], **bad})
 
 
+@pytest.mark.parametrize("name", list(SMALL))
+def test_a_channels_first_keras_is_refused_not_built_wrong(name):
+    """keras.config.set_image_data_format("channels_first") once built a ResNet whose first
+    layer gave (None, 224, 230, 9): refused in one line instead."""
+    keras.config.set_image_data_format("channels_first")
+    try:
+        with pytest.raises(ValueError, match=r"channels-last.*'channels_first'.*"
+                                             r"set_image_data_format\('channels_last'\)"):
+            zoo.get_model(name, include_top=False, pooling="max")
+    finally:
+        keras.config.set_image_data_format("channels_last")
+
+
 @pytest.mark.parametrize(
     "name, bad, message",
     [
