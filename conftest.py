@@ -1,5 +1,7 @@
 """The two tiers: `make test` (fast) and `make test-all` (adds the tests marked slow)."""
 
+import pytest
+
 
 def pytest_addoption(parser):
     parser.addoption(
@@ -20,3 +22,16 @@ def pytest_collection_modifyitems(config, items):
     if slow:
         config.hook.pytest_deselected(items=slow)
         items[:] = [item for item in items if not item.get_closest_marker("slow")]
+
+
+@pytest.fixture(autouse=True)
+def _registry_restored():
+    """A test or docstring example that registers a model (``register_model``'s example
+    registers ``tiny``) leaves the registry as it found it: a later test in the same
+    worker lists the built-in models only."""
+    from zoo import registry
+
+    before = set(registry._MODELS)
+    yield
+    for name in set(registry._MODELS) - before - set(registry.CATALOG):
+        del registry._MODELS[name]  # built-ins stay: their modules register them once

@@ -13,13 +13,12 @@ atomically.
 
 import glob
 import os
-import re
 
 import keras
 
 from ensembles.ensemble import Ensemble
 from ensembles.schedules import CyclicCosine
-from safeio import atomic_path
+from safeio import atomic_path, natural_key
 from safeio.checks import UserError
 from zoo.optimizers import make_optimizer
 from zoo.training import recipe as training
@@ -113,17 +112,11 @@ def train_snapshots(model, train_data, val_data=None, *, epochs, cycles, run_dir
     return result, snapshot_paths(directory)
 
 
-def _natural_key(path):
-    """``snapshot-10`` after ``snapshot-9``: the numbers in the name compared as numbers."""
-    return [int(part) if part.isdigit() else part
-            for part in re.split(r"(\d+)", os.path.basename(path))]
-
-
 def snapshot_paths(directory):
     """The snapshot files in ``directory``, in the order they were taken (by the cycle or
     epoch number in their names, not by modification time, which a copy changes)."""
     paths = glob.glob(os.path.join(directory, "snapshot-*.weights.h5"))
-    return sorted(paths, key=_natural_key)
+    return sorted(paths, key=lambda path: natural_key(os.path.basename(path)))
 
 
 def _member_name(path):

@@ -25,6 +25,36 @@ def _alive(pid):
     return True
 
 
+def file_hash(path, algorithm="sha256"):
+    """The hex digest of a file, read in 1 MiB chunks.
+
+    Example:
+
+    >>> import tempfile
+    >>> path = os.path.join(tempfile.mkdtemp(), "empty")
+    >>> open(path, "wb").close()
+    >>> file_hash(path)[:16]
+    'e3b0c44298fc1c14'
+    """
+    digest = hashlib.new(algorithm)
+    with open(path, "rb") as f:
+        for chunk in iter(lambda: f.read(1 << 20), b""):
+            digest.update(chunk)
+    return digest.hexdigest()
+
+
+def natural_key(text):
+    """Sort key comparing the numbers in ``text`` as numbers: ``resnet18`` before
+    ``resnet101``, ``snapshot-9`` before ``snapshot-10``.
+
+    Example:
+
+    >>> sorted(["snapshot-10", "snapshot-9"], key=natural_key)
+    ['snapshot-9', 'snapshot-10']
+    """
+    return [int(part) if part.isdigit() else part for part in re.split(r"(\d+)", text)]
+
+
 def _token(pid, name):
     """The mark in the name of every temporary file this module writes for ``name`` from
     process ``pid``: a user's ``.tmp-123-notes.txt`` does not carry it, so it is never

@@ -12,8 +12,8 @@ import functools
 import importlib
 import inspect
 import math
-import re
 
+from safeio import natural_key
 from safeio.checks import UserError
 
 _MODELS = {}
@@ -111,13 +111,8 @@ def list_models(pattern=None):
     >>> list_models("resnet1*")
     ['resnet18', 'resnet101', 'resnet152']
     """
-    names = sorted(set(_MODELS) | set(CATALOG), key=_natural_key)
+    names = sorted(set(_MODELS) | set(CATALOG), key=natural_key)
     return names if pattern is None else [n for n in names if fnmatch.fnmatchcase(n, pattern)]
-
-
-def _natural_key(name):
-    """Sort resnet18 before resnet101."""
-    return [int(part) if part.isdigit() else part for part in re.split(r"(\d+)", name)]
 
 
 def _did_you_mean(word, options):

@@ -24,11 +24,11 @@ publisher reports. Example:
 """
 
 import dataclasses
-import hashlib
 import os
 import shutil
 import tempfile
 
+from safeio import file_hash
 from safeio.checks import UserError
 from zoo.pretrained.imagenet import apply_preprocessing, decode_predictions, imagenet_classes
 
@@ -179,15 +179,6 @@ def cache_dir():
         return os.path.expanduser(os.environ["ZOO_WEIGHTS"])
     keras_home = os.environ.get("KERAS_HOME") or os.path.join(os.path.expanduser("~"), ".keras")
     return os.path.join(keras_home, "models", "zoo")
-
-
-def file_hash(path, algorithm):
-    """The hex digest of a file, read in 1 MiB chunks."""
-    digest = hashlib.new(algorithm)
-    with open(path, "rb") as f:
-        for chunk in iter(lambda: f.read(1 << 20), b""):
-            digest.update(chunk)
-    return digest.hexdigest()
 
 
 def check_hash(path, entry):

@@ -1,7 +1,6 @@
 """Callbacks of a run directory: history CSV and plots, atomic checkpoints, a NaN-safe backup."""
 
 import csv
-import hashlib
 import json
 import math
 import os
@@ -12,9 +11,9 @@ import warnings
 
 import keras
 
-from safeio.checks import UserError
 from data.datasets import set_epoch
-from safeio import atomic_path, new_axes, save_figure, write_json
+from safeio import atomic_path, file_hash, new_axes, save_figure, write_json
+from safeio.checks import UserError
 
 
 def _finite(logs):
@@ -159,14 +158,6 @@ class AtomicCheckpoint(keras.callbacks.Callback):
                 shutil.copyfile(self.last_path, tmp)
 
 
-def _sha256(path):
-    digest = hashlib.sha256()
-    with open(path, "rb") as f:
-        for block in iter(lambda: f.read(1 << 20), b""):
-            digest.update(block)
-    return digest.hexdigest()
-
-
 class SafeBackupAndRestore(keras.callbacks.BackupAndRestore):
     """Keras' ``BackupAndRestore``, made crash-proof.
 
@@ -212,7 +203,7 @@ class SafeBackupAndRestore(keras.callbacks.BackupAndRestore):
         except (OSError, ValueError, KeyError, TypeError) as err:
             return f"{metadata} is unreadable ({type(err).__name__})"
         try:
-            if meta.get("sha256") not in (None, _sha256(weights)):
+            if meta.get("sha256") not in (None, file_hash(weights)):
                 return f"{weights} does not match {os.path.basename(metadata)}"
             optimizer = self.model.optimizer
             if optimizer is not None and not optimizer.built:
@@ -241,7 +232,7 @@ class SafeBackupAndRestore(keras.callbacks.BackupAndRestore):
             self.model.save_weights(tmp)
         write_json(self._training_metadata_path, {
             "epoch": self._current_epoch, "batch": self._last_batch_seen,
-            "sha256": _sha256(self._weights_path)})
+            "sha256": file_hash(self._weights_path)})
 
     def on_epoch_end(self, epoch, logs=None):
         if _finite(logs):
