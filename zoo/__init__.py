@@ -65,5 +65,5 @@ def __dir__():
     return sorted(set(globals()) | set(_LAZY))
 
 
-__all__ = sorted(["UserError", "check_arguments", "count_macs", "get_model", "list_models", "model_info",
-                  "register_model", "resolve", *_LAZY])
+__all__ = sorted(["UserError", "check_arguments", "count_macs", "get_model", "list_models",
+                  "model_info", "register_model", "resolve", *_LAZY])

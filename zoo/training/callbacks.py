@@ -14,6 +14,7 @@ import keras
 from data.datasets import set_epoch
 from safeio import atomic_path, file_hash, new_axes, save_figure, write_json
 from safeio.checks import UserError
+from zoo.optimizers import build_optimizer
 
 
 def _finite(logs):
@@ -205,9 +206,7 @@ class SafeBackupAndRestore(keras.callbacks.BackupAndRestore):
         try:
             if meta.get("sha256") not in (None, file_hash(weights)):
                 return f"{weights} does not match {os.path.basename(metadata)}"
-            optimizer = self.model.optimizer
-            if optimizer is not None and not optimizer.built:
-                optimizer.build(self.model.trainable_variables)
+            build_optimizer(self.model)
             if weights.endswith(".weights.h5"):
                 self.model.load_weights(weights)
             else:  # Keras loads only files named *.weights.h5

@@ -20,6 +20,7 @@ import tensorflow as tf
 
 from safeio import atomic_path
 from safeio.checks import UserError
+from zoo.optimizers import build_optimizer
 from zoo.training import recipe as training
 
 HEALTHY_UPDATE_RATIO = 1e-3
@@ -134,7 +135,7 @@ def overfit_tiny_subset(model, dataset, examples=20, steps=100, learning_rate=0.
                   loss=keras.losses.SparseCategoricalCrossentropy(
                       from_logits=_outputs_logits(fresh)),
                   metrics=[keras.metrics.SparseCategoricalAccuracy(name="accuracy")])
-    fresh.optimizer.build(fresh.trainable_variables)  # else TensorFlow traces fit's step twice
+    build_optimizer(fresh)  # else TensorFlow traces fit's first step twice
     tiny = tf.data.Dataset.from_tensors((images, labels))
     fresh.fit(tiny.repeat(steps), epochs=1, verbose=0)
     result = fresh.evaluate(tiny, verbose=0, return_dict=True)  # after the last step

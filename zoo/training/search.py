@@ -18,7 +18,7 @@ import pandas as pd
 from safeio import new_axes, save_figure
 from safeio.checks import UserError, check_positive_int
 from zoo import registry
-from zoo.optimizers import OPTIMIZER_CHOICES, make_optimizer
+from zoo.optimizers import OPTIMIZER_CHOICES, build_optimizer, make_optimizer
 from zoo.training import recipe as training
 
 OBJECTIVE = "val_top1_accuracy"
@@ -81,8 +81,7 @@ def _hypermodel(build, space):
 
         def fit(self, hp, model, train_data, validation_data=None, **kwargs):
             kwargs.setdefault("shuffle", False)  # datasets come shuffled (data.load)
-            if not model.optimizer.built:  # else TensorFlow traces the first step twice
-                model.optimizer.build(model.trainable_variables)
+            build_optimizer(model)  # else TensorFlow traces the first step twice
             return model.fit(train_data, validation_data=validation_data, **kwargs)
 
     return ZooHyperModel()
