@@ -5,6 +5,44 @@ os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 import keras  # noqa: E402
 import pytest  # noqa: E402
 
+# The slowest tests of both passes (from `--durations`: they start processes, train, export
+# or compile whole networks), run first. pytest-xdist hands tests out in collection order, so
+# with these at the front every worker starts on a long one and the workers end together;
+# at the back, one of them left a worker busy for 55 s after the others had finished (the
+# TensorFlow pass took 314 s). Update the list when `--durations` shows a new slow test.
+SLOWEST_FIRST = (
+    "tests/zoo/training/test_processes.py::",
+    "tests/zoo/training/test_recipe.py::test_googlenet_with_aux_heads",
+    "tests/zoo/training/test_recipe.py::test_a_stopped_run_resumes",
+    "tests/ensembles/test_ensemble.py::test_export_one_saved_model",
+    "tests/ensembles/test_ensemble.py::test_train_snapshots_saves",
+    "tests/ensembles/test_references.py::test_heterogeneous_members",
+    "tests/ensembles/test_references.py::test_served_entropy",
+    "tests/ensembles/test_references.py::test_uncertainty_of_constant_members",
+    "tests/test_backends.py::",
+    "tests/test_packaging.py::",
+    "tests/zoo/cli/test_commands.py::test_search_command",
+    "tests/zoo/cli/test_commands.py::test_snapshot_training",
+    "tests/zoo/cli/test_commands.py::test_train_",
+    "tests/zoo/cli/test_commands.py::test_tensorflow_start_up",
+    "tests/zoo/cli/test_commands.py::test_heterogeneous_members",
+    "tests/zoo/test_alexnet.py::test_saved_model_export",
+    "tests/zoo/test_pretrained.py::test_fine_tuning",
+    "tests/zoo/test_pretrained.py::test_a_zoo_resnet_written",
+    "tests/zoo/test_models.py::test_model[",
+    "tests/zoo/training/test_diagnostics.py::test_diagnose_command",
+    "tests/zoo/training/test_diagnostics.py::test_a_tiny_search",
+    "tests/test_safe_writes.py::test_an_unreadable_backup",
+    "tests/test_safe_writes.py::test_a_damaged_config",
+    "tests/test_safe_writes.py::test_a_kill_around_the_swap",
+    "zoo/models/resnet.py::",
+)
+
+
+def pytest_collection_modifyitems(items):
+    """Moves the tests named in SLOWEST_FIRST to the front, keeping the order otherwise."""
+    items.sort(key=lambda item: not item.nodeid.startswith(SLOWEST_FIRST))
+
 
 @pytest.fixture(autouse=True)
 def _seed():

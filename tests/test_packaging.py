@@ -13,11 +13,17 @@ import zoo
 from tests.helpers import run_python
 
 
-def test_a_data_folder_beside_the_notebook_neither_shadows_the_package_nor_breaks_loading(
+def test_a_fresh_process_builds_without_the_training_stack_and_loads_beside_a_data_folder(
         tmp_path):
-    """A working directory with a plain ``data/`` folder (a common layout) still imports
-    the package; ``zoo.load_model`` and ``ensembles.load`` load, in a fresh process that
-    imported nothing else, files holding LRN, MeanSubtraction, PaperSGD and an ensemble."""
+    """One fresh process (a TensorFlow start-up costs 6 s here) checks, in this order:
+
+    - ``import zoo, ensembles`` registers every layer, optimizer and schedule but imports no
+      training, data or search code: models build on any Keras backend without it;
+    - a working directory with a plain ``data/`` folder (a common layout) still imports the
+      package;
+    - ``zoo.load_model`` and ``ensembles.load`` load files holding LRN, MeanSubtraction,
+      PaperSGD and an ensemble, with nothing set up by the caller.
+    """
     (tmp_path / "data" / "raw").mkdir(parents=True)
     (tmp_path / "data" / "raw" / "notes.txt").write_text("the user's files")
     inputs = data.MeanSubtraction([120.0, 115.0, 100.0])(keras.Input((67, 67, 3)))
@@ -30,12 +36,25 @@ def test_a_data_folder_beside_the_notebook_neither_shadows_the_package_nor_break
     x = np.random.default_rng(0).uniform(0, 255, (2, 67, 67, 3)).astype("float32")
     np.save(tmp_path / "x.npy", x)
     code = textwrap.dedent("""
-        import json, numpy as np
+        import json, sys
+        import numpy as np
+        import zoo, ensembles
+        zoo.alexnet(input_shape=(67, 67, 3), classes=3, width=8, towers=2)
+        ensembles.Ensemble([zoo.googlenet(input_shape=(32, 32, 3), classes=3, width=0.125),
+                            zoo.resnet18(input_shape=(32, 32, 3), classes=3, width=0.25)])
+        import keras
+        for name in ("zoo>PaperSGD", "ensembles>CyclicCosine", "ensembles>CombineMembers",
+                     "zoo>LocalResponseNormalization"):
+            assert keras.saving.get_registered_object(name) is not None, name
+        heavy = [m for m in ("zoo.training", "zoo.training.search", "ensembles.snapshots",
+                             "ensembles.evaluation", "data", "keras_tuner",
+                             "tensorflow_datasets") if m in sys.modules]
+        assert not heavy, heavy
+
         import data
         assert callable(data.load), data.__path__
         import zoo
-        model = zoo.load_model("model.keras")   # no ensembles, no data imported first
-        import ensembles
+        model = zoo.load_model("model.keras")
         ensemble = ensembles.load("ensemble.keras")
         x = np.load("x.npy")
         print(json.dumps({"model": model.predict(x, verbose=0).tolist(),

@@ -106,28 +106,6 @@ def test_register_model_keys_on_the_function_name():
         registry._MODELS.pop("tiny_for_registry_test")
 
 
-def test_import_zoo_and_ensembles_builds_models_without_the_training_stack():
-    """`import zoo, ensembles` registers every layer, optimizer and schedule but imports no
-    training, data or search code: models build on any Keras backend without it."""
-    from tests.helpers import run_python
-
-    code = (
-        "import sys, zoo, ensembles\n"
-        "zoo.alexnet(input_shape=(67, 67, 3), classes=3, width=8, towers=2)\n"
-        "model = ensembles.Ensemble([zoo.googlenet(input_shape=(32, 32, 3), classes=3,"
-        " width=0.125), zoo.resnet18(input_shape=(32, 32, 3), classes=3, width=0.25)])\n"
-        "import keras\n"
-        "for name in ('zoo>PaperSGD', 'ensembles>CyclicCosine', 'ensembles>CombineMembers',"
-        " 'zoo>LocalResponseNormalization'):\n"
-        "    assert keras.saving.get_registered_object(name) is not None, name\n"
-        "heavy = [m for m in ('zoo.training', 'zoo.training.search', 'ensembles.snapshots',"
-        " 'ensembles.evaluation', 'data', 'keras_tuner', 'tensorflow_datasets')"
-        " if m in sys.modules]\n"
-        "assert not heavy, heavy\n"
-    )
-    run_python(code)
-
-
 def test_the_catalogs_arguments_are_the_builders():
     """`zoo info` and the commands' typo checks read the built-in builders' arguments from
     the catalog, without Keras: they are the builders' own."""
