@@ -4,6 +4,7 @@ import keras
 import numpy as np
 
 from safeio.checks import UserError
+from zoo.saving import class_names, set_class_names
 
 COMBINE_CHOICES = ("mean", "logit_mean", "geometric", "vote")
 _EPS = 1e-7
@@ -90,6 +91,22 @@ def _check_members(members):
             raise UserError(
                 f"Member {i} ({member.name!r}) predicts {member.output_shape[-1]} classes, but "
                 f"member 0 ({reference.name!r}) predicts {reference.output_shape[-1]}.")
+    return _common_class_names(members)
+
+
+def _common_class_names(members):
+    """The members' class names (those that have names must agree), or None."""
+    named = [(i, m) for i, m in enumerate(members) if class_names(m) is not None]
+    for i, member in named[1:]:
+        first, ours = class_names(named[0][1]), class_names(member)
+        if ours != first:
+            where = next(k for k, (a, b) in enumerate(zip(first, ours)) if a != b)
+            raise UserError(
+                f"Member {i} ({member.name!r}) names its classes differently from member "
+                f"{named[0][0]} ({named[0][1].name!r}): class {where} is {ours[where]!r}, not "
+                f"{first[where]!r}. Members must be trained on the same classes, in the same "
+                "order.")
+    return class_names(named[0][1]) if named else None
 
 
 def unique_names(names):
@@ -128,7 +145,7 @@ def Ensemble(members, combine="mean", weights=None, return_members=False, name="
     (None, 10)
     """
     members = list(members)
-    _check_members(members)
+    names = _check_members(members)
     if weights is not None:
         weights = [float(w) for w in weights]
         if len(weights) != len(members) or min(weights) < 0 or sum(weights) <= 0:
@@ -146,7 +163,8 @@ def Ensemble(members, combine="mean", weights=None, return_members=False, name="
     stacked = (probabilities[0] if len(probabilities) == 1 else
                keras.layers.Concatenate(axis=1, name="member_probabilities")(probabilities))
     combined = CombineMembers(combine, weights, name="combine")(stacked)
-    return keras.Model(inputs, [combined, stacked] if return_members else combined, name=name)
+    model = keras.Model(inputs, [combined, stacked] if return_members else combined, name=name)
+    return set_class_names(model, names) if names is not None else model
 
 
 def combine_layer(model):
@@ -235,4 +253,5 @@ def with_member_outputs(ensemble):
     if len(ensemble.outputs) == 2:
         return ensemble
     stacked = _ensemble_combine_layer(ensemble).input
-    return keras.Model(ensemble.input, [ensemble.outputs[0], stacked], name=ensemble.name)
+    model = keras.Model(ensemble.input, [ensemble.outputs[0], stacked], name=ensemble.name)
+    return set_class_names(model, class_names(ensemble))

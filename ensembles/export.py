@@ -1,10 +1,15 @@
 """Export a whole ensemble as ONE SavedModel that serves probabilities and uncertainty."""
 
+import os
+
 import keras
 import numpy as np
 
 from ensembles.ensemble import combine_layer, with_member_outputs
-from safeio import atomic_directory
+from safeio import atomic_directory, write_text
+from safeio.checks import UserError, check_positive_int
+from zoo.saving import check_class_names
+from zoo.saving import class_names as get_class_names
 
 
 @keras.saving.register_keras_serializable(package="ensembles")
@@ -81,22 +86,100 @@ def serving_model(ensemble):
                        name=f"{ensemble.name}_serving")
 
 
-def export(ensemble, path, overwrite=False):
-    """Write ONE SavedModel for ``ensemble`` at ``path``, atomically.
+TOP_K = 5  # top_classes and top_scores hold min(TOP_K, classes) classes per image
+CLASS_NAMES_FILE = "class_names.txt"  # in the export's assets/, one name per line
+
+
+def export(ensemble, path, overwrite=False, class_names=None, scale=None):
+    """Write ONE SavedModel for ``ensemble`` (or any classifier) at ``path``, atomically.
 
     ``path`` must be new, an empty directory, or (with ``overwrite=True``) a previous
     export of this project, which is replaced in one atomic step; nothing else is ever
     deleted: a file or a directory of other files at ``path`` is a ``ValueError``.
 
-    Its ``serve`` signature takes a float32 batch of images and returns a dict with
-    ``probabilities`` (the combined prediction), ``predictive_entropy`` and
-    ``mutual_information`` per example, and ``finite``: False where an input holds a NaN or
-    inf pixel or gets NaN or inf probabilities. Load it with plain TensorFlow, no project code:
+    Three signatures, for plain TensorFlow (no project code) and TensorFlow Serving:
+
+    - ``serve`` (also ``serving_default``): float32 images at the model's input size;
+      returns ``probabilities`` (the combined prediction), ``predictive_entropy`` and
+      ``mutual_information`` per image, and ``finite``: False where an input holds a NaN
+      or inf pixel or gets NaN or inf probabilities.
+    - ``serve_images``: uint8 images ``[N, H, W, 3]`` of any size (one size per batch),
+      resized in the graph as ``zoo evaluate --center-crop`` loads them (shorter side to
+      ``scale``, default ``data.crop_scale(size)``, then the central ``size`` x ``size``
+      square); returns ``probabilities``, ``top_classes`` (class names, ``[N, k]`` with
+      ``k = min(5, classes)``), ``top_scores``, ``entropy``, ``mutual_information`` and
+      ``finite``.
+    - ``serve_bytes``: encoded JPEG/PNG/BMP/GIF strings ``[N]`` (of any sizes), decoded as
+      ``data.load`` decodes image folders; then as ``serve_images``.
+
+    ``class_names`` (default ``zoo.class_names(ensemble)``, else ``"0"``, ``"1"``, ...) are
+    in the graph and in ``assets/class_names.txt``.
+
+    Example:
 
     >>> served = tf.saved_model.load(path)                      # doctest: +SKIP
-    >>> served.serve(images)["probabilities"]                   # doctest: +SKIP
+    >>> served.serve_bytes(tf.constant([jpeg_bytes]))["top_classes"]   # doctest: +SKIP
     """
+    import tensorflow as tf
+
+    from data.preprocess import alexnet_preprocess, center_crop
+    from data.tta import crop_scale
+
     serving = serving_model(ensemble)
+    height, width, channels = serving.input.shape[1:]
+    classes = serving.output["probabilities"].shape[-1]
+    if height is None or height != width or channels != 3:
+        raise UserError(f"Exporting needs a model of square RGB inputs of a fixed size; "
+                        f"{ensemble.name} takes {serving.input.shape[1:]}.")
+    names = class_names or get_class_names(ensemble) or [str(i) for i in range(classes)]
+    names = list(check_class_names(names))
+    if len(names) != classes:
+        raise UserError(f"{ensemble.name} predicts {classes} classes, but {len(names)} class "
+                        f"names were given.")
+    scale = crop_scale(height) if scale is None else check_positive_int(scale, "scale")
+    if scale < height:
+        raise UserError(f"`scale` must be at least the input size {height}; received {scale}.")
+
+    archive = keras.export.ExportArchive()
+    serve = archive.track_and_add_endpoint(
+        "serve", serving, input_signature=[keras.InputSpec(
+            shape=(None, height, width, 3), dtype=serving.input.dtype,
+            name=serving.input.name)])
+    lookup = tf.constant(names)
+    k = min(TOP_K, classes)
+
+    def described(images):  # float32 [N, height, width, 3] -> the named outputs
+        out = serve(images)
+        top = tf.math.top_k(out["probabilities"], k=k)
+        return {"probabilities": out["probabilities"],
+                "top_classes": tf.gather(lookup, top.indices), "top_scores": top.values,
+                "entropy": out["predictive_entropy"],
+                "mutual_information": out["mutual_information"], "finite": out["finite"]}
+
+    def resized(images):  # float32 [N, H, W, 3] -> [N, height, width, 3], as evaluated
+        crops = center_crop(alexnet_preprocess(images, scale), height)
+        return tf.ensure_shape(crops, (None, height, width, 3))
+
+    @tf.function(input_signature=[tf.TensorSpec((None, None, None, 3), tf.uint8,
+                                                name="images")])
+    def serve_images(images):
+        return described(resized(tf.cast(images, tf.float32)))
+
+    @tf.function(input_signature=[tf.TensorSpec((None,), tf.string, name="images")])
+    def serve_bytes(images):
+        def one(encoded):
+            image = tf.io.decode_image(encoded, channels=3, expand_animations=False)
+            return resized(tf.cast(image, tf.float32)[tf.newaxis])[0]
+
+        batch = tf.map_fn(one, images, fn_output_signature=tf.TensorSpec(
+            (height, width, 3), tf.float32))
+        return described(batch)
+
+    for endpoint in (serve_images, serve_bytes):
+        endpoint.get_concrete_function()  # traced: ExportArchive takes it as it is
+        archive.add_endpoint(endpoint.__name__, endpoint)
     with atomic_directory(path, overwrite=overwrite) as tmp:
-        serving.export(tmp, format="tf_saved_model", verbose=False)
+        archive.write_out(tmp, verbose=False)
+        os.makedirs(os.path.join(tmp, "assets"), exist_ok=True)
+        write_text(os.path.join(tmp, "assets", CLASS_NAMES_FILE), "\n".join(names) + "\n")
     return path

@@ -21,6 +21,8 @@ from ensembles.schedules import CyclicCosine
 from safeio import atomic_path, natural_key
 from safeio.checks import UserError
 from zoo.optimizers import make_optimizer
+from zoo.saving import class_names as get_class_names
+from zoo.saving import set_class_names
 from zoo.training import recipe as training
 
 
@@ -125,12 +127,14 @@ def _member_name(path):
 
 
 def from_snapshots(model, paths, last=None, combine="mean", weights=None,
-                   name="snapshot_ensemble"):
+                   name="snapshot_ensemble", class_names=None):
     """Load snapshot weights into members and return the :func:`Ensemble`.
 
     ``model`` is a function building the architecture (a builder or registry-name lambda)
     or a model to clone; ``paths`` a list of ``.weights.h5`` files or their directory;
     ``last=m`` keeps the last ``m`` (the paper predicts with the last snapshots).
+    ``class_names``: the classes in label order; by default those of ``model`` when it is
+    a model that has them (``zoo.class_names``).
 
     Example:
 
@@ -151,5 +155,8 @@ def from_snapshots(model, paths, last=None, combine="mean", weights=None,
             raise UserError(f"Snapshot file not found: {path}.")
         member = keras.models.clone_model(model) if isinstance(model, keras.Model) else model()
         member.load_weights(path)
-        members.append(keras.Model(member.input, member.output, name=_member_name(path)))
+        member = keras.Model(member.input, member.output, name=_member_name(path))
+        # A snapshot holds weights only: its classes are the architecture's.
+        members.append(set_class_names(member, class_names or get_class_names(
+            model if isinstance(model, keras.Model) else member)))
     return Ensemble(members, combine=combine, weights=weights, name=name)

@@ -35,7 +35,8 @@ _LAZY = {
         "resnet", "resnet18", "resnet34", "resnet50", "resnet101", "resnet152")},
     **{name: ("zoo.optimizers", name) for name in (
         "OPTIMIZER_CHOICES", "PaperSGD", "make_optimizer")},
-    "load_model": ("zoo.saving", "load_model"),
+    **{name: ("zoo.saving", name) for name in (
+        "class_names", "load_model", "save_model", "set_class_names")},
     "pretrained": ("zoo.pretrained", None),
     **{name: ("zoo.pretrained", name) for name in ("decode_predictions", "preprocess_input")},
     # The floor above: the training recipe (tf.data, tf.distribute, keras-tuner).

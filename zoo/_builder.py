@@ -132,6 +132,10 @@ def finish(model_inputs, outputs, name, weights, model_class=keras.Model, family
             model.load_weights(weights)
         else:
             pretrained.load_converted(model, weights, family)
+            if model.output_shape == (None, 1000):  # torchvision's, timm's, Caffe's ImageNet
+                from zoo.saving import set_class_names
+
+                set_class_names(model, pretrained.imagenet_classes())
     return model
 
 

@@ -4,16 +4,109 @@ Keras deserialises only objects that are registered, and registration happens wh
 module defining them is imported; for safety it never imports a package named in a file.
 :func:`load_model` imports every module that registers an object of the models' floor
 (LRN, PaperSGD, MeanSubtraction) first; ``ensembles.load`` adds the ensembles' objects.
+
+Class names travel with a model: :func:`set_class_names` attaches them, :func:`save_model`
+(which ``zoo.train``'s checkpoints and ``zoo ensemble`` use) writes them into the
+``.keras`` archive as one more entry, ``zoo.json``, and :func:`load_model` gives them back
+(:func:`class_names`). Keras ignores the entry: ``keras.saving.load_model`` still loads
+the file, without the names.
 """
 
+import json
 import os
 import zipfile
 
 import keras
 
+from safeio import atomic_path
 from safeio.checks import UserError
 import zoo.layers  # noqa: F401  (registers LocalResponseNormalization)
 import zoo.optimizers  # noqa: F401  (registers PaperSGD)
+
+
+_METADATA = "zoo.json"  # the archive entry that holds the class names
+_ATTRIBUTE = "_zoo_class_names"
+
+
+def class_names(model):
+    """The class names of ``model``'s outputs, in label order, or None where unknown.
+
+    ``zoo.train(..., class_names=...)`` (``zoo train`` passes the dataset's), an ensemble of
+    members that have them, a converted ImageNet classifier and :func:`load_model` of a file
+    that holds them give them.
+
+    Example:
+
+    >>> model = zoo.load_model("runs/resnet18_digits/checkpoints/best.keras")  # doctest: +SKIP
+    >>> zoo.class_names(model)[:3]                                           # doctest: +SKIP
+    ['0', '1', '2']
+    """
+    names = getattr(model, _ATTRIBUTE, None)
+    return list(names) if names is not None else None
+
+
+def check_class_names(names, model=None):
+    """``names`` as a tuple of distinct non-empty strings, one per output of ``model``."""
+    if isinstance(names, str) or not all(isinstance(n, str) and n for n in names):
+        raise UserError(f"Class names must be a list of non-empty strings; received "
+                        f"{names!r:.200}.")
+    names = tuple(names)
+    duplicated = sorted({n for n in names if names.count(n) > 1})
+    if duplicated:
+        raise UserError(f"Class names must be distinct; {duplicated[:5]} appear more than once.")
+    outputs = None if model is None else model.output_shape
+    classes = outputs[-1] if isinstance(outputs, tuple) and len(outputs) == 2 else None
+    if classes is not None and classes != len(names):
+        raise UserError(f"{model.name} has {classes} outputs, but {len(names)} class names "
+                        f"were given ({', '.join(names[:5])}{', ...' if len(names) > 5 else ''}).")
+    return names
+
+
+def set_class_names(model, names):
+    """Attach ``names`` (one per output, in label order; None removes them) to ``model``;
+    returns the model.
+
+    Example:
+
+    >>> model = zoo.resnet18(input_shape=(32, 32, 3), classes=2)
+    >>> zoo.class_names(zoo.set_class_names(model, ["cat", "dog"]))
+    ['cat', 'dog']
+    """
+    # Not through Keras' attribute tracking: a tuple of strings is no state of the model.
+    object.__setattr__(model, _ATTRIBUTE,
+                       None if names is None else check_class_names(names, model))
+    return model
+
+
+def save_model(model, path):
+    """``model.save(path)``, atomically, with the model's class names inside the file.
+
+    Example:
+
+    >>> zoo.save_model(model, "model.keras")                             # doctest: +SKIP
+    """
+    path = os.fspath(path)
+    if not path.endswith(".keras"):
+        raise UserError(f"A model file must end in .keras; received {path!r}.")
+    with atomic_path(path) as tmp:
+        model.save(tmp)
+        names = class_names(model)
+        if names is not None:
+            with zipfile.ZipFile(tmp, "a") as archive:
+                archive.writestr(_METADATA, json.dumps({"class_names": names}))
+    return path
+
+
+def _read_class_names(path, archive_names):
+    if _METADATA not in archive_names:
+        return None
+    with zipfile.ZipFile(path) as archive:
+        try:
+            names = json.loads(archive.read(_METADATA))["class_names"]
+            return check_class_names(names)
+        except (ValueError, KeyError, TypeError) as err:
+            raise UserError(f"Cannot load {path}: its {_METADATA} is not this project's "
+                            f"class names ({type(err).__name__}).") from None
 
 
 def load_model(path, compile=True):
@@ -39,15 +132,16 @@ def load_model(path, compile=True):
             "empty" if size == 0 else f"{size:,} bytes that are not a zip archive: truncated "
             "or another format") + ").")
     with zipfile.ZipFile(path) as archive:
-        names = set(archive.namelist())
+        entries = set(archive.namelist())
         broken = archive.testzip()
     if broken is not None:
         raise UserError(f"Cannot load {path}: {broken} inside it is corrupt.")
-    if "config.json" not in names:
+    if "config.json" not in entries:
         raise UserError(f"Cannot load {path}: the archive has no config.json, so it is not "
-                        f"a saved Keras model (it holds {sorted(names)}).")
+                        f"a saved Keras model (it holds {sorted(entries)}).")
+    names = _read_class_names(path, entries)
     try:
-        return keras.models.load_model(path, compile=compile)
+        model = keras.models.load_model(path, compile=compile)
     except (OSError, KeyError) as err:  # a damaged weights file inside a valid archive
         message = str(err).splitlines()[0] if str(err) else type(err).__name__
         raise UserError(f"Cannot load {path}: its weights cannot be read ({message}).") from None
@@ -62,3 +156,6 @@ def load_model(path, compile=True):
                             f"know ({str(err).splitlines()[0][:200]}). Import the code that "
                             "registers it first.") from None
         raise
+    if names is not None:
+        set_class_names(model, names)
+    return model

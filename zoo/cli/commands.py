@@ -178,7 +178,7 @@ def _cmd_train(args):
     val = setup.load(split=setup.val_split) if setup.val_split else None
     common = dict(epochs=args.epochs, run_dir=run_dir, seed=args.seed, strategy=strategy,
                   precision=args.precision, jit_compile=args.jit_compile,
-                  model_kwargs=setup.model_kwargs)
+                  model_kwargs=setup.model_kwargs, class_names=setup.info.class_names)
     if args.snapshots:
         import ensembles
 
@@ -309,8 +309,7 @@ def _cmd_ensemble(args):
     else:
         ensemble = ensembles.Ensemble(_load_models(args.members), combine=args.combine,
                                       weights=args.weights)
-    with atomic_path(args.output) as tmp:
-        ensemble.save(tmp)
+    zoo.save_model(ensemble, args.output)  # atomically, with the members' class names
     names = [m.name for m in ensembles.members_of(ensemble)]
     print(f"Saved an ensemble of {len(names)} members ({', '.join(names)}), combined by "
           f"{args.combine}: {args.output}")

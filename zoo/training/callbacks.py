@@ -15,6 +15,7 @@ from data.datasets import set_epoch
 from safeio import atomic_path, file_hash, new_axes, save_figure, write_json
 from safeio.checks import UserError
 from zoo.optimizers import build_optimizer
+from zoo.saving import save_model
 
 
 def _finite(logs):
@@ -150,8 +151,7 @@ class AtomicCheckpoint(keras.callbacks.Callback):
     def on_epoch_end(self, epoch, logs=None):
         if not _finite(logs):
             return
-        with atomic_path(self.last_path) as tmp:
-            self.model.save(tmp)
+        save_model(self.model, self.last_path)  # atomically, with the class names
         value = (logs or {}).get(self.monitor)
         if value is not None and self._improved(value):
             self.best = value

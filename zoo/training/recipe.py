@@ -24,6 +24,8 @@ from safeio import directory_lock, write_json
 from safeio.checks import UserError, check_positive_int
 from zoo import registry
 from zoo.optimizers import PaperSGD, build_optimizer
+from zoo.saving import class_names as get_class_names
+from zoo.saving import set_class_names
 from zoo.training import callbacks as zoo_callbacks
 from zoo.training import distribute
 
@@ -345,6 +347,7 @@ def train(
     precision=None,
     jit_compile=False,
     callbacks=(),
+    class_names=None,
     verbose=1,
 ):
     """Train a model with the paper recipe; returns a :class:`TrainResult`.
@@ -373,6 +376,9 @@ def train(
         precision: None, ``"mixed_float16"`` or ``"mixed_bfloat16"``.
         jit_compile: compile the training step with XLA.
         callbacks: more Keras callbacks.
+        class_names: the names of the classes in label order (``data.info(name)
+            .class_names``): the checkpoints and the returned model carry them
+            (``zoo.class_names(model)``), and so do ensembles and exports made from them.
 
     Example:
 
@@ -395,6 +401,8 @@ def train(
     # its batches split under it.
     with parallel.scope() if parallel is not None else contextlib.nullcontext():
         model = _build(model, model_kwargs, strategy, precision)
+        if class_names is not None:
+            set_class_names(model, class_names)
         with strategy.scope():
             optimizer = compile_model(model, optimizer, learning_rate=learning_rate,
                                       momentum=momentum, weight_decay=weight_decay, loss=loss,
@@ -414,6 +422,7 @@ def train(
                     "strategy": type(strategy).__name__,
                     "replicas": replicas, "precision": precision,
                     "jit_compile": jit_compile, "params": model.count_params(),
+                    "class_names": get_class_names(model),
                     "keras": keras.__version__, "tensorflow": tf.__version__,
                     "started": time.strftime("%Y-%m-%d %H:%M:%S"),
                 })
