@@ -91,6 +91,18 @@ def _decode_problem(path):
     return None
 
 
+def image_problem(path, verify="header", max_pixels=MAX_PIXELS):
+    """Why ``path`` is not a usable image, in a few words (``"empty file"``, ``"truncated:
+    ..."``), or None if it is: the check :func:`scan` makes of every file.
+
+    Example:
+
+    >>> image_problem("notes.txt")   # doctest: +SKIP
+    'not a JPEG, PNG, GIF or BMP image'
+    """
+    return _problem(path, verify, max_pixels)
+
+
 def _problem(path, verify, max_pixels=MAX_PIXELS):
     """Why ``path`` is not a usable image, or None if it is."""
     try:

@@ -5,8 +5,8 @@ import os
 import keras
 import numpy as np
 
-from ensembles.ensemble import combine_layer, with_member_outputs
-from safeio import atomic_directory, write_text
+from ensembles.ensemble import combine_layer, is_ensemble, members_of, with_member_outputs
+from safeio import atomic_directory, write_json, write_text
 from safeio.checks import UserError, check_positive_int
 from zoo.saving import check_class_names
 from zoo.saving import class_names as get_class_names
@@ -88,6 +88,7 @@ def serving_model(ensemble):
 
 TOP_K = 5  # top_classes and top_scores hold min(TOP_K, classes) classes per image
 CLASS_NAMES_FILE = "class_names.txt"  # in the export's assets/, one name per line
+DESCRIPTION_FILE = "zoo_model.json"  # in assets/: the members, input size and scale
 
 
 def export(ensemble, path, overwrite=False, class_names=None, scale=None):
@@ -113,7 +114,8 @@ def export(ensemble, path, overwrite=False, class_names=None, scale=None):
       ``data.load`` decodes image folders; then as ``serve_images``.
 
     ``class_names`` (default ``zoo.class_names(ensemble)``, else ``"0"``, ``"1"``, ...) are
-    in the graph and in ``assets/class_names.txt``.
+    in the graph and in ``assets/class_names.txt``; ``assets/zoo_model.json`` names the
+    members, the input size and the scale.
 
     Example:
 
@@ -182,4 +184,8 @@ def export(ensemble, path, overwrite=False, class_names=None, scale=None):
         archive.write_out(tmp, verbose=False)
         os.makedirs(os.path.join(tmp, "assets"), exist_ok=True)
         write_text(os.path.join(tmp, "assets", CLASS_NAMES_FILE), "\n".join(names) + "\n")
+        members = members_of(ensemble) if is_ensemble(ensemble) else [ensemble]
+        write_json(os.path.join(tmp, "assets", DESCRIPTION_FILE), {
+            "members": [m.name for m in members], "classes": classes, "input_size": height,
+            "scale": scale, "top_k": k, "signatures": ["serve", "serve_images", "serve_bytes"]})
     return path

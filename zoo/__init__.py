@@ -38,6 +38,7 @@ _LAZY = {
     **{name: ("zoo.saving", name) for name in (
         "class_names", "load_model", "save_model", "set_class_names")},
     "pretrained": ("zoo.pretrained", None),
+    "predict": ("zoo.prediction", "predict"),
     **{name: ("zoo.pretrained", name) for name in ("decode_predictions", "preprocess_input")},
     # The floor above: the training recipe (tf.data, tf.distribute, keras-tuner).
     "training": ("zoo.training", None),

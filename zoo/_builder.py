@@ -135,7 +135,7 @@ def finish(model_inputs, outputs, name, weights, model_class=keras.Model, family
             if model.output_shape == (None, 1000):  # torchvision's, timm's, Caffe's ImageNet
                 from zoo.saving import set_class_names
 
-                set_class_names(model, pretrained.imagenet_classes())
+                set_class_names(model, [name for _, name in pretrained.imagenet_classes()])
     return model
 
 

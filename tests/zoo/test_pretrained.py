@@ -142,6 +142,9 @@ def test_torchvision_state_dict_gives_torchvisions_logits(tmp_path, depth):
     scale = np.abs(expected).max()
     np.testing.assert_allclose(logits, expected, rtol=1e-4, atol=1e-4 * scale)
     assert np.abs(expected).std() > 0.1  # not a degenerate reference
+    # Converted ImageNet weights name their classes, in torchvision's order.
+    names = zoo.class_names(model)
+    assert len(names) == 1000 and names[0] == "tench" and names[-1] == "toilet tissue"
 
 
 def test_missing_unexpected_and_misshapen_keys_are_named(tmp_path):

@@ -316,6 +316,33 @@ def _cmd_ensemble(args):
     return 0
 
 
+def _cmd_predict(args):
+    import warnings
+
+    folder = any(os.path.isdir(source) for source in args.images)
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        table = zoo.predict(args.source, args.images, top=args.top,
+                            batch_size=args.batch_size, verbose=int(folder))
+    skipped = [str(w.message) for w in caught if str(w.message).startswith("Skipped ")]
+    for message in skipped:
+        print(f"zoo predict: {message}", file=sys.stderr)
+    top = sum(1 for column in table.columns if column.startswith("class_"))
+    for _, row in table.iterrows():
+        classes = ", ".join(f"{row[f'class_{k}']} {100 * row[f'probability_{k}']:.1f} %"
+                            for k in range(1, top + 1))
+        extra = f"entropy {row['entropy']:.3f}"
+        if "mutual_information" in table.columns:
+            extra += f", mutual information {row['mutual_information']:.3f}"
+        if not row["finite"]:
+            extra += ", NOT FINITE: do not use"
+        print(f"{row['image']}: {classes} ({extra})")
+    if args.output:
+        write_csv(table, args.output, index=False)
+        print(f"Table: {args.output}")
+    return 1 if skipped else 0
+
+
 def _cmd_export(args):
     import ensembles
     from safeio import check_replaceable
@@ -324,8 +351,10 @@ def _cmd_export(args):
     (model,) = _load_models([args.model_file])
     ensemble = model if ensembles.is_ensemble(model) else ensembles.Ensemble([model])
     ensembles.export(ensemble, args.output_dir, overwrite=args.overwrite)
-    print(f"SavedModel: {args.output_dir} (serve(images) -> probabilities, "
-          "predictive_entropy, mutual_information)")
+    print(f"SavedModel: {args.output_dir} (serve: float32 images -> probabilities, "
+          "predictive_entropy, mutual_information; serve_images: uint8 images of any size "
+          "and serve_bytes: encoded images -> probabilities, top_classes, top_scores, entropy, "
+          "mutual_information; class names in assets/class_names.txt)")
     return 0
 
 
@@ -451,14 +480,31 @@ def _parser():
 
     export = sub.add_parser(
         "export", help="export a saved model or ensemble as one SavedModel",
-        description="Write ONE SavedModel whose serve(images) returns the probabilities, "
-        "the predictive entropy and the mutual information per image.")
+        description="Write ONE SavedModel that a server uses as it is: serve (float32 images "
+        "at the input size -> probabilities, predictive entropy, mutual information), "
+        "serve_images (uint8 images of any size, resized and centre-cropped in the graph) "
+        "and serve_bytes (encoded JPEG/PNG), both with the top classes by name.")
     export.add_argument("model_file", metavar="MODEL.keras")
     export.add_argument("output_dir", help="a new or empty directory, or a previous export "
                         "with --overwrite (nothing else is ever replaced)")
     export.add_argument("--overwrite", action="store_true",
                         help="replace a previous export of this project, in one atomic step")
     export.set_defaults(run=_cmd_export)
+
+    predict = sub.add_parser(
+        "predict", help="classify image files by class name",
+        description="Print the top classes of each image (files, or folders searched "
+        "recursively) by name with their probabilities, and for an ensemble its entropy and "
+        "mutual information. Images are resized and centre-cropped as `zoo evaluate "
+        "--center-crop` does. An unreadable image is named on stderr and skipped (exit 1).")
+    predict.add_argument("source", metavar="SOURCE",
+                         help="a .keras model or ensemble, or a `zoo export` folder")
+    predict.add_argument("images", nargs="+", metavar="IMAGE_OR_FOLDER")
+    predict.add_argument("--top", type=int, default=5, help="classes per image (default 5)")
+    predict.add_argument("--batch-size", type=int, default=32)
+    predict.add_argument("--output", default=None, metavar="PREDS.csv",
+                         help="also write the table as CSV")
+    predict.set_defaults(run=_cmd_predict)
 
     diagnose = sub.add_parser(
         "diagnose", help="the lecture notes' training checks for a model",

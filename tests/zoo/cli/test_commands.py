@@ -8,6 +8,8 @@ import numpy as np
 import pandas as pd
 import pytest
 
+import ensembles
+import zoo
 from safeio.checks import UserError
 from tests.helpers import run_python
 from zoo import cli
@@ -160,6 +162,10 @@ def test_train_command_writes_a_run_directory_and_reports_test_error(tmp_path, c
 
     config = json.load(open(os.path.join(run_dir, "config.json")))
     assert config["model_kwargs"] == {"width": 32, "towers": 2}
+    # The dataset's class names are in the run's config and in its checkpoints.
+    names = list(data.info("digits").class_names)
+    assert config["class_names"] == names
+    assert zoo.class_names(model) == names
 
 
 @pytest.mark.parametrize(
@@ -406,6 +412,7 @@ def test_snapshot_training_from_the_shell_then_ensemble_and_evaluate(tmp_path, c
     assert cli.main(suggested[1:]) == 0
     assert "ensemble of 3 members (snapshot_1, snapshot_2, snapshot_3)" in (
         capsys.readouterr().out)
+    assert zoo.class_names(ensembles.load(suggested[-1])) == [str(d) for d in range(10)]
     csv = str(tmp_path / "table.csv")
     assert cli.main(["evaluate", suggested[-1], "--output", csv]) == 0
     table = pd.read_csv(csv, index_col=0)

@@ -1,0 +1,213 @@
+"""What a deployment needs: class names that travel with every model file, and an export that
+a server uses as it is (raw uint8 images of any size, encoded JPEG/PNG bytes, class names)."""
+
+import json
+import os
+import subprocess
+import sys
+import textwrap
+import zipfile
+
+import keras
+import numpy as np
+import pytest
+import tensorflow as tf
+
+import data
+import ensembles
+import zoo
+from safeio.checks import UserError
+from tests.helpers import run_python, tiny_data, tiny_model
+
+NAMES = ["astronaut", "coffee", "chelsea", "rocket"]
+
+
+@pytest.mark.all_backends
+def test_class_names_travel_through_files_ensembles_and_snapshots(tmp_path):
+    model = zoo.set_class_names(tiny_model(), NAMES)
+    path = zoo.save_model(model, str(tmp_path / "m.keras"))
+    assert "zoo.json" in zipfile.ZipFile(path).namelist()
+    assert zoo.class_names(zoo.load_model(path)) == NAMES
+    plain = keras.saving.load_model(path)  # Keras alone still loads the file
+    np.testing.assert_allclose(plain.get_weights()[0], model.get_weights()[0])
+    assert zoo.class_names(plain) is None
+
+    # An ensemble takes its members' names (a member without names does not disagree).
+    ensemble = ensembles.Ensemble([model, tiny_model()])
+    assert zoo.class_names(ensemble) == NAMES
+    zoo.save_model(ensemble, str(tmp_path / "e.keras"))
+    assert zoo.class_names(ensembles.load(str(tmp_path / "e.keras"))) == NAMES
+
+    # Snapshots are weights files: the architecture's names, or the ones given.
+    model.save_weights(str(tmp_path / "snapshot-1.weights.h5"))
+    snapshots = ensembles.from_snapshots(model, [str(tmp_path / "snapshot-1.weights.h5")])
+    assert zoo.class_names(snapshots) == NAMES
+    given = ensembles.from_snapshots(tiny_model, [str(tmp_path / "snapshot-1.weights.h5")],
+                                     class_names=NAMES[::-1])
+    assert zoo.class_names(given) == NAMES[::-1]
+
+
+def test_class_names_that_disagree_or_do_not_fit_are_one_line():
+    model = zoo.set_class_names(tiny_model(), NAMES)
+    swapped = zoo.set_class_names(tiny_model(), ["astronaut", "chelsea", "coffee", "rocket"])
+    with pytest.raises(UserError, match=r"^Member 1 \('tiny'\) names its classes differently "
+                                        r"from member 0 \('tiny'\): class 1 is 'chelsea', not "
+                                        r"'coffee'\."):
+        ensembles.Ensemble([model, swapped])
+    for names, message in ((NAMES[:3], r"tiny has 4 outputs, but 3 class names"),
+                           (["a", "b", "a", "c"], r"must be distinct; \['a'\] appear"),
+                           ("abcd", r"must be a list of non-empty strings"),
+                           (["a", "", "b", "c"], r"must be a list of non-empty strings")):
+        with pytest.raises(UserError, match=message):
+            zoo.set_class_names(tiny_model(), names)
+    with pytest.raises(UserError, match=r"must end in \.keras; received 'm\.h5'"):
+        zoo.save_model(model, "m.h5")
+
+
+def test_train_records_the_class_names_in_its_checkpoints_and_config(tmp_path):
+    result = zoo.train(tiny_model, tiny_data(), tiny_data(seed=1), epochs=1, verbose=0,
+                       run_dir=str(tmp_path), class_names=NAMES, learning_rate=0.05)
+    assert zoo.class_names(result.model) == NAMES
+    for name in ("best.keras", "last.keras"):
+        assert zoo.class_names(zoo.load_model(str(tmp_path / "checkpoints" / name))) == NAMES
+    assert json.load(open(tmp_path / "config.json"))["class_names"] == NAMES
+
+
+def _photo(height=300, width=451, seed=0):
+    """A smooth RGB image with edges (a JPEG of noise would be all artefacts)."""
+    y, x = np.mgrid[0:height, 0:width]
+    rng = np.random.default_rng(seed)
+    image = np.stack([128 + 100 * np.sin(x / rng.uniform(9, 30) + c) * np.cos(y / 23.0)
+                      for c in range(3)], axis=-1)
+    image[height // 3:height // 2, width // 4:width // 2] = rng.integers(0, 255, 3)
+    return np.clip(image, 0, 255).astype("uint8")
+
+
+def test_the_export_serves_raw_images_and_encoded_bytes_as_zoo_evaluate_sees_them(tmp_path):
+    """A 300x451 JPEG photo in an image folder: `zoo evaluate --center-crop`'s pipeline
+    (``data.load`` at the larger scale, centre crop) gives the probabilities that
+    ``serve_images`` (uint8, any size) and ``serve_bytes`` (the file's bytes) serve from a
+    process that never imports the project, and that `saved_model_cli run` prints; the
+    top classes are the class names, also in assets/class_names.txt."""
+    keras.utils.set_random_seed(0)
+    size = 33  # loaded with shorter side data.crop_scale(33) = 38, then the central 33x33
+    inputs = keras.Input((size, size, 3))
+    x = keras.layers.Rescaling(1 / 255.0)(inputs)
+    x = keras.layers.Conv2D(8, 5, strides=2, activation="relu")(x)
+    x = keras.layers.GlobalAveragePooling2D()(keras.layers.BatchNormalization()(x))
+    outputs = keras.layers.Dense(4, activation="softmax")(x)
+    member = zoo.set_class_names(keras.Model(inputs, outputs, name="small"), NAMES)
+    member.layers[-1].set_weights([w * 20 for w in member.layers[-1].get_weights()])  # sharp
+    ensemble = ensembles.Ensemble([member, zoo.set_class_names(
+        zoo.resnet18(input_shape=(size, size, 3), classes=4, width=0.125), NAMES)])
+    photo = _photo()
+    folder = tmp_path / "photos" / "test" / "chelsea"
+    folder.mkdir(parents=True)
+    jpeg = folder / "cat.jpg"
+    jpeg.write_bytes(tf.io.encode_jpeg(photo, quality=90).numpy())
+    test = data.load(str(tmp_path / "photos"), "test", batch_size=1, class_names=NAMES,
+                     scale=data.crop_scale(size), center_crop=size)
+    expected = ensemble.predict(test, verbose=0)
+    served_dir = str(tmp_path / "served")
+    ensembles.export(ensemble, served_dir)
+    with open(os.path.join(served_dir, "assets", "class_names.txt"), encoding="utf-8") as f:
+        assert f.read().splitlines() == NAMES
+
+    code = textwrap.dedent(f"""
+        import sys, numpy as np, tensorflow as tf
+        served = tf.saved_model.load({served_dir!r})
+        encoded = tf.io.read_file({str(jpeg)!r})
+        image = tf.io.decode_jpeg(encoded, channels=3)[tf.newaxis]  # uint8, 300x451
+        out = {{f"images.{{k}}": v.numpy() for k, v in served.serve_images(image).items()}}
+        out.update({{f"bytes.{{k}}": v.numpy()
+                    for k, v in served.serve_bytes(tf.stack([encoded] * 2)).items()}})
+        np.savez({str(tmp_path / 'out.npz')!r}, **out)
+        np.save({str(tmp_path / 'image.npy')!r}, image.numpy())
+        assert not any(m.split('.')[0] in ("zoo", "ensembles", "data") for m in sys.modules)
+    """)
+    run_python(code, env={"PYTHONPATH": ""})
+    served = np.load(tmp_path / "out.npz", allow_pickle=True)
+    for source in ("images", "bytes"):
+        probabilities = served[f"{source}.probabilities"]
+        np.testing.assert_allclose(probabilities, np.repeat(expected, len(probabilities), 0),
+                                   atol=1e-5, err_msg=source)
+        order = np.argsort(-expected[0])
+        assert [n.decode() for n in served[f"{source}.top_classes"][0]] == [
+            NAMES[i] for i in order]
+        np.testing.assert_allclose(served[f"{source}.top_scores"][0], expected[0][order],
+                                   atol=1e-5)
+        assert served[f"{source}.finite"].all()
+        assert served[f"{source}.entropy"].shape == served[f"{source}.mutual_information"].shape
+    assert np.ptp(expected) > 0.1  # the members do not all answer the same
+
+    # TensorFlow's own command line, on the same decoded photo.
+    cli = os.path.join(os.path.dirname(sys.executable), "saved_model_cli")
+    result = subprocess.run(
+        [cli, "run", "--dir", served_dir, "--tag_set", "serve", "--signature_def",
+         "serve_images", "--inputs", f"images={tmp_path / 'image.npy'}", "--outdir",
+         str(tmp_path / "cli")], capture_output=True, text=True, timeout=300,
+        env={**os.environ, "PYTHONPATH": "", "TF_CPP_MIN_LOG_LEVEL": "2"})
+    assert result.returncode == 0, result.stderr[-3000:]
+    np.testing.assert_allclose(np.load(tmp_path / "cli" / "probabilities.npy"), expected,
+                               atol=1e-5)
+
+
+def test_zoo_predict_names_the_classes_the_same_from_the_file_and_its_export(tmp_path, capsys):
+    """`zoo predict` on a folder (with a broken JPEG and a text file in it) and on one
+    photo, from the .keras ensemble and from its export: the same classes and numbers (1e-5),
+    equal to predict on the centre crop; the broken file is named in one line and skipped
+    (exit 1); `zoo.predict` is the same table."""
+    from zoo import cli
+
+    size = 33
+    members = [zoo.set_class_names(zoo.resnet18(input_shape=(size, size, 3), classes=4,
+                                                width=0.125), NAMES) for _ in range(2)]
+    model_file = zoo.save_model(ensembles.Ensemble(members), str(tmp_path / "e.keras"))
+    assert cli.main(["export", model_file, str(tmp_path / "served")]) == 0
+    photos = tmp_path / "photos" / "garden"
+    photos.mkdir(parents=True)
+    for i in range(3):
+        (photos / f"p{i}.png").write_bytes(tf.io.encode_png(_photo(60 + 7 * i, 80, i)).numpy())
+    (photos / "broken.jpg").write_bytes(b"\xff\xd8\xff\xe0 not a whole jpeg")
+    (photos / "notes.txt").write_text("not an image")
+    capsys.readouterr()
+    tables = {}
+    for source in (model_file, str(tmp_path / "served")):
+        csv = str(tmp_path / f"{os.path.basename(source)}.csv")
+        assert cli.main(["predict", source, str(tmp_path / "photos"), "--top", "3",
+                         "--output", csv]) == 1
+        out, err = capsys.readouterr()
+        assert err.strip().splitlines() == [
+            f"zoo predict: Skipped {photos / 'broken.jpg'}: truncated: no end-of-image marker, "
+            "and it cannot be decoded" + err.split("cannot be decoded")[1].splitlines()[0]]
+        lines = [line for line in out.splitlines() if line.startswith(str(photos))]
+        assert len(lines) == 3 and "mutual information" in lines[0], out
+        tables[source] = __import__("pandas").read_csv(csv)
+    ours, served = tables.values()
+    assert list(ours.columns) == ["image", "class_1", "probability_1", "class_2",
+                                  "probability_2", "class_3", "probability_3", "entropy",
+                                  "mutual_information", "finite"]
+    assert ours["image"].tolist() == [str(photos / f"p{i}.png") for i in range(3)]
+    assert (ours[["class_1", "class_2", "class_3"]] == served[["class_1", "class_2",
+                                                               "class_3"]]).all().all()
+    numbers = ["probability_1", "probability_2", "probability_3", "entropy",
+               "mutual_information"]
+    np.testing.assert_allclose(ours[numbers], served[numbers], atol=1e-5)
+
+    # The numbers are the ensemble's on the centre crop, as zoo evaluate --center-crop sees it.
+    image = tf.cast(tf.io.decode_png((photos / "p1.png").read_bytes(), channels=3), "float32")
+    crop = data.center_crop(data.alexnet_preprocess(image, data.crop_scale(size)), size)
+    expected = ensembles.Ensemble(members).predict(crop[tf.newaxis], verbose=0)[0]
+    for k in range(1, 4):
+        assert ours.loc[1, f"probability_{k}"] == pytest.approx(
+            expected[NAMES.index(ours.loc[1, f"class_{k}"])], abs=1e-5)
+    np.testing.assert_allclose(ours.loc[1, "probability_1"], expected.max(), atol=1e-5)
+
+    table = zoo.predict(model_file, [str(photos / "p1.png")], top=10)  # top: at most 4
+    assert table.columns[-3:].tolist() == ["entropy", "mutual_information", "finite"]
+    for k in range(1, 5):  # every class, best first (ties in any order)
+        assert table.loc[0, f"probability_{k}"] == pytest.approx(
+            expected[NAMES.index(table.loc[0, f"class_{k}"])], abs=1e-5)
+    assert table[[f"probability_{k}" for k in range(1, 5)]].diff(axis=1).max(axis=1)[0] <= 0
+    with pytest.raises(UserError, match=r"No such image or folder: .*absent\.jpg"):
+        zoo.predict(model_file, [str(tmp_path / "absent.jpg")])

@@ -1,0 +1,193 @@
+"""``zoo.predict``: classify image files (or uint8 arrays) by class name, from a ``.keras``
+model or ensemble or from an export folder, as ``zoo evaluate --center-crop`` sees them.
+
+Each image is decoded as ``data.load`` decodes image folders, its shorter side resized to
+``data.crop_scale(size)`` and its central ``size`` x ``size`` square kept, which is also
+what an export's ``serve_images`` and ``serve_bytes`` do in their graph: the same image gives
+the same numbers from the ``.keras`` file and from its export.
+"""
+
+import json
+import os
+import warnings
+
+import numpy as np
+import pandas as pd
+
+from safeio import natural_key
+from safeio.checks import UserError, check_positive_int
+
+IMAGE_EXTENSIONS = (".jpg", ".jpeg", ".png", ".gif", ".bmp")
+
+
+def image_paths(sources):
+    """The image files among ``sources`` (files, and folders searched recursively, each
+    folder's files in natural order); a source that does not exist is a ``UserError``."""
+    paths = []
+    for source in [sources] if isinstance(sources, (str, os.PathLike)) else sources:
+        source = os.fspath(source)
+        if os.path.isdir(source):
+            found = [os.path.join(root, name) for root, _, names in os.walk(source)
+                     for name in names if name.lower().endswith(IMAGE_EXTENSIONS)]
+            if not found:
+                raise UserError(f"No images in {source} (looked for "
+                                f"{', '.join(IMAGE_EXTENSIONS)} files, in sub-folders too).")
+            paths.extend(sorted(found, key=natural_key))
+        elif os.path.isfile(source):
+            paths.append(source)
+        else:
+            raise UserError(f"No such image or folder: {source}.")
+    return paths
+
+
+class _KerasSource:
+    """A Keras classifier or ensemble, served through ``ensembles.serving_model``."""
+
+    def __init__(self, model):
+        import ensembles
+        from zoo.saving import class_names
+
+        given = ensembles.is_ensemble(model)
+        self.is_ensemble = given and len(ensembles.members_of(model)) > 1
+        ensemble = model if given else ensembles.Ensemble([model], name=model.name)
+        self.serving = ensembles.serving_model(ensemble)
+        self.size = self.serving.input.shape[1]
+        classes = self.serving.output["probabilities"].shape[-1]
+        self.names = class_names(model) or [str(i) for i in range(classes)]
+
+    def __call__(self, encoded):
+        import tensorflow as tf
+
+        from data.preprocess import alexnet_preprocess, center_crop
+        from data.tta import crop_scale
+
+        images = [center_crop(alexnet_preprocess(_decode(e), crop_scale(self.size)), self.size)
+                  for e in encoded]
+        out = self.serving.predict(tf.stack(images), verbose=0)
+        return {"probabilities": out["probabilities"], "entropy": out["predictive_entropy"],
+                "mutual_information": out["mutual_information"], "finite": out["finite"]}
+
+
+class _ExportSource:
+    """An export folder of this project, through its ``serve_bytes`` signature."""
+
+    def __init__(self, path):
+        import tensorflow as tf
+
+        self.served = tf.saved_model.load(path)
+        if not hasattr(self.served, "serve_bytes"):
+            raise UserError(f"{path} has no serve_bytes signature: it was exported before "
+                            "zoo export served raw images. Export the model again.")
+        with open(os.path.join(path, "assets", "class_names.txt"), encoding="utf-8") as f:
+            self.names = f.read().splitlines()
+        with open(os.path.join(path, "assets", "zoo_model.json"), encoding="utf-8") as f:
+            self.is_ensemble = len(json.load(f)["members"]) > 1
+
+    def __call__(self, encoded):
+        import tensorflow as tf
+
+        out = self.served.serve_bytes(tf.constant(encoded))
+        return {k: out[k].numpy() for k in ("probabilities", "entropy", "mutual_information",
+                                             "finite")}
+
+
+def _decode(encoded):
+    import tensorflow as tf
+
+    return tf.cast(tf.io.decode_image(encoded, channels=3, expand_animations=False), tf.float32)
+
+
+def _readable(path):
+    """The file's bytes if it is an image TensorFlow decodes, else None and a one-line
+    warning naming it and what is wrong (the checks ``data.load`` makes of image folders)."""
+    import tensorflow as tf
+
+    from data.folder import image_problem
+
+    problem = image_problem(path)
+    if problem is None:
+        try:
+            with open(path, "rb") as f:
+                encoded = f.read()
+            _decode(encoded)
+            return encoded
+        except OSError as err:
+            problem = f"unreadable ({err.strerror or err})"
+        except tf.errors.OpError as err:
+            problem = f"cannot be decoded ({err.message.splitlines()[0][:100]})"
+    warnings.warn(f"Skipped {path}: {problem}.", stacklevel=3)
+    return None
+
+
+def _source(model):
+    if isinstance(model, (str, os.PathLike)):
+        path = os.fspath(model)
+        if os.path.isdir(path):
+            if not os.path.isfile(os.path.join(path, "saved_model.pb")):
+                raise UserError(f"{path} is a folder but not an export (no saved_model.pb).")
+            return _ExportSource(path)
+        if path.endswith(".keras"):
+            import ensembles
+
+            return _KerasSource(ensembles.load(path))
+        raise UserError(f"A model to predict with must be a .keras file or an export folder; "
+                        f"received {path!r}.")
+    return _KerasSource(model)
+
+
+def predict(model, images, top=5, batch_size=32, verbose=0):
+    """Classify ``images`` with ``model``; returns one row per image, a DataFrame.
+
+    Args:
+        model: a Keras classifier or ensemble, a ``.keras`` file, or an export folder.
+        images: image files and folders (searched recursively).
+        top: how many classes per image (at most the number of classes).
+        batch_size: images per forward pass.
+        verbose: 1 shows a progress bar.
+
+    Columns: ``image``, then ``class_1``, ``probability_1``, ... ``class_k``,
+    ``probability_k`` (best first), ``entropy`` (of the served probabilities), and for an
+    ensemble ``mutual_information`` (the members' disagreement); ``finite`` is False where
+    the probabilities are not finite. An image that cannot be read or decoded is skipped
+    with a one-line warning naming it.
+
+    Example:
+
+    >>> table = zoo.predict("runs/ensemble.keras", ["photos/"])          # doctest: +SKIP
+    >>> table[["image", "class_1", "probability_1"]]                     # doctest: +SKIP
+    """
+    import keras
+
+    check_positive_int(top, "top")
+    check_positive_int(batch_size, "batch_size")
+    source = _source(model)
+    top = min(top, len(source.names))
+    paths = image_paths(images)
+    progress = keras.utils.Progbar(len(paths), unit_name="image") if verbose else None
+    rows = []
+    for start in range(0, len(paths), batch_size):
+        chunk = [(p, _readable(p)) for p in paths[start:start + batch_size]]
+        chunk = [(p, e) for p, e in chunk if e is not None]
+        if chunk:
+            out = source([e for _, e in chunk])
+            for i, (path, _) in enumerate(chunk):
+                rows.append(_row(path, out, i, source, top))
+        if progress is not None:
+            progress.add(min(batch_size, len(paths) - start))
+    columns = ["image"] + [c for k in range(1, top + 1) for c in (f"class_{k}",
+                                                                    f"probability_{k}")]
+    columns += ["entropy"] + (["mutual_information"] if source.is_ensemble else []) + ["finite"]
+    return pd.DataFrame(rows, columns=columns)
+
+
+def _row(path, out, i, source, top):
+    probabilities = np.asarray(out["probabilities"][i], dtype="float64")
+    order = np.argsort(-probabilities, kind="stable")[:top]
+    row = {"image": path}
+    for k, index in enumerate(order, start=1):
+        row[f"class_{k}"] = source.names[index]
+        row[f"probability_{k}"] = float(probabilities[index])
+    row["entropy"] = float(out["entropy"][i])
+    row["mutual_information"] = float(out["mutual_information"][i])
+    row["finite"] = bool(out["finite"][i])
+    return row
