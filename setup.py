@@ -2,6 +2,8 @@
 
 from setuptools import find_packages, setup
 
+DEPLOY = ["onnxruntime", "tf2onnx", "ai-edge-litert"]
+
 setup(
     name="keras-zoo-ensembles",
     version="0.1.0",
@@ -32,8 +34,13 @@ setup(
     ],
     # The notebook (examples/quickstart.ipynb) is executed by the tests through nbclient.
     # OpenCV 4's Caffe importer checks the .caffemodel conversion (OpenCV 5 has none).
-    extras_require={"test": ["pytest>=7", "pytest-xdist", "nbclient", "nbformat", "ipykernel",
-                             "jax", "opencv-python-headless<5"]},
+    # `zoo export --format onnx|litert` converts with Keras' own export (tf2onnx for ONNX)
+    # and checks the file in the runtime that deploys it: `pip install ".[deploy]"`.
+    extras_require={
+        "deploy": DEPLOY,
+        "test": ["pytest>=7", "pytest-xdist", "nbclient", "nbformat", "ipykernel", "jax",
+                 "opencv-python-headless<5", *DEPLOY],
+    },
     entry_points={"console_scripts": ["zoo=zoo.cli:main"]},
     classifiers=[
         "Programming Language :: Python :: 3",

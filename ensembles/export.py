@@ -1,12 +1,14 @@
 """Export a whole ensemble as ONE SavedModel that serves probabilities and uncertainty."""
 
+import json
 import os
+import warnings
 
 import keras
 import numpy as np
 
 from ensembles.ensemble import combine_layer, is_ensemble, members_of, with_member_outputs
-from safeio import atomic_directory, write_json, write_text
+from safeio import atomic_directory, atomic_path, write_json, write_text
 from safeio.checks import UserError, check_positive_int
 from zoo.saving import check_class_names
 from zoo.saving import class_names as get_class_names
@@ -91,8 +93,25 @@ CLASS_NAMES_FILE = "class_names.txt"  # in the export's assets/, one name per li
 DESCRIPTION_FILE = "zoo_model.json"  # in assets/: the members, input size and scale
 
 
-def export(ensemble, path, overwrite=False, class_names=None, scale=None):
-    """Write ONE SavedModel for ``ensemble`` (or any classifier) at ``path``, atomically.
+FORMAT_CHOICES = ("saved_model", "onnx", "litert")
+FILE_SUFFIXES = {"onnx": ".onnx", "litert": ".tflite"}
+TOLERANCE = 1e-5  # largest difference allowed between a runtime's probabilities and Keras'
+
+
+def export(ensemble, path, overwrite=False, class_names=None, scale=None,
+           format="saved_model"):
+    """Write ONE SavedModel (or an ONNX or LiteRT file) for ``ensemble`` (or any
+    classifier) at ``path``, atomically.
+
+    With ``format="onnx"`` or ``"litert"``, ``path`` is a ``.onnx`` or ``.tflite`` file
+    written by Keras' own ``model.export(format=...)``: one signature, ``serve``'s (float32
+    images at the input size in; ``probabilities``, ``predictive_entropy``,
+    ``mutual_information`` and ``finite`` out), and the class names beside it in
+    ``PATH.classes.txt`` (and, for ONNX, in the model's metadata: ``class_names`` and
+    ``members``, JSON lists). Before the file takes its place, the runtime that deploys it
+    (ONNX Runtime; the LiteRT interpreter, or TensorFlow's) runs it on a test batch: a file
+    whose probabilities differ from Keras' by more than 1e-5 is never written (a
+    ``UserError``); where the runtime is not installed the file is written with a warning.
 
     ``path`` must be new, an empty directory, or (with ``overwrite=True``) a previous
     export of this project, which is replaced in one atomic step; nothing else is ever
@@ -127,6 +146,8 @@ def export(ensemble, path, overwrite=False, class_names=None, scale=None):
     from data.preprocess import alexnet_preprocess, center_crop
     from data.tta import crop_scale
 
+    if format not in FORMAT_CHOICES:
+        raise UserError(f"`format` must be one of {FORMAT_CHOICES}; received {format!r}.")
     serving = serving_model(ensemble)
     height, width, channels = serving.input.shape[1:]
     classes = serving.output["probabilities"].shape[-1]
@@ -141,6 +162,10 @@ def export(ensemble, path, overwrite=False, class_names=None, scale=None):
     scale = crop_scale(height) if scale is None else check_positive_int(scale, "scale")
     if scale < height:
         raise UserError(f"`scale` must be at least the input size {height}; received {scale}.")
+    if format != "saved_model":
+        members = members_of(ensemble) if is_ensemble(ensemble) else [ensemble]
+        return _export_file(serving, os.fspath(path), format, names, overwrite,
+                            {"class_names": names, "members": [m.name for m in members]})
 
     archive = keras.export.ExportArchive()
     serve = archive.track_and_add_endpoint(
@@ -189,3 +214,86 @@ def export(ensemble, path, overwrite=False, class_names=None, scale=None):
             "members": [m.name for m in members], "classes": classes, "input_size": height,
             "scale": scale, "top_k": k, "signatures": ["serve", "serve_images", "serve_bytes"]})
     return path
+
+
+def _export_file(serving, path, format, names, overwrite, metadata):
+    """``serving.export(path, format=format)``, checked in the runtime before it lands."""
+    suffix = FILE_SUFFIXES[format]
+    if not path.endswith(suffix):
+        raise UserError(f"A {format} export is a {suffix} file; received {path!r}.")
+    if os.path.isdir(path):
+        raise UserError(f"Cannot export to {path}: a directory is there.")
+    if os.path.exists(path) and not overwrite:
+        raise UserError(f"{path} already exists; pass overwrite=True (--overwrite) to "
+                        "replace it.")
+    batch = np.random.default_rng(0).uniform(0, 255, (3,) + tuple(serving.input.shape[1:]))
+    batch = batch.astype(serving.input.dtype)
+    expected = serving.predict(batch, verbose=0)  # Keras' ONNX export needs a called model
+    with atomic_path(path) as tmp:
+        serving.export(tmp, format=format, verbose=False)
+        if format == "onnx":
+            _add_onnx_metadata(tmp, {k: json.dumps(v) for k, v in metadata.items()})
+        try:
+            served = runtime(tmp)(batch)
+        except ImportError as err:
+            warnings.warn(f"{path} was written but not checked: {err}.", stacklevel=3)
+        else:
+            worst = float(np.max(np.abs(served["probabilities"] - expected["probabilities"])))
+            if not worst <= TOLERANCE:
+                raise UserError(
+                    f"Not written: {serving.name} in {format} serves probabilities that differ "
+                    f"from Keras' by up to {worst:.2g} (allowed: {TOLERANCE:g}); a layer of it "
+                    f"does not convert faithfully. Export it as a SavedModel instead.")
+    write_text(classes_path(path), "\n".join(names) + "\n")
+    return path
+
+
+def classes_path(path):
+    """Where the class names of an ONNX or LiteRT export lie: ``model.onnx`` ->
+    ``model.onnx.classes.txt``."""
+    return os.fspath(path) + ".classes.txt"
+
+
+def _add_onnx_metadata(path, metadata):
+    import onnx
+
+    model = onnx.load(path)
+    for key, value in metadata.items():
+        entry = model.metadata_props.add()
+        entry.key, entry.value = key, value
+    onnx.save(model, path)
+
+
+def runtime(path):
+    """A function ``images -> {output name: array}`` that runs an ONNX (``.onnx``, with ONNX
+    Runtime) or LiteRT (``.tflite``, with ``ai-edge-litert``'s interpreter, else
+    TensorFlow's) export, as a deployment runs it; ``ImportError`` where the runtime is
+    not installed.
+
+    Example:
+
+    >>> run = runtime("served.onnx")                                    # doctest: +SKIP
+    >>> run(images)["probabilities"].shape                              # doctest: +SKIP
+    (8, 10)
+    """
+    path = os.fspath(path)
+    if path.endswith(".onnx"):
+        try:
+            import onnxruntime
+        except ImportError:
+            raise ImportError("ONNX Runtime is not installed (pip install onnxruntime)") from None
+        session = onnxruntime.InferenceSession(path, providers=["CPUExecutionProvider"])
+        (name,) = [i.name for i in session.get_inputs()]
+        outputs = [o.name for o in session.get_outputs()]
+        return lambda images: dict(zip(outputs, session.run(None, {name: images})))
+    if path.endswith(".tflite"):
+        try:
+            from ai_edge_litert.interpreter import Interpreter
+        except ImportError:
+            import tensorflow as tf
+
+            Interpreter = tf.lite.Interpreter
+        runner = Interpreter(model_path=path).get_signature_runner()
+        (name,) = runner.get_input_details()
+        return lambda images: runner(**{name: images})
+    raise UserError(f"A runtime export is a .onnx or .tflite file; received {path!r}.")

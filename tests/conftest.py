@@ -21,6 +21,8 @@ SLOWEST_FIRST = (
     "tests/ensembles/test_references.py::test_uncertainty_of_constant_members",
     "tests/test_backends.py::",
     "tests/test_packaging.py::",
+    "tests/test_deploy.py::test_the_export_serves",
+    "tests/test_deploy.py::test_zoo_predict",
     "tests/zoo/cli/test_commands.py::test_search_command",
     "tests/zoo/cli/test_commands.py::test_snapshot_training",
     "tests/zoo/cli/test_commands.py::test_train_",

@@ -1,6 +1,7 @@
 """What a deployment needs: class names that travel with every model file, and an export that
 a server uses as it is (raw uint8 images of any size, encoded JPEG/PNG bytes, class names)."""
 
+import importlib.util
 import json
 import os
 import subprocess
@@ -154,7 +155,8 @@ def test_the_export_serves_raw_images_and_encoded_bytes_as_zoo_evaluate_sees_the
 
 def test_zoo_predict_names_the_classes_the_same_from_the_file_and_its_export(tmp_path, capsys):
     """`zoo predict` on a folder (with a broken JPEG and a text file in it) and on one
-    photo, from the .keras ensemble and from its export: the same classes and numbers (1e-5),
+    photo, from the .keras ensemble, its export folder and its ONNX export (through ONNX
+    Runtime): the same classes and numbers (1e-5),
     equal to predict on the centre crop; the broken file is named in one line and skipped
     (exit 1); `zoo.predict` is the same table."""
     from zoo import cli
@@ -164,6 +166,10 @@ def test_zoo_predict_names_the_classes_the_same_from_the_file_and_its_export(tmp
                                                 width=0.125), NAMES) for _ in range(2)]
     model_file = zoo.save_model(ensembles.Ensemble(members), str(tmp_path / "e.keras"))
     assert cli.main(["export", model_file, str(tmp_path / "served")]) == 0
+    sources = [model_file, str(tmp_path / "served")]
+    if importlib.util.find_spec("onnxruntime") and importlib.util.find_spec("tf2onnx"):
+        sources.append(str(tmp_path / "e.onnx"))  # else: `pip install ".[deploy]"` first
+        assert cli.main(["export", model_file, sources[-1], "--format", "onnx"]) == 0
     photos = tmp_path / "photos" / "garden"
     photos.mkdir(parents=True)
     for i in range(3):
@@ -172,7 +178,7 @@ def test_zoo_predict_names_the_classes_the_same_from_the_file_and_its_export(tmp
     (photos / "notes.txt").write_text("not an image")
     capsys.readouterr()
     tables = {}
-    for source in (model_file, str(tmp_path / "served")):
+    for source in sources:
         csv = str(tmp_path / f"{os.path.basename(source)}.csv")
         assert cli.main(["predict", source, str(tmp_path / "photos"), "--top", "3",
                          "--output", csv]) == 1
@@ -183,16 +189,17 @@ def test_zoo_predict_names_the_classes_the_same_from_the_file_and_its_export(tmp
         lines = [line for line in out.splitlines() if line.startswith(str(photos))]
         assert len(lines) == 3 and "mutual information" in lines[0], out
         tables[source] = __import__("pandas").read_csv(csv)
-    ours, served = tables.values()
+    ours, *others = tables.values()
     assert list(ours.columns) == ["image", "class_1", "probability_1", "class_2",
                                   "probability_2", "class_3", "probability_3", "entropy",
                                   "mutual_information", "finite"]
     assert ours["image"].tolist() == [str(photos / f"p{i}.png") for i in range(3)]
-    assert (ours[["class_1", "class_2", "class_3"]] == served[["class_1", "class_2",
-                                                               "class_3"]]).all().all()
     numbers = ["probability_1", "probability_2", "probability_3", "entropy",
                "mutual_information"]
-    np.testing.assert_allclose(ours[numbers], served[numbers], atol=1e-5)
+    for served in others:  # the export folder, the ONNX file
+        assert (ours[["class_1", "class_2", "class_3"]] == served[["class_1", "class_2",
+                                                                   "class_3"]]).all().all()
+        np.testing.assert_allclose(ours[numbers], served[numbers], atol=1e-5)
 
     # The numbers are the ensemble's on the centre crop, as zoo evaluate --center-crop sees it.
     image = tf.cast(tf.io.decode_png((photos / "p1.png").read_bytes(), channels=3), "float32")
@@ -211,3 +218,66 @@ def test_zoo_predict_names_the_classes_the_same_from_the_file_and_its_export(tmp
     assert table[[f"probability_{k}" for k in range(1, 5)]].diff(axis=1).max(axis=1)[0] <= 0
     with pytest.raises(UserError, match=r"No such image or folder: .*absent\.jpg"):
         zoo.predict(model_file, [str(tmp_path / "absent.jpg")])
+
+
+def _mixed_ensemble(size=67):
+    """A two-tower LRN AlexNet, a GoogLeNet and a ResNet-18, with BatchNorm statistics that
+    are not the initial ones, and the names of their classes."""
+    members = [zoo.alexnet(input_shape=(size, size, 3), classes=4, width=16, towers=2),
+               zoo.googlenet(input_shape=(size, size, 3), classes=4, width=0.125),
+               zoo.resnet18(input_shape=(size, size, 3), classes=4, width=0.125)]
+    rng = np.random.default_rng(0)
+    for layer in members[2].layers:
+        if isinstance(layer, keras.layers.BatchNormalization):
+            gamma, beta, mean, variance = layer.get_weights()
+            layer.set_weights([gamma, beta, rng.normal(0, 0.1, mean.shape).astype("float32"),
+                               rng.uniform(0.5, 2, variance.shape).astype("float32")])
+    return ensembles.Ensemble([zoo.set_class_names(m, NAMES) for m in members])
+
+
+@pytest.mark.slow  # two conversions of three architectures: 25 s each (zoo predict's test
+@pytest.mark.parametrize("format, runtime", [  # converts a small ensemble to ONNX in the fast tier)
+    ("onnx", "onnxruntime"), ("litert", "ai_edge_litert")])
+def test_onnx_and_litert_exports_serve_kerass_probabilities_in_their_runtimes(
+        format, runtime, tmp_path):
+    """A mixed ensemble and a snapshot ensemble, through `zoo export --format`: ONNX Runtime
+    and the LiteRT interpreter serve Keras' probabilities and uncertainty within 1e-5, and
+    the class names lie beside the file (and in the ONNX metadata)."""
+    pytest.importorskip(runtime)
+    from zoo import cli
+    from ensembles.export import runtime as load_runtime
+
+    mixed = _mixed_ensemble()
+    mixed_file = zoo.save_model(mixed, str(tmp_path / "mixed.keras"))
+    architecture = zoo.set_class_names(zoo.resnet18(input_shape=(32, 32, 3), classes=4,
+                                                    width=0.125), NAMES)
+    for k in (1, 2):
+        keras.utils.set_random_seed(k)
+        zoo.resnet18(input_shape=(32, 32, 3), classes=4, width=0.125).save_weights(
+            str(tmp_path / f"snapshot-{k}.weights.h5"))
+    snapshots = ensembles.from_snapshots(architecture, [str(tmp_path / f"snapshot-{k}.weights.h5")
+                                                        for k in (1, 2)])
+    snapshot_file = zoo.save_model(snapshots, str(tmp_path / "snapshots.keras"))
+    suffix = ".onnx" if format == "onnx" else ".tflite"
+    for model, model_file in ((mixed, mixed_file), (snapshots, snapshot_file)):
+        out = str(tmp_path / (os.path.basename(model_file)[:-6] + suffix))
+        assert cli.main(["export", model_file, out, "--format", format]) == 0
+        with open(out + ".classes.txt", encoding="utf-8") as f:
+            assert f.read().splitlines() == NAMES
+        size = model.input_shape[1]
+        x = np.random.default_rng(2).uniform(0, 255, (5, size, size, 3)).astype("float32")
+        expected = ensembles.serving_model(model).predict(x, verbose=0)
+        served = load_runtime(out)(x)
+        for key in ("probabilities", "predictive_entropy", "mutual_information"):
+            np.testing.assert_allclose(served[key], expected[key], atol=1e-5, err_msg=key)
+        assert served["finite"].all()
+        assert np.ptp(expected["probabilities"]) > 0.05  # not a degenerate check
+    if format == "onnx":
+        import onnxruntime
+
+        meta = onnxruntime.InferenceSession(out).get_modelmeta().custom_metadata_map
+        assert json.loads(meta["class_names"]) == NAMES
+        assert json.loads(meta["members"]) == ["snapshot_1", "snapshot_2"]
+    # An existing file is replaced only when asked; a wrong suffix is one line.
+    assert cli.main(["export", snapshot_file, out, "--format", format]) == 2
+    assert cli.main(["export", snapshot_file, out + ".bin", "--format", format]) == 2

@@ -1,5 +1,5 @@
-"""``zoo.predict``: classify image files (or uint8 arrays) by class name, from a ``.keras``
-model or ensemble or from an export folder, as ``zoo evaluate --center-crop`` sees them.
+"""``zoo.predict``: classify image files by class name, from a ``.keras`` model or ensemble,
+an export folder or an ONNX export, as ``zoo evaluate --center-crop`` sees them.
 
 Each image is decoded as ``data.load`` decodes image folders, its shorter side resized to
 ``data.crop_scale(size)`` and its central ``size`` x ``size`` square kept, which is also
@@ -56,14 +56,7 @@ class _KerasSource:
         self.names = class_names(model) or [str(i) for i in range(classes)]
 
     def __call__(self, encoded):
-        import tensorflow as tf
-
-        from data.preprocess import alexnet_preprocess, center_crop
-        from data.tta import crop_scale
-
-        images = [center_crop(alexnet_preprocess(_decode(e), crop_scale(self.size)), self.size)
-                  for e in encoded]
-        out = self.serving.predict(tf.stack(images), verbose=0)
+        out = self.serving.predict(np.stack([_crop(e, self.size) for e in encoded]), verbose=0)
         return {"probabilities": out["probabilities"], "entropy": out["predictive_entropy"],
                 "mutual_information": out["mutual_information"], "finite": out["finite"]}
 
@@ -89,6 +82,46 @@ class _ExportSource:
         out = self.served.serve_bytes(tf.constant(encoded))
         return {k: out[k].numpy() for k in ("probabilities", "entropy", "mutual_information",
                                              "finite")}
+
+
+class _OnnxSource:
+    """An ONNX export of this project, through ONNX Runtime: images are decoded, resized and
+    cropped here, as for a Keras model."""
+
+    def __init__(self, path):
+        import onnxruntime
+
+        from ensembles.export import runtime
+
+        meta = onnxruntime.InferenceSession(
+            path, providers=["CPUExecutionProvider"]).get_modelmeta().custom_metadata_map
+        if "class_names" not in meta:
+            raise UserError(f"{path} was not exported by zoo export (its metadata has no "
+                            "class names).")
+        self.names = json.loads(meta["class_names"])
+        self.is_ensemble = len(json.loads(meta.get("members", "[]"))) > 1
+        self.run = runtime(path)
+        self.size = _onnx_input_size(path)
+
+    def __call__(self, encoded):
+        out = self.run(np.stack([_crop(e, self.size) for e in encoded]))
+        return {"probabilities": out["probabilities"], "entropy": out["predictive_entropy"],
+                "mutual_information": out["mutual_information"], "finite": out["finite"]}
+
+
+def _onnx_input_size(path):
+    import onnx
+
+    (value,) = onnx.load(path, load_external_data=False).graph.input
+    return value.type.tensor_type.shape.dim[1].dim_value
+
+
+def _crop(encoded, size):
+    """One encoded image as ``zoo evaluate --center-crop`` sees it: float32, size x size."""
+    from data.preprocess import alexnet_preprocess, center_crop
+    from data.tta import crop_scale
+
+    return np.asarray(center_crop(alexnet_preprocess(_decode(encoded), crop_scale(size)), size))
 
 
 def _decode(encoded):
@@ -126,12 +159,16 @@ def _source(model):
             if not os.path.isfile(os.path.join(path, "saved_model.pb")):
                 raise UserError(f"{path} is a folder but not an export (no saved_model.pb).")
             return _ExportSource(path)
+        if not os.path.isfile(path):
+            raise UserError(f"No such model file or export folder: {path}.")
         if path.endswith(".keras"):
             import ensembles
 
             return _KerasSource(ensembles.load(path))
-        raise UserError(f"A model to predict with must be a .keras file or an export folder; "
-                        f"received {path!r}.")
+        if path.endswith(".onnx"):
+            return _OnnxSource(path)
+        raise UserError(f"A model to predict with must be a .keras file, an export folder or "
+                        f"a .onnx file; received {path!r}.")
     return _KerasSource(model)
 
 
@@ -139,7 +176,8 @@ def predict(model, images, top=5, batch_size=32, verbose=0):
     """Classify ``images`` with ``model``; returns one row per image, a DataFrame.
 
     Args:
-        model: a Keras classifier or ensemble, a ``.keras`` file, or an export folder.
+        model: a Keras classifier or ensemble, a ``.keras`` file, an export folder (its
+            ``serve_bytes``), or a ``.onnx`` export (through ONNX Runtime).
         images: image files and folders (searched recursively).
         top: how many classes per image (at most the number of classes).
         batch_size: images per forward pass.

@@ -31,6 +31,7 @@ QUICK_TRAIN_SPLIT = "train[:320]"  # `zoo demo --quick`: 10 batches of 32 per ep
 OPTIMIZER_CHOICES = ("sgd", "nesterov", "adam", "rmsprop", "adagrad")
 STRATEGY_CHOICES = ("auto", "one_device", "mirrored", "multi_worker")
 COMBINE_CHOICES = ("mean", "logit_mean", "geometric", "vote")
+EXPORT_FORMAT_CHOICES = ("saved_model", "onnx", "litert")
 
 
 class _Parser(argparse.ArgumentParser):
@@ -347,14 +348,23 @@ def _cmd_export(args):
     import ensembles
     from safeio import check_replaceable
 
-    check_replaceable(os.path.abspath(args.output_dir), args.overwrite)  # before any work
+    if args.format == "saved_model":
+        check_replaceable(os.path.abspath(args.output), args.overwrite)  # before any work
     (model,) = _load_models([args.model_file])
     ensemble = model if ensembles.is_ensemble(model) else ensembles.Ensemble([model])
-    ensembles.export(ensemble, args.output_dir, overwrite=args.overwrite)
-    print(f"SavedModel: {args.output_dir} (serve: float32 images -> probabilities, "
-          "predictive_entropy, mutual_information; serve_images: uint8 images of any size "
-          "and serve_bytes: encoded images -> probabilities, top_classes, top_scores, entropy, "
-          "mutual_information; class names in assets/class_names.txt)")
+    ensembles.export(ensemble, args.output, overwrite=args.overwrite, format=args.format)
+    if args.format == "saved_model":
+        print(f"SavedModel: {args.output} (serve: float32 images -> probabilities, "
+              "predictive_entropy, mutual_information; serve_images: uint8 images of any "
+              "size and serve_bytes: encoded images -> probabilities, top_classes, top_scores, "
+              "entropy, mutual_information; class names in assets/class_names.txt)")
+    else:
+        from ensembles.export import TOLERANCE, classes_path
+
+        print(f"{args.format}: {args.output} (float32 images of {model.input_shape[1]}x"
+              f"{model.input_shape[2]} -> probabilities, predictive_entropy, "
+              f"mutual_information; checked in its runtime to {TOLERANCE:g}); "
+              f"class names: {classes_path(args.output)}")
     return 0
 
 
@@ -485,10 +495,15 @@ def _parser():
         "serve_images (uint8 images of any size, resized and centre-cropped in the graph) "
         "and serve_bytes (encoded JPEG/PNG), both with the top classes by name.")
     export.add_argument("model_file", metavar="MODEL.keras")
-    export.add_argument("output_dir", help="a new or empty directory, or a previous export "
-                        "with --overwrite (nothing else is ever replaced)")
+    export.add_argument("output", metavar="OUT",
+                        help="saved_model: a new or empty directory, or a previous export "
+                        "with --overwrite (nothing else is ever replaced); onnx: a .onnx "
+                        "file; litert: a .tflite file")
+    export.add_argument("--format", default="saved_model", choices=EXPORT_FORMAT_CHOICES,
+                        help="saved_model (default; TensorFlow Serving, raw images and bytes "
+                        "in), onnx (ONNX Runtime) or litert (LiteRT, formerly TF Lite)")
     export.add_argument("--overwrite", action="store_true",
-                        help="replace a previous export of this project, in one atomic step")
+                        help="replace a previous export, in one atomic step")
     export.set_defaults(run=_cmd_export)
 
     predict = sub.add_parser(
@@ -498,7 +513,8 @@ def _parser():
         "mutual information. Images are resized and centre-cropped as `zoo evaluate "
         "--center-crop` does. An unreadable image is named on stderr and skipped (exit 1).")
     predict.add_argument("source", metavar="SOURCE",
-                         help="a .keras model or ensemble, or a `zoo export` folder")
+                         help="a .keras model or ensemble, a `zoo export` folder, or a .onnx "
+                         "file from `zoo export --format onnx`")
     predict.add_argument("images", nargs="+", metavar="IMAGE_OR_FOLDER")
     predict.add_argument("--top", type=int, default=5, help="classes per image (default 5)")
     predict.add_argument("--batch-size", type=int, default=32)

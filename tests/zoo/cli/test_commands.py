@@ -53,14 +53,14 @@ def test_zoo_help_and_list_start_neither_keras_nor_tensorflow():
 
 
 def test_the_commands_choices_are_the_librarys():
-    """--optimizer, --strategy and --combine list their choices without importing Keras:
-    the copies equal the modules' own."""
-    import ensembles
-    import zoo
+    """--optimizer, --strategy, --combine and --format list their choices without importing
+    Keras: the copies equal the modules' own."""
+    from ensembles.export import FORMAT_CHOICES
 
     assert commands.OPTIMIZER_CHOICES == zoo.OPTIMIZER_CHOICES
     assert commands.STRATEGY_CHOICES == zoo.distribute.STRATEGY_CHOICES
     assert commands.COMBINE_CHOICES == ensembles.COMBINE_CHOICES
+    assert commands.EXPORT_FORMAT_CHOICES == FORMAT_CHOICES
 
 
 @pytest.mark.parametrize("argv, message", [
