@@ -11,17 +11,19 @@ import ensemble_vs_sequential  # noqa: E402
 import flops_vs_matmul  # noqa: E402
 import folder_scan  # noqa: E402
 import pipeline_vs_training  # noqa: E402
+import serving_runtimes  # noqa: E402
 import zoo_vs_keras  # noqa: E402
 
 BENCHMARKS = [zoo_vs_keras.run, ensemble_vs_sequential.run, pipeline_vs_training.run,
-              flops_vs_matmul.run, folder_scan.run]
+              flops_vs_matmul.run, folder_scan.run, serving_runtimes.run]
 
 
 def main(out_path="benchmarks/results.csv"):
     rows = []
     for run in BENCHMARKS:
         print(f"running {run.__module__} ...", flush=True)
-        rows.append(run())
+        result = run()  # one row, or a list of rows
+        rows.extend(result if isinstance(result, list) else [result])
     table = pd.DataFrame(rows)
     print(table.to_string(index=False))
     tmp = out_path + ".tmp"

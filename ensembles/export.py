@@ -293,7 +293,8 @@ def runtime(path):
             import tensorflow as tf
 
             Interpreter = tf.lite.Interpreter
-        runner = Interpreter(model_path=path).get_signature_runner()
+        # All cores, as ONNX Runtime and TensorFlow use (LiteRT's default is one thread).
+        runner = Interpreter(model_path=path, num_threads=os.cpu_count()).get_signature_runner()
         (name,) = runner.get_input_details()
         return lambda images: runner(**{name: images})
     raise UserError(f"A runtime export is a .onnx or .tflite file; received {path!r}.")
