@@ -33,3 +33,7 @@ def test_quickstart_notebook_executes(tmp_path):
     assert "2 trainable tensors; validation accuracy" in _text(code[5])  # fine-tuned head
     assert _text(code[6]).count("label ") == 5  # five served predictions
     assert os.path.isdir(os.path.join(tmp_path, "runs", "quickstart_savedmodel"))
+    # Deployed: a process without the project serves the PNG by class name, and zoo.predict
+    # names the same class first.
+    served = _text(code[7]).split("served: digit ")[1].split(" ")[0]
+    assert f"digit {served}" in _text(code[7]).split("class_1")[1]
