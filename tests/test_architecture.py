@@ -14,6 +14,7 @@ FLOORS = [
     ("models", ("zoo",)),  # layers, models, registry, optimizers
     ("training recipe", ("zoo.training",)),
     ("ensembles", ("ensembles",)),
+    ("prediction", ("zoo.prediction",)),  # zoo.predict: models, ensembles and exports
     ("command line and demo", ("zoo.cli", "zoo.__main__")),
 ]
 
@@ -84,6 +85,7 @@ def test_the_check_sees_imports_inside_functions_and_relative_ones(tmp_path):
 
 
 @pytest.mark.parametrize("module, floor", [("zoo.models.alexnet", "models"),
+                                           ("zoo.prediction", "prediction"),
                                            ("zoo.training.callbacks", "training recipe"),
                                            ("zoo.cli.demo", "command line and demo"),
                                            ("safeio", "shared utilities")])
