@@ -52,6 +52,9 @@ class _KerasSource:
         ensemble = model if given else ensembles.Ensemble([model], name=model.name)
         self.serving = ensembles.serving_model(ensemble)
         self.size = self.serving.input.shape[1]
+        if self.size is None or self.serving.input.shape[2] != self.size:
+            raise UserError(f"zoo.predict needs a model of square inputs of a fixed size; "
+                            f"{model.name} takes {self.serving.input.shape[1:]}.")
         classes = self.serving.output["probabilities"].shape[-1]
         self.names = class_names(model) or [str(i) for i in range(classes)]
 
