@@ -10,6 +10,7 @@ import os
 import re
 import socket
 import threading
+import warnings
 
 import numpy as np
 import tensorflow as tf
@@ -427,7 +428,8 @@ def info(name=DIGITS, data_dir=None, class_names=None):
     """A :class:`DatasetInfo` for ``name``, without downloading anything.
 
     For an image folder the class names are the union of every split's class folders,
-    sorted (or ``class_names``, as :func:`load` takes them).
+    sorted (or ``class_names``, as :func:`load` takes them), and the counts leave out the
+    files that are not images (which :func:`load` names).
 
     Example:
 
@@ -441,8 +443,10 @@ def info(name=DIGITS, data_dir=None, class_names=None):
             (DIGITS_IMAGE_SIZE, DIGITS_IMAGE_SIZE, 3),
         )
     if os.path.isdir(name):
-        scans = {s: folder.scan(name, s, verify=None, class_names=class_names)
-                 for s in folder.splits(name)}
+        with warnings.catch_warnings():  # bad files are data.load's to report (or raise)
+            warnings.simplefilter("ignore")
+            scans = {s: folder.scan(name, s, "skip", verify=None, class_names=class_names)
+                     for s in folder.splits(name)}
         if not scans:
             raise UserError(f"Image folder {name} has no split sub-folders (expected layout: "
                             "root/split/class_name/image.jpg).")

@@ -5,6 +5,7 @@ The files are scanned in Python so that a bad file is named before training star
 """
 
 import os
+import re
 import warnings
 
 import tensorflow as tf
@@ -12,6 +13,8 @@ import tensorflow as tf
 from safeio.checks import UserError
 
 IMAGE_EXTENSIONS = (".jpg", ".jpeg", ".png", ".gif", ".bmp")
+# Images TensorFlow's decode_image cannot read: named in a warning, never silently left out.
+OTHER_IMAGE_EXTENSIONS = (".tif", ".tiff", ".webp", ".heic", ".jp2", ".ppm", ".pgm", ".exr")
 _MAGIC = (b"\xff\xd8\xff", b"\x89PNG\r\n\x1a\n", b"GIF87a", b"GIF89a", b"BM")
 BAD_IMAGE_CHOICES = ("raise", "skip")
 VERIFY_CHOICES = ("header", "decode", None)
@@ -83,11 +86,19 @@ def _truncated(path, head, size):
     return int.from_bytes(head[2:6], "little") > size  # BMP: its header gives its size
 
 
+def op_message(err):
+    """A TensorFlow op error's first line without the op's internal name: ``{{function_node
+    __wrapped__DecodeImage_device_...}} Unknown image file format`` -> ``Unknown image file
+    format``."""
+    line = err.message.splitlines()[0] if err.message else type(err).__name__
+    return re.sub(r"^\{\{.*?\}\}\s*", "", line).strip() or type(err).__name__
+
+
 def _decode_problem(path):
     try:
         tf.io.decode_image(tf.io.read_file(path), channels=3, expand_animations=False)
     except (tf.errors.InvalidArgumentError, tf.errors.UnknownError) as err:
-        return f"cannot be decoded ({err.message.splitlines()[0]})"
+        return f"cannot be decoded ({op_message(err)})"
     return None
 
 
@@ -189,35 +200,56 @@ def scan(root, split, on_bad_image="raise", verify="header", class_names=None,
     split_dir = os.path.join(root, split)
     names = (class_folders(root) if class_names is None else
              _check_class_names(class_names, root, split_dir))
-    paths, labels, skipped = [], [], []
+    paths, labels, bad, unread = [], [], [], []
     for label, class_name in enumerate(names):
         class_dir = os.path.join(split_dir, class_name)
         if not os.path.isdir(class_dir):
             continue  # this split has no example of the class
         for file_name in sorted(os.listdir(class_dir)):
             path = os.path.join(class_dir, file_name)
+            if os.path.isdir(path):
+                unread.extend(_images_below(path))  # only class_name/image.jpg is read
+                continue
+            if file_name.lower().endswith(OTHER_IMAGE_EXTENSIONS):
+                unread.append(path)
             if not file_name.lower().endswith(IMAGE_EXTENSIONS) or not os.path.isfile(path):
                 continue
             problem = _problem(path, verify, max_pixels if verify else None)
             if problem is None:
                 paths.append(path)
                 labels.append(label)
-            elif on_bad_image == "skip":
-                skipped.append(f"{path}: {problem}")
             else:
-                raise UserError(
-                    f"Bad image file {path}: {problem}. Remove it, or pass "
-                    "on_bad_image='skip' to leave bad files out with a warning."
-                )
-    if skipped:
-        warnings.warn(f"Skipped {len(skipped)} bad image file(s):\n" + "\n".join(skipped),
-                      stacklevel=2)
+                bad.append(f"{path}: {problem}")
+    if unread:
+        warnings.warn(
+            f"{len(unread)} image file(s) in {split_dir} are not read: only JPEG, PNG, GIF "
+            "and BMP files directly inside a class folder are (root/split/class_name/"
+            f"image.jpg): {_first(unread)}", stacklevel=2)
+    if bad and on_bad_image == "raise":
+        raise UserError(
+            f"{len(bad)} bad image file(s) in {split_dir}: {_first(bad)}. Remove them, or "
+            "leave them out with a warning: on_bad_image='skip' (--on-bad-image skip).")
+    if bad:
+        warnings.warn(f"Skipped {len(bad)} bad image file(s): {_first(bad)}", stacklevel=2)
     if not paths:
         raise UserError(
             f"No images in {split_dir}: expected class sub-folders holding "
             f"{', '.join(IMAGE_EXTENSIONS)} files."
         )
     return paths, labels, names
+
+
+def _first(items, count=5):
+    """``a; b; c`` for the first ``count`` items, ``and N more`` after them."""
+    shown = "; ".join(items[:count])
+    return shown + (f"; and {len(items) - count} more" if len(items) > count else "")
+
+
+def _images_below(folder):
+    """The image files anywhere below ``folder``."""
+    return sorted(os.path.join(root, name) for root, _, names in os.walk(folder)
+                  for name in names if name.lower().endswith(IMAGE_EXTENSIONS
+                                                             + OTHER_IMAGE_EXTENSIONS))
 
 
 def decode(path, channels=3):

@@ -31,6 +31,7 @@ class Pipeline:
     seed: int
     data_dir: str = None
     train_split: str = "train"
+    on_bad_image: str = "raise"  # image folders: "raise" or "skip" (see data.load)
 
     @property
     def held_out(self):
@@ -47,14 +48,14 @@ class Pipeline:
         crop = {} if self.scale is None else dict(center_crop=self.size)
         return load(self.dataset, split, batch_size=batch_size or self.batch_size,
                     shuffle=shuffle, seed=self.seed, data_dir=self.data_dir,
-                    **self._sizing(), **crop)
+                    on_bad_image=self.on_bad_image, **self._sizing(), **crop)
 
     def train(self, batch_size=None):
         """The training split through the augmentation, shuffled and augmented anew each
         epoch from ``(seed, epoch)`` (see ``data.set_epoch``)."""
         return load(self.dataset, self.train_split, batch_size=batch_size or self.batch_size,
                     augment=self.augment, seed=self.seed, data_dir=self.data_dir,
-                    **self._sizing())
+                    on_bad_image=self.on_bad_image, **self._sizing())
 
     def input(self, normalize="standardize"):
         """A Keras input of the input size that normalises raw pixels with the training
@@ -64,7 +65,7 @@ class Pipeline:
 
 
 def pipeline(dataset, size, augment="none", batch_size=64, seed=0, data_dir=None,
-             train_split="train", info=None):
+             train_split="train", info=None, on_bad_image="raise"):
     """The paper's pipeline for ``dataset`` at ``size`` x ``size`` inputs.
 
     ``augment``: a ``data.augment`` spec (``"none"``, ``"crop"``, ``"crop+flip"``,
@@ -73,6 +74,8 @@ def pipeline(dataset, size, augment="none", batch_size=64, seed=0, data_dir=None
     ``size`` to train, the centre crop to evaluate, as the paper did. Without it every
     split loads at ``size``. ``train_split`` may be sliced as TFDS slices
     (``"train[:320]"``). ``info``: the dataset's ``data.info``, if already at hand.
+    ``on_bad_image``: for image folders, ``"raise"`` (naming every bad file) or ``"skip"``
+    them with a warning.
 
     Example:
 
@@ -88,7 +91,7 @@ def pipeline(dataset, size, augment="none", batch_size=64, seed=0, data_dir=None
     info = info or dataset_info(dataset, data_dir=data_dir)
     scale = crop_scale(size) if "crop" in augment_ops.parse(augment) else None
     partial = Pipeline(dataset, info, size, scale, None, None, batch_size, seed, data_dir,
-                       train_split)
+                       train_split, on_bad_image)
     statistics = compute_statistics(partial.load(train_split, shuffle=False))
     return dataclasses.replace(partial, statistics=statistics,
                                augment=augment_ops.from_spec(augment, size, statistics))

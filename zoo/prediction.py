@@ -138,7 +138,7 @@ def _readable(path):
     warning naming it and what is wrong (the checks ``data.load`` makes of image folders)."""
     import tensorflow as tf
 
-    from data.folder import image_problem
+    from data.folder import image_problem, op_message
 
     problem = image_problem(path)
     if problem is None:
@@ -150,7 +150,7 @@ def _readable(path):
         except OSError as err:
             problem = f"unreadable ({err.strerror or err})"
         except tf.errors.OpError as err:
-            problem = f"cannot be decoded ({err.message.splitlines()[0][:100]})"
+            problem = f"cannot be decoded ({op_message(err)[:100]})"
     warnings.warn(f"Skipped {path}: {problem}.", stacklevel=3)
     return None
 

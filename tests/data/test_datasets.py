@@ -1,4 +1,5 @@
 import math
+import os
 import time
 import warnings
 
@@ -187,15 +188,42 @@ def test_image_folder_reads_rgb_grey_and_rgba(image_folder):
     assert info.class_names == ("cat", "dog") and info.splits == {"test": 6, "train": 18}
 
 
-def test_image_folder_bad_file_is_named_or_skipped(image_folder):
-    bad = image_folder / "train" / "dog" / "broken.jpg"
-    bad.write_bytes(b"this is not a jpeg")
-    with pytest.raises(ValueError, match=r"Bad image file .*broken\.jpg: not a JPEG"):
+def test_image_folder_bad_files_are_all_named_or_skipped(image_folder):
+    """Every bad file is found by one scan and named in one line (the first five, then a
+    count), with the flag that skips them; TensorFlow's op text is left out."""
+    for i in range(7):
+        (image_folder / "train" / "dog" / f"broken{i}.jpg").write_bytes(b"not a jpeg")
+    good = (image_folder / "train" / "cat" / "grey0.jpg").read_bytes()
+    (image_folder / "train" / "cat" / "cut.jpg").write_bytes(good[:len(good) // 2])
+    with pytest.raises(ValueError) as error:
         data.load(str(image_folder), "train")
+    message = str(error.value)
+    assert "\n" not in message and message.startswith("8 bad image file(s) in ")
+    assert "cut.jpg: truncated: no end-of-image marker, and it cannot be decoded" in message
+    assert "broken0.jpg: not a JPEG, PNG, GIF or BMP image" in message
+    assert message.count("broken") == 4 and "and 3 more" in message  # 5 shown: cut first
+    assert "{{" not in message and "function_node" not in message
+    assert message.endswith("on_bad_image='skip' (--on-bad-image skip).")
     with warnings.catch_warnings(record=True) as caught:
         warnings.simplefilter("always")
         ds = data.load(str(image_folder), "train", batch_size=None, on_bad_image="skip")
-    assert any("broken.jpg" in str(w.message) for w in caught)
+    assert any("Skipped 8 bad image file(s)" in str(w.message) for w in caught)
+    assert sum(1 for _ in ds) == 18
+
+
+def test_images_the_scan_does_not_read_are_named(image_folder):
+    """A TIFF, and images in a folder below the class folder, are not read: a warning names
+    them instead of leaving them out silently."""
+    (image_folder / "train" / "cat" / "scan.tif").write_bytes(b"II*\0")
+    deep = image_folder / "train" / "dog" / "2019" / "summer"
+    deep.mkdir(parents=True)
+    (deep / "x.png").write_bytes((image_folder / "train" / "dog" / "rgb0.png").read_bytes())
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        ds = data.load(str(image_folder), "train", batch_size=None)
+    (message,) = [str(w.message) for w in caught if "not read" in str(w.message)]
+    assert message.startswith("2 image file(s) in ") and "scan.tif" in message
+    assert os.path.join("2019", "summer", "x.png") in message
     assert sum(1 for _ in ds) == 18
 
 

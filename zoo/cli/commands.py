@@ -144,7 +144,8 @@ class _Setup:
               flush=True)
         self.data = data.pipeline(args.dataset, size, augment=args.augment,
                                   batch_size=args.batch_size, seed=args.seed,
-                                  data_dir=args.data_dir, info=info)
+                                  data_dir=args.data_dir, info=info,
+                                  on_bad_image=_bad_image_policy(args))
         self.info, self.size = info, size
         self.normalize = args.normalize
         os.makedirs(run_dir, exist_ok=True)
@@ -163,6 +164,11 @@ class _Setup:
         return zoo.get_model(self.model, classes=self.info.num_classes,
                              **{**self.model_kwargs, **overrides},
                              input_tensor=self.data.input(normalize=self.normalize))
+
+
+def _bad_image_policy(args):
+    """``--on-bad-image error|skip`` as ``data.load``'s ``on_bad_image``."""
+    return {"error": "raise", "skip": "skip"}[args.on_bad_image]
 
 
 def _default_run_dir(args, kind=None):
@@ -279,17 +285,31 @@ def _cmd_evaluate(args):
     if multi_crop:  # the paper's crops of images loaded at a larger scale
         print(f"Test images: shorter side {data.crop_scale(size)}, centre square, {tta} of "
               f"{size}x{size}")
+    split = args.split
+    if split is None:  # the held-out split the dataset has
+        splits = data.info(args.dataset, data_dir=args.data_dir).splits
+        split = next((s for s in ("test", "validation") if s in splits), None)
+        if split is None:
+            raise UserError(f"{args.dataset} has no test or validation split (it has "
+                            f"{', '.join(sorted(splits))}); name one with --split.")
+        print(f"Evaluating on the {split} split ({splits[split]:,} examples)", flush=True)
     sizing = (dict(scale=data.crop_scale(size)) if multi_crop or args.center_crop else
               dict(image_size=size))
     if args.center_crop and not multi_crop:  # as `zoo train --augment crop` evaluates
         sizing["center_crop"] = size
-    test = data.load(args.dataset, args.split, batch_size=args.batch_size,
-                     data_dir=args.data_dir, **sizing)
+    test = data.load(args.dataset, split, batch_size=args.batch_size,
+                     data_dir=args.data_dir, on_bad_image=_bad_image_policy(args), **sizing)
     source = models[0] if len(models) == 1 else models
     table = ensembles.evaluate(source, test, tta=tta)
+    shown = table
+    if len(table) == 4 and not ensembles.is_ensemble(models[0]):  # one model: its row
+        shown = table.iloc[:1][[c for c in table.columns if c not in (
+            "disagreement", "kl", "weight")]]
+    if models[0].output_shape[-1] <= 5:  # top-5 of five classes or fewer is always right
+        shown = shown.drop(columns="top5_error")
     with _wide_pandas():
-        print(table.round(4).to_string())
-    if args.output:
+        print(shown.round(4).to_string())
+    if args.output:  # the whole table
         write_csv(table, args.output)
         print(f"Table: {args.output}")
     return 0
@@ -380,6 +400,12 @@ def _wide_pandas():
     return pd.option_context("display.width", 160, "display.max_columns", 20)
 
 
+def _bad_image_flag(parser):
+    parser.add_argument("--on-bad-image", choices=("error", "skip"), default="error",
+                        help="image folders: stop and name every bad file (default), or skip "
+                        "them with a warning naming them")
+
+
 def _model_and_data_flags(parser, epochs, run_dir):
     parser.add_argument("--model", required=True, help="model name, see `zoo list`")
     parser.add_argument("--dataset", default="digits",
@@ -402,6 +428,7 @@ def _model_and_data_flags(parser, epochs, run_dir):
                         choices=("standardize", "channel_mean", "mean_image", "none"),
                         help="inside the model: per-channel mean and std (default), the "
                         "per-channel mean or the mean image (the paper's), or none")
+    _bad_image_flag(parser)
 
 
 def _parser():
@@ -456,7 +483,8 @@ def _parser():
         "members' disagreement and KL.")
     evaluate.add_argument("models", nargs="+", metavar="MODEL.keras")
     evaluate.add_argument("--dataset", default="digits")
-    evaluate.add_argument("--split", default="test")
+    evaluate.add_argument("--split", default=None,
+                          help="default: test, or validation where there is no test split")
     evaluate.add_argument("--tta", choices=("none", "flip", "5crop", "10crop"), default="none",
                           help="test-time augmentation; 5crop/10crop load the images with "
                           "the shorter side at 256/224 of the input size (256 for 224 and 227) "
@@ -467,6 +495,7 @@ def _parser():
     evaluate.add_argument("--batch-size", type=int, default=128)
     evaluate.add_argument("--data-dir", default=None, help="TFDS data_dir")
     evaluate.add_argument("--output", default=None, help="write the table as CSV here")
+    _bad_image_flag(evaluate)
     evaluate.set_defaults(run=_cmd_evaluate)
 
     ensemble = sub.add_parser(

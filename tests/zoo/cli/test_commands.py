@@ -522,3 +522,36 @@ def test_train_pipeline_random_crops_of_the_larger_scale_and_centre_crops_for_ev
     expected = ensembles.evaluate(model, setup.load("test"))
     assert pd.read_csv(csv, index_col=0).iloc[0]["nll"] == pytest.approx(
         expected.iloc[0]["nll"], rel=1e-5)
+
+
+def test_evaluate_picks_the_held_out_split_and_skips_bad_images_when_asked(tmp_path, capsys):
+    """On a folder with train and validation only, `zoo evaluate` evaluates validation and
+    says so; a bad file stops it in one line naming the file and the flag, and
+    `--on-bad-image skip` leaves it out with a warning."""
+    import tensorflow as tf
+
+    from tests.helpers import tiny_model
+
+    root = tmp_path / "photos"
+    for split in ("train", "validation"):
+        for value, name in ((40, "cat"), (200, "dog")):
+            (root / split / name).mkdir(parents=True)
+            for i in range(2):
+                image = np.full((10, 12, 3), value + i, np.uint8)
+                (root / split / name / f"{i}.png").write_bytes(tf.io.encode_png(image).numpy())
+    (root / "validation" / "dog" / "broken.jpg").write_bytes(b"not a jpeg")
+    model = str(tmp_path / "m.keras")
+    tiny_model(classes=2).save(model)
+    capsys.readouterr()
+    assert cli.main(["evaluate", model, "--dataset", str(root)]) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and "1 bad image file(s)" in err[0] and "broken.jpg" in err[0], err
+    assert err[0].endswith("(--on-bad-image skip).")
+    with pytest.warns(UserWarning, match=r"Skipped 1 bad image file\(s\): .*broken\.jpg"):
+        assert cli.main(["evaluate", model, "--dataset", str(root),
+                         "--on-bad-image", "skip"]) == 0
+    out = capsys.readouterr().out
+    assert "Evaluating on the validation split (4 examples)" in out, out  # bad one left out
+    # One model, two classes: one row, and no top-5 (always right with 5 classes or fewer).
+    header, row = out.strip().splitlines()[-2:]
+    assert header.split() == ["top1_error", "nll", "brier", "ece"] and row.startswith("tiny")
