@@ -68,6 +68,13 @@ def _cmd_list(args):
     return 0
 
 
+def _add_list(sub):
+    listing = sub.add_parser("list", help="list the available models")
+    listing.add_argument("pattern", nargs="?", default=None,
+                         help="shell wildcards, e.g. 'resnet*' (default: all)")
+    listing.set_defaults(run=_cmd_list)
+
+
 def _cmd_info(args):
     info = zoo.model_info(args.model)
     arguments = zoo.registry.arguments_of(args.model) or ("**kwargs",)
@@ -78,6 +85,12 @@ def _cmd_info(args):
     print(f"  builder           zoo.{args.model}({', '.join(arguments)})")
     _print_weights(args.model)
     return 0
+
+
+def _add_info(sub):
+    info = sub.add_parser("info", help="facts about one model")
+    info.add_argument("model", help="model name, see `zoo list`")
+    info.set_defaults(run=_cmd_info)
 
 
 def _print_weights(model):
@@ -109,6 +122,30 @@ def _cmd_demo(args):
     demo.run(output_dir=args.output_dir, seed=args.seed, dataset=args.dataset,
              models=args.models, **{**given, **quick})
     return 0
+
+
+def _add_demo(sub):
+    demo = sub.add_parser("demo", help="the whole product on the embedded digits",
+                          description="Train AlexNet dropout/width variants and a ResNet-18 "
+                          "snapshot ensemble on the embedded digits (the AlexNets under the "
+                          "two-device mirrored strategy), evaluate every ensemble, export and "
+                          "serve.")
+    demo.add_argument("--output-dir", default="runs/demo")
+    demo.add_argument("--dataset", default="digits",
+                      help="'digits' (embedded), a TFDS name or an image folder")
+    demo.add_argument("--models", nargs="+", choices=("alexnet", "resnet18"),
+                      default=["alexnet", "resnet18"],
+                      help="AlexNet dropout/width variants, ResNet-18 snapshots, or both")
+    demo.add_argument("--epochs", type=int, default=None,
+                      help="epochs per AlexNet member (default 6)")
+    demo.add_argument("--snapshot-epochs", type=int, default=None,
+                      help="epochs of the ResNet-18 snapshot run (default 15)")
+    demo.add_argument("--cycles", type=int, default=None, help="snapshot cycles (default 5)")
+    demo.add_argument("--seed", type=int, default=0)
+    demo.add_argument("--quick", action="store_true",
+                      help=f"a smoke run on {QUICK_TRAIN_SPLIT!r}: one epoch per AlexNet, "
+                           "two snapshot cycles of one epoch")
+    demo.set_defaults(run=_cmd_demo)
 
 
 def _model_args(pairs):
@@ -219,6 +256,41 @@ def _cmd_train(args):
     return 1 if result.diverged else 0
 
 
+def _add_train(sub):
+    train = sub.add_parser("train", help="train a model with the paper recipe",
+                           description="Train a zoo model with the paper recipe (SGD, momentum "
+                           "0.9, weight decay 5e-4, learning rate divided by 10 on plateaus), "
+                           "or, with --snapshots M, as a cyclic snapshot ensemble. Run again "
+                           "with the same arguments to resume after a crash.")
+    _model_and_data_flags(train, epochs=20, run_dir="runs/MODEL_DATASET")
+    train.add_argument("--lr", type=float, default=0.01,
+                       help="initial learning rate (with --snapshots: at each restart)")
+    train.add_argument("--optimizer", default="sgd", metavar="OPTIMIZER",
+                       choices=OPTIMIZER_CHOICES,
+                       help="sgd: the paper's (momentum, L2 decay through the gradient); "
+                       "nesterov; adam, rmsprop, adagrad with decoupled weight decay")
+    train.add_argument("--momentum", type=float, default=0.9,
+                       help="SGD/Nesterov momentum (RMSprop's momentum with rmsprop)")
+    train.add_argument("--weight-decay", type=float, default=5e-4,
+                       help="weight decay (the paper's 5e-4)")
+    train.add_argument("--lr-patience", type=int, default=5,
+                       help="epochs without improvement before the learning rate is "
+                       "divided by 10")
+    train.add_argument("--ema", action="store_true",
+                       help="Polyak averaging: keep an exponential moving average of the "
+                       "weights (momentum 0.99), validate, checkpoint and test with it")
+    train.add_argument("--snapshots", type=int, default=None, metavar="M",
+                       help="train ONE run as a snapshot ensemble: M cosine cycles with warm "
+                       "restarts (Huang et al. 2017), a snapshot at the end of each, written "
+                       "to RUN_DIR/snapshots (no ReduceLROnPlateau)")
+    train.add_argument("--strategy", default="auto", metavar="STRATEGY",
+                       choices=STRATEGY_CHOICES,
+                       help="auto, one_device, mirrored or multi_worker")
+    train.add_argument("--precision", choices=("mixed_float16", "mixed_bfloat16"), default=None)
+    train.add_argument("--jit-compile", action="store_true", help="compile with XLA")
+    train.set_defaults(run=_cmd_train)
+
+
 def _cmd_diagnose(args):
     run_dir = _default_run_dir(args, "diagnose")
     setup = _Setup(args, run_dir)
@@ -234,6 +306,19 @@ def _cmd_diagnose(args):
     write_csv(diagnosis.activations_at_init, os.path.join(run_dir, "activations_at_init.csv"))
     print(f"Tables: {run_dir} (update_ratios.csv, activations_at_init.csv)")
     return 0 if diagnosis.ok else 1
+
+
+def _add_diagnose(sub):
+    diagnose = sub.add_parser(
+        "diagnose", help="the lecture notes' training checks for a model",
+        description="Initial loss vs ln(classes), overfitting a tiny subset, update/weight "
+        "ratios per layer, activations and dead ReLUs at initialisation and after training.")
+    _model_and_data_flags(diagnose, epochs=1, run_dir="runs/MODEL_DATASET_diagnose")
+    diagnose.add_argument("--lr", type=float, default=0.01, help="learning rate")
+    diagnose.add_argument("--examples", type=int, default=20,
+                          help="size of the subset to overfit")
+    diagnose.add_argument("--overfit-steps", type=int, default=100)
+    diagnose.set_defaults(run=_cmd_diagnose)
 
 
 def _cmd_search(args):
@@ -261,6 +346,30 @@ def _cmd_search(args):
                                for k, v in best.items()))
     print(f"Results: {run_dir}/search.csv, {run_dir}/search.png")
     return 0
+
+
+def _add_search(sub):
+    search = sub.add_parser(
+        "search", help="random search of learning rate and weight decay, coarse then fine",
+        description="keras-tuner random search on a log scale of the learning rate and the "
+        "weight decay (dropout and width optional), a coarse stage then a fine one around "
+        "the best trials; writes search.csv and search.png.")
+    _model_and_data_flags(search, epochs=2, run_dir="runs/MODEL_DATASET_search")
+    search.add_argument("--trials", type=int, default=8, help="coarse trials")
+    search.add_argument("--fine-trials", type=int, default=None,
+                        help="fine trials (default: as many as --trials; 0: none)")
+    search.add_argument("--top", type=int, default=3, help="best coarse trials to refine")
+    search.add_argument("--lr", type=float, nargs=2, default=(1e-4, 1e-1),
+                        metavar=("LOW", "HIGH"))
+    search.add_argument("--weight-decay", type=float, nargs=2, default=(1e-6, 1e-2),
+                        metavar=("LOW", "HIGH"))
+    search.add_argument("--dropout", type=float, nargs=2, default=None, metavar=("LOW", "HIGH"))
+    search.add_argument("--optimizer", nargs="+", default=None, metavar="OPTIMIZER",
+                        choices=OPTIMIZER_CHOICES,
+                        help="optimizers to choose among (default: the paper's sgd)")
+    search.add_argument("--width", type=ast.literal_eval, nargs="+", default=None,
+                        help="width choices (fc units for AlexNet, a multiplier otherwise)")
+    search.set_defaults(run=_cmd_search)
 
 
 def _load_models(paths):
@@ -315,6 +424,30 @@ def _cmd_evaluate(args):
     return 0
 
 
+def _add_evaluate(sub):
+    evaluate = sub.add_parser(
+        "evaluate", help="evaluate saved models or an ensemble on a dataset split",
+        description="Evaluate one .keras model, a saved ensemble, or several models (then "
+        "averaged as an ensemble): top-1/top-5 error, NLL, Brier score, ECE, and the "
+        "members' disagreement and KL.")
+    evaluate.add_argument("models", nargs="+", metavar="MODEL.keras")
+    evaluate.add_argument("--dataset", default="digits")
+    evaluate.add_argument("--split", default=None,
+                          help="default: test, or validation where there is no test split")
+    evaluate.add_argument("--tta", choices=("none", "flip", "5crop", "10crop"), default="none",
+                          help="test-time augmentation; 5crop/10crop load the images with "
+                          "the shorter side at 256/224 of the input size (256 for 224 and 227) "
+                          "and take the corner and centre crops (10crop: and their mirrors)")
+    evaluate.add_argument("--center-crop", action="store_true",
+                          help="load the images at 256/224 of the input size and take the "
+                          "centre crop (for models trained with --augment crop)")
+    evaluate.add_argument("--batch-size", type=int, default=128)
+    evaluate.add_argument("--data-dir", default=None, help="TFDS data_dir")
+    evaluate.add_argument("--output", default=None, help="write the table as CSV here")
+    _bad_image_flag(evaluate)
+    evaluate.set_defaults(run=_cmd_evaluate)
+
+
 def _cmd_ensemble(args):
     import ensembles
 
@@ -335,6 +468,27 @@ def _cmd_ensemble(args):
     print(f"Saved an ensemble of {len(names)} members ({', '.join(names)}), combined by "
           f"{args.combine}: {args.output}")
     return 0
+
+
+def _add_ensemble(sub):
+    ensemble = sub.add_parser(
+        "ensemble", help="combine saved models or snapshots into one ensemble model",
+        description="Build ONE Keras model averaging the members (or snapshot weights "
+        "loaded into a saved architecture) and save it as .keras.")
+    ensemble.add_argument("members", nargs="+", metavar="MODEL.keras",
+                          help="member models; with --snapshots, the one architecture")
+    ensemble.add_argument("--output", required=True, help="the ensemble's .keras file")
+    ensemble.add_argument("--snapshots", default=None,
+                          help="a directory of snapshot .weights.h5 files, as "
+                        "`zoo train --snapshots M` writes to RUN_DIR/snapshots")
+    ensemble.add_argument("--last", type=int, default=None, help="keep the last N snapshots")
+    ensemble.add_argument("--combine", default="mean", metavar="RULE",
+                          choices=COMBINE_CHOICES,
+                          help="how members combine: mean (default), "
+                          "logit_mean, geometric or vote")
+    ensemble.add_argument("--weights", type=float, nargs="+", default=None,
+                          help="one weight per member")
+    ensemble.set_defaults(run=_cmd_ensemble)
 
 
 def _cmd_predict(args):
@@ -364,6 +518,24 @@ def _cmd_predict(args):
     return 1 if skipped else 0
 
 
+def _add_predict(sub):
+    predict = sub.add_parser(
+        "predict", help="classify image files by class name",
+        description="Print the top classes of each image (files, or folders searched "
+        "recursively) by name with their probabilities, and for an ensemble its entropy and "
+        "mutual information. Images are resized and centre-cropped as `zoo evaluate "
+        "--center-crop` does. An unreadable image is named on stderr and skipped (exit 1).")
+    predict.add_argument("source", metavar="SOURCE",
+                         help="a .keras model or ensemble, a `zoo export` folder, or a .onnx "
+                         "file from `zoo export --format onnx`")
+    predict.add_argument("images", nargs="+", metavar="IMAGE_OR_FOLDER")
+    predict.add_argument("--top", type=int, default=5, help="classes per image (default 5)")
+    predict.add_argument("--batch-size", type=int, default=32)
+    predict.add_argument("--output", default=None, metavar="PREDS.csv",
+                         help="also write the table as CSV")
+    predict.set_defaults(run=_cmd_predict)
+
+
 def _cmd_export(args):
     import ensembles
     from safeio import check_replaceable
@@ -386,6 +558,26 @@ def _cmd_export(args):
               f"mutual_information; checked in its runtime to {TOLERANCE:g}); "
               f"class names: {classes_path(args.output)}")
     return 0
+
+
+def _add_export(sub):
+    export = sub.add_parser(
+        "export", help="export a saved model or ensemble as one SavedModel",
+        description="Write ONE SavedModel that a server uses as it is: serve (float32 images "
+        "at the input size -> probabilities, predictive entropy, mutual information), "
+        "serve_images (uint8 images of any size, resized and centre-cropped in the graph) "
+        "and serve_bytes (encoded JPEG/PNG), both with the top classes by name.")
+    export.add_argument("model_file", metavar="MODEL.keras")
+    export.add_argument("output", metavar="OUT",
+                        help="saved_model: a new or empty directory, or a previous export "
+                        "with --overwrite (nothing else is ever replaced); onnx: a .onnx "
+                        "file; litert: a .tflite file")
+    export.add_argument("--format", default="saved_model", choices=EXPORT_FORMAT_CHOICES,
+                        help="saved_model (default; TensorFlow Serving, raw images and bytes "
+                        "in), onnx (ONNX Runtime) or litert (LiteRT, formerly TF Lite)")
+    export.add_argument("--overwrite", action="store_true",
+                        help="replace a previous export, in one atomic step")
+    export.set_defaults(run=_cmd_export)
 
 
 def _seed(seed):
@@ -436,175 +628,10 @@ def _parser():
         prog="zoo", description="Paper-faithful Keras models and their ensembles."
     )
     sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
-    listing = sub.add_parser("list", help="list the available models")
-    listing.add_argument("pattern", nargs="?", default=None,
-                         help="shell wildcards, e.g. 'resnet*' (default: all)")
-    listing.set_defaults(run=_cmd_list)
-    info = sub.add_parser("info", help="facts about one model")
-    info.add_argument("model", help="model name, see `zoo list`")
-    info.set_defaults(run=_cmd_info)
-    train = sub.add_parser("train", help="train a model with the paper recipe",
-                           description="Train a zoo model with the paper recipe (SGD, momentum "
-                           "0.9, weight decay 5e-4, learning rate divided by 10 on plateaus), "
-                           "or, with --snapshots M, as a cyclic snapshot ensemble. Run again "
-                           "with the same arguments to resume after a crash.")
-    _model_and_data_flags(train, epochs=20, run_dir="runs/MODEL_DATASET")
-    train.add_argument("--lr", type=float, default=0.01,
-                       help="initial learning rate (with --snapshots: at each restart)")
-    train.add_argument("--optimizer", default="sgd", metavar="OPTIMIZER",
-                       choices=OPTIMIZER_CHOICES,
-                       help="sgd: the paper's (momentum, L2 decay through the gradient); "
-                       "nesterov; adam, rmsprop, adagrad with decoupled weight decay")
-    train.add_argument("--momentum", type=float, default=0.9,
-                       help="SGD/Nesterov momentum (RMSprop's momentum with rmsprop)")
-    train.add_argument("--weight-decay", type=float, default=5e-4,
-                       help="weight decay (the paper's 5e-4)")
-    train.add_argument("--lr-patience", type=int, default=5,
-                       help="epochs without improvement before the learning rate is "
-                       "divided by 10")
-    train.add_argument("--ema", action="store_true",
-                       help="Polyak averaging: keep an exponential moving average of the "
-                       "weights (momentum 0.99), validate, checkpoint and test with it")
-    train.add_argument("--snapshots", type=int, default=None, metavar="M",
-                       help="train ONE run as a snapshot ensemble: M cosine cycles with warm "
-                       "restarts (Huang et al. 2017), a snapshot at the end of each, written "
-                       "to RUN_DIR/snapshots (no ReduceLROnPlateau)")
-    train.add_argument("--strategy", default="auto", metavar="STRATEGY",
-                       choices=STRATEGY_CHOICES,
-                       help="auto, one_device, mirrored or multi_worker")
-    train.add_argument("--precision", choices=("mixed_float16", "mixed_bfloat16"), default=None)
-    train.add_argument("--jit-compile", action="store_true", help="compile with XLA")
-    train.set_defaults(run=_cmd_train)
-
-    evaluate = sub.add_parser(
-        "evaluate", help="evaluate saved models or an ensemble on a dataset split",
-        description="Evaluate one .keras model, a saved ensemble, or several models (then "
-        "averaged as an ensemble): top-1/top-5 error, NLL, Brier score, ECE, and the "
-        "members' disagreement and KL.")
-    evaluate.add_argument("models", nargs="+", metavar="MODEL.keras")
-    evaluate.add_argument("--dataset", default="digits")
-    evaluate.add_argument("--split", default=None,
-                          help="default: test, or validation where there is no test split")
-    evaluate.add_argument("--tta", choices=("none", "flip", "5crop", "10crop"), default="none",
-                          help="test-time augmentation; 5crop/10crop load the images with "
-                          "the shorter side at 256/224 of the input size (256 for 224 and 227) "
-                          "and take the corner and centre crops (10crop: and their mirrors)")
-    evaluate.add_argument("--center-crop", action="store_true",
-                          help="load the images at 256/224 of the input size and take the "
-                          "centre crop (for models trained with --augment crop)")
-    evaluate.add_argument("--batch-size", type=int, default=128)
-    evaluate.add_argument("--data-dir", default=None, help="TFDS data_dir")
-    evaluate.add_argument("--output", default=None, help="write the table as CSV here")
-    _bad_image_flag(evaluate)
-    evaluate.set_defaults(run=_cmd_evaluate)
-
-    ensemble = sub.add_parser(
-        "ensemble", help="combine saved models or snapshots into one ensemble model",
-        description="Build ONE Keras model averaging the members (or snapshot weights "
-        "loaded into a saved architecture) and save it as .keras.")
-    ensemble.add_argument("members", nargs="+", metavar="MODEL.keras",
-                          help="member models; with --snapshots, the one architecture")
-    ensemble.add_argument("--output", required=True, help="the ensemble's .keras file")
-    ensemble.add_argument("--snapshots", default=None,
-                          help="a directory of snapshot .weights.h5 files, as "
-                        "`zoo train --snapshots M` writes to RUN_DIR/snapshots")
-    ensemble.add_argument("--last", type=int, default=None, help="keep the last N snapshots")
-    ensemble.add_argument("--combine", default="mean", metavar="RULE",
-                          choices=COMBINE_CHOICES,
-                          help="how members combine: mean (default), "
-                          "logit_mean, geometric or vote")
-    ensemble.add_argument("--weights", type=float, nargs="+", default=None,
-                          help="one weight per member")
-    ensemble.set_defaults(run=_cmd_ensemble)
-
-    export = sub.add_parser(
-        "export", help="export a saved model or ensemble as one SavedModel",
-        description="Write ONE SavedModel that a server uses as it is: serve (float32 images "
-        "at the input size -> probabilities, predictive entropy, mutual information), "
-        "serve_images (uint8 images of any size, resized and centre-cropped in the graph) "
-        "and serve_bytes (encoded JPEG/PNG), both with the top classes by name.")
-    export.add_argument("model_file", metavar="MODEL.keras")
-    export.add_argument("output", metavar="OUT",
-                        help="saved_model: a new or empty directory, or a previous export "
-                        "with --overwrite (nothing else is ever replaced); onnx: a .onnx "
-                        "file; litert: a .tflite file")
-    export.add_argument("--format", default="saved_model", choices=EXPORT_FORMAT_CHOICES,
-                        help="saved_model (default; TensorFlow Serving, raw images and bytes "
-                        "in), onnx (ONNX Runtime) or litert (LiteRT, formerly TF Lite)")
-    export.add_argument("--overwrite", action="store_true",
-                        help="replace a previous export, in one atomic step")
-    export.set_defaults(run=_cmd_export)
-
-    predict = sub.add_parser(
-        "predict", help="classify image files by class name",
-        description="Print the top classes of each image (files, or folders searched "
-        "recursively) by name with their probabilities, and for an ensemble its entropy and "
-        "mutual information. Images are resized and centre-cropped as `zoo evaluate "
-        "--center-crop` does. An unreadable image is named on stderr and skipped (exit 1).")
-    predict.add_argument("source", metavar="SOURCE",
-                         help="a .keras model or ensemble, a `zoo export` folder, or a .onnx "
-                         "file from `zoo export --format onnx`")
-    predict.add_argument("images", nargs="+", metavar="IMAGE_OR_FOLDER")
-    predict.add_argument("--top", type=int, default=5, help="classes per image (default 5)")
-    predict.add_argument("--batch-size", type=int, default=32)
-    predict.add_argument("--output", default=None, metavar="PREDS.csv",
-                         help="also write the table as CSV")
-    predict.set_defaults(run=_cmd_predict)
-
-    diagnose = sub.add_parser(
-        "diagnose", help="the lecture notes' training checks for a model",
-        description="Initial loss vs ln(classes), overfitting a tiny subset, update/weight "
-        "ratios per layer, activations and dead ReLUs at initialisation and after training.")
-    _model_and_data_flags(diagnose, epochs=1, run_dir="runs/MODEL_DATASET_diagnose")
-    diagnose.add_argument("--lr", type=float, default=0.01, help="learning rate")
-    diagnose.add_argument("--examples", type=int, default=20,
-                          help="size of the subset to overfit")
-    diagnose.add_argument("--overfit-steps", type=int, default=100)
-    diagnose.set_defaults(run=_cmd_diagnose)
-
-    search = sub.add_parser(
-        "search", help="random search of learning rate and weight decay, coarse then fine",
-        description="keras-tuner random search on a log scale of the learning rate and the "
-        "weight decay (dropout and width optional), a coarse stage then a fine one around "
-        "the best trials; writes search.csv and search.png.")
-    _model_and_data_flags(search, epochs=2, run_dir="runs/MODEL_DATASET_search")
-    search.add_argument("--trials", type=int, default=8, help="coarse trials")
-    search.add_argument("--fine-trials", type=int, default=None,
-                        help="fine trials (default: as many as --trials; 0: none)")
-    search.add_argument("--top", type=int, default=3, help="best coarse trials to refine")
-    search.add_argument("--lr", type=float, nargs=2, default=(1e-4, 1e-1),
-                        metavar=("LOW", "HIGH"))
-    search.add_argument("--weight-decay", type=float, nargs=2, default=(1e-6, 1e-2),
-                        metavar=("LOW", "HIGH"))
-    search.add_argument("--dropout", type=float, nargs=2, default=None, metavar=("LOW", "HIGH"))
-    search.add_argument("--optimizer", nargs="+", default=None, metavar="OPTIMIZER",
-                        choices=OPTIMIZER_CHOICES,
-                        help="optimizers to choose among (default: the paper's sgd)")
-    search.add_argument("--width", type=ast.literal_eval, nargs="+", default=None,
-                        help="width choices (fc units for AlexNet, a multiplier otherwise)")
-    search.set_defaults(run=_cmd_search)
-
-    demo = sub.add_parser("demo", help="the whole product on the embedded digits",
-                          description="Train AlexNet dropout/width variants and a ResNet-18 "
-                          "snapshot ensemble on the embedded digits (the AlexNets under the "
-                          "two-device mirrored strategy), evaluate every ensemble, export and "
-                          "serve.")
-    demo.add_argument("--output-dir", default="runs/demo")
-    demo.add_argument("--dataset", default="digits",
-                      help="'digits' (embedded), a TFDS name or an image folder")
-    demo.add_argument("--models", nargs="+", choices=("alexnet", "resnet18"),
-                      default=["alexnet", "resnet18"],
-                      help="AlexNet dropout/width variants, ResNet-18 snapshots, or both")
-    demo.add_argument("--epochs", type=int, default=None,
-                      help="epochs per AlexNet member (default 6)")
-    demo.add_argument("--snapshot-epochs", type=int, default=None,
-                      help="epochs of the ResNet-18 snapshot run (default 15)")
-    demo.add_argument("--cycles", type=int, default=None, help="snapshot cycles (default 5)")
-    demo.add_argument("--seed", type=int, default=0)
-    demo.add_argument("--quick", action="store_true",
-                      help=f"a smoke run on {QUICK_TRAIN_SPLIT!r}: one epoch per AlexNet, "
-                           "two snapshot cycles of one epoch")
-    demo.set_defaults(run=_cmd_demo)
+    # Each subcommand's flags sit next to its handler (_add_X beside _cmd_X), in help order:
+    for add in (_add_list, _add_info, _add_train, _add_evaluate, _add_ensemble, _add_export,
+                _add_predict, _add_diagnose, _add_search, _add_demo):
+        add(sub)
     return parser
 
 
