@@ -16,6 +16,7 @@ from safeio import atomic_path, file_hash, new_axes, save_figure, write_json
 from safeio.checks import UserError
 from zoo.optimizers import build_optimizer
 from zoo.saving import save_model
+from zoo.training import keras_internals
 
 
 def _finite(logs):
@@ -137,7 +138,7 @@ class AtomicCheckpoint(keras.callbacks.Callback):
     def on_train_begin(self, logs=None):
         # A resumed run continues from the best value of the epochs its backup completed
         # (a row of an epoch killed before its backup is run again, checkpoint included).
-        done = getattr(self.model, "_initial_epoch", 0) or 0  # set by the backup's restore
+        done = keras_internals.initial_epoch(self.model)  # set by the backup's restore
         values = [r[self.monitor] for r in read_history(self.history_path)
                   if r["epoch"] <= done and self.monitor in r and math.isfinite(r[self.monitor])]
         if values and os.path.exists(self.best_path):
@@ -178,8 +179,7 @@ class SafeBackupAndRestore(keras.callbacks.BackupAndRestore):
     def restore(self, logs=None):
         if not self.model.built:
             return super().on_train_begin(logs)  # Keras' own error
-        pairs = [(self._weights_path, self._training_metadata_path),
-                 (self._prev_weights_path, self._prev_training_metadata_path)]
+        pairs = keras_internals.backup_pairs(self)
         problems = []
         for weights, metadata in pairs:
             if not os.path.exists(weights) and not os.path.exists(metadata):
@@ -216,22 +216,21 @@ class SafeBackupAndRestore(keras.callbacks.BackupAndRestore):
                     self.model.load_weights(copy)
         except (OSError, ValueError) as err:
             return f"{weights} is unreadable ({str(err).splitlines()[0][:120]})"
-        self.model._initial_epoch = epoch
+        keras_internals.set_initial_epoch(self.model, epoch)
         return None
 
-    def _save_model(self):
+    def _save_model(self):  # Keras' hook (keras_internals.USED), called at each backup
         os.makedirs(self.backup_dir, exist_ok=True)
-        pairs = ((self._weights_path, self._prev_weights_path),
-                 (self._training_metadata_path, self._prev_training_metadata_path))
+        (weights, metadata), (prev_weights, prev_metadata) = keras_internals.backup_pairs(self)
+        pairs = ((weights, prev_weights), (metadata, prev_metadata))
         for current, previous in pairs:
             if os.path.exists(current):
                 with atomic_path(previous) as tmp:
                     shutil.copyfile(current, tmp)
-        with atomic_path(self._weights_path) as tmp:
+        epoch, batch = keras_internals.backup_position(self)
+        with atomic_path(weights) as tmp:
             self.model.save_weights(tmp)
-        write_json(self._training_metadata_path, {
-            "epoch": self._current_epoch, "batch": self._last_batch_seen,
-            "sha256": file_hash(self._weights_path)})
+        write_json(metadata, {"epoch": epoch, "batch": batch, "sha256": file_hash(weights)})
 
     def on_epoch_end(self, epoch, logs=None):
         if _finite(logs):
@@ -265,7 +264,7 @@ class DataEpochs(keras.callbacks.Callback):
 
     def on_train_begin(self, logs=None):
         if hasattr(self.dataset, "_zoo_epoch"):  # made by data.load
-            set_epoch(self.dataset, getattr(self.model, "_initial_epoch", 0) or 0)
+            set_epoch(self.dataset, keras_internals.initial_epoch(self.model))
 
 
 class RawWeightsBack(keras.callbacks.Callback):
@@ -278,9 +277,8 @@ class RawWeightsBack(keras.callbacks.Callback):
         self.swap = swap
 
     def on_epoch_end(self, epoch, logs=None):
-        if self.swap._ema_weights_in_model and epoch < self.params["epochs"] - 1:
-            self.swap._swap_variables()
-            self.swap._ema_weights_in_model = False
+        if epoch < self.params["epochs"] - 1:
+            keras_internals.swap_raw_weights_back(self.swap)
 
 
 class ResumableReduceLROnPlateau(keras.callbacks.ReduceLROnPlateau):
@@ -297,11 +295,11 @@ class ResumableReduceLROnPlateau(keras.callbacks.ReduceLROnPlateau):
 
     def on_train_begin(self, logs=None):
         super().on_train_begin(logs)
-        done = getattr(self.model, "_initial_epoch", 0) or 0  # set by BackupAndRestore
+        done = keras_internals.initial_epoch(self.model)  # set by BackupAndRestore
         rows = [r for r in read_history(self.history_path)
                 if r["epoch"] <= done and self.monitor in r]
         if rows and self.monitor_op is None:
-            self._set_monitor_op()
+            keras_internals.prepare_monitor(self)
         for row in rows:
             self._replay(row[self.monitor], row.get("learning_rate", math.inf))
 
@@ -310,7 +308,7 @@ class ResumableReduceLROnPlateau(keras.callbacks.ReduceLROnPlateau):
         if self.in_cooldown():
             self.cooldown_counter -= 1
             self.wait = 0
-        if self._is_improvement(current, self.best):
+        if keras_internals.is_improvement(self, current, self.best):
             self.best = current
             self.wait = 0
         elif not self.in_cooldown():

@@ -370,3 +370,14 @@ def test_ema_run_validates_checkpoints_and_returns_the_averaged_weights(tmp_path
     last = keras.models.load_model(tmp_path / "checkpoints" / "last.keras")
     for saved, averaged in zip(last.get_weights(), result.model.get_weights()):
         np.testing.assert_allclose(saved, averaged, rtol=1e-6)
+
+
+def test_the_private_keras_names_the_callbacks_rely_on_are_there(monkeypatch):
+    """The crash-safe callbacks use private Keras names, all in zoo.training.keras_internals;
+    an upgrade that moves one fails here, naming it (not deep inside a resumed run)."""
+    from zoo.training import keras_internals
+
+    assert keras_internals.missing() == []
+    moved = (keras.callbacks.ReduceLROnPlateau, "_is_improvement_in_keras_4")  # the check
+    monkeypatch.setattr(keras_internals, "USED", keras_internals.USED + [moved])
+    assert keras_internals.missing() == ["ReduceLROnPlateau._is_improvement_in_keras_4"]

@@ -1,0 +1,87 @@
+"""The private Keras names the training callbacks rely on, in one place.
+
+Keras' ``BackupAndRestore``, ``SwapEMAWeights`` and ``ReduceLROnPlateau`` keep the state our
+crash-safe versions need (the backup's file names, the epoch and batch it is at, whether the
+EMA weights are swapped in, the monitor's comparison) in private attributes. Every use goes
+through this module, and :func:`missing` lists those the installed Keras lacks:
+``tests/zoo/training/test_recipe.py`` fails on it, naming them, when an upgrade moves one.
+Tested with Keras 3.15.
+
+Example:
+
+>>> missing()
+[]
+"""
+
+import keras
+
+# (class, attribute): what each function below reads or calls.
+USED = [
+    (keras.Model, "_initial_epoch"),  # fit starts there; BackupAndRestore's restore sets it
+    (keras.callbacks.BackupAndRestore, "_save_model"),  # the hook our backup overrides
+    (keras.callbacks.BackupAndRestore, "_weights_path"),
+    (keras.callbacks.BackupAndRestore, "_training_metadata_path"),
+    (keras.callbacks.BackupAndRestore, "_prev_weights_path"),
+    (keras.callbacks.BackupAndRestore, "_prev_training_metadata_path"),
+    (keras.callbacks.BackupAndRestore, "_current_epoch"),
+    (keras.callbacks.BackupAndRestore, "_last_batch_seen"),
+    (keras.callbacks.SwapEMAWeights, "_ema_weights_in_model"),
+    (keras.callbacks.SwapEMAWeights, "_swap_variables"),
+    (keras.callbacks.ReduceLROnPlateau, "_set_monitor_op"),
+    (keras.callbacks.ReduceLROnPlateau, "_is_improvement"),
+]
+
+
+def missing():
+    """``["Class._name", ...]`` for every name in :data:`USED` that the installed Keras
+    lacks (attributes set in ``__init__`` are looked for on a fresh instance)."""
+    instances = {
+        keras.Model: keras.Sequential(),
+        keras.callbacks.BackupAndRestore: keras.callbacks.BackupAndRestore("unused_backup"),
+        keras.callbacks.SwapEMAWeights: keras.callbacks.SwapEMAWeights(),
+        keras.callbacks.ReduceLROnPlateau: keras.callbacks.ReduceLROnPlateau(),
+    }
+    return [f"{cls.__name__}.{name}" for cls, name in USED
+            if not hasattr(instances[cls], name)]
+
+
+def initial_epoch(model):
+    """The epoch ``fit`` starts from: 0, or the epoch a restored backup completed."""
+    return getattr(model, "_initial_epoch", 0) or 0
+
+
+def set_initial_epoch(model, epoch):
+    """Make ``fit`` start from ``epoch`` (what Keras' ``BackupAndRestore`` does on restore)."""
+    model._initial_epoch = epoch
+
+
+def backup_pairs(backup):
+    """``[(weights, metadata), (previous weights, previous metadata)]`` of a
+    ``BackupAndRestore``: the paths it writes."""
+    return [(backup._weights_path, backup._training_metadata_path),
+            (backup._prev_weights_path, backup._prev_training_metadata_path)]
+
+
+def backup_position(backup):
+    """``(epoch, batch)`` the backup is at when it saves."""
+    return backup._current_epoch, backup._last_batch_seen
+
+
+def swap_raw_weights_back(swap):
+    """If ``swap`` (a ``SwapEMAWeights``) has the averaged weights in the model, put the raw
+    training weights back; whether it did."""
+    if not swap._ema_weights_in_model:
+        return False
+    swap._swap_variables()
+    swap._ema_weights_in_model = False
+    return True
+
+
+def prepare_monitor(reduce_lr):
+    """Set a ``ReduceLROnPlateau``'s comparison (Keras does it on the first epoch's end)."""
+    reduce_lr._set_monitor_op()
+
+
+def is_improvement(reduce_lr, current, best):
+    """Whether ``current`` improves on ``best`` by the callback's own rule."""
+    return reduce_lr._is_improvement(current, best)
