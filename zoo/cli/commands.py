@@ -18,7 +18,7 @@ import shutil
 import sys
 
 import zoo
-from safeio import atomic_path, directory_lock, write_csv
+from safeio import directory_lock, write_csv
 from safeio.checks import UserError
 from zoo.cli.quiet import tensorflow_started_quietly
 

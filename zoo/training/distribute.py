@@ -7,6 +7,7 @@ import os
 import shutil
 import subprocess
 
+import keras
 import tensorflow as tf
 from tensorflow.python.data.ops import multi_device_iterator_ops
 
@@ -182,3 +183,81 @@ def steady_device_iterators():
         yield
     finally:
         multi_device_iterator_ops._create_device_dataset = original
+
+
+# --- the glue zoo.train needs between Keras and the strategies -------------------------
+
+
+def backend_distribution(strategy):
+    """``(tf.distribute strategy, keras.distribution or None, replicas)`` for ``strategy``.
+
+    With TensorFlow, the strategy is tf.distribute's. tf.distribute does not reach a JAX
+    model, so with JAX ``"mirrored"`` (and ``"auto"`` with several devices) is
+    ``keras.distribution.DataParallel`` over the local devices, and the TensorFlow side
+    keeps its default strategy for the bookkeeping. ``"multi_worker"`` and tf.distribute
+    strategies stay TensorFlow's.
+    """
+    backend = keras.backend.backend()
+    if backend == "tensorflow":
+        strategy = get_strategy(strategy)
+        return strategy, None, strategy.num_replicas_in_sync
+    if isinstance(strategy, tf.distribute.Strategy) or strategy == "multi_worker":
+        raise UserError(
+            f"strategy={strategy!r} is TensorFlow's tf.distribute, which does not reach a "
+            f"{backend} model: run with KERAS_BACKEND=tensorflow, or use 'auto', "
+            f"'one_device' or 'mirrored' (keras.distribution.DataParallel on JAX).")
+    if strategy not in STRATEGY_CHOICES:
+        get_strategy(strategy)  # the one-line error for an unknown name
+    devices = keras.distribution.list_devices() if backend == "jax" else []
+    if strategy == "mirrored" or (strategy == "auto" and len(devices) > 1):
+        if len(devices) < 2:
+            raise UserError(
+                f"strategy='mirrored' needs at least 2 devices on the {backend} backend; it "
+                f"sees {devices or 'no keras.distribution support'}. On a CPU, start Python "
+                f"with XLA_FLAGS=--xla_force_host_platform_device_count=2 (JAX).")
+        parallel = keras.distribution.DataParallel(devices=devices)
+        return tf.get_strategy(), parallel, len(devices)
+    return tf.get_strategy(), None, 1
+
+
+def check_even_batches(replicas, **datasets):
+    """keras.distribution splits every batch over the devices, and JAX refuses a batch that
+    does not split evenly (TensorFlow's MirroredStrategy pads one)."""
+    for name, dataset in datasets.items():
+        if dataset is None:
+            continue
+        spec = dataset.element_spec[0] if isinstance(dataset.element_spec, tuple) else None
+        size = None if spec is None else spec.shape[0]
+        if size is None or size % replicas:
+            raise UserError(
+                f"`{name}` must come in batches that split evenly over the {replicas} "
+                f"devices; its batch size is {size or 'not fixed (a smaller last batch)'}. "
+                f"Load it with data.load(..., drop_remainder=True) and a batch size that "
+                f"{replicas} divides.")
+
+
+def work_around_keras_20585(model, strategy, train_data):
+    """Let ``fit`` run under ``MultiWorkerMirroredStrategy`` (keras-team/keras#20585).
+
+    Keras 3 (a) builds the model's metrics and optimizer from a first batch that it averages
+    across workers with ``strategy.reduce``, which fails for a nested batch, and (b) averages
+    each step's scalar logs with ``reduce(..., axis=0)``, which fails for scalars. We build
+    from the dataset's element spec, and give the step logs a length-1 axis to average over.
+    """
+    if not isinstance(strategy, tf.distribute.MultiWorkerMirroredStrategy):
+        return
+    with strategy.scope():
+        model._symbolic_build(data_batch=train_data.element_spec)
+    model._maybe_symbolic_build = lambda iterator=None, data_batch=None: None
+    for step in ("train_step", "test_step"):
+        original = getattr(model, step)
+        setattr(model, step, lambda data, original=original: {
+            name: tf.reshape(value, [1]) for name, value in original(data).items()})
+
+
+def unsharded(dataset):
+    """Every worker evaluates the whole validation set, so all see the same val metrics
+    (and so take the same learning-rate decisions)."""
+    options = tf.data.Options()
+    options.experimental_distribute.auto_shard_policy = tf.data.experimental.AutoShardPolicy.OFF
+    return dataset.with_options(options)

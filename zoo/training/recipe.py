@@ -11,7 +11,6 @@ after a crash it resumes from its last completed epoch.
 
 import contextlib
 import dataclasses
-import json
 import os
 import time
 import warnings
@@ -20,14 +19,14 @@ import keras
 import pandas as pd
 import tensorflow as tf
 
-from safeio import directory_lock, write_json
+from safeio import directory_lock
 from safeio.checks import UserError, check_positive_int
 from zoo import registry
 from zoo.optimizers import PaperSGD, build_optimizer
 from zoo.saving import class_names as get_class_names
 from zoo.saving import set_class_names
 from zoo.training import callbacks as zoo_callbacks
-from zoo.training import distribute
+from zoo.training import distribute, run_config
 
 PRECISION_CHOICES = (None, "float32", "mixed_float16", "mixed_bfloat16")
 
@@ -106,54 +105,6 @@ def compile_model(model, optimizer=None, *, learning_rate=0.01, momentum=0.9,
     return model
 
 
-def _backend_distribution(strategy):
-    """``(tf.distribute strategy, keras.distribution or None, replicas)`` for ``strategy``.
-
-    With TensorFlow, the strategy is tf.distribute's. tf.distribute does not reach a JAX
-    model, so with JAX ``"mirrored"`` (and ``"auto"`` with several devices) is
-    ``keras.distribution.DataParallel`` over the local devices, and the TensorFlow side
-    keeps its default strategy for the bookkeeping. ``"multi_worker"`` and tf.distribute
-    strategies stay TensorFlow's.
-    """
-    backend = keras.backend.backend()
-    if backend == "tensorflow":
-        strategy = distribute.get_strategy(strategy)
-        return strategy, None, strategy.num_replicas_in_sync
-    if isinstance(strategy, tf.distribute.Strategy) or strategy == "multi_worker":
-        raise UserError(
-            f"strategy={strategy!r} is TensorFlow's tf.distribute, which does not reach a "
-            f"{backend} model: run with KERAS_BACKEND=tensorflow, or use 'auto', "
-            f"'one_device' or 'mirrored' (keras.distribution.DataParallel on JAX).")
-    if strategy not in distribute.STRATEGY_CHOICES:
-        distribute.get_strategy(strategy)  # the one-line error for an unknown name
-    devices = keras.distribution.list_devices() if backend == "jax" else []
-    if strategy == "mirrored" or (strategy == "auto" and len(devices) > 1):
-        if len(devices) < 2:
-            raise UserError(
-                f"strategy='mirrored' needs at least 2 devices on the {backend} backend; it "
-                f"sees {devices or 'no keras.distribution support'}. On a CPU, start Python "
-                f"with XLA_FLAGS=--xla_force_host_platform_device_count=2 (JAX).")
-        parallel = keras.distribution.DataParallel(devices=devices)
-        return tf.distribute.get_strategy(), parallel, len(devices)
-    return tf.distribute.get_strategy(), None, 1
-
-
-def _check_even_batches(replicas, **datasets):
-    """keras.distribution splits every batch over the devices, and JAX refuses a batch that
-    does not split evenly (TensorFlow's MirroredStrategy pads one)."""
-    for name, dataset in datasets.items():
-        if dataset is None:
-            continue
-        spec = dataset.element_spec[0] if isinstance(dataset.element_spec, tuple) else None
-        size = None if spec is None else spec.shape[0]
-        if size is None or size % replicas:
-            raise UserError(
-                f"`{name}` must come in batches that split evenly over the {replicas} "
-                f"devices; its batch size is {size or 'not fixed (a smaller last batch)'}. "
-                f"Load it with data.load(..., drop_remainder=True) and a batch size that "
-                f"{replicas} divides.")
-
-
 def _check_schedule(optimizer, reduce_lr):
     schedule = isinstance(getattr(optimizer, "_learning_rate", None),
                           keras.optimizers.schedules.LearningRateSchedule)
@@ -199,66 +150,6 @@ def _run_callbacks(run_dir, monitor, reduce_lr, lr_factor, lr_patience, min_lr, 
             + [backup, keras.callbacks.TensorBoard(os.path.join(run_dir, "logs"))])
 
 
-# What a resumed run may change: the epochs to reach (more, or the same), and the facts of
-# the machine and the moment.
-_MAY_CHANGE = ("epochs", "started", "keras", "tensorflow", "strategy", "replicas")
-
-
-def _flat(config, prefix=""):
-    """``{"optimizer": {"config": {"learning_rate": 0.1}}}`` -> ``{"optimizer.learning_rate":
-    0.1}`` (Keras' ``config`` levels left out of the names)."""
-    flat = {}
-    for key, value in config.items():
-        if isinstance(value, dict):
-            flat.update(_flat(value, prefix if key == "config" else f"{prefix}{key}."))
-        else:
-            flat[f"{prefix}{key}"] = value
-    return flat
-
-
-def _write_config(run_dir, config):
-    """Write ``config.json``; for a run directory that holds a run already, refuse
-    settings that differ from its own (the resumed run would train with the backup's
-    state, not with them), in one line listing what differs."""
-    path = os.path.join(run_dir, "config.json")
-    if os.path.isdir(os.path.join(run_dir, "backup")):
-        try:
-            with open(path, encoding="utf-8") as f:
-                before = json.load(f)
-            if not isinstance(before, dict):
-                raise UserError("not a JSON object")
-        except (OSError, ValueError) as err:
-            problem = "is missing" if not os.path.exists(path) else (
-                f"is unreadable ({type(err).__name__}: {str(err)[:80]})")
-            raise UserError(
-                f"{path} {problem}, but {run_dir} holds a backup of a run: resumed, it would "
-                "train with the backup's weights, optimizer and learning rate whatever the "
-                "settings given now. Restore config.json, or give another run_dir.") from None
-        if before is not None:
-            before, now = _flat(before), _flat(json.loads(json.dumps(config, default=str)))
-            changed = [f"{key} {before.get(key)!r} -> {now.get(key)!r}"
-                       for key in sorted(set(before) | set(now))
-                       if key.split(".")[0] not in _MAY_CHANGE and before.get(key) != now.get(key)
-                       and not key.endswith(".name")]  # Keras numbers optimizer names
-            if changed:
-                raise UserError(
-                    f"{run_dir} holds a run with other settings ({'; '.join(changed)}); "
-                    "resume it with its own settings, or give another run_dir.")
-    write_json(path, config)
-
-
-def _what_was_kept(run_dir):
-    """Where the last good weights are, or that there are none: said after a divergence."""
-    if run_dir is None:
-        return "nothing was saved (no run_dir)."
-    last = os.path.join(run_dir, "checkpoints", "last.keras")
-    if not os.path.exists(last):
-        return ("no checkpoint was written: it diverged before its first epoch ended. "
-                "Lower the learning rate.")
-    return (f"the last good checkpoint is {last} (and best.keras beside it). Lower the "
-            "learning rate and resume, or start again.")
-
-
 def _warn_on_exploding_loss(rows, model, factor=3.0):
     """A finite training loss far above chance's ln(classes) is a divergence that has not
     turned into NaN (yet): say so, with the epoch."""
@@ -275,25 +166,6 @@ def _warn_on_exploding_loss(rows, model, factor=3.0):
             f"The training loss reached {worst:,.4g} in epoch {epoch}, more than {factor:g} "
             f"times chance's ln({classes}) = {chance:.2f}: the run is diverging (the "
             "learning rate is probably too high).", stacklevel=3)
-
-
-def _work_around_keras_20585(model, strategy, train_data):
-    """Let ``fit`` run under ``MultiWorkerMirroredStrategy`` (keras-team/keras#20585).
-
-    Keras 3 (a) builds the model's metrics and optimizer from a first batch that it averages
-    across workers with ``strategy.reduce``, which fails for a nested batch, and (b) averages
-    each step's scalar logs with ``reduce(..., axis=0)``, which fails for scalars. We build
-    from the dataset's element spec, and give the step logs a length-1 axis to average over.
-    """
-    if not isinstance(strategy, tf.distribute.MultiWorkerMirroredStrategy):
-        return
-    with strategy.scope():
-        model._symbolic_build(data_batch=train_data.element_spec)
-    model._maybe_symbolic_build = lambda iterator=None, data_batch=None: None
-    for step in ("train_step", "test_step"):
-        original = getattr(model, step)
-        setattr(model, step, lambda data, original=original: {
-            name: tf.reshape(value, [1]) for name, value in original(data).items()})
 
 
 def _one_stream(train_data):
@@ -313,14 +185,6 @@ def _one_stream(train_data):
     if steps <= 0:  # unknown (-2), infinite (-1) or empty
         return train_data, None
     return train_data.repeat(), steps
-
-
-def _unsharded(dataset):
-    """Every worker evaluates the whole validation set, so all see the same val metrics
-    (and so take the same learning-rate decisions)."""
-    options = tf.data.Options()
-    options.experimental_distribute.auto_shard_policy = tf.data.experimental.AutoShardPolicy.OFF
-    return dataset.with_options(options)
 
 
 def train(
@@ -394,9 +258,9 @@ def train(
     check_positive_int(epochs, "epochs")
     if seed is not None:
         keras.utils.set_random_seed(seed)
-    strategy, parallel, replicas = _backend_distribution(strategy)
+    strategy, parallel, replicas = distribute.backend_distribution(strategy)
     if parallel is not None:
-        _check_even_batches(replicas, train_data=train_data, val_data=val_data)
+        distribute.check_even_batches(replicas, train_data=train_data, val_data=val_data)
     # On JAX, data parallelism is keras.distribution's: the model's variables are made and
     # its batches split under it.
     with parallel.scope() if parallel is not None else contextlib.nullcontext():
@@ -414,7 +278,7 @@ def train(
         # One run per directory: a second run (any command) gets a one-line error at once.
         with directory_lock(run_dir) if run_dir is not None else contextlib.nullcontext():
             if run_dir is not None:
-                _write_config(run_dir, {
+                run_config.write_config(run_dir, {
                     "model": model.name, "model_kwargs": model_kwargs, "epochs": epochs,
                     "optimizer": keras.optimizers.serialize(optimizer), "reduce_lr": reduce_lr,
                     "lr_factor": lr_factor, "lr_patience": lr_patience, "min_lr": min_lr,
@@ -434,8 +298,8 @@ def train(
                         "metrics (every worker computes the same ones): pass val_data or "
                         "reduce_lr=False."
                     )
-                val_data = _unsharded(val_data) if val_data is not None else None
-            _work_around_keras_20585(model, strategy, train_data)
+                val_data = distribute.unsharded(val_data) if val_data is not None else None
+            distribute.work_around_keras_20585(model, strategy, train_data)
             build_optimizer(model, strategy)  # one trace of the first step, not two
             if verbose:
                 print(f"Training {model.name} ({model.count_params():,} parameters) for {epochs} "
@@ -459,7 +323,7 @@ def train(
                 isinstance(v, float) and v != v for v in rows[-1].values())  # NaN
             if diverged:
                 warnings.warn(f"Training diverged (NaN loss) in epoch {rows[-1]['epoch']} and was "
-                              f"stopped; {_what_was_kept(run_dir)}", stacklevel=2)
+                              f"stopped; {run_config.what_was_kept(run_dir)}", stacklevel=2)
             else:
                 _warn_on_exploding_loss(rows, model)
         return TrainResult(model, pd.DataFrame(rows), run_dir, diverged)

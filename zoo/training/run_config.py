@@ -1,0 +1,68 @@
+"""A run directory's ``config.json``: the settings of the run, written when it starts, and
+compared with the settings of a resume (a resumed run trains with its backup's state,
+whatever it is given, so different settings are refused in one line)."""
+
+import json
+import os
+
+from safeio import write_json
+from safeio.checks import UserError
+
+# What a resumed run may change: the epochs to reach (more, or the same), and the facts of
+# the machine and the moment.
+MAY_CHANGE = ("epochs", "started", "keras", "tensorflow", "strategy", "replicas")
+
+
+def flat_config(config, prefix=""):
+    """``{"optimizer": {"config": {"learning_rate": 0.1}}}`` -> ``{"optimizer.learning_rate":
+    0.1}`` (Keras' ``config`` levels left out of the names)."""
+    flat = {}
+    for key, value in config.items():
+        if isinstance(value, dict):
+            flat.update(flat_config(value, prefix if key == "config" else f"{prefix}{key}."))
+        else:
+            flat[f"{prefix}{key}"] = value
+    return flat
+
+
+def write_config(run_dir, config):
+    """Write ``config.json``; for a run directory that holds a run already, refuse
+    settings that differ from its own (the resumed run would train with the backup's
+    state, not with them), in one line listing what differs."""
+    path = os.path.join(run_dir, "config.json")
+    if os.path.isdir(os.path.join(run_dir, "backup")):
+        try:
+            with open(path, encoding="utf-8") as f:
+                before = json.load(f)
+            if not isinstance(before, dict):
+                raise UserError("not a JSON object")
+        except (OSError, ValueError) as err:
+            problem = "is missing" if not os.path.exists(path) else (
+                f"is unreadable ({type(err).__name__}: {str(err)[:80]})")
+            raise UserError(
+                f"{path} {problem}, but {run_dir} holds a backup of a run: resumed, it would "
+                "train with the backup's weights, optimizer and learning rate whatever the "
+                "settings given now. Restore config.json, or give another run_dir.") from None
+        if before is not None:
+            before, now = flat_config(before), flat_config(json.loads(json.dumps(config, default=str)))
+            changed = [f"{key} {before.get(key)!r} -> {now.get(key)!r}"
+                       for key in sorted(set(before) | set(now))
+                       if key.split(".")[0] not in MAY_CHANGE and before.get(key) != now.get(key)
+                       and not key.endswith(".name")]  # Keras numbers optimizer names
+            if changed:
+                raise UserError(
+                    f"{run_dir} holds a run with other settings ({'; '.join(changed)}); "
+                    "resume it with its own settings, or give another run_dir.")
+    write_json(path, config)
+
+
+def what_was_kept(run_dir):
+    """Where the last good weights are, or that there are none: said after a divergence."""
+    if run_dir is None:
+        return "nothing was saved (no run_dir)."
+    last = os.path.join(run_dir, "checkpoints", "last.keras")
+    if not os.path.exists(last):
+        return ("no checkpoint was written: it diverged before its first epoch ended. "
+                "Lower the learning rate.")
+    return (f"the last good checkpoint is {last} (and best.keras beside it). Lower the "
+            "learning rate and resume, or start again.")
