@@ -216,8 +216,8 @@ def backend_distribution(strategy):
                 f"sees {devices or 'no keras.distribution support'}. On a CPU, start Python "
                 f"with XLA_FLAGS=--xla_force_host_platform_device_count=2 (JAX).")
         parallel = keras.distribution.DataParallel(devices=devices)
-        return tf.get_strategy(), parallel, len(devices)
-    return tf.get_strategy(), None, 1
+        return tf.distribute.get_strategy(), parallel, len(devices)
+    return tf.distribute.get_strategy(), None, 1
 
 
 def check_even_batches(replicas, **datasets):
