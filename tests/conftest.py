@@ -53,3 +53,14 @@ def _seed():
     # Without the garbage collection that clear_session() runs by default: it took a second
     # after every test here (a sixth of the TensorFlow pass); Python collects on its own.
     keras.backend.clear_session(free_memory=False)
+
+
+@pytest.fixture(scope="session")
+def cold_python():
+    """The worker's one process without the project (tests.helpers.ColdPython). Tests that
+    use it are marked ``xdist_group("cold_python")`` so that one worker runs them all."""
+    from tests.helpers import ColdPython
+
+    process = ColdPython()
+    yield process
+    process.close()

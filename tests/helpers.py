@@ -2,9 +2,11 @@
 
 import json
 import os
+import select
 import socket
 import subprocess
 import sys
+import tempfile
 
 import keras
 import numpy as np
@@ -23,6 +25,75 @@ def run_python(code, env=None, timeout=300, check=True, args=(), cwd=REPO, pytho
     if check:
         assert result.returncode == 0, result.stderr[-4000:]
     return result
+
+
+# The cold process's loop: each request is one JSON line {"code": ...}, run in a namespace of
+# its own; the reply is one JSON line on the original stdout. What the code prints goes to
+# stderr (a file), so it cannot break the protocol.
+_COLD_LOOP = """
+import json, os, sys, traceback
+replies = os.fdopen(os.dup(1), "w")
+os.dup2(2, 1)
+sys.stdout = sys.stderr
+for line in sys.stdin:
+    try:
+        exec(compile(json.loads(line)["code"], "<cold-python>", "exec"), {"__name__": "__main__"})
+        reply = {"ok": True}
+    except BaseException:
+        reply = {"ok": False, "error": traceback.format_exc()}
+    replies.write(json.dumps(reply) + "\\n")
+    replies.flush()
+"""
+
+
+class ColdPython:
+    """One Python process that never imports this project, shared by the tests that check
+    what a deployment sees (``tf.saved_model.load`` without the project): a TensorFlow
+    start-up costs 6 s here, so it is paid once per test worker, not once per test.
+
+    ``run(code)`` runs ``code`` in a fresh namespace there and fails the test with the
+    traceback if it raises. The process runs with ``PYTHONPATH=""``; each snippet can assert
+    that no module of the project is in ``sys.modules``, which holds for every snippet the
+    process has run.
+    """
+
+    def __init__(self):
+        self.process = None
+        self.log = None
+
+    def _start(self):
+        self.log = tempfile.TemporaryFile()
+        self.process = subprocess.Popen(
+            [sys.executable, "-c", _COLD_LOOP], stdin=subprocess.PIPE, stdout=subprocess.PIPE,
+            stderr=self.log, text=True, cwd=REPO,
+            env={**os.environ, "TF_CPP_MIN_LOG_LEVEL": "2", "PYTHONPATH": ""})
+
+    def _log_tail(self):
+        self.log.seek(0)
+        return self.log.read()[-4000:].decode(errors="replace")
+
+    def run(self, code, timeout=300):
+        if self.process is None or self.process.poll() is not None:
+            self._start()
+        self.process.stdin.write(json.dumps({"code": code}) + "\n")
+        self.process.stdin.flush()
+        ready, _, _ = select.select([self.process.stdout], [], [], timeout)
+        if not ready:
+            self.close()
+            raise AssertionError(f"the cold process took over {timeout} s")
+        line = self.process.stdout.readline()
+        if not line:
+            raise AssertionError(f"the cold process died ({self.process.wait()}):\n"
+                                 f"{self._log_tail()}")
+        reply = json.loads(line)
+        assert reply["ok"], self._log_tail() + reply["error"]
+
+    def close(self):
+        if self.process is not None:
+            self.process.kill()
+            self.process.wait()
+            self.log.close()
+            self.process = None
 
 
 def last_json_line(text):

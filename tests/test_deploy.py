@@ -17,7 +17,7 @@ import data
 import ensembles
 import zoo
 from safeio.checks import UserError
-from tests.helpers import run_python, tiny_data, tiny_model
+from tests.helpers import tiny_data, tiny_model
 
 NAMES = ["astronaut", "coffee", "chelsea", "rocket"]
 
@@ -83,7 +83,9 @@ def _photo(height=300, width=451, seed=0):
     return np.clip(image, 0, 255).astype("uint8")
 
 
-def test_the_export_serves_raw_images_and_encoded_bytes_as_zoo_evaluate_sees_them(tmp_path):
+@pytest.mark.xdist_group("cold_python")
+def test_the_export_serves_raw_images_and_encoded_bytes_as_zoo_evaluate_sees_them(
+        tmp_path, cold_python):
     """A 300x451 JPEG photo in an image folder: `zoo evaluate --center-crop`'s pipeline
     (``data.load`` at the larger scale, centre crop) gives the probabilities that
     ``serve_images`` (uint8, any size) and ``serve_bytes`` (the file's bytes) serve from a
@@ -124,7 +126,7 @@ def test_the_export_serves_raw_images_and_encoded_bytes_as_zoo_evaluate_sees_the
         np.save({str(tmp_path / 'image.npy')!r}, image.numpy())
         assert not any(m.split('.')[0] in ("zoo", "ensembles", "data") for m in sys.modules)
     """)
-    run_python(code, env={"PYTHONPATH": ""})
+    cold_python.run(code)
     served = np.load(tmp_path / "out.npz", allow_pickle=True)
     for source in ("images", "bytes"):
         probabilities = served[f"{source}.probabilities"]

@@ -10,7 +10,7 @@ import tensorflow as tf
 import ensembles
 import zoo
 from ensembles import metrics
-from tests.helpers import run_python, tiny_data, tiny_model
+from tests.helpers import tiny_data, tiny_model
 
 
 def small_members(count=3, classes=5, activation="softmax"):
@@ -356,7 +356,8 @@ def test_variants_train_through_zoo_train():
 
 
 @pytest.mark.all_backends
-def test_export_one_saved_model_served_without_this_project(tmp_path):
+@pytest.mark.xdist_group("cold_python")
+def test_export_one_saved_model_served_without_this_project(tmp_path, cold_python):
     """The served outputs equal Keras' predict (inference mode), also for a member that
     resizes its input first: Keras' Resizing layer defaults to training=True, which
     without care would make BatchNormalization serve the batch's statistics."""
@@ -382,7 +383,7 @@ def test_export_one_saved_model_served_without_this_project(tmp_path):
         np.savez({str(tmp_path / 'out.npz')!r}, **{{k: v.numpy() for k, v in out.items()}})
         assert not any(m.split('.')[0] in ("zoo", "ensembles", "data") for m in sys.modules)
     """)
-    run_python(code, env={"PYTHONPATH": ""})
+    cold_python.run(code)
     served = np.load(tmp_path / "out.npz")
     assert set(served.files) == {"probabilities", "predictive_entropy", "mutual_information",
                                  "finite"}

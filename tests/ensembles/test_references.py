@@ -16,7 +16,7 @@ from sklearn.metrics import brier_score_loss, log_loss, top_k_accuracy_score
 import ensembles
 import zoo
 from ensembles import metrics
-from tests.helpers import run_python, tiny_model
+from tests.helpers import tiny_model
 
 SIZE = 8
 
@@ -207,7 +207,8 @@ def _two_members():
     return conv, dense
 
 
-def test_served_entropy_is_the_entropy_of_the_served_probabilities(tmp_path):
+@pytest.mark.xdist_group("cold_python")
+def test_served_entropy_is_the_entropy_of_the_served_probabilities(tmp_path, cold_python):
     """For every combine rule, with weights 3:1, in a process that never imports the
     project: H(served probabilities) is the served entropy, and the mutual information
     subtracts the members' entropies weighted the same way."""
@@ -236,7 +237,7 @@ def test_served_entropy_is_the_entropy_of_the_served_probabilities(tmp_path):
         np.savez({str(tmp_path / 'out.npz')!r}, **out)
         assert not any(m.split('.')[0] in ("zoo", "ensembles", "data") for m in sys.modules)
     """)
-    run_python(code, env={"PYTHONPATH": ""})
+    cold_python.run(code)
     served = np.load(tmp_path / "out.npz")
     for rule in ensembles.COMBINE_CHOICES:
         probs = served[f"{rule}.probabilities"]

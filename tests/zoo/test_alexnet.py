@@ -1,5 +1,3 @@
-import subprocess
-import sys
 import textwrap
 
 import keras
@@ -181,7 +179,8 @@ def test_weights_from_local_file(tmp_path):
         np.testing.assert_array_equal(keras.ops.convert_to_numpy(a), keras.ops.convert_to_numpy(b))
 
 
-def test_saved_model_export_serves_same_outputs(tmp_path):
+@pytest.mark.xdist_group("cold_python")
+def test_saved_model_export_serves_same_outputs(tmp_path, cold_python):
     model = zoo.alexnet(towers=2, **TINY)
     x = np.random.default_rng(0).normal(size=(4, 67, 67, 3)).astype("float32")
     expected = model.predict(x, verbose=0)
@@ -189,13 +188,11 @@ def test_saved_model_export_serves_same_outputs(tmp_path):
     model.export(export_dir, verbose=False)
     np.save(tmp_path / "x.npy", x)
     # Serve it from a process that never imports this project.
-    script = textwrap.dedent(
-        f"""
-        import numpy as np, tensorflow as tf
+    cold_python.run(textwrap.dedent(f"""
+        import sys, numpy as np, tensorflow as tf
         served = tf.saved_model.load({export_dir!r})
         out = served.serve(tf.constant(np.load({str(tmp_path / 'x.npy')!r})))
         np.save({str(tmp_path / 'out.npy')!r}, out.numpy())
-        """
-    )
-    subprocess.run([sys.executable, "-c", script], check=True, cwd=tmp_path)
+        assert not any(m.split('.')[0] in ("zoo", "ensembles", "data") for m in sys.modules)
+    """))
     np.testing.assert_allclose(np.load(tmp_path / "out.npy"), expected, atol=1e-5)
