@@ -25,7 +25,7 @@ __version__ = "0.1.0"
 # The models' floor: any of these names loads all of its modules at once, so that every
 # zoo layer and optimizer is registered with Keras from then on.
 _CORE_MODULES = ("zoo.layers", "zoo.optimizers", "zoo.models.alexnet", "zoo.models.googlenet",
-                 "zoo.models.resnet", "zoo.saving")
+                 "zoo.models.resnet", "zoo.models.resnet_cifar", "zoo.saving")
 _LAZY = {
     "layers": ("zoo.layers", None),
     "alexnet": ("zoo.models.alexnet", "alexnet"),
@@ -33,6 +33,8 @@ _LAZY = {
         "GoogLeNetWithAuxHeads", "googlenet", "without_aux")},
     **{name: ("zoo.models.resnet", name) for name in (
         "resnet", "resnet18", "resnet34", "resnet50", "resnet101", "resnet152")},
+    **{name: ("zoo.models.resnet_cifar", name) for name in (
+        "resnet_cifar", "resnet20", "resnet32", "resnet44", "resnet56", "resnet110")},
     **{name: ("zoo.optimizers", name) for name in (
         "OPTIMIZER_CHOICES", "PaperSGD", "make_optimizer")},
     **{name: ("zoo.saving", name) for name in (

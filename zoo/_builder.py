@@ -46,10 +46,11 @@ def check_common_args(weights, pooling, classes, include_top=True, family=None, 
                 "the features (then add your own head, or zoo.fine_tune the whole model).")
         return pretrained.weights_file(entry)
     if not isinstance(weights, (str, os.PathLike)) or not os.path.isfile(weights):
+        named = (", a named entry ('imagenet', see zoo.pretrained.list_weights())"
+                 if family is not None else "")
         raise UserError(
-            "`weights` must be None (random initialisation), a named entry "
-            "('imagenet', see zoo.pretrained.list_weights()) or the path to an existing "
-            f"local weights file ({allowed}); received {weights!r}."
+            f"`weights` must be None (random initialisation){named} or the path to an "
+            f"existing local weights file ({allowed}); received {weights!r}."
         )
     if not str(weights).endswith(accepted):
         raise UserError(

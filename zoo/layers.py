@@ -117,3 +117,232 @@ class ChannelSlice(keras.layers.Layer):
 
     def get_config(self):
         return {**super().get_config(), "start": self.start, "stop": self.stop}
+
+
+@keras.saving.register_keras_serializable(package="zoo")
+class ZeroPadChannels(keras.layers.Layer):
+    """Adds ``before`` zero channels in front of a channels-last tensor's channels and
+    ``after`` behind them: the parameter-free shortcut ("option A") of the CIFAR ResNets,
+    where a stage doubles the channels.
+
+    Example:
+
+    >>> x = np.ones((1, 2, 2, 3), "float32")
+    >>> keras.ops.convert_to_numpy(ZeroPadChannels(1, 2)(x))[0, 0, 0].tolist()
+    [0.0, 1.0, 1.0, 1.0, 0.0, 0.0]
+    """
+
+    def __init__(self, before, after, **kwargs):
+        super().__init__(**kwargs)
+        for value, what in ((before, "before"), (after, "after")):
+            if isinstance(value, bool) or int(value) != value or value < 0:
+                raise UserError(f"ZeroPadChannels' `{what}` must be a non-negative integer; "
+                                f"received {value!r}.")
+        self.before, self.after = int(before), int(after)
+
+    def call(self, inputs):
+        pads = [(0, 0)] * (len(inputs.shape) - 1) + [(self.before, self.after)]
+        return keras.ops.pad(inputs, pads)
+
+    def compute_output_shape(self, input_shape):
+        return (*input_shape[:-1], input_shape[-1] + self.before + self.after)
+
+    def get_config(self):
+        return {**super().get_config(), "before": self.before, "after": self.after}
+
+
+@keras.saving.register_keras_serializable(package="zoo")
+class DropConnectDense(keras.layers.Dense):
+    """A dense layer with DropConnect (Wan et al. 2013, "Regularization of neural networks
+    using DropConnect"): in training, every example draws its own Bernoulli mask over the
+    weights, keeping each with probability ``1 - rate``; in inference, the layer uses the
+    expected weights.
+
+    The kept weights are scaled by ``1 / (1 - rate)`` in training (as Keras' ``Dropout``
+    scales its units), so that the expected weights are the weights themselves and
+    inference is a plain ``Dense``. The bias is not dropped. Wan et al. approximate the
+    expected activation at inference by sampling; the expected weights are the mean
+    network, the usual choice. ``rate=0`` is ``keras.layers.Dense``.
+
+    A mask per example costs ``batch x inputs x units`` numbers in training (AlexNet's
+    fc6 at batch 128: 4.8e9): full-size AlexNets with DropConnect need a small batch or a
+    large accelerator, which is why the paper's own experiments used small networks.
+
+    Args:
+        units, activation, ...: as ``keras.layers.Dense``.
+        rate: the probability of dropping each weight, in [0, 1).
+        seed: seed of the masks.
+
+    Example:
+
+    >>> layer = DropConnectDense(3, rate=0.5, seed=0)
+    >>> x = np.ones((2, 4), "float32")
+    >>> bool(np.all(layer(x, training=False) == layer(x, training=False)))
+    True
+    """
+
+    def __init__(self, units, rate=0.5, seed=None, **kwargs):
+        super().__init__(units, **kwargs)
+        if isinstance(rate, bool) or not isinstance(rate, (int, float)) or not 0 <= rate < 1:
+            raise UserError(f"DropConnectDense's `rate` must be a number in [0, 1); received "
+                            f"{rate!r}.")
+        self.rate = float(rate)
+        self.seed = seed
+        self.seed_generator = keras.random.SeedGenerator(seed)
+
+    def build(self, input_shape):
+        if len(input_shape) != 2:
+            raise UserError(f"DropConnectDense takes (batch, features) inputs; received shape "
+                            f"{tuple(input_shape)}. Flatten first.")
+        super().build(input_shape)
+
+    def call(self, inputs, training=False):
+        if not training or self.rate == 0:
+            return super().call(inputs)
+        keep = 1.0 - self.rate
+        shape = (keras.ops.shape(inputs)[0],) + tuple(self.kernel.shape)
+        mask = keras.random.uniform(shape, seed=self.seed_generator) < keep
+        kernel = keras.ops.where(mask, self.kernel / keep, 0.0)
+        outputs = keras.ops.einsum("bi,biu->bu", inputs, keras.ops.cast(kernel, inputs.dtype))
+        if self.use_bias:
+            outputs = outputs + self.bias
+        return self.activation(outputs) if self.activation is not None else outputs
+
+    def get_config(self):
+        return {**super().get_config(), "rate": self.rate, "seed": self.seed}
+
+
+def pooling_sequence(input_size, output_size, pseudo_random=True, u=None, seed=None):
+    """The boundaries ``a_0 = 0 < a_1 < ... < a_out = input_size`` of fractional max
+    pooling's regions along one axis (Graham 2014), as ``tf.nn.fractional_max_pool`` draws
+    them: every step is ``floor(alpha)`` or ``ceil(alpha)``, ``alpha = input / output``.
+
+    ``pseudo_random``: ``a_i = ceil(alpha * (i + u)) - 1`` for ``u`` in ``[0, u_max)`` (the
+    largest ``u`` that keeps the steps within bounds), ``u`` drawn from ``seed`` unless
+    given; otherwise (random), a shuffled mix of the two step sizes. Returns a Keras tensor
+    of ``output_size + 1`` integers.
+
+    Example:
+
+    >>> keras.ops.convert_to_numpy(pooling_sequence(10, 7, u=0.0)).tolist()
+    [0, 1, 2, 4, 5, 7, 8, 10]
+    """
+    alpha = input_size / output_size
+    k = input_size // output_size
+    if pseudo_random:
+        u_max = min((k + 2) / alpha - 1, (input_size + 1 - k) / alpha - (output_size - 1))
+        if u is None:
+            u = keras.random.uniform((), seed=seed) * u_max
+        inner = keras.ops.ceil(alpha * (keras.ops.arange(1, output_size, dtype="float32") + u))
+        inner = keras.ops.cast(inner, "int32") - 1
+        return keras.ops.concatenate([keras.ops.zeros((1,), "int32"), inner,
+                                      keras.ops.full((1,), input_size, "int32")])
+    steps = np.full(output_size, k, "int32")
+    steps[:input_size % output_size] += 1
+    steps = keras.ops.convert_to_tensor(steps)
+    if seed is not None:
+        steps = keras.random.shuffle(steps, seed=seed)
+    return keras.ops.concatenate([keras.ops.zeros((1,), "int32"),
+                                  keras.ops.cumsum(steps, axis=0)])
+
+
+def _pool_axis(x, sequence, axis, overlapping, window):
+    """Max over the regions ``[a_i, a_{i+1}]`` (overlapping) or ``[a_i, a_{i+1} - 1]``
+    along ``axis``: the elementwise max of ``window`` gathered slices, each index clipped
+    to its region's end (a repeat does not change a max)."""
+    size = x.shape[axis]
+    starts, ends = sequence[:-1], sequence[1:] - (0 if overlapping else 1)
+    ends = keras.ops.minimum(ends, size - 1)
+    out = None
+    for offset in range(window):
+        rows = keras.ops.minimum(starts + offset, ends)
+        taken = keras.ops.take(x, rows, axis=axis)
+        out = taken if out is None else keras.ops.maximum(out, taken)
+    return out
+
+
+def fractional_max_pool(x, row_sequence, col_sequence, overlapping=True):
+    """Max pooling of channels-last ``x`` over the regions the two boundary sequences
+    give, as ``tf.nn.fractional_max_pool`` pools given its ``row_pooling_sequence`` and
+    ``col_pooling_sequence``, in ``keras.ops`` (every backend). Rows are pooled, then
+    columns: the max over a rectangle is the max of the maxima of its rows."""
+    for sequence, axis in ((row_sequence, 1), (col_sequence, 2)):
+        sequence = keras.ops.convert_to_tensor(sequence, "int32")
+        x = _pool_axis(x, sequence, axis, overlapping,
+                       _longest_step(x.shape[axis], sequence.shape[0] - 1) + overlapping)
+    return x
+
+
+def _longest_step(input_size, output_size):
+    return -(-input_size // output_size)  # ceil(alpha)
+
+
+@keras.saving.register_keras_serializable(package="zoo")
+class FractionalMaxPooling2D(keras.layers.Layer):
+    """Fractional max pooling (Graham 2014): shrinks height and width by a factor
+    ``ratio`` between 1 and 2 (say 1.41 rather than max pooling's 2), over regions whose
+    sizes are ``floor(ratio)`` or ``ceil(ratio)``, in ``keras.ops`` on every backend.
+
+    In training, every batch draws new row and column sequences (one for the whole batch,
+    as ``tf.nn.fractional_max_pool`` does): ``pseudo_random=True`` gives Graham's
+    pseudo-random sequences, ``False`` the random ones; ``overlapping=True`` makes
+    neighbouring regions share their boundary row and column. In inference, the sequences
+    are fixed (pseudo-random at the middle of the admissible ``u``), so predictions are
+    deterministic; averaging several training-mode passes is Graham's test-time averaging.
+    The output side is ``floor(input / ratio)``, as TensorFlow's.
+
+    Example:
+
+    >>> pool = FractionalMaxPooling2D(1.5, seed=0)
+    >>> tuple(pool(np.ones((1, 9, 9, 2), "float32")).shape)
+    (1, 6, 6, 2)
+    """
+
+    def __init__(self, ratio, pseudo_random=True, overlapping=True, seed=None, **kwargs):
+        super().__init__(**kwargs)
+        if isinstance(ratio, bool) or not isinstance(ratio, (int, float)) or not 1 <= ratio < 2:
+            raise UserError(f"FractionalMaxPooling2D's `ratio` must be a number in [1, 2) "
+                            f"(2 and more is ordinary max pooling); received {ratio!r}.")
+        self.ratio = float(ratio)
+        self.pseudo_random = bool(pseudo_random)
+        self.overlapping = bool(overlapping)
+        self.seed = seed
+        self.seed_generator = keras.random.SeedGenerator(seed)
+
+    def build(self, input_shape):
+        if len(input_shape) != 4 or None in tuple(input_shape[1:3]):
+            raise UserError("FractionalMaxPooling2D takes channels-last images of a known "
+                            f"height and width; received shape {tuple(input_shape)}.")
+        if min(self.output_sides(input_shape)) < 1:
+            raise UserError(f"FractionalMaxPooling2D({self.ratio}) needs inputs of at least "
+                            f"{int(np.ceil(self.ratio))}x{int(np.ceil(self.ratio))}; "
+                            f"received shape {tuple(input_shape)}.")
+        super().build(input_shape)
+
+    def output_sides(self, input_shape):
+        return tuple(int(np.floor(side / self.ratio)) for side in input_shape[1:3])
+
+    def sequences(self, input_shape, training=False):
+        """The row and column boundaries for one batch (``training``: drawn anew)."""
+        sides = []
+        for size, out in zip(input_shape[1:3], self.output_sides(input_shape)):
+            if training:
+                sides.append(pooling_sequence(size, out, self.pseudo_random,
+                                              seed=self.seed_generator))
+            else:
+                alpha, k = size / out, size // out
+                u_max = min((k + 2) / alpha - 1, (size + 1 - k) / alpha - (out - 1))
+                sides.append(pooling_sequence(size, out, True, u=u_max / 2))
+        return sides
+
+    def call(self, inputs, training=False):
+        rows, cols = self.sequences(inputs.shape, training)
+        return fractional_max_pool(inputs, rows, cols, self.overlapping)
+
+    def compute_output_shape(self, input_shape):
+        return (input_shape[0], *self.output_sides(input_shape), input_shape[-1])
+
+    def get_config(self):
+        return {**super().get_config(), "ratio": self.ratio,
+                "pseudo_random": self.pseudo_random, "overlapping": self.overlapping,
+                "seed": self.seed}

@@ -18,8 +18,9 @@ from safeio.checks import UserError
 
 _MODELS = {}
 
-# The built-in models at their default input size and 1000 classes: the module that
-# registers each, and what `zoo list` / `model_info` report without building anything.
+# The built-in models at their default input size and classes (1000; the CIFAR ResNets: 32x32
+# and 10): the module that registers each, and what `zoo list` / `model_info` report without
+# building anything.
 # Their builders' keyword arguments are listed too, so that `zoo info` and the commands'
 # typo checks need no Keras (test_registry checks them against the builders).
 _COMMON = ("include_top", "weights", "input_tensor", "input_shape", "pooling", "classes",
@@ -27,13 +28,17 @@ _COMMON = ("include_top", "weights", "input_tensor", "input_shape", "pooling", "
 _ALEXNET = dict(module="zoo.models.alexnet", paper="Krizhevsky, Sutskever, Hinton 2012",
                 input_size=227, arguments=_COMMON + (
                     "towers", "norm", "dropout", "width", "kernel_initializer", "activation",
-                    "lrn_params", "lrn_across_towers"))
+                    "lrn_params", "lrn_across_towers", "regularizer"))
 _GOOGLENET = dict(module="zoo.models.googlenet", paper="Szegedy et al. 2014", input_size=224,
                   arguments=_COMMON + ("aux_logits", "dropout", "width", "kernel_initializer",
                                        "activation"))
 _RESNET = dict(module="zoo.models.resnet", paper="He, Zhang, Ren, Sun 2015", input_size=224,
                arguments=_COMMON + ("dropout", "width", "zero_init_residual", "drop_path_rate",
                                     "stem", "kernel_initializer", "activation"))
+_RESNET_CIFAR = dict(module="zoo.models.resnet_cifar",
+                     paper="He, Zhang, Ren, Sun 2015 (CIFAR-10, sec. 4.2)", input_size=32, arguments=_COMMON + (
+                         "dropout", "width", "shortcut", "zero_init_residual", "drop_path_rate",
+                         "kernel_initializer", "activation"))
 CATALOG = {
     "alexnet": dict(_ALEXNET, params=62_378_344, total_params=62_378_344, macs=1_135_256_096),
     "googlenet": dict(_GOOGLENET, params=6_998_552, total_params=6_998_552, macs=1_582_671_872),
@@ -44,6 +49,13 @@ CATALOG = {
                       macs=7_801_405_440),
     "resnet152": dict(_RESNET, params=60_192_808, total_params=60_344_232,
                       macs=11_513_626_624),
+    # The CIFAR ResNets at 32x32 and 10 classes.
+    "resnet20": dict(_RESNET_CIFAR, params=269_722, total_params=271_098, macs=40_551_040),
+    "resnet32": dict(_RESNET_CIFAR, params=464_154, total_params=466_426, macs=68_862_592),
+    "resnet44": dict(_RESNET_CIFAR, params=658_586, total_params=661_754, macs=97_174_144),
+    "resnet56": dict(_RESNET_CIFAR, params=853_018, total_params=857_082, macs=125_485_696),
+    "resnet110": dict(_RESNET_CIFAR, params=1_727_962, total_params=1_736_058,
+                      macs=252_887_680),
 }
 
 
@@ -257,7 +269,8 @@ def measured_info(name):
 
 @functools.lru_cache(maxsize=None)
 def model_info(name):
-    """Facts about a registered model at its default input size and 1000 classes.
+    """Facts about a registered model at its default input size and classes (1000 for the
+    ImageNet networks; 32x32 and 10 for the CIFAR ResNets).
 
     Returns a dict: ``name``, ``paper``, ``input_size``, ``params`` (trainable, the count
     papers and torchvision report), ``total_params`` (with BatchNorm statistics) and

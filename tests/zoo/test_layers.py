@@ -2,7 +2,8 @@ import numpy as np
 import pytest
 import keras
 
-from zoo.layers import LocalResponseNormalization
+from zoo.layers import (DropConnectDense, FractionalMaxPooling2D, LocalResponseNormalization,
+                        fractional_max_pool, pooling_sequence)
 
 # Backend-agnostic: `make test` runs this file under JAX too.
 pytestmark = pytest.mark.all_backends
@@ -114,3 +115,135 @@ def test_lrn_rejects_bad_radius(bad):
 def test_lrn_rejects_non_image_input():
     with pytest.raises(ValueError, match=r"received shape \(None, 8\)"):
         LocalResponseNormalization()(keras.Input((8,)))
+
+
+# --- DropConnect (Wan et al. 2013) ---------------------------------------------------------
+
+
+def _dense_pair(rate, units=5, features=7, seed=0):
+    """A DropConnectDense and a keras.layers.Dense holding the same weights."""
+    connect = DropConnectDense(units, rate=rate, seed=seed, activation="relu")
+    plain = keras.layers.Dense(units, activation="relu")
+    connect.build((None, features))
+    plain.build((None, features))
+    rng = np.random.default_rng(seed)
+    weights = [rng.normal(size=(features, units)).astype("float32"),
+               rng.normal(size=units).astype("float32")]
+    connect.set_weights(weights)
+    plain.set_weights(weights)
+    return connect, plain, weights
+
+
+def test_dropconnect_at_rate_0_and_in_inference_is_keras_dense():
+    x = np.random.default_rng(1).normal(size=(6, 7)).astype("float32")
+    connect, plain, _ = _dense_pair(0.0)
+    np.testing.assert_allclose(connect(x, training=True), plain(x), rtol=1e-6)
+    connect, plain, _ = _dense_pair(0.5)
+    np.testing.assert_allclose(connect(x, training=False), plain(x), rtol=1e-6)
+
+
+def test_dropconnect_draws_a_mask_per_example_whose_mean_is_the_inference_output():
+    """A batch of one input repeated: the rows differ (one mask each) and, over 20 batches
+    of 500 examples, their mean pre-activation is the inference one within 4 standard errors
+    of the Bernoulli masks' variance, sum_i x_i^2 W_ij^2 rate / (1 - rate)."""
+    rate, samples = 0.4, 500
+    connect, _, (kernel, bias) = _dense_pair(rate)
+    connect.activation = keras.activations.linear  # the mean of the pre-activations
+    x = np.random.default_rng(2).normal(size=(1, 7)).astype("float32")
+    batch = np.repeat(x, samples, axis=0)
+    draws = np.concatenate([keras.ops.convert_to_numpy(connect(batch, training=True))
+                            for _ in range(20)])
+    assert len({tuple(row) for row in draws[:samples].round(5)}) > samples * 0.9
+    expected = x @ kernel + bias
+    variance = (x.T ** 2 * kernel ** 2).sum(axis=0) * rate / (1 - rate)
+    error = np.abs(draws.mean(axis=0) - expected[0])
+    assert (error <= 4 * np.sqrt(variance / len(draws))).all(), (error, variance)
+    # Each kept weight is scaled by 1 / (1 - rate): a lone input gives W/(1-rate) or 0.
+    one_hot = np.eye(7, dtype="float32")[:1].repeat(200, axis=0)
+    out = keras.ops.convert_to_numpy(connect(one_hot, training=True)) - bias
+    assert (np.isclose(out, 0, atol=1e-6) | np.isclose(out, kernel[0] / (1 - rate), rtol=1e-5)).all()
+    assert 0.3 < np.isclose(out, 0, atol=1e-6).mean() < 0.5  # about `rate` of them dropped
+
+
+def test_dropconnect_alexnet_keeps_the_layer_names_and_round_trips(tmp_path):
+    import zoo
+
+    model = zoo.alexnet(input_shape=(67, 67, 3), width=16, classes=3, dropout=0.3,
+                        regularizer="dropconnect")
+    assert isinstance(model.get_layer("fc6"), DropConnectDense)
+    assert model.get_layer("fc7").rate == 0.3
+    names = [layer.name for layer in model.layers]
+    assert "drop6" not in names and "drop7" not in names
+    plain = zoo.alexnet(input_shape=(67, 67, 3), width=16, classes=3)
+    assert model.count_params() == plain.count_params()
+    model.save(tmp_path / "m.keras")
+    loaded = zoo.load_model(tmp_path / "m.keras")
+    x = np.random.default_rng(0).normal(size=(2, 67, 67, 3)).astype("float32")
+    np.testing.assert_allclose(loaded(x, training=False), model(x, training=False), rtol=1e-5)
+    with pytest.raises(ValueError, match=r"`regularizer` must be one of \('dropout', "
+                                         r"'dropconnect'\); received 'dropblock'"):
+        zoo.alexnet(regularizer="dropblock")
+    with pytest.raises(ValueError, match=r"`rate` must be a number in \[0, 1\); received 1"):
+        DropConnectDense(3, rate=1)
+
+
+# --- fractional max pooling (Graham 2014) ----------------------------------------------------
+
+
+@pytest.mark.parametrize("pseudo_random", [True, False])
+@pytest.mark.parametrize("overlapping", [True, False])
+@pytest.mark.parametrize("size, ratio", [(10, 1.44), (17, 1.7), (9, 1.0)])
+def test_fractional_max_pool_equals_tensorflows_given_its_sequences(
+        pseudo_random, overlapping, size, ratio):
+    """TensorFlow's op draws its sequences; pooled over the same ones, the outputs are equal,
+    and so are the output sizes (floor(input / ratio))."""
+    import tensorflow as tf
+
+    x = np.random.default_rng(3).normal(size=(2, size, size + 3, 4)).astype("float32")
+    out, rows, cols = tf.nn.fractional_max_pool(
+        x, [1.0, ratio, ratio, 1.0], pseudo_random=pseudo_random, overlapping=overlapping,
+        seed=7)
+    ours = fractional_max_pool(x, rows.numpy(), cols.numpy(), overlapping=overlapping)
+    np.testing.assert_array_equal(keras.ops.convert_to_numpy(ours), out.numpy())
+    layer = FractionalMaxPooling2D(ratio, pseudo_random, overlapping, seed=1)
+    assert tuple(layer(x).shape) == tuple(out.shape)
+
+
+@pytest.mark.parametrize("pseudo_random", [True, False])
+@pytest.mark.parametrize("size, out", [(10, 7), (32, 22), (13, 12), (25, 13)])
+def test_pooling_sequences_follow_the_ops_rules(pseudo_random, size, out):
+    """From 0 to the input size, out + 1 boundaries, steps floor(alpha) or ceil(alpha);
+    the random draws vary, the inference sequence does not."""
+    alpha = size / out
+    seen = set()
+    for seed in range(12):
+        sequence = keras.ops.convert_to_numpy(pooling_sequence(
+            size, out, pseudo_random, seed=keras.random.SeedGenerator(seed)))
+        steps = np.diff(sequence)
+        assert sequence[0] == 0 and sequence[-1] == size and len(sequence) == out + 1
+        assert set(steps) <= {int(np.floor(alpha)), int(np.ceil(alpha))}, sequence
+        seen.add(tuple(sequence))
+    if size - out > 1:  # (13, 12): the pseudo-random u can only be 0
+        assert len(seen) > 1
+
+    layer = FractionalMaxPooling2D(1.5, pseudo_random, seed=0)
+    x = np.random.default_rng(0).normal(size=(1, size, size, 2)).astype("float32")
+    np.testing.assert_array_equal(layer(x, training=False), layer(x, training=False))
+    trained = {keras.ops.convert_to_numpy(layer(x, training=True)).tobytes() for _ in range(8)}
+    assert len(trained) > 1
+
+
+def test_fractional_max_pooling_trains_round_trips_and_refuses_bad_ratios(tmp_path):
+    inputs = keras.Input((12, 12, 3))
+    x = FractionalMaxPooling2D(1.5, seed=0, name="fmp")(keras.layers.Conv2D(4, 3)(inputs))
+    model = keras.Model(inputs, keras.layers.Dense(2)(keras.layers.Flatten()(x)))
+    assert model.get_layer("fmp").output.shape == (None, 6, 6, 4)
+    images = np.random.default_rng(0).normal(size=(8, 12, 12, 3)).astype("float32")
+    model.compile("sgd", "mse")
+    assert np.isfinite(model.train_on_batch(images, np.zeros((8, 2))))
+    model.save(tmp_path / "fmp.keras")
+    loaded = keras.saving.load_model(tmp_path / "fmp.keras")
+    np.testing.assert_allclose(loaded.predict(images, verbose=0),
+                               model.predict(images, verbose=0), rtol=1e-5)
+    with pytest.raises(ValueError, match=r"`ratio` must be a number in \[1, 2\).*received 2"):
+        FractionalMaxPooling2D(2)

@@ -19,9 +19,16 @@ SMALL = {
     "resnet50": (dict(input_shape=(32, 32, 3), width=0.125), 256),
     "resnet101": (dict(input_shape=(32, 32, 3), width=0.125), 256),
     "resnet152": (dict(input_shape=(32, 32, 3), width=0.125), 256),
+    # The CIFAR ResNets end at 1x1 from 4x4 (two stride-2 stages).
+    **{name: (dict(input_shape=(4, 4, 3), width=0.5), 32) for name in (
+        "resnet20", "resnet32", "resnet44", "resnet56", "resnet110")},
 }
 FULL_FEATURES = {"alexnet": 256, "googlenet": 1024, "resnet18": 512, "resnet34": 512,
-                 "resnet50": 2048, "resnet101": 2048, "resnet152": 2048}
+                 "resnet50": 2048, "resnet101": 2048, "resnet152": 2048, "resnet20": 64,
+                 "resnet110": 64}
+# Models that only change a depth of a family tested above at another depth: their
+# classifier is checked, the rest of their code is their sibling's.
+SAME_CODE = ("resnet101", "resnet152", "resnet32", "resnet44", "resnet56")
 
 
 def test_table_covers_the_registry():
@@ -34,9 +41,10 @@ HEADS = {
     "max": (dict(include_top=False, pooling="max"), lambda f: (None, f)),
     "map": (dict(include_top=False), lambda f: (None, 1, 1, f)),
 }
-# ResNet-101/152 share ResNet-50's head code: their classifier is enough (and cheaper).
+# ResNet-101/152 share ResNet-50's head code (ResNet-32/44/56 ResNet-20's): their
+# classifier is enough (and cheaper).
 HEAD_CASES = [(name, head) for name in SMALL for head in HEADS
-              if head == "top" or name not in ("resnet101", "resnet152")]
+              if head == "top" or name not in SAME_CODE]
 
 
 @pytest.mark.parametrize("name, head_id", HEAD_CASES, ids=[f"{h}-{n}" for n, h in HEAD_CASES])
@@ -50,7 +58,8 @@ def test_output_shapes(name, head_id):
     assert out.shape == (2,) + expected(features)[1:] and np.isfinite(out).all()
 
 
-@pytest.mark.parametrize("name", [n for n in SMALL if n != "alexnet"])
+@pytest.mark.parametrize("name", [n for n in SMALL if n != "alexnet" and (
+    n in ("resnet101", "resnet152") or n not in SAME_CODE)])
 def test_full_width_feature_extractor_on_variable_size_input(name):
     model = zoo.get_model(name, include_top=False, pooling="avg", input_shape=(None, None, 3))
     assert model.output_shape == (None, FULL_FEATURES[name])
@@ -82,6 +91,11 @@ def test_input_tensor(name):
     ],
 )
 def test_bad_common_arguments(name, bad, message):
+    if name.startswith("resnet") and zoo.model_info(name)["input_size"] == 32:  # CIFAR
+        if "weights" in bad:  # no published weights: no names to offer
+            message = r"`weights` must be None \(random initialisation\) or the path"
+        if bad.get("input_shape") == (7, 7, 3):
+            bad, message = dict(input_shape=(3, 3, 3)), r"at least 4x4.*\(3, 3, 3\)"
     with pytest.raises(ValueError, match=message):
         zoo.get_model(name, **{**SMALL[name][0], **bad})
 
@@ -354,9 +368,11 @@ ALL = pytest.mark.all_backends  # `make test` runs these under JAX too
         pytest.param("resnet18", dict(input_shape=(32, 32, 3), width=0.25, stem="cifar",
                                       drop_path_rate=0.1), marks=ALL),
         ("resnet50", dict(input_shape=(32, 32, 3), width=0.125, dropout=0.2)),
+        pytest.param("resnet20", dict(input_shape=(16, 16, 3), width=0.5, drop_path_rate=0.1),
+                     marks=ALL),
     ],
     ids=["alexnet", "alexnet-two-towers-batchnorm", "googlenet", "googlenet-aux",
-         "resnet18-cifar-drop-path", "resnet50"],
+         "resnet18-cifar-drop-path", "resnet50", "resnet20-drop-path"],
 )
 def test_model(name, kwargs, tmp_path):
     run_model_test(functools.partial(zoo.get_model, name, classes=4), kwargs, tmp_path)

@@ -11,13 +11,23 @@ EXPECTED = {  # trainable parameters at the default size, 1000 classes; GMACs
     "resnet50": (25_557_032, 4.09),
     "resnet101": (44_549_160, 7.80),
     "resnet152": (60_192_808, 11.51),
+    # The CIFAR ResNets (32x32, 10 classes): He et al.'s table 6 (0.27M, 0.46M, 0.66M,
+    # 0.85M, 1.7M), exactly as the public PyTorch re-implementations count them.
+    "resnet20": (269_722, 0.04),
+    "resnet32": (464_154, 0.07),
+    "resnet44": (658_586, 0.10),
+    "resnet56": (853_018, 0.13),
+    "resnet110": (1_727_962, 0.25),
 }
+CIFAR = ("resnet20", "resnet32", "resnet44", "resnet56", "resnet110")
 COMMON_ARGS = ["include_top", "weights", "input_tensor", "input_shape", "pooling", "classes",
                "classifier_activation", "name", "dropout", "width"]
 
 
 def test_list_models_in_natural_order():
-    assert zoo.list_models() == list(EXPECTED)
+    assert zoo.list_models() == [
+        "alexnet", "googlenet", "resnet18", "resnet20", "resnet32", "resnet34", "resnet44",
+        "resnet50", "resnet56", "resnet101", "resnet110", "resnet152"]
 
 
 @pytest.mark.parametrize("name", list(EXPECTED))
@@ -28,7 +38,7 @@ def test_model_info(name):
     params, gmacs = EXPECTED[name]
     assert info["params"] == params
     assert info["macs"] / 1e9 == pytest.approx(gmacs, abs=0.005)
-    assert info["input_size"] == (227 if name == "alexnet" else 224)
+    assert info["input_size"] == {"alexnet": 227, **dict.fromkeys(CIFAR, 32)}.get(name, 224)
     assert info["total_params"] >= params
     assert info["paper"]
 
@@ -53,8 +63,9 @@ def test_unknown_model_lists_available_names():
     with pytest.raises(ValueError) as err:
         zoo.get_model("resnet5")
     assert str(err.value) == (
-        "Unknown model 'resnet5'. Did you mean 'resnet50'? Available: alexnet, googlenet, "
-        "resnet18, resnet34, resnet50, resnet101, resnet152."
+        "Unknown model 'resnet5'. Did you mean 'resnet56'? Available: alexnet, googlenet, "
+        "resnet18, resnet20, resnet32, resnet34, resnet44, resnet50, resnet56, resnet101, "
+        "resnet110, resnet152."
     )
     with pytest.raises(ValueError, match=r"resnet18 has no argument 'depth'\."):
         zoo.get_model("resnet18", depth=34)  # the variant fixes it

@@ -14,10 +14,12 @@ from keras import layers
 
 from safeio.checks import UserError, check_positive_int
 from zoo import _builder
-from zoo.layers import LRN_PRESETS, ChannelSlice, LocalResponseNormalization
+from zoo.layers import (LRN_PRESETS, ChannelSlice, DropConnectDense,
+                        LocalResponseNormalization)
 from zoo.registry import register_model
 
 NORM_CHOICES = ("lrn", "batch", None)
+REGULARIZER_CHOICES = ("dropout", "dropconnect")
 TOWER_CHOICES = (1, 2)
 
 
@@ -103,20 +105,35 @@ def _joint_stem(x, suffixes, norm, style, lrn_params):
     return _pool(_norm(y, norm, "norm2", lrn_params), "pool2")
 
 
-def _dense(x, units, name, style, bias):
+def _dense(x, units, name, style, bias, dropconnect=None):
+    """fc6/fc7 (with ``dropconnect``, a DropConnectDense of that rate)."""
     init, activation = style
-    x = layers.Dense(
-        units,
-        activation=_builder.fused(activation),
-        kernel_initializer=_builder.initializer(init),
-        bias_initializer=keras.initializers.Constant(bias),
-        name=name,
-    )(x)
+    kwargs = dict(activation=_builder.fused(activation),
+                  kernel_initializer=_builder.initializer(init),
+                  bias_initializer=keras.initializers.Constant(bias), name=name)
+    if dropconnect is None:
+        x = layers.Dense(units, **kwargs)(x)
+    else:
+        x = DropConnectDense(units, rate=dropconnect, **kwargs)(x)
     return _builder.activate(x, activation, name)
 
 
-def _check_knobs(towers, norm, dropout, width, kernel_initializer, activation):
+def _fully_connected(x, width, dropout, regularizer, style):
+    """fc6 and fc7: dropout after each (the paper), or DropConnect inside them."""
+    for name in ("fc6", "fc7"):
+        if regularizer == "dropconnect":
+            x = _dense(x, width, name, style, bias=1.0, dropconnect=dropout)
+        else:
+            x = layers.Dropout(dropout, name=f"drop{name[2:]}")(
+                _dense(x, width, name, style, bias=1.0))
+    return x
+
+
+def _check_knobs(towers, norm, dropout, width, kernel_initializer, activation, regularizer):
     _builder.check_style(kernel_initializer, activation)
+    if regularizer not in REGULARIZER_CHOICES:
+        raise UserError(f"`regularizer` must be one of {REGULARIZER_CHOICES}; received "
+                        f"{regularizer!r}.")
     if towers not in TOWER_CHOICES or isinstance(towers, bool):
         raise UserError(
             f"`towers` must be 1 (one tower) or 2 (the paper's two-GPU layout); "
@@ -179,6 +196,7 @@ def alexnet(
     activation="relu",
     lrn_params=None,
     lrn_across_towers=None,
+    regularizer="dropout",
 ):
     """Build AlexNet (Krizhevsky et al. 2012) as a functional Keras model.
 
@@ -215,6 +233,10 @@ def alexnet(
         lrn_across_towers: with two towers, normalise conv1 and conv2 across both towers'
             channels, as bvlc_alexnet does (one 96-channel conv1, a grouped conv2), instead
             of within each tower (default, the paper's layout).
+        regularizer: how fc6 and fc7 are regularised at rate ``dropout``: ``"dropout"``
+            (the paper: a Dropout layer after each) or ``"dropconnect"`` (Wan et al. 2013:
+            fc6 and fc7 are :class:`zoo.layers.DropConnectDense`, dropping weights, with
+            the same names and weights).
 
     Example:
 
@@ -226,7 +248,7 @@ def alexnet(
                                          family="alexnet", model="alexnet")
     towers, lrn_params, lrn_across_towers = _architecture(weights, towers, lrn_params,
                                                           lrn_across_towers)
-    _check_knobs(towers, norm, dropout, width, kernel_initializer, activation)
+    _check_knobs(towers, norm, dropout, width, kernel_initializer, activation, regularizer)
     style = (kernel_initializer, activation)
     image, inputs = _builder.resolve_input(
         input_tensor,
@@ -239,8 +261,7 @@ def alexnet(
     x = _features(image, towers, norm, style, lrn_params, lrn_across_towers)
     if include_top:
         x = layers.Flatten(name="flatten")(x)
-        x = layers.Dropout(dropout, name="drop6")(_dense(x, width, "fc6", style, bias=1.0))
-        x = layers.Dropout(dropout, name="drop7")(_dense(x, width, "fc7", style, bias=1.0))
+        x = _fully_connected(x, width, dropout, regularizer, style)
         x = layers.Dense(
             classes,
             activation=classifier_activation,

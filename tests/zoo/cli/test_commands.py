@@ -46,7 +46,7 @@ def test_zoo_help_and_list_start_neither_keras_nor_tensorflow():
     subcommands = ["list", "info", "train", "evaluate", "ensemble", "export", "diagnose",
                    "search", "demo"]
     out = run_python(code, args=subcommands).stdout
-    assert out.count("He, Zhang, Ren, Sun 2015") == 6 and "alexnet" not in out.split("usage")[0]
+    assert out.count("He, Zhang, Ren, Sun 2015") == 11 and "alexnet" not in out.split("usage")[0]
     assert "parameters        25,557,032 trainable" in out  # zoo info resnet50
     assert out.count("usage: zoo") == 1 + len(subcommands)
     assert "adam, rmsprop, adagrad" in out
