@@ -1,5 +1,5 @@
 """Ensembles of zoo models: members averaged in one graph, snapshot ensembles, dropout and
-width variants, evaluation with calibration, diversity and uncertainty, one-SavedModel export.
+width variants, MC dropout, evaluation with calibration, diversity and uncertainty, one-SavedModel export.
 
 Example:
 
@@ -14,6 +14,7 @@ from ensembles import metrics
 from ensembles.ensemble import (COMBINE_CHOICES, CombineMembers, Ensemble, combine_layer,
                                 is_ensemble, member_weights, members_of, with_member_outputs)
 from ensembles.export import EnsembleUncertainty, export, serving_model
+from ensembles.mc_dropout import MCDropout, mc_dropout
 from ensembles.plots import plot_reliability, plot_size_curve
 from ensembles.schedules import CyclicCosine
 from ensembles.variants import variants
@@ -62,8 +63,9 @@ def member_probabilities(ensemble, dataset, tta=None):
 
 __all__ = [
     "COMBINE_CHOICES", "CheckpointSnapshots", "CombineMembers", "CycleSnapshots",
-    "CyclicCosine", "Ensemble", "EnsembleUncertainty", "combine_layer", "evaluate", "export",
-    "from_snapshots", "is_ensemble", "load", "member_probabilities", "member_weights", "members_of",
+    "CyclicCosine", "Ensemble", "EnsembleUncertainty", "MCDropout", "combine_layer", "evaluate",
+    "export", "from_snapshots", "is_ensemble", "load", "mc_dropout", "member_probabilities",
+    "member_weights", "members_of",
     "metrics", "plot_reliability", "plot_size_curve", "predict_members", "serving_model",
     "size_curve", "snapshot_paths", "train_snapshots", "uncertainty", "variants",
     "with_member_outputs",

@@ -152,19 +152,31 @@ def Ensemble(members, combine="mean", weights=None, return_members=False, name="
             raise UserError(
                 f"`weights` must be {len(members)} non-negative numbers, not all zero; "
                 f"received {weights}.")
-    inputs = keras.Input(members[0].input_shape[1:], name="input")
+    names_in_graph = unique_names([m.name for m in members])
+    calls = [(keras.Model(member.input, member.output, name=member_name), member_name)
+             for member, member_name in zip(members, names_in_graph)]
+    return combined_model(calls, combine, weights, return_members, name, names)
+
+
+def combined_model(calls, combine="mean", weights=None, return_members=False,
+                   name="ensemble", class_names=None):
+    """The graph every ensemble shares: each ``(model, key)`` of ``calls`` is called on one
+    input (a model may come more than once: :func:`ensembles.mc_dropout` calls one model N
+    times), its probabilities stacked as ``(batch, members, classes)`` under layers named
+    after ``key``, and :class:`CombineMembers` combines them."""
+    first = calls[0][0]
+    inputs = keras.Input(first.input_shape[1:], name="input")
     probabilities = []
-    for member, member_name in zip(members, unique_names([m.name for m in members])):
-        renamed = keras.Model(member.input, member.output, name=member_name)
-        out = renamed(inputs)
+    for member, key in calls:
+        out = member(inputs)
         if not _softmax_output(member):
-            out = keras.layers.Softmax(name=f"{member_name}_softmax")(out)
-        probabilities.append(keras.layers.Reshape((1, -1), name=f"{member_name}_stack")(out))
+            out = keras.layers.Softmax(name=f"{key}_softmax")(out)
+        probabilities.append(keras.layers.Reshape((1, -1), name=f"{key}_stack")(out))
     stacked = (probabilities[0] if len(probabilities) == 1 else
                keras.layers.Concatenate(axis=1, name="member_probabilities")(probabilities))
     combined = CombineMembers(combine, weights, name="combine")(stacked)
     model = keras.Model(inputs, [combined, stacked] if return_members else combined, name=name)
-    return set_class_names(model, names) if names is not None else model
+    return set_class_names(model, class_names) if class_names is not None else model
 
 
 def combine_layer(model):

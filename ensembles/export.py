@@ -94,6 +94,15 @@ DESCRIPTION_FILE = "zoo_model.json"  # in assets/: the members, input size and s
 
 
 FORMAT_CHOICES = ("saved_model", "onnx", "litert")
+
+
+def _draws_at_inference(model):
+    """Whether ``model`` (nested models included) holds an MC dropout layer."""
+    from ensembles.mc_dropout import MCDropout
+
+    return any(isinstance(layer, MCDropout)
+               or (isinstance(layer, keras.Model) and _draws_at_inference(layer))
+               for layer in model.layers)
 FILE_SUFFIXES = {"onnx": ".onnx", "litert": ".tflite"}
 TOLERANCE = 1e-5  # largest difference allowed between a runtime's probabilities and Keras'
 
@@ -163,6 +172,12 @@ def export(ensemble, path, overwrite=False, class_names=None, scale=None,
     if scale < height:
         raise UserError(f"`scale` must be at least the input size {height}; received {scale}.")
     if format != "saved_model":
+        if _draws_at_inference(ensemble):
+            raise UserError(
+                f"{ensemble.name} draws random dropout masks at inference (MC dropout), so "
+                f"its {format} file could not be checked against Keras' numbers, and "
+                f"{format} runtimes do not promise the random ops: export it as a "
+                "SavedModel (format='saved_model').")
         members = members_of(ensemble) if is_ensemble(ensemble) else [ensemble]
         return _export_file(serving, os.fspath(path), format, names, overwrite,
                             {"class_names": names, "members": [m.name for m in members]})

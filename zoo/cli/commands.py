@@ -453,7 +453,14 @@ def _cmd_ensemble(args):
 
     if not args.output.endswith(".keras"):
         raise UserError(f"--output must end in .keras; received {args.output!r}.")
-    if args.snapshots:
+    if args.mc_dropout is not None:
+        if len(args.members) != 1 or args.snapshots or args.weights:
+            raise UserError("--mc-dropout N samples one model: give exactly one .keras model "
+                            f"and neither --snapshots nor --weights; received "
+                            f"{len(args.members)} model(s).")
+        (model,) = _load_models(args.members)
+        ensemble = ensembles.mc_dropout(model, samples=args.mc_dropout, combine=args.combine)
+    elif args.snapshots:
         if len(args.members) != 1:
             raise UserError("With --snapshots give exactly one .keras model as the "
                             f"architecture; received {len(args.members)}.")
@@ -465,8 +472,12 @@ def _cmd_ensemble(args):
                                       weights=args.weights)
     zoo.save_model(ensemble, args.output)  # atomically, with the members' class names
     names = [m.name for m in ensembles.members_of(ensemble)]
-    print(f"Saved an ensemble of {len(names)} members ({', '.join(names)}), combined by "
-          f"{args.combine}: {args.output}")
+    if args.mc_dropout is not None:
+        print(f"Saved MC dropout over {names[0].removesuffix('_sample')}: {len(names)} "
+              f"samples with dropout on, combined by {args.combine}: {args.output}")
+    else:
+        print(f"Saved an ensemble of {len(names)} members ({', '.join(names)}), combined by "
+              f"{args.combine}: {args.output}")
     return 0
 
 
@@ -488,6 +499,9 @@ def _add_ensemble(sub):
                           "logit_mean, geometric or vote")
     ensemble.add_argument("--weights", type=float, nargs="+", default=None,
                           help="one weight per member")
+    ensemble.add_argument("--mc-dropout", type=int, default=None, metavar="N",
+                          help="MC dropout: one model run N times with its dropout on, "
+                          "combined as an ensemble of N samples")
     ensemble.set_defaults(run=_cmd_ensemble)
 
 

@@ -1,0 +1,93 @@
+"""Dropout as an ensemble inside one model (Monte Carlo dropout; Gal and Ghahramani 2016,
+"Dropout as a Bayesian approximation").
+
+A network trained with dropout is, at test time, one of many thinned networks; running it
+N times with dropout left on and averaging the N predictions is an ensemble of N of them,
+for the price of one set of weights. :func:`mc_dropout` builds that ensemble as one Keras
+model with the same graph as :func:`ensembles.Ensemble` (the N samples stacked, then
+combined), so ``ensembles.evaluate`` reports each sample and the combination, the
+uncertainty signals (entropy, mutual information) follow, and ``ensembles.export`` serves
+it as one SavedModel.
+"""
+
+import keras
+
+from ensembles.ensemble import COMBINE_CHOICES, _check_members, combined_model
+from safeio.checks import UserError, check_positive_int
+from zoo.saving import class_names
+
+
+@keras.saving.register_keras_serializable(package="ensembles")
+class MCDropout(keras.layers.Dropout):
+    """``keras.layers.Dropout`` that drops in inference too (its rate, noise shape and seed
+    are Dropout's): what :func:`mc_dropout` puts in place of a model's Dropout layers.
+
+    Example:
+
+    >>> import numpy as np
+    >>> layer = MCDropout(0.5, seed=0)
+    >>> float(np.mean(keras.ops.convert_to_numpy(layer(np.ones((1, 1000)))) == 0)) > 0.4
+    True
+    """
+
+    def call(self, inputs, training=None):
+        return super().call(inputs, training=True)
+
+
+def _with_active_dropout(model, name):
+    """A model that shares every layer and weight of ``model`` but whose Dropout layers
+    (nested models included) are :class:`MCDropout`."""
+    def clone(layer):
+        if type(layer) is keras.layers.Dropout:
+            return MCDropout.from_config(layer.get_config())
+        return layer  # shared, weights and all
+
+    def dropouts(m):
+        for layer in m.layers:
+            if isinstance(layer, keras.Model):
+                yield from dropouts(layer)
+            elif type(layer) is keras.layers.Dropout and layer.rate > 0:
+                yield layer
+
+    if not list(dropouts(model)):
+        raise UserError(
+            f"{model.name!r} has no keras.layers.Dropout layer with a rate above 0, so MC "
+            "dropout would repeat one prediction. Build it with dropout (e.g. "
+            "zoo.resnet18(dropout=0.2)), or ensemble several models instead.")
+    sampler = keras.models.clone_model(model, clone_function=clone, recursive=True)
+    return keras.Model(sampler.input, sampler.output, name=name)
+
+
+def mc_dropout(model, samples=10, combine="mean", name=None):
+    """ONE Keras model that runs ``model`` ``samples`` times with its dropout layers active
+    and combines the samples as an ensemble combines its members.
+
+    Only the ``keras.layers.Dropout`` layers are switched on (in the zoo's models: the
+    classifier's dropout, AlexNet's drop6/drop7 and ResNet's stochastic-depth branches);
+    everything else runs in inference mode: BatchNormalization uses, and never updates, its
+    moving statistics. The samples share the model's weights (nothing is copied), and each
+    call of the returned model draws new masks.
+
+    Args:
+        model: a trained classifier with at least one Dropout layer.
+        samples: N, the number of stochastic forward passes (Gal and Ghahramani used 10 to
+            100).
+        combine: how the samples combine, as for :func:`ensembles.Ensemble`.
+        name: the model's name, default ``f"{model.name}_mc_dropout"``.
+
+    Example:
+
+    >>> import ensembles, zoo
+    >>> model = zoo.resnet18(input_shape=(32, 32, 3), classes=10, width=0.25, dropout=0.3)
+    >>> mc = mc_dropout(model, samples=4)
+    >>> [m.name for m in ensembles.members_of(mc)]
+    ['resnet18_sample', 'resnet18_sample', 'resnet18_sample', 'resnet18_sample']
+    """
+    check_positive_int(samples, "samples")
+    if combine not in COMBINE_CHOICES:
+        raise UserError(f"`combine` must be one of {COMBINE_CHOICES}; received {combine!r}.")
+    names = _check_members([model])
+    sampler = _with_active_dropout(model, f"{model.name}_sample")
+    calls = [(sampler, f"{sampler.name}_{k + 1}") for k in range(samples)]
+    return combined_model(calls, combine, name=name or f"{model.name}_mc_dropout",
+                          class_names=names if names is not None else class_names(model))
