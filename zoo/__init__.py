@@ -25,7 +25,7 @@ __version__ = "0.1.0"
 # The models' floor: any of these names loads all of its modules at once, so that every
 # zoo layer and optimizer is registered with Keras from then on.
 _CORE_MODULES = ("zoo.layers", "zoo.optimizers", "zoo.models.alexnet", "zoo.models.googlenet",
-                 "zoo.models.resnet", "zoo.models.resnet_cifar", "zoo.saving")
+                 "zoo.models.resnet", "zoo.models.resnet_cifar", "zoo.models.vgg", "zoo.saving")
 _LAZY = {
     "layers": ("zoo.layers", None),
     "alexnet": ("zoo.models.alexnet", "alexnet"),
@@ -35,6 +35,9 @@ _LAZY = {
         "resnet", "resnet18", "resnet34", "resnet50", "resnet101", "resnet152")},
     **{name: ("zoo.models.resnet_cifar", name) for name in (
         "resnet_cifar", "resnet20", "resnet32", "resnet44", "resnet56", "resnet110")},
+    **{name: ("zoo.models.vgg", name) for name in (
+        "vgg", "vgg11", "vgg13", "vgg16", "vgg19", "vgg11_bn", "vgg13_bn", "vgg16_bn",
+        "vgg19_bn")},
     **{name: ("zoo.optimizers", name) for name in (
         "OPTIMIZER_CHOICES", "PaperSGD", "make_optimizer")},
     **{name: ("zoo.saving", name) for name in (

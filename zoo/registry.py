@@ -36,9 +36,12 @@ _RESNET = dict(module="zoo.models.resnet", paper="He, Zhang, Ren, Sun 2015", inp
                arguments=_COMMON + ("dropout", "width", "zero_init_residual", "drop_path_rate",
                                     "stem", "kernel_initializer", "activation"))
 _RESNET_CIFAR = dict(module="zoo.models.resnet_cifar",
-                     paper="He, Zhang, Ren, Sun 2015 (CIFAR-10, sec. 4.2)", input_size=32, arguments=_COMMON + (
-                         "dropout", "width", "shortcut", "zero_init_residual", "drop_path_rate",
-                         "kernel_initializer", "activation"))
+                     paper="He, Zhang, Ren, Sun 2015 (CIFAR-10, sec. 4.2)", input_size=32,
+                     arguments=_COMMON + ("dropout", "width", "shortcut", "zero_init_residual",
+                                          "drop_path_rate", "kernel_initializer",
+                                          "activation"))
+_VGG = dict(module="zoo.models.vgg", paper="Simonyan, Zisserman 2014", input_size=224,
+            arguments=_COMMON + ("dropout", "width", "kernel_initializer", "activation"))
 CATALOG = {
     "alexnet": dict(_ALEXNET, params=62_378_344, total_params=62_378_344, macs=1_135_256_096),
     "googlenet": dict(_GOOGLENET, params=6_998_552, total_params=6_998_552, macs=1_582_671_872),
@@ -56,6 +59,18 @@ CATALOG = {
     "resnet56": dict(_RESNET_CIFAR, params=853_018, total_params=857_082, macs=125_485_696),
     "resnet110": dict(_RESNET_CIFAR, params=1_727_962, total_params=1_736_058,
                       macs=252_887_680),
+    "vgg11": dict(_VGG, params=132_863_336, total_params=132_863_336, macs=7_609_090_048),
+    "vgg13": dict(_VGG, params=133_047_848, total_params=133_047_848, macs=11_308_466_176),
+    "vgg16": dict(_VGG, params=138_357_544, total_params=138_357_544, macs=15_470_264_320),
+    "vgg19": dict(_VGG, params=143_667_240, total_params=143_667_240, macs=19_632_062_464),
+    "vgg11_bn": dict(_VGG, params=132_868_840, total_params=132_874_344,
+                     macs=7_609_090_048),
+    "vgg13_bn": dict(_VGG, params=133_053_736, total_params=133_059_624,
+                     macs=11_308_466_176),
+    "vgg16_bn": dict(_VGG, params=138_365_992, total_params=138_374_440,
+                     macs=15_470_264_320),
+    "vgg19_bn": dict(_VGG, params=143_678_248, total_params=143_689_256,
+                     macs=19_632_062_464),
 }
 
 
@@ -69,6 +84,7 @@ class ModelEntry:
     input_size: int
     min_input_size: int
     arguments_of: object = None  # the builder a ``**kwargs`` builder passes them on to
+    fixed: tuple = ()  # arguments of ``arguments_of`` that the variant sets itself
 
     @property
     def arguments(self):
@@ -78,16 +94,19 @@ class ModelEntry:
         kinds = (inspect.Parameter.POSITIONAL_OR_KEYWORD, inspect.Parameter.KEYWORD_ONLY)
         names = [p.name for p in inspect.signature(source).parameters.values()
                  if p.kind in kinds]
-        return names[1:] if self.arguments_of is not None else names  # less e.g. ``depth``
+        if self.arguments_of is None:
+            return names
+        return [n for n in names[1:] if n not in self.fixed]  # less e.g. ``depth``
 
 
-def register_model(paper, input_size, min_input_size=32, arguments_of=None):
+def register_model(paper, input_size, min_input_size=32, arguments_of=None, fixed=()):
     """Register a builder under its own ``__name__`` (timm's rule: name and key never drift).
 
     A second, different builder under a name already taken raises ``ValueError``
     (re-running the same definition, as a notebook or ``importlib.reload`` does, replaces
     it). ``arguments_of``: for a ``def name(**kwargs)`` that passes its arguments on to
-    another builder's, that builder (less its first argument), so typos are caught.
+    another builder's, that builder (less its first argument and the ``fixed`` ones the
+    variant sets itself, as ``vgg16_bn`` sets ``batch_norm``), so typos are caught.
 
     Example:
 
@@ -108,7 +127,7 @@ def register_model(paper, input_size, min_input_size=32, arguments_of=None):
                 f"{old.builder.__module__}.{old.builder.__qualname__}); received another "
                 f"builder from {builder.__module__}. Give it another name.")
         _MODELS[name] = ModelEntry(name, builder, paper, input_size, min_input_size,
-                                   arguments_of)
+                                   arguments_of, tuple(fixed))
         return builder
 
     return wrap
@@ -121,7 +140,7 @@ def list_models(pattern=None):
     Example:
 
     >>> list_models("resnet1*")
-    ['resnet18', 'resnet101', 'resnet152']
+    ['resnet18', 'resnet101', 'resnet110', 'resnet152']
     """
     names = sorted(set(_MODELS) | set(CATALOG), key=natural_key)
     return names if pattern is None else [n for n in names if fnmatch.fnmatchcase(n, pattern)]

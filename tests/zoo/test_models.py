@@ -22,13 +22,16 @@ SMALL = {
     # The CIFAR ResNets end at 1x1 from 4x4 (two stride-2 stages).
     **{name: (dict(input_shape=(4, 4, 3), width=0.5), 32) for name in (
         "resnet20", "resnet32", "resnet44", "resnet56", "resnet110")},
+    **{name: (dict(input_shape=(32, 32, 3), width=0.0625), 32) for name in (
+        "vgg11", "vgg13", "vgg16", "vgg19", "vgg11_bn", "vgg13_bn", "vgg16_bn", "vgg19_bn")},
 }
 FULL_FEATURES = {"alexnet": 256, "googlenet": 1024, "resnet18": 512, "resnet34": 512,
                  "resnet50": 2048, "resnet101": 2048, "resnet152": 2048, "resnet20": 64,
-                 "resnet110": 64}
+                 "resnet110": 64, "vgg16": 512, "vgg16_bn": 512}
 # Models that only change a depth of a family tested above at another depth: their
 # classifier is checked, the rest of their code is their sibling's.
-SAME_CODE = ("resnet101", "resnet152", "resnet32", "resnet44", "resnet56")
+SAME_CODE = ("resnet101", "resnet152", "resnet32", "resnet44", "resnet56", "vgg11", "vgg13",
+             "vgg19", "vgg11_bn", "vgg13_bn", "vgg19_bn")
 
 
 def test_table_covers_the_registry():
@@ -61,6 +64,7 @@ def test_output_shapes(name, head_id):
 @pytest.mark.parametrize("name", [n for n in SMALL if n != "alexnet" and (
     n in ("resnet101", "resnet152") or n not in SAME_CODE)])
 def test_full_width_feature_extractor_on_variable_size_input(name):
+    """include_top=False takes any size (VGG's top flattens a fixed map, like AlexNet's)."""
     model = zoo.get_model(name, include_top=False, pooling="avg", input_shape=(None, None, 3))
     assert model.output_shape == (None, FULL_FEATURES[name])
 
@@ -370,9 +374,10 @@ ALL = pytest.mark.all_backends  # `make test` runs these under JAX too
         ("resnet50", dict(input_shape=(32, 32, 3), width=0.125, dropout=0.2)),
         pytest.param("resnet20", dict(input_shape=(16, 16, 3), width=0.5, drop_path_rate=0.1),
                      marks=ALL),
+        pytest.param("vgg11_bn", dict(input_shape=(32, 32, 3), width=0.0625), marks=ALL),
     ],
     ids=["alexnet", "alexnet-two-towers-batchnorm", "googlenet", "googlenet-aux",
-         "resnet18-cifar-drop-path", "resnet50", "resnet20-drop-path"],
+         "resnet18-cifar-drop-path", "resnet50", "resnet20-drop-path", "vgg11-bn"],
 )
 def test_model(name, kwargs, tmp_path):
     run_model_test(functools.partial(zoo.get_model, name, classes=4), kwargs, tmp_path)

@@ -18,6 +18,15 @@ EXPECTED = {  # trainable parameters at the default size, 1000 classes; GMACs
     "resnet44": (658_586, 0.10),
     "resnet56": (853_018, 0.13),
     "resnet110": (1_727_962, 0.25),
+    # torchvision's vgg11 ... vgg19_bn (trainable parameters; GMACs as torchvision reports)
+    "vgg11": (132_863_336, 7.61),
+    "vgg13": (133_047_848, 11.31),
+    "vgg16": (138_357_544, 15.47),
+    "vgg19": (143_667_240, 19.63),
+    "vgg11_bn": (132_868_840, 7.61),
+    "vgg13_bn": (133_053_736, 11.31),
+    "vgg16_bn": (138_365_992, 15.47),
+    "vgg19_bn": (143_678_248, 19.63),
 }
 CIFAR = ("resnet20", "resnet32", "resnet44", "resnet56", "resnet110")
 COMMON_ARGS = ["include_top", "weights", "input_tensor", "input_shape", "pooling", "classes",
@@ -27,7 +36,8 @@ COMMON_ARGS = ["include_top", "weights", "input_tensor", "input_shape", "pooling
 def test_list_models_in_natural_order():
     assert zoo.list_models() == [
         "alexnet", "googlenet", "resnet18", "resnet20", "resnet32", "resnet34", "resnet44",
-        "resnet50", "resnet56", "resnet101", "resnet110", "resnet152"]
+        "resnet50", "resnet56", "resnet101", "resnet110", "resnet152", "vgg11", "vgg11_bn",
+        "vgg13", "vgg13_bn", "vgg16", "vgg16_bn", "vgg19", "vgg19_bn"]
 
 
 @pytest.mark.parametrize("name", list(EXPECTED))
@@ -65,7 +75,8 @@ def test_unknown_model_lists_available_names():
     assert str(err.value) == (
         "Unknown model 'resnet5'. Did you mean 'resnet56'? Available: alexnet, googlenet, "
         "resnet18, resnet20, resnet32, resnet34, resnet44, resnet50, resnet56, resnet101, "
-        "resnet110, resnet152."
+        "resnet110, resnet152, vgg11, vgg11_bn, vgg13, vgg13_bn, vgg16, vgg16_bn, vgg19, "
+        "vgg19_bn."
     )
     with pytest.raises(ValueError, match=r"resnet18 has no argument 'depth'\."):
         zoo.get_model("resnet18", depth=34)  # the variant fixes it

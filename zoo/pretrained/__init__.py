@@ -79,12 +79,14 @@ class WeightsEntry:
 
 def _torchvision(model, file_name, top1, top5, tag="tv_in1k", preprocessing=TORCHVISION,
                  weights_enum="IMAGENET1K_V1"):
+    enum = (f"ResNet{model[6:]}" if model.startswith("resnet")
+            else model.upper())  # VGG16, VGG16_BN
     return WeightsEntry(
         name=f"{model}.{tag}", model=model, file_name=file_name,
         url=f"https://download.pytorch.org/models/{file_name}",
         file_hash=file_name.rsplit("-", 1)[1].split(".")[0], hash_algorithm="sha256",
         format="torchvision", preprocessing=preprocessing, accuracy=(top1, top5),
-        source=f"torchvision.models.ResNet{model[6:]}_Weights.{weights_enum}")
+        source=f"torchvision.models.{enum}_Weights.{weights_enum}")
 
 
 _ENTRIES = {}
@@ -110,7 +112,8 @@ def register_weights(entry, default=False):
 
 
 FORMATS = {"torchvision": (".safetensors", ".pth", ".pt"), "caffe": (".caffemodel",)}
-FAMILY_FORMAT = {"resnet": "torchvision", "alexnet": "caffe", "googlenet": "caffe"}
+FAMILY_FORMAT = {"resnet": "torchvision", "vgg": "torchvision", "alexnet": "caffe",
+                 "googlenet": "caffe"}
 
 
 def suffixes(family):
@@ -124,6 +127,17 @@ for _model, _file, _top1, _top5 in (
         ("resnet50", "resnet50-0676ba61.pth", 76.130, 92.862),
         ("resnet101", "resnet101-63fe2227.pth", 77.374, 93.546),
         ("resnet152", "resnet152-394f9c45.pth", 78.312, 94.046)):
+    register_weights(_torchvision(_model, _file, _top1, _top5), default=True)
+# torchvision's VGGs (their IMAGENET1K_V1 files; accuracies as torchvision reports them).
+for _model, _file, _top1, _top5 in (
+        ("vgg11", "vgg11-8a719046.pth", 69.020, 88.628),
+        ("vgg13", "vgg13-19584684.pth", 69.928, 89.246),
+        ("vgg16", "vgg16-397923af.pth", 71.592, 90.382),
+        ("vgg19", "vgg19-dcbb9e9d.pth", 72.376, 90.876),
+        ("vgg11_bn", "vgg11_bn-6002323d.pth", 70.370, 89.810),
+        ("vgg13_bn", "vgg13_bn-abd245e5.pth", 71.586, 90.374),
+        ("vgg16_bn", "vgg16_bn-6c64b313.pth", 73.360, 91.516),
+        ("vgg19_bn", "vgg19_bn-c79401a0.pth", 74.218, 91.842)):
     register_weights(_torchvision(_model, _file, _top1, _top5), default=True)
 register_weights(_torchvision("resnet50", "resnet50-11ad3fa6.pth", 80.858, 95.434,
                               tag="tv2_in1k", preprocessing={**TORCHVISION, "resize": 232},
@@ -260,17 +274,18 @@ def file_format(path):
 def load_converted(model, path, family):
     """Load a torchvision state dict or a caffemodel into a freshly built zoo model."""
     fmt = file_format(path)
-    if fmt == "torchvision" and family == "resnet":
+    if fmt == "torchvision" and family in ("resnet", "vgg"):
         from zoo.pretrained import torchvision
 
-        torchvision.load_resnet(model, path)
+        (torchvision.load_resnet if family == "resnet" else torchvision.load_vgg)(model, path)
     elif fmt == "caffe" and family in ("alexnet", "googlenet"):
         from zoo.pretrained import caffe
 
         caffe.load(model, path, family)
     else:
         raise UserError(f"{family} weights cannot come from a {fmt} file ({path}): ResNets "
-                        "load torchvision state dicts, AlexNet and GoogLeNet caffemodels.")
+                        "and VGGs load torchvision state dicts, AlexNet and GoogLeNet "
+                        "caffemodels.")
 
 
 def describe_preprocessing(preprocessing):

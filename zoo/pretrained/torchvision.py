@@ -1,4 +1,4 @@
-"""torchvision-layout ResNet state dicts into the zoo's ResNets.
+"""torchvision-layout ResNet and VGG state dicts into the zoo's ResNets and VGGs.
 
 The keys are torchvision's (``conv1.weight``, ``bn1.running_mean``,
 ``layer3.1.downsample.0.weight``, ``fc.bias``), which timm's ``tv_in1k`` ResNets share.
@@ -86,6 +86,8 @@ def torchvision_name(layer_name):
 def _keras_values(kind, tensors, module):
     if kind == "conv":
         return [tensors[f"{module}.weight"].transpose(2, 3, 1, 0)]
+    if kind == "conv_bias":  # VGG's convolutions have biases, ResNet's none
+        return [tensors[f"{module}.weight"].transpose(2, 3, 1, 0), tensors[f"{module}.bias"]]
     if kind == "bn":
         return [tensors[f"{module}.{k}"] for k in ("weight", "bias", "running_mean",
                                                   "running_var")]
@@ -94,11 +96,14 @@ def _keras_values(kind, tensors, module):
 
 def _kind(layer):
     name = type(layer).__name__
+    if name == "Conv2D" and layer.use_bias:
+        return "conv_bias"
     return {"Conv2D": "conv", "BatchNormalization": "bn", "Dense": "dense"}.get(name)
 
 
 def _keys(kind, module):
-    suffixes = {"conv": ("weight",), "dense": ("weight", "bias"),
+    suffixes = {"conv": ("weight",), "conv_bias": ("weight", "bias"),
+                "dense": ("weight", "bias"),
                 "bn": ("weight", "bias", "running_mean", "running_var")}[kind]
     return [f"{module}.{s}" for s in suffixes]
 
@@ -110,13 +115,70 @@ def load_resnet(model, path):
     have a place (the classifier's may be left over when the model has no top); otherwise
     the missing and unexpected keys are named. Shapes are checked before anything is set.
     """
+    return _load(model, path, torchvision_name, ("fc.",),
+                 "A torchvision ResNet state dict fits the zoo ResNet of the same depth with "
+                 "width=1.0, stem='imagenet' and relu (and classes=1000 with the top).")
+
+
+def vgg_module_names(model):
+    """``{zoo layer name: torchvision module}`` for a zoo VGG: torchvision numbers the
+    ``features`` in order, every convolution, BatchNorm, ReLU and max-pool taking one index,
+    and the classifier's linear layers are ``classifier.0``, ``.3`` and ``.6``.
+
+    >>> import zoo
+    >>> names = vgg_module_names(zoo.vgg11_bn(input_shape=(32, 32, 3), width=0.125))
+    >>> names["block1_conv1"], names["block1_conv1_bn"], names["block2_conv1"], names["fc2"]
+    ('features.0', 'features.1', 'features.4', 'classifier.3')
+    """
+    import keras
+
+    names, index = {}, 0
+    for layer in model.layers:
+        if isinstance(layer, (keras.layers.Conv2D, keras.layers.BatchNormalization)):
+            names[layer.name] = f"features.{index}"
+            index += 1
+            fused = isinstance(layer, keras.layers.Conv2D) and layer.activation is not None \
+                and layer.activation.__name__ != "linear"
+            index += fused  # its ReLU
+        elif isinstance(layer, (keras.layers.Activation, keras.layers.MaxPooling2D)) and (
+                layer.name.startswith("block")):
+            index += 1
+    names.update(fc1="classifier.0", fc2="classifier.3", predictions="classifier.6")
+    return names
+
+
+def _vgg_fc1(model, values):
+    """torchvision flattens the block-5 map channels first (C, H, W), Keras channels last
+    (H, W, C): fc1's rows are permuted to Keras' order."""
+    height, width, channels = model.get_layer("flatten").input.shape[1:]
+    kernel = values[0]  # (H*W*C as torchvision orders them, units), already transposed
+    kernel = kernel.reshape(channels, height, width, -1).transpose(1, 2, 0, 3)
+    return [kernel.reshape(height * width * channels, -1), values[1]]
+
+
+def load_vgg(model, path):
+    """Set a zoo VGG's weights from a torchvision-layout state dict file (``vgg16``,
+    ``vgg16_bn``, ...), as :func:`load_resnet` does for ResNets. With the top, the input
+    must give torchvision's 7x7 block-5 map (224x224 to 255x255): torchvision pools any
+    other size to 7x7 first, which the zoo's Flatten does not."""
+    names = vgg_module_names(model)
+    return _load(model, path, names.get, ("classifier.",),
+                 "A torchvision VGG state dict fits the zoo VGG of the same depth and "
+                 "batch_norm with width=1.0 and relu (and classes=1000 and a 224x224 input "
+                 "with the top).", adapt={"fc1": _vgg_fc1})
+
+
+def _load(model, path, module_of, top_prefixes, advice, adapt=None):
+    """Load a torchvision-layout state dict: ``module_of(layer name)`` is the layer's
+    torchvision module (None: it has none); ``adapt[layer name](model, values)`` reorders a
+    layer's converted values; ``top_prefixes``: keys that may be left over without a top."""
     tensors = {k: v for k, v in read_state_dict(path).items()
                if not k.endswith(IGNORED)}
     plan, missing, wrong_shape = [], [], []
     for layer in model.layers:
         if not layer.weights:
             continue
-        kind, module = _kind(layer), torchvision_name(layer.name)
+        kind, module = _kind(layer), module_of(layer.name)
         if kind is None or module is None:
             missing.append(f"{layer.name} (no torchvision counterpart)")
             continue
@@ -125,13 +187,19 @@ def load_resnet(model, path):
         if absent:
             missing.extend(absent)
             continue
-        expected_rank = {"conv": 4, "dense": 2, "bn": 1}[kind]
+        expected_rank = {"conv": 4, "conv_bias": 4, "dense": 2, "bn": 1}[kind]
         bad_rank = [k for k in keys[:1] if tensors[k].ndim != expected_rank]
         if bad_rank:  # a transpose would fail with numpy's "axes don't match array"
             wrong_shape.extend(f"{k}: file {tensors[k].shape}, a {expected_rank}-D tensor "
                                f"expected for {layer.name}" for k in bad_rank)
             continue
         values = _keras_values(kind, tensors, module)
+        if adapt and layer.name in adapt:
+            if values[0].shape[0] != layer.get_weights()[0].shape[0]:
+                wrong_shape.append(f"{keys[0]}: file {tensors[keys[0]].shape}, model "
+                                   f"{layer.get_weights()[0].shape} (transposed)")
+                continue
+            values = adapt[layer.name](model, values)
         for weight, value, key in zip(layer.get_weights(), values, keys):
             if weight.shape != value.shape:
                 wrong_shape.append(f"{key}: file {tensors[key].shape} -> {value.shape}, "
@@ -139,12 +207,11 @@ def load_resnet(model, path):
         plan.append((layer, values, keys))
     used = {k for _, _, keys in plan for k in keys}
     has_top = "predictions" in {layer.name for layer in model.layers}
-    unexpected = [k for k in tensors if k not in used and (has_top or not k.startswith("fc."))]
+    unexpected = [k for k in tensors
+                  if k not in used and (has_top or not k.startswith(top_prefixes))]
     return set_if_it_fits(
         model, path, [(layer, values) for layer, values, _ in plan], missing, unexpected,
-        wrong_shape, f"{len(tensors)} tensors in the file",
-        "A torchvision ResNet state dict fits the zoo ResNet of the same depth with "
-        "width=1.0, stem='imagenet' and relu (and classes=1000 with the top).")
+        wrong_shape, f"{len(tensors)} tensors in the file", advice)
 
 
 def state_dict(model):
@@ -164,8 +231,8 @@ def state_dict(model):
         if not layer.weights or kind is None or module is None:
             continue
         values = layer.get_weights()
-        if kind == "conv":
-            values = [values[0].transpose(3, 2, 0, 1)]
+        if kind in ("conv", "conv_bias"):
+            values = [values[0].transpose(3, 2, 0, 1), *values[1:]]
         elif kind == "dense":
             values = [values[0].T, values[1]]
         for key, value in zip(_keys(kind, module), values):

@@ -70,7 +70,7 @@ def test_the_commands_choices_are_the_librarys():
      "zoo train: error: alexnet has no argument 'tower'. Did you mean 'towers'? Its arguments:"),
     (["train", "--model", "resnet18", "--model-arg", "zero_init_residuals=True"],
      "Did you mean 'zero_init_residual'?"),
-    (["list", "vgg*"], "zoo list: error: No model matches 'vgg*'; available: alexnet"),
+    (["list", "mobilenet*"], "zoo list: error: No model matches 'mobilenet*'; available: alexnet"),
     (["info", "./my_data"], "Unknown model './my_data'"),
 ])
 def test_typos_are_one_line_with_the_closest_name_before_any_data_is_read(argv, message,

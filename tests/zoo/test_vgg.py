@@ -1,0 +1,163 @@
+"""VGG: the layout of keras.applications' VGG16, and torchvision's state dicts converted
+exactly (a NumPy forward pass with torchvision's semantics, from the state dict alone;
+torchvision itself where it is installed)."""
+
+import numpy as np
+import pytest
+
+import zoo
+from tests.zoo.test_pretrained import _bn, _conv, write_safetensors
+from zoo.models.vgg import CONVS, FILTERS
+
+
+def vgg_state_dict(depth, batch_norm, flat_features, seed=0):
+    """torchvision.models.vgg{depth}[_bn]().state_dict()'s keys, random values; fc1 takes
+    ``flat_features`` inputs (25088 at 224x224; fewer for the small inputs of a test)."""
+    rng = np.random.default_rng(seed)
+    state, index, cin = {}, 0, 3
+    for convs, filters in zip(CONVS[depth], FILTERS):
+        for _ in range(convs):
+            state[f"features.{index}.weight"] = rng.normal(
+                0, np.sqrt(2 / (9 * cin)), (filters, cin, 3, 3))
+            state[f"features.{index}.bias"] = rng.normal(0, 0.1, filters)
+            index += 1
+            if batch_norm:
+                state[f"features.{index}.weight"] = rng.uniform(0.5, 1.5, filters)
+                state[f"features.{index}.bias"] = rng.normal(0, 0.1, filters)
+                state[f"features.{index}.running_mean"] = rng.normal(0, 0.1, filters)
+                state[f"features.{index}.running_var"] = rng.uniform(0.5, 2.0, filters)
+                state[f"features.{index}.num_batches_tracked"] = np.array(3.0)
+                index += 1
+            index += 1  # ReLU
+            cin = filters
+        index += 1  # MaxPool2d
+    for key, (out, inputs) in {"classifier.0": (4096, flat_features),
+                               "classifier.3": (4096, 4096),
+                               "classifier.6": (1000, 4096)}.items():
+        state[f"{key}.weight"] = rng.normal(0, np.sqrt(2 / inputs), (out, inputs))
+        state[f"{key}.bias"] = rng.normal(0, 0.1, out)
+    return {k: v.astype("float32") for k, v in state.items()}
+
+
+def torchvision_vgg_forward(state, x, depth, batch_norm):
+    """torchvision's VGG.forward in NumPy (NCHW): conv (padding 1), [BatchNorm], ReLU,
+    2x2/2 max-pool; flatten in (C, H, W) order; Linear, ReLU (dropout off), Linear, ReLU,
+    Linear. The adaptive average pool is the identity where the map is already the size
+    the classifier takes, as here."""
+    index = 0
+    for convs in CONVS[depth]:
+        for _ in range(convs):
+            x = _conv(x, state[f"features.{index}.weight"], pad=1) + state[
+                f"features.{index}.bias"][:, None, None]
+            index += 1
+            if batch_norm:
+                x = _bn(x, state, f"features.{index}")
+                index += 1
+            x = np.maximum(x, 0)
+            index += 1
+        n, c, h, w = x.shape
+        x = x[:, :, :h // 2 * 2, :w // 2 * 2].reshape(n, c, h // 2, 2, w // 2, 2).max((3, 5))
+        index += 1
+    x = x.reshape(len(x), -1)
+    for key in ("classifier.0", "classifier.3", "classifier.6"):
+        x = x @ state[f"{key}.weight"].T + state[f"{key}.bias"]
+        if key != "classifier.6":
+            x = np.maximum(x, 0)
+    return x
+
+
+@pytest.mark.parametrize("batch_norm", [False, True], ids=["vgg11", "vgg11_bn"])
+def test_a_torchvision_vgg_state_dict_gives_torchvisions_logits(tmp_path, batch_norm):
+    """At 64x64 the block-5 map is 2x2x512: fc1's 2048 inputs come in torchvision's
+    (C, H, W) order and must be permuted to Keras' (H, W, C)."""
+    state = vgg_state_dict(11, batch_norm, flat_features=512 * 2 * 2)
+    path = str(tmp_path / "vgg.safetensors")
+    write_safetensors(path, state)
+    x = np.random.default_rng(1).normal(size=(2, 3, 64, 64)).astype("float32")
+    expected = torchvision_vgg_forward(state, x.astype("float64"), 11, batch_norm)
+    name = "vgg11_bn" if batch_norm else "vgg11"
+    model = zoo.get_model(name, weights=path, input_shape=(64, 64, 3),
+                          classifier_activation=None)
+    logits = np.asarray(model(x.transpose(0, 2, 3, 1), training=False))
+    np.testing.assert_allclose(logits, expected, rtol=1e-4, atol=1e-4 * np.abs(expected).max())
+    assert np.abs(expected).max() > 1  # not vanishing: every layer contributes
+
+
+def test_a_state_dict_that_does_not_fit_names_every_misfit(tmp_path):
+    state = vgg_state_dict(11, False, flat_features=512)
+    del state["features.0.bias"]
+    state["features.3.weight"] = state["features.3.weight"][:, :32]  # 64 -> 32 inputs
+    path = str(tmp_path / "bad.safetensors")
+    write_safetensors(path, state)
+    with pytest.raises(ValueError, match=r"bad.safetensors does not fit vgg11 .* missing from "
+                                         r"the file: features.0.bias; .*shapes differ: "
+                                         r"features.3.weight"):
+        zoo.vgg11(weights=path, input_shape=(32, 32, 3))
+    with pytest.raises(ValueError, match=r"in the file but not in the model: features.1.bias"):
+        write_safetensors(path, {**vgg_state_dict(11, False, 512), "features.1.bias": np.ones(3)})
+        zoo.vgg11(weights=path, input_shape=(32, 32, 3))
+
+
+def test_without_the_top_the_classifier_is_left_over_and_any_size_loads(tmp_path):
+    state = vgg_state_dict(11, True, flat_features=512)  # left over, whatever its size
+    path = str(tmp_path / "vgg11_bn.safetensors")
+    write_safetensors(path, state)
+    x = np.random.default_rng(2).normal(size=(1, 3, 40, 56)).astype("float32")
+    model = zoo.vgg11_bn(weights=path, include_top=False, input_shape=(40, 56, 3))
+    features = np.asarray(model(x.transpose(0, 2, 3, 1), training=False))
+    index, y = 0, x.astype("float64")
+    for convs in CONVS[11]:  # the same forward pass, without the classifier
+        for _ in range(convs):
+            y = _conv(y, state[f"features.{index}.weight"], pad=1) + state[
+                f"features.{index}.bias"][:, None, None]
+            y = np.maximum(_bn(y, state, f"features.{index + 1}"), 0)
+            index += 3
+        n, c, h, w = y.shape
+        y = y[:, :, :h // 2 * 2, :w // 2 * 2].reshape(n, c, h // 2, 2, w // 2, 2).max((3, 5))
+        index += 1
+    np.testing.assert_allclose(features, y.transpose(0, 2, 3, 1), rtol=1e-4,
+                               atol=1e-4 * np.abs(y).max())
+
+
+def test_layer_names_are_keras_applications_vgg16s():
+    model = zoo.vgg16(input_shape=(32, 32, 3), width=0.0625)
+    convs = [layer.name for layer in model.layers if "conv" in layer.name]
+    assert convs[:3] == ["block1_conv1", "block1_conv2", "block2_conv1"]
+    assert convs[-1] == "block5_conv3" and len(convs) == 13
+    assert [layer.name for layer in model.layers[-6:]] == [
+        "flatten", "fc1", "fc1_drop", "fc2", "fc2_drop", "predictions"]
+    assert model.get_layer("fc1_drop").rate == 0.5
+    bn = zoo.vgg16_bn(input_shape=(32, 32, 3), width=0.0625)
+    assert bn.get_layer("block1_conv1_bn").epsilon == 1e-5
+    with pytest.raises(ValueError, match=r"`depth` of a VGG must be one of \[11, 13, 16, 19\]"):
+        zoo.vgg(12)
+    with pytest.raises(ValueError, match=r"VGG-16 with include_top=True needs a fixed height"):
+        zoo.vgg16(input_shape=(None, None, 3))
+
+
+# --- where PyTorch and torchvision are installed (the GPU machines): the real thing ----------
+
+@pytest.mark.parametrize("name", ["vgg11", "vgg11_bn"])
+def test_real_torchvision_vggs_convert_to_the_same_logits(tmp_path, name):
+    """torchvision.models.vgg11[_bn] with random weights and BatchNorm statistics, saved as
+    .safetensors, gives torchvision's own logits at 224x224 through weights=. Skipped where
+    torchvision is not installed (CI)."""
+    torch = pytest.importorskip("torch")
+    torchvision = pytest.importorskip("torchvision")
+    from safetensors.torch import save_file
+
+    torch.manual_seed(0)
+    net = getattr(torchvision.models, name)(weights=None).eval()
+    with torch.no_grad():
+        for module in net.modules():
+            if isinstance(module, torch.nn.BatchNorm2d):
+                module.running_mean.uniform_(-0.1, 0.1)
+                module.running_var.uniform_(0.5, 2.0)
+    x = np.random.default_rng(0).normal(size=(1, 3, 224, 224)).astype("float32")
+    with torch.no_grad():
+        expected = net(torch.from_numpy(x)).numpy()
+    save_file(net.state_dict(), str(tmp_path / "net.safetensors"))
+    model = zoo.get_model(name, weights=str(tmp_path / "net.safetensors"),
+                          classifier_activation=None)
+    logits = model.predict(x.transpose(0, 2, 3, 1), verbose=0)
+    np.testing.assert_allclose(logits, expected, rtol=1e-4, atol=1e-4 * np.abs(expected).max())
