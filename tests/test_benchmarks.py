@@ -1,4 +1,5 @@
-"""The GPU benchmark's every Keras path, run on the CPU with tiny sizes (`--smoke`)."""
+"""The benchmarks CI runs on the CPU with tiny sizes (`--smoke`): the GPU benchmark's every
+Keras path, and the CIFAR snapshot study's three runs."""
 
 import csv
 import subprocess
@@ -23,3 +24,17 @@ def test_gpu_benchmark_smoke_run_writes_its_table(tmp_path):
             ("ensemble of 2 zoo.resnet18", "members in turn")} <= models
     assert all(float(r["images_per_s"]) > 0 for r in rows)
     assert "one-graph ensemble / members in turn" in result.stdout
+
+
+@pytest.mark.slow
+def test_snapshot_cifar_smoke_run_trains_all_three_rows(tmp_path):
+    """benchmarks/snapshot_cifar.py --smoke: the standard-schedule run with its NoCycle
+    checkpoints and the cyclic snapshot run, on a synthetic stand-in of CIFAR-10's shapes."""
+    out = tmp_path / "snapshot_cifar.csv"
+    result = subprocess.run([sys.executable, "benchmarks/snapshot_cifar.py", "--smoke", "--out",
+                             str(out)], capture_output=True, text=True, timeout=600, cwd=REPO)
+    assert result.returncode == 0, result.stderr[-3000:]
+    rows = {r[""]: r for r in csv.DictReader(open(out))}
+    assert list(rows) == ["single model", "NoCycle", "snapshot ensemble"]
+    assert all(0 <= float(r["top1_error_%"]) <= 100 and float(r["nll"]) > 0
+               for r in rows.values())
