@@ -161,3 +161,55 @@ def test_real_torchvision_vggs_convert_to_the_same_logits(tmp_path, name):
                           classifier_activation=None)
     logits = model.predict(x.transpose(0, 2, 3, 1), verbose=0)
     np.testing.assert_allclose(logits, expected, rtol=1e-4, atol=1e-4 * np.abs(expected).max())
+
+
+# --- the authors' Caffe files (VGG_ILSVRC_16_layers.caffemodel), read by OpenCV too ----------
+
+
+def vgg_prototxt(shape, depth, width, fc, classes):
+    """The authors' deploy.prototxt for configuration ``depth``, every width scaled."""
+    from tests.zoo.test_caffe import _conv as caffe_conv, _fc, _net, _pool
+
+    parts, bottom = [], "data"
+    for block, (convs, filters) in enumerate(zip(CONVS[depth], FILTERS), start=1):
+        for i in range(1, convs + 1):
+            parts.append(caffe_conv(f"conv{block}_{i}", bottom, int(filters * width), 3, pad=1))
+            bottom = f"conv{block}_{i}"
+        parts.append(_pool(f"pool{block}", bottom, 2, 2))
+        bottom = f"pool{block}"
+    parts += [_fc("fc6", bottom, fc), _fc("fc7", "fc6", fc), _fc("fc8", "fc7", classes, False)]
+    return _net(shape, "".join(parts))
+
+
+def test_the_authors_caffe_vgg_gives_opencvs_logits(tmp_path):
+    """A VGG-11 caffemodel (random blobs, Caffe's layer names, 1/16 of the widths) at 64x64:
+    OpenCV's Caffe importer runs the file; the zoo's VGG built from it gives the same logits
+    (fc6 reads the 2x2 block-5 map, flattened (C, H, W) by Caffe)."""
+    from tests.zoo.test_caffe import opencv_forward, write_caffemodel
+
+    width, fc, classes = 0.0625, 256, 10
+    rng = np.random.default_rng(3)
+    layers, index = {}, 0
+    for block, (convs, filters) in enumerate(zip(CONVS[11], FILTERS), start=1):
+        cin = 3 if block == 1 else int(FILTERS[block - 2] * width)
+        for i in range(1, convs + 1):
+            out = int(filters * width)
+            layers[f"conv{block}_{i}"] = [rng.normal(0, np.sqrt(2 / (9 * cin)), (out, cin, 3, 3)),
+                                          rng.normal(0, 0.1, out)]
+            cin = out
+    for name, (out, inputs) in {"fc6": (fc, 32 * 2 * 2), "fc7": (fc, fc),
+                                "fc8": (classes, fc)}.items():
+        layers[name] = [rng.normal(0, np.sqrt(2 / inputs), (out, inputs)), rng.normal(0, 0.1, out)]
+    path, prototxt = str(tmp_path / "vgg11.caffemodel"), str(tmp_path / "deploy.prototxt")
+    write_caffemodel(path, {k: [v.astype("float32") for v in blobs]
+                            for k, blobs in layers.items()})
+    with open(prototxt, "w") as f:
+        f.write(vgg_prototxt((2, 3, 64, 64), 11, width, fc, classes))
+    x = rng.uniform(-60, 60, (2, 3, 64, 64))
+    (expected,) = opencv_forward(prototxt, path, x, ["fc8"])
+    model = zoo.vgg11(weights=path, input_shape=(64, 64, 3), width=width, classes=classes,
+                      classifier_activation=None)
+    assert model.get_layer("fc1").units == fc
+    logits = np.asarray(model(x.transpose(0, 2, 3, 1).astype("float32"), training=False))
+    np.testing.assert_allclose(logits, expected, rtol=1e-4, atol=1e-4 * np.abs(expected).max())
+    assert np.abs(expected).max() > 1

@@ -3,11 +3,11 @@
 
 A builder's ``weights`` argument takes, besides None and a ``.weights.h5`` file:
 
-- a torchvision-layout state dict for the ResNets: ``.safetensors`` (read with the
+- a torchvision-layout state dict for the ResNets and VGGs: ``.safetensors`` (read with the
   safetensors package's NumPy API, no PyTorch needed; timm's ``resnet50.tv_in1k`` files
   have this layout) or ``.pth`` (when PyTorch is importable);
-- a ``.caffemodel`` for AlexNet (``bvlc_alexnet``) and GoogLeNet (``bvlc_googlenet``),
-  parsed without Caffe;
+- a ``.caffemodel`` for AlexNet (``bvlc_alexnet``), GoogLeNet (``bvlc_googlenet``) and
+  VGG-16/19 (the authors' ``VGG_ILSVRC_16_layers.caffemodel``), parsed without Caffe;
 - ``"imagenet"`` or a named entry (``"tv_in1k"``, ``"resnet50.tv2_in1k"``, ``"bvlc"``):
   the published file, looked up in the local cache (``$ZOO_WEIGHTS``, else
   ``~/.keras/models/zoo/``) by file name and checked against its published hash. Nothing is
@@ -112,13 +112,13 @@ def register_weights(entry, default=False):
 
 
 FORMATS = {"torchvision": (".safetensors", ".pth", ".pt"), "caffe": (".caffemodel",)}
-FAMILY_FORMAT = {"resnet": "torchvision", "vgg": "torchvision", "alexnet": "caffe",
-                 "googlenet": "caffe"}
+FAMILY_FORMAT = {"resnet": ("torchvision",), "vgg": ("torchvision", "caffe"),
+                 "alexnet": ("caffe",), "googlenet": ("caffe",)}
 
 
 def suffixes(family):
     """The converted-file suffixes a model family loads (``()`` for none)."""
-    return FORMATS.get(FAMILY_FORMAT.get(family), ())
+    return sum((FORMATS[f] for f in FAMILY_FORMAT.get(family, ())), ())
 
 
 for _model, _file, _top1, _top5 in (
@@ -278,14 +278,14 @@ def load_converted(model, path, family):
         from zoo.pretrained import torchvision
 
         (torchvision.load_resnet if family == "resnet" else torchvision.load_vgg)(model, path)
-    elif fmt == "caffe" and family in ("alexnet", "googlenet"):
+    elif fmt == "caffe" and family in ("alexnet", "googlenet", "vgg"):
         from zoo.pretrained import caffe
 
         caffe.load(model, path, family)
     else:
         raise UserError(f"{family} weights cannot come from a {fmt} file ({path}): ResNets "
-                        "and VGGs load torchvision state dicts, AlexNet and GoogLeNet "
-                        "caffemodels.")
+                        "load torchvision state dicts, AlexNet and GoogLeNet caffemodels, "
+                        "VGGs either.")
 
 
 def describe_preprocessing(preprocessing):

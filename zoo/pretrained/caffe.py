@@ -1,4 +1,5 @@
-"""The Caffe reference models (``bvlc_alexnet``, ``bvlc_googlenet``) into the zoo's builders,
+"""The Caffe reference models (``bvlc_alexnet``, ``bvlc_googlenet``) and the VGG authors'
+Caffe files (``VGG_ILSVRC_16_layers``, ``VGG_ILSVRC_19_layers``) into the zoo's builders,
 read without Caffe.
 
 A ``.caffemodel`` is a serialized ``caffe.NetParameter`` protocol buffer. Only the layer
@@ -111,7 +112,15 @@ def caffe_name(layer_name, family):
     ('inception_4d/5x5_reduce', 0, 1)
     >>> caffe_name("conv4_tower2", "alexnet")
     ('conv4', 1, 2)
+    >>> caffe_name("block3_conv2", "vgg"), caffe_name("fc1", "vgg")
+    (('conv3_2', 0, 1), ('fc6', 0, 1))
     """
+    if family == "vgg":  # the authors' VGG_ILSVRC_16_layers: conv1_1 ... conv5_3, fc6-fc8
+        heads = {"fc1": "fc6", "fc2": "fc7", "predictions": "fc8"}
+        if layer_name in heads:
+            return heads[layer_name], 0, 1
+        block, _, conv = layer_name.partition("_conv")
+        return f"conv{block[len('block'):]}_{conv}", 0, 1
     if family == "alexnet":
         base, _, tower = layer_name.partition("_tower")
         base = {"predictions": "fc8"}.get(base, base)
@@ -125,9 +134,10 @@ def caffe_name(layer_name, family):
 
 
 # Dense layers that read a feature map through a Flatten: (dense, flatten) layer names.
-_AFTER_FLATTEN = {"fc6": "flatten", "aux1_fc": "aux1_flatten", "aux2_fc": "aux2_flatten"}
+_AFTER_FLATTEN = {"fc6": "flatten", "fc1": "flatten", "aux1_fc": "aux1_flatten",
+                  "aux2_fc": "aux2_flatten"}
 # Caffe layers a model may leave out: the classifier layers, without the top or aux heads.
-_OPTIONAL = {"alexnet": ("fc6", "fc7", "fc8"),
+_OPTIONAL = {"alexnet": ("fc6", "fc7", "fc8"), "vgg": ("fc6", "fc7", "fc8"),
              "googlenet": ("loss1/", "loss2/", "loss3/")}
 
 
@@ -162,7 +172,7 @@ def _check_alexnet(model):
 
 
 def load(model, path, family):
-    """Set a zoo AlexNet (two towers) or GoogLeNet's weights from a ``.caffemodel``.
+    """Set a zoo AlexNet (two towers), GoogLeNet or VGG's weights from a ``.caffemodel``.
 
     Every weight of the model must come from the file and every layer of the file must
     have a place (the classifiers may be left over: the top, or the aux heads, when the
