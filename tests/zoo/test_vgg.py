@@ -213,3 +213,20 @@ def test_the_authors_caffe_vgg_gives_opencvs_logits(tmp_path):
     logits = np.asarray(model(x.transpose(0, 2, 3, 1).astype("float32"), training=False))
     np.testing.assert_allclose(logits, expected, rtol=1e-4, atol=1e-4 * np.abs(expected).max())
     assert np.abs(expected).max() > 1
+
+
+def test_a_zoo_vgg_written_in_torchvisions_layout_loads_back_the_same(tmp_path):
+    """state_dict is load_vgg's inverse: the keys torchvision's vgg11_bn has (the test's own
+    list), fc1 back in (C, H, W) order, and the same logits after a round trip."""
+    model = zoo.vgg11_bn(input_shape=(64, 64, 3), width=1.0, classes=7)
+    state = zoo.pretrained.torchvision.state_dict(model)
+    reference = vgg_state_dict(11, True, flat_features=512 * 2 * 2)
+    assert {k for k in reference if not k.endswith("num_batches_tracked")} - {
+        "classifier.6.weight", "classifier.6.bias"} <= set(state)
+    assert state["classifier.0.weight"].shape == (4096, 2048)
+    path = str(tmp_path / "written.safetensors")
+    write_safetensors(path, state)
+    loaded = zoo.vgg11_bn(weights=path, input_shape=(64, 64, 3), classes=7)
+    x = np.random.default_rng(4).normal(size=(2, 64, 64, 3)).astype("float32")
+    np.testing.assert_allclose(np.asarray(loaded(x, training=False)),
+                               np.asarray(model(x, training=False)), rtol=1e-5, atol=1e-6)

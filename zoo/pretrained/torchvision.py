@@ -215,9 +215,10 @@ def _load(model, path, module_of, top_prefixes, advice, adapt=None):
 
 
 def state_dict(model):
-    """A zoo ResNet's weights as a torchvision-layout state dict of NumPy arrays: the inverse
-    of :func:`load_resnet`, to save with ``safetensors.numpy.save_file`` and load in
-    torchvision (``model.load_state_dict({k: torch.from_numpy(v) ...})``) or back here.
+    """A zoo ResNet's or VGG's weights as a torchvision-layout state dict of NumPy arrays:
+    the inverse of :func:`load_resnet` / :func:`load_vgg`, to save with
+    ``safetensors.numpy.save_file`` and load in torchvision
+    (``model.load_state_dict({k: torch.from_numpy(v) ...})``) or back here.
 
     Example:
 
@@ -225,16 +226,23 @@ def state_dict(model):
     >>> sorted(state_dict(zoo.resnet18()))[:2]
     ['bn1.bias', 'bn1.running_mean']
     """
+    is_vgg = "block1_conv1" in {layer.name for layer in model.layers}
+    module_of = vgg_module_names(model).get if is_vgg else torchvision_name
     state = {}
     for layer in model.layers:
-        kind, module = _kind(layer), torchvision_name(layer.name)
+        kind, module = _kind(layer), module_of(layer.name)
         if not layer.weights or kind is None or module is None:
             continue
         values = layer.get_weights()
         if kind in ("conv", "conv_bias"):
             values = [values[0].transpose(3, 2, 0, 1), *values[1:]]
         elif kind == "dense":
-            values = [values[0].T, values[1]]
+            kernel = values[0]
+            if is_vgg and layer.name == "fc1":  # back to torchvision's (C, H, W) order
+                height, width, channels = model.get_layer("flatten").input.shape[1:]
+                kernel = kernel.reshape(height, width, channels, -1).transpose(2, 0, 1, 3)
+                kernel = kernel.reshape(height * width * channels, -1)
+            values = [kernel.T, values[1]]
         for key, value in zip(_keys(kind, module), values):
             state[key] = np.ascontiguousarray(value, "float32")
     return state
