@@ -31,9 +31,13 @@ def test_quickstart_notebook_executes(tmp_path):
     assert "ensemble" in _text(code[3]) and "mean member" in _text(code[3])  # the table
     assert any("image/png" in o.get("data", {}) for o in code[4]["outputs"])  # the plot
     assert "2 trainable tensors; validation accuracy" in _text(code[5])  # fine-tuned head
-    assert _text(code[6]).count("label ") == 5  # five served predictions
+    # VGG-11-BN at 32x32 from a torchvision-layout file, its new head alone trainable; a
+    # ResNet-20 snapshot ensemble of three snapshots.
+    assert "32,211,048 parameters; 2 trainable tensors (the head)" in _text(code[6])
+    assert "snapshot_3" in _text(code[7]) and "ensemble" in _text(code[7])
+    assert _text(code[8]).count("label ") == 5  # five served predictions
     assert os.path.isdir(os.path.join(tmp_path, "runs", "quickstart_savedmodel"))
     # Deployed: a process without the project serves the PNG by class name, and zoo.predict
     # names the same class first.
-    served = _text(code[7]).split("served: digit ")[1].split(" ")[0]
-    assert f"digit {served}" in _text(code[7]).split("class_1")[1]
+    served = _text(code[9]).split("served: digit ")[1].split(" ")[0]
+    assert f"digit {served}" in _text(code[9]).split("class_1")[1]

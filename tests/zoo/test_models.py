@@ -374,8 +374,8 @@ ALL = pytest.mark.all_backends  # `make test` runs these under JAX too
         pytest.param("resnet18", dict(input_shape=(32, 32, 3), width=0.25, stem="cifar",
                                       drop_path_rate=0.1), marks=ALL),
         ("resnet50", dict(input_shape=(32, 32, 3), width=0.125, dropout=0.2)),
-        # Under JAX, the CIFAR ResNets' own layers are held by test_resnet_cifar.py.
-        ("resnet20", dict(input_shape=(16, 16, 3), width=0.5, drop_path_rate=0.1)),
+        pytest.param("resnet20", dict(input_shape=(16, 16, 3), width=0.5, drop_path_rate=0.1),
+                     marks=ALL),
         pytest.param("vgg11_bn", dict(input_shape=(32, 32, 3), width=0.0625), marks=ALL),
     ],
     ids=["alexnet", "alexnet-two-towers-batchnorm", "googlenet", "googlenet-aux",
