@@ -21,6 +21,7 @@ import zoo
 from safeio import directory_lock, write_csv
 from safeio.checks import UserError
 from zoo.cli.quiet import tensorflow_started_quietly
+from zoo.cli.tables import for_people
 
 QUICK_TRAIN_SPLIT = "train[:320]"  # `zoo demo --quick`: 10 batches of 32 per epoch
 
@@ -417,8 +418,8 @@ def _cmd_evaluate(args):
     if models[0].output_shape[-1] <= 5:  # top-5 of five classes or fewer is always right
         shown = shown.drop(columns="top5_error")
     with _wide_pandas():
-        print(shown.round(4).to_string())
-    if args.output:  # the whole table
+        print(for_people(shown).to_string())
+    if args.output:  # the whole table, errors as fractions
         write_csv(table, args.output)
         print(f"Table: {args.output}")
     return 0

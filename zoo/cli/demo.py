@@ -17,6 +17,7 @@ import pandas as pd
 
 from safeio import write_csv, write_text
 from safeio.checks import UserError, check_positive_int
+from zoo.cli.tables import for_people
 
 ALEXNET_SIZE = 67  # AlexNet's smallest input; the ResNet members resize to RESNET_SIZE
 RESNET_SIZE = 16  # the centre crop, resized (the digits themselves are 8x8)
@@ -167,8 +168,9 @@ def _markdown(table):
     columns = ["group"] + [c for c in table.columns if c != "group"]
     lines = ["| model | " + " | ".join(columns) + " |",
              "|---|" + "---|" * len(columns)]
-    for name, row in table.iterrows():
-        cells = [str(row["group"])] + [f"{row[c]:.4f}" for c in columns[1:]]
+    for name, row in for_people(table).iterrows():
+        cells = [str(row["group"])] + [
+            row[c] if isinstance(row[c], str) else f"{row[c]:.4f}" for c in columns[1:]]
         lines.append(f"| {name} | " + " | ".join(cells) + " |")
     return "\n".join(lines)
 
@@ -188,7 +190,7 @@ def report(table, combined, predictions, output_dir, header, served_lines=()):
                                os.path.join(output_dir, "reliability.png"),
                                title="Combined ensemble")
     path = os.path.join(output_dir, "report.md")
-    write_text(path, f"{header}\n\n" + _markdown(table.round(4))
+    write_text(path, f"{header}\n\n" + _markdown(table)
                + "\n\n![size curve](size_curve.png)\n![reliability](reliability.png)\n\n"
                "## Served predictions\n\n" + "\n".join(f"- {line}" for line in served_lines)
                + "\n")
@@ -259,7 +261,7 @@ def run(output_dir="runs/demo", epochs=6, snapshot_epochs=15, cycles=5, seed=0,
     _say(f"evaluating members and ensembles on the {test_split} split")
     table, combined, predictions = evaluate(groups, test)
     with pd.option_context("display.width", 140, "display.max_columns", 10):
-        print(table.drop(columns="group").round(4).to_string())
+        print(for_people(table.drop(columns="group")).to_string())
     steps["evaluation"], clock = time.time() - clock, time.time()
     export_dir = os.path.join(output_dir, "ensemble_savedmodel")
     lines = serve(combined, test, export_dir)

@@ -555,3 +555,4 @@ def test_evaluate_picks_the_held_out_split_and_skips_bad_images_when_asked(tmp_p
     # One model, two classes: one row, and no top-5 (always right with 5 classes or fewer).
     header, row = out.strip().splitlines()[-2:]
     assert header.split() == ["top1_error", "nll", "brier", "ece"] and row.startswith("tiny")
+    assert row.split()[2] == "%"  # errors in percent, as the README writes them

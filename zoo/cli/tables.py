@@ -1,0 +1,21 @@
+"""How the command line shows the evaluation tables to people: error rates in percent, as
+the README and the papers write them (the CSV files keep fractions, for programs)."""
+
+ERROR_COLUMNS = ("top1_error", "top5_error")
+
+
+def for_people(table, digits=4):
+    """A copy of ``table`` with the error columns as ``"2.22 %"`` and the other numbers
+    rounded to ``digits``.
+
+    Example:
+
+    >>> import pandas as pd
+    >>> for_people(pd.DataFrame({"top1_error": [0.0222], "nll": [0.06591]})).iloc[0].tolist()
+    ['2.22 %', 0.0659]
+    """
+    shown = table.round(digits)
+    for column in ERROR_COLUMNS:
+        if column in shown.columns:
+            shown[column] = table[column].map(lambda v: f"{100 * v:.2f} %")
+    return shown
