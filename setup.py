@@ -28,6 +28,7 @@ setup(
         "matplotlib",
         "tensorboard",  # the run directory's logs/ (tensorflow no longer pulls it in)
         "scikit-learn",  # the embedded digits dataset ships inside it
+        "scipy",  # ensembles.fit_weights' optimiser
         "keras-tuner>=1.4",  # zoo.search
         "safetensors",  # torchvision/timm state dicts, read without PyTorch
         "protobuf",  # .caffemodel files, read without Caffe

@@ -24,6 +24,8 @@ from ensembles.variants import variants
 # first use, so `import ensembles` builds and combines models on any Keras backend.
 _LAZY = {name: "ensembles.evaluation"
          for name in ("evaluate", "predict_members", "size_curve", "uncertainty")}
+_LAZY.update({name: "ensembles.weights" for name in (
+    "fit_weights", "greedy_counts", "nll_weights")})
 _LAZY.update({name: "ensembles.snapshots" for name in (
     "CheckpointSnapshots", "CycleSnapshots", "from_snapshots", "snapshot_paths",
     "train_snapshots")})
@@ -65,7 +67,8 @@ def member_probabilities(ensemble, dataset, tta=None):
 __all__ = [
     "COMBINE_CHOICES", "CheckpointSnapshots", "CombineMembers", "CycleSnapshots",
     "CyclicCosine", "Ensemble", "EnsembleUncertainty", "MCDropout", "combine_layer", "evaluate",
-    "export", "from_snapshots", "is_ensemble", "load", "mc_dropout", "member_probabilities",
+    "export", "fit_weights", "from_snapshots", "greedy_counts", "is_ensemble", "load",
+    "mc_dropout", "member_probabilities", "nll_weights",
     "member_weights", "members_of",
     "metrics", "plot_reliability", "plot_size_curve", "predict_members", "serving_model",
     "size_curve", "snapshot_paths", "train_snapshots", "uncertainty", "variants",

@@ -33,6 +33,7 @@ OPTIMIZER_CHOICES = ("sgd", "nesterov", "adam", "rmsprop", "adagrad")
 STRATEGY_CHOICES = ("auto", "one_device", "mirrored", "multi_worker")
 COMBINE_CHOICES = ("mean", "logit_mean", "geometric", "vote")
 EXPORT_FORMAT_CHOICES = ("saved_model", "onnx", "litert")
+FIT_METHOD_CHOICES = ("nll", "greedy")
 
 
 class _Parser(argparse.ArgumentParser):
@@ -384,6 +385,19 @@ def _load_models(paths):
     return models
 
 
+def _load_split(args, split, size, multi_crop=False):
+    """``args.dataset``'s ``split`` as ``zoo evaluate`` reads it for models of input ``size``:
+    resized, or at the larger scale for --center-crop and the multi-crop TTA."""
+    import data
+
+    sizing = (dict(scale=data.crop_scale(size)) if multi_crop or args.center_crop else
+              dict(image_size=size))
+    if args.center_crop and not multi_crop:  # as `zoo train --augment crop` evaluates
+        sizing["center_crop"] = size
+    return data.load(args.dataset, split, batch_size=args.batch_size, data_dir=args.data_dir,
+                     on_bad_image=_bad_image_policy(args), **sizing)
+
+
 def _cmd_evaluate(args):
     import data
     import ensembles
@@ -403,12 +417,7 @@ def _cmd_evaluate(args):
             raise UserError(f"{args.dataset} has no test or validation split (it has "
                             f"{', '.join(sorted(splits))}); name one with --split.")
         print(f"Evaluating on the {split} split ({splits[split]:,} examples)", flush=True)
-    sizing = (dict(scale=data.crop_scale(size)) if multi_crop or args.center_crop else
-              dict(image_size=size))
-    if args.center_crop and not multi_crop:  # as `zoo train --augment crop` evaluates
-        sizing["center_crop"] = size
-    test = data.load(args.dataset, split, batch_size=args.batch_size,
-                     data_dir=args.data_dir, on_bad_image=_bad_image_policy(args), **sizing)
+    test = _load_split(args, split, size, multi_crop)
     source = models[0] if len(models) == 1 else models
     table = ensembles.evaluate(source, test, tta=tta)
     shown = table
@@ -454,6 +463,9 @@ def _cmd_ensemble(args):
 
     if not args.output.endswith(".keras"):
         raise UserError(f"--output must end in .keras; received {args.output!r}.")
+    if args.fit_weights and (args.weights or args.mc_dropout is not None):
+        raise UserError("--fit-weights fits the weights: give neither --weights nor "
+                        "--mc-dropout with it.")
     if args.mc_dropout is not None:
         if len(args.members) != 1 or args.snapshots or args.weights:
             raise UserError("--mc-dropout N samples one model: give exactly one .keras model "
@@ -471,6 +483,8 @@ def _cmd_ensemble(args):
     else:
         ensemble = ensembles.Ensemble(_load_models(args.members), combine=args.combine,
                                       weights=args.weights)
+    if args.fit_weights:
+        ensemble = _with_fitted_weights(args, ensemble)
     zoo.save_model(ensemble, args.output)  # atomically, with the members' class names
     names = [m.name for m in ensembles.members_of(ensemble)]
     if args.mc_dropout is not None:
@@ -480,6 +494,21 @@ def _cmd_ensemble(args):
         print(f"Saved an ensemble of {len(names)} members ({', '.join(names)}), combined by "
               f"{args.combine}: {args.output}")
     return 0
+
+
+def _with_fitted_weights(args, ensemble):
+    """The same members, weighted as ``ensembles.fit_weights`` fits them on
+    ``args.fit_weights`` (a held-out split)."""
+    import ensembles
+
+    held_out = _load_split(args, args.fit_weights, ensemble.input_shape[1])
+    weights = ensembles.fit_weights(ensemble, held_out, method=args.fit_method)
+    members = ensembles.members_of(ensemble)
+    shown = ", ".join(f"{m.name} {w:.3g}" for m, w in zip(members, weights))
+    print(f"Weights fitted on the {args.fit_weights} split ({args.fit_method}): {shown}")
+    return zoo.set_class_names(
+        ensembles.Ensemble(members, combine=args.combine, weights=[float(w) for w in weights],
+                           name=ensemble.name), zoo.class_names(ensemble))
 
 
 def _add_ensemble(sub):
@@ -503,6 +532,18 @@ def _add_ensemble(sub):
     ensemble.add_argument("--mc-dropout", type=int, default=None, metavar="N",
                           help="MC dropout: one model run N times with its dropout on, "
                           "combined as an ensemble of N samples")
+    ensemble.add_argument("--fit-weights", default=None, metavar="SPLIT",
+                          help="fit the member weights on this held-out split of --dataset "
+                          "(e.g. validation), for the mean rule")
+    ensemble.add_argument("--fit-method", choices=FIT_METHOD_CHOICES, default="nll",
+                          help="nll: weights on the simplex minimising the NLL (default); "
+                          "greedy: Caruana et al.'s selection with replacement")
+    ensemble.add_argument("--dataset", default="digits", help="with --fit-weights")
+    ensemble.add_argument("--center-crop", action="store_true",
+                          help="with --fit-weights: as zoo evaluate --center-crop")
+    ensemble.add_argument("--batch-size", type=int, default=128)
+    ensemble.add_argument("--data-dir", default=None, help="TFDS data_dir")
+    _bad_image_flag(ensemble)
     ensemble.set_defaults(run=_cmd_ensemble)
 
 

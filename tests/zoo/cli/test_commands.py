@@ -56,11 +56,13 @@ def test_the_commands_choices_are_the_librarys():
     """--optimizer, --strategy, --combine and --format list their choices without importing
     Keras: the copies equal the modules' own."""
     from ensembles.export import FORMAT_CHOICES
+    from ensembles.weights import METHOD_CHOICES
 
     assert commands.OPTIMIZER_CHOICES == zoo.OPTIMIZER_CHOICES
     assert commands.STRATEGY_CHOICES == zoo.distribute.STRATEGY_CHOICES
     assert commands.COMBINE_CHOICES == ensembles.COMBINE_CHOICES
     assert commands.EXPORT_FORMAT_CHOICES == FORMAT_CHOICES
+    assert commands.FIT_METHOD_CHOICES == METHOD_CHOICES
 
 
 @pytest.mark.parametrize("argv, message", [

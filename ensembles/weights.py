@@ -1,0 +1,105 @@
+"""Member weights fitted on held-out data: on the simplex by NLL, or by Caruana et al.'s
+greedy ensemble selection (2004).
+
+Both fit the ``"mean"`` rule (the weighted average of the members' probabilities, which
+``ensembles.Ensemble`` uses by default): its NLL depends only on each member's probability
+of the true class. Fit on a validation split and report on the test split; weights fitted
+and scored on the same data flatter the ensemble.
+"""
+
+import numpy as np
+import scipy.optimize
+
+from safeio.checks import UserError, check_positive_int
+
+METHOD_CHOICES = ("nll", "greedy")
+_EPS = 1e-12
+
+
+def true_class_probabilities(member_probs, labels):
+    """``(members, n)``: each member's probability of each example's label, from
+    ``member_probs`` shaped ``(members, n, classes)``."""
+    member_probs = np.asarray(member_probs, "float64")
+    labels = np.asarray(labels)
+    if member_probs.ndim != 3 or member_probs.shape[1] != len(labels):
+        raise UserError(f"Expected member probabilities shaped (members, {len(labels)}, "
+                        f"classes); received {member_probs.shape}.")
+    return member_probs[:, np.arange(len(labels)), labels]
+
+
+def mixture_nll(weights, picked):
+    """NLL of the weighted average, from :func:`true_class_probabilities`' ``picked``."""
+    weights = np.asarray(weights, "float64") / np.sum(weights)
+    return float(-np.mean(np.log(np.maximum(weights @ picked, _EPS))))
+
+
+def nll_weights(member_probs, labels):
+    """Weights on the simplex that minimise the held-out NLL of the weighted average.
+
+    The weights are the softmax of free parameters, fitted by SciPy's L-BFGS-B with the
+    analytic gradient; the NLL of a mixture is convex in the weights, so the optimum is the
+    global one (up to the optimiser's tolerance; a weight the data gives no use for tends to
+    0 without reaching it).
+    """
+    picked = true_class_probabilities(member_probs, labels)
+    count = len(picked)
+
+    def loss_and_gradient(theta):
+        w = np.exp(theta - theta.max())
+        w /= w.sum()
+        mix = np.maximum(w @ picked, _EPS)
+        d_w = -np.mean(picked / mix, axis=1)  # dNLL/dw_k
+        return -np.mean(np.log(mix)), w * (d_w - w @ d_w)  # through the softmax
+
+    result = scipy.optimize.minimize(loss_and_gradient, np.zeros(count), jac=True,
+                                     method="L-BFGS-B", options={"gtol": 1e-10})
+    w = np.exp(result.x - result.x.max())
+    return w / w.sum()
+
+
+def greedy_counts(member_probs, labels, rounds=None):
+    """Caruana et al.'s ensemble selection with replacement: ``rounds`` times, add the member
+    whose addition gives the lowest NLL of the average of those chosen (ties: the first
+    member). Returns how often each member was chosen (integers; weights up to scale).
+    ``rounds`` defaults to five per member."""
+    picked = true_class_probabilities(member_probs, labels)
+    rounds = 5 * len(picked) if rounds is None else check_positive_int(rounds, "rounds")
+    counts = np.zeros(len(picked), "int64")
+    total = np.zeros(picked.shape[1])
+    for step in range(1, rounds + 1):
+        scores = [float(-np.mean(np.log(np.maximum((total + row) / step, _EPS))))
+                  for row in picked]
+        best = int(np.argmin(scores))
+        counts[best] += 1
+        total += picked[best]
+    return counts
+
+
+def fit_weights(members, data, method="nll", rounds=None, tta=None):
+    """Member weights fitted on held-out ``data`` for ``Ensemble(members, weights=...)`` (and
+    ``zoo ensemble --weights``).
+
+    Args:
+        members: an :func:`ensembles.Ensemble` or a list of models (in the order the weights
+            will follow: :func:`ensembles.members_of`'s for an ensemble).
+        data: held-out batches of ``(images, labels)``, e.g. the validation split.
+        method: ``"nll"`` (weights on the simplex minimising the NLL of the weighted
+            average) or ``"greedy"`` (Caruana et al. 2004: integer counts, selection with
+            replacement over ``rounds`` rounds).
+        tta: test-time augmentation for the predictions, as ``ensembles.evaluate``'s.
+
+    Returns a NumPy array, one weight per member.
+
+    Example:
+
+    >>> weights = fit_weights([a, b, c], data.load("digits", "validation"))  # doctest: +SKIP
+    >>> model = Ensemble([a, b, c], weights=weights)                        # doctest: +SKIP
+    """
+    from ensembles.evaluation import predict_members
+
+    if method not in METHOD_CHOICES:
+        raise UserError(f"`method` must be one of {METHOD_CHOICES}; received {method!r}.")
+    _, member_probs, labels = predict_members(members, data, tta)
+    if method == "nll":
+        return nll_weights(member_probs, labels)
+    return greedy_counts(member_probs, labels, rounds)
