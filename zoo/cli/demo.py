@@ -132,13 +132,17 @@ def train_members(demo, output_dir, models=MODEL_CHOICES, epochs=6, snapshot_epo
     return groups
 
 
-def evaluate(groups, test):
+FITTED = "all, weights fitted on validation"  # the served combination's group
+
+
+def evaluate(groups, test, validation=None):
     """One table over every group and the combination of all groups: each member's row,
     and each group's mean member and ensemble, from ``ensembles.evaluate`` on predictions
     made once. The combination ("all") averages the groups' ensembles with equal weight
     (a member's weight is 1 / (groups x its group's size)), so that a group of many members
-    does not outvote a group of few. Returns ``(table, combined ensemble, (names, probs,
-    labels))``."""
+    does not outvote a group of few. With ``validation``, one more row: every member with
+    weights fitted on it (``ensembles.fit_weights``, NLL), the combination returned.
+    Returns ``(table, combined ensemble, (names, probs, labels))``."""
     import ensembles
     from ensembles.evaluation import SCORE_COLUMNS
 
@@ -160,6 +164,15 @@ def evaluate(groups, test):
                 continue
             label = f"{group}: {name}" if name in ("mean member", "ensemble") else name
             rows.append({"model": label, "group": group, **row[SCORE_COLUMNS].to_dict()})
+    if validation is not None:
+        weights = ensembles.fit_weights(everything, validation)
+        fitted = ensembles.Ensemble(everything, weights=[float(w) for w in weights],
+                                    name="all_fitted")
+        row = ensembles.evaluate(fitted, None, predictions=(names, probs, labels))
+        row = row.loc["ensemble"]
+        rows.append({"model": f"{FITTED}: ensemble", "group": FITTED,
+                     **row[SCORE_COLUMNS].to_dict()})
+        combined = fitted
     table = pd.DataFrame(rows).set_index("model")
     return table, combined, (names, probs, labels)
 
@@ -259,7 +272,9 @@ def run(output_dir="runs/demo", epochs=6, snapshot_epochs=15, cycles=5, seed=0,
                            dropouts, widths, strategy)
     steps["training"], clock = time.time() - clock, time.time()
     _say(f"evaluating members and ensembles on the {test_split} split")
-    table, combined, predictions = evaluate(groups, test)
+    table, combined, predictions = evaluate(
+        groups, test, demo.load(demo.held_out[0], batch_size=128)
+        if demo.held_out[0] != test_split else None)
     with pd.option_context("display.width", 140, "display.max_columns", 10):
         print(for_people(table.drop(columns="group")).to_string())
     steps["evaluation"], clock = time.time() - clock, time.time()
