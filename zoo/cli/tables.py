@@ -11,8 +11,9 @@ def for_people(table, digits=4):
     Example:
 
     >>> import pandas as pd
-    >>> for_people(pd.DataFrame({"top1_error": [0.0222], "nll": [0.06591]})).iloc[0].tolist()
-    ['2.22 %', 0.0659]
+    >>> shown = for_people(pd.DataFrame({"top1_error": [0.0222], "nll": [0.06591]}))
+    >>> shown.iloc[0, 0], float(shown.iloc[0, 1])
+    ('2.22 %', 0.0659)
     """
     shown = table.round(digits)
     for column in ERROR_COLUMNS:
