@@ -219,8 +219,8 @@ def pooling_sequence(input_size, output_size, pseudo_random=True, u=None, seed=N
 
     ``pseudo_random``: ``a_i = ceil(alpha * (i + u)) - 1`` for ``u`` in ``[0, u_max)`` (the
     largest ``u`` that keeps the steps within bounds), ``u`` drawn from ``seed`` unless
-    given; otherwise (random), a shuffled mix of the two step sizes. Returns a Keras tensor
-    of ``output_size + 1`` integers.
+    given; otherwise (random), a mix of the two step sizes, shuffled by ``seed`` (the longer
+    steps first without one). Returns a Keras tensor of ``output_size + 1`` integers.
 
     Example:
 
