@@ -68,9 +68,8 @@ __all__ = [
     "COMBINE_CHOICES", "CheckpointSnapshots", "CombineMembers", "CycleSnapshots",
     "CyclicCosine", "Ensemble", "EnsembleUncertainty", "MCDropout", "combine_layer", "evaluate",
     "export", "fit_weights", "from_snapshots", "greedy_counts", "is_ensemble", "load",
-    "mc_dropout", "member_probabilities", "nll_weights",
-    "member_weights", "members_of",
-    "metrics", "plot_reliability", "plot_size_curve", "predict_members", "serving_model",
+    "mc_dropout", "member_probabilities", "member_weights", "members_of", "metrics",
+    "nll_weights", "plot_reliability", "plot_size_curve", "predict_members", "serving_model",
     "size_curve", "snapshot_paths", "train_snapshots", "uncertainty", "variants",
     "with_member_outputs",
 ]

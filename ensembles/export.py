@@ -8,6 +8,7 @@ import keras
 import numpy as np
 
 from ensembles.ensemble import combine_layer, is_ensemble, members_of, with_member_outputs
+from ensembles.mc_dropout import draws_at_inference
 from safeio import atomic_directory, atomic_path, write_json, write_text
 from safeio.checks import UserError, check_positive_int
 from zoo.saving import check_class_names
@@ -94,15 +95,6 @@ DESCRIPTION_FILE = "zoo_model.json"  # in assets/: the members, input size and s
 
 
 FORMAT_CHOICES = ("saved_model", "onnx", "litert")
-
-
-def _draws_at_inference(model):
-    """Whether ``model`` (nested models included) holds an MC dropout layer."""
-    from ensembles.mc_dropout import MCDropout
-
-    return any(isinstance(layer, MCDropout)
-               or (isinstance(layer, keras.Model) and _draws_at_inference(layer))
-               for layer in model.layers)
 FILE_SUFFIXES = {"onnx": ".onnx", "litert": ".tflite"}
 TOLERANCE = 1e-5  # largest difference allowed between a runtime's probabilities and Keras'
 
@@ -172,7 +164,7 @@ def export(ensemble, path, overwrite=False, class_names=None, scale=None,
     if scale < height:
         raise UserError(f"`scale` must be at least the input size {height}; received {scale}.")
     if format != "saved_model":
-        if _draws_at_inference(ensemble):
+        if draws_at_inference(ensemble):
             raise UserError(
                 f"{ensemble.name} draws random dropout masks at inference (MC dropout), so "
                 f"its {format} file could not be checked against Keras' numbers, and "

@@ -14,7 +14,6 @@ import keras
 
 from ensembles.ensemble import COMBINE_CHOICES, _check_members, combined_model
 from safeio.checks import UserError, check_positive_int
-from zoo.saving import class_names
 
 
 @keras.saving.register_keras_serializable(package="ensembles")
@@ -34,6 +33,20 @@ class MCDropout(keras.layers.Dropout):
         return super().call(inputs, training=True)
 
 
+def _all_layers(model):
+    """Every layer of ``model``, those of its nested models included."""
+    for layer in model.layers:
+        if isinstance(layer, keras.Model):
+            yield from _all_layers(layer)
+        else:
+            yield layer
+
+
+def draws_at_inference(model):
+    """Whether ``model`` holds an :class:`MCDropout` layer (it predicts at random)."""
+    return any(isinstance(layer, MCDropout) for layer in _all_layers(model))
+
+
 def _with_active_dropout(model, name):
     """A model that shares every layer and weight of ``model`` but whose Dropout layers
     (nested models included) are :class:`MCDropout`."""
@@ -42,14 +55,8 @@ def _with_active_dropout(model, name):
             return MCDropout.from_config(layer.get_config())
         return layer  # shared, weights and all
 
-    def dropouts(m):
-        for layer in m.layers:
-            if isinstance(layer, keras.Model):
-                yield from dropouts(layer)
-            elif type(layer) is keras.layers.Dropout and layer.rate > 0:
-                yield layer
-
-    if not list(dropouts(model)):
+    if not any(type(layer) is keras.layers.Dropout and layer.rate > 0
+               for layer in _all_layers(model)):
         raise UserError(
             f"{model.name!r} has no keras.layers.Dropout layer with a rate above 0, so MC "
             "dropout would repeat one prediction. Build it with dropout (e.g. "
@@ -86,8 +93,8 @@ def mc_dropout(model, samples=10, combine="mean", name=None):
     check_positive_int(samples, "samples")
     if combine not in COMBINE_CHOICES:
         raise UserError(f"`combine` must be one of {COMBINE_CHOICES}; received {combine!r}.")
-    names = _check_members([model])
+    names = _check_members([model])  # the model's class names, or None
     sampler = _with_active_dropout(model, f"{model.name}_sample")
     calls = [(sampler, f"{sampler.name}_{k + 1}") for k in range(samples)]
     return combined_model(calls, combine, name=name or f"{model.name}_mc_dropout",
-                          class_names=names if names is not None else class_names(model))
+                          class_names=names)

@@ -27,10 +27,9 @@ def true_class_probabilities(member_probs, labels):
     return member_probs[:, np.arange(len(labels)), labels]
 
 
-def mixture_nll(weights, picked):
-    """NLL of the weighted average, from :func:`true_class_probabilities`' ``picked``."""
-    weights = np.asarray(weights, "float64") / np.sum(weights)
-    return float(-np.mean(np.log(np.maximum(weights @ picked, _EPS))))
+def _nll(true_class_probs):
+    """The mean negative log of each example's probability of its label."""
+    return float(-np.mean(np.log(np.maximum(true_class_probs, _EPS))))
 
 
 def nll_weights(member_probs, labels):
@@ -49,7 +48,7 @@ def nll_weights(member_probs, labels):
         w /= w.sum()
         mix = np.maximum(w @ picked, _EPS)
         d_w = -np.mean(picked / mix, axis=1)  # dNLL/dw_k
-        return -np.mean(np.log(mix)), w * (d_w - w @ d_w)  # through the softmax
+        return _nll(mix), w * (d_w - w @ d_w)  # through the softmax
 
     result = scipy.optimize.minimize(loss_and_gradient, np.zeros(count), jac=True,
                                      method="L-BFGS-B", options={"gtol": 1e-10})
@@ -67,8 +66,7 @@ def greedy_counts(member_probs, labels, rounds=None):
     counts = np.zeros(len(picked), "int64")
     total = np.zeros(picked.shape[1])
     for step in range(1, rounds + 1):
-        scores = [float(-np.mean(np.log(np.maximum((total + row) / step, _EPS))))
-                  for row in picked]
+        scores = [_nll((total + row) / step) for row in picked]
         best = int(np.argmin(scores))
         counts[best] += 1
         total += picked[best]

@@ -230,9 +230,8 @@ def pooling_sequence(input_size, output_size, pseudo_random=True, u=None, seed=N
     alpha = input_size / output_size
     k = input_size // output_size
     if pseudo_random:
-        u_max = min((k + 2) / alpha - 1, (input_size + 1 - k) / alpha - (output_size - 1))
         if u is None:
-            u = keras.random.uniform((), seed=seed) * u_max
+            u = keras.random.uniform((), seed=seed) * largest_u(input_size, output_size)
         inner = keras.ops.ceil(alpha * (keras.ops.arange(1, output_size, dtype="float32") + u))
         inner = keras.ops.cast(inner, "int32") - 1
         return keras.ops.concatenate([keras.ops.zeros((1,), "int32"), inner,
@@ -244,6 +243,14 @@ def pooling_sequence(input_size, output_size, pseudo_random=True, u=None, seed=N
         steps = keras.random.shuffle(steps, seed=seed)
     return keras.ops.concatenate([keras.ops.zeros((1,), "int32"),
                                   keras.ops.cumsum(steps, axis=0)])
+
+
+def largest_u(input_size, output_size):
+    """The bound ``u_max`` of the pseudo-random sequences' ``u``, as TensorFlow's op takes
+    it: ``min((k + 2) / alpha - 1, (input + 1 - k) / alpha - (output - 1))``, ``k`` the
+    floor of ``alpha``, so that every step stays ``floor(alpha)`` or ``ceil(alpha)``."""
+    alpha, k = input_size / output_size, input_size // output_size
+    return min((k + 2) / alpha - 1, (input_size + 1 - k) / alpha - (output_size - 1))
 
 
 def _pool_axis(x, sequence, axis, overlapping, window):
@@ -330,9 +337,7 @@ class FractionalMaxPooling2D(keras.layers.Layer):
                 sides.append(pooling_sequence(size, out, self.pseudo_random,
                                               seed=self.seed_generator))
             else:
-                alpha, k = size / out, size // out
-                u_max = min((k + 2) / alpha - 1, (size + 1 - k) / alpha - (out - 1))
-                sides.append(pooling_sequence(size, out, True, u=u_max / 2))
+                sides.append(pooling_sequence(size, out, True, u=largest_u(size, out) / 2))
         return sides
 
     def call(self, inputs, training=False):

@@ -168,10 +168,9 @@ def evaluate(groups, test, validation=None):
         weights = ensembles.fit_weights(everything, validation)
         fitted = ensembles.Ensemble(everything, weights=[float(w) for w in weights],
                                     name="all_fitted")
-        row = ensembles.evaluate(fitted, None, predictions=(names, probs, labels))
-        row = row.loc["ensemble"]
+        scored = ensembles.evaluate(fitted, None, predictions=(names, probs, labels))
         rows.append({"model": f"{FITTED}: ensemble", "group": FITTED,
-                     **row[SCORE_COLUMNS].to_dict()})
+                     **scored.loc["ensemble", SCORE_COLUMNS].to_dict()})
         combined = fitted
     table = pd.DataFrame(rows).set_index("model")
     return table, combined, (names, probs, labels)

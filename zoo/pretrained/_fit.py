@@ -1,4 +1,5 @@
-"""What the weight converters share: naming every misfit at once, then setting everything."""
+"""What the weight converters share: naming every misfit at once, then setting everything,
+and the order of a flattened feature map (Caffe and torchvision flatten channels first)."""
 
 import os
 
@@ -28,3 +29,19 @@ def set_if_it_fits(model, path, plan, missing, unexpected, wrong_shape, contents
     for layer, values in plan:
         layer.set_weights([value.astype("float32") for value in values])
     return model
+
+
+def chw_to_hwc(weight, grid):
+    """``weight`` shaped ``(units, C*H*W)``, as a channels-first flatten (Caffe's,
+    torchvision's) feeds a dense layer, with its inputs reordered for Keras' channels-last
+    flatten: ``(units, H*W*C)``. ``grid`` is ``(H, W, C)``."""
+    height, width, channels = grid
+    weight = weight.reshape(-1, channels, height, width).transpose(0, 2, 3, 1)
+    return weight.reshape(len(weight), -1)
+
+
+def hwc_to_chw(weight, grid):
+    """The inverse of :func:`chw_to_hwc`: ``(units, H*W*C)`` -> ``(units, C*H*W)``."""
+    height, width, channels = grid
+    weight = weight.reshape(-1, height, width, channels).transpose(0, 3, 1, 2)
+    return weight.reshape(len(weight), -1)

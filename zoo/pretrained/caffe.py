@@ -20,7 +20,7 @@ import functools
 import numpy as np
 
 from safeio.checks import UserError
-from zoo.pretrained._fit import set_if_it_fits
+from zoo.pretrained._fit import chw_to_hwc, set_if_it_fits
 
 _FIELD = {"string": 9, "message": 11, "float": 2, "double": 1, "int32": 5, "int64": 3}
 
@@ -159,8 +159,7 @@ def _keras_values(model, layer, blobs, tower, towers):
         return [weight.transpose(2, 3, 1, 0), bias]
     grid = _flatten_input(model, layer)
     if grid is not None:  # Caffe flattens (C, H, W); Keras (H, W, C)
-        height, width, channels = grid
-        weight = weight.reshape(-1, channels, height, width).transpose(0, 2, 3, 1)
+        weight = chw_to_hwc(weight, grid)
     return [weight.reshape(weight.shape[0], -1).T, bias]
 
 

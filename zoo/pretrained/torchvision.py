@@ -13,7 +13,7 @@ import re
 import numpy as np
 
 from safeio.checks import UserError
-from zoo.pretrained._fit import set_if_it_fits
+from zoo.pretrained._fit import chw_to_hwc, hwc_to_chw, set_if_it_fits
 
 IGNORED = ("num_batches_tracked",)  # a BatchNorm counter, not a weight
 
@@ -150,10 +150,8 @@ def vgg_module_names(model):
 def _vgg_fc1(model, values):
     """torchvision flattens the block-5 map channels first (C, H, W), Keras channels last
     (H, W, C): fc1's rows are permuted to Keras' order."""
-    height, width, channels = model.get_layer("flatten").input.shape[1:]
-    kernel = values[0]  # (H*W*C as torchvision orders them, units), already transposed
-    kernel = kernel.reshape(channels, height, width, -1).transpose(1, 2, 0, 3)
-    return [kernel.reshape(height * width * channels, -1), values[1]]
+    grid = model.get_layer("flatten").input.shape[1:]
+    return [chw_to_hwc(values[0].T, grid).T, values[1]]  # values[0]: already transposed
 
 
 def load_vgg(model, path):
@@ -237,12 +235,10 @@ def state_dict(model):
         if kind in ("conv", "conv_bias"):
             values = [values[0].transpose(3, 2, 0, 1), *values[1:]]
         elif kind == "dense":
-            kernel = values[0]
+            kernel = values[0].T
             if is_vgg and layer.name == "fc1":  # back to torchvision's (C, H, W) order
-                height, width, channels = model.get_layer("flatten").input.shape[1:]
-                kernel = kernel.reshape(height, width, channels, -1).transpose(2, 0, 1, 3)
-                kernel = kernel.reshape(height * width * channels, -1)
-            values = [kernel.T, values[1]]
+                kernel = hwc_to_chw(kernel, model.get_layer("flatten").input.shape[1:])
+            values = [kernel, values[1]]
         for key, value in zip(_keys(kind, module), values):
             state[key] = np.ascontiguousarray(value, "float32")
     return state
