@@ -12,6 +12,8 @@ Example:
 import importlib
 
 from ensembles import metrics
+from ensembles.calibration import (TemperatureScaling, calibrate, fit_temperature, temperature,
+                                   with_temperature)
 from ensembles.ensemble import (COMBINE_CHOICES, CombineMembers, Ensemble, combine_layer,
                                 is_ensemble, member_weights, members_of, with_member_outputs)
 from ensembles.export import EnsembleUncertainty, export, serving_model
@@ -26,6 +28,8 @@ _LAZY = {name: "ensembles.evaluation"
          for name in ("evaluate", "predict_members", "size_curve", "uncertainty")}
 _LAZY.update({name: "ensembles.weights" for name in (
     "fit_weights", "greedy_counts", "nll_weights")})
+_LAZY.update({name: "ensembles.distillation" for name in (
+    "distill", "distillation_loss", "distillation_model")})
 _LAZY.update({name: "ensembles.snapshots" for name in (
     "CheckpointSnapshots", "CycleSnapshots", "from_snapshots", "snapshot_paths",
     "train_snapshots")})
@@ -46,7 +50,8 @@ def __dir__():
 def load(path, compile=True):
     """Load a ``.keras`` file holding an ensemble, snapshot checkpoints or zoo models, in
     any process: :func:`zoo.load_model` with the ensembles' objects (``CombineMembers``,
-    ``CyclicCosine``, ``EnsembleUncertainty``) registered, and its one-line errors.
+    ``CyclicCosine``, ``EnsembleUncertainty``,
+    ``TemperatureScaling``) registered, and its one-line errors.
 
     Example:
 
@@ -66,10 +71,12 @@ def member_probabilities(ensemble, dataset, tta=None):
 
 __all__ = [
     "COMBINE_CHOICES", "CheckpointSnapshots", "CombineMembers", "CycleSnapshots",
-    "CyclicCosine", "Ensemble", "EnsembleUncertainty", "MCDropout", "combine_layer", "evaluate",
-    "export", "fit_weights", "from_snapshots", "greedy_counts", "is_ensemble", "load",
-    "mc_dropout", "member_probabilities", "member_weights", "members_of", "metrics",
-    "nll_weights", "plot_reliability", "plot_size_curve", "predict_members", "serving_model",
-    "size_curve", "snapshot_paths", "train_snapshots", "uncertainty", "variants",
-    "with_member_outputs",
+    "CyclicCosine", "Ensemble", "EnsembleUncertainty", "MCDropout", "TemperatureScaling",
+    "calibrate", "combine_layer", "distill", "distillation_loss", "distillation_model",
+    "evaluate", "export", "fit_temperature", "fit_weights",
+    "from_snapshots", "greedy_counts", "is_ensemble", "load", "mc_dropout",
+    "member_probabilities", "member_weights", "members_of", "metrics", "nll_weights",
+    "plot_reliability", "plot_size_curve", "predict_members", "serving_model", "size_curve",
+    "snapshot_paths", "temperature", "train_snapshots", "uncertainty", "variants",
+    "with_member_outputs", "with_temperature",
 ]

@@ -3,6 +3,7 @@
 import keras
 import numpy as np
 
+from ensembles.calibration import check_temperature, scaled
 from safeio.checks import UserError
 from zoo.saving import class_names, set_class_names
 
@@ -21,18 +22,22 @@ class CombineMembers(keras.layers.Layer):
       members it equals ``logit_mean``: the per-member log-normaliser cancels);
     - ``vote``: the weighted fraction of members whose top class each class is.
 
+    With a ``temperature`` other than 1 (what :func:`ensembles.calibrate` fits), the
+    combination p is then served as ``softmax(log p / temperature)``.
+
     Example:
 
     >>> CombineMembers("mean")(np.array([[[0.2, 0.8], [0.6, 0.4]]], "float32")).numpy()
     array([[0.4, 0.6]], dtype=float32)
     """
 
-    def __init__(self, combine="mean", weights=None, **kwargs):
+    def __init__(self, combine="mean", weights=None, temperature=1.0, **kwargs):
         super().__init__(**kwargs)
         if combine not in COMBINE_CHOICES:
             raise UserError(f"`combine` must be one of {COMBINE_CHOICES}; received {combine!r}.")
         self.combine = combine
         self.member_weights = None if weights is None else [float(w) for w in weights]
+        self.temperature = check_temperature(temperature)
 
     def _weights(self, members, dtype):
         w = np.full(members, 1.0 / members) if self.member_weights is None else (
@@ -40,6 +45,9 @@ class CombineMembers(keras.layers.Layer):
         return keras.ops.convert_to_tensor(w.reshape(1, members, 1), dtype=dtype)
 
     def call(self, stacked):
+        return scaled(self._combined(stacked), self.temperature)
+
+    def _combined(self, stacked):
         w = self._weights(stacked.shape[1], stacked.dtype)
         if self.combine == "mean":
             return keras.ops.sum(w * stacked, axis=1)
@@ -54,7 +62,8 @@ class CombineMembers(keras.layers.Layer):
         return (input_shape[0], input_shape[2])
 
     def get_config(self):
-        return {**super().get_config(), "combine": self.combine, "weights": self.member_weights}
+        return {**super().get_config(), "combine": self.combine, "weights": self.member_weights,
+                "temperature": self.temperature}
 
 
 def _softmax_output(model):
@@ -68,6 +77,7 @@ def _softmax_output(model):
     while isinstance(operation, keras.Model) and getattr(operation, "outputs", None):
         operation = operation.outputs[0]._keras_history.operation
     return (isinstance(operation, (CombineMembers, keras.layers.Softmax))
+            or getattr(operation, "serves_probabilities", False)  # TemperatureScaling
             or getattr(operation, "activation", None) is keras.activations.softmax)
 
 

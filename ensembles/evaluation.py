@@ -101,7 +101,7 @@ def combine(source, member_probs):
     return _combine_first(source, member_probs, len(member_probs))
 
 
-def evaluate(source, dataset, tta=None, predictions=None):
+def evaluate(source, dataset, tta=None, predictions=None, calibrate_on=None):
     """One table: a row per member, then ``best member``, ``mean member`` and ``ensemble``.
 
     Columns: top-1 and top-5 error, NLL, Brier score and ECE (15 bins); the ensemble row
@@ -110,11 +110,28 @@ def evaluate(source, dataset, tta=None, predictions=None):
     the ``(names, probs, labels)`` of :func:`predict_members` when already made (then
     ``dataset`` and ``tta`` are not used).
 
+    ``calibrate_on``: held-out batches (e.g. the validation split) to fit temperatures on
+    (:func:`ensembles.calibrate`), or their ``predict_members`` triple. Then every row
+    gets its ``temperature`` and its ``nll_calibrated`` and ``ece_calibrated`` on
+    ``dataset`` (a member: its own temperature; the ensemble: one for its combination,
+    ensemble then calibrate), and one more row, ``ensemble of calibrated members``
+    (calibrate each member, then combine), scored in the usual columns.
+
     Example:
 
     >>> table = evaluate(Ensemble(members), data.load("digits", "test"))  # doctest: +SKIP
     """
     names, member_probs, labels = predictions or predict_members(source, dataset, tta)
+    table = _scores_table(source, names, member_probs, labels)
+    table.attrs["tta"] = tta
+    if calibrate_on is not None:
+        held_out = (calibrate_on if isinstance(calibrate_on, tuple) else
+                    predict_members(source, calibrate_on, tta))
+        table = _with_calibration(table, source, member_probs, labels, held_out)
+    return table
+
+
+def _scores_table(source, names, member_probs, labels):
     rows = {name: metrics.scores(p, labels) for name, p in zip(unique_names(names), member_probs)}
     table = pd.DataFrame.from_dict(rows, orient="index")[SCORE_COLUMNS]
     members = table.copy()
@@ -128,7 +145,44 @@ def evaluate(source, dataset, tta=None, predictions=None):
     table.iloc[:len(names), table.columns.get_loc("weight")] = member_weights(source)
     table.loc["ensemble", "disagreement"] = metrics.disagreement(member_probs)
     table.loc["ensemble", "kl"] = metrics.average_kl(member_probs)
-    table.attrs.update(best_member=best.name, tta=tta, examples=len(labels))
+    table.attrs.update(best_member=best.name, examples=len(labels))
+    return table
+
+
+def _scaled(probs, temperature):
+    """NumPy probabilities served at ``temperature``, as the calibrated model serves them."""
+    from ensembles.calibration import scaled
+
+    return keras.ops.convert_to_numpy(scaled(np.asarray(probs, "float32"), temperature))
+
+
+def _with_calibration(table, source, member_probs, labels, held_out):
+    """``table`` with the temperature-scaling columns and row of :func:`evaluate`."""
+    from ensembles.calibration import fit_temperature
+
+    _, held_probs, held_labels = held_out
+    if held_probs.shape[0] != member_probs.shape[0]:
+        raise UserError(f"The calibration predictions hold {held_probs.shape[0]} members; the "
+                        f"evaluated ones {member_probs.shape[0]}.")
+
+    def calibrated_scores(probs, held):
+        t = fit_temperature(held, held_labels)
+        return t, metrics.scores(_scaled(probs, t), labels)
+
+    count = len(member_probs)
+    fitted = [calibrated_scores(p, h) for p, h in zip(member_probs, held_probs)]
+    fitted.append(calibrated_scores(combine(source, member_probs), combine(source, held_probs)))
+    rows = list(table.index[:count]) + ["ensemble"]
+    for row, (t, scores) in zip(rows, fitted):
+        table.loc[row, ["temperature", "nll_calibrated", "ece_calibrated"]] = (
+            t, scores["nll"], scores["ece"])
+    columns = ["temperature", "nll_calibrated", "ece_calibrated"]
+    members = table.iloc[:count]
+    table.loc["best member", columns] = table.loc[table.attrs["best_member"], columns]
+    table.loc["mean member", columns] = members[columns].mean()
+    each = np.stack([_scaled(p, t) for p, (t, _) in zip(member_probs, fitted)])
+    table.loc["ensemble of calibrated members"] = pd.Series(
+        metrics.scores(combine(source, each), labels))
     return table
 
 
@@ -148,7 +202,7 @@ def _combine_first(source, member_probs, k):
     """The source's own combination rule (mean for a list) over its first ``k`` members."""
     layer = combine_layer(source) if is_ensemble(source) else CombineMembers("mean")
     weights = None if layer.member_weights is None else layer.member_weights[:k]
-    return np.asarray(CombineMembers(layer.combine, weights)(
+    return np.asarray(CombineMembers(layer.combine, weights, layer.temperature)(
         np.moveaxis(member_probs[:k], 0, 1).astype("float32")))
 
 

@@ -7,6 +7,7 @@ import warnings
 import keras
 import numpy as np
 
+from ensembles.calibration import temperature
 from ensembles.ensemble import combine_layer, is_ensemble, members_of, with_member_outputs
 from ensembles.mc_dropout import draws_at_inference
 from safeio import atomic_directory, atomic_path, write_json, write_text
@@ -135,7 +136,9 @@ def export(ensemble, path, overwrite=False, class_names=None, scale=None,
 
     ``class_names`` (default ``zoo.class_names(ensemble)``, else ``"0"``, ``"1"``, ...) are
     in the graph and in ``assets/class_names.txt``; ``assets/zoo_model.json`` names the
-    members, the input size and the scale.
+    members, the input size, the scale and the temperatures (``ensembles.calibrate``'s:
+    the served probabilities are the calibrated ones, and so are the entropy and the
+    mutual information computed from them).
 
     Example:
 
@@ -219,7 +222,9 @@ def export(ensemble, path, overwrite=False, class_names=None, scale=None,
         members = members_of(ensemble) if is_ensemble(ensemble) else [ensemble]
         write_json(os.path.join(tmp, "assets", DESCRIPTION_FILE), {
             "members": [m.name for m in members], "classes": classes, "input_size": height,
-            "scale": scale, "top_k": k, "signatures": ["serve", "serve_images", "serve_bytes"]})
+            "scale": scale, "top_k": k, "signatures": ["serve", "serve_images", "serve_bytes"],
+            "temperature": temperature(ensemble),
+            "member_temperatures": [temperature(m) for m in members]})
     return path
 
 

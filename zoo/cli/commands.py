@@ -1,5 +1,6 @@
 """The ``zoo`` command line: ``list``, ``info``, ``train``, ``evaluate``, ``ensemble``,
-``export``, ``diagnose``, ``search`` and ``demo``; ``zoo COMMAND --help`` for each.
+``distill``, ``export``, ``predict``, ``diagnose``, ``search`` and ``demo``; ``zoo COMMAND
+--help`` for each.
 
 User errors (:class:`safeio.checks.UserError`) and file-system faults (an ``OSError`` that
 names its file) print one line and exit with code 2, never a traceback; anything else is a
@@ -293,6 +294,69 @@ def _add_train(sub):
     train.set_defaults(run=_cmd_train)
 
 
+def _cmd_distill(args):
+    import ensembles
+
+    (teacher,) = _load_models([args.teacher])
+    if args.image_size is None:  # the student sees the teacher's images
+        args.image_size = teacher.input_shape[1]
+    elif args.image_size != teacher.input_shape[1]:
+        raise UserError(f"--image-size {args.image_size}: the teacher takes "
+                        f"{teacher.input_shape[1]}x{teacher.input_shape[2]} images, and the "
+                        "student must see the same ones (leave --image-size out).")
+    run_dir = _default_run_dir(args, "distilled")
+    setup = _Setup(args, run_dir)
+    val = setup.load(split=setup.val_split) if setup.val_split else None
+    _seed(args.seed)
+    student = setup.build()
+    print(f"Distilling {teacher.name} ({teacher.count_params():,} parameters) into "
+          f"{student.name} ({student.count_params():,}) at temperature {args.temperature:g}, "
+          f"soft-target weight {args.alpha:g}", flush=True)
+    result = ensembles.distill(
+        teacher, student, setup.load_train(), val, temperature=args.temperature,
+        alpha=args.alpha, epochs=args.epochs, run_dir=run_dir, seed=args.seed,
+        lr_patience=args.lr_patience,
+        optimizer=lambda: zoo.make_optimizer(args.optimizer, args.lr, args.momentum,
+                                             args.weight_decay))
+    held_out = "test" if "test" in setup.info.splits else setup.val_split
+    if held_out:
+        data_split = setup.load(split=held_out)
+        rows = {name: ensembles.evaluate(model, data_split).iloc[0]
+                for name, model in (("student", student), ("teacher", teacher))}
+        for name, row in rows.items():
+            print(f"{held_out} {name}: top-1 error {100 * row['top1_error']:.2f} %, NLL "
+                  f"{row['nll']:.4f}, ECE {row['ece']:.4f}")
+    print(f"Run directory: {run_dir}; the student: "
+          f"{os.path.join(run_dir, 'checkpoints', 'best.keras')}")
+    return 1 if result.diverged else 0
+
+
+def _add_distill(sub):
+    distill = sub.add_parser(
+        "distill", help="distil a saved ensemble (or any model) into one network",
+        description="Train a zoo model on a teacher's probabilities softened at a "
+        "temperature and on the labels (Hinton et al. 2015): loss = alpha T^2 KL(teacher_T || "
+        "student_T) + (1 - alpha) CE(labels, student). The run directory's checkpoints hold "
+        "the student alone; run again with the same arguments to resume after a crash.")
+    distill.add_argument("teacher", metavar="TEACHER.keras",
+                         help="the teacher, e.g. a saved ensemble (zoo ensemble)")
+    _model_and_data_flags(distill, epochs=20, run_dir="runs/MODEL_DATASET_distilled")
+    distill.add_argument("--temperature", type=float, default=4.0,
+                         help="T, the softening of both distributions (default 4)")
+    distill.add_argument("--alpha", type=float, default=0.9,
+                         help="the soft targets' weight; the labels' is 1 - alpha (default "
+                         "0.9)")
+    distill.add_argument("--lr", type=float, default=0.01, help="initial learning rate")
+    distill.add_argument("--optimizer", default="sgd", metavar="OPTIMIZER",
+                         choices=OPTIMIZER_CHOICES, help="as zoo train's")
+    distill.add_argument("--momentum", type=float, default=0.9)
+    distill.add_argument("--weight-decay", type=float, default=5e-4)
+    distill.add_argument("--lr-patience", type=int, default=5,
+                         help="epochs without improvement before the learning rate is "
+                         "divided by 10")
+    distill.set_defaults(run=_cmd_distill)
+
+
 def _cmd_diagnose(args):
     run_dir = _default_run_dir(args, "diagnose")
     setup = _Setup(args, run_dir)
@@ -418,10 +482,18 @@ def _cmd_evaluate(args):
                             f"{', '.join(sorted(splits))}); name one with --split.")
         print(f"Evaluating on the {split} split ({splits[split]:,} examples)", flush=True)
     test = _load_split(args, split, size, multi_crop)
+    held_out = None
+    if args.calibrate_on is not None:
+        if args.calibrate_on == split:
+            raise UserError(f"--calibrate-on {args.calibrate_on} is the split evaluated: fit "
+                            "the temperatures on another (e.g. validation) or name one with "
+                            "--split.")
+        print(f"Temperatures fitted on the {args.calibrate_on} split", flush=True)
+        held_out = _load_split(args, args.calibrate_on, size, multi_crop)
     source = models[0] if len(models) == 1 else models
-    table = ensembles.evaluate(source, test, tta=tta)
+    table = ensembles.evaluate(source, test, tta=tta, calibrate_on=held_out)
     shown = table
-    if len(table) == 4 and not ensembles.is_ensemble(models[0]):  # one model: its row
+    if len(models) == 1 and not ensembles.is_ensemble(source):  # one model: its row
         shown = table.iloc[:1][[c for c in table.columns if c not in (
             "disagreement", "kl", "weight")]]
     if models[0].output_shape[-1] <= 5:  # top-5 of five classes or fewer is always right
@@ -454,6 +526,10 @@ def _add_evaluate(sub):
     evaluate.add_argument("--batch-size", type=int, default=128)
     evaluate.add_argument("--data-dir", default=None, help="TFDS data_dir")
     evaluate.add_argument("--output", default=None, help="write the table as CSV here")
+    evaluate.add_argument("--calibrate-on", default=None, metavar="SPLIT",
+                          help="fit temperatures on this held-out split (e.g. validation) and "
+                          "add each row's temperature and its NLL and ECE after temperature "
+                          "scaling, and a row for the ensemble of calibrated members")
     _bad_image_flag(evaluate)
     evaluate.set_defaults(run=_cmd_evaluate)
 
@@ -485,6 +561,11 @@ def _cmd_ensemble(args):
                                       weights=args.weights)
     if args.fit_weights:
         ensemble = _with_fitted_weights(args, ensemble)
+    if args.per_member and not args.calibrate_on:
+        raise UserError("--per-member fits one temperature per member: give --calibrate-on "
+                        "SPLIT with it.")
+    if args.calibrate_on:
+        ensemble = _calibrated(args, ensemble)
     zoo.save_model(ensemble, args.output)  # atomically, with the members' class names
     names = [m.name for m in ensembles.members_of(ensemble)]
     if args.mc_dropout is not None:
@@ -509,6 +590,23 @@ def _with_fitted_weights(args, ensemble):
     return zoo.set_class_names(
         ensembles.Ensemble(members, combine=args.combine, weights=[float(w) for w in weights],
                            name=ensemble.name), zoo.class_names(ensemble))
+
+
+def _calibrated(args, ensemble):
+    """The ensemble with temperatures fitted on ``args.calibrate_on`` (a held-out split):
+    one for the combination, or one per member with ``args.per_member``."""
+    import ensembles
+
+    held_out = _load_split(args, args.calibrate_on, ensemble.input_shape[1])
+    calibrated = ensembles.calibrate(ensemble, held_out, per_member=args.per_member)
+    if args.per_member:
+        shown = ", ".join(f"{m.name} {t:.3g}" for m, t in zip(
+            ensembles.members_of(calibrated), ensembles.temperature(calibrated, True)))
+        print(f"Member temperatures fitted on the {args.calibrate_on} split: {shown}")
+    else:
+        print(f"Temperature fitted on the {args.calibrate_on} split: "
+              f"{ensembles.temperature(calibrated):.3g}")
+    return calibrated
 
 
 def _add_ensemble(sub):
@@ -538,9 +636,17 @@ def _add_ensemble(sub):
     ensemble.add_argument("--fit-method", choices=FIT_METHOD_CHOICES, default="nll",
                           help="nll: weights on the simplex minimising the NLL (default); "
                           "greedy: Caruana et al.'s selection with replacement")
-    ensemble.add_argument("--dataset", default="digits", help="with --fit-weights")
+    ensemble.add_argument("--calibrate-on", default=None, metavar="SPLIT",
+                          help="temperature scaling: fit the ensemble's temperature on this "
+                          "held-out split of --dataset (after --fit-weights)")
+    ensemble.add_argument("--per-member", action="store_true",
+                          help="with --calibrate-on: one temperature per member, before they "
+                          "are combined")
+    ensemble.add_argument("--dataset", default="digits",
+                          help="with --fit-weights and --calibrate-on")
     ensemble.add_argument("--center-crop", action="store_true",
-                          help="with --fit-weights: as zoo evaluate --center-crop")
+                          help="with --fit-weights and --calibrate-on: as zoo evaluate "
+                          "--center-crop")
     ensemble.add_argument("--batch-size", type=int, default=128)
     ensemble.add_argument("--data-dir", default=None, help="TFDS data_dir")
     _bad_image_flag(ensemble)
@@ -685,8 +791,8 @@ def _parser():
     )
     sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
     # Each subcommand's flags sit next to its handler (_add_X beside _cmd_X), in help order:
-    for add in (_add_list, _add_info, _add_train, _add_evaluate, _add_ensemble, _add_export,
-                _add_predict, _add_diagnose, _add_search, _add_demo):
+    for add in (_add_list, _add_info, _add_train, _add_evaluate, _add_ensemble, _add_distill,
+                _add_export, _add_predict, _add_diagnose, _add_search, _add_demo):
         add(sub)
     return parser
 

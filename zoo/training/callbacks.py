@@ -125,9 +125,11 @@ class AtomicCheckpoint(keras.callbacks.Callback):
     diverged run keeps its last good checkpoint.
     """
 
-    def __init__(self, directory, monitor="val_loss", mode="auto", history_path=None):
+    def __init__(self, directory, monitor="val_loss", mode="auto", history_path=None,
+                 saved_model=None):
         super().__init__()
         self.directory = directory
+        self.saved_model = saved_model  # what the files hold, when not the model trained
         self.history_path = history_path
         self.monitor = monitor
         self.mode = mode if mode != "auto" else ("max" if "acc" in monitor else "min")
@@ -152,7 +154,7 @@ class AtomicCheckpoint(keras.callbacks.Callback):
     def on_epoch_end(self, epoch, logs=None):
         if not _finite(logs):
             return
-        save_model(self.model, self.last_path)  # atomically, with the class names
+        save_model(self.saved_model or self.model, self.last_path)  # atomically, named
         value = (logs or {}).get(self.monitor)
         if value is not None and self._improved(value):
             self.best = value

@@ -117,7 +117,7 @@ def _check_schedule(optimizer, reduce_lr):
 
 
 def _run_callbacks(run_dir, monitor, reduce_lr, lr_factor, lr_patience, min_lr, verbose,
-                   ema=False):
+                   ema=False, checkpoint_model=None):
     """The run's callbacks, in the order their epoch ends must happen.
 
     Every decision of an epoch comes before its backup: the learning-rate drop, the history
@@ -145,7 +145,8 @@ def _run_callbacks(run_dir, monitor, reduce_lr, lr_factor, lr_patience, min_lr, 
             + ([swap] if swap else [])
             + [zoo_callbacks.AtomicCheckpoint(os.path.join(run_dir, "checkpoints"),
                                               monitor=monitor, mode=mode,
-                                              history_path=history_path)]
+                                              history_path=history_path,
+                                              saved_model=checkpoint_model)]
             + ([zoo_callbacks.RawWeightsBack(swap)] if swap else [])
             + [backup, keras.callbacks.TensorBoard(os.path.join(run_dir, "logs"))])
 
@@ -212,6 +213,7 @@ def train(
     jit_compile=False,
     callbacks=(),
     class_names=None,
+    checkpoint_model=None,
     verbose=1,
 ):
     """Train a model with the paper recipe; returns a :class:`TrainResult`.
@@ -243,6 +245,9 @@ def train(
         class_names: the names of the classes in label order (``data.info(name)
             .class_names``): the checkpoints and the returned model carry them
             (``zoo.class_names(model)``), and so do ensembles and exports made from them.
+        checkpoint_model: what ``checkpoints/{best,last}.keras`` hold, when not the model
+            trained: a model sharing its weights (``ensembles.distill`` trains a model
+            holding the student and the teacher, and checkpoints the student alone).
 
     Example:
 
@@ -282,11 +287,12 @@ def train(
                     "model": model.name, "model_kwargs": model_kwargs, "epochs": epochs,
                     "optimizer": keras.optimizers.serialize(optimizer), "reduce_lr": reduce_lr,
                     "lr_factor": lr_factor, "lr_patience": lr_patience, "min_lr": min_lr,
-                    "monitor": monitor, "loss": loss, "seed": seed,
+                    "monitor": monitor, "seed": seed,
+                    "loss": loss if isinstance(loss, str) else keras.losses.serialize(loss),
                     "strategy": type(strategy).__name__,
                     "replicas": replicas, "precision": precision,
                     "jit_compile": jit_compile, "params": model.count_params(),
-                    "class_names": get_class_names(model),
+                    "class_names": get_class_names(checkpoint_model or model),
                     "keras": keras.__version__, "tensorflow": tf.__version__,
                     "started": time.strftime("%Y-%m-%d %H:%M:%S"),
                 })
@@ -313,7 +319,8 @@ def train(
                     shuffle=False,  # datasets come shuffled (data.load); Keras can't shuffle
                     callbacks=_run_callbacks(
                         run_dir, monitor, reduce_lr, lr_factor, lr_patience, min_lr, verbose,
-                        ema=bool(getattr(optimizer, "use_ema", False)))
+                        ema=bool(getattr(optimizer, "use_ema", False)),
+                        checkpoint_model=checkpoint_model)
                     + [epochs_of] + list(callbacks),
                 )
             rows = (zoo_callbacks.read_history(os.path.join(run_dir, "history.csv")) if run_dir

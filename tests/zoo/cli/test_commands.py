@@ -43,8 +43,8 @@ def test_zoo_help_and_list_start_neither_keras_nor_tensorflow():
             "        assert e.code == 0, argv\n"
             "heavy = [m for m in ('keras', 'tensorflow', 'jax', 'torch') if m in sys.modules]\n"
             "assert not heavy, heavy\n")
-    subcommands = ["list", "info", "train", "evaluate", "ensemble", "export", "diagnose",
-                   "search", "demo"]
+    subcommands = ["list", "info", "train", "evaluate", "ensemble", "distill", "export",
+                   "diagnose", "search", "demo"]
     out = run_python(code, args=subcommands).stdout
     assert out.count("He, Zhang, Ren, Sun 2015") == 11 and "alexnet" not in out.split("usage")[0]
     assert "parameters        25,557,032 trainable" in out  # zoo info resnet50

@@ -1,0 +1,232 @@
+"""Distil an ensemble into one network (Hinton, Vinyals and Dean 2015, "Distilling the
+knowledge in a neural network").
+
+The student learns from the teacher's probabilities softened at a temperature T, and from
+the labels:
+
+    loss = alpha * T^2 * KL(softmax(log p_teacher / T) || softmax(z_student / T))
+           + (1 - alpha) * CE(label, softmax(z_student))
+
+The T^2 is Hinton et al.'s (sec. 2): "Since the magnitudes of the gradients produced by the
+soft targets scale as 1/T^2 it is important to multiply them by T^2 when using both hard
+and soft targets", so that the two terms keep their relative weight whatever T is.
+
+:func:`distill` trains through ``zoo.train``: the student gets a run directory whose
+checkpoints are the student alone, exact resume after a crash, and ReduceLROnPlateau.
+"""
+
+import dataclasses
+
+import keras
+
+from ensembles.calibration import EPS, check_temperature
+from safeio.checks import UserError
+
+
+def _tempered_log_probabilities(probabilities, temperature):
+    """``log softmax(log p / T)``, as Keras ops."""
+    logs = keras.ops.log(keras.ops.maximum(probabilities, EPS))
+    return keras.ops.log_softmax(logs / temperature, axis=-1)
+
+
+def soft_target_loss(teacher_probabilities, student_logits, temperature):
+    """Per example, ``T^2 * KL(softmax(log p_teacher / T) || softmax(z / T))``."""
+    teacher = _tempered_log_probabilities(
+        keras.ops.cast(teacher_probabilities, "float32"), temperature)
+    student = keras.ops.log_softmax(keras.ops.cast(student_logits, "float32") / temperature,
+                                    axis=-1)
+    kl = keras.ops.sum(keras.ops.exp(teacher) * (teacher - student), axis=-1)
+    return temperature ** 2 * kl
+
+
+def distillation_loss(labels, student_logits, teacher_probabilities, temperature=4.0,
+                      alpha=0.9):
+    """The batch's mean distillation loss (the module docstring's formula): what
+    :func:`distill` minimises, the soft term through ``add_loss`` and the hard one through
+    the compiled loss.
+
+    Example:
+
+    >>> logits = np.array([[2.0, 0.5, -1.0]], "float32")
+    >>> teacher = np.array([[0.7, 0.2, 0.1]], "float32")
+    >>> round(float(distillation_loss(np.array([0]), logits, teacher, 4.0, 0.9)), 4)
+    0.1048
+    """
+    alpha = check_alpha(alpha)
+    temperature = check_temperature(temperature)
+    hard = keras.ops.sparse_categorical_crossentropy(
+        labels, keras.ops.cast(student_logits, "float32"), from_logits=True)
+    soft = soft_target_loss(teacher_probabilities, student_logits, temperature)
+    return keras.ops.mean(alpha * soft + (1 - alpha) * hard)
+
+
+def check_alpha(alpha):
+    try:
+        value = float(alpha)
+    except (TypeError, ValueError):
+        value = float("nan")
+    if not 0 <= value <= 1:
+        raise UserError(f"`alpha`, the soft targets' weight, must lie in [0, 1]; received "
+                        f"{alpha!r}.")
+    return value
+
+
+@keras.saving.register_keras_serializable(package="ensembles")
+class HardTargetLoss(keras.losses.Loss):
+    """``(1 - alpha) *`` Keras' sparse cross-entropy of the labels and the student's logits:
+    the hard term of the distillation loss, as the compiled loss."""
+
+    def __init__(self, alpha=0.9, name="hard_targets", **kwargs):
+        super().__init__(name=name, **kwargs)
+        self.alpha = check_alpha(alpha)
+
+    def call(self, y_true, y_pred):
+        return (1 - self.alpha) * keras.losses.sparse_categorical_crossentropy(
+            y_true, y_pred, from_logits=True)
+
+    def get_config(self):
+        return {**super().get_config(), "alpha": self.alpha}
+
+
+class _DenseLogits(keras.layers.Layer):
+    """A softmax ``Dense`` layer's logits: its kernel and bias (shared, trained through
+    this layer) without its activation."""
+
+    def __init__(self, dense, **kwargs):
+        super().__init__(**kwargs)
+        self.dense = dense
+
+    def call(self, features):
+        kernel = self.dense.kernel
+        logits = keras.ops.matmul(keras.ops.cast(features, kernel.dtype), kernel)
+        return logits + self.dense.bias if self.dense.use_bias else logits
+
+    def compute_output_shape(self, input_shape):
+        return tuple(input_shape[:-1]) + (self.dense.units,)
+
+    def get_config(self):  # for TensorBoard's graph; the training model is never saved
+        return {**super().get_config(), "dense": self.dense.name}
+
+
+class _SoftTargets(keras.layers.Layer):
+    """Runs the frozen teacher (always in inference mode) on the images, adds
+    ``alpha`` times the soft-target loss to the model's losses, and passes the student's
+    logits through."""
+
+    def __init__(self, teacher, temperature, alpha, **kwargs):
+        super().__init__(**kwargs)
+        self.teacher = teacher
+        self.temperature, self.alpha = temperature, alpha
+
+    def call(self, inputs):  # no `training`: the model's never reaches the teacher
+        logits, images = inputs
+        teacher = self.teacher(images, training=False)
+        self.add_loss(self.alpha * keras.ops.mean(
+            soft_target_loss(teacher, logits, self.temperature)))
+        return logits
+
+    def compute_output_shape(self, input_shape):
+        return input_shape[0]
+
+    def get_config(self):  # for TensorBoard's graph; the training model is never saved
+        return {**super().get_config(), "teacher": self.teacher.name,
+                "temperature": self.temperature, "alpha": self.alpha}
+
+
+def _producer(tensor):
+    operation, node_index, _ = tensor._keras_history
+    return operation, operation._inbound_nodes[node_index]
+
+
+def logits_of(model):
+    """The tensor of ``model``'s logits in its graph (where its probabilities come from a
+    softmax ``Dense`` layer, a ``Softmax`` layer or a nested model ending in one; where it
+    outputs logits, its output)."""
+    from ensembles.ensemble import _softmax_output
+
+    if len(model.outputs) != 1:
+        raise UserError(f"{model.name!r} has {len(model.outputs)} outputs; distillation "
+                        "trains one-output classifiers (build GoogLeNet with "
+                        "aux_logits=False).")
+    output = model.outputs[0]
+    operation, node = _producer(output)
+    if isinstance(operation, keras.Model):
+        inner = keras.Model(operation.inputs, logits_of(operation))
+        return inner(node.input_tensors[0])
+    if getattr(operation, "activation", None) is keras.activations.softmax:
+        if isinstance(operation, keras.layers.Dense):
+            return _DenseLogits(operation, name="logits")(node.input_tensors[0])
+        raise UserError(f"{model.name!r} ends in a {type(operation).__name__} with a "
+                        "softmax, whose logits distillation cannot read: end it in a Dense "
+                        "layer, or build it with classifier_activation=None.")
+    if isinstance(operation, keras.layers.Softmax):
+        return node.input_tensors[0]
+    if _softmax_output(model):
+        raise UserError(f"{model.name!r} outputs probabilities that distillation cannot turn "
+                        "back into logits: build it with classifier_activation=None.")
+    return output
+
+
+def distillation_model(teacher, student, temperature=4.0, alpha=0.9):
+    """The model :func:`distill` trains: the student's logits out, the soft-target loss
+    added, the teacher frozen inside. Its compiled loss must be :class:`HardTargetLoss`."""
+    temperature, alpha = check_temperature(temperature), check_alpha(alpha)
+    if tuple(teacher.input_shape[1:]) != tuple(student.input_shape[1:]):
+        raise UserError(f"The teacher takes inputs shaped {teacher.input_shape[1:]} and the "
+                        f"student {student.input_shape[1:]}: they must see the same images.")
+    if teacher.output_shape[-1] != student.output_shape[-1]:
+        raise UserError(f"The teacher predicts {teacher.output_shape[-1]} classes and the "
+                        f"student {student.output_shape[-1]}.")
+    student_inputs = student.inputs[0]
+    logits = keras.Model(student_inputs, logits_of(student), name=f"{student.name}_logits")
+    teacher.trainable = False  # no gradient, no optimizer slots, no weight decay
+    images = keras.Input(student.input_shape[1:], dtype=student_inputs.dtype, name="images")
+    outputs = _SoftTargets(teacher, temperature, alpha, name="soft_targets")(
+        [logits(images), images])
+    return keras.Model(images, outputs, name=f"{student.name}_distillation")
+
+
+def distill(teacher, student, train_data, val_data=None, *, temperature=4.0, alpha=0.9,
+            epochs=10, run_dir=None, **train_kwargs):
+    """Train ``student`` on ``teacher``'s softened probabilities and the labels (Hinton et
+    al. 2015), through ``zoo.train``; returns its ``TrainResult`` with the student as
+    ``model``.
+
+    Args:
+        teacher: any classifier giving probabilities or logits, typically an
+            ``ensembles.Ensemble``; it is frozen (``trainable=False``) and always runs in
+            inference mode, on the same (augmented) images as the student.
+        student: a built ``keras.Model`` (one device) whose logits can be read: a zoo
+            model, or any model ending in a softmax ``Dense`` or ``Softmax`` layer, or
+            outputting logits.
+        train_data, val_data: batches of ``(images, labels)``, as for ``zoo.train``.
+        temperature: T, the softening of both distributions in the soft term (Hinton et
+            al. used 1 to 20; 4 is a common choice).
+        alpha: the soft term's weight; ``1 - alpha`` is the labels'.
+        epochs, run_dir, **train_kwargs: as for ``zoo.train`` (optimizer, learning_rate,
+            seed, ...). The run directory's checkpoints hold the student alone (with the
+            teacher's class names); its backup, the whole training state.
+
+    Example:
+
+    >>> student = zoo.resnet18(input_shape=(16, 16, 3), classes=10, width=0.25,
+    ...                        stem="cifar")                          # doctest: +SKIP
+    >>> result = distill(ensemble, student, train, validation, epochs=15,
+    ...                  run_dir="runs/distilled")                     # doctest: +SKIP
+    >>> result.model                 # the student, trained           # doctest: +SKIP
+    """
+    import zoo
+    from zoo.saving import class_names, set_class_names
+
+    for forbidden in ("loss", "model_kwargs", "precision", "class_names",
+                      "checkpoint_model"):
+        if forbidden in train_kwargs:
+            raise UserError(f"distill sets `{forbidden}` itself; received {forbidden}="
+                            f"{train_kwargs[forbidden]!r}.")
+    names = class_names(teacher)
+    if names is not None and class_names(student) is None:
+        set_class_names(student, names)
+    model = distillation_model(teacher, student, temperature, alpha)
+    result = zoo.train(model, train_data, val_data, epochs=epochs, run_dir=run_dir,
+                       loss=HardTargetLoss(alpha), checkpoint_model=student, **train_kwargs)
+    return dataclasses.replace(result, model=student)

@@ -1,0 +1,237 @@
+"""Temperature scaling: the fitted T against SciPy's minimiser and against the temperature
+the data was made with, the served probabilities against Keras' own softmax of tempered
+logits, and the temperature carried by ensembles, evaluation, .keras files and exports."""
+
+import json
+import os
+
+import keras
+import numpy as np
+import pytest
+import scipy.optimize
+import scipy.stats
+import tensorflow as tf
+from sklearn.metrics import log_loss
+
+import ensembles
+import zoo
+from ensembles.calibration import temperature_nll
+
+CLASSES = 4
+
+
+def _logit_model(scale, name):
+    """Images of 2x2 pixels whose 4 values are logits z; the model serves softmax(scale z)
+    (a Dense layer with the kernel scale * I), so data labelled from softmax(z) is best
+    served at temperature ``scale``."""
+    inputs = keras.Input((2, 2, 1))
+    x = keras.layers.Flatten()(inputs)
+    dense = keras.layers.Dense(CLASSES, activation="softmax", name="predictions")
+    outputs = dense(x)
+    dense.set_weights([scale * np.eye(CLASSES, dtype="float32"), np.zeros(CLASSES, "float32")])
+    return keras.Model(inputs, outputs, name=name)
+
+
+def _data(n, seed, batch_size=256):
+    """Logits z ~ N(0, 2^2) as 2x2 images, labels drawn from softmax(z)."""
+    rng = np.random.default_rng(seed)
+    z = rng.normal(0, 2, size=(n, CLASSES))
+    p = np.exp(z) / np.exp(z).sum(axis=1, keepdims=True)
+    labels = (rng.random((n, 1)) > p.cumsum(axis=1)).sum(axis=1).astype("int32")
+    images = z.reshape(n, 2, 2, 1).astype("float32")
+    return tf.data.Dataset.from_tensor_slices((images, labels)).batch(batch_size), labels
+
+
+@pytest.fixture(scope="module")
+def splits():
+    return _data(4000, seed=0)[0], _data(4000, seed=1)[0]
+
+
+def _probs_and_labels(model, dataset):
+    _, probs, labels = ensembles.predict_members(model, dataset)
+    return ensembles.calibration._served_probabilities(model, probs), labels
+
+
+@pytest.mark.all_backends
+@pytest.mark.parametrize("scale", [0.4, 2.5])
+def test_the_fitted_temperature_is_scipys_and_the_one_the_data_was_made_with(splits, scale):
+    """Over- (2.5) and under-confident (0.4) models: the bisection's T equals SciPy's
+    bounded minimiser of the same NLL (relative 1e-3), and recovers ``scale`` (the truth:
+    labels were drawn from softmax(z)) within sampling error."""
+    validation, _ = splits
+    probs, labels = _probs_and_labels(_logit_model(scale, "m"), validation)
+    fitted = ensembles.fit_temperature(probs, labels)
+    reference = scipy.optimize.minimize_scalar(
+        lambda t: temperature_nll(probs, labels, t), bounds=(0.01, 100), method="bounded",
+        options={"xatol": 1e-9}).x
+    assert fitted == pytest.approx(reference, rel=1e-3)
+    assert fitted == pytest.approx(scale, rel=0.08)
+    assert temperature_nll(probs, labels, fitted) <= temperature_nll(probs, labels, 1.0)
+    assert log_loss(labels, probs.astype("float64"), labels=range(CLASSES)) == pytest.approx(
+        temperature_nll(probs, labels, 1.0), rel=1e-6)
+
+
+@pytest.mark.all_backends
+def test_the_calibrated_model_serves_kerass_softmax_of_tempered_logits(splits, tmp_path):
+    """softmax(log p / T) of a softmax model equals Keras' softmax of its logits / T; the
+    top class never changes; a second calibration multiplies (and finds ~1); the .keras
+    round trip keeps T."""
+    validation, test = splits
+    model = _logit_model(2.5, "member")
+    calibrated = ensembles.calibrate(model, validation)
+    t = ensembles.temperature(calibrated)
+    assert t == pytest.approx(2.5, rel=0.08) and ensembles.temperature(model) == 1.0
+    images = np.concatenate([x for x, _ in test.take(1)])
+    logits = images.reshape(len(images), CLASSES) * 2.5
+    expected = keras.ops.convert_to_numpy(keras.activations.softmax(logits / t))
+    served = calibrated.predict(images, verbose=0)
+    np.testing.assert_allclose(served, expected, atol=1e-5)
+    np.testing.assert_array_equal(served.argmax(1), model.predict(images, verbose=0).argmax(1))
+    again = ensembles.calibrate(calibrated, validation)
+    assert ensembles.temperature(again) == pytest.approx(t, rel=1e-3)
+    assert len(again.layers) == len(calibrated.layers)  # replaced, not stacked
+    path = str(tmp_path / "calibrated.keras")
+    zoo.save_model(calibrated, path)
+    loaded = ensembles.load(path)
+    assert ensembles.temperature(loaded) == t
+    np.testing.assert_allclose(loaded.predict(images, verbose=0), served, atol=1e-6)
+
+
+@pytest.mark.all_backends
+def test_an_ensemble_is_calibrated_whole_or_member_by_member(splits):
+    """Ensemble then calibrate: one T on the combination, scored by scikit-learn from what
+    the model predicts; calibrate then ensemble: each member its own T (~its scale); the
+    weights survive; evaluate(calibrate_on=) reports exactly these two models."""
+    validation, test = splits
+    members = [_logit_model(s, f"m{s}") for s in (0.5, 3.0)]
+    ensemble = ensembles.Ensemble(members, weights=[1, 3])
+    whole = ensembles.calibrate(ensemble, validation)
+    each = ensembles.calibrate(ensemble, validation, per_member=True)
+    t = ensembles.temperature(whole)
+    assert ensembles.temperature(whole, per_member=True) == [1.0, 1.0]
+    assert ensembles.temperature(each) == 1.0
+    assert ensembles.temperature(each, per_member=True) == pytest.approx([0.5, 3.0], rel=0.1)
+    for model in (whole, each):
+        np.testing.assert_allclose(ensembles.member_weights(model), [0.25, 0.75])
+    probs, labels = _probs_and_labels(ensemble, validation)
+    assert t == pytest.approx(ensembles.fit_temperature(probs, labels), rel=1e-9)
+
+    table = ensembles.evaluate(ensemble, test, calibrate_on=validation)
+    images = np.concatenate([x for x, _ in test])
+    truth = np.concatenate([y for _, y in test])
+    for model, row, column in ((whole, "ensemble", "nll_calibrated"),
+                               (each, "ensemble of calibrated members", "nll"),
+                               (ensemble, "ensemble", "nll")):
+        served = model.predict(images, verbose=0)
+        assert table.loc[row, column] == pytest.approx(
+            log_loss(truth, served, labels=range(CLASSES)), rel=1e-4)
+        assert ensembles.evaluate(model, test).loc["ensemble", "nll"] == pytest.approx(
+            table.loc[row, column], rel=1e-4)
+    assert table.loc["ensemble", "temperature"] == pytest.approx(t)
+    assert table.loc["m3.0", "temperature"] == pytest.approx(3.0, rel=0.1)
+    assert table.loc["ensemble", "nll_calibrated"] < table.loc["ensemble", "nll"]
+
+
+def test_the_export_serves_and_describes_the_calibrated_probabilities(splits, tmp_path):
+    """The served probabilities are the calibrated ones and the served entropy is
+    SciPy's of them; zoo_model.json names the temperatures."""
+    validation, test = splits
+    ensemble = ensembles.Ensemble([_logit_model(s, f"m{s}") for s in (0.5, 3.0)])
+    calibrated = ensembles.calibrate(ensemble, validation, per_member=True)
+    calibrated = ensembles.with_temperature(calibrated, 1.25)
+    images = np.concatenate([x for x, _ in test.take(1)])[:16]
+    outputs = ensembles.serving_model(calibrated).predict(images, verbose=0)
+    np.testing.assert_allclose(outputs["probabilities"],
+                               calibrated.predict(images, verbose=0), atol=1e-6)
+    np.testing.assert_allclose(outputs["predictive_entropy"],
+                               scipy.stats.entropy(outputs["probabilities"], axis=1),
+                               atol=1e-5)
+    # (2x2 inputs cannot be exported with the image signatures: the description is
+    # checked on a model of the zoo's own.)
+    member = zoo.set_class_names(
+        ensembles.with_temperature(
+            zoo.alexnet(input_shape=(67, 67, 3), classes=CLASSES, width=16), 0.8),
+        list("abcd"))
+    exported = ensembles.export(ensembles.with_temperature(ensembles.Ensemble([member]), 1.5),
+                                str(tmp_path / "export"))
+    with open(os.path.join(exported, "assets", "zoo_model.json")) as f:
+        description = json.load(f)
+    assert description["temperature"] == 1.5
+    assert description["member_temperatures"] == [0.8]
+
+
+def test_calibration_refuses_what_it_cannot_do(splits):
+    validation, _ = splits
+    model = _logit_model(1.0, "m")
+    with pytest.raises(ValueError, match="per_member=True calibrates an ensemble's members; "
+                                         "'m' is not an ensemble"):
+        ensembles.calibrate(model, validation, per_member=True)
+    for bad in (0, -1.0, float("nan"), "hot"):
+        with pytest.raises(ValueError, match="A temperature must be a finite number above 0; "
+                                             f"received {bad!r}"):
+            ensembles.with_temperature(model, bad)
+    inputs = keras.Input((2, 2, 1))
+    x = keras.layers.Dropout(0.5)(keras.layers.Flatten()(inputs))
+    dropout = keras.Model(inputs, keras.layers.Dense(CLASSES, activation="softmax")(x))
+    with pytest.raises(ValueError, match="calls one model several times"):
+        ensembles.calibrate(ensembles.mc_dropout(dropout, samples=2), validation,
+                            per_member=True)
+    right = tf.data.Dataset.from_tensor_slices(
+        (np.eye(CLASSES, dtype="float32").reshape(CLASSES, 2, 2, 1) * 5,
+         np.arange(CLASSES, dtype="int32"))).batch(4)
+    with pytest.warns(UserWarning, match="The NLL keeps falling up to temperature 0.01"):
+        assert ensembles.fit_temperature(*_probs_and_labels(model, right)) == 0.01
+
+
+def test_zoo_evaluate_and_zoo_ensemble_calibrate_from_the_shell(tmp_path, capsys):
+    """On the digits: `zoo evaluate --calibrate-on validation` reports the temperature that
+    ensembles.fit_temperature fits on the same split, and `zoo ensemble --calibrate-on
+    validation --per-member` saves the members' temperatures that ensembles.calibrate fits;
+    mistakes are one line."""
+    import data
+    from zoo import cli
+
+    train = data.load("digits", image_size=8, batch_size=64, seed=0)
+    validation = data.load("digits", "validation", image_size=8, batch_size=128)
+    paths = []
+    for seed in range(2):
+        keras.utils.set_random_seed(seed)
+        inputs = keras.Input((8, 8, 3))
+        x = keras.layers.Flatten()(keras.layers.Rescaling(1 / 255)(inputs))
+        model = keras.Model(inputs, keras.layers.Dense(10, activation="softmax")(x),
+                            name="linear")  # logistic regression: ~90 % right after 3 epochs
+        model = zoo.set_class_names(model, data.info("digits").class_names)
+        model.compile(keras.optimizers.Adam(0.02), "sparse_categorical_crossentropy")
+        model.fit(train, epochs=3, verbose=0)
+        paths.append(str(tmp_path / f"m{seed}.keras"))
+        zoo.save_model(model, paths[-1])
+    csv = str(tmp_path / "table.csv")
+    assert cli.main(["evaluate", paths[0], "--calibrate-on", "validation", "--output",
+                     csv]) == 0
+    out = capsys.readouterr().out
+    assert "Temperatures fitted on the validation split" in out and "nll_calibrated" in out
+    import pandas as pd
+
+    table = pd.read_csv(csv, index_col=0)
+    expected = ensembles.fit_temperature(*_probs_and_labels(ensembles.load(paths[0]),
+                                                            validation))
+    assert table.loc["linear", "temperature"] == pytest.approx(expected, rel=1e-6)
+    assert 0.2 < expected < 5 and table.loc["linear", "top1_error"] < 0.2
+
+    out_path = str(tmp_path / "calibrated.keras")
+    assert cli.main(["ensemble", *paths, "--calibrate-on", "validation", "--per-member",
+                     "--output", out_path]) == 0
+    assert "Member temperatures fitted on the validation split: linear_1 " in (
+        capsys.readouterr().out)
+    saved = ensembles.load(out_path)
+    direct = ensembles.calibrate(ensembles.Ensemble([ensembles.load(p) for p in paths]),
+                                 validation, per_member=True)
+    np.testing.assert_allclose(ensembles.temperature(saved, per_member=True),
+                               ensembles.temperature(direct, per_member=True), rtol=1e-6)
+    assert zoo.class_names(saved) == list(data.info("digits").class_names)
+    assert cli.main(["ensemble", *paths, "--per-member", "--output", out_path]) == 2
+    assert "--per-member fits one temperature per member: give --calibrate-on" in (
+        capsys.readouterr().err)
+    assert cli.main(["evaluate", paths[0], "--split", "validation", "--calibrate-on",
+                     "validation"]) == 2
+    assert "--calibrate-on validation is the split evaluated" in capsys.readouterr().err

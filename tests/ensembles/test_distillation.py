@@ -1,0 +1,170 @@
+"""Distillation: the loss against Keras' own KLDivergence and SparseCategoricalCrossentropy,
+its T^2 factor against Hinton et al.'s high-temperature limit, the loss the trained model
+computes, exact resume, a frozen teacher, checkpoints of the student alone, and the shell."""
+
+import os
+
+import keras
+import numpy as np
+import pytest
+import tensorflow as tf
+
+import ensembles
+import zoo
+from ensembles.distillation import HardTargetLoss, soft_target_loss
+from tests.helpers import tiny_model
+
+LABELS = np.array([0, 2, 1], "int32")
+LOGITS = np.array([[2.0, 0.5, -1.0, 0.1], [0.3, -0.2, 1.5, 0.0], [-1.0, 2.5, 0.4, 0.2]],
+                  "float32")
+TEACHER = np.array([[0.7, 0.1, 0.1, 0.1], [0.2, 0.05, 0.6, 0.15], [0.05, 0.5, 0.4, 0.05]],
+                   "float32")
+
+
+def _reference(labels, logits, teacher, temperature, alpha):
+    """alpha T^2 KL(q_T || p_T) + (1 - alpha) CE, from Keras' own losses and softmax."""
+    q = keras.activations.softmax(keras.ops.log(teacher) / temperature)
+    p = keras.activations.softmax(logits / temperature)
+    soft = keras.losses.KLDivergence()(q, p)
+    hard = keras.losses.SparseCategoricalCrossentropy(from_logits=True)(labels, logits)
+    return float(alpha * temperature ** 2 * soft + (1 - alpha) * hard)
+
+
+@pytest.mark.all_backends
+@pytest.mark.parametrize("temperature,alpha", [(1.0, 0.5), (4.0, 0.9), (10.0, 0.3),
+                                               (2.0, 1.0), (3.0, 0.0)])
+def test_the_loss_is_kerass_kl_divergence_and_crossentropy(temperature, alpha):
+    got = float(ensembles.distillation_loss(LABELS, LOGITS, TEACHER, temperature, alpha))
+    assert got == pytest.approx(_reference(LABELS, LOGITS, TEACHER, temperature, alpha),
+                                rel=1e-5)
+
+
+def test_the_t_squared_factor_keeps_the_soft_gradient_at_hintons_high_temperature_limit():
+    """Hinton et al. (2015), eq. 4: at high T, with zero-mean logits z (student) and v
+    (teacher), dC/dz_i ~ (z_i - v_i) / (N T^2) for the soft cross-entropy C; multiplied by
+    T^2, the gradient is (z_i - v_i) / N whatever T, for N classes."""
+    z = LOGITS - LOGITS.mean(axis=1, keepdims=True)
+    v = np.log(TEACHER)
+    v = (v - v.mean(axis=1, keepdims=True)).astype("float32")
+    teacher = tf.nn.softmax(v).numpy()
+    classes = z.shape[1]
+    for temperature in (50.0, 200.0):
+        logits = tf.Variable(z)
+        with tf.GradientTape() as tape:
+            loss = tf.reduce_sum(soft_target_loss(teacher, logits, temperature))
+        gradient = tape.gradient(loss, logits).numpy()
+        np.testing.assert_allclose(gradient, (z - v) / classes, atol=0.02 * np.abs(z - v).max())
+
+
+def test_the_training_model_computes_the_distillation_loss_through_keras(tmp_path):
+    """The model distill trains: Keras' evaluate (compiled hard term plus the added soft
+    term) equals the reference on the student's own log-probabilities (a path that does
+    not read the logits the way distillation does); the teacher stays frozen."""
+    keras.utils.set_random_seed(0)
+    teacher = ensembles.Ensemble([tiny_model(8, 4), tiny_model(8, 4)])
+    student = tiny_model(8, 4)
+    model = ensembles.distillation_model(teacher, student, temperature=3.0, alpha=0.7)
+    model.compile(loss=HardTargetLoss(0.7))
+    x = np.random.default_rng(0).normal(size=(6, 8, 8, 3)).astype("float32")
+    y = np.array([0, 1, 2, 3, 0, 1], "int32")
+    loss = model.evaluate(x, y, batch_size=6, verbose=0)
+    student_logits = np.log(student.predict(x, verbose=0))  # softmax is shift-invariant
+    expected = _reference(y, student_logits, teacher.predict(x, verbose=0), 3.0, 0.7)
+    assert loss == pytest.approx(expected, rel=1e-4)
+    assert teacher.trainable_weights == [] and model.trainable_weights
+    assert {id(w) for w in model.trainable_weights} == {id(w) for w in student.trainable_weights}
+
+
+def _synthetic(seed=0, n=96):
+    rng = np.random.default_rng(seed)
+    x = rng.normal(size=(n, 8, 8, 3)).astype("float32")
+    y = (x[:, :4, :4, 0].mean(axis=(1, 2)) > 0).astype("int32") + 2 * (
+        x[:, 4:, 4:, 1].mean(axis=(1, 2)) > 0).astype("int32")
+    return tf.data.Dataset.from_tensor_slices((x, y)).batch(32)
+
+
+def _teacher():
+    keras.utils.set_random_seed(7)
+    inputs = keras.Input((8, 8, 3))
+    x = keras.layers.Conv2D(8, 3, activation="relu")(inputs)
+    x = keras.layers.BatchNormalization(name="bn")(x)
+    x = keras.layers.Dropout(0.5)(keras.layers.GlobalAveragePooling2D()(x))
+    teacher = keras.Model(inputs, keras.layers.Dense(4, activation="softmax")(x), name="t")
+    return zoo.set_class_names(teacher, ["a", "b", "c", "d"])
+
+
+def _student(seed=3):
+    keras.utils.set_random_seed(seed)
+    return tiny_model(8, 4)
+
+
+@pytest.mark.all_backends
+def test_distill_resumes_exactly_and_checkpoints_the_student_alone(tmp_path):
+    """1 epoch, then resumed to 2, ends with the weights of 2 uninterrupted epochs; the
+    checkpoints are the student (with the teacher's class names), the teacher never moves
+    (its BatchNorm statistics and weights are the same after training)."""
+    data = _synthetic()
+    teacher = _teacher()
+    before = [w.copy() for w in teacher.get_weights()]
+    kwargs = dict(temperature=2.0, alpha=0.8, seed=0, verbose=0, learning_rate=0.05,
+                  reduce_lr=False)
+    straight = ensembles.distill(teacher, _student(), data, data, epochs=2,
+                                 run_dir=str(tmp_path / "straight"), **kwargs)
+    run_dir = str(tmp_path / "resumed")
+    ensembles.distill(teacher, _student(), data, data, epochs=1, run_dir=run_dir, **kwargs)
+    resumed = ensembles.distill(teacher, _student(), data, data, epochs=2, run_dir=run_dir,
+                                **kwargs)
+    assert resumed.history["epoch"].tolist() == [1, 2]
+    for a, b in zip(straight.model.get_weights(), resumed.model.get_weights()):
+        np.testing.assert_allclose(a, b, rtol=1e-5, atol=1e-6)
+    for a, b in zip(before, teacher.get_weights()):
+        np.testing.assert_array_equal(a, b)
+    saved = ensembles.load(os.path.join(run_dir, "checkpoints", "last.keras"))
+    assert saved.name == "tiny" and zoo.class_names(saved) == ["a", "b", "c", "d"]
+    assert len(saved.weights) == len(resumed.model.weights)
+    assert straight.history["loss"].iloc[-1] < straight.history["loss"].iloc[0]
+
+
+def test_distill_refuses_what_it_cannot_train(tmp_path):
+    data = _synthetic(n=8)
+    teacher = _teacher()
+    with pytest.raises(ValueError, match=r"`alpha`, the soft targets' weight, must lie in "
+                                         r"\[0, 1\]; received 1.5"):
+        ensembles.distill(teacher, _student(), data, alpha=1.5)
+    with pytest.raises(ValueError, match="A temperature must be a finite number above 0; "
+                                         "received 0"):
+        ensembles.distill(teacher, _student(), data, temperature=0)
+    with pytest.raises(ValueError, match=r"The teacher takes inputs shaped \(8, 8, 3\) and "
+                                         r"the student \(16, 16, 3\)"):
+        ensembles.distill(teacher, tiny_model(16, 4), data)
+    with pytest.raises(ValueError, match="distill sets `loss` itself"):
+        ensembles.distill(teacher, _student(), data, loss="mse")
+    inputs = keras.Input((8, 8, 3))
+    probs = keras.layers.Activation("softmax")(keras.layers.Flatten()(inputs)[:, :4])
+    with pytest.raises(ValueError, match="ends in a Activation with a softmax"):
+        ensembles.distill(teacher, keras.Model(inputs, probs, name="odd"), data)
+
+
+def test_zoo_distill_from_the_shell(tmp_path, capsys):
+    """`zoo distill TEACHER.keras --model ...` on a slice of the digits: the student's
+    checkpoint in the run directory, the held-out scores of both printed."""
+    import data
+    from zoo import cli
+
+    keras.utils.set_random_seed(0)
+    teacher = zoo.set_class_names(tiny_model(8, 10), data.info("digits").class_names)
+    path = str(tmp_path / "teacher.keras")
+    zoo.save_model(teacher, path)
+    run_dir = str(tmp_path / "run")
+    assert cli.main(["distill", path, "--model", "resnet18", "--model-arg", "width=0.125",
+                     "--model-arg", "stem=cifar", "--epochs", "1", "--run-dir", run_dir,
+                     "--temperature", "3", "--alpha", "0.5"]) == 0
+    out = capsys.readouterr().out
+    assert "Distilling tiny (" in out and "at temperature 3, soft-target weight 0.5" in out
+    assert "test student: top-1 error" in out and "test teacher: top-1 error" in out
+    student = ensembles.load(os.path.join(run_dir, "checkpoints", "best.keras"))
+    assert student.name == "resnet18" and student.input_shape[1:] == (8, 8, 3)
+    assert zoo.class_names(student) == list(data.info("digits").class_names)
+    assert cli.main(["distill", path, "--model", "resnet18", "--image-size", "16",
+                     "--run-dir", str(tmp_path / "other")]) == 2
+    assert "--image-size 16: the teacher takes 8x8 images" in capsys.readouterr().err
