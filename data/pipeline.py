@@ -50,12 +50,15 @@ class Pipeline:
                     shuffle=shuffle, seed=self.seed, data_dir=self.data_dir,
                     on_bad_image=self.on_bad_image, **self._sizing(), **crop)
 
-    def train(self, batch_size=None):
+    def train(self, batch_size=None, drop_remainder=False):
         """The training split through the augmentation, shuffled and augmented anew each
-        epoch from ``(seed, epoch)`` (see ``data.set_epoch``)."""
+        epoch from ``(seed, epoch)`` (see ``data.set_epoch``); ``drop_remainder``: leave
+        out each epoch's last, smaller batch (keras.distribution needs batches that split
+        evenly over the devices)."""
         return load(self.dataset, self.train_split, batch_size=batch_size or self.batch_size,
                     augment=self.augment, seed=self.seed, data_dir=self.data_dir,
-                    on_bad_image=self.on_bad_image, **self._sizing())
+                    on_bad_image=self.on_bad_image, drop_remainder=drop_remainder,
+                    **self._sizing())
 
     def input(self, normalize="standardize"):
         """A Keras input of the input size that normalises raw pixels with the training

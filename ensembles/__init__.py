@@ -1,6 +1,6 @@
 """Ensembles of zoo models: members averaged in one graph, snapshot ensembles, dropout and
-width variants, MC dropout, evaluation with calibration, diversity and uncertainty,
-one-SavedModel export.
+width variants, MC dropout, fitted member weights, temperature scaling, distillation into
+one network, evaluation with calibration, diversity and uncertainty, one-SavedModel export.
 
 Example:
 

@@ -23,6 +23,7 @@ SLOWEST_FIRST = (
     "tests/test_packaging.py::",
     "tests/test_deploy.py::test_the_export_serves",
     "tests/test_deploy.py::test_zoo_predict",
+    "tests/zoo/cli/test_commands.py::test_demo_quick_runs_under_jax",
     "tests/zoo/cli/test_commands.py::test_search_command",
     "tests/zoo/cli/test_commands.py::test_snapshot_training",
     "tests/zoo/cli/test_commands.py::test_train_",

@@ -95,23 +95,36 @@ MIRRORED = textwrap.dedent("""
             zoo.train(linear, dataset, epochs=1, strategy=strategy, verbose=0)
         except ValueError as err:
             errors.append(str(err))
-    result = zoo.train(linear, digits(drop_remainder=True), epochs=2, strategy="mirrored",
-                       seed=0, learning_rate=0.1, verbose=0)
+    # 180 validation digits in batches of 7: the last holds 5, which 2 devices cannot split.
+    val = data.load("digits", "validation", batch_size=7, image_size=8,
+                    preprocess=lambda image: image / 255.0)
+    result = zoo.train(linear, digits(drop_remainder=True), val, epochs=2,
+                       strategy="mirrored", seed=0, learning_rate=0.1, verbose=0)
     kernel = result.model.get_layer("predictions").kernel
+    import numpy as np
+    images = np.concatenate([x for x, _ in val])
+    labels = np.concatenate([y for _, y in val])
+    weights = [np.asarray(w) for w in result.model.get_weights()]
+    logits = images.reshape(len(images), -1) @ weights[0] + weights[1]
     print(json.dumps({"loss": result.history["loss"].tolist(), "errors": errors,
-                      "devices": len(kernel.value.sharding.device_set)}))
+                      "devices": len(kernel.value.sharding.device_set),
+                      "val_accuracy": float(result.history["val_top1_accuracy"].iloc[-1]),
+                      "direct_accuracy": float(np.mean(logits.argmax(1) == labels))}))
 """)
 
 
 def test_mirrored_on_jax_is_data_parallel_over_the_local_devices():
     """strategy="mirrored" under JAX: keras.distribution.DataParallel over two virtual CPU
-    devices (the variables live on both); batches that cannot split evenly and
-    "multi_worker" (tf.distribute) are one-line errors."""
+    devices (the variables live on both); training batches that cannot split evenly and
+    "multi_worker" (tf.distribute) are one-line errors; a validation split whose last batch
+    does not split is padded with zero-weight examples, and its accuracy is exact (NumPy's,
+    from the trained weights)."""
     out = run_python(MIRRORED, env={"KERAS_BACKEND": "jax",
                                     "XLA_FLAGS": "--xla_force_host_platform_device_count=2"})
     report = json.loads(out.stdout.strip().splitlines()[-1])
     assert report["devices"] == 2
     assert report["loss"][1] < report["loss"][0]
+    assert report["val_accuracy"] == pytest.approx(report["direct_accuracy"], abs=1e-6)
     uneven, multi_worker = report["errors"]
     assert uneven.startswith("`train_data` must come in batches that split evenly over the 2 "
                              "devices; its batch size is not fixed")

@@ -38,3 +38,19 @@ def test_snapshot_cifar_smoke_run_trains_all_three_rows(tmp_path):
     assert list(rows) == ["single model", "NoCycle", "snapshot ensemble"]
     assert all(0 <= float(r["top1_error_%"]) <= 100 and float(r["nll"]) > 0
                for r in rows.values())
+
+
+@pytest.mark.slow
+def test_beyond_averaging_smoke_run_writes_both_tables(tmp_path):
+    """benchmarks/beyond_averaging.py --smoke: the demo's members at tiny sizes, the three
+    calibration orders of every group, and the teacher and both students."""
+    result = subprocess.run([sys.executable, "benchmarks/beyond_averaging.py", "--smoke",
+                             "--output-dir", str(tmp_path)], capture_output=True, text=True,
+                            timeout=600, cwd=REPO)
+    assert result.returncode == 0, result.stderr[-3000:]
+    rows = list(csv.DictReader(open(tmp_path / "calibration.csv")))
+    assert {r["group"] for r in rows} == {"alexnet variants", "resnet18 snapshots", "all"}
+    assert len(rows) == 9 and all(float(r["nll"]) > 0 for r in rows)
+    models = [r["model"] for r in csv.DictReader(open(tmp_path / "distillation.csv"))]
+    assert models == ["teacher: snapshot ensemble", "student, labels only",
+                      "student, distilled (T=4, alpha=0.9)"]

@@ -41,3 +41,8 @@ def test_quickstart_notebook_executes(tmp_path):
     # names the same class first.
     served = _text(code[9]).split("served: digit ")[1].split(" ")[0]
     assert f"digit {served}" in _text(code[9]).split("class_1")[1]
+    # Fitted weights over both snapshot ensembles (7 members), a temperature, a student.
+    beyond = _text(code[10])
+    assert "7 members, weights [" in beyond and "temperature " in beyond
+    for row in ("+ temperature scaling", "one ResNet-18 distilled from it"):
+        assert row in beyond

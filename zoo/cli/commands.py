@@ -116,6 +116,15 @@ def _print_weights(model):
 
 
 def _cmd_demo(args):
+    if os.environ.get("KERAS_BACKEND") == "jax" and (
+            "xla_force_host_platform_device_count" not in os.environ.get("XLA_FLAGS", "")):
+        # Before JAX starts: on a CPU, two devices for the data-parallel AlexNet (as
+        # TensorFlow's mirrored strategy splits the CPU in two); GPUs are not affected.
+        # Without multi-threaded Eigen: with it, the two devices' all-reduce deadlocked on
+        # two cores (XLA aborted after its 40 s rendezvous timeout, JAX 0.10.2).
+        os.environ["XLA_FLAGS"] = (os.environ.get("XLA_FLAGS", "")
+                                   + " --xla_force_host_platform_device_count=2"
+                                   " --xla_cpu_multi_thread_eigen=false").strip()
     from zoo.cli import demo
 
     quick = dict(epochs=1, snapshot_epochs=2, cycles=2, train_split=QUICK_TRAIN_SPLIT) \

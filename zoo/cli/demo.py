@@ -69,8 +69,6 @@ def train_members(demo, output_dir, models=MODEL_CHOICES, epochs=6, snapshot_epo
     """Train the AlexNet dropout and width variants (the first under ``strategy``, the
     others on one device) and the ResNet-18 snapshot run (on one device); returns
     ``{group name: [member models]}``."""
-    import keras
-
     import ensembles
     import zoo
 
@@ -81,6 +79,8 @@ def train_members(demo, output_dir, models=MODEL_CHOICES, epochs=6, snapshot_epo
         return lambda: build(input_tensor=demo.input())
 
     groups = {}
+    # Under JAX, "auto" with two devices is data parallel too: the others ask for one.
+    single_device = "one_device" if isinstance(strategy, str) else "auto"
     if "alexnet" in models:
         # Dropout and width variants of the two-tower LRN AlexNet: the first dropout rate at
         # the first width, the other rates at that width, the other widths at that rate.
@@ -96,12 +96,15 @@ def train_members(demo, output_dir, models=MODEL_CHOICES, epochs=6, snapshot_epo
         for index, (name, build) in enumerate(variants.items()):
             # The first member under the strategy, the others on one device: on a CPU the
             # two-device strategy costs time, not speed (README, "Several devices").
-            chosen = strategy if index == 0 else "auto"
-            where = f"{strategy.num_replicas_in_sync} replicas" if index == 0 else "one device"
+            chosen = strategy if index == 0 else single_device
+            where = f"{replicas(strategy)[0]} replicas" if index == 0 else "one device"
+            # keras.distribution (JAX) splits every batch evenly: no smaller last batch.
+            data_parallel = index == 0 and isinstance(strategy, str)
             _say(f"training {name} for {epochs} epochs on {where}")
             start = time.time()
             result = zoo.train(
-                member(build), train, validation, epochs=epochs, optimizer=optimizer,
+                member(build), demo.train(drop_remainder=True) if data_parallel else train,
+                validation, epochs=epochs, optimizer=optimizer,
                 reduce_lr=False, seed=seed + index, strategy=chosen,
                 run_dir=os.path.join(output_dir, name), verbose=0,
                 class_names=demo.info.class_names)
@@ -110,10 +113,7 @@ def train_members(demo, output_dir, models=MODEL_CHOICES, epochs=6, snapshot_epo
             groups["alexnet variants"].append(result.model)
 
     def resnet():
-        x = keras.layers.Resizing(RESNET_SIZE, RESNET_SIZE, interpolation="area",
-                                  name="resize")(demo.input())
-        return zoo.resnet18(input_tensor=x, classes=demo.info.num_classes, width=0.25,
-                            stem="cifar")
+        return resnet_member(demo)
 
     if "resnet18" in models:
         _say(f"training resnet18 (cifar stem) as a {cycles}-cycle snapshot ensemble, "
@@ -123,13 +123,55 @@ def train_members(demo, output_dir, models=MODEL_CHOICES, epochs=6, snapshot_epo
         _, paths = ensembles.train_snapshots(
             resnet, demo.load(demo.train_split, batch_size=SNAPSHOT_BATCH_SIZE), validation,
             epochs=snapshot_epochs, cycles=cycles, learning_rate=0.3, weight_decay=1e-4,
-            seed=seed, strategy="auto", class_names=demo.info.class_names,
+            seed=seed, strategy=single_device, class_names=demo.info.class_names,
             run_dir=os.path.join(output_dir, "resnet18_snapshots"), verbose=0)
         _say(f"  {len(paths)} snapshots ({time.time() - start:.0f} s)")
         groups["resnet18 snapshots"] = ensembles.members_of(
             ensembles.from_snapshots(resnet, paths, last=min(SNAPSHOTS_KEPT, len(paths)),
                                      class_names=demo.info.class_names))
     return groups
+
+
+def resnet_member(demo):
+    """The snapshot run's ResNet-18 (cifar stem, width 0.25) on the AlexNets' inputs,
+    resized inside the model to ``RESNET_SIZE``: by area averaging, or under JAX (which
+    has no area resize) bilinearly with antialiasing."""
+    import keras
+
+    import zoo
+
+    area = keras.backend.backend() == "tensorflow"
+    x = keras.layers.Resizing(RESNET_SIZE, RESNET_SIZE,
+                              interpolation="area" if area else "bilinear",
+                              antialias=not area, name="resize")(demo.input())
+    return zoo.resnet18(input_tensor=x, classes=demo.info.num_classes, width=0.25,
+                        stem="cifar")
+
+
+def default_strategy():
+    """The AlexNets' two-device data parallelism: TensorFlow's ``MirroredStrategy`` (over
+    two logical devices of a lone CPU or GPU), or under JAX ``"mirrored"``, which
+    ``zoo.train`` makes ``keras.distribution.DataParallel`` over the local devices (on a
+    CPU, start JAX with ``XLA_FLAGS=--xla_force_host_platform_device_count=2``; ``zoo
+    demo`` does)."""
+    import keras
+
+    import zoo
+
+    if keras.backend.backend() == "tensorflow":
+        return zoo.distribute.mirrored(devices=2)
+    return "mirrored"
+
+
+def replicas(strategy):
+    """``(count, device names)`` of a ``tf.distribute`` strategy, or of the
+    keras.distribution devices that ``"mirrored"`` spreads over."""
+    if hasattr(strategy, "num_replicas_in_sync"):
+        return strategy.num_replicas_in_sync, list(strategy.extended.worker_devices)
+    import keras
+
+    devices = keras.distribution.list_devices()
+    return len(devices), devices
 
 
 FITTED = "all, weights fitted on validation"  # the served combination's group
@@ -246,8 +288,6 @@ def run(output_dir="runs/demo", epochs=6, snapshot_epochs=15, cycles=5, seed=0,
     >>> table = run("runs/demo", epochs=1, snapshot_epochs=2, cycles=2,
     ...             train_split="train[:320]")   # doctest: +SKIP
     """
-    import zoo
-
     start = time.time()
     models = list(models)
     if not models or any(m not in MODEL_CHOICES for m in models):
@@ -256,9 +296,9 @@ def run(output_dir="runs/demo", epochs=6, snapshot_epochs=15, cycles=5, seed=0,
     for name, value in (("epochs", epochs), ("snapshot_epochs", snapshot_epochs),
                         ("cycles", cycles)):
         check_positive_int(value, name)
-    strategy = strategy or zoo.distribute.mirrored(devices=2)
-    _say(f"{strategy.num_replicas_in_sync} replicas: "
-         f"{', '.join(strategy.extended.worker_devices)}")
+    strategy = strategy or default_strategy()
+    count, devices = replicas(strategy)
+    _say(f"{count} replicas: {', '.join(map(str, devices))}")
     os.makedirs(output_dir, exist_ok=True)
     steps = {}
     clock = time.time()
@@ -285,7 +325,7 @@ def run(output_dir="runs/demo", epochs=6, snapshot_epochs=15, cycles=5, seed=0,
     steps["export and serving"], clock = time.time() - clock, time.time()
     header = (f"# zoo demo on {demo.dataset}\n\nAlexNet members at {ALEXNET_SIZE}x"
               f"{ALEXNET_SIZE} (two towers, LRN) trained on random crops of images at "
-              f"{demo.scale}x{demo.scale} (the first on {strategy.num_replicas_in_sync} "
+              f"{demo.scale}x{demo.scale} (the first on {count} "
               f"replicas, data parallel), ResNet-18 snapshots at {RESNET_SIZE}x{RESNET_SIZE}; "
               f"every model tested on the centre crop. Test split: {len(predictions[2])} "
               f"images.")

@@ -220,9 +220,35 @@ def backend_distribution(strategy):
     return tf.distribute.get_strategy(), None, 1
 
 
+def even_validation(replicas, dataset):
+    """``dataset`` (batches of ``(images, labels)``) with every batch that does not split
+    evenly over ``replicas`` devices padded to the next multiple of ``replicas`` with
+    examples of sample weight 0: keras.distribution (JAX) refuses an uneven batch, and
+    the validation split must not lose its last examples. The accuracies are exact (Keras
+    weights its metrics); the loss counts each padded example as 0 in a batch of the
+    padded size, so ``val_loss`` is low by at most ``(replicas - 1) / examples``.
+    Batches of another structure are left as they are."""
+    if dataset is None or not (isinstance(dataset.element_spec, tuple)
+                               and len(dataset.element_spec) == 2):
+        return dataset
+
+    def pad(images, labels):
+        count = tf.shape(images)[0]
+        missing = (replicas - count % replicas) % replicas
+        weights = tf.pad(tf.ones([count], tf.float32), [[0, missing]])
+
+        def padded(tensor):
+            return tf.pad(tensor, [[0, missing]] + [[0, 0]] * (len(tensor.shape) - 1))
+
+        return padded(images), padded(labels), weights
+
+    return dataset.map(pad)
+
+
 def check_even_batches(replicas, **datasets):
     """keras.distribution splits every batch over the devices, and JAX refuses a batch that
-    does not split evenly (TensorFlow's MirroredStrategy pads one)."""
+    does not split evenly (TensorFlow's MirroredStrategy pads one). For training batches
+    this is an error (see :func:`even_validation` for validation)."""
     for name, dataset in datasets.items():
         if dataset is None:
             continue

@@ -83,14 +83,16 @@ def _build(model, model_kwargs, strategy, precision):
 
 def compile_model(model, optimizer=None, *, learning_rate=0.01, momentum=0.9,
                   weight_decay=5e-4, loss="sparse_categorical_crossentropy", metrics=None,
-                  jit_compile=False):
+                  jit_compile=False, weighted=False):
     """Compile ``model`` with the paper recipe, in place; returns it.
 
     ``optimizer``: None for :class:`PaperSGD` (``learning_rate``, ``momentum``,
     ``weight_decay``), a Keras optimizer, or a function returning one (called here, so
     that under a distribution strategy its variables are created in the strategy's scope).
     Metrics default to top-1 and top-5 accuracy. (A GoogLeNet with auxiliary heads adds
-    their 0.3-weighted losses itself.)
+    their 0.3-weighted losses itself.) ``weighted``: the metrics follow the batches'
+    sample weights (Keras' ``weighted_metrics``), as the padded validation batches of
+    ``keras.distribution`` need.
 
     Example:
 
@@ -101,7 +103,8 @@ def compile_model(model, optimizer=None, *, learning_rate=0.01, momentum=0.9,
     elif not isinstance(optimizer, keras.optimizers.Optimizer) and callable(optimizer):
         optimizer = optimizer()  # a factory: its variables are created under the strategy
     metrics = default_metrics() if metrics is None else metrics
-    model.compile(optimizer=optimizer, loss=loss, metrics=metrics, jit_compile=jit_compile)
+    model.compile(optimizer=optimizer, loss=loss, metrics=None if weighted else metrics,
+                  weighted_metrics=metrics if weighted else None, jit_compile=jit_compile)
     return model
 
 
@@ -265,7 +268,8 @@ def train(
         keras.utils.set_random_seed(seed)
     strategy, parallel, replicas = distribute.backend_distribution(strategy)
     if parallel is not None:
-        distribute.check_even_batches(replicas, train_data=train_data, val_data=val_data)
+        distribute.check_even_batches(replicas, train_data=train_data)
+        val_data = distribute.even_validation(replicas, val_data)
     # On JAX, data parallelism is keras.distribution's: the model's variables are made and
     # its batches split under it.
     with parallel.scope() if parallel is not None else contextlib.nullcontext():
@@ -275,7 +279,8 @@ def train(
         with strategy.scope():
             optimizer = compile_model(model, optimizer, learning_rate=learning_rate,
                                       momentum=momentum, weight_decay=weight_decay, loss=loss,
-                                      metrics=metrics, jit_compile=jit_compile).optimizer
+                                      metrics=metrics, jit_compile=jit_compile,
+                                      weighted=parallel is not None).optimizer
         _check_schedule(optimizer, reduce_lr)
         monitor = monitor or ("val_top1_accuracy" if val_data is not None else "loss")
         if run_dir is not None and not distribute.is_chief(strategy):
@@ -331,6 +336,6 @@ def train(
             if diverged:
                 warnings.warn(f"Training diverged (NaN loss) in epoch {rows[-1]['epoch']} and was "
                               f"stopped; {run_config.what_was_kept(run_dir)}", stacklevel=2)
-            else:
+            elif loss == "sparse_categorical_crossentropy":  # (chance's ln(classes) is its)
                 _warn_on_exploding_loss(rows, model)
         return TrainResult(model, pd.DataFrame(rows), run_dir, diverged)

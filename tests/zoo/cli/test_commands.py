@@ -297,6 +297,35 @@ def test_demo_smoke_run_end_to_end(tmp_path):
                                                      abs=1e-6)
 
 
+@pytest.mark.all_backends
+def test_demo_quick_runs_under_jax_with_keras_distribution(tmp_path):
+    """`KERAS_BACKEND=jax zoo demo --quick` in a fresh process (the JAX pass runs it): the
+    first AlexNet trains data parallel (keras.distribution.DataParallel over two CPU
+    devices, which the command asks XLA for), and the table, the plots, the export and the
+    served predictions all come out as under TensorFlow."""
+    import keras
+
+    if keras.backend.backend() != "jax":
+        pytest.skip("the JAX pass runs it (a fresh JAX process, whatever this one runs)")
+    out = str(tmp_path / "demo")
+    env = {key: value for key, value in os.environ.items() if key != "XLA_FLAGS"}
+    result = subprocess.run([sys.executable, "-m", "zoo", "demo", "--quick", "--output-dir", out],
+                            capture_output=True, text=True, timeout=600,
+                            env={**env, "KERAS_BACKEND": "jax", "TF_CPP_MIN_LOG_LEVEL": "2"})
+    assert result.returncode == 0, result.stderr[-4000:]
+    assert "2 replicas: TFRT_CPU_0, TFRT_CPU_1" in result.stdout or "2 replicas: " in (
+        result.stdout)
+    assert "training alexnet_dropout0p3 for 1 epochs on 2 replicas" in result.stdout
+    assert result.stdout.count("training alexnet") == 3
+    assert result.stdout.count("predicted") == 5
+    table = pd.read_csv(os.path.join(out, "results.csv"), index_col="model")
+    assert "all, weights fitted on validation: ensemble" in table.index
+    assert table["nll"].notna().all()
+    for name in ("report.md", "size_curve.png", "reliability.png",
+                 os.path.join("ensemble_savedmodel", "saved_model.pb")):
+        assert os.path.exists(os.path.join(out, name)), name
+
+
 @pytest.mark.parametrize("kwargs, message", [
     (dict(models=["vgg"]), "`models` must be a non-empty subset of ('alexnet', 'resnet18'); "
                            "received ['vgg']."),
