@@ -47,6 +47,7 @@ def distillation_loss(labels, student_logits, teacher_probabilities, temperature
 
     Example:
 
+    >>> import numpy as np
     >>> logits = np.array([[2.0, 0.5, -1.0]], "float32")
     >>> teacher = np.array([[0.7, 0.2, 0.1]], "float32")
     >>> round(float(distillation_loss(np.array([0]), logits, teacher, 4.0, 0.9)), 4)
