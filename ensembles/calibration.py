@@ -164,15 +164,8 @@ def temperature(model, per_member=False):
     layer = combine_layer(model)
     if layer is not None:
         return layer.temperature
-    operation = _output_operation(model)
+    operation = model.outputs[0]._keras_history.operation  # as with_temperature reads it
     return operation.temperature if isinstance(operation, TemperatureScaling) else 1.0
-
-
-def _output_operation(model):
-    operation = model.outputs[0]._keras_history.operation
-    while isinstance(operation, keras.Model):
-        operation = operation.outputs[0]._keras_history.operation
-    return operation
 
 
 def with_temperature(model, temperature):
@@ -241,6 +234,11 @@ def calibrate(model, data, per_member=False, tta=None):
     from ensembles.evaluation import predict_members
     from zoo.saving import class_names, set_class_names
 
+    if tta is not None:
+        raise UserError(f"Temperature scaling with tta={tta!r} is refused: the model applies "
+                        "T to each view before the views are averaged, so a T fitted on the "
+                        "averaged views would not be the one it serves. Calibrate without "
+                        "test-time augmentation.")
     layer = combine_layer(model)
     if per_member and layer is None:
         raise UserError(f"per_member=True calibrates an ensemble's members; {model.name!r} "

@@ -170,14 +170,30 @@ def logits_of(model):
 
 def distillation_model(teacher, student, temperature=4.0, alpha=0.9):
     """The model :func:`distill` trains: the student's logits out, the soft-target loss
-    added, the teacher frozen inside. Its compiled loss must be :class:`HardTargetLoss`."""
+    added, the teacher frozen inside (``trainable=False``, which reaches its layers: see
+    :func:`distill` for putting them back). Its compiled loss must be
+    :class:`HardTargetLoss`."""
+    from ensembles.ensemble import _softmax_output
+
     temperature, alpha = check_temperature(temperature), check_alpha(alpha)
+    if len(teacher.outputs) != 1:
+        raise UserError(f"The teacher {teacher.name!r} has {len(teacher.outputs)} outputs; "
+                        "distillation takes one-output classifiers (build an ensemble without "
+                        "return_members, GoogLeNet with aux_logits=False).")
     if tuple(teacher.input_shape[1:]) != tuple(student.input_shape[1:]):
         raise UserError(f"The teacher takes inputs shaped {teacher.input_shape[1:]} and the "
                         f"student {student.input_shape[1:]}: they must see the same images.")
     if teacher.output_shape[-1] != student.output_shape[-1]:
         raise UserError(f"The teacher predicts {teacher.output_shape[-1]} classes and the "
                         f"student {student.output_shape[-1]}.")
+    shared = {id(w) for w in teacher.weights} & {id(w) for w in student.weights}
+    if shared:
+        raise UserError(f"The student {student.name!r} shares {len(shared)} weights with the "
+                        "teacher: freezing the teacher would freeze them. Build a new "
+                        "student.")
+    if not _softmax_output(teacher):  # logits: its probabilities are their softmax
+        teacher = keras.Model(teacher.inputs, keras.layers.Softmax(name="probabilities")(
+            teacher.outputs[0]), name=teacher.name)
     student_inputs = student.inputs[0]
     logits = keras.Model(student_inputs, logits_of(student), name=f"{student.name}_logits")
     teacher.trainable = False  # no gradient, no optimizer slots, no weight decay
@@ -194,9 +210,10 @@ def distill(teacher, student, train_data, val_data=None, *, temperature=4.0, alp
     ``model``.
 
     Args:
-        teacher: any classifier giving probabilities or logits, typically an
-            ``ensembles.Ensemble``; it is frozen (``trainable=False``) and always runs in
-            inference mode, on the same (augmented) images as the student.
+        teacher: any one-output classifier giving probabilities or logits, typically an
+            ``ensembles.Ensemble``; it is frozen while the student trains (its layers'
+            ``trainable`` flags are put back afterwards) and always runs in inference
+            mode, on the same (augmented) images as the student.
         student: a built ``keras.Model`` (one device) whose logits can be read: a zoo
             model, or any model ending in a softmax ``Dense`` or ``Softmax`` layer, or
             outputting logits.
@@ -220,14 +237,31 @@ def distill(teacher, student, train_data, val_data=None, *, temperature=4.0, alp
     from zoo.saving import class_names, set_class_names
 
     for forbidden in ("loss", "model_kwargs", "precision", "class_names",
-                      "checkpoint_model"):
+                      "checkpoint_model", "settings"):
         if forbidden in train_kwargs:
             raise UserError(f"distill sets `{forbidden}` itself; received {forbidden}="
                             f"{train_kwargs[forbidden]!r}.")
     names = class_names(teacher)
     if names is not None and class_names(student) is None:
         set_class_names(student, names)
-    model = distillation_model(teacher, student, temperature, alpha)
-    result = zoo.train(model, train_data, val_data, epochs=epochs, run_dir=run_dir,
-                       loss=HardTargetLoss(alpha), checkpoint_model=student, **train_kwargs)
+    trainable = [(layer, layer.trainable) for layer in _all_layers(teacher)]
+    try:
+        model = distillation_model(teacher, student, temperature, alpha)
+        # In config.json, so that a resumed run with another teacher, T or alpha is refused.
+        settings = {"distillation": {
+            "teacher": teacher.name, "teacher_params": teacher.count_params(),
+            "temperature": check_temperature(temperature), "alpha": check_alpha(alpha)}}
+        result = zoo.train(model, train_data, val_data, epochs=epochs, run_dir=run_dir,
+                           loss=HardTargetLoss(alpha), checkpoint_model=student,
+                           settings=settings, **train_kwargs)
+    finally:
+        for layer, flag in trainable:  # the caller's teacher as it was
+            layer.trainable = flag
     return dataclasses.replace(result, model=student)
+
+
+def _all_layers(model):
+    """``model`` and every layer in it, nested models' included."""
+    yield model
+    for layer in getattr(model, "layers", []):
+        yield from _all_layers(layer)

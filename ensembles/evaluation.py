@@ -121,12 +121,16 @@ def evaluate(source, dataset, tta=None, predictions=None, calibrate_on=None):
 
     >>> table = evaluate(Ensemble(members), data.load("digits", "test"))  # doctest: +SKIP
     """
+    if calibrate_on is not None and tta is not None:
+        raise UserError(f"calibrate_on with tta={tta!r} is refused: a calibrated model "
+                        "applies T to each view before the views are averaged, so the "
+                        "columns would not describe it. Evaluate the calibration without tta.")
     names, member_probs, labels = predictions or predict_members(source, dataset, tta)
     table = _scores_table(source, names, member_probs, labels)
     table.attrs["tta"] = tta
     if calibrate_on is not None:
         held_out = (calibrate_on if isinstance(calibrate_on, tuple) else
-                    predict_members(source, calibrate_on, tta))
+                    predict_members(source, calibrate_on))
         table = _with_calibration(table, source, member_probs, labels, held_out)
     return table
 
@@ -214,7 +218,8 @@ def uncertainty(source, dataset, tta=None):
     rule and member weights (what :func:`ensembles.export` serves): the predictive entropy
     is H[combined p], the expected entropy ``sum_i w_i H[p_i]`` and the mutual information
     their difference (the members' disagreement; see :class:`EnsembleUncertainty` for rules
-    other than ``mean``). The variance is weighted the same way.
+    other than ``mean``, and for a calibrated ensemble, whose mutual information is taken
+    before its temperature). The variance is weighted the same way.
 
     With one model and ``tta``, the distribution is over the test-time crops instead of the
     members, equally weighted (the paper notes' per-image uncertainty from the 10 crops).
@@ -235,12 +240,19 @@ def uncertainty(source, dataset, tta=None):
     top = combined.argmax(axis=-1)
     predictive = metrics.entropy(combined)
     expected = np.tensordot(weights, metrics.entropy(samples), axes=1)
+    # The disagreement from the members' own combination: a temperature leaves it alone.
+    untempered = combined
+    if is_ensemble(source) and combine_layer(source).temperature != 1.0:
+        layer = combine_layer(source)
+        untempered = np.asarray(CombineMembers(layer.combine, layer.member_weights)(
+            np.moveaxis(samples, 0, 1).astype("float32")))
     top_probs = samples[:, np.arange(len(top)), top]  # (members, n)
     spread = np.tensordot(weights, (top_probs - np.tensordot(weights, top_probs, axes=1)) ** 2,
                           axes=1)
     return pd.DataFrame({
         "label": labels, "prediction": top, "correct": top == labels,
         "confidence": combined.max(axis=-1), "predictive_entropy": predictive,
-        "expected_entropy": expected, "mutual_information": predictive - expected,
+        "expected_entropy": expected,
+        "mutual_information": metrics.entropy(untempered) - expected,
         "top_class_variance": spread,
     })

@@ -8,7 +8,7 @@ import keras
 import numpy as np
 
 from ensembles.calibration import temperature
-from ensembles.ensemble import combine_layer, is_ensemble, members_of, with_member_outputs
+from ensembles.ensemble import CombineMembers, combine_layer, is_ensemble, members_of, with_member_outputs
 from ensembles.mc_dropout import draws_at_inference
 from safeio import atomic_directory, atomic_path, write_json, write_text
 from safeio.checks import UserError, check_positive_int
@@ -27,6 +27,9 @@ class EnsembleUncertainty(keras.layers.Layer):
       member ``weights`` (equal when None). For ``mean`` this is the mutual information
       between the prediction and the member (never negative); for the other rules it is the
       same difference, which can fall below 0 when the rule is sharper than the members.
+      Given a third input, the combination before a temperature (``ensembles.calibrate``),
+      the mutual information is taken from it: the members' disagreement, which a
+      temperature does not change, while the entropy is the served probabilities'.
 
     Example:
 
@@ -42,14 +45,15 @@ class EnsembleUncertainty(keras.layers.Layer):
         self.member_weights = None if weights is None else [float(w) for w in weights]
 
     def call(self, inputs):
-        combined, stacked = inputs
+        combined, stacked = inputs[:2]
+        untempered = inputs[2] if len(inputs) > 2 else combined
         members = stacked.shape[1]
         w = (np.full(members, 1.0 / members) if self.member_weights is None else
              np.asarray(self.member_weights) / np.sum(self.member_weights))
         w = keras.ops.convert_to_tensor(w.reshape(1, members), dtype=stacked.dtype)
         predictive = _entropy(combined)
         expected = keras.ops.sum(w * _entropy(stacked), axis=1)
-        return predictive, predictive - expected
+        return predictive, _entropy(untempered) - expected
 
     def compute_output_shape(self, input_shape):
         return (input_shape[0][0],), (input_shape[0][0],)
@@ -79,9 +83,12 @@ def serving_model(ensemble):
     images = keras.Input(model.input.shape[1:], dtype=model.input.dtype,
                          name=model.layers[0].name)  # the signature's input name, as before
     combined, stacked = model(images, training=False)
-    weights = combine_layer(ensemble).member_weights
-    entropy, information = EnsembleUncertainty(weights, name="uncertainty")(
-        [combined, stacked])
+    layer = combine_layer(ensemble)
+    weights = layer.member_weights
+    parts = [combined, stacked]
+    if layer.temperature != 1.0:  # the disagreement from the members' own combination
+        parts.append(CombineMembers(layer.combine, weights, name="untempered")(stacked))
+    entropy, information = EnsembleUncertainty(weights, name="uncertainty")(parts)
     pixels = keras.ops.reshape(images, (-1, int(np.prod(images.shape[1:]))))
     finite = keras.ops.logical_and(keras.ops.all(keras.ops.isfinite(pixels), axis=-1),
                                    keras.ops.all(keras.ops.isfinite(combined), axis=-1))

@@ -146,6 +146,16 @@ def test_the_export_serves_and_describes_the_calibrated_probabilities(splits, tm
     np.testing.assert_allclose(outputs["predictive_entropy"],
                                scipy.stats.entropy(outputs["probabilities"], axis=1),
                                atol=1e-5)
+    # The mutual information is the members' disagreement, before the temperature: never
+    # negative for the mean, whatever T sharpens.
+    stacked = ensembles.with_member_outputs(calibrated).predict(images, verbose=0)[1]
+    disagreement = (scipy.stats.entropy(stacked.mean(axis=1), axis=1)
+                    - scipy.stats.entropy(stacked, axis=2).mean(axis=1))
+    np.testing.assert_allclose(outputs["mutual_information"], disagreement, atol=1e-5)
+    sharp = ensembles.serving_model(ensembles.with_temperature(calibrated, 0.3)).predict(
+        images, verbose=0)
+    np.testing.assert_allclose(sharp["mutual_information"], disagreement, atol=1e-5)
+    assert (sharp["mutual_information"] >= -1e-6).all()
     # (2x2 inputs cannot be exported with the image signatures: the description is
     # checked on a model of the zoo's own.)
     member = zoo.set_class_names(
@@ -173,6 +183,10 @@ def test_calibration_refuses_what_it_cannot_do(splits):
     inputs = keras.Input((2, 2, 1))
     x = keras.layers.Dropout(0.5)(keras.layers.Flatten()(inputs))
     dropout = keras.Model(inputs, keras.layers.Dense(CLASSES, activation="softmax")(x))
+    with pytest.raises(ValueError, match="Temperature scaling with tta='flip' is refused"):
+        ensembles.calibrate(model, validation, tta="flip")
+    with pytest.raises(ValueError, match="calibrate_on with tta='flip' is refused"):
+        ensembles.evaluate(model, validation, tta="flip", calibrate_on=validation)
     with pytest.raises(ValueError, match="calls one model several times"):
         ensembles.calibrate(ensembles.mc_dropout(dropout, samples=2), validation,
                             per_member=True)
@@ -229,6 +243,14 @@ def test_zoo_evaluate_and_zoo_ensemble_calibrate_from_the_shell(tmp_path, capsys
     np.testing.assert_allclose(ensembles.temperature(saved, per_member=True),
                                ensembles.temperature(direct, per_member=True), rtol=1e-6)
     assert zoo.class_names(saved) == list(data.info("digits").class_names)
+    # With --fit-weights, the weights are fitted on the calibrated members.
+    assert cli.main(["ensemble", *paths, "--calibrate-on", "validation", "--per-member",
+                     "--fit-weights", "validation", "--output", out_path]) == 0
+    both = ensembles.load(out_path)
+    np.testing.assert_allclose(ensembles.member_weights(both),
+                               ensembles.fit_weights(direct, validation), rtol=1e-5)
+    np.testing.assert_allclose(ensembles.temperature(both, per_member=True),
+                               ensembles.temperature(direct, per_member=True), rtol=1e-6)
     assert cli.main(["ensemble", *paths, "--per-member", "--output", out_path]) == 2
     assert "--per-member fits one temperature per member: give --calibrate-on" in (
         capsys.readouterr().err)

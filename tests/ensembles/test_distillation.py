@@ -75,6 +75,24 @@ def test_the_training_model_computes_the_distillation_loss_through_keras(tmp_pat
     assert {id(w) for w in model.trainable_weights} == {id(w) for w in student.trainable_weights}
 
 
+def test_a_teacher_that_outputs_logits_teaches_its_softmax():
+    """A teacher built with classifier_activation=None: its soft targets are the softmax of
+    its logits, not its logits taken as probabilities."""
+    keras.utils.set_random_seed(0)
+    inputs = keras.Input((8, 8, 3))
+    x = keras.layers.GlobalAveragePooling2D()(keras.layers.Conv2D(8, 3)(inputs))
+    teacher = keras.Model(inputs, keras.layers.Dense(4)(x), name="logits_teacher")
+    student = tiny_model(8, 4)
+    model = ensembles.distillation_model(teacher, student, temperature=2.0, alpha=0.6)
+    model.compile(loss=HardTargetLoss(0.6))
+    x = np.random.default_rng(1).normal(size=(5, 8, 8, 3)).astype("float32")
+    y = np.array([0, 1, 2, 3, 0], "int32")
+    probabilities = keras.ops.convert_to_numpy(
+        keras.activations.softmax(teacher.predict(x, verbose=0)))
+    expected = _reference(y, np.log(student.predict(x, verbose=0)), probabilities, 2.0, 0.6)
+    assert model.evaluate(x, y, batch_size=5, verbose=0) == pytest.approx(expected, rel=1e-4)
+
+
 def _synthetic(seed=0, n=96):
     rng = np.random.default_rng(seed)
     x = rng.normal(size=(n, 8, 8, 3)).astype("float32")
@@ -119,6 +137,11 @@ def test_distill_resumes_exactly_and_checkpoints_the_student_alone(tmp_path):
         np.testing.assert_allclose(a, b, rtol=1e-5, atol=1e-6)
     for a, b in zip(before, teacher.get_weights()):
         np.testing.assert_array_equal(a, b)
+    assert all(layer.trainable for layer in teacher.layers)  # the caller's, as it was
+    with pytest.raises(ValueError, match=r"holds a run with other settings \(distillation\."
+                                         r"temperature 2.0 -> 3.0\)"):
+        ensembles.distill(teacher, _student(), data, data, epochs=3, run_dir=run_dir,
+                          **{**kwargs, "temperature": 3.0})
     saved = ensembles.load(os.path.join(run_dir, "checkpoints", "last.keras"))
     assert saved.name == "tiny" and zoo.class_names(saved) == ["a", "b", "c", "d"]
     assert len(saved.weights) == len(resumed.model.weights)
@@ -139,6 +162,15 @@ def test_distill_refuses_what_it_cannot_train(tmp_path):
         ensembles.distill(teacher, tiny_model(16, 4), data)
     with pytest.raises(ValueError, match="distill sets `loss` itself"):
         ensembles.distill(teacher, _student(), data, loss="mse")
+    with pytest.raises(ValueError, match="shares 2 weights with the teacher"):
+        shared = teacher.layers[1]  # the conv
+        inputs = keras.Input((8, 8, 3))
+        x = keras.layers.GlobalAveragePooling2D()(shared(inputs))
+        ensembles.distill(teacher, keras.Model(inputs, keras.layers.Dense(
+            4, activation="softmax")(x)), data)
+    with pytest.raises(ValueError, match="The teacher 'ensemble' has 2 outputs"):
+        ensembles.distill(ensembles.Ensemble([_teacher(), _teacher()], return_members=True),
+                          _student(), data)
     inputs = keras.Input((8, 8, 3))
     probs = keras.layers.Activation("softmax")(keras.layers.Flatten()(inputs)[:, :4])
     with pytest.raises(ValueError, match="ends in a Activation with a softmax"):
@@ -152,7 +184,8 @@ def test_zoo_distill_from_the_shell(tmp_path, capsys):
     from zoo import cli
 
     keras.utils.set_random_seed(0)
-    teacher = zoo.set_class_names(tiny_model(8, 10), data.info("digits").class_names)
+    teacher = zoo.set_class_names(ensembles.Ensemble([tiny_model(8, 10), tiny_model(8, 10)]),
+                                  data.info("digits").class_names)
     path = str(tmp_path / "teacher.keras")
     zoo.save_model(teacher, path)
     run_dir = str(tmp_path / "run")
@@ -160,8 +193,12 @@ def test_zoo_distill_from_the_shell(tmp_path, capsys):
                      "--model-arg", "stem=cifar", "--epochs", "1", "--run-dir", run_dir,
                      "--temperature", "3", "--alpha", "0.5"]) == 0
     out = capsys.readouterr().out
-    assert "Distilling tiny (" in out and "at temperature 3, soft-target weight 0.5" in out
-    assert "test student: top-1 error" in out and "test teacher: top-1 error" in out
+    assert "Distilling ensemble (" in out and "at temperature 3, soft-target weight 0.5" in out
+    assert "test student: top-1 error" in out
+    combined = ensembles.evaluate(ensembles.load(path), data.load(
+        "digits", "test", image_size=8, batch_size=64)).loc["ensemble"]  # not a member's row
+    assert (f"test teacher: top-1 error {100 * combined['top1_error']:.2f} %, NLL "
+            f"{combined['nll']:.4f}") in out
     student = ensembles.load(os.path.join(run_dir, "checkpoints", "best.keras"))
     assert student.name == "resnet18" and student.input_shape[1:] == (8, 8, 3)
     assert zoo.class_names(student) == list(data.info("digits").class_names)

@@ -330,7 +330,7 @@ def _cmd_distill(args):
     held_out = "test" if "test" in setup.info.splits else setup.val_split
     if held_out:
         data_split = setup.load(split=held_out)
-        rows = {name: ensembles.evaluate(model, data_split).iloc[0]
+        rows = {name: ensembles.evaluate(model, data_split).loc["ensemble"]  # the whole
                 for name, model in (("student", student), ("teacher", teacher))}
         for name, row in rows.items():
             print(f"{held_out} {name}: top-1 error {100 * row['top1_error']:.2f} %, NLL "
@@ -493,6 +493,10 @@ def _cmd_evaluate(args):
     test = _load_split(args, split, size, multi_crop)
     held_out = None
     if args.calibrate_on is not None:
+        if tta is not None:
+            raise UserError(f"--calibrate-on does not combine with --tta; received --tta "
+                            f"{tta}: a calibrated model applies T to each view before the "
+                            "views are averaged.")
         if args.calibrate_on == split:
             raise UserError(f"--calibrate-on {args.calibrate_on} is the split evaluated: fit "
                             "the temperatures on another (e.g. validation) or name one with "
@@ -548,6 +552,9 @@ def _cmd_ensemble(args):
 
     if not args.output.endswith(".keras"):
         raise UserError(f"--output must end in .keras; received {args.output!r}.")
+    if args.per_member and not args.calibrate_on:
+        raise UserError("--per-member fits one temperature per member: give --calibrate-on "
+                        "SPLIT with it.")
     if args.fit_weights and (args.weights or args.mc_dropout is not None):
         raise UserError("--fit-weights fits the weights: give neither --weights nor "
                         "--mc-dropout with it.")
@@ -568,12 +575,11 @@ def _cmd_ensemble(args):
     else:
         ensemble = ensembles.Ensemble(_load_models(args.members), combine=args.combine,
                                       weights=args.weights)
+    if args.calibrate_on and args.per_member:  # the weights then fit calibrated members
+        ensemble = _calibrated(args, ensemble)
     if args.fit_weights:
         ensemble = _with_fitted_weights(args, ensemble)
-    if args.per_member and not args.calibrate_on:
-        raise UserError("--per-member fits one temperature per member: give --calibrate-on "
-                        "SPLIT with it.")
-    if args.calibrate_on:
+    if args.calibrate_on and not args.per_member:  # the combination, weights and all
         ensemble = _calibrated(args, ensemble)
     zoo.save_model(ensemble, args.output)  # atomically, with the members' class names
     names = [m.name for m in ensembles.members_of(ensemble)]
@@ -647,7 +653,8 @@ def _add_ensemble(sub):
                           "greedy: Caruana et al.'s selection with replacement")
     ensemble.add_argument("--calibrate-on", default=None, metavar="SPLIT",
                           help="temperature scaling: fit the ensemble's temperature on this "
-                          "held-out split of --dataset (after --fit-weights)")
+                          "held-out split of --dataset (after --fit-weights; with "
+                          "--per-member, the members' before it)")
     ensemble.add_argument("--per-member", action="store_true",
                           help="with --calibrate-on: one temperature per member, before they "
                           "are combined")

@@ -217,6 +217,7 @@ def train(
     callbacks=(),
     class_names=None,
     checkpoint_model=None,
+    settings=None,
     verbose=1,
 ):
     """Train a model with the paper recipe; returns a :class:`TrainResult`.
@@ -251,6 +252,8 @@ def train(
         checkpoint_model: what ``checkpoints/{best,last}.keras`` hold, when not the model
             trained: a model sharing its weights (``ensembles.distill`` trains a model
             holding the student and the teacher, and checkpoints the student alone).
+        settings: more entries for ``config.json`` (JSON values): a resumed run with
+            other values is refused, as for the recipe's own settings.
 
     Example:
 
@@ -300,6 +303,7 @@ def train(
                     "class_names": get_class_names(checkpoint_model or model),
                     "keras": keras.__version__, "tensorflow": tf.__version__,
                     "started": time.strftime("%Y-%m-%d %H:%M:%S"),
+                    **(settings or {}),
                 })
             epochs_of = zoo_callbacks.DataEpochs(train_data)
             if isinstance(strategy, tf.distribute.MultiWorkerMirroredStrategy):
