@@ -179,7 +179,8 @@ def export(ensemble, path, overwrite=False, class_names=None, scale=None,
                 f"{ensemble.name} draws random dropout masks at inference (MC dropout), so "
                 f"its {format} file could not be checked against Keras' numbers, and "
                 f"{format} runtimes do not promise the random ops: export it as a "
-                "SavedModel (format='saved_model').")
+                "SavedModel (format='saved_model'; from the shell, zoo export without "
+                "--format).")
         members = members_of(ensemble) if is_ensemble(ensemble) else [ensemble]
         return _export_file(serving, os.fspath(path), format, names, overwrite,
                             {"class_names": names, "members": [m.name for m in members]})
