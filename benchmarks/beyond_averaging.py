@@ -36,19 +36,15 @@ def calibration_table(groups, validation, test):
     """Rows: each group's (and ``all``'s) ensemble, calibrated after combining, and combined
     after calibrating its members; the temperatures fitted on ``validation``."""
     import ensembles
+    from zoo.cli import demo
 
-    everything, weights, positions = [], [], {}
-    for group, members in groups.items():
-        positions[group] = list(range(len(everything), len(everything) + len(members)))
-        everything += members
-        weights += [1.0 / (len(groups) * len(members))] * len(members)
-    combined = ensembles.Ensemble(everything, weights=weights, name="all")
+    combined, positions = demo.combine_groups(groups)
     names, test_probs, test_labels = ensembles.predict_members(combined, test)
     _, val_probs, val_labels = ensembles.predict_members(combined, validation)
     rows = []
     sources = [(g, ensembles.Ensemble(m)) for g, m in groups.items()] + [("all", combined)]
     for group, source in sources:
-        chosen = positions.get(group, list(range(len(everything))))
+        chosen = positions[group]
         table = ensembles.evaluate(
             source, None, predictions=([names[i] for i in chosen], test_probs[chosen],
                                        test_labels),

@@ -134,16 +134,11 @@ class _SoftTargets(keras.layers.Layer):
                 "temperature": self.temperature, "alpha": self.alpha}
 
 
-def _producer(tensor):
-    operation, node_index, _ = tensor._keras_history
-    return operation, operation._inbound_nodes[node_index]
-
-
 def logits_of(model):
     """The tensor of ``model``'s logits in its graph (where its probabilities come from a
     softmax ``Dense`` layer, a ``Softmax`` layer or a nested model ending in one; where it
     outputs logits, its output)."""
-    from ensembles.ensemble import _softmax_output
+    from ensembles.ensemble import _producer, _softmax_output
 
     if len(model.outputs) != 1:
         raise UserError(f"{model.name!r} has {len(model.outputs)} outputs; distillation "
@@ -241,6 +236,7 @@ def distill(teacher, student, train_data, val_data=None, *, temperature=4.0, alp
         if forbidden in train_kwargs:
             raise UserError(f"distill sets `{forbidden}` itself; received {forbidden}="
                             f"{train_kwargs[forbidden]!r}.")
+    temperature, alpha = check_temperature(temperature), check_alpha(alpha)
     names = class_names(teacher)
     if names is not None and class_names(student) is None:
         set_class_names(student, names)
@@ -250,7 +246,7 @@ def distill(teacher, student, train_data, val_data=None, *, temperature=4.0, alp
         # In config.json, so that a resumed run with another teacher, T or alpha is refused.
         settings = {"distillation": {
             "teacher": teacher.name, "teacher_params": teacher.count_params(),
-            "temperature": check_temperature(temperature), "alpha": check_alpha(alpha)}}
+            "temperature": temperature, "alpha": alpha}}
         result = zoo.train(model, train_data, val_data, epochs=epochs, run_dir=run_dir,
                            loss=HardTargetLoss(alpha), checkpoint_model=student,
                            settings=settings, **train_kwargs)

@@ -8,7 +8,8 @@ import keras
 import numpy as np
 
 from ensembles.calibration import temperature
-from ensembles.ensemble import CombineMembers, combine_layer, is_ensemble, members_of, with_member_outputs
+from ensembles.ensemble import (CombineMembers, combine_layer, is_ensemble, members_of,
+                                with_member_outputs)
 from ensembles.mc_dropout import draws_at_inference
 from safeio import atomic_directory, atomic_path, write_json, write_text
 from safeio.checks import UserError, check_positive_int
@@ -144,8 +145,8 @@ def export(ensemble, path, overwrite=False, class_names=None, scale=None,
     ``class_names`` (default ``zoo.class_names(ensemble)``, else ``"0"``, ``"1"``, ...) are
     in the graph and in ``assets/class_names.txt``; ``assets/zoo_model.json`` names the
     members, the input size, the scale and the temperatures (``ensembles.calibrate``'s:
-    the served probabilities are the calibrated ones, and so are the entropy and the
-    mutual information computed from them).
+    the served probabilities and their entropy are the calibrated ones; the mutual
+    information is the members' disagreement, taken before the ensemble's temperature).
 
     Example:
 

@@ -162,8 +162,14 @@ def test_the_export_serves_and_describes_the_calibrated_probabilities(splits, tm
         ensembles.with_temperature(
             zoo.alexnet(input_shape=(67, 67, 3), classes=CLASSES, width=16), 0.8),
         list("abcd"))
-    exported = ensembles.export(ensembles.with_temperature(ensembles.Ensemble([member]), 1.5),
-                                str(tmp_path / "export"))
+    served_model = ensembles.with_temperature(ensembles.Ensemble([member]), 1.5)
+    exported = ensembles.export(served_model, str(tmp_path / "export"))
+    # In the runtime that deploys it: TensorFlow serves the calibrated probabilities.
+    pixels = np.random.default_rng(0).uniform(0, 255, (3, 67, 67, 3)).astype("float32")
+    loaded = tf.saved_model.load(exported)  # kept: its variables die with it
+    served = loaded.serve(tf.constant(pixels))
+    np.testing.assert_allclose(served["probabilities"].numpy(),
+                               served_model.predict(pixels, verbose=0), atol=1e-5)
     with open(os.path.join(exported, "assets", "zoo_model.json")) as f:
         description = json.load(f)
     assert description["temperature"] == 1.5

@@ -177,24 +177,33 @@ def replicas(strategy):
 FITTED = "all, weights fitted on validation"  # the served combination's group
 
 
-def evaluate(groups, test, validation=None):
-    """One table over every group and the combination of all groups: each member's row,
-    and each group's mean member and ensemble, from ``ensembles.evaluate`` on predictions
-    made once. The combination ("all") averages the groups' ensembles with equal weight
-    (a member's weight is 1 / (groups x its group's size)), so that a group of many members
-    does not outvote a group of few. With ``validation``, one more row: every member with
-    weights fitted on it (``ensembles.fit_weights``, NLL), the combination returned.
-    Returns ``(table, combined ensemble, (names, probs, labels))``."""
+def combine_groups(groups):
+    """``(ensemble, positions)``: every group's members in one ensemble named ``all``, whose
+    weights average the groups' ensembles with equal weight (a member's weight is 1 /
+    (groups x its group's size)), so that a group of many members does not outvote a group
+    of few; ``positions[group]`` (and ``positions["all"]``) the indices of its members."""
     import ensembles
-    from ensembles.evaluation import SCORE_COLUMNS
 
     everything, weights, positions = [], [], {}
     for group, members in groups.items():
         positions[group] = list(range(len(everything), len(everything) + len(members)))
         everything += members
         weights += [1.0 / (len(groups) * len(members))] * len(members)
-    combined = ensembles.Ensemble(everything, weights=weights, name="all")
     positions["all"] = list(range(len(everything)))
+    return ensembles.Ensemble(everything, weights=weights, name="all"), positions
+
+
+def evaluate(groups, test, validation=None):
+    """One table over every group and the combination of all groups: each member's row,
+    and each group's mean member and ensemble, from ``ensembles.evaluate`` on predictions
+    made once. The combination ("all") is :func:`combine_groups`'. With ``validation``, one
+    more row: every member with weights fitted on it (``ensembles.fit_weights``, NLL), the
+    combination returned. Returns ``(table, combined ensemble, (names, probs, labels))``."""
+    import ensembles
+    from ensembles.evaluation import SCORE_COLUMNS
+
+    combined, positions = combine_groups(groups)
+    everything = [member for members in groups.values() for member in members]
     names, probs, labels = ensembles.predict_members(combined, test)  # once, for every table
     rows = []
     for group, source in list(groups.items()) + [("all", combined)]:
