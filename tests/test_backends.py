@@ -116,7 +116,7 @@ MIRRORED = textwrap.dedent("""
 def test_mirrored_on_jax_is_data_parallel_over_the_local_devices():
     """strategy="mirrored" under JAX: keras.distribution.DataParallel over two virtual CPU
     devices (the variables live on both); training batches that cannot split evenly and
-    "multi_worker" (tf.distribute) are one-line errors; a validation split whose last batch
+    "multi_worker" without a cluster to join are one-line errors; a validation split whose last batch
     does not split is padded with zero-weight examples, and its accuracy is exact (NumPy's,
     from the trained weights)."""
     out = run_python(MIRRORED, env={"KERAS_BACKEND": "jax",
@@ -129,8 +129,8 @@ def test_mirrored_on_jax_is_data_parallel_over_the_local_devices():
     assert uneven.startswith("`train_data` must come in batches that split evenly over the 2 "
                              "devices; its batch size is not fixed")
     assert "drop_remainder=True" in uneven
-    assert multi_worker.startswith("strategy='multi_worker' is TensorFlow's tf.distribute, "
-                                   "which does not reach a jax model")
+    assert multi_worker.startswith("strategy='multi_worker' on JAX needs the coordinator's "
+                                   "host:port (process 0's address)")
 
 
 def test_the_same_weights_file_under_the_torch_backend(tmp_path):

@@ -158,4 +158,9 @@ def load_model(path, compile=True):
         raise
     if names is not None:
         set_class_names(model, names)
+    if compile and keras.backend.backend() == "jax" and getattr(model, "compiled", False) \
+            and model.jit_compile is False:
+        # zoo.train compiles without XLA on TensorFlow, and the file says so; under JAX
+        # that would evaluate and predict op by op. Jit there, as Keras' "auto" does.
+        model.jit_compile = True
     return model

@@ -183,8 +183,10 @@ class _Setup:
     def __init__(self, args, run_dir):
         import data
 
-        with directory_lock(run_dir):  # another run there: one line now, before any work
-            pass
+        writes = zoo.distribute.process_index() == 0  # in a JAX cluster, process 0 alone
+        if writes:
+            with directory_lock(run_dir):  # another run there: one line now, before any work
+                pass
         info = data.info(args.dataset, data_dir=args.data_dir)
         entry = zoo.registry.get_entry(args.model)
         native = info.image_shape[0] if info.image_shape else entry.input_size
@@ -197,8 +199,9 @@ class _Setup:
                                   on_bad_image=_bad_image_policy(args))
         self.info, self.size = info, size
         self.normalize = args.normalize
-        os.makedirs(run_dir, exist_ok=True)
-        self.data.statistics.save(os.path.join(run_dir, "statistics.npz"))
+        if writes:
+            os.makedirs(run_dir, exist_ok=True)
+            self.data.statistics.save(os.path.join(run_dir, "statistics.npz"))
         self.val_split = next(iter(self.data.held_out), None)
         self.model_kwargs = _model_args(args.model_arg)
         self.model = args.model
@@ -206,8 +209,14 @@ class _Setup:
     def load(self, split, shuffle=None):
         return self.data.load(split, shuffle=shuffle)
 
-    def load_train(self):
-        return self.data.train()
+    def load_train(self, strategy="auto"):
+        """The training split; under keras.distribution (JAX over several devices) without
+        each epoch's last, smaller batch, which would not split over the devices."""
+        import keras
+
+        data_parallel = keras.backend.backend() == "jax" and strategy != "one_device" and (
+            strategy != "auto" or len(keras.distribution.list_devices()) > 1)
+        return self.data.train(drop_remainder=data_parallel)
 
     def build(self, **overrides):
         return zoo.get_model(self.model, classes=self.info.num_classes,
@@ -226,9 +235,22 @@ def _default_run_dir(args, kind=None):
         "runs", f"{args.model}_{dataset}" + (f"_{kind}" if kind else ""))
 
 
+def _strategy(args):
+    """The strategy for ``zoo.train``, made first thing: splitting a device for TensorFlow's
+    mirrored strategy must precede any TensorFlow op, and joining a JAX cluster any JAX
+    computation. On other backends than TensorFlow, its name (keras.distribution)."""
+    import keras
+
+    if keras.backend.backend() == "tensorflow":
+        return zoo.distribute.get_strategy(args.strategy)
+    if args.strategy == "multi_worker":
+        zoo.distribute.initialize_cluster(args.coordinator, args.num_processes,
+                                          args.process_id, timeout=args.cluster_timeout)
+    return args.strategy
+
+
 def _cmd_train(args):
-    # First: splitting a device for the mirrored strategy must precede any TensorFlow op.
-    strategy = zoo.distribute.get_strategy(args.strategy)
+    strategy = _strategy(args)
     run_dir = _default_run_dir(args)
     setup = _Setup(args, run_dir)
     val = setup.load(split=setup.val_split) if setup.val_split else None
@@ -242,19 +264,18 @@ def _cmd_train(args):
             raise UserError("--ema and --snapshots do not combine: a snapshot ensemble "
                             "averages predictions of snapshots, not weights.")
         result, paths = ensembles.train_snapshots(
-            setup.build, setup.load_train(), val, cycles=args.snapshots,
+            setup.build, setup.load_train(args.strategy), val, cycles=args.snapshots,
             learning_rate=args.lr, momentum=args.momentum, weight_decay=args.weight_decay,
             optimizer=args.optimizer, **common)
     else:
         result = zoo.train(
-            setup.build, setup.load_train(), val, lr_patience=args.lr_patience,
+            setup.build, setup.load_train(args.strategy), val, lr_patience=args.lr_patience,
             optimizer=lambda: zoo.make_optimizer(args.optimizer, args.lr, args.momentum,
                                                  args.weight_decay, ema=args.ema),
             **common)
     if "test" in setup.info.splits:
-        test = setup.load(split="test")
-        scores = result.model.evaluate(test,
-                                       return_dict=True, verbose=0)
+        test = zoo.distribute.cluster_share(setup.load(split="test"))
+        scores = result.model.evaluate(test, return_dict=True, verbose=0)
         top1 = next(v for k, v in scores.items() if k.endswith("top1_accuracy"))
         top5 = next(v for k, v in scores.items() if k.endswith("top5_accuracy"))
         print(f"test top-1 error {100 * (1 - top1):.2f} %, top-5 error {100 * (1 - top5):.2f} %")
@@ -297,9 +318,21 @@ def _add_train(sub):
                        "to RUN_DIR/snapshots (no ReduceLROnPlateau)")
     train.add_argument("--strategy", default="auto", metavar="STRATEGY",
                        choices=STRATEGY_CHOICES,
-                       help="auto, one_device, mirrored or multi_worker")
+                       help="auto, one_device, mirrored or multi_worker (TensorFlow: by "
+                       "TF_CONFIG; JAX: by the three flags below)")
+    cluster = train.add_argument_group(
+        "a JAX cluster (--strategy multi_worker under KERAS_BACKEND=jax)",
+        "Start the same command on every machine; each flag falls back on Keras' variable "
+        "KERAS_DISTRIBUTION_JOB_ADDRESSES, _NUM_PROCESSES or _PROCESS_ID.")
+    cluster.add_argument("--coordinator", metavar="HOST:PORT",
+                         help="process 0's address and a free port, the same on every process")
+    cluster.add_argument("--num-processes", type=int, metavar="N")
+    cluster.add_argument("--process-id", type=int, metavar="I", help="0 on the coordinator")
+    cluster.add_argument("--cluster-timeout", type=float, default=120, metavar="SECONDS",
+                         help="how long each process waits for the others to start (120)")
     train.add_argument("--precision", choices=("mixed_float16", "mixed_bfloat16"), default=None)
-    train.add_argument("--jit-compile", action="store_true", help="compile with XLA")
+    train.add_argument("--jit-compile", action="store_true", default=None,
+                       help="compile with XLA (always on JAX)")
     train.set_defaults(run=_cmd_train)
 
 

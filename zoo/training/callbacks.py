@@ -180,13 +180,16 @@ class SafeBackupAndRestore(keras.callbacks.BackupAndRestore):
 
     def restore(self, logs=None):
         if not self.model.built:
-            return super().on_train_begin(logs)  # Keras' own error
-        pairs = keras_internals.backup_pairs(self)
+            return super().on_train_begin(logs)
         problems = []
-        for weights, metadata in pairs:
-            if not os.path.exists(weights) and not os.path.exists(metadata):
-                continue
-            problem = self._load_pair(weights, metadata)
+        pairs = [pair for pair in keras_internals.backup_pairs(self)
+                 if any(os.path.exists(path) for path in pair)]
+        checked = [(pair, self._check_pair(*pair)) for pair in pairs]
+        if self.agree_on_epoch is not None:  # before any load: loading is a collective
+            self.agree_on_epoch(next((epoch for _, epoch in checked if isinstance(epoch, int)),
+                                     0))
+        for (weights, metadata), epoch in checked:
+            problem = epoch if isinstance(epoch, str) else self._load_weights(weights, epoch)
             if problem is None:
                 if problems:
                     warnings.warn(f"Backup {problems[0]}; resumed from the previous backup "
@@ -197,8 +200,12 @@ class SafeBackupAndRestore(keras.callbacks.BackupAndRestore):
             warnings.warn(f"Backup {problems[0]}, and no earlier backup is readable; the run "
                           "starts again from its first epoch.", stacklevel=2)
 
-    def _load_pair(self, weights, metadata):
-        """Load one (weights, metadata) pair; None, or what is wrong with it."""
+    # Set by zoo.train in a JAX cluster: called with the epoch this process is about to
+    # restore (0 for none), it stops every process when they differ.
+    agree_on_epoch = None
+
+    def _check_pair(self, weights, metadata):
+        """The epoch a (weights, metadata) pair restores, or what is wrong with it."""
         try:
             with open(metadata, encoding="utf-8") as f:
                 meta = json.load(f)
@@ -208,6 +215,13 @@ class SafeBackupAndRestore(keras.callbacks.BackupAndRestore):
         try:
             if meta.get("sha256") not in (None, file_hash(weights)):
                 return f"{weights} does not match {os.path.basename(metadata)}"
+        except OSError as err:
+            return f"{weights} is unreadable ({str(err).splitlines()[0][:120]})"
+        return epoch
+
+    def _load_weights(self, weights, epoch):
+        """Load ``weights`` and start from ``epoch``; None, or what is wrong with the file."""
+        try:
             build_optimizer(self.model)
             if weights.endswith(".weights.h5"):
                 self.model.load_weights(weights)

@@ -12,6 +12,7 @@ import tensorflow as tf
 from tensorflow.python.data.ops import multi_device_iterator_ops
 
 from safeio.checks import UserError, check_positive_int
+from zoo.training import cluster
 
 
 def _gpu_memory_mb(default=4096):
@@ -193,31 +194,91 @@ def backend_distribution(strategy):
 
     With TensorFlow, the strategy is tf.distribute's. tf.distribute does not reach a JAX
     model, so with JAX ``"mirrored"`` (and ``"auto"`` with several devices) is
-    ``keras.distribution.DataParallel`` over the local devices, and the TensorFlow side
-    keeps its default strategy for the bookkeeping. ``"multi_worker"`` and tf.distribute
-    strategies stay TensorFlow's.
+    ``keras.distribution.DataParallel`` over the local devices, ``"multi_worker"`` is
+    ``DataParallel`` over the devices of every process of the cluster (joined first, see
+    :func:`initialize_cluster`), and the TensorFlow side keeps its default strategy for the
+    bookkeeping. tf.distribute strategy objects stay TensorFlow's.
     """
     backend = keras.backend.backend()
     if backend == "tensorflow":
         strategy = get_strategy(strategy)
         return strategy, None, strategy.num_replicas_in_sync
-    if isinstance(strategy, tf.distribute.Strategy) or strategy == "multi_worker":
+    if isinstance(strategy, tf.distribute.Strategy) or (
+            strategy == "multi_worker" and backend != "jax"):
         raise UserError(
             f"strategy={strategy!r} is TensorFlow's tf.distribute, which does not reach a "
             f"{backend} model: run with KERAS_BACKEND=tensorflow, or use 'auto', "
-            f"'one_device' or 'mirrored' (keras.distribution.DataParallel on JAX).")
+            f"'one_device', 'mirrored' or (on JAX) 'multi_worker', which are "
+            f"keras.distribution.DataParallel there.")
     if strategy not in STRATEGY_CHOICES:
         get_strategy(strategy)  # the one-line error for an unknown name
+    if strategy == "multi_worker":
+        initialize_cluster()  # from Keras' environment variables, unless joined already
     devices = keras.distribution.list_devices() if backend == "jax" else []
-    if strategy == "mirrored" or (strategy == "auto" and len(devices) > 1):
+    if strategy in ("mirrored", "multi_worker") or (strategy == "auto" and len(devices) > 1):
         if len(devices) < 2:
             raise UserError(
-                f"strategy='mirrored' needs at least 2 devices on the {backend} backend; it "
+                f"strategy={strategy!r} needs at least 2 devices on the {backend} backend; it "
                 f"sees {devices or 'no keras.distribution support'}. On a CPU, start Python "
                 f"with XLA_FLAGS=--xla_force_host_platform_device_count=2 (JAX).")
         parallel = keras.distribution.DataParallel(devices=devices)
         return tf.distribute.get_strategy(), parallel, len(devices)
     return tf.distribute.get_strategy(), None, 1
+
+
+def initialize_cluster(coordinator=None, num_processes=None, process_id=None,
+                       timeout=cluster.DEFAULT_TIMEOUT):
+    """Join a cluster of JAX processes (``keras.distribution.initialize``), first thing in
+    the process: ``coordinator`` is process 0's ``host:port``; each argument left out is
+    read from Keras' environment variables (``KERAS_DISTRIBUTION_JOB_ADDRESSES``,
+    ``..._NUM_PROCESSES``, ``..._PROCESS_ID``). A process that does not meet the others
+    within ``timeout`` seconds stops with a one-line error saying what to check. Then
+    ``zoo.train(..., strategy="multi_worker")`` trains over every process's devices.
+
+    Example:
+
+    >>> zoo.distribute.initialize_cluster("10.0.0.1:1234", 2, 0)   # doctest: +SKIP
+    """
+    cluster.initialize(coordinator, num_processes, process_id, timeout)
+
+
+def process_index():
+    """This process's id in a JAX cluster (0 outside one): process 0 writes the run."""
+    if keras.backend.backend() != "jax" or not cluster.is_initialized():
+        return 0
+    import jax
+
+    return jax.process_index()
+
+
+def process_count():
+    """The number of processes of a JAX cluster (1 outside one)."""
+    if keras.backend.backend() != "jax" or not cluster.is_initialized():
+        return 1
+    import jax
+
+    return jax.process_count()
+
+
+def same_epoch_everywhere(run_dir):
+    """For a JAX cluster: a check, given the epoch this process is about to restore from
+    ``run_dir``'s backup, that every process is about to restore the same one. Otherwise
+    they would load different weights and train different numbers of steps (a deadlock:
+    each load and step is a collective), so every process stops with one line."""
+
+    def check(epoch):
+        import numpy as np
+        from jax.experimental import multihost_utils
+
+        epochs = [int(e) for e in np.ravel(multihost_utils.process_allgather(np.int32(epoch)))]
+        if len(set(epochs)) > 1:
+            raise UserError(
+                f"The processes resumed from different epochs ({epochs}, by process id): "
+                f"process 0 resumed from {run_dir}, and every other process must read "
+                "the same directory. Put the run directory on a file system that every "
+                "machine mounts at the same path, or start again with a new run_dir.")
+
+    return check
 
 
 def even_validation(replicas, dataset):
@@ -243,6 +304,45 @@ def even_validation(replicas, dataset):
         return padded(images), padded(labels), weights
 
     return dataset.map(pad)
+
+
+def process_share(dataset, processes=None, index=None):
+    """This process's share of every batch of ``dataset`` in a JAX cluster: of ``processes``
+    equal slices, slice ``index`` (default: this cluster's). Every process reads the same
+    global batches and keeps its own slice, as Keras' own sharding does (``rebatch``, then
+    ``shard``), but a last batch that is smaller (padded only to split over the devices,
+    :func:`even_validation`) is shared too. ``zoo.train`` does this for its datasets; do it
+    for ``evaluate`` and ``predict`` in the cluster after training. Outside a cluster,
+    ``dataset`` as it is.
+
+    Example:
+
+    >>> import tensorflow as tf
+    >>> batches = tf.data.Dataset.range(8).batch(4)
+    >>> [list(b.numpy()) for b in process_share(batches, processes=2, index=1)]
+    [[2, 3], [6, 7]]
+    """
+    processes = process_count() if processes is None else processes
+    index = process_index() if index is None else index
+    if dataset is None or processes == 1:
+        return dataset
+
+    def share(*batch):
+        size = tf.shape(tf.nest.flatten(batch)[0])[0] // processes
+        part = tf.nest.map_structure(lambda t: t[index * size:(index + 1) * size], batch)
+        return part if len(part) > 1 else part[0]
+
+    return dataset.map(share)
+
+
+def cluster_share(dataset):
+    """A held-out ``dataset`` ready for ``evaluate`` or ``predict`` in a JAX cluster after
+    ``zoo.train``: batches padded to split over every device (:func:`even_validation`, so
+    compile with ``weighted_metrics``, as ``zoo.train`` does), and this process's share of
+    each (:func:`process_share`). Outside a cluster, ``dataset`` as it is."""
+    if process_count() == 1:
+        return dataset
+    return process_share(even_validation(len(keras.distribution.list_devices()), dataset))
 
 
 def check_even_batches(replicas, **datasets):

@@ -12,6 +12,7 @@ after a crash it resumes from its last completed epoch.
 import contextlib
 import dataclasses
 import os
+import shutil
 import time
 import warnings
 
@@ -83,7 +84,7 @@ def _build(model, model_kwargs, strategy, precision):
 
 def compile_model(model, optimizer=None, *, learning_rate=0.01, momentum=0.9,
                   weight_decay=5e-4, loss="sparse_categorical_crossentropy", metrics=None,
-                  jit_compile=False, weighted=False):
+                  jit_compile=None, weighted=False):
     """Compile ``model`` with the paper recipe, in place; returns it.
 
     ``optimizer``: None for :class:`PaperSGD` (``learning_rate``, ``momentum``,
@@ -92,7 +93,9 @@ def compile_model(model, optimizer=None, *, learning_rate=0.01, momentum=0.9,
     Metrics default to top-1 and top-5 accuracy. (A GoogLeNet with auxiliary heads adds
     their 0.3-weighted losses itself.) ``weighted``: the metrics follow the batches'
     sample weights (Keras' ``weighted_metrics``), as the padded validation batches of
-    ``keras.distribution`` need.
+    ``keras.distribution`` need. ``jit_compile``: None for the backend's usual way, which
+    is no XLA on TensorFlow and Keras' ``"auto"`` elsewhere (on JAX, the jitted step:
+    ``False`` there would run every step op by op).
 
     Example:
 
@@ -103,6 +106,8 @@ def compile_model(model, optimizer=None, *, learning_rate=0.01, momentum=0.9,
     elif not isinstance(optimizer, keras.optimizers.Optimizer) and callable(optimizer):
         optimizer = optimizer()  # a factory: its variables are created under the strategy
     metrics = default_metrics() if metrics is None else metrics
+    if jit_compile is None:
+        jit_compile = False if keras.backend.backend() == "tensorflow" else "auto"
     model.compile(optimizer=optimizer, loss=loss, metrics=None if weighted else metrics,
                   weighted_metrics=metrics if weighted else None, jit_compile=jit_compile)
     return model
@@ -213,7 +218,7 @@ def train(
     seed=None,
     strategy="auto",
     precision=None,
-    jit_compile=False,
+    jit_compile=None,
     callbacks=(),
     class_names=None,
     checkpoint_model=None,
@@ -242,9 +247,13 @@ def train(
         loss, metrics: default sparse cross-entropy, top-1 and top-5 accuracy.
         seed: seeds Python, NumPy and TensorFlow (``keras.utils.set_random_seed``).
         strategy: ``"auto"``, ``"one_device"``, ``"mirrored"``, ``"multi_worker"`` or a
-            ``tf.distribute.Strategy``.
+            ``tf.distribute.Strategy``. On JAX, ``"mirrored"`` is
+            ``keras.distribution.DataParallel`` over the local devices and
+            ``"multi_worker"`` over every process's (``zoo.distribute.initialize_cluster``):
+            process 0 writes ``run_dir``, which every process reads to resume.
         precision: None, ``"mixed_float16"`` or ``"mixed_bfloat16"``.
-        jit_compile: compile the training step with XLA.
+        jit_compile: compile the training step with XLA; None: not on TensorFlow, and
+            on JAX always (Keras' ``"auto"``; without it JAX runs each step op by op).
         callbacks: more Keras callbacks.
         class_names: the names of the classes in label order (``data.info(name)
             .class_names``): the checkpoints and the returned model carry them
@@ -270,9 +279,43 @@ def train(
     if seed is not None:
         keras.utils.set_random_seed(seed)
     strategy, parallel, replicas = distribute.backend_distribution(strategy)
+    processes = distribute.process_count() if parallel is not None else 1
     if parallel is not None:
         distribute.check_even_batches(replicas, train_data=train_data)
-        val_data = distribute.even_validation(replicas, val_data)
+        val_data = distribute.process_share(distribute.even_validation(replicas, val_data))
+        parallel.auto_shard_dataset = False  # each process takes its share itself
+    shared_run_dir, scratch = run_dir, None
+    if run_dir is not None and processes > 1 and distribute.process_index() != 0:
+        # Only process 0 writes run_dir; the others save the same files (saving is a
+        # collective) into a private copy of it, removed at the end.
+        scratch = run_dir = run_config.scratch_copy(run_dir, distribute.process_index())
+    try:
+        result = _train(model, train_data, val_data, strategy, parallel, replicas, processes,
+                        run_dir=run_dir, shared_run_dir=shared_run_dir, epochs=epochs,
+                        model_kwargs=model_kwargs, optimizer=optimizer,
+                        learning_rate=learning_rate, momentum=momentum,
+                        weight_decay=weight_decay, reduce_lr=reduce_lr, lr_factor=lr_factor,
+                        lr_patience=lr_patience, min_lr=min_lr, monitor=monitor, loss=loss,
+                        metrics=metrics, seed=seed, precision=precision,
+                        jit_compile=jit_compile, callbacks=callbacks,
+                        class_names=class_names, checkpoint_model=checkpoint_model,
+                        settings=settings, verbose=verbose)
+    finally:
+        if scratch is not None:
+            shutil.rmtree(scratch, ignore_errors=True)
+    if processes > 1:
+        # The model's variables span every process: later evaluate and predict calls in
+        # this process run over the cluster too (pad their batches with
+        # zoo.distribute.even_validation).
+        keras.distribution.set_distribution(parallel)
+    return result
+
+
+def _train(model, train_data, val_data, strategy, parallel, replicas, processes, *, run_dir,
+           shared_run_dir, epochs, model_kwargs, optimizer, learning_rate, momentum,
+           weight_decay, reduce_lr, lr_factor, lr_patience, min_lr, monitor, loss, metrics,
+           seed, precision, jit_compile, callbacks, class_names, checkpoint_model, settings,
+           verbose):
     # On JAX, data parallelism is keras.distribution's: the model's variables are made and
     # its batches split under it.
     with parallel.scope() if parallel is not None else contextlib.nullcontext():
@@ -299,7 +342,7 @@ def train(
                     "loss": loss if isinstance(loss, str) else keras.losses.serialize(loss),
                     "strategy": type(strategy).__name__,
                     "replicas": replicas, "precision": precision,
-                    "jit_compile": jit_compile, "params": model.count_params(),
+                    "jit_compile": model.jit_compile, "params": model.count_params(),
                     "class_names": get_class_names(checkpoint_model or model),
                     "keras": keras.__version__, "tensorflow": tf.__version__,
                     "started": time.strftime("%Y-%m-%d %H:%M:%S"),
@@ -317,20 +360,27 @@ def train(
             distribute.work_around_keras_20585(model, strategy, train_data)
             build_optimizer(model, strategy)  # one trace of the first step, not two
             if verbose:
+                where = (f"process {distribute.process_index()} of {processes}, "
+                         if processes > 1 else "")
                 print(f"Training {model.name} ({model.count_params():,} parameters) for {epochs} "
-                      f"epochs on {replicas} replica(s)"
-                      + (f"; run directory: {run_dir}" if run_dir else ""), flush=True)
+                      f"epochs on {where}{replicas} replica(s)"
+                      + (f"; run directory: {shared_run_dir}" if shared_run_dir else "")
+                      + (" (written by process 0)" if run_dir != shared_run_dir else ""),
+                      flush=True)
             stream, steps_per_epoch = _one_stream(train_data)
+            stream = distribute.process_share(stream, processes)
+            run_callbacks = _run_callbacks(
+                run_dir, monitor, reduce_lr, lr_factor, lr_patience, min_lr, verbose,
+                ema=bool(getattr(optimizer, "use_ema", False)), checkpoint_model=checkpoint_model)
+            if processes > 1 and run_dir is not None:  # (RestoreBackup comes first)
+                run_callbacks[0].backup.agree_on_epoch = distribute.same_epoch_everywhere(
+                    shared_run_dir)
             with distribute.steady_device_iterators():
                 history = model.fit(
                     stream, steps_per_epoch=steps_per_epoch, validation_data=val_data,
                     epochs=epochs, verbose=verbose,
                     shuffle=False,  # datasets come shuffled (data.load); Keras can't shuffle
-                    callbacks=_run_callbacks(
-                        run_dir, monitor, reduce_lr, lr_factor, lr_patience, min_lr, verbose,
-                        ema=bool(getattr(optimizer, "use_ema", False)),
-                        checkpoint_model=checkpoint_model)
-                    + [epochs_of] + list(callbacks),
+                    callbacks=run_callbacks + [epochs_of] + list(callbacks),
                 )
             rows = (zoo_callbacks.read_history(os.path.join(run_dir, "history.csv")) if run_dir
                     else [{"epoch": e + 1, **{k: v[i] for k, v in history.history.items()}}
@@ -342,4 +392,4 @@ def train(
                               f"stopped; {run_config.what_was_kept(run_dir)}", stacklevel=2)
             elif loss == "sparse_categorical_crossentropy":  # (chance's ln(classes) is its)
                 _warn_on_exploding_loss(rows, model)
-        return TrainResult(model, pd.DataFrame(rows), run_dir, diverged)
+        return TrainResult(model, pd.DataFrame(rows), shared_run_dir, diverged)

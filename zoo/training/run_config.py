@@ -4,13 +4,16 @@ whatever it is given, so different settings are refused in one line)."""
 
 import json
 import os
+import shutil
+import tempfile
 
 from safeio import write_json
 from safeio.checks import UserError
 
-# What a resumed run may change: the epochs to reach (more, or the same), and the facts of
-# the machine and the moment.
-MAY_CHANGE = ("epochs", "started", "keras", "tensorflow", "strategy", "replicas")
+# What a resumed run may change: the epochs to reach (more, or the same), the facts of the
+# machine and the moment, and how the step is compiled.
+MAY_CHANGE = ("epochs", "started", "keras", "tensorflow", "strategy", "replicas",
+              "jit_compile")  # how the same step is compiled
 
 
 def flat_config(config, prefix=""):
@@ -66,3 +69,20 @@ def what_was_kept(run_dir):
                 "Lower the learning rate.")
     return (f"the last good checkpoint is {last} (and best.keras beside it). Lower the "
             "learning rate and resume, or start again.")
+
+
+def scratch_copy(run_dir, process):
+    """A new private directory holding a copy of what process 0's ``run_dir`` holds for a
+    resume (``config.json``, ``history.csv``, ``backup/``), for process ``process`` of a
+    JAX cluster to write instead of ``run_dir``. Saving is a collective there, so every
+    process saves what process 0 saves, and only process 0 writes ``run_dir``. Taken
+    before the model is built, it cannot race process 0's first backup, which needs every
+    process's training steps. The caller removes it when training ends."""
+    scratch = tempfile.mkdtemp(prefix=f"zoo-process{process}-")
+    for name in ("config.json", "history.csv", "backup"):
+        source = os.path.join(run_dir, name)
+        if os.path.isdir(source) and not os.path.islink(source):
+            shutil.copytree(source, os.path.join(scratch, name), symlinks=True)
+        elif os.path.isfile(source) and not os.path.islink(source):
+            shutil.copyfile(source, os.path.join(scratch, name))
+    return scratch

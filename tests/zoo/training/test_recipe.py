@@ -173,6 +173,20 @@ def test_mixed_precision_trains_and_keeps_the_global_policy(precision):
     assert keras.config.dtype_policy().name == "float32"
 
 
+@pytest.mark.all_backends
+def test_steps_are_jitted_on_jax_and_not_on_tensorflow_by_default(tmp_path):
+    """compile_model's default: no XLA on TensorFlow, Keras' jitted step on JAX (without
+    it, JAX runs each step op by op). A file saved from a model compiled without XLA (as
+    zoo.train's on TensorFlow) loads jitted under JAX."""
+    jax = keras.backend.backend() == "jax"
+    model = zoo.compile_model(tiny_model())
+    assert model.jit_compile is jax
+    model = zoo.compile_model(tiny_model(), jit_compile=False)
+    model.save(tmp_path / "tiny.keras")
+    assert zoo.load_model(tmp_path / "tiny.keras").jit_compile is jax
+    assert zoo.load_model(tmp_path / "tiny.keras", compile=False).compiled is False
+
+
 def test_xla_jit_compile():
     result = zoo.train(tiny_model, tiny_data(), epochs=1, jit_compile=True, verbose=0)
     assert result.model.jit_compile is True
