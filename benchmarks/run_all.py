@@ -12,10 +12,11 @@ import flops_vs_matmul  # noqa: E402
 import folder_scan  # noqa: E402
 import pipeline_vs_training  # noqa: E402
 import serving_runtimes  # noqa: E402
+import step_overhead  # noqa: E402
 import zoo_vs_keras  # noqa: E402
 
 BENCHMARKS = [zoo_vs_keras.run, ensemble_vs_sequential.run, pipeline_vs_training.run,
-              flops_vs_matmul.run, folder_scan.run, serving_runtimes.run]
+              flops_vs_matmul.run, folder_scan.run, serving_runtimes.run, step_overhead.run]
 
 
 def main(out_path="benchmarks/results.csv"):

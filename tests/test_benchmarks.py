@@ -54,3 +54,19 @@ def test_beyond_averaging_smoke_run_writes_both_tables(tmp_path):
     models = [r["model"] for r in csv.DictReader(open(tmp_path / "distillation.csv"))]
     assert models == ["teacher: snapshot ensemble", "student, labels only",
                       "student, distilled (T=4, alpha=0.9)"]
+
+
+@pytest.mark.slow
+def test_step_overhead_smoke_run_measures_both_steps():
+    """benchmarks/step_overhead.py under JAX with tiny sizes: zoo.train's step and the
+    hand-jitted one both train and are timed."""
+    import json
+    import os
+
+    done = subprocess.run([sys.executable, "benchmarks/step_overhead.py", "--smoke", "--json"],
+                          cwd=REPO, capture_output=True, text=True, timeout=600,
+                          env={**os.environ, "KERAS_BACKEND": "jax", "TF_CPP_MIN_LOG_LEVEL": "2"})
+    assert done.returncode == 0, done.stderr[-3000:]
+    speeds = json.loads(done.stdout.strip().splitlines()[-1])
+    assert set(speeds) == {"zoo.train", "hand-jitted"}
+    assert all(value > 0 for value in speeds.values())

@@ -297,6 +297,7 @@ def test_demo_smoke_run_end_to_end(tmp_path):
                                                      abs=1e-6)
 
 
+@pytest.mark.slow
 @pytest.mark.all_backends
 def test_demo_quick_runs_under_jax_with_keras_distribution(tmp_path):
     """`KERAS_BACKEND=jax zoo demo --quick` in a fresh process (the JAX pass runs it): the
@@ -307,11 +308,6 @@ def test_demo_quick_runs_under_jax_with_keras_distribution(tmp_path):
 
     if keras.backend.backend() != "jax":
         pytest.skip("the JAX pass runs it (a fresh JAX process, whatever this one runs)")
-    if (os.cpu_count() or 1) < 4:
-        # Measured here (JAX 0.10.2): with the TensorFlow pass on the same two cores, the
-        # two CPU devices' first all-reduce deadlocked in 2 runs of 2 (XLA aborts after its
-        # 40 s rendezvous timeout); alone on the machine the demo passed in 91 s.
-        pytest.skip("needs 4 CPU cores: JAX's two CPU devices can deadlock on two busy ones")
     out = str(tmp_path / "demo")
     env = {key: value for key, value in os.environ.items() if key != "XLA_FLAGS"}
     result = subprocess.run([sys.executable, "-m", "zoo", "demo", "--quick", "--output-dir", out],

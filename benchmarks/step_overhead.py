@@ -1,0 +1,125 @@
+"""The training step of ``zoo.train`` under JAX against a hand-jitted stateless step of the
+same model, optimizer and batches: what the product's path (Keras' ``fit``, its callbacks,
+its metrics, the host-to-device copies) costs per step. In one process, one after the
+other, each for ``rounds`` epochs after a first one (compilation) that is not timed.
+
+The model is small (``zoo.resnet20``, 32x32, batch 64), so that per-step overhead shows on
+a CPU; ``benchmarks/gpu.py`` measures the full-size models on a GPU.
+
+Run: ``.venv/bin/python benchmarks/step_overhead.py`` (``make bench`` runs it in a JAX
+process of its own).
+"""
+
+import json
+import os
+import subprocess
+import sys
+import time
+
+HERE = os.path.dirname(os.path.abspath(__file__))
+sys.path.insert(0, os.path.dirname(HERE))
+
+
+def _measure(rounds=3, steps=20, batch=64, size=32, classes=10):
+    """``{"zoo.train": images/s, "hand-jitted": images/s}`` (medians over ``rounds``)."""
+    import keras
+    import numpy as np
+    import tensorflow as tf
+
+    import zoo
+
+    rng = np.random.default_rng(0)
+    x = rng.uniform(0, 1, (steps * batch, size, size, 3)).astype("float32")
+    y = rng.integers(0, classes, steps * batch).astype("int32")
+    data = tf.data.Dataset.from_tensor_slices((x, y)).batch(batch, drop_remainder=True).cache()
+
+    def build():
+        return zoo.resnet20(input_shape=(size, size, 3), classes=classes)
+
+    # zoo.train: one epoch per round, timed from the epoch's start to its end.
+    epoch_times = []
+
+    class EpochTimer(keras.callbacks.Callback):
+        def on_epoch_begin(self, epoch, logs=None):
+            self.start = time.perf_counter()
+
+        def on_epoch_end(self, epoch, logs=None):
+            epoch_times.append(time.perf_counter() - self.start)
+
+    # The hand-written step: Keras' stateless API, one jax.jit, the same optimizer.
+    model = build()
+    train_step = hand_jitted_step(model, zoo.PaperSGD(0.01, momentum=0.9, l2=5e-4))
+
+    def hand_epoch():
+        start = time.perf_counter()
+        for images, labels in data.as_numpy_iterator():
+            loss = train_step(images, labels)
+        loss.block_until_ready()
+        return time.perf_counter() - start
+
+    hand = [hand_epoch() for _ in range(rounds + 1)][1:]
+    zoo.train(build, data, epochs=rounds + 1, reduce_lr=False, seed=0, verbose=0,
+              strategy="one_device", callbacks=[EpochTimer()])
+    product = epoch_times[1:]
+    images = steps * batch
+    return {"zoo.train": images / sorted(product)[len(product) // 2],
+            "hand-jitted": images / sorted(hand)[len(hand) // 2]}
+
+
+def hand_jitted_step(model, optimizer):
+    """``step(images, labels) -> loss``: one SGD step of ``model`` (sparse cross-entropy) as
+    one ``jax.jit`` of Keras' stateless calls, holding the variables' values itself (the
+    model's variables are left as they are). The reference the product's step is held to."""
+    import jax
+    import keras
+
+    optimizer.build(model.trainable_variables)
+    loss_fn = keras.losses.SparseCategoricalCrossentropy()
+
+    def loss_and_state(trainable, non_trainable, images, labels):
+        predictions, non_trainable = model.stateless_call(trainable, non_trainable, images,
+                                                          training=True)
+        return loss_fn(labels, predictions), non_trainable
+
+    gradient = jax.value_and_grad(loss_and_state, has_aux=True)
+
+    @jax.jit
+    def jitted(state, images, labels):
+        trainable, non_trainable, optimizer_state = state
+        (loss, non_trainable), grads = gradient(trainable, non_trainable, images, labels)
+        trainable, optimizer_state = optimizer.stateless_apply(optimizer_state, grads,
+                                                               trainable)
+        return (trainable, non_trainable, optimizer_state), loss
+
+    state = ([v.value for v in model.trainable_variables],
+             [v.value for v in model.non_trainable_variables],
+             [v.value for v in optimizer.variables])
+
+    def step(images, labels):
+        nonlocal state
+        state, loss = jitted(state, images, labels)
+        return loss
+
+    return step
+
+
+def run():
+    """One row for ``make bench``, measured in a fresh process under ``KERAS_BACKEND=jax``."""
+    from common import result_row
+
+    env = {**os.environ, "KERAS_BACKEND": "jax", "TF_CPP_MIN_LOG_LEVEL": "2"}
+    out = subprocess.run([sys.executable, os.path.abspath(__file__), "--json"], env=env,
+                         capture_output=True, text=True, check=True).stdout
+    speeds = json.loads(out.strip().splitlines()[-1])
+    return result_row("JAX training step, zoo.resnet20 32x32, batch 64 (CPU)", "zoo.train",
+                      speeds["zoo.train"], "hand-jitted stateless step", speeds["hand-jitted"])
+
+
+if __name__ == "__main__":
+    speeds = _measure(**({"rounds": 1, "steps": 2, "batch": 4} if "--smoke" in sys.argv else {}))
+    if "--json" in sys.argv:
+        print(json.dumps(speeds))
+    else:
+        print(f"zoo.train {speeds['zoo.train']:.0f} img/s, hand-jitted step "
+              f"{speeds['hand-jitted']:.0f} img/s, ratio "
+              f"{speeds['zoo.train'] / speeds['hand-jitted']:.3f}x")
