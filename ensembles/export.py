@@ -11,9 +11,9 @@ from ensembles.calibration import temperature
 from ensembles.ensemble import (CombineMembers, combine_layer, is_ensemble, members_of,
                                 with_member_outputs)
 from ensembles.mc_dropout import draws_at_inference
-from safeio import atomic_directory, atomic_path, write_json, write_text
+from safeio import atomic_directory, atomic_path, check_free_space, write_json, write_text
 from safeio.checks import UserError, check_positive_int
-from zoo.saving import check_class_names
+from zoo.saving import bytes_to_save, check_class_names
 from zoo.saving import class_names as get_class_names
 
 
@@ -224,6 +224,7 @@ def export(ensemble, path, overwrite=False, class_names=None, scale=None,
     for endpoint in (serve_images, serve_bytes):
         endpoint.get_concrete_function()  # traced: ExportArchive takes it as it is
         archive.add_endpoint(endpoint.__name__, endpoint)
+    check_free_space(path, bytes_to_save(ensemble))  # the weights, and the graph's slack
     with atomic_directory(path, overwrite=overwrite) as tmp:
         archive.write_out(tmp, verbose=False)
         os.makedirs(os.path.join(tmp, "assets"), exist_ok=True)

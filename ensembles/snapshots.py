@@ -13,6 +13,8 @@ atomically.
 
 import glob
 import os
+import shutil
+import tempfile
 
 import keras
 
@@ -23,6 +25,7 @@ from safeio.checks import UserError
 from zoo.optimizers import make_optimizer
 from zoo.saving import class_names as get_class_names
 from zoo.saving import set_class_names
+from zoo.training import distribute
 from zoo.training import recipe as training
 
 
@@ -105,12 +108,20 @@ def train_snapshots(model, train_data, val_data=None, *, epochs, cycles, run_dir
         raise UserError("The training data's length is unknown: pass steps_per_epoch.")
     schedule = CyclicCosine(learning_rate, epochs * steps, cycles)
     directory = os.path.join(run_dir, "snapshots")
-    callbacks = [CycleSnapshots(directory, schedule.boundaries)]
+    # In a JAX cluster process 0 alone writes run_dir; saving is a collective, so the
+    # others save the same snapshots into a directory of their own, removed afterwards.
+    scratch = (tempfile.mkdtemp(prefix="zoo-snapshots-")
+               if distribute.process_index() != 0 else None)
+    callbacks = [CycleSnapshots(scratch or directory, schedule.boundaries)]
     callbacks += list(train_kwargs.pop("callbacks", ()))
-    result = training.train(
-        model, train_data, val_data, epochs=epochs, run_dir=run_dir,
-        optimizer=lambda: make_optimizer(optimizer, schedule, momentum, weight_decay),
-        reduce_lr=False, callbacks=callbacks, **train_kwargs)
+    try:
+        result = training.train(
+            model, train_data, val_data, epochs=epochs, run_dir=run_dir,
+            optimizer=lambda: make_optimizer(optimizer, schedule, momentum, weight_decay),
+            reduce_lr=False, callbacks=callbacks, **train_kwargs)
+    finally:
+        if scratch is not None:
+            shutil.rmtree(scratch, ignore_errors=True)
     return result, snapshot_paths(directory)
 
 

@@ -119,11 +119,40 @@ def atomic_path(path):
     try:
         yield tmp
         os.replace(tmp, path)
+    except OSError as err:
+        if err.filename is not None:
+            raise
+        # A write into the open file (a full disk, say) names no file: name the target.
+        raise OSError(err.errno, f"{err.strerror or err} (the previous {name}, if any, is "
+                      "left as it was)", path) from err
     finally:
         if os.path.isdir(tmp):
             shutil.rmtree(tmp, ignore_errors=True)
         elif os.path.exists(tmp):
             os.unlink(tmp)
+
+
+def check_free_space(path, needed):
+    """Raise ``OSError(ENOSPC)`` naming ``path`` when its file system has fewer than
+    ``needed`` bytes free: checked before a large write that a full disk would break
+    midway (h5py, writing Keras weights, crashed the process with a segmentation fault
+    after its own "No space left on device"). The previous file is left as it was.
+
+    Example:
+
+    >>> check_free_space(__file__, 10**30)
+    Traceback (most recent call last):
+    ...
+    OSError: [Errno 28] No space left on device: about 1e+24 MB are needed to write it, and the previous ... is left as it was: '...'
+    """
+    path = os.path.abspath(os.fspath(path))
+    folder = os.path.dirname(path)
+    while not os.path.isdir(folder) and os.path.dirname(folder) != folder:
+        folder = os.path.dirname(folder)  # (it is made just before the write)
+    if shutil.disk_usage(folder).free < needed:
+        raise OSError(errno.ENOSPC, f"No space left on device: about {needed / 1e6:,.3g} MB "
+                      f"are needed to write it, and the previous {os.path.basename(path)}, "
+                      "if any, is left as it was", path)
 
 
 def write_json(path, obj):

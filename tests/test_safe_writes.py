@@ -382,3 +382,55 @@ def test_stale_clean_up_deletes_only_what_a_killed_writer_of_ours_left(tmp_path)
             f.write("new checkpoint")
     assert sorted(os.listdir(user)) == [f".tmp-{pid}-last.keras", "last.keras"]
     assert mine.read_text() == "the user's" and (elsewhere / "keep").read_text() == "x"
+
+
+def test_a_full_disk_is_one_line_naming_the_file_and_the_previous_files_stay(tmp_path,
+                                                                           monkeypatch):
+    """The file system reports 1,000 bytes free when the second epoch ends: the checkpoint
+    is refused before Keras writes it (h5py crashed the process on a full disk), with one
+    line naming it, the space needed and free, and the first epoch's files unchanged; a
+    write that fails midway names its file too."""
+    import errno
+    import shutil
+
+    import safeio
+    import zoo
+    from tests.helpers import tiny_data
+    from zoo.cli import commands
+
+    run = tmp_path / "run"
+    zoo.train(tiny_model, tiny_data(), epochs=1, run_dir=str(run), seed=0, verbose=0)
+    kept = [run / "checkpoints" / "last.keras", run / "checkpoints" / "best.keras",
+            run / "backup" / "latest.weights.h5", run / "backup" / "training_metadata.json"]
+    before = [safeio.file_hash(path) for path in kept]
+    real = shutil.disk_usage
+    monkeypatch.setattr(shutil, "disk_usage", lambda path: real(path)._replace(free=1000))
+    with pytest.raises(OSError) as raised:
+        zoo.train(tiny_model, tiny_data(), epochs=2, run_dir=str(run), seed=0, verbose=0)
+    assert raised.value.errno == errno.ENOSPC
+    last = str(run / "checkpoints" / "last.keras")
+    line = commands._one_line(raised.value)
+    assert re.fullmatch(r"No space left on device: about [\d.]+ MB are needed to write it, "
+                        r"and the previous last\.keras, if any, is left as it was: "
+                        + re.escape(last) + r" \(0\.0 MB free there\)", line), line
+    assert [safeio.file_hash(path) for path in kept] == before
+    assert zoo.load_model(last).count_params() == tiny_model().count_params()
+
+    import ensembles  # an export refused the same way, and nothing is left behind
+    with pytest.raises(OSError, match=r"about [\d.]+ MB are needed to write it, and the "
+                       r"previous export, if any"):
+        ensembles.export(ensembles.Ensemble([tiny_model()]), str(tmp_path / "export"))
+    assert not os.path.exists(tmp_path / "export")
+
+    target = tmp_path / "notes.json"
+    target.write_text("the previous notes")
+    with pytest.raises(OSError) as raised:
+        with safeio.atomic_path(target) as tmp:
+            with open(tmp, "w") as f:
+                f.write("half of the new")
+            raise OSError(errno.ENOSPC, "No space left on device")  # as f.write raises it
+    assert raised.value.filename == str(target)
+    assert commands._one_line(raised.value).startswith(
+        "No space left on device (the previous notes.json, if any, is left as it was): ")
+    assert target.read_text() == "the previous notes"
+    assert sorted(os.listdir(tmp_path)) == ["notes.json", "run"]  # no scratch file left

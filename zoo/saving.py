@@ -18,7 +18,7 @@ import zipfile
 
 import keras
 
-from safeio import atomic_path
+from safeio import atomic_path, check_free_space
 from safeio.checks import UserError
 import zoo.layers  # noqa: F401  (registers LocalResponseNormalization)
 import zoo.optimizers  # noqa: F401  (registers PaperSGD)
@@ -78,6 +78,22 @@ def set_class_names(model, names):
     return model
 
 
+_ITEMSIZE = {"float16": 2, "bfloat16": 2, "float32": 4, "int32": 4, "float64": 8,
+             "int64": 8, "uint8": 1, "bool": 1}
+
+
+def bytes_to_save(model, slack=1.1, overhead=2**20):
+    """About how many bytes a file of ``model``'s weights (and its optimizer's) takes:
+    their sizes with 10 % and 1 MiB to spare, for :func:`safeio.check_free_space`."""
+    import numpy as np
+
+    variables = list(model.variables)
+    if getattr(model, "optimizer", None) is not None:
+        variables += list(model.optimizer.variables)
+    size = sum(int(np.prod(v.shape)) * _ITEMSIZE.get(str(v.dtype), 8) for v in variables)
+    return int(size * slack) + overhead
+
+
 def save_model(model, path):
     """``model.save(path)``, atomically, with the model's class names inside the file.
 
@@ -88,6 +104,7 @@ def save_model(model, path):
     path = os.fspath(path)
     if not path.endswith(".keras"):
         raise UserError(f"A model file must end in .keras; received {path!r}.")
+    check_free_space(path, bytes_to_save(model))
     with atomic_path(path) as tmp:
         model.save(tmp)
         names = class_names(model)

@@ -12,10 +12,11 @@ import warnings
 import keras
 
 from data.datasets import set_epoch
-from safeio import atomic_path, file_hash, new_axes, save_figure, write_json
+from safeio import (atomic_path, check_free_space, file_hash, new_axes, save_figure,
+                    write_json)
 from safeio.checks import UserError
 from zoo.optimizers import build_optimizer
-from zoo.saving import save_model
+from zoo.saving import bytes_to_save, save_model
 from zoo.training import keras_internals
 
 
@@ -238,6 +239,8 @@ class SafeBackupAndRestore(keras.callbacks.BackupAndRestore):
     def _save_model(self):  # Keras' hook (keras_internals.USED), called at each backup
         os.makedirs(self.backup_dir, exist_ok=True)
         (weights, metadata), (prev_weights, prev_metadata) = keras_internals.backup_pairs(self)
+        # Each step below needs at most this much room (h5py crashes on a full disk).
+        check_free_space(weights, bytes_to_save(self.model))
         pairs = ((weights, prev_weights), (metadata, prev_metadata))
         for current, previous in pairs:
             if os.path.exists(current):

@@ -319,7 +319,7 @@ def process_share(dataset, processes=None, index=None):
 
     >>> import tensorflow as tf
     >>> batches = tf.data.Dataset.range(8).batch(4)
-    >>> [list(b.numpy()) for b in process_share(batches, processes=2, index=1)]
+    >>> [b.numpy().tolist() for b in process_share(batches, processes=2, index=1)]
     [[2, 3], [6, 7]]
     """
     processes = process_count() if processes is None else processes

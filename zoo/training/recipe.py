@@ -12,7 +12,6 @@ after a crash it resumes from its last completed epoch.
 import contextlib
 import dataclasses
 import os
-import shutil
 import time
 import warnings
 
@@ -284,41 +283,11 @@ def train(
         distribute.check_even_batches(replicas, train_data=train_data)
         val_data = distribute.process_share(distribute.even_validation(replicas, val_data))
         parallel.auto_shard_dataset = False  # each process takes its share itself
-    shared_run_dir, scratch = run_dir, None
-    if run_dir is not None and processes > 1 and distribute.process_index() != 0:
-        # Only process 0 writes run_dir; the others save the same files (saving is a
-        # collective) into a private copy of it, removed at the end.
-        scratch = run_dir = run_config.scratch_copy(run_dir, distribute.process_index())
-    try:
-        result = _train(model, train_data, val_data, strategy, parallel, replicas, processes,
-                        run_dir=run_dir, shared_run_dir=shared_run_dir, epochs=epochs,
-                        model_kwargs=model_kwargs, optimizer=optimizer,
-                        learning_rate=learning_rate, momentum=momentum,
-                        weight_decay=weight_decay, reduce_lr=reduce_lr, lr_factor=lr_factor,
-                        lr_patience=lr_patience, min_lr=min_lr, monitor=monitor, loss=loss,
-                        metrics=metrics, seed=seed, precision=precision,
-                        jit_compile=jit_compile, callbacks=callbacks,
-                        class_names=class_names, checkpoint_model=checkpoint_model,
-                        settings=settings, verbose=verbose)
-    finally:
-        if scratch is not None:
-            shutil.rmtree(scratch, ignore_errors=True)
-    if processes > 1:
-        # The model's variables span every process: later evaluate and predict calls in
-        # this process run over the cluster too (pad their batches with
-        # zoo.distribute.even_validation).
-        keras.distribution.set_distribution(parallel)
-    return result
-
-
-def _train(model, train_data, val_data, strategy, parallel, replicas, processes, *, run_dir,
-           shared_run_dir, epochs, model_kwargs, optimizer, learning_rate, momentum,
-           weight_decay, reduce_lr, lr_factor, lr_patience, min_lr, monitor, loss, metrics,
-           seed, precision, jit_compile, callbacks, class_names, checkpoint_model, settings,
-           verbose):
+    shared_run_dir = run_dir  # what process 0 writes; the others write a scratch copy
     # On JAX, data parallelism is keras.distribution's: the model's variables are made and
     # its batches split under it.
-    with parallel.scope() if parallel is not None else contextlib.nullcontext():
+    with (parallel.scope() if parallel is not None else contextlib.nullcontext(),
+          run_config.process_run_dir(run_dir, distribute.process_index()) as run_dir):
         model = _build(model, model_kwargs, strategy, precision)
         if class_names is not None:
             set_class_names(model, class_names)
@@ -392,4 +361,8 @@ def _train(model, train_data, val_data, strategy, parallel, replicas, processes,
                               f"stopped; {run_config.what_was_kept(run_dir)}", stacklevel=2)
             elif loss == "sparse_categorical_crossentropy":  # (chance's ln(classes) is its)
                 _warn_on_exploding_loss(rows, model)
-        return TrainResult(model, pd.DataFrame(rows), shared_run_dir, diverged)
+    if processes > 1:
+        # The model's variables span every process: later evaluate and predict calls in
+        # this process run over the cluster too (on zoo.distribute.cluster_share(data)).
+        keras.distribution.set_distribution(parallel)
+    return TrainResult(model, pd.DataFrame(rows), shared_run_dir, diverged)

@@ -2,6 +2,7 @@
 compared with the settings of a resume (a resumed run trains with its backup's state,
 whatever it is given, so different settings are refused in one line)."""
 
+import contextlib
 import json
 import os
 import shutil
@@ -71,18 +72,25 @@ def what_was_kept(run_dir):
             "learning rate and resume, or start again.")
 
 
-def scratch_copy(run_dir, process):
-    """A new private directory holding a copy of what process 0's ``run_dir`` holds for a
-    resume (``config.json``, ``history.csv``, ``backup/``), for process ``process`` of a
-    JAX cluster to write instead of ``run_dir``. Saving is a collective there, so every
-    process saves what process 0 saves, and only process 0 writes ``run_dir``. Taken
-    before the model is built, it cannot race process 0's first backup, which needs every
-    process's training steps. The caller removes it when training ends."""
+@contextlib.contextmanager
+def process_run_dir(run_dir, process):
+    """The directory process ``process`` of a JAX cluster writes: ``run_dir`` for process 0
+    (and outside a cluster), else a new private copy of what ``run_dir`` holds for a
+    resume (``config.json``, ``history.csv``, ``backup/``), removed at the end. Saving is
+    a collective in JAX, so every process saves what process 0 saves, and only process 0
+    writes ``run_dir``. Taken before the model is built, the copy cannot race process 0's
+    first backup, which needs every process's training steps."""
+    if run_dir is None or process == 0:
+        yield run_dir
+        return
     scratch = tempfile.mkdtemp(prefix=f"zoo-process{process}-")
-    for name in ("config.json", "history.csv", "backup"):
-        source = os.path.join(run_dir, name)
-        if os.path.isdir(source) and not os.path.islink(source):
-            shutil.copytree(source, os.path.join(scratch, name), symlinks=True)
-        elif os.path.isfile(source) and not os.path.islink(source):
-            shutil.copyfile(source, os.path.join(scratch, name))
-    return scratch
+    try:
+        for name in ("config.json", "history.csv", "backup"):
+            source = os.path.join(run_dir, name)
+            if os.path.isdir(source) and not os.path.islink(source):
+                shutil.copytree(source, os.path.join(scratch, name), symlinks=True)
+            elif os.path.isfile(source) and not os.path.islink(source):
+                shutil.copyfile(source, os.path.join(scratch, name))
+        yield scratch
+    finally:
+        shutil.rmtree(scratch, ignore_errors=True)
