@@ -40,7 +40,13 @@ def test_list_models_in_natural_order():
         "vgg13", "vgg13_bn", "vgg16", "vgg16_bn", "vgg19", "vgg19_bn"]
 
 
-@pytest.mark.parametrize("name", list(EXPECTED))
+# Building a VGG (133-144M weights) takes 3-10 s here: the fast tier checks one of each
+# kind (vgg11, vgg11_bn) and the deepest ResNet; the slow tier checks the others.
+SLOW_TO_BUILD = ("vgg13", "vgg16", "vgg19", "vgg13_bn", "vgg16_bn", "vgg19_bn")
+
+
+@pytest.mark.parametrize("name", [pytest.param(name, marks=pytest.mark.slow)
+                                  if name in SLOW_TO_BUILD else name for name in EXPECTED])
 def test_model_info(name):
     """The static facts `zoo list` prints equal the built model's, and the papers'."""
     info = zoo.model_info(name)

@@ -199,6 +199,27 @@ def test_file_system_faults_are_one_line_naming_the_path(tmp_path, capsys):
     assert (tmp_path / "a_file").read_text() == "x"
 
 
+@pytest.mark.parametrize("code, reason", [(30, "Read-only file system"),
+                                          (13, "Permission denied")])
+def test_a_read_only_or_forbidden_run_directory_is_one_line(tmp_path, capsys, monkeypatch,
+                                                            code, reason):
+    """The OS refuses the run directory (a read-only mount, a folder without permission;
+    simulated, as root may write anywhere): one line with its reason and the path."""
+    forbidden = str(tmp_path / "mount")
+    real = os.makedirs
+
+    def makedirs(path, *args, **kwargs):
+        if os.fspath(path).startswith(forbidden):
+            raise (PermissionError if code == 13 else OSError)(code, reason, os.fspath(path))
+        return real(path, *args, **kwargs)
+
+    monkeypatch.setattr(os, "makedirs", makedirs)
+    run_dir = os.path.join(forbidden, "run")
+    assert cli.main(["train", "--model", "resnet18", "--run-dir", run_dir]) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert err == [f"zoo train: error: {reason}: {run_dir}"]
+
+
 def _list_raises(monkeypatch, error):
     """Make `zoo list` raise ``error``; returns the real parser factory."""
     parser = commands._parser
