@@ -110,6 +110,8 @@ def train_snapshots(model, train_data, val_data=None, *, epochs, cycles, run_dir
     directory = os.path.join(run_dir, "snapshots")
     # In a JAX cluster process 0 alone writes run_dir; saving is a collective, so the
     # others save the same snapshots into a directory of their own, removed afterwards.
+    if train_kwargs.get("strategy") == "multi_worker" and keras.backend.backend() == "jax":
+        distribute.initialize_cluster()  # (zoo.train would join later: the id is needed now)
     scratch = (tempfile.mkdtemp(prefix="zoo-snapshots-")
                if distribute.process_index() != 0 else None)
     callbacks = [CycleSnapshots(scratch or directory, schedule.boundaries)]

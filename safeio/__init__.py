@@ -120,7 +120,7 @@ def atomic_path(path):
         yield tmp
         os.replace(tmp, path)
     except OSError as err:
-        if err.filename is not None:
+        if err.filename is not None or err.errno is None or type(err) is not OSError:
             raise
         # A write into the open file (a full disk, say) names no file: name the target.
         raise OSError(err.errno, f"{err.strerror or err} (the previous {name}, if any, is "

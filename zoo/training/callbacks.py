@@ -185,11 +185,15 @@ class SafeBackupAndRestore(keras.callbacks.BackupAndRestore):
         problems = []
         pairs = [pair for pair in keras_internals.backup_pairs(self)
                  if any(os.path.exists(path) for path in pair)]
-        checked = [(pair, self._check_pair(*pair)) for pair in pairs]
-        if self.agree_on_epoch is not None:  # before any load: loading is a collective
+        if self.agree_on_epoch is None:  # each pair checked as it is reached
+            checked = ((pair, None) for pair in pairs)
+        else:  # in a cluster, before any load: loading is a collective
+            checked = [(pair, self._check_pair(*pair)) for pair in pairs]
             self.agree_on_epoch(next((epoch for _, epoch in checked if isinstance(epoch, int)),
                                      0))
         for (weights, metadata), epoch in checked:
+            if epoch is None:
+                epoch = self._check_pair(weights, metadata)
             problem = epoch if isinstance(epoch, str) else self._load_weights(weights, epoch)
             if problem is None:
                 if problems:

@@ -20,6 +20,7 @@ Example:
 
 import contextlib
 import functools
+import math
 import os
 import socket
 import time
@@ -32,10 +33,22 @@ DEFAULT_TIMEOUT = 120  # seconds for every process to start and meet
 
 
 def is_initialized():
-    """Whether this process has joined a JAX cluster (``jax.distributed.initialize`` ran)."""
-    import jax._src.distributed as jax_distributed  # no public way to ask before computing
+    """Whether this process has joined a JAX cluster (``jax.distributed.initialize`` ran);
+    asking does not start JAX's backends."""
+    import jax
 
-    return jax_distributed.global_state.client is not None
+    asks = getattr(jax.distributed, "is_initialized", None)
+    return bool(asks()) if asks is not None else False
+
+
+def _jax_started():
+    """Whether JAX has computed anything yet (then it can no longer join a cluster)."""
+    try:
+        from jax._src import xla_bridge
+
+        return xla_bridge.backends_are_initialized()
+    except (ImportError, AttributeError):  # a JAX that moved it: JAX's own error later
+        return False
 
 
 def settings(coordinator=None, num_processes=None, process_id=None):
@@ -84,21 +97,21 @@ def initialize(coordinator=None, num_processes=None, process_id=None,
     if is_initialized():
         return
     host, port, count, index = settings(coordinator, num_processes, process_id)
+    if _jax_started():  # before the meeting: the others must not be told to go
+        raise UserError("strategy='multi_worker' must join the cluster before JAX computes "
+                        "anything: call zoo.distribute.initialize_cluster(...) first in the "
+                        "process (before building a model).")
     if count > 1:
         meet(host, port, count, index, timeout)
     import jax
     import keras
 
     original = jax.distributed.initialize
-    jax.distributed.initialize = functools.partial(original, initialization_timeout=timeout)
+    jax.distributed.initialize = functools.partial(  # JAX wants whole seconds
+        original, initialization_timeout=int(math.ceil(timeout)))
     try:  # Keras passes no timeout of its own; JAX's default is 300 s
-        keras.distribution.initialize(f"{host}:{port}", count, index)
-    except RuntimeError as err:
-        if "before any JAX" in str(err):
-            raise UserError("strategy='multi_worker' must join the cluster before JAX "
-                            "computes anything: call zoo.distribute.initialize_cluster(...) "
-                            "first in the process.") from None
-        raise
+        address = f"[{host}]:{port}" if ":" in host else f"{host}:{port}"  # IPv6
+        keras.distribution.initialize(address, count, index)
     finally:
         jax.distributed.initialize = original
 
@@ -115,17 +128,18 @@ def meet(host, port, count, index, timeout=DEFAULT_TIMEOUT):
 
 
 def _listen(host, port):
-    listener = socket.socket(socket.AF_INET6 if ":" in host else socket.AF_INET)
-    listener.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+    """Listen on ``port`` of every interface, as JAX's coordinator does (``[::]:port``): the
+    name the others use may resolve to another of this machine's addresses."""
     try:
-        listener.bind((host, port))
+        if socket.has_dualstack_ipv6():
+            return socket.create_server(("", port), family=socket.AF_INET6,
+                                        dualstack_ipv6=True, backlog=64)
+        return socket.create_server(("", port), backlog=64)
     except OSError as err:
-        listener.close()
         raise UserError(
-            f"Process 0 cannot listen on the coordinator address {host}:{port} ({err.strerror}): "
-            "run process 0 on the machine that address names, with a free port.") from None
-    listener.listen(64)
-    return listener
+            f"Process 0 cannot listen on port {port} of the coordinator {host}:{port} "
+            f"({os.strerror(err.errno) if err.errno else err}): give a free port, the same "
+            "to every process.") from None
 
 
 def _host_the_meeting(host, port, count, deadline, timeout):
@@ -138,6 +152,9 @@ def _host_the_meeting(host, port, count, deadline, timeout):
                     connection, _ = listener.accept()
                 except socket.timeout:
                     missing = sorted(set(range(1, count)) - set(arrived))
+                    for connection in arrived.values():  # they stop too, saying why
+                        _say(connection, f"error process(es) {missing} never reached "
+                                         f"process 0 within {timeout:g} s")
                     raise UserError(
                         f"Process 0 waited {timeout:g} s on {host}:{port} for the other "
                         f"processes, and process(es) {missing} of {count} never came: start "
@@ -201,7 +218,8 @@ def _join_the_meeting(host, port, count, index, deadline, timeout):
             time.sleep(0.5)
     with connection:
         _say(connection, f"zoo {index} {count}")
-        connection.settimeout(max(deadline - time.monotonic(), 1.0))
+        # Process 0 decides within its own timeout, which started no later than now.
+        connection.settimeout(timeout + 5)
         try:
             reply = connection.makefile().readline().strip()
         except OSError:
