@@ -51,6 +51,7 @@ def keras_rows(cfg, precision):
     import ensembles
     import zoo
     from benchmarks.step_overhead import hand_jitted_step
+    from zoo.optimizers import compile_model
 
     keras.config.set_dtype_policy(precision)
     rng = np.random.default_rng(0)
@@ -69,13 +70,10 @@ def keras_rows(cfg, precision):
     rows = []
     for name, (build, size) in models.items():
         model = build((size, size, 3))
-        # zoo.train's compile (zoo.compile_model: PaperSGD, top-1/top-5 metrics), written
-        # out because zoo.training imports TensorFlow, which the GPU image lacks; its step
-        # is the one fit runs, without fit's per-epoch bookkeeping.
-        model.compile(optimizer=zoo.PaperSGD(0.01, momentum=0.9, l2=5e-4),
-                      loss="sparse_categorical_crossentropy", jit_compile=cfg["jit"],
-                      metrics=[keras.metrics.SparseTopKCategoricalAccuracy(k, name=name)
-                               for k, name in ((1, "top1_accuracy"), (5, "top5_accuracy"))])
+        # zoo.train's compile (PaperSGD, top-1/top-5 metrics; zoo.optimizers needs no
+        # TensorFlow, which the GPU image lacks); its step is the one fit runs, without
+        # fit's per-epoch bookkeeping.
+        compile_model(model, learning_rate=0.01, jit_compile=cfg["jit"])
         # On the device, as the torchvision peers' tensors are: the step is timed, not a
         # 154 MB host-to-device copy per batch.
         x = keras.ops.convert_to_tensor(rng.uniform(0, 255, (batch, size, size, 3)),

@@ -13,8 +13,6 @@ atomically.
 
 import glob
 import os
-import shutil
-import tempfile
 
 import keras
 
@@ -25,7 +23,7 @@ from safeio.checks import UserError
 from zoo.optimizers import make_optimizer
 from zoo.saving import class_names as get_class_names
 from zoo.saving import set_class_names
-from zoo.training import distribute
+from zoo.training import distribute, run_config
 from zoo.training import recipe as training
 
 
@@ -108,22 +106,17 @@ def train_snapshots(model, train_data, val_data=None, *, epochs, cycles, run_dir
         raise UserError("The training data's length is unknown: pass steps_per_epoch.")
     schedule = CyclicCosine(learning_rate, epochs * steps, cycles)
     directory = os.path.join(run_dir, "snapshots")
-    # In a JAX cluster process 0 alone writes run_dir; saving is a collective, so the
-    # others save the same snapshots into a directory of their own, removed afterwards.
+    # In a JAX cluster process 0 alone writes run_dir: the others save the same snapshots
+    # (saving is a collective) into a scratch directory, as zoo.train does its files.
     if train_kwargs.get("strategy") == "multi_worker" and keras.backend.backend() == "jax":
         distribute.initialize_cluster()  # (zoo.train would join later: the id is needed now)
-    scratch = (tempfile.mkdtemp(prefix="zoo-snapshots-")
-               if distribute.process_index() != 0 else None)
-    callbacks = [CycleSnapshots(scratch or directory, schedule.boundaries)]
-    callbacks += list(train_kwargs.pop("callbacks", ()))
-    try:
+    with run_config.process_run_dir(directory, distribute.process_index()) as written:
+        callbacks = [CycleSnapshots(written, schedule.boundaries)]
+        callbacks += list(train_kwargs.pop("callbacks", ()))
         result = training.train(
             model, train_data, val_data, epochs=epochs, run_dir=run_dir,
             optimizer=lambda: make_optimizer(optimizer, schedule, momentum, weight_decay),
             reduce_lr=False, callbacks=callbacks, **train_kwargs)
-    finally:
-        if scratch is not None:
-            shutil.rmtree(scratch, ignore_errors=True)
     return result, snapshot_paths(directory)
 
 

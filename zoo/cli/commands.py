@@ -214,8 +214,8 @@ class _Setup:
         each epoch's last, smaller batch, which would not split over the devices."""
         import keras
 
-        data_parallel = keras.backend.backend() == "jax" and strategy != "one_device" and (
-            strategy != "auto" or len(keras.distribution.list_devices()) > 1)
+        data_parallel = (keras.backend.backend() != "tensorflow"  # zoo.train's own decision
+                         and zoo.distribute.backend_distribution(strategy)[1] is not None)
         return self.data.train(drop_remainder=data_parallel)
 
     def build(self, **overrides):

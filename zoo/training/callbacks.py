@@ -181,7 +181,7 @@ class SafeBackupAndRestore(keras.callbacks.BackupAndRestore):
 
     def restore(self, logs=None):
         if not self.model.built:
-            return super().on_train_begin(logs)
+            return super().on_train_begin(logs)  # Keras' own error
         problems = []
         pairs = [pair for pair in keras_internals.backup_pairs(self)
                  if any(os.path.exists(path) for path in pair)]

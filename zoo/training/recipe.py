@@ -22,7 +22,9 @@ import tensorflow as tf
 from safeio import directory_lock
 from safeio.checks import UserError, check_positive_int
 from zoo import registry
-from zoo.optimizers import PaperSGD, build_optimizer
+# compile_model and default_metrics live with the optimizers (no TensorFlow there);
+# zoo.train and the package export them from here as before.
+from zoo.optimizers import build_optimizer, compile_model, default_metrics  # noqa: F401
 from zoo.saving import class_names as get_class_names
 from zoo.saving import set_class_names
 from zoo.training import callbacks as zoo_callbacks
@@ -49,12 +51,6 @@ class TrainResult:
         return os.path.join(self.run_dir, "checkpoints", "last.keras") if self.run_dir else None
 
 
-def default_metrics():
-    """Top-1 and top-5 accuracy, named ``top1_accuracy`` and ``top5_accuracy``."""
-    return [keras.metrics.SparseTopKCategoricalAccuracy(k=1, name="top1_accuracy"),
-            keras.metrics.SparseTopKCategoricalAccuracy(k=5, name="top5_accuracy")]
-
-
 def _build(model, model_kwargs, strategy, precision):
     """The model, built under the strategy's scope and the precision policy when we build it."""
     if isinstance(model, keras.Model):
@@ -79,37 +75,6 @@ def _build(model, model_kwargs, strategy, precision):
             return model()
     finally:
         keras.config.set_dtype_policy(previous)
-
-
-def compile_model(model, optimizer=None, *, learning_rate=0.01, momentum=0.9,
-                  weight_decay=5e-4, loss="sparse_categorical_crossentropy", metrics=None,
-                  jit_compile=None, weighted=False):
-    """Compile ``model`` with the paper recipe, in place; returns it.
-
-    ``optimizer``: None for :class:`PaperSGD` (``learning_rate``, ``momentum``,
-    ``weight_decay``), a Keras optimizer, or a function returning one (called here, so
-    that under a distribution strategy its variables are created in the strategy's scope).
-    Metrics default to top-1 and top-5 accuracy. (A GoogLeNet with auxiliary heads adds
-    their 0.3-weighted losses itself.) ``weighted``: the metrics follow the batches'
-    sample weights (Keras' ``weighted_metrics``), as the padded validation batches of
-    ``keras.distribution`` need. ``jit_compile``: None for the backend's usual way, which
-    is no XLA on TensorFlow and Keras' ``"auto"`` elsewhere (on JAX, the jitted step:
-    ``False`` there would run every step op by op).
-
-    Example:
-
-    >>> model = compile_model(zoo.alexnet(classes=10), learning_rate=0.01)  # doctest: +SKIP
-    """
-    if optimizer is None:
-        optimizer = PaperSGD(learning_rate, momentum=momentum, l2=weight_decay)
-    elif not isinstance(optimizer, keras.optimizers.Optimizer) and callable(optimizer):
-        optimizer = optimizer()  # a factory: its variables are created under the strategy
-    metrics = default_metrics() if metrics is None else metrics
-    if jit_compile is None:
-        jit_compile = False if keras.backend.backend() == "tensorflow" else "auto"
-    model.compile(optimizer=optimizer, loss=loss, metrics=None if weighted else metrics,
-                  weighted_metrics=metrics if weighted else None, jit_compile=jit_compile)
-    return model
 
 
 def _check_schedule(optimizer, reduce_lr):

@@ -14,7 +14,7 @@ from safeio.checks import UserError
 # What a resumed run may change: the epochs to reach (more, or the same), the facts of the
 # machine and the moment, and how the step is compiled.
 MAY_CHANGE = ("epochs", "started", "keras", "tensorflow", "strategy", "replicas",
-              "jit_compile")  # how the same step is compiled
+              "jit_compile")
 
 
 def flat_config(config, prefix=""):
