@@ -16,6 +16,11 @@ JOBS ?= 2
 # The JAX pass is mostly XLA compiling, which has threads of its own: alone, 2 workers took
 # 105 s and 3 took 137 s; beside the TensorFlow pass it gets one worker.
 JAX_JOBS ?= 1
+# TensorFlow's threads per operation: each test process gets its share of the cores (1 here).
+# More threads than cores only spin: with TensorFlow's default (every core per process), the
+# fast tier took 727 s of CPU and 6.6 minutes; with 1 thread, 667 s and 6.1 minutes.
+CORES := $(shell nproc 2>/dev/null || echo 2)
+OP_THREADS ?= $(shell expr $(CORES) / \( $(JOBS) + $(JAX_JOBS) \) \| 1)
 PIP := $(BIN)/python -m pip install --disable-pip-version-check -q
 
 .PHONY: demo test test-all bench bench-gpu clean
@@ -36,7 +41,7 @@ demo: $(STAMP)
 # here: 40 s for a GoogLeNet). The persistent cache lets the test processes share them, and
 # JAX's older (non-partitionable) threefry compiles faster: the JAX pass took 105 s instead
 # of 151 s. Only the random draws differ, and no test depends on those.
-JAX_CACHE := JAX_COMPILATION_CACHE_DIR=$(CURDIR)/$(VENV)/jax-cache \
+TEST_ENV = TF_NUM_INTRAOP_THREADS=$(OP_THREADS) JAX_COMPILATION_CACHE_DIR=$(CURDIR)/$(VENV)/jax-cache \
 	JAX_PERSISTENT_CACHE_MIN_COMPILE_TIME_SECS=0.1 JAX_THREEFRY_PARTITIONABLE=0
 
 # The fast tier: every module at tiny sizes under TensorFlow and, beside it, the
@@ -48,10 +53,10 @@ JAX_CACHE := JAX_COMPILATION_CACHE_DIR=$(CURDIR)/$(VENV)/jax-cache \
 TIER ?=
 JAX_LOG := $(VENV)/jax-pass.log
 test: $(TEST_STAMP)
-	@( $(JAX_CACHE) KERAS_BACKEND=jax $(BIN)/python -m pytest -n $(JAX_JOBS) --dist loadgroup \
+	@( $(TEST_ENV) KERAS_BACKEND=jax $(BIN)/python -m pytest -n $(JAX_JOBS) --dist loadgroup \
 		-m all_backends tests $(TIER) > $(JAX_LOG) 2>&1; echo $$? >> $(JAX_LOG) ) & \
 	echo "The JAX pass runs beside this one; its report (in $(JAX_LOG)) follows this one."; \
-	$(JAX_CACHE) $(BIN)/python -m pytest -n $(JOBS) --dist loadgroup $(TIER); tensorflow=$$?; \
+	$(TEST_ENV) $(BIN)/python -m pytest -n $(JOBS) --dist loadgroup $(TIER); tensorflow=$$?; \
 	wait; echo; echo "===== the JAX pass (KERAS_BACKEND=jax -m all_backends) ====="; \
 	sed '$$d' $(JAX_LOG); jax=$$(tail -n 1 $(JAX_LOG)); \
 	echo "TensorFlow pass: exit $$tensorflow; JAX pass: exit $$jax"; \

@@ -1,9 +1,16 @@
+import gc
 import os
 
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 
 import keras  # noqa: E402
 import pytest  # noqa: E402
+
+# The ~480,000 objects Keras and its backend create on import live as long as the process:
+# frozen, Python's full garbage collections (which the models the tests build set off) stop
+# walking them again. Measured on the model tests: 8.3 s of full collections became 4.3 s.
+gc.collect()
+gc.freeze()
 
 # The slowest tests of both passes (from `--durations`: they start processes, train, export
 # or compile whole networks), run first. pytest-xdist hands tests out in collection order, so

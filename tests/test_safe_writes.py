@@ -4,6 +4,7 @@ timing."""
 
 import os
 import re
+import shutil
 import signal
 import textwrap
 
@@ -70,7 +71,10 @@ def test_zoo_export_to_the_working_directory_or_a_user_folder_is_one_line_and_de
     assert "a directory is there" in capsys.readouterr().err
 
 
-@pytest.mark.parametrize("when", ["before", pytest.param("after", marks=pytest.mark.slow)])
+# A process killed at a named point: the slow tier (9 s each); the fast tier's kill test is
+# tests/zoo/training/test_processes.py's.
+@pytest.mark.slow
+@pytest.mark.parametrize("when", ["before", "after"])
 def test_a_kill_around_the_swap_always_leaves_a_whole_export(when, tmp_path):
     """SIGKILL just before or just after the atomic exchange of the new export with the
     previous one: the path holds the previous or the new export, never nothing."""
@@ -254,10 +258,26 @@ def test_ctrl_c_inside_the_backup_write_leaves_a_run_that_resumes(tmp_path, monk
         np.testing.assert_allclose(ours, theirs, rtol=1e-6, atol=1e-7)
 
 
+@pytest.fixture(scope="module")
+def _three_epochs(tmp_path_factory):
+    """One tiny run of three epochs (checkpoints, backup, history, config), trained once per
+    test worker for the tests below that damage or resume a run."""
+    run_dir = tmp_path_factory.mktemp("three_epochs")
+    _train(run_dir, epochs=3)
+    return run_dir
+
+
+@pytest.fixture
+def run_dir(_three_epochs, tmp_path):
+    """A copy of the three-epoch run (default learning rate, 0.01), for this test alone."""
+    copy = tmp_path / "run"
+    shutil.copytree(_three_epochs, copy, symlinks=True)
+    return copy
+
+
 @pytest.mark.parametrize("damage", ["truncated weights", "garbage metadata", "both pairs"])
-def test_an_unreadable_backup_falls_back_with_one_warning(damage, tmp_path):
-    _train(tmp_path, epochs=3)
-    backup = tmp_path / "backup"
+def test_an_unreadable_backup_falls_back_with_one_warning(damage, run_dir):
+    backup = run_dir / "backup"
     weights = backup / "latest.weights.h5"
     if damage in ("truncated weights", "both pairs"):
         weights.write_bytes(weights.read_bytes()[:len(weights.read_bytes()) // 2])
@@ -268,57 +288,53 @@ def test_an_unreadable_backup_falls_back_with_one_warning(damage, tmp_path):
     expected = (r"no earlier backup is readable; the run starts again" if damage == "both pairs"
                 else r"resumed from the previous backup")
     with pytest.warns(UserWarning, match=expected):
-        result = _train(tmp_path, epochs=4)
+        result = _train(run_dir, epochs=4)
     assert result.history["epoch"].tolist() == [1, 2, 3, 4]
 
 
-def test_resuming_with_other_settings_is_refused_in_one_line(tmp_path, capsys):
-    _train(tmp_path, epochs=2, learning_rate=0.05)
+def test_resuming_with_other_settings_is_refused_in_one_line(run_dir, capsys):
     with pytest.raises(ValueError, match=r"holds a run with other settings \(optimizer\."
-                                         r"learning_rate 0\.05\d* -> 0\.1\d*\)"):
-        _train(tmp_path, epochs=3, learning_rate=0.1)
-    result = _train(tmp_path, epochs=3, learning_rate=0.05)  # more epochs: a resume
-    assert result.history["epoch"].tolist() == [1, 2, 3]
+                                         r"learning_rate 0\.01 -> 0\.1\)"):  # as given, not float32's
+        _train(run_dir, epochs=4, learning_rate=0.1)
+    result = _train(run_dir, epochs=4)  # more epochs: a resume
+    assert result.history["epoch"].tolist() == [1, 2, 3, 4]
 
 
 @pytest.mark.parametrize("content", ["epoch,loss\n1,0.5\n2", "epoch,loss\n1,0.5,7\n",
                                      "epoch,loss\n1,0.5\n3,0.4\n", "\x00\x01garbage"])
-def test_a_corrupt_history_is_an_error_naming_the_file(content, tmp_path):
-    _train(tmp_path, epochs=1)
-    (tmp_path / "history.csv").write_text(content)
+def test_a_corrupt_history_is_an_error_naming_the_file(content, run_dir):
+    (run_dir / "history.csv").write_text(content)
     with pytest.raises(ValueError, match=r"history .*history\.csv is corrupt"):
-        _train(tmp_path, epochs=2)
+        _train(run_dir, epochs=4)
 
 
-def test_moving_a_corrupt_history_aside_as_advised_leads_to_a_run_that_resumes(tmp_path):
+def test_moving_a_corrupt_history_aside_as_advised_leads_to_a_run_that_resumes(run_dir):
     """The advice in the corrupt-history error works: moved aside, the run resumes from its
     backup and starts a new record at that epoch, which later resumptions accept."""
-    _train(tmp_path, epochs=2)
-    (tmp_path / "history.csv").write_text("\x00\x01garbage")
+    (run_dir / "history.csv").write_text("\x00\x01garbage")
     with pytest.raises(ValueError, match=r"Move it aside, and the resumed run starts a new"):
-        _train(tmp_path, epochs=3)
-    os.rename(tmp_path / "history.csv", tmp_path / "history.csv.corrupt")
-    assert _train(tmp_path, epochs=3).history["epoch"].tolist() == [3]
-    assert _train(tmp_path, epochs=4).history["epoch"].tolist() == [3, 4]
-    assert _train(tmp_path, epochs=4).history["epoch"].tolist() == [3, 4]  # nothing to do
+        _train(run_dir, epochs=4)
+    os.rename(run_dir / "history.csv", run_dir / "history.csv.corrupt")
+    assert _train(run_dir, epochs=4).history["epoch"].tolist() == [4]
+    assert _train(run_dir, epochs=5).history["epoch"].tolist() == [4, 5]
+    assert _train(run_dir, epochs=5).history["epoch"].tolist() == [4, 5]  # nothing to do
 
 
 @pytest.mark.parametrize("damage", ["emptied", "removed", "a list"])
-def test_a_damaged_config_beside_a_backup_is_an_error_naming_it(damage, tmp_path):
+def test_a_damaged_config_beside_a_backup_is_an_error_naming_it(damage, run_dir):
     """With config.json emptied or removed, a resume could not see a changed flag, and
     would train with the backup's learning rate whatever was asked: refused, naming the
     file, before anything is written."""
-    _train(tmp_path, epochs=1, learning_rate=0.05)
-    config = tmp_path / "config.json"
+    config = run_dir / "config.json"
     if damage == "removed":
         config.unlink()
     else:
         config.write_text("" if damage == "emptied" else "[1, 2]")
-    before = sorted(os.listdir(tmp_path))
+    before = sorted(os.listdir(run_dir))
     with pytest.raises(ValueError, match=rf"{re.escape(str(config))} is (missing|unreadable).*"
                                          r"holds a backup"):
-        _train(tmp_path, epochs=2, learning_rate=0.2)
-    assert sorted(os.listdir(tmp_path)) == before
+        _train(run_dir, epochs=4, learning_rate=0.2)
+    assert sorted(os.listdir(run_dir)) == before
 
 
 @pytest.mark.parametrize("kind", ["symlink", "dangling symlink", "directory", "fifo"])

@@ -376,6 +376,7 @@ def test_preprocess_input_resizes_and_crops_where_torchvision_does(height, width
 
 # --- fine-tuning from converted weights ----------------------------------------------------
 
+@pytest.mark.slow  # a science test on the digits (9 s); fine_tune's mechanics: test_recipe.py
 def test_fine_tuning_converted_weights_on_the_digits(tmp_path):
     """Convert, then zoo.fine_tune(model, classes=10, freeze="all") and train: the
     converted body (BatchNorm statistics included) stays exactly as loaded, the new head

@@ -29,6 +29,16 @@ def flat_config(config, prefix=""):
     return flat
 
 
+def _change(before, now):
+    """``"0.01 -> 0.1"``: floats at float32's precision (Keras stores the learning rate as
+    float32: 0.009999999776482582 is the 0.01 the user gave), unless that hides the change."""
+    if all(isinstance(v, float) for v in (before, now)):
+        shown = [float(f"{value:.7g}") for value in (before, now)]
+        if shown[0] != shown[1]:
+            before, now = shown
+    return f"{before!r} -> {now!r}"
+
+
 def write_config(run_dir, config):
     """Write ``config.json``; for a run directory that holds a run already, refuse
     settings that differ from its own (the resumed run would train with the backup's
@@ -49,7 +59,7 @@ def write_config(run_dir, config):
                 "settings given now. Restore config.json, or give another run_dir.") from None
         if before is not None:
             before, now = flat_config(before), flat_config(json.loads(json.dumps(config, default=str)))
-            changed = [f"{key} {before.get(key)!r} -> {now.get(key)!r}"
+            changed = [f"{key} {_change(before.get(key), now.get(key))}"
                        for key in sorted(set(before) | set(now))
                        if key.split(".")[0] not in MAY_CHANGE and before.get(key) != now.get(key)
                        and not key.endswith(".name")]  # Keras numbers optimizer names

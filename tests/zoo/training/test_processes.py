@@ -6,7 +6,6 @@ import signal
 import subprocess
 import sys
 import textwrap
-import time
 
 import numpy as np
 import pandas as pd
@@ -63,7 +62,8 @@ TRAIN = textwrap.dedent(
     flat = lambda model: np.concatenate([w.ravel() for w in model.get_weights()]).tolist()
 
     def run(run_dir, callbacks=()):
-        result = zoo.train(functools.partial(tiny_model, classes=10), train, val, epochs=8,
+        result = zoo.train(functools.partial(tiny_model, classes=10), train, val,
+                           epochs=int(os.environ["EPOCHS"]),
                            run_dir=run_dir, seed=0, learning_rate=0.2, lr_patience=1,
                            lr_factor=0.5, callbacks=list(callbacks), verbose=0)
         best = keras.saving.load_model(os.path.join(run_dir, "checkpoints", "best.keras"))
@@ -84,8 +84,9 @@ def _history(run_dir):
     return pd.read_csv(path) if os.path.exists(path) else pd.DataFrame({"epoch": []})
 
 
-def _train(run_dir, kill=None, again=False, reference=None):
+def _train(run_dir, epochs, kill=None, again=False, reference=None):
     env = {"KILL": kill} if kill else {"AGAIN": "1"} if again else {}
+    env["EPOCHS"] = str(epochs)
     if reference:
         env["REFERENCE"] = str(reference)
     result = run_python(TRAIN, check=kill is None, env=env, args=[str(run_dir)])
@@ -103,30 +104,31 @@ def test_a_run_killed_at_any_named_point_resumes_to_the_uninterrupted_run_exactl
     """Shuffled, augmented data and a falling learning rate; kill -9 at named points of
     four epochs (one of them just after a learning-rate drop), each time resuming with the
     same command: the history, learning rates, weights and best checkpoint end equal to an
-    uninterrupted run's (rtol 1e-5). The fast tier kills once, mid-epoch, and its resuming
-    process also trains the uninterrupted reference, after the resume (one TensorFlow start-up
-    fewer: 6 s here)."""
-    kills = [(2, "mid_epoch")]
+    uninterrupted run's (rtol 1e-5). The fast tier kills once, mid-epoch, in a run of four
+    epochs, and its resuming process also trains the uninterrupted reference, after the resume
+    (one TensorFlow start-up fewer: 6 s here)."""
+    kills, epochs = [(2, "mid_epoch")], 4
     if points == "all":  # the reference first: it tells the epoch after a learning-rate drop
-        reference = _train(tmp_path / "reference")
+        epochs = 8
+        reference = _train(tmp_path / "reference", epochs)
         rates = _history(tmp_path / "reference")["learning_rate"].to_numpy()
         drop = int(np.flatnonzero(rates[1:] < rates[:-1])[0]) + 1  # 0-based
         kills = sorted({1: "before_checkpoint", 2: "mid_epoch", drop: "epoch_begin",
                         6: "after_backup"}.items())
     run_dir = tmp_path / "crashed"
     for epoch, point in kills:
-        _train(run_dir, kill=f"{point}:{epoch}")
+        _train(run_dir, epochs, kill=f"{point}:{epoch}")
         done = _history(run_dir)["epoch"].tolist()
         assert done[-1] >= epoch, (point, epoch, done)  # nothing before the kill was lost
     # The resuming process runs the finished command once more: it trains nothing and
     # changes nothing (one process for both saves a TensorFlow start-up).
-    resumed = _train(run_dir, again=True,
+    resumed = _train(run_dir, epochs, again=True,
                      reference=tmp_path / "reference" if points == "one" else None)
     if points == "one":
         reference = resumed["reference"]
     expected = _history(tmp_path / "reference")
     history = _history(run_dir)
-    assert history["epoch"].tolist() == list(range(1, 9))  # complete, no duplicates
+    assert history["epoch"].tolist() == list(range(1, epochs + 1))  # complete, no duplicates
     pd.testing.assert_frame_equal(history, expected, check_exact=False, rtol=1e-5)
     np.testing.assert_allclose(resumed["weights"], reference["weights"], rtol=1e-5, atol=1e-7)
     np.testing.assert_allclose(resumed["best"], reference["best"], rtol=1e-5, atol=1e-7)
@@ -153,6 +155,7 @@ WORKER = textwrap.dedent(
 )
 
 
+@pytest.mark.slow  # two TensorFlow processes at once (20 s of CPU); see test_cluster.py for JAX
 def test_two_workers_on_loopback_finish_with_identical_weights(tmp_path):
     ports = free_ports(2)
     cluster = {"worker": [f"127.0.0.1:{p}" for p in ports]}
