@@ -1,16 +1,12 @@
 import gc
 import os
 
+import pytest
+
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+# Keras (and TensorFlow, 7 s of CPU) are imported where tests need them, not here: pytest-xdist's
+# controller process loads this file too, and runs no test.
 
-import keras  # noqa: E402
-import pytest  # noqa: E402
-
-# The ~480,000 objects Keras and its backend create on import live as long as the process:
-# frozen, Python's full garbage collections (which the models the tests build set off) stop
-# walking them again. Measured on the model tests: 8.3 s of full collections became 4.3 s.
-gc.collect()
-gc.freeze()
 
 # The slowest tests of both passes (from `--durations`: they start processes, train, export
 # or compile whole networks), run first. pytest-xdist hands tests out in collection order, so
@@ -55,8 +51,19 @@ def pytest_collection_modifyitems(items):
     items.sort(key=lambda item: not item.nodeid.startswith(SLOWEST_FIRST))
 
 
+def pytest_collection_finish(session):
+    """After collection (which imported Keras, its backend and every test module), those
+    objects live as long as the process: frozen, Python's full garbage collections (which
+    the models the tests build set off) stop walking them again. Measured on the model
+    tests: 8.3 s of full collections became 4.3 s."""
+    gc.collect()
+    gc.freeze()
+
+
 @pytest.fixture(autouse=True)
 def _seed():
+    import keras
+
     keras.utils.set_random_seed(1234)
     yield
     # Without the garbage collection that clear_session() runs by default: it took a second

@@ -113,6 +113,7 @@ MIRRORED = textwrap.dedent("""
 """)
 
 
+@pytest.mark.slow  # a cross-process backend check: a JAX process started from this pass
 def test_mirrored_on_jax_is_data_parallel_over_the_local_devices():
     """strategy="mirrored" under JAX: keras.distribution.DataParallel over two virtual CPU
     devices (the variables live on both); training batches that cannot split evenly and
