@@ -141,7 +141,7 @@ def test_info_prints_the_model_facts(capsys):
 def test_train_command_writes_a_run_directory_and_reports_test_error(tmp_path, capsys):
     run_dir = str(tmp_path / "run")
     code = cli.main(["train", "--model", "alexnet", "--epochs", "1", "--batch-size", "128",
-                     "--model-arg", "width=32", "--model-arg", "towers=2",
+                     "--model-arg", "width=8", "--model-arg", "towers=2",
                      "--run-dir", run_dir])
     assert code == 0
     out = capsys.readouterr().out
@@ -163,7 +163,7 @@ def test_train_command_writes_a_run_directory_and_reports_test_error(tmp_path, c
         os.listdir(run_dir))
 
     config = json.load(open(os.path.join(run_dir, "config.json")))
-    assert config["model_kwargs"] == {"width": 32, "towers": 2}
+    assert config["model_kwargs"] == {"width": 8, "towers": 2}
     # The dataset's class names are in the run's config and in its checkpoints.
     names = list(data.info("digits").class_names)
     assert config["class_names"] == names
