@@ -14,6 +14,11 @@ import tensorflow as tf
 
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
+# Deep ResNets take 1.5-4 s to build even at tiny widths (Keras makes their hundreds of layers
+# one by one). Their code is a shallower sibling's, and each one's docstring example builds it
+# in the fast tier: the model tables check them in the slow tier.
+DEEP_RESNETS = ("resnet44", "resnet56", "resnet101", "resnet110", "resnet152")
+
 
 def run_python(code, env=None, timeout=300, check=True, args=(), cwd=REPO, python=None):
     """Run ``code`` in a fresh Python (``sys.argv[1:]`` = ``args``; ``python``, default this

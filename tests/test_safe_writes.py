@@ -294,7 +294,7 @@ def test_an_unreadable_backup_falls_back_with_one_warning(damage, run_dir):
 
 def test_resuming_with_other_settings_is_refused_in_one_line(run_dir, capsys):
     with pytest.raises(ValueError, match=r"holds a run with other settings \(optimizer\."
-                                         r"learning_rate 0\.01 -> 0\.1\)"):  # as given, not float32's
+                                         r"learning_rate 0\.01 -> 0\.1\)"):  # not float32's
         _train(run_dir, epochs=4, learning_rate=0.1)
     result = _train(run_dir, epochs=4)  # more epochs: a resume
     assert result.history["epoch"].tolist() == [1, 2, 3, 4]

@@ -7,7 +7,7 @@ import numpy as np
 import pytest
 
 import zoo
-from tests.helpers import run_model_test
+from tests.helpers import DEEP_RESNETS, run_model_test
 from zoo.models import googlenet as googlenet_module
 
 # A cheap configuration of every model, and its feature width (pooling="avg") there.
@@ -34,16 +34,11 @@ SAME_CODE = ("resnet101", "resnet152", "resnet32", "resnet44", "resnet56", "resn
              "vgg11", "vgg13", "vgg19", "vgg11_bn", "vgg13_bn", "vgg19_bn")
 # The checks of the common arguments are the family's builder's: one depth per family.
 ONE_PER_FAMILY = [n for n in SMALL if n not in SAME_CODE]
-# Deep networks take 1-4 s to build even at tiny widths (Keras makes their hundreds of layers
-# one by one). Their code is a shallower sibling's and each one's docstring example builds
-# it in the fast tier; their checks here run in the slow tier.
-DEEP = ("resnet44", "resnet56", "resnet101", "resnet110", "resnet152")
 
 
-def _slow_if_deep(cases, ids):
-    """``cases`` as pytest params, marked slow where their model is one of DEEP."""
-    return [pytest.param(*case, id=case_id, marks=[pytest.mark.slow] if set(case) & set(DEEP)
-                         else []) for case, case_id in zip(cases, ids)]
+def _tier(name):
+    """The slow tier's mark for a deep ResNet (tests.helpers.DEEP_RESNETS), none otherwise."""
+    return [pytest.mark.slow] if name in DEEP_RESNETS else []
 
 
 def test_table_covers_the_registry():
@@ -62,8 +57,8 @@ HEAD_CASES = [(name, head) for name in SMALL for head in HEADS
               if head == "top" or name not in SAME_CODE]
 
 
-@pytest.mark.parametrize("name, head_id", _slow_if_deep(HEAD_CASES,
-                                                       [f"{h}-{n}" for n, h in HEAD_CASES]))
+@pytest.mark.parametrize("name, head_id", [pytest.param(n, h, id=f"{h}-{n}", marks=_tier(n))
+                                           for n, h in HEAD_CASES])
 def test_output_shapes(name, head_id):
     head, expected = HEADS[head_id]
     kwargs, features = SMALL[name]
@@ -74,7 +69,7 @@ def test_output_shapes(name, head_id):
     assert out.shape == (2,) + expected(features)[1:] and np.isfinite(out).all()
 
 
-@pytest.mark.parametrize("name", [pytest.param(n, marks=[pytest.mark.slow] if n in DEEP else [])
+@pytest.mark.parametrize("name", [pytest.param(n, marks=_tier(n))
                                   for n in SMALL if n != "alexnet" and (
                                       n in ("resnet101", "resnet152") or n not in SAME_CODE)])
 def test_full_width_feature_extractor_on_variable_size_input(name):

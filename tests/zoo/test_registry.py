@@ -1,6 +1,7 @@
 import pytest
 
 import zoo
+from tests.helpers import DEEP_RESNETS
 from zoo import registry
 
 EXPECTED = {  # trainable parameters at the default size, 1000 classes; GMACs
@@ -40,11 +41,10 @@ def test_list_models_in_natural_order():
         "vgg13", "vgg13_bn", "vgg16", "vgg16_bn", "vgg19", "vgg19_bn"]
 
 
-# Building a VGG (133-144M weights) takes 3-10 s here, and a deep ResNet 1.5-2.5 s: the fast
-# tier checks one of each kind (vgg11, vgg11_bn, and each ResNet family's shallower
-# depths); the slow tier checks the others.
-SLOW_TO_BUILD = ("vgg13", "vgg16", "vgg19", "vgg13_bn", "vgg16_bn", "vgg19_bn",
-                 "resnet44", "resnet56", "resnet101", "resnet110", "resnet152")
+# Building a VGG (133-144M weights) takes 3-10 s here: the fast tier checks one of each
+# kind (vgg11, vgg11_bn) and each ResNet family's shallower depths; the slow tier checks the
+# others (and the deep ResNets, tests.helpers.DEEP_RESNETS).
+SLOW_TO_BUILD = ("vgg13", "vgg16", "vgg19", "vgg13_bn", "vgg16_bn", "vgg19_bn", *DEEP_RESNETS)
 
 
 @pytest.mark.parametrize("name", [pytest.param(name, marks=pytest.mark.slow)

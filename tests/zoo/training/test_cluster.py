@@ -176,10 +176,11 @@ def _cluster(tmp_path, run_dirs, epochs, kill=None):
 @pytest.mark.slow
 def test_two_jax_processes_train_as_one_and_resume_after_a_kill(tmp_path):
     """Two processes with 2 CPU devices each (keras.distribution over 4 devices): killed on
-    process 0 as the third epoch begins (the other is then killed, as a scheduler would), then started again, they finish with identical weights,
-    equal to those of one process over 4 devices (the same global batches), and only
-    process 0 wrote the run directory. Processes that resume from different epochs (no
-    shared run directory) stop with one line."""
+    process 0 as the third epoch begins (the other is then killed, as a scheduler would),
+    then started again, they finish with identical weights, equal to those of one process
+    over 4 devices (the same global batches), and only process 0 wrote the run directory.
+    Processes that resume from different epochs (no shared run directory) stop with one
+    line."""
     run_dir = tmp_path / "run"
     # Process 0 kills itself as its third epoch begins: its backup of the second is whole.
     killed = _cluster(tmp_path, [run_dir, run_dir], epochs=3, kill="0:2")
