@@ -214,6 +214,29 @@ def test_googlenet_with_aux_heads_trains_through_the_same_call():
 # --- the run directory ----------------------------------------------------------------------
 
 
+def test_the_plots_are_drawn_every_plot_every_seconds_and_when_training_ends(
+        tmp_path, monkeypatch):
+    """Drawing costs about 0.5 s, more than an epoch of a small model: a run shorter than
+    ``plot_every`` draws once, at the end; a longer one also at the first epoch end at least
+    ``plot_every`` seconds after the previous drawing (or the start)."""
+    clock, drawn = [0.0], []
+    monkeypatch.setattr(zoo_callbacks.time, "monotonic", lambda: clock[0])
+    monkeypatch.setattr(zoo_callbacks, "plot_history",
+                        lambda rows, run_dir: drawn.append([r["epoch"] for r in rows]))
+    for seconds, expected in (([1, 1, 1], [[1, 2, 3]]),
+                              ([10, 10, 15, 10, 40], [[1, 2, 3], [1, 2, 3, 4, 5]]),
+                              ([10, 25, 10], [[1, 2], [1, 2, 3]])):
+        drawn.clear()
+        writer = zoo_callbacks.HistoryWriter(str(tmp_path / str(len(seconds))), plot_every=30)
+        os.makedirs(writer.run_dir, exist_ok=True)
+        writer.on_train_begin()
+        for epoch, duration in enumerate(seconds):
+            clock[0] += duration
+            writer.on_epoch_end(epoch, {"loss": 1.0})
+        writer.on_train_end()
+        assert drawn == expected, seconds
+
+
 def test_run_directory_contents(tmp_path):
     run_dir = str(tmp_path / "run")
     result = zoo.train(tiny_model, tiny_data(), tiny_data(seed=1), epochs=3, run_dir=run_dir,
@@ -241,20 +264,6 @@ def test_run_directory_contents(tmp_path):
     best = keras.models.load_model(result.best_path)
     assert best.evaluate(tiny_data(seed=1), return_dict=True, verbose=0)[
         "top1_accuracy"] == pytest.approx(history["val_top1_accuracy"][best_epoch], abs=1e-6)
-
-
-def test_plots_are_drawn_after_the_first_epoch_then_throttled_and_at_the_end(tmp_path,
-                                                                             monkeypatch):
-    drawn = []
-    monkeypatch.setattr(zoo_callbacks, "plot_history",
-                        lambda rows, run_dir: drawn.append([r["epoch"] for r in rows]))
-    zoo.train(tiny_model, tiny_data(), epochs=4, run_dir=str(tmp_path / "run"), seed=0,
-              verbose=0)
-    assert drawn == [[1], [1, 2, 3, 4]]  # four tiny epochs take far less than 30 s
-    drawn.clear()
-    zoo.train(tiny_model, tiny_data(), epochs=1, run_dir=str(tmp_path / "one"), seed=0,
-              verbose=0)
-    assert drawn == [[1]]  # not drawn again at the end
 
 
 def test_nan_stops_the_run_and_keeps_the_last_good_checkpoint(tmp_path):
