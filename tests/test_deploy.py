@@ -83,14 +83,12 @@ def _photo(height=300, width=451, seed=0):
     return np.clip(image, 0, 255).astype("uint8")
 
 
-@pytest.mark.xdist_group("cold_python")
-def test_the_export_serves_raw_images_and_encoded_bytes_as_zoo_evaluate_sees_them(
-        tmp_path, cold_python):
-    """A 300x451 JPEG photo in an image folder: `zoo evaluate --center-crop`'s pipeline
-    (``data.load`` at the larger scale, centre crop) gives the probabilities that
-    ``serve_images`` (uint8, any size) and ``serve_bytes`` (the file's bytes) serve from a
-    process that never imports the project, and that `saved_model_cli run` prints; the
-    top classes are the class names, also in assets/class_names.txt."""
+@pytest.fixture(scope="module")
+def photo_export(tmp_path_factory):
+    """A 300x451 JPEG photo in an image folder; an ensemble of two members that take 33x33
+    images, exported; and the probabilities `zoo evaluate --center-crop`'s pipeline gives
+    (``data.load`` at the larger scale, centre crop)."""
+    tmp_path = tmp_path_factory.mktemp("photo_export")
     keras.utils.set_random_seed(0)
     size = 33  # loaded with shorter side data.crop_scale(33) = 38, then the central 33x33
     inputs = keras.Input((size, size, 3))
@@ -109,8 +107,20 @@ def test_the_export_serves_raw_images_and_encoded_bytes_as_zoo_evaluate_sees_the
     test = data.load(str(tmp_path / "photos"), "test", batch_size=1, class_names=NAMES,
                      scale=data.crop_scale(size), center_crop=size)
     expected = ensemble.predict(test, verbose=0)
+    assert np.ptp(expected) > 0.1  # the members do not all answer the same
     served_dir = str(tmp_path / "served")
     ensembles.export(ensemble, served_dir)
+    return served_dir, jpeg, expected
+
+
+@pytest.mark.xdist_group("cold_python")
+def test_the_export_serves_raw_images_and_encoded_bytes_as_zoo_evaluate_sees_them(
+        photo_export, tmp_path, cold_python):
+    """`zoo evaluate --center-crop`'s probabilities on the photo are what ``serve_images``
+    (uint8, any size) and ``serve_bytes`` (the file's bytes) serve from a process that
+    never imports the project; the top classes are the class names, also in
+    assets/class_names.txt."""
+    served_dir, jpeg, expected = photo_export
     with open(os.path.join(served_dir, "assets", "class_names.txt"), encoding="utf-8") as f:
         assert f.read().splitlines() == NAMES
 
@@ -123,7 +133,6 @@ def test_the_export_serves_raw_images_and_encoded_bytes_as_zoo_evaluate_sees_the
         out.update({{f"bytes.{{k}}": v.numpy()
                     for k, v in served.serve_bytes(tf.stack([encoded] * 2)).items()}})
         np.savez({str(tmp_path / 'out.npz')!r}, **out)
-        np.save({str(tmp_path / 'image.npy')!r}, image.numpy())
         assert not any(m.split('.')[0] in ("zoo", "ensembles", "data") for m in sys.modules)
     """)
     cold_python.run(code)
@@ -139,9 +148,15 @@ def test_the_export_serves_raw_images_and_encoded_bytes_as_zoo_evaluate_sees_the
                                    atol=1e-5)
         assert served[f"{source}.finite"].all()
         assert served[f"{source}.entropy"].shape == served[f"{source}.mutual_information"].shape
-    assert np.ptp(expected) > 0.1  # the members do not all answer the same
 
-    # TensorFlow's own command line, on the same decoded photo.
+
+@pytest.mark.slow  # a TensorFlow start-up of its own (7 s of CPU here)
+def test_saved_model_cli_runs_the_export_on_the_decoded_photo(photo_export, tmp_path):
+    """TensorFlow's own command line, outside this project (an empty PYTHONPATH), on the
+    photo as TensorFlow decodes it: the probabilities above."""
+    served_dir, jpeg, expected = photo_export
+    image = tf.io.decode_jpeg(tf.io.read_file(str(jpeg)), channels=3)[tf.newaxis]
+    np.save(tmp_path / "image.npy", image.numpy())
     cli = os.path.join(os.path.dirname(sys.executable), "saved_model_cli")
     result = subprocess.run(
         [cli, "run", "--dir", served_dir, "--tag_set", "serve", "--signature_def",

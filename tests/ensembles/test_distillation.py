@@ -184,24 +184,25 @@ def test_zoo_distill_from_the_shell(tmp_path, capsys):
     from zoo import cli
 
     keras.utils.set_random_seed(0)
-    teacher = zoo.set_class_names(ensembles.Ensemble([tiny_model(8, 10), tiny_model(8, 10)]),
+    teacher = zoo.set_class_names(ensembles.Ensemble([tiny_model(32, 10), tiny_model(32, 10)]),
                                   data.info("digits").class_names)
     path = str(tmp_path / "teacher.keras")
     zoo.save_model(teacher, path)
     run_dir = str(tmp_path / "run")
-    assert cli.main(["distill", path, "--model", "resnet18", "--model-arg", "width=0.125",
-                     "--model-arg", "stem=cifar", "--epochs", "1", "--run-dir", run_dir,
+    # The student: a VGG-11 at 1/16 width (half the small ResNet's time to train here).
+    assert cli.main(["distill", path, "--model", "vgg11", "--model-arg", "width=0.0625",
+                     "--epochs", "1", "--run-dir", run_dir,
                      "--temperature", "3", "--alpha", "0.5"]) == 0
     out = capsys.readouterr().out
     assert "Distilling ensemble (" in out and "at temperature 3, soft-target weight 0.5" in out
     assert "test student: top-1 error" in out
     combined = ensembles.evaluate(ensembles.load(path), data.load(
-        "digits", "test", image_size=8, batch_size=64)).loc["ensemble"]  # not a member's row
+        "digits", "test", image_size=32, batch_size=64)).loc["ensemble"]  # not a member's row
     assert (f"test teacher: top-1 error {100 * combined['top1_error']:.2f} %, NLL "
             f"{combined['nll']:.4f}") in out
     student = ensembles.load(os.path.join(run_dir, "checkpoints", "best.keras"))
-    assert student.name == "resnet18" and student.input_shape[1:] == (8, 8, 3)
+    assert student.name == "vgg11" and student.input_shape[1:] == (32, 32, 3)
     assert zoo.class_names(student) == list(data.info("digits").class_names)
-    assert cli.main(["distill", path, "--model", "resnet18", "--image-size", "16",
+    assert cli.main(["distill", path, "--model", "vgg11", "--image-size", "16",
                      "--run-dir", str(tmp_path / "other")]) == 2
-    assert "--image-size 16: the teacher takes 8x8 images" in capsys.readouterr().err
+    assert "--image-size 16: the teacher takes 32x32 images" in capsys.readouterr().err

@@ -3,6 +3,7 @@ documented byte format this test writes itself) checked against a NumPy forward 
 torchvision's semantics; the named-weights cache and keras.utils.get_file; ImageNet names
 and preprocessing."""
 
+import functools
 import hashlib
 import json
 import os
@@ -24,7 +25,13 @@ BLOCKS = {18: ("basic", (2, 2, 2, 2)), 50: ("bottleneck", (3, 4, 6, 3))}
 
 
 def torchvision_state_dict(depth, classes=1000, seed=0):
-    """The keys and shapes of torchvision.models.resnet{depth}().state_dict(), random."""
+    """The keys and shapes of torchvision.models.resnet{depth}().state_dict(), random: a
+    new dict of read-only arrays, made once per arguments (several tests use the same)."""
+    return dict(_torchvision_state_dict(depth, classes, seed))
+
+
+@functools.lru_cache(maxsize=None)
+def _torchvision_state_dict(depth, classes, seed):
     rng = np.random.default_rng(seed)
     state = {}
 
@@ -66,7 +73,13 @@ def torchvision_state_dict(depth, classes=1000, seed=0):
             cin = width * expansion
     state["fc.weight"] = rng.normal(0, 0.05, (classes, cin))
     state["fc.bias"] = rng.normal(0, 0.05, classes)
-    return {k: v.astype("float32") for k, v in state.items()}
+    return read_only({k: v.astype("float32") for k, v in state.items()})
+
+
+def read_only(state):
+    for value in state.values():
+        value.flags.writeable = False
+    return state
 
 
 def write_safetensors(path, tensors):
