@@ -60,10 +60,12 @@ FAST_JAX_ENV = $(if $(TIER),,XLA_FLAGS=--xla_backend_optimization_level=0)
 TIER ?=
 JAX_LOG := $(VENV)/jax-pass.log
 test: $(TEST_STAMP)
-	@( $(TEST_ENV) $(FAST_JAX_ENV) KERAS_BACKEND=jax $(BIN)/python -m pytest -n $(JAX_JOBS) --dist loadgroup \
-		-m all_backends tests $(TIER) > $(JAX_LOG) 2>&1; echo $$? >> $(JAX_LOG) ) & \
+	@( $(TEST_ENV) $(FAST_JAX_ENV) KERAS_BACKEND=jax $(BIN)/python -m pytest -n $(JAX_JOBS) \
+		--dist loadgroup -m all_backends tests $(TIER) > $(JAX_LOG) 2>&1; \
+		echo $$? >> $(JAX_LOG) ) & \
 	echo "The JAX pass runs beside this one; its report (in $(JAX_LOG)) follows this one."; \
-	$(TEST_ENV) $(FAST_TF_ENV) $(BIN)/python -m pytest -n $(JOBS) --dist loadgroup $(TIER); tensorflow=$$?; \
+	$(TEST_ENV) $(FAST_TF_ENV) $(BIN)/python -m pytest -n $(JOBS) --dist loadgroup $(TIER); \
+	tensorflow=$$?; \
 	wait; echo; echo "===== the JAX pass (KERAS_BACKEND=jax -m all_backends) ====="; \
 	sed '$$d' $(JAX_LOG); jax=$$(tail -n 1 $(JAX_LOG)); \
 	echo "TensorFlow pass: exit $$tensorflow; JAX pass: exit $$jax"; \

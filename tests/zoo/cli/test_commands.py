@@ -517,7 +517,8 @@ def test_heterogeneous_members_keep_their_rows_through_the_shell(tmp_path, capsy
 def test_train_optimizer_flags_reach_the_run(tmp_path, capsys):
     run_dir = str(tmp_path / "run")
     code = cli.main(["train", "--model", "vgg11", "--image-size", "32", "--epochs", "1",
-                     "--model-arg", "width=0.0625", "--optimizer", "rmsprop", "--momentum", "0.5", "--weight-decay", "1e-5",
+                     "--model-arg", "width=0.0625", "--optimizer", "rmsprop", "--momentum",
+                     "0.5", "--weight-decay", "1e-5",
                      "--lr", "0.001", "--lr-patience", "3", "--ema", "--run-dir", run_dir])
     assert code == 0
     config = json.load(open(os.path.join(run_dir, "config.json")))
