@@ -189,7 +189,7 @@ def test_zoo_distill_from_the_shell(tmp_path, capsys):
     path = str(tmp_path / "teacher.keras")
     zoo.save_model(teacher, path)
     run_dir = str(tmp_path / "run")
-    # The student: a VGG-11 at 1/16 width (half the small ResNet's time to train here).
+    # The student: tests.helpers.SMALL_VGG's model, its image size the teacher's.
     assert cli.main(["distill", path, "--model", "vgg11", "--model-arg", "width=0.0625",
                      "--epochs", "1", "--run-dir", run_dir,
                      "--temperature", "3", "--alpha", "0.5"]) == 0

@@ -23,15 +23,15 @@ def vgg_state_dict(depth, batch_norm, flat_features, seed=0):
 def _vgg_state_dict(depth, batch_norm, flat_features, seed):
     rng = np.random.default_rng(seed)
 
-    def normal(std, shape):  # uniform with that deviation: a third of a normal draw's time
+    def scaled_uniform(std, shape):  # that deviation in a third of a normal draw's time
         return (rng.random(shape, dtype=np.float32) - np.float32(0.5)) * np.float32(
             std * np.sqrt(12))
 
     state, index, cin = {}, 0, 3
     for convs, filters in zip(CONVS[depth], FILTERS):
         for _ in range(convs):
-            state[f"features.{index}.weight"] = normal(np.sqrt(2 / (9 * cin)),
-                                                       (filters, cin, 3, 3))
+            state[f"features.{index}.weight"] = scaled_uniform(
+                np.sqrt(2 / (9 * cin)), (filters, cin, 3, 3))
             state[f"features.{index}.bias"] = rng.normal(0, 0.1, filters)
             index += 1
             if batch_norm:
@@ -47,7 +47,7 @@ def _vgg_state_dict(depth, batch_norm, flat_features, seed):
     for key, (out, inputs) in {"classifier.0": (4096, flat_features),
                                "classifier.3": (4096, 4096),
                                "classifier.6": (1000, 4096)}.items():
-        state[f"{key}.weight"] = normal(np.sqrt(2 / inputs), (out, inputs))
+        state[f"{key}.weight"] = scaled_uniform(np.sqrt(2 / inputs), (out, inputs))
         state[f"{key}.bias"] = rng.normal(0, 0.1, out)
     return read_only({k: np.asarray(v, "float32") for k, v in state.items()})
 

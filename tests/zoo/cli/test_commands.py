@@ -11,7 +11,7 @@ import pytest
 import ensembles
 import zoo
 from safeio.checks import UserError
-from tests.helpers import run_python
+from tests.helpers import SMALL_VGG, run_python
 from zoo import cli
 from zoo.cli import commands
 
@@ -432,11 +432,8 @@ def test_model_file_commands_user_errors_are_one_line(argv, message, capsys, tmp
 
 def test_search_command_writes_its_table_and_plot(tmp_path, capsys):
     run_dir = tmp_path / "search"
-    # A VGG-11 at 1/16 width: it learns little in one epoch, but trains in half the time of
-    # the small ResNet the tests that need learning use.
-    code = cli.main(["search", "--model", "vgg11", "--image-size", "32", "--trials", "2",
-                     "--fine-trials", "0", "--epochs", "1", "--model-arg", "width=0.0625",
-                     "--optimizer", "nesterov", "adam", "--run-dir", str(run_dir)])
+    code = cli.main(["search", *SMALL_VGG, "--trials", "2", "--fine-trials", "0", "--epochs",
+                     "1", "--optimizer", "nesterov", "adam", "--run-dir", str(run_dir)])
     assert code == 0
     out = capsys.readouterr().out
     table = pd.read_csv(run_dir / "search.csv")
@@ -516,10 +513,9 @@ def test_heterogeneous_members_keep_their_rows_through_the_shell(tmp_path, capsy
 
 def test_train_optimizer_flags_reach_the_run(tmp_path, capsys):
     run_dir = str(tmp_path / "run")
-    code = cli.main(["train", "--model", "vgg11", "--image-size", "32", "--epochs", "1",
-                     "--model-arg", "width=0.0625", "--optimizer", "rmsprop", "--momentum",
-                     "0.5", "--weight-decay", "1e-5",
-                     "--lr", "0.001", "--lr-patience", "3", "--ema", "--run-dir", run_dir])
+    code = cli.main(["train", *SMALL_VGG, "--epochs", "1", "--optimizer", "rmsprop",
+                     "--momentum", "0.5", "--weight-decay", "1e-5", "--lr", "0.001",
+                     "--lr-patience", "3", "--ema", "--run-dir", run_dir])
     assert code == 0
     config = json.load(open(os.path.join(run_dir, "config.json")))
     optimizer = config["optimizer"]

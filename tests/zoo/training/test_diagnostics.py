@@ -12,7 +12,7 @@ import pytest
 import tensorflow as tf
 
 import zoo
-from tests.helpers import tiny_data, tiny_model
+from tests.helpers import SMALL_VGG, tiny_data, tiny_model
 from zoo import cli, diagnostics
 from zoo.cli import commands
 
@@ -175,7 +175,6 @@ def test_a_tiny_search_runs_coarse_then_fine(tmp_path):
 
 SMALL_RESNET = ["--model", "resnet18", "--image-size", "8", "--model-arg", "width=0.25",
                 "--model-arg", "stem='cifar'"]
-SMALL_VGG = ["--model", "vgg11", "--image-size", "32", "--model-arg", "width=0.0625"]
 
 
 @pytest.mark.parametrize("model, lr, steps, expected", [
