@@ -84,3 +84,13 @@ def cold_python():
     process = ColdPython()
     yield process
     process.close()
+
+
+@pytest.fixture(scope="session")
+def fresh_process(tmp_path_factory):
+    """The answers of the worker's one fresh process for packaging and two-device training
+    (tests/fresh_process.py). Tests that use it are marked ``xdist_group("fresh_process")``
+    so that one worker starts it once."""
+    from tests import fresh_process as fresh
+
+    return fresh.run(tmp_path_factory.mktemp("fresh_process"))

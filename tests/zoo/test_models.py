@@ -170,7 +170,7 @@ def test_activation_option_replaces_every_relu(name, activation):
     extra = default_channels if activation == "prelu" else 0
     assert model.count_params() == default.count_params() + extra
     x = np.random.default_rng(0).normal(size=(2,) + kwargs["input_shape"]).astype("float32")
-    assert np.isfinite(model.predict(x, verbose=0)).all()
+    assert np.isfinite(keras.ops.convert_to_numpy(model(x, training=False))).all()
 
 
 def test_activation_layers_compute_the_named_functions():
@@ -191,7 +191,8 @@ def test_activation_layers_compute_the_named_functions():
                                          ("resnet18", "conv3_block1_1_conv")])
 @pytest.mark.parametrize("init", ["paper", "he", "glorot", "xavier"])
 def test_kernel_initializer_option_sets_the_kernel_scale(name, layer, init):
-    model = zoo.get_model(name, input_shape=(227, 227, 3) if name == "alexnet" else (64, 64, 3),
+    # AlexNet's smallest input: conv3's kernel is the same at any size, fc6 is 36x smaller.
+    model = zoo.get_model(name, input_shape=(67, 67, 3) if name == "alexnet" else (64, 64, 3),
                           kernel_initializer=init)
     kernel = model.get_layer(layer).kernel.numpy()
     fan_in = np.prod(kernel.shape[:-1])

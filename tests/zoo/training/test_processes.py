@@ -186,37 +186,14 @@ def test_two_workers_on_loopback_finish_with_identical_weights(tmp_path):
     assert os.path.exists(os.path.join(run_dir, "worker1", "history.csv"))
 
 
-def test_train_under_the_mirrored_two_device_strategy_matches_one_device():
+@pytest.mark.xdist_group("fresh_process")
+def test_train_under_the_mirrored_two_device_strategy_matches_one_device(fresh_process):
     """zoo.train under the two-device MirroredStrategy (each replica half of every batch)
     ends with the weights of the same run on one device (rtol 1e-5): the gradients are
     averaged over the global batch either way. ensembles.evaluate scores both models as
-    scikit-learn scores their predictions."""
-    code = textwrap.dedent(
-        """
-        import json
-        import numpy as np
-        from sklearn.metrics import log_loss
-        import ensembles, zoo
-        from tests.helpers import tiny_data, tiny_model
-        strategy = zoo.distribute.get_strategy("mirrored")  # before any TensorFlow op
-        runs = {}
-        for name, chosen in (("mirrored", strategy), ("one_device", "auto")):
-            result = zoo.train(tiny_model, tiny_data(n=64, batch=16), epochs=2, seed=0,
-                               learning_rate=0.1, strategy=chosen, verbose=0)
-            test = tiny_data(n=48, seed=5, batch=16)
-            labels = np.concatenate([y for _, y in test.as_numpy_iterator()])
-            runs[name] = {
-                "replicas": result.model.distribute_strategy.num_replicas_in_sync,
-                "loss": result.history["loss"].tolist(),
-                "weights": np.concatenate([w.ravel() for w in result.model.get_weights()])
-                .tolist(),
-                "evaluate_nll": float(ensembles.evaluate(result.model, test).loc["tiny", "nll"]),
-                "sklearn_nll": log_loss(labels, result.model.predict(test, verbose=0),
-                                        labels=range(4))}
-        print(json.dumps(runs))
-        """
-    )
-    runs = last_json_line(run_python(code).stdout)
+    scikit-learn scores their predictions. It runs in the worker's fresh process
+    (tests/fresh_process.py), whose CPU is split into two devices before TensorFlow starts."""
+    runs = fresh_process["mirrored"]
     assert runs["mirrored"]["replicas"] == 2 and runs["one_device"]["replicas"] == 1
     np.testing.assert_allclose(runs["mirrored"]["loss"], runs["one_device"]["loss"], rtol=1e-5)
     np.testing.assert_allclose(runs["mirrored"]["weights"], runs["one_device"]["weights"],

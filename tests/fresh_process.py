@@ -1,0 +1,105 @@
+"""One fresh Python for the facts that need a process of their own (a TensorFlow start-up
+costs 6-8 s of CPU here, so the tests share it through the session fixture ``fresh_process``
+in tests/conftest.py; both tests are marked ``xdist_group("fresh_process")`` so that one
+worker starts it once):
+
+- tests/test_packaging.py: ``import zoo, ensembles`` alone, a ``data/`` folder beside the
+  user's notebook, and files loaded with nothing set up by the caller;
+- tests/zoo/training/test_processes.py: zoo.train under the two-device MirroredStrategy
+  against one device, which needs the CPU split before TensorFlow initialises it.
+
+The process splits the CPU first, with TensorFlow's own call (what
+``zoo.distribute.mirrored()`` does): importing ``zoo.training`` there would spoil the
+imports check. The packaging checks run in the folder with the user's files; the mirrored
+run after them.
+"""
+
+import os
+import textwrap
+
+import keras
+import numpy as np
+
+from tests.helpers import REPO, last_json_line, run_python
+
+CODE = textwrap.dedent(
+    """
+    import json, sys
+    import numpy as np
+    import tensorflow as tf
+    cpu = tf.config.list_physical_devices("CPU")[0]
+    tf.config.set_logical_device_configuration(cpu, [tf.config.LogicalDeviceConfiguration()] * 2)
+    out = {}
+
+    # --- packaging: what `import zoo, ensembles` brings, and loading beside a data/ folder
+    import zoo, ensembles
+    zoo.alexnet(input_shape=(67, 67, 3), classes=3, width=8, towers=2)
+    ensembles.Ensemble([zoo.googlenet(input_shape=(32, 32, 3), classes=3, width=0.125),
+                        zoo.resnet18(input_shape=(32, 32, 3), classes=3, width=0.25)])
+    import keras
+    out["registered"] = {name: keras.saving.get_registered_object(name) is not None for name in (
+        "zoo>PaperSGD", "ensembles>CyclicCosine", "ensembles>CombineMembers",
+        "zoo>LocalResponseNormalization")}
+    out["heavy"] = [m for m in ("zoo.training", "zoo.training.search", "ensembles.snapshots",
+                                "ensembles.evaluation", "data", "keras_tuner",
+                                "tensorflow_datasets") if m in sys.modules]
+    import data
+    out["data_load"] = callable(getattr(data, "load", None))
+    model = zoo.load_model("model.keras")
+    ensemble = ensembles.load("ensemble.keras")
+    x = np.load("x.npy")
+    out["model"] = model.predict(x, verbose=0).tolist()
+    out["ensemble"] = ensemble.predict(x, verbose=0).tolist()
+    out["optimizer"] = type(model.optimizer).__name__
+
+    # --- the two-device MirroredStrategy against one device, on the same global batches
+    sys.path.append(sys.argv[1])  # the repository, for tests.helpers
+    from sklearn.metrics import log_loss
+    from tests.helpers import tiny_data, tiny_model
+    runs = {}
+    for name, chosen in (("mirrored", zoo.distribute.get_strategy("mirrored")),
+                         ("one_device", "auto")):
+        result = zoo.train(tiny_model, tiny_data(n=64, batch=16), epochs=2, seed=0,
+                           learning_rate=0.1, strategy=chosen, verbose=0)
+        test = tiny_data(n=48, seed=5, batch=16)
+        labels = np.concatenate([y for _, y in test.as_numpy_iterator()])
+        runs[name] = {
+            "replicas": result.model.distribute_strategy.num_replicas_in_sync,
+            "loss": result.history["loss"].tolist(),
+            "weights": np.concatenate([w.ravel() for w in result.model.get_weights()]).tolist(),
+            "evaluate_nll": float(ensembles.evaluate(result.model, test).loc["tiny", "nll"]),
+            "sklearn_nll": log_loss(labels, result.model.predict(test, verbose=0),
+                                    labels=range(4))}
+    out["mirrored"] = runs
+    print(json.dumps(out))
+    """
+)
+
+
+def run(directory):
+    """Lays out a user's folder in ``directory`` (a ``data/raw`` folder of their own, a
+    model with LRN, MeanSubtraction and PaperSGD, a geometric ensemble, an input batch),
+    runs :data:`CODE` there and returns its answers, with ``"expected"``: this process's
+    predictions of the same model and ensemble."""
+    import data
+    import ensembles
+    import zoo
+
+    os.makedirs(os.path.join(directory, "data", "raw"))
+    with open(os.path.join(directory, "data", "raw", "notes.txt"), "w") as f:
+        f.write("the user's files")
+    inputs = data.MeanSubtraction([120.0, 115.0, 100.0])(keras.Input((67, 67, 3)))
+    model = zoo.alexnet(input_tensor=inputs, classes=3, width=8)
+    model.compile(zoo.PaperSGD(0.01), "sparse_categorical_crossentropy")
+    model.save(os.path.join(directory, "model.keras"))
+    ensemble = ensembles.Ensemble([zoo.alexnet(input_shape=(67, 67, 3), classes=3, width=8)
+                                   for _ in range(2)], combine="geometric")
+    ensemble.save(os.path.join(directory, "ensemble.keras"))
+    x = np.random.default_rng(0).uniform(0, 255, (2, 67, 67, 3)).astype("float32")
+    np.save(os.path.join(directory, "x.npy"), x)
+    out = last_json_line(run_python(CODE, cwd=str(directory), args=[REPO]).stdout)
+    out["directory"] = str(directory)
+    out["expected"] = {"model": model.predict(x, verbose=0).tolist(),
+                       "ensemble": ensemble.predict(x, verbose=0).tolist()}
+    return out
+
