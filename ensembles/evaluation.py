@@ -210,7 +210,7 @@ def _combine_first(source, member_probs, k):
         np.moveaxis(member_probs[:k], 0, 1).astype("float32")))
 
 
-def uncertainty(source, dataset, tta=None):
+def uncertainty(source, dataset, tta=None, predictions=None):
     """Per example: label, prediction, confidence, predictive entropy, expected entropy,
     mutual information and the variance across members of the top class's probability.
 
@@ -224,11 +224,23 @@ def uncertainty(source, dataset, tta=None):
     With one model and ``tta``, the distribution is over the test-time crops instead of the
     members, equally weighted (the paper notes' per-image uncertainty from the 10 crops).
 
+    ``predictions`` as in :func:`evaluate`: the pass over ``dataset`` already made, so that
+    one pass serves both tables (with one model and ``tta``, made with
+    ``predict_members(..., keep_views=True)``: the crops are the distribution).
+
     Example:
 
     >>> table = uncertainty(Ensemble(members, weights=[3, 1]), test)   # doctest: +SKIP
     """
-    names, probs, labels = predict_members(source, dataset, tta, keep_views=True)
+    names, probs, labels = predictions or predict_members(source, dataset, tta, keep_views=True)
+    if probs.ndim == 3:  # predict_members' default: the views averaged, one per member
+        if len(names) == 1 and tta is not None:
+            raise UserError(
+                f"uncertainty of one model over its tta={tta!r} crops needs each crop's "
+                "probabilities: pass predictions=predict_members(model, dataset, tta, "
+                f"keep_views=True); received probabilities shaped {probs.shape}, the crops "
+                "averaged.")
+        probs = probs[:, None]
     if len(names) == 1 and tta is not None:
         samples = probs[0]  # (views, n, classes)
         weights = np.full(len(samples), 1.0 / len(samples))

@@ -4,6 +4,7 @@ import textwrap
 
 import keras
 import numpy as np
+import pandas as pd
 import pytest
 import tensorflow as tf
 
@@ -191,8 +192,19 @@ def test_uncertainty_decomposition():
     assert (table["top_class_variance"] > 0).all()
     same = ensembles.uncertainty([members[0]] * 2, as_dataset(images()))
     np.testing.assert_allclose(same["mutual_information"], 0, atol=1e-6)
-    crops = ensembles.uncertainty(members[0], as_dataset(images(size=75)), tta="10crop")
+    larger = as_dataset(images(size=75))
+    crops = ensembles.uncertainty(members[0], larger, tta="10crop")
     assert (crops["top_class_variance"] > 0).all()  # spread across the 10 crops
+    # One pass serves evaluate and uncertainty: the same table from the crops' predictions,
+    # and a clear error for the crops averaged, which hold no spread.
+    views = ensembles.predict_members(members[0], larger, "10crop", keep_views=True)
+    pd.testing.assert_frame_equal(
+        ensembles.uncertainty(members[0], None, "10crop", predictions=views), crops)
+    averaged = ensembles.predict_members(members[0], larger, "10crop")
+    with pytest.raises(ValueError, match=r"tta='10crop' crops needs each crop's.*"
+                                         r"keep_views=True\); received probabilities shaped "
+                                         r"\(1, 6, 5\)"):
+        ensembles.uncertainty(members[0], None, "10crop", predictions=averaged)
 
 
 def test_plots_return_figures_draw_into_given_axes_and_never_switch_the_backend(tmp_path):

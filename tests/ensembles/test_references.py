@@ -188,7 +188,7 @@ def test_heterogeneous_members_keep_their_rows_probabilities_and_weights(
         combined = sum(WEIGHTS[n] / 10 * own[n] for n in order)
         assert table.loc["ensemble", "nll"] == pytest.approx(
             log_loss(labels, combined, labels=range(4)), rel=1e-4)
-        uncertainty = ensembles.uncertainty(model, data)
+        uncertainty = ensembles.uncertainty(model, data, predictions=predictions)
         np.testing.assert_allclose(
             uncertainty["expected_entropy"],
             sum(WEIGHTS[n] / 10 * scipy.stats.entropy(own[n], axis=1) for n in order),
