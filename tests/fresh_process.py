@@ -102,4 +102,3 @@ def run(directory):
     out["expected"] = {"model": model.predict(x, verbose=0).tolist(),
                        "ensemble": ensemble.predict(x, verbose=0).tolist()}
     return out
-
