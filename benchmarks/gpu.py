@@ -6,16 +6,22 @@ Measured in one run, side by side: batch 256, bf16 mixed precision, the step com
 
 - Keras: ``zoo.alexnet`` (one and two towers), ``zoo.googlenet``, ``zoo.resnet50``: the
   step ``zoo.train`` compiles (``zoo.compile_model``: SGD with momentum and weight decay,
-  top-1/top-5 metrics), run by ``train_on_batch``, and ``predict_on_batch``; a one-graph
-  ``ensembles.Ensemble`` of 5 ResNet-18s against the same members' ``predict_on_batch`` in
-  turn.
+  top-1/top-5 metrics), run by ``fit`` as ``zoo.train`` runs it, beside a hand-jitted
+  stateless step of the same model and optimizer (the reference the product's step is
+  held to), and ``predict_on_batch``; a one-graph
+  ``ensembles.Ensemble`` of 5 ResNet-18s against the same members in turn, by
+  ``predict_on_batch`` (the batch on the device) and by ``predict`` (host images, as users
+  call it).
 - torchvision (when torch is importable and a GPU is there): the same models eager
   (channels_last, bf16 autocast) and, for the names in ``--compile``, under torch.compile.
 
-Writes a CSV and prints one table with the ratios the project's targets are about.
+Writes the CSV after every row and prints one table with the ratios the project's targets
+are about. ``--deadline`` skips what would not finish in time (a GPU lease is short).
 ``--smoke`` runs every Keras path on the CPU with tiny sizes (a test in ``make test``).
 
 Run: ``KERAS_BACKEND=jax python benchmarks/gpu.py --out gpu.csv`` (or ``make bench-gpu``).
+On a short lease, in two runs: ``--no-torch --out keras.csv``, then ``--no-keras --out
+torch.csv``; ``--report keras.csv torch.csv`` prints the ratios of both.
 """
 
 import argparse
@@ -29,10 +35,49 @@ sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 import numpy as np  # noqa: E402
 
 FULL = dict(batch=256, steps=10, warmup=2, alexnet=227, size=224, classes=1000,
-            googlenet_width=1.0, resnet_width=1.0, jit=True, members=5)
+            googlenet_width=1.0, resnet_width=1.0, jit=True, members=5, predict_batches=10)
 # XLA compiles slowly on a CPU: the smoke run checks the code paths, not the compiler.
 SMOKE = dict(batch=2, steps=1, warmup=1, alexnet=67, size=32, classes=10,
-             googlenet_width=0.125, resnet_width=0.25, jit=False, members=2)
+             googlenet_width=0.125, resnet_width=0.25, jit=False, members=2, predict_batches=2)
+# Seconds a phase is expected to take on a GPU (compiling, mostly): one is skipped, with a
+# line saying so, when it would end past the deadline.
+COST = {"alexnet": 45, "googlenet": 120, "resnet50": 120, "ensemble": 90,
+        "torch eager": 25, "torch.compile resnet50 train": 75,
+        "torch.compile googlenet train": 150, "torch.compile alexnet train": 45,
+        "torch.compile resnet50 inference": 50, "torch.compile googlenet inference": 80,
+        "torch.compile alexnet inference": 30}
+
+
+class Results:
+    """The rows measured so far, written to ``out`` (atomically) after each one, and the
+    clock the phases are held to."""
+
+    def __init__(self, out, deadline, common):
+        self.out, self.deadline, self.common = out, deadline, common
+        self.rows, self.start = [], time.monotonic()
+
+    def add(self, framework, model, mode, images_per_s, size):
+        row = {"framework": framework, "model": model, "mode": mode,
+               "images_per_s": round(images_per_s, 1), "size": size, **self.common,
+               "date": time.strftime("%Y-%m-%d")}
+        self.rows.append(row)
+        print(_line(row), flush=True)
+        os.makedirs(os.path.dirname(os.path.abspath(self.out)), exist_ok=True)
+        tmp = self.out + ".tmp"
+        with open(tmp, "w", newline="") as f:
+            writer = csv.DictWriter(f, fieldnames=list(row))
+            writer.writeheader()
+            writer.writerows(self.rows)
+        os.replace(tmp, self.out)
+
+    def allows(self, phase):
+        """Whether ``phase`` (a key of COST) is expected to end before the deadline."""
+        elapsed = time.monotonic() - self.start
+        if self.deadline is None or elapsed + COST[phase] <= self.deadline:
+            return True
+        print(f"skipped {phase}: {elapsed:.0f} s gone, about {COST[phase]} s more would pass "
+              f"the deadline of {self.deadline:.0f} s", flush=True)
+        return False
 
 
 def _rate(fn, images, steps, warmup):
@@ -45,10 +90,83 @@ def _rate(fn, images, steps, warmup):
     return images * steps / (time.perf_counter() - start)
 
 
-def keras_rows(cfg, precision):
+def _fit_rate(model, x, y, batch, steps):
+    """Images/s of ``model.fit`` (the loop ``zoo.train`` runs) over ``steps`` batches of the
+    device arrays ``x, y``, timed from the second epoch's start to its end (the first
+    compiles; the end of an epoch waits for its last step)."""
     import keras
 
-    import ensembles
+    times = []
+
+    class EpochTimer(keras.callbacks.Callback):
+        def on_epoch_begin(self, epoch, logs=None):
+            self.began = time.perf_counter()
+
+        def on_epoch_end(self, epoch, logs=None):
+            times.append(time.perf_counter() - self.began)
+
+    def batches():
+        while True:
+            yield x, y
+
+    model.fit(batches(), steps_per_epoch=steps, epochs=2, verbose=0, callbacks=[EpochTimer()])
+    return batch * steps / times[-1]
+
+
+def keras_models(cfg):
+    """``{name: (build(input_shape), side, COST key)}``: the models the targets are about."""
+    import zoo
+
+    classes = cfg["classes"]
+    fc = 4096 if cfg is FULL else 64
+    return {
+        "alexnet (one tower)": (lambda shape: zoo.alexnet(classes=classes, width=fc,
+                                                          input_shape=shape), cfg["alexnet"],
+                                "alexnet"),
+        "alexnet (two towers)": (lambda shape: zoo.alexnet(classes=classes, width=fc, towers=2,
+                                                           input_shape=shape), cfg["alexnet"],
+                                 "alexnet"),
+        # Not the product: the same connectivity as one graph of grouped convolutions
+        # (conv1 and conv3 whole, conv2/4/5 with groups=2), timed to learn whether the
+        # towers' separate layers are what costs the two-tower model its speed.
+        "alexnet, grouped (experiment)": (
+            lambda shape: _grouped_alexnet(shape, classes, fc), cfg["alexnet"], "alexnet"),
+        "googlenet": (lambda shape: zoo.googlenet(classes=classes, input_shape=shape,
+                                                  width=cfg["googlenet_width"]), cfg["size"],
+                      "googlenet"),
+        "resnet50": (lambda shape: zoo.resnet50(classes=classes, input_shape=shape,
+                                                width=cfg["resnet_width"]), cfg["size"],
+                     "resnet50"),
+    }
+
+
+def _grouped_alexnet(shape, classes, fc):
+    """The two-tower AlexNet's layout and FLOPs in grouped convolutions (LRN over all 96 and
+    256 channels, not per tower: a timing experiment, not the paper's network)."""
+    import keras
+    from keras import layers
+
+    from zoo.layers import LocalResponseNormalization
+
+    def conv(x, filters, kernel, groups=1, **kwargs):
+        return layers.Conv2D(filters, kernel, groups=groups, activation="relu",
+                             padding=kwargs.pop("padding", "same"), **kwargs)(x)
+
+    image = keras.Input(shape)
+    x = conv(image, 96, 11, strides=4, padding="valid")
+    x = layers.MaxPooling2D(3, 2)(LocalResponseNormalization()(x))
+    x = layers.MaxPooling2D(3, 2)(LocalResponseNormalization()(conv(x, 256, 5, groups=2)))
+    x = conv(conv(conv(x, 384, 3), 384, 3, groups=2), 256, 3, groups=2)
+    x = layers.Flatten()(layers.MaxPooling2D(3, 2)(x))
+    for _ in range(2):
+        x = layers.Dropout(0.5)(layers.Dense(fc, activation="relu")(x))
+    outputs = layers.Activation("softmax", dtype="float32")(layers.Dense(classes)(x))
+    return keras.Model(image, outputs)
+
+
+def keras_rows(cfg, precision, results):
+    import keras
+
     import zoo
     from benchmarks.step_overhead import hand_jitted_step
     from zoo.optimizers import compile_model
@@ -56,153 +174,173 @@ def keras_rows(cfg, precision):
     keras.config.set_dtype_policy(precision)
     rng = np.random.default_rng(0)
     batch, classes = cfg["batch"], cfg["classes"]
-    fc = 4096 if cfg is FULL else 64
-    models = {
-        "alexnet (one tower)": (lambda shape: zoo.alexnet(classes=classes, width=fc,
-                                                          input_shape=shape), cfg["alexnet"]),
-        "alexnet (two towers)": (lambda shape: zoo.alexnet(classes=classes, width=fc, towers=2,
-                                                           input_shape=shape), cfg["alexnet"]),
-        "googlenet": (lambda shape: zoo.googlenet(classes=classes, input_shape=shape,
-                                                  width=cfg["googlenet_width"]), cfg["size"]),
-        "resnet50": (lambda shape: zoo.resnet50(classes=classes, input_shape=shape,
-                                                width=cfg["resnet_width"]), cfg["size"]),
-    }
-    rows = []
-    for name, (build, size) in models.items():
+    for name, (build, size, phase) in keras_models(cfg).items():
+        if not results.allows(phase):
+            continue
         model = build((size, size, 3))
         # zoo.train's compile (PaperSGD, top-1/top-5 metrics; zoo.optimizers needs no
-        # TensorFlow, which the GPU image lacks); its step is the one fit runs, without
-        # fit's per-epoch bookkeeping.
+        # TensorFlow, which the GPU image lacks).
         compile_model(model, learning_rate=0.01, jit_compile=cfg["jit"])
         # On the device, as the torchvision peers' tensors are: the step is timed, not a
         # 154 MB host-to-device copy per batch.
         x = keras.ops.convert_to_tensor(rng.uniform(0, 255, (batch, size, size, 3)),
                                         dtype="float32")
         y = keras.ops.convert_to_tensor(rng.integers(0, classes, batch), dtype="int32")
-        modes = [("train", lambda: model.train_on_batch(x, y)),
-                 ("inference", lambda: model.predict_on_batch(x))]
         # The reference the product's step is held to (on the CPU smoke run, for one
-        # model: XLA compiles a GoogLeNet's or a ResNet-50's step for minutes there).
+        # model: XLA compiles a GoogLeNet's or a ResNet-50's step for minutes there). Its
+        # own copy of the weights, taken before fit.
         if keras.backend.backend() == "jax" and (cfg is FULL or name == "alexnet (one tower)"):
             hand = hand_jitted_step(model, zoo.PaperSGD(0.01, momentum=0.9, l2=5e-4))
-            modes.append(("train, hand-jitted", lambda: hand(x, y).block_until_ready()))
-        for mode, fn in modes:
-            rows.append(_row("keras", f"zoo.{name}", mode, _rate(fn, batch, cfg["steps"],
-                                                                  cfg["warmup"]), size))
-            print(_line(rows[-1]), flush=True)
-    size = cfg["size"]
-    members = [zoo.resnet18(classes=classes, width=cfg["resnet_width"],
+            results.add("keras", f"zoo.{name}", "train, hand-jitted",
+                        _rate(lambda: hand(x, y).block_until_ready(), batch, cfg["steps"],
+                              cfg["warmup"]), size)
+        results.add("keras", f"zoo.{name}", "train",
+                    _fit_rate(model, x, y, batch, cfg["steps"] + cfg["warmup"]), size)
+        results.add("keras", f"zoo.{name}", "inference",
+                    _rate(lambda: model.predict_on_batch(x), batch, cfg["steps"],
+                          cfg["warmup"]), size)
+    if results.allows("ensemble"):
+        ensemble_rows(cfg, results, rng)
+
+
+def ensemble_rows(cfg, results, rng):
+    """A one-graph Ensemble of ResNet-18s against its members in turn: on a batch already on
+    the device (``predict_on_batch``), and on host images through ``predict`` (each member
+    in turn copies every batch to the device again; the ensemble copies it once)."""
+    import keras
+
+    import ensembles
+    import zoo
+
+    batch, size = cfg["batch"], cfg["size"]
+    members = [zoo.resnet18(classes=cfg["classes"], width=cfg["resnet_width"],
                             input_shape=(size, size, 3), name=f"resnet18_{i}")
                for i in range(cfg["members"])]
     ensemble = ensembles.Ensemble(members)
+    label = f"ensemble of {cfg['members']} zoo.resnet18"
     x = keras.ops.convert_to_tensor(rng.uniform(0, 255, (batch, size, size, 3)),
                                     dtype="float32")
     for mode, fn in (("one graph", lambda: ensemble.predict_on_batch(x)),
                      ("members in turn", lambda: [m.predict_on_batch(x) for m in members])):
-        rows.append(_row("keras", f"ensemble of {cfg['members']} zoo.resnet18", mode,
-                         _rate(fn, batch, cfg["steps"], cfg["warmup"]), size))
-        print(_line(rows[-1]), flush=True)
-    return rows
+        results.add("keras", label, mode, _rate(fn, batch, cfg["steps"], cfg["warmup"]), size)
+    images = np.concatenate([keras.ops.convert_to_numpy(x)] * cfg["predict_batches"])
+    for mode, fn in (
+            ("one graph, predict", lambda: ensemble.predict(images, batch_size=batch,
+                                                            verbose=0)),
+            ("members in turn, predict", lambda: [m.predict(images, batch_size=batch, verbose=0)
+                                                  for m in members])):
+        results.add("keras", label, mode, _rate(fn, len(images), 2, 1), size)
 
 
-def torch_rows(cfg, compiled):
+def torch_rows(cfg, compiled, results):
     try:
         import torch
         import torchvision
     except ImportError:
         print("torchvision peers skipped: torch is not importable here", flush=True)
-        return []
+        return
     if not torch.cuda.is_available():
         print("torchvision peers skipped: no CUDA device", flush=True)
-        return []
+        return
     device = "cuda"
     batch, classes = cfg["batch"], cfg["classes"]
     builders = {
-        "alexnet": (lambda: torchvision.models.alexnet(num_classes=classes), cfg["alexnet"]),
+        "resnet50": (lambda: torchvision.models.resnet50(num_classes=classes), cfg["size"]),
         "googlenet": (lambda: torchvision.models.googlenet(num_classes=classes,
                                                             aux_logits=False,
                                                             init_weights=False), cfg["size"]),
-        "resnet50": (lambda: torchvision.models.resnet50(num_classes=classes), cfg["size"]),
+        "alexnet": (lambda: torchvision.models.alexnet(num_classes=classes), cfg["alexnet"]),
     }
-    rows = []
-    for name, (build, size) in builders.items():
+
+    def measure(name, flavour, mode):
+        build, size = builders[name]
         x = torch.rand(batch, 3, size, size, device=device).contiguous(
             memory_format=torch.channels_last)
         y = torch.randint(0, classes, (batch,), device=device)
-        for flavour in ["eager"] + (["torch.compile"] if name in compiled else []):
-            model = build().to(device, memory_format=torch.channels_last)
-            runner = torch.compile(model) if flavour == "torch.compile" else model
-            optimizer = torch.optim.SGD(model.parameters(), lr=0.01, momentum=0.9)
-            loss_fn = torch.nn.CrossEntropyLoss()
+        model = build().to(device, memory_format=torch.channels_last)
+        runner = torch.compile(model) if flavour == "torch.compile" else model
+        optimizer = torch.optim.SGD(model.parameters(), lr=0.01, momentum=0.9)
+        loss_fn = torch.nn.CrossEntropyLoss()
 
-            def train():
-                with torch.autocast("cuda", dtype=torch.bfloat16):
-                    loss = loss_fn(runner(x), y)
-                loss.backward()
-                optimizer.step()
-                optimizer.zero_grad(set_to_none=True)
-                torch.cuda.synchronize()
+        def train():
+            with torch.autocast("cuda", dtype=torch.bfloat16):
+                loss = loss_fn(runner(x), y)
+            loss.backward()
+            optimizer.step()
+            optimizer.zero_grad(set_to_none=True)
+            torch.cuda.synchronize()
 
-            def infer():
-                with torch.no_grad(), torch.autocast("cuda", dtype=torch.bfloat16):
-                    runner(x)
-                torch.cuda.synchronize()
+        def infer():
+            with torch.no_grad(), torch.autocast("cuda", dtype=torch.bfloat16):
+                runner(x)
+            torch.cuda.synchronize()
 
-            model.train()
-            rows.append(_row(f"torchvision {flavour}", name, "train",
-                             _rate(train, batch, cfg["steps"], cfg["warmup"]), size))
-            print(_line(rows[-1]), flush=True)
-            model.eval()
-            rows.append(_row(f"torchvision {flavour}", name, "inference",
-                             _rate(infer, batch, cfg["steps"], cfg["warmup"]), size))
-            print(_line(rows[-1]), flush=True)
-    return rows
+        model.train(mode == "train")
+        results.add(f"torchvision {flavour}", name, mode,
+                    _rate(train if mode == "train" else infer, batch, cfg["steps"],
+                          cfg["warmup"]), size)
 
-
-def _row(framework, model, mode, images_per_s, size):
-    return {"framework": framework, "model": model, "mode": mode,
-            "images_per_s": round(images_per_s, 1), "size": size}
+    # Eager first, then the compile peers the targets need (training), then inference.
+    for name in builders:
+        if results.allows("torch eager"):
+            for mode in ("train", "inference"):
+                measure(name, "eager", mode)
+    for mode in ("train", "inference"):
+        for name in builders:
+            if name in compiled and results.allows(f"torch.compile {name} {mode}"):
+                measure(name, "torch.compile", mode)
 
 
 def _line(row):
-    return (f"{row['framework']:<26} {row['model']:<28} {row['mode']:<16} "
+    return (f"{row['framework']:<26} {row['model']:<34} {row['mode']:<24} "
             f"{row['images_per_s']:>10,.1f} img/s")
 
 
 def ratios(rows):
     """The targets' ratios: ours over the peer, where both were measured."""
     def rate(framework, model, mode):
-        found = [r["images_per_s"] for r in rows
+        found = [float(r["images_per_s"]) for r in rows
                  if (r["framework"], r["model"], r["mode"]) == (framework, model, mode)]
         return found[0] if found else None
 
+    ensemble = next((r["model"] for r in rows if r["model"].startswith("ensemble of")), "")
     pairs = [
         ("zoo.resnet50 train / torch.compile", ("keras", "zoo.resnet50", "train"),
          ("torchvision torch.compile", "resnet50", "train"), 1.0),
         ("zoo.googlenet train / torch.compile", ("keras", "zoo.googlenet", "train"),
          ("torchvision torch.compile", "googlenet", "train"), 1.2),
+        ("two-tower / one-tower AlexNet train", ("keras", "zoo.alexnet (two towers)", "train"),
+         ("keras", "zoo.alexnet (one tower)", "train"), 0.95),
+        ("grouped-conv experiment / one-tower AlexNet train",
+         ("keras", "zoo.alexnet, grouped (experiment)", "train"),
+         ("keras", "zoo.alexnet (one tower)", "train"), None),
+        ("one-graph ensemble / members in turn, predict",
+         ("keras", ensemble, "one graph, predict"),
+         ("keras", ensemble, "members in turn, predict"), 1.5),
+        ("one-graph ensemble / members in turn, batch on device",
+         ("keras", ensemble, "one graph"), ("keras", ensemble, "members in turn"), None),
         ("zoo.resnet50 train / torchvision eager", ("keras", "zoo.resnet50", "train"),
          ("torchvision eager", "resnet50", "train"), None),
         ("zoo.googlenet train / torchvision eager", ("keras", "zoo.googlenet", "train"),
          ("torchvision eager", "googlenet", "train"), None),
-        ("two-tower / one-tower AlexNet train", ("keras", "zoo.alexnet (two towers)", "train"),
-         ("keras", "zoo.alexnet (one tower)", "train"), 0.95),
-        ("one-graph ensemble / members in turn",
-         ("keras", "ensemble of 5 zoo.resnet18", "one graph"),
-         ("keras", "ensemble of 5 zoo.resnet18", "members in turn"), 1.5),
-        *[(f"zoo.{name} train: product step / hand-jitted step",
-           ("keras", f"zoo.{name}", "train"), ("keras", f"zoo.{name}", "train, hand-jitted"),
-           None) for name in ("resnet50", "googlenet", "alexnet (two towers)")],
-        ("one-graph ensemble / members in turn (smoke)",
-         ("keras", "ensemble of 2 zoo.resnet18", "one graph"),
-         ("keras", "ensemble of 2 zoo.resnet18", "members in turn"), None),
     ]
+    for name in ("resnet50", "googlenet", "alexnet (one tower)", "alexnet (two towers)"):
+        pairs += [(f"zoo.{name}: fit step / hand-jitted step", ("keras", f"zoo.{name}", "train"),
+                   ("keras", f"zoo.{name}", "train, hand-jitted"), None),
+]
     out = []
     for label, ours, peer, target in pairs:
         a, b = rate(*ours), rate(*peer)
         if a and b:
             out.append({"ratio": label, "value": round(a / b, 3), "target": target})
     return out
+
+
+def _print_ratios(rows):
+    print()
+    for r in ratios(rows):
+        target = f"(target >= {r['target']})" if r["target"] else ""
+        print(f"{r['ratio']:<52} {r['value']:>6.3f}x {target}")
 
 
 def main(argv=None):
@@ -213,39 +351,44 @@ def main(argv=None):
     parser.add_argument("--precision", default="mixed_bfloat16")
     parser.add_argument("--compile", nargs="*", default=["resnet50", "googlenet"],
                         help="torchvision models also timed under torch.compile")
-    parser.add_argument("--no-torch", action="store_true")
+    parser.add_argument("--no-torch", action="store_true", help="the Keras rows alone")
+    parser.add_argument("--no-keras", action="store_true", help="the torchvision rows alone")
+    parser.add_argument("--report", nargs="+", metavar="CSV",
+                        help="measure nothing: print the ratios of these files' rows")
+    parser.add_argument("--deadline", type=float, default=None,
+                        help="seconds: skip a phase expected to end later than this")
     args = parser.parse_args(argv)
+    if args.report:
+        _print_ratios([row for path in args.report for row in csv.DictReader(open(path))])
+        return None
     cfg = SMOKE if args.smoke else FULL
     import keras
 
     device = "cpu"
-    if keras.backend.backend() == "jax":
+    if args.no_keras:
+        try:
+            import torch
+
+            device = torch.cuda.get_device_name() if torch.cuda.is_available() else "cpu"
+        except ImportError:
+            pass
+    elif keras.backend.backend() == "jax":
         import jax
 
         device = str(jax.devices()[0].device_kind)
     print(f"Keras {keras.__version__} on {keras.backend.backend()}, {device}; batch "
           f"{cfg['batch']}, {args.precision}, {cfg['size']}x{cfg['size']} "
           f"({cfg['alexnet']} for AlexNet)", flush=True)
-    rows = keras_rows(cfg, args.precision)
+    results = Results(args.out, args.deadline, dict(
+        batch=cfg["batch"], precision=args.precision, device=device, keras=keras.__version__,
+        backend=keras.backend.backend()))
+    if not args.no_keras:
+        keras_rows(cfg, args.precision, results)
     if not args.no_torch and not args.smoke:
-        rows += torch_rows(cfg, set(args.compile))
-    for row in rows:
-        row.update(batch=cfg["batch"], precision=args.precision, device=device,
-                   keras=keras.__version__, backend=keras.backend.backend(),
-                   date=time.strftime("%Y-%m-%d"))
-    os.makedirs(os.path.dirname(os.path.abspath(args.out)), exist_ok=True)
-    tmp = args.out + ".tmp"
-    with open(tmp, "w", newline="") as f:
-        writer = csv.DictWriter(f, fieldnames=list(rows[0]))
-        writer.writeheader()
-        writer.writerows(rows)
-    os.replace(tmp, args.out)
-    print()
-    for r in ratios(rows):
-        target = f"(target >= {r['target']})" if r["target"] else ""
-        print(f"{r['ratio']:<42} {r['value']:>6.3f}x {target}")
-    print(f"wrote {args.out}")
-    return rows
+        torch_rows(cfg, set(args.compile), results)
+    _print_ratios(results.rows)
+    print(f"wrote {args.out} ({time.monotonic() - results.start:.0f} s)")
+    return results.rows
 
 
 if __name__ == "__main__":

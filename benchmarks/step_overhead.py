@@ -91,9 +91,12 @@ def hand_jitted_step(model, optimizer):
                                                                trainable)
         return (trainable, non_trainable, optimizer_state), loss
 
-    state = ([v.value for v in model.trainable_variables],
-             [v.value for v in model.non_trainable_variables],
-             [v.value for v in optimizer.variables])
+    # Copies: Keras' own jitted steps donate the variables' buffers on a GPU, so the
+    # model's arrays may be deleted under a step that shares them.
+    state = jax.tree.map(lambda value: jax.numpy.array(value, copy=True),
+                         ([v.value for v in model.trainable_variables],
+                          [v.value for v in model.non_trainable_variables],
+                          [v.value for v in optimizer.variables]))
 
     def step(images, labels):
         nonlocal state
