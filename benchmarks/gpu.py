@@ -126,11 +126,6 @@ def keras_models(cfg):
         "alexnet (two towers)": (lambda shape: zoo.alexnet(classes=classes, width=fc, towers=2,
                                                            input_shape=shape), cfg["alexnet"],
                                  "alexnet"),
-        # Not the product: the same connectivity as one graph of grouped convolutions
-        # (conv1 and conv3 whole, conv2/4/5 with groups=2), timed to learn whether the
-        # towers' separate layers are what costs the two-tower model its speed.
-        "alexnet, grouped (experiment)": (
-            lambda shape: _grouped_alexnet(shape, classes, fc), cfg["alexnet"], "alexnet"),
         "googlenet": (lambda shape: zoo.googlenet(classes=classes, input_shape=shape,
                                                   width=cfg["googlenet_width"]), cfg["size"],
                       "googlenet"),
@@ -138,30 +133,6 @@ def keras_models(cfg):
                                                 width=cfg["resnet_width"]), cfg["size"],
                      "resnet50"),
     }
-
-
-def _grouped_alexnet(shape, classes, fc):
-    """The two-tower AlexNet's layout and FLOPs in grouped convolutions (LRN over all 96 and
-    256 channels, not per tower: a timing experiment, not the paper's network)."""
-    import keras
-    from keras import layers
-
-    from zoo.layers import LocalResponseNormalization
-
-    def conv(x, filters, kernel, groups=1, **kwargs):
-        return layers.Conv2D(filters, kernel, groups=groups, activation="relu",
-                             padding=kwargs.pop("padding", "same"), **kwargs)(x)
-
-    image = keras.Input(shape)
-    x = conv(image, 96, 11, strides=4, padding="valid")
-    x = layers.MaxPooling2D(3, 2)(LocalResponseNormalization()(x))
-    x = layers.MaxPooling2D(3, 2)(LocalResponseNormalization()(conv(x, 256, 5, groups=2)))
-    x = conv(conv(conv(x, 384, 3), 384, 3, groups=2), 256, 3, groups=2)
-    x = layers.Flatten()(layers.MaxPooling2D(3, 2)(x))
-    for _ in range(2):
-        x = layers.Dropout(0.5)(layers.Dense(fc, activation="relu")(x))
-    outputs = layers.Activation("softmax", dtype="float32")(layers.Dense(classes)(x))
-    return keras.Model(image, outputs)
 
 
 def keras_rows(cfg, precision, results):
@@ -311,9 +282,6 @@ def ratios(rows):
          ("torchvision torch.compile", "googlenet", "train"), 1.2),
         ("two-tower / one-tower AlexNet train", ("keras", "zoo.alexnet (two towers)", "train"),
          ("keras", "zoo.alexnet (one tower)", "train"), 0.95),
-        ("grouped-conv experiment / one-tower AlexNet train",
-         ("keras", "zoo.alexnet, grouped (experiment)", "train"),
-         ("keras", "zoo.alexnet (one tower)", "train"), None),
         ("one-graph ensemble / members in turn, predict",
          ("keras", ensemble, "one graph, predict"),
          ("keras", ensemble, "members in turn, predict"), 1.5),
@@ -324,10 +292,9 @@ def ratios(rows):
         ("zoo.googlenet train / torchvision eager", ("keras", "zoo.googlenet", "train"),
          ("torchvision eager", "googlenet", "train"), None),
     ]
-    for name in ("resnet50", "googlenet", "alexnet (one tower)", "alexnet (two towers)"):
-        pairs += [(f"zoo.{name}: fit step / hand-jitted step", ("keras", f"zoo.{name}", "train"),
-                   ("keras", f"zoo.{name}", "train, hand-jitted"), None),
-]
+    pairs += [(f"zoo.{name}: fit step / hand-jitted step", ("keras", f"zoo.{name}", "train"),
+               ("keras", f"zoo.{name}", "train, hand-jitted"), None)
+              for name in ("resnet50", "googlenet", "alexnet (one tower)", "alexnet (two towers)")]
     out = []
     for label, ours, peer, target in pairs:
         a, b = rate(*ours), rate(*peer)

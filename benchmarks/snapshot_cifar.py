@@ -15,9 +15,9 @@ batch 64, B = 200 epochs, as the authors' code runs it (github.com/gaohuang/Snap
   averaged (``ensembles.train_snapshots``).
 
 Needs CIFAR-10 from TensorFlow Datasets (``tfds.load("cifar10")``, downloaded once) and a
-GPU: 2 runs x 200 epochs x 50,000 images = 20 million training images. The H100 run of
-the README's GPU table trained ResNet-50 at 4,340 img/s, 4.09 GMACs an image (17.8 TMAC/s);
-at that rate ResNet-110's 0.25 GMACs would take 70,000 img/s, 5 minutes in all: an
+GPU: 2 runs x 200 epochs x 50,000 images = 20 million training images. The H200 run of
+the README's GPU table trained ResNet-50 at 6,477 img/s, 4.09 GMACs an image (26.5 TMAC/s);
+at that rate ResNet-110's 0.25 GMACs would take 106,000 img/s, 3 minutes in all: an
 optimistic floor, as 32x32 maps at batch 64 keep a GPU far less busy; expect an hour or
 more. On this 2-core CPU, far longer than anyone would wait.
 ``--smoke`` runs every step of it on a synthetic stand-in of CIFAR's shapes (64 random
