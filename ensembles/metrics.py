@@ -50,7 +50,8 @@ def ece(probs, labels, bins=15):
 
 def scores(probs, labels):
     """The table's columns for one set of predictions."""
-    return {"top1_error": top_k_error(probs, labels, 1), "top5_error": top_k_error(probs, labels, 5),
+    return {"top1_error": top_k_error(probs, labels, 1),
+            "top5_error": top_k_error(probs, labels, 5),
             "nll": nll(probs, labels), "brier": brier(probs, labels), "ece": ece(probs, labels)}
 
 

@@ -3,8 +3,6 @@ documented wire format with caffe.proto's field numbers, loaded into zoo.alexnet
 zoo.googlenet, and checked against a NumPy forward pass with Caffe's semantics (grouped
 convolutions, LRN with alpha/n, ceil-mode pooling, (C, H, W) flattening)."""
 
-import struct
-
 import numpy as np
 import pytest
 from numpy.lib.stride_tricks import sliding_window_view

@@ -202,7 +202,7 @@ def test_the_authors_caffe_vgg_gives_opencvs_logits(tmp_path):
 
     width, fc, classes = 0.0625, 256, 10
     rng = np.random.default_rng(3)
-    layers, index = {}, 0
+    layers = {}
     for block, (convs, filters) in enumerate(zip(CONVS[11], FILTERS), start=1):
         cin = 3 if block == 1 else int(FILTERS[block - 2] * width)
         for i in range(1, convs + 1):

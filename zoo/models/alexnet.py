@@ -265,7 +265,8 @@ def alexnet(
         x = layers.Dense(
             classes,
             activation=classifier_activation,
-            kernel_initializer=_builder.initializer("paper"),  # small logits: initial loss ln(classes)
+            # Small logits: the initial loss is ln(classes).
+            kernel_initializer=_builder.initializer("paper"),
             name="predictions",
             dtype=_builder.classifier_dtype(),
         )(x)

@@ -58,7 +58,8 @@ def write_config(run_dir, config):
                 "train with the backup's weights, optimizer and learning rate whatever the "
                 "settings given now. Restore config.json, or give another run_dir.") from None
         if before is not None:
-            before, now = flat_config(before), flat_config(json.loads(json.dumps(config, default=str)))
+            now = flat_config(json.loads(json.dumps(config, default=str)))
+            before = flat_config(before)
             changed = [f"{key} {_change(before.get(key), now.get(key))}"
                        for key in sorted(set(before) | set(now))
                        if key.split(".")[0] not in MAY_CHANGE and before.get(key) != now.get(key)

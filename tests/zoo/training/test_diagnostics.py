@@ -14,7 +14,6 @@ import tensorflow as tf
 import zoo
 from tests.helpers import SMALL_VGG, tiny_data, tiny_model
 from zoo import cli, diagnostics
-from zoo.cli import commands
 
 
 def _small_resnet(classes=4, **kwargs):
