@@ -87,3 +87,28 @@ def test_step_overhead_smoke_run_measures_both_steps():
     speeds = json.loads(done.stdout.strip().splitlines()[-1])
     assert set(speeds) == {"zoo.train", "hand-jitted"}
     assert all(value > 0 for value in speeds.values())
+
+
+@pytest.mark.slow
+def test_gpu_profile_smoke_run_times_each_layer_of_the_step(tmp_path):
+    """benchmarks/gpu_profile.py --smoke on the CPU: the trace's thunks are traced back, through
+    the optimised HLO's metadata, to the Keras layers they belong to, forward and backward."""
+    import os
+
+    import pandas as pd
+
+    done = subprocess.run([sys.executable, "benchmarks/gpu_profile.py", "--smoke", "--models",
+                           "alexnet2", "--steps", "2", "--out", str(tmp_path)], cwd=REPO,
+                          capture_output=True, text=True, timeout=600,
+                          env={**os.environ, "KERAS_BACKEND": "jax"})
+    assert done.returncode == 0, done.stderr[-3000:]
+    rows = pd.read_csv(tmp_path / "layers_alexnet2.csv")
+    times = rows.set_index(["layer", "direction"])["ms_per_step"]
+    for tower in ("tower1", "tower2"):
+        for layer in ("conv2", "conv3", "conv4", "conv5"):
+            assert times[(f"{layer}_{tower}", "forward")] > 0
+            assert times[(f"{layer}_{tower}", "backward")] > 0
+    assert times[("optimizer", "update")] > 0
+    assert set(rows.loc[rows["layer"] == "conv2_tower2", "stage"]) == {"conv2"}
+    assert "per stage (towers summed)" not in done.stdout  # one model: no side-by-side table
+    assert "alexnet (two towers):" in done.stdout
