@@ -81,8 +81,11 @@ bench: $(STAMP)
 	$(BIN)/python benchmarks/run_all.py
 
 # On a GPU machine: Keras on JAX (no TensorFlow needed), torchvision peers when importable.
+# JAX would take 75 % of the GPU's memory for itself, and keep it while torchvision's peers
+# run after it in the same process: half each. (On a short lease, two runs: see the README.)
 bench-gpu:
-	KERAS_BACKEND=jax python3 benchmarks/gpu.py --out benchmarks/gpu_results.csv
+	KERAS_BACKEND=jax XLA_PYTHON_CLIENT_MEM_FRACTION=0.5 python3 benchmarks/gpu.py \
+		--out benchmarks/gpu_results.csv
 
 clean:
 	rm -rf $(VENV) *.egg-info .pytest_cache

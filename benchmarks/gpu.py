@@ -34,10 +34,10 @@ sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
 import numpy as np  # noqa: E402
 
-FULL = dict(batch=256, steps=10, warmup=2, alexnet=227, size=224, classes=1000,
+FULL = dict(full=True, batch=256, steps=10, warmup=2, alexnet=227, size=224, classes=1000,
             googlenet_width=1.0, resnet_width=1.0, jit=True, members=5, predict_batches=10)
 # XLA compiles slowly on a CPU: the smoke run checks the code paths, not the compiler.
-SMOKE = dict(batch=2, steps=1, warmup=1, alexnet=67, size=32, classes=10,
+SMOKE = dict(full=False, batch=2, steps=1, warmup=1, alexnet=67, size=32, classes=10,
              googlenet_width=0.125, resnet_width=0.25, jit=False, members=2, predict_batches=2)
 # Seconds a phase is expected to take on a GPU (compiling, mostly): one is skipped, with a
 # line saying so, when it would end past the deadline.
@@ -52,9 +52,10 @@ class Results:
     """The rows measured so far, written to ``out`` (atomically) after each one, and the
     clock the phases are held to."""
 
-    def __init__(self, out, deadline, common):
+    def __init__(self, out, deadline, common, start=None):
         self.out, self.deadline, self.common = out, deadline, common
-        self.rows, self.start = [], time.monotonic()
+        self.rows = []
+        self.start = time.monotonic() if start is None else start
 
     def add(self, framework, model, mode, images_per_s, size):
         row = {"framework": framework, "model": model, "mode": mode,
@@ -80,13 +81,19 @@ class Results:
         return False
 
 
-def _rate(fn, images, steps, warmup):
-    """Images/s of ``fn()`` (which must block until its work is done) over ``steps``."""
+def _rate(fn, images, steps, warmup, wait=lambda result: None):
+    """Images/s of ``steps`` calls of ``fn()``. ``wait(result)`` blocks until the device has
+    done the work of the call that returned ``result``; it runs after the warm-up and after
+    the last call only, as ``fit`` waits only at the end of an epoch: launching one step
+    overlaps the device's work on the one before, for every framework timed."""
+    result = None
     for _ in range(warmup):
-        fn()
+        result = fn()
+    wait(result)
     start = time.perf_counter()
     for _ in range(steps):
-        fn()
+        result = fn()
+    wait(result)
     return images * steps / (time.perf_counter() - start)
 
 
@@ -118,7 +125,7 @@ def keras_models(cfg):
     import zoo
 
     classes = cfg["classes"]
-    fc = 4096 if cfg is FULL else 64
+    fc = 4096 if cfg["full"] else 64
     return {
         "alexnet (one tower)": (lambda shape: zoo.alexnet(classes=classes, width=fc,
                                                           input_shape=shape), cfg["alexnet"],
@@ -160,11 +167,11 @@ def keras_rows(cfg, precision, results):
         # The reference the product's step is held to (on the CPU smoke run, for one
         # model: XLA compiles a GoogLeNet's or a ResNet-50's step for minutes there). Its
         # own copy of the weights, taken before fit.
-        if keras.backend.backend() == "jax" and (cfg is FULL or name == "alexnet (one tower)"):
+        if keras.backend.backend() == "jax" and (cfg["full"] or name == "alexnet (one tower)"):
             hand = hand_jitted_step(model, zoo.PaperSGD(0.01, momentum=0.9, l2=5e-4))
             results.add("keras", f"zoo.{name}", "train, hand-jitted",
-                        _rate(lambda: hand(x, y).block_until_ready(), batch, cfg["steps"],
-                              cfg["warmup"]), size)
+                        _rate(lambda: hand(x, y), batch, cfg["steps"], cfg["warmup"],
+                              wait=lambda loss: loss.block_until_ready()), size)
         results.add("keras", f"zoo.{name}", "train",
                     _fit_rate(model, x, y, batch, cfg["steps"] + cfg["warmup"]), size)
         results.add("keras", f"zoo.{name}", "inference",
@@ -214,6 +221,7 @@ def torch_rows(cfg, compiled, results):
         print("torchvision peers skipped: no CUDA device", flush=True)
         return
     device = "cuda"
+    torch.backends.cudnn.benchmark = True  # as torchvision's reference training script
     batch, classes = cfg["batch"], cfg["classes"]
     builders = {
         "resnet50": (lambda: torchvision.models.resnet50(num_classes=classes), cfg["size"]),
@@ -230,7 +238,9 @@ def torch_rows(cfg, compiled, results):
         y = torch.randint(0, classes, (batch,), device=device)
         model = build().to(device, memory_format=torch.channels_last)
         runner = torch.compile(model) if flavour == "torch.compile" else model
-        optimizer = torch.optim.SGD(model.parameters(), lr=0.01, momentum=0.9)
+        # As PaperSGD: momentum 0.9, L2 weight decay 5e-4.
+        optimizer = torch.optim.SGD(model.parameters(), lr=0.01, momentum=0.9,
+                                    weight_decay=5e-4)
         loss_fn = torch.nn.CrossEntropyLoss()
 
         def train():
@@ -239,17 +249,15 @@ def torch_rows(cfg, compiled, results):
             loss.backward()
             optimizer.step()
             optimizer.zero_grad(set_to_none=True)
-            torch.cuda.synchronize()
 
         def infer():
             with torch.no_grad(), torch.autocast("cuda", dtype=torch.bfloat16):
                 runner(x)
-            torch.cuda.synchronize()
 
         model.train(mode == "train")
         results.add(f"torchvision {flavour}", name, mode,
                     _rate(train if mode == "train" else infer, batch, cfg["steps"],
-                          cfg["warmup"]), size)
+                          cfg["warmup"], wait=lambda _: torch.cuda.synchronize()), size)
 
     # Eager first, then the compile peers the targets need (training), then inference.
     for name in builders:
@@ -323,32 +331,39 @@ def main(argv=None):
     parser.add_argument("--report", nargs="+", metavar="CSV",
                         help="measure nothing: print the ratios of these files' rows")
     parser.add_argument("--deadline", type=float, default=None,
-                        help="seconds: skip a phase expected to end later than this")
+                        help="seconds from the start: skip a phase expected to end later")
+    parser.add_argument("--steps", type=int, default=None,
+                        help="timed steps a measurement (default: 10, 1 with --smoke)")
     args = parser.parse_args(argv)
+    start = time.monotonic()
     if args.report:
         _print_ratios([row for path in args.report for row in csv.DictReader(open(path))])
         return None
-    cfg = SMOKE if args.smoke else FULL
-    import keras
-
-    device = "cpu"
-    if args.no_keras:
+    cfg = dict(SMOKE if args.smoke else FULL)
+    if args.steps is not None:
+        cfg["steps"] = args.steps
+    device, keras_version, backend = "cpu", "", ""
+    if args.no_keras:  # Keras is not imported: the torch image may lack what it needs
         try:
             import torch
 
             device = torch.cuda.get_device_name() if torch.cuda.is_available() else "cpu"
         except ImportError:
             pass
-    elif keras.backend.backend() == "jax":
-        import jax
+    else:
+        import keras
 
-        device = str(jax.devices()[0].device_kind)
-    print(f"Keras {keras.__version__} on {keras.backend.backend()}, {device}; batch "
+        keras_version, backend = keras.__version__, keras.backend.backend()
+        if backend == "jax":
+            import jax
+
+            device = str(jax.devices()[0].device_kind)
+    print(f"Keras {keras_version or '(not imported)'} on {backend or '-'}, {device}; batch "
           f"{cfg['batch']}, {args.precision}, {cfg['size']}x{cfg['size']} "
-          f"({cfg['alexnet']} for AlexNet)", flush=True)
+          f"({cfg['alexnet']} for AlexNet), {cfg['steps']} timed steps", flush=True)
     results = Results(args.out, args.deadline, dict(
-        batch=cfg["batch"], precision=args.precision, device=device, keras=keras.__version__,
-        backend=keras.backend.backend()))
+        batch=cfg["batch"], steps=cfg["steps"], precision=args.precision, device=device,
+        keras=keras_version, backend=backend), start=start)
     if not args.no_keras:
         keras_rows(cfg, args.precision, results)
     if not args.no_torch and not args.smoke:

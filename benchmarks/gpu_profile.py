@@ -63,15 +63,23 @@ def run_child(name, directory, steps, smoke):
         while True:
             yield x, y
 
+    times = []
+
+    class EpochTimer(keras.callbacks.Callback):  # the epoch's steps, not fit's set-up
+        def on_epoch_begin(self, epoch, logs=None):
+            self.began = time.perf_counter()
+
+        def on_epoch_end(self, epoch, logs=None):
+            times.append(time.perf_counter() - self.began)
+
     model.fit(batches(), steps_per_epoch=2, epochs=1, verbose=0)  # compiles
     options = jax.profiler.ProfileOptions()
     options.python_tracer_level = 0  # the device's kernels, not every Python call
     jax.profiler.start_trace(os.path.join(directory, "trace"), create_perfetto_trace=True,
                              profiler_options=options)
-    start = time.perf_counter()
-    model.fit(batches(), steps_per_epoch=steps, epochs=1, verbose=0)
-    wall = (time.perf_counter() - start) / steps
+    model.fit(batches(), steps_per_epoch=steps, epochs=1, verbose=0, callbacks=[EpochTimer()])
     jax.profiler.stop_trace()
+    wall = times[-1] / steps
     with open(os.path.join(directory, "wall.json"), "w") as f:
         json.dump({"seconds_per_step": wall, "steps": steps}, f)
 
@@ -151,6 +159,10 @@ def device_time(trace_dir):
                 and "train_step" in args.get("hlo_module", "train_step")
                 and (not gpus or e["pid"] in gpus)):
             total[args["hlo_op"]] += float(e.get("dur", 0))
+    if not total:
+        raise RuntimeError(
+            f"no event of {paths[0]} names an HLO instruction of the training step (an "
+            f"'hlo_op' argument); its processes: {sorted(processes.values())}")
     return total
 
 
@@ -172,7 +184,8 @@ def profile(name, out, steps, smoke):
     """Profile ``name`` in a child process; its files go to a new folder under ``out``."""
     directory = os.path.join(out, name, time.strftime("%Y%m%d-%H%M%S"))
     os.makedirs(directory)
-    env = {**os.environ, "KERAS_BACKEND": "jax",
+    # Without the compilation cache: a step loaded from it is not compiled, so not dumped.
+    env = {**os.environ, "KERAS_BACKEND": "jax", "JAX_ENABLE_COMPILATION_CACHE": "false",
            "XLA_FLAGS": " ".join([os.environ.get("XLA_FLAGS", ""),
                                   f"--xla_dump_to={os.path.join(directory, 'hlo')}",
                                   "--xla_dump_hlo_as_text",

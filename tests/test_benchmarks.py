@@ -112,3 +112,105 @@ def test_gpu_profile_smoke_run_times_each_layer_of_the_step(tmp_path):
     assert set(rows.loc[rows["layer"] == "conv2_tower2", "stage"]) == {"conv2"}
     assert "per stage (towers summed)" not in done.stdout  # one model: no side-by-side table
     assert "alexnet (two towers):" in done.stdout
+
+
+def test_gpu_benchmark_rewrites_its_csv_after_each_row_and_skips_what_would_pass_the_deadline(
+        tmp_path, capsys):
+    """What a short GPU lease relies on, without a GPU: every row on disk as soon as it is
+    measured, a phase skipped (and said) when its expected cost would pass the deadline, and
+    the targets' ratios from the rows."""
+    import time
+
+    from benchmarks import gpu
+
+    out = tmp_path / "rows.csv"
+    results = gpu.Results(str(out), 100, {"batch": 256}, start=time.monotonic() - 90)
+    assert not results.allows("resnet50")  # 90 s gone + 120 s expected > 100 s
+    assert "skipped resnet50: 90 s gone" in capsys.readouterr().out
+    assert gpu.Results(str(out), None, {}).allows("resnet50")  # no deadline
+    results.add("keras", "zoo.alexnet (one tower)", "train", 1000.0, 227)
+    assert [r["images_per_s"] for r in csv.DictReader(open(out))] == ["1000.0"]
+    results.add("keras", "zoo.alexnet (two towers)", "train", 940.0, 227)
+    rows = list(csv.DictReader(open(out)))
+    assert [r["model"] for r in rows] == ["zoo.alexnet (one tower)", "zoo.alexnet (two towers)"]
+    assert {r["batch"] for r in rows} == {"256"}
+    assert not list(tmp_path.glob("*.tmp"))
+    ratios = {r["ratio"]: (r["value"], r["target"]) for r in gpu.ratios(rows)}
+    assert ratios == {"two-tower / one-tower AlexNet train": (0.94, 0.95)}
+
+
+HLO = """HloModule jit_train_step, is_scheduled=true
+
+%fused_computation.1 (param_0.1: f32[2,4]) -> f32[2,4] {
+  %param_0.1 = f32[2,4]{1,0} parameter(0)
+  ROOT %convolution.3 = f32[2,4]{1,0} convolution(%param_0.1), metadata={op_name="jit(train_step)/transpose(jvp(conv2_tower1))/conv_general_dilated"}
+}
+
+%fused_computation.2 (param_0.2: f32[2,4]) -> f32[2,4] {
+  %param_0.2 = f32[2,4]{1,0} parameter(0)
+  ROOT %convolution.4 = f32[2,4]{1,0} convolution(%param_0.2)
+}
+
+ENTRY %main.9 (state: f32[2,4]) -> f32[2,4] {
+  %state = f32[2,4]{1,0} parameter(0)
+  %fusion.1 = f32[2,4]{1,0} fusion(%state), kind=kLoop, calls=%fused_computation.1
+  %fusion.2 = f32[2,4]{1,0} fusion(%fusion.1), kind=kCustom, calls=%fused_computation.2
+  %multiply.5 = f32[2,4]{1,0} multiply(%fusion.2, %fusion.2), metadata={op_name="jit(train_step)/paper_sgd/mul"}
+  ROOT %add.6 = f32[2,4]{1,0} add(%multiply.5, %state), metadata={op_name="jit(train_step)/jvp(conv2_tower2)/add"}
+}
+"""
+
+
+def _profile_run(directory, device_micros):
+    """A profiled run's files as gpu_profile's child writes them: the HLO dump, a Perfetto
+    trace whose host launches each kernel the device runs, and the wall time of one step."""
+    import gzip
+    import json
+
+    (directory / "hlo").mkdir(parents=True)
+    (directory / "hlo" / "module_0001.jit_train_step.sm_90_gpu_after_optimizations.txt"
+     ).write_text(HLO)
+    events = [{"ph": "M", "name": "process_name", "pid": 1, "args": {"name": "/host:CPU"}},
+              {"ph": "M", "name": "process_name", "pid": 2, "args": {"name": "/device:GPU:0"}}]
+    for op, micros in device_micros.items():
+        for pid in (1, 2):  # the host's launch (not counted) and the device's kernel
+            events.append({"ph": "X", "pid": pid, "tid": 7, "ts": 0, "dur": micros,
+                           "name": f"kernel_{op}", "args": {"hlo_op": op,
+                                                            "hlo_module": "jit_train_step"}})
+    trace = directory / "trace" / "plugins" / "profile" / "run"
+    trace.mkdir(parents=True)
+    with gzip.open(trace / "perfetto_trace.json.gz", "wt") as f:
+        json.dump({"traceEvents": events}, f)
+    (directory / "wall.json").write_text(json.dumps({"seconds_per_step": 0.01, "steps": 2}))
+
+
+def test_gpu_profile_traces_kernels_back_to_layers_and_sums_the_towers(tmp_path, capsys):
+    """gpu_profile's path on a GPU's trace, without a GPU: the device's kernels counted (not
+    the host's launches), named by the HLO's metadata (a fusion's from its computation, none
+    from the operation it ends in), and the towers summed per stage beside the one tower."""
+    from benchmarks import gpu_profile
+
+    names = gpu_profile.op_names(_write_hlo(tmp_path / "dump"))
+    assert gpu_profile.layer_of(names["fusion.1"]) == ("conv2_tower1", "backward")
+    assert gpu_profile.layer_of(names["fusion.2"]) == ("(convolution, no metadata)", "other")
+    assert gpu_profile.layer_of(names["multiply.5"]) == ("optimizer", "update")
+    assert gpu_profile.layer_of(names["add.6"]) == ("conv2_tower2", "forward")
+
+    _profile_run(tmp_path / "two", {"fusion.1": 3000, "add.6": 1000, "multiply.5": 500})
+    rows, wall_ms = gpu_profile.layer_table(str(tmp_path / "two"))
+    times = {(r["layer"], r["direction"]): r["ms_per_step"] for r in rows}
+    assert times == {("conv2_tower1", "backward"): 1.5, ("conv2_tower2", "forward"): 0.5,
+                     ("optimizer", "update"): 0.25}  # per step: 2 steps traced
+    assert wall_ms == 10
+    one = [{"layer": "conv2", "stage": "conv2", "direction": "forward", "ms_per_step": 1.0}]
+    gpu_profile.print_tables({"alexnet": (one, 5.0), "alexnet2": (rows, wall_ms)})
+    printed = capsys.readouterr().out
+    stages = printed[printed.index("side by side"):].splitlines()
+    conv2 = next(line.split() for line in stages if line.startswith("conv2"))
+    assert [float(value) for value in conv2[1:]] == [1.0, 2.0]  # one tower; both towers
+
+
+def _write_hlo(directory):
+    directory.mkdir(parents=True)
+    (directory / "module_0001.jit_train_step.sm_90_gpu_after_optimizations.txt").write_text(HLO)
+    return str(directory)
