@@ -14,7 +14,7 @@ from data.datasets import info as dataset_info
 from data.datasets import load
 from data.preprocess import compute_statistics, normalized_input
 from data.tta import crop_scale
-from safeio.checks import check_positive_int
+from safeio.checks import UserError, check_positive_int
 
 
 @dataclasses.dataclass
@@ -68,7 +68,7 @@ class Pipeline:
 
 
 def pipeline(dataset, size, augment="none", batch_size=64, seed=0, data_dir=None,
-             train_split="train", info=None, on_bad_image="raise"):
+             train_split="train", info=None, on_bad_image="raise", statistics=None):
     """The paper's pipeline for ``dataset`` at ``size`` x ``size`` inputs.
 
     ``augment``: a ``data.augment`` spec (``"none"``, ``"crop"``, ``"crop+flip"``,
@@ -78,7 +78,9 @@ def pipeline(dataset, size, augment="none", batch_size=64, seed=0, data_dir=None
     split loads at ``size``. ``train_split`` may be sliced as TFDS slices
     (``"train[:320]"``). ``info``: the dataset's ``data.info``, if already at hand.
     ``on_bad_image``: for image folders, ``"raise"`` (naming every bad file) or ``"skip"``
-    them with a warning.
+    them with a warning. ``statistics``: the training split's :class:`ImageStatistics` at
+    ``size``, if already at hand (a resumed run's, as it trained with);
+    computed otherwise.
 
     Example:
 
@@ -95,6 +97,11 @@ def pipeline(dataset, size, augment="none", batch_size=64, seed=0, data_dir=None
     scale = crop_scale(size) if "crop" in augment_ops.parse(augment) else None
     partial = Pipeline(dataset, info, size, scale, None, None, batch_size, seed, data_dir,
                        train_split, on_bad_image)
-    statistics = compute_statistics(partial.load(train_split, shuffle=False))
+    if statistics is None:
+        statistics = compute_statistics(partial.load(train_split, shuffle=False))
+    elif tuple(statistics.mean_image.shape[:2]) != (size, size):
+        raise UserError(
+            f"The statistics given are of {statistics.mean_image.shape[0]}x"
+            f"{statistics.mean_image.shape[1]} images; this pipeline's are of {size}x{size}.")
     return dataclasses.replace(partial, statistics=statistics,
                                augment=augment_ops.from_spec(augment, size, statistics))

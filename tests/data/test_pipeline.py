@@ -65,3 +65,18 @@ def test_the_input_standardises_raw_pixels_with_the_training_statistics(cropping
 def test_bad_arguments_name_what_was_received(kwargs, message):
     with pytest.raises(ValueError, match=re.escape(message)):
         data.pipeline("digits", **kwargs)
+
+
+def test_statistics_at_hand_are_used_as_they_are_and_must_fit_the_size(cropping):
+    """A resumed run's statistics (as it trained with) replace the computed ones, which
+    would differ if the training images had changed; statistics of another size are
+    refused in one line."""
+    import dataclasses
+
+    mine = dataclasses.replace(cropping.statistics,
+                               channel_mean=cropping.statistics.channel_mean + 1.0)
+    given = data.pipeline("digits", 16, augment="crop", batch_size=8, seed=3, statistics=mine)
+    assert given.statistics is mine
+    with pytest.raises(ValueError, match=re.escape(
+            "The statistics given are of 16x16 images; this pipeline's are of 12x12.")):
+        data.pipeline("digits", 12, statistics=cropping.statistics)

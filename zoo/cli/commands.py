@@ -17,6 +17,7 @@ import errno
 import os
 import shutil
 import sys
+import zipfile
 
 import zoo
 from safeio import directory_lock, write_csv
@@ -191,15 +192,20 @@ class _Setup:
         entry = zoo.registry.get_entry(args.model)
         native = info.image_shape[0] if info.image_shape else entry.input_size
         size = args.image_size or max(native, entry.min_input_size)
-        print(f"Computing the training set's pixel statistics ({size}x{size}) ...",
-              flush=True)
+        saved = _resumed_statistics(run_dir)
+        if saved is None:
+            print(f"Computing the training set's pixel statistics ({size}x{size}) ...",
+                  flush=True)
+        else:
+            print(f"Resuming: the pixel statistics the run trained with "
+                  f"({os.path.join(run_dir, 'statistics.npz')})", flush=True)
         self.data = data.pipeline(args.dataset, size, augment=args.augment,
                                   batch_size=args.batch_size, seed=args.seed,
                                   data_dir=args.data_dir, info=info,
-                                  on_bad_image=_bad_image_policy(args))
+                                  on_bad_image=_bad_image_policy(args), statistics=saved)
         self.info, self.size = info, size
         self.normalize = args.normalize
-        if writes:
+        if writes and saved is None:
             os.makedirs(run_dir, exist_ok=True)
             self.data.statistics.save(os.path.join(run_dir, "statistics.npz"))
         self.val_split = next(iter(self.data.held_out), None)
@@ -222,6 +228,24 @@ class _Setup:
         return zoo.get_model(self.model, classes=self.info.num_classes,
                              **{**self.model_kwargs, **overrides},
                              input_tensor=self.data.input(normalize=self.normalize))
+
+
+def _resumed_statistics(run_dir):
+    """The pixel statistics a stopped run in ``run_dir`` trained with (its backup is there),
+    or None for a new run: a resume normalises as the run did, and refuses other settings
+    without first reading the whole training set."""
+    path = os.path.join(run_dir, "statistics.npz")
+    if not (os.path.isdir(os.path.join(run_dir, "backup")) and os.path.exists(path)):
+        return None
+    import data
+
+    try:
+        return data.ImageStatistics.load(path)
+    except (OSError, ValueError, KeyError, TypeError, zipfile.BadZipFile) as err:
+        raise UserError(
+            f"{path} is unreadable ({type(err).__name__}: {str(err)[:80]}), but {run_dir} "
+            "holds a backup of a run that trained with it. Restore it, or give another "
+            "run_dir.") from None
 
 
 def _bad_image_policy(args):
