@@ -17,7 +17,7 @@ Measured in one run, side by side: batch 256, bf16 mixed precision, the step com
 
 Writes the CSV after every row and prints one table with the ratios the project's targets
 are about. ``--deadline`` skips what would not finish in time (a GPU lease is short).
-``--smoke`` runs every Keras path on the CPU with tiny sizes (a test in ``make test``).
+``--smoke`` runs every Keras path on the CPU with tiny sizes (a test in ``make test-all``).
 
 Run: ``KERAS_BACKEND=jax python benchmarks/gpu.py --out gpu.csv`` (or ``make bench-gpu``).
 On a short lease, in two runs: ``--no-torch --out keras.csv``, then ``--no-keras --out
@@ -33,6 +33,8 @@ import time
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
 import numpy as np  # noqa: E402
+
+from safeio import atomic_path  # noqa: E402
 
 FULL = dict(full=True, batch=256, steps=10, warmup=2, alexnet=227, size=224, classes=1000,
             googlenet_width=1.0, resnet_width=1.0, jit=True, members=5, predict_batches=10)
@@ -63,13 +65,10 @@ class Results:
                "date": time.strftime("%Y-%m-%d")}
         self.rows.append(row)
         print(_line(row), flush=True)
-        os.makedirs(os.path.dirname(os.path.abspath(self.out)), exist_ok=True)
-        tmp = self.out + ".tmp"
-        with open(tmp, "w", newline="") as f:
+        with atomic_path(self.out) as tmp, open(tmp, "w", newline="") as f:
             writer = csv.DictWriter(f, fieldnames=list(row))
             writer.writeheader()
             writer.writerows(self.rows)
-        os.replace(tmp, self.out)
 
     def allows(self, phase):
         """Whether ``phase`` (a key of COST) is expected to end before the deadline."""
@@ -101,23 +100,18 @@ def _fit_rate(model, x, y, batch, steps):
     """Images/s of ``model.fit`` (the loop ``zoo.train`` runs) over ``steps`` batches of the
     device arrays ``x, y``, timed from the second epoch's start to its end (the first
     compiles; the end of an epoch waits for its last step)."""
-    import keras
+    from benchmarks.common import epoch_timer
 
-    times = []
-
-    class EpochTimer(keras.callbacks.Callback):
-        def on_epoch_begin(self, epoch, logs=None):
-            self.began = time.perf_counter()
-
-        def on_epoch_end(self, epoch, logs=None):
-            times.append(time.perf_counter() - self.began)
-
-    def batches():
-        while True:
-            yield x, y
-
-    model.fit(batches(), steps_per_epoch=steps, epochs=2, verbose=0, callbacks=[EpochTimer()])
+    timer, times = epoch_timer()
+    model.fit(repeated(x, y), steps_per_epoch=steps, epochs=2, verbose=0, callbacks=[timer])
     return batch * steps / times[-1]
+
+
+def repeated(x, y):
+    """The batch ``(x, y)`` for ever, as ``fit`` takes it: arrays already on the device stay
+    there (Keras' generator adapter passes them through)."""
+    while True:
+        yield x, y
 
 
 def keras_models(cfg):

@@ -48,6 +48,7 @@ def run_child(name, directory, steps, smoke):
     import keras
 
     from benchmarks import gpu
+    from benchmarks.common import epoch_timer
     from zoo.optimizers import compile_model
 
     cfg = gpu.SMOKE if smoke else gpu.FULL
@@ -59,25 +60,14 @@ def run_child(name, directory, steps, smoke):
     x = keras.random.uniform((batch, size, size, 3), 0, 255, seed=0)
     y = keras.random.randint((batch,), 0, cfg["classes"], seed=1)
 
-    def batches():
-        while True:
-            yield x, y
-
-    times = []
-
-    class EpochTimer(keras.callbacks.Callback):  # the epoch's steps, not fit's set-up
-        def on_epoch_begin(self, epoch, logs=None):
-            self.began = time.perf_counter()
-
-        def on_epoch_end(self, epoch, logs=None):
-            times.append(time.perf_counter() - self.began)
-
-    model.fit(batches(), steps_per_epoch=2, epochs=1, verbose=0)  # compiles
+    timer, times = epoch_timer()  # the epoch's steps, not fit's set-up
+    model.fit(gpu.repeated(x, y), steps_per_epoch=2, epochs=1, verbose=0)  # compiles
     options = jax.profiler.ProfileOptions()
     options.python_tracer_level = 0  # the device's kernels, not every Python call
     jax.profiler.start_trace(os.path.join(directory, "trace"), create_perfetto_trace=True,
                              profiler_options=options)
-    model.fit(batches(), steps_per_epoch=steps, epochs=1, verbose=0, callbacks=[EpochTimer()])
+    model.fit(gpu.repeated(x, y), steps_per_epoch=steps, epochs=1, verbose=0,
+              callbacks=[timer])
     jax.profiler.stop_trace()
     wall = times[-1] / steps
     with open(os.path.join(directory, "wall.json"), "w") as f:

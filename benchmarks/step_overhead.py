@@ -23,11 +23,11 @@ sys.path.insert(0, os.path.dirname(HERE))
 
 def _measure(rounds=3, steps=20, batch=64, size=32, classes=10):
     """``{"zoo.train": images/s, "hand-jitted": images/s}`` (medians over ``rounds``)."""
-    import keras
     import numpy as np
     import tensorflow as tf
 
     import zoo
+    from benchmarks.common import epoch_timer
 
     rng = np.random.default_rng(0)
     x = rng.uniform(0, 1, (steps * batch, size, size, 3)).astype("float32")
@@ -38,14 +38,7 @@ def _measure(rounds=3, steps=20, batch=64, size=32, classes=10):
         return zoo.resnet20(input_shape=(size, size, 3), classes=classes)
 
     # zoo.train: one epoch per round, timed from the epoch's start to its end.
-    epoch_times = []
-
-    class EpochTimer(keras.callbacks.Callback):
-        def on_epoch_begin(self, epoch, logs=None):
-            self.start = time.perf_counter()
-
-        def on_epoch_end(self, epoch, logs=None):
-            epoch_times.append(time.perf_counter() - self.start)
+    timer, epoch_times = epoch_timer()
 
     # The hand-written step: Keras' stateless API, one jax.jit, the same optimizer.
     model = build()
@@ -60,7 +53,7 @@ def _measure(rounds=3, steps=20, batch=64, size=32, classes=10):
 
     hand = [hand_epoch() for _ in range(rounds + 1)][1:]
     zoo.train(build, data, epochs=rounds + 1, reduce_lr=False, seed=0, verbose=0,
-              strategy="one_device", callbacks=[EpochTimer()])
+              strategy="one_device", callbacks=[timer])
     product = epoch_times[1:]
     images = steps * batch
     return {"zoo.train": images / sorted(product)[len(product) // 2],
