@@ -235,7 +235,9 @@ def _resumed_statistics(run_dir):
     or None for a new run: a resume normalises as the run did, and refuses other settings
     without first reading the whole training set."""
     path = os.path.join(run_dir, "statistics.npz")
-    if not (os.path.isdir(os.path.join(run_dir, "backup")) and os.path.exists(path)):
+    from zoo.training import run_config
+
+    if not (run_config.holds_stopped_run(run_dir) and os.path.exists(path)):
         return None
     import data
 

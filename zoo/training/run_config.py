@@ -39,12 +39,18 @@ def _change(before, now):
     return f"{before!r} -> {now!r}"
 
 
+def holds_stopped_run(run_dir):
+    """Whether ``run_dir`` holds the backup of a run that has not ended (a resume starts
+    from it)."""
+    return os.path.isdir(os.path.join(run_dir, "backup"))
+
+
 def write_config(run_dir, config):
     """Write ``config.json``; for a run directory that holds a run already, refuse
     settings that differ from its own (the resumed run would train with the backup's
     state, not with them), in one line listing what differs."""
     path = os.path.join(run_dir, "config.json")
-    if os.path.isdir(os.path.join(run_dir, "backup")):
+    if holds_stopped_run(run_dir):
         try:
             with open(path, encoding="utf-8") as f:
                 before = json.load(f)
