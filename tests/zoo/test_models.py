@@ -1,13 +1,14 @@
 """Table-driven tests over the whole registry, plus what each family must get right."""
 
 import functools
+import textwrap
 
 import keras
 import numpy as np
 import pytest
 
 import zoo
-from tests.helpers import DEEP_RESNETS, run_model_test
+from tests.helpers import DEEP_RESNETS, run_model_test, run_python
 from zoo.models import googlenet as googlenet_module
 
 # A cheap configuration of every model, and its feature width (pooling="avg") there.
@@ -294,6 +295,59 @@ def test_resnet_stochastic_depth_rates_grow_linearly_and_inference_is_determinis
     # Binomial(64, 0.3): mean 19.2, standard deviation 3.67; within 3 of them (9 to 30).
     expected, sigma = 64 * 0.3, (64 * 0.3 * 0.7) ** 0.5
     assert abs(zeroed.sum() - expected) <= 3 * sigma, zeroed.sum()
+
+
+@pytest.mark.parametrize("name, kwargs, subsampled", [
+    # 4 and 8 channels enter conv3 and conv4's projections, 16 conv5's: strided there.
+    ("resnet18", dict(width=0.0625, stem="cifar"), ["conv3_block1_0", "conv4_block1_0"]),
+    ("resnet18", dict(width=0.25), []),  # 16 channels and more: the strided convolution
+    ("resnet50", dict(width=0.03125), ["conv3_block1_0"]),  # 8 channels, then 16 and 32
+    ("resnet20", dict(width=0.5, shortcut="B"), ["conv3_block1_0"]),  # 8, then 16 channels
+])
+def test_a_narrow_strided_projection_subsamples_then_convolves_as_keras_strided_conv(
+        name, kwargs, subsampled):
+    # TensorFlow's oneDNN weight gradient of a strided 1x1 convolution with fewer than 16
+    # input channels corrupts the heap (tests/zoo/training/test_recipe.py has the crash).
+    model = zoo.get_model(name, input_shape=(33, 33, 3), classes=3, **kwargs)
+    assert [l.name[:-len("_subsample")] for l in model.layers
+            if l.name.endswith("_subsample")] == subsampled
+    for conv in (l for l in model.layers if isinstance(l, keras.layers.Conv2D)):
+        if conv.kernel_size == (1, 1) and conv.strides != (1, 1):
+            assert conv.input.shape[-1] >= 16, conv.name
+    x = np.random.default_rng(0).normal(size=(2, 33, 33, 3)).astype("float32")
+    for prefix in subsampled:
+        conv = model.get_layer(f"{prefix}_conv")
+        block_input = model.get_layer(f"{prefix}_subsample").input
+        probe = keras.Model(model.input, [block_input, conv.output])
+        inputs, got = probe.predict(x, verbose=0)
+        strided = keras.layers.Conv2D(conv.filters, 1, strides=2, padding="same", use_bias=False)
+        strided.build(inputs.shape)
+        strided.set_weights(conv.get_weights())
+        assert got.shape[1:3] == ((inputs.shape[1] + 1) // 2,) * 2  # odd sides too
+        np.testing.assert_allclose(got, strided(inputs), rtol=1e-5, atol=1e-6)
+
+
+NARROW_RESNET_FIT = textwrap.dedent("""
+    import numpy as np, keras, zoo
+    rng = np.random.default_rng(0)
+    model = zoo.resnet18(input_shape=(16, 16, 3), classes=3, width=0.0625, stem="cifar")
+    model.compile(keras.optimizers.SGD(0.01), "sparse_categorical_crossentropy")
+    x, y = rng.random((108, 16, 16, 3)).astype("float32"), rng.integers(0, 3, 108)
+    loss = model.fit(x, y, batch_size=105, epochs=8, verbose=0).history["loss"]
+    print(loss[0], loss[-1])
+""")
+
+
+@pytest.mark.slow
+def test_a_narrow_resnet_trains_on_odd_batches_under_tensorflow_without_corrupting_memory():
+    # Batches of 105 and 3 through projections with 4 and 8 input channels, on two threads:
+    # with strided 1x1 convolutions there, TensorFlow's oneDNN kernel aborted the process
+    # ("corrupted double-linked list", "munmap_chunk(): invalid pointer") in 5 runs of 5.
+    result = run_python(NARROW_RESNET_FIT, check=False, timeout=300,
+                        env={"KERAS_BACKEND": "tensorflow", "TF_NUM_INTRAOP_THREADS": "2"})
+    assert result.returncode == 0, (result.returncode, result.stderr[-2000:])
+    first, last = map(float, result.stdout.split())
+    assert last < first
 
 
 def test_resnet_cifar_stem():

@@ -7,7 +7,8 @@ Trainable parameter counts equal torchvision's exactly, and so does the padding:
 convolution and the stem's max-pool pad every side (explicit ``ZeroPadding2D`` layers, then
 "valid", as keras.applications does), where Keras' "same" would pad the bottom and right
 only. So torchvision's weights give torchvision's numbers (``weights="imagenet"`` or a
-state dict file, :mod:`zoo.pretrained`).
+state dict file, :mod:`zoo.pretrained`). In narrow models, a strided projection on fewer
+than 16 channels subsamples, then convolves (``MIN_STRIDED_POINTWISE_CHANNELS``).
 """
 
 
@@ -31,9 +32,21 @@ MIN_INPUT_SIZE = {"imagenet": 32, "cifar": 8}  # the total stride of each stem +
 DEFAULT_STYLE = ("he", "relu")  # (kernel_initializer, activation)
 
 
+# A strided 1x1 convolution with fewer input channels than this subsamples first (a layer
+# ``{name}_subsample``), then convolves with stride 1: the same function. TensorFlow's
+# oneDNN CPU kernel for a strided 1x1 convolution's weight gradient (float32, channels
+# last, fewer input channels than its block of 16) writes past its buffer (oneDNN issue
+# 6035): narrow ResNets crashed in training, at batch sizes such as 3 or 105. Full-width
+# models never have so few channels there and keep the strided convolution.
+MIN_STRIDED_POINTWISE_CHANNELS = 16
+
+
 def _conv_bn(x, filters, kernel, strides, name, style, relu=True, zero_gamma=False):
     init, activation = style
     padding = "same"
+    if kernel == 1 and strides > 1 and x.shape[-1] < MIN_STRIDED_POINTWISE_CHANNELS:
+        x = layers.MaxPooling2D(1, strides=strides, name=f"{name}_subsample")(x)
+        strides = 1
     if strides > 1 and kernel > 1:  # torchvision's symmetric padding (kernel // 2 a side)
         x = layers.ZeroPadding2D(kernel // 2, name=f"{name}_pad")(x)
         padding = "valid"
