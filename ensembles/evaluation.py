@@ -57,6 +57,8 @@ def predict_members(source, dataset, tta=None, keep_views=False):
     ``data.crop_scale(size)``), or ``(members, views, n, classes)`` with
     ``keep_views=True``. ``source`` is an :func:`Ensemble`, a model, or a list of models.
     """
+    if tta is not None:
+        _check_uncalibrated(source, tta)
     names, predict = _members_and_predictor(source)
     size = _input_size(source)
     chunks, labels, bad_pixels = [], [], []
@@ -72,6 +74,24 @@ def predict_members(source, dataset, tta=None, keep_views=False):
     _check_finite(names, probs, np.concatenate(bad_pixels))
     probs = np.moveaxis(probs, 2, 1) if keep_views else probs.mean(axis=2)
     return names, probs, np.concatenate(labels).astype(int)
+
+
+def _check_uncalibrated(source, tta):
+    """Test-time augmentation averages a model's views; a calibrated model applies its
+    temperature to each view before, where it was fitted on single views: refused, as
+    ``calibrate`` and ``evaluate(calibrate_on=)`` refuse tta."""
+    from ensembles.calibration import temperature
+
+    for model in [source] if isinstance(source, keras.Model) else list(source):
+        temperatures = [temperature(model)]
+        if is_ensemble(model):
+            temperatures += temperature(model, per_member=True)
+        if any(t != 1.0 for t in temperatures):
+            raise UserError(
+                f"tta={tta!r} is refused for {model.name}, a calibrated model (temperatures "
+                f"{', '.join(f'{t:.3g}' for t in temperatures)}): it would apply T to each "
+                "view before the views are averaged, and T was fitted on single views. "
+                "Evaluate it without tta, or its members before calibration.")
 
 
 def _positions(rows):

@@ -105,6 +105,9 @@ DESCRIPTION_FILE = "zoo_model.json"  # in assets/: the members, input size and s
 
 FORMAT_CHOICES = ("saved_model", "onnx", "litert")
 FILE_SUFFIXES = {"onnx": ".onnx", "litert": ".tflite"}
+# The packages of the deploy extra (setup.py) each task needs: Keras' ONNX export converts
+# with tf2onnx (on the TensorFlow and JAX backends) and writes with onnx.
+DEPLOY_PACKAGES = {"onnx export": ("onnx", "tf2onnx"), "onnx runtime": ("onnxruntime", "onnx")}
 TOLERANCE = 1e-5  # largest difference allowed between a runtime's probabilities and Keras'
 
 
@@ -248,6 +251,8 @@ def _export_file(serving, path, format, names, overwrite, metadata):
     if os.path.exists(path) and not overwrite:
         raise UserError(f"{path} already exists; pass overwrite=True (--overwrite) to "
                         "replace it.")
+    if format == "onnx":
+        check_deploy_packages("onnx export")
     batch = np.random.default_rng(0).uniform(0, 255, (3,) + tuple(serving.input.shape[1:]))
     batch = batch.astype(serving.input.dtype)
     expected = serving.predict(batch, verbose=0)  # Keras' ONNX export needs a called model
@@ -268,6 +273,27 @@ def _export_file(serving, path, format, names, overwrite, metadata):
                     f"does not convert faithfully. Export it as a SavedModel instead.")
     write_text(classes_path(path), "\n".join(names) + "\n")
     return path
+
+
+def check_deploy_packages(task):
+    """A one-line :class:`UserError` naming the missing package and the extra that installs
+    it, where a package ``task`` (a key of :data:`DEPLOY_PACKAGES`) needs is not installed.
+
+    Example:
+
+    >>> check_deploy_packages("onnx export")   # with the deploy extra installed: nothing
+    """
+    import importlib.util
+
+    packages = DEPLOY_PACKAGES[task]
+    if task == "onnx export" and keras.backend.backend() == "torch":  # torch.onnx converts
+        packages = ("onnx",)
+    missing = [p for p in packages if importlib.util.find_spec(p) is None]
+    if missing:
+        raise UserError(
+            f"The {task} needs {', '.join(missing)}, not installed here: install the deploy "
+            "extra (pip install 'keras-zoo-ensembles[deploy]', or from a clone pip install "
+            "-e '.[deploy]').")
 
 
 def classes_path(path):

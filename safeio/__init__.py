@@ -110,10 +110,9 @@ def atomic_path(path):
     'written whole or not at all'
     """
     path = os.fspath(path)
-    if os.path.isdir(path):
-        raise UserError(f"Cannot write the file {path}: a directory is there.")
+    check_file_target(path)
     directory, name = os.path.split(os.path.abspath(path))
-    os.makedirs(directory, exist_ok=True)
+    make_directory(directory)
     clean_stale(directory, name)
     tmp = _scratch(directory, "tmp", name)
     try:
@@ -130,6 +129,65 @@ def atomic_path(path):
             shutil.rmtree(tmp, ignore_errors=True)
         elif os.path.exists(tmp):
             os.unlink(tmp)
+
+
+def _file_in_the_way(directory):
+    """The first existing component of ``directory`` (absolute) that is not a directory,
+    or None."""
+    head = os.path.abspath(directory)
+    parts = []
+    while True:
+        parts.append(head)
+        parent = os.path.dirname(head)
+        if parent == head:
+            break
+        head = parent
+    for part in reversed(parts):  # from the root down
+        if not os.path.isdir(part):
+            return part if os.path.lexists(part) else None
+    return None
+
+
+def make_directory(directory):
+    """``os.makedirs(directory, exist_ok=True)``, where a file in the way is named as what it
+    is (``makedirs`` says "File exists" of it).
+
+    Example:
+
+    >>> import tempfile
+    >>> base = tempfile.mkdtemp()
+    >>> open(os.path.join(base, "notes.txt"), "w").close()
+    >>> make_directory(os.path.join(base, "notes.txt", "run"))
+    Traceback (most recent call last):
+    ...
+    NotADirectoryError: [Errno 20] Not a directory (a file is in the way): '.../notes.txt'
+    """
+    try:
+        os.makedirs(directory, exist_ok=True)
+    except (FileExistsError, NotADirectoryError):
+        blocking = _file_in_the_way(directory)
+        if blocking is None:
+            raise
+        raise NotADirectoryError(errno.ENOTDIR, "Not a directory (a file is in the way)",
+                                 blocking) from None
+
+
+def check_file_target(path):
+    """Raise before any work where ``path`` cannot become a file: a directory is there (a
+    :class:`UserError`), or a file where one of its folders should be (``NotADirectoryError``
+    naming that file).
+
+    Example:
+
+    >>> check_file_target(os.path.join(os.getcwd(), "new", "table.csv"))  # can be made
+    """
+    path = os.path.abspath(os.fspath(path))
+    if os.path.isdir(path):
+        raise UserError(f"Cannot write the file {path}: a directory is there.")
+    blocking = _file_in_the_way(os.path.dirname(path))
+    if blocking is not None:
+        raise NotADirectoryError(errno.ENOTDIR, "Not a directory (a file is in the way)",
+                                 blocking)
 
 
 def check_free_space(path, needed):
@@ -257,7 +315,7 @@ def atomic_directory(path, overwrite=False, required=("saved_model.pb",)):
     path = os.path.abspath(os.fspath(path))
     check_replaceable(path, overwrite, required)
     directory, name = os.path.split(path)
-    os.makedirs(directory, exist_ok=True)
+    make_directory(directory)
     clean_stale(directory, name)
     tmp = _scratch(directory, "tmp", name)
     try:
@@ -325,7 +383,7 @@ def directory_lock(directory):
     ...
     safeio.checks.UserError: The run directory ... is in use by another run (process ...); wait for it, or give another run_dir.
     """
-    os.makedirs(directory, exist_ok=True)
+    make_directory(directory)
     path = os.path.join(directory, ".lock")
     with _open_lock(path) as f:
         try:

@@ -306,3 +306,32 @@ def test_onnx_and_litert_exports_serve_kerass_probabilities_in_their_runtimes(
     # An existing file is replaced only when asked; a wrong suffix is one line.
     assert cli.main(["export", snapshot_file, out, "--format", format]) == 2
     assert cli.main(["export", snapshot_file, out + ".bin", "--format", format]) == 2
+
+
+@pytest.mark.parametrize("missing", ["tf2onnx", "onnx"])
+def test_an_onnx_export_without_the_deploy_extra_is_one_line_naming_it(
+        missing, tmp_path, monkeypatch, capsys):
+    """`zoo export --format onnx` and `zoo predict FILE.onnx` where a package of the deploy
+    extra is missing: one line naming the package and the extra, exit 2, nothing written."""
+    import importlib.util
+
+    from zoo import cli
+
+    model_file = zoo.save_model(zoo.set_class_names(tiny_model(33, 4), NAMES),
+                                str(tmp_path / "m.keras"))
+    find_spec = importlib.util.find_spec
+    monkeypatch.setattr(importlib.util, "find_spec",
+                        lambda name, *a: None if name == missing else find_spec(name, *a))
+    out = tmp_path / "m.onnx"
+    capsys.readouterr()
+    assert cli.main(["export", model_file, str(out), "--format", "onnx"]) == 2
+    (line,) = capsys.readouterr().err.strip().splitlines()
+    assert f"needs {missing}, not installed" in line and "[deploy]" in line, line
+    assert sorted(os.listdir(tmp_path)) == ["m.keras"]
+    out.write_bytes(b"\x08\x07 truncated")  # not read where onnx is missing
+    assert cli.main(["predict", str(out), model_file]) == 2
+    (line,) = capsys.readouterr().err.strip().splitlines()
+    if missing == "onnx":  # ONNX Runtime's models are read with it
+        assert "needs onnx, not installed" in line and "[deploy]" in line, line
+    else:
+        assert f"{out} is not an ONNX model" in line, line

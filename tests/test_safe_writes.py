@@ -450,3 +450,40 @@ def test_a_full_disk_is_one_line_naming_the_file_and_the_previous_files_stay(tmp
         "No space left on device (the previous notes.json, if any, is left as it was): ")
     assert target.read_text() == "the previous notes"
     assert sorted(os.listdir(tmp_path)) == ["notes.json", "run"]  # no scratch file left
+
+
+@pytest.mark.parametrize("argv", [
+    ["ensemble", "{missing}", "{missing}", "--output", "{blocked}/e.keras"],
+    ["predict", "{missing}", "x.png", "--output", "{blocked}/p.csv"],
+    ["evaluate", "{missing}", "--output", "{blocked}/ev.csv"],
+    ["train", "--model", "resnet18", "--run-dir", "{blocked}/run"],
+])
+def test_an_output_below_a_file_is_named_as_not_a_directory_before_any_work(
+        argv, tmp_path, capsys):
+    """A file where a folder of the output should be: one line naming that file as "Not a
+    directory" (os.makedirs would say "File exists"), before the models are read (they are
+    missing here: reading them first would report that instead)."""
+    blocked = tmp_path / "afile"
+    blocked.write_text("the user's")
+    argv = [a.format(missing=tmp_path / "missing.keras", blocked=blocked) for a in argv]
+    assert cli.main(argv) == 2
+    assert capsys.readouterr().err.strip().splitlines() == [
+        f"zoo {argv[0]}: error: Not a directory (a file is in the way): {blocked}"]
+    assert blocked.read_text() == "the user's" and os.listdir(tmp_path) == ["afile"]
+
+
+def test_atomic_writes_name_the_file_in_the_way_and_keep_it(tmp_path):
+    from safeio import check_file_target, make_directory, write_text
+
+    blocked = tmp_path / "notes.txt"
+    blocked.write_text("the user's")
+    for call in (lambda: write_text(str(blocked / "deeper" / "x.txt"), "new"),
+                 lambda: make_directory(str(blocked / "run")),
+                 lambda: check_file_target(str(blocked / "x.csv"))):
+        with pytest.raises(NotADirectoryError) as raised:
+            call()
+        assert raised.value.filename == str(blocked)
+    with pytest.raises(UserError, match=f"Cannot write the file {tmp_path}: a directory"):
+        check_file_target(str(tmp_path))
+    check_file_target(str(tmp_path / "new" / "table.csv"))  # a folder that can be made
+    assert blocked.read_text() == "the user's" and os.listdir(tmp_path) == ["notes.txt"]

@@ -92,12 +92,19 @@ class _OnnxSource:
     cropped here, as for a Keras model."""
 
     def __init__(self, path):
+        from ensembles.export import check_deploy_packages, runtime
+
+        check_deploy_packages("onnx runtime")
         import onnxruntime
+        from onnxruntime.capi import onnxruntime_pybind11_state as ort_errors
 
-        from ensembles.export import runtime
-
-        meta = onnxruntime.InferenceSession(
-            path, providers=["CPUExecutionProvider"]).get_modelmeta().custom_metadata_map
+        try:
+            meta = onnxruntime.InferenceSession(
+                path, providers=["CPUExecutionProvider"]).get_modelmeta().custom_metadata_map
+        except (ort_errors.InvalidProtobuf, ort_errors.InvalidGraph, ort_errors.Fail) as err:
+            raise UserError(f"{path} is not an ONNX model ONNX Runtime can load "
+                            f"({type(err).__name__}); export it again with zoo export "
+                            "--format onnx.") from None
         if "class_names" not in meta:
             raise UserError(f"{path} was not exported by zoo export (its metadata has no "
                             "class names).")

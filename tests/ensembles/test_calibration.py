@@ -193,6 +193,17 @@ def test_calibration_refuses_what_it_cannot_do(splits):
         ensembles.calibrate(model, validation, tta="flip")
     with pytest.raises(ValueError, match="calibrate_on with tta='flip' is refused"):
         ensembles.evaluate(model, validation, tta="flip", calibrate_on=validation)
+    # A model calibrated before: its T was fitted on single views, as the README says.
+    per_member = ensembles.Ensemble([ensembles.with_temperature(_logit_model(1.0, "a"), 0.8),
+                                     _logit_model(1.0, "b")])
+    for calibrated, temperatures in ((ensembles.with_temperature(model, 1.5), "1.5"),
+                                     (per_member, "1, 0.8, 1")):
+        for call in (ensembles.evaluate, ensembles.size_curve, ensembles.uncertainty):
+            with pytest.raises(ValueError, match=r"tta='flip' is refused for .*, a calibrated "
+                                                 rf"model \(temperatures {temperatures}\)"):
+                call(calibrated, validation, tta="flip")
+    ensembles.evaluate(ensembles.Ensemble([model, _logit_model(1.0, "b")]), validation,
+                       tta="flip")  # no temperature anywhere: tta as usual
     with pytest.raises(ValueError, match="calls one model several times"):
         ensembles.calibrate(ensembles.mc_dropout(dropout, samples=2), validation,
                             per_member=True)

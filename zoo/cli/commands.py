@@ -20,7 +20,7 @@ import sys
 import zipfile
 
 import zoo
-from safeio import directory_lock, write_csv
+from safeio import check_file_target, directory_lock, make_directory, write_csv
 from safeio.checks import UserError
 from zoo.cli.quiet import tensorflow_started_quietly
 from zoo.cli.tables import for_people
@@ -206,7 +206,7 @@ class _Setup:
         self.info, self.size = info, size
         self.normalize = args.normalize
         if writes and saved is None:
-            os.makedirs(run_dir, exist_ok=True)
+            make_directory(run_dir)
             self.data.statistics.save(os.path.join(run_dir, "statistics.npz"))
         self.val_split = next(iter(self.data.held_out), None)
         self.model_kwargs = _model_args(args.model_arg)
@@ -276,6 +276,13 @@ def _strategy(args):
 
 
 def _cmd_train(args):
+    if args.snapshots and args.lr_patience is not None:
+        raise UserError(f"--lr-patience {args.lr_patience} does not combine with --snapshots: "
+                        "the snapshot cycles' cosine schedule sets the learning rate, and "
+                        "no plateau divides it.")
+    if args.snapshots and args.ema:
+        raise UserError("--ema and --snapshots do not combine: a snapshot ensemble "
+                        "averages predictions of snapshots, not weights.")
     strategy = _strategy(args)
     run_dir = _default_run_dir(args)
     setup = _Setup(args, run_dir)
@@ -286,16 +293,14 @@ def _cmd_train(args):
     if args.snapshots:
         import ensembles
 
-        if args.ema:
-            raise UserError("--ema and --snapshots do not combine: a snapshot ensemble "
-                            "averages predictions of snapshots, not weights.")
         result, paths = ensembles.train_snapshots(
             setup.build, setup.load_train(args.strategy), val, cycles=args.snapshots,
             learning_rate=args.lr, momentum=args.momentum, weight_decay=args.weight_decay,
             optimizer=args.optimizer, **common)
     else:
         result = zoo.train(
-            setup.build, setup.load_train(args.strategy), val, lr_patience=args.lr_patience,
+            setup.build, setup.load_train(args.strategy), val,
+            **({} if args.lr_patience is None else {"lr_patience": args.lr_patience}),
             optimizer=lambda: zoo.make_optimizer(args.optimizer, args.lr, args.momentum,
                                                  args.weight_decay, ema=args.ema),
             **common)
@@ -332,9 +337,10 @@ def _add_train(sub):
                        help="SGD/Nesterov momentum (RMSprop's momentum with rmsprop)")
     train.add_argument("--weight-decay", type=float, default=5e-4,
                        help="weight decay (the paper's 5e-4)")
-    train.add_argument("--lr-patience", type=int, default=5,
+    train.add_argument("--lr-patience", type=int, default=None,
                        help="epochs without improvement before the learning rate is "
-                       "divided by 10")
+                       "divided by 10 (default 5; not with --snapshots, whose cycles set "
+                       "the learning rate)")
     train.add_argument("--ema", action="store_true",
                        help="Polyak averaging: keep an exponential moving average of the "
                        "weights (momentum 0.99), validate, checkpoint and test with it")
@@ -534,6 +540,8 @@ def _cmd_evaluate(args):
     import data
     import ensembles
 
+    if args.output:  # before any work
+        check_file_target(args.output)
     models = _load_models(args.models)
     size = models[0].input_shape[1]
     tta = None if args.tta == "none" else args.tta
@@ -611,6 +619,7 @@ def _cmd_ensemble(args):
 
     if not args.output.endswith(".keras"):
         raise UserError(f"--output must end in .keras; received {args.output!r}.")
+    check_file_target(args.output)
     if args.per_member and not args.calibrate_on:
         raise UserError("--per-member fits one temperature per member: give --calibrate-on "
                         "SPLIT with it.")
@@ -731,6 +740,8 @@ def _add_ensemble(sub):
 def _cmd_predict(args):
     import warnings
 
+    if args.output:  # before any work
+        check_file_target(args.output)
     folder = any(os.path.isdir(source) for source in args.images)
     with warnings.catch_warnings(record=True) as caught:
         warnings.simplefilter("always")
@@ -876,14 +887,17 @@ def main(argv=None):
     """Run the command line; returns the exit code."""
     parser = _parser()
     args, extra = parser.parse_known_args(argv)
-    if extra:  # reported by the subcommand's parser: its flags, its --help
-        commands = next(a for a in parser._actions if isinstance(a, argparse._SubParsersAction))
-        commands.choices[args.command].error(f"unrecognized arguments: {' '.join(extra)}")
+    # The subcommand's parser reports what is wrong with its flags (its name, its --help).
+    commands = next(a for a in parser._actions if isinstance(a, argparse._SubParsersAction))
+    command_parser = commands.choices[args.command]
+    if extra:
+        command_parser.error(f"unrecognized arguments: {' '.join(extra)}")
     for flag in ("batch_size", "epochs", "image_size", "snapshot_epochs", "cycles", "trials",
                  "top", "examples", "overfit_steps", "last", "snapshots", "lr_patience"):
         value = getattr(args, flag, None)
         if isinstance(value, int) and value < 1:
-            parser.error(f"--{flag.replace('_', '-')} must be at least 1; received {value}")
+            command_parser.error(f"--{flag.replace('_', '-')} must be at least 1; received "
+                                 f"{value}")
     try:
         if getattr(args, "model", None) is not None:  # typos: in 0.1 s, before TensorFlow
             zoo.check_arguments(args.model, _model_args(getattr(args, "model_arg", None)))

@@ -15,7 +15,7 @@ import time
 
 import pandas as pd
 
-from safeio import write_csv, write_text
+from safeio import make_directory, write_csv, write_text
 from safeio.checks import UserError, check_positive_int
 from zoo.cli.tables import for_people
 
@@ -308,7 +308,7 @@ def run(output_dir="runs/demo", epochs=6, snapshot_epochs=15, cycles=5, seed=0,
     strategy = strategy or default_strategy()
     count, devices = replicas(strategy)
     _say(f"{count} replicas: {', '.join(map(str, devices))}")
-    os.makedirs(output_dir, exist_ok=True)
+    make_directory(output_dir)
     steps = {}
     clock = time.time()
     demo = load_data(dataset, seed, train_split)

@@ -28,7 +28,7 @@ import os
 import shutil
 import tempfile
 
-from safeio import file_hash
+from safeio import file_hash, make_directory
 from safeio.checks import UserError
 from zoo.pretrained.imagenet import apply_preprocessing, decode_predictions, imagenet_classes
 
@@ -241,7 +241,7 @@ def download(name, origin=None, cache=None):
         raise UserError(f"Unknown weights {name!r}; known: {list_weights()}.")
     entry = _ENTRIES[name]
     folder = cache or cache_dir()
-    os.makedirs(folder, exist_ok=True)
+    make_directory(folder)
     target = os.path.join(folder, entry.file_name)
     staging = tempfile.mkdtemp(prefix=".download-", dir=folder)
     try:

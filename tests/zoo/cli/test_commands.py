@@ -95,6 +95,19 @@ def test_an_unknown_flag_is_one_line_with_the_closest_flag(capsys):
                    "--lr-patience?); see zoo train --help"]
 
 
+@pytest.mark.parametrize("argv", [["train", "--model", "alexnet", "--epochs", "0"],
+                                  ["predict", "m.keras", "x.png", "--top", "0"],
+                                  ["search", "--model", "vgg11", "--trials", "-1"]])
+def test_a_count_below_one_is_one_line_of_its_command(argv, capsys):
+    with pytest.raises(SystemExit) as exit_info:
+        cli.main(argv)
+    assert exit_info.value.code == 2
+    flag, value = argv[-2:]
+    assert capsys.readouterr().err.strip().splitlines() == [
+        f"zoo {argv[0]}: error: {flag} must be at least 1; received {value}; see zoo "
+        f"{argv[0]} --help"]
+
+
 def test_tensorflow_start_up_lines_never_reach_the_terminal_but_real_ones_do(capfd):
     """`zoo evaluate` (which starts TensorFlow) in a fresh process, with TensorFlow's C++
     logging at its default level: no start-up line on stderr, only the command's own one.
@@ -608,9 +621,14 @@ def test_train_optimizer_flags_reach_the_run(tmp_path, capsys):
     assert optimizer["config"]["weight_decay"] == 1e-5
     assert config["lr_patience"] == 3
     assert "test top-1 error" in capsys.readouterr().out
-    assert cli.main(["train", "--model", "resnet18", "--image-size", "8", "--snapshots", "2",
-                     "--ema", "--run-dir", str(tmp_path / "r2")]) == 2
-    assert "--ema and --snapshots do not combine" in capsys.readouterr().err
+    for flag, message in ((["--ema"], "--ema and --snapshots do not combine"),
+                          (["--lr-patience", "2"], "--lr-patience 2 does not combine with "
+                                                   "--snapshots")):
+        assert cli.main(["train", "--model", "resnet18", "--image-size", "8", "--snapshots",
+                         "2", *flag, "--run-dir", str(tmp_path / "r2")]) == 2
+        (line,) = capsys.readouterr().err.strip().splitlines()
+        assert message in line
+    assert not os.path.exists(tmp_path / "r2")  # refused before any work
 
 
 def test_train_pipeline_random_crops_of_the_larger_scale_and_centre_crops_for_evaluation(
