@@ -137,6 +137,8 @@ def _tfds_builder(name, data_dir):
     if _looks_like_a_folder(name):
         raise UserError(f"Dataset folder not found: {name!r} (expected "
                         f"{os.path.join(str(name), 'SPLIT', 'CLASS_NAME')}/*.jpg).")
+    if data_dir is not None:  # "~/tfds" is the user's home, as in a shell (TFDS: ./~/tfds)
+        data_dir = os.path.expanduser(os.fspath(data_dir))
     try:
         return tfds.builder(name, data_dir=data_dir)
     except tfds.core.registered.DatasetNotFoundError:
@@ -159,15 +161,18 @@ def _prepare(builder, name, manual_dir):
             f"access (`tfds build {name} --data_dir DIR`), copy DIR here and pass "
             "data_dir=DIR."
         )
+    if manual_dir is not None:
+        manual_dir = os.path.expanduser(os.fspath(manual_dir))
     try:
         builder.download_and_prepare(
             download_config=tfds.download.DownloadConfig(manual_dir=manual_dir)
         )
     except AssertionError as err:  # TFDS asserts on a missing or empty manual_dir
+        # TFDS's text names the folder it looked in (by default DATA_DIR/downloads/manual)
+        # and what belongs there; one line, as the command line prints it.
         raise DatasetNotPreparedError(
-            f"TFDS dataset {name!r} needs a manual download in manual_dir={manual_dir!r}: "
-            f"{err}"
-        ) from None
+            f"TFDS dataset {name!r} needs files downloaded by hand: "
+            + " ".join(str(err).split())) from None
 
 
 def _check_split(split, available, name):

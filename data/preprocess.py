@@ -102,6 +102,10 @@ class ImageStatistics:
 
     def center_mean(self, size):
         """The mean image's central ``size`` x ``size`` crop, for crops of that size."""
+        height, width = self.mean_image.shape[:2]
+        if not 1 <= size <= min(height, width):
+            raise UserError(f"center_mean({size!r}): these statistics are of {height}x{width} "
+                            f"images; a crop of them is 1 to {min(height, width)} pixels.")
         return center_crop(self.mean_image, size).numpy()
 
 

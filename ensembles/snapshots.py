@@ -152,6 +152,9 @@ def from_snapshots(model, paths, last=None, combine="mean", weights=None,
     if last is not None:
         if not isinstance(last, int) or last < 1:
             raise UserError(f"`last` must be a positive integer; received {last!r}.")
+        if last > len(paths):
+            raise UserError(f"`last={last}` asks for more snapshots than there are: "
+                            f"{len(paths)} ({', '.join(os.path.basename(p) for p in paths)}).")
         paths = paths[-last:]
     if not paths:
         raise UserError("No snapshot files to load: received an empty list or directory.")

@@ -1,5 +1,6 @@
 import math
 import os
+import re
 import time
 import warnings
 
@@ -144,10 +145,20 @@ def test_online_probe_never_hangs():
     assert time.monotonic() - start < 2.5
 
 
-def test_manual_dataset_names_the_manual_dir(tmp_path):
-    with pytest.raises(data.DatasetNotPreparedError, match=r"imagenet2012.*manual_dir=.*empty"):
+def test_manual_dataset_names_the_manual_dir_in_one_line(tmp_path, monkeypatch):
+    with pytest.raises(data.DatasetNotPreparedError) as err:
         data.load("imagenet2012", "train", data_dir=str(tmp_path / "tfds"),
                   manual_dir=str(tmp_path / "empty"))
+    message = str(err.value)
+    assert "imagenet2012" in message and str(tmp_path / "empty") in message
+    assert "ILSVRC2012_img_train.tar" in message and "\n" not in message  # TFDS's text
+    # Without manual_dir, TFDS's default under a data_dir given as "~/...": the home's.
+    monkeypatch.setenv("HOME", str(tmp_path / "home"))
+    monkeypatch.chdir(tmp_path)
+    with pytest.raises(data.DatasetNotPreparedError,
+                       match=re.escape(str(tmp_path / "home" / "tfds" / "downloads" / "manual"))):
+        data.load("imagenet2012", "validation", data_dir="~/tfds")
+    assert not os.path.exists(tmp_path / "~")
 
 
 # --- image folders ----------------------------------------------------------------------------

@@ -65,6 +65,10 @@ def test_statistics_save_load_round_trip(tmp_path):
     assert loaded.num_images == 37
     assert [p.name for p in tmp_path.iterdir()] == ["stats.npz"]  # no temporary left behind
     assert loaded.center_mean(4).shape == (4, 4, 3)
+    np.testing.assert_array_equal(loaded.center_mean(2), stats.mean_image[2:4, 1:3])  # 6x5
+    with pytest.raises(ValueError, match=r"center_mean\(6\): these statistics are of 6x5 "
+                                         r"images; a crop of them is 1 to 5 pixels"):
+        loaded.center_mean(6)
 
 
 def test_statistics_errors():

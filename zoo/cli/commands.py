@@ -184,14 +184,21 @@ class _Setup:
     def __init__(self, args, run_dir):
         import data
 
-        writes = zoo.distribute.process_index() == 0  # in a JAX cluster, process 0 alone
-        if writes:
-            with directory_lock(run_dir):  # another run there: one line now, before any work
-                pass
+        # The user's mistakes first, and nothing written for them: the dataset, the
+        # augmentation, the model's arguments (a model built and dropped, ~1 s at most).
         info = data.info(args.dataset, data_dir=args.data_dir)
         entry = zoo.registry.get_entry(args.model)
         native = info.image_shape[0] if info.image_shape else entry.input_size
         size = args.image_size or max(native, entry.min_input_size)
+        data.augment.parse(args.augment)
+        self.model_kwargs = _model_args(args.model_arg)
+        self.model = args.model
+        self.info = info
+        self._check_model(size)
+        writes = zoo.distribute.process_index() == 0  # in a JAX cluster, process 0 alone
+        if writes:
+            with directory_lock(run_dir):  # another run there: one line now, before any work
+                pass
         saved = _resumed_statistics(run_dir)
         if saved is None:
             print(f"Computing the training set's pixel statistics ({size}x{size}) ...",
@@ -203,14 +210,21 @@ class _Setup:
                                   batch_size=args.batch_size, seed=args.seed,
                                   data_dir=args.data_dir, info=info,
                                   on_bad_image=_bad_image_policy(args), statistics=saved)
-        self.info, self.size = info, size
+        self.size = size
         self.normalize = args.normalize
         if writes and saved is None:
             make_directory(run_dir)
             self.data.statistics.save(os.path.join(run_dir, "statistics.npz"))
         self.val_split = next(iter(self.data.held_out), None)
-        self.model_kwargs = _model_args(args.model_arg)
-        self.model = args.model
+
+    def _check_model(self, size):
+        """Build the model once on a plain input of ``size``, as :meth:`build` will on the
+        pipeline's: a bad ``--model-arg`` value is one line before the data is read."""
+        import keras
+
+        image = keras.Input((size, size, 3))
+        zoo.get_model(self.model, classes=self.info.num_classes, **self.model_kwargs,
+                      input_tensor=image)
 
     def load(self, split, shuffle=None):
         return self.data.load(split, shuffle=shuffle)
@@ -370,7 +384,9 @@ def _add_train(sub):
 
 def _cmd_distill(args):
     import ensembles
+    from ensembles.distillation import check_alpha, check_temperature
 
+    check_alpha(args.alpha), check_temperature(args.temperature)  # before any work
     (teacher,) = _load_models([args.teacher])
     if args.image_size is None:  # the student sees the teacher's images
         args.image_size = teacher.input_shape[1]
@@ -462,6 +478,10 @@ def _add_diagnose(sub):
 
 
 def _cmd_search(args):
+    from zoo.training.search import search_space
+
+    search_space(tuple(args.lr), tuple(args.weight_decay),  # its ranges, before any work
+                 tuple(args.dropout) if args.dropout else None, args.width, args.optimizer)
     run_dir = _default_run_dir(args, "search")
     setup = _Setup(args, run_dir)
     if setup.val_split is None:
@@ -655,8 +675,11 @@ def _cmd_ensemble(args):
         print(f"Saved MC dropout over {names[0].removesuffix('_sample')}: {len(names)} "
               f"samples with dropout on, combined by {args.combine}: {args.output}")
     else:
-        print(f"Saved an ensemble of {len(names)} members ({', '.join(names)}), combined by "
-              f"{args.combine}: {args.output}")
+        weights = ensembles.member_weights(ensemble)
+        shown = "" if len(set(weights)) == 1 else (
+            ", weights " + ", ".join(f"{w:.3g}" for w in weights))
+        print(f"Saved an ensemble of {len(names)} member{'s' * (len(names) > 1)} "
+              f"({', '.join(names)}), combined by {args.combine}{shown}: {args.output}")
     return 0
 
 

@@ -40,7 +40,9 @@ def _range(name, bounds):
     return float(bounds[0]), float(bounds[1])
 
 
-def _space(learning_rate, weight_decay, dropout, width, optimizer=None):
+def search_space(learning_rate, weight_decay, dropout, width, optimizer=None):
+    """The space :func:`search` samples, ``{name: (low, high) or [choices]}``, checked: a
+    one-line :class:`UserError` for a bad range or choice, before any trial."""
     space = {"learning_rate": _log_range("learning_rate", learning_rate),
              "weight_decay": _log_range("weight_decay", weight_decay)}
     if optimizer is not None:
@@ -160,7 +162,7 @@ def search(model, train_data, val_data, *, model_kwargs=None, trials=8, fine_tri
     """
     import keras_tuner as kt
 
-    space = _space(learning_rate, weight_decay, dropout, width, optimizer)
+    space = search_space(learning_rate, weight_decay, dropout, width, optimizer)
     for name, value in (("trials", trials), ("epochs", epochs), ("top", top)):
         check_positive_int(value, name)
     fine_trials = trials if fine_trials is None else fine_trials

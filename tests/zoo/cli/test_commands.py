@@ -86,6 +86,28 @@ def test_typos_are_one_line_with_the_closest_name_before_any_data_is_read(argv, 
     assert message in err[0]
 
 
+@pytest.mark.parametrize("argv, message", [
+    (["train", "--model-arg", "width=abc"], "`width` (a channel multiplier) must be a positive"),
+    (["train", "--model-arg", "stem=foo"], "`stem` must be one of"),
+    (["train", "--augment", "crop+flop"], "Unknown augmentation 'flop' in 'crop+flop'"),
+    (["train", "--dataset", "digitz"], "Unknown dataset 'digitz'"),
+    (["search", "--lr", "1", "0.1"], "`learning_rate` must be a (low, high) pair with low < high"),
+    (["distill", "{teacher}", "--alpha", "1.5"], "`alpha`, the soft targets' weight, must lie"),
+])
+def test_bad_values_are_one_line_before_the_data_is_read_and_nothing_is_written(
+        argv, message, tmp_path, capsys, monkeypatch):
+    """Values only the builders, the pipeline or the library check: one line, before the
+    training set's statistics are computed, and no run directory (nor .lock) left behind."""
+    monkeypatch.chdir(tmp_path)
+    command, rest = argv[0], [a.format(teacher=tmp_path / "missing.keras") for a in argv[1:]]
+    assert cli.main([command, "--model", "resnet18", "--image-size", "8", *rest]) == 2
+    out, err = capsys.readouterr()
+    (line,) = err.strip().splitlines()
+    assert line.startswith(f"zoo {command}: error: ") and message in line, line
+    assert "statistics" not in out
+    assert os.listdir(tmp_path) == []
+
+
 def test_an_unknown_flag_is_one_line_with_the_closest_flag(capsys):
     with pytest.raises(SystemExit) as exit_info:
         cli.main(["train", "--model", "alexnet", "--lr-patiense", "3"])
@@ -559,8 +581,13 @@ def test_snapshot_training_from_the_shell_then_ensemble_and_evaluate(tmp_path, c
     suggested = out.split("Combine them with:\n")[1].split()  # zoo ensemble ... --output X
     assert suggested[:2] == ["zoo", "ensemble"]
     assert cli.main(suggested[1:]) == 0
-    assert "ensemble of 3 members (snapshot_1, snapshot_2, snapshot_3)" in (
+    assert "ensemble of 3 members (snapshot_1, snapshot_2, snapshot_3), combined by mean:" in (
         capsys.readouterr().out)
+    last = suggested.index("--last") + 1
+    assert cli.main(suggested[1:last] + ["9"] + suggested[last + 1:]) == 2  # 3 are there
+    assert capsys.readouterr().err.strip() == (
+        "zoo ensemble: error: `last=9` asks for more snapshots than there are: 3 "
+        "(snapshot-1.weights.h5, snapshot-2.weights.h5, snapshot-3.weights.h5).")
     assert zoo.class_names(ensembles.load(suggested[-1])) == [str(d) for d in range(10)]
     csv = str(tmp_path / "table.csv")
     assert cli.main(["evaluate", suggested[-1], "--output", csv]) == 0
@@ -593,7 +620,9 @@ def test_heterogeneous_members_keep_their_rows_through_the_shell(tmp_path, capsy
         ens, csv = str(tmp_path / "ens.keras"), str(tmp_path / "table.csv")
         if os.path.exists(ens):
             os.remove(ens)
+        capsys.readouterr()
         assert cli.main(["ensemble", *paths, "--weights", *weights, "--output", ens]) == 0
+        assert "combined by mean, weights " in capsys.readouterr().out
         assert cli.main(["evaluate", ens, "--output", csv]) == 0
         tables.append(pd.read_csv(csv, index_col=0))
     capsys.readouterr()
