@@ -2,6 +2,7 @@ import json
 import math
 import os
 import types
+import warnings
 
 import keras
 import numpy as np
@@ -164,9 +165,13 @@ def test_unknown_model_argument_type():
 @pytest.mark.parametrize("precision", [
     "mixed_float16", pytest.param("mixed_bfloat16", marks=pytest.mark.slow)])  # fast: one
 def test_mixed_precision_trains_and_keeps_the_global_policy(precision):
-    result = zoo.train("resnet18", tiny_data(size=16), epochs=1, precision=precision,
-                       verbose=0, model_kwargs=dict(input_shape=(16, 16, 3), classes=4,
-                                                    width=0.125, stem="cifar"))
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        result = zoo.train("resnet18", tiny_data(size=16), epochs=1, precision=precision,
+                           verbose=0, model_kwargs=dict(input_shape=(16, 16, 3), classes=4,
+                                                        width=0.125, stem="cifar"))
+    on_a_cpu = [str(w.message) for w in caught if "on a CPU" in str(w.message)]
+    assert len(on_a_cpu) == (precision == "mixed_float16"), on_a_cpu  # tests run on CPUs
     assert result.model.dtype_policy.name == precision
     assert result.model.get_layer("conv1_conv").compute_dtype == precision.split("_")[1]
     assert result.model.get_layer("predictions").compute_dtype == "float32"
