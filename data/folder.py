@@ -10,6 +10,7 @@ import warnings
 
 import tensorflow as tf
 
+from safeio import streams
 from safeio.checks import UserError
 
 IMAGE_EXTENSIONS = (".jpg", ".jpeg", ".png", ".gif", ".bmp")
@@ -87,19 +88,44 @@ def _truncated(path, head, size):
 
 
 def op_message(err):
-    """A TensorFlow op error's first line without the op's internal name: ``{{function_node
-    __wrapped__DecodeImage_device_...}} Unknown image file format`` -> ``Unknown image file
-    format``."""
+    """A TensorFlow op error's first line without the op's internal names: ``{{function_node
+    __wrapped__DecodeImage_device_...}} Unknown image file format`` and ``Unknown image file
+    format [Op:DecodeImage] name:`` -> ``Unknown image file format``."""
     line = err.message.splitlines()[0] if err.message else type(err).__name__
-    return re.sub(r"^\{\{.*?\}\}\s*", "", line).strip() or type(err).__name__
+    line = re.sub(r"\s*\[Op:\w+\](\s*name:.*)?$", "", re.sub(r"^\{\{.*?\}\}\s*", "", line))
+    return line.strip() or type(err).__name__
+
+
+# What TensorFlow's C++ decoders print to stderr of a file they fail on (libjpeg's own
+# lines, the op's failure): the problem returned for the file says it in one line instead.
+_DECODE_NOISE = re.compile(
+    r"^(Improper call to JPEG library in state \d+|Corrupt JPEG data: .*"
+    r"|Premature end of JPEG file|Not a JPEG file: .*"
+    r"|[IWE]\d{4} [\d:.]+\s+\d+ local_rendezvous\.cc:\d+\] Local rendezvous is aborting "
+    r"with status: .*)$")
 
 
 def _decode_problem(path):
-    try:
-        tf.io.decode_image(tf.io.read_file(path), channels=3, expand_animations=False)
-    except (tf.errors.InvalidArgumentError, tf.errors.UnknownError) as err:
-        return f"cannot be decoded ({op_message(err)})"
-    return None
+    return decode_problem(tf.io.read_file(path))
+
+
+def decode_problem(encoded):
+    """Why TensorFlow cannot decode the image bytes ``encoded`` (``"cannot be decoded
+    (...)"``), or None if it can; what its decoders print of a failure stays off stderr.
+
+    Example:
+
+    >>> decode_problem(b"\\xff\\xd8\\xff\\xe0 not a whole jpeg")
+    'cannot be decoded (jpeg::Uncompress failed. Invalid JPEG data or crop window.)'
+    """
+    problem = None
+    with streams.descriptor_filtered(lambda line: problem is not None
+                                     and bool(_DECODE_NOISE.match(line))):
+        try:
+            tf.io.decode_image(encoded, channels=3, expand_animations=False)
+        except (tf.errors.InvalidArgumentError, tf.errors.UnknownError) as err:
+            problem = f"cannot be decoded ({op_message(err)})"
+    return problem
 
 
 def image_problem(path, verify="header", max_pixels=MAX_PIXELS):

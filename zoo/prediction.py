@@ -143,21 +143,19 @@ def _decode(encoded):
 def _readable(path):
     """The file's bytes if it is an image TensorFlow decodes, else None and a one-line
     warning naming it and what is wrong (the checks ``data.load`` makes of image folders)."""
-    import tensorflow as tf
-
-    from data.folder import image_problem, op_message
+    from data.folder import decode_problem, image_problem
 
     problem = image_problem(path)
     if problem is None:
         try:
             with open(path, "rb") as f:
                 encoded = f.read()
-            _decode(encoded)
-            return encoded
         except OSError as err:
             problem = f"unreadable ({err.strerror or err})"
-        except tf.errors.OpError as err:
-            problem = f"cannot be decoded ({op_message(err)[:100]})"
+        else:
+            problem = decode_problem(encoded)
+            if problem is None:
+                return encoded
     warnings.warn(f"Skipped {path}: {problem}.", stacklevel=3)
     return None
 

@@ -239,12 +239,17 @@ def test_images_the_scan_does_not_read_are_named(image_folder):
 
 
 @pytest.mark.parametrize("verify", ["header", "decode"])  # header: the default
-def test_image_folder_truncated_file_is_named(image_folder, verify):
+def test_image_folder_truncated_file_is_named(image_folder, verify, capfd):
     good = (image_folder / "train" / "cat" / "grey0.jpg").read_bytes()
     truncated = image_folder / "train" / "cat" / "truncated.jpg"
     truncated.write_bytes(good[:len(good) // 2])  # a valid header, half the data
-    with pytest.raises(ValueError, match=r"truncated\.jpg: .*cannot be decoded"):
+    capfd.readouterr()
+    with pytest.raises(ValueError, match=r"truncated\.jpg: .*cannot be decoded \(jpeg::Uncompress "
+                                         r"failed\. Invalid JPEG data or crop window\.\)\."):
         data.load(str(image_folder), "train", verify=verify)
+    # What libjpeg and the failed op print below Python ("Improper call to JPEG library",
+    # "Local rendezvous is aborting") stays off stderr: the error names the file instead.
+    assert capfd.readouterr().err == ""
     with warnings.catch_warnings(record=True) as caught:
         warnings.simplefilter("always")
         ds = data.load(str(image_folder), "train", batch_size=None, on_bad_image="skip")

@@ -9,11 +9,9 @@ temporary file while TensorFlow starts, then writes back every line that is not 
 those. Later warnings and errors reach the terminal as they are.
 """
 
-import contextlib
-import os
 import re
-import sys
-import tempfile
+
+from safeio import streams
 
 _NOISE = re.compile(
     r"^WARNING: All log messages before absl::InitializeLog\(\) is called are written to "
@@ -31,24 +29,9 @@ def is_noise(line):
     return bool(_NOISE.match(line))
 
 
-@contextlib.contextmanager
 def descriptor_filtered(fd=2):
     """Everything written to ``fd`` inside goes through :func:`is_noise` on the way out."""
-    sys.stderr.flush()
-    saved = os.dup(fd)
-    with tempfile.TemporaryFile() as capture:
-        os.dup2(capture.fileno(), fd)
-        try:
-            yield
-        finally:
-            sys.stderr.flush()
-            os.dup2(saved, fd)
-            os.close(saved)
-            capture.seek(0)
-            kept = [line for line in capture.read().decode("utf-8", "replace").splitlines(True)
-                    if not is_noise(line.rstrip("\n"))]
-            if kept:
-                os.write(fd, "".join(kept).encode())
+    return streams.descriptor_filtered(is_noise, fd)
 
 
 def tensorflow_started_quietly():
