@@ -123,7 +123,7 @@ def decode_problem(encoded):
                                      and bool(_DECODE_NOISE.match(line))):
         try:
             tf.io.decode_image(encoded, channels=3, expand_animations=False)
-        except (tf.errors.InvalidArgumentError, tf.errors.UnknownError) as err:
+        except tf.errors.OpError as err:
             problem = f"cannot be decoded ({op_message(err)})"
     return problem
 

@@ -146,18 +146,21 @@ def from_snapshots(model, paths, last=None, combine="mean", weights=None,
 
     >>> ensemble = from_snapshots(build, "runs/snap/snapshots", last=4)  # doctest: +SKIP
     """
+    where = ""
     if isinstance(paths, (str, os.PathLike)):
+        where = f" in {os.fspath(paths)}"
         paths = snapshot_paths(paths)
     paths = list(paths)
+    if not paths:
+        raise UserError(f"No snapshot files to load{where}: received an empty list or "
+                        "directory.")
     if last is not None:
         if not isinstance(last, int) or last < 1:
             raise UserError(f"`last` must be a positive integer; received {last!r}.")
         if last > len(paths):
-            raise UserError(f"`last={last}` asks for more snapshots than there are: "
+            raise UserError(f"`last={last}` asks for more snapshots than there are{where}: "
                             f"{len(paths)} ({', '.join(os.path.basename(p) for p in paths)}).")
         paths = paths[-last:]
-    if not paths:
-        raise UserError("No snapshot files to load: received an empty list or directory.")
     members = []
     for path in paths:
         if not os.path.isfile(path):

@@ -148,6 +148,11 @@ def _file_in_the_way(directory):
     return None
 
 
+def _in_the_way(path):
+    what = "a link to nothing" if not os.path.exists(path) else "a file"
+    return f"Not a directory ({what} is in the way)"
+
+
 def make_directory(directory):
     """``os.makedirs(directory, exist_ok=True)``, where a file in the way is named as what it
     is (``makedirs`` says "File exists" of it).
@@ -164,12 +169,11 @@ def make_directory(directory):
     """
     try:
         os.makedirs(directory, exist_ok=True)
-    except (FileExistsError, NotADirectoryError):
+    except (FileExistsError, FileNotFoundError, NotADirectoryError):  # the last two: links
         blocking = _file_in_the_way(directory)
         if blocking is None:
             raise
-        raise NotADirectoryError(errno.ENOTDIR, "Not a directory (a file is in the way)",
-                                 blocking) from None
+        raise NotADirectoryError(errno.ENOTDIR, _in_the_way(blocking), blocking) from None
 
 
 def check_file_target(path):
@@ -181,13 +185,12 @@ def check_file_target(path):
 
     >>> check_file_target(os.path.join(os.getcwd(), "new", "table.csv"))  # can be made
     """
-    path = os.path.abspath(os.fspath(path))
+    path = os.fspath(path)
     if os.path.isdir(path):
         raise UserError(f"Cannot write the file {path}: a directory is there.")
-    blocking = _file_in_the_way(os.path.dirname(path))
+    blocking = _file_in_the_way(os.path.dirname(os.path.abspath(path)))
     if blocking is not None:
-        raise NotADirectoryError(errno.ENOTDIR, "Not a directory (a file is in the way)",
-                                 blocking)
+        raise NotADirectoryError(errno.ENOTDIR, _in_the_way(blocking), blocking)
 
 
 def check_free_space(path, needed):

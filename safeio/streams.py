@@ -9,6 +9,11 @@ import contextlib
 import os
 import sys
 import tempfile
+import threading
+
+# The descriptor is the process's: one redirection at a time (a nested one, in the same
+# thread, stacks), so that none ends by restoring another's temporary file.
+_REDIRECTING = threading.RLock()
 
 
 @contextlib.contextmanager
@@ -22,18 +27,23 @@ def descriptor_filtered(drop, fd=2):
     >>> with descriptor_filtered(lambda line: line.startswith("noise")):
     ...     _ = os.write(2, b"noise from C\\nkept\\n")   # "kept" reaches stderr afterwards
     """
-    sys.stderr.flush()
-    saved = os.dup(fd)
-    with tempfile.TemporaryFile() as capture:
-        os.dup2(capture.fileno(), fd)
+    with _REDIRECTING:
+        sys.stderr.flush()
         try:
+            saved = os.dup(fd)
+        except OSError:  # no such descriptor (a closed stderr): nothing to filter
             yield
-        finally:
-            sys.stderr.flush()
-            os.dup2(saved, fd)
-            os.close(saved)
-            capture.seek(0)
-            kept = [line for line in capture.read().decode("utf-8", "replace").splitlines(True)
-                    if not drop(line.rstrip("\n"))]
-            if kept:
-                os.write(fd, "".join(kept).encode())
+            return
+        with tempfile.TemporaryFile() as capture:
+            os.dup2(capture.fileno(), fd)
+            try:
+                yield
+            finally:
+                sys.stderr.flush()
+                os.dup2(saved, fd)
+                os.close(saved)
+                capture.seek(0)
+                text = capture.read().decode("utf-8", "replace")
+                kept = [line for line in text.splitlines(True) if not drop(line.rstrip("\n"))]
+                if kept:
+                    os.write(fd, "".join(kept).encode())

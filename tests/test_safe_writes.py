@@ -487,3 +487,8 @@ def test_atomic_writes_name_the_file_in_the_way_and_keep_it(tmp_path):
         check_file_target(str(tmp_path))
     check_file_target(str(tmp_path / "new" / "table.csv"))  # a folder that can be made
     assert blocked.read_text() == "the user's" and os.listdir(tmp_path) == ["notes.txt"]
+    dangling = tmp_path / "gone"
+    dangling.symlink_to(tmp_path / "nowhere")
+    with pytest.raises(NotADirectoryError, match=r"a link to nothing is in the way"):
+        make_directory(str(dangling / "run"))
+    assert not os.path.lexists(tmp_path / "nowhere")  # the link is not followed

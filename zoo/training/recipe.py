@@ -52,8 +52,19 @@ class TrainResult:
 
 
 def _cpu_only():
-    """Whether Keras' backend sees no accelerator (its devices are all ``cpu:N``)."""
-    return all(d.lower().startswith("cpu") for d in keras.distribution.list_devices())
+    """Whether Keras' backend computes on CPUs alone (no GPU or TPU)."""
+    backend = keras.backend.backend()
+    if backend == "tensorflow":
+        return not any(tf.config.list_logical_devices(kind) for kind in ("GPU", "TPU"))
+    if backend == "jax":
+        import jax
+
+        return all(device.platform == "cpu" for device in jax.devices())
+    if backend == "torch":
+        import torch
+
+        return not torch.cuda.is_available()
+    return True
 
 
 def _build(model, model_kwargs, strategy, precision):
@@ -245,14 +256,16 @@ def train(
         raise UserError(f"`precision` must be one of {PRECISION_CHOICES}; received "
                         f"{precision!r}.")
     check_positive_int(epochs, "epochs")
+    if seed is not None:
+        keras.utils.set_random_seed(seed)
+    strategy, parallel, replicas = distribute.backend_distribution(strategy)
+    # After the distribution is set up: asking for devices starts the backend's runtime,
+    # which must follow TensorFlow's device split and joining a JAX cluster.
     if precision == "mixed_float16" and _cpu_only():
         warnings.warn("precision='mixed_float16' on a CPU: its float16 kernels are far "
                       "slower than float32's (a small ResNet-18: 145 s against 4.5 s on a "
                       "2-core Xeon, 2026-12-04). Mixed precision pays on a GPU; on a CPU with "
                       "bfloat16 instructions, use mixed_bfloat16 (3.9 s there).", stacklevel=2)
-    if seed is not None:
-        keras.utils.set_random_seed(seed)
-    strategy, parallel, replicas = distribute.backend_distribution(strategy)
     processes = distribute.process_count() if parallel is not None else 1
     if parallel is not None:
         distribute.check_even_batches(replicas, train_data=train_data)

@@ -586,8 +586,8 @@ def test_snapshot_training_from_the_shell_then_ensemble_and_evaluate(tmp_path, c
     last = suggested.index("--last") + 1
     assert cli.main(suggested[1:last] + ["9"] + suggested[last + 1:]) == 2  # 3 are there
     assert capsys.readouterr().err.strip() == (
-        "zoo ensemble: error: `last=9` asks for more snapshots than there are: 3 "
-        "(snapshot-1.weights.h5, snapshot-2.weights.h5, snapshot-3.weights.h5).")
+        f"zoo ensemble: error: `last=9` asks for more snapshots than there are in {snapshots}: "
+        "3 (snapshot-1.weights.h5, snapshot-2.weights.h5, snapshot-3.weights.h5).")
     assert zoo.class_names(ensembles.load(suggested[-1])) == [str(d) for d in range(10)]
     csv = str(tmp_path / "table.csv")
     assert cli.main(["evaluate", suggested[-1], "--output", csv]) == 0
