@@ -222,9 +222,9 @@ class _Setup:
     def _check_model(self, size):
         """Build the model once on a plain input of ``size``, as :meth:`build` will on the
         pipeline's: a bad ``--model-arg`` value is one line before the data is read."""
-        import keras
-
         import gc
+
+        import keras
 
         image = keras.Input((size, size, 3))
         probe = zoo.get_model(self.model, classes=self.info.num_classes, **self.model_kwargs,
