@@ -392,7 +392,8 @@ def _cmd_distill(args):
     import ensembles
     from ensembles.distillation import check_alpha, check_temperature
 
-    check_alpha(args.alpha), check_temperature(args.temperature)  # before any work
+    check_alpha(args.alpha)  # before any work
+    check_temperature(args.temperature)
     (teacher,) = _load_models([args.teacher])
     if args.image_size is None:  # the student sees the teacher's images
         args.image_size = teacher.input_shape[1]
@@ -486,8 +487,10 @@ def _add_diagnose(sub):
 def _cmd_search(args):
     from zoo.training.search import search_space
 
-    search_space(tuple(args.lr), tuple(args.weight_decay),  # its ranges, before any work
-                 tuple(args.dropout) if args.dropout else None, args.width, args.optimizer)
+    space = dict(learning_rate=tuple(args.lr), weight_decay=tuple(args.weight_decay),
+                 dropout=tuple(args.dropout) if args.dropout else None, width=args.width,
+                 optimizer=args.optimizer)
+    search_space(**space)  # its ranges, before any work
     run_dir = _default_run_dir(args, "search")
     setup = _Setup(args, run_dir)
     if setup.val_split is None:
@@ -495,10 +498,7 @@ def _cmd_search(args):
                         f"{sorted(setup.info.splits)}.")
     result = zoo.search(
         setup.build, setup.load_train(), setup.load(split=setup.val_split),
-        trials=args.trials, fine_trials=args.fine_trials, epochs=args.epochs,
-        learning_rate=tuple(args.lr), weight_decay=tuple(args.weight_decay),
-        dropout=tuple(args.dropout) if args.dropout else None, width=args.width,
-        optimizer=args.optimizer,
+        trials=args.trials, fine_trials=args.fine_trials, epochs=args.epochs, **space,
         top=args.top, seed=args.seed, run_dir=os.path.join(run_dir, "tuner"),
         verbose=2)  # one line per epoch
     table = result.table
