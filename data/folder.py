@@ -165,8 +165,11 @@ def _problem(path, verify, max_pixels=MAX_PIXELS):
 
 
 def splits(root):
-    """The split names (sub-folders) of an image-folder root."""
-    return sorted(d for d in os.listdir(root) if os.path.isdir(os.path.join(root, d)))
+    """The split names (sub-folders) of an image-folder root. Hidden folders (``.name``,
+    such as Jupyter's ``.ipynb_checkpoints``) are skipped, as Keras'
+    ``image_dataset_from_directory`` skips them: they are never splits or classes."""
+    return sorted(d for d in os.listdir(root)
+                  if not d.startswith(".") and os.path.isdir(os.path.join(root, d)))
 
 
 def class_folders(root):

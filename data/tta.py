@@ -97,8 +97,17 @@ def crops(images, tta, size=None):
     return tf.convert_to_tensor(images)[:, None]
 
 
+def _are_probabilities(outputs):
+    """Whether a classifier's outputs are probabilities (non-negative, each row summing to
+    1) rather than logits, which a model built with ``classifier_activation=None`` gives.
+    Read from the numbers: the data pipeline does not look into models' graphs."""
+    outputs = np.asarray(outputs, "float64")
+    return bool((outputs >= 0).all() and np.allclose(outputs.sum(axis=-1), 1.0, atol=1e-3))
+
+
 def predict_crops(model, images, tta="10crop", size=None, batch_size=32):
-    """Per image: the mean predicted probabilities over its crops, and their variance.
+    """Per image: the mean predicted probabilities over its crops, and their variance
+    (of a model that outputs logits: of their softmax).
 
     The variance across crops is the paper notes' per-image uncertainty estimate.
     ``images`` is an array of shape (n, h, w, c) or a dataset of images or (image, label)
@@ -112,6 +121,7 @@ def predict_crops(model, images, tta="10crop", size=None, batch_size=32):
     """
     size = size or model.input_shape[1]
     batches = images if isinstance(images, tf.data.Dataset) else [images]
+    logits = None  # decided on the first batch
     means, variances = [], []
     for batch in batches:
         batch = batch[0] if isinstance(batch, (tuple, list)) else batch
@@ -119,7 +129,9 @@ def predict_crops(model, images, tta="10crop", size=None, batch_size=32):
         n, k = views.shape[0], views.shape[1]
         flat = tf.reshape(views, (-1,) + tuple(views.shape[2:]))
         probs = np.asarray(model.predict(flat, batch_size=batch_size, verbose=0))
-        probs = probs.reshape(n, k, -1)
+        if logits is None:
+            logits = not _are_probabilities(probs)
+        probs = np.asarray(tf.nn.softmax(probs) if logits else probs).reshape(n, k, -1)
         means.append(probs.mean(axis=1))
         variances.append(probs.var(axis=1))
     return np.concatenate(means), np.concatenate(variances)

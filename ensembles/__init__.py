@@ -14,8 +14,9 @@ import importlib
 from ensembles import metrics
 from ensembles.calibration import (TemperatureScaling, calibrate, fit_temperature, temperature,
                                    with_temperature)
-from ensembles.ensemble import (COMBINE_CHOICES, CombineMembers, Ensemble, combine_layer,
-                                is_ensemble, member_weights, members_of, with_member_outputs)
+from ensembles.ensemble import (COMBINE_CHOICES, CombineMembers, Ensemble, as_ensemble,
+                                combine_layer, is_ensemble, member_weights, members_of,
+                                with_member_outputs)
 from ensembles.export import EnsembleUncertainty, export, serving_model
 from ensembles.mc_dropout import MCDropout, mc_dropout
 from ensembles.plots import plot_reliability, plot_size_curve
@@ -72,8 +73,8 @@ def member_probabilities(ensemble, dataset, tta=None):
 __all__ = [
     "COMBINE_CHOICES", "CheckpointSnapshots", "CombineMembers", "CycleSnapshots",
     "CyclicCosine", "Ensemble", "EnsembleUncertainty", "MCDropout", "TemperatureScaling",
-    "calibrate", "combine_layer", "distill", "distillation_loss", "distillation_model",
-    "evaluate", "export", "fit_temperature", "fit_weights",
+    "as_ensemble", "calibrate", "combine_layer", "distill", "distillation_loss",
+    "distillation_model", "evaluate", "export", "fit_temperature", "fit_weights",
     "from_snapshots", "greedy_counts", "is_ensemble", "load", "mc_dropout",
     "member_probabilities", "member_weights", "members_of", "metrics", "nll_weights",
     "plot_reliability", "plot_size_curve", "predict_members", "serving_model", "size_curve",

@@ -15,6 +15,7 @@ import warnings
 import keras
 import numpy as np
 
+from ensembles.metrics import class_labels
 from safeio.checks import UserError
 
 EPS = 1e-30  # zeros (float32 underflow) are taken as EPS before the log, in Keras and NumPy
@@ -78,13 +79,10 @@ def check_temperature(temperature):
 
 def _log_probabilities(probs, labels):
     probs = np.asarray(probs, "float64")
-    labels = np.asarray(labels).astype(int)
+    labels = class_labels(labels, probs.shape[-1])
     if probs.ndim != 2 or len(probs) != len(labels) or len(labels) == 0:
         raise UserError(f"Expected probabilities shaped ({len(labels)}, classes) for "
                         f"{len(labels)} labels; received {probs.shape}.")
-    if labels.min() < 0 or labels.max() >= probs.shape[1]:
-        raise UserError(f"Labels must lie in 0..{probs.shape[1] - 1}; received "
-                        f"{labels.min()}..{labels.max()}.")
     return np.log(np.maximum(probs, EPS)), labels
 
 

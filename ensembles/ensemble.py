@@ -5,6 +5,7 @@ import numpy as np
 
 from ensembles.calibration import check_temperature, scaled
 from safeio.checks import UserError
+from zoo.outputs import outputs_probabilities as _softmax_output  # noqa: F401 (used by others)
 from zoo.saving import class_names, set_class_names
 
 COMBINE_CHOICES = ("mean", "logit_mean", "geometric", "vote")
@@ -30,6 +31,8 @@ class CombineMembers(keras.layers.Layer):
     >>> CombineMembers("mean")(np.array([[[0.2, 0.8], [0.6, 0.4]]], "float32")).numpy()
     array([[0.4, 0.6]], dtype=float32)
     """
+
+    serves_probabilities = True  # an ensemble made of ensembles takes its output as they are
 
     def __init__(self, combine="mean", weights=None, temperature=1.0, **kwargs):
         super().__init__(**kwargs)
@@ -66,19 +69,10 @@ class CombineMembers(keras.layers.Layer):
                 "temperature": self.temperature}
 
 
-def _softmax_output(model):
-    """Whether ``model`` outputs probabilities (else its outputs are taken as logits).
-
-    Follows the output back into nested models: a model wrapping a softmax classifier (for
-    example ``Model(x, classifier(Rescaling(1 / 255)(x)))``) outputs probabilities too.
-    """
-    operation = model.layers[-1] if not getattr(model, "outputs", None) else (
-        model.outputs[0]._keras_history.operation)
-    while isinstance(operation, keras.Model) and getattr(operation, "outputs", None):
-        operation = operation.outputs[0]._keras_history.operation
-    return (isinstance(operation, (CombineMembers, keras.layers.Softmax))
-            or getattr(operation, "serves_probabilities", False)  # TemperatureScaling
-            or getattr(operation, "activation", None) is keras.activations.softmax)
+def member_graph(member, name):
+    """``member`` as a functional model named ``name`` from its input to its one output
+    (for a GoogLeNet with auxiliary heads, the main head), sharing its layers and weights."""
+    return keras.Model(member.inputs, member.outputs[0], name=name)
 
 
 def _check_members(members):
@@ -89,10 +83,21 @@ def _check_members(members):
         if not isinstance(member, keras.Model):
             raise UserError(f"Member {i} must be a keras.Model; received "
                             f"{type(member).__name__}.")
+        if not getattr(member, "inputs", None) or not getattr(member, "outputs", None):
+            raise UserError(
+                f"Member {i} ({member.name!r}) has no graph from an input to an output: "
+                "members are functional or Sequential models with a known input shape "
+                "(start a Sequential with keras.Input, or build a subclassed model into "
+                "keras.Model(inputs, model(inputs))).")
         if isinstance(member.output_shape, list):  # (GoogLeNet's aux heads show as one)
             raise UserError(
                 f"Member {i} ({member.name!r}) has {len(member.output_shape)} outputs; "
                 "ensembles take one-output classifiers.")
+        if len(member.output_shape) != 2:
+            raise UserError(
+                f"Member {i} ({member.name!r}) outputs shape {member.output_shape[1:]} per "
+                "example; ensembles take classifiers with one vector of class scores per "
+                "example (not a feature map: include_top=False?).")
         if tuple(member.input_shape[1:]) != tuple(reference.input_shape[1:]):
             raise UserError(
                 f"Member {i} ({member.name!r}) takes input shape {member.input_shape[1:]}, but "
@@ -158,12 +163,13 @@ def Ensemble(members, combine="mean", weights=None, return_members=False, name="
     names = _check_members(members)
     if weights is not None:
         weights = [float(w) for w in weights]
-        if len(weights) != len(members) or min(weights) < 0 or sum(weights) <= 0:
+        if (len(weights) != len(members) or not np.isfinite(weights).all()
+                or min(weights) < 0 or sum(weights) <= 0):
             raise UserError(
                 f"`weights` must be {len(members)} non-negative numbers, not all zero; "
                 f"received {weights}.")
     names_in_graph = unique_names([m.name for m in members])
-    calls = [(keras.Model(member.input, member.output, name=member_name), member_name)
+    calls = [(member_graph(member, member_name), member_name)
              for member, member_name in zip(members, names_in_graph)]
     return combined_model(calls, combine, weights, return_members, name, names)
 
@@ -204,6 +210,20 @@ def combine_layer(model):
 def is_ensemble(model):
     """Whether ``model`` is an :func:`Ensemble` (it has one :class:`CombineMembers` layer)."""
     return combine_layer(model) is not None
+
+
+def as_ensemble(model):
+    """``model`` if it is an :func:`Ensemble`, else a one-member ensemble of it (same
+    weights, same name), which serves and exports like any other.
+
+    Example:
+
+    >>> import zoo
+    >>> model = zoo.alexnet(input_shape=(67, 67, 3), classes=10, width=16)
+    >>> [m.name for m in members_of(as_ensemble(model))]
+    ['alexnet']
+    """
+    return model if is_ensemble(model) else Ensemble([model], name=model.name)
 
 
 def _ensemble_combine_layer(ensemble):

@@ -62,7 +62,7 @@ def predict_members(source, dataset, tta=None, keep_views=False):
     names, predict = _members_and_predictor(source)
     size = _input_size(source)
     chunks, labels, bad_pixels = [], [], []
-    for images, y in dataset:
+    for images, y in _image_label_batches(dataset):
         bad_pixels.append(~np.isfinite(np.asarray(images)).reshape(len(images), -1).all(1))
         views = tta_lib.crops(images, tta, size)  # (batch, views, h, w, c)
         batch, k = views.shape[0], views.shape[1]
@@ -70,10 +70,29 @@ def predict_members(source, dataset, tta=None, keep_views=False):
         probs = predict(flat)
         chunks.append(probs.reshape(len(names), batch, k, -1))
         labels.append(np.asarray(y))
+    if not chunks:
+        raise UserError("The dataset is empty: there is nothing to predict or score.")
     probs = np.concatenate(chunks, axis=1)  # (members, n, views, classes)
     _check_finite(names, probs, np.concatenate(bad_pixels))
     probs = np.moveaxis(probs, 2, 1) if keep_views else probs.mean(axis=2)
-    return names, probs, np.concatenate(labels).astype(int)
+    return names, probs, metrics.class_labels(np.concatenate(labels), probs.shape[-1])
+
+
+def _image_label_batches(dataset):
+    """``(images, labels)`` from each batch, or a one-line error saying what the batch was."""
+    for batch in dataset:
+        if not isinstance(batch, (tuple, list)) or len(batch) != 2:
+            size = (f"{len(batch)} elements" if isinstance(batch, (tuple, list))
+                    else f"a {type(batch).__name__}")
+            hint = (" (images, labels, sample weights? evaluation does not weight examples: "
+                    "drop the weights)" if size == "3 elements" else "")
+            raise UserError(f"Expected batches of (images, labels); received {size}{hint}.")
+        images, y = batch
+        if np.ndim(images) != 4:
+            raise UserError(f"Expected batches of images shaped (batch, height, width, "
+                            f"channels); received shape {tuple(np.shape(images))}. Batch the "
+                            "dataset (dataset.batch(64)).")
+        yield images, y
 
 
 def _check_uncalibrated(source, tta):

@@ -8,7 +8,7 @@ import keras
 import numpy as np
 
 from ensembles.calibration import temperature
-from ensembles.ensemble import (CombineMembers, combine_layer, is_ensemble, members_of,
+from ensembles.ensemble import (CombineMembers, as_ensemble, combine_layer, members_of,
                                 with_member_outputs)
 from ensembles.mc_dropout import draws_at_inference
 from safeio import atomic_directory, atomic_path, check_free_space, write_json, write_text
@@ -74,7 +74,9 @@ def serving_model(ensemble):
     served probabilities: the same combine rule and member weights. ``finite`` is False for
     an input that holds a NaN or inf pixel (whose probabilities a network's ReLUs and
     poolings can turn into finite nonsense) or whose probabilities are not finite, so a
-    client can tell, per input, which answers not to use."""
+    client can tell, per input, which answers not to use. A single classifier is served as a
+    one-member ensemble."""
+    ensemble = as_ensemble(ensemble)
     members = with_member_outputs(ensemble)
     # Nested under a name of its own: the ensemble's (the demo's is "all") may be an op's.
     model = keras.Model(members.input, members.outputs, name="ensemble_and_members")
@@ -163,6 +165,7 @@ def export(ensemble, path, overwrite=False, class_names=None, scale=None,
 
     if format not in FORMAT_CHOICES:
         raise UserError(f"`format` must be one of {FORMAT_CHOICES}; received {format!r}.")
+    ensemble = as_ensemble(ensemble)
     serving = serving_model(ensemble)
     height, width, channels = serving.input.shape[1:]
     classes = serving.output["probabilities"].shape[-1]
@@ -185,7 +188,7 @@ def export(ensemble, path, overwrite=False, class_names=None, scale=None,
                 f"{format} runtimes do not promise the random ops: export it as a "
                 "SavedModel (format='saved_model'; from the shell, zoo export without "
                 "--format).")
-        members = members_of(ensemble) if is_ensemble(ensemble) else [ensemble]
+        members = members_of(ensemble)
         return _export_file(serving, os.fspath(path), format, names, overwrite,
                             {"class_names": names, "members": [m.name for m in members]})
 
@@ -232,7 +235,7 @@ def export(ensemble, path, overwrite=False, class_names=None, scale=None,
         archive.write_out(tmp, verbose=False)
         os.makedirs(os.path.join(tmp, "assets"), exist_ok=True)
         write_text(os.path.join(tmp, "assets", CLASS_NAMES_FILE), "\n".join(names) + "\n")
-        members = members_of(ensemble) if is_ensemble(ensemble) else [ensemble]
+        members = members_of(ensemble)
         write_json(os.path.join(tmp, "assets", DESCRIPTION_FILE), {
             "members": [m.name for m in members], "classes": classes, "input_size": height,
             "scale": scale, "top_k": k, "signatures": ["serve", "serve_images", "serve_bytes"],

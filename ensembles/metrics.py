@@ -5,7 +5,37 @@ Plain NumPy on ``probs`` of shape (n, classes) or, for members, (members, n, cla
 
 import numpy as np
 
+from safeio.checks import UserError
+
 EPS = 1e-12
+
+
+def class_labels(labels, classes):
+    """``labels`` as class indices shaped ``(n,)``: integers in ``[0, classes)``, given as
+    ``(n,)`` or ``(n, 1)`` (Keras' sparse labels, as ``keras.datasets.cifar10`` returns
+    them). One-hot or soft labels, and labels out of range, are refused in one line.
+
+    Example:
+
+    >>> class_labels(np.array([[2], [0]]), classes=3)
+    array([2, 0])
+    """
+    labels = np.asarray(labels)
+    if labels.ndim == 2 and labels.shape[1] == 1:
+        labels = labels[:, 0]
+    if labels.ndim != 1:
+        hint = (" (one-hot? take np.argmax(labels, axis=-1))"
+                if labels.ndim == 2 and labels.shape[1] == classes else "")
+        raise UserError(f"Labels must be class indices shaped (n,) or (n, 1); received shape "
+                        f"{labels.shape}{hint}.")
+    if labels.size and not np.array_equal(labels, np.round(labels)):
+        raise UserError(f"Labels must be whole class indices; received values such as "
+                        f"{float(labels[labels != np.round(labels)][0]):g}.")
+    labels = labels.astype(int)
+    if labels.size and (labels.min() < 0 or labels.max() >= classes):
+        raise UserError(f"Labels must lie in [0, {classes}) for {classes} classes; received "
+                        f"{labels.min()}..{labels.max()}.")
+    return labels
 
 
 def top_k_error(probs, labels, k=1):
@@ -50,6 +80,7 @@ def ece(probs, labels, bins=15):
 
 def scores(probs, labels):
     """The table's columns for one set of predictions."""
+    labels = class_labels(labels, probs.shape[-1])
     return {"top1_error": top_k_error(probs, labels, 1),
             "top5_error": top_k_error(probs, labels, 5),
             "nll": nll(probs, labels), "brier": brier(probs, labels), "ece": ece(probs, labels)}

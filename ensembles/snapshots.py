@@ -16,7 +16,7 @@ import os
 
 import keras
 
-from ensembles.ensemble import Ensemble
+from ensembles.ensemble import Ensemble, member_graph
 from ensembles.schedules import CyclicCosine
 from safeio import atomic_path, natural_key
 from safeio.checks import UserError
@@ -33,16 +33,27 @@ def _save_weights(model, path):
 
 
 class CycleSnapshots(keras.callbacks.Callback):
-    """Save ``snapshot-K.weights.h5`` when the K-th cycle ends, at the update counts
-    ``boundaries`` (:attr:`CyclicCosine.boundaries`)."""
+    """Save ``snapshot-K.weights.h5`` when the K-th cycle ends, at the batch counts
+    ``boundaries`` (:attr:`CyclicCosine.boundaries`).
+
+    Batches are counted from the epoch and the batch within it (``fit`` with
+    ``steps_per_epoch``, as ``zoo.train`` runs it), not from the optimizer's update count:
+    under mixed_float16, Keras' ``LossScaleOptimizer`` skips the update of a step whose
+    gradients overflow and does not count it, so the last boundary would never come."""
 
     def __init__(self, directory, boundaries):
         super().__init__()
         self.directory = directory
         self.boundaries = {int(step): k for k, step in enumerate(boundaries, start=1)}
+        self.epoch = 0
+
+    def on_epoch_begin(self, epoch, logs=None):
+        self.epoch = epoch
 
     def on_train_batch_end(self, batch, logs=None):
-        step = int(keras.ops.convert_to_numpy(self.model.optimizer.iterations))
+        steps = self.params.get("steps")
+        step = (self.epoch * steps + batch + 1 if steps else  # (fit without a length)
+                int(keras.ops.convert_to_numpy(self.model.optimizer.iterations)))
         if step in self.boundaries:
             _save_weights(self.model, os.path.join(
                 self.directory, f"snapshot-{self.boundaries[step]}.weights.h5"))
@@ -101,9 +112,10 @@ def train_snapshots(model, train_data, val_data=None, *, epochs, cycles, run_dir
             "The cyclic snapshot schedule and ReduceLROnPlateau do not compose (Keras cannot "
             "change a LearningRateSchedule's rate); use CheckpointSnapshots in an ordinary "
             "zoo.train run for snapshots under ReduceLROnPlateau.")
-    steps = steps_per_epoch or int(train_data.cardinality())
-    if steps < 1:
-        raise UserError("The training data's length is unknown: pass steps_per_epoch.")
+    steps = training.epoch_length(train_data, steps_per_epoch)
+    if steps is None:
+        raise UserError("The training data's length is unknown: pass steps_per_epoch (the "
+                        "cycles are counted in batches).")
     schedule = CyclicCosine(learning_rate, epochs * steps, cycles)
     directory = os.path.join(run_dir, "snapshots")
     # In a JAX cluster process 0 alone writes run_dir: the others save the same snapshots
@@ -116,7 +128,8 @@ def train_snapshots(model, train_data, val_data=None, *, epochs, cycles, run_dir
         result = training.train(
             model, train_data, val_data, epochs=epochs, run_dir=run_dir,
             optimizer=lambda: make_optimizer(optimizer, schedule, momentum, weight_decay),
-            reduce_lr=False, callbacks=callbacks, **train_kwargs)
+            reduce_lr=False, callbacks=callbacks, steps_per_epoch=steps_per_epoch,
+            **train_kwargs)
     return result, snapshot_paths(directory)
 
 
@@ -167,7 +180,7 @@ def from_snapshots(model, paths, last=None, combine="mean", weights=None,
             raise UserError(f"Snapshot file not found: {path}.")
         member = keras.models.clone_model(model) if isinstance(model, keras.Model) else model()
         member.load_weights(path)
-        member = keras.Model(member.input, member.output, name=_member_name(path))
+        member = member_graph(member, _member_name(path))
         # A snapshot holds weights only: its classes are the architecture's.
         members.append(set_class_names(member, class_names or get_class_names(
             model if isinstance(model, keras.Model) else member)))

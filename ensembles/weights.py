@@ -10,6 +10,7 @@ and scored on the same data flatter the ensemble.
 import numpy as np
 import scipy.optimize
 
+from ensembles.metrics import class_labels
 from safeio.checks import UserError, check_positive_int
 
 METHOD_CHOICES = ("nll", "greedy")
@@ -20,7 +21,7 @@ def true_class_probabilities(member_probs, labels):
     """``(members, n)``: each member's probability of each example's label, from
     ``member_probs`` shaped ``(members, n, classes)``."""
     member_probs = np.asarray(member_probs, "float64")
-    labels = np.asarray(labels)
+    labels = class_labels(labels, member_probs.shape[-1])
     if member_probs.ndim != 3 or member_probs.shape[1] != len(labels):
         raise UserError(f"Expected member probabilities shaped (members, {len(labels)}, "
                         f"classes); received {member_probs.shape}.")

@@ -65,7 +65,8 @@ def resolve_input(input_tensor, input_shape, default_shape, min_size, model_name
 
     ``input_tensor`` wins over ``input_shape``; ``default_shape`` fills in when neither
     is given. Spatial sizes below ``min_size`` raise a ``ValueError`` naming both sizes.
-    With ``fixed_size=True`` (a Flatten head), height and width may not be None.
+    With ``fixed_size`` (a Flatten head: True for the top, or the words saying which
+    argument made one, e.g. ``"with aux_logits=True"``), height and width may not be None.
     """
     if input_tensor is not None:
         if not keras.backend.is_keras_tensor(input_tensor):
@@ -92,9 +93,10 @@ def resolve_input(input_tensor, input_shape, default_shape, min_size, model_name
     if channels is None or channels < 1:
         raise UserError(f"{model_name} needs a known channel count; received {shape}.")
     if fixed_size and (height is None or width is None):
+        why = fixed_size if isinstance(fixed_size, str) else "with include_top=True"
         raise UserError(
-            f"{model_name} with include_top=True needs a fixed height and width (its "
-            f"classifier flattens the feature map); received input shape {shape}."
+            f"{model_name} {why} needs a fixed height and width (a classifier flattens "
+            f"the feature map); received input shape {shape}."
         )
     for size in (height, width):
         if size is not None and size < min_size:
@@ -130,7 +132,7 @@ def finish(model_inputs, outputs, name, weights, model_class=keras.Model, family
         from zoo import pretrained
 
         if pretrained.file_format(weights) == "keras":
-            model.load_weights(weights)
+            _load_keras_weights(model, weights)
         else:
             pretrained.load_converted(model, weights, family)
             if model.output_shape == (None, 1000):  # torchvision's, timm's, Caffe's ImageNet
@@ -138,6 +140,21 @@ def finish(model_inputs, outputs, name, weights, model_class=keras.Model, family
 
                 set_class_names(model, [name for _, name in pretrained.imagenet_classes()])
     return model
+
+
+def _load_keras_weights(model, path):
+    """``model.load_weights(path)``, with a truncated file or another model's weights said
+    in one line naming the file (h5py's message names none; Keras' dumps the values)."""
+    try:
+        model.load_weights(path)
+    except OSError as err:
+        raise UserError(f"{path} is not a readable .weights.h5 file "
+                        f"({str(err).splitlines()[0][:160]}): truncated, or not one Keras "
+                        "wrote.") from None
+    except ValueError as err:
+        first = str(err).strip().splitlines()[0]
+        raise UserError(f"{path} does not hold the weights of this {model.name} (built with "
+                        f"other arguments?): {first[:200]}") from None
 
 
 def smallest_input(out_size, limit=4096):

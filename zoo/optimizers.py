@@ -94,10 +94,27 @@ def make_optimizer(name="sgd", learning_rate=0.01, momentum=0.9, weight_decay=5e
     return keras.optimizers.Adagrad(**common, **decay)
 
 
-def default_metrics():
-    """Top-1 and top-5 accuracy, named ``top1_accuracy`` and ``top5_accuracy``."""
-    return [keras.metrics.SparseTopKCategoricalAccuracy(k=1, name="top1_accuracy"),
-            keras.metrics.SparseTopKCategoricalAccuracy(k=5, name="top5_accuracy")]
+def _one_hot_loss(loss):
+    """Whether ``loss`` (a name, a function or a loss object) takes one-hot labels."""
+    names = ("categorical_crossentropy", "categorical_focal_crossentropy")
+    return (loss in names or getattr(loss, "__name__", None) in names
+            or isinstance(loss, (keras.losses.CategoricalCrossentropy,
+                                 keras.losses.CategoricalFocalCrossentropy)))
+
+
+def default_metrics(loss="sparse_categorical_crossentropy"):
+    """Top-1 and top-5 accuracy, named ``top1_accuracy`` and ``top5_accuracy``: of class
+    indices, or of one-hot labels where ``loss`` takes them (``categorical_crossentropy``,
+    e.g. with label smoothing).
+
+    Example:
+
+    >>> [type(m).__name__ for m in default_metrics("categorical_crossentropy")]
+    ['TopKCategoricalAccuracy', 'TopKCategoricalAccuracy']
+    """
+    kind = (keras.metrics.TopKCategoricalAccuracy if _one_hot_loss(loss)
+            else keras.metrics.SparseTopKCategoricalAccuracy)
+    return [kind(k=1, name="top1_accuracy"), kind(k=5, name="top5_accuracy")]
 
 
 def compile_model(model, optimizer=None, *, learning_rate=0.01, momentum=0.9,
@@ -108,12 +125,13 @@ def compile_model(model, optimizer=None, *, learning_rate=0.01, momentum=0.9,
     ``optimizer``: None for :class:`PaperSGD` (``learning_rate``, ``momentum``,
     ``weight_decay``), a Keras optimizer, or a function returning one (called here, so
     that under a distribution strategy its variables are created in the strategy's scope).
-    Metrics default to top-1 and top-5 accuracy. (A GoogLeNet with auxiliary heads adds
-    their 0.3-weighted losses itself.) ``weighted``: the metrics follow the batches'
-    sample weights (Keras' ``weighted_metrics``), as the padded validation batches of
-    ``keras.distribution`` need. ``jit_compile``: None for the backend's usual way, which
-    is no XLA on TensorFlow and Keras' ``"auto"`` elsewhere (on JAX, the jitted step:
-    ``False`` there would run every step op by op).
+    Metrics default to top-1 and top-5 accuracy (of one-hot labels with a categorical
+    loss). (A GoogLeNet with auxiliary heads adds their 0.3-weighted losses itself.)
+    ``weighted``: the metrics follow the batches' sample weights (Keras'
+    ``weighted_metrics``), as the padded validation batches of ``keras.distribution``
+    need. ``jit_compile``: None for the backend's usual way, which is no XLA on TensorFlow
+    and Keras' ``"auto"`` elsewhere (on JAX, the jitted step: ``False`` there would run
+    every step op by op).
 
     Example:
 
@@ -123,7 +141,7 @@ def compile_model(model, optimizer=None, *, learning_rate=0.01, momentum=0.9,
         optimizer = PaperSGD(learning_rate, momentum=momentum, l2=weight_decay)
     elif not isinstance(optimizer, keras.optimizers.Optimizer) and callable(optimizer):
         optimizer = optimizer()  # a factory: its variables are created under the strategy
-    metrics = default_metrics() if metrics is None else metrics
+    metrics = default_metrics(loss) if metrics is None else metrics
     if jit_compile is None:
         jit_compile = False if keras.backend.backend() == "tensorflow" else "auto"
     model.compile(optimizer=optimizer, loss=loss, metrics=None if weighted else metrics,

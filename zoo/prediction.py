@@ -49,7 +49,7 @@ class _KerasSource:
 
         given = ensembles.is_ensemble(model)
         self.is_ensemble = given and len(ensembles.members_of(model)) > 1
-        ensemble = model if given else ensembles.Ensemble([model], name=model.name)
+        ensemble = ensembles.as_ensemble(model)
         self.serving = ensembles.serving_model(ensemble)
         self.size = self.serving.input.shape[1]
         if self.size is None or self.serving.input.shape[2] != self.size:

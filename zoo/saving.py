@@ -47,10 +47,11 @@ def class_names(model):
 
 def check_class_names(names, model=None):
     """``names`` as a tuple of distinct non-empty strings, one per output of ``model``."""
+    if not isinstance(names, str):
+        names = tuple(names)  # (a generator is read once)
     if isinstance(names, str) or not all(isinstance(n, str) and n for n in names):
         raise UserError(f"Class names must be a list of non-empty strings; received "
                         f"{names!r:.200}.")
-    names = tuple(names)
     duplicated = sorted({n for n in names if names.count(n) > 1})
     if duplicated:
         raise UserError(f"Class names must be distinct; {duplicated[:5]} appear more than once.")

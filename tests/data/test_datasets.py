@@ -4,6 +4,7 @@ import re
 import time
 import warnings
 
+import keras
 import numpy as np
 import pytest
 import tensorflow as tf
@@ -296,6 +297,20 @@ def test_image_folder_classes_are_numbered_across_splits_as_tfds_does(tmp_path):
     assert data.info(str(root), class_names=order).class_names == ("c", "b", "a")
     with pytest.raises(ValueError, match=r"Class folder\(s\) \['b'\] .* not in `class_names`"):
         data.load(str(root), "train", class_names=["a", "c"])
+
+
+def test_hidden_folders_are_never_splits_or_classes(tmp_path):
+    """Jupyter's .ipynb_checkpoints beside the class folders is no class (it would be class
+    0 and shift every label), as keras.utils.image_dataset_from_directory skips it."""
+    root = tmp_path / "letters"
+    for split, cls in [("train", "a"), ("train", "b"), ("train", ".ipynb_checkpoints"),
+                       (".cache", "a")]:
+        (root / split / cls).mkdir(parents=True)
+        _write(root / split / cls / "x.png", np.full((4, 4, 3), 50, np.uint8), "png")
+    keras_names = keras.utils.image_dataset_from_directory(
+        str(root / "train"), image_size=(4, 4), verbose=False).class_names
+    assert data.info(str(root)).class_names == tuple(keras_names) == ("a", "b")
+    assert data.folder.splits(str(root)) == ["train"]
 
 
 def test_image_folder_errors(image_folder, tmp_path):

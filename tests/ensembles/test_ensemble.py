@@ -301,6 +301,42 @@ def test_every_cyclic_run_ends_with_one_snapshot_per_cycle(epochs, cycles, tmp_p
         np.testing.assert_array_equal(saved, trained)
 
 
+def test_train_snapshots_counts_the_given_epoch_length_of_endless_data(tmp_path):
+    """Data repeated forever takes steps_per_epoch, which fit then runs (6 updates in 2
+    cycles of 3); a length other than known data's is refused before any training."""
+    result, paths = ensembles.train_snapshots(
+        tiny_model, tiny_data().repeat(), epochs=2, cycles=2, steps_per_epoch=3,
+        run_dir=str(tmp_path / "endless"), seed=0, verbose=0)
+    assert int(keras.ops.convert_to_numpy(result.model.optimizer.iterations)) == 6
+    assert [os.path.basename(p) for p in paths] == ["snapshot-1.weights.h5",
+                                                    "snapshot-2.weights.h5"]
+    with pytest.raises(ValueError, match=r"steps_per_epoch=3 differs from the training "
+                                         r"data's length, 4 batches"):
+        ensembles.train_snapshots(tiny_model, tiny_data(), epochs=2, cycles=2,
+                                  steps_per_epoch=3, run_dir=str(tmp_path / "known"))
+    assert not (tmp_path / "known").exists()
+
+
+def test_cycle_snapshots_are_taken_when_the_loss_scale_skips_updates(tmp_path):
+    """Under mixed_float16, Keras' LossScaleOptimizer skips the update of a step whose
+    gradients overflow, and does not count it: the snapshots follow the batches, so the
+    last cycle still ends in a snapshot."""
+    x, y = next(iter(tiny_data(n=64, batch=64)))
+    x = x.numpy()
+    x[16:32] *= 1e36  # the second batch of each epoch: its scaled gradients overflow
+    data = tf.data.Dataset.from_tensor_slices((x, y)).batch(16)  # 4 batches
+    schedule = ensembles.CyclicCosine(0.01, total_steps=8, cycles=2)
+    model = tiny_model()
+    model.compile(keras.optimizers.LossScaleOptimizer(keras.optimizers.SGD(schedule)),
+                  "sparse_categorical_crossentropy")
+    snapshots = ensembles.CycleSnapshots(str(tmp_path), schedule.boundaries)
+    model.fit(data.repeat(), epochs=2, steps_per_epoch=4, shuffle=False, verbose=0,
+              callbacks=[snapshots])
+    assert int(keras.ops.convert_to_numpy(model.optimizer.iterations)) < 8  # skipped ones
+    assert [os.path.basename(p) for p in ensembles.snapshot_paths(str(tmp_path))] == [
+        "snapshot-1.weights.h5", "snapshot-2.weights.h5"]
+
+
 def test_snapshot_paths_are_in_cycle_order_whatever_their_times(tmp_path):
     for k in (10, 2, 1, 9):
         (tmp_path / f"snapshot-{k}.weights.h5").write_bytes(b"")

@@ -221,9 +221,10 @@ def alexnet(
         dropout: dropout rate after fc6 and fc7.
         width: units of fc6 and fc7.
         kernel_initializer: ``"paper"`` (N(0, 0.01), the paper's), ``"he"`` (He normal,
-            which trains small AlexNets from scratch much faster) or ``"glorot"`` for the
-            hidden layers. The classifier keeps N(0, 0.01), so the untrained model's loss is
-            about ln(classes); biases follow the paper in every case.
+            which trains small AlexNets from scratch much faster), ``"glorot"`` or
+            ``"xavier"`` (Caffe's filler) for the hidden layers. The classifier keeps
+            N(0, 0.01), so the untrained model's loss is about ln(classes); biases follow
+            the paper in every case.
         activation: ``"relu"`` (paper), ``"leaky_relu"`` (slope 0.01), ``"prelu"`` (a
             learned slope per channel, from 0.25) or ``"elu"``; ReLU stays inside the conv
             and fc layers, the others are layers named ``conv1_elu``, ``fc6_prelu``, ...

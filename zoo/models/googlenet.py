@@ -162,6 +162,7 @@ def googlenet(
         input_tensor, input_shape, default_shape=(224, 224, 3),
         min_size=MIN_INPUT_SIZE_AUX if aux_logits else MIN_INPUT_SIZE,
         model_name="GoogLeNet",
+        fixed_size="with aux_logits=True" if aux_logits else False,  # the aux heads flatten
     )
     w = lambda filters: _scaled(filters, width)  # noqa: E731
     x = _conv(image, w(64), 7, "conv1_7x7_s2", style, strides=2)  # 112x112x64

@@ -154,7 +154,8 @@ def resnet(
         stem: ``"imagenet"`` (7x7/2 conv + 3x3/2 max-pool) or ``"cifar"`` (one 3x3 conv,
             no max-pool) for small images such as 32x32.
         kernel_initializer: ``"he"`` (default: He et al.'s normal in torchvision's
-            fan-out mode), ``"glorot"`` or ``"paper"`` (N(0, 0.01)), for the convolutions.
+            fan-out mode), ``"glorot"``, ``"xavier"`` (Caffe's filler) or ``"paper"``
+            (N(0, 0.01)), for the convolutions.
         activation: ``"relu"`` (paper), ``"leaky_relu"``, ``"prelu"`` or ``"elu"``.
 
     Example:

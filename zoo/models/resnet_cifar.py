@@ -92,8 +92,8 @@ def resnet_cifar(
         zero_init_residual: start the last BatchNorm of every residual branch at zero.
         drop_path_rate: stochastic depth, as in :func:`zoo.resnet` (Huang et al. 2016 used
             it on ResNet-110).
-        kernel_initializer: ``"he"`` (the paper's, He et al. 2015), ``"glorot"`` or
-            ``"paper"`` (N(0, 0.01)).
+        kernel_initializer: ``"he"`` (the paper's, He et al. 2015), ``"glorot"``,
+            ``"xavier"`` (Caffe's filler) or ``"paper"`` (N(0, 0.01)).
         activation: ``"relu"`` (paper), ``"leaky_relu"``, ``"prelu"`` or ``"elu"``.
 
     Example:

@@ -76,8 +76,8 @@ def vgg(
         dropout: dropout after fc1 and fc2 (0.5 in the paper).
         width: multiplier of every layer's width (64 ... 512 filters, 4096 units at 1.0).
         kernel_initializer: ``"he"`` (default: He et al.'s normal, fan-out, as torchvision
-            initialises VGG), ``"glorot"`` or ``"paper"`` (N(0, 0.01)) for the
-            convolutions; fc layers draw from N(0, 0.01), as torchvision's.
+            initialises VGG), ``"glorot"``, ``"xavier"`` (Caffe's filler) or ``"paper"``
+            (N(0, 0.01)) for the convolutions; fc layers draw from N(0, 0.01), as torchvision's.
         activation: ``"relu"`` (paper), ``"leaky_relu"``, ``"prelu"`` or ``"elu"``.
         batch_norm: a BatchNorm after every convolution (torchvision's ``vgg16_bn``).
 
@@ -89,9 +89,10 @@ def vgg(
     """
     if depth not in CONVS:
         raise UserError(f"`depth` of a VGG must be one of {sorted(CONVS)}; received {depth!r}.")
-    model_name = name or f"vgg{depth}{'_bn' if batch_norm else ''}"
+    registered = f"vgg{depth}{'_bn' if batch_norm else ''}"  # its weights' model, whatever `name`
+    model_name = name or registered
     weights = _builder.check_common_args(weights, pooling, classes, include_top,
-                                         family="vgg", model=model_name)
+                                         family="vgg", model=registered)
     _builder.check_style(kernel_initializer, activation)
     _builder.check_dropout(dropout)
     _builder.check_multiplier(width)

@@ -164,8 +164,15 @@ def list_weights(model=None):
 
 def is_named(weights):
     """Whether ``weights`` names an entry (``"imagenet"``, ``"tv_in1k"``, ...) rather than
-    a file: a string that is not an existing path and has no weights-file suffix."""
-    if not isinstance(weights, str) or os.path.exists(weights):
+    a file: ``"imagenet"``, an entry's name or tag whatever the working directory holds (a
+    folder called ``imagenet`` beside a notebook is not the weights), else a string that is
+    not an existing path and has no weights-file suffix."""
+    if not isinstance(weights, str):
+        return False
+    if weights == "imagenet" or weights in _ENTRIES or weights in {
+            entry.tag for entry in _ENTRIES.values()}:
+        return True
+    if os.path.exists(weights):
         return False
     return not weights.endswith((".h5", ".keras", *sum(FORMATS.values(), ())))
 
@@ -183,7 +190,7 @@ def get_weights(model, weights):
     raise UserError(
         f"{model} has no weights named {weights!r}; known: {known or 'none'}. `weights` may "
         "also be None or the path to a local file (.weights.h5, .safetensors/.pth for "
-        "ResNets, .caffemodel for AlexNet and GoogLeNet).")
+        "ResNets and VGGs, .caffemodel for AlexNet, GoogLeNet and VGG).")
 
 
 def cache_dir():

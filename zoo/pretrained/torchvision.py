@@ -172,7 +172,7 @@ def _load(model, path, module_of, top_prefixes, advice, adapt=None):
     layer's converted values; ``top_prefixes``: keys that may be left over without a top."""
     tensors = {k: v for k, v in read_state_dict(path).items()
                if not k.endswith(IGNORED)}
-    plan, missing, wrong_shape = [], [], []
+    plan, missing, wrong_shape, claimed = [], [], [], set()
     for layer in model.layers:
         if not layer.weights:
             continue
@@ -181,6 +181,7 @@ def _load(model, path, module_of, top_prefixes, advice, adapt=None):
             missing.append(f"{layer.name} (no torchvision counterpart)")
             continue
         keys = _keys(kind, module)
+        claimed.update(keys)  # the model's, even where the layer is not set
         absent = [k for k in keys if k not in tensors]
         if absent:
             missing.extend(absent)
@@ -203,10 +204,9 @@ def _load(model, path, module_of, top_prefixes, advice, adapt=None):
                 wrong_shape.append(f"{key}: file {tensors[key].shape} -> {value.shape}, "
                                    f"model {weight.shape}")
         plan.append((layer, values, keys))
-    used = {k for _, _, keys in plan for k in keys}
     has_top = "predictions" in {layer.name for layer in model.layers}
     unexpected = [k for k in tensors
-                  if k not in used and (has_top or not k.startswith(top_prefixes))]
+                  if k not in claimed and (has_top or not k.startswith(top_prefixes))]
     return set_if_it_fits(
         model, path, [(layer, values) for layer, values, _ in plan], missing, unexpected,
         wrong_shape, f"{len(tensors)} tensors in the file", advice)
@@ -226,10 +226,17 @@ def state_dict(model):
     """
     is_vgg = "block1_conv1" in {layer.name for layer in model.layers}
     module_of = vgg_module_names(model).get if is_vgg else torchvision_name
+    without = [layer.name for layer in model.layers if layer.weights
+               and (_kind(layer) is None or module_of(layer.name) is None)]
+    if without:
+        raise UserError(
+            f"{model.name} has layers with weights but no torchvision counterpart "
+            f"({', '.join(without[:5])}{', ...' if len(without) > 5 else ''}): state_dict "
+            "converts the zoo's ImageNet ResNets and VGGs with ReLU.")
     state = {}
     for layer in model.layers:
         kind, module = _kind(layer), module_of(layer.name)
-        if not layer.weights or kind is None or module is None:
+        if not layer.weights:
             continue
         values = layer.get_weights()
         if kind in ("conv", "conv_bias"):

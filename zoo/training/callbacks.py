@@ -122,6 +122,33 @@ def plot_history(rows, run_dir):
         save_figure(fig, os.path.join(run_dir, "learning_rate.png"))
 
 
+MONITOR_MODES = ("auto", "min", "max")
+
+
+def monitor_mode(model, monitor, mode="auto", required=True):
+    """``"min"`` or ``"max"`` for ``monitor``: ``mode`` itself, or for ``"auto"`` the way
+    Keras' callbacks take it (losses fall; a metric goes its own direction: accuracy, AUC,
+    precision rise), where they used to guess from the letters "acc". A name Keras cannot
+    tell about is a one-line error naming the metrics. Before the model's metrics are
+    built (TensorFlow builds them in the first step), None unless ``required``."""
+    if mode not in MONITOR_MODES:
+        raise UserError(f"`monitor_mode` must be one of {MONITOR_MODES}; received {mode!r}.")
+    if mode != "auto":
+        return mode
+    found = keras_internals.monitor_direction(model, monitor)
+    if found is None and not required and not keras_internals.metrics_built(model):
+        return None
+    if found is None:
+        names = [inner.name for metric in model.metrics
+                 for inner in getattr(metric, "metrics", [metric])]
+        raise UserError(
+            f"Cannot tell whether monitor={monitor!r} should rise or fall: the model's metrics "
+            f"are {', '.join(names)} (val_ before each for the validation data), and Keras "
+            "knows no direction for it. Monitor one of them, or give monitor_mode='max' or "
+            "'min'.")
+    return found
+
+
 class AtomicCheckpoint(keras.callbacks.Callback):
     """Save ``last.keras`` every epoch and ``best.keras`` when ``monitor`` improves.
 
@@ -137,12 +164,20 @@ class AtomicCheckpoint(keras.callbacks.Callback):
         self.saved_model = saved_model  # what the files hold, when not the model trained
         self.history_path = history_path
         self.monitor = monitor
-        self.mode = mode if mode != "auto" else ("max" if "acc" in monitor else "min")
+        self.mode = mode  # "auto" is resolved when training begins (monitor_mode)
         self.best = None
         self.last_path = os.path.join(directory, "last.keras")
         self.best_path = os.path.join(directory, "best.keras")
 
     def on_train_begin(self, logs=None):
+        self.prepared = False
+        self._prepare(required=False)  # else at the first epoch's end
+
+    def _prepare(self, required):
+        mode = monitor_mode(self.model, self.monitor, self.mode, required)
+        if mode is None:
+            return
+        self.mode, self.prepared = mode, True
         # A resumed run continues from the best value of the epochs its backup completed
         # (a row of an epoch killed before its backup is run again, checkpoint included).
         done = keras_internals.initial_epoch(self.model)  # set by the backup's restore
@@ -157,6 +192,8 @@ class AtomicCheckpoint(keras.callbacks.Callback):
         return value > self.best if self.mode == "max" else value < self.best
 
     def on_epoch_end(self, epoch, logs=None):
+        if not self.prepared:
+            self._prepare(required=True)
         if not _finite(logs):
             return
         save_model(self.saved_model or self.model, self.last_path)  # atomically, named
@@ -294,18 +331,33 @@ class DataEpochs(keras.callbacks.Callback):
             set_epoch(self.dataset, keras_internals.initial_epoch(self.model))
 
 
+class EpochEndEMASwap(keras.callbacks.SwapEMAWeights):
+    """Keras' ``SwapEMAWeights(swap_on_epoch=True)``, which swaps the averaged weights in at
+    each epoch's end for the checkpoints, without its last-epoch step: that one copies the
+    averages over the raw weights it swapped out (so that ``fit``'s final
+    ``finalize_variable_values`` leaves the averages in the model), and the raw training
+    state is then lost to the backup. With :class:`RawWeightsBack` after the checkpoints,
+    every epoch ends with the raw weights in the model and the averages in the optimizer,
+    and ``fit`` ends, however it stops, by putting the averages in."""
+
+    def __init__(self):
+        super().__init__(swap_on_epoch=True)
+
+    def on_epoch_end(self, epoch, logs=None):
+        keras_internals.swap_averaged_weights_in(self)
+
+
 class RawWeightsBack(keras.callbacks.Callback):
-    """After the checkpoints saved the EMA weights that ``SwapEMAWeights(swap_on_epoch=True)``
-    swapped in at the epoch's end, swap the raw training weights back, so the backup after
-    it holds the state that training continues from."""
+    """After the checkpoints saved the EMA weights that :class:`EpochEndEMASwap` swapped in
+    at the epoch's end, swap the raw training weights back, so the backup after it holds
+    the state that training continues from (an extended run too)."""
 
     def __init__(self, swap):
         super().__init__()
         self.swap = swap
 
     def on_epoch_end(self, epoch, logs=None):
-        if epoch < self.params["epochs"] - 1:
-            keras_internals.swap_raw_weights_back(self.swap)
+        keras_internals.swap_raw_weights_back(self.swap)
 
 
 class ResumableReduceLROnPlateau(keras.callbacks.ReduceLROnPlateau):
@@ -322,13 +374,25 @@ class ResumableReduceLROnPlateau(keras.callbacks.ReduceLROnPlateau):
 
     def on_train_begin(self, logs=None):
         super().on_train_begin(logs)
-        done = keras_internals.initial_epoch(self.model)  # set by BackupAndRestore
-        rows = [r for r in read_history(self.history_path)
-                if r["epoch"] <= done and self.monitor in r]
-        if rows and self.monitor_op is None:
+        self.prepared = False
+        self._prepare(required=False)  # else at the first epoch's end
+
+    def _prepare(self, required):
+        mode = monitor_mode(self.model, self.monitor, self.mode, required)
+        if mode is None:
+            return
+        self.mode, self.prepared = mode, True
+        if self.monitor_op is None:
             keras_internals.prepare_monitor(self)
-        for row in rows:
-            self._replay(row[self.monitor], row.get("learning_rate", math.inf))
+        done = keras_internals.initial_epoch(self.model)  # set by BackupAndRestore
+        for row in read_history(self.history_path):
+            if row["epoch"] <= done and self.monitor in row:
+                self._replay(row[self.monitor], row.get("learning_rate", math.inf))
+
+    def on_epoch_end(self, epoch, logs=None):
+        if not self.prepared:
+            self._prepare(required=True)
+        super().on_epoch_end(epoch, logs)
 
     def _replay(self, current, learning_rate):
         """The bookkeeping of ``on_epoch_end``, without touching the optimizer."""
@@ -352,7 +416,8 @@ class LearningRateLogger(keras.callbacks.Callback):
     def on_epoch_end(self, epoch, logs=None):
         if logs is None or "learning_rate" in logs:
             return
-        optimizer = self.model.optimizer
+        # (under mixed_float16, the LossScaleOptimizer's inner one holds the schedule)
+        optimizer = getattr(self.model.optimizer, "inner_optimizer", self.model.optimizer)
         schedule = getattr(optimizer, "_learning_rate", None)
         if isinstance(schedule, keras.optimizers.schedules.LearningRateSchedule):
             rate = schedule(optimizer.iterations - 1)

@@ -168,6 +168,8 @@ def _host_the_meeting(host, port, count, deadline, timeout):
                     connection.close()
                     if index is None:
                         continue  # not one of ours: keep waiting
+                    for waiting in arrived.values():  # they stop too, saying why
+                        _say(waiting, f"error {problem}")
                     raise UserError(f"Process 0 on {host}:{port}: {problem}.")
                 arrived[index] = connection
             for connection in arrived.values():

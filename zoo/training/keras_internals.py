@@ -18,6 +18,7 @@ import keras
 # (class, attribute): what each function below reads or calls.
 USED = [
     (keras.Model, "_initial_epoch"),  # fit starts there; BackupAndRestore's restore sets it
+    (keras.Model, "_compile_metrics"),  # built (named) in the first traced step
     (keras.callbacks.BackupAndRestore, "_save_model"),  # the hook our backup overrides
     (keras.callbacks.BackupAndRestore, "_weights_path"),
     (keras.callbacks.BackupAndRestore, "_training_metadata_path"),
@@ -67,6 +68,14 @@ def backup_position(backup):
     return backup._current_epoch, backup._last_batch_seen
 
 
+def swap_averaged_weights_in(swap):
+    """Put the averaged weights of ``swap`` (a ``SwapEMAWeights``) in the model, keeping the
+    raw ones in their place, unless they are in already."""
+    if not swap._ema_weights_in_model:
+        swap._swap_variables()
+        swap._ema_weights_in_model = True
+
+
 def swap_raw_weights_back(swap):
     """If ``swap`` (a ``SwapEMAWeights``) has the averaged weights in the model, put the raw
     training weights back; whether it did."""
@@ -75,6 +84,28 @@ def swap_raw_weights_back(swap):
     swap._swap_variables()
     swap._ema_weights_in_model = False
     return True
+
+
+def monitor_direction(model, monitor):
+    """``"max"`` or ``"min"``: which way ``monitor`` improves by Keras' own rule for its
+    callbacks' ``mode="auto"`` (losses fall; a metric goes its ``_direction``), or None
+    where Keras cannot tell (an unknown name, a metric without a direction). Needs the
+    model's metrics built, as they are from ``on_train_begin`` on."""
+    probe = keras.callbacks.ReduceLROnPlateau(monitor=monitor, mode="auto")
+    probe.set_model(model)
+    try:
+        probe._set_monitor_op()
+    except ValueError:
+        return None
+    return "max" if probe.monitor_op is keras.ops.greater else "min"
+
+
+def metrics_built(model):
+    """Whether ``model``'s compiled metrics know their names yet: Keras builds them on the
+    first traced step (before ``on_train_begin`` on JAX and under a strategy; on
+    TensorFlow without one, only in the first step)."""
+    compiled = getattr(model, "_compile_metrics", None)
+    return compiled is None or compiled.built
 
 
 def prepare_monitor(reduce_lr):

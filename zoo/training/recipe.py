@@ -11,6 +11,7 @@ after a crash it resumes from its last completed epoch.
 
 import contextlib
 import dataclasses
+import math
 import os
 import time
 import warnings
@@ -21,7 +22,7 @@ import tensorflow as tf
 
 from safeio import directory_lock
 from safeio.checks import UserError, check_positive_int
-from zoo import registry
+from zoo import outputs, registry
 # compile_model and default_metrics live with the optimizers (no TensorFlow there);
 # zoo.train and the package export them from here as before.
 from zoo.optimizers import build_optimizer, compile_model, default_metrics  # noqa: F401
@@ -94,6 +95,8 @@ def _build(model, model_kwargs, strategy, precision):
 
 
 def _check_schedule(optimizer, reduce_lr):
+    # (under mixed_float16, the LossScaleOptimizer's inner one holds the schedule)
+    optimizer = getattr(optimizer, "inner_optimizer", optimizer)
     schedule = isinstance(getattr(optimizer, "_learning_rate", None),
                           keras.optimizers.schedules.LearningRateSchedule)
     if schedule and reduce_lr:
@@ -105,7 +108,7 @@ def _check_schedule(optimizer, reduce_lr):
 
 
 def _run_callbacks(run_dir, monitor, reduce_lr, lr_factor, lr_patience, min_lr, verbose,
-                   ema=False, checkpoint_model=None):
+                   ema=False, checkpoint_model=None, mode="auto"):
     """The run's callbacks, in the order their epoch ends must happen.
 
     Every decision of an epoch comes before its backup: the learning-rate drop, the history
@@ -114,11 +117,13 @@ def _run_callbacks(run_dir, monitor, reduce_lr, lr_factor, lr_patience, min_lr, 
     after it resumes with everything the epoch decided. (The backup's restore, though, must
     come first: the other callbacks read what it restored.)
     """
-    mode = "max" if "acc" in monitor else "min"
     history_path = os.path.join(run_dir, "history.csv") if run_dir else None
     # With EMA: validate on the averaged weights, and hold them while the checkpoints are
-    # written; the backup keeps the raw training state.
-    swap = keras.callbacks.SwapEMAWeights(swap_on_epoch=True) if ema else None
+    # written; the backup keeps the raw training state. (fit ends with the averages.)
+    swap = None
+    if ema:
+        swap = (zoo_callbacks.EpochEndEMASwap() if run_dir is not None else
+                keras.callbacks.SwapEMAWeights())  # (validation alone: no checkpoints)
     cbs = [keras.callbacks.TerminateOnNaN()]
     if reduce_lr:
         cbs.append(zoo_callbacks.ResumableReduceLROnPlateau(
@@ -139,11 +144,24 @@ def _run_callbacks(run_dir, monitor, reduce_lr, lr_factor, lr_patience, min_lr, 
             + [backup, keras.callbacks.TensorBoard(os.path.join(run_dir, "logs"))])
 
 
+def _warn_on_logits_with_a_probability_loss(model, loss):
+    """The default loss takes probabilities; a model ending in logits (a builder's
+    ``classifier_activation=None``) would train on a loss that means nothing, and later
+    look like a divergence. Said before training; whether it was."""
+    mismatched = (loss == "sparse_categorical_crossentropy"
+                  and not outputs.outputs_probabilities(model))
+    if mismatched:
+        warnings.warn(
+            f"{model.name} outputs logits (no softmax at its end), but "
+            "loss='sparse_categorical_crossentropy' takes probabilities: pass "
+            "loss=keras.losses.SparseCategoricalCrossentropy(from_logits=True).",
+            stacklevel=3)
+    return mismatched
+
+
 def _warn_on_exploding_loss(rows, model, factor=3.0):
     """A finite training loss far above chance's ln(classes) is a divergence that has not
     turned into NaN (yet): say so, with the epoch."""
-    import math
-
     classes = model.output_shape[-1] if len(model.outputs) == 1 else None
     losses = [(row["epoch"], row["loss"]) for row in rows if isinstance(row.get("loss"), float)]
     if not classes or classes < 2 or not losses:
@@ -157,7 +175,30 @@ def _warn_on_exploding_loss(rows, model, factor=3.0):
             "learning rate is probably too high).", stacklevel=3)
 
 
-def _one_stream(train_data):
+def epoch_length(train_data, steps_per_epoch):
+    """The batches of an epoch: the training dataset's length, or ``steps_per_epoch`` for a
+    dataset of unknown or infinite length (None: a dataset of unknown length is passed
+    over whole each epoch). Refused: a ``steps_per_epoch`` other than a known length, and
+    an infinite dataset without it, whose first epoch would never end."""
+    if steps_per_epoch is not None:
+        check_positive_int(steps_per_epoch, "steps_per_epoch")
+    if not isinstance(train_data, tf.data.Dataset):
+        return steps_per_epoch
+    length = int(train_data.cardinality())
+    if length > 0 and steps_per_epoch not in (None, length):
+        raise UserError(
+            f"steps_per_epoch={steps_per_epoch} differs from the training data's length, "
+            f"{length} batches: an epoch is one pass over data of known length (a resumed run "
+            "replays the passes). Leave steps_per_epoch out, or train on part of the data "
+            f"(dataset.take({steps_per_epoch})).")
+    if length == tf.data.INFINITE_CARDINALITY and steps_per_epoch is None:
+        raise UserError("The training data repeats forever (dataset.repeat()), so its first "
+                        "epoch would never end: pass steps_per_epoch, or leave the repeat out "
+                        "(zoo.train repeats data of known length itself).")
+    return length if length > 0 else steps_per_epoch
+
+
+def _one_stream(train_data, steps_per_epoch=None):
     """``(dataset, steps_per_epoch)`` for ``fit``: a dataset of known length is repeated and
     read through ONE iterator for the whole run, each epoch one pass over it.
 
@@ -166,14 +207,18 @@ def _one_stream(train_data):
     2 CPU cores: 5-15 s per epoch of the demo's AlexNet, whose training takes 5 s); one
     iterator has no such stall. A ``data.load`` dataset still takes each epoch's order from
     ``(seed, epoch)``: every repetition is a new pass, and passes count epochs. Datasets of
-    unknown or infinite length go to ``fit`` as they are.
+    unknown length are repeated too when ``steps_per_epoch`` (:func:`epoch_length`) says
+    how many batches an epoch takes, else each epoch is one whole pass; infinite ones go to
+    ``fit`` as they are.
     """
     if not isinstance(train_data, tf.data.Dataset):
-        return train_data, None
-    steps = int(train_data.cardinality())
-    if steps <= 0:  # unknown (-2), infinite (-1) or empty
-        return train_data, None
-    return train_data.repeat(), steps
+        return train_data, steps_per_epoch
+    length = int(train_data.cardinality())
+    if length > 0:
+        return train_data.repeat(), length
+    if length == tf.data.UNKNOWN_CARDINALITY and steps_per_epoch is not None:
+        return train_data.repeat(), steps_per_epoch
+    return train_data, steps_per_epoch  # unknown (whole passes), infinite or empty
 
 
 def train(
@@ -182,6 +227,7 @@ def train(
     val_data=None,
     *,
     epochs=90,
+    steps_per_epoch=None,
     run_dir=None,
     model_kwargs=None,
     optimizer=None,
@@ -193,6 +239,7 @@ def train(
     lr_patience=5,
     min_lr=1e-6,
     monitor=None,
+    monitor_mode="auto",
     loss="sparse_categorical_crossentropy",
     metrics=None,
     seed=None,
@@ -214,6 +261,9 @@ def train(
             seeding, so ``seed`` fixes the initial weights too).
         train_data, val_data: datasets of ``(image, label)`` batches (``data.load``).
         epochs: epochs in all; a resumed run trains only the epochs still missing.
+        steps_per_epoch: batches per epoch, for training data of unknown or infinite
+            length (required for ``dataset.repeat()``); data of known length sets it itself
+            (an epoch is one pass), and another value is refused.
         run_dir: where the run's files go (see the module docstring); None writes nothing
             and cannot resume.
         optimizer: replaces the recipe's :class:`PaperSGD` (then ``learning_rate``,
@@ -223,7 +273,12 @@ def train(
             optimizer with ``use_ema=True`` is validated and checkpointed on its averaged
             weights, and the returned model holds them.
         reduce_lr, lr_factor, lr_patience, min_lr, monitor: ``ReduceLROnPlateau`` on
-            ``monitor`` (default: validation top-1 accuracy, else training loss).
+            ``monitor``, which ``checkpoints/best.keras`` follows too (default: validation
+            top-1 accuracy; with your own ``metrics``, validation loss; without
+            ``val_data``, training loss).
+        monitor_mode: ``"auto"`` (Keras' rule: losses fall, a metric goes its own way, so
+            ``val_auc`` rises; a name Keras cannot tell about is refused before training),
+            ``"min"`` or ``"max"``.
         loss, metrics: default sparse cross-entropy, top-1 and top-5 accuracy.
         seed: seeds Python, NumPy and TensorFlow (``keras.utils.set_random_seed``).
         strategy: ``"auto"``, ``"one_device"``, ``"mirrored"``, ``"multi_worker"`` or a
@@ -256,6 +311,12 @@ def train(
         raise UserError(f"`precision` must be one of {PRECISION_CHOICES}; received "
                         f"{precision!r}.")
     check_positive_int(epochs, "epochs")
+    epoch_steps = epoch_length(train_data, steps_per_epoch)
+    if isinstance(model, keras.Model) and model_kwargs:
+        registry.resolve(model, **model_kwargs)  # refused: they cannot change a built model
+    if monitor_mode not in zoo_callbacks.MONITOR_MODES:
+        raise UserError(f"`monitor_mode` must be one of {zoo_callbacks.MONITOR_MODES}; "
+                        f"received {monitor_mode!r}.")
     if seed is not None:
         keras.utils.set_random_seed(seed)
     strategy, parallel, replicas = distribute.backend_distribution(strategy)
@@ -285,7 +346,10 @@ def train(
                                       metrics=metrics, jit_compile=jit_compile,
                                       weighted=parallel is not None).optimizer
         _check_schedule(optimizer, reduce_lr)
-        monitor = monitor or ("val_top1_accuracy" if val_data is not None else "loss")
+        mismatched_loss = _warn_on_logits_with_a_probability_loss(model, loss)
+        # (the default metrics name top-1 accuracy; other metrics may not have it)
+        monitor = monitor or ("loss" if val_data is None else
+                              "val_top1_accuracy" if metrics is None else "val_loss")
         if run_dir is not None and not distribute.is_chief(strategy):
             run_dir = os.path.join(run_dir, distribute.task_name(strategy))  # no clobbering
         # One run per directory: a second run (any command) gets a one-line error at once.
@@ -296,6 +360,9 @@ def train(
                     "optimizer": keras.optimizers.serialize(optimizer), "reduce_lr": reduce_lr,
                     "lr_factor": lr_factor, "lr_patience": lr_patience, "min_lr": min_lr,
                     "monitor": monitor, "seed": seed,
+                    # (recorded as given: configs written before these keys compare equal)
+                    "steps_per_epoch": steps_per_epoch,
+                    "monitor_mode": None if monitor_mode == "auto" else monitor_mode,
                     "loss": loss if isinstance(loss, str) else keras.losses.serialize(loss),
                     "strategy": type(strategy).__name__,
                     "replicas": replicas, "precision": precision,
@@ -324,17 +391,18 @@ def train(
                       + (f"; run directory: {shared_run_dir}" if shared_run_dir else "")
                       + (" (written by process 0)" if run_dir != shared_run_dir else ""),
                       flush=True)
-            stream, steps_per_epoch = _one_stream(train_data)
+            stream, steps = _one_stream(train_data, epoch_steps)
             stream = distribute.process_share(stream, processes)
             run_callbacks = _run_callbacks(
                 run_dir, monitor, reduce_lr, lr_factor, lr_patience, min_lr, verbose,
-                ema=bool(getattr(optimizer, "use_ema", False)), checkpoint_model=checkpoint_model)
+                ema=bool(getattr(optimizer, "use_ema", False)), checkpoint_model=checkpoint_model,
+                mode=monitor_mode)
             if processes > 1 and run_dir is not None:  # (RestoreBackup comes first)
                 run_callbacks[0].backup.agree_on_epoch = distribute.same_epoch_everywhere(
                     shared_run_dir)
             with distribute.steady_device_iterators():
                 history = model.fit(
-                    stream, steps_per_epoch=steps_per_epoch, validation_data=val_data,
+                    stream, steps_per_epoch=steps, validation_data=val_data,
                     epochs=epochs, verbose=verbose,
                     shuffle=False,  # datasets come shuffled (data.load); Keras can't shuffle
                     callbacks=run_callbacks + [epochs_of] + list(callbacks),
@@ -342,12 +410,13 @@ def train(
             rows = (zoo_callbacks.read_history(os.path.join(run_dir, "history.csv")) if run_dir
                     else [{"epoch": e + 1, **{k: v[i] for k, v in history.history.items()}}
                           for i, e in enumerate(history.epoch)])
-            diverged = bool(rows) and any(
-                isinstance(v, float) and v != v for v in rows[-1].values())  # NaN
+            diverged = bool(rows) and any(  # TerminateOnNaN stops on NaN and inf alike
+                isinstance(v, float) and not math.isfinite(v) for v in rows[-1].values())
             if diverged:
-                warnings.warn(f"Training diverged (NaN loss) in epoch {rows[-1]['epoch']} and was "
-                              f"stopped; {run_config.what_was_kept(run_dir)}", stacklevel=2)
-            elif loss == "sparse_categorical_crossentropy":  # (chance's ln(classes) is its)
+                warnings.warn(f"Training diverged (NaN or infinite loss) in epoch "
+                              f"{rows[-1]['epoch']} and was stopped; "
+                              f"{run_config.what_was_kept(run_dir)}", stacklevel=2)
+            elif loss == "sparse_categorical_crossentropy" and not mismatched_loss:
                 _warn_on_exploding_loss(rows, model)
     if processes > 1:
         # The model's variables span every process: later evaluate and predict calls in

@@ -124,10 +124,91 @@ def test_fit_reads_a_dataset_of_known_length_through_one_iterator():
     assert passes[:3] == passes[3:] == [[0, 1, 2, 3], [4, 5, 6, 7], [8, 9]]
     unknown = batches.filter(lambda b: True)
     assert _one_stream(unknown) == (unknown, None)
+    stream, steps = _one_stream(unknown, steps_per_epoch=2)  # repeated: epochs of 2 batches
+    assert steps == 2 and [b.tolist() for b in stream.take(4).as_numpy_iterator()] == [
+        [0, 1, 2, 3], [4, 5, 6, 7], [8, 9], [0, 1, 2, 3]]
     endless = batches.repeat()
-    assert _one_stream(endless) == (endless, None)
+    assert _one_stream(endless, steps_per_epoch=5) == (endless, 5)
     arrays = (np.zeros((4, 2)), np.zeros(4))
     assert _one_stream(arrays) == (arrays, None)
+
+
+def test_steps_per_epoch_sets_the_epochs_of_data_without_a_length(tmp_path):
+    """Endless data needs steps_per_epoch (its first epoch would never end); data of
+    unknown length is repeated across its passes; a known length cannot be overridden.
+    The refusals come before the run directory exists."""
+    endless = tiny_data().repeat()  # 4 batches a pass
+    with pytest.raises(ValueError, match=r"repeats forever .* pass steps_per_epoch"):
+        zoo.train(tiny_model, endless, epochs=1, run_dir=str(tmp_path / "a"), verbose=0)
+    with pytest.raises(ValueError, match=r"steps_per_epoch=3 differs from the training "
+                                         r"data's length, 4 batches.*take\(3\)"):
+        zoo.train(tiny_model, tiny_data(), epochs=1, steps_per_epoch=3,
+                  run_dir=str(tmp_path / "a"), verbose=0)
+    assert not (tmp_path / "a").exists()
+    for data, epochs in [(endless, 2), (tiny_data().filter(lambda x, y: True), 3)]:
+        result = zoo.train(tiny_model, data, epochs=epochs, steps_per_epoch=3,
+                           reduce_lr=False, verbose=0)
+        assert int(keras.ops.convert_to_numpy(result.model.optimizer.iterations)) == 3 * epochs
+
+
+def test_the_monitor_goes_the_way_keras_callbacks_take_it(tmp_path):
+    """Keras' own rule (the metric's direction), not the letters "acc": a top-1 named
+    "top1" rises, a cross-entropy named "acc_gap" falls; best.keras holds the best epoch by it.
+    A name Keras knows nothing of is refused, naming the metrics."""
+    from zoo.training.callbacks import monitor_mode
+
+    metrics = [keras.metrics.SparseTopKCategoricalAccuracy(k=1, name="top1"),
+               keras.metrics.SparseCategoricalCrossentropy(name="acc_gap")]
+    result = zoo.train(tiny_model, tiny_data(), tiny_data(seed=1), epochs=4, seed=0,
+                       metrics=metrics, monitor="val_top1", run_dir=str(tmp_path / "a"),
+                       learning_rate=0.1, verbose=0)
+    model = result.model
+    assert [monitor_mode(model, name) for name in ("val_top1", "val_acc_gap", "loss")] == [
+        "max", "min", "min"]
+    assert monitor_mode(model, "val_auc", "max") == "max"
+    with pytest.raises(ValueError, match=r"monitor='val_auc' should rise or fall: the "
+                                         r"model's metrics are loss, top1, acc_gap"):
+        monitor_mode(model, "val_auc")
+    history = result.history["val_top1"]
+    assert history.nunique() > 1  # (else any epoch would be the best)
+    best = keras.models.load_model(tmp_path / "a" / "checkpoints" / "best.keras")
+    best.compile(metrics=[keras.metrics.SparseTopKCategoricalAccuracy(k=1, name="top1")])
+    assert best.evaluate(tiny_data(seed=1), return_dict=True, verbose=0)["top1"] == (
+        pytest.approx(history.max()))
+    # Own metrics without top-1 accuracy: validation loss by default, so best.keras exists.
+    result = zoo.train(tiny_model, tiny_data(), tiny_data(seed=1), epochs=1, verbose=0,
+                       metrics=[keras.metrics.SparseCategoricalCrossentropy(name="xent")],
+                       run_dir=str(tmp_path / "b"))
+    assert os.path.exists(result.best_path)
+    with pytest.raises(ValueError, match=r"monitor='val_top_1' should rise or fall"):
+        zoo.train(tiny_model, tiny_data(), tiny_data(seed=1), epochs=1, verbose=0,
+                  monitor="val_top_1")
+
+
+def test_a_run_stopped_on_an_infinite_loss_diverged():
+    """TerminateOnNaN stops on inf as on NaN: the run says it diverged."""
+    def infinite(labels, probabilities):
+        return keras.ops.mean(probabilities, axis=-1) * 0.0 + np.inf
+
+    with pytest.warns(UserWarning, match=r"diverged \(NaN or infinite loss\) in epoch 1"):
+        result = zoo.train(tiny_model, tiny_data(), epochs=3, loss=infinite, reduce_lr=False,
+                           verbose=0)
+    assert result.diverged and len(result.history) == 1
+
+
+def test_an_ema_run_extended_ends_where_one_longer_run_does(tmp_path):
+    """The backup of an EMA run's last epoch holds the raw training weights (the averages
+    stay the optimizer's), so raising `epochs` continues the run that was."""
+    kwargs = dict(seed=0, reduce_lr=False, verbose=0,
+                  optimizer=lambda: zoo.make_optimizer("adam", 0.01, ema=True))
+    zoo.train(tiny_model, tiny_data(), tiny_data(seed=1), epochs=2,
+              run_dir=str(tmp_path / "a"), **kwargs)
+    extended = zoo.train(tiny_model, tiny_data(), tiny_data(seed=1), epochs=3,
+                         run_dir=str(tmp_path / "a"), **kwargs)
+    whole = zoo.train(tiny_model, tiny_data(), tiny_data(seed=1), epochs=3,
+                      run_dir=str(tmp_path / "b"), **kwargs)
+    for ours, reference in zip(extended.model.get_weights(), whole.model.get_weights()):
+        np.testing.assert_allclose(ours, reference, rtol=1e-5, atol=1e-7)
 
 
 def test_schedule_and_reduce_lr_is_a_clear_error():
@@ -138,6 +219,11 @@ def test_schedule_and_reduce_lr_is_a_clear_error():
     result = zoo.train(tiny_model(), tiny_data(), epochs=1, verbose=0, reduce_lr=False,
                        optimizer=keras.optimizers.SGD(schedule))
     assert len(result.history) == 1
+    # Under mixed_float16 the schedule sits inside Keras' LossScaleOptimizer.
+    with pytest.warns(UserWarning, match="mixed_float16"), \
+            pytest.raises(ValueError, match="LearningRateSchedule.*reduce_lr=False"):
+        zoo.train(tiny_model, tiny_data(), epochs=1, verbose=0, precision="mixed_float16",
+                  optimizer=lambda: keras.optimizers.SGD(schedule))
 
 
 @pytest.mark.parametrize(

@@ -1,0 +1,180 @@
+"""What users hand to ensembles: members of every Keras kind, and labels of every shape.
+
+The scores are held to scikit-learn's; a member's probabilities to its own ``predict``.
+"""
+
+import keras
+import numpy as np
+import pandas as pd
+import pytest
+import tensorflow as tf
+from sklearn.metrics import accuracy_score, log_loss, top_k_accuracy_score
+
+import data
+import ensembles
+import zoo
+
+CLASSES = 6
+
+
+def pooled_head(activation=None, seed=0, classes=CLASSES, size=16):
+    """A small classifier: its last Dense layer's ``activation`` is what the test varies."""
+    keras.utils.set_random_seed(seed)
+    inputs = keras.Input((size, size, 3))
+    x = keras.layers.GlobalAveragePooling2D()(keras.layers.Conv2D(8, 3, name="conv")(inputs))
+    return keras.Model(inputs, keras.layers.Dense(classes, activation=activation)(x))
+
+
+def images(n=13, size=16, seed=0):
+    return np.random.default_rng(seed).normal(size=(n, size, size, 3)).astype("float32")
+
+
+def labels(n=13, seed=1):
+    return np.random.default_rng(seed).integers(0, CLASSES - 1, n)  # the last class is missing
+
+
+def batches(y, x=None, batch=4):  # 13 examples: the last batch holds 1
+    x = images(len(y)) if x is None else x
+    return tf.data.Dataset.from_tensor_slices((x, y)).batch(batch)
+
+
+# --- labels -----------------------------------------------------------------------------------
+
+
+@pytest.mark.all_backends
+def test_labels_shaped_n_by_1_score_as_keras_sparse_labels_do():
+    """keras.datasets.cifar10 gives labels shaped (n, 1): the same scores as (n,), and both
+    are scikit-learn's (top-k over every class, the missing one included)."""
+    model = ensembles.Ensemble([pooled_head("softmax", 0), pooled_head(None, 1)])
+    y = labels()
+    flat = ensembles.evaluate(model, batches(y)).loc["ensemble"]
+    column = ensembles.evaluate(model, batches(y[:, None])).loc["ensemble"]
+    pd.testing.assert_series_equal(column, flat)
+    probs = model.predict(images(), verbose=0).astype("float64")
+    every = np.arange(CLASSES)
+    assert flat["top1_error"] == pytest.approx(1 - accuracy_score(y, probs.argmax(1)))
+    assert flat["top5_error"] == pytest.approx(
+        1 - top_k_accuracy_score(y, probs, k=5, labels=every))
+    assert flat["nll"] == pytest.approx(log_loss(y, probs, labels=every), rel=1e-5)
+    temperature = ensembles.fit_temperature(probs, y[:, None])
+    assert temperature == pytest.approx(ensembles.fit_temperature(probs, y))
+
+
+@pytest.mark.all_backends
+@pytest.mark.parametrize("given, message", [
+    (np.eye(CLASSES)[labels()], r"shaped \(n,\) or \(n, 1\); received shape \(13, 6\) "
+                                r"\(one-hot\? take np.argmax"),
+    (labels() - 1, r"lie in \[0, 6\) for 6 classes; received -1\.\."),
+    (labels() + 3, r"lie in \[0, 6\) for 6 classes; received \d\.\.7"),
+    (labels() + 0.5, r"whole class indices; received values such as \d\.5\."),
+])
+def test_labels_that_are_not_class_indices_are_one_line(given, message):
+    model = ensembles.Ensemble([pooled_head("softmax")])
+    with pytest.raises(ValueError, match=message):
+        ensembles.evaluate(model, batches(given))
+    with pytest.raises(ValueError, match=message):
+        ensembles.fit_weights([pooled_head("softmax"), pooled_head(None, 1)], batches(given))
+
+
+def test_batches_that_are_not_image_label_pairs_are_one_line():
+    model = ensembles.Ensemble([pooled_head("softmax")])
+    x, y = images(), labels()
+    weighted = tf.data.Dataset.from_tensor_slices((x, y, np.ones(13))).batch(4)
+    with pytest.raises(ValueError, match=r"\(images, labels\); received 3 elements.*sample"):
+        ensembles.evaluate(model, weighted)
+    unbatched = tf.data.Dataset.from_tensor_slices((x, y))
+    with pytest.raises(ValueError, match=r"received shape \(16, 16, 3\)\. Batch the dataset"):
+        ensembles.evaluate(model, unbatched)
+    with pytest.raises(ValueError, match="The dataset is empty"):
+        ensembles.evaluate(model, batches(y).take(0))
+
+
+# --- members ----------------------------------------------------------------------------------
+
+
+@pytest.mark.all_backends
+@pytest.mark.parametrize("head", ["ops_softmax", "tf_nn_softmax", "activation_layer"])
+def test_a_member_that_outputs_probabilities_is_not_softmaxed_again(head):
+    """However the member takes its softmax, a one-member ensemble predicts what it does
+    (a second softmax would flatten the probabilities towards uniform)."""
+    logits = pooled_head(None)
+    x = logits.output
+    if head == "ops_softmax":
+        out = keras.ops.softmax(x)
+    elif head == "tf_nn_softmax":
+        if keras.backend.backend() != "tensorflow":
+            pytest.skip("tf.nn.softmax runs on TensorFlow tensors only")
+        out = keras.layers.Activation(tf.nn.softmax)(x)
+    else:
+        out = keras.layers.Activation("softmax")(x)
+    member = keras.Model(logits.input, out)
+    alone = member.predict(images(), verbose=0)
+    np.testing.assert_allclose(ensembles.Ensemble([member]).predict(images(), verbose=0),
+                               alone, rtol=1e-5, atol=1e-7)
+    table = ensembles.evaluate([member], batches(labels()))
+    assert table.loc["ensemble", "nll"] == pytest.approx(
+        log_loss(labels(), alone.astype("float64"), labels=np.arange(CLASSES)), rel=1e-5)
+
+
+@pytest.mark.all_backends
+def test_sequential_members_and_googlenet_with_aux_heads_are_members():
+    """A Sequential classifier, and a GoogLeNet trained with its auxiliary heads (the main
+    head alone, as it predicts), join an ensemble and a snapshot ensemble."""
+    sequential = keras.Sequential([keras.Input((65, 65, 3)), keras.layers.Flatten(),
+                                   keras.layers.Dense(CLASSES, activation="softmax")])
+    aux = zoo.googlenet(aux_logits=True, input_shape=(65, 65, 3), classes=CLASSES, width=0.125)
+    x = images(3, size=65)
+    model = ensembles.Ensemble([sequential, aux])
+    expected = (sequential.predict(x, verbose=0) + aux.predict(x, verbose=0)) / 2
+    np.testing.assert_allclose(model.predict(x, verbose=0), expected, rtol=1e-5, atol=1e-7)
+
+
+def test_snapshots_of_a_googlenet_with_aux_heads(tmp_path):
+    def build():
+        return zoo.googlenet(aux_logits=True, input_shape=(65, 65, 3), classes=CLASSES,
+                             width=0.125)
+
+    trained = build()
+    trained.save_weights(tmp_path / "snapshot-1.weights.h5")
+    snapshot = ensembles.from_snapshots(build, tmp_path)
+    x = images(2, size=65)
+    np.testing.assert_allclose(snapshot.predict(x, verbose=0), trained.predict(x, verbose=0),
+                               rtol=1e-5, atol=1e-7)
+
+
+def test_members_that_are_not_classifiers_and_bad_weights_are_refused():
+    inputs = keras.Input((16, 16, 3))
+    feature_map = keras.Model(inputs, keras.layers.Conv2D(CLASSES, 1)(inputs), name="fmap")
+    with pytest.raises(ValueError, match=r"Member 1 \('fmap'\) outputs shape \(16, 16, 6\).*"
+                                         r"include_top=False"):
+        ensembles.Ensemble([pooled_head(), feature_map])
+    unbuilt = keras.Sequential([keras.layers.Dense(CLASSES)], name="unbuilt")
+    with pytest.raises(ValueError, match=r"Member 0 \('unbuilt'\) has no graph.*keras.Input"):
+        ensembles.Ensemble([unbuilt])
+    for bad in (float("nan"), float("inf")):
+        with pytest.raises(ValueError, match=r"`weights` must be 2 non-negative numbers"):
+            ensembles.Ensemble([pooled_head(), pooled_head()], weights=[1, bad])
+
+
+@pytest.mark.all_backends
+def test_a_single_classifier_is_served_as_a_one_member_ensemble():
+    member = pooled_head(None)
+    served = ensembles.serving_model(member).predict(images(), verbose=0)
+    np.testing.assert_allclose(served["probabilities"],
+                               keras.ops.softmax(member.predict(images(), verbose=0)),
+                               rtol=1e-5, atol=1e-7)
+    np.testing.assert_allclose(served["mutual_information"], 0.0, atol=1e-6)
+
+
+def test_crops_of_a_logits_model_average_probabilities():
+    """data.predict_crops averages the probabilities of each crop, also for a model that
+    outputs logits (zoo's builders with classifier_activation=None)."""
+    model = pooled_head(None, size=12)
+    x = images(3, size=16)
+    mean, variance = data.predict_crops(model, x, tta="5crop")
+    views = data.five_crop(x, 12)  # (n, 5, 12, 12, 3)
+    probs = keras.ops.convert_to_numpy(keras.ops.softmax(
+        model.predict(np.reshape(views, (-1, 12, 12, 3)), verbose=0))).reshape(3, 5, -1)
+    np.testing.assert_allclose(mean, probs.mean(1), rtol=1e-5, atol=1e-7)
+    np.testing.assert_allclose(variance, probs.var(1), rtol=1e-4, atol=1e-9)
+    np.testing.assert_allclose(mean.sum(1), 1.0, rtol=1e-5)

@@ -1,0 +1,37 @@
+"""What a classifier's output is: probabilities, or logits to take the softmax of."""
+
+import keras
+
+
+def outputs_probabilities(model):
+    """Whether ``model`` outputs probabilities (else its outputs are taken as logits).
+
+    Its output is probabilities when made by a softmax: a ``keras.layers.Softmax``,
+    ``keras.ops.softmax`` in a functional graph, a layer whose activation is a softmax
+    (Keras', ``tf.nn.softmax``, ``jax.nn.softmax``), or a layer that says it serves
+    probabilities (``serves_probabilities``: an ensemble's combination, temperature
+    scaling). The output is followed back into nested models: a model wrapping a softmax
+    classifier (``Model(x, classifier(Rescaling(1 / 255)(x)))``) outputs probabilities too.
+
+    Example:
+
+    >>> inputs = keras.Input((4,))
+    >>> outputs_probabilities(keras.Model(inputs, keras.layers.Dense(3)(inputs)))
+    False
+    >>> outputs_probabilities(keras.Model(inputs, keras.ops.softmax(inputs)))
+    True
+    """
+    operation = model.layers[-1] if not getattr(model, "outputs", None) else (
+        model.outputs[0]._keras_history.operation)
+    while isinstance(operation, keras.Model) and getattr(operation, "outputs", None):
+        operation = operation.outputs[0]._keras_history.operation
+    return (type(operation).__name__ == "Softmax"  # the layer, and keras.ops.softmax's op
+            or getattr(operation, "serves_probabilities", False)
+            or _is_softmax(getattr(operation, "activation", None)))
+
+
+def _is_softmax(function):
+    """Keras' softmax, or another framework's given as a layer's activation
+    (``tf.nn.softmax`` is named ``softmax_v2``; ``keras.ops.softmax``, ``jax.nn.softmax``)."""
+    return (function is keras.activations.softmax
+            or getattr(function, "__name__", None) in ("softmax", "softmax_v2"))
