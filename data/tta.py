@@ -98,16 +98,17 @@ def crops(images, tta, size=None):
 
 
 def _are_probabilities(outputs):
-    """Whether a classifier's outputs are probabilities (non-negative, each row summing to
-    1) rather than logits, which a model built with ``classifier_activation=None`` gives.
-    Read from the numbers: the data pipeline does not look into models' graphs."""
+    """Whether a classifier's outputs are probabilities (a softmax's, or a sigmoid's for
+    several labels: all in [0, 1]) rather than logits, which a model built with
+    ``classifier_activation=None`` gives (some below 0 or above 1). Read from the numbers:
+    the data pipeline does not look into models' graphs."""
     outputs = np.asarray(outputs, "float64")
-    return bool((outputs >= 0).all() and np.allclose(outputs.sum(axis=-1), 1.0, atol=1e-3))
+    return bool(((outputs >= 0) & (outputs <= 1)).all())
 
 
 def predict_crops(model, images, tta="10crop", size=None, batch_size=32):
     """Per image: the mean predicted probabilities over its crops, and their variance
-    (of a model that outputs logits: of their softmax).
+    (of a model that outputs logits, told by values outside [0, 1]: of their softmax).
 
     The variance across crops is the paper notes' per-image uncertainty estimate.
     ``images`` is an array of shape (n, h, w, c) or a dataset of images or (image, label)

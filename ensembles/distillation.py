@@ -139,6 +139,7 @@ def logits_of(model):
     softmax ``Dense`` layer, a ``Softmax`` layer or a nested model ending in one; where it
     outputs logits, its output)."""
     from ensembles.ensemble import _producer, _softmax_output
+    from zoo.outputs import is_softmax
 
     if len(model.outputs) != 1:
         raise UserError(f"{model.name!r} has {len(model.outputs)} outputs; distillation "
@@ -149,13 +150,15 @@ def logits_of(model):
     if isinstance(operation, keras.Model):
         inner = keras.Model(operation.inputs, logits_of(operation))
         return inner(node.input_tensors[0])
-    if getattr(operation, "activation", None) is keras.activations.softmax:
+    if is_softmax(getattr(operation, "activation", None)):  # (tf.nn.softmax too)
         if isinstance(operation, keras.layers.Dense):
             return _DenseLogits(operation, name="logits")(node.input_tensors[0])
+        if isinstance(operation, keras.layers.Activation):  # its input is the logits
+            return node.input_tensors[0]
         raise UserError(f"{model.name!r} ends in a {type(operation).__name__} with a "
                         "softmax, whose logits distillation cannot read: end it in a Dense "
                         "layer, or build it with classifier_activation=None.")
-    if isinstance(operation, keras.layers.Softmax):
+    if type(operation).__name__ == "Softmax":  # the layer, and keras.ops.softmax's operation
         return node.input_tensors[0]
     if _softmax_output(model):
         raise UserError(f"{model.name!r} outputs probabilities that distillation cannot turn "

@@ -21,6 +21,9 @@ def class_labels(labels, classes):
     array([2, 0])
     """
     labels = np.asarray(labels)
+    if labels.dtype.kind not in "biuf":
+        raise UserError(f"Labels must be class indices (integers); received {labels.dtype} "
+                        "values: map the names to their indices first.")
     if labels.ndim == 2 and labels.shape[1] == 1:
         labels = labels[:, 0]
     if labels.ndim != 1:

@@ -148,11 +148,11 @@ def _load_keras_weights(model, path):
     try:
         model.load_weights(path)
     except OSError as err:
-        raise UserError(f"{path} is not a readable .weights.h5 file "
-                        f"({str(err).splitlines()[0][:160]}): truncated, or not one Keras "
-                        "wrote.") from None
+        reason = (str(err).splitlines() or [type(err).__name__])[0][:160]
+        raise UserError(f"{path} is not a readable .weights.h5 file ({reason}): truncated, "
+                        "or not one Keras wrote.") from None
     except ValueError as err:
-        first = str(err).strip().splitlines()[0]
+        first = (str(err).strip().splitlines() or [type(err).__name__])[0]
         raise UserError(f"{path} does not hold the weights of this {model.name} (built with "
                         f"other arguments?): {first[:200]}") from None
 

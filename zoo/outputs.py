@@ -21,16 +21,20 @@ def outputs_probabilities(model):
     >>> outputs_probabilities(keras.Model(inputs, keras.ops.softmax(inputs)))
     True
     """
-    operation = model.layers[-1] if not getattr(model, "outputs", None) else (
-        model.outputs[0]._keras_history.operation)
+    if not getattr(model, "outputs", None):  # a subclassed model: its last layer, if any
+        return bool(model.layers) and _made_by_softmax(model.layers[-1])
+    return _made_by_softmax(model.outputs[0]._keras_history.operation)
+
+
+def _made_by_softmax(operation):
     while isinstance(operation, keras.Model) and getattr(operation, "outputs", None):
         operation = operation.outputs[0]._keras_history.operation
     return (type(operation).__name__ == "Softmax"  # the layer, and keras.ops.softmax's op
             or getattr(operation, "serves_probabilities", False)
-            or _is_softmax(getattr(operation, "activation", None)))
+            or is_softmax(getattr(operation, "activation", None)))
 
 
-def _is_softmax(function):
+def is_softmax(function):
     """Keras' softmax, or another framework's given as a layer's activation
     (``tf.nn.softmax`` is named ``softmax_v2``; ``keras.ops.softmax``, ``jax.nn.softmax``)."""
     return (function is keras.activations.softmax

@@ -178,3 +178,32 @@ def test_crops_of_a_logits_model_average_probabilities():
     np.testing.assert_allclose(mean, probs.mean(1), rtol=1e-5, atol=1e-7)
     np.testing.assert_allclose(variance, probs.var(1), rtol=1e-4, atol=1e-9)
     np.testing.assert_allclose(mean.sum(1), 1.0, rtol=1e-5)
+
+
+def test_crops_of_a_sigmoid_model_are_averaged_as_they_are():
+    """Outputs within [0, 1] are probabilities (a sigmoid's too), never softmaxed."""
+    model = pooled_head("sigmoid", classes=1, size=12)
+    x = images(2, size=16)
+    mean, _ = data.predict_crops(model, x, tta="5crop")
+    views = np.reshape(data.five_crop(x, 12), (-1, 12, 12, 3))
+    expected = model.predict(views, verbose=0).reshape(2, 5, 1).mean(1)
+    np.testing.assert_allclose(mean, expected, rtol=1e-5)
+
+
+def test_labels_that_are_names_are_one_line():
+    with pytest.raises(ValueError, match=r"class indices \(integers\); received <U3 values"):
+        ensembles.metrics.class_labels(np.array(["cat", "dog"]), classes=2)
+
+
+@pytest.mark.all_backends
+@pytest.mark.parametrize("head", ["ops_softmax", "activation_layer"])
+def test_distillation_reads_the_logits_under_any_softmax(head):
+    from ensembles.distillation import logits_of
+
+    logits = pooled_head(None)
+    softmax = (keras.ops.softmax if head == "ops_softmax"
+               else keras.layers.Activation("softmax"))
+    member = keras.Model(logits.input, softmax(logits.output))
+    read = keras.Model(member.input, logits_of(member))
+    np.testing.assert_allclose(read.predict(images(), verbose=0),
+                               logits.predict(images(), verbose=0), rtol=1e-5, atol=1e-6)

@@ -227,7 +227,7 @@ def _join_the_meeting(host, port, count, index, deadline, timeout):
         except OSError:
             reply = ""
     if reply.startswith("error "):
-        raise UserError(f"The coordinator {host}:{port} refused process {index}: "
+        raise UserError(f"The coordinator {host}:{port} stopped process {index}: "
                         f"{reply[len('error '):]}.")
     if reply != "go":
         raise UserError(f"Process {index} reached {host}:{port}, but not every process "

@@ -149,6 +149,7 @@ def _warn_on_logits_with_a_probability_loss(model, loss):
     ``classifier_activation=None``) would train on a loss that means nothing, and later
     look like a divergence. Said before training; whether it was."""
     mismatched = (loss == "sparse_categorical_crossentropy"
+                  and getattr(model, "outputs", None) is not None  # (a graph to read)
                   and not outputs.outputs_probabilities(model))
     if mismatched:
         warnings.warn(
@@ -173,6 +174,14 @@ def _warn_on_exploding_loss(rows, model, factor=3.0):
             f"The training loss reached {worst:,.4g} in epoch {epoch}, more than {factor:g} "
             f"times chance's ln({classes}) = {chance:.2f}: the run is diverging (the "
             "learning rate is probably too high).", stacklevel=3)
+
+
+def _known_length(train_data):
+    """The number of batches of a dataset of known, finite length; else None."""
+    if not isinstance(train_data, tf.data.Dataset):
+        return None
+    length = int(train_data.cardinality())
+    return length if length > 0 else None
 
 
 def epoch_length(train_data, steps_per_epoch):
@@ -277,8 +286,9 @@ def train(
             top-1 accuracy; with your own ``metrics``, validation loss; without
             ``val_data``, training loss).
         monitor_mode: ``"auto"`` (Keras' rule: losses fall, a metric goes its own way, so
-            ``val_auc`` rises; a name Keras cannot tell about is refused before training),
-            ``"min"`` or ``"max"``.
+            ``val_auc`` rises; a name Keras cannot tell about is one line, before the first
+            epoch where Keras has built the metrics, else at its end), ``"min"`` or
+            ``"max"``.
         loss, metrics: default sparse cross-entropy, top-1 and top-5 accuracy.
         seed: seeds Python, NumPy and TensorFlow (``keras.utils.set_random_seed``).
         strategy: ``"auto"``, ``"one_device"``, ``"mirrored"``, ``"multi_worker"`` or a
@@ -360,8 +370,9 @@ def train(
                     "optimizer": keras.optimizers.serialize(optimizer), "reduce_lr": reduce_lr,
                     "lr_factor": lr_factor, "lr_patience": lr_patience, "min_lr": min_lr,
                     "monitor": monitor, "seed": seed,
-                    # (recorded as given: configs written before these keys compare equal)
-                    "steps_per_epoch": steps_per_epoch,
+                    # (None where they change nothing: so do configs written before them)
+                    "steps_per_epoch": steps_per_epoch if epoch_steps != _known_length(
+                        train_data) else None,
                     "monitor_mode": None if monitor_mode == "auto" else monitor_mode,
                     "loss": loss if isinstance(loss, str) else keras.losses.serialize(loss),
                     "strategy": type(strategy).__name__,
@@ -410,8 +421,10 @@ def train(
             rows = (zoo_callbacks.read_history(os.path.join(run_dir, "history.csv")) if run_dir
                     else [{"epoch": e + 1, **{k: v[i] for k, v in history.history.items()}}
                           for i, e in enumerate(history.epoch)])
-            diverged = bool(rows) and any(  # TerminateOnNaN stops on NaN and inf alike
-                isinstance(v, float) and not math.isfinite(v) for v in rows[-1].values())
+            last = rows[-1] if rows else {}  # TerminateOnNaN stops on a NaN or inf loss
+            diverged = bool(rows) and (
+                (isinstance(last.get("loss"), float) and not math.isfinite(last["loss"]))
+                or any(isinstance(v, float) and v != v for v in last.values()))
             if diverged:
                 warnings.warn(f"Training diverged (NaN or infinite loss) in epoch "
                               f"{rows[-1]['epoch']} and was stopped; "

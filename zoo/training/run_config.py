@@ -14,7 +14,10 @@ from safeio.checks import UserError
 # What a resumed run may change: the epochs to reach (more, or the same), the facts of the
 # machine and the moment, and how the step is compiled.
 MAY_CHANGE = ("epochs", "started", "keras", "tensorflow", "strategy", "replicas",
-              "jit_compile")
+              "jit_compile",
+              # which way the monitor improves: a run made before it was a setting, whose
+              # metric Keras knows no direction for, resumes by naming it
+              "monitor_mode")
 
 
 def flat_config(config, prefix=""):

@@ -92,7 +92,7 @@ def test_a_wrong_address_or_a_missing_process_is_one_line_in_time():
     waiting, arrived = _meet_all(port, [(3, 0), (3, 1)], timeout=1)
     assert str(waiting).startswith(f"Process 0 waited 1 s on 127.0.0.1:{port} for the other "
                                    "processes, and process(es) [2] of 3 never came")
-    assert str(arrived) == (f"The coordinator 127.0.0.1:{port} refused process 1: "
+    assert str(arrived) == (f"The coordinator 127.0.0.1:{port} stopped process 1: "
                             "process(es) [2] never reached process 0 within 1 s.")
     import socket
 
@@ -106,11 +106,14 @@ def test_processes_that_disagree_are_refused_on_both_sides():
     (port,) = free_ports(1)
     host, joiner = _meet_all(port, [(2, 0), (3, 1)])
     assert "process 1 was started with --num-processes 3, process 0 with 2" in str(host)
-    assert str(joiner).startswith(f"The coordinator 127.0.0.1:{port} refused process 1: "
+    assert str(joiner).startswith(f"The coordinator 127.0.0.1:{port} stopped process 1: "
                                   "process 1 was started with --num-processes 3")
     (port,) = free_ports(1)
     errors = _meet_all(port, [(3, 0), (3, 1), (3, 1)])
     assert "two processes were started with --process-id 1" in str(errors[0])
+    # Both processes 1 hear why, the one that arrived first too (not a timeout).
+    assert all("stopped process 1: two processes were started with --process-id 1"
+               in str(error) for error in errors[1:]), errors
 
 
 # One process of a JAX cluster of two, each with 2 virtual CPU devices: trains the tiny

@@ -185,6 +185,18 @@ def test_the_monitor_goes_the_way_keras_callbacks_take_it(tmp_path):
                   monitor="val_top_1")
 
 
+def test_settings_that_change_nothing_resume_a_run(tmp_path):
+    """A run resumes when given its data's own length as steps_per_epoch, and with a
+    monitor_mode it was started without (runs made before the setting existed resume so,
+    whatever their monitor)."""
+    run_dir = str(tmp_path / "run")
+    zoo.train(tiny_model, tiny_data(), tiny_data(seed=1), epochs=1, run_dir=run_dir,
+              verbose=0)
+    result = zoo.train(tiny_model, tiny_data(), tiny_data(seed=1), epochs=2, run_dir=run_dir,
+                       steps_per_epoch=4, monitor_mode="max", verbose=0)
+    assert list(result.history["epoch"]) == [1, 2]
+
+
 def test_a_run_stopped_on_an_infinite_loss_diverged():
     """TerminateOnNaN stops on inf as on NaN: the run says it diverged."""
     def infinite(labels, probabilities):
