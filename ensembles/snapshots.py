@@ -19,9 +19,10 @@ import keras
 from ensembles.ensemble import Ensemble, member_graph
 from ensembles.schedules import CyclicCosine
 from safeio import atomic_path, natural_key
-from safeio.checks import UserError
+from safeio.checks import UserError, check_positive_int
 from zoo.optimizers import make_optimizer
 from zoo.saving import class_names as get_class_names
+from zoo.saving import load_weights
 from zoo.saving import set_class_names
 from zoo.training import distribute, run_config
 from zoo.training import recipe as training
@@ -168,8 +169,7 @@ def from_snapshots(model, paths, last=None, combine="mean", weights=None,
         raise UserError(f"No snapshot files to load{where}: received an empty list or "
                         "directory.")
     if last is not None:
-        if not isinstance(last, int) or last < 1:
-            raise UserError(f"`last` must be a positive integer; received {last!r}.")
+        last = int(check_positive_int(last, "last"))  # (NumPy integers too, not True)
         if last > len(paths):
             raise UserError(f"`last={last}` asks for more snapshots than there are{where}: "
                             f"{len(paths)} ({', '.join(os.path.basename(p) for p in paths)}).")
@@ -179,7 +179,7 @@ def from_snapshots(model, paths, last=None, combine="mean", weights=None,
         if not os.path.isfile(path):
             raise UserError(f"Snapshot file not found: {path}.")
         member = keras.models.clone_model(model) if isinstance(model, keras.Model) else model()
-        member.load_weights(path)
+        load_weights(member, path)  # (a foreign or damaged file: one line naming it)
         member = member_graph(member, _member_name(path))
         # A snapshot holds weights only: its classes are the architecture's.
         members.append(set_class_names(member, class_names or get_class_names(

@@ -132,7 +132,9 @@ def finish(model_inputs, outputs, name, weights, model_class=keras.Model, family
         from zoo import pretrained
 
         if pretrained.file_format(weights) == "keras":
-            _load_keras_weights(model, weights)
+            from zoo.saving import load_weights
+
+            load_weights(model, weights)
         else:
             pretrained.load_converted(model, weights, family)
             if model.output_shape == (None, 1000):  # torchvision's, timm's, Caffe's ImageNet
@@ -140,21 +142,6 @@ def finish(model_inputs, outputs, name, weights, model_class=keras.Model, family
 
                 set_class_names(model, [name for _, name in pretrained.imagenet_classes()])
     return model
-
-
-def _load_keras_weights(model, path):
-    """``model.load_weights(path)``, with a truncated file or another model's weights said
-    in one line naming the file (h5py's message names none; Keras' dumps the values)."""
-    try:
-        model.load_weights(path)
-    except OSError as err:
-        reason = (str(err).splitlines() or [type(err).__name__])[0][:160]
-        raise UserError(f"{path} is not a readable .weights.h5 file ({reason}): truncated, "
-                        "or not one Keras wrote.") from None
-    except ValueError as err:
-        first = (str(err).strip().splitlines() or [type(err).__name__])[0]
-        raise UserError(f"{path} does not hold the weights of this {model.name} (built with "
-                        f"other arguments?): {first[:200]}") from None
 
 
 def smallest_input(out_size, limit=4096):

@@ -115,6 +115,26 @@ def save_model(model, path):
     return path
 
 
+def load_weights(model, path):
+    """``model.load_weights(path)``, with a truncated file or another model's weights said
+    in one line naming the file (h5py's message names none; Keras' dumps the values).
+
+    Example:
+
+    >>> load_weights(zoo.resnet18(), "runs/r18/snapshots/snapshot-4.weights.h5")  # doctest: +SKIP
+    """
+    try:
+        model.load_weights(path)
+    except OSError as err:
+        reason = (str(err).splitlines() or [type(err).__name__])[0][:160]
+        raise UserError(f"{path} is not a readable .weights.h5 file ({reason}): truncated, "
+                        "or not one Keras wrote.") from None
+    except ValueError as err:
+        first = (str(err).strip().splitlines() or [type(err).__name__])[0]
+        raise UserError(f"{path} does not hold the weights of this {model.name} (built with "
+                        f"other arguments?): {first[:200]}") from None
+
+
 def _read_class_names(path, archive_names):
     if _METADATA not in archive_names:
         return None

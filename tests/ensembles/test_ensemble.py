@@ -337,6 +337,18 @@ def test_cycle_snapshots_are_taken_when_the_loss_scale_skips_updates(tmp_path):
         "snapshot-1.weights.h5", "snapshot-2.weights.h5"]
 
 
+def test_from_snapshots_takes_numpy_counts_and_names_a_foreign_file(tmp_path):
+    for k in (1, 2):
+        tiny_model().save_weights(tmp_path / f"snapshot-{k}.weights.h5")
+    ensemble = ensembles.from_snapshots(tiny_model, str(tmp_path), last=np.int64(1))
+    assert [m.name for m in ensembles.members_of(ensemble)] == ["snapshot_2"]
+    with pytest.raises(ValueError, match="`last` must be a positive integer; received True"):
+        ensembles.from_snapshots(tiny_model, str(tmp_path), last=True)
+    with pytest.raises(ValueError, match=r"snapshot-1.weights.h5 does not hold the weights "
+                                         r"of this tiny"):
+        ensembles.from_snapshots(lambda: tiny_model(classes=3), str(tmp_path))
+
+
 def test_snapshot_paths_are_in_cycle_order_whatever_their_times(tmp_path):
     for k in (10, 2, 1, 9):
         (tmp_path / f"snapshot-{k}.weights.h5").write_bytes(b"")
