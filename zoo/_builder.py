@@ -18,8 +18,9 @@ def check_common_args(weights, pooling, classes, include_top=True, family=None, 
 
     ``weights`` may be None, a local ``.weights.h5`` file, or (for ``family`` "resnet",
     "alexnet" or "googlenet", registered as ``model``) a file in the family's published
-    format or a named entry of :mod:`zoo.pretrained`, found in the local cache. Returns the
-    local path to load (None for none).
+    format or a named entry of :mod:`zoo.pretrained`, found in the local cache. Returns
+    ``(the local path to load or None, classes)``, ``classes`` a Python int (Keras' layers
+    refuse NumPy integers, such as ``labels.max() + 1``).
     """
     if keras.config.image_data_format() != "channels_last":
         raise UserError(
@@ -30,9 +31,9 @@ def check_common_args(weights, pooling, classes, include_top=True, family=None, 
         raise UserError(
             f"`pooling` must be one of {POOLING_CHOICES}; received {pooling!r}."
         )
-    check_positive_int(classes, "classes")
+    classes = int(check_positive_int(classes, "classes"))
     if weights is None:
-        return None
+        return None, classes
     from zoo import pretrained
 
     accepted = (".weights.h5",) + pretrained.suffixes(family)
@@ -44,7 +45,7 @@ def check_common_args(weights, pooling, classes, include_top=True, family=None, 
                 f"weights={weights!r} ({entry.name}) hold a 1000-class ImageNet classifier; "
                 f"received classes={classes}. Use classes=1000, or include_top=False for "
                 "the features (then add your own head, or zoo.fine_tune the whole model).")
-        return pretrained.weights_file(entry)
+        return pretrained.weights_file(entry), classes
     if not isinstance(weights, (str, os.PathLike)) or not os.path.isfile(weights):
         named = (", a named entry ('imagenet', see zoo.pretrained.list_weights())"
                  if family is not None else "")
@@ -56,7 +57,7 @@ def check_common_args(weights, pooling, classes, include_top=True, family=None, 
         raise UserError(
             f"`weights` file must end in {allowed}; received {str(weights)!r}."
         )
-    return os.fspath(weights)
+    return os.fspath(weights), classes
 
 
 def resolve_input(input_tensor, input_shape, default_shape, min_size, model_name,

@@ -42,6 +42,15 @@ def test_arguments_that_cannot_apply_are_one_line():
     assert zoo.class_names(model) == ["c0", "c1", "c2", "c3"]
 
 
+def test_numpy_integer_counts_build_as_python_ones():
+    """classes=labels.max() + 1 is a NumPy integer, which Keras' Dense refuses."""
+    labels = np.array([0, 2, 1])
+    for model in (zoo.resnet20(classes=labels.max() + 1, input_shape=(8, 8, 3)),
+                  zoo.alexnet(classes=np.int64(3), width=np.int64(16),
+                              input_shape=(67, 67, 3))):
+        assert model.output_shape == (None, 3)
+
+
 def test_a_damaged_or_foreign_keras_weights_file_is_one_line_naming_it(tmp_path):
     good = tmp_path / "good.weights.h5"
     zoo.resnet18(**SMALL).save_weights(good)

@@ -245,11 +245,12 @@ def alexnet(
     >>> model.count_params()
     62378344
     """
-    weights = _builder.check_common_args(weights, pooling, classes, include_top,
-                                         family="alexnet", model="alexnet")
+    weights, classes = _builder.check_common_args(weights, pooling, classes, include_top,
+                                                  family="alexnet", model="alexnet")
     towers, lrn_params, lrn_across_towers = _architecture(weights, towers, lrn_params,
                                                           lrn_across_towers)
     _check_knobs(towers, norm, dropout, width, kernel_initializer, activation, regularizer)
+    width = int(width)  # (a NumPy integer too: Keras' Dense takes Python ints)
     style = (kernel_initializer, activation)
     image, inputs = _builder.resolve_input(
         input_tensor,

@@ -154,8 +154,8 @@ def googlenet(
     >>> googlenet().count_params()
     6998552
     """
-    weights = _builder.check_common_args(weights, pooling, classes, include_top,
-                                         family="googlenet", model="googlenet")
+    weights, classes = _builder.check_common_args(weights, pooling, classes, include_top,
+                                                  family="googlenet", model="googlenet")
     _check_knobs(aux_logits, include_top, dropout, width, kernel_initializer, activation)
     style = (kernel_initializer, activation)
     image, inputs = _builder.resolve_input(

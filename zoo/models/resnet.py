@@ -164,8 +164,8 @@ def resnet(
     >>> model.output_shape
     (None, 10)
     """
-    weights = _builder.check_common_args(weights, pooling, classes, include_top,
-                                         family="resnet", model=f"resnet{depth}")
+    weights, classes = _builder.check_common_args(weights, pooling, classes, include_top,
+                                                  family="resnet", model=f"resnet{depth}")
     _check_knobs(depth, stem, drop_path_rate, dropout, width, kernel_initializer, activation)
     style = (kernel_initializer, activation)
     image, inputs = _builder.resolve_input(

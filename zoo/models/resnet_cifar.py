@@ -103,7 +103,7 @@ def resnet_cifar(
     >>> sum(math.prod(w.shape) for w in model.trainable_weights)  # the paper's 0.27M
     269722
     """
-    weights = _builder.check_common_args(weights, pooling, classes, include_top)
+    weights, classes = _builder.check_common_args(weights, pooling, classes, include_top)
     blocks = check_depth(depth)
     if shortcut not in SHORTCUT_CHOICES:
         raise UserError(f"`shortcut` must be one of {SHORTCUT_CHOICES}; received {shortcut!r}.")

@@ -91,8 +91,8 @@ def vgg(
         raise UserError(f"`depth` of a VGG must be one of {sorted(CONVS)}; received {depth!r}.")
     registered = f"vgg{depth}{'_bn' if batch_norm else ''}"  # its weights' model, whatever `name`
     model_name = name or registered
-    weights = _builder.check_common_args(weights, pooling, classes, include_top,
-                                         family="vgg", model=registered)
+    weights, classes = _builder.check_common_args(weights, pooling, classes, include_top,
+                                                  family="vgg", model=registered)
     _builder.check_style(kernel_initializer, activation)
     _builder.check_dropout(dropout)
     _builder.check_multiplier(width)
