@@ -6,6 +6,7 @@ Every source becomes the same thing: a batched, prefetched ``tf.data.Dataset`` o
 
 import contextlib
 import dataclasses
+import numbers
 import os
 import re
 import socket
@@ -396,6 +397,8 @@ def load(
         raise UserError(f"Give `image_size` (resize) or `scale` (shorter side, then the "
                         f"central square), not both; received {image_size} and {scale}.")
     check_positive_int(batch_size, "batch_size", allow_none=True)
+    if isinstance(seed, bool) or not isinstance(seed, numbers.Integral):
+        raise UserError(f"`seed` must be an integer; received {seed!r}.")
     if shuffle is None:
         shuffle = str(split).startswith("train")
     if name == DIGITS:

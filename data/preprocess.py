@@ -6,6 +6,7 @@ training set and are saved next to a run, atomically.
 """
 
 import dataclasses
+import zipfile
 
 import numpy as np
 import tensorflow as tf
@@ -79,11 +80,17 @@ class ImageStatistics:
 
     @classmethod
     def load(cls, path):
-        """Read statistics written by :meth:`save`."""
-        with np.load(path) as f:
-            fields = {k: f[k] for k in f.files}
-        fields["num_images"] = int(fields["num_images"])
-        return cls(**fields)
+        """Read statistics written by :meth:`save`; a truncated or foreign file is one line
+        naming it."""
+        try:
+            with np.load(path) as f:
+                fields = {k: f[k] for k in f.files}
+            fields["num_images"] = int(fields["num_images"])
+            return cls(**fields)
+        except (ValueError, KeyError, TypeError, EOFError, zipfile.BadZipFile) as err:
+            raise UserError(f"{path} is not readable image statistics ({type(err).__name__}: "
+                            f"{str(err)[:80]}): truncated, or not written by "
+                            "ImageStatistics.save.") from None
 
     def pca_eigenpairs(self):
         """``{"eigenvalues", "eigenvectors"}`` of the RGB covariance of pixels scaled to

@@ -189,9 +189,13 @@ def distillation_model(teacher, student, temperature=4.0, alpha=0.9):
         raise UserError(f"The student {student.name!r} shares {len(shared)} weights with the "
                         "teacher: freezing the teacher would freeze them. Build a new "
                         "student.")
+    probabilities = teacher.outputs[0]
     if not _softmax_output(teacher):  # logits: its probabilities are their softmax
-        teacher = keras.Model(teacher.inputs, keras.layers.Softmax(name="probabilities")(
-            teacher.outputs[0]), name=teacher.name)
+        probabilities = keras.layers.Softmax(name="probabilities")(probabilities)
+    # A new model on the teacher's layers, never compiled: a compiled teacher's own loss and
+    # metrics would join the distillation model's, and overwrite its logs (or, not built
+    # yet, fail its first epoch).
+    teacher = keras.Model(teacher.inputs, probabilities, name=teacher.name)
     student_inputs = student.inputs[0]
     logits = keras.Model(student_inputs, logits_of(student), name=f"{student.name}_logits")
     teacher.trainable = False  # no gradient, no optimizer slots, no weight decay

@@ -299,6 +299,21 @@ def test_image_folder_classes_are_numbered_across_splits_as_tfds_does(tmp_path):
         data.load(str(root), "train", class_names=["a", "c"])
 
 
+def test_a_bad_seed_and_damaged_statistics_are_one_line(tmp_path):
+    for seed in (None, 1.5, True):
+        with pytest.raises(ValueError, match=rf"`seed` must be an integer; received {seed}"):
+            data.load("digits", "train", seed=seed)
+    stats = data.compute_statistics(data.load("digits", "train", batch_size=256))
+    path = tmp_path / "stats.npz"
+    stats.save(str(path))
+    np.testing.assert_array_equal(data.ImageStatistics.load(str(path)).mean_image,
+                                  stats.mean_image)
+    path.write_bytes(path.read_bytes()[:100])
+    with pytest.raises(ValueError, match=rf"{path} is not readable image statistics "
+                                         r"\(BadZipFile"):
+        data.ImageStatistics.load(str(path))
+
+
 def test_hidden_folders_are_never_splits_or_classes(tmp_path):
     """Jupyter's .ipynb_checkpoints beside the class folders is no class (it would be class
     0 and shift every label), as keras.utils.image_dataset_from_directory skips it."""

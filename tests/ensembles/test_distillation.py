@@ -6,6 +6,7 @@ import os
 
 import keras
 import numpy as np
+import pandas as pd
 import pytest
 import tensorflow as tf
 
@@ -146,6 +147,24 @@ def test_distill_resumes_exactly_and_checkpoints_the_student_alone(tmp_path):
     assert saved.name == "tiny" and zoo.class_names(saved) == ["a", "b", "c", "d"]
     assert len(saved.weights) == len(resumed.model.weights)
     assert straight.history["loss"].iloc[-1] < straight.history["loss"].iloc[0]
+
+
+def test_a_compiled_teacher_distills_as_an_uncompiled_one(tmp_path):
+    """A teacher loaded from a checkpoint (compiled, metrics not built) or trained
+    (compiled, metrics built): its own loss and metrics never reach the distillation's
+    logs, which equal those of the same teacher uncompiled."""
+    data = _synthetic()
+    kwargs = dict(epochs=1, seed=0, verbose=0, learning_rate=0.05, reduce_lr=False)
+    plain = ensembles.distill(_teacher(), _student(), data, data, **kwargs).history
+    path = str(tmp_path / "teacher.keras")
+    zoo.save_model(zoo.compile_model(_teacher()), path)
+    loaded = ensembles.load(path)
+    evaluated = zoo.compile_model(_teacher())
+    evaluated.evaluate(data, verbose=0)
+    for teacher in (loaded, evaluated):
+        history = ensembles.distill(teacher, _student(), data, data, **kwargs).history
+        pd.testing.assert_frame_equal(history, plain, rtol=1e-5)
+    assert plain["val_top1_accuracy"].iloc[0] > 0
 
 
 def test_distill_refuses_what_it_cannot_train(tmp_path):

@@ -10,18 +10,22 @@ reloads them when the search is run again), results come back as a DataFrame, an
 """
 
 import dataclasses
+import json
+import os
 import tempfile
 
+import keras
 import numpy as np
 import pandas as pd
 
-from safeio import new_axes, save_figure
-from safeio.checks import UserError, check_positive_int
+from safeio import new_axes, save_figure, write_json
+from safeio.checks import UserError, check_non_negative_int, check_positive_int
 from zoo import registry
 from zoo.optimizers import OPTIMIZER_CHOICES, build_optimizer, make_optimizer
 from zoo.training import recipe as training
 
 OBJECTIVE = "val_top1_accuracy"
+SETTINGS_FILE = "zoo_search.json"  # in run_dir: what the trials there were searched with
 
 
 def _log_range(name, bounds):
@@ -166,12 +170,21 @@ def search(model, train_data, val_data, *, model_kwargs=None, trials=8, fine_tri
     for name, value in (("trials", trials), ("epochs", epochs), ("top", top)):
         check_positive_int(value, name)
     fine_trials = trials if fine_trials is None else fine_trials
-    if not isinstance(model, str) and not callable(model):
-        raise UserError("`model` must be a registry name or a function building the model; "
-                        f"received {type(model).__name__}.")
+    check_non_negative_int(fine_trials, "fine_trials")
+    if isinstance(model, keras.Model) or not (isinstance(model, str) or callable(model)):
+        raise UserError("`model` must be a registry name or a function building the model "
+                        "(every trial builds a fresh one); received "
+                        f"{type(model).__name__}.")
+    if val_data is None:
+        raise UserError("zoo.search ranks its trials on validation data: pass val_data "
+                        "(e.g. data.load(name, 'validation')).")
     fixed = dict(model_kwargs or {})
     build = lambda **kw: registry.resolve(model, **{**fixed, **kw})  # noqa: E731
     run_dir = run_dir or tempfile.mkdtemp(prefix="zoo_search_")
+    _check_same_search(run_dir, {
+        "model": model if isinstance(model, str) else getattr(model, "__qualname__", "?"),
+        "model_kwargs": fixed, "trials": trials, "fine_trials": fine_trials,
+        "epochs": epochs, "space": space, "top": top, "seed": seed})
     tables = []
     for stage, count in (("coarse", trials), ("fine", fine_trials)):
         if count < 1:
@@ -190,6 +203,25 @@ def search(model, train_data, val_data, *, model_kwargs=None, trials=8, fine_tri
     table = pd.concat(tables, ignore_index=True)
     best = table.loc[table["val_top1_error"].idxmin()].to_dict()
     return SearchResult(table, best, run_dir)
+
+
+def _check_same_search(run_dir, settings):
+    """keras-tuner takes the trials already in ``run_dir`` as its own: a search there with
+    other settings would mix their trials with these (or keep only those). Refused in one
+    line; the same settings resume the search."""
+    path = os.path.join(run_dir, SETTINGS_FILE)
+    now = json.loads(json.dumps(settings, default=str))
+    if os.path.exists(path):
+        with open(path, encoding="utf-8") as f:
+            before = json.load(f)
+        changed = sorted(k for k in set(before) | set(now) if before.get(k) != now.get(k))
+        if changed:
+            raise UserError(
+                f"{run_dir} holds a search with other settings ({', '.join(changed)}): "
+                "keras-tuner would take its trials as this search's. Give another run_dir, "
+                "or the same settings to resume it.")
+    os.makedirs(run_dir, exist_ok=True)
+    write_json(path, now)
 
 
 def _describe(value):

@@ -172,6 +172,28 @@ def test_a_tiny_search_runs_coarse_then_fine(tmp_path):
         zoo.search(_tiny_builder, None, None, learning_rate=(0, 1))
 
 
+def test_search_refuses_what_it_cannot_rank_or_would_mix(tmp_path):
+    """A built model (every trial would train the same one), no validation data, a bad
+    fine_trials, and a second search with other settings in a run_dir: keras-tuner would
+    take the trials there as its own."""
+    train, val = tiny_data(n=16), tiny_data(n=16, seed=1)
+    with pytest.raises(ValueError, match=r"function building the model \(every trial "
+                                         r"builds a fresh one\); received Functional"):
+        zoo.search(_tiny_builder(), train, val)
+    with pytest.raises(ValueError, match="ranks its trials on validation data: pass val_data"):
+        zoo.search(_tiny_builder, train, None)
+    with pytest.raises(ValueError, match=r"`fine_trials` must be a non-negative integer; "
+                                         r"received 1.5"):
+        zoo.search(_tiny_builder, train, val, fine_trials=1.5)
+    run_dir = str(tmp_path / "search")
+    kwargs = dict(trials=1, fine_trials=0, epochs=1, run_dir=run_dir)
+    first = zoo.search(_tiny_builder, train, val, **kwargs)
+    again = zoo.search(_tiny_builder, train, val, **kwargs)  # the same: resumed, as it was
+    pd.testing.assert_frame_equal(again.table, first.table)
+    with pytest.raises(ValueError, match=r"holds a search with other settings \(space\)"):
+        zoo.search(_tiny_builder, train, val, learning_rate=(0.5, 0.9), **kwargs)
+
+
 SMALL_RESNET = ["--model", "resnet18", "--image-size", "8", "--model-arg", "width=0.25",
                 "--model-arg", "stem='cifar'"]
 
