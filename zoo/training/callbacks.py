@@ -149,7 +149,30 @@ def monitor_mode(model, monitor, mode="auto", required=True):
     return found
 
 
-class AtomicCheckpoint(keras.callbacks.Callback):
+class _ResumesFromHistory:
+    """What the checkpoint and the plateau callbacks share: once Keras knows the model's
+    metrics (from ``on_train_begin`` on JAX or under a strategy; else at the first epoch's
+    end), the monitor's direction (:func:`monitor_mode`), then ``_resume(rows)`` with the
+    ``history.csv`` rows of the epochs the restored backup completed that hold the
+    monitor. Needs ``monitor``, ``mode`` and ``history_path``."""
+
+    def _start(self):  # from on_train_begin
+        self.prepared = False
+        self._prepare(required=False)
+
+    def _prepare(self, required):  # also from on_epoch_end, before the epoch is judged
+        if self.prepared:
+            return
+        mode = monitor_mode(self.model, self.monitor, self.mode, required)
+        if mode is None:
+            return
+        self.mode, self.prepared = mode, True
+        done = keras_internals.initial_epoch(self.model)  # set by the backup's restore
+        self._resume([row for row in read_history(self.history_path)
+                      if row["epoch"] <= done and self.monitor in row])
+
+
+class AtomicCheckpoint(_ResumesFromHistory, keras.callbacks.Callback):
     """Save ``last.keras`` every epoch and ``best.keras`` when ``monitor`` improves.
 
     Each file is written beside its target and renamed over it, so a crash mid-write leaves
@@ -170,19 +193,12 @@ class AtomicCheckpoint(keras.callbacks.Callback):
         self.best_path = os.path.join(directory, "best.keras")
 
     def on_train_begin(self, logs=None):
-        self.prepared = False
-        self._prepare(required=False)  # else at the first epoch's end
+        self._start()
 
-    def _prepare(self, required):
-        mode = monitor_mode(self.model, self.monitor, self.mode, required)
-        if mode is None:
-            return
-        self.mode, self.prepared = mode, True
+    def _resume(self, rows):
         # A resumed run continues from the best value of the epochs its backup completed
         # (a row of an epoch killed before its backup is run again, checkpoint included).
-        done = keras_internals.initial_epoch(self.model)  # set by the backup's restore
-        values = [r[self.monitor] for r in read_history(self.history_path)
-                  if r["epoch"] <= done and self.monitor in r and math.isfinite(r[self.monitor])]
+        values = [r[self.monitor] for r in rows if math.isfinite(r[self.monitor])]
         if values and os.path.exists(self.best_path):
             self.best = max(values) if self.mode == "max" else min(values)
 
@@ -192,8 +208,7 @@ class AtomicCheckpoint(keras.callbacks.Callback):
         return value > self.best if self.mode == "max" else value < self.best
 
     def on_epoch_end(self, epoch, logs=None):
-        if not self.prepared:
-            self._prepare(required=True)
+        self._prepare(required=True)
         if not _finite(logs):
             return
         save_model(self.saved_model or self.model, self.last_path)  # atomically, named
@@ -360,7 +375,7 @@ class RawWeightsBack(keras.callbacks.Callback):
         keras_internals.swap_raw_weights_back(self.swap)
 
 
-class ResumableReduceLROnPlateau(keras.callbacks.ReduceLROnPlateau):
+class ResumableReduceLROnPlateau(_ResumesFromHistory, keras.callbacks.ReduceLROnPlateau):
     """Keras' ``ReduceLROnPlateau`` that picks up where a crashed run left off.
 
     ``BackupAndRestore`` restores the weights, the optimizer and its learning rate, but not
@@ -374,24 +389,16 @@ class ResumableReduceLROnPlateau(keras.callbacks.ReduceLROnPlateau):
 
     def on_train_begin(self, logs=None):
         super().on_train_begin(logs)
-        self.prepared = False
-        self._prepare(required=False)  # else at the first epoch's end
+        self._start()
 
-    def _prepare(self, required):
-        mode = monitor_mode(self.model, self.monitor, self.mode, required)
-        if mode is None:
-            return
-        self.mode, self.prepared = mode, True
+    def _resume(self, rows):
         if self.monitor_op is None:
             keras_internals.prepare_monitor(self)
-        done = keras_internals.initial_epoch(self.model)  # set by BackupAndRestore
-        for row in read_history(self.history_path):
-            if row["epoch"] <= done and self.monitor in row:
-                self._replay(row[self.monitor], row.get("learning_rate", math.inf))
+        for row in rows:
+            self._replay(row[self.monitor], row.get("learning_rate", math.inf))
 
     def on_epoch_end(self, epoch, logs=None):
-        if not self.prepared:
-            self._prepare(required=True)
+        self._prepare(required=True)
         super().on_epoch_end(epoch, logs)
 
     def _replay(self, current, learning_rate):
