@@ -3,7 +3,8 @@
 Every op is stateless: the same image and seed (a shape-[2] integer tensor) give the same
 result, eagerly or inside ``tf.data.Dataset.map``. ``data.load(augment=...)`` hands each
 example a fresh seed per epoch; :func:`compose` splits it among several ops. Images are
-single float32 images (height, width, channels) in [0, 255]; labels are never seen.
+single images (height, width, channels) in [0, 255], float32 (the ops that change pixel
+values take integer images too, and return float32); labels are never seen.
 
 Example:
 
@@ -14,18 +15,44 @@ TensorShape([28, 28, 3])
 """
 
 import functools
+import numbers
 
 import tensorflow as tf
 
-from safeio.checks import UserError
+from safeio.checks import UserError, check_positive_int
 
 
 def _seeds(seed, count):
     return tf.unstack(tf.random.experimental.stateless_split(tf.cast(seed, tf.int64), count))
 
 
+def _float(image):
+    """Integer images (uint8 from a decoder) as float32; float images as they are."""
+    image = tf.convert_to_tensor(image)
+    return image if image.dtype.is_floating else tf.cast(image, tf.float32)
+
+
+def _check_range(value, name, low, high, what):
+    if (isinstance(value, bool) or not isinstance(value, numbers.Real)
+            or not low <= value <= high):
+        raise UserError(f"`{name}` must be {what}; received {value!r}.")
+
+
+def _check_interval(pair, name, low, high, what):
+    """``pair`` = (a, b) with low <= a <= b <= high (``high`` None: no upper bound)."""
+    try:
+        a, b = pair
+        ok = all(not isinstance(v, bool) and isinstance(v, numbers.Real) for v in (a, b))
+        ok = ok and low <= a <= b and (high is None or b <= high)
+    except (TypeError, ValueError):
+        ok = False
+    if not ok:
+        raise UserError(f"`{name}` must be a pair (min, max) with {what}; received {pair!r}.")
+
+
 def random_crop(image, seed, size):
     """A random ``size`` x ``size`` window (the paper's 224/227 crops of 256x256 images)."""
+    check_positive_int(size, "size", what=" (of the crop)")
     channels = image.shape[-1] if image.shape[-1] is not None else tf.shape(image)[-1]
     return tf.image.stateless_random_crop(image, [size, size, channels], seed)
 
@@ -60,6 +87,7 @@ def pca_color(image, seed, eigenvalues=IMAGENET_EIGENVALUES,
     >>> pca_color(tf.zeros((2, 2, 3)), tf.constant([1, 2])).shape
     TensorShape([2, 2, 3])
     """
+    image = _float(image)
     eigenvalues = tf.constant(eigenvalues, tf.float32)
     eigenvectors = tf.constant(eigenvectors, tf.float32)
     alpha = tf.random.stateless_normal([eigenvalues.shape[0]], seed, stddev=std)
@@ -71,15 +99,21 @@ def _grey(image):
 
 
 def color_jitter(image, seed, brightness=0.2, contrast=0.2, saturation=0.2, max_value=255.0):
-    """Random brightness, contrast and saturation factors in [1 - x, 1 + x], then clip.
+    """Random brightness, contrast and saturation factors in [max(0, 1 - x), 1 + x] (as
+    torchvision's ``ColorJitter`` draws them), then clip.
 
     Brightness scales the pixels, contrast blends with the mean grey level, saturation
     with the pixel's own grey level, so the op works at any pixel scale.
     """
+    for name, value in (("brightness", brightness), ("contrast", contrast),
+                        ("saturation", saturation)):
+        _check_range(value, name, 0, float("inf"), "a number >= 0 (factors in "
+                     "[max(0, 1 - x), 1 + x])")
+    image = _float(image)
     b_seed, c_seed, s_seed = _seeds(seed, 3)
 
     def factor(s, x):
-        return tf.random.stateless_uniform([], s, 1.0 - x, 1.0 + x)
+        return tf.random.stateless_uniform([], s, max(0.0, 1.0 - x), 1.0 + x)
 
     image = image * factor(b_seed, brightness)
     mean_grey = tf.reduce_mean(_grey(image))
@@ -95,6 +129,10 @@ def random_erasing(image, seed, probability=0.5, scale=(0.02, 0.33), ratio=(0.3,
 
     The rectangle covers ``scale`` of the area with aspect ratio in ``ratio`` (log-uniform).
     """
+    _check_range(probability, "probability", 0, 1, "a probability in [0, 1]")
+    _check_interval(scale, "scale", 0, 1, "0 <= min <= max <= 1 (fractions of the area)")
+    _check_interval(ratio, "ratio", 1e-12, None, "0 < min <= max (aspect ratios)")
+    image = _float(image)
     apply_seed, area_seed, ratio_seed, top_seed, left_seed = _seeds(seed, 5)
     height, width = tf.shape(image)[0], tf.shape(image)[1]
     h_f, w_f = tf.cast(height, tf.float32), tf.cast(width, tf.float32)
@@ -140,6 +178,7 @@ def alexnet_augment(statistics, size=227):
     >>> aug = alexnet_augment(stats, size=227)  # doctest: +SKIP
     >>> data.load("my_folder", augment=aug, preprocess=data.alexnet_preprocess)  # doctest: +SKIP
     """
+    check_positive_int(size, "size", what=" (of the crop)")
     return compose(
         functools.partial(random_crop, size=size),
         random_flip,
@@ -187,6 +226,7 @@ def from_spec(spec, size, statistics=None):
     TensorShape([32, 32, 3])
     """
     ops = parse(spec)
+    check_positive_int(size, "size", what=" (of the crop)")
     if "pca" in ops and statistics is None:
         raise UserError("PCA colour augmentation needs the training set's statistics.")
     make = {

@@ -47,35 +47,47 @@ class DatasetInfo:
 # --- the embedded dataset --------------------------------------------------------------------
 
 
-_SLICE = re.compile(r"^(\w+)(?:\[(-?\d*)(%?):(-?\d*)(%?)\])?$")
-
-
 def _digits_split_index(split):
     """The fixed split of the 1,797 digits: test i % 5 == 0, validation i % 10 == 1.
 
-    TFDS-style slices work: ``"train[:400]"``, ``"train[50%:]"``.
+    Splits slice and add as in TFDS (its own parser reads them): ``"train[:400]"``,
+    ``"train[50%:]"`` (percentages round to the closest example), ``"train+validation"``.
     """
+    import tensorflow_datasets as tfds
+
     index = np.arange(1797)
     masks = {
         "test": index % 5 == 0,  # 360 images
         "validation": index % 10 == 1,  # 180 images
         "train": (index % 5 != 0) & (index % 10 != 1),  # 1,257 images
     }
-    match = _SLICE.match(str(split))
-    if match is None or match.group(1) not in masks:
-        raise UserError(
-            f"Unknown split {split!r} of {DIGITS!r}; available: 'train', 'validation', 'test', "
-            "optionally sliced as in TFDS ('train[:400]', 'train[:50%]')."
-        )
-    chosen = index[masks[match.group(1)]]
-    name, start, start_pct, stop, stop_pct = match.groups()
+    sizes = {name: _SplitSize(int(mask.sum())) for name, mask in masks.items()}
+    try:
+        parts = tfds.core.ReadInstruction.from_spec(str(split)).to_absolute(sizes)
+    except ValueError as err:
+        reason = str(err).strip().splitlines()[-1]  # TFDS' first line is a link
+        available = ("available: 'train' (1,257 images), 'validation' (180), 'test' (360), "
+                     "sliced and added as in TFDS ('train[:400]', 'train[:50%]', "
+                     "'train+validation')")
+        if "Unknown split" in reason or "Unrecognized split format" in reason:
+            raise UserError(f"Unknown split {split!r} of {DIGITS!r}; {available}.") from None
+        raise UserError(f"Split {split!r} of {DIGITS!r}: {reason} ({available}).") from None
+    chosen = np.concatenate([index[masks[part.splitname]][part.from_:part.to]
+                             for part in parts])
+    if len(chosen) == 0:
+        raise UserError(f"Split {split!r} of {DIGITS!r} holds no examples.")
+    return chosen
 
-    def bound(value, percent):
-        if value in (None, ""):
-            return None
-        return int(value) * len(chosen) // 100 if percent else int(value)
 
-    return chosen[bound(start, start_pct):bound(stop, stop_pct)]
+@dataclasses.dataclass(frozen=True)
+class _SplitSize:
+    """What TFDS' split parser reads of a split: its size (one shard)."""
+
+    num_examples: int
+
+    @property
+    def shard_lengths(self):
+        return [self.num_examples]
 
 
 def digits_arrays(split="train", image_size=DIGITS_IMAGE_SIZE):
@@ -308,11 +320,11 @@ def from_arrays(images, labels, num_classes=None):
             f"`labels` must be {len(images)} integers, one per image; received shape "
             f"{labels.shape} of {labels.dtype}."
         )
-    if num_classes is not None and len(labels) and (labels.min() < 0 or
-                                                   labels.max() >= num_classes):
-        bad = labels[(labels < 0) | (labels >= num_classes)]
+    limit = np.iinfo(np.int32).max if num_classes is None else num_classes
+    if len(labels) and (labels.min() < 0 or labels.max() >= limit):
+        bad = labels[(labels < 0) | (labels >= limit)]
         raise UserError(
-            f"Labels must lie in [0, {num_classes}); received {bad[:5].tolist()} "
+            f"Labels must lie in [0, {limit}); received {bad[:5].tolist()} "
             f"({len(bad)} out of range)."
         )
     if images.shape[-1] == 1:
@@ -320,11 +332,26 @@ def from_arrays(images, labels, num_classes=None):
     return tf.data.Dataset.from_tensor_slices((images, labels.astype("int32")))
 
 
-def _folder_dataset(root, split, on_bad_image, verify, class_names, max_pixels):
+def _folder_dataset(root, split, on_bad_image, verify, class_names, max_pixels, same_size):
     paths, labels, _ = folder.scan(root, split, on_bad_image, verify, class_names, max_pixels)
+    if same_size:
+        _check_same_size(paths)
     ds = tf.data.Dataset.from_tensor_slices((paths, np.asarray(labels, "int32")))
     return ds.map(lambda path, label: (folder.decode(path), label),
                   num_parallel_calls=tf.data.AUTOTUNE)
+
+
+def _check_same_size(paths):
+    """Images of different sizes cannot be batched as they are: say so before tf.data does,
+    naming two files (their headers give the sizes; none is decoded)."""
+    first = folder.header_size(paths[0])
+    for path in paths[1:]:
+        size = folder.header_size(path)
+        if first is not None and size is not None and size != first:
+            raise UserError(
+                f"Images of different sizes cannot be batched: {paths[0]} is "
+                f"{first[0]}x{first[1]} and {path} is {size[0]}x{size[1]}. Pass image_size "
+                "(or scale, or center_crop), or batch_size=None.")
 
 
 def load(
@@ -357,7 +384,8 @@ def load(
         image_size: resize every image to ``image_size`` x ``image_size`` (needed to batch
             images of different sizes). The digits are 32x32 unless asked otherwise.
         preprocess: a function ``image -> image`` applied first, e.g.
-            ``data.alexnet_preprocess``.
+            ``data.alexnet_preprocess`` (the digits are resized from their 8x8 originals
+            before it).
         augment: a function ``(image, seed) -> image`` from ``data.augment`` (e.g.
             ``data.augment.compose(...)``), given a fresh stateless seed per example and
             epoch. Labels are never touched.
@@ -399,6 +427,10 @@ def load(
     check_positive_int(batch_size, "batch_size", allow_none=True)
     if isinstance(seed, bool) or not isinstance(seed, numbers.Integral):
         raise UserError(f"`seed` must be an integer; received {seed!r}.")
+    final_size = scale or image_size or (DIGITS_IMAGE_SIZE if name == DIGITS else None)
+    if center_crop is not None and final_size is not None and center_crop > final_size:
+        raise UserError(f"`center_crop` must be at most the image size, {final_size}; "
+                        f"received {center_crop}.")
     if shuffle is None:
         shuffle = str(split).startswith("train")
     if name == DIGITS:
@@ -407,7 +439,10 @@ def load(
         ds = from_arrays(images, labels, num_classes=10)
         image_size = None  # resized from the 8x8 originals already
     elif os.path.isdir(name):
-        ds = _folder_dataset(name, split, on_bad_image, verify, class_names, max_pixels)
+        same_size = batch_size is not None and not (final_size or center_crop or preprocess
+                                                    or augment)  # none of them resizes
+        ds = _folder_dataset(name, split, on_bad_image, verify, class_names, max_pixels,
+                             same_size)
     else:
         ds = _tfds_dataset(name, split, data_dir, manual_dir, shuffle_files=shuffle, seed=seed)
     if preprocess is not None:

@@ -12,7 +12,7 @@ import numpy as np
 import tensorflow as tf
 
 from safeio import atomic_path
-from safeio.checks import UserError
+from safeio.checks import UserError, is_int
 
 
 def resize_shorter_side(image, size=256):
@@ -110,10 +110,10 @@ class ImageStatistics:
     def center_mean(self, size):
         """The mean image's central ``size`` x ``size`` crop, for crops of that size."""
         height, width = self.mean_image.shape[:2]
-        if not 1 <= size <= min(height, width):
+        if not is_int(size) or not 1 <= size <= min(height, width):
             raise UserError(f"center_mean({size!r}): these statistics are of {height}x{width} "
                             f"images; a crop of them is 1 to {min(height, width)} pixels.")
-        return center_crop(self.mean_image, size).numpy()
+        return center_crop(self.mean_image, int(size)).numpy()
 
 
 def compute_statistics(dataset):

@@ -67,8 +67,9 @@ class TemperatureScaling(keras.layers.Layer):
 
 def check_temperature(temperature):
     """``temperature`` as a float, or a one-line error unless it is finite and above 0."""
-    try:
-        value = float(temperature)
+    try:  # a number, a NumPy scalar or a 0-d array; never a string or a bool
+        value = float("nan") if isinstance(temperature, (str, bytes, bool)) else float(
+            temperature)
     except (TypeError, ValueError):
         value = float("nan")
     if not np.isfinite(value) or value <= 0:

@@ -62,8 +62,8 @@ def distillation_loss(labels, student_logits, teacher_probabilities, temperature
 
 
 def check_alpha(alpha):
-    try:
-        value = float(alpha)
+    try:  # a number, a NumPy scalar or a 0-d array; never a string or a bool
+        value = float("nan") if isinstance(alpha, (str, bytes, bool)) else float(alpha)
     except (TypeError, ValueError):
         value = float("nan")
     if not 0 <= value <= 1:
@@ -166,6 +166,14 @@ def logits_of(model):
     return output
 
 
+def _check_model(model, role):
+    if not isinstance(model, keras.Model) or not getattr(model, "outputs", None):
+        raise UserError(
+            f"The {role} must be a built functional keras.Model (zoo.load_model(path) "
+            f"loads a saved one, zoo.get_model(name, ...) builds one); received "
+            f"{model!r} ({type(model).__name__}).")
+
+
 def distillation_model(teacher, student, temperature=4.0, alpha=0.9):
     """The model :func:`distill` trains: the student's logits out, the soft-target loss
     added, the teacher frozen inside (``trainable=False``, which reaches its layers: see
@@ -174,6 +182,8 @@ def distillation_model(teacher, student, temperature=4.0, alpha=0.9):
     from ensembles.ensemble import _softmax_output
 
     temperature, alpha = check_temperature(temperature), check_alpha(alpha)
+    _check_model(teacher, "teacher")
+    _check_model(student, "student")
     if len(teacher.outputs) != 1:
         raise UserError(f"The teacher {teacher.name!r} has {len(teacher.outputs)} outputs; "
                         "distillation takes one-output classifiers (build an ensemble without "
@@ -244,6 +254,8 @@ def distill(teacher, student, train_data, val_data=None, *, temperature=4.0, alp
             raise UserError(f"distill sets `{forbidden}` itself; received {forbidden}="
                             f"{train_kwargs[forbidden]!r}.")
     temperature, alpha = check_temperature(temperature), check_alpha(alpha)
+    _check_model(teacher, "teacher")
+    _check_model(student, "student")
     names = class_names(teacher)
     if names is not None and class_names(student) is None:
         set_class_names(student, names)

@@ -12,6 +12,7 @@ Traceback (most recent call last):
 safeio.checks.UserError: `dropout` must be a rate in [0, 1); received 1.0.
 """
 
+import math
 import numbers
 
 
@@ -24,7 +25,8 @@ class UserError(ValueError):
     """
 
 
-def _is_int(value):
+def is_int(value):
+    """Whether ``value`` is an integer (a Python or NumPy one; never a bool)."""
     return isinstance(value, numbers.Integral) and not isinstance(value, bool)
 
 
@@ -33,7 +35,7 @@ def check_positive_int(value, name, allow_none=False, what=""):
     ``what`` describes the argument in the message: "`width` (units of fc6) must ..."."""
     if value is None and allow_none:
         return value
-    if not _is_int(value) or value < 1:
+    if not is_int(value) or value < 1:
         allowed = "None or a positive integer" if allow_none else "a positive integer"
         raise UserError(f"`{name}`{what} must be {allowed}; received {value!r}.")
     return value
@@ -41,7 +43,7 @@ def check_positive_int(value, name, allow_none=False, what=""):
 
 def check_non_negative_int(value, name):
     """``value`` if it is an integer >= 0; else ValueError."""
-    if not _is_int(value) or value < 0:
+    if not is_int(value) or value < 0:
         raise UserError(f"`{name}` must be a non-negative integer; received {value!r}.")
     return value
 
@@ -54,7 +56,9 @@ def check_rate(value, name):
 
 
 def check_positive_number(value, name, what=""):
-    """``value`` if it is a number > 0; else ValueError."""
-    if isinstance(value, bool) or not isinstance(value, numbers.Real) or not value > 0:
-        raise UserError(f"`{name}`{what} must be a positive number; received {value!r}.")
+    """``value`` if it is a finite number > 0; else ValueError."""
+    if (isinstance(value, bool) or not isinstance(value, numbers.Real) or not value > 0
+            or not math.isfinite(value)):
+        raise UserError(f"`{name}`{what} must be a finite positive number; received "
+                        f"{value!r}.")
     return value

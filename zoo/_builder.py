@@ -5,7 +5,7 @@ import os
 import keras
 
 from safeio.checks import (UserError, check_positive_int, check_positive_number,
-                           check_rate)
+                           check_rate, is_int)
 
 POOLING_CHOICES = (None, "avg", "max")
 ACTIVATION_CHOICES = ("relu", "leaky_relu", "prelu", "elu")
@@ -60,6 +60,19 @@ def check_common_args(weights, pooling, classes, include_top=True, family=None, 
     return os.fspath(weights), classes
 
 
+def _shape_tuple(input_shape, model_name):
+    """``input_shape`` as a tuple of positive integers or None, or a one-line error."""
+    try:
+        shape = tuple(input_shape) if not isinstance(input_shape, (str, bytes)) else None
+    except TypeError:
+        shape = None
+    if shape is None or not all(size is None or (is_int(size) and size > 0)
+                                for size in shape):
+        raise UserError(f"{model_name}'s `input_shape` must be a tuple (height, width, "
+                        f"channels) of positive integers or None; received {input_shape!r}.")
+    return tuple(None if size is None else int(size) for size in shape)
+
+
 def resolve_input(input_tensor, input_shape, default_shape, min_size, model_name,
                   fixed_size=False):
     """Return ``(image_input, model_inputs)`` for a builder.
@@ -78,7 +91,8 @@ def resolve_input(input_tensor, input_shape, default_shape, min_size, model_name
         image_input = input_tensor
         shape = tuple(image_input.shape[1:])
     else:
-        shape = tuple(input_shape) if input_shape is not None else tuple(default_shape)
+        shape = tuple(default_shape) if input_shape is None else _shape_tuple(input_shape,
+                                                                               model_name)
         image_input = None
     if len(shape) != 3:
         raise UserError(

@@ -128,6 +128,10 @@ def register_model(paper, input_size, min_input_size=32, arguments_of=None, fixe
                 f"builder from {builder.__module__}. Give it another name.")
         _MODELS[name] = ModelEntry(name, builder, paper, input_size, min_input_size,
                                    arguments_of, tuple(fixed))
+        if arguments_of is not None:  # help() and a notebook's `?` list the real arguments
+            passed_on = list(inspect.signature(arguments_of).parameters.values())[1:]
+            builder.__signature__ = inspect.Signature(
+                [p for p in passed_on if p.name not in fixed])
         return builder
 
     return wrap

@@ -144,6 +144,52 @@ def test_alexnet_augment_pipeline():
     assert out.shape == (20, 20, 3)
 
 
+def test_color_jitter_factors_never_go_below_zero():
+    """As torchvision's ColorJitter draws them, in [max(0, 1 - x), 1 + x]: a brightness
+    of 2 never turns the image black (a factor below 0 clipped it to 0 a quarter of the
+    time)."""
+    image = tf.fill((2, 2, 3), 100.0)
+    outs = np.array([augment.color_jitter(image, tf.constant([i, 0]), brightness=2.0,
+                                          contrast=0.0, saturation=0.0).numpy()[0, 0, 0]
+                     for i in range(200)])
+    assert outs.min() > 0 and outs.max() <= 255
+    assert abs(np.mean(outs / 100.0 < 1.0) - 1 / 3) < 0.1  # factors uniform in [0, 3]
+
+
+def test_integer_images_augment_as_their_float32_values():
+    image = _images(1)[0].round().astype("uint8")
+    seed = tf.constant([3, 4])
+    stats = data.compute_statistics(tf.data.Dataset.from_tensor_slices(_images(8)))
+    for op in (augment.pca_color, augment.color_jitter,
+               functools.partial(augment.random_erasing, probability=1.0),
+               augment.alexnet_augment(stats, size=20)):
+        out = op(tf.constant(image), seed)
+        assert out.dtype == tf.float32
+        np.testing.assert_allclose(out.numpy(), op(tf.constant(image, tf.float32), seed).numpy())
+
+
+@pytest.mark.parametrize("call, message", [
+    (lambda x, s: augment.random_crop(x, s, size=0), r"`size` \(of the crop\) must be a positive"),
+    (lambda x, s: augment.color_jitter(x, s, brightness=-0.1), r"`brightness` must be a number >= 0"),
+    (lambda x, s: augment.random_erasing(x, s, probability=2), r"`probability` must be a "
+                                                               r"probability in \[0, 1\]; received 2"),
+    (lambda x, s: augment.random_erasing(x, s, scale=(0.5, 0.1)), r"`scale` must be a pair .*"
+                                                                  r"received \(0.5, 0.1\)"),
+    (lambda x, s: augment.random_erasing(x, s, ratio=(0, 1)), r"`ratio` must be a pair"),
+    (lambda x, s: augment.from_spec("crop", size=0), r"`size` \(of the crop\)"),
+])
+def test_augmentation_arguments_are_checked(call, message):
+    with pytest.raises(ValueError, match=message):
+        call(tf.zeros((8, 8, 3)), tf.constant([1, 2]))
+
+
+def test_center_mean_takes_an_integer_size():
+    stats = data.compute_statistics(tf.data.Dataset.from_tensor_slices(_images(4)))
+    assert stats.center_mean(np.int64(20)).shape == (20, 20, 3)
+    with pytest.raises(ValueError, match=r"center_mean\(4.0\): these statistics are of"):
+        stats.center_mean(4.0)
+
+
 def test_augment_specs_parse_presets_and_name_bad_tokens():
     assert augment.parse("none") == ()
     assert augment.parse("paper") == ("crop", "flip", "pca")

@@ -449,3 +449,52 @@ def test_image_folder_sizes_from_headers_and_a_pixel_limit(image_folder, tmp_pat
                                          r"above max_pixels=100,000"):
         data.load(str(image_folder), "train", max_pixels=100_000)
     assert sum(1 for _ in data.load(str(image_folder), "train", batch_size=None)) == 19
+
+
+def test_images_of_different_sizes_are_named_before_batching(image_folder):
+    """The fixture's grey JPEGs are 20 wide and 24 high, its PNGs 24x20: batching them as
+    they are is refused at load, naming two files, instead of failing mid-epoch in tf.data."""
+    with pytest.raises(ValueError) as error:
+        data.load(str(image_folder), "train", batch_size=4)
+    message = str(error.value)
+    assert "\n" not in message and "Pass image_size" in message
+    assert re.search(r"grey0\.jpg is 20x24 and .*rgb0\.png is 24x20", message), message
+    assert next(iter(data.load(str(image_folder), "train", batch_size=4, image_size=8)))[0].shape == (4, 8, 8, 3)
+    assert next(iter(data.load(str(image_folder), "train", batch_size=4, center_crop=8)))[0].shape == (4, 8, 8, 3)
+    assert sum(1 for _ in data.load(str(image_folder), "train", batch_size=None)) == 18
+
+
+def test_digit_splits_add_and_round_as_tfds_reads_them():
+    """TFDS' own parser reads the split: percentages round to the closest example (33 % of
+    1,257 is 414.8 -> 415), "+" adds splits, and a slice past the end or an empty one is
+    refused in one line."""
+    train, train_labels = data.digits_arrays("train", image_size=8)
+    test, _ = data.digits_arrays("test", image_size=8)
+    assert len(data.digits_arrays("train[:33%]", image_size=8)[1]) == 415
+    both, both_labels = data.digits_arrays("train+test", image_size=8)
+    np.testing.assert_array_equal(both, np.concatenate([train, test]))
+    assert len(data.digits_arrays("train[:400]+validation[:10%]", image_size=8)[1]) == 418
+    for split, reason in (("train[:5000]", "incompatible with 1257 examples"),
+                          ("train[:200%]", "should be in \\[-100, 100\\]"),
+                          ("train[:0]", "holds no examples"), ("train[10:5]", "holds no examples"),
+                          ("val", "Unknown split .val. of .digits.; available: .train. \\(1,257 images\\)")):
+        with pytest.raises(ValueError, match=reason) as error:
+            data.digits_arrays(split, image_size=8)
+        assert "\n" not in str(error.value)
+
+
+def test_center_crop_larger_than_the_image_is_refused_up_front():
+    with pytest.raises(ValueError, match=r"`center_crop` must be at most the image size, 16; "
+                                         r"received 20"):
+        data.load("digits", "train", image_size=16, center_crop=20)
+    with pytest.raises(ValueError, match=r"at most the image size, 32; received 40"):
+        data.load("digits", "train", center_crop=40)
+    with pytest.raises(ValueError, match=r"at most the image size, 12; received 13"):
+        data.load("digits", "train", scale=12, center_crop=13)
+
+
+def test_from_arrays_refuses_labels_an_int32_cannot_hold():
+    with pytest.raises(ValueError, match=r"Labels must lie in \[0, 2147483647\); received \[4294967297\]"):
+        data.from_arrays(np.zeros((1, 4, 4, 3)), [2**32 + 1])
+    with pytest.raises(ValueError, match=r"received \[-1\]"):
+        data.from_arrays(np.zeros((2, 4, 4, 3)), [0, -1])

@@ -179,6 +179,19 @@ def test_distill_refuses_what_it_cannot_train(tmp_path):
     with pytest.raises(ValueError, match=r"The teacher takes inputs shaped \(8, 8, 3\) and "
                                          r"the student \(16, 16, 3\)"):
         ensembles.distill(teacher, tiny_model(16, 4), data)
+    for kwargs, message in (({"alpha": "0.5"}, r"lie in \[0, 1\]; received '0.5'"),
+                            ({"alpha": True}, r"lie in \[0, 1\]; received True"),
+                            ({"temperature": "4"}, r"above 0; received '4'")):
+        with pytest.raises(ValueError, match=message):
+            ensembles.distill(teacher, _student(), data, **kwargs)
+    assert ensembles.distillation_loss(np.array([0]), np.zeros((1, 4), "float32"),
+                                       np.full((1, 4), 0.25, "float32"), np.float32(2.0),
+                                       np.float64(0.5)) > 0  # NumPy scalars are numbers
+    with pytest.raises(ValueError, match=r"The teacher must be a built functional "
+                                         r"keras.Model .*zoo.load_model.*received 'x.keras' \(str\)"):
+        ensembles.distill("x.keras", _student(), data)
+    with pytest.raises(ValueError, match=r"The student must be .*received 'resnet18' \(str\)"):
+        ensembles.distill(teacher, "resnet18", data)
     with pytest.raises(ValueError, match="distill sets `loss` itself"):
         ensembles.distill(teacher, _student(), data, loss="mse")
     with pytest.raises(ValueError, match="shares 2 weights with the teacher"):

@@ -131,6 +131,12 @@ def test_a_channels_first_keras_is_refused_not_built_wrong(name):
     "name, bad, message",
     [
         ("googlenet", dict(width=0), r"`width`.*positive number; received 0"),
+        ("resnet18", dict(width=float("inf")), r"`width`.*finite positive number; received inf"),
+        ("resnet18", dict(input_shape="224"), r"ResNet-18's `input_shape` must be a tuple "
+                                              r"\(height, width, channels\) of positive "
+                                              r"integers or None; received '224'"),
+        ("alexnet", dict(input_shape=(227.0, 227, 3)), r"received \(227.0, 227, 3\)"),
+        ("vgg11", dict(input_shape=5), r"`input_shape` must be a tuple .*received 5"),
         ("googlenet", dict(aux_logits=True, include_top=False), r"aux_logits=True.*include_top"),
         ("googlenet", dict(aux_logits=True, input_shape=(64, 64, 3)), r"at least 65x65"),
         ("resnet50", dict(stem="tiny"), r"`stem` must be one of.*received 'tiny'"),

@@ -1,3 +1,5 @@
+import inspect
+
 import pytest
 
 import zoo
@@ -72,6 +74,8 @@ def test_every_builder_has_the_common_signature(name):
     assert list(params)[: len(COMMON_ARGS) - 2] == COMMON_ARGS[:-2]
     assert {"dropout", "width"} <= set(params)
     assert builder.__doc__ and ">>> " in builder.__doc__  # one runnable example
+    # help(zoo.resnet18) and a notebook's `?` show the arguments, not (**kwargs).
+    assert list(inspect.signature(builder).parameters) == list(params)
 
 
 def test_get_model_passes_arguments():

@@ -11,6 +11,7 @@
 
 import dataclasses
 import math
+import numbers
 import warnings
 
 import keras
@@ -19,8 +20,9 @@ import pandas as pd
 import tensorflow as tf
 
 from safeio import atomic_path
-from safeio.checks import UserError
+from safeio.checks import UserError, check_positive_int, check_positive_number
 from zoo.optimizers import build_optimizer
+from zoo.outputs import outputs_probabilities
 from zoo.training import recipe as training
 
 HEALTHY_UPDATE_RATIO = 1e-3
@@ -42,23 +44,45 @@ class Check:
 
 
 def _outputs_logits(model):
-    """Whether the (main) output layer returns logits rather than probabilities."""
-    layer = model.get_layer(model.output_names[0]) if model.output_names else model.layers[-1]
-    activation = getattr(layer, "activation", None)
-    return activation is None or getattr(activation, "__name__", "") == "linear"
+    """Whether the (main) output is logits rather than probabilities (``zoo.outputs``)."""
+    return not outputs_probabilities(model)
 
 
 def _first_batches(dataset, batches=None, examples=None):
-    """The first ``batches`` batches, or enough batches for ``examples`` examples."""
+    """The first ``batches`` batches, or enough batches for ``examples`` examples, as
+    ``(images, labels)``; an unbatched dataset's examples count one by one."""
     images, labels = [], []
-    for x, y in dataset:
-        images.append(np.asarray(x))
-        labels.append(np.asarray(y))
+    for element in dataset:
+        if not isinstance(element, (tuple, list)) or len(element) != 2:
+            raise UserError("The dataset must yield (images, labels) pairs; received "
+                            f"{type(element).__name__} elements.")
+        x, y = np.asarray(element[0]), np.asarray(element[1])
+        if y.ndim == 0:  # unbatched: one example
+            x, y = x[None], y[None]
+        images.append(x)
+        labels.append(_class_indices(y))
         if len(images) == batches or (examples and sum(map(len, labels)) >= examples):
             break
     if not images:
         raise UserError("The dataset is empty: received no batches.")
-    return np.concatenate(images), np.concatenate(labels).astype("int64")
+    return np.concatenate(images), np.concatenate(labels)
+
+
+def _class_indices(labels):
+    """Integer class labels of shape (batch,) or (batch, 1) as int64 (batch,)."""
+    if labels.ndim == 2 and labels.shape[1] == 1:
+        labels = labels[:, 0]
+    if labels.ndim != 1 or not np.issubdtype(labels.dtype, np.integer):
+        raise UserError(
+            "The checks need integer class labels of shape (batch,); received shape "
+            f"{labels.shape} of {labels.dtype} (one-hot labels: take their argmax).")
+    return labels.astype("int64")
+
+
+def _check_label_range(labels, classes):
+    if labels.min() < 0 or labels.max() >= classes:
+        raise UserError(f"Labels must lie in [0, {classes}) for a model of {classes} classes; "
+                        f"received labels from {labels.min()} to {labels.max()}.")
 
 
 def initial_loss(model, dataset, batches=1, tolerance=0.5):
@@ -74,9 +98,12 @@ def initial_loss(model, dataset, batches=1, tolerance=0.5):
     >>> initial_loss(zoo.alexnet(input_shape=(67, 67, 3), classes=10),
     ...              data.load("digits", image_size=67))            # doctest: +SKIP
     """
+    check_positive_int(batches, "batches")
+    check_positive_number(tolerance, "tolerance", " (in nats)")
     images, labels = _first_batches(dataset, batches)
     outputs = model(images, training=False)
     classes = int(outputs.shape[-1])
+    _check_label_range(labels, classes)
     loss = float(keras.ops.mean(keras.losses.sparse_categorical_crossentropy(
         labels, outputs, from_logits=_outputs_logits(model))))
     expected = math.log(classes)
@@ -124,11 +151,16 @@ def overfit_tiny_subset(model, dataset, examples=20, steps=100, learning_rate=0.
     >>> overfit_tiny_subset(model, data.load("digits", image_size=67)).ok   # doctest: +SKIP
     True
     """
+    check_positive_int(examples, "examples")
+    check_positive_int(steps, "steps")
+    if isinstance(target, bool) or not isinstance(target, numbers.Real) or not 0 < target <= 1:
+        raise UserError(f"`target` must be an accuracy in (0, 1]; received {target!r}.")
     images, labels = _first_batches(dataset, examples=examples)
     if len(labels) < examples:
         raise UserError(f"The dataset has {len(labels)} examples; the check needs "
                         f"{examples}.")
     images, labels = images[:examples], labels[:examples]
+    _check_label_range(labels, int(model(images[:1], training=False).shape[-1]))
     keras.utils.set_random_seed(seed)
     fresh = without_regularisation(model)
     fresh.compile(optimizer=keras.optimizers.SGD(learning_rate, momentum=momentum),
@@ -137,7 +169,7 @@ def overfit_tiny_subset(model, dataset, examples=20, steps=100, learning_rate=0.
                   metrics=[keras.metrics.SparseCategoricalAccuracy(name="accuracy")])
     build_optimizer(fresh)  # else TensorFlow traces fit's first step twice
     tiny = tf.data.Dataset.from_tensors((images, labels))
-    fresh.fit(tiny.repeat(steps), epochs=1, verbose=0)
+    fresh.fit(tiny.repeat(steps), epochs=1, verbose=0, shuffle=False)
     result = fresh.evaluate(tiny, verbose=0, return_dict=True)  # after the last step
     accuracy = float(next(v for k, v in result.items() if k.endswith("accuracy")))
     loss = float(result["loss"])

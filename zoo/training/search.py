@@ -230,6 +230,9 @@ def _describe(value):
     return f"{value[0]:.2g}..{value[1]:.2g}"
 
 
+_PLOTTED = ("stage", "learning_rate", "weight_decay", "val_top1_error")
+
+
 def plot_search(table, path=None, title="Random search", ax=None):
     """Scatter of the trials: learning rate against weight decay (both log scales),
     coloured by validation top-1 error, one marker per stage. Returns the ``Figure``; draws
@@ -239,6 +242,14 @@ def plot_search(table, path=None, title="Random search", ax=None):
 
     >>> fig = plot_search(result.table)                                  # doctest: +SKIP
     """
+    if not isinstance(table, pd.DataFrame):
+        raise UserError("plot_search needs the search's table (SearchResult.table); "
+                        f"received a {type(table).__name__}.")
+    missing = [column for column in _PLOTTED if column not in table.columns]
+    if missing or table.empty:
+        raise UserError(f"plot_search needs a row per trial and the columns {list(_PLOTTED)}; "
+                        f"received {len(table)} row(s)"
+                        f"{f' without {missing}' if missing else ''}.")
     figure, axes = new_axes(ax, figsize=(6, 4.5))
     markers = {"coarse": "o", "fine": "^"}
     low, high = table["val_top1_error"].min(), table["val_top1_error"].max()

@@ -53,6 +53,45 @@ def test_overfit_tiny_subset_passes_for_a_working_model_and_fails_without_learni
         diagnostics.overfit_tiny_subset(model, tiny_data(n=16), examples=20)
 
 
+def test_initial_loss_reads_any_label_layout_and_a_softmax_op_output():
+    """Unbatched data and (batch, 1) labels give the batched value; a keras.ops.softmax
+    output is probabilities (Keras' own loss on the outputs is the reference); one-hot
+    labels, labels past the classes and bad arguments are one line."""
+    inputs = keras.Input((8, 8, 3))
+    x = keras.layers.GlobalAveragePooling2D()(keras.layers.Conv2D(4, 3)(inputs))
+    model = keras.Model(inputs, keras.ops.softmax(keras.layers.Dense(4)(x)))
+    images, labels = next(iter(tiny_data(n=16)))
+    expected = float(keras.losses.SparseCategoricalCrossentropy()(labels, model(images)))
+    batched = diagnostics.initial_loss(model, tiny_data(n=16))
+    assert batched.value == pytest.approx(expected, rel=1e-5)
+    unbatched = diagnostics.initial_loss(model, tiny_data(n=16).unbatch(), batches=16)
+    column = tiny_data(n=16).map(lambda x, y: (x, y[:, None]))
+    assert unbatched.value == pytest.approx(expected, rel=1e-5)
+    assert diagnostics.initial_loss(model, column).value == pytest.approx(expected, rel=1e-5)
+    one_hot = tiny_data(n=16).map(lambda x, y: (x, tf.one_hot(y, 4)))
+    with pytest.raises(ValueError, match=r"integer class labels of shape \(batch,\); "
+                                         r"received shape \(16, 4\) of float32"):
+        diagnostics.initial_loss(model, one_hot)
+    with pytest.raises(ValueError, match=r"Labels must lie in \[0, 3\) .* from 0 to 3"):
+        diagnostics.initial_loss(_small_resnet(classes=3), tiny_data(n=64))
+    for kwargs, message in (({"batches": 0}, "`batches` must be a positive integer"),
+                            ({"tolerance": -1}, "`tolerance` \\(in nats\\) must be a finite positive")):
+        with pytest.raises(ValueError, match=message):
+            diagnostics.initial_loss(model, tiny_data(n=16), **kwargs)
+
+
+def test_overfit_tiny_subset_checks_its_arguments_and_fits_quietly():
+    model = tiny_model()
+    for kwargs, message in (({"examples": 0}, "`examples` must be a positive integer"),
+                            ({"steps": 0}, "`steps` must be a positive integer"),
+                            ({"target": 1.5}, r"`target` must be an accuracy in \(0, 1\]")):
+        with pytest.raises(ValueError, match=message):
+            diagnostics.overfit_tiny_subset(model, tiny_data(n=32), **kwargs)
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")  # Keras warned that shuffle=True was ignored
+        diagnostics.overfit_tiny_subset(model, tiny_data(n=32).unbatch(), examples=8, steps=2)
+
+
 def test_without_regularisation_zeroes_dropout_and_drops_regularizers():
     inputs = keras.Input((4,))
     x = keras.layers.Dense(3, kernel_regularizer="l2", name="dense")(inputs)
@@ -168,6 +207,12 @@ def test_a_tiny_search_runs_coarse_then_fine(tmp_path):
     figure = zoo.plot_search(table, os.path.join(tmp_path, "search.png"))
     assert open(os.path.join(tmp_path, "search.png"), "rb").read(4) == b"\x89PNG"
     assert len(figure.axes[0].collections) == table["stage"].nunique()  # a scatter per stage
+    with pytest.raises(ValueError, match=r"a row per trial .*; received 0 row\(s\)\.$"):
+        zoo.plot_search(table.iloc[:0])
+    with pytest.raises(ValueError, match=r"received 4 row\(s\) without \['weight_decay'\]"):
+        zoo.plot_search(table.drop(columns="weight_decay"))
+    with pytest.raises(ValueError, match=r"SearchResult.table\); received a SearchResult"):
+        zoo.plot_search(result)
     with pytest.raises(ValueError, match=r"`learning_rate`.*log scale.*received \(0, 1\)"):
         zoo.search(_tiny_builder, None, None, learning_rate=(0, 1))
 
