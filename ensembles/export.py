@@ -1,5 +1,6 @@
 """Export a whole ensemble as ONE SavedModel that serves probabilities and uncertainty."""
 
+import contextlib
 import json
 import os
 import warnings
@@ -10,7 +11,7 @@ import numpy as np
 from ensembles.calibration import temperature
 from ensembles.ensemble import (CombineMembers, as_ensemble, combine_layer, members_of,
                                 with_member_outputs)
-from ensembles.mc_dropout import draws_at_inference
+from ensembles.mc_dropout import draws_at_inference, leaf_layers
 from safeio import atomic_directory, atomic_path, check_free_space, write_json, write_text
 from safeio.checks import UserError, check_positive_int
 from zoo.saving import bytes_to_save, check_class_names
@@ -108,7 +109,8 @@ DESCRIPTION_FILE = "zoo_model.json"  # in assets/: the members, input size and s
 FORMAT_CHOICES = ("saved_model", "onnx", "litert")
 FILE_SUFFIXES = {"onnx": ".onnx", "litert": ".tflite"}
 # The packages of the deploy extra (setup.py) each task needs: Keras' ONNX export converts
-# with tf2onnx (on the TensorFlow and JAX backends) and writes with onnx.
+# with tf2onnx on TensorFlow (torch.onnx on PyTorch; jax2onnx on JAX, left out of the extra:
+# it brings flax, orbax and tensorstore) and writes with onnx.
 DEPLOY_PACKAGES = {"onnx export": ("onnx", "tf2onnx"), "onnx runtime": ("onnxruntime", "onnx")}
 TOLERANCE = 1e-5  # largest difference allowed between a runtime's probabilities and Keras'
 
@@ -258,9 +260,11 @@ def _export_file(serving, path, format, names, overwrite, metadata):
         check_deploy_packages("onnx export")
     batch = np.random.default_rng(0).uniform(0, 255, (3,) + tuple(serving.input.shape[1:]))
     batch = batch.astype(serving.input.dtype)
-    expected = serving.predict(batch, verbose=0)  # Keras' ONNX export needs a called model
+    expected = serving.predict(batch, verbose=0)
+    serving(batch[:1])  # Keras' ONNX export needs a called model (JAX's predict does not call)
     with atomic_path(path) as tmp:
-        serving.export(tmp, format=format, verbose=False)
+        with _normalization_as_constants(serving):
+            serving.export(tmp, format=format, verbose=False)
         if format == "onnx":
             _add_onnx_metadata(tmp, {k: json.dumps(v) for k, v in metadata.items()})
         try:
@@ -278,6 +282,25 @@ def _export_file(serving, path, format, names, overwrite, metadata):
     return path
 
 
+@contextlib.contextmanager
+def _normalization_as_constants(model):
+    """Keras' ``Normalization`` given its mean and variance (``data.normalized_input``'s
+    default) holds them as eager tensors, which the traced function captures: tf2onnx then
+    makes each an input of the ONNX graph, which the runtime cannot be run without. As
+    NumPy arrays they are written into the graph as constants instead (the same numbers)."""
+    fixed = [layer for layer in leaf_layers(model)
+             if isinstance(layer, keras.layers.Normalization) and layer.input_mean is not None]
+    held = [(layer.mean, layer.variance) for layer in fixed]
+    for layer in fixed:
+        layer.mean = keras.ops.convert_to_numpy(layer.mean)
+        layer.variance = keras.ops.convert_to_numpy(layer.variance)
+    try:
+        yield
+    finally:
+        for layer, (mean, variance) in zip(fixed, held):
+            layer.mean, layer.variance = mean, variance
+
+
 def check_deploy_packages(task):
     """A one-line :class:`UserError` naming the missing package and the extra that installs
     it, where a package ``task`` (a key of :data:`DEPLOY_PACKAGES`) needs is not installed.
@@ -291,6 +314,13 @@ def check_deploy_packages(task):
     packages = DEPLOY_PACKAGES[task]
     if task == "onnx export" and keras.backend.backend() == "torch":  # torch.onnx converts
         packages = ("onnx",)
+    if task == "onnx export" and keras.backend.backend() == "jax":
+        packages = ("onnx", "jax2onnx")
+        if importlib.util.find_spec("jax2onnx") is None:
+            raise UserError(
+                "The onnx export under KERAS_BACKEND=jax needs jax2onnx (Keras converts JAX "
+                "models with it), not installed here: pip install jax2onnx, or export under "
+                "KERAS_BACKEND=tensorflow with the deploy extra.")
     missing = [p for p in packages if importlib.util.find_spec(p) is None]
     if missing:
         raise UserError(

@@ -33,18 +33,18 @@ class MCDropout(keras.layers.Dropout):
         return super().call(inputs, training=True)
 
 
-def _all_layers(model):
+def leaf_layers(model):
     """Every layer of ``model``, those of its nested models included."""
     for layer in model.layers:
         if isinstance(layer, keras.Model):
-            yield from _all_layers(layer)
+            yield from leaf_layers(layer)
         else:
             yield layer
 
 
 def draws_at_inference(model):
     """Whether ``model`` holds an :class:`MCDropout` layer (it predicts at random)."""
-    return any(isinstance(layer, MCDropout) for layer in _all_layers(model))
+    return any(isinstance(layer, MCDropout) for layer in leaf_layers(model))
 
 
 def _with_active_dropout(model, name):
@@ -56,7 +56,7 @@ def _with_active_dropout(model, name):
         return layer  # shared, weights and all
 
     if not any(type(layer) is keras.layers.Dropout and layer.rate > 0
-               for layer in _all_layers(model)):
+               for layer in leaf_layers(model)):
         raise UserError(
             f"{model.name!r} has no keras.layers.Dropout layer with a rate above 0, so MC "
             "dropout would repeat one prediction. Build it with dropout (e.g. "

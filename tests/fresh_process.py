@@ -43,6 +43,9 @@ CODE = textwrap.dedent(
     out["heavy"] = [m for m in ("zoo.training", "zoo.training.search", "ensembles.snapshots",
                                 "ensembles.evaluation", "data", "keras_tuner",
                                 "tensorflow_datasets") if m in sys.modules]
+    # the converters by the README's dotted names, with nothing imported by hand
+    out["converters"] = [callable(zoo.pretrained.torchvision.state_dict),
+                         callable(zoo.pretrained.caffe.read_caffemodel)]
     import data
     out["data_load"] = callable(getattr(data, "load", None))
     model = zoo.load_model("model.keras")

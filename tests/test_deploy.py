@@ -248,6 +248,41 @@ def _mixed_ensemble(size=67):
     return ensembles.Ensemble([zoo.set_class_names(m, NAMES) for m in members])
 
 
+@pytest.mark.all_backends
+@pytest.mark.parametrize("normalize", ["standardize", "channel_mean"])
+def test_a_model_that_normalizes_its_input_exports_to_onnx(normalize, tmp_path):
+    """data.normalized_input's default, Keras' Normalization given a mean and variance,
+    once made each of them an input of the ONNX graph: the export stopped with a
+    traceback, and the README trains every model with it. One small conversion, in the
+    fast tier: ONNX Runtime serves Keras' probabilities."""
+    import importlib.util
+
+    from ensembles.export import runtime
+
+    pytest.importorskip("onnxruntime")
+
+    stats = data.compute_statistics(tiny_data(n=16).map(lambda x, y: x * 50.0 + 100.0))
+    inputs = data.normalized_input(stats, (8, 8, 3), normalize=normalize)
+    x = keras.layers.GlobalAveragePooling2D()(keras.layers.Conv2D(4, 3)(inputs))
+    model = keras.Model(keras.utils.get_source_inputs(inputs),
+                        keras.layers.Dense(4, activation="softmax")(x))
+    out = str(tmp_path / "normalized.onnx")
+    if keras.backend.backend() == "jax" and importlib.util.find_spec("jax2onnx") is None:
+        with pytest.raises(ValueError, match=r"^The onnx export under KERAS_BACKEND=jax needs "
+                                             r"jax2onnx .*pip install jax2onnx"):
+            ensembles.export(model, out, format="onnx")
+        assert not os.listdir(tmp_path)
+        return
+    ensembles.export(model, out, format="onnx")
+    images = np.random.default_rng(0).uniform(0, 255, (3, 8, 8, 3)).astype("float32")
+    served = runtime(out)(images)["probabilities"]
+    np.testing.assert_allclose(served, keras.ops.convert_to_numpy(model(images)), atol=1e-5)
+    assert np.ptp(served) > 0.01  # the normalisation is in the numbers
+    if normalize == "standardize":  # put back as it was: the model still trains and saves
+        layer = model.get_layer("normalize")
+        assert not isinstance(layer.mean, np.ndarray)
+
+
 @pytest.mark.slow  # two conversions of three architectures: 25 s each
 @pytest.mark.parametrize("format, runtime", [("onnx", "onnxruntime"),
                                              ("litert", "ai_edge_litert")])

@@ -17,6 +17,8 @@ def test_a_fresh_process_builds_without_the_training_stack_and_loads_beside_a_da
       training, data or search code: models build on any Keras backend without it;
     - a working directory with a plain ``data/`` folder (a common layout) still imports the
       package;
+    - ``zoo.pretrained.torchvision.state_dict`` and ``zoo.pretrained.caffe`` answer by the
+      README's dotted names after ``import zoo`` alone;
     - ``zoo.load_model`` and ``ensembles.load`` load files holding LRN, MeanSubtraction,
       PaperSGD and an ensemble, with nothing set up by the caller.
     """
@@ -25,6 +27,7 @@ def test_a_fresh_process_builds_without_the_training_stack_and_loads_beside_a_da
     assert len(out["registered"]) == 4
     assert out["heavy"] == []
     assert out["data_load"]
+    assert out["converters"] == [True, True]  # zoo.pretrained.torchvision.state_dict
     np.testing.assert_allclose(out["model"], out["expected"]["model"], rtol=1e-5)
     np.testing.assert_allclose(out["ensemble"], out["expected"]["ensemble"], rtol=1e-5)
     assert out["optimizer"] == "PaperSGD"

@@ -335,3 +335,7 @@ def preprocess_input(images, weights):
 
 __all__ = ["WeightsEntry", "cache_dir", "decode_predictions", "download", "get_weights",
            "imagenet_classes", "list_weights", "preprocess_input", "register_weights"]
+
+# The converters, as the README names them (zoo.pretrained.torchvision.state_dict): NumPy
+# only, so `import zoo` stays light.
+from zoo.pretrained import caffe, torchvision  # noqa: E402,F401

@@ -230,6 +230,19 @@ def _one_stream(train_data, steps_per_epoch=None):
     return train_data, steps_per_epoch  # unknown (whole passes), infinite or empty
 
 
+@contextlib.contextmanager
+def _whole_passes_expected(stream, steps):
+    """Data of unknown length, each epoch one whole pass: Keras learns the length when the
+    first pass runs out, and warns then "Your input ran out of data; interrupting
+    training", though nothing is interrupted. That warning only, for that data only."""
+    with warnings.catch_warnings():
+        if (steps is None and isinstance(stream, tf.data.Dataset)
+                and int(stream.cardinality()) == tf.data.UNKNOWN_CARDINALITY):
+            warnings.filterwarnings("ignore", message="Your input ran out of data",
+                                    category=UserWarning)
+        yield
+
+
 def train(
     model,
     train_data,
@@ -411,7 +424,7 @@ def train(
             if processes > 1 and run_dir is not None:  # (RestoreBackup comes first)
                 run_callbacks[0].backup.agree_on_epoch = distribute.same_epoch_everywhere(
                     shared_run_dir)
-            with distribute.steady_device_iterators():
+            with distribute.steady_device_iterators(), _whole_passes_expected(stream, steps):
                 history = model.fit(
                     stream, steps_per_epoch=steps, validation_data=val_data,
                     epochs=epochs, verbose=verbose,

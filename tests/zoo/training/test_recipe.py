@@ -151,6 +151,19 @@ def test_steps_per_epoch_sets_the_epochs_of_data_without_a_length(tmp_path):
         assert int(keras.ops.convert_to_numpy(result.model.optimizer.iterations)) == 3 * epochs
 
 
+def test_data_of_unknown_length_trains_whole_passes_without_keras_false_alarm():
+    """Each epoch one whole pass: all 3 epochs of 4 batches run, and Keras' "Your input ran
+    out of data; interrupting training" (said when it learns the length) is not shown."""
+    batches = []
+    counter = keras.callbacks.LambdaCallback(on_train_batch_end=lambda b, logs: batches.append(b))
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        zoo.train(tiny_model, tiny_data().filter(lambda x, y: True), epochs=3,
+                  reduce_lr=False, verbose=0, callbacks=[counter])
+    assert batches == [0, 1, 2, 3] * 3
+    assert not [w for w in caught if "ran out of data" in str(w.message)]
+
+
 def test_the_monitor_goes_the_way_keras_callbacks_take_it(tmp_path):
     """Keras' own rule (the metric's direction), not the letters "acc": a top-1 named
     "top1" rises, a cross-entropy named "acc_gap" falls; best.keras holds the best epoch by it.
