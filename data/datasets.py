@@ -147,6 +147,10 @@ def _looks_like_a_folder(name):
 def _tfds_builder(name, data_dir):
     import tensorflow_datasets as tfds
 
+    if os.path.isfile(name):
+        raise UserError(f"{name} is a file: a dataset is {DIGITS!r}, an image folder "
+                        f"({os.path.join('ROOT', 'SPLIT', 'CLASS_NAME')}/*.jpg) or a TensorFlow "
+                        "Datasets name.")
     if _looks_like_a_folder(name):
         raise UserError(f"Dataset folder not found: {name!r} (expected "
                         f"{os.path.join(str(name), 'SPLIT', 'CLASS_NAME')}/*.jpg).")
@@ -154,10 +158,12 @@ def _tfds_builder(name, data_dir):
         data_dir = os.path.expanduser(os.fspath(data_dir))
     try:
         return tfds.builder(name, data_dir=data_dir)
-    except tfds.core.registered.DatasetNotFoundError:
+    except (tfds.core.registered.DatasetNotFoundError, ValueError) as err:
+        why = "" if isinstance(err, tfds.core.registered.DatasetNotFoundError) else (
+            f" ({str(err).splitlines()[0]})")  # TFDS could not parse it: "flowers.v2"
         raise UserError(
             f"Unknown dataset {name!r}: it is not {DIGITS!r}, not an existing image folder, "
-            "and not a TensorFlow Datasets name (see tfds.list_builders())."
+            f"and not a TensorFlow Datasets name{why} (see tfds.list_builders())."
         ) from None
 
 

@@ -16,8 +16,10 @@ checkpoints are the student alone, exact resume after a crash, and ReduceLROnPla
 """
 
 import dataclasses
+import hashlib
 
 import keras
+import numpy as np
 
 from ensembles.calibration import EPS, check_temperature
 from safeio.checks import UserError
@@ -166,6 +168,23 @@ def logits_of(model):
     return output
 
 
+def weights_fingerprint(model):
+    """A SHA-256 of ``model``'s weights (values, shapes and order), in hex: another teacher
+    of the same architecture (a re-trained member, other ensemble weights) differs.
+
+    Example:
+
+    >>> weights_fingerprint(keras.Sequential([keras.Input((2,)), keras.layers.Dense(1)]))[:8]
+    '...'
+    """
+    digest = hashlib.sha256()
+    for weight in model.weights:
+        value = np.ascontiguousarray(keras.ops.convert_to_numpy(weight))
+        digest.update(str((value.shape, value.dtype.str)).encode())
+        digest.update(value.tobytes())
+    return digest.hexdigest()
+
+
 def _check_model(model, role):
     if not isinstance(model, keras.Model) or not getattr(model, "outputs", None):
         raise UserError(
@@ -235,7 +254,9 @@ def distill(teacher, student, train_data, val_data=None, *, temperature=4.0, alp
         alpha: the soft term's weight; ``1 - alpha`` is the labels'.
         epochs, run_dir, **train_kwargs: as for ``zoo.train`` (optimizer, learning_rate,
             seed, ...). The run directory's checkpoints hold the student alone (with the
-            teacher's class names); its backup, the whole training state.
+            teacher's class names); its backup, the whole training state. Its config.json
+            records the teacher (name, parameters and a fingerprint of its weights), T and
+            alpha, and ``settings`` beside them: a resume with others is refused.
 
     Example:
 
@@ -249,7 +270,7 @@ def distill(teacher, student, train_data, val_data=None, *, temperature=4.0, alp
     from zoo.saving import class_names, set_class_names
 
     for forbidden in ("loss", "model_kwargs", "precision", "class_names",
-                      "checkpoint_model", "settings"):
+                      "checkpoint_model"):
         if forbidden in train_kwargs:
             raise UserError(f"distill sets `{forbidden}` itself; received {forbidden}="
                             f"{train_kwargs[forbidden]!r}.")
@@ -263,9 +284,10 @@ def distill(teacher, student, train_data, val_data=None, *, temperature=4.0, alp
     try:
         model = distillation_model(teacher, student, temperature, alpha)
         # In config.json, so that a resumed run with another teacher, T or alpha is refused.
-        settings = {"distillation": {
+        settings = {**(train_kwargs.pop("settings", None) or {}), "distillation": {
             "teacher": teacher.name, "teacher_params": teacher.count_params(),
-            "temperature": temperature, "alpha": alpha}}
+            "temperature": temperature, "alpha": alpha},
+            "teacher_weights": weights_fingerprint(teacher)}
         result = zoo.train(model, train_data, val_data, epochs=epochs, run_dir=run_dir,
                            loss=HardTargetLoss(alpha), checkpoint_model=student,
                            settings=settings, **train_kwargs)

@@ -6,8 +6,9 @@ import pandas as pd
 
 from data import tta as tta_lib
 from ensembles import metrics
-from ensembles.ensemble import (CombineMembers, _softmax_output, combine_layer, is_ensemble,
-                                member_weights, members_of, unique_names, with_member_outputs)
+from ensembles.ensemble import (CombineMembers, _check_members, _softmax_output, combine_layer,
+                                is_ensemble, member_weights, members_of, unique_names,
+                                with_member_outputs)
 from safeio.checks import UserError
 
 SCORE_COLUMNS = ["top1_error", "top5_error", "nll", "brier", "ece"]
@@ -34,6 +35,8 @@ def _members_and_predictor(source):
     members = [source] if isinstance(source, keras.Model) else list(source)
     if not members:
         raise UserError("Nothing to evaluate: received an empty list of members.")
+    if len(members) > 1:  # scored together: the same images in, the same classes out
+        _check_members(members)
     predictors = {id(m): _undistributed(m) for m in members}
 
     def probabilities(model, x):

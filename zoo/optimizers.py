@@ -4,6 +4,8 @@ uses). Keras only, so ``import zoo`` registers them on every backend, and a mach
 without TensorFlow (the GPU benchmark's) compiles as ``zoo.train`` does."""
 
 import contextlib
+import math
+import numbers
 
 import keras
 
@@ -62,6 +64,31 @@ def build_optimizer(model, strategy=None):
     return optimizer
 
 
+def check_hyperparameters(learning_rate, momentum, weight_decay):
+    """One line for a learning rate that is not a finite number above 0 (a schedule passes),
+    a momentum outside [0, 1), or a weight decay that is not a finite number >= 0 (None: no
+    decay): Keras takes some of them and trains backwards, or not at all.
+
+    Example:
+
+    >>> check_hyperparameters(0.01, 0.9, 5e-4)
+    """
+    schedule = callable(learning_rate)  # a LearningRateSchedule, or a function of the step
+    if not schedule and (isinstance(learning_rate, bool)
+                         or not isinstance(learning_rate, numbers.Real)
+                         or not math.isfinite(learning_rate) or learning_rate <= 0):
+        raise UserError(f"The learning rate must be a finite number above 0 (or a "
+                        f"LearningRateSchedule); received {learning_rate!r}.")
+    for name, value, ok, allowed in (
+            ("momentum", momentum, lambda v: 0 <= v < 1, "a number in [0, 1)"),
+            ("weight decay", weight_decay, lambda v: math.isfinite(v) and v >= 0,
+             "a finite number >= 0")):
+        if value is None and name == "weight decay":
+            continue
+        if isinstance(value, bool) or not isinstance(value, numbers.Real) or not ok(value):
+            raise UserError(f"The {name} must be {allowed}; received {value!r}.")
+
+
 def make_optimizer(name="sgd", learning_rate=0.01, momentum=0.9, weight_decay=5e-4,
                    ema=False):
     """One of the lecture notes' optimizers by name.
@@ -82,6 +109,7 @@ def make_optimizer(name="sgd", learning_rate=0.01, momentum=0.9, weight_decay=5e
     """
     if name not in OPTIMIZER_CHOICES:
         raise UserError(f"`optimizer` must be one of {OPTIMIZER_CHOICES}; received {name!r}.")
+    check_hyperparameters(learning_rate, momentum, weight_decay)
     common = dict(learning_rate=learning_rate, use_ema=bool(ema))
     if name in ("sgd", "nesterov"):
         return PaperSGD(momentum=momentum, l2=weight_decay, nesterov=name == "nesterov",
@@ -138,6 +166,7 @@ def compile_model(model, optimizer=None, *, learning_rate=0.01, momentum=0.9,
     >>> model = compile_model(zoo.alexnet(classes=10), learning_rate=0.01)  # doctest: +SKIP
     """
     if optimizer is None:
+        check_hyperparameters(learning_rate, momentum, weight_decay)
         optimizer = PaperSGD(learning_rate, momentum=momentum, l2=weight_decay)
     elif not isinstance(optimizer, keras.optimizers.Optimizer) and callable(optimizer):
         optimizer = optimizer()  # a factory: its variables are created under the strategy

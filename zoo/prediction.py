@@ -70,7 +70,12 @@ class _ExportSource:
     def __init__(self, path):
         import tensorflow as tf
 
-        self.served = tf.saved_model.load(path)
+        try:
+            self.served = tf.saved_model.load(path)
+        except (ValueError, IndexError, tf.errors.OpError) as err:  # (OSError: names it)
+            reason = " ".join(str(err).split())[:160]
+            raise UserError(f"Cannot load the export {path}: it is damaged or incomplete "
+                            f"({type(err).__name__}: {reason}). Export the model again.") from None
         if not hasattr(self.served, "serve_bytes"):
             raise UserError(f"{path} has no serve_bytes signature: it was exported before "
                             "zoo export served raw images. Export the model again.")

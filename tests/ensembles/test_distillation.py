@@ -143,6 +143,11 @@ def test_distill_resumes_exactly_and_checkpoints_the_student_alone(tmp_path):
                                          r"temperature 2.0 -> 3.0\)"):
         ensembles.distill(teacher, _student(), data, data, epochs=3, run_dir=run_dir,
                           **{**kwargs, "temperature": 3.0})
+    other = _teacher()  # the same architecture and name, other weights
+    other.set_weights([w + 0.5 for w in teacher.get_weights()])
+    with pytest.raises(ValueError, match=r"holds a run with other settings \(teacher_weights "
+                                         r"'[0-9a-f]{64}' -> '[0-9a-f]{64}'\)"):
+        ensembles.distill(other, _student(), data, data, epochs=3, run_dir=run_dir, **kwargs)
     saved = ensembles.load(os.path.join(run_dir, "checkpoints", "last.keras"))
     assert saved.name == "tiny" and zoo.class_names(saved) == ["a", "b", "c", "d"]
     assert len(saved.weights) == len(resumed.model.weights)

@@ -197,6 +197,15 @@ class _Setup:
         self.model = args.model
         self.info = info
         self._check_model(size)
+        # What config.json records of the data (zoo.train's settings): a resume with others
+        # is refused here, before the statistics pass, as the recipe's own are.
+        self.settings = {"data": {"dataset": args.dataset, "image_size": size,
+                                  "augment": args.augment, "normalize": args.normalize,
+                                  "batch_size": args.batch_size}}
+        from zoo.training import run_config
+
+        run_config.check_not_foreign(run_dir)  # never a folder of someone else's files
+        run_config.check_resume(run_dir, self.settings)
         writes = zoo.distribute.process_index() == 0  # in a JAX cluster, process 0 alone
         if writes:
             with directory_lock(run_dir):  # another run there: one line now, before any work
@@ -309,7 +318,8 @@ def _cmd_train(args):
     val = setup.load(split=setup.val_split) if setup.val_split else None
     common = dict(epochs=args.epochs, run_dir=run_dir, seed=args.seed, strategy=strategy,
                   precision=args.precision, jit_compile=args.jit_compile,
-                  model_kwargs=setup.model_kwargs, class_names=setup.info.class_names)
+                  model_kwargs=setup.model_kwargs, class_names=setup.info.class_names,
+                  settings=setup.settings)
     if args.snapshots:
         import ensembles
 
@@ -412,7 +422,7 @@ def _cmd_distill(args):
     result = ensembles.distill(
         teacher, student, setup.load_train(), val, temperature=args.temperature,
         alpha=args.alpha, epochs=args.epochs, run_dir=run_dir, seed=args.seed,
-        lr_patience=args.lr_patience,
+        lr_patience=args.lr_patience, settings=setup.settings,
         optimizer=lambda: zoo.make_optimizer(args.optimizer, args.lr, args.momentum,
                                              args.weight_decay))
     held_out = "test" if "test" in setup.info.splits else setup.val_split
@@ -500,6 +510,9 @@ def _cmd_search(args):
         setup.build, setup.load_train(), setup.load(split=setup.val_split),
         trials=args.trials, fine_trials=args.fine_trials, epochs=args.epochs, **space,
         top=args.top, seed=args.seed, run_dir=os.path.join(run_dir, "tuner"),
+        # (the builder is a method of the command's: what it builds, and on what data)
+        settings={"command": {"model": args.model, "model_kwargs": setup.model_kwargs,
+                              **setup.settings}},
         verbose=2)  # one line per epoch
     table = result.table
     with _wide_pandas():
@@ -533,9 +546,18 @@ def _add_search(sub):
     search.add_argument("--optimizer", nargs="+", default=None, metavar="OPTIMIZER",
                         choices=OPTIMIZER_CHOICES,
                         help="optimizers to choose among (default: the paper's sgd)")
-    search.add_argument("--width", type=ast.literal_eval, nargs="+", default=None,
+    search.add_argument("--width", type=_width_choice, nargs="+", default=None,
                         help="width choices (fc units for AlexNet, a multiplier otherwise)")
     search.set_defaults(run=_cmd_search)
+
+
+def _width_choice(text):
+    """A ``--width`` choice: an integer (AlexNet's fc units) or a number (a multiplier)."""
+    for kind in (int, float):
+        with contextlib.suppress(ValueError):
+            return kind(text)
+    raise argparse.ArgumentTypeError(f"a width is a number (fc units for AlexNet, a channel "
+                                     f"multiplier otherwise); received {text!r}")
 
 
 def _load_models(paths):
@@ -549,17 +571,47 @@ def _load_models(paths):
     return models
 
 
-def _load_split(args, split, size, multi_crop=False):
-    """``args.dataset``'s ``split`` as ``zoo evaluate`` reads it for models of input ``size``:
-    resized, or at the larger scale for --center-crop and the multi-crop TTA."""
+def _load_split(args, split, models, multi_crop=False):
+    """``args.dataset``'s ``split`` as ``zoo evaluate`` reads it for ``models`` (checked to
+    fit it): resized to their input size, or at the larger scale for --center-crop and the
+    multi-crop TTA."""
     import data
 
+    _check_models_fit(models, data.info(args.dataset, data_dir=args.data_dir), args.dataset)
+    size = models[0].input_shape[1]
     sizing = (dict(scale=data.crop_scale(size)) if multi_crop or args.center_crop else
               dict(image_size=size))
     if args.center_crop and not multi_crop:  # as `zoo train --augment crop` evaluates
         sizing["center_crop"] = size
     return data.load(args.dataset, split, batch_size=args.batch_size, data_dir=args.data_dir,
                      on_bad_image=_bad_image_policy(args), **sizing)
+
+
+def _check_models_fit(models, info, dataset):
+    """One line where a model cannot be scored on ``dataset``: inputs that are not RGB
+    images, or other classes than the dataset's (by their names where the model records
+    them, else by their count); and where models scored together differ in input size."""
+    for model in models:
+        shape = model.input_shape
+        if isinstance(shape, list) or len(shape) != 4 or shape[-1] != 3:
+            raise UserError(f"{model.name} takes inputs of shape {shape[1:]}; datasets give RGB "
+                            "images (height, width, 3).")
+        if tuple(shape[1:]) != tuple(models[0].input_shape[1:]):
+            raise UserError(f"{model.name} takes inputs of shape {shape[1:]}, but "
+                            f"{models[0].name} takes {models[0].input_shape[1:]}: models scored "
+                            "together see the same images.")
+        names, classes = zoo.class_names(model), model.output_shape[-1]
+        if classes != info.num_classes or (names is not None
+                                           and list(names) != list(info.class_names)):
+            raise UserError(
+                f"{model.name} predicts {classes} classes ({_some(names or range(classes))}); "
+                f"{dataset} has {info.num_classes} ({_some(info.class_names)}): score a model "
+                "on data of its own classes, in its order.")
+
+
+def _some(names, count=5):
+    names = [str(n) for n in names]
+    return ", ".join(names[:count]) + (", ..." if len(names) > count else "")
 
 
 def _cmd_evaluate(args):
@@ -583,7 +635,7 @@ def _cmd_evaluate(args):
             raise UserError(f"{args.dataset} has no test or validation split (it has "
                             f"{', '.join(sorted(splits))}); name one with --split.")
         print(f"Evaluating on the {split} split ({splits[split]:,} examples)", flush=True)
-    test = _load_split(args, split, size, multi_crop)
+    test = _load_split(args, split, models, multi_crop)
     held_out = None
     if args.calibrate_on is not None:
         if tta is not None:
@@ -595,7 +647,7 @@ def _cmd_evaluate(args):
                             "the temperatures on another (e.g. validation) or name one with "
                             "--split.")
         print(f"Temperatures fitted on the {args.calibrate_on} split", flush=True)
-        held_out = _load_split(args, args.calibrate_on, size, multi_crop)
+        held_out = _load_split(args, args.calibrate_on, models, multi_crop)
     source = models[0] if len(models) == 1 else models
     table = ensembles.evaluate(source, test, tta=tta, calibrate_on=held_out)
     shown = table
@@ -646,6 +698,13 @@ def _cmd_ensemble(args):
     if not args.output.endswith(".keras"):
         raise UserError(f"--output must end in .keras; received {args.output!r}.")
     check_file_target(args.output)
+    _check_ensemble_output(args.output, args.members)
+    if args.last is not None and not args.snapshots:
+        raise UserError(f"--last {args.last} picks the last snapshots: give --snapshots DIR "
+                        "with it.")
+    if args.fit_weights and args.combine != "mean":
+        raise UserError(f"--fit-weights fits the weights of the mean rule; received --combine "
+                        f"{args.combine}.")
     if args.per_member and not args.calibrate_on:
         raise UserError("--per-member fits one temperature per member: give --calibrate-on "
                         "SPLIT with it.")
@@ -689,12 +748,26 @@ def _cmd_ensemble(args):
     return 0
 
 
+def _check_ensemble_output(output, members):
+    """The ensemble's file may replace an earlier .keras file, never one of its members (a
+    run's own checkpoint) nor a file that is not a Keras file (the user's)."""
+    if not os.path.exists(output):
+        return
+    for member in members:
+        if os.path.exists(member) and os.path.samefile(member, output):
+            raise UserError(f"--output {output} is one of the members: the ensemble would "
+                            "replace it. Name another file.")
+    if not zipfile.is_zipfile(output):
+        raise UserError(f"--output {output} exists and is not a .keras file; it would be "
+                        "replaced. Name another file, or move it aside.")
+
+
 def _with_fitted_weights(args, ensemble):
     """The same members, weighted as ``ensembles.fit_weights`` fits them on
     ``args.fit_weights`` (a held-out split)."""
     import ensembles
 
-    held_out = _load_split(args, args.fit_weights, ensemble.input_shape[1])
+    held_out = _load_split(args, args.fit_weights, [ensemble])
     weights = ensembles.fit_weights(ensemble, held_out, method=args.fit_method)
     members = ensembles.members_of(ensemble)
     shown = ", ".join(f"{m.name} {w:.3g}" for m, w in zip(members, weights))
@@ -709,7 +782,7 @@ def _calibrated(args, ensemble):
     one for the combination, or one per member with ``args.per_member``."""
     import ensembles
 
-    held_out = _load_split(args, args.calibrate_on, ensemble.input_shape[1])
+    held_out = _load_split(args, args.calibrate_on, [ensemble])
     calibrated = ensembles.calibrate(ensemble, held_out, per_member=args.per_member)
     if args.per_member:
         shown = ", ".join(f"{m.name} {t:.3g}" for m, t in zip(
@@ -927,11 +1000,19 @@ def main(argv=None):
         if isinstance(value, int) and value < 1:
             command_parser.error(f"--{flag.replace('_', '-')} must be at least 1; received "
                                  f"{value}")
+    seed = getattr(args, "seed", None)
+    if isinstance(seed, int) and not 0 <= seed < 2**32:  # Keras' and NumPy's seeds
+        command_parser.error(f"--seed must be in [0, 2**32 - 1]; received {seed}")
     try:
         if getattr(args, "model", None) is not None:  # typos: in 0.1 s, before TensorFlow
             zoo.check_arguments(args.model, _model_args(getattr(args, "model_arg", None)))
         if args.command not in ("list", "info"):  # their facts are static
             tensorflow_started_quietly()
+        if isinstance(getattr(args, "lr", None), float):  # (search's are ranges, checked)
+            from zoo.optimizers import check_hyperparameters
+
+            check_hyperparameters(args.lr, getattr(args, "momentum", 0.0),
+                                  getattr(args, "weight_decay", 0.0))
         return args.run(args)
     except BrokenPipeError:  # `zoo info resnet50 | head`: the reader left; as Python's docs do
         os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())

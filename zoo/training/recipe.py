@@ -375,6 +375,8 @@ def train(
                               "val_top1_accuracy" if metrics is None else "val_loss")
         if run_dir is not None and not distribute.is_chief(strategy):
             run_dir = os.path.join(run_dir, distribute.task_name(strategy))  # no clobbering
+        if run_dir is not None:  # nothing written, not even the lock, in someone's folder
+            run_config.check_not_foreign(run_dir)
         # One run per directory: a second run (any command) gets a one-line error at once.
         with directory_lock(run_dir) if run_dir is not None else contextlib.nullcontext():
             if run_dir is not None:

@@ -20,6 +20,10 @@ MAY_CHANGE = ("epochs", "started", "keras", "tensorflow", "strategy", "replicas"
               "monitor_mode")
 
 
+# Entries recorded since some runs were made: such a run resumes without comparing them.
+LATER_ENTRIES = ("data", "teacher_weights")
+
+
 def flat_config(config, prefix=""):
     """``{"optimizer": {"config": {"learning_rate": 0.1}}}`` -> ``{"optimizer.learning_rate":
     0.1}`` (Keras' ``config`` levels left out of the names)."""
@@ -48,36 +52,77 @@ def holds_stopped_run(run_dir):
     return os.path.isdir(os.path.join(run_dir, "backup"))
 
 
+# What a run writes in its directory (zoo.train, and the commands around it).
+RUN_ENTRIES = ("config.json", "history.csv", "checkpoints", "backup", "logs",
+               "learning_curves.png", "learning_rate.png", "snapshots")
+_OUR_KEYS = {"model", "optimizer", "keras", "started"}  # in every run's config.json
+
+
+def _is_our_config(path):
+    try:
+        with open(path, encoding="utf-8") as f:
+            config = json.load(f)
+    except (OSError, ValueError):
+        return False
+    return isinstance(config, dict) and _OUR_KEYS <= set(config)
+
+
+def check_not_foreign(run_dir):
+    """Refuse, in one line, a ``run_dir`` holding entries a run writes (``config.json``,
+    ``checkpoints/``, ...) that no run of this project wrote: its config.json is missing
+    or not a run's. The run would replace them (the user's files, never ours to delete)."""
+    if not os.path.isdir(run_dir) or holds_stopped_run(run_dir):
+        return  # a new directory; or a run's, whose config write_config compares
+    present = [name for name in RUN_ENTRIES if os.path.lexists(os.path.join(run_dir, name))]
+    if present and not _is_our_config(os.path.join(run_dir, "config.json")):
+        raise UserError(
+            f"{run_dir} holds {', '.join(present)}, which no run of this project wrote (its "
+            "config.json is missing or not a run's): a run there would replace them. Give a "
+            "new or empty run directory, or move them aside.")
+
+
 def write_config(run_dir, config):
     """Write ``config.json``; for a run directory that holds a run already, refuse
     settings that differ from its own (the resumed run would train with the backup's
-    state, not with them), in one line listing what differs."""
+    state, not with them), in one line listing what differs. (Before it, and before the
+    directory's lock, :func:`check_not_foreign`.)"""
+    check_resume(run_dir, config, whole=True)
+    write_json(os.path.join(run_dir, "config.json"), config)
+
+
+def check_resume(run_dir, settings, whole=False):
+    """Where ``run_dir`` holds a stopped run, refuse ``settings`` (some entries of a
+    config, or with ``whole`` all of it) that differ from the run's config.json, in one
+    line listing what differs; before any work, where a command knows them early (the
+    data's settings, before the statistics pass). The :data:`LATER_ENTRIES` a run's
+    config lacks (written before they were recorded) are not compared."""
+    if not holds_stopped_run(run_dir):
+        return
     path = os.path.join(run_dir, "config.json")
-    if holds_stopped_run(run_dir):
-        try:
-            with open(path, encoding="utf-8") as f:
-                before = json.load(f)
-            if not isinstance(before, dict):
-                raise UserError("not a JSON object")
-        except (OSError, ValueError) as err:
-            problem = "is missing" if not os.path.exists(path) else (
-                f"is unreadable ({type(err).__name__}: {str(err)[:80]})")
-            raise UserError(
-                f"{path} {problem}, but {run_dir} holds a backup of a run: resumed, it would "
-                "train with the backup's weights, optimizer and learning rate whatever the "
-                "settings given now. Restore config.json, or give another run_dir.") from None
-        if before is not None:
-            now = flat_config(json.loads(json.dumps(config, default=str)))
-            before = flat_config(before)
-            changed = [f"{key} {_change(before.get(key), now.get(key))}"
-                       for key in sorted(set(before) | set(now))
-                       if key.split(".")[0] not in MAY_CHANGE and before.get(key) != now.get(key)
-                       and not key.endswith(".name")]  # Keras numbers optimizer names
-            if changed:
-                raise UserError(
-                    f"{run_dir} holds a run with other settings ({'; '.join(changed)}); "
-                    "resume it with its own settings, or give another run_dir.")
-    write_json(path, config)
+    try:
+        with open(path, encoding="utf-8") as f:
+            before = json.load(f)
+        if not isinstance(before, dict):
+            raise UserError("not a JSON object")
+    except (OSError, ValueError) as err:
+        problem = "is missing" if not os.path.exists(path) else (
+            f"is unreadable ({type(err).__name__}: {str(err)[:80]})")
+        raise UserError(
+            f"{path} {problem}, but {run_dir} holds a backup of a run: resumed, it would "
+            "train with the backup's weights, optimizer and learning rate whatever the "
+            "settings given now. Restore config.json, or give another run_dir.") from None
+    now = flat_config(json.loads(json.dumps(settings, default=str)))
+    unrecorded = {key for key in LATER_ENTRIES if key not in before}
+    before = flat_config(before)
+    keys = (set(before) | set(now)) if whole else set(now)
+    changed = [f"{key} {_change(before.get(key), now.get(key))}" for key in sorted(keys)
+               if key.split(".")[0] not in MAY_CHANGE + tuple(unrecorded)
+               and before.get(key) != now.get(key)
+               and not key.endswith(".name")]  # Keras numbers optimizer names
+    if changed:
+        raise UserError(
+            f"{run_dir} holds a run with other settings ({'; '.join(changed)}); "
+            "resume it with its own settings, or give another run_dir.")
 
 
 def what_was_kept(run_dir):

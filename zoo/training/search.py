@@ -134,7 +134,8 @@ class SearchResult:
 
 def search(model, train_data, val_data, *, model_kwargs=None, trials=8, fine_trials=None,
            epochs=2, learning_rate=(1e-4, 1e-1), weight_decay=(1e-6, 1e-2), dropout=None,
-           width=None, optimizer=None, top=3, seed=0, run_dir=None, verbose=0):
+           width=None, optimizer=None, top=3, seed=0, run_dir=None, settings=None,
+           verbose=0):
     """Random search, coarse then fine, of the paper recipe's hyper-parameters.
 
     Args:
@@ -151,7 +152,10 @@ def search(model, train_data, val_data, *, model_kwargs=None, trials=8, fine_tri
             ``["sgd", "nesterov", "adam"]``); default the paper's SGD only.
         top: the fine stage searches the span of the ``top`` best coarse trials.
         seed: seeds the tuner's sampling. run_dir: where keras-tuner keeps the trials
-            (``coarse/`` and ``fine/``); a rerun reloads finished trials.
+            (``coarse/`` and ``fine/``); a rerun reloads finished trials. Its
+            ``zoo_search.json`` records the search's settings, and ``settings`` (JSON
+            values: what ``model`` does not tell by its name, such as the data); a rerun
+            with others is refused.
         verbose: 0 silent; 1 keras-tuner's report and progress bars; 2 one line per epoch.
 
     Returns a :class:`SearchResult`; its ``table`` has a row per trial with ``stage``, the
@@ -184,7 +188,7 @@ def search(model, train_data, val_data, *, model_kwargs=None, trials=8, fine_tri
     _check_same_search(run_dir, {
         "model": model if isinstance(model, str) else getattr(model, "__qualname__", "?"),
         "model_kwargs": fixed, "trials": trials, "fine_trials": fine_trials,
-        "epochs": epochs, "space": space, "top": top, "seed": seed})
+        "epochs": epochs, "space": space, "top": top, "seed": seed, **(settings or {})})
     tables = []
     for stage, count in (("coarse", trials), ("fine", fine_trials)):
         if count < 1:

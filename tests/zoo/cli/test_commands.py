@@ -87,7 +87,8 @@ def test_typos_are_one_line_with_the_closest_name_before_any_data_is_read(argv, 
 
 
 @pytest.mark.parametrize("argv, message", [
-    (["train", "--model-arg", "width=abc"], "`width` (a channel multiplier) must be a positive"),
+    (["train", "--model-arg", "width=abc"], "`width` (a channel multiplier) must be a finite "
+                                            "positive"),
     (["train", "--model-arg", "stem=foo"], "`stem` must be one of"),
     (["train", "--augment", "crop+flop"], "Unknown augmentation 'flop' in 'crop+flop'"),
     (["train", "--dataset", "digitz"], "Unknown dataset 'digitz'"),
@@ -199,6 +200,8 @@ def test_train_command_writes_a_run_directory_and_reports_test_error(tmp_path, c
 
     config = json.load(open(os.path.join(run_dir, "config.json")))
     assert config["model_kwargs"] == {"width": 8, "towers": 2}
+    assert config["data"] == {"dataset": "digits", "image_size": 67, "augment": "none",
+                              "normalize": "standardize", "batch_size": 128}
     # The dataset's class names are in the run's config and in its checkpoints.
     names = list(data.info("digits").class_names)
     assert config["class_names"] == names
@@ -214,12 +217,68 @@ def test_train_command_writes_a_run_directory_and_reports_test_error(tmp_path, c
         (["train", "--model", "alexnet", "--model-arg", "towers=3", "--epochs", "1"],
          "`towers` must be 1"),
         (["train", "--model", "alexnet", "--model-arg", "width"], "takes KEY=VALUE"),
+        # (these once ended in a traceback, or trained: backwards, or not at all)
+        (["train", "--model", "alexnet", "--dataset", "flowers.v2"],
+         "Unknown dataset 'flowers.v2'"),
+        (["train", "--model", "alexnet", "--dataset", "setup.py"], "setup.py is a file: a "
+                                                                   "dataset is 'digits', an"),
+        (["train", "--model", "alexnet", "--momentum", "2"],
+         "The momentum must be a number in [0, 1); received 2.0."),
+        (["train", "--model", "alexnet", "--lr", "0"], "The learning rate must be a finite "
+                                                       "number above 0"),
+        (["train", "--model", "alexnet", "--lr", "nan"], "received nan"),
+        (["train", "--model", "alexnet", "--weight-decay", "-1"],
+         "The weight decay must be a finite number >= 0; received -1.0."),
+        (["diagnose", "--model", "alexnet", "--lr", "-1"], "The learning rate must be"),
     ],
 )
 def test_train_user_errors_are_one_line_and_exit_code_2(argv, message, capsys, tmp_path):
+    """...before anything is written in the run directory."""
     assert cli.main(argv + ["--run-dir", str(tmp_path / "r")]) == 2
     err = capsys.readouterr().err.strip().splitlines()
-    assert len(err) == 1 and err[0].startswith("zoo train: error:") and message in err[0]
+    assert len(err) == 1 and err[0].startswith(f"zoo {argv[0]}: error:") and message in err[0]
+    assert not (tmp_path / "r").exists()
+
+
+@pytest.mark.parametrize("flag, value, change", [
+    ("--normalize", "none", "data.normalize 'standardize' -> 'none'"),
+    ("--augment", "crop", "data.augment 'none' -> 'crop'"),
+    ("--batch-size", "32", "data.batch_size 64 -> 32"),
+    ("--image-size", "20", "data.image_size 16 -> 20"),
+    ("--dataset", "other_digits", "data.dataset 'digits' -> "),
+])
+def test_a_resume_with_other_data_settings_is_refused_before_any_work(
+        flag, value, change, tmp_path, capsys, monkeypatch):
+    """The data's settings are in config.json: a stopped run resumed with another
+    normalisation, augmentation, batch size, image size or dataset is refused in one line
+    naming the change, before the statistics pass (it once trained on, and a changed
+    --normalize even changed the checkpoints' architecture mid-run)."""
+    import tensorflow as tf
+
+    run_dir = tmp_path / "run"
+    (run_dir / "backup").mkdir(parents=True)  # what a stopped run leaves
+    given = {"dataset": "digits", "image_size": 16, "augment": "none",
+             "normalize": "standardize", "batch_size": 64}
+    (run_dir / "config.json").write_text(json.dumps({"seed": 0, "data": given}))
+    if flag == "--dataset":  # an image folder of the digits' classes
+        value = str(tmp_path / value)
+        for split in ("train", "validation"):
+            for label in range(10):
+                os.makedirs(os.path.join(value, split, str(label)))
+                image = np.full((16, 16, 3), 25 * label, np.uint8)
+                with open(os.path.join(value, split, str(label), "a.png"), "wb") as f:
+                    f.write(tf.io.encode_png(image).numpy())
+    module = importlib.import_module("data.pipeline")
+    monkeypatch.setattr(module, "compute_statistics",
+                        lambda *args: pytest.fail("statistics computed before the refusal"))
+    argv = ["train", "--model", "resnet18", "--epochs", "1", "--model-arg", "width=0.0625",
+            "--model-arg", "stem=cifar", "--run-dir", str(run_dir),
+            *(f"--{k.replace('_', '-')}={v}" for k, v in given.items()), f"{flag}={value}"]
+    before = sorted(os.listdir(run_dir))
+    assert cli.main(argv) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and f"holds a run with other settings ({change}" in err[0], err
+    assert sorted(os.listdir(run_dir)) == before
 
 
 def test_a_stopped_run_resumes_with_the_statistics_it_trained_with(tmp_path, capsys,
@@ -384,12 +443,18 @@ def test_a_bug_shows_its_traceback_and_zoo_debug_shows_every_one(capsys, monkeyp
 
 @pytest.mark.parametrize("argv", [["train", "--model", "alexnet", "--strategy", "tpu"],
                                   ["train", "--model", "alexnet", "--epochs", "0"],
+                                  ["train", "--model", "alexnet", "--seed", "-1"],
+                                  ["diagnose", "--model", "alexnet", "--seed", str(2**32)],
+                                  ["search", "--model", "resnet18", "--width", "1+"],
                                   ["train"]])
 def test_train_bad_flags_exit_code_2(argv, capsys):
     with pytest.raises(SystemExit) as exit_info:
         cli.main(argv)
     assert exit_info.value.code == 2
-    assert "Traceback" not in capsys.readouterr().err
+    err = capsys.readouterr().err
+    assert "Traceback" not in err
+    if "--seed" in argv:  # (Keras' own check came after the statistics pass, a traceback)
+        assert f"--seed must be in [0, 2**32 - 1]; received {argv[-1]}" in err
 
 
 @pytest.mark.slow
@@ -561,6 +626,15 @@ def test_search_command_writes_its_table_and_plot(tmp_path, capsys):
     assert set(table["optimizer"]) <= {"nesterov", "adam"}
     assert (run_dir / "search.png").read_bytes()[:4] == b"\x89PNG"
     assert "best: learning_rate" in out
+    # Another model's width (or dataset, normalisation) in the same run directory: refused,
+    # where the first search's table was once printed and saved as this one's.
+    table_before = (run_dir / "search.csv").read_bytes()
+    other = [a if a != "width=0.0625" else "width=0.125" for a in SMALL_VGG]
+    assert cli.main(["search", *other, "--trials", "2", "--fine-trials", "0", "--epochs",
+                     "1", "--optimizer", "nesterov", "adam", "--run-dir", str(run_dir)]) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and "holds a search with other settings (command)" in err[0], err
+    assert (run_dir / "search.csv").read_bytes() == table_before
 
 
 def test_snapshot_training_from_the_shell_then_ensemble_and_evaluate(tmp_path, capsys):
@@ -738,3 +812,95 @@ def test_evaluate_picks_the_held_out_split_and_skips_bad_images_when_asked(tmp_p
     header, row = out.strip().splitlines()[-2:]
     assert header.split() == ["top1_error", "nll", "brier", "ece"] and row.startswith("tiny")
     assert row.split()[2] == "%"  # errors in percent, as the README writes them
+
+
+def test_models_that_do_not_fit_the_data_are_one_line_before_scoring(tmp_path, capsys):
+    """A digits model on a folder of other classes (once scored, weighted and calibrated
+    without a word), models of other sizes or classes scored together, and a model of grey
+    inputs: each one line, exit 2."""
+    import keras
+    import tensorflow as tf
+
+    from tests.helpers import tiny_model
+
+    folder = tmp_path / "animals"
+    for split in ("test", "validation"):
+        for i, name in enumerate(("cat", "dog", "fox")):
+            os.makedirs(folder / split / name)
+            image = np.full((8, 8, 3), 60 * i, np.uint8)
+            (folder / split / name / "a.png").write_bytes(tf.io.encode_png(image).numpy())
+    digits = zoo.save_model(zoo.set_class_names(tiny_model(classes=10), [str(d) for d in range(10)]),
+                            str(tmp_path / "digits.keras"))
+    three = zoo.save_model(zoo.set_class_names(tiny_model(classes=3), ["ant", "bee", "cow"]),
+                           str(tmp_path / "three.keras"))
+    larger = zoo.save_model(tiny_model(size=16, classes=10), str(tmp_path / "larger.keras"))
+    inputs = keras.Input((8, 8, 1))
+    grey = zoo.save_model(keras.Model(inputs, keras.layers.Dense(10, activation="softmax")(
+        keras.layers.Flatten()(inputs))), str(tmp_path / "grey.keras"))
+    cases = [
+        (["evaluate", digits, "--dataset", str(folder)],
+         f"tiny predicts 10 classes (0, 1, 2, 3, 4, ...); {folder} has 3 (cat, dog, fox)"),
+        (["ensemble", digits, digits, "--output", str(tmp_path / "e.keras"), "--dataset",
+          str(folder), "--fit-weights", "validation"], "predicts 10 classes"),
+        (["evaluate", three, "--dataset", str(folder)],
+         "predicts 3 classes (ant, bee, cow); " f"{folder} has 3 (cat, dog, fox)"),
+        (["evaluate", digits, larger], "takes inputs of shape (16, 16, 3), but tiny takes "
+                                       "(8, 8, 3)"),
+        (["evaluate", grey], "takes inputs of shape (8, 8, 1); datasets give RGB images"),
+    ]
+    for argv, message in cases:
+        assert cli.main(argv) == 2, argv
+        err = capsys.readouterr().err.strip().splitlines()
+        assert len(err) == 1 and message in err[0], (argv, err)
+    assert not (tmp_path / "e.keras").exists()
+    # The Python API: models of other classes scored together are one line too.
+    with pytest.raises(ValueError, match=r"Member 1 \('tiny'\) predicts 3 classes, but member "
+                                         r"0 \('tiny'\) predicts 10"):
+        ensembles.evaluate([zoo.load_model(digits), zoo.load_model(three)],
+                           tf.data.Dataset.from_tensors((np.zeros((2, 8, 8, 3)), [0, 1])))
+
+
+def test_ensemble_output_and_flags_that_would_do_nothing_are_one_line(tmp_path, capsys):
+    """The ensemble's file never replaces a member (a run's own checkpoint) or a user's
+    non-Keras file; --last without --snapshots and --fit-weights with a rule it does not
+    weight are refused, where they were silently ignored."""
+    from tests.helpers import tiny_model
+
+    member = zoo.save_model(tiny_model(), str(tmp_path / "member.keras"))
+    notes = tmp_path / "notes.keras"
+    notes.write_text("the user's notes")
+    cases = [
+        (["--output", member], f"--output {member} is one of the members"),
+        (["--output", str(notes)], f"--output {notes} exists and is not a .keras file"),
+        (["--output", str(tmp_path / "e.keras"), "--last", "2"],
+         "--last 2 picks the last snapshots: give --snapshots DIR"),
+        (["--output", str(tmp_path / "e.keras"), "--combine", "vote", "--fit-weights",
+          "validation"], "--fit-weights fits the weights of the mean rule; received "
+                         "--combine vote"),
+    ]
+    member_bytes = open(member, "rb").read()
+    for flags, message in cases:
+        assert cli.main(["ensemble", member, member, *flags]) == 2, flags
+        err = capsys.readouterr().err.strip().splitlines()
+        assert len(err) == 1 and message in err[0], (flags, err)
+    assert notes.read_text() == "the user's notes" and open(member, "rb").read() == member_bytes
+    assert not (tmp_path / "e.keras").exists()
+    assert cli.main(["ensemble", member, member, "--output", str(tmp_path / "e.keras")]) == 0
+    assert cli.main(["ensemble", member, "--output", str(tmp_path / "e.keras")]) == 0  # again
+
+
+def test_a_damaged_export_folder_is_one_line_in_zoo_predict(tmp_path, capsys):
+    """An export folder whose saved_model.pb is empty (a copy cut short) once ended in
+    TensorFlow's ValueError traceback."""
+    import tensorflow as tf
+
+    served = tmp_path / "served"
+    (served / "assets").mkdir(parents=True)
+    (served / "saved_model.pb").write_bytes(b"")
+    (served / "assets" / "class_names.txt").write_text("a\nb\n")
+    photo = tmp_path / "p.png"
+    photo.write_bytes(tf.io.encode_png(np.zeros((8, 8, 3), np.uint8)).numpy())
+    assert cli.main(["predict", str(served), str(photo)]) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and f"Cannot load the export {served}: it is damaged or incomplete" in (
+        err[0]), err

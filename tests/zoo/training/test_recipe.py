@@ -164,6 +164,34 @@ def test_data_of_unknown_length_trains_whole_passes_without_keras_false_alarm():
     assert not [w for w in caught if "ran out of data" in str(w.message)]
 
 
+def test_a_folder_of_someone_elses_files_is_never_overwritten_by_a_run(tmp_path):
+    """A folder holding a config.json, checkpoints and a plot that no run wrote is refused in
+    one line, before anything is written, and every file stays as it was; a folder of
+    other names (notes.txt) takes a run beside them."""
+    mine = tmp_path / "mine"
+    (mine / "checkpoints").mkdir(parents=True)
+    files = {"config.json": '{"mine": 1}', "checkpoints/best.keras": "user model",
+             "learning_curves.png": "my plot"}
+    for name, text in files.items():
+        (mine / name).write_text(text)
+    with pytest.raises(ValueError) as error:
+        zoo.train(tiny_model, tiny_data(), epochs=1, run_dir=str(mine), verbose=0)
+    message = str(error.value)
+    assert "\n" not in message and message.startswith(
+        f"{mine} holds config.json, checkpoints, learning_curves.png, which no run of this "
+        "project wrote")
+    assert {name: (mine / name).read_text() for name in files} == files
+    assert sorted(p.name for p in mine.iterdir()) == ["checkpoints", "config.json",
+                                                       "learning_curves.png"]
+    notes = tmp_path / "notes"
+    notes.mkdir()
+    (notes / "notes.txt").write_text("mine")
+    zoo.train(tiny_model, tiny_data(), epochs=1, run_dir=str(notes), verbose=0)
+    assert (notes / "notes.txt").read_text() == "mine"
+    assert (notes / "checkpoints" / "last.keras").exists()
+    zoo.train(tiny_model, tiny_data(), epochs=2, run_dir=str(notes), verbose=0)  # resumes
+
+
 def test_the_monitor_goes_the_way_keras_callbacks_take_it(tmp_path):
     """Keras' own rule (the metric's direction), not the letters "acc": a top-1 named
     "top1" rises, a cross-entropy named "acc_gap" falls; best.keras holds the best epoch by it.
