@@ -304,6 +304,12 @@ def _strategy(args):
     return args.strategy
 
 
+def _fit_verbosity():
+    """Keras' progress bar on a terminal; one line per epoch into a file or a pipe (a log),
+    as Keras' own ``verbose="auto"`` advice has it, not thousands of bar updates."""
+    return 1 if sys.stdout.isatty() else 2
+
+
 def _cmd_train(args):
     if args.snapshots and args.lr_patience is not None:
         raise UserError(f"--lr-patience {args.lr_patience} does not combine with --snapshots: "
@@ -312,11 +318,18 @@ def _cmd_train(args):
     if args.snapshots and args.ema:
         raise UserError("--ema and --snapshots do not combine: a snapshot ensemble "
                         "averages predictions of snapshots, not weights.")
+    cluster = {flag: value for flag, value in (
+        ("--coordinator", args.coordinator), ("--num-processes", args.num_processes),
+        ("--process-id", args.process_id)) if value is not None}
+    if cluster and args.strategy != "multi_worker":  # each machine would train alone
+        raise UserError(f"{', '.join(cluster)} join a JAX cluster: give --strategy "
+                        f"multi_worker with them; received --strategy {args.strategy}.")
     strategy = _strategy(args)
     run_dir = _default_run_dir(args)
     setup = _Setup(args, run_dir)
     val = setup.load(split=setup.val_split) if setup.val_split else None
     common = dict(epochs=args.epochs, run_dir=run_dir, seed=args.seed, strategy=strategy,
+                  verbose=_fit_verbosity(),
                   precision=args.precision, jit_compile=args.jit_compile,
                   model_kwargs=setup.model_kwargs, class_names=setup.info.class_names,
                   settings=setup.settings)
@@ -422,7 +435,7 @@ def _cmd_distill(args):
     result = ensembles.distill(
         teacher, student, setup.load_train(), val, temperature=args.temperature,
         alpha=args.alpha, epochs=args.epochs, run_dir=run_dir, seed=args.seed,
-        lr_patience=args.lr_patience, settings=setup.settings,
+        lr_patience=args.lr_patience, settings=setup.settings, verbose=_fit_verbosity(),
         optimizer=lambda: zoo.make_optimizer(args.optimizer, args.lr, args.momentum,
                                              args.weight_decay))
     held_out = "test" if "test" in setup.info.splits else setup.val_split
@@ -848,7 +861,8 @@ def _cmd_predict(args):
     with warnings.catch_warnings(record=True) as caught:
         warnings.simplefilter("always")
         table = zoo.predict(args.source, args.images, top=args.top,
-                            batch_size=args.batch_size, verbose=int(folder))
+                            batch_size=args.batch_size,
+                            verbose=int(folder and sys.stdout.isatty()))  # not in a file
     skipped = [str(w.message) for w in caught if str(w.message).startswith("Skipped ")]
     for message in skipped:
         print(f"zoo predict: {message}", file=sys.stderr)
@@ -1014,6 +1028,14 @@ def main(argv=None):
             check_hyperparameters(args.lr, getattr(args, "momentum", 0.0),
                                   getattr(args, "weight_decay", 0.0))
         return args.run(args)
+    except KeyboardInterrupt:  # Ctrl-C: what to do next, not TensorFlow's 50-line traceback
+        if os.environ.get("ZOO_DEBUG"):
+            raise
+        resumes = args.command in ("train", "distill", "demo")
+        print(f"zoo {args.command}: interrupted"
+              + ("; run the same command to resume from the last completed epoch"
+                 if resumes else ""), file=sys.stderr)
+        return 130  # as a shell reports a process stopped by SIGINT
     except BrokenPipeError:  # `zoo info resnet50 | head`: the reader left; as Python's docs do
         os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
         return 1

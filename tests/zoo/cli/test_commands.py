@@ -183,6 +183,9 @@ def test_train_command_writes_a_run_directory_and_reports_test_error(tmp_path, c
     out = capsys.readouterr().out
     assert "Training alexnet" in out
     assert f"Run directory: {run_dir}" in out
+    # Into a file or a pipe (as here), one line per epoch: no progress bar's updates.
+    assert re.search(r"^\d+/\d+ - .* - loss: [\d.]+ ", out, re.M) and "━" not in out, out
+    assert "\r" not in out
     # The printed test errors are ensembles.evaluate's on the same checkpoint and split.
     import data
     import ensembles
@@ -230,6 +233,9 @@ def test_train_command_writes_a_run_directory_and_reports_test_error(tmp_path, c
         (["train", "--model", "alexnet", "--weight-decay", "-1"],
          "The weight decay must be a finite number >= 0; received -1.0."),
         (["diagnose", "--model", "alexnet", "--lr", "-1"], "The learning rate must be"),
+        (["train", "--model", "alexnet", "--coordinator", "localhost:1", "--num-processes",
+          "2", "--process-id", "0"], "--coordinator, --num-processes, --process-id join a JAX "
+                                     "cluster: give --strategy multi_worker with them"),
     ],
 )
 def test_train_user_errors_are_one_line_and_exit_code_2(argv, message, capsys, tmp_path):
@@ -335,7 +341,7 @@ class CtrlC(keras.callbacks.Callback):
 
 real = zoo.train
 zoo.train = lambda *a, **k: real(*a, callbacks=[CtrlC()], **k)
-cli.main(sys.argv[1:])
+sys.exit(cli.main(sys.argv[1:]))
 """
 
 
@@ -352,7 +358,11 @@ def test_an_interrupted_zoo_train_resumes_with_its_own_statistics(tmp_path):
     argv = ["train", "--model", "alexnet", "--epochs", "2", "--batch-size", "128",
             "--model-arg", "width=8", "--model-arg", "towers=2", "--run-dir", str(run_dir)]
     stopped = run_python(INTERRUPTED_TRAIN, args=argv, check=False)
-    assert "KeyboardInterrupt" in stopped.stderr, stopped.stderr[-3000:]
+    assert stopped.returncode == 130, stopped.stderr[-3000:]  # one line, not a traceback
+    assert stopped.stderr.strip().splitlines()[-1] == (
+        "zoo train: interrupted; run the same command to resume from the last completed "
+        "epoch"), stopped.stderr[-3000:]
+    assert "Traceback" not in stopped.stderr
     assert (run_dir / "backup").is_dir()
     written = (run_dir / "statistics.npz").read_bytes()
 
