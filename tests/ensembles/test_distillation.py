@@ -244,3 +244,12 @@ def test_zoo_distill_from_the_shell(tmp_path, capsys):
     assert cli.main(["distill", path, "--model", "vgg11", "--image-size", "16",
                      "--run-dir", str(tmp_path / "other")]) == 2
     assert "--image-size 16: the teacher takes 32x32 images" in capsys.readouterr().err
+    # A teacher of other classes than the data's: one line (it said "resnet18 has 3 outputs,
+    # but 10 class names were given", the student's and the dataset's words crossed).
+    three = str(tmp_path / "three.keras")
+    zoo.save_model(zoo.set_class_names(tiny_model(32, 3), ["a", "b", "c"]), three)
+    assert cli.main(["distill", three, "--model", "vgg11", "--run-dir",
+                     str(tmp_path / "third")]) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and "tiny predicts 3 classes (a, b, c); digits has 10 (0, 1, 2, 3, 4, " \
+        "...)" in err[0], err

@@ -425,6 +425,10 @@ def _cmd_distill(args):
                         f"{teacher.input_shape[1]}x{teacher.input_shape[2]} images, and the "
                         "student must see the same ones (leave --image-size out).")
     run_dir = _default_run_dir(args, "distilled")
+    import data
+
+    _check_models_fit([teacher], data.info(args.dataset, data_dir=args.data_dir),
+                      args.dataset)  # the student learns the teacher's classes on this data
     setup = _Setup(args, run_dir)
     val = setup.load(split=setup.val_split) if setup.val_split else None
     _seed(args.seed)
@@ -643,11 +647,13 @@ def _cmd_evaluate(args):
     split = args.split
     if split is None:  # the held-out split the dataset has
         splits = data.info(args.dataset, data_dir=args.data_dir).splits
-        split = next((s for s in ("test", "validation") if s in splits), None)
+        split = next((s for s in ("test", "validation") if s in splits),
+                     None if splits else "test")  # none known: not prepared, as loading says
         if split is None:
             raise UserError(f"{args.dataset} has no test or validation split (it has "
                             f"{', '.join(sorted(splits))}); name one with --split.")
-        print(f"Evaluating on the {split} split ({splits[split]:,} examples)", flush=True)
+        if split in splits:
+            print(f"Evaluating on the {split} split ({splits[split]:,} examples)", flush=True)
     test = _load_split(args, split, models, multi_crop)
     held_out = None
     if args.calibrate_on is not None:

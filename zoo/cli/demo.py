@@ -100,7 +100,7 @@ def train_members(demo, output_dir, models=MODEL_CHOICES, epochs=6, snapshot_epo
             where = f"{replicas(strategy)[0]} replicas" if index == 0 else "one device"
             # keras.distribution (JAX) splits every batch evenly: no smaller last batch.
             data_parallel = index == 0 and isinstance(strategy, str)
-            _say(f"training {name} for {epochs} epochs on {where}")
+            _say(f"training {name} for {epochs} epoch{'s' * (epochs != 1)} on {where}")
             start = time.time()
             result = zoo.train(
                 member(build), demo.train(drop_remainder=True) if data_parallel else train,

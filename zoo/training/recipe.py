@@ -413,7 +413,7 @@ def train(
                 where = (f"process {distribute.process_index()} of {processes}, "
                          if processes > 1 else "")
                 print(f"Training {model.name} ({model.count_params():,} parameters) for {epochs} "
-                      f"epochs on {where}{replicas} replica(s)"
+                      f"epoch{'s' * (epochs != 1)} on {where}{replicas} replica(s)"
                       + (f"; run directory: {shared_run_dir}" if shared_run_dir else "")
                       + (" (written by process 0)" if run_dir != shared_run_dir else ""),
                       flush=True)

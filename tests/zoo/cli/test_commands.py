@@ -530,7 +530,7 @@ def test_demo_quick_runs_under_jax_with_keras_distribution(tmp_path):
     assert result.returncode == 0, result.stderr[-4000:]
     assert "2 replicas: TFRT_CPU_0, TFRT_CPU_1" in result.stdout or "2 replicas: " in (
         result.stdout)
-    assert "training alexnet_dropout0p3 for 1 epochs on 2 replicas" in result.stdout
+    assert "training alexnet_dropout0p3 for 1 epoch on 2 replicas" in result.stdout
     assert result.stdout.count("training alexnet") == 3
     assert result.stdout.count("predicted") == 5
     table = pd.read_csv(os.path.join(out, "results.csv"), index_col="model")
