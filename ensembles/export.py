@@ -12,7 +12,8 @@ from ensembles.calibration import temperature
 from ensembles.ensemble import (CombineMembers, as_ensemble, combine_layer, members_of,
                                 with_member_outputs)
 from ensembles.mc_dropout import draws_at_inference, leaf_layers
-from safeio import atomic_directory, atomic_path, check_free_space, write_json, write_text
+from safeio import (atomic_directory, atomic_path, check_free_space, check_not_a_link,
+                    check_replaceable, write_json, write_text)
 from safeio.checks import UserError, check_positive_int
 from zoo.saving import bytes_to_save, check_class_names
 from zoo.saving import class_names as get_class_names
@@ -131,8 +132,13 @@ def export(ensemble, path, overwrite=False, class_names=None, scale=None,
     ``UserError``); where the runtime is not installed the file is written with a warning.
 
     ``path`` must be new, an empty directory, or (with ``overwrite=True``) a previous
-    export of this project, which is replaced in one atomic step; nothing else is ever
-    deleted: a file or a directory of other files at ``path`` is a ``ValueError``.
+    export of this project holding only what that export wrote, which is replaced in one
+    atomic step; nothing else is ever deleted. A file, a directory of other files, an
+    export holding files it did not write (``NOTES.md``, ``assets.extra/``: named in the
+    message), and a symbolic link (``current -> v3``: never replaced, never written
+    through) at ``path`` are a ``ValueError``, and nothing is changed. A fault of the OS
+    while writing (a read-only file system, a full disk), TensorFlow's included, is an
+    ``OSError`` naming ``path``.
 
     Three signatures, for plain TensorFlow (no project code) and TensorFlow Serving:
 
@@ -167,6 +173,8 @@ def export(ensemble, path, overwrite=False, class_names=None, scale=None,
 
     if format not in FORMAT_CHOICES:
         raise UserError(f"`format` must be one of {FORMAT_CHOICES}; received {format!r}.")
+    if format == "saved_model":
+        check_replaceable(os.path.abspath(os.fspath(path)), overwrite)  # before any work
     ensemble = as_ensemble(ensemble)
     serving = serving_model(ensemble)
     height, width, channels = serving.input.shape[1:]
@@ -251,6 +259,7 @@ def _export_file(serving, path, format, names, overwrite, metadata):
     suffix = FILE_SUFFIXES[format]
     if not path.endswith(suffix):
         raise UserError(f"A {format} export is a {suffix} file; received {path!r}.")
+    check_not_a_link(path, "file")
     if os.path.isdir(path):
         raise UserError(f"Cannot export to {path}: a directory is there.")
     if os.path.exists(path) and not overwrite:

@@ -10,6 +10,7 @@ import os
 import re
 import shutil
 import stat
+import sys
 import time
 
 from safeio.checks import UserError
@@ -118,17 +119,79 @@ def atomic_path(path):
     try:
         yield tmp
         os.replace(tmp, path)
-    except OSError as err:
-        if err.filename is not None or err.errno is None or type(err) is not OSError:
+    except Exception as err:
+        fault = _fault_at_target(err, tmp, path)
+        if fault is None:
             raise
-        # A write into the open file (a full disk, say) names no file: name the target.
-        raise OSError(err.errno, f"{err.strerror or err} (the previous {name}, if any, is "
-                      "left as it was)", path) from err
+        raise fault from err
     finally:
         if os.path.isdir(tmp):
             shutil.rmtree(tmp, ignore_errors=True)
         elif os.path.exists(tmp):
             os.unlink(tmp)
+
+
+def _within(filename, scratch):
+    """Whether the file an ``OSError`` names is ``scratch`` or lies inside it."""
+    if not isinstance(filename, (str, bytes, os.PathLike)):
+        return False  # a file descriptor
+    filename = os.path.abspath(os.fsdecode(filename))
+    return filename == scratch or filename.startswith(scratch + os.sep)
+
+
+# Python's own reasons ("Read-only file system"), which TensorFlow's file system repeats.
+_REASONS = {os.strerror(code): code for code in errno.errorcode}
+# The errno of a TensorFlow error of these kinds that names no reason of the OS's.
+_TF_ERRNO = {"PermissionDeniedError": errno.EACCES, "NotFoundError": errno.ENOENT,
+             "AlreadyExistsError": errno.EEXIST, "ResourceExhaustedError": errno.ENOSPC}
+
+
+def _tensorflow_fault(err, scratch, path):
+    """``(errno, reason)`` where ``err`` is a TensorFlow error (``tf.errors.OpError``, not
+    an ``OSError``) about writing ``scratch`` or a file inside it: its message names the
+    path, then (from the local file system) the OS's reason: ``/x/.tmp-1-ab-served;
+    Read-only file system``. Without one, the reason is TensorFlow's first line, naming
+    ``path``. None for any other error. TensorFlow is never imported here: where it is not,
+    no error is its."""
+    errors = sys.modules.get("tensorflow.python.framework.errors_impl")
+    if errors is None or not isinstance(err, errors.OpError):
+        return None
+    message = str(getattr(err, "message", err))
+    if scratch not in message:
+        return None
+    named = [reason for reason in _REASONS if f"; {reason}" in message]
+    if named:
+        reason = max(named, key=len)
+        return _REASONS[reason], reason
+    reason = (message.strip().splitlines() or [""])[0].replace(scratch, path)
+    return _TF_ERRNO.get(type(err).__name__, errno.EIO), reason
+
+
+def _fault_at_target(err, scratch, path):
+    """The ``OSError`` to raise for ``err``, a fault while ``path`` was written through its
+    scratch copy ``scratch``: it names ``path``, the user's file, not the scratch name (a
+    read-only file system refused ``.tmp-9995-70e3b39b34-t.csv``), and says the previous
+    file is left as it was. Also for a write into an open file (a full disk, say), which
+    names no file, and for TensorFlow's file-system errors, which are not an ``OSError``
+    (they become the one Python's own ``open`` raises: ``PermissionError`` for EACCES,
+    ``OSError`` for EROFS). None where ``err`` is about something else: raised as it is."""
+    if isinstance(err, OSError):
+        named = [f for f in (err.filename, err.filename2) if f is not None]
+        if named and not any(_within(f, scratch) for f in named):
+            return None
+        if not named and (err.errno is None or type(err) is not OSError):
+            return None
+        code = err.errno
+        reason = getattr(err, "_zoo_reason", None) or err.strerror or str(err)
+    else:
+        fault = _tensorflow_fault(err, scratch, path)
+        if fault is None:
+            return None
+        code, reason = fault
+    name = os.path.basename(path)
+    fault = OSError(code, f"{reason} (the previous {name}, if any, is left as it was)", path)
+    fault._zoo_reason = reason  # without the sentence: an enclosing write names its own file
+    return fault
 
 
 def _file_in_the_way(directory):
@@ -254,16 +317,120 @@ def save_figure(fig, path):
 
 
 MARKER = "zoo_export.json"  # written into every directory this project exports
+# What this project's exports held before their marker listed their files (directories end
+# in "/"): an export of an earlier version holding only these may be replaced.
+_EARLIER_EXPORT = re.compile(
+    r"saved_model\.pb|fingerprint\.pb|variables/|variables/variables\.index"
+    r"|variables/variables\.data-\d+-of-\d+|assets/|assets/class_names\.txt"
+    r"|assets/zoo_model\.json")
+_SHOWN = 3  # the files of a user's that a refusal names
+
+
+def _is_file(path):
+    """Whether ``path`` is a regular file (not a link to one)."""
+    try:
+        return stat.S_ISREG(os.lstat(path).st_mode)
+    except OSError:
+        return False
 
 
 def _ours(path, required):
-    return all(os.path.isfile(os.path.join(path, name)) for name in (MARKER,) + required)
+    return all(_is_file(os.path.join(path, name)) for name in (MARKER,) + required)
+
+
+def _contents(directory, prefix=""):
+    """Everything below ``directory``, relative to it, in sorted order, links never
+    followed: a directory as ``"name/"`` (then its contents), a regular file as ``"name"``,
+    anything else as ``"name (a link)"`` or ``"name (not a regular file)"``.
+
+    Example:
+
+    >>> import tempfile
+    >>> base = tempfile.mkdtemp()
+    >>> os.makedirs(os.path.join(base, "variables"))
+    >>> open(os.path.join(base, "variables", "variables.index"), "w").close()
+    >>> os.symlink(base, os.path.join(base, "current"))
+    >>> _contents(base)
+    ['current (a link)', 'variables/', 'variables/variables.index']
+    """
+    with os.scandir(directory) as scan:
+        entries = sorted(scan, key=lambda entry: entry.name)
+    found = []
+    for entry in entries:
+        name = prefix + entry.name
+        if entry.is_dir(follow_symlinks=False):
+            found += [name + "/"] + _contents(entry.path, name + "/")
+        elif entry.is_file(follow_symlinks=False):
+            found.append(name)
+        else:
+            kind = "a link" if entry.is_symlink() else "not a regular file"
+            found.append(f"{name} ({kind})")
+    return found
+
+
+def _written(path):
+    """The files an export of ours at ``path`` wrote, as its marker lists them; None for an
+    export of an earlier version (or an unreadable marker): see :data:`_EARLIER_EXPORT`."""
+    try:
+        with open(os.path.join(path, MARKER), encoding="utf-8") as f:
+            files = json.load(f).get("files")
+    except (OSError, ValueError, AttributeError):
+        return None
+    if not isinstance(files, list):
+        return None
+    return {name for name in files if isinstance(name, str)}
+
+
+def _foreign(path):
+    """What the export of ours at ``path`` holds that it did not write, in sorted order (a
+    directory of the user's is named, not its contents)."""
+    written = _written(path)
+    foreign = []
+    for name in _contents(path):
+        if name == MARKER or any(name.startswith(f) for f in foreign if f.endswith("/")):
+            continue
+        ours = name in written if written is not None else _EARLIER_EXPORT.fullmatch(name)
+        if not ours:
+            foreign.append(name)
+    return foreign
+
+
+def check_not_a_link(path, kind="directory"):
+    """Refuse, in one line, an export to ``path`` that is a symbolic link (``current ->
+    v3``, a common deployment layout): replacing the link would break the layout, and
+    writing through it would change ``v3`` in place, so neither is done. ``kind`` (a
+    "directory", a "file") is what the message advises to export to instead."""
+    if os.path.islink(path):
+        raise UserError(
+            f"Refusing to export to {path}: it is a symbolic link (to {os.readlink(path)}), "
+            "which an export neither replaces nor writes through; nothing was changed. "
+            f"Export to a new {kind} and point the link at it (ln -sfn), or name the {kind} "
+            "it links to.")
 
 
 def check_replaceable(path, overwrite=False, required=("saved_model.pb",)):
     """Refuse, with one line naming ``path``, anything :func:`atomic_directory` may not
-    replace: a file, a non-empty directory this project did not write (no marker file and
-    ``required`` files), or a previous export of ours without ``overwrite``."""
+    replace:
+
+    - a symbolic link (``current -> v3``), to an export or not: replacing it would break
+      the user's layout, and writing through it would change ``v3`` in place;
+    - a file, or a non-empty directory this project did not write (no marker file and
+      ``required`` files);
+    - an export of ours that holds files it did not write (a user's ``NOTES.md``, TensorFlow
+      Serving's ``assets.extra/``): replacing it would delete them;
+    - a previous export of ours without ``overwrite``.
+
+    Example:
+
+    >>> import tempfile
+    >>> base = tempfile.mkdtemp()
+    >>> os.symlink("v3", os.path.join(base, "current"))
+    >>> check_replaceable(os.path.join(base, "current"), overwrite=True)
+    Traceback (most recent call last):
+    ...
+    safeio.checks.UserError: Refusing to export to .../current: it is a symbolic link (to v3), ...
+    """
+    check_not_a_link(path, "directory")
     if not os.path.exists(path):
         return
     if not os.path.isdir(path):
@@ -275,6 +442,13 @@ def check_replaceable(path, overwrite=False, required=("saved_model.pb",)):
             f"Refusing to export to {path}: the directory holds files that are not an export "
             f"of this project ({MARKER} and {', '.join(required)} missing). Nothing was "
             "changed; give a new or empty directory.")
+    foreign = _foreign(path)
+    if foreign:
+        more = f" and {len(foreign) - _SHOWN} more" if len(foreign) > _SHOWN else ""
+        raise UserError(
+            f"Refusing to replace the export in {path}: it holds files the export did not "
+            f"write ({', '.join(foreign[:_SHOWN])}{more}), which replacing it would delete. "
+            "Nothing was changed; move them out, or export to a new directory.")
     if not overwrite:
         raise UserError(f"{path} already holds an export; pass overwrite=True "
                         "(--overwrite) to replace it.")
@@ -292,17 +466,43 @@ def _exchange(a, b):
     return renameat2(at_fdcwd, os.fsencode(a), at_fdcwd, os.fsencode(b), rename_exchange) == 0
 
 
+def _put_in_place(tmp, path):
+    """Make the finished directory ``tmp`` ``path``: renamed where nothing (or an empty
+    directory) is there, else exchanged with the previous export in one step (``tmp`` then
+    holds the previous export). Where the system cannot exchange, two renames; the previous
+    export is put back if the second fails."""
+    if os.path.isdir(path) and not os.listdir(path):
+        os.rmdir(path)
+    if not os.path.exists(path):
+        os.rename(tmp, path)
+    elif not _exchange(tmp, path):
+        directory, name = os.path.split(path)
+        old = _scratch(directory, "old", name)
+        os.rename(path, old)
+        try:
+            os.rename(tmp, path)
+        except OSError:
+            os.rename(old, path)
+            raise
+        shutil.rmtree(old)
+
+
 @contextlib.contextmanager
 def atomic_directory(path, overwrite=False, required=("saved_model.pb",)):
     """Yield a temporary path beside ``path`` for the writer to create a directory at (as
     ``model.export`` does); on success it becomes ``path``, with a marker file that says
-    this project wrote it.
+    this project wrote it and lists what it wrote.
 
     ``path`` must be absent, an empty directory, or (with ``overwrite``) a previous export
-    of this project (:func:`check_replaceable`, checked before and after the work). Nothing
-    else is ever deleted. A previous export is replaced in one atomic exchange, so ``path``
-    is never absent, even if the process is killed half-way; where the system cannot
-    exchange two paths, two renames are used.
+    of this project that holds only what that export wrote (:func:`check_replaceable`,
+    checked before and after the work); never a symbolic link. Nothing else is ever
+    deleted. A previous export is replaced in one atomic exchange, so ``path`` is never
+    absent, even if the process is killed half-way; where the system cannot exchange two
+    paths, two renames are used.
+
+    A fault of the OS while writing (a read-only file system, a full disk), an ``OSError``
+    or TensorFlow's error for it, is raised as an ``OSError`` naming ``path``, not the
+    temporary directory (:func:`_fault_at_target`).
 
     Example:
 
@@ -324,20 +524,20 @@ def atomic_directory(path, overwrite=False, required=("saved_model.pb",)):
     try:
         yield tmp
         write_json(os.path.join(tmp, MARKER), {
-            "written_by": "keras-zoo-ensembles", "time": time.strftime("%Y-%m-%d %H:%M:%S")})
+            "written_by": "keras-zoo-ensembles", "time": time.strftime("%Y-%m-%d %H:%M:%S"),
+            "files": _contents(tmp)})
         check_replaceable(path, overwrite, required)
-        if os.path.isdir(path) and not os.listdir(path):
-            os.rmdir(path)
-        if not os.path.exists(path):
-            os.rename(tmp, path)
-        elif not _exchange(tmp, path):  # tmp now holds the previous export, ours
-            old = _scratch(directory, "old", name)
-            os.rename(path, old)
-            os.rename(tmp, path)
-            shutil.rmtree(old)
+        _put_in_place(tmp, path)
+    except Exception as err:
+        fault = _fault_at_target(err, tmp, path)
+        if fault is None:
+            raise
+        raise fault from err
     finally:
-        if os.path.isdir(tmp):
+        if os.path.isdir(tmp) and not os.path.islink(tmp):
             shutil.rmtree(tmp, ignore_errors=True)
+        elif os.path.lexists(tmp):  # a writer that failed half-way may leave a file
+            os.unlink(tmp)
 
 
 def _kind(path):

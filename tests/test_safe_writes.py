@@ -52,6 +52,232 @@ def test_export_replaces_only_its_own_previous_export_with_overwrite(tmp_path):
     assert sorted(os.listdir(tmp_path)) == ["served"]  # no .tmp- or .old- left
 
 
+def _tree(root):
+    """Everything below ``root``, links not followed: {relative path: bytes, a link's
+    target, or None for a directory}."""
+    found = {}
+    for folder, dirs, files in os.walk(root):
+        for name in dirs + files:
+            path = os.path.join(folder, name)
+            key = os.path.relpath(path, root)
+            found[key] = (f"-> {os.readlink(path)}" if os.path.islink(path) else
+                          None if os.path.isdir(path) else open(path, "rb").read())
+    return found
+
+
+def _one_error_line(capsys, command="export"):
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and err[0].startswith(f"zoo {command}: error: "), err
+    return err[0]
+
+
+def test_overwrite_refuses_an_export_holding_files_it_did_not_write(tmp_path, capsys):
+    """A user's notes, a folder of theirs, TensorFlow Serving's warm-up requests and a file
+    put inside one of the export's own folders: --overwrite is refused in one line naming
+    the first three (it deleted them all), and everything stays as it was; moved out, they
+    no longer stop the overwrite."""
+    model = tmp_path / "m.keras"
+    tiny_model().save(model)
+    served = tmp_path / "served"
+    ensembles.export(_ensemble(0), str(served))
+    (served / "NOTES.md").write_text("notes")
+    (served / "extra").mkdir()
+    (served / "extra" / "config.yaml").write_text("x: 1")
+    (served / "assets.extra").mkdir()
+    (served / "assets.extra" / "tf_serving_warmup_requests").write_bytes(b"warm-up")
+    (served / "variables" / "mine.txt").write_text("in a folder of the export's")
+    before = _tree(served)
+    expected = (r"Refusing to replace the export in .*served: it holds files the export did "
+                r"not write \(NOTES\.md, assets\.extra/, extra/ and 1 more\), which "
+                r"replacing it would delete\. Nothing was changed")
+    for overwrite in (True, False):  # without --overwrite too: it would not help
+        with pytest.raises(UserError, match=expected):
+            ensembles.export(_ensemble(1), str(served), overwrite=overwrite)
+    assert cli.main(["export", str(model), str(served), "--overwrite"]) == 2
+    assert re.search(expected, _one_error_line(capsys))
+    assert _tree(served) == before
+    assert sorted(os.listdir(tmp_path)) == ["m.keras", "served"]  # no .tmp- or .old- left
+
+    (tmp_path / "kept").mkdir()
+    for name in ("NOTES.md", "extra", "assets.extra", "variables/mine.txt"):
+        shutil.move(str(served / name), str(tmp_path / "kept"))
+    ensembles.export(_ensemble(1), str(served), overwrite=True)
+    assert (served / "saved_model.pb").read_bytes() != before["saved_model.pb"]
+    assert sorted(os.listdir(tmp_path)) == ["kept", "m.keras", "served"]
+
+
+def test_an_export_of_an_earlier_version_is_replaced_only_when_it_holds_its_own_files(
+        tmp_path):
+    """An export whose marker lists no files (written before it did) may be replaced when it
+    holds what those exports wrote, and nothing else; the new marker lists its files."""
+    import json
+
+    served = tmp_path / "served"
+    ensembles.export(_ensemble(0), str(served))
+    marker = json.loads((served / "zoo_export.json").read_text())
+    assert {"saved_model.pb", "variables/", "assets/class_names.txt"} <= set(marker["files"])
+    earlier = {"written_by": "keras-zoo-ensembles", "time": "2026-11-30 12:00:00"}
+    (served / "zoo_export.json").write_text(json.dumps(earlier))
+    (served / "assets" / "README.txt").write_text("the user's")
+    with pytest.raises(UserError, match=r"did not write \(assets/README\.txt\)"):
+        ensembles.export(_ensemble(1), str(served), overwrite=True)
+    assert (served / "assets" / "README.txt").read_text() == "the user's"
+    (served / "assets" / "README.txt").unlink()
+    ensembles.export(_ensemble(1), str(served), overwrite=True)
+    assert "files" in json.loads((served / "zoo_export.json").read_text())
+
+
+@pytest.mark.parametrize("target", ["an export", "an empty folder", "nothing"])
+def test_an_export_to_a_symbolic_link_is_refused_and_the_link_and_its_target_stay(
+        target, tmp_path, capsys):
+    """``current -> v3``, a deployment's layout: an export to ``current`` neither replaces
+    the link with a folder (it did, leaving v3 stale) nor changes v3 in place through it;
+    one line says so, and both stay as they were. The same for an ONNX or LiteRT file."""
+    model = tmp_path / "m.keras"
+    tiny_model().save(model)
+    if target == "an export":
+        ensembles.export(_ensemble(0), str(tmp_path / "v3"))
+    elif target == "an empty folder":
+        (tmp_path / "v3").mkdir()
+    (tmp_path / "current").symlink_to("v3")
+    (tmp_path / "current.tflite").symlink_to("v3.tflite")
+    before = _tree(tmp_path)
+    expected = (r"Refusing to export to .*current(\.tflite)?: it is a symbolic link \(to "
+                r"v3(\.tflite)?\), which an export neither replaces nor writes through; "
+                r"nothing was changed")
+    for overwrite in (True, False):
+        with pytest.raises(UserError, match=expected):
+            ensembles.export(_ensemble(1), str(tmp_path / "current"), overwrite=overwrite)
+        with pytest.raises(UserError, match=expected):
+            ensembles.export(_ensemble(1), str(tmp_path / "current.tflite"),
+                             overwrite=overwrite, format="litert")
+    assert cli.main(["export", str(model), str(tmp_path / "current"), "--overwrite"]) == 2
+    assert re.search(expected, _one_error_line(capsys))
+    assert _tree(tmp_path) == before
+
+
+def _patch_write_out(monkeypatch, write_out):
+    """Replace the SavedModel writer of Keras' export archive (the class
+    ``keras.export.ExportArchive()`` makes for this backend); ``write_out(real, self,
+    filepath, **kwargs)`` gets the real one. (Patching ``tf.saved_model.save`` does not
+    hold: TensorFlow sets it again the first time an export runs.)"""
+    import keras
+
+    archive = type(keras.export.ExportArchive())
+    real = archive.write_out
+    monkeypatch.setattr(archive, "write_out",
+                        lambda self, filepath, **kwargs: write_out(real, self, filepath,
+                                                                   **kwargs))
+
+
+def _read_only_export(monkeypatch, reason):
+    """Make the SavedModel writer fail as TensorFlow does on a read-only file system: its
+    error names the temporary directory, then the OS's reason (root may write anywhere,
+    so it is simulated)."""
+    import tensorflow as tf
+
+    error = (tf.errors.PermissionDeniedError if reason in ("Read-only file system",
+                                                           "Permission denied")
+             else tf.errors.ResourceExhaustedError)
+
+    def write_out(real, self, filepath, **kwargs):
+        raise error(None, None, f"{filepath}; {reason}")
+
+    _patch_write_out(monkeypatch, write_out)
+
+
+@pytest.mark.parametrize("reason, error, code", [
+    ("Read-only file system", OSError, 30), ("Permission denied", PermissionError, 13),
+    ("No space left on device", OSError, 28)])
+def test_tensorflows_file_system_errors_in_an_export_are_one_line_naming_the_destination(
+        reason, error, code, tmp_path, capsys, monkeypatch):
+    """TensorFlow's errors are not OSErrors: a read-only mount was shown as a bug, naming a
+    ``.tmp-`` directory. Now it is the OSError Python's own ``open`` raises (PermissionError
+    for EACCES), naming the user's path, and one line; a previous export stays."""
+    from zoo.cli import commands
+
+    model = tmp_path / "m.keras"
+    tiny_model().save(model)
+    served = tmp_path / "served"
+    ensembles.export(_ensemble(0), str(served))
+    before = _tree(served)
+    _read_only_export(monkeypatch, reason)
+    for path, overwrite in ((tmp_path / "new", False), (served, True)):
+        with pytest.raises(error) as raised:
+            ensembles.export(_ensemble(1), str(path), overwrite=overwrite)
+        assert raised.value.errno == code and raised.value.filename == str(path)
+        line = (f"{reason} (the previous {path.name}, if any, is left as it was): {path}"
+                + (" (" if code == 28 else ""))  # then the free space
+        assert commands._one_line(raised.value).startswith(line)
+        assert cli.main(["export", str(model), str(path)] + ["--overwrite"] * overwrite) == 2
+        err = _one_error_line(capsys)
+        assert err.startswith(f"zoo export: error: {line}") and ".tmp-" not in err, err
+    assert _tree(served) == before
+    assert sorted(os.listdir(tmp_path)) == ["m.keras", "served"]  # no .tmp- left
+
+
+def test_a_genuine_tensorflow_fault_in_an_export_names_the_destination(tmp_path,
+                                                                      monkeypatch):
+    """TensorFlow's own error, unformatted by the test: a file where the export's temporary
+    directory should be makes its writer fail; the OSError names the user's path."""
+    def blocked(real, self, filepath, **kwargs):
+        with open(filepath, "w") as f:
+            f.write("in the way")
+        return real(self, filepath, **kwargs)
+
+    _patch_write_out(monkeypatch, blocked)
+    path = tmp_path / "served"
+    with pytest.raises(OSError) as raised:
+        ensembles.export(_ensemble(0), str(path))
+    assert raised.value.filename == str(path), raised.value
+    assert type(raised.value.__cause__).__module__.startswith("tensorflow")
+    assert raised.value.strerror.startswith(f"{path} is not a directory (the previous served")
+    assert os.listdir(tmp_path) == []
+
+
+def test_atomic_writes_name_the_destination_not_their_temporary_file(tmp_path):
+    """A fault of the OS while a file or an export is written names the user's path (a
+    read-only mount named ``.tmp-9995-70e3b39b34-t.csv``), once, for the outermost write;
+    an error about another file is raised as it is."""
+    import errno
+
+    import pandas as pd
+
+    import safeio
+    from zoo.cli import commands
+
+    table = tmp_path / "t.csv"
+    blocking = safeio._scratch(str(tmp_path), "tmp", "t.csv")
+    os.mkdir(blocking)  # a real fault of the OS: open() of the temporary name fails
+    with pytest.raises(IsADirectoryError) as raised:
+        safeio.write_csv(pd.DataFrame({"a": [1]}), str(table))
+    assert raised.value.filename == str(table) and raised.value.filename2 is None
+    assert not os.path.exists(blocking)
+
+    table.write_text("the previous table")
+    with pytest.raises(OSError) as raised:
+        with safeio.atomic_path(table) as tmp:
+            raise OSError(errno.EROFS, "Read-only file system", tmp)  # as open(tmp) does
+    assert commands._one_line(raised.value) == (
+        f"Read-only file system (the previous t.csv, if any, is left as it was): {table}")
+    with pytest.raises(FileNotFoundError) as raised:
+        with safeio.atomic_path(table):
+            open(tmp_path / "absent" / "input.txt")
+    assert raised.value.filename == str(tmp_path / "absent" / "input.txt")
+    assert table.read_text() == "the previous table"
+
+    served = tmp_path / "served"
+    with pytest.raises(OSError) as raised:  # a full disk inside a file of the export
+        with safeio.atomic_directory(served, required=()) as tmp:
+            os.mkdir(tmp)
+            with safeio.atomic_path(os.path.join(tmp, "assets.txt")):
+                raise OSError(errno.ENOSPC, "No space left on device")
+    assert raised.value.filename == str(served)
+    assert raised.value.strerror == ("No space left on device (the previous served, if any, "
+                                     "is left as it was)")
+    assert sorted(os.listdir(tmp_path)) == ["t.csv"]
+
+
 def test_zoo_export_to_the_working_directory_or_a_user_folder_is_one_line_and_deletes_nothing(
         tmp_path, capsys, monkeypatch):
     model = tmp_path / "work" / "m.keras"
