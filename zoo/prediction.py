@@ -27,8 +27,10 @@ def image_paths(sources):
     for source in [sources] if isinstance(sources, (str, os.PathLike)) else sources:
         source = os.fspath(source)
         if os.path.isdir(source):
-            found = [os.path.join(root, name) for root, _, names in os.walk(source)
-                     for name in names if name.lower().endswith(IMAGE_EXTENSIONS)]
+            found = [path for root, _, names in os.walk(source) for name in names
+                     if name.lower().endswith(IMAGE_EXTENSIONS)
+                     # regular files only: opening a pipe named x.png would wait forever
+                     and os.path.isfile(path := os.path.join(root, name))]
             if not found:
                 raise UserError(f"No images in {source} (looked for "
                                 f"{', '.join(IMAGE_EXTENSIONS)} files, in sub-folders too).")

@@ -23,7 +23,7 @@ import zoo
 from safeio import check_file_target, directory_lock, make_directory, write_csv
 from safeio.checks import UserError
 from zoo.cli.quiet import tensorflow_started_quietly
-from zoo.cli.tables import for_people
+from zoo.cli.tables import ERROR_COLUMNS, for_people
 
 QUICK_TRAIN_SPLIT = "train[:320]"  # `zoo demo --quick`: 10 batches of 32 per epoch
 
@@ -533,12 +533,13 @@ def _cmd_search(args):
         verbose=2)  # one line per epoch
     table = result.table
     with _wide_pandas():
-        print(table.round(6).to_string(index=False))
+        print(for_people(table, digits=6).to_string(index=False))
     write_csv(table, os.path.join(run_dir, "search.csv"), index=False)
     zoo.plot_search(table, os.path.join(run_dir, "search.png"),
                     title=f"{args.model} on {args.dataset}")
     best = {k: v for k, v in result.best.items() if k not in ("stage", "trial")}
-    print("best: " + ", ".join(f"{k} {v:.4g}" if isinstance(v, float) else f"{k} {v}"
+    print("best: " + ", ".join(f"{k} {100 * v:.2f} %" if k in ERROR_COLUMNS else
+                               f"{k} {v:.4g}" if isinstance(v, float) else f"{k} {v}"
                                for k, v in best.items()))
     print(f"Results: {run_dir}/search.csv, {run_dir}/search.png")
     return 0
@@ -700,7 +701,7 @@ def _add_evaluate(sub):
     evaluate.add_argument("--center-crop", action="store_true",
                           help="load the images at 256/224 of the input size and take the "
                           "centre crop (for models trained with --augment crop)")
-    evaluate.add_argument("--batch-size", type=int, default=128)
+    evaluate.add_argument("--batch-size", type=int, default=128, help="(default: 128)")
     evaluate.add_argument("--data-dir", default=None, help="TFDS data_dir")
     evaluate.add_argument("--output", default=None, help="write the table as CSV here")
     evaluate.add_argument("--calibrate-on", default=None, metavar="SPLIT",
@@ -824,7 +825,8 @@ def _add_ensemble(sub):
     ensemble.add_argument("--snapshots", default=None,
                           help="a directory of snapshot .weights.h5 files, as "
                         "`zoo train --snapshots M` writes to RUN_DIR/snapshots")
-    ensemble.add_argument("--last", type=int, default=None, help="keep the last N snapshots")
+    ensemble.add_argument("--last", type=int, default=None,
+                          help="keep the last N snapshots (with --snapshots)")
     ensemble.add_argument("--combine", default="mean", metavar="RULE",
                           choices=COMBINE_CHOICES,
                           help="how members combine: mean (default), "
@@ -852,7 +854,7 @@ def _add_ensemble(sub):
     ensemble.add_argument("--center-crop", action="store_true",
                           help="with --fit-weights and --calibrate-on: as zoo evaluate "
                           "--center-crop")
-    ensemble.add_argument("--batch-size", type=int, default=128)
+    ensemble.add_argument("--batch-size", type=int, default=128, help="(default: 128)")
     ensemble.add_argument("--data-dir", default=None, help="TFDS data_dir")
     _bad_image_flag(ensemble)
     ensemble.set_defaults(run=_cmd_ensemble)
@@ -900,7 +902,7 @@ def _add_predict(sub):
                          "file from `zoo export --format onnx`")
     predict.add_argument("images", nargs="+", metavar="IMAGE_OR_FOLDER")
     predict.add_argument("--top", type=int, default=5, help="classes per image (default 5)")
-    predict.add_argument("--batch-size", type=int, default=32)
+    predict.add_argument("--batch-size", type=int, default=32, help="(default: 32)")
     predict.add_argument("--output", default=None, metavar="PREDS.csv",
                          help="also write the table as CSV")
     predict.set_defaults(run=_cmd_predict)
@@ -932,7 +934,8 @@ def _cmd_export(args):
 
 def _add_export(sub):
     export = sub.add_parser(
-        "export", help="export a saved model or ensemble as one SavedModel",
+        "export", help="export a saved model or ensemble as one SavedModel (or an ONNX or "
+        "LiteRT file: --format)",
         description="Write ONE SavedModel that a server uses as it is: serve (float32 images "
         "at the input size -> probabilities, predictive entropy, mutual information), "
         "serve_images (uint8 images of any size, resized and centre-cropped in the graph) "
@@ -972,13 +975,14 @@ def _model_and_data_flags(parser, epochs, run_dir):
     parser.add_argument("--model", required=True, help="model name, see `zoo list`")
     parser.add_argument("--dataset", default="digits",
                         help="'digits' (embedded), a TFDS name or an image folder")
-    parser.add_argument("--epochs", type=int, default=epochs)
-    parser.add_argument("--batch-size", type=int, default=64)
+    parser.add_argument("--epochs", type=int, default=epochs, help=f"(default: {epochs})")
+    parser.add_argument("--batch-size", type=int, default=64, help="(default: 64)")
     parser.add_argument("--image-size", type=int, default=None,
                         help="input size (default: the dataset's, at least the model's minimum)")
     parser.add_argument("--run-dir", default=None, help=f"default: {run_dir}")
     parser.add_argument("--data-dir", default=None, help="TFDS data_dir")
-    parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--seed", type=int, default=0,
+                        help="of the shuffling, the augmentation and the weights (default: 0)")
     parser.add_argument("--model-arg", action="append", metavar="KEY=VALUE",
                         help="builder argument, repeatable (e.g. towers=2, kernel_initializer=he)")
     parser.add_argument("--augment", default="none",

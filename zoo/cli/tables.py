@@ -1,7 +1,7 @@
 """How the command line shows the evaluation tables to people: error rates in percent, as
 the README and the papers write them (the CSV files keep fractions, for programs)."""
 
-ERROR_COLUMNS = ("top1_error", "top5_error")
+ERROR_COLUMNS = ("top1_error", "top5_error", "val_top1_error")  # (the last: zoo search's)
 
 
 def for_people(table, digits=4):

@@ -636,6 +636,8 @@ def test_search_command_writes_its_table_and_plot(tmp_path, capsys):
     assert set(table["optimizer"]) <= {"nesterov", "adam"}
     assert (run_dir / "search.png").read_bytes()[:4] == b"\x89PNG"
     assert "best: learning_rate" in out
+    best = table.loc[table["val_top1_error"].idxmin(), "val_top1_error"]
+    assert f"val_top1_error {100 * best:.2f} %" in out  # percentages where people read them
     # Another model's width (or dataset, normalisation) in the same run directory: refused,
     # where the first search's table was once printed and saved as this one's.
     table_before = (run_dir / "search.csv").read_bytes()
@@ -914,3 +916,16 @@ def test_a_damaged_export_folder_is_one_line_in_zoo_predict(tmp_path, capsys):
     err = capsys.readouterr().err.strip().splitlines()
     assert len(err) == 1 and f"Cannot load the export {served}: it is damaged or incomplete" in (
         err[0]), err
+
+
+def test_zoo_predict_reads_regular_files_only_from_a_folder(tmp_path):
+    """A named pipe called fifo.png in a folder once blocked `zoo predict` forever (opening
+    it waits for a writer); a link to a regular image is read."""
+    from zoo.prediction import image_paths
+
+    folder = tmp_path / "photos"
+    (folder / "cats").mkdir(parents=True)
+    (folder / "cats" / "a.png").write_bytes(b"\x89PNG")
+    os.mkfifo(folder / "cats" / "fifo.png")
+    os.symlink(folder / "cats" / "a.png", folder / "b.png")
+    assert image_paths(str(folder)) == [str(folder / "b.png"), str(folder / "cats" / "a.png")]
