@@ -163,11 +163,16 @@ def from_snapshots(model, paths, last=None, combine="mean", weights=None,
     where = ""
     if isinstance(paths, (str, os.PathLike)):
         where = f" in {os.fspath(paths)}"
+        if not os.path.isdir(paths):
+            raise UserError(f"{os.fspath(paths)} is "
+                            f"{'a file' if os.path.exists(paths) else 'not there'}: snapshots "
+                            "are read from the run's snapshots/ directory (RUN_DIR/snapshots), "
+                            "or from a list of .weights.h5 files.")
         paths = snapshot_paths(paths)
     paths = list(paths)
     if not paths:
-        raise UserError(f"No snapshot files to load{where}: received an empty list or "
-                        "directory.")
+        raise UserError(f"No snapshot files to load{where}: received an empty list, or a "
+                        "directory without snapshot-*.weights.h5 files.")
     if last is not None:
         last = int(check_positive_int(last, "last"))  # (NumPy integers too, not True)
         if last > len(paths):

@@ -1,5 +1,6 @@
 import math
 import os
+import re
 import textwrap
 
 import keras
@@ -347,6 +348,17 @@ def test_from_snapshots_takes_numpy_counts_and_names_a_foreign_file(tmp_path):
     with pytest.raises(ValueError, match=r"snapshot-1.weights.h5 does not hold the weights "
                                          r"of this tiny"):
         ensembles.from_snapshots(lambda: tiny_model(classes=3), str(tmp_path))
+    # A file or a missing folder says so (it said "an empty list or directory").
+    file = str(tmp_path / "snapshot-1.weights.h5")
+    with pytest.raises(ValueError, match=rf"^{re.escape(file)} is a file: snapshots are read "
+                                         r"from the run's snapshots/ directory"):
+        ensembles.from_snapshots(tiny_model, file)
+    with pytest.raises(ValueError, match=r"nowhere is not there: snapshots are read"):
+        ensembles.from_snapshots(tiny_model, str(tmp_path / "nowhere"))
+    (tmp_path / "empty").mkdir()
+    with pytest.raises(ValueError, match=r"No snapshot files to load in .*empty: received an "
+                                         r"empty list, or a directory without snapshot-\*"):
+        ensembles.from_snapshots(tiny_model, str(tmp_path / "empty"))
 
 
 def test_snapshot_paths_are_in_cycle_order_whatever_their_times(tmp_path):
@@ -363,7 +375,7 @@ def test_snapshot_schedule_refuses_reduce_lr_on_plateau(tmp_path):
         ensembles.train_snapshots(tiny_model, tiny_data(), epochs=2, cycles=2,
                                   run_dir=str(tmp_path), reduce_lr=True)
     with pytest.raises(ValueError, match="No snapshot files"):
-        ensembles.from_snapshots(tiny_model, str(tmp_path / "nothing"))
+        ensembles.from_snapshots(tiny_model, [])
 
 
 def test_checkpoint_snapshots_every_k_epochs_and_at_lr_drops(tmp_path):
