@@ -133,7 +133,7 @@ def _cmd_demo(args):
     given = {k: getattr(args, k) for k in ("epochs", "snapshot_epochs", "cycles")
              if getattr(args, k) is not None}  # else demo.run's defaults
     demo.run(output_dir=args.output_dir, seed=args.seed, dataset=args.dataset,
-             models=args.models, **{**given, **quick})
+             models=args.models, **{**quick, **given})  # what the user names wins
     return 0
 
 
@@ -157,7 +157,8 @@ def _add_demo(sub):
     demo.add_argument("--seed", type=int, default=0)
     demo.add_argument("--quick", action="store_true",
                       help=f"a smoke run on {QUICK_TRAIN_SPLIT!r}: one epoch per AlexNet, "
-                           "two snapshot cycles of one epoch")
+                           "two snapshot cycles of one epoch (--epochs, --snapshot-epochs "
+                           "and --cycles, where given, win)")
     demo.set_defaults(run=_cmd_demo)
 
 

@@ -929,3 +929,17 @@ def test_zoo_predict_reads_regular_files_only_from_a_folder(tmp_path):
     os.mkfifo(folder / "cats" / "fifo.png")
     os.symlink(folder / "cats" / "a.png", folder / "b.png")
     assert image_paths(str(folder)) == [str(folder / "b.png"), str(folder / "cats" / "a.png")]
+
+
+def test_demo_quick_keeps_the_values_the_user_names(monkeypatch):
+    """`zoo demo --quick --epochs 3 --cycles 3` once ran 1 epoch and 2 cycles silently."""
+    from zoo.cli import demo
+
+    runs = []
+    monkeypatch.setattr(demo, "run", lambda **kwargs: runs.append(kwargs))
+    assert cli.main(["demo", "--quick", "--epochs", "3", "--cycles", "3"]) == 0
+    assert cli.main(["demo", "--quick"]) == 0
+    given, quick = runs
+    assert (given["epochs"], given["cycles"], given["snapshot_epochs"]) == (3, 3, 2)
+    assert (quick["epochs"], quick["cycles"], quick["snapshot_epochs"]) == (1, 2, 2)
+    assert given["train_split"] == quick["train_split"] == commands.QUICK_TRAIN_SPLIT
