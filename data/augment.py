@@ -15,11 +15,10 @@ TensorShape([28, 28, 3])
 """
 
 import functools
-import numbers
 
 import tensorflow as tf
 
-from safeio.checks import UserError, check_positive_int
+from safeio.checks import UserError, check_positive_int, is_number
 
 
 def _seeds(seed, count):
@@ -33,8 +32,7 @@ def _float(image):
 
 
 def _check_range(value, name, low, high, what):
-    if (isinstance(value, bool) or not isinstance(value, numbers.Real)
-            or not low <= value <= high):
+    if not is_number(value) or not low <= value <= high:
         raise UserError(f"`{name}` must be {what}; received {value!r}.")
 
 
@@ -42,7 +40,7 @@ def _check_interval(pair, name, low, high, what):
     """``pair`` = (a, b) with low <= a <= b <= high (``high`` None: no upper bound)."""
     try:
         a, b = pair
-        ok = all(not isinstance(v, bool) and isinstance(v, numbers.Real) for v in (a, b))
+        ok = is_number(a) and is_number(b)
         ok = ok and low <= a <= b and (high is None or b <= high)
     except (TypeError, ValueError):
         ok = False

@@ -6,7 +6,6 @@ Every source becomes the same thing: a batched, prefetched ``tf.data.Dataset`` o
 
 import contextlib
 import dataclasses
-import numbers
 import os
 import re
 import socket
@@ -19,7 +18,7 @@ import tensorflow as tf
 from data import folder
 from data.preprocess import alexnet_preprocess
 from data.preprocess import center_crop as _center_crop
-from safeio.checks import UserError, check_non_negative_int, check_positive_int
+from safeio.checks import UserError, check_non_negative_int, check_positive_int, is_int
 
 DIGITS = "digits"
 DIGITS_CLASSES = tuple(str(d) for d in range(10))
@@ -431,7 +430,7 @@ def load(
         raise UserError(f"Give `image_size` (resize) or `scale` (shorter side, then the "
                         f"central square), not both; received {image_size} and {scale}.")
     check_positive_int(batch_size, "batch_size", allow_none=True)
-    if isinstance(seed, bool) or not isinstance(seed, numbers.Integral):
+    if not is_int(seed):
         raise UserError(f"`seed` must be an integer; received {seed!r}.")
     final_size = scale or image_size or (DIGITS_IMAGE_SIZE if name == DIGITS else None)
     if center_crop is not None and final_size is not None and center_crop > final_size:

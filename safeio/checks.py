@@ -30,6 +30,11 @@ def is_int(value):
     return isinstance(value, numbers.Integral) and not isinstance(value, bool)
 
 
+def is_number(value):
+    """Whether ``value`` is a real number (a Python or NumPy one; never a bool)."""
+    return isinstance(value, numbers.Real) and not isinstance(value, bool)
+
+
 def check_positive_int(value, name, allow_none=False, what=""):
     """``value`` if it is an integer >= 1 (or None with ``allow_none``); else ValueError.
     ``what`` describes the argument in the message: "`width` (units of fc6) must ..."."""
@@ -50,15 +55,14 @@ def check_non_negative_int(value, name):
 
 def check_rate(value, name):
     """``value`` if it is a number in [0, 1) (a dropout or drop-path rate); else ValueError."""
-    if isinstance(value, bool) or not isinstance(value, numbers.Real) or not 0 <= value < 1:
+    if not is_number(value) or not 0 <= value < 1:
         raise UserError(f"`{name}` must be a rate in [0, 1); received {value!r}.")
     return value
 
 
 def check_positive_number(value, name, what=""):
     """``value`` if it is a finite number > 0; else ValueError."""
-    if (isinstance(value, bool) or not isinstance(value, numbers.Real) or not value > 0
-            or not math.isfinite(value)):
+    if not is_number(value) or not value > 0 or not math.isfinite(value):
         raise UserError(f"`{name}`{what} must be a finite positive number; received "
                         f"{value!r}.")
     return value

@@ -5,11 +5,10 @@ without TensorFlow (the GPU benchmark's) compiles as ``zoo.train`` does."""
 
 import contextlib
 import math
-import numbers
 
 import keras
 
-from safeio.checks import UserError
+from safeio.checks import UserError, is_number
 
 
 @keras.saving.register_keras_serializable(package="zoo")
@@ -74,9 +73,8 @@ def check_hyperparameters(learning_rate, momentum, weight_decay):
     >>> check_hyperparameters(0.01, 0.9, 5e-4)
     """
     schedule = callable(learning_rate)  # a LearningRateSchedule, or a function of the step
-    if not schedule and (isinstance(learning_rate, bool)
-                         or not isinstance(learning_rate, numbers.Real)
-                         or not math.isfinite(learning_rate) or learning_rate <= 0):
+    if not schedule and (not is_number(learning_rate) or not math.isfinite(learning_rate)
+                         or learning_rate <= 0):
         raise UserError(f"The learning rate must be a finite number above 0 (or a "
                         f"LearningRateSchedule); received {learning_rate!r}.")
     for name, value, ok, allowed in (
@@ -85,7 +83,7 @@ def check_hyperparameters(learning_rate, momentum, weight_decay):
              "a finite number >= 0")):
         if value is None and name == "weight decay":
             continue
-        if isinstance(value, bool) or not isinstance(value, numbers.Real) or not ok(value):
+        if not is_number(value) or not ok(value):
             raise UserError(f"The {name} must be {allowed}; received {value!r}.")
 
 

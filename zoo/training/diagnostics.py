@@ -11,7 +11,6 @@
 
 import dataclasses
 import math
-import numbers
 import warnings
 
 import keras
@@ -20,7 +19,7 @@ import pandas as pd
 import tensorflow as tf
 
 from safeio import atomic_path
-from safeio.checks import UserError, check_positive_int, check_positive_number
+from safeio.checks import UserError, check_positive_int, check_positive_number, is_number
 from zoo.optimizers import build_optimizer
 from zoo.outputs import outputs_probabilities
 from zoo.training import recipe as training
@@ -153,7 +152,7 @@ def overfit_tiny_subset(model, dataset, examples=20, steps=100, learning_rate=0.
     """
     check_positive_int(examples, "examples")
     check_positive_int(steps, "steps")
-    if isinstance(target, bool) or not isinstance(target, numbers.Real) or not 0 < target <= 1:
+    if not is_number(target) or not 0 < target <= 1:
         raise UserError(f"`target` must be an accuracy in (0, 1]; received {target!r}.")
     images, labels = _first_batches(dataset, examples=examples)
     if len(labels) < examples:
