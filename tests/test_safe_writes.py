@@ -501,21 +501,37 @@ def run_dir(_three_epochs, tmp_path):
     return copy
 
 
-@pytest.mark.parametrize("damage", ["truncated weights", "garbage metadata", "both pairs"])
+@pytest.mark.parametrize("damage", ["truncated weights", "garbage metadata"])
 def test_an_unreadable_backup_falls_back_with_one_warning(damage, run_dir):
     backup = run_dir / "backup"
     weights = backup / "latest.weights.h5"
-    if damage in ("truncated weights", "both pairs"):
+    if damage == "truncated weights":
         weights.write_bytes(weights.read_bytes()[:len(weights.read_bytes()) // 2])
-    if damage in ("garbage metadata", "both pairs"):
+    else:
         (backup / "training_metadata.json").write_text("{\"epo")
-    if damage == "both pairs":
-        (backup / "latest.weights.h5.bkp").write_bytes(b"")
-    expected = (r"no earlier backup is readable; the run starts again" if damage == "both pairs"
-                else r"resumed from the previous backup")
-    with pytest.warns(UserWarning, match=expected):
+    with pytest.warns(UserWarning, match=r"resumed from the previous backup"):
         result = _train(run_dir, epochs=4)
     assert result.history["epoch"].tolist() == [1, 2, 3, 4]
+
+
+def test_with_no_readable_backup_the_run_is_refused_and_kept(run_dir):
+    """Both copies of the backup damaged (a kill never leaves that): the resume is refused
+    in one line naming the backup, and the run's history and checkpoints stay byte for byte
+    (a silent fresh start replaced them). Moved aside as advised, the run starts again."""
+    backup = run_dir / "backup"
+    weights = backup / "latest.weights.h5"
+    weights.write_bytes(weights.read_bytes()[:len(weights.read_bytes()) // 2])
+    (backup / "latest.weights.h5.bkp").write_bytes(b"")
+    kept = ["history.csv", "checkpoints/best.keras", "checkpoints/last.keras"]
+    before = {name: (run_dir / name).read_bytes() for name in kept}
+    with pytest.raises(ValueError, match=rf"backup {re.escape(str(weights))} does not match .*"
+                                         r"no earlier backup is readable; nothing was written"
+                                         rf".* move {re.escape(str(backup))} aside") as err:
+        _train(run_dir, epochs=4)
+    assert "\n" not in str(err.value)
+    assert {name: (run_dir / name).read_bytes() for name in kept} == before
+    os.rename(backup, run_dir / "backup.damaged")
+    assert _train(run_dir, epochs=2).history["epoch"].tolist() == [1, 2]
 
 
 def test_resuming_with_other_settings_is_refused_in_one_line(run_dir, capsys):

@@ -226,8 +226,10 @@ class SafeBackupAndRestore(keras.callbacks.BackupAndRestore):
     - Every file is written atomically (temporary name, then rename), the previous pair is
       kept as ``.bkp``, and the metadata names the SHA-256 of the weights it belongs to:
       a kill at any point leaves a readable pair.
-    - An unreadable, truncated or mismatched backup falls back to the previous pair, or
-      else to a fresh start, with a one-line warning, instead of blocking every rerun.
+    - An unreadable, truncated or mismatched backup falls back to the previous pair with a
+      one-line warning. With no readable pair, restoring is a one-line error naming the
+      backup, never a silent fresh start that would replace the run's history and
+      checkpoints.
     - Its restore is run by :class:`RestoreBackup`, placed first, so that the backup itself
       can be placed last: it then holds every decision of the epoch.
     """
@@ -257,9 +259,12 @@ class SafeBackupAndRestore(keras.callbacks.BackupAndRestore):
                                   f"({os.path.basename(weights)}).", stacklevel=2)
                 return
             problems.append(problem)
-        if problems:
-            warnings.warn(f"Backup {problems[0]}, and no earlier backup is readable; the run "
-                          "starts again from its first epoch.", stacklevel=2)
+        if problems:  # a kill never leaves this: the files were damaged from outside
+            raise UserError(
+                f"The run's backup {problems[0]}, and no earlier backup is readable; nothing "
+                f"was written. To train this run again from its first epoch (its history "
+                f"and checkpoints are then replaced), move {self.backup_dir} aside; or use "
+                "another run directory.")
 
     # Set by zoo.train in a JAX cluster: called with the epoch this process is about to
     # restore (0 for none), it stops every process when they differ.
