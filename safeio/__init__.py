@@ -256,6 +256,30 @@ def check_file_target(path):
         raise NotADirectoryError(errno.ENOTDIR, _in_the_way(blocking), blocking)
 
 
+def check_writable_file(path):
+    """:func:`check_file_target`, and raise ``PermissionError`` naming ``path`` where this
+    process cannot create files in its nearest existing folder (no write permission, or a
+    read-only file system): checked before the work whose result it will hold, so that an
+    evaluation's table is not lost at the end.
+
+    Example:
+
+    >>> import tempfile
+    >>> check_writable_file(os.path.join(tempfile.mkdtemp(), "new", "table.csv"))
+    """
+    path = os.fspath(path)
+    check_file_target(path)
+    folder = os.path.dirname(os.path.abspath(path))
+    while not os.path.exists(folder):  # made when the file is written: its parent must allow it
+        folder = os.path.dirname(folder)
+    if os.access(folder, os.W_OK | os.X_OK, effective_ids=True):
+        return
+    read_only = bool(os.statvfs(folder).f_flag & os.ST_RDONLY)
+    code, why = ((errno.EROFS, "Read-only file system") if read_only
+                 else (errno.EACCES, "Permission denied"))
+    raise PermissionError(code, f"{why} (cannot create files in {folder})", path)
+
+
 def check_free_space(path, needed):
     """Raise ``OSError(ENOSPC)`` naming ``path`` when its file system has fewer than
     ``needed`` bytes free: checked before a large write that a full disk would break

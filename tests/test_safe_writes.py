@@ -2,10 +2,12 @@
 faults are injected at named points (the process kills itself there), not hoped for by
 timing."""
 
+import errno
 import os
 import re
 import shutil
 import signal
+import sys
 import textwrap
 
 import numpy as np
@@ -239,7 +241,6 @@ def test_atomic_writes_name_the_destination_not_their_temporary_file(tmp_path):
     """A fault of the OS while a file or an export is written names the user's path (a
     read-only mount named ``.tmp-9995-70e3b39b34-t.csv``), once, for the outermost write;
     an error about another file is raised as it is."""
-    import errno
 
     import pandas as pd
 
@@ -648,7 +649,6 @@ def test_a_full_disk_is_one_line_naming_the_file_and_the_previous_files_stay(tmp
     is refused before Keras writes it (h5py crashed the process on a full disk), with one
     line naming it, the space needed and free, and the first epoch's files unchanged; a
     write that fails midway names its file too."""
-    import errno
     import shutil
 
     import safeio
@@ -712,6 +712,71 @@ def test_an_output_below_a_file_is_named_as_not_a_directory_before_any_work(
     assert capsys.readouterr().err.strip().splitlines() == [
         f"zoo {argv[0]}: error: Not a directory (a file is in the way): {blocked}"]
     assert blocked.read_text() == "the user's" and os.listdir(tmp_path) == ["afile"]
+
+
+def test_a_folder_this_process_cannot_write_is_refused_by_the_kernel():
+    """check_writable_file asks the kernel (access(2) with the effective ids): run as a user
+    without write permission on a 0o555 folder (nobody, when the tests run as root, whom
+    permissions do not stop), a file there or below a missing folder there is refused
+    naming it, and a file in a writable folder is not."""
+    import subprocess
+    import tempfile
+
+    base = tempfile.mkdtemp(dir="/tmp")  # not pytest's 0o700 tmp_path: nobody must enter it
+    try:
+        os.chmod(base, 0o755)
+        for name, mode in (("locked", 0o555), ("open", 0o777)):
+            os.mkdir(os.path.join(base, name))
+            os.chmod(os.path.join(base, name), mode)
+        script = (
+            "import os, sys\n"
+            "import safeio\n"  # imported first: nobody may not read the interpreter's files
+            "if os.geteuid() == 0:\n"
+            "    os.setegid(65534); os.seteuid(65534)\n"
+            "for path in sys.argv[1:]:\n"
+            "    try:\n"
+            "        safeio.check_writable_file(path)\n"
+            "        print('ok', path)\n"
+            "    except PermissionError as err:\n"
+            "        print(err.errno, err.strerror, err.filename, sep=' | ')\n")
+        targets = [f"{base}/locked/t.csv", f"{base}/locked/new/t.csv", f"{base}/open/t.csv"]
+        done = subprocess.run([sys.executable, "-c", script, *targets], capture_output=True,
+                              text=True, check=True, timeout=60,
+                              cwd=os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+        assert done.stdout.splitlines() == [
+            f"{errno.EACCES} | Permission denied (cannot create files in {base}/locked) | "
+            f"{targets[0]}",
+            f"{errno.EACCES} | Permission denied (cannot create files in {base}/locked) | "
+            f"{targets[1]}",
+            f"ok {targets[2]}"]
+        assert sorted(os.listdir(base)) == ["locked", "open"]  # nothing made
+        assert not os.listdir(f"{base}/locked") and not os.listdir(f"{base}/open")
+    finally:
+        shutil.rmtree(base)
+
+
+@pytest.mark.parametrize("argv", [
+    ["ensemble", "{missing}", "{missing}", "--output", "{locked}/e.keras"],
+    ["predict", "{missing}", "x.png", "--output", "{locked}/p.csv"],
+    ["evaluate", "{missing}", "--output", "{locked}/new/ev.csv"],
+])
+def test_an_output_in_a_folder_that_cannot_be_written_is_refused_before_any_work(
+        argv, tmp_path, capsys, monkeypatch):
+    """The folder refuses this process (simulated: the test may run as root, whom the
+    kernel does not refuse; the test above holds the kernel's answer): one line naming the
+    output, exit 2, before the models are read (they are missing: reading them first would
+    report that), so that an evaluation's table is not lost at its end."""
+    locked = tmp_path / "locked"
+    locked.mkdir()
+    real = os.access
+    monkeypatch.setattr(os, "access", lambda path, mode, **kwargs: (
+        os.fspath(path) != str(locked) and real(path, mode, **kwargs)))
+    argv = [a.format(missing=tmp_path / "missing.keras", locked=locked) for a in argv]
+    assert cli.main(argv) == 2
+    assert capsys.readouterr().err.strip().splitlines() == [
+        f"zoo {argv[0]}: error: Permission denied (cannot create files in {locked}): "
+        f"{argv[argv.index('--output') + 1]}"]
+    assert not os.listdir(locked)
 
 
 def test_atomic_writes_name_the_file_in_the_way_and_keep_it(tmp_path):

@@ -20,7 +20,7 @@ import sys
 import zipfile
 
 import zoo
-from safeio import check_file_target, directory_lock, make_directory, write_csv
+from safeio import check_writable_file, directory_lock, make_directory, write_csv
 from safeio.checks import UserError
 from zoo.cli.quiet import tensorflow_started_quietly
 from zoo.cli.tables import ERROR_COLUMNS, for_people
@@ -638,7 +638,7 @@ def _cmd_evaluate(args):
     import ensembles
 
     if args.output:  # before any work
-        check_file_target(args.output)
+        check_writable_file(args.output)
     models = _load_models(args.models)
     size = models[0].input_shape[1]
     tta = None if args.tta == "none" else args.tta
@@ -718,7 +718,7 @@ def _cmd_ensemble(args):
 
     if not args.output.endswith(".keras"):
         raise UserError(f"--output must end in .keras; received {args.output!r}.")
-    check_file_target(args.output)
+    check_writable_file(args.output)
     _check_ensemble_output(args.output, args.members)
     if args.last is not None and not args.snapshots:
         raise UserError(f"--last {args.last} picks the last snapshots: give --snapshots DIR "
@@ -865,7 +865,7 @@ def _cmd_predict(args):
     import warnings
 
     if args.output:  # before any work
-        check_file_target(args.output)
+        check_writable_file(args.output)
     folder = any(os.path.isdir(source) for source in args.images)
     with warnings.catch_warnings(record=True) as caught:
         warnings.simplefilter("always")
