@@ -281,6 +281,29 @@ def serve(combined, test, export_dir, count=5):
             for i in range(count)]
 
 
+def report_header(dataset, models, scale, replica_count, test_images):
+    """The report's title and first paragraph: what was trained, of ``models``, and how.
+
+    Example:
+
+    >>> print(report_header("digits", ["resnet18"], 76, 2, 360))
+    # zoo demo on digits
+    <BLANKLINE>
+    ResNet-18 snapshots (which resize to 16x16 inside the model), trained on random 67x67 crops of images at 76x76; every model tested on the centre crop. Test split: 360 images.
+    """
+    trained = []
+    if "alexnet" in models:
+        trained.append(f"AlexNet members (two towers, LRN; the first on {replica_count} "
+                       "replicas, data parallel)")
+    if "resnet18" in models:
+        trained.append(f"ResNet-18 snapshots (which resize to {RESNET_SIZE}x{RESNET_SIZE} "
+                       "inside the model)")
+    return (f"# zoo demo on {dataset}\n\n{' and '.join(trained)}, trained on random "
+            f"{ALEXNET_SIZE}x{ALEXNET_SIZE} crops of images at {scale}x{scale}; every model "
+            "tested on the centre crop. Test split: "
+            f"{test_images} images.")
+
+
 def run(output_dir="runs/demo", epochs=6, snapshot_epochs=15, cycles=5, seed=0,
         dropouts=(0.3, 0.4), widths=(512, 384), dataset="digits", models=MODEL_CHOICES,
         strategy=None, train_split="train"):
@@ -332,12 +355,7 @@ def run(output_dir="runs/demo", epochs=6, snapshot_epochs=15, cycles=5, seed=0,
     for line in lines:
         print("  " + line)
     steps["export and serving"], clock = time.time() - clock, time.time()
-    header = (f"# zoo demo on {demo.dataset}\n\nAlexNet members at {ALEXNET_SIZE}x"
-              f"{ALEXNET_SIZE} (two towers, LRN) trained on random crops of images at "
-              f"{demo.scale}x{demo.scale} (the first on {count} "
-              f"replicas, data parallel), ResNet-18 snapshots at {RESNET_SIZE}x{RESNET_SIZE}; "
-              f"every model tested on the centre crop. Test split: {len(predictions[2])} "
-              f"images.")
+    header = report_header(demo.dataset, models, demo.scale, count, len(predictions[2]))
     path = report(table, combined, predictions, output_dir, header, lines)
     steps["report"] = time.time() - clock
     _say(f"done in {time.time() - start:.0f} s ("

@@ -491,6 +491,9 @@ def test_demo_smoke_run_end_to_end(tmp_path):
     assert [name for name in table.index if name.endswith(": ensemble")] == [
         "alexnet variants: ensemble", "resnet18 snapshots: ensemble", "all: ensemble",
         "all, weights fitted on validation: ensemble"]
+    report = open(os.path.join(out, "report.md"), encoding="utf-8").read()
+    assert "AlexNet members (two towers, LRN; the first on 2 replicas" in report
+    assert "ResNet-18 snapshots" in report
     for name in ("report.md", "size_curve.png", "reliability.png", "statistics.npz",
                  os.path.join("ensemble_savedmodel", "saved_model.pb"),
                  os.path.join("alexnet_dropout0p3", "learning_curves.png")):
@@ -553,6 +556,19 @@ def test_demo_arguments_are_checked_before_any_work(kwargs, message, tmp_path):
     with pytest.raises(ValueError, match=re.escape(message)):
         demo.run(str(tmp_path / "demo"), **kwargs)
     assert not os.path.exists(tmp_path / "demo")
+
+
+@pytest.mark.parametrize("models", [["alexnet"], ["resnet18"], ["alexnet", "resnet18"]])
+def test_the_demo_report_describes_the_models_it_trained(models):
+    """`zoo demo --models resnet18` trains no AlexNet: its report said it had (two towers,
+    on 2 replicas) whatever --models named."""
+    from zoo.cli import demo
+
+    paragraph = demo.report_header("digits", models, 76, 2, 360).splitlines()[2]
+    assert ("AlexNet" in paragraph) == ("alexnet" in models)
+    assert ("2 replicas" in paragraph) == ("alexnet" in models)
+    assert ("ResNet-18" in paragraph) == ("resnet18" in models)
+    assert "random 67x67 crops of images at 76x76" in paragraph
 
 
 def _saved_members(tmp_path, count=2):
