@@ -294,7 +294,8 @@ def _default_run_dir(args, kind=None):
 def _strategy(args):
     """The strategy for ``zoo.train``, made first thing: splitting a device for TensorFlow's
     mirrored strategy must precede any TensorFlow op, and joining a JAX cluster any JAX
-    computation. On other backends than TensorFlow, its name (keras.distribution)."""
+    computation. On other backends than TensorFlow, its name (keras.distribution), checked
+    against the devices there before the statistics pass (one device cannot mirror)."""
     import keras
 
     if keras.backend.backend() == "tensorflow":
@@ -302,6 +303,7 @@ def _strategy(args):
     if args.strategy == "multi_worker":
         zoo.distribute.initialize_cluster(args.coordinator, args.num_processes,
                                           args.process_id, timeout=args.cluster_timeout)
+    zoo.distribute.backend_distribution(args.strategy)  # what zoo.train will ask for
     return args.strategy
 
 

@@ -246,6 +246,27 @@ def test_train_user_errors_are_one_line_and_exit_code_2(argv, message, capsys, t
     assert not (tmp_path / "r").exists()
 
 
+@pytest.mark.all_backends
+def test_jax_mirrored_on_one_device_is_refused_before_the_statistics_pass(capsys, tmp_path):
+    """Under JAX with one device (the JAX pass runs this process so), --strategy mirrored
+    cannot split a batch: one line saying how to get two, before the run directory is made
+    (it came after the statistics pass over the whole training set had written there)."""
+    import keras
+
+    if keras.backend.backend() != "jax":
+        pytest.skip("TensorFlow's mirrored strategy splits the CPU in two")
+    if len(keras.distribution.list_devices()) > 1:
+        pytest.skip("this JAX process sees several devices")
+    argv = ["train", "--model", "resnet18", "--strategy", "mirrored", "--image-size", "16",
+            "--model-arg", "stem=cifar", "--model-arg", "width=0.125", "--run-dir",
+            str(tmp_path / "r")]
+    assert cli.main(argv) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and "strategy='mirrored' needs at least 2 devices on the jax " \
+        "backend" in err[0] and "XLA_FLAGS=--xla_force_host_platform_device_count=2" in err[0]
+    assert not (tmp_path / "r").exists()
+
+
 @pytest.mark.parametrize("flag, value, change", [
     ("--normalize", "none", "data.normalize 'standardize' -> 'none'"),
     ("--augment", "crop", "data.augment 'none' -> 'crop'"),
