@@ -725,6 +725,7 @@ def _cmd_ensemble(args):
     if args.last is not None and not args.snapshots:
         raise UserError(f"--last {args.last} picks the last snapshots: give --snapshots DIR "
                         "with it.")
+    _check_held_out_flags(args)
     if args.fit_weights and args.combine != "mean":
         raise UserError(f"--fit-weights fits the weights of the mean rule; received --combine "
                         f"{args.combine}.")
@@ -769,6 +770,27 @@ def _cmd_ensemble(args):
         print(f"Saved an ensemble of {len(names)} member{'s' * (len(names) > 1)} "
               f"({', '.join(names)}), combined by {args.combine}{shown}: {args.output}")
     return 0
+
+
+def _check_held_out_flags(args):
+    """The flags that describe the held-out data are refused without --fit-weights or
+    --calibrate-on (nothing would read them), then given their defaults."""
+    given = [flag for flag, value in (
+        ("--dataset", args.dataset), ("--center-crop", args.center_crop or None),
+        ("--batch-size", args.batch_size), ("--data-dir", args.data_dir),
+        ("--on-bad-image", args.on_bad_image)) if value is not None]
+    if given and not (args.fit_weights or args.calibrate_on):
+        raise UserError(f"{', '.join(given)} describe{'s' * (len(given) == 1)} the held-out "
+                        "data of --fit-weights and --calibrate-on, and neither was given: "
+                        "give one of them, or leave out " + ("it." if len(given) == 1
+                                                             else "those flags."))
+    if args.fit_method is not None and not args.fit_weights:
+        raise UserError(f"--fit-method {args.fit_method} is how --fit-weights fits the "
+                        "weights: give --fit-weights SPLIT with it.")
+    defaults = dict(dataset="digits", batch_size=128, on_bad_image="error", fit_method="nll")
+    for name, value in defaults.items():
+        if getattr(args, name) is None:
+            setattr(args, name, value)
 
 
 def _check_ensemble_output(output, members):
@@ -842,7 +864,7 @@ def _add_ensemble(sub):
     ensemble.add_argument("--fit-weights", default=None, metavar="SPLIT",
                           help="fit the member weights on this held-out split of --dataset "
                           "(e.g. validation), for the mean rule")
-    ensemble.add_argument("--fit-method", choices=FIT_METHOD_CHOICES, default="nll",
+    ensemble.add_argument("--fit-method", choices=FIT_METHOD_CHOICES, default=None,
                           help="nll: weights on the simplex minimising the NLL (default); "
                           "greedy: Caruana et al.'s selection with replacement")
     ensemble.add_argument("--calibrate-on", default=None, metavar="SPLIT",
@@ -852,14 +874,16 @@ def _add_ensemble(sub):
     ensemble.add_argument("--per-member", action="store_true",
                           help="with --calibrate-on: one temperature per member, before they "
                           "are combined")
-    ensemble.add_argument("--dataset", default="digits",
-                          help="with --fit-weights and --calibrate-on")
+    ensemble.add_argument("--dataset", default=None,
+                          help="with --fit-weights and --calibrate-on (default: digits)")
     ensemble.add_argument("--center-crop", action="store_true",
                           help="with --fit-weights and --calibrate-on: as zoo evaluate "
                           "--center-crop")
-    ensemble.add_argument("--batch-size", type=int, default=128, help="(default: 128)")
-    ensemble.add_argument("--data-dir", default=None, help="TFDS data_dir")
-    _bad_image_flag(ensemble)
+    ensemble.add_argument("--batch-size", type=int, default=None,
+                          help="with --fit-weights and --calibrate-on (default: 128)")
+    ensemble.add_argument("--data-dir", default=None,
+                          help="TFDS data_dir, with --fit-weights and --calibrate-on")
+    _bad_image_flag(ensemble, default=None)
     ensemble.set_defaults(run=_cmd_ensemble)
 
 
@@ -968,8 +992,8 @@ def _wide_pandas():
     return pd.option_context("display.width", 160, "display.max_columns", 20)
 
 
-def _bad_image_flag(parser):
-    parser.add_argument("--on-bad-image", choices=("error", "skip"), default="error",
+def _bad_image_flag(parser, default="error"):
+    parser.add_argument("--on-bad-image", choices=("error", "skip"), default=default,
                         help="image folders: stop and name every bad file (default), or skip "
                         "them with a warning naming them")
 

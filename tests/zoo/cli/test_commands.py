@@ -912,7 +912,8 @@ def test_models_that_do_not_fit_the_data_are_one_line_before_scoring(tmp_path, c
 def test_ensemble_output_and_flags_that_would_do_nothing_are_one_line(tmp_path, capsys):
     """The ensemble's file never replaces a member (a run's own checkpoint) or a user's
     non-Keras file; --last without --snapshots and --fit-weights with a rule it does not
-    weight are refused, where they were silently ignored."""
+    weight are refused, where they were silently ignored; so are the held-out data's flags
+    without --fit-weights or --calibrate-on, which read them."""
     from tests.helpers import tiny_model
 
     member = zoo.save_model(tiny_model(), str(tmp_path / "member.keras"))
@@ -926,6 +927,13 @@ def test_ensemble_output_and_flags_that_would_do_nothing_are_one_line(tmp_path, 
         (["--output", str(tmp_path / "e.keras"), "--combine", "vote", "--fit-weights",
           "validation"], "--fit-weights fits the weights of the mean rule; received "
                          "--combine vote"),
+        (["--output", str(tmp_path / "e.keras"), "--center-crop"],
+         "--center-crop describes the held-out data of --fit-weights and --calibrate-on, "
+         "and neither was given"),
+        (["--output", str(tmp_path / "e.keras"), "--dataset", "cats", "--batch-size", "8"],
+         "--dataset, --batch-size describe the held-out data"),
+        (["--output", str(tmp_path / "e.keras"), "--fit-method", "greedy"],
+         "--fit-method greedy is how --fit-weights fits the weights: give --fit-weights"),
     ]
     member_bytes = open(member, "rb").read()
     for flags, message in cases:
