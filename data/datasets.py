@@ -177,7 +177,7 @@ def _prepare(builder, name, manual_dir):
             f"TFDS dataset {name!r} is not prepared in {builder.data_dir} and this machine "
             "cannot reach the internet to download it. Prepare it on a machine with network "
             f"access (`tfds build {name} --data_dir DIR`), copy DIR here and pass "
-            "data_dir=DIR."
+            "data_dir=DIR (zoo: --data-dir DIR)."
         )
     if manual_dir is not None:
         manual_dir = os.path.expanduser(os.fspath(manual_dir))

@@ -608,7 +608,7 @@ def directory_lock(directory):
     ...         pass
     Traceback (most recent call last):
     ...
-    safeio.checks.UserError: The run directory ... is in use by another run (process ...); wait for it, or give another run_dir.
+    safeio.checks.UserError: The run directory ... is in use by another run (process ...); wait for it, or give another run directory (run_dir, --run-dir).
     """
     make_directory(directory)
     path = os.path.join(directory, ".lock")
@@ -619,7 +619,7 @@ def directory_lock(directory):
             f.seek(0)
             holder = f.read().strip() or "unknown"
             raise UserError(f"The run directory {directory} is in use by another run "
-                            f"(process {holder}); wait for it, or give another run_dir.")
+                            f"(process {holder}); wait for it, or give another run directory (run_dir, --run-dir).")
         f.seek(0)
         f.truncate()
         f.write(str(os.getpid()))

@@ -277,7 +277,7 @@ def _resumed_statistics(run_dir):
         raise UserError(
             f"{path} is unreadable ({type(err).__name__}: {str(err)[:80]}), but {run_dir} "
             "holds a backup of a run that trained with it. Restore it, or give another "
-            "run_dir.") from None
+            "--run-dir.") from None
 
 
 def _bad_image_policy(args):

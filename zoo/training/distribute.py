@@ -276,7 +276,7 @@ def same_epoch_everywhere(run_dir):
                 f"The processes resumed from different epochs ({epochs}, by process id): "
                 f"process 0 resumed from {run_dir}, and every other process must read "
                 "the same directory. Put the run directory on a file system that every "
-                "machine mounts at the same path, or start again with a new run_dir.")
+                "machine mounts at the same path, or start again with a new run directory (run_dir, --run-dir).")
 
     return check
 
