@@ -272,7 +272,10 @@ def _export_file(serving, path, format, names, overwrite, metadata):
     expected = serving.predict(batch, verbose=0)
     serving(batch[:1])  # Keras' ONNX export needs a called model (JAX's predict does not call)
     with atomic_path(path) as tmp:
-        with _normalization_as_constants(serving):
+        with _normalization_as_constants(serving), warnings.catch_warnings():
+            # Keras' tf2onnx module asks NumPy for np.object, which warns on import: a line
+            # about Keras' code in every export, nothing the user could act on.
+            warnings.filterwarnings("ignore", r"In the future `np\.object`", FutureWarning)
             serving.export(tmp, format=format, verbose=False)
         if format == "onnx":
             _add_onnx_metadata(tmp, {k: json.dumps(v) for k, v in metadata.items()})

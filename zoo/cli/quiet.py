@@ -6,9 +6,10 @@ failed ``cuInit`` on a machine without a GPU, the cuDNN/cuFFT/cuBLAS factory
 registrations, the CPU-instruction and oneDNN notes. C++ writes them to file descriptor
 2, below Python, so :func:`tensorflow_started_quietly` points that descriptor at a
 temporary file while TensorFlow starts, then writes back every line that is not one of
-those. Later warnings and errors reach the terminal as they are.
+those. Later warnings and errors reach the terminal as they are; INFO lines do not.
 """
 
+import os
 import re
 
 from safeio import streams
@@ -36,7 +37,10 @@ def descriptor_filtered(fd=2):
 
 def tensorflow_started_quietly():
     """Import TensorFlow and find its devices (where the start-up lines come from) with
-    those lines filtered out."""
+    those lines filtered out, and keep TensorFlow's C++ INFO lines (Grappler's "Starting
+    new session" in an ONNX export, say) off for good, unless ``TF_CPP_MIN_LOG_LEVEL`` says
+    otherwise: its warnings and errors still show."""
+    os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "1")  # read when TensorFlow is imported
     with descriptor_filtered():
         import tensorflow as tf
 

@@ -131,6 +131,23 @@ def test_a_count_below_one_is_one_line_of_its_command(argv, capsys):
         f"{argv[0]} --help"]
 
 
+def test_an_onnx_export_writes_nothing_to_stderr(tmp_path):
+    """`zoo export --format onnx` in a fresh process with TensorFlow's C++ logging at its
+    default level: stderr stays empty. It showed four INFO lines of Grappler's ("Starting
+    new session") and NumPy's FutureWarning about Keras' own tf2onnx module."""
+    pytest.importorskip("tf2onnx")
+    from tests.helpers import tiny_model
+
+    model = zoo.save_model(tiny_model(), str(tmp_path / "m.keras"))
+    env = {k: v for k, v in os.environ.items() if k != "TF_CPP_MIN_LOG_LEVEL"}
+    result = subprocess.run([sys.executable, "-m", "zoo", "export", model,
+                             str(tmp_path / "m.onnx"), "--format", "onnx"], env=env,
+                            capture_output=True, text=True, timeout=300)
+    assert result.returncode == 0, result.stderr
+    assert result.stderr == ""
+    assert result.stdout.startswith(f"onnx: {tmp_path / 'm.onnx'} ")
+
+
 def test_tensorflow_start_up_lines_never_reach_the_terminal_but_real_ones_do(capfd):
     """`zoo evaluate` (which starts TensorFlow) in a fresh process, with TensorFlow's C++
     logging at its default level: no start-up line on stderr, only the command's own one.
