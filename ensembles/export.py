@@ -203,10 +203,15 @@ def export(ensemble, path, overwrite=False, class_names=None, scale=None,
                             {"class_names": names, "members": [m.name for m in members]})
 
     archive = keras.export.ExportArchive()
+    # Under JAX, jax2tf's default gradient registration is of no use once the export is
+    # reloaded ("Will likely fail if a gradient is requested", TensorFlow warns at every
+    # load of it): a server needs none.
+    gradients = ({"jax2tf_kwargs": {"with_gradient": False}}
+                 if keras.backend.backend() == "jax" else {})
     serve = archive.track_and_add_endpoint(
         "serve", serving, input_signature=[keras.InputSpec(
             shape=(None, height, width, 3), dtype=serving.input.dtype,
-            name=serving.input.name)])
+            name=serving.input.name)], **gradients)
     lookup = tf.constant(names)
     k = min(TOP_K, classes)
 
