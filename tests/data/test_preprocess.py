@@ -11,11 +11,36 @@ def test_resize_shorter_side_keeps_aspect_ratio():
     assert data.resize_shorter_side(tf.zeros((300, 600, 3)), 256).shape == (256, 512, 3)
     assert data.resize_shorter_side(tf.zeros((500, 375, 3)), 256).shape == (341, 256, 3)
     assert data.resize_shorter_side(tf.zeros((2, 100, 80, 3)), 64).shape == (2, 80, 64, 3)
+    # torchvision's Resize truncates the longer side: int(256 * 499 / 375) = int(340.65)
+    assert data.resize_shorter_side(tf.zeros((375, 499, 3)), 256).shape == (256, 340, 3)
+    assert data.resize_shorter_side(tf.zeros((256, 256, 3)), 256).shape == (256, 256, 3)
+
+
+@pytest.mark.parametrize("shape, size", [((375, 500), (341, 256)), ((8, 8), (76, 76)),
+                                         ((97, 61), (64, 101))])
+def test_resize_shorter_side_gives_pils_bilinear_pixels(shape, size):
+    """torchvision resizes a PIL image with PIL's bilinear filter, which widens as it shrinks
+    (antialiasing). Held against PIL to within its rounding to whole levels, on noise (where
+    aliasing shows most: 119 levels apart without antialiasing), shrunk and enlarged.
+    (``size`` is PIL's (width, height).)"""
+    from PIL import Image
+
+    image = np.random.default_rng(0).integers(0, 256, shape + (3,), dtype=np.uint8)
+    pil = np.asarray(Image.fromarray(image).resize(size, Image.BILINEAR), "float32")
+    ours = data.resize_shorter_side(tf.cast(image, tf.float32), min(size)).numpy()
+    assert ours.shape == pil.shape
+    np.testing.assert_allclose(ours, pil, atol=1.0)
 
 
 def test_center_crop_takes_the_middle():
     image = np.arange(6 * 8 * 1, dtype="float32").reshape(6, 8, 1)
     np.testing.assert_array_equal(data.center_crop(image, 4).numpy(), image[1:5, 2:6])
+    # torchvision's CenterCrop: offsets int(round((side - size) / 2)), half to even
+    np.testing.assert_array_equal(data.center_crop(image, 3).numpy(), image[2:5, 2:5])
+    np.testing.assert_array_equal(data.center_crop(image, 5).numpy(), image[0:5, 2:7])
+    # The centre crop is five_crop's centre (which held torchvision's offsets already).
+    np.testing.assert_array_equal(data.center_crop(image, 3).numpy(),
+                                  data.five_crop(image, 3)[4].numpy())
     with pytest.raises(tf.errors.InvalidArgumentError, match="smaller than 10"):
         data.center_crop(image, 10)
 
@@ -65,7 +90,8 @@ def test_statistics_save_load_round_trip(tmp_path):
     assert loaded.num_images == 37
     assert [p.name for p in tmp_path.iterdir()] == ["stats.npz"]  # no temporary left behind
     assert loaded.center_mean(4).shape == (4, 4, 3)
-    np.testing.assert_array_equal(loaded.center_mean(2), stats.mean_image[2:4, 1:3])  # 6x5
+    # 6x5 -> 2x2: offsets round(2) and round(1.5) = 2, half to even, as torchvision's
+    np.testing.assert_array_equal(loaded.center_mean(2), stats.mean_image[2:4, 2:4])
     with pytest.raises(ValueError, match=r"center_mean\(6\): these statistics are of 6x5 "
                                          r"images; a crop of them is 1 to 5 pixels"):
         loaded.center_mean(6)
