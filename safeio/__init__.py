@@ -257,7 +257,8 @@ def check_file_target(path):
 
 
 def check_writable_file(path):
-    """:func:`check_file_target`, and raise ``PermissionError`` naming ``path`` where this
+    """For a file the user names: refuse a symbolic link there (a :class:`UserError`), then
+    :func:`check_file_target`, and raise ``PermissionError`` naming ``path`` where this
     process cannot create files in its nearest existing folder (no write permission, or a
     read-only file system): checked before the work whose result it will hold, so that an
     evaluation's table is not lost at the end.
@@ -268,6 +269,11 @@ def check_writable_file(path):
     >>> check_writable_file(os.path.join(tempfile.mkdtemp(), "new", "table.csv"))
     """
     path = os.fspath(path)
+    if os.path.islink(path):
+        raise UserError(
+            f"Refusing to write {path}: it is a symbolic link (to {os.readlink(path)}), which "
+            "the file would replace (writing through it would change the file it links to "
+            "instead); nothing was changed. Name the file it links to, or another file.")
     check_file_target(path)
     folder = os.path.dirname(os.path.abspath(path))
     while not os.path.exists(folder):  # made when the file is written: its parent must allow it

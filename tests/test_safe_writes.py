@@ -779,6 +779,31 @@ def test_an_output_in_a_folder_that_cannot_be_written_is_refused_before_any_work
     assert not os.listdir(locked)
 
 
+@pytest.mark.parametrize("argv, name", [
+    (["ensemble", "{missing}", "{missing}", "--output", "{link}"], "table.keras"),
+    (["predict", "{missing}", "x.png", "--output", "{link}"], "table.csv"),
+    (["evaluate", "{missing}", "--output", "{link}"], "table.csv"),
+])
+def test_an_output_that_is_a_symbolic_link_is_refused_before_any_work(argv, name, tmp_path,
+                                                                       capsys):
+    """`--output table.csv`, a link to the user's file elsewhere: one line, exit 2, the
+    link and its target unchanged (the link was replaced by a file)."""
+    elsewhere = tmp_path / "shared"
+    elsewhere.mkdir()
+    (elsewhere / name).write_text("the user's")
+    link = tmp_path / name
+    link.symlink_to(elsewhere / name)
+    argv = [a.format(missing=tmp_path / "missing.keras", link=link) for a in argv]
+    assert cli.main(argv) == 2
+    assert capsys.readouterr().err.strip().splitlines() == [
+        f"zoo {argv[0]}: error: Refusing to write {link}: it is a symbolic link (to "
+        f"{elsewhere / name}), which the file would replace (writing through it would "
+        "change the file it links to instead); nothing was changed. Name the file it links "
+        "to, or another file."]
+    assert os.readlink(link) == str(elsewhere / name)
+    assert (elsewhere / name).read_text() == "the user's"
+
+
 def test_atomic_writes_name_the_file_in_the_way_and_keep_it(tmp_path):
     from safeio import check_file_target, make_directory, write_text
 
