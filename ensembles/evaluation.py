@@ -146,6 +146,10 @@ def combine(source, member_probs):
 def evaluate(source, dataset, tta=None, predictions=None, calibrate_on=None):
     """One table: a row per member, then ``best member``, ``mean member`` and ``ensemble``.
 
+    A single model (not an ensemble) is one member: its row, and the three summary rows,
+    which equal it, so that ``table.loc["ensemble"]`` reads the same for every source
+    (``table.iloc[:1]`` is its row alone, as ``zoo evaluate`` shows it).
+
     Columns: top-1 and top-5 error, NLL, Brier score and ECE (15 bins); the ensemble row
     also has the members' pairwise ``disagreement`` and average ``kl``, and each member row
     its normalised ``weight`` in the combination. ``predictions``:
