@@ -18,6 +18,7 @@ import tensorflow as tf
 from data import folder
 from data.preprocess import alexnet_preprocess
 from data.preprocess import center_crop as _center_crop
+from data.preprocess import resize_and_center_crop
 from safeio.checks import UserError, check_non_negative_int, check_positive_int, is_int
 
 DIGITS = "digits"
@@ -456,10 +457,13 @@ def load(
     if image_size is not None:
         ds = ds.map(lambda image, label: (tf.image.resize(image, (image_size, image_size)),
                                           label), num_parallel_calls=tf.data.AUTOTUNE)
-    if scale is not None:
+    if scale is not None and center_crop is not None:  # one crop, where torchvision's is
+        ds = ds.map(lambda image, label: (resize_and_center_crop(image, scale, center_crop),
+                                          label), num_parallel_calls=tf.data.AUTOTUNE)
+    elif scale is not None:
         ds = ds.map(lambda image, label: (alexnet_preprocess(image, scale), label),
                     num_parallel_calls=tf.data.AUTOTUNE)
-    if center_crop is not None:
+    elif center_crop is not None:
         ds = ds.map(lambda image, label: (_center_crop(image, center_crop), label),
                     num_parallel_calls=tf.data.AUTOTUNE)
     counter = None

@@ -56,8 +56,23 @@ def center_crop(image, size):
     return image[..., top : top + size, left : left + size, :]
 
 
+def resize_and_center_crop(image, scale, size):
+    """torchvision's ``Resize(scale)`` then ``CenterCrop(size)``: float32 pixels, the
+    shorter side to ``scale``, then the central ``size`` x ``size`` window in one crop (two
+    centre crops, to ``scale`` and then ``size``, would sit a pixel off where ``scale -
+    size`` is odd).
+
+    Example:
+
+    >>> resize_and_center_crop(tf.zeros((375, 500, 3), tf.uint8), 256, 227).shape
+    TensorShape([227, 227, 3])
+    """
+    return center_crop(resize_shorter_side(tf.cast(image, tf.float32), scale), size)
+
+
 def alexnet_preprocess(image, size=256):
-    """The paper's test-time input: shorter side to ``size``, then the central square.
+    """The paper's input: shorter side to ``size``, then the central square (from which
+    training takes random crops and the ten-crop test its corner and centre crops).
 
     Example:
 

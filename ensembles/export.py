@@ -168,7 +168,7 @@ def export(ensemble, path, overwrite=False, class_names=None, scale=None,
     """
     import tensorflow as tf
 
-    from data.preprocess import alexnet_preprocess, center_crop
+    from data.preprocess import resize_and_center_crop
     from data.tta import crop_scale
 
     if format not in FORMAT_CHOICES:
@@ -224,7 +224,7 @@ def export(ensemble, path, overwrite=False, class_names=None, scale=None,
                 "mutual_information": out["mutual_information"], "finite": out["finite"]}
 
     def resized(images):  # float32 [N, H, W, 3] -> [N, height, width, 3], as evaluated
-        crops = center_crop(alexnet_preprocess(images, scale), height)
+        crops = resize_and_center_crop(images, scale, height)
         return tf.ensure_shape(crops, (None, height, width, 3))
 
     @tf.function(input_signature=[tf.TensorSpec((None, None, None, 3), tf.uint8,

@@ -216,7 +216,7 @@ def test_zoo_predict_names_the_classes_the_same_from_the_file_and_its_export(tmp
 
     # The numbers are the ensemble's on the centre crop, as zoo evaluate --center-crop sees it.
     image = tf.cast(tf.io.decode_png((photos / "p1.png").read_bytes(), channels=3), "float32")
-    crop = data.center_crop(data.alexnet_preprocess(image, data.crop_scale(size)), size)
+    crop = data.resize_and_center_crop(image, data.crop_scale(size), size)
     expected = ensembles.Ensemble(members).predict(crop[tf.newaxis], verbose=0)[0]
     for k in range(1, 4):
         assert ours.loc[1, f"probability_{k}"] == pytest.approx(

@@ -135,10 +135,10 @@ def _onnx_input_size(path):
 
 def _crop(encoded, size):
     """One encoded image as ``zoo evaluate --center-crop`` sees it: float32, size x size."""
-    from data.preprocess import alexnet_preprocess, center_crop
+    from data.preprocess import resize_and_center_crop
     from data.tta import crop_scale
 
-    return np.asarray(center_crop(alexnet_preprocess(_decode(encoded), crop_scale(size)), size))
+    return np.asarray(resize_and_center_crop(_decode(encoded), crop_scale(size), size))
 
 
 def _decode(encoded):

@@ -45,6 +45,28 @@ def test_center_crop_takes_the_middle():
         data.center_crop(image, 10)
 
 
+def test_a_test_crop_is_torchvisions_one_centre_crop(tmp_path):
+    """Resize(256) then CenterCrop(227) of a 256x341 image (the resize is then the identity)
+    is image[14:241, 57:284]: torchvision's offsets round(29 / 2) = 14 and round(114 / 2) =
+    57. Cropping to the 256 square first, then to 227, put it at 56. The same crop comes
+    from data.load(scale=, center_crop=) on a folder and from zoo predict's loading."""
+    from PIL import Image
+
+    from zoo.prediction import _crop
+
+    image = np.random.default_rng(0).integers(0, 256, (256, 341, 3), dtype=np.uint8)
+    expected = image[14:241, 57:284].astype("float32")
+    np.testing.assert_array_equal(data.resize_and_center_crop(image, 256, 227).numpy(),
+                                  expected)
+    for split in ("train", "test"):
+        (tmp_path / split / "a").mkdir(parents=True)
+        Image.fromarray(image).save(tmp_path / split / "a" / "x.png")
+    loaded = data.load(str(tmp_path), "test", scale=256, center_crop=227, batch_size=None)
+    np.testing.assert_array_equal(next(iter(loaded))[0].numpy(), expected)
+    encoded = (tmp_path / "test" / "a" / "x.png").read_bytes()
+    np.testing.assert_array_equal(_crop(encoded, 227), expected)  # crop_scale(227) = 256
+
+
 def test_alexnet_preprocess_in_a_pipeline():
     ds = tf.data.Dataset.from_tensors(tf.ones((375, 500, 3), tf.uint8) * 7)
     out = next(iter(ds.map(data.alexnet_preprocess)))
