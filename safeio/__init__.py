@@ -269,11 +269,14 @@ def check_writable_file(path):
     >>> check_writable_file(os.path.join(tempfile.mkdtemp(), "new", "table.csv"))
     """
     path = os.fspath(path)
+    if path.endswith(os.sep):
+        raise UserError(f"Cannot write the file {path}: the name ends in {os.sep}, as a "
+                        "directory's does. Name a file.")
     if os.path.islink(path):
         raise UserError(
             f"Refusing to write {path}: it is a symbolic link (to {os.readlink(path)}), which "
-            "the file would replace (writing through it would change the file it links to "
-            "instead); nothing was changed. Name the file it links to, or another file.")
+            "this command neither replaces nor writes through; nothing was changed. Name "
+            "the file it links to, or another file.")
     check_file_target(path)
     folder = os.path.dirname(os.path.abspath(path))
     while not os.path.exists(folder):  # made when the file is written: its parent must allow it
@@ -614,7 +617,7 @@ def directory_lock(directory):
     ...         pass
     Traceback (most recent call last):
     ...
-    safeio.checks.UserError: The run directory ... is in use by another run (process ...); wait for it, or give another run directory (run_dir, --run-dir).
+    safeio.checks.UserError: The run directory ... is in use by another run (process ...); wait for it, or give another run directory.
     """
     make_directory(directory)
     path = os.path.join(directory, ".lock")
@@ -625,7 +628,7 @@ def directory_lock(directory):
             f.seek(0)
             holder = f.read().strip() or "unknown"
             raise UserError(f"The run directory {directory} is in use by another run "
-                            f"(process {holder}); wait for it, or give another run directory (run_dir, --run-dir).")
+                            f"(process {holder}); wait for it, or give another run directory.")
         f.seek(0)
         f.truncate()
         f.write(str(os.getpid()))

@@ -485,6 +485,37 @@ def test_ctrl_c_inside_the_backup_write_leaves_a_run_that_resumes(tmp_path, monk
         np.testing.assert_allclose(ours, theirs, rtol=1e-6, atol=1e-7)
 
 
+def test_a_kill_between_the_first_backups_weights_and_metadata_starts_the_run_again(
+        tmp_path, monkeypatch):
+    """Killed after the first epoch's backup weights and before their metadata (no earlier
+    backup to fall back to): the rerun starts from the first epoch with one warning, as a
+    run killed before any backup does; it is not refused as a damaged backup."""
+    import keras
+
+    from zoo.training import callbacks
+
+    real = callbacks.write_json
+
+    def killed(path, *args, **kwargs):
+        if str(path).endswith("training_metadata.json"):
+            raise KeyboardInterrupt
+        return real(path, *args, **kwargs)
+
+    monkeypatch.setattr(callbacks, "write_json", killed)
+    with pytest.raises(KeyboardInterrupt):
+        _train(tmp_path / "run", epochs=3)
+    monkeypatch.setattr(callbacks, "write_json", real)
+    assert sorted(os.listdir(tmp_path / "run" / "backup")) == ["latest.weights.h5"]
+    started = []
+    record = keras.callbacks.LambdaCallback(
+        on_epoch_begin=lambda epoch, logs: started.append(epoch + 1))
+    with pytest.warns(UserWarning, match=r"first backup in .* was cut short \(no metadata\); "
+                                         r"the run starts from its first epoch"):
+        result = _train(tmp_path / "run", epochs=3, callbacks=[record])
+    assert started == [1, 2, 3]
+    assert result.history["epoch"].tolist() == [1, 2, 3]
+
+
 @pytest.fixture(scope="module")
 def _three_epochs(tmp_path_factory):
     """One tiny run of three epochs (checkpoints, backup, history, config), trained once per
@@ -526,7 +557,8 @@ def test_with_no_readable_backup_the_run_is_refused_and_kept(run_dir):
     kept = ["history.csv", "checkpoints/best.keras", "checkpoints/last.keras"]
     before = {name: (run_dir / name).read_bytes() for name in kept}
     with pytest.raises(ValueError, match=rf"backup {re.escape(str(weights))} does not match .*"
-                                         r"no earlier backup is readable; nothing was written"
+                                         r"no earlier backup is readable; the run's history "
+                                         r"and checkpoints are left as they were"
                                          rf".* move {re.escape(str(backup))} aside") as err:
         _train(run_dir, epochs=4)
     assert "\n" not in str(err.value)
@@ -779,6 +811,17 @@ def test_an_output_in_a_folder_that_cannot_be_written_is_refused_before_any_work
     assert not os.listdir(locked)
 
 
+def test_an_output_named_as_a_directory_is_refused_before_any_work(tmp_path, capsys):
+    """`--output results/` (a folder that does not exist yet) cannot become a file: one
+    line before the models are read, where the write failed after the evaluation."""
+    output = f"{tmp_path / 'results'}/"
+    assert cli.main(["evaluate", str(tmp_path / "missing.keras"), "--output", output]) == 2
+    assert capsys.readouterr().err.strip().splitlines() == [
+        f"zoo evaluate: error: Cannot write the file {output}: the name ends in /, as a "
+        "directory's does. Name a file."]
+    assert not os.listdir(tmp_path)
+
+
 @pytest.mark.parametrize("argv, name", [
     (["ensemble", "{missing}", "{missing}", "--output", "{link}"], "table.keras"),
     (["predict", "{missing}", "x.png", "--output", "{link}"], "table.csv"),
@@ -797,9 +840,8 @@ def test_an_output_that_is_a_symbolic_link_is_refused_before_any_work(argv, name
     assert cli.main(argv) == 2
     assert capsys.readouterr().err.strip().splitlines() == [
         f"zoo {argv[0]}: error: Refusing to write {link}: it is a symbolic link (to "
-        f"{elsewhere / name}), which the file would replace (writing through it would "
-        "change the file it links to instead); nothing was changed. Name the file it links "
-        "to, or another file."]
+        f"{elsewhere / name}), which this command neither replaces nor writes through; "
+        "nothing was changed. Name the file it links to, or another file."]
     assert os.readlink(link) == str(elsewhere / name)
     assert (elsewhere / name).read_text() == "the user's"
 

@@ -293,8 +293,9 @@ def report_header(dataset, models, scale, replica_count, test_images):
     """
     trained = []
     if "alexnet" in models:
-        trained.append(f"AlexNet members (two towers, LRN; the first on {replica_count} "
-                       "replicas, data parallel)")
+        replicas = f"{replica_count} replica{'s' * (replica_count != 1)}"
+        trained.append(f"AlexNet members (two towers, LRN; the first on {replicas}, data "
+                       "parallel)")
     if "resnet18" in models:
         trained.append(f"ResNet-18 snapshots (which resize to {RESNET_SIZE}x{RESNET_SIZE} "
                        "inside the model)")

@@ -243,12 +243,21 @@ class SafeBackupAndRestore(keras.callbacks.BackupAndRestore):
         problems = []
         pairs = [pair for pair in keras_internals.backup_pairs(self)
                  if any(os.path.exists(path) for path in pair)]
+        if pairs and not any(os.path.exists(metadata) for _, metadata in pairs):
+            # Killed during its first backup, after the weights and before their metadata:
+            # no epoch was backed up, and the run starts from its first, as a run killed
+            # before any backup does.
+            warnings.warn(f"The first backup in {self.backup_dir} was cut short (no "
+                          "metadata); the run starts from its first epoch.", stacklevel=2)
+            pairs = []
         if self.agree_on_epoch is None:  # each pair checked as it is reached
             checked = ((pair, None) for pair in pairs)
         else:  # in a cluster, before any load: loading is a collective
             checked = [(pair, self._check_pair(*pair)) for pair in pairs]
+            # -1: a damaged backup, which stops this process below; the others (with a
+            # readable one, or none, where the run directory is not shared) must stop too.
             self.agree_on_epoch(next((epoch for _, epoch in checked if isinstance(epoch, int)),
-                                     0))
+                                     -1 if checked else 0))
         for (weights, metadata), epoch in checked:
             if epoch is None:
                 epoch = self._check_pair(weights, metadata)
@@ -259,12 +268,12 @@ class SafeBackupAndRestore(keras.callbacks.BackupAndRestore):
                                   f"({os.path.basename(weights)}).", stacklevel=2)
                 return
             problems.append(problem)
-        if problems:  # a kill never leaves this: the files were damaged from outside
+        if problems:  # no kill leaves this (see _save_model): damaged from outside
             raise UserError(
-                f"The run's backup {problems[0]}, and no earlier backup is readable; nothing "
-                f"was written. To train this run again from its first epoch (its history "
-                f"and checkpoints are then replaced), move {self.backup_dir} aside; or use "
-                "another run directory.")
+                f"The run's backup {problems[0]}, and no earlier backup is readable; the "
+                f"run's history and checkpoints are left as they were. To train this run "
+                f"again from its first epoch (they are then replaced), move "
+                f"{self.backup_dir} aside; or use another run directory.")
 
     # Set by zoo.train in a JAX cluster: called with the epoch this process is about to
     # restore (0 for none), it stops every process when they differ.

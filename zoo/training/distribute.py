@@ -272,11 +272,12 @@ def same_epoch_everywhere(run_dir):
 
         epochs = [int(e) for e in np.ravel(multihost_utils.process_allgather(np.int32(epoch)))]
         if len(set(epochs)) > 1:
+            damaged = "; -1: a damaged backup" if -1 in epochs else ""
             raise UserError(
-                f"The processes resumed from different epochs ({epochs}, by process id): "
-                f"process 0 resumed from {run_dir}, and every other process must read "
-                "the same directory. Put the run directory on a file system that every "
-                "machine mounts at the same path, or start again with a new run directory (run_dir, --run-dir).")
+                f"The processes resumed from different epochs ({epochs}, by process id"
+                f"{damaged}): process 0 resumed from {run_dir}, and every other process must "
+                "read the same directory. Put the run directory on a file system that every "
+                "machine mounts at the same path, or start again with a new run directory.")
 
     return check
 

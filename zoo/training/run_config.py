@@ -110,7 +110,7 @@ def check_resume(run_dir, settings, whole=False):
         raise UserError(
             f"{path} {problem}, but {run_dir} holds a backup of a run: resumed, it would "
             "train with the backup's weights, optimizer and learning rate whatever the "
-            "settings given now. Restore config.json, or give another run directory (run_dir, --run-dir).") from None
+            "settings given now. Restore config.json, or give another run directory.") from None
     now = flat_config(json.loads(json.dumps(settings, default=str)))
     unrecorded = {key for key in LATER_ENTRIES if key not in before}
     before = flat_config(before)
@@ -122,7 +122,7 @@ def check_resume(run_dir, settings, whole=False):
     if changed:
         raise UserError(
             f"{run_dir} holds a run with other settings ({'; '.join(changed)}); "
-            "resume it with its own settings, or give another run directory (run_dir, --run-dir).")
+            "resume it with its own settings, or give another run directory.")
 
 
 def what_was_kept(run_dir):

@@ -222,7 +222,7 @@ def _check_same_search(run_dir, settings):
         if changed:
             raise UserError(
                 f"{run_dir} holds a search with other settings ({', '.join(changed)}): "
-                "keras-tuner would take its trials as this search's. Give another run directory (run_dir, --run-dir), "
+                "keras-tuner would take its trials as this search's. Give another run directory, "
                 "or the same settings to resume it.")
     os.makedirs(run_dir, exist_ok=True)
     write_json(path, now)

@@ -607,6 +607,7 @@ def test_the_demo_report_describes_the_models_it_trained(models):
     assert ("2 replicas" in paragraph) == ("alexnet" in models)
     assert ("ResNet-18" in paragraph) == ("resnet18" in models)
     assert "random 67x67 crops of images at 76x76" in paragraph
+    assert "on 1 replica," in demo.report_header("digits", ["alexnet"], 76, 1, 360)
 
 
 def _saved_members(tmp_path, count=2):

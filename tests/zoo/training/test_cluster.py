@@ -182,8 +182,8 @@ def test_two_jax_processes_train_as_one_and_resume_after_a_kill(tmp_path):
     process 0 as the third epoch begins (the other is then killed, as a scheduler would),
     then started again, they finish with identical weights, equal to those of one process
     over 4 devices (the same global batches), and only process 0 wrote the run directory.
-    Processes that resume from different epochs (no shared run directory) stop with one
-    line."""
+    Processes that resume from different epochs (no shared run directory), or where one
+    finds a damaged backup, stop with one line."""
     run_dir = tmp_path / "run"
     # Process 0 kills itself as its third epoch begins: its backup of the second is whole.
     killed = _cluster(tmp_path, [run_dir, run_dir], epochs=3, kill="0:2")
@@ -233,6 +233,17 @@ def test_two_jax_processes_train_as_one_and_resume_after_a_kill(tmp_path):
         assert code != 0
         assert ("UserError: The processes resumed from different epochs ([3, 0], by process "
                 "id)") in err, err[-3000:]
+
+    # Process 0's backup damaged (both copies), process 1 sees none: both stop in one line,
+    # where process 0 alone stopped and process 1 waited in its first step's collective.
+    for name in os.listdir(run_dir / "backup"):
+        if "training_metadata" in name:
+            (run_dir / "backup" / name).write_text("{\"epo")
+    stopped = _cluster(tmp_path, [run_dir, elsewhere], epochs=4)
+    for code, _, err in stopped:
+        assert code != 0
+        assert ("UserError: The processes resumed from different epochs ([-1, 0], by process "
+                "id; -1: a damaged backup)") in err, err[-3000:]
 
 
 @pytest.mark.slow
