@@ -133,7 +133,7 @@ def _cmd_demo(args):
     given = {k: getattr(args, k) for k in ("epochs", "snapshot_epochs", "cycles")
              if getattr(args, k) is not None}  # else demo.run's defaults
     demo.run(output_dir=args.output_dir, seed=args.seed, dataset=args.dataset,
-             models=args.models, **{**quick, **given})  # what the user names wins
+             data_dir=args.data_dir, models=args.models, **{**quick, **given})  # what the user names wins
     return 0
 
 
@@ -146,6 +146,7 @@ def _add_demo(sub):
     demo.add_argument("--output-dir", default="runs/demo")
     demo.add_argument("--dataset", default="digits",
                       help="'digits' (embedded), a TFDS name or an image folder")
+    demo.add_argument("--data-dir", default=None, help="TFDS data_dir")
     demo.add_argument("--models", nargs="+", choices=("alexnet", "resnet18"),
                       default=["alexnet", "resnet18"],
                       help="AlexNet dropout/width variants, ResNet-18 snapshots, or both")

@@ -34,18 +34,19 @@ def _say(message):
     print(f"[demo {time.strftime('%H:%M:%S')}] {message}", flush=True)
 
 
-def load_data(dataset="digits", seed=0, train_split="train"):
+def load_data(dataset="digits", seed=0, train_split="train", data_dir=None):
     """The paper's pipeline (``data.pipeline``) at the AlexNet input size: images at the
     larger scale (shorter side 256/224 of the input), random crops of the input size to
-    train, the centre crop to evaluate. No flips: a mirrored digit is another shape."""
+    train, the centre crop to evaluate. No flips: a mirrored digit is another shape.
+    ``data_dir``: where a TFDS dataset is prepared (TFDS' default when None)."""
     import data
 
-    info = data.info(dataset)
+    info = data.info(dataset, data_dir=data_dir)
     if "train" not in info.splits or not any(s in info.splits for s in HELD_OUT):
         raise UserError(f"The demo needs a train split and a validation or test split; "
                         f"{dataset!r} has {sorted(info.splits)}.")
     return data.pipeline(dataset, ALEXNET_SIZE, augment="crop", batch_size=BATCH_SIZE,
-                         seed=seed, train_split=train_split, info=info)
+                         seed=seed, train_split=train_split, info=info, data_dir=data_dir)
 
 
 def _warmup_cosine(peak, epochs, steps_per_epoch, warmup_epochs):
@@ -307,14 +308,15 @@ def report_header(dataset, models, scale, replica_count, test_images):
 
 def run(output_dir="runs/demo", epochs=6, snapshot_epochs=15, cycles=5, seed=0,
         dropouts=(0.3, 0.4), widths=(512, 384), dataset="digits", models=MODEL_CHOICES,
-        strategy=None, train_split="train"):
+        strategy=None, train_split="train", data_dir=None):
     """Run the demo's four steps; returns the results table (a pandas DataFrame).
 
     ``dataset``: the embedded digits, a TFDS name or an image folder (with a train split and
     a validation and/or test split); ``models``: which of the AlexNet variants and the
     ResNet-18 snapshot ensemble to train; ``strategy``: the AlexNets' (default: the
     two-device ``MirroredStrategy``); ``train_split``: the training split, which may be
-    sliced as TFDS slices (``zoo demo --quick`` trains on ``"train[:320]"``).
+    sliced as TFDS slices (``zoo demo --quick`` trains on ``"train[:320]"``); ``data_dir``:
+    where a TFDS dataset is prepared.
 
     Example:
 
@@ -335,7 +337,7 @@ def run(output_dir="runs/demo", epochs=6, snapshot_epochs=15, cycles=5, seed=0,
     make_directory(output_dir)
     steps = {}
     clock = time.time()
-    demo = load_data(dataset, seed, train_split)
+    demo = load_data(dataset, seed, train_split, data_dir)
     demo.statistics.save(os.path.join(output_dir, "statistics.npz"))
     test_split = demo.held_out[-1]
     test = demo.load(test_split, batch_size=128)

@@ -1006,3 +1006,23 @@ def test_demo_quick_keeps_the_values_the_user_names(monkeypatch):
     assert (given["epochs"], given["cycles"], given["snapshot_epochs"]) == (3, 3, 2)
     assert (quick["epochs"], quick["cycles"], quick["snapshot_epochs"]) == (1, 2, 2)
     assert given["train_split"] == quick["train_split"] == commands.QUICK_TRAIN_SPLIT
+
+
+def test_demo_reads_a_tfds_dataset_from_data_dir(tmp_path, monkeypatch):
+    """`zoo demo --dataset NAME --data-dir DIR`: the demo had no --data-dir, so a TFDS
+    dataset prepared anywhere but TFDS' default folder could not be demonstrated on. Here
+    a real TFDS builder prepared offline in DIR; the demo's data are its classes and its
+    images at the AlexNet's input size."""
+    from tests.data.test_datasets import TinyShapes
+    from zoo.cli import demo
+
+    TinyShapes(data_dir=str(tmp_path)).download_and_prepare()
+    runs = []
+    monkeypatch.setattr(demo, "run", lambda **kwargs: runs.append(kwargs))
+    assert cli.main(["demo", "--dataset", "tiny_shapes", "--data-dir", str(tmp_path)]) == 0
+    assert runs[0]["data_dir"] == str(tmp_path) and runs[0]["dataset"] == "tiny_shapes"
+    loaded = demo.load_data("tiny_shapes", data_dir=str(tmp_path))
+    assert list(loaded.info.class_names) == ["dark", "light"]
+    images, labels = next(iter(loaded.load("test", batch_size=6)))
+    assert images.shape == (6, demo.ALEXNET_SIZE, demo.ALEXNET_SIZE, 3)
+    assert sorted(labels.numpy().tolist()) == [0, 0, 0, 1, 1, 1]
