@@ -234,13 +234,35 @@ def export(ensemble, path, overwrite=False, class_names=None, scale=None,
 
     @tf.function(input_signature=[tf.TensorSpec((None,), tf.string, name="images")])
     def serve_bytes(images):
-        def one(encoded):
-            image = tf.io.decode_image(encoded, channels=3, expand_animations=False)
-            return resized(tf.cast(image, tf.float32)[tf.newaxis])[0]
+        # A file that does not decode (truncated, not an image) is flagged in its row
+        # (decoded False, NaN numbers, no class names), and the others are served: tf.data's
+        # ignore_errors drops it, where a failed decode would fail the whole batch.
+        count = tf.shape(images)[0]
 
-        batch = tf.map_fn(one, images, fn_output_signature=tf.TensorSpec(
-            (height, width, 3), tf.float32))
-        return described(batch)
+        def one(index, encoded):
+            image = tf.io.decode_image(encoded, channels=3, expand_animations=False)
+            return index, resized(tf.cast(image, tf.float32)[tf.newaxis])[0]
+
+        decoded = tf.data.Dataset.from_tensor_slices((tf.range(count), images)).map(one)
+        decoded = decoded.ignore_errors().batch(tf.cast(tf.maximum(count, 1), tf.int64))
+        nothing = tf.data.Dataset.from_tensors((tf.zeros((0,), tf.int32),
+                                                tf.zeros((0, height, width, 3))))
+        indices, batch = decoded.concatenate(nothing).take(1).get_single_element()
+        rows = indices[:, tf.newaxis]
+
+        def scattered(values, fill):  # [decoded, ...] -> [count, ...], ``fill`` elsewhere
+            shape = tf.concat([[count], tf.shape(values)[1:]], axis=0)
+            return tf.tensor_scatter_nd_update(tf.fill(shape, fill), rows, values)
+
+        # Never an empty batch for the model (a JAX export refuses one): one blank image
+        # stands in where nothing decoded, and its row is dropped.
+        served = described(tf.cond(tf.size(indices) > 0, lambda: batch,
+                                   lambda: tf.zeros((1, height, width, 3))))
+        fills = {"top_classes": "", "finite": False}
+        out = {key: scattered(value[:tf.size(indices)], fills.get(key, float("nan")))
+               for key, value in served.items()}
+        out["decoded"] = scattered(tf.ones_like(indices, tf.bool), False)
+        return out
 
     for endpoint in (serve_images, serve_bytes):
         endpoint.get_concrete_function()  # traced: ExportArchive takes it as it is

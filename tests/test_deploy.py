@@ -113,13 +113,15 @@ def photo_export(tmp_path_factory):
     return served_dir, jpeg, expected
 
 
+@pytest.mark.all_backends
 @pytest.mark.xdist_group("cold_python")
 def test_the_export_serves_raw_images_and_encoded_bytes_as_zoo_evaluate_sees_them(
         photo_export, tmp_path, cold_python):
     """`zoo evaluate --center-crop`'s probabilities on the photo are what ``serve_images``
     (uint8, any size) and ``serve_bytes`` (the file's bytes) serve from a process that
     never imports the project; the top classes are the class names, also in
-    assets/class_names.txt."""
+    assets/class_names.txt. A file in the batch that does not decode is flagged in its row,
+    and the others are served."""
     served_dir, jpeg, expected = photo_export
     with open(os.path.join(served_dir, "assets", "class_names.txt"), encoding="utf-8") as f:
         assert f.read().splitlines() == NAMES
@@ -132,6 +134,12 @@ def test_the_export_serves_raw_images_and_encoded_bytes_as_zoo_evaluate_sees_the
         out = {{f"images.{{k}}": v.numpy() for k, v in served.serve_images(image).items()}}
         out.update({{f"bytes.{{k}}": v.numpy()
                     for k, v in served.serve_bytes(tf.stack([encoded] * 2)).items()}})
+        broken = [encoded, b"not an image", tf.strings.substr(encoded, 0, 500)]  # cut short
+        out.update({{f"broken.{{k}}": v.numpy()
+                    for k, v in served.serve_bytes(tf.stack(broken)).items()}})
+        for name, batch in (("none", [b"not an image"]), ("empty", tf.zeros((0,), tf.string))):
+            out.update({{f"{{name}}.{{k}}": v.numpy()
+                        for k, v in served.serve_bytes(tf.constant(batch)).items()}})
         np.savez({str(tmp_path / 'out.npz')!r}, **out)
         assert not any(m.split('.')[0] in ("zoo", "ensembles", "data") for m in sys.modules)
     """)
@@ -148,6 +156,22 @@ def test_the_export_serves_raw_images_and_encoded_bytes_as_zoo_evaluate_sees_the
                                    atol=1e-5)
         assert served[f"{source}.finite"].all()
         assert served[f"{source}.entropy"].shape == served[f"{source}.mutual_information"].shape
+    assert served["bytes.decoded"].all()
+    # One file that is not an image and one cut short: flagged in their rows, and the
+    # photo beside them served as alone (the batch had failed as a whole).
+    assert served["broken.decoded"].tolist() == [True, False, False]
+    assert served["broken.finite"].tolist() == [True, False, False]
+    np.testing.assert_allclose(served["broken.probabilities"][0], expected[0], atol=1e-5)
+    assert np.isnan(served["broken.probabilities"][1:]).all()
+    assert np.isnan(served["broken.entropy"][1:]).all()
+    assert (served["broken.top_classes"][1:] == b"").all()
+    assert [n.decode() for n in served["broken.top_classes"][0]] == [
+        NAMES[i] for i in np.argsort(-expected[0])]
+    # Nothing that decodes, and no file at all: answered (under JAX, a batch of none had
+    # failed jax2tf's shape check).
+    assert served["none.decoded"].tolist() == [False]
+    assert np.isnan(served["none.probabilities"]).all()
+    assert served["empty.probabilities"].shape == (0, len(NAMES))
 
 
 @pytest.mark.slow  # a TensorFlow start-up of its own (7 s of CPU here)

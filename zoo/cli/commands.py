@@ -949,7 +949,8 @@ def _cmd_export(args):
         print(f"SavedModel: {args.output} (serve: float32 images -> probabilities, "
               "predictive_entropy, mutual_information; serve_images: uint8 images of any "
               "size and serve_bytes: encoded images -> probabilities, top_classes, top_scores, "
-              "entropy, mutual_information; class names in assets/class_names.txt)")
+              "entropy, mutual_information, and for serve_bytes decoded; class names in "
+              "assets/class_names.txt)")
     else:
         from ensembles.export import TOLERANCE, classes_path
 
