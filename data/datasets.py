@@ -413,7 +413,9 @@ def load(
             side resized to ``scale``, then the central ``scale`` x ``scale`` square
             (``data.crop_scale(size)`` for crops of ``size``; the digits are square).
         center_crop: then keep the central ``center_crop`` x ``center_crop`` window (the
-            paper's single-crop evaluation), before shuffling and augmentation.
+            paper's single-crop evaluation), before shuffling and augmentation; with
+            ``scale``, one crop of the resized image, as torchvision's ``Resize`` then
+            ``CenterCrop`` (``data.resize_and_center_crop``), not of its central square.
         max_pixels: image folders: a file whose header gives more pixels is a bad image
             (PIL's limit, 89,478,485, by default; None: no limit).
 

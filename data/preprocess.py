@@ -59,8 +59,8 @@ def center_crop(image, size):
 def resize_and_center_crop(image, scale, size):
     """torchvision's ``Resize(scale)`` then ``CenterCrop(size)``: float32 pixels, the
     shorter side to ``scale``, then the central ``size`` x ``size`` window in one crop (two
-    centre crops, to ``scale`` and then ``size``, would sit a pixel off where ``scale -
-    size`` is odd).
+    centre crops, to ``scale`` and then ``size``, can sit a pixel off: 227 from a 256x341
+    image starts at column 56 that way, at torchvision's 57 in one).
 
     Example:
 

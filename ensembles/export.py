@@ -149,11 +149,13 @@ def export(ensemble, path, overwrite=False, class_names=None, scale=None,
     - ``serve_images``: uint8 images ``[N, H, W, 3]`` of any size (one size per batch),
       resized in the graph as ``zoo evaluate --center-crop`` loads them (shorter side to
       ``scale``, default ``data.crop_scale(size)``, then the central ``size`` x ``size``
-      square); returns ``probabilities``, ``top_classes`` (class names, ``[N, k]`` with
+      crop); returns ``probabilities``, ``top_classes`` (class names, ``[N, k]`` with
       ``k = min(5, classes)``), ``top_scores``, ``entropy``, ``mutual_information`` and
       ``finite``.
     - ``serve_bytes``: encoded JPEG/PNG/BMP/GIF strings ``[N]`` (of any sizes), decoded as
-      ``data.load`` decodes image folders; then as ``serve_images``.
+      ``data.load`` decodes image folders; then as ``serve_images``, and ``decoded``: a
+      file that cannot be decoded or resized is False there, its numbers NaN, its class
+      names empty and ``finite`` False, and the rest of the batch is served.
 
     ``class_names`` (default ``zoo.class_names(ensemble)``, else ``"0"``, ``"1"``, ...) are
     in the graph and in ``assets/class_names.txt``; ``assets/zoo_model.json`` names the
@@ -243,7 +245,8 @@ def export(ensemble, path, overwrite=False, class_names=None, scale=None,
             image = tf.io.decode_image(encoded, channels=3, expand_animations=False)
             return index, resized(tf.cast(image, tf.float32)[tf.newaxis])[0]
 
-        decoded = tf.data.Dataset.from_tensor_slices((tf.range(count), images)).map(one)
+        decoded = tf.data.Dataset.from_tensor_slices((tf.range(count), images)).map(
+            one, num_parallel_calls=tf.data.AUTOTUNE, deterministic=False)  # rows travel
         decoded = decoded.ignore_errors().batch(tf.cast(tf.maximum(count, 1), tf.int64))
         nothing = tf.data.Dataset.from_tensors((tf.zeros((0,), tf.int32),
                                                 tf.zeros((0, height, width, 3))))
@@ -252,6 +255,7 @@ def export(ensemble, path, overwrite=False, class_names=None, scale=None,
 
         def scattered(values, fill):  # [decoded, ...] -> [count, ...], ``fill`` elsewhere
             shape = tf.concat([[count], tf.shape(values)[1:]], axis=0)
+            fill = tf.constant(fill, values.dtype)  # float16/bfloat16 under mixed precision
             return tf.tensor_scatter_nd_update(tf.fill(shape, fill), rows, values)
 
         # Never an empty batch for the model (a JAX export refuses one): one blank image

@@ -85,9 +85,10 @@ def _photo(height=300, width=451, seed=0):
 
 @pytest.fixture(scope="module")
 def photo_export(tmp_path_factory):
-    """A 300x451 JPEG photo in an image folder; an ensemble of two members that take 33x33
+    """A 300x466 JPEG photo in an image folder; an ensemble of two members that take 33x33
     images, exported; and the probabilities `zoo evaluate --center-crop`'s pipeline gives
-    (``data.load`` at the larger scale, centre crop)."""
+    (``data.load`` at the larger scale, centre crop). Resized to 38x59, its crop starts at
+    column 13 (torchvision's one crop; two crops, to 38 then 33, start at 12)."""
     tmp_path = tmp_path_factory.mktemp("photo_export")
     keras.utils.set_random_seed(0)
     size = 33  # loaded with shorter side data.crop_scale(33) = 38, then the central 33x33
@@ -99,7 +100,7 @@ def photo_export(tmp_path_factory):
     member = zoo.set_class_names(keras.Model(inputs, outputs, name="small"), NAMES)
     member.layers[-1].set_weights([w * 20 for w in member.layers[-1].get_weights()])  # sharp
     ensemble = ensembles.Ensemble([member, zoo.set_class_names(tiny_model(size, 4), NAMES)])
-    photo = _photo()
+    photo = _photo(300, 466)
     folder = tmp_path / "photos" / "test" / "chelsea"
     folder.mkdir(parents=True)
     jpeg = folder / "cat.jpg"
@@ -130,7 +131,7 @@ def test_the_export_serves_raw_images_and_encoded_bytes_as_zoo_evaluate_sees_the
         import sys, numpy as np, tensorflow as tf
         served = tf.saved_model.load({served_dir!r})
         encoded = tf.io.read_file({str(jpeg)!r})
-        image = tf.io.decode_jpeg(encoded, channels=3)[tf.newaxis]  # uint8, 300x451
+        image = tf.io.decode_jpeg(encoded, channels=3)[tf.newaxis]  # uint8, 300x466
         out = {{f"images.{{k}}": v.numpy() for k, v in served.serve_images(image).items()}}
         out.update({{f"bytes.{{k}}": v.numpy()
                     for k, v in served.serve_bytes(tf.stack([encoded] * 2)).items()}})
@@ -174,22 +175,52 @@ def test_the_export_serves_raw_images_and_encoded_bytes_as_zoo_evaluate_sees_the
     assert served["empty.probabilities"].shape == (0, len(NAMES))
 
 
+@pytest.mark.all_backends
+@pytest.mark.parametrize("policy", ["mixed_float16", "mixed_bfloat16"])
+def test_an_ensemble_built_under_mixed_precision_serves_bytes_with_a_bad_file(policy,
+                                                                              tmp_path):
+    """Built under a mixed policy, the combination and its uncertainty compute in float16
+    or bfloat16: serve_bytes' NaN rows are filled in the outputs' own dtype (a float32
+    fill did not trace), and the good image is served as serve_images serves it."""
+    previous = keras.config.dtype_policy()
+    keras.config.set_dtype_policy(policy)
+    try:
+        ensemble = ensembles.Ensemble([tiny_model(16, 4), tiny_model(16, 4)])
+        ensembles.export(ensemble, str(tmp_path / "served"))
+    finally:
+        keras.config.set_dtype_policy(previous)
+    served = tf.saved_model.load(str(tmp_path / "served"))
+    image = _photo(20, 30)
+    out = served.serve_bytes(tf.constant([tf.io.encode_png(image).numpy(), b"not an image"]))
+    assert out["decoded"].numpy().tolist() == [True, False]
+    alone = served.serve_images(image[np.newaxis])
+    np.testing.assert_allclose(np.asarray(out["probabilities"][0], "float32"),
+                               np.asarray(alone["probabilities"][0], "float32"), atol=1e-6)
+    assert np.isnan(np.asarray(out["probabilities"][1], "float32")).all()
+
+
 @pytest.mark.slow  # a TensorFlow start-up of its own (7 s of CPU here)
 def test_saved_model_cli_runs_the_export_on_the_decoded_photo(photo_export, tmp_path):
     """TensorFlow's own command line, outside this project (an empty PYTHONPATH), on the
-    photo as TensorFlow decodes it: the probabilities above."""
+    photo as TensorFlow decodes it (serve_images) and on its file's bytes beside a file
+    that is not an image (serve_bytes, whose tf.data ops run there too): the probabilities
+    above, and the other file flagged."""
     served_dir, jpeg, expected = photo_export
     image = tf.io.decode_jpeg(tf.io.read_file(str(jpeg)), channels=3)[tf.newaxis]
     np.save(tmp_path / "image.npy", image.numpy())
+    np.save(tmp_path / "bytes.npy", np.array([jpeg.read_bytes(), b"not an image"], object),
+            allow_pickle=True)
     cli = os.path.join(os.path.dirname(sys.executable), "saved_model_cli")
-    result = subprocess.run(
-        [cli, "run", "--dir", served_dir, "--tag_set", "serve", "--signature_def",
-         "serve_images", "--inputs", f"images={tmp_path / 'image.npy'}", "--outdir",
-         str(tmp_path / "cli")], capture_output=True, text=True, timeout=300,
-        env={**os.environ, "PYTHONPATH": "", "TF_CPP_MIN_LOG_LEVEL": "2"})
-    assert result.returncode == 0, result.stderr[-3000:]
-    np.testing.assert_allclose(np.load(tmp_path / "cli" / "probabilities.npy"), expected,
-                               atol=1e-5)
+    for signature, inputs in (("serve_images", "image.npy"), ("serve_bytes", "bytes.npy")):
+        result = subprocess.run(
+            [cli, "run", "--dir", served_dir, "--tag_set", "serve", "--signature_def",
+             signature, "--inputs", f"images={tmp_path / inputs}", "--outdir",
+             str(tmp_path / signature)], capture_output=True, text=True, timeout=300,
+            env={**os.environ, "PYTHONPATH": "", "TF_CPP_MIN_LOG_LEVEL": "2"})
+        assert result.returncode == 0, result.stderr[-3000:]
+        np.testing.assert_allclose(np.load(tmp_path / signature / "probabilities.npy")[:1],
+                                   expected, atol=1e-5)
+    assert np.load(tmp_path / "serve_bytes" / "decoded.npy").tolist() == [True, False]
 
 
 def test_zoo_predict_names_the_classes_the_same_from_the_file_and_its_export(tmp_path, capsys):

@@ -516,6 +516,18 @@ def test_a_kill_between_the_first_backups_weights_and_metadata_starts_the_run_ag
     assert result.history["epoch"].tolist() == [1, 2, 3]
 
 
+def test_metadata_removed_after_later_backups_is_refused_not_restarted(run_dir):
+    """Both metadata files gone from a run of three epochs (the previous copy is there: no
+    kill leaves that): refused, as damage, not taken for a first backup cut short."""
+    for name in ("training_metadata.json", "training_metadata.json.bkp"):
+        (run_dir / "backup" / name).unlink()
+    history = (run_dir / "history.csv").read_bytes()
+    with pytest.raises(ValueError, match=r"training_metadata\.json is unreadable "
+                                         r"\(FileNotFoundError\), and no earlier backup"):
+        _train(run_dir, epochs=4)
+    assert (run_dir / "history.csv").read_bytes() == history
+
+
 @pytest.fixture(scope="module")
 def _three_epochs(tmp_path_factory):
     """One tiny run of three epochs (checkpoints, backup, history, config), trained once per

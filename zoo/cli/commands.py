@@ -133,7 +133,8 @@ def _cmd_demo(args):
     given = {k: getattr(args, k) for k in ("epochs", "snapshot_epochs", "cycles")
              if getattr(args, k) is not None}  # else demo.run's defaults
     demo.run(output_dir=args.output_dir, seed=args.seed, dataset=args.dataset,
-             data_dir=args.data_dir, models=args.models, **{**quick, **given})  # what the user names wins
+             data_dir=args.data_dir, models=args.models,
+             **{**quick, **given})  # what the user names wins
     return 0
 
 

@@ -243,10 +243,12 @@ class SafeBackupAndRestore(keras.callbacks.BackupAndRestore):
         problems = []
         pairs = [pair for pair in keras_internals.backup_pairs(self)
                  if any(os.path.exists(path) for path in pair)]
-        if pairs and not any(os.path.exists(metadata) for _, metadata in pairs):
-            # Killed during its first backup, after the weights and before their metadata:
-            # no epoch was backed up, and the run starts from its first, as a run killed
-            # before any backup does.
+        current, _ = keras_internals.backup_pairs(self)
+        if pairs == [current] and not os.path.exists(current[1]):
+            # Killed during its first backup (no previous copy yet), after the weights and
+            # before their metadata: no epoch was backed up, and the run starts from its
+            # first, as a run killed before any backup does. (From the second backup on,
+            # the previous copy is there, and missing metadata is damage: refused below.)
             warnings.warn(f"The first backup in {self.backup_dir} was cut short (no "
                           "metadata); the run starts from its first epoch.", stacklevel=2)
             pairs = []

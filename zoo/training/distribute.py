@@ -271,13 +271,21 @@ def same_epoch_everywhere(run_dir):
         from jax.experimental import multihost_utils
 
         epochs = [int(e) for e in np.ravel(multihost_utils.process_allgather(np.int32(epoch)))]
-        if len(set(epochs)) > 1:
-            damaged = "; -1: a damaged backup" if -1 in epochs else ""
+        if len(set(epochs)) > 1 and -1 in epochs:
+            damaged = [i for i, epoch in enumerate(epochs) if epoch == -1]
             raise UserError(
-                f"The processes resumed from different epochs ({epochs}, by process id"
-                f"{damaged}): process 0 resumed from {run_dir}, and every other process must "
-                "read the same directory. Put the run directory on a file system that every "
-                "machine mounts at the same path, or start again with a new run directory.")
+                f"Process{'es' * (len(damaged) > 1)} {', '.join(map(str, damaged))} found "
+                f"a damaged backup in {run_dir} (its copy and the previous one unreadable), "
+                f"and the others none or a readable one (epochs by process id: {epochs}). "
+                "To train again from the first epoch, move the run's backup/ aside; if the "
+                "processes do not see the same run directory, put it on a file system that "
+                "every machine mounts at the same path.")
+        if len(set(epochs)) > 1:
+            raise UserError(
+                f"The processes resumed from different epochs ({epochs}, by process id): "
+                f"process 0 resumed from {run_dir}, and every other process must read the "
+                "same directory. Put the run directory on a file system that every machine "
+                "mounts at the same path, or start again with a new run directory.")
 
     return check
 
