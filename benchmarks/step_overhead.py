@@ -6,8 +6,8 @@ other, each for ``rounds`` epochs after a first one (compilation) that is not ti
 The model is small (``zoo.resnet20``, 32x32, batch 64), so that per-step overhead shows on
 a CPU; ``benchmarks/gpu.py`` measures the full-size models on a GPU.
 
-Run: ``.venv/bin/python benchmarks/step_overhead.py`` (``make bench`` runs it in a JAX
-process of its own).
+Run: ``.venv/bin/python benchmarks/step_overhead.py`` (under JAX, whatever the default
+backend; ``make bench`` runs it in a JAX process of its own).
 """
 
 import functools
@@ -115,6 +115,11 @@ def run():
 
 
 if __name__ == "__main__":
+    # The hand-jitted step is JAX's: the benchmark runs under JAX unless told otherwise.
+    backend = os.environ.setdefault("KERAS_BACKEND", "jax")
+    if backend != "jax":
+        sys.exit(f"step_overhead.py compares JAX steps; KERAS_BACKEND is {backend!r}. Run it "
+                 "with KERAS_BACKEND=jax (or unset).")
     speeds = _measure(**({"rounds": 1, "steps": 2, "batch": 4} if "--smoke" in sys.argv else {}))
     if "--json" in sys.argv:
         print(json.dumps(speeds))
