@@ -388,7 +388,9 @@ def load(
             slicing such as ``"train[:10%]"`` works.
         batch_size: examples per batch; None for an unbatched dataset.
         image_size: resize every image to ``image_size`` x ``image_size`` (needed to batch
-            images of different sizes). The digits are 32x32 unless asked otherwise.
+            images of different sizes; bilinear, antialiased when shrinking, as
+            torchvision's ``Resize((size, size))``). The digits are 32x32 unless asked
+            otherwise.
         preprocess: a function ``image -> image`` applied first, e.g.
             ``data.alexnet_preprocess`` (the digits are resized from their 8x8 originals
             before it).
@@ -457,8 +459,9 @@ def load(
         ds = ds.map(lambda image, label: (preprocess(image), label),
                     num_parallel_calls=tf.data.AUTOTUNE)
     if image_size is not None:
-        ds = ds.map(lambda image, label: (tf.image.resize(image, (image_size, image_size)),
-                                          label), num_parallel_calls=tf.data.AUTOTUNE)
+        ds = ds.map(lambda image, label: (tf.image.resize(  # shrinking: as PIL, no aliasing
+            image, (image_size, image_size), antialias=True), label),
+            num_parallel_calls=tf.data.AUTOTUNE)
     if scale is not None and center_crop is not None:  # one crop, where torchvision's is
         ds = ds.map(lambda image, label: (resize_and_center_crop(image, scale, center_crop),
                                           label), num_parallel_calls=tf.data.AUTOTUNE)

@@ -67,6 +67,21 @@ def test_a_test_crop_is_torchvisions_one_centre_crop(tmp_path):
     np.testing.assert_array_equal(_crop(encoded, 227), expected)  # crop_scale(227) = 256
 
 
+def test_a_folder_loaded_at_image_size_is_shrunk_as_pil_shrinks_it(tmp_path):
+    """data.load(folder, image_size=16) of a 60x90 noise photo: PIL's bilinear resize to
+    within one grey level (torchvision's Resize((16, 16))); without antialiasing it was
+    tens of levels off."""
+    from PIL import Image
+
+    image = np.random.default_rng(1).integers(0, 256, (60, 90, 3), dtype=np.uint8)
+    for split in ("train", "test"):
+        (tmp_path / split / "a").mkdir(parents=True)
+        Image.fromarray(image).save(tmp_path / split / "a" / "x.png")
+    loaded = data.load(str(tmp_path), "test", image_size=16, batch_size=None)
+    pil = np.asarray(Image.fromarray(image).resize((16, 16), Image.BILINEAR), "float32")
+    np.testing.assert_allclose(next(iter(loaded))[0].numpy(), pil, atol=1.0)
+
+
 def test_alexnet_preprocess_in_a_pipeline():
     ds = tf.data.Dataset.from_tensors(tf.ones((375, 500, 3), tf.uint8) * 7)
     out = next(iter(ds.map(data.alexnet_preprocess)))
