@@ -281,12 +281,19 @@ def check_writable_file(path):
     folder = os.path.dirname(os.path.abspath(path))
     while not os.path.exists(folder):  # made when the file is written: its parent must allow it
         folder = os.path.dirname(folder)
-    if os.access(folder, os.W_OK | os.X_OK, effective_ids=True):
-        return
-    read_only = bool(os.statvfs(folder).f_flag & os.ST_RDONLY)
-    code, why = ((errno.EROFS, "Read-only file system") if read_only
-                 else (errno.EACCES, "Permission denied"))
-    raise PermissionError(code, f"{why} (cannot create files in {folder})", path)
+    if not os.access(folder, os.W_OK | os.X_OK, effective_ids=True):
+        read_only = bool(os.statvfs(folder).f_flag & os.ST_RDONLY)
+        code, why = ((errno.EROFS, "Read-only file system") if read_only
+                     else (errno.EACCES, "Permission denied"))
+        raise PermissionError(code, f"{why} (cannot create files in {folder})", path)
+    # In a sticky folder (/tmp), the rename that replaces a file needs the file or the
+    # folder to be this user's: another user's file there is refused by the kernel.
+    if os.path.lexists(path):
+        owner, folder_stat = os.lstat(path).st_uid, os.stat(folder)
+        if folder_stat.st_mode & stat.S_ISVTX and os.geteuid() not in (
+                0, owner, folder_stat.st_uid):
+            raise PermissionError(errno.EPERM, f"Operation not permitted ({folder} is sticky, "
+                                  "and the file there belongs to another user)", path)
 
 
 def check_free_space(path, needed):

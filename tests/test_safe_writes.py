@@ -762,16 +762,22 @@ def test_a_folder_this_process_cannot_write_is_refused_by_the_kernel():
     """check_writable_file asks the kernel (access(2) with the effective ids): run as a user
     without write permission on a 0o555 folder (nobody, when the tests run as root, whom
     permissions do not stop), a file there or below a missing folder there is refused
-    naming it, and a file in a writable folder is not."""
+    naming it, and a file in a writable folder is not. As nobody, root's file in a sticky
+    folder (as in /tmp) is refused too: the kernel would refuse the rename over it."""
     import subprocess
     import tempfile
 
     base = tempfile.mkdtemp(dir="/tmp")  # not pytest's 0o700 tmp_path: nobody must enter it
     try:
         os.chmod(base, 0o755)
-        for name, mode in (("locked", 0o555), ("open", 0o777)):
+        for name, mode in (("locked", 0o555), ("open", 0o777), ("sticky", 0o1777)):
             os.mkdir(os.path.join(base, name))
             os.chmod(os.path.join(base, name), mode)
+        theirs = f"{base}/sticky/theirs.csv"  # another user's, in a sticky folder like /tmp
+        with open(theirs, "w") as f:
+            f.write("another user's")
+        if os.geteuid() != 0:  # root's is another user's file to nobody; else: skip the case
+            os.remove(theirs)
         script = (
             "import os, sys\n"
             "import safeio\n"  # imported first: nobody may not read the interpreter's files
@@ -784,6 +790,8 @@ def test_a_folder_this_process_cannot_write_is_refused_by_the_kernel():
             "    except PermissionError as err:\n"
             "        print(err.errno, err.strerror, err.filename, sep=' | ')\n")
         targets = [f"{base}/locked/t.csv", f"{base}/locked/new/t.csv", f"{base}/open/t.csv"]
+        if os.path.exists(theirs):
+            targets.append(theirs)
         done = subprocess.run([sys.executable, "-c", script, *targets], capture_output=True,
                               text=True, check=True, timeout=60,
                               cwd=os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
@@ -792,8 +800,10 @@ def test_a_folder_this_process_cannot_write_is_refused_by_the_kernel():
             f"{targets[0]}",
             f"{errno.EACCES} | Permission denied (cannot create files in {base}/locked) | "
             f"{targets[1]}",
-            f"ok {targets[2]}"]
-        assert sorted(os.listdir(base)) == ["locked", "open"]  # nothing made
+            f"ok {targets[2]}"] + [
+            f"{errno.EPERM} | Operation not permitted ({base}/sticky is sticky, and the file "
+            f"there belongs to another user) | {theirs}"] * (len(targets) == 4)
+        assert sorted(os.listdir(base)) == ["locked", "open", "sticky"]  # nothing made
         assert not os.listdir(f"{base}/locked") and not os.listdir(f"{base}/open")
     finally:
         shutil.rmtree(base)
