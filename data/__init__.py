@@ -14,13 +14,14 @@ from data.datasets import (DatasetInfo, DatasetNotPreparedError, digits_arrays, 
 from data.layers import MeanSubtraction
 from data.pipeline import Pipeline, pipeline
 from data.preprocess import (ImageStatistics, alexnet_preprocess, center_crop,
-                             compute_statistics, normalized_input, resize_and_center_crop,
-                             resize_shorter_side)
+                             compute_statistics, eval_view, normalized_input,
+                             resize_and_center_crop, resize_shorter_side)
 from data.tta import crop_scale, five_crop, predict_crops, ten_crop
 
 __all__ = [
     "DatasetInfo", "DatasetNotPreparedError", "ImageStatistics", "MeanSubtraction",
     "alexnet_preprocess", "augment", "center_crop", "compute_statistics", "digits_arrays",
+    "eval_view",
     "Pipeline", "folder", "from_arrays", "info", "load", "normalized_input", "pipeline",
     "predict_crops", "resize_and_center_crop", "resize_shorter_side", "set_epoch", "ten_crop",
     "tta", "crop_scale", "five_crop",

@@ -18,7 +18,7 @@ import tensorflow as tf
 from data import folder
 from data.preprocess import alexnet_preprocess
 from data.preprocess import center_crop as _center_crop
-from data.preprocess import resize_and_center_crop
+from data.preprocess import eval_view, resize_and_center_crop
 from safeio.checks import UserError, check_non_negative_int, check_positive_int, is_int
 
 DIGITS = "digits"
@@ -459,9 +459,8 @@ def load(
         ds = ds.map(lambda image, label: (preprocess(image), label),
                     num_parallel_calls=tf.data.AUTOTUNE)
     if image_size is not None:
-        ds = ds.map(lambda image, label: (tf.image.resize(  # shrinking: as PIL, no aliasing
-            image, (image_size, image_size), antialias=True), label),
-            num_parallel_calls=tf.data.AUTOTUNE)
+        ds = ds.map(lambda image, label: (eval_view(image, image_size, "squash"), label),
+                    num_parallel_calls=tf.data.AUTOTUNE)  # antialiased: as PIL shrinks
     if scale is not None and center_crop is not None:  # one crop, where torchvision's is
         ds = ds.map(lambda image, label: (resize_and_center_crop(image, scale, center_crop),
                                           label), num_parallel_calls=tf.data.AUTOTUNE)

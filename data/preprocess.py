@@ -70,6 +70,32 @@ def resize_and_center_crop(image, scale, size):
     return center_crop(resize_shorter_side(tf.cast(image, tf.float32), scale), size)
 
 
+RESIZE_CHOICES = ("crop", "squash")
+
+
+def eval_view(image, size, resize="crop", scale=None):
+    """An image as a model trained on ``size`` x ``size`` inputs is tested on it, float32:
+
+    - ``"crop"`` (models trained with random crops, ``--augment crop``):
+      :func:`resize_and_center_crop` at ``scale`` (default ``data.crop_scale(size)``);
+    - ``"squash"`` (models trained on whole images, ``data.load(image_size=size)``): the
+      whole image resized to the square, as ``data.load`` resizes it.
+
+    Example:
+
+    >>> eval_view(tf.zeros((300, 451, 3), tf.uint8), 32, "squash").shape
+    TensorShape([32, 32, 3])
+    """
+    from data.tta import crop_scale
+
+    if resize not in RESIZE_CHOICES:
+        raise UserError(f"`resize` must be one of {RESIZE_CHOICES}; received {resize!r}.")
+    image = tf.cast(image, tf.float32)
+    if resize == "squash":
+        return tf.image.resize(image, (size, size), antialias=True)
+    return resize_and_center_crop(image, crop_scale(size) if scale is None else scale, size)
+
+
 def alexnet_preprocess(image, size=256):
     """The paper's input: shorter side to ``size``, then the central square (from which
     training takes random crops and the ten-crop test its corner and centre crops).

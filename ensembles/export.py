@@ -117,7 +117,7 @@ TOLERANCE = 1e-5  # largest difference allowed between a runtime's probabilities
 
 
 def export(ensemble, path, overwrite=False, class_names=None, scale=None,
-           format="saved_model"):
+           format="saved_model", resize="crop"):
     """Write ONE SavedModel (or an ONNX or LiteRT file) for ``ensemble`` (or any
     classifier) at ``path``, atomically.
 
@@ -149,7 +149,9 @@ def export(ensemble, path, overwrite=False, class_names=None, scale=None,
     - ``serve_images``: uint8 images ``[N, H, W, 3]`` of any size (one size per batch),
       resized in the graph as ``zoo evaluate --center-crop`` loads them (shorter side to
       ``scale``, default ``data.crop_scale(size)``, then the central ``size`` x ``size``
-      crop); returns ``probabilities``, ``top_classes`` (class names, ``[N, k]`` with
+      crop), or with ``resize="squash"`` (for a model trained on whole images,
+      ``--augment`` without crop) as ``zoo evaluate`` loads them: the whole image to
+      ``size`` x ``size`` (``data.eval_view``); returns ``probabilities``, ``top_classes`` (class names, ``[N, k]`` with
       ``k = min(5, classes)``), ``top_scores``, ``entropy``, ``mutual_information`` and
       ``finite``.
     - ``serve_bytes``: encoded JPEG/PNG/BMP/GIF strings ``[N]`` (of any sizes), decoded as
@@ -170,11 +172,17 @@ def export(ensemble, path, overwrite=False, class_names=None, scale=None,
     """
     import tensorflow as tf
 
-    from data.preprocess import resize_and_center_crop
+    from data.preprocess import RESIZE_CHOICES, eval_view
     from data.tta import crop_scale
 
     if format not in FORMAT_CHOICES:
         raise UserError(f"`format` must be one of {FORMAT_CHOICES}; received {format!r}.")
+    if resize not in RESIZE_CHOICES:
+        raise UserError(f"`resize` must be one of {RESIZE_CHOICES}; received {resize!r}.")
+    if resize != "crop" and format != "saved_model":
+        raise UserError(f"resize={resize!r} is how the SavedModel's image signatures resize; "
+                        f"a {format} file takes images already at the input size. Resize "
+                        "them as data.eval_view does, or export a SavedModel.")
     if format == "saved_model":
         check_replaceable(os.path.abspath(os.fspath(path)), overwrite)  # before any work
     ensemble = as_ensemble(ensemble)
@@ -226,7 +234,7 @@ def export(ensemble, path, overwrite=False, class_names=None, scale=None,
                 "mutual_information": out["mutual_information"], "finite": out["finite"]}
 
     def resized(images):  # float32 [N, H, W, 3] -> [N, height, width, 3], as evaluated
-        crops = resize_and_center_crop(images, scale, height)
+        crops = eval_view(images, height, resize, scale)
         return tf.ensure_shape(crops, (None, height, width, 3))
 
     @tf.function(input_signature=[tf.TensorSpec((None, None, None, 3), tf.uint8,
@@ -279,7 +287,7 @@ def export(ensemble, path, overwrite=False, class_names=None, scale=None,
         members = members_of(ensemble)
         write_json(os.path.join(tmp, "assets", DESCRIPTION_FILE), {
             "members": [m.name for m in members], "classes": classes, "input_size": height,
-            "scale": scale, "top_k": k, "signatures": ["serve", "serve_images", "serve_bytes"],
+            "scale": scale, "resize": resize, "top_k": k, "signatures": ["serve", "serve_images", "serve_bytes"],
             "temperature": temperature(ensemble),
             "member_temperatures": [temperature(m) for m in members]})
     return path

@@ -199,6 +199,64 @@ def test_an_ensemble_built_under_mixed_precision_serves_bytes_with_a_bad_file(po
     assert np.isnan(np.asarray(out["probabilities"][1], "float32")).all()
 
 
+def test_a_model_trained_on_whole_images_is_served_whole_with_resize_squash(tmp_path, capsys):
+    """A model trained without crop augmentation saw whole images resized to its input
+    (data.load(image_size=), as `zoo evaluate` loads them). With resize="squash", zoo.predict
+    of the .keras file and the export's serve_bytes give the numbers of that pipeline on a
+    40x66 photo, where the default centre crop gives others; an export predicts as it was
+    exported, and another resize asked of it is one line."""
+    from zoo import cli
+
+    size = 33
+    def member(seed):  # pixels scaled to [0, 1]: answers that follow the image
+        keras.utils.set_random_seed(seed)
+        inputs = keras.Input((size, size, 3))
+        x = keras.layers.Conv2D(8, 5, strides=2, activation="relu")(
+            keras.layers.Rescaling(1 / 255.0)(inputs))
+        outputs = keras.layers.Dense(4, activation="softmax")(
+            keras.layers.GlobalAveragePooling2D()(x))
+        return zoo.set_class_names(keras.Model(inputs, outputs, name=f"m{seed}"), NAMES)
+
+    members = [member(0), member(1)]
+    model_file = zoo.save_model(ensembles.Ensemble(members), str(tmp_path / "e.keras"))
+    photos = tmp_path / "photos" / "test" / "chelsea"
+    photos.mkdir(parents=True)
+    photo = photos / "wide.png"
+    photo.write_bytes(tf.io.encode_png(_photo(40, 66, 3)).numpy())
+    whole = data.load(str(tmp_path / "photos"), "test", image_size=size, batch_size=1,
+                      class_names=NAMES)
+    expected = ensembles.Ensemble(members).predict(whole, verbose=0)[0]
+
+    def probabilities(table):
+        return np.array([dict((table.loc[0, f"class_{k}"], table.loc[0, f"probability_{k}"])
+                              for k in range(1, 5))[name] for name in NAMES])
+
+    squashed = zoo.predict(model_file, [str(photo)], top=4, resize="squash")
+    np.testing.assert_allclose(probabilities(squashed), expected, atol=1e-5)
+    cropped = zoo.predict(model_file, [str(photo)], top=4)
+    assert np.abs(probabilities(cropped) - expected).max() > 1e-4  # a different view
+
+    served_dir = str(tmp_path / "served")
+    assert cli.main(["export", model_file, served_dir, "--resize", "squash"]) == 0
+    with open(os.path.join(served_dir, "assets", "zoo_model.json"), encoding="utf-8") as f:
+        assert json.load(f)["resize"] == "squash"
+    served = tf.saved_model.load(served_dir)
+    out = served.serve_bytes(tf.constant([photo.read_bytes()]))
+    np.testing.assert_allclose(out["probabilities"].numpy()[0], expected, atol=1e-5)
+    np.testing.assert_allclose(probabilities(zoo.predict(served_dir, [str(photo)], top=4)),
+                               expected, atol=1e-5)
+    capsys.readouterr()
+    assert cli.main(["predict", served_dir, str(photo), "--resize", "crop"]) == 2
+    assert capsys.readouterr().err.strip().splitlines() == [
+        f"zoo predict: error: The export {served_dir} resizes images in its graph by "
+        "'squash'; received resize='crop'. Export the model again with resize='crop' (zoo "
+        "export --resize crop)."]
+    assert cli.main(["export", model_file, str(tmp_path / "e.onnx"), "--format", "onnx",
+                     "--resize", "squash"]) == 2
+    assert "resize='squash' is how the SavedModel's image signatures resize; a onnx file " \
+        "takes images already at the input size" in capsys.readouterr().err
+
+
 @pytest.mark.slow  # a TensorFlow start-up of its own (7 s of CPU here)
 def test_saved_model_cli_runs_the_export_on_the_decoded_photo(photo_export, tmp_path):
     """TensorFlow's own command line, outside this project (an empty PYTHONPATH), on the

@@ -2,8 +2,9 @@
 an export folder or an ONNX export, as ``zoo evaluate --center-crop`` sees them.
 
 Each image is decoded as ``data.load`` decodes image folders, its shorter side resized to
-``data.crop_scale(size)`` and its central ``size`` x ``size`` square kept, which is also
-what an export's ``serve_images`` and ``serve_bytes`` do in their graph: the same image gives
+``data.crop_scale(size)`` and its central ``size`` x ``size`` crop kept (or, with
+``resize="squash"``, the whole image resized to ``size`` x ``size``), which is also what
+an export's ``serve_images`` and ``serve_bytes`` do in their graph: the same image gives
 the same numbers from the ``.keras`` file and from its export.
 """
 
@@ -45,7 +46,8 @@ def image_paths(sources):
 class _KerasSource:
     """A Keras classifier or ensemble, served through ``ensembles.serving_model``."""
 
-    def __init__(self, model):
+    def __init__(self, model, resize):
+        self.resize = resize
         import ensembles
         from zoo.saving import class_names
 
@@ -61,7 +63,8 @@ class _KerasSource:
         self.names = class_names(model) or [str(i) for i in range(classes)]
 
     def __call__(self, encoded):
-        out = self.serving.predict(np.stack([_crop(e, self.size) for e in encoded]), verbose=0)
+        out = self.serving.predict(np.stack([_crop(e, self.size, self.resize)
+                                             for e in encoded]), verbose=0)
         return {"probabilities": out["probabilities"], "entropy": out["predictive_entropy"],
                 "mutual_information": out["mutual_information"], "finite": out["finite"]}
 
@@ -69,7 +72,7 @@ class _KerasSource:
 class _ExportSource:
     """An export folder of this project, through its ``serve_bytes`` signature."""
 
-    def __init__(self, path):
+    def __init__(self, path, resize):
         import tensorflow as tf
 
         try:
@@ -84,7 +87,13 @@ class _ExportSource:
         with open(os.path.join(path, "assets", "class_names.txt"), encoding="utf-8") as f:
             self.names = f.read().splitlines()
         with open(os.path.join(path, "assets", "zoo_model.json"), encoding="utf-8") as f:
-            self.is_ensemble = len(json.load(f)["members"]) > 1
+            description = json.load(f)
+        self.is_ensemble = len(description["members"]) > 1
+        own = description.get("resize", "crop")  # (exports before it: all crop)
+        if resize not in (None, own):
+            raise UserError(f"The export {path} resizes images in its graph by {own!r}; "
+                            f"received resize={resize!r}. Export the model again with "
+                            f"resize={resize!r} (zoo export --resize {resize}).")
 
     def __call__(self, encoded):
         import tensorflow as tf
@@ -98,9 +107,10 @@ class _OnnxSource:
     """An ONNX export of this project, through ONNX Runtime: images are decoded, resized and
     cropped here, as for a Keras model."""
 
-    def __init__(self, path):
+    def __init__(self, path, resize):
         from ensembles.export import check_deploy_packages, runtime
 
+        self.resize = resize
         check_deploy_packages("onnx runtime")
         import onnxruntime
         from onnxruntime.capi import onnxruntime_pybind11_state as ort_errors
@@ -121,7 +131,7 @@ class _OnnxSource:
         self.size = _onnx_input_size(path)
 
     def __call__(self, encoded):
-        out = self.run(np.stack([_crop(e, self.size) for e in encoded]))
+        out = self.run(np.stack([_crop(e, self.size, self.resize) for e in encoded]))
         return {"probabilities": out["probabilities"], "entropy": out["predictive_entropy"],
                 "mutual_information": out["mutual_information"], "finite": out["finite"]}
 
@@ -133,12 +143,12 @@ def _onnx_input_size(path):
     return value.type.tensor_type.shape.dim[1].dim_value
 
 
-def _crop(encoded, size):
-    """One encoded image as ``zoo evaluate --center-crop`` sees it: float32, size x size."""
-    from data.preprocess import resize_and_center_crop
-    from data.tta import crop_scale
+def _crop(encoded, size, resize="crop"):
+    """One encoded image as ``zoo evaluate --center-crop`` sees it (``resize="crop"``) or
+    ``zoo evaluate`` (``"squash"``): float32, size x size."""
+    from data.preprocess import eval_view
 
-    return np.asarray(resize_and_center_crop(_decode(encoded), crop_scale(size), size))
+    return np.asarray(eval_view(_decode(encoded), size, resize))
 
 
 def _decode(encoded):
@@ -167,27 +177,34 @@ def _readable(path):
     return None
 
 
-def _source(model):
+def _source(model, resize):
+    """What to predict with; ``resize`` None: an export's own, else ``"crop"``."""
+    from data.preprocess import RESIZE_CHOICES
+
+    if resize not in (None, *RESIZE_CHOICES):
+        raise UserError(f"`resize` must be one of {RESIZE_CHOICES}; received {resize!r}.")
+    if isinstance(model, (str, os.PathLike)) and os.path.isdir(model):
+        path = os.fspath(model)
+        if not os.path.isfile(os.path.join(path, "saved_model.pb")):
+            raise UserError(f"{path} is a folder but not an export (no saved_model.pb).")
+        return _ExportSource(path, resize)
+    resize = resize or "crop"
     if isinstance(model, (str, os.PathLike)):
         path = os.fspath(model)
-        if os.path.isdir(path):
-            if not os.path.isfile(os.path.join(path, "saved_model.pb")):
-                raise UserError(f"{path} is a folder but not an export (no saved_model.pb).")
-            return _ExportSource(path)
         if not os.path.isfile(path):
             raise UserError(f"No such model file or export folder: {path}.")
         if path.endswith(".keras"):
             import ensembles
 
-            return _KerasSource(ensembles.load(path))
+            return _KerasSource(ensembles.load(path), resize)
         if path.endswith(".onnx"):
-            return _OnnxSource(path)
+            return _OnnxSource(path, resize)
         raise UserError(f"A model to predict with must be a .keras file, an export folder or "
                         f"a .onnx file; received {path!r}.")
-    return _KerasSource(model)
+    return _KerasSource(model, resize)
 
 
-def predict(model, images, top=5, batch_size=32, verbose=0):
+def predict(model, images, top=5, batch_size=32, verbose=0, resize=None):
     """Classify ``images`` with ``model``; returns one row per image, a DataFrame.
 
     Args:
@@ -197,6 +214,11 @@ def predict(model, images, top=5, batch_size=32, verbose=0):
         top: how many classes per image (at most the number of classes).
         batch_size: images per forward pass.
         verbose: 1 shows a progress bar.
+        resize: how each image becomes the input: ``"crop"`` (the default; as ``zoo
+            evaluate --center-crop``, for models trained with random crops) or
+            ``"squash"`` (the whole image to the input size, as ``zoo evaluate`` and
+            ``data.load(image_size=)``, for models trained on whole images). An export
+            resizes in its graph as it was exported (None: that way).
 
     Columns: ``image``, then ``class_1``, ``probability_1``, ... ``class_k``,
     ``probability_k`` (best first), ``entropy`` (of the served probabilities), and for an
@@ -213,7 +235,7 @@ def predict(model, images, top=5, batch_size=32, verbose=0):
 
     check_positive_int(top, "top")
     check_positive_int(batch_size, "batch_size")
-    source = _source(model)
+    source = _source(model, resize)
     top = min(top, len(source.names))
     paths = image_paths(images)
     progress = keras.utils.Progbar(len(paths), unit_name="image") if verbose else None

@@ -36,6 +36,7 @@ STRATEGY_CHOICES = ("auto", "one_device", "mirrored", "multi_worker")
 COMBINE_CHOICES = ("mean", "logit_mean", "geometric", "vote")
 EXPORT_FORMAT_CHOICES = ("saved_model", "onnx", "litert")
 FIT_METHOD_CHOICES = ("nll", "greedy")
+RESIZE_CHOICES = ("crop", "squash")  # data.preprocess's
 
 
 class _Parser(argparse.ArgumentParser):
@@ -359,6 +360,10 @@ def _cmd_train(args):
         top5 = next(v for k, v in scores.items() if k.endswith("top5_accuracy"))
         print(f"test top-1 error {100 * (1 - top1):.2f} %, top-5 error {100 * (1 - top5):.2f} %")
     print(f"Run directory: {run_dir} (history.csv, checkpoints/, logs/, plots)")
+    if setup.data.scale is None:  # trained on whole images: served so, not centre-cropped
+        print("Trained on whole images resized to the input size (no crop augmentation): "
+              "give --resize squash to zoo predict and zoo export, which centre-crop by "
+              "default.")
     if args.snapshots:
         snapshots = os.path.join(run_dir, "snapshots")
         print(f"Snapshots: {snapshots} ({len(paths)} files). Combine them with:\n"
@@ -898,7 +903,7 @@ def _cmd_predict(args):
     with warnings.catch_warnings(record=True) as caught:
         warnings.simplefilter("always")
         table = zoo.predict(args.source, args.images, top=args.top,
-                            batch_size=args.batch_size,
+                            batch_size=args.batch_size, resize=args.resize,
                             verbose=int(folder and sys.stdout.isatty()))  # not in a file
     skipped = [str(w.message) for w in caught if str(w.message).startswith("Skipped ")]
     for message in skipped:
@@ -925,7 +930,8 @@ def _add_predict(sub):
         description="Print the top classes of each image (files, or folders searched "
         "recursively) by name with their probabilities, and for an ensemble its entropy and "
         "mutual information. Images are resized and centre-cropped as `zoo evaluate "
-        "--center-crop` does. An unreadable image is named on stderr and skipped (exit 1).")
+        "--center-crop` does (--resize squash: resized whole, as `zoo evaluate` does). An "
+        "unreadable image is named on stderr and skipped (exit 1).")
     predict.add_argument("source", metavar="SOURCE",
                          help="a .keras model or ensemble, a `zoo export` folder, or a .onnx "
                          "file from `zoo export --format onnx`")
@@ -934,7 +940,15 @@ def _add_predict(sub):
     predict.add_argument("--batch-size", type=int, default=32, help="(default: 32)")
     predict.add_argument("--output", default=None, metavar="PREDS.csv",
                          help="also write the table as CSV")
+    _resize_flag(predict, "default: crop; an export folder resizes as it was exported")
     predict.set_defaults(run=_cmd_predict)
+
+
+def _resize_flag(parser, default_help, default=None):
+    parser.add_argument("--resize", choices=RESIZE_CHOICES, default=default,
+                        help="crop: the shorter side to 256/224 of the input size, then the "
+                        "centre crop (models trained with --augment crop); squash: the whole "
+                        f"image to the input size (models trained without crop) ({default_help})")
 
 
 def _cmd_export(args):
@@ -945,7 +959,8 @@ def _cmd_export(args):
         check_replaceable(os.path.abspath(args.output), args.overwrite)  # before any work
     (model,) = _load_models([args.model_file])
     ensemble = model if ensembles.is_ensemble(model) else ensembles.Ensemble([model])
-    ensembles.export(ensemble, args.output, overwrite=args.overwrite, format=args.format)
+    ensembles.export(ensemble, args.output, overwrite=args.overwrite, format=args.format,
+                     resize=args.resize)
     if args.format == "saved_model":
         print(f"SavedModel: {args.output} (serve: float32 images -> probabilities, "
               "predictive_entropy, mutual_information; serve_images: uint8 images of any "
@@ -980,6 +995,8 @@ def _add_export(sub):
                         "in), onnx (ONNX Runtime) or litert (LiteRT, formerly TF Lite)")
     export.add_argument("--overwrite", action="store_true",
                         help="replace a previous export, in one atomic step")
+    _resize_flag(export, "how serve_images and serve_bytes resize; default: crop",
+                 default="crop")
     export.set_defaults(run=_cmd_export)
 
 

@@ -64,6 +64,9 @@ def test_the_commands_choices_are_the_librarys():
     assert commands.COMBINE_CHOICES == ensembles.COMBINE_CHOICES
     assert commands.EXPORT_FORMAT_CHOICES == FORMAT_CHOICES
     assert commands.FIT_METHOD_CHOICES == METHOD_CHOICES
+    from data.preprocess import RESIZE_CHOICES
+
+    assert commands.RESIZE_CHOICES == RESIZE_CHOICES
 
 
 @pytest.mark.parametrize("argv, message", [
@@ -200,6 +203,8 @@ def test_train_command_writes_a_run_directory_and_reports_test_error(tmp_path, c
     out = capsys.readouterr().out
     assert "Training alexnet" in out
     assert f"Run directory: {run_dir}" in out
+    # No crop augmentation: the model saw whole images, and predict/export crop by default.
+    assert "give --resize squash to zoo predict and zoo export" in out
     # Into a file or a pipe (as here), one line per epoch: no progress bar's updates.
     assert re.search(r"^\d+/\d+ - .* - loss: [\d.]+ ", out, re.M) and "━" not in out, out
     assert "\r" not in out
