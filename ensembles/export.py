@@ -104,7 +104,7 @@ def serving_model(ensemble):
 
 TOP_K = 5  # top_classes and top_scores hold min(TOP_K, classes) classes per image
 CLASS_NAMES_FILE = "class_names.txt"  # in the export's assets/, one name per line
-DESCRIPTION_FILE = "zoo_model.json"  # in assets/: the members, input size and scale
+DESCRIPTION_FILE = "zoo_model.json"  # in assets/: the members, input size, scale, resize
 
 
 FORMAT_CHOICES = ("saved_model", "onnx", "litert")
@@ -151,9 +151,9 @@ def export(ensemble, path, overwrite=False, class_names=None, scale=None,
       ``scale``, default ``data.crop_scale(size)``, then the central ``size`` x ``size``
       crop), or with ``resize="squash"`` (for a model trained on whole images,
       ``--augment`` without crop) as ``zoo evaluate`` loads them: the whole image to
-      ``size`` x ``size`` (``data.eval_view``); returns ``probabilities``, ``top_classes`` (class names, ``[N, k]`` with
-      ``k = min(5, classes)``), ``top_scores``, ``entropy``, ``mutual_information`` and
-      ``finite``.
+      ``size`` x ``size`` (``data.eval_view``); returns ``probabilities``,
+      ``top_classes`` (class names, ``[N, k]`` with ``k = min(5, classes)``),
+      ``top_scores``, ``entropy``, ``mutual_information`` and ``finite``.
     - ``serve_bytes``: encoded JPEG/PNG/BMP/GIF strings ``[N]`` (of any sizes), decoded as
       ``data.load`` decodes image folders; then as ``serve_images``, and ``decoded``: a
       file that cannot be decoded or resized is False there, its numbers NaN, its class
@@ -161,7 +161,7 @@ def export(ensemble, path, overwrite=False, class_names=None, scale=None,
 
     ``class_names`` (default ``zoo.class_names(ensemble)``, else ``"0"``, ``"1"``, ...) are
     in the graph and in ``assets/class_names.txt``; ``assets/zoo_model.json`` names the
-    members, the input size, the scale and the temperatures (``ensembles.calibrate``'s:
+    members, the input size, the scale, the ``resize`` view and the temperatures (``ensembles.calibrate``'s:
     the served probabilities and their entropy are the calibrated ones; the mutual
     information is the members' disagreement, taken before the ensemble's temperature).
 
@@ -179,10 +179,13 @@ def export(ensemble, path, overwrite=False, class_names=None, scale=None,
         raise UserError(f"`format` must be one of {FORMAT_CHOICES}; received {format!r}.")
     if resize not in RESIZE_CHOICES:
         raise UserError(f"`resize` must be one of {RESIZE_CHOICES}; received {resize!r}.")
-    if resize != "crop" and format != "saved_model":
-        raise UserError(f"resize={resize!r} is how the SavedModel's image signatures resize; "
-                        f"a {format} file takes images already at the input size. Resize "
-                        "them as data.eval_view does, or export a SavedModel.")
+    if resize != "crop" and format == "litert":
+        raise UserError(f"resize={resize!r} cannot be recorded in a LiteRT file, which takes "
+                        "images already at the input size: resize them as data.eval_view "
+                        "does, or export a SavedModel or an ONNX file.")
+    if resize == "squash" and scale is not None:
+        raise UserError(f"scale={scale} is the shorter side the centre crop is taken from; "
+                        "resize='squash' takes no crop.")
     if format == "saved_model":
         check_replaceable(os.path.abspath(os.fspath(path)), overwrite)  # before any work
     ensemble = as_ensemble(ensemble)
@@ -197,9 +200,11 @@ def export(ensemble, path, overwrite=False, class_names=None, scale=None,
     if len(names) != classes:
         raise UserError(f"{ensemble.name} predicts {classes} classes, but {len(names)} class "
                         f"names were given.")
-    scale = crop_scale(height) if scale is None else check_positive_int(scale, "scale")
-    if scale < height:
-        raise UserError(f"`scale` must be at least the input size {height}; received {scale}.")
+    if resize == "crop":
+        scale = crop_scale(height) if scale is None else check_positive_int(scale, "scale")
+        if scale < height:
+            raise UserError(f"`scale` must be at least the input size {height}; received "
+                            f"{scale}.")
     if format != "saved_model":
         if draws_at_inference(ensemble):
             raise UserError(
@@ -210,7 +215,8 @@ def export(ensemble, path, overwrite=False, class_names=None, scale=None,
                 "--format).")
         members = members_of(ensemble)
         return _export_file(serving, os.fspath(path), format, names, overwrite,
-                            {"class_names": names, "members": [m.name for m in members]})
+                            {"class_names": names, "members": [m.name for m in members],
+                             "resize": resize})  # (LiteRT: crop, not recorded)
 
     archive = keras.export.ExportArchive()
     # Under JAX, jax2tf's default gradient registration is of no use once the export is
@@ -287,7 +293,8 @@ def export(ensemble, path, overwrite=False, class_names=None, scale=None,
         members = members_of(ensemble)
         write_json(os.path.join(tmp, "assets", DESCRIPTION_FILE), {
             "members": [m.name for m in members], "classes": classes, "input_size": height,
-            "scale": scale, "resize": resize, "top_k": k, "signatures": ["serve", "serve_images", "serve_bytes"],
+            "scale": scale, "resize": resize, "top_k": k,
+            "signatures": ["serve", "serve_images", "serve_bytes"],
             "temperature": temperature(ensemble),
             "member_temperatures": [temperature(m) for m in members]})
     return path

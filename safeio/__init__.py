@@ -260,8 +260,9 @@ def check_writable_file(path):
     """For a file the user names: refuse a symbolic link there (a :class:`UserError`), then
     :func:`check_file_target`, and raise ``PermissionError`` naming ``path`` where this
     process cannot create files in its nearest existing folder (no write permission, or a
-    read-only file system): checked before the work whose result it will hold, so that an
-    evaluation's table is not lost at the end.
+    read-only file system), or where ``path`` is another user's file in a sticky folder
+    (``/tmp``: the kernel refuses the rename over it): checked before the work whose result
+    it will hold, so that an evaluation's table is not lost at the end.
 
     Example:
 

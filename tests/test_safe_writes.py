@@ -788,7 +788,16 @@ def test_a_folder_this_process_cannot_write_is_refused_by_the_kernel():
             "        safeio.check_writable_file(path)\n"
             "        print('ok', path)\n"
             "    except PermissionError as err:\n"
-            "        print(err.errno, err.strerror, err.filename, sep=' | ')\n")
+            "        print(err.errno, err.strerror, err.filename, sep=' | ')\n"
+            "if len(sys.argv) > 4:  # what the kernel says of the rename over it\n"
+            "    probe = os.path.join(os.path.dirname(sys.argv[4]), 'probe.csv')\n"
+            "    open(probe, 'w').close()\n"
+            "    try:\n"
+            "        os.replace(probe, sys.argv[4])\n"
+            "        print('replaced')\n"
+            "    except PermissionError as err:\n"
+            "        print('kernel', err.errno)\n"
+            "        os.remove(probe)\n")
         targets = [f"{base}/locked/t.csv", f"{base}/locked/new/t.csv", f"{base}/open/t.csv"]
         if os.path.exists(theirs):
             targets.append(theirs)
@@ -802,7 +811,8 @@ def test_a_folder_this_process_cannot_write_is_refused_by_the_kernel():
             f"{targets[1]}",
             f"ok {targets[2]}"] + [
             f"{errno.EPERM} | Operation not permitted ({base}/sticky is sticky, and the file "
-            f"there belongs to another user) | {theirs}"] * (len(targets) == 4)
+            f"there belongs to another user) | {theirs}", f"kernel {errno.EPERM}"] * (
+                len(targets) == 4)
         assert sorted(os.listdir(base)) == ["locked", "open", "sticky"]  # nothing made
         assert not os.listdir(f"{base}/locked") and not os.listdir(f"{base}/open")
     finally:

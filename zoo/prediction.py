@@ -127,6 +127,8 @@ class _OnnxSource:
                             "class names).")
         self.names = json.loads(meta["class_names"])
         self.is_ensemble = len(json.loads(meta.get("members", "[]"))) > 1
+        if resize is None:  # the view it was exported for (before it was recorded: crop)
+            self.resize = json.loads(meta.get("resize", '"crop"'))
         self.run = runtime(path)
         self.size = _onnx_input_size(path)
 
@@ -178,7 +180,8 @@ def _readable(path):
 
 
 def _source(model, resize):
-    """What to predict with; ``resize`` None: an export's own, else ``"crop"``."""
+    """What to predict with; ``resize`` None: the view an export (a folder or a .onnx file)
+    was made for, else ``"crop"``."""
     from data.preprocess import RESIZE_CHOICES
 
     if resize not in (None, *RESIZE_CHOICES):
@@ -188,6 +191,10 @@ def _source(model, resize):
         if not os.path.isfile(os.path.join(path, "saved_model.pb")):
             raise UserError(f"{path} is a folder but not an export (no saved_model.pb).")
         return _ExportSource(path, resize)
+    if isinstance(model, (str, os.PathLike)) and os.fspath(model).endswith(".onnx"):
+        if not os.path.isfile(model):
+            raise UserError(f"No such model file or export folder: {os.fspath(model)}.")
+        return _OnnxSource(os.fspath(model), resize)
     resize = resize or "crop"
     if isinstance(model, (str, os.PathLike)):
         path = os.fspath(model)
@@ -197,8 +204,6 @@ def _source(model, resize):
             import ensembles
 
             return _KerasSource(ensembles.load(path), resize)
-        if path.endswith(".onnx"):
-            return _OnnxSource(path, resize)
         raise UserError(f"A model to predict with must be a .keras file, an export folder or "
                         f"a .onnx file; received {path!r}.")
     return _KerasSource(model, resize)

@@ -310,6 +310,14 @@ def _strategy(args):
     return args.strategy
 
 
+def _whole_images_hint(setup):
+    """A model trained on whole images is served so only when asked: say how."""
+    if setup.data.scale is None:  # no random crops: not evaluated on the centre crop
+        print("Trained on whole images resized to the input size (no crop augmentation): "
+              "give --resize squash to zoo predict and zoo export, which centre-crop by "
+              "default.")
+
+
 def _fit_verbosity():
     """Keras' progress bar on a terminal; one line per epoch into a file or a pipe (a log),
     as Keras' own ``verbose="auto"`` advice has it, not thousands of bar updates."""
@@ -360,10 +368,7 @@ def _cmd_train(args):
         top5 = next(v for k, v in scores.items() if k.endswith("top5_accuracy"))
         print(f"test top-1 error {100 * (1 - top1):.2f} %, top-5 error {100 * (1 - top5):.2f} %")
     print(f"Run directory: {run_dir} (history.csv, checkpoints/, logs/, plots)")
-    if setup.data.scale is None:  # trained on whole images: served so, not centre-cropped
-        print("Trained on whole images resized to the input size (no crop augmentation): "
-              "give --resize squash to zoo predict and zoo export, which centre-crop by "
-              "default.")
+    _whole_images_hint(setup)
     if args.snapshots:
         snapshots = os.path.join(run_dir, "snapshots")
         print(f"Snapshots: {snapshots} ({len(paths)} files). Combine them with:\n"
@@ -462,6 +467,7 @@ def _cmd_distill(args):
                   f"{row['nll']:.4f}, ECE {row['ece']:.4f}")
     print(f"Run directory: {run_dir}; the student: "
           f"{os.path.join(run_dir, 'checkpoints', 'best.keras')}")
+    _whole_images_hint(setup)
     return 1 if result.diverged else 0
 
 
@@ -930,8 +936,9 @@ def _add_predict(sub):
         description="Print the top classes of each image (files, or folders searched "
         "recursively) by name with their probabilities, and for an ensemble its entropy and "
         "mutual information. Images are resized and centre-cropped as `zoo evaluate "
-        "--center-crop` does (--resize squash: resized whole, as `zoo evaluate` does). An "
-        "unreadable image is named on stderr and skipped (exit 1).")
+        "--center-crop` does (--resize squash: resized whole, as `zoo evaluate` does; an "
+        "export resizes as it was exported). An unreadable image is named on stderr and "
+        "skipped (exit 1).")
     predict.add_argument("source", metavar="SOURCE",
                          help="a .keras model or ensemble, a `zoo export` folder, or a .onnx "
                          "file from `zoo export --format onnx`")
@@ -955,6 +962,10 @@ def _cmd_export(args):
     import ensembles
     from safeio import check_replaceable
 
+    if args.format == "litert" and args.resize != "crop":  # before any work
+        raise UserError(f"--resize {args.resize} cannot be recorded in a LiteRT file, which "
+                        "takes images already at the input size; export a SavedModel or an "
+                        "ONNX file.")
     if args.format == "saved_model":
         check_replaceable(os.path.abspath(args.output), args.overwrite)  # before any work
     (model,) = _load_models([args.model_file])
@@ -983,7 +994,8 @@ def _add_export(sub):
         "LiteRT file: --format)",
         description="Write ONE SavedModel that a server uses as it is: serve (float32 images "
         "at the input size -> probabilities, predictive entropy, mutual information), "
-        "serve_images (uint8 images of any size, resized and centre-cropped in the graph) "
+        "serve_images (uint8 images of any size, resized and centre-cropped in the graph, "
+        "or resized whole with --resize squash) "
         "and serve_bytes (encoded JPEG/PNG), both with the top classes by name.")
     export.add_argument("model_file", metavar="MODEL.keras")
     export.add_argument("output", metavar="OUT",
