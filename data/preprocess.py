@@ -73,6 +73,13 @@ def resize_and_center_crop(image, scale, size):
 RESIZE_CHOICES = ("crop", "squash")
 
 
+def check_resize(resize):
+    """``resize`` if it is one of :data:`RESIZE_CHOICES`; else a one-line ``UserError``."""
+    if resize not in RESIZE_CHOICES:
+        raise UserError(f"`resize` must be one of {RESIZE_CHOICES}; received {resize!r}.")
+    return resize
+
+
 def eval_view(image, size, resize="crop", scale=None):
     """An image as a model trained on ``size`` x ``size`` inputs is tested on it, float32:
 
@@ -88,8 +95,7 @@ def eval_view(image, size, resize="crop", scale=None):
     """
     from data.tta import crop_scale
 
-    if resize not in RESIZE_CHOICES:
-        raise UserError(f"`resize` must be one of {RESIZE_CHOICES}; received {resize!r}.")
+    check_resize(resize)
     image = tf.cast(image, tf.float32)
     if resize == "squash":
         return tf.image.resize(image, (size, size), antialias=True)

@@ -172,13 +172,12 @@ def export(ensemble, path, overwrite=False, class_names=None, scale=None,
     """
     import tensorflow as tf
 
-    from data.preprocess import RESIZE_CHOICES, eval_view
+    from data.preprocess import check_resize, eval_view
     from data.tta import crop_scale
 
     if format not in FORMAT_CHOICES:
         raise UserError(f"`format` must be one of {FORMAT_CHOICES}; received {format!r}.")
-    if resize not in RESIZE_CHOICES:
-        raise UserError(f"`resize` must be one of {RESIZE_CHOICES}; received {resize!r}.")
+    check_resize(resize)
     if resize != "crop" and format == "litert":
         raise UserError(f"resize={resize!r} cannot be recorded in a LiteRT file, which takes "
                         "images already at the input size: resize them as data.eval_view "

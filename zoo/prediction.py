@@ -63,7 +63,7 @@ class _KerasSource:
         self.names = class_names(model) or [str(i) for i in range(classes)]
 
     def __call__(self, encoded):
-        out = self.serving.predict(np.stack([_crop(e, self.size, self.resize)
+        out = self.serving.predict(np.stack([_view(e, self.size, self.resize)
                                              for e in encoded]), verbose=0)
         return {"probabilities": out["probabilities"], "entropy": out["predictive_entropy"],
                 "mutual_information": out["mutual_information"], "finite": out["finite"]}
@@ -133,7 +133,7 @@ class _OnnxSource:
         self.size = _onnx_input_size(path)
 
     def __call__(self, encoded):
-        out = self.run(np.stack([_crop(e, self.size, self.resize) for e in encoded]))
+        out = self.run(np.stack([_view(e, self.size, self.resize) for e in encoded]))
         return {"probabilities": out["probabilities"], "entropy": out["predictive_entropy"],
                 "mutual_information": out["mutual_information"], "finite": out["finite"]}
 
@@ -145,7 +145,7 @@ def _onnx_input_size(path):
     return value.type.tensor_type.shape.dim[1].dim_value
 
 
-def _crop(encoded, size, resize="crop"):
+def _view(encoded, size, resize="crop"):
     """One encoded image as ``zoo evaluate --center-crop`` sees it (``resize="crop"``) or
     ``zoo evaluate`` (``"squash"``): float32, size x size."""
     from data.preprocess import eval_view
@@ -182,31 +182,27 @@ def _readable(path):
 def _source(model, resize):
     """What to predict with; ``resize`` None: the view an export (a folder or a .onnx file)
     was made for, else ``"crop"``."""
-    from data.preprocess import RESIZE_CHOICES
+    from data.preprocess import check_resize
 
-    if resize not in (None, *RESIZE_CHOICES):
-        raise UserError(f"`resize` must be one of {RESIZE_CHOICES}; received {resize!r}.")
-    if isinstance(model, (str, os.PathLike)) and os.path.isdir(model):
-        path = os.fspath(model)
-        if not os.path.isfile(os.path.join(path, "saved_model.pb")):
-            raise UserError(f"{path} is a folder but not an export (no saved_model.pb).")
-        return _ExportSource(path, resize)
-    if isinstance(model, (str, os.PathLike)) and os.fspath(model).endswith(".onnx"):
-        if not os.path.isfile(model):
-            raise UserError(f"No such model file or export folder: {os.fspath(model)}.")
-        return _OnnxSource(os.fspath(model), resize)
-    resize = resize or "crop"
+    if resize is not None:
+        check_resize(resize)
     if isinstance(model, (str, os.PathLike)):
         path = os.fspath(model)
+        if os.path.isdir(path):
+            if not os.path.isfile(os.path.join(path, "saved_model.pb")):
+                raise UserError(f"{path} is a folder but not an export (no saved_model.pb).")
+            return _ExportSource(path, resize)
         if not os.path.isfile(path):
             raise UserError(f"No such model file or export folder: {path}.")
         if path.endswith(".keras"):
             import ensembles
 
-            return _KerasSource(ensembles.load(path), resize)
+            return _KerasSource(ensembles.load(path), resize or "crop")
+        if path.endswith(".onnx"):
+            return _OnnxSource(path, resize)
         raise UserError(f"A model to predict with must be a .keras file, an export folder or "
                         f"a .onnx file; received {path!r}.")
-    return _KerasSource(model, resize)
+    return _KerasSource(model, resize or "crop")
 
 
 def predict(model, images, top=5, batch_size=32, verbose=0, resize=None):

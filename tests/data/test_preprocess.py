@@ -52,7 +52,7 @@ def test_a_test_crop_is_torchvisions_one_centre_crop(tmp_path):
     from data.load(scale=, center_crop=) on a folder and from zoo predict's loading."""
     from PIL import Image
 
-    from zoo.prediction import _crop
+    from zoo.prediction import _view
 
     image = np.random.default_rng(0).integers(0, 256, (256, 341, 3), dtype=np.uint8)
     expected = image[14:241, 57:284].astype("float32")
@@ -64,7 +64,7 @@ def test_a_test_crop_is_torchvisions_one_centre_crop(tmp_path):
     loaded = data.load(str(tmp_path), "test", scale=256, center_crop=227, batch_size=None)
     np.testing.assert_array_equal(next(iter(loaded))[0].numpy(), expected)
     encoded = (tmp_path / "test" / "a" / "x.png").read_bytes()
-    np.testing.assert_array_equal(_crop(encoded, 227), expected)  # crop_scale(227) = 256
+    np.testing.assert_array_equal(_view(encoded, 227), expected)  # crop_scale(227) = 256
 
 
 def test_a_folder_loaded_at_image_size_is_shrunk_as_pil_shrinks_it(tmp_path):

@@ -241,9 +241,9 @@ class SafeBackupAndRestore(keras.callbacks.BackupAndRestore):
         if not self.model.built:
             return super().on_train_begin(logs)  # Keras' own error
         problems = []
-        pairs = [pair for pair in keras_internals.backup_pairs(self)
+        current, previous = keras_internals.backup_pairs(self)
+        pairs = [pair for pair in (current, previous)
                  if any(os.path.exists(path) for path in pair)]
-        current, _ = keras_internals.backup_pairs(self)
         if pairs == [current] and not os.path.exists(current[1]):
             # Killed during its first backup (no previous copy yet), after the weights and
             # before their metadata: no epoch was backed up, and the run starts from its
