@@ -39,6 +39,13 @@ class Pipeline:
         fewer."""
         return [s for s in ("validation", "test") if s in self.info.splits]
 
+    @property
+    def resize(self):
+        """How its images become inputs, as ``zoo.train(resize=)`` records it: ``"crop"``
+        (random crops to train, the centre crop to evaluate) or ``"squash"`` (whole images
+        resized to the input)."""
+        return "squash" if self.scale is None else "crop"
+
     def _sizing(self):
         return dict(image_size=self.size) if self.scale is None else dict(scale=self.scale)
 

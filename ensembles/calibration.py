@@ -173,7 +173,7 @@ def with_temperature(model, temperature):
     :class:`TemperatureScaling` layer after its output (replacing the one a calibrated model
     has). Class names and the model's name are kept."""
     from ensembles.ensemble import CombineMembers, _softmax_output, combine_layer
-    from zoo.saving import class_names, set_class_names
+    from zoo.saving import copy_metadata
 
     temperature = check_temperature(temperature)
     layer = combine_layer(model)
@@ -194,9 +194,7 @@ def with_temperature(model, temperature):
             probabilities = keras.layers.Softmax(name="probabilities")(model.outputs[0])
         outputs = TemperatureScaling(temperature, name="temperature")(probabilities)
     inputs = model.inputs[0] if len(model.inputs) == 1 else model.inputs
-    calibrated = keras.Model(inputs, outputs, name=model.name)
-    names = class_names(model)
-    return set_class_names(calibrated, names) if names is not None else calibrated
+    return copy_metadata(model, keras.Model(inputs, outputs, name=model.name))
 
 
 def _served_probabilities(model, member_probs):
@@ -231,7 +229,7 @@ def calibrate(model, data, per_member=False, tta=None):
     """
     from ensembles.ensemble import Ensemble, combine_layer, members_of
     from ensembles.evaluation import predict_members
-    from zoo.saving import class_names, set_class_names
+    from zoo.saving import copy_metadata
 
     if tta is not None:
         raise UserError(f"Temperature scaling with tta={tta!r} is refused: the model applies "
@@ -258,5 +256,4 @@ def calibrate(model, data, per_member=False, tta=None):
                         return_members=len(model.outputs) == 2, name=model.name)
     if layer.temperature != 1.0:
         ensemble = with_temperature(ensemble, layer.temperature)
-    names = class_names(model)
-    return set_class_names(ensemble, names) if names is not None else ensemble
+    return copy_metadata(model, ensemble)

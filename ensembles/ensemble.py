@@ -6,7 +6,7 @@ import numpy as np
 from ensembles.calibration import check_temperature, scaled
 from safeio.checks import UserError
 from zoo.outputs import outputs_probabilities as _softmax_output  # noqa: F401 (used by others)
-from zoo.saving import class_names, set_class_names
+from zoo.saving import class_names, copy_metadata, resize_mode, set_class_names, set_resize_mode
 
 COMBINE_CHOICES = ("mean", "logit_mean", "geometric", "vote")
 _EPS = 1e-7
@@ -124,6 +124,22 @@ def _common_class_names(members):
     return class_names(named[0][1]) if named else None
 
 
+def _common_resize_mode(members):
+    """The members' resize mode (those that record one must agree: one input serves them
+    all), or None."""
+    known = [(i, m) for i, m in enumerate(members) if resize_mode(m) is not None]
+    for i, member in known[1:]:
+        if resize_mode(member) != resize_mode(known[0][1]):
+            first = known[0]
+            raise UserError(
+                f"Member {i} ({member.name!r}) was trained on inputs made by "
+                f"resize={resize_mode(member)!r}, member {first[0]} ({first[1].name!r}) by "
+                f"resize={resize_mode(first[1])!r}: an ensemble's one input cannot be both. "
+                "If one view suits both, record it on each with "
+                "zoo.set_resize_mode(member, resize).")
+    return resize_mode(known[0][1]) if known else None
+
+
 def unique_names(names):
     """Number the names that occur more than once: ``[a, a, b] -> [a_1, a_2, b]``."""
     totals = {n: names.count(n) for n in names}
@@ -140,6 +156,8 @@ def Ensemble(members, combine="mean", weights=None, return_members=False, name="
     Members built by the same builder are renamed (``alexnet_1``, ``alexnet_2``, ...) so
     names never clash; the members themselves are not modified (the ensemble shares their
     layers and weights). Members that output logits are turned into probabilities first.
+    The ensemble takes the members' class names and resize mode (``zoo.class_names``,
+    ``zoo.resize_mode``): members that record different ones are refused in one line.
 
     Args:
         members: classifiers with the same input shape and number of classes.
@@ -161,6 +179,7 @@ def Ensemble(members, combine="mean", weights=None, return_members=False, name="
     """
     members = list(members)
     names = _check_members(members)
+    resize = _common_resize_mode(members)
     if weights is not None:
         weights = [float(w) for w in weights]
         if (len(weights) != len(members) or not np.isfinite(weights).all()
@@ -171,15 +190,16 @@ def Ensemble(members, combine="mean", weights=None, return_members=False, name="
     names_in_graph = unique_names([m.name for m in members])
     calls = [(member_graph(member, member_name), member_name)
              for member, member_name in zip(members, names_in_graph)]
-    return combined_model(calls, combine, weights, return_members, name, names)
+    return combined_model(calls, combine, weights, return_members, name, names, resize)
 
 
 def combined_model(calls, combine="mean", weights=None, return_members=False,
-                   name="ensemble", class_names=None):
+                   name="ensemble", class_names=None, resize=None):
     """The graph every ensemble shares: each ``(model, key)`` of ``calls`` is called on one
     input (a model may come more than once: :func:`ensembles.mc_dropout` calls one model N
     times), its probabilities stacked as ``(batch, members, classes)`` under layers named
-    after ``key``, and :class:`CombineMembers` combines them."""
+    after ``key``, and :class:`CombineMembers` combines them; with the members'
+    ``class_names`` and ``resize`` mode (``zoo.resize_mode``)."""
     first = calls[0][0]
     inputs = keras.Input(first.input_shape[1:], name="input")
     probabilities = []
@@ -192,7 +212,7 @@ def combined_model(calls, combine="mean", weights=None, return_members=False,
                keras.layers.Concatenate(axis=1, name="member_probabilities")(probabilities))
     combined = CombineMembers(combine, weights, name="combine")(stacked)
     model = keras.Model(inputs, [combined, stacked] if return_members else combined, name=name)
-    return set_class_names(model, class_names) if class_names is not None else model
+    return set_resize_mode(set_class_names(model, class_names), resize)
 
 
 def combine_layer(model):
@@ -296,4 +316,4 @@ def with_member_outputs(ensemble):
         return ensemble
     stacked = _ensemble_combine_layer(ensemble).input
     model = keras.Model(ensemble.input, [ensemble.outputs[0], stacked], name=ensemble.name)
-    return set_class_names(model, class_names(ensemble))
+    return copy_metadata(ensemble, model)

@@ -17,6 +17,7 @@ from safeio import (atomic_directory, atomic_path, check_free_space, check_not_a
 from safeio.checks import UserError, check_positive_int
 from zoo.saving import bytes_to_save, check_class_names
 from zoo.saving import class_names as get_class_names
+from zoo.saving import resize_mode as get_resize_mode
 
 
 @keras.saving.register_keras_serializable(package="ensembles")
@@ -116,8 +117,24 @@ DEPLOY_PACKAGES = {"onnx export": ("onnx", "tf2onnx"), "onnx runtime": ("onnxrun
 TOLERANCE = 1e-5  # largest difference allowed between a runtime's probabilities and Keras'
 
 
+def check_export_options(format, resize=None):
+    """Refuse, before any work, a ``format`` or ``resize`` that :func:`export` cannot
+    honour, in one line."""
+    from data.preprocess import check_resize
+
+    if format not in FORMAT_CHOICES:
+        raise UserError(f"`format` must be one of {FORMAT_CHOICES}; received {format!r}.")
+    if resize is not None:
+        check_resize(resize)
+    if resize == "squash" and format == "litert":
+        raise UserError("resize='squash' cannot be recorded in a LiteRT file, which takes "
+                        "images already at the input size (resize them as "
+                        "data.eval_view(image, size, 'squash') does); export a SavedModel or "
+                        "an ONNX file.")
+
+
 def export(ensemble, path, overwrite=False, class_names=None, scale=None,
-           format="saved_model", resize="crop"):
+           format="saved_model", resize=None):
     """Write ONE SavedModel (or an ONNX or LiteRT file) for ``ensemble`` (or any
     classifier) at ``path``, atomically.
 
@@ -147,11 +164,14 @@ def export(ensemble, path, overwrite=False, class_names=None, scale=None,
       ``mutual_information`` per image, and ``finite``: False where an input holds a NaN
       or inf pixel or gets NaN or inf probabilities.
     - ``serve_images``: uint8 images ``[N, H, W, 3]`` of any size (one size per batch),
-      resized in the graph as ``zoo evaluate --center-crop`` loads them (shorter side to
+      resized in the graph as the model was trained (``resize``; by default the model's
+      ``zoo.resize_mode``, else ``"crop"``, and ``data.eval_view`` does the same):
+      ``"crop"`` as ``zoo evaluate --center-crop`` loads them (shorter side to
       ``scale``, default ``data.crop_scale(size)``, then the central ``size`` x ``size``
-      crop), or with ``resize="squash"`` (for a model trained on whole images,
-      ``--augment`` without crop) as ``zoo evaluate`` loads them: the whole image to
-      ``size`` x ``size`` (``data.eval_view``); returns ``probabilities``,
+      crop), ``"squash"`` (a model trained on whole images, ``--augment`` without crop)
+      as ``zoo evaluate`` loads them: the whole image to ``size`` x ``size``. A LiteRT
+      file takes images at the input size and cannot record ``resize="squash"``, which
+      is refused. Returns ``probabilities``,
       ``top_classes`` (class names, ``[N, k]`` with ``k = min(5, classes)``),
       ``top_scores``, ``entropy``, ``mutual_information`` and ``finite``.
     - ``serve_bytes``: encoded JPEG/PNG/BMP/GIF strings ``[N]`` (of any sizes), decoded as
@@ -172,22 +192,20 @@ def export(ensemble, path, overwrite=False, class_names=None, scale=None,
     """
     import tensorflow as tf
 
-    from data.preprocess import check_resize, eval_view
+    from data.preprocess import eval_view
     from data.tta import crop_scale
 
-    if format not in FORMAT_CHOICES:
-        raise UserError(f"`format` must be one of {FORMAT_CHOICES}; received {format!r}.")
-    check_resize(resize)
-    if resize != "crop" and format == "litert":
-        raise UserError(f"resize={resize!r} cannot be recorded in a LiteRT file, which takes "
-                        "images already at the input size: resize them as data.eval_view "
-                        "does, or export a SavedModel or an ONNX file.")
-    if resize == "squash" and scale is not None:
-        raise UserError(f"scale={scale} is the shorter side the centre crop is taken from; "
-                        "resize='squash' takes no crop.")
+    explicit = resize is not None
+
+    check_export_options(format, resize)
     if format == "saved_model":
         check_replaceable(os.path.abspath(os.fspath(path)), overwrite)  # before any work
     ensemble = as_ensemble(ensemble)
+    resize = resize or get_resize_mode(ensemble) or "crop"
+    if resize == "squash" and scale is not None:
+        raise UserError(f"scale={scale} is the shorter side the centre crop is taken from; "
+                        f"{ensemble.name} is exported with resize='squash' (the whole image"
+                        f"{'' if explicit else ', as it was trained'}), which takes no crop.")
     serving = serving_model(ensemble)
     height, width, channels = serving.input.shape[1:]
     classes = serving.output["probabilities"].shape[-1]
@@ -215,7 +233,7 @@ def export(ensemble, path, overwrite=False, class_names=None, scale=None,
         members = members_of(ensemble)
         return _export_file(serving, os.fspath(path), format, names, overwrite,
                             {"class_names": names, "members": [m.name for m in members],
-                             "resize": resize})  # (LiteRT: crop, not recorded)
+                             "resize": resize})  # (a LiteRT file records none)
 
     archive = keras.export.ExportArchive()
     # Under JAX, jax2tf's default gradient registration is of no use once the export is

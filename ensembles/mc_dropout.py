@@ -14,6 +14,7 @@ import keras
 
 from ensembles.ensemble import COMBINE_CHOICES, _check_members, combined_model
 from safeio.checks import UserError, check_positive_int
+from zoo.saving import resize_mode
 
 
 @keras.saving.register_keras_serializable(package="ensembles")
@@ -97,4 +98,4 @@ def mc_dropout(model, samples=10, combine="mean", name=None):
     sampler = _with_active_dropout(model, f"{model.name}_sample")
     calls = [(sampler, f"{sampler.name}_{k + 1}") for k in range(samples)]
     return combined_model(calls, combine, name=name or f"{model.name}_mc_dropout",
-                          class_names=names)
+                          class_names=names, resize=resize_mode(model))

@@ -23,7 +23,7 @@ from safeio.checks import UserError, check_positive_int
 from zoo.optimizers import make_optimizer
 from zoo.saving import class_names as get_class_names
 from zoo.saving import load_weights
-from zoo.saving import set_class_names
+from zoo.saving import resize_mode, set_class_names, set_resize_mode
 from zoo.training import distribute, run_config
 from zoo.training import recipe as training
 
@@ -147,14 +147,15 @@ def _member_name(path):
 
 
 def from_snapshots(model, paths, last=None, combine="mean", weights=None,
-                   name="snapshot_ensemble", class_names=None):
+                   name="snapshot_ensemble", class_names=None, resize=None):
     """Load snapshot weights into members and return the :func:`Ensemble`.
 
     ``model`` is a function building the architecture (a builder or registry-name lambda)
     or a model to clone; ``paths`` a list of ``.weights.h5`` files or their directory;
     ``last=m`` keeps the last ``m`` (the paper predicts with the last snapshots).
     ``class_names``: the classes in label order; by default those of ``model`` when it is
-    a model that has them (``zoo.class_names``).
+    a model that has them (``zoo.class_names``). ``resize``: how the run made images into
+    inputs, ``"crop"`` or ``"squash"`` (``zoo.resize_mode``); by default ``model``'s.
 
     Example:
 
@@ -186,7 +187,8 @@ def from_snapshots(model, paths, last=None, combine="mean", weights=None,
         member = keras.models.clone_model(model) if isinstance(model, keras.Model) else model()
         load_weights(member, path)  # (a foreign or damaged file: one line naming it)
         member = member_graph(member, _member_name(path))
-        # A snapshot holds weights only: its classes are the architecture's.
-        members.append(set_class_names(member, class_names or get_class_names(
-            model if isinstance(model, keras.Model) else member)))
+        # A snapshot holds weights only: its classes and resize mode are the architecture's.
+        like = model if isinstance(model, keras.Model) else member
+        set_resize_mode(member, resize or resize_mode(like))
+        members.append(set_class_names(member, class_names or get_class_names(like)))
     return Ensemble(members, combine=combine, weights=weights, name=name)

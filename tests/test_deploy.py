@@ -4,6 +4,7 @@ a server uses as it is (raw uint8 images of any size, encoded JPEG/PNG bytes, cl
 import importlib.util
 import json
 import os
+import re
 import subprocess
 import sys
 import textwrap
@@ -72,6 +73,66 @@ def test_train_records_the_class_names_in_its_checkpoints_and_config(tmp_path):
     for name in ("best.keras", "last.keras"):
         assert zoo.class_names(zoo.load_model(str(tmp_path / "checkpoints" / name))) == NAMES
     assert json.load(open(tmp_path / "config.json"))["class_names"] == NAMES
+
+
+@pytest.mark.all_backends
+def test_the_resize_mode_travels_through_files_ensembles_and_runs(tmp_path):
+    """How a model's training images became inputs ("crop" or "squash") is kept as its
+    class names are: in its file, in the ensembles, calibrations and MC dropout made of it,
+    in snapshot ensembles, and in zoo.train's checkpoints and config.json."""
+    squash = zoo.set_resize_mode(tiny_model(), "squash")
+    path = zoo.save_model(squash, str(tmp_path / "m.keras"))
+    assert zoo.resize_mode(zoo.load_model(path)) == "squash"
+    assert json.loads(zipfile.ZipFile(path).read("zoo.json")) == {"resize": "squash"}
+    assert zoo.resize_mode(keras.saving.load_model(path)) is None  # Keras alone: loads
+    assert zoo.resize_mode(zoo.load_model(zoo.save_model(tiny_model(),
+                                                         str(tmp_path / "n.keras")))) is None
+
+    ensemble = ensembles.Ensemble([tiny_model(), squash])  # one that records none agrees
+    assert zoo.resize_mode(ensemble) == "squash"
+    assert zoo.resize_mode(ensembles.load(zoo.save_model(
+        ensemble, str(tmp_path / "e.keras")))) == "squash"
+    assert zoo.resize_mode(ensembles.Ensemble([tiny_model(), tiny_model()])) is None
+    assert zoo.resize_mode(ensembles.calibration.with_temperature(ensemble, 2.0)) == "squash"
+    assert zoo.resize_mode(ensembles.calibration.with_temperature(squash, 2.0)) == "squash"
+    inputs = keras.Input((8, 8, 3))
+    dropped = keras.layers.Dropout(0.5)(keras.layers.Flatten()(inputs))
+    dropout = keras.Model(inputs, keras.layers.Dense(4, activation="softmax")(dropped))
+    assert zoo.resize_mode(ensembles.mc_dropout(zoo.set_resize_mode(dropout, "squash"),
+                                                samples=2)) == "squash"
+    assert zoo.resize_mode(ensembles.ensemble.with_member_outputs(ensemble)) == "squash"
+    crop = zoo.set_resize_mode(tiny_model(), "crop")
+    with pytest.raises(UserError, match=r"^Member 2 \('tiny'\) was trained on inputs made by "
+                                        r"resize='crop', member 1 \('tiny'\) by "
+                                        r"resize='squash': an ensemble's one input cannot be "
+                                        r"both\."):
+        ensembles.Ensemble([tiny_model(), squash, crop])
+
+    squash.save_weights(str(tmp_path / "snapshot-1.weights.h5"))
+    snapshot = [str(tmp_path / "snapshot-1.weights.h5")]
+    assert zoo.resize_mode(ensembles.from_snapshots(squash, snapshot)) == "squash"
+    assert zoo.resize_mode(ensembles.from_snapshots(tiny_model, snapshot, resize="crop")) \
+        == "crop"
+
+    run_dir = tmp_path / "run"
+    result = zoo.train(tiny_model, tiny_data(), None, epochs=1, verbose=0,
+                       run_dir=str(run_dir), resize="squash")
+    assert zoo.resize_mode(result.model) == "squash"
+    for name in ("best.keras", "last.keras"):
+        assert zoo.resize_mode(zoo.load_model(str(run_dir / "checkpoints" / name))) == "squash"
+    assert json.load(open(run_dir / "config.json"))["resize"] == "squash"
+
+    with pytest.raises(UserError, match=r"`resize` must be one of \('crop', 'squash'\); "
+                                        r"received 'whole'"):
+        zoo.set_resize_mode(tiny_model(), "whole")
+    with zipfile.ZipFile(path) as source, zipfile.ZipFile(tmp_path / "w.keras", "w") as out:
+        for entry in source.namelist():
+            out.writestr(entry, json.dumps({"resize": "whole"}) if entry == "zoo.json"
+                         else source.read(entry))
+    path = str(tmp_path / "w.keras")
+    with pytest.raises(UserError, match=r"^Cannot load .*w\.keras: its zoo\.json is not this "
+                                        r"project's class names and resize mode \(ValueError\)"):
+        zoo.load_model(path)
 
 
 def _photo(height=300, width=451, seed=0):
@@ -200,11 +261,12 @@ def test_an_ensemble_built_under_mixed_precision_serves_bytes_with_a_bad_file(po
     assert np.isnan(np.asarray(out["probabilities"][1], "float32")).all()
 
 
-def test_a_model_trained_on_whole_images_is_served_whole_with_resize_squash(tmp_path, capsys):
+def test_a_model_trained_on_whole_images_is_predicted_and_served_whole(tmp_path, capsys):
     """A model trained without crop augmentation saw whole images resized to its input
-    (data.load(image_size=), as `zoo evaluate` loads them). With resize="squash", zoo.predict
-    of the .keras file and the export's serve_bytes give the numbers of that pipeline on a
-    40x66 photo, where the default centre crop gives others; an export predicts as it was
+    (data.load(image_size=), as `zoo evaluate` loads them), and its file records it
+    (zoo.resize_mode "squash"). zoo.predict of the .keras file and the export's serve_bytes
+    then give the numbers of that pipeline on a 40x66 photo without being told, where the
+    centre crop (resize="crop", asked for) gives others; an export predicts as it was
     exported, and another resize asked of it is one line."""
     from zoo import cli
 
@@ -216,7 +278,8 @@ def test_a_model_trained_on_whole_images_is_served_whole_with_resize_squash(tmp_
             keras.layers.Rescaling(1 / 255.0)(inputs))
         outputs = keras.layers.Dense(4, activation="softmax")(
             keras.layers.GlobalAveragePooling2D()(x))
-        return zoo.set_class_names(keras.Model(inputs, outputs, name=f"m{seed}"), NAMES)
+        model = zoo.set_class_names(keras.Model(inputs, outputs, name=f"m{seed}"), NAMES)
+        return zoo.set_resize_mode(model, "squash")
 
     members = [member(0), member(1)]
     model_file = zoo.save_model(ensembles.Ensemble(members), str(tmp_path / "e.keras"))
@@ -232,13 +295,18 @@ def test_a_model_trained_on_whole_images_is_served_whole_with_resize_squash(tmp_
         return np.array([dict((table.loc[0, f"class_{k}"], table.loc[0, f"probability_{k}"])
                               for k in range(1, 5))[name] for name in NAMES])
 
-    squashed = zoo.predict(model_file, [str(photo)], top=4, resize="squash")
+    assert zoo.resize_mode(zoo.load_model(model_file)) == "squash"
+    squashed = zoo.predict(model_file, [str(photo)], top=4)  # as the file says
     np.testing.assert_allclose(probabilities(squashed), expected, atol=1e-5)
-    cropped = zoo.predict(model_file, [str(photo)], top=4)
+    cropped = zoo.predict(model_file, [str(photo)], top=4, resize="crop")
     assert np.abs(probabilities(cropped) - expected).max() > 1e-4  # a different view
+    np.testing.assert_allclose(probabilities(cropped), probabilities(zoo.predict(
+        zoo.set_resize_mode(zoo.load_model(model_file), None), [str(photo)], top=4)))
 
     served_dir = str(tmp_path / "served")
-    assert cli.main(["export", model_file, served_dir, "--resize", "squash"]) == 0
+    assert cli.main(["export", model_file, served_dir]) == 0  # as the file says, too
+    assert "encoded images, resized whole as the model was trained (--resize squash) -> " \
+        in capsys.readouterr().out
     with open(os.path.join(served_dir, "assets", "zoo_model.json"), encoding="utf-8") as f:
         assert json.load(f)["resize"] == "squash"
     served = tf.saved_model.load(served_dir)
@@ -252,27 +320,40 @@ def test_a_model_trained_on_whole_images_is_served_whole_with_resize_squash(tmp_
         f"zoo predict: error: The export {served_dir} resizes images in its graph by "
         "'squash'; received resize='crop'. Export the model again with resize='crop' (zoo "
         "export --resize crop)."]
+    assert cli.main(["export", model_file, str(tmp_path / "cropped"), "--resize", "crop"]) == 0
+    assert "encoded images, resized and centre-cropped (--resize crop) -> " \
+        in capsys.readouterr().out
+    with open(tmp_path / "cropped" / "assets" / "zoo_model.json", encoding="utf-8") as f:
+        assert json.load(f)["resize"] == "crop"  # asked for: the centre crop
     # An ONNX file records the view in its metadata, and zoo.predict resizes so for it;
     # a LiteRT file has nowhere to record it: one line, before the model is read.
     if importlib.util.find_spec("onnxruntime") and importlib.util.find_spec("tf2onnx"):
         onnx_file = str(tmp_path / "e.onnx")
-        assert cli.main(["export", model_file, onnx_file, "--format", "onnx", "--resize",
-                         "squash"]) == 0
+        assert cli.main(["export", model_file, onnx_file, "--format", "onnx"]) == 0
         np.testing.assert_allclose(probabilities(zoo.predict(onnx_file, [str(photo)], top=4)),
                                    expected, atol=1e-5)
     capsys.readouterr()
     assert cli.main(["export", str(tmp_path / "missing.keras"), str(tmp_path / "e.tflite"),
                      "--format", "litert", "--resize", "squash"]) == 2
-    assert capsys.readouterr().err.strip().splitlines() == [
-        "zoo export: error: --resize squash cannot be recorded in a LiteRT file, which takes "
-        "images already at the input size; export a SavedModel or an ONNX file."]
+    litert = ("resize='squash' cannot be recorded in a LiteRT file, which takes images "
+              "already at the input size (resize them as data.eval_view(image, size, "
+              "'squash') does); export a SavedModel or an ONNX file.")
+    assert capsys.readouterr().err.strip().splitlines() == [f"zoo export: error: {litert}"]
+    with pytest.raises(UserError, match=re.escape(litert)):  # the same check, the same words
+        ensembles.export(zoo.load_model(model_file), str(tmp_path / "e2.tflite"),
+                         format="litert", resize="squash")
     with pytest.raises(UserError, match=r"scale=40 is the shorter side the centre crop is "
-                                        r"taken from; resize='squash' takes no crop"):
+                                        r"taken from; ensemble is exported with "
+                                        r"resize='squash' \(the whole image, as it was "
+                                        r"trained\), which takes no crop"):
+        ensembles.export(zoo.load_model(model_file), str(tmp_path / "s2"), scale=40)
+    with pytest.raises(UserError, match=r"resize='squash' \(the whole image\), which"):
         ensembles.export(zoo.load_model(model_file), str(tmp_path / "s2"), scale=40,
                          resize="squash")
     with pytest.raises(UserError, match=r"`resize` must be one of \('crop', 'squash'\); "
                                         r"received 'stretch'"):
         zoo.predict(model_file, [str(photo)], resize="stretch")
+    assert not os.path.exists(tmp_path / "s2")
 
 
 @pytest.mark.slow  # a TensorFlow start-up of its own (7 s of CPU here)

@@ -587,6 +587,27 @@ def test_resuming_with_other_settings_is_refused_in_one_line(run_dir, capsys):
     assert result.history["epoch"].tolist() == [1, 2, 3, 4]
 
 
+def test_a_run_recorded_before_its_resize_mode_resumes_and_records_it(run_dir):
+    """config.json records the resize mode (zoo.train(resize=)): a resume with another is
+    refused as other settings are, and a run whose config was written before the entry
+    existed resumes with one, which its checkpoints then record."""
+    import json
+
+    import zoo
+
+    config = json.loads((run_dir / "config.json").read_text())
+    assert config["resize"] is None
+    with pytest.raises(ValueError, match=r"holds a run with other settings \(resize None -> "
+                                         r"'squash'\)"):
+        _train(run_dir, epochs=4, resize="squash")
+    del config["resize"]
+    (run_dir / "config.json").write_text(json.dumps(config))
+    result = _train(run_dir, epochs=4, resize="squash")
+    assert result.history["epoch"].tolist() == [1, 2, 3, 4]
+    last = zoo.load_model(str(run_dir / "checkpoints" / "last.keras"))
+    assert zoo.resize_mode(last) == "squash"
+
+
 @pytest.mark.parametrize("content", ["epoch,loss\n1,0.5\n2", "epoch,loss\n1,0.5,7\n",
                                      "epoch,loss\n1,0.5\n3,0.4\n", "\x00\x01garbage"])
 def test_a_corrupt_history_is_an_error_naming_the_file(content, run_dir):

@@ -153,9 +153,10 @@ def finish(model_inputs, outputs, name, weights, model_class=keras.Model, family
         else:
             pretrained.load_converted(model, weights, family)
             if model.output_shape == (None, 1000):  # torchvision's, timm's, Caffe's ImageNet
-                from zoo.saving import set_class_names
+                from zoo.saving import set_class_names, set_resize_mode
 
                 set_class_names(model, [name for _, name in pretrained.imagenet_classes()])
+                set_resize_mode(model, "crop")  # scored on the centre crop, as all three do
     return model
 
 

@@ -1,9 +1,10 @@
 """``zoo.predict``: classify image files by class name, from a ``.keras`` model or ensemble,
-an export folder or an ONNX export, as ``zoo evaluate --center-crop`` sees them.
+an export folder or an ONNX export, as the model was trained to see them.
 
 Each image is decoded as ``data.load`` decodes image folders, its shorter side resized to
-``data.crop_scale(size)`` and its central ``size`` x ``size`` crop kept (or, with
-``resize="squash"``, the whole image resized to ``size`` x ``size``), which is also what
+``data.crop_scale(size)`` and its central ``size`` x ``size`` crop kept (or, for a model
+trained on whole images, ``zoo.resize_mode(model) == "squash"`` or ``resize="squash"``,
+the whole image resized to ``size`` x ``size``), which is also what
 an export's ``serve_images`` and ``serve_bytes`` do in their graph: the same image gives
 the same numbers from the ``.keras`` file and from its export.
 """
@@ -181,8 +182,9 @@ def _readable(path):
 
 def _source(model, resize):
     """What to predict with; ``resize`` None: the view an export (a folder or a .onnx file)
-    was made for, else ``"crop"``."""
+    was made for, or a model trained for (``zoo.resize_mode``), else ``"crop"``."""
     from data.preprocess import check_resize
+    from zoo.saving import resize_mode
 
     if resize is not None:
         check_resize(resize)
@@ -197,12 +199,13 @@ def _source(model, resize):
         if path.endswith(".keras"):
             import ensembles
 
-            return _KerasSource(ensembles.load(path), resize or "crop")
+            model = ensembles.load(path)
+            return _KerasSource(model, resize or resize_mode(model) or "crop")
         if path.endswith(".onnx"):
             return _OnnxSource(path, resize)
         raise UserError(f"A model to predict with must be a .keras file, an export folder or "
                         f"a .onnx file; received {path!r}.")
-    return _KerasSource(model, resize or "crop")
+    return _KerasSource(model, resize or resize_mode(model) or "crop")
 
 
 def predict(model, images, top=5, batch_size=32, verbose=0, resize=None):
@@ -215,11 +218,12 @@ def predict(model, images, top=5, batch_size=32, verbose=0, resize=None):
         top: how many classes per image (at most the number of classes).
         batch_size: images per forward pass.
         verbose: 1 shows a progress bar.
-        resize: how each image becomes the input: ``"crop"`` (the default; as ``zoo
-            evaluate --center-crop``, for models trained with random crops) or
-            ``"squash"`` (the whole image to the input size, as ``zoo evaluate`` and
-            ``data.load(image_size=)``, for models trained on whole images). An export
-            resizes in its graph as it was exported (None: that way).
+        resize: how each image becomes the input: ``"crop"`` (as ``zoo evaluate
+            --center-crop``, for models trained with random crops) or ``"squash"`` (the
+            whole image to the input size, as ``zoo evaluate`` and
+            ``data.load(image_size=)``, for models trained on whole images). None: as the
+            model was trained (``zoo.resize_mode``, which ``zoo train`` records), else
+            ``"crop"``; an export resizes in its graph as it was exported.
 
     Columns: ``image``, then ``class_1``, ``probability_1``, ... ``class_k``,
     ``probability_k`` (best first), ``entropy`` (of the served probabilities), and for an

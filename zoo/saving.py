@@ -8,8 +8,10 @@ module defining them is imported; for safety it never imports a package named in
 Class names travel with a model: :func:`set_class_names` attaches them, :func:`save_model`
 (which ``zoo.train``'s checkpoints and ``zoo ensemble`` use) writes them into the
 ``.keras`` archive as one more entry, ``zoo.json``, and :func:`load_model` gives them back
-(:func:`class_names`). Keras ignores the entry: ``keras.saving.load_model`` still loads
-the file, without the names.
+(:func:`class_names`). So does the way images were made into the model's inputs when it was
+trained (:func:`resize_mode`: ``"crop"`` or ``"squash"``), which ``zoo.predict`` and
+``ensembles.export`` then follow. Keras ignores the entry: ``keras.saving.load_model``
+still loads the file, without them.
 """
 
 import json
@@ -24,8 +26,9 @@ import zoo.layers  # noqa: F401  (registers LocalResponseNormalization)
 import zoo.optimizers  # noqa: F401  (registers PaperSGD)
 
 
-_METADATA = "zoo.json"  # the archive entry that holds the class names
+_METADATA = "zoo.json"  # the archive entry that holds the class names and the resize mode
 _ATTRIBUTE = "_zoo_class_names"
+_RESIZE_ATTRIBUTE = "_zoo_resize_mode"
 
 
 def class_names(model):
@@ -79,6 +82,51 @@ def set_class_names(model, names):
     return model
 
 
+def resize_mode(model):
+    """How images were made into ``model``'s inputs when it was trained, or None where
+    unknown: ``"crop"`` (random crops, tested on the centre crop of the image resized to
+    ``data.crop_scale(size)``) or ``"squash"`` (whole images resized to the input size).
+
+    ``zoo.train(..., resize=...)`` (``zoo train`` passes its ``--augment``'s), an ensemble
+    of members that have it, a converted ImageNet classifier (``"crop"``) and
+    :func:`load_model` of a file that holds it give it; ``zoo.predict`` and
+    ``ensembles.export`` resize as it says (``data.eval_view``), and ``"crop"`` where it is
+    None.
+
+    Example:
+
+    >>> model = zoo.load_model("runs/alexnet_digits/checkpoints/best.keras")  # doctest: +SKIP
+    >>> zoo.resize_mode(model)                                               # doctest: +SKIP
+    'squash'
+    """
+    return getattr(model, _RESIZE_ATTRIBUTE, None)
+
+
+def set_resize_mode(model, resize):
+    """Record how images were made into ``model``'s inputs in training (``"crop"`` or
+    ``"squash"``; None removes it); returns the model.
+
+    Example:
+
+    >>> model = zoo.resnet18(input_shape=(32, 32, 3), classes=2)
+    >>> zoo.resize_mode(zoo.set_resize_mode(model, "squash"))
+    'squash'
+    """
+    if resize is not None:
+        from data.preprocess import check_resize  # (data imports TensorFlow: only then)
+
+        check_resize(resize)
+    object.__setattr__(model, _RESIZE_ATTRIBUTE, resize)
+    return model
+
+
+def copy_metadata(source, model):
+    """``model`` with ``source``'s class names and resize mode (a model rebuilt from
+    another: reweighted, calibrated, given more outputs); returns ``model``."""
+    set_class_names(model, class_names(source))
+    return set_resize_mode(model, resize_mode(source))
+
+
 _ITEMSIZE = {"float16": 2, "bfloat16": 2, "float32": 4, "int32": 4, "float64": 8,
              "int64": 8, "uint8": 1, "bool": 1}
 
@@ -96,7 +144,8 @@ def bytes_to_save(model, slack=1.1, overhead=2**20):
 
 
 def save_model(model, path):
-    """``model.save(path)``, atomically, with the model's class names inside the file.
+    """``model.save(path)``, atomically, with the model's class names and resize mode
+    inside the file.
 
     Example:
 
@@ -108,10 +157,12 @@ def save_model(model, path):
     check_free_space(path, bytes_to_save(model))
     with atomic_path(path) as tmp:
         model.save(tmp)
-        names = class_names(model)
-        if names is not None:
+        metadata = {key: value for key, value in (
+            ("class_names", class_names(model)), ("resize", resize_mode(model)))
+            if value is not None}
+        if metadata:
             with zipfile.ZipFile(tmp, "a") as archive:
-                archive.writestr(_METADATA, json.dumps({"class_names": names}))
+                archive.writestr(_METADATA, json.dumps(metadata))
     return path
 
 
@@ -135,16 +186,22 @@ def load_weights(model, path):
                         f"other arguments?): {first[:200]}") from None
 
 
-def _read_class_names(path, archive_names):
+def _read_metadata(path, archive_names):
+    """The class names and the resize mode ``path`` holds (each None where it holds none)."""
+    from data.preprocess import RESIZE_CHOICES
+
     if _METADATA not in archive_names:
-        return None
+        return None, None
     with zipfile.ZipFile(path) as archive:
         try:
-            names = json.loads(archive.read(_METADATA))["class_names"]
-            return check_class_names(names)
-        except (ValueError, KeyError, TypeError) as err:
+            metadata = json.loads(archive.read(_METADATA))
+            names, resize = metadata.get("class_names"), metadata.get("resize")
+            if resize not in (None, *RESIZE_CHOICES):
+                raise ValueError(f"resize {resize!r:.40}")
+            return (None if names is None else check_class_names(names)), resize
+        except (ValueError, AttributeError, TypeError) as err:
             raise UserError(f"Cannot load {path}: its {_METADATA} is not this project's "
-                            f"class names ({type(err).__name__}).") from None
+                            f"class names and resize mode ({type(err).__name__}).") from None
 
 
 def load_model(path, compile=True):
@@ -177,7 +234,7 @@ def load_model(path, compile=True):
     if "config.json" not in entries:
         raise UserError(f"Cannot load {path}: the archive has no config.json, so it is not "
                         f"a saved Keras model (it holds {sorted(entries)}).")
-    names = _read_class_names(path, entries)
+    names, resize = _read_metadata(path, entries)
     try:
         model = keras.models.load_model(path, compile=compile)
     except (OSError, KeyError) as err:  # a damaged weights file inside a valid archive
@@ -196,6 +253,7 @@ def load_model(path, compile=True):
         raise
     if names is not None:
         set_class_names(model, names)
+    set_resize_mode(model, resize)
     if compile and keras.backend.backend() == "jax" and getattr(model, "compiled", False) \
             and model.jit_compile is False:
         # zoo.train compiles without XLA on TensorFlow, and the file says so; under JAX

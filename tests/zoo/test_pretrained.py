@@ -160,6 +160,7 @@ def test_torchvision_state_dict_gives_torchvisions_logits(tmp_path, depth):
     # Converted ImageNet weights name their classes, in torchvision's order.
     names = zoo.class_names(model)
     assert len(names) == 1000 and names[0] == "tench" and names[-1] == "toilet tissue"
+    assert zoo.resize_mode(model) == "crop"  # torchvision scores them on the centre crop
 
 
 def test_missing_unexpected_and_misshapen_keys_are_named(tmp_path):

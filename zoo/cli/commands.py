@@ -311,11 +311,11 @@ def _strategy(args):
 
 
 def _whole_images_hint(setup):
-    """A model trained on whole images is served so only when asked: say how."""
-    if setup.data.scale is None:  # no random crops: not evaluated on the centre crop
+    """A model trained on whole images is predicted and served so: say it."""
+    if setup.data.resize == "squash":  # no random crops: not evaluated on the centre crop
         print("Trained on whole images resized to the input size (no crop augmentation): "
-              "give --resize squash to zoo predict and zoo export, which centre-crop by "
-              "default.")
+              "the checkpoints record it, and zoo predict and zoo export resize images "
+              "whole for them (--resize squash).")
 
 
 def _fit_verbosity():
@@ -346,7 +346,7 @@ def _cmd_train(args):
                   verbose=_fit_verbosity(),
                   precision=args.precision, jit_compile=args.jit_compile,
                   model_kwargs=setup.model_kwargs, class_names=setup.info.class_names,
-                  settings=setup.settings)
+                  resize=setup.data.resize, settings=setup.settings)
     if args.snapshots:
         import ensembles
 
@@ -455,6 +455,7 @@ def _cmd_distill(args):
         teacher, student, setup.load_train(), val, temperature=args.temperature,
         alpha=args.alpha, epochs=args.epochs, run_dir=run_dir, seed=args.seed,
         lr_patience=args.lr_patience, settings=setup.settings, verbose=_fit_verbosity(),
+        resize=setup.data.resize,
         optimizer=lambda: zoo.make_optimizer(args.optimizer, args.lr, args.momentum,
                                              args.weight_decay))
     held_out = "test" if "test" in setup.info.splits else setup.val_split
@@ -824,15 +825,15 @@ def _with_fitted_weights(args, ensemble):
     """The same members, weighted as ``ensembles.fit_weights`` fits them on
     ``args.fit_weights`` (a held-out split)."""
     import ensembles
+    from zoo.saving import copy_metadata
 
     held_out = _load_split(args, args.fit_weights, [ensemble])
     weights = ensembles.fit_weights(ensemble, held_out, method=args.fit_method)
     members = ensembles.members_of(ensemble)
     shown = ", ".join(f"{m.name} {w:.3g}" for m, w in zip(members, weights))
     print(f"Weights fitted on the {args.fit_weights} split ({args.fit_method}): {shown}")
-    return zoo.set_class_names(
-        ensembles.Ensemble(members, combine=args.combine, weights=[float(w) for w in weights],
-                           name=ensemble.name), zoo.class_names(ensemble))
+    return copy_metadata(ensemble, ensembles.Ensemble(
+        members, combine=args.combine, weights=[float(w) for w in weights], name=ensemble.name))
 
 
 def _calibrated(args, ensemble):
@@ -947,7 +948,8 @@ def _add_predict(sub):
     predict.add_argument("--batch-size", type=int, default=32, help="(default: 32)")
     predict.add_argument("--output", default=None, metavar="PREDS.csv",
                          help="also write the table as CSV")
-    _resize_flag(predict, "default: crop; an export folder resizes as it was exported")
+    _resize_flag(predict, "default: as the model was trained (recorded by zoo train), else "
+                 "crop; an export resizes as it was exported")
     predict.set_defaults(run=_cmd_predict)
 
 
@@ -960,22 +962,24 @@ def _resize_flag(parser, default_help, default=None):
 
 def _cmd_export(args):
     import ensembles
+    from ensembles.export import check_export_options
     from safeio import check_replaceable
 
-    if args.format == "litert" and args.resize != "crop":  # before any work
-        raise UserError(f"--resize {args.resize} cannot be recorded in a LiteRT file, which "
-                        "takes images already at the input size; export a SavedModel or an "
-                        "ONNX file.")
+    check_export_options(args.format, args.resize)  # before any work
     if args.format == "saved_model":
         check_replaceable(os.path.abspath(args.output), args.overwrite)  # before any work
     (model,) = _load_models([args.model_file])
     ensemble = model if ensembles.is_ensemble(model) else ensembles.Ensemble([model])
     ensembles.export(ensemble, args.output, overwrite=args.overwrite, format=args.format,
                      resize=args.resize)
+    resize = args.resize or zoo.resize_mode(model) or "crop"
+    how = {"crop": "resized and centre-cropped", "squash": "resized whole"}[resize] + (
+        "" if args.resize else " as the model was trained" if zoo.resize_mode(model) else "")
     if args.format == "saved_model":
         print(f"SavedModel: {args.output} (serve: float32 images -> probabilities, "
               "predictive_entropy, mutual_information; serve_images: uint8 images of any "
-              "size and serve_bytes: encoded images -> probabilities, top_classes, top_scores, "
+              f"size and serve_bytes: encoded images, {how} (--resize {resize}) "
+              "-> probabilities, top_classes, top_scores, "
               "entropy, mutual_information, and for serve_bytes decoded; class names in "
               "assets/class_names.txt)")
     else:
@@ -1007,8 +1011,8 @@ def _add_export(sub):
                         "in), onnx (ONNX Runtime) or litert (LiteRT, formerly TF Lite)")
     export.add_argument("--overwrite", action="store_true",
                         help="replace a previous export, in one atomic step")
-    _resize_flag(export, "how serve_images and serve_bytes resize; default: crop",
-                 default="crop")
+    _resize_flag(export, "how serve_images and serve_bytes resize; default: as the model "
+                 "was trained (recorded by zoo train), else crop")
     export.set_defaults(run=_cmd_export)
 
 

@@ -108,7 +108,7 @@ def train_members(demo, output_dir, models=MODEL_CHOICES, epochs=6, snapshot_epo
                 validation, epochs=epochs, optimizer=optimizer,
                 reduce_lr=False, seed=seed + index, strategy=chosen,
                 run_dir=os.path.join(output_dir, name), verbose=0,
-                class_names=demo.info.class_names)
+                class_names=demo.info.class_names, resize=demo.resize)
             error = 1 - result.history["val_top1_accuracy"].iloc[-1]
             _say(f"  val top-1 error {100 * error:.2f} % ({time.time() - start:.0f} s)")
             groups["alexnet variants"].append(result.model)
@@ -125,7 +125,8 @@ def train_members(demo, output_dir, models=MODEL_CHOICES, epochs=6, snapshot_epo
             resnet, demo.load(demo.train_split, batch_size=SNAPSHOT_BATCH_SIZE), validation,
             epochs=snapshot_epochs, cycles=cycles, learning_rate=0.3, weight_decay=1e-4,
             seed=seed, strategy=single_device, class_names=demo.info.class_names,
-            run_dir=os.path.join(output_dir, "resnet18_snapshots"), verbose=0)
+            resize=demo.resize, run_dir=os.path.join(output_dir, "resnet18_snapshots"),
+            verbose=0)
         _say(f"  {len(paths)} snapshots ({time.time() - start:.0f} s)")
         groups["resnet18 snapshots"] = ensembles.members_of(
             ensembles.from_snapshots(resnet, paths, last=min(SNAPSHOTS_KEPT, len(paths)),

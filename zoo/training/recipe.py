@@ -27,7 +27,7 @@ from zoo import outputs, registry
 # zoo.train and the package export them from here as before.
 from zoo.optimizers import build_optimizer, compile_model, default_metrics  # noqa: F401
 from zoo.saving import class_names as get_class_names
-from zoo.saving import set_class_names
+from zoo.saving import resize_mode, set_class_names, set_resize_mode
 from zoo.training import callbacks as zoo_callbacks
 from zoo.training import distribute, run_config
 
@@ -270,6 +270,7 @@ def train(
     jit_compile=None,
     callbacks=(),
     class_names=None,
+    resize=None,
     checkpoint_model=None,
     settings=None,
     verbose=1,
@@ -316,6 +317,11 @@ def train(
         class_names: the names of the classes in label order (``data.info(name)
             .class_names``): the checkpoints and the returned model carry them
             (``zoo.class_names(model)``), and so do ensembles and exports made from them.
+        resize: how ``train_data``'s images were made into inputs: ``"crop"`` (random
+            crops, ``data.load(scale=...)`` with crop augmentation) or ``"squash"`` (whole
+            images resized to the input, ``data.load(image_size=...)``). Recorded like the
+            class names (``zoo.resize_mode(model)``): ``zoo.predict`` and
+            ``ensembles.export`` then resize images as the model was trained.
         checkpoint_model: what ``checkpoints/{best,last}.keras`` hold, when not the model
             trained: a model sharing its weights (``ensembles.distill`` trains a model
             holding the student and the teacher, and checkpoints the student alone).
@@ -363,6 +369,10 @@ def train(
         model = _build(model, model_kwargs, strategy, precision)
         if class_names is not None:
             set_class_names(model, class_names)
+        if resize is not None:
+            set_resize_mode(model, resize)
+            if checkpoint_model is not None:
+                set_resize_mode(checkpoint_model, resize)
         with strategy.scope():
             optimizer = compile_model(model, optimizer, learning_rate=learning_rate,
                                       momentum=momentum, weight_decay=weight_decay, loss=loss,
@@ -394,6 +404,7 @@ def train(
                     "replicas": replicas, "precision": precision,
                     "jit_compile": model.jit_compile, "params": model.count_params(),
                     "class_names": get_class_names(checkpoint_model or model),
+                    "resize": resize_mode(checkpoint_model or model),
                     "keras": keras.__version__, "tensorflow": tf.__version__,
                     "started": time.strftime("%Y-%m-%d %H:%M:%S"),
                     **(settings or {}),

@@ -203,8 +203,9 @@ def test_train_command_writes_a_run_directory_and_reports_test_error(tmp_path, c
     out = capsys.readouterr().out
     assert "Training alexnet" in out
     assert f"Run directory: {run_dir}" in out
-    # No crop augmentation: the model saw whole images, and predict/export crop by default.
-    assert "give --resize squash to zoo predict and zoo export" in out
+    # No crop augmentation: the model saw whole images, which its checkpoints record.
+    assert ("the checkpoints record it, and zoo predict and zoo export resize images whole "
+            "for them") in out
     # Into a file or a pipe (as here), one line per epoch: no progress bar's updates.
     assert re.search(r"^\d+/\d+ - .* - loss: [\d.]+ ", out, re.M) and "━" not in out, out
     assert "\r" not in out
@@ -231,6 +232,9 @@ def test_train_command_writes_a_run_directory_and_reports_test_error(tmp_path, c
     names = list(data.info("digits").class_names)
     assert config["class_names"] == names
     assert zoo.class_names(model) == names
+    # So is the way its images became inputs: whole, resized (no crop augmentation).
+    assert config["resize"] == "squash"
+    assert zoo.resize_mode(model) == "squash"
 
 
 @pytest.mark.parametrize(
@@ -817,6 +821,7 @@ def test_train_pipeline_random_crops_of_the_larger_scale_and_centre_crops_for_ev
         "--normalize", "mean_image", "--batch-size", "32", "--model-arg", "stem=cifar"])
     setup = commands._Setup(args, str(tmp_path))
     assert setup.data.scale == 18
+    assert setup.data.resize == "crop"  # what zoo train records (zoo.train(resize=))
     large = data.load("digits", "train", image_size=18, batch_size=None, shuffle=False)
     large = np.stack([x.numpy() for x, _ in large.take(300)])
     windows = {(dy, dx, flip): large[:, dy:dy + 16, dx:dx + 16][:, :, ::-1 if flip else 1]
