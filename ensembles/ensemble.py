@@ -124,9 +124,9 @@ def _common_class_names(members):
     return class_names(named[0][1]) if named else None
 
 
-def _common_resize_mode(members):
-    """The members' resize mode (those that record one must agree: one input serves them
-    all), or None."""
+def common_resize_mode(members):
+    """The members' resize mode (``zoo.resize_mode``; those that record one must agree:
+    one input serves them all), or None."""
     known = [(i, m) for i, m in enumerate(members) if resize_mode(m) is not None]
     for i, member in known[1:]:
         if resize_mode(member) != resize_mode(known[0][1]):
@@ -179,7 +179,7 @@ def Ensemble(members, combine="mean", weights=None, return_members=False, name="
     """
     members = list(members)
     names = _check_members(members)
-    resize = _common_resize_mode(members)
+    resize = common_resize_mode(members)
     if weights is not None:
         weights = [float(w) for w in weights]
         if (len(weights) != len(members) or not np.isfinite(weights).all()

@@ -608,18 +608,40 @@ def _load_models(paths):
 
 def _load_split(args, split, models, multi_crop=False):
     """``args.dataset``'s ``split`` as ``zoo evaluate`` reads it for ``models`` (checked to
-    fit it): resized to their input size, or at the larger scale for --center-crop and the
-    multi-crop TTA."""
+    fit it): resized to their input size, or at the larger scale for the centre crop
+    (:func:`_evaluation_view`) and the multi-crop TTA."""
     import data
 
     _check_models_fit(models, data.info(args.dataset, data_dir=args.data_dir), args.dataset)
     size = models[0].input_shape[1]
-    sizing = (dict(scale=data.crop_scale(size)) if multi_crop or args.center_crop else
+    crop = _evaluation_view(args, models) == "crop"
+    sizing = (dict(scale=data.crop_scale(size)) if multi_crop or crop else
               dict(image_size=size))
-    if args.center_crop and not multi_crop:  # as `zoo train --augment crop` evaluates
+    if crop and not multi_crop:  # as `zoo train --augment crop` evaluates
         sizing["center_crop"] = size
     return data.load(args.dataset, split, batch_size=args.batch_size, data_dir=args.data_dir,
                      on_bad_image=_bad_image_policy(args), **sizing)
+
+
+def _check_view_flags(args):
+    """The flags of the evaluation view that contradict each other: one line, before any
+    work."""
+    if args.center_crop and args.resize == "squash":
+        raise UserError("--center-crop is --resize crop; received --resize squash with it: "
+                        "give one of them.")
+    if getattr(args, "tta", "none") in ("5crop", "10crop") and args.resize == "squash":
+        raise UserError(f"--tta {args.tta} takes crops of images loaded at the larger scale; "
+                        "received --resize squash with it: give one of them.")
+
+
+def _evaluation_view(args, models):
+    """How ``zoo evaluate`` (and ``zoo ensemble``'s held-out splits) make images into
+    ``models``' inputs: ``--resize`` (``--center-crop`` is ``--resize crop``), else as the
+    models were trained (``zoo.resize_mode``: they must agree), else whole (``squash``)."""
+    from ensembles.ensemble import common_resize_mode
+
+    return "crop" if args.center_crop else (args.resize or common_resize_mode(models)
+                                            or "squash")
 
 
 def _check_models_fit(models, info, dataset):
@@ -655,6 +677,7 @@ def _cmd_evaluate(args):
 
     if args.output:  # before any work
         check_writable_file(args.output)
+    _check_view_flags(args)
     models = _load_models(args.models)
     size = models[0].input_shape[1]
     tta = None if args.tta == "none" else args.tta
@@ -672,6 +695,12 @@ def _cmd_evaluate(args):
                             f"{', '.join(sorted(splits))}); name one with --split.")
         if split in splits:
             print(f"Evaluating on the {split} split ({splits[split]:,} examples)", flush=True)
+    view = _evaluation_view(args, models)  # (models that disagree: one line, here)
+    if not (multi_crop or args.center_crop or args.resize) and any(
+            zoo.resize_mode(m) for m in models):
+        print(f"Test images {'centre-cropped' if view == 'crop' else 'resized whole'}, as "
+              f"the model{'s were' if len(models) > 1 else ' was'} trained (--resize "
+              f"{view})", flush=True)
     test = _load_split(args, split, models, multi_crop)
     held_out = None
     if args.calibrate_on is not None:
@@ -717,7 +746,10 @@ def _add_evaluate(sub):
                           "and take the corner and centre crops (10crop: and their mirrors)")
     evaluate.add_argument("--center-crop", action="store_true",
                           help="load the images at 256/224 of the input size and take the "
-                          "centre crop (for models trained with --augment crop)")
+                          "centre crop (for models trained with --augment crop); the same "
+                          "as --resize crop")
+    _resize_flag(evaluate, "default: as the models were trained (recorded by zoo train), "
+                 "else squash")
     evaluate.add_argument("--batch-size", type=int, default=128, help="(default: 128)")
     evaluate.add_argument("--data-dir", default=None, help="TFDS data_dir")
     evaluate.add_argument("--output", default=None, help="write the table as CSV here")
@@ -791,8 +823,10 @@ def _check_held_out_flags(args):
     --calibrate-on (nothing would read them), then given their defaults."""
     given = [flag for flag, value in (
         ("--dataset", args.dataset), ("--center-crop", args.center_crop or None),
+        ("--resize", args.resize),
         ("--batch-size", args.batch_size), ("--data-dir", args.data_dir),
         ("--on-bad-image", args.on_bad_image)) if value is not None]
+    _check_view_flags(args)
     if given and not (args.fit_weights or args.calibrate_on):
         raise UserError(f"{', '.join(given)} describe{'s' * (len(given) == 1)} the held-out "
                         "data of --fit-weights and --calibrate-on, and neither was given: "
@@ -893,6 +927,8 @@ def _add_ensemble(sub):
     ensemble.add_argument("--center-crop", action="store_true",
                           help="with --fit-weights and --calibrate-on: as zoo evaluate "
                           "--center-crop")
+    _resize_flag(ensemble, "with --fit-weights and --calibrate-on; default: as the members "
+                 "were trained, else squash")
     ensemble.add_argument("--batch-size", type=int, default=None,
                           help="with --fit-weights and --calibrate-on (default: 128)")
     ensemble.add_argument("--data-dir", default=None,

@@ -811,7 +811,7 @@ def test_train_optimizer_flags_reach_the_run(tmp_path, capsys):
 
 
 def test_train_pipeline_random_crops_of_the_larger_scale_and_centre_crops_for_evaluation(
-        tmp_path):
+        tmp_path, capsys):
     """--augment crop+flip at 16x16: training images are 16x16 windows (or their mirrors)
     of the digits loaded at 18x18, different each epoch; evaluation takes the centre."""
     import data
@@ -845,16 +845,24 @@ def test_train_pipeline_random_crops_of_the_larger_scale_and_centre_crops_for_ev
     np.testing.assert_allclose(test, next(iter(expected))[0].numpy()[:, 1:17, 1:17], atol=1e-4)
     model = setup.build()
     assert model.get_layer("normalize").mean.shape == (16, 16, 3)  # the mean image
-    # `zoo evaluate --center-crop` sees what training's evaluation saw.
+    # `zoo evaluate --center-crop` sees what training's evaluation saw; so does plain
+    # `zoo evaluate` of a file that records it (zoo train's checkpoints do).
     import ensembles
 
     model.save(tmp_path / "m.keras")
-    csv = str(tmp_path / "t.csv")
-    assert cli.main(["evaluate", str(tmp_path / "m.keras"), "--center-crop",
-                     "--output", csv]) == 0
-    expected = ensembles.evaluate(model, setup.load("test"))
-    assert pd.read_csv(csv, index_col=0).iloc[0]["nll"] == pytest.approx(
-        expected.iloc[0]["nll"], rel=1e-5)
+    zoo.save_model(zoo.set_resize_mode(model, setup.data.resize), str(tmp_path / "r.keras"))
+    expected = ensembles.evaluate(model, setup.load("test")).iloc[0]["nll"]
+    for argv in (["m.keras", "--center-crop"], ["r.keras"], ["r.keras", "--resize", "squash"]):
+        csv = str(tmp_path / "t.csv")
+        capsys.readouterr()
+        assert cli.main(["evaluate", str(tmp_path / argv[0]), *argv[1:], "--output", csv]) == 0
+        nll = pd.read_csv(csv, index_col=0).iloc[0]["nll"]
+        if argv[-1] == "squash":  # asked for: the whole image, another view
+            assert abs(nll - expected) > 1e-3
+        else:
+            assert nll == pytest.approx(expected, rel=1e-5)
+        assert ("Test images centre-cropped, as the model was trained (--resize crop)"
+                in capsys.readouterr().out) == (argv == ["r.keras"])
 
 
 def test_evaluate_picks_the_held_out_split_and_skips_bad_images_when_asked(tmp_path, capsys):
@@ -911,6 +919,9 @@ def test_models_that_do_not_fit_the_data_are_one_line_before_scoring(tmp_path, c
     three = zoo.save_model(zoo.set_class_names(tiny_model(classes=3), ["ant", "bee", "cow"]),
                            str(tmp_path / "three.keras"))
     larger = zoo.save_model(tiny_model(size=16, classes=10), str(tmp_path / "larger.keras"))
+    cropped, whole = (zoo.save_model(zoo.set_resize_mode(tiny_model(classes=10), resize),
+                                     str(tmp_path / f"{resize}.keras"))
+                      for resize in ("crop", "squash"))
     inputs = keras.Input((8, 8, 1))
     grey = zoo.save_model(keras.Model(inputs, keras.layers.Dense(10, activation="softmax")(
         keras.layers.Flatten()(inputs))), str(tmp_path / "grey.keras"))
@@ -924,6 +935,17 @@ def test_models_that_do_not_fit_the_data_are_one_line_before_scoring(tmp_path, c
         (["evaluate", digits, larger], "takes inputs of shape (16, 16, 3), but tiny takes "
                                        "(8, 8, 3)"),
         (["evaluate", grey], "takes inputs of shape (8, 8, 1); datasets give RGB images"),
+        # Models trained on crops and on whole images, scored together on one view: as
+        # ensembles.Ensemble of them is refused (the same words).
+        (["evaluate", digits, cropped, whole], "Member 2 ('tiny') was trained on inputs made "
+                                               "by resize='squash', member 1 ('tiny') by "
+                                               "resize='crop': an ensemble's one input "
+                                               "cannot be both."),
+        (["evaluate", digits, "--center-crop", "--resize", "squash"],
+         "--center-crop is --resize crop; received --resize squash with it"),
+        (["evaluate", digits, "--tta", "10crop", "--resize", "squash"],
+         "--tta 10crop takes crops of images loaded at the larger scale; received --resize "
+         "squash with it"),
     ]
     for argv, message in cases:
         assert cli.main(argv) == 2, argv
@@ -960,6 +982,8 @@ def test_ensemble_output_and_flags_that_would_do_nothing_are_one_line(tmp_path, 
          "and neither was given"),
         (["--output", str(tmp_path / "e.keras"), "--dataset", "cats", "--batch-size", "8"],
          "--dataset, --batch-size describe the held-out data"),
+        (["--output", str(tmp_path / "e.keras"), "--resize", "crop"],
+         "--resize describes the held-out data"),
         (["--output", str(tmp_path / "e.keras"), "--fit-method", "greedy"],
          "--fit-method greedy is how --fit-weights fits the weights: give --fit-weights"),
     ]
