@@ -11,7 +11,7 @@ import warnings
 import tensorflow as tf
 
 from safeio import streams
-from safeio.checks import UserError
+from safeio.checks import UserError, check_choice
 
 IMAGE_EXTENSIONS = (".jpg", ".jpeg", ".png", ".gif", ".bmp")
 # Images TensorFlow's decode_image cannot read: named in a warning, never silently left out.
@@ -213,12 +213,8 @@ def scan(root, split, on_bad_image="raise", verify="header", class_names=None,
 
     >>> paths, labels, classes = scan("flowers", "train")  # doctest: +SKIP
     """
-    if on_bad_image not in BAD_IMAGE_CHOICES:
-        raise UserError(
-            f"`on_bad_image` must be one of {BAD_IMAGE_CHOICES}; received {on_bad_image!r}."
-        )
-    if verify not in VERIFY_CHOICES:
-        raise UserError(f"`verify` must be one of {VERIFY_CHOICES}; received {verify!r}.")
+    check_choice(on_bad_image, BAD_IMAGE_CHOICES, "on_bad_image")
+    check_choice(verify, VERIFY_CHOICES, "verify")
     available = splits(root)
     if split not in available:
         raise UserError(

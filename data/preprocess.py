@@ -12,7 +12,7 @@ import numpy as np
 import tensorflow as tf
 
 from safeio import atomic_path
-from safeio.checks import UserError, is_int
+from safeio.checks import UserError, check_choice, is_int
 
 
 def resize_shorter_side(image, size=256):
@@ -75,9 +75,7 @@ RESIZE_CHOICES = ("crop", "squash")
 
 def check_resize(resize):
     """``resize`` if it is one of :data:`RESIZE_CHOICES`; else a one-line ``UserError``."""
-    if resize not in RESIZE_CHOICES:
-        raise UserError(f"`resize` must be one of {RESIZE_CHOICES}; received {resize!r}.")
-    return resize
+    return check_choice(resize, RESIZE_CHOICES, "resize")
 
 
 def eval_view(image, size, resize="crop", scale=None):
@@ -257,9 +255,7 @@ def normalized_input(statistics, shape, name="input", normalize="standardize"):
 
     from data.layers import MeanSubtraction
 
-    if normalize not in NORMALIZE_CHOICES:
-        raise UserError(f"`normalize` must be one of {NORMALIZE_CHOICES}; received "
-                        f"{normalize!r}.")
+    check_choice(normalize, NORMALIZE_CHOICES, "normalize")
     inputs = keras.Input(shape, name=name)
     if normalize == "standardize":
         return keras.layers.Normalization(mean=statistics.channel_mean,

@@ -3,7 +3,7 @@
 import numpy as np
 import tensorflow as tf
 
-from safeio.checks import UserError
+from safeio.checks import UserError, check_choice
 
 TTA_CHOICES = (None, "flip", "5crop", "10crop")
 
@@ -86,8 +86,7 @@ def flip_crops(images):
 
 def crops(images, tta, size=None):
     """``(n, k, ...)`` views of a batch for ``tta`` in ``(None, "flip", "5crop", "10crop")``."""
-    if tta not in TTA_CHOICES:
-        raise UserError(f"`tta` must be one of {TTA_CHOICES}; received {tta!r}.")
+    check_choice(tta, TTA_CHOICES, "tta")
     if tta in ("5crop", "10crop"):
         if size is None:
             raise UserError(f"tta={tta!r} needs the crop `size` (the model's input size).")

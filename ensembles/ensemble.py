@@ -4,7 +4,7 @@ import keras
 import numpy as np
 
 from ensembles.calibration import check_temperature, scaled
-from safeio.checks import UserError
+from safeio.checks import UserError, check_choice
 from zoo.outputs import outputs_probabilities as _softmax_output  # noqa: F401 (used by others)
 from zoo.saving import class_names, copy_metadata, resize_mode, set_class_names, set_resize_mode
 
@@ -36,8 +36,7 @@ class CombineMembers(keras.layers.Layer):
 
     def __init__(self, combine="mean", weights=None, temperature=1.0, **kwargs):
         super().__init__(**kwargs)
-        if combine not in COMBINE_CHOICES:
-            raise UserError(f"`combine` must be one of {COMBINE_CHOICES}; received {combine!r}.")
+        check_choice(combine, COMBINE_CHOICES, "combine")
         self.combine = combine
         self.member_weights = None if weights is None else [float(w) for w in weights]
         self.temperature = check_temperature(temperature)

@@ -14,7 +14,7 @@ from ensembles.ensemble import (CombineMembers, as_ensemble, combine_layer, memb
 from ensembles.mc_dropout import draws_at_inference, leaf_layers
 from safeio import (atomic_directory, atomic_path, check_free_space, check_not_a_link,
                     check_replaceable, write_json, write_text)
-from safeio.checks import UserError, check_positive_int
+from safeio.checks import UserError, check_choice, check_positive_int
 from zoo.saving import bytes_to_save, check_class_names
 from zoo.saving import class_names as get_class_names
 from zoo.saving import resize_mode as get_resize_mode
@@ -122,8 +122,7 @@ def check_export_options(format, resize=None):
     honour, in one line."""
     from data.preprocess import check_resize
 
-    if format not in FORMAT_CHOICES:
-        raise UserError(f"`format` must be one of {FORMAT_CHOICES}; received {format!r}.")
+    check_choice(format, FORMAT_CHOICES, "format")
     if resize is not None:
         check_resize(resize)
     if resize == "squash" and format == "litert":

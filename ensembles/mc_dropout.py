@@ -13,7 +13,7 @@ it as one SavedModel.
 import keras
 
 from ensembles.ensemble import COMBINE_CHOICES, _check_members, combined_model
-from safeio.checks import UserError, check_positive_int
+from safeio.checks import UserError, check_choice, check_positive_int
 from zoo.saving import resize_mode
 
 
@@ -92,8 +92,7 @@ def mc_dropout(model, samples=10, combine="mean", name=None):
     ['resnet18_sample', 'resnet18_sample', 'resnet18_sample', 'resnet18_sample']
     """
     check_positive_int(samples, "samples")
-    if combine not in COMBINE_CHOICES:
-        raise UserError(f"`combine` must be one of {COMBINE_CHOICES}; received {combine!r}.")
+    check_choice(combine, COMBINE_CHOICES, "combine")
     names = _check_members([model])  # the model's class names, or None
     sampler = _with_active_dropout(model, f"{model.name}_sample")
     calls = [(sampler, f"{sampler.name}_{k + 1}") for k in range(samples)]

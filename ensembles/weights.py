@@ -11,7 +11,7 @@ import numpy as np
 import scipy.optimize
 
 from ensembles.metrics import class_labels
-from safeio.checks import UserError, check_positive_int
+from safeio.checks import UserError, check_choice, check_positive_int
 
 METHOD_CHOICES = ("nll", "greedy")
 _EPS = 1e-12
@@ -96,8 +96,7 @@ def fit_weights(members, data, method="nll", rounds=None, tta=None):
     """
     from ensembles.evaluation import predict_members
 
-    if method not in METHOD_CHOICES:
-        raise UserError(f"`method` must be one of {METHOD_CHOICES}; received {method!r}.")
+    check_choice(method, METHOD_CHOICES, "method")
     _, member_probs, labels = predict_members(members, data, tta)
     if method == "nll":
         return nll_weights(member_probs, labels)

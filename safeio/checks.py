@@ -35,6 +35,22 @@ def is_number(value):
     return isinstance(value, numbers.Real) and not isinstance(value, bool)
 
 
+def check_choice(value, choices, name):
+    """``value`` if it is one of ``choices`` (a tuple or list, shown as given); else a
+    one-line ``UserError``, for values that cannot be compared (a list, an array) too.
+
+    >>> check_choice("squash", ("crop", "squash"), "resize")
+    'squash'
+    """
+    try:
+        found = value in choices
+    except (TypeError, ValueError):  # unhashable against a dict's keys; an array's truth
+        found = False
+    if not found:
+        raise UserError(f"`{name}` must be one of {choices}; received {value!r}.")
+    return value
+
+
 def check_positive_int(value, name, allow_none=False, what=""):
     """``value`` if it is an integer >= 1 (or None with ``allow_none``); else ValueError.
     ``what`` describes the argument in the message: "`width` (units of fc6) must ..."."""

@@ -4,7 +4,7 @@ import os
 
 import keras
 
-from safeio.checks import (UserError, check_positive_int, check_positive_number,
+from safeio.checks import (UserError, check_choice, check_positive_int, check_positive_number,
                            check_rate, is_int)
 
 POOLING_CHOICES = (None, "avg", "max")
@@ -27,10 +27,7 @@ def check_common_args(weights, pooling, classes, include_top=True, family=None, 
             "zoo models are channels-last, and keras.config.image_data_format() is "
             f"{keras.config.image_data_format()!r}: the model would be built wrong. Call "
             "keras.config.set_image_data_format('channels_last') first (it is Keras' default).")
-    if pooling not in POOLING_CHOICES:
-        raise UserError(
-            f"`pooling` must be one of {POOLING_CHOICES}; received {pooling!r}."
-        )
+    check_choice(pooling, POOLING_CHOICES, "pooling")
     classes = int(check_positive_int(classes, "classes"))
     if weights is None:
         return None, classes
@@ -209,12 +206,8 @@ def initializer(name, he_mode="fan_in"):
 
 def check_style(kernel_initializer, activation):
     """Validate the ``kernel_initializer`` and ``activation`` options every builder has."""
-    if kernel_initializer not in INITIALIZER_CHOICES:
-        raise UserError(f"`kernel_initializer` must be one of {INITIALIZER_CHOICES}; "
-                        f"received {kernel_initializer!r}.")
-    if activation not in ACTIVATION_CHOICES:
-        raise UserError(f"`activation` must be one of {ACTIVATION_CHOICES}; received "
-                        f"{activation!r}.")
+    check_choice(kernel_initializer, INITIALIZER_CHOICES, "kernel_initializer")
+    check_choice(activation, ACTIVATION_CHOICES, "activation")
 
 
 def fused(activation):

@@ -8,7 +8,7 @@ import math
 
 import keras
 
-from safeio.checks import UserError, is_number
+from safeio.checks import UserError, check_choice, is_number
 
 
 @keras.saving.register_keras_serializable(package="zoo")
@@ -105,8 +105,7 @@ def make_optimizer(name="sgd", learning_rate=0.01, momentum=0.9, weight_decay=5e
     >>> make_optimizer("adam", learning_rate=1e-3, ema=True).use_ema
     True
     """
-    if name not in OPTIMIZER_CHOICES:
-        raise UserError(f"`optimizer` must be one of {OPTIMIZER_CHOICES}; received {name!r}.")
+    check_choice(name, OPTIMIZER_CHOICES, "optimizer")
     check_hyperparameters(learning_rate, momentum, weight_decay)
     common = dict(learning_rate=learning_rate, use_ema=bool(ema))
     if name in ("sgd", "nesterov"):

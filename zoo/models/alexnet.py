@@ -12,7 +12,7 @@ count is the same, and grouped convolutions are ~7x slower to train on CPU in Ke
 import keras
 from keras import layers
 
-from safeio.checks import UserError, check_positive_int
+from safeio.checks import UserError, check_choice, check_positive_int
 from zoo import _builder
 from zoo.layers import (LRN_PRESETS, ChannelSlice, DropConnectDense,
                         LocalResponseNormalization)
@@ -131,9 +131,7 @@ def _fully_connected(x, width, dropout, regularizer, style):
 
 def _check_knobs(towers, norm, dropout, width, kernel_initializer, activation, regularizer):
     _builder.check_style(kernel_initializer, activation)
-    if regularizer not in REGULARIZER_CHOICES:
-        raise UserError(f"`regularizer` must be one of {REGULARIZER_CHOICES}; received "
-                        f"{regularizer!r}.")
+    check_choice(regularizer, REGULARIZER_CHOICES, "regularizer")
     if towers not in TOWER_CHOICES or isinstance(towers, bool):
         raise UserError(
             f"`towers` must be 1 (one tower) or 2 (the paper's two-GPU layout); "

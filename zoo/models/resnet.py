@@ -14,7 +14,7 @@ than 16 channels subsamples, then convolves (``MIN_STRIDED_POINTWISE_CHANNELS``)
 
 from keras import layers
 
-from safeio.checks import UserError, check_rate
+from safeio.checks import check_choice, check_rate
 from zoo import _builder
 from zoo.registry import register_model
 
@@ -106,10 +106,8 @@ BLOCKS = {"basic": basic_block, "bottleneck": bottleneck_block}
 
 def _check_knobs(depth, stem, drop_path_rate, dropout, width, kernel_initializer, activation):
     _builder.check_style(kernel_initializer, activation)
-    if depth not in STAGES:
-        raise UserError(f"`depth` must be one of {sorted(STAGES)}; received {depth!r}.")
-    if stem not in STEM_CHOICES:
-        raise UserError(f"`stem` must be one of {STEM_CHOICES}; received {stem!r}.")
+    check_choice(depth, sorted(STAGES), "depth")
+    check_choice(stem, STEM_CHOICES, "stem")
     check_rate(drop_path_rate, "drop_path_rate")
     _builder.check_dropout(dropout)
     _builder.check_multiplier(width)

@@ -17,10 +17,10 @@ side, as the PyTorch implementations of the paper's networks do.
 
 from keras import layers
 
-from safeio.checks import UserError, check_rate
+from safeio.checks import UserError, check_choice, check_rate
 from zoo import _builder
 from zoo.layers import ZeroPadChannels
-from zoo.models.resnet import DEFAULT_STYLE, _conv_bn, _merge
+from zoo.models.resnet import _conv_bn, _merge
 from zoo.registry import register_model
 
 PAPER = "He, Zhang, Ren, Sun 2015 (CIFAR-10, sec. 4.2)"
@@ -105,8 +105,7 @@ def resnet_cifar(
     """
     weights, classes = _builder.check_common_args(weights, pooling, classes, include_top)
     blocks = check_depth(depth)
-    if shortcut not in SHORTCUT_CHOICES:
-        raise UserError(f"`shortcut` must be one of {SHORTCUT_CHOICES}; received {shortcut!r}.")
+    check_choice(shortcut, SHORTCUT_CHOICES, "shortcut")
     _builder.check_style(kernel_initializer, activation)
     check_rate(drop_path_rate, "drop_path_rate")
     _builder.check_dropout(dropout)

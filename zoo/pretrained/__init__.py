@@ -29,7 +29,7 @@ import shutil
 import tempfile
 
 from safeio import file_hash, make_directory
-from safeio.checks import UserError
+from safeio.checks import UserError, check_choice
 from zoo.pretrained.imagenet import apply_preprocessing, decode_predictions, imagenet_classes
 
 # torchvision's ImageClassification preset: RGB in [0, 1], ImageNet mean and std.
@@ -99,9 +99,7 @@ def register_weights(entry, default=False):
     if not isinstance(entry, WeightsEntry):
         raise TypeError(f"register_weights takes a WeightsEntry; received "
                         f"{type(entry).__name__}.")
-    if entry.format not in FORMATS:
-        raise UserError(f"`format` must be one of {sorted(FORMATS)}; received "
-                        f"{entry.format!r}.")
+    check_choice(entry.format, sorted(FORMATS), "format")
     if entry.hash_algorithm not in ("sha256", "sha1"):
         raise UserError("`hash_algorithm` must be 'sha256' or 'sha1'; received "
                         f"{entry.hash_algorithm!r}.")

@@ -14,7 +14,7 @@ import keras
 from data.datasets import set_epoch
 from safeio import (atomic_path, check_free_space, file_hash, new_axes, save_figure,
                     write_json)
-from safeio.checks import UserError
+from safeio.checks import UserError, check_choice
 from zoo.optimizers import build_optimizer
 from zoo.saving import bytes_to_save, save_model
 from zoo.training import keras_internals
@@ -131,8 +131,7 @@ def monitor_mode(model, monitor, mode="auto", required=True):
     precision rise), where they used to guess from the letters "acc". A name Keras cannot
     tell about is a one-line error naming the metrics. Before the model's metrics are
     built (TensorFlow builds them in the first step), None unless ``required``."""
-    if mode not in MONITOR_MODES:
-        raise UserError(f"`monitor_mode` must be one of {MONITOR_MODES}; received {mode!r}.")
+    check_choice(mode, MONITOR_MODES, "monitor_mode")
     if mode != "auto":
         return mode
     found = keras_internals.monitor_direction(model, monitor)

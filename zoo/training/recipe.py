@@ -21,7 +21,7 @@ import pandas as pd
 import tensorflow as tf
 
 from safeio import directory_lock
-from safeio.checks import UserError, check_positive_int
+from safeio.checks import UserError, check_choice, check_positive_int
 from zoo import outputs, registry
 # compile_model and default_metrics live with the optimizers (no TensorFlow there);
 # zoo.train and the package export them from here as before.
@@ -336,9 +336,7 @@ def train(
     ...                    model_kwargs=dict(input_shape=(67, 67, 3), classes=10, width=512),
     ...                    run_dir="runs/alexnet_digits")   # doctest: +SKIP
     """
-    if precision not in PRECISION_CHOICES:
-        raise UserError(f"`precision` must be one of {PRECISION_CHOICES}; received "
-                        f"{precision!r}.")
+    check_choice(precision, PRECISION_CHOICES, "precision")
     check_positive_int(epochs, "epochs")
     epoch_steps = epoch_length(train_data, steps_per_epoch)
     if isinstance(model, keras.Model) and model_kwargs:
