@@ -57,10 +57,18 @@ def load(path, compile=True):
     Example:
 
     >>> model = ensembles.load("runs/ensemble.keras")               # doctest: +SKIP
-    """
-    from zoo.saving import load_model
 
-    return load_model(path, compile=compile)
+    An ensemble's members (``members_of``) carry the class names and resize mode the file
+    records for it, which they share, so that an ensemble rebuilt from them keeps them.
+    """
+    from ensembles.ensemble import is_ensemble, members_of
+    from zoo.saving import copy_metadata, load_model
+
+    model = load_model(path, compile=compile)
+    if is_ensemble(model):
+        for member in members_of(model):  # (graphs the file made: no user's model)
+            copy_metadata(model, member)
+    return model
 
 
 def member_probabilities(ensemble, dataset, tta=None):

@@ -253,8 +253,10 @@ def distill(teacher, student, train_data, val_data=None, *, temperature=4.0, alp
             al. used 1 to 20; 4 is a common choice).
         alpha: the soft term's weight; ``1 - alpha`` is the labels'.
         epochs, run_dir, **train_kwargs: as for ``zoo.train`` (optimizer, learning_rate,
-            seed, ...). The run directory's checkpoints hold the student alone (with the
-            teacher's class names); its backup, the whole training state. Its config.json
+            seed, ...; ``resize``: how ``train_data`` makes images into inputs, which
+            the student records, as ``zoo.train``'s). The run directory's checkpoints hold
+            the student alone (with the teacher's class names); its backup, the whole
+            training state. Its config.json
             records the teacher (name, parameters and a fingerprint of its weights), T and
             alpha, and ``settings`` beside them: a resume with others is refused.
 

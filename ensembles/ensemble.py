@@ -70,8 +70,9 @@ class CombineMembers(keras.layers.Layer):
 
 def member_graph(member, name):
     """``member`` as a functional model named ``name`` from its input to its one output
-    (for a GoogLeNet with auxiliary heads, the main head), sharing its layers and weights."""
-    return keras.Model(member.inputs, member.outputs[0], name=name)
+    (for a GoogLeNet with auxiliary heads, the main head), sharing its layers and weights,
+    with its class names and resize mode."""
+    return copy_metadata(member, keras.Model(member.inputs, member.outputs[0], name=name))
 
 
 def _check_members(members):

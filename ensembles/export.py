@@ -125,11 +125,11 @@ def check_export_options(format, resize=None):
     check_choice(format, FORMAT_CHOICES, "format")
     if resize is not None:
         check_resize(resize)
-    if resize == "squash" and format == "litert":
-        raise UserError("resize='squash' cannot be recorded in a LiteRT file, which takes "
-                        "images already at the input size (resize them as "
-                        "data.eval_view(image, size, 'squash') does); export a SavedModel or "
-                        "an ONNX file.")
+    if resize is not None and format == "litert":
+        raise UserError(f"resize={resize!r} does nothing for a LiteRT file, which takes "
+                        "images already at the input size and records no resize mode (make "
+                        f"them as data.eval_view(image, size, {resize!r}) does): leave it "
+                        "out, or export a SavedModel or an ONNX file.")
 
 
 def export(ensemble, path, overwrite=False, class_names=None, scale=None,
@@ -168,9 +168,10 @@ def export(ensemble, path, overwrite=False, class_names=None, scale=None,
       ``"crop"`` as ``zoo evaluate --center-crop`` loads them (shorter side to
       ``scale``, default ``data.crop_scale(size)``, then the central ``size`` x ``size``
       crop), ``"squash"`` (a model trained on whole images, ``--augment`` without crop)
-      as ``zoo evaluate`` loads them: the whole image to ``size`` x ``size``. A LiteRT
-      file takes images at the input size and cannot record ``resize="squash"``, which
-      is refused. Returns ``probabilities``,
+      as ``zoo evaluate`` loads them: the whole image to ``size`` x ``size``. (An ONNX
+      file records the mode in its metadata, for ``zoo.predict``; a LiteRT file takes
+      images at the input size and records none, and a ``resize`` for it is refused.)
+      Returns ``probabilities``,
       ``top_classes`` (class names, ``[N, k]`` with ``k = min(5, classes)``),
       ``top_scores``, ``entropy``, ``mutual_information`` and ``finite``.
     - ``serve_bytes``: encoded JPEG/PNG/BMP/GIF strings ``[N]`` (of any sizes), decoded as

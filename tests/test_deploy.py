@@ -84,6 +84,9 @@ def test_the_resize_mode_travels_through_files_ensembles_and_runs(tmp_path):
     path = zoo.save_model(squash, str(tmp_path / "m.keras"))
     assert zoo.resize_mode(zoo.load_model(path)) == "squash"
     assert json.loads(zipfile.ZipFile(path).read("zoo.json")) == {"resize": "squash"}
+    named = zoo.set_class_names(zoo.set_resize_mode(tiny_model(), "squash"), NAMES)
+    assert json.loads(zipfile.ZipFile(zoo.save_model(named, str(tmp_path / "n2.keras"))).read(
+        "zoo.json")) == {"class_names": NAMES, "resize": "squash"}
     assert zoo.resize_mode(keras.saving.load_model(path)) is None  # Keras alone: loads
     assert zoo.resize_mode(zoo.load_model(zoo.save_model(tiny_model(),
                                                          str(tmp_path / "n.keras")))) is None
@@ -101,6 +104,15 @@ def test_the_resize_mode_travels_through_files_ensembles_and_runs(tmp_path):
     assert zoo.resize_mode(ensembles.mc_dropout(zoo.set_resize_mode(dropout, "squash"),
                                                 samples=2)) == "squash"
     assert zoo.resize_mode(ensembles.ensemble.with_member_outputs(ensemble)) == "squash"
+    # An ensemble rebuilt from its members (reweighted), in memory and from its file, keeps
+    # both; so does a GoogLeNet without its auxiliary heads.
+    pair = ensembles.Ensemble([named, tiny_model()])
+    for source in (pair, ensembles.load(zoo.save_model(pair, str(tmp_path / "p.keras")))):
+        rebuilt = ensembles.Ensemble(ensembles.members_of(source), weights=[3, 1])
+        assert (zoo.class_names(rebuilt), zoo.resize_mode(rebuilt)) == (NAMES, "squash")
+    aux = zoo.googlenet(input_shape=(65, 65, 3), classes=4, width=0.125, aux_logits=True)
+    plain = zoo.without_aux(zoo.set_resize_mode(zoo.set_class_names(aux, NAMES), "squash"))
+    assert (zoo.class_names(plain), zoo.resize_mode(plain)) == (NAMES, "squash")
     crop = zoo.set_resize_mode(tiny_model(), "crop")
     with pytest.raises(UserError, match=r"^Member 2 \('tiny'\) was trained on inputs made by "
                                         r"resize='crop', member 1 \('tiny'\) by "
@@ -326,22 +338,27 @@ def test_a_model_trained_on_whole_images_is_predicted_and_served_whole(tmp_path,
     with open(tmp_path / "cropped" / "assets" / "zoo_model.json", encoding="utf-8") as f:
         assert json.load(f)["resize"] == "crop"  # asked for: the centre crop
     # An ONNX file records the view in its metadata, and zoo.predict resizes so for it;
-    # a LiteRT file has nowhere to record it: one line, before the model is read.
+    # a LiteRT file records none and resizes nothing: a resize asked of it is one line,
+    # before the model is read, and without one zoo export says how to make its inputs.
     if importlib.util.find_spec("onnxruntime") and importlib.util.find_spec("tf2onnx"):
         onnx_file = str(tmp_path / "e.onnx")
         assert cli.main(["export", model_file, onnx_file, "--format", "onnx"]) == 0
+        assert "zoo predict resizes images for it by its metadata's resize squash" \
+            in capsys.readouterr().out
         np.testing.assert_allclose(probabilities(zoo.predict(onnx_file, [str(photo)], top=4)),
                                    expected, atol=1e-5)
-    capsys.readouterr()
-    assert cli.main(["export", str(tmp_path / "missing.keras"), str(tmp_path / "e.tflite"),
-                     "--format", "litert", "--resize", "squash"]) == 2
-    litert = ("resize='squash' cannot be recorded in a LiteRT file, which takes images "
-              "already at the input size (resize them as data.eval_view(image, size, "
-              "'squash') does); export a SavedModel or an ONNX file.")
-    assert capsys.readouterr().err.strip().splitlines() == [f"zoo export: error: {litert}"]
-    with pytest.raises(UserError, match=re.escape(litert)):  # the same check, the same words
-        ensembles.export(zoo.load_model(model_file), str(tmp_path / "e2.tflite"),
-                         format="litert", resize="squash")
+    for resize in ("squash", "crop"):
+        capsys.readouterr()
+        assert cli.main(["export", str(tmp_path / "missing.keras"), str(tmp_path / "e.tflite"),
+                         "--format", "litert", "--resize", resize]) == 2
+        litert = (f"resize='{resize}' does nothing for a LiteRT file, which takes images "
+                  "already at the input size and records no resize mode (make them as "
+                  f"data.eval_view(image, size, '{resize}') does): leave it out, or export a "
+                  "SavedModel or an ONNX file.")
+        assert capsys.readouterr().err.strip().splitlines() == [f"zoo export: error: {litert}"]
+        with pytest.raises(UserError, match=re.escape(litert)):  # one check, the same words
+            ensembles.export(zoo.load_model(model_file), str(tmp_path / "e2.tflite"),
+                             format="litert", resize=resize)
     with pytest.raises(UserError, match=r"scale=40 is the shorter side the centre crop is "
                                         r"taken from; ensemble is exported with "
                                         r"resize='squash' \(the whole image, as it was "
@@ -499,7 +516,7 @@ def test_a_model_that_normalizes_its_input_exports_to_onnx(normalize, tmp_path):
 @pytest.mark.parametrize("format, runtime", [("onnx", "onnxruntime"),
                                              ("litert", "ai_edge_litert")])
 def test_onnx_and_litert_exports_serve_kerass_probabilities_in_their_runtimes(
-        format, runtime, tmp_path):
+        format, runtime, tmp_path, capsys):
     """A mixed ensemble and a snapshot ensemble, through `zoo export --format`: ONNX Runtime
     and the LiteRT interpreter serve Keras' probabilities and uncertainty within 1e-5, and
     the class names lie beside the file (and in the ONNX metadata); `zoo.predict` gives the
@@ -523,6 +540,9 @@ def test_onnx_and_litert_exports_serve_kerass_probabilities_in_their_runtimes(
     for model, model_file in ((mixed, mixed_file), (snapshots, snapshot_file)):
         out = str(tmp_path / (os.path.basename(model_file)[:-6] + suffix))
         assert cli.main(["export", model_file, out, "--format", format]) == 0
+        if format == "litert":  # it resizes nothing: how to make its inputs
+            assert f"make them as data.eval_view(image, {model.input_shape[1]}, 'crop') does" \
+                in capsys.readouterr().out
         with open(out + ".classes.txt", encoding="utf-8") as f:
             assert f.read().splitlines() == NAMES
         size = model.input_shape[1]

@@ -217,13 +217,16 @@ def test_distill_refuses_what_it_cannot_train(tmp_path):
 
 def test_zoo_distill_from_the_shell(tmp_path, capsys):
     """`zoo distill TEACHER.keras --model ...` on a slice of the digits: the student's
-    checkpoint in the run directory, the held-out scores of both printed."""
+    checkpoint in the run directory, the held-out scores of both printed. The teacher was
+    trained on crops (its file says so): the student learns on crops too, both are scored
+    on the centre crop, and the student's checkpoint records it."""
     import data
     from zoo import cli
 
     keras.utils.set_random_seed(0)
     teacher = zoo.set_class_names(ensembles.Ensemble([tiny_model(32, 10), tiny_model(32, 10)]),
                                   data.info("digits").class_names)
+    zoo.set_resize_mode(teacher, "crop")
     path = str(tmp_path / "teacher.keras")
     zoo.save_model(teacher, path)
     run_dir = str(tmp_path / "run")
@@ -233,17 +236,23 @@ def test_zoo_distill_from_the_shell(tmp_path, capsys):
                      "--temperature", "3", "--alpha", "0.5"]) == 0
     out = capsys.readouterr().out
     assert "Distilling ensemble (" in out and "at temperature 3, soft-target weight 0.5" in out
+    assert "Augmentation: crop, as the teacher was trained on crops" in out
     assert "test student: top-1 error" in out
     combined = ensembles.evaluate(ensembles.load(path), data.load(
-        "digits", "test", image_size=32, batch_size=64)).loc["ensemble"]  # not a member's row
+        "digits", "test", scale=data.crop_scale(32), center_crop=32,
+        batch_size=64)).loc["ensemble"]  # not a member's row; as zoo evaluate scores it
     assert (f"test teacher: top-1 error {100 * combined['top1_error']:.2f} %, NLL "
             f"{combined['nll']:.4f}") in out
     student = ensembles.load(os.path.join(run_dir, "checkpoints", "best.keras"))
     assert student.name == "vgg11" and student.input_shape[1:] == (32, 32, 3)
     assert zoo.class_names(student) == list(data.info("digits").class_names)
-    assert cli.main(["distill", path, "--model", "vgg11", "--image-size", "16",
-                     "--run-dir", str(tmp_path / "other")]) == 2
-    assert "--image-size 16: the teacher takes 32x32 images" in capsys.readouterr().err
+    assert zoo.resize_mode(student) == "crop"
+    assert cli.main(["distill", path, "--model", "vgg11", "--image-size", "16", "--augment",
+                     "none", "--run-dir", str(tmp_path / "other")]) == 2
+    out, err = capsys.readouterr()
+    assert "--image-size 16: the teacher takes 32x32 images" in err
+    assert ("Note: the teacher was trained on crops (resize crop); with --augment none the "
+            "student learns from it on whole images.") in out
     # A teacher of other classes than the data's: one line (it said "resnet18 has 3 outputs,
     # but 10 class names were given", the student's and the dataset's words crossed).
     three = str(tmp_path / "three.keras")

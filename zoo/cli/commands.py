@@ -426,6 +426,16 @@ def _add_train(sub):
     train.set_defaults(run=_cmd_train)
 
 
+_VIEW_WORDS = {"crop": "crops", "squash": "whole images"}
+
+
+def _augment_view(augment):
+    """The resize mode a model trained with ``--augment augment`` records."""
+    import data
+
+    return "crop" if "crop" in data.augment.parse(augment) else "squash"
+
+
 def _cmd_distill(args):
     import ensembles
     from ensembles.distillation import check_alpha, check_temperature
@@ -433,6 +443,16 @@ def _cmd_distill(args):
     check_alpha(args.alpha)  # before any work
     check_temperature(args.temperature)
     (teacher,) = _load_models([args.teacher])
+    view = zoo.resize_mode(teacher)
+    if args.augment is None:  # the student learns on the teacher's view of the images
+        args.augment = "crop" if view == "crop" else "none"
+        if view == "crop":
+            print("Augmentation: crop, as the teacher was trained on crops (--augment "
+                  "chooses)", flush=True)
+    elif view is not None and view != _augment_view(args.augment):
+        print(f"Note: the teacher was trained on {_VIEW_WORDS[view]} (resize {view}); with "
+              f"--augment {args.augment} the student learns from it on "
+              f"{_VIEW_WORDS[_augment_view(args.augment)]}.", flush=True)
     if args.image_size is None:  # the student sees the teacher's images
         args.image_size = teacher.input_shape[1]
     elif args.image_size != teacher.input_shape[1]:
@@ -481,7 +501,9 @@ def _add_distill(sub):
         "the student alone; run again with the same arguments to resume after a crash.")
     distill.add_argument("teacher", metavar="TEACHER.keras",
                          help="the teacher, e.g. a saved ensemble (zoo ensemble)")
-    _model_and_data_flags(distill, epochs=20, run_dir="runs/MODEL_DATASET_distilled")
+    _model_and_data_flags(distill, epochs=20, run_dir="runs/MODEL_DATASET_distilled",
+                          augment=None, augment_help="crop for a teacher that records "
+                          "resize crop, else none: the student learns on the teacher's view")
     distill.add_argument("--temperature", type=float, default=4.0,
                          help="T, the softening of both distributions (default 4)")
     distill.add_argument("--alpha", type=float, default=0.9,
@@ -614,7 +636,7 @@ def _load_split(args, split, models, multi_crop=False):
 
     _check_models_fit(models, data.info(args.dataset, data_dir=args.data_dir), args.dataset)
     size = models[0].input_shape[1]
-    crop = _evaluation_view(args, models) == "crop"
+    crop = not multi_crop and _evaluation_view(args, models) == "crop"
     sizing = (dict(scale=data.crop_scale(size)) if multi_crop or crop else
               dict(image_size=size))
     if crop and not multi_crop:  # as `zoo train --augment crop` evaluates
@@ -637,11 +659,29 @@ def _check_view_flags(args):
 def _evaluation_view(args, models):
     """How ``zoo evaluate`` (and ``zoo ensemble``'s held-out splits) make images into
     ``models``' inputs: ``--resize`` (``--center-crop`` is ``--resize crop``), else as the
-    models were trained (``zoo.resize_mode``: they must agree), else whole (``squash``)."""
-    from ensembles.ensemble import common_resize_mode
+    models were trained (``zoo.resize_mode``), else whole (``squash``). Models trained on
+    different views, scored together on one, are one line."""
+    if args.center_crop or args.resize:
+        return "crop" if args.center_crop else args.resize
+    recorded = [(m.name, zoo.resize_mode(m)) for m in models if zoo.resize_mode(m)]
+    if len({mode for _, mode in recorded}) > 1:
+        shown = ", ".join(f"{name} resize {mode}" for name, mode in recorded)
+        raise UserError(f"The models were trained on different views ({shown}), and models "
+                        "scored together see the same images: give --resize crop or "
+                        "--resize squash.")
+    return recorded[0][1] if recorded else "squash"
 
-    return "crop" if args.center_crop else (args.resize or common_resize_mode(models)
-                                            or "squash")
+
+def _say_evaluation_view(args, models, view):
+    """Say the view when it comes from the models' records."""
+    recorded = [m.name for m in models if zoo.resize_mode(m)]
+    if args.center_crop or args.resize or not recorded:
+        return
+    how = "centre-cropped" if view == "crop" else "resized whole"
+    whose = ((f"as the model{'s were' if len(models) > 1 else ' was'} trained")
+             if len(recorded) == len(models) else
+             f"as {', '.join(recorded)} record{'s' * (len(recorded) == 1)} (the others none)")
+    print(f"Test images {how}, {whose} (--resize {view})", flush=True)
 
 
 def _check_models_fit(models, info, dataset):
@@ -695,12 +735,8 @@ def _cmd_evaluate(args):
                             f"{', '.join(sorted(splits))}); name one with --split.")
         if split in splits:
             print(f"Evaluating on the {split} split ({splits[split]:,} examples)", flush=True)
-    view = _evaluation_view(args, models)  # (models that disagree: one line, here)
-    if not (multi_crop or args.center_crop or args.resize) and any(
-            zoo.resize_mode(m) for m in models):
-        print(f"Test images {'centre-cropped' if view == 'crop' else 'resized whole'}, as "
-              f"the model{'s were' if len(models) > 1 else ' was'} trained (--resize "
-              f"{view})", flush=True)
+    if not multi_crop:  # (models trained on other views: one line, here)
+        _say_evaluation_view(args, models, _evaluation_view(args, models))
     test = _load_split(args, split, models, multi_crop)
     held_out = None
     if args.calibrate_on is not None:
@@ -972,9 +1008,10 @@ def _add_predict(sub):
         "predict", help="classify image files by class name",
         description="Print the top classes of each image (files, or folders searched "
         "recursively) by name with their probabilities, and for an ensemble its entropy and "
-        "mutual information. Images are resized and centre-cropped as `zoo evaluate "
-        "--center-crop` does (--resize squash: resized whole, as `zoo evaluate` does; an "
-        "export resizes as it was exported). An unreadable image is named on stderr and "
+        "mutual information. Images are made into inputs as the model was trained (zoo "
+        "train records it): centre-cropped as `zoo evaluate --center-crop` does, or resized "
+        "whole; --resize chooses, and a model that records nothing is centre-cropped; an "
+        "export resizes as it was exported. An unreadable image is named on stderr and "
         "skipped (exit 1).")
     predict.add_argument("source", metavar="SOURCE",
                          help="a .keras model or ensemble, a `zoo export` folder, or a .onnx "
@@ -1021,9 +1058,13 @@ def _cmd_export(args):
     else:
         from ensembles.export import TOLERANCE, classes_path
 
+        made = ("; zoo predict resizes images for it by its metadata's resize "
+                f"{resize}" if args.format == "onnx" else
+                f"; make them as data.eval_view(image, {model.input_shape[1]}, {resize!r}) "
+                "does")
         print(f"{args.format}: {args.output} (float32 images of {model.input_shape[1]}x"
               f"{model.input_shape[2]} -> probabilities, predictive_entropy, "
-              f"mutual_information; checked in its runtime to {TOLERANCE:g}); "
+              f"mutual_information; checked in its runtime to {TOLERANCE:g}{made}); "
               f"class names: {classes_path(args.output)}")
     return 0
 
@@ -1034,8 +1075,8 @@ def _add_export(sub):
         "LiteRT file: --format)",
         description="Write ONE SavedModel that a server uses as it is: serve (float32 images "
         "at the input size -> probabilities, predictive entropy, mutual information), "
-        "serve_images (uint8 images of any size, resized and centre-cropped in the graph, "
-        "or resized whole with --resize squash) "
+        "serve_images (uint8 images of any size, resized in the graph as the model was "
+        "trained: centre-cropped or resized whole; --resize chooses) "
         "and serve_bytes (encoded JPEG/PNG), both with the top classes by name.")
     export.add_argument("model_file", metavar="MODEL.keras")
     export.add_argument("output", metavar="OUT",
@@ -1070,7 +1111,7 @@ def _bad_image_flag(parser, default="error"):
                         "them with a warning naming them")
 
 
-def _model_and_data_flags(parser, epochs, run_dir):
+def _model_and_data_flags(parser, epochs, run_dir, augment="none", augment_help="none"):
     parser.add_argument("--model", required=True, help="model name, see `zoo list`")
     parser.add_argument("--dataset", default="digits",
                         help="'digits' (embedded), a TFDS name or an image folder")
@@ -1084,11 +1125,11 @@ def _model_and_data_flags(parser, epochs, run_dir):
                         help="of the shuffling, the augmentation and the weights (default: 0)")
     parser.add_argument("--model-arg", action="append", metavar="KEY=VALUE",
                         help="builder argument, repeatable (e.g. towers=2, kernel_initializer=he)")
-    parser.add_argument("--augment", default="none",
+    parser.add_argument("--augment", default=augment,
                         help="training augmentation: '+'-joined crop, flip, pca, jitter, "
                         "erasing, or the presets none and paper (crop+flip+pca). With crop, "
                         "images load at 256/224 of the input size and are evaluated on their "
-                        "centre crop (default: none)")
+                        f"centre crop (default: {augment_help})")
     parser.add_argument("--normalize", default="standardize",
                         choices=("standardize", "channel_mean", "mean_image", "none"),
                         help="inside the model: per-channel mean and std (default), the "

@@ -253,4 +253,6 @@ def without_aux(model):
     """
     if not isinstance(model, GoogLeNetWithAuxHeads):
         return model
-    return keras.Model(model.inputs, model.outputs[0], name=model.name)
+    from zoo.saving import copy_metadata  # (its class names and resize mode too)
+
+    return copy_metadata(model, keras.Model(model.inputs, model.outputs[0], name=model.name))

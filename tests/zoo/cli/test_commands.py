@@ -935,12 +935,11 @@ def test_models_that_do_not_fit_the_data_are_one_line_before_scoring(tmp_path, c
         (["evaluate", digits, larger], "takes inputs of shape (16, 16, 3), but tiny takes "
                                        "(8, 8, 3)"),
         (["evaluate", grey], "takes inputs of shape (8, 8, 1); datasets give RGB images"),
-        # Models trained on crops and on whole images, scored together on one view: as
-        # ensembles.Ensemble of them is refused (the same words).
-        (["evaluate", digits, cropped, whole], "Member 2 ('tiny') was trained on inputs made "
-                                               "by resize='squash', member 1 ('tiny') by "
-                                               "resize='crop': an ensemble's one input "
-                                               "cannot be both."),
+        # Models trained on crops and on whole images, scored together on one view.
+        (["evaluate", digits, cropped, whole], "The models were trained on different views "
+                                               "(tiny resize crop, tiny resize squash), and "
+                                               "models scored together see the same images: "
+                                               "give --resize crop or --resize squash."),
         (["evaluate", digits, "--center-crop", "--resize", "squash"],
          "--center-crop is --resize crop; received --resize squash with it"),
         (["evaluate", digits, "--tta", "10crop", "--resize", "squash"],
@@ -952,6 +951,11 @@ def test_models_that_do_not_fit_the_data_are_one_line_before_scoring(tmp_path, c
         err = capsys.readouterr().err.strip().splitlines()
         assert len(err) == 1 and message in err[0], (argv, err)
     assert not (tmp_path / "e.keras").exists()
+    # Told the view, they are scored together; one model's record is followed, and said.
+    assert cli.main(["evaluate", cropped, whole, "--resize", "squash"]) == 0
+    assert cli.main(["evaluate", digits, cropped]) == 0
+    assert ("Test images centre-cropped, as tiny records (the others none) (--resize crop)"
+            in capsys.readouterr().out)
     # The Python API: models of other classes scored together are one line too.
     with pytest.raises(ValueError, match=r"Member 1 \('tiny'\) predicts 3 classes, but member "
                                          r"0 \('tiny'\) predicts 10"):
