@@ -130,7 +130,7 @@ def train_members(demo, output_dir, models=MODEL_CHOICES, epochs=6, snapshot_epo
         _say(f"  {len(paths)} snapshots ({time.time() - start:.0f} s)")
         groups["resnet18 snapshots"] = ensembles.members_of(
             ensembles.from_snapshots(resnet, paths, last=min(SNAPSHOTS_KEPT, len(paths)),
-                                     class_names=demo.info.class_names))
+                                     class_names=demo.info.class_names, resize=demo.resize))
     return groups
 
 

@@ -547,6 +547,9 @@ def test_demo_smoke_run_end_to_end(tmp_path):
         assert os.path.exists(os.path.join(out, name)), name
 
     served = tf.saved_model.load(os.path.join(out, "ensemble_savedmodel"))
+    with open(os.path.join(out, "ensemble_savedmodel", "assets", "zoo_model.json"),
+              encoding="utf-8") as f:
+        assert json.load(f)["resize"] == "crop"  # every member trained on crops
     test = data.load("digits", "test", scale=data.crop_scale(67), center_crop=67,
                      batch_size=128)
     probs, labels = [], []
