@@ -347,6 +347,26 @@ class RestoreBackup(keras.callbacks.Callback):
         self.backup.restore(logs)
 
 
+class ExactStepCount(keras.callbacks.Callback):
+    """``optimizer.iterations`` as the batches trained, on data of unknown length under
+    TensorFlow. There Keras' trainer adds one at each epoch's end: the call that finds the
+    data exhausted still runs the optimizer's counter, which does not wait for the data
+    (two epochs of 4 batches counted 10; JAX counts 8), so a step-based learning-rate
+    schedule would drift by a step an epoch. The count is set back at each epoch's end,
+    before the checkpoints and the backup save it (it comes before them in the list)."""
+
+    def on_epoch_begin(self, epoch, logs=None):
+        self.start, self.batches = int(self.model.optimizer.iterations), 0
+
+    def on_train_batch_end(self, batch, logs=None):
+        self.batches = batch + 1
+
+    def on_epoch_end(self, epoch, logs=None):
+        iterations = self.model.optimizer.iterations
+        if int(iterations) != self.start + self.batches:
+            iterations.assign(self.start + self.batches)
+
+
 class DataEpochs(keras.callbacks.Callback):
     """At the start of fit, point a ``data.load`` dataset at the epoch fit starts from (0,
     or the epoch a resumed run restored), so each epoch shuffles and augments as it did in

@@ -230,14 +230,19 @@ def _one_stream(train_data, steps_per_epoch=None):
     return train_data, steps_per_epoch  # unknown (whole passes), infinite or empty
 
 
+def _whole_passes_of_unknown_length(stream, steps):
+    """Whether ``fit`` takes ``stream`` as data of unknown length, each epoch a whole pass."""
+    return (steps is None and isinstance(stream, tf.data.Dataset)
+            and int(stream.cardinality()) == tf.data.UNKNOWN_CARDINALITY)
+
+
 @contextlib.contextmanager
 def _whole_passes_expected(stream, steps):
     """Data of unknown length, each epoch one whole pass: Keras learns the length when the
     first pass runs out, and warns then "Your input ran out of data; interrupting
     training", though nothing is interrupted. That warning only, for that data only."""
     with warnings.catch_warnings():
-        if (steps is None and isinstance(stream, tf.data.Dataset)
-                and int(stream.cardinality()) == tf.data.UNKNOWN_CARDINALITY):
+        if _whole_passes_of_unknown_length(stream, steps):
             warnings.filterwarnings("ignore", message="Your input ran out of data",
                                     category=UserWarning)
         yield
@@ -435,6 +440,9 @@ def train(
             if processes > 1 and run_dir is not None:  # (RestoreBackup comes first)
                 run_callbacks[0].backup.agree_on_epoch = distribute.same_epoch_everywhere(
                     shared_run_dir)
+            if _whole_passes_of_unknown_length(stream, steps) and \
+                    keras.backend.backend() == "tensorflow":  # (after the restore)
+                run_callbacks.insert(int(run_dir is not None), zoo_callbacks.ExactStepCount())
             with distribute.steady_device_iterators(), _whole_passes_expected(stream, steps):
                 history = model.fit(
                     stream, steps_per_epoch=steps, validation_data=val_data,
