@@ -37,6 +37,7 @@ COMBINE_CHOICES = ("mean", "logit_mean", "geometric", "vote")
 EXPORT_FORMAT_CHOICES = ("saved_model", "onnx", "litert")
 FIT_METHOD_CHOICES = ("nll", "greedy")
 RESIZE_CHOICES = ("crop", "squash")  # data.preprocess's
+_VIEW_WORDS = {"crop": "crops", "squash": "whole images"}  # what a model of each trained on
 
 
 class _Parser(argparse.ArgumentParser):
@@ -81,6 +82,8 @@ def _add_list(sub):
 
 
 def _cmd_info(args):
+    if args.model.endswith(".keras"):
+        return _describe_file(args.model)
     info = zoo.model_info(args.model)
     arguments = zoo.registry.arguments_of(args.model) or ("**kwargs",)
     print(f"{args.model}: {info['paper']}")
@@ -92,9 +95,44 @@ def _cmd_info(args):
     return 0
 
 
+def _describe_file(path):
+    """What a saved model or ensemble needs to be used: its members, input, classes and
+    resize mode (zoo info MODEL.keras)."""
+    import ensembles
+
+    (model,) = _load_models([path])
+    if ensembles.is_ensemble(model):
+        members = ensembles.members_of(model)
+        weights = ensembles.member_weights(model)
+        weighted = ("" if len(set(weights.round(6))) == 1 else
+                    ", weights " + ", ".join(f"{w:.3g}" for w in weights))
+        print(f"{path}: an ensemble of {len(members)} member{'s' * (len(members) > 1)} "
+              f"({', '.join(m.name for m in members)}), combined by "
+              f"{ensembles.combine_layer(model).combine}{weighted}")
+    else:
+        print(f"{path}: {model.name}")
+    temperature = ensembles.temperature(model)
+    if temperature != 1.0:
+        print(f"  temperature       {temperature:.4g} (calibrated)")
+    height, width, channels = model.input_shape[1:]
+    print(f"  input             {height}x{width}x{channels}")
+    names, classes = zoo.class_names(model), model.output_shape[-1]
+    print(f"  classes           {classes}" + (f": {_some(names, 8)}" if names else
+                                              " (no names recorded)"))
+    resize = zoo.resize_mode(model)
+    print(f"  resize mode       " + (
+        f"{resize}: trained on {_VIEW_WORDS[resize]}; zoo evaluate, predict and export "
+        "resize images so" if resize else "none recorded (zoo predict and export centre-"
+        "crop, zoo evaluate resizes whole; --resize chooses)"))
+    print(f"  parameters        {model.count_params():,}")
+    return 0
+
+
 def _add_info(sub):
-    info = sub.add_parser("info", help="facts about one model")
-    info.add_argument("model", help="model name, see `zoo list`")
+    info = sub.add_parser("info", help="facts about one model, or what a saved model or "
+                          "ensemble holds")
+    info.add_argument("model", help="model name (see `zoo list`), or a MODEL.keras file: its "
+                      "members, input, classes and resize mode")
     info.set_defaults(run=_cmd_info)
 
 
@@ -424,9 +462,6 @@ def _add_train(sub):
     train.add_argument("--jit-compile", action="store_true", default=None,
                        help="compile with XLA (always on JAX)")
     train.set_defaults(run=_cmd_train)
-
-
-_VIEW_WORDS = {"crop": "crops", "squash": "whole images"}
 
 
 def _augment_view(augment):
@@ -1168,9 +1203,10 @@ def main(argv=None):
     if isinstance(seed, int) and not 0 <= seed < 2**32:  # Keras' and NumPy's seeds
         command_parser.error(f"--seed must be in [0, 2**32 - 1]; received {seed}")
     try:
-        if getattr(args, "model", None) is not None:  # typos: in 0.1 s, before TensorFlow
+        a_file = args.command == "info" and args.model.endswith(".keras")  # read by Keras
+        if getattr(args, "model", None) is not None and not a_file:  # typos: in 0.1 s,
             zoo.check_arguments(args.model, _model_args(getattr(args, "model_arg", None)))
-        if args.command not in ("list", "info"):  # their facts are static
+        if args.command not in ("list", "info") or a_file:  # (their facts are static)
             tensorflow_started_quietly()
         if isinstance(getattr(args, "lr", None), float):  # (search's are ranges, checked)
             from zoo.optimizers import check_hyperparameters

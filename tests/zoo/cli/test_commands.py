@@ -53,6 +53,40 @@ def test_zoo_help_and_list_start_neither_keras_nor_tensorflow():
     assert "adam, rmsprop, adagrad" in out
 
 
+def test_info_of_a_saved_file_says_what_it_holds(tmp_path, capsys):
+    """`zoo info MODEL.keras`: an ensemble's members, rule, weights and temperature, the
+    input, the class names and the resize mode it records; a file that records neither says
+    so; a missing file is one line."""
+    import keras
+
+    from tests.helpers import tiny_model
+
+    names = [f"n{i}" for i in range(10)]
+    members = [zoo.set_resize_mode(zoo.set_class_names(tiny_model(classes=10), names), "crop")
+               for _ in range(2)]
+    ensemble = ensembles.calibration.with_temperature(
+        ensembles.Ensemble(members, weights=[3, 1]), 1.5)
+    path = zoo.save_model(ensemble, str(tmp_path / "e.keras"))
+    capsys.readouterr()
+    assert cli.main(["info", path]) == 0
+    assert capsys.readouterr().out.splitlines() == [
+        f"{path}: an ensemble of 2 members (tiny_1, tiny_2), combined by mean, weights 0.75, 0.25",
+        "  temperature       1.5 (calibrated)",
+        "  input             8x8x3",
+        "  classes           10: n0, n1, n2, n3, n4, n5, n6, n7, ...",
+        "  resize mode       crop: trained on crops; zoo evaluate, predict and export resize "
+        "images so",
+        f"  parameters        {ensemble.count_params():,}"]
+    plain = zoo.save_model(tiny_model(), str(tmp_path / "plain.keras"))
+    assert cli.main(["info", plain]) == 0
+    out = capsys.readouterr().out
+    assert out.startswith(f"{plain}: tiny\n") and "4 (no names recorded)" in out
+    assert "none recorded (zoo predict and export centre-crop" in out
+    assert cli.main(["info", str(tmp_path / "absent.keras")]) == 2
+    assert capsys.readouterr().err.strip().splitlines() == [
+        f"zoo info: error: Cannot load {tmp_path / 'absent.keras'}: no such file."]
+
+
 def test_the_commands_choices_are_the_librarys():
     """--optimizer, --strategy, --combine and --format list their choices without importing
     Keras: the copies equal the modules' own."""
