@@ -66,7 +66,11 @@ def load(path, compile=True):
 
     model = load_model(path, compile=compile)
     if is_ensemble(model):
-        for member in members_of(model):  # (graphs the file made: no user's model)
+        try:
+            members = members_of(model)
+        except ValueError:  # a hand-made graph around CombineMembers: no member models
+            members = []
+        for member in members:  # (graphs the file made: no user's model)
             copy_metadata(model, member)
     return model
 

@@ -43,8 +43,9 @@ def check_choice(value, choices, name):
     'squash'
     """
     try:
+        hash(value)  # (an array, even of one element, is no choice: it is unhashable)
         found = value in choices
-    except (TypeError, ValueError):  # unhashable against a dict's keys; an array's truth
+    except (TypeError, ValueError):
         found = False
     if not found:
         raise UserError(f"`{name}` must be one of {choices}; received {value!r}.")

@@ -110,6 +110,14 @@ def test_the_resize_mode_travels_through_files_ensembles_and_runs(tmp_path):
     for source in (pair, ensembles.load(zoo.save_model(pair, str(tmp_path / "p.keras")))):
         rebuilt = ensembles.Ensemble(ensembles.members_of(source), weights=[3, 1])
         assert (zoo.class_names(rebuilt), zoo.resize_mode(rebuilt)) == (NAMES, "squash")
+    # A hand-made graph around CombineMembers (no member models) still loads.
+    inputs = keras.Input((8, 8, 3))
+    flat = keras.layers.Flatten()(inputs)
+    stacked = keras.layers.Concatenate(axis=1)([keras.layers.Reshape((1, 4))(
+        keras.layers.Dense(4, activation="softmax")(flat)) for _ in range(2)])
+    handmade = keras.Model(inputs, ensembles.CombineMembers("mean")(stacked))
+    assert ensembles.load(zoo.save_model(handmade, str(tmp_path / "h.keras"))).output_shape \
+        == (None, 4)
     aux = zoo.googlenet(input_shape=(65, 65, 3), classes=4, width=0.125, aux_logits=True)
     plain = zoo.without_aux(zoo.set_resize_mode(zoo.set_class_names(aux, NAMES), "squash"))
     assert (zoo.class_names(plain), zoo.resize_mode(plain)) == (NAMES, "squash")

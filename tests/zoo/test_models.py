@@ -250,7 +250,7 @@ def test_resnet_depth_must_be_known():
         zoo.resnet(20)
     # A value that cannot be looked up (a list; an array) is the same one line, where the
     # lookup in the table of depths raised TypeError: unhashable type.
-    for depth in ([18], np.array([18, 34])):
+    for depth in ([18], np.array([18, 34]), np.array(18), np.array([18])):
         with pytest.raises(zoo.UserError, match=r"`depth` must be one of \[18, 34, 50, 101, "
                                                 r"152\]; received (\[18\]|array)"):
             zoo.resnet(depth)

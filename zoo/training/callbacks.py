@@ -353,7 +353,19 @@ class ExactStepCount(keras.callbacks.Callback):
     data exhausted still runs the optimizer's counter, which does not wait for the data
     (two epochs of 4 batches counted 10; JAX counts 8), so a step-based learning-rate
     schedule would drift by a step an epoch. The count is set back at each epoch's end,
-    before the checkpoints and the backup save it (it comes before them in the list)."""
+    before the checkpoints and the backup save it (it comes before them in the list).
+
+    Not for an optimizer whose count is not one per batch: a loss-scale optimizer (mixed
+    float16) skips the steps that overflow, and gradient accumulation counts applied
+    updates (its count is no variable); Keras' count stays there."""
+
+    @staticmethod
+    def applies(optimizer):
+        """Whether ``optimizer``'s count is one variable, one per batch, under TensorFlow."""
+        return (keras.backend.backend() == "tensorflow"
+                and not isinstance(optimizer, keras.optimizers.LossScaleOptimizer)
+                and not getattr(optimizer, "gradient_accumulation_steps", None)
+                and isinstance(optimizer.iterations, keras.Variable))
 
     def on_epoch_begin(self, epoch, logs=None):
         self.start, self.batches = int(self.model.optimizer.iterations), 0

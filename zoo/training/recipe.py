@@ -441,7 +441,7 @@ def train(
                 run_callbacks[0].backup.agree_on_epoch = distribute.same_epoch_everywhere(
                     shared_run_dir)
             if _whole_passes_of_unknown_length(stream, steps) and \
-                    keras.backend.backend() == "tensorflow":  # (after the restore)
+                    zoo_callbacks.ExactStepCount.applies(model.optimizer):  # (after the restore)
                 run_callbacks.insert(int(run_dir is not None), zoo_callbacks.ExactStepCount())
             with distribute.steady_device_iterators(), _whole_passes_expected(stream, steps):
                 history = model.fit(

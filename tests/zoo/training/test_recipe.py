@@ -169,6 +169,17 @@ def test_data_of_unknown_length_trains_whole_passes_without_keras_false_alarm(tm
     assert int(keras.ops.convert_to_numpy(result.model.optimizer.iterations)) == len(batches)
     last = zoo.load_model(str(tmp_path / "run" / "checkpoints" / "last.keras"))
     assert int(keras.ops.convert_to_numpy(last.optimizer.iterations)) == len(batches)
+    # Optimizers that do not count one step a batch keep Keras' count: gradient
+    # accumulation (a count that is no variable: setting it raised AttributeError) and the
+    # loss-scale optimizer (which skips the steps that overflow).
+    accumulated = zoo.train(tiny_model, tiny_data().filter(lambda x, y: True), epochs=2,
+                            reduce_lr=False, verbose=0, optimizer=lambda: keras.optimizers.SGD(
+                                0.01, gradient_accumulation_steps=2))
+    assert int(keras.ops.convert_to_numpy(accumulated.model.optimizer.iterations)) >= 4
+    from zoo.training.callbacks import ExactStepCount
+
+    assert not ExactStepCount.applies(keras.optimizers.LossScaleOptimizer(
+        keras.optimizers.SGD(0.01)))
 
 
 def test_a_folder_of_someone_elses_files_is_never_overwritten_by_a_run(tmp_path):
