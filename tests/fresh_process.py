@@ -74,6 +74,13 @@ CODE = textwrap.dedent(
             "sklearn_nll": log_loss(labels, result.model.predict(test, verbose=0),
                                     labels=range(4))}
     out["mirrored"] = runs
+    # Data of unknown length under the strategy: the optimizer counts one step a batch
+    # (zoo.training.callbacks.ExactStepCount sets the mirrored count back at epoch ends).
+    result = zoo.train(tiny_model, tiny_data(n=64, batch=16).filter(lambda x, y: True),
+                       epochs=2, seed=0, strategy=zoo.distribute.get_strategy("mirrored"),
+                       reduce_lr=False, verbose=0)
+    out["mirrored_unknown_length_steps"] = int(keras.ops.convert_to_numpy(
+        result.model.optimizer.iterations))
     print(json.dumps(out))
     """
 )

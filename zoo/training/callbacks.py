@@ -367,16 +367,18 @@ class ExactStepCount(keras.callbacks.Callback):
                 and not getattr(optimizer, "gradient_accumulation_steps", None)
                 and isinstance(optimizer.iterations, keras.Variable))
 
+    def _count(self):  # (int() refuses a tf.distribute variable)
+        return int(keras.ops.convert_to_numpy(self.model.optimizer.iterations))
+
     def on_epoch_begin(self, epoch, logs=None):
-        self.start, self.batches = int(self.model.optimizer.iterations), 0
+        self.start, self.batches = self._count(), 0
 
     def on_train_batch_end(self, batch, logs=None):
         self.batches = batch + 1
 
     def on_epoch_end(self, epoch, logs=None):
-        iterations = self.model.optimizer.iterations
-        if int(iterations) != self.start + self.batches:
-            iterations.assign(self.start + self.batches)
+        if self._count() != self.start + self.batches:
+            self.model.optimizer.iterations.assign(self.start + self.batches)
 
 
 class DataEpochs(keras.callbacks.Callback):
