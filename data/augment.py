@@ -188,6 +188,19 @@ AUGMENT_OPS = ("crop", "flip", "pca", "jitter", "erasing")
 AUGMENT_PRESETS = {"none": (), "paper": ("crop", "flip", "pca")}
 
 
+def resize_mode(spec):
+    """How a model trained with augmentation ``spec`` sees images, as ``zoo.train(resize=)``
+    records it: ``"crop"`` (random crops; tested on the centre crop) where ``spec`` crops,
+    else ``"squash"`` (whole images resized to the input).
+
+    Example:
+
+    >>> resize_mode("paper"), resize_mode("flip")
+    ('crop', 'squash')
+    """
+    return "crop" if "crop" in parse(spec) else "squash"
+
+
 def parse(spec):
     """The ops of an augmentation spec such as ``"crop+flip"``, ``"paper+erasing"`` or
     ``"none"``: ``+``-joined names of :data:`AUGMENT_OPS` or presets (``paper`` is crop,

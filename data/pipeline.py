@@ -101,7 +101,7 @@ def pipeline(dataset, size, augment="none", batch_size=64, seed=0, data_dir=None
     check_positive_int(size, "size")
     check_positive_int(batch_size, "batch_size")
     info = info or dataset_info(dataset, data_dir=data_dir)
-    scale = crop_scale(size) if "crop" in augment_ops.parse(augment) else None
+    scale = crop_scale(size) if augment_ops.resize_mode(augment) == "crop" else None
     partial = Pipeline(dataset, info, size, scale, None, None, batch_size, seed, data_dir,
                        train_split, on_bad_image)
     if statistics is None:

@@ -277,6 +277,10 @@ def distill(teacher, student, train_data, val_data=None, *, temperature=4.0, alp
             raise UserError(f"distill sets `{forbidden}` itself; received {forbidden}="
                             f"{train_kwargs[forbidden]!r}.")
     temperature, alpha = check_temperature(temperature), check_alpha(alpha)
+    if train_kwargs.get("resize") is not None:  # (before the teacher is read)
+        from data.preprocess import check_resize
+
+        check_resize(train_kwargs["resize"])
     _check_model(teacher, "teacher")
     _check_model(student, "student")
     names = class_names(teacher)

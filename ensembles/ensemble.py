@@ -135,8 +135,8 @@ def common_resize_mode(members):
                 f"Member {i} ({member.name!r}) was trained on inputs made by "
                 f"resize={resize_mode(member)!r}, member {first[0]} ({first[1].name!r}) by "
                 f"resize={resize_mode(first[1])!r}: an ensemble's one input cannot be both. "
-                "If one view suits both, record it on each with "
-                "zoo.set_resize_mode(member, resize).")
+                "If one view suits both, record it on each (in Python: "
+                "zoo.set_resize_mode(member, resize)).")
     return resize_mode(known[0][1]) if known else None
 
 

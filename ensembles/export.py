@@ -17,7 +17,7 @@ from safeio import (atomic_directory, atomic_path, check_free_space, check_not_a
 from safeio.checks import UserError, check_choice, check_positive_int
 from zoo.saving import bytes_to_save, check_class_names
 from zoo.saving import class_names as get_class_names
-from zoo.saving import resize_mode as get_resize_mode
+from zoo.saving import serving_resize
 
 
 @keras.saving.register_keras_serializable(package="ensembles")
@@ -201,7 +201,7 @@ def export(ensemble, path, overwrite=False, class_names=None, scale=None,
     if format == "saved_model":
         check_replaceable(os.path.abspath(os.fspath(path)), overwrite)  # before any work
     ensemble = as_ensemble(ensemble)
-    resize = resize or get_resize_mode(ensemble) or "crop"
+    resize = serving_resize(ensemble, resize)
     if resize == "squash" and scale is not None:
         raise UserError(f"scale={scale} is the shorter side the centre crop is taken from; "
                         f"{ensemble.name} is exported with resize='squash' (the whole image"

@@ -161,6 +161,10 @@ def from_snapshots(model, paths, last=None, combine="mean", weights=None,
 
     >>> ensemble = from_snapshots(build, "runs/snap/snapshots", last=4)  # doctest: +SKIP
     """
+    if resize is not None:  # (before any snapshot is read)
+        from data.preprocess import check_resize
+
+        check_resize(resize)
     where = ""
     if isinstance(paths, (str, os.PathLike)):
         where = f" in {os.fspath(paths)}"

@@ -35,9 +35,10 @@ def is_number(value):
     return isinstance(value, numbers.Real) and not isinstance(value, bool)
 
 
-def check_choice(value, choices, name):
+def check_choice(value, choices, name, what=""):
     """``value`` if it is one of ``choices`` (a tuple or list, shown as given); else a
     one-line ``UserError``, for values that cannot be compared (a list, an array) too.
+    ``what`` describes the argument in the message: "`depth` of a VGG must be ...".
 
     >>> check_choice("squash", ("crop", "squash"), "resize")
     'squash'
@@ -48,7 +49,7 @@ def check_choice(value, choices, name):
     except (TypeError, ValueError):
         found = False
     if not found:
-        raise UserError(f"`{name}` must be one of {choices}; received {value!r}.")
+        raise UserError(f"`{name}`{what} must be one of {choices}; received {value!r}.")
     return value
 
 

@@ -142,9 +142,19 @@ def test_the_resize_mode_travels_through_files_ensembles_and_runs(tmp_path):
         assert zoo.resize_mode(zoo.load_model(str(run_dir / "checkpoints" / name))) == "squash"
     assert json.load(open(run_dir / "config.json"))["resize"] == "squash"
 
-    with pytest.raises(UserError, match=r"`resize` must be one of \('crop', 'squash'\); "
-                                        r"received 'whole'"):
+    whole = r"`resize` must be one of \('crop', 'squash'\); received 'whole'"
+    with pytest.raises(UserError, match=whole):
         zoo.set_resize_mode(tiny_model(), "whole")
+    # Given to training, a wrong one is refused before any work: no run directory, no
+    # snapshot read, no teacher looked at.
+    with pytest.raises(UserError, match=whole):
+        zoo.train(tiny_model, tiny_data(), epochs=1, run_dir=str(tmp_path / "r2"),
+                  resize="whole")
+    assert not (tmp_path / "r2").exists()
+    with pytest.raises(UserError, match=whole):
+        ensembles.from_snapshots(tiny_model, str(tmp_path / "absent"), resize="whole")
+    with pytest.raises(UserError, match=whole):
+        ensembles.distill(None, None, tiny_data(), resize="whole")
     with zipfile.ZipFile(path) as source, zipfile.ZipFile(tmp_path / "w.keras", "w") as out:
         for entry in source.namelist():
             out.writestr(entry, json.dumps({"resize": "whole"}) if entry == "zoo.json"
@@ -341,7 +351,7 @@ def test_a_model_trained_on_whole_images_is_predicted_and_served_whole(tmp_path,
         "'squash'; received resize='crop'. Export the model again with resize='crop' (zoo "
         "export --resize crop)."]
     assert cli.main(["export", model_file, str(tmp_path / "cropped"), "--resize", "crop"]) == 0
-    assert "encoded images, resized and centre-cropped (--resize crop) -> " \
+    assert "encoded images, centre-cropped (--resize crop) -> " \
         in capsys.readouterr().out
     with open(tmp_path / "cropped" / "assets" / "zoo_model.json", encoding="utf-8") as f:
         assert json.load(f)["resize"] == "crop"  # asked for: the centre crop

@@ -184,7 +184,7 @@ def _source(model, resize):
     """What to predict with; ``resize`` None: the view an export (a folder or a .onnx file)
     was made for, or a model trained for (``zoo.resize_mode``), else ``"crop"``."""
     from data.preprocess import check_resize
-    from zoo.saving import resize_mode
+    from zoo.saving import serving_resize
 
     if resize is not None:
         check_resize(resize)
@@ -200,12 +200,12 @@ def _source(model, resize):
             import ensembles
 
             model = ensembles.load(path)
-            return _KerasSource(model, resize or resize_mode(model) or "crop")
+            return _KerasSource(model, serving_resize(model, resize))
         if path.endswith(".onnx"):
             return _OnnxSource(path, resize)
         raise UserError(f"A model to predict with must be a .keras file, an export folder or "
                         f"a .onnx file; received {path!r}.")
-    return _KerasSource(model, resize or resize_mode(model) or "crop")
+    return _KerasSource(model, serving_resize(model, resize))
 
 
 def predict(model, images, top=5, batch_size=32, verbose=0, resize=None):

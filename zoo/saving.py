@@ -120,6 +120,17 @@ def set_resize_mode(model, resize):
     return model
 
 
+def serving_resize(model, resize=None):
+    """How images become ``model``'s inputs when it predicts or is exported: ``resize``
+    (checked) where given, else as it was trained (:func:`resize_mode`), else ``"crop"``
+    (the paper's centre crop)."""
+    if resize is not None:
+        from data.preprocess import check_resize
+
+        return check_resize(resize)
+    return resize_mode(model) or "crop"
+
+
 def copy_metadata(source, model):
     """``model`` with ``source``'s class names and resize mode (a model rebuilt from
     another: reweighted, calibrated, given more outputs); returns ``model``."""

@@ -37,7 +37,8 @@ COMBINE_CHOICES = ("mean", "logit_mean", "geometric", "vote")
 EXPORT_FORMAT_CHOICES = ("saved_model", "onnx", "litert")
 FIT_METHOD_CHOICES = ("nll", "greedy")
 RESIZE_CHOICES = ("crop", "squash")  # data.preprocess's
-_VIEW_WORDS = {"crop": "crops", "squash": "whole images"}  # what a model of each trained on
+_TRAINED_ON = {"crop": "crops", "squash": "whole images"}  # what a model of each view saw
+_RESIZED = {"crop": "centre-cropped", "squash": "resized whole"}  # what each does to images
 
 
 class _Parser(argparse.ArgumentParser):
@@ -101,27 +102,37 @@ def _describe_file(path):
     import ensembles
 
     (model,) = _load_models([path])
+    members = []
     if ensembles.is_ensemble(model):
-        members = ensembles.members_of(model)
+        try:
+            members = ensembles.members_of(model)
+        except ValueError:  # a hand-made graph around CombineMembers: no member models
+            print(f"{path}: {model.name}, combining probabilities by "
+                  f"{ensembles.combine_layer(model).combine} (no member models)")
+    if members:
         weights = ensembles.member_weights(model)
         weighted = ("" if len(set(weights.round(6))) == 1 else
                     ", weights " + ", ".join(f"{w:.3g}" for w in weights))
         print(f"{path}: an ensemble of {len(members)} member{'s' * (len(members) > 1)} "
               f"({', '.join(m.name for m in members)}), combined by "
               f"{ensembles.combine_layer(model).combine}{weighted}")
-    else:
+        if any(ensembles.temperature(m) != 1.0 for m in members):
+            print("  member temperatures " + ", ".join(
+                f"{t:.4g}" for t in ensembles.temperature(model, per_member=True)))
+    elif not ensembles.is_ensemble(model):
         print(f"{path}: {model.name}")
     temperature = ensembles.temperature(model)
     if temperature != 1.0:
         print(f"  temperature       {temperature:.4g} (calibrated)")
-    height, width, channels = model.input_shape[1:]
-    print(f"  input             {height}x{width}x{channels}")
-    names, classes = zoo.class_names(model), model.output_shape[-1]
+    shape = model.input_shape  # (several inputs: a list of shapes)
+    print("  input             " + ("x".join(map(str, shape[1:])) if isinstance(shape, tuple)
+                                    else str(shape)))
+    names, classes = zoo.class_names(model), model.outputs[0].shape[-1]
     print(f"  classes           {classes}" + (f": {_some(names, 8)}" if names else
                                               " (no names recorded)"))
     resize = zoo.resize_mode(model)
-    print(f"  resize mode       " + (
-        f"{resize}: trained on {_VIEW_WORDS[resize]}; zoo evaluate, predict and export "
+    print("  resize mode       " + (
+        f"{resize}: trained on {_TRAINED_ON[resize]}; zoo evaluate, predict and export "
         "resize images so" if resize else "none recorded (zoo predict and export centre-"
         "crop, zoo evaluate resizes whole; --resize chooses)"))
     print(f"  parameters        {model.count_params():,}")
@@ -464,14 +475,8 @@ def _add_train(sub):
     train.set_defaults(run=_cmd_train)
 
 
-def _augment_view(augment):
-    """The resize mode a model trained with ``--augment augment`` records."""
-    import data
-
-    return "crop" if "crop" in data.augment.parse(augment) else "squash"
-
-
 def _cmd_distill(args):
+    import data
     import ensembles
     from ensembles.distillation import check_alpha, check_temperature
 
@@ -484,10 +489,10 @@ def _cmd_distill(args):
         if view == "crop":
             print("Augmentation: crop, as the teacher was trained on crops (--augment "
                   "chooses)", flush=True)
-    elif view is not None and view != _augment_view(args.augment):
-        print(f"Note: the teacher was trained on {_VIEW_WORDS[view]} (resize {view}); with "
+    elif view is not None and view != data.augment.resize_mode(args.augment):
+        print(f"Note: the teacher was trained on {_TRAINED_ON[view]} (resize {view}); with "
               f"--augment {args.augment} the student learns from it on "
-              f"{_VIEW_WORDS[_augment_view(args.augment)]}.", flush=True)
+              f"{_TRAINED_ON[data.augment.resize_mode(args.augment)]}.", flush=True)
     if args.image_size is None:  # the student sees the teacher's images
         args.image_size = teacher.input_shape[1]
     elif args.image_size != teacher.input_shape[1]:
@@ -495,8 +500,6 @@ def _cmd_distill(args):
                         f"{teacher.input_shape[1]}x{teacher.input_shape[2]} images, and the "
                         "student must see the same ones (leave --image-size out).")
     run_dir = _default_run_dir(args, "distilled")
-    import data
-
     _check_models_fit([teacher], data.info(args.dataset, data_dir=args.data_dir),
                       args.dataset)  # the student learns the teacher's classes on this data
     setup = _Setup(args, run_dir)
@@ -712,11 +715,10 @@ def _say_evaluation_view(args, models, view):
     recorded = [m.name for m in models if zoo.resize_mode(m)]
     if args.center_crop or args.resize or not recorded:
         return
-    how = "centre-cropped" if view == "crop" else "resized whole"
     whose = ((f"as the model{'s were' if len(models) > 1 else ' was'} trained")
              if len(recorded) == len(models) else
              f"as {', '.join(recorded)} record{'s' * (len(recorded) == 1)} (the others none)")
-    print(f"Test images {how}, {whose} (--resize {view})", flush=True)
+    print(f"Test images {_RESIZED[view]}, {whose} (--resize {view})", flush=True)
 
 
 def _check_models_fit(models, info, dataset):
@@ -1072,6 +1074,7 @@ def _cmd_export(args):
     import ensembles
     from ensembles.export import check_export_options
     from safeio import check_replaceable
+    from zoo.saving import serving_resize
 
     check_export_options(args.format, args.resize)  # before any work
     if args.format == "saved_model":
@@ -1080,8 +1083,8 @@ def _cmd_export(args):
     ensemble = model if ensembles.is_ensemble(model) else ensembles.Ensemble([model])
     ensembles.export(ensemble, args.output, overwrite=args.overwrite, format=args.format,
                      resize=args.resize)
-    resize = args.resize or zoo.resize_mode(model) or "crop"
-    how = {"crop": "resized and centre-cropped", "squash": "resized whole"}[resize] + (
+    resize = serving_resize(model, args.resize)
+    how = _RESIZED[resize] + (
         "" if args.resize else " as the model was trained" if zoo.resize_mode(model) else "")
     if args.format == "saved_model":
         print(f"SavedModel: {args.output} (serve: float32 images -> probabilities, "

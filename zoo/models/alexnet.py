@@ -137,8 +137,7 @@ def _check_knobs(towers, norm, dropout, width, kernel_initializer, activation, r
             f"`towers` must be 1 (one tower) or 2 (the paper's two-GPU layout); "
             f"received {towers!r}."
         )
-    if norm not in NORM_CHOICES:
-        raise UserError(f"`norm` must be one of {NORM_CHOICES}; received {norm!r}.")
+    check_choice(norm, NORM_CHOICES, "norm")
     _builder.check_dropout(dropout)
     check_positive_int(width, "width", what=" (units of fc6 and fc7)")
 

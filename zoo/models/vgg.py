@@ -14,7 +14,7 @@ exactly (:mod:`zoo.pretrained`).
 
 from keras import layers
 
-from safeio.checks import UserError
+from safeio.checks import check_choice
 from zoo import _builder
 from zoo.registry import register_model
 
@@ -87,8 +87,7 @@ def vgg(
     >>> model.get_layer("block5_pool").output.shape
     (None, 1, 1, 64)
     """
-    if depth not in CONVS:
-        raise UserError(f"`depth` of a VGG must be one of {sorted(CONVS)}; received {depth!r}.")
+    check_choice(depth, sorted(CONVS), "depth", what=" of a VGG")
     registered = f"vgg{depth}{'_bn' if batch_norm else ''}"  # its weights' model, whatever `name`
     model_name = name or registered
     weights, classes = _builder.check_common_args(weights, pooling, classes, include_top,

@@ -20,6 +20,7 @@ import keras
 import pandas as pd
 import tensorflow as tf
 
+from data.preprocess import check_resize
 from safeio import directory_lock
 from safeio.checks import UserError, check_choice, check_positive_int
 from zoo import outputs, registry
@@ -342,13 +343,13 @@ def train(
     ...                    run_dir="runs/alexnet_digits")   # doctest: +SKIP
     """
     check_choice(precision, PRECISION_CHOICES, "precision")
+    if resize is not None:  # (before the model is built, or a cluster joined)
+        check_resize(resize)
     check_positive_int(epochs, "epochs")
     epoch_steps = epoch_length(train_data, steps_per_epoch)
     if isinstance(model, keras.Model) and model_kwargs:
         registry.resolve(model, **model_kwargs)  # refused: they cannot change a built model
-    if monitor_mode not in zoo_callbacks.MONITOR_MODES:
-        raise UserError(f"`monitor_mode` must be one of {zoo_callbacks.MONITOR_MODES}; "
-                        f"received {monitor_mode!r}.")
+    check_choice(monitor_mode, zoo_callbacks.MONITOR_MODES, "monitor_mode")
     if seed is not None:
         keras.utils.set_random_seed(seed)
     strategy, parallel, replicas = distribute.backend_distribution(strategy)

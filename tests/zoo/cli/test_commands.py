@@ -82,6 +82,22 @@ def test_info_of_a_saved_file_says_what_it_holds(tmp_path, capsys):
     out = capsys.readouterr().out
     assert out.startswith(f"{plain}: tiny\n") and "4 (no names recorded)" in out
     assert "none recorded (zoo predict and export centre-crop" in out
+    # Other files users have: members calibrated one by one, an ensemble that also outputs
+    # its members, a model of flat inputs, a hand-made graph around CombineMembers.
+    calibrated = ensembles.Ensemble([ensembles.calibration.with_temperature(members[0], 2.0),
+                                     members[1]], return_members=True)
+    inputs = keras.Input((5,))
+    flat = keras.Model(inputs, keras.layers.Dense(3, activation="softmax")(inputs))
+    stacked = keras.layers.Concatenate(axis=1)([keras.layers.Reshape((1, 3))(
+        keras.layers.Dense(3, activation="softmax")(inputs)) for _ in range(2)])
+    handmade = keras.Model(inputs, ensembles.CombineMembers("mean")(stacked), name="mine")
+    for model, expected in ((calibrated, ["  member temperatures 2, 1", "classes           10:"]),
+                            (flat, ["  input             5\n", "classes           3 "]),
+                            (handmade, [": mine, combining probabilities by mean (no member "
+                                        "models)", "classes           3 "])):
+        assert cli.main(["info", zoo.save_model(model, str(tmp_path / "m.keras"))]) == 0
+        out = capsys.readouterr().out
+        assert all(line in out for line in expected), (expected, out)
     assert cli.main(["info", str(tmp_path / "absent.keras")]) == 2
     assert capsys.readouterr().err.strip().splitlines() == [
         f"zoo info: error: Cannot load {tmp_path / 'absent.keras'}: no such file."]
