@@ -5,6 +5,7 @@ import importlib.util
 import json
 import os
 import re
+import shutil
 import subprocess
 import sys
 import textwrap
@@ -350,6 +351,11 @@ def test_a_model_trained_on_whole_images_is_predicted_and_served_whole(tmp_path,
         f"zoo predict: error: The export {served_dir} resizes images in its graph by "
         "'squash'; received resize='crop'. Export the model again with resize='crop' (zoo "
         "export --resize crop)."]
+    # Said before the SavedModel is loaded: a copy whose graph is cut short says it too.
+    shutil.copytree(served_dir, tmp_path / "cut")
+    (tmp_path / "cut" / "saved_model.pb").write_bytes(b"")
+    assert cli.main(["predict", str(tmp_path / "cut"), str(photo), "--resize", "crop"]) == 2
+    assert "resizes images in its graph by 'squash'" in capsys.readouterr().err
     assert cli.main(["export", model_file, str(tmp_path / "cropped"), "--resize", "crop"]) == 0
     assert "encoded images, centre-cropped (--resize crop) -> " \
         in capsys.readouterr().out

@@ -70,12 +70,21 @@ class _KerasSource:
                 "mutual_information": out["mutual_information"], "finite": out["finite"]}
 
 
+def _read_description(path):
+    """An export's ``assets/zoo_model.json`` (an OSError names it)."""
+    with open(path, encoding="utf-8") as f:
+        return json.load(f)
+
+
 class _ExportSource:
     """An export folder of this project, through its ``serve_bytes`` signature."""
 
     def __init__(self, path, resize):
         import tensorflow as tf
 
+        description = os.path.join(path, "assets", "zoo_model.json")
+        if os.path.isfile(description):  # the view asked for, checked before the load
+            self._check_resize(path, _read_description(description), resize)
         try:
             self.served = tf.saved_model.load(path)
         except (ValueError, IndexError, tf.errors.OpError) as err:  # (OSError: names it)
@@ -87,9 +96,10 @@ class _ExportSource:
                             "zoo export served raw images. Export the model again.")
         with open(os.path.join(path, "assets", "class_names.txt"), encoding="utf-8") as f:
             self.names = f.read().splitlines()
-        with open(os.path.join(path, "assets", "zoo_model.json"), encoding="utf-8") as f:
-            description = json.load(f)
-        self.is_ensemble = len(description["members"]) > 1
+        self.is_ensemble = len(_read_description(description)["members"]) > 1
+
+    @staticmethod
+    def _check_resize(path, description, resize):
         own = description.get("resize", "crop")  # (exports before it: all crop)
         if resize not in (None, own):
             raise UserError(f"The export {path} resizes images in its graph by {own!r}; "

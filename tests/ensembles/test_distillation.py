@@ -237,6 +237,7 @@ def test_zoo_distill_from_the_shell(tmp_path, capsys):
     out = capsys.readouterr().out
     assert "Distilling ensemble (" in out and "at temperature 3, soft-target weight 0.5" in out
     assert "Augmentation: crop, as the teacher was trained on crops" in out
+    assert "Trained on whole images" not in out  # (said of students trained without crops)
     assert "test student: top-1 error" in out
     combined = ensembles.evaluate(ensembles.load(path), data.load(
         "digits", "test", scale=data.crop_scale(32), center_crop=32,
