@@ -136,16 +136,15 @@ def train_members(demo, output_dir, models=MODEL_CHOICES, epochs=6, snapshot_epo
 
 def resnet_member(demo):
     """The snapshot run's ResNet-18 (cifar stem, width 0.25) on the AlexNets' inputs,
-    resized inside the model to ``RESNET_SIZE``: by area averaging, or under JAX (which
-    has no area resize) bilinearly with antialiasing."""
+    resized inside the model to ``RESNET_SIZE`` bilinearly with antialiasing, which every
+    backend has (TensorFlow's area averaging is not in JAX's: a file saved with it could
+    not run there)."""
     import keras
 
     import zoo
 
-    area = keras.backend.backend() == "tensorflow"
-    x = keras.layers.Resizing(RESNET_SIZE, RESNET_SIZE,
-                              interpolation="area" if area else "bilinear",
-                              antialias=not area, name="resize")(demo.input())
+    x = keras.layers.Resizing(RESNET_SIZE, RESNET_SIZE, interpolation="bilinear",
+                              antialias=True, name="resize")(demo.input())
     return zoo.resnet18(input_tensor=x, classes=demo.info.num_classes, width=0.25,
                         stem="cifar")
 

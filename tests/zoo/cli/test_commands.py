@@ -614,6 +614,33 @@ def test_demo_smoke_run_end_to_end(tmp_path):
                                                      abs=1e-6)
 
 
+def test_the_demos_resnet_member_saved_here_runs_under_jax(tmp_path):
+    """The demo's ResNet member resizes its input inside the model. Saved under TensorFlow,
+    it loads and predicts under JAX with the same numbers (1e-4): its resize is one every
+    backend has (TensorFlow's area averaging, which it used, made JAX refuse the file)."""
+    import types
+
+    import keras
+
+    from zoo.cli.demo import resnet_member
+
+    if keras.backend.backend() != "tensorflow":
+        pytest.skip("saved under TensorFlow, run under JAX")
+    keras.utils.set_random_seed(0)
+    stand_in = types.SimpleNamespace(input=lambda: keras.Input((67, 67, 3)),
+                                     info=types.SimpleNamespace(num_classes=10))
+    model = resnet_member(stand_in)
+    images = np.random.default_rng(0).uniform(0, 255, (2, 67, 67, 3)).astype("float32")
+    np.save(tmp_path / "images.npy", images)
+    np.save(tmp_path / "expected.npy", model.predict(images, verbose=0))
+    model.save(tmp_path / "member.keras")
+    run_python("import sys, numpy as np, keras\n"
+               "model = keras.saving.load_model(sys.argv[1] + '/member.keras')\n"
+               "got = model.predict(np.load(sys.argv[1] + '/images.npy'), verbose=0)\n"
+               "np.testing.assert_allclose(got, np.load(sys.argv[1] + '/expected.npy'), "
+               "atol=1e-4)\n", env={"KERAS_BACKEND": "jax"}, args=[str(tmp_path)])
+
+
 @pytest.mark.slow
 @pytest.mark.all_backends
 def test_demo_quick_runs_under_jax_with_keras_distribution(tmp_path):
