@@ -61,17 +61,12 @@ def load(path, compile=True):
     An ensemble's members (``members_of``) carry the class names and resize mode the file
     records for it, which they share, so that an ensemble rebuilt from them keeps them.
     """
-    from ensembles.ensemble import is_ensemble, members_of
+    from ensembles.ensemble import member_models
     from zoo.saving import copy_metadata, load_model
 
     model = load_model(path, compile=compile)
-    if is_ensemble(model):
-        try:
-            members = members_of(model)
-        except ValueError:  # a hand-made graph around CombineMembers: no member models
-            members = []
-        for member in members:  # (graphs the file made: no user's model)
-            copy_metadata(model, member)
+    for member in member_models(model):  # (graphs the file made: no user's model)
+        copy_metadata(model, member)
     return model
 
 

@@ -287,6 +287,18 @@ def members_of(ensemble):
     return members
 
 
+def member_models(model):
+    """:func:`members_of` ``model`` where it has member models; ``[]`` for a model that is
+    no ensemble, or a hand-made graph around :class:`CombineMembers` whose probabilities
+    no member model made."""
+    if not is_ensemble(model):
+        return []
+    try:
+        return members_of(model)
+    except ValueError:  # (the walk back reached the input without meeting a model)
+        return []
+
+
 def member_weights(source):
     """The normalised weight of each member, in the order of :func:`members_of`: an
     :func:`Ensemble`'s own weights (equal when it has none), equal weights for a list of

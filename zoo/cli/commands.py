@@ -100,15 +100,13 @@ def _describe_file(path):
     """What a saved model or ensemble needs to be used: its members, input, classes and
     resize mode (zoo info MODEL.keras)."""
     import ensembles
+    from ensembles.ensemble import member_models
 
     (model,) = _load_models([path])
-    members = []
-    if ensembles.is_ensemble(model):
-        try:
-            members = ensembles.members_of(model)
-        except ValueError:  # a hand-made graph around CombineMembers: no member models
-            print(f"{path}: {model.name}, combining probabilities by "
-                  f"{ensembles.combine_layer(model).combine} (no member models)")
+    members = member_models(model)
+    if ensembles.is_ensemble(model) and not members:  # a hand-made graph around the layer
+        print(f"{path}: {model.name}, combining probabilities by "
+              f"{ensembles.combine_layer(model).combine} (no member models)")
     if members:
         weights = ensembles.member_weights(model)
         weighted = ("" if len(set(weights.round(6))) == 1 else
@@ -677,7 +675,7 @@ def _load_split(args, split, models, multi_crop=False):
     crop = not multi_crop and _evaluation_view(args, models) == "crop"
     sizing = (dict(scale=data.crop_scale(size)) if multi_crop or crop else
               dict(image_size=size))
-    if crop and not multi_crop:  # as `zoo train --augment crop` evaluates
+    if crop:  # as `zoo train --augment crop` evaluates
         sizing["center_crop"] = size
     return data.load(args.dataset, split, batch_size=args.batch_size, data_dir=args.data_dir,
                      on_bad_image=_bad_image_policy(args), **sizing)
