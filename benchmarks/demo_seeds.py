@@ -13,7 +13,7 @@ often each claim holds:
 - every ensemble has a lower NLL than its best member (a finding);
 - the combination of all models has the lowest NLL of all rows (a finding).
 
-About 2.5 minutes a seed on two cores (no export). Run:
+About 1.2 minutes a seed on two cores (no export; 2026-12-05). Run:
 ``.venv/bin/python benchmarks/demo_seeds.py [--seeds 0 1 2 3 4]``; writes
 ``benchmarks/demo_seeds.csv`` (one row per seed and table row).
 """
