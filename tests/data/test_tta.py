@@ -85,6 +85,7 @@ def test_cli_ten_crop_loads_larger_images_and_agrees_with_predict_crops(tmp_path
     differ: its table is not flip testing's, and it matches data.predict_crops."""
     from sklearn.metrics import log_loss
 
+    import zoo
     from zoo import cli
 
     keras.utils.set_random_seed(0)
@@ -99,7 +100,8 @@ def test_cli_ten_crop_loads_larger_images_and_agrees_with_predict_crops(tmp_path
         csv = str(tmp_path / f"{mode}.csv")
         assert cli.main(["evaluate", path, "--tta", mode, "--output", csv]) == 0
         tables[mode] = pd.read_csv(csv, index_col=0)
-    assert "shorter side 9" in capsys.readouterr().out
+    out = capsys.readouterr().out
+    assert "shorter side 9" in out and "Note:" not in out  # the model records no view
     assert tables["10crop"].loc["m", "nll"] != pytest.approx(tables["flip"].loc["m", "nll"])
     assert tables["10crop"].loc["m", "nll"] != pytest.approx(tables["5crop"].loc["m", "nll"])
     images = data.load("digits", "test", image_size=9, batch_size=None)
@@ -108,3 +110,9 @@ def test_cli_ten_crop_loads_larger_images_and_agrees_with_predict_crops(tmp_path
     assert variance.max() > 0  # the ten crops see different pixels
     assert tables["10crop"].loc["m", "nll"] == pytest.approx(
         log_loss(y, mean, labels=range(10)), rel=1e-4)
+    zoo.save_model(zoo.set_resize_mode(model, "squash"), path)  # whole images: a note
+    assert cli.main(["evaluate", path, "--tta", "5crop", "--output", csv]) == 0
+    assert ("Note: m was trained on whole images (resize squash); --tta 5crop scores crops "
+            "of them." in capsys.readouterr().out)
+    assert pd.read_csv(csv, index_col=0).loc["m", "nll"] == pytest.approx(
+        tables["5crop"].loc["m", "nll"])  # the same crops as before

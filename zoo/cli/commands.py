@@ -692,19 +692,18 @@ def _check_view_flags(args):
                         "received --resize squash with it: give one of them.")
 
 
-def _evaluation_view(args, models):
+def _evaluation_view(args, models, together="models scored together see the same images"):
     """How ``zoo evaluate`` (and ``zoo ensemble``'s held-out splits) make images into
     ``models``' inputs: ``--resize`` (``--center-crop`` is ``--resize crop``), else as the
     models were trained (``zoo.resize_mode``), else whole (``squash``). Models trained on
-    different views, scored together on one, are one line."""
+    different views, seen together on one, are one line (``together`` says why)."""
     if args.center_crop or args.resize:
         return "crop" if args.center_crop else args.resize
     recorded = [(m.name, zoo.resize_mode(m)) for m in models if zoo.resize_mode(m)]
     if len({mode for _, mode in recorded}) > 1:
         shown = ", ".join(f"{name} resize {mode}" for name, mode in recorded)
-        raise UserError(f"The models were trained on different views ({shown}), and models "
-                        "scored together see the same images: give --resize crop or "
-                        "--resize squash.")
+        raise UserError(f"The models were trained on different views ({shown}), and "
+                        f"{together}: give --resize crop or --resize squash.")
     return recorded[0][1] if recorded else "squash"
 
 
@@ -717,6 +716,16 @@ def _say_evaluation_view(args, models, view):
              if len(recorded) == len(models) else
              f"as {', '.join(recorded)} record{'s' * (len(recorded) == 1)} (the others none)")
     print(f"Test images {_RESIZED[view]}, {whose} (--resize {view})", flush=True)
+
+
+def _say_crops_of_whole_images(models, tta):
+    """A note where ``--tta`` crops images for models trained on whole ones: the user asked
+    for crops, but such a model has never seen a part of an image."""
+    whole = [m.name for m in models if zoo.resize_mode(m) == "squash"]
+    if whole:
+        were = "was" if len(whole) == 1 else "were"
+        print(f"Note: {', '.join(whole)} {were} trained on whole images (resize squash); "
+              f"--tta {tta} scores crops of them.", flush=True)
 
 
 def _check_models_fit(models, info, dataset):
@@ -760,6 +769,7 @@ def _cmd_evaluate(args):
     if multi_crop:  # the paper's crops of images loaded at a larger scale
         print(f"Test images: shorter side {data.crop_scale(size)}, centre square, {tta} of "
               f"{size}x{size}")
+        _say_crops_of_whole_images(models, tta)
     split = args.split
     if split is None:  # the held-out split the dataset has
         splits = data.info(args.dataset, data_dir=args.data_dir).splits
@@ -857,18 +867,18 @@ def _cmd_ensemble(args):
             raise UserError("--mc-dropout N samples one model: give exactly one .keras model "
                             f"and neither --snapshots nor --weights; received "
                             f"{len(args.members)} model(s).")
-        (model,) = _load_models(args.members)
+        (model,) = _ensemble_view(args, _load_models(args.members))
         ensemble = ensembles.mc_dropout(model, samples=args.mc_dropout, combine=args.combine)
     elif args.snapshots:
         if len(args.members) != 1:
             raise UserError("With --snapshots give exactly one .keras model as the "
                             f"architecture; received {len(args.members)}.")
-        (architecture,) = _load_models(args.members)
+        (architecture,) = _ensemble_view(args, _load_models(args.members))
         ensemble = ensembles.from_snapshots(architecture, args.snapshots, last=args.last,
                                             combine=args.combine, weights=args.weights)
     else:
-        ensemble = ensembles.Ensemble(_load_models(args.members), combine=args.combine,
-                                      weights=args.weights)
+        ensemble = ensembles.Ensemble(_ensemble_view(args, _load_models(args.members)),
+                                      combine=args.combine, weights=args.weights)
     if args.calibrate_on and args.per_member:  # the weights then fit calibrated members
         ensemble = _calibrated(args, ensemble)
     if args.fit_weights:
@@ -889,13 +899,29 @@ def _cmd_ensemble(args):
     return 0
 
 
+def _ensemble_view(args, models):
+    """``models``, recording the view the ensemble is for: ``--resize`` (``--center-crop`` is
+    ``--resize crop``), with a note for each model trained on the other one. Without it the
+    models keep their own, and models that record different views are one line."""
+    view = "crop" if args.center_crop else args.resize
+    if view is None:
+        _evaluation_view(args, models, together="the models of one ensemble share its one input")
+        return models
+    for model in models:
+        trained = zoo.resize_mode(model)
+        if trained not in (None, view):
+            print(f"Note: {model.name} was trained on {_TRAINED_ON[trained]} (resize "
+                  f"{trained}); in this ensemble it is given {_TRAINED_ON[view]} (--resize "
+                  f"{view}).", flush=True)
+        zoo.set_resize_mode(model, view)
+    return models
+
+
 def _check_held_out_flags(args):
     """The flags that describe the held-out data are refused without --fit-weights or
     --calibrate-on (nothing would read them), then given their defaults."""
     given = [flag for flag, value in (
-        ("--dataset", args.dataset), ("--center-crop", args.center_crop or None),
-        ("--resize", args.resize),
-        ("--batch-size", args.batch_size), ("--data-dir", args.data_dir),
+        ("--dataset", args.dataset), ("--batch-size", args.batch_size), ("--data-dir", args.data_dir),
         ("--on-bad-image", args.on_bad_image)) if value is not None]
     _check_view_flags(args)
     if given and not (args.fit_weights or args.calibrate_on):
@@ -996,10 +1022,11 @@ def _add_ensemble(sub):
     ensemble.add_argument("--dataset", default=None,
                           help="with --fit-weights and --calibrate-on (default: digits)")
     ensemble.add_argument("--center-crop", action="store_true",
-                          help="with --fit-weights and --calibrate-on: as zoo evaluate "
-                          "--center-crop")
-    _resize_flag(ensemble, "with --fit-weights and --calibrate-on; default: as the members "
-                 "were trained, else squash")
+                          help="the same as --resize crop")
+    _resize_flag(ensemble, "the view the ensemble is for: recorded in its file, so that zoo "
+                 "evaluate, predict and export follow it, and how --fit-weights and "
+                 "--calibrate-on load their splits; default: as the members were trained "
+                 "(members trained on different views need it), else squash for the splits")
     ensemble.add_argument("--batch-size", type=int, default=None,
                           help="with --fit-weights and --calibrate-on (default: 128)")
     ensemble.add_argument("--data-dir", default=None,

@@ -1020,6 +1020,10 @@ def test_models_that_do_not_fit_the_data_are_one_line_before_scoring(tmp_path, c
                                                "(tiny resize crop, tiny resize squash), and "
                                                "models scored together see the same images: "
                                                "give --resize crop or --resize squash."),
+        (["ensemble", cropped, whole, "--output", str(tmp_path / "e.keras")],
+         "The models were trained on different views (tiny resize crop, tiny resize squash), "
+         "and the models of one ensemble share its one input: give --resize crop or "
+         "--resize squash."),
         (["evaluate", digits, "--center-crop", "--resize", "squash"],
          "--center-crop is --resize crop; received --resize squash with it"),
         (["evaluate", digits, "--tta", "10crop", "--resize", "squash"],
@@ -1036,6 +1040,19 @@ def test_models_that_do_not_fit_the_data_are_one_line_before_scoring(tmp_path, c
     assert cli.main(["evaluate", digits, cropped]) == 0
     assert ("Test images centre-cropped, as tiny records (the others none) (--resize crop)"
             in capsys.readouterr().out)
+    # So are they in one ensemble, which records the view it was told (and its members).
+    for flags, view in ((["--resize", "squash"], "squash"), (["--center-crop"], "crop")):
+        assert cli.main(["ensemble", cropped, whole, digits, "--output",
+                         str(tmp_path / "e.keras"), *flags]) == 0
+        other = {"squash": "crop", "crop": "squash"}[view]
+        seen = {"crop": "crops", "squash": "whole images"}
+        notes = [line for line in capsys.readouterr().out.splitlines() if "Note" in line]
+        assert notes == [f"Note: tiny was trained on {seen[other]} (resize {other}); in this "
+                         f"ensemble it is given {seen[view]} (--resize {view})."], notes
+        ensemble = ensembles.load(str(tmp_path / "e.keras"))
+        assert zoo.resize_mode(ensemble) == view
+        assert [zoo.resize_mode(m) for m in ensembles.members_of(ensemble)] == [view] * 3
+    assert zoo.resize_mode(zoo.load_model(cropped)) == "crop"  # the member's file unchanged
     # The Python API: models of other classes scored together are one line too.
     with pytest.raises(ValueError, match=r"Member 1 \('tiny'\) predicts 3 classes, but member "
                                          r"0 \('tiny'\) predicts 10"):
@@ -1061,13 +1078,11 @@ def test_ensemble_output_and_flags_that_would_do_nothing_are_one_line(tmp_path, 
         (["--output", str(tmp_path / "e.keras"), "--combine", "vote", "--fit-weights",
           "validation"], "--fit-weights fits the weights of the mean rule; received "
                          "--combine vote"),
-        (["--output", str(tmp_path / "e.keras"), "--center-crop"],
-         "--center-crop describes the held-out data of --fit-weights and --calibrate-on, "
+        (["--output", str(tmp_path / "e.keras"), "--data-dir", "d"],
+         "--data-dir describes the held-out data of --fit-weights and --calibrate-on, "
          "and neither was given"),
         (["--output", str(tmp_path / "e.keras"), "--dataset", "cats", "--batch-size", "8"],
          "--dataset, --batch-size describe the held-out data"),
-        (["--output", str(tmp_path / "e.keras"), "--resize", "crop"],
-         "--resize describes the held-out data"),
         (["--output", str(tmp_path / "e.keras"), "--fit-method", "greedy"],
          "--fit-method greedy is how --fit-weights fits the weights: give --fit-weights"),
     ]
