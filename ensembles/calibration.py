@@ -15,7 +15,7 @@ import warnings
 import keras
 import numpy as np
 
-from ensembles.metrics import class_labels
+from ensembles.metrics import check_probabilities, class_labels
 from safeio.checks import UserError
 
 EPS = 1e-30  # zeros (float32 underflow) are taken as EPS before the log, in Keras and NumPy
@@ -84,6 +84,7 @@ def _log_probabilities(probs, labels):
     if probs.ndim != 2 or len(probs) != len(labels) or len(labels) == 0:
         raise UserError(f"Expected probabilities shaped ({len(labels)}, classes) for "
                         f"{len(labels)} labels; received {probs.shape}.")
+    check_probabilities(probs)
     return np.log(np.maximum(probs, EPS)), labels
 
 

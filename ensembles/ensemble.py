@@ -140,13 +140,23 @@ def common_resize_mode(members):
     return resize_mode(known[0][1]) if known else None
 
 
-def unique_names(names):
-    """Number the names that occur more than once: ``[a, a, b] -> [a_1, a_2, b]``."""
-    totals = {n: names.count(n) for n in names}
+def unique_names(names, reserved=()):
+    """Number the names that occur more than once, or that are ``reserved``:
+    ``[a, a, b] -> [a_1, a_2, b]``, skipping the numbers already taken
+    (``[a_1, a, a] -> [a_1, a_2, a_3]``), so that every name comes out once."""
+    names = list(names)
+    repeated = {n for n in names if names.count(n) > 1} | set(reserved)
+    taken = set(reserved) | {n for n in names if n not in repeated}
     counts, out = {}, []
     for n in names:
+        if n not in repeated:
+            out.append(n)
+            continue
         counts[n] = counts.get(n, 0) + 1
-        out.append(f"{n}_{counts[n]}" if totals[n] > 1 else n)
+        while f"{n}_{counts[n]}" in taken:
+            counts[n] += 1
+        taken.add(f"{n}_{counts[n]}")
+        out.append(f"{n}_{counts[n]}")
     return out
 
 

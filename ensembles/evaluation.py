@@ -12,6 +12,8 @@ from ensembles.ensemble import (CombineMembers, _check_members, _softmax_output,
 from safeio.checks import UserError
 
 SCORE_COLUMNS = ["top1_error", "top5_error", "nll", "brier", "ece"]
+# The rows evaluate adds after the members': a member of one of these names is numbered.
+SUMMARY_ROWS = ("best member", "mean member", "ensemble", "ensemble of calibrated members")
 
 
 def _undistributed(model):
@@ -40,7 +42,14 @@ def _members_and_predictor(source):
     predictors = {id(m): _undistributed(m) for m in members}
 
     def probabilities(model, x):
-        p = np.asarray(predictors[id(model)].predict_on_batch(x))
+        p = predictors[id(model)].predict_on_batch(x)
+        if isinstance(p, (list, tuple, dict)) or np.ndim(p) != 2:
+            shape = (f"{len(p)} outputs" if isinstance(p, (list, tuple, dict))
+                     else f"shape {np.shape(p)[1:]} per example")
+            raise UserError(f"{model.name} gives {shape}; evaluation takes classifiers with "
+                            "one vector of class scores per example (not a feature map: "
+                            "include_top=False?).")
+        p = np.asarray(p)
         return p if _softmax_output(model) else np.asarray(keras.ops.softmax(p))
 
     return [m.name for m in members], lambda x: np.stack([probabilities(m, x) for m in members])
@@ -171,18 +180,39 @@ def evaluate(source, dataset, tta=None, predictions=None, calibrate_on=None):
         raise UserError(f"calibrate_on with tta={tta!r} is refused: a calibrated model "
                         "applies T to each view before the views are averaged, so the "
                         "columns would not describe it. Evaluate the calibration without tta.")
-    names, member_probs, labels = predictions or predict_members(source, dataset, tta)
+    names, member_probs, labels = (_checked(source, predictions) if predictions else
+                                   predict_members(source, dataset, tta))
     table = _scores_table(source, names, member_probs, labels)
     table.attrs["tta"] = tta
     if calibrate_on is not None:
-        held_out = (calibrate_on if isinstance(calibrate_on, tuple) else
+        held_out = (_checked(source, calibrate_on) if isinstance(calibrate_on, tuple) else
                     predict_members(source, calibrate_on))
         table = _with_calibration(table, source, member_probs, labels, held_out)
     return table
 
 
+def _checked(source, predictions, views=False):
+    """``predict_members``' triple given by the caller, checked against ``source``: one
+    probability array per member (per member and view with ``views``) for each label."""
+    names, probs, labels = predictions
+    probs = np.asarray(probs)
+    members = len(member_weights(source))
+    labels = metrics.class_labels(labels, probs.shape[-1])
+    shapes = [3, 4] if views else [3]
+    if probs.ndim not in shapes or probs.shape[0] != members or probs.shape[-2] != len(labels):
+        expected = " or ".join(
+            f"({members}, {'views, ' * (ndim == 4)}{len(labels)}, classes)" for ndim in shapes)
+        raise UserError(f"Expected predictions of {members} member{'s' * (members > 1)} for "
+                        f"{len(labels)} labels, shaped {expected} (predict_members' "
+                        f"output); received shape {probs.shape}.")
+    if len(names) != members:
+        raise UserError(f"Expected {members} member names; received {len(names)}.")
+    return names, metrics.check_probabilities(probs), labels
+
+
 def _scores_table(source, names, member_probs, labels):
-    rows = {name: metrics.scores(p, labels) for name, p in zip(unique_names(names), member_probs)}
+    rows = {name: metrics.scores(p, labels)
+            for name, p in zip(unique_names(names, SUMMARY_ROWS), member_probs)}
     table = pd.DataFrame.from_dict(rows, orient="index")[SCORE_COLUMNS]
     members = table.copy()
     best = members.sort_values(["top1_error", "nll"]).iloc[0]
@@ -240,7 +270,8 @@ def size_curve(source, dataset, tta=None, predictions=None):
     """Error and NLL of the ensemble of the first k members, for k = 1 .. members.
 
     ``predictions`` as in :func:`evaluate`."""
-    _, member_probs, labels = predictions or predict_members(source, dataset, tta)
+    _, member_probs, labels = (_checked(source, predictions) if predictions else
+                               predict_members(source, dataset, tta))
     rows = []
     for k in range(1, len(member_probs) + 1):
         probs = _combine_first(source, member_probs, k)
@@ -278,7 +309,8 @@ def uncertainty(source, dataset, tta=None, predictions=None):
 
     >>> table = uncertainty(Ensemble(members, weights=[3, 1]), test)   # doctest: +SKIP
     """
-    names, probs, labels = predictions or predict_members(source, dataset, tta, keep_views=True)
+    names, probs, labels = (_checked(source, predictions, views=True) if predictions else
+                            predict_members(source, dataset, tta, keep_views=True))
     if probs.ndim == 3:  # predict_members' default: the views averaged, one per member
         if len(names) == 1 and tta is not None:
             raise UserError(

@@ -5,7 +5,7 @@ Plain NumPy on ``probs`` of shape (n, classes) or, for members, (members, n, cla
 
 import numpy as np
 
-from safeio.checks import UserError
+from safeio.checks import UserError, check_positive_int
 
 EPS = 1e-12
 
@@ -41,10 +41,48 @@ def class_labels(labels, classes):
     return labels
 
 
+def check_probabilities(probs, labels=None, what="probabilities"):
+    """``probs`` as a float array (of its own precision), checked to hold probabilities: finite, in [0, 1], each
+    row summing to 1 (to 1e-2: float16 and bfloat16 outputs round); shaped
+    ``(len(labels), classes)`` where ``labels`` are given. Logits, NaN and rows that are
+    not distributions are refused in one line, where each metric would return a number
+    that means nothing (a temperature of 36 fitted to logits, NaN's greedy selection).
+
+    Example:
+
+    >>> check_probabilities([[0.25, 0.75]]).shape
+    (1, 2)
+    """
+    probs = np.asarray(probs)
+    if probs.dtype.kind != "f":  # (float32 stays float32: ImageNet's are 200 MB a member)
+        probs = probs.astype("float64")
+    if labels is not None and (probs.ndim != 2 or len(probs) != len(labels)):
+        raise UserError(f"Expected {what} shaped ({len(labels)}, classes) for {len(labels)} "
+                        f"labels; received shape {probs.shape}.")
+    if not probs.size:
+        return probs
+    rows = probs.reshape(-1, probs.shape[-1])
+    bad = ~np.isfinite(rows).all(axis=-1)
+    if bad.any():
+        raise UserError(f"Expected {what}; received NaN or infinite values in "
+                        f"{int(bad.sum())} of {len(rows)} rows (the first: row "
+                        f"{int(np.flatnonzero(bad)[0])}).")
+    sums = rows.sum(axis=-1)
+    if rows.min() < 0 or rows.max() > 1 + 1e-6 or np.abs(sums - 1).max() > 1e-2:
+        hint = (" (logits? apply a softmax first)" if rows.min() < 0 or rows.max() > 1
+                else "")
+        raise UserError(f"Expected {what}: values in [0, 1], each row summing to 1; received "
+                        f"values in [{rows.min():.3g}, {rows.max():.3g}], rows summing to "
+                        f"{sums.min():.3g}..{sums.max():.3g}{hint}.")
+    return probs
+
+
 def top_k_error(probs, labels, k=1):
-    """Fraction of examples whose label is not among the ``k`` most probable classes."""
+    """Fraction of examples whose label is not among the ``k`` most probable classes. Ties
+    go to the lower class index, as ``np.argmax`` and Keras' ``sparse_categorical_accuracy``
+    break them (the top-1 error is ``mean(argmax != label)``)."""
     k = min(k, probs.shape[-1])
-    top = np.argsort(-probs, axis=-1)[:, :k]
+    top = np.argsort(-probs, axis=-1, kind="stable")[:, :k]
     return float(1.0 - np.mean(np.any(top == labels[:, None], axis=1)))
 
 
@@ -62,6 +100,10 @@ def brier(probs, labels):
 
 def calibration_bins(probs, labels, bins=15):
     """Per equal-width confidence bin: (mean confidence, accuracy, count)."""
+    bins = check_positive_int(bins, "bins")
+    probs = np.asarray(probs)
+    labels = class_labels(labels, probs.shape[-1])
+    probs = check_probabilities(probs, labels)
     confidence = probs.max(axis=-1)
     correct = probs.argmax(axis=-1) == labels
     edges = np.linspace(0.0, 1.0, bins + 1)
@@ -83,7 +125,8 @@ def ece(probs, labels, bins=15):
 
 def scores(probs, labels):
     """The table's columns for one set of predictions."""
-    labels = class_labels(labels, probs.shape[-1])
+    labels = class_labels(labels, np.shape(probs)[-1])
+    probs = check_probabilities(probs, labels)
     return {"top1_error": top_k_error(probs, labels, 1),
             "top5_error": top_k_error(probs, labels, 5),
             "nll": nll(probs, labels), "brier": brier(probs, labels), "ece": ece(probs, labels)}

@@ -10,7 +10,7 @@ and scored on the same data flatter the ensemble.
 import numpy as np
 import scipy.optimize
 
-from ensembles.metrics import class_labels
+from ensembles.metrics import check_probabilities, class_labels
 from safeio.checks import UserError, check_choice, check_positive_int
 
 METHOD_CHOICES = ("nll", "greedy")
@@ -25,6 +25,7 @@ def true_class_probabilities(member_probs, labels):
     if member_probs.ndim != 3 or member_probs.shape[1] != len(labels):
         raise UserError(f"Expected member probabilities shaped (members, {len(labels)}, "
                         f"classes); received {member_probs.shape}.")
+    check_probabilities(member_probs, what="member probabilities")
     return member_probs[:, np.arange(len(labels)), labels]
 
 

@@ -207,3 +207,60 @@ def test_distillation_reads_the_logits_under_any_softmax(head):
     read = keras.Model(member.input, logits_of(member))
     np.testing.assert_allclose(read.predict(images(), verbose=0),
                                logits.predict(images(), verbose=0), rtol=1e-5, atol=1e-6)
+
+
+# --- arrays handed to the metrics, weights and temperatures -------------------------------------
+
+
+def test_arrays_that_are_not_probabilities_are_one_line():
+    """fit_temperature once fitted T = 36 to logits, and greedy_counts chose a member with
+    one NaN probability every round: NaN, logits and rows that are not distributions are
+    refused, naming what was received."""
+    rng = np.random.default_rng(0)
+    probs = rng.dirichlet(np.ones(3), size=(2, 50))
+    y = rng.integers(0, 3, 50)
+    with pytest.raises(ValueError, match=r"values in \[-\d.*, rows summing to .*logits\? "
+                                         r"apply a softmax first"):
+        ensembles.fit_temperature(np.log(probs[0]), y)
+    with_nan = probs.copy()
+    with_nan[1, 7, 0] = np.nan
+    for call in (ensembles.nll_weights, ensembles.greedy_counts):
+        with pytest.raises(ValueError, match=r"Expected member probabilities; received NaN or "
+                                             r"infinite values in 1 of 100 rows \(the first: "
+                                             r"row 57\)"):
+            call(with_nan, y)
+    with pytest.raises(ValueError, match=r"rows summing to 0.5..0.5\."):
+        ensembles.fit_temperature(probs[0] / 2, y)
+    assert ensembles.fit_temperature(probs[0].astype("float16"), y) > 0  # rounded: accepted
+
+
+def test_reliability_reads_keras_sparse_labels_and_refuses_a_stack_of_members(tmp_path):
+    """plot_reliability took labels shaped (n, 1) for an (n, n) comparison (about 10 %
+    accuracy in every bin for a model always right), and members' probabilities stacked
+    (members, n, classes) for an ECE as many times too large."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    rng = np.random.default_rng(1)
+    probs = rng.dirichlet(np.full(CLASSES, 0.3), size=40)
+    right = probs.argmax(axis=1)
+    assert ensembles.metrics.ece(probs, right[:, None]) == pytest.approx(
+        1 - probs.max(axis=1).mean())  # always right: the ECE is the mean under-confidence
+    figure = ensembles.plot_reliability(probs, right[:, None], tmp_path / "r.png")
+    same = ensembles.plot_reliability(probs, right)
+    assert figure.axes[0].get_title() == same.axes[0].get_title()
+    with pytest.raises(ValueError, match=r"Expected probabilities shaped \(40, classes\) for "
+                                         r"40 labels; received shape \(2, 40, 6\)"):
+        ensembles.plot_reliability(np.stack([probs, probs]), right)
+    with pytest.raises(ValueError, match=r"`bins` must be a positive integer; received 0"):
+        ensembles.metrics.ece(probs, right, bins=0)
+
+
+def test_one_model_that_is_no_classifier_is_one_line():
+    """A feature map (include_top=False) evaluated alone was flattened into h*w*c
+    "classes" and scored."""
+    inputs = keras.Input((16, 16, 3))
+    feature_map = keras.Model(inputs, keras.layers.Conv2D(CLASSES, 1)(inputs), name="fmap")
+    with pytest.raises(ValueError, match=r"fmap gives shape \(16, 16, 6\) per example; "
+                                         r"evaluation takes classifiers"):
+        ensembles.evaluate(feature_map, batches(labels()))

@@ -8,6 +8,7 @@ import textwrap
 
 import keras
 import numpy as np
+import pandas as pd
 import pytest
 import scipy.stats
 import tensorflow as tf
@@ -269,3 +270,65 @@ def test_a_wrapped_softmax_classifier_is_not_softmaxed_twice():
     table = ensembles.evaluate([wrapped], data)
     assert table.loc["wrapped", "nll"] == pytest.approx(
         -(2 * math.log(0.6) + math.log(0.3) + math.log(0.1)) / 4, rel=1e-5)
+
+
+@pytest.mark.parametrize("classes", [10, 1000])
+def test_tied_top_classes_are_broken_as_numpys_argmax_breaks_them(classes):
+    """Two members that vote apart tie at 0.5 each. The top-1 error is that of np.argmax,
+    which documents that ties go to the first index, as the ECE's "correct" and the
+    uncertainty table's "prediction" read them; NumPy's default sort once put either class
+    first (a top-1 error of 0.17 where argmax gives 0 on 10 classes)."""
+    rng = np.random.default_rng(classes)
+    n = 2000
+    pairs = np.sort([rng.choice(classes, 2, replace=False) for _ in range(n)], axis=1)
+    probs = np.zeros((n, classes), "float32")
+    probs[np.arange(n)[:, None], pairs] = 0.5
+    first = pairs[:, 0]
+    assert metrics.top_k_error(probs, first, 1) == 0.0
+    assert metrics.top_k_error(probs, pairs[:, 1], 1) == 1.0
+    assert metrics.top_k_error(probs, pairs[:, 1], 2) == 0.0
+    labels = pairs[np.arange(n), rng.integers(0, 2, n)]
+    assert metrics.scores(probs, labels)["top1_error"] == np.mean(probs.argmax(-1) != labels)
+
+
+def test_every_member_keeps_its_row_whatever_its_name():
+    """A member named like a numbered copy (a_1 beside two a's) or like a summary row (an
+    ensemble, named "ensemble" by default, scored beside other models) keeps its row: they
+    once shared rows, and the summary rows were taken over those left."""
+    probs = [SURE, UNSURE, [0.1, 0.2, 0.7], [0.3, 0.3, 0.4]]
+    source = [constant_model(p, name) for p, name in zip(probs, ("a_1", "a", "a", "ensemble"))]
+    table = ensembles.evaluate(source, dataset(LABELS))
+    assert list(table.index) == ["a_1", "a_2", "a_3", "ensemble_1", "best member",
+                                 "mean member", "ensemble"]
+    for row, p in zip(table.index, probs):
+        assert table.loc[row, "nll"] == pytest.approx(
+            log_loss(LABELS, [p] * len(LABELS), labels=range(3)), rel=1e-5)
+        assert table.loc[row, "weight"] == 0.25
+    assert table.loc["ensemble", "nll"] == pytest.approx(
+        log_loss(LABELS, [np.mean(probs, axis=0)] * len(LABELS), labels=range(3)), rel=1e-5)
+    assert table.loc["mean member", "nll"] == pytest.approx(table["nll"].iloc[:4].mean())
+    assert np.isnan(table.loc[["best member", "mean member", "ensemble"], "weight"]).all()
+
+
+def test_predictions_handed_in_are_checked_against_the_source():
+    """The one pass of predict_members that evaluate, size_curve and uncertainty share:
+    another member count, another example count, or logits are one line, where they
+    scored a different ensemble or failed in NumPy's broadcasting."""
+    source = [constant_model(SURE, "sure"), constant_model(UNSURE, "unsure")]
+    names, probs, labels = ensembles.predict_members(source, dataset(LABELS))
+    cases = [
+        ((names[:1], probs[:1], labels), r"Expected predictions of 2 members for 4 labels, "
+                                         r"shaped \(2, 4, classes\).*\(predict_members' "
+                                         r"output\); received shape \(1, 4, 3\)"),
+        ((names, probs[:, :3], labels), r"received shape \(2, 3, 3\)"),
+        ((names, np.log(probs), labels), r"received values in \[-2.3, -0.511\], rows summing "
+                                         r"to .*logits\? apply a softmax first"),
+    ]
+    for call in (ensembles.evaluate, ensembles.size_curve, ensembles.uncertainty):
+        for predictions, message in cases:
+            with pytest.raises(ValueError, match=message):
+                call(source, None, predictions=predictions)
+    # Keras' sparse labels, shaped (n, 1), are read as predict_members reads them.
+    given = ensembles.uncertainty(source, None, predictions=(names, probs, labels[:, None]))
+    made = ensembles.uncertainty(source, dataset(LABELS))
+    pd.testing.assert_frame_equal(given, made)
