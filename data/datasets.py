@@ -224,11 +224,16 @@ def _seed_alone():
         ctx._seed = saved
 
 
-def _by_epoch(ds, seed, shuffle, augment):
-    """``ds`` shuffled and augmented anew on each pass, with the randomness of pass ``e``
-    derived from ``(seed, e)`` alone (no global or iterator state), so that a resumed run
-    replays the epochs of an uninterrupted one. Returns the dataset and its pass counter,
-    a variable read and advanced as each pass starts (see :func:`set_epoch`)."""
+SHUFFLE_BUFFER = 10_000  # examples of TFDS sources (decoded images), and at least for others
+
+
+def _by_epoch(source, seed, shuffle, augment, transform=lambda ds: ds, buffer=SHUFFLE_BUFFER):
+    """``transform(source)`` shuffled and augmented anew on each pass, with the randomness
+    of pass ``e`` derived from ``(seed, e)`` alone (no global or iterator state), so that a
+    resumed run replays the epochs of an uninterrupted one. The shuffle (a ``buffer`` of
+    examples) is of ``source``, before ``transform`` decodes and resizes; the augmentation
+    after it. Returns the dataset and its pass counter, a variable read and advanced as
+    each pass starts (see :func:`set_epoch`)."""
     counter = tf.Variable(0, dtype=tf.int64, trainable=False, name="data_epoch")
     seed = tf.constant(seed, tf.int64)
 
@@ -236,10 +241,11 @@ def _by_epoch(ds, seed, shuffle, augment):
         epoch = counter.assign_add(1) - 1
         keys = tf.random.stateless_uniform([2], seed=tf.stack([seed, epoch]), minval=None,
                                            maxval=None, dtype=tf.int64)
-        examples = ds
+        examples = source
         if shuffle:
-            examples = examples.shuffle(10_000, seed=keys[0] % (2**31 - 1),
+            examples = examples.shuffle(buffer, seed=keys[0] % (2**31 - 1),
                                         reshuffle_each_iteration=False)
+        examples = transform(examples)
         if augment is not None:  # example i of pass e gets the stateless seed (key_e, i)
             examples = tf.data.Dataset.zip((examples, tf.data.Dataset.counter())).map(
                 lambda example, i: (augment(example[0], tf.stack([keys[1], i])), example[1]),
@@ -248,7 +254,7 @@ def _by_epoch(ds, seed, shuffle, augment):
 
     with _seed_alone():
         passes = tf.data.Dataset.range(1).flat_map(one_pass)
-    cardinality = int(ds.cardinality())
+    cardinality = int(source.cardinality())
     if cardinality >= 0:  # flat_map hides it; Keras needs it for the progress bar
         passes = passes.apply(tf.data.experimental.assert_cardinality(cardinality))
     return passes, counter
@@ -338,13 +344,28 @@ def from_arrays(images, labels, num_classes=None):
     return tf.data.Dataset.from_tensor_slices((images, labels.astype("int32")))
 
 
-def _folder_dataset(root, split, on_bad_image, verify, class_names, max_pixels, same_size):
+def _folder_files(root, split, on_bad_image, verify, class_names, max_pixels, same_size):
+    """The split's ``(path, label)`` pairs, as tf.data strings: the files are listed class
+    by class, so they are shuffled as paths (every file in the buffer) before decoding.
+    Paths are passed as bytes: a name that is not UTF-8 (``os.listdir`` escapes its bytes)
+    reads as the file it names."""
     paths, labels, _ = folder.scan(root, split, on_bad_image, verify, class_names, max_pixels)
     if same_size:
         _check_same_size(paths)
-    ds = tf.data.Dataset.from_tensor_slices((paths, np.asarray(labels, "int32")))
-    return ds.map(lambda path, label: (folder.decode(path), label),
-                  num_parallel_calls=tf.data.AUTOTUNE)
+    return tf.data.Dataset.from_tensor_slices(
+        (np.array([os.fsencode(p) for p in paths], dtype=object),
+         np.asarray(labels, "int32")))
+
+
+def _decoded(files):
+    return files.map(lambda path, label: (folder.decode(path), label),
+                     num_parallel_calls=tf.data.AUTOTUNE)
+
+
+def _on_images(function):
+    """A step of :func:`load`: ``function`` mapped over the images of a dataset."""
+    return lambda ds: ds.map(lambda image, label: (function(image), label),
+                             num_parallel_calls=tf.data.AUTOTUNE)
 
 
 def _check_same_size(paths):
@@ -443,6 +464,7 @@ def load(
                         f"received {center_crop}.")
     if shuffle is None:
         shuffle = str(split).startswith("train")
+    steps, buffer = [], SHUFFLE_BUFFER  # what each pass does to the source, after shuffling
     if name == DIGITS:
         images, labels = digits_arrays(split, scale or image_size or DIGITS_IMAGE_SIZE)
         scale = None  # square already
@@ -451,28 +473,34 @@ def load(
     elif os.path.isdir(name):
         same_size = batch_size is not None and not (final_size or center_crop or preprocess
                                                     or augment)  # none of them resizes
-        ds = _folder_dataset(name, split, on_bad_image, verify, class_names, max_pixels,
-                             same_size)
+        ds = _folder_files(name, split, on_bad_image, verify, class_names, max_pixels,
+                           same_size)
+        steps.append(_decoded)
+        buffer = max(buffer, int(ds.cardinality()))  # paths: cheap to hold every one
     else:
         ds = _tfds_dataset(name, split, data_dir, manual_dir, shuffle_files=shuffle, seed=seed)
     if preprocess is not None:
-        ds = ds.map(lambda image, label: (preprocess(image), label),
-                    num_parallel_calls=tf.data.AUTOTUNE)
-    if image_size is not None:
-        ds = ds.map(lambda image, label: (eval_view(image, image_size, "squash"), label),
-                    num_parallel_calls=tf.data.AUTOTUNE)  # antialiased: as PIL shrinks
+        steps.append(_on_images(preprocess))
+    if image_size is not None:  # antialiased: as PIL shrinks
+        steps.append(_on_images(lambda image: eval_view(image, image_size, "squash")))
     if scale is not None and center_crop is not None:  # one crop, where torchvision's is
-        ds = ds.map(lambda image, label: (resize_and_center_crop(image, scale, center_crop),
-                                          label), num_parallel_calls=tf.data.AUTOTUNE)
+        steps.append(_on_images(lambda image: resize_and_center_crop(image, scale,
+                                                                     center_crop)))
     elif scale is not None:
-        ds = ds.map(lambda image, label: (alexnet_preprocess(image, scale), label),
-                    num_parallel_calls=tf.data.AUTOTUNE)
+        steps.append(_on_images(lambda image: alexnet_preprocess(image, scale)))
     elif center_crop is not None:
-        ds = ds.map(lambda image, label: (_center_crop(image, center_crop), label),
-                    num_parallel_calls=tf.data.AUTOTUNE)
+        steps.append(_on_images(lambda image: _center_crop(image, center_crop)))
+
+    def transform(examples):
+        for step in steps:
+            examples = step(examples)
+        return examples
+
     counter = None
     if shuffle or augment is not None:
-        ds, counter = _by_epoch(ds, seed, shuffle, augment)
+        ds, counter = _by_epoch(ds, seed, shuffle, augment, transform, buffer)
+    else:
+        ds = transform(ds)
     if batch_size is not None:
         ds = ds.batch(batch_size, drop_remainder=drop_remainder)
     ds = ds.prefetch(tf.data.AUTOTUNE)

@@ -498,3 +498,33 @@ def test_from_arrays_refuses_labels_an_int32_cannot_hold():
         data.from_arrays(np.zeros((1, 4, 4, 3)), [2**32 + 1])
     with pytest.raises(ValueError, match=r"received \[-1\]"):
         data.from_arrays(np.zeros((2, 4, 4, 3)), [0, -1])
+
+
+def test_a_folder_is_shuffled_as_files_whatever_the_buffer_of_decoded_images(tmp_path,
+                                                                             monkeypatch):
+    """The scan lists files class by class. They were shuffled after decoding, in a buffer
+    of 10,000 images (8 GB at scale 256): past 10,000 files a batch held a few classes, the
+    first tenth of an ImageNet epoch 18 of its 100. Now the paths are shuffled, all of them
+    in the buffer: with the images' buffer set to 2, every class still comes early."""
+    root = tmp_path / "sorted"
+    for label, name in enumerate(("a", "b", "c")):
+        (root / "train" / name).mkdir(parents=True)
+        for i in range(8):
+            _write(root / "train" / name / f"{i}.png", np.full((2, 2, 3), label, np.uint8), "png")
+    monkeypatch.setattr(datasets, "SHUFFLE_BUFFER", 2)
+    for seed in range(3):
+        labels = [int(y) for _, y in data.load(str(root), "train", batch_size=None, seed=seed)]
+        assert sorted(labels) == [0] * 8 + [1] * 8 + [2] * 8  # each file once
+        assert set(labels[:8]) == {0, 1, 2}, (seed, labels)
+
+
+def test_a_file_name_that_is_not_utf8_is_read(tmp_path):
+    """os.listdir escapes such a name's bytes ('caf\\udce9.png'), which tf.data could not
+    encode: a UnicodeEncodeError traceback."""
+    folder = tmp_path / "names" / "test" / "cat"
+    folder.mkdir(parents=True)
+    raw = os.path.join(os.fsencode(folder), b"caf\xe9.png")
+    with open(raw, "wb") as f:
+        f.write(tf.io.encode_png(np.full((3, 3, 3), 77, np.uint8)).numpy())
+    (image, label), = data.load(str(tmp_path / "names"), "test", batch_size=None)
+    assert int(label) == 0 and np.all(image.numpy() == 77)
