@@ -73,7 +73,8 @@ def clean_stale(directory, name):
     """Remove the temporary files and directories (:func:`_scratch`) that our writes of
     ``name`` left behind in ``directory`` when their process was killed (PID no longer
     alive). Only names that carry this module's mark for that PID and ``name`` are touched,
-    and a link is removed, never followed."""
+    and a link is removed, never followed. A previous export that a killed replacement
+    had moved aside, and not yet replaced, is put back instead."""
     pattern = re.compile(r"\.(tmp|old)-(\d+)-([0-9a-f]{10})-" + re.escape(name) + "$")
     try:
         entries = os.listdir(directory)
@@ -86,11 +87,37 @@ def clean_stale(directory, name):
         if _alive(int(match.group(2))):
             continue
         stale = os.path.join(directory, entry)
+        target = os.path.join(directory, name)
+        if (match.group(1) == "old" and os.path.isdir(stale) and not os.path.islink(stale)
+                and not os.path.lexists(target)):
+            # Killed between the two renames of _put_in_place: the previous export, the only
+            # copy, goes back in its place.
+            os.rename(stale, target)
+            continue
         if os.path.isdir(stale) and not os.path.islink(stale):
             shutil.rmtree(stale, ignore_errors=True)
         else:
             with contextlib.suppress(OSError):
                 os.unlink(stale)
+
+
+def _flush(path, recursive=False):
+    """``os.fsync`` the file or folder ``path`` (with ``recursive``, every file and folder in
+    it): a rename survives a power cut only with what it renames on the disk, and itself
+    only once its folder is (XFS and btrfs may otherwise show an empty file)."""
+    if recursive and os.path.isdir(path) and not os.path.islink(path):
+        for root, _, names in os.walk(path):
+            for file_name in names:
+                _flush(os.path.join(root, file_name))
+            _flush(root)
+        return
+    if not os.path.exists(path) or os.path.islink(path):
+        return
+    fd = os.open(path, os.O_RDONLY | (os.O_DIRECTORY if os.path.isdir(path) else 0))
+    try:
+        os.fsync(fd)
+    finally:
+        os.close(fd)
 
 
 @contextlib.contextmanager
@@ -118,7 +145,9 @@ def atomic_path(path):
     tmp = _scratch(directory, "tmp", name)
     try:
         yield tmp
+        _flush(tmp, recursive=True)
         os.replace(tmp, path)
+        _flush(directory)  # the rename itself
     except Exception as err:
         fault = _fault_at_target(err, tmp, path)
         if fault is None:
@@ -557,10 +586,10 @@ def atomic_directory(path, overwrite=False, required=("saved_model.pb",)):
     ['saved_model.pb', 'zoo_export.json']
     """
     path = os.path.abspath(os.fspath(path))
-    check_replaceable(path, overwrite, required)
     directory, name = os.path.split(path)
+    clean_stale(directory, name)  # (a previous export a kill left aside is back first)
+    check_replaceable(path, overwrite, required)
     make_directory(directory)
-    clean_stale(directory, name)
     tmp = _scratch(directory, "tmp", name)
     try:
         yield tmp
@@ -568,7 +597,9 @@ def atomic_directory(path, overwrite=False, required=("saved_model.pb",)):
             "written_by": "keras-zoo-ensembles", "time": time.strftime("%Y-%m-%d %H:%M:%S"),
             "files": _contents(tmp)})
         check_replaceable(path, overwrite, required)
+        _flush(tmp, recursive=True)
         _put_in_place(tmp, path)
+        _flush(directory)
     except Exception as err:
         fault = _fault_at_target(err, tmp, path)
         if fault is None:

@@ -919,3 +919,56 @@ def test_atomic_writes_name_the_file_in_the_way_and_keep_it(tmp_path):
     with pytest.raises(NotADirectoryError, match=r"a link to nothing is in the way"):
         make_directory(str(dangling / "run"))
     assert not os.path.lexists(tmp_path / "nowhere")  # the link is not followed
+
+
+def test_what_is_renamed_into_place_is_on_the_disk_first(tmp_path, monkeypatch):
+    """A rename survives a power cut only with what it renames flushed (XFS and btrfs may
+    show an empty file otherwise), and only once its folder is: every file and folder of
+    the temporary copy is fsynced before the rename, the folder after it."""
+    import safeio
+
+    events = []
+    fsync, replace, rename = os.fsync, os.replace, os.rename
+
+    def recorded_fsync(fd):
+        events.append(("fsync", os.readlink(f"/proc/self/fd/{fd}")))
+        fsync(fd)
+
+    monkeypatch.setattr(os, "fsync", recorded_fsync)
+    monkeypatch.setattr(os, "replace", lambda a, b: (events.append(("rename", a)), replace(a, b)))
+    monkeypatch.setattr(os, "rename", lambda a, b: (events.append(("rename", a)), rename(a, b)))
+    with safeio.atomic_path(tmp_path / "table.csv") as tmp:
+        open(tmp, "w").write("a,b\n")
+    assert events == [("fsync", tmp), ("rename", tmp), ("fsync", str(tmp_path))]
+    events.clear()
+    with safeio.atomic_directory(tmp_path / "served", required=()) as tmp:
+        os.makedirs(os.path.join(tmp, "assets"))
+        open(os.path.join(tmp, "assets", "names.txt"), "w").write("cat\n")
+    last = events.index(("rename", tmp))  # (the marker file was written atomically before)
+    flushed = {path for kind, path in events[:last] if kind == "fsync"}
+    assert {tmp, os.path.join(tmp, "assets"), os.path.join(tmp, "assets", "names.txt"),
+            os.path.join(tmp, safeio.MARKER)} <= flushed
+    assert events[last:] == [("rename", tmp), ("fsync", str(tmp_path))]
+
+
+def test_a_previous_export_moved_aside_by_a_killed_replacement_is_put_back(tmp_path):
+    """Where two paths cannot be exchanged in one step, an export is replaced by two renames.
+    Killed between them, the previous export was left only in its .old- copy, which the next
+    export deleted: if that one failed too, no export was left. Now it is put back first."""
+    import subprocess
+    import sys
+
+    import safeio
+
+    served = tmp_path / "served"
+    with safeio.atomic_directory(served, required=()) as tmp:
+        os.makedirs(tmp)
+        open(os.path.join(tmp, "model.txt"), "w").write("the previous export")
+    pid = int(subprocess.run([sys.executable, "-c", "import os; print(os.getpid())"],
+                             capture_output=True, text=True, check=True).stdout)
+    os.rename(served, safeio._scratch(str(tmp_path), "old", "served", pid=pid))  # then killed
+    with pytest.raises(RuntimeError, match="the next export fails"):
+        with safeio.atomic_directory(served, overwrite=True, required=()):
+            raise RuntimeError("the next export fails")
+    assert (served / "model.txt").read_text() == "the previous export"
+    assert sorted(os.listdir(tmp_path)) == ["served"]
