@@ -13,7 +13,7 @@ from ensembles.ensemble import (CombineMembers, as_ensemble, combine_layer, memb
                                 with_member_outputs)
 from ensembles.mc_dropout import draws_at_inference, leaf_layers
 from safeio import (atomic_directory, atomic_path, check_free_space, check_not_a_link,
-                    check_replaceable, write_json, write_text)
+                    check_replaceable, check_writable_file, write_json, write_text)
 from safeio.checks import UserError, check_choice, check_positive_int
 from zoo.saving import bytes_to_save, check_class_names
 from zoo.saving import class_names as get_class_names
@@ -132,6 +132,27 @@ def check_export_options(format, resize=None):
                         "out, or export a SavedModel or an ONNX file.")
 
 
+def check_export_target(path, format, overwrite=False):
+    """Refuse, before any work, a ``path`` the export must not replace or cannot be written
+    to: a SavedModel's folder (:func:`safeio.check_replaceable`), or the ``.onnx`` /
+    ``.tflite`` file and its class names file beside it (:func:`classes_path`), each named."""
+    path = os.fspath(path)
+    if format == "saved_model":
+        check_replaceable(os.path.abspath(path), overwrite)
+        return
+    suffix = FILE_SUFFIXES[format]
+    if not path.endswith(suffix):
+        raise UserError(f"A {format} export is a {suffix} file; received {path!r}.")
+    for target in (path, classes_path(path)):
+        check_not_a_link(target, "file")
+        if os.path.isdir(target):
+            raise UserError(f"Cannot export to {target}: a directory is there.")
+        if os.path.exists(target) and not overwrite:
+            raise UserError(f"{target} already exists; pass overwrite=True (--overwrite) to "
+                            "replace it.")
+        check_writable_file(target)
+
+
 def export(ensemble, path, overwrite=False, class_names=None, scale=None,
            format="saved_model", resize=None):
     """Write ONE SavedModel (or an ONNX or LiteRT file) for ``ensemble`` (or any
@@ -198,8 +219,7 @@ def export(ensemble, path, overwrite=False, class_names=None, scale=None,
     explicit = resize is not None
 
     check_export_options(format, resize)
-    if format == "saved_model":
-        check_replaceable(os.path.abspath(os.fspath(path)), overwrite)  # before any work
+    check_export_target(path, format, overwrite)  # before any work
     ensemble = as_ensemble(ensemble)
     resize = serving_resize(ensemble, resize)
     if resize == "squash" and scale is not None:
@@ -319,15 +339,7 @@ def export(ensemble, path, overwrite=False, class_names=None, scale=None,
 
 def _export_file(serving, path, format, names, overwrite, metadata):
     """``serving.export(path, format=format)``, checked in the runtime before it lands."""
-    suffix = FILE_SUFFIXES[format]
-    if not path.endswith(suffix):
-        raise UserError(f"A {format} export is a {suffix} file; received {path!r}.")
-    check_not_a_link(path, "file")
-    if os.path.isdir(path):
-        raise UserError(f"Cannot export to {path}: a directory is there.")
-    if os.path.exists(path) and not overwrite:
-        raise UserError(f"{path} already exists; pass overwrite=True (--overwrite) to "
-                        "replace it.")
+    check_export_target(path, format, overwrite)  # (again: the work took a while)
     if format == "onnx":
         check_deploy_packages("onnx export")
     batch = np.random.default_rng(0).uniform(0, 255, (3,) + tuple(serving.input.shape[1:]))

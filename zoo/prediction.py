@@ -19,20 +19,22 @@ import pandas as pd
 from safeio import natural_key
 from safeio.checks import UserError, check_positive_int
 
-IMAGE_EXTENSIONS = (".jpg", ".jpeg", ".png", ".gif", ".bmp")
-
-
 def image_paths(sources):
     """The image files among ``sources`` (files, and folders searched recursively, each
-    folder's files in natural order); a source that does not exist is a ``UserError``."""
-    paths = []
+    folder's files in natural order); a source that does not exist is a ``UserError``. A
+    folder's images of formats TensorFlow does not decode (TIFF, WebP, ...) are named in a
+    warning, as ``data.load`` names them."""
+    from data.folder import IMAGE_EXTENSIONS, OTHER_IMAGE_EXTENSIONS, _first
+
+    paths, unread = [], []
     for source in [sources] if isinstance(sources, (str, os.PathLike)) else sources:
         source = os.fspath(source)
         if os.path.isdir(source):
-            found = [path for root, _, names in os.walk(source) for name in names
-                     if name.lower().endswith(IMAGE_EXTENSIONS)
+            files = [path for root, _, names in os.walk(source) for name in names
                      # regular files only: opening a pipe named x.png would wait forever
-                     and os.path.isfile(path := os.path.join(root, name))]
+                     if os.path.isfile(path := os.path.join(root, name))]
+            found = [path for path in files if path.lower().endswith(IMAGE_EXTENSIONS)]
+            unread += [path for path in files if path.lower().endswith(OTHER_IMAGE_EXTENSIONS)]
             if not found:
                 raise UserError(f"No images in {source} (looked for "
                                 f"{', '.join(IMAGE_EXTENSIONS)} files, in sub-folders too).")
@@ -41,6 +43,10 @@ def image_paths(sources):
             paths.append(source)
         else:
             raise UserError(f"No such image or folder: {source}.")
+    if unread:
+        warnings.warn(f"Skipped {len(unread)} image file(s) of formats TensorFlow does not "
+                      f"decode (only JPEG, PNG, GIF and BMP are read): {_first(unread)}",
+                      stacklevel=2)
     return paths
 
 

@@ -232,6 +232,8 @@ def load_model(path, compile=True):
     if not os.path.isfile(path):
         raise UserError(f"Cannot load {path}: " + ("it is a directory, not a .keras file."
                                                   if os.path.isdir(path) else "no such file."))
+    with open(path, "rb"):  # (zipfile.is_zipfile reads "Permission denied" as "no zip")
+        pass
     if not zipfile.is_zipfile(path):
         size = os.path.getsize(path)
         raise UserError(f"Cannot load {path}: not a .keras file (" + (

@@ -258,9 +258,19 @@ class _Setup:
         run_config.check_not_foreign(run_dir)  # never a folder of someone else's files
         run_config.check_resume(run_dir, self.settings)
         writes = zoo.distribute.process_index() == 0  # in a JAX cluster, process 0 alone
-        if writes:
-            with directory_lock(run_dir):  # another run there: one line now, before any work
-                pass
+        # Another run there is one line now, before any work; and none can write its
+        # statistics over these while they are computed (zoo.train then locks the run).
+        with directory_lock(run_dir) if writes else contextlib.nullcontext():
+            self._statistics(args, run_dir, size, info, writes)
+        self.size = size
+        self.normalize = args.normalize
+        self.val_split = next(iter(self.data.held_out), None)
+
+    def _statistics(self, args, run_dir, size, info, writes):
+        """The data pipeline, with the pixel statistics the run trained with (its
+        ``statistics.npz``) or computed in a pass over the training set, and saved."""
+        import data
+
         saved = _resumed_statistics(run_dir)
         if saved is None:
             print(f"Computing the training set's pixel statistics ({size}x{size}) ...",
@@ -272,12 +282,9 @@ class _Setup:
                                   batch_size=args.batch_size, seed=args.seed,
                                   data_dir=args.data_dir, info=info,
                                   on_bad_image=_bad_image_policy(args), statistics=saved)
-        self.size = size
-        self.normalize = args.normalize
         if writes and saved is None:
             make_directory(run_dir)
             self.data.statistics.save(os.path.join(run_dir, "statistics.npz"))
-        self.val_split = next(iter(self.data.held_out), None)
 
     def _check_model(self, size):
         """Build the model once on a plain input of ``size``, as :meth:`build` will on the
@@ -352,7 +359,9 @@ def _strategy(args):
         return zoo.distribute.get_strategy(args.strategy)
     if args.strategy == "multi_worker":
         zoo.distribute.initialize_cluster(args.coordinator, args.num_processes,
-                                          args.process_id, timeout=args.cluster_timeout)
+                                          args.process_id,
+                                          timeout=120 if args.cluster_timeout is None
+                                          else args.cluster_timeout)
     zoo.distribute.backend_distribution(args.strategy)  # what zoo.train will ask for
     return args.strategy
 
@@ -371,6 +380,24 @@ def _fit_verbosity():
     return 1 if sys.stdout.isatty() else 2
 
 
+def _check_cluster_flags(args):
+    """The flags of a JAX cluster, given where nothing would read them: one line."""
+    import keras
+
+    cluster = [flag for flag, value in (
+        ("--coordinator", args.coordinator), ("--num-processes", args.num_processes),
+        ("--process-id", args.process_id),
+        ("--cluster-timeout", args.cluster_timeout))
+        if value is not None]
+    if cluster and args.strategy != "multi_worker":  # each machine would train alone
+        raise UserError(f"{', '.join(cluster)} join a JAX cluster: give --strategy "
+                        f"multi_worker with them; received --strategy {args.strategy}.")
+    if cluster and keras.backend.backend() == "tensorflow":  # TF_CONFIG decides there
+        raise UserError(f"{', '.join(cluster)} join a JAX cluster (KERAS_BACKEND=jax); under "
+                        "TensorFlow, --strategy multi_worker reads the cluster from the "
+                        "TF_CONFIG variable instead.")
+
+
 def _cmd_train(args):
     if args.snapshots and args.lr_patience is not None:
         raise UserError(f"--lr-patience {args.lr_patience} does not combine with --snapshots: "
@@ -379,12 +406,7 @@ def _cmd_train(args):
     if args.snapshots and args.ema:
         raise UserError("--ema and --snapshots do not combine: a snapshot ensemble "
                         "averages predictions of snapshots, not weights.")
-    cluster = {flag: value for flag, value in (
-        ("--coordinator", args.coordinator), ("--num-processes", args.num_processes),
-        ("--process-id", args.process_id)) if value is not None}
-    if cluster and args.strategy != "multi_worker":  # each machine would train alone
-        raise UserError(f"{', '.join(cluster)} join a JAX cluster: give --strategy "
-                        f"multi_worker with them; received --strategy {args.strategy}.")
+    _check_cluster_flags(args)
     strategy = _strategy(args)
     run_dir = _default_run_dir(args)
     setup = _Setup(args, run_dir)
@@ -465,7 +487,7 @@ def _add_train(sub):
                          help="process 0's address and a free port, the same on every process")
     cluster.add_argument("--num-processes", type=int, metavar="N")
     cluster.add_argument("--process-id", type=int, metavar="I", help="0 on the coordinator")
-    cluster.add_argument("--cluster-timeout", type=float, default=120, metavar="SECONDS",
+    cluster.add_argument("--cluster-timeout", type=float, default=None, metavar="SECONDS",
                          help="how long each process waits for the others to start (120)")
     train.add_argument("--precision", choices=("mixed_float16", "mixed_bfloat16"), default=None)
     train.add_argument("--jit-compile", action="store_true", default=None,
@@ -681,6 +703,33 @@ def _load_split(args, split, models, multi_crop=False):
                      on_bad_image=_bad_image_policy(args), **sizing)
 
 
+def _check_calibration_flags(args):
+    """``zoo evaluate --calibrate-on`` with flags it cannot go with: one line, before any
+    work (an image folder is scanned to load a split)."""
+    if args.calibrate_on is not None and args.tta != "none":
+        raise UserError(f"--calibrate-on does not combine with --tta; received --tta "
+                        f"{args.tta}: a calibrated model applies T to each view before the "
+                        "views are averaged.")
+
+
+def _check_table_output(output, inputs):
+    """``--output`` names the table to write: never one of the command's inputs, nor an
+    existing file that is no table (a model, an image), which a slip of the keyboard or
+    of tab completion would replace at the end of the work."""
+    from data.folder import IMAGE_EXTENSIONS, OTHER_IMAGE_EXTENSIONS
+
+    if not os.path.isfile(output):
+        return
+    for path in inputs:
+        if os.path.exists(path) and os.path.samefile(path, output):
+            raise UserError(f"--output {output} is one of the inputs: the table would replace "
+                            "it. Name another file.")
+    if (output.lower().endswith(IMAGE_EXTENSIONS + OTHER_IMAGE_EXTENSIONS + (".keras",))
+            or zipfile.is_zipfile(output)):
+        raise UserError(f"--output {output} exists and is not a table (a model or an image); "
+                        "it would be replaced. Name another file, or move it aside.")
+
+
 def _check_view_flags(args):
     """The flags of the evaluation view that contradict each other: one line, before any
     work."""
@@ -761,7 +810,9 @@ def _cmd_evaluate(args):
 
     if args.output:  # before any work
         check_writable_file(args.output)
+        _check_table_output(args.output, args.models)
     _check_view_flags(args)
+    _check_calibration_flags(args)
     models = _load_models(args.models)
     size = models[0].input_shape[1]
     tta = None if args.tta == "none" else args.tta
@@ -780,19 +831,15 @@ def _cmd_evaluate(args):
                             f"{', '.join(sorted(splits))}); name one with --split.")
         if split in splits:
             print(f"Evaluating on the {split} split ({splits[split]:,} examples)", flush=True)
+    if args.calibrate_on == split:
+        raise UserError(f"--calibrate-on {args.calibrate_on} is the split evaluated: fit "
+                        "the temperatures on another (e.g. validation) or name one with "
+                        "--split.")
     if not multi_crop:  # (models trained on other views: one line, here)
         _say_evaluation_view(args, models, _evaluation_view(args, models))
     test = _load_split(args, split, models, multi_crop)
     held_out = None
     if args.calibrate_on is not None:
-        if tta is not None:
-            raise UserError(f"--calibrate-on does not combine with --tta; received --tta "
-                            f"{tta}: a calibrated model applies T to each view before the "
-                            "views are averaged.")
-        if args.calibrate_on == split:
-            raise UserError(f"--calibrate-on {args.calibrate_on} is the split evaluated: fit "
-                            "the temperatures on another (e.g. validation) or name one with "
-                            "--split.")
         print(f"Temperatures fitted on the {args.calibrate_on} split", flush=True)
         held_out = _load_split(args, args.calibrate_on, models, multi_crop)
     source = models[0] if len(models) == 1 else models
@@ -1040,6 +1087,7 @@ def _cmd_predict(args):
 
     if args.output:  # before any work
         check_writable_file(args.output)
+        _check_table_output(args.output, [args.source, *args.images])
     folder = any(os.path.isdir(source) for source in args.images)
     with warnings.catch_warnings(record=True) as caught:
         warnings.simplefilter("always")
@@ -1049,6 +1097,9 @@ def _cmd_predict(args):
     skipped = [str(w.message) for w in caught if str(w.message).startswith("Skipped ")]
     for message in skipped:
         print(f"zoo predict: {message}", file=sys.stderr)
+    for w in caught:  # the others as they would have been shown (the filters decide)
+        if not str(w.message).startswith("Skipped "):
+            warnings.warn_explicit(w.message, w.category, w.filename, w.lineno)
     top = sum(1 for column in table.columns if column.startswith("class_"))
     for _, row in table.iterrows():
         classes = ", ".join(f"{row[f'class_{k}']} {100 * row[f'probability_{k}']:.1f} %"
@@ -1097,13 +1148,11 @@ def _resize_flag(parser, default_help, default=None):
 
 def _cmd_export(args):
     import ensembles
-    from ensembles.export import check_export_options
-    from safeio import check_replaceable
+    from ensembles.export import check_export_options, check_export_target
     from zoo.saving import serving_resize
 
     check_export_options(args.format, args.resize)  # before any work
-    if args.format == "saved_model":
-        check_replaceable(os.path.abspath(args.output), args.overwrite)  # before any work
+    check_export_target(args.output, args.format, args.overwrite)
     (model,) = _load_models([args.model_file])
     ensemble = model if ensembles.is_ensemble(model) else ensembles.Ensemble([model])
     ensembles.export(ensemble, args.output, overwrite=args.overwrite, format=args.format,
@@ -1170,8 +1219,8 @@ def _wide_pandas():
 
 def _bad_image_flag(parser, default="error"):
     parser.add_argument("--on-bad-image", choices=("error", "skip"), default=default,
-                        help="image folders: stop and name every bad file (default), or skip "
-                        "them with a warning naming them")
+                        help="image folders: stop, naming the bad files (the first five, and "
+                        "how many) (default), or skip them with a warning that names them so")
 
 
 def _model_and_data_flags(parser, epochs, run_dir, augment="none", augment_help="none"):

@@ -1159,3 +1159,141 @@ def test_demo_reads_a_tfds_dataset_from_data_dir(tmp_path, monkeypatch):
     images, labels = next(iter(loaded.load("test", batch_size=6)))
     assert images.shape == (6, demo.ALEXNET_SIZE, demo.ALEXNET_SIZE, 3)
     assert sorted(labels.numpy().tolist()) == [0, 0, 0, 1, 1, 1]
+
+
+def test_a_table_never_replaces_an_input_or_a_model(tmp_path, capsys):
+    """`zoo evaluate m.keras --output m.keras` evaluated, then replaced the model with a CSV;
+    `zoo predict ... --output photo.png` the photo. Now one line before any work, the files
+    as they were; an existing table is replaced as before."""
+    import tensorflow as tf
+
+    from tests.helpers import tiny_model
+
+    model = zoo.save_model(tiny_model(classes=10), str(tmp_path / "m.keras"))
+    other = zoo.save_model(tiny_model(classes=10), str(tmp_path / "other.keras"))
+    photo = tmp_path / "photo.png"
+    photo.write_bytes(tf.io.encode_png(np.zeros((8, 8, 3), np.uint8)).numpy())
+    before = {path: open(path, "rb").read() for path in (model, other, str(photo))}
+    cases = [
+        (["evaluate", model, "--output", model], f"--output {model} is one of the inputs"),
+        (["predict", model, str(photo), "--output", str(photo)],
+         f"--output {photo} is one of the inputs"),
+        (["predict", model, str(tmp_path), "--output", str(photo)],  # inside a folder given
+         f"--output {photo} exists and is not a table (a model or an image)"),
+        (["evaluate", model, "--output", other], f"--output {other} exists and is not a table"),
+    ]
+    for argv, message in cases:
+        assert cli.main(argv) == 2, argv
+        err = capsys.readouterr().err.strip().splitlines()
+        assert len(err) == 1 and message in err[0], (argv, err)
+    assert before == {path: open(path, "rb").read() for path in before}
+    table = tmp_path / "t.csv"
+    table.write_text("an earlier table\n")
+    assert cli.main(["predict", model, str(photo), "--output", str(table)]) == 0
+    assert pd.read_csv(table)["image"].tolist() == [str(photo)]
+
+
+def test_flags_that_nothing_would_read_are_one_line_before_the_data(tmp_path, capsys):
+    """--calibrate-on with --tta was refused only after the test split was loaded (an image
+    folder scanned); the JAX cluster's flags were ignored under TensorFlow, where TF_CONFIG
+    decides (the dataset named here does not exist: reading it would be another error)."""
+    from tests.helpers import tiny_model
+
+    model = zoo.save_model(tiny_model(classes=10), str(tmp_path / "m.keras"))
+    missing = str(tmp_path / "no_such_folder")
+    cases = [
+        (["evaluate", model, "--dataset", missing, "--calibrate-on", "validation", "--tta",
+          "flip"], "--calibrate-on does not combine with --tta; received --tta flip"),
+        (["train", "--model", "alexnet", "--dataset", missing, "--strategy", "multi_worker",
+          "--coordinator", "localhost:1234", "--process-id", "0"],
+         "--coordinator, --process-id join a JAX cluster (KERAS_BACKEND=jax); under "
+         "TensorFlow, --strategy multi_worker reads the cluster from the TF_CONFIG variable"),
+        (["train", "--model", "alexnet", "--dataset", missing, "--cluster-timeout", "5"],
+         "--cluster-timeout join a JAX cluster: give --strategy multi_worker with them"),
+    ]
+    for argv, message in cases:
+        assert cli.main(argv) == 2, argv
+        err = capsys.readouterr().err.strip().splitlines()
+        assert len(err) == 1 and message in err[0], (argv, err)
+
+
+def test_zoo_predict_names_the_images_of_a_folder_it_does_not_read(tmp_path, capsys):
+    """A folder's TIFF and WebP files were left out without a word (data.load names them)."""
+    import tensorflow as tf
+
+    from tests.helpers import tiny_model
+
+    model = zoo.save_model(tiny_model(classes=10), str(tmp_path / "m.keras"))
+    folder = tmp_path / "photos"
+    folder.mkdir()
+    (folder / "a.png").write_bytes(tf.io.encode_png(np.zeros((8, 8, 3), np.uint8)).numpy())
+    (folder / "scan.tiff").write_bytes(b"II*\x00")
+    assert cli.main(["predict", model, str(folder)]) == 1  # as for a bad image: some left out
+    captured = capsys.readouterr()
+    assert (f"zoo predict: Skipped 1 image file(s) of formats TensorFlow does not decode "
+            f"(only JPEG, PNG, GIF and BMP are read): {folder / 'scan.tiff'}" in captured.err)
+    assert f"{folder / 'a.png'}: " in captured.out
+
+
+def test_a_model_file_that_cannot_be_opened_says_why(tmp_path, monkeypatch):
+    """zipfile.is_zipfile reads an OSError as "no zip": a file this user may not read was
+    called "not a .keras file (truncated or another format)"."""
+    from tests.helpers import tiny_model
+    from zoo import saving
+
+    path = zoo.save_model(tiny_model(), str(tmp_path / "m.keras"))
+
+    def refused(file, *args, **kwargs):
+        raise PermissionError(13, "Permission denied", file)
+
+    monkeypatch.setattr(saving, "open", refused, raising=False)
+    with pytest.raises(PermissionError, match=re.escape(f"Permission denied: '{path}'")):
+        zoo.load_model(path)
+
+
+def test_an_export_file_target_is_checked_before_the_model_is_read(tmp_path, capsys):
+    """An ONNX or LiteRT target was checked only after the model was loaded and converted,
+    and its class names file beside it replaced a user's file of that name without a word.
+    The model named here does not exist: reading it first would be another error."""
+    missing = str(tmp_path / "no_model.keras")
+    notes = tmp_path / "m.onnx.classes.txt"
+    notes.write_text("the user's notes\n")
+    (tmp_path / "folder.tflite").mkdir()
+    cases = [
+        (["export", missing, str(tmp_path / "served"), "--format", "onnx"],
+         f"A onnx export is a .onnx file; received '{tmp_path / 'served'}'"),
+        (["export", missing, str(tmp_path / "m.onnx"), "--format", "onnx"],
+         f"{notes} already exists; pass overwrite=True (--overwrite) to replace it."),
+        (["export", missing, str(tmp_path / "folder.tflite"), "--format", "litert"],
+         f"Cannot export to {tmp_path / 'folder.tflite'}: a directory is there."),
+    ]
+    for argv, message in cases:
+        assert cli.main(argv) == 2, argv
+        err = capsys.readouterr().err.strip().splitlines()
+        assert len(err) == 1 and message in err[0], (argv, err)
+    assert notes.read_text() == "the user's notes\n"
+
+
+def test_the_run_is_locked_while_its_statistics_are_computed(tmp_path, monkeypatch, capsys):
+    """zoo train took the run directory's lock and let it go at once: a second run started
+    on the same new directory during the statistics pass wrote its statistics.npz over the
+    first's, which a resume of the first then read without a word. The pass now runs
+    under the lock (here a second run tries to take it during the pass)."""
+    import data
+    import safeio
+
+    run_dir = str(tmp_path / "run")
+    pipeline, tried = data.pipeline, []
+
+    def second_run_during_the_pass(*args, **kwargs):
+        with pytest.raises(UserError, match=f"The run directory {re.escape(run_dir)} is in "
+                                            "use by another run"):
+            with safeio.directory_lock(run_dir):
+                pass
+        tried.append(True)
+        return pipeline(*args, **kwargs)
+
+    monkeypatch.setattr(data, "pipeline", second_run_during_the_pass)
+    assert cli.main(["train", "--model", "alexnet", "--epochs", "1", "--batch-size", "128",
+                     "--model-arg", "width=8", "--run-dir", run_dir]) == 0
+    assert tried == [True] and os.path.exists(os.path.join(run_dir, "statistics.npz"))
