@@ -12,7 +12,7 @@ from data import augment, folder, tta
 from data.datasets import (DatasetInfo, DatasetNotPreparedError, digits_arrays, from_arrays,
                            info, load, set_epoch)
 from data.layers import MeanSubtraction
-from data.pipeline import Pipeline, pipeline
+from data.pipeline import VALIDATION_SPLITS, Pipeline, pipeline
 from data.preprocess import (ImageStatistics, alexnet_preprocess, center_crop,
                              compute_statistics, eval_view, normalized_input,
                              resize_and_center_crop, resize_shorter_side)
@@ -24,5 +24,5 @@ __all__ = [
     "eval_view",
     "Pipeline", "folder", "from_arrays", "info", "load", "normalized_input", "pipeline",
     "predict_crops", "resize_and_center_crop", "resize_shorter_side", "set_epoch", "ten_crop",
-    "tta", "crop_scale", "five_crop",
+    "tta", "crop_scale", "five_crop", "VALIDATION_SPLITS",
 ]

@@ -7,7 +7,7 @@ Every source becomes the same thing: a batched, prefetched ``tf.data.Dataset`` o
 import contextlib
 import dataclasses
 import os
-import re
+import random
 import socket
 import threading
 import warnings
@@ -53,30 +53,39 @@ def _digits_split_index(split):
     Splits slice and add as in TFDS (its own parser reads them): ``"train[:400]"``,
     ``"train[50%:]"`` (percentages round to the closest example), ``"train+validation"``.
     """
-    import tensorflow_datasets as tfds
-
     index = np.arange(1797)
     masks = {
         "test": index % 5 == 0,  # 360 images
         "validation": index % 10 == 1,  # 180 images
         "train": (index % 5 != 0) & (index % 10 != 1),  # 1,257 images
     }
-    sizes = {name: _SplitSize(int(mask.sum())) for name, mask in masks.items()}
+    sizes = {name: int(masks[name].sum()) for name in ("train", "validation", "test")}
+    parts = _split_parts(split, sizes, DIGITS)
+    return np.concatenate([index[masks[part.splitname]][part.from_:part.to]
+                           for part in parts])
+
+
+def _split_parts(split, sizes, name):
+    """``split`` read by TFDS' own parser (``"train[:400]"``, ``"train[50%:]"``,
+    ``"train+validation"``, ``"all"``) against the ``sizes`` of ``name``'s splits: its
+    parts, or one line for an unknown split, a slice past the end or no examples."""
+    import tensorflow_datasets as tfds
+
+    shown = ", ".join(f"{s!r} ({n:,} images)" for s, n in sizes.items())
+    available = (f"available: {shown}, sliced and added as in TFDS ('train[:400]', "
+                 "'train[:50%]', 'train+validation')")
     try:
-        parts = tfds.core.ReadInstruction.from_spec(str(split)).to_absolute(sizes)
-    except ValueError as err:
+        parts = tfds.core.ReadInstruction.from_spec(str(split)).to_absolute(
+            {s: _SplitSize(n) for s, n in sizes.items()})
+    except (ValueError, AssertionError) as err:
         reason = str(err).strip().splitlines()[-1]  # TFDS' first line is a link
-        available = ("available: 'train' (1,257 images), 'validation' (180), 'test' (360), "
-                     "sliced and added as in TFDS ('train[:400]', 'train[:50%]', "
-                     "'train+validation')")
         if "Unknown split" in reason or "Unrecognized split format" in reason:
-            raise UserError(f"Unknown split {split!r} of {DIGITS!r}; {available}.") from None
-        raise UserError(f"Split {split!r} of {DIGITS!r}: {reason} ({available}).") from None
-    chosen = np.concatenate([index[masks[part.splitname]][part.from_:part.to]
-                             for part in parts])
-    if len(chosen) == 0:
-        raise UserError(f"Split {split!r} of {DIGITS!r} holds no examples.")
-    return chosen
+            raise UserError(f"Unknown split {split!r} of {name!r}; {available}.") from None
+        raise UserError(f"Split {split!r} of {name!r}: {reason} ({available}).") from None
+    count = sum(len(range(sizes[p.splitname])[p.from_:p.to]) for p in parts)
+    if count == 0:
+        raise UserError(f"Split {split!r} of {name!r} holds no examples.")
+    return parts
 
 
 @dataclasses.dataclass(frozen=True)
@@ -194,15 +203,6 @@ def _prepare(builder, name, manual_dir):
             + " ".join(str(err).split())) from None
 
 
-def _check_split(split, available, name):
-    base = re.split(r"[\[+]", split)[0]  # "train[:10%]" and "train+test" are fine
-    if base not in available:
-        raise UserError(
-            f"Unknown split {split!r} of {name!r}; available: "
-            f"{', '.join(map(repr, sorted(available)))}."
-        )
-
-
 @contextlib.contextmanager
 def _seed_alone():
     """Random tf.data ops made inside take their randomness from their own ``seed`` alone.
@@ -288,7 +288,8 @@ def set_epoch(dataset, epoch):
 def _tfds_dataset(name, split, data_dir, manual_dir, shuffle_files, seed=0):
     builder = _tfds_builder(name, data_dir)
     _prepare(builder, name, manual_dir)
-    _check_split(split, builder.info.splits.keys(), name)  # known once prepared
+    _split_parts(split, {s: builder.info.splits[s].num_examples  # known once prepared
+                         for s in builder.info.splits}, name)
     import tensorflow_datasets as tfds
 
     ds = builder.as_dataset(split=split, as_supervised=True, shuffle_files=shuffle_files,
@@ -348,13 +349,37 @@ def _folder_files(root, split, on_bad_image, verify, class_names, max_pixels, sa
     """The split's ``(path, label)`` pairs, as tf.data strings: the files are listed class
     by class, so they are shuffled as paths (every file in the buffer) before decoding.
     Paths are passed as bytes: a name that is not UTF-8 (``os.listdir`` escapes its bytes)
-    reads as the file it names."""
-    paths, labels, _ = folder.scan(root, split, on_bad_image, verify, class_names, max_pixels)
+    reads as the file it names. A split sliced or added as in TFDS (:func:`_folder_slices`)
+    reads the examples it names."""
+    def scan(part):
+        return folder.scan(root, part, on_bad_image, verify, class_names, max_pixels)[:2]
+
+    paths, labels = (scan(split) if split in folder.splits(root) else
+                     _folder_slices(root, str(split), scan))
     if same_size:
         _check_same_size(paths)
     return tf.data.Dataset.from_tensor_slices(
         (np.array([os.fsencode(p) for p in paths], dtype=object),
          np.asarray(labels, "int32")))
+
+
+def _folder_slices(root, split, scan):
+    """``(paths, labels)`` of a folder's ``split`` sliced and added as TFDS reads them
+    (``"train[:320]"``, ``"train[:10%]+validation"``, ``"all"``), each split's files in the
+    order of TFDS' ``ImageFolder`` (sorted, then shuffled by ``random.Random(split)``), so
+    that a slice is not the first class's files alone."""
+    names = (folder.splits(root) if split.strip() == "all" else
+             [part.split("[")[0].strip() for part in split.split("+")])
+    examples = {}
+    for name in dict.fromkeys(names):
+        paths, labels = scan(name)  # (an unknown split: one line naming those there are)
+        pairs = sorted(zip(paths, labels),  # TFDS: class folders by name, then their files
+                       key=lambda pair: (os.path.basename(os.path.dirname(pair[0])), pair[0]))
+        random.Random(name).shuffle(pairs)
+        examples[name] = pairs
+    parts = _split_parts(split, {name: len(pairs) for name, pairs in examples.items()}, root)
+    chosen = [pair for part in parts for pair in examples[part.splitname][part.from_:part.to]]
+    return [path for path, _ in chosen], [label for _, label in chosen]
 
 
 def _decoded(files):
@@ -502,6 +527,11 @@ def load(
     else:
         ds = transform(ds)
     if batch_size is not None:
+        examples = int(ds.cardinality())
+        if drop_remainder and 0 <= examples < batch_size:  # an epoch of no step at all
+            raise UserError(f"batch_size={batch_size} with drop_remainder leaves no batch of "
+                            f"the {examples} examples of {name!r} {split!r}: give a batch "
+                            f"size of at most {examples}.")
         ds = ds.batch(batch_size, drop_remainder=drop_remainder)
     ds = ds.prefetch(tf.data.AUTOTUNE)
     ds._zoo_epoch = counter  # read by set_epoch
@@ -529,14 +559,18 @@ def info(name=DIGITS, data_dir=None, class_names=None):
     if os.path.isdir(name):
         with warnings.catch_warnings():  # bad files are data.load's to report (or raise)
             warnings.simplefilter("ignore")
-            scans = {s: folder.scan(name, s, "skip", verify=None, class_names=class_names)
+            scans = {s: folder.scan(name, s, "skip", verify=None, class_names=class_names,
+                                    allow_empty=True)
                      for s in folder.splits(name)}
-        if not scans:
-            raise UserError(f"Image folder {name} has no split sub-folders (expected layout: "
-                            "root/split/class_name/image.jpg).")
+        if not any(paths for paths, _, _ in scans.values()):
+            raise UserError(f"Image folder {name} has no split sub-folders holding images "
+                            "(expected layout: root/split/class_name/image.jpg).")
         classes = tuple(next(iter(scans.values()))[2])
-        return DatasetInfo(os.path.basename(os.path.normpath(name)), classes,
-                           {s: len(paths) for s, (paths, _, _) in scans.items()}, None)
+        # A split folder of no images (an empty test/, a docs/ folder) is not a split: every
+        # command failed on it, even one that never reads it.
+        return DatasetInfo(os.path.basename(os.path.abspath(name)), classes,
+                           {s: len(paths) for s, (paths, _, _) in scans.items() if paths},
+                           None)
     builder = _tfds_builder(name, data_dir)
     features = builder.info.features
     label = features["label"] if "label" in features else None

@@ -152,6 +152,10 @@ def _problem(path, verify, max_pixels=MAX_PIXELS):
         return "empty file"
     if not head.startswith(_MAGIC):
         return "not a JPEG, PNG, GIF or BMP image"
+    if verify and head.startswith(b"BM"):
+        problem = _bmp_problem(path)
+        if problem:
+            return problem
     dimensions = header_size(path) if max_pixels else None
     if dimensions and dimensions[0] * dimensions[1] > max_pixels:
         return (f"too large: {dimensions[0]}x{dimensions[1]} = "
@@ -161,6 +165,29 @@ def _problem(path, verify, max_pixels=MAX_PIXELS):
         if problem and verify == "header":
             problem = f"truncated: no end-of-image marker, and it {problem}"
         return problem
+    return None
+
+
+def _bmp_problem(path):
+    """What TensorFlow's BMP decoder cannot read right, from the header: bit depths other
+    than 8, 24 and 32 and compressed pixels (refused mid-epoch, naming no file), and an
+    8-bit colour palette (decoded as grey palette indices, without a word)."""
+    with open(path, "rb") as f:
+        head = f.read(54)
+        header = int.from_bytes(head[14:18], "little")
+        bits = int.from_bytes(head[28:30], "little")
+        compression = int.from_bytes(head[30:34], "little") if header >= 40 else 0
+        if bits not in (8, 24, 32) or compression not in (0, 3):
+            how = f"{bits}-bit" + (f", compression {compression}" if compression not in (0, 3)
+                                   else "")
+            return f"a BMP ({how}) that TensorFlow does not decode: convert it to PNG"
+        if bits == 8:
+            colours = (int.from_bytes(head[46:50], "little") if header >= 40 else 0) or 256
+            f.seek(14 + header)
+            palette = f.read(4 * colours)
+            if any(palette[4 * i:4 * i + 3] != bytes([i, i, i]) for i in range(colours)):
+                return ("a BMP with a colour palette, which TensorFlow decodes as grey "
+                        "palette indices: convert it to PNG")
     return None
 
 
@@ -192,7 +219,7 @@ def _check_class_names(names, root, split_dir):
 
 
 def scan(root, split, on_bad_image="raise", verify="header", class_names=None,
-         max_pixels=MAX_PIXELS):
+         max_pixels=MAX_PIXELS, allow_empty=False):
     """List ``(paths, labels, class_names)`` of one split.
 
     The labels number the classes of every split together (:func:`class_folders`), or follow
@@ -207,7 +234,8 @@ def scan(root, split, on_bad_image="raise", verify="header", class_names=None,
     file raises a ``ValueError`` naming it, or with
     ``on_bad_image="skip"`` is left out with a warning naming it. So is an image whose
     header gives more than ``max_pixels`` pixels (PIL's 89,478,485 by default; None: no
-    limit), checked before anything decodes it.
+    limit), checked before anything decodes it. A split of no images raises a ``ValueError``
+    unless ``allow_empty``.
 
     Example:
 
@@ -256,7 +284,7 @@ def scan(root, split, on_bad_image="raise", verify="header", class_names=None,
             "leave them out with a warning: on_bad_image='skip' (--on-bad-image skip).")
     if bad:
         warnings.warn(f"Skipped {len(bad)} bad image file(s): {_first(bad)}", stacklevel=2)
-    if not paths:
+    if not paths and not allow_empty:
         raise UserError(
             f"No images in {split_dir}: expected class sub-folders holding "
             f"{', '.join(IMAGE_EXTENSIONS)} files."

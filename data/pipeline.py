@@ -16,6 +16,9 @@ from data.preprocess import compute_statistics, normalized_input
 from data.tta import crop_scale
 from safeio.checks import UserError, check_positive_int
 
+# The names of a validation split, in the order looked for: TFDS', then image folders'.
+VALIDATION_SPLITS = ("validation", "val", "valid")
+
 
 @dataclasses.dataclass
 class Pipeline:
@@ -36,8 +39,10 @@ class Pipeline:
     @property
     def held_out(self):
         """The held-out splits present, validation first: ``["validation", "test"]`` or
-        fewer."""
-        return [s for s in ("validation", "test") if s in self.info.splits]
+        fewer (an image folder's ``val/`` or ``valid/`` is its validation split, as in
+        ImageNet's and Kaggle's layouts)."""
+        validation = [s for s in VALIDATION_SPLITS if s in self.info.splits][:1]
+        return validation + [s for s in ("test",) if s in self.info.splits]
 
     @property
     def resize(self):

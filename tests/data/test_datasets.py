@@ -12,6 +12,7 @@ import tensorflow_datasets as tfds
 
 import data
 from data import datasets
+from safeio.checks import UserError
 
 
 # --- the embedded digits ---------------------------------------------------------------------
@@ -128,6 +129,18 @@ def test_tfds_dataset_from_data_dir(tmp_path):
     assert info.image_shape == (16, 16, 3)
     with pytest.raises(ValueError, match=r"Unknown split 'validation' of 'tiny_shapes'"):
         data.load("tiny_shapes", "validation", data_dir=str(tmp_path))
+    # Split strings as TFDS reads them; its mistakes are one line (they reached TFDS, whose
+    # ValueError showed as a bug in ours), and "all" is every split.
+    assert sum(1 for _ in data.load("tiny_shapes", "all", batch_size=None,
+                                    data_dir=str(tmp_path))) == 18
+    for split, message in (("train+tset", r"Unknown split 'train\+tset' of 'tiny_shapes'; "
+                                          r"available: 'train' \(12 images\), 'test' \(6"),
+                           ("train[:500]", r"Split 'train\[:500\]' of 'tiny_shapes': Requested "
+                                           r"slice \[:500\] incompatible with 12 examples"),
+                           ("train[8:4]", r"Split 'train\[8:4\]' of 'tiny_shapes' holds no "
+                                          "examples")):
+        with pytest.raises(UserError, match=message):
+            data.load("tiny_shapes", split, data_dir=str(tmp_path))
 
 
 def test_unprepared_tfds_dataset_fails_fast_offline(tmp_path, monkeypatch):
@@ -528,3 +541,80 @@ def test_a_file_name_that_is_not_utf8_is_read(tmp_path):
         f.write(tf.io.encode_png(np.full((3, 3, 3), 77, np.uint8)).numpy())
     (image, label), = data.load(str(tmp_path / "names"), "test", batch_size=None)
     assert int(label) == 0 and np.all(image.numpy() == 77)
+
+
+def test_bmp_files_pass_the_scan_exactly_when_tensorflow_decodes_them_as_pil_does(tmp_path):
+    """TensorFlow's BMP decoder refuses 1-bit files (mid-epoch, naming no file) and reads an
+    8-bit colour palette as grey indices (silently): the scan now refuses both from the
+    header, and passes the BMPs TensorFlow decodes to PIL's pixels."""
+    import PIL.Image
+
+    from data import folder
+
+    rgb = np.random.default_rng(0).integers(0, 255, (5, 7, 3), np.uint8)
+    images = {"1": PIL.Image.new("1", (5, 3)), "L": PIL.Image.fromarray(rgb[..., 0]),
+              "P": PIL.Image.fromarray(rgb).convert("P", palette=PIL.Image.ADAPTIVE, colors=16),
+              "RGB": PIL.Image.fromarray(rgb),
+              "RGBA": PIL.Image.fromarray(np.dstack([rgb, rgb[..., :1]]))}
+    for mode, image in images.items():
+        path = tmp_path / f"{mode}.bmp"
+        image.save(path)
+        try:
+            decoded = tf.io.decode_image(path.read_bytes(), channels=3).numpy()
+            as_pil = np.array_equal(decoded, np.asarray(image.convert("RGB")))
+        except tf.errors.OpError:
+            as_pil = False
+        assert (folder.image_problem(str(path)) is None) == as_pil, mode
+    assert folder.image_problem(str(tmp_path / "P.bmp")) == (
+        "a BMP with a colour palette, which TensorFlow decodes as grey palette indices: "
+        "convert it to PNG")
+    assert folder.image_problem(str(tmp_path / "1.bmp")) == (
+        "a BMP (1-bit) that TensorFlow does not decode: convert it to PNG")
+
+
+def test_an_empty_split_folder_is_no_split_and_no_batch_is_one_line(image_folder):
+    """An empty test/ folder (or any folder of no images beside the splits) made data.info,
+    and so every command, fail; a batch larger than the split with drop_remainder gave an
+    epoch of no step without a word."""
+    (image_folder / "test" / "cat").rename(image_folder / "cat_moved")
+    (image_folder / "test" / "dog").rename(image_folder / "dog_moved")
+    (image_folder / "test" / "cat").mkdir()  # a class folder, empty
+    assert data.info(str(image_folder)).splits == {"train": 18}
+    with pytest.raises(UserError, match="No images in"):
+        data.load(str(image_folder), "test")
+    with pytest.raises(UserError, match=r"batch_size=32 with drop_remainder leaves no batch of "
+                                        r"the 18 examples of .* 'train': give a batch size of "
+                                        r"at most 18"):
+        data.load(str(image_folder), "train", image_size=8, batch_size=32, drop_remainder=True)
+    assert len(list(data.load(str(image_folder), "train", image_size=8, batch_size=18,
+                              drop_remainder=True))) == 1
+
+
+def test_a_folder_splits_slice_and_add_in_tfds_image_folders_order(tmp_path):
+    """`zoo demo --quick --dataset FOLDER` asks for "train[:320]", which image folders did
+    not take. A folder's splits now slice and add as TFDS' do, over the examples in the
+    order of TFDS' ImageFolder (sorted, then shuffled by the split's name): the first ones
+    are not all the first class's files."""
+    root = tmp_path / "shapes"
+    for split, count in (("train", 6), ("test", 2)):
+        for value, name in enumerate(("cat", "dog", "fox")):
+            (root / split / name).mkdir(parents=True)
+            for i in range(count):
+                image = np.full((4, 4, 3), 40 * value + i, np.uint8)
+                _write(root / split / name / f"{i}.png", image, "png")
+    builder = tfds.folder_dataset.ImageFolder(str(root))
+    reference = [(int(x.numpy()[0, 0, 0]), int(y)) for x, y in builder.as_dataset(
+        split="train", shuffle_files=False, as_supervised=True)]
+
+    def ours(split):
+        return [(int(x.numpy()[0, 0, 0]), int(y)) for x, y in data.load(
+            str(root), split, batch_size=None, shuffle=False)]
+
+    assert ours("train[:5]") == reference[:5] and len({y for _, y in reference[:5]}) > 1
+    assert ours("train[50%:]") == reference[9:]
+    assert sorted(ours("train+test")) == sorted(ours("train") + ours("test"))
+    assert len(ours("all")) == 24
+    with pytest.raises(UserError, match=r"Unknown split 'valid' in image folder"):
+        ours("valid[:2]")
+    with pytest.raises(UserError, match=r"Split 'train\[:99\]' of .*incompatible with 18"):
+        ours("train[:99]")

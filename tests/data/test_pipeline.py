@@ -80,3 +80,38 @@ def test_statistics_at_hand_are_used_as_they_are_and_must_fit_the_size(cropping)
     with pytest.raises(ValueError, match=re.escape(
             "The statistics given are of 16x16 images; this pipeline's are of 12x12.")):
         data.pipeline("digits", 12, statistics=cropping.statistics)
+
+
+@pytest.mark.parametrize("splits, held_out", [
+    (("train", "val"), ["val"]), (("train", "valid", "test"), ["valid", "test"]),
+    (("train", "validation", "val"), ["validation"]), (("train", "dev"), [])])
+def test_a_folders_val_split_is_held_out(tmp_path, splits, held_out):
+    """ImageNet's and Kaggle's folders hold train/ and val/: val/ was not held out, and
+    zoo train chose best.keras by the training loss without a word."""
+    import tensorflow as tf
+
+    for split in splits:
+        for name in ("cat", "dog"):
+            (tmp_path / split / name).mkdir(parents=True)
+            (tmp_path / split / name / "a.png").write_bytes(
+                tf.io.encode_png(np.zeros((4, 4, 3), np.uint8)).numpy())
+    assert data.pipeline(str(tmp_path), 4, batch_size=2).held_out == held_out
+
+
+def test_zoo_train_says_when_nothing_is_held_out(tmp_path, capsys):
+    import tensorflow as tf
+
+    from zoo import cli
+
+    for split in ("train", "dev"):
+        for value, name in enumerate(("cat", "dog")):
+            (tmp_path / "pets" / split / name).mkdir(parents=True)
+            (tmp_path / "pets" / split / name / "a.png").write_bytes(
+                tf.io.encode_png(np.full((4, 4, 3), 200 * value, np.uint8)).numpy())
+    assert cli.main(["train", "--model", "alexnet", "--model-arg", "width=8", "--dataset",
+                     str(tmp_path / "pets"), "--epochs", "1", "--batch-size", "2",
+                     "--run-dir", str(tmp_path / "run")]) == 0
+    assert (f"No validation or test split in {tmp_path / 'pets'} (it has dev, train): the "
+            "learning rate and best.keras follow the training loss. An image folder's "
+            "validation/ (or val/, valid/) and test/ are held out."
+            in capsys.readouterr().out)

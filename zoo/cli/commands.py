@@ -265,6 +265,11 @@ class _Setup:
         self.size = size
         self.normalize = args.normalize
         self.val_split = next(iter(self.data.held_out), None)
+        if self.val_split is None:  # the plateaus and best.keras follow the training loss
+            print(f"No validation or test split in {args.dataset} (it has "
+                  f"{', '.join(sorted(info.splits)) or 'none known'}): the learning rate and "
+                  "best.keras follow the training loss. An image folder's validation/ (or "
+                  "val/, valid/) and test/ are held out.", flush=True)
 
     def _statistics(self, args, run_dir, size, info, writes):
         """The data pipeline, with the pixel statistics the run trained with (its
@@ -343,9 +348,18 @@ def _bad_image_policy(args):
 
 
 def _default_run_dir(args, kind=None):
-    dataset = os.path.basename(os.path.normpath(args.dataset))
-    return args.run_dir or os.path.join(
+    """``--run-dir``, else ``runs/MODEL_DATASET[_KIND]``; never inside an image folder, whose
+    sub-folders are its splits and classes (``--dataset .`` made ``./runs`` a split)."""
+    dataset = os.path.basename(os.path.abspath(args.dataset))
+    run_dir = args.run_dir or os.path.join(
         "runs", f"{args.model}_{dataset}" + (f"_{kind}" if kind else ""))
+    if os.path.isdir(args.dataset):
+        root, inside = os.path.realpath(args.dataset), os.path.realpath(run_dir)
+        if os.path.commonpath([root, inside]) == root:
+            raise UserError(f"The run directory {run_dir} is inside the image folder "
+                            f"{args.dataset}, whose sub-folders are its splits and classes: "
+                            "give --run-dir outside it, or run from another folder.")
+    return run_dir
 
 
 def _strategy(args):
@@ -824,7 +838,7 @@ def _cmd_evaluate(args):
     split = args.split
     if split is None:  # the held-out split the dataset has
         splits = data.info(args.dataset, data_dir=args.data_dir).splits
-        split = next((s for s in ("test", "validation") if s in splits),
+        split = next((s for s in ("test", *data.VALIDATION_SPLITS) if s in splits),
                      None if splits else "test")  # none known: not prepared, as loading says
         if split is None:
             raise UserError(f"{args.dataset} has no test or validation split (it has "

@@ -1297,3 +1297,19 @@ def test_the_run_is_locked_while_its_statistics_are_computed(tmp_path, monkeypat
     assert cli.main(["train", "--model", "alexnet", "--epochs", "1", "--batch-size", "128",
                      "--model-arg", "width=8", "--run-dir", run_dir]) == 0
     assert tried == [True] and os.path.exists(os.path.join(run_dir, "statistics.npz"))
+
+
+def test_a_run_directory_inside_the_image_folder_is_one_line(tmp_path, monkeypatch, capsys):
+    """`zoo train --dataset .` from the folder made ./runs/alexnet_. there, a split of the
+    dataset whose run folder was a class on the next command."""
+    folder = tmp_path / "pets"
+    (folder / "train" / "cat").mkdir(parents=True)
+    monkeypatch.chdir(folder)
+    for flags in (["--dataset", "."], ["--dataset", str(folder), "--run-dir", "run"]):
+        assert cli.main(["train", "--model", "alexnet", *flags]) == 2
+        err = capsys.readouterr().err.strip().splitlines()
+        assert len(err) == 1 and "is inside the image folder" in err[0], err
+    assert sorted(os.listdir(folder)) == ["train"]
+    monkeypatch.chdir(tmp_path)  # beside it: runs/ named after the folder, as before
+    args = commands._parser().parse_args(["train", "--model", "alexnet", "--dataset", "pets/"])
+    assert commands._default_run_dir(args) == os.path.join("runs", "alexnet_pets")
