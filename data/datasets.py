@@ -387,6 +387,27 @@ def _decoded(files):
                      num_parallel_calls=tf.data.AUTOTUNE)
 
 
+def _is_image_folder(name, data_dir):
+    """Whether ``name`` is read as an image folder: a directory, unless it is TFDS' own
+    folder of a prepared dataset (``cifar10/3.0.2/dataset_info.json``), which
+    ``--dataset cifar10 --data-dir .`` leaves in the working directory: in ``data_dir``,
+    TFDS reads it; elsewhere it is one line (it was scanned as a folder of no images)."""
+    if not os.path.isdir(name):
+        return False
+    prepared = sorted(entry for entry in os.listdir(name)
+                      if os.path.isfile(os.path.join(name, entry, "dataset_info.json")))
+    if not prepared:
+        return True
+    parent = os.path.dirname(os.path.abspath(name))
+    if data_dir is not None and os.path.isdir(os.path.expanduser(data_dir)) and (
+            os.path.samefile(os.path.expanduser(data_dir), parent)):
+        return False
+    raise UserError(f"{name} is TFDS' folder of a prepared dataset (it holds "
+                    f"{prepared[0]}/dataset_info.json), not an image folder "
+                    "(root/split/class_name/image.jpg): to read it with TFDS, give its "
+                    f"parent as the data_dir (--data-dir {parent}).")
+
+
 def _on_images(function):
     """A step of :func:`load`: ``function`` mapped over the images of a dataset."""
     return lambda ds: ds.map(lambda image, label: (function(image), label),
@@ -495,7 +516,7 @@ def load(
         scale = None  # square already
         ds = from_arrays(images, labels, num_classes=10)
         image_size = None  # resized from the 8x8 originals already
-    elif os.path.isdir(name):
+    elif _is_image_folder(name, data_dir):
         same_size = batch_size is not None and not (final_size or center_crop or preprocess
                                                     or augment)  # none of them resizes
         ds = _folder_files(name, split, on_bad_image, verify, class_names, max_pixels,
@@ -556,7 +577,7 @@ def info(name=DIGITS, data_dir=None, class_names=None):
             {s: len(_digits_split_index(s)) for s in ("train", "validation", "test")},
             (DIGITS_IMAGE_SIZE, DIGITS_IMAGE_SIZE, 3),
         )
-    if os.path.isdir(name):
+    if _is_image_folder(name, data_dir):
         with warnings.catch_warnings():  # bad files are data.load's to report (or raise)
             warnings.simplefilter("ignore")
             scans = {s: folder.scan(name, s, "skip", verify=None, class_names=class_names,

@@ -618,3 +618,17 @@ def test_a_folder_splits_slice_and_add_in_tfds_image_folders_order(tmp_path):
         ours("valid[:2]")
     with pytest.raises(UserError, match=r"Split 'train\[:99\]' of .*incompatible with 18"):
         ours("train[:99]")
+
+
+def test_tfds_own_folder_in_the_working_directory_is_not_an_image_folder(tmp_path,
+                                                                        monkeypatch):
+    """`--dataset tiny_shapes --data-dir .` prepares ./tiny_shapes/1.0.0, which the next
+    command read as an image folder ("No images in tiny_shapes/1.0.0")."""
+    TinyShapes(data_dir=str(tmp_path)).download_and_prepare()
+    monkeypatch.chdir(tmp_path)
+    assert data.info("tiny_shapes", data_dir=".").splits == {"train": 12, "test": 6}
+    assert len(list(data.load("tiny_shapes", "test", batch_size=None, data_dir="."))) == 6
+    with pytest.raises(UserError, match=r"tiny_shapes is TFDS' folder of a prepared dataset "
+                                        r"\(it holds 1.0.0/dataset_info.json\), not an image "
+                                        rf"folder .*: .*\(--data-dir {re.escape(str(tmp_path))}\)"):
+        data.load("tiny_shapes", "test")
