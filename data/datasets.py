@@ -345,7 +345,8 @@ def from_arrays(images, labels, num_classes=None):
     return tf.data.Dataset.from_tensor_slices((images, labels.astype("int32")))
 
 
-def _folder_files(root, split, on_bad_image, verify, class_names, max_pixels, same_size):
+def _folder_files(root, split, on_bad_image, verify, class_names, max_pixels, same_size,
+                  crop=None):
     """The split's ``(path, label)`` pairs, as tf.data strings: the files are listed class
     by class, so they are shuffled as paths (every file in the buffer) before decoding.
     Paths are passed as bytes: a name that is not UTF-8 (``os.listdir`` escapes its bytes)
@@ -358,6 +359,8 @@ def _folder_files(root, split, on_bad_image, verify, class_names, max_pixels, sa
                      _folder_slices(root, str(split), scan))
     if same_size:
         _check_same_size(paths)
+    if crop is not None:
+        _check_crop_fits(paths, crop)
     return tf.data.Dataset.from_tensor_slices(
         (np.array([os.fsencode(p) for p in paths], dtype=object),
          np.asarray(labels, "int32")))
@@ -412,6 +415,17 @@ def _on_images(function):
     """A step of :func:`load`: ``function`` mapped over the images of a dataset."""
     return lambda ds: ds.map(lambda image, label: (function(image), label),
                              num_parallel_calls=tf.data.AUTOTUNE)
+
+
+def _check_crop_fits(paths, crop):
+    """``center_crop`` of images at their own size: the first image smaller than the crop
+    is named before tf.data fails on it mid-epoch (its header gives its size)."""
+    for path in paths:
+        size = folder.header_size(path)
+        if size is not None and min(size) < crop:
+            raise UserError(f"center_crop={crop} is larger than {path} ({size[0]}x{size[1]}): "
+                            "give image_size or scale to resize the images first, or a "
+                            "smaller crop.")
 
 
 def _check_same_size(paths):
@@ -520,7 +534,7 @@ def load(
         same_size = batch_size is not None and not (final_size or center_crop or preprocess
                                                     or augment)  # none of them resizes
         ds = _folder_files(name, split, on_bad_image, verify, class_names, max_pixels,
-                           same_size)
+                           same_size, crop=None if final_size or preprocess else center_crop)
         steps.append(_decoded)
         buffer = max(buffer, int(ds.cardinality()))  # paths: cheap to hold every one
     else:

@@ -496,7 +496,12 @@ def test_digit_splits_add_and_round_as_tfds_reads_them():
         assert "\n" not in str(error.value)
 
 
-def test_center_crop_larger_than_the_image_is_refused_up_front():
+def test_center_crop_larger_than_the_image_is_refused_up_front(image_folder):
+    """Also of a folder's images at their own size: one failed mid-epoch, naming no file."""
+    with pytest.raises(ValueError, match=r"center_crop=21 is larger than .*grey0.jpg \(20x24\)"):
+        data.load(str(image_folder), "train", center_crop=21)
+    assert {tuple(x.shape) for x, _ in data.load(str(image_folder), "train", center_crop=20,
+                                                 batch_size=None)} == {(20, 20, 3)}
     with pytest.raises(ValueError, match=r"`center_crop` must be at most the image size, 16; "
                                          r"received 20"):
         data.load("digits", "train", image_size=16, center_crop=20)
