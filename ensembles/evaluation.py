@@ -169,7 +169,8 @@ def evaluate(source, dataset, tta=None, predictions=None, calibrate_on=None):
     (:func:`ensembles.calibrate`), or their ``predict_members`` triple. Then every row
     gets its ``temperature`` and its ``nll_calibrated`` and ``ece_calibrated`` on
     ``dataset`` (a member: its own temperature; the ensemble: one for its combination,
-    ensemble then calibrate), and one more row, ``ensemble of calibrated members``
+    ensemble then calibrate; a model calibrated before: the temperature it would serve at,
+    its own times the one fitted on top), and one more row, ``ensemble of calibrated members``
     (calibrate each member, then combine), scored in the usual columns.
 
     Example:
@@ -238,7 +239,7 @@ def _scaled(probs, temperature):
 
 def _with_calibration(table, source, member_probs, labels, held_out):
     """``table`` with the temperature-scaling columns and row of :func:`evaluate`."""
-    from ensembles.calibration import fit_temperature
+    from ensembles.calibration import fit_temperature, temperature
 
     _, held_probs, held_labels = held_out
     if held_probs.shape[0] != member_probs.shape[0]:
@@ -253,9 +254,14 @@ def _with_calibration(table, source, member_probs, labels, held_out):
     fitted = [calibrated_scores(p, h) for p, h in zip(member_probs, held_probs)]
     fitted.append(calibrated_scores(combine(source, member_probs), combine(source, held_probs)))
     rows = list(table.index[:count]) + ["ensemble"]
-    for row, (t, scores) in zip(rows, fitted):
+    # A model calibrated before serves at its own T: the column is the T it would serve at.
+    models = (members_of(source) if is_ensemble(source) else
+              [source] if isinstance(source, keras.Model) else list(source))
+    served = [temperature(m) for m in models] + [
+        temperature(source) if isinstance(source, keras.Model) else 1.0]
+    for row, (t, scores), before in zip(rows, fitted, served):
         table.loc[row, ["temperature", "nll_calibrated", "ece_calibrated"]] = (
-            t, scores["nll"], scores["ece"])
+            before * t, scores["nll"], scores["ece"])
     columns = ["temperature", "nll_calibrated", "ece_calibrated"]
     members = table.iloc[:count]
     table.loc["best member", columns] = table.loc[table.attrs["best_member"], columns]

@@ -130,6 +130,13 @@ def test_an_ensemble_is_calibrated_whole_or_member_by_member(splits):
     assert table.loc["ensemble", "temperature"] == pytest.approx(t)
     assert table.loc["m3.0", "temperature"] == pytest.approx(3.0, rel=0.1)
     assert table.loc["ensemble", "nll_calibrated"] < table.loc["ensemble", "nll"]
+    # Calibrated before: the column is the T it would serve at (its own times the one
+    # fitted on top), as calibrate gives it; it was the factor fitted on top alone.
+    again = ensembles.evaluate(each, test, calibrate_on=validation)
+    assert again.loc["m3.0", "temperature"] == pytest.approx(
+        table.loc["m3.0", "temperature"], rel=1e-6)
+    assert again.loc["ensemble", "temperature"] == pytest.approx(
+        ensembles.temperature(ensembles.calibrate(each, validation)), rel=1e-6)
 
 
 def test_the_export_serves_and_describes_the_calibrated_probabilities(splits, tmp_path):
