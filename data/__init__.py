@@ -10,7 +10,7 @@ Example:
 
 from data import augment, folder, tta
 from data.datasets import (DatasetInfo, DatasetNotPreparedError, digits_arrays, from_arrays,
-                           info, load, set_epoch)
+                           info, is_image_folder, load, set_epoch)
 from data.layers import MeanSubtraction
 from data.pipeline import VALIDATION_SPLITS, Pipeline, pipeline
 from data.preprocess import (ImageStatistics, alexnet_preprocess, center_crop,
@@ -24,5 +24,5 @@ __all__ = [
     "eval_view",
     "Pipeline", "folder", "from_arrays", "info", "load", "normalized_input", "pipeline",
     "predict_crops", "resize_and_center_crop", "resize_shorter_side", "set_epoch", "ten_crop",
-    "tta", "crop_scale", "five_crop", "VALIDATION_SPLITS",
+    "tta", "crop_scale", "five_crop", "VALIDATION_SPLITS", "is_image_folder",
 ]

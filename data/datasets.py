@@ -77,7 +77,7 @@ def _split_parts(split, sizes, name):
     try:
         parts = tfds.core.ReadInstruction.from_spec(str(split)).to_absolute(
             {s: _SplitSize(n) for s, n in sizes.items()})
-    except (ValueError, AssertionError) as err:
+    except (ValueError, AssertionError, NotImplementedError) as err:  # ("all[:10%]")
         reason = str(err).strip().splitlines()[-1]  # TFDS' first line is a link
         if "Unknown split" in reason or "Unrecognized split format" in reason:
             raise UserError(f"Unknown split {split!r} of {name!r}; {available}.") from None
@@ -352,8 +352,9 @@ def _folder_files(root, split, on_bad_image, verify, class_names, max_pixels, sa
     Paths are passed as bytes: a name that is not UTF-8 (``os.listdir`` escapes its bytes)
     reads as the file it names. A split sliced or added as in TFDS (:func:`_folder_slices`)
     reads the examples it names."""
-    def scan(part):
-        return folder.scan(root, part, on_bad_image, verify, class_names, max_pixels)[:2]
+    def scan(part, allow_empty=False):
+        return folder.scan(root, part, on_bad_image, verify, class_names, max_pixels,
+                           allow_empty)[:2]
 
     paths, labels = (scan(split) if split in folder.splits(root) else
                      _folder_slices(root, str(split), scan))
@@ -371,11 +372,14 @@ def _folder_slices(root, split, scan):
     (``"train[:320]"``, ``"train[:10%]+validation"``, ``"all"``), each split's files in the
     order of TFDS' ``ImageFolder`` (sorted, then shuffled by ``random.Random(split)``), so
     that a slice is not the first class's files alone."""
-    names = (folder.splits(root) if split.strip() == "all" else
-             [part.split("[")[0].strip() for part in split.split("+")])
+    if split.split("[")[0].strip() == "all":  # (a split folder of no images is none)
+        found = {s: scan(s, allow_empty=True) for s in folder.splits(root)}
+        found = {s: files for s, files in found.items() if files[0]}
+    else:  # (an unknown split: one line naming those there are)
+        found = {name: scan(name) for name in dict.fromkeys(
+            part.split("[")[0].strip() for part in split.split("+"))}
     examples = {}
-    for name in dict.fromkeys(names):
-        paths, labels = scan(name)  # (an unknown split: one line naming those there are)
+    for name, (paths, labels) in found.items():
         pairs = sorted(zip(paths, labels),  # TFDS: class folders by name, then their files
                        key=lambda pair: (os.path.basename(os.path.dirname(pair[0])), pair[0]))
         random.Random(name).shuffle(pairs)
@@ -390,7 +394,7 @@ def _decoded(files):
                      num_parallel_calls=tf.data.AUTOTUNE)
 
 
-def _is_image_folder(name, data_dir):
+def is_image_folder(name, data_dir=None):
     """Whether ``name`` is read as an image folder: a directory, unless it is TFDS' own
     folder of a prepared dataset (``cifar10/3.0.2/dataset_info.json``), which
     ``--dataset cifar10 --data-dir .`` leaves in the working directory: in ``data_dir``,
@@ -530,7 +534,7 @@ def load(
         scale = None  # square already
         ds = from_arrays(images, labels, num_classes=10)
         image_size = None  # resized from the 8x8 originals already
-    elif _is_image_folder(name, data_dir):
+    elif is_image_folder(name, data_dir):
         same_size = batch_size is not None and not (final_size or center_crop or preprocess
                                                     or augment)  # none of them resizes
         ds = _folder_files(name, split, on_bad_image, verify, class_names, max_pixels,
@@ -591,7 +595,7 @@ def info(name=DIGITS, data_dir=None, class_names=None):
             {s: len(_digits_split_index(s)) for s in ("train", "validation", "test")},
             (DIGITS_IMAGE_SIZE, DIGITS_IMAGE_SIZE, 3),
         )
-    if _is_image_folder(name, data_dir):
+    if is_image_folder(name, data_dir):
         with warnings.catch_warnings():  # bad files are data.load's to report (or raise)
             warnings.simplefilter("ignore")
             scans = {s: folder.scan(name, s, "skip", verify=None, class_names=class_names,

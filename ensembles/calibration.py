@@ -84,7 +84,7 @@ def _log_probabilities(probs, labels):
     if probs.ndim != 2 or len(probs) != len(labels) or len(labels) == 0:
         raise UserError(f"Expected probabilities shaped ({len(labels)}, classes) for "
                         f"{len(labels)} labels; received {probs.shape}.")
-    check_probabilities(probs)
+    probs = check_probabilities(probs)
     return np.log(np.maximum(probs, EPS)), labels
 
 

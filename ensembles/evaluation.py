@@ -198,14 +198,15 @@ def _checked(source, predictions, views=False):
     names, probs, labels = predictions
     probs = np.asarray(probs)
     members = len(member_weights(source))
-    labels = metrics.class_labels(labels, probs.shape[-1])
+    count = len(np.asarray(labels))  # ((n,) or Keras' (n, 1))
     shapes = [3, 4] if views else [3]
-    if probs.ndim not in shapes or probs.shape[0] != members or probs.shape[-2] != len(labels):
+    if probs.ndim not in shapes or probs.shape[0] != members or probs.shape[-2] != count:
         expected = " or ".join(
-            f"({members}, {'views, ' * (ndim == 4)}{len(labels)}, classes)" for ndim in shapes)
+            f"({members}, {'views, ' * (ndim == 4)}{count}, classes)" for ndim in shapes)
         raise UserError(f"Expected predictions of {members} member{'s' * (members > 1)} for "
-                        f"{len(labels)} labels, shaped {expected} (predict_members' "
+                        f"{count} labels, shaped {expected} (predict_members' "
                         f"output); received shape {probs.shape}.")
+    labels = metrics.class_labels(labels, probs.shape[-1])
     if len(names) != members:
         raise UserError(f"Expected {members} member names; received {len(names)}.")
     return names, metrics.check_probabilities(probs), labels

@@ -42,7 +42,7 @@ def class_labels(labels, classes):
 
 
 def check_probabilities(probs, labels=None, what="probabilities"):
-    """``probs`` as a float array (of its own precision), checked to hold probabilities: finite, in [0, 1], each
+    """``probs`` as a float array (float32 or float64), checked to hold probabilities: finite, in [0, 1], each
     row summing to 1 (to 1e-2: float16 and bfloat16 outputs round); shaped
     ``(len(labels), classes)`` where ``labels`` are given. Logits, NaN and rows that are
     not distributions are refused in one line, where each metric would return a number
@@ -56,6 +56,8 @@ def check_probabilities(probs, labels=None, what="probabilities"):
     probs = np.asarray(probs)
     if probs.dtype.kind != "f":  # (float32 stays float32: ImageNet's are 200 MB a member)
         probs = probs.astype("float64")
+    elif probs.dtype.itemsize < 4:  # float16: its 1e-12 floors would round to 0 (log: -inf)
+        probs = probs.astype("float32")
     if labels is not None and (probs.ndim != 2 or len(probs) != len(labels)):
         raise UserError(f"Expected {what} shaped ({len(labels)}, classes) for {len(labels)} "
                         f"labels; received shape {probs.shape}.")

@@ -25,7 +25,7 @@ def true_class_probabilities(member_probs, labels):
     if member_probs.ndim != 3 or member_probs.shape[1] != len(labels):
         raise UserError(f"Expected member probabilities shaped (members, {len(labels)}, "
                         f"classes); received {member_probs.shape}.")
-    check_probabilities(member_probs, what="member probabilities")
+    member_probs = check_probabilities(member_probs, what="member probabilities")
     return member_probs[:, np.arange(len(labels)), labels]
 
 

@@ -101,10 +101,13 @@ def clean_stale(directory, name):
                 os.unlink(stale)
 
 
-def _flush(path, recursive=False):
+def _flush(path, recursive=False, done=False):
     """``os.fsync`` the file or folder ``path`` (with ``recursive``, every file and folder in
     it): a rename survives a power cut only with what it renames on the disk, and itself
-    only once its folder is (XFS and btrfs may otherwise show an empty file)."""
+    only once its folder is (XFS and btrfs may otherwise show an empty file). ``done``: the
+    write has happened (a folder flushed after its rename), so a folder that cannot be
+    opened or flushed (no read permission; a network file system's EINVAL) does not fail
+    it, as SQLite does."""
     if recursive and os.path.isdir(path) and not os.path.islink(path):
         for root, _, names in os.walk(path):
             for file_name in names:
@@ -113,11 +116,16 @@ def _flush(path, recursive=False):
         return
     if not os.path.exists(path) or os.path.islink(path):
         return
-    fd = os.open(path, os.O_RDONLY | (os.O_DIRECTORY if os.path.isdir(path) else 0))
     try:
-        os.fsync(fd)
-    finally:
-        os.close(fd)
+        fd = os.open(path, os.O_RDONLY | (os.O_DIRECTORY if os.path.isdir(path) else 0))
+        try:
+            os.fsync(fd)
+        finally:
+            os.close(fd)
+    except OSError as err:
+        if not done or err.errno not in (errno.EACCES, errno.EPERM, errno.EINVAL,
+                                         errno.ENOTSUP, errno.EROFS):
+            raise
 
 
 @contextlib.contextmanager
@@ -147,7 +155,7 @@ def atomic_path(path):
         yield tmp
         _flush(tmp, recursive=True)
         os.replace(tmp, path)
-        _flush(directory)  # the rename itself
+        _flush(directory, done=True)  # the rename itself
     except Exception as err:
         fault = _fault_at_target(err, tmp, path)
         if fault is None:
@@ -599,7 +607,7 @@ def atomic_directory(path, overwrite=False, required=("saved_model.pb",)):
         check_replaceable(path, overwrite, required)
         _flush(tmp, recursive=True)
         _put_in_place(tmp, path)
-        _flush(directory)
+        _flush(directory, done=True)
     except Exception as err:
         fault = _fault_at_target(err, tmp, path)
         if fault is None:

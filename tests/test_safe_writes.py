@@ -972,3 +972,32 @@ def test_a_previous_export_moved_aside_by_a_killed_replacement_is_put_back(tmp_p
             raise RuntimeError("the next export fails")
     assert (served / "model.txt").read_text() == "the previous export"
     assert sorted(os.listdir(tmp_path)) == ["served"]
+
+
+def test_a_folder_that_cannot_be_flushed_after_the_rename_does_not_fail_the_write(
+        tmp_path, monkeypatch):
+    """Network file systems answer EINVAL to fsync of a folder, and a folder without read
+    permission cannot be opened: the file is in place by then, so the write succeeds. A
+    file that cannot be flushed before its rename still fails it, its path named."""
+    import errno
+
+    import safeio
+
+    fsync = os.fsync
+
+    def refused_for_folders(fd):
+        if os.path.isdir(os.readlink(f"/proc/self/fd/{fd}")):
+            raise OSError(errno.EINVAL, "Invalid argument")
+        fsync(fd)
+
+    monkeypatch.setattr(os, "fsync", refused_for_folders)
+    safeio.write_text(tmp_path / "notes.txt", "kept\n")
+    assert (tmp_path / "notes.txt").read_text() == "kept\n"
+
+    def refused(fd):
+        raise OSError(errno.EIO, "Input/output error")
+
+    monkeypatch.setattr(os, "fsync", refused)
+    with pytest.raises(OSError, match=r"Input/output error.*notes.txt"):
+        safeio.write_text(tmp_path / "notes.txt", "lost\n")
+    assert (tmp_path / "notes.txt").read_text() == "kept\n"

@@ -623,6 +623,10 @@ def test_a_folder_splits_slice_and_add_in_tfds_image_folders_order(tmp_path):
         ours("valid[:2]")
     with pytest.raises(UserError, match=r"Split 'train\[:99\]' of .*incompatible with 18"):
         ours("train[:99]")
+    with pytest.raises(UserError, match=r"Split 'all\[:10%\]' of .*"):  # TFDS: not supported
+        ours("all[:10%]")
+    (root / "validation" / "cat").mkdir(parents=True)  # a split folder of no images
+    assert len(ours("all")) == 24
 
 
 def test_tfds_own_folder_in_the_working_directory_is_not_an_image_folder(tmp_path,

@@ -135,8 +135,10 @@ def test_an_ensemble_is_calibrated_whole_or_member_by_member(splits):
     again = ensembles.evaluate(each, test, calibrate_on=validation)
     assert again.loc["m3.0", "temperature"] == pytest.approx(
         table.loc["m3.0", "temperature"], rel=1e-6)
-    assert again.loc["ensemble", "temperature"] == pytest.approx(
-        ensembles.temperature(ensembles.calibrate(each, validation)), rel=1e-6)
+    whole_again = ensembles.evaluate(whole, test, calibrate_on=validation)
+    assert whole_again.loc["ensemble", "temperature"] == pytest.approx(t, rel=1e-6)
+    assert whole_again.loc["ensemble", "temperature"] == pytest.approx(
+        ensembles.temperature(ensembles.calibrate(whole, validation)), rel=1e-6)
 
 
 def test_the_export_serves_and_describes_the_calibrated_probabilities(splits, tmp_path):

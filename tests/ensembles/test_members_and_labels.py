@@ -264,3 +264,20 @@ def test_one_model_that_is_no_classifier_is_one_line():
     with pytest.raises(ValueError, match=r"fmap gives shape \(16, 16, 6\) per example; "
                                          r"evaluation takes classifiers"):
         ensembles.evaluate(feature_map, batches(labels()))
+
+
+def test_float16_probabilities_with_zeros_give_finite_numbers():
+    """float16 floors of 1e-12 round to 0: a zero probability gave log 0 = -inf, a NaN
+    slope, and a temperature bisected on NaN. They are read as float32."""
+    rng = np.random.default_rng(2)
+    probs = rng.dirichlet(np.full(CLASSES, 0.2), size=60)
+    probs[probs < 0.01] = 0.0
+    probs /= probs.sum(axis=1, keepdims=True)
+    y = rng.integers(0, CLASSES, 60)
+    half = probs.astype("float16")
+    assert ensembles.fit_temperature(half, y) == pytest.approx(
+        ensembles.fit_temperature(half.astype("float32"), y), rel=1e-6)
+    scores = ensembles.metrics.scores(half, y)
+    assert np.isfinite(list(scores.values())).all()
+    assert scores["nll"] == pytest.approx(  # as the same numbers in float64
+        ensembles.metrics.nll(half.astype("float64"), y), rel=1e-3)

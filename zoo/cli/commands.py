@@ -353,7 +353,9 @@ def _default_run_dir(args, kind=None):
     dataset = os.path.basename(os.path.abspath(args.dataset))
     run_dir = args.run_dir or os.path.join(
         "runs", f"{args.model}_{dataset}" + (f"_{kind}" if kind else ""))
-    if os.path.isdir(args.dataset):
+    import data
+
+    if data.is_image_folder(args.dataset, args.data_dir):
         root, inside = os.path.realpath(args.dataset), os.path.realpath(run_dir)
         if os.path.commonpath([root, inside]) == root:
             raise UserError(f"The run directory {run_dir} is inside the image folder "
@@ -726,22 +728,22 @@ def _check_calibration_flags(args):
                         "views are averaged.")
 
 
+TABLE_SUFFIXES = (".csv", ".tsv", ".txt")  # the existing files a table may replace
+
+
 def _check_table_output(output, inputs):
     """``--output`` names the table to write: never one of the command's inputs, nor an
-    existing file that is no table (a model, an image), which a slip of the keyboard or
-    of tab completion would replace at the end of the work."""
-    from data.folder import IMAGE_EXTENSIONS, OTHER_IMAGE_EXTENSIONS
-
+    existing file that is no table (a model, its weights, an image), which a slip of the
+    keyboard or of tab completion would replace at the end of the work."""
     if not os.path.isfile(output):
         return
     for path in inputs:
         if os.path.exists(path) and os.path.samefile(path, output):
             raise UserError(f"--output {output} is one of the inputs: the table would replace "
                             "it. Name another file.")
-    if (output.lower().endswith(IMAGE_EXTENSIONS + OTHER_IMAGE_EXTENSIONS + (".keras",))
-            or zipfile.is_zipfile(output)):
-        raise UserError(f"--output {output} exists and is not a table (a model or an image); "
-                        "it would be replaced. Name another file, or move it aside.")
+    if not output.lower().endswith(TABLE_SUFFIXES) or zipfile.is_zipfile(output):
+        raise UserError(f"--output {output} exists and is not a table ({', '.join(TABLE_SUFFIXES)}"
+                        "): it would be replaced. Name another file, or move it aside.")
 
 
 def _check_view_flags(args):

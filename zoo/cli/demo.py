@@ -22,7 +22,6 @@ from zoo.cli.tables import for_people
 ALEXNET_SIZE = 67  # AlexNet's smallest input; the ResNet members resize to RESNET_SIZE
 RESNET_SIZE = 16  # the centre crop, resized (the digits themselves are 8x8)
 MODEL_CHOICES = ("alexnet", "resnet18")
-HELD_OUT = ("validation", "test")  # the first present validates, the last tests
 BATCH_SIZE = 32  # the AlexNets'
 SNAPSHOT_BATCH_SIZE = 64  # the ResNet-18 snapshot run's
 SNAPSHOTS_KEPT = 3  # the last 3 of the run's 5 snapshots (cycle 2's was 8 % off on seed 2)
@@ -42,9 +41,10 @@ def load_data(dataset="digits", seed=0, train_split="train", data_dir=None):
     import data
 
     info = data.info(dataset, data_dir=data_dir)
-    if "train" not in info.splits or not any(s in info.splits for s in HELD_OUT):
-        raise UserError(f"The demo needs a train split and a validation or test split; "
-                        f"{dataset!r} has {sorted(info.splits)}.")
+    held_out = [s for s in (*data.VALIDATION_SPLITS, "test") if s in info.splits]
+    if "train" not in info.splits or not held_out:  # the first validates, the last tests
+        raise UserError(f"The demo needs a train split and a validation (or val) or test "
+                        f"split; {dataset!r} has {sorted(info.splits)}.")
     return data.pipeline(dataset, ALEXNET_SIZE, augment="crop", batch_size=BATCH_SIZE,
                          seed=seed, train_split=train_split, info=info, data_dir=data_dir)
 

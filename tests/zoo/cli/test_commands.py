@@ -1173,14 +1173,18 @@ def test_a_table_never_replaces_an_input_or_a_model(tmp_path, capsys):
     other = zoo.save_model(tiny_model(classes=10), str(tmp_path / "other.keras"))
     photo = tmp_path / "photo.png"
     photo.write_bytes(tf.io.encode_png(np.zeros((8, 8, 3), np.uint8)).numpy())
-    before = {path: open(path, "rb").read() for path in (model, other, str(photo))}
+    snapshot = str(tmp_path / "snapshot-1.weights.h5")  # an HDF5 file: no zip archive
+    zoo.load_model(model).save_weights(snapshot)
+    before = {path: open(path, "rb").read() for path in (model, other, str(photo), snapshot)}
     cases = [
         (["evaluate", model, "--output", model], f"--output {model} is one of the inputs"),
         (["predict", model, str(photo), "--output", str(photo)],
          f"--output {photo} is one of the inputs"),
         (["predict", model, str(tmp_path), "--output", str(photo)],  # inside a folder given
-         f"--output {photo} exists and is not a table (a model or an image)"),
+         f"--output {photo} exists and is not a table (.csv, .tsv, .txt)"),
         (["evaluate", model, "--output", other], f"--output {other} exists and is not a table"),
+        (["evaluate", model, "--output", snapshot], f"--output {snapshot} exists and is not a "
+                                                     "table (.csv, .tsv, .txt)"),
     ]
     for argv, message in cases:
         assert cli.main(argv) == 2, argv
@@ -1313,3 +1317,22 @@ def test_a_run_directory_inside_the_image_folder_is_one_line(tmp_path, monkeypat
     monkeypatch.chdir(tmp_path)  # beside it: runs/ named after the folder, as before
     args = commands._parser().parse_args(["train", "--model", "alexnet", "--dataset", "pets/"])
     assert commands._default_run_dir(args) == os.path.join("runs", "alexnet_pets")
+
+
+def test_the_demo_takes_a_folder_whose_validation_split_is_val(tmp_path):
+    """ImageNet's layout, train/ and val/: the demo refused it ("needs a train split and a
+    validation or test split") where zoo train now holds val/ out."""
+    import tensorflow as tf
+
+    from zoo.cli import demo
+
+    for split in ("train", "val"):
+        for value, name in enumerate(("cat", "dog")):
+            (tmp_path / split / name).mkdir(parents=True)
+            (tmp_path / split / name / "a.png").write_bytes(
+                tf.io.encode_png(np.full((4, 4, 3), 200 * value, np.uint8)).numpy())
+    assert demo.load_data(str(tmp_path)).held_out == ["val"]
+    (tmp_path / "val").rename(tmp_path / "dev")
+    with pytest.raises(UserError, match=r"The demo needs a train split and a validation \(or "
+                                        r"val\) or test split; .* has \['dev', 'train'\]"):
+        demo.load_data(str(tmp_path))
