@@ -529,6 +529,7 @@ def load(
     if shuffle is None:
         shuffle = str(split).startswith("train")
     steps, buffer = [], SHUFFLE_BUFFER  # what each pass does to the source, after shuffling
+    files = False  # an image folder's source is its files' paths: shuffled before decoding
     if name == DIGITS:
         images, labels = digits_arrays(split, scale or image_size or DIGITS_IMAGE_SIZE)
         scale = None  # square already
@@ -541,6 +542,7 @@ def load(
                            same_size, crop=None if final_size or preprocess else center_crop)
         steps.append(_decoded)
         buffer = max(buffer, int(ds.cardinality()))  # paths: cheap to hold every one
+        files = True
     else:
         ds = _tfds_dataset(name, split, data_dir, manual_dir, shuffle_files=shuffle, seed=seed)
     if preprocess is not None:
@@ -560,6 +562,8 @@ def load(
             examples = step(examples)
         return examples
 
+    if not files:  # images, shuffled once resized: TFDS gives full-size float32 images, of
+        ds, steps = transform(ds), []  # which a buffer of 10,000 is 17 GB for ImageNet
     counter = None
     if shuffle or augment is not None:
         ds, counter = _by_epoch(ds, seed, shuffle, augment, transform, buffer)
