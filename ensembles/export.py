@@ -13,7 +13,8 @@ from ensembles.ensemble import (CombineMembers, as_ensemble, combine_layer, memb
                                 with_member_outputs)
 from ensembles.mc_dropout import draws_at_inference, leaf_layers
 from safeio import (atomic_directory, atomic_path, check_free_space, check_not_a_link,
-                    check_replaceable, check_writable_file, write_json, write_text)
+                    check_replaceable, check_writable_file, clean_stale, write_json,
+                    write_text)
 from safeio.checks import UserError, check_choice, check_positive_int
 from zoo.saving import bytes_to_save, check_class_names
 from zoo.saving import class_names as get_class_names
@@ -138,6 +139,9 @@ def check_export_target(path, format, overwrite=False):
     ``.tflite`` file and its class names file beside it (:func:`classes_path`), each named."""
     path = os.fspath(path)
     if format == "saved_model":
+        # (a previous export a killed replacement left aside is put back first, so that
+        # it is what overwrite= is asked about)
+        clean_stale(*os.path.split(os.path.abspath(path)))
         check_replaceable(os.path.abspath(path), overwrite)
         return
     suffix = FILE_SUFFIXES[format]

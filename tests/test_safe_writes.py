@@ -964,9 +964,14 @@ def test_a_previous_export_moved_aside_by_a_killed_replacement_is_put_back(tmp_p
     with safeio.atomic_directory(served, required=()) as tmp:
         os.makedirs(tmp)
         open(os.path.join(tmp, "model.txt"), "w").write("the previous export")
+        open(os.path.join(tmp, "saved_model.pb"), "wb").close()
     pid = int(subprocess.run([sys.executable, "-c", "import os; print(os.getpid())"],
                              capture_output=True, text=True, check=True).stdout)
     os.rename(served, safeio._scratch(str(tmp_path), "old", "served", pid=pid))  # then killed
+    from ensembles.export import check_export_target
+
+    with pytest.raises(ValueError, match="already holds an export; pass overwrite=True"):
+        check_export_target(served, "saved_model")  # put back before zoo export's check
     with pytest.raises(RuntimeError, match="the next export fails"):
         with safeio.atomic_directory(served, overwrite=True, required=()):
             raise RuntimeError("the next export fails")
