@@ -185,6 +185,31 @@ def weights_fingerprint(model):
     return digest.hexdigest()
 
 
+def serving_settings(model):
+    """What ``model``'s probabilities depend on beside its weights, which
+    :func:`weights_fingerprint` does not see: its temperature, and for an ensemble its
+    combination rule, member weights and member temperatures (a teacher re-saved by
+    ``zoo ensemble --fit-weights`` or ``--calibrate-on`` is another teacher).
+
+    Example:
+
+    >>> serving_settings(keras.Sequential([keras.Input((2,)), keras.layers.Dense(1)]))
+    {'temperature': 1.0}
+    """
+    from ensembles.calibration import temperature
+    from ensembles.ensemble import combine_layer, is_ensemble
+
+    settings = {"temperature": float(temperature(model))}
+    if is_ensemble(model):
+        layer = combine_layer(model)
+        weights = layer.member_weights
+        settings.update(
+            combine=layer.combine,
+            member_weights=None if weights is None else [float(w) for w in weights],
+            member_temperatures=[float(t) for t in temperature(model, per_member=True)])
+    return settings
+
+
 def _check_model(model, role):
     if not isinstance(model, keras.Model) or not getattr(model, "outputs", None):
         raise UserError(
@@ -293,7 +318,8 @@ def distill(teacher, student, train_data, val_data=None, *, temperature=4.0, alp
         settings = {**(train_kwargs.pop("settings", None) or {}), "distillation": {
             "teacher": teacher.name, "teacher_params": teacher.count_params(),
             "temperature": temperature, "alpha": alpha},
-            "teacher_weights": weights_fingerprint(teacher)}
+            "teacher_weights": weights_fingerprint(teacher),
+            "teacher_serving": serving_settings(teacher)}
         result = zoo.train(model, train_data, val_data, epochs=epochs, run_dir=run_dir,
                            loss=HardTargetLoss(alpha), checkpoint_model=student,
                            settings=settings, **train_kwargs)

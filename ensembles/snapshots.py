@@ -63,9 +63,11 @@ class CycleSnapshots(keras.callbacks.Callback):
 class CheckpointSnapshots(keras.callbacks.Callback):
     """Snapshots of an ordinary run: every ``every`` epochs and/or when the learning rate drops.
 
-    Put it after ``ReduceLROnPlateau`` (``zoo.train`` puts its own callbacks first): a drop is
-    seen as an optimizer rate below the one the epoch was trained with, and the snapshot
-    holds the weights reached at the end of the higher-rate phase.
+    Put it after ``ReduceLROnPlateau`` (``zoo.train`` puts its own callbacks first, and the
+    user's before its backup, so a resumed run never loses a snapshot): a drop is seen as
+    an optimizer rate below the one the epoch was trained with, and the snapshot holds the
+    weights reached at the end of the higher-rate phase. Under a learning-rate schedule,
+    which lowers the rate at every step, only ``every`` takes snapshots.
 
     Example:
 
@@ -83,8 +85,12 @@ class CheckpointSnapshots(keras.callbacks.Callback):
 
     def on_epoch_end(self, epoch, logs=None):
         used = (logs or {}).get("learning_rate")
-        now = float(keras.ops.convert_to_numpy(self.model.optimizer.learning_rate))
-        dropped = self.at_lr_drop and used is not None and now < used * (1 - 1e-6)
+        optimizer = getattr(self.model.optimizer, "inner_optimizer", self.model.optimizer)
+        scheduled = isinstance(getattr(optimizer, "_learning_rate", None),
+                               keras.optimizers.schedules.LearningRateSchedule)
+        now = float(keras.ops.convert_to_numpy(optimizer.learning_rate))
+        dropped = (self.at_lr_drop and not scheduled and used is not None
+                   and now < used * (1 - 1e-6))
         periodic = self.every is not None and (epoch + 1) % self.every == 0
         if dropped or periodic:
             _save_weights(self.model, os.path.join(
@@ -118,7 +124,16 @@ def train_snapshots(model, train_data, val_data=None, *, epochs, cycles, run_dir
         raise UserError("The training data's length is unknown: pass steps_per_epoch (the "
                         "cycles are counted in batches).")
     schedule = CyclicCosine(learning_rate, epochs * steps, cycles)
+    if not isinstance(run_dir, (str, os.PathLike)):
+        raise UserError(f"`run_dir` must be a folder for the snapshots (and the run's "
+                        f"backup); received {run_dir!r}.")
     directory = os.path.join(run_dir, "snapshots")
+    earlier = [] if run_config.holds_stopped_run(run_dir) else snapshot_paths(directory)
+    if earlier:  # (a new run would leave them beside its own, as if its last cycles)
+        names = ", ".join(os.path.basename(p) for p in earlier[:3])
+        raise UserError(f"{directory} holds {len(earlier)} snapshot(s) of an earlier run "
+                        f"({names}{', ...' if len(earlier) > 3 else ''}) and {run_dir} no "
+                        "run to resume: move them aside, or give another run_dir.")
     # In a JAX cluster process 0 alone writes run_dir: the others save the same snapshots
     # (saving is a collective) into a scratch directory, as zoo.train does its files.
     if train_kwargs.get("strategy") == "multi_worker" and keras.backend.backend() == "jax":

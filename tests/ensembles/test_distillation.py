@@ -148,6 +148,12 @@ def test_distill_resumes_exactly_and_checkpoints_the_student_alone(tmp_path):
     with pytest.raises(ValueError, match=r"holds a run with other settings \(teacher_weights "
                                          r"'[0-9a-f]{64}' -> '[0-9a-f]{64}'\)"):
         ensembles.distill(other, _student(), data, data, epochs=3, run_dir=run_dir, **kwargs)
+    # The same weights served otherwise (calibrated, as zoo ensemble --calibrate-on saves
+    # it): another teacher, which its weights' fingerprint alone did not tell.
+    with pytest.raises(ValueError, match=r"holds a run with other settings \(teacher_serving"
+                                         r"\.temperature 1.0 -> 1.5\)"):
+        ensembles.distill(ensembles.with_temperature(teacher, 1.5), _student(), data, data,
+                          epochs=3, run_dir=run_dir, **kwargs)
     saved = ensembles.load(os.path.join(run_dir, "checkpoints", "last.keras"))
     assert saved.name == "tiny" and zoo.class_names(saved) == ["a", "b", "c", "d"]
     assert len(saved.weights) == len(resumed.model.weights)

@@ -472,3 +472,48 @@ def test_export_one_saved_model_served_without_this_project(tmp_path, cold_pytho
     for key in served.files:
         np.testing.assert_allclose(served[key], reference[key], atol=1e-5)
     np.testing.assert_allclose(served["probabilities"], model.predict(x, verbose=0), atol=1e-5)
+
+
+def test_a_snapshot_taken_at_an_epochs_end_survives_a_kill_before_the_next(tmp_path):
+    """The user's callbacks ran after the epoch's backup: killed between the two, the run
+    resumed after that epoch and its snapshot was never taken. They now run before it."""
+    class KilledOnce(ensembles.CheckpointSnapshots):
+        killed = False
+
+        def on_epoch_end(self, epoch, logs=None):
+            if epoch == 1 and not KilledOnce.killed:
+                KilledOnce.killed = True
+                raise KeyboardInterrupt  # as Ctrl-C there
+            super().on_epoch_end(epoch, logs)
+
+    run_dir, folder = str(tmp_path / "run"), str(tmp_path / "snaps")
+    kwargs = dict(epochs=3, run_dir=run_dir, verbose=0, seed=0)
+    with pytest.raises(KeyboardInterrupt):
+        zoo.train(tiny_model, tiny_data(), tiny_data(seed=1),
+                  callbacks=[KilledOnce(folder, every=1, at_lr_drop=False)], **kwargs)
+    zoo.train(tiny_model, tiny_data(), tiny_data(seed=1),
+              callbacks=[KilledOnce(folder, every=1, at_lr_drop=False)], **kwargs)
+    assert sorted(os.listdir(folder)) == [f"snapshot-epoch00{k}.weights.h5" for k in (1, 2, 3)]
+
+
+def test_snapshot_runs_refuse_an_earlier_runs_snapshots_and_schedules_take_none_at_drops(
+        tmp_path):
+    """A new snapshot run beside an earlier one's snapshots (its backup moved aside, as the
+    README says to start again) left them to be taken as its last cycles; under a schedule,
+    at_lr_drop took a snapshot at every epoch (the rate falls at every step)."""
+    run_dir = tmp_path / "run"
+    (run_dir / "snapshots").mkdir(parents=True)
+    (run_dir / "snapshots" / "snapshot-7.weights.h5").write_bytes(b"an earlier run's")
+    with pytest.raises(ValueError, match=r"snapshots holds 1 snapshot\(s\) of an earlier run "
+                                         r"\(snapshot-7.weights.h5\) and .* no run to resume"):
+        ensembles.train_snapshots(tiny_model, tiny_data(), epochs=2, cycles=2,
+                                  run_dir=str(run_dir))
+    assert (run_dir / "snapshots" / "snapshot-7.weights.h5").read_bytes() == b"an earlier run's"
+    with pytest.raises(ValueError, match=r"`run_dir` must be a folder .* received None"):
+        ensembles.train_snapshots(tiny_model, tiny_data(), epochs=2, cycles=2, run_dir=None)
+    drops = ensembles.CheckpointSnapshots(str(tmp_path / "drops"))
+    model = tiny_model()
+    zoo.train(model, tiny_data(), epochs=3, verbose=0, reduce_lr=False, callbacks=[drops],
+              optimizer=lambda: keras.optimizers.SGD(
+                  keras.optimizers.schedules.CosineDecay(0.1, 30)))
+    assert not os.path.exists(tmp_path / "drops")

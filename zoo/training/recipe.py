@@ -145,6 +145,15 @@ def _run_callbacks(run_dir, monitor, reduce_lr, lr_factor, lr_patience, min_lr, 
             + [backup, keras.callbacks.TensorBoard(os.path.join(run_dir, "logs"))])
 
 
+def _with_user_callbacks(run_callbacks, callbacks):
+    """The user's ``callbacks`` placed before the run's backup (where there is one): what
+    they do at an epoch's end (a snapshot, a log) is then part of the epoch a resume
+    starts after; placed after it, a kill between the two lost it for good."""
+    backup = next((i for i, c in enumerate(run_callbacks)
+                   if isinstance(c, zoo_callbacks.SafeBackupAndRestore)), len(run_callbacks))
+    return run_callbacks[:backup] + list(callbacks) + run_callbacks[backup:]
+
+
 def _warn_on_logits_with_a_probability_loss(model, loss):
     """The default loss takes probabilities; a model ending in logits (a builder's
     ``classifier_activation=None``) would train on a loss that means nothing, and later
@@ -449,7 +458,7 @@ def train(
                     stream, steps_per_epoch=steps, validation_data=val_data,
                     epochs=epochs, verbose=verbose,
                     shuffle=False,  # datasets come shuffled (data.load); Keras can't shuffle
-                    callbacks=run_callbacks + [epochs_of] + list(callbacks),
+                    callbacks=_with_user_callbacks(run_callbacks + [epochs_of], callbacks),
                 )
             rows = (zoo_callbacks.read_history(os.path.join(run_dir, "history.csv")) if run_dir
                     else [{"epoch": e + 1, **{k: v[i] for k, v in history.history.items()}}

@@ -21,7 +21,7 @@ MAY_CHANGE = ("epochs", "started", "keras", "tensorflow", "strategy", "replicas"
 
 
 # Entries recorded since some runs were made: such a run resumes without comparing them.
-LATER_ENTRIES = ("data", "teacher_weights", "resize")
+LATER_ENTRIES = ("data", "teacher_weights", "resize", "teacher_serving")
 
 
 def flat_config(config, prefix=""):
