@@ -30,7 +30,7 @@ from zoo.optimizers import build_optimizer, compile_model, default_metrics  # no
 from zoo.saving import class_names as get_class_names
 from zoo.saving import resize_mode, set_class_names, set_resize_mode
 from zoo.training import callbacks as zoo_callbacks
-from zoo.training import distribute, run_config
+from zoo.training import distribute, keras_internals, run_config
 
 PRECISION_CHOICES = (None, "float32", "mixed_float16", "mixed_bfloat16")
 
@@ -453,13 +453,20 @@ def train(
             if _whole_passes_of_unknown_length(stream, steps) and \
                     zoo_callbacks.ExactStepCount.applies(model.optimizer):  # (after the restore)
                 run_callbacks.insert(int(run_dir is not None), zoo_callbacks.ExactStepCount())
-            with distribute.steady_device_iterators(), _whole_passes_expected(stream, steps):
-                history = model.fit(
-                    stream, steps_per_epoch=steps, validation_data=val_data,
-                    epochs=epochs, verbose=verbose,
-                    shuffle=False,  # datasets come shuffled (data.load); Keras can't shuffle
-                    callbacks=_with_user_callbacks(run_callbacks + [epochs_of], callbacks),
-                )
+            # Keras keeps a restored start epoch on the model for every later fit: a model
+            # resumed once then trained again (no backup) started there, training nothing.
+            keras_internals.set_initial_epoch(model, None)
+            try:
+                with distribute.steady_device_iterators(), \
+                        _whole_passes_expected(stream, steps):
+                    history = model.fit(
+                        stream, steps_per_epoch=steps, validation_data=val_data,
+                        epochs=epochs, verbose=verbose,
+                        shuffle=False,  # datasets come shuffled (data.load); Keras can't
+                        callbacks=_with_user_callbacks(run_callbacks + [epochs_of],
+                                                       callbacks))
+            finally:
+                keras_internals.set_initial_epoch(model, None)
             rows = (zoo_callbacks.read_history(os.path.join(run_dir, "history.csv")) if run_dir
                     else [{"epoch": e + 1, **{k: v[i] for k, v in history.history.items()}}
                           for i, e in enumerate(history.epoch)])

@@ -576,3 +576,19 @@ def test_the_private_keras_names_the_callbacks_rely_on_are_there(monkeypatch):
     moved = (keras.callbacks.ReduceLROnPlateau, "_is_improvement_in_keras_4")  # the check
     monkeypatch.setattr(keras_internals, "USED", keras_internals.USED + [moved])
     assert keras_internals.missing() == ["ReduceLROnPlateau._is_improvement_in_keras_4"]
+
+
+def test_a_model_resumed_once_trains_again_from_its_first_epoch(tmp_path):
+    """Keras keeps the epoch a backup restored on the model: trained again (no backup),
+    fit started there, and 2 epochs asked after a run resumed at epoch 2 trained none."""
+    from tests.helpers import tiny_data, tiny_model
+
+    run_dir = str(tmp_path / "run")
+    zoo.train(tiny_model, tiny_data(), epochs=2, run_dir=run_dir, verbose=0, seed=0)
+    resumed = zoo.train(tiny_model, tiny_data(), epochs=3, run_dir=run_dir, verbose=0, seed=0)
+    assert resumed.history["epoch"].tolist() == [1, 2, 3]
+    again = zoo.train(resumed.model, tiny_data(), epochs=2, verbose=0, seed=0)
+    assert again.history["epoch"].tolist() == [1, 2]
+    before = [w.copy() for w in resumed.model.get_weights()]
+    resumed.model.fit(tiny_data(), epochs=1, verbose=0)  # Keras' own fit: from epoch 0 too
+    assert any(np.abs(a - b).max() > 0 for a, b in zip(before, resumed.model.get_weights()))
