@@ -10,6 +10,7 @@ import time
 import warnings
 
 import keras
+import numpy as np
 
 from data.datasets import set_epoch
 from safeio import (atomic_path, check_free_space, file_hash, new_axes, save_figure,
@@ -264,6 +265,7 @@ class SafeBackupAndRestore(keras.callbacks.BackupAndRestore):
                 epoch = self._check_pair(weights, metadata)
             problem = epoch if isinstance(epoch, str) else self._load_weights(weights, epoch)
             if problem is None:
+                _restore_seed_states(self.model, metadata)
                 if problems:
                     warnings.warn(f"Backup {problems[0]}; resumed from the previous backup "
                                   f"({os.path.basename(weights)}).", stacklevel=2)
@@ -324,11 +326,35 @@ class SafeBackupAndRestore(keras.callbacks.BackupAndRestore):
         epoch, batch = keras_internals.backup_position(self)
         with atomic_path(weights) as tmp:
             self.model.save_weights(tmp)
-        write_json(metadata, {"epoch": epoch, "batch": batch, "sha256": file_hash(weights)})
+        write_json(metadata, {"epoch": epoch, "batch": batch, "sha256": file_hash(weights),
+                              "seed_states": _seed_states(self.model)})
 
     def on_epoch_end(self, epoch, logs=None):
         if _finite(logs):
             super().on_epoch_end(epoch, logs)
+
+
+def _seed_variables(model):
+    """The state of every random-number generator in ``model`` (its ``Dropout`` layers'
+    masks, stochastic depth), in the model's order: Keras' ``save_weights`` leaves them
+    out, so a resumed run drew the first epoch's masks again."""
+    return [v for v in model.variables if v.path.endswith("seed_generator_state")]
+
+
+def _seed_states(model):
+    return [keras.ops.convert_to_numpy(v).tolist() for v in _seed_variables(model)]
+
+
+def _restore_seed_states(model, metadata):
+    """Put back the generators' states a backup's ``metadata`` records (a backup written
+    before they were recorded has none: the masks then start again, as they did)."""
+    with open(metadata, encoding="utf-8") as f:
+        states = json.load(f).get("seed_states")
+    variables = _seed_variables(model)
+    if states is None or len(states) != len(variables):
+        return
+    for variable, state in zip(variables, states):
+        variable.assign(np.asarray(state, dtype=variable.dtype))
 
 
 class RestoreBackup(keras.callbacks.Callback):
