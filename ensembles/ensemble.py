@@ -1,5 +1,7 @@
 """One Keras model that runs every member on a shared input and combines their predictions."""
 
+import os
+
 import keras
 import numpy as np
 
@@ -253,6 +255,12 @@ def as_ensemble(model):
     >>> [m.name for m in members_of(as_ensemble(model))]
     ['alexnet']
     """
+    if not isinstance(model, keras.Model):
+        hint = (" (a path? load it first: ensembles.load(path))"
+                if isinstance(model, (str, os.PathLike)) else "")
+        shown = repr(os.fspath(model)) if hint else f"{model!r:.80}"  # (a path: whole)
+        raise UserError(f"Expected a Keras model or ensemble; received "
+                        f"{type(model).__name__} {shown}{hint}.")
     return model if is_ensemble(model) else Ensemble([model], name=model.name)
 
 

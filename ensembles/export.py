@@ -223,6 +223,11 @@ def export(ensemble, path, overwrite=False, class_names=None, scale=None,
     explicit = resize is not None
 
     check_export_options(format, resize)
+    if scale is not None and format != "saved_model":
+        raise UserError(f"scale={scale} is the shorter side a SavedModel's graph resizes "
+                        f"images to before its centre crop; a {format} file takes images "
+                        "already at the input size (zoo.predict makes them at "
+                        "data.crop_scale(size)): leave it out, or export a SavedModel.")
     check_export_target(path, format, overwrite)  # before any work
     ensemble = as_ensemble(ensemble)
     resize = serving_resize(ensemble, resize)
@@ -369,7 +374,9 @@ def _export_file(serving, path, format, names, overwrite, metadata):
                     f"Not written: {serving.name} in {format} serves probabilities that differ "
                     f"from Keras' by up to {worst:.2g} (allowed: {TOLERANCE:g}); a layer of it "
                     f"does not convert faithfully. Export it as a SavedModel instead.")
-    write_text(classes_path(path), "\n".join(names) + "\n")
+        # Before the file lands: a names file that cannot be written leaves the previous
+        # export whole, where it left the new model beside the previous names.
+        write_text(classes_path(path), "\n".join(names) + "\n")
     return path
 
 

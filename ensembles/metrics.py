@@ -42,8 +42,9 @@ def class_labels(labels, classes):
 
 
 def check_probabilities(probs, labels=None, what="probabilities"):
-    """``probs`` as a float array (float32 or float64), checked to hold probabilities: finite, in [0, 1], each
-    row summing to 1 (to 1e-2: float16 and bfloat16 outputs round); shaped
+    """``probs`` as a float array (float32 or float64), checked to hold probabilities:
+    finite, in [0, 1], each row summing to 1 (to 1e-2: float16 and bfloat16 outputs
+    round); shaped
     ``(len(labels), classes)`` where ``labels`` are given. Logits, NaN and rows that are
     not distributions are refused in one line, where each metric would return a number
     that means nothing (a temperature of 36 fitted to logits, NaN's greedy selection).

@@ -176,6 +176,13 @@ def from_snapshots(model, paths, last=None, combine="mean", weights=None,
 
     >>> ensemble = from_snapshots(build, "runs/snap/snapshots", last=4)  # doctest: +SKIP
     """
+    if not (isinstance(model, keras.Model) or callable(model)):
+        raise UserError(
+            f"from_snapshots needs the run's architecture: a function that builds it (lambda: "
+            f"zoo.resnet18(classes=10, ...)) or a model; received {type(model).__name__} "
+            f"{model!r:.60}" + (" (a name alone would build the 1000-class default, "
+                                "which a run's snapshots rarely fit)"
+                                if isinstance(model, str) else "") + ".")
     if resize is not None:  # (before any snapshot is read)
         from data.preprocess import check_resize
 

@@ -3,6 +3,8 @@
 import functools
 import itertools
 
+import keras
+
 from safeio.checks import UserError
 from zoo import registry
 
@@ -42,13 +44,22 @@ def variants(builder, dropout=None, width=None, **kwargs):
     if not (vary_dropout or vary_width):
         raise UserError("variants needs a list of `dropout` and/or `width` values to vary; "
                         f"received dropout={dropout!r}, width={width!r}.")
-    base = builder if isinstance(builder, str) else builder.__name__
+    if not (isinstance(builder, str) or callable(builder)) or isinstance(builder, keras.Model):
+        raise UserError(f"variants needs a model name or a builder function (each variant "
+                        f"is built anew); received {type(builder).__name__} "
+                        f"{str(builder):.80}.")
+    base = builder if isinstance(builder, str) else getattr(
+        builder, "__name__", getattr(getattr(builder, "func", None), "__name__", "model"))
     build = functools.partial(registry.resolve, builder)
     out = {}
     for d, w in itertools.product(dropouts, widths):
         parts = [base] + ([f"dropout{_label(d)}"] if vary_dropout else []) + (
             [f"width{_label(w)}"] if vary_width else [])
         name = "_".join(parts)
+        if name in out:  # (values that print alike, or given twice: one member lost)
+            raise UserError(f"variants would build two members named {name!r}: give "
+                            f"distinct values; received dropout={dropout!r}, "
+                            f"width={width!r}.")
         member_kwargs = {**kwargs, "name": name}
         if d is not None:
             member_kwargs["dropout"] = d

@@ -60,7 +60,10 @@ def test_class_names_that_disagree_or_do_not_fit_are_one_line():
     for names, message in ((NAMES[:3], r"tiny has 4 outputs, but 3 class names"),
                            (["a", "b", "a", "c"], r"must be distinct; \['a'\] appear"),
                            ("abcd", r"must be a list of non-empty strings"),
-                           (["a", "", "b", "c"], r"must be a list of non-empty strings")):
+                           (["a", "", "b", "c"], r"must be a list of non-empty strings"),
+                           # class_names.txt holds one a line: a break shifted every name
+                           (["a", "b\nc", "d", "e"], r"must be one line each; received 'b\\nc'"),
+                           (["a", "b", "c\u2028", "d"], r"must be one line each")):
         with pytest.raises(UserError, match=message):
             zoo.set_class_names(tiny_model(), names)
     with pytest.raises(UserError, match=r"must end in \.keras; received 'm\.h5'"):
@@ -361,6 +364,13 @@ def test_a_model_trained_on_whole_images_is_predicted_and_served_whole(tmp_path,
         in capsys.readouterr().out
     with open(tmp_path / "cropped" / "assets" / "zoo_model.json", encoding="utf-8") as f:
         assert json.load(f)["resize"] == "crop"  # asked for: the centre crop
+    # An export made before zoo_model.json was written (crop, members unknown) predicts
+    # (it was a FileNotFoundError), and refuses the other view as the others do.
+    os.remove(tmp_path / "cropped" / "assets" / "zoo_model.json")
+    older = zoo.predict(str(tmp_path / "cropped"), [str(photo)], top=4)
+    np.testing.assert_allclose(probabilities(older), probabilities(cropped), atol=1e-5)
+    with pytest.raises(ValueError, match="resizes images in its graph by 'crop'"):
+        zoo.predict(str(tmp_path / "cropped"), [str(photo)], resize="squash")
     # An ONNX file records the view in its metadata, and zoo.predict resizes so for it;
     # a LiteRT file records none and resizes nothing: a resize asked of it is one line,
     # before the model is read, and without one zoo export says how to make its inputs.
@@ -395,6 +405,16 @@ def test_a_model_trained_on_whole_images_is_predicted_and_served_whole(tmp_path,
                                         r"received 'stretch'"):
         zoo.predict(model_file, [str(photo)], resize="stretch")
     assert not os.path.exists(tmp_path / "s2")
+    # A file format resizes nothing: scale= was accepted and dropped (zoo.predict then
+    # cropped at another scale than a SavedModel of the same arguments).
+    with pytest.raises(UserError, match=r"scale=300 is the shorter side a SavedModel's graph "
+                                        r"resizes images to .* a onnx file takes images"):
+        ensembles.export(zoo.load_model(model_file), str(tmp_path / "s.onnx"), scale=300,
+                         format="onnx", resize="crop")
+    # The wrong object is one line, not an AttributeError from inside.
+    with pytest.raises(UserError, match=r"Expected a Keras model or ensemble; received str "
+                                        r"'.*e.keras' \(a path\? load it first"):
+        ensembles.export(model_file, str(tmp_path / "s3"))
 
 
 @pytest.mark.slow  # a TensorFlow start-up of its own (7 s of CPU here)

@@ -89,8 +89,9 @@ class _ExportSource:
         import tensorflow as tf
 
         description = os.path.join(path, "assets", "zoo_model.json")
-        if os.path.isfile(description):  # the view asked for, checked before the load
-            self._check_resize(path, _read_description(description), resize)
+        # (exports made before it was written: crop, and members unknown)
+        described = _read_description(description) if os.path.isfile(description) else {}
+        self._check_resize(path, described, resize)  # the view asked for, before the load
         try:
             self.served = tf.saved_model.load(path)
         except (ValueError, IndexError, tf.errors.OpError) as err:  # (OSError: names it)
@@ -102,7 +103,7 @@ class _ExportSource:
                             "zoo export served raw images. Export the model again.")
         with open(os.path.join(path, "assets", "class_names.txt"), encoding="utf-8") as f:
             self.names = f.read().splitlines()
-        self.is_ensemble = len(_read_description(description)["members"]) > 1
+        self.is_ensemble = len(described.get("members", ())) > 1
 
     @staticmethod
     def _check_resize(path, description, resize):

@@ -511,9 +511,29 @@ def test_snapshot_runs_refuse_an_earlier_runs_snapshots_and_schedules_take_none_
     assert (run_dir / "snapshots" / "snapshot-7.weights.h5").read_bytes() == b"an earlier run's"
     with pytest.raises(ValueError, match=r"`run_dir` must be a folder .* received None"):
         ensembles.train_snapshots(tiny_model, tiny_data(), epochs=2, cycles=2, run_dir=None)
+    with pytest.raises(ValueError, match=r"from_snapshots needs the run's architecture: .*"
+                                         r"received str 'resnet18' \(a name alone"):
+        ensembles.from_snapshots("resnet18", str(run_dir / "snapshots"))
     drops = ensembles.CheckpointSnapshots(str(tmp_path / "drops"))
     model = tiny_model()
     zoo.train(model, tiny_data(), epochs=3, verbose=0, reduce_lr=False, callbacks=[drops],
               optimizer=lambda: keras.optimizers.SGD(
                   keras.optimizers.schedules.CosineDecay(0.1, 30)))
     assert not os.path.exists(tmp_path / "drops")
+
+
+def test_variants_refuse_what_would_lose_or_misname_a_member():
+    """Values that print alike made one dict key (a member lost without a word); a built
+    model or a partial gave AttributeError tracebacks."""
+    import functools
+
+    with pytest.raises(ValueError, match=r"two members named 'alexnet_dropout0p5': give "
+                                         r"distinct values"):
+        ensembles.variants("alexnet", dropout=[0.5, 0.5])
+    with pytest.raises(ValueError, match=r"two members named 'alexnet_dropout0p123457'"):
+        ensembles.variants("alexnet", dropout=[0.1234567, 0.1234568])
+    with pytest.raises(ValueError, match=r"needs a model name or a builder function \(each "
+                                         r"variant is built anew\); received Functional"):
+        ensembles.variants(tiny_model(), width=[4, 8])
+    partial = ensembles.variants(functools.partial(zoo.resnet18, classes=3), width=[0.25, 0.5])
+    assert list(partial) == ["resnet18_width0p25", "resnet18_width0p5"]

@@ -984,8 +984,9 @@ def _check_held_out_flags(args):
     """The flags that describe the held-out data are refused without --fit-weights or
     --calibrate-on (nothing would read them), then given their defaults."""
     given = [flag for flag, value in (
-        ("--dataset", args.dataset), ("--batch-size", args.batch_size), ("--data-dir", args.data_dir),
-        ("--on-bad-image", args.on_bad_image)) if value is not None]
+        ("--dataset", args.dataset), ("--batch-size", args.batch_size),
+        ("--data-dir", args.data_dir), ("--on-bad-image", args.on_bad_image))
+        if value is not None]
     _check_view_flags(args)
     if given and not (args.fit_weights or args.calibrate_on):
         raise UserError(f"{', '.join(given)} describe{'s' * (len(given) == 1)} the held-out "
