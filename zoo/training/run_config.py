@@ -14,10 +14,12 @@ from safeio.checks import UserError
 # What a resumed run may change: the epochs to reach (more, or the same), the facts of the
 # machine and the moment, and how the step is compiled.
 MAY_CHANGE = ("epochs", "started", "keras", "tensorflow", "strategy", "replicas",
-              "jit_compile",
-              # which way the monitor improves: a run made before it was a setting, whose
-              # metric Keras knows no direction for, resumes by naming it
-              "monitor_mode")
+              "jit_compile")
+# May be named where it was left to Keras ("auto", recorded as None), and left to Keras
+# where it was named (a run made before it was a setting, whose metric Keras knows no
+# direction for, resumes by naming it); never turned from "min" to "max" or back, which
+# would flip best.keras and the plateaus in mid-run.
+NAMED_ONCE = ("monitor_mode",)
 
 
 # Entries recorded since some runs were made: such a run resumes without comparing them.
@@ -118,6 +120,7 @@ def check_resume(run_dir, settings, whole=False):
     changed = [f"{key} {_change(before.get(key), now.get(key))}" for key in sorted(keys)
                if key.split(".")[0] not in MAY_CHANGE + tuple(unrecorded)
                and before.get(key) != now.get(key)
+               and not (key in NAMED_ONCE and None in (before.get(key), now.get(key)))
                and not key.endswith(".name")]  # Keras numbers optimizer names
     if changed:
         raise UserError(
@@ -133,8 +136,10 @@ def what_was_kept(run_dir):
     if not os.path.exists(last):
         return ("no checkpoint was written: it diverged before its first epoch ended. "
                 "Lower the learning rate.")
-    return (f"the last good checkpoint is {last} (and best.keras beside it). Lower the "
-            "learning rate and resume, or start again.")
+    return (f"the last good checkpoint is {last} (and best.keras beside it). A resume "
+            "would restore the same rate and diverge again (and refuses another): lower the "
+            "learning rate in a new run directory, starting from it "
+            "(zoo.load_model) or from scratch.")
 
 
 @contextlib.contextmanager

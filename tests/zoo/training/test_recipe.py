@@ -260,6 +260,11 @@ def test_settings_that_change_nothing_resume_a_run(tmp_path):
     result = zoo.train(tiny_model, tiny_data(), tiny_data(seed=1), epochs=2, run_dir=run_dir,
                        steps_per_epoch=4, monitor_mode="max", verbose=0)
     assert list(result.history["epoch"]) == [1, 2]
+    # Named once, it stays: turned the other way, best.keras and the plateaus would flip.
+    with pytest.raises(ValueError, match=r"holds a run with other settings \(monitor_mode "
+                                         r"'max' -> 'min'\)"):
+        zoo.train(tiny_model, tiny_data(), tiny_data(seed=1), epochs=3, run_dir=run_dir,
+                  monitor_mode="min", verbose=0)
 
 
 def test_a_run_stopped_on_an_infinite_loss_diverged():
@@ -449,7 +454,8 @@ def test_nan_stops_the_run_and_keeps_the_last_good_checkpoint(tmp_path):
 
     run_dir = str(tmp_path / "run")
     with pytest.warns(UserWarning, match=r"diverged.*epoch 3.*the last good checkpoint is "
-                                         r".*checkpoints/last\.keras"):
+                                         r".*checkpoints/last\.keras.*lower the learning "
+                                         r"rate in a new run directory"):  # (a resume can't)
         result = zoo.train(tiny_model, tiny_data(), epochs=6, run_dir=run_dir,
                            reduce_lr=False, callbacks=[Diverge()], verbose=0)
     assert result.diverged
