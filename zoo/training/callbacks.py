@@ -11,6 +11,7 @@ import warnings
 
 import keras
 import numpy as np
+import tensorflow as tf
 
 from data.datasets import set_epoch
 from safeio import (atomic_path, check_free_space, file_hash, new_axes, save_figure,
@@ -417,8 +418,30 @@ class DataEpochs(keras.callbacks.Callback):
         self.dataset = dataset
 
     def on_train_begin(self, logs=None):
+        start = keras_internals.initial_epoch(self.model)
         if hasattr(self.dataset, "_zoo_epoch"):  # made by data.load
-            set_epoch(self.dataset, keras_internals.initial_epoch(self.model))
+            set_epoch(self.dataset, start)
+        elif start and isinstance(self.dataset, tf.data.Dataset) and _random(self.dataset):
+            warnings.warn(
+                f"Resuming at epoch {start + 1} with a tf.data dataset that shuffles or draws "
+                "random numbers, and that data.load did not return as it is (a .map() or "
+                ".take() of one keeps no epochs): it starts again from the first epoch's "
+                "order and augmentation, so the run will differ from an uninterrupted one. "
+                "Pass data.load's dataset (its preprocess= and augment= arguments transform "
+                "the images).", stacklevel=2)
+
+
+def _random(dataset):
+    """Whether ``dataset`` shuffles or draws random numbers anywhere in its graph (its
+    functions' included); True where the graph cannot be read."""
+    try:
+        graph = tf.compat.v1.GraphDef.FromString(tf.raw_ops.DatasetToGraphV2(
+            input_dataset=dataset._variant_tensor, external_state_policy=0).numpy())
+    except (tf.errors.OpError, AttributeError, ValueError):
+        return True
+    ops = [node.op for node in graph.node] + [
+        node.op for function in graph.library.function for node in function.node_def]
+    return any("Shuffle" in op or "Random" in op for op in ops)
 
 
 class EpochEndEMASwap(keras.callbacks.SwapEMAWeights):

@@ -209,7 +209,8 @@ def epoch_length(train_data, steps_per_epoch):
             f"steps_per_epoch={steps_per_epoch} differs from the training data's length, "
             f"{length} batches: an epoch is one pass over data of known length (a resumed run "
             "replays the passes). Leave steps_per_epoch out, or train on part of the data "
-            f"(dataset.take({steps_per_epoch})).")
+            "(a split sliced as TFDS slices it, data.load(name, 'train[:10%]'), which keeps "
+            "its epochs on resume, where dataset.take() does not).")
     if length == tf.data.INFINITE_CARDINALITY and steps_per_epoch is None:
         raise UserError("The training data repeats forever (dataset.repeat()), so its first "
                         "epoch would never end: pass steps_per_epoch, or leave the repeat out "

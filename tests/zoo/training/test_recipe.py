@@ -620,3 +620,23 @@ def test_a_resumed_run_draws_the_dropout_masks_the_uninterrupted_run_draws(tmp_p
     resumed = train("resumed", 3)
     for ours, theirs in zip(resumed, whole):
         np.testing.assert_allclose(ours, theirs, rtol=1e-5, atol=1e-6)
+
+
+def test_resuming_on_a_derived_random_dataset_says_the_epochs_start_over(tmp_path):
+    """A .map() of data.load's dataset keeps no epochs: resumed, it replayed the first
+    epoch's order and augmentation without a word. A deterministic dataset is quiet."""
+    import data
+
+    from tests.helpers import tiny_data
+
+    shuffled = data.load("digits", "train[:64]", batch_size=16, image_size=8, seed=0).map(
+        lambda x, y: (x / 255.0, y % 4))
+    run_dir = str(tmp_path / "run")
+    for epochs, dataset, says in ((1, shuffled, False), (2, shuffled, True),
+                                  (3, tiny_data(), False)):
+        with warnings.catch_warnings(record=True) as caught:
+            warnings.simplefilter("always")
+            zoo.train(tiny_model, dataset, epochs=epochs, run_dir=run_dir, verbose=0,
+                      reduce_lr=False)
+        said = [w for w in caught if "starts again from the first epoch" in str(w.message)]
+        assert bool(said) == says, (epochs, [str(w.message) for w in caught])
