@@ -75,6 +75,7 @@ class HistoryWriter(keras.callbacks.Callback):
 
     def on_train_begin(self, logs=None):
         self._plotted_at = time.monotonic()
+        read_history(self.path)  # a corrupt one is one line now, not after an epoch
 
     def on_epoch_end(self, epoch, logs=None):
         rows = [r for r in read_history(self.path) if r["epoch"] < epoch + 1]
