@@ -373,6 +373,12 @@ class RestoreBackup(keras.callbacks.Callback):
 
     def on_train_begin(self, logs=None):
         self.backup.restore(logs)
+        done, epochs = keras_internals.initial_epoch(self.model), self.params.get("epochs")
+        if epochs is not None and done > epochs:  # (it trained none, and gave the longer run)
+            raise UserError(
+                f"The run in {os.path.dirname(self.backup.backup_dir)} has trained {done} "
+                f"epochs; epochs={epochs} would train none of them again: give epochs={done} "
+                "or more to go on, or another run directory.")
 
 
 class ExactStepCount(keras.callbacks.Callback):

@@ -640,3 +640,14 @@ def test_resuming_on_a_derived_random_dataset_says_the_epochs_start_over(tmp_pat
                       reduce_lr=False)
         said = [w for w in caught if "starts again from the first epoch" in str(w.message)]
         assert bool(said) == says, (epochs, [str(w.message) for w in caught])
+
+
+def test_fewer_epochs_than_a_run_has_trained_is_one_line(tmp_path):
+    """It trained nothing and returned the longer run's model and history, as if done."""
+    run_dir = str(tmp_path / "run")
+    zoo.train(tiny_model, tiny_data(), epochs=3, run_dir=run_dir, verbose=0)
+    with pytest.raises(ValueError, match=r"The run in .*run has trained 3 epochs; epochs=2 "
+                                         r"would train none of them again: give epochs=3"):
+        zoo.train(tiny_model, tiny_data(), epochs=2, run_dir=run_dir, verbose=0)
+    assert zoo.train(tiny_model, tiny_data(), epochs=3, run_dir=run_dir,
+                     verbose=0).history["epoch"].tolist() == [1, 2, 3]  # done: as before
