@@ -24,7 +24,7 @@ from zoo.optimizers import make_optimizer
 from zoo.saving import class_names as get_class_names
 from zoo.saving import load_weights
 from zoo.saving import resize_mode, set_class_names, set_resize_mode
-from zoo.training import distribute, run_config
+from zoo.training import distribute, keras_internals, run_config
 from zoo.training import recipe as training
 
 
@@ -85,9 +85,8 @@ class CheckpointSnapshots(keras.callbacks.Callback):
 
     def on_epoch_end(self, epoch, logs=None):
         used = (logs or {}).get("learning_rate")
-        optimizer = getattr(self.model.optimizer, "inner_optimizer", self.model.optimizer)
-        scheduled = isinstance(getattr(optimizer, "_learning_rate", None),
-                               keras.optimizers.schedules.LearningRateSchedule)
+        optimizer = self.model.optimizer
+        scheduled = keras_internals.learning_rate_schedule(optimizer) is not None
         now = float(keras.ops.convert_to_numpy(optimizer.learning_rate))
         dropped = (self.at_lr_drop and not scheduled and used is not None
                    and now < used * (1 - 1e-6))

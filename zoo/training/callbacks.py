@@ -528,11 +528,5 @@ class LearningRateLogger(keras.callbacks.Callback):
     def on_epoch_end(self, epoch, logs=None):
         if logs is None or "learning_rate" in logs:
             return
-        # (under mixed_float16, the LossScaleOptimizer's inner one holds the schedule)
-        optimizer = getattr(self.model.optimizer, "inner_optimizer", self.model.optimizer)
-        schedule = getattr(optimizer, "_learning_rate", None)
-        if isinstance(schedule, keras.optimizers.schedules.LearningRateSchedule):
-            rate = schedule(optimizer.iterations - 1)
-        else:
-            rate = optimizer.learning_rate
+        rate = keras_internals.last_update_rate(self.model.optimizer)
         logs["learning_rate"] = float(keras.ops.convert_to_numpy(rate))

@@ -30,6 +30,8 @@ USED = [
     (keras.callbacks.SwapEMAWeights, "_swap_variables"),
     (keras.callbacks.ReduceLROnPlateau, "_set_monitor_op"),
     (keras.callbacks.ReduceLROnPlateau, "_is_improvement"),
+    (keras.optimizers.Optimizer, "_learning_rate"),  # a rate's variable, or its schedule
+    (keras.optimizers.Optimizer, "_iterations"),  # every batch (iterations: every update)
 ]
 
 
@@ -41,6 +43,7 @@ def missing():
         keras.callbacks.BackupAndRestore: keras.callbacks.BackupAndRestore("unused_backup"),
         keras.callbacks.SwapEMAWeights: keras.callbacks.SwapEMAWeights(),
         keras.callbacks.ReduceLROnPlateau: keras.callbacks.ReduceLROnPlateau(),
+        keras.optimizers.Optimizer: keras.optimizers.SGD(),
     }
     return [f"{cls.__name__}.{name}" for cls, name in USED
             if not hasattr(instances[cls], name)]
@@ -49,6 +52,26 @@ def missing():
 def initial_epoch(model):
     """The epoch ``fit`` starts from: 0, or the epoch a restored backup completed."""
     return getattr(model, "_initial_epoch", 0) or 0
+
+
+def learning_rate_schedule(optimizer):
+    """The schedule (a ``LearningRateSchedule``, or any function) ``optimizer``'s learning
+    rate follows, or None for a rate held in a variable, which ``ReduceLROnPlateau`` can
+    set (under mixed_float16, the LossScaleOptimizer's inner optimizer holds it)."""
+    optimizer = getattr(optimizer, "inner_optimizer", optimizer)
+    rate = getattr(optimizer, "_learning_rate", None)
+    return rate if callable(rate) else None
+
+
+def last_update_rate(optimizer):
+    """The learning rate of ``optimizer``'s last update: a schedule is read at the batch
+    count before the current one (``_iterations``: with gradient accumulation,
+    ``iterations`` counts the updates, and Keras reads the schedule at the batches)."""
+    schedule = learning_rate_schedule(optimizer)
+    if schedule is None:
+        return getattr(optimizer, "inner_optimizer", optimizer).learning_rate
+    optimizer = getattr(optimizer, "inner_optimizer", optimizer)
+    return schedule(getattr(optimizer, "_iterations", optimizer.iterations) - 1)
 
 
 def set_initial_epoch(model, epoch):

@@ -96,15 +96,12 @@ def _build(model, model_kwargs, strategy, precision):
 
 
 def _check_schedule(optimizer, reduce_lr):
-    # (under mixed_float16, the LossScaleOptimizer's inner one holds the schedule)
-    optimizer = getattr(optimizer, "inner_optimizer", optimizer)
-    schedule = isinstance(getattr(optimizer, "_learning_rate", None),
-                          keras.optimizers.schedules.LearningRateSchedule)
-    if schedule and reduce_lr:
+    if keras_internals.learning_rate_schedule(optimizer) is not None and reduce_lr:
         raise UserError(
-            "The optimizer's learning rate is a LearningRateSchedule, which ReduceLROnPlateau "
-            "cannot change (Keras raises only when patience runs out, mid-training). Pass "
-            "reduce_lr=False to follow the schedule, or a constant learning rate."
+            "The optimizer's learning rate is a LearningRateSchedule (or a function), which "
+            "ReduceLROnPlateau cannot change (Keras raises only when patience runs out, "
+            "mid-training). Pass reduce_lr=False to follow the schedule, or a constant "
+            "learning rate."
         )
 
 

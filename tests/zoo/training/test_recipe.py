@@ -306,6 +306,23 @@ def test_schedule_and_reduce_lr_is_a_clear_error():
             pytest.raises(ValueError, match="LearningRateSchedule.*reduce_lr=False"):
         zoo.train(tiny_model, tiny_data(), epochs=1, verbose=0, precision="mixed_float16",
                   optimizer=lambda: keras.optimizers.SGD(schedule))
+    # A plain function of no arguments is a schedule too: Keras' plateau could not set it
+    # (an AttributeError once patience ran out, mid-training).
+    with pytest.raises(ValueError, match=r"LearningRateSchedule \(or a function\)"):
+        zoo.train(tiny_model(), tiny_data(), epochs=1, verbose=0,
+                  optimizer=keras.optimizers.SGD(lambda: 0.05))
+
+
+def test_the_logged_rate_is_the_one_keras_applied_under_gradient_accumulation():
+    """With gradient accumulation Keras reads a schedule at the batch count, and
+    optimizer.iterations counts the updates: the learning_rate column (and its plot) was
+    the schedule at a quarter of the steps."""
+    schedule = keras.optimizers.schedules.ExponentialDecay(0.1, decay_steps=1, decay_rate=0.9)
+    optimizer = keras.optimizers.SGD(schedule, gradient_accumulation_steps=4)
+    result = zoo.train(tiny_model(), tiny_data(), epochs=2, verbose=0, reduce_lr=False,
+                       optimizer=optimizer)  # 4 batches an epoch: 8 batches, 2 updates
+    assert result.history["learning_rate"].tolist() == pytest.approx(
+        [float(schedule(3)), float(schedule(7))], rel=1e-6)
 
 
 @pytest.mark.parametrize(
