@@ -124,7 +124,7 @@ def fit_temperature(probs, labels, tolerance=1e-10):
     z, labels = _log_probabilities(probs, labels)
     low, high = 1.0 / T_RANGE[1], 1.0 / T_RANGE[0]
     slope_low, slope_high = _slope(z, labels, low), _slope(z, labels, high)
-    if slope_low == 0 and slope_high == 0:
+    if abs(slope_low) < 1e-12 and abs(slope_high) < 1e-12:  # (0, but for rounding)
         return 1.0  # every example's probabilities equal: any temperature is as good
     if slope_high <= 0 or slope_low >= 0:
         end = T_RANGE[0] if slope_high <= 0 else T_RANGE[1]

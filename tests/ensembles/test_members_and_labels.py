@@ -281,3 +281,14 @@ def test_float16_probabilities_with_zeros_give_finite_numbers():
     assert np.isfinite(list(scores.values())).all()
     assert scores["nll"] == pytest.approx(  # as the same numbers in float64
         ensembles.metrics.nll(half.astype("float64"), y), rel=1e-3)
+
+
+def test_uniform_predictions_fit_the_temperature_one_without_a_warning():
+    """Equal probabilities are the same at every T: their slope is 0 but for rounding
+    (2e-16), which once read as "keeps falling" and returned 100 with a warning."""
+    import warnings
+
+    probs = np.full((30, 3), 1 / 3)
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        assert ensembles.fit_temperature(probs, np.arange(30) % 3) == 1.0
