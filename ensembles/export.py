@@ -242,7 +242,7 @@ def export(ensemble, path, overwrite=False, class_names=None, scale=None,
         raise UserError(f"Exporting needs a model of square RGB inputs of a fixed size; "
                         f"{ensemble.name} takes {serving.input.shape[1:]}.")
     names = class_names or get_class_names(ensemble) or [str(i) for i in range(classes)]
-    names = list(check_class_names(names))
+    names = list(check_class_names(names, one_line=True))  # (class_names.txt: one a line)
     if len(names) != classes:
         raise UserError(f"{ensemble.name} predicts {classes} classes, but {len(names)} class "
                         f"names were given.")

@@ -48,15 +48,16 @@ def class_names(model):
     return list(names) if names is not None else None
 
 
-def check_class_names(names, model=None):
-    """``names`` as a tuple of distinct non-empty strings of one line each (an export's
-    ``class_names.txt`` holds one a line), one per output of ``model``."""
+def check_class_names(names, model=None, one_line=False):
+    """``names`` as a tuple of distinct non-empty strings, one per output of ``model``;
+    with ``one_line``, of one line each (an export's ``class_names.txt`` holds one a
+    line)."""
     if not isinstance(names, str):
         names = tuple(names)  # (a generator is read once)
     if isinstance(names, str) or not all(isinstance(n, str) and n for n in names):
         raise UserError(f"Class names must be a list of non-empty strings; received "
                         f"{names!r:.200}.")
-    broken = [n for n in names if len(n.splitlines()) != 1 or n != n.splitlines()[0]]
+    broken = [n for n in names if one_line and n.splitlines() != [n]]
     if broken:  # an export's class_names.txt holds one name a line
         raise UserError(f"Class names must be one line each; received {broken[0]!r}.")
     duplicated = sorted({n for n in names if names.count(n) > 1})

@@ -537,3 +537,25 @@ def test_variants_refuse_what_would_lose_or_misname_a_member():
         ensembles.variants(tiny_model(), width=[4, 8])
     partial = ensembles.variants(functools.partial(zoo.resnet18, classes=3), width=[0.25, 0.5])
     assert list(partial) == ["resnet18_width0p25", "resnet18_width0p5"]
+
+
+def test_a_snapshot_run_killed_before_its_first_backup_runs_again(tmp_path):
+    """Two cycles in two epochs of one batch... here cycles end inside the first epoch: a
+    kill before that epoch's backup left snapshot-1 and no backup, and the same command
+    was refused as holding an earlier run's snapshots."""
+    class KilledOnce(keras.callbacks.Callback):
+        killed = False
+
+        def on_epoch_end(self, epoch, logs=None):
+            if not KilledOnce.killed:
+                KilledOnce.killed = True
+                raise KeyboardInterrupt
+
+    run_dir = str(tmp_path / "run")
+    kwargs = dict(epochs=2, cycles=4, run_dir=run_dir, verbose=0, seed=0)
+    with pytest.raises(KeyboardInterrupt):
+        ensembles.train_snapshots(tiny_model, tiny_data(), callbacks=[KilledOnce()], **kwargs)
+    assert os.listdir(os.path.join(run_dir, "snapshots"))  # a cycle ended in epoch 1
+    _, paths = ensembles.train_snapshots(tiny_model, tiny_data(), **kwargs)
+    assert [os.path.basename(p) for p in paths] == [f"snapshot-{k}.weights.h5"
+                                                    for k in (1, 2, 3, 4)]

@@ -242,6 +242,9 @@ class SafeBackupAndRestore(keras.callbacks.BackupAndRestore):
     def restore(self, logs=None):
         if not self.model.built:
             return super().on_train_begin(logs)  # Keras' own error
+        # The run has started: killed before its first backup (a snapshot taken inside the
+        # first epoch, say), it is a stopped run that the same command resumes.
+        os.makedirs(self.backup_dir, exist_ok=True)
         problems = []
         current, previous = keras_internals.backup_pairs(self)
         pairs = [pair for pair in (current, previous)
@@ -373,12 +376,6 @@ class RestoreBackup(keras.callbacks.Callback):
 
     def on_train_begin(self, logs=None):
         self.backup.restore(logs)
-        done, epochs = keras_internals.initial_epoch(self.model), self.params.get("epochs")
-        if epochs is not None and done > epochs:  # (it trained none, and gave the longer run)
-            raise UserError(
-                f"The run in {os.path.dirname(self.backup.backup_dir)} has trained {done} "
-                f"epochs; epochs={epochs} would train none of them again: give epochs={done} "
-                "or more to go on, or another run directory.")
 
 
 class ExactStepCount(keras.callbacks.Callback):
@@ -439,16 +436,30 @@ class DataEpochs(keras.callbacks.Callback):
 
 
 def _random(dataset):
-    """Whether ``dataset`` shuffles or draws random numbers anywhere in its graph (its
-    functions' included); True where the graph cannot be read."""
+    """Whether ``dataset`` shuffles or draws random numbers: a shuffle among the datasets
+    it is made from, or a random op in their functions (a map's, a flat_map's; datasets
+    made inside those show as ops). Read from the Python objects, not a serialized graph,
+    which would copy every array of a ``from_tensor_slices``; True where they cannot be
+    read."""
     try:
-        graph = tf.compat.v1.GraphDef.FromString(tf.raw_ops.DatasetToGraphV2(
-            input_dataset=dataset._variant_tensor, external_state_policy=0).numpy())
-    except (tf.errors.OpError, AttributeError, ValueError):
+        pending, seen = [dataset], set()
+        while pending:
+            current = pending.pop()
+            if id(current) in seen:
+                continue
+            seen.add(id(current))
+            if "Shuffle" in type(current).__name__:
+                return True
+            for name in ("_map_func", "_predicate", "_func"):
+                graph = getattr(getattr(getattr(current, name, None), "function", None),
+                                "graph", None)
+                if graph is not None and any("Random" in op.type or "Shuffle" in op.type
+                                             for op in graph.get_operations()):
+                    return True
+            pending.extend(current._inputs())
+    except (AttributeError, TypeError):
         return True
-    ops = [node.op for node in graph.node] + [
-        node.op for function in graph.library.function for node in function.node_def]
-    return any("Shuffle" in op or "Random" in op for op in ops)
+    return False
 
 
 class EpochEndEMASwap(keras.callbacks.SwapEMAWeights):

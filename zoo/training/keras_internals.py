@@ -68,9 +68,9 @@ def last_update_rate(optimizer):
     count before the current one (``_iterations``: with gradient accumulation,
     ``iterations`` counts the updates, and Keras reads the schedule at the batches)."""
     schedule = learning_rate_schedule(optimizer)
-    if schedule is None:
-        return getattr(optimizer, "inner_optimizer", optimizer).learning_rate
     optimizer = getattr(optimizer, "inner_optimizer", optimizer)
+    if not isinstance(schedule, keras.optimizers.schedules.LearningRateSchedule):
+        return optimizer.learning_rate  # (a variable, or a function Keras calls bare)
     return schedule(getattr(optimizer, "_iterations", optimizer.iterations) - 1)
 
 

@@ -95,6 +95,16 @@ def _build(model, model_kwargs, strategy, precision):
         keras.config.set_dtype_policy(previous)
 
 
+def _check_epochs_to_go(run_dir, epochs):
+    """Fewer epochs than the run has trained: one line, before anything is written (it
+    trained none, and returned the longer run's model and history as if done)."""
+    done = run_config.epochs_done(run_dir)
+    if done > epochs:
+        raise UserError(f"The run in {run_dir} has trained {done} epochs; epochs={epochs} "
+                        f"would train none of them again: give epochs={done} or more to go "
+                        "on, or another run directory.")
+
+
 def _check_schedule(optimizer, reduce_lr):
     if keras_internals.learning_rate_schedule(optimizer) is not None and reduce_lr:
         raise UserError(
@@ -398,6 +408,9 @@ def train(
             run_dir = os.path.join(run_dir, distribute.task_name(strategy))  # no clobbering
         if run_dir is not None:  # nothing written, not even the lock, in someone's folder
             run_config.check_not_foreign(run_dir)
+            _check_epochs_to_go(run_dir, epochs)
+            if monitor_mode == "auto":  # a direction the run named stays (none: Keras')
+                monitor_mode = run_config.recorded(run_dir, "monitor_mode") or "auto"
         # One run per directory: a second run (any command) gets a one-line error at once.
         with directory_lock(run_dir) if run_dir is not None else contextlib.nullcontext():
             if run_dir is not None:

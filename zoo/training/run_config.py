@@ -128,6 +128,31 @@ def check_resume(run_dir, settings, whole=False):
             "resume it with its own settings, or give another run directory.")
 
 
+def recorded(run_dir, key):
+    """``key``'s value in the ``config.json`` of the stopped run in ``run_dir``, or None
+    (no stopped run, no such entry, or a config that cannot be read: the resume's own
+    checks say so)."""
+    if run_dir is None or not holds_stopped_run(run_dir):
+        return None
+    try:
+        with open(os.path.join(run_dir, "config.json"), encoding="utf-8") as f:
+            config = json.load(f)
+    except (OSError, ValueError):
+        return None
+    return config.get(key) if isinstance(config, dict) else None
+
+
+def epochs_done(run_dir):
+    """The epochs the backup in ``run_dir`` holds (0 where there is none, or where its
+    metadata cannot be read: the restore says so)."""
+    path = os.path.join(run_dir, "backup", "training_metadata.json")
+    try:
+        with open(path, encoding="utf-8") as f:
+            return int(json.load(f)["epoch"])
+    except (OSError, ValueError, KeyError, TypeError):
+        return 0
+
+
 def what_was_kept(run_dir):
     """Where the last good weights are, or that there are none: said after a divergence."""
     if run_dir is None:

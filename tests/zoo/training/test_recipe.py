@@ -261,9 +261,12 @@ def test_settings_that_change_nothing_resume_a_run(tmp_path):
                        steps_per_epoch=4, monitor_mode="max", verbose=0)
     assert list(result.history["epoch"]) == [1, 2]
     # Named once, it stays: turned the other way, best.keras and the plateaus would flip.
+    # Left out on a resume, it is kept: a later "min" is still the other way.
+    zoo.train(tiny_model, tiny_data(), tiny_data(seed=1), epochs=3, run_dir=run_dir,
+              verbose=0)
     with pytest.raises(ValueError, match=r"holds a run with other settings \(monitor_mode "
                                          r"'max' -> 'min'\)"):
-        zoo.train(tiny_model, tiny_data(), tiny_data(seed=1), epochs=3, run_dir=run_dir,
+        zoo.train(tiny_model, tiny_data(), tiny_data(seed=1), epochs=4, run_dir=run_dir,
                   monitor_mode="min", verbose=0)
 
 
@@ -311,6 +314,9 @@ def test_schedule_and_reduce_lr_is_a_clear_error():
     with pytest.raises(ValueError, match=r"LearningRateSchedule \(or a function\)"):
         zoo.train(tiny_model(), tiny_data(), epochs=1, verbose=0,
                   optimizer=keras.optimizers.SGD(lambda: 0.05))
+    followed = zoo.train(tiny_model(), tiny_data(), epochs=1, verbose=0, reduce_lr=False,
+                         optimizer=keras.optimizers.SGD(lambda: 0.05))  # Keras calls it bare
+    assert followed.history["learning_rate"].tolist() == pytest.approx([0.05])
 
 
 def test_the_logged_rate_is_the_one_keras_applied_under_gradient_accumulation():
@@ -657,14 +663,22 @@ def test_resuming_on_a_derived_random_dataset_says_the_epochs_start_over(tmp_pat
                       reduce_lr=False)
         said = [w for w in caught if "starts again from the first epoch" in str(w.message)]
         assert bool(said) == says, (epochs, [str(w.message) for w in caught])
+    from zoo.training.callbacks import _random
+
+    plain = tf.data.Dataset.from_tensor_slices(np.zeros((8, 2), "float32")).batch(2)
+    assert not _random(plain) and _random(plain.shuffle(4))
+    assert _random(plain.map(lambda x: x + tf.random.stateless_uniform((2,), seed=[1, 2])))
+    assert not _random(plain.map(lambda x: x * 2).prefetch(1))
 
 
 def test_fewer_epochs_than_a_run_has_trained_is_one_line(tmp_path):
     """It trained nothing and returned the longer run's model and history, as if done."""
     run_dir = str(tmp_path / "run")
     zoo.train(tiny_model, tiny_data(), epochs=3, run_dir=run_dir, verbose=0)
+    config = open(os.path.join(run_dir, "config.json")).read()
     with pytest.raises(ValueError, match=r"The run in .*run has trained 3 epochs; epochs=2 "
                                          r"would train none of them again: give epochs=3"):
         zoo.train(tiny_model, tiny_data(), epochs=2, run_dir=run_dir, verbose=0)
+    assert open(os.path.join(run_dir, "config.json")).read() == config  # nothing written
     assert zoo.train(tiny_model, tiny_data(), epochs=3, run_dir=run_dir,
                      verbose=0).history["epoch"].tolist() == [1, 2, 3]  # done: as before
