@@ -478,6 +478,8 @@ def train(
                                                        callbacks))
             finally:
                 keras_internals.set_initial_epoch(model, None)
+            if run_dir is not None:  # ended with no epoch backed up (diverged in the first):
+                run_config.forget_empty_backup(run_dir)  # not a run to resume: run anew
             rows = (zoo_callbacks.read_history(os.path.join(run_dir, "history.csv")) if run_dir
                     else [{"epoch": e + 1, **{k: v[i] for k, v in history.history.items()}}
                           for i, e in enumerate(history.epoch)])

@@ -142,6 +142,14 @@ def recorded(run_dir, key):
     return config.get(key) if isinstance(config, dict) else None
 
 
+def forget_empty_backup(run_dir):
+    """Remove ``run_dir/backup`` where it is empty (made when training started, and no
+    epoch was backed up): a run that ended so (diverged in its first epoch) is no run to
+    resume, and may be run again with other settings. Nothing else is touched."""
+    with contextlib.suppress(OSError):  # (not empty, or not there: left as it is)
+        os.rmdir(os.path.join(run_dir, "backup"))
+
+
 def epochs_done(run_dir):
     """The epochs the backup in ``run_dir`` holds (0 where there is none, or where its
     metadata cannot be read: the restore says so)."""

@@ -682,3 +682,22 @@ def test_fewer_epochs_than_a_run_has_trained_is_one_line(tmp_path):
     assert open(os.path.join(run_dir, "config.json")).read() == config  # nothing written
     assert zoo.train(tiny_model, tiny_data(), epochs=3, run_dir=run_dir,
                      verbose=0).history["epoch"].tolist() == [1, 2, 3]  # done: as before
+
+
+def test_a_run_that_diverged_in_its_first_epoch_runs_again_with_another_rate(tmp_path):
+    """The backup folder is made when training starts (a run killed before its first
+    backup is a stopped run); one that ended, diverged, before any backup is not, and the
+    advice it prints (lower the learning rate) is followed in the same run directory."""
+    class Diverge(keras.callbacks.Callback):
+        def on_train_batch_end(self, batch, logs=None):
+            kernel = self.model.get_layer("predictions").kernel
+            kernel.assign(kernel * np.float32("nan"))
+
+    run_dir = str(tmp_path / "run")
+    with pytest.warns(UserWarning, match=r"diverged.*epoch 1.*no checkpoint was written"):
+        result = zoo.train(tiny_model, tiny_data(), epochs=2, run_dir=run_dir, verbose=0,
+                           learning_rate=0.5, reduce_lr=False, callbacks=[Diverge()])
+    assert result.diverged and not os.path.exists(os.path.join(run_dir, "backup"))
+    again = zoo.train(tiny_model, tiny_data(), epochs=2, run_dir=run_dir, verbose=0,
+                      learning_rate=0.05, reduce_lr=False)
+    assert again.history["epoch"].tolist() == [1, 2] and not again.diverged
