@@ -476,6 +476,10 @@ def train(
                         shuffle=False,  # datasets come shuffled (data.load); Keras can't
                         callbacks=_with_user_callbacks(run_callbacks + [epochs_of],
                                                        callbacks))
+            except Exception:  # an error (not Ctrl-C, which stops a run to resume) before
+                if run_dir is not None:  # any backup: no run to resume either
+                    run_config.forget_empty_backup(run_dir)
+                raise
             finally:
                 keras_internals.set_initial_epoch(model, None)
             if run_dir is not None:  # ended with no epoch backed up (diverged in the first):

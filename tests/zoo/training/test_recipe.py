@@ -701,3 +701,15 @@ def test_a_run_that_diverged_in_its_first_epoch_runs_again_with_another_rate(tmp
     again = zoo.train(tiny_model, tiny_data(), epochs=2, run_dir=run_dir, verbose=0,
                       learning_rate=0.05, reduce_lr=False)
     assert again.history["epoch"].tolist() == [1, 2] and not again.diverged
+
+    class Fails(keras.callbacks.Callback):  # an error in the first epoch (out of memory, say)
+        def on_train_batch_end(self, batch, logs=None):
+            raise RuntimeError("out of memory")
+
+    other = str(tmp_path / "other")
+    with pytest.raises(RuntimeError, match="out of memory"):
+        zoo.train(tiny_model, tiny_data(), epochs=2, run_dir=other, verbose=0,
+                  learning_rate=0.5, reduce_lr=False, callbacks=[Fails()])
+    assert not os.path.exists(os.path.join(other, "backup"))
+    assert zoo.train(tiny_model, tiny_data(), epochs=1, run_dir=other, verbose=0,
+                     learning_rate=0.05, reduce_lr=False).history["epoch"].tolist() == [1]
