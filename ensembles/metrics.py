@@ -44,10 +44,10 @@ def class_labels(labels, classes):
 def check_probabilities(probs, labels=None, what="probabilities"):
     """``probs`` as a float array (float32 or float64), checked to hold probabilities:
     finite, in [0, 1], each row summing to 1 (to 1e-2: float16 and bfloat16 outputs
-    round); shaped
-    ``(len(labels), classes)`` where ``labels`` are given. Logits, NaN and rows that are
-    not distributions are refused in one line, where each metric would return a number
-    that means nothing (a temperature of 36 fitted to logits, NaN's greedy selection).
+    round); shaped ``(len(labels), classes)`` where ``labels`` are given. Logits, NaN and
+    rows that are not distributions are refused in one line, where each metric would return
+    a number that means nothing (a temperature of 36 fitted to logits, NaN's greedy
+    selection).
 
     Example:
 
@@ -106,7 +106,11 @@ def calibration_bins(probs, labels, bins=15):
     bins = check_positive_int(bins, "bins")
     probs = np.asarray(probs)
     labels = class_labels(labels, probs.shape[-1])
-    probs = check_probabilities(probs, labels)
+    return _bins(check_probabilities(probs, labels), labels, bins)
+
+
+def _bins(probs, labels, bins):
+    """:func:`calibration_bins` of probabilities and labels already checked."""
     confidence = probs.max(axis=-1)
     correct = probs.argmax(axis=-1) == labels
     edges = np.linspace(0.0, 1.0, bins + 1)
@@ -121,9 +125,12 @@ def calibration_bins(probs, labels, bins=15):
 
 def ece(probs, labels, bins=15):
     """Expected calibration error with ``bins`` equal-width confidence bins."""
-    total = len(labels)
-    return float(sum(count / total * abs(conf - acc)
-                     for conf, acc, count in calibration_bins(probs, labels, bins) if count))
+    return _ece(calibration_bins(probs, labels, bins), len(labels))
+
+
+def _ece(rows, total):
+    """The ECE of :func:`calibration_bins`' ``rows`` over ``total`` examples."""
+    return float(sum(count / total * abs(conf - acc) for conf, acc, count in rows if count))
 
 
 def scores(probs, labels):
@@ -132,7 +139,8 @@ def scores(probs, labels):
     probs = check_probabilities(probs, labels)
     return {"top1_error": top_k_error(probs, labels, 1),
             "top5_error": top_k_error(probs, labels, 5),
-            "nll": nll(probs, labels), "brier": brier(probs, labels), "ece": ece(probs, labels)}
+            "nll": nll(probs, labels), "brier": brier(probs, labels),
+            "ece": _ece(_bins(probs, labels, 15), len(labels))}  # (checked once, above)
 
 
 def disagreement(member_probs):

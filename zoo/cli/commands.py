@@ -737,10 +737,7 @@ def _check_table_output(output, inputs):
     keyboard or of tab completion would replace at the end of the work."""
     if not os.path.isfile(output):
         return
-    for path in inputs:
-        if os.path.exists(path) and os.path.samefile(path, output):
-            raise UserError(f"--output {output} is one of the inputs: the table would replace "
-                            "it. Name another file.")
+    _check_not_an_input(output, inputs, "inputs", "table")
     if not output.lower().endswith(TABLE_SUFFIXES) or zipfile.is_zipfile(output):
         raise UserError(f"--output {output} exists and is not a table ({', '.join(TABLE_SUFFIXES)}"
                         "): it would be replaced. Name another file, or move it aside.")
@@ -1002,15 +999,21 @@ def _check_held_out_flags(args):
             setattr(args, name, value)
 
 
+def _check_not_an_input(output, inputs, inputs_are, written):
+    """``--output`` (an existing file) is none of the command's ``inputs``, which the
+    ``written`` result would replace."""
+    for path in inputs:
+        if os.path.exists(path) and os.path.samefile(path, output):
+            raise UserError(f"--output {output} is one of the {inputs_are}: the {written} "
+                            "would replace it. Name another file.")
+
+
 def _check_ensemble_output(output, members):
     """The ensemble's file may replace an earlier .keras file, never one of its members (a
     run's own checkpoint) nor a file that is not a Keras file (the user's)."""
     if not os.path.exists(output):
         return
-    for member in members:
-        if os.path.exists(member) and os.path.samefile(member, output):
-            raise UserError(f"--output {output} is one of the members: the ensemble would "
-                            "replace it. Name another file.")
+    _check_not_an_input(output, members, "members", "ensemble")
     if not zipfile.is_zipfile(output):
         raise UserError(f"--output {output} exists and is not a .keras file; it would be "
                         "replaced. Name another file, or move it aside.")
