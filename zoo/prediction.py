@@ -217,12 +217,30 @@ def _source(model, resize):
             import ensembles
 
             model = ensembles.load(path)
+            _warn_no_view(model, resize, path)
             return _KerasSource(model, serving_resize(model, resize))
         if path.endswith(".onnx"):
             return _OnnxSource(path, resize)
         raise UserError(f"A model to predict with must be a .keras file, an export folder or "
                         f"a .onnx file; received {path!r}.")
+    _warn_no_view(model, resize, model.name)
     return _KerasSource(model, serving_resize(model, resize))
+
+
+class NoViewWarning(UserWarning):
+    """A model that records no view was centre-cropped by default."""
+
+
+def _warn_no_view(model, resize, name):
+    """A warning where ``model`` records no view and none is given: it is centre-cropped,
+    where ``zoo evaluate`` would have scored it on whole images."""
+    from zoo.saving import resize_mode
+
+    if resize is None and resize_mode(model) is None:
+        warnings.warn(f"{name} records no view (zoo.set_resize_mode); its images are "
+                      "centre-cropped (resize='crop'), where zoo evaluate scores such a model "
+                      "on whole images: give resize='squash' for a model trained on them.",
+                      NoViewWarning, stacklevel=4)
 
 
 def predict(model, images, top=5, batch_size=32, verbose=0, resize=None):

@@ -772,12 +772,24 @@ def _evaluation_view(args, models, together="models scored together see the same
 def _say_evaluation_view(args, models, view):
     """Say the view when it comes from the models' records."""
     recorded = [m.name for m in models if zoo.resize_mode(m)]
-    if args.center_crop or args.resize or not recorded:
+    if args.center_crop or args.resize:
+        return
+    if not recorded:  # zoo predict and export would centre-crop them: say it once
+        print(f"Test images {_RESIZED[view]} (--resize {view}): "
+              f"{_none_recorded(models)}; zoo predict and export centre-crop such a model "
+              "unless told --resize.", flush=True)
         return
     whose = ((f"as the model{'s were' if len(models) > 1 else ' was'} trained")
              if len(recorded) == len(models) else
              f"as {', '.join(recorded)} record{'s' * (len(recorded) == 1)} (the others none)")
     print(f"Test images {_RESIZED[view]}, {whose} (--resize {view})", flush=True)
+
+
+def _none_recorded(models):
+    """``"m records no view"`` (or ``"m and n record no view"``)."""
+    names = [m.name for m in models]
+    return (f"{names[0]} records" if len(names) == 1 else
+            f"{', '.join(names[:-1])} and {names[-1]} record") + " no view"
 
 
 def _say_crops_of_whole_images(models, tta):
@@ -1105,6 +1117,8 @@ def _add_ensemble(sub):
 def _cmd_predict(args):
     import warnings
 
+    from zoo.prediction import NoViewWarning
+
     if args.output:  # before any work
         check_writable_file(args.output)
         _check_table_output(args.output, [args.source, *args.images])
@@ -1117,8 +1131,13 @@ def _cmd_predict(args):
     skipped = [str(w.message) for w in caught if str(w.message).startswith("Skipped ")]
     for message in skipped:
         print(f"zoo predict: {message}", file=sys.stderr)
+    if any(issubclass(w.category, NoViewWarning) for w in caught):
+        print(f"Note: {args.source} records no view; its images are centre-cropped (--resize "
+              "crop), where zoo evaluate scores such a model on whole images: give --resize "
+              "squash for a model trained on them.", file=sys.stderr)
     for w in caught:  # the others as they would have been shown (the filters decide)
-        if not str(w.message).startswith("Skipped "):
+        if not (str(w.message).startswith("Skipped ") or
+                issubclass(w.category, NoViewWarning)):
             warnings.warn_explicit(w.message, w.category, w.filename, w.lineno)
     top = sum(1 for column in table.columns if column.startswith("class_"))
     for _, row in table.iterrows():
@@ -1198,6 +1217,10 @@ def _cmd_export(args):
               f"{model.input_shape[2]} -> probabilities, predictive_entropy, "
               f"mutual_information; checked in its runtime to {TOLERANCE:g}{made}); "
               f"class names: {classes_path(args.output)}")
+    if args.resize is None and zoo.resize_mode(model) is None and args.format != "litert":
+        print(f"Note: {args.model_file} records no view; the export centre-crops images "
+              "(--resize crop), where zoo evaluate scores such a model on whole images: give "
+              "--resize squash for a model trained on them.")
     return 0
 
 

@@ -4,6 +4,7 @@ import os
 import re
 import subprocess
 import sys
+import warnings
 
 import numpy as np
 import pandas as pd
@@ -15,6 +16,7 @@ from safeio.checks import UserError
 from tests.helpers import SMALL_VGG, run_python
 from zoo import cli
 from zoo.cli import commands
+from zoo.prediction import NoViewWarning
 
 
 def test_zoo_list_prints_every_model(capsys):
@@ -427,6 +429,7 @@ def test_a_stopped_run_resumes_with_the_statistics_it_trained_with(tmp_path, cap
 
 INTERRUPTED_TRAIN = """
 import sys
+import warnings
 import keras
 import zoo
 from zoo import cli
@@ -734,6 +737,9 @@ def test_ensemble_evaluate_and_export_commands(tmp_path, capsys):
 
     csv = str(tmp_path / "table.csv")
     assert cli.main(["evaluate", ens, "--output", csv]) == 0
+    assert ("Test images resized whole (--resize squash): ensemble records no view; zoo "
+            "predict and export centre-crop such a model unless told --resize."
+            in capsys.readouterr().out)
     from_ensemble = pd.read_csv(csv, index_col=0)
     assert cli.main(["evaluate", a, b, "--output", csv]) == 0  # two files: their ensemble
     from_files = pd.read_csv(csv, index_col=0)
@@ -744,6 +750,8 @@ def test_ensemble_evaluate_and_export_commands(tmp_path, capsys):
 
     served_dir = str(tmp_path / "served")
     assert cli.main(["export", ens, served_dir]) == 0
+    assert (f"Note: {ens} records no view; the export centre-crops images (--resize crop)"
+            in capsys.readouterr().out)
     images = next(iter(data.load("digits", "test", image_size=8, batch_size=16)))[0]
     loaded = tf.saved_model.load(served_dir)  # keep a reference: it owns the variables
     served = loaded.serve(tf.constant(images))
@@ -1237,6 +1245,20 @@ def test_zoo_predict_names_the_images_of_a_folder_it_does_not_read(tmp_path, cap
     assert (f"zoo predict: Skipped 1 image file(s) of formats TensorFlow does not decode "
             f"(only JPEG, PNG, GIF and BMP are read): {folder / 'scan.tiff'}" in captured.err)
     assert f"{folder / 'a.png'}: " in captured.out
+    # The model records no view: the crop zoo predict gives it is said (zoo evaluate would
+    # have scored it on whole images), once, as a note; not where the view is given.
+    notes = [line for line in captured.err.splitlines() if "records no view" in line]
+    assert notes == [f"Note: {model} records no view; its images are centre-cropped (--resize "
+                     "crop), where zoo evaluate scores such a model on whole images: give "
+                     "--resize squash for a model trained on them."]
+    assert cli.main(["predict", model, str(folder / "a.png"), "--resize", "squash"]) == 0
+    assert "records no view" not in capsys.readouterr().err
+    with pytest.warns(NoViewWarning, match="tiny records no view"):
+        zoo.predict(zoo.load_model(model), [str(folder / "a.png")])
+    recorded = zoo.set_resize_mode(zoo.load_model(model), "squash")
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        zoo.predict(recorded, [str(folder / "a.png")])
 
 
 def test_a_model_file_that_cannot_be_opened_says_why(tmp_path, monkeypatch):
