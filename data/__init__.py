@@ -11,7 +11,7 @@ Example:
 from data import augment, folder, tta
 from data.datasets import (DatasetInfo, DatasetNotPreparedError, digits_arrays, from_arrays,
                            info, is_image_folder, load, set_epoch)
-from data.layers import MeanSubtraction
+from data.layers import MeanSubtraction, PixelNormalization
 from data.pipeline import VALIDATION_SPLITS, Pipeline, pipeline
 from data.preprocess import (ImageStatistics, alexnet_preprocess, center_crop,
                              compute_statistics, eval_view, normalized_input,
@@ -20,6 +20,7 @@ from data.tta import crop_scale, five_crop, predict_crops, ten_crop
 
 __all__ = [
     "DatasetInfo", "DatasetNotPreparedError", "ImageStatistics", "MeanSubtraction",
+    "PixelNormalization",
     "alexnet_preprocess", "augment", "center_crop", "compute_statistics", "digits_arrays",
     "eval_view",
     "Pipeline", "folder", "from_arrays", "info", "load", "normalized_input", "pipeline",

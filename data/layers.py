@@ -58,3 +58,46 @@ class MeanSubtraction(keras.layers.Layer):
 
     def get_config(self):
         return {**super().get_config(), "mean": self.mean.tolist()}
+
+
+@keras.saving.register_keras_serializable(package="zoo")
+class PixelNormalization(keras.layers.Layer):
+    """Pixels 0-255 as converted weights take them, inside a model: times ``scale``, the
+    channels reversed for ``channel_order="BGR"`` (Caffe's), minus ``mean``, divided by
+    ``std`` (torchvision's ``/ 255``, mean and std: ``scale=1 / 255``). The transform of
+    ``zoo.preprocess_input`` after its resize and crop, for
+    ``zoo.pretrained.with_preprocessing``.
+
+    Example:
+
+    >>> layer = PixelNormalization([0.5, 0.5, 0.5], [0.5, 0.5, 0.5], scale=1 / 255)
+    >>> layer(np.full((1, 1, 1, 3), 255.0, "float32"))[0, 0, 0].numpy().tolist()
+    [1.0, 1.0, 1.0]
+    """
+
+    def __init__(self, mean, std=None, scale=1.0, channel_order="RGB", **kwargs):
+        super().__init__(**kwargs)
+        self.mean = [float(m) for m in mean]
+        self.std = None if std is None else [float(s) for s in std]
+        if len(self.mean) != 3 or (self.std is not None and len(self.std) != 3) \
+                or channel_order not in ("RGB", "BGR"):
+            raise UserError("PixelNormalization takes 3 means, 3 stds (or none) and "
+                            f"channel_order 'RGB' or 'BGR'; received mean={mean}, std={std}, "
+                            f"channel_order={channel_order!r}.")
+        self.scale, self.channel_order = float(scale), channel_order
+
+    def call(self, inputs):
+        x = inputs * keras.ops.cast(self.scale, inputs.dtype)
+        if self.channel_order == "BGR":
+            x = keras.ops.take(x, [2, 1, 0], axis=-1)
+        x = x - keras.ops.cast(self.mean, inputs.dtype)
+        if self.std is not None:
+            x = x / keras.ops.cast(self.std, inputs.dtype)
+        return x
+
+    def compute_output_shape(self, input_shape):
+        return input_shape
+
+    def get_config(self):
+        return {**super().get_config(), "mean": self.mean, "std": self.std,
+                "scale": self.scale, "channel_order": self.channel_order}

@@ -8,7 +8,8 @@ import numpy as np
 from ensembles.calibration import check_temperature, scaled
 from safeio.checks import UserError, check_choice
 from zoo.outputs import outputs_probabilities as _softmax_output  # noqa: F401 (used by others)
-from zoo.saving import class_names, copy_metadata, resize_mode, set_class_names, set_resize_mode
+from zoo.saving import (class_names, copy_metadata, input_pixels, resize_mode, set_class_names,
+                        set_input_pixels, set_resize_mode)
 
 COMBINE_CHOICES = ("mean", "logit_mean", "geometric", "vote")
 _EPS = 1e-7
@@ -224,7 +225,24 @@ def combined_model(calls, combine="mean", weights=None, return_members=False,
                keras.layers.Concatenate(axis=1, name="member_probabilities")(probabilities))
     combined = CombineMembers(combine, weights, name="combine")(stacked)
     model = keras.Model(inputs, [combined, stacked] if return_members else combined, name=name)
+    set_input_pixels(model, common_input_pixels([member for member, _ in calls]))
     return set_resize_mode(set_class_names(model, class_names), resize)
+
+
+def common_input_pixels(members):
+    """The preprocessing the members' converted weights take their inputs in
+    (``zoo.input_pixels``), which the ensemble's input then needs: members that need
+    different ones are refused in one line (one input serves them all)."""
+    known = [(i, m) for i, m in enumerate(members) if input_pixels(m) is not None]
+    for i, member in known[1:]:
+        if input_pixels(member) != input_pixels(known[0][1]):
+            first = known[0]
+            raise UserError(
+                f"Member {i} ({member.name!r}) takes inputs preprocessed for its converted "
+                f"weights otherwise than member {first[0]} ({first[1].name!r}): an ensemble's "
+                "one input cannot be both. Give each its own with "
+                "zoo.pretrained.with_preprocessing(member) first.")
+    return input_pixels(known[0][1]) if known else None
 
 
 def combine_layer(model):

@@ -18,7 +18,7 @@ from safeio import (atomic_directory, atomic_path, check_free_space, check_not_a
 from safeio.checks import UserError, check_choice, check_positive_int
 from zoo.saving import bytes_to_save, check_class_names
 from zoo.saving import class_names as get_class_names
-from zoo.saving import serving_resize
+from zoo.saving import check_takes_images, serving_resize
 
 
 @keras.saving.register_keras_serializable(package="ensembles")
@@ -230,6 +230,7 @@ def export(ensemble, path, overwrite=False, class_names=None, scale=None,
                         "data.crop_scale(size)): leave it out, or export a SavedModel.")
     check_export_target(path, format, overwrite)  # before any work
     ensemble = as_ensemble(ensemble)
+    check_takes_images(ensemble, "an export")
     resize = serving_resize(ensemble, resize)
     if resize == "squash" and scale is not None:
         raise UserError(f"scale={scale} is the shorter side the centre crop is taken from; "

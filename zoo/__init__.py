@@ -41,8 +41,8 @@ _LAZY = {
     **{name: ("zoo.optimizers", name) for name in (
         "OPTIMIZER_CHOICES", "PaperSGD", "make_optimizer")},
     **{name: ("zoo.saving", name) for name in (
-        "class_names", "load_model", "resize_mode", "save_model", "set_class_names",
-        "set_resize_mode")},
+        "class_names", "input_pixels", "load_model", "resize_mode", "save_model",
+        "set_class_names", "set_resize_mode")},
     "pretrained": ("zoo.pretrained", None),
     "predict": ("zoo.prediction", "predict"),
     **{name: ("zoo.pretrained", name) for name in ("decode_predictions", "preprocess_input")},

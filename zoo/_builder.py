@@ -149,11 +149,13 @@ def finish(model_inputs, outputs, name, weights, model_class=keras.Model, family
             load_weights(model, weights)
         else:
             pretrained.load_converted(model, weights, family)
-            if model.output_shape == (None, 1000):  # torchvision's, timm's, Caffe's ImageNet
-                from zoo.saving import set_class_names, set_resize_mode
+            from zoo.saving import set_class_names, set_input_pixels
 
+            # Its inputs are the file's (zoo.preprocess_input's), not images 0-255: recorded,
+            # so that zoo.predict and exports refuse it until with_preprocessing wraps it.
+            set_input_pixels(model, pretrained.preprocessing_for(weights, family))
+            if model.output_shape == (None, 1000):  # torchvision's, timm's, Caffe's ImageNet
                 set_class_names(model, [name for _, name in pretrained.imagenet_classes()])
-                set_resize_mode(model, "crop")  # scored on the centre crop, as all three do
     return model
 
 

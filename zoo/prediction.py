@@ -201,7 +201,7 @@ def _source(model, resize):
     """What to predict with; ``resize`` None: the view an export (a folder or a .onnx file)
     was made for, or a model trained for (``zoo.resize_mode``), else ``"crop"``."""
     from data.preprocess import check_resize
-    from zoo.saving import serving_resize
+    from zoo.saving import check_takes_images, serving_resize
 
     if resize is not None:
         check_resize(resize)
@@ -217,12 +217,14 @@ def _source(model, resize):
             import ensembles
 
             model = ensembles.load(path)
+            check_takes_images(model, "zoo.predict")
             _warn_no_view(model, resize, path)
             return _KerasSource(model, serving_resize(model, resize))
         if path.endswith(".onnx"):
             return _OnnxSource(path, resize)
         raise UserError(f"A model to predict with must be a .keras file, an export folder or "
                         f"a .onnx file; received {path!r}.")
+    check_takes_images(model, "zoo.predict")
     _warn_no_view(model, resize, model.name)
     return _KerasSource(model, serving_resize(model, resize))
 

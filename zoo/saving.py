@@ -29,6 +29,8 @@ import zoo.optimizers  # noqa: F401  (registers PaperSGD)
 _METADATA = "zoo.json"  # the archive entry that holds the class names and the resize mode
 _ATTRIBUTE = "_zoo_class_names"
 _RESIZE_ATTRIBUTE = "_zoo_resize_mode"
+_PIXELS_ATTRIBUTE = "_zoo_input_pixels"
+_PIXEL_KEYS = ("resize", "warp", "crop", "scale", "channel_order", "mean", "std")
 
 
 def class_names(model):
@@ -93,7 +95,7 @@ def resize_mode(model):
     ``data.crop_scale(size)``) or ``"squash"`` (whole images resized to the input size).
 
     ``zoo.train(..., resize=...)`` (``zoo train`` passes its ``--augment``'s), an ensemble
-    of members that have it, a converted ImageNet classifier (``"crop"``) and
+    of members that have it, ``zoo.pretrained.with_preprocessing`` (``"crop"``) and
     :func:`load_model` of a file that holds it give it; ``zoo.predict`` and
     ``ensembles.export`` resize as it says (``data.eval_view``), and ``"crop"`` where it is
     None.
@@ -136,10 +138,67 @@ def serving_resize(model, resize=None):
     return resize_mode(model) or "crop"
 
 
+def input_pixels(model):
+    """The preprocessing ``model``'s converted weights take their inputs in (a weights
+    entry's ``preprocessing`` dict: ``zoo.preprocess_input``'s), where the model does not do
+    it itself; None for a model of images, pixels 0-255 (every model ``zoo train`` makes).
+
+    ``zoo.predict``, ``ensembles.export`` and ``zoo evaluate`` give models images, so they
+    refuse such a model in one line (:func:`check_takes_images`);
+    ``zoo.pretrained.with_preprocessing`` puts the preprocessing into the model.
+
+    Example:
+
+    >>> model = zoo.resnet50(weights="imagenet")                         # doctest: +SKIP
+    >>> zoo.input_pixels(model)["std"]                                     # doctest: +SKIP
+    [0.229, 0.224, 0.225]
+    """
+    return getattr(model, _PIXELS_ATTRIBUTE, None)
+
+
+def set_input_pixels(model, preprocessing):
+    """Record the preprocessing ``model``'s inputs need (a weights entry's dict; None: it
+    takes images as they are); returns the model."""
+    if preprocessing is not None:
+        preprocessing = _checked_pixels(preprocessing)
+    object.__setattr__(model, _PIXELS_ATTRIBUTE, preprocessing)
+    return model
+
+
+def _checked_pixels(preprocessing):
+    """A JSON-ready copy of a weights entry's preprocessing dict (ValueError otherwise)."""
+    if not isinstance(preprocessing, dict) or "mean" not in preprocessing \
+            or not set(preprocessing) <= set(_PIXEL_KEYS):
+        raise ValueError(f"input preprocessing {preprocessing!r:.80}")
+    out = {key: (list(map(float, value)) if key in ("mean", "std") else value)
+           for key, value in preprocessing.items()}
+    if len(out["mean"]) != 3 or len(out.get("std", [1, 1, 1])) != 3 \
+            or out.get("channel_order", "RGB") not in ("RGB", "BGR"):
+        raise ValueError(f"input preprocessing {preprocessing!r:.80}")
+    return out
+
+
+def check_takes_images(model, doing):
+    """One line where ``model`` takes preprocessed pixels (:func:`input_pixels`), not the
+    images 0-255 that ``doing`` gives it."""
+    preprocessing = input_pixels(model)
+    if preprocessing is not None:
+        from zoo.pretrained import describe_preprocessing
+
+        raise UserError(
+            f"{model.name} takes its converted weights' inputs ("
+            f"{describe_preprocessing(preprocessing)}), not the images 0-255 {doing} gives "
+            "it: put that preprocessing into it first, model = "
+            "zoo.pretrained.with_preprocessing(model) (an ensemble's into each member, then "
+            "ensemble them), or give it zoo.preprocess_input's arrays yourself.")
+
+
 def copy_metadata(source, model):
-    """``model`` with ``source``'s class names and resize mode (a model rebuilt from
-    another: reweighted, calibrated, given more outputs); returns ``model``."""
+    """``model`` with ``source``'s class names, resize mode and input preprocessing (a
+    model rebuilt from another: reweighted, calibrated, given more outputs); returns
+    ``model``."""
     set_class_names(model, class_names(source))
+    set_input_pixels(model, input_pixels(source))
     return set_resize_mode(model, resize_mode(source))
 
 
@@ -174,8 +233,8 @@ def save_model(model, path):
     with atomic_path(path) as tmp:
         model.save(tmp)
         metadata = {key: value for key, value in (
-            ("class_names", class_names(model)), ("resize", resize_mode(model)))
-            if value is not None}
+            ("class_names", class_names(model)), ("resize", resize_mode(model)),
+            ("input_pixels", input_pixels(model))) if value is not None}
         if metadata:
             with zipfile.ZipFile(tmp, "a") as archive:
                 archive.writestr(_METADATA, json.dumps(metadata))
@@ -203,18 +262,21 @@ def load_weights(model, path):
 
 
 def _read_metadata(path, archive_names):
-    """The class names and the resize mode ``path`` holds (each None where it holds none)."""
+    """The class names, the resize mode and the input preprocessing ``path`` holds (each
+    None where it holds none)."""
     from data.preprocess import RESIZE_CHOICES
 
     if _METADATA not in archive_names:
-        return None, None
+        return None, None, None
     with zipfile.ZipFile(path) as archive:
         try:
             metadata = json.loads(archive.read(_METADATA))
             names, resize = metadata.get("class_names"), metadata.get("resize")
+            pixels = metadata.get("input_pixels")
             if resize not in (None, *RESIZE_CHOICES):
                 raise ValueError(f"resize {resize!r:.40}")
-            return (None if names is None else check_class_names(names)), resize
+            return ((None if names is None else check_class_names(names)), resize,
+                    None if pixels is None else _checked_pixels(pixels))
         except (ValueError, AttributeError, TypeError) as err:
             raise UserError(f"Cannot load {path}: its {_METADATA} is not this project's "
                             f"class names and resize mode ({type(err).__name__}).") from None
@@ -252,7 +314,7 @@ def load_model(path, compile=True):
     if "config.json" not in entries:
         raise UserError(f"Cannot load {path}: the archive has no config.json, so it is not "
                         f"a saved Keras model (it holds {sorted(entries)}).")
-    names, resize = _read_metadata(path, entries)
+    names, resize, pixels = _read_metadata(path, entries)
     try:
         model = keras.models.load_model(path, compile=compile)
     except (OSError, KeyError) as err:  # a damaged weights file inside a valid archive
@@ -272,6 +334,7 @@ def load_model(path, compile=True):
     if names is not None:
         set_class_names(model, names)
     set_resize_mode(model, resize)
+    set_input_pixels(model, pixels)
     if compile and keras.backend.backend() == "jax" and getattr(model, "compiled", False) \
             and model.jit_compile is False:
         # zoo.train compiles without XLA on TensorFlow, and the file says so; under JAX

@@ -7,6 +7,7 @@ import functools
 import hashlib
 import json
 import os
+import re
 import struct
 
 import numpy as np
@@ -160,7 +161,104 @@ def test_torchvision_state_dict_gives_torchvisions_logits(tmp_path, depth):
     # Converted ImageNet weights name their classes, in torchvision's order.
     names = zoo.class_names(model)
     assert len(names) == 1000 and names[0] == "tench" and names[-1] == "toilet tissue"
-    assert zoo.resize_mode(model) == "crop"  # torchvision scores them on the centre crop
+    # Its inputs are torchvision's normalised pixels, recorded (not images: no view).
+    assert zoo.input_pixels(model) == {**pretrained.TORCHVISION, "mean": [0.485, 0.456, 0.406],
+                                       "std": [0.229, 0.224, 0.225]}
+    assert zoo.resize_mode(model) is None
+
+
+def _photo(tmp_path, shape=(40, 52, 3)):
+    from PIL import Image
+
+    path = tmp_path / "photo.png"
+    Image.fromarray(np.random.default_rng(3).integers(0, 256, shape, dtype=np.uint8)).save(path)
+    return str(path)
+
+
+def test_converted_weights_are_refused_images_until_their_preprocessing_is_in_the_model(
+        tmp_path, capsys):
+    """A ResNet with torchvision weights takes (x / 255 - mean) / std, not images: zoo.predict,
+    exports, ensembles and zoo evaluate gave it pixels 0-255 (confident nonsense, with
+    ImageNet's class names). They refuse it in one line, through a .keras file too, until
+    zoo.pretrained.with_preprocessing puts the transform into it, which then gives the
+    model's outputs on keras.applications' own "torch" preprocessing of the same images."""
+    import keras
+
+    import data
+    import ensembles
+    from zoo import cli
+
+    path = str(tmp_path / "resnet18.safetensors")
+    write_safetensors(path, torchvision_state_dict(18))
+    model = zoo.resnet18(weights=path, input_shape=(32, 32, 3))
+    photo = _photo(tmp_path)
+    refused = ("{} takes its converted weights' inputs (shorter side to 256, centre crop "
+               "224, RGB / 255, mean (0.485, 0.456, 0.406), std (0.229, 0.224, 0.225)), not the "
+               "images 0-255 {} gives it: put that preprocessing into it first, model = "
+               "zoo.pretrained.with_preprocessing(model)")
+    with pytest.raises(ValueError, match=re.escape(refused.format("resnet18", "zoo.predict"))):
+        zoo.predict(model, [photo])
+    served = tmp_path / "served"
+    for member in (model, ensembles.Ensemble([model, model])):
+        with pytest.raises(ValueError, match=re.escape(refused.format(member.name, "an export"))):
+            ensembles.export(member, str(served))
+    assert not served.exists()
+    saved = zoo.save_model(model, str(tmp_path / "m.keras"))
+    assert zoo.input_pixels(zoo.load_model(saved)) == zoo.input_pixels(model)
+    for argv, doing in ((["predict", saved, photo], "zoo.predict"),
+                        (["evaluate", saved], "digits's pipeline")):
+        assert cli.main(argv) == 2
+        err = capsys.readouterr().err.strip().splitlines()
+        assert len(err) == 1 and refused.format("resnet18", doing) in err[0], err
+    # Members needing different inputs cannot share the ensemble's one.
+    caffe_like = zoo.saving.set_input_pixels(zoo.resnet18(input_shape=(32, 32, 3)),
+                                             pretrained.CAFFE_VGG)
+    with pytest.raises(ValueError, match="an ensemble's one input cannot be both"):
+        ensembles.Ensemble([model, caffe_like])
+
+    wrapped = pretrained.with_preprocessing(model)
+    assert zoo.input_pixels(wrapped) is None and zoo.resize_mode(wrapped) == "crop"
+    assert zoo.class_names(wrapped) == zoo.class_names(model)
+    images = np.random.default_rng(4).uniform(0, 255, (3, 32, 32, 3)).astype("float32")
+    expected = model.predict(keras.applications.imagenet_utils.preprocess_input(
+        images.copy(), mode="torch"), verbose=0)
+    np.testing.assert_allclose(wrapped.predict(images, verbose=0), expected, rtol=1e-4,
+                               atol=1e-5)
+    reloaded = zoo.load_model(zoo.save_model(wrapped, str(tmp_path / "w.keras")))
+    np.testing.assert_allclose(reloaded.predict(images, verbose=0), expected, rtol=1e-4,
+                               atol=1e-5)
+    table = zoo.predict(reloaded, [photo], top=1)
+    view = data.eval_view(np.asarray(__import__("PIL.Image").Image.open(photo)), 32, "crop")
+    best = reloaded.predict(view[None], verbose=0)[0]
+    assert table["probability_1"][0] == pytest.approx(float(best.max()), rel=1e-4)
+    assert table["class_1"][0] == zoo.class_names(model)[int(np.argmax(best))]
+    with pytest.raises(ValueError, match="records no converted weights' preprocessing"):
+        pretrained.with_preprocessing(wrapped)
+
+
+@ALL
+def test_pixel_normalization_is_keras_applications_caffe_and_torch_modes():
+    """The layer with_preprocessing puts in front, held against keras.applications'
+    preprocess_input: "torch" (torchvision's / 255, mean, std) and "caffe" (BGR minus the
+    VGG authors' means), on every backend."""
+    import keras
+
+    from data.layers import PixelNormalization
+
+    images = np.random.default_rng(5).uniform(0, 255, (2, 5, 4, 3)).astype("float32")
+    for preprocessing, mode in ((pretrained.TORCHVISION, "torch"),
+                                (pretrained.CAFFE_VGG, "caffe")):
+        layer = PixelNormalization(preprocessing["mean"], preprocessing.get("std"),
+                                   preprocessing.get("scale", 1.0),
+                                   preprocessing["channel_order"])
+        expected = keras.applications.imagenet_utils.preprocess_input(images.copy(), mode=mode)
+        np.testing.assert_allclose(keras.ops.convert_to_numpy(layer(images)), expected,
+                                   rtol=1e-5, atol=1e-4)
+        again = PixelNormalization.from_config(layer.get_config())
+        np.testing.assert_allclose(keras.ops.convert_to_numpy(again(images)), expected,
+                                   rtol=1e-5, atol=1e-4)
+    with pytest.raises(ValueError, match="channel_order 'RGB' or 'BGR'; received .*'RGBA'"):
+        PixelNormalization([1, 2, 3], channel_order="RGBA")
 
 
 def test_missing_unexpected_and_misshapen_keys_are_named(tmp_path):

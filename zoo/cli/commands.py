@@ -133,6 +133,12 @@ def _describe_file(path):
         f"{resize}: trained on {_TRAINED_ON[resize]}; zoo evaluate, predict and export "
         "resize images so" if resize else "none recorded (zoo predict and export centre-"
         "crop, zoo evaluate resizes whole; --resize chooses)"))
+    if zoo.input_pixels(model) is not None:
+        from zoo.pretrained import describe_preprocessing
+
+        print("  preprocessing     " + describe_preprocessing(zoo.input_pixels(model)) +
+              " (its converted weights'; zoo.pretrained.with_preprocessing puts it into the "
+              "model, which evaluate, predict and export need)")
     print(f"  parameters        {model.count_params():,}")
     return 0
 
@@ -806,7 +812,10 @@ def _check_models_fit(models, info, dataset):
     """One line where a model cannot be scored on ``dataset``: inputs that are not RGB
     images, or other classes than the dataset's (by their names where the model records
     them, else by their count); and where models scored together differ in input size."""
+    from zoo.saving import check_takes_images
+
     for model in models:
+        check_takes_images(model, f"{dataset}'s pipeline")
         shape = model.input_shape
         if isinstance(shape, list) or len(shape) != 4 or shape[-1] != 3:
             raise UserError(f"{model.name} takes inputs of shape {shape[1:]}; datasets give RGB "

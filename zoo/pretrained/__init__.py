@@ -46,6 +46,10 @@ CAFFE_ALEXNET = {"resize": 256, "warp": True, "crop": 227, "channel_order": "BGR
                  "mean": (104.00698793, 116.66876762, 122.67891434)}
 # bvlc_alexnet is the two-tower network, its LRN Caffe's (k=1, alpha/n) and across all
 # channels of conv1 and conv2, as Caffe ran it.
+# The VGG authors' Caffe models: BGR in [0, 255] minus the channel means of their
+# deploy prototxt (keras.applications' "caffe" mode), shorter side 256 and centre crop here.
+CAFFE_VGG = {"resize": 256, "crop": 224, "channel_order": "BGR",
+             "mean": (103.939, 116.779, 123.68)}
 CAFFE_ALEXNET_ARCHITECTURE = {"towers": 2, "lrn_params": "caffe", "lrn_across_towers": True}
 
 
@@ -293,6 +297,57 @@ def load_converted(model, path, family):
                         "VGGs either.")
 
 
+def preprocessing_for(path, family):
+    """The preprocessing a converted file's weights take their inputs in: its entry's
+    where the file is a known one (by file name), else its format's and family's."""
+    name = os.path.basename(str(path))
+    for entry in _ENTRIES.values():
+        if entry.file_name == name and entry.model.startswith(family):
+            return entry.preprocessing
+    if file_format(path) == "torchvision":
+        return TORCHVISION
+    return {"alexnet": CAFFE_ALEXNET, "googlenet": CAFFE_GOOGLENET}.get(family, CAFFE_VGG)
+
+
+def with_preprocessing(model):
+    """``model``, built with converted weights, as a model of RGB images with pixels 0-255:
+    its weights' pixel transform (``/ 255``, mean and std; or BGR minus the mean) becomes
+    its first layer (:class:`data.layers.PixelNormalization`), so that ``zoo.predict``,
+    ``ensembles.export`` and ``zoo evaluate`` can give it images. Returns a new model of the
+    same name that shares ``model``'s weights, with its class names, recording the centre
+    crop (``zoo.resize_mode``: ``"crop"``).
+
+    The geometry is then the zoo's centre crop: the shorter side to
+    ``data.crop_scale(size)`` (256 for 224), then the central crop. That is torchvision's
+    for its ``tv_in1k`` files; ``tv2_in1k`` was scored at 232 and the Caffe files on a
+    256x256 warp, so their published accuracy needs ``zoo.preprocess_input`` (or
+    ``ensembles.export(..., scale=232)`` for the former).
+
+    Example:
+
+    >>> model = zoo.pretrained.with_preprocessing(zoo.resnet50(weights="imagenet"))  # doctest: +SKIP
+    >>> zoo.predict(model, ["cat.jpg"])                                              # doctest: +SKIP
+    """
+    import keras
+
+    from data.layers import PixelNormalization
+    from zoo.saving import copy_metadata, input_pixels, set_input_pixels, set_resize_mode
+
+    preprocessing = input_pixels(model)
+    if preprocessing is None:
+        raise UserError(f"{model.name} records no converted weights' preprocessing "
+                        "(zoo.input_pixels): it takes images as they are, and needs no "
+                        "with_preprocessing.")
+    inputs = keras.Input(model.input_shape[1:], name="image")
+    normalised = PixelNormalization(
+        preprocessing["mean"], preprocessing.get("std"), preprocessing.get("scale", 1.0),
+        preprocessing.get("channel_order", "RGB"), name="pixel_normalization")(inputs)
+    wrapped = keras.Model(inputs, model(normalised), name=model.name)
+    copy_metadata(model, wrapped)
+    set_input_pixels(wrapped, None)
+    return set_resize_mode(wrapped, "crop")
+
+
 def describe_preprocessing(preprocessing):
     """One line for people: ``"resize 256, crop 224, RGB / 255, mean (...), std (...)"``."""
     p = preprocessing
@@ -332,7 +387,8 @@ def preprocess_input(images, weights):
 
 
 __all__ = ["WeightsEntry", "cache_dir", "decode_predictions", "download", "get_weights",
-           "imagenet_classes", "list_weights", "preprocess_input", "register_weights"]
+           "imagenet_classes", "list_weights", "preprocess_input", "register_weights",
+           "with_preprocessing"]
 
 # The converters, as the README names them (zoo.pretrained.torchvision.state_dict): NumPy
 # only, so `import zoo` stays light.
