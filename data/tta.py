@@ -100,9 +100,10 @@ def _are_probabilities(outputs):
     """Whether a classifier's outputs are probabilities (a softmax's, or a sigmoid's for
     several labels: all in [0, 1]) rather than logits, which a model built with
     ``classifier_activation=None`` gives (some below 0 or above 1). Read from the numbers:
-    the data pipeline does not look into models' graphs."""
+    the data pipeline does not look into models' graphs. None where none is finite."""
     outputs = np.asarray(outputs, "float64")
-    return bool(((outputs >= 0) & (outputs <= 1)).all())
+    outputs = outputs[np.isfinite(outputs)]  # (a NaN image's say nothing)
+    return bool(((outputs >= 0) & (outputs <= 1)).all()) if outputs.size else None
 
 
 def predict_crops(model, images, tta="10crop", size=None, batch_size=32):
@@ -121,7 +122,7 @@ def predict_crops(model, images, tta="10crop", size=None, batch_size=32):
     """
     size = size or model.input_shape[1]
     batches = images if isinstance(images, tf.data.Dataset) else [images]
-    logits = None  # decided on the first batch
+    logits = None  # decided on the first batch with finite outputs
     means, variances = [], []
     for batch in batches:
         batch = batch[0] if isinstance(batch, (tuple, list)) else batch
@@ -129,7 +130,7 @@ def predict_crops(model, images, tta="10crop", size=None, batch_size=32):
         n, k = views.shape[0], views.shape[1]
         flat = tf.reshape(views, (-1,) + tuple(views.shape[2:]))
         probs = np.asarray(model.predict(flat, batch_size=batch_size, verbose=0))
-        if logits is None:
+        if logits is None and _are_probabilities(probs) is not None:
             logits = not _are_probabilities(probs)
         probs = np.asarray(tf.nn.softmax(probs) if logits else probs).reshape(n, k, -1)
         means.append(probs.mean(axis=1))

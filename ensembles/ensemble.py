@@ -41,10 +41,13 @@ class CombineMembers(keras.layers.Layer):
         super().__init__(**kwargs)
         check_choice(combine, COMBINE_CHOICES, "combine")
         self.combine = combine
-        self.member_weights = None if weights is None else [float(w) for w in weights]
+        self.member_weights = None if weights is None else check_member_weights(weights)
         self.temperature = check_temperature(temperature)
 
     def _weights(self, members, dtype):
+        if self.member_weights is not None and len(self.member_weights) != members:
+            raise UserError(f"{self.name} has {len(self.member_weights)} member weights "
+                            f"({self.member_weights}) for {members} members.")
         w = np.full(members, 1.0 / members) if self.member_weights is None else (
             np.asarray(self.member_weights) / np.sum(self.member_weights))
         return keras.ops.convert_to_tensor(w.reshape(1, members, 1), dtype=dtype)
@@ -127,6 +130,22 @@ def _common_class_names(members):
     return class_names(named[0][1]) if named else None
 
 
+def check_member_weights(weights, count=None):
+    """``weights`` as a list of floats: ``count`` (where given) non-negative numbers, not
+    all zero; else a one-line ``UserError`` naming what was received."""
+    allowed = f"{count or 'one per member:'} non-negative numbers, not all zero"
+    try:
+        if isinstance(weights, (str, bytes)):
+            raise TypeError
+        values = [float(w) for w in weights]
+    except (TypeError, ValueError):
+        raise UserError(f"`weights` must be {allowed}; received {weights!r:.80}.") from None
+    if ((count is not None and len(values) != count) or not np.isfinite(values).all()
+            or min(values, default=-1) < 0 or sum(values) <= 0):
+        raise UserError(f"`weights` must be {allowed}; received {values}.")
+    return values
+
+
 def common_resize_mode(members):
     """The members' resize mode (``zoo.resize_mode``; those that record one must agree:
     one input serves them all), or None."""
@@ -194,12 +213,7 @@ def Ensemble(members, combine="mean", weights=None, return_members=False, name="
     names = _check_members(members)
     resize = common_resize_mode(members)
     if weights is not None:
-        weights = [float(w) for w in weights]
-        if (len(weights) != len(members) or not np.isfinite(weights).all()
-                or min(weights) < 0 or sum(weights) <= 0):
-            raise UserError(
-                f"`weights` must be {len(members)} non-negative numbers, not all zero; "
-                f"received {weights}.")
+        weights = check_member_weights(weights, len(members))
     names_in_graph = unique_names([m.name for m in members])
     calls = [(member_graph(member, member_name), member_name)
              for member, member_name in zip(members, names_in_graph)]

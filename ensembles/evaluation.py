@@ -274,13 +274,19 @@ def _with_calibration(table, source, member_probs, labels, held_out):
 
 
 def size_curve(source, dataset, tta=None, predictions=None):
-    """Error and NLL of the ensemble of the first k members, for k = 1 .. members.
+    """Error and NLL of the ensemble of the first k members, for k = 1 .. members, each
+    with the source's combination rule, its members' weights and its temperature. Where the
+    first k members' weights are all 0 (``fit_weights(method="greedy")`` gives zeros), no
+    ensemble of them exists and the curve has no row for k.
 
     ``predictions`` as in :func:`evaluate`."""
     _, member_probs, labels = (_checked(source, predictions) if predictions else
                                predict_members(source, dataset, tta))
+    weights = member_weights(source)
     rows = []
     for k in range(1, len(member_probs) + 1):
+        if not np.sum(weights[:k]) > 0:
+            continue
         probs = _combine_first(source, member_probs, k)
         rows.append({"members": k, **metrics.scores(probs, labels)})
     return pd.DataFrame(rows).set_index("members")
@@ -318,15 +324,17 @@ def uncertainty(source, dataset, tta=None, predictions=None):
     """
     names, probs, labels = (_checked(source, predictions, views=True) if predictions else
                             predict_members(source, dataset, tta, keep_views=True))
+    # One model's crops are the distribution: with tta, or where its views were kept.
+    over_crops = len(names) == 1 and (tta is not None or (probs.ndim == 4 and probs.shape[1] > 1))
     if probs.ndim == 3:  # predict_members' default: the views averaged, one per member
-        if len(names) == 1 and tta is not None:
+        if over_crops:
             raise UserError(
                 f"uncertainty of one model over its tta={tta!r} crops needs each crop's "
                 "probabilities: pass predictions=predict_members(model, dataset, tta, "
                 f"keep_views=True); received probabilities shaped {probs.shape}, the crops "
                 "averaged.")
         probs = probs[:, None]
-    if len(names) == 1 and tta is not None:
+    if over_crops:
         samples = probs[0]  # (views, n, classes)
         weights = np.full(len(samples), 1.0 / len(samples))
         combined = samples.mean(axis=0)

@@ -183,6 +183,40 @@ def test_size_curve_ends_at_the_full_ensemble():
     assert curve.loc[1, "nll"] == pytest.approx(table.iloc[0]["nll"], rel=1e-5)
 
 
+def test_size_curve_of_members_weighted_zero_starts_where_an_ensemble_exists():
+    """fit_weights(method="greedy") gives members weight 0; the first k of [0, 3, 2] were
+    0 / 0, NaN, and scores refused them as "NaN or infinite values". The curve starts at
+    k = 2, where member b alone carries the weight: its scores (sklearn's log loss)."""
+    from sklearn.metrics import log_loss
+
+    members = small_members()
+    model = ensembles.Ensemble(members, weights=[0, 3, 2])
+    x, y = images(8), np.arange(8) % 5
+    curve = ensembles.size_curve(model, as_dataset(x, y))
+    assert list(curve.index) == [2, 3]
+    alone = members[1].predict(x, verbose=0)
+    assert curve.loc[2, "nll"] == pytest.approx(log_loss(y, alone, labels=range(5)), rel=1e-5)
+    assert curve.loc[3, "nll"] == pytest.approx(
+        ensembles.evaluate(model, as_dataset(x, y)).loc["ensemble", "nll"], rel=1e-5)
+
+
+def test_member_weights_that_are_not_numbers_are_one_line():
+    """Ensemble read weights="31" as [3, 1]; 3 and ["a", 1] were Python's own errors;
+    CombineMembers took negative weights (negative "probabilities") and a wrong count."""
+    members = small_members(2)
+    for weights, shown in (("31", "'31'"), (3, "3"), (["a", 1], r"\['a', 1\]"),
+                           ([1, -1], r"\[1.0, -1.0\]"), ([1, 2, 3], r"\[1.0, 2.0, 3.0\]")):
+        with pytest.raises(ValueError, match=r"`weights` must be 2 non-negative numbers, not "
+                                             rf"all zero; received {shown}\."):
+            ensembles.Ensemble(members, weights=weights)
+    with pytest.raises(ValueError, match=r"must be one per member: non-negative numbers, not "
+                                         r"all zero; received \[2.0, -1.0\]"):
+        ensembles.CombineMembers("mean", weights=[2, -1])
+    p = np.full((1, 3, 4), 0.25, "float32")
+    with pytest.raises(ValueError, match=r"has 2 member weights \(\[1.0, 1.0\]\) for 3 members"):
+        ensembles.CombineMembers("mean", weights=[1, 1])(p)
+
+
 @pytest.mark.all_backends
 def test_uncertainty_decomposition():
     members = small_members()
@@ -201,6 +235,10 @@ def test_uncertainty_decomposition():
     views = ensembles.predict_members(members[0], larger, "10crop", keep_views=True)
     pd.testing.assert_frame_equal(
         ensembles.uncertainty(members[0], None, "10crop", predictions=views), crops)
+    # Without naming the tta again: the kept views are still the distribution (they were
+    # averaged into one sample, every mutual information 0).
+    pd.testing.assert_frame_equal(ensembles.uncertainty(members[0], None, predictions=views),
+                                  crops)
     averaged = ensembles.predict_members(members[0], larger, "10crop")
     with pytest.raises(ValueError, match=r"tta='10crop' crops needs each crop's.*"
                                          r"keep_views=True\); received probabilities shaped "

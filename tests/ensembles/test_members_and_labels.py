@@ -190,6 +190,21 @@ def test_crops_of_a_sigmoid_model_are_averaged_as_they_are():
     np.testing.assert_allclose(mean, expected, rtol=1e-5)
 
 
+def test_crops_of_a_first_batch_with_a_nan_image_still_read_probabilities():
+    """predict_crops tells logits from probabilities by the first batch's numbers: one NaN
+    image there made them "not all within [0, 1]", and every later batch's probabilities
+    were softmaxed again. Non-finite outputs say nothing now."""
+    model = pooled_head("softmax", size=12)
+    x = images(4, size=16)
+    x[0, 3, 3, 0] = np.nan  # the first batch holds a NaN image
+    mean, _ = data.predict_crops(model, tf.data.Dataset.from_tensor_slices(x).batch(2),
+                                 tta="5crop")
+    views = np.reshape(data.five_crop(x[2:], 12), (-1, 12, 12, 3))
+    expected = model.predict(views, verbose=0).reshape(2, 5, -1).mean(1)
+    np.testing.assert_allclose(mean[2:], expected, rtol=1e-5)
+    assert np.isnan(mean[0]).all() and np.isfinite(mean[1]).all()
+
+
 def test_labels_that_are_names_are_one_line():
     with pytest.raises(ValueError, match=r"class indices \(integers\); received <U3 values"):
         ensembles.metrics.class_labels(np.array(["cat", "dog"]), classes=2)
