@@ -1,5 +1,6 @@
-# Two commands do all set-up: `make demo` and `make test`. Both (re)create .venv when it
-# is missing, broken, or older than setup.py, install the package into it, then run.
+# Two commands do all set-up: `make demo` and `make test`. Both install the package into
+# .venv when setup.py is newer than its last install there (.venv's stamp file) or none was
+# made, first creating .venv when it is missing or its python does not run; then they run.
 # `make demo` installs what the package needs; `make test` adds the test extra on top.
 PYTHON ?= python3
 VENV := .venv

@@ -8,7 +8,7 @@ setup(
     name="keras-zoo-ensembles",
     version="0.1.0",
     description=(
-        "Paper-faithful classic ImageNet networks (AlexNet, GoogLeNet, ResNet) for "
+        "Paper-faithful classic ImageNet networks (AlexNet, GoogLeNet, ResNet, VGG) for "
         "Keras 3, and the ensembles that made those papers win."
     ),
     long_description=open("README.md", encoding="utf-8").read(),

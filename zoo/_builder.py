@@ -13,7 +13,8 @@ LEAKY_SLOPE = 0.01  # the lecture notes' leaky ReLU: max(0.01 x, x)
 PRELU_INIT = 0.25  # He et al. 2015's initial slope for PReLU
 
 
-def check_common_args(weights, pooling, classes, include_top=True, family=None, model=None):
+def check_common_args(weights, pooling, classes, include_top=True, family=None, model=None,
+                      classifier_activation=None):
     """Validate the keras.applications arguments that do not depend on the model.
 
     ``weights`` may be None, a local ``.weights.h5`` file, or (for ``family`` "resnet",
@@ -29,6 +30,12 @@ def check_common_args(weights, pooling, classes, include_top=True, family=None, 
             "keras.config.set_image_data_format('channels_last') first (it is Keras' default).")
     check_choice(pooling, POOLING_CHOICES, "pooling")
     classes = int(check_positive_int(classes, "classes"))
+    softmax = classifier_activation in ("softmax", keras.activations.softmax)
+    if include_top and classes == 1 and softmax:
+        raise UserError(
+            "classes=1 with classifier_activation='softmax' predicts 1.0 for every input (a "
+            "softmax over one class); for two classes give classes=2, or "
+            "classifier_activation='sigmoid' (or None, logits) for one probability.")
     if weights is None:
         return None, classes
     from zoo import pretrained
@@ -97,7 +104,8 @@ def resolve_input(input_tensor, input_shape, default_shape, min_size, model_name
             f"input shape {shape}."
         )
     height, width, channels = shape
-    if channels not in (1, 3, 4) and height in (1, 3, 4):
+    if (height in (1, 3, 4) and channels not in (1, 3, 4)
+            and min(width or 0, channels) >= 8):  # (3, 224, 224); (4, 4, 16) is a map
         raise UserError(
             f"{model_name} is channels-last, as every zoo model: (height, width, channels); "
             f"received input shape {shape}, which looks channels-first. Use "

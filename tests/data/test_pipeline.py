@@ -1,5 +1,6 @@
 """data.pipeline: the one data pipeline of `zoo train` and `zoo demo`."""
 
+import os
 import re
 
 import numpy as np
@@ -114,4 +115,12 @@ def test_zoo_train_says_when_nothing_is_held_out(tmp_path, capsys):
     assert (f"No validation or test split in {tmp_path / 'pets'} (it has dev, train): the "
             "learning rate and best.keras follow the training loss. An image folder's "
             "validation/ (or val/, valid/) and test/ are held out."
+            in capsys.readouterr().out)
+    # With train/ and test/ only, the test split stands in for validation: said.
+    os.rename(tmp_path / "pets" / "dev", tmp_path / "pets" / "test")
+    assert cli.main(["train", "--model", "alexnet", "--model-arg", "width=8", "--dataset",
+                     str(tmp_path / "pets"), "--epochs", "1", "--batch-size", "2",
+                     "--run-dir", str(tmp_path / "run2")]) == 0
+    assert (f"Note: {tmp_path / 'pets'} has no validation split: the test split picks "
+            "best.keras and the learning-rate drops, so its score is not a held-out one."
             in capsys.readouterr().out)

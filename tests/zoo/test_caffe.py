@@ -146,6 +146,13 @@ def test_bvlc_alexnet_gives_caffes_logits(tmp_path, legacy):
     logits = model.predict(x.transpose(0, 2, 3, 1).astype("float32"), verbose=0)
     np.testing.assert_allclose(logits, expected, rtol=1e-4, atol=1e-4 * np.abs(expected).max())
     assert expected.std() > 0.1
+    # DropConnect's fc6 and fc7 are Dense layers too (they were "no Caffe counterpart"):
+    # the same weights, and in inference the same logits.
+    connect = zoo.alexnet(weights=path, input_shape=(99, 131, 3), width=32, classes=10,
+                          classifier_activation=None, regularizer="dropconnect")
+    np.testing.assert_allclose(connect.predict(x.transpose(0, 2, 3, 1).astype("float32"),
+                                               verbose=0), expected, rtol=1e-4,
+                               atol=1e-4 * np.abs(expected).max())
 
     # The paper's per-tower LRN, asked for, normalises conv1 within each tower: it differs
     # from Caffe's only near the towers' edge channels.

@@ -102,6 +102,9 @@ def test_input_tensor(name):
         (dict(input_shape=(3, 96, 96)), r"is channels-last, as every zoo model: \(height, width, "
                                         r"channels\); received input shape \(3, 96, 96\), which "
                                         r"looks channels-first. Use \(96, 96, 3\)"),
+        # A softmax over one class is 1.0 whatever the input: nothing could be learnt.
+        (dict(classes=1), r"classes=1 with classifier_activation='softmax' predicts 1.0 for "
+                          r"every input .* give classes=2, or classifier_activation='sigmoid'"),
     ],
 )
 def test_bad_common_arguments(name, bad, message):
@@ -112,6 +115,14 @@ def test_bad_common_arguments(name, bad, message):
             bad, message = dict(input_shape=(3, 3, 3)), r"at least 4x4.*\(3, 3, 3\)"
     with pytest.raises(ValueError, match=message):
         zoo.get_model(name, **{**SMALL[name][0], **bad})
+
+
+def test_a_small_map_with_many_channels_is_not_taken_for_channels_first():
+    """(4, 4, 16) is a CIFAR ResNet's smallest input with 16 channels, not (4, 16, 4)
+    channels-first; and one sigmoid (or logit) output is a binary classifier."""
+    model = zoo.resnet20(input_shape=(4, 4, 16), classes=1, classifier_activation="sigmoid")
+    assert model.output_shape == (None, 1)
+    assert zoo.resnet20(input_shape=(4, 4, 16), classes=1, include_top=False) is not None
 
 
 @pytest.mark.parametrize("name", ONE_PER_FAMILY)

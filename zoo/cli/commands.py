@@ -195,9 +195,9 @@ def _cmd_demo(args):
 def _add_demo(sub):
     demo = sub.add_parser("demo", help="the whole product on the embedded digits",
                           description="Train AlexNet dropout/width variants and a ResNet-18 "
-                          "snapshot ensemble on the embedded digits (the AlexNets under the "
-                          "two-device mirrored strategy), evaluate every ensemble, export and "
-                          "serve.")
+                          "snapshot ensemble on the embedded digits (the first AlexNet under "
+                          "the two-device mirrored strategy, the others on one device), "
+                          "evaluate every ensemble, export and serve.")
     demo.add_argument("--output-dir", default="runs/demo")
     demo.add_argument("--dataset", default="digits",
                       help="'digits' (embedded), a TFDS name or an image folder")
@@ -276,6 +276,10 @@ class _Setup:
                   f"{', '.join(sorted(info.splits)) or 'none known'}): the learning rate and "
                   "best.keras follow the training loss. An image folder's validation/ (or "
                   "val/, valid/) and test/ are held out.", flush=True)
+        elif self.val_split == "test":  # its score then is no held-out one: say so
+            print(f"Note: {args.dataset} has no validation split: the test split picks "
+                  "best.keras and the learning-rate drops, so its score is not a held-out "
+                  "one.", flush=True)
 
     def _statistics(self, args, run_dir, size, info, writes):
         """The data pipeline, with the pixel statistics the run trained with (its
@@ -1210,10 +1214,10 @@ def _cmd_export(args):
         "" if args.resize else " as the model was trained" if zoo.resize_mode(model) else "")
     if args.format == "saved_model":
         print(f"SavedModel: {args.output} (serve: float32 images -> probabilities, "
-              "predictive_entropy, mutual_information; serve_images: uint8 images of any "
+              "predictive_entropy, mutual_information, finite; serve_images: uint8 images of any "
               f"size and serve_bytes: encoded images, {how} (--resize {resize}) "
               "-> probabilities, top_classes, top_scores, "
-              "entropy, mutual_information, and for serve_bytes decoded; class names in "
+              "entropy, mutual_information, finite, and for serve_bytes decoded; class names in "
               "assets/class_names.txt)")
     else:
         from ensembles.export import TOLERANCE, classes_path
@@ -1224,7 +1228,7 @@ def _cmd_export(args):
                 "does")
         print(f"{args.format}: {args.output} (float32 images of {model.input_shape[1]}x"
               f"{model.input_shape[2]} -> probabilities, predictive_entropy, "
-              f"mutual_information; checked in its runtime to {TOLERANCE:g}{made}); "
+              f"mutual_information, finite; checked in its runtime to {TOLERANCE:g}{made}); "
               f"class names: {classes_path(args.output)}")
     if args.resize is None and zoo.resize_mode(model) is None and args.format != "litert":
         print(f"Note: {args.model_file} records no view; the export centre-crops images "
@@ -1238,10 +1242,10 @@ def _add_export(sub):
         "export", help="export a saved model or ensemble as one SavedModel (or an ONNX or "
         "LiteRT file: --format)",
         description="Write ONE SavedModel that a server uses as it is: serve (float32 images "
-        "at the input size -> probabilities, predictive entropy, mutual information), "
+        "at the input size -> probabilities, predictive entropy, mutual information, finite), "
         "serve_images (uint8 images of any size, resized in the graph as the model was "
         "trained: centre-cropped or resized whole; --resize chooses) "
-        "and serve_bytes (encoded JPEG/PNG), both with the top classes by name.")
+        "and serve_bytes (encoded JPEG/PNG/GIF/BMP), both with the top classes by name.")
     export.add_argument("model_file", metavar="MODEL.keras")
     export.add_argument("output", metavar="OUT",
                         help="saved_model: a new or empty directory, or a previous export "

@@ -287,10 +287,10 @@ def report_header(dataset, models, scale, replica_count, test_images):
 
     Example:
 
-    >>> print(report_header("digits", ["resnet18"], 76, 2, 360))
+    >>> print(report_header("digits", ["resnet18"], 77, 2, 360))
     # zoo demo on digits
     <BLANKLINE>
-    ResNet-18 snapshots (which resize to 16x16 inside the model), trained on random 67x67 crops of images at 76x76; every model tested on the centre crop. Test split: 360 images.
+    ResNet-18 snapshots (which resize to 16x16 inside the model), trained on random 67x67 crops of images at 77x77; every model tested on the centre crop. Test split: 360 images.
     """
     trained = []
     if "alexnet" in models:

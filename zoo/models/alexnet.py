@@ -243,7 +243,8 @@ def alexnet(
     62378344
     """
     weights, classes = _builder.check_common_args(weights, pooling, classes, include_top,
-                                                  family="alexnet", model="alexnet")
+                                                  family="alexnet", model="alexnet",
+                                                  classifier_activation=classifier_activation)
     towers, lrn_params, lrn_across_towers = _architecture(weights, towers, lrn_params,
                                                           lrn_across_towers)
     _check_knobs(towers, norm, dropout, width, kernel_initializer, activation, regularizer)

@@ -155,7 +155,8 @@ def googlenet(
     6998552
     """
     weights, classes = _builder.check_common_args(weights, pooling, classes, include_top,
-                                                  family="googlenet", model="googlenet")
+                                                  family="googlenet", model="googlenet",
+                                                  classifier_activation=classifier_activation)
     _check_knobs(aux_logits, include_top, dropout, width, kernel_initializer, activation)
     style = (kernel_initializer, activation)
     image, inputs = _builder.resolve_input(

@@ -163,7 +163,8 @@ def resnet(
     (None, 10)
     """
     weights, classes = _builder.check_common_args(weights, pooling, classes, include_top,
-                                                  family="resnet", model=f"resnet{depth}")
+                                                  family="resnet", model=f"resnet{depth}",
+                                                  classifier_activation=classifier_activation)
     _check_knobs(depth, stem, drop_path_rate, dropout, width, kernel_initializer, activation)
     style = (kernel_initializer, activation)
     image, inputs = _builder.resolve_input(

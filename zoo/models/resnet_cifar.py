@@ -103,7 +103,8 @@ def resnet_cifar(
     >>> sum(math.prod(w.shape) for w in model.trainable_weights)  # the paper's 0.27M
     269722
     """
-    weights, classes = _builder.check_common_args(weights, pooling, classes, include_top)
+    weights, classes = _builder.check_common_args(
+        weights, pooling, classes, include_top, classifier_activation=classifier_activation)
     blocks = check_depth(depth)
     check_choice(shortcut, SHORTCUT_CHOICES, "shortcut")
     _builder.check_style(kernel_initializer, activation)

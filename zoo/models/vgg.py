@@ -91,7 +91,8 @@ def vgg(
     registered = f"vgg{depth}{'_bn' if batch_norm else ''}"  # its weights' model, whatever `name`
     model_name = name or registered
     weights, classes = _builder.check_common_args(weights, pooling, classes, include_top,
-                                                  family="vgg", model=registered)
+                                                  family="vgg", model=registered,
+                                                  classifier_activation=classifier_activation)
     _builder.check_style(kernel_initializer, activation)
     _builder.check_dropout(dropout)
     _builder.check_multiplier(width)

@@ -45,3 +45,9 @@ def hwc_to_chw(weight, grid):
     height, width, channels = grid
     weight = weight.reshape(-1, height, width, channels).transpose(0, 3, 1, 2)
     return weight.reshape(len(weight), -1)
+
+
+def is_a(layer, class_name):
+    """Whether ``layer`` is a Keras ``class_name`` (``"Dense"``, ``"Conv2D"``) or a subclass
+    of one (``DropConnectDense``), read from its classes' names: NumPy only here."""
+    return any(cls.__name__ == class_name for cls in type(layer).__mro__)

@@ -20,7 +20,7 @@ import functools
 import numpy as np
 
 from safeio.checks import UserError
-from zoo.pretrained._fit import chw_to_hwc, set_if_it_fits
+from zoo.pretrained._fit import chw_to_hwc, is_a, set_if_it_fits
 
 _FIELD = {"string": 9, "message": 11, "float": 2, "double": 1, "int32": 5, "int64": 3}
 
@@ -150,12 +150,12 @@ def _flatten_input(model, dense):
 
 def _keras_values(model, layer, blobs, tower, towers):
     weight, bias = blobs[0], blobs[1].reshape(-1)
-    if type(layer).__name__ == "Dense" and weight.ndim == 4:  # older files: (1, 1, out, in)
+    if is_a(layer, "Dense") and weight.ndim == 4:  # older files: (1, 1, out, in)
         weight = weight.reshape(weight.shape[-2:])
     rows = weight.shape[0]
     out = slice(tower * rows // towers, (tower + 1) * rows // towers)
     weight, bias = weight[out], bias[out]
-    if type(layer).__name__ == "Conv2D":
+    if is_a(layer, "Conv2D"):
         return [weight.transpose(2, 3, 1, 0), bias]
     grid = _flatten_input(model, layer)
     if grid is not None:  # Caffe flattens (C, H, W); Keras (H, W, C)
@@ -186,7 +186,7 @@ def load(model, path, family):
         if not layer.weights:
             continue
         name, tower, towers = caffe_name(layer.name, family)
-        if type(layer).__name__ not in ("Conv2D", "Dense"):
+        if not (is_a(layer, "Conv2D") or is_a(layer, "Dense")):
             missing.append(f"{layer.name} (no Caffe counterpart)")
             continue
         if name not in blobs or len(blobs[name]) != 2:

@@ -13,7 +13,7 @@ import re
 import numpy as np
 
 from safeio.checks import UserError
-from zoo.pretrained._fit import chw_to_hwc, hwc_to_chw, set_if_it_fits
+from zoo.pretrained._fit import chw_to_hwc, hwc_to_chw, is_a, set_if_it_fits
 
 IGNORED = ("num_batches_tracked",)  # a BatchNorm counter, not a weight
 
@@ -95,7 +95,7 @@ def _keras_values(kind, tensors, module):
 
 
 def _kind(layer):
-    name = type(layer).__name__
+    name = next((n for n in ("Conv2D", "BatchNormalization", "Dense") if is_a(layer, n)), None)
     if name == "Conv2D" and layer.use_bias:
         return "conv_bias"
     return {"Conv2D": "conv", "BatchNormalization": "bn", "Dense": "dense"}.get(name)

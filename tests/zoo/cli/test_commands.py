@@ -694,12 +694,12 @@ def test_the_demo_report_describes_the_models_it_trained(models):
     on 2 replicas) whatever --models named."""
     from zoo.cli import demo
 
-    paragraph = demo.report_header("digits", models, 76, 2, 360).splitlines()[2]
+    paragraph = demo.report_header("digits", models, 77, 2, 360).splitlines()[2]
     assert ("AlexNet" in paragraph) == ("alexnet" in models)
     assert ("2 replicas" in paragraph) == ("alexnet" in models)
     assert ("ResNet-18" in paragraph) == ("resnet18" in models)
-    assert "random 67x67 crops of images at 76x76" in paragraph
-    assert "on 1 replica," in demo.report_header("digits", ["alexnet"], 76, 1, 360)
+    assert "random 67x67 crops of images at 77x77" in paragraph
+    assert "on 1 replica," in demo.report_header("digits", ["alexnet"], 77, 1, 360)
 
 
 def _saved_members(tmp_path, count=2):
