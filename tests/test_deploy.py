@@ -126,7 +126,7 @@ def test_the_resize_mode_travels_through_files_ensembles_and_runs(tmp_path):
     handmade = keras.Model(inputs, ensembles.CombineMembers("mean")(stacked))
     assert ensembles.load(zoo.save_model(handmade, str(tmp_path / "h.keras"))).output_shape \
         == (None, 4)
-    aux = zoo.googlenet(input_shape=(65, 65, 3), classes=4, width=0.125, aux_logits=True)
+    aux = zoo.googlenet(input_shape=(79, 79, 3), classes=4, width=0.125, aux_logits=True)
     plain = zoo.without_aux(zoo.set_resize_mode(zoo.set_class_names(aux, NAMES), "squash"))
     assert (zoo.class_names(plain), zoo.resize_mode(plain)) == (NAMES, "squash")
     crop = zoo.set_resize_mode(tiny_model(), "crop")

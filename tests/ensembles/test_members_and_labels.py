@@ -120,10 +120,10 @@ def test_a_member_that_outputs_probabilities_is_not_softmaxed_again(head):
 def test_sequential_members_and_googlenet_with_aux_heads_are_members():
     """A Sequential classifier, and a GoogLeNet trained with its auxiliary heads (the main
     head alone, as it predicts), join an ensemble and a snapshot ensemble."""
-    sequential = keras.Sequential([keras.Input((65, 65, 3)), keras.layers.Flatten(),
+    sequential = keras.Sequential([keras.Input((79, 79, 3)), keras.layers.Flatten(),
                                    keras.layers.Dense(CLASSES, activation="softmax")])
-    aux = zoo.googlenet(aux_logits=True, input_shape=(65, 65, 3), classes=CLASSES, width=0.125)
-    x = images(3, size=65)
+    aux = zoo.googlenet(aux_logits=True, input_shape=(79, 79, 3), classes=CLASSES, width=0.125)
+    x = images(3, size=79)
     model = ensembles.Ensemble([sequential, aux])
     expected = (sequential.predict(x, verbose=0) + aux.predict(x, verbose=0)) / 2
     np.testing.assert_allclose(model.predict(x, verbose=0), expected, rtol=1e-5, atol=1e-7)
@@ -131,13 +131,13 @@ def test_sequential_members_and_googlenet_with_aux_heads_are_members():
 
 def test_snapshots_of_a_googlenet_with_aux_heads(tmp_path):
     def build():
-        return zoo.googlenet(aux_logits=True, input_shape=(65, 65, 3), classes=CLASSES,
+        return zoo.googlenet(aux_logits=True, input_shape=(79, 79, 3), classes=CLASSES,
                              width=0.125)
 
     trained = build()
     trained.save_weights(tmp_path / "snapshot-1.weights.h5")
     snapshot = ensembles.from_snapshots(build, tmp_path)
-    x = images(2, size=65)
+    x = images(2, size=79)
     np.testing.assert_allclose(snapshot.predict(x, verbose=0), trained.predict(x, verbose=0),
                                rtol=1e-5, atol=1e-7)
 

@@ -328,7 +328,7 @@ def alexnet_prototxt(shape, width, classes):
         _fc("fc6", "pool5", width), _fc("fc7", "fc6", width), _fc("fc8", "fc7", classes, False)]))
 
 
-def googlenet_prototxt(shape, scale, classes):
+def googlenet_prototxt(shape, scale, classes, aux=True):
     """bvlc_googlenet's deploy.prototxt with every width scaled, its final 7x7 average
     pool global (the same at 224x224), and the aux heads (train_val's, without dropout)."""
     s = lambda f: max(1, int(round(f * scale)))  # noqa: E731
@@ -353,7 +353,7 @@ def googlenet_prototxt(shape, scale, classes):
                   f'bottom: "{m}/3x3" bottom: "{m}/5x5" bottom: "{m}/pool_proj" '
                   f'top: "{m}/output" }}\n']
         x = f"{m}/output"
-        if stage in ("4a", "4d"):
+        if aux and stage in ("4a", "4d"):
             head = "loss1" if stage == "4a" else "loss2"
             parts += [_pool(f"{head}/ave_pool", x, 5, 3, mode="AVE"),
                       _conv(f"{head}/conv", f"{head}/ave_pool", s(128), 1),
@@ -410,3 +410,23 @@ def test_opencv_runs_the_caffemodel_googlenet_reads_the_same(tmp_path):
     for got, want in zip(ours, (main, aux1, aux2)):
         np.testing.assert_allclose(keras.ops.convert_to_numpy(got), want, rtol=1e-4,
                                    atol=1e-4 * np.abs(want).max())
+
+
+def test_opencv_runs_googlenet_at_odd_sizes_pooling_in_caffes_ceil_mode(tmp_path):
+    """Caffe's max-pools round up without padding: 25 -> 12 where Keras' "same" gave 13,
+    and the features and logits then differ. At 99x115 the 3x3/2 pools see 50x58,
+    25x29 (odd: no window past the edge), 12x14 and 6x7 (a side of each kind)."""
+    rng = np.random.default_rng(7)
+    params = googlenet_params(0.25, classes=10, rng=rng)
+    path, prototxt = str(tmp_path / "googlenet.caffemodel"), str(tmp_path / "deploy.prototxt")
+    write_caffemodel(path, params)
+    with open(prototxt, "w") as f:
+        f.write(googlenet_prototxt((2, 3, 99, 115), 0.25, classes=10, aux=False))
+    x = rng.uniform(-60, 60, (2, 3, 99, 115))
+    (expected,) = opencv_forward(prototxt, path, x, ["loss3/classifier"])
+    model = zoo.googlenet(weights=path, input_shape=(99, 115, 3), width=0.25, classes=10,
+                          classifier_activation=None)
+    assert model.get_layer("pool4_3x3_s2").output.shape[1:3] == (3, 3)  # Caffe's, not (3, 4)
+    logits = model.predict(x.transpose(0, 2, 3, 1).astype("float32"), verbose=0)
+    np.testing.assert_allclose(logits, expected, rtol=1e-4, atol=1e-4 * np.abs(expected).max())
+    assert expected.std() > 0.1

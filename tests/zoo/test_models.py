@@ -149,7 +149,7 @@ def test_a_channels_first_keras_is_refused_not_built_wrong(name):
         ("alexnet", dict(input_shape=(227.0, 227, 3)), r"received \(227.0, 227, 3\)"),
         ("vgg11", dict(input_shape=5), r"`input_shape` must be a tuple .*received 5"),
         ("googlenet", dict(aux_logits=True, include_top=False), r"aux_logits=True.*include_top"),
-        ("googlenet", dict(aux_logits=True, input_shape=(64, 64, 3)), r"at least 65x65"),
+        ("googlenet", dict(aux_logits=True, input_shape=(78, 78, 3)), r"at least 79x79"),
         ("resnet50", dict(stem="tiny"), r"`stem` must be one of.*received 'tiny'"),
         ("resnet50", dict(drop_path_rate=1.0), r"`drop_path_rate`.*received 1.0"),
         ("resnet18", dict(width="wide"), r"`width`.*received 'wide'"),
@@ -414,10 +414,10 @@ def test_googlenet_owns_its_aux_heads_one_output_outside_paper_loss_inside(tmp_p
     """Compiled and fitted as any classifier, with the label once; the training loss is
     Keras' own cross-entropy of the main head plus 0.3 times each auxiliary head's; the
     metrics, evaluation, prediction, symbolic calls and a .keras round trip see one head."""
-    model = zoo.googlenet(aux_logits=True, input_shape=(65, 65, 3), width=0.125, classes=5)
+    model = zoo.googlenet(aux_logits=True, input_shape=(79, 79, 3), width=0.125, classes=5)
     model.compile(keras.optimizers.SGD(0.01), "sparse_categorical_crossentropy",
                   metrics=["accuracy"], run_eagerly=True)  # graph mode: test_recipe
-    x = np.random.default_rng(0).normal(size=(8, 65, 65, 3)).astype("float32")
+    x = np.random.default_rng(0).normal(size=(8, 79, 79, 3)).astype("float32")
     y = np.arange(8) % 5
     before = model.get_layer("aux1_fc").kernel.numpy().copy()
     logs = model.train_on_batch(x, y, return_dict=True)
@@ -433,7 +433,7 @@ def test_googlenet_owns_its_aux_heads_one_output_outside_paper_loss_inside(tmp_p
     inference = googlenet_module.without_aux(model)
     predictions = model.predict(x, verbose=0)
     np.testing.assert_allclose(inference(x, training=False), predictions, rtol=1e-6)
-    assert model(keras.Input((65, 65, 3))).shape == (None, 5)
+    assert model(keras.Input((79, 79, 3))).shape == (None, 5)
     model.save(tmp_path / "g.keras")
     loaded = zoo.load_model(tmp_path / "g.keras")
     assert isinstance(loaded, zoo.GoogLeNetWithAuxHeads)
@@ -457,7 +457,7 @@ ALL = pytest.mark.all_backends  # `make test` runs these under JAX too
         pytest.param("alexnet", dict(input_shape=(67, 67, 3), width=16), marks=ALL),
         ("alexnet", dict(input_shape=(67, 67, 3), width=16, towers=2, norm="batch")),
         ("googlenet", dict(input_shape=(32, 32, 3), width=0.125)),
-        ("googlenet", dict(input_shape=(65, 65, 3), width=0.125, aux_logits=True)),
+        ("googlenet", dict(input_shape=(79, 79, 3), width=0.125, aux_logits=True)),
         pytest.param("resnet18", dict(input_shape=(32, 32, 3), width=0.25, stem="cifar",
                                       drop_path_rate=0.1), marks=ALL),
         ("resnet50", dict(input_shape=(32, 32, 3), width=0.125, dropout=0.2)),

@@ -4,8 +4,9 @@ Paper-faithful, not torchvision's variant: no BatchNorm, conv biases, LRN after 
 convolutions, true 5x5 convolutions in the inception modules (torchvision uses 3x3 there),
 and the two auxiliary classifiers on 4a and 4d. The LRN settings are those of the reference
 Caffe model (n=5, k=1, alpha=1e-4 divided by n as Caffe does, beta=0.75); the paper gives none.
-Its padding is Caffe's too (conv1 pads 3 on every side; the max-pools' "same" is Caffe's
-ceil mode), so bvlc_googlenet's weights give Caffe's numbers.
+Its padding is Caffe's too (conv1 pads 3 on every side; the 3x3/2 max-pools are Caffe's
+ceil mode, torchvision's ``ceil_mode=True``: 57 -> 28, where Keras' "same" gives 29), so
+bvlc_googlenet's weights give Caffe's numbers at any input size.
 """
 
 import keras
@@ -31,8 +32,8 @@ INCEPTION = {
 }
 AUX_ON = {"4a": "aux1", "4d": "aux2"}
 AUX_LOSS_WEIGHT = 0.3
-MIN_INPUT_SIZE = 32  # total stride; every map stays >= 1x1 ("same" padding)
-MIN_INPUT_SIZE_AUX = 65  # the aux heads' 5x5 average pool needs a 5x5 map at stride 16
+MIN_INPUT_SIZE = 31  # every map stays >= 1x1 (from 21 to 30 one ceil-mode pool empties)
+MIN_INPUT_SIZE_AUX = 79  # the aux heads' 5x5 average pool needs a 5x5 map at 4a
 
 
 DEFAULT_STYLE = ("xavier", "relu")  # (kernel_initializer, activation): bvlc_googlenet's
@@ -66,7 +67,18 @@ def _lrn(x, name):
 
 
 def _maxpool(x, name):
-    return layers.MaxPooling2D(3, strides=2, padding="same", name=name)(x)
+    """The 3x3/2 max-pool in Caffe's ceil mode (no padding; the last window may be cut by
+    the edge): on a side of even length that is Keras' "same" (one more row after, left
+    out of the max), on an odd one "valid". Sides of both kinds (a non-square input) pool
+    rows, then columns; sizes unknown when built pool as "same"."""
+    height, width = x.shape[1:3]
+    mode = {0: "same", 1: "valid"}
+    if height is None or width is None or height % 2 == width % 2:
+        padding = "same" if height is None else mode[height % 2]
+        return layers.MaxPooling2D(3, strides=2, padding=padding, name=name)(x)
+    x = layers.MaxPooling2D((3, 1), strides=(2, 1), padding=mode[height % 2],
+                            name=f"{name}_rows")(x)
+    return layers.MaxPooling2D((1, 3), strides=(1, 2), padding=mode[width % 2], name=name)(x)
 
 
 def _scaled(filters, width):
