@@ -62,6 +62,9 @@ def check_probabilities(probs, labels=None, what="probabilities"):
     if labels is not None and (probs.ndim != 2 or len(probs) != len(labels)):
         raise UserError(f"Expected {what} shaped ({len(labels)}, classes) for {len(labels)} "
                         f"labels; received shape {probs.shape}.")
+    if labels is not None and not len(labels):  # every score of none would be NaN, ECE 0
+        raise UserError(f"Expected {what} of at least one example; received none (an empty "
+                        "split?).")
     if not probs.size:
         return probs
     rows = probs.reshape(-1, probs.shape[-1])
@@ -80,10 +83,21 @@ def check_probabilities(probs, labels=None, what="probabilities"):
     return probs
 
 
+def _checked(probs, labels):
+    """``probs`` and ``labels`` as the metrics take them (:func:`check_probabilities`,
+    :func:`class_labels`), for the public functions: logits or names are one line."""
+    labels = class_labels(labels, np.shape(probs)[-1])
+    return check_probabilities(probs, labels), labels
+
+
 def top_k_error(probs, labels, k=1):
     """Fraction of examples whose label is not among the ``k`` most probable classes. Ties
     go to the lower class index, as ``np.argmax`` and Keras' ``sparse_categorical_accuracy``
     break them (the top-1 error is ``mean(argmax != label)``)."""
+    return _top_k_error(*_checked(probs, labels), check_positive_int(k, "k"))
+
+
+def _top_k_error(probs, labels, k):
     k = min(k, probs.shape[-1])
     top = np.argsort(-probs, axis=-1, kind="stable")[:, :k]
     return float(1.0 - np.mean(np.any(top == labels[:, None], axis=1)))
@@ -91,12 +105,20 @@ def top_k_error(probs, labels, k=1):
 
 def nll(probs, labels):
     """Mean negative log-likelihood of the labels."""
+    return _nll(*_checked(probs, labels))
+
+
+def _nll(probs, labels):
     return float(-np.mean(np.log(np.clip(probs[np.arange(len(labels)), labels], EPS, 1.0))))
 
 
 def brier(probs, labels):
     """Mean squared distance between the probabilities and the one-hot labels (summed over
     classes)."""
+    return _brier(*_checked(probs, labels))
+
+
+def _brier(probs, labels):
     onehot = np.eye(probs.shape[-1])[labels]
     return float(np.mean(np.sum((probs - onehot) ** 2, axis=-1)))
 
@@ -137,15 +159,25 @@ def scores(probs, labels):
     """The table's columns for one set of predictions."""
     labels = class_labels(labels, np.shape(probs)[-1])
     probs = check_probabilities(probs, labels)
-    return {"top1_error": top_k_error(probs, labels, 1),
-            "top5_error": top_k_error(probs, labels, 5),
-            "nll": nll(probs, labels), "brier": brier(probs, labels),
+    return {"top1_error": _top_k_error(probs, labels, 1),
+            "top5_error": _top_k_error(probs, labels, 5),
+            "nll": _nll(probs, labels), "brier": _brier(probs, labels),
             "ece": _ece(_bins(probs, labels, 15), len(labels))}  # (checked once, above)
+
+
+def _members(member_probs):
+    """Member probabilities shaped (members, n, classes), checked; else one line (a 2-D
+    array read as members would compare every example with every other)."""
+    member_probs = np.asarray(member_probs)
+    if member_probs.ndim != 3:
+        raise UserError("Expected member probabilities shaped (members, n, classes); "
+                        f"received shape {member_probs.shape}.")
+    return check_probabilities(member_probs, what="member probabilities")
 
 
 def disagreement(member_probs):
     """Mean over member pairs of the fraction of examples where their top classes differ."""
-    tops = member_probs.argmax(axis=-1)
+    tops = _members(member_probs).argmax(axis=-1)
     m = len(tops)
     pairs = [(i, j) for i in range(m) for j in range(i + 1, m)]
     return float(np.mean([np.mean(tops[i] != tops[j]) for i, j in pairs])) if pairs else 0.0
@@ -153,7 +185,7 @@ def disagreement(member_probs):
 
 def average_kl(member_probs):
     """Mean over ordered member pairs (i != j) of KL(p_i || p_j), averaged over examples."""
-    p = np.clip(member_probs, EPS, 1.0)
+    p = np.clip(_members(member_probs), EPS, 1.0)
     m = len(p)
     values = [np.mean(np.sum(p[i] * (np.log(p[i]) - np.log(p[j])), axis=-1))
               for i in range(m) for j in range(m) if i != j]

@@ -354,6 +354,13 @@ def _corrupt_files(tmp_path):
                                                          b'"GlobalMedianPooling2D"'))
             bad_weights.writestr(name, content[:len(content) // 2]
                                  if name.endswith(".h5") else content)
+    # The archive's end record intact (is_zipfile passes), its directory damaged.
+    central = data.index(b"PK\x01\x02")
+    (tmp_path / "badcentral.keras").write_bytes(data[:central] + b"XXXX" + data[central + 4:])
+    with zipfile.ZipFile(good) as src, \
+            zipfile.ZipFile(tmp_path / "badconfig.keras", "w") as bad_config:
+        for name in src.namelist():
+            bad_config.writestr(name, b"{not json" if name == "config.json" else src.read(name))
 
 
 @pytest.mark.parametrize("name, message", [
@@ -363,6 +370,8 @@ def _corrupt_files(tmp_path):
     ("noconfig", r"the archive has no config\.json"),
     ("badweights", r"its weights cannot be read"),
     ("unknownclass", r"names a class this process does not know"),
+    ("badcentral", r"a damaged zip archive \(Bad magic number for central directory\)"),
+    ("badconfig", r"its config\.json is not JSON \(Expecting property name"),
 ])
 @pytest.mark.parametrize("command", ["evaluate", "ensemble", "export", "zoo.load_model",
                                      "ensembles.load"])
@@ -908,6 +917,23 @@ def test_an_output_that_is_a_symbolic_link_is_refused_before_any_work(argv, name
         "nothing was changed. Name the file it links to, or another file."]
     assert os.readlink(link) == str(elsewhere / name)
     assert (elsewhere / name).read_text() == "the user's"
+
+
+def test_zoo_save_model_to_a_symbolic_link_is_refused_and_both_stay(tmp_path):
+    """zoo.save_model(m, "best.keras"), best.keras a link to a snapshot: the Python API
+    replaced the link with a file and left its target stale, where the CLI refuses."""
+    import zoo
+    from tests.helpers import tiny_model
+
+    target = tmp_path / "snapshot-3.keras"
+    target.write_bytes(b"the user's")
+    link = tmp_path / "best.keras"
+    link.symlink_to(target)
+    with pytest.raises(UserError, match=rf"Refusing to write {re.escape(str(link))}: it is a "
+                                        "symbolic link"):
+        zoo.save_model(tiny_model(), str(link))
+    assert os.readlink(link) == str(target) and target.read_bytes() == b"the user's"
+    assert sorted(os.listdir(tmp_path)) == ["best.keras", "snapshot-3.keras"]
 
 
 def test_atomic_writes_name_the_file_in_the_way_and_keep_it(tmp_path):

@@ -30,9 +30,7 @@ def image_paths(sources):
     for source in [sources] if isinstance(sources, (str, os.PathLike)) else sources:
         source = os.fspath(source)
         if os.path.isdir(source):
-            files = [path for root, _, names in os.walk(source) for name in names
-                     # regular files only: opening a pipe named x.png would wait forever
-                     if os.path.isfile(path := os.path.join(root, name))]
+            files = _files_below(source)
             found = [path for path in files if path.lower().endswith(IMAGE_EXTENSIONS)]
             unread += [path for path in files if path.lower().endswith(OTHER_IMAGE_EXTENSIONS)]
             if not found:
@@ -48,6 +46,23 @@ def image_paths(sources):
                       f"decode (only JPEG, PNG, GIF and BMP are read): {_first(unread)}",
                       stacklevel=2)
     return paths
+
+
+def _files_below(folder):
+    """The regular files below ``folder`` (opening a pipe named x.png would wait forever),
+    through links to folders as ``data.load`` follows them, each real folder once (a link
+    to an ancestor is no loop); hidden folders (``.ipynb_checkpoints``) left out, as
+    ``data.load`` leaves them."""
+    seen, files = set(), []
+    for root, folders, names in os.walk(folder, followlinks=True):
+        real = os.path.realpath(root)
+        if real in seen:
+            folders[:] = []
+            continue
+        seen.add(real)
+        folders[:] = [name for name in folders if not name.startswith(".")]
+        files += [path for name in names if os.path.isfile(path := os.path.join(root, name))]
+    return files
 
 
 class _KerasSource:

@@ -17,10 +17,11 @@ still loads the file, without them.
 import json
 import os
 import zipfile
+import zlib
 
 import keras
 
-from safeio import atomic_path, check_free_space
+from safeio import atomic_path, check_free_space, check_writable_file
 from safeio.checks import UserError
 import zoo.layers  # noqa: F401  (registers LocalResponseNormalization)
 import zoo.optimizers  # noqa: F401  (registers PaperSGD)
@@ -229,6 +230,7 @@ def save_model(model, path):
     path = os.fspath(path)
     if not path.endswith(".keras"):
         raise UserError(f"A model file must end in .keras; received {path!r}.")
+    check_writable_file(path)  # a link there is refused: neither replaced nor written through
     check_free_space(path, bytes_to_save(model))
     with atomic_path(path) as tmp:
         model.save(tmp)
@@ -306,14 +308,22 @@ def load_model(path, compile=True):
         raise UserError(f"Cannot load {path}: not a .keras file (" + (
             "empty" if size == 0 else f"{size:,} bytes that are not a zip archive: truncated "
             "or another format") + ").")
-    with zipfile.ZipFile(path) as archive:
-        entries = set(archive.namelist())
-        broken = archive.testzip()
+    try:
+        with zipfile.ZipFile(path) as archive:
+            entries = set(archive.namelist())
+            broken = archive.testzip()
+            config = archive.read("config.json") if "config.json" in entries else None
+    except (zipfile.BadZipFile, zlib.error, EOFError) as err:  # its directory, not its end
+        raise UserError(f"Cannot load {path}: a damaged zip archive ({err}).") from None
     if broken is not None:
         raise UserError(f"Cannot load {path}: {broken} inside it is corrupt.")
-    if "config.json" not in entries:
+    if config is None:
         raise UserError(f"Cannot load {path}: the archive has no config.json, so it is not "
                         f"a saved Keras model (it holds {sorted(entries)}).")
+    try:
+        json.loads(config)
+    except ValueError as err:  # (Keras' own message names no file)
+        raise UserError(f"Cannot load {path}: its config.json is not JSON ({err}).") from None
     names, resize, pixels = _read_metadata(path, entries)
     try:
         model = keras.models.load_model(path, compile=compile)

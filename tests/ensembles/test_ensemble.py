@@ -303,6 +303,15 @@ def test_cyclic_cosine_ends_its_last_cycle_on_the_last_step_when_cycles_do_not_d
         ensembles.CyclicCosine(0.1, total_steps=3, cycles=5)
     with pytest.raises(ValueError, match="`cycles` must be a positive integer; received 2.5"):
         ensembles.CyclicCosine(0.1, total_steps=30, cycles=2.5)
+    # A rate that is no positive number, and cycle arithmetic past int32 (which wrapped
+    # around and put steps in the wrong cycle), are one line.
+    for rate in (-0.1, float("nan"), "0.1"):
+        with pytest.raises(ValueError, match="`initial_learning_rate` must be a finite "
+                                             f"positive number; received {re.escape(repr(rate))}"):
+            ensembles.CyclicCosine(rate, total_steps=30, cycles=2)
+    with pytest.raises(ValueError, match=r"total_steps x cycles must stay below 2\*\*31; "
+                                         r"received 5000000 x 500"):
+        ensembles.CyclicCosine(0.1, total_steps=5_000_000, cycles=500)
 
 
 @pytest.mark.all_backends

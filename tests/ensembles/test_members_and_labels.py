@@ -205,6 +205,26 @@ def test_crops_of_a_first_batch_with_a_nan_image_still_read_probabilities():
     assert np.isnan(mean[0]).all() and np.isfinite(mean[1]).all()
 
 
+def test_the_public_metrics_check_what_they_are_given():
+    """metrics.nll of logits gave -0.0 (clipped to 1), disagreement of one model's (n,
+    classes) array compared every example with every other (a hang at ImageNet's n), and
+    the ECE of no examples was 0.0, perfect calibration: each is one line."""
+    m = ensembles.metrics
+    logits, y = np.array([[3.0, -1.0], [2.0, 0.5]]), np.array([0, 0])
+    for metric in (m.nll, m.brier, m.top_k_error, m.ece):
+        with pytest.raises(ValueError, match=r"logits\? apply a softmax first"):
+            metric(logits, y)
+    one_model = np.full((300, 3), 1 / 3)
+    for diversity in (m.disagreement, m.average_kl):
+        with pytest.raises(ValueError, match=r"member probabilities shaped \(members, n, "
+                                             r"classes\); received shape \(300, 3\)"):
+            diversity(one_model)
+    with pytest.raises(ValueError, match="at least one example; received none"):
+        m.ece(np.zeros((0, 3)), [])
+    with pytest.raises(ValueError, match="at least one example; received none"):
+        m.scores(np.zeros((0, 3)), [])
+
+
 def test_labels_that_are_names_are_one_line():
     with pytest.raises(ValueError, match=r"class indices \(integers\); received <U3 values"):
         ensembles.metrics.class_labels(np.array(["cat", "dog"]), classes=2)

@@ -1229,6 +1229,24 @@ def test_flags_that_nothing_would_read_are_one_line_before_the_data(tmp_path, ca
         assert len(err) == 1 and message in err[0], (argv, err)
 
 
+def test_a_folder_to_predict_is_read_through_links_once_and_without_hidden_folders(tmp_path):
+    """zoo.predict's folder walk skipped class folders that are links (data.load follows
+    them) and read Jupyter's .ipynb_checkpoints; a link back up is no loop."""
+    import tensorflow as tf
+
+    from zoo.prediction import image_paths
+
+    png = tf.io.encode_png(np.zeros((8, 8, 3), np.uint8)).numpy()
+    photos, elsewhere = tmp_path / "photos", tmp_path / "elsewhere" / "cats"
+    for folder in (photos / "dogs", elsewhere, photos / ".ipynb_checkpoints"):
+        folder.mkdir(parents=True)
+        (folder / "a.png").write_bytes(png)
+    os.symlink(elsewhere, photos / "cats")
+    os.symlink(photos, photos / "dogs" / "up")
+    assert image_paths([str(photos)]) == [str(photos / "cats" / "a.png"),
+                                          str(photos / "dogs" / "a.png")]
+
+
 def test_zoo_predict_names_the_images_of_a_folder_it_does_not_read(tmp_path, capsys):
     """A folder's TIFF and WebP files were left out without a word (data.load names them)."""
     import tensorflow as tf
