@@ -27,10 +27,14 @@ def resize_shorter_side(image, size=256):
     >>> resize_shorter_side(tf.zeros((375, 499, 3)), 256).shape
     TensorShape([256, 340, 3])
     """
-    shape = tf.shape(image)[-3:-1]
-    short = tf.reduce_min(shape)
-    new_shape = tf.where(shape == short, size, size * shape // short)
+    new_shape = _shorter_side_shape(tf.shape(image)[-3:-1], size)
     return tf.image.resize(image, new_shape, method="bilinear", antialias=True)
+
+
+def _shorter_side_shape(shape, size):
+    """torchvision's ``Resize(size)`` output (height, width) for an image of ``shape``."""
+    short = tf.reduce_min(shape)
+    return tf.where(shape == short, size, size * shape // short)
 
 
 def center_crop(image, size):
@@ -67,7 +71,23 @@ def resize_and_center_crop(image, scale, size):
     >>> resize_and_center_crop(tf.zeros((375, 500, 3), tf.uint8), 256, 227).shape
     TensorShape([227, 227, 3])
     """
-    return center_crop(resize_shorter_side(tf.cast(image, tf.float32), scale), size)
+    image = tf.cast(image, tf.float32)
+    rank = image.shape.rank
+    if rank not in (3, 4):  # (a rank unknown when traced: resize, then crop)
+        return center_crop(resize_shorter_side(image, scale), size)
+    shape = tf.shape(image)[-3:-1]
+    resized = _shorter_side_shape(shape, scale)
+    tf.debugging.assert_greater_equal(
+        tf.reduce_min(resized), size, message=f"center_crop: image smaller than {size}")
+    # Only the crop is computed, by the op tf.image.resize runs (ScaleAndTranslate, its
+    # scale the resize's and its translation the crop's offset): a 2x4000 GIF once became
+    # a 256x512000 float image (0.5 GB) before its 224x224 crop was taken.
+    offsets = tf.round(tf.cast(resized - size, tf.float32) / 2)
+    crops = tf.raw_ops.ScaleAndTranslate(
+        images=image if rank == 4 else image[None], size=tf.constant([size, size]),
+        scale=tf.cast(resized, tf.float32) / tf.cast(shape, tf.float32),
+        translation=-offsets, kernel_type="triangle", antialias=True)
+    return crops if rank == 4 else crops[0]
 
 
 RESIZE_CHOICES = ("crop", "squash")
@@ -109,7 +129,7 @@ def alexnet_preprocess(image, size=256):
     >>> alexnet_preprocess(tf.zeros((375, 500, 3))).shape
     TensorShape([256, 256, 3])
     """
-    return center_crop(resize_shorter_side(tf.cast(image, tf.float32), size), size)
+    return resize_and_center_crop(image, size, size)
 
 
 @dataclasses.dataclass

@@ -67,6 +67,53 @@ def test_a_test_crop_is_torchvisions_one_centre_crop(tmp_path):
     np.testing.assert_array_equal(_view(encoded, 227), expected)  # crop_scale(227) = 256
 
 
+@pytest.mark.parametrize("shape, scale, size", [((375, 500, 3), 256, 224),
+                                                ((2, 61, 97, 3), 64, 56),  # a batch
+                                                ((9, 300, 3), 40, 32),  # elongated
+                                                ((20, 30, 3), 77, 67)])  # enlarged
+def test_the_test_crop_is_tensorflows_resize_then_the_crop(shape, scale, size):
+    """resize_and_center_crop computes only the crop (the resize op's scale, the crop's
+    offset as its translation): tf.image.resize to the shorter side, then the central
+    window, within 0.01 of a grey level (the filter weights' float32 rounding); eagerly
+    and inside tf.data."""
+    image = np.random.default_rng(2).uniform(0, 255, shape).astype("float32")
+    resized = tf.image.resize(image, data.preprocess._shorter_side_shape(
+        tf.shape(image)[-3:-1], scale), method="bilinear", antialias=True)
+    expected = data.center_crop(resized, size).numpy()
+    np.testing.assert_allclose(data.resize_and_center_crop(image, scale, size).numpy(),
+                               expected, atol=1e-2)
+    mapped = tf.data.Dataset.from_tensors(image).map(
+        lambda x: data.resize_and_center_crop(x, scale, size))
+    np.testing.assert_allclose(next(iter(mapped)).numpy(), expected, atol=1e-2)
+
+
+def test_a_very_elongated_image_is_cropped_without_its_whole_resize():
+    """A 2x4000 image resized to a shorter side of 256 is 256x512000 floats (1.5 GB) before
+    the crop: a server's serve_bytes ran out of memory on one such GIF. The crop alone."""
+    image = tf.fill((2, 4000, 3), 90.0)
+    crop = data.resize_and_center_crop(image, 256, 224)
+    assert crop.shape == (224, 224, 3)
+    np.testing.assert_allclose(crop.numpy(), 90.0, rtol=1e-5)
+    assert data.alexnet_preprocess(image).shape == (256, 256, 3)
+    with pytest.raises(tf.errors.InvalidArgumentError, match="smaller than 300"):
+        data.resize_and_center_crop(image, 256, 300)
+
+
+@pytest.mark.slow
+def test_the_crop_of_a_very_elongated_image_takes_no_memory_of_its_whole_resize():
+    """In a fresh process, the peak memory the 2x4000 image's crop adds: the whole resize
+    would be 1,500 MiB (256 x 512,000 x 3 floats); the crop alone holds 0.6 MiB."""
+    from tests.helpers import run_python
+
+    code = ("import resource, tensorflow as tf, data\n"
+            "data.resize_and_center_crop(tf.zeros((300, 400, 3)), 256, 224)  # kernels loaded\n"
+            "before = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss\n"
+            "data.resize_and_center_crop(tf.fill((2, 4000, 3), 90.0), 256, 224)\n"
+            "print((resource.getrusage(resource.RUSAGE_SELF).ru_maxrss - before) // 1024)\n")
+    added_mib = int(run_python(code).stdout.split()[-1])
+    assert added_mib < 300, added_mib
+
+
 def test_a_folder_loaded_at_image_size_is_shrunk_as_pil_shrinks_it(tmp_path):
     """data.load(folder, image_size=16) of a 60x90 noise photo: PIL's bilinear resize to
     within one grey level (torchvision's Resize((16, 16))); without antialiasing it was
