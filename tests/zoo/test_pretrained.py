@@ -323,6 +323,37 @@ def test_truncated_safetensors_and_pth_without_torch_are_one_clear_error(tmp_pat
 
 # --- named weights: the cache, the published hash, keras.utils.get_file ------------------
 
+def test_a_named_pth_file_is_read_through_its_converted_safetensors_without_torch(
+        tmp_path, monkeypatch):
+    """weights="imagenet" names torchvision's .pth file; without PyTorch the error said to
+    convert it, but the named lookup never found the converted file. It reads the
+    .safetensors beside the (hash-checked) .pth, with the entry's own preprocessing."""
+    import importlib.util
+
+    real_find_spec = importlib.util.find_spec
+    monkeypatch.setattr(importlib.util, "find_spec",
+                        lambda name, *a: None if name == "torch" else real_find_spec(name, *a))
+    monkeypatch.setenv("ZOO_WEIGHTS", str(tmp_path))
+    payload = b"torchvision's published pickle"
+    (tmp_path / "r18-abc.pth").write_bytes(payload)
+    entry = pretrained.register_weights(pretrained.WeightsEntry(
+        **{**_entry("resnet18.pthtest", "r18-abc.pth", payload).__dict__,
+           "preprocessing": {**pretrained.TORCHVISION, "resize": 232}}))
+    try:
+        with pytest.raises(ImportError, match=r"weights 'resnet18.pthtest': .*r18-abc\.pth is a "
+                                              r"PyTorch file.*save_file.*then "
+                                              r"weights='pthtest' reads r18-abc\.safetensors"):
+            zoo.resnet18(weights="pthtest", input_shape=(32, 32, 3))
+        write_safetensors(str(tmp_path / "r18-abc.safetensors"), torchvision_state_dict(18))
+        model = zoo.resnet18(weights="pthtest", input_shape=(32, 32, 3))
+        np.testing.assert_array_equal(model.get_layer("conv1_conv").kernel.numpy(),
+                                      torchvision_state_dict(18)["conv1.weight"]
+                                      .transpose(2, 3, 1, 0))
+        assert zoo.input_pixels(model)["resize"] == 232  # the entry's, by the file's stem
+    finally:
+        pretrained._ENTRIES.pop(entry.name)
+
+
 def _entry(name, file_name, payload, algorithm="sha256", prefix=None):
     digest = hashlib.new(algorithm, payload).hexdigest()
     return pretrained.WeightsEntry(

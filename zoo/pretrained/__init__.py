@@ -231,7 +231,27 @@ def weights_file(entry):
             f"$ZOO_WEIGHTS at the folder holding it), or run "
             f"zoo.pretrained.download({entry.name!r}) where that address is reachable.")
     check_hash(path, entry)
-    return path
+    return _readable_here(path, entry)
+
+
+def _readable_here(path, entry):
+    """``path``, or where PyTorch is not installed and ``path`` is a ``.pth`` file, the
+    ``.safetensors`` file converted from it beside it (the published hash is the
+    ``.pth``'s, checked)."""
+    import importlib.util
+
+    if not path.endswith(".pth") or importlib.util.find_spec("torch") is not None:
+        return path
+    converted = os.path.splitext(path)[0] + ".safetensors"
+    if os.path.isfile(converted):
+        return converted
+    from zoo.pretrained.torchvision import conversion_command
+
+    raise ImportError(
+        f"weights {entry.name!r}: {path} is a PyTorch file, and PyTorch is not installed "
+        f"here. Convert it once where torch is installed (in {os.path.dirname(path)}):  "
+        f"{conversion_command(path)}  then weights={entry.tag!r} reads "
+        f"{os.path.basename(converted)} beside it.")
 
 
 def download(name, origin=None, cache=None):
@@ -300,9 +320,9 @@ def load_converted(model, path, family):
 def preprocessing_for(path, family):
     """The preprocessing a converted file's weights take their inputs in: its entry's
     where the file is a known one (by file name), else its format's and family's."""
-    name = os.path.basename(str(path))
+    stem = os.path.splitext(os.path.basename(str(path)))[0]  # (a .pth's .safetensors too)
     for entry in _ENTRIES.values():
-        if entry.file_name == name and entry.model.startswith(family):
+        if os.path.splitext(entry.file_name)[0] == stem and entry.model.startswith(family):
             return entry.preprocessing
     if file_format(path) == "torchvision":
         return TORCHVISION

@@ -36,11 +36,8 @@ def read_state_dict(path):
     except ImportError:
         raise ImportError(
             f"Reading {path} needs PyTorch, which is not installed here. Convert it once "
-            "where torch is installed:  python -c \"import torch; from safetensors.torch "
-            f"import save_file; save_file(torch.load('{os.path.basename(path)}', "
-            "map_location='cpu', weights_only=True), "
-            f"'{os.path.splitext(os.path.basename(path))[0]}."
-            "safetensors')\"  and pass the .safetensors file instead.") from None
+            f"where torch is installed:  {conversion_command(path)}  and pass the "
+            ".safetensors file instead.") from None
     try:
         state = torch.load(path, map_location="cpu", weights_only=True)
     except Exception as error:  # noqa: BLE001 torch raises many kinds; its text advises
@@ -58,6 +55,15 @@ def read_state_dict(path):
         raise UserError(f"{path} is not a state dict of tensors: key {not_tensors[0]!r} holds "
                         f"a {type(state[not_tensors[0]]).__name__}.")
     return {k: v.detach().float().numpy() for k, v in state.items()}
+
+
+def conversion_command(path):
+    """The shell command that writes ``path`` (a ``.pth`` state dict) as the
+    ``.safetensors`` file beside it, where PyTorch is installed."""
+    name = os.path.basename(path)
+    return ("python -c \"import torch; from safetensors.torch import save_file; "
+            f"save_file(torch.load('{name}', map_location='cpu', weights_only=True), "
+            f"'{os.path.splitext(name)[0]}.safetensors')\"")
 
 
 _BLOCK = re.compile(r"conv(\d+)_block(\d+)_(\d+)_(conv|bn)$")
