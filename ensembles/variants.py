@@ -4,8 +4,9 @@ import functools
 import itertools
 
 import keras
+import numpy as np
 
-from safeio.checks import UserError
+from safeio.checks import UserError, is_number
 from zoo import registry
 
 
@@ -13,15 +14,20 @@ def _label(value):
     return f"{value:g}".replace(".", "p")  # 0.5 -> 0p5: safe in layer and file names
 
 
-def _values(value):
-    """``[0.5, 0.6]`` varies; a single number is fixed for every member; None is unset."""
+def _values(value, name):
+    """``[0.5, 0.6]`` (a list, tuple or 1-D array) varies; a single number is fixed for
+    every member; None is unset. Values that are not numbers are one line."""
     if value is None:
         return [None], False
-    if isinstance(value, (list, tuple)):
-        if not value:
-            raise UserError("variant values must not be an empty list.")
-        return list(value), True
-    return [value], False
+    if isinstance(value, np.ndarray) and value.ndim == 1:
+        value = value.tolist()
+    values = list(value) if isinstance(value, (list, tuple)) else [value]
+    if isinstance(value, (list, tuple)) and not values:
+        raise UserError(f"`{name}` variant values must not be an empty list.")
+    if not all(is_number(v) for v in values):
+        raise UserError(f"`{name}` must be a number or a list of numbers to vary; received "
+                        f"{value!r:.80}.")
+    return values, isinstance(value, (list, tuple))
 
 
 def variants(builder, dropout=None, width=None, **kwargs):
@@ -39,8 +45,8 @@ def variants(builder, dropout=None, width=None, **kwargs):
     >>> sorted(members)
     ['alexnet_dropout0p5', 'alexnet_dropout0p6', 'alexnet_dropout0p7']
     """
-    dropouts, vary_dropout = _values(dropout)
-    widths, vary_width = _values(width)
+    dropouts, vary_dropout = _values(dropout, "dropout")
+    widths, vary_width = _values(width, "width")
     if not (vary_dropout or vary_width):
         raise UserError("variants needs a list of `dropout` and/or `width` values to vary; "
                         f"received dropout={dropout!r}, width={width!r}.")

@@ -95,9 +95,15 @@ def fit_weights(members, data, method="nll", rounds=None, tta=None):
     >>> weights = fit_weights([a, b, c], data.load("digits", "validation"))  # doctest: +SKIP
     >>> model = Ensemble([a, b, c], weights=weights)                        # doctest: +SKIP
     """
+    from ensembles.ensemble import combine_layer
     from ensembles.evaluation import predict_members
 
     check_choice(method, METHOD_CHOICES, "method")
+    rule = combine_layer(members)
+    if rule is not None and rule.combine != "mean":  # (its members' weighted mean is fitted)
+        raise UserError(f"fit_weights fits the weights of the mean rule; {members.name} "
+                        f"combines by {rule.combine!r}: rebuild it with "
+                        "ensembles.Ensemble(ensembles.members_of(model), combine='mean').")
     _, member_probs, labels = predict_members(members, data, tta)
     if method == "nll":
         return nll_weights(member_probs, labels)

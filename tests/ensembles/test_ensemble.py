@@ -584,6 +584,13 @@ def test_variants_refuse_what_would_lose_or_misname_a_member():
         ensembles.variants(tiny_model(), width=[4, 8])
     partial = ensembles.variants(functools.partial(zoo.resnet18, classes=3), width=[0.25, 0.5])
     assert list(partial) == ["resnet18_width0p25", "resnet18_width0p5"]
+    # Values that are no numbers were a format error ("Unknown format code 'g'"); an array
+    # of values was one fixed value, then refused as "needs a list".
+    with pytest.raises(ValueError, match=r"`width` must be a number or a list of numbers to "
+                                         r"vary; received \['wide'\]"):
+        ensembles.variants("alexnet", width=["wide"])
+    assert list(ensembles.variants("alexnet", dropout=np.array([0.5, 0.6]))) == [
+        "alexnet_dropout0p5", "alexnet_dropout0p6"]
 
 
 def test_a_snapshot_run_killed_before_its_first_backup_runs_again(tmp_path):

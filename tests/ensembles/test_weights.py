@@ -112,6 +112,10 @@ def test_fit_weights_reads_the_members_and_feeds_ensemble(capsys):
     with pytest.raises(ValueError, match=r"`method` must be one of \('nll', 'greedy'\); "
                                          r"received 'mean'"):
         ensembles.fit_weights(members, data, method="mean")
+    # Weights of the mean, fitted for a vote, were returned as if they applied to it.
+    with pytest.raises(ValueError, match="fit_weights fits the weights of the mean rule; "
+                                         "ensemble combines by 'vote'"):
+        ensembles.fit_weights(ensembles.Ensemble(members, combine="vote"), data)
 
 
 def test_zoo_ensemble_fit_weights_from_the_shell(tmp_path, capsys):

@@ -215,7 +215,9 @@ class GoogLeNetWithAuxHeads(keras.Model):
     0.3 times each auxiliary head's loss on the same label (the paper's sec. 5). The
     compiled loss is used for all three heads, and the metrics are the main head's. So it
     compiles and fits like any classifier: ``model.compile(opt, loss, metrics)`` and
-    ``model.fit(ds)`` with the labels once.
+    ``model.fit(ds)`` with the labels once. Fit it itself: nested in another model
+    (``keras.Sequential([RandomFlip(), model])``), Keras keeps its first output and the aux
+    heads do not train (put the augmentation in the data pipeline instead).
 
     Example:
 
