@@ -76,23 +76,31 @@ class PixelNormalization(keras.layers.Layer):
     """
 
     def __init__(self, mean, std=None, scale=1.0, channel_order="RGB", **kwargs):
-        super().__init__(**kwargs)
-        self.mean = [float(m) for m in mean]
-        self.std = None if std is None else [float(s) for s in std]
-        if len(self.mean) != 3 or (self.std is not None and len(self.std) != 3) \
-                or channel_order not in ("RGB", "BGR"):
-            raise UserError("PixelNormalization takes 3 means, 3 stds (or none) and "
-                            f"channel_order 'RGB' or 'BGR'; received mean={mean}, std={std}, "
+        # In float32 under mixed precision too: bfloat16 would round 0-255 pixels minus a
+        # mean by half a level. (Integer images are cast, not scaled to 0.)
+        super().__init__(**{"dtype": "float32", **kwargs})
+        try:
+            self.mean = [float(m) for m in mean]
+            self.std = None if std is None else [float(s) for s in std]
+            self.scale = float(scale)
+        except (TypeError, ValueError):
+            self.mean = None
+        if self.mean is None or len(self.mean) != 3 or (
+                self.std is not None and len(self.std) != 3) or channel_order not in ("RGB",
+                                                                                      "BGR"):
+            raise UserError("PixelNormalization takes 3 means, 3 stds (or none), a number "
+                            "scale and channel_order 'RGB' or 'BGR'; received "
+                            f"mean={mean!r}, std={std!r}, scale={scale!r}, "
                             f"channel_order={channel_order!r}.")
-        self.scale, self.channel_order = float(scale), channel_order
+        self.channel_order = channel_order
 
     def call(self, inputs):
-        x = inputs * keras.ops.cast(self.scale, inputs.dtype)
+        x = keras.ops.cast(inputs, "float32") * self.scale
         if self.channel_order == "BGR":
             x = keras.ops.take(x, [2, 1, 0], axis=-1)
-        x = x - keras.ops.cast(self.mean, inputs.dtype)
+        x = x - keras.ops.convert_to_tensor(self.mean, "float32")
         if self.std is not None:
-            x = x / keras.ops.cast(self.std, inputs.dtype)
+            x = x / keras.ops.convert_to_tensor(self.std, "float32")
         return x
 
     def compute_output_shape(self, input_shape):

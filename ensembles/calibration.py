@@ -165,11 +165,7 @@ def temperature(model, per_member=False):
     if layer is not None:
         return layer.temperature
     operation = model.outputs[0]._keras_history.operation  # as with_temperature reads it
-    if isinstance(operation, TemperatureScaling):
-        return operation.temperature
-    if isinstance(operation, keras.Model) and getattr(operation, "outputs", None):
-        return temperature(operation)  # a calibrated model inside another (a wrapper)
-    return 1.0
+    return operation.temperature if isinstance(operation, TemperatureScaling) else 1.0
 
 
 def with_temperature(model, temperature):

@@ -247,16 +247,17 @@ def common_input_pixels(members):
     """The preprocessing the members' converted weights take their inputs in
     (``zoo.input_pixels``), which the ensemble's input then needs: members that need
     different ones are refused in one line (one input serves them all)."""
-    known = [(i, m) for i, m in enumerate(members) if input_pixels(m) is not None]
-    for i, member in known[1:]:
-        if input_pixels(member) != input_pixels(known[0][1]):
-            first = known[0]
+    first = members[0]
+    for i, member in enumerate(members[1:], start=1):
+        if input_pixels(member) != input_pixels(first):
+            what = {m.name: "images" if input_pixels(m) is None else
+                    "its converted weights' preprocessed pixels" for m in (first, member)}
             raise UserError(
-                f"Member {i} ({member.name!r}) takes inputs preprocessed for its converted "
-                f"weights otherwise than member {first[0]} ({first[1].name!r}): an ensemble's "
-                "one input cannot be both. Give each its own with "
-                "zoo.pretrained.with_preprocessing(member) first.")
-    return input_pixels(known[0][1]) if known else None
+                f"Member {i} ({member.name!r}) takes {what[member.name]}, member 0 "
+                f"({first.name!r}) {what[first.name]} or others: an ensemble's one input "
+                "cannot be both. Put each converted member's preprocessing into it first: "
+                "zoo.pretrained.with_preprocessing(member).")
+    return input_pixels(first)
 
 
 def combine_layer(model):

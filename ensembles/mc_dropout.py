@@ -14,7 +14,7 @@ import keras
 
 from ensembles.ensemble import COMBINE_CHOICES, _check_members, combined_model
 from safeio.checks import UserError, check_choice, check_positive_int
-from zoo.saving import resize_mode
+from zoo.saving import copy_metadata, resize_mode
 
 
 @keras.saving.register_keras_serializable(package="ensembles")
@@ -63,7 +63,7 @@ def _with_active_dropout(model, name):
             "dropout would repeat one prediction. Build it with dropout (e.g. "
             "zoo.resnet18(dropout=0.2)), or ensemble several models instead.")
     sampler = keras.models.clone_model(model, clone_function=clone, recursive=True)
-    return keras.Model(sampler.input, sampler.output, name=name)
+    return copy_metadata(model, keras.Model(sampler.input, sampler.output, name=name))
 
 
 def mc_dropout(model, samples=10, combine="mean", name=None):

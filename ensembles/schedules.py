@@ -34,9 +34,9 @@ class CyclicCosine(keras.optimizers.schedules.LearningRateSchedule):
         if total_steps < cycles:
             raise UserError(
                 f"`cycles` must be between 1 and total_steps ({total_steps}); received {cycles}.")
-        if total_steps * cycles >= 2**31:  # the cycle arithmetic is int32 (JAX's default)
-            raise UserError(f"total_steps x cycles must stay below 2**31; received "
-                            f"{total_steps} x {cycles}.")
+        if total_steps * (cycles + 1) >= 2**31:  # the cycle arithmetic is int32 (JAX's)
+            raise UserError(f"total_steps x (cycles + 1) must stay below 2**31; received "
+                            f"{total_steps} x {cycles + 1}.")
         check_positive_number(initial_learning_rate, "initial_learning_rate")
         self.initial_learning_rate = float(initial_learning_rate)
         self.total_steps = total_steps

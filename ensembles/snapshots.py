@@ -23,7 +23,8 @@ from safeio.checks import UserError, check_positive_int
 from zoo.optimizers import make_optimizer
 from zoo.saving import class_names as get_class_names
 from zoo.saving import load_weights
-from zoo.saving import resize_mode, set_class_names, set_resize_mode
+from zoo.saving import (input_pixels, resize_mode, set_class_names, set_input_pixels,
+                        set_resize_mode)
 from zoo.training import distribute, keras_internals, run_config
 from zoo.training import recipe as training
 
@@ -215,5 +216,6 @@ def from_snapshots(model, paths, last=None, combine="mean", weights=None,
         # A snapshot holds weights only: its classes and resize mode are the architecture's.
         like = model if isinstance(model, keras.Model) else member
         set_resize_mode(member, resize or resize_mode(like))
+        set_input_pixels(member, input_pixels(like))
         members.append(set_class_names(member, class_names or get_class_names(like)))
     return Ensemble(members, combine=combine, weights=weights, name=name)

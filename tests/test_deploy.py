@@ -169,7 +169,8 @@ def test_the_resize_mode_travels_through_files_ensembles_and_runs(tmp_path):
                          else source.read(entry))
     path = str(tmp_path / "w.keras")
     with pytest.raises(UserError, match=r"^Cannot load .*w\.keras: its zoo\.json is not this "
-                                        r"project's class names and resize mode \(ValueError\)"):
+                                        r"project's class names, resize mode and input "
+                                        r"preprocessing \(resize 'whole'\)"):
         zoo.load_model(path)
 
 

@@ -104,7 +104,7 @@ def resolve_input(input_tensor, input_shape, default_shape, min_size, model_name
             f"input shape {shape}."
         )
     height, width, channels = shape
-    if (height in (1, 3, 4) and channels not in (1, 3, 4)
+    if (height in (1, 3, 4) and channels not in (1, 3, 4, None)
             and min(width or 0, channels) >= 8):  # (3, 224, 224); (4, 4, 16) is a map
         raise UserError(
             f"{model_name} is channels-last, as every zoo model: (height, width, channels); "

@@ -168,14 +168,19 @@ def set_input_pixels(model, preprocessing):
 
 def _checked_pixels(preprocessing):
     """A JSON-ready copy of a weights entry's preprocessing dict (ValueError otherwise)."""
+    expected = (f"input preprocessing must be a weights entry's dict ({', '.join(_PIXEL_KEYS)}"
+                f"; mean and std of 3 numbers each); received {preprocessing!r:.120}")
     if not isinstance(preprocessing, dict) or "mean" not in preprocessing \
             or not set(preprocessing) <= set(_PIXEL_KEYS):
-        raise ValueError(f"input preprocessing {preprocessing!r:.80}")
-    out = {key: (list(map(float, value)) if key in ("mean", "std") else value)
-           for key, value in preprocessing.items()}
+        raise UserError(expected)
+    try:
+        out = {key: (list(map(float, value)) if key in ("mean", "std") else value)
+               for key, value in preprocessing.items()}
+    except (TypeError, ValueError):
+        raise UserError(expected) from None
     if len(out["mean"]) != 3 or len(out.get("std", [1, 1, 1])) != 3 \
             or out.get("channel_order", "RGB") not in ("RGB", "BGR"):
-        raise ValueError(f"input preprocessing {preprocessing!r:.80}")
+        raise UserError(expected)
     return out
 
 
@@ -281,7 +286,8 @@ def _read_metadata(path, archive_names):
                     None if pixels is None else _checked_pixels(pixels))
         except (ValueError, AttributeError, TypeError) as err:
             raise UserError(f"Cannot load {path}: its {_METADATA} is not this project's "
-                            f"class names and resize mode ({type(err).__name__}).") from None
+                            "class names, resize mode and input preprocessing "
+                            f"({str(err)[:160] or type(err).__name__}).") from None
 
 
 def load_model(path, compile=True):

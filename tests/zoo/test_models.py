@@ -383,6 +383,19 @@ def test_resnet_cifar_stem():
 # --- GoogLeNet ----------------------------------------------------------------------------
 
 
+def test_googlenet_pools_a_side_of_unknown_size_as_keras_same_and_a_known_one_as_caffe():
+    """input_shape=(99, None, 3): the known odd rows pool without a window past the edge,
+    the unknown columns as "same" (Caffe's on the even sides 224 gives): the map a fixed
+    99x224 model gives. Both sides once took the known side's mode (27 columns, not 28)."""
+    fixed = zoo.googlenet(include_top=False, input_shape=(99, 224, 3), width=0.125)
+    open_width = zoo.googlenet(include_top=False, input_shape=(99, None, 3), width=0.125)
+    x = np.zeros((1, 99, 224, 3), "float32")
+    for pool in ("pool1_3x3_s2", "pool2_3x3_s2", "pool3_3x3_s2", "pool4_3x3_s2"):
+        maps = keras.Model(open_width.inputs, open_width.get_layer(pool).output)
+        assert maps.predict(x, verbose=0).shape[1:] == fixed.get_layer(pool).output.shape[1:]
+    assert fixed.get_layer("pool2_3x3_s2").output.shape[1:3] == (12, 28)
+
+
 def test_googlenet_inception_modules_follow_the_paper_table():
     model = zoo.googlenet()
     widths = [model.get_layer(f"inception_{s}_output").output.shape[-1]

@@ -215,9 +215,23 @@ def test_converted_weights_are_refused_images_until_their_preprocessing_is_in_th
                                              pretrained.CAFFE_VGG)
     with pytest.raises(ValueError, match="an ensemble's one input cannot be both"):
         ensembles.Ensemble([model, caffe_like])
+    # MC dropout's samplers and a snapshot ensemble's members keep the record: refused too.
+    with_dropout = zoo.resnet18(weights=path, input_shape=(32, 32, 3), dropout=0.2)
+    snapshot = str(tmp_path / "snapshot-1.weights.h5")
+    model.save_weights(snapshot)
+    for derived in (ensembles.mc_dropout(with_dropout, samples=2),
+                    ensembles.from_snapshots(model, [snapshot])):
+        with pytest.raises(ValueError, match=re.escape(refused.format(derived.name,
+                                                                      "an export"))):
+            ensembles.export(derived, str(served))
 
     wrapped = pretrained.with_preprocessing(model)
     assert zoo.input_pixels(wrapped) is None and zoo.resize_mode(wrapped) == "crop"
+    with pytest.raises(ValueError, match=r"Member 1 \('resnet18_2'\) takes its converted "
+                                         r"weights' preprocessed pixels, member 0 "
+                                         r"\('resnet18_1'\) images or others: an ensemble's one "
+                                         r"input cannot be both"):
+        ensembles.Ensemble([wrapped, model])
     assert zoo.class_names(wrapped) == zoo.class_names(model)
     images = np.random.default_rng(4).uniform(0, 255, (3, 32, 32, 3)).astype("float32")
     expected = model.predict(keras.applications.imagenet_utils.preprocess_input(
@@ -234,6 +248,19 @@ def test_converted_weights_are_refused_images_until_their_preprocessing_is_in_th
     assert table["class_1"][0] == zoo.class_names(model)[int(np.argmax(best))]
     with pytest.raises(ValueError, match="records no converted weights' preprocessing"):
         pretrained.with_preprocessing(wrapped)
+
+    # Fine-tuned on images: the wrapper's new head reads the converted body's features of
+    # the normalised pixels, and only it trains; fine-tuned bare, it still takes theirs.
+    tuned = zoo.fine_tune(wrapped, classes=3, freeze="all")
+    assert zoo.input_pixels(tuned) is None and len(tuned.trainable_weights) == 2
+    features = keras.Model(tuned.inputs, tuned.get_layer("predictions").input)
+    body = keras.Model(model.inputs, model.get_layer("predictions").input)
+    np.testing.assert_allclose(
+        features.predict(images, verbose=0),
+        body.predict(keras.applications.imagenet_utils.preprocess_input(images.copy(),
+                                                                        mode="torch"),
+                     verbose=0), rtol=1e-4, atol=1e-3)  # features up to about 20
+    assert zoo.input_pixels(zoo.fine_tune(model, classes=3)) == zoo.input_pixels(model)
 
 
 @ALL
@@ -259,6 +286,23 @@ def test_pixel_normalization_is_keras_applications_caffe_and_torch_modes():
                                    rtol=1e-5, atol=1e-4)
     with pytest.raises(ValueError, match="channel_order 'RGB' or 'BGR'; received .*'RGBA'"):
         PixelNormalization([1, 2, 3], channel_order="RGBA")
+    with pytest.raises(ValueError, match="takes 3 means.*received mean=5"):
+        PixelNormalization(5)
+    # uint8 images are cast (1 / 255 as an integer was 0), and under mixed precision the
+    # layer stays float32 (bfloat16 rounded 0-255 pixels minus a mean by half a level).
+    layer = PixelNormalization(pretrained.TORCHVISION["mean"], pretrained.TORCHVISION["std"],
+                               1 / 255)
+    pixels = np.random.default_rng(6).integers(0, 256, (1, 3, 3, 3), dtype=np.uint8)
+    expected = keras.applications.imagenet_utils.preprocess_input(
+        pixels.astype("float32"), mode="torch")
+    np.testing.assert_allclose(keras.ops.convert_to_numpy(layer(pixels)), expected, rtol=1e-5,
+                               atol=1e-5)
+    keras.mixed_precision.set_global_policy("mixed_bfloat16")
+    try:
+        mixed = PixelNormalization(pretrained.CAFFE_VGG["mean"], channel_order="BGR")
+        assert mixed.compute_dtype == "float32"
+    finally:
+        keras.mixed_precision.set_global_policy("float32")
 
 
 def test_missing_unexpected_and_misshapen_keys_are_named(tmp_path):

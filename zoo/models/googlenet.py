@@ -71,14 +71,12 @@ def _maxpool(x, name):
     the edge): on a side of even length that is Keras' "same" (one more row after, left
     out of the max), on an odd one "valid". Sides of both kinds (a non-square input) pool
     rows, then columns; sizes unknown when built pool as "same"."""
-    height, width = x.shape[1:3]
-    mode = {0: "same", 1: "valid"}
-    if height is None or width is None or height % 2 == width % 2:
-        padding = "same" if height is None else mode[height % 2]
-        return layers.MaxPooling2D(3, strides=2, padding=padding, name=name)(x)
-    x = layers.MaxPooling2D((3, 1), strides=(2, 1), padding=mode[height % 2],
-                            name=f"{name}_rows")(x)
-    return layers.MaxPooling2D((1, 3), strides=(1, 2), padding=mode[width % 2], name=name)(x)
+    rows, columns = ("same" if side is None or side % 2 == 0 else "valid"
+                     for side in x.shape[1:3])
+    if rows == columns:
+        return layers.MaxPooling2D(3, strides=2, padding=rows, name=name)(x)
+    x = layers.MaxPooling2D((3, 1), strides=(2, 1), padding=rows, name=f"{name}_rows")(x)
+    return layers.MaxPooling2D((1, 3), strides=(1, 2), padding=columns, name=name)(x)
 
 
 def _scaled(filters, width):

@@ -375,7 +375,7 @@ def describe_preprocessing(preprocessing):
     if p.get("resize"):
         resize = (f"warp to {p['resize']}x{p['resize']}" if p.get("warp")
                   else f"shorter side to {p['resize']}")
-    parts = [resize, f"centre crop {p['crop']}",
+    parts = [resize, f"centre crop {p['crop']}" if p.get("crop") else None,
              p.get("channel_order", "RGB") + (" / 255" if p.get("scale") == 1 / 255 else " 0-255"),
              "mean (" + ", ".join(f"{m:g}" for m in p["mean"]) + ")",
              "std (" + ", ".join(f"{m:g}" for m in p["std"]) + ")" if "std" in p else None]

@@ -23,15 +23,12 @@ def fine_tune(model, classes, freeze="all", classifier_activation="softmax", nam
     """
     check_positive_int(classes, "classes")
     base = without_aux(model)
-    try:
-        features = base.get_layer("predictions").input
-    except ValueError:
+    features, body = _classifier_input(base)
+    if features is None:
         raise UserError(
             f"fine_tune needs a model with a classifier layer named 'predictions' (any zoo "
             f"model built with include_top=True); {base.name!r} has none."
         ) from None
-    body = [layer for layer in base.layers
-            if not isinstance(layer, keras.layers.InputLayer) and layer.name != "predictions"]
     if freeze == "all":
         frozen = len(body)
     elif freeze == "none":
@@ -47,4 +44,34 @@ def fine_tune(model, classes, freeze="all", classifier_activation="softmax", nam
         layer.trainable = i >= frozen
     outputs = keras.layers.Dense(classes, activation=classifier_activation,
                                  name="predictions")(features)
-    return keras.Model(base.inputs, outputs, name=name or f"{base.name}_finetuned")
+    tuned = keras.Model(base.inputs, outputs, name=name or f"{base.name}_finetuned")
+    from zoo.saving import input_pixels, resize_mode, set_input_pixels, set_resize_mode
+
+    # It takes what the base takes: converted weights' preprocessed pixels stay recorded
+    # (zoo.pretrained.with_preprocessing first, to train it on images), and so does a view.
+    set_resize_mode(tuned, resize_mode(base))
+    return set_input_pixels(tuned, input_pixels(base))
+
+
+def _layers(model):
+    return [layer for layer in model.layers if not isinstance(layer, keras.layers.InputLayer)]
+
+
+def _classifier_input(model):
+    """``(the tensor the classifier 'predictions' reads, in ``model``'s graph, the layers
+    before it)``: of ``model``, or of the model it wraps last (a
+    ``zoo.pretrained.with_preprocessing`` model: its normalisation, then the converted
+    network); ``(None, None)`` where there is none."""
+    if "predictions" in [layer.name for layer in model.layers]:
+        return model.get_layer("predictions").input, [
+            layer for layer in _layers(model) if layer.name != "predictions"]
+    operation, node_index, _ = model.outputs[0]._keras_history
+    if not (isinstance(operation, keras.Model) and
+            "predictions" in [layer.name for layer in operation.layers]):
+        return None, None
+    head = operation.get_layer("predictions")
+    (called_on,) = operation._inbound_nodes[node_index].input_tensors  # in model's graph
+    body = keras.Model(operation.inputs, head.input, name=f"{operation.name}_features")
+    return body(called_on), (
+        [layer for layer in _layers(model) if layer is not operation]
+        + [layer for layer in _layers(operation) if layer is not head])
