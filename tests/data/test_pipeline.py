@@ -24,16 +24,35 @@ def test_with_random_crops_images_load_larger_and_evaluate_on_the_centre_crop(cr
     theirs = next(iter(data.load("digits", "test", batch_size=8, scale=cropping.scale,
                                  center_crop=16)))[0].numpy()
     np.testing.assert_array_equal(ours, theirs)
-    # Training: random 16x16 crops, which differ from the centre crops of the same images.
+    # Training: random 16x16 windows of the training images at the larger scale, not all
+    # of them the centre one.
     images, _ = next(iter(cropping.train()))
     assert tuple(images.shape) == (8, 16, 16, 3)
+    larger = np.stack([x for x, _ in data.load("digits", "train", scale=cropping.scale,
+                                                batch_size=None)])
+    side = cropping.scale - 16 + 1
+    offsets = []
+    for crop in images.numpy():
+        found = [(top, left) for top in range(side) for left in range(side)
+                 if (np.abs(larger[:, top:top + 16, left:left + 16] - crop).max(axis=(1, 2, 3))
+                     < 1e-3).any()]
+        assert found, "a training crop that is no window of a training image"
+        offsets += found
+    centre = ((cropping.scale - 16) // 2,) * 2
+    assert any(offset != centre for offset in offsets)
 
 
 def test_statistics_are_the_training_splits_evaluation_view(cropping):
-    expected = data.compute_statistics(cropping.load("train", shuffle=False))
-    np.testing.assert_allclose(cropping.statistics.channel_mean, expected.channel_mean)
-    np.testing.assert_allclose(cropping.statistics.channel_std, expected.channel_std)
-    assert cropping.statistics.mean_image.shape == (16, 16, 3)
+    """The statistics of the centre crops of the training split, held against NumPy's
+    mean and standard deviation of their pixels."""
+    pixels = np.concatenate([x.numpy() for x, _ in cropping.load("train", shuffle=False)]
+                            ).astype("float64")
+    np.testing.assert_allclose(cropping.statistics.channel_mean,
+                               pixels.reshape(-1, 3).mean(axis=0), rtol=1e-5)
+    np.testing.assert_allclose(cropping.statistics.channel_std,
+                               pixels.reshape(-1, 3).std(axis=0), rtol=1e-4)
+    np.testing.assert_allclose(cropping.statistics.mean_image, pixels.mean(axis=0), rtol=1e-5,
+                               atol=1e-4)
 
 
 def test_without_crops_every_split_loads_at_the_input_size():
