@@ -237,10 +237,51 @@ def scan(root, split, on_bad_image="raise", verify="header", class_names=None,
     limit), checked before anything decodes it. A split of no images raises a ``ValueError``
     unless ``allow_empty``.
 
+    Within one process a scan is not made again while the folders are unchanged (the
+    modification times of the root, its splits and this split's class folders: adding,
+    removing or renaming an image changes them); ``zoo train`` loads a split up to three
+    times, and ImageNet's 1.28 million files take a minute a scan. Its warnings are given
+    again.
+
     Example:
 
     >>> paths, labels, classes = scan("flowers", "train")  # doctest: +SKIP
     """
+    key = (os.path.abspath(root), split, on_bad_image, verify,
+           None if class_names is None else tuple(class_names), max_pixels, allow_empty,
+           _fingerprint(root, split))
+    made = _SCANS.get(key) if key[-1] is not None else None
+    if made is None:
+        with warnings.catch_warnings(record=True) as caught:
+            warnings.simplefilter("always")
+            found = _scan(root, split, on_bad_image, verify, class_names, max_pixels,
+                          allow_empty)
+        made = found, [(w.message, w.category) for w in caught]
+        if key[-1] is not None:
+            _SCANS[key] = made
+    (paths, labels, names), said = made
+    for message, category in said:
+        warnings.warn(message, category, stacklevel=2)
+    return list(paths), list(labels), list(names)
+
+
+_SCANS = {}  # (scan's arguments, the folders' modification times) -> (result, warnings)
+
+
+def _fingerprint(root, split):
+    """The modification times (ns) of ``root``, its sub-folders and ``split``'s sub-folders,
+    or None where one cannot be read (then the scan says why)."""
+    try:
+        folders = [root] + [os.path.join(root, d) for d in os.listdir(root)]
+        split_dir = os.path.join(root, split)
+        folders += [os.path.join(split_dir, d) for d in os.listdir(split_dir)]
+        return tuple((f, os.stat(f).st_mtime_ns) for f in sorted(folders) if os.path.isdir(f))
+    except OSError:
+        return None
+
+
+def _scan(root, split, on_bad_image, verify, class_names, max_pixels, allow_empty):
+    """:func:`scan`, made."""
     check_choice(on_bad_image, BAD_IMAGE_CHOICES, "on_bad_image")
     check_choice(verify, VERIFY_CHOICES, "verify")
     available = splits(root)

@@ -236,6 +236,34 @@ def test_image_folder_bad_files_are_all_named_or_skipped(image_folder):
     assert sum(1 for _ in ds) == 18
 
 
+def test_an_unchanged_folder_is_scanned_once_and_a_changed_one_again(image_folder,
+                                                                     monkeypatch):
+    """zoo train loads a split up to three times, and each load read every file's header
+    again (ImageNet: a minute a scan). Unchanged folders are read once per process; an
+    image added, or removed, is seen; the scan's warnings are given every time."""
+    from data import folder
+
+    read = []
+    real_problem = folder._problem
+    monkeypatch.setattr(folder, "_problem", lambda path, *a: read.append(path) or
+                        real_problem(path, *a))
+    (image_folder / "train" / "cat" / "scan.tif").write_bytes(b"II*\0")
+    for _ in range(2):
+        with pytest.warns(UserWarning, match=r"1 image file\(s\) in .* are not read"):
+            paths, labels, names = folder.scan(str(image_folder), "train")
+        assert len(paths) == 18
+    assert len(read) == 18  # once
+    paths.clear()  # the caller's lists are its own
+    extra = image_folder / "train" / "dog" / "new.png"
+    extra.write_bytes((image_folder / "train" / "dog" / "rgb0.png").read_bytes())
+    with pytest.warns(UserWarning):
+        assert len(folder.scan(str(image_folder), "train")[0]) == 19
+    assert len(read) == 18 + 19
+    extra.unlink()
+    with pytest.warns(UserWarning):
+        assert len(folder.scan(str(image_folder), "train")[0]) == 18
+
+
 def test_images_the_scan_does_not_read_are_named(image_folder):
     """A TIFF, and images in a folder below the class folder, are not read: a warning names
     them instead of leaving them out silently."""
