@@ -26,7 +26,7 @@ class PaperSGD(keras.optimizers.SGD):
 
     def __init__(self, learning_rate=0.01, momentum=0.9, l2=5e-4, **kwargs):
         super().__init__(learning_rate=learning_rate, momentum=momentum, **kwargs)
-        self.l2 = float(l2)
+        self.l2 = float(l2 or 0.0)  # (None: no decay, as check_hyperparameters allows)
 
     def update_step(self, gradient, variable, learning_rate):
         if self.l2 and len(variable.shape) > 1:

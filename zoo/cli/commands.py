@@ -225,11 +225,19 @@ def _model_args(pairs):
         key, sep, value = pair.partition("=")
         if not sep or not key.isidentifier():
             raise UserError(f"--model-arg takes KEY=VALUE; received {pair!r}.")
+        if key in _SET_BY_THE_COMMAND:  # (a second value for them was a TypeError)
+            raise UserError(f"--model-arg {key} is set by the command: "
+                            f"{_SET_BY_THE_COMMAND[key]}; received {pair!r}.")
         try:
             kwargs[key] = ast.literal_eval(value)
         except (ValueError, SyntaxError):
             kwargs[key] = value  # a plain string such as he or lrn
     return kwargs
+
+
+_SET_BY_THE_COMMAND = {
+    "classes": "the dataset's class count", "input_shape": "give --image-size",
+    "input_tensor": "the data pipeline's input", "include_top": "it trains a classifier"}
 
 
 class _Setup:

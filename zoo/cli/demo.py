@@ -274,6 +274,7 @@ def serve(combined, test, export_dir, count=5):
     _say(f"  exported in {time.time() - start:.0f} s; reloading it with TensorFlow alone")
     served = tf.saved_model.load(export_dir)
     images, truth = next(iter(test))
+    count = min(count, len(images))  # (a test split of fewer images)
     outputs = served.serve(tf.constant(images[:count]))
     probs = outputs["probabilities"].numpy()
     return [f"image {i}: label {int(truth[i])}, predicted {probs[i].argmax()} "

@@ -23,7 +23,11 @@ from zoo.training import keras_internals
 
 
 def _finite(logs):
-    return all(not isinstance(v, float) or math.isfinite(v) for v in (logs or {}).values())
+    """Whether an epoch's training values (loss and metrics) are finite, so its weights are
+    good to keep. A validation value (``val_*``) may be NaN with good weights (a NaN
+    validation image, a metric of no example): that epoch is still checkpointed."""
+    return all(not isinstance(v, float) or math.isfinite(v)
+               for k, v in (logs or {}).items() if not k.startswith("val_"))
 
 
 def read_history(path):
@@ -205,6 +209,8 @@ class AtomicCheckpoint(_ResumesFromHistory, keras.callbacks.Callback):
             self.best = max(values) if self.mode == "max" else min(values)
 
     def _improved(self, value):
+        if not math.isfinite(value):  # (best = NaN would never be bettered)
+            return False
         if self.best is None:
             return True
         return value > self.best if self.mode == "max" else value < self.best
@@ -215,6 +221,13 @@ class AtomicCheckpoint(_ResumesFromHistory, keras.callbacks.Callback):
             return
         save_model(self.saved_model or self.model, self.last_path)  # atomically, named
         value = (logs or {}).get(self.monitor)
+        bad = [k for k, v in (logs or {}).items() if isinstance(v, float) and not math.isfinite(v)]
+        if bad and not getattr(self, "_said_not_finite", False):
+            self._said_not_finite = True  # (once a run)
+            warnings.warn(f"{', '.join(bad)} not finite in epoch {epoch + 1}, the training "
+                          f"loss finite: checkpoints are kept, and best.keras is an epoch of "
+                          f"a finite {self.monitor}. Check the validation data (a NaN image? "
+                          "labels out of range?).", stacklevel=2)
         if value is not None and self._improved(value):
             self.best = value
             with atomic_path(self.best_path) as tmp:  # the same model: copy, don't save again

@@ -22,7 +22,7 @@ import tensorflow as tf
 
 from data.preprocess import check_resize
 from safeio import directory_lock
-from safeio.checks import UserError, check_choice, check_positive_int
+from safeio.checks import UserError, check_choice, check_positive_int, is_number
 from zoo import outputs, registry
 # compile_model and default_metrics live with the optimizers (no TensorFlow there);
 # zoo.train and the package export them from here as before.
@@ -113,6 +113,18 @@ def _check_schedule(optimizer, reduce_lr):
             "mid-training). Pass reduce_lr=False to follow the schedule, or a constant "
             "learning rate."
         )
+
+
+def _check_plateau(lr_factor, lr_patience, min_lr):
+    """The ReduceLROnPlateau settings, before anything is written (Keras refused a factor
+    of 10 only once training ran): a factor in (0, 1) (the paper divides by 10: 0.1), a
+    whole patience >= 1 and a floor >= 0; else one line naming the value."""
+    if not is_number(lr_factor) or not 0 < lr_factor < 1:
+        raise UserError(f"`lr_factor` multiplies the learning rate at a plateau: a number in "
+                        f"(0, 1), the paper's 0.1 (divide by 10); received {lr_factor!r}.")
+    check_positive_int(lr_patience, "lr_patience")
+    if not is_number(min_lr) or not 0 <= min_lr < math.inf:
+        raise UserError(f"`min_lr` must be a finite number >= 0; received {min_lr!r}.")
 
 
 def _run_callbacks(run_dir, monitor, reduce_lr, lr_factor, lr_patience, min_lr, verbose,
@@ -367,6 +379,8 @@ def train(
     if isinstance(model, keras.Model) and model_kwargs:
         registry.resolve(model, **model_kwargs)  # refused: they cannot change a built model
     check_choice(monitor_mode, zoo_callbacks.MONITOR_MODES, "monitor_mode")
+    if reduce_lr:
+        _check_plateau(lr_factor, lr_patience, min_lr)
     if seed is not None:
         keras.utils.set_random_seed(seed)
     strategy, parallel, replicas = distribute.backend_distribution(strategy)
@@ -488,9 +502,7 @@ def train(
                     else [{"epoch": e + 1, **{k: v[i] for k, v in history.history.items()}}
                           for i, e in enumerate(history.epoch)])
             last = rows[-1] if rows else {}  # TerminateOnNaN stops on a NaN or inf loss
-            diverged = bool(rows) and (
-                (isinstance(last.get("loss"), float) and not math.isfinite(last["loss"]))
-                or any(isinstance(v, float) and v != v for v in last.values()))
+            diverged = bool(rows) and not zoo_callbacks._finite(last)  # (its training values)
             if diverged:
                 warnings.warn(f"Training diverged (NaN or infinite loss) in epoch "
                               f"{rows[-1]['epoch']} and was stopped; "

@@ -128,6 +128,12 @@ def test_the_commands_choices_are_the_librarys():
      "zoo train: error: alexnet has no argument 'tower'. Did you mean 'towers'? Its arguments:"),
     (["train", "--model", "resnet18", "--model-arg", "zero_init_residuals=True"],
      "Did you mean 'zero_init_residual'?"),
+    # Arguments the command sets itself: a second value was a TypeError's traceback.
+    (["train", "--model", "resnet18", "--model-arg", "classes=5"],
+     "zoo train: error: --model-arg classes is set by the command: the dataset's class count; "
+     "received 'classes=5'."),
+    (["train", "--model", "resnet18", "--model-arg", "input_shape=(32, 32, 3)"],
+     "--model-arg input_shape is set by the command: give --image-size"),
     (["list", "mobilenet*"], "zoo list: error: No model matches 'mobilenet*'; available: alexnet"),
     (["info", "./my_data"], "Unknown model './my_data'"),
 ])
@@ -1227,6 +1233,20 @@ def test_flags_that_nothing_would_read_are_one_line_before_the_data(tmp_path, ca
         assert cli.main(argv) == 2, argv
         err = capsys.readouterr().err.strip().splitlines()
         assert len(err) == 1 and message in err[0], (argv, err)
+
+
+def test_the_demo_serves_as_many_test_images_as_there_are_up_to_five(tmp_path):
+    """A test split of two images made the demo's served lines an IndexError, after all
+    its training."""
+    import tensorflow as tf
+
+    from tests.helpers import tiny_model
+    from zoo.cli import demo
+
+    images = np.random.default_rng(0).uniform(0, 255, (2, 8, 8, 3)).astype("float32")
+    test = tf.data.Dataset.from_tensor_slices((images, np.array([1, 3]))).batch(8)
+    lines = demo.serve(ensembles.Ensemble([tiny_model()]), test, str(tmp_path / "served"))
+    assert [line.split(",")[0] for line in lines] == ["image 0: label 1", "image 1: label 3"]
 
 
 def test_a_folder_to_predict_is_read_through_links_once_and_without_hidden_folders(tmp_path):

@@ -340,6 +340,13 @@ def test_the_logged_rate_is_the_one_keras_applied_under_gradient_accumulation():
         (dict(precision="mixed_float16"), r"must be set before the model is built"),
         (dict(epochs=0), r"`epochs` must be a positive integer; received 0"),
         (dict(strategy="one_device"), r"built outside the OneDeviceStrategy's scope"),
+        # The plateau's settings, before anything runs (Keras refused a factor of 10 only
+        # once training began; a factor of 0 or a float patience went through).
+        (dict(lr_factor=10), r"`lr_factor` multiplies the learning rate at a plateau: a "
+                             r"number in \(0, 1\), the paper's 0.1 .*received 10"),
+        (dict(lr_factor=0), r"`lr_factor` .*received 0"),
+        (dict(lr_patience=2.5), r"`lr_patience` must be a positive integer; received 2.5"),
+        (dict(min_lr=-1), r"`min_lr` must be a finite number >= 0; received -1"),
     ],
 )
 def test_bad_train_arguments(kwargs, message, monkeypatch):
@@ -490,6 +497,43 @@ def test_nan_stops_the_run_and_keeps_the_last_good_checkpoint(tmp_path):
     assert meta["epoch"] == 2  # the backup holds the last good epoch too
 
 
+def test_a_nan_validation_value_with_a_finite_training_loss_is_no_divergence(tmp_path):
+    """A NaN validation image made val_loss NaN: every epoch skipped last.keras, best.keras
+    and the backup (the backup folder was then removed as empty), and the run ended saying
+    it diverged and kept nothing. The weights are good: they are kept, and it is said."""
+    images, labels = next(iter(tiny_data(n=16, seed=1, batch=16)))
+    images = images.numpy()
+    images[0, 0, 0, 0] = np.nan
+    val = tf.data.Dataset.from_tensor_slices((images, labels)).batch(8)
+    run_dir = str(tmp_path / "run")
+
+    def linear():  # (a ReLU may turn the NaN into 0)
+        inputs = keras.Input((8, 8, 3))
+        return keras.Model(inputs, keras.layers.Dense(4, activation="softmax", name="predictions")(
+            keras.layers.Flatten()(inputs)))
+
+    class KilledAtTheEnd(keras.callbacks.Callback):  # the backup, as a kill would leave it
+        def on_epoch_end(self, epoch, logs=None):
+            if epoch == 1:
+                self.model.stop_training = True
+                raise KeyboardInterrupt
+
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        with pytest.raises(KeyboardInterrupt):
+            zoo.train(linear, tiny_data(), val, epochs=3, run_dir=run_dir, verbose=0,
+                      callbacks=[KilledAtTheEnd()])
+    said = [str(w.message) for w in caught]
+    assert not any("diverged" in m for m in said)
+    assert [m for m in said if "not finite" in m] == [
+        "val_loss not finite in epoch 1, the training loss finite: checkpoints are kept, and "
+        "best.keras is an epoch of a finite val_top1_accuracy. Check the validation data (a "
+        "NaN image? labels out of range?)."]
+    assert os.path.exists(os.path.join(run_dir, "checkpoints", "last.keras"))
+    meta = json.load(open(os.path.join(run_dir, "backup", "training_metadata.json")))
+    assert meta["epoch"] in (1, 2)  # backed up: resumable
+
+
 def test_divergence_in_the_first_epoch_says_nothing_was_kept(tmp_path):
     class Diverge(keras.callbacks.Callback):
         def on_train_batch_begin(self, batch, logs=None):
@@ -572,6 +616,9 @@ def test_make_optimizer_by_name(name, cls, nesterov):
         assert optimizer.weight_decay == 1e-4
     with pytest.raises(ValueError, match=r"`optimizer` must be one of.*received 'lbfgs'"):
         zoo.make_optimizer("lbfgs")
+    # weight_decay=None is no decay, as the checks allow (PaperSGD's float(None) failed).
+    plain = zoo.make_optimizer(name, weight_decay=None)
+    assert (plain.l2 == 0.0) if nesterov is not None else plain.weight_decay is None
 
 
 def test_ema_run_validates_checkpoints_and_returns_the_averaged_weights(tmp_path):
