@@ -714,6 +714,9 @@ def test_stale_clean_up_deletes_only_what_a_killed_writer_of_ours_left(tmp_path)
     (tmp_path / "run" / "checkpoints").symlink_to(user)
     mine = user / f".tmp-{pid}-last.keras"
     mine.write_text("the user's")
+    # One shaped as ours, ten hex digits and all, but without our mark for that PID.
+    lookalike = user / f".tmp-{pid}-0123456789-last.keras"
+    lookalike.write_text("the user's too")
     ours = safeio._scratch(str(user), "tmp", "last.keras", pid=pid)
     open(ours, "w").close()
     elsewhere = tmp_path / "elsewhere"
@@ -724,8 +727,10 @@ def test_stale_clean_up_deletes_only_what_a_killed_writer_of_ours_left(tmp_path)
     with safeio.atomic_path(tmp_path / "run" / "checkpoints" / "last.keras") as tmp:
         with open(tmp, "w") as f:
             f.write("new checkpoint")
-    assert sorted(os.listdir(user)) == [f".tmp-{pid}-last.keras", "last.keras"]
+    assert sorted(os.listdir(user)) == [f".tmp-{pid}-0123456789-last.keras",
+                                        f".tmp-{pid}-last.keras", "last.keras"]
     assert mine.read_text() == "the user's" and (elsewhere / "keep").read_text() == "x"
+    assert lookalike.read_text() == "the user's too"
 
 
 def test_a_full_disk_is_one_line_naming_the_file_and_the_previous_files_stay(tmp_path,

@@ -221,6 +221,10 @@ class AtomicCheckpoint(_ResumesFromHistory, keras.callbacks.Callback):
             return
         save_model(self.saved_model or self.model, self.last_path)  # atomically, named
         value = (logs or {}).get(self.monitor)
+        if value is None:  # a typo: best.keras and the plateau's drops would never happen
+            raise UserError(f"monitor={self.monitor!r} is none of the values this run logs "
+                            f"({', '.join(sorted(logs or {}))}): best.keras and the learning-"
+                            "rate drops follow it.")
         bad = [k for k, v in (logs or {}).items() if isinstance(v, float) and not math.isfinite(v)]
         if bad and not getattr(self, "_said_not_finite", False):
             self._said_not_finite = True  # (once a run)

@@ -347,12 +347,24 @@ def test_the_logged_rate_is_the_one_keras_applied_under_gradient_accumulation():
         (dict(lr_factor=0), r"`lr_factor` .*received 0"),
         (dict(lr_patience=2.5), r"`lr_patience` must be a positive integer; received 2.5"),
         (dict(min_lr=-1), r"`min_lr` must be a finite number >= 0; received -1"),
+        # A validation value with no validation data is never logged: nothing follows it.
+        (dict(monitor="val_loss"), r"monitor='val_loss' is a validation value, and no "
+                                   r"val_data was given"),
     ],
 )
 def test_bad_train_arguments(kwargs, message, monkeypatch):
     monkeypatch.delenv("TF_CONFIG", raising=False)
     with pytest.raises(ValueError, match=message):
         zoo.train(tiny_model(), tiny_data(), **{"epochs": 1, "verbose": 0, **kwargs})
+
+
+def test_a_monitor_the_run_does_not_log_is_one_line(tmp_path):
+    """monitor="val_acuracy" (a typo): best.keras was never written, yet named in the
+    result, and the plateau's drops never came, with a warning an epoch at most."""
+    with pytest.raises(ValueError, match=r"monitor='val_acuracy' is none of the values this "
+                                         r"run logs \(.*val_top1_accuracy.*\): best\.keras"):
+        zoo.train(tiny_model, tiny_data(), tiny_data(seed=1), epochs=2, verbose=0,
+                  run_dir=str(tmp_path / "run"), monitor="val_acuracy", monitor_mode="max")
 
 
 def test_unknown_model_argument_type():
