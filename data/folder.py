@@ -6,6 +6,7 @@ The files are scanned in Python so that a bad file is named before training star
 
 import os
 import re
+import time
 import warnings
 
 import tensorflow as tf
@@ -239,33 +240,42 @@ def scan(root, split, on_bad_image="raise", verify="header", class_names=None,
 
     Within one process a scan is not made again while the folders are unchanged (the
     modification times of the root, its splits and this split's class folders: adding,
-    removing or renaming an image changes them); ``zoo train`` loads a split up to three
-    times, and ImageNet's 1.28 million files take a minute a scan. Its warnings are given
-    again.
+    removing or renaming an image changes them; folders changed in the last 3 s are
+    scanned each time, as a change within one clock tick would not show); ``zoo train``
+    loads a split up to three times, and ImageNet's 1.28 million files take a minute a
+    scan. One scan is kept per set of arguments; its warnings are given again.
 
     Example:
 
     >>> paths, labels, classes = scan("flowers", "train")  # doctest: +SKIP
     """
+    check_choice(on_bad_image, BAD_IMAGE_CHOICES, "on_bad_image")
+    check_choice(verify, VERIFY_CHOICES, "verify")
+    class_names = None if class_names is None else list(class_names)  # (an iterator: once)
     key = (os.path.abspath(root), split, on_bad_image, verify,
-           None if class_names is None else tuple(class_names), max_pixels, allow_empty,
-           _fingerprint(root, split))
-    made = _SCANS.get(key) if key[-1] is not None else None
-    if made is None:
+           None if class_names is None else tuple(class_names), max_pixels, allow_empty)
+    started = time.time_ns()
+    fingerprint = _fingerprint(root, split)
+    fingerprint_before, made = _SCANS.get(key, (None, None))
+    if made is None or fingerprint is None or fingerprint != fingerprint_before:
         with warnings.catch_warnings(record=True) as caught:
             warnings.simplefilter("always")
             found = _scan(root, split, on_bad_image, verify, class_names, max_pixels,
                           allow_empty)
         made = found, [(w.message, w.category) for w in caught]
-        if key[-1] is not None:
-            _SCANS[key] = made
+        _SCANS.pop(key, None)
+        # Kept only when every folder's time is settled: a change within the same clock
+        # tick as the last one (4 ms on many kernels, 2 s on FAT) would not change it.
+        if fingerprint is not None and max(t for _, t in fingerprint) < started - _SETTLED_NS:
+            _SCANS[key] = fingerprint, made
     (paths, labels, names), said = made
     for message, category in said:
         warnings.warn(message, category, stacklevel=2)
     return list(paths), list(labels), list(names)
 
 
-_SCANS = {}  # (scan's arguments, the folders' modification times) -> (result, warnings)
+_SCANS = {}  # scan's arguments -> (the folders' modification times, (result, warnings))
+_SETTLED_NS = 3 * 10**9  # a folder changed less recently than this is not scanned again
 
 
 def _fingerprint(root, split):

@@ -250,12 +250,17 @@ def common_input_pixels(members):
     first = members[0]
     for i, member in enumerate(members[1:], start=1):
         if input_pixels(member) != input_pixels(first):
-            what = {m.name: "images" if input_pixels(m) is None else
-                    "its converted weights' preprocessed pixels" for m in (first, member)}
+            from zoo.pretrained import describe_preprocessing
+
+            def takes(m):
+                pixels = input_pixels(m)
+                return "images" if pixels is None else (
+                    f"inputs preprocessed as {describe_preprocessing(pixels)}")
+
             raise UserError(
-                f"Member {i} ({member.name!r}) takes {what[member.name]}, member 0 "
-                f"({first.name!r}) {what[first.name]} or others: an ensemble's one input "
-                "cannot be both. Put each converted member's preprocessing into it first: "
+                f"Member {i} ({member.name!r}) takes {takes(member)}, member 0 "
+                f"({first.name!r}) {takes(first)}: an ensemble's one input cannot be both. "
+                "Put each converted member's preprocessing into it first: "
                 "zoo.pretrained.with_preprocessing(member).")
     return input_pixels(first)
 

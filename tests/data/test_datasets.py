@@ -248,6 +248,14 @@ def test_an_unchanged_folder_is_scanned_once_and_a_changed_one_again(image_folde
     monkeypatch.setattr(folder, "_problem", lambda path, *a: read.append(path) or
                         real_problem(path, *a))
     (image_folder / "train" / "cat" / "scan.tif").write_bytes(b"II*\0")
+
+    def settle():  # folders changed a minute ago (a change this recent is scanned again)
+        past = time.time() - 60
+        for path in [image_folder, *image_folder.glob("*"), *image_folder.glob("*/*")]:
+            if path.is_dir():
+                os.utime(path, (past, past))
+
+    settle()
     for _ in range(2):
         with pytest.warns(UserWarning, match=r"1 image file\(s\) in .* are not read"):
             paths, labels, names = folder.scan(str(image_folder), "train")
@@ -256,12 +264,22 @@ def test_an_unchanged_folder_is_scanned_once_and_a_changed_one_again(image_folde
     paths.clear()  # the caller's lists are its own
     extra = image_folder / "train" / "dog" / "new.png"
     extra.write_bytes((image_folder / "train" / "dog" / "rgb0.png").read_bytes())
-    with pytest.warns(UserWarning):
-        assert len(folder.scan(str(image_folder), "train")[0]) == 19
-    assert len(read) == 18 + 19
+    for _ in range(2):  # just changed: scanned each time, the new image seen
+        with pytest.warns(UserWarning):
+            assert len(folder.scan(str(image_folder), "train")[0]) == 19
+    assert len(read) == 18 + 2 * 19
     extra.unlink()
     with pytest.warns(UserWarning):
         assert len(folder.scan(str(image_folder), "train")[0]) == 18
+    settle()  # and kept once settled: one record for these arguments, not one per change
+    for _ in range(2):
+        with pytest.warns(UserWarning):
+            folder.scan(str(image_folder), "train")
+    assert len(read) == 18 + 2 * 19 + 18 + 18
+    assert sum(key[0] == str(image_folder) for key in folder._SCANS) == 1
+    with pytest.raises(ValueError, match=r"`verify` must be one of .*received \['header'\]"):
+        folder.scan(str(image_folder), "train", verify=["header"])
+    assert len(folder.scan(str(image_folder), "train", class_names=iter(["cat", "dog"]))[0]) == 18
 
 
 def test_images_the_scan_does_not_read_are_named(image_folder):

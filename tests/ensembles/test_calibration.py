@@ -95,6 +95,18 @@ def test_the_calibrated_model_serves_kerass_softmax_of_tempered_logits(splits, t
     loaded = ensembles.load(path)
     assert ensembles.temperature(loaded) == t
     np.testing.assert_allclose(loaded.predict(images, verbose=0), served, atol=1e-6)
+    # Inside a wrapper (a preprocessing layer in front) it serves T, and says so (it read
+    # 1.0: the check that refuses a calibrated model's test-time crops let it through);
+    # calibrated again, the wrapper's own T multiplies the inner one, applied once (it was
+    # applied twice: the served T was near t * 2.5).
+    inputs = keras.Input(calibrated.input_shape[1:])
+    wrapper = keras.Model(inputs, calibrated(keras.layers.Identity()(inputs)))
+    assert ensembles.temperature(wrapper) == t
+    with pytest.raises(ValueError, match="calibrated"):
+        ensembles.evaluate(wrapper, test, tta="flip")
+    recalibrated = ensembles.calibrate(wrapper, validation)
+    assert ensembles.temperature(recalibrated) == pytest.approx(t, rel=1e-3)
+    np.testing.assert_allclose(recalibrated.predict(images, verbose=0), served, atol=1e-3)
 
 
 @pytest.mark.all_backends

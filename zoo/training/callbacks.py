@@ -182,8 +182,9 @@ class AtomicCheckpoint(_ResumesFromHistory, keras.callbacks.Callback):
     """Save ``last.keras`` every epoch and ``best.keras`` when ``monitor`` improves.
 
     Each file is written beside its target and renamed over it, so a crash mid-write leaves
-    the previous checkpoint intact. An epoch whose logs hold NaN or inf saves nothing, so a
-    diverged run keeps its last good checkpoint.
+    the previous checkpoint intact. An epoch whose training logs hold NaN or inf saves
+    nothing, so a diverged run keeps its last good checkpoint (a NaN validation value alone
+    is said, and saved: the weights are good).
     """
 
     def __init__(self, directory, monitor="val_loss", mode="auto", history_path=None,
@@ -241,7 +242,8 @@ class AtomicCheckpoint(_ResumesFromHistory, keras.callbacks.Callback):
 class SafeBackupAndRestore(keras.callbacks.BackupAndRestore):
     """Keras' ``BackupAndRestore``, made crash-proof.
 
-    - An epoch with NaN or inf logs is never backed up.
+    - An epoch with NaN or inf training logs is never backed up (a NaN validation value
+      alone is: the weights are good).
     - Every file is written atomically (temporary name, then rename), the previous pair is
       kept as ``.bkp``, and the metadata names the SHA-256 of the weights it belongs to:
       a kill at any point leaves a readable pair.

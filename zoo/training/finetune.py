@@ -12,7 +12,8 @@ def fine_tune(model, classes, freeze="all", classifier_activation="softmax", nam
     The four quadrants of the notes: little data and a similar task, freeze everything but
     the head (``freeze="all"``); much data, train everything (``"none"``); in between,
     freeze the first ``N`` layers (an int; layers are counted in ``model.layers`` order,
-    input layers left out). The new model shares the trained layers (and so their
+    input layers left out; of a ``zoo.pretrained.with_preprocessing`` model, its
+    normalisation layer first, then the converted model's). The new model shares the trained layers (and so their
     ``trainable`` flags) with ``model``; auxiliary heads are dropped. Frozen BatchNorm layers
     run in inference mode, as Keras does.
 
@@ -65,8 +66,10 @@ def _classifier_input(model):
     if "predictions" in [layer.name for layer in model.layers]:
         return model.get_layer("predictions").input, [
             layer for layer in _layers(model) if layer.name != "predictions"]
+    if not getattr(model, "outputs", None):  # (a subclassed model: no graph to read)
+        return None, None
     operation, node_index, _ = model.outputs[0]._keras_history
-    if not (isinstance(operation, keras.Model) and
+    if not (isinstance(operation, keras.Model) and len(operation.inputs) == 1 and
             "predictions" in [layer.name for layer in operation.layers]):
         return None, None
     head = operation.get_layer("predictions")

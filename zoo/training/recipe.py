@@ -418,7 +418,7 @@ def train(
         # (the default metrics name top-1 accuracy; other metrics may not have it)
         monitor = monitor or ("loss" if val_data is None else
                               "val_top1_accuracy" if metrics is None else "val_loss")
-        if val_data is None and monitor.startswith("val_"):  # (never logged: nothing follows)
+        if val_data is None and str(monitor).startswith("val_"):  # (never logged)
             raise UserError(f"monitor={monitor!r} is a validation value, and no val_data was "
                             "given: give val_data, or monitor a training value ('loss').")
         if run_dir is not None and not distribute.is_chief(strategy):

@@ -610,6 +610,13 @@ def test_fine_tune_errors():
     with pytest.raises(ValueError, match="has none"):
         zoo.fine_tune(zoo.alexnet(input_shape=(67, 67, 3), include_top=False), classes=3)
 
+    class Subclassed(keras.Model):  # no graph to look into (it was an AttributeError)
+        def call(self, x):
+            return x
+
+    with pytest.raises(ValueError, match="'subclassed' has none"):
+        zoo.fine_tune(Subclassed(name="subclassed"), classes=3)
+
 
 # --- optimizers and weight averaging ---------------------------------------------------------
 
