@@ -494,8 +494,9 @@ def _add_train(sub):
                        choices=OPTIMIZER_CHOICES,
                        help="sgd: the paper's (momentum, L2 decay through the gradient); "
                        "nesterov; adam, rmsprop, adagrad with decoupled weight decay")
-    train.add_argument("--momentum", type=float, default=0.9,
-                       help="SGD/Nesterov momentum (RMSprop's momentum with rmsprop)")
+    train.add_argument("--momentum", type=float, default=None,
+                       help="SGD/Nesterov momentum (RMSprop's momentum with rmsprop; adam "
+                       "and adagrad have none) (default: 0.9)")
     train.add_argument("--weight-decay", type=float, default=5e-4,
                        help="weight decay (the paper's 5e-4)")
     train.add_argument("--lr-patience", type=int, default=None,
@@ -527,6 +528,16 @@ def _add_train(sub):
     train.add_argument("--jit-compile", action="store_true", default=None,
                        help="compile with XLA (always on JAX)")
     train.set_defaults(run=_cmd_train)
+
+
+def _check_momentum(args):
+    """``--momentum`` with an optimizer that has none is one line (it was dropped without a
+    word); left out, it is 0.9 (the paper's, and RMSprop's here)."""
+    if args.momentum is not None and args.optimizer in ("adam", "adagrad"):
+        raise UserError(f"--momentum is SGD's, Nesterov's and RMSprop's; --optimizer "
+                        f"{args.optimizer} has none: received --momentum {args.momentum:g}.")
+    if args.momentum is None:
+        args.momentum = 0.9
 
 
 def _cmd_distill(args):
@@ -604,7 +615,8 @@ def _add_distill(sub):
     distill.add_argument("--lr", type=float, default=0.01, help="initial learning rate")
     distill.add_argument("--optimizer", default="sgd", metavar="OPTIMIZER",
                          choices=OPTIMIZER_CHOICES, help="as zoo train's")
-    distill.add_argument("--momentum", type=float, default=0.9)
+    distill.add_argument("--momentum", type=float, default=None,
+                         help="as zoo train's (default: 0.9)")
     distill.add_argument("--weight-decay", type=float, default=5e-4)
     distill.add_argument("--lr-patience", type=int, default=5,
                          help="epochs without improvement before the learning rate is "
@@ -1352,6 +1364,8 @@ def main(argv=None):
         if isinstance(getattr(args, "lr", None), float):  # (search's are ranges, checked)
             from zoo.optimizers import check_hyperparameters
 
+            if hasattr(args, "momentum"):
+                _check_momentum(args)
             check_hyperparameters(args.lr, getattr(args, "momentum", 0.0),
                                   getattr(args, "weight_decay", 0.0))
         return args.run(args)

@@ -134,6 +134,10 @@ def test_the_commands_choices_are_the_librarys():
      "received 'classes=5'."),
     (["train", "--model", "resnet18", "--model-arg", "input_shape=(32, 32, 3)"],
      "--model-arg input_shape is set by the command: give --image-size"),
+    # A momentum for an optimizer that has none was dropped without a word.
+    (["train", "--model", "alexnet", "--optimizer", "adam", "--momentum", "0.5"],
+     "zoo train: error: --momentum is SGD's, Nesterov's and RMSprop's; --optimizer adam has "
+     "none: received --momentum 0.5."),
     (["list", "mobilenet*"], "zoo list: error: No model matches 'mobilenet*'; available: alexnet"),
     (["info", "./my_data"], "Unknown model './my_data'"),
 ])
