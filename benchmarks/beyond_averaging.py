@@ -14,8 +14,9 @@ The demo's members (``zoo.cli.demo.train_members``: three two-tower LRN AlexNets
    repeats).
 
 Run: ``.venv/bin/python benchmarks/beyond_averaging.py [--seed 0]`` (about 3 minutes a
-seed on two cores, 2026-12-05); ``--smoke`` trains tiny versions (the slow tier runs it). Prints both tables and
-writes ``calibration.csv`` and ``distillation.csv`` to ``--output-dir``.
+seed on two cores, 2026-12-05); ``--smoke`` trains tiny versions (the slow tier runs it).
+Prints both tables and writes ``calibration.csv`` and ``distillation.csv`` to
+``--output-dir``.
 """
 
 import argparse

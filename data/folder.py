@@ -291,9 +291,7 @@ def _fingerprint(root, split):
 
 
 def _scan(root, split, on_bad_image, verify, class_names, max_pixels, allow_empty):
-    """:func:`scan`, made."""
-    check_choice(on_bad_image, BAD_IMAGE_CHOICES, "on_bad_image")
-    check_choice(verify, VERIFY_CHOICES, "verify")
+    """:func:`scan`, made (its arguments checked there)."""
     available = splits(root)
     if split not in available:
         raise UserError(

@@ -161,34 +161,26 @@ def temperature(model, per_member=False):
             raise UserError(f"per_member=True reads an ensemble's members; {model.name!r} "
                             "is not an ensemble.")
         return [temperature(member) for member in members_of(model)]
-    layer = combine_layer(model)
-    if layer is not None:
-        return layer.temperature
-    operation = model.outputs[0]._keras_history.operation  # as with_temperature reads it
-    if isinstance(operation, TemperatureScaling):  # (over a calibrated model it wraps, too)
-        return operation.temperature * _wrapped_temperature(
-            operation.input._keras_history.operation)
-    return _wrapped_temperature(operation)
-
-
-def _wrapped_temperature(operation):
-    """The temperature of a model called inside another (a wrapper's), else 1."""
-    if isinstance(operation, keras.Model) and getattr(operation, "outputs", None):
-        return temperature(operation)
-    return 1.0
+    own, below = _own_temperature(model)
+    if isinstance(below, keras.Model) and getattr(below, "outputs", None):
+        return own * temperature(below)  # a calibrated model inside a wrapper multiplies
+    return own
 
 
 def _own_temperature(model):
-    """The temperature :func:`with_temperature` replaces: the model's own top-level one
-    (an ensemble's combination, or its last TemperatureScaling layer), not a wrapped
-    model's, which stays and multiplies."""
+    """``(T, below)``: the temperature :func:`with_temperature` replaces, the model's own
+    top-level one (an ensemble's combination, or its last TemperatureScaling layer), and
+    the operation whose probabilities it scales (None for an ensemble). A wrapped model's
+    temperature stays, below it, and multiplies."""
     from ensembles.ensemble import combine_layer
 
     layer = combine_layer(model)
     if layer is not None:
-        return layer.temperature
-    operation = model.outputs[0]._keras_history.operation
-    return operation.temperature if isinstance(operation, TemperatureScaling) else 1.0
+        return layer.temperature, None
+    operation = model.outputs[0]._keras_history.operation  # as with_temperature reads it
+    if isinstance(operation, TemperatureScaling):
+        return operation.temperature, operation.input._keras_history.operation
+    return 1.0, operation
 
 
 def with_temperature(model, temperature):
@@ -267,14 +259,14 @@ def calibrate(model, data, per_member=False, tta=None):
     _, member_probs, labels = predict_members(model, data, tta)
     if not per_member:
         fitted = fit_temperature(_served_probabilities(model, member_probs), labels)
-        return with_temperature(model, _own_temperature(model) * fitted)
+        return with_temperature(model, _own_temperature(model)[0] * fitted)
     members = members_of(model)
     if len({id(m) for m in members}) < len(members):
         raise UserError(
             f"{model.name!r} calls one model several times (MC dropout samples), which one "
             "temperature per member cannot tell apart: calibrate the model before "
             "ensembles.mc_dropout, or the whole ensemble with per_member=False.")
-    calibrated = [with_temperature(m, _own_temperature(m) * fit_temperature(p, labels))
+    calibrated = [with_temperature(m, _own_temperature(m)[0] * fit_temperature(p, labels))
                   for m, p in zip(members, member_probs)]
     ensemble = Ensemble(calibrated, combine=layer.combine, weights=layer.member_weights,
                         return_members=len(model.outputs) == 2, name=model.name)

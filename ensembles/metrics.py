@@ -126,9 +126,7 @@ def _brier(probs, labels):
 def calibration_bins(probs, labels, bins=15):
     """Per equal-width confidence bin: (mean confidence, accuracy, count)."""
     bins = check_positive_int(bins, "bins")
-    probs = np.asarray(probs)
-    labels = class_labels(labels, probs.shape[-1])
-    return _bins(check_probabilities(probs, labels), labels, bins)
+    return _bins(*_checked(probs, labels), bins)
 
 
 def _bins(probs, labels, bins):
@@ -157,8 +155,7 @@ def _ece(rows, total):
 
 def scores(probs, labels):
     """The table's columns for one set of predictions."""
-    labels = class_labels(labels, np.shape(probs)[-1])
-    probs = check_probabilities(probs, labels)
+    probs, labels = _checked(probs, labels)
     return {"top1_error": _top_k_error(probs, labels, 1),
             "top5_error": _top_k_error(probs, labels, 5),
             "nll": _nll(probs, labels), "brier": _brier(probs, labels),

@@ -228,19 +228,18 @@ def _source(model, resize):
             return _ExportSource(path, resize)
         if not os.path.isfile(path):
             raise UserError(f"No such model file or export folder: {path}.")
-        if path.endswith(".keras"):
-            import ensembles
-
-            model = ensembles.load(path)
-            check_takes_images(model, "zoo.predict")
-            _warn_no_view(model, resize, path)
-            return _KerasSource(model, serving_resize(model, resize))
         if path.endswith(".onnx"):
             return _OnnxSource(path, resize)
-        raise UserError(f"A model to predict with must be a .keras file, an export folder or "
-                        f"a .onnx file; received {path!r}.")
+        if not path.endswith(".keras"):
+            raise UserError(f"A model to predict with must be a .keras file, an export folder "
+                            f"or a .onnx file; received {path!r}.")
+        import ensembles
+
+        model, name = ensembles.load(path), path
+    else:
+        name = model.name
     check_takes_images(model, "zoo.predict")
-    _warn_no_view(model, resize, model.name)
+    _warn_no_view(model, resize, name)
     return _KerasSource(model, serving_resize(model, resize))
 
 

@@ -268,26 +268,25 @@ def load_weights(model, path):
                         f"other arguments?): {first[:200]}") from None
 
 
-def _read_metadata(path, archive_names):
-    """The class names, the resize mode and the input preprocessing ``path`` holds (each
-    None where it holds none)."""
+def _read_metadata(path, raw):
+    """The class names, the resize mode and the input preprocessing of ``raw``, the
+    ``zoo.json`` entry of ``path`` (each None where it holds none; all where it is None)."""
     from data.preprocess import RESIZE_CHOICES
 
-    if _METADATA not in archive_names:
+    if raw is None:
         return None, None, None
-    with zipfile.ZipFile(path) as archive:
-        try:
-            metadata = json.loads(archive.read(_METADATA))
-            names, resize = metadata.get("class_names"), metadata.get("resize")
-            pixels = metadata.get("input_pixels")
-            if resize not in (None, *RESIZE_CHOICES):
-                raise ValueError(f"resize {resize!r:.40}")
-            return ((None if names is None else check_class_names(names)), resize,
-                    None if pixels is None else _checked_pixels(pixels))
-        except (ValueError, AttributeError, TypeError) as err:
-            raise UserError(f"Cannot load {path}: its {_METADATA} is not this project's "
-                            "class names, resize mode and input preprocessing "
-                            f"({str(err)[:160] or type(err).__name__}).") from None
+    try:
+        metadata = json.loads(raw)
+        names, resize = metadata.get("class_names"), metadata.get("resize")
+        pixels = metadata.get("input_pixels")
+        if resize not in (None, *RESIZE_CHOICES):
+            raise ValueError(f"resize {resize!r:.40}")
+        return ((None if names is None else check_class_names(names)), resize,
+                None if pixels is None else _checked_pixels(pixels))
+    except (ValueError, AttributeError, TypeError) as err:
+        raise UserError(f"Cannot load {path}: its {_METADATA} is not this project's "
+                        "class names, resize mode and input preprocessing "
+                        f"({str(err)[:160] or type(err).__name__}).") from None
 
 
 def load_model(path, compile=True):
@@ -318,7 +317,8 @@ def load_model(path, compile=True):
         with zipfile.ZipFile(path) as archive:
             entries = set(archive.namelist())
             broken = archive.testzip()
-            config = archive.read("config.json") if "config.json" in entries else None
+            config, metadata = (archive.read(name) if name in entries else None
+                                for name in ("config.json", _METADATA))
     except (zipfile.BadZipFile, zlib.error, EOFError) as err:  # its directory, not its end
         raise UserError(f"Cannot load {path}: a damaged zip archive ({err}).") from None
     if broken is not None:
@@ -330,7 +330,7 @@ def load_model(path, compile=True):
         json.loads(config)
     except ValueError as err:  # (Keras' own message names no file)
         raise UserError(f"Cannot load {path}: its config.json is not JSON ({err}).") from None
-    names, resize, pixels = _read_metadata(path, entries)
+    names, resize, pixels = _read_metadata(path, metadata)
     try:
         model = keras.models.load_model(path, compile=compile)
     except (OSError, KeyError) as err:  # a damaged weights file inside a valid archive

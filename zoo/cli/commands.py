@@ -822,6 +822,14 @@ def _none_recorded(models):
             f"{', '.join(names[:-1])} and {names[-1]} record") + " no view"
 
 
+def _no_view_note(source, crops):
+    """The note of zoo predict and export for a model that records no view, which ``crops``
+    (what is done to its images) says they centre-crop."""
+    return (f"Note: {source} records no view; {crops} (--resize crop), where zoo evaluate "
+            "scores such a model on whole images: give --resize squash for a model trained "
+            "on them.")
+
+
 def _say_crops_of_whole_images(models, tta):
     """A note where ``--tta`` crops images for models trained on whole ones: the user asked
     for crops, but such a model has never seen a part of an image."""
@@ -1165,9 +1173,7 @@ def _cmd_predict(args):
     for message in skipped:
         print(f"zoo predict: {message}", file=sys.stderr)
     if any(issubclass(w.category, NoViewWarning) for w in caught):
-        print(f"Note: {args.source} records no view; its images are centre-cropped (--resize "
-              "crop), where zoo evaluate scores such a model on whole images: give --resize "
-              "squash for a model trained on them.", file=sys.stderr)
+        print(_no_view_note(args.source, "its images are centre-cropped"), file=sys.stderr)
     for w in caught:  # the others as they would have been shown (the filters decide)
         if not (str(w.message).startswith("Skipped ") or
                 issubclass(w.category, NoViewWarning)):
@@ -1251,9 +1257,7 @@ def _cmd_export(args):
               f"mutual_information, finite; checked in its runtime to {TOLERANCE:g}{made}); "
               f"class names: {classes_path(args.output)}")
     if args.resize is None and zoo.resize_mode(model) is None and args.format != "litert":
-        print(f"Note: {args.model_file} records no view; the export centre-crops images "
-              "(--resize crop), where zoo evaluate scores such a model on whole images: give "
-              "--resize squash for a model trained on them.")
+        print(_no_view_note(args.model_file, "the export centre-crops images"))
     return 0
 
 

@@ -345,8 +345,8 @@ def with_preprocessing(model):
 
     Example:
 
-    >>> model = zoo.pretrained.with_preprocessing(zoo.resnet50(weights="imagenet"))  # doctest: +SKIP
-    >>> zoo.predict(model, ["cat.jpg"])                                              # doctest: +SKIP
+    >>> model = with_preprocessing(zoo.resnet50(weights="imagenet"))  # doctest: +SKIP
+    >>> zoo.predict(model, ["cat.jpg"])                               # doctest: +SKIP
     """
     import keras
 

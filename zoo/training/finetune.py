@@ -13,9 +13,9 @@ def fine_tune(model, classes, freeze="all", classifier_activation="softmax", nam
     the head (``freeze="all"``); much data, train everything (``"none"``); in between,
     freeze the first ``N`` layers (an int; layers are counted in ``model.layers`` order,
     input layers left out; of a ``zoo.pretrained.with_preprocessing`` model, its
-    normalisation layer first, then the converted model's). The new model shares the trained layers (and so their
-    ``trainable`` flags) with ``model``; auxiliary heads are dropped. Frozen BatchNorm layers
-    run in inference mode, as Keras does.
+    normalisation layer first, then the converted model's). The new model shares the
+    trained layers (and so their ``trainable`` flags) with ``model``; auxiliary heads are
+    dropped. Frozen BatchNorm layers run in inference mode, as Keras does.
 
     Example:
 
