@@ -206,7 +206,8 @@ def test_converted_weights_are_refused_images_until_their_preprocessing_is_in_th
     saved = zoo.save_model(model, str(tmp_path / "m.keras"))
     assert zoo.input_pixels(zoo.load_model(saved)) == zoo.input_pixels(model)
     for argv, doing in ((["predict", saved, photo], "zoo.predict"),
-                        (["evaluate", saved], "digits's pipeline")):
+                        (["evaluate", saved], "digits's pipeline"),
+                        (["export", saved, str(served)], "an export")):  # (named: not "ensemble")
         assert cli.main(argv) == 2
         err = capsys.readouterr().err.strip().splitlines()
         assert len(err) == 1 and refused.format("resnet18", doing) in err[0], err

@@ -1232,9 +1232,8 @@ def _cmd_export(args):
     check_export_options(args.format, args.resize)  # before any work
     check_export_target(args.output, args.format, args.overwrite)
     (model,) = _load_models([args.model_file])
-    ensemble = model if ensembles.is_ensemble(model) else ensembles.Ensemble([model])
-    ensembles.export(ensemble, args.output, overwrite=args.overwrite, format=args.format,
-                     resize=args.resize)
+    ensembles.export(model, args.output, overwrite=args.overwrite, format=args.format,
+                     resize=args.resize)  # (a single model: its one-member ensemble, named so)
     resize = serving_resize(model, args.resize)
     how = _RESIZED[resize] + (
         "" if args.resize else " as the model was trained" if zoo.resize_mode(model) else "")
