@@ -128,12 +128,13 @@ def _describe_file(path):
     names, classes = zoo.class_names(model), model.outputs[0].shape[-1]
     print(f"  classes           {classes}" + (f": {_some(names, 8)}" if names else
                                               " (no names recorded)"))
-    resize = zoo.resize_mode(model)
+    resize, converted = zoo.resize_mode(model), zoo.input_pixels(model) is not None
     print("  resize mode       " + (
         f"{resize}: trained on {_TRAINED_ON[resize]}; zoo evaluate, predict and export "
-        "resize images so" if resize else "none recorded (zoo predict and export centre-"
-        "crop, zoo evaluate resizes whole; --resize chooses)"))
-    if zoo.input_pixels(model) is not None:
+        "resize images so" if resize else "none recorded" + (
+            "" if converted else " (zoo predict and export centre-crop, zoo evaluate "
+            "resizes whole; --resize chooses)")))
+    if converted:
         from zoo.pretrained import describe_preprocessing
 
         print("  preprocessing     " + describe_preprocessing(zoo.input_pixels(model)) +

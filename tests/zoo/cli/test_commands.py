@@ -84,6 +84,15 @@ def test_info_of_a_saved_file_says_what_it_holds(tmp_path, capsys):
     out = capsys.readouterr().out
     assert out.startswith(f"{plain}: tiny\n") and "4 (no names recorded)" in out
     assert "none recorded (zoo predict and export centre-crop" in out
+    # Converted weights' pixels: the resize line does not promise a centre crop they refuse.
+    from zoo.pretrained import TORCHVISION
+
+    converted = zoo.save_model(zoo.saving.set_input_pixels(tiny_model(), TORCHVISION),
+                               str(tmp_path / "converted.keras"))
+    assert cli.main(["info", converted]) == 0
+    out = capsys.readouterr().out
+    assert "  resize mode       none recorded\n" in out and "centre-crop" not in out
+    assert "  preprocessing     " in out
     # Other files users have: members calibrated one by one, an ensemble that also outputs
     # its members, a model of flat inputs, a hand-made graph around CombineMembers.
     calibrated = ensembles.Ensemble([ensembles.calibration.with_temperature(members[0], 2.0),
