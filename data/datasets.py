@@ -8,6 +8,7 @@ import contextlib
 import dataclasses
 import os
 import random
+import re
 import socket
 import threading
 import warnings
@@ -127,8 +128,15 @@ def digits_arrays(split="train", image_size=DIGITS_IMAGE_SIZE):
 # --- TFDS ---------------------------------------------------------------------------------
 
 
+_PROXY_VARIABLES = ("HTTPS_PROXY", "https_proxy", "ALL_PROXY", "all_proxy")
+
+
 def _online(host="storage.googleapis.com", port=443, timeout=3.0):
-    """Whether ``host`` answers within ``timeout`` seconds (DNS included, never hangs)."""
+    """Whether ``host`` answers within ``timeout`` seconds (DNS included, never hangs).
+    Behind a proxy (``HTTPS_PROXY``, ``ALL_PROXY``) a direct connection proves nothing:
+    the download is left to try, through the proxy."""
+    if any(os.environ.get(variable) for variable in _PROXY_VARIABLES):
+        return True
     result = []
 
     def probe():
@@ -145,12 +153,13 @@ def _online(host="storage.googleapis.com", port=443, timeout=3.0):
 
 
 def _looks_like_a_folder(name):
-    """A path (``/…``, ``./…``, ``~/…``, or under a folder that exists here), not a TFDS
-    name such as ``cifar10`` or ``coco/2017``."""
+    """A path (``/…``, ``./…``, ``~/…``, or under a folder that exists here, unless that is
+    TFDS' own folder of the dataset), not a TFDS name such as ``cifar10`` or
+    ``imagenette/320px``."""
     name = str(name)
     head = name.split("/")[0]
-    return (name.startswith(("/", ".", "~")) or os.sep in name and os.path.isdir(head)
-            or os.path.splitdrive(name)[0] != "")
+    return (name.startswith(("/", ".", "~")) or os.path.splitdrive(name)[0] != ""
+            or os.sep in name and os.path.isdir(head) and not _prepared_inside(head))
 
 
 def _tfds_builder(name, data_dir):
@@ -167,6 +176,9 @@ def _tfds_builder(name, data_dir):
         data_dir = os.path.expanduser(os.fspath(data_dir))
     try:
         return tfds.builder(name, data_dir=data_dir)
+    except AssertionError as err:  # TFDS asserts on a version it does not have
+        raise UserError(f"TFDS dataset {name!r}: "
+                        + " ".join(str(err).split('": ')[-1].split())) from None
     except (tfds.core.registered.DatasetNotFoundError, ValueError) as err:
         why = "" if isinstance(err, tfds.core.registered.DatasetNotFoundError) else (
             f" ({str(err).splitlines()[0]})")  # TFDS could not parse it: "flowers.v2"
@@ -174,6 +186,33 @@ def _tfds_builder(name, data_dir):
             f"Unknown dataset {name!r}: it is not {DIGITS!r}, not an existing image folder, "
             f"and not a TensorFlow Datasets name{why} (see tfds.list_builders())."
         ) from None
+
+
+def _tfds_features(builder, name):
+    """The image and label features of ``builder`` that ``as_supervised`` reads (its
+    supervised keys), or one line where they are not an image and its class."""
+    import tensorflow_datasets as tfds
+
+    features = builder.info.features
+    keys = builder.info.supervised_keys
+    has = "; features: " + ", ".join(f"{key} ({type(feature).__name__})"
+                                     for key, feature in features.items())
+    if not (isinstance(keys, tuple) and len(keys) == 2
+            and all(isinstance(key, str) and key in features for key in keys)):
+        raise UserError(f"TFDS dataset {name!r} has no (image, label) pair to read: its "
+                        f"supervised keys are {keys!r}{has}. The zoo reads datasets of "
+                        "images with class labels (tfds.features.Image, ClassLabel).")
+    image, label = (features[key] for key in keys)
+    if not (isinstance(image, tfds.features.Image)
+            and isinstance(label, tfds.features.ClassLabel)):
+        raise UserError(f"TFDS dataset {name!r} pairs {keys[0]!r} "
+                        f"({type(image).__name__}) with {keys[1]!r} ({type(label).__name__}); "
+                        "the zoo reads an image (tfds.features.Image) with a class label "
+                        "(ClassLabel).")
+    if image.shape[-1] not in (1, 3, None):
+        raise UserError(f"TFDS dataset {name!r} has images of {image.shape[-1]} channels "
+                        f"(shape {image.shape}); the zoo reads grey (1) or RGB (3) images.")
+    return image, label
 
 
 def _prepare(builder, name, manual_dir):
@@ -287,6 +326,7 @@ def set_epoch(dataset, epoch):
 
 def _tfds_dataset(name, split, data_dir, manual_dir, shuffle_files, seed=0):
     builder = _tfds_builder(name, data_dir)
+    _tfds_features(builder, name)
     _prepare(builder, name, manual_dir)
     _split_parts(split, {s: builder.info.splits[s].num_examples  # known once prepared
                          for s in builder.info.splits}, name)
@@ -396,23 +436,67 @@ def _decoded(files):
 
 def is_image_folder(name, data_dir=None):
     """Whether ``name`` is read as an image folder: a directory, unless it is TFDS' own
-    folder of a prepared dataset (``cifar10/3.0.2/dataset_info.json``), which
-    ``--dataset cifar10 --data-dir .`` leaves in the working directory: in ``data_dir``,
-    TFDS reads it; elsewhere it is one line (it was scanned as a folder of no images)."""
+    folder of a prepared dataset (``cifar10/3.0.2/dataset_info.json``, or
+    ``imagenette/320px/1.0.0/...`` for a dataset with configs), which ``--dataset cifar10
+    --data-dir .`` leaves in the working directory: in ``data_dir`` (or TFDS' default
+    folder without one), TFDS reads it; elsewhere it is one line (it was scanned as a
+    folder of no images)."""
     if not os.path.isdir(name):
         return False
-    prepared = sorted(entry for entry in os.listdir(name)
-                      if os.path.isfile(os.path.join(name, entry, "dataset_info.json")))
+    prepared = _prepared_inside(name)
     if not prepared:
         return True
-    parent = os.path.dirname(os.path.abspath(name))
-    if data_dir is not None and os.path.isdir(os.path.expanduser(data_dir)) and (
-            os.path.samefile(os.path.expanduser(data_dir), parent)):
+    root = _tfds_root(name)
+    if data_dir is None:
+        from tensorflow_datasets.core.constants import DATA_DIR as data_dir
+    data_dir = os.path.expanduser(os.fspath(data_dir))
+    if os.path.isdir(data_dir) and os.path.samefile(data_dir, root):
         return False
     raise UserError(f"{name} is TFDS' folder of a prepared dataset (it holds "
-                    f"{prepared[0]}/dataset_info.json), not an image folder "
-                    "(root/split/class_name/image.jpg): to read it with TFDS, give its "
-                    f"parent as the data_dir (--data-dir {parent}).")
+                    f"{prepared[0]}), not an image folder (root/split/class_name/image.jpg): "
+                    f"to read it with TFDS, give the folder above it as the data_dir "
+                    f"(--data-dir {root}).")
+
+
+_VERSION = re.compile(r"\d+\.\d+\.\d+")  # TFDS' version folders: 3.0.2
+
+
+def _subfolders(path):
+    try:
+        return sorted(entry.name for entry in os.scandir(path) if entry.is_dir())
+    except OSError:  # (unreadable: the folder's own reading names it)
+        return []
+
+
+def _prepared_inside(path):
+    """The ``dataset_info.json`` files TFDS wrote in ``path`` as the folder of a prepared
+    dataset (``VERSION/``, or ``CONFIG/VERSION/`` for a dataset with configs), relative
+    to it; none for an image folder."""
+    found = []
+    for entry in _subfolders(path):
+        versions = [entry] if _VERSION.fullmatch(entry) else [
+            os.path.join(entry, inner) for inner in _subfolders(os.path.join(path, entry))
+            if _VERSION.fullmatch(inner)]
+        found += [os.path.join(version, "dataset_info.json") for version in versions
+                  if os.path.isfile(os.path.join(path, version, "dataset_info.json"))]
+    return found
+
+
+def _tfds_root(name):
+    """The data_dir in which TFDS finds the dataset folder ``name``: above as many folders
+    as the name has (``imagenette/320px`` is in ``.``), or above a path's last folder."""
+    path = os.path.normpath(os.fspath(name))
+    levels = (1 if os.path.isabs(path) or path.startswith(("..", "~"))
+              else len(path.split(os.sep)))
+    root = os.path.abspath(path)
+    for _ in range(levels):
+        root = os.path.dirname(root)
+    return root
+
+
+def _expand_home(name):
+    """A dataset path starting ``~`` in the user's home, as a shell reads it."""
+    return os.path.expanduser(name) if str(name).startswith("~") else name
 
 
 def _on_images(function):
@@ -430,6 +514,23 @@ def _check_crop_fits(paths, crop):
             raise UserError(f"center_crop={crop} is larger than {path} ({size[0]}x{size[1]}): "
                             "give image_size or scale to resize the images first, or a "
                             "smaller crop.")
+
+
+def _check_tfds_sizes(ds, name, batch_size, center_crop, augment):
+    """What :func:`_check_same_size` and :func:`_check_crop_fits` say of image folders,
+    for a TFDS dataset whose images are not resized: from the size its features declare,
+    before tf.data fails mid-epoch."""
+    height, width = ds.element_spec[0].shape[:2]
+    if None in (height, width):
+        if batch_size is not None and center_crop is None and augment is None:
+            raise UserError(f"The images of TFDS dataset {name!r} differ in size (shape "
+                            f"{tuple(ds.element_spec[0].shape)}) and cannot be batched as "
+                            "they are: pass image_size (or scale, or center_crop), or "
+                            "batch_size=None.")
+    elif center_crop is not None and center_crop > min(height, width):
+        raise UserError(f"center_crop={center_crop} is larger than the {height}x{width} "
+                        f"images of TFDS dataset {name!r}: give image_size or scale to "
+                        "resize them first, or a smaller crop.")
 
 
 def _check_same_size(paths):
@@ -522,7 +623,9 @@ def load(
     check_positive_int(batch_size, "batch_size", allow_none=True)
     if not is_int(seed):
         raise UserError(f"`seed` must be an integer; received {seed!r}.")
-    final_size = scale or image_size or (DIGITS_IMAGE_SIZE if name == DIGITS else None)
+    name = _expand_home(name)
+    final_size = scale or image_size or (DIGITS_IMAGE_SIZE if name == DIGITS and preprocess
+                                         is None else None)  # (preprocess may resize)
     if center_crop is not None and final_size is not None and center_crop > final_size:
         raise UserError(f"`center_crop` must be at most the image size, {final_size}; "
                         f"received {center_crop}.")
@@ -545,6 +648,8 @@ def load(
         files = True
     else:
         ds = _tfds_dataset(name, split, data_dir, manual_dir, shuffle_files=shuffle, seed=seed)
+        if not (final_size or preprocess):
+            _check_tfds_sizes(ds, name, batch_size, center_crop, augment)
     if preprocess is not None:
         steps.append(_on_images(preprocess))
     if image_size is not None:  # antialiased: as PIL shrinks
@@ -581,12 +686,15 @@ def load(
     return ds
 
 
-def info(name=DIGITS, data_dir=None, class_names=None):
-    """A :class:`DatasetInfo` for ``name``, without downloading anything.
+def info(name=DIGITS, data_dir=None, class_names=None, manual_dir=None):
+    """A :class:`DatasetInfo` for ``name``, as :func:`load` reads it.
 
     For an image folder the class names are the union of every split's class folders,
     sorted (or ``class_names``, as :func:`load` takes them), and the counts leave out the
-    files that are not images (which :func:`load` names).
+    files that are not images (which :func:`load` names). A TFDS dataset is read from its
+    supervised ``(image, label)`` features; one not prepared yet is prepared first, as
+    :func:`load` does (downloaded, or :class:`DatasetNotPreparedError` within seconds
+    offline), since TFDS knows its splits only then.
 
     Example:
 
@@ -599,6 +707,7 @@ def info(name=DIGITS, data_dir=None, class_names=None):
             {s: len(_digits_split_index(s)) for s in ("train", "validation", "test")},
             (DIGITS_IMAGE_SIZE, DIGITS_IMAGE_SIZE, 3),
         )
+    name = _expand_home(name)
     if is_image_folder(name, data_dir):
         with warnings.catch_warnings():  # bad files are data.load's to report (or raise)
             warnings.simplefilter("ignore")
@@ -615,13 +724,12 @@ def info(name=DIGITS, data_dir=None, class_names=None):
                            {s: len(paths) for s, (paths, _, _) in scans.items() if paths},
                            None)
     builder = _tfds_builder(name, data_dir)
-    features = builder.info.features
-    label = features["label"] if "label" in features else None
-    image = features["image"] if "image" in features else None
-    shape = tuple(image.shape) if image is not None and None not in image.shape[:2] else None
+    image, label = _tfds_features(builder, name)
+    _prepare(builder, name, manual_dir)
+    height, width = image.shape[:2]
     return DatasetInfo(
         name,
-        tuple(label.names) if label is not None else (),
+        tuple(label.names),
         {s: builder.info.splits[s].num_examples for s in builder.info.splits},
-        None if shape is None else shape[:2] + (3,),
+        None if None in (height, width) else (height, width, 3),
     )

@@ -687,3 +687,128 @@ def test_tfds_own_folder_in_the_working_directory_is_not_an_image_folder(tmp_pat
                                         r"\(it holds 1.0.0/dataset_info.json\), not an image "
                                         rf"folder .*: .*\(--data-dir {re.escape(str(tmp_path))}\)"):
         data.load("tiny_shapes", "test")
+
+
+class TinySizes(tfds.core.GeneratorBasedBuilder):
+    """A TFDS builder of images of two sizes (as most photo datasets are)."""
+
+    VERSION = tfds.core.Version("1.0.0")
+
+    def _info(self):
+        return tfds.core.DatasetInfo(
+            builder=self,
+            features=tfds.features.FeaturesDict({
+                "image": tfds.features.Image(shape=(None, None, 3)),
+                "label": tfds.features.ClassLabel(names=["a", "b"]),
+            }),
+            supervised_keys=("image", "label"))
+
+    def _split_generators(self, dl_manager):
+        return {"train": self._generate_examples()}
+
+    def _generate_examples(self):
+        for i in range(4):
+            yield i, {"image": np.full((10 + 2 * i, 12, 3), 9 * i, np.uint8), "label": i % 2}
+
+
+class TinyConfigs(TinyShapes):
+    """TinyShapes with configs: TFDS keeps it in tiny_configs/CONFIG/1.0.0."""
+
+    BUILDER_CONFIGS = [tfds.core.BuilderConfig(name="small"),
+                       tfds.core.BuilderConfig(name="large")]
+
+
+def test_tfds_info_reads_what_load_reads_and_prepares_first(tmp_path, monkeypatch):
+    """data.info of a TFDS dataset not prepared yet prepares it (TFDS knows no splits before:
+    zoo train went on without validation, zoo demo said it had no train split); offline it
+    is the one line load gives."""
+    monkeypatch.setattr(datasets, "_online", lambda: True)
+    assert data.info("tiny_shapes", data_dir=str(tmp_path)).splits == {"train": 12, "test": 6}
+    monkeypatch.setattr(datasets, "_online", lambda: False)
+    with pytest.raises(data.DatasetNotPreparedError, match=r"'cifar10' is not prepared in "):
+        data.info("cifar10", data_dir=str(tmp_path))
+
+
+@pytest.mark.parametrize("name, message", [
+    ("lfw", r"TFDS dataset 'lfw' pairs 'label' \(Text\) with 'image' \(Image\); the zoo reads "
+            r"an image \(tfds.features.Image\) with a class label"),
+    ("celeb_a", r"TFDS dataset 'celeb_a' has no \(image, label\) pair to read: its supervised "
+                r"keys are None; features: image \(Image\), landmarks \(FeaturesDict\)"),
+    ("imdb_reviews", r"pairs 'text' \(Text\) with 'label' \(ClassLabel\)"),
+    ("eurosat/all", r"pairs 'sentinel2' \(Tensor\) with 'label' \(ClassLabel\)"),
+    ("cifar10:9.9.9", r"TFDS dataset 'cifar10:9.9.9': Dataset cifar10 cannot be loaded at "
+                      r"version 9.9.9, only: 3.0.2"),
+])
+def test_tfds_datasets_that_are_not_images_and_classes_are_one_line(name, message, tmp_path,
+                                                                    monkeypatch):
+    """TFDS' own definitions (read offline, nothing downloaded): info read features named
+    'image' and 'label' where load reads the supervised keys, and the others failed in
+    tf.data or as a traceback."""
+    monkeypatch.setattr(datasets, "_online", lambda: pytest.fail("nothing is downloaded"))
+    for read in (data.info, data.load):
+        with pytest.raises(UserError, match=message):
+            read(name, data_dir=str(tmp_path))
+
+
+def test_tfds_images_of_different_sizes_or_too_small_are_one_line(tmp_path):
+    TinySizes(data_dir=str(tmp_path)).download_and_prepare()
+    assert data.info("tiny_sizes", data_dir=str(tmp_path)).image_shape is None
+    with pytest.raises(UserError, match=r"The images of TFDS dataset 'tiny_sizes' differ in "
+                                        r"size \(shape \(None, None, 3\)\).*pass image_size"):
+        data.load("tiny_sizes", data_dir=str(tmp_path), batch_size=2)
+    images, _ = next(iter(data.load("tiny_sizes", data_dir=str(tmp_path), batch_size=4,
+                                    image_size=8)))
+    assert images.shape == (4, 8, 8, 3)
+    assert sorted(x.shape[0] for x, _ in data.load("tiny_sizes", data_dir=str(tmp_path),
+                                                   batch_size=None)) == [10, 12, 14, 16]
+    TinyShapes(data_dir=str(tmp_path)).download_and_prepare()
+    with pytest.raises(UserError, match=r"center_crop=20 is larger than the 16x16 images of "
+                                        r"TFDS dataset 'tiny_shapes'"):
+        data.load("tiny_shapes", data_dir=str(tmp_path), center_crop=20)
+    assert next(iter(data.load("tiny_shapes", data_dir=str(tmp_path), center_crop=10)))[
+        0].shape == (12, 10, 10, 3)
+
+
+def test_tfds_folder_of_a_dataset_with_configs_in_the_working_directory(tmp_path,
+                                                                       monkeypatch):
+    """`--dataset tiny_configs/small --data-dir .` keeps tiny_configs/small/1.0.0: it was
+    refused as TFDS' folder with the wrong data_dir to give, the dataset's default config
+    was read as an image folder, and another config was a "Dataset folder not found"."""
+    monkeypatch.setattr(datasets, "_online", lambda: True)
+    TinyConfigs(data_dir=str(tmp_path), config="small").download_and_prepare()
+    monkeypatch.chdir(tmp_path)
+    for name in ("tiny_configs/small", "tiny_configs", "tiny_configs/large"):
+        assert data.info(name, data_dir=".").splits == {"train": 12, "test": 6}, name
+    assert os.path.isdir(tmp_path / "tiny_configs" / "large" / "1.0.0")  # TFDS prepared it
+    for name in ("tiny_configs/small", "tiny_configs"):
+        with pytest.raises(UserError, match=r"is TFDS' folder of a prepared dataset .*"
+                                            rf"\(--data-dir {re.escape(str(tmp_path))}\)"):
+            data.info(name)
+
+
+def test_dataset_paths_from_the_home_folder_and_digits_resized_by_preprocess(
+        image_folder, monkeypatch):
+    """"~/shapes" is the home's folder, as a shell reads it (it was "Dataset folder not
+    found"); digits resized by `preprocess` take a crop larger than their 32 pixels."""
+    monkeypatch.setenv("HOME", str(image_folder.parent))
+    assert data.info("~/shapes").splits == {"test": 6, "train": 18}
+    assert len(list(data.load("~/shapes", "test", batch_size=None, image_size=8))) == 6
+    images, _ = next(iter(data.load("digits", "test", batch_size=2, center_crop=227,
+                                    preprocess=data.alexnet_preprocess)))
+    assert images.shape == (2, 227, 227, 3)
+
+
+def test_the_offline_probe_leaves_a_proxied_download_to_try(monkeypatch):
+    """Behind HTTPS_PROXY a direct connection to Google fails though the download would
+    not: the probe answers True at once (it refused every download there)."""
+    probed = []
+
+    def no_direct_route(address, timeout):
+        probed.append(address)
+        raise OSError("network unreachable")
+
+    monkeypatch.setattr(datasets.socket, "create_connection", no_direct_route)
+    assert not datasets._online(timeout=0.5) and probed
+    monkeypatch.setenv("HTTPS_PROXY", "http://proxy.example:3128")
+    probed.clear()
+    assert datasets._online(timeout=0.5) and not probed
