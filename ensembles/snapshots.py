@@ -127,16 +127,21 @@ def train_snapshots(model, train_data, val_data=None, *, epochs, cycles, run_dir
     if not isinstance(run_dir, (str, os.PathLike)):
         raise UserError(f"`run_dir` must be a folder for the snapshots (and the run's "
                         f"backup); received {run_dir!r}.")
-    directory = os.path.join(run_dir, "snapshots")
-    earlier = [] if run_config.holds_stopped_run(run_dir) else snapshot_paths(directory)
+    # A TensorFlow multi-worker task other than the chief writes RUN_DIR/workerN, as
+    # zoo.train writes its files there.
+    strategy, own = train_kwargs.get("strategy"), run_dir
+    if distribute.task_name(strategy) and not distribute.is_chief(strategy):
+        own = os.path.join(run_dir, distribute.task_name(strategy))
+    directory = os.path.join(own, "snapshots")
+    earlier = [] if run_config.holds_stopped_run(own) else snapshot_paths(directory)
     if earlier:  # (a new run would leave them beside its own, as if its last cycles)
         names = ", ".join(os.path.basename(p) for p in earlier[:3])
         raise UserError(f"{directory} holds {len(earlier)} snapshot(s) of an earlier run "
-                        f"({names}{', ...' if len(earlier) > 3 else ''}) and {run_dir} no "
+                        f"({names}{', ...' if len(earlier) > 3 else ''}) and {own} no "
                         "run to resume: move them aside, or give another run_dir.")
     # In a JAX cluster process 0 alone writes run_dir: the others save the same snapshots
     # (saving is a collective) into a scratch directory, as zoo.train does its files.
-    if train_kwargs.get("strategy") == "multi_worker" and keras.backend.backend() == "jax":
+    if strategy == "multi_worker" and keras.backend.backend() == "jax":
         distribute.initialize_cluster()  # (zoo.train would join later: the id is needed now)
     with run_config.process_run_dir(directory, distribute.process_index()) as written:
         callbacks = [CycleSnapshots(written, schedule.boundaries)]

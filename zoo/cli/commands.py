@@ -247,7 +247,7 @@ class _Setup:
     it crops), the training set's pixel statistics (saved in the run directory) and a
     builder that puts the normalisation inside the model."""
 
-    def __init__(self, args, run_dir):
+    def __init__(self, args, run_dir, strategy=None):
         import data
 
         # The user's mistakes first, and nothing written for them: the dataset, the
@@ -272,7 +272,7 @@ class _Setup:
 
         run_config.check_not_foreign(run_dir)  # never a folder of someone else's files
         run_config.check_resume(run_dir, self.settings)
-        writes = zoo.distribute.process_index() == 0  # in a JAX cluster, process 0 alone
+        writes = zoo.distribute.writes_run(strategy)  # in a cluster, its chief alone
         # Another run there is one line now, before any work; and none can write its
         # statistics over these while they are computed (zoo.train then locks the run).
         with directory_lock(run_dir) if writes else contextlib.nullcontext():
@@ -427,6 +427,9 @@ def _check_cluster_flags(args):
     if cluster and args.strategy != "multi_worker":  # each machine would train alone
         raise UserError(f"{', '.join(cluster)} join a JAX cluster: give --strategy "
                         f"multi_worker with them; received --strategy {args.strategy}.")
+    if args.cluster_timeout is not None and not 0 < args.cluster_timeout < float("inf"):
+        raise UserError(f"--cluster-timeout is the seconds to wait for the other processes: "
+                        f"a finite number > 0; received {args.cluster_timeout:g}.")
     if cluster and keras.backend.backend() == "tensorflow":  # TF_CONFIG decides there
         raise UserError(f"{', '.join(cluster)} join a JAX cluster (KERAS_BACKEND=jax); under "
                         "TensorFlow, --strategy multi_worker reads the cluster from the "
@@ -444,7 +447,7 @@ def _cmd_train(args):
     _check_cluster_flags(args)
     strategy = _strategy(args)
     run_dir = _default_run_dir(args)
-    setup = _Setup(args, run_dir)
+    setup = _Setup(args, run_dir, strategy)
     val = setup.load(split=setup.val_split) if setup.val_split else None
     common = dict(epochs=args.epochs, run_dir=run_dir, seed=args.seed, strategy=strategy,
                   verbose=_fit_verbosity(),

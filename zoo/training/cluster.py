@@ -25,7 +25,7 @@ import os
 import socket
 import time
 
-from safeio.checks import UserError
+from safeio.checks import UserError, check_positive_number
 
 ENVIRONMENT = ("KERAS_DISTRIBUTION_JOB_ADDRESSES", "KERAS_DISTRIBUTION_NUM_PROCESSES",
                "KERAS_DISTRIBUTION_PROCESS_ID")
@@ -96,6 +96,7 @@ def initialize(coordinator=None, num_processes=None, process_id=None,
     docstring. Does nothing when this process has joined already."""
     if is_initialized():
         return
+    check_positive_number(timeout, "timeout", " (seconds to wait for the others)")
     host, port, count, index = settings(coordinator, num_processes, process_id)
     if _jax_started():  # before the meeting: the others must not be told to go
         raise UserError("strategy='multi_worker' must join the cluster before JAX computes "

@@ -3,6 +3,7 @@ hardware is present. (The paper split its model across two GPUs; ``zoo.alexnet(t
 reproduces that connectivity, and mirroring is data parallelism, not that split.)"""
 
 import contextlib
+import json
 import os
 import shutil
 import subprocess
@@ -119,11 +120,7 @@ def get_strategy(strategy="auto"):
         return tf.distribute.OneDeviceStrategy("/gpu:0" if gpus else "/cpu:0")
     if strategy == "mirrored":
         return mirrored(devices=2)
-    if not os.environ.get("TF_CONFIG"):
-        raise UserError(
-            "strategy='multi_worker' needs the TF_CONFIG environment variable describing the "
-            "cluster and this worker's task (see the README's 'Several machines' section)."
-        )
+    tf_config_task()  # its mistakes: one line, before TensorFlow reads it
     try:
         return tf.distribute.MultiWorkerMirroredStrategy()
     except RuntimeError as err:
@@ -134,23 +131,82 @@ def get_strategy(strategy="auto"):
         ) from err
 
 
-def is_chief(strategy):
-    """Whether this process writes the run's files (always true outside multi-worker)."""
+_TF_CONFIG_EXAMPLE = ('{"cluster": {"worker": ["host1:12345", "host2:12345"]}, '
+                      '"task": {"type": "worker", "index": 0}}')
+
+
+def tf_config_task():
+    """``(task_type, task_index, cluster)`` of this TensorFlow multi-worker process, read
+    from ``TF_CONFIG``; its mistakes are one line (TensorFlow's ``ValueError`` read as a bug
+    of ours, and a config without a cluster trained alone without a word).
+
+    Example:
+
+    >>> os.environ["TF_CONFIG"] = _TF_CONFIG_EXAMPLE                    # doctest: +SKIP
+    >>> tf_config_task()[:2]                                            # doctest: +SKIP
+    ('worker', 0)
+    """
+    text = os.environ.get("TF_CONFIG", "")
+    where = (f"strategy='multi_worker' reads the cluster and this process's task from "
+             f"TF_CONFIG, e.g. {_TF_CONFIG_EXAMPLE} (see the README's 'Several machines')")
+    if not text.strip():
+        raise UserError(f"{where}; it is not set.")
+    try:
+        config = json.loads(text)
+    except ValueError as err:
+        raise UserError(f"TF_CONFIG is not JSON ({err}); received {text!r}. {where}.") from None
+    cluster = config.get("cluster") if isinstance(config, dict) else None
+    task = config.get("task") if isinstance(config, dict) else None
+    if not (isinstance(cluster, dict) and cluster and isinstance(task, dict)):
+        raise UserError(f"TF_CONFIG needs a 'cluster' of tasks and this process's 'task'; "
+                        f"received {text!r}. {where}.")
+    kind, index = task.get("type"), task.get("index", 0)
+    allowed = [name for name in ("chief", "worker") if name in cluster]
+    if kind not in allowed:
+        raise UserError(f"TF_CONFIG's task type must be one of the cluster's {allowed} "
+                        f"(MultiWorkerMirroredStrategy trains on chief and workers only); "
+                        f"received {kind!r}.")
+    hosts = cluster[kind]
+    if not isinstance(index, int) or isinstance(index, bool) or not (
+            isinstance(hosts, list) and 0 <= index < len(hosts)):
+        raise UserError(f"TF_CONFIG's task index must be 0 to {len(hosts) - 1}, one of the "
+                        f"cluster's {len(hosts)} {kind} address(es); received {index!r}.")
+    return kind, index, cluster
+
+
+def _task(strategy):
+    """``(task_type, task_index, cluster)`` of a multi-worker ``strategy`` (TensorFlow's
+    object, or ``"multi_worker"`` before it is made: from TF_CONFIG), None otherwise."""
     resolver = getattr(strategy, "cluster_resolver", None)
-    if resolver is None or not resolver.task_type:
+    if resolver is not None and resolver.task_type:
+        return resolver.task_type, resolver.task_id, resolver.cluster_spec().as_dict()
+    if (isinstance(strategy, str) and strategy == "multi_worker"
+            and keras.backend.backend() == "tensorflow"):
+        return tf_config_task()
+    return None
+
+
+def writes_run(strategy=None):
+    """Whether this process writes the run directory: the chief of a TensorFlow
+    multi-worker cluster (:func:`is_chief`), process 0 of a JAX cluster, and any process
+    outside a cluster; the others write a folder of their own."""
+    return process_index() == 0 and is_chief(strategy)
+
+
+def is_chief(strategy):
+    """Whether this process is the chief of a TensorFlow multi-worker cluster (worker 0
+    where it names no chief): always true outside one."""
+    task = _task(strategy)
+    if task is None:
         return True
-    cluster = resolver.cluster_spec().as_dict()
-    if "chief" in cluster:
-        return resolver.task_type == "chief"
-    return resolver.task_type == "worker" and resolver.task_id == 0
+    kind, index, cluster = task
+    return kind == "chief" if "chief" in cluster else (kind == "worker" and index == 0)
 
 
 def task_name(strategy):
-    """``"worker1"`` and so on for a multi-worker task, None outside multi-worker."""
-    resolver = getattr(strategy, "cluster_resolver", None)
-    if resolver is None or not resolver.task_type:
-        return None
-    return f"{resolver.task_type}{resolver.task_id}"
+    """``"worker1"`` and so on for a TensorFlow multi-worker task, None otherwise."""
+    task = _task(strategy)
+    return None if task is None else f"{task[0]}{task[1]}"
 
 
 @contextlib.contextmanager

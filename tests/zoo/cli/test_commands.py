@@ -1242,6 +1242,12 @@ def test_flags_that_nothing_would_read_are_one_line_before_the_data(tmp_path, ca
         (["train", "--model", "alexnet", "--dataset", missing, "--cluster-timeout", "5"],
          "--cluster-timeout join a JAX cluster: give --strategy multi_worker with them"),
     ]
+    # A timeout socket.settimeout cannot take (inf, nan) or none at all: it was an internal
+    # error, or "waited -5 s" at once.
+    cases += [(["train", "--model", "alexnet", "--dataset", missing, "--strategy",
+                "multi_worker", "--cluster-timeout", value],
+               "--cluster-timeout is the seconds to wait for the other processes: a finite "
+               f"number > 0; received {value}.") for value in ("inf", "nan", "0", "-5")]
     for argv, message in cases:
         assert cli.main(argv) == 2, argv
         err = capsys.readouterr().err.strip().splitlines()
@@ -1409,3 +1415,58 @@ def test_the_demo_takes_a_folder_whose_validation_split_is_val(tmp_path):
     with pytest.raises(UserError, match=r"The demo needs a train split and a validation \(or "
                                         r"val\) or test split; .* has \['dev', 'train'\]"):
         demo.load_data(str(tmp_path))
+
+
+@pytest.mark.parametrize("tf_config, message", [
+    ("", "TF_CONFIG, e.g. {\"cluster\": {\"worker\": [\"host1:12345\", \"host2:12345\"]}, "
+         "\"task\": {\"type\": \"worker\", \"index\": 0}} (see the README's 'Several "
+         "machines'); it is not set."),
+    ("{'cluster': 1}", "TF_CONFIG is not JSON (Expecting property name enclosed in double "
+                       "quotes: line 1 column 2 (char 1)); received \"{'cluster': 1}\""),
+    ('{"task": {"type": "worker", "index": 0}}', "TF_CONFIG needs a 'cluster' of tasks and "
+                                                 "this process's 'task'; received"),
+    ('{"cluster": {"worker": ["a:1", "b:2"], "ps": ["c:3"]}, "task": {"type": "ps"}}',
+     "TF_CONFIG's task type must be one of the cluster's ['worker'] (MultiWorkerMirrored"
+     "Strategy trains on chief and workers only); received 'ps'."),
+    ('{"cluster": {"worker": ["a:1", "b:2"]}, "task": {"type": "chief", "index": 0}}',
+     "task type must be one of the cluster's ['worker']"),
+    ('{"cluster": {"worker": ["a:1", "b:2"]}, "task": {"type": "worker", "index": 2}}',
+     "TF_CONFIG's task index must be 0 to 1, one of the cluster's 2 worker address(es); "
+     "received 2."),
+])
+def test_tf_config_mistakes_are_one_line_before_tensorflow_reads_them(tf_config, message,
+                                                                      monkeypatch, capsys):
+    """TensorFlow's ValueError for a bad TF_CONFIG was shown as an internal error with its
+    traceback, and a config without a cluster trained alone without a word."""
+    monkeypatch.setenv("TF_CONFIG", tf_config)
+    assert cli.main(["train", "--model", "alexnet", "--strategy", "multi_worker"]) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and message in err[0], err
+
+
+def test_only_the_chief_of_a_tensorflow_cluster_writes_the_run_directory(tmp_path,
+                                                                       monkeypatch):
+    """Under TensorFlow every worker counted as process 0: each locked the run directory
+    (one stopped: "in use by another run") and wrote its statistics.npz; the others now
+    write RUN_DIR/workerN, as zoo.train does."""
+    workers = {"worker": ["127.0.0.1:1", "127.0.0.1:2"]}
+    for cluster, task, writes in ((workers, ("worker", 0), True),
+                                  (workers, ("worker", 1), False),
+                                  ({**workers, "chief": ["127.0.0.1:3"]}, ("worker", 0), False),
+                                  ({**workers, "chief": ["127.0.0.1:3"]}, ("chief", 0), True)):
+        monkeypatch.setenv("TF_CONFIG", json.dumps(
+            {"cluster": cluster, "task": {"type": task[0], "index": task[1]}}))
+        assert zoo.distribute.writes_run("multi_worker") is writes, (cluster, task)
+        assert zoo.distribute.task_name("multi_worker") == f"{task[0]}{task[1]}"
+    assert zoo.distribute.writes_run("mirrored") and zoo.distribute.task_name("auto") is None
+    run_dir = str(tmp_path / "run")
+    args = commands._parser().parse_args(["train", "--model", "alexnet", "--image-size", "67",
+                                          "--run-dir", run_dir])
+    monkeypatch.setenv("TF_CONFIG", json.dumps({"cluster": {**workers, "chief": ["c:3"]},
+                                                "task": {"type": "worker", "index": 0}}))
+    commands._Setup(args, run_dir, "multi_worker")  # worker 0 of a cluster with a chief
+    assert not os.path.exists(run_dir), os.listdir(run_dir)
+    monkeypatch.setenv("TF_CONFIG", json.dumps({"cluster": workers,
+                                                "task": {"type": "worker", "index": 0}}))
+    commands._Setup(args, run_dir, "multi_worker")
+    assert sorted(os.listdir(run_dir)) == [".lock", "statistics.npz"]

@@ -52,6 +52,16 @@ def test_bad_settings_are_one_line(monkeypatch, given, message):
     assert message in str(raised.value) and "\n" not in str(raised.value)
 
 
+@pytest.mark.parametrize("timeout", [float("inf"), float("nan"), 0, -5, "60"])
+def test_a_timeout_that_is_no_wait_is_one_line(timeout, monkeypatch):
+    """socket.settimeout raised OverflowError for inf and ValueError for nan (internal
+    errors), and 0 or -5 stopped process 0 at once ("waited -5 s")."""
+    monkeypatch.setattr(cluster, "meet", lambda *args: pytest.fail("no meeting is held"))
+    with pytest.raises(UserError, match=r"`timeout` \(seconds to wait for the others\) must "
+                                        r"be a finite positive number; received "):
+        cluster.initialize("127.0.0.1:1234", 2, 0, timeout=timeout)
+
+
 def _meet_all(port, who, timeout=10):
     """Run ``cluster.meet`` for each ``(count, index)`` in ``who`` in its own thread;
     the exception (or None) of each."""
