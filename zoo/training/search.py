@@ -10,16 +10,18 @@ reloads them when the search is run again), results come back as a DataFrame, an
 """
 
 import dataclasses
+import functools
 import json
 import os
 import tempfile
+import warnings
 
 import keras
 import numpy as np
 import pandas as pd
 
 from safeio import new_axes, save_figure, write_json
-from safeio.checks import UserError, check_non_negative_int, check_positive_int
+from safeio.checks import UserError, check_non_negative_int, check_positive_int, is_number
 from zoo import registry
 from zoo.optimizers import OPTIMIZER_CHOICES, build_optimizer, make_optimizer
 from zoo.training import recipe as training
@@ -62,17 +64,40 @@ def search_space(learning_rate, weight_decay, dropout, width, optimizer=None):
             raise UserError(f"`dropout` bounds must lie in [0, 1); received {dropout!r}.")
         space["dropout"] = (low, high)
     if width is not None:
-        if not isinstance(width, (list, tuple)) or not width:
-            raise UserError(f"`width` must be a non-empty list of choices; received {width!r}.")
-        space["width"] = list(width)
+        if (not isinstance(width, (list, tuple)) or not width
+                or not all(is_number(w) and w > 0 for w in width)):
+            raise UserError(f"`width` must be a non-empty list of positive numbers (fc units "
+                            f"for AlexNet, a channel multiplier otherwise); received {width!r}.")
+        # keras-tuner's Choice takes one type: [0.5, 1] are multipliers, all floats.
+        kind = int if all(float(w).is_integer() and not isinstance(w, float)
+                          for w in width) else float
+        space["width"] = [kind(w) for w in width]
     return space
 
 
-def _hypermodel(build, space):
+class _UserMistake(Exception):
+    """A trial's :class:`UserError`, carried through keras-tuner (which records any other
+    exception as a failed trial and goes on) to stop the search with it."""
+
+    def __init__(self, error):
+        super().__init__(str(error))
+        self.error = error
+
+
+def _hypermodel(build, space, seed):
     import keras_tuner as kt
+
+    class Stop(_UserMistake, kt.errors.FatalError):
+        pass
 
     class ZooHyperModel(kt.HyperModel):
         def build(self, hp):
+            try:
+                return self._make(hp)
+            except UserError as err:
+                raise Stop(err) from err
+
+        def _make(self, hp):
             kwargs = {}
             if "dropout" in space:
                 kwargs["dropout"] = hp.Float("dropout", *space["dropout"])
@@ -81,16 +106,43 @@ def _hypermodel(build, space):
             learning_rate = hp.Float("learning_rate", *space["learning_rate"], sampling="log")
             weight_decay = hp.Float("weight_decay", *space["weight_decay"], sampling="log")
             name = hp.Choice("optimizer", space["optimizer"]) if "optimizer" in space else "sgd"
+            keras.utils.set_random_seed(seed)  # every trial starts from the same weights
             model = build(**kwargs)
             return training.compile_model(
                 model, make_optimizer(name, learning_rate, 0.9, weight_decay))
 
         def fit(self, hp, model, train_data, validation_data=None, **kwargs):
             kwargs.setdefault("shuffle", False)  # datasets come shuffled (data.load)
+            if getattr(train_data, "_zoo_epoch", None) is not None:
+                import data
+
+                data.set_epoch(train_data, 0)  # every trial sees epochs 0, 1, ... of it
             build_optimizer(model)  # else TensorFlow traces the first step twice
             return model.fit(train_data, validation_data=validation_data, **kwargs)
 
     return ZooHyperModel()
+
+
+def _failures(tuner):
+    """The last line of each failed trial's message (keras-tuner keeps the traceback)."""
+    return [((trial.message or "").strip().splitlines() or ["(no message)"])[-1]
+            for trial in tuner.oracle.trials.values() if trial.status == "FAILED"]
+
+
+def _builder_name(model):
+    """What the settings file records of ``model``: a registry name, a function's module
+    and name, a partial's function and arguments; None where nothing names it (a lambda)."""
+    if isinstance(model, str):
+        return model
+    if isinstance(model, functools.partial):
+        inner = _builder_name(model.func)
+        return inner and (f"partial({inner}, " + ", ".join(
+            [repr(a) for a in model.args]
+            + [f"{k}={v!r}" for k, v in sorted(model.keywords.items())]) + ")")
+    name = getattr(model, "__qualname__", None)
+    if not name or "<lambda>" in name:
+        return None
+    return f"{getattr(model, '__module__', '?')}.{name}"
 
 
 def _narrowed(space, best):
@@ -151,7 +203,8 @@ def search(model, train_data, val_data, *, model_kwargs=None, trials=8, fine_tri
         optimizer: optional list of ``zoo.make_optimizer`` names to choose among (e.g.
             ``["sgd", "nesterov", "adam"]``); default the paper's SGD only.
         top: the fine stage searches the span of the ``top`` best coarse trials.
-        seed: seeds the tuner's sampling. run_dir: where keras-tuner keeps the trials
+        seed: seeds the tuner's sampling and each trial's initial weights (the same for
+            every trial, whose data passes start at epoch 0 of ``data.load``'s). run_dir: where keras-tuner keeps the trials
             (``coarse/`` and ``fine/``); a rerun reloads finished trials. Its
             ``zoo_search.json`` records the search's settings, and ``settings`` (JSON
             values: what ``model`` does not tell by its name, such as the data); a rerun
@@ -184,10 +237,14 @@ def search(model, train_data, val_data, *, model_kwargs=None, trials=8, fine_tri
                         "(e.g. data.load(name, 'validation')).")
     fixed = dict(model_kwargs or {})
     build = lambda **kw: registry.resolve(model, **{**fixed, **kw})  # noqa: E731
+    named = _builder_name(model)
+    if named is None and "model" not in (settings or {}):
+        raise UserError(f"{model!r} has no name to record in the search's {SETTINGS_FILE}, "
+                        "which keeps a rerun from taking another model's trials: give a "
+                        "named function (def), or settings={'model': 'what it builds'}.")
     run_dir = run_dir or tempfile.mkdtemp(prefix="zoo_search_")
     _check_same_search(run_dir, {
-        "model": model if isinstance(model, str) else getattr(model, "__qualname__", "?"),
-        "model_kwargs": fixed, "trials": trials, "fine_trials": fine_trials,
+        "model": named, "model_kwargs": fixed, "trials": trials, "fine_trials": fine_trials,
         "epochs": epochs, "space": space, "top": top, "seed": seed, **(settings or {})})
     tables = []
     for stage, count in (("coarse", trials), ("fine", fine_trials)):
@@ -195,15 +252,31 @@ def search(model, train_data, val_data, *, model_kwargs=None, trials=8, fine_tri
             break
         if stage == "fine":
             space = _narrowed(space, pd.concat(tables).nsmallest(top, "val_top1_error"))
-        tuner = kt.RandomSearch(
-            _hypermodel(build, space), objective=kt.Objective(OBJECTIVE, "max"),
-            max_trials=count, seed=seed + (stage == "fine"), directory=run_dir,
-            project_name=stage)
         if verbose:
             print(f"{stage} search: {count} trials of {epochs} epoch(s) over "
                   + ", ".join(f"{k} {_describe(v)}" for k, v in space.items()), flush=True)
-        tuner.search(train_data, validation_data=val_data, epochs=epochs, verbose=verbose)
+        try:  # (keras-tuner builds a model as it starts, to learn the space)
+            tuner = kt.RandomSearch(
+                _hypermodel(build, space, seed), objective=kt.Objective(OBJECTIVE, "max"),
+                max_trials=count, seed=seed + (stage == "fine"), directory=run_dir,
+                project_name=stage)
+            tuner.search(train_data, validation_data=val_data, epochs=epochs, verbose=verbose)
+        except _UserMistake as stop:  # (a width the model refuses, say)
+            raise stop.error from None
+        except RuntimeError as err:  # keras-tuner: "Number of consecutive failures ..."
+            if "consecutive failures" not in str(err):
+                raise
+            limit = tuner.oracle.max_consecutive_failed_trials
+            raise UserError(f"The {stage} search stopped: {limit} trials in a row failed, "
+                            f"the last with: {_failures(tuner)[-1]}") from None
         tables.append(_trials_table(tuner, stage))
+        failed = _failures(tuner)
+        if failed and tables[-1].empty:
+            raise UserError(f"No trial of the {stage} search finished: {len(failed)} failed, "
+                            f"the first with: {failed[0]}")
+        if failed:
+            warnings.warn(f"{len(failed)} trial(s) of the {stage} search failed and are left "
+                          f"out of its table; the first with: {failed[0]}", stacklevel=2)
     table = pd.concat(tables, ignore_index=True)
     best = table.loc[table["val_top1_error"].idxmin()].to_dict()
     return SearchResult(table, best, run_dir)

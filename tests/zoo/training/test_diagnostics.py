@@ -103,6 +103,46 @@ def test_without_regularisation_zeroes_dropout_and_drops_regularizers():
     assert model.get_layer("drop").rate == 0.7  # the original is untouched
 
 
+def test_without_regularisation_reaches_dropconnect_noise_and_nested_models():
+    """The overfit check trained with DropConnect (rate 0.5 by default) and with the
+    Dropout of a nested model still on, and failed for the wrong reason."""
+    from zoo.layers import DropConnectDense
+
+    inner_in = keras.Input((3,))
+    inner = keras.Model(inner_in, keras.layers.Dropout(0.5, name="inner_drop")(inner_in),
+                        name="inner")
+    inputs = keras.Input((4,))
+    x = DropConnectDense(3, rate=0.5, name="dropconnect")(inputs)
+    x = keras.layers.GaussianNoise(0.3, name="noise")(x)
+    x = keras.layers.GaussianDropout(0.2, name="gaussian_drop")(x)
+    model = keras.Model(inputs, inner(x))
+    clean = diagnostics.without_regularisation(model)
+    assert clean.get_layer("dropconnect").rate == 0.0
+    assert clean.get_layer("noise").stddev == 0.0
+    assert clean.get_layer("gaussian_drop").rate == 0.0
+    assert clean.get_layer("inner").get_layer("inner_drop").rate == 0.0
+    assert model.get_layer("inner").get_layer("inner_drop").rate == 0.5
+    batch = np.ones((2, 4), "float32")
+    np.testing.assert_allclose(clean(batch, training=True), clean(batch, training=False),
+                               rtol=1e-6)
+
+
+def test_overfit_check_reads_training_accuracy_beside_lagging_batch_statistics():
+    """`Check.value` is the training accuracy, as documented: it was evaluate's, in
+    inference mode, where batch normalisation's moving averages (momentum 0.999 here,
+    0.99 in AlexNet's norm="batch") had not caught up, and a model that memorised the
+    subset failed the check."""
+    inputs = keras.Input((8, 8, 3))
+    x = keras.layers.Rescaling(50.0, offset=100.0)(inputs)  # far from the averages' start
+    x = keras.layers.Conv2D(16, 3, name="conv")(x)
+    x = keras.layers.BatchNormalization(momentum=0.999, name="bn")(x)
+    x = keras.layers.GlobalAveragePooling2D()(keras.layers.ReLU()(x))
+    model = keras.Model(inputs, keras.layers.Dense(4, activation="softmax")(x))
+    check = diagnostics.overfit_tiny_subset(model, tiny_data(n=64), examples=20, steps=150,
+                                            learning_rate=0.1)
+    assert check.ok and check.value >= 0.99, check
+
+
 def test_update_ratio_logger_matches_one_sgd_step():
     model = tiny_model()
     dataset = tiny_data(n=16, batch=16)  # one step per epoch
@@ -237,6 +277,69 @@ def test_search_refuses_what_it_cannot_rank_or_would_mix(tmp_path):
     pd.testing.assert_frame_equal(again.table, first.table)
     with pytest.raises(ValueError, match=r"holds a search with other settings \(space\)"):
         zoo.search(_tiny_builder, train, val, learning_rate=(0.5, 0.9), **kwargs)
+
+
+def test_search_widths_builders_failures_and_seed(tmp_path):
+    """Widths of mixed types (`--width 0.5 1`) were keras-tuner's TypeError; a partial or a
+    lambda was recorded as '?' or '<lambda>', so another model's trials were taken as its
+    own; a trial's UserError was a failed trial, failed trials vanished from the table, and
+    none finishing was a KeyError; trials started from unseeded weights."""
+    import functools
+
+    from safeio.checks import UserError
+    from zoo.training.search import search_space
+
+    assert search_space((0.1, 1), (0.1, 1), None, [0.5, 1])["width"] == [0.5, 1.0]
+    assert search_space((0.1, 1), (0.1, 1), None, [384, 512])["width"] == [384, 512]
+    with pytest.raises(UserError, match=r"`width` must be a non-empty list of positive "
+                                        r"numbers .*; received \['wide'\]"):
+        search_space((0.1, 1), (0.1, 1), None, ["wide"])
+    train, val = tiny_data(n=16), tiny_data(n=16, seed=1)
+    kwargs = dict(trials=1, fine_trials=0, epochs=1)
+    run_dir = str(tmp_path / "partials")
+    zoo.search(functools.partial(_tiny_builder, dropout=0.1), train, val, run_dir=run_dir,
+               **kwargs)
+    with pytest.raises(UserError, match=r"holds a search with other settings \(model\)"):
+        zoo.search(functools.partial(_tiny_builder, dropout=0.2), train, val,
+                   run_dir=run_dir, **kwargs)
+    with pytest.raises(UserError, match=r"has no name to record .*settings=\{'model'"):
+        zoo.search(lambda **kw: _tiny_builder(**kw), train, val, **kwargs)
+
+    def refuses_width_5(width=8, **kw):
+        if width == 5:
+            raise UserError("width 5 is refused")
+        return _tiny_builder(width=width, **kw)
+
+    with pytest.raises(UserError, match=r"^width 5 is refused$"):
+        zoo.search(refuses_width_5, train, val, width=[5], run_dir=str(tmp_path / "u"),
+                   **kwargs)
+    plan = []  # "fail" or "build" for each model built (keras-tuner builds one first)
+
+    def fails_as_planned(**kw):
+        if plan and plan.pop(0) == "fail":
+            raise RuntimeError("out of memory, say")
+        return _tiny_builder(**kw)
+
+    plan[:] = ["build", "fail", "build"]
+    with pytest.warns(UserWarning, match=r"1 trial\(s\) of the coarse search failed and are "
+                                         r"left out of its table; the first with: "
+                                         r"RuntimeError: out of memory, say"):
+        table = zoo.search(fails_as_planned, train, val, trials=2, fine_trials=0, epochs=1,
+                           run_dir=str(tmp_path / "f")).table
+    assert len(table) == 1
+    plan[:] = ["build", "fail", "fail", "fail"]
+    with pytest.raises(UserError, match=r"The coarse search stopped: 3 trials in a row "
+                                        r"failed, the last with: RuntimeError: out of memory"):
+        zoo.search(fails_as_planned, train, val, trials=4, fine_trials=0, epochs=1,
+                   run_dir=str(tmp_path / "g"))
+    plan[:] = ["build", "fail"]
+    with pytest.raises(UserError, match=r"No trial of the coarse search finished: 1 failed, "
+                                        r"the first with: RuntimeError: out of memory"):
+        zoo.search(fails_as_planned, train, val, run_dir=str(tmp_path / "h"), **kwargs)
+    # The same seed: the same trials, from the same weights, to the same losses.
+    tables = [zoo.search(_tiny_builder, train, val, trials=2, fine_trials=0, epochs=1,
+                         seed=3, run_dir=str(tmp_path / f"seeded{i}")).table for i in range(2)]
+    pd.testing.assert_frame_equal(tables[0], tables[1])
 
 
 SMALL_RESNET = ["--model", "resnet18", "--image-size", "8", "--model-arg", "width=0.25",
