@@ -244,9 +244,9 @@ def torch_rows(cfg, compiled, results):
             optimizer.step()
             optimizer.zero_grad(set_to_none=True)
 
-        def infer():
+        def infer():  # the probabilities on the host, as predict_on_batch returns them
             with torch.no_grad(), torch.autocast("cuda", dtype=torch.bfloat16):
-                runner(x)
+                return runner(x).float().cpu()
 
         model.train(mode == "train")
         results.add(f"torchvision {flavour}", name, mode,
@@ -274,7 +274,7 @@ def ratios(rows):
     def rate(framework, model, mode):
         found = [float(r["images_per_s"]) for r in rows
                  if (r["framework"], r["model"], r["mode"]) == (framework, model, mode)]
-        return found[0] if found else None
+        return (float(np.median(found)), len(found)) if found else (None, 0)
 
     ensemble = next((r["model"] for r in rows if r["model"].startswith("ensemble of")), "")
     pairs = [
@@ -299,9 +299,10 @@ def ratios(rows):
               for name in ("resnet50", "googlenet", "alexnet (one tower)", "alexnet (two towers)")]
     out = []
     for label, ours, peer, target in pairs:
-        a, b = rate(*ours), rate(*peer)
-        if a and b:
-            out.append({"ratio": label, "value": round(a / b, 3), "target": target})
+        (a, runs), (b, peer_runs) = rate(*ours), rate(*peer)
+        if a and b:  # (rows measured more than once, in several runs: their medians)
+            out.append({"ratio": label, "value": round(a / b, 3), "target": target,
+                        "runs": max(runs, peer_runs)})
     return out
 
 
@@ -309,7 +310,8 @@ def _print_ratios(rows):
     print()
     for r in ratios(rows):
         target = f"(target >= {r['target']})" if r["target"] else ""
-        print(f"{r['ratio']:<52} {r['value']:>6.3f}x {target}")
+        runs = f" (medians of {r['runs']} runs)" if r["runs"] > 1 else ""
+        print(f"{r['ratio']:<52} {r['value']:>6.3f}x {target}{runs}")
 
 
 def main(argv=None):
@@ -363,6 +365,8 @@ def main(argv=None):
     if not args.no_torch and not args.smoke:
         torch_rows(cfg, set(args.compile), results)
     _print_ratios(results.rows)
+    if not results.rows:  # (--no-keras where torch or CUDA is missing, say)
+        sys.exit(f"measured nothing: {args.out} was not written")
     print(f"wrote {args.out} ({time.monotonic() - results.start:.0f} s)")
     return results.rows
 

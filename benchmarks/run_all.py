@@ -20,17 +20,21 @@ BENCHMARKS = [zoo_vs_keras.run, ensemble_vs_sequential.run, pipeline_vs_training
 
 
 def main(out_path="benchmarks/results.csv"):
+    """Each benchmark's rows are written as they come: one that fails keeps the others'."""
     rows = []
     for run in BENCHMARKS:
         print(f"running {run.__module__} ...", flush=True)
         result = run()  # one row, or a list of rows
         rows.extend(result if isinstance(result, list) else [result])
-    table = pd.DataFrame(rows)
-    print(table.to_string(index=False))
+        _write(pd.DataFrame(rows), out_path)
+    print(pd.DataFrame(rows).to_string(index=False))
+    print(f"wrote {out_path}")
+
+
+def _write(table, out_path):
     tmp = out_path + ".tmp"
     table.to_csv(tmp, index=False)
     os.replace(tmp, out_path)
-    print(f"wrote {out_path}")
 
 
 if __name__ == "__main__":

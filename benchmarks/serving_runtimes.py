@@ -7,6 +7,7 @@ Keras' first. Run: ``.venv/bin/python benchmarks/serving_runtimes.py`` (or ``mak
 needs ``pip install ".[deploy]"`` for ONNX and LiteRT (a runtime that is missing is left out).
 """
 
+import importlib.util
 import os
 import sys
 import tempfile
@@ -20,6 +21,7 @@ import numpy as np  # noqa: E402
 import ensembles  # noqa: E402
 import zoo  # noqa: E402
 from common import result_row  # noqa: E402
+from safeio.checks import UserError  # noqa: E402
 
 SIZE = 67
 
@@ -41,18 +43,22 @@ def servers(model, folder):
     from ensembles.export import runtime
 
     serving = ensembles.serving_model(model)
-    found = {"keras predict": lambda x: serving.predict(x, verbose=0)["probabilities"]}
+    # (one call per batch, as the runtimes get: predict's default batch is 32)
+    found = {"keras predict": lambda x: serving.predict(x, batch_size=len(x),
+                                                        verbose=0)["probabilities"]}
     ensembles.export(model, os.path.join(folder, "served"))
     saved = tf.saved_model.load(os.path.join(folder, "served"))
     found["SavedModel (tf.saved_model.load)"] = (
         lambda x: saved.serve(tf.constant(x))["probabilities"].numpy())
+    litert = ("LiteRT" if importlib.util.find_spec("ai_edge_litert") else
+              "LiteRT (TensorFlow's tf.lite interpreter)")  # runtime()'s fallback
     for format, name, label in (("onnx", "model.onnx", "ONNX Runtime"),
-                                ("litert", "model.tflite", "LiteRT")):
+                                ("litert", "model.tflite", litert)):
         path = os.path.join(folder, name)
         try:
             ensembles.export(model, path, format=format)
             runners = {1: runtime(path), 64: runtime(path)}  # one per shape: no re-allocation
-        except ImportError as err:
+        except (ImportError, UserError) as err:  # (export: a converter not installed)
             print(f"  {label} left out: {err}")
             continue
         found[label] = lambda x, runners=runners: runners[len(x)](x)["probabilities"]

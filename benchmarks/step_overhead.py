@@ -1,7 +1,9 @@
 """The training step of ``zoo.train`` under JAX against a hand-jitted stateless step of the
 same model, optimizer and batches: what the product's path (Keras' ``fit``, its callbacks,
-its metrics, the host-to-device copies) costs per step. In one process, one after the
-other, each for ``rounds`` epochs after a first one (compilation) that is not timed.
+its metrics, the host-to-device copies) costs per step. In one process: ``rounds`` epochs
+of the hand-jitted step, ``zoo.train``'s, then ``rounds`` hand-jitted ones again (so that a
+machine speeding up or slowing down during the run favours neither side), each side after
+a first epoch (compilation) that is not timed.
 
 The model is small (``zoo.resnet20``, 32x32, batch 64), so that per-step overhead shows on
 a CPU; ``benchmarks/gpu.py`` measures the full-size models on a GPU.
@@ -54,6 +56,7 @@ def _measure(rounds=3, steps=20, batch=64, size=32, classes=10):
     hand = [hand_epoch() for _ in range(rounds + 1)][1:]
     zoo.train(build, data, epochs=rounds + 1, reduce_lr=False, seed=0, verbose=0,
               strategy="one_device", callbacks=[timer])
+    hand += [hand_epoch() for _ in range(rounds)]  # on both sides of the product's epochs
     product = epoch_times[1:]
     images = steps * batch
     return {"zoo.train": images / sorted(product)[len(product) // 2],
@@ -103,13 +106,22 @@ def hand_jitted_step(model, optimizer):
 
 
 def run():
-    """One row for ``make bench``, measured in a fresh process under ``KERAS_BACKEND=jax``."""
+    """One row for ``make bench``, measured in a fresh process under ``KERAS_BACKEND=jax``
+    (none where JAX is not installed: ``make test``'s install has it, ``make demo``'s not)."""
+    import importlib.util
+
     from common import result_row
 
+    if importlib.util.find_spec("jax") is None:
+        print("  left out: JAX is not installed (pip install -e '.[test]', or make test)")
+        return []
     env = {**os.environ, "KERAS_BACKEND": "jax", "TF_CPP_MIN_LOG_LEVEL": "2"}
-    out = subprocess.run([sys.executable, os.path.abspath(__file__), "--json"], env=env,
-                         capture_output=True, text=True, check=True).stdout
-    speeds = json.loads(out.strip().splitlines()[-1])
+    done = subprocess.run([sys.executable, os.path.abspath(__file__), "--json"], env=env,
+                          capture_output=True, text=True)
+    if done.returncode != 0:  # its own error, not a CalledProcessError that hides it
+        raise RuntimeError(f"step_overhead.py failed (exit {done.returncode}):\n"
+                           + done.stderr[-3000:])
+    speeds = json.loads(done.stdout.strip().splitlines()[-1])
     return result_row("JAX training step, zoo.resnet20 32x32, batch 64 (CPU)", "zoo.train",
                       speeds["zoo.train"], "hand-jitted stateless step", speeds["hand-jitted"])
 

@@ -137,6 +137,18 @@ def test_gpu_benchmark_rewrites_its_csv_after_each_row_and_skips_what_would_pass
     assert [path.name for path in tmp_path.iterdir()] == ["rows.csv"]  # no scratch file left
     ratios = {r["ratio"]: (r["value"], r["target"]) for r in gpu.ratios(rows)}
     assert ratios == {"two-tower / one-tower AlexNet train": (0.94, 0.95)}
+    # Two runs' files reported together: the medians of each side (the first run's rows
+    # alone were used, without a word), and the count said.
+    again = [{**row, "images_per_s": value} for row, value in zip(rows, ("1100", "1023"))]
+    (ratio,) = gpu.ratios(rows + again)
+    assert (ratio["value"], ratio["runs"]) == (round(981.5 / 1050, 3), 2)
+    gpu._print_ratios(rows + again)
+    assert "0.935x (target >= 0.95) (medians of 2 runs)" in capsys.readouterr().out
+    # A run that measured nothing (--no-keras where torch or CUDA is missing) says so and
+    # fails: it printed "wrote" a file it never wrote.
+    with pytest.raises(SystemExit, match=r"measured nothing: .*none.csv was not written"):
+        gpu.main(["--no-keras", "--out", str(tmp_path / "none.csv")])
+    assert not (tmp_path / "none.csv").exists()
 
 
 HLO = """HloModule jit_train_step, is_scheduled=true
