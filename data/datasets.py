@@ -263,7 +263,7 @@ def _seed_alone():
         ctx._seed = saved
 
 
-SHUFFLE_BUFFER = 10_000  # examples of TFDS sources (decoded images), and at least for others
+SHUFFLE_BUFFER = 10_000  # examples of TFDS sources (encoded images), at least for others
 
 
 def _by_epoch(source, seed, shuffle, augment, transform=lambda ds: ds, buffer=SHUFFLE_BUFFER):
@@ -325,20 +325,30 @@ def set_epoch(dataset, epoch):
 
 
 def _tfds_dataset(name, split, data_dir, manual_dir, shuffle_files, seed=0):
+    """``(examples, decode, shape)``: the split's ``(encoded image, label)`` examples, the
+    step that decodes them into float32 RGB images, and the images' declared shape. As an
+    image folder's files, they are shuffled before decoding: a buffer of 10,000 encoded
+    ImageNet photos is about 1.1 GB, where decoded and resized to 256x256 it was 7.9 GB."""
+    import tensorflow_datasets as tfds
+
     builder = _tfds_builder(name, data_dir)
-    _tfds_features(builder, name)
+    image, _ = _tfds_features(builder, name)
     _prepare(builder, name, manual_dir)
     _split_parts(split, {s: builder.info.splits[s].num_examples  # known once prepared
                          for s in builder.info.splits}, name)
-    import tensorflow_datasets as tfds
-
     ds = builder.as_dataset(split=split, as_supervised=True, shuffle_files=shuffle_files,
+                            decoders={builder.info.supervised_keys[0]:
+                                      tfds.decode.SkipDecoding()},
                             read_config=tfds.ReadConfig(
                                 shuffle_seed=seed, shuffle_reshuffle_each_iteration=False))
-    return ds.map(
-        lambda image, label: (_to_rgb(image), tf.cast(label, tf.int32)),
-        num_parallel_calls=tf.data.AUTOTUNE,
-    )
+    ds = ds.map(lambda encoded, label: (encoded, tf.cast(label, tf.int32)))
+
+    def decode(examples):
+        return examples.map(
+            lambda encoded, label: (_to_rgb(image.decode_example(encoded)), label),
+            num_parallel_calls=tf.data.AUTOTUNE)
+
+    return ds, decode, tuple(image.shape)
 
 
 def _to_rgb(image):
@@ -516,17 +526,16 @@ def _check_crop_fits(paths, crop):
                             "smaller crop.")
 
 
-def _check_tfds_sizes(ds, name, batch_size, center_crop, augment):
+def _check_tfds_sizes(shape, name, batch_size, center_crop, augment):
     """What :func:`_check_same_size` and :func:`_check_crop_fits` say of image folders,
-    for a TFDS dataset whose images are not resized: from the size its features declare,
-    before tf.data fails mid-epoch."""
-    height, width = ds.element_spec[0].shape[:2]
+    for a TFDS dataset whose images are not resized: from the ``shape`` its features
+    declare, before tf.data fails mid-epoch."""
+    height, width = shape[:2]
     if None in (height, width):
         if batch_size is not None and center_crop is None and augment is None:
             raise UserError(f"The images of TFDS dataset {name!r} differ in size (shape "
-                            f"{tuple(ds.element_spec[0].shape)}) and cannot be batched as "
-                            "they are: pass image_size (or scale, or center_crop), or "
-                            "batch_size=None.")
+                            f"{shape}) and cannot be batched as they are: pass image_size "
+                            "(or scale, or center_crop), or batch_size=None.")
     elif center_crop is not None and center_crop > min(height, width):
         raise UserError(f"center_crop={center_crop} is larger than the {height}x{width} "
                         f"images of TFDS dataset {name!r}: give image_size or scale to "
@@ -632,7 +641,7 @@ def load(
     if shuffle is None:
         shuffle = str(split).startswith("train")
     steps, buffer = [], SHUFFLE_BUFFER  # what each pass does to the source, after shuffling
-    files = False  # an image folder's source is its files' paths: shuffled before decoding
+    encoded = False  # files' paths or encoded images (folders, TFDS): shuffled, then decoded
     if name == DIGITS:
         images, labels = digits_arrays(split, scale or image_size or DIGITS_IMAGE_SIZE)
         scale = None  # square already
@@ -645,11 +654,14 @@ def load(
                            same_size, crop=None if final_size or preprocess else center_crop)
         steps.append(_decoded)
         buffer = max(buffer, int(ds.cardinality()))  # paths: cheap to hold every one
-        files = True
+        encoded = True
     else:
-        ds = _tfds_dataset(name, split, data_dir, manual_dir, shuffle_files=shuffle, seed=seed)
+        ds, decode, shape = _tfds_dataset(name, split, data_dir, manual_dir,
+                                          shuffle_files=shuffle, seed=seed)
         if not (final_size or preprocess):
-            _check_tfds_sizes(ds, name, batch_size, center_crop, augment)
+            _check_tfds_sizes(shape, name, batch_size, center_crop, augment)
+        steps.append(decode)
+        encoded = True
     if preprocess is not None:
         steps.append(_on_images(preprocess))
     if image_size is not None:  # antialiased: as PIL shrinks
@@ -667,8 +679,8 @@ def load(
             examples = step(examples)
         return examples
 
-    if not files:  # images, shuffled once resized: TFDS gives full-size float32 images, of
-        ds, steps = transform(ds), []  # which a buffer of 10,000 is 17 GB for ImageNet
+    if not encoded:  # the digits: images already, resized from their 8x8 originals
+        ds, steps = transform(ds), []
     counter = None
     if shuffle or augment is not None:
         ds, counter = _by_epoch(ds, seed, shuffle, augment, transform, buffer)

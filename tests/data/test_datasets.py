@@ -812,3 +812,24 @@ def test_the_offline_probe_leaves_a_proxied_download_to_try(monkeypatch):
     monkeypatch.setenv("HTTPS_PROXY", "http://proxy.example:3128")
     probed.clear()
     assert datasets._online(timeout=0.5) and not probed
+
+
+def test_tfds_examples_are_shuffled_encoded_then_decoded(tmp_path, monkeypatch):
+    """As an image folder's files: the shuffle buffer holds TFDS' encoded images, not the
+    decoded, resized float32 ones (10,000 ImageNet photos at 256x256: 7.9 GB), and every
+    example still comes out once, decoded, in an order the seed decides."""
+    TinySizes(data_dir=str(tmp_path)).download_and_prepare()
+    sources = []
+    by_epoch = datasets._by_epoch
+    monkeypatch.setattr(datasets, "_by_epoch", lambda source, *args: (
+        sources.append(source) or by_epoch(source, *args)))
+
+    def pixels(**kwargs):
+        ds = data.load("tiny_sizes", batch_size=None, image_size=6, data_dir=str(tmp_path),
+                       **kwargs)
+        return [round(float(x[0, 0, 0]), 3) for x, _ in ds]
+
+    shuffled = pixels(shuffle=True, seed=1)
+    assert sources[0].element_spec[0].dtype == tf.string
+    assert sorted(shuffled) == sorted(pixels(shuffle=False)) == [0.0, 9.0, 18.0, 27.0]
+    assert pixels(shuffle=True, seed=1) == shuffled
