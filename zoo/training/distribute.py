@@ -7,6 +7,7 @@ import json
 import os
 import shutil
 import subprocess
+import warnings
 
 import keras
 import tensorflow as tf
@@ -17,16 +18,21 @@ from zoo.training import cluster
 
 
 def _gpu_memory_mb(default=4096):
-    """Total memory of GPU 0 in MiB from nvidia-smi, or ``default`` if it cannot be read."""
-    if shutil.which("nvidia-smi") is None:
-        return default
+    """Total memory in MiB of the GPU TensorFlow calls GPU 0 (the first of
+    ``CUDA_VISIBLE_DEVICES``, whose index or UUID nvidia-smi takes), from nvidia-smi; else
+    ``default``, with a warning that names it (an AMD GPU, a container without nvidia-smi)."""
+    visible = os.environ.get("CUDA_VISIBLE_DEVICES", "").split(",")[0].strip() or "0"
     try:
+        if shutil.which("nvidia-smi") is None:
+            raise OSError("nvidia-smi is not on the PATH")
         out = subprocess.run(
-            ["nvidia-smi", "--query-gpu=memory.total", "--format=csv,noheader,nounits", "-i", "0"],
-            capture_output=True, text=True, timeout=10, check=True,
-        ).stdout
+            ["nvidia-smi", "--query-gpu=memory.total", "--format=csv,noheader,nounits",
+             "-i", visible], capture_output=True, text=True, timeout=10, check=True).stdout
         return int(out.strip().splitlines()[0])
-    except (subprocess.SubprocessError, ValueError, IndexError, OSError):
+    except (subprocess.SubprocessError, ValueError, IndexError, OSError) as err:
+        warnings.warn(f"Could not read the GPU's memory ({err}); splitting it as if it had "
+                      f"{default} MiB: pass mirrored(gpu_memory_mb=...) for its real share.",
+                      stacklevel=3)
         return default
 
 

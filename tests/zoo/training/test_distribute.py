@@ -97,3 +97,28 @@ def test_per_device_iterators_run_without_autotuning_inside_steady_device_iterat
         assert list(inside.as_numpy_iterator()) == [0, 1, 2]
     assert mdi._create_device_dataset is made
     assert mdi._create_device_dataset().options().autotune.enabled is not False
+
+
+def test_the_split_gpus_memory_is_the_visible_gpus_or_a_warning(monkeypatch):
+    """nvidia-smi -i 0 measured the machine's first GPU, not CUDA_VISIBLE_DEVICES' first
+    (TensorFlow's GPU 0); without nvidia-smi (an AMD GPU, a slim container) each of two
+    logical GPUs got 1,843 MiB of an 80 GB card without a word."""
+    from zoo.training import distribute
+
+    asked = []
+
+    def nvidia_smi(argv, **kwargs):
+        asked.append(argv[argv.index("-i") + 1])
+        return subprocess.CompletedProcess(argv, 0, stdout="81559\n")
+
+    monkeypatch.setattr(distribute.shutil, "which", lambda name: "/usr/bin/" + name)
+    monkeypatch.setattr(distribute.subprocess, "run", nvidia_smi)
+    monkeypatch.setenv("CUDA_VISIBLE_DEVICES", "3,1")
+    assert distribute._gpu_memory_mb() == 81559 and asked == ["3"]
+    monkeypatch.delenv("CUDA_VISIBLE_DEVICES")
+    assert distribute._gpu_memory_mb() == 81559 and asked == ["3", "0"]
+    monkeypatch.setattr(distribute.shutil, "which", lambda name: None)
+    with pytest.warns(UserWarning, match=r"Could not read the GPU's memory \(nvidia-smi is not "
+                                         r"on the PATH\); splitting it as if it had 4096 MiB: "
+                                         r"pass mirrored\(gpu_memory_mb=...\)"):
+        assert distribute._gpu_memory_mb() == 4096
