@@ -504,6 +504,15 @@ def _tfds_root(name):
     return root
 
 
+def _check_no_class_names(name, class_names):
+    """``class_names`` orders an image folder's class folders; a TFDS dataset numbers its
+    own classes, and ignoring the names would leave the user believing them applied."""
+    if class_names is not None:
+        raise UserError(f"`class_names` orders an image folder's classes; {name!r} is read "
+                        "from TensorFlow Datasets, which numbers its own (data.info(name)"
+                        f".class_names lists them); received class_names={class_names!r}.")
+
+
 def _expand_home(name):
     """A dataset path starting ``~`` in the user's home, as a shell reads it."""
     return os.path.expanduser(name) if str(name).startswith("~") else name
@@ -656,6 +665,7 @@ def load(
         buffer = max(buffer, int(ds.cardinality()))  # paths: cheap to hold every one
         encoded = True
     else:
+        _check_no_class_names(name, class_names)
         ds, decode, shape = _tfds_dataset(name, split, data_dir, manual_dir,
                                           shuffle_files=shuffle, seed=seed)
         if not (final_size or preprocess):
@@ -735,6 +745,7 @@ def info(name=DIGITS, data_dir=None, class_names=None, manual_dir=None):
         return DatasetInfo(os.path.basename(os.path.abspath(name)), classes,
                            {s: len(paths) for s, (paths, _, _) in scans.items() if paths},
                            None)
+    _check_no_class_names(name, class_names)
     builder = _tfds_builder(name, data_dir)
     image, label = _tfds_features(builder, name)
     _prepare(builder, name, manual_dir)

@@ -129,6 +129,12 @@ def test_tfds_dataset_from_data_dir(tmp_path):
     assert info.image_shape == (16, 16, 3)
     with pytest.raises(ValueError, match=r"Unknown split 'validation' of 'tiny_shapes'"):
         data.load("tiny_shapes", "validation", data_dir=str(tmp_path))
+    # class_names orders a folder's classes: given with a TFDS dataset it was ignored.
+    for read in (data.load, data.info):
+        with pytest.raises(UserError, match=r"`class_names` orders an image folder's "
+                                            r"classes; 'tiny_shapes' is read from TensorFlow "
+                                            r"Datasets.*received class_names=\['light', "):
+            read("tiny_shapes", data_dir=str(tmp_path), class_names=["light", "dark"])
     # Split strings as TFDS reads them; its mistakes are one line (they reached TFDS, whose
     # ValueError showed as a bug in ours), and "all" is every split.
     assert sum(1 for _ in data.load("tiny_shapes", "all", batch_size=None,
