@@ -98,8 +98,13 @@ MIRRORED = textwrap.dedent("""
     # 180 validation digits in batches of 35 and a last one of 5: none splits over 2 devices.
     val = data.load("digits", "validation", batch_size=35, image_size=8,
                     preprocess=lambda image: image / 255.0)
-    result = zoo.train(linear, digits(drop_remainder=True), val, epochs=2,
+    import tempfile
+    run_dir = tempfile.mkdtemp()
+    result = zoo.train(linear, digits(drop_remainder=True), val, epochs=2, run_dir=run_dir,
                        strategy="mirrored", seed=0, learning_rate=0.1, verbose=0)
+    import os
+    with open(os.path.join(run_dir, "config.json")) as f:
+        recorded = json.load(f)["strategy"]
     kernel = result.model.get_layer("predictions").kernel
     import numpy as np
     images = np.concatenate([x for x, _ in val])
@@ -108,6 +113,7 @@ MIRRORED = textwrap.dedent("""
     logits = images.reshape(len(images), -1) @ weights[0] + weights[1]
     print(json.dumps({"loss": result.history["loss"].tolist(), "errors": errors,
                       "devices": len(kernel.value.sharding.device_set),
+                      "recorded": recorded,
                       "val_accuracy": float(result.history["val_top1_accuracy"].iloc[-1]),
                       "direct_accuracy": float(np.mean(logits.argmax(1) == labels))}))
 """)
@@ -124,6 +130,7 @@ def test_mirrored_on_jax_is_data_parallel_over_the_local_devices():
                                     "XLA_FLAGS": "--xla_force_host_platform_device_count=2"})
     report = json.loads(out.stdout.strip().splitlines()[-1])
     assert report["devices"] == 2
+    assert report["recorded"] == "DataParallel"  # (it recorded TensorFlow's default strategy)
     assert report["loss"][1] < report["loss"][0]
     assert report["val_accuracy"] == pytest.approx(report["direct_accuracy"], abs=1e-6)
     uneven, multi_worker = report["errors"]

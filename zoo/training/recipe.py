@@ -441,7 +441,8 @@ def train(
                         train_data) else None,
                     "monitor_mode": None if monitor_mode == "auto" else monitor_mode,
                     "loss": loss if isinstance(loss, str) else keras.losses.serialize(loss),
-                    "strategy": type(strategy).__name__,
+                    "strategy": type(parallel if parallel is not None  # (JAX: Keras')
+                                     else strategy).__name__,
                     "replicas": replicas, "precision": precision,
                     "jit_compile": model.jit_compile, "params": model.count_params(),
                     "class_names": get_class_names(checkpoint_model or model),
