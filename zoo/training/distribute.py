@@ -322,17 +322,35 @@ def process_count():
     return jax.process_count()
 
 
-def same_epoch_everywhere(run_dir):
-    """For a JAX cluster: a check, given the epoch this process is about to restore from
-    ``run_dir``'s backup, that every process is about to restore the same one. Otherwise
-    they would load different weights and train different numbers of steps (a deadlock:
-    each load and step is a collective), so every process stops with one line."""
+def same_epoch_everywhere(run_dir, strategy=None):
+    """For a cluster (JAX's; TensorFlow's multi-worker ``strategy``, whose workers each
+    restore their own backup): a check, given the epoch this process is about to restore
+    from ``run_dir``'s backup, that every process is about to restore the same one.
+    Otherwise they would load different weights and train different numbers of steps (a
+    deadlock: each step is a collective), so every process stops with one line."""
+
+    def gather(epoch):
+        import numpy as np
+
+        if strategy is None:
+            from jax.experimental import multihost_utils
+
+            return np.ravel(multihost_utils.process_allgather(np.int32(epoch)))
+        values = strategy.experimental_distribute_values_from_function(
+            lambda context: tf.constant([epoch], tf.int32))  # one per replica
+        per_worker = len(strategy.extended.worker_devices)
+        return strategy.gather(values, axis=0).numpy()[::per_worker]  # one per worker
 
     def check(epoch):
-        import numpy as np
-        from jax.experimental import multihost_utils
-
-        epochs = [int(e) for e in np.ravel(multihost_utils.process_allgather(np.int32(epoch)))]
+        epochs = [int(e) for e in gather(epoch)]
+        if len(set(epochs)) > 1 and strategy is not None:
+            raise UserError(
+                f"The workers' backups are of different epochs ({epochs}, a worker each in "
+                f"the cluster's order; -1: damaged; 0: none): the chief's in {run_dir}, the "
+                "others' in its workerN/ folders, as when a worker was stopped between its "
+                "backup and another's. They cannot resume together: move each backup/ "
+                "aside to train again from the first epoch, or start with a new run "
+                "directory.")
         if len(set(epochs)) > 1 and -1 in epochs:
             damaged = [i for i, epoch in enumerate(epochs) if epoch == -1]
             raise UserError(

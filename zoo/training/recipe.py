@@ -479,6 +479,10 @@ def train(
             if processes > 1 and run_dir is not None:  # (RestoreBackup comes first)
                 run_callbacks[0].backup.agree_on_epoch = distribute.same_epoch_everywhere(
                     shared_run_dir)
+            elif run_dir is not None and isinstance(
+                    strategy, tf.distribute.MultiWorkerMirroredStrategy):
+                run_callbacks[0].backup.agree_on_epoch = distribute.same_epoch_everywhere(
+                    shared_run_dir, strategy)
             if _whole_passes_of_unknown_length(stream, steps) and \
                     zoo_callbacks.ExactStepCount.applies(model.optimizer):  # (after the restore)
                 run_callbacks.insert(int(run_dir is not None), zoo_callbacks.ExactStepCount())

@@ -2,6 +2,7 @@
 
 import json
 import os
+import shutil
 import signal
 import subprocess
 import sys
@@ -143,9 +144,9 @@ WORKER = textwrap.dedent(
     from tests.helpers import tiny_data, tiny_model
 
     strategy = zoo.distribute.get_strategy("multi_worker")  # before any TensorFlow op
-    result = zoo.train(tiny_model, tiny_data(n=64, batch=16), tiny_data(seed=1), epochs=2,
-                       seed=0, learning_rate=0.1, lr_patience=1, strategy=strategy,
-                       run_dir=sys.argv[1], verbose=0)
+    result = zoo.train(tiny_model, tiny_data(n=64, batch=16), tiny_data(seed=1),
+                       epochs=int(sys.argv[2]), seed=0, learning_rate=0.1, lr_patience=1,
+                       strategy=strategy, run_dir=sys.argv[1], verbose=0)
     weights = np.concatenate([w.ravel() for w in result.model.get_weights()])
     print(json.dumps({"replicas": result.model.distribute_strategy.num_replicas_in_sync,
                       "loss": float(result.history["loss"].iloc[-1]),
@@ -155,27 +156,37 @@ WORKER = textwrap.dedent(
 )
 
 
-@pytest.mark.slow  # two TensorFlow processes at once (20 s of CPU); see test_cluster.py for JAX
-def test_two_workers_on_loopback_finish_with_identical_weights(tmp_path):
+def _two_workers(run_dir, epochs, timeout=300):
+    """``[(returncode, stdout, stderr)]`` of WORKER as the two workers of a cluster on
+    loopback, each killed if it outlives ``timeout``."""
     ports = free_ports(2)
     cluster = {"worker": [f"127.0.0.1:{p}" for p in ports]}
-    run_dir = str(tmp_path / "run")
     processes = []
     for index in range(2):
         tf_config = json.dumps({"cluster": cluster, "task": {"type": "worker", "index": index}})
         env = {**os.environ, "TF_CPP_MIN_LOG_LEVEL": "2", "TF_CONFIG": tf_config}
-        processes.append(subprocess.Popen([sys.executable, "-c", WORKER, run_dir], cwd=REPO,
-                                          env=env, stdout=subprocess.PIPE,
+        processes.append(subprocess.Popen([sys.executable, "-c", WORKER, run_dir, str(epochs)],
+                                          cwd=REPO, env=env, stdout=subprocess.PIPE,
                                           stderr=subprocess.PIPE, text=True))
     try:
-        results = [process.communicate(timeout=300) for process in processes]
+        results = [process.communicate(timeout=timeout) for process in processes]
     finally:
         for process in processes:  # never leave a worker behind, whatever happened
             if process.poll() is None:
                 process.kill()
+    return [(process.returncode, out, err) for process, (out, err) in zip(processes, results)]
+
+
+@pytest.mark.slow  # two TensorFlow processes at once (20 s of CPU); see test_cluster.py for JAX
+def test_two_workers_on_loopback_finish_with_identical_weights(tmp_path):
+    """Two TensorFlow workers end with one set of weights; resumed from backups of different
+    epochs (a worker stopped between its backup and the chief's), both stop with one line,
+    where the chief trained on from its epoch and the other from its own, until one waited
+    on the other forever."""
+    run_dir = str(tmp_path / "run")
     outputs = []
-    for process, (out, err) in zip(processes, results):
-        assert process.returncode == 0, err[-4000:]
+    for returncode, out, err in _two_workers(run_dir, 2):
+        assert returncode == 0, err[-4000:]
         outputs.append(last_json_line(out))
     assert [o["replicas"] for o in outputs] == [2, 2]
     np.testing.assert_array_equal(outputs[0]["weights"], outputs[1]["weights"])
@@ -184,6 +195,11 @@ def test_two_workers_on_loopback_finish_with_identical_weights(tmp_path):
     # The chief writes the run directory; the other worker writes beside it.
     assert os.path.exists(os.path.join(run_dir, "history.csv"))
     assert os.path.exists(os.path.join(run_dir, "worker1", "history.csv"))
+    shutil.rmtree(os.path.join(run_dir, "worker1", "backup"))  # as if it never backed up
+    for returncode, _, err in _two_workers(run_dir, 3, timeout=150):
+        assert returncode != 0
+        assert "The workers' backups are of different epochs ([2, 0], a worker each" in err, \
+            err[-4000:]
 
 
 @pytest.mark.xdist_group("fresh_process")
