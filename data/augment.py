@@ -26,9 +26,9 @@ def _seeds(seed, count):
 
 
 def _float(image):
-    """Integer images (uint8 from a decoder) as float32; float images as they are."""
-    image = tf.convert_to_tensor(image)
-    return image if image.dtype.is_floating else tf.cast(image, tf.float32)
+    """``image`` as float32: integer images (uint8 from a decoder), and float64 (NumPy's
+    default) or float16 ones, which the float32 constants here would not combine with."""
+    return tf.cast(tf.convert_to_tensor(image), tf.float32)
 
 
 def _check_range(value, name, low, high, what):
@@ -51,6 +51,11 @@ def _check_interval(pair, name, low, high, what):
 def random_crop(image, seed, size):
     """A random ``size`` x ``size`` window (the paper's 224/227 crops of 256x256 images)."""
     check_positive_int(size, "size", what=" (of the crop)")
+    known = [side for side in image.shape[:2] if side is not None]
+    if known and min(known) < size:  # (TensorFlow's own error names no size)
+        raise UserError(f"A random {size}x{size} crop needs images of at least that size; "
+                        f"received images of shape {tuple(image.shape)}: resize them first "
+                        "(data.load's scale or image_size).")
     channels = image.shape[-1] if image.shape[-1] is not None else tf.shape(image)[-1]
     return tf.image.stateless_random_crop(image, [size, size, channels], seed)
 
@@ -93,32 +98,57 @@ def pca_color(image, seed, eigenvalues=IMAGENET_EIGENVALUES,
 
 
 def _grey(image):
-    return tf.reduce_sum(image * tf.constant([0.299, 0.587, 0.114]), axis=-1, keepdims=True)
+    """torchvision's ``rgb_to_grayscale`` weights (ITU-R 601-2, as its tensor ops)."""
+    return tf.reduce_sum(image * tf.constant([0.2989, 0.587, 0.114]), axis=-1, keepdims=True)
+
+
+_JITTER_ORDERS = ((0, 1, 2), (0, 2, 1), (1, 0, 2), (1, 2, 0), (2, 0, 1), (2, 1, 0))
+
+
+def _jitter(image, factors, order, max_value=255.0):
+    """``image`` with brightness, contrast and saturation ``factors`` applied in ``order``
+    (indices into them), clipped to [0, ``max_value``] after each, as torchvision's
+    ``adjust_brightness``, ``adjust_contrast`` and ``adjust_saturation`` clamp."""
+    def brightness(x):
+        return x * factors[0]
+
+    def contrast(x):
+        mean = tf.reduce_mean(_grey(x))
+        return mean + (x - mean) * factors[1]
+
+    def saturation(x):
+        grey = _grey(x)
+        return grey + (x - grey) * factors[2]
+
+    steps = (brightness, contrast, saturation)
+    for index in order:
+        image = tf.clip_by_value(steps[index](image), 0.0, max_value)
+    return image
 
 
 def color_jitter(image, seed, brightness=0.2, contrast=0.2, saturation=0.2, max_value=255.0):
-    """Random brightness, contrast and saturation factors in [max(0, 1 - x), 1 + x] (as
-    torchvision's ``ColorJitter`` draws them), then clip.
+    """Random brightness, contrast and saturation factors in [max(0, 1 - x), 1 + x], applied
+    in a random order and clipped after each, as torchvision's ``ColorJitter`` does.
 
     Brightness scales the pixels, contrast blends with the mean grey level, saturation
-    with the pixel's own grey level, so the op works at any pixel scale.
+    with the pixel's own grey level, so the op works at any pixel scale (``max_value``:
+    255 for [0, 255] pixels).
     """
     for name, value in (("brightness", brightness), ("contrast", contrast),
                         ("saturation", saturation)):
         _check_range(value, name, 0, float("inf"), "a number >= 0 (factors in "
                      "[max(0, 1 - x), 1 + x])")
     image = _float(image)
-    b_seed, c_seed, s_seed = _seeds(seed, 3)
+    b_seed, c_seed, s_seed, order_seed = _seeds(seed, 4)
 
     def factor(s, x):
         return tf.random.stateless_uniform([], s, max(0.0, 1.0 - x), 1.0 + x)
 
-    image = image * factor(b_seed, brightness)
-    mean_grey = tf.reduce_mean(_grey(image))
-    image = mean_grey + (image - mean_grey) * factor(c_seed, contrast)
-    grey = _grey(image)
-    image = grey + (image - grey) * factor(s_seed, saturation)
-    return tf.clip_by_value(image, 0.0, max_value)
+    factors = (factor(b_seed, brightness), factor(c_seed, contrast),
+               factor(s_seed, saturation))
+    which = tf.random.stateless_uniform([], order_seed, 0, len(_JITTER_ORDERS), tf.int32)
+    return tf.switch_case(which, [lambda order=order: _jitter(image, factors, order, max_value)
+                                  for order in _JITTER_ORDERS])
 
 
 def random_erasing(image, seed, probability=0.5, scale=(0.02, 0.33), ratio=(0.3, 3.3),

@@ -31,7 +31,9 @@ class MeanSubtraction(keras.layers.Layer):
     """
 
     def __init__(self, mean, **kwargs):
-        super().__init__(**kwargs)
+        # In float32 under mixed precision too, as PixelNormalization (bfloat16 would round
+        # 0-255 pixels minus a mean by half a level); integer images are cast, not wrapped.
+        super().__init__(**{"dtype": "float32", **kwargs})
         mean = np.asarray(mean, dtype="float32")
         if mean.ndim not in (1, 3):
             raise UserError(
@@ -51,7 +53,8 @@ class MeanSubtraction(keras.layers.Layer):
         super().build(input_shape)
 
     def call(self, inputs):
-        return inputs - keras.ops.cast(self.mean, inputs.dtype)
+        return keras.ops.cast(inputs, "float32") - keras.ops.convert_to_tensor(self.mean,
+                                                                               "float32")
 
     def compute_output_shape(self, input_shape):
         return input_shape

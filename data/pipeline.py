@@ -105,6 +105,7 @@ def pipeline(dataset, size, augment="none", batch_size=64, seed=0, data_dir=None
     """
     check_positive_int(size, "size")
     check_positive_int(batch_size, "batch_size")
+    augment_ops.parse(augment)  # a mistake in it before the dataset is read (or downloaded)
     info = info or dataset_info(dataset, data_dir=data_dir)
     scale = crop_scale(size) if augment_ops.resize_mode(augment) == "crop" else None
     partial = Pipeline(dataset, info, size, scale, None, None, batch_size, seed, data_dir,

@@ -278,9 +278,10 @@ def normalized_input(statistics, shape, name="input", normalize="standardize"):
     check_choice(normalize, NORMALIZE_CHOICES, "normalize")
     inputs = keras.Input(shape, name=name)
     if normalize == "standardize":
+        # In float32 under mixed precision too, as MeanSubtraction.
         return keras.layers.Normalization(mean=statistics.channel_mean,
                                           variance=np.square(statistics.channel_std),
-                                          name="normalize")(inputs)
+                                          name="normalize", dtype="float32")(inputs)
     if normalize == "channel_mean":
         return MeanSubtraction(statistics.channel_mean, name="normalize")(inputs)
     if normalize == "mean_image":

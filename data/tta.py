@@ -121,7 +121,10 @@ def predict_crops(model, images, tta="10crop", size=None, batch_size=32):
     ((n, classes), (n, classes))
     """
     size = size or model.input_shape[1]
-    batches = images if isinstance(images, tf.data.Dataset) else [images]
+    # An array is cropped ``batch_size`` images at a time, as a dataset's batches are: its
+    # ten crops at once would be ten times the array (5,000 images of 256x256: 31 GB).
+    batches = images if isinstance(images, tf.data.Dataset) else (
+        images[start:start + batch_size] for start in range(0, len(images), batch_size))
     logits = None  # decided on the first batch with finite outputs
     means, variances = [], []
     for batch in batches:
@@ -135,4 +138,6 @@ def predict_crops(model, images, tta="10crop", size=None, batch_size=32):
         probs = np.asarray(tf.nn.softmax(probs) if logits else probs).reshape(n, k, -1)
         means.append(probs.mean(axis=1))
         variances.append(probs.var(axis=1))
+    if not means:
+        raise UserError("predict_crops received no images (an empty array or dataset).")
     return np.concatenate(means), np.concatenate(variances)

@@ -226,3 +226,68 @@ def test_normalize_errors():
         data.normalized_input(stats, (24, 24, 3), normalize="zscore")
     with pytest.raises(ValueError, match=r"needs statistics of \(20, 20, 3\) images"):
         data.normalized_input(stats, (20, 20, 3), normalize="mean_image")
+
+
+def test_color_jitter_clips_after_each_step_in_a_random_order_as_torchvision():
+    """torchvision clamps after adjust_brightness, adjust_contrast and adjust_saturation
+    and applies them in a random order: brightness 1.2 then contrast 0.8 on the grey
+    pixels 250 and 10 gives 230.7 and 36.3 (255 clamped, then blended with the mean 133.5);
+    clipping once at the end gave 255 and 40.8. float64 arrays (NumPy's default) are read
+    as float32 (they failed on the float32 constants)."""
+    pixels = tf.constant([[[250.0] * 3, [10.0] * 3]])
+    out = augment._jitter(pixels, (1.2, 0.8, 1.0), (0, 1, 2)).numpy()[0, :, 0]
+    np.testing.assert_allclose(out, [230.7, 36.3], atol=0.05)
+    contrast_first = augment._jitter(pixels, (1.2, 0.8, 1.0), (1, 0, 2)).numpy()[0, :, 0]
+    np.testing.assert_allclose(contrast_first, [255.0, 40.8], atol=0.05)
+    orders = []
+    jitter = augment._jitter
+    try:
+        augment._jitter = lambda image, factors, order, max_value: (
+            orders.append(order) or jitter(image, factors, order, max_value))
+        for i in range(60):
+            augment.color_jitter(np.zeros((4, 4, 3)), tf.constant([i, 7]))
+    finally:
+        augment._jitter = jitter
+    assert set(orders) == set(augment._JITTER_ORDERS)
+    for op in (augment.color_jitter, augment.pca_color):
+        assert op(np.zeros((4, 4, 3)), tf.constant([1, 2])).dtype == tf.float32
+
+
+def test_a_crop_larger_than_the_images_is_one_line():
+    with pytest.raises(ValueError, match=r"A random 10x10 crop needs images of at least that "
+                                         r"size; received images of shape \(8, 12, 3\)"):
+        augment.random_crop(tf.zeros((8, 12, 3)), tf.constant([1, 2]), 10)
+
+
+def test_mean_subtraction_of_integer_images_and_under_mixed_precision():
+    """The uint8 mean 120 minus 120 wrapped to 136 (the mean cast to uint8); under
+    mixed_bfloat16 the normalisation layers subtracted in bfloat16 (a mean of 123.68 is
+    123.5 there), where PixelNormalization already kept float32."""
+    import keras
+
+    from data.layers import MeanSubtraction
+
+    out = MeanSubtraction([120.0, 115.0, 100.0])(np.zeros((1, 2, 2, 3), "uint8"))
+    np.testing.assert_array_equal(np.asarray(out)[0, 0, 0], [-120.0, -115.0, -100.0])
+    stats = data.compute_statistics(tf.data.Dataset.from_tensor_slices(
+        np.full((2, 4, 4, 3), 123.68, "float32")))
+    keras.config.set_dtype_policy("mixed_bfloat16")
+    try:
+        for normalize in ("channel_mean", "mean_image", "standardize"):
+            inputs = data.normalized_input(stats, (4, 4, 3), normalize=normalize)
+            model = keras.Model(inputs._keras_history.operation.input, inputs)
+            out = np.asarray(model(np.full((1, 4, 4, 3), 124.0, "float32")))
+            assert out.dtype == np.float32, normalize
+            if normalize != "standardize":  # (a std of 0 there)
+                np.testing.assert_allclose(out, 0.32, atol=1e-4)
+    finally:
+        keras.config.set_dtype_policy("float32")
+
+
+def test_pipeline_reads_its_augmentation_before_the_dataset(monkeypatch):
+    """A mistake in the spec was found after the dataset was read (or downloaded)."""
+    import sys
+
+    monkeypatch.setattr(sys.modules["data.pipeline"], "dataset_info", lambda *a, **k: pytest.fail("data read"))
+    with pytest.raises(ValueError, match=r"Unknown augmentation 'crop,flip' in 'crop,flip'"):
+        data.pipeline("cifar100", 32, augment="crop,flip")

@@ -116,3 +116,21 @@ def test_cli_ten_crop_loads_larger_images_and_agrees_with_predict_crops(tmp_path
             "of them." in capsys.readouterr().out)
     assert pd.read_csv(csv, index_col=0).loc["m", "nll"] == pytest.approx(
         tables["5crop"].loc["m", "nll"])  # the same crops as before
+
+
+def test_predict_crops_of_an_array_crops_a_batch_at_a_time(monkeypatch):
+    """An array's crops were all made at once: ten times the array (5,000 images of
+    256x256 need 31 GB); now batch_size images at a time, as a dataset's batches."""
+    images = np.random.default_rng(3).normal(size=(7, 9, 9, 3)).astype("float32")
+    model = _model(6)
+    whole = data.predict_crops(model, images, tta="10crop", batch_size=64)
+    sizes = []
+    crops = tta.crops
+    monkeypatch.setattr(tta, "crops", lambda batch, *args: sizes.append(len(batch)) or
+                        crops(batch, *args))
+    chunked = data.predict_crops(model, images, tta="10crop", batch_size=3)
+    assert sizes == [3, 3, 1]
+    for a, b in zip(chunked, whole):
+        np.testing.assert_allclose(a, b, rtol=1e-5, atol=1e-8)
+    with pytest.raises(ValueError, match=r"predict_crops received no images"):
+        data.predict_crops(model, images[:0], tta="10crop")
