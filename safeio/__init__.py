@@ -9,6 +9,7 @@ import json
 import os
 import re
 import shutil
+import socket
 import stat
 import sys
 import time
@@ -58,9 +59,11 @@ def natural_key(text):
 
 def _token(pid, name):
     """The mark in the name of every temporary file this module writes for ``name`` from
-    process ``pid``: a user's ``.tmp-123-notes.txt`` does not carry it, so it is never
-    taken for ours and deleted."""
-    return hashlib.sha256(f"keras-zoo-ensembles:{pid}:{name}".encode()).hexdigest()[:10]
+    process ``pid`` on this host: a user's ``.tmp-123-notes.txt`` does not carry it, so it
+    is never taken for ours and deleted; nor does another host's (on a shared file system
+    its PID says nothing here, and its live write was taken for a dead one's)."""
+    return hashlib.sha256(f"keras-zoo-ensembles:{socket.gethostname()}:{pid}:{name}"
+                          .encode()).hexdigest()[:10]
 
 
 def _scratch(directory, kind, name, pid=None):
@@ -123,9 +126,10 @@ def _flush(path, recursive=False, done=False):
         finally:
             os.close(fd)
     except OSError as err:
-        if not done or err.errno not in (errno.EACCES, errno.EPERM, errno.EINVAL,
-                                         errno.ENOTSUP, errno.EROFS):
-            raise
+        unsupported = os.path.isdir(path) and err.errno in (errno.EINVAL, errno.ENOTSUP)
+        if not unsupported and (not done or err.errno not in (
+                errno.EACCES, errno.EPERM, errno.EINVAL, errno.ENOTSUP, errno.EROFS)):
+            raise  # (a folder a file system cannot fsync: nothing to flush, as SQLite has it)
 
 
 @contextlib.contextmanager
@@ -216,10 +220,14 @@ def _fault_at_target(err, scratch, path):
         named = [f for f in (err.filename, err.filename2) if f is not None]
         if named and not any(_within(f, scratch) for f in named):
             return None
-        if not named and (err.errno is None or type(err) is not OSError):
+        # Unnamed: a write into an open file (a full disk), or h5py's PermissionError,
+        # whose text names the scratch file.
+        if not named and (err.errno is None or (type(err) is not OSError
+                                                and scratch not in str(err))):
             return None
         code = err.errno
-        reason = getattr(err, "_zoo_reason", None) or err.strerror or str(err)
+        reason = (getattr(err, "_zoo_reason", None) or err.strerror or str(err)).replace(
+            scratch, path)
     else:
         fault = _tensorflow_fault(err, scratch, path)
         if fault is None:
@@ -676,6 +684,9 @@ def directory_lock(directory):
             holder = f.read().strip() or "unknown"
             raise UserError(f"The run directory {directory} is in use by another run "
                             f"(process {holder}); wait for it, or give another run directory.")
+        except OSError as err:  # ENOLCK: a file system without locks (NFSv3, no lockd)
+            raise OSError(err.errno, f"Cannot lock the run directory: {err.strerror}",
+                          path) from err
         f.seek(0)
         f.truncate()
         f.write(str(os.getpid()))

@@ -1048,3 +1048,66 @@ def test_a_folder_that_cannot_be_flushed_after_the_rename_does_not_fail_the_writ
     with pytest.raises(OSError, match=r"Input/output error.*notes.txt"):
         safeio.write_text(tmp_path / "notes.txt", "lost\n")
     assert (tmp_path / "notes.txt").read_text() == "kept\n"
+
+
+def test_a_folder_export_where_folders_cannot_be_flushed_and_unnamed_faults(tmp_path,
+                                                                          monkeypatch):
+    """The temporary export's own folders were flushed before its rename, and EINVAL (a
+    network file system's answer for a folder) failed every export there; h5py's
+    PermissionError names no file (only its text names the scratch file) and showed as an
+    internal error, not the destination's fault."""
+    import safeio
+
+    fsync = os.fsync
+
+    def refused_for_folders(fd):
+        if os.path.isdir(os.readlink(f"/proc/self/fd/{fd}")):
+            raise OSError(errno.EINVAL, "Invalid argument")
+        fsync(fd)
+
+    monkeypatch.setattr(os, "fsync", refused_for_folders)
+    with safeio.atomic_path(tmp_path / "served") as tmp:
+        os.makedirs(os.path.join(tmp, "variables"))
+        with open(os.path.join(tmp, "variables", "data"), "w") as f:
+            f.write("weights")
+    assert (tmp_path / "served" / "variables" / "data").read_text() == "weights"
+    target = tmp_path / "snap.weights.h5"
+    with pytest.raises(PermissionError) as raised:
+        with safeio.atomic_path(target) as tmp:
+            raise PermissionError(errno.EACCES, f"Unable to synchronously create file "
+                                  f"(unable to open file: name = '{tmp}', errno = 13)")
+    assert raised.value.filename == str(target) and ".tmp-" not in str(raised.value)
+
+
+def test_another_hosts_temporary_file_is_never_taken_for_a_dead_writers(tmp_path,
+                                                                        monkeypatch):
+    """On a shared file system another host's live write carries a PID that is not
+    alive here: it was removed as a killed writer's. The mark names the host."""
+    import safeio
+
+    monkeypatch.setattr(safeio.socket, "gethostname", lambda: "other-host")
+    theirs = safeio._scratch(str(tmp_path), "tmp", "notes.txt", pid=2 ** 22 + 7)  # not here
+    open(theirs, "w").close()
+    monkeypatch.undo()
+    safeio.write_text(tmp_path / "notes.txt", "mine\n")
+    assert os.path.exists(theirs)
+    ours = safeio._scratch(str(tmp_path), "tmp", "notes.txt", pid=2 ** 22 + 7)
+    open(ours, "w").close()  # this host's dead writer's: removed
+    safeio.write_text(tmp_path / "notes.txt", "again\n")
+    assert os.path.exists(theirs) and not os.path.exists(ours)
+
+
+def test_a_file_system_without_locks_names_the_lock_file(tmp_path, monkeypatch):
+    import fcntl
+
+    import safeio
+
+    def no_locks(f, operation):
+        raise OSError(errno.ENOLCK, "No locks available")
+
+    monkeypatch.setattr(fcntl, "flock", no_locks)
+    with pytest.raises(OSError, match=r"Cannot lock the run directory: No locks available") \
+            as raised:
+        with safeio.directory_lock(tmp_path / "run"):
+            pass
+    assert raised.value.filename == str(tmp_path / "run" / ".lock")
