@@ -5,10 +5,11 @@ whatever it is given, so different settings are refused in one line)."""
 import contextlib
 import json
 import os
+import re
 import shutil
 import tempfile
 
-from safeio import write_json
+from safeio import _alive, _token, write_json
 from safeio.checks import UserError
 
 # What a resumed run may change: the epochs to reach (more, or the same), the facts of the
@@ -175,6 +176,29 @@ def what_was_kept(run_dir):
             "(zoo.load_model) or from scratch.")
 
 
+_SCRATCH = "process-run-dir"  # what the mark in a scratch copy's name is of
+_SCRATCH_NAME = re.compile(r"zoo-process\d+-(\d+)-([0-9a-f]{10})-")
+
+
+def _remove_dead_scratch():
+    """Remove the scratch copies (:func:`process_run_dir`) that processes killed before
+    their end left in the temporary folder: those whose name carries safeio's mark for a
+    PID no longer alive on this host (a JAX process ended by the heartbeat of a dead one,
+    at every restart of a cluster). Nothing else is touched, and no link is followed."""
+    folder = tempfile.gettempdir()
+    try:
+        entries = os.listdir(folder)
+    except OSError:
+        return
+    for entry in entries:
+        match = _SCRATCH_NAME.match(entry)
+        if match is None or match.group(2) != _token(int(match.group(1)), _SCRATCH):
+            continue
+        path = os.path.join(folder, entry)
+        if not _alive(int(match.group(1))) and os.path.isdir(path) and not os.path.islink(path):
+            shutil.rmtree(path, ignore_errors=True)
+
+
 @contextlib.contextmanager
 def process_run_dir(run_dir, process):
     """The directory process ``process`` of a JAX cluster writes: ``run_dir`` for process 0
@@ -186,7 +210,9 @@ def process_run_dir(run_dir, process):
     if run_dir is None or process == 0:
         yield run_dir
         return
-    scratch = tempfile.mkdtemp(prefix=f"zoo-process{process}-")
+    _remove_dead_scratch()  # (JAX's heartbeat ends a process without its finally)
+    pid = os.getpid()
+    scratch = tempfile.mkdtemp(prefix=f"zoo-process{process}-{pid}-{_token(pid, _SCRATCH)}-")
     try:
         for name in ("config.json", "history.csv", "backup"):
             source = os.path.join(run_dir, name)

@@ -277,3 +277,36 @@ def test_zoo_train_with_a_wrong_coordinator_says_so_in_one_line(tmp_path):
                      "address as this machine sees it, and that the port is open between "
                      "them."], done.stderr[-3000:]
     assert not os.path.exists(tmp_path / "run")  # nothing written
+
+
+def test_a_killed_processs_scratch_copy_is_removed_by_the_next_and_nothing_else(
+        tmp_path, monkeypatch):
+    """JAX's heartbeat ends the processes of a cluster one of which died, without their
+    finally: each restart left a copy of the backup and checkpoints in /tmp. The next
+    process removes those of dead processes (named with safeio's mark), never a user's
+    look-alike, a live process's or a link's target."""
+    import tempfile
+
+    from zoo.training import run_config
+
+    monkeypatch.setattr(tempfile, "tempdir", str(tmp_path))
+    dead = int(subprocess.run([sys.executable, "-c", "import os; print(os.getpid())"],
+                              capture_output=True, text=True, check=True).stdout)
+    run_dir = tmp_path / "run"
+    (run_dir / "backup").mkdir(parents=True)
+    (run_dir / "config.json").write_text("{}")
+    with run_config.process_run_dir(str(run_dir), 1) as first:
+        assert sorted(os.listdir(first)) == ["backup", "config.json"]
+    assert not os.path.exists(first)  # removed at the end, as before
+    mark = run_config._token(dead, run_config._SCRATCH)
+    stale = tmp_path / f"zoo-process1-{dead}-{mark}-k3j2h1"  # as mkdtemp names it
+    (stale / "backup").mkdir(parents=True)
+    lookalike = tmp_path / f"zoo-process1-{dead}-0123456789-mine"
+    lookalike.mkdir()
+    target = tmp_path / "elsewhere"
+    target.mkdir()
+    linked = tmp_path / f"zoo-process2-{dead}-{mark}-x"
+    linked.symlink_to(target)
+    with run_config.process_run_dir(str(run_dir), 1) as again:
+        assert os.path.isdir(again)
+    assert not stale.exists() and lookalike.is_dir() and target.is_dir()
