@@ -12,6 +12,7 @@ import shutil
 import socket
 import stat
 import sys
+import threading
 import time
 
 from safeio.checks import UserError
@@ -656,12 +657,17 @@ def _open_lock(path):
     return os.fdopen(fd, "r+", encoding="utf-8")
 
 
+_SHARED = {}  # a locked directory's real path -> the thread that shares its lock
+
+
 @contextlib.contextmanager
-def directory_lock(directory):
+def directory_lock(directory, share=False):
     """Hold an exclusive lock on ``directory`` (``fcntl.flock`` on its ``.lock`` file) for
     the block; a second holder gets a ``ValueError`` naming the directory and the PID that
     holds it. The kernel drops the lock when its process dies, so a killed run never
-    leaves a stale lock behind.
+    leaves a stale lock behind. With ``share``, a lock taken again on the directory by
+    this thread within the block is this one (a command holds its run directory from its
+    first write to its last, across the library calls that lock it themselves).
 
     Example:
 
@@ -675,6 +681,10 @@ def directory_lock(directory):
     safeio.checks.UserError: The run directory ... is in use by another run (process ...); wait for it, or give another run directory.
     """
     make_directory(directory)
+    key = os.path.realpath(directory)
+    if _SHARED.get(key) == threading.get_ident():
+        yield
+        return
     path = os.path.join(directory, ".lock")
     with _open_lock(path) as f:
         try:
@@ -691,9 +701,13 @@ def directory_lock(directory):
         f.truncate()
         f.write(str(os.getpid()))
         f.flush()
+        if share:
+            _SHARED[key] = threading.get_ident()
         try:
             yield
         finally:
+            if share:
+                _SHARED.pop(key, None)
             f.seek(0)
             f.truncate()
             fcntl.flock(f, fcntl.LOCK_UN)

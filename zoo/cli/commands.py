@@ -274,9 +274,16 @@ class _Setup:
         run_config.check_resume(run_dir, self.settings)
         writes = zoo.distribute.writes_run(strategy)  # in a cluster, its chief alone
         # Another run there is one line now, before any work; and none can write its
-        # statistics over these while they are computed (zoo.train then locks the run).
-        with directory_lock(run_dir) if writes else contextlib.nullcontext():
+        # statistics over these, nor its own run in the command's later steps: the lock is
+        # held to the command's end (zoo.train's own lock, in this thread, passes through).
+        lock = directory_lock(run_dir, share=True) if writes else contextlib.nullcontext()
+        held = getattr(args, "_held", None)
+        if held is not None:
+            held.enter_context(lock)
             self._statistics(args, run_dir, size, info, writes)
+        else:
+            with lock:
+                self._statistics(args, run_dir, size, info, writes)
         self.size = size
         self.normalize = args.normalize
         self.val_split = next(iter(self.data.held_out), None)
@@ -1375,7 +1382,9 @@ def main(argv=None):
                 _check_momentum(args)
             check_hyperparameters(args.lr, getattr(args, "momentum", 0.0),
                                   getattr(args, "weight_decay", 0.0))
-        return args.run(args)
+        with contextlib.ExitStack() as held:  # what the command holds to its end (a lock)
+            args._held = held
+            return args.run(args)
     except KeyboardInterrupt:  # Ctrl-C: what to do next, not TensorFlow's 50-line traceback
         if os.environ.get("ZOO_DEBUG"):
             raise

@@ -20,7 +20,7 @@ import keras
 import numpy as np
 import pandas as pd
 
-from safeio import new_axes, save_figure, write_json
+from safeio import directory_lock, new_axes, save_figure, write_json
 from safeio.checks import UserError, check_non_negative_int, check_positive_int, is_number
 from zoo import registry
 from zoo.optimizers import OPTIMIZER_CHOICES, build_optimizer, make_optimizer
@@ -243,43 +243,44 @@ def search(model, train_data, val_data, *, model_kwargs=None, trials=8, fine_tri
                         "which keeps a rerun from taking another model's trials: give a "
                         "named function (def), or settings={'model': 'what it builds'}.")
     run_dir = run_dir or tempfile.mkdtemp(prefix="zoo_search_")
-    _check_same_search(run_dir, {
-        "model": named, "model_kwargs": fixed, "trials": trials, "fine_trials": fine_trials,
-        "epochs": epochs, "space": space, "top": top, "seed": seed, **(settings or {})})
-    tables = []
-    for stage, count in (("coarse", trials), ("fine", fine_trials)):
-        if count < 1:
-            break
-        if stage == "fine":
-            space = _narrowed(space, pd.concat(tables).nsmallest(top, "val_top1_error"))
-        if verbose:
-            print(f"{stage} search: {count} trials of {epochs} epoch(s) over "
-                  + ", ".join(f"{k} {_describe(v)}" for k, v in space.items()), flush=True)
-        try:  # (keras-tuner builds a model as it starts, to learn the space)
-            tuner = kt.RandomSearch(
-                _hypermodel(build, space, seed), objective=kt.Objective(OBJECTIVE, "max"),
-                max_trials=count, seed=seed + (stage == "fine"), directory=run_dir,
-                project_name=stage)
-            tuner.search(train_data, validation_data=val_data, epochs=epochs, verbose=verbose)
-        except _UserMistake as stop:  # (a width the model refuses, say)
-            raise stop.error from None
-        except RuntimeError as err:  # keras-tuner: "Number of consecutive failures ..."
-            if "consecutive failures" not in str(err):
-                raise
-            limit = tuner.oracle.max_consecutive_failed_trials
-            raise UserError(f"The {stage} search stopped: {limit} trials in a row failed, "
-                            f"the last with: {_failures(tuner)[-1]}") from None
-        tables.append(_trials_table(tuner, stage))
-        failed = _failures(tuner)
-        if failed and tables[-1].empty:
-            raise UserError(f"No trial of the {stage} search finished: {len(failed)} failed, "
-                            f"the first with: {failed[0]}")
-        if failed:
-            warnings.warn(f"{len(failed)} trial(s) of the {stage} search failed and are left "
-                          f"out of its table; the first with: {failed[0]}", stacklevel=2)
-    table = pd.concat(tables, ignore_index=True)
-    best = table.loc[table["val_top1_error"].idxmin()].to_dict()
-    return SearchResult(table, best, run_dir)
+    with directory_lock(run_dir):  # one search at a time: keras-tuner would mix them
+        _check_same_search(run_dir, {
+            "model": named, "model_kwargs": fixed, "trials": trials, "fine_trials": fine_trials,
+            "epochs": epochs, "space": space, "top": top, "seed": seed, **(settings or {})})
+        tables = []
+        for stage, count in (("coarse", trials), ("fine", fine_trials)):
+            if count < 1:
+                break
+            if stage == "fine":
+                space = _narrowed(space, pd.concat(tables).nsmallest(top, "val_top1_error"))
+            if verbose:
+                print(f"{stage} search: {count} trials of {epochs} epoch(s) over "
+                      + ", ".join(f"{k} {_describe(v)}" for k, v in space.items()), flush=True)
+            try:  # (keras-tuner builds a model as it starts, to learn the space)
+                tuner = kt.RandomSearch(
+                    _hypermodel(build, space, seed), objective=kt.Objective(OBJECTIVE, "max"),
+                    max_trials=count, seed=seed + (stage == "fine"), directory=run_dir,
+                    project_name=stage)
+                tuner.search(train_data, validation_data=val_data, epochs=epochs, verbose=verbose)
+            except _UserMistake as stop:  # (a width the model refuses, say)
+                raise stop.error from None
+            except RuntimeError as err:  # keras-tuner: "Number of consecutive failures ..."
+                if "consecutive failures" not in str(err):
+                    raise
+                limit = tuner.oracle.max_consecutive_failed_trials
+                raise UserError(f"The {stage} search stopped: {limit} trials in a row failed, "
+                                f"the last with: {_failures(tuner)[-1]}") from None
+            tables.append(_trials_table(tuner, stage))
+            failed = _failures(tuner)
+            if failed and tables[-1].empty:
+                raise UserError(f"No trial of the {stage} search finished: {len(failed)} failed, "
+                                f"the first with: {failed[0]}")
+            if failed:
+                warnings.warn(f"{len(failed)} trial(s) of the {stage} search failed and are left "
+                              f"out of its table; the first with: {failed[0]}", stacklevel=2)
+        table = pd.concat(tables, ignore_index=True)
+        best = table.loc[table["val_top1_error"].idxmin()].to_dict()
+        return SearchResult(table, best, run_dir)
 
 
 def _check_same_search(run_dir, settings):

@@ -1470,3 +1470,43 @@ def test_only_the_chief_of_a_tensorflow_cluster_writes_the_run_directory(tmp_pat
                                                 "task": {"type": "worker", "index": 0}}))
     commands._Setup(args, run_dir, "multi_worker")
     assert sorted(os.listdir(run_dir)) == [".lock", "statistics.npz"]
+
+
+def test_zoo_train_holds_its_run_directory_from_the_statistics_to_the_end(tmp_path,
+                                                                         monkeypatch, capsys):
+    """The lock was taken for the statistics pass, dropped, and taken again by zoo.train:
+    a second command on the directory in between wrote its statistics over the first's.
+    Now it is held to the command's end, zoo.train's own lock passing through (the same
+    thread), and let go after; a lock taken from another thread is still refused."""
+    import threading
+
+    from safeio import directory_lock
+
+    run_dir = str(tmp_path / "run")
+    seen = {}
+
+    def train(*args, **kwargs):
+        with directory_lock(run_dir):  # zoo.train's own, in the command's thread
+            seen["nested"] = True
+
+        def other():
+            try:
+                with directory_lock(run_dir):
+                    seen["other"] = "took it"
+            except UserError as err:
+                seen["other"] = str(err)
+
+        thread = threading.Thread(target=other)
+        thread.start()
+        thread.join()
+        raise UserError("stopped by the test")
+
+    monkeypatch.setattr(zoo, "train", train)
+    argv = ["train", "--model", "resnet18", "--image-size", "8", "--model-arg", "width=0.25",
+            "--model-arg", "stem='cifar'", "--epochs", "1", "--run-dir", run_dir]
+    assert cli.main(argv) == 2
+    assert "stopped by the test" in capsys.readouterr().err
+    assert seen["nested"] and seen["other"].startswith(f"The run directory {run_dir} is in "
+                                                       "use by another run")
+    with directory_lock(run_dir):  # let go at the command's end
+        pass

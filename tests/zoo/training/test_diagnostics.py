@@ -336,6 +336,13 @@ def test_search_widths_builders_failures_and_seed(tmp_path):
     with pytest.raises(UserError, match=r"No trial of the coarse search finished: 1 failed, "
                                         r"the first with: RuntimeError: out of memory"):
         zoo.search(fails_as_planned, train, val, run_dir=str(tmp_path / "h"), **kwargs)
+    # Two searches in one run_dir at once would mix their trials: the second is refused.
+    from safeio import directory_lock
+
+    with directory_lock(str(tmp_path / "busy")):
+        with pytest.raises(UserError, match=r"The run directory .*busy is in use by another "
+                                            r"run"):
+            zoo.search(_tiny_builder, train, val, run_dir=str(tmp_path / "busy"), **kwargs)
     # The same seed: the same trials, from the same weights, to the same losses.
     tables = [zoo.search(_tiny_builder, train, val, trials=2, fine_trials=0, epochs=1,
                          seed=3, run_dir=str(tmp_path / f"seeded{i}")).table for i in range(2)]
