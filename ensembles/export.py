@@ -356,28 +356,33 @@ def _export_file(serving, path, format, names, overwrite, metadata):
     batch = batch.astype(serving.input.dtype)
     expected = serving.predict(batch, verbose=0)
     serving(batch[:1])  # Keras' ONNX export needs a called model (JAX's predict does not call)
-    with atomic_path(path) as tmp:
-        with _normalization_as_constants(serving), warnings.catch_warnings():
-            # Keras' tf2onnx module asks NumPy for np.object, which warns on import: a line
-            # about Keras' code in every export, nothing the user could act on.
-            warnings.filterwarnings("ignore", r"In the future `np\.object`", FutureWarning)
-            serving.export(tmp, format=format, verbose=False)
-        if format == "onnx":
-            _add_onnx_metadata(tmp, {k: json.dumps(v) for k, v in metadata.items()})
-        try:
-            served = runtime(tmp)(batch)
-        except ImportError as err:
-            warnings.warn(f"{path} was written but not checked: {err}.", stacklevel=3)
-        else:
-            worst = float(np.max(np.abs(served["probabilities"] - expected["probabilities"])))
-            if not worst <= TOLERANCE:
-                raise UserError(
-                    f"Not written: {serving.name} in {format} serves probabilities that differ "
-                    f"from Keras' by up to {worst:.2g} (allowed: {TOLERANCE:g}); a layer of it "
-                    f"does not convert faithfully. Export it as a SavedModel instead.")
-        # Before the file lands: a names file that cannot be written leaves the previous
-        # export whole, where it left the new model beside the previous names.
-        write_text(classes_path(path), "\n".join(names) + "\n")
+    with atomic_path(classes_path(path)) as names_tmp:
+        with atomic_path(path) as tmp:
+            with _normalization_as_constants(serving), warnings.catch_warnings():
+                # Keras' tf2onnx module asks NumPy for np.object, which warns on import: a
+                # line about Keras' code in every export, nothing the user could act on.
+                warnings.filterwarnings("ignore", r"In the future `np\.object`", FutureWarning)
+                serving.export(tmp, format=format, verbose=False)
+            if format == "onnx":
+                _add_onnx_metadata(tmp, {k: json.dumps(v) for k, v in metadata.items()})
+            try:
+                served = runtime(tmp)(batch)
+            except ImportError as err:
+                warnings.warn(f"{path} was written but not checked: {err}.", stacklevel=3)
+            else:
+                worst = float(np.max(np.abs(served["probabilities"]
+                                            - expected["probabilities"])))
+                if not worst <= TOLERANCE:
+                    raise UserError(
+                        f"Not written: {serving.name} in {format} serves probabilities that "
+                        f"differ from Keras' by up to {worst:.2g} (allowed: {TOLERANCE:g}); a "
+                        "layer of it does not convert faithfully. Export it as a SavedModel "
+                        "instead.")
+            # Written before the model lands, renamed into place right after it: a names
+            # file that cannot be written leaves the previous export whole, and no long
+            # write (the model's flush) lies between the two renames.
+            with open(names_tmp, "w", encoding="utf-8") as f:
+                f.write("\n".join(names) + "\n")
     return path
 
 

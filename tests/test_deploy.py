@@ -655,3 +655,26 @@ def test_an_onnx_export_without_the_deploy_extra_is_one_line_naming_it(
         assert "needs onnx, not installed" in line and "[deploy]" in line, line
     else:
         assert f"{out} is not an ONNX model" in line, line
+
+
+def test_a_file_exports_class_names_land_right_after_it(tmp_path, monkeypatch):
+    """The .classes.txt file landed before the model's flush (hundreds of MB): a Ctrl-C or
+    a failure there left the new names beside the previous model. Now they are written
+    first and renamed into place right after the model, nothing long in between."""
+    import safeio
+
+    model = zoo.set_class_names(tiny_model(8, 4), NAMES)
+    events = []
+    replace, flush = os.replace, safeio._flush
+    monkeypatch.setattr(os, "replace", lambda source, target: (
+        events.append(("land", os.path.basename(target))) or replace(source, target)))
+    monkeypatch.setattr(safeio, "_flush", lambda path, *args, **kwargs: (
+        events.append(("flush", os.path.basename(str(path)))) or flush(path, *args, **kwargs)))
+    out = str(tmp_path / "m.tflite")
+    ensembles.export(model, out, format="litert")
+    landed = [i for i, (kind, _) in enumerate(events) if kind == "land"]
+    assert [events[i][1] for i in landed] == ["m.tflite", "m.tflite.classes.txt"]
+    between = [name for _, name in events[landed[0] + 1:landed[1]]]
+    assert not any(name.endswith("m.tflite") for name in between), between
+    with open(out + ".classes.txt", encoding="utf-8") as f:
+        assert f.read().splitlines() == NAMES
