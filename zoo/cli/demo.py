@@ -283,6 +283,28 @@ def serve(combined, test, export_dir, count=5):
             for i in range(count)]
 
 
+MARK = ".zoo-demo"  # in a folder the demo writes: its files there are the demo's to replace
+OUTPUTS = ("report.md", "results.csv", "statistics.npz", "size_curve.png", "reliability.png")
+
+
+def _check_output_dir(output_dir):
+    """Refuse, before any work, a folder holding files the demo writes (``report.md``, ...)
+    that no demo wrote: no mark of the demo's, nor a report of its (older demos wrote no
+    mark). The demo would replace them, and they are the user's."""
+    present = [name for name in OUTPUTS if os.path.lexists(os.path.join(output_dir, name))]
+    if not present or os.path.isfile(os.path.join(output_dir, MARK)):
+        return
+    try:
+        with open(os.path.join(output_dir, "report.md"), encoding="utf-8") as f:
+            ours = f.read(len("# zoo demo on ")) == "# zoo demo on "
+    except (OSError, UnicodeDecodeError):
+        ours = False
+    if not ours:
+        raise UserError(f"{output_dir} holds {', '.join(present)}, which no zoo demo wrote: "
+                        "the demo would replace them. Give a new or empty --output-dir, or "
+                        "move them aside.")
+
+
 def report_header(dataset, models, scale, replica_count, test_images):
     """The report's title and first paragraph: what was trained, of ``models``, and how.
 
@@ -332,10 +354,13 @@ def run(output_dir="runs/demo", epochs=6, snapshot_epochs=15, cycles=5, seed=0,
     for name, value in (("epochs", epochs), ("snapshot_epochs", snapshot_epochs),
                         ("cycles", cycles)):
         check_positive_int(value, name)
+    _check_output_dir(output_dir)
     strategy = strategy or default_strategy()
     count, devices = replicas(strategy)
     _say(f"{count} replicas: {', '.join(map(str, devices))}")
     make_directory(output_dir)
+    write_text(os.path.join(output_dir, MARK), "zoo demo's output folder: its report.md, "
+               "results.csv, statistics.npz and plots are replaced by the next zoo demo here.\n")
     steps = {}
     clock = time.time()
     demo = load_data(dataset, seed, train_split, data_dir)

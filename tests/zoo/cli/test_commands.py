@@ -707,6 +707,28 @@ def test_demo_arguments_are_checked_before_any_work(kwargs, message, tmp_path):
     assert not os.path.exists(tmp_path / "demo")
 
 
+def test_the_demo_never_replaces_a_users_files_in_its_output_folder(tmp_path, capsys):
+    """`zoo demo --output-dir notes` replaced the user's report.md (and results.csv,
+    statistics.npz) without a word; a folder a demo wrote (its mark, or an older demo's
+    report) is still the demo's to write again."""
+    from zoo.cli import demo
+
+    notes = tmp_path / "notes"
+    notes.mkdir()
+    (notes / "report.md").write_text("mine\n")
+    (notes / "results.csv").write_text("a,b\n")
+    assert cli.main(["demo", "--output-dir", str(notes)]) == 2
+    assert capsys.readouterr().err.strip() == (
+        f"zoo demo: error: {notes} holds report.md, results.csv, which no zoo demo wrote: the "
+        "demo would replace them. Give a new or empty --output-dir, or move them aside.")
+    assert (notes / "report.md").read_text() == "mine\n" and len(os.listdir(notes)) == 2
+    (notes / "report.md").write_text("# zoo demo on digits\n\nAlexNet members ...")
+    demo._check_output_dir(str(notes))  # an older demo's
+    (notes / "report.md").write_text("mine\n")
+    (notes / demo.MARK).write_text("")
+    demo._check_output_dir(str(notes))  # the demo's mark
+
+
 @pytest.mark.parametrize("models", [["alexnet"], ["resnet18"], ["alexnet", "resnet18"]])
 def test_the_demo_report_describes_the_models_it_trained(models):
     """`zoo demo --models resnet18` trains no AlexNet: its report said it had (two towers,
