@@ -25,6 +25,13 @@ class PaperSGD(keras.optimizers.SGD):
     """
 
     def __init__(self, learning_rate=0.01, momentum=0.9, l2=5e-4, **kwargs):
+        if kwargs.get("weight_decay"):  # Keras' decoupled decay, on top of l2 and on biases
+            raise UserError(f"PaperSGD decays the weights through `l2` (the paper's decay, "
+                            f"{l2} by default); received weight_decay="
+                            f"{kwargs['weight_decay']!r}, Keras' decoupled decay, which would "
+                            "add a second one. Pass l2=... instead.")
+        # (Keras' SGD takes a float alone: 0 or np.float32(0.9) failed as out of [0, 1].)
+        momentum = float(momentum) if is_number(momentum) else momentum
         super().__init__(learning_rate=learning_rate, momentum=momentum, **kwargs)
         self.l2 = float(l2 or 0.0)  # (None: no decay, as check_hyperparameters allows)
 
@@ -148,8 +155,9 @@ def compile_model(model, optimizer=None, *, learning_rate=0.01, momentum=0.9,
     """Compile ``model`` with the paper recipe, in place; returns it.
 
     ``optimizer``: None for :class:`PaperSGD` (``learning_rate``, ``momentum``,
-    ``weight_decay``), a Keras optimizer, or a function returning one (called here, so
-    that under a distribution strategy its variables are created in the strategy's scope).
+    ``weight_decay``), a name of :data:`OPTIMIZER_CHOICES` (:func:`make_optimizer` with
+    them), a Keras optimizer, or a function returning one (called here, so that under a
+    distribution strategy its variables are created in the strategy's scope).
     Metrics default to top-1 and top-5 accuracy (of one-hot labels with a categorical
     loss). (A GoogLeNet with auxiliary heads adds their 0.3-weighted losses itself.)
     ``weighted``: the metrics follow the batches' sample weights (Keras'
@@ -165,6 +173,9 @@ def compile_model(model, optimizer=None, *, learning_rate=0.01, momentum=0.9,
     if optimizer is None:
         check_hyperparameters(learning_rate, momentum, weight_decay)
         optimizer = PaperSGD(learning_rate, momentum=momentum, l2=weight_decay)
+    elif isinstance(optimizer, str):  # "sgd" is the paper's, as everywhere here (Keras'
+        optimizer = make_optimizer(optimizer, learning_rate, momentum,  # own has no momentum
+                                   weight_decay)  # and would drop these three)
     elif not isinstance(optimizer, keras.optimizers.Optimizer) and callable(optimizer):
         optimizer = optimizer()  # a factory: its variables are created under the strategy
     metrics = default_metrics(loss) if metrics is None else metrics

@@ -640,6 +640,31 @@ def test_make_optimizer_by_name(name, cls, nesterov):
     assert (plain.l2 == 0.0) if nesterov is not None else plain.weight_decay is None
 
 
+def test_optimizer_names_momentum_types_and_a_second_decay():
+    """compile_model("sgd") handed the name to Keras: plain SGD at its own 0.01, without
+    momentum or decay, the learning rate given dropped; an int or NumPy momentum failed
+    in Keras as "must be a float between [0, 1]"; PaperSGD(weight_decay=) added Keras'
+    decoupled decay (biases too) on top of l2 without a word."""
+    import numpy as np
+
+    from zoo.optimizers import compile_model
+
+    model = compile_model(tiny_model(), "sgd", learning_rate=0.05, momentum=0.5,
+                          weight_decay=1e-3)
+    assert type(model.optimizer) is zoo.PaperSGD and model.optimizer.l2 == 1e-3
+    assert float(model.optimizer.learning_rate) == pytest.approx(0.05)
+    assert model.optimizer.momentum == 0.5
+    with pytest.raises(ValueError, match=r"`optimizer` must be one of.*received 'SGD'"):
+        compile_model(tiny_model(), "SGD")
+    for momentum in (0, np.float32(0.9)):
+        assert zoo.PaperSGD(momentum=momentum).momentum == pytest.approx(float(momentum))
+        assert zoo.make_optimizer("sgd", momentum=momentum).momentum == pytest.approx(
+            float(momentum))
+    with pytest.raises(ValueError, match=r"PaperSGD decays the weights through `l2` .*"
+                                         r"received weight_decay=0.0005, Keras' decoupled"):
+        zoo.PaperSGD(0.01, weight_decay=5e-4)
+
+
 def test_ema_run_validates_checkpoints_and_returns_the_averaged_weights(tmp_path):
     """The same run through plain Keras (`use_ema` and its `finalize_variable_values`)
     ends on the same weights; the validation metrics and best/last checkpoints are those
