@@ -3,7 +3,7 @@
 import keras
 import numpy as np
 
-from safeio.checks import UserError
+from safeio.checks import UserError, is_number
 
 
 # The two LRN settings in use: the paper's (AlexNet, sec. 3.3) and Caffe's (the reference
@@ -109,6 +109,14 @@ class ChannelSlice(keras.layers.Layer):
                             f"stop={stop!r}.")
         self.start, self.stop = int(start), int(stop)
 
+    def build(self, input_shape):
+        channels = input_shape[-1]
+        if channels is not None and self.stop > channels:  # (its output would be shorter)
+            raise UserError(f"ChannelSlice({self.start}, {self.stop}) of a tensor of "
+                            f"{channels} channels: stop must be at most {channels}; received "
+                            f"input shape {tuple(input_shape)}.")
+        super().build(input_shape)
+
     def call(self, inputs):
         return inputs[..., self.start:self.stop]
 
@@ -183,7 +191,7 @@ class DropConnectDense(keras.layers.Dense):
 
     def __init__(self, units, rate=0.5, seed=None, **kwargs):
         super().__init__(units, **kwargs)
-        if isinstance(rate, bool) or not isinstance(rate, (int, float)) or not 0 <= rate < 1:
+        if not is_number(rate) or not 0 <= rate < 1:  # (NumPy's numbers too)
             raise UserError(f"DropConnectDense's `rate` must be a number in [0, 1); received "
                             f"{rate!r}.")
         self.rate = float(rate)
@@ -307,7 +315,7 @@ class FractionalMaxPooling2D(keras.layers.Layer):
 
     def __init__(self, ratio, pseudo_random=True, overlapping=True, seed=None, **kwargs):
         super().__init__(**kwargs)
-        if isinstance(ratio, bool) or not isinstance(ratio, (int, float)) or not 1 <= ratio < 2:
+        if not is_number(ratio) or not 1 <= ratio < 2:
             raise UserError(f"FractionalMaxPooling2D's `ratio` must be a number in [1, 2) "
                             f"(2 and more is ordinary max pooling); received {ratio!r}.")
         self.ratio = float(ratio)

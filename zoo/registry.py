@@ -150,8 +150,18 @@ def list_models(pattern=None):
     return names if pattern is None else [n for n in names if fnmatch.fnmatchcase(n, pattern)]
 
 
+def _plain(word):
+    """``word`` as names compare when suggesting one: lower case, without - and _ (the
+    keras.applications spellings ``VGG16_BN``, ``ResNet50``, and ``resnet-50``)."""
+    return word.lower().replace("-", "").replace("_", "")
+
+
 def _did_you_mean(word, options):
-    close = difflib.get_close_matches(word, options, n=1, cutoff=0.6)
+    plain = {_plain(option): option for option in options}
+    close = ([plain[_plain(word)]] if _plain(word) in plain else
+             difflib.get_close_matches(word, options, n=1, cutoff=0.6)
+             or [plain[match] for match in difflib.get_close_matches(
+                 _plain(word), list(plain), n=1, cutoff=0.6)])
     return f" Did you mean {close[0]!r}?" if close else ""
 
 
@@ -198,9 +208,9 @@ def arguments_of(name):
     >>> arguments_of("resnet18")[-3:]
     ('stem', 'kernel_initializer', 'activation')
     """
-    if name not in _MODELS and name in CATALOG:
+    if isinstance(name, str) and name not in _MODELS and name in CATALOG:
         return CATALOG[name]["arguments"]
-    entry = get_entry(name)
+    entry = get_entry(name)  # (a name that is no string: one line there)
     open_ended = entry.arguments_of is None and any(
         p.kind is inspect.Parameter.VAR_KEYWORD
         for p in inspect.signature(entry.builder).parameters.values())

@@ -248,3 +248,16 @@ def test_fractional_max_pooling_trains_round_trips_and_refuses_bad_ratios(tmp_pa
                                model.predict(images, verbose=0), rtol=1e-5)
     with pytest.raises(ValueError, match=r"`ratio` must be a number in \[1, 2\).*received 2"):
         FractionalMaxPooling2D(2)
+    # NumPy's numbers were refused with "must be a number ...; received np.float32(1.5)".
+    assert FractionalMaxPooling2D(np.float32(1.5)).ratio == 1.5
+    assert DropConnectDense(3, rate=np.float32(0.25)).rate == 0.25
+
+
+def test_a_channel_slice_past_the_channels_is_one_line():
+    """It declared 64 channels and gave 48: the next layer failed at its first call."""
+    from zoo.layers import ChannelSlice
+
+    with pytest.raises(ValueError, match=r"ChannelSlice\(0, 64\) of a tensor of 48 channels: "
+                                         r"stop must be at most 48"):
+        ChannelSlice(0, 64)(keras.Input((8, 8, 48)))
+    assert ChannelSlice(0, 48)(keras.Input((8, 8, 48))).shape == (None, 8, 8, 48)

@@ -94,6 +94,16 @@ def test_unknown_model_lists_available_names():
     )
     with pytest.raises(ValueError, match=r"resnet18 has no argument 'depth'\."):
         zoo.get_model("resnet18", depth=34)  # the variant fixes it
+    # keras.applications' spellings: no suggestion came for these (VGG16: a ratio of 0.4);
+    # a name that is no string was a TypeError (unhashable).
+    for typed, meant in (("VGG16", "vgg16"), ("VGG16_BN", "vgg16_bn"),
+                         ("ResNet50", "resnet50"), ("resnet-50", "resnet50"),
+                         ("AlexNet", "alexnet"), ("googLeNet_", "googlenet")):
+        with pytest.raises(ValueError, match=rf"Unknown model '{typed}'\. Did you mean "
+                                             rf"'{meant}'\?"):
+            zoo.get_model(typed)
+    with pytest.raises(ValueError, match=r"A model name must be a string; received list"):
+        zoo.get_model(["alexnet"])
 
 
 def test_register_model_refuses_a_second_builder_under_a_taken_name():
