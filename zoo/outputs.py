@@ -27,8 +27,13 @@ def outputs_probabilities(model):
 
 
 def _made_by_softmax(operation):
-    while isinstance(operation, keras.Model) and getattr(operation, "outputs", None):
-        operation = operation.outputs[0]._keras_history.operation
+    while isinstance(operation, keras.Model):  # into nested models, subclassed ones too
+        if getattr(operation, "outputs", None):
+            operation = operation.outputs[0]._keras_history.operation
+        elif operation.layers:  # (no graph: its last layer, as at the top)
+            operation = operation.layers[-1]
+        else:
+            break
     return (type(operation).__name__ == "Softmax"  # the layer, and keras.ops.softmax's op
             or getattr(operation, "serves_probabilities", False)
             or is_softmax(getattr(operation, "activation", None)))

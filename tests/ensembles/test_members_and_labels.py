@@ -117,6 +117,29 @@ def test_a_member_that_outputs_probabilities_is_not_softmaxed_again(head):
 
 
 @pytest.mark.all_backends
+def test_a_wrapped_subclassed_classifier_is_read_as_probabilities():
+    """A functional model around a subclassed classifier (no graph of its own) whose last
+    layer is a softmax was read as giving logits: an ensemble took the softmax again."""
+    from zoo.outputs import outputs_probabilities
+
+    class Classifier(keras.Model):
+        def __init__(self):
+            super().__init__()
+            self.pool = keras.layers.GlobalAveragePooling2D()
+            self.head = keras.layers.Dense(CLASSES, activation="softmax")
+
+        def call(self, x):
+            return self.head(self.pool(x))
+
+    inputs = keras.Input((16, 16, 3))
+    wrapped = keras.Model(inputs, Classifier()(keras.layers.Rescaling(1 / 255)(inputs)))
+    assert outputs_probabilities(wrapped)
+    alone = wrapped.predict(images(), verbose=0)
+    np.testing.assert_allclose(ensembles.Ensemble([wrapped]).predict(images(), verbose=0),
+                               alone, rtol=1e-5, atol=1e-7)
+
+
+@pytest.mark.all_backends
 def test_sequential_members_and_googlenet_with_aux_heads_are_members():
     """A Sequential classifier, and a GoogLeNet trained with its auxiliary heads (the main
     head alone, as it predicts), join an ensemble and a snapshot ensemble."""
