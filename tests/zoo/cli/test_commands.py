@@ -1391,11 +1391,19 @@ def test_the_run_is_locked_while_its_statistics_are_computed(tmp_path, monkeypat
     pipeline, tried = data.pipeline, []
 
     def second_run_during_the_pass(*args, **kwargs):
-        with pytest.raises(UserError, match=f"The run directory {re.escape(run_dir)} is in "
-                                            "use by another run"):
-            with safeio.directory_lock(run_dir):
-                pass
-        tried.append(True)
+        import threading
+
+        def second_run():  # (from another thread: the command's own shares its lock)
+            try:
+                with safeio.directory_lock(run_dir):
+                    tried.append("took it")
+            except UserError as err:
+                tried.append(str(err).startswith(f"The run directory {run_dir} is in use by "
+                                                 "another run"))
+
+        thread = threading.Thread(target=second_run)
+        thread.start()
+        thread.join()
         return pipeline(*args, **kwargs)
 
     monkeypatch.setattr(data, "pipeline", second_run_during_the_pass)
