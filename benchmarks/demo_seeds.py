@@ -68,6 +68,7 @@ def main(argv=None):
 
     from zoo.cli import demo
 
+    demo.two_host_devices_for_jax()  # as zoo demo: under JAX, two CPU devices
     strategy = demo.default_strategy()  # before any TensorFlow op, as zoo demo makes it
     tables, counts = [], []
     for seed in args.seeds:

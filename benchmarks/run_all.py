@@ -20,14 +20,18 @@ BENCHMARKS = [zoo_vs_keras.run, ensemble_vs_sequential.run, pipeline_vs_training
 
 
 def main(out_path="benchmarks/results.csv"):
-    """Each benchmark's rows are written as they come: one that fails keeps the others'."""
-    rows = []
+    """Each benchmark's rows are written as they come, to ``results.partial.csv`` (one that
+    fails keeps the others'), and the whole table to ``out_path`` at the end (a failed run
+    leaves the previous whole table there)."""
+    rows, partial = [], out_path[:-len(".csv")] + ".partial.csv"
     for run in BENCHMARKS:
         print(f"running {run.__module__} ...", flush=True)
         result = run()  # one row, or a list of rows
         rows.extend(result if isinstance(result, list) else [result])
-        _write(pd.DataFrame(rows), out_path)
+        _write(pd.DataFrame(rows), partial)
     print(pd.DataFrame(rows).to_string(index=False))
+    _write(pd.DataFrame(rows), out_path)
+    os.remove(partial)
     print(f"wrote {out_path}")
 
 

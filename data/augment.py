@@ -51,7 +51,8 @@ def _check_interval(pair, name, low, high, what):
 def random_crop(image, seed, size):
     """A random ``size`` x ``size`` window (the paper's 224/227 crops of 256x256 images)."""
     check_positive_int(size, "size", what=" (of the crop)")
-    known = [side for side in image.shape[:2] if side is not None]
+    known = [side for side in image.shape[:2] if side is not None] if (
+        image.shape.rank == 3) else []  # (an image of unknown rank: TensorFlow's own check)
     if known and min(known) < size:  # (TensorFlow's own error names no size)
         raise UserError(f"A random {size}x{size} crop needs images of at least that size; "
                         f"received images of shape {tuple(image.shape)}: resize them first "

@@ -6,6 +6,7 @@ Every source becomes the same thing: a batched, prefetched ``tf.data.Dataset`` o
 
 import contextlib
 import dataclasses
+import json
 import os
 import random
 import re
@@ -159,7 +160,7 @@ def _looks_like_a_folder(name):
     name = str(name)
     head = name.split("/")[0]
     return (name.startswith(("/", ".", "~")) or os.path.splitdrive(name)[0] != ""
-            or os.sep in name and os.path.isdir(head) and not _prepared_inside(head))
+            or os.sep in name and os.path.isdir(head) and _tfds_folder(head) is None)
 
 
 def _tfds_builder(name, data_dir):
@@ -448,24 +449,27 @@ def is_image_folder(name, data_dir=None):
     """Whether ``name`` is read as an image folder: a directory, unless it is TFDS' own
     folder of a prepared dataset (``cifar10/3.0.2/dataset_info.json``, or
     ``imagenette/320px/1.0.0/...`` for a dataset with configs), which ``--dataset cifar10
-    --data-dir .`` leaves in the working directory: in ``data_dir`` (or TFDS' default
-    folder without one), TFDS reads it; elsewhere it is one line (it was scanned as a
-    folder of no images)."""
+    --data-dir .`` leaves in the working directory. Named by its TFDS name, in ``data_dir``
+    (or TFDS' default folder without one), TFDS reads it; otherwise it is one line giving
+    the name and the data_dir to use (it was scanned as a folder of no images)."""
+    name = _expand_home(name)
     if not os.path.isdir(name):
         return False
-    prepared = _prepared_inside(name)
-    if not prepared:
+    found = _tfds_folder(name)
+    if found is None:
         return True
-    root = _tfds_root(name)
+    tfds_name, root = found
     if data_dir is None:
         from tensorflow_datasets.core.constants import DATA_DIR as data_dir
     data_dir = os.path.expanduser(os.fspath(data_dir))
-    if os.path.isdir(data_dir) and os.path.samefile(data_dir, root):
+    given = os.fspath(name).rstrip("/")  # ("./cifar10" is a path: told the TFDS name)
+    if given in (tfds_name, tfds_name.split("/")[0]) and os.path.isdir(data_dir) and (
+            os.path.samefile(data_dir, root)):
         return False
-    raise UserError(f"{name} is TFDS' folder of a prepared dataset (it holds "
-                    f"{prepared[0]}), not an image folder (root/split/class_name/image.jpg): "
-                    f"to read it with TFDS, give the folder above it as the data_dir "
-                    f"(--data-dir {root}).")
+    raise UserError(f"{name} is TFDS' folder of the prepared dataset {tfds_name!r}, not an "
+                    "image folder (root/split/class_name/image.jpg): to read it with TFDS, "
+                    f"give --dataset {tfds_name} --data-dir {root} (data.load({tfds_name!r}, "
+                    f"data_dir={root!r})).")
 
 
 _VERSION = re.compile(r"\d+\.\d+\.\d+")  # TFDS' version folders: 3.0.2
@@ -478,36 +482,44 @@ def _subfolders(path):
         return []
 
 
-def _prepared_inside(path):
-    """The ``dataset_info.json`` files TFDS wrote in ``path`` as the folder of a prepared
-    dataset (``VERSION/``, or ``CONFIG/VERSION/`` for a dataset with configs), relative
-    to it; none for an image folder."""
-    found = []
+def _dataset_info(folder):
+    """``(name, config)`` that TFDS' ``dataset_info.json`` in ``folder`` records, or None."""
+    try:
+        with open(os.path.join(folder, "dataset_info.json"), encoding="utf-8") as f:
+            info = json.load(f)
+        return info.get("name"), info.get("configName") or None
+    except (OSError, ValueError, AttributeError):
+        return None
+
+
+def _tfds_folder(path):
+    """``(TFDS name, data_dir)`` where ``path`` is TFDS' folder of a prepared dataset, as
+    its ``dataset_info.json`` says: ``DATA_DIR/cifar10`` (holding ``3.0.2/``),
+    ``DATA_DIR/imagenette/320px`` (a config's, holding ``1.0.0/``) or ``DATA_DIR/imagenette``
+    (holding ``320px/1.0.0/``); None for any other folder, an image folder beside which such
+    a dataset was prepared included."""
+    path = os.path.abspath(path)
+    base, parent = os.path.basename(path), os.path.dirname(path)
     for entry in _subfolders(path):
-        versions = [entry] if _VERSION.fullmatch(entry) else [
-            os.path.join(entry, inner) for inner in _subfolders(os.path.join(path, entry))
-            if _VERSION.fullmatch(inner)]
-        found += [os.path.join(version, "dataset_info.json") for version in versions
-                  if os.path.isfile(os.path.join(path, version, "dataset_info.json"))]
-    return found
+        if _VERSION.fullmatch(entry):
+            info = _dataset_info(os.path.join(path, entry))
+            if info == (base, None):
+                return base, parent
+            if info == (os.path.basename(parent), base):
+                return f"{info[0]}/{base}", os.path.dirname(parent)
+            continue
+        for version in filter(_VERSION.fullmatch, _subfolders(os.path.join(path, entry))):
+            if _dataset_info(os.path.join(path, entry, version)) == (base, entry):
+                return f"{base}/{entry}", parent
+    return None
 
 
-def _tfds_root(name):
-    """The data_dir in which TFDS finds the dataset folder ``name``: above as many folders
-    as the name has (``imagenette/320px`` is in ``.``), or above a path's last folder."""
-    path = os.path.normpath(os.fspath(name))
-    levels = (1 if os.path.isabs(path) or path.startswith(("..", "~"))
-              else len(path.split(os.sep)))
-    root = os.path.abspath(path)
-    for _ in range(levels):
-        root = os.path.dirname(root)
-    return root
-
-
-def _check_no_class_names(name, class_names):
+def _check_no_class_names(name, class_names, data_dir=None):
     """``class_names`` orders an image folder's class folders; a TFDS dataset numbers its
-    own classes, and ignoring the names would leave the user believing them applied."""
+    own classes, and ignoring the names would leave the user believing them applied. (A
+    name that is neither, a mistyped folder, is that line first.)"""
     if class_names is not None:
+        _tfds_builder(name, data_dir)
         raise UserError(f"`class_names` orders an image folder's classes; {name!r} is read "
                         "from TensorFlow Datasets, which numbers its own (data.info(name)"
                         f".class_names lists them); received class_names={class_names!r}.")
@@ -653,6 +665,11 @@ def load(
     encoded = False  # files' paths or encoded images (folders, TFDS): shuffled, then decoded
     if name == DIGITS:
         images, labels = digits_arrays(split, scale or image_size or DIGITS_IMAGE_SIZE)
+        if preprocess is not None and center_crop is not None:  # its size, from one image
+            side = min(tuple(preprocess(tf.constant(images[0])).shape)[:2])
+            if center_crop > side:
+                raise UserError(f"`center_crop` must be at most the image size, {side} after "
+                                f"`preprocess`; received {center_crop}.")
         scale = None  # square already
         ds = from_arrays(images, labels, num_classes=10)
         image_size = None  # resized from the 8x8 originals already
@@ -665,7 +682,7 @@ def load(
         buffer = max(buffer, int(ds.cardinality()))  # paths: cheap to hold every one
         encoded = True
     else:
-        _check_no_class_names(name, class_names)
+        _check_no_class_names(name, class_names, data_dir)
         ds, decode, shape = _tfds_dataset(name, split, data_dir, manual_dir,
                                           shuffle_files=shuffle, seed=seed)
         if not (final_size or preprocess):
@@ -745,7 +762,7 @@ def info(name=DIGITS, data_dir=None, class_names=None, manual_dir=None):
         return DatasetInfo(os.path.basename(os.path.abspath(name)), classes,
                            {s: len(paths) for s, (paths, _, _) in scans.items() if paths},
                            None)
-    _check_no_class_names(name, class_names)
+    _check_no_class_names(name, class_names, data_dir)
     builder = _tfds_builder(name, data_dir)
     image, label = _tfds_features(builder, name)
     _prepare(builder, name, manual_dir)

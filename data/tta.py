@@ -3,7 +3,7 @@
 import numpy as np
 import tensorflow as tf
 
-from safeio.checks import UserError, check_choice
+from safeio.checks import UserError, check_choice, check_positive_int
 
 TTA_CHOICES = (None, "flip", "5crop", "10crop")
 
@@ -121,6 +121,7 @@ def predict_crops(model, images, tta="10crop", size=None, batch_size=32):
     ((n, classes), (n, classes))
     """
     size = size or model.input_shape[1]
+    check_positive_int(batch_size, "batch_size")
     # An array is cropped ``batch_size`` images at a time, as a dataset's batches are: its
     # ten crops at once would be ten times the array (5,000 images of 256x256: 31 GB).
     batches = images if isinstance(images, tf.data.Dataset) else (

@@ -258,6 +258,12 @@ def test_a_crop_larger_than_the_images_is_one_line():
                                          r"size; received images of shape \(8, 12, 3\)"):
         augment.random_crop(tf.zeros((8, 12, 3)), tf.constant([1, 2]), 10)
 
+    @tf.function(input_signature=[tf.TensorSpec(None, tf.float32)])
+    def unknown_rank(image):  # (after a tf.py_function, say): the check leaves it to TF
+        return augment.random_crop(image, tf.constant([1, 2]), 4)
+
+    assert unknown_rank(tf.zeros((8, 12, 3))).shape == (4, 4, 3)
+
 
 def test_mean_subtraction_of_integer_images_and_under_mixed_precision():
     """The uint8 mean 120 minus 120 wrapped to 136 (the mean cast to uint8); under
@@ -288,6 +294,7 @@ def test_pipeline_reads_its_augmentation_before_the_dataset(monkeypatch):
     """A mistake in the spec was found after the dataset was read (or downloaded)."""
     import sys
 
-    monkeypatch.setattr(sys.modules["data.pipeline"], "dataset_info", lambda *a, **k: pytest.fail("data read"))
+    monkeypatch.setattr(sys.modules["data.pipeline"], "dataset_info",
+                        lambda *args, **kwargs: pytest.fail("data read"))
     with pytest.raises(ValueError, match=r"Unknown augmentation 'crop,flip' in 'crop,flip'"):
         data.pipeline("cifar100", 32, augment="crop,flip")

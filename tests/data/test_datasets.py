@@ -159,7 +159,9 @@ def test_unprepared_tfds_dataset_fails_fast_offline(tmp_path, monkeypatch):
     assert "'cifar10'" in message and str(tmp_path) in message and "tfds build cifar10" in message
 
 
-def test_online_probe_never_hangs():
+def test_online_probe_never_hangs(monkeypatch):
+    for variable in datasets._PROXY_VARIABLES:  # (behind one, nothing is probed)
+        monkeypatch.delenv(variable, raising=False)
     start = time.monotonic()
     datasets._online(host="10.255.255.1", port=9, timeout=0.5)  # unroutable: would block
     assert time.monotonic() - start < 2.5
@@ -689,10 +691,30 @@ def test_tfds_own_folder_in_the_working_directory_is_not_an_image_folder(tmp_pat
     monkeypatch.chdir(tmp_path)
     assert data.info("tiny_shapes", data_dir=".").splits == {"train": 12, "test": 6}
     assert len(list(data.load("tiny_shapes", "test", batch_size=None, data_dir="."))) == 6
-    with pytest.raises(UserError, match=r"tiny_shapes is TFDS' folder of a prepared dataset "
-                                        r"\(it holds 1.0.0/dataset_info.json\), not an image "
-                                        rf"folder .*: .*\(--data-dir {re.escape(str(tmp_path))}\)"):
+    with pytest.raises(UserError, match=r"tiny_shapes is TFDS' folder of the prepared dataset "
+                                        r"'tiny_shapes', not an image folder .*: to read it "
+                                        r"with TFDS, give --dataset tiny_shapes --data-dir "
+                                        rf"{re.escape(str(tmp_path))} "):
         data.load("tiny_shapes", "test")
+    # A path to it (even in TFDS' default folder), from any depth, is told the TFDS name
+    # and the data_dir (it was "Dataset folder not found", or a data_dir that failed too).
+    for path in (str(tmp_path / "tiny_shapes"), "./tiny_shapes"):
+        for data_dir in (None, str(tmp_path)):
+            with pytest.raises(UserError, match=r"give --dataset tiny_shapes --data-dir "
+                                                rf"{re.escape(str(tmp_path))} "):
+                data.info(path, data_dir=data_dir)
+    nested = tmp_path / "data"
+    TinyShapes(data_dir=str(nested)).download_and_prepare()
+    with pytest.raises(UserError, match=r"give --dataset tiny_shapes --data-dir "
+                                        rf"{re.escape(str(nested))} "):
+        data.info("data/tiny_shapes")
+    # An image folder beside which a TFDS dataset was prepared is still an image folder.
+    for split in ("train", "test"):
+        (tmp_path / "pets" / split / "cat").mkdir(parents=True)
+        _write(tmp_path / "pets" / split / "cat" / "a.png", np.zeros((4, 4, 3), np.uint8),
+               "png")
+    TinyShapes(data_dir=str(tmp_path / "pets")).download_and_prepare()
+    assert data.info("pets").splits == {"test": 1, "train": 1}
 
 
 class TinySizes(tfds.core.GeneratorBasedBuilder):
@@ -787,9 +809,14 @@ def test_tfds_folder_of_a_dataset_with_configs_in_the_working_directory(tmp_path
         assert data.info(name, data_dir=".").splits == {"train": 12, "test": 6}, name
     assert os.path.isdir(tmp_path / "tiny_configs" / "large" / "1.0.0")  # TFDS prepared it
     for name in ("tiny_configs/small", "tiny_configs"):
-        with pytest.raises(UserError, match=r"is TFDS' folder of a prepared dataset .*"
-                                            rf"\(--data-dir {re.escape(str(tmp_path))}\)"):
+        with pytest.raises(UserError, match=r"is TFDS' folder of the prepared dataset "
+                                            r"'tiny_configs/(small|large)'.* give --dataset "
+                                            rf"tiny_configs/(small|large) --data-dir "
+                                            rf"{re.escape(str(tmp_path))} "):
             data.info(name)
+    with pytest.raises(UserError, match=r"give --dataset tiny_configs/small --data-dir "
+                                        rf"{re.escape(str(tmp_path))} "):
+        data.info(str(tmp_path / "tiny_configs" / "small"), data_dir=str(tmp_path))
 
 
 def test_dataset_paths_from_the_home_folder_and_digits_resized_by_preprocess(
@@ -802,11 +829,19 @@ def test_dataset_paths_from_the_home_folder_and_digits_resized_by_preprocess(
     images, _ = next(iter(data.load("digits", "test", batch_size=2, center_crop=227,
                                     preprocess=data.alexnet_preprocess)))
     assert images.shape == (2, 227, 227, 3)
+    with pytest.raises(UserError, match=r"`center_crop` must be at most the image size, 32 "
+                                        r"after `preprocess`; received 40"):
+        data.load("digits", center_crop=40, preprocess=lambda image: image / 255.0)
+    # class_names with a mistyped folder: that it is not found, not that TFDS reads it.
+    with pytest.raises(UserError, match=r"Dataset folder not found: './shapez'"):
+        data.load("./shapez", class_names=["cat", "dog"])
 
 
 def test_the_offline_probe_leaves_a_proxied_download_to_try(monkeypatch):
     """Behind HTTPS_PROXY a direct connection to Google fails though the download would
     not: the probe answers True at once (it refused every download there)."""
+    for variable in datasets._PROXY_VARIABLES:
+        monkeypatch.delenv(variable, raising=False)
     probed = []
 
     def no_direct_route(address, timeout):

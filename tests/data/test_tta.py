@@ -134,3 +134,6 @@ def test_predict_crops_of_an_array_crops_a_batch_at_a_time(monkeypatch):
         np.testing.assert_allclose(a, b, rtol=1e-5, atol=1e-8)
     with pytest.raises(ValueError, match=r"predict_crops received no images"):
         data.predict_crops(model, images[:0], tta="10crop")
+    with pytest.raises(ValueError, match=r"`batch_size` must be a positive integer; received "
+                                         r"None"):
+        data.predict_crops(model, images, tta="10crop", batch_size=None)

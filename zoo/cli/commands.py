@@ -172,17 +172,9 @@ def _print_weights(model):
 
 
 def _cmd_demo(args):
-    if os.environ.get("KERAS_BACKEND") == "jax" and (
-            "xla_force_host_platform_device_count" not in os.environ.get("XLA_FLAGS", "")):
-        # Before JAX starts: on a CPU, two devices for the data-parallel AlexNet (as
-        # TensorFlow's mirrored strategy splits the CPU in two); GPUs are not affected.
-        # Without multi-threaded Eigen: with it, the two devices' all-reduce deadlocked on
-        # two cores (XLA aborted after its 40 s rendezvous timeout, JAX 0.10.2).
-        os.environ["XLA_FLAGS"] = (os.environ.get("XLA_FLAGS", "")
-                                   + " --xla_force_host_platform_device_count=2"
-                                   " --xla_cpu_multi_thread_eigen=false").strip()
     from zoo.cli import demo
 
+    demo.two_host_devices_for_jax()
     quick = dict(epochs=1, snapshot_epochs=2, cycles=2, train_split=QUICK_TRAIN_SPLIT) \
         if args.quick else {}
     given = {k: getattr(args, k) for k in ("epochs", "snapshot_epochs", "cycles")
@@ -254,12 +246,12 @@ class _Setup:
         # augmentation, the model's arguments (a model built and dropped: 0.2 to 1.8 s
         # here from resnet18 to resnet152 under TensorFlow; under JAX the first build's
         # random-number kernels, which the real build then reuses).
+        data.augment.parse(args.augment)  # (before data.info, which may download)
+        self.model_kwargs = _model_args(args.model_arg)
         info = data.info(args.dataset, data_dir=args.data_dir)
         entry = zoo.registry.get_entry(args.model)
         native = info.image_shape[0] if info.image_shape else entry.input_size
         size = args.image_size or max(native, entry.min_input_size)
-        data.augment.parse(args.augment)
-        self.model_kwargs = _model_args(args.model_arg)
         self.model = args.model
         self.info = info
         self._check_model(size)
@@ -376,13 +368,14 @@ def _bad_image_policy(args):
 def _default_run_dir(args, kind=None):
     """``--run-dir``, else ``runs/MODEL_DATASET[_KIND]``; never inside an image folder, whose
     sub-folders are its splits and classes (``--dataset .`` made ``./runs`` a split)."""
-    dataset = os.path.basename(os.path.abspath(args.dataset))
+    folder = os.path.expanduser(args.dataset)  # ("~/shapes": the home's, as in a shell)
+    dataset = os.path.basename(os.path.abspath(folder))
     run_dir = args.run_dir or os.path.join(
         "runs", f"{args.model}_{dataset}" + (f"_{kind}" if kind else ""))
     import data
 
-    if data.is_image_folder(args.dataset, args.data_dir):
-        root, inside = os.path.realpath(args.dataset), os.path.realpath(run_dir)
+    if data.is_image_folder(folder, args.data_dir):
+        root, inside = os.path.realpath(folder), os.path.realpath(run_dir)
         if os.path.commonpath([root, inside]) == root:
             raise UserError(f"The run directory {run_dir} is inside the image folder "
                             f"{args.dataset}, whose sub-folders are its splits and classes: "
@@ -484,7 +477,7 @@ def _cmd_train(args):
     print(f"Run directory: {run_dir} (history.csv, checkpoints/, logs/, plots)")
     _whole_images_hint(setup)
     if args.snapshots:
-        snapshots = os.path.join(run_dir, "snapshots")
+        snapshots = os.path.dirname(paths[0]) if paths else os.path.join(run_dir, "snapshots")
         print(f"Snapshots: {snapshots} ({len(paths)} files). Combine them with:\n"
               f"  zoo ensemble {os.path.join(run_dir, 'checkpoints', 'last.keras')} "
               f"--snapshots {snapshots} --last {min(4, len(paths))} "

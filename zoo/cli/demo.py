@@ -149,6 +149,18 @@ def resnet_member(demo):
                         stem="cifar")
 
 
+def two_host_devices_for_jax():
+    """Under ``KERAS_BACKEND=jax``, before JAX starts: on a CPU, two devices for the
+    data-parallel AlexNet (as TensorFlow's mirrored strategy splits the CPU in two); GPUs
+    are not affected. Without multi-threaded Eigen: with it, the two devices' all-reduce
+    deadlocked on two cores (XLA aborted after its 40 s rendezvous timeout, JAX 0.10.2)."""
+    if os.environ.get("KERAS_BACKEND") == "jax" and (
+            "xla_force_host_platform_device_count" not in os.environ.get("XLA_FLAGS", "")):
+        os.environ["XLA_FLAGS"] = (os.environ.get("XLA_FLAGS", "")
+                                   + " --xla_force_host_platform_device_count=2"
+                                   " --xla_cpu_multi_thread_eigen=false").strip()
+
+
 def default_strategy():
     """The AlexNets' two-device data parallelism: TensorFlow's ``MirroredStrategy`` (over
     two logical devices of a lone CPU or GPU), or under JAX ``"mirrored"``, which

@@ -204,8 +204,10 @@ def search(model, train_data, val_data, *, model_kwargs=None, trials=8, fine_tri
             ``["sgd", "nesterov", "adam"]``); default the paper's SGD only.
         top: the fine stage searches the span of the ``top`` best coarse trials.
         seed: seeds the tuner's sampling and each trial's initial weights (the same for
-            every trial, whose data passes start at epoch 0 of ``data.load``'s). run_dir: where keras-tuner keeps the trials
-            (``coarse/`` and ``fine/``); a rerun reloads finished trials. Its
+            every trial, whose data passes start at epoch 0 of ``data.load``'s; through
+            ``keras.utils.set_random_seed``, so Python's, NumPy's and the backend's global
+            seeds are this one's when the search returns). run_dir: where keras-tuner
+            keeps the trials (``coarse/`` and ``fine/``); a rerun reloads finished trials. Its
             ``zoo_search.json`` records the search's settings, and ``settings`` (JSON
             values: what ``model`` does not tell by its name, such as the data); a rerun
             with others is refused.
