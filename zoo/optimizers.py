@@ -155,9 +155,11 @@ def compile_model(model, optimizer=None, *, learning_rate=0.01, momentum=0.9,
     """Compile ``model`` with the paper recipe, in place; returns it.
 
     ``optimizer``: None for :class:`PaperSGD` (``learning_rate``, ``momentum``,
-    ``weight_decay``), a name of :data:`OPTIMIZER_CHOICES` (:func:`make_optimizer` with
-    them), a Keras optimizer, or a function returning one (called here, so that under a
-    distribution strategy its variables are created in the strategy's scope).
+    ``weight_decay``), a name of :data:`OPTIMIZER_CHOICES` in any case
+    (:func:`make_optimizer` with them: "sgd" is the paper's, as everywhere here), a Keras
+    optimizer or another name of Keras' (as Keras reads it), or a function returning one
+    (called here, so that under a distribution strategy its variables are created in the
+    strategy's scope).
     Metrics default to top-1 and top-5 accuracy (of one-hot labels with a categorical
     loss). (A GoogLeNet with auxiliary heads adds their 0.3-weighted losses itself.)
     ``weighted``: the metrics follow the batches' sample weights (Keras'
@@ -173,9 +175,9 @@ def compile_model(model, optimizer=None, *, learning_rate=0.01, momentum=0.9,
     if optimizer is None:
         check_hyperparameters(learning_rate, momentum, weight_decay)
         optimizer = PaperSGD(learning_rate, momentum=momentum, l2=weight_decay)
-    elif isinstance(optimizer, str):  # "sgd" is the paper's, as everywhere here (Keras'
-        optimizer = make_optimizer(optimizer, learning_rate, momentum,  # own has no momentum
-                                   weight_decay)  # and would drop these three)
+    elif isinstance(optimizer, str) and optimizer.lower() in OPTIMIZER_CHOICES:
+        # Keras' "sgd" has no momentum and would drop the three numbers given here.
+        optimizer = make_optimizer(optimizer.lower(), learning_rate, momentum, weight_decay)
     elif not isinstance(optimizer, keras.optimizers.Optimizer) and callable(optimizer):
         optimizer = optimizer()  # a factory: its variables are created under the strategy
     metrics = default_metrics(loss) if metrics is None else metrics

@@ -324,10 +324,12 @@ def train(
             (an epoch is one pass), and another value is refused.
         run_dir: where the run's files go (see the module docstring); None writes nothing
             and cannot resume.
-        optimizer: replaces the recipe's :class:`PaperSGD` (then ``learning_rate``,
-            ``momentum`` and ``weight_decay`` are unused): an optimizer, or a function
-            returning one (needed with a distribution strategy, so that the optimizer's
-            variables are created under it), e.g. ``lambda: make_optimizer("adam")``. An
+        optimizer: replaces the recipe's :class:`PaperSGD`: a name of
+            ``zoo.OPTIMIZER_CHOICES`` (``make_optimizer`` with ``learning_rate``,
+            ``momentum`` and ``weight_decay``; any case), or (those three then unused) an
+            optimizer, another Keras name, or a function returning one (needed with a
+            distribution strategy, so that the optimizer's variables are created under
+            it), e.g. ``lambda: make_optimizer("adam")``. An
             optimizer with ``use_ema=True`` is validated and checkpointed on its averaged
             weights, and the returned model holds them.
         reduce_lr, lr_factor, lr_patience, min_lr, monitor: ``ReduceLROnPlateau`` on
