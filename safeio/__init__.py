@@ -58,13 +58,14 @@ def natural_key(text):
     return [int(part) if part.isdigit() else part for part in re.split(r"(\d+)", text)]
 
 
-def _token(pid, name):
+def _token(pid, name, host=True):
     """The mark in the name of every temporary file this module writes for ``name`` from
     process ``pid`` on this host: a user's ``.tmp-123-notes.txt`` does not carry it, so it
     is never taken for ours and deleted; nor does another host's (on a shared file system
-    its PID says nothing here, and its live write was taken for a dead one's)."""
-    return hashlib.sha256(f"keras-zoo-ensembles:{socket.gethostname()}:{pid}:{name}"
-                          .encode()).hexdigest()[:10]
+    its PID says nothing here, and its live write was taken for a dead one's). ``host``
+    False: the mark written before the host was in it."""
+    where = f"{socket.gethostname()}:" if host else ""
+    return hashlib.sha256(f"keras-zoo-ensembles:{where}{pid}:{name}".encode()).hexdigest()[:10]
 
 
 def _scratch(directory, kind, name, pid=None):
@@ -76,27 +77,32 @@ def _scratch(directory, kind, name, pid=None):
 def clean_stale(directory, name):
     """Remove the temporary files and directories (:func:`_scratch`) that our writes of
     ``name`` left behind in ``directory`` when their process was killed (PID no longer
-    alive). Only names that carry this module's mark for that PID and ``name`` are touched,
-    and a link is removed, never followed. A previous export that a killed replacement
-    had moved aside, and not yet replaced, is put back instead."""
+    alive). Only names that carry this module's mark for that PID, ``name`` and this host
+    (or the mark of before the host was in it) are touched, and a link is removed, never
+    followed. A previous export that a killed replacement had moved aside, and not yet
+    replaced, is put back instead, whichever host moved it (a container restarted under
+    another host name; a SavedModel, then): it is the only copy, and putting it back
+    deletes nothing."""
     pattern = re.compile(r"\.(tmp|old)-(\d+)-([0-9a-f]{10})-" + re.escape(name) + "$")
     try:
         entries = os.listdir(directory)
     except OSError:
         return
+    target = os.path.join(directory, name)
     for entry in entries:
         match = pattern.match(entry)
-        if match is None or match.group(3) != _token(int(match.group(2)), name):
+        if match is None:
             continue
-        if _alive(int(match.group(2))):
-            continue
-        stale = os.path.join(directory, entry)
-        target = os.path.join(directory, name)
+        pid, stale = int(match.group(2)), os.path.join(directory, entry)
+        ours = match.group(3) in (_token(pid, name), _token(pid, name, host=False))
+        exported = ours or os.path.isfile(os.path.join(stale, "saved_model.pb"))
         if (match.group(1) == "old" and os.path.isdir(stale) and not os.path.islink(stale)
-                and not os.path.lexists(target)):
+                and not os.path.lexists(target) and exported and not (ours and _alive(pid))):
             # Killed between the two renames of _put_in_place: the previous export, the only
             # copy, goes back in its place.
             os.rename(stale, target)
+            continue
+        if not ours or _alive(pid):
             continue
         if os.path.isdir(stale) and not os.path.islink(stale):
             shutil.rmtree(stale, ignore_errors=True)
@@ -156,6 +162,10 @@ def atomic_path(path):
     make_directory(directory)
     clean_stale(directory, name)
     tmp = _scratch(directory, "tmp", name)
+    if os.path.isdir(tmp) and not os.path.islink(tmp):  # a dead process of this PID and
+        shutil.rmtree(tmp)  # host left it (a container restarted): never written into
+    elif os.path.lexists(tmp):
+        os.unlink(tmp)
     try:
         yield tmp
         _flush(tmp, recursive=True)

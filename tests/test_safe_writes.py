@@ -1085,16 +1085,35 @@ def test_another_hosts_temporary_file_is_never_taken_for_a_dead_writers(tmp_path
     alive here: it was removed as a killed writer's. The mark names the host."""
     import safeio
 
+    dead = 2 ** 22 + 7  # past Linux's pid_max: never alive here
     monkeypatch.setattr(safeio.socket, "gethostname", lambda: "other-host")
-    theirs = safeio._scratch(str(tmp_path), "tmp", "notes.txt", pid=2 ** 22 + 7)  # not here
+    theirs = safeio._scratch(str(tmp_path), "tmp", "notes.txt", pid=dead)
     open(theirs, "w").close()
+    # Another host's previous export moved aside, never put back (a container restarted
+    # under a new host name): the only copy, put back whoever moved it.
+    (tmp_path / "served").mkdir()
+    (tmp_path / "served" / "saved_model.pb").write_text("the previous export")
+    os.rename(tmp_path / "served", safeio._scratch(str(tmp_path), "old", "served", pid=dead))
     monkeypatch.undo()
     safeio.write_text(tmp_path / "notes.txt", "mine\n")
     assert os.path.exists(theirs)
-    ours = safeio._scratch(str(tmp_path), "tmp", "notes.txt", pid=2 ** 22 + 7)
+    ours = safeio._scratch(str(tmp_path), "tmp", "notes.txt", pid=dead)
     open(ours, "w").close()  # this host's dead writer's: removed
+    legacy = os.path.join(tmp_path, f".tmp-{dead}-{safeio._token(dead, 'notes.txt', host=False)}"
+                                    "-notes.txt")
+    open(legacy, "w").close()  # one written before the host was in the mark: removed too
     safeio.write_text(tmp_path / "notes.txt", "again\n")
-    assert os.path.exists(theirs) and not os.path.exists(ours)
+    assert os.path.exists(theirs) and not os.path.exists(ours) and not os.path.exists(legacy)
+    safeio.clean_stale(str(tmp_path), "served")
+    assert (tmp_path / "served" / "saved_model.pb").read_text() == "the previous export"
+    # This process's own scratch name, left by a dead process of the same PID and host (a
+    # container restarted): removed before the write, never written into.
+    leftover = safeio._scratch(str(tmp_path), "tmp", "export")
+    os.makedirs(os.path.join(leftover, "variables"))
+    with safeio.atomic_path(tmp_path / "export") as tmp:
+        assert not os.path.exists(tmp)
+        os.makedirs(tmp)
+    assert os.listdir(tmp_path / "export") == []
 
 
 def test_a_file_system_without_locks_names_the_lock_file(tmp_path, monkeypatch):
