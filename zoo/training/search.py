@@ -294,14 +294,29 @@ def _check_same_search(run_dir, settings):
     if os.path.exists(path):
         with open(path, encoding="utf-8") as f:
             before = json.load(f)
-        changed = sorted(k for k in set(before) | set(now) if before.get(k) != now.get(k))
+        changed = sorted(k for k in set(before) | set(now) if before.get(k) != now.get(k)
+                         and not (k == "model" and _renamed(before.get(k), now.get(k))))
         if changed:
+            differ = "; ".join(f"{k}: {_short(before.get(k))} there, {_short(now.get(k))} "
+                               "now" for k in changed)
             raise UserError(
                 f"{run_dir} holds a search with other settings ({', '.join(changed)}): "
-                "keras-tuner would take its trials as this search's. Give another run directory, "
-                "or the same settings to resume it.")
+                "keras-tuner would take its trials as this search's. Give another run "
+                f"directory, or the same settings to resume it ({differ}).")
     os.makedirs(run_dir, exist_ok=True)
     write_json(path, now)
+
+
+def _renamed(before, now):
+    """Whether a builder recorded as ``before`` by an earlier version (its bare
+    ``__qualname__``: ``_Setup.build``) is ``now`` (``zoo.cli.commands._Setup.build``)."""
+    return isinstance(before, str) and isinstance(now, str) and now.endswith("." + before)
+
+
+def _short(value):
+    """``value`` as JSON, its middle left out past 80 characters (ends tell builders apart)."""
+    text = json.dumps(value, default=str)
+    return text if len(text) <= 80 else text[:30] + "..." + text[-47:]
 
 
 def _describe(value):

@@ -299,9 +299,23 @@ def test_search_widths_builders_failures_and_seed(tmp_path):
     run_dir = str(tmp_path / "partials")
     zoo.search(functools.partial(_tiny_builder, dropout=0.1), train, val, run_dir=run_dir,
                **kwargs)
-    with pytest.raises(UserError, match=r"holds a search with other settings \(model\)"):
+    with pytest.raises(UserError, match=r"holds a search with other settings \(model\).*"
+                                        r"\(model: \"partial\(.*dropout=0.1\)\" there, "
+                                        r"\"partial\(.*dropout=0.2\)\" now\)\.$"):
         zoo.search(functools.partial(_tiny_builder, dropout=0.2), train, val,
                    run_dir=run_dir, **kwargs)
+    # A search recorded by an earlier version, which kept the bare __qualname__, resumes.
+    import json
+
+    named = str(tmp_path / "named")
+    zoo.search(_tiny_builder, train, val, run_dir=named, **kwargs)
+    path = os.path.join(named, "zoo_search.json")
+    with open(path) as f:
+        recorded = json.load(f)
+    assert recorded["model"].endswith("test_diagnostics._tiny_builder")
+    with open(path, "w") as f:
+        json.dump({**recorded, "model": "_tiny_builder"}, f)
+    zoo.search(_tiny_builder, train, val, run_dir=named, **kwargs)
     with pytest.raises(UserError, match=r"has no name to record .*settings=\{'model'"):
         zoo.search(lambda **kw: _tiny_builder(**kw), train, val, **kwargs)
 
