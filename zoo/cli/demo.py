@@ -311,6 +311,12 @@ def _check_output_dir(output_dir):
             ours = f.read(len("# zoo demo on ")) == "# zoo demo on "
     except (OSError, UnicodeDecodeError):
         ours = False
+    if not ours and "report.md" not in present and "results.csv" not in present:
+        # An older demo stopped before its report: its members' runs are beside them.
+        from zoo.training.run_config import _is_our_config
+
+        ours = any(_is_our_config(os.path.join(output_dir, entry, "config.json"))
+                   for entry in sorted(os.listdir(output_dir)))
     if not ours:
         raise UserError(f"{output_dir} holds {', '.join(present)}, which no zoo demo wrote: "
                         "the demo would replace them. Give a new or empty --output-dir, or "

@@ -167,14 +167,18 @@ def tf_config_task():
         raise UserError(f"TF_CONFIG needs a 'cluster' of tasks and this process's 'task'; "
                         f"received {text!r}. {where}.")
     kind, index = task.get("type"), task.get("index", 0)
+    if isinstance(index, str) and index.strip().isdigit():  # ("1": TensorFlow's int() of it)
+        index = int(index)
     allowed = [name for name in ("chief", "worker") if name in cluster]
     if kind not in allowed:
         raise UserError(f"TF_CONFIG's task type must be one of the cluster's {allowed} "
                         f"(MultiWorkerMirroredStrategy trains on chief and workers only); "
                         f"received {kind!r}.")
     hosts = cluster[kind]
-    if not isinstance(index, int) or isinstance(index, bool) or not (
-            isinstance(hosts, list) and 0 <= index < len(hosts)):
+    if not (isinstance(hosts, list) and hosts):
+        raise UserError(f"TF_CONFIG's cluster must list the {kind} addresses ('host:port'); "
+                        f"received {kind}: {hosts!r}.")
+    if not isinstance(index, int) or isinstance(index, bool) or not 0 <= index < len(hosts):
         raise UserError(f"TF_CONFIG's task index must be 0 to {len(hosts) - 1}, one of the "
                         f"cluster's {len(hosts)} {kind} address(es); received {index!r}.")
     return kind, index, cluster

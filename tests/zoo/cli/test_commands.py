@@ -711,6 +711,7 @@ def test_the_demo_never_replaces_a_users_files_in_its_output_folder(tmp_path, ca
     """`zoo demo --output-dir notes` replaced the user's report.md (and results.csv,
     statistics.npz) without a word; a folder a demo wrote (its mark, or an older demo's
     report) is still the demo's to write again."""
+    from tests.helpers import tiny_data, tiny_model
     from zoo.cli import demo
 
     notes = tmp_path / "notes"
@@ -727,6 +728,15 @@ def test_the_demo_never_replaces_a_users_files_in_its_output_folder(tmp_path, ca
     (notes / "report.md").write_text("mine\n")
     (notes / demo.MARK).write_text("")
     demo._check_output_dir(str(notes))  # the demo's mark
+    # An older demo stopped before its report: its statistics beside its members' runs.
+    older = tmp_path / "older"
+    older.mkdir()
+    (older / "statistics.npz").write_bytes(b"")
+    with pytest.raises(UserError, match=r"holds statistics.npz, which no zoo demo wrote"):
+        demo._check_output_dir(str(older))
+    zoo.train(tiny_model(), tiny_data(n=16), epochs=1, run_dir=str(older / "alexnet"),
+              verbose=0)
+    demo._check_output_dir(str(older))
 
 
 @pytest.mark.parametrize("models", [["alexnet"], ["resnet18"], ["alexnet", "resnet18"]])
@@ -1463,6 +1473,9 @@ def test_the_demo_takes_a_folder_whose_validation_split_is_val(tmp_path):
     ('{"cluster": {"worker": ["a:1", "b:2"]}, "task": {"type": "worker", "index": 2}}',
      "TF_CONFIG's task index must be 0 to 1, one of the cluster's 2 worker address(es); "
      "received 2."),
+    ('{"cluster": {"worker": "a:1"}, "task": {"type": "worker", "index": 0}}',
+     "TF_CONFIG's cluster must list the worker addresses ('host:port'); received worker: "
+     "'a:1'."),
 ])
 def test_tf_config_mistakes_are_one_line_before_tensorflow_reads_them(tf_config, message,
                                                                       monkeypatch, capsys):
@@ -1489,6 +1502,9 @@ def test_only_the_chief_of_a_tensorflow_cluster_writes_the_run_directory(tmp_pat
         assert zoo.distribute.writes_run("multi_worker") is writes, (cluster, task)
         assert zoo.distribute.task_name("multi_worker") == f"{task[0]}{task[1]}"
     assert zoo.distribute.writes_run("mirrored") and zoo.distribute.task_name("auto") is None
+    monkeypatch.setenv("TF_CONFIG", json.dumps(  # an index as a string, as TensorFlow takes it
+        {"cluster": workers, "task": {"type": "worker", "index": "1"}}))
+    assert zoo.distribute.task_name("multi_worker") == "worker1"
     run_dir = str(tmp_path / "run")
     args = commands._parser().parse_args(["train", "--model", "alexnet", "--image-size", "67",
                                           "--run-dir", run_dir])
@@ -1538,5 +1554,15 @@ def test_zoo_train_holds_its_run_directory_from_the_statistics_to_the_end(tmp_pa
     assert "stopped by the test" in capsys.readouterr().err
     assert seen["nested"] and seen["other"].startswith(f"The run directory {run_dir} is in "
                                                        "use by another run")
-    with directory_lock(run_dir):  # let go at the command's end
-        pass
+    import safeio
+
+    assert safeio._SHARED == {}  # let go at the command's end, its sharing too
+
+    def after():
+        with directory_lock(run_dir):
+            seen["after"] = True
+
+    thread = threading.Thread(target=after)
+    thread.start()
+    thread.join()
+    assert seen["after"]
