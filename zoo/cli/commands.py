@@ -468,7 +468,10 @@ def _cmd_train(args):
             optimizer=lambda: zoo.make_optimizer(args.optimizer, args.lr, args.momentum,
                                                  args.weight_decay, ema=args.ema),
             **common)
-    if "test" in setup.info.splits:
+    if "test" in setup.info.splits and _unlabelled(args.dataset, "test", args.data_dir):
+        print(f"No test score: the test split of {args.dataset} has no labels (-1, as TFDS "
+              "marks them).")
+    elif "test" in setup.info.splits:
         test = zoo.distribute.cluster_share(setup.load(split="test"))
         scores = result.model.evaluate(test, return_dict=True, verbose=0)
         top1 = next(v for k, v in scores.items() if k.endswith("top1_accuracy"))
@@ -736,6 +739,19 @@ def _load_models(paths):
     return models
 
 
+def _unlabelled(dataset, split, data_dir):
+    """Whether a TFDS dataset's ``split`` holds no labels: TFDS writes -1 for examples
+    without one (imagenet2012's test split, from its manual tar). Read from its first
+    example; an image folder's and the digits' examples always have one."""
+    import data
+
+    if dataset == "digits" or data.is_image_folder(dataset, data_dir):
+        return False
+    _, label = next(iter(data.load(dataset, split, batch_size=None, shuffle=False,
+                                   data_dir=data_dir)))
+    return int(label) < 0
+
+
 def _load_split(args, split, models, multi_crop=False):
     """``args.dataset``'s ``split`` as ``zoo evaluate`` reads it for ``models`` (checked to
     fit it): resized to their input size, or at the larger scale for the centre crop
@@ -894,11 +910,15 @@ def _cmd_evaluate(args):
     split = args.split
     if split is None:  # the held-out split the dataset has
         splits = data.info(args.dataset, data_dir=args.data_dir).splits
-        split = next((s for s in ("test", *data.VALIDATION_SPLITS) if s in splits),
-                     None if splits else "test")  # none known: not prepared, as loading says
+        labelled = [s for s in ("test", *data.VALIDATION_SPLITS) if s in splits]
+        if labelled[:1] == ["test"] and _unlabelled(args.dataset, "test", args.data_dir):
+            print(f"The test split of {args.dataset} has no labels (-1, as TFDS marks "
+                  "them): evaluating the validation split instead", flush=True)
+            labelled = labelled[1:]
+        split = next(iter(labelled), None if splits else "test")
         if split is None:
-            raise UserError(f"{args.dataset} has no test or validation split (it has "
-                            f"{', '.join(sorted(splits))}); name one with --split.")
+            raise UserError(f"{args.dataset} has no labelled test or validation split (it "
+                            f"has {', '.join(sorted(splits))}); name one with --split.")
         if split in splits:
             print(f"Evaluating on the {split} split ({splits[split]:,} examples)", flush=True)
     if args.calibrate_on == split:

@@ -1220,6 +1220,42 @@ def test_demo_reads_a_tfds_dataset_from_data_dir(tmp_path, monkeypatch):
     assert sorted(labels.numpy().tolist()) == [0, 0, 0, 1, 1, 1]
 
 
+def test_evaluate_takes_validation_where_the_test_split_has_no_labels(tmp_path, capsys):
+    """TFDS writes -1 for examples without a label (imagenet2012's test split, from its
+    manual tar): zoo evaluate chose the test split and failed after predicting all of it
+    ("Labels must lie in [0, 2)"); it now says so and evaluates the validation split."""
+    from tests.data.test_datasets import TinyShapes
+    from tests.helpers import tiny_model
+
+    class TinyUnlabelled(TinyShapes):
+        def _split_generators(self, dl_manager):
+            return {"train": self._generate_examples(12, 0),
+                    "validation": self._generate_examples(6, 1),
+                    "test": self._unlabelled(4)}
+
+        def _unlabelled(self, count):
+            for i in range(count):
+                yield i, {"image": np.full((16, 16, 1), 90, np.uint8), "label": -1}
+
+    TinyUnlabelled(data_dir=str(tmp_path)).download_and_prepare()
+    model = zoo.save_model(zoo.set_class_names(tiny_model(16, 2), ["dark", "light"]),
+                           str(tmp_path / "m.keras"))
+    capsys.readouterr()
+    assert cli.main(["evaluate", model, "--dataset", "tiny_unlabelled", "--data-dir",
+                     str(tmp_path)]) == 0
+    out = capsys.readouterr().out
+    assert ("The test split of tiny_unlabelled has no labels (-1, as TFDS marks them): "
+            "evaluating the validation split instead") in out
+    assert "Evaluating on the validation split (6 examples)" in out
+    # zoo train scored the test split at its end, and failed there after training.
+    assert cli.main(["train", "--model", "resnet18", "--dataset", "tiny_unlabelled",
+                     "--data-dir", str(tmp_path), "--image-size", "16", "--epochs", "1",
+                     "--model-arg", "width=0.25", "--model-arg", "stem='cifar'",
+                     "--run-dir", str(tmp_path / "run")]) == 0
+    assert ("No test score: the test split of tiny_unlabelled has no labels (-1, as TFDS "
+            "marks them).") in capsys.readouterr().out
+
+
 def test_a_table_never_replaces_an_input_or_a_model(tmp_path, capsys):
     """`zoo evaluate m.keras --output m.keras` evaluated, then replaced the model with a CSV;
     `zoo predict ... --output photo.png` the photo. Now one line before any work, the files
