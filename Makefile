@@ -28,6 +28,8 @@ PIP := $(BIN)/python -m pip install --disable-pip-version-check -q
 
 $(STAMP): setup.py
 	@$(BIN)/python -c "" 2>/dev/null || { rm -rf $(VENV) && $(PYTHON) -m venv $(VENV); }
+	@# --config-settings needs pip 22.1 (a venv of Ubuntu 22.04's Python has 22.0.2)
+	$(PIP) "pip>=22.1"
 	$(PIP) -e . --use-pep517 --config-settings editable_mode=compat
 	@touch $(STAMP)
 
@@ -60,15 +62,17 @@ FAST_JAX_ENV = $(if $(TIER),,XLA_FLAGS=--xla_backend_optimization_level=0)
 # are done. `make test-all` adds the slow tier (TIER=--run-slow: the tests marked slow).
 TIER ?=
 JAX_LOG := $(VENV)/jax-pass.log
+# Ctrl-C stops both passes: sh makes a background job ignore SIGINT, so the trap ends it.
 test: $(TEST_STAMP)
-	@( $(TEST_ENV) $(FAST_JAX_ENV) KERAS_BACKEND=jax $(BIN)/python -m pytest -n $(JAX_JOBS) \
-		--dist loadgroup -m all_backends tests $(TIER) > $(JAX_LOG) 2>&1; \
-		echo $$? >> $(JAX_LOG) ) & \
+	@$(TEST_ENV) $(FAST_JAX_ENV) KERAS_BACKEND=jax $(BIN)/python -m pytest -n $(JAX_JOBS) \
+		--dist loadgroup -m all_backends tests $(TIER) > $(JAX_LOG) 2>&1 & jax_pid=$$!; \
+	trap 'kill $$jax_pid 2>/dev/null; exit 130' INT TERM; \
 	echo "The JAX pass runs beside this one; its report (in $(JAX_LOG)) follows this one."; \
 	$(TEST_ENV) $(FAST_TF_ENV) $(BIN)/python -m pytest -n $(JOBS) --dist loadgroup $(TIER); \
 	tensorflow=$$?; \
-	wait; echo; echo "===== the JAX pass (KERAS_BACKEND=jax -m all_backends) ====="; \
-	sed '$$d' $(JAX_LOG); jax=$$(tail -n 1 $(JAX_LOG)); \
+	wait $$jax_pid; jax=$$?; \
+	echo; echo "===== the JAX pass (KERAS_BACKEND=jax -m all_backends) ====="; \
+	cat $(JAX_LOG); \
 	echo "TensorFlow pass: exit $$tensorflow; JAX pass: exit $$jax"; \
 	test $$tensorflow -eq 0 && test $$jax -eq 0
 
@@ -84,8 +88,10 @@ bench: $(STAMP)
 # On a GPU machine: Keras on JAX (no TensorFlow needed), torchvision peers when importable.
 # JAX would take 75 % of the GPU's memory for itself, and keep it while torchvision's peers
 # run after it in the same process: half each. (On a short lease, two runs: see the README.)
+# (.venv's Python where there is one; the GPU image's own python3, with Keras as wheels)
 bench-gpu:
-	KERAS_BACKEND=jax XLA_PYTHON_CLIENT_MEM_FRACTION=0.5 python3 benchmarks/gpu.py \
+	KERAS_BACKEND=jax XLA_PYTHON_CLIENT_MEM_FRACTION=0.5 \
+		$(if $(wildcard $(BIN)/python),$(BIN)/python,$(PYTHON)) benchmarks/gpu.py \
 		--out benchmarks/gpu_results.csv
 
 clean:

@@ -2,7 +2,7 @@
 
 from setuptools import find_packages, setup
 
-DEPLOY = ["onnxruntime", "tf2onnx", "ai-edge-litert"]
+DEPLOY = ["onnx", "onnxruntime", "tf2onnx", "ai-edge-litert"]  # (onnx: read directly too)
 
 setup(
     name="keras-zoo-ensembles",
@@ -13,13 +13,15 @@ setup(
     ),
     long_description=open("README.md", encoding="utf-8").read(),
     long_description_content_type="text/markdown",
-    python_requires=">=3.10",
+    python_requires=">=3.11",  # Keras 3.13's
     packages=find_packages(include=["zoo", "zoo.*", "ensembles", "ensembles.*", "data", "data.*",
                                     "safeio"]),
     package_data={"zoo.pretrained": ["imagenet_classes.txt"]},
     install_requires=[
         "tensorflow>=2.16",
-        "keras>=3.5",
+        # 3.13: model.export(format="litert"); tested with 3.15 (zoo.training.keras_internals
+        # names the private parts it relies on, checked as zoo.train starts).
+        "keras>=3.13,<4",
         "tensorflow-datasets",
         # tensorflow-datasets needs it at tfds.load time but does not declare it.
         "importlib_resources",
@@ -44,7 +46,9 @@ setup(
     },
     entry_points={"console_scripts": ["zoo=zoo.cli:main"]},
     classifiers=[
+        "Operating System :: POSIX",  # (safeio locks run directories with fcntl)
         "Programming Language :: Python :: 3",
+        "Programming Language :: Python :: 3.11",
         "Topic :: Scientific/Engineering :: Artificial Intelligence",
     ],
 )
