@@ -128,8 +128,8 @@ def fit_temperature(probs, labels, tolerance=1e-10):
         return 1.0  # every example's probabilities equal: any temperature is as good
     if slope_high <= 0 or slope_low >= 0:
         end = T_RANGE[0] if slope_high <= 0 else T_RANGE[1]
-        why = ("every prediction is right: the held-out data is too easy, or too small, to "
-               "calibrate on" if slope_high <= 0 else "the predictions tell nothing about the "
+        why = ("(almost) every prediction is right: the held-out data is too easy, or too "
+               "small, to calibrate on" if slope_high <= 0 else "the predictions tell nothing about the "
                "labels of the held-out data (an untrained model, or the wrong data)")
         warnings.warn(f"The NLL keeps falling up to temperature {end:g}, the end of the "
                       f"range searched {T_RANGE}: {why}.", stacklevel=2)
@@ -220,6 +220,23 @@ def _served_probabilities(model, member_probs):
     return combine(model, member_probs) if is_ensemble(model) else member_probs[0]
 
 
+def _fitted(probs, labels, name):
+    """:func:`fit_temperature`'s T, refused in one line where it is the end of the range
+    searched: a model served at T = 0.01 (learnt from data it made no mistake on) would
+    cost ~28 nats for every later mistake. ``evaluate(calibrate_on=)`` only warns."""
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        fitted = fit_temperature(probs, labels)
+    ended = [w for w in caught if "the end of the range searched" in str(w.message)]
+    if ended:
+        raise UserError(f"Not calibrated: {name}'s {str(ended[0].message)[:-1]}; it would be "
+                        f"served at T = {fitted:g}. Calibrate on held-out data with its "
+                        "mistakes (a larger validation split), or serve it as it is.")
+    for w in caught:  # (any other warning, as it came)
+        warnings.warn(w.message, w.category, stacklevel=3)
+    return fitted
+
+
 def calibrate(model, data, per_member=False, tta=None):
     """Fit a temperature on held-out ``data`` by minimising the NLL (Guo et al. 2017) and
     return ``model`` serving ``softmax(log p / T)`` (sharing its layers and weights).
@@ -258,7 +275,7 @@ def calibrate(model, data, per_member=False, tta=None):
                         "is not an ensemble (calibrate it with per_member=False).")
     _, member_probs, labels = predict_members(model, data, tta)
     if not per_member:
-        fitted = fit_temperature(_served_probabilities(model, member_probs), labels)
+        fitted = _fitted(_served_probabilities(model, member_probs), labels, model.name)
         return with_temperature(model, _own_temperature(model)[0] * fitted)
     members = members_of(model)
     if len({id(m) for m in members}) < len(members):
@@ -266,7 +283,7 @@ def calibrate(model, data, per_member=False, tta=None):
             f"{model.name!r} calls one model several times (MC dropout samples), which one "
             "temperature per member cannot tell apart: calibrate the model before "
             "ensembles.mc_dropout, or the whole ensemble with per_member=False.")
-    calibrated = [with_temperature(m, _own_temperature(m)[0] * fit_temperature(p, labels))
+    calibrated = [with_temperature(m, _own_temperature(m)[0] * _fitted(p, labels, m.name))
                   for m, p in zip(members, member_probs)]
     ensemble = Ensemble(calibrated, combine=layer.combine, weights=layer.member_weights,
                         return_members=len(model.outputs) == 2, name=model.name)

@@ -1,5 +1,7 @@
 """Evaluate ensembles and their members: one table, size curves, per-example uncertainty."""
 
+import warnings
+
 import keras
 import numpy as np
 import pandas as pd
@@ -7,8 +9,8 @@ import pandas as pd
 from data import tta as tta_lib
 from ensembles import metrics
 from ensembles.ensemble import (CombineMembers, _check_members, _softmax_output, combine_layer,
-                                is_ensemble, member_weights, members_of, unique_names,
-                                with_member_outputs)
+                                common_input_pixels, common_resize_mode, is_ensemble,
+                                member_weights, members_of, unique_names, with_member_outputs)
 from safeio.checks import UserError
 
 SCORE_COLUMNS = ["top1_error", "top5_error", "nll", "brier", "ece"]
@@ -37,9 +39,12 @@ def _members_and_predictor(source):
     members = [source] if isinstance(source, keras.Model) else list(source)
     if not members:
         raise UserError("Nothing to evaluate: received an empty list of members.")
-    if len(members) > 1:  # scored together: the same images in, the same classes out
-        _check_members(members)
+    if len(members) > 1:  # scored together: the same images in, the same classes out, and
+        _check_members(members)  # one view of them, as Ensemble() checks
+        common_resize_mode(members)
+        common_input_pixels(members)
     predictors = {id(m): _undistributed(m) for m in members}
+    warned = set()
 
     def probabilities(model, x):
         p = predictors[id(model)].predict_on_batch(x)
@@ -50,9 +55,27 @@ def _members_and_predictor(source):
                             "one vector of class scores per example (not a feature map: "
                             "include_top=False?).")
         p = np.asarray(p)
-        return p if _softmax_output(model) else np.asarray(keras.ops.softmax(p))
+        if _softmax_output(model):
+            return p
+        if _look_like_probabilities(p):  # (a Lambda's softmax, a TFSMLayer: not in the graph)
+            if id(model) not in warned:
+                warned.add(id(model))
+                warnings.warn(
+                    f"{model.name}'s outputs are probabilities (rows in [0, 1] summing to 1) "
+                    "though its graph ends in no softmax that can be seen: taken as they are. "
+                    "An ensembles.Ensemble of it would take their softmax again; end the "
+                    "model with keras.layers.Softmax or activation='softmax'.", stacklevel=4)
+            return p
+        return np.asarray(keras.ops.softmax(p))
 
     return [m.name for m in members], lambda x: np.stack([probabilities(m, x) for m in members])
+
+
+def _look_like_probabilities(outputs):
+    """Rows in [0, 1] that sum to 1: no model's logits do, but for a coincidence."""
+    outputs = np.asarray(outputs, "float64")
+    return bool(outputs.size and (outputs >= 0).all() and (outputs <= 1).all()
+                and np.allclose(outputs.sum(axis=-1), 1.0, atol=1e-3))
 
 
 def _input_size(source):
@@ -160,7 +183,8 @@ def evaluate(source, dataset, tta=None, predictions=None, calibrate_on=None):
     (``table.iloc[:1]`` is its row alone, as ``zoo evaluate`` shows it).
 
     Columns: top-1 and top-5 error, NLL, Brier score and ECE (15 bins); the ensemble row
-    also has the members' pairwise ``disagreement`` and average ``kl``, and each member row
+    also has the members' pairwise ``disagreement`` and average ``kl`` (of every member,
+    whatever its weight: the members' diversity, not the combination's), and each member row
     its normalised ``weight`` in the combination. ``predictions``:
     the ``(names, probs, labels)`` of :func:`predict_members` when already made (then
     ``dataset`` and ``tta`` are not used).
@@ -351,6 +375,8 @@ def uncertainty(source, dataset, tta=None, predictions=None):
         layer = combine_layer(source)
         untempered = np.asarray(CombineMembers(layer.combine, layer.member_weights)(
             np.moveaxis(samples, 0, 1).astype("float32")))
+    information = metrics.entropy(untempered) - expected
+    mean = over_crops or not is_ensemble(source) or combine_layer(source).combine == "mean"
     top_probs = samples[:, np.arange(len(top)), top]  # (members, n)
     spread = np.tensordot(weights, (top_probs - np.tensordot(weights, top_probs, axes=1)) ** 2,
                           axes=1)
@@ -358,6 +384,7 @@ def uncertainty(source, dataset, tta=None, predictions=None):
         "label": labels, "prediction": top, "correct": top == labels,
         "confidence": combined.max(axis=-1), "predictive_entropy": predictive,
         "expected_entropy": expected,
-        "mutual_information": metrics.entropy(untempered) - expected,
+        # (>= 0 for the mean: its float32 rounding made identical members -2e-7)
+        "mutual_information": np.maximum(information, 0) if mean else information,
         "top_class_variance": spread,
     })

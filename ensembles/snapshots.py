@@ -157,7 +157,8 @@ def train_snapshots(model, train_data, val_data=None, *, epochs, cycles, run_dir
 def snapshot_paths(directory):
     """The snapshot files in ``directory``, in the order they were taken (by the cycle or
     epoch number in their names, not by modification time, which a copy changes)."""
-    paths = glob.glob(os.path.join(directory, "snapshot-*.weights.h5"))
+    # (escaped: a folder named runs/exp[1] is no pattern)
+    paths = glob.glob(os.path.join(glob.escape(os.fspath(directory)), "snapshot-*.weights.h5"))
     return sorted(paths, key=lambda path: natural_key(os.path.basename(path)))
 
 
@@ -171,7 +172,9 @@ def from_snapshots(model, paths, last=None, combine="mean", weights=None,
     """Load snapshot weights into members and return the :func:`Ensemble`.
 
     ``model`` is a function building the architecture (a builder or registry-name lambda)
-    or a model to clone; ``paths`` a list of ``.weights.h5`` files or their directory;
+    or a model to clone; ``paths`` a list of ``.weights.h5`` files (taken in the order
+    given: ``sorted(glob(...))`` puts snapshot-10 before snapshot-2, so pass the folder,
+    or :func:`snapshot_paths`' list) or their directory (in the order they were taken);
     ``last=m`` keeps the last ``m`` (the paper predicts with the last snapshots).
     ``class_names``: the classes in label order; by default those of ``model`` when it is
     a model that has them (``zoo.class_names``). ``resize``: how the run made images into

@@ -233,6 +233,13 @@ def test_calibration_refuses_what_it_cannot_do(splits):
          np.arange(CLASSES, dtype="int32"))).batch(4)
     with pytest.warns(UserWarning, match="The NLL keeps falling up to temperature 0.01"):
         assert ensembles.fit_temperature(*_probs_and_labels(model, right)) == 0.01
+    # calibrate() served that T (every later mistake then cost ~28 nats): now refused.
+    for per_member in (False, True):
+        with pytest.raises(ValueError, match=r"Not calibrated: .*'s The NLL keeps falling up "
+                                             r"to temperature 0.01, the end of the range "
+                                             r"searched .*; it would be served at T = 0.01"):
+            ensembles.calibrate(ensembles.Ensemble([model]) if per_member else model, right,
+                                per_member=per_member)
 
 
 def test_zoo_evaluate_and_zoo_ensemble_calibrate_from_the_shell(tmp_path, capsys):

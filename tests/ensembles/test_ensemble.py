@@ -316,7 +316,9 @@ def test_cyclic_cosine_ends_its_last_cycle_on_the_last_step_when_cycles_do_not_d
 
 @pytest.mark.all_backends
 def test_train_snapshots_saves_one_snapshot_per_cycle(tmp_path):
-    run_dir = str(tmp_path / "run")
+    """(In a run folder named like a glob pattern, runs/exp[1]: its snapshots were not
+    found, and a new run's guard against an earlier run's snapshots was skipped.)"""
+    run_dir = str(tmp_path / "exp[1]")
     result, paths = ensembles.train_snapshots(tiny_model, tiny_data(), epochs=4, cycles=4,
                                               run_dir=run_dir, learning_rate=0.1, seed=0,
                                               verbose=0)

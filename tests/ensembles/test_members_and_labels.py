@@ -139,6 +139,36 @@ def test_a_wrapped_subclassed_classifier_is_read_as_probabilities():
                                alone, rtol=1e-5, atol=1e-7)
 
 
+def test_probabilities_the_graph_does_not_show_are_not_softmaxed_again():
+    """A member ending in keras.layers.Lambda(softmax) gives probabilities no graph check
+    sees: evaluate took their softmax again (10 classes: no probability above 0.23, the NLL
+    and ECE meaningless, top-1 unchanged). Its numbers tell: taken as they are, warned."""
+    logits = pooled_head(None)
+    member = keras.Model(logits.input, keras.layers.Lambda(
+        lambda x: keras.activations.softmax(x))(logits.output), name="lambda_head")
+    alone = member.predict(images(), verbose=0)
+    with pytest.warns(UserWarning, match=r"lambda_head's outputs are probabilities .* taken "
+                                         r"as they are"):
+        table = ensembles.evaluate([member, member], batches(labels()))
+    assert table.loc["ensemble", "nll"] == pytest.approx(
+        log_loss(labels(), alone.astype("float64"), labels=np.arange(CLASSES)), rel=1e-5)
+
+
+def test_a_list_of_members_scored_together_is_checked_as_an_ensemble_is():
+    """evaluate([...]) of members trained on crops and on whole images (or on converted
+    weights' pixels beside images) scored one on the other's view without a word, where
+    Ensemble([...]) refuses them; identical members' mutual information is never below 0
+    (float32 rounding made it -2e-7)."""
+    crops = zoo.set_resize_mode(pooled_head("softmax"), "crop")
+    whole = zoo.set_resize_mode(pooled_head("softmax"), "squash")
+    for call in (ensembles.Ensemble, lambda m: ensembles.evaluate(m, batches(labels()))):
+        with pytest.raises(ValueError, match=r"an ensemble's one input cannot be both"):
+            call([crops, whole])
+    same = pooled_head("softmax")
+    table = ensembles.uncertainty(ensembles.Ensemble([same, same, same]), batches(labels()))
+    assert (table["mutual_information"] >= 0).all()
+
+
 @pytest.mark.all_backends
 def test_sequential_members_and_googlenet_with_aux_heads_are_members():
     """A Sequential classifier, and a GoogLeNet trained with its auxiliary heads (the main
