@@ -129,8 +129,9 @@ def fit_temperature(probs, labels, tolerance=1e-10):
     if slope_high <= 0 or slope_low >= 0:
         end = T_RANGE[0] if slope_high <= 0 else T_RANGE[1]
         why = ("(almost) every prediction is right: the held-out data is too easy, or too "
-               "small, to calibrate on" if slope_high <= 0 else "the predictions tell nothing about the "
-               "labels of the held-out data (an untrained model, or the wrong data)")
+               "small, to calibrate on" if slope_high <= 0 else "the predictions tell "
+               "nothing about the labels of the held-out data (an untrained model, or the "
+               "wrong data)")
         warnings.warn(f"The NLL keeps falling up to temperature {end:g}, the end of the "
                       f"range searched {T_RANGE}: {why}.", stacklevel=2)
         return end
