@@ -9,8 +9,8 @@ import pandas as pd
 from data import tta as tta_lib
 from ensembles import metrics
 from ensembles.ensemble import (CombineMembers, _check_members, _softmax_output, combine_layer,
-                                common_input_pixels, common_resize_mode, is_ensemble,
-                                member_weights, members_of, unique_names, with_member_outputs)
+                                common_input_pixels, is_ensemble, member_weights, members_of,
+                                unique_names, with_member_outputs)
 from safeio.checks import UserError
 
 SCORE_COLUMNS = ["top1_error", "top5_error", "nll", "brier", "ece"]
@@ -40,9 +40,8 @@ def _members_and_predictor(source):
     if not members:
         raise UserError("Nothing to evaluate: received an empty list of members.")
     if len(members) > 1:  # scored together: the same images in, the same classes out, and
-        _check_members(members)  # one view of them, as Ensemble() checks
-        common_resize_mode(members)
-        common_input_pixels(members)
+        _check_members(members)  # one kind of pixels, as Ensemble() checks (the view of the
+        common_input_pixels(members)  # images is the data's: `zoo evaluate --resize`)
     predictors = {id(m): _undistributed(m) for m in members}
     warned = set()
 

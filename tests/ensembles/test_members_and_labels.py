@@ -155,15 +155,17 @@ def test_probabilities_the_graph_does_not_show_are_not_softmaxed_again():
 
 
 def test_a_list_of_members_scored_together_is_checked_as_an_ensemble_is():
-    """evaluate([...]) of members trained on crops and on whole images (or on converted
-    weights' pixels beside images) scored one on the other's view without a word, where
-    Ensemble([...]) refuses them; identical members' mutual information is never below 0
-    (float32 rounding made it -2e-7)."""
-    crops = zoo.set_resize_mode(pooled_head("softmax"), "crop")
-    whole = zoo.set_resize_mode(pooled_head("softmax"), "squash")
+    """evaluate([...]) of a member of converted weights (which takes preprocessed pixels)
+    beside one that takes images scored one of them on the wrong pixels without a word,
+    where Ensemble([...]) refuses them; identical members' mutual information is never
+    below 0 (float32 rounding made it -2e-7)."""
+    from zoo.pretrained import TORCHVISION
+
+    converted = zoo.saving.set_input_pixels(pooled_head("softmax"), TORCHVISION)
+    plain = pooled_head("softmax")
     for call in (ensembles.Ensemble, lambda m: ensembles.evaluate(m, batches(labels()))):
         with pytest.raises(ValueError, match=r"an ensemble's one input cannot be both"):
-            call([crops, whole])
+            call([converted, plain])
     same = pooled_head("softmax")
     table = ensembles.uncertainty(ensembles.Ensemble([same, same, same]), batches(labels()))
     assert (table["mutual_information"] >= 0).all()
