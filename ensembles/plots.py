@@ -1,7 +1,7 @@
 """Plots of ensemble evaluations: the size curve and the reliability diagram.
 
 Each returns its matplotlib ``Figure`` (shown inline in a notebook), draws into ``ax`` when
-given, and writes a PNG only when given a ``path``.
+given, and writes a file only when given a ``path`` (PNG, or the format its extension names).
 """
 
 import numpy as np

@@ -407,10 +407,17 @@ def new_axes(ax=None, figsize=(5.5, 4), **subplots):
 
 
 def save_figure(fig, path):
-    """Save a matplotlib figure as PNG, atomically."""
+    """Save a matplotlib figure atomically, in the format its file name's extension names
+    (``.png``, ``.pdf``, ``.svg``, ...; PNG without one: it wrote PNG bytes into a
+    ``.pdf``), or one line for an extension matplotlib does not write."""
+    extension = os.path.splitext(os.fspath(path))[1].lower().lstrip(".")
+    supported = fig.canvas.get_supported_filetypes()
+    if extension and extension not in supported:
+        raise UserError(f"Cannot save a figure as {os.fspath(path)}: matplotlib writes "
+                        f"{', '.join(sorted(supported))}; received .{extension}.")
     fig.tight_layout()
     with atomic_path(path) as tmp:
-        fig.savefig(tmp, dpi=100, format="png")
+        fig.savefig(tmp, dpi=100, format=extension or "png")
 
 
 MARKER = "zoo_export.json"  # written into every directory this project exports

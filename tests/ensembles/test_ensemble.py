@@ -274,6 +274,13 @@ def test_plots_return_figures_draw_into_given_axes_and_never_switch_the_backend(
     assert sorted(os.listdir(tmp_path)) == ["rel.png", "size.png"]  # only when asked
     for name in ("size.png", "rel.png"):
         assert (tmp_path / name).read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+    # The file name's extension chooses the format (a .pdf held PNG bytes), and one that
+    # matplotlib does not write is one line.
+    ensembles.plot_size_curve(curve, tmp_path / "size.pdf")
+    assert (tmp_path / "size.pdf").read_bytes()[:5] == b"%PDF-"
+    with pytest.raises(ValueError, match=r"Cannot save a figure as .*size.docx: matplotlib "
+                                         r"writes .*pdf.*png.*; received .docx"):
+        ensembles.plot_size_curve(curve, tmp_path / "size.docx")
 
 
 # --- snapshots --------------------------------------------------------------------------------

@@ -331,7 +331,8 @@ _PLOTTED = ("stage", "learning_rate", "weight_decay", "val_top1_error")
 def plot_search(table, path=None, title="Random search", ax=None):
     """Scatter of the trials: learning rate against weight decay (both log scales),
     coloured by validation top-1 error, one marker per stage. Returns the ``Figure``; draws
-    into ``ax`` when given, and writes a PNG only when given a ``path``.
+    into ``ax`` when given, and writes a file (PNG, or as its extension names) only when
+    given a ``path``.
 
     Example:
 
