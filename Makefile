@@ -88,10 +88,9 @@ bench: $(STAMP)
 # On a GPU machine: Keras on JAX (no TensorFlow needed), torchvision peers when importable.
 # JAX would take 75 % of the GPU's memory for itself, and keep it while torchvision's peers
 # run after it in the same process: half each. (On a short lease, two runs: see the README.)
-# (.venv's Python where there is one; the GPU image's own python3, with Keras as wheels)
+# (python3 with a GPU build of JAX: not .venv's, whose JAX, from the test extra, is the CPU's)
 bench-gpu:
-	KERAS_BACKEND=jax XLA_PYTHON_CLIENT_MEM_FRACTION=0.5 \
-		$(if $(wildcard $(BIN)/python),$(BIN)/python,$(PYTHON)) benchmarks/gpu.py \
+	KERAS_BACKEND=jax XLA_PYTHON_CLIENT_MEM_FRACTION=0.5 $(PYTHON) benchmarks/gpu.py \
 		--out benchmarks/gpu_results.csv
 
 clean:

@@ -226,15 +226,18 @@ def _fitted(probs, labels, name):
     searched: a model served at T = 0.01 (learnt from data it made no mistake on) would
     cost ~28 nats for every later mistake. ``evaluate(calibrate_on=)`` only warns."""
     with warnings.catch_warnings(record=True) as caught:
-        warnings.simplefilter("always")
+        warnings.simplefilter("always", UserWarning)
         fitted = fit_temperature(probs, labels)
     ended = [w for w in caught if "the end of the range searched" in str(w.message)]
     if ended:
-        raise UserError(f"Not calibrated: {name}'s {str(ended[0].message)[:-1]}; it would be "
-                        f"served at T = {fitted:g}. Calibrate on held-out data with its "
-                        "mistakes (a larger validation split), or serve it as it is.")
+        reason = str(ended[0].message)
+        advice = ("calibrate on held-out data with its mistakes (a larger validation split)"
+                  if fitted == T_RANGE[0] else "check that the model is trained and the "
+                  "data is the one it was trained for")
+        raise UserError(f"Not calibrated: for {name}, t{reason[1:-1]}; it would be served at "
+                        f"T = {fitted:g}: {advice}, or serve it as it is.")
     for w in caught:  # (any other warning, as it came)
-        warnings.warn(w.message, w.category, stacklevel=3)
+        warnings.warn_explicit(w.message, w.category, w.filename, w.lineno)
     return fitted
 
 

@@ -56,15 +56,14 @@ def _members_and_predictor(source):
         p = np.asarray(p)
         if _softmax_output(model):
             return p
-        if _look_like_probabilities(p):  # (a Lambda's softmax, a TFSMLayer: not in the graph)
-            if id(model) not in warned:
-                warned.add(id(model))
-                warnings.warn(
-                    f"{model.name}'s outputs are probabilities (rows in [0, 1] summing to 1) "
-                    "though its graph ends in no softmax that can be seen: taken as they are. "
-                    "An ensembles.Ensemble of it would take their softmax again; end the "
-                    "model with keras.layers.Softmax or activation='softmax'.", stacklevel=4)
-            return p
+        if id(model) not in warned and _look_like_probabilities(p):  # (a Lambda's softmax)
+            warned.add(id(model))  # (its softmax is still taken, as Ensemble, calibrate and
+            warnings.warn(  # the export take it: one reading of the model everywhere)
+                f"{model.name}'s outputs look like probabilities (rows in [0, 1] summing to "
+                "1), but its graph ends in no softmax that can be seen, so they are read as "
+                "logits and their softmax is taken: its NLL, Brier score and ECE are then "
+                "meaningless. End the model with keras.layers.Softmax or "
+                "activation='softmax'.", stacklevel=2)
         return np.asarray(keras.ops.softmax(p))
 
     return [m.name for m in members], lambda x: np.stack([probabilities(m, x) for m in members])

@@ -412,6 +412,8 @@ def save_figure(fig, path):
     ``.pdf``), or one line for an extension matplotlib does not write."""
     extension = os.path.splitext(os.fspath(path))[1].lower().lstrip(".")
     supported = fig.canvas.get_supported_filetypes()
+    if not extension.isalpha():  # ("runs/v1.2": no format named)
+        extension = ""
     if extension and extension not in supported:
         raise UserError(f"Cannot save a figure as {os.fspath(path)}: matplotlib writes "
                         f"{', '.join(sorted(supported))}; received .{extension}.")

@@ -235,9 +235,10 @@ def test_calibration_refuses_what_it_cannot_do(splits):
         assert ensembles.fit_temperature(*_probs_and_labels(model, right)) == 0.01
     # calibrate() served that T (every later mistake then cost ~28 nats): now refused.
     for per_member in (False, True):
-        with pytest.raises(ValueError, match=r"Not calibrated: .*'s The NLL keeps falling up "
-                                             r"to temperature 0.01, the end of the range "
-                                             r"searched .*; it would be served at T = 0.01"):
+        with pytest.raises(ValueError, match=r"Not calibrated: for .*, the NLL keeps falling "
+                                             r"up to temperature 0.01, the end of the range "
+                                             r"searched .*; it would be served at T = 0.01: "
+                                             r"calibrate on held-out data with its mistakes"):
             ensembles.calibrate(ensembles.Ensemble([model]) if per_member else model, right,
                                 per_member=per_member)
 

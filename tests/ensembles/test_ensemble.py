@@ -281,6 +281,8 @@ def test_plots_return_figures_draw_into_given_axes_and_never_switch_the_backend(
     with pytest.raises(ValueError, match=r"Cannot save a figure as .*size.docx: matplotlib "
                                          r"writes .*pdf.*png.*; received .docx"):
         ensembles.plot_size_curve(curve, tmp_path / "size.docx")
+    ensembles.plot_size_curve(curve, tmp_path / "size_v1.2")  # no format named: a PNG
+    assert (tmp_path / "size_v1.2").read_bytes()[:4] == b"\x89PNG"
 
 
 # --- snapshots --------------------------------------------------------------------------------

@@ -139,17 +139,18 @@ def test_a_wrapped_subclassed_classifier_is_read_as_probabilities():
                                alone, rtol=1e-5, atol=1e-7)
 
 
-def test_probabilities_the_graph_does_not_show_are_not_softmaxed_again():
+def test_probabilities_the_graph_does_not_show_are_said_to_be_softmaxed_again():
     """A member ending in keras.layers.Lambda(softmax) gives probabilities no graph check
-    sees: evaluate took their softmax again (10 classes: no probability above 0.23, the NLL
-    and ECE meaningless, top-1 unchanged). Its numbers tell: taken as they are, warned."""
+    sees: evaluate took their softmax again without a word (10 classes: no probability
+    above 0.23, the NLL and ECE meaningless, top-1 unchanged). The numbers tell: it warns,
+    and reads the model as Ensemble, calibrate and the export read it."""
     logits = pooled_head(None)
     member = keras.Model(logits.input, keras.layers.Lambda(
         lambda x: keras.activations.softmax(x))(logits.output), name="lambda_head")
-    alone = member.predict(images(), verbose=0)
-    with pytest.warns(UserWarning, match=r"lambda_head's outputs are probabilities .* taken "
-                                         r"as they are"):
+    with pytest.warns(UserWarning, match=r"lambda_head's outputs look like probabilities .* "
+                                         r"their softmax is taken: .* meaningless"):
         table = ensembles.evaluate([member, member], batches(labels()))
+    alone = ensembles.Ensemble([member]).predict(images(), verbose=0)  # the same reading
     assert table.loc["ensemble", "nll"] == pytest.approx(
         log_loss(labels(), alone.astype("float64"), labels=np.arange(CLASSES)), rel=1e-5)
 

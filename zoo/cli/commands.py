@@ -589,6 +589,11 @@ def _cmd_distill(args):
         optimizer=lambda: zoo.make_optimizer(args.optimizer, args.lr, args.momentum,
                                              args.weight_decay))
     held_out = "test" if "test" in setup.info.splits else setup.val_split
+    if held_out == "test" and _unlabelled(args.dataset, "test", args.data_dir):
+        print(f"The test split of {args.dataset} has no labels (-1, as TFDS marks them): "
+              f"scoring the {setup.val_split} split instead" if setup.val_split != "test"
+              else f"No score: the test split of {args.dataset} has no labels.")
+        held_out = setup.val_split if setup.val_split != "test" else None
     if held_out:
         data_split = setup.load(split=held_out)
         rows = {name: ensembles.evaluate(model, data_split).loc["ensemble"]  # the whole

@@ -1254,6 +1254,15 @@ def test_evaluate_takes_validation_where_the_test_split_has_no_labels(tmp_path, 
                      "--run-dir", str(tmp_path / "run")]) == 0
     assert ("No test score: the test split of tiny_unlabelled has no labels (-1, as TFDS "
             "marks them).") in capsys.readouterr().out
+    # zoo distill scored the test split too.
+    assert cli.main(["distill", model, "--model", "resnet18", "--dataset", "tiny_unlabelled",
+                     "--data-dir", str(tmp_path), "--epochs", "1", "--model-arg",
+                     "width=0.25", "--model-arg", "stem='cifar'",
+                     "--run-dir", str(tmp_path / "distilled")]) == 0
+    out = capsys.readouterr().out
+    assert ("The test split of tiny_unlabelled has no labels (-1, as TFDS marks them): "
+            "scoring the validation split instead") in out
+    assert "validation student: top-1 error" in out
 
 
 def test_a_table_never_replaces_an_input_or_a_model(tmp_path, capsys):
