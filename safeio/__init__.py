@@ -102,13 +102,17 @@ def clean_stale(directory, name):
             # copy, goes back in its place.
             os.rename(stale, target)
             continue
-        if not ours or _alive(pid):
-            continue
-        if os.path.isdir(stale) and not os.path.islink(stale):
-            shutil.rmtree(stale, ignore_errors=True)
-        else:
-            with contextlib.suppress(OSError):
-                os.unlink(stale)
+        if ours and not _alive(pid):
+            _remove(stale, ignore_errors=True)
+
+
+def _remove(path, ignore_errors=False):
+    """Remove the file, link or folder ``path`` of ours, never following a link."""
+    if os.path.isdir(path) and not os.path.islink(path):
+        shutil.rmtree(path, ignore_errors=ignore_errors)
+    elif os.path.lexists(path):
+        with contextlib.suppress(OSError) if ignore_errors else contextlib.nullcontext():
+            os.unlink(path)
 
 
 def _flush(path, recursive=False, done=False):
@@ -133,10 +137,12 @@ def _flush(path, recursive=False, done=False):
         finally:
             os.close(fd)
     except OSError as err:
-        unsupported = os.path.isdir(path) and err.errno in (errno.EINVAL, errno.ENOTSUP)
-        if not unsupported and (not done or err.errno not in (
-                errno.EACCES, errno.EPERM, errno.EINVAL, errno.ENOTSUP, errno.EROFS)):
-            raise  # (a folder a file system cannot fsync: nothing to flush, as SQLite has it)
+        # A folder a file system cannot fsync has nothing to flush, as SQLite has it.
+        tolerated = (errno.EINVAL, errno.ENOTSUP) if os.path.isdir(path) else ()
+        if done:
+            tolerated += (errno.EACCES, errno.EPERM, errno.EINVAL, errno.ENOTSUP, errno.EROFS)
+        if err.errno not in tolerated:
+            raise
 
 
 @contextlib.contextmanager
@@ -162,10 +168,7 @@ def atomic_path(path):
     make_directory(directory)
     clean_stale(directory, name)
     tmp = _scratch(directory, "tmp", name)
-    if os.path.isdir(tmp) and not os.path.islink(tmp):  # a dead process of this PID and
-        shutil.rmtree(tmp)  # host left it (a container restarted): never written into
-    elif os.path.lexists(tmp):
-        os.unlink(tmp)
+    _remove(tmp)  # a dead process of this PID and host left it (a container restarted)
     try:
         yield tmp
         _flush(tmp, recursive=True)

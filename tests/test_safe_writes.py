@@ -1024,6 +1024,18 @@ def test_a_previous_export_moved_aside_by_a_killed_replacement_is_put_back(tmp_p
     assert sorted(os.listdir(tmp_path)) == ["served"]
 
 
+def _folders_refuse_fsync(monkeypatch):
+    """``os.fsync`` answers EINVAL for a folder, as network file systems do."""
+    fsync = os.fsync
+
+    def refused_for_folders(fd):
+        if os.path.isdir(os.readlink(f"/proc/self/fd/{fd}")):
+            raise OSError(errno.EINVAL, "Invalid argument")
+        fsync(fd)
+
+    monkeypatch.setattr(os, "fsync", refused_for_folders)
+
+
 def test_a_folder_that_cannot_be_flushed_after_the_rename_does_not_fail_the_write(
         tmp_path, monkeypatch):
     """Network file systems answer EINVAL to fsync of a folder, and a folder without read
@@ -1033,14 +1045,7 @@ def test_a_folder_that_cannot_be_flushed_after_the_rename_does_not_fail_the_writ
 
     import safeio
 
-    fsync = os.fsync
-
-    def refused_for_folders(fd):
-        if os.path.isdir(os.readlink(f"/proc/self/fd/{fd}")):
-            raise OSError(errno.EINVAL, "Invalid argument")
-        fsync(fd)
-
-    monkeypatch.setattr(os, "fsync", refused_for_folders)
+    _folders_refuse_fsync(monkeypatch)
     safeio.write_text(tmp_path / "notes.txt", "kept\n")
     assert (tmp_path / "notes.txt").read_text() == "kept\n"
 
@@ -1061,14 +1066,7 @@ def test_a_folder_export_where_folders_cannot_be_flushed_and_unnamed_faults(tmp_
     internal error, not the destination's fault."""
     import safeio
 
-    fsync = os.fsync
-
-    def refused_for_folders(fd):
-        if os.path.isdir(os.readlink(f"/proc/self/fd/{fd}")):
-            raise OSError(errno.EINVAL, "Invalid argument")
-        fsync(fd)
-
-    monkeypatch.setattr(os, "fsync", refused_for_folders)
+    _folders_refuse_fsync(monkeypatch)
     with safeio.atomic_path(tmp_path / "served") as tmp:
         os.makedirs(os.path.join(tmp, "variables"))
         with open(os.path.join(tmp, "variables", "data"), "w") as f:
