@@ -129,9 +129,8 @@ def train_snapshots(model, train_data, val_data=None, *, epochs, cycles, run_dir
                         f"backup); received {run_dir!r}.")
     # A TensorFlow multi-worker task other than the chief writes RUN_DIR/workerN, as
     # zoo.train writes its files there.
-    strategy, own = train_kwargs.get("strategy"), run_dir
-    if distribute.task_name(strategy) and not distribute.is_chief(strategy):
-        own = os.path.join(run_dir, distribute.task_name(strategy))
+    strategy = train_kwargs.get("strategy")
+    own = distribute.own_run_dir(run_dir, strategy)
     directory = os.path.join(own, "snapshots")
     earlier = [] if run_config.holds_stopped_run(own) else snapshot_paths(directory)
     if earlier:  # (a new run would leave them beside its own, as if its last cycles)

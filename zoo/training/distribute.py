@@ -213,6 +213,15 @@ def is_chief(strategy):
     return kind == "chief" if "chief" in cluster else (kind == "worker" and index == 0)
 
 
+def own_run_dir(run_dir, strategy):
+    """The folder this process writes for ``run_dir``: ``run_dir`` itself, but
+    ``RUN_DIR/workerN`` for a TensorFlow multi-worker task other than the chief (its files
+    would clobber the chief's)."""
+    if run_dir is None or is_chief(strategy):
+        return run_dir
+    return os.path.join(run_dir, task_name(strategy))
+
+
 def task_name(strategy):
     """``"worker1"`` and so on for a TensorFlow multi-worker task, None otherwise."""
     task = _task(strategy)

@@ -423,8 +423,7 @@ def train(
         if val_data is None and str(monitor).startswith("val_"):  # (never logged)
             raise UserError(f"monitor={monitor!r} is a validation value, and no val_data was "
                             "given: give val_data, or monitor a training value ('loss').")
-        if run_dir is not None and not distribute.is_chief(strategy):
-            run_dir = os.path.join(run_dir, distribute.task_name(strategy))  # no clobbering
+        run_dir = distribute.own_run_dir(run_dir, strategy)  # no clobbering
         if run_dir is not None:  # nothing written, not even the lock, in someone's folder
             run_config.check_not_foreign(run_dir)
             _check_epochs_to_go(run_dir, epochs)

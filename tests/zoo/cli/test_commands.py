@@ -1546,6 +1546,8 @@ def test_only_the_chief_of_a_tensorflow_cluster_writes_the_run_directory(tmp_pat
             {"cluster": cluster, "task": {"type": task[0], "index": task[1]}}))
         assert zoo.distribute.writes_run("multi_worker") is writes, (cluster, task)
         assert zoo.distribute.task_name("multi_worker") == f"{task[0]}{task[1]}"
+        assert zoo.distribute.own_run_dir("run", "multi_worker") == (
+            "run" if writes else os.path.join("run", f"{task[0]}{task[1]}"))
     assert zoo.distribute.writes_run("mirrored") and zoo.distribute.task_name("auto") is None
     monkeypatch.setenv("TF_CONFIG", json.dumps(  # an index as a string, as TensorFlow takes it
         {"cluster": workers, "task": {"type": "worker", "index": "1"}}))
