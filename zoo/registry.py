@@ -157,9 +157,12 @@ def _plain(word):
 
 
 def _did_you_mean(word, options):
+    """The option ``word`` spells another way (``VGG16``), else the closest one, as typed
+    or as :func:`_plain` reads both."""
     plain = {_plain(option): option for option in options}
-    close = ([plain[_plain(word)]] if _plain(word) in plain else
-             difflib.get_close_matches(word, options, n=1, cutoff=0.6)
+    if _plain(word) in plain:
+        return f" Did you mean {plain[_plain(word)]!r}?"
+    close = (difflib.get_close_matches(word, options, n=1, cutoff=0.6)
              or [plain[match] for match in difflib.get_close_matches(
                  _plain(word), list(plain), n=1, cutoff=0.6)])
     return f" Did you mean {close[0]!r}?" if close else ""

@@ -269,13 +269,12 @@ class _Setup:
         # statistics over these, nor its own run in the command's later steps: the lock is
         # held to the command's end (zoo.train's own lock, in this thread, passes through).
         lock = directory_lock(run_dir, share=True) if writes else contextlib.nullcontext()
-        held = getattr(args, "_held", None)
+        held = getattr(args, "_held", None)  # (none where a test makes a _Setup itself)
         if held is not None:
             held.enter_context(lock)
+            lock = contextlib.nullcontext()
+        with lock:
             self._statistics(args, run_dir, size, info, writes)
-        else:
-            with lock:
-                self._statistics(args, run_dir, size, info, writes)
         self.size = size
         self.normalize = args.normalize
         self.val_split = next(iter(self.data.held_out), None)
@@ -590,10 +589,10 @@ def _cmd_distill(args):
                                              args.weight_decay))
     held_out = "test" if "test" in setup.info.splits else setup.val_split
     if held_out == "test" and _unlabelled(args.dataset, "test", args.data_dir):
-        print(f"The test split of {args.dataset} has no labels (-1, as TFDS marks them): "
-              f"scoring the {setup.val_split} split instead" if setup.val_split != "test"
-              else f"No score: the test split of {args.dataset} has no labels.")
         held_out = setup.val_split if setup.val_split != "test" else None
+        print(f"The test split of {args.dataset} has no labels (-1, as TFDS marks them): "
+              f"scoring the {held_out} split instead" if held_out else
+              f"No score: the test split of {args.dataset} has no labels.")
     if held_out:
         data_split = setup.load(split=held_out)
         rows = {name: ensembles.evaluate(model, data_split).loc["ensemble"]  # the whole
