@@ -216,6 +216,16 @@ def _tfds_features(builder, name):
     return image, label
 
 
+def _prepared(name, data_dir, manual_dir):
+    """``(builder, image, label)`` of TFDS dataset ``name``: its features checked first (a
+    dataset that is no images with classes is one line before any download), then
+    prepared, as :func:`load` and :func:`info` read it."""
+    builder = _tfds_builder(name, data_dir)
+    image, label = _tfds_features(builder, name)
+    _prepare(builder, name, manual_dir)
+    return builder, image, label
+
+
 def _prepare(builder, name, manual_dir):
     import tensorflow_datasets as tfds
 
@@ -332,9 +342,7 @@ def _tfds_dataset(name, split, data_dir, manual_dir, shuffle_files, seed=0):
     ImageNet photos is about 1.1 GB, where decoded and resized to 256x256 it was 7.9 GB."""
     import tensorflow_datasets as tfds
 
-    builder = _tfds_builder(name, data_dir)
-    image, _ = _tfds_features(builder, name)
-    _prepare(builder, name, manual_dir)
+    builder, image, _ = _prepared(name, data_dir, manual_dir)
     _split_parts(split, {s: builder.info.splits[s].num_examples  # known once prepared
                          for s in builder.info.splits}, name)
     ds = builder.as_dataset(split=split, as_supervised=True, shuffle_files=shuffle_files,
@@ -763,9 +771,7 @@ def info(name=DIGITS, data_dir=None, class_names=None, manual_dir=None):
                            {s: len(paths) for s, (paths, _, _) in scans.items() if paths},
                            None)
     _check_no_class_names(name, class_names, data_dir)
-    builder = _tfds_builder(name, data_dir)
-    image, label = _tfds_features(builder, name)
-    _prepare(builder, name, manual_dir)
+    builder, image, label = _prepared(name, data_dir, manual_dir)
     height, width = image.shape[:2]
     return DatasetInfo(
         name,
