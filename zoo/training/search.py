@@ -223,8 +223,6 @@ def search(model, train_data, val_data, *, model_kwargs=None, trials=8, fine_tri
     ...                                   stem="cifar", width=0.25))   # doctest: +SKIP
     >>> result.best["learning_rate"]                                  # doctest: +SKIP
     """
-    import keras_tuner as kt
-
     space = search_space(learning_rate, weight_decay, dropout, width, optimizer)
     for name, value in (("trials", trials), ("epochs", epochs), ("top", top)):
         check_positive_int(value, name)
@@ -258,31 +256,42 @@ def search(model, train_data, val_data, *, model_kwargs=None, trials=8, fine_tri
             if verbose:
                 print(f"{stage} search: {count} trials of {epochs} epoch(s) over "
                       + ", ".join(f"{k} {_describe(v)}" for k, v in space.items()), flush=True)
-            try:  # (keras-tuner builds a model as it starts, to learn the space)
-                tuner = kt.RandomSearch(
-                    _hypermodel(build, space, seed), objective=kt.Objective(OBJECTIVE, "max"),
-                    max_trials=count, seed=seed + (stage == "fine"), directory=run_dir,
-                    project_name=stage)
-                tuner.search(train_data, validation_data=val_data, epochs=epochs, verbose=verbose)
-            except _UserMistake as stop:  # (a width the model refuses, say)
-                raise stop.error from None
-            except RuntimeError as err:  # keras-tuner: "Number of consecutive failures ..."
-                if "consecutive failures" not in str(err):
-                    raise
-                limit = tuner.oracle.max_consecutive_failed_trials
-                raise UserError(f"The {stage} search stopped: {limit} trials in a row failed, "
-                                f"the last with: {_failures(tuner)[-1]}") from None
-            tables.append(_trials_table(tuner, stage))
-            failed = _failures(tuner)
-            if failed and tables[-1].empty:
-                raise UserError(f"No trial of the {stage} search finished: {len(failed)} failed, "
-                                f"the first with: {failed[0]}")
-            if failed:
-                warnings.warn(f"{len(failed)} trial(s) of the {stage} search failed and are left "
-                              f"out of its table; the first with: {failed[0]}", stacklevel=2)
+            tables.append(_stage_table(
+                stage, count, _hypermodel(build, space, seed), seed + (stage == "fine"),
+                run_dir, train_data, val_data, epochs, verbose))
         table = pd.concat(tables, ignore_index=True)
         best = table.loc[table["val_top1_error"].idxmin()].to_dict()
         return SearchResult(table, best, run_dir)
+
+
+def _stage_table(stage, count, hypermodel, seed, run_dir, train_data, val_data, epochs,
+                 verbose):
+    """The trials' table of one keras-tuner stage of ``count`` trials. A trial's UserError
+    stops it; trials that failed otherwise are a warning, and none finishing, or three in a
+    row failing, one line."""
+    import keras_tuner as kt
+
+    try:  # (keras-tuner builds a model as it starts, to learn the space)
+        tuner = kt.RandomSearch(hypermodel, objective=kt.Objective(OBJECTIVE, "max"),
+                                max_trials=count, seed=seed, directory=run_dir,
+                                project_name=stage)
+        tuner.search(train_data, validation_data=val_data, epochs=epochs, verbose=verbose)
+    except _UserMistake as stop:  # (a width the model refuses, say)
+        raise stop.error from None
+    except RuntimeError as err:  # keras-tuner: "Number of consecutive failures ..."
+        if "consecutive failures" not in str(err):
+            raise
+        limit = tuner.oracle.max_consecutive_failed_trials
+        raise UserError(f"The {stage} search stopped: {limit} trials in a row failed, "
+                        f"the last with: {_failures(tuner)[-1]}") from None
+    table, failed = _trials_table(tuner, stage), _failures(tuner)
+    if failed and table.empty:
+        raise UserError(f"No trial of the {stage} search finished: {len(failed)} failed, "
+                        f"the first with: {failed[0]}")
+    if failed:
+        warnings.warn(f"{len(failed)} trial(s) of the {stage} search failed and are left "
+                      f"out of its table; the first with: {failed[0]}", stacklevel=3)
+    return table
 
 
 def _check_same_search(run_dir, settings):
