@@ -21,16 +21,14 @@ def outputs_probabilities(model):
     >>> outputs_probabilities(keras.Model(inputs, keras.ops.softmax(inputs)))
     True
     """
-    if not getattr(model, "outputs", None):  # a subclassed model: its last layer, if any
-        return bool(model.layers) and _made_by_softmax(model.layers[-1])
-    return _made_by_softmax(model.outputs[0]._keras_history.operation)
+    return _made_by_softmax(model)
 
 
 def _made_by_softmax(operation):
     while isinstance(operation, keras.Model):  # into nested models, subclassed ones too
         if getattr(operation, "outputs", None):
             operation = operation.outputs[0]._keras_history.operation
-        elif operation.layers:  # (no graph: its last layer, as at the top)
+        elif operation.layers:  # a subclassed model (no graph): its last layer
             operation = operation.layers[-1]
         else:
             break
