@@ -48,6 +48,8 @@ def check_choice(value, choices, name, what=""):
         found = value in choices
     except (TypeError, ValueError):
         found = False
+    if isinstance(value, (bool, float)) and not any(type(c) is type(value) for c in choices):
+        found = False  # 2.0 and True equal 2 and 1, but are not the integer choices
     if not found:
         raise UserError(f"`{name}`{what} must be one of {choices}; received {value!r}.")
     return value

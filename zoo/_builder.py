@@ -64,6 +64,19 @@ def check_common_args(weights, pooling, classes, include_top=True, family=None, 
     return os.fspath(weights), classes
 
 
+def caffe_default(flag, weights_path, name):
+    """A builder's ``flag`` for Caffe's way (``ceil_mode``): as given (True or False), or
+    for None, whether ``weights_path`` (from :func:`check_common_args`) is a Caffe file."""
+    if flag is not None and not isinstance(flag, bool):
+        raise UserError(f"`{name}` must be None (the weights' way), True or False; "
+                        f"received {flag!r}.")
+    if flag is not None or weights_path is None:
+        return bool(flag)
+    from zoo import pretrained
+
+    return pretrained.file_format(weights_path) == "caffe"
+
+
 def _shape_tuple(input_shape, model_name):
     """``input_shape`` as a tuple of positive integers or None, or a one-line error."""
     try:
@@ -214,10 +227,19 @@ def initializer(name, he_mode="fan_in"):
     return _INITIALIZERS[name](he_mode)
 
 
-def check_style(kernel_initializer, activation):
-    """Validate the ``kernel_initializer`` and ``activation`` options every builder has."""
+def check_style(kernel_initializer, activation, weights=None):
+    """Validate the ``kernel_initializer`` and ``activation`` options every builder has;
+    ``weights`` (from :func:`check_common_args`) converted from torchvision or Caffe were
+    trained with ReLU, the only activation they fit."""
     check_choice(kernel_initializer, INITIALIZER_CHOICES, "kernel_initializer")
     check_choice(activation, ACTIVATION_CHOICES, "activation")
+    if weights is not None and activation != "relu":
+        from zoo import pretrained
+
+        if pretrained.file_format(weights) != "keras":
+            raise UserError(f"{os.path.basename(weights)} holds weights trained with ReLU; "
+                            f"received activation={activation!r}, which they do not fit. "
+                            "Leave `activation` out (or 'relu').")
 
 
 def fused(activation):

@@ -1,9 +1,11 @@
 """Layers the classic papers used that Keras does not ship."""
 
+import math
+
 import keras
 import numpy as np
 
-from safeio.checks import UserError, is_number
+from safeio.checks import UserError, is_int, is_number
 
 
 # The two LRN settings in use: the paper's (AlexNet, sec. 3.3) and Caffe's (the reference
@@ -39,10 +41,17 @@ class LocalResponseNormalization(keras.layers.Layer):
 
     def __init__(self, depth_radius=2, bias=2.0, alpha=1e-4, beta=0.75, **kwargs):
         super().__init__(**kwargs)
-        if int(depth_radius) != depth_radius or depth_radius < 0:
+        if not is_number(depth_radius) or int(depth_radius) != depth_radius or depth_radius < 0:
             raise UserError(
                 f"depth_radius must be a non-negative integer, received {depth_radius!r}."
             )
+        for what, value, floor in (("bias", bias, "above 0 (k: at 0 or below, a zero "
+                                    "activation divides by 0)"), ("alpha", alpha, ">= 0"),
+                                   ("beta", beta, ">= 0")):
+            if (not is_number(value) or not math.isfinite(value) or value < 0
+                    or (what == "bias" and value == 0)):
+                raise UserError(f"LocalResponseNormalization's `{what}` must be a finite "
+                                f"number {floor}; received {value!r}.")
         self.depth_radius = int(depth_radius)
         self.bias = float(bias)
         self.alpha = float(alpha)
@@ -157,6 +166,82 @@ class ZeroPadChannels(keras.layers.Layer):
 
     def get_config(self):
         return {**super().get_config(), "before": self.before, "after": self.after}
+
+
+@keras.saving.register_keras_serializable(package="zoo")
+class MaxPadding2D(keras.layers.Layer):
+    """Pads rows and columns of a channels-last map with -inf: the padding of a max-pool
+    (PyTorch's and Caffe's), which no window's maximum takes, whatever the sign of the
+    values. ``padding`` as :class:`keras.layers.ZeroPadding2D`'s: an int, ``(rows,
+    columns)``, or ``((top, bottom), (left, right))``.
+
+    :func:`max_pool` uses it for torchvision's padded max-pools and for Caffe's ceil mode.
+
+    Example:
+
+    >>> x = np.zeros((1, 2, 2, 1), "float32")
+    >>> keras.ops.convert_to_numpy(MaxPadding2D(((0, 1), (0, 1)))(x))[0, :, :, 0].tolist()
+    [[0.0, 0.0, -inf], [0.0, 0.0, -inf], [-inf, -inf, -inf]]
+    """
+
+    def __init__(self, padding=1, **kwargs):
+        super().__init__(**kwargs)
+        self.padding = _pairs(padding)
+
+    def call(self, inputs):
+        (top, bottom), (left, right) = self.padding
+        return keras.ops.pad(inputs, [(0, 0), (top, bottom), (left, right), (0, 0)],
+                             constant_values=float("-inf"))
+
+    def compute_output_shape(self, input_shape):
+        grown = [None if size is None else size + sum(pair)
+                 for size, pair in zip(input_shape[1:3], self.padding)]
+        return (input_shape[0], *grown, input_shape[3])
+
+    def get_config(self):
+        return {**super().get_config(), "padding": self.padding}
+
+
+def _pairs(padding):
+    """``padding`` as ``((top, bottom), (left, right))`` of non-negative ints, or one line."""
+    def pair(value):
+        return (value, value) if is_int(value) else tuple(value)
+
+    try:
+        pairs = (pair(padding),) * 2 if is_int(padding) else tuple(pair(p) for p in padding)
+        ok = len(pairs) == 2 and all(len(p) == 2 and all(is_int(v) and v >= 0 for v in p)
+                                     for p in pairs)
+    except TypeError:  # not iterable
+        ok = False
+    if not ok:
+        raise UserError("MaxPadding2D's `padding` must be a non-negative int, (rows, "
+                        "columns) or ((top, bottom), (left, right)); received "
+                        f"{padding!r}.")
+    return tuple(tuple(int(v) for v in p) for p in pairs)
+
+
+def max_pool(x, size, strides, name, padding=0, ceil_mode=False):
+    """A ``size`` x ``size`` max-pool of stride ``strides`` with PyTorch's ``MaxPool2d``
+    arguments: ``padding`` rows and columns of -inf on every side, and in ``ceil_mode``
+    (Caffe's pooling, always) the windows that the bottom or right edge cuts count too:
+    output sides ``ceil((n + 2 padding - size) / strides) + 1`` instead of the floor.
+
+    A :class:`MaxPadding2D` named ``f"{name}_pad"`` (where there is padding) and a
+    ``MaxPooling2D`` named ``name``.
+
+    Example:
+
+    >>> x = keras.Input((57, 56, 8))
+    >>> max_pool(x, 3, 2, "pool", ceil_mode=True).shape  # Caffe: 28 x 28; floor: 28 x 27
+    (None, 28, 28, 8)
+    """
+    # Ceil mode is strides - 1 more rows and columns of -inf at the end. Every window then
+    # starts inside the map, as PyTorch and Caffe require, where padding is 0 and size >=
+    # strides (every ceil-mode pool here: Caffe's models pad none).
+    extra = strides - 1 if ceil_mode else 0
+    if padding or extra:
+        x = MaxPadding2D(((padding, padding + extra),) * 2, name=f"{name}_pad")(x)
+    return keras.layers.MaxPooling2D(size, strides=strides, name=name)(x)
 
 
 @keras.saving.register_keras_serializable(package="zoo")

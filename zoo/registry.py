@@ -28,7 +28,7 @@ _COMMON = ("include_top", "weights", "input_tensor", "input_shape", "pooling", "
 _ALEXNET = dict(module="zoo.models.alexnet", paper="Krizhevsky, Sutskever, Hinton 2012",
                 input_size=227, arguments=_COMMON + (
                     "towers", "norm", "dropout", "width", "kernel_initializer", "activation",
-                    "lrn_params", "lrn_across_towers", "regularizer"))
+                    "lrn_params", "lrn_across_towers", "regularizer", "ceil_mode"))
 _GOOGLENET = dict(module="zoo.models.googlenet", paper="Szegedy et al. 2014", input_size=224,
                   arguments=_COMMON + ("aux_logits", "dropout", "width", "kernel_initializer",
                                        "activation"))
@@ -41,7 +41,8 @@ _RESNET_CIFAR = dict(module="zoo.models.resnet_cifar",
                                           "drop_path_rate", "kernel_initializer",
                                           "activation"))
 _VGG = dict(module="zoo.models.vgg", paper="Simonyan, Zisserman 2014", input_size=224,
-            arguments=_COMMON + ("dropout", "width", "kernel_initializer", "activation"))
+            arguments=_COMMON + ("dropout", "width", "kernel_initializer", "activation",
+                                 "ceil_mode"))
 CATALOG = {
     "alexnet": dict(_ALEXNET, params=62_378_344, total_params=62_378_344, macs=1_135_256_096),
     "googlenet": dict(_GOOGLENET, params=6_998_552, total_params=6_998_552, macs=1_582_671_872),
@@ -146,6 +147,9 @@ def list_models(pattern=None):
     >>> list_models("resnet1*")
     ['resnet18', 'resnet101', 'resnet110', 'resnet152']
     """
+    if pattern is not None and not isinstance(pattern, str):
+        raise UserError(f"list_models' `pattern` must be a string of shell wildcards such as "
+                        f"'resnet*', or None; received {pattern!r}.")
     names = sorted(set(_MODELS) | set(CATALOG), key=natural_key)
     return names if pattern is None else [n for n in names if fnmatch.fnmatchcase(n, pattern)]
 
@@ -303,7 +307,6 @@ def measured_info(name):
     }
 
 
-@functools.lru_cache(maxsize=None)
 def model_info(name):
     """Facts about a registered model at its default input size and classes (1000 for the
     ImageNet networks; 32x32 and 10 for the CIFAR ResNets).
@@ -318,6 +321,13 @@ def model_info(name):
     >>> model_info("alexnet")["params"]
     62378344
     """
+    if not isinstance(name, str):  # (the cache below raised "unhashable type: 'list'")
+        get_entry(name)  # its one line
+    return _model_info(name)
+
+
+@functools.lru_cache(maxsize=None)
+def _model_info(name):
     if name in CATALOG:
         facts = CATALOG[name]
         return {"name": name, **{k: facts[k] for k in (

@@ -374,17 +374,22 @@ def opencv_forward(prototxt, caffemodel, x, outputs):
 
 
 @ALL
-def test_opencv_runs_the_caffemodel_alexnet_reads_the_same(tmp_path):
+@pytest.mark.parametrize("size, grid", [((99, 131), (2, 3)), ((103, 224), (3, 6))])
+def test_opencv_runs_the_caffemodel_alexnet_reads_the_same(tmp_path, size, grid):
+    """At 103x224 Caffe's max-pools round up where the paper's arithmetic rounds down
+    (conv1's 24x54 pools to 12x27, not 11x26; pool5 is 3x6, not 2x5): Caffe weights build
+    them so, and at 224x224 the top fits (pool5 6x6)."""
     rng = np.random.default_rng(5)
-    params = alexnet_params((2, 3), width=32, classes=10, rng=rng)
+    params = alexnet_params(grid, width=32, classes=10, rng=rng)
     path, prototxt = str(tmp_path / "alexnet.caffemodel"), str(tmp_path / "deploy.prototxt")
     write_caffemodel(path, params, legacy=True)
     with open(prototxt, "w") as f:
-        f.write(alexnet_prototxt((2, 3, 99, 131), width=32, classes=10))
-    x = rng.uniform(-60, 60, (2, 3, 99, 131))
+        f.write(alexnet_prototxt((2, 3, *size), width=32, classes=10))
+    x = rng.uniform(-60, 60, (2, 3, *size))
     (expected,) = opencv_forward(prototxt, path, x, ["fc8"])
-    model = zoo.alexnet(weights=path, input_shape=(99, 131, 3), width=32, classes=10,
+    model = zoo.alexnet(weights=path, input_shape=(*size, 3), width=32, classes=10,
                         classifier_activation=None)
+    assert model.get_layer("pool5_tower1").output.shape[1:3] == grid
     logits = model.predict(x.transpose(0, 2, 3, 1).astype("float32"), verbose=0)
     np.testing.assert_allclose(logits, expected, rtol=1e-4, atol=1e-4 * np.abs(expected).max())
     np.testing.assert_allclose(caffe_alexnet(params, x), expected, rtol=1e-4,
@@ -430,3 +435,9 @@ def test_opencv_runs_googlenet_at_odd_sizes_pooling_in_caffes_ceil_mode(tmp_path
     logits = model.predict(x.transpose(0, 2, 3, 1).astype("float32"), verbose=0)
     np.testing.assert_allclose(logits, expected, rtol=1e-4, atol=1e-4 * np.abs(expected).max())
     assert expected.std() > 0.1
+    # Built for any size, the same pools: "same" for sizes unknown shifted the windows of
+    # odd sides (logits off by 15 of 208).
+    anysize = zoo.googlenet(weights=path, input_shape=(None, None, 3), width=0.25, classes=10,
+                            classifier_activation=None)
+    logits = anysize.predict(x.transpose(0, 2, 3, 1).astype("float32"), verbose=0)
+    np.testing.assert_allclose(logits, expected, rtol=1e-4, atol=1e-4 * np.abs(expected).max())

@@ -1,3 +1,5 @@
+import re
+
 import numpy as np
 import pytest
 import keras
@@ -106,10 +108,26 @@ def test_lrn_is_registered_for_keras_files(tmp_path):
     assert loaded.layers[-1].alpha == 0.01
 
 
-@pytest.mark.parametrize("bad", [-1, 1.5])
+@pytest.mark.parametrize("bad", [-1, 1.5, "a", None])
 def test_lrn_rejects_bad_radius(bad):
-    with pytest.raises(ValueError, match="depth_radius"):
+    with pytest.raises(ValueError, match="depth_radius must be a non-negative integer, "
+                                         f"received {bad!r}"):
         LocalResponseNormalization(depth_radius=bad)
+
+
+@pytest.mark.parametrize("setting, allowed", [
+    ({"bias": -5.0}, "above 0"), ({"bias": 0}, "above 0"), ({"alpha": "x"}, ">= 0"),
+    ({"alpha": -1e-4}, ">= 0"), ({"beta": float("nan")}, ">= 0"), ({"beta": None}, ">= 0")])
+def test_lrn_settings_that_give_nan_or_fail_later_are_one_line(setting, allowed):
+    """bias -5, beta -1 built and gave NaN; alpha "x" was float()'s own error."""
+    (what, value), = setting.items()
+    message = rf"`{what}` must be a finite number {allowed}.*received {value!r}"
+    with pytest.raises(ValueError, match=message.replace("(", r"\(")):
+        LocalResponseNormalization(**setting)
+    import zoo
+
+    with pytest.raises(ValueError, match=rf"`{what}` must be"):  # AlexNet's lrn_params
+        zoo.alexnet(input_shape=(67, 67, 3), include_top=False, lrn_params=setting)
 
 
 def test_lrn_rejects_non_image_input():
@@ -251,6 +269,57 @@ def test_fractional_max_pooling_trains_round_trips_and_refuses_bad_ratios(tmp_pa
     # NumPy's numbers were refused with "must be a number ...; received np.float32(1.5)".
     assert FractionalMaxPooling2D(np.float32(1.5)).ratio == 1.5
     assert DropConnectDense(3, rate=np.float32(0.25)).rate == 0.25
+
+
+# --- Max-pools padded with -inf: torchvision's padding, Caffe's ceil mode ------------------
+
+
+@pytest.mark.parametrize("side, size, strides, ceil_mode, padding", [
+    (7, 3, 2, True, 0), (8, 3, 2, True, 0), (7, 2, 2, True, 0), (8, 2, 2, True, 0),
+    (7, 3, 2, False, 1)])
+def test_max_pool_is_caffes_and_torchvisions_pooling_of_negative_maps(side, size, strides,
+                                                                      ceil_mode, padding):
+    """Caffe's pooling (the NumPy reference its tests hold against OpenCV's Caffe runtime):
+    the windows the edge cuts count, and the padding never wins, though every value is
+    below 0 (zeros would: the padded max-pool of an ELU ResNet took 0.207 where -inf gives
+    the map's own). Floor mode with padding on odd sides, where Caffe's rounding agrees."""
+    from tests.zoo.test_caffe import pool
+    from zoo.layers import max_pool
+
+    x = -np.random.default_rng(side).uniform(0.1, 3, (2, side, side + 2, 3)).astype("float32")
+    inputs = keras.Input((None, None, 3))
+    model = keras.Model(inputs, max_pool(inputs, size, strides, "pool", padding, ceil_mode))
+    want = pool(x.transpose(0, 3, 1, 2), size, strides, pad=padding).transpose(0, 2, 3, 1)
+    np.testing.assert_allclose(keras.ops.convert_to_numpy(model(x)), want, rtol=1e-6)
+    assert np.isfinite(want).all() and want.max() < 0
+
+
+def test_max_padding_round_trips_and_refuses_bad_padding(tmp_path):
+    from zoo.layers import MaxPadding2D
+
+    model = keras.Sequential([keras.Input((4, 5, 2)), MaxPadding2D(((0, 1), (2, 0)))])
+    assert model.output_shape == (None, 5, 7, 2)
+    model.save(tmp_path / "m.keras")
+    loaded = keras.saving.load_model(tmp_path / "m.keras")
+    assert loaded.layers[-1].padding == ((0, 1), (2, 0))
+    for bad in (-1, (1, 2, 3), "same", 1.5):
+        with pytest.raises(ValueError, match=rf"`padding` must be .*received "
+                                             rf"{re.escape(repr(bad))}"):
+            MaxPadding2D(bad)
+
+
+def test_an_elu_resnet_pads_its_stem_pool_with_minus_infinity():
+    import zoo
+
+    model = zoo.resnet18(input_shape=(65, 65, 3), activation="elu", classes=3)
+    stem = keras.Model(model.inputs, [model.get_layer("conv1_elu").output,
+                                      model.get_layer("pool1_pool").output])
+    from tests.zoo.test_caffe import pool
+
+    x = np.random.default_rng(0).uniform(0, 255, (1, 65, 65, 3)).astype("float32")
+    before, after = (keras.ops.convert_to_numpy(t) for t in stem(x))
+    want = pool(before.transpose(0, 3, 1, 2), 3, 2, pad=1).transpose(0, 2, 3, 1)
+    np.testing.assert_allclose(after, want, rtol=1e-6)
 
 
 def test_a_channel_slice_past_the_channels_is_one_line():

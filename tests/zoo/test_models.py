@@ -265,6 +265,40 @@ def test_resnet_depth_must_be_known():
         with pytest.raises(zoo.UserError, match=r"`depth` must be one of \[18, 34, 50, 101, "
                                                 r"152\]; received (\[18\]|array)"):
             zoo.resnet(depth)
+    # 18.0 equals 18: it built "resnet18.0"; and a depth without weights was reported as
+    # "resnet20 has no weights named 'imagenet'" before the depth was looked at.
+    for depth in (18.0, True):
+        with pytest.raises(zoo.UserError, match=rf"`depth` must be one of.*received {depth}"):
+            zoo.resnet(depth)
+    with pytest.raises(zoo.UserError, match=r"`depth` must be one of.*received 20\."):
+        zoo.resnet(20, weights="imagenet")
+    assert zoo.resnet(np.int64(18), input_shape=(32, 32, 3)).name == "resnet18"
+    assert zoo.resnet_cifar(np.int64(8), width=0.25).name == "resnet8"  # (NumPy's: refused)
+
+
+def test_towers_of_two_point_zero_are_one_line():
+    """2.0 == 2 passed the check, then range() failed inside the builder (a TypeError)."""
+    with pytest.raises(zoo.UserError, match=r"`towers` must be 1.*or 2.*received 2.0"):
+        zoo.alexnet(towers=2.0, input_shape=(67, 67, 3), include_top=False)
+
+
+@pytest.mark.parametrize("weights", ["tv_in1k", "file"])
+def test_converted_weights_refuse_another_activation(tmp_path, monkeypatch, weights):
+    """torchvision's and Caffe's weights were trained with ReLU: with PReLU a Caffe AlexNet
+    failed inside the reader (int('1_prelu')), an ELU ResNet loaded them and gave other
+    numbers."""
+    if weights == "file":
+        from tests.zoo.test_caffe import alexnet_params, write_caffemodel
+
+        weights = str(tmp_path / "bvlc_alexnet.caffemodel")
+        write_caffemodel(weights, alexnet_params((1, 1), 16, 10, np.random.default_rng(0)))
+        build = functools.partial(zoo.alexnet, include_top=False, activation="prelu")
+    else:  # the cached file's name, not read: the check comes first
+        monkeypatch.setattr("zoo.pretrained.weights_file", lambda entry: entry.file_name)
+        build = functools.partial(zoo.resnet18, activation="elu")
+    with pytest.raises(zoo.UserError, match=r"\.(pth|caffemodel) holds weights trained with "
+                                            r"ReLU; received activation='(elu|prelu)'"):
+        build(weights=weights)
 
 
 # --- ResNet -------------------------------------------------------------------------------

@@ -104,6 +104,10 @@ def test_unknown_model_lists_available_names():
             zoo.get_model(typed)
     with pytest.raises(ValueError, match=r"A model name must be a string; received list"):
         zoo.get_model(["alexnet"])
+    with pytest.raises(ValueError, match=r"A model name must be a string; received list"):
+        zoo.model_info(["alexnet"])  # (the cache's TypeError: unhashable type)
+    with pytest.raises(ValueError, match=r"`pattern` must be a string.*received 5"):
+        zoo.list_models(5)  # (fnmatch's TypeError)
 
 
 def test_register_model_refuses_a_second_builder_under_a_taken_name():

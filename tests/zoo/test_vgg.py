@@ -196,10 +196,12 @@ def vgg_prototxt(shape, depth, width, fc, classes):
     return _net(shape, "".join(parts))
 
 
-def test_the_authors_caffe_vgg_gives_opencvs_logits(tmp_path):
-    """A VGG-11 caffemodel (random blobs, Caffe's layer names, 1/16 of the widths) at 64x64:
+@pytest.mark.parametrize("size, grid", [((64, 64), (2, 2)), ((80, 100), (3, 4))])
+def test_the_authors_caffe_vgg_gives_opencvs_logits(tmp_path, size, grid):
+    """A VGG-11 caffemodel (random blobs, Caffe's layer names, 1/16 of the widths):
     OpenCV's Caffe importer runs the file; the zoo's VGG built from it gives the same logits
-    (fc6 reads the 2x2 block-5 map, flattened (C, H, W) by Caffe)."""
+    (fc6 reads the block-5 map, flattened (C, H, W) by Caffe). At 80x100 the pools meet
+    odd sides (5x25 -> 3x13): Caffe rounds up (a 3x4 block-5 map), torchvision down (2x3)."""
     from tests.zoo.test_caffe import opencv_forward, write_caffemodel
 
     width, fc, classes = 0.0625, 256, 10
@@ -212,18 +214,19 @@ def test_the_authors_caffe_vgg_gives_opencvs_logits(tmp_path):
             layers[f"conv{block}_{i}"] = [rng.normal(0, np.sqrt(2 / (9 * cin)), (out, cin, 3, 3)),
                                           rng.normal(0, 0.1, out)]
             cin = out
-    for name, (out, inputs) in {"fc6": (fc, 32 * 2 * 2), "fc7": (fc, fc),
+    for name, (out, inputs) in {"fc6": (fc, 32 * grid[0] * grid[1]), "fc7": (fc, fc),
                                 "fc8": (classes, fc)}.items():
         layers[name] = [rng.normal(0, np.sqrt(2 / inputs), (out, inputs)), rng.normal(0, 0.1, out)]
     path, prototxt = str(tmp_path / "vgg11.caffemodel"), str(tmp_path / "deploy.prototxt")
     write_caffemodel(path, {k: [v.astype("float32") for v in blobs]
                             for k, blobs in layers.items()})
     with open(prototxt, "w") as f:
-        f.write(vgg_prototxt((2, 3, 64, 64), 11, width, fc, classes))
-    x = rng.uniform(-60, 60, (2, 3, 64, 64))
+        f.write(vgg_prototxt((2, 3, *size), 11, width, fc, classes))
+    x = rng.uniform(-60, 60, (2, 3, *size))
     (expected,) = opencv_forward(prototxt, path, x, ["fc8"])
-    model = zoo.vgg11(weights=path, input_shape=(64, 64, 3), width=width, classes=classes,
+    model = zoo.vgg11(weights=path, input_shape=(*size, 3), width=width, classes=classes,
                       classifier_activation=None)
+    assert model.get_layer("block5_pool").output.shape[1:3] == grid
     assert model.get_layer("fc1").units == fc
     logits = np.asarray(model(x.transpose(0, 2, 3, 1).astype("float32"), training=False))
     np.testing.assert_allclose(logits, expected, rtol=1e-4, atol=1e-4 * np.abs(expected).max())

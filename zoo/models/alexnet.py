@@ -12,10 +12,10 @@ count is the same, and grouped convolutions are ~7x slower to train on CPU in Ke
 import keras
 from keras import layers
 
-from safeio.checks import UserError, check_choice, check_positive_int
+from safeio.checks import UserError, check_choice, check_positive_int, is_int
 from zoo import _builder
 from zoo.layers import (LRN_PRESETS, ChannelSlice, DropConnectDense,
-                        LocalResponseNormalization)
+                        LocalResponseNormalization, max_pool)
 from zoo.registry import register_model
 
 NORM_CHOICES = ("lrn", "batch", None)
@@ -62,25 +62,27 @@ def _norm(x, norm, name, lrn_params=None):
     return x
 
 
-def _pool(x, name):
-    return layers.MaxPooling2D(3, strides=2, name=name)(x)  # overlapping: 3x3, stride 2
+def _pool(x, name, ceil_mode):
+    return max_pool(x, 3, 2, name, ceil_mode=ceil_mode)  # overlapping: 3x3, stride 2
 
 
 def _join(branches, name):
     return branches[0] if len(branches) == 1 else layers.Concatenate(name=name)(branches)
 
 
-def _features(x, towers, norm, style, lrn_params=None, lrn_across_towers=False):
+def _features(x, towers, norm, style, lrn_params=None, lrn_across_towers=False,
+              ceil_mode=False):
     suffixes = [""] if towers == 1 else [f"_tower{t + 1}" for t in range(towers)]
     if towers > 1 and lrn_across_towers and norm is not None:
-        both = _joint_stem(x, suffixes, norm, style, lrn_params)
+        both = _joint_stem(x, suffixes, norm, style, lrn_params, ceil_mode)
     else:
         branches = []
         for s in suffixes:
             y = _conv(x, 96 // towers, 11, f"conv1{s}", style, strides=4, padding="valid")
-            y = _pool(_norm(y, norm, f"norm1{s}", lrn_params), f"pool1{s}")  # 27x27 (55 before)
+            y = _norm(y, norm, f"norm1{s}", lrn_params)
+            y = _pool(y, f"pool1{s}", ceil_mode)  # 27x27 (55 before)
             y = _conv(y, 256 // towers, 5, f"conv2{s}", style, bias=1.0)
-            y = _pool(_norm(y, norm, f"norm2{s}", lrn_params), f"pool2{s}")  # 13x13
+            y = _pool(_norm(y, norm, f"norm2{s}", lrn_params), f"pool2{s}", ceil_mode)  # 13x13
             branches.append(y)
         both = _join(branches, "concat2")  # conv3 talks across towers
     branches = []
@@ -88,21 +90,21 @@ def _features(x, towers, norm, style, lrn_params=None, lrn_across_towers=False):
         y = _conv(both, 384 // towers, 3, f"conv3{s}", style)
         y = _conv(y, 384 // towers, 3, f"conv4{s}", style, bias=1.0)
         y = _conv(y, 256 // towers, 3, f"conv5{s}", style, bias=1.0)
-        branches.append(_pool(y, f"pool5{s}"))  # 6x6
+        branches.append(_pool(y, f"pool5{s}", ceil_mode))  # 6x6
     return _join(branches, "concat5")
 
 
-def _joint_stem(x, suffixes, norm, style, lrn_params):
+def _joint_stem(x, suffixes, norm, style, lrn_params, ceil_mode):
     """conv1 and conv2 in towers, each normalised across both towers' channels, as the
     reference bvlc_alexnet model ran them (one 96-channel conv1 output, a grouped conv2)."""
     towers = len(suffixes)
     y = _join([_conv(x, 96 // towers, 11, f"conv1{s}", style, strides=4, padding="valid")
                for s in suffixes], "concat1")
-    y = _pool(_norm(y, norm, "norm1", lrn_params), "pool1")
+    y = _pool(_norm(y, norm, "norm1", lrn_params), "pool1", ceil_mode)
     half = 96 // towers
     y = _join([_conv(ChannelSlice(t * half, (t + 1) * half, name=f"split1{s}")(y), 256 // towers,
                      5, f"conv2{s}", style, bias=1.0) for t, s in enumerate(suffixes)], "concat2")
-    return _pool(_norm(y, norm, "norm2", lrn_params), "pool2")
+    return _pool(_norm(y, norm, "norm2", lrn_params), "pool2", ceil_mode)
 
 
 def _dense(x, units, name, style, bias, dropconnect=None):
@@ -129,10 +131,11 @@ def _fully_connected(x, width, dropout, regularizer, style):
     return x
 
 
-def _check_knobs(towers, norm, dropout, width, kernel_initializer, activation, regularizer):
-    _builder.check_style(kernel_initializer, activation)
+def _check_knobs(towers, norm, dropout, width, kernel_initializer, activation, regularizer,
+                 weights):
+    _builder.check_style(kernel_initializer, activation, weights)
     check_choice(regularizer, REGULARIZER_CHOICES, "regularizer")
-    if towers not in TOWER_CHOICES or isinstance(towers, bool):
+    if not is_int(towers) or towers not in TOWER_CHOICES:  # (2.0 built, then failed)
         raise UserError(
             f"`towers` must be 1 (one tower) or 2 (the paper's two-GPU layout); "
             f"received {towers!r}."
@@ -155,13 +158,15 @@ def _lrn_params(lrn_params):
     return {**LRN_PRESETS["paper"], **lrn_params}
 
 
-def _architecture(weights_path, towers, lrn_params, lrn_across_towers):
+def _architecture(weights_path, towers, lrn_params, lrn_across_towers, ceil_mode):
     """The paper's defaults, or what a Caffe weights file was trained with: two towers
-    (required: Caffe's grouped convolutions) and Caffe's LRN across both towers (the
-    defaults then, which explicit arguments override)."""
+    (required: Caffe's grouped convolutions), Caffe's LRN across both towers and its
+    pooling (the defaults then, which explicit arguments override)."""
     from zoo import pretrained
 
-    chosen = {"towers": 1, "lrn_params": "paper", "lrn_across_towers": False}
+    _builder.caffe_default(ceil_mode, None, "ceil_mode")  # (checked; chosen below)
+    chosen = {"towers": 1, "lrn_params": "paper", "lrn_across_towers": False,
+              "ceil_mode": False}
     if weights_path is not None and pretrained.file_format(weights_path) == "caffe":
         chosen = dict(pretrained.CAFFE_ALEXNET_ARCHITECTURE)
         if towers not in (None, chosen["towers"]):
@@ -169,9 +174,11 @@ def _architecture(weights_path, towers, lrn_params, lrn_across_towers):
                 "The Caffe reference AlexNet (bvlc_alexnet) is the two-tower network: its "
                 "conv2, conv4 and conv5 are grouped convolutions; received "
                 f"{{'towers': {towers!r}}}. Leave `towers` out (or 2).")
-    given = {"towers": towers, "lrn_params": lrn_params, "lrn_across_towers": lrn_across_towers}
+    given = {"towers": towers, "lrn_params": lrn_params, "lrn_across_towers": lrn_across_towers,
+             "ceil_mode": ceil_mode}
     chosen.update({k: v for k, v in given.items() if v is not None})
-    return chosen["towers"], _lrn_params(chosen["lrn_params"]), bool(chosen["lrn_across_towers"])
+    return (chosen["towers"], _lrn_params(chosen["lrn_params"]),
+            bool(chosen["lrn_across_towers"]), bool(chosen["ceil_mode"]))
 
 
 @register_model(paper="Krizhevsky, Sutskever, Hinton 2012", input_size=227,
@@ -194,6 +201,7 @@ def alexnet(
     lrn_params=None,
     lrn_across_towers=None,
     regularizer="dropout",
+    ceil_mode=None,
 ):
     """Build AlexNet (Krizhevsky et al. 2012) as a functional Keras model.
 
@@ -235,6 +243,11 @@ def alexnet(
             (the paper: a Dropout layer after each) or ``"dropconnect"`` (Wan et al. 2013:
             fc6 and fc7 are :class:`zoo.layers.DropConnectDense`, dropping weights, with
             the same names and weights).
+        ceil_mode: whether the max-pools round their output size up, as Caffe's do
+            (torchvision's ``ceil_mode=True``: the windows the bottom and right edges cut
+            count too), or down. None: up for Caffe weights, else down (the paper's
+            arithmetic). The two agree at 227x227; at 224x224 pool5 is 6x6 rounding up,
+            5x5 down.
 
     Example:
 
@@ -245,9 +258,10 @@ def alexnet(
     weights, classes = _builder.check_common_args(weights, pooling, classes, include_top,
                                                   family="alexnet", model="alexnet",
                                                   classifier_activation=classifier_activation)
-    towers, lrn_params, lrn_across_towers = _architecture(weights, towers, lrn_params,
-                                                          lrn_across_towers)
-    _check_knobs(towers, norm, dropout, width, kernel_initializer, activation, regularizer)
+    towers, lrn_params, lrn_across_towers, ceil_mode = _architecture(
+        weights, towers, lrn_params, lrn_across_towers, ceil_mode)
+    _check_knobs(towers, norm, dropout, width, kernel_initializer, activation, regularizer,
+                 weights)
     width = int(width)  # (a NumPy integer too: Keras' Dense takes Python ints)
     style = (kernel_initializer, activation)
     image, inputs = _builder.resolve_input(
@@ -258,7 +272,7 @@ def alexnet(
         model_name="AlexNet",
         fixed_size=include_top,
     )
-    x = _features(image, towers, norm, style, lrn_params, lrn_across_towers)
+    x = _features(image, towers, norm, style, lrn_params, lrn_across_towers, ceil_mode)
     if include_top:
         x = layers.Flatten(name="flatten")(x)
         x = _fully_connected(x, width, dropout, regularizer, style)

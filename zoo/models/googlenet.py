@@ -15,7 +15,7 @@ from keras import layers
 
 from safeio.checks import UserError
 from zoo import _builder
-from zoo.layers import LRN_PRESETS, LocalResponseNormalization
+from zoo.layers import LRN_PRESETS, LocalResponseNormalization, max_pool
 from zoo.registry import register_model
 
 # name: (#1x1, #3x3 reduce, #3x3, #5x5 reduce, #5x5, pool proj), the paper's table 1.
@@ -68,15 +68,8 @@ def _lrn(x, name):
 
 def _maxpool(x, name):
     """The 3x3/2 max-pool in Caffe's ceil mode (no padding; the last window may be cut by
-    the edge): on a side of even length that is Keras' "same" (one more row after, left
-    out of the max), on an odd one "valid". Sides of both kinds (a non-square input) pool
-    rows, then columns; sizes unknown when built pool as "same"."""
-    rows, columns = ("same" if side is None or side % 2 == 0 else "valid"
-                     for side in x.shape[1:3])
-    if rows == columns:
-        return layers.MaxPooling2D(3, strides=2, padding=rows, name=name)(x)
-    x = layers.MaxPooling2D((3, 1), strides=(2, 1), padding=rows, name=f"{name}_rows")(x)
-    return layers.MaxPooling2D((1, 3), strides=(1, 2), padding=columns, name=name)(x)
+    the edge): 57 -> 28 and 56 -> 28, at sizes known or not when built."""
+    return max_pool(x, 3, 2, name, ceil_mode=True)
 
 
 def _scaled(filters, width):
@@ -113,8 +106,9 @@ def _aux_head(x, classes, classifier_activation, name, width, style):
                         dtype=_builder.classifier_dtype())(x)
 
 
-def _check_knobs(aux_logits, include_top, dropout, width, kernel_initializer, activation):
-    _builder.check_style(kernel_initializer, activation)
+def _check_knobs(aux_logits, include_top, dropout, width, kernel_initializer, activation,
+                 weights):
+    _builder.check_style(kernel_initializer, activation, weights)
     if aux_logits and not include_top:
         raise UserError("`aux_logits=True` needs `include_top=True`: the auxiliary heads "
                         "are classifiers; received include_top=False.")
@@ -167,7 +161,8 @@ def googlenet(
     weights, classes = _builder.check_common_args(weights, pooling, classes, include_top,
                                                   family="googlenet", model="googlenet",
                                                   classifier_activation=classifier_activation)
-    _check_knobs(aux_logits, include_top, dropout, width, kernel_initializer, activation)
+    _check_knobs(aux_logits, include_top, dropout, width, kernel_initializer, activation,
+                 weights)
     style = (kernel_initializer, activation)
     image, inputs = _builder.resolve_input(
         input_tensor, input_shape, default_shape=(224, 224, 3),

@@ -4,9 +4,9 @@ The torchvision layout ("v1.5"): no convolution biases, BatchNorm after every co
 projection shortcuts (1x1 convolution + BatchNorm) only where the shape changes, and the
 stride of a downsampling bottleneck on its 3x3 convolution rather than its first 1x1.
 Trainable parameter counts equal torchvision's exactly, and so does the padding: a strided
-convolution and the stem's max-pool pad every side (explicit ``ZeroPadding2D`` layers, then
-"valid", as keras.applications does), where Keras' "same" would pad the bottom and right
-only. So torchvision's weights give torchvision's numbers (``weights="imagenet"`` or a
+convolution pads every side with zeros and the stem's max-pool with -inf (explicit
+``ZeroPadding2D`` and ``MaxPadding2D`` layers, then "valid", as keras.applications does),
+where Keras' "same" would pad the bottom and right only. So torchvision's weights give torchvision's numbers (``weights="imagenet"`` or a
 state dict file, :mod:`zoo.pretrained`). In narrow models, a strided projection on fewer
 than 16 channels subsamples, then convolves (``MIN_STRIDED_POINTWISE_CHANNELS``).
 """
@@ -16,6 +16,7 @@ from keras import layers
 
 from safeio.checks import check_choice, check_rate
 from zoo import _builder
+from zoo.layers import MaxPadding2D
 from zoo.registry import register_model
 
 PAPER = "He, Zhang, Ren, Sun 2015"
@@ -104,9 +105,9 @@ def bottleneck_block(x, filters, strides, name, zero_init_residual=False, drop_r
 BLOCKS = {"basic": basic_block, "bottleneck": bottleneck_block}
 
 
-def _check_knobs(depth, stem, drop_path_rate, dropout, width, kernel_initializer, activation):
-    _builder.check_style(kernel_initializer, activation)
-    check_choice(depth, sorted(STAGES), "depth")
+def _check_knobs(depth, stem, drop_path_rate, dropout, width, kernel_initializer, activation,
+                 weights):
+    _builder.check_style(kernel_initializer, activation, weights)
     check_choice(stem, STEM_CHOICES, "stem")
     check_rate(drop_path_rate, "drop_path_rate")
     _builder.check_dropout(dropout)
@@ -162,10 +163,12 @@ def resnet(
     >>> model.output_shape
     (None, 10)
     """
+    check_choice(depth, sorted(STAGES), "depth")  # (before its weights, named by it)
     weights, classes = _builder.check_common_args(weights, pooling, classes, include_top,
                                                   family="resnet", model=f"resnet{depth}",
                                                   classifier_activation=classifier_activation)
-    _check_knobs(depth, stem, drop_path_rate, dropout, width, kernel_initializer, activation)
+    _check_knobs(depth, stem, drop_path_rate, dropout, width, kernel_initializer, activation,
+                 weights)
     style = (kernel_initializer, activation)
     image, inputs = _builder.resolve_input(
         input_tensor, input_shape, default_shape=(224, 224, 3),
@@ -174,9 +177,9 @@ def resnet(
     w = lambda filters: max(1, int(round(filters * width)))  # noqa: E731
     if stem == "imagenet":
         x = _conv_bn(image, w(64), 7, 2, "conv1", style)  # 112x112
-        # torchvision pads the max-pool with -inf on every side; after a ReLU, zeros are
-        # the same.
-        x = layers.ZeroPadding2D(1, name="pool1_pad")(x)
+        # torchvision pads the max-pool with -inf on every side (zeros are the same after a
+        # ReLU, not after the other activations).
+        x = MaxPadding2D(1, name="pool1_pad")(x)
         x = layers.MaxPooling2D(3, strides=2, name="pool1_pool")(x)  # 56x56
     else:
         x = _conv_bn(image, w(64), 3, 1, "conv1", style)

@@ -17,7 +17,7 @@ side, as the PyTorch implementations of the paper's networks do.
 
 from keras import layers
 
-from safeio.checks import UserError, check_choice, check_rate
+from safeio.checks import UserError, check_choice, check_rate, is_int
 from zoo import _builder
 from zoo.layers import ZeroPadChannels
 from zoo.models.resnet import _conv_bn, _merge
@@ -53,7 +53,7 @@ def _block(x, filters, strides, name, shortcut, zero_init_residual, drop_rate, s
 
 def check_depth(depth):
     """The CIFAR ResNets have 6n + 2 layers, n >= 1."""
-    if isinstance(depth, bool) or not isinstance(depth, int) or depth < 8 or (depth - 2) % 6:
+    if not is_int(depth) or depth < 8 or (depth - 2) % 6:
         raise UserError(f"`depth` of a CIFAR ResNet must be 6n + 2 for an integer n >= 1 "
                         f"(8, 14, 20, 32, 44, 56, 110, ...); received {depth!r}.")
     return (depth - 2) // 6

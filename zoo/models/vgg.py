@@ -16,6 +16,7 @@ from keras import layers
 
 from safeio.checks import check_choice
 from zoo import _builder
+from zoo.layers import max_pool
 from zoo.registry import register_model
 
 PAPER = "Simonyan, Zisserman 2014"
@@ -60,6 +61,7 @@ def vgg(
     kernel_initializer="he",
     activation="relu",
     batch_norm=False,
+    ceil_mode=None,
 ):
     """Build VGG of ``depth`` 11, 13, 16 or 19, with BatchNorm if ``batch_norm``.
 
@@ -69,9 +71,9 @@ def vgg(
         classifier_activation: as in ``keras.applications``; default input
             ``(224, 224, 3)``; with the top, height and width are fixed (fc1 flattens the
             block-5 map: 7x7x512 at 224). ``weights``: None, a local ``.weights.h5``, a
-            torchvision state dict (``.safetensors``, or ``.pth`` with PyTorch), or
-            ``"imagenet"`` (torchvision's file, from the local cache; see
-            :mod:`zoo.pretrained`).
+            torchvision state dict (``.safetensors``, or ``.pth`` with PyTorch), the
+            authors' Caffe file (``VGG_ILSVRC_16_layers.caffemodel``), or ``"imagenet"``
+            (torchvision's file, from the local cache; see :mod:`zoo.pretrained`).
         name: model name, default ``f"vgg{depth}"`` (``f"vgg{depth}_bn"``).
         dropout: dropout after fc1 and fc2 (0.5 in the paper).
         width: multiplier of every layer's width (64 ... 512 filters, 4096 units at 1.0).
@@ -80,6 +82,11 @@ def vgg(
             (N(0, 0.01)) for the convolutions; fc layers draw from N(0, 0.01), as torchvision's.
         activation: ``"relu"`` (paper), ``"leaky_relu"``, ``"prelu"`` or ``"elu"``.
         batch_norm: a BatchNorm after every convolution (torchvision's ``vgg16_bn``).
+        ceil_mode: whether the max-pools round their output size up, as Caffe's do (the
+            authors' files; torchvision's ``ceil_mode=True``), or down (torchvision's
+            VGGs). None: up for Caffe weights, else down. The two agree where every
+            block's map has an even side (224x224); at 100x100, block 5 pools to 4x4 up
+            and 3x3 down.
 
     Example:
 
@@ -93,8 +100,9 @@ def vgg(
     weights, classes = _builder.check_common_args(weights, pooling, classes, include_top,
                                                   family="vgg", model=registered,
                                                   classifier_activation=classifier_activation)
-    _builder.check_style(kernel_initializer, activation)
+    _builder.check_style(kernel_initializer, activation, weights)
     _builder.check_dropout(dropout)
+    ceil_mode = _builder.caffe_default(ceil_mode, weights, "ceil_mode")
     _builder.check_multiplier(width)
     style = (kernel_initializer, activation)
     image, inputs = _builder.resolve_input(
@@ -105,7 +113,7 @@ def vgg(
     for block, (convs, filters) in enumerate(zip(CONVS[depth], FILTERS), start=1):
         for i in range(1, convs + 1):
             x = _conv(x, w(filters), f"block{block}_conv{i}", batch_norm, style)
-        x = layers.MaxPooling2D(2, strides=2, name=f"block{block}_pool")(x)
+        x = max_pool(x, 2, 2, f"block{block}_pool", ceil_mode=ceil_mode)
     if include_top:
         x = layers.Flatten(name="flatten")(x)
         x = _fc(x, w(4096), "fc1", dropout, style)

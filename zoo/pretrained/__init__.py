@@ -45,12 +45,13 @@ CAFFE_GOOGLENET = {"resize": 256, "warp": True, "crop": 224, "channel_order": "B
 CAFFE_ALEXNET = {"resize": 256, "warp": True, "crop": 227, "channel_order": "BGR",
                  "mean": (104.00698793, 116.66876762, 122.67891434)}
 # bvlc_alexnet is the two-tower network, its LRN Caffe's (k=1, alpha/n) and across all
-# channels of conv1 and conv2, as Caffe ran it.
+# channels of conv1 and conv2, its max-pools Caffe's (rounding up), as Caffe ran it.
 # The VGG authors' Caffe models: BGR in [0, 255] minus the channel means of their
 # deploy prototxt (keras.applications' "caffe" mode), shorter side 256 and centre crop here.
 CAFFE_VGG = {"resize": 256, "crop": 224, "channel_order": "BGR",
              "mean": (103.939, 116.779, 123.68)}
-CAFFE_ALEXNET_ARCHITECTURE = {"towers": 2, "lrn_params": "caffe", "lrn_across_towers": True}
+CAFFE_ALEXNET_ARCHITECTURE = {"towers": 2, "lrn_params": "caffe", "lrn_across_towers": True,
+                              "ceil_mode": True}
 
 
 @dataclasses.dataclass(frozen=True)
