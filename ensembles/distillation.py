@@ -263,7 +263,9 @@ def distill(teacher, student, train_data, val_data=None, *, temperature=4.0, alp
             epochs=10, run_dir=None, **train_kwargs):
     """Train ``student`` on ``teacher``'s softened probabilities and the labels (Hinton et
     al. 2015), through ``zoo.train``; returns its ``TrainResult`` with the student as
-    ``model``.
+    ``model``: trained, not compiled (the distillation model was), so score it with
+    ``ensembles.evaluate``, or ``zoo.compile_model(result.model)`` before Keras' own
+    ``evaluate``.
 
     Args:
         teacher: any one-output classifier giving probabilities or logits, typically an

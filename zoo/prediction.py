@@ -94,7 +94,11 @@ class _KerasSource:
 def _read_description(path):
     """An export's ``assets/zoo_model.json`` (an OSError names it)."""
     with open(path, encoding="utf-8") as f:
-        return json.load(f)
+        try:
+            return json.load(f)
+        except ValueError as err:  # not JSON, or not UTF-8
+            raise UserError(f"{path} is damaged ({type(err).__name__}: {err}); export the "
+                            "model again.") from None
 
 
 class _ExportSource:
@@ -151,17 +155,22 @@ class _OnnxSource:
         try:
             meta = onnxruntime.InferenceSession(
                 path, providers=["CPUExecutionProvider"]).get_modelmeta().custom_metadata_map
-        except (ort_errors.InvalidProtobuf, ort_errors.InvalidGraph, ort_errors.Fail) as err:
+        except (ort_errors.InvalidProtobuf, ort_errors.InvalidGraph, ort_errors.Fail,
+                ort_errors.InvalidArgument) as err:  # (an empty file: "No graph was found")
             raise UserError(f"{path} is not an ONNX model ONNX Runtime can load "
                             f"({type(err).__name__}); export it again with zoo export "
                             "--format onnx.") from None
         if "class_names" not in meta:
             raise UserError(f"{path} was not exported by zoo export (its metadata has no "
                             "class names).")
-        self.names = json.loads(meta["class_names"])
-        self.is_ensemble = len(json.loads(meta.get("members", "[]"))) > 1
-        if resize is None:  # the view it was exported for (before it was recorded: crop)
-            self.resize = json.loads(meta.get("resize", '"crop"'))
+        try:
+            self.names = json.loads(meta["class_names"])
+            self.is_ensemble = len(json.loads(meta.get("members", "[]"))) > 1
+            if resize is None:  # the view it was exported for (before it was recorded: crop)
+                self.resize = json.loads(meta.get("resize", '"crop"'))
+        except ValueError as err:
+            raise UserError(f"{path}'s metadata is damaged ({err}); export it again with zoo "
+                            "export --format onnx.") from None
         self.run = runtime(path)
         self.size = _onnx_input_size(path)
 
@@ -314,7 +323,9 @@ def predict(model, images, top=5, batch_size=32, verbose=0, resize=None):
 def _row(path, out, i, source, top):
     probabilities = np.asarray(out["probabilities"][i], dtype="float64")
     order = np.argsort(-probabilities, kind="stable")[:top]
-    row = {"image": path}
+    # A name that is not UTF-8 (b"caf\xe9.png" from a Latin-1 disk) is shown escaped: its
+    # lone surrogates failed the table (pandas 3) or its printing and CSV (pandas 2).
+    row = {"image": os.fsencode(path).decode("utf-8", "backslashreplace")}
     for k, index in enumerate(order, start=1):
         row[f"class_{k}"] = source.names[index]
         row[f"probability_{k}"] = float(probabilities[index])

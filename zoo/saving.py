@@ -289,6 +289,14 @@ def _read_metadata(path, raw):
                         f"({str(err)[:160] or type(err).__name__}).") from None
 
 
+def _raised_in_keras(err):
+    """Whether ``err`` was raised inside Keras' own code (its innermost frame)."""
+    frame = err.__traceback__
+    while frame.tb_next is not None:
+        frame = frame.tb_next
+    return frame.tb_frame.f_code.co_filename.startswith(os.path.dirname(keras.__file__) + os.sep)
+
+
 def load_model(path, compile=True):
     """``keras.models.load_model`` for zoo models, in a fresh process too.
 
@@ -338,7 +346,11 @@ def load_model(path, compile=True):
         raise UserError(f"Cannot load {path}: its weights cannot be read ({message}).") from None
     except (TypeError, ValueError) as err:  # Keras: a class it cannot find or rebuild
         if isinstance(err, ValueError) and "deserializ" not in str(err):
-            raise
+            if not _raised_in_keras(err):  # (ours: a bug, with its traceback)
+                raise
+            # What Keras' loading says of the archive's content: no weights file in it,
+            # another model's weights ("A total of 2 objects could not be loaded").
+            raise UserError(f"Cannot load {path}: {' '.join(str(err).split())[:300]}") from None
         if "ensembles" in str(err):  # e.g. "Could not locate class 'ensembles>CyclicCosine'"
             raise UserError(f"Cannot load {path} with zoo.load_model: it holds ensemble "
                             f"objects; use ensembles.load({path!r}).") from None

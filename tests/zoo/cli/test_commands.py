@@ -1173,6 +1173,79 @@ def test_a_damaged_export_folder_is_one_line_in_zoo_predict(tmp_path, capsys):
         err[0]), err
 
 
+def test_damaged_export_metadata_and_an_empty_onnx_file_are_one_line(tmp_path, capsys):
+    """A zoo_model.json cut short was json's traceback; an empty .onnx file ONNX Runtime's
+    InvalidArgument ("No graph was found in the protobuf")."""
+    import tensorflow as tf
+
+    photo = tmp_path / "p.png"
+    photo.write_bytes(tf.io.encode_png(np.zeros((8, 8, 3), np.uint8)).numpy())
+    served = tmp_path / "served"
+    (served / "assets").mkdir(parents=True)
+    (served / "saved_model.pb").write_bytes(b"")
+    (served / "assets" / "zoo_model.json").write_text('{"resize": "cr')
+    empty = tmp_path / "m.onnx"
+    empty.write_bytes(b"")
+    for source, message in ((served, f"{served / 'assets' / 'zoo_model.json'} is damaged "
+                                     "(JSONDecodeError"),
+                            (empty, f"{empty} is not an ONNX model ONNX Runtime can load "
+                                    "(InvalidArgument)")):
+        if source == empty:
+            pytest.importorskip("onnxruntime")
+        assert cli.main(["predict", str(source), str(photo)]) == 2
+        err = capsys.readouterr().err.strip().splitlines()
+        assert len(err) == 1 and message in err[0], err
+
+
+def test_a_keras_file_keras_cannot_rebuild_is_one_line_naming_it(tmp_path, capsys):
+    """A .keras archive without weights, or with another model's, reached the user as
+    Keras' ValueError traceback, naming no file."""
+    import zipfile
+
+    from tests.helpers import tiny_model
+
+    model_file = zoo.save_model(tiny_model(), str(tmp_path / "m.keras"))
+    other = zoo.save_model(tiny_model(classes=3), str(tmp_path / "other.keras"))
+    no_weights, swapped = str(tmp_path / "no_weights.keras"), str(tmp_path / "swapped.keras")
+    with zipfile.ZipFile(model_file) as src, zipfile.ZipFile(no_weights, "w") as dst:
+        for name in src.namelist():
+            if not name.startswith("model.weights"):
+                dst.writestr(name, src.read(name))
+    with zipfile.ZipFile(model_file) as src, zipfile.ZipFile(other) as theirs, \
+            zipfile.ZipFile(swapped, "w") as dst:
+        for name in src.namelist():
+            dst.writestr(name, (theirs if name.startswith("model.weights") else src).read(name))
+    for path, message in ((no_weights, "Expected a model.weights.h5"),
+                          (swapped, "could not be loaded")):
+        with pytest.raises(UserError, match=rf"Cannot load {re.escape(path)}: .*{message}"):
+            zoo.load_model(path)
+        assert cli.main(["info", path]) == 2
+        err = capsys.readouterr().err.strip().splitlines()
+        assert len(err) == 1 and f"Cannot load {path}" in err[0], err
+
+
+def test_zoo_predict_shows_a_file_name_that_is_not_utf8(tmp_path, capsys):
+    """A Latin-1 name (b"caf\xe9.png") in a folder: its lone surrogate failed the table
+    after every image was predicted (pandas 3's UnicodeEncodeError, an internal error)."""
+    import tensorflow as tf
+
+    from tests.helpers import tiny_model
+
+    model_file = zoo.save_model(zoo.set_resize_mode(tiny_model(), "squash"),
+                                str(tmp_path / "m.keras"))
+    folder = tmp_path / "photos"
+    folder.mkdir()
+    png = tf.io.encode_png(np.zeros((8, 8, 3), np.uint8)).numpy()
+    with open(os.path.join(os.fsencode(folder), b"caf\xe9.png"), "wb") as f:
+        f.write(png)
+    table = zoo.predict(model_file, [str(folder)])
+    assert table["image"].tolist() == [str(folder / "caf\\xe9.png")]
+    csv = tmp_path / "p.csv"
+    assert cli.main(["predict", model_file, str(folder), "--output", str(csv)]) == 0
+    assert "caf\\xe9.png" in capsys.readouterr().out
+    assert pd.read_csv(csv)["image"].tolist() == table["image"].tolist()
+
+
 def test_zoo_predict_reads_regular_files_only_from_a_folder(tmp_path):
     """A named pipe called fifo.png in a folder once blocked `zoo predict` forever (opening
     it waits for a writer); a link to a regular image is read."""
