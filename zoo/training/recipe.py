@@ -138,12 +138,10 @@ def _run_callbacks(run_dir, monitor, reduce_lr, lr_factor, lr_patience, min_lr, 
     come first: the other callbacks read what it restored.)
     """
     history_path = os.path.join(run_dir, "history.csv") if run_dir else None
-    # With EMA: validate on the averaged weights, and hold them while the checkpoints are
-    # written; the backup keeps the raw training state. (fit ends with the averages.)
-    swap = None
-    if ema:
-        swap = (zoo_callbacks.EpochEndEMASwap() if run_dir is not None else
-                keras.callbacks.SwapEMAWeights())  # (validation alone: no checkpoints)
+    # With EMA: validate on the averaged weights, and hold them while the checkpoints and
+    # the user's callbacks see the epoch's end; the backup keeps the raw training state.
+    # (fit ends with the averages.)
+    swap = zoo_callbacks.EpochEndEMASwap() if ema else None
     cbs = [keras.callbacks.TerminateOnNaN()]
     if reduce_lr:
         cbs.append(zoo_callbacks.ResumableReduceLROnPlateau(
@@ -151,7 +149,7 @@ def _run_callbacks(run_dir, monitor, reduce_lr, lr_factor, lr_patience, min_lr, 
             min_lr=min_lr, verbose=1 if verbose else 0))
     cbs.append(zoo_callbacks.LearningRateLogger())
     if run_dir is None:
-        return ([swap] if swap else []) + cbs
+        return cbs + ([swap, zoo_callbacks.RawWeightsBack(swap)] if swap else [])
     backup = zoo_callbacks.SafeBackupAndRestore(os.path.join(run_dir, "backup"),
                                                 double_checkpoint=True, delete_checkpoint=False)
     return ([zoo_callbacks.RestoreBackup(backup)] + cbs + [zoo_callbacks.HistoryWriter(run_dir)]
@@ -167,10 +165,13 @@ def _run_callbacks(run_dir, monitor, reduce_lr, lr_factor, lr_patience, min_lr, 
 def _with_user_callbacks(run_callbacks, callbacks):
     """The user's ``callbacks`` placed before the run's backup (where there is one): what
     they do at an epoch's end (a snapshot, a log) is then part of the epoch a resume
-    starts after; placed after it, a kill between the two lost it for good."""
-    backup = next((i for i, c in enumerate(run_callbacks)
-                   if isinstance(c, zoo_callbacks.SafeBackupAndRestore)), len(run_callbacks))
-    return run_callbacks[:backup] + list(callbacks) + run_callbacks[backup:]
+    starts after; placed after it, a kill between the two lost it for good. With EMA,
+    before the raw weights come back: they see the averaged weights that were validated
+    (a snapshot, ``EarlyStopping``'s best weights), as the checkpoints do."""
+    place = next((i for i, c in enumerate(run_callbacks)
+                  if isinstance(c, (zoo_callbacks.RawWeightsBack,
+                                    zoo_callbacks.SafeBackupAndRestore))), len(run_callbacks))
+    return run_callbacks[:place] + list(callbacks) + run_callbacks[place:]
 
 
 def _warn_on_logits_with_a_probability_loss(model, loss):
@@ -331,7 +332,8 @@ def train(
             distribution strategy, so that the optimizer's variables are created under
             it), e.g. ``lambda: make_optimizer("adam")``. An
             optimizer with ``use_ema=True`` is validated and checkpointed on its averaged
-            weights, and the returned model holds them.
+            weights, ``callbacks`` see them at each epoch's end, and the returned model
+            holds them.
         reduce_lr, lr_factor, lr_patience, min_lr, monitor: ``ReduceLROnPlateau`` on
             ``monitor``, which ``checkpoints/best.keras`` follows too (default: validation
             top-1 accuracy; with your own ``metrics``, validation loss; without

@@ -687,6 +687,37 @@ def test_ema_run_validates_checkpoints_and_returns_the_averaged_weights(tmp_path
         np.testing.assert_allclose(saved, averaged, rtol=1e-6)
 
 
+@pytest.mark.parametrize("with_run_dir", [True, False])
+def test_with_ema_the_users_callbacks_see_the_validated_averaged_weights(tmp_path,
+                                                                        with_run_dir):
+    """A user's callback at an epoch's end holds the averaged weights that were validated,
+    as the checkpoints do: a snapshot callback saved the raw weights (0.24 from last.keras),
+    and EarlyStopping(restore_best_weights=True) returned raw epoch-1 weights."""
+    val = tiny_data(seed=1)
+    seen = []
+    recorder = keras.callbacks.LambdaCallback(
+        on_epoch_end=lambda epoch, logs: seen.append(recorder.model.get_weights()))
+    result = zoo.train(tiny_model, tiny_data(), val, epochs=3, seed=0, reduce_lr=False,
+                       optimizer=lambda: zoo.make_optimizer("adam", 0.01, ema=True),
+                       run_dir=str(tmp_path) if with_run_dir else None, verbose=0,
+                       callbacks=[recorder])
+    keras.utils.set_random_seed(0)
+    plain = tiny_model()  # training itself is plain Keras': the same weights
+    plain.compile(optimizer=zoo.make_optimizer("adam", 0.01, ema=True),
+                  loss="sparse_categorical_crossentropy")
+    plain.fit(tiny_data(), epochs=3, shuffle=False, verbose=0)
+    for ours, reference in zip(result.model.get_weights(), plain.get_weights()):
+        np.testing.assert_allclose(ours, reference, rtol=1e-5, atol=1e-6)
+    for saw, averaged in zip(seen[-1], result.model.get_weights()):
+        np.testing.assert_allclose(saw, averaged, rtol=1e-6)
+    probe = tiny_model()
+    probe.compile(loss="sparse_categorical_crossentropy")
+    for epoch in range(3):
+        probe.set_weights(seen[epoch])
+        assert probe.evaluate(val, verbose=0) == pytest.approx(
+            result.history["val_loss"].iloc[epoch], rel=1e-5)
+
+
 def test_the_private_keras_names_the_callbacks_rely_on_are_there(monkeypatch):
     """The crash-safe callbacks use private Keras names, all in zoo.training.keras_internals;
     an upgrade that moves one fails here, naming it (not deep inside a resumed run)."""
