@@ -119,10 +119,15 @@ def train_snapshots(model, train_data, val_data=None, *, epochs, cycles, run_dir
             "The cyclic snapshot schedule and ReduceLROnPlateau do not compose (Keras cannot "
             "change a LearningRateSchedule's rate); use CheckpointSnapshots in an ordinary "
             "zoo.train run for snapshots under ReduceLROnPlateau.")
+    check_positive_int(epochs, "epochs")  # (before the schedule's total_steps names it)
+    check_positive_int(cycles, "cycles")
     steps = training.epoch_length(train_data, steps_per_epoch)
     if steps is None:
         raise UserError("The training data's length is unknown: pass steps_per_epoch (the "
                         "cycles are counted in batches).")
+    if cycles > epochs * steps:
+        raise UserError(f"`cycles` must be at most the run's updates, epochs x steps per "
+                        f"epoch = {epochs} x {steps} = {epochs * steps}; received {cycles}.")
     schedule = CyclicCosine(learning_rate, epochs * steps, cycles)
     if not isinstance(run_dir, (str, os.PathLike)):
         raise UserError(f"`run_dir` must be a folder for the snapshots (and the run's "

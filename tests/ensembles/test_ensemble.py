@@ -432,6 +432,54 @@ def test_snapshot_schedule_refuses_reduce_lr_on_plateau(tmp_path):
     with pytest.raises(ValueError, match="do not compose"):
         ensembles.train_snapshots(tiny_model, tiny_data(), epochs=2, cycles=2,
                                   run_dir=str(tmp_path), reduce_lr=True)
+    # The user's own (Keras raised its TypeError after epoch 2, 2 of 3 snapshots written).
+    for callback in (keras.callbacks.ReduceLROnPlateau(monitor="loss", patience=1),
+                     keras.callbacks.LearningRateScheduler(lambda epoch, rate: rate)):
+        with pytest.raises(ValueError, match=rf"LearningRateSchedule.*which "
+                                             rf"{type(callback).__name__} cannot change.*"
+                                             rf"received callbacks with"):
+            ensembles.train_snapshots(tiny_model, tiny_data(), epochs=3, cycles=3,
+                                      run_dir=str(tmp_path / "own"), callbacks=[callback])
+    assert not (tmp_path / "own").exists()
+
+
+class _Batches(keras.utils.PyDataset):
+    """tiny_data's 4 batches as a PyDataset (len 4)."""
+
+    def __init__(self):
+        super().__init__()
+        self.batches = [(x.numpy(), y.numpy()) for x, y in tiny_data()]
+
+    def __len__(self):
+        return len(self.batches)
+
+    def __getitem__(self, index):
+        return self.batches[index]
+
+
+def test_snapshot_runs_take_a_pydatasets_length_and_check_epochs_first(tmp_path):
+    """A PyDataset of 4 batches with steps_per_epoch=6 trained 8 updates of the schedule's
+    12 and returned no snapshot; without it, "the training data's length is unknown".
+    A bad `epochs` was reported as the schedule's total_steps (received '3333' for "3")."""
+    result, paths = ensembles.train_snapshots(tiny_model, _Batches(), epochs=2, cycles=2,
+                                              run_dir=str(tmp_path / "run"), seed=0,
+                                              verbose=0)
+    assert int(keras.ops.convert_to_numpy(result.model.optimizer.iterations)) == 8
+    assert len(paths) == 2
+    with pytest.raises(ValueError, match=r"steps_per_epoch=6 differs from the training "
+                                         r"data's length, 4 batches"):
+        ensembles.train_snapshots(tiny_model, _Batches(), epochs=2, cycles=2,
+                                  steps_per_epoch=6, run_dir=str(tmp_path / "long"))
+    for epochs in (0, 2.5, "3", None):
+        with pytest.raises(ValueError, match=rf"`epochs` must be a positive integer; "
+                                             rf"received {re.escape(repr(epochs))}"):
+            ensembles.train_snapshots(tiny_model, tiny_data(), epochs=epochs, cycles=2,
+                                      run_dir=str(tmp_path / "bad"))
+    with pytest.raises(ValueError, match=r"`cycles` must be at most the run's updates, "
+                                         r"epochs x steps per epoch = 2 x 4 = 8; received 9"):
+        ensembles.train_snapshots(tiny_model, tiny_data(), epochs=2, cycles=9,
+                                  run_dir=str(tmp_path / "bad"))
+    assert not (tmp_path / "long").exists() and not (tmp_path / "bad").exists()
     with pytest.raises(ValueError, match="No snapshot files"):
         ensembles.from_snapshots(tiny_model, [])
 

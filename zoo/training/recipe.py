@@ -105,13 +105,21 @@ def _check_epochs_to_go(run_dir, epochs):
                         "on, or another run directory.")
 
 
-def _check_schedule(optimizer, reduce_lr):
-    if keras_internals.learning_rate_schedule(optimizer) is not None and reduce_lr:
+def _check_schedule(optimizer, reduce_lr, callbacks=()):
+    """A learning-rate schedule with ReduceLROnPlateau (ours, or one of ``callbacks``) or
+    Keras' LearningRateScheduler, which set the rate: one line before training."""
+    if keras_internals.learning_rate_schedule(optimizer) is None:
+        return
+    setters = (keras.callbacks.ReduceLROnPlateau, keras.callbacks.LearningRateScheduler)
+    theirs = [type(c).__name__ for c in callbacks if isinstance(c, setters)]
+    if reduce_lr or theirs:
+        given = (f"received callbacks with {', '.join(theirs)}. Leave it out"
+                 if theirs else "pass reduce_lr=False")
         raise UserError(
             "The optimizer's learning rate is a LearningRateSchedule (or a function), which "
-            "ReduceLROnPlateau cannot change (Keras raises only when patience runs out, "
-            "mid-training). Pass reduce_lr=False to follow the schedule, or a constant "
-            "learning rate."
+            f"{theirs[0] if theirs else 'ReduceLROnPlateau'} cannot change (Keras raises "
+            f"only when it first sets the rate, mid-training); {given} to follow the "
+            "schedule, or use a constant learning rate."
         )
 
 
@@ -206,24 +214,39 @@ def _warn_on_exploding_loss(rows, model, factor=3.0):
             "learning rate is probably too high).", stacklevel=3)
 
 
+def _length(train_data):
+    """The batches in one pass over ``train_data``: a count, ``tf.data``'s
+    ``INFINITE_CARDINALITY`` or ``UNKNOWN_CARDINALITY``, or None for data of no such kind
+    (arrays, a generator). A ``tf.data.Dataset``'s cardinality; a ``keras.utils.PyDataset``'s
+    ``num_batches`` (None: infinite)."""
+    if isinstance(train_data, tf.data.Dataset):
+        return int(train_data.cardinality())
+    if isinstance(train_data, keras.utils.PyDataset):
+        try:
+            batches = train_data.num_batches
+        except NotImplementedError:  # (neither num_batches nor __len__)
+            return tf.data.UNKNOWN_CARDINALITY
+        return tf.data.INFINITE_CARDINALITY if batches is None else int(batches)
+    return None
+
+
 def _known_length(train_data):
     """The number of batches of a dataset of known, finite length; else None."""
-    if not isinstance(train_data, tf.data.Dataset):
-        return None
-    length = int(train_data.cardinality())
-    return length if length > 0 else None
+    length = _length(train_data)
+    return length if length is not None and length > 0 else None
 
 
 def epoch_length(train_data, steps_per_epoch):
-    """The batches of an epoch: the training dataset's length, or ``steps_per_epoch`` for a
-    dataset of unknown or infinite length (None: a dataset of unknown length is passed
-    over whole each epoch). Refused: a ``steps_per_epoch`` other than a known length, and
-    an infinite dataset without it, whose first epoch would never end."""
+    """The batches of an epoch: the training dataset's length (a ``tf.data.Dataset``'s or a
+    ``keras.utils.PyDataset``'s), or ``steps_per_epoch`` for data of unknown or infinite
+    length (None: data of unknown length is passed over whole each epoch). Refused: a
+    ``steps_per_epoch`` other than a known length, and infinite data without it, whose
+    first epoch would never end."""
     if steps_per_epoch is not None:
         check_positive_int(steps_per_epoch, "steps_per_epoch")
-    if not isinstance(train_data, tf.data.Dataset):
+    length = _length(train_data)
+    if length is None:
         return steps_per_epoch
-    length = int(train_data.cardinality())
     if length > 0 and steps_per_epoch not in (None, length):
         raise UserError(
             f"steps_per_epoch={steps_per_epoch} differs from the training data's length, "
@@ -232,9 +255,10 @@ def epoch_length(train_data, steps_per_epoch):
             "(a split sliced as TFDS slices it, data.load(name, 'train[:10%]'), which keeps "
             "its epochs on resume, where dataset.take() does not).")
     if length == tf.data.INFINITE_CARDINALITY and steps_per_epoch is None:
-        raise UserError("The training data repeats forever (dataset.repeat()), so its first "
-                        "epoch would never end: pass steps_per_epoch, or leave the repeat out "
-                        "(zoo.train repeats data of known length itself).")
+        raise UserError("The training data repeats forever (dataset.repeat(), or a "
+                        "PyDataset whose num_batches is None), so its first epoch would "
+                        "never end: pass steps_per_epoch, or leave the repeat out (zoo.train "
+                        "repeats data of known length itself).")
     return length if length > 0 else steps_per_epoch
 
 
@@ -417,7 +441,7 @@ def train(
                                       momentum=momentum, weight_decay=weight_decay, loss=loss,
                                       metrics=metrics, jit_compile=jit_compile,
                                       weighted=parallel is not None).optimizer
-        _check_schedule(optimizer, reduce_lr)
+        _check_schedule(optimizer, reduce_lr, callbacks)
         mismatched_loss = _warn_on_logits_with_a_probability_loss(model, loss)
         # (the default metrics name top-1 accuracy; other metrics may not have it)
         monitor = monitor or ("loss" if val_data is None else
