@@ -15,6 +15,7 @@ import pytest
 from numpy.lib.stride_tricks import sliding_window_view
 
 import zoo
+from tests.helpers import run_python
 from zoo import pretrained
 from zoo.pretrained import torchvision as torchvision_layout
 
@@ -364,6 +365,28 @@ def test_truncated_safetensors_and_pth_without_torch_are_one_clear_error(tmp_pat
             zoo.resnet18(weights=str(pth))
     with pytest.raises(ValueError, match="must end in .weights.h5, .caffemodel"):
         zoo.alexnet(weights=path)
+
+
+def test_bfloat16_safetensors_read_in_a_fresh_process_and_float8_is_one_line(tmp_path):
+    """safetensors hands bfloat16 and float8 to NumPy by name: bfloat16 failed before Keras
+    (whose ml_dtypes registers it) was imported ("data type 'bfloat16' not understood"), a
+    float8 file was an AttributeError naming no file."""
+    def write(name, dtype, nbytes):  # the format: a little-endian header length, JSON, data
+        header = json.dumps({"w": {"dtype": dtype, "shape": [2],
+                                   "data_offsets": [0, nbytes]}}).encode()
+        path = tmp_path / name
+        path.write_bytes(struct.pack("<Q", len(header)) + header + b"\x80\x3f" * (nbytes // 2))
+        return str(path)
+
+    bf16, f8 = write("b.safetensors", "BF16", 4), write("f.safetensors", "F8_E4M3", 2)
+    out = run_python(f"from zoo.pretrained.torchvision import read_state_dict\n"
+                     f"print(read_state_dict({bf16!r})['w'].tolist())")
+    assert out.stdout.strip().splitlines()[-1] == "[1.0, 1.0]"  # 0x3f80: bfloat16's 1.0
+    from zoo.pretrained.torchvision import read_state_dict
+
+    with pytest.raises(ValueError, match=rf"{re.escape(f8)} holds tensors of a type NumPy "
+                                         r"cannot read"):
+        read_state_dict(f8)
 
 
 # --- named weights: the cache, the published hash, keras.utils.get_file ------------------

@@ -22,6 +22,7 @@ def read_state_dict(path):
     """A ``{key: float32 numpy array}`` dict from a ``.safetensors`` or ``.pth`` file."""
     path = os.fspath(path)
     if path.endswith(".safetensors"):
+        import ml_dtypes  # noqa: F401  (Keras' own: NumPy reads bfloat16 files with it)
         from safetensors import SafetensorError
         from safetensors.numpy import load_file
 
@@ -30,6 +31,9 @@ def read_state_dict(path):
         except (SafetensorError, OSError, ValueError) as error:
             raise UserError(f"{path} is not a readable safetensors file ({error}); it may "
                             "be truncated or another format.") from None
+        except (AttributeError, TypeError) as error:  # a float8 type NumPy does not have
+            raise UserError(f"{path} holds tensors of a type NumPy cannot read ({error}); "
+                            "save them as float32, float16 or bfloat16.") from None
         return {k: np.asarray(v, "float32") for k, v in tensors.items()}
     try:
         import torch
