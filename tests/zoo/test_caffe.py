@@ -188,6 +188,19 @@ def test_caffemodel_problems_are_named(tmp_path):
         f.truncate(1000)
     with pytest.raises(ValueError, match="not a readable .caffemodel"):
         zoo.alexnet(weights=path, input_shape=(67, 67, 3), width=16, classes=10)
+    # CaffeNet: bvlc_alexnet's names and shapes, pooling before normalising. It loaded, and
+    # ran in bvlc_alexnet's order.
+    params = alexnet_params((1, 1), width=16, classes=10, rng=rng)
+    caffenet = {"data": [], "conv1": params["conv1"], "relu1": [], "pool1": [], "norm1": [],
+                **{k: v for k, v in params.items() if k != "conv1"}}
+    write_caffemodel(path, caffenet)
+    with pytest.raises(ValueError, match=r"pools before it normalises \(pool1, then norm1\): "
+                                         r"it is CaffeNet"):
+        zoo.alexnet(weights=path, input_shape=(67, 67, 3), width=16, classes=10)
+    del caffenet["pool1"]
+    caffenet["pool1"] = []  # now after norm1, as in bvlc_alexnet: it loads
+    write_caffemodel(path, caffenet)
+    zoo.alexnet(weights=path, input_shape=(67, 67, 3), width=16, classes=10)
 
 
 # --- GoogLeNet: bvlc_googlenet's graph ------------------------------------------------------

@@ -73,6 +73,33 @@ def _blob(blob):
     return values.reshape(shape)
 
 
+def _parse(path):
+    """The file's ``NetParameter`` (the subset: layer names, types and blobs)."""
+    from google.protobuf.message import DecodeError
+
+    net = _net_parameter()()
+    try:
+        with open(path, "rb") as f:
+            net.ParseFromString(f.read())
+    except (DecodeError, ValueError) as error:
+        raise UserError(f"{path} is not a readable .caffemodel ({error}); it may be "
+                        "truncated or another format.") from None
+    return net
+
+
+def _blobs(net, path):
+    try:
+        layers = collections.OrderedDict(
+            (layer.name, [_blob(b) for b in layer.blobs])
+            for layer in (*net.layers, *net.layer) if len(layer.blobs))
+    except ValueError as error:
+        raise UserError(f"{path} is not a readable .caffemodel ({error}); it may be "
+                        "truncated or another format.") from None
+    if not layers:
+        raise UserError(f"{path} holds no layer with weights: not a trained .caffemodel.")
+    return layers
+
+
 def read_caffemodel(path):
     """``{layer name: [blob arrays]}`` for the layers of a ``.caffemodel`` that hold blobs,
     in file order.
@@ -80,21 +107,18 @@ def read_caffemodel(path):
     Example: ``read_caffemodel("bvlc_alexnet.caffemodel")["conv1"][0].shape`` is
     ``(96, 3, 11, 11)``.
     """
-    from google.protobuf.message import DecodeError
+    return _blobs(_parse(path), path)
 
-    net = _net_parameter()()
-    try:
-        with open(path, "rb") as f:
-            net.ParseFromString(f.read())
-        layers = collections.OrderedDict(
-            (layer.name, [_blob(b) for b in layer.blobs])
-            for layer in (*net.layers, *net.layer) if len(layer.blobs))
-    except (DecodeError, ValueError) as error:
-        raise UserError(f"{path} is not a readable .caffemodel ({error}); it may be "
-                        "truncated or another format.") from None
-    if not layers:
-        raise UserError(f"{path} holds no layer with weights: not a trained .caffemodel.")
-    return layers
+
+def _check_not_caffenet(net, path):
+    """bvlc_reference_caffenet has bvlc_alexnet's layer names and shapes, but pools conv1
+    and conv2 before normalising them: its weights in zoo.alexnet run in another order."""
+    names = [layer.name for layer in (*net.layers, *net.layer)]
+    if {"pool1", "norm1"} <= set(names) and names.index("pool1") < names.index("norm1"):
+        raise UserError(
+            f"{path} pools before it normalises (pool1, then norm1): it is CaffeNet "
+            "(bvlc_reference_caffenet), not bvlc_alexnet, whose order (norm1, then pool1) "
+            "zoo.alexnet builds. Its weights would run in another network.")
 
 
 # The zoo's GoogLeNet names are Caffe's with "/" as "_", but for the classifiers.
@@ -180,7 +204,10 @@ def load(model, path, family):
     """
     if family == "alexnet":
         _check_alexnet(model)
-    blobs = read_caffemodel(path)
+    net = _parse(path)
+    if family == "alexnet":
+        _check_not_caffenet(net, path)
+    blobs = _blobs(net, path)
     plan, missing, wrong_shape, used = [], [], [], set()
     for layer in model.layers:
         if not layer.weights:
