@@ -107,7 +107,7 @@ _DECODE_NOISE = re.compile(
 
 
 def _decode_problem(path):
-    return decode_problem(tf.io.read_file(path))
+    return decode_problem(tf.io.read_file(os.fsencode(path)))  # (bytes: a non-UTF-8 name)
 
 
 def decode_problem(encoded):
@@ -201,10 +201,25 @@ def splits(root):
 
 
 def class_folders(root):
-    """The classes of an image folder: the union of the class folders of every split,
-    sorted, so a class has the same label in every split (as ``tfds.folder_dataset.
-    ImageFolder`` numbers them), even when a split lacks some classes."""
-    return sorted({name for split in splits(root) for name in splits(os.path.join(root, split))})
+    """The classes of an image folder: the union of the class folders of every split that
+    holds images, sorted, so a class has the same label in every split (as
+    ``tfds.folder_dataset.ImageFolder`` numbers them), even when a split lacks some classes.
+    The sub-folders of a folder that holds no images in its own sub-folders (``docs/assets``,
+    a Mac zip's ``__MACOSX/train``) are no classes: they shifted every label."""
+    classes = set()
+    for split in splits(root):
+        names = splits(os.path.join(root, split))
+        if any(_holds_images(os.path.join(root, split, name)) for name in names):
+            classes.update(names)
+    return sorted(classes)
+
+
+def _holds_images(folder):
+    """Whether ``folder`` holds an image file (by its name) directly."""
+    try:
+        return any(name.lower().endswith(IMAGE_EXTENSIONS) for name in os.listdir(folder))
+    except OSError:  # (unreadable: scan names it when it reads the split)
+        return False
 
 
 def _check_class_names(names, root, split_dir):
@@ -235,7 +250,8 @@ def scan(root, split, on_bad_image="raise", verify="header", class_names=None,
     file raises a ``ValueError`` naming it, or with
     ``on_bad_image="skip"`` is left out with a warning naming it. So is an image whose
     header gives more than ``max_pixels`` pixels (PIL's 89,478,485 by default; None: no
-    limit), checked before anything decodes it. A split of no images raises a ``ValueError``
+    limit), checked before anything decodes it (and, as every check, not with
+    ``verify=None``, which opens no file). A split of no images raises a ``ValueError``
     unless ``allow_empty``.
 
     Within one process a scan is not made again while the folders are unchanged (the
@@ -314,7 +330,13 @@ def _scan(root, split, on_bad_image, verify, class_names, max_pixels, allow_empt
                 continue
             if file_name.lower().endswith(OTHER_IMAGE_EXTENSIONS):
                 unread.append(path)
-            if not file_name.lower().endswith(IMAGE_EXTENSIONS) or not os.path.isfile(path):
+            if not file_name.lower().endswith(IMAGE_EXTENSIONS):
+                continue
+            if os.path.islink(path) and not os.path.exists(path):  # (not a file: no word)
+                bad.append(f"{path}: a broken link (to {os.readlink(path)}, which is not "
+                           "there: a git-annex or DVC file not fetched?)")
+                continue
+            if not os.path.isfile(path):  # a fifo or a device: never opened
                 continue
             problem = _problem(path, verify, max_pixels if verify else None)
             if problem is None:

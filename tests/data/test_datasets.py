@@ -244,6 +244,16 @@ def test_image_folder_bad_files_are_all_named_or_skipped(image_folder):
     assert sum(1 for _ in ds) == 18
 
 
+def test_a_broken_link_is_a_bad_image_named_not_left_out_silently(image_folder, tmp_path):
+    """A git-annex or DVC checkout whose content was not fetched: links to nothing, which
+    the scan passed over as not files, and the dataset shrank without a word."""
+    lost = image_folder / "train" / "dog" / "lost.png"
+    os.symlink(tmp_path / "nowhere.png", lost)
+    with pytest.raises(ValueError, match=rf"1 bad image file\(s\) in .*{re.escape(str(lost))}: "
+                                         r"a broken link \(to .*nowhere\.png"):
+        data.load(str(image_folder), "train")
+
+
 def test_an_unchanged_folder_is_scanned_once_and_a_changed_one_again(image_folder,
                                                                      monkeypatch):
     """zoo train loads a split up to three times, and each load read every file's header
@@ -393,6 +403,14 @@ def test_hidden_folders_are_never_splits_or_classes(tmp_path):
         str(root / "train"), image_size=(4, 4), verbose=False).class_names
     assert data.info(str(root)).class_names == tuple(keras_names) == ("a", "b")
     assert data.folder.splits(str(root)) == ["train"]
+    # Nor are the sub-folders of a folder of no images: docs/assets became class 0 and
+    # shifted every label; a Mac zip's __MACOSX/train, __MACOSX/val two more classes.
+    (root / "docs" / "assets").mkdir(parents=True)
+    (root / "docs" / "assets" / "style.css").write_text("body {}")
+    (root / "__MACOSX" / "train" / "a").mkdir(parents=True)
+    (root / "__MACOSX" / "train" / "a" / "._x.png").write_bytes(b"\x00\x05\x16\x07")
+    assert data.info(str(root)).class_names == ("a", "b")
+    assert sorted(int(y) for _, y in data.load(str(root), "train", batch_size=None)) == [0, 1]
 
 
 def test_image_folder_errors(image_folder, tmp_path):
@@ -600,6 +618,11 @@ def test_a_file_name_that_is_not_utf8_is_read(tmp_path):
         f.write(tf.io.encode_png(np.full((3, 3, 3), 77, np.uint8)).numpy())
     (image, label), = data.load(str(tmp_path / "names"), "test", batch_size=None)
     assert int(label) == 0 and np.all(image.numpy() == 77)
+    # Decoded by the scan too (verify="decode", or a file that looks truncated): the name
+    # went to TensorFlow as text, a ValueError naming no file.
+    (image, label), = data.load(str(tmp_path / "names"), "test", batch_size=None,
+                                verify="decode")
+    assert np.all(image.numpy() == 77)
 
 
 def test_bmp_files_pass_the_scan_exactly_when_tensorflow_decodes_them_as_pil_does(tmp_path):
