@@ -99,6 +99,10 @@ def _check_members(members):
                 "members are functional or Sequential models with a known input shape "
                 "(start a Sequential with keras.Input, or build a subclassed model into "
                 "keras.Model(inputs, model(inputs))).")
+        if len(member.inputs) != 1:
+            raise UserError(
+                f"Member {i} ({member.name!r}) has {len(member.inputs)} inputs; ensembles "
+                "take classifiers of one input, which every member sees.")
         if isinstance(member.output_shape, list):  # (GoogLeNet's aux heads show as one)
             raise UserError(
                 f"Member {i} ({member.name!r}) has {len(member.output_shape)} outputs; "
@@ -108,6 +112,12 @@ def _check_members(members):
                 f"Member {i} ({member.name!r}) outputs shape {member.output_shape[1:]} per "
                 "example; ensembles take classifiers with one vector of class scores per "
                 "example (not a feature map: include_top=False?).")
+        if member.output_shape[-1] is not None and member.output_shape[-1] < 2:
+            raise UserError(
+                f"Member {i} ({member.name!r}) outputs one score per example (a sigmoid's "
+                "probability?); ensembles take class scores of two classes or more, as "
+                "a softmax gives them (a softmax over one unit is always 1): build a "
+                "binary classifier with classes=2.")
         if tuple(member.input_shape[1:]) != tuple(reference.input_shape[1:]):
             raise UserError(
                 f"Member {i} ({member.name!r}) takes input shape {member.input_shape[1:]}, but "

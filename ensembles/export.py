@@ -3,6 +3,7 @@
 import contextlib
 import json
 import os
+import re
 import warnings
 
 import keras
@@ -13,12 +14,12 @@ from ensembles.ensemble import (CombineMembers, as_ensemble, combine_layer, memb
                                 with_member_outputs)
 from ensembles.mc_dropout import draws_at_inference, leaf_layers
 from safeio import (atomic_directory, atomic_path, check_free_space, check_not_a_link,
-                    check_replaceable, check_writable_file, clean_stale, write_json,
-                    write_text)
+                    check_replaceable, check_writable_file, clean_stale, streams,
+                    write_json, write_text)
 from safeio.checks import UserError, check_choice, check_positive_int
 from zoo.saving import bytes_to_save, check_class_names
 from zoo.saving import class_names as get_class_names
-from zoo.saving import check_takes_images, serving_resize
+from zoo.saving import check_square_images, check_takes_images, serving_resize
 
 
 @keras.saving.register_keras_serializable(package="ensembles")
@@ -236,12 +237,10 @@ def export(ensemble, path, overwrite=False, class_names=None, scale=None,
         raise UserError(f"scale={scale} is the shorter side the centre crop is taken from; "
                         f"{ensemble.name} is exported with resize='squash' (the whole image"
                         f"{'' if explicit else ', as it was trained'}), which takes no crop.")
+    check_square_images(ensemble, "Exporting")
     serving = serving_model(ensemble)
-    height, width, channels = serving.input.shape[1:]
+    height = width = serving.input.shape[1]  # (square)
     classes = serving.output["probabilities"].shape[-1]
-    if height is None or height != width or channels != 3:
-        raise UserError(f"Exporting needs a model of square RGB inputs of a fixed size; "
-                        f"{ensemble.name} takes {serving.input.shape[1:]}.")
     names = class_names or get_class_names(ensemble) or [str(i) for i in range(classes)]
     names = list(check_class_names(names, one_line=True))  # (class_names.txt: one a line)
     if len(names) != classes:
@@ -347,6 +346,18 @@ def export(ensemble, path, overwrite=False, class_names=None, scale=None,
     return path
 
 
+# What the LiteRT converter and interpreter print to stderr at every export: two options it
+# ignores, the CPU delegate it made. Nothing a user could act on; other lines still show.
+_LITERT_NOISE = re.compile(
+    r"^[IWE]\d{4} [\d:.]+\s+\d+ tf_tfl_flatbuffer_helpers\.cc:\d+\] Ignored "
+    r"(output_format|drop_control_dependency)\.$"
+    r"|^INFO: Created TensorFlow Lite XNNPACK delegate for CPU\.$")
+
+
+def _without_litert_noise():
+    return streams.descriptor_filtered(lambda line: bool(_LITERT_NOISE.match(line)))
+
+
 def _export_file(serving, path, format, names, overwrite, metadata):
     """``serving.export(path, format=format)``, checked in the runtime before it lands."""
     check_export_target(path, format, overwrite)  # (again: the work took a while)
@@ -358,7 +369,8 @@ def _export_file(serving, path, format, names, overwrite, metadata):
     serving(batch[:1])  # Keras' ONNX export needs a called model (JAX's predict does not call)
     with atomic_path(classes_path(path)) as names_tmp:
         with atomic_path(path) as tmp:
-            with _normalization_as_constants(serving), warnings.catch_warnings():
+            with _without_litert_noise(), _normalization_as_constants(serving), \
+                    warnings.catch_warnings():
                 # Keras' tf2onnx module asks NumPy for np.object, which warns on import: a
                 # line about Keras' code in every export, nothing the user could act on.
                 warnings.filterwarnings("ignore", r"In the future `np\.object`", FutureWarning)
@@ -366,7 +378,8 @@ def _export_file(serving, path, format, names, overwrite, metadata):
             if format == "onnx":
                 _add_onnx_metadata(tmp, {k: json.dumps(v) for k, v in metadata.items()})
             try:
-                served = runtime(tmp)(batch)
+                with _without_litert_noise():
+                    served = runtime(tmp)(batch)
             except ImportError as err:
                 warnings.warn(f"{path} was written but not checked: {err}.", stacklevel=3)
             else:

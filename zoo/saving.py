@@ -199,6 +199,19 @@ def check_takes_images(model, doing):
             "ensemble them), or give it zoo.preprocess_input's arrays yourself.")
 
 
+def check_square_images(model, doing):
+    """One line where ``model`` does not take one input of square RGB images of a fixed
+    size, ``(size, size, 3)``, which ``doing`` (an export, a dataset's pipeline) makes."""
+    shape = model.input_shape
+    if isinstance(shape, list):
+        raise UserError(f"{doing} needs a model of one input; {model.name} takes "
+                        f"{len(shape)}: {[tuple(s[1:]) for s in shape]}.")
+    shape = tuple(shape[1:])
+    if len(shape) != 3 or shape[-1] != 3 or shape[0] is None or shape[0] != shape[1]:
+        raise UserError(f"{doing} needs a model of square RGB inputs of a fixed size (size, "
+                        f"size, 3); {model.name} takes {shape}.")
+
+
 def copy_metadata(source, model):
     """``model`` with ``source``'s class names, resize mode and input preprocessing (a
     model rebuilt from another: reweighted, calibrated, given more outputs); returns

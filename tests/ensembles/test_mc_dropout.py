@@ -145,3 +145,5 @@ def test_zoo_ensemble_mc_dropout_from_the_shell(tmp_path, capsys):
     assert cli.main(["ensemble", path, path, "--mc-dropout", "6", "--output", out]) == 2
     assert "--mc-dropout N samples one model" in capsys.readouterr().err
     assert cli.main(["ensemble", path, "--mc-dropout", "0", "--output", out]) == 2
+    assert "`--mc-dropout` must be a positive integer; received 0" in (  # (not `samples`)
+        capsys.readouterr().err)

@@ -21,7 +21,7 @@ import zipfile
 
 import zoo
 from safeio import check_writable_file, directory_lock, make_directory, write_csv
-from safeio.checks import UserError
+from safeio.checks import UserError, check_positive_int
 from zoo.cli.quiet import tensorflow_started_quietly
 from zoo.cli.tables import ERROR_COLUMNS, for_people
 
@@ -868,14 +868,12 @@ def _check_models_fit(models, info, dataset):
     """One line where a model cannot be scored on ``dataset``: inputs that are not RGB
     images, or other classes than the dataset's (by their names where the model records
     them, else by their count); and where models scored together differ in input size."""
-    from zoo.saving import check_takes_images
+    from zoo.saving import check_square_images, check_takes_images
 
     for model in models:
         check_takes_images(model, f"{dataset}'s pipeline")
+        check_square_images(model, f"{dataset}'s pipeline")
         shape = model.input_shape
-        if isinstance(shape, list) or len(shape) != 4 or shape[-1] != 3:
-            raise UserError(f"{model.name} takes inputs of shape {shape[1:]}; datasets give RGB "
-                            "images (height, width, 3).")
         if tuple(shape[1:]) != tuple(models[0].input_shape[1:]):
             raise UserError(f"{model.name} takes inputs of shape {shape[1:]}, but "
                             f"{models[0].name} takes {models[0].input_shape[1:]}: models scored "
@@ -903,7 +901,11 @@ def _cmd_evaluate(args):
         _check_table_output(args.output, args.models)
     _check_view_flags(args)
     _check_calibration_flags(args)
+    from zoo.saving import check_square_images
+
     models = _load_models(args.models)
+    for model in models:  # (the crops below are squares of its size)
+        check_square_images(model, "zoo evaluate")
     size = models[0].input_shape[1]
     tta = None if args.tta == "none" else args.tta
     multi_crop = tta in ("5crop", "10crop")
@@ -967,8 +969,8 @@ def _add_evaluate(sub):
                           "the shorter side at 256/224 of the input size (256 for 224 and 227) "
                           "and take the corner and centre crops (10crop: and their mirrors)")
     evaluate.add_argument("--center-crop", action="store_true",
-                          help="load the images at 256/224 of the input size and take the "
-                          "centre crop (for models trained with --augment crop); the same "
+                          help="load the images at 256/224 of the input size (256 for 224 "
+                          "and 227) and take the centre crop (for models trained with --augment crop); the same "
                           "as --resize crop")
     _resize_flag(evaluate, "default: as the models were trained (recorded by zoo train), "
                  "else squash")
@@ -1004,6 +1006,7 @@ def _cmd_ensemble(args):
         raise UserError("--fit-weights fits the weights: give neither --weights nor "
                         "--mc-dropout with it.")
     if args.mc_dropout is not None:
+        check_positive_int(args.mc_dropout, "--mc-dropout")  # (not mc_dropout's `samples`)
         if len(args.members) != 1 or args.snapshots or args.weights:
             raise UserError("--mc-dropout N samples one model: give exactly one .keras model "
                             f"and neither --snapshots nor --weights; received "
@@ -1247,7 +1250,8 @@ def _add_predict(sub):
 
 def _resize_flag(parser, default_help, default=None):
     parser.add_argument("--resize", choices=RESIZE_CHOICES, default=default,
-                        help="crop: the shorter side to 256/224 of the input size, then the "
+                        help="crop: the shorter side to 256/224 of the input size (256 for 224 "
+                        "and 227), then the "
                         "centre crop (models trained with --augment crop); squash: the whole "
                         f"image to the input size (models trained without crop) ({default_help})")
 
@@ -1347,7 +1351,8 @@ def _model_and_data_flags(parser, epochs, run_dir, augment="none", augment_help=
     parser.add_argument("--augment", default=augment,
                         help="training augmentation: '+'-joined crop, flip, pca, jitter, "
                         "erasing, or the presets none and paper (crop+flip+pca). With crop, "
-                        "images load at 256/224 of the input size and are evaluated on their "
+                        "images load at 256/224 of the input size (256 for 224 and 227) and "
+                        "are evaluated on their "
                         f"centre crop (default: {augment_help})")
     parser.add_argument("--normalize", default="standardize",
                         choices=("standardize", "channel_mean", "mean_image", "none"),

@@ -205,21 +205,25 @@ def test_a_count_below_one_is_one_line_of_its_command(argv, capsys):
         f"{argv[0]} --help"]
 
 
-def test_an_onnx_export_writes_nothing_to_stderr(tmp_path):
-    """`zoo export --format onnx` in a fresh process with TensorFlow's C++ logging at its
-    default level: stderr stays empty. It showed four INFO lines of Grappler's ("Starting
-    new session") and NumPy's FutureWarning about Keras' own tf2onnx module."""
-    pytest.importorskip("tf2onnx")
+@pytest.mark.parametrize("format, suffix, package", [("onnx", ".onnx", "tf2onnx"),
+                                                     ("litert", ".tflite", "ai_edge_litert")])
+def test_a_runtime_export_writes_nothing_to_stderr(tmp_path, format, suffix, package):
+    """`zoo export --format onnx/litert` in a fresh process with TensorFlow's C++ logging at
+    its default level: stderr stays empty. ONNX showed four INFO lines of Grappler's
+    ("Starting new session") and NumPy's FutureWarning about Keras' own tf2onnx module;
+    LiteRT its converter's "Ignored output_format." and "Ignored drop_control_dependency."
+    and its interpreter's "Created TensorFlow Lite XNNPACK delegate for CPU"."""
+    pytest.importorskip(package)
     from tests.helpers import tiny_model
 
     model = zoo.save_model(tiny_model(), str(tmp_path / "m.keras"))
     env = {k: v for k, v in os.environ.items() if k != "TF_CPP_MIN_LOG_LEVEL"}
     result = subprocess.run([sys.executable, "-m", "zoo", "export", model,
-                             str(tmp_path / "m.onnx"), "--format", "onnx"], env=env,
+                             str(tmp_path / f"m{suffix}"), "--format", format], env=env,
                             capture_output=True, text=True, timeout=300)
     assert result.returncode == 0, result.stderr
     assert result.stderr == ""
-    assert result.stdout.startswith(f"onnx: {tmp_path / 'm.onnx'} ")
+    assert result.stdout.startswith(f"{format}: {tmp_path / f'm{suffix}'} ")
 
 
 def test_tensorflow_start_up_lines_never_reach_the_terminal_but_real_ones_do(capfd):
@@ -1064,6 +1068,19 @@ def test_models_that_do_not_fit_the_data_are_one_line_before_scoring(tmp_path, c
     inputs = keras.Input((8, 8, 1))
     grey = zoo.save_model(keras.Model(inputs, keras.layers.Dense(10, activation="softmax")(
         keras.layers.Flatten()(inputs))), str(tmp_path / "grey.keras"))
+
+    def saved(name, shapes, units=10, activation="softmax"):
+        inputs = [keras.Input(shape) for shape in shapes]
+        pooled = [keras.layers.GlobalAveragePooling2D()(x) if len(x.shape) == 4 else x
+                  for x in inputs]
+        joined = pooled[0] if len(pooled) == 1 else keras.layers.Concatenate()(pooled)
+        out = keras.layers.Dense(units, activation=activation)(joined)
+        model = keras.Model(inputs if len(inputs) > 1 else inputs[0], out, name=name)
+        return zoo.save_model(model, str(tmp_path / f"{name}.keras"))
+
+    oblong, any_size = saved("oblong", [(8, 12, 3)]), saved("any_size", [(None, None, 3)])
+    vector, two_inputs = saved("vector", [(10,)]), saved("two_inputs", [(8, 8, 3)] * 2)
+    sigmoid = saved("sigmoid", [(8, 8, 3)], units=1, activation="sigmoid")
     cases = [
         (["evaluate", digits, "--dataset", str(folder)],
          f"tiny predicts 10 classes (0, 1, 2, 3, 4, ...); {folder} has 3 (cat, dog, fox)"),
@@ -1073,7 +1090,21 @@ def test_models_that_do_not_fit_the_data_are_one_line_before_scoring(tmp_path, c
          "predicts 3 classes (ant, bee, cow); " f"{folder} has 3 (cat, dog, fox)"),
         (["evaluate", digits, larger], "takes inputs of shape (16, 16, 3), but tiny takes "
                                        "(8, 8, 3)"),
-        (["evaluate", grey], "takes inputs of shape (8, 8, 1); datasets give RGB images"),
+        (["evaluate", grey], "zoo evaluate needs a model of square RGB inputs of a fixed "
+                             "size (size, size, 3); functional takes (8, 8, 1)."),
+        # Not square, or of no fixed size: a Keras shape error, a TypeError in crop_scale.
+        (["evaluate", oblong], "oblong takes (8, 12, 3)"),
+        (["evaluate", any_size, "--center-crop"], "any_size takes (None, None, 3)"),
+        (["export", oblong, str(tmp_path / "served")], "Exporting needs a model of square "
+                                                       "RGB inputs"),
+        (["export", vector, str(tmp_path / "served")], "vector takes (10,)"),
+        (["export", two_inputs, str(tmp_path / "served")], "Member 0 ('two_inputs') has 2 "
+                                                           "inputs"),
+        # A sigmoid's one unit, softmaxed: every image class "0" at 1.0.
+        (["export", sigmoid, str(tmp_path / "served")], "Member 0 ('sigmoid') outputs one "
+                                                        "score per example"),
+        (["ensemble", sigmoid, sigmoid, "--output", str(tmp_path / "e.keras")],
+         "outputs one score per example"),
         # Models trained on crops and on whole images, scored together on one view.
         (["evaluate", digits, cropped, whole], "The models were trained on different views "
                                                "(tiny resize crop, tiny resize squash), and "
