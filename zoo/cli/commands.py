@@ -1393,6 +1393,12 @@ def main(argv=None):
         command_parser.error(f"--seed must be in [0, 2**32 - 1]; received {seed}")
     try:
         a_file = args.command == "info" and args.model.endswith(".keras")  # read by Keras
+        if (args.command == "info" and not a_file and os.path.exists(args.model)
+                and args.model not in zoo.list_models()):  # (a folder named alexnet: the model)
+            kind = "folder" if os.path.isdir(args.model) else "file"  # (an export, say)
+            raise UserError(f"zoo info describes a model name (zoo list) or a .keras file; "
+                            f"received {args.model!r}, a {kind} (zoo predict serves an "
+                            "export folder or a .onnx file).")
         if getattr(args, "model", None) is not None and not a_file:  # typos: in 0.1 s,
             zoo.check_arguments(args.model, _model_args(getattr(args, "model_arg", None)))
         if args.command not in ("list", "info") or a_file:  # (their facts are static)

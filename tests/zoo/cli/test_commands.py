@@ -55,7 +55,7 @@ def test_zoo_help_and_list_start_neither_keras_nor_tensorflow():
     assert "adam, rmsprop, adagrad" in out
 
 
-def test_info_of_a_saved_file_says_what_it_holds(tmp_path, capsys):
+def test_info_of_a_saved_file_says_what_it_holds(tmp_path, capsys, monkeypatch):
     """`zoo info MODEL.keras`: an ensemble's members, rule, weights and temperature, the
     input, the class names and the resize mode it records; a file that records neither says
     so; a missing file is one line."""
@@ -93,6 +93,16 @@ def test_info_of_a_saved_file_says_what_it_holds(tmp_path, capsys):
     out = capsys.readouterr().out
     assert "  resize mode       none recorded\n" in out and "centre-crop" not in out
     assert "  preprocessing     " in out
+    # An export folder or another file: what zoo info reads, not "Unknown model 'served'".
+    (tmp_path / "served").mkdir()
+    (tmp_path / "m.onnx").write_bytes(b"")
+    for other, kind in ((tmp_path / "served", "folder"), (tmp_path / "m.onnx", "file")):
+        assert cli.main(["info", str(other)]) == 2
+        assert (f"zoo info describes a model name (zoo list) or a .keras file; received "
+                f"'{other}', a {kind}") in capsys.readouterr().err
+    monkeypatch.chdir(tmp_path)  # (a run folder named after a model is no file of it)
+    (tmp_path / "alexnet").mkdir()
+    assert cli.main(["info", "alexnet"]) == 0
     # Other files users have: members calibrated one by one, an ensemble that also outputs
     # its members, a model of flat inputs, a hand-made graph around CombineMembers.
     calibrated = ensembles.Ensemble([ensembles.calibration.with_temperature(members[0], 2.0),
