@@ -226,8 +226,9 @@ def max_pool(x, size, strides, name, padding=0, ceil_mode=False):
     (Caffe's pooling, always) the windows that the bottom or right edge cuts count too:
     output sides ``ceil((n + 2 padding - size) / strides) + 1`` instead of the floor.
 
-    A :class:`MaxPadding2D` named ``f"{name}_pad"`` (where there is padding) and a
-    ``MaxPooling2D`` named ``name``.
+    A ``MaxPooling2D`` named ``name``, after a :class:`MaxPadding2D` named ``f"{name}_pad"``
+    where it pads; in ceil mode, sides known when built that Keras' "valid" or "same" pool
+    the same way (a 3x3/2 pool of 56 or 57, a 2x2/2 of any) take that instead, no padding.
 
     Example:
 
@@ -239,9 +240,25 @@ def max_pool(x, size, strides, name, padding=0, ceil_mode=False):
     # starts inside the map, as PyTorch and Caffe require, where padding is 0 and size >=
     # strides (every ceil-mode pool here: Caffe's models pad none).
     extra = strides - 1 if ceil_mode else 0
+    alike = {_keras_padding_alike(side, size, strides) for side in x.shape[1:3]}
+    if ceil_mode and not padding and len(alike) == 1 and None not in alike:
+        return keras.layers.MaxPooling2D(size, strides=strides, padding=alike.pop(),
+                                         name=name)(x)
     if padding or extra:
         x = MaxPadding2D(((padding, padding + extra),) * 2, name=f"{name}_pad")(x)
     return keras.layers.MaxPooling2D(size, strides=strides, name=name)(x)
+
+
+def _keras_padding_alike(side, size, strides):
+    """Keras' ``padding`` ("valid" or "same") that pools a side of ``side`` as ceil mode
+    does, or None (a side unknown, or neither)."""
+    if side is None:
+        return None
+    if (side - size) % strides == 0:  # no window cut by the edge: floor is ceil
+        return "valid"
+    out = -(-(side - size) // strides) + 1
+    extra = (out - 1) * strides + size - side  # "same" pads it, the smaller half before
+    return "same" if -(-side // strides) == out and extra // 2 == 0 else None
 
 
 @keras.saving.register_keras_serializable(package="zoo")

@@ -287,11 +287,17 @@ def test_max_pool_is_caffes_and_torchvisions_pooling_of_negative_maps(side, size
     from zoo.layers import max_pool
 
     x = -np.random.default_rng(side).uniform(0.1, 3, (2, side, side + 2, 3)).astype("float32")
-    inputs = keras.Input((None, None, 3))
-    model = keras.Model(inputs, max_pool(inputs, size, strides, "pool", padding, ceil_mode))
     want = pool(x.transpose(0, 3, 1, 2), size, strides, pad=padding).transpose(0, 2, 3, 1)
-    np.testing.assert_allclose(keras.ops.convert_to_numpy(model(x)), want, rtol=1e-6)
     assert np.isfinite(want).all() and want.max() < 0
+    # Sizes unknown when built (padded with -inf), and known (Keras' "valid" or "same"
+    # where they pool alike, as at 7x9 and 8x10: no padding layer).
+    for shape in ((None, None, 3), x.shape[1:]):
+        inputs = keras.Input(shape)
+        model = keras.Model(inputs, max_pool(inputs, size, strides, "pool", padding,
+                                             ceil_mode))
+        np.testing.assert_allclose(keras.ops.convert_to_numpy(model(x)), want, rtol=1e-6)
+        padded = any(layer.name == "pool_pad" for layer in model.layers)
+        assert padded == (padding > 0 or None in shape), shape
 
 
 def test_max_padding_round_trips_and_refuses_bad_padding(tmp_path):
