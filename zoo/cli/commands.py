@@ -179,7 +179,10 @@ def _cmd_demo(args):
         if args.quick else {}
     given = {k: getattr(args, k) for k in ("epochs", "snapshot_epochs", "cycles")
              if getattr(args, k) is not None}  # else demo.run's defaults
-    demo.run(output_dir=args.output_dir, seed=args.seed, dataset=args.dataset,
+    # A quick run has its own folder: its members' settings differ from the full demo's,
+    # whose run in runs/demo would refuse to resume them ("a run with other settings").
+    output_dir = args.output_dir or ("runs/demo_quick" if args.quick else "runs/demo")
+    demo.run(output_dir=output_dir, seed=args.seed, dataset=args.dataset,
              data_dir=args.data_dir, models=args.models,
              **{**quick, **given})  # what the user names wins
     return 0
@@ -191,7 +194,8 @@ def _add_demo(sub):
                           "snapshot ensemble on the embedded digits (the first AlexNet under "
                           "the two-device mirrored strategy, the others on one device), "
                           "evaluate every ensemble, export and serve.")
-    demo.add_argument("--output-dir", default="runs/demo")
+    demo.add_argument("--output-dir", default=None,
+                      help="default runs/demo (runs/demo_quick with --quick)")
     demo.add_argument("--dataset", default="digits",
                       help="'digits' (embedded), a TFDS name or an image folder")
     demo.add_argument("--data-dir", default=None, help="TFDS data_dir")

@@ -331,19 +331,19 @@ def report_header(dataset, models, scale, replica_count, test_images):
     >>> print(report_header("digits", ["resnet18"], 77, 2, 360))
     # zoo demo on digits
     <BLANKLINE>
-    ResNet-18 snapshots (which resize to 16x16 inside the model), trained on random 67x67 crops of images at 77x77; every model tested on the centre crop. Test split: 360 images.
+    ResNet-18 snapshots (which resize to 16x16 inside the model), trained on the 67x67 centre crops of images at 77x77; every model tested on the centre crop. Test split: 360 images.
     """
     trained = []
+    crop = f"{ALEXNET_SIZE}x{ALEXNET_SIZE}"
     if "alexnet" in models:
         replicas = f"{replica_count} replica{'s' * (replica_count != 1)}"
         trained.append(f"AlexNet members (two towers, LRN; the first on {replicas}, data "
-                       "parallel)")
-    if "resnet18" in models:
+                       f"parallel), trained on random {crop} crops")
+    if "resnet18" in models:  # (no random crops: the digits are 8x8)
         trained.append(f"ResNet-18 snapshots (which resize to {RESNET_SIZE}x{RESNET_SIZE} "
-                       "inside the model)")
-    return (f"# zoo demo on {dataset}\n\n{' and '.join(trained)}, trained on random "
-            f"{ALEXNET_SIZE}x{ALEXNET_SIZE} crops of images at {scale}x{scale}; every model "
-            "tested on the centre crop. Test split: "
+                       f"inside the model), trained on the {crop} centre crops")
+    return (f"# zoo demo on {dataset}\n\n{', and '.join(trained)} of images at "
+            f"{scale}x{scale}; every model tested on the centre crop. Test split: "
             f"{test_images} images.")
 
 

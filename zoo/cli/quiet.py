@@ -35,13 +35,22 @@ def descriptor_filtered(fd=2):
     return streams.descriptor_filtered(is_noise, fd)
 
 
+def _not_retracing(record):
+    """False for TensorFlow's "N out of the last M calls to <function ...> triggered
+    tf.function retracing": a command that scores several models makes each its own
+    predict function, which that count reads as retracing; the user can do nothing."""
+    return "triggered tf.function retracing" not in record.getMessage()
+
+
 def tensorflow_started_quietly():
     """Import TensorFlow and find its devices (where the start-up lines come from) with
     those lines filtered out, and keep TensorFlow's C++ INFO lines (Grappler's "Starting
     new session" in an ONNX export, say) off for good, unless ``TF_CPP_MIN_LOG_LEVEL`` says
-    otherwise: its warnings and errors still show."""
+    otherwise: its warnings and errors still show, but for the retracing count's."""
     os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "1")  # read when TensorFlow is imported
     with descriptor_filtered():
         import tensorflow as tf
 
         tf.config.list_physical_devices()
+    if _not_retracing not in tf.get_logger().filters:
+        tf.get_logger().addFilter(_not_retracing)

@@ -236,6 +236,28 @@ def test_a_runtime_export_writes_nothing_to_stderr(tmp_path, format, suffix, pac
     assert result.stdout.startswith(f"{format}: {tmp_path / f'm{suffix}'} ")
 
 
+def test_the_commands_drop_tensorflows_retracing_count_and_keep_its_other_warnings():
+    """zoo demo and zoo evaluate printed "5 out of the last 6 calls to <function ...>
+    triggered tf.function retracing" blocks: each member's predict function, counted."""
+    import logging
+
+    import tensorflow as tf
+
+    from zoo.cli import quiet
+
+    quiet.tensorflow_started_quietly()
+    quiet.tensorflow_started_quietly()  # (once is enough: no second filter)
+    logger = tf.get_logger()
+    assert logger.filters.count(quiet._not_retracing) == 1
+
+    def record(message):
+        return logging.LogRecord("tensorflow", logging.WARNING, __file__, 1, message, (), None)
+
+    assert not logger.filter(record("5 out of the last 6 calls to <function f at 0x1> "
+                                    "triggered tf.function retracing. Tracing is expensive"))
+    assert logger.filter(record("Gradients do not exist for variables"))
+
+
 def test_tensorflow_start_up_lines_never_reach_the_terminal_but_real_ones_do(capfd):
     """`zoo evaluate` (which starts TensorFlow) in a fresh process, with TensorFlow's C++
     logging at its default level: no start-up line on stderr, only the command's own one.
@@ -763,7 +785,13 @@ def test_the_demo_report_describes_the_models_it_trained(models):
     assert ("AlexNet" in paragraph) == ("alexnet" in models)
     assert ("2 replicas" in paragraph) == ("alexnet" in models)
     assert ("ResNet-18" in paragraph) == ("resnet18" in models)
-    assert "random 67x67 crops of images at 77x77" in paragraph
+    # Each family's own training view: the ResNet trains on centre crops, which the report
+    # called random crops whenever it was trained.
+    assert ("AlexNet members (two towers, LRN; the first on 2 replicas, data parallel), "
+            "trained on random 67x67 crops" in paragraph) == ("alexnet" in models)
+    assert ("inside the model), trained on the 67x67 centre crops" in paragraph) == (
+        "resnet18" in models)
+    assert "of images at 77x77; every model tested on the centre crop" in paragraph
     assert "on 1 replica," in demo.report_header("digits", ["alexnet"], 77, 1, 360)
 
 
@@ -1312,6 +1340,12 @@ def test_demo_quick_keeps_the_values_the_user_names(monkeypatch):
     assert (given["epochs"], given["cycles"], given["snapshot_epochs"]) == (3, 3, 2)
     assert (quick["epochs"], quick["cycles"], quick["snapshot_epochs"]) == (1, 2, 2)
     assert given["train_split"] == quick["train_split"] == commands.QUICK_TRAIN_SPLIT
+    # Its own folder: a full demo after it in runs/demo stopped at its first member ("holds
+    # a run with other settings"), having replaced the quick run's statistics.
+    assert quick["output_dir"] == "runs/demo_quick"
+    assert cli.main(["demo"]) == 0 and runs[-1]["output_dir"] == "runs/demo"
+    assert cli.main(["demo", "--quick", "--output-dir", "mine"]) == 0
+    assert runs[-1]["output_dir"] == "mine"
 
 
 def test_demo_reads_a_tfds_dataset_from_data_dir(tmp_path, monkeypatch):
