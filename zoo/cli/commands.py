@@ -476,10 +476,12 @@ def _cmd_train(args):
               "marks them).")
     elif "test" in setup.info.splits:
         test = zoo.distribute.cluster_share(setup.load(split="test"))
-        scores = result.model.evaluate(test, return_dict=True, verbose=0)
-        top1 = next(v for k, v in scores.items() if k.endswith("top1_accuracy"))
-        top5 = next(v for k, v in scores.items() if k.endswith("top5_accuracy"))
-        print(f"test top-1 error {100 * (1 - top1):.2f} %, top-5 error {100 * (1 - top5):.2f} %")
+        for which in _scored_weights(result.model, run_dir, args.strategy):
+            scores = result.model.evaluate(test, return_dict=True, verbose=0)
+            top1 = next(v for k, v in scores.items() if k.endswith("top1_accuracy"))
+            top5 = next(v for k, v in scores.items() if k.endswith("top5_accuracy"))
+            print(f"test top-1 error {100 * (1 - top1):.2f} %, top-5 error "
+                  f"{100 * (1 - top5):.2f} % ({which})")
     print(f"Run directory: {run_dir} (history.csv, checkpoints/, logs/, plots)")
     _whole_images_hint(setup)
     if args.snapshots:
@@ -489,6 +491,23 @@ def _cmd_train(args):
               f"--snapshots {snapshots} --last {min(4, len(paths))} "
               f"--output {os.path.join(run_dir, 'snapshot_ensemble.keras')}")
     return 1 if result.diverged else 0
+
+
+def _scored_weights(model, run_dir, strategy):
+    """Put in ``model`` each of the weights a command scores, saying which: the last
+    epoch's, then checkpoints/best.keras's where validation chose another epoch (the run
+    named best.keras and printed the last epoch's score). One process only: in a cluster,
+    scoring is every process's collective work, and the last epoch's alone is scored."""
+    yield "the last epoch's weights"
+    best = os.path.join(run_dir, "checkpoints", "best.keras")
+    if strategy == "multi_worker" or not os.path.isfile(best):
+        return
+    weights = zoo.load_model(best, compile=False).get_weights()
+    import numpy as np
+
+    if not all(np.array_equal(a, b) for a, b in zip(weights, model.get_weights())):
+        model.set_weights(weights)
+        yield f"{best}, the epoch validation chose"
 
 
 def _add_train(sub):
@@ -599,11 +618,15 @@ def _cmd_distill(args):
               f"No score: the test split of {args.dataset} has no labels.")
     if held_out:
         data_split = setup.load(split=held_out)
-        rows = {name: ensembles.evaluate(model, data_split).loc["ensemble"]  # the whole
-                for name, model in (("student", student), ("teacher", teacher))}
-        for name, row in rows.items():
+
+        def scored(name, model, which=None):
+            row = ensembles.evaluate(model, data_split).loc["ensemble"]  # the whole
             print(f"{held_out} {name}: top-1 error {100 * row['top1_error']:.2f} %, NLL "
-                  f"{row['nll']:.4f}, ECE {row['ece']:.4f}")
+                  f"{row['nll']:.4f}, ECE {row['ece']:.4f}" + (f" ({which})" if which else ""))
+
+        for which in _scored_weights(student, run_dir, getattr(args, "strategy", None)):
+            scored("student", student, which)
+        scored("teacher", teacher)
     print(f"Run directory: {run_dir}; the student: "
           f"{os.path.join(run_dir, 'checkpoints', 'best.keras')}")
     _whole_images_hint(setup)
