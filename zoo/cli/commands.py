@@ -643,6 +643,7 @@ def _add_distill(sub):
     distill.add_argument("teacher", metavar="TEACHER.keras",
                          help="the teacher, e.g. a saved ensemble (zoo ensemble)")
     _model_and_data_flags(distill, epochs=20, run_dir="runs/MODEL_DATASET_distilled",
+                          image_size_help="the teacher's, the only one it takes",
                           augment=None, augment_help="crop for a teacher that records "
                           "resize crop, else none: the student learns on the teacher's view")
     distill.add_argument("--temperature", type=float, default=4.0,
@@ -663,6 +664,14 @@ def _add_distill(sub):
 
 
 def _cmd_diagnose(args):
+    import data
+
+    ignored = [op for op in data.augment.parse(args.augment) if op != "crop"]
+    if ignored:  # (accepted, then changed nothing: two reports equal to every digit)
+        raise UserError(f"zoo diagnose checks the model on the training images as evaluated "
+                        f"(the same examples at every step, so that a tiny subset can be "
+                        f"overfitted): --augment {args.augment} would change nothing but the "
+                        f"view; leave out {'+'.join(ignored)} (crop: its centre crops).")
     run_dir = _default_run_dir(args, "diagnose")
     setup = _Setup(args, run_dir)
     _seed(args.seed)
@@ -1361,14 +1370,15 @@ def _bad_image_flag(parser, default="error"):
                         "how many) (default), or skip them with a warning that names them so")
 
 
-def _model_and_data_flags(parser, epochs, run_dir, augment="none", augment_help="none"):
+def _model_and_data_flags(parser, epochs, run_dir, augment="none", augment_help="none",
+                          image_size_help="the dataset's, at least the model's minimum"):
     parser.add_argument("--model", required=True, help="model name, see `zoo list`")
     parser.add_argument("--dataset", default="digits",
                         help="'digits' (embedded), a TFDS name or an image folder")
     parser.add_argument("--epochs", type=int, default=epochs, help=f"(default: {epochs})")
     parser.add_argument("--batch-size", type=int, default=64, help="(default: 64)")
     parser.add_argument("--image-size", type=int, default=None,
-                        help="input size (default: the dataset's, at least the model's minimum)")
+                        help=f"input size (default: {image_size_help})")
     parser.add_argument("--run-dir", default=None, help=f"default: {run_dir}")
     parser.add_argument("--data-dir", default=None, help="TFDS data_dir")
     parser.add_argument("--seed", type=int, default=0,

@@ -25,6 +25,7 @@ from safeio.checks import UserError, check_non_negative_int, check_positive_int,
 from zoo import registry
 from zoo.optimizers import OPTIMIZER_CHOICES, build_optimizer, make_optimizer
 from zoo.training import recipe as training
+from zoo.training import run_config
 
 OBJECTIVE = "val_top1_accuracy"
 SETTINGS_FILE = "zoo_search.json"  # in run_dir: what the trials there were searched with
@@ -242,6 +243,10 @@ def search(model, train_data, val_data, *, model_kwargs=None, trials=8, fine_tri
         raise UserError(f"{model!r} has no name to record in the search's {SETTINGS_FILE}, "
                         "which keeps a rerun from taking another model's trials: give a "
                         "named function (def), or settings={'model': 'what it builds'}.")
+    # Each width built once: one the builder refuses is its one line now, not in a first
+    # trial after the settings were kept (the corrected search was then refused as another).
+    for width in space.get("width") or ():
+        build(width=width)
     run_dir = run_dir or tempfile.mkdtemp(prefix="zoo_search_")
     with directory_lock(run_dir):  # one search at a time: keras-tuner would mix them
         _check_same_search(run_dir, {
@@ -303,11 +308,15 @@ def _check_same_search(run_dir, settings):
     if os.path.exists(path):
         with open(path, encoding="utf-8") as f:
             before = json.load(f)
-        changed = sorted(k for k in set(before) | set(now) if before.get(k) != now.get(k)
-                         and not (k == "model" and _renamed(before.get(k), now.get(k))))
+        # Compared key by key (command.image_size), so that the message shows what
+        # changed, not two long JSON values cut to the same ends.
+        before, now_flat = run_config.flat_config(before), run_config.flat_config(now)
+        changed = sorted(k for k in set(before) | set(now_flat)
+                         if before.get(k) != now_flat.get(k)
+                         and not (k == "model" and _renamed(before.get(k), now_flat.get(k))))
         if changed:
-            differ = "; ".join(f"{k}: {_short(before.get(k))} there, {_short(now.get(k))} "
-                               "now" for k in changed)
+            differ = "; ".join(f"{k}: {_short(before.get(k))} there, "
+                               f"{_short(now_flat.get(k))} now" for k in changed)
             raise UserError(
                 f"{run_dir} holds a search with other settings ({', '.join(changed)}): "
                 "keras-tuner would take its trials as this search's. Give another run "

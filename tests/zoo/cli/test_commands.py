@@ -914,7 +914,11 @@ def test_search_command_writes_its_table_and_plot(tmp_path, capsys):
     assert cli.main(["search", *other, "--trials", "2", "--fine-trials", "0", "--epochs",
                      "1", "--optimizer", "nesterov", "adam", "--run-dir", str(run_dir)]) == 2
     err = capsys.readouterr().err.strip().splitlines()
-    assert len(err) == 1 and "holds a search with other settings (command)" in err[0], err
+    # The setting that changed, key by key: two long JSON values cut to the same ends
+    # once hid it ("command: {...} there, {...} now").
+    assert len(err) == 1 and ("holds a search with other settings (command.model_kwargs."
+                              "width)") in err[0], err
+    assert "command.model_kwargs.width: 0.0625 there, 0.125 now" in err[0], err
     assert (run_dir / "search.csv").read_bytes() == table_before
 
 

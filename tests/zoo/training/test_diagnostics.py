@@ -275,7 +275,8 @@ def test_search_refuses_what_it_cannot_rank_or_would_mix(tmp_path):
     first = zoo.search(_tiny_builder, train, val, **kwargs)
     again = zoo.search(_tiny_builder, train, val, **kwargs)  # the same: resumed, as it was
     pd.testing.assert_frame_equal(again.table, first.table)
-    with pytest.raises(ValueError, match=r"holds a search with other settings \(space\)"):
+    with pytest.raises(ValueError, match=r"holds a search with other settings "
+                                         r"\(space\.learning_rate\)"):
         zoo.search(_tiny_builder, train, val, learning_rate=(0.5, 0.9), **kwargs)
 
 
@@ -325,8 +326,12 @@ def test_search_widths_builders_failures_and_seed(tmp_path):
         return _tiny_builder(width=width, **kw)
 
     with pytest.raises(UserError, match=r"^width 5 is refused$"):
-        zoo.search(refuses_width_5, train, val, width=[5], run_dir=str(tmp_path / "u"),
+        zoo.search(refuses_width_5, train, val, width=[8, 5], run_dir=str(tmp_path / "u"),
                    **kwargs)
+    # Before anything was written: the corrected search runs there (it was refused as a
+    # search with other settings, whose first trial had failed).
+    assert not (tmp_path / "u").exists()
+    zoo.search(refuses_width_5, train, val, width=[8], run_dir=str(tmp_path / "u"), **kwargs)
     plan = []  # "fail" or "build" for each model built (keras-tuner builds one first)
 
     def fails_as_planned(**kw):
@@ -393,3 +398,15 @@ def test_diagnose_command_exits_0_for_a_healthy_model_and_1_for_a_broken_one(
         assert (ratios["ratio"] > 0).all()
         last = ratios[ratios["epoch"] == ratios["epoch"].max()]
         assert 1e-4 <= last["ratio"].median() <= 1e-2
+
+
+def test_diagnose_refuses_augmentation_it_would_not_apply(capsys, tmp_path):
+    """`--augment flip+jitter+erasing` was accepted and changed nothing: the checks read the
+    training images as evaluated (two reports equal to every digit). Crop is its view."""
+    code = cli.main(["diagnose", "--model", "resnet18", "--augment", "crop+flip+jitter",
+                     "--run-dir", str(tmp_path / "d")])
+    assert code == 2
+    (line,) = capsys.readouterr().err.strip().splitlines()
+    assert "--augment crop+flip+jitter would change nothing but the view; leave out " \
+           "flip+jitter" in line, line
+    assert not (tmp_path / "d").exists()
