@@ -204,8 +204,9 @@ def class_folders(root):
     """The classes of an image folder: the union of the class folders of every split that
     holds images, sorted, so a class has the same label in every split (as
     ``tfds.folder_dataset.ImageFolder`` numbers them), even when a split lacks some classes.
-    The sub-folders of a folder that holds no images in its own sub-folders (``docs/assets``,
-    a Mac zip's ``__MACOSX/train``) are no classes: they shifted every label."""
+    The sub-folders of a folder whose sub-folders hold no image file at all (a ``docs`` of
+    stylesheets, a Mac zip's ``__MACOSX`` of hidden ``._`` files) are no classes: they
+    shifted every label."""
     classes = set()
     for split in splits(root):
         names = splits(os.path.join(root, split))
@@ -215,11 +216,13 @@ def class_folders(root):
 
 
 def _holds_images(folder):
-    """Whether ``folder`` holds an image file (by its name) directly."""
-    try:
-        return any(name.lower().endswith(IMAGE_EXTENSIONS) for name in os.listdir(folder))
-    except OSError:  # (unreadable: scan names it when it reads the split)
-        return False
+    """Whether ``folder`` holds an image file (by its name, not hidden) at any depth: the
+    first one found ends the walk (a class folder's own files come first)."""
+    for _, _, names in os.walk(folder):
+        if any(name.lower().endswith(IMAGE_EXTENSIONS) and not name.startswith(".")
+               for name in names):
+            return True
+    return False
 
 
 def _check_class_names(names, root, split_dir):
@@ -251,11 +254,11 @@ def scan(root, split, on_bad_image="raise", verify="header", class_names=None,
     ``on_bad_image="skip"`` is left out with a warning naming it. So is an image whose
     header gives more than ``max_pixels`` pixels (PIL's 89,478,485 by default; None: no
     limit), checked before anything decodes it (and, as every check, not with
-    ``verify=None``, which opens no file). A split of no images raises a ``ValueError``
-    unless ``allow_empty``.
+    ``verify=None``, which opens no file; a link to nothing is named even then). A split
+    of no images raises a ``ValueError`` unless ``allow_empty``.
 
     Within one process a scan is not made again while the folders are unchanged (the
-    modification times of the root, its splits and this split's class folders: adding,
+    modification times of the root, its splits and their class folders: adding,
     removing or renaming an image changes them; folders changed in the last 3 s are
     scanned each time, as a change within one clock tick would not show); ``zoo train``
     loads a split up to three times, and ImageNet's 1.28 million files take a minute a
@@ -274,10 +277,15 @@ def scan(root, split, on_bad_image="raise", verify="header", class_names=None,
     fingerprint = _fingerprint(root, split)
     fingerprint_before, made = _SCANS.get(key, (None, None))
     if made is None or fingerprint is None or fingerprint != fingerprint_before:
-        with warnings.catch_warnings(record=True) as caught:
-            warnings.simplefilter("always")
-            found = _scan(root, split, on_bad_image, verify, class_names, max_pixels,
-                          allow_empty)
+        try:
+            with warnings.catch_warnings(record=True) as caught:
+                warnings.simplefilter("always")
+                found = _scan(root, split, on_bad_image, verify, class_names, max_pixels,
+                              allow_empty)
+        except UserError:  # its warnings first (the files not read of a split of "no images")
+            for warning in caught:
+                warnings.warn(warning.message, warning.category, stacklevel=2)
+            raise
         made = found, [(w.message, w.category) for w in caught]
         _SCANS.pop(key, None)
         # Kept only when every folder's time is settled: a change within the same clock
@@ -295,12 +303,13 @@ _SETTLED_NS = 3 * 10**9  # a folder changed less recently than this is not scann
 
 
 def _fingerprint(root, split):
-    """The modification times (ns) of ``root``, its sub-folders and ``split``'s sub-folders,
-    or None where one cannot be read (then the scan says why)."""
+    """The modification times (ns) of ``root``, its sub-folders and every split's
+    sub-folders (a split's first images change the classes: :func:`class_folders`), or
+    None where one cannot be read (then the scan says why)."""
     try:
         folders = [root] + [os.path.join(root, d) for d in os.listdir(root)]
-        split_dir = os.path.join(root, split)
-        folders += [os.path.join(split_dir, d) for d in os.listdir(split_dir)]
+        for split_dir in [f for f in folders[1:] if os.path.isdir(f)]:
+            folders += [os.path.join(split_dir, d) for d in os.listdir(split_dir)]
         return tuple((f, os.stat(f).st_mtime_ns) for f in sorted(folders) if os.path.isdir(f))
     except OSError:
         return None

@@ -244,14 +244,18 @@ def combined_model(calls, combine="mean", weights=None, return_members=False,
     first = calls[0][0]
     inputs = keras.Input(first.input_shape[1:], name="input")
     probabilities = []
+    # In float32 under mixed precision too: float16 holds no probability below 6e-8 (the
+    # logit rules' logs of them were -69).
+    exact = dict(dtype="float32")
     for member, key in calls:
         out = member(inputs)
         if not _softmax_output(member):
-            out = keras.layers.Softmax(name=f"{key}_softmax")(out)
-        probabilities.append(keras.layers.Reshape((1, -1), name=f"{key}_stack")(out))
+            out = keras.layers.Softmax(name=f"{key}_softmax", **exact)(out)
+        probabilities.append(keras.layers.Reshape((1, -1), name=f"{key}_stack", **exact)(out))
     stacked = (probabilities[0] if len(probabilities) == 1 else
-               keras.layers.Concatenate(axis=1, name="member_probabilities")(probabilities))
-    combined = CombineMembers(combine, weights, name="combine")(stacked)
+               keras.layers.Concatenate(axis=1, name="member_probabilities",
+                                        **exact)(probabilities))
+    combined = CombineMembers(combine, weights, name="combine", **exact)(stacked)
     model = keras.Model(inputs, [combined, stacked] if return_members else combined, name=name)
     set_input_pixels(model, common_input_pixels([member for member, _ in calls]))
     return set_resize_mode(set_class_names(model, class_names), resize)

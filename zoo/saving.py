@@ -302,12 +302,11 @@ def _read_metadata(path, raw):
                         f"({str(err)[:160] or type(err).__name__}).") from None
 
 
-def _raised_in_keras(err):
-    """Whether ``err`` was raised inside Keras' own code (its innermost frame)."""
-    frame = err.__traceback__
-    while frame.tb_next is not None:
-        frame = frame.tb_next
-    return frame.tb_frame.f_code.co_filename.startswith(os.path.dirname(keras.__file__) + os.sep)
+# What Keras' loading says of an archive's content: no weights file in it, another
+# model's config, or another model's weights (a layer given other variables; Keras wraps
+# other errors of a layer's loading, a bug of ours say, in the same "could not be loaded").
+_KERAS_FILE_ERRORS = ("Expected a model.weights", "Expected object to be an instance of",
+                      "variables, but received", "must match. variable.shape=")
 
 
 def load_model(path, compile=True):
@@ -359,11 +358,10 @@ def load_model(path, compile=True):
         raise UserError(f"Cannot load {path}: its weights cannot be read ({message}).") from None
     except (TypeError, ValueError) as err:  # Keras: a class it cannot find or rebuild
         if isinstance(err, ValueError) and "deserializ" not in str(err):
-            if not _raised_in_keras(err):  # (ours: a bug, with its traceback)
-                raise
-            # What Keras' loading says of the archive's content: no weights file in it,
-            # another model's weights ("A total of 2 objects could not be loaded").
-            raise UserError(f"Cannot load {path}: {' '.join(str(err).split())[:300]}") from None
+            if not any(said in str(err) for said in _KERAS_FILE_ERRORS):
+                raise  # (a bug of ours, say: with its traceback)
+            said = str(err).split(" Target variable:")[0].split("List of objects")[0]
+            raise UserError(f"Cannot load {path}: {' '.join(said.split())[:400]}") from None
         if "ensembles" in str(err):  # e.g. "Could not locate class 'ensembles>CyclicCosine'"
             raise UserError(f"Cannot load {path} with zoo.load_model: it holds ensemble "
                             f"objects; use ensembles.load({path!r}).") from None

@@ -411,6 +411,16 @@ def test_hidden_folders_are_never_splits_or_classes(tmp_path):
     (root / "__MACOSX" / "train" / "a" / "._x.png").write_bytes(b"\x00\x05\x16\x07")
     assert data.info(str(root)).class_names == ("a", "b")
     assert sorted(int(y) for _, y in data.load(str(root), "train", batch_size=None)) == [0, 1]
+    # Images below the class folders (Tiny ImageNet's train/n01443537/images/*.JPEG) still
+    # make their classes, and the scan's warning names the files it does not read.
+    tiny = tmp_path / "tiny"
+    (tiny / "train" / "n01443537" / "images").mkdir(parents=True)
+    _write(tiny / "train" / "n01443537" / "images" / "x.png", np.zeros((4, 4, 3), np.uint8),
+           "png")
+    assert data.folder.class_folders(str(tiny)) == ["n01443537"]
+    with pytest.warns(UserWarning, match=r"1 image file\(s\) in .* are not read"), \
+            pytest.raises(UserError, match="No images in"):
+        data.folder.scan(str(tiny), "train")
 
 
 def test_image_folder_errors(image_folder, tmp_path):

@@ -78,6 +78,16 @@ def test_confident_members_who_disagree_combine_their_logits_exactly(combine):
     got = model.predict(np.zeros((1, 2), "float32"), verbose=0)[0]
     expected = keras.ops.convert_to_numpy(keras.ops.softmax(np.array([0.0, -10.0, 0.0])))
     np.testing.assert_allclose(got, expected, rtol=1e-5)
+    # Built under mixed precision, the stacking stays float32: float16 held 9.4e-14 (the
+    # first member's middle class) as 0, whose log the floor then made -69.
+    previous = keras.config.dtype_policy()
+    keras.config.set_dtype_policy("mixed_float16")
+    try:
+        mixed = ensembles.Ensemble(members, combine=combine)
+    finally:
+        keras.config.set_dtype_policy(previous)
+    got = mixed.predict(np.zeros((1, 2), "float32"), verbose=0)[0]
+    np.testing.assert_allclose(np.asarray(got, "float32"), expected, rtol=1e-4)
 
 
 @pytest.mark.all_backends

@@ -282,6 +282,23 @@ def test_towers_of_two_point_zero_are_one_line():
         zoo.alexnet(towers=2.0, input_shape=(67, 67, 3), include_top=False)
 
 
+def test_a_relu_resnet_file_is_plain_keras_and_an_elu_one_pads_its_pool_with_minus_inf(
+        tmp_path):
+    """Keras alone loads a ReLU ResNet's file in a fresh process (the README says so; the
+    stem pool's padding is Keras' ZeroPadding2D there, as after a ReLU zeros are -inf's
+    equal); an ELU ResNet's stem pads -inf (zoo.layers.MaxPadding2D)."""
+    path = str(tmp_path / "r.keras")
+    zoo.resnet18(input_shape=(32, 32, 3), classes=3, width=0.125).save(path)
+    out = run_python("import sys, keras\n"
+                     f"model = keras.models.load_model({path!r})\n"
+                     "assert not any(m.split('.')[0] in ('zoo', 'ensembles', 'data') "
+                     "for m in sys.modules), sorted(sys.modules)\n"
+                     "print(type(model.get_layer('pool1_pad')).__name__)\n", cwd=str(tmp_path))
+    assert out.stdout.split()[-1] == "ZeroPadding2D"
+    elu = zoo.resnet18(input_shape=(32, 32, 3), classes=3, width=0.125, activation="elu")
+    assert type(elu.get_layer("pool1_pad")).__name__ == "MaxPadding2D"
+
+
 @pytest.mark.parametrize("weights", ["tv_in1k", "file"])
 def test_converted_weights_refuse_another_activation(tmp_path, monkeypatch, weights):
     """torchvision's and Caffe's weights were trained with ReLU: with PReLU a Caffe AlexNet

@@ -502,12 +502,16 @@ def _scored_weights(model, run_dir, strategy):
     best = os.path.join(run_dir, "checkpoints", "best.keras")
     if strategy == "multi_worker" or not os.path.isfile(best):
         return
-    weights = zoo.load_model(best, compile=False).get_weights()
+    weights, last = zoo.load_model(best, compile=False).get_weights(), model.get_weights()
     import numpy as np
 
-    if not all(np.array_equal(a, b) for a, b in zip(weights, model.get_weights())):
+    # (not bit for bit: with EMA, Keras' swaps round the same epoch's weights by an ulp)
+    if not all(np.allclose(a, b, rtol=1e-5, atol=1e-7) for a, b in zip(weights, last)):
         model.set_weights(weights)
-        yield f"{best}, the epoch validation chose"
+        try:
+            yield f"{best}, the epoch validation chose"
+        finally:
+            model.set_weights(last)
 
 
 def _add_train(sub):
@@ -937,10 +941,11 @@ def _cmd_evaluate(args):
         _check_table_output(args.output, args.models)
     _check_view_flags(args)
     _check_calibration_flags(args)
-    from zoo.saving import check_square_images
+    from zoo.saving import check_square_images, check_takes_images
 
     models = _load_models(args.models)
     for model in models:  # (the crops below are squares of its size)
+        check_takes_images(model, f"{args.dataset}'s pipeline")
         check_square_images(model, "zoo evaluate")
     size = models[0].input_shape[1]
     tta = None if args.tta == "none" else args.tta

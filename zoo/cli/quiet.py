@@ -6,7 +6,8 @@ failed ``cuInit`` on a machine without a GPU, the cuDNN/cuFFT/cuBLAS factory
 registrations, the CPU-instruction and oneDNN notes. C++ writes them to file descriptor
 2, below Python, so :func:`tensorflow_started_quietly` points that descriptor at a
 temporary file while TensorFlow starts, then writes back every line that is not one of
-those. Later warnings and errors reach the terminal as they are; INFO lines do not.
+those. Later warnings and errors reach the terminal as they are (but for TensorFlow's
+"triggered tf.function retracing" count of the commands' own models); INFO lines do not.
 """
 
 import os

@@ -4,9 +4,9 @@ The torchvision layout ("v1.5"): no convolution biases, BatchNorm after every co
 projection shortcuts (1x1 convolution + BatchNorm) only where the shape changes, and the
 stride of a downsampling bottleneck on its 3x3 convolution rather than its first 1x1.
 Trainable parameter counts equal torchvision's exactly, and so does the padding: a strided
-convolution pads every side with zeros and the stem's max-pool with -inf (explicit
-``ZeroPadding2D`` and ``MaxPadding2D`` layers, then "valid", as keras.applications does),
-where Keras' "same" would pad the bottom and right only. So torchvision's weights give torchvision's numbers (``weights="imagenet"`` or a
+convolution and the stem's max-pool pad every side (explicit ``ZeroPadding2D`` layers,
+then "valid", as keras.applications does; the max-pool's -inf, ``MaxPadding2D``, after an
+activation other than ReLU), where Keras' "same" would pad the bottom and right only. So torchvision's weights give torchvision's numbers (``weights="imagenet"`` or a
 state dict file, :mod:`zoo.pretrained`). In narrow models, a strided projection on fewer
 than 16 channels subsamples, then convolves (``MIN_STRIDED_POINTWISE_CHANNELS``).
 """
@@ -177,9 +177,10 @@ def resnet(
     w = lambda filters: max(1, int(round(filters * width)))  # noqa: E731
     if stem == "imagenet":
         x = _conv_bn(image, w(64), 7, 2, "conv1", style)  # 112x112
-        # torchvision pads the max-pool with -inf on every side (zeros are the same after a
-        # ReLU, not after the other activations).
-        x = MaxPadding2D(1, name="pool1_pad")(x)
+        # torchvision pads the max-pool with -inf on every side. After a ReLU zeros are the
+        # same, and Keras' own layer keeps the file plain Keras; after the others, -inf.
+        pad = layers.ZeroPadding2D if activation == "relu" else MaxPadding2D
+        x = pad(1, name="pool1_pad")(x)
         x = layers.MaxPooling2D(3, strides=2, name="pool1_pool")(x)  # 56x56
     else:
         x = _conv_bn(image, w(64), 3, 1, "conv1", style)

@@ -179,7 +179,13 @@ def _with_user_callbacks(run_callbacks, callbacks):
     place = next((i for i, c in enumerate(run_callbacks)
                   if isinstance(c, (zoo_callbacks.RawWeightsBack,
                                     zoo_callbacks.SafeBackupAndRestore))), len(run_callbacks))
-    return run_callbacks[:place] + list(callbacks) + run_callbacks[place:]
+    # A backup of the user's own saves the training state: the raw weights, after them.
+    backups = [c for c in callbacks if isinstance(c, keras.callbacks.BackupAndRestore)]
+    rest = [c for c in callbacks if c not in backups]
+    back = next((i + 1 for i, c in enumerate(run_callbacks)
+                 if isinstance(c, zoo_callbacks.RawWeightsBack)), place)
+    return (run_callbacks[:place] + rest + run_callbacks[place:back] + backups
+            + run_callbacks[back:])
 
 
 def _warn_on_logits_with_a_probability_loss(model, loss):
@@ -400,6 +406,7 @@ def train(
     ...                    run_dir="runs/alexnet_digits")   # doctest: +SKIP
     """
     check_choice(precision, PRECISION_CHOICES, "precision")
+    callbacks = list(callbacks or ())  # (a generator: read by the checks, then by fit)
     if resize is not None:  # (before the model is built, or a cluster joined)
         check_resize(resize)
     check_positive_int(epochs, "epochs")

@@ -308,6 +308,10 @@ def test_train_and_distill_score_best_keras_too_where_validation_chose_another_e
     best_keras = str(tmp_path / "checkpoints" / "best.keras")
     assert scored == [("the last epoch's weights", best[0][0, 0, 0, 0] + 1),
                       (f"{best_keras}, the epoch validation chose", best[0][0, 0, 0, 0])]
+    assert model.get_weights()[0][0, 0, 0, 0] == best[0][0, 0, 0, 0] + 1  # put back after
+    # An ulp apart (Keras' EMA swaps round the same epoch's weights): the same epoch.
+    model.set_weights([np.nextafter(w, np.inf) for w in best])
+    assert len(list(commands._scored_weights(model, str(tmp_path), "auto"))) == 1
     # In a cluster scoring is collective: the last epoch's weights alone, in every process.
     assert len(list(commands._scored_weights(model, str(tmp_path), "multi_worker"))) == 1
 
@@ -1312,6 +1316,18 @@ def test_a_keras_file_keras_cannot_rebuild_is_one_line_naming_it(tmp_path, capsy
             zipfile.ZipFile(swapped, "w") as dst:
         for name in src.namelist():
             dst.writestr(name, (theirs if name.startswith("model.weights") else src).read(name))
+    # A layer's own loading failing (a bug, not the file): Keras wraps it in the same
+    # "could not be loaded", and it keeps its traceback, not a line blaming the file.
+    import keras
+
+    def broken(self, store):
+        raise AttributeError("a bug in a layer's loading")
+
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setattr(keras.layers.Conv2D, "load_own_variables", broken)
+        with pytest.raises(ValueError, match="a bug in a layer's loading") as error:
+            zoo.load_model(model_file)
+        assert not isinstance(error.value, UserError)
     for path, message in ((no_weights, "Expected a model.weights.h5"),
                           (swapped, "could not be loaded")):
         with pytest.raises(UserError, match=rf"Cannot load {re.escape(path)}: .*{message}"):

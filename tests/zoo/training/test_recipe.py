@@ -718,6 +718,25 @@ def test_with_ema_the_users_callbacks_see_the_validated_averaged_weights(tmp_pat
             result.history["val_loss"].iloc[epoch], rel=1e-5)
 
 
+def test_with_ema_a_users_own_backup_saves_the_raw_training_state(tmp_path):
+    """Keras' BackupAndRestore among the user's callbacks saves the training state, so it
+    runs after the raw weights are back: placed with the others, it saved the averages as
+    the weights (and the raw ones as the averages), and a resumed run went on from them."""
+    from zoo.training import recipe
+
+    raw_back = [c for c in recipe._run_callbacks(None, "loss", False, 0.1, 5, 0, 0, ema=True)
+                if isinstance(c, recipe.zoo_callbacks.RawWeightsBack)]
+    backup = keras.callbacks.BackupAndRestore(str(tmp_path / "own"))
+    logger = keras.callbacks.CSVLogger(str(tmp_path / "log.csv"))
+    for run_dir in (None, str(tmp_path / "run")):
+        run = recipe._run_callbacks(run_dir, "loss", False, 0.1, 5, 0, 0, ema=True)
+        order = recipe._with_user_callbacks(run, [backup, logger])
+        back = next(i for i, c in enumerate(order)
+                    if isinstance(c, recipe.zoo_callbacks.RawWeightsBack))
+        assert order.index(logger) < back < order.index(backup), run_dir
+    assert raw_back  # (without a run directory too)
+
+
 def test_the_private_keras_names_the_callbacks_rely_on_are_there(monkeypatch):
     """The crash-safe callbacks use private Keras names, all in zoo.training.keras_internals;
     an upgrade that moves one fails here, naming it (not deep inside a resumed run)."""
