@@ -14,7 +14,8 @@ import tensorflow as tf
 from safeio import streams
 from safeio.checks import UserError, check_choice
 
-IMAGE_EXTENSIONS = (".jpg", ".jpeg", ".png", ".gif", ".bmp")
+# (.jfif and .jpe: JPEG files as Windows and browsers save them, once left out unnamed)
+IMAGE_EXTENSIONS = (".jpg", ".jpeg", ".jfif", ".jpe", ".png", ".gif", ".bmp")
 # Images TensorFlow's decode_image cannot read: named in a warning, never silently left out.
 OTHER_IMAGE_EXTENSIONS = (".tif", ".tiff", ".webp", ".heic", ".jp2", ".ppm", ".pgm", ".exr")
 _MAGIC = (b"\xff\xd8\xff", b"\x89PNG\r\n\x1a\n", b"GIF87a", b"GIF89a", b"BM")

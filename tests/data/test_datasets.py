@@ -209,6 +209,20 @@ def image_folder(tmp_path):
     return root
 
 
+def test_jfif_and_jpe_files_are_read_as_the_jpegs_they_are(image_folder):
+    """A browser's download.jfif was passed over by the scan and by zoo predict, unnamed."""
+    cat = image_folder / "train" / "cat"
+    jpeg = next(p for p in sorted(cat.iterdir()) if p.suffix == ".jpg")
+    count = len(data.folder.scan(str(image_folder), "train")[0])
+    (cat / "saved.jfif").write_bytes(jpeg.read_bytes())
+    (cat / "saved.JPE").write_bytes(jpeg.read_bytes())
+    paths, _, _ = data.folder.scan(str(image_folder), "train")
+    assert len(paths) == count + 2 and str(cat / "saved.jfif") in paths
+    from zoo.prediction import image_paths
+
+    assert str(cat / "saved.JPE") in image_paths([str(cat)])
+
+
 def test_image_folder_reads_rgb_grey_and_rgba(image_folder):
     ds = data.load(str(image_folder), "train", batch_size=None, image_size=16, shuffle=False)
     examples = [(x.numpy(), int(y)) for x, y in ds]
