@@ -144,6 +144,7 @@ def test_zoo_ensemble_mc_dropout_from_the_shell(tmp_path, capsys):
     assert len(ensembles.members_of(ensembles.load(out))) == 6
     assert cli.main(["ensemble", path, path, "--mc-dropout", "6", "--output", out]) == 2
     assert "--mc-dropout N samples one model" in capsys.readouterr().err
-    assert cli.main(["ensemble", path, "--mc-dropout", "0", "--output", out]) == 2
-    assert "`--mc-dropout` must be a positive integer; received 0" in (  # (not `samples`)
-        capsys.readouterr().err)
+    with pytest.raises(SystemExit) as exit:  # (the flag named, not mc_dropout's `samples`)
+        cli.main(["ensemble", path, "--mc-dropout", "0", "--output", out])
+    assert exit.value.code == 2
+    assert "--mc-dropout must be at least 1; received 0" in capsys.readouterr().err

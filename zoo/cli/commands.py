@@ -21,7 +21,7 @@ import zipfile
 
 import zoo
 from safeio import check_writable_file, directory_lock, make_directory, write_csv
-from safeio.checks import UserError, check_positive_int
+from safeio.checks import UserError
 from zoo.cli.quiet import tensorflow_started_quietly
 from zoo.cli.tables import ERROR_COLUMNS, for_people
 
@@ -1047,7 +1047,6 @@ def _cmd_ensemble(args):
         raise UserError("--fit-weights fits the weights: give neither --weights nor "
                         "--mc-dropout with it.")
     if args.mc_dropout is not None:
-        check_positive_int(args.mc_dropout, "--mc-dropout")  # (not mc_dropout's `samples`)
         if len(args.members) != 1 or args.snapshots or args.weights:
             raise UserError("--mc-dropout N samples one model: give exactly one .keras model "
                             f"and neither --snapshots nor --weights; received "
@@ -1425,11 +1424,12 @@ def main(argv=None):
     if extra:
         command_parser.error(f"unrecognized arguments: {' '.join(extra)}")
     for flag in ("batch_size", "epochs", "image_size", "snapshot_epochs", "cycles", "trials",
-                 "top", "examples", "overfit_steps", "last", "snapshots", "lr_patience"):
-        value = getattr(args, flag, None)
-        if isinstance(value, int) and value < 1:
-            command_parser.error(f"--{flag.replace('_', '-')} must be at least 1; received "
-                                 f"{value}")
+                 "top", "examples", "overfit_steps", "last", "snapshots", "lr_patience",
+                 "mc_dropout", "fine_trials"):
+        value, least = getattr(args, flag, None), int(flag != "fine_trials")
+        if isinstance(value, int) and value < least:
+            command_parser.error(f"--{flag.replace('_', '-')} must be at least {least}; "
+                                 f"received {value}")
     seed = getattr(args, "seed", None)
     if isinstance(seed, int) and not 0 <= seed < 2**32:  # Keras' and NumPy's seeds
         command_parser.error(f"--seed must be in [0, 2**32 - 1]; received {seed}")

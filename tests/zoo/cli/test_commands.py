@@ -897,6 +897,17 @@ def test_model_file_commands_user_errors_are_one_line(argv, message, capsys, tmp
     assert len(err) == 1 and message in err[0], err
 
 
+def test_search_counts_are_one_line_before_the_statistics_pass(tmp_path, capsys):
+    """`zoo search --fine-trials -1` failed after the statistics pass, leaving
+    statistics.npz in a new run directory."""
+    run_dir = tmp_path / "search"
+    with pytest.raises(SystemExit) as exit:  # (argparse's: the subcommand's usage line)
+        cli.main(["search", *SMALL_VGG, "--fine-trials", "-1", "--run-dir", str(run_dir)])
+    assert exit.value.code == 2
+    assert "--fine-trials must be at least 0; received -1" in capsys.readouterr().err
+    assert not run_dir.exists()
+
+
 def test_search_command_writes_its_table_and_plot(tmp_path, capsys):
     run_dir = tmp_path / "search"
     code = cli.main(["search", *SMALL_VGG, "--trials", "2", "--fine-trials", "0", "--epochs",
