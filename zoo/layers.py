@@ -240,10 +240,11 @@ def max_pool(x, size, strides, name, padding=0, ceil_mode=False):
     # starts inside the map, as PyTorch and Caffe require, where padding is 0 and size >=
     # strides (every ceil-mode pool here: Caffe's models pad none).
     extra = strides - 1 if ceil_mode else 0
-    alike = {_keras_padding_alike(side, size, strides) for side in x.shape[1:3]}
-    if ceil_mode and not padding and len(alike) == 1 and None not in alike:
-        return keras.layers.MaxPooling2D(size, strides=strides, padding=alike.pop(),
-                                         name=name)(x)
+    if ceil_mode and not padding:
+        alike = {_keras_padding_alike(side, size, strides) for side in x.shape[1:3]}
+        if len(alike) == 1 and None not in alike:
+            return keras.layers.MaxPooling2D(size, strides=strides, padding=alike.pop(),
+                                             name=name)(x)
     if padding or extra:
         x = MaxPadding2D(((padding, padding + extra),) * 2, name=f"{name}_pad")(x)
     return keras.layers.MaxPooling2D(size, strides=strides, name=name)(x)

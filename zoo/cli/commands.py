@@ -1011,8 +1011,8 @@ def _add_evaluate(sub):
                           "and take the corner and centre crops (10crop: and their mirrors)")
     evaluate.add_argument("--center-crop", action="store_true",
                           help="load the images at 256/224 of the input size (256 for 224 "
-                          "and 227) and take the centre crop (for models trained with --augment crop); the same "
-                          "as --resize crop")
+                          "and 227) and take the centre crop (for models trained with "
+                          "--augment crop); the same as --resize crop")
     _resize_flag(evaluate, "default: as the models were trained (recorded by zoo train), "
                  "else squash")
     evaluate.add_argument("--batch-size", type=int, default=128, help="(default: 128)")

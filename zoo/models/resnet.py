@@ -6,7 +6,8 @@ stride of a downsampling bottleneck on its 3x3 convolution rather than its first
 Trainable parameter counts equal torchvision's exactly, and so does the padding: a strided
 convolution and the stem's max-pool pad every side (explicit ``ZeroPadding2D`` layers,
 then "valid", as keras.applications does; the max-pool's -inf, ``MaxPadding2D``, after an
-activation other than ReLU), where Keras' "same" would pad the bottom and right only. So torchvision's weights give torchvision's numbers (``weights="imagenet"`` or a
+activation other than ReLU), where Keras' "same" would pad the bottom and right only. So
+torchvision's weights give torchvision's numbers (``weights="imagenet"`` or a
 state dict file, :mod:`zoo.pretrained`). In narrow models, a strided projection on fewer
 than 16 channels subsamples, then convolves (``MIN_STRIDED_POINTWISE_CHANNELS``).
 """
