@@ -14,6 +14,7 @@ import ast
 import contextlib
 import difflib
 import errno
+import functools
 import os
 import shutil
 import sys
@@ -243,7 +244,10 @@ class _Setup:
     it crops), the training set's pixel statistics (saved in the run directory) and a
     builder that puts the normalisation inside the model."""
 
-    def __init__(self, args, run_dir, strategy=None):
+    def __init__(self, args, run_dir, strategy=None, check=None):
+        """``check(setup)``: the command's own refusals that need the dataset's counts or
+        the model's arguments, made before the statistics pass (a full pass over the
+        training set) and before anything is written."""
         import data
 
         # The user's mistakes first, and nothing written for them: the dataset, the
@@ -268,6 +272,8 @@ class _Setup:
 
         run_config.check_not_foreign(run_dir)  # never a folder of someone else's files
         run_config.check_resume(run_dir, self.settings)
+        if check is not None:
+            check(self)
         writes = zoo.distribute.writes_run(strategy)  # in a cluster, its chief alone
         # Another run there is one line now, before any work; and none can write its
         # statistics over these, nor its own run in the command's later steps: the lock is
@@ -450,7 +456,8 @@ def _cmd_train(args):
     _check_cluster_flags(args)
     strategy = _strategy(args)
     run_dir = _default_run_dir(args)
-    setup = _Setup(args, run_dir, strategy)
+    setup = _Setup(args, run_dir, strategy,
+                   check=functools.partial(_check_cycles, args) if args.snapshots else None)
     val = setup.load(split=setup.val_split) if setup.val_split else None
     common = dict(epochs=args.epochs, run_dir=run_dir, seed=args.seed, strategy=strategy,
                   verbose=_fit_verbosity(),
@@ -491,6 +498,20 @@ def _cmd_train(args):
               f"--snapshots {snapshots} --last {min(4, len(paths))} "
               f"--output {os.path.join(run_dir, 'snapshot_ensemble.keras')}")
     return 1 if result.diverged else 0
+
+
+def _check_cycles(args, setup):
+    """``--snapshots M`` against the most updates the run can make (``ensembles.
+    train_snapshots`` checks the exact count, once the pipeline is built)."""
+    examples = setup.info.splits.get("train")
+    if examples is None:  # (a dataset without one is the pipeline's one line)
+        return
+    steps = -(-examples // args.batch_size)
+    if args.snapshots > args.epochs * steps:
+        raise UserError(
+            f"--snapshots must be at most the run's updates, --epochs x batches per epoch "
+            f"= {args.epochs} x {steps} ({examples} training examples in batches of "
+            f"{args.batch_size}) = {args.epochs * steps}; received {args.snapshots}.")
 
 
 def _scored_weights(model, run_dir, strategy):
@@ -706,25 +727,33 @@ def _add_diagnose(sub):
 
 
 def _cmd_search(args):
-    from zoo.training.search import search_space
+    from zoo.training.search import check_rerun, search_space
 
     space = dict(learning_rate=tuple(args.lr), weight_decay=tuple(args.weight_decay),
                  dropout=tuple(args.dropout) if args.dropout else None, width=args.width,
                  optimizer=args.optimizer)
     search_space(**space)  # its ranges, before any work
     run_dir = _default_run_dir(args, "search")
-    setup = _Setup(args, run_dir)
-    if setup.val_split is None:
-        raise UserError(f"The search needs a validation or test split; {args.dataset} has "
-                        f"{sorted(setup.info.splits)}.")
-    result = zoo.search(
-        setup.build, setup.load_train(), setup.load(split=setup.val_split),
-        trials=args.trials, fine_trials=args.fine_trials, epochs=args.epochs, **space,
-        top=args.top, seed=args.seed, run_dir=os.path.join(run_dir, "tuner"),
-        # (the builder is a method of the command's: what it builds, and on what data)
-        settings={"command": {"model": args.model, "model_kwargs": setup.model_kwargs,
-                              **setup.settings}},
-        verbose=2)  # one line per epoch
+
+    def arguments(setup):  # (the builder is a method of the command's: what it builds,
+        return dict(       # and on what data)
+            trials=args.trials, fine_trials=args.fine_trials, epochs=args.epochs, **space,
+            top=args.top, seed=args.seed,
+            settings={"command": {"model": args.model, "model_kwargs": setup.model_kwargs,
+                                  **setup.settings}})
+
+    def check(setup):  # a rerun with other settings, before the statistics pass
+        from data.pipeline import VALIDATION_SPLITS
+
+        if not set(VALIDATION_SPLITS + ("test",)) & set(setup.info.splits):
+            raise UserError(f"The search needs a validation or test split; {args.dataset} "
+                            f"has {sorted(setup.info.splits)}.")
+        check_rerun(os.path.join(run_dir, "tuner"), setup.build, **arguments(setup))
+
+    setup = _Setup(args, run_dir, check=check)
+    result = zoo.search(setup.build, setup.load_train(), setup.load(split=setup.val_split),
+                        run_dir=os.path.join(run_dir, "tuner"), verbose=2,  # a line an epoch
+                        **arguments(setup))
     table = result.table
     with _wide_pandas():
         print(for_people(table, digits=6).to_string(index=False))

@@ -11,6 +11,7 @@ reloads them when the search is run again), results come back as a DataFrame, an
 
 import dataclasses
 import functools
+import inspect
 import json
 import os
 import tempfile
@@ -224,34 +225,20 @@ def search(model, train_data, val_data, *, model_kwargs=None, trials=8, fine_tri
     ...                                   stem="cifar", width=0.25))   # doctest: +SKIP
     >>> result.best["learning_rate"]                                  # doctest: +SKIP
     """
-    space = search_space(learning_rate, weight_decay, dropout, width, optimizer)
-    for name, value in (("trials", trials), ("epochs", epochs), ("top", top)):
-        check_positive_int(value, name)
-    fine_trials = trials if fine_trials is None else fine_trials
-    check_non_negative_int(fine_trials, "fine_trials")
-    if isinstance(model, keras.Model) or not (isinstance(model, str) or callable(model)):
-        raise UserError("`model` must be a registry name or a function building the model "
-                        "(every trial builds a fresh one); received "
-                        f"{type(model).__name__}.")
+    space, build, recorded = _planned(
+        model, model_kwargs, trials, fine_trials, epochs, learning_rate, weight_decay,
+        dropout, width, optimizer, top, seed, settings)
+    fine_trials = recorded["fine_trials"]
     if val_data is None:
         raise UserError("zoo.search ranks its trials on validation data: pass val_data "
                         "(e.g. data.load(name, 'validation')).")
-    fixed = dict(model_kwargs or {})
-    build = lambda **kw: registry.resolve(model, **{**fixed, **kw})  # noqa: E731
-    named = _builder_name(model)
-    if named is None and "model" not in (settings or {}):
-        raise UserError(f"{model!r} has no name to record in the search's {SETTINGS_FILE}, "
-                        "which keeps a rerun from taking another model's trials: give a "
-                        "named function (def), or settings={'model': 'what it builds'}.")
     # Each width built once: one the builder refuses is its one line now, not in a first
     # trial after the settings were kept (the corrected search was then refused as another).
     for width in space.get("width") or ():
         build(width=width)
     run_dir = run_dir or tempfile.mkdtemp(prefix="zoo_search_")
     with directory_lock(run_dir):  # one search at a time: keras-tuner would mix them
-        _check_same_search(run_dir, {
-            "model": named, "model_kwargs": fixed, "trials": trials, "fine_trials": fine_trials,
-            "epochs": epochs, "space": space, "top": top, "seed": seed, **(settings or {})})
+        _check_same_search(run_dir, recorded)
         tables = []
         for stage, count in (("coarse", trials), ("fine", fine_trials)):
             if count < 1:
@@ -267,6 +254,52 @@ def search(model, train_data, val_data, *, model_kwargs=None, trials=8, fine_tri
         table = pd.concat(tables, ignore_index=True)
         best = table.loc[table["val_top1_error"].idxmin()].to_dict()
         return SearchResult(table, best, run_dir)
+
+
+def check_rerun(run_dir, model, **keywords):
+    """Refuse, in one line and writing nothing, what :func:`search` would refuse of its
+    arguments (``keywords``: its own) and a rerun in ``run_dir`` with other settings than
+    the search there: for a program to check before its own long work (``zoo search``'s
+    statistics pass).
+
+    Example:
+
+    >>> check_rerun("runs/search", "resnet18", trials=4, epochs=1)  # doctest: +SKIP
+    """
+    given = inspect.signature(search).bind(model, None, None, **keywords)
+    given.apply_defaults()
+    a = given.arguments
+    _, _, recorded = _planned(
+        model, a["model_kwargs"], a["trials"], a["fine_trials"], a["epochs"],
+        a["learning_rate"], a["weight_decay"], a["dropout"], a["width"], a["optimizer"],
+        a["top"], a["seed"], a["settings"])
+    _check_same_search(run_dir, recorded, write=False)
+
+
+def _planned(model, model_kwargs, trials, fine_trials, epochs, learning_rate, weight_decay,
+             dropout, width, optimizer, top, seed, settings):
+    """The search's checked space, its builder, and the settings its run directory
+    records."""
+    space = search_space(learning_rate, weight_decay, dropout, width, optimizer)
+    for name, value in (("trials", trials), ("epochs", epochs), ("top", top)):
+        check_positive_int(value, name)
+    fine_trials = trials if fine_trials is None else fine_trials
+    check_non_negative_int(fine_trials, "fine_trials")
+    if isinstance(model, keras.Model) or not (isinstance(model, str) or callable(model)):
+        raise UserError("`model` must be a registry name or a function building the model "
+                        "(every trial builds a fresh one); received "
+                        f"{type(model).__name__}.")
+    fixed = dict(model_kwargs or {})
+    build = lambda **kw: registry.resolve(model, **{**fixed, **kw})  # noqa: E731
+    named = _builder_name(model)
+    if named is None and "model" not in (settings or {}):
+        raise UserError(f"{model!r} has no name to record in the search's {SETTINGS_FILE}, "
+                        "which keeps a rerun from taking another model's trials: give a "
+                        "named function (def), or settings={'model': 'what it builds'}.")
+    recorded = {"model": named, "model_kwargs": fixed, "trials": trials,
+                "fine_trials": fine_trials, "epochs": epochs, "space": space, "top": top,
+                "seed": seed, **(settings or {})}
+    return space, build, recorded
 
 
 def _stage_table(stage, count, hypermodel, seed, run_dir, train_data, val_data, epochs,
@@ -299,7 +332,7 @@ def _stage_table(stage, count, hypermodel, seed, run_dir, train_data, val_data, 
     return table
 
 
-def _check_same_search(run_dir, settings):
+def _check_same_search(run_dir, settings, write=True):
     """keras-tuner takes the trials already in ``run_dir`` as its own: a search there with
     other settings would mix their trials with these (or keep only those). Refused in one
     line; the same settings resume the search."""
@@ -321,8 +354,9 @@ def _check_same_search(run_dir, settings):
                 f"{run_dir} holds a search with other settings ({', '.join(changed)}): "
                 "keras-tuner would take its trials as this search's. Give another run "
                 f"directory, or the same settings to resume it ({differ}).")
-    os.makedirs(run_dir, exist_ok=True)
-    write_json(path, now)
+    if write:
+        os.makedirs(run_dir, exist_ok=True)
+        write_json(path, now)
 
 
 def _renamed(before, now):

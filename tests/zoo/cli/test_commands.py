@@ -908,6 +908,25 @@ def test_search_counts_are_one_line_before_the_statistics_pass(tmp_path, capsys)
     assert not run_dir.exists()
 
 
+def test_search_without_a_held_out_split_is_one_line_before_the_statistics_pass(
+        tmp_path, capsys):
+    """An image folder of train/ alone: refused once its statistics were computed and
+    saved in a new run directory."""
+    import tensorflow as tf
+
+    for value, name in enumerate(("cat", "dog")):
+        (tmp_path / "pets" / "train" / name).mkdir(parents=True)
+        (tmp_path / "pets" / "train" / name / "a.png").write_bytes(
+            tf.io.encode_png(np.full((4, 4, 3), 200 * value, np.uint8)).numpy())
+    run_dir = tmp_path / "search"
+    assert cli.main(["search", *SMALL_VGG, "--dataset", str(tmp_path / "pets"),
+                     "--run-dir", str(run_dir)]) == 2
+    captured = capsys.readouterr()
+    assert captured.err.strip().endswith(
+        "The search needs a validation or test split; " f"{tmp_path / 'pets'} has ['train'].")
+    assert "statistics" not in captured.out and not run_dir.exists()
+
+
 def test_search_command_writes_its_table_and_plot(tmp_path, capsys):
     run_dir = tmp_path / "search"
     code = cli.main(["search", *SMALL_VGG, "--trials", "2", "--fine-trials", "0", "--epochs",
@@ -925,10 +944,16 @@ def test_search_command_writes_its_table_and_plot(tmp_path, capsys):
     # Another model's width (or dataset, normalisation) in the same run directory: refused,
     # where the first search's table was once printed and saved as this one's.
     table_before = (run_dir / "search.csv").read_bytes()
+    statistics = (run_dir / "statistics.npz").stat().st_mtime_ns
     other = [a if a != "width=0.0625" else "width=0.125" for a in SMALL_VGG]
     assert cli.main(["search", *other, "--trials", "2", "--fine-trials", "0", "--epochs",
                      "1", "--optimizer", "nesterov", "adam", "--run-dir", str(run_dir)]) == 2
-    err = capsys.readouterr().err.strip().splitlines()
+    captured = capsys.readouterr()
+    # Refused before the statistics pass (a full pass over the training set), which
+    # rewrote the search's statistics.npz first
+    assert "statistics" not in captured.out
+    assert (run_dir / "statistics.npz").stat().st_mtime_ns == statistics
+    err = captured.err.strip().splitlines()
     # The setting that changed, key by key: two long JSON values cut to the same ends
     # once hid it ("command: {...} there, {...} now").
     assert len(err) == 1 and ("holds a search with other settings (command.model_kwargs."
@@ -1031,6 +1056,14 @@ def test_train_optimizer_flags_reach_the_run(tmp_path, capsys):
                          "2", *flag, "--run-dir", str(tmp_path / "r2")]) == 2
         (line,) = capsys.readouterr().err.strip().splitlines()
         assert message in line
+    # More cycles than updates (1,257 digits in 20 batches of 64): before the statistics pass
+    assert cli.main(["train", *SMALL_VGG, "--epochs", "2", "--snapshots", "41", "--run-dir", str(tmp_path / "r2")]) == 2
+    captured = capsys.readouterr()
+    (line,) = captured.err.strip().splitlines()
+    assert line.endswith("--snapshots must be at most the run's updates, --epochs x batches "
+                         "per epoch = 2 x 20 (1257 training examples in batches of 64) = 40; "
+                         "received 41.")
+    assert "statistics" not in captured.out
     assert not os.path.exists(tmp_path / "r2")  # refused before any work
 
 
