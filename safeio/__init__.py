@@ -65,13 +65,28 @@ def _token(pid, name, host=True):
     its PID says nothing here, and its live write was taken for a dead one's). ``host``
     False: the mark written before the host was in it."""
     where = f"{socket.gethostname()}:" if host else ""
-    return hashlib.sha256(f"keras-zoo-ensembles:{where}{pid}:{name}".encode()).hexdigest()[:10]
+    # (os.fsencode: a name that is not UTF-8 holds surrogates, which .encode() refuses)
+    return hashlib.sha256(
+        os.fsencode(f"keras-zoo-ensembles:{where}{pid}:{name}")).hexdigest()[:10]
+
+
+_NAME_MAX = 255  # bytes in one file name, on every file system this runs on
 
 
 def _scratch(directory, kind, name, pid=None):
     """The path of this process's ``kind`` ("tmp" or "old") copy of ``name``."""
     pid = os.getpid() if pid is None else pid
-    return os.path.join(directory, f".{kind}-{pid}-{_token(pid, name)}-{name}")
+    prefix = f".{kind}-{pid}-{_token(pid, name)}-"
+    return os.path.join(directory, prefix + _tail(name, _NAME_MAX - len(prefix)))
+
+
+def _tail(name, size):
+    """The end of ``name`` that fits in ``size`` bytes: a scratch copy of a name near the
+    limit keeps its suffix (``.weights.h5``), and the mark before it tells which file it
+    copies."""
+    while len(os.fsencode(name)) > size:
+        name = name[1:]
+    return name
 
 
 def clean_stale(directory, name):
@@ -83,7 +98,7 @@ def clean_stale(directory, name):
     replaced, is put back instead, whichever host moved it (a container restarted under
     another host name; a SavedModel, then): it is the only copy, and putting it back
     deletes nothing."""
-    pattern = re.compile(r"\.(tmp|old)-(\d+)-([0-9a-f]{10})-" + re.escape(name) + "$")
+    pattern = re.compile(r"\.(tmp|old)-(\d+)-([0-9a-f]{10})-(.*)$", re.DOTALL)
     try:
         entries = os.listdir(directory)
     except OSError:
@@ -91,8 +106,8 @@ def clean_stale(directory, name):
     target = os.path.join(directory, name)
     for entry in entries:
         match = pattern.match(entry)
-        if match is None:
-            continue
+        if match is None or match.group(4) != _tail(name, _NAME_MAX - match.start(4)):
+            continue  # (the prefix is ASCII: its characters are its bytes)
         pid, stale = int(match.group(2)), os.path.join(directory, entry)
         ours = match.group(3) in (_token(pid, name), _token(pid, name, host=False))
         exported = ours or os.path.isfile(os.path.join(stale, "saved_model.pb"))
@@ -172,6 +187,7 @@ def atomic_path(path):
     try:
         yield tmp
         _flush(tmp, recursive=True)
+        _keep_mode(path, tmp)
         os.replace(tmp, path)
         _flush(directory, done=True)  # the rename itself
     except Exception as err:
@@ -180,10 +196,19 @@ def atomic_path(path):
             raise
         raise fault from err
     finally:
-        if os.path.isdir(tmp):
+        if os.path.isdir(tmp) and not os.path.islink(tmp):
             shutil.rmtree(tmp, ignore_errors=True)
-        elif os.path.exists(tmp):
+        elif os.path.lexists(tmp):  # (a link left there too, never followed)
             os.unlink(tmp)
+
+
+def _keep_mode(path, tmp):
+    """Give the new file ``tmp`` the permissions of the file ``path`` it replaces (a private
+    file, 600, stays private), as an editor's save does."""
+    if (os.path.isfile(path) and not os.path.islink(path) and os.path.isfile(tmp)
+            and not os.path.islink(tmp)):
+        with contextlib.suppress(OSError):  # (another user's file: its own mode stays)
+            shutil.copymode(path, tmp)
 
 
 def _within(filename, scratch):

@@ -3,6 +3,7 @@ faults are injected at named points (the process kills itself there), not hoped 
 timing."""
 
 import errno
+import json
 import os
 import re
 import shutil
@@ -1131,3 +1132,49 @@ def test_a_file_system_without_locks_names_the_lock_file(tmp_path, monkeypatch):
         with safeio.directory_lock(tmp_path / "run"):
             pass
     assert raised.value.filename == str(tmp_path / "run" / ".lock")
+
+
+def test_names_that_are_not_utf8_or_near_the_length_limit_are_written(tmp_path):
+    """A name Linux holds as bytes that are not UTF-8 (`os.listdir`'s and `sys.argv`'s
+    surrogates) crashed every atomic write; one of 240 bytes, which the OS takes, was
+    refused as too long (the scratch copy's mark made it 264). A dead writer's scratch copy
+    of either is still cleaned, and a user's file of a like name is not."""
+    import safeio
+
+    latin1 = os.path.join(tmp_path, os.fsdecode(b"caf\xe9.csv"))
+    safeio.write_text(latin1, "a,b\n")
+    assert open(latin1).read() == "a,b\n"
+    long = os.path.join(tmp_path, "x" * 229 + ".weights.h5")  # 240 bytes
+    safeio.write_text(long, "one")
+    safeio.write_text(long, "two")
+    assert open(long).read() == "two"
+    assert sorted(os.listdir(tmp_path)) == sorted(map(os.path.basename, (latin1, long)))
+    dead = 2 ** 22 + 7  # past Linux's pid_max: never alive here
+    scratch = safeio._scratch(str(tmp_path), "tmp", os.path.basename(long), pid=dead)
+    assert len(os.path.basename(scratch)) == 255 and scratch.endswith(".weights.h5")
+    open(scratch, "w").close()
+    user = os.path.join(tmp_path, f".tmp-{dead}-0123456789-" + os.path.basename(long)[-200:])
+    open(user, "w").close()
+    safeio.write_text(long, "three")
+    assert not os.path.exists(scratch) and os.path.exists(user)
+
+
+def test_a_replaced_file_keeps_its_permissions_and_a_link_left_at_the_scratch_path_goes(
+        tmp_path):
+    """A private file (600) came back 644 from a write over it; a link the writer left at
+    the scratch path when it failed stayed there."""
+    import stat
+
+    import safeio
+
+    private = tmp_path / "secrets.json"
+    private.write_text("{}")
+    private.chmod(0o600)
+    safeio.write_json(private, {"token": 1})
+    assert stat.S_IMODE(private.stat().st_mode) == 0o600
+    assert json.loads(private.read_text()) == {"token": 1}
+    with pytest.raises(RuntimeError, match="writer failed"):
+        with safeio.atomic_path(tmp_path / "notes.txt") as tmp:
+            os.symlink(tmp_path / "nowhere", tmp)
+            raise RuntimeError("writer failed")
+    assert sorted(os.listdir(tmp_path)) == ["secrets.json"]
