@@ -248,9 +248,9 @@ def test_atomic_writes_name_the_destination_not_their_temporary_file(tmp_path):
     import safeio
     from zoo.cli import commands
 
-    # A real fault of the OS: the temporary name, 26 characters longer, is past the 255 a
-    # file name may have, and open() of it fails.
-    long_table = tmp_path / ("t" * 240 + ".csv")
+    # A real fault of the OS: a name past the 255 bytes a file name may have (the scratch
+    # copy's is cut to fit, and the rename to it fails).
+    long_table = tmp_path / ("t" * 256 + ".csv")
     with pytest.raises(OSError) as raised:
         safeio.write_csv(pd.DataFrame({"a": [1]}), str(long_table))
     assert raised.value.errno == errno.ENAMETOOLONG
