@@ -34,7 +34,8 @@ sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
 import numpy as np  # noqa: E402
 
-from safeio import atomic_path  # noqa: E402
+from safeio import atomic_path, check_writable_file  # noqa: E402
+from safeio.checks import UserError  # noqa: E402
 
 FULL = dict(full=True, batch=256, steps=10, warmup=2, alexnet=227, size=224, classes=1000,
             googlenet_width=1.0, resnet_width=1.0, jit=True, members=5, predict_batches=10)
@@ -204,7 +205,7 @@ def ensemble_rows(cfg, results, rng):
         results.add("keras", label, mode, _rate(fn, len(images), 2, 1), size)
 
 
-def torch_rows(cfg, compiled, results):
+def torch_rows(cfg, compiled, results, precision):
     try:
         import torch
         import torchvision
@@ -236,16 +237,19 @@ def torch_rows(cfg, compiled, results):
         optimizer = torch.optim.SGD(model.parameters(), lr=0.01, momentum=0.9,
                                     weight_decay=5e-4)
         loss_fn = torch.nn.CrossEntropyLoss()
+        # (the Keras rows' precision: bf16 autocast for mixed_bfloat16)
+        autocast = dict(device_type="cuda", dtype=torch.bfloat16,
+                        enabled=precision == "mixed_bfloat16")
 
         def train():
-            with torch.autocast("cuda", dtype=torch.bfloat16):
+            with torch.autocast(**autocast):
                 loss = loss_fn(runner(x), y)
             loss.backward()
             optimizer.step()
             optimizer.zero_grad(set_to_none=True)
 
         def infer():  # the probabilities on the host, as predict_on_batch returns them
-            with torch.no_grad(), torch.autocast("cuda", dtype=torch.bfloat16):
+            with torch.no_grad(), torch.autocast(**autocast):
                 return runner(x).float().cpu()
 
         model.train(mode == "train")
@@ -306,6 +310,43 @@ def ratios(rows):
     return out
 
 
+COLUMNS = ("framework", "model", "mode", "images_per_s", "batch", "precision")
+
+
+def read_rows(paths):
+    """The rows of the CSVs at ``paths`` (this script's ``--out``), checked: their columns,
+    their rates, and one batch size and precision (a ``--smoke`` file's rows beside a
+    full run's made ratios of nothing alike)."""
+    rows = []
+    for path in paths:
+        try:
+            with open(path, encoding="utf-8-sig", newline="") as f:  # (Excel's BOM)
+                reader = csv.DictReader(f)
+                found = list(reader)
+        except (OSError, UnicodeDecodeError, csv.Error) as err:
+            raise UserError(f"Cannot read {path}: {err}") from None
+        missing = [c for c in COLUMNS if c not in (reader.fieldnames or ())]
+        if missing:
+            raise UserError(f"{path} is not a table of gpu.py's --out: it has no "
+                            f"{', '.join(missing)} column(s).")
+        for number, row in enumerate(found, 2):
+            if any(row[c] is None for c in COLUMNS):
+                raise UserError(f"{path}, line {number}: a row of fewer fields than the "
+                                "header.")
+            try:
+                float(row["images_per_s"])
+            except ValueError:
+                raise UserError(f"{path}, line {number}: images_per_s must be a number; "
+                                f"received {row['images_per_s']!r}.") from None
+        rows += found
+    settings = sorted({(r["batch"], r["precision"]) for r in rows})
+    if len(settings) > 1:
+        raise UserError("The rows were measured with other batch sizes or precisions "
+                        f"({'; '.join(f'batch {b}, {p}' for b, p in settings)}): their "
+                        "ratios would compare nothing alike. Report one setting's files.")
+    return rows
+
+
 def _print_ratios(rows):
     print()
     for r in ratios(rows):
@@ -319,8 +360,11 @@ def main(argv=None):
     parser.add_argument("--out", default="benchmarks/gpu_results.csv")
     parser.add_argument("--smoke", action="store_true",
                         help="tiny sizes, one step: every Keras path on the CPU")
-    parser.add_argument("--precision", default="mixed_bfloat16")
+    parser.add_argument("--precision", default="mixed_bfloat16",
+                        choices=("mixed_bfloat16", "float32"),
+                        help="both frameworks' (torch: bf16 autocast or none)")
     parser.add_argument("--compile", nargs="*", default=["resnet50", "googlenet"],
+                        choices=("resnet50", "googlenet", "alexnet"),
                         help="torchvision models also timed under torch.compile")
     parser.add_argument("--no-torch", action="store_true", help="the Keras rows alone")
     parser.add_argument("--no-keras", action="store_true", help="the torchvision rows alone")
@@ -332,9 +376,18 @@ def main(argv=None):
                         help="timed steps a measurement (default: 10, 1 with --smoke)")
     args = parser.parse_args(argv)
     start = time.monotonic()
-    if args.report:
-        _print_ratios([row for path in args.report for row in csv.DictReader(open(path))])
-        return None
+    if args.steps is not None and args.steps < 1:
+        parser.error(f"--steps must be at least 1; received {args.steps}.")
+    if args.deadline is not None and not 0 < args.deadline < float("inf"):
+        parser.error(f"--deadline is seconds from the start: a number > 0; received "
+                     f"{args.deadline:g}.")
+    try:
+        if args.report:
+            _print_ratios(read_rows(args.report))
+            return None
+        check_writable_file(args.out)  # (not after the first phase's minutes)
+    except UserError as err:
+        parser.error(str(err))
     cfg = dict(SMOKE if args.smoke else FULL)
     if args.steps is not None:
         cfg["steps"] = args.steps
@@ -354,6 +407,13 @@ def main(argv=None):
             import jax
 
             device = str(jax.devices()[0].device_kind)
+        elif backend == "tensorflow":
+            import tensorflow as tf
+
+            gpus = tf.config.list_physical_devices("GPU")
+            device = (tf.config.experimental.get_device_details(gpus[0]).get("device_name",
+                                                                              "GPU")
+                      if gpus else "cpu")
     print(f"Keras {keras_version or '(not imported)'} on {backend or '-'}, {device}; batch "
           f"{cfg['batch']}, {args.precision}, {cfg['size']}x{cfg['size']} "
           f"({cfg['alexnet']} for AlexNet), {cfg['steps']} timed steps", flush=True)
@@ -363,7 +423,7 @@ def main(argv=None):
     if not args.no_keras:
         keras_rows(cfg, args.precision, results)
     if not args.no_torch and not args.smoke:
-        torch_rows(cfg, set(args.compile), results)
+        torch_rows(cfg, set(args.compile), results, args.precision)
     _print_ratios(results.rows)
     if not results.rows:  # (--no-keras where torch or CUDA is missing, say)
         sys.exit(f"measured nothing: {args.out} was not written")

@@ -226,3 +226,70 @@ def _write_hlo(directory):
     directory.mkdir(parents=True)
     (directory / "module_0001.jit_train_step.sm_90_gpu_after_optimizations.txt").write_text(HLO)
     return str(directory)
+
+
+def test_gpu_benchmark_arguments_and_reports_are_one_line(tmp_path, capsys):
+    """Caught by the parser, before a GPU minute goes: --out a folder (a traceback after
+    the first phase), --steps 0 (rows of 0 images/s), a --compile typo (the compile peers
+    silently gone); --report of a missing or foreign file, an empty rate, and rows of
+    another batch or precision (a --smoke file's beside a full run's made a ratio)."""
+    from benchmarks import gpu
+
+    header = "framework,model,mode,images_per_s,size,batch,steps,precision\n"
+    full = tmp_path / "full.csv"
+    full.write_text("\ufeff" + header  # (saved by Excel: a BOM)
+                    + "keras,zoo.alexnet (one tower),train,100,227,256,10,mixed_bfloat16\n"
+                    + "keras,zoo.alexnet (two towers),train,90,227,256,10,mixed_bfloat16\n")
+    assert gpu.main(["--report", str(full)]) is None
+    assert "two-tower / one-tower AlexNet train" in capsys.readouterr().out
+    smoke = tmp_path / "smoke.csv"
+    smoke.write_text(header + "keras,zoo.alexnet (one tower),train,5,67,2,1,mixed_bfloat16\n")
+    empty = tmp_path / "empty.csv"
+    empty.write_text(header + "keras,zoo.alexnet (one tower),train,,67,2,1,mixed_bfloat16\n")
+    (tmp_path / "bench.csv").write_text("benchmark,ours,ratio\nx,y,1.0\n")
+    for argv, message in (
+            (["--out", str(tmp_path)], f"Cannot write the file {tmp_path}: a directory is "
+                                       "there."),
+            (["--steps", "0"], "--steps must be at least 1; received 0."),
+            (["--deadline", "-1"], "--deadline is seconds from the start: a number > 0; "
+                                   "received -1."),
+            (["--compile", "resnet"], "argument --compile: invalid choice: 'resnet'"),
+            (["--report", str(tmp_path / "absent.csv")], "Cannot read "),
+            (["--report", str(tmp_path / "bench.csv")], "has no framework, model, mode, "
+                                                        "images_per_s, batch, precision"),
+            (["--report", str(empty)], "line 2: images_per_s must be a number; received ''."),
+            (["--report", str(full), str(smoke)],
+             "other batch sizes or precisions (batch 2, mixed_bfloat16; batch 256, "
+             "mixed_bfloat16)")):
+        with pytest.raises(SystemExit) as exit:
+            gpu.main(argv)
+        assert exit.value.code == 2
+        assert message in capsys.readouterr().err.strip().splitlines()[-1], argv
+
+
+def test_make_bench_checks_its_table_first_and_never_deletes_a_users_file(
+        tmp_path, monkeypatch, capsys):
+    """benchmarks/run_all.py: `-h` ran every benchmark and wrote a file named -h; a folder
+    at --out failed after every benchmark had run; a user's NAME.partial.csv was written
+    over, then deleted."""
+    from benchmarks import common, run_all
+
+    rows = [common.result_row("a", "zoo", 2.0, "keras", 1.0),
+            [common.result_row("b", "zoo", 3.0, "keras", 1.5)]]
+    monkeypatch.setattr(run_all, "BENCHMARKS", [lambda row=row: row for row in rows])
+    out = tmp_path / "bench.csv"
+    run_all.main(["--out", str(out)])
+    table = list(csv.DictReader(open(out)))
+    assert [(r["benchmark"], r["ratio"]) for r in table] == [("a", "2.0"), ("b", "2.0")]
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["bench.csv"]  # partial removed
+    (tmp_path / "bench.partial.csv").write_text("my notes\n")
+    (tmp_path / "folder.csv").mkdir()
+    for argv, message in ((["--out", str(out)], "bench.partial.csv is there and is not a "
+                                                "table of this script's"),
+                          (["--out", str(tmp_path / "folder.csv")], "a directory is there"),
+                          (["-x"], "unrecognized arguments: -x")):
+        with pytest.raises(SystemExit) as exit:
+            run_all.main(argv)
+        assert exit.value.code == 2 and message in capsys.readouterr().err, argv
+    assert (tmp_path / "bench.partial.csv").read_text() == "my notes\n"
+    assert list(csv.DictReader(open(out))) == table
