@@ -529,6 +529,50 @@ def test_a_kill_between_the_first_backups_weights_and_metadata_starts_the_run_ag
     assert result.history["epoch"].tolist() == [1, 2, 3]
 
 
+def test_two_kills_in_a_row_inside_backups_leave_a_pair_to_resume_from(tmp_path,
+                                                                         monkeypatch):
+    """Killed between the third epoch's backup weights and metadata, the rerun resumes from
+    the second epoch's pair; killed again while its own backup's weights are written, the
+    next rerun still finds that pair. (The rerun's backup copied the mismatched pair over
+    the readable one first, and the run was refused: "no earlier backup is readable".)"""
+    import keras
+
+    from zoo.training import callbacks
+
+    real_json, real_save = callbacks.write_json, keras.Model.save_weights
+    backups = []
+
+    def killed_json(path, *args, **kwargs):
+        if str(path).endswith("training_metadata.json"):
+            backups.append(path)
+            if len(backups) == 3:
+                raise KeyboardInterrupt
+        return real_json(path, *args, **kwargs)
+
+    monkeypatch.setattr(callbacks, "write_json", killed_json)
+    with pytest.raises(KeyboardInterrupt):
+        _train(tmp_path / "run", epochs=5)
+
+    def killed_save(self, path, *args, **kwargs):
+        if os.sep + "backup" + os.sep in str(path):
+            raise KeyboardInterrupt
+        return real_save(self, path, *args, **kwargs)
+
+    monkeypatch.setattr(callbacks, "write_json", real_json)
+    monkeypatch.setattr(keras.Model, "save_weights", killed_save)
+    with pytest.warns(UserWarning, match=r"resumed from the previous backup"):
+        with pytest.raises(KeyboardInterrupt):
+            _train(tmp_path / "run", epochs=5)
+    monkeypatch.setattr(keras.Model, "save_weights", real_save)
+    started = []
+    record = keras.callbacks.LambdaCallback(
+        on_epoch_begin=lambda epoch, logs: started.append(epoch + 1))
+    with pytest.warns(UserWarning, match=r"resumed from the previous backup"):
+        result = _train(tmp_path / "run", epochs=5, callbacks=[record])
+    assert started == [3, 4, 5]
+    assert result.history["epoch"].tolist() == [1, 2, 3, 4, 5]
+
+
 def test_metadata_removed_after_later_backups_is_refused_not_restarted(run_dir):
     """Both metadata files gone from a run of three epochs (the previous copy is there: no
     kill leaves that): refused, as damage, not taken for a first backup cut short."""

@@ -290,6 +290,7 @@ class SafeBackupAndRestore(keras.callbacks.BackupAndRestore):
             problem = epoch if isinstance(epoch, str) else self._load_weights(weights, epoch)
             if problem is None:
                 _restore_seed_states(self.model, metadata)
+                self._current_readable = (weights, metadata) == current
                 if problems:
                     warnings.warn(f"Backup {problems[0]}; resumed from the previous backup "
                                   f"({os.path.basename(weights)}).", stacklevel=2)
@@ -305,6 +306,9 @@ class SafeBackupAndRestore(keras.callbacks.BackupAndRestore):
     # Set by zoo.train in a JAX cluster: called with the epoch this process is about to
     # restore (0 for none), it stops every process when they differ.
     agree_on_epoch = None
+    # Whether the current pair is readable: known from the restore and from each backup
+    # written; None where neither has happened (checked then).
+    _current_readable = None
 
     def _check_pair(self, weights, metadata):
         """The epoch a (weights, metadata) pair restores, or what is wrong with it."""
@@ -342,16 +346,23 @@ class SafeBackupAndRestore(keras.callbacks.BackupAndRestore):
         (weights, metadata), (prev_weights, prev_metadata) = keras_internals.backup_pairs(self)
         # Each step below needs at most this much room (h5py crashes on a full disk).
         check_free_space(weights, bytes_to_save(self.model))
-        pairs = ((weights, prev_weights), (metadata, prev_metadata))
-        for current, previous in pairs:
-            if os.path.exists(current):
-                with atomic_path(previous) as tmp:
-                    shutil.copyfile(current, tmp)
+        if self._current_readable is None:
+            self._current_readable = isinstance(self._check_pair(weights, metadata), int)
+        # The current pair becomes the previous one only where it is readable: one a kill
+        # left mismatched (the run then resumed from the previous pair) would replace the
+        # only readable pair, and a second kill, while this backup is written, leave none.
+        if self._current_readable:
+            for current, previous in ((weights, prev_weights), (metadata, prev_metadata)):
+                if os.path.exists(current):
+                    with atomic_path(previous) as tmp:
+                        shutil.copyfile(current, tmp)
+        self._current_readable = False  # until its metadata names the new weights
         epoch, batch = keras_internals.backup_position(self)
         with atomic_path(weights) as tmp:
             self.model.save_weights(tmp)
         write_json(metadata, {"epoch": epoch, "batch": batch, "sha256": file_hash(weights),
                               "seed_states": _seed_states(self.model)})
+        self._current_readable = True
 
     def on_epoch_end(self, epoch, logs=None):
         if _finite(logs):
