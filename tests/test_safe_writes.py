@@ -573,6 +573,36 @@ def test_two_kills_in_a_row_inside_backups_leave_a_pair_to_resume_from(tmp_path,
     assert result.history["epoch"].tolist() == [1, 2, 3, 4, 5]
 
 
+def test_a_run_stopped_before_an_epochs_backup_is_not_ended_at_the_backups_epoch(
+        tmp_path, monkeypatch):
+    """Stopped at the end of the third epoch after its history row and checkpoints, before
+    its backup (two epochs): a rerun with epochs=2 trained nothing and left history.csv and
+    last.keras at the third epoch, the model returned at the second. Refused in one line,
+    writing nothing; epochs=3 trains the third again."""
+    from zoo.training import callbacks
+
+    real = callbacks.SafeBackupAndRestore.on_epoch_end
+
+    def killed(self, epoch, logs=None):
+        if epoch == 2:
+            raise KeyboardInterrupt
+        return real(self, epoch, logs)
+
+    monkeypatch.setattr(callbacks.SafeBackupAndRestore, "on_epoch_end", killed)
+    with pytest.raises(KeyboardInterrupt):
+        _train(tmp_path / "run", epochs=5)
+    monkeypatch.setattr(callbacks.SafeBackupAndRestore, "on_epoch_end", real)
+    kept = ["history.csv", "checkpoints/last.keras", "backup/training_metadata.json"]
+    before = {name: (tmp_path / "run" / name).read_bytes() for name in kept}
+    with pytest.raises(UserError, match=r"stopped in epoch 3 \(killed before that epoch's "
+                                        r"backup, or diverged\): its backup holds 2 epochs, "
+                                        r"its history.csv and checkpoints 3\. epochs=2 would "
+                                        r"train none .* give epochs=3 or more"):
+        _train(tmp_path / "run", epochs=2)
+    assert {name: (tmp_path / "run" / name).read_bytes() for name in kept} == before
+    assert _train(tmp_path / "run", epochs=3).history["epoch"].tolist() == [1, 2, 3]
+
+
 def test_metadata_removed_after_later_backups_is_refused_not_restarted(run_dir):
     """Both metadata files gone from a run of three epochs (the previous copy is there: no
     kill leaves that): refused, as damage, not taken for a first backup cut short."""

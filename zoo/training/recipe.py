@@ -103,6 +103,16 @@ def _check_epochs_to_go(run_dir, epochs):
         raise UserError(f"The run in {run_dir} has trained {done} epochs; epochs={epochs} "
                         f"would train none of them again: give epochs={done} or more to go "
                         "on, or another run directory.")
+    if done == epochs and done > 0:  # nothing to train: the run must be whole at its backup
+        rows = zoo_callbacks.read_history(os.path.join(run_dir, "history.csv"))
+        past = [row["epoch"] for row in rows if row["epoch"] > done]
+        if past:  # (its history and last.keras would stay at that epoch, the model not)
+            raise UserError(
+                f"The run in {run_dir} stopped in epoch {past[0]} (killed before that "
+                f"epoch's backup, or diverged): its backup holds {done} epochs, its "
+                f"history.csv and checkpoints {past[0]}. epochs={epochs} would train none "
+                f"and leave them apart: give epochs={done + 1} or more to train that epoch "
+                "again and go on, or another run directory.")
 
 
 def _check_schedule(optimizer, reduce_lr, callbacks=()):
