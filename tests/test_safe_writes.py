@@ -603,6 +603,27 @@ def test_a_run_stopped_before_an_epochs_backup_is_not_ended_at_the_backups_epoch
     assert _train(tmp_path / "run", epochs=3).history["epoch"].tolist() == [1, 2, 3]
 
 
+def test_a_resume_with_the_history_moved_aside_keeps_best_keras_and_the_plateau(tmp_path):
+    """The corrupt-history message advises moving history.csv aside: the checkpoint's best
+    value and the plateau's patience were rebuilt from its rows alone, so the next epoch
+    replaced best.keras whatever its score, and the learning rate fell an epoch late. Each
+    backup now records them. (At 3.0 the validation loss is best in epoch 2, and the drop
+    comes after epoch 3.)"""
+    settings = dict(learning_rate=3.0, lr_patience=1)
+    reference = _train(tmp_path / "reference", epochs=4, **settings)
+    assert reference.history["val_loss"].idxmin() == 1  # epoch 2: what the test is about
+    run = tmp_path / "run"
+    _train(run, epochs=2, **settings)
+    best = (run / "checkpoints" / "best.keras").read_bytes()
+    (run / "history.csv").rename(tmp_path / "history.csv.aside")
+    resumed = _train(run, epochs=4, **settings)
+    assert resumed.history["epoch"].tolist() == [3, 4]  # a record restarted at epoch 3
+    assert (run / "checkpoints" / "best.keras").read_bytes() == best
+    expected = reference.history.iloc[2:].reset_index(drop=True)
+    np.testing.assert_allclose(resumed.history["learning_rate"], expected["learning_rate"])
+    np.testing.assert_allclose(resumed.history["val_loss"], expected["val_loss"], rtol=1e-5)
+
+
 def test_metadata_removed_after_later_backups_is_refused_not_restarted(run_dir):
     """Both metadata files gone from a run of three epochs (the previous copy is there: no
     kill leaves that): refused, as damage, not taken for a first backup cut short."""

@@ -158,9 +158,16 @@ def monitor_mode(model, monitor, mode="auto", required=True):
 class _ResumesFromHistory:
     """What the checkpoint and the plateau callbacks share: once Keras knows the model's
     metrics (from ``on_train_begin`` on JAX or under a strategy; else at the first epoch's
-    end), the monitor's direction (:func:`monitor_mode`), then ``_resume(rows)`` with the
-    ``history.csv`` rows of the epochs the restored backup completed that hold the
-    monitor. Needs ``monitor``, ``mode`` and ``history_path``."""
+    end), the monitor's direction (:func:`monitor_mode`), then their state as the restored
+    backup recorded it (``backup``: the run's :class:`SafeBackupAndRestore`, which keeps
+    ``state()`` under ``state_key``), or, from a backup of before it did,
+    ``_resume(rows)`` with the ``history.csv`` rows of the epochs the backup completed that
+    hold the monitor (a history moved aside, as a corrupt one's message advises, held none:
+    best.keras was replaced by the next epoch's, whatever its score). Needs ``monitor``,
+    ``mode`` and ``history_path``."""
+
+    backup = None
+    state_key = None
 
     def _start(self):  # from on_train_begin
         self.prepared = False
@@ -173,6 +180,10 @@ class _ResumesFromHistory:
         if mode is None:
             return
         self.mode, self.prepared = mode, True
+        saved = self.backup.restored_states.get(self.state_key) if self.backup else None
+        if saved is not None:
+            self._set_state(saved)
+            return
         done = keras_internals.initial_epoch(self.model)  # set by the backup's restore
         self._resume([row for row in read_history(self.history_path)
                       if row["epoch"] <= done and self.monitor in row])
@@ -208,6 +219,12 @@ class AtomicCheckpoint(_ResumesFromHistory, keras.callbacks.Callback):
         values = [r[self.monitor] for r in rows if math.isfinite(r[self.monitor])]
         if values and os.path.exists(self.best_path):
             self.best = max(values) if self.mode == "max" else min(values)
+
+    def state(self):
+        return {"best": self.best}
+
+    def _set_state(self, state):
+        self.best = state["best"] if os.path.exists(self.best_path) else None
 
     def _improved(self, value):
         if not math.isfinite(value):  # (best = NaN would never be bettered)
@@ -290,6 +307,7 @@ class SafeBackupAndRestore(keras.callbacks.BackupAndRestore):
             problem = epoch if isinstance(epoch, str) else self._load_weights(weights, epoch)
             if problem is None:
                 _restore_seed_states(self.model, metadata)
+                self.restored_states = _recorded(metadata, "callbacks") or {}
                 self._current_readable = (weights, metadata) == current
                 if problems:
                     warnings.warn(f"Backup {problems[0]}; resumed from the previous backup "
@@ -309,6 +327,10 @@ class SafeBackupAndRestore(keras.callbacks.BackupAndRestore):
     # Whether the current pair is readable: known from the restore and from each backup
     # written; None where neither has happened (checked then).
     _current_readable = None
+    # The callbacks whose state() each backup records under its state_key (set by
+    # zoo.train), and the states the restored backup recorded.
+    tracked = ()
+    restored_states = {}
 
     def _check_pair(self, weights, metadata):
         """The epoch a (weights, metadata) pair restores, or what is wrong with it."""
@@ -361,7 +383,9 @@ class SafeBackupAndRestore(keras.callbacks.BackupAndRestore):
         with atomic_path(weights) as tmp:
             self.model.save_weights(tmp)
         write_json(metadata, {"epoch": epoch, "batch": batch, "sha256": file_hash(weights),
-                              "seed_states": _seed_states(self.model)})
+                              "seed_states": _seed_states(self.model),
+                              "callbacks": {c.state_key: c.state() for c in self.tracked
+                                            if getattr(c, "prepared", False)}})
         self._current_readable = True
 
     def on_epoch_end(self, epoch, logs=None):
@@ -380,11 +404,16 @@ def _seed_states(model):
     return [keras.ops.convert_to_numpy(v).tolist() for v in _seed_variables(model)]
 
 
+def _recorded(metadata, key):
+    """What a backup's ``metadata`` file records under ``key`` (None where it does not)."""
+    with open(metadata, encoding="utf-8") as f:
+        return json.load(f).get(key)
+
+
 def _restore_seed_states(model, metadata):
     """Put back the generators' states a backup's ``metadata`` records (a backup written
     before they were recorded has none: the masks then start again, as they did)."""
-    with open(metadata, encoding="utf-8") as f:
-        states = json.load(f).get("seed_states")
+    states = _recorded(metadata, "seed_states")
     variables = _seed_variables(model)
     if states is None or len(states) != len(variables):
         return
@@ -546,6 +575,16 @@ class ResumableReduceLROnPlateau(_ResumesFromHistory, keras.callbacks.ReduceLROn
     def on_epoch_end(self, epoch, logs=None):
         self._prepare(required=True)
         super().on_epoch_end(epoch, logs)
+
+    def state(self):
+        return {"best": float(self.best), "wait": int(self.wait),
+                "cooldown_counter": int(self.cooldown_counter)}
+
+    def _set_state(self, state):
+        if self.monitor_op is None:
+            keras_internals.prepare_monitor(self)
+        self.best, self.wait = state["best"], state["wait"]
+        self.cooldown_counter = state["cooldown_counter"]
 
     def _replay(self, current, learning_rate):
         """The bookkeeping of ``on_epoch_end``, without touching the optimizer."""

@@ -161,21 +161,27 @@ def _run_callbacks(run_dir, monitor, reduce_lr, lr_factor, lr_patience, min_lr, 
     # (fit ends with the averages.)
     swap = zoo_callbacks.EpochEndEMASwap() if ema else None
     cbs = [keras.callbacks.TerminateOnNaN()]
+    plateau = None
     if reduce_lr:
-        cbs.append(zoo_callbacks.ResumableReduceLROnPlateau(
+        plateau = zoo_callbacks.ResumableReduceLROnPlateau(
             history_path, monitor=monitor, mode=mode, factor=lr_factor, patience=lr_patience,
-            min_lr=min_lr, verbose=1 if verbose else 0))
+            min_lr=min_lr, verbose=1 if verbose else 0)
+        cbs.append(plateau)
     cbs.append(zoo_callbacks.LearningRateLogger())
     if run_dir is None:
         return cbs + ([swap, zoo_callbacks.RawWeightsBack(swap)] if swap else [])
     backup = zoo_callbacks.SafeBackupAndRestore(os.path.join(run_dir, "backup"),
                                                 double_checkpoint=True, delete_checkpoint=False)
+    checkpoint = zoo_callbacks.AtomicCheckpoint(
+        os.path.join(run_dir, "checkpoints"), monitor=monitor, mode=mode,
+        history_path=history_path, saved_model=checkpoint_model)
+    # Their state goes into each backup: a resume then needs no history.csv to rebuild it.
+    backup.tracked = [c for c in (checkpoint, plateau) if c is not None]
+    for callback, key in ((checkpoint, "checkpoint"), (plateau, "plateau")):
+        if callback is not None:
+            callback.backup, callback.state_key = backup, key
     return ([zoo_callbacks.RestoreBackup(backup)] + cbs + [zoo_callbacks.HistoryWriter(run_dir)]
-            + ([swap] if swap else [])
-            + [zoo_callbacks.AtomicCheckpoint(os.path.join(run_dir, "checkpoints"),
-                                              monitor=monitor, mode=mode,
-                                              history_path=history_path,
-                                              saved_model=checkpoint_model)]
+            + ([swap] if swap else []) + [checkpoint]
             + ([zoo_callbacks.RawWeightsBack(swap)] if swap else [])
             + [backup, keras.callbacks.TensorBoard(os.path.join(run_dir, "logs"))])
 
