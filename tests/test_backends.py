@@ -89,8 +89,16 @@ MIRRORED = textwrap.dedent("""
         return data.load("digits", "train", batch_size=64, image_size=8,
                          preprocess=lambda image: image / 255.0, seed=1, **kwargs)
 
+    class Batches(keras.utils.PyDataset):  # (a traceback from element_spec, once)
+        def __len__(self):
+            return 2
+
+        def __getitem__(self, index):
+            return next(iter(digits(drop_remainder=True).take(1)))
+
     errors = []
-    for strategy, dataset in (("mirrored", digits()), ("multi_worker", digits())):
+    for strategy, dataset in (("mirrored", digits()), ("multi_worker", digits()),
+                              ("auto", Batches())):
         try:
             zoo.train(linear, dataset, epochs=1, strategy=strategy, verbose=0)
         except ValueError as err:
@@ -122,8 +130,8 @@ MIRRORED = textwrap.dedent("""
 @pytest.mark.slow  # a cross-process backend check: a JAX process started from this pass
 def test_mirrored_on_jax_is_data_parallel_over_the_local_devices():
     """strategy="mirrored" under JAX: keras.distribution.DataParallel over two virtual CPU
-    devices (the variables live on both); training batches that cannot split evenly and
-    "multi_worker" without a cluster to join are one-line errors; a validation split whose last batch
+    devices (the variables live on both); training batches that cannot split evenly,
+    "multi_worker" without a cluster to join and a PyDataset are one-line errors; a validation split whose last batch
     does not split is padded with zero-weight examples, and its accuracy is exact (NumPy's,
     from the trained weights)."""
     out = run_python(MIRRORED, env={"KERAS_BACKEND": "jax",
@@ -133,12 +141,16 @@ def test_mirrored_on_jax_is_data_parallel_over_the_local_devices():
     assert report["recorded"] == "DataParallel"  # (it recorded TensorFlow's default strategy)
     assert report["loss"][1] < report["loss"][0]
     assert report["val_accuracy"] == pytest.approx(report["direct_accuracy"], abs=1e-6)
-    uneven, multi_worker = report["errors"]
+    uneven, multi_worker, not_tf_data = report["errors"]
     assert uneven.startswith("`train_data` must come in batches that split evenly over the 2 "
                              "devices; its batch size is not fixed")
     assert "drop_remainder=True" in uneven
     assert multi_worker.startswith("strategy='multi_worker' on JAX needs the coordinator's "
                                    "host:port (process 0's address)")
+    assert not_tf_data.startswith("Over 2 devices (keras.distribution, JAX) `train_data` must "
+                                  "be a tf.data.Dataset of batches (data.load gives one)")
+    assert not_tf_data.endswith("received Batches. Or train on one device: "
+                                "strategy='one_device'.")
 
 
 def test_the_same_weights_file_under_the_torch_backend(tmp_path):

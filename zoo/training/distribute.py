@@ -447,6 +447,20 @@ def cluster_share(dataset):
     return process_share(even_validation(len(keras.distribution.list_devices()), dataset))
 
 
+def check_distributable(replicas, **datasets):
+    """Under keras.distribution the datasets are ``tf.data`` ones: their batches are padded
+    to split over the devices (:func:`even_validation`) and shared between processes
+    (:func:`process_share`). Anything else (a ``keras.utils.PyDataset``, arrays) is one
+    line, which says what does take it."""
+    for name, dataset in datasets.items():
+        if dataset is not None and not isinstance(dataset, tf.data.Dataset):
+            raise UserError(
+                f"Over {replicas} devices (keras.distribution, JAX) `{name}` must be a "
+                f"tf.data.Dataset of batches (data.load gives one), which is split over "
+                f"them; received {type(dataset).__name__}. Or train on one device: "
+                "strategy='one_device'.")
+
+
 def check_even_batches(replicas, **datasets):
     """keras.distribution splits every batch over the devices, and JAX refuses a batch that
     does not split evenly (TensorFlow's MirroredStrategy pads one). For training batches

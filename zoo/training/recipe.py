@@ -444,6 +444,7 @@ def train(
                       "bfloat16 instructions, use mixed_bfloat16 (3.9 s there).", stacklevel=2)
     processes = distribute.process_count() if parallel is not None else 1
     if parallel is not None:
+        distribute.check_distributable(replicas, train_data=train_data, val_data=val_data)
         distribute.check_even_batches(replicas, train_data=train_data)
         val_data = distribute.process_share(distribute.even_validation(replicas, val_data))
         parallel.auto_shard_dataset = False  # each process takes its share itself
