@@ -104,6 +104,8 @@ def initialize(coordinator=None, num_processes=None, process_id=None,
                         "process (before building a model).")
     if count > 1:
         meet(host, port, count, index, timeout)
+    else:  # no meeting, but JAX's coordinator listens there: a busy port is one line too
+        _listen(host, port).close()
     import jax
     import keras
 

@@ -92,7 +92,7 @@ def test_three_processes_meet_and_free_the_port():
         again.bind(("127.0.0.1", port))
 
 
-def test_a_wrong_address_or_a_missing_process_is_one_line_in_time():
+def test_a_wrong_address_or_a_missing_process_is_one_line_in_time(monkeypatch):
     (port,) = free_ports(1)
     (alone,) = _meet_all(port, [(2, 1)], timeout=1)  # nobody listens there
     assert isinstance(alone, UserError)
@@ -110,6 +110,12 @@ def test_a_wrong_address_or_a_missing_process_is_one_line_in_time():
         with pytest.raises(UserError, match=rf"Process 0 cannot listen on port {port} of the "
                            rf"coordinator 127.0.0.1:{port} \(Address already in use\)"):
             cluster.meet("127.0.0.1", port, 2, 0, timeout=1)
+        # A cluster of one process holds no meeting; JAX's own bind error was a traceback.
+        monkeypatch.setattr(cluster, "_jax_started", lambda: False)
+        monkeypatch.setattr(cluster, "is_initialized", lambda: False)
+        with pytest.raises(UserError, match=rf"Process 0 cannot listen on port {port} of the "
+                           rf"coordinator 127.0.0.1:{port} \(Address already in use\)"):
+            cluster.initialize(f"127.0.0.1:{port}", 1, 0, timeout=1)
 
 
 def test_processes_that_disagree_are_refused_on_both_sides():
