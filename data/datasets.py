@@ -733,6 +733,25 @@ def load(
     return ds
 
 
+def _warn_untrained_classes(root, scans):
+    """A warning naming the classes that hold images in a split but none in ``train/``: each
+    is an output the model never learns (a ``docs/assets/`` of pictures, beside the splits,
+    added a class "assets" and shifted nothing else, silently)."""
+    if "train" not in scans:
+        return
+    seen = {label for label in scans["train"][1]}
+    for split, (_, labels, names) in sorted(scans.items()):
+        missing = sorted({names[label] for label in labels if label not in seen})
+        if missing:
+            shown = ", ".join(missing[:5]) + (f" and {len(missing) - 5} more"
+                                              if len(missing) > 5 else "")
+            warnings.warn(
+                f"{split}/ of the image folder {root} holds images of {len(missing)} "
+                f"class(es) that train/ has none of ({shown}): the model has an output for "
+                f"each, never trained. If {split}/ is no split of the dataset, move it out "
+                "of the folder.", stacklevel=3)
+
+
 def info(name=DIGITS, data_dir=None, class_names=None, manual_dir=None):
     """A :class:`DatasetInfo` for ``name``, as :func:`load` reads it.
 
@@ -765,6 +784,7 @@ def info(name=DIGITS, data_dir=None, class_names=None, manual_dir=None):
             raise UserError(f"Image folder {name} has no split sub-folders holding images "
                             "(expected layout: root/split/class_name/image.jpg).")
         classes = tuple(next(iter(scans.values()))[2])
+        _warn_untrained_classes(name, scans)
         # A split folder of no images (an empty test/, a docs/ folder) is not a split: every
         # command failed on it, even one that never reads it.
         return DatasetInfo(os.path.basename(os.path.abspath(name)), classes,

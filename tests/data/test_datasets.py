@@ -235,6 +235,29 @@ def test_image_folder_reads_rgb_grey_and_rgba(image_folder):
     assert info.class_names == ("cat", "dog") and info.splits == {"test": 6, "train": 18}
 
 
+def test_a_folder_of_pictures_beside_the_splits_is_named_as_classes_train_lacks(
+        image_folder, recwarn):
+    """A docs/assets/ of screenshots in the dataset's folder added a class "assets" (an
+    output never trained) without a word; so did a test/ class that train/ lacks. A split
+    missing a class train/ has says nothing: that is common and harmless."""
+    info = data.info(str(image_folder))
+    assert not [w for w in recwarn if "train/ has none of" in str(w.message)]
+    (image_folder / "test" / "dog").rename(image_folder / "test" / "fox")  # test lacks dog
+    (image_folder / "docs" / "assets").mkdir(parents=True)
+    _write(image_folder / "docs" / "assets" / "shot.png", np.zeros((4, 4, 3), np.uint8), "png")
+    with pytest.warns(UserWarning) as caught:
+        info = data.info(str(image_folder))
+    assert info.class_names == ("assets", "cat", "dog", "fox")
+    said = [str(w.message) for w in caught if "train/ has none of" in str(w.message)]
+    assert said == [
+        f"docs/ of the image folder {image_folder} holds images of 1 class(es) that train/ "
+        "has none of (assets): the model has an output for each, never trained. If docs/ "
+        "is no split of the dataset, move it out of the folder.",
+        f"test/ of the image folder {image_folder} holds images of 1 class(es) that train/ "
+        "has none of (fox): the model has an output for each, never trained. If test/ is "
+        "no split of the dataset, move it out of the folder."]
+
+
 def test_image_folder_bad_files_are_all_named_or_skipped(image_folder):
     """Every bad file is found by one scan and named in one line (the first five, then a
     count), with the flag that skips them; TensorFlow's op text is left out."""
