@@ -16,7 +16,7 @@ import keras
 import numpy as np
 
 from ensembles.metrics import check_probabilities, class_labels
-from safeio.checks import UserError
+from safeio.checks import UserError, is_number
 
 EPS = 1e-30  # zeros (float32 underflow) are taken as EPS before the log, in Keras and NumPy
 T_RANGE = (0.01, 100.0)  # the temperatures :func:`fit_temperature` searches
@@ -90,6 +90,7 @@ def _log_probabilities(probs, labels):
 
 def temperature_nll(probs, labels, temperature):
     """The mean NLL of ``softmax(log p / T)`` on ``labels`` (NumPy, float64)."""
+    temperature = check_temperature(temperature)
     z, labels = _log_probabilities(probs, labels)
     scaled_z = z / temperature
     top = scaled_z.max(axis=1, keepdims=True)
@@ -121,6 +122,9 @@ def fit_temperature(probs, labels, tolerance=1e-10):
     >>> round(fit_temperature(probs, [0, 0, 1, 1]), 3)  # under-confident: sharpened
     0.535
     """
+    if not is_number(tolerance) or not 0 < tolerance < 1:  # (0 bisected for ever)
+        raise UserError(f"`tolerance` is the fit's relative precision: a number in (0, 1); "
+                        f"received {tolerance!r}.")
     z, labels = _log_probabilities(probs, labels)
     low, high = 1.0 / T_RANGE[1], 1.0 / T_RANGE[0]
     slope_low, slope_high = _slope(z, labels, low), _slope(z, labels, high)
@@ -208,8 +212,12 @@ def with_temperature(model, temperature):
         elif _softmax_output(model):
             probabilities = model.outputs[0]
         else:  # logits
-            probabilities = keras.layers.Softmax(name="probabilities")(model.outputs[0])
-        outputs = TemperatureScaling(temperature, name="temperature")(probabilities)
+            probabilities = keras.layers.Softmax(name="probabilities",
+                                                 dtype="float32")(model.outputs[0])
+        # float32 whatever the global policy (mixed_float16 served, and saved, float16:
+        # no probability below 6e-8), as an ensemble's combination is
+        outputs = TemperatureScaling(temperature, name="temperature",
+                                     dtype="float32")(probabilities)
     inputs = model.inputs[0] if len(model.inputs) == 1 else model.inputs
     return copy_metadata(model, keras.Model(inputs, outputs, name=model.name))
 

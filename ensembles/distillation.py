@@ -22,6 +22,7 @@ import keras
 import numpy as np
 
 from ensembles.calibration import EPS, check_temperature
+from ensembles.metrics import check_probabilities
 from safeio.checks import UserError
 
 
@@ -57,6 +58,8 @@ def distillation_loss(labels, student_logits, teacher_probabilities, temperature
     """
     alpha = check_alpha(alpha)
     temperature = check_temperature(temperature)
+    if isinstance(teacher_probabilities, (np.ndarray, list, tuple)):  # (a user's, eager)
+        check_probabilities(teacher_probabilities, what="teacher probabilities")  # no logits
     hard = keras.ops.sparse_categorical_crossentropy(
         labels, keras.ops.cast(student_logits, "float32"), from_logits=True)
     soft = soft_target_loss(teacher_probabilities, student_logits, temperature)

@@ -191,5 +191,6 @@ def average_kl(member_probs):
 
 def entropy(probs):
     """Entropy (nats) of each row of ``probs``."""
-    p = np.clip(probs, EPS, 1.0)
+    probs = np.asarray(probs)  # (float16 clips 1e-12 to 0, whose 0 log 0 is NaN)
+    p = np.clip(probs.astype(np.promote_types(probs.dtype, "float32"), copy=False), EPS, 1.0)
     return -np.sum(p * np.log(p), axis=-1)

@@ -22,6 +22,9 @@ def true_class_probabilities(member_probs, labels):
     ``member_probs`` shaped ``(members, n, classes)``."""
     member_probs = np.asarray(member_probs, "float64")
     labels = class_labels(labels, member_probs.shape[-1])
+    if len(labels) == 0:  # (weights fitted on nothing: NaN's argmin chose member 0)
+        raise UserError("Fitting member weights needs held-out examples: at least one; "
+                        "received none.")
     if member_probs.ndim != 3 or member_probs.shape[1] != len(labels):
         raise UserError(f"Expected member probabilities shaped (members, {len(labels)}, "
                         f"classes); received {member_probs.shape}.")

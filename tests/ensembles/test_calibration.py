@@ -9,6 +9,7 @@ import keras
 import numpy as np
 import pytest
 import scipy.optimize
+import scipy.special
 import scipy.stats
 import tensorflow as tf
 from sklearn.metrics import log_loss
@@ -303,3 +304,38 @@ def test_zoo_evaluate_and_zoo_ensemble_calibrate_from_the_shell(tmp_path, capsys
     assert cli.main(["evaluate", paths[0], "--split", "validation", "--calibrate-on",
                      "validation"]) == 2
     assert "--calibrate-on validation is the split evaluated" in capsys.readouterr().err
+
+
+def test_the_fit_and_the_nll_refuse_what_has_no_answer(splits):
+    """tolerance=0 bisected for ever; temperature_nll at T = -1 returned a number (an
+    inverted distribution's), at 0 NaN."""
+    probs = np.array([[0.9, 0.1], [0.8, 0.2], [0.6, 0.4], [0.3, 0.7]])
+    for tolerance in (0, -1e-3, float("nan"), "tight"):
+        with pytest.raises(ValueError, match=r"`tolerance` is the fit's relative precision: "
+                                             rf"a number in \(0, 1\); received {tolerance!r}"):
+            ensembles.fit_temperature(probs, [0, 0, 1, 1], tolerance=tolerance)
+    for bad in (-1.0, 0, "2"):
+        with pytest.raises(ValueError, match="A temperature must be a finite number above 0"):
+            temperature_nll(probs, [0, 0, 1, 1], bad)
+
+
+def test_under_a_mixed_float16_policy_the_calibrated_model_serves_float32(splits, tmp_path):
+    """keras' global mixed_float16 policy made the temperature layer compute, serve and save
+    float16 (no probability below 6e-8: zeros, and a worse NLL), also after a reload in a
+    float32 process. It is float32, as an ensemble's combination is."""
+    model = _logit_model(3.0, "m")  # (built under float32: its logits are exact)
+    images = np.concatenate([x for x, _ in splits[1]])
+    probs = model.predict_on_batch(images).astype("float64")
+    expected = scipy.special.softmax(np.log(probs) / 0.5, axis=-1)
+    previous = keras.config.dtype_policy()
+    keras.config.set_dtype_policy("mixed_float16")
+    try:
+        calibrated = ensembles.with_temperature(model, 0.5)
+    finally:
+        keras.config.set_dtype_policy(previous)
+    served = calibrated.predict_on_batch(images)
+    assert served.dtype == np.float32
+    np.testing.assert_allclose(served, expected, rtol=1e-4, atol=1e-12)
+    calibrated.save(tmp_path / "calibrated.keras")
+    again = zoo.load_model(str(tmp_path / "calibrated.keras")).predict_on_batch(images)
+    assert again.dtype == np.float32

@@ -269,3 +269,10 @@ def test_zoo_distill_from_the_shell(tmp_path, capsys):
     err = capsys.readouterr().err.strip().splitlines()
     assert len(err) == 1 and "tiny predicts 3 classes (a, b, c); digits has 10 (0, 1, 2, 3, 4, " \
         "...)" in err[0], err
+
+
+def test_the_loss_refuses_teacher_logits_given_as_probabilities():
+    """log(max(z, 1e-30)) of logits made a finite, wrong loss (3.596 for [3, 1, -2])."""
+    with pytest.raises(ValueError, match="teacher probabilities"):
+        ensembles.distillation_loss(LABELS[:1], LOGITS[:1], np.array([[3.0, 1.0, -2.0, 0.0]],
+                                                                     "float32"))

@@ -97,6 +97,25 @@ def test_uncertainty_of_constant_members_follows_the_combine_rule_and_weights(co
                                rtol=1e-4)
 
 
+def test_uncertainty_of_a_model_that_outputs_float16_is_scipys():
+    """A softmax left in float16 (a mixed-precision model whose last layer was not set to
+    float32) outputs exact zeros; the entropy clipped them at 1e-12, which is 0 in float16,
+    and 0 log 0 made the expected entropy and the mutual information NaN."""
+    inputs = keras.Input((SIZE, SIZE, 3))
+    x = keras.layers.GlobalAveragePooling2D()(inputs)
+    out = keras.layers.Dense(3, activation="softmax", dtype="float16", kernel_initializer="zeros",
+                             bias_initializer=keras.initializers.Constant(
+                                 np.log([0.5, 0.5, 1e-9])))(x)
+    half = keras.Model(inputs, out, name="half")
+    assert half.predict_on_batch(np.zeros((1, SIZE, SIZE, 3)))[0, 2] == 0  # float16's zero
+    table = ensembles.uncertainty(half, dataset(LABELS))
+    for column in ("predictive_entropy", "expected_entropy"):
+        np.testing.assert_allclose(table[column], scipy.stats.entropy([0.5, 0.5, 0]),
+                                   rtol=1e-3)
+    np.testing.assert_allclose(metrics.entropy(np.array([[0.5, 0.5, 0]], "float16")),
+                               math.log(2), rtol=1e-3)
+
+
 # --- metrics against scikit-learn ---------------------------------------------------------------
 
 

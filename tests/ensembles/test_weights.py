@@ -145,3 +145,13 @@ def test_zoo_ensemble_fit_weights_from_the_shell(tmp_path, capsys):
     assert cli.main(["ensemble", *paths, "--fit-weights", "validation", "--weights", "1", "2",
                      "3", "--output", out]) == 2
     assert "--fit-weights fits the weights" in capsys.readouterr().err
+
+
+def test_weights_are_not_fitted_on_no_examples():
+    """An empty validation array gave [0.5, 0.5] and greedy counts [10, 0] (NaN's argmin)."""
+    from ensembles.weights import greedy_counts, nll_weights
+
+    for fit in (nll_weights, greedy_counts):
+        with pytest.raises(ValueError, match="Fitting member weights needs held-out examples: "
+                                             "at least one; received none."):
+            fit(np.zeros((2, 0, 3)), [])
