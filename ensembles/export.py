@@ -16,7 +16,7 @@ from ensembles.mc_dropout import draws_at_inference, leaf_layers
 from safeio import (atomic_directory, atomic_path, check_free_space, check_not_a_link,
                     check_replaceable, check_writable_file, clean_stale, streams,
                     write_json, write_text)
-from safeio.checks import UserError, check_choice, check_positive_int
+from safeio.checks import MissingPackage, UserError, check_choice, check_positive_int
 from zoo.saving import bytes_to_save, check_class_names
 from zoo.saving import class_names as get_class_names
 from zoo.saving import check_square_images, check_takes_images, serving_resize
@@ -479,7 +479,8 @@ def runtime(path):
         try:
             import onnxruntime
         except ImportError:
-            raise ImportError("ONNX Runtime is not installed (pip install onnxruntime)") from None
+            raise MissingPackage("ONNX Runtime is not installed (pip install "
+                                 "onnxruntime)") from None
         session = onnxruntime.InferenceSession(path, providers=["CPUExecutionProvider"])
         (name,) = [i.name for i in session.get_inputs()]
         outputs = [o.name for o in session.get_outputs()]

@@ -25,6 +25,16 @@ class UserError(ValueError):
     """
 
 
+class MissingPackage(UserError, ImportError):
+    """A package that this use needs is not installed (PyTorch to read a ``.pth`` file): an
+    ``ImportError`` for ``except ImportError``, and the ``zoo`` command's one line."""
+
+
+class MissingFile(UserError, FileNotFoundError):
+    """A file the user is to put in place is not there (its message says where): a
+    ``FileNotFoundError``, and the ``zoo`` command's one line."""
+
+
 def is_int(value):
     """Whether ``value`` is an integer (a Python or NumPy one; never a bool)."""
     return isinstance(value, numbers.Integral) and not isinstance(value, bool)

@@ -77,10 +77,7 @@ class _KerasSource:
         self.is_ensemble = given and len(ensembles.members_of(model)) > 1
         ensemble = ensembles.as_ensemble(model)
         self.serving = ensembles.serving_model(ensemble)
-        self.size = self.serving.input.shape[1]
-        if self.size is None or self.serving.input.shape[2] != self.size:
-            raise UserError(f"zoo.predict needs a model of square inputs of a fixed size; "
-                            f"{model.name} takes {self.serving.input.shape[1:]}.")
+        self.size = self.serving.input.shape[1]  # (square: checked by _source)
         classes = self.serving.output["probabilities"].shape[-1]
         self.names = class_names(model) or [str(i) for i in range(classes)]
 
@@ -225,7 +222,7 @@ def _source(model, resize):
     """What to predict with; ``resize`` None: the view an export (a folder or a .onnx file)
     was made for, or a model trained for (``zoo.resize_mode``), else ``"crop"``."""
     from data.preprocess import check_resize
-    from zoo.saving import check_takes_images, serving_resize
+    from zoo.saving import check_square_images, check_takes_images, serving_resize
 
     if resize is not None:
         check_resize(resize)
@@ -248,6 +245,7 @@ def _source(model, resize):
     else:
         name = model.name
     check_takes_images(model, "zoo.predict")
+    check_square_images(model, "zoo.predict")  # (decoded as RGB: one channel was Keras')
     _warn_no_view(model, resize, name)
     return _KerasSource(model, serving_resize(model, resize))
 

@@ -201,6 +201,15 @@ def test_caffemodel_problems_are_named(tmp_path):
     caffenet["pool1"] = []  # now after norm1, as in bvlc_alexnet: it loads
     write_caffemodel(path, caffenet)
     zoo.alexnet(weights=path, input_shape=(67, 67, 3), width=16, classes=10)
+    # A damaged byte in a layer name (not UTF-8): protobuf gave bytes, and a TypeError
+    # followed (bytes beside str); now a name that matches nothing, shown escaped.
+    raw = open(path, "rb").read()
+    at = raw.index(b"conv3")
+    with open(path, "wb") as f:
+        f.write(raw[:at] + b"conv\xb3" + raw[at + 5:])
+    with pytest.raises(ValueError, match=r"missing from the file: conv3; in the file but not "
+                                         r"in the model: conv\\xb3"):
+        zoo.alexnet(weights=path, input_shape=(67, 67, 3), width=16, classes=10)
 
 
 # --- GoogLeNet: bvlc_googlenet's graph ------------------------------------------------------

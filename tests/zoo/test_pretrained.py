@@ -480,6 +480,13 @@ def test_named_weights_come_from_the_cache_checked_by_hash(tmp_path, monkeypatch
         pretrained.register_weights(_entry("resnet18.test", "r18-full.safetensors",
                                            source.read_bytes()))
         pretrained.download("resnet18.test", origin=source.as_uri())
+        # An address that cannot be fetched: get_file's bare Exception, now one line.
+        with pytest.raises(ValueError, match=r"Could not fetch resnet18.test \(URL fetch "
+                                             r"failure on file:///nonexistent/x.*\); nothing "
+                                             rf"was added to {re.escape(str(tmp_path))}"):
+            pretrained.download("resnet18.test", origin="file:///nonexistent/x")
+        assert sorted(os.listdir(tmp_path / "cache")) == ["r18-full.safetensors",
+                                                          "r18-test.safetensors"]
         # A damaged cache file is named with both hashes, never loaded.
         with open(tmp_path / "cache" / "r18-full.safetensors", "r+b") as f:
             f.seek(100)

@@ -29,7 +29,7 @@ import shutil
 import tempfile
 
 from safeio import file_hash, make_directory
-from safeio.checks import UserError, check_choice
+from safeio.checks import MissingFile, MissingPackage, UserError, check_choice
 from zoo.pretrained.imagenet import apply_preprocessing, decode_predictions, imagenet_classes
 
 # torchvision's ImageClassification preset: RGB in [0, 1], ImageNet mean and std.
@@ -226,7 +226,7 @@ def weights_file(entry):
                            "a regular file") + " is there. Move it aside and put the file "
                         f"there (published at {entry.url}).")
     if not os.path.isfile(path):
-        raise FileNotFoundError(
+        raise MissingFile(
             f"weights {entry.name!r} need the file {entry.file_name}, not found in {cache_dir()}. "
             f"It is published at {entry.url} ({entry.source}). Put it at {path} (or point "
             f"$ZOO_WEIGHTS at the folder holding it), or run "
@@ -248,7 +248,7 @@ def _readable_here(path, entry):
         return converted
     from zoo.pretrained.torchvision import conversion_command
 
-    raise ImportError(
+    raise MissingPackage(
         f"weights {entry.name!r}: {path} is a PyTorch file, and PyTorch is not installed "
         f"here. Convert it once where torch is installed (in {os.path.dirname(path)}):  "
         f"{conversion_command(path)}  then weights={entry.tag!r} reads "
@@ -284,6 +284,12 @@ def download(name, origin=None, cache=None):
         except ValueError as error:  # get_file's hash check, or ours
             raise UserError(f"{origin or entry.url} did not give {entry.name}'s published "
                             f"file; nothing was added to {folder}. {error}") from None
+        except Exception as error:  # noqa: BLE001 (re-raised unless get_file's own)
+            if type(error) is not Exception:  # get_file's URL and HTTP failures, bare
+                raise
+            raise UserError(f"Could not fetch {entry.name} ({error}); nothing was added to "
+                            f"{folder}. Put {entry.file_name} there by hand (published at "
+                            f"{entry.url}).") from None
         os.replace(fetched, target)  # the same folder: atomic
     finally:
         shutil.rmtree(staging, ignore_errors=True)

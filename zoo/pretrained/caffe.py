@@ -87,11 +87,23 @@ def _parse(path):
     return net
 
 
+def _name(layer):
+    """A layer's name as text: protobuf gives a name that is not UTF-8 (a damaged file) as
+    bytes, which matched nothing and failed beside the others' strings."""
+    name = layer.name
+    return name.decode("utf-8", "backslashreplace") if isinstance(name, bytes) else name
+
+
 def _blobs(net, path):
     try:
-        layers = collections.OrderedDict(
-            (layer.name, [_blob(b) for b in layer.blobs])
-            for layer in (*net.layers, *net.layer) if len(layer.blobs))
+        layers = collections.OrderedDict()
+        for layer in (*net.layers, *net.layer):
+            if len(layer.blobs):
+                name = _name(layer)
+                try:
+                    layers[name] = [_blob(b) for b in layer.blobs]
+                except UserError as error:
+                    raise UserError(f"layer {name!r}: {error}") from None
     except ValueError as error:
         raise UserError(f"{path} is not a readable .caffemodel ({error}); it may be "
                         "truncated or another format.") from None
@@ -113,7 +125,7 @@ def read_caffemodel(path):
 def _check_not_caffenet(net, path):
     """bvlc_reference_caffenet has bvlc_alexnet's layer names and shapes, but pools conv1
     and conv2 before normalising them: its weights in zoo.alexnet run in another order."""
-    names = [layer.name for layer in (*net.layers, *net.layer)]
+    names = [_name(layer) for layer in (*net.layers, *net.layer)]
     if {"pool1", "norm1"} <= set(names) and names.index("pool1") < names.index("norm1"):
         raise UserError(
             f"{path} pools before it normalises (pool1, then norm1): it is CaffeNet "

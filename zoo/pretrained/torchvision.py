@@ -12,7 +12,7 @@ import re
 
 import numpy as np
 
-from safeio.checks import UserError
+from safeio.checks import MissingPackage, UserError
 from zoo.pretrained._fit import chw_to_hwc, hwc_to_chw, is_a, set_if_it_fits
 
 IGNORED = ("num_batches_tracked",)  # a BatchNorm counter, not a weight
@@ -38,7 +38,7 @@ def read_state_dict(path):
     try:
         import torch
     except ImportError:
-        raise ImportError(
+        raise MissingPackage(
             f"Reading {path} needs PyTorch, which is not installed here. Convert it once "
             f"where torch is installed:  {conversion_command(path)}  and pass the "
             ".safetensors file instead.") from None

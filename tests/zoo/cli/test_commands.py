@@ -1403,6 +1403,39 @@ def test_zoo_predict_shows_a_file_name_that_is_not_utf8(tmp_path, capsys):
     assert pd.read_csv(csv)["image"].tolist() == table["image"].tolist()
 
 
+def test_a_grey_model_and_a_missing_package_are_one_line_not_internal_errors(
+        tmp_path, capsys, monkeypatch):
+    """zoo predict decodes RGB: a model of one channel gave Keras' multi-line error (an
+    "internal error" from the shell). A .pth file without PyTorch, a named file not in the
+    cache: ImportError and a FileNotFoundError that names no file, both "internal errors"."""
+    import importlib.util
+
+    import tensorflow as tf
+
+    grey = zoo.save_model(zoo.set_resize_mode(zoo.resnet18(input_shape=(32, 32, 1), classes=3,
+                                                           width=0.25), "squash"),
+                          str(tmp_path / "grey.keras"))
+    (tmp_path / "p.png").write_bytes(tf.io.encode_png(np.zeros((8, 8, 3), np.uint8)).numpy())
+    assert cli.main(["predict", grey, str(tmp_path / "p.png")]) == 2
+    (line,) = capsys.readouterr().err.strip().splitlines()
+    assert line.endswith("zoo.predict needs a model of square RGB inputs of a fixed size "
+                         "(size, size, 3); resnet18 takes (32, 32, 1).")
+    if importlib.util.find_spec("torch") is None:
+        pth = tmp_path / "r18.pth"
+        pth.write_bytes(b"not read")
+        assert cli.main(["train", "--model", "resnet18", "--image-size", "32",
+                         "--model-arg", f"weights={pth}", "--run-dir",
+                         str(tmp_path / "run")]) == 2
+        (line,) = capsys.readouterr().err.strip().splitlines()
+        assert f"Reading {pth} needs PyTorch, which is not installed here" in line
+    from zoo import pretrained
+
+    monkeypatch.setenv("ZOO_WEIGHTS", str(tmp_path / "cache"))
+    with pytest.raises(FileNotFoundError) as missing:
+        pretrained.weights_file(pretrained.get_weights("resnet50", "imagenet"))
+    assert commands._one_line(missing.value) == str(missing.value)  # (a user's, one line)
+
+
 def test_zoo_predict_reads_regular_files_only_from_a_folder(tmp_path):
     """A named pipe called fifo.png in a folder once blocked `zoo predict` forever (opening
     it waits for a writer); a link to a regular image is read."""
