@@ -31,6 +31,22 @@ def _float(image):
     return tf.cast(tf.convert_to_tensor(image), tf.float32)
 
 
+def _single(image, op, channels=None):
+    """``image`` as a tensor, checked to be one image (height, width, channels) where its
+    rank is known, with ``channels`` channels where given (a tuple of those allowed): a
+    batch mapped after ``.batch()`` failed in TensorFlow's words, or ran with one draw for
+    every image; a grey image came out in colour from the RGB eigenvectors."""
+    image = tf.convert_to_tensor(image)
+    if image.shape.rank is not None and image.shape.rank != 3:
+        raise UserError(f"{op} augments single images (height, width, channels); received "
+                        f"shape {tuple(image.shape)}: augment before batching.")
+    if (channels is not None and image.shape.rank == 3 and image.shape[-1] is not None
+            and image.shape[-1] not in channels):
+        raise UserError(f"{op} takes images of {' or '.join(map(str, channels))} channel(s); "
+                        f"received shape {tuple(image.shape)}.")
+    return image
+
+
 def _check_range(value, name, low, high, what):
     if not is_number(value) or not low <= value <= high:
         raise UserError(f"`{name}` must be {what}; received {value!r}.")
@@ -50,7 +66,8 @@ def _check_interval(pair, name, low, high, what):
 
 def random_crop(image, seed, size):
     """A random ``size`` x ``size`` window (the paper's 224/227 crops of 256x256 images)."""
-    check_positive_int(size, "size", what=" (of the crop)")
+    size = int(check_positive_int(size, "size", what=" (of the crop)"))  # (np.int64 too)
+    image = _single(image, "random_crop")  # (a NumPy image: it read .shape.rank of a tuple)
     known = [side for side in image.shape[:2] if side is not None] if (
         image.shape.rank == 3) else []  # (an image of unknown rank: TensorFlow's own check)
     if known and min(known) < size:  # (TensorFlow's own error names no size)
@@ -91,7 +108,7 @@ def pca_color(image, seed, eigenvalues=IMAGENET_EIGENVALUES,
     >>> pca_color(tf.zeros((2, 2, 3)), tf.constant([1, 2])).shape
     TensorShape([2, 2, 3])
     """
-    image = _float(image)
+    image = _float(_single(image, "pca_color", channels=(len(eigenvalues),)))
     eigenvalues = tf.constant(eigenvalues, tf.float32)
     eigenvectors = tf.constant(eigenvectors, tf.float32)
     alpha = tf.random.stateless_normal([eigenvalues.shape[0]], seed, stddev=std)
@@ -139,7 +156,7 @@ def color_jitter(image, seed, brightness=0.2, contrast=0.2, saturation=0.2, max_
                         ("saturation", saturation)):
         _check_range(value, name, 0, float("inf"), "a number >= 0 (factors in "
                      "[max(0, 1 - x), 1 + x])")
-    image = _float(image)
+    image = _float(_single(image, "color_jitter", channels=(1, 3)))
     b_seed, c_seed, s_seed, order_seed = _seeds(seed, 4)
 
     def factor(s, x):
@@ -161,7 +178,7 @@ def random_erasing(image, seed, probability=0.5, scale=(0.02, 0.33), ratio=(0.3,
     _check_range(probability, "probability", 0, 1, "a probability in [0, 1]")
     _check_interval(scale, "scale", 0, 1, "0 <= min <= max <= 1 (fractions of the area)")
     _check_interval(ratio, "ratio", 1e-12, None, "0 < min <= max (aspect ratios)")
-    image = _float(image)
+    image = _float(_single(image, "random_erasing"))
     apply_seed, area_seed, ratio_seed, top_seed, left_seed = _seeds(seed, 5)
     height, width = tf.shape(image)[0], tf.shape(image)[1]
     h_f, w_f = tf.cast(height, tf.float32), tf.cast(width, tf.float32)

@@ -12,7 +12,7 @@ import numpy as np
 import tensorflow as tf
 
 from safeio import atomic_path
-from safeio.checks import UserError, check_choice, is_int
+from safeio.checks import UserError, check_choice, check_positive_int, is_int
 
 
 def resize_shorter_side(image, size=256):
@@ -27,6 +27,7 @@ def resize_shorter_side(image, size=256):
     >>> resize_shorter_side(tf.zeros((375, 499, 3)), 256).shape
     TensorShape([256, 340, 3])
     """
+    size = int(check_positive_int(size, "size", what=" (the shorter side)"))
     new_shape = _shorter_side_shape(tf.shape(image)[-3:-1], size)
     return tf.image.resize(image, new_shape, method="bilinear", antialias=True)
 
@@ -35,6 +36,14 @@ def _shorter_side_shape(shape, size):
     """torchvision's ``Resize(size)`` output (height, width) for an image of ``shape``."""
     short = tf.reduce_min(shape)
     return tf.where(shape == short, size, size * shape // short)
+
+
+def _check_fits(sides, size, shape):
+    """One line where the known sides of an image are smaller than a ``size`` crop."""
+    known = [side for side in sides if side is not None]
+    if known and min(known) < size:
+        raise UserError(f"A central {size}x{size} crop needs images of at least that size; "
+                        f"received images of shape {shape}.")
 
 
 def center_crop(image, size):
@@ -47,9 +56,12 @@ def center_crop(image, size):
     >>> center_crop(tf.zeros((256, 300, 3)), 224).shape
     TensorShape([224, 224, 3])
     """
+    size = int(check_positive_int(size, "size", what=" (of the crop)"))  # (np.int64 too)
     image = tf.convert_to_tensor(image)
+    _check_fits(image.shape[-3:-1] if image.shape.rank else (None, None), size,
+                tuple(image.shape) if image.shape.rank else None)
     height, width = tf.shape(image)[-3], tf.shape(image)[-2]
-    tf.debugging.assert_greater_equal(
+    tf.debugging.assert_greater_equal(  # (sides not known when traced)
         tf.minimum(height, width), size, message=f"center_crop: image smaller than {size}"
     )
 
@@ -71,6 +83,12 @@ def resize_and_center_crop(image, scale, size):
     >>> resize_and_center_crop(tf.zeros((375, 500, 3), tf.uint8), 256, 227).shape
     TensorShape([227, 227, 3])
     """
+    scale = int(check_positive_int(scale, "scale", what=" (the shorter side)"))
+    size = int(check_positive_int(size, "size", what=" (of the crop)"))
+    if scale < size:  # (TensorFlow's assert said "image smaller than", of any image)
+        raise UserError(f"The central {size}x{size} crop is taken from the image resized to "
+                        f"a shorter side of `scale`, which must be at least {size}; received "
+                        f"scale={scale}.")
     image = tf.cast(image, tf.float32)
     rank = image.shape.rank
     if rank not in (3, 4):  # (a rank unknown when traced: resize, then crop)

@@ -23,6 +23,8 @@ def crop_scale(size):
 def _corner_and_centre_crops(images, size, name):
     images = tf.convert_to_tensor(images)
     height, width = images.shape[-3], images.shape[-2]
+    if height is None or width is None:  # traced over images of any size (tf.data.map)
+        return _traced_crops(images, size, name)
     if height < size or width < size:
         raise UserError(f"{name} needs images of at least {size}x{size}; received "
                         f"{height}x{width}.")
@@ -35,9 +37,33 @@ def _corner_and_centre_crops(images, size, name):
             f"size={crop_scale(size)})).")
     # torchvision's CenterCrop: int(round((height - size) / 2)), Python's round (half to even).
     top, left = int(round((height - size) / 2)), int(round((width - size) / 2))
+    return _windows(images, size, height, width, top, left)
+
+
+def _windows(images, size, height, width, top, left):
     corners = [(0, 0), (0, width - size), (height - size, 0), (height - size, width - size),
                (top, left)]
     return [images[..., y : y + size, x : x + size, :] for y, x in corners]
+
+
+def _traced_crops(images, size, name):
+    """The five windows of images whose sides are known only when run (the checks too, as
+    TensorFlow's asserts); their static shape is the crops'."""
+    shape = tf.shape(images)
+    height, width = shape[-3], shape[-2]
+    checks = [
+        tf.debugging.assert_greater_equal(tf.minimum(height, width), size, message=(
+            f"{name} needs images of at least {size}x{size}")),
+        tf.debugging.assert_greater(tf.maximum(height, width), size, message=(
+            f"{name} needs images larger than the {size}x{size} crops"))]
+    with tf.control_dependencies(checks):  # (before any window is taken)
+        images = tf.identity(images)
+    # tf.round rounds half to even, as Python's round in CenterCrop's offsets
+    top, left = (tf.cast(tf.round(tf.cast(side - size, tf.float32) / 2), tf.int32)
+                 for side in (height, width))
+    static = images.shape[:-3].concatenate([size, size, images.shape[-1]])
+    return [tf.ensure_shape(crop, static)
+            for crop in _windows(images, size, height, width, top, left)]
 
 
 def five_crop(images, size):
@@ -130,6 +156,11 @@ def predict_crops(model, images, tta="10crop", size=None, batch_size=32):
     means, variances = [], []
     for batch in batches:
         batch = batch[0] if isinstance(batch, (tuple, list)) else batch
+        if np.ndim(batch) != 4:  # (one image was taken for a batch of its rows)
+            raise UserError(f"predict_crops takes batches of images (n, height, width, "
+                            f"channels); received a batch of shape {tuple(np.shape(batch))}: "
+                            "batch the dataset (dataset.batch(32)), or give an array of "
+                            "images.")
         views = crops(batch, tta, size)
         n, k = views.shape[0], views.shape[1]
         flat = tf.reshape(views, (-1,) + tuple(views.shape[2:]))

@@ -265,6 +265,30 @@ def test_a_crop_larger_than_the_images_is_one_line():
     assert unknown_rank(tf.zeros((8, 12, 3))).shape == (4, 4, 3)
 
 
+def test_numpy_images_and_sizes_are_taken_and_batches_or_other_channels_refused():
+    """random_crop read a NumPy image's .shape.rank (an AttributeError), a NumPy int64 size
+    failed inside TensorFlow; an op mapped after .batch() failed in TensorFlow's words or
+    drew one change for the whole batch; pca_color turned a grey image into colour."""
+    image = np.random.default_rng(0).uniform(0, 255, (37, 37, 3)).astype("float32")
+    seed = tf.constant([1, 2])
+    for op in (functools.partial(augment.random_crop, size=np.int64(32)),
+               augment.from_spec("crop+flip", 32), augment.pca_color, augment.color_jitter,
+               augment.random_erasing):
+        np.testing.assert_array_equal(op(image, seed).numpy(), op(tf.constant(image), seed))
+    for op in (functools.partial(augment.random_crop, size=4), augment.pca_color,
+               augment.color_jitter, augment.random_erasing):
+        with pytest.raises(ValueError, match=r"augments single images \(height, width, "
+                                             r"channels\); received shape \(2, 8, 8, 3\): "
+                                             "augment before batching"):
+            op(tf.zeros((2, 8, 8, 3)), seed)
+    with pytest.raises(ValueError, match=r"pca_color takes images of 3 channel\(s\); "
+                                         r"received shape \(8, 8, 1\)"):
+        augment.pca_color(tf.zeros((8, 8, 1)), seed)
+    with pytest.raises(ValueError, match=r"color_jitter takes images of 1 or 3 channel\(s\)"):
+        augment.color_jitter(tf.zeros((8, 8, 4)), seed)
+    assert augment.color_jitter(tf.zeros((8, 8, 1)), seed).shape == (8, 8, 1)  # grey stays
+
+
 def test_mean_subtraction_of_integer_images_and_under_mixed_precision():
     """The uint8 mean 120 minus 120 wrapped to 136 (the mean cast to uint8); under
     mixed_bfloat16 the normalisation layers subtracted in bfloat16 (a mean of 123.68 is

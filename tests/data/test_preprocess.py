@@ -41,8 +41,26 @@ def test_center_crop_takes_the_middle():
     # The centre crop is five_crop's centre (which held torchvision's offsets already).
     np.testing.assert_array_equal(data.center_crop(image, 3).numpy(),
                                   data.five_crop(image, 3)[4].numpy())
-    with pytest.raises(tf.errors.InvalidArgumentError, match="smaller than 10"):
+    with pytest.raises(ValueError, match=r"A central 10x10 crop needs images of at least that "
+                                         r"size; received images of shape \(6, 8, 1\)"):
         data.center_crop(image, 10)
+
+
+def test_crops_take_numpy_sizes_and_a_too_large_crop_is_one_line():
+    """np.int64 sizes passed the checks and failed in TensorFlow (int32 beside int64); a
+    crop larger than the image was TensorFlow's assert with no shape, and scale < size
+    said "image smaller than" of any image."""
+    image = np.zeros((20, 30, 3), "float32")
+    assert data.center_crop(image, np.int64(12)).shape == (12, 12, 3)
+    assert data.alexnet_preprocess(image, np.int64(16)).shape == (16, 16, 3)
+    loaded = data.load("digits", "test", image_size=np.int64(20), center_crop=np.int64(16))
+    assert loaded.element_spec[0].shape[1:] == (16, 16, 3)
+    with pytest.raises(ValueError, match=r"A central 21x21 crop needs images of at least "
+                                         r"that size; received images of shape \(20, 30, 3\)"):
+        data.center_crop(image, 21)
+    with pytest.raises(ValueError, match=r"shorter side of `scale`, which must be at least "
+                                         r"32; received scale=20"):
+        data.preprocess.resize_and_center_crop(np.zeros((37, 37, 3)), 20, 32)
 
 
 def test_a_test_crop_is_torchvisions_one_centre_crop(tmp_path):
@@ -95,7 +113,7 @@ def test_a_very_elongated_image_is_cropped_without_its_whole_resize():
     assert crop.shape == (224, 224, 3)
     np.testing.assert_allclose(crop.numpy(), 90.0, rtol=1e-5)
     assert data.alexnet_preprocess(image).shape == (256, 256, 3)
-    with pytest.raises(tf.errors.InvalidArgumentError, match="smaller than 300"):
+    with pytest.raises(ValueError, match="which must be at least 300; received scale=256"):
         data.resize_and_center_crop(image, 256, 300)
 
 

@@ -27,6 +27,36 @@ def test_ten_crop_matches_numpy_slicing():
     np.testing.assert_array_equal(batch[1], crops * 2)
 
 
+def test_ten_crop_inside_tf_data_of_images_of_any_size_is_the_eager_one():
+    """A tf.data pipeline of decoded images knows no size when traced: comparing None with
+    the crop size was a TypeError. The crops, and the refusals, come when it runs."""
+    images = [np.random.default_rng(k).normal(size=shape).astype("float32")
+              for k, shape in enumerate([(9, 11, 3), (8, 10, 3)])]
+    spec = tf.TensorSpec((None, None, 3), tf.float32)
+    traced = tf.data.Dataset.from_generator(lambda: iter(images), output_signature=spec)
+    for mode in (data.ten_crop, data.five_crop):
+        crops = traced.map(lambda x, mode=mode: mode(x, 6))
+        assert crops.element_spec.shape == ((10 if mode is data.ten_crop else 5), 6, 6, 3)
+        for got, image in zip(crops, images):
+            np.testing.assert_array_equal(got.numpy(), mode(image, 6).numpy())
+    small = tf.data.Dataset.from_generator(lambda: iter([np.zeros((5, 9, 3), "float32")]),
+                                           output_signature=spec)
+    with pytest.raises(tf.errors.InvalidArgumentError, match="ten_crop needs images of at "
+                                                             "least 6x6"):
+        list(small.map(lambda x: data.ten_crop(x, 6)))
+
+
+def test_predict_crops_refuses_images_that_are_not_in_batches():
+    """A dataset of single images (not batched) took each image for a batch of its rows,
+    and Keras refused the shapes in its own words."""
+    images = np.zeros((4, 9, 9, 3), "float32")
+    for given in (tf.data.Dataset.from_tensor_slices(images), images[0]):
+        with pytest.raises(ValueError, match=r"predict_crops takes batches of images \(n, "
+                                             r"height, width, channels\); received a batch of "
+                                             r"shape \(9, 9, 3\): batch the dataset"):
+            data.predict_crops(_model(6), given, tta="10crop")
+
+
 def test_five_crop_is_the_first_half_of_ten_crop():
     image = np.random.default_rng(3).normal(size=(9, 11, 3)).astype("float32")
     np.testing.assert_array_equal(data.five_crop(image, 6).numpy(),
