@@ -320,7 +320,13 @@ def load_model(path, compile=True):
 
     >>> model = zoo.load_model("runs/alexnet/checkpoints/best.keras")   # doctest: +SKIP
     """
+    import importlib
+
     import data.layers  # noqa: F401  (registers MeanSubtraction; data imports TensorFlow)
+    import zoo
+
+    for module in zoo._CORE_MODULES:  # (GoogLeNetWithAuxHeads: a trained googlenet's class)
+        importlib.import_module(module)
 
     path = os.fspath(path)
     if not os.path.isfile(path):

@@ -505,6 +505,21 @@ def test_googlenet_owns_its_aux_heads_one_output_outside_paper_loss_inside(tmp_p
     assert googlenet_module.without_aux(inference) is inference  # nothing to drop
 
 
+@pytest.mark.slow  # a process of its own: no model module imported before the file loads
+def test_a_trained_googlenet_with_aux_heads_loads_in_the_zoo_commands(tmp_path):
+    """zoo info, evaluate, ensemble, export, predict and distill load with
+    zoo.saving.load_model, which did not import the module registering
+    GoogLeNetWithAuxHeads: "it names a class this process does not know"."""
+    from tests.helpers import run_python
+
+    path = tmp_path / "g.keras"
+    zoo.googlenet(aux_logits=True, input_shape=(79, 79, 3), width=0.125, classes=5).save(path)
+    done = run_python("import sys; from zoo.cli import main; sys.exit(main(['info', "
+                      f"{str(path)!r}]))", check=False)
+    assert done.returncode == 0, done.stderr[-2000:]
+    assert "GoogLeNetWithAuxHeads" not in done.stderr
+
+
 # --- every family: what every Keras model must do (run_model_test) --------------------------
 
 ALL = pytest.mark.all_backends  # `make test` runs these under JAX too
