@@ -148,6 +148,7 @@ def check_export_target(path, format, overwrite=False):
     suffix = FILE_SUFFIXES[format]
     if not path.endswith(suffix):
         raise UserError(f"A {format} export is a {suffix} file; received {path!r}.")
+    previous = None  # whether path holds a previous export of this project, once asked
     for target in (path, classes_path(path)):
         check_not_a_link(target, "file")
         if os.path.isdir(target):
@@ -155,7 +156,33 @@ def check_export_target(path, format, overwrite=False):
         if os.path.exists(target) and not overwrite:
             raise UserError(f"{target} already exists; pass overwrite=True (--overwrite) to "
                             "replace it.")
+        if os.path.exists(target):  # overwrite=True replaces a previous export, nothing else
+            previous = _previous_file_export(path, format) if previous is None else previous
+            if not previous:
+                what = ("it is not" if target == path else
+                        f"it is not beside one ({path} is "
+                        + ("not one" if os.path.exists(path) else "absent") + ")")
+                raise UserError(f"Refusing to replace {target}: {what} a previous {format} "
+                                "export of this project, and nothing else is replaced. Move "
+                                "it, or export elsewhere.")
         check_writable_file(target)
+
+
+def _previous_file_export(path, format):
+    """Whether the file ``path`` is an export :func:`export` wrote: an ONNX model with the
+    class names in its metadata, or a LiteRT flatbuffer (``TFL3``)."""
+    if not os.path.isfile(path):
+        return False
+    if format == "litert":
+        with open(path, "rb") as f:
+            return f.read(8)[4:8] == b"TFL3"
+    try:
+        import onnx
+
+        model = onnx.load(path, load_external_data=False)
+    except Exception:  # noqa: BLE001 (not ONNX, damaged, or no onnx to read it: not ours)
+        return False
+    return {"class_names", "members"} <= {entry.key for entry in model.metadata_props}
 
 
 def export(ensemble, path, overwrite=False, class_names=None, scale=None,

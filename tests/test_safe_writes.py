@@ -159,6 +159,46 @@ def test_an_export_to_a_symbolic_link_is_refused_and_the_link_and_its_target_sta
     assert _tree(tmp_path) == before
 
 
+def test_overwrite_replaces_a_previous_onnx_or_litert_export_and_no_users_file(tmp_path,
+                                                                              capsys):
+    """--overwrite replaced any file at an .onnx or .tflite path, and any .classes.txt
+    beside it: a user's notes, their own class list. A previous export (ONNX with this
+    project's metadata, a LiteRT flatbuffer) is still replaced."""
+    onnx = pytest.importorskip("onnx")
+    from ensembles.export import check_export_target
+
+    model = tmp_path / "m.keras"
+    tiny_model().save(model)
+    (tmp_path / "notes.onnx").write_text("my notes")
+    (tmp_path / "notes.tflite").write_text("my notes")
+    (tmp_path / "alone.onnx.classes.txt").write_text("my classes")
+    before = _tree(tmp_path)
+    for target, message in (
+            ("notes.onnx", r"Refusing to replace .*notes\.onnx: it is not a previous onnx "
+                           r"export of this project"),
+            ("notes.tflite", r"notes\.tflite: it is not a previous litert export"),
+            ("alone.onnx", r"alone\.onnx\.classes\.txt: it is not beside one \(.*alone\.onnx "
+                           r"is absent\) a previous onnx export")):
+        format = "litert" if target.endswith(".tflite") else "onnx"
+        assert cli.main(["export", str(model), str(tmp_path / target), "--format", format,
+                         "--overwrite"]) == 2
+        assert re.search(message, _one_error_line(capsys)), target
+    assert _tree(tmp_path) == before
+    # A previous export of ours (its metadata names the classes and members): replaceable.
+    graph = onnx.helper.make_graph([onnx.helper.make_node("Identity", ["x"], ["y"])], "g",
+                                   [onnx.helper.make_tensor_value_info("x", 1, [1])],
+                                   [onnx.helper.make_tensor_value_info("y", 1, [1])])
+    ours = onnx.helper.make_model(graph)
+    for key in ("class_names", "members"):
+        entry = ours.metadata_props.add()
+        entry.key, entry.value = key, "[]"
+    onnx.save(ours, str(tmp_path / "served.onnx"))
+    (tmp_path / "served.onnx.classes.txt").write_text("0\n1\n")
+    check_export_target(str(tmp_path / "served.onnx"), "onnx", overwrite=True)
+    (tmp_path / "served.tflite").write_bytes(b"\x1c\x00\x00\x00TFL3" + bytes(16))
+    check_export_target(str(tmp_path / "served.tflite"), "litert", overwrite=True)
+
+
 def _patch_write_out(monkeypatch, write_out):
     """Replace the SavedModel writer of Keras' export archive (the class
     ``keras.export.ExportArchive()`` makes for this backend); ``write_out(real, self,
