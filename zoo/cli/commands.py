@@ -16,6 +16,7 @@ import difflib
 import errno
 import functools
 import os
+import re
 import shutil
 import sys
 import zipfile
@@ -230,12 +231,21 @@ def _model_args(pairs):
             kwargs[key] = ast.literal_eval(value)
         except (ValueError, SyntaxError):
             kwargs[key] = value  # a plain string such as he or lrn
+        if key == "name" and not (isinstance(kwargs[key], str)
+                                  and _MODEL_NAME.fullmatch(kwargs[key])):
+            raise UserError(f"--model-arg name must start with a letter, digit or '.', then "
+                            f"letters, digits and _ . - / > (TensorFlow's name scopes); "
+                            f"received {pair!r}.")
     return kwargs
 
 
 _SET_BY_THE_COMMAND = {
     "classes": "the dataset's class count", "input_shape": "give --image-size",
-    "input_tensor": "the data pipeline's input", "include_top": "it trains a classifier"}
+    "input_tensor": "the data pipeline's input", "include_top": "it trains a classifier",
+    "classifier_activation": "it trains on the softmax's probabilities (logits or a relu "
+                             "were scored as probabilities)"}
+# A Keras model's name: what TensorFlow's name scopes take ("bad name" failed in training).
+_MODEL_NAME = re.compile(r"[A-Za-z0-9.][A-Za-z0-9_.\\/>-]*")
 
 
 class _Setup:

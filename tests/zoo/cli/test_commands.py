@@ -153,6 +153,14 @@ def test_the_commands_choices_are_the_librarys():
      "received 'classes=5'."),
     (["train", "--model", "resnet18", "--model-arg", "input_shape=(32, 32, 3)"],
      "--model-arg input_shape is set by the command: give --image-size"),
+    # Logits or a relu trained as probabilities, and scored so (a top-5 error of 0 %).
+    (["train", "--model", "resnet20", "--model-arg", "classifier_activation=relu"],
+     "--model-arg classifier_activation is set by the command: it trains on the softmax's "
+     "probabilities"),
+    # A name TensorFlow's scopes refuse: an internal error after the statistics pass.
+    (["train", "--model", "resnet20", "--model-arg", "name=bad name"],
+     "zoo train: error: --model-arg name must start with a letter, digit or '.', then "
+     "letters, digits and _ . - / > (TensorFlow's name scopes); received 'name=bad name'."),
     # A momentum for an optimizer that has none was dropped without a word.
     (["train", "--model", "alexnet", "--optimizer", "adam", "--momentum", "0.5"],
      "zoo train: error: --momentum is SGD's, Nesterov's and RMSprop's; --optimizer adam has "
