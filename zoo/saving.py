@@ -269,16 +269,25 @@ def load_weights(model, path):
 
     >>> load_weights(zoo.resnet18(), "runs/r18/snapshots/snapshot-4.weights.h5")  # doctest: +SKIP
     """
+    import warnings
+
     try:
-        model.load_weights(path)
+        with warnings.catch_warnings(record=True) as said:  # ("Skipping variable loading
+            warnings.simplefilter("always")                 # for optimizer": the mismatch's)
+            model.load_weights(path)
     except OSError as err:
         reason = (str(err).splitlines() or [type(err).__name__])[0][:160]
         raise UserError(f"{path} is not a readable .weights.h5 file ({reason}): truncated, "
                         "or not one Keras wrote.") from None
     except ValueError as err:
-        first = (str(err).strip().splitlines() or [type(err).__name__])[0]
+        # Keras' cause ("variable.shape=(64, 3), Received: value.shape=(64, 10)") follows
+        # its first line, which ends in a colon; the values after it are left out.
+        cause = " ".join(str(err).split(" Target variable:")[0].split()) or type(err).__name__
         raise UserError(f"{path} does not hold the weights of this {model.name} (built with "
-                        f"other arguments?): {first[:200]}") from None
+                        f"other arguments?): {cause[:400]}") from None
+    for warning in said:  # a load that worked: Keras' own words, as they were
+        warnings.warn_explicit(warning.message, warning.category, warning.filename,
+                               warning.lineno)
 
 
 def _read_metadata(path, raw):

@@ -60,6 +60,16 @@ def test_a_damaged_or_foreign_keras_weights_file_is_one_line_naming_it(tmp_path)
         zoo.resnet18(weights=str(truncated), **SMALL)
     with pytest.raises(ValueError, match=rf"{good} does not hold the weights of this resnet34"):
         zoo.resnet34(weights=str(good), **SMALL)
+    # Another class count: the cause is said (the message stopped at Keras' colon), its
+    # values are not, and Keras' warnings of the failed load stay out.
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        with pytest.raises(ValueError) as error:
+            zoo.resnet18(weights=str(good), **{**SMALL, "classes": SMALL["classes"] + 1})
+    message = str(error.value)
+    assert "\n" not in message and "Target variable" not in message
+    assert (f"variable.shape=(64, {SMALL['classes'] + 1}), Received: value.shape=(64, "
+            f"{SMALL['classes']})") in message
 
 
 def test_torchvision_errors_name_only_the_keys_at_fault(tmp_path):
