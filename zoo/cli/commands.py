@@ -743,6 +743,12 @@ def _cmd_search(args):
                  dropout=tuple(args.dropout) if args.dropout else None, width=args.width,
                  optimizer=args.optimizer)
     search_space(**space)  # its ranges, before any work
+    fixed = _model_args(args.model_arg)
+    both = [f"--{name} with --model-arg {name}={fixed[name]!r}" for name in ("width", "dropout")
+            if space[name] is not None and name in fixed]
+    if both:  # (the searched values silently replaced the fixed one)
+        raise UserError(f"{'; '.join(both)}: a value is searched or fixed, not both; give "
+                        "one of them.")
     run_dir = _default_run_dir(args, "search")
 
     def arguments(setup):  # (the builder is a method of the command's: what it builds,

@@ -244,7 +244,7 @@ def search(model, train_data, val_data, *, model_kwargs=None, trials=8, fine_tri
             if count < 1:
                 break
             if stage == "fine":
-                space = _narrowed(space, pd.concat(tables).nsmallest(top, "val_top1_error"))
+                space = _narrowed(space, _ranked(pd.concat(tables)).head(top))
             if verbose:
                 print(f"{stage} search: {count} trials of {epochs} epoch(s) over "
                       + ", ".join(f"{k} {_describe(v)}" for k, v in space.items()), flush=True)
@@ -252,8 +252,14 @@ def search(model, train_data, val_data, *, model_kwargs=None, trials=8, fine_tri
                 stage, count, _hypermodel(build, space, seed), seed + (stage == "fine"),
                 run_dir, train_data, val_data, epochs, verbose))
         table = pd.concat(tables, ignore_index=True)
-        best = table.loc[table["val_top1_error"].idxmin()].to_dict()
+        best = _ranked(table).iloc[0].to_dict()
         return SearchResult(table, best, run_dir)
+
+
+def _ranked(table):
+    """The trials best first: by validation error, ties by validation loss (then in their
+    order), so that the best of equal errors is the same trial in every run."""
+    return table.sort_values(["val_top1_error", "val_loss"], kind="stable")
 
 
 def check_rerun(run_dir, model, **keywords):
@@ -290,6 +296,10 @@ def _planned(model, model_kwargs, trials, fine_trials, epochs, learning_rate, we
                         "(every trial builds a fresh one); received "
                         f"{type(model).__name__}.")
     fixed = dict(model_kwargs or {})
+    both = sorted(set(fixed) & set(space) - {"learning_rate", "weight_decay", "optimizer"})
+    if both:  # (the searched value silently replaced the fixed one)
+        raise UserError(f"{', '.join(both)} is searched and also fixed in model_kwargs "
+                        f"({', '.join(f'{k}={fixed[k]!r}' for k in both)}): give one of them.")
     build = lambda **kw: registry.resolve(model, **{**fixed, **kw})  # noqa: E731
     named = _builder_name(model)
     if named is None and "model" not in (settings or {}):

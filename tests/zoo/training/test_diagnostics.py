@@ -280,6 +280,29 @@ def test_search_refuses_what_it_cannot_rank_or_would_mix(tmp_path):
         zoo.search(_tiny_builder, train, val, learning_rate=(0.5, 0.9), **kwargs)
 
 
+def test_a_searched_value_fixed_too_is_refused_and_ties_go_to_the_lower_loss(capsys):
+    """--width with --model-arg width trained every trial at the searched widths without a
+    word; of trials with equal errors the best was whichever came first, another trial in
+    a rerun (keras-tuner's order)."""
+    import pandas as pd
+
+    from tests.helpers import SMALL_VGG
+    from zoo import cli
+    from zoo.training.search import _ranked
+
+    with pytest.raises(ValueError, match=r"width is searched and also fixed in model_kwargs "
+                                         r"\(width=8\): give one of them"):
+        zoo.search("alexnet", None, None, model_kwargs={"width": 8}, width=[4, 8])
+    assert cli.main(["search", *SMALL_VGG, "--width", "0.125", "--dropout", "0.1", "0.5",
+                     "--model-arg", "dropout=0.2"]) == 2
+    assert capsys.readouterr().err.strip().endswith(
+        "--width with --model-arg width=0.0625; --dropout with --model-arg dropout=0.2: a "
+        "value is searched or fixed, not both; give one of them.")
+    trials = pd.DataFrame({"trial": [0, 1, 2], "val_top1_error": [0.2, 0.1, 0.1],
+                           "val_loss": [0.5, 0.9, 0.4]})
+    assert _ranked(trials)["trial"].tolist() == [2, 1, 0]
+
+
 def test_search_widths_builders_failures_and_seed(tmp_path):
     """Widths of mixed types (`--width 0.5 1`) were keras-tuner's TypeError; a partial or a
     lambda was recorded as '?' or '<lambda>', so another model's trials were taken as its
