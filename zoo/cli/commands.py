@@ -708,7 +708,14 @@ def _cmd_diagnose(args):
                         f"overfitted): --augment {args.augment} would change nothing but the "
                         f"view; leave out {'+'.join(ignored)} (crop: its centre crops).")
     run_dir = _default_run_dir(args, "diagnose")
-    setup = _Setup(args, run_dir)
+
+    def check(setup):  # more examples than the training split holds: before its statistics
+        examples = setup.info.splits.get("train")
+        if examples is not None and args.examples > examples:
+            raise UserError(f"--examples {args.examples} is more than the training split of "
+                            f"{args.dataset} holds ({examples}); give at most {examples}.")
+
+    setup = _Setup(args, run_dir, check=check)
     _seed(args.seed)
     model = setup.build()
     print(f"Running the checks on {model.name} ({model.count_params():,} parameters) ...",

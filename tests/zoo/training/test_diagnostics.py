@@ -433,3 +433,17 @@ def test_diagnose_refuses_augmentation_it_would_not_apply(capsys, tmp_path):
     assert "--augment crop+flip+jitter would change nothing but the view; leave out " \
            "flip+jitter" in line, line
     assert not (tmp_path / "d").exists()
+
+
+def test_diagnose_refuses_more_examples_than_the_training_split_before_its_statistics(
+        capsys, tmp_path):
+    """--examples 5000 of the 1,257 digits was refused after the statistics pass (a whole
+    pass over ImageNet's training set), which left statistics.npz behind."""
+    from tests.helpers import SMALL_VGG
+
+    assert cli.main(["diagnose", *SMALL_VGG, "--examples", "5000",
+                     "--run-dir", str(tmp_path / "d")]) == 2
+    captured = capsys.readouterr()
+    assert captured.err.strip().endswith("--examples 5000 is more than the training split of "
+                                         "digits holds (1257); give at most 1257.")
+    assert "statistics" not in captured.out and not (tmp_path / "d").exists()
