@@ -145,6 +145,12 @@ def test_zoo_ensemble_fit_weights_from_the_shell(tmp_path, capsys):
     assert cli.main(["ensemble", *paths, "--fit-weights", "validation", "--weights", "1", "2",
                      "3", "--output", out]) == 2
     assert "--fit-weights fits the weights" in capsys.readouterr().err
+    # A typo in the second split: refused after the weights were fitted, now before.
+    assert cli.main(["ensemble", *paths, "--fit-weights", "validation", "--calibrate-on",
+                     "valdation", "--output", str(tmp_path / "typo.keras")]) == 2
+    captured = capsys.readouterr()
+    assert "Unknown split 'valdation' of 'digits'; available: 'train'" in captured.err
+    assert "Weights fitted" not in captured.out and not (tmp_path / "typo.keras").exists()
 
 
 def test_weights_are_not_fitted_on_no_examples():

@@ -1173,6 +1173,15 @@ def _check_held_out_flags(args):
     for name, value in defaults.items():
         if getattr(args, name) is None:
             setattr(args, name, value)
+    splits = [split for split in (args.fit_weights, getattr(args, "calibrate_on", None))
+              if split]
+    if splits:  # a typo is one line before the models are read and the weights fitted
+        import data
+        from data.datasets import _split_parts
+
+        info = data.info(args.dataset, data_dir=args.data_dir)
+        for split in splits:
+            _split_parts(split, info.splits, info.name)
 
 
 def _check_not_an_input(output, inputs, inputs_are, written):
