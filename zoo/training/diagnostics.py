@@ -85,13 +85,17 @@ def _check_label_range(labels, classes):
                         f"received labels from {labels.min()} to {labels.max()}.")
 
 
-def initial_loss(model, dataset, batches=1, tolerance=0.5):
+def initial_loss(model, dataset, batches=1, tolerance=1.0):
     """Check the untrained model's cross-entropy against ln(number of classes).
 
     With small random weights every class is about equally likely, so the loss starts near
     ln(C) (2.303 for 10 classes). Much higher means the output layer is mis-scaled (too
     large initial logits); much lower, that the labels leak or the model is not fresh.
-    ``tolerance`` is in nats.
+    ``tolerance`` is in nats: logits of standard deviation s add about s^2 / 2, and a
+    Glorot-initialised head on the unit-scale features a BatchNormalization network gives
+    it starts near s = 1, half a nat up (the default, 1, allows s up to about 1.4; a head
+    100 times too large is tens of nats up). The loss is the one the first training step
+    computes (:func:`as_first_step`).
 
     Example:
 
@@ -101,7 +105,10 @@ def initial_loss(model, dataset, batches=1, tolerance=0.5):
     check_positive_int(batches, "batches")
     check_positive_number(tolerance, "tolerance", " (in nats)")
     images, labels = _first_batches(dataset, batches)
-    outputs = model(images, training=False)
+    network, in_training = as_first_step(model)
+    outputs = network(images, training=in_training)
+    if isinstance(outputs, (list, tuple)):  # (GoogLeNet's auxiliary heads, in training)
+        outputs = outputs[0]
     classes = int(outputs.shape[-1])
     _check_label_range(labels, classes)
     loss = float(keras.ops.mean(keras.losses.sparse_categorical_crossentropy(
@@ -123,6 +130,29 @@ def initial_loss(model, dataset, batches=1, tolerance=0.5):
 
 _DROPPING = (keras.layers.Dropout, keras.layers.GaussianDropout, keras.layers.AlphaDropout,
              DropConnectDense)  # (Keras' SpatialDropout layers are Dropout layers)
+
+
+def _layers(model):
+    """Every layer of ``model``, those of nested models included."""
+    for layer in model.layers:
+        yield layer
+        if isinstance(layer, keras.Model):
+            yield from _layers(layer)
+
+
+def as_first_step(model):
+    """``(network, training)``: ``model`` as its first training step computes, for the
+    checks at initialisation. A network with BatchNormalization normalises by the batch's
+    own statistics there: its moving ones are still 0 and 1, and in inference mode they
+    scaled every layer wrongly (a fresh ResNet-20's loss read 13.5 for 3.8). So such a
+    network is a copy with its weights and without dropout or noise (which would only add
+    noise to the check), called in training mode; any other is ``model`` in inference
+    mode."""
+    if not any(isinstance(layer, keras.layers.BatchNormalization) for layer in _layers(model)):
+        return model, False
+    copy = without_regularisation(model)
+    copy.set_weights(model.get_weights())
+    return copy, True
 
 
 def without_regularisation(model):
@@ -291,7 +321,7 @@ def _activation_layers(model):
     return chosen
 
 
-def activation_report(model, images):
+def activation_report(model, images, training=False):
     """Per activation layer on ``images`` (one batch): mean, std, and for ReLU layers the
     fraction of dead units (units, i.e. channels, that output 0 for every example and
     position) and of zero outputs.
@@ -305,7 +335,7 @@ def activation_report(model, images):
     if not layers:
         raise UserError(f"{model.name} has no activation layers to report on.")
     probe = keras.Model(model.input, [layer.output for layer in layers])
-    outputs = probe(np.asarray(images), training=False)
+    outputs = probe(np.asarray(images), training=training)
     outputs = outputs if isinstance(outputs, (list, tuple)) else [outputs]
     rows = []
     for layer, value in zip(layers, outputs):
@@ -395,7 +425,8 @@ def diagnose(model, train_data, *, learning_rate=0.01, momentum=0.9, weight_deca
     ...                data.load("digits", image_size=67)))       # doctest: +SKIP
     """
     images, _ = _first_batches(train_data, 1)
-    at_init = activation_report(model, images)
+    network, in_training = as_first_step(model)  # (with BatchNormalization: a copy)
+    at_init = activation_report(network, images, training=in_training)
     checks = [initial_loss(model, train_data),
               dead_relu_check(at_init, name="dead ReLUs at initialisation")]
     checks.append(overfit_tiny_subset(model, train_data, examples=examples,

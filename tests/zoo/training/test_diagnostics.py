@@ -21,8 +21,23 @@ def _small_resnet(classes=4, **kwargs):
                         **kwargs)
 
 
-def test_initial_loss_is_ok_for_a_fresh_model_and_flags_a_misscaled_output_layer():
+def test_initial_loss_is_the_first_training_steps_with_batch_statistics():
+    """A network with BatchNormalization was scored in inference mode, on moving statistics
+    still 0 and 1 (a fresh ResNet-20's loss read 13.5 for the 3.3 its first step sees): the
+    loss is Keras' cross-entropy of the model in training mode, and the model is left as
+    it was (its moving statistics included)."""
     model = _small_resnet()
+    images, labels = next(iter(tiny_data(n=64, batch=64)))
+    before = [w.copy() for w in model.get_weights()]
+    check = diagnostics.initial_loss(model, tiny_data(n=64, batch=64))
+    assert all(np.array_equal(a, b) for a, b in zip(before, model.get_weights()))
+    first_step = keras.losses.SparseCategoricalCrossentropy()(labels, model(images,
+                                                                            training=True))
+    assert check.value == pytest.approx(float(first_step), rel=1e-5)
+
+
+def test_initial_loss_is_ok_for_a_fresh_model_and_flags_a_misscaled_output_layer():
+    model = _small_resnet(zero_init_residual=True)  # (Goyal et al.: ln(C) at the start)
     check = diagnostics.initial_loss(model, tiny_data(n=64), batches=4)
     assert check.ok and abs(check.value - math.log(4)) < 0.5, check
     layer = model.get_layer("predictions")
@@ -34,7 +49,7 @@ def test_initial_loss_is_ok_for_a_fresh_model_and_flags_a_misscaled_output_layer
 
 
 def test_initial_loss_of_a_logits_model_uses_the_logits():
-    model = _small_resnet(classifier_activation=None)
+    model = _small_resnet(classifier_activation=None, zero_init_residual=True)
     check = diagnostics.initial_loss(model, tiny_data(n=32))
     assert check.ok and check.expected.startswith("ln(4)")
 
@@ -392,7 +407,7 @@ def test_search_widths_builders_failures_and_seed(tmp_path):
 
 
 SMALL_RESNET = ["--model", "resnet18", "--image-size", "8", "--model-arg", "width=0.25",
-                "--model-arg", "stem='cifar'"]
+                "--model-arg", "stem='cifar'", "--model-arg", "zero_init_residual=True"]
 
 
 @pytest.mark.parametrize("model, lr, steps, expected", [
@@ -400,7 +415,8 @@ SMALL_RESNET = ["--model", "resnet18", "--image-size", "8", "--model-arg", "widt
     pytest.param(SMALL_VGG, 1e-12, 15, 1, id="broken")])
 def test_diagnose_command_exits_0_for_a_healthy_model_and_1_for_a_broken_one(
         model, lr, steps, expected, capsys, tmp_path):
-    """A small ResNet at a working learning rate passes every check (exit 0: its median
+    """A small ResNet (its residual branches zero-initialised, so that its first loss is
+    ln(10)) at a working learning rate passes every check (exit 0: its median
     update/weight ratio, about 5e-3 here, is inside the healthy 1e-4 .. 1e-2; it memorises
     the tiny subset in 60 steps); at a rate of 1e-12 (0 is refused) nothing moves: a small
     VGG (a third of the ResNet's cost here) cannot memorise the tiny subset (15 steps are
