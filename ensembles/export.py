@@ -140,6 +140,11 @@ def check_export_target(path, format, overwrite=False):
     ``.tflite`` file and its class names file beside it (:func:`classes_path`), each named."""
     path = os.fspath(path)
     if format == "saved_model":
+        for other, suffix in FILE_SUFFIXES.items():
+            if path.endswith(suffix):  # (a SavedModel folder named model.onnx, silently)
+                raise UserError(f"{path} names a {suffix} file, and the format is a "
+                                f"SavedModel folder: give format={other!r} (--format "
+                                f"{other}), or a folder name.")
         # (a previous export a killed replacement left aside is put back first, so that
         # it is what overwrite= is asked about)
         clean_stale(*os.path.split(os.path.abspath(path)))

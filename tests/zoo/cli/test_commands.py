@@ -1703,6 +1703,10 @@ def test_an_export_file_target_is_checked_before_the_model_is_read(tmp_path, cap
          f"{notes} already exists; pass overwrite=True (--overwrite) to replace it."),
         (["export", missing, str(tmp_path / "folder.tflite"), "--format", "litert"],
          f"Cannot export to {tmp_path / 'folder.tflite'}: a directory is there."),
+        # No --format: a SavedModel folder named out.onnx was written without a word.
+        (["export", missing, str(tmp_path / "out.onnx")],
+         f"{tmp_path / 'out.onnx'} names a .onnx file, and the format is a SavedModel "
+         "folder: give format='onnx' (--format onnx), or a folder name."),
     ]
     for argv, message in cases:
         assert cli.main(argv) == 2, argv
