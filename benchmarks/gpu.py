@@ -386,7 +386,7 @@ def main(argv=None):
             _print_ratios(read_rows(args.report))
             return None
         check_writable_file(args.out)  # (not after the first phase's minutes)
-    except UserError as err:
+    except (UserError, OSError) as err:  # (an OSError names its file)
         parser.error(str(err))
     cfg = dict(SMOKE if args.smoke else FULL)
     if args.steps is not None:

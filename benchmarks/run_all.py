@@ -36,7 +36,7 @@ def main(argv=None):
         for path in (out, partial):
             check_writable_file(path)
         _check_ours(partial)
-    except UserError as err:
+    except (UserError, OSError) as err:  # (an OSError names its file)
         parser.error(str(err))
     rows = []
     for run in BENCHMARKS:

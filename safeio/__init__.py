@@ -110,7 +110,9 @@ def clean_stale(directory, name):
             continue  # (the prefix is ASCII: its characters are its bytes)
         pid, stale = int(match.group(2)), os.path.join(directory, entry)
         ours = match.group(3) in (_token(pid, name), _token(pid, name, host=False))
-        exported = ours or os.path.isfile(os.path.join(stale, "saved_model.pb"))
+        # (another's export: only under this very name, not a long name's cut tail)
+        exported = ours or (match.group(4) == name
+                            and os.path.isfile(os.path.join(stale, "saved_model.pb")))
         if (match.group(1) == "old" and os.path.isdir(stale) and not os.path.islink(stale)
                 and not os.path.lexists(target) and exported and not (ours and _alive(pid))):
             # Killed between the two renames of _put_in_place: the previous export, the only

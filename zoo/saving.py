@@ -285,9 +285,8 @@ def load_weights(model, path):
         cause = " ".join(str(err).split(" Target variable:")[0].split()) or type(err).__name__
         raise UserError(f"{path} does not hold the weights of this {model.name} (built with "
                         f"other arguments?): {cause[:400]}") from None
-    for warning in said:  # a load that worked: Keras' own words, as they were
-        warnings.warn_explicit(warning.message, warning.category, warning.filename,
-                               warning.lineno)
+    for warning in said:  # a load that worked: Keras' own words (once, as before)
+        warnings.warn(warning.message, warning.category, stacklevel=2)
 
 
 def _read_metadata(path, raw):

@@ -23,6 +23,7 @@ from safeio.checks import UserError, check_positive_int, check_positive_number, 
 from zoo.layers import DropConnectDense
 from zoo.optimizers import build_optimizer
 from zoo.outputs import outputs_probabilities
+from zoo.training import keras_internals
 from zoo.training import recipe as training
 
 HEALTHY_UPDATE_RATIO = 1e-3
@@ -148,7 +149,8 @@ def as_first_step(model):
     network is a copy with its weights and without dropout or noise (which would only add
     noise to the check), called in training mode; any other is ``model`` in inference
     mode."""
-    if not any(isinstance(layer, keras.layers.BatchNormalization) for layer in _layers(model)):
+    if (not any(isinstance(layer, keras.layers.BatchNormalization) for layer in _layers(model))
+            or not keras_internals.clonable(model)):  # (a subclassed model: as it is)
         return model, False
     copy = without_regularisation(model)
     copy.set_weights(model.get_weights())

@@ -35,6 +35,14 @@ USED = [
 ]
 
 
+def clonable(model):
+    """Whether ``keras.models.clone_model`` takes a ``clone_function`` for ``model``: a
+    Functional or Sequential model (a subclassed one, not)."""
+    from keras.src.models.functional import Functional
+
+    return isinstance(model, (Functional, keras.Sequential))
+
+
 def missing():
     """``["Class._name", ...]`` for every name in :data:`USED` that the installed Keras
     lacks (attributes set in ``__init__`` are looked for on a fresh instance)."""

@@ -36,6 +36,27 @@ def test_initial_loss_is_the_first_training_steps_with_batch_statistics():
     assert check.value == pytest.approx(float(first_step), rel=1e-5)
 
 
+def test_initial_loss_of_a_subclassed_model_with_batch_normalization():
+    """keras.models.clone_model takes no subclassed model: checked as it is, in inference
+    mode, as before (a copy for the batch statistics was a raw Keras error)."""
+
+    class Small(keras.Model):
+        def __init__(self):
+            super().__init__()
+            self.conv, self.norm = keras.layers.Conv2D(4, 3), keras.layers.BatchNormalization()
+            self.pool = keras.layers.GlobalAveragePooling2D()
+            self.head = keras.layers.Dense(4, activation="softmax")
+
+        def call(self, x, training=False):
+            return self.head(self.pool(self.norm(self.conv(x), training=training)))
+
+    model = Small()
+    images, labels = next(iter(tiny_data(n=32, batch=32)))
+    check = diagnostics.initial_loss(model, tiny_data(n=32, batch=32))
+    assert check.value == pytest.approx(float(keras.losses.SparseCategoricalCrossentropy()(
+        labels, model(images, training=False))), rel=1e-5)
+
+
 def test_initial_loss_is_ok_for_a_fresh_model_and_flags_a_misscaled_output_layer():
     model = _small_resnet(zero_init_residual=True)  # (Goyal et al.: ln(C) at the start)
     check = diagnostics.initial_loss(model, tiny_data(n=64), batches=4)
