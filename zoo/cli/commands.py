@@ -1528,13 +1528,15 @@ def main(argv=None):
         os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
         return 1
     except Exception as err:  # noqa: BLE001 (re-raised unless it is the user's or the OS's)
-        line = None if os.environ.get("ZOO_DEBUG") else _one_line(err)
-        if line is None:  # a bug (or ZOO_DEBUG=1): the traceback, and where to report it
+        line = _one_line(err)
+        if line is None:  # a bug: the traceback, and where to report it
             print(f"zoo {args.command}: an internal error, not a mistake of yours; please "
                   "report it with the traceback below (ZOO_DEBUG=1 shows every traceback)",
                   file=sys.stderr)
             raise
         print(f"zoo {args.command}: error: {line}", file=sys.stderr)
+        if os.environ.get("ZOO_DEBUG"):  # (the user's mistake, said as such, then where)
+            raise
         return 2
 
 

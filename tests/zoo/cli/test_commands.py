@@ -640,6 +640,9 @@ def test_a_bug_shows_its_traceback_and_zoo_debug_shows_every_one(capsys, monkeyp
     with pytest.raises(UserError, match="Unknown dataset 'nope'"):
         cli.main(["train", "--model", "alexnet", "--dataset", "nope", "--run-dir",
                   str(tmp_path / "r")])
+    # ... said as the user's mistake, not "an internal error" (as it was under ZOO_DEBUG)
+    err = capsys.readouterr().err
+    assert "zoo train: error: Unknown dataset 'nope'" in err and "internal error" not in err
 
 
 @pytest.mark.parametrize("argv", [["train", "--model", "alexnet", "--strategy", "tpu"],
