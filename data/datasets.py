@@ -6,6 +6,7 @@ Every source becomes the same thing: a batched, prefetched ``tf.data.Dataset`` o
 
 import contextlib
 import dataclasses
+import difflib
 import json
 import os
 import random
@@ -183,9 +184,11 @@ def _tfds_builder(name, data_dir):
     except (tfds.core.registered.DatasetNotFoundError, ValueError) as err:
         why = "" if isinstance(err, tfds.core.registered.DatasetNotFoundError) else (
             f" ({str(err).splitlines()[0]})")  # TFDS could not parse it: "flowers.v2"
+        close = difflib.get_close_matches(str(name), [DIGITS, *tfds.list_builders()], n=1)
         raise UserError(
-            f"Unknown dataset {name!r}: it is not {DIGITS!r}, not an existing image folder, "
-            f"and not a TensorFlow Datasets name{why} (see tfds.list_builders())."
+            f"Unknown dataset {name!r}" + (f" (did you mean {close[0]!r}?)" if close else "")
+            + f": it is not {DIGITS!r}, not an existing image folder, and not a TensorFlow "
+            f"Datasets name{why} (see tfds.list_builders())."
         ) from None
 
 

@@ -183,7 +183,8 @@ def test_typos_are_one_line_with_the_closest_name_before_any_data_is_read(argv, 
                                             "positive"),
     (["train", "--model-arg", "stem=foo"], "`stem` must be one of"),
     (["train", "--augment", "crop+flop"], "Unknown augmentation 'flop' in 'crop+flop'"),
-    (["train", "--dataset", "digitz"], "Unknown dataset 'digitz'"),
+    (["train", "--dataset", "digitz"], "Unknown dataset 'digitz' (did you mean 'digits'?): it "
+                                         "is not 'digits'"),
     (["search", "--lr", "1", "0.1"], "`learning_rate` must be a (low, high) pair with low < high"),
     (["distill", "{teacher}", "--alpha", "1.5"], "`alpha`, the soft targets' weight, must lie"),
 ])
