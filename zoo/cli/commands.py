@@ -877,6 +877,12 @@ def _check_calibration_flags(args):
 TABLE_SUFFIXES = (".csv", ".tsv", ".txt")  # the existing files a table may replace
 
 
+def _write_table(table, output, **kwargs):
+    """``table`` at ``output``: tab-separated for a ``.tsv`` name (it held commas),
+    comma-separated otherwise."""
+    write_csv(table, output, sep="\t" if output.lower().endswith(".tsv") else ",", **kwargs)
+
+
 def _check_table_output(output, inputs):
     """``--output`` names the table to write: never one of the command's inputs, nor an
     existing file that is no table (a model, its weights, an image), which a slip of the
@@ -1042,7 +1048,7 @@ def _cmd_evaluate(args):
     with _wide_pandas():
         print(for_people(shown).to_string())
     if args.output:  # the whole table, errors as fractions
-        write_csv(table, args.output)
+        _write_table(table, args.output)
         print(f"Table: {args.output}")
     return 0
 
@@ -1321,7 +1327,7 @@ def _cmd_predict(args):
             extra += ", NOT FINITE: do not use"
         print(f"{row['image']}: {classes} ({extra})")
     if args.output:
-        write_csv(table, args.output, index=False)
+        _write_table(table, args.output, index=False)
         print(f"Table: {args.output}")
     return 1 if skipped else 0
 

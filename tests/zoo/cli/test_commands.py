@@ -1413,6 +1413,9 @@ def test_zoo_predict_shows_a_file_name_that_is_not_utf8(tmp_path, capsys):
     assert cli.main(["predict", model_file, str(folder), "--output", str(csv)]) == 0
     assert "caf\\xe9.png" in capsys.readouterr().out
     assert pd.read_csv(csv)["image"].tolist() == table["image"].tolist()
+    tsv = tmp_path / "p.tsv"  # (it held commas)
+    assert cli.main(["predict", model_file, str(folder), "--output", str(tsv)]) == 0
+    pd.testing.assert_frame_equal(pd.read_csv(tsv, sep="\t"), pd.read_csv(csv))
 
 
 def test_a_grey_model_and_a_missing_package_are_one_line_not_internal_errors(
