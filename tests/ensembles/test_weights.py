@@ -151,6 +151,11 @@ def test_zoo_ensemble_fit_weights_from_the_shell(tmp_path, capsys):
     captured = capsys.readouterr()
     assert "Unknown split 'valdation' of 'digits'; available: 'train'" in captured.err
     assert "Weights fitted" not in captured.out and not (tmp_path / "typo.keras").exists()
+    # Fitted on (part of) the training split: said, as a note.
+    assert cli.main(["ensemble", *paths, "--fit-weights", "train[:200]", "--output",
+                     str(tmp_path / "on_train.keras")]) == 0
+    assert ("Note: --fit-weights train[:200] fits to the training split, on which the models "
+            "are more confident than on new images") in capsys.readouterr().out
 
 
 def test_weights_are_not_fitted_on_no_examples():

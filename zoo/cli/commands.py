@@ -865,6 +865,16 @@ def _load_split(args, split, models, multi_crop=False):
                      on_bad_image=_bad_image_policy(args), **sizing)
 
 
+def _note_training_split(flag, split):
+    """A note where ``split`` reads the training split, which the models have learnt: its
+    temperatures and weights are fitted to predictions over-confident there, not to new
+    images."""
+    if any(part.split("[")[0].strip() == "train" for part in str(split).split("+")):
+        print(f"Note: {flag} {split} fits to the training split, on which the models are "
+              "more confident than on new images; a held-out split (validation) fits them "
+              "for those.", flush=True)
+
+
 def _check_calibration_flags(args):
     """``zoo evaluate --calibrate-on`` with flags it cannot go with: one line, before any
     work (an image folder is scanned to load a split)."""
@@ -1036,6 +1046,7 @@ def _cmd_evaluate(args):
     held_out = None
     if args.calibrate_on is not None:
         print(f"Temperatures fitted on the {args.calibrate_on} split", flush=True)
+        _note_training_split("--calibrate-on", args.calibrate_on)
         held_out = _load_split(args, args.calibrate_on, models, multi_crop)
     source = models[0] if len(models) == 1 else models
     table = ensembles.evaluate(source, test, tta=tta, calibrate_on=held_out)
@@ -1216,6 +1227,7 @@ def _with_fitted_weights(args, ensemble):
     import ensembles
     from zoo.saving import copy_metadata
 
+    _note_training_split("--fit-weights", args.fit_weights)
     held_out = _load_split(args, args.fit_weights, [ensemble])
     weights = ensembles.fit_weights(ensemble, held_out, method=args.fit_method)
     members = ensembles.members_of(ensemble)
@@ -1230,6 +1242,7 @@ def _calibrated(args, ensemble):
     one for the combination, or one per member with ``args.per_member``."""
     import ensembles
 
+    _note_training_split("--calibrate-on", args.calibrate_on)
     held_out = _load_split(args, args.calibrate_on, [ensemble])
     calibrated = ensembles.calibrate(ensemble, held_out, per_member=args.per_member)
     if args.per_member:
