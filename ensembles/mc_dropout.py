@@ -34,6 +34,27 @@ class MCDropout(keras.layers.Dropout):
         return super().call(inputs, training=True)
 
 
+def _always_dropping(base):
+    """A subclass of the Dropout layer ``base`` that drops in inference too."""
+    def call(self, inputs, training=None):
+        return base.call(self, inputs, training=True)
+
+    cls = type(f"MC{base.__name__}", (base,), {
+        "call": call, "__doc__": f"``keras.layers.{base.__name__}`` that drops in inference "
+                                 "too: what :func:`mc_dropout` puts in its place."})
+    cls.__module__ = __name__
+    return keras.saving.register_keras_serializable(package="ensembles")(cls)
+
+
+# Each dropout layer MC dropout switches on, and what takes its place. SpatialDropout2D
+# (a Dropout subclass) was refused as "no Dropout layer", or left off beside a Dropout.
+_KERAS_DROPOUTS = (keras.layers.SpatialDropout1D, keras.layers.SpatialDropout2D,
+                   keras.layers.SpatialDropout3D, keras.layers.GaussianDropout,
+                   keras.layers.AlphaDropout)
+_ACTIVE = {keras.layers.Dropout: MCDropout,
+           **{base: _always_dropping(base) for base in _KERAS_DROPOUTS}}
+
+
 def leaf_layers(model):
     """Every layer of ``model``, those of its nested models included."""
     for layer in model.layers:
@@ -44,24 +65,35 @@ def leaf_layers(model):
 
 
 def draws_at_inference(model):
-    """Whether ``model`` holds an :class:`MCDropout` layer (it predicts at random)."""
-    return any(isinstance(layer, MCDropout) for layer in leaf_layers(model))
+    """Whether ``model`` holds an :class:`MCDropout` layer, or another of
+    :func:`mc_dropout`'s (it predicts at random)."""
+    active = tuple(_ACTIVE.values())
+    return any(isinstance(layer, active) for layer in leaf_layers(model))
 
 
 def _with_active_dropout(model, name):
-    """A model that shares every layer and weight of ``model`` but whose Dropout layers
-    (nested models included) are :class:`MCDropout`."""
+    """A model that shares every layer and weight of ``model`` but whose Dropout and
+    SpatialDropout layers (nested models included) drop in inference too."""
     def clone(layer):
-        if type(layer) is keras.layers.Dropout:
-            return MCDropout.from_config(layer.get_config())
+        if type(layer) in _ACTIVE:
+            return _ACTIVE[type(layer)].from_config(layer.get_config())
         return layer  # shared, weights and all
 
-    if not any(type(layer) is keras.layers.Dropout and layer.rate > 0
-               for layer in leaf_layers(model)):
+    layers = list(leaf_layers(model))
+    # A Dropout subclass of the user's own: its call is not ours to force (left off, it
+    # would pass for part of the samples' randomness).
+    theirs = [f"{layer.name} ({type(layer).__name__})" for layer in layers
+              if isinstance(layer, keras.layers.Dropout) and type(layer) not in _ACTIVE]
+    if theirs:
         raise UserError(
-            f"{model.name!r} has no keras.layers.Dropout layer with a rate above 0, so MC "
-            "dropout would repeat one prediction. Build it with dropout (e.g. "
-            "zoo.resnet18(dropout=0.2)), or ensemble several models instead.")
+            "MC dropout switches on Keras' dropout layers (Dropout, SpatialDropout, "
+            f"GaussianDropout, AlphaDropout); {model.name!r} has {', '.join(theirs)}, which would stay in inference mode. Use Keras' layers.")
+    if not any(type(layer) in _ACTIVE and layer.rate > 0 for layer in layers):
+        raise UserError(
+            f"{model.name!r} has no dropout layer (Dropout, SpatialDropout, GaussianDropout, "
+            "AlphaDropout) with a rate above 0, so MC dropout would repeat one prediction. "
+            "Build it with dropout (e.g. zoo.resnet18(dropout=0.2)), or ensemble several "
+            "models instead.")
     sampler = keras.models.clone_model(model, clone_function=clone, recursive=True)
     return copy_metadata(model, keras.Model(sampler.input, sampler.output, name=name))
 
@@ -70,7 +102,9 @@ def mc_dropout(model, samples=10, combine="mean", name=None):
     """ONE Keras model that runs ``model`` ``samples`` times with its dropout layers active
     and combines the samples as an ensemble combines its members.
 
-    Only the ``keras.layers.Dropout`` layers are switched on (in the zoo's models: the
+    Only Keras' dropout layers are switched on (``Dropout``, ``SpatialDropout1D/2D/3D``,
+    ``GaussianDropout``, ``AlphaDropout``; a Dropout subclass of another's is one line; in
+    the zoo's models: the
     classifier's dropout, AlexNet's drop6/drop7 and ResNet's stochastic-depth branches);
     everything else runs in inference mode: BatchNormalization uses, and never updates, its
     moving statistics. The samples share the model's weights (nothing is copied), and each

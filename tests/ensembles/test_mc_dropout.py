@@ -85,10 +85,47 @@ def test_mc_dropout_is_an_ensemble_of_its_samples(tmp_path):
     assert isinstance(ensembles.members_of(loaded)[0].get_layer("drop"), ensembles.MCDropout)
     first, second = loaded.predict(_images(), verbose=0), loaded.predict(_images(), verbose=0)
     assert np.abs(first - second).max() > 1e-4  # new masks every call
-    with pytest.raises(ValueError, match=r"'tiny' has no keras.layers.Dropout layer"):
+    with pytest.raises(ValueError, match=r"'tiny' has no dropout layer \(Dropout, "
+                                         "SpatialDropout, GaussianDropout, AlphaDropout\)"):
         ensembles.mc_dropout(_no_dropout())
     with pytest.raises(ValueError, match=r"`samples` must be a positive integer.*received 0"):
         ensembles.mc_dropout(model, samples=0)
+
+
+def test_spatial_gaussian_and_alpha_dropout_are_sampled_too(tmp_path):
+    """SpatialDropout2D (a Dropout subclass) was refused as "no Dropout layer", or left in
+    inference mode beside a Dropout; GaussianDropout likewise. They are sampled as Keras'
+    training mode draws them, and saved and loaded; a Dropout subclass of another's is one
+    line, since its call is not ours to force."""
+    keras.utils.set_random_seed(0)
+    inputs = keras.Input((SIZE, SIZE, 3))
+    x = keras.layers.Conv2D(6, 3, activation="relu")(inputs)
+    x = keras.layers.SpatialDropout2D(0.5, seed=3, name="spatial")(x)
+    x = keras.layers.Dense(16, activation="relu")(keras.layers.GlobalAveragePooling2D()(x))
+    x = keras.layers.GaussianDropout(0.3, seed=4, name="gaussian")(x)
+    x = keras.layers.AlphaDropout(0.2, seed=5, name="alpha")(x)
+    model = keras.Model(inputs, keras.layers.Dense(CLASSES, activation="softmax")(x))
+    x = _images()
+    mc = ensembles.mc_dropout(model, samples=SAMPLES)
+    reference = keras.models.clone_model(model)
+    reference.set_weights(model.get_weights())
+    calls = np.stack([keras.ops.convert_to_numpy(reference(x, training=True))
+                      for _ in range(SAMPLES)])
+    np.testing.assert_allclose(keras.ops.convert_to_numpy(mc(x)), calls.mean(axis=0),
+                               rtol=1e-5, atol=1e-6)
+    mc.save(tmp_path / "mc.keras")
+    loaded = ensembles.members_of(ensembles.load(tmp_path / "mc.keras"))[0]
+    assert [type(loaded.get_layer(n)).__name__ for n in ("spatial", "gaussian", "alpha")] == [
+        "MCSpatialDropout2D", "MCGaussianDropout", "MCAlphaDropout"]
+
+    class MyDropout(keras.layers.Dropout):
+        pass
+
+    outputs = keras.layers.Dense(CLASSES, activation="softmax")(
+        MyDropout(0.5, name="mine")(keras.layers.GlobalAveragePooling2D()(inputs)))
+    with pytest.raises(ValueError, match=r"has mine \(MyDropout\), which would stay in "
+                                         "inference mode"):
+        ensembles.mc_dropout(keras.Model(inputs, outputs))
 
 
 def _no_dropout():
