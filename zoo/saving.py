@@ -377,8 +377,13 @@ def load_model(path, compile=True):
             said = str(err).split(" Target variable:")[0].split("List of objects")[0]
             raise UserError(f"Cannot load {path}: {' '.join(said.split())[:400]}") from None
         if "ensembles" in str(err):  # e.g. "Could not locate class 'ensembles>CyclicCosine'"
-            raise UserError(f"Cannot load {path} with zoo.load_model: it holds ensemble "
-                            f"objects; use ensembles.load({path!r}).") from None
+            schedule = "CyclicCosine" in str(err)  # (a snapshot run's, in its optimizer)
+            raise UserError(
+                f"Cannot load {path} with zoo.load_model: it holds ensemble objects"
+                + (" (the snapshot schedule CyclicCosine, in its optimizer)" if schedule
+                   else "") + f"; use ensembles.load({path!r})"
+                + (", or zoo.load_model(..., compile=False)" if schedule else "")
+                + ".") from None
         if "deserializ" in str(err) or "Could not locate" in str(err):
             raise UserError(f"Cannot load {path}: it names a class this process does not "
                             f"know ({str(err).splitlines()[0][:200]}). Import the code that "

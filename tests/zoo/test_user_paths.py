@@ -128,3 +128,25 @@ def test_state_dict_round_trip_is_unchanged(tmp_path):
     x = np.random.default_rng(0).normal(size=(2, 32, 32, 3)).astype("float32")
     np.testing.assert_allclose(loaded.predict(x, verbose=0), model.predict(x, verbose=0),
                                rtol=1e-5, atol=1e-6)
+
+
+def test_a_snapshot_runs_checkpoint_says_what_zoo_load_model_lacks(tmp_path, monkeypatch):
+    """A `zoo train --snapshots` checkpoint holds the CyclicCosine schedule in its optimizer:
+    where ensembles is not imported, zoo.load_model said "ensemble objects" of one ResNet.
+    (Keras' error there is simulated: this process has registered ensembles' objects.)"""
+    from zoo import saving
+
+    path = tmp_path / "last.keras"
+    zoo.resnet20(classes=3, input_shape=(16, 16, 3)).save(path)
+
+    def unknown(*args, **kwargs):
+        raise TypeError("Could not locate class 'CyclicCosine'. Make sure custom classes are "
+                        "decorated ... {'module': None, 'class_name': 'CyclicCosine', "
+                        "'registered_name': 'ensembles>CyclicCosine'}")
+
+    monkeypatch.setattr(saving.keras.models, "load_model", unknown)
+    with pytest.raises(ValueError, match=r"it holds ensemble objects \(the snapshot schedule "
+                                         r"CyclicCosine, in its optimizer\); use "
+                                         r"ensembles.load\(.*\), or zoo.load_model\(\.\.\., "
+                                         r"compile=False\)\."):
+        zoo.load_model(path)
