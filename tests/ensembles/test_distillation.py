@@ -252,6 +252,9 @@ def test_zoo_distill_from_the_shell(tmp_path, capsys):
             f"{combined['nll']:.4f}") in out
     student = ensembles.load(os.path.join(run_dir, "checkpoints", "best.keras"))
     assert student.name == "vgg11" and student.input_shape[1:] == (32, 32, 3)
+    # The frozen teacher is counted, and not as trainable (Keras' summary's count).
+    assert (f"Training vgg11_distillation ({student.count_params() + teacher.count_params():,} "
+            f"parameters, {student.count_params():,} trainable)") in out
     assert zoo.class_names(student) == list(data.info("digits").class_names)
     assert zoo.resize_mode(student) == "crop"
     assert cli.main(["distill", path, "--model", "vgg11", "--image-size", "16", "--augment",

@@ -516,7 +516,10 @@ def train(
             if verbose:
                 where = (f"process {distribute.process_index()} of {processes}, "
                          if processes > 1 else "")
-                print(f"Training {model.name} ({model.count_params():,} parameters) for {epochs} "
+                # (as Keras' summary counts them: a distillation's frozen teacher is not)
+                trainable = sum(math.prod(w.shape) for w in model.trainable_weights)
+                print(f"Training {model.name} ({model.count_params():,} parameters, "
+                      f"{trainable:,} trainable) for {epochs} "
                       f"epoch{'s' * (epochs != 1)} on {where}{replicas} replica(s)"
                       + (f"; run directory: {shared_run_dir}" if shared_run_dir else "")
                       + (" (written by process 0)" if run_dir != shared_run_dir else ""),
