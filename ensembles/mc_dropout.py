@@ -72,8 +72,8 @@ def draws_at_inference(model):
 
 
 def _with_active_dropout(model, name):
-    """A model that shares every layer and weight of ``model`` but whose Dropout and
-    SpatialDropout layers (nested models included) drop in inference too."""
+    """A model that shares every layer and weight of ``model`` but whose Keras dropout
+    layers (:data:`_ACTIVE`'s; nested models included) drop in inference too."""
     def clone(layer):
         if type(layer) in _ACTIVE:
             return _ACTIVE[type(layer)].from_config(layer.get_config())
@@ -87,7 +87,8 @@ def _with_active_dropout(model, name):
     if theirs:
         raise UserError(
             "MC dropout switches on Keras' dropout layers (Dropout, SpatialDropout, "
-            f"GaussianDropout, AlphaDropout); {model.name!r} has {', '.join(theirs)}, which would stay in inference mode. Use Keras' layers.")
+            f"GaussianDropout, AlphaDropout); {model.name!r} has {', '.join(theirs)}, "
+            "which would stay in inference mode. Use Keras' layers.")
     if not any(type(layer) in _ACTIVE and layer.rate > 0 for layer in layers):
         raise UserError(
             f"{model.name!r} has no dropout layer (Dropout, SpatialDropout, GaussianDropout, "
