@@ -18,6 +18,7 @@ import functools
 
 import tensorflow as tf
 
+from data.preprocess import check_crop_fits
 from safeio.checks import UserError, check_positive_int, is_number
 
 
@@ -68,12 +69,10 @@ def random_crop(image, seed, size):
     """A random ``size`` x ``size`` window (the paper's 224/227 crops of 256x256 images)."""
     size = int(check_positive_int(size, "size", what=" (of the crop)"))  # (np.int64 too)
     image = _single(image, "random_crop")  # (a NumPy image: it read .shape.rank of a tuple)
-    known = [side for side in image.shape[:2] if side is not None] if (
-        image.shape.rank == 3) else []  # (an image of unknown rank: TensorFlow's own check)
-    if known and min(known) < size:  # (TensorFlow's own error names no size)
-        raise UserError(f"A random {size}x{size} crop needs images of at least that size; "
-                        f"received images of shape {tuple(image.shape)}: resize them first "
-                        "(data.load's scale or image_size).")
+    # (an image of unknown rank: TensorFlow's own check)
+    check_crop_fits(image.shape[:2] if image.shape.rank == 3 else (), size,
+                    tuple(image.shape) if image.shape.rank is not None else None, "random",
+                    ": resize them first (data.load's scale or image_size)")
     channels = image.shape[-1] if image.shape[-1] is not None else tf.shape(image)[-1]
     return tf.image.stateless_random_crop(image, [size, size, channels], seed)
 

@@ -20,6 +20,14 @@ from safeio.checks import UserError, check_positive_int
 VALIDATION_SPLITS = ("validation", "val", "valid")
 
 
+def held_out_splits(splits):
+    """The held-out splits among ``splits`` (names), validation first: ``["validation",
+    "test"]`` or fewer (an image folder's ``val/`` or ``valid/`` is its validation split, as
+    in ImageNet's and Kaggle's layouts)."""
+    validation = [s for s in VALIDATION_SPLITS if s in splits][:1]
+    return validation + [s for s in ("test",) if s in splits]
+
+
 @dataclasses.dataclass
 class Pipeline:
     """One dataset at one input size; make it with :func:`pipeline`."""
@@ -38,11 +46,8 @@ class Pipeline:
 
     @property
     def held_out(self):
-        """The held-out splits present, validation first: ``["validation", "test"]`` or
-        fewer (an image folder's ``val/`` or ``valid/`` is its validation split, as in
-        ImageNet's and Kaggle's layouts)."""
-        validation = [s for s in VALIDATION_SPLITS if s in self.info.splits][:1]
-        return validation + [s for s in ("test",) if s in self.info.splits]
+        """The held-out splits of the dataset (:func:`held_out_splits`)."""
+        return held_out_splits(self.info.splits)
 
     @property
     def resize(self):

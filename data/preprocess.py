@@ -38,12 +38,13 @@ def _shorter_side_shape(shape, size):
     return tf.where(shape == short, size, size * shape // short)
 
 
-def _check_fits(sides, size, shape):
-    """One line where the known sides of an image are smaller than a ``size`` crop."""
+def check_crop_fits(sides, size, shape, kind="central", hint=""):
+    """One line where the known ``sides`` of an image (of ``shape``) are smaller than a
+    ``kind`` ``size`` x ``size`` crop (TensorFlow's own error names no size)."""
     known = [side for side in sides if side is not None]
     if known and min(known) < size:
-        raise UserError(f"A central {size}x{size} crop needs images of at least that size; "
-                        f"received images of shape {shape}.")
+        raise UserError(f"A {kind} {size}x{size} crop needs images of at least that size; "
+                        f"received images of shape {shape}{hint}.")
 
 
 def center_crop(image, size):
@@ -58,8 +59,8 @@ def center_crop(image, size):
     """
     size = int(check_positive_int(size, "size", what=" (of the crop)"))  # (np.int64 too)
     image = tf.convert_to_tensor(image)
-    _check_fits(image.shape[-3:-1] if image.shape.rank else (None, None), size,
-                tuple(image.shape) if image.shape.rank else None)
+    check_crop_fits(image.shape[-3:-1] if image.shape.rank else (), size,
+                    tuple(image.shape) if image.shape.rank else None)
     height, width = tf.shape(image)[-3], tf.shape(image)[-2]
     tf.debugging.assert_greater_equal(  # (sides not known when traced)
         tf.minimum(height, width), size, message=f"center_crop: image smaller than {size}"

@@ -17,25 +17,9 @@ from safeio.checks import UserError, check_choice, check_positive_int
 from zoo.saving import copy_metadata, resize_mode
 
 
-@keras.saving.register_keras_serializable(package="ensembles")
-class MCDropout(keras.layers.Dropout):
-    """``keras.layers.Dropout`` that drops in inference too (its rate, noise shape and seed
-    are Dropout's): what :func:`mc_dropout` puts in place of a model's Dropout layers.
-
-    Example:
-
-    >>> import numpy as np
-    >>> layer = MCDropout(0.5, seed=0)
-    >>> float(np.mean(keras.ops.convert_to_numpy(layer(np.ones((1, 1000)))) == 0)) > 0.4
-    True
-    """
-
-    def call(self, inputs, training=None):
-        return super().call(inputs, training=True)
-
-
 def _always_dropping(base):
-    """A subclass of the Dropout layer ``base`` that drops in inference too."""
+    """A subclass of the dropout layer ``base`` that drops in inference too (its rate,
+    noise shape and seed are ``base``'s), registered as ``ensembles>MC{base}``."""
     def call(self, inputs, training=None):
         return base.call(self, inputs, training=True)
 
@@ -48,11 +32,21 @@ def _always_dropping(base):
 
 # Each dropout layer MC dropout switches on, and what takes its place. SpatialDropout2D
 # (a Dropout subclass) was refused as "no Dropout layer", or left off beside a Dropout.
-_KERAS_DROPOUTS = (keras.layers.SpatialDropout1D, keras.layers.SpatialDropout2D,
-                   keras.layers.SpatialDropout3D, keras.layers.GaussianDropout,
-                   keras.layers.AlphaDropout)
-_ACTIVE = {keras.layers.Dropout: MCDropout,
-           **{base: _always_dropping(base) for base in _KERAS_DROPOUTS}}
+_ACTIVE = {base: _always_dropping(base) for base in (
+    keras.layers.Dropout, keras.layers.SpatialDropout1D, keras.layers.SpatialDropout2D,
+    keras.layers.SpatialDropout3D, keras.layers.GaussianDropout, keras.layers.AlphaDropout)}
+MCDropout = _ACTIVE[keras.layers.Dropout]
+MCDropout.__doc__ = """``keras.layers.Dropout`` that drops in inference too (its rate, noise
+shape and seed are Dropout's): what :func:`mc_dropout` puts in place of a model's Dropout
+layers.
+
+Example:
+
+>>> import numpy as np
+>>> layer = MCDropout(0.5, seed=0)
+>>> float(np.mean(keras.ops.convert_to_numpy(layer(np.ones((1, 1000)))) == 0)) > 0.4
+True
+"""
 
 
 def leaf_layers(model):

@@ -497,6 +497,15 @@ def test_non_finite_pixels_and_predictions_are_named():
         ensembles.evaluate([model, broken], dataset)
 
 
+def _epochs_started():
+    """``(started, callback)``: the callback appends each epoch it sees begin (1-based)."""
+    import keras
+
+    started = []
+    return started, keras.callbacks.LambdaCallback(
+        on_epoch_begin=lambda epoch, logs: started.append(epoch + 1))
+
+
 def _train(run_dir, epochs, **kwargs):
     import zoo
     from tests.helpers import tiny_data
@@ -526,9 +535,7 @@ def test_ctrl_c_inside_the_backup_write_leaves_a_run_that_resumes(tmp_path, monk
     with pytest.raises(KeyboardInterrupt):
         _train(tmp_path / "run", epochs=5)
     monkeypatch.setattr(keras.Model, "save_weights", real)
-    started = []
-    record = keras.callbacks.LambdaCallback(
-        on_epoch_begin=lambda epoch, logs: started.append(epoch + 1))
+    started, record = _epochs_started()
     result = _train(tmp_path / "run", epochs=5, callbacks=[record])
     assert started == [3, 4, 5]
     assert result.history["epoch"].tolist() == [1, 2, 3, 4, 5]
@@ -543,8 +550,6 @@ def test_a_kill_between_the_first_backups_weights_and_metadata_starts_the_run_ag
     """Killed after the first epoch's backup weights and before their metadata (no earlier
     backup to fall back to): the rerun starts from the first epoch with one warning, as a
     run killed before any backup does; it is not refused as a damaged backup."""
-    import keras
-
     from zoo.training import callbacks
 
     real = callbacks.write_json
@@ -559,9 +564,7 @@ def test_a_kill_between_the_first_backups_weights_and_metadata_starts_the_run_ag
         _train(tmp_path / "run", epochs=3)
     monkeypatch.setattr(callbacks, "write_json", real)
     assert sorted(os.listdir(tmp_path / "run" / "backup")) == ["latest.weights.h5"]
-    started = []
-    record = keras.callbacks.LambdaCallback(
-        on_epoch_begin=lambda epoch, logs: started.append(epoch + 1))
+    started, record = _epochs_started()
     with pytest.warns(UserWarning, match=r"first backup in .* was cut short \(no metadata\); "
                                          r"the run starts from its first epoch"):
         result = _train(tmp_path / "run", epochs=3, callbacks=[record])
@@ -604,9 +607,7 @@ def test_two_kills_in_a_row_inside_backups_leave_a_pair_to_resume_from(tmp_path,
         with pytest.raises(KeyboardInterrupt):
             _train(tmp_path / "run", epochs=5)
     monkeypatch.setattr(keras.Model, "save_weights", real_save)
-    started = []
-    record = keras.callbacks.LambdaCallback(
-        on_epoch_begin=lambda epoch, logs: started.append(epoch + 1))
+    started, record = _epochs_started()
     with pytest.warns(UserWarning, match=r"resumed from the previous backup"):
         result = _train(tmp_path / "run", epochs=5, callbacks=[record])
     assert started == [3, 4, 5]

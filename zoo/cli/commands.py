@@ -744,18 +744,17 @@ def _add_diagnose(sub):
 
 
 def _cmd_search(args):
-    from zoo.training.search import check_rerun, search_space
+    from zoo.training.search import check_rerun, search_space, searched_and_fixed
 
     space = dict(learning_rate=tuple(args.lr), weight_decay=tuple(args.weight_decay),
                  dropout=tuple(args.dropout) if args.dropout else None, width=args.width,
                  optimizer=args.optimizer)
-    search_space(**space)  # its ranges, before any work
     fixed = _model_args(args.model_arg)
-    both = [f"--{name} with --model-arg {name}={fixed[name]!r}" for name in ("width", "dropout")
-            if space[name] is not None and name in fixed]
+    both = searched_and_fixed(search_space(**space), fixed)  # (its ranges, before any work)
     if both:  # (the searched values silently replaced the fixed one)
-        raise UserError(f"{'; '.join(both)}: a value is searched or fixed, not both; give "
-                        "one of them.")
+        raise UserError("; ".join(f"--{name} with --model-arg {name}={fixed[name]!r}"
+                                  for name in both)
+                        + ": a value is searched or fixed, not both; give one of them.")
     run_dir = _default_run_dir(args, "search")
 
     def arguments(setup):  # (the builder is a method of the command's: what it builds,
@@ -766,9 +765,9 @@ def _cmd_search(args):
                                   **setup.settings}})
 
     def check(setup):  # a rerun with other settings, before the statistics pass
-        from data.pipeline import VALIDATION_SPLITS
+        from data.pipeline import held_out_splits
 
-        if not set(VALIDATION_SPLITS + ("test",)) & set(setup.info.splits):
+        if not held_out_splits(setup.info.splits):
             raise UserError(f"The search needs a validation or test split; {args.dataset} "
                             f"has {sorted(setup.info.splits)}.")
         check_rerun(os.path.join(run_dir, "tuner"), setup.build, **arguments(setup))

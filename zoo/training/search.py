@@ -256,6 +256,15 @@ def search(model, train_data, val_data, *, model_kwargs=None, trials=8, fine_tri
         return SearchResult(table, best, run_dir)
 
 
+BUILDER_ARGUMENTS = ("width", "dropout")  # what a trial gives the builder (_hypermodel)
+
+
+def searched_and_fixed(space, fixed):
+    """The builder arguments of ``space`` (:func:`search_space`'s) that the builder's fixed
+    arguments ``fixed`` hold too: the searched value would replace the fixed one."""
+    return [name for name in BUILDER_ARGUMENTS if name in space and name in fixed]
+
+
 def _ranked(table):
     """The trials best first: by validation error, ties by validation loss (then in their
     order), so that the best of equal errors is the same trial in every run."""
@@ -296,7 +305,7 @@ def _planned(model, model_kwargs, trials, fine_trials, epochs, learning_rate, we
                         "(every trial builds a fresh one); received "
                         f"{type(model).__name__}.")
     fixed = dict(model_kwargs or {})
-    both = sorted(set(fixed) & set(space) - {"learning_rate", "weight_decay", "optimizer"})
+    both = sorted(searched_and_fixed(space, fixed))
     if both:  # (the searched value silently replaced the fixed one)
         raise UserError(f"{', '.join(both)} is searched and also fixed in model_kwargs "
                         f"({', '.join(f'{k}={fixed[k]!r}' for k in both)}): give one of them.")
