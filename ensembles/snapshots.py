@@ -97,6 +97,19 @@ class CheckpointSnapshots(keras.callbacks.Callback):
                 self.directory, f"snapshot-epoch{epoch + 1:03d}.weights.h5"))
 
 
+def check_no_earlier_snapshots(run_dir):
+    """Refuse, in one line, a ``run_dir`` whose ``snapshots/`` holds snapshots while it
+    holds no stopped run to resume: a new run would leave them beside its own, as if they
+    were its last cycles."""
+    directory = os.path.join(run_dir, "snapshots")
+    earlier = [] if run_config.holds_stopped_run(run_dir) else snapshot_paths(directory)
+    if earlier:
+        names = ", ".join(os.path.basename(p) for p in earlier[:3])
+        raise UserError(f"{directory} holds {len(earlier)} snapshot(s) of an earlier run "
+                        f"({names}{', ...' if len(earlier) > 3 else ''}) and {run_dir} no "
+                        "run to resume: move them aside, or give another run_dir.")
+
+
 def train_snapshots(model, train_data, val_data=None, *, epochs, cycles, run_dir,
                     learning_rate=0.1, momentum=0.9, weight_decay=5e-4, steps_per_epoch=None,
                     optimizer="sgd", **train_kwargs):
@@ -137,12 +150,7 @@ def train_snapshots(model, train_data, val_data=None, *, epochs, cycles, run_dir
     strategy = train_kwargs.get("strategy")
     own = distribute.own_run_dir(run_dir, strategy)
     directory = os.path.join(own, "snapshots")
-    earlier = [] if run_config.holds_stopped_run(own) else snapshot_paths(directory)
-    if earlier:  # (a new run would leave them beside its own, as if its last cycles)
-        names = ", ".join(os.path.basename(p) for p in earlier[:3])
-        raise UserError(f"{directory} holds {len(earlier)} snapshot(s) of an earlier run "
-                        f"({names}{', ...' if len(earlier) > 3 else ''}) and {own} no "
-                        "run to resume: move them aside, or give another run_dir.")
+    check_no_earlier_snapshots(own)
     # In a JAX cluster process 0 alone writes run_dir: the others save the same snapshots
     # (saving is a collective) into a scratch directory, as zoo.train does its files.
     if strategy == "multi_worker" and keras.backend.backend() == "jax":

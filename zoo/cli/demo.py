@@ -11,6 +11,7 @@ SavedModel, reloads it and classifies a few test images with their uncertainty.
 """
 
 import os
+import stat
 import time
 
 import pandas as pd
@@ -27,6 +28,8 @@ SNAPSHOT_BATCH_SIZE = 64  # the ResNet-18 snapshot run's
 SNAPSHOTS_KEPT = 3  # the last 3 of the run's 5 snapshots (cycle 2's was 8 % off on seed 2)
 ALEXNET_PEAK_LR = 1e-3
 ALEXNET_WARMUP_EPOCHS = 1
+SNAPSHOT_RUN = "resnet18_snapshots"  # the ResNet-18 run's folder; the AlexNets' are named
+EXPORT = "ensemble_savedmodel"  # by ensembles.variants (alexnet_dropout0p3, ...)
 
 
 def _say(message):
@@ -65,6 +68,37 @@ def _warmup_cosine(peak, epochs, steps_per_epoch, warmup_epochs):
     return lambda: zoo.make_optimizer("adam", schedule, weight_decay=5e-4)
 
 
+def alexnet_variants(dropouts=(0.3, 0.4), widths=(512, 384), **kwargs):
+    """``{run name: builder}`` of the AlexNet members: the first dropout rate at the first
+    width, the other rates at that width, the other widths at the first rate (``kwargs``
+    go to every member)."""
+    import ensembles
+
+    variants = ensembles.variants("alexnet", dropout=list(dropouts), width=widths[0],
+                                  **kwargs)
+    if len(widths) > 1:
+        variants.update(ensembles.variants("alexnet", width=list(widths[1:]),
+                                           dropout=dropouts[0], **kwargs))
+    return variants
+
+
+def member_runs(models, dropouts=(0.3, 0.4), widths=(512, 384)):
+    """The folders, in the demo's output folder, of the runs that train ``models``."""
+    names = list(alexnet_variants(dropouts, widths)) if "alexnet" in models else []
+    return names + ([SNAPSHOT_RUN] if "resnet18" in models else [])
+
+
+def _one_device(strategy):
+    """The strategy of the members that train on one device. TensorFlow's ``"auto"`` is its
+    default strategy (one GPU, or the CPU) but mirrors over every GPU of a machine with
+    several; under JAX ``"auto"`` is data parallel over two devices too."""
+    if isinstance(strategy, str):
+        return "one_device"
+    import tensorflow as tf
+
+    return "auto" if len(tf.config.list_physical_devices("GPU")) < 2 else "one_device"
+
+
 def train_members(demo, output_dir, models=MODEL_CHOICES, epochs=6, snapshot_epochs=15,
                   cycles=5, seed=0, dropouts=(0.3, 0.4), widths=(512, 384), strategy=None):
     """Train the AlexNet dropout and width variants (the first under ``strategy``, the
@@ -80,17 +114,11 @@ def train_members(demo, output_dir, models=MODEL_CHOICES, epochs=6, snapshot_epo
         return lambda: build(input_tensor=demo.input())
 
     groups = {}
-    # Under JAX, "auto" with two devices is data parallel too: the others ask for one.
-    single_device = "one_device" if isinstance(strategy, str) else "auto"
+    single_device = _one_device(strategy)
     if "alexnet" in models:
-        # Dropout and width variants of the two-tower LRN AlexNet: the first dropout rate at
-        # the first width, the other rates at that width, the other widths at that rate.
-        common = dict(classes=demo.info.num_classes, towers=2, kernel_initializer="he")
-        variants = ensembles.variants("alexnet", dropout=list(dropouts), width=widths[0],
-                                      **common)
-        if len(widths) > 1:
-            variants.update(ensembles.variants("alexnet", width=list(widths[1:]),
-                                               dropout=dropouts[0], **common))
+        # Dropout and width variants of the two-tower LRN AlexNet.
+        variants = alexnet_variants(dropouts, widths, classes=demo.info.num_classes,
+                                    towers=2, kernel_initializer="he")
         optimizer = _warmup_cosine(ALEXNET_PEAK_LR, epochs, int(train.cardinality()),
                                    ALEXNET_WARMUP_EPOCHS)
         groups["alexnet variants"] = []
@@ -125,7 +153,7 @@ def train_members(demo, output_dir, models=MODEL_CHOICES, epochs=6, snapshot_epo
             resnet, demo.load(demo.train_split, batch_size=SNAPSHOT_BATCH_SIZE), validation,
             epochs=snapshot_epochs, cycles=cycles, learning_rate=0.3, weight_decay=1e-4,
             seed=seed, strategy=single_device, class_names=demo.info.class_names,
-            resize=demo.resize, run_dir=os.path.join(output_dir, "resnet18_snapshots"),
+            resize=demo.resize, run_dir=os.path.join(output_dir, SNAPSHOT_RUN),
             verbose=0)
         _say(f"  {len(paths)} snapshots ({time.time() - start:.0f} s)")
         groups["resnet18 snapshots"] = ensembles.members_of(
@@ -150,11 +178,14 @@ def resnet_member(demo):
 
 
 def two_host_devices_for_jax():
-    """Under ``KERAS_BACKEND=jax``, before JAX starts: on a CPU, two devices for the
-    data-parallel AlexNet (as TensorFlow's mirrored strategy splits the CPU in two); GPUs
-    are not affected. Without multi-threaded Eigen: with it, the two devices' all-reduce
-    deadlocked on two cores (XLA aborted after its 40 s rendezvous timeout, JAX 0.10.2)."""
-    if os.environ.get("KERAS_BACKEND") == "jax" and (
+    """Under the JAX backend (``KERAS_BACKEND`` or keras.json), before JAX starts (importing
+    Keras does not start it): on a CPU, two devices for the data-parallel AlexNet (as
+    TensorFlow's mirrored strategy splits the CPU in two); GPUs are not affected. Without
+    multi-threaded Eigen: with it, the two devices' all-reduce deadlocked on two cores (XLA
+    aborted after its 40 s rendezvous timeout, JAX 0.10.2)."""
+    import keras
+
+    if keras.backend.backend() == "jax" and (
             "xla_force_host_platform_device_count" not in os.environ.get("XLA_FLAGS", "")):
         os.environ["XLA_FLAGS"] = (os.environ.get("XLA_FLAGS", "")
                                    + " --xla_force_host_platform_device_count=2"
@@ -252,13 +283,13 @@ def _markdown(table):
 
 
 def report(table, combined, predictions, output_dir, header, served_lines=()):
-    """``results.csv``, the size curve and the reliability diagram, and ``report.md``
-    (``header`` first, then the table, the plots and the served predictions)."""
+    """The size curve and the reliability diagram, and ``report.md`` (``header`` first, then
+    the table, the plots and the served predictions). (``results.csv``: :func:`run` writes
+    it as soon as the table is made.)"""
     import ensembles
     from ensembles.evaluation import combine
 
     names, probs, labels = predictions
-    write_csv(table, os.path.join(output_dir, "results.csv"))
     curve = ensembles.size_curve(combined, None, predictions=predictions)
     ensembles.plot_size_curve(curve, os.path.join(output_dir, "size_curve.png"),
                               title="All members, in training order")
@@ -299,32 +330,62 @@ MARK = ".zoo-demo"  # in a folder the demo writes: its files there are the demo'
 OUTPUTS = ("report.md", "results.csv", "statistics.npz", "size_curve.png", "reliability.png")
 
 
-def _check_output_dir(output_dir):
-    """Refuse, before any work, a folder holding files the demo writes (``report.md``, ...)
-    that no demo wrote: no mark of the demo's, nor a report of its (older demos wrote no
-    mark). The demo would replace them, and they are the user's."""
-    present = [name for name in OUTPUTS if os.path.lexists(os.path.join(output_dir, name))]
-    if not present or os.path.isfile(os.path.join(output_dir, MARK)):
-        return
+def _regular_file(path):
+    """Whether ``path`` is a file itself: not a link, a folder or a named pipe."""
     try:
-        with open(os.path.join(output_dir, "report.md"), encoding="utf-8") as f:
-            ours = f.read(len("# zoo demo on ")) == "# zoo demo on "
-    except (OSError, UnicodeDecodeError):
-        ours = False
-    if not ours and "report.md" not in present and "results.csv" not in present:
-        # An older demo stopped before its report: its members' runs are beside them.
-        from zoo.training.run_config import _is_our_config
+        return stat.S_ISREG(os.lstat(path).st_mode)
+    except OSError:
+        return False
 
-        ours = any(_is_our_config(os.path.join(output_dir, entry, "config.json"))
-                   for entry in sorted(os.listdir(output_dir)))
-    if not ours:
+
+def _written_by_a_demo(output_dir, runs, present):
+    """Whether the demo's files ``present`` in ``output_dir`` are a demo's: its mark, or
+    (older demos wrote no mark) a demo's report, or a demo that stopped before its report
+    and table, whose members' ``runs`` are beside them."""
+    if _regular_file(os.path.join(output_dir, MARK)):
+        return True
+    report = os.path.join(output_dir, "report.md")
+    if _regular_file(report):
+        try:
+            with open(report, encoding="utf-8") as f:
+                if f.read(len("# zoo demo on ")) == "# zoo demo on ":
+                    return True
+        except (OSError, UnicodeDecodeError):
+            pass
+    if "report.md" in present or "results.csv" in present:
+        return False
+    from zoo.training.run_config import _is_our_config
+
+    return any(_is_our_config(os.path.join(output_dir, name, "config.json")) for name in runs)
+
+
+def _check_output_dir(output_dir, runs):
+    """Refuse, before any work, what the demo would replace in ``output_dir`` and is not
+    its own: files it writes (``report.md``, ...) that no demo wrote; in the members'
+    ``runs`` folders, files no run wrote, or snapshots of an earlier run; an
+    ``ensemble_savedmodel`` that is not an export of ours (or is a link). Each refusal is
+    one line, and nothing is written."""
+    from ensembles.snapshots import check_no_earlier_snapshots
+    from safeio import check_replaceable
+    from zoo.training.run_config import check_not_foreign
+
+    present = [name for name in OUTPUTS if os.path.lexists(os.path.join(output_dir, name))]
+    if present and not _written_by_a_demo(output_dir, runs, present):
         raise UserError(f"{output_dir} holds {', '.join(present)}, which no zoo demo wrote: "
                         "the demo would replace them. Give a new or empty --output-dir, or "
                         "move them aside.")
+    for name in runs:
+        check_not_foreign(os.path.join(output_dir, name))
+    if SNAPSHOT_RUN in runs:
+        check_no_earlier_snapshots(os.path.join(output_dir, SNAPSHOT_RUN))
+    check_replaceable(os.path.join(output_dir, EXPORT), overwrite=True)
 
 
-def report_header(dataset, models, scale, replica_count, test_images):
-    """The report's title and first paragraph: what was trained, of ``models``, and how.
+def report_header(dataset, models, scale, replica_count, test_images, test_split="test",
+                  validated=False):
+    """The report's title and first paragraph: what was trained, of ``models``, and how;
+    which split scored them, of ``test_images`` images, and whether it was the training's
+    validation split too (``validated``: a dataset with one held-out split).
 
     Example:
 
@@ -342,9 +403,12 @@ def report_header(dataset, models, scale, replica_count, test_images):
     if "resnet18" in models:  # (no random crops: the digits are 8x8)
         trained.append(f"ResNet-18 snapshots (which resize to {RESNET_SIZE}x{RESNET_SIZE} "
                        f"inside the model), trained on the {crop} centre crops")
+    scored = (f"Test split: {test_images} images." if test_split == "test" and not validated
+              else f"Scored on the {test_split} split ({test_images} images)"
+              + (", which was the training's validation split too (the dataset has no "
+                 "other held-out split)." if validated else "."))
     return (f"# zoo demo on {dataset}\n\n{', and '.join(trained)} of images at "
-            f"{scale}x{scale}; every model tested on the centre crop. Test split: "
-            f"{test_images} images.")
+            f"{scale}x{scale}; every model tested on the centre crop. {scored}")
 
 
 def run(output_dir="runs/demo", epochs=6, snapshot_epochs=15, cycles=5, seed=0,
@@ -365,44 +429,48 @@ def run(output_dir="runs/demo", epochs=6, snapshot_epochs=15, cycles=5, seed=0,
     ...             train_split="train[:320]")   # doctest: +SKIP
     """
     start = time.time()
-    models = list(models)
+    models = [models] if isinstance(models, str) else list(models)
     if not models or any(m not in MODEL_CHOICES for m in models):
         raise UserError(f"`models` must be a non-empty subset of {MODEL_CHOICES}; received "
                         f"{models!r}.")
     for name, value in (("epochs", epochs), ("snapshot_epochs", snapshot_epochs),
                         ("cycles", cycles)):
         check_positive_int(value, name)
-    _check_output_dir(output_dir)
+    _check_output_dir(output_dir, member_runs(models, dropouts, widths))
     strategy = strategy or default_strategy()
     count, devices = replicas(strategy)
     _say(f"{count} replicas: {', '.join(map(str, devices))}")
+    steps = {}
+    clock = time.time()
+    demo = load_data(dataset, seed, train_split, data_dir)  # (its mistakes: nothing written)
     make_directory(output_dir)
     write_text(os.path.join(output_dir, MARK), "zoo demo's output folder: its report.md, "
                "results.csv, statistics.npz and plots are replaced by the next zoo demo here.\n")
-    steps = {}
-    clock = time.time()
-    demo = load_data(dataset, seed, train_split, data_dir)
-    demo.statistics.save(os.path.join(output_dir, "statistics.npz"))
     test_split = demo.held_out[-1]
+    validated = demo.held_out[0] == test_split  # (the dataset's one held-out split)
     test = demo.load(test_split, batch_size=128)
     steps["data"], clock = time.time() - clock, time.time()
     groups = train_members(demo, output_dir, models, epochs, snapshot_epochs, cycles, seed,
                            dropouts, widths, strategy)
+    # After the members: a rerun whose settings they refused leaves the earlier statistics.
+    demo.statistics.save(os.path.join(output_dir, "statistics.npz"))
     steps["training"], clock = time.time() - clock, time.time()
     _say(f"evaluating members and ensembles on the {test_split} split")
     table, combined, predictions = evaluate(
-        groups, test, demo.load(demo.held_out[0], batch_size=128)
-        if demo.held_out[0] != test_split else None)
+        groups, test, None if validated else demo.load(demo.held_out[0], batch_size=128))
+    write_csv(table, os.path.join(output_dir, "results.csv"))  # (before the export's work)
     with pd.option_context("display.width", 140, "display.max_columns", 10):
         print(for_people(table.drop(columns="group")).to_string())
     steps["evaluation"], clock = time.time() - clock, time.time()
-    export_dir = os.path.join(output_dir, "ensemble_savedmodel")
+    export_dir = os.path.join(output_dir, EXPORT)
     lines = serve(combined, test, export_dir)
-    _say("the reloaded SavedModel classifies five test images:")
+    _say(f"the reloaded SavedModel classifies {len(lines)} test "
+         f"image{'s' * (len(lines) != 1)}:")
     for line in lines:
         print("  " + line)
     steps["export and serving"], clock = time.time() - clock, time.time()
-    header = report_header(demo.dataset, models, demo.scale, count, len(predictions[2]))
+    header = report_header(demo.dataset, models, demo.scale, count, len(predictions[2]),
+                           test_split, validated)
     path = report(table, combined, predictions, output_dir, header, lines)
     steps["report"] = time.time() - clock
     _say(f"done in {time.time() - start:.0f} s ("

@@ -62,6 +62,8 @@ _OUR_KEYS = {"model", "optimizer", "keras", "started"}  # in every run's config.
 
 
 def _is_our_config(path):
+    if not os.path.isfile(path):  # (a folder, or a named pipe that open would wait on)
+        return False
     try:
         with open(path, encoding="utf-8") as f:
             config = json.load(f)
