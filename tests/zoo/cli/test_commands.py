@@ -769,6 +769,20 @@ def test_demo_quick_runs_under_jax_with_keras_distribution(tmp_path):
         assert os.path.exists(os.path.join(out, name)), name
 
 
+def test_the_demo_gives_jax_two_cpu_devices_when_keras_json_chooses_jax(tmp_path):
+    """The demo asked XLA for two CPU devices only when KERAS_BACKEND said jax: with JAX
+    chosen in keras.json its AlexNet trained on one device, "data parallel" said the
+    report."""
+    (tmp_path / "keras.json").write_text(json.dumps({"backend": "jax"}))
+    env = {k: v for k, v in os.environ.items() if k not in ("KERAS_BACKEND", "XLA_FLAGS")}
+    code = ("from zoo.cli import demo\ndemo.two_host_devices_for_jax()\nimport jax, keras\n"
+            "print(keras.backend.backend(), jax.device_count('cpu'))\n")
+    result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
+                            timeout=300, env={**env, "KERAS_HOME": str(tmp_path)})
+    assert result.returncode == 0, result.stderr[-3000:]
+    assert result.stdout.split() == ["jax", "2"]
+
+
 @pytest.mark.parametrize("kwargs, message", [
     (dict(models=["vgg"]), "`models` must be a non-empty subset of ('alexnet', 'resnet18'); "
                            "received ['vgg']."),
