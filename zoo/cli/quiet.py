@@ -18,8 +18,13 @@ from safeio import streams
 _NOISE = re.compile(
     r"^WARNING: All log messages before absl::InitializeLog\(\) is called are written to "
     r"STDERR$"
-    r"|^[IWE]\d{4} [\d:.]+\s+\d+ (cudart_stub|cpu_feature_guard|cuda_platform|cuda_executor"
-    r"|cuda_dnn|cuda_fft|cuda_blas|port|computation_placer|gpu_device)\.cc:\d+\]"
+    r"|^[IWE]\d{4} [\d:.]+\s+\d+ (cudart_stub|cpu_feature_guard|cuda_dnn|cuda_fft"
+    r"|cuda_blas|port|computation_placer)\.cc:\d+\]"
+    # The GPU's sources say things that matter ("Cannot dlopen some GPU libraries ...
+    # Skipping registering GPU devices"): only their INFO lines, and the failed cuInit of a
+    # machine without a GPU, are noise.
+    r"|^I\d{4} [\d:.]+\s+\d+ (cuda_platform|cuda_executor|gpu_device)\.cc:\d+\]"
+    r"|^E\d{4} [\d:.]+\s+\d+ cuda_platform\.cc:\d+\] failed call to cuInit: "
     r"|^To enable the following instructions: .* in other operations, rebuild TensorFlow "
     r"with the appropriate compiler flags\.$"
     r"|^(TF-TRT Warning: Could not find TensorRT|oneDNN custom operations are on)"

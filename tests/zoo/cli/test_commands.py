@@ -294,9 +294,15 @@ def test_tensorflow_start_up_lines_never_reach_the_terminal_but_real_ones_do(cap
         _os.write(2, b"I0000 00:00:1795.2 4713 cpu_feature_guard.cc:227] This TensorFlow "
                      b"binary is optimized\n")
         _os.write(2, b"W0000 00:00:1795.4 31034 auto_shard.cc:559] a real warning\n")
+        _os.write(2, b"I0000 00:00:1795.5 31034 gpu_device.cc:2020] Created device /GPU:0\n")
+        # A GPU machine that trains on its CPU says why in this line: it shows.
+        _os.write(2, b"W0000 00:00:1795.6 31034 gpu_device.cc:2344] Cannot dlopen some GPU "
+                     b"libraries. Skipping registering GPU devices...\n")
         _os.write(2, b"Traceback: a real error\n")
     assert capfd.readouterr().err.splitlines() == [
-        "W0000 00:00:1795.4 31034 auto_shard.cc:559] a real warning", "Traceback: a real error"]
+        "W0000 00:00:1795.4 31034 auto_shard.cc:559] a real warning",
+        "W0000 00:00:1795.6 31034 gpu_device.cc:2344] Cannot dlopen some GPU libraries. "
+        "Skipping registering GPU devices...", "Traceback: a real error"]
 
 
 def test_train_and_distill_score_best_keras_too_where_validation_chose_another_epoch(
