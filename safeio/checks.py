@@ -65,6 +65,21 @@ def check_choice(value, choices, name, what=""):
     return value
 
 
+def check_bool(value, name, allow_none=False, what=""):
+    """``value`` if it is True or False (or None with ``allow_none``); else a one-line
+    ``UserError``: a string such as ``"no"`` is true, and would switch the option on.
+
+    >>> check_bool("no", "batch_norm")
+    Traceback (most recent call last):
+    ...
+    safeio.checks.UserError: `batch_norm` must be True or False; received 'no'.
+    """
+    if isinstance(value, bool) or (value is None and allow_none):
+        return value
+    allowed = "None, True or False" if allow_none else "True or False"
+    raise UserError(f"`{name}`{what} must be {allowed}; received {value!r}.")
+
+
 def check_positive_int(value, name, allow_none=False, what=""):
     """``value`` if it is an integer >= 1 (or None with ``allow_none``); else ValueError.
     ``what`` describes the argument in the message: "`width` (units of fc6) must ..."."""

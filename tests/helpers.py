@@ -199,7 +199,10 @@ def run_model_test(builder, kwargs, tmp_path, batch=4):
     np.testing.assert_allclose(_call(loaded, x), _call(model, x), rtol=1e-6, atol=1e-7)
 
     # Mixed precision: float16 compute, a float32 classifier, the same answers (from the
-    # initial weights) to ~1e-2.
+    # initial weights), compared as logits (log-probabilities less their mean) to 5 % of
+    # their spread: measured at most 0.12 % (VGG-11-BN), where an output near uniform is
+    # off by half the spread. (Compared as probabilities to 2e-2, AlexNet's and VGG's, all
+    # within 0.015 of uniform at their initial weights, matched any output near uniform.)
     previous = keras.config.dtype_policy()
     keras.config.set_dtype_policy("mixed_float16")
     try:
@@ -213,5 +216,12 @@ def run_model_test(builder, kwargs, tmp_path, batch=4):
         answers = mixed.predict(pipeline, verbose=0)
     else:
         answers = _call(mixed, x)
-    np.testing.assert_allclose(answers.astype("float32"), expected, atol=2e-2)
+    want, got = _centred_logits(expected), _centred_logits(answers)
+    np.testing.assert_allclose(got, want, atol=0.05 * np.ptp(want))
     return model
+
+
+def _centred_logits(probabilities):
+    """The logits (up to a constant) of softmax ``probabilities``, less their mean."""
+    logits = np.log(np.maximum(np.asarray(probabilities, "float64"), 1e-300))
+    return logits - logits.mean(-1, keepdims=True)

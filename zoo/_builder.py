@@ -4,8 +4,8 @@ import os
 
 import keras
 
-from safeio.checks import (UserError, check_choice, check_positive_int, check_positive_number,
-                           check_rate, is_int)
+from safeio.checks import (UserError, check_bool, check_choice, check_positive_int,
+                           check_positive_number, check_rate, is_int)
 
 POOLING_CHOICES = (None, "avg", "max")
 ACTIVATION_CHOICES = ("relu", "leaky_relu", "prelu", "elu")
@@ -29,6 +29,7 @@ def check_common_args(weights, pooling, classes, include_top=True, family=None, 
             f"{keras.config.image_data_format()!r}: the model would be built wrong. Call "
             "keras.config.set_image_data_format('channels_last') first (it is Keras' default).")
     check_choice(pooling, POOLING_CHOICES, "pooling")
+    check_bool(include_top, "include_top")
     classes = int(check_positive_int(classes, "classes"))
     softmax = classifier_activation in ("softmax", keras.activations.softmax)
     if include_top and classes == 1 and softmax:
@@ -67,9 +68,7 @@ def check_common_args(weights, pooling, classes, include_top=True, family=None, 
 def caffe_default(flag, weights_path, name):
     """A builder's ``flag`` for Caffe's way (``ceil_mode``): as given (True or False), or
     for None, whether ``weights_path`` (from :func:`check_common_args`) is a Caffe file."""
-    if flag is not None and not isinstance(flag, bool):
-        raise UserError(f"`{name}` must be None (the weights' way), True or False; "
-                        f"received {flag!r}.")
+    check_bool(flag, name, allow_none=True, what=" (None: the weights' way)")
     if flag is not None or weights_path is None:
         return bool(flag)
     from zoo import pretrained
@@ -91,13 +90,14 @@ def _shape_tuple(input_shape, model_name):
 
 
 def resolve_input(input_tensor, input_shape, default_shape, min_size, model_name,
-                  fixed_size=False):
+                  fixed_size=False, min_size_why="so that every feature map stays at least 1x1"):
     """Return ``(image_input, model_inputs)`` for a builder.
 
     ``input_tensor`` wins over ``input_shape``; ``default_shape`` fills in when neither
     is given. Spatial sizes below ``min_size`` raise a ``ValueError`` naming both sizes.
     With ``fixed_size`` (a Flatten head: True for the top, or the words saying which
     argument made one, e.g. ``"with aux_logits=True"``), height and width may not be None.
+    ``min_size_why``: the words saying why ``min_size`` is the smallest.
     """
     if input_tensor is not None:
         if not keras.backend.is_keras_tensor(input_tensor):
@@ -134,8 +134,8 @@ def resolve_input(input_tensor, input_shape, default_shape, min_size, model_name
     for size in (height, width):
         if size is not None and size < min_size:
             raise UserError(
-                f"{model_name} needs inputs of at least {min_size}x{min_size} so that every "
-                f"feature map stays at least 1x1; received input shape {shape}."
+                f"{model_name} needs inputs of at least {min_size}x{min_size} {min_size_why}; "
+                f"received input shape {shape}."
             )
     if image_input is None:
         image_input = keras.Input(shape=shape, name="input")

@@ -16,6 +16,12 @@ LRN_PRESETS = {
 }
 
 
+def _is_whole(value):
+    """Whether ``value`` is a whole number (2, or 2.0 from a config; not a bool, a string,
+    an infinity or NaN, on which ``int`` raises its own error)."""
+    return is_number(value) and math.isfinite(value) and int(value) == value
+
+
 @keras.saving.register_keras_serializable(package="zoo")
 class LocalResponseNormalization(keras.layers.Layer):
     """Local response normalization across channels (Krizhevsky et al. 2012, sec. 3.3).
@@ -41,10 +47,9 @@ class LocalResponseNormalization(keras.layers.Layer):
 
     def __init__(self, depth_radius=2, bias=2.0, alpha=1e-4, beta=0.75, **kwargs):
         super().__init__(**kwargs)
-        if not is_number(depth_radius) or int(depth_radius) != depth_radius or depth_radius < 0:
-            raise UserError(
-                f"depth_radius must be a non-negative integer, received {depth_radius!r}."
-            )
+        if not _is_whole(depth_radius) or depth_radius < 0:
+            raise UserError(f"LocalResponseNormalization's `depth_radius` must be a "
+                            f"non-negative integer; received {depth_radius!r}.")
         for what, value, floor in (("bias", bias, "above 0 (k: at 0 or below, a zero "
                                     "activation divides by 0)"), ("alpha", alpha, ">= 0"),
                                    ("beta", beta, ">= 0")):
@@ -113,7 +118,7 @@ class ChannelSlice(keras.layers.Layer):
 
     def __init__(self, start, stop, **kwargs):
         super().__init__(**kwargs)
-        if not 0 <= int(start) < int(stop):
+        if not (_is_whole(start) and _is_whole(stop) and 0 <= start < stop):
             raise UserError(f"ChannelSlice needs 0 <= start < stop; received start={start!r}, "
                             f"stop={stop!r}.")
         self.start, self.stop = int(start), int(stop)
@@ -152,7 +157,7 @@ class ZeroPadChannels(keras.layers.Layer):
     def __init__(self, before, after, **kwargs):
         super().__init__(**kwargs)
         for value, what in ((before, "before"), (after, "after")):
-            if isinstance(value, bool) or int(value) != value or value < 0:
+            if not _is_whole(value) or value < 0:
                 raise UserError(f"ZeroPadChannels' `{what}` must be a non-negative integer; "
                                 f"received {value!r}.")
         self.before, self.after = int(before), int(after)

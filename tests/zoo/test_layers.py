@@ -4,6 +4,7 @@ import numpy as np
 import pytest
 import keras
 
+from safeio.checks import UserError
 from zoo.layers import (DropConnectDense, FractionalMaxPooling2D, LocalResponseNormalization,
                         fractional_max_pool, pooling_sequence)
 
@@ -108,11 +109,29 @@ def test_lrn_is_registered_for_keras_files(tmp_path):
     assert loaded.layers[-1].alpha == 0.01
 
 
-@pytest.mark.parametrize("bad", [-1, 1.5, "a", None])
+@pytest.mark.parametrize("bad", [-1, 1.5, "a", None, True, float("inf"), float("nan")])
 def test_lrn_rejects_bad_radius(bad):
-    with pytest.raises(ValueError, match="depth_radius must be a non-negative integer, "
-                                         f"received {bad!r}"):
+    """(An infinite or NaN radius was int()'s OverflowError or ValueError.)"""
+    with pytest.raises(UserError, match=re.escape(
+            f"`depth_radius` must be a non-negative integer; received {bad!r}.")):
         LocalResponseNormalization(depth_radius=bad)
+
+
+@pytest.mark.parametrize("layer, kwargs, message", [
+    ("ChannelSlice", dict(start="a", stop=4), "ChannelSlice needs 0 <= start < stop; "
+                                              "received start='a', stop=4."),
+    ("ChannelSlice", dict(start=0, stop=float("inf")), "received start=0, stop=inf."),
+    ("ChannelSlice", dict(start=2, stop=2), "received start=2, stop=2."),
+    ("ZeroPadChannels", dict(before="1", after=1), "`before` must be a non-negative "
+                                                   "integer; received '1'."),
+    ("ZeroPadChannels", dict(before=1, after=float("nan")), "received nan."),
+])
+def test_channel_layers_refuse_bad_arguments_in_one_line(layer, kwargs, message):
+    """A string or an infinity was int()'s own error, which named no layer."""
+    import zoo.layers
+
+    with pytest.raises(UserError, match=re.escape(message)):
+        getattr(zoo.layers, layer)(**kwargs)
 
 
 @pytest.mark.parametrize("setting, allowed", [

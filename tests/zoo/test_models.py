@@ -153,11 +153,38 @@ def test_a_channels_first_keras_is_refused_not_built_wrong(name):
         ("resnet50", dict(stem="tiny"), r"`stem` must be one of.*received 'tiny'"),
         ("resnet50", dict(drop_path_rate=1.0), r"`drop_path_rate`.*received 1.0"),
         ("resnet18", dict(width="wide"), r"`width`.*received 'wide'"),
+        # Switches given a string: "no" is true, and switched them on without a word.
+        ("resnet18", dict(zero_init_residual="no"), r"`zero_init_residual` must be True or "
+                                                    r"False; received 'no'"),
+        ("resnet20", dict(zero_init_residual=1), r"`zero_init_residual` .*received 1\."),
+        ("googlenet", dict(aux_logits="no"), r"`aux_logits` must be True or False"),
+        ("resnet18", dict(include_top="no"), r"`include_top` must be True or False"),
+        ("alexnet", dict(lrn_across_towers="no", towers=2), r"`lrn_across_towers` \(None: "
+                                                            r"the weights' way\) must be None, "
+                                                            r"True or False; received 'no'"),
+        ("alexnet", dict(ceil_mode="yes"), r"`ceil_mode` .*must be None, True or False"),
+        # LRN settings for a network without LRN layers, or with one tower: ignored.
+        ("alexnet", dict(norm="batch", lrn_params="caffe"), r"`lrn_params` sets the LRN "
+                                                            r"layers, and norm='batch' builds "
+                                                            r"none; received "
+                                                            r"lrn_params='caffe'"),
+        ("alexnet", dict(norm=None, lrn_params={"bias": 5.0}), r"norm=None builds none"),
+        ("alexnet", dict(lrn_across_towers=True), r"`lrn_across_towers=True` .*needs towers=2 "
+                                                  r"and norm='lrn'; received towers=1, "
+                                                  r"norm='lrn'"),
+        ("alexnet", dict(lrn_across_towers=True, towers=2, norm=None), r"received towers=2, "
+                                                                       r"norm=None"),
     ],
 )
 def test_bad_family_arguments(name, bad, message):
     with pytest.raises(ValueError, match=message):
         zoo.get_model(name, **bad)
+
+
+def test_vgg_batch_norm_is_a_switch():
+    """vgg(11, batch_norm="no") built VGG-11-BN (and looked up vgg11_bn's weights)."""
+    with pytest.raises(ValueError, match=r"`batch_norm` must be True or False; received 'no'"):
+        zoo.vgg(11, batch_norm="no")
 
 
 ACTIVATION_LAYERS = {"leaky_relu": keras.layers.LeakyReLU, "prelu": keras.layers.PReLU,

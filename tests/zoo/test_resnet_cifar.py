@@ -57,6 +57,9 @@ def test_option_b_adds_the_two_projections_and_nothing_else():
 
 def test_any_depth_6n_plus_2_and_clear_errors_otherwise():
     assert zoo.resnet_cifar(8, input_shape=(8, 8, 3)).get_layer("conv4_block1_out")
+    # 50 and 152 are 6n + 2 too: the ImageNet ResNets' names were theirs by default.
+    assert zoo.resnet_cifar(8).name == "resnet8" and zoo.resnet20().name == "resnet20"
+    assert zoo.resnet_cifar(50, width=0.25).name == "resnet50_cifar"
     with pytest.raises(ValueError, match=r"`depth` of a CIFAR ResNet must be 6n \+ 2.*"
                                          r"received 21"):
         zoo.resnet_cifar(21)

@@ -12,7 +12,7 @@ count is the same, and grouped convolutions are ~7x slower to train on CPU in Ke
 import keras
 from keras import layers
 
-from safeio.checks import UserError, check_choice, check_positive_int, is_int
+from safeio.checks import UserError, check_bool, check_choice, check_positive_int, is_int
 from zoo import _builder
 from zoo.layers import (LRN_PRESETS, ChannelSlice, DropConnectDense,
                         LocalResponseNormalization, max_pool)
@@ -145,6 +145,20 @@ def _check_knobs(towers, norm, dropout, width, kernel_initializer, activation, r
     check_positive_int(width, "width", what=" (units of fc6 and fc7)")
 
 
+def _check_lrn_knobs(norm, towers, lrn_params, lrn_across_towers):
+    """Refuse the LRN settings the user gave for a network they do not shape (they were
+    ignored): ``lrn_params`` without LRN layers, ``lrn_across_towers`` without two towers
+    normalised by LRN. (``towers``: the network's; the others as given.)"""
+    if norm != "lrn" and lrn_params is not None:
+        raise UserError(f"`lrn_params` sets the LRN layers, and norm={norm!r} builds none; "
+                        f"received lrn_params={lrn_params!r}. Leave it out, or use "
+                        "norm='lrn'.")
+    if lrn_across_towers and (towers != 2 or norm != "lrn"):
+        raise UserError("`lrn_across_towers=True` normalises conv1 and conv2 across both "
+                        "towers' channels: it needs towers=2 and norm='lrn'; received "
+                        f"towers={towers!r}, norm={norm!r}.")
+
+
 def _lrn_params(lrn_params):
     if lrn_params is None or isinstance(lrn_params, str):
         name = lrn_params or "paper"
@@ -165,6 +179,8 @@ def _architecture(weights_path, towers, lrn_params, lrn_across_towers, ceil_mode
     from zoo import pretrained
 
     _builder.caffe_default(ceil_mode, None, "ceil_mode")  # (checked; chosen below)
+    check_bool(lrn_across_towers, "lrn_across_towers", allow_none=True,
+               what=" (None: the weights' way)")
     chosen = {"towers": 1, "lrn_params": "paper", "lrn_across_towers": False,
               "ceil_mode": False}
     if weights_path is not None and pretrained.file_format(weights_path) == "caffe":
@@ -258,10 +274,12 @@ def alexnet(
     weights, classes = _builder.check_common_args(weights, pooling, classes, include_top,
                                                   family="alexnet", model="alexnet",
                                                   classifier_activation=classifier_activation)
+    given_lrn = (lrn_params, lrn_across_towers)
     towers, lrn_params, lrn_across_towers, ceil_mode = _architecture(
         weights, towers, lrn_params, lrn_across_towers, ceil_mode)
     _check_knobs(towers, norm, dropout, width, kernel_initializer, activation, regularizer,
                  weights)
+    _check_lrn_knobs(norm, towers, *given_lrn)
     width = int(width)  # (a NumPy integer too: Keras' Dense takes Python ints)
     style = (kernel_initializer, activation)
     image, inputs = _builder.resolve_input(

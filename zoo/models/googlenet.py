@@ -13,7 +13,7 @@ import keras
 import numpy as np
 from keras import layers
 
-from safeio.checks import UserError
+from safeio.checks import UserError, check_bool
 from zoo import _builder
 from zoo.layers import LRN_PRESETS, LocalResponseNormalization, max_pool
 from zoo.registry import register_model
@@ -109,6 +109,7 @@ def _aux_head(x, classes, classifier_activation, name, width, style):
 def _check_knobs(aux_logits, include_top, dropout, width, kernel_initializer, activation,
                  weights):
     _builder.check_style(kernel_initializer, activation, weights)
+    check_bool(aux_logits, "aux_logits")
     if aux_logits and not include_top:
         raise UserError("`aux_logits=True` needs `include_top=True`: the auxiliary heads "
                         "are classifiers; received include_top=False.")

@@ -15,7 +15,7 @@ than 16 channels subsamples, then convolves (``MIN_STRIDED_POINTWISE_CHANNELS``)
 
 from keras import layers
 
-from safeio.checks import check_choice, check_rate
+from safeio.checks import check_bool, check_choice, check_rate
 from zoo import _builder
 from zoo.layers import MaxPadding2D
 from zoo.registry import register_model
@@ -31,6 +31,9 @@ STAGES = {
 }
 STEM_CHOICES = ("imagenet", "cifar")
 MIN_INPUT_SIZE = {"imagenet": 32, "cifar": 8}  # the total stride of each stem + stages
+# (Its padded strides round up, so smaller inputs still end at 1x1; keras.applications'
+# ResNets refuse below 32 too.)
+TOTAL_STRIDE_WHY = "(its total stride, the smallest input keras.applications' ResNets take)"
 DEFAULT_STYLE = ("he", "relu")  # (kernel_initializer, activation)
 
 
@@ -170,10 +173,12 @@ def resnet(
                                                   classifier_activation=classifier_activation)
     _check_knobs(depth, stem, drop_path_rate, dropout, width, kernel_initializer, activation,
                  weights)
+    check_bool(zero_init_residual, "zero_init_residual")
     style = (kernel_initializer, activation)
     image, inputs = _builder.resolve_input(
         input_tensor, input_shape, default_shape=(224, 224, 3),
         min_size=MIN_INPUT_SIZE[stem], model_name=f"ResNet-{depth}",
+        min_size_why=TOTAL_STRIDE_WHY,
     )
     w = lambda filters: max(1, int(round(filters * width)))  # noqa: E731
     if stem == "imagenet":

@@ -17,16 +17,17 @@ side, as the PyTorch implementations of the paper's networks do.
 
 from keras import layers
 
-from safeio.checks import UserError, check_choice, check_rate, is_int
+from safeio.checks import UserError, check_bool, check_choice, check_rate, is_int
 from zoo import _builder
 from zoo.layers import ZeroPadChannels
+from zoo.models.resnet import STAGES as IMAGENET_STAGES
 from zoo.models.resnet import _conv_bn, _merge
 from zoo.registry import register_model
 
 PAPER = "He, Zhang, Ren, Sun 2015 (CIFAR-10, sec. 4.2)"
 SHORTCUT_CHOICES = ("A", "B")
 STAGE_FILTERS = (16, 32, 64)
-MIN_INPUT_SIZE = 4  # two stride-2 stages: 4x4 ends at 1x1
+MIN_INPUT_SIZE = 4  # the total stride of the two stride-2 stages
 
 
 def _shortcut(x, filters, strides, name, shortcut, style):
@@ -84,7 +85,8 @@ def resnet_cifar(
         include_top, weights, input_tensor, input_shape, pooling, classes,
         classifier_activation: as in ``keras.applications``; default input ``(32, 32, 3)``
             and 10 classes (CIFAR-10). ``weights``: None or a local ``.weights.h5`` file.
-        name: model name, default ``f"resnet{depth}"``.
+        name: model name, default ``f"resnet{depth}"`` (``"resnet50_cifar"`` and
+            ``"resnet152_cifar"`` for the depths of ImageNet ResNets).
         dropout: dropout rate before the classifier (0: none, as in the paper).
         width: channel multiplier (16, 32 and 64 filters at 1.0).
         shortcut: ``"A"`` (the paper's CIFAR networks: identity shortcuts, zero-padded
@@ -107,6 +109,7 @@ def resnet_cifar(
         weights, pooling, classes, include_top, classifier_activation=classifier_activation)
     blocks = check_depth(depth)
     check_choice(shortcut, SHORTCUT_CHOICES, "shortcut")
+    check_bool(zero_init_residual, "zero_init_residual")
     _builder.check_style(kernel_initializer, activation)
     check_rate(drop_path_rate, "drop_path_rate")
     _builder.check_dropout(dropout)
@@ -114,7 +117,7 @@ def resnet_cifar(
     style = (kernel_initializer, activation)
     image, inputs = _builder.resolve_input(
         input_tensor, input_shape, default_shape=(32, 32, 3), min_size=MIN_INPUT_SIZE,
-        model_name=f"ResNet-{depth} (CIFAR)")
+        model_name=f"ResNet-{depth} (CIFAR)", min_size_why="(its total stride)")
     w = lambda filters: max(1, int(round(filters * width)))  # noqa: E731
     x = _conv_bn(image, w(16), 3, 1, "conv1", style)
     total = 3 * blocks
@@ -131,7 +134,9 @@ def resnet_cifar(
                          dtype=_builder.classifier_dtype())(x)
     else:
         x = _builder.global_pool(x, pooling)
-    return _builder.finish(inputs, x, name or f"resnet{depth}", weights)
+    # (resnet_cifar(50) is no ImageNet ResNet-50: a file or an ensemble would mix them up)
+    default_name = f"resnet{depth}" + ("_cifar" if depth in IMAGENET_STAGES else "")
+    return _builder.finish(inputs, x, name or default_name, weights)
 
 
 # The depths of the paper's CIFAR table (table 6), under their own names; every argument of

@@ -14,7 +14,7 @@ exactly (:mod:`zoo.pretrained`).
 
 from keras import layers
 
-from safeio.checks import check_choice
+from safeio.checks import check_bool, check_choice
 from zoo import _builder
 from zoo.layers import max_pool
 from zoo.registry import register_model
@@ -95,6 +95,7 @@ def vgg(
     (None, 1, 1, 64)
     """
     check_choice(depth, sorted(CONVS), "depth", what=" of a VGG")
+    check_bool(batch_norm, "batch_norm")  # (before it names the weights' model)
     registered = f"vgg{depth}{'_bn' if batch_norm else ''}"  # its weights' model, whatever `name`
     model_name = name or registered
     weights, classes = _builder.check_common_args(weights, pooling, classes, include_top,
