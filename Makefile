@@ -82,7 +82,7 @@ test: $(TEST_STAMP)
 test-all: $(TEST_STAMP)
 	$(MAKE) test TIER=--run-slow
 
-bench: $(STAMP)
+bench: $(TEST_STAMP)  # (its JAX and ONNX Runtime rows need the test extra)
 	$(BIN)/python benchmarks/run_all.py
 
 # On a GPU machine: Keras on JAX (no TensorFlow needed), torchvision peers when importable.
