@@ -525,6 +525,11 @@ def test_googlenet_owns_its_aux_heads_one_output_outside_paper_loss_inside(tmp_p
     predictions = model.predict(x, verbose=0)
     np.testing.assert_allclose(inference(x, training=False), predictions, rtol=1e-6)
     assert model(keras.Input((79, 79, 3))).shape == (None, 5)
+    # Model surgery keeps the classifier alone (`output` was the three heads' list).
+    assert model.output.shape == model.output_shape == (None, 5) and len(model.outputs) == 3
+    surgery = keras.Model(model.input, model.output)
+    assert len(surgery.outputs) == 1 and "aux1_fc" not in [l.name for l in surgery.layers]
+    np.testing.assert_allclose(surgery(x, training=False), predictions, rtol=1e-6)
     model.save(tmp_path / "g.keras")
     loaded = zoo.load_model(tmp_path / "g.keras")
     assert isinstance(loaded, zoo.GoogLeNetWithAuxHeads)

@@ -226,6 +226,13 @@ class GoogLeNetWithAuxHeads(keras.Model):
         return outputs if training else outputs[0]
 
     @property
+    def output(self):
+        """The main head's output, as ``output_shape`` and ``predict`` are: model surgery
+        (``keras.Model(model.input, model.output)``) keeps the classifier alone.
+        ``outputs`` still holds the three heads."""
+        return self.outputs[0]
+
+    @property
     def output_shape(self):
         return super().output_shape[0]
 
