@@ -163,6 +163,10 @@ def test_bvlc_alexnet_gives_caffes_logits(tmp_path, legacy):
     assert 0 < np.abs(other - expected).max() < 0.1 * np.abs(expected).max()
     with pytest.raises(ValueError, match="two-tower network.*received {'towers': 1}"):
         zoo.alexnet(weights=path, towers=1)
+    # Without LRN it is not the network the weights were trained in (it loaded silently).
+    with pytest.raises(ValueError, match=r"trained with LRN after conv1 and conv2; received "
+                                         r"norm=None"):
+        zoo.alexnet(weights=path, input_shape=(99, 131, 3), width=32, classes=10, norm=None)
 
 
 @ALL
@@ -210,6 +214,14 @@ def test_caffemodel_problems_are_named(tmp_path):
     with pytest.raises(ValueError, match=r"missing from the file: conv3; in the file but not "
                                          r"in the model: conv\\xb3"):
         zoo.alexnet(weights=path, input_shape=(67, 67, 3), width=16, classes=10)
+    # A convolution without its bias (bias_term: false): it was "missing from the file:
+    # conv3; in the file but not in the model: conv3".
+    params["conv3"] = params["conv3"][:1]
+    write_caffemodel(path, params)
+    with pytest.raises(ValueError) as error:
+        zoo.alexnet(weights=path, input_shape=(67, 67, 3), width=16, classes=10)
+    assert "conv3: 1 blob(s) in the file, 2 (weights, bias) expected" in str(error.value)
+    assert "missing" not in str(error.value) and "not in the model" not in str(error.value)
 
 
 # --- GoogLeNet: bvlc_googlenet's graph ------------------------------------------------------

@@ -9,6 +9,7 @@ import json
 import os
 import re
 import struct
+import sys
 
 import numpy as np
 import pytest
@@ -17,6 +18,7 @@ from numpy.lib.stride_tricks import sliding_window_view
 import zoo
 from tests.helpers import run_python
 from zoo import pretrained
+from safeio.checks import UserError
 from zoo.pretrained import torchvision as torchvision_layout
 
 ALL = pytest.mark.all_backends  # backend-agnostic: `make test` runs these under JAX too
@@ -318,10 +320,79 @@ def test_missing_unexpected_and_misshapen_keys_are_named(tmp_path):
     message = str(error.value)
     assert "layer2.0.downsample.1.running_var" in message and "missing" in message
     assert "layer5.0.conv1.weight" in message and "not in the model" in message
-    # A state dict of another depth: shapes named, nothing set.
+    # A state dict of another class count: shapes named, nothing set.
     write_safetensors(path, torchvision_state_dict(18, classes=10))
     with pytest.raises(ValueError, match=r"fc.weight: file \(10, 512\)"):
         zoo.resnet18(weights=path, input_shape=(32, 32, 3), include_top=True, classes=1000)
+    # Of another depth: a ResNet-50's bottlenecks are named, and nothing is set.
+    model = zoo.resnet18(input_shape=(32, 32, 3))
+    before = [w.copy() for w in model.get_weights()]
+    write_safetensors(path, torchvision_state_dict(50))
+    with pytest.raises(ValueError) as error:
+        torchvision_layout.load_resnet(model, path)
+    assert "layer1.0.conv3.weight" in str(error.value) and "not in the model" in str(error.value)
+    assert all(np.array_equal(a, b) for a, b in zip(before, model.get_weights()))
+
+
+class _FakeTorch:
+    """The two things read_state_dict uses of PyTorch (where torch is not installed, as
+    here: the real-library tests skip): ``torch.load`` returning ``loaded`` (or raising
+    it), and ``torch.Tensor``."""
+
+    class Tensor:
+        def __init__(self, array):
+            self.array = np.asarray(array)
+
+        def detach(self):
+            return self
+
+        def float(self):
+            return _FakeTorch.Tensor(self.array.astype("float32"))
+
+        def numpy(self):
+            return self.array
+
+    def __init__(self, loaded):
+        self.loaded, self.calls = loaded, []
+
+    def load(self, path, **kwargs):
+        self.calls.append(kwargs)
+        if isinstance(self.loaded, Exception):
+            raise self.loaded
+        return self.loaded
+
+
+def test_a_pth_file_is_read_safely_and_its_wrappers_undone(tmp_path, monkeypatch):
+    """The .pth path: torch.load with weights_only=True (never the file's code), training
+    checkpoints' "state_dict"/"model" wrappers undone, float64 tensors as float32, and a
+    file torch cannot read, a whole model or a non-tensor value each one line naming it."""
+    from zoo.pretrained.torchvision import read_state_dict
+
+    path = str(tmp_path / "r.pth")
+    weight = np.arange(6, dtype="float64").reshape(2, 3)
+    cases = [({"fc.weight": _FakeTorch.Tensor(weight)}, None),
+             ({"epoch": 3, "state_dict": {"fc.weight": _FakeTorch.Tensor(weight)}}, None),
+             ({"model": {"fc.weight": _FakeTorch.Tensor(weight)}}, None),
+             (RuntimeError("PytorchStreamReader failed reading zip archive: failed finding "
+                           "central directory. Use weights_only=False"),
+              f"{path} is not a readable PyTorch state dict (RuntimeError): it is truncated, "
+              "another format, or holds objects other than tensors. Nothing was loaded."),
+             (["not", "a", "dict"], f"{path} holds a list, not a state dict."),
+             ({"fc.weight": _FakeTorch.Tensor(weight), "note": "hello"},
+              f"{path} is not a state dict of tensors: key 'note' holds a str.")]
+    for loaded, message in cases:
+        torch = _FakeTorch(loaded)
+        monkeypatch.setitem(sys.modules, "torch", torch)
+        if message is None:
+            state = read_state_dict(path)
+            assert list(state) == ["fc.weight"] and state["fc.weight"].dtype == np.float32
+            np.testing.assert_array_equal(state["fc.weight"], weight)
+        else:
+            with pytest.raises(UserError) as error:
+                read_state_dict(path)
+            assert str(error.value) == message
+            assert "weights_only=False" not in str(error.value)  # never that advice
+        assert torch.calls == [{"map_location": "cpu", "weights_only": True}]
 
 
 def test_without_the_top_the_classifier_is_left_over_quietly(tmp_path):

@@ -81,15 +81,16 @@ def torchvision_vgg_forward(state, x, depth, batch_norm):
 
 @pytest.mark.parametrize("batch_norm", [False, True], ids=["vgg11", "vgg11_bn"])
 def test_a_torchvision_vgg_state_dict_gives_torchvisions_logits(tmp_path, batch_norm):
-    """At 64x64 the block-5 map is 2x2x512: fc1's 2048 inputs come in torchvision's
-    (C, H, W) order and must be permuted to Keras' (H, W, C)."""
-    state = vgg_state_dict(11, batch_norm, flat_features=512 * 2 * 2)
+    """At 64x96 the block-5 map is 2x3x512: fc1's 3072 inputs come in torchvision's
+    (C, H, W) order and must be permuted to Keras' (H, W, C); a map that is not square
+    catches height and width swapped too."""
+    state = vgg_state_dict(11, batch_norm, flat_features=512 * 2 * 3)
     path = str(tmp_path / "vgg.safetensors")
     write_safetensors(path, state)
-    x = np.random.default_rng(1).normal(size=(2, 3, 64, 64)).astype("float32")
+    x = np.random.default_rng(1).normal(size=(2, 3, 64, 96)).astype("float32")
     expected = torchvision_vgg_forward(state, x.astype("float64"), 11, batch_norm)
     name = "vgg11_bn" if batch_norm else "vgg11"
-    model = zoo.get_model(name, weights=path, input_shape=(64, 64, 3),
+    model = zoo.get_model(name, weights=path, input_shape=(64, 96, 3),
                           classifier_activation=None)
     logits = np.asarray(model(x.transpose(0, 2, 3, 1), training=False))
     np.testing.assert_allclose(logits, expected, rtol=1e-4, atol=1e-4 * np.abs(expected).max())

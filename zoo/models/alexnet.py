@@ -172,10 +172,10 @@ def _lrn_params(lrn_params):
     return {**LRN_PRESETS["paper"], **lrn_params}
 
 
-def _architecture(weights_path, towers, lrn_params, lrn_across_towers, ceil_mode):
-    """The paper's defaults, or what a Caffe weights file was trained with: two towers
-    (required: Caffe's grouped convolutions), Caffe's LRN across both towers and its
-    pooling (the defaults then, which explicit arguments override)."""
+def _architecture(weights_path, towers, lrn_params, lrn_across_towers, ceil_mode, norm):
+    """The paper's defaults, or what a Caffe weights file was trained with: two towers and
+    LRN (required: Caffe's grouped convolutions, and its normalisation), Caffe's LRN across
+    both towers and its pooling (the defaults then, which explicit arguments override)."""
     from zoo import pretrained
 
     _builder.caffe_default(ceil_mode, None, "ceil_mode")  # (checked; chosen below)
@@ -190,6 +190,10 @@ def _architecture(weights_path, towers, lrn_params, lrn_across_towers, ceil_mode
                 "The Caffe reference AlexNet (bvlc_alexnet) is the two-tower network: its "
                 "conv2, conv4 and conv5 are grouped convolutions; received "
                 f"{{'towers': {towers!r}}}. Leave `towers` out (or 2).")
+        if norm != "lrn":
+            raise UserError(
+                "The Caffe reference AlexNet (bvlc_alexnet) was trained with LRN after conv1 "
+                f"and conv2; received norm={norm!r}. Leave `norm` out (or 'lrn').")
     given = {"towers": towers, "lrn_params": lrn_params, "lrn_across_towers": lrn_across_towers,
              "ceil_mode": ceil_mode}
     chosen.update({k: v for k, v in given.items() if v is not None})
@@ -276,7 +280,7 @@ def alexnet(
                                                   classifier_activation=classifier_activation)
     given_lrn = (lrn_params, lrn_across_towers)
     towers, lrn_params, lrn_across_towers, ceil_mode = _architecture(
-        weights, towers, lrn_params, lrn_across_towers, ceil_mode)
+        weights, towers, lrn_params, lrn_across_towers, ceil_mode, norm)
     _check_knobs(towers, norm, dropout, width, kernel_initializer, activation, regularizer,
                  weights)
     _check_lrn_knobs(norm, towers, *given_lrn)

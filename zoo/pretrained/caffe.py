@@ -228,11 +228,17 @@ def load(model, path, family):
         if not (is_a(layer, "Conv2D") or is_a(layer, "Dense")):
             missing.append(f"{layer.name} (no Caffe counterpart)")
             continue
-        if name not in blobs or len(blobs[name]) != 2:
+        if name not in blobs:
             if name not in missing:  # one entry for a layer split over two towers
                 missing.append(name)
             continue
         used.add(name)
+        if len(blobs[name]) != 2:  # (a convolution without bias_term, say)
+            problem = (f"{name}: {len(blobs[name])} blob(s) in the file, 2 (weights, bias) "
+                       "expected")
+            if problem not in wrong_shape:
+                wrong_shape.append(problem)
+            continue
         try:
             values = _keras_values(model, layer, blobs[name], tower, towers)
         except ValueError:  # numpy's reshape: the blob cannot take the layer's layout
