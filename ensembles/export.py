@@ -16,6 +16,7 @@ from ensembles.mc_dropout import draws_at_inference, leaf_layers
 from safeio import (atomic_directory, atomic_path, check_free_space, check_not_a_link,
                     check_replaceable, check_writable_file, clean_stale, streams,
                     write_json, write_text)
+from data.folder import MAX_PIXELS
 from safeio.checks import MissingPackage, UserError, check_choice, check_positive_int
 from zoo.saving import bytes_to_save, check_class_names
 from zoo.saving import class_names as get_class_names
@@ -173,14 +174,47 @@ def check_export_target(path, format, overwrite=False):
         check_writable_file(target)
 
 
+def _header_pixels(encoded):
+    """Width x height that the header of an encoded PNG, GIF, BMP or JPEG gives, in the
+    graph and without decoding (``data.folder.header_size``'s reading); 0 for any other
+    bytes, which the decoder then refuses or decodes as they are."""
+    import tensorflow as tf
+
+    head = tf.strings.substr(tf.strings.join([tf.strings.substr(encoded, 0, 26),
+                                              tf.constant(b"\0" * 26)]), 0, 26)
+    raw = tf.cast(tf.io.decode_raw(head, tf.uint8), tf.int64)
+
+    def number(start, length, little_endian):
+        digits = raw[start:start + length]
+        digits = tf.reverse(digits, [0]) if little_endian else digits
+        return tf.reduce_sum(digits * 256 ** tf.range(length - 1, -1, -1, dtype=tf.int64))
+
+    def signed(value):  # a BMP's height is negative for rows stored top-down
+        return tf.abs(tf.where(value >= 2**31, value - 2**32, value))
+
+    magic = tf.strings.substr(encoded, 0, 4)
+    png = number(16, 4, False) * number(20, 4, False)
+    gif = number(6, 2, True) * number(8, 2, True)
+    bmp = signed(number(18, 4, True)) * signed(number(22, 4, True))
+    other = tf.where(magic == b"\x89PNG", png, tf.where(
+        tf.strings.substr(magic, 0, 3) == b"GIF", gif,
+        tf.where(tf.strings.substr(magic, 0, 2) == b"BM", bmp, tf.constant(0, tf.int64))))
+    return tf.cond(tf.strings.substr(magic, 0, 3) == b"\xff\xd8\xff",
+                   lambda: tf.reduce_prod(tf.cast(tf.image.extract_jpeg_shape(encoded)[:2],
+                                                  tf.int64)),
+                   lambda: other)
+
+
 def _previous_file_export(path, format):
     """Whether the file ``path`` is an export :func:`export` wrote: an ONNX model with the
-    class names in its metadata, or a LiteRT flatbuffer (``TFL3``)."""
+    class names in its metadata, or a LiteRT flatbuffer (``TFL3``, which records none) with
+    the class names file the export writes beside it (another tool's ``.tflite`` has
+    none)."""
     if not os.path.isfile(path):
         return False
     if format == "litert":
         with open(path, "rb") as f:
-            return f.read(8)[4:8] == b"TFL3"
+            return f.read(8)[4:8] == b"TFL3" and os.path.isfile(classes_path(path))
     try:
         import onnx
 
@@ -234,7 +268,8 @@ def export(ensemble, path, overwrite=False, class_names=None, scale=None,
       ``top_scores``, ``entropy``, ``mutual_information`` and ``finite``.
     - ``serve_bytes``: encoded JPEG/PNG/BMP/GIF strings ``[N]`` (of any sizes), decoded as
       ``data.load`` decodes image folders; then as ``serve_images``, and ``decoded``: a
-      file that cannot be decoded or resized is False there, its numbers NaN, its class
+      file that cannot be decoded or resized, or whose header gives more pixels than
+      ``data.folder.MAX_PIXELS`` (not decoded), is False there, its numbers NaN, its class
       names empty and ``finite`` False, and the rest of the batch is served.
 
     ``class_names`` (default ``zoo.class_names(ensemble)``, else ``"0"``, ``"1"``, ...) are
@@ -273,7 +308,8 @@ def export(ensemble, path, overwrite=False, class_names=None, scale=None,
     serving = serving_model(ensemble)
     height = width = serving.input.shape[1]  # (square)
     classes = serving.output["probabilities"].shape[-1]
-    names = class_names or get_class_names(ensemble) or [str(i) for i in range(classes)]
+    names = class_names if class_names is not None else (  # ([] is refused, an array read)
+        get_class_names(ensemble) or [str(i) for i in range(classes)])
     names = list(check_class_names(names, one_line=True))  # (class_names.txt: one a line)
     if len(names) != classes:
         raise UserError(f"{ensemble.name} predicts {classes} classes, but {len(names)} class "
@@ -334,7 +370,13 @@ def export(ensemble, path, overwrite=False, class_names=None, scale=None,
         count = tf.shape(images)[0]
 
         def one(index, encoded):
-            image = tf.io.decode_image(encoded, channels=3, expand_animations=False)
+            # A small file of huge dimensions (a 120 KB PNG of 10000x10000) is refused
+            # before it is decoded, as data.load and zoo.predict refuse it.
+            fits = tf.debugging.assert_less_equal(
+                _header_pixels(encoded), tf.constant(MAX_PIXELS, tf.int64),
+                message="image too large to decode")
+            with tf.control_dependencies([fits]):
+                image = tf.io.decode_image(encoded, channels=3, expand_animations=False)
             return index, resized(tf.cast(image, tf.float32)[tf.newaxis])[0]
 
         decoded = tf.data.Dataset.from_tensor_slices((tf.range(count), images)).map(

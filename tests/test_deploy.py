@@ -1,6 +1,7 @@
 """What a deployment needs: class names that travel with every model file, and an export that
 a server uses as it is (raw uint8 images of any size, encoded JPEG/PNG bytes, class names)."""
 
+import importlib
 import importlib.util
 import json
 import os
@@ -71,6 +72,12 @@ def test_class_names_that_disagree_or_do_not_fit_are_one_line():
         broken = zoo.set_class_names(tiny_model(), names)
         with pytest.raises(UserError, match=r"must be one line each; received " + shown):
             ensembles.export(broken, "unused_export")
+    # Given to the export: an empty list was ignored (0..3 written), an array was NumPy's
+    # "truth value of an array is ambiguous".
+    with pytest.raises(UserError, match=r"tiny predicts 4 classes, but 0 class names"):
+        ensembles.export(tiny_model(), "unused_export", class_names=[])
+    with pytest.raises(UserError, match=r"tiny predicts 4 classes, but 3 class names"):
+        ensembles.export(tiny_model(), "unused_export", class_names=np.array(NAMES[:3]))
     assert not os.path.exists("unused_export")
 
 
@@ -298,6 +305,41 @@ def test_an_ensemble_built_under_mixed_precision_serves_bytes_with_a_bad_file(po
     np.testing.assert_allclose(np.asarray(out["probabilities"][0], "float32"),
                                np.asarray(alone["probabilities"][0], "float32"), atol=1e-6)
     assert np.isnan(np.asarray(out["probabilities"][1], "float32")).all()
+
+
+def _encoded(image, fmt):
+    """``image`` (uint8 HxWx3) as the bytes of a ``fmt`` file, written by Pillow."""
+    import io
+
+    from PIL import Image
+
+    buffer = io.BytesIO()
+    Image.fromarray(image).save(buffer, format=fmt)
+    return buffer.getvalue()
+
+
+@pytest.mark.all_backends
+def test_serve_bytes_refuses_an_image_too_large_before_decoding_it(tmp_path, monkeypatch):
+    """A 120 KB PNG of 10000x10000 was decoded (1.5 GB of memory for one request), where
+    data.load and zoo.predict refuse it from its header: the export reads every format's
+    header in its graph and flags the image (decoded False), serving the others. Here the
+    cap is 100 pixels: 8x8 images pass, 16x16 ones (and a top-down BMP) do not."""
+    monkeypatch.setattr(importlib.import_module("ensembles.export"), "MAX_PIXELS", 100)
+    ensembles.export(tiny_model(16, 4), str(tmp_path / "served"))
+    served = tf.saved_model.load(str(tmp_path / "served"))
+    rng = np.random.default_rng(0)
+    small, large = (rng.integers(0, 255, (size, size, 3), dtype=np.uint8) for size in (8, 16))
+    batch, expected = [], []
+    for fmt in ("PNG", "GIF", "BMP", "JPEG"):
+        batch += [_encoded(small, fmt), _encoded(large, fmt)]
+        expected += [True, False]
+    top_down = bytearray(_encoded(large, "BMP"))
+    top_down[22:26] = (-16).to_bytes(4, "little", signed=True)  # rows stored top-down
+    batch.append(bytes(top_down))
+    expected.append(False)
+    out = served.serve_bytes(tf.constant(batch))
+    assert out["decoded"].numpy().tolist() == expected
+    assert np.isfinite(out["probabilities"].numpy()[0::2][:4]).all()
 
 
 def test_a_model_trained_on_whole_images_is_predicted_and_served_whole(tmp_path, capsys):

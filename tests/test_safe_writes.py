@@ -162,8 +162,9 @@ def test_an_export_to_a_symbolic_link_is_refused_and_the_link_and_its_target_sta
 def test_overwrite_replaces_a_previous_onnx_or_litert_export_and_no_users_file(tmp_path,
                                                                               capsys):
     """--overwrite replaced any file at an .onnx or .tflite path, and any .classes.txt
-    beside it: a user's notes, their own class list. A previous export (ONNX with this
-    project's metadata, a LiteRT flatbuffer) is still replaced."""
+    beside it: a user's notes, their own class list, another tool's LiteRT model. A previous
+    export (ONNX with this project's metadata, a LiteRT flatbuffer with its class names
+    beside it) is still replaced."""
     onnx = pytest.importorskip("onnx")
     from ensembles.export import check_export_target
 
@@ -195,7 +196,13 @@ def test_overwrite_replaces_a_previous_onnx_or_litert_export_and_no_users_file(t
     onnx.save(ours, str(tmp_path / "served.onnx"))
     (tmp_path / "served.onnx.classes.txt").write_text("0\n1\n")
     check_export_target(str(tmp_path / "served.onnx"), "onnx", overwrite=True)
+    # A LiteRT flatbuffer records nothing: ours has its class names beside it, another
+    # tool's model (TFL3 too) none, and it was replaced.
+    (tmp_path / "theirs.tflite").write_bytes(b"\x1c\x00\x00\x00TFL3" + bytes(16))
+    with pytest.raises(UserError, match=r"theirs\.tflite: it is not a previous litert"):
+        check_export_target(str(tmp_path / "theirs.tflite"), "litert", overwrite=True)
     (tmp_path / "served.tflite").write_bytes(b"\x1c\x00\x00\x00TFL3" + bytes(16))
+    (tmp_path / "served.tflite.classes.txt").write_text("0\n1\n")
     check_export_target(str(tmp_path / "served.tflite"), "litert", overwrite=True)
 
 

@@ -92,10 +92,14 @@ def _read_description(path):
     """An export's ``assets/zoo_model.json`` (an OSError names it)."""
     with open(path, encoding="utf-8") as f:
         try:
-            return json.load(f)
+            described = json.load(f)
         except ValueError as err:  # not JSON, or not UTF-8
             raise UserError(f"{path} is damaged ({type(err).__name__}: {err}); export the "
                             "model again.") from None
+    if not isinstance(described, dict):
+        raise UserError(f"{path} is damaged (a JSON {type(described).__name__}, where the "
+                        "export writes an object); export the model again.")
+    return described
 
 
 class _ExportSource:
@@ -110,15 +114,23 @@ class _ExportSource:
         self._check_resize(path, described, resize)  # the view asked for, before the load
         try:
             self.served = tf.saved_model.load(path)
-        except (ValueError, IndexError, tf.errors.OpError) as err:  # (OSError: names it)
+        except (ValueError, IndexError, tf.errors.OpError, OSError) as err:
+            if isinstance(err, OSError) and err.filename is not None:
+                raise  # an OS fault, which names its file
+            # (TensorFlow's "Cannot parse file b'.../saved_model.pb'" and a missing
+            # variables/ folder are OSErrors that name no file.)
             reason = " ".join(str(err).split())[:160]
             raise UserError(f"Cannot load the export {path}: it is damaged or incomplete "
                             f"({type(err).__name__}: {reason}). Export the model again.") from None
         if not hasattr(self.served, "serve_bytes"):
             raise UserError(f"{path} has no serve_bytes signature: it was exported before "
                             "zoo export served raw images. Export the model again.")
-        with open(os.path.join(path, "assets", "class_names.txt"), encoding="utf-8") as f:
+        names_file = os.path.join(path, "assets", "class_names.txt")
+        with open(names_file, encoding="utf-8") as f:
             self.names = f.read().splitlines()
+        self.classes = described.get("classes")
+        self.names_file = names_file
+        self._check_names(self.classes)
         self.is_ensemble = len(described.get("members", ())) > 1
 
     @staticmethod
@@ -129,10 +141,18 @@ class _ExportSource:
                             f"received resize={resize!r}. Export the model again with "
                             f"resize={resize!r} (zoo export --resize {resize}).")
 
+    def _check_names(self, classes):
+        """Refuse a class_names.txt of another length than the model's classes: the table
+        named some classes wrong, or none (an IndexError)."""
+        if classes is not None and classes != len(self.names):
+            raise UserError(f"{self.names_file} is damaged: {len(self.names)} class names for "
+                            f"a model of {classes} classes. Export the model again.")
+
     def __call__(self, encoded):
         import tensorflow as tf
 
         out = self.served.serve_bytes(tf.constant(encoded))
+        self._check_names(out["probabilities"].shape[-1])
         return {k: out[k].numpy() for k in ("probabilities", "entropy", "mutual_information",
                                              "finite")}
 

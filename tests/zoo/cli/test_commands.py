@@ -1409,6 +1409,40 @@ def test_a_damaged_export_folder_is_one_line_in_zoo_predict(tmp_path, capsys):
     err = capsys.readouterr().err.strip().splitlines()
     assert len(err) == 1 and f"Cannot load the export {served}: it is damaged or incomplete" in (
         err[0]), err
+    # Garbage bytes, and a real export without its variables/: TensorFlow's OSErrors that
+    # name no file were "an internal error" with a traceback.
+    (served / "saved_model.pb").write_bytes(b"\x0b\xad" * 50)
+    from tests.helpers import tiny_model
+
+    real = tmp_path / "real"
+    ensembles.export(tiny_model(8, 2), str(real))
+    shutil.rmtree(real / "variables")
+    for folder in (served, real):
+        assert cli.main(["predict", str(folder), str(photo)]) == 2
+        err = capsys.readouterr().err.strip().splitlines()
+        assert len(err) == 1 and (f"Cannot load the export {folder}: it is damaged or "
+                                  "incomplete") in err[0], err
+    # Its metadata damaged: a JSON list (an AttributeError), a class_names.txt of one line
+    # for two classes (a table naming one class, or an IndexError).
+    ensembles.export(tiny_model(8, 2), str(real), overwrite=True)
+    description = real / "assets" / "zoo_model.json"
+    good = description.read_text()
+    description.write_text('["crop"]')
+    assert cli.main(["predict", str(real), str(photo)]) == 2
+    assert capsys.readouterr().err.strip() == (
+        f"zoo predict: error: {description} is damaged (a JSON list, where the export writes "
+        "an object); export the model again.")
+    description.write_text(good)
+    names = real / "assets" / "class_names.txt"
+    names.write_text("0\n")
+    assert cli.main(["predict", str(real), str(photo)]) == 2
+    assert capsys.readouterr().err.strip() == (
+        f"zoo predict: error: {names} is damaged: 1 class names for a model of 2 classes. "
+        "Export the model again.")
+    description.write_text(json.dumps({k: v for k, v in json.loads(good).items()
+                                       if k != "classes"}))  # (older exports: no count)
+    assert cli.main(["predict", str(real), str(photo)]) == 2
+    assert "is damaged: 1 class names for a model of 2 classes" in capsys.readouterr().err
 
 
 def test_damaged_export_metadata_and_an_empty_onnx_file_are_one_line(tmp_path, capsys):
