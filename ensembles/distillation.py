@@ -248,7 +248,10 @@ def distillation_model(teacher, student, temperature=4.0, alpha=0.9):
                         "student.")
     probabilities = teacher.outputs[0]
     if not _softmax_output(teacher):  # logits: its probabilities are their softmax
-        probabilities = keras.layers.Softmax(name="probabilities")(probabilities)
+        # (in float32 under mixed precision too: float16 held no tail below 6e-8, which
+        # the temperature's softening is there to show the student)
+        probabilities = keras.layers.Softmax(name="probabilities", dtype="float32")(
+            probabilities)
     # A new model on the teacher's layers, never compiled: a compiled teacher's own loss and
     # metrics would join the distillation model's, and overwrite its logs (or, not built
     # yet, fail its first epoch).

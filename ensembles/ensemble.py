@@ -20,7 +20,9 @@ class CombineMembers(keras.layers.Layer):
 
     - ``mean``: the weighted mean of the probabilities (the AlexNet paper's "average the
       predictions of five CNNs");
-    - ``logit_mean``: softmax of the weighted mean of the logits, recovered as ``log p``;
+    - ``logit_mean``: softmax of the weighted mean of the logits, recovered as ``log p``
+      (from float32 probabilities, floored at 1e-30: exact while every member's logit gaps
+      are under 69, as a float32 softmax member's own are, which underflow beyond 87);
     - ``geometric``: the normalised weighted geometric mean of the probabilities (for softmax
       members it equals ``logit_mean``: the per-member log-normaliser cancels);
     - ``vote``: the weighted fraction of members whose top class each class is.
@@ -55,6 +57,10 @@ class CombineMembers(keras.layers.Layer):
         return scaled(self._combined(stacked), self.temperature)
 
     def _combined(self, stacked):
+        if len(stacked.shape) != 3:  # ((n, classes) read its examples as members)
+            raise UserError(f"{self.name} combines the members' probabilities stacked as "
+                            f"(batch, members, classes); received shape "
+                            f"{tuple(stacked.shape)}.")
         w = self._weights(stacked.shape[1], stacked.dtype)
         if self.combine == "mean":
             return keras.ops.sum(w * stacked, axis=1)

@@ -64,7 +64,8 @@ def _members_and_predictor(source):
                 "logits and their softmax is taken: its NLL, Brier score and ECE are then "
                 "meaningless. End the model with keras.layers.Softmax or "
                 "activation='softmax'.", stacklevel=2)
-        return np.asarray(keras.ops.softmax(p))
+        # (in float32 at least: float16 logits' softmax had no probability below 6e-8)
+        return np.asarray(keras.ops.softmax(p.astype(np.promote_types(p.dtype, "float32"))))
 
     return [m.name for m in members], lambda x: np.stack([probabilities(m, x) for m in members])
 
@@ -100,16 +101,18 @@ def predict_members(source, dataset, tta=None, keep_views=False):
         views = tta_lib.crops(images, tta, size)  # (batch, views, h, w, c)
         batch, k = views.shape[0], views.shape[1]
         flat = keras.ops.reshape(views, (batch * k,) + tuple(views.shape[2:]))
-        probs = predict(flat)
-        chunks.append(probs.reshape(len(names), batch, k, -1))
+        # float16 held no probability below 6e-8, nor 0 log 0
+        probs = predict(flat).reshape(len(names), batch, k, -1)
+        probs = probs.astype(np.promote_types(probs.dtype, "float32"), copy=False)
+        # The views averaged batch by batch unless kept: ten crops of ImageNet's validation
+        # split for five members were 20 GB of chunks and their copy, not 2.
+        chunks.append(probs if keep_views else probs.mean(axis=2, keepdims=True))
         labels.append(np.asarray(y))
     if not chunks:
         raise UserError("The dataset is empty: there is nothing to predict or score.")
-    # (members, n, views, classes); float16 held no probability below 6e-8, nor 0 log 0
-    probs = np.concatenate(chunks, axis=1)
-    probs = probs.astype(np.promote_types(probs.dtype, "float32"), copy=False)
+    probs = np.concatenate(chunks, axis=1)  # (members, n, views or 1, classes)
     _check_finite(names, probs, np.concatenate(bad_pixels))
-    probs = np.moveaxis(probs, 2, 1) if keep_views else probs.mean(axis=2)
+    probs = np.moveaxis(probs, 2, 1) if keep_views else probs[:, :, 0]
     return names, probs, metrics.class_labels(np.concatenate(labels), probs.shape[-1])
 
 
@@ -219,6 +222,12 @@ def evaluate(source, dataset, tta=None, predictions=None, calibrate_on=None):
 def _checked(source, predictions, views=False):
     """``predict_members``' triple given by the caller, checked against ``source``: one
     probability array per member (per member and view with ``views``) for each label."""
+    if not isinstance(predictions, (tuple, list)) or len(predictions) != 3:
+        size = (f"{len(predictions)} elements" if isinstance(predictions, (tuple, list))
+                else f"a {type(predictions).__name__}")
+        raise UserError(f"Expected predictions as predict_members' (names, probs, labels); "
+                        f"received {size}. (Held-out images and labels are a dataset of "
+                        "(images, labels) batches: pass it instead.)")
     names, probs, labels = predictions
     probs = np.asarray(probs)
     members = len(member_weights(source))
@@ -346,8 +355,10 @@ def uncertainty(source, dataset, tta=None, predictions=None):
 
     >>> table = uncertainty(Ensemble(members, weights=[3, 1]), test)   # doctest: +SKIP
     """
+    # The views kept only where they are the distribution: one model's crops.
+    keep_views = tta is not None and len(member_weights(source)) == 1
     names, probs, labels = (_checked(source, predictions, views=True) if predictions else
-                            predict_members(source, dataset, tta, keep_views=True))
+                            predict_members(source, dataset, tta, keep_views=keep_views))
     # One model's crops are the distribution: with tta, or where its views were kept.
     over_crops = len(names) == 1 and (tta is not None or (probs.ndim == 4 and probs.shape[1] > 1))
     if probs.ndim == 3:  # predict_members' default: the views averaged, one per member

@@ -25,16 +25,37 @@ def outputs_probabilities(model):
 
 
 def _made_by_softmax(operation):
-    while isinstance(operation, keras.Model):  # into nested models, subclassed ones too
-        if getattr(operation, "outputs", None):
-            operation = operation.outputs[0]._keras_history.operation
-        elif operation.layers:  # a subclassed model (no graph): its last layer
-            operation = operation.layers[-1]
-        else:
+    while True:
+        while isinstance(operation, keras.Model):  # into nested models, subclassed ones too
+            if getattr(operation, "outputs", None):
+                operation = operation.outputs[0]._keras_history.operation
+            elif operation.layers:  # a subclassed model (no graph): its last layer
+                operation = operation.layers[-1]
+            else:
+                break
+        before = _passed_through(operation)
+        if before is None:
             break
+        operation = before
     return (type(operation).__name__ == "Softmax"  # the layer, and keras.ops.softmax's op
             or getattr(operation, "serves_probabilities", False)
             or is_softmax(getattr(operation, "activation", None)))
+
+
+# Layers that pass their input's values on (mixed precision's float32 cast,
+# ``Activation("linear", dtype="float32")``, after a softmax): what made them is what counts.
+_PASSING = ("Identity", "Dropout", "Flatten", "Reshape")
+
+
+def _passed_through(operation):
+    """The operation whose output ``operation`` passes on unchanged in value, or None."""
+    kind = type(operation).__name__
+    linear = kind == "Activation" and getattr(operation, "activation", None) in (
+        keras.activations.linear, None)
+    nodes = getattr(operation, "_inbound_nodes", None)
+    if not (linear or kind in _PASSING) or not nodes or len(nodes[0].input_tensors) != 1:
+        return None
+    return nodes[0].input_tensors[0]._keras_history.operation
 
 
 def is_softmax(function):

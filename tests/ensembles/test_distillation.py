@@ -94,6 +94,28 @@ def test_a_teacher_that_outputs_logits_teaches_its_softmax():
     assert model.evaluate(x, y, batch_size=5, verbose=0) == pytest.approx(expected, rel=1e-4)
 
 
+def test_a_logits_teacher_built_under_mixed_precision_teaches_float32_probabilities():
+    """The softmax taken of a teacher's logits followed the global policy: float16 under
+    mixed_float16, whose probabilities below 6e-8 were 0 before the temperature softened
+    them (the tail a student is to learn from)."""
+    previous = keras.config.dtype_policy()
+    keras.config.set_dtype_policy("mixed_float16")
+    try:
+        inputs = keras.Input((8, 8, 3))
+        pooled = keras.layers.GlobalAveragePooling2D()(inputs)
+        teacher = keras.Model(inputs, keras.layers.Dense(
+            4, kernel_initializer="zeros", bias_initializer=keras.initializers.Constant(
+                [0.0, -18.0, -20.0, -22.0]))(pooled), name="logits_teacher")
+        model = ensembles.distillation_model(teacher, tiny_model(8, 4), temperature=4.0)
+    finally:
+        keras.config.set_dtype_policy(previous)
+    soft = model.get_layer("soft_targets").teacher  # the frozen teacher, as it teaches
+    probabilities = keras.ops.convert_to_numpy(soft(np.zeros((1, 8, 8, 3), "float32")))
+    assert probabilities.dtype == np.float32
+    expected = np.exp([0.0, -18.0, -20.0, -22.0]) / np.exp([0.0, -18.0, -20.0, -22.0]).sum()
+    np.testing.assert_allclose(probabilities[0], expected, rtol=1e-3)  # (float16: 0, 0, 0)
+
+
 def _synthetic(seed=0, n=96):
     rng = np.random.default_rng(seed)
     x = rng.normal(size=(n, 8, 8, 3)).astype("float32")

@@ -134,6 +134,15 @@ def test_bad_members_and_weights_name_what_is_wrong():
         ensembles.Ensemble([a], combine="median")
     with pytest.raises(ValueError, match="at least one member"):
         ensembles.Ensemble([])
+    # The public layer given (examples, classes): its rows were read as members.
+    with pytest.raises(ValueError, match=r"stacked as \(batch, members, classes\); received "
+                                         r"shape \(3, 3\)"):
+        ensembles.CombineMembers("mean")(np.full((3, 3), 1 / 3, "float32"))
+    # Keras' validation_data pair for calibrate_on: an unpacking error ("expected 3").
+    x = np.zeros((2, 67, 67, 3), "float32")
+    with pytest.raises(ValueError, match=r"Expected predictions as predict_members' \(names, "
+                                         r"probs, labels\); received 2 elements"):
+        ensembles.evaluate(a, None, predictions=(x, np.array([0, 1])))
 
 
 # --- metrics ----------------------------------------------------------------------------------
@@ -272,6 +281,14 @@ def test_uncertainty_decomposition():
                                          r"keep_views=True\); received probabilities shaped "
                                          r"\(1, 6, 5\)"):
         ensembles.uncertainty(members[0], None, "10crop", predictions=averaged)
+    # An ensemble with tta: its members' views averaged as they are predicted (every view
+    # of every member was kept until the end), the same table as from the kept views.
+    ensemble, same_size = ensembles.Ensemble(members), as_dataset(images())
+    kept = ensembles.predict_members(ensemble, same_size, "flip", keep_views=True)
+    pd.testing.assert_frame_equal(ensembles.uncertainty(ensemble, same_size, "flip"),
+                                  ensembles.uncertainty(ensemble, None, predictions=kept))
+    np.testing.assert_allclose(ensembles.predict_members(ensemble, same_size, "flip")[1],
+                               kept[1].mean(axis=1), rtol=1e-6)
 
 
 def test_plots_return_figures_draw_into_given_axes_and_never_switch_the_backend(tmp_path):
