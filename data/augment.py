@@ -172,7 +172,11 @@ def random_erasing(image, seed, probability=0.5, scale=(0.02, 0.33), ratio=(0.3,
                    value=0.0):
     """Random erasing (Zhong et al. 2017): with ``probability``, fill a random rectangle.
 
-    The rectangle covers ``scale`` of the area with aspect ratio in ``ratio`` (log-uniform).
+    The rectangle covers ``scale`` of the area with aspect ratio in ``ratio`` (log-uniform),
+    filled with ``value`` in the images' own pixels: raw 0-255 here (the model normalises
+    them), so the default 0 is black, not the mean colour torchvision's
+    ``RandomErasing(value=0)`` gives after ``Normalize``; pass the training mean for that
+    (``statistics.channel_mean``, one value a channel).
     """
     _check_range(probability, "probability", 0, 1, "a probability in [0, 1]")
     _check_interval(scale, "scale", 0, 1, "0 <= min <= max <= 1 (fractions of the area)")

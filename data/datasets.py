@@ -22,7 +22,8 @@ from data import folder
 from data.preprocess import alexnet_preprocess
 from data.preprocess import center_crop as _center_crop
 from data.preprocess import eval_view, resize_and_center_crop
-from safeio.checks import UserError, check_non_negative_int, check_positive_int, is_int
+from safeio.checks import (UserError, check_bool, check_non_negative_int, check_positive_int,
+                           is_int)
 
 DIGITS = "digits"
 DIGITS_CLASSES = tuple(str(d) for d in range(10))
@@ -587,6 +588,18 @@ def _check_same_size(paths):
                 "(or scale, or center_crop), or batch_size=None.")
 
 
+def _check_functions(preprocess, augment):
+    """Refuse a ``preprocess`` or ``augment`` that is no function (a spec such as "crop"
+    failed inside tf.data: "'str' object is not callable")."""
+    for arg, value, made in (
+            ("preprocess", preprocess, "data.alexnet_preprocess, say"),
+            ("augment", augment, "data.augment.from_spec(spec, size, statistics) makes one "
+                                 "from a spec such as 'crop+flip'")):
+        if value is not None and not callable(value):
+            raise UserError(f"`{arg}` must be a function ({made}) or None; received "
+                            f"{value!r:.80}.")
+
+
 def load(
     name=DIGITS,
     split="train",
@@ -656,6 +669,9 @@ def load(
     TensorShape([64, 32, 32, 3])
     """
     _check_image_size(image_size)
+    _check_functions(preprocess, augment)
+    check_bool(shuffle, "shuffle", allow_none=True, what=" (None: the train splits only)")
+    check_bool(drop_remainder, "drop_remainder")
     for arg, value in (("scale", scale), ("center_crop", center_crop)):
         check_positive_int(value, arg, allow_none=True)
     if scale is not None and image_size is not None:
@@ -675,6 +691,7 @@ def load(
     steps, buffer = [], SHUFFLE_BUFFER  # what each pass does to the source, after shuffling
     encoded = False  # files' paths or encoded images (folders, TFDS): shuffled, then decoded
     if name == DIGITS:
+        _warn_if_a_digits_folder(data_dir)
         images, labels = digits_arrays(split, scale or image_size or DIGITS_IMAGE_SIZE)
         if preprocess is not None and center_crop is not None:  # its size, from one image
             side = min(tuple(preprocess(tf.constant(images[0])).shape)[:2])
@@ -755,6 +772,15 @@ def _warn_untrained_classes(root, scans):
                 "of the folder.", stacklevel=3)
 
 
+def _warn_if_a_digits_folder(data_dir):
+    """The name "digits" is the embedded dataset, where any other name is first an image
+    folder: say so when an image folder called digits is in the working folder."""
+    if is_image_folder(DIGITS, data_dir):
+        warnings.warn(f"{DIGITS!r} is the embedded digits dataset: the image folder "
+                      f"{os.path.abspath(DIGITS)} here is not read. Name it "
+                      f"'./{DIGITS}' to load it.", stacklevel=3)
+
+
 def info(name=DIGITS, data_dir=None, class_names=None, manual_dir=None):
     """A :class:`DatasetInfo` for ``name``, as :func:`load` reads it.
 
@@ -771,6 +797,7 @@ def info(name=DIGITS, data_dir=None, class_names=None, manual_dir=None):
     {'train': 1257, 'validation': 180, 'test': 360}
     """
     if name == DIGITS:
+        _warn_if_a_digits_folder(data_dir)
         return DatasetInfo(
             DIGITS, DIGITS_CLASSES,
             {s: len(_digits_split_index(s)) for s in ("train", "validation", "test")},

@@ -291,7 +291,7 @@ def scan(root, split, on_bad_image="raise", verify="header", class_names=None,
         _SCANS.pop(key, None)
         # Kept only when every folder's time is settled: a change within the same clock
         # tick as the last one (4 ms on many kernels, 2 s on FAT) would not change it.
-        if fingerprint is not None and max(t for _, t in fingerprint) < started - _SETTLED_NS:
+        if fingerprint is not None and max(t for _, t, _ in fingerprint) < started - _SETTLED_NS:
             _SCANS[key] = fingerprint, made
     (paths, labels, names), said = made
     for message, category in said:
@@ -299,19 +299,31 @@ def scan(root, split, on_bad_image="raise", verify="header", class_names=None,
     return list(paths), list(labels), list(names)
 
 
-_SCANS = {}  # scan's arguments -> (the folders' modification times, (result, warnings))
+_SCANS = {}  # scan's arguments -> (the folders' and files' times, (result, warnings))
 _SETTLED_NS = 3 * 10**9  # a folder changed less recently than this is not scanned again
 
 
 def _fingerprint(root, split):
-    """The modification times (ns) of ``root``, its sub-folders and every split's
-    sub-folders (a split's first images change the classes: :func:`class_folders`), or
-    None where one cannot be read (then the scan says why)."""
+    """``(path, modification time in ns, size)`` of ``root``, its sub-folders and every
+    split's sub-folders (a split's first images change the classes: :func:`class_folders`),
+    and of the files in ``split``'s class folders (a file rewritten in place changes no
+    folder's time: a bad image mended, or a good one damaged, kept its old verdict); or
+    None where one cannot be read (then the scan says why). One stat a file: far less than
+    the scan's reading of each file's header and end."""
     try:
         folders = [root] + [os.path.join(root, d) for d in os.listdir(root)]
         for split_dir in [f for f in folders[1:] if os.path.isdir(f)]:
             folders += [os.path.join(split_dir, d) for d in os.listdir(split_dir)]
-        return tuple((f, os.stat(f).st_mtime_ns) for f in sorted(folders) if os.path.isdir(f))
+        folders = [f for f in sorted(folders) if os.path.isdir(f)]
+        entries = [(f, os.stat(f).st_mtime_ns, 0) for f in folders]
+        split_dir = os.path.join(root, split)
+        for class_dir in [f for f in folders if os.path.dirname(f) == split_dir]:
+            with os.scandir(class_dir) as found:
+                for entry in sorted(found, key=lambda e: e.name):
+                    if entry.is_file():
+                        info = entry.stat()
+                        entries.append((entry.path, info.st_mtime_ns, info.st_size))
+        return tuple(entries)
     except OSError:
         return None
 
@@ -334,6 +346,8 @@ def _scan(root, split, on_bad_image, verify, class_names, max_pixels, allow_empt
         if not os.path.isdir(class_dir):
             continue  # this split has no example of the class
         for file_name in sorted(os.listdir(class_dir)):
+            if file_name.startswith("."):  # macOS' ._x.png, an editor's: hidden, as folders
+                continue
             path = os.path.join(class_dir, file_name)
             if os.path.isdir(path):
                 unread.extend(_images_below(path))  # only class_name/image.jpg is read
@@ -354,6 +368,10 @@ def _scan(root, split, on_bad_image, verify, class_names, max_pixels, allow_empt
                 labels.append(label)
             else:
                 bad.append(f"{path}: {problem}")
+    unread += sorted(  # beside the class folders, in none
+        os.path.join(split_dir, f) for f in os.listdir(split_dir)
+        if f.lower().endswith(IMAGE_EXTENSIONS + OTHER_IMAGE_EXTENSIONS)
+        and not f.startswith(".") and os.path.isfile(os.path.join(split_dir, f)))
     if unread:
         warnings.warn(
             f"{len(unread)} image file(s) in {split_dir} are not read: only JPEG, PNG, GIF "

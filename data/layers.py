@@ -7,6 +7,8 @@ Example:
 >>> model_input = data.MeanSubtraction([120.0, 115.0, 100.0])(keras.Input((227, 227, 3)))
 """
 
+import math
+
 import keras
 import numpy as np
 
@@ -89,10 +91,12 @@ class PixelNormalization(keras.layers.Layer):
         except (TypeError, ValueError):
             self.mean = None
         if self.mean is None or len(self.mean) != 3 or (
-                self.std is not None and len(self.std) != 3) or channel_order not in ("RGB",
-                                                                                      "BGR"):
-            raise UserError("PixelNormalization takes 3 means, 3 stds (or none), a number "
-                            "scale and channel_order 'RGB' or 'BGR'; received "
+                self.std is not None and len(self.std) != 3) or channel_order not in (
+                    "RGB", "BGR") or not all(math.isfinite(v) for v in self.mean + [
+                        self.scale]) or not all(math.isfinite(s) and s > 0
+                                                for s in self.std or ()):
+            raise UserError("PixelNormalization takes 3 finite means, 3 finite stds > 0 (or "
+                            "none), a finite scale and channel_order 'RGB' or 'BGR'; received "
                             f"mean={mean!r}, std={std!r}, scale={scale!r}, "
                             f"channel_order={channel_order!r}.")
         self.channel_order = channel_order

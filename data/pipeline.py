@@ -72,8 +72,10 @@ class Pipeline:
         epoch from ``(seed, epoch)`` (see ``data.set_epoch``); ``drop_remainder``: leave
         out each epoch's last, smaller batch (keras.distribution needs batches that split
         evenly over the devices)."""
+        # (shuffle named: load's default shuffles only splits named "train...", and a
+        # train_split "all" or a folder's "Train" trained on batches of one class)
         return load(self.dataset, self.train_split, batch_size=batch_size or self.batch_size,
-                    augment=self.augment, seed=self.seed, data_dir=self.data_dir,
+                    augment=self.augment, shuffle=True, seed=self.seed, data_dir=self.data_dir,
                     on_bad_image=self.on_bad_image, drop_remainder=drop_remainder,
                     **self._sizing())
 

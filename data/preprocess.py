@@ -34,8 +34,10 @@ def resize_shorter_side(image, size=256):
 
 def _shorter_side_shape(shape, size):
     """torchvision's ``Resize(size)`` output (height, width) for an image of ``shape``."""
+    shape = tf.cast(shape, tf.int64)  # (size x a side past 2**31 / size wrapped in int32)
     short = tf.reduce_min(shape)
-    return tf.where(shape == short, size, size * shape // short)
+    return tf.cast(tf.where(shape == short, tf.constant(size, tf.int64), size * shape // short),
+                   tf.int32)
 
 
 def check_crop_fits(sides, size, shape, kind="central", hint=""):

@@ -83,7 +83,7 @@ def five_crop(images, size):
 
 def ten_crop(images, size):
     """The 4 corner and the centre ``size`` x ``size`` crops, then the same mirrored (the
-    paper's test-time crops; torchvision's ``TenCrop``).
+    paper's test-time crops; the patches of torchvision's ``TenCrop``, not its order).
 
     ``images`` is one image (height, width, channels) -> (10, size, size, channels), or a
     batch (n, height, width, channels) -> (n, 10, size, size, channels). Crop order: top-left,

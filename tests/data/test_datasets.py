@@ -209,6 +209,33 @@ def image_folder(tmp_path):
     return root
 
 
+def test_hidden_files_are_passed_over_and_loose_images_named(image_folder):
+    """macOS' ._x.png beside a copied image failed the load as a bad image; images
+    directly in a split folder, in no class folder, were left out without a word."""
+    cat = image_folder / "train" / "cat"
+    count = len(data.folder.scan(str(image_folder), "train")[0])
+    (cat / "._rgb0.png").write_bytes(b"\0\5\26\7 AppleDouble")
+    (image_folder / "train" / "loose.png").write_bytes((cat / "rgb0.png").read_bytes())
+    with pytest.warns(UserWarning, match=r"1 image file\(s\) in .*train are not read: .*"
+                                         r"directly inside a class folder .*loose\.png"):
+        assert len(data.folder.scan(str(image_folder), "train")[0]) == count
+
+
+def test_a_digits_folder_here_is_named_when_the_embedded_digits_are_read(tmp_path,
+                                                                        monkeypatch):
+    """Any other name is an image folder first; "digits" is the embedded set, and a
+    ./digits folder of the user's was passed over without a word."""
+    for split in ("train", "test"):
+        (tmp_path / "digits" / split / "a").mkdir(parents=True)
+        _write(tmp_path / "digits" / split / "a" / "x.png", np.zeros((8, 8, 3), np.uint8), "png")
+    monkeypatch.chdir(tmp_path)
+    with pytest.warns(UserWarning, match=r"'digits' is the embedded digits dataset: the image "
+                                         r"folder .*digits here is not read. Name it "
+                                         r"'./digits'"):
+        assert data.info("digits").num_classes == 10
+    assert data.info("./digits").class_names == ("a",)
+
+
 def test_jfif_and_jpe_files_are_read_as_the_jpegs_they_are(image_folder):
     """A browser's download.jfif was passed over by the scan and by zoo predict, unnamed."""
     cat = image_folder / "train" / "cat"
@@ -304,11 +331,12 @@ def test_an_unchanged_folder_is_scanned_once_and_a_changed_one_again(image_folde
                         real_problem(path, *a))
     (image_folder / "train" / "cat" / "scan.tif").write_bytes(b"II*\0")
 
-    def settle():  # folders changed a minute ago (a change this recent is scanned again)
-        past = time.time() - 60
-        for path in [image_folder, *image_folder.glob("*"), *image_folder.glob("*/*")]:
-            if path.is_dir():
-                os.utime(path, (past, past))
+    past = time.time() - 60
+
+    def settle():  # changed a minute ago (a change this recent is scanned again)
+        for path in [image_folder, *image_folder.glob("*"), *image_folder.glob("*/*"),
+                     *image_folder.glob("*/*/*")]:
+            os.utime(path, (past, past))
 
     settle()
     for _ in range(2):
@@ -332,6 +360,18 @@ def test_an_unchanged_folder_is_scanned_once_and_a_changed_one_again(image_folde
             folder.scan(str(image_folder), "train")
     assert len(read) == 18 + 2 * 19 + 18 + 18
     assert sum(key[0] == str(image_folder) for key in folder._SCANS) == 1
+    # A file rewritten in place changes no folder's time: a bad image mended kept its
+    # verdict, and a good one damaged passed (to fail mid-epoch, naming no file).
+    good = image_folder / "train" / "dog" / "rgb0.png"
+    saved = good.read_bytes()
+    good.write_bytes(saved[:40])
+    settle()
+    with pytest.warns(UserWarning), pytest.raises(ValueError, match=r"rgb0\.png: truncated"):
+        folder.scan(str(image_folder), "train")
+    good.write_bytes(saved)
+    settle()
+    with pytest.warns(UserWarning):
+        assert len(folder.scan(str(image_folder), "train")[0]) == 18
     with pytest.raises(ValueError, match=r"`verify` must be one of .*received \['header'\]"):
         folder.scan(str(image_folder), "train", verify=["header"])
     assert len(folder.scan(str(image_folder), "train", class_names=iter(["cat", "dog"]))[0]) == 18

@@ -65,6 +65,41 @@ def test_without_crops_every_split_loads_at_the_input_size():
     assert hasattr(train, "_zoo_epoch")  # epochs follow (seed, epoch), see data.set_epoch
 
 
+def test_the_training_split_is_shuffled_whatever_its_name(tmp_path):
+    """load shuffles by default only splits named "train...": a train_split "all", or an
+    image folder's "Train", trained on the files in order, one class a batch."""
+    import tensorflow as tf
+
+    for split in ("Train", "val"):
+        for label in ("a", "b", "c", "d"):
+            os.makedirs(tmp_path / split / label)
+            for i in range(4):
+                png = tf.io.encode_png(np.full((8, 8, 3), 60 * i, np.uint8)).numpy()
+                (tmp_path / split / label / f"{i}.png").write_bytes(png)
+    folder = data.pipeline(str(tmp_path), 8, batch_size=4, train_split="Train")
+    batches = [labels.numpy().tolist() for _, labels in folder.train()]
+    assert any(len(set(batch)) > 1 for batch in batches), batches
+    everything = data.pipeline("digits", 8, batch_size=1797, train_split="all")
+    in_order = next(iter(everything.load("all", shuffle=False)))[1].numpy()
+    first = next(iter(everything.train()))[1].numpy()
+    assert sorted(first) == sorted(in_order) and not np.array_equal(first, in_order)
+
+
+def test_load_refuses_a_spec_where_a_function_goes_and_switches_that_are_not_bools():
+    """augment="flip" failed inside tf.data ("'str' object is not callable"); shuffle="no"
+    shuffled (a non-empty string is true)."""
+    cases = [(dict(augment="flip"), r"`augment` must be a function \(data.augment.from_spec"
+                                    r"\(spec, size, statistics\) makes one from a spec such as "
+                                    r"'crop\+flip'\) or None; received 'flip'"),
+             (dict(preprocess="alexnet"), r"`preprocess` must be a function .*'alexnet'"),
+             (dict(shuffle="no"), r"`shuffle` \(None: the train splits only\) must be None, "
+                                  r"True or False; received 'no'"),
+             (dict(drop_remainder="no"), r"`drop_remainder` must be True or False")]
+    for kwargs, message in cases:
+        with pytest.raises(ValueError, match=message):
+            data.load("digits", "train", **kwargs)
+
+
 def test_the_input_standardises_raw_pixels_with_the_training_statistics(cropping):
     import keras
 

@@ -9,6 +9,11 @@ from data.layers import MeanSubtraction
 
 def test_resize_shorter_side_keeps_aspect_ratio():
     assert data.resize_shorter_side(tf.zeros((300, 600, 3)), 256).shape == (256, 512, 3)
+    # size x the longer side past 2**31 wrapped around in int32 (to 25,600 here).
+    from data.preprocess import _shorter_side_shape
+
+    assert _shorter_side_shape(tf.constant([10, 2**24 + 100]), 256).numpy().tolist() == [
+        256, (2**24 + 100) * 256 // 10]
     assert data.resize_shorter_side(tf.zeros((500, 375, 3)), 256).shape == (341, 256, 3)
     assert data.resize_shorter_side(tf.zeros((2, 100, 80, 3)), 64).shape == (2, 80, 64, 3)
     # torchvision's Resize truncates the longer side: int(256 * 499 / 375) = int(340.65)

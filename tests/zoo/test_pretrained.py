@@ -290,8 +290,13 @@ def test_pixel_normalization_is_keras_applications_caffe_and_torch_modes():
                                    rtol=1e-5, atol=1e-4)
     with pytest.raises(ValueError, match="channel_order 'RGB' or 'BGR'; received .*'RGBA'"):
         PixelNormalization([1, 2, 3], channel_order="RGBA")
-    with pytest.raises(ValueError, match="takes 3 means.*received mean=5"):
+    with pytest.raises(ValueError, match="takes 3 finite means.*received mean=5"):
         PixelNormalization(5)
+    # A std of 0 or NaN divided every pixel into inf or NaN; an infinite mean, into -inf.
+    for mean, std in (([0, 0, 0], [0, 1, 1]), ([0, 0, 0], [1, float("nan"), 1]),
+                      ([float("inf"), 0, 0], None), ([0, 0, 0], [-1, 1, 1])):
+        with pytest.raises(ValueError, match=r"3 finite stds > 0 .*received mean="):
+            PixelNormalization(mean, std)
     # uint8 images are cast (1 / 255 as an integer was 0), and under mixed precision the
     # layer stays float32 (bfloat16 rounded 0-255 pixels minus a mean by half a level).
     layer = PixelNormalization(pretrained.TORCHVISION["mean"], pretrained.TORCHVISION["std"],
