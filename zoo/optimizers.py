@@ -30,6 +30,9 @@ class PaperSGD(keras.optimizers.SGD):
                             f"{l2} by default); received weight_decay="
                             f"{kwargs['weight_decay']!r}, Keras' decoupled decay, which would "
                             "add a second one. Pass l2=... instead.")
+        if l2 is not None and (not is_number(l2) or not math.isfinite(l2) or l2 < 0):
+            raise UserError(f"PaperSGD's `l2` (the weight decay) must be a finite number >= 0 "
+                            f"or None; received {l2!r}.")  # (NaN, or weights that grow)
         # (Keras' SGD takes a float alone: 0 or np.float32(0.9) failed as out of [0, 1].)
         momentum = float(momentum) if is_number(momentum) else momentum
         super().__init__(learning_rate=learning_rate, momentum=momentum, **kwargs)

@@ -476,14 +476,23 @@ class DataEpochs(keras.callbacks.Callback):
     or the epoch a resumed run restored), so each epoch shuffles and augments as it did in
     an uninterrupted run (``data.set_epoch``). Other datasets are left alone."""
 
-    def __init__(self, dataset):
+    def __init__(self, dataset, steps_per_epoch=None):
         super().__init__()
-        self.dataset = dataset
+        self.dataset, self.steps_per_epoch = dataset, steps_per_epoch
 
     def on_train_begin(self, logs=None):
         start = keras_internals.initial_epoch(self.model)
         if hasattr(self.dataset, "_zoo_epoch"):  # made by data.load
             set_epoch(self.dataset, start)
+        elif start and isinstance(self.dataset, tf.data.Dataset) and _counted_in_steps(
+                self.dataset, self.steps_per_epoch):
+            warnings.warn(
+                f"Resuming at epoch {start + 1} with a tf.data dataset whose epochs are "
+                f"counted in steps of an endless stream (steps_per_epoch="
+                f"{self.steps_per_epoch}, .repeat()): it starts again from its first batch, "
+                f"not where epoch {start}'s batches ended, so the run will differ from an "
+                "uninterrupted one. Data of known length (data.load's, or without "
+                ".repeat()) resumes exactly.", stacklevel=2)
         elif start and isinstance(self.dataset, tf.data.Dataset) and _random(self.dataset):
             warnings.warn(
                 f"Resuming at epoch {start + 1} with a tf.data dataset that shuffles or draws "
@@ -492,6 +501,14 @@ class DataEpochs(keras.callbacks.Callback):
                 "order and augmentation, so the run will differ from an uninterrupted one. "
                 "Pass data.load's dataset (its preprocess= and augment= arguments transform "
                 "the images).", stacklevel=2)
+
+
+def _counted_in_steps(dataset, steps_per_epoch):
+    """Whether an epoch of ``dataset`` is ``steps_per_epoch`` batches of an endless stream
+    (``.repeat()``), not one pass over it. (Data of unknown length, repeated by zoo.train,
+    resumes where its pass ends: exactly where the steps are its length.)"""
+    return steps_per_epoch is not None and (
+        int(dataset.cardinality()) == tf.data.INFINITE_CARDINALITY)
 
 
 def _random(dataset):
@@ -574,6 +591,13 @@ class ResumableReduceLROnPlateau(_ResumesFromHistory, keras.callbacks.ReduceLROn
 
     def on_epoch_end(self, epoch, logs=None):
         self._prepare(required=True)
+        if logs is not None and not math.isfinite(float(logs.get(self.monitor, 0.0))):
+            # A NaN is no value to compare with: Keras' callback took the first one for its
+            # best, which nothing improves on, and divided the rate every `patience`
+            # epochs after it (best.keras skips it too).
+            logs["learning_rate"] = float(keras.ops.convert_to_numpy(
+                self.model.optimizer.learning_rate))
+            return
         super().on_epoch_end(epoch, logs)
 
     def state(self):
@@ -588,6 +612,8 @@ class ResumableReduceLROnPlateau(_ResumesFromHistory, keras.callbacks.ReduceLROn
 
     def _replay(self, current, learning_rate):
         """The bookkeeping of ``on_epoch_end``, without touching the optimizer."""
+        if not math.isfinite(float(current)):
+            return
         if self.in_cooldown():
             self.cooldown_counter -= 1
             self.wait = 0

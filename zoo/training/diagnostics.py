@@ -225,13 +225,18 @@ def overfit_tiny_subset(model, dataset, examples=20, steps=100, learning_rate=0.
                  verdict)
 
 
-def _kernels(model):
-    """``{layer name: kernel}`` for every layer with a trainable kernel (rank > 1)."""
+def _kernels(model, prefix=""):
+    """``{layer name: kernel}`` for every layer with a trainable kernel (rank > 1), those
+    of nested models named ``model/layer`` (a wrapped network was one row, its first
+    kernel's)."""
     found = {}
     for layer in model.layers:
+        if isinstance(layer, keras.Model):
+            found.update(_kernels(layer, f"{prefix}{layer.name}/"))
+            continue
         for weight in layer.trainable_weights:
-            if len(weight.shape) > 1 and layer.name not in found:
-                found[layer.name] = weight
+            if len(weight.shape) > 1 and prefix + layer.name not in found:
+                found[prefix + layer.name] = weight
     return found
 
 
@@ -311,16 +316,49 @@ def _is_relu(layer):
 
 def _activation_layers(model):
     """Layers whose output is an activation: ReLU inside a conv/dense layer or any
-    activation layer (ReLU, LeakyReLU, PReLU, ELU, Activation)."""
+    activation layer (ReLU, LeakyReLU, PReLU, ELU, Activation); nested models apart."""
     kinds = (keras.layers.ReLU, keras.layers.LeakyReLU, keras.layers.PReLU, keras.layers.ELU,
              keras.layers.Activation)
     chosen = []
     for layer in model.layers:
         activation = getattr(layer, "activation", None)
         name = getattr(activation, "__name__", "linear")
-        if isinstance(layer, kinds) or name not in ("linear", "softmax"):
+        if not isinstance(layer, keras.Model) and (
+                isinstance(layer, kinds) or name not in ("linear", "softmax")):
             chosen.append(layer)
     return chosen
+
+
+def _nested_calls(model):
+    """``(nested model, the tensor it is called on in model's graph)`` for each nested
+    functional model (``with_preprocessing``'s and ``fine_tune``'s wrappers hold one)."""
+    operations = {id(op) for op in model.operations}
+    calls = []
+    for layer in model.layers:
+        if not isinstance(layer, keras.Model) or not getattr(layer, "inputs", None):
+            continue
+        for node in layer._inbound_nodes:  # (the call in this graph, of its calls)
+            tensors = node.input_tensors
+            if len(tensors) == 1 and id(tensors[0]._keras_history.operation) in operations:
+                calls.append((layer, tensors[0]))
+                break
+    return calls
+
+
+def _activations(model, images, training, prefix=""):
+    """``[(name, layer, value)]`` for every activation layer of ``model`` on ``images``,
+    those of nested models named ``model/layer`` (they were left out)."""
+    layers, nested = _activation_layers(model), _nested_calls(model)
+    if not layers and not nested:
+        return []
+    probe = keras.Model(model.input, [layer.output for layer in layers]
+                        + [tensor for _, tensor in nested])
+    outputs = probe(images, training=training)
+    outputs = list(outputs) if isinstance(outputs, (list, tuple)) else [outputs]
+    found = [(prefix + layer.name, layer, value) for layer, value in zip(layers, outputs)]
+    for (inner, _), inner_images in zip(nested, outputs[len(layers):]):
+        found += _activations(inner, inner_images, training, f"{prefix}{inner.name}/")
+    return found
 
 
 def activation_report(model, images, training=False):
@@ -333,19 +371,16 @@ def activation_report(model, images, training=False):
     >>> report = activation_report(model, next(iter(train))[0])     # doctest: +SKIP
     >>> report.loc[report["dead_fraction"] > 0.5]                    # doctest: +SKIP
     """
-    layers = _activation_layers(model)
-    if not layers:
+    found = _activations(model, np.asarray(images), training)
+    if not found:
         raise UserError(f"{model.name} has no activation layers to report on.")
-    probe = keras.Model(model.input, [layer.output for layer in layers])
-    outputs = probe(np.asarray(images), training=training)
-    outputs = outputs if isinstance(outputs, (list, tuple)) else [outputs]
     rows = []
-    for layer, value in zip(layers, outputs):
+    for name, layer, value in found:
         value = np.asarray(value, dtype="float64")
         units = value.reshape(-1, value.shape[-1])
         relu = _is_relu(layer)
         rows.append({
-            "layer": layer.name, "relu": relu, "units": units.shape[-1],
+            "layer": name, "relu": relu, "units": units.shape[-1],
             "mean": value.mean(), "std": value.std(),
             "zero_fraction": float((units <= 0).mean()) if relu else np.nan,
             "dead_fraction": float((units.max(axis=0) <= 0).mean()) if relu else np.nan,

@@ -2,11 +2,12 @@
 
 import keras
 
-from safeio.checks import UserError, check_positive_int
+from safeio.checks import UserError, check_bool, check_positive_int
 from zoo.models.googlenet import without_aux
 
 
-def fine_tune(model, classes, freeze="all", classifier_activation="softmax", name=None):
+def fine_tune(model, classes, freeze="all", classifier_activation="softmax", name=None,
+              train_batch_norm=False):
     """Replace ``model``'s classifier with a new one for ``classes`` and freeze layers.
 
     The four quadrants of the notes: little data and a similar task, freeze everything but
@@ -15,7 +16,10 @@ def fine_tune(model, classes, freeze="all", classifier_activation="softmax", nam
     input layers left out; of a ``zoo.pretrained.with_preprocessing`` model, its
     normalisation layer first, then the converted model's). The new model shares the
     trained layers (and so their ``trainable`` flags) with ``model``; auxiliary heads are
-    dropped. Frozen BatchNorm layers run in inference mode, as Keras does.
+    dropped. BatchNorm layers stay frozen, in inference mode, whatever ``freeze`` unfreezes,
+    as Keras' transfer-learning guide keeps them (their statistics, learnt on the large
+    dataset, would follow the small batches of the new one); ``train_batch_norm=True``
+    trains the unfrozen ones too.
 
     Example:
 
@@ -41,8 +45,10 @@ def fine_tune(model, classes, freeze="all", classifier_activation="softmax", nam
             f"`freeze` must be 'all', 'none' or a number of layers in [0, {len(body)}]; "
             f"received {freeze!r}."
         )
+    check_bool(train_batch_norm, "train_batch_norm")
     for i, layer in enumerate(body):
-        layer.trainable = i >= frozen
+        normalises = isinstance(layer, keras.layers.BatchNormalization)
+        layer.trainable = i >= frozen and (train_batch_norm or not normalises)
     outputs = keras.layers.Dense(classes, activation=classifier_activation,
                                  name="predictions")(features)
     tuned = keras.Model(base.inputs, outputs, name=name or f"{base.name}_finetuned")

@@ -204,6 +204,36 @@ def _with_user_callbacks(run_callbacks, callbacks):
             + run_callbacks[back:])
 
 
+def _check_one_output(model, metrics):
+    """Refuse a model of several outputs with the default metrics (a GoogLeNet's auxiliary
+    heads show as one): Keras gave top-1 accuracy to the first output and top-5 to the
+    second, and the run stopped after its first epoch, its monitor never logged."""
+    shapes = model.output_shape
+    if metrics is None and isinstance(shapes, list) and len(shapes) > 1:
+        names = ", ".join(getattr(model, "output_names", None) or ["?"] * len(shapes))
+        raise UserError(
+            f"{model.name} has {len(shapes)} outputs ({names}); zoo.train's default metrics "
+            "and monitor are one classifier's. Train a one-output model, or pass metrics "
+            "(a dict by output name) and a monitor naming one of its values.")
+
+
+def _check_labels_fit_the_loss(train_data, model, loss):
+    """One-hot labels with the default sparse loss: one line, before training (Keras said
+    "Argument 'output' must have rank (ndim) 'target.ndim - 1'")."""
+    spec = getattr(train_data, "element_spec", None)
+    if loss != "sparse_categorical_crossentropy" or not isinstance(spec, tuple) or len(
+            spec) < 2:
+        return
+    labels, classes = getattr(spec[1], "shape", None), model.output_shape[-1]
+    if labels is not None and labels.rank == 2 and labels[-1] not in (None, 1) and (
+            labels[-1] == classes):
+        raise UserError(
+            f"The labels are one-hot (shape {tuple(labels)} per batch), and "
+            "loss='sparse_categorical_crossentropy' takes class indices: pass "
+            "loss='categorical_crossentropy' (zoo train's metrics follow it), or give the "
+            "labels as indices.")
+
+
 def _warn_on_logits_with_a_probability_loss(model, loss):
     """The default loss takes probabilities; a model ending in logits (a builder's
     ``classifier_activation=None``) would train on a loss that means nothing, and later
@@ -466,6 +496,8 @@ def train(
                                       metrics=metrics, jit_compile=jit_compile,
                                       weighted=parallel is not None).optimizer
         _check_schedule(optimizer, reduce_lr, callbacks)
+        _check_one_output(model, metrics)
+        _check_labels_fit_the_loss(train_data, model, loss)
         mismatched_loss = _warn_on_logits_with_a_probability_loss(model, loss)
         # (the default metrics name top-1 accuracy; other metrics may not have it)
         monitor = monitor or ("loss" if val_data is None else
@@ -502,7 +534,7 @@ def train(
                     "started": time.strftime("%Y-%m-%d %H:%M:%S"),
                     **(settings or {}),
                 })
-            epochs_of = zoo_callbacks.DataEpochs(train_data)
+            epochs_of = zoo_callbacks.DataEpochs(train_data, epoch_steps)
             if isinstance(strategy, tf.distribute.MultiWorkerMirroredStrategy):
                 if reduce_lr and val_data is None:
                     raise UserError(

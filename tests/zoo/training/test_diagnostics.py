@@ -229,6 +229,25 @@ def test_activation_report_counts_dead_units_exactly():
     assert row["mean"] == pytest.approx(0.75) and row["std"] == pytest.approx(np.std([0, 0, 1, 2]))
 
 
+def test_the_checks_reach_into_a_wrapped_network():
+    """A functional model around a network (as with_preprocessing and fine_tune make):
+    the activation report said it had no activation layers, and the update ratios were
+    one row, the nested network's first kernel."""
+    inner = tiny_model()
+    inputs = keras.Input((8, 8, 3))
+    wrapped = keras.Model(inputs, inner(keras.layers.Rescaling(2.0)(inputs)), name="wrapped")
+    images, labels = next(iter(tiny_data(n=16, batch=16)))
+    report = diagnostics.activation_report(wrapped, images)
+    alone = diagnostics.activation_report(inner, images.numpy() * 2.0)
+    assert list(report.index) == ["tiny/conv"] and report.loc["tiny/conv", "relu"]
+    np.testing.assert_allclose(report.loc["tiny/conv", ["mean", "std", "zero_fraction"]],
+                               alone.loc["conv", ["mean", "std", "zero_fraction"]], rtol=1e-5)
+    wrapped.compile(optimizer=keras.optimizers.SGD(0.1), loss="sparse_categorical_crossentropy")
+    logger = diagnostics.UpdateRatioLogger(every=1)
+    wrapped.fit(images, labels, epochs=1, verbose=0, callbacks=[logger])
+    assert list(logger.history["layer"]) == ["tiny/conv", "tiny/predictions"]
+
+
 def test_dead_relu_report_on_a_network_initialised_to_kill_its_units():
     images = next(iter(tiny_data(n=16, size=67)))[0]
     healthy = zoo.alexnet(input_shape=(67, 67, 3), classes=4, width=32, kernel_initializer="he")
