@@ -16,7 +16,6 @@ from ensembles.mc_dropout import draws_at_inference, leaf_layers
 from safeio import (atomic_directory, atomic_path, check_free_space, check_not_a_link,
                     check_replaceable, check_writable_file, clean_stale, streams,
                     write_json, write_text)
-from data.folder import MAX_PIXELS
 from safeio.checks import MissingPackage, UserError, check_choice, check_positive_int
 from zoo.saving import bytes_to_save, check_class_names
 from zoo.saving import class_names as get_class_names
@@ -362,6 +361,10 @@ def export(ensemble, path, overwrite=False, class_names=None, scale=None,
     def serve_images(images):
         return described(resized(tf.cast(images, tf.float32)))
 
+    from data import folder  # (here: importing ensembles imports no data code)
+
+    max_pixels = folder.MAX_PIXELS
+
     @tf.function(input_signature=[tf.TensorSpec((None,), tf.string, name="images")])
     def serve_bytes(images):
         # A file that does not decode (truncated, not an image) is flagged in its row
@@ -373,7 +376,7 @@ def export(ensemble, path, overwrite=False, class_names=None, scale=None,
             # A small file of huge dimensions (a 120 KB PNG of 10000x10000) is refused
             # before it is decoded, as data.load and zoo.predict refuse it.
             fits = tf.debugging.assert_less_equal(
-                _header_pixels(encoded), tf.constant(MAX_PIXELS, tf.int64),
+                _header_pixels(encoded), tf.constant(max_pixels, tf.int64),
                 message="image too large to decode")
             with tf.control_dependencies([fits]):
                 image = tf.io.decode_image(encoded, channels=3, expand_animations=False)

@@ -1,7 +1,6 @@
 """What a deployment needs: class names that travel with every model file, and an export that
 a server uses as it is (raw uint8 images of any size, encoded JPEG/PNG bytes, class names)."""
 
-import importlib
 import importlib.util
 import json
 import os
@@ -324,7 +323,7 @@ def test_serve_bytes_refuses_an_image_too_large_before_decoding_it(tmp_path, mon
     data.load and zoo.predict refuse it from its header: the export reads every format's
     header in its graph and flags the image (decoded False), serving the others. Here the
     cap is 100 pixels: 8x8 images pass, 16x16 ones (and a top-down BMP) do not."""
-    monkeypatch.setattr(importlib.import_module("ensembles.export"), "MAX_PIXELS", 100)
+    monkeypatch.setattr(data.folder, "MAX_PIXELS", 100)
     ensembles.export(tiny_model(16, 4), str(tmp_path / "served"))
     served = tf.saved_model.load(str(tmp_path / "served"))
     rng = np.random.default_rng(0)
