@@ -258,12 +258,14 @@ def scan(root, split, on_bad_image="raise", verify="header", class_names=None,
     ``verify=None``, which opens no file; a link to nothing is named even then). A split
     of no images raises a ``ValueError`` unless ``allow_empty``.
 
-    Within one process a scan is not made again while the folders are unchanged (the
-    modification times of the root, its splits and their class folders: adding,
-    removing or renaming an image changes them; folders changed in the last 3 s are
-    scanned each time, as a change within one clock tick would not show); ``zoo train``
-    loads a split up to three times, and ImageNet's 1.28 million files take a minute a
-    scan. One scan is kept per set of arguments; its warnings are given again.
+    Within one process a scan is not made again while the folders and the split's files
+    are unchanged (the modification times of the root, its splits and their class
+    folders, which adding, removing or renaming an image changes, and the time and size
+    of each file of the split, which rewriting one in place changes: one ``stat`` a file;
+    what changed in the last 3 s is scanned each time, as a change within one clock tick
+    would not show); ``zoo train`` loads a split up to three times, and ImageNet's 1.28
+    million files take a minute a scan. One scan is kept per set of arguments; its
+    warnings are given again.
 
     Example:
 

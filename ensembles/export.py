@@ -175,8 +175,9 @@ def check_export_target(path, format, overwrite=False):
 
 def _header_pixels(encoded):
     """Width x height that the header of an encoded PNG, GIF, BMP or JPEG gives, in the
-    graph and without decoding (``data.folder.header_size``'s reading); 0 for any other
-    bytes, which the decoder then refuses or decodes as they are."""
+    graph and without decoding (``data.folder.header_size``'s reading); for any other
+    bytes 2**62, above every cap: TensorFlow's decoder reads WebP too, whose size no header
+    read here gives (and which ``data.load`` and ``zoo.predict`` do not read either)."""
     import tensorflow as tf
 
     head = tf.strings.substr(tf.strings.join([tf.strings.substr(encoded, 0, 26),
@@ -197,7 +198,7 @@ def _header_pixels(encoded):
     bmp = signed(number(18, 4, True)) * signed(number(22, 4, True))
     other = tf.where(magic == b"\x89PNG", png, tf.where(
         tf.strings.substr(magic, 0, 3) == b"GIF", gif,
-        tf.where(tf.strings.substr(magic, 0, 2) == b"BM", bmp, tf.constant(0, tf.int64))))
+        tf.where(tf.strings.substr(magic, 0, 2) == b"BM", bmp, tf.constant(2**62, tf.int64))))
     return tf.cond(tf.strings.substr(magic, 0, 3) == b"\xff\xd8\xff",
                    lambda: tf.reduce_prod(tf.cast(tf.image.extract_jpeg_shape(encoded)[:2],
                                                   tf.int64)),

@@ -74,8 +74,10 @@ def check_bool(value, name, allow_none=False, what=""):
     ...
     safeio.checks.UserError: `batch_norm` must be True or False; received 'no'.
     """
-    if isinstance(value, bool) or (value is None and allow_none):
-        return value
+    numpy_bool = type(value).__module__ == "numpy" and type(value).__name__ in ("bool_", "bool")
+    if isinstance(value, bool) or numpy_bool or (
+            value is None and allow_none):  # (NumPy's bool_ too: (n % k == 0) of NumPy ints)
+        return bool(value) if value is not None else None
     allowed = "None, True or False" if allow_none else "True or False"
     raise UserError(f"`{name}`{what} must be {allowed}; received {value!r}.")
 

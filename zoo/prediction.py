@@ -22,7 +22,7 @@ from safeio.checks import UserError, check_positive_int
 def image_paths(sources):
     """The image files among ``sources`` (files, and folders searched recursively, each
     folder's files in natural order); a source that does not exist is a ``UserError``. A
-    folder's images of formats TensorFlow does not decode (TIFF, WebP, ...) are named in a
+    folder's images of formats this project does not read (TIFF, WebP, ...) are named in a
     warning, as ``data.load`` names them."""
     from data.folder import IMAGE_EXTENSIONS, OTHER_IMAGE_EXTENSIONS, _first
 

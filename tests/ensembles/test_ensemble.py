@@ -284,6 +284,17 @@ def test_uncertainty_decomposition():
     # An ensemble with tta: its members' views averaged as they are predicted (every view
     # of every member was kept until the end), the same table as from the kept views.
     ensemble, same_size = ensembles.Ensemble(members), as_dataset(images())
+    from ensembles import evaluation
+
+    asked, predict = [], evaluation.predict_members
+    evaluation.predict_members = lambda *a, **k: asked.append(k.get("keep_views")) or predict(
+        *a, **k)
+    try:
+        ensembles.uncertainty(ensemble, same_size, "flip")
+        ensembles.uncertainty(members[0], larger, "10crop")
+    finally:
+        evaluation.predict_members = predict
+    assert asked == [False, True]  # the views kept only where they are the distribution
     kept = ensembles.predict_members(ensemble, same_size, "flip", keep_views=True)
     pd.testing.assert_frame_equal(ensembles.uncertainty(ensemble, same_size, "flip"),
                                   ensembles.uncertainty(ensemble, None, predictions=kept))

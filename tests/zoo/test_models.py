@@ -159,6 +159,8 @@ def test_a_channels_first_keras_is_refused_not_built_wrong(name):
         ("resnet20", dict(zero_init_residual=1), r"`zero_init_residual` .*received 1\."),
         ("googlenet", dict(aux_logits="no"), r"`aux_logits` must be True or False"),
         ("resnet18", dict(include_top="no"), r"`include_top` must be True or False"),
+        ("resnet18", dict(stem="cifar", input_shape=(7, 7, 3)), r"at least 8x8 \(its total "
+                                                                 r"stride\); received"),
         ("alexnet", dict(lrn_across_towers="no", towers=2), r"`lrn_across_towers` \(None: "
                                                             r"the weights' way\) must be None, "
                                                             r"True or False; received 'no'"),
@@ -182,9 +184,12 @@ def test_bad_family_arguments(name, bad, message):
 
 
 def test_vgg_batch_norm_is_a_switch():
-    """vgg(11, batch_norm="no") built VGG-11-BN (and looked up vgg11_bn's weights)."""
+    """vgg(11, batch_norm="no") built VGG-11-BN (and looked up vgg11_bn's weights); a
+    NumPy bool is a bool."""
     with pytest.raises(ValueError, match=r"`batch_norm` must be True or False; received 'no'"):
         zoo.vgg(11, batch_norm="no")
+    model = zoo.vgg(11, batch_norm=np.bool_(True), input_shape=(32, 32, 3), width=0.0625)
+    assert model.name == "vgg11_bn"
 
 
 ACTIVATION_LAYERS = {"leaky_relu": keras.layers.LeakyReLU, "prelu": keras.layers.PReLU,

@@ -178,7 +178,7 @@ def resnet(
     image, inputs = _builder.resolve_input(
         input_tensor, input_shape, default_shape=(224, 224, 3),
         min_size=MIN_INPUT_SIZE[stem], model_name=f"ResNet-{depth}",
-        min_size_why=TOTAL_STRIDE_WHY,
+        min_size_why=TOTAL_STRIDE_WHY if stem == "imagenet" else "(its total stride)",
     )
     w = lambda filters: max(1, int(round(filters * width)))  # noqa: E731
     if stem == "imagenet":

@@ -332,7 +332,8 @@ def _activation_layers(model):
 def _nested_calls(model):
     """``(nested model, the tensor it is called on in model's graph)`` for each nested
     functional model (``with_preprocessing``'s and ``fine_tune``'s wrappers hold one)."""
-    operations = {id(op) for op in model.operations}
+    graph = getattr(model, "_functional", model)  # (a Sequential's graph, once built)
+    operations = {id(op) for op in getattr(graph, "operations", model.layers)}
     calls = []
     for layer in model.layers:
         if not isinstance(layer, keras.Model) or not getattr(layer, "inputs", None):
@@ -351,7 +352,8 @@ def _activations(model, images, training, prefix=""):
     layers, nested = _activation_layers(model), _nested_calls(model)
     if not layers and not nested:
         return []
-    probe = keras.Model(model.input, [layer.output for layer in layers]
+    graph = getattr(model, "_functional", model)  # (a Sequential's graph, once built)
+    probe = keras.Model(graph.inputs, [layer.output for layer in layers]
                         + [tensor for _, tensor in nested])
     outputs = probe(images, training=training)
     outputs = list(outputs) if isinstance(outputs, (list, tuple)) else [outputs]

@@ -49,6 +49,10 @@ def fine_tune(model, classes, freeze="all", classifier_activation="softmax", nam
     for i, layer in enumerate(body):
         normalises = isinstance(layer, keras.layers.BatchNormalization)
         layer.trainable = i >= frozen and (train_batch_norm or not normalises)
+        if isinstance(layer, keras.Model):  # a nested network's layers, its BatchNorm too
+            for inner in layer._flatten_layers(include_self=False):
+                inner.trainable = layer.trainable and (train_batch_norm or not isinstance(
+                    inner, keras.layers.BatchNormalization))
     outputs = keras.layers.Dense(classes, activation=classifier_activation,
                                  name="predictions")(features)
     tuned = keras.Model(base.inputs, outputs, name=name or f"{base.name}_finetuned")

@@ -208,7 +208,7 @@ def _check_one_output(model, metrics):
     """Refuse a model of several outputs with the default metrics (a GoogLeNet's auxiliary
     heads show as one): Keras gave top-1 accuracy to the first output and top-5 to the
     second, and the run stopped after its first epoch, its monitor never logged."""
-    shapes = model.output_shape
+    shapes = getattr(model, "output_shape", None)  # (a subclassed model has none)
     if metrics is None and isinstance(shapes, list) and len(shapes) > 1:
         names = ", ".join(getattr(model, "output_names", None) or ["?"] * len(shapes))
         raise UserError(
@@ -224,7 +224,10 @@ def _check_labels_fit_the_loss(train_data, model, loss):
     if loss != "sparse_categorical_crossentropy" or not isinstance(spec, tuple) or len(
             spec) < 2:
         return
-    labels, classes = getattr(spec[1], "shape", None), model.output_shape[-1]
+    shapes = getattr(model, "output_shape", None)  # (a subclassed model has none)
+    if not isinstance(shapes, tuple):
+        return
+    labels, classes = getattr(spec[1], "shape", None), shapes[-1]
     if labels is not None and labels.rank == 2 and labels[-1] not in (None, 1) and (
             labels[-1] == classes):
         raise UserError(

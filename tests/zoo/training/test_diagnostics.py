@@ -246,6 +246,12 @@ def test_the_checks_reach_into_a_wrapped_network():
     logger = diagnostics.UpdateRatioLogger(every=1)
     wrapped.fit(images, labels, epochs=1, verbose=0, callbacks=[logger])
     assert list(logger.history["layer"]) == ["tiny/conv", "tiny/predictions"]
+    # A Sequential, alone and nested (it has no `operations` of its own).
+    block = keras.Sequential([keras.Input((8, 8, 3)), keras.layers.Conv2D(4, 3, name="c"),
+                              keras.layers.ReLU(name="r")], name="block")
+    assert list(diagnostics.activation_report(block, images).index) == ["r"]
+    outer = keras.Model(inputs, keras.layers.GlobalAveragePooling2D()(block(inputs)))
+    assert list(diagnostics.activation_report(outer, images).index) == ["block/r"]
 
 
 def test_dead_relu_report_on_a_network_initialised_to_kill_its_units():

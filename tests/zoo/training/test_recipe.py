@@ -666,6 +666,22 @@ def test_fine_tune_freezes_what_it_says(freeze, frozen, train_batch_norm):
     assert all(not np.array_equal(w.numpy(), before[w.path]) for w in kernels)
 
 
+def test_fine_tune_keeps_the_batch_norm_of_a_nested_block_frozen():
+    """Unfreezing a nested block made its BatchNorm trainable again."""
+    inputs = keras.Input((8, 8, 3))
+    block = keras.Sequential([keras.Input((8, 8, 3)), keras.layers.Conv2D(4, 3),
+                              keras.layers.BatchNormalization(name="bn")], name="block")
+    pooled = keras.layers.GlobalAveragePooling2D()(block(inputs))
+    base = keras.Model(inputs, keras.layers.Dense(5, activation="softmax",
+                                                  name="predictions")(pooled))
+    zoo.fine_tune(base, classes=3, freeze="none")
+    assert block.trainable and not block.get_layer("bn").trainable
+    zoo.fine_tune(base, classes=3, freeze="none", train_batch_norm=True)
+    assert block.get_layer("bn").trainable
+    with pytest.raises(UserError, match=r"`train_batch_norm` must be True or False"):
+        zoo.fine_tune(base, classes=3, train_batch_norm="yes")
+
+
 def test_fine_tune_errors():
     base = zoo.alexnet(input_shape=(67, 67, 3), width=16, classes=10)
     with pytest.raises(ValueError, match=r"`freeze` must be 'all', 'none' or a number.*99"):
