@@ -29,6 +29,8 @@ sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
 import pandas as pd  # noqa: E402
 
+from safeio import write_csv  # noqa: E402
+
 MAX_MEMBER_ERROR = 0.05
 
 
@@ -85,7 +87,7 @@ def main(argv=None):
         tables.append(table.assign(seed=seed))
         print("  " + "; ".join(f"{k}: {'yes' if v else 'NO'}" for k, v in held.items()),
               flush=True)
-    pd.concat(tables).to_csv(args.output)
+    write_csv(pd.concat(tables), args.output)  # (atomic: it replaces the shipped file)
     summary = pd.DataFrame(counts, index=pd.Index(args.seeds, name="seed"))
     print(f"\nHow often each claim held, over seeds {args.seeds}:")
     for claim, column in summary.items():

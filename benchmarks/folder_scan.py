@@ -5,6 +5,7 @@ Run: ``.venv/bin/python benchmarks/folder_scan.py`` (or ``make bench``).
 """
 
 import os
+import statistics
 import sys
 import tempfile
 import time
@@ -37,13 +38,19 @@ def _files_per_second(root, verify):
     return len(paths) / (time.perf_counter() - start)
 
 
-def run(count=10_000, size=32):
-    """One result row: files/s of the default scan and of decoding every file."""
+def run(count=10_000, size=32, rounds=3):
+    """One result row: files/s of the default scan and of decoding every file, each the
+    median of ``rounds`` scans taken in turn (interleaved: a machine's drift or a job
+    beside it falls on both), after one warm-up scan of each."""
     with tempfile.TemporaryDirectory() as root:
         _write_jpegs(root, count, size)
-        _files_per_second(root, "header")  # warm the file cache for both
-        header = _files_per_second(root, "header")
-        decode = _files_per_second(root, "decode")
+        speeds = {"header": [], "decode": []}
+        for verify in speeds:  # warm-up: the file cache, and TensorFlow's decoder
+            _files_per_second(root, verify)
+        for _ in range(rounds):
+            for verify in speeds:
+                speeds[verify].append(_files_per_second(root, verify))
+    header, decode = (statistics.median(speeds[v]) for v in ("header", "decode"))
     return result_row(f"image-folder scan, {count:,} JPEGs of {size}x{size}",
                       "signature + end marker", header, "decode every file", decode,
                       unit="files/s")

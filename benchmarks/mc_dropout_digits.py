@@ -27,6 +27,8 @@ sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
 import pandas as pd  # noqa: E402
 
+from safeio import write_csv  # noqa: E402
+
 
 def row(name, model, test):
     import ensembles
@@ -68,7 +70,7 @@ def main(argv=None):
             row("dropout variants (3 members)", ensembles.Ensemble(members), test)]
     table = pd.DataFrame(rows).set_index("model")
     os.makedirs(args.output_dir, exist_ok=True)
-    table.to_csv(os.path.join(args.output_dir, "results.csv"))
+    write_csv(table, os.path.join(args.output_dir, "results.csv"))
     print(table.round(4).to_string())
     print(f"seed {args.seed}, {time.time() - start:.0f} s")
 

@@ -1,5 +1,6 @@
 """Atomic file writes: a crash or a bad input never leaves a half-written file behind."""
 
+import collections
 import contextlib
 import ctypes
 import errno
@@ -182,6 +183,16 @@ def atomic_path(path):
     path = os.fspath(path)
     check_file_target(path)
     directory, name = os.path.split(os.path.abspath(path))
+    # One writer of a path at a time in this process: two threads shared its temporary
+    # name, and one published the other's half-written file as its own.
+    with _WRITING[os.path.join(directory, name)]:
+        yield from _atomic_path(path, directory, name)
+
+
+_WRITING = collections.defaultdict(threading.RLock)  # a path -> its lock in this process
+
+
+def _atomic_path(path, directory, name):
     make_directory(directory)
     clean_stale(directory, name)
     tmp = _scratch(directory, "tmp", name)
@@ -337,6 +348,10 @@ def check_file_target(path):
     path = os.fspath(path)
     if os.path.isdir(path):
         raise UserError(f"Cannot write the file {path}: a directory is there.")
+    if os.path.lexists(path) and not (os.path.islink(path) or os.path.isfile(path)):
+        # (a device or a named pipe: the rename replaced /dev/null itself, run as root)
+        raise UserError(f"Cannot write the file {path}: it is {_kind(path)}, which a file "
+                        "written here would replace; nothing was changed.")
     blocking = _file_in_the_way(os.path.dirname(os.path.abspath(path)))
     if blocking is not None:
         raise NotADirectoryError(errno.ENOTDIR, _in_the_way(blocking), blocking)
@@ -365,6 +380,11 @@ def check_writable_file(path):
             "this command neither replaces nor writes through; nothing was changed. Name "
             "the file it links to, or another file.")
     check_file_target(path)
+    name = os.path.basename(os.path.abspath(path))
+    if len(os.fsencode(name)) > _NAME_MAX:  # (the rename at the end failed, the work done)
+        raise UserError(f"Cannot write the file {path}: its name is "
+                        f"{len(os.fsencode(name))} bytes long, and file systems take at "
+                        f"most {_NAME_MAX}.")
     folder = os.path.dirname(os.path.abspath(path))
     while not os.path.exists(folder):  # made when the file is written: its parent must allow it
         folder = os.path.dirname(folder)
@@ -657,8 +677,13 @@ def atomic_directory(path, overwrite=False, required=("saved_model.pb",)):
     check_replaceable(path, overwrite, required)
     make_directory(directory)
     tmp = _scratch(directory, "tmp", name)
+    _remove(tmp)  # a dead process of this PID and host left it: never part of this export
     try:
         yield tmp
+        missing = [f for f in required if not os.path.isfile(os.path.join(tmp, f))]
+        if missing:  # (it would replace a good export, which then refused itself)
+            raise RuntimeError(f"The export to {path} wrote no {', '.join(missing)}; the "
+                               "previous one, if any, is left as it was.")
         write_json(os.path.join(tmp, MARKER), {
             "written_by": "keras-zoo-ensembles", "time": time.strftime("%Y-%m-%d %H:%M:%S"),
             "files": _contents(tmp)})
@@ -746,10 +771,14 @@ def directory_lock(directory, share=False):
         except OSError as err:  # ENOLCK: a file system without locks (NFSv3, no lockd)
             raise OSError(err.errno, f"Cannot lock the run directory: {err.strerror}",
                           path) from err
-        f.seek(0)
-        f.truncate()
-        f.write(str(os.getpid()))
-        f.flush()
+        try:
+            f.seek(0)
+            f.truncate()
+            f.write(f"{os.getpid()} on {socket.gethostname()}")  # (a shared file system)
+            f.flush()
+        except OSError as err:  # (a full disk: errno 28 named no file)
+            raise OSError(err.errno, f"Cannot mark the run directory's lock: {err.strerror}",
+                          path) from err
         if share:
             _SHARED[key] = threading.get_ident()
         try:

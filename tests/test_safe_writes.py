@@ -8,6 +8,7 @@ import os
 import re
 import shutil
 import signal
+import socket
 import sys
 import textwrap
 
@@ -464,7 +465,8 @@ def test_a_run_directory_holds_one_run_and_a_killed_holder_does_not_block(tmp_pa
         stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True, cwd=REPO)
     try:
         assert holder.stdout.readline().strip() == "locked"
-        with pytest.raises(ValueError, match=rf"in use by another run \(process {holder.pid}\)"):
+        with pytest.raises(ValueError, match=rf"in use by another run \(process {holder.pid} "
+                                             rf"on {re.escape(socket.gethostname())}\)"):
             zoo.train(tiny_model, tiny_data(), epochs=1, run_dir=run_dir, verbose=0)
         assert cli.main(["train", "--model", "resnet18", "--run-dir", run_dir]) == 2
         err = capsys.readouterr().err.strip().splitlines()
@@ -1300,6 +1302,74 @@ def test_names_that_are_not_utf8_or_near_the_length_limit_are_written(tmp_path):
     open(user, "w").close()
     safeio.write_text(long, "three")
     assert not os.path.exists(scratch) and os.path.exists(user)
+
+
+def test_special_files_long_names_and_two_threads_at_one_path(tmp_path):
+    """A named pipe (or a device: /dev/null, run as root) at the target was replaced by a
+    regular file; a name over 255 bytes failed only at the final rename, the work done;
+    two threads writing one path shared a temporary name, and one published the other's
+    half-written file as its own, reporting success."""
+    import threading
+    import time
+
+    import safeio
+
+    fifo = tmp_path / "fifo"
+    os.mkfifo(fifo)
+    for check in (safeio.check_writable_file, lambda p: safeio.write_text(p, "x")):
+        with pytest.raises(UserError, match=r"Cannot write the file .*fifo: it is a named "
+                                            r"pipe, which a file written here would replace"):
+            check(str(fifo))
+    assert os.path.exists(fifo) and not os.path.isfile(fifo)
+    long = str(tmp_path / ("x" * 256))
+    with pytest.raises(UserError, match=r"its name is 256 bytes long, and file systems take "
+                                        r"at most 255"):
+        safeio.check_writable_file(long)
+    shared, done = str(tmp_path / "shared.txt"), []
+
+    def write(letter, delay):
+        with safeio.atomic_path(shared) as tmp:
+            with open(tmp, "w") as f:
+                f.write(letter * 1000)
+                f.flush()
+                time.sleep(delay)
+                f.write(letter * 1000)
+        done.append(open(shared).read())
+
+    threads = [threading.Thread(target=write, args=("A", 0.3)),
+               threading.Thread(target=write, args=("B", 0.0))]
+    threads[0].start()
+    time.sleep(0.1)
+    threads[1].start()
+    for thread in threads:
+        thread.join()
+    assert done == ["A" * 2000, "B" * 2000]  # each whole, one after the other
+
+
+def test_an_export_never_holds_a_dead_writers_leftovers_nor_lacks_what_it_needs(tmp_path):
+    """A scratch folder a dead process of this PID and host left (a restarted container)
+    was merged into the new export, and listed as its own; a writer that wrote nothing an
+    export needs replaced a good export, which then refused itself."""
+    import safeio
+
+    served = str(tmp_path / "served")
+    leftover = safeio._scratch(str(tmp_path), "tmp", "served")
+    os.makedirs(leftover)
+    open(os.path.join(leftover, "stale.bin"), "w").close()
+
+    def export(files):
+        with safeio.atomic_directory(served, overwrite=True) as tmp:
+            os.makedirs(tmp)
+            for name in files:
+                open(os.path.join(tmp, name), "w").close()
+
+    export(["saved_model.pb"])
+    assert sorted(os.listdir(served)) == ["saved_model.pb", "zoo_export.json"]
+    with pytest.raises(RuntimeError, match=r"The export to .*served wrote no saved_model.pb; "
+                                           r"the previous one, if any, is left as it was"):
+        export([])
+    assert sorted(os.listdir(served)) == ["saved_model.pb", "zoo_export.json"]
+    export(["saved_model.pb", "more.txt"])  # (and the export is still ours to replace)
 
 
 def test_a_replaced_file_keeps_its_permissions_and_a_link_left_at_the_scratch_path_goes(
