@@ -74,10 +74,13 @@ def _with_active_dropout(model, name):
         return layer  # shared, weights and all
 
     layers = list(leaf_layers(model))
-    # A Dropout subclass of the user's own: its call is not ours to force (left off, it
-    # would pass for part of the samples' randomness).
+    if draws_at_inference(model):  # (its MC layers were named as a user's own)
+        raise UserError(f"{model.name!r} is MC dropout already (its dropout layers drop in "
+                        "inference): pass the model it was made from.")
+    # A subclass of a dropout layer, of the user's own: its call is not ours to force
+    # (left off, it would pass for part of the samples' randomness).
     theirs = [f"{layer.name} ({type(layer).__name__})" for layer in layers
-              if isinstance(layer, keras.layers.Dropout) and type(layer) not in _ACTIVE]
+              if isinstance(layer, tuple(_ACTIVE)) and type(layer) not in _ACTIVE]
     if theirs:
         raise UserError(
             "MC dropout switches on Keras' dropout layers (Dropout, SpatialDropout, "
@@ -90,6 +93,9 @@ def _with_active_dropout(model, name):
             "Build it with dropout (e.g. zoo.resnet18(dropout=0.2)), or ensemble several "
             "models instead.")
     sampler = keras.models.clone_model(model, clone_function=clone, recursive=True)
+    if isinstance(sampler, keras.Sequential):  # (never called: no input to build on)
+        inputs = keras.Input(batch_shape=model.input_shape, dtype=model.inputs[0].dtype)
+        return copy_metadata(model, keras.Model(inputs, sampler(inputs), name=name))
     return copy_metadata(model, keras.Model(sampler.input, sampler.output, name=name))
 
 
@@ -98,7 +104,8 @@ def mc_dropout(model, samples=10, combine="mean", name=None):
     and combines the samples as an ensemble combines its members.
 
     Only Keras' dropout layers are switched on (``Dropout``, ``SpatialDropout1D/2D/3D``,
-    ``GaussianDropout``, ``AlphaDropout``; a Dropout subclass of another's is one line; in
+    ``GaussianDropout``, ``AlphaDropout``; a subclass of one of them, of another's, is one
+    line, and the zoo's ``DropConnectDense`` stays in inference mode; in
     the zoo's models: the
     classifier's dropout, AlexNet's drop6/drop7 and ResNet's stochastic-depth branches);
     everything else runs in inference mode: BatchNormalization uses, and never updates, its

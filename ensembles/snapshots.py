@@ -12,17 +12,18 @@ atomically.
 """
 
 import glob
+import re
 import os
 
 import keras
 
 from ensembles.ensemble import Ensemble, member_graph
 from ensembles.schedules import CyclicCosine
-from safeio import atomic_path, natural_key
+from safeio import atomic_path, check_free_space, natural_key
 from safeio.checks import UserError, check_positive_int
 from zoo.optimizers import make_optimizer
 from zoo.saving import class_names as get_class_names
-from zoo.saving import load_weights
+from zoo.saving import bytes_to_save, load_weights
 from zoo.saving import (input_pixels, resize_mode, set_class_names, set_input_pixels,
                         set_resize_mode)
 from zoo.training import distribute, keras_internals, run_config
@@ -30,6 +31,8 @@ from zoo.training import recipe as training
 
 
 def _save_weights(model, path):
+    # (first: h5py crashed the process with a segmentation fault on a full disk)
+    check_free_space(path, bytes_to_save(model))
     with atomic_path(path) as tmp:
         model.save_weights(tmp)
 
@@ -84,6 +87,20 @@ class CheckpointSnapshots(keras.callbacks.Callback):
         self.every = every
         self.at_lr_drop = at_lr_drop
 
+    def on_train_begin(self, logs=None):
+        # Snapshots of epochs after the one this run starts from (a kill after an epoch's
+        # snapshot and before its backup leaves that one, taken again) are an earlier
+        # run's: from_snapshots would take them as this run's.
+        start = keras_internals.initial_epoch(self.model)
+        later = [p for p in snapshot_paths(self.directory)
+                 if (_epoch_of(p) or 0) > start + 1]
+        if later:
+            names = ", ".join(os.path.basename(p) for p in later[:3])
+            raise UserError(f"{self.directory} holds {len(later)} snapshot(s) of epochs after "
+                            f"the one this run starts from, epoch {start + 1} ({names}"
+                            f"{', ...' if len(later) > 3 else ''}): an earlier run's. Move "
+                            "them aside, or give another folder.")
+
     def on_epoch_end(self, epoch, logs=None):
         used = (logs or {}).get("learning_rate")
         optimizer = self.model.optimizer
@@ -95,6 +112,12 @@ class CheckpointSnapshots(keras.callbacks.Callback):
         if dropped or periodic:
             _save_weights(self.model, os.path.join(
                 self.directory, f"snapshot-epoch{epoch + 1:03d}.weights.h5"))
+
+
+def _epoch_of(path):
+    """The epoch of a ``snapshot-epochNNN.weights.h5``, or None for a cycle's snapshot."""
+    match = re.fullmatch(r"snapshot-epoch(\d+)\.weights\.h5", os.path.basename(path))
+    return int(match.group(1)) if match else None
 
 
 def check_no_earlier_snapshots(run_dir):

@@ -7,6 +7,7 @@ of the true class. Fit on a validation split and report on the test split; weigh
 and scored on the same data flatter the ensemble.
 """
 
+import keras
 import numpy as np
 import scipy.optimize
 
@@ -101,7 +102,13 @@ def fit_weights(members, data, method="nll", rounds=None, tta=None):
     from ensembles.ensemble import combine_layer
     from ensembles.evaluation import predict_members
 
+    from ensembles.mc_dropout import draws_at_inference
+
     check_choice(method, METHOD_CHOICES, "method")
+    if isinstance(members, keras.Model) and draws_at_inference(members):
+        raise UserError(f"{members.name} is MC dropout: its members are random draws of one "
+                        "model, alike by design, and weights fitted to them fit noise (two "
+                        "fits differ). Combine the samples with equal weights.")
     rule = combine_layer(members)
     if rule is not None and rule.combine != "mean":  # (its members' weighted mean is fitted)
         raise UserError(f"fit_weights fits the weights of the mean rule; {members.name} "

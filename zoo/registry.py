@@ -116,7 +116,12 @@ def register_model(paper, input_size, min_input_size=32, arguments_of=None, fixe
     """
 
     def wrap(builder):
-        name = builder.__name__
+        name = getattr(builder, "__name__", None)
+        if not callable(builder) or not isinstance(name, str):
+            raise UserError(f"register_model decorates a builder function, whose __name__ is "
+                            f"the model's name; received {type(builder).__name__} "
+                            f"{builder!r:.80} (a functools.partial has no name: wrap it in "
+                            "a def).")
         if name in CATALOG and builder.__module__ != CATALOG[name]["module"]:
             raise UserError(f"The name {name!r} belongs to the built-in model of "
                             f"{CATALOG[name]['module']}; give yours another name.")
@@ -129,6 +134,7 @@ def register_model(paper, input_size, min_input_size=32, arguments_of=None, fixe
                 f"builder from {builder.__module__}. Give it another name.")
         _MODELS[name] = ModelEntry(name, builder, paper, input_size, min_input_size,
                                    arguments_of, tuple(fixed))
+        _model_info.cache_clear()  # (a builder replaced in a notebook: its facts anew)
         if arguments_of is not None:  # help() and a notebook's `?` list the real arguments
             passed_on = list(inspect.signature(arguments_of).parameters.values())[1:]
             builder.__signature__ = inspect.Signature(
@@ -140,7 +146,7 @@ def register_model(paper, input_size, min_input_size=32, arguments_of=None, fixe
 
 def list_models(pattern=None):
     """Names of every registered model, sorted naturally; ``pattern`` filters them with
-    shell wildcards (``"resnet*"``).
+    shell wildcards (``"resnet*"``; case aside, as ``"ResNet*"``).
 
     Example:
 
@@ -151,7 +157,8 @@ def list_models(pattern=None):
         raise UserError(f"list_models' `pattern` must be a string of shell wildcards such as "
                         f"'resnet*', or None; received {pattern!r}.")
     names = sorted(set(_MODELS) | set(CATALOG), key=natural_key)
-    return names if pattern is None else [n for n in names if fnmatch.fnmatchcase(n, pattern)]
+    return names if pattern is None else [  # ("ResNet*" found none: names are lower case)
+        n for n in names if fnmatch.fnmatchcase(n.lower(), pattern.lower())]
 
 
 def _plain(word):

@@ -285,8 +285,31 @@ def load_weights(model, path):
         cause = " ".join(str(err).split(" Target variable:")[0].split()) or type(err).__name__
         raise UserError(f"{path} does not hold the weights of this {model.name} (built with "
                         f"other arguments?): {cause[:400]}") from None
+    stored = _stored_weights(path)
+    if stored is not None and stored != len(model.weights):
+        # (Keras matches layers by kind and order and passes over the file's others: a
+        # deeper network's snapshot loaded into a shallower one without a word)
+        raise UserError(f"{path} does not hold the weights of this {model.name} (built with "
+                        f"other arguments?): it holds {stored} weight arrays, and the model "
+                        f"has {len(model.weights)}.")
     for warning in said:  # a load that worked: Keras' own words (once, as before)
         warnings.warn(warning.message, warning.category, stacklevel=2)
+
+
+def _stored_weights(path):
+    """The number of a model's weight arrays in the ``.weights.h5`` file ``path`` (its
+    optimizer's left out), or None for another kind of file."""
+    if not os.fspath(path).endswith(".weights.h5"):
+        return None
+    import h5py
+
+    found = []
+    with h5py.File(path, "r") as f:
+        for key in f:
+            if key != "optimizer" and isinstance(f[key], h5py.Group):
+                f[key].visititems(lambda name, item: found.append(1)
+                                  if isinstance(item, h5py.Dataset) else None)
+    return len(found)
 
 
 def _read_metadata(path, raw):

@@ -1,5 +1,6 @@
 import math
 import os
+import shutil
 import re
 import textwrap
 
@@ -364,6 +365,11 @@ def test_cyclic_cosine_ends_its_last_cycle_on_the_last_step_when_cycles_do_not_d
         cycle = rates[start:end]
         assert np.all(np.diff(cycle) < 0)  # annealed within each cycle
         assert cycle[-1] < 0.01  # each cycle ends near zero, the last one included
+        # each cycle is Keras' cosine over its own length (cycles of total // cycles or
+        # ceil(total / cycles) steps passed the checks above)
+        keras_cycle = keras.optimizers.schedules.CosineDecay(0.2, decay_steps=end - start)
+        np.testing.assert_allclose(cycle, [float(keras_cycle(t)) for t in range(end - start)],
+                                   atol=1e-7)
     with pytest.raises(ValueError, match="`cycles` must be between 1 and total_steps"):
         ensembles.CyclicCosine(0.1, total_steps=3, cycles=5)
     with pytest.raises(ValueError, match="`cycles` must be a positive integer; received 2.5"):
@@ -462,6 +468,20 @@ def test_from_snapshots_takes_numpy_counts_and_names_a_foreign_file(tmp_path):
     with pytest.raises(ValueError, match=r"snapshot-1.weights.h5 does not hold the weights "
                                          r"of this tiny"):
         ensembles.from_snapshots(lambda: tiny_model(classes=3), str(tmp_path))
+    # A deeper network's snapshot (one more convolution): Keras loaded it into the tiny
+    # model without a word, its first layers' weights matched by kind and order.
+    deeper_dir = tmp_path / "deeper"
+    deeper_dir.mkdir()
+    inputs = keras.Input((8, 8, 3))
+    x = keras.layers.Conv2D(8, 3, activation="relu")(inputs)
+    x = keras.layers.Conv2D(8, 1, activation="relu")(x)
+    deeper = keras.Model(inputs, keras.layers.Dense(4, activation="softmax")(
+        keras.layers.GlobalAveragePooling2D()(x)))
+    deeper.save_weights(deeper_dir / "snapshot-1.weights.h5")
+    with pytest.raises(ValueError, match=r"does not hold the weights of this tiny \(built "
+                                         r"with other arguments\?\): it holds 6 weight arrays, "
+                                         r"and the model has 4"):
+        ensembles.from_snapshots(tiny_model, str(deeper_dir))
     # A file or a missing folder says so (it said "an empty list or directory").
     file = str(tmp_path / "snapshot-1.weights.h5")
     with pytest.raises(ValueError, match=rf"^{re.escape(file)} is a file: snapshots are read "
@@ -656,6 +676,15 @@ def test_a_snapshot_taken_at_an_epochs_end_survives_a_kill_before_the_next(tmp_p
     zoo.train(tiny_model, tiny_data(), tiny_data(seed=1),
               callbacks=[KilledOnce(folder, every=1, at_lr_drop=False)], **kwargs)
     assert sorted(os.listdir(folder)) == [f"snapshot-epoch00{k}.weights.h5" for k in (1, 2, 3)]
+    # A new run (its backup moved aside, as the README says to start again) beside them:
+    # from_snapshots took the earlier run's epochs 2 and 3 as this run's.
+    shutil.move(os.path.join(run_dir, "backup"), str(tmp_path / "old_backup"))
+    with pytest.raises(ValueError, match=r"snaps holds 2 snapshot\(s\) of epochs after the one "
+                                         r"this run starts from, epoch 1 "
+                                         r"\(snapshot-epoch002.weights.h5, "
+                                         r"snapshot-epoch003.weights.h5\): an earlier run's"):
+        zoo.train(tiny_model, tiny_data(), tiny_data(seed=1), epochs=3, verbose=0,
+                  callbacks=[ensembles.CheckpointSnapshots(folder, every=2)])
 
 
 def test_snapshot_runs_refuse_an_earlier_runs_snapshots_and_schedules_take_none_at_drops(

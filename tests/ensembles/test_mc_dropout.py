@@ -126,6 +126,39 @@ def test_spatial_gaussian_and_alpha_dropout_are_sampled_too(tmp_path):
     with pytest.raises(ValueError, match=r"has mine \(MyDropout\), which would stay in "
                                          "inference mode"):
         ensembles.mc_dropout(keras.Model(inputs, outputs))
+    # A GaussianDropout subclass beside a Dropout stayed in inference mode without a word;
+    # an MC model given again was said to hold a user's layer.
+
+    class MyNoise(keras.layers.GaussianDropout):
+        pass
+
+    pooled = keras.layers.Dropout(0.5)(keras.layers.GlobalAveragePooling2D()(inputs))
+    outputs = keras.layers.Dense(CLASSES, activation="softmax")(MyNoise(0.3, name="noise")(
+        pooled))
+    with pytest.raises(ValueError, match=r"has noise \(MyNoise\), which would stay in"):
+        ensembles.mc_dropout(keras.Model(inputs, outputs))
+    sampler = ensembles.members_of(mc)[0]
+    with pytest.raises(ValueError, match=r"is MC dropout already .*pass the model it was "
+                                         r"made from"):
+        ensembles.mc_dropout(sampler)
+    # Weights fitted to its samples fit noise (two fits differed): refused.
+    labels = np.arange(len(x)) % CLASSES
+    with pytest.raises(ValueError, match=r"is MC dropout: its members are random draws"):
+        ensembles.fit_weights(mc, tf.data.Dataset.from_tensor_slices((x, labels)).batch(4))
+
+
+def test_mc_dropout_of_a_sequential_model():
+    """A Sequential's clone has never been called: the sampler's input was an
+    AttributeError ("has never been called and thus has no defined input")."""
+    keras.utils.set_random_seed(0)
+    model = keras.Sequential([keras.Input((SIZE, SIZE, 3)), keras.layers.GlobalAveragePooling2D(),
+                              keras.layers.Dense(16, activation="relu"),
+                              keras.layers.Dropout(0.5, seed=2),
+                              keras.layers.Dense(CLASSES, activation="softmax")])
+    mc = ensembles.mc_dropout(model, samples=SAMPLES)
+    x = _images()
+    first, second = (keras.ops.convert_to_numpy(mc(x)) for _ in range(2))
+    assert first.shape == (len(x), CLASSES) and not np.allclose(first, second)  # new masks
 
 
 def _no_dropout():

@@ -108,6 +108,10 @@ def test_unknown_model_lists_available_names():
         zoo.model_info(["alexnet"])  # (the cache's TypeError: unhashable type)
     with pytest.raises(ValueError, match=r"`pattern` must be a string.*received 5"):
         zoo.list_models(5)  # (fnmatch's TypeError)
+    # keras.applications' spellings: "ResNet*" found nothing, without a word.
+    assert zoo.list_models("ResNet1*") == zoo.list_models("resnet1*") == [
+        "resnet18", "resnet101", "resnet110", "resnet152"]
+    assert zoo.list_models("VGG16*") == ["vgg16", "vgg16_bn"]
 
 
 def test_register_model_refuses_a_second_builder_under_a_taken_name():
@@ -154,6 +158,32 @@ def test_register_model_keys_on_the_function_name():
         assert zoo.get_model("tiny_for_registry_test", a=1) == {"a": 1}
     finally:
         registry._MODELS.pop("tiny_for_registry_test")
+    import functools  # a partial has no __name__: AttributeError, naming nothing
+
+    with pytest.raises(ValueError, match=r"register_model decorates a builder function, whose "
+                                         r"__name__ is the model's name; received partial"):
+        zoo.register_model(paper="test", input_size=8)(functools.partial(zoo.resnet18))
+
+
+def test_a_builder_registered_again_is_measured_again():
+    """model_info kept the first builder's facts after a notebook re-ran its definition
+    with other arguments (its cache was never cleared)."""
+    import keras
+
+    def build(classes):
+        inputs = keras.Input((8, 8, 3))
+        pooled = keras.layers.GlobalAveragePooling2D()(inputs)
+        return keras.Model(inputs, keras.layers.Dense(classes)(pooled), name="remade")
+
+    try:
+        for classes in (3, 5):
+            def remade(classes=classes, **kwargs):
+                return build(classes)
+
+            zoo.register_model(paper="test", input_size=8)(remade)
+            assert zoo.model_info("remade")["params"] == 3 * classes + classes
+    finally:
+        registry._MODELS.pop("remade")
 
 
 def test_the_catalogs_arguments_are_the_builders():
