@@ -42,6 +42,19 @@ def soft_target_loss(teacher_probabilities, student_logits, temperature):
     return temperature ** 2 * kl
 
 
+MAX_TEMPERATURE = 1e4  # Hinton et al. softened by 1 to 20; 1e300's T**2 overflowed
+
+
+def _check_softening(temperature):
+    """A distillation temperature: finite, above 0 and at most :data:`MAX_TEMPERATURE`."""
+    value = check_temperature(temperature)
+    if value > MAX_TEMPERATURE:
+        raise UserError(f"A distillation temperature must be at most {MAX_TEMPERATURE:g} "
+                        f"(Hinton et al. used 1 to 20; its square scales the soft loss); "
+                        f"received {temperature!r}.")
+    return value
+
+
 def distillation_loss(labels, student_logits, teacher_probabilities, temperature=4.0,
                       alpha=0.9):
     """The batch's mean distillation loss (the module docstring's formula): what
@@ -57,7 +70,7 @@ def distillation_loss(labels, student_logits, teacher_probabilities, temperature
     0.1048
     """
     alpha = check_alpha(alpha)
-    temperature = check_temperature(temperature)
+    temperature = _check_softening(temperature)
     if isinstance(teacher_probabilities, (np.ndarray, list, tuple)):  # (a user's, eager)
         check_probabilities(teacher_probabilities, what="teacher probabilities")  # no logits
     hard = keras.ops.sparse_categorical_crossentropy(
@@ -228,7 +241,7 @@ def distillation_model(teacher, student, temperature=4.0, alpha=0.9):
     :class:`HardTargetLoss`."""
     from ensembles.ensemble import _softmax_output
 
-    temperature, alpha = check_temperature(temperature), check_alpha(alpha)
+    temperature, alpha = _check_softening(temperature), check_alpha(alpha)
     _check_model(teacher, "teacher")
     _check_model(student, "student")
     if len(teacher.outputs) != 1:
@@ -309,7 +322,7 @@ def distill(teacher, student, train_data, val_data=None, *, temperature=4.0, alp
         if forbidden in train_kwargs:
             raise UserError(f"distill sets `{forbidden}` itself; received {forbidden}="
                             f"{train_kwargs[forbidden]!r}.")
-    temperature, alpha = check_temperature(temperature), check_alpha(alpha)
+    temperature, alpha = _check_softening(temperature), check_alpha(alpha)
     if train_kwargs.get("resize") is not None:  # (before the teacher is read)
         from data.preprocess import check_resize
 

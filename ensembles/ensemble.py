@@ -161,7 +161,7 @@ def check_member_weights(weights, count=None):
     except (TypeError, ValueError):
         raise UserError(f"`weights` must be {allowed}; received {weights!r:.80}.") from None
     if ((count is not None and len(values) != count) or not np.isfinite(values).all()
-            or min(values, default=-1) < 0 or sum(values) <= 0):
+            or min(values, default=-1) < 0 or not 0 < sum(values) < np.inf):  # (1e308 twice)
         raise UserError(f"`weights` must be {allowed}; received {values}.")
     return values
 

@@ -407,10 +407,17 @@ def load_model(path, compile=True):
                    else "") + f"; use ensembles.load({path!r})"
                 + (", or zoo.load_model(..., compile=False)" if schedule else "")
                 + ".") from None
-        if "deserializ" in str(err) or "Could not locate" in str(err):
+        unknown = [line for line in str(err).splitlines() if "Could not locate" in line
+                   or "is not a KerasSaveable subclass" in line]  # (Keras' two wordings)
+        if unknown:
             raise UserError(f"Cannot load {path}: it names a class this process does not "
-                            f"know ({str(err).splitlines()[0][:200]}). Import the code that "
+                            f"know ({unknown[-1].strip()[:200]}). Import the code that "
                             "registers it first.") from None
+        if "deserializ" in str(err):  # a known class that its config does not rebuild
+            said = str(err).split("Exception encountered:")[-1]
+            raise UserError(f"Cannot load {path}: Keras could not rebuild a layer from its "
+                            f"config ({' '.join(said.split())[:300]}): written by another "
+                            "version of the code that defines it?") from err  # (ZOO_DEBUG)
         raise
     if names is not None:
         set_class_names(model, names)

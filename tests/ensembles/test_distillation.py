@@ -76,6 +76,14 @@ def test_the_training_model_computes_the_distillation_loss_through_keras(tmp_pat
     assert {id(w) for w in model.trainable_weights} == {id(w) for w in student.trainable_weights}
 
 
+def test_a_temperature_whose_square_overflows_is_one_line():
+    """zoo distill --temperature 1e300: T**2's OverflowError, an internal error, after the
+    run's config was written."""
+    with pytest.raises(ValueError, match=r"A distillation temperature must be at most 10000 "
+                                         r"\(Hinton et al. used 1 to 20; .*received 1e\+300"):
+        ensembles.distillation_model(tiny_model(8, 4), tiny_model(8, 4), temperature=1e300)
+
+
 def test_a_teacher_that_outputs_logits_teaches_its_softmax():
     """A teacher built with classifier_activation=None: its soft targets are the softmax of
     its logits, not its logits taken as probabilities."""

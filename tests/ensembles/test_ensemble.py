@@ -250,6 +250,10 @@ def test_member_weights_that_are_not_numbers_are_one_line():
     with pytest.raises(ValueError, match=r"must be one per member: non-negative numbers, not "
                                          r"all zero; received \[2.0, -1.0\]"):
         ensembles.CombineMembers("mean", weights=[2, -1])
+    # Weights whose sum overflows (zoo ensemble --weights 1e308 1e308): an ensemble that
+    # could not work was saved.
+    with pytest.raises(ValueError, match=r"not all zero; received \[1e\+308, 1e\+308\]"):
+        ensembles.CombineMembers("mean", weights=[1e308, 1e308])
     p = np.full((1, 3, 4), 0.25, "float32")
     with pytest.raises(ValueError, match=r"has 2 member weights \(\[1.0, 1.0\]\) for 3 members"):
         ensembles.CombineMembers("mean", weights=[1, 1])(p)

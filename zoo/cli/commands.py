@@ -28,6 +28,7 @@ from zoo.cli.quiet import tensorflow_started_quietly
 from zoo.cli.tables import ERROR_COLUMNS, for_people
 
 QUICK_TRAIN_SPLIT = "train[:320]"  # `zoo demo --quick`: 10 batches of 32 per epoch
+MAX_IMAGE_SIZE = 4096  # --image-size: 100,000 asked TensorFlow for 1,257 images of 10^10 px
 
 
 # The choices of --optimizer, --strategy and --combine, copied here so that no --help has to
@@ -234,7 +235,8 @@ def _model_args(pairs):
         if key == "name" and not (isinstance(kwargs[key], str)
                                   and _MODEL_NAME.fullmatch(kwargs[key])):
             raise UserError(f"--model-arg name must start with a letter, digit or '.', then "
-                            f"letters, digits and _ . - / > (TensorFlow's name scopes); "
+                            f"letters, digits and _ . - > (TensorFlow's name scopes, less "
+                            f"the / Keras refuses in a name); "
                             f"received {pair!r}.")
     return kwargs
 
@@ -245,7 +247,7 @@ _SET_BY_THE_COMMAND = {
     "classifier_activation": "it trains on the softmax's probabilities (logits or a relu "
                              "were scored as probabilities)"}
 # A Keras model's name: what TensorFlow's name scopes take ("bad name" failed in training).
-_MODEL_NAME = re.compile(r"[A-Za-z0-9.][A-Za-z0-9_.\\/>-]*")
+_MODEL_NAME = re.compile(r"[A-Za-z0-9.][A-Za-z0-9_.>-]*")
 
 
 class _Setup:
@@ -281,6 +283,7 @@ class _Setup:
         from zoo.training import run_config
 
         run_config.check_not_foreign(run_dir)  # never a folder of someone else's files
+        _check_outputs_ours(run_dir, args.command)
         run_config.check_resume(run_dir, self.settings)
         if check is not None:
             check(self)
@@ -357,6 +360,37 @@ class _Setup:
         return zoo.get_model(self.model, classes=self.info.num_classes,
                              **{**self.model_kwargs, **overrides},
                              input_tensor=self.data.input(normalize=self.normalize))
+
+
+# What a command writes in its run directory besides a run's own entries (RUN_ENTRIES).
+_COMMAND_OUTPUTS = {"diagnose": ("update_ratios.csv", "activations_at_init.csv"),
+                    "search": ("search.csv", "search.png")}
+
+
+def _check_outputs_ours(run_dir, command):
+    """Refuse, before any work, the files the command would write in ``run_dir``
+    (``statistics.npz``, ``search.csv``, ...) where no run of this project wrote them:
+    no config.json of a run, nor pixel statistics of ours beside them. A user's own
+    statistics.npz, or their search.csv, was replaced without a word."""
+    from zoo.training import run_config
+
+    names = ("statistics.npz", *_COMMAND_OUTPUTS.get(command, ()))
+    present = [n for n in names if os.path.lexists(os.path.join(run_dir, n))]
+    if not present or run_config.holds_stopped_run(run_dir) or run_config._is_our_config(
+            os.path.join(run_dir, "config.json")):  # (a stopped run's: read when resumed)
+        return
+    path = os.path.join(run_dir, "statistics.npz")
+    if os.path.isfile(path) and not os.path.islink(path):
+        import data
+
+        try:
+            data.ImageStatistics.load(path)
+            return  # ours: the command's first write (a run stopped before its config)
+        except (UserError, OSError):
+            pass
+    raise UserError(f"{run_dir} holds {', '.join(present)}, which no run of this project "
+                    "wrote: the command would replace them. Give a new or empty --run-dir, "
+                    "or move them aside.")
 
 
 def _resumed_statistics(run_dir):
@@ -1493,8 +1527,26 @@ def _parser():
     return parser
 
 
+def _interrupts_kept(hook):
+    """``sys.unraisablehook`` that passes a Ctrl-C raised where Python can only report it
+    (a garbage-collection callback: JAX's, imported by TensorFlow where installed) on to the
+    main thread; it was dropped, and the run trained to its end."""
+    def unraisable(args):
+        if isinstance(args.exc_value, KeyboardInterrupt):
+            import _thread
+
+            _thread.interrupt_main()
+            return
+        hook(args)
+
+    unraisable.keeps_interrupts = True
+    return unraisable
+
+
 def main(argv=None):
     """Run the command line; returns the exit code."""
+    if not getattr(sys.unraisablehook, "keeps_interrupts", False):
+        sys.unraisablehook = _interrupts_kept(sys.unraisablehook)
     parser = _parser()
     args, extra = parser.parse_known_args(argv)
     # The subcommand's parser reports what is wrong with its flags (its name, its --help).
@@ -1506,9 +1558,14 @@ def main(argv=None):
                  "top", "examples", "overfit_steps", "last", "snapshots", "lr_patience",
                  "mc_dropout", "fine_trials"):
         value, least = getattr(args, flag, None), int(flag != "fine_trials")
-        if isinstance(value, int) and value < least:
-            command_parser.error(f"--{flag.replace('_', '-')} must be at least {least}; "
-                                 f"received {value}")
+        most = MAX_IMAGE_SIZE if flag == "image_size" else 2**31 - 1  # (TensorFlow's int32)
+        if isinstance(value, int) and not least <= value <= most:
+            bound = f"at least {least}" if value < least else f"at most {most}"
+            command_parser.error(f"--{flag.replace('_', '-')} must be {bound}; received "
+                                 f"{value}")
+    for flag in ("output",):  # (an unset "$OUT": no table, and no word)
+        if getattr(args, flag, None) == "":
+            command_parser.error(f"--{flag} names no file; received ''")
     seed = getattr(args, "seed", None)
     if isinstance(seed, int) and not 0 <= seed < 2**32:  # Keras' and NumPy's seeds
         command_parser.error(f"--seed must be in [0, 2**32 - 1]; received {seed}")

@@ -443,6 +443,13 @@ def run(output_dir="runs/demo", epochs=6, snapshot_epochs=15, cycles=5, seed=0,
     steps = {}
     clock = time.time()
     demo = load_data(dataset, seed, train_split, data_dir)  # (its mistakes: nothing written)
+    if "resnet18" in models:  # (the snapshot run refused them after the AlexNets trained)
+        batches = demo.load(demo.train_split, batch_size=SNAPSHOT_BATCH_SIZE).cardinality()
+        updates = snapshot_epochs * int(batches)
+        if cycles > updates:
+            raise UserError(f"`cycles` must be at most the snapshot run's updates, "
+                            f"{snapshot_epochs} epochs of {updates // snapshot_epochs} batches "
+                            f"= {updates}; received {cycles}.")
     make_directory(output_dir)
     write_text(os.path.join(output_dir, MARK), "zoo demo's output folder: its report.md, "
                "results.csv, statistics.npz and plots are replaced by the next zoo demo here.\n")

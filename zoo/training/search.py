@@ -10,6 +10,7 @@ reloads them when the search is run again), results come back as a DataFrame, an
 """
 
 import dataclasses
+import math
 import functools
 import inspect
 import json
@@ -42,8 +43,10 @@ def _log_range(name, bounds):
 
 def _range(name, bounds):
     if (not isinstance(bounds, (tuple, list)) or len(bounds) != 2
-            or not all(isinstance(b, (int, float)) for b in bounds) or bounds[0] >= bounds[1]):
-        raise UserError(f"`{name}` must be a (low, high) pair with low < high; received "
+            or not all(isinstance(b, (int, float)) and math.isfinite(b) for b in bounds)
+            or bounds[0] >= bounds[1]):  # (NaN compared False, and got past: its config kept)
+        raise UserError(f"`{name}` must be a (low, high) pair of finite numbers with low < "
+                        f"high; received "
                         f"{bounds!r}.")
     return float(bounds[0]), float(bounds[1])
 

@@ -161,7 +161,17 @@ def test_the_commands_choices_are_the_librarys():
     # A name TensorFlow's scopes refuse: an internal error after the statistics pass.
     (["train", "--model", "resnet20", "--model-arg", "name=bad name"],
      "zoo train: error: --model-arg name must start with a letter, digit or '.', then "
-     "letters, digits and _ . - / > (TensorFlow's name scopes); received 'name=bad name'."),
+     "letters, digits and _ . - > (TensorFlow's name scopes, less the / Keras refuses in "
+     "a name); received 'name=bad name'."),
+    # A name with a / passed here, then Keras refused it: an internal error.
+    (["train", "--model", "resnet20", "--model-arg", "name=a/b"],
+     "--model-arg name must start with a letter"),
+    # NaN bounds passed the range check, after the statistics pass wrote them down.
+    (["search", "--model", "resnet20", "--lr", "nan", "1"],
+     "`learning_rate` must be a (low, high) pair of finite numbers with low < high; "
+     "received"),
+    (["search", "--model", "resnet20", "--weight-decay", "1e-6", "inf"],
+     "`weight_decay` must be a (low, high) pair of finite numbers"),
     # A momentum for an optimizer that has none was dropped without a word.
     (["train", "--model", "alexnet", "--optimizer", "adam", "--momentum", "0.5"],
      "zoo train: error: --momentum is SGD's, Nesterov's and RMSprop's; --optimizer adam has "
@@ -186,7 +196,8 @@ def test_typos_are_one_line_with_the_closest_name_before_any_data_is_read(argv, 
     (["train", "--augment", "crop+flop"], "Unknown augmentation 'flop' in 'crop+flop'"),
     (["train", "--dataset", "digitz"], "Unknown dataset 'digitz' (did you mean 'digits'?): it "
                                          "is not 'digits'"),
-    (["search", "--lr", "1", "0.1"], "`learning_rate` must be a (low, high) pair with low < high"),
+    (["search", "--lr", "1", "0.1"], "`learning_rate` must be a (low, high) pair of finite "
+                                     "numbers with low < high"),
     (["distill", "{teacher}", "--alpha", "1.5"], "`alpha`, the soft targets' weight, must lie"),
 ])
 def test_bad_values_are_one_line_before_the_data_is_read_and_nothing_is_written(
@@ -223,6 +234,66 @@ def test_a_count_below_one_is_one_line_of_its_command(argv, capsys):
     assert capsys.readouterr().err.strip().splitlines() == [
         f"zoo {argv[0]}: error: {flag} must be at least 1; received {value}; see zoo "
         f"{argv[0]} --help"]
+
+
+@pytest.mark.parametrize("argv, message", [
+    (["train", "--model", "alexnet", "--batch-size", str(10**20)],
+     f"--batch-size must be at most {2**31 - 1}; received {10**20}"),
+    (["diagnose", "--model", "alexnet", "--overfit-steps", str(2**31)],
+     f"--overfit-steps must be at most {2**31 - 1}; received {2**31}"),
+    (["train", "--model", "alexnet", "--image-size", "100000"],
+     "--image-size must be at most 4096; received 100000"),
+    (["evaluate", "m.keras", "--output", ""], "--output names no file; received ''")])
+def test_counts_past_tensorflows_integers_and_an_empty_output_are_one_line(argv, message,
+                                                                            capsys):
+    """They were "an internal error" (TensorFlow's out-of-range integer, an OOM for 1,257
+    images of 10^10 pixels) after the run directory's lock was made; an unset "$OUT" wrote
+    no table without a word."""
+    with pytest.raises(SystemExit) as exit_info:
+        cli.main(argv)
+    assert exit_info.value.code == 2
+    assert capsys.readouterr().err.strip().splitlines() == [
+        f"zoo {argv[0]}: error: {message}; see zoo {argv[0]} --help"]
+
+
+@pytest.mark.parametrize("command, names", [
+    ("train", ["statistics.npz"]), ("diagnose", ["update_ratios.csv"]),
+    ("search", ["search.csv", "search.png"])])
+def test_a_commands_outputs_that_no_run_wrote_are_refused_before_any_work(command, names,
+                                                                           tmp_path, capsys):
+    """A user's own statistics.npz, update_ratios.csv or search.csv in the run directory
+    was replaced without a word (only a run's config.json, checkpoints, ... were checked)."""
+    run_dir = tmp_path / "mine"
+    run_dir.mkdir()
+    for name in names:
+        (run_dir / name).write_text("my own\n")
+    argv = [command, "--model", "resnet20", "--run-dir", str(run_dir)]
+    assert cli.main(argv) == 2
+    assert capsys.readouterr().err.strip() == (
+        f"zoo {command}: error: {run_dir} holds {', '.join(names)}, which no run of this "
+        "project wrote: the command would replace them. Give a new or empty --run-dir, or "
+        "move them aside.")
+    assert sorted(os.listdir(run_dir)) == sorted(names)
+    assert all((run_dir / name).read_text() == "my own\n" for name in names)
+
+
+def test_a_ctrl_c_python_can_only_report_reaches_the_main_thread(monkeypatch):
+    """TensorFlow imports JAX where installed, and a Ctrl-C landing in JAX's garbage-
+    collection callback was dropped ("Exception ignored in: <function _xla_gc_callback>"):
+    the run trained to its end and exited 0. The command's hook passes it on."""
+    import _thread
+    import types
+
+    interrupted, reported = [], []
+    monkeypatch.setattr(_thread, "interrupt_main", lambda: interrupted.append(True))
+    hook = commands._interrupts_kept(reported.append)
+    hook(types.SimpleNamespace(exc_value=KeyboardInterrupt()))
+    other = types.SimpleNamespace(exc_value=ValueError("other"))
+    hook(other)
+    assert interrupted == [True] and reported == [other]
+    monkeypatch.setattr(sys, "unraisablehook", sys.unraisablehook)
+    cli.main(["list", "alexnet"])
+    assert getattr(sys.unraisablehook, "keeps_interrupts", False)
 
 
 @pytest.mark.parametrize("format, suffix, package", [("onnx", ".onnx", "tf2onnx"),
@@ -887,6 +958,16 @@ def test_the_demo_refuses_what_it_would_replace_only_after_training_before_any_w
         assert len(err) == 1 and message.format(out=out) in err[0], err
         assert sorted(os.listdir(out)) == [entry.split(os.sep)[0]]  # nothing written
         assert (out / entry).read_text() == "the user's\n"
+    # More cycles than the snapshot run's updates: refused after three AlexNets trained.
+    import tensorflow as tf
+
+    monkeypatch.undo()
+    out = tmp_path / "cycles"
+    with pytest.raises(UserError, match=r"^`cycles` must be at most the snapshot run's "
+                                        r"updates, 2 epochs of 5 batches = 10; received 40\.$"):
+        demo.run(str(out), epochs=1, snapshot_epochs=2, cycles=40, train_split="train[:320]",
+                 strategy=tf.distribute.OneDeviceStrategy("/cpu:0"))  # (this process)
+    assert not out.exists()
     # The AlexNets alone train in none of the ResNet's folder.
     demo._check_output_dir(str(tmp_path / "demo2"), demo.member_runs(["alexnet"]))
 
