@@ -482,8 +482,9 @@ _EARLIER_EXPORT = re.compile(
 _SHOWN = 3  # the files of a user's that a refusal names
 
 
-def _is_file(path):
-    """Whether ``path`` is a regular file (not a link to one)."""
+def is_regular_file(path):
+    """Whether ``path`` is a regular file itself: not a link to one, a folder, a named pipe
+    (which ``open`` would wait on) or a device."""
     try:
         return stat.S_ISREG(os.lstat(path).st_mode)
     except OSError:
@@ -491,7 +492,7 @@ def _is_file(path):
 
 
 def _ours(path, required):
-    return all(_is_file(os.path.join(path, name)) for name in (MARKER,) + required)
+    return all(is_regular_file(os.path.join(path, name)) for name in (MARKER,) + required)
 
 
 def _contents(directory, prefix=""):

@@ -11,12 +11,11 @@ SavedModel, reloads it and classifies a few test images with their uncertainty.
 """
 
 import os
-import stat
 import time
 
 import pandas as pd
 
-from safeio import make_directory, write_csv, write_text
+from safeio import is_regular_file, make_directory, write_csv, write_text
 from safeio.checks import UserError, check_positive_int
 from zoo.cli.tables import for_people
 
@@ -330,22 +329,14 @@ MARK = ".zoo-demo"  # in a folder the demo writes: its files there are the demo'
 OUTPUTS = ("report.md", "results.csv", "statistics.npz", "size_curve.png", "reliability.png")
 
 
-def _regular_file(path):
-    """Whether ``path`` is a file itself: not a link, a folder or a named pipe."""
-    try:
-        return stat.S_ISREG(os.lstat(path).st_mode)
-    except OSError:
-        return False
-
-
 def _written_by_a_demo(output_dir, runs, present):
     """Whether the demo's files ``present`` in ``output_dir`` are a demo's: its mark, or
     (older demos wrote no mark) a demo's report, or a demo that stopped before its report
     and table, whose members' ``runs`` are beside them."""
-    if _regular_file(os.path.join(output_dir, MARK)):
+    if is_regular_file(os.path.join(output_dir, MARK)):
         return True
     report = os.path.join(output_dir, "report.md")
-    if _regular_file(report):
+    if is_regular_file(report):
         try:
             with open(report, encoding="utf-8") as f:
                 if f.read(len("# zoo demo on ")) == "# zoo demo on ":
