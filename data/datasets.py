@@ -156,12 +156,13 @@ def _online(host="storage.googleapis.com", port=443, timeout=3.0):
 
 
 def _looks_like_a_folder(name):
-    """A path (``/…``, ``./…``, ``~/…``, or under a folder that exists here, unless that is
-    TFDS' own folder of the dataset), not a TFDS name such as ``cifar10`` or
+    """A path (``/…``, ``./…``, ``~/…``, ``photos/``, or under a folder that exists here,
+    unless that is TFDS' own folder of the dataset), not a TFDS name such as ``cifar10`` or
     ``imagenette/320px``."""
     name = str(name)
     head = name.split("/")[0]
-    return (name.startswith(("/", ".", "~")) or os.path.splitdrive(name)[0] != ""
+    return (name.startswith(("/", ".", "~")) or name.endswith(("/", os.sep))
+            or os.path.splitdrive(name)[0] != ""
             or os.sep in name and os.path.isdir(head) and _tfds_folder(head) is None)
 
 
@@ -692,6 +693,7 @@ def load(
     encoded = False  # files' paths or encoded images (folders, TFDS): shuffled, then decoded
     if name == DIGITS:
         _warn_if_a_digits_folder(data_dir)
+        _warn_tfds_dirs_unused(name, data_dir, manual_dir)
         images, labels = digits_arrays(split, scale or image_size or DIGITS_IMAGE_SIZE)
         if preprocess is not None and center_crop is not None:  # its size, from one image
             side = min(tuple(preprocess(tf.constant(images[0])).shape)[:2])
@@ -702,6 +704,7 @@ def load(
         ds = from_arrays(images, labels, num_classes=10)
         image_size = None  # resized from the 8x8 originals already
     elif is_image_folder(name, data_dir):
+        _warn_tfds_dirs_unused(name, data_dir, manual_dir)
         same_size = batch_size is not None and not (final_size or center_crop or preprocess
                                                     or augment)  # none of them resizes
         ds = _folder_files(name, split, on_bad_image, verify, class_names, max_pixels,
@@ -781,6 +784,19 @@ def _warn_if_a_digits_folder(data_dir):
                       f"'./{DIGITS}' to load it.", stacklevel=3)
 
 
+def _warn_tfds_dirs_unused(name, data_dir, manual_dir):
+    """``data_dir`` and ``manual_dir`` are TFDS' folders: say that they are not read for
+    the digits or an image folder (``load("photos", data_dir="/datasets")`` reads ./photos,
+    not /datasets/photos)."""
+    given = [f"{arg}={value!r}" for arg, value in (("data_dir", data_dir),
+                                                   ("manual_dir", manual_dir))
+             if value is not None]
+    if given:
+        what = "the embedded digits" if name == DIGITS else f"the image folder {name}"
+        warnings.warn(f"{' and '.join(given)} {'is' if len(given) == 1 else 'are'} TensorFlow "
+                      f"Datasets' folders, not read for {what}.", stacklevel=3)
+
+
 def info(name=DIGITS, data_dir=None, class_names=None, manual_dir=None):
     """A :class:`DatasetInfo` for ``name``, as :func:`load` reads it.
 
@@ -798,6 +814,7 @@ def info(name=DIGITS, data_dir=None, class_names=None, manual_dir=None):
     """
     if name == DIGITS:
         _warn_if_a_digits_folder(data_dir)
+        _warn_tfds_dirs_unused(name, data_dir, manual_dir)
         return DatasetInfo(
             DIGITS, DIGITS_CLASSES,
             {s: len(_digits_split_index(s)) for s in ("train", "validation", "test")},
@@ -805,6 +822,7 @@ def info(name=DIGITS, data_dir=None, class_names=None, manual_dir=None):
         )
     name = _expand_home(name)
     if is_image_folder(name, data_dir):
+        _warn_tfds_dirs_unused(name, data_dir, manual_dir)
         with warnings.catch_warnings():  # bad files are data.load's to report (or raise)
             warnings.simplefilter("ignore")
             scans = {s: folder.scan(name, s, "skip", verify=None, class_names=class_names,

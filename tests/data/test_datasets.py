@@ -236,6 +236,23 @@ def test_a_digits_folder_here_is_named_when_the_embedded_digits_are_read(tmp_pat
     assert data.info("./digits").class_names == ("a",)
 
 
+def test_tfds_folders_given_with_the_digits_or_an_image_folder_are_said_unread(
+        image_folder, recwarn):
+    """data_dir and manual_dir are TFDS' folders: load("photos", data_dir="/datasets")
+    reads ./photos, and the folder given was passed over without a word."""
+    with pytest.warns(UserWarning, match=r"data_dir='/datasets' is TensorFlow Datasets' "
+                                         r"folders, not read for the embedded digits"):
+        assert data.info("digits", data_dir="/datasets").num_classes == 10
+    with pytest.warns(UserWarning, match=r"data_dir='d' and manual_dir='m' are TensorFlow "
+                                         rf"Datasets' folders, not read for the image folder "
+                                         rf"{re.escape(str(image_folder))}"):
+        data.load(str(image_folder), "test", image_size=8, data_dir="d", manual_dir="m")
+    recwarn.clear()
+    data.load("digits", "test")  # (none given: no word)
+    data.info(str(image_folder))
+    assert not [w for w in recwarn if "TensorFlow Datasets' folders" in str(w.message)]
+
+
 def test_jfif_and_jpe_files_are_read_as_the_jpegs_they_are(image_folder):
     """A browser's download.jfif was passed over by the scan and by zoo predict, unnamed."""
     cat = image_folder / "train" / "cat"

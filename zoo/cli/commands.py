@@ -1581,6 +1581,7 @@ def main(argv=None):
             zoo.check_arguments(args.model, _model_args(getattr(args, "model_arg", None)))
         if args.command not in ("list", "info") or a_file:  # (their facts are static)
             tensorflow_started_quietly()
+        _check_data_dir(args)
         if isinstance(getattr(args, "lr", None), float):  # (search's are ranges, checked)
             from zoo.optimizers import check_hyperparameters
 
@@ -1613,6 +1614,23 @@ def main(argv=None):
         if os.environ.get("ZOO_DEBUG"):  # (the user's mistake, said as such, then where)
             raise
         return 2
+
+
+def _check_data_dir(args):
+    """``--data-dir`` is where TFDS keeps its prepared datasets: given with the embedded
+    digits or an image folder, which are read from where they are, it would be ignored
+    (``--dataset photos --data-dir /datasets`` does not read /datasets/photos)."""
+    if getattr(args, "data_dir", None) is None:
+        return
+    import data
+
+    dataset = args.dataset or "digits"
+    if dataset == "digits" or data.is_image_folder(dataset, args.data_dir):
+        what = ("the embedded digits" if dataset == "digits"
+                else "an image folder, read from where it is")
+        raise UserError(f"--data-dir is where TensorFlow Datasets keeps its prepared "
+                        f"datasets; --dataset {dataset} is {what}: leave out --data-dir "
+                        f"(received --data-dir {args.data_dir}).")
 
 
 def _one_line(err):

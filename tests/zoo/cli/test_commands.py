@@ -473,6 +473,15 @@ def test_train_command_writes_a_run_directory_and_reports_test_error(tmp_path, c
          "Unknown dataset 'flowers.v2'"),
         (["train", "--model", "alexnet", "--dataset", "setup.py"], "setup.py is a file: a "
                                                                    "dataset is 'digits', an"),
+        # (a trailing '/' is a folder's: TFDS could not parse the name, and logged a line)
+        (["train", "--model", "alexnet", "--dataset", "photos/"],
+         "Dataset folder not found: 'photos/'"),
+        # (--data-dir with the digits or a folder was ignored: a folder is not looked up there)
+        (["train", "--model", "alexnet", "--data-dir", "tfds"], "--data-dir is where "
+         "TensorFlow Datasets keeps its prepared datasets; --dataset digits is the embedded "
+         "digits: leave out --data-dir (received --data-dir tfds)."),
+        (["train", "--model", "alexnet", "--dataset", ".", "--data-dir", "tfds"],
+         "--dataset . is an image folder, read from where it is"),
         (["train", "--model", "alexnet", "--momentum", "2"],
          "The momentum must be a number in [0, 1); received 2.0."),
         (["train", "--model", "alexnet", "--lr", "0"], "The learning rate must be a finite "
