@@ -1620,7 +1620,8 @@ def _check_data_dir(args):
     """``--data-dir`` is where TFDS keeps its prepared datasets: given with the embedded
     digits or an image folder, which are read from where they are, it would be ignored
     (``--dataset photos --data-dir /datasets`` does not read /datasets/photos)."""
-    if getattr(args, "data_dir", None) is None:
+    if getattr(args, "data_dir", None) is None or args.command == "ensemble" and not (
+            args.fit_weights or args.calibrate_on):  # (then nothing reads it: that line)
         return
     import data
 

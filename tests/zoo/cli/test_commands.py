@@ -1468,6 +1468,8 @@ def test_ensemble_output_and_flags_that_would_do_nothing_are_one_line(tmp_path, 
         (["--output", str(tmp_path / "e.keras"), "--data-dir", "d"],
          "--data-dir describes the held-out data of --fit-weights and --calibrate-on, "
          "and neither was given"),
+        (["--output", str(tmp_path / "e.keras"), "--data-dir", "d", "--fit-weights",
+          "validation"], "--dataset digits is the embedded digits: leave out --data-dir"),
         (["--output", str(tmp_path / "e.keras"), "--dataset", "cats", "--batch-size", "8"],
          "--dataset, --batch-size describe the held-out data"),
         (["--output", str(tmp_path / "e.keras"), "--fit-method", "greedy"],
