@@ -1042,22 +1042,16 @@ def _cmd_evaluate(args):
         _check_table_output(args.output, args.models)
     _check_view_flags(args)
     _check_calibration_flags(args)
+    from data.datasets import _split_parts
     from zoo.saving import check_square_images, check_takes_images
 
-    models = _load_models(args.models)
-    for model in models:  # (the crops below are squares of its size)
-        check_takes_images(model, f"{args.dataset}'s pipeline")
-        check_square_images(model, "zoo evaluate")
-    size = models[0].input_shape[1]
-    tta = None if args.tta == "none" else args.tta
-    multi_crop = tta in ("5crop", "10crop")
-    if multi_crop:  # the paper's crops of images loaded at a larger scale
-        print(f"Test images: shorter side {data.crop_scale(size)}, centre square, {tta} of "
-              f"{size}x{size}")
-        _say_crops_of_whole_images(models, tta)
+    info = data.info(args.dataset, data_dir=args.data_dir)
+    for given in (args.split, args.calibrate_on):  # a typo: before the models are read
+        if given is not None:
+            _split_parts(given, info.splits, info.name)
     split = args.split
     if split is None:  # the held-out split the dataset has
-        splits = data.info(args.dataset, data_dir=args.data_dir).splits
+        splits = info.splits
         labelled = [s for s in ("test", *data.VALIDATION_SPLITS) if s in splits]
         if labelled[:1] == ["test"] and _unlabelled(args.dataset, "test", args.data_dir):
             print(f"The test split of {args.dataset} has no labels (-1, as TFDS marks "
@@ -1073,6 +1067,17 @@ def _cmd_evaluate(args):
         raise UserError(f"--calibrate-on {args.calibrate_on} is the split evaluated: fit "
                         "the temperatures on another (e.g. validation) or name one with "
                         "--split.")
+    models = _load_models(args.models)
+    for model in models:  # (the crops below are squares of its size)
+        check_takes_images(model, f"{args.dataset}'s pipeline")
+        check_square_images(model, "zoo evaluate")
+    size = models[0].input_shape[1]
+    tta = None if args.tta == "none" else args.tta
+    multi_crop = tta in ("5crop", "10crop")
+    if multi_crop:  # the paper's crops of images loaded at a larger scale
+        print(f"Test images: shorter side {data.crop_scale(size)}, centre square, {tta} of "
+              f"{size}x{size}")
+        _say_crops_of_whole_images(models, tta)
     if not multi_crop:  # (models trained on other views: one line, here)
         _say_evaluation_view(args, models, _evaluation_view(args, models))
     test = _load_split(args, split, models, multi_crop)

@@ -1339,6 +1339,23 @@ def test_evaluate_picks_the_held_out_split_and_skips_bad_images_when_asked(tmp_p
     assert row.split()[2] == "%"  # errors in percent, as the README writes them
 
 
+@pytest.mark.parametrize("flags, message", [
+    (["--split", "tset"], "Unknown split 'tset' of 'digits'; available: 'train' (1,257 "),
+    (["--calibrate-on", "valdation"], "Unknown split 'valdation' of 'digits'"),
+    (["--split", "validation", "--calibrate-on", "validation"],
+     "--calibrate-on validation is the split evaluated"),
+])
+def test_evaluate_checks_its_splits_before_reading_the_models(flags, message, tmp_path,
+                                                              capsys):
+    """A mistyped --split or --calibrate-on is one line before the models are read (it came
+    after each was loaded, seconds for a ResNet-152): here a model that is not there is
+    never reached."""
+    missing = str(tmp_path / "not_yet_trained.keras")
+    assert cli.main(["evaluate", missing, *flags]) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and message in err[0], err
+
+
 def test_models_that_do_not_fit_the_data_are_one_line_before_scoring(tmp_path, capsys):
     """A digits model on a folder of other classes (once scored, weighted and calibrated
     without a word), models of other sizes or classes scored together, and a model of grey
