@@ -95,6 +95,8 @@ class HardTargetLoss(keras.losses.Loss):
     """``(1 - alpha) *`` Keras' sparse cross-entropy of the labels and the student's logits:
     the hard term of the distillation loss, as the compiled loss."""
 
+    takes_class_indices = True  # (zoo.train checks the labels against the classes)
+
     def __init__(self, alpha=0.9, name="hard_targets", **kwargs):
         super().__init__(name=name, **kwargs)
         self.alpha = check_alpha(alpha)

@@ -249,6 +249,11 @@ def test_distill_refuses_what_it_cannot_train(tmp_path):
         keras.layers.Flatten()(inputs))
     with pytest.raises(ValueError, match="ends in a EinsumDense with a softmax"):
         ensembles.distill(teacher, keras.Model(inputs, probs, name="odd"), data)
+    # Labels past the student's classes: one line (JAX trained on them without a word).
+    with pytest.raises(ValueError, match=r"The labels must be class indices, whole numbers "
+                                         r"in \[0, 4\) .* from 4 to"):
+        ensembles.distill(teacher, _student(), data.map(lambda x, y: (x, y + 4)), epochs=1,
+                          verbose=0)
 
 
 def test_zoo_distill_from_the_shell(tmp_path, capsys):

@@ -13,6 +13,7 @@ import contextlib
 import dataclasses
 import math
 import os
+import re
 import time
 import warnings
 
@@ -235,6 +236,56 @@ def _check_labels_fit_the_loss(train_data, model, loss):
             "loss='sparse_categorical_crossentropy' takes class indices: pass "
             "loss='categorical_crossentropy' (zoo train's metrics follow it), or give the "
             "labels as indices.")
+
+
+_LABELS_MARK = "zoo: labels outside the classes"
+
+
+def _labels_checked(dataset, model, loss):
+    """``dataset`` whose every batch's class indices (for a ``loss`` that takes them: the
+    sparse cross-entropy, or one marked ``takes_class_indices``) are checked against
+    ``model``'s classes as they are read (in tf.data, under every backend): a label outside
+    ``[0, classes)`` or not a whole number stops training (:func:`_labels_error` says it in
+    one line). JAX's gather read them as 0-probability classes without a word (a loss of
+    0.0), float labels were cut to whole ones, and TensorFlow's error named a graph node."""
+    spec = getattr(dataset, "element_spec", None)
+    shapes = getattr(model, "output_shape", None)  # (a subclassed model has none)
+    indices = (loss == "sparse_categorical_crossentropy" or getattr(
+        loss, "takes_class_indices", isinstance(loss, keras.losses.SparseCategoricalCrossentropy)))
+    if (not indices or not isinstance(dataset, tf.data.Dataset)
+            or not isinstance(spec, tuple) or len(spec) < 2 or not isinstance(shapes, tuple)
+            or not isinstance(spec[1], tf.TensorSpec)
+            or not (spec[1].dtype.is_integer or spec[1].dtype.is_floating)):
+        return dataset
+    classes = shapes[-1]
+
+    def check(*element):
+        labels = tf.cast(element[1], tf.float64)
+        whole = tf.reduce_all((labels >= 0) & (labels < classes)
+                              & tf.equal(labels, tf.round(labels)))
+        fits = tf.debugging.Assert(whole, [_LABELS_MARK, tf.reduce_min(labels),
+                                           tf.reduce_max(labels)])
+        with tf.control_dependencies([fits]):
+            return (tf.identity(element[0]), *element[1:])
+
+    return dataset.map(check)
+
+
+def _labels_error(err, model):
+    """The one line for :func:`_labels_checked`'s failed check, or None for other errors."""
+    text = str(getattr(err, "message", err))
+    if not isinstance(err, tf.errors.InvalidArgumentError) or _LABELS_MARK not in text:
+        return None
+    found = re.search(re.escape(_LABELS_MARK) + r"\]\s*\[([^\]]*)\]\s*\[([^\]]*)\]", text)
+    classes = model.output_shape[-1]
+    seen = ""
+    if found:
+        low, high = float(found[1]), float(found[2])
+        seen = (f"; a batch held labels from {low:g} to {high:g}"
+                + (", not all whole" if 0 <= low and high < classes else ""))
+    return UserError(f"The labels must be class indices, whole numbers in [0, {classes}) for "
+                     f"{model.name}'s {classes} classes{seen}. Number the classes from 0 "
+                     "(data.load does), or build the model with more classes.")
 
 
 def _warn_on_logits_with_a_probability_loss(model, loss):
@@ -559,7 +610,8 @@ def train(
                       + (f"; run directory: {shared_run_dir}" if shared_run_dir else "")
                       + (" (written by process 0)" if run_dir != shared_run_dir else ""),
                       flush=True)
-            stream, steps = _one_stream(train_data, epoch_steps)
+            stream, steps = _one_stream(_labels_checked(train_data, model, loss), epoch_steps)
+            val_data = _labels_checked(val_data, model, loss)
             stream = distribute.process_share(stream, processes)
             run_callbacks = _run_callbacks(
                 run_dir, monitor, reduce_lr, lr_factor, lr_patience, min_lr, verbose,
@@ -587,9 +639,12 @@ def train(
                         shuffle=False,  # datasets come shuffled (data.load); Keras can't
                         callbacks=_with_user_callbacks(run_callbacks + [epochs_of],
                                                        callbacks))
-            except Exception:  # an error (not Ctrl-C, which stops a run to resume) before
-                if run_dir is not None:  # any backup: no run to resume either
+            except Exception as err:  # an error (not Ctrl-C, which stops a run to resume)
+                if run_dir is not None:  # before any backup: no run to resume either
                     run_config.forget_empty_backup(run_dir)
+                mistake = _labels_error(err, model)
+                if mistake is not None:
+                    raise mistake from None
                 raise
             finally:
                 keras_internals.set_initial_epoch(model, None)

@@ -108,6 +108,29 @@ def test_two_outputs_and_one_hot_labels_with_the_defaults_are_one_line_before_tr
     assert "top1_accuracy" in result.history.columns
 
 
+@pytest.mark.all_backends
+def test_labels_outside_the_classes_stop_training_in_one_line(tmp_path):
+    """Labels past the model's classes trained under JAX to a loss of 0.0 without a word
+    (its gather reads them as classes of probability 0), negative and fractional ones
+    trained too (cut to whole numbers), and TensorFlow's error named a graph node. In the
+    validation data they scored without a word. Whole labels in range train as before."""
+    shifted = tiny_data().map(lambda x, y: (x, y + 3))  # 3..6 for 4 classes
+    halves = tiny_data().map(lambda x, y: (x, tf.cast(y, tf.float32) / 2))
+    negative = tiny_data().map(lambda x, y: (x, y - 1))
+    for data, seen in ((shifted, "from 3 to 6"), (halves, r"from 0 to 1\.5, not all whole"),
+                       (negative, "from -1 to 2")):
+        with pytest.raises(UserError, match=r"The labels must be class indices, whole numbers "
+                                            r"in \[0, 4\) for tiny's 4 classes; a batch held "
+                                            rf"labels {seen}\. Number the classes from 0"):
+            zoo.train(tiny_model(), data, epochs=1, verbose=0, run_dir=tmp_path / "run")
+        assert not (tmp_path / "run" / "backup").exists()  # no run to resume
+    with pytest.raises(UserError, match=r"a batch held labels from 3 to 6"):
+        zoo.train(tiny_model(), tiny_data(), shifted, epochs=1, verbose=0)
+    result = zoo.train(tiny_model(), tiny_data().map(lambda x, y: (x, tf.cast(y, "float32"))),
+                       epochs=1, verbose=0)
+    assert np.isfinite(result.history["loss"]).all()
+
+
 def test_the_training_step_is_traced_once(tmp_path):
     """zoo.train creates the optimizer's variables before fit's first step: TensorFlow
     traces a step that creates variables twice (the first epoch of a small ResNet-18 took
