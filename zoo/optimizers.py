@@ -17,7 +17,9 @@ class PaperSGD(keras.optimizers.SGD):
 
     The decay enters the gradient (so it goes through the momentum, as in the paper and
     Caffe), unlike Keras' decoupled ``weight_decay``. Only kernels (tensors of rank > 1) are
-    decayed, not biases or BatchNorm parameters.
+    decayed, not biases, BatchNorm parameters or PReLU's slopes (``alpha``, undecayed in He
+    et al. 2015), nor what ``exclude_from_weight_decay`` names, as Keras' optimizers leave
+    them.
 
     Example:
 
@@ -39,7 +41,10 @@ class PaperSGD(keras.optimizers.SGD):
         self.l2 = float(l2 or 0.0)  # (None: no decay, as check_hyperparameters allows)
 
     def update_step(self, gradient, variable, learning_rate):
-        if self.l2 and len(variable.shape) > 1:
+        # (TensorFlow's update passes its own variable, named "conv1_prelu/alpha:0")
+        slope = variable.name.split("/")[-1].split(":")[0] == "alpha"
+        if self.l2 and len(variable.shape) > 1 and not slope and self._use_weight_decay(
+                variable):
             gradient = gradient + keras.ops.cast(self.l2, variable.dtype) * variable
         super().update_step(gradient, variable, learning_rate)
 

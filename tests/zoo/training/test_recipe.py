@@ -43,6 +43,26 @@ def test_paper_sgd_matches_the_papers_update_rule():
     assert zoo.PaperSGD(l2=None).l2 == 0.0 and zoo.PaperSGD(l2=0).l2 == 0.0
 
 
+@pytest.mark.all_backends
+def test_paper_sgd_spares_prelu_slopes_and_what_keras_is_told_to_exclude():
+    """A ResNet's PReLU slopes (shape (1, 1, C): rank > 1) were decayed with the kernels,
+    and exclude_from_weight_decay was ignored; Keras' own SGD(weight_decay=...) leaves
+    both alone, and so do He et al. (2015)."""
+    model = zoo.resnet20(width=0.25, activation="prelu")
+    slopes = [v for v in model.trainable_variables if v.name == "alpha"]
+    kernels = [v for v in model.trainable_variables if v.name == "kernel"]
+    assert len(slopes) > 1 and any(len(v.shape) > 1 for v in slopes)
+    opt = zoo.PaperSGD(0.1, momentum=0.0, l2=0.1)
+    opt.exclude_from_weight_decay(var_list=kernels[:1])
+    before = {id(v): np.array(v) for v in slopes + kernels}
+    variables = slopes + kernels
+    opt.apply_gradients([(np.zeros(v.shape, "float32"), v) for v in variables])
+    for v in slopes + kernels[:1]:  # (as Keras' SGD(weight_decay=0.1) leaves them)
+        np.testing.assert_array_equal(np.array(v), before[id(v)])
+    for v in kernels[1:]:  # w <- w - lr * l2 * w
+        np.testing.assert_allclose(np.array(v), before[id(v)] * (1 - 0.1 * 0.1), rtol=1e-6)
+
+
 def test_recipe_defaults_and_reduce_lr_divides_by_ten_on_a_plateau():
     model = tiny_model()
     model.trainable = False  # nothing can improve: a plateau from the first epoch
