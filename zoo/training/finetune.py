@@ -3,6 +3,7 @@
 import keras
 
 from safeio.checks import UserError, check_bool, check_positive_int
+from zoo._builder import classifier_dtype
 from zoo.models.googlenet import without_aux
 
 
@@ -54,7 +55,7 @@ def fine_tune(model, classes, freeze="all", classifier_activation="softmax", nam
                 inner.trainable = layer.trainable and (train_batch_norm or not isinstance(
                     inner, keras.layers.BatchNormalization))
     outputs = keras.layers.Dense(classes, activation=classifier_activation,
-                                 name="predictions")(features)
+                                 name="predictions", dtype=classifier_dtype())(features)
     tuned = keras.Model(base.inputs, outputs, name=name or f"{base.name}_finetuned")
     from zoo.saving import input_pixels, resize_mode, set_input_pixels, set_resize_mode
 

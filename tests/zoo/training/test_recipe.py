@@ -725,6 +725,21 @@ def test_fine_tune_keeps_the_batch_norm_of_a_nested_block_frozen():
         zoo.fine_tune(base, classes=3, train_batch_norm="yes")
 
 
+@pytest.mark.all_backends
+def test_fine_tune_keeps_the_new_head_in_float32_under_mixed_precision():
+    """Every builder's classifier runs in float32 under mixed precision (a safe softmax);
+    fine_tune's new head ran in bfloat16, as its probabilities were."""
+    keras.config.set_dtype_policy("mixed_bfloat16")
+    try:
+        base = zoo.resnet18(input_shape=(32, 32, 3), width=0.125, stem="cifar", classes=7)
+        tuned = zoo.fine_tune(base, classes=3)
+    finally:
+        keras.config.set_dtype_policy("float32")
+    assert base.get_layer("predictions").dtype_policy.name == "float32"
+    assert tuned.get_layer("predictions").dtype_policy.name == "float32"
+    assert tuned.output.dtype == "float32"
+
+
 def test_fine_tune_errors():
     base = zoo.alexnet(input_shape=(67, 67, 3), width=16, classes=10)
     with pytest.raises(ValueError, match=r"`freeze` must be 'all', 'none' or a number.*99"):
