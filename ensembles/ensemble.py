@@ -202,10 +202,29 @@ def unique_names(names, reserved=()):
     return out
 
 
+# The ensemble graph's own layers, and those it names after each member (combined_model).
+_GRAPH_LAYERS = ("input", "member_probabilities", "combine")
+_PER_MEMBER = ("softmax", "stack")
+
+
+def _names_in_graph(names):
+    """The members' names made unique, and none the ensemble's own layers take: a member
+    named "input" or "combine", or "a_softmax" beside a logits member "a" (Keras' "The
+    name is used 2 times in the model")."""
+    reserved = set(_GRAPH_LAYERS)
+    while True:
+        out = unique_names(names, reserved)
+        derived = {f"{n}_{suffix}" for n in out for suffix in _PER_MEMBER}
+        if not derived & set(out) - reserved:
+            return out
+        reserved |= derived & set(out)
+
+
 def Ensemble(members, combine="mean", weights=None, return_members=False, name="ensemble"):
     """Build ONE functional Keras model averaging ``members`` on a shared input.
 
-    Members built by the same builder are renamed (``alexnet_1``, ``alexnet_2``, ...) so
+    Members built by the same builder are renamed (``alexnet_1``, ``alexnet_2``, ...), as
+    is a member named as one of the ensemble's own layers (``input``, ``combine``), so
     names never clash; the members themselves are not modified (the ensemble shares their
     layers and weights). Members that output logits are turned into probabilities first.
     The ensemble takes the members' class names and resize mode (``zoo.class_names``,
@@ -234,7 +253,7 @@ def Ensemble(members, combine="mean", weights=None, return_members=False, name="
     resize = common_resize_mode(members)
     if weights is not None:
         weights = check_member_weights(weights, len(members))
-    names_in_graph = unique_names([m.name for m in members])
+    names_in_graph = _names_in_graph([m.name for m in members])
     calls = [(member_graph(member, member_name), member_name)
              for member, member_name in zip(members, names_in_graph)]
     return combined_model(calls, combine, weights, return_members, name, names, resize)

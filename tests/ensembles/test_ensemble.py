@@ -111,6 +111,30 @@ def test_ensemble_is_one_model_with_renamed_members_and_stacked_outputs():
 
 
 @pytest.mark.all_backends
+def test_members_named_as_the_ensembles_own_layers_are_renamed(tmp_path):
+    """A member named "input" or "combine", or "a_softmax" beside a logits member "a",
+    ended in Keras' "The name ... is used 2 times in the model"."""
+    def named(name, activation="softmax"):
+        inputs = keras.Input((4,))
+        return keras.Model(inputs, keras.layers.Dense(3, activation=activation)(inputs),
+                           name=name)
+
+    members = [named("input"), named("combine"), named("a", None), named("a_softmax"),
+               named("member_probabilities")]
+    model = ensembles.Ensemble(members)
+    assert [m.name for m in ensembles.members_of(model)] == [
+        "input_1", "combine_1", "a", "a_softmax_1", "member_probabilities_1"]
+    x = np.random.default_rng(0).normal(size=(5, 4)).astype("float32")
+    expected = np.mean([keras.ops.convert_to_numpy(keras.ops.softmax(m(x))) if i == 2 else
+                        keras.ops.convert_to_numpy(m(x)) for i, m in enumerate(members)], axis=0)
+    np.testing.assert_allclose(model.predict(x, verbose=0), expected, rtol=1e-5, atol=1e-7)
+    path = str(tmp_path / "e.keras")
+    model.save(path)
+    np.testing.assert_allclose(keras.saving.load_model(path).predict(x, verbose=0), expected,
+                               rtol=1e-5, atol=1e-7)
+
+
+@pytest.mark.all_backends
 def test_keras_round_trip_keeps_combination_and_weights(tmp_path):
     model = ensembles.Ensemble(small_members(), combine="geometric", weights=[1, 2, 3])
     path = tmp_path / "ensemble.keras"
