@@ -33,6 +33,10 @@ CODE = textwrap.dedent(
 
     # --- packaging: what `import zoo, ensembles` brings, and loading beside a data/ folder
     import zoo, ensembles
+    import keras
+    out["registered_on_import"] = [  # (before any first use of a zoo name)
+        keras.saving.get_registered_object(name) is not None
+        for name in ("zoo>GoogLeNetWithAuxHeads", "zoo>ZeroPadChannels", "ensembles>CombineMembers")]
     zoo.alexnet(input_shape=(67, 67, 3), classes=3, width=8, towers=2)
     ensembles.Ensemble([zoo.googlenet(input_shape=(32, 32, 3), classes=3, width=0.125),
                         zoo.resnet18(input_shape=(32, 32, 3), classes=3, width=0.25)])

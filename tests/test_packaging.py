@@ -25,6 +25,7 @@ def test_a_fresh_process_builds_without_the_training_stack_and_loads_beside_a_da
     out = fresh_process
     assert out["registered"] == dict.fromkeys(out["registered"], True)
     assert len(out["registered"]) == 4
+    assert out["registered_on_import"] == [True, True, True]  # (import ensembles did)
     assert out["heavy"] == []
     assert out["data_load"]
     assert out["converters"] == [True, True]  # zoo.pretrained.torchvision.state_dict
