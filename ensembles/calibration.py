@@ -16,7 +16,7 @@ import keras
 import numpy as np
 
 from ensembles.metrics import check_probabilities, class_labels
-from safeio.checks import UserError, is_number
+from safeio.checks import UserError, check_bool, is_number
 
 EPS = 1e-30  # zeros (float32 underflow) are taken as EPS before the log, in Keras and NumPy
 T_RANGE = (0.01, 100.0)  # the temperatures :func:`fit_temperature` searches
@@ -161,7 +161,7 @@ def temperature(model, per_member=False):
     """
     from ensembles.ensemble import combine_layer, members_of
 
-    if per_member:
+    if check_bool(per_member, "per_member"):
         if combine_layer(model) is None:
             raise UserError(f"per_member=True reads an ensemble's members; {model.name!r} "
                             "is not an ensemble.")
@@ -282,6 +282,7 @@ def calibrate(model, data, per_member=False, tta=None):
                         "averaged views would not be the one it serves. Calibrate without "
                         "test-time augmentation.")
     layer = combine_layer(model)
+    per_member = check_bool(per_member, "per_member")
     if per_member and layer is None:
         raise UserError(f"per_member=True calibrates an ensemble's members; {model.name!r} "
                         "is not an ensemble (calibrate it with per_member=False).")

@@ -6,7 +6,7 @@ import keras
 import numpy as np
 
 from ensembles.calibration import EPS, check_temperature, scaled
-from safeio.checks import UserError, check_choice
+from safeio.checks import UserError, check_bool, check_choice
 from zoo.outputs import outputs_probabilities as _softmax_output  # noqa: F401 (used by others)
 from zoo.saving import (class_names, copy_metadata, input_pixels, resize_mode, set_class_names,
                         set_input_pixels, set_resize_mode)
@@ -250,6 +250,7 @@ def Ensemble(members, combine="mean", weights=None, return_members=False, name="
     """
     members = list(members)
     names = _check_members(members)
+    return_members = check_bool(return_members, "return_members")
     resize = common_resize_mode(members)
     if weights is not None:
         weights = check_member_weights(weights, len(members))

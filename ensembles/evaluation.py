@@ -11,7 +11,7 @@ from ensembles import metrics
 from ensembles.ensemble import (CombineMembers, _check_members, _softmax_output, combine_layer,
                                 common_input_pixels, is_ensemble, member_weights, members_of,
                                 unique_names, with_member_outputs)
-from safeio.checks import UserError
+from safeio.checks import UserError, check_bool
 
 SCORE_COLUMNS = ["top1_error", "top5_error", "nll", "brier", "ece"]
 # The rows evaluate adds after the members': a member of one of these names is numbered.
@@ -91,6 +91,7 @@ def predict_members(source, dataset, tta=None, keep_views=False):
     ``data.crop_scale(size)``), or ``(members, views, n, classes)`` with
     ``keep_views=True``. ``source`` is an :func:`Ensemble`, a model, or a list of models.
     """
+    keep_views = check_bool(keep_views, "keep_views")
     if tta is not None:
         _check_uncalibrated(source, tta)
     names, predict = _members_and_predictor(source)

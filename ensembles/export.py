@@ -16,7 +16,8 @@ from ensembles.mc_dropout import draws_at_inference, leaf_layers
 from safeio import (atomic_directory, atomic_path, check_free_space, check_not_a_link,
                     check_replaceable, check_writable_file, clean_stale, streams,
                     write_json, write_text)
-from safeio.checks import MissingPackage, UserError, check_choice, check_positive_int
+from safeio.checks import (MissingPackage, UserError, check_bool, check_choice,
+                           check_positive_int)
 from zoo.saving import bytes_to_save, check_class_names
 from zoo.saving import class_names as get_class_names
 from zoo.saving import check_square_images, check_takes_images, serving_resize
@@ -138,7 +139,10 @@ def check_export_target(path, format, overwrite=False):
     """Refuse, before any work, a ``path`` the export must not replace or cannot be written
     to: a SavedModel's folder (:func:`safeio.check_replaceable`), or the ``.onnx`` /
     ``.tflite`` file and its class names file beside it (:func:`classes_path`), each named."""
+    if not isinstance(path, (str, os.PathLike)):
+        raise UserError(f"The export's `path` must be a folder or file name; received {path!r}.")
     path = os.fspath(path)
+    overwrite = check_bool(overwrite, "overwrite")
     if format == "saved_model":
         for other, suffix in FILE_SUFFIXES.items():
             if path.endswith(suffix):  # (a SavedModel folder named model.onnx, silently)

@@ -8,7 +8,7 @@ import math
 
 import keras
 
-from safeio.checks import UserError, check_choice, is_number
+from safeio.checks import UserError, check_bool, check_choice, is_number
 
 
 @keras.saving.register_keras_serializable(package="zoo")
@@ -35,6 +35,8 @@ class PaperSGD(keras.optimizers.SGD):
         if l2 is not None and (not is_number(l2) or not math.isfinite(l2) or l2 < 0):
             raise UserError(f"PaperSGD's `l2` (the weight decay) must be a finite number >= 0 "
                             f"or None; received {l2!r}.")  # (NaN, or weights that grow)
+        if "nesterov" in kwargs:  # ("no" switched it on)
+            kwargs["nesterov"] = check_bool(kwargs["nesterov"], "nesterov")
         # (Keras' SGD takes a float alone: 0 or np.float32(0.9) failed as out of [0, 1].)
         momentum = float(momentum) if is_number(momentum) else momentum
         super().__init__(learning_rate=learning_rate, momentum=momentum, **kwargs)
@@ -122,7 +124,7 @@ def make_optimizer(name="sgd", learning_rate=0.01, momentum=0.9, weight_decay=5e
     """
     check_choice(name, OPTIMIZER_CHOICES, "optimizer")
     check_hyperparameters(learning_rate, momentum, weight_decay)
-    common = dict(learning_rate=learning_rate, use_ema=bool(ema))
+    common = dict(learning_rate=learning_rate, use_ema=check_bool(ema, "ema"))
     if name in ("sgd", "nesterov"):
         return PaperSGD(momentum=momentum, l2=weight_decay, nesterov=name == "nesterov",
                         **common)

@@ -22,7 +22,7 @@ import zlib
 import keras
 
 from safeio import atomic_path, check_free_space, check_writable_file
-from safeio.checks import UserError
+from safeio.checks import UserError, check_bool
 import zoo.layers  # noqa: F401  (registers LocalResponseNormalization)
 import zoo.optimizers  # noqa: F401  (registers PaperSGD)
 
@@ -245,6 +245,11 @@ def save_model(model, path):
 
     >>> zoo.save_model(model, "model.keras")                             # doctest: +SKIP
     """
+    if not isinstance(model, keras.Model):
+        raise UserError(f"save_model saves a keras.Model; received {model!r:.80} "
+                        f"({type(model).__name__}).")
+    if not isinstance(path, (str, os.PathLike)):
+        raise UserError(f"save_model takes the path of a .keras file; received {path!r}.")
     path = os.fspath(path)
     if not path.endswith(".keras"):
         raise UserError(f"A model file must end in .keras; received {path!r}.")
@@ -359,6 +364,9 @@ def load_model(path, compile=True):
     for module in zoo._CORE_MODULES:  # (GoogLeNetWithAuxHeads: a trained googlenet's class)
         importlib.import_module(module)
 
+    if not isinstance(path, (str, os.PathLike)):
+        raise UserError(f"load_model takes the path of a .keras file; received {path!r}.")
+    compile = check_bool(compile, "compile")
     path = os.fspath(path)
     if not os.path.isfile(path):
         raise UserError(f"Cannot load {path}: " + ("it is a directory, not a .keras file."

@@ -785,3 +785,44 @@ def test_a_snapshot_run_killed_before_its_first_backup_runs_again(tmp_path):
     _, paths = ensembles.train_snapshots(tiny_model, tiny_data(), **kwargs)
     assert [os.path.basename(p) for p in paths] == [f"snapshot-{k}.weights.h5"
                                                     for k in (1, 2, 3, 4)]
+
+
+def test_switches_given_as_strings_and_paths_that_are_not_paths_are_one_line(tmp_path):
+    """"no" is a true string: export(..., overwrite="no") replaced the export,
+    make_optimizer(ema="no") and PaperSGD(nesterov="no") switched them on, and
+    Ensemble(return_members="no") gave two outputs. A path that is not one (None, a
+    number) was Python's TypeError from os.fspath."""
+    members = [tiny_model(), tiny_model()]
+    export = tmp_path / "served"
+    export.mkdir()
+    (export / "saved_model.pb").write_bytes(b"a previous export")
+    cases = [
+        (lambda: ensembles.export(members[0], str(export), overwrite="no"),
+         r"`overwrite` must be True or False; received 'no'"),
+        (lambda: zoo.make_optimizer("adam", ema="no"), r"`ema` must be True or False"),
+        (lambda: zoo.PaperSGD(nesterov="no"), r"`nesterov` must be True or False"),
+        (lambda: ensembles.Ensemble(members, return_members="no"),
+         r"`return_members` must be True or False"),
+        (lambda: ensembles.predict_members(members, tiny_data(n=4), keep_views="yes"),
+         r"`keep_views` must be True or False"),
+        (lambda: ensembles.temperature(members[0], per_member="no"),
+         r"`per_member` must be True or False"),
+        (lambda: ensembles.calibrate(members[0], tiny_data(n=4), per_member=1),
+         r"`per_member` must be True or False; received 1"),
+        (lambda: zoo.load_model(str(tmp_path / "m.keras"), compile="no"),
+         r"`compile` must be True or False"),
+        (lambda: zoo.load_model(None), r"load_model takes the path of a .keras file; "
+                                       r"received None"),
+        (lambda: zoo.save_model(members[0], 5), r"save_model takes the path of a .keras "
+                                                r"file; received 5"),
+        (lambda: zoo.save_model("resnet18", str(tmp_path / "m.keras")),
+         r"save_model saves a keras.Model; received 'resnet18' \(str\)"),
+        (lambda: ensembles.export(members[0], None), r"The export's `path` must be a folder "
+                                                     r"or file name; received None"),
+    ]
+    for call, message in cases:
+        with pytest.raises(ValueError, match=message):
+            call()
+    assert (export / "saved_model.pb").read_bytes() == b"a previous export"
+    assert zoo.PaperSGD(nesterov=np.bool_(True)).nesterov is True
+    assert len(ensembles.Ensemble(members, return_members=np.bool_(True)).outputs) == 2
