@@ -2,6 +2,8 @@
 
 import keras
 
+from safeio.checks import UserError
+
 
 def outputs_probabilities(model):
     """Whether ``model`` outputs probabilities (else its outputs are taken as logits).
@@ -21,10 +23,37 @@ def outputs_probabilities(model):
     >>> outputs_probabilities(keras.Model(inputs, keras.ops.softmax(inputs)))
     True
     """
-    return _made_by_softmax(model)
+    kind = output_kind(model)
+    if kind not in ("probabilities", "logits"):
+        operation = _last_operation(model)
+        raise UserError(
+            f"{getattr(model, 'name', model)!r} ends in a {kind} "
+            f"({getattr(operation, 'name', type(operation).__name__)!r}): a classifier here "
+            "outputs a softmax's probabilities, or logits whose softmax is taken, and a "
+            f"{kind}'s outputs are neither (they were read as logits). Build it with "
+            "classifier_activation='softmax' (or None, for logits).")
+    return kind == "probabilities"
 
 
-def _made_by_softmax(operation):
+def output_kind(model):
+    """``"probabilities"`` (made by a softmax, as :func:`outputs_probabilities` tells),
+    ``"logits"``, or the name of the activation that squashes each output on its own
+    (``"sigmoid"``: several labels' probabilities, or a mistake).
+
+    Example:
+
+    >>> inputs = keras.Input((4,))
+    >>> output_kind(keras.Model(inputs, keras.layers.Dense(3, activation="sigmoid")(inputs)))
+    'sigmoid'
+    """
+    operation = _last_operation(model)
+    return other_activation(operation) or (
+        "probabilities" if _is_softmax(operation) else "logits")
+
+
+def _last_operation(operation):
+    """What makes ``operation``'s output: followed into nested models and back through the
+    layers that pass values on."""
     while True:
         while isinstance(operation, keras.Model):  # into nested models, subclassed ones too
             if getattr(operation, "outputs", None):
@@ -35,11 +64,34 @@ def _made_by_softmax(operation):
                 break
         before = _passed_through(operation)
         if before is None:
-            break
+            return operation
         operation = before
+
+
+def _is_softmax(operation):
     return (type(operation).__name__ == "Softmax"  # the layer, and keras.ops.softmax's op
             or getattr(operation, "serves_probabilities", False)
             or is_softmax(getattr(operation, "activation", None)))
+
+
+# Activations that squash each output on its own into a bounded range: neither
+# probabilities over the classes nor logits (whose softmax would be all but uniform). A
+# layer's activation (Keras' names; tf.nn's and jax.nn's are the same), or the operation
+# of keras.ops.sigmoid/tanh in a functional graph. (An unbounded one, a ReLU's, still
+# gives logits: its softmax is a distribution.)
+_OTHER_ACTIVATIONS = {"sigmoid", "hard_sigmoid", "sparse_sigmoid", "tanh", "hard_tanh",
+                      "softsign"}
+_OTHER_LAYERS = {"Sigmoid": "sigmoid", "Tanh": "tanh"}
+
+
+def other_activation(operation):
+    """The name of the squashing activation (a sigmoid's) that makes ``operation``'s
+    output, else None."""
+    kind = type(operation).__name__
+    if kind == "Activation" or kind not in _OTHER_LAYERS:
+        name = getattr(getattr(operation, "activation", None), "__name__", None)
+        return name if name in _OTHER_ACTIVATIONS else None
+    return _OTHER_LAYERS[kind]
 
 
 # Layers that pass their input's values on (mixed precision's float32 cast,

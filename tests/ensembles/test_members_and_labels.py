@@ -3,6 +3,8 @@
 The scores are held to scikit-learn's; a member's probabilities to its own ``predict``.
 """
 
+import os
+
 import keras
 import numpy as np
 import pandas as pd
@@ -264,6 +266,43 @@ def test_crops_of_a_sigmoid_model_are_averaged_as_they_are():
     views = np.reshape(data.five_crop(x, 12), (-1, 12, 12, 3))
     expected = model.predict(views, verbose=0).reshape(2, 5, 1).mean(1)
     np.testing.assert_allclose(mean, expected, rtol=1e-5)
+
+
+def test_crops_of_logits_within_0_and_1_are_still_logits():
+    """predict_crops told logits by numbers outside [0, 1]: an untrained logits model whose
+    outputs all lay within (0.5 each here) had them averaged as probabilities (rows summing
+    to 1.5). The graph says what they are."""
+    model = pooled_head(None, size=12)
+    dense = model.layers[-1]
+    dense.set_weights([np.zeros_like(dense.kernel), np.full(CLASSES, 0.5, "float32")])
+    mean, _ = data.predict_crops(model, images(2, size=16), tta="5crop")
+    np.testing.assert_allclose(mean, 1 / CLASSES, rtol=1e-6)
+
+
+@pytest.mark.parametrize("head", ["sigmoid", "tanh", "keras.ops.sigmoid"])
+def test_a_sigmoid_head_is_one_line_where_the_classes_are_one_softmax(head, tmp_path):
+    """A sigmoid's (or tanh's) outputs are neither a softmax's probabilities nor logits:
+    read as logits, an ensemble, evaluate and zoo.predict gave all but uniform
+    probabilities (1/3 each) and an NLL of ln 3 without a word. A ReLU's stay logits."""
+    if head == "keras.ops.sigmoid":
+        inputs = keras.Input((16, 16, 3))
+        pooled = keras.layers.GlobalAveragePooling2D()(inputs)
+        model = keras.Model(inputs, keras.ops.sigmoid(keras.layers.Dense(CLASSES)(pooled)))
+        head = "sigmoid"
+    else:
+        model = pooled_head(head)
+    data_ = tf.data.Dataset.from_tensor_slices((images(4), labels(4))).batch(2)
+    for call in (lambda: ensembles.Ensemble([model, pooled_head("softmax")]),
+                 lambda: ensembles.evaluate(model, data_),
+                 lambda: ensembles.export(model, str(tmp_path / "never_written"))):
+        with pytest.raises(ValueError, match=rf"ends in a {head} \('.*'\): a classifier here "
+                                             r"outputs a softmax's probabilities, or logits"):
+            call()
+    assert not os.path.exists(tmp_path / "never_written")
+    relu = pooled_head("relu")
+    np.testing.assert_allclose(ensembles.Ensemble([relu]).predict(images(2), verbose=0),
+                               keras.ops.softmax(relu.predict(images(2), verbose=0)),
+                               rtol=1e-5, atol=1e-7)
 
 
 def test_crops_of_a_first_batch_with_a_nan_image_still_read_probabilities():
