@@ -279,7 +279,8 @@ def count_macs(model):
     """Multiply-accumulates of one forward pass, from the convolutions and dense layers.
 
     The usual convention of the papers: other layers (pooling, normalization, activations)
-    are left out. Needs a model whose spatial sizes are known.
+    are left out. Models inside the model (an ensemble's members) are counted once each.
+    Needs a model whose spatial sizes are known.
 
     Example:
 
@@ -289,10 +290,21 @@ def count_macs(model):
     """
     import keras
 
+    if not isinstance(model, keras.Model):
+        hint = (f" (zoo.model_info({model!r})['macs'] gives a registered model's)"
+                if isinstance(model, str) else "")
+        raise UserError(f"count_macs takes a built keras.Model; received {model!r:.80} "
+                        f"({type(model).__name__}){hint}.")
     macs = 0
     for layer in model.layers:
-        if isinstance(layer, keras.layers.Conv2D):
+        if isinstance(layer, keras.Model):  # (an ensemble's members: they were 0)
+            macs += count_macs(layer)
+        elif isinstance(layer, keras.layers.Conv2D):
             out_h, out_w, out_c = layer.output.shape[1:]
+            if out_h is None or out_w is None:
+                raise UserError(f"count_macs needs the spatial sizes: {layer.name!r} of "
+                                f"{model.name!r} outputs {tuple(layer.output.shape)}. Build "
+                                "the model with a fixed input_shape to count its MACs.")
             kh, kw, in_c, _ = layer.kernel.shape
             macs += out_h * out_w * out_c * kh * kw * in_c
         elif isinstance(layer, keras.layers.Dense):

@@ -65,6 +65,30 @@ def test_model_info(name):
     assert info["paper"]
 
 
+def test_count_macs_counts_nested_models_and_names_what_it_cannot_count():
+    """An ensemble's members are nested models: their MACs were left out (0 for an
+    ensemble); a name or a model of unknown spatial sizes was Python's error."""
+    import keras
+
+    import ensembles
+
+    member = zoo.resnet18(input_shape=(64, 64, 3), classes=10, width=0.25)
+    other = zoo.alexnet(input_shape=(67, 67, 3), classes=10, width=16)
+    assert zoo.count_macs(member) > 0
+    resized = keras.Sequential([keras.Input((67, 67, 3)), keras.layers.Resizing(64, 64),
+                                member])
+    assert zoo.count_macs(resized) == zoo.count_macs(member)
+    mixed = ensembles.Ensemble([resized, other])
+    assert zoo.count_macs(mixed) == zoo.count_macs(member) + zoo.count_macs(other)
+    assert zoo.count_macs(ensembles.Ensemble([member, member])) == 2 * zoo.count_macs(member)
+    with pytest.raises(ValueError, match=r"count_macs takes a built keras.Model; received "
+                                         r"'resnet18' \(str\) \(zoo.model_info\('resnet18'\)"):
+        zoo.count_macs("resnet18")
+    with pytest.raises(ValueError, match=r"count_macs needs the spatial sizes: 'conv1_conv' "
+                                         r"of 'resnet18' outputs \(None, None, None, 16\)"):
+        zoo.count_macs(zoo.resnet18(input_shape=(None, None, 3), width=0.25))
+
+
 @pytest.mark.parametrize("name", list(EXPECTED))
 def test_every_builder_has_the_common_signature(name):
     entry = registry.get_entry(name)
