@@ -6,7 +6,7 @@ import itertools
 import keras
 import numpy as np
 
-from safeio.checks import UserError, is_number
+from safeio.checks import UserError, check_positive_number, check_rate, is_number
 from zoo import registry
 
 
@@ -54,6 +54,12 @@ def variants(builder, dropout=None, width=None, **kwargs):
         raise UserError(f"variants needs a model name or a builder function (each variant "
                         f"is built anew); received {type(builder).__name__} "
                         f"{str(builder):.80}.")
+    for d in dropouts:  # (each was refused only when its member was built: after the
+        if d is not None:  # members before it had trained)
+            check_rate(d, "dropout")
+    for w in widths:
+        if w is not None:
+            check_positive_number(w, "width")
     base = builder if isinstance(builder, str) else getattr(
         builder, "__name__", getattr(getattr(builder, "func", None), "__name__", "model"))
     build = functools.partial(registry.resolve, builder)
@@ -71,5 +77,7 @@ def variants(builder, dropout=None, width=None, **kwargs):
             member_kwargs["dropout"] = d
         if w is not None:
             member_kwargs["width"] = w
+        if isinstance(builder, str):  # a mistyped name or argument: one line now
+            registry.check_arguments(builder, member_kwargs)
         out[name] = functools.partial(build, **member_kwargs)
     return out

@@ -763,6 +763,18 @@ def test_variants_refuse_what_would_lose_or_misname_a_member():
         ensembles.variants("alexnet", width=["wide"])
     assert list(ensembles.variants("alexnet", dropout=np.array([0.5, 0.6]))) == [
         "alexnet_dropout0p5", "alexnet_dropout0p6"]
+    # A mistyped name or argument and values no member takes were refused only when that
+    # member was built: after the members before it had trained.
+    for kwargs, message in (
+            (dict(builder="alexnt", width=[8, 16]), r"Unknown model 'alexnt'.*alexnet"),
+            (dict(builder="alexnet", width=[8, 16], widht=2), r"alexnet has no argument "
+                                                              r"'widht'. Did you mean 'width'"),
+            (dict(builder="alexnet", dropout=[0.1, 1.5]), r"`dropout` must be a rate in "
+                                                          r"\[0, 1\); received 1.5"),
+            (dict(builder="resnet18", width=[-1, 2]), r"`width` must be a finite positive "
+                                                      r"number; received -1")):
+        with pytest.raises(ValueError, match=message):
+            ensembles.variants(**kwargs)
 
 
 def test_a_snapshot_run_killed_before_its_first_backup_runs_again(tmp_path):
