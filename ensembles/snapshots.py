@@ -20,7 +20,7 @@ import keras
 from ensembles.ensemble import Ensemble, member_graph
 from ensembles.schedules import CyclicCosine
 from safeio import atomic_path, check_free_space, natural_key
-from safeio.checks import UserError, check_positive_int
+from safeio.checks import UserError, check_bool, check_positive_int
 from zoo.optimizers import make_optimizer
 from zoo.saving import class_names as get_class_names
 from zoo.saving import bytes_to_save, load_weights
@@ -81,10 +81,16 @@ class CheckpointSnapshots(keras.callbacks.Callback):
 
     def __init__(self, directory, every=None, at_lr_drop=True):
         super().__init__()
-        if every is not None and (not isinstance(every, int) or every < 1):
-            raise UserError(f"`every` must be None or a positive integer; received {every!r}.")
-        self.directory = directory
-        self.every = every
+        if not isinstance(directory, (str, os.PathLike)):
+            raise UserError(f"CheckpointSnapshots' `directory` must be a folder name; "
+                            f"received {directory!r}.")
+        check_positive_int(every, "every", allow_none=True)  # (True was 1; NumPy's refused)
+        at_lr_drop = check_bool(at_lr_drop, "at_lr_drop")
+        if every is None and not at_lr_drop:
+            raise UserError("CheckpointSnapshots with every=None and at_lr_drop=False would "
+                            "take no snapshot: give every=N (epochs) or at_lr_drop=True.")
+        self.directory = os.fspath(directory)
+        self.every = None if every is None else int(every)
         self.at_lr_drop = at_lr_drop
 
     def on_train_begin(self, logs=None):

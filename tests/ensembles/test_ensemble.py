@@ -603,6 +603,24 @@ def test_checkpoint_snapshots_every_k_epochs_and_at_lr_drops(tmp_path):
         "snapshot-epoch004.weights.h5"]
 
 
+def test_checkpoint_snapshots_refuse_what_would_take_none_or_fail_in_training(tmp_path):
+    """every=None with at_lr_drop=False took no snapshot without a word; every=True was
+    every epoch and NumPy's 2 was refused; at_lr_drop="no" was on; a folder given as a
+    number failed inside training (TypeError)."""
+    folder = str(tmp_path / "snaps")
+    for kwargs, message in (
+            (dict(every=None, at_lr_drop=False), r"every=None and at_lr_drop=False would "
+                                                 r"take no snapshot"),
+            (dict(every=True), r"`every` must be None or a positive integer; received True"),
+            (dict(every=0), r"received 0"),
+            (dict(at_lr_drop="no"), r"`at_lr_drop` must be True or False")):
+        with pytest.raises(ValueError, match=message):
+            ensembles.CheckpointSnapshots(folder, **kwargs)
+    with pytest.raises(ValueError, match=r"`directory` must be a folder name; received 5"):
+        ensembles.CheckpointSnapshots(5)
+    assert ensembles.CheckpointSnapshots(tmp_path, every=np.int64(2)).every == 2
+
+
 # --- variants ---------------------------------------------------------------------------------
 
 
