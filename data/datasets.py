@@ -22,8 +22,8 @@ from data import folder
 from data.preprocess import alexnet_preprocess
 from data.preprocess import center_crop as _center_crop
 from data.preprocess import eval_view, resize_and_center_crop
-from safeio.checks import (UserError, check_bool, check_non_negative_int, check_positive_int,
-                           is_int)
+from safeio.checks import (UserError, check_bool, check_choice, check_non_negative_int,
+                           check_positive_int, is_int)
 
 DIGITS = "digits"
 DIGITS_CLASSES = tuple(str(d) for d in range(10))
@@ -538,6 +538,14 @@ def _check_no_class_names(name, class_names, data_dir=None):
                         f".class_names lists them); received class_names={class_names!r}.")
 
 
+def _check_no_digits_class_names(class_names):
+    """The digits number their classes '0' to '9': names given for them would be ignored."""
+    if class_names is not None:
+        raise UserError(f"`class_names` orders an image folder's classes; the embedded digits "
+                        f"are numbered '0' to '9' (data.info('digits').class_names); received "
+                        f"class_names={class_names!r:.80}.")
+
+
 def _expand_home(name):
     """A dataset path starting ``~`` in the user's home, as a shell reads it."""
     return os.path.expanduser(name) if str(name).startswith("~") else name
@@ -671,6 +679,10 @@ def load(
     """
     _check_image_size(image_size)
     _check_functions(preprocess, augment)
+    # (the folders' options, checked whatever the source: the digits took any)
+    check_choice(on_bad_image, folder.BAD_IMAGE_CHOICES, "on_bad_image")
+    check_choice(verify, folder.VERIFY_CHOICES, "verify")
+    check_positive_int(max_pixels, "max_pixels", allow_none=True, what=" (None: no limit)")
     check_bool(shuffle, "shuffle", allow_none=True, what=" (None: the train splits only)")
     check_bool(drop_remainder, "drop_remainder")
     for arg, value in (("scale", scale), ("center_crop", center_crop)):
@@ -694,6 +706,7 @@ def load(
     if name == DIGITS:
         _warn_if_a_digits_folder(data_dir)
         _warn_tfds_dirs_unused(name, data_dir, manual_dir)
+        _check_no_digits_class_names(class_names)
         images, labels = digits_arrays(split, scale or image_size or DIGITS_IMAGE_SIZE)
         if preprocess is not None and center_crop is not None:  # its size, from one image
             side = min(tuple(preprocess(tf.constant(images[0])).shape)[:2])
@@ -815,6 +828,7 @@ def info(name=DIGITS, data_dir=None, class_names=None, manual_dir=None):
     if name == DIGITS:
         _warn_if_a_digits_folder(data_dir)
         _warn_tfds_dirs_unused(name, data_dir, manual_dir)
+        _check_no_digits_class_names(class_names)
         return DatasetInfo(
             DIGITS, DIGITS_CLASSES,
             {s: len(_digits_split_index(s)) for s in ("train", "validation", "test")},

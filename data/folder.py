@@ -12,7 +12,7 @@ import warnings
 import tensorflow as tf
 
 from safeio import streams
-from safeio.checks import UserError, check_choice
+from safeio.checks import UserError, check_choice, check_positive_int
 
 # (.jfif and .jpe: JPEG files as Windows and browsers save them, once left out unnamed)
 IMAGE_EXTENSIONS = (".jpg", ".jpeg", ".jfif", ".jpe", ".png", ".gif", ".bmp")
@@ -273,6 +273,7 @@ def scan(root, split, on_bad_image="raise", verify="header", class_names=None,
     """
     check_choice(on_bad_image, BAD_IMAGE_CHOICES, "on_bad_image")
     check_choice(verify, VERIFY_CHOICES, "verify")
+    check_positive_int(max_pixels, "max_pixels", allow_none=True, what=" (None: no limit)")
     class_names = None if class_names is None else list(class_names)  # (an iterator: once)
     key = (os.path.abspath(root), split, on_bad_image, verify,
            None if class_names is None else tuple(class_names), max_pixels, allow_empty)

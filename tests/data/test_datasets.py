@@ -253,6 +253,26 @@ def test_tfds_folders_given_with_the_digits_or_an_image_folder_are_said_unread(
     assert not [w for w in recwarn if "TensorFlow Datasets' folders" in str(w.message)]
 
 
+def test_the_folders_options_are_checked_for_every_source(image_folder):
+    """on_bad_image='ignore', verify='full' and max_pixels=-1 passed with the digits (and a
+    folder with max_pixels=-1 reported every file as too large); class names given for the
+    digits were ignored, where a TFDS dataset refuses them."""
+    for kwargs, message in (
+            (dict(on_bad_image="ignore"), r"`on_bad_image` must be one of .*'raise'.*'skip'.*"
+                                          r"received 'ignore'"),
+            (dict(verify="full"), r"`verify` must be one of .*received 'full'"),
+            (dict(max_pixels=-1), r"`max_pixels` \(None: no limit\) must be None or a "
+                                  r"positive integer; received -1"),
+            (dict(class_names=["a", "b"]), r"the embedded digits are numbered '0' to '9'")):
+        with pytest.raises(UserError, match=message):
+            data.load("digits", **kwargs)
+    with pytest.raises(UserError, match=r"received -1"):
+        data.load(str(image_folder), max_pixels=-1)
+    with pytest.raises(UserError, match=r"the embedded digits are numbered"):
+        data.info("digits", class_names=["x"])
+    assert len(list(data.load(str(image_folder), "test", image_size=8, max_pixels=None))) == 1
+
+
 def test_jfif_and_jpe_files_are_read_as_the_jpegs_they_are(image_folder):
     """A browser's download.jfif was passed over by the scan and by zoo predict, unnamed."""
     cat = image_folder / "train" / "cat"
