@@ -18,11 +18,16 @@ def crop_scale(size):
     >>> crop_scale(227), crop_scale(32)
     (256, 37)
     """
+    check_positive_int(size, "size", what=" (of the crops)")
     return 256 if size in (224, 227) else round(size * 256 / 224)
 
 
 def _corner_and_centre_crops(images, size, name):
+    check_positive_int(size, "size", what=f" (of {name}'s crops)")
     images = tf.convert_to_tensor(images)
+    if images.shape.rank not in (None, 3, 4):
+        raise UserError(f"{name} takes an image (height, width, channels) or a batch of them "
+                        f"(n, height, width, channels); received shape {tuple(images.shape)}.")
     height, width = images.shape[-3], images.shape[-2]
     if height is None or width is None:  # traced over images of any size (tf.data.map)
         return _traced_crops(images, size, name)

@@ -75,6 +75,21 @@ def test_ten_crop_errors():
         with pytest.raises(ValueError, match=r"larger than the 8x8 crops.*shorter side 9"):
             tta.crops(np.zeros((1, 8, 8, 3)), mode, 8)
     assert data.crop_scale(224) == data.crop_scale(227) == 256
+    # Sizes that are no crop's (five_crop of 0 gave (5, 0, 0, 3); crop_scale(32.7) gave 37,
+    # crop_scale(-5) -6) and an image without channels (TensorFlow's slicing error).
+    for call, message in (
+            (lambda: data.five_crop(np.zeros((10, 10, 3)), 0),
+             r"`size` \(of five_crop's crops\) must be a positive integer; received 0"),
+            (lambda: data.ten_crop(np.zeros((10, 10, 3)), "8"), r"received '8'"),
+            (lambda: data.crop_scale(32.7), r"`size` \(of the crops\) must be a positive "
+                                            r"integer; received 32.7"),
+            (lambda: data.crop_scale(-5), r"received -5"),
+            (lambda: data.ten_crop(np.zeros((10, 10)), 4), r"ten_crop takes an image "
+                                                           r"\(height, width, channels\) or a "
+                                                           r"batch .*received shape \(10, 10\)")):
+        with pytest.raises(ValueError, match=message):
+            call()
+    assert data.five_crop(np.zeros((10, 10, 3)), np.int64(4)).shape == (5, 4, 4, 3)
 
 
 def _model(size=6, classes=4):
