@@ -379,15 +379,15 @@ def uncertainty(source, dataset, tta=None, predictions=None):
         weights = member_weights(source)
         combined = combine(source, samples)
     top = combined.argmax(axis=-1)
-    predictive = metrics.entropy(combined)
-    expected = np.tensordot(weights, metrics.entropy(samples), axes=1)
+    predictive = metrics._entropy(combined)
+    expected = np.tensordot(weights, metrics._entropy(samples), axes=1)
     # The disagreement from the members' own combination: a temperature leaves it alone.
     untempered = combined
     if is_ensemble(source) and combine_layer(source).temperature != 1.0:
         layer = combine_layer(source)
         untempered = np.asarray(CombineMembers(layer.combine, layer.member_weights)(
             np.moveaxis(samples, 0, 1).astype("float32")))
-    information = metrics.entropy(untempered) - expected
+    information = metrics._entropy(untempered) - expected
     mean = over_crops or not is_ensemble(source) or combine_layer(source).combine == "mean"
     top_probs = samples[:, np.arange(len(top)), top]  # (members, n)
     spread = np.tensordot(weights, (top_probs - np.tensordot(weights, top_probs, axes=1)) ** 2,

@@ -31,6 +31,9 @@ def class_labels(labels, classes):
                 if labels.ndim == 2 and labels.shape[1] == classes else "")
         raise UserError(f"Labels must be class indices shaped (n,) or (n, 1); received shape "
                         f"{labels.shape}{hint}.")
+    if labels.size and not np.isfinite(labels).all():  # (inf was "received -9223372036854775808")
+        raise UserError(f"Labels must be finite class indices; received "
+                        f"{labels[~np.isfinite(labels)][0]}.")
     if labels.size and not np.array_equal(labels, np.round(labels)):
         raise UserError(f"Labels must be whole class indices; received values such as "
                         f"{float(labels[labels != np.round(labels)][0]):g}.")
@@ -55,6 +58,8 @@ def check_probabilities(probs, labels=None, what="probabilities"):
     (1, 2)
     """
     probs = np.asarray(probs)
+    if probs.dtype.kind not in "biuf":  # (complex: the imaginary part dropped; objects)
+        raise UserError(f"Expected {what}: real numbers; received {probs.dtype} values.")
     if probs.dtype.kind != "f":  # (float32 stays float32: ImageNet's are 200 MB a member)
         probs = probs.astype("float64")
     elif probs.dtype.itemsize < 4:  # float16: its 1e-12 floors would round to 0 (log: -inf)
@@ -123,9 +128,14 @@ def _brier(probs, labels):
     return float(np.mean(np.sum((probs - onehot) ** 2, axis=-1)))
 
 
+MAX_BINS = 10_000  # a confidence resolution of 1e-4 (10**9 bins looped for 10 minutes)
+
+
 def calibration_bins(probs, labels, bins=15):
     """Per equal-width confidence bin: (mean confidence, accuracy, count)."""
     bins = check_positive_int(bins, "bins")
+    if bins > MAX_BINS:
+        raise UserError(f"`bins` must be at most {MAX_BINS:,}; received {bins:,}.")
     return _bins(*_checked(probs, labels), bins)
 
 
@@ -166,9 +176,9 @@ def _members(member_probs):
     """Member probabilities shaped (members, n, classes), checked; else one line (a 2-D
     array read as members would compare every example with every other)."""
     member_probs = np.asarray(member_probs)
-    if member_probs.ndim != 3:
-        raise UserError("Expected member probabilities shaped (members, n, classes); "
-                        f"received shape {member_probs.shape}.")
+    if member_probs.ndim != 3 or not len(member_probs):
+        raise UserError("Expected member probabilities shaped (members, n, classes), of one "
+                        f"member at least; received shape {member_probs.shape}.")
     return check_probabilities(member_probs, what="member probabilities")
 
 
@@ -190,7 +200,13 @@ def average_kl(member_probs):
 
 
 def entropy(probs):
-    """Entropy (nats) of each row of ``probs``."""
+    """Entropy (nats) of each row of ``probs``: probabilities, checked as the other metrics
+    check them (logits gave a number near 0, a row summing to 0.2 one too)."""
+    return _entropy(check_probabilities(probs))
+
+
+def _entropy(probs):
+    """:func:`entropy` of probabilities the caller has (NaN rows, of NaN images, stay NaN)."""
     probs = np.asarray(probs)  # (float16 clips 1e-12 to 0, whose 0 log 0 is NaN)
     p = np.clip(probs.astype(np.promote_types(probs.dtype, "float32"), copy=False), EPS, 1.0)
     return -np.sum(p * np.log(p), axis=-1)

@@ -26,9 +26,9 @@ def true_class_probabilities(member_probs, labels):
     if len(labels) == 0:  # (weights fitted on nothing: NaN's argmin chose member 0)
         raise UserError("Fitting member weights needs held-out examples: at least one; "
                         "received none.")
-    if member_probs.ndim != 3 or member_probs.shape[1] != len(labels):
+    if member_probs.ndim != 3 or member_probs.shape[1] != len(labels) or not len(member_probs):
         raise UserError(f"Expected member probabilities shaped (members, {len(labels)}, "
-                        f"classes); received {member_probs.shape}.")
+                        f"classes), of one member at least; received {member_probs.shape}.")
     member_probs = check_probabilities(member_probs, what="member probabilities")
     return member_probs[:, np.arange(len(labels)), labels]
 

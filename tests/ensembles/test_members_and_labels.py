@@ -332,12 +332,34 @@ def test_the_public_metrics_check_what_they_are_given():
     one_model = np.full((300, 3), 1 / 3)
     for diversity in (m.disagreement, m.average_kl):
         with pytest.raises(ValueError, match=r"member probabilities shaped \(members, n, "
-                                             r"classes\); received shape \(300, 3\)"):
+                                             r"classes\), of one member at least; received "
+                                             r"shape \(300, 3\)"):
             diversity(one_model)
+        with pytest.raises(ValueError, match=r"received shape \(0, 300, 3\)"):
+            diversity(np.zeros((0, 300, 3)))  # (no member: it was 0.0)
     with pytest.raises(ValueError, match="at least one example; received none"):
         m.ece(np.zeros((0, 3)), [])
     with pytest.raises(ValueError, match="at least one example; received none"):
         m.scores(np.zeros((0, 3)), [])
+    # entropy checked nothing (logits gave 2.8e-11, a row summing to 0.2 gave 0.46);
+    # 10**9 bins looped for 10 minutes; an infinite label was "received -9223372036854775808";
+    # complex probabilities lost their imaginary part without a word.
+    for call, message in (
+            (lambda: m.entropy(logits), r"logits\? apply a softmax first"),
+            (lambda: m.entropy([[0.1, 0.1]]), r"rows summing to 0.2"),
+            (lambda: m.ece(np.full((2, 2), 0.5), [0, 1], bins=10**9),
+             r"`bins` must be at most 10,000; received 1,000,000,000"),
+            (lambda: m.nll(np.full((2, 2), 0.5), [0, np.inf]), r"Labels must be finite "
+                                                                r"class indices; received inf"),
+            (lambda: m.nll(np.full((2, 2), 0.5 + 0j), [0, 1]), r"real numbers; received "
+                                                               r"complex128 values")):
+        with pytest.raises(ValueError, match=message):
+            call()
+    np.testing.assert_allclose(m.entropy([[0.5, 0.5], [1.0, 0.0]]), [np.log(2), 0.0],
+                               atol=1e-9)
+    for fit in (ensembles.nll_weights, ensembles.greedy_counts):  # (NumPy's zero-size error)
+        with pytest.raises(ValueError, match=r"of one member at least; received \(0, 2, 2\)"):
+            fit(np.zeros((0, 2, 2)), [0, 1])
 
 
 def test_labels_that_are_names_are_one_line():
