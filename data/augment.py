@@ -15,7 +15,9 @@ TensorShape([28, 28, 3])
 """
 
 import functools
+import math
 
+import numpy as np
 import tensorflow as tf
 
 from data.preprocess import check_crop_fits
@@ -49,8 +51,14 @@ def _single(image, op, channels=None):
 
 
 def _check_range(value, name, low, high, what):
-    if not is_number(value) or not low <= value <= high:
+    """``value``: a finite number in [low, high] (NaN and inf gave NaN images)."""
+    if not is_number(value) or not math.isfinite(value) or not low <= value <= high:
         raise UserError(f"`{name}` must be {what}; received {value!r}.")
+
+
+def _check_max_value(max_value):
+    _check_range(max_value, "max_value", 1e-12, float("inf"),
+                 "the largest pixel value, a finite number > 0 (255 for [0, 255] pixels)")
 
 
 def _check_interval(pair, name, low, high, what):
@@ -107,6 +115,8 @@ def pca_color(image, seed, eigenvalues=IMAGENET_EIGENVALUES,
     >>> pca_color(tf.zeros((2, 2, 3)), tf.constant([1, 2])).shape
     TensorShape([2, 2, 3])
     """
+    _check_range(std, "std", 0, float("inf"), "a finite number >= 0 (of alpha's normal)")
+    _check_max_value(max_value)
     image = _float(_single(image, "pca_color", channels=(len(eigenvalues),)))
     eigenvalues = tf.constant(eigenvalues, tf.float32)
     eigenvectors = tf.constant(eigenvectors, tf.float32)
@@ -153,8 +163,9 @@ def color_jitter(image, seed, brightness=0.2, contrast=0.2, saturation=0.2, max_
     """
     for name, value in (("brightness", brightness), ("contrast", contrast),
                         ("saturation", saturation)):
-        _check_range(value, name, 0, float("inf"), "a number >= 0 (factors in "
+        _check_range(value, name, 0, float("inf"), "a finite number >= 0 (factors in "
                      "[max(0, 1 - x), 1 + x])")
+    _check_max_value(max_value)
     image = _float(_single(image, "color_jitter", channels=(1, 3)))
     b_seed, c_seed, s_seed, order_seed = _seeds(seed, 4)
 
@@ -182,6 +193,7 @@ def random_erasing(image, seed, probability=0.5, scale=(0.02, 0.33), ratio=(0.3,
     _check_interval(scale, "scale", 0, 1, "0 <= min <= max <= 1 (fractions of the area)")
     _check_interval(ratio, "ratio", 1e-12, None, "0 < min <= max (aspect ratios)")
     image = _float(_single(image, "random_erasing"))
+    value = _fill(value, image.shape[-1])
     apply_seed, area_seed, ratio_seed, top_seed, left_seed = _seeds(seed, 5)
     height, width = tf.shape(image)[0], tf.shape(image)[1]
     h_f, w_f = tf.cast(height, tf.float32), tf.cast(width, tf.float32)
@@ -200,6 +212,17 @@ def random_erasing(image, seed, probability=0.5, scale=(0.02, 0.33), ratio=(0.3,
     apply = tf.random.stateless_uniform([], apply_seed) < probability
     mask = tf.cast(inside & apply, image.dtype)[:, :, None]
     return image * (1.0 - mask) + value * mask
+
+
+def _fill(value, channels):
+    """random_erasing's ``value``: a finite number, or one per channel (NaN wrote NaN
+    pixels; "mean" and a value per channel of another image were TensorFlow's errors)."""
+    values = np.ravel(value) if isinstance(value, (list, tuple, np.ndarray)) else [value]
+    fits = len(values) == 1 or channels is None or len(values) == channels
+    if not (len(values) and fits and all(is_number(v) and math.isfinite(v) for v in values)):
+        raise UserError(f"random_erasing's `value` must be a finite number, or one per "
+                        f"channel ({channels} here); received {value!r:.80}.")
+    return tf.constant(values if len(values) > 1 else values[0], tf.float32)
 
 
 def compose(*ops):

@@ -170,7 +170,21 @@ def test_integer_images_augment_as_their_float32_values():
 
 @pytest.mark.parametrize("call, message", [
     (lambda x, s: augment.random_crop(x, s, size=0), r"`size` \(of the crop\) must be a positive"),
-    (lambda x, s: augment.color_jitter(x, s, brightness=-0.1), r"`brightness` must be a number >= 0"),
+    (lambda x, s: augment.color_jitter(x, s, brightness=-0.1), r"`brightness` must be a finite "
+                                                               r"number >= 0"),
+    # (NaN and inf gave NaN images; a max_value of 0 black ones; "mean" TensorFlow's error)
+    (lambda x, s: augment.color_jitter(x, s, contrast=float("inf")), r"received inf"),
+    (lambda x, s: augment.color_jitter(x, s, max_value=0), r"`max_value` must be the largest "
+                                                           r"pixel value, a finite number > 0"),
+    (lambda x, s: augment.pca_color(x, s, std=float("nan")), r"`std` must be a finite number "
+                                                             r">= 0 .*received nan"),
+    (lambda x, s: augment.pca_color(x, s, max_value=-5), r"`max_value` .* received -5"),
+    (lambda x, s: augment.random_erasing(x, s, value=float("nan")), r"random_erasing's "
+                                                                    r"`value` must be a finite "
+                                                                    r"number, or one per channel "
+                                                                    r"\(3 here\); received nan"),
+    (lambda x, s: augment.random_erasing(x, s, value="mean"), r"received 'mean'"),
+    (lambda x, s: augment.random_erasing(x, s, value=[1, 2, 3, 4]), r"received \[1, 2, 3, 4\]"),
     (lambda x, s: augment.random_erasing(x, s, probability=2), r"`probability` must be a "
                                                                r"probability in \[0, 1\]; received 2"),
     (lambda x, s: augment.random_erasing(x, s, scale=(0.5, 0.1)), r"`scale` must be a pair .*"

@@ -392,7 +392,10 @@ def activation_report(model, images, training=False):
 
 def dead_relu_check(report, threshold=0.5, name="dead ReLUs"):
     """A :class:`Check` (called ``name``) on an :func:`activation_report`: flags ReLU layers
-    with more than ``threshold`` of their units dead."""
+    with more than ``threshold`` (a fraction in [0, 1)) of their units dead."""
+    if not is_number(threshold) or not 0 <= threshold < 1:  # (2.0 or NaN: always "ok")
+        raise UserError(f"`threshold` must be a fraction of the units in [0, 1); received "
+                        f"{threshold!r}.")
     relus = report[report["relu"]]
     if relus.empty:
         return Check(name, 0.0, "no ReLU layers", True, "no ReLU layers to check")
@@ -410,6 +413,9 @@ def dead_relu_check(report, threshold=0.5, name="dead ReLUs"):
 
 def update_ratio_check(history, low=1e-4, high=1e-2):
     """A :class:`Check` on :attr:`UpdateRatioLogger.history`: the last epoch's median ratio."""
+    if not (is_number(low) and is_number(high) and 0 <= low <= high < math.inf):
+        raise UserError(f"`low` and `high` must be finite numbers with 0 <= low <= high; "
+                        f"received low={low!r}, high={high!r}.")
     last = history[history["epoch"] == history["epoch"].max()]
     median = float(last["ratio"].median())
     ok = low <= median <= high

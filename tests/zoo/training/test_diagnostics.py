@@ -278,6 +278,10 @@ def test_activation_report_covers_the_other_activations():
     assert not report["relu"].any() and report["dead_fraction"].isna().all()
     assert "conv1_elu" in report.index
     assert diagnostics.dead_relu_check(report).ok
+    for threshold in (2.0, float("nan"), "0.5"):  # (each was always "ok")
+        with pytest.raises(ValueError, match=r"`threshold` must be a fraction of the units "
+                                             r"in \[0, 1\)"):
+            diagnostics.dead_relu_check(report, threshold=threshold)
 
 
 def _tiny_builder(dropout=0.0, width=8):
