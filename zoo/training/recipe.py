@@ -11,6 +11,7 @@ after a crash it resumes from its last completed epoch.
 
 import contextlib
 import dataclasses
+import json
 import math
 import os
 import re
@@ -18,6 +19,7 @@ import time
 import warnings
 
 import keras
+import numpy as np
 import pandas as pd
 import tensorflow as tf
 
@@ -236,6 +238,45 @@ def _check_labels_fit_the_loss(train_data, model, loss):
             "loss='sparse_categorical_crossentropy' takes class indices: pass "
             "loss='categorical_crossentropy' (zoo train's metrics follow it), or give the "
             "labels as indices.")
+
+
+# config.json's entries written by the recipe itself, which `settings` may not replace.
+RECIPE_ENTRIES = (
+    "model", "model_kwargs", "epochs", "optimizer", "reduce_lr", "lr_factor", "lr_patience",
+    "min_lr", "monitor", "seed", "steps_per_epoch", "monitor_mode", "loss", "strategy",
+    "replicas", "precision", "jit_compile", "params", "class_names", "resize", "keras",
+    "tensorflow", "started")
+
+
+def _check_settings(settings):
+    """``settings``: named JSON values for config.json, none of the recipe's own (they
+    replaced them: 50 epochs of "vgg" recorded for a 2-epoch AlexNet) and nothing JSON
+    cannot hold (a function was written as its repr, whose address differs in the next
+    process, and the resume was refused as another run). Returns them as JSON reads them
+    back (NumPy's numbers as Python's)."""
+    if settings is None:
+        return None
+    if not isinstance(settings, dict) or not all(isinstance(key, str) for key in settings):
+        raise UserError(f"`settings` must be a dict of named JSON values for config.json; "
+                        f"received {settings!r:.80}.")
+    taken = sorted(set(settings) & set(RECIPE_ENTRIES))
+    if taken:
+        raise UserError(f"`settings` may not replace the recipe's own entries in config.json "
+                        f"({', '.join(taken)}): name yours otherwise.")
+
+    def plain(value):  # NumPy's numbers are numbers
+        if isinstance(value, np.generic):
+            return value.item()
+        raise TypeError(type(value).__name__)
+
+    for key, value in settings.items():
+        try:
+            json.dumps(value, default=plain)
+        except (TypeError, ValueError):
+            raise UserError(f"`settings[{key!r}]` must be a JSON value (numbers, strings, "
+                            f"lists, dicts) that a resume can compare; received "
+                            f"{value!r:.80}.") from None
+    return json.loads(json.dumps(settings, default=plain))
 
 
 _LABELS_MARK = "zoo: labels outside the classes"
@@ -506,6 +547,7 @@ def train(
     ...                    run_dir="runs/alexnet_digits")   # doctest: +SKIP
     """
     check_choice(precision, PRECISION_CHOICES, "precision")
+    settings = _check_settings(settings)
     callbacks = list(callbacks or ())  # (a generator: read by the checks, then by fit)
     if resize is not None:  # (before the model is built, or a cluster joined)
         check_resize(resize)

@@ -371,6 +371,30 @@ def test_settings_that_change_nothing_resume_a_run(tmp_path):
                   monitor_mode="min", verbose=0)
 
 
+def test_settings_that_would_replace_the_recipes_or_are_not_json_are_one_line(tmp_path):
+    """settings={"epochs": 50, "model": "vgg"} replaced the recipe's entries in config.json
+    (50 epochs of "vgg" for a 2-epoch run); a function was written as its repr, which the
+    next process's resume called another run; a list failed after the lock was taken."""
+    run_dir = tmp_path / "run"
+    for settings, message in (
+            ({"epochs": 50, "model": "vgg"}, r"may not replace the recipe's own entries in "
+                                             r"config.json \(epochs, model\)"),
+            ({"augment": lambda image: image}, r"`settings\['augment'\]` must be a JSON value"),
+            (["a"], r"`settings` must be a dict of named JSON values for config.json; "
+                    r"received \['a'\]")):
+        with pytest.raises(ValueError, match=message):
+            zoo.train(tiny_model, tiny_data(), epochs=1, run_dir=str(run_dir), verbose=0,
+                      settings=settings)
+        assert not run_dir.exists()  # (no lock left behind)
+    result = zoo.train(tiny_model, tiny_data(), epochs=1, run_dir=str(run_dir), verbose=0,
+                       settings={"note": {"rate": np.float32(0.5), "tag": "a"}})
+    config = json.loads((run_dir / "config.json").read_text())
+    assert config["note"] == {"rate": 0.5, "tag": "a"}
+    recipe = set(config) - {"note"}
+    assert recipe == set(zoo.training.recipe.RECIPE_ENTRIES)  # (the list is the recipe's)
+    assert len(result.history) == 1
+
+
 def test_a_run_stopped_on_an_infinite_loss_diverged():
     """TerminateOnNaN stops on inf as on NaN: the run says it diverged."""
     def infinite(labels, probabilities):
