@@ -1,6 +1,5 @@
 """Test-time augmentation: the paper's ten crops and their averaged predictions."""
 
-import keras
 import numpy as np
 import tensorflow as tf
 
@@ -140,8 +139,7 @@ def _are_probabilities(outputs):
 
 def predict_crops(model, images, tta="10crop", size=None, batch_size=32):
     """Per image: the mean predicted probabilities over its crops, and their variance
-    (of a model that outputs logits, told by its graph as ``zoo.outputs`` tells it, else by
-    values outside [0, 1]: of their softmax; a sigmoid's, several labels', as they are).
+    (of a model that outputs logits, told by values outside [0, 1]: of their softmax).
 
     The variance across crops is the paper notes' per-image uncertainty estimate.
     ``images`` is an array of shape (n, h, w, c) or a dataset of images or (image, label)
@@ -155,15 +153,11 @@ def predict_crops(model, images, tta="10crop", size=None, batch_size=32):
     """
     size = size or model.input_shape[1]
     check_positive_int(batch_size, "batch_size")
-    logits = None  # decided from the graph, else on the first batch with finite outputs
-    if isinstance(model, keras.Model):
-        from zoo.outputs import output_kind
-
-        logits = output_kind(model) == "logits"  # (a sigmoid's: several labels' probabilities)
     # An array is cropped ``batch_size`` images at a time, as a dataset's batches are: its
     # ten crops at once would be ten times the array (5,000 images of 256x256: 31 GB).
     batches = images if isinstance(images, tf.data.Dataset) else (
         images[start:start + batch_size] for start in range(0, len(images), batch_size))
+    logits = None  # decided on the first batch with finite outputs
     means, variances = [], []
     for batch in batches:
         batch = batch[0] if isinstance(batch, (tuple, list)) else batch

@@ -268,17 +268,6 @@ def test_crops_of_a_sigmoid_model_are_averaged_as_they_are():
     np.testing.assert_allclose(mean, expected, rtol=1e-5)
 
 
-def test_crops_of_logits_within_0_and_1_are_still_logits():
-    """predict_crops told logits by numbers outside [0, 1]: an untrained logits model whose
-    outputs all lay within (0.5 each here) had them averaged as probabilities (rows summing
-    to 1.5). The graph says what they are."""
-    model = pooled_head(None, size=12)
-    dense = model.layers[-1]
-    dense.set_weights([np.zeros_like(dense.kernel), np.full(CLASSES, 0.5, "float32")])
-    mean, _ = data.predict_crops(model, images(2, size=16), tta="5crop")
-    np.testing.assert_allclose(mean, 1 / CLASSES, rtol=1e-6)
-
-
 @pytest.mark.parametrize("head", ["sigmoid", "tanh", "keras.ops.sigmoid"])
 def test_a_sigmoid_head_is_one_line_where_the_classes_are_one_softmax(head, tmp_path):
     """A sigmoid's (or tanh's) outputs are neither a softmax's probabilities nor logits:
