@@ -37,8 +37,11 @@ class PaperSGD(keras.optimizers.SGD):
                             f"or None; received {l2!r}.")  # (NaN, or weights that grow)
         if "nesterov" in kwargs:  # ("no" switched it on)
             kwargs["nesterov"] = check_bool(kwargs["nesterov"], "nesterov")
+        # (Keras said "`momentum` must be a float between [0, 1]", not what it received,
+        # and took a learning rate of -1 as "should be float")
+        check_hyperparameters(learning_rate, momentum, None)
         # (Keras' SGD takes a float alone: 0 or np.float32(0.9) failed as out of [0, 1].)
-        momentum = float(momentum) if is_number(momentum) else momentum
+        momentum = float(momentum)
         super().__init__(learning_rate=learning_rate, momentum=momentum, **kwargs)
         self.l2 = float(l2 or 0.0)  # (None: no decay, as check_hyperparameters allows)
 
@@ -190,6 +193,20 @@ def compile_model(model, optimizer=None, *, learning_rate=0.01, momentum=0.9,
         optimizer = make_optimizer(optimizer.lower(), learning_rate, momentum, weight_decay)
     elif not isinstance(optimizer, keras.optimizers.Optimizer) and callable(optimizer):
         optimizer = optimizer()  # a factory: its variables are created under the strategy
+    elif isinstance(optimizer, str):  # another of Keras' names: a typo is one line
+        try:
+            optimizer = keras.optimizers.get(optimizer)
+        except ValueError:
+            import difflib
+
+            known = [*OPTIMIZER_CHOICES, "adamw", "nadam", "adamax", "adadelta", "ftrl",
+                     "lion", "muon", "adafactor"]
+            close = difflib.get_close_matches(optimizer.lower(), known, n=1)
+            raise UserError(f"Unknown optimizer {optimizer!r}"
+                            + (f" (did you mean {close[0]!r}?)" if close else "")
+                            + f": one of {', '.join(OPTIMIZER_CHOICES)} (the notes'), another "
+                            "of Keras' names (adamw, nadam, ...), an optimizer, or a function "
+                            "returning one.") from None
     metrics = default_metrics(loss) if metrics is None else metrics
     if jit_compile is None:
         jit_compile = False if keras.backend.backend() == "tensorflow" else "auto"

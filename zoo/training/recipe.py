@@ -25,7 +25,7 @@ import tensorflow as tf
 
 from data.preprocess import check_resize
 from safeio import directory_lock
-from safeio.checks import UserError, check_choice, check_positive_int, is_number
+from safeio.checks import UserError, check_choice, check_positive_int, is_int, is_number
 from zoo import outputs, registry
 # compile_model and default_metrics live with the optimizers (no TensorFlow there);
 # zoo.train and the package export them from here as before.
@@ -246,6 +246,48 @@ RECIPE_ENTRIES = (
     "min_lr", "monitor", "seed", "steps_per_epoch", "monitor_mode", "loss", "strategy",
     "replicas", "precision", "jit_compile", "params", "class_names", "resize", "keras",
     "tensorflow", "started")
+
+
+def _check_train_arguments(train_data, val_data, callbacks, run_dir, seed, model_kwargs):
+    """zoo.train's arguments of the wrong kind, in one line each (they were Keras',
+    Python's or NumPy's errors, some after the model was built or the lock taken)."""
+    how = ("batches of (images, labels): a tf.data.Dataset (data.load, or "
+           "tf.data.Dataset.from_tensor_slices((x, y)).batch(32)) or a keras.utils.PyDataset")
+    if not isinstance(train_data, (tf.data.Dataset, keras.utils.PyDataset)):
+        raise UserError(f"`train_data` must be {how}; received {type(train_data).__name__}"
+                        + (" (arrays: batch them as above)" if isinstance(
+                            train_data, (tuple, list, np.ndarray)) else "") + ".")
+    if val_data is not None and not isinstance(
+            val_data, (tf.data.Dataset, keras.utils.PyDataset, tuple)):
+        raise UserError(f"`val_data` must be {how}, or a tuple (x, y); received "
+                        f"{type(val_data).__name__}.")
+    for callback in callbacks:
+        if not isinstance(callback, keras.callbacks.Callback):
+            raise UserError(f"`callbacks` must be keras.callbacks.Callback objects; received "
+                            f"{callback!r:.80} ({type(callback).__name__}).")
+    if run_dir is not None and not isinstance(run_dir, (str, os.PathLike)):
+        raise UserError(f"`run_dir` must be a folder name or None; received {run_dir!r}.")
+    if seed is not None and not (is_int(seed) and 0 <= seed < 2**32):  # (NumPy's seeds)
+        raise UserError(f"`seed` must be None or an integer in [0, 2**32 - 1]; received "
+                        f"{seed!r}.")
+    if model_kwargs is not None and not isinstance(model_kwargs, dict):
+        raise UserError(f"`model_kwargs` must be a dict of the builder's arguments; received "
+                        f"{model_kwargs!r:.80}.")
+
+
+def _check_batched(train_data, model):
+    """Unbatched images ((h, w, c) elements for a model of (batch, h, w, c) inputs): one
+    line (Keras' shape error named the model's first layer)."""
+    spec = getattr(train_data, "element_spec", None)
+    inputs = getattr(model, "input_shape", None)
+    if not (isinstance(spec, tuple) and spec and isinstance(spec[0], tf.TensorSpec)
+            and isinstance(inputs, tuple) and inputs and not isinstance(inputs[0], tuple)):
+        return
+    if spec[0].shape.rank == len(inputs) - 1:
+        raise UserError(f"The training data is not batched: its images are shaped "
+                        f"{tuple(spec[0].shape)}, and {model.name} takes batches "
+                        f"{tuple(inputs)}. Batch it (dataset.batch(32)), or give data.load a "
+                        "batch_size.")
 
 
 def _check_settings(settings):
@@ -549,6 +591,8 @@ def train(
     check_choice(precision, PRECISION_CHOICES, "precision")
     settings = _check_settings(settings)
     callbacks = list(callbacks or ())  # (a generator: read by the checks, then by fit)
+    _check_train_arguments(train_data, val_data, callbacks, run_dir, seed, model_kwargs)
+    seed = None if seed is None else int(seed)  # (Keras refuses NumPy's)
     if resize is not None:  # (before the model is built, or a cluster joined)
         check_resize(resize)
     check_positive_int(epochs, "epochs")
@@ -593,6 +637,7 @@ def train(
                                       weighted=parallel is not None).optimizer
         _check_schedule(optimizer, reduce_lr, callbacks)
         _check_one_output(model, metrics)
+        _check_batched(train_data, model)
         _check_labels_fit_the_loss(train_data, model, loss)
         mismatched_loss = _warn_on_logits_with_a_probability_loss(model, loss)
         # (the default metrics name top-1 accuracy; other metrics may not have it)

@@ -395,6 +395,47 @@ def test_settings_that_would_replace_the_recipes_or_are_not_json_are_one_line(tm
     assert len(result.history) == 1
 
 
+def test_arguments_of_the_wrong_kind_are_one_line_before_anything_is_built(tmp_path):
+    """Keras' habits and slips: arrays as (x, y), an unbatched dataset, an array for
+    val_data, a callback's name, a number for the run directory, a seed NumPy refuses, a
+    list of model arguments, a mistyped optimizer (Keras', Python's or NumPy's errors)."""
+    images, labels = next(iter(tiny_data(n=16, batch=16)))
+    unbatched = tiny_data().unbatch()
+    for kwargs, message in (
+            (dict(train_data=(images, labels)), r"`train_data` must be batches of \(images, "
+                                                r"labels\): a tf.data.Dataset .*received tuple "
+                                                r"\(arrays: batch them as above\)"),
+            (dict(val_data=np.zeros((4, 8, 8, 3))), r"`val_data` must be .*received ndarray"),
+            (dict(callbacks=["csv"]), r"`callbacks` must be keras.callbacks.Callback objects; "
+                                      r"received 'csv' \(str\)"),
+            (dict(run_dir=5), r"`run_dir` must be a folder name or None; received 5"),
+            (dict(seed=-1), r"`seed` must be None or an integer in \[0, 2\*\*32 - 1\]; "
+                            r"received -1"),
+            (dict(model="resnet18", model_kwargs=[1]), r"`model_kwargs` must be a dict"),
+            (dict(train_data=unbatched), r"The training data is not batched: its images are "
+                                         r"shaped \(8, 8, 3\), and tiny takes batches "
+                                         r"\(None, 8, 8, 3\)"),
+            (dict(optimizer="adamw2"), r"Unknown optimizer 'adamw2' \(did you mean 'adamw'\?\)")):
+        arguments = dict(model=tiny_model, train_data=tiny_data(), epochs=1, verbose=0,
+                         run_dir=str(tmp_path / "run"))
+        arguments.update(kwargs)
+        with pytest.raises(ValueError, match=message):
+            zoo.train(arguments.pop("model"), arguments.pop("train_data"), **arguments)
+        assert not (tmp_path / "run").exists()
+    # PaperSGD's own: Keras said "`momentum` must be a float between [0, 1]" (not what it
+    # received) and took a learning rate of -1 as "should be float".
+    with pytest.raises(ValueError, match=r"The momentum must be a number in \[0, 1\); "
+                                         r"received 2"):
+        zoo.PaperSGD(momentum=2)
+    with pytest.raises(ValueError, match=r"The learning rate must be a finite number above 0 "
+                                         r".*received -1"):
+        zoo.PaperSGD(learning_rate=-1)
+    assert zoo.PaperSGD(momentum=np.float32(0.5)).momentum == 0.5
+    result = zoo.train(tiny_model, tiny_data(), epochs=1, verbose=0, optimizer="nadam",
+                       seed=np.int64(3))
+    assert type(result.model.optimizer).__name__ == "Nadam"
+
+
 def test_a_run_stopped_on_an_infinite_loss_diverged():
     """TerminateOnNaN stops on inf as on NaN: the run says it diverged."""
     def infinite(labels, probabilities):
