@@ -281,6 +281,9 @@ def calibrate(model, data, per_member=False, tta=None):
                         "T to each view before the views are averaged, so a T fitted on the "
                         "averaged views would not be the one it serves. Calibrate without "
                         "test-time augmentation.")
+    if not isinstance(model, keras.Model):  # (a list: AttributeError after predicting all)
+        raise UserError(f"calibrate takes one model or ensemble (ensembles.Ensemble(models) "
+                        f"for several); received {type(model).__name__}.")
     layer = combine_layer(model)
     per_member = check_bool(per_member, "per_member")
     if per_member and layer is None:

@@ -248,6 +248,11 @@ def Ensemble(members, combine="mean", weights=None, return_members=False, name="
     >>> model.output_shape
     (None, 10)
     """
+    if isinstance(members, (keras.Model, str, bytes)) or not hasattr(members, "__iter__"):
+        raise UserError(f"Ensemble takes a list of member models; received "
+                        f"{type(members).__name__}" + (
+                            " (one model: Ensemble([model]), or ensembles.as_ensemble(model))"
+                            if isinstance(members, keras.Model) else "") + ".")
     members = list(members)
     names = _check_members(members)
     return_members = check_bool(return_members, "return_members")

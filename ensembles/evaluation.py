@@ -36,6 +36,10 @@ def _members_and_predictor(source):
         model = _undistributed(with_member_outputs(source))
         return ([m.name for m in members_of(source)],
                 lambda x: np.moveaxis(np.asarray(model.predict_on_batch(x)[1]), 1, 0))
+    if not isinstance(source, keras.Model) and (isinstance(source, (str, bytes)) or not hasattr(
+            source, "__iter__")):  # (None: "'NoneType' object is not iterable")
+        raise UserError(f"Expected a model, an ensemble or a list of models; received "
+                        f"{source!r:.80} ({type(source).__name__}).")
     members = [source] if isinstance(source, keras.Model) else list(source)
     if not members:
         raise UserError("Nothing to evaluate: received an empty list of members.")

@@ -27,7 +27,15 @@ def image_paths(sources):
     from data.folder import IMAGE_EXTENSIONS, OTHER_IMAGE_EXTENSIONS, _first
 
     paths, unread = [], []
+    if hasattr(sources, "shape") or hasattr(sources, "element_spec"):  # arrays, tensors
+        raise UserError(f"zoo.predict classifies image files and folders (their paths); "
+                        f"received {type(sources).__name__} of shape "
+                        f"{tuple(getattr(sources, 'shape', ()))}: for images in memory, use "
+                        "model.predict (of inputs as the model takes them).")
     for source in [sources] if isinstance(sources, (str, os.PathLike)) else sources:
+        if not isinstance(source, (str, os.PathLike)):
+            raise UserError(f"zoo.predict takes image file and folder paths; received "
+                            f"{source!r:.80} ({type(source).__name__}).")
         source = os.fspath(source)
         if os.path.isdir(source):
             files = _files_below(source)

@@ -856,3 +856,27 @@ def test_switches_given_as_strings_and_paths_that_are_not_paths_are_one_line(tmp
     assert (export / "saved_model.pb").read_bytes() == b"a previous export"
     assert zoo.PaperSGD(nesterov=np.bool_(True)).nesterov is True
     assert len(ensembles.Ensemble(members, return_members=np.bool_(True)).outputs) == 2
+
+
+def test_a_model_where_a_list_is_taken_and_the_reverse_are_one_line(tmp_path):
+    """Ensemble(model) was "'Functional' object is not iterable"; calibrate([a, b]) an
+    AttributeError after predicting the whole dataset; evaluate(None, ...) a TypeError;
+    zoo.predict of an array os.fspath's TypeError."""
+    model = tiny_model()
+    for call, message in (
+            (lambda: ensembles.Ensemble(model), r"Ensemble takes a list of member models; "
+                                                r"received Functional \(one model: "
+                                                r"Ensemble\(\[model\]\)"),
+            (lambda: ensembles.calibrate([model, model], tiny_data(n=4)),
+             r"calibrate takes one model or ensemble .*received list"),
+            (lambda: ensembles.evaluate(None, tiny_data(n=4)), r"Expected a model, an ensemble "
+                                                               r"or a list of models; received "
+                                                               r"None"),
+            (lambda: zoo.predict(model, np.zeros((2, 8, 8, 3))),
+             r"zoo.predict classifies image files and folders \(their paths\); received "
+             r"ndarray of shape \(2, 8, 8, 3\): for images in memory, use model.predict"),
+            (lambda: zoo.predict(model, [5, str(tmp_path)]), r"takes image file and folder "
+                                                            r"paths; received 5 \(int\)")):
+        with pytest.raises(ValueError, match=message):
+            call()
+    assert len(ensembles.Ensemble(m for m in [model, tiny_model()]).outputs) == 1
