@@ -375,8 +375,22 @@ def _to_rgb(image):
 # --- one entry point ---------------------------------------------------------------------
 
 
+MAX_IMAGE_SIZE = 4096  # (10**6 asked TensorFlow for 12 TB an image: out of memory)
+
+
 def _check_image_size(image_size):
     check_positive_int(image_size, "image_size", allow_none=True)
+    if image_size is not None and image_size > MAX_IMAGE_SIZE:
+        raise UserError(f"`image_size` must be at most {MAX_IMAGE_SIZE}; received "
+                        f"{image_size:,}.")
+
+
+def _check_name(name):
+    """A dataset name or folder path (None and numbers were Python's TypeError)."""
+    if not isinstance(name, (str, os.PathLike)):
+        raise UserError(f"A dataset is {DIGITS!r}, an image folder's path or a TensorFlow "
+                        f"Datasets name; received {name!r:.80} ({type(name).__name__}).")
+    return os.fspath(name)
 
 
 def from_arrays(images, labels, num_classes=None):
@@ -392,6 +406,8 @@ def from_arrays(images, labels, num_classes=None):
         raise UserError(
             f"`images` must have shape (N, height, width, 1 or 3); received {images.shape}."
         )
+    if num_classes is not None:  # ("3" was NumPy's UFuncTypeError, 2.5 and True taken)
+        check_positive_int(num_classes, "num_classes", allow_none=True)
     if labels.shape != (len(images),) or not np.issubdtype(labels.dtype, np.integer):
         raise UserError(
             f"`labels` must be {len(images)} integers, one per image; received shape "
@@ -691,9 +707,9 @@ def load(
         raise UserError(f"Give `image_size` (resize) or `scale` (shorter side, then the "
                         f"central square), not both; received {image_size} and {scale}.")
     check_positive_int(batch_size, "batch_size", allow_none=True)
-    if not is_int(seed):
-        raise UserError(f"`seed` must be an integer; received {seed!r}.")
-    name = _expand_home(name)
+    if not is_int(seed) or not 0 <= seed < 2**63:  # (2**70: TensorFlow's int64 overflow)
+        raise UserError(f"`seed` must be an integer in [0, 2**63); received {seed!r}.")
+    name = _expand_home(_check_name(name))
     final_size = scale or image_size or (DIGITS_IMAGE_SIZE if name == DIGITS and preprocess
                                          is None else None)  # (preprocess may resize)
     if center_crop is not None and final_size is not None and center_crop > final_size:
@@ -834,7 +850,7 @@ def info(name=DIGITS, data_dir=None, class_names=None, manual_dir=None):
             {s: len(_digits_split_index(s)) for s in ("train", "validation", "test")},
             (DIGITS_IMAGE_SIZE, DIGITS_IMAGE_SIZE, 3),
         )
-    name = _expand_home(name)
+    name = _expand_home(_check_name(name))
     if is_image_folder(name, data_dir):
         _warn_tfds_dirs_unused(name, data_dir, manual_dir)
         with warnings.catch_warnings():  # bad files are data.load's to report (or raise)

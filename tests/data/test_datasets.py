@@ -273,6 +273,29 @@ def test_the_folders_options_are_checked_for_every_source(image_folder):
     assert len(list(data.load(str(image_folder), "test", image_size=8, max_pixels=None))) == 1
 
 
+def test_dataset_arguments_of_the_wrong_kind_are_one_line():
+    """data.load(None), data.info(5): Python's TypeError; image_size=10**6: TensorFlow out
+    of memory (12 TB an image); seed=2**70: TensorFlow's overflow; from_arrays with
+    num_classes="3": NumPy's UFuncTypeError, 2.5 and True taken."""
+    from zoo.cli.commands import MAX_IMAGE_SIZE
+
+    assert data.datasets.MAX_IMAGE_SIZE == MAX_IMAGE_SIZE  # (the CLI's, without TensorFlow)
+    for call, message in (
+            (lambda: data.load(None), r"A dataset is 'digits', an image folder's path or a "
+                                      r"TensorFlow Datasets name; received None \(NoneType\)"),
+            (lambda: data.info(5), r"received 5 \(int\)"),
+            (lambda: data.load("digits", image_size=10**6), r"`image_size` must be at most "
+                                                            r"4096; received 1,000,000"),
+            (lambda: data.load("digits", seed=2**70), r"`seed` must be an integer in "
+                                                      r"\[0, 2\*\*63\)"),
+            (lambda: data.from_arrays(np.zeros((2, 4, 4, 3)), [0, 1], num_classes="3"),
+             r"`num_classes` must be None or a positive integer; received '3'"),
+            (lambda: data.from_arrays(np.zeros((2, 4, 4, 3)), [0, 1], num_classes=True),
+             r"received True")):
+        with pytest.raises(UserError, match=message):
+            call()
+
+
 def test_jfif_and_jpe_files_are_read_as_the_jpegs_they_are(image_folder):
     """A browser's download.jfif was passed over by the scan and by zoo predict, unnamed."""
     cat = image_folder / "train" / "cat"

@@ -29,6 +29,7 @@ from zoo.cli.tables import ERROR_COLUMNS, for_people
 
 QUICK_TRAIN_SPLIT = "train[:320]"  # `zoo demo --quick`: 10 batches of 32 per epoch
 MAX_IMAGE_SIZE = 4096  # --image-size: 100,000 asked TensorFlow for 1,257 images of 10^10 px
+# (data.datasets.MAX_IMAGE_SIZE, the same, read here without importing TensorFlow)
 
 
 # The choices of --optimizer, --strategy and --combine, copied here so that no --help has to
