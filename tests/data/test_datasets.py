@@ -515,7 +515,8 @@ def test_image_folder_classes_are_numbered_across_splits_as_tfds_does(tmp_path):
 
 def test_a_bad_seed_and_damaged_statistics_are_one_line(tmp_path):
     for seed in (None, 1.5, True):
-        with pytest.raises(ValueError, match=rf"`seed` must be an integer; received {seed}"):
+        with pytest.raises(ValueError, match=rf"`seed` must be an integer in \[0, 2\*\*63\); "
+                                             rf"received {seed}"):
             data.load("digits", "train", seed=seed)
     stats = data.compute_statistics(data.load("digits", "train", batch_size=256))
     path = tmp_path / "stats.npz"
