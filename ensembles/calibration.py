@@ -75,7 +75,13 @@ def check_temperature(temperature):
     if not np.isfinite(value) or value <= 0:
         raise UserError(f"A temperature must be a finite number above 0; received "
                         f"{temperature!r}.")
+    if value < MIN_TEMPERATURE:  # (1e-40: logits / T overflowed float32, NaN served)
+        raise UserError(f"A temperature must be at least {MIN_TEMPERATURE:g}: below, the "
+                        f"tempered logits overflow; received {temperature!r}.")
     return value
+
+
+MIN_TEMPERATURE = 1e-6
 
 
 def _log_probabilities(probs, labels):

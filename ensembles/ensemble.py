@@ -420,9 +420,15 @@ def member_weights(source):
     if is_ensemble(source):
         count = len(members_of(source))
         weights = combine_layer(source).member_weights
+    elif isinstance(source, keras.Model):
+        count, weights = 1, None
     else:
-        count = 1 if isinstance(source, keras.Model) else len(list(source))
-        weights = None
+        models = list(source) if hasattr(source, "__iter__") and not isinstance(
+            source, (str, bytes)) else []
+        if not models or not all(isinstance(m, keras.Model) for m in models):
+            raise UserError(f"member_weights reads a model, an ensemble or a non-empty list "
+                            f"of models; received {source!r:.80}.")  # (5, or [] over 0)
+        count, weights = len(models), None
     weights = np.ones(count) if weights is None else np.asarray(weights, dtype="float64")
     return weights / weights.sum()
 

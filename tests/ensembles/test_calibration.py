@@ -208,6 +208,9 @@ def test_calibration_refuses_what_it_cannot_do(splits):
         with pytest.raises(ValueError, match="A temperature must be a finite number above 0; "
                                              f"received {bad!r}"):
             ensembles.with_temperature(model, bad)
+    with pytest.raises(ValueError, match=r"A temperature must be at least 1e-06: below, the "
+                                         r"tempered logits overflow; received 1e-40"):
+        ensembles.with_temperature(model, 1e-40)  # (it served NaN)
     inputs = keras.Input((2, 2, 1))
     x = keras.layers.Dropout(0.5)(keras.layers.Flatten()(inputs))
     dropout = keras.Model(inputs, keras.layers.Dense(CLASSES, activation="softmax")(x))

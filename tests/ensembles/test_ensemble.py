@@ -880,3 +880,12 @@ def test_a_model_where_a_list_is_taken_and_the_reverse_are_one_line(tmp_path):
         with pytest.raises(ValueError, match=message):
             call()
     assert len(ensembles.Ensemble(m for m in [model, tiny_model()]).outputs) == 1
+    for call, message in (
+            (lambda: ensembles.member_weights(5), r"member_weights reads a model, an ensemble "
+                                                  r"or a non-empty list of models; received 5"),
+            (lambda: ensembles.member_weights([]), r"received \[\]"),
+            (lambda: zoo.fine_tune("resnet20", 2), r"fine_tune takes a built keras.Model .*"
+                                                   r"received 'resnet20' \(str\)")):
+        with pytest.raises(ValueError, match=message):
+            call()
+    assert ensembles.member_weights([model, model]).tolist() == [0.5, 0.5]

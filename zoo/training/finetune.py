@@ -28,6 +28,10 @@ def fine_tune(model, classes, freeze="all", classifier_activation="softmax", nam
     >>> tuned = fine_tune(base, classes=5, freeze=8)           # doctest: +SKIP
     """
     check_positive_int(classes, "classes")
+    if not isinstance(model, keras.Model):  # (a name: AttributeError)
+        raise UserError(f"fine_tune takes a built keras.Model (zoo.resnet20(weights=...), "
+                        f"zoo.load_model(path)); received {model!r:.80} "
+                        f"({type(model).__name__}).")
     base = without_aux(model)
     features, body = _classifier_input(base)
     if features is None:
