@@ -7,6 +7,7 @@ Every source becomes the same thing: a batched, prefetched ``tf.data.Dataset`` o
 import contextlib
 import dataclasses
 import difflib
+import inspect
 import json
 import os
 import random
@@ -386,11 +387,12 @@ def _check_image_size(image_size):
 
 
 def _check_name(name):
-    """A dataset name or folder path (None and numbers were Python's TypeError)."""
+    """A dataset name or folder path (None and numbers were Python's TypeError); a path
+    object stays one (Path("digits") is a folder)."""
     if not isinstance(name, (str, os.PathLike)):
         raise UserError(f"A dataset is {DIGITS!r}, an image folder's path or a TensorFlow "
                         f"Datasets name; received {name!r:.80} ({type(name).__name__}).")
-    return os.fspath(name)
+    return name
 
 
 def from_arrays(images, labels, num_classes=None):
@@ -623,6 +625,21 @@ def _check_functions(preprocess, augment):
         if value is not None and not callable(value):
             raise UserError(f"`{arg}` must be a function ({made}) or None; received "
                             f"{value!r:.80}.")
+    # augment(image, seed), preprocess(image): a function of other arguments failed inside
+    # tf.data's tracing (augment=lambda image: image: autograph's error)
+    for arg, value, takes in (("preprocess", preprocess, "(image)"),
+                              ("augment", augment, "(image, seed)")):
+        if value is None:
+            continue
+        try:
+            signature = inspect.signature(value)
+        except (TypeError, ValueError):  # (a builtin, or another framework's: not readable)
+            continue
+        try:
+            signature.bind(*[None] * (takes.count(",") + 1))
+        except TypeError:
+            raise UserError(f"`{arg}` is called as {arg}{takes}; received a function of "
+                            f"{signature}.") from None
 
 
 def load(
@@ -703,6 +720,8 @@ def load(
     check_bool(drop_remainder, "drop_remainder")
     for arg, value in (("scale", scale), ("center_crop", center_crop)):
         check_positive_int(value, arg, allow_none=True)
+        if value is not None and value > MAX_IMAGE_SIZE:
+            raise UserError(f"`{arg}` must be at most {MAX_IMAGE_SIZE}; received {value:,}.")
     if scale is not None and image_size is not None:
         raise UserError(f"Give `image_size` (resize) or `scale` (shorter side, then the "
                         f"central square), not both; received {image_size} and {scale}.")
@@ -822,8 +841,9 @@ def _warn_tfds_dirs_unused(name, data_dir, manual_dir):
              if value is not None]
     if given:
         what = "the embedded digits" if name == DIGITS else f"the image folder {name}"
-        warnings.warn(f"{' and '.join(given)} {'is' if len(given) == 1 else 'are'} TensorFlow "
-                      f"Datasets' folders, not read for {what}.", stacklevel=3)
+        folders = "a TensorFlow Datasets folder" if len(given) == 1 else (
+            "TensorFlow Datasets folders")
+        warnings.warn(f"{' and '.join(given)}: {folders}, not read for {what}.", stacklevel=3)
 
 
 def info(name=DIGITS, data_dir=None, class_names=None, manual_dir=None):

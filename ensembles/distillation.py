@@ -325,6 +325,10 @@ def distill(teacher, student, train_data, val_data=None, *, temperature=4.0, alp
             raise UserError(f"distill sets `{forbidden}` itself; received {forbidden}="
                             f"{train_kwargs[forbidden]!r}.")
     temperature, alpha = _check_softening(temperature), check_alpha(alpha)
+    from zoo.training.recipe import _check_settings, check_data
+
+    check_data(train_data, val_data)  # (before the teacher's weights are read and hashed)
+    _check_settings(train_kwargs.get("settings"))
     if train_kwargs.get("resize") is not None:  # (before the teacher is read)
         from data.preprocess import check_resize
 

@@ -163,6 +163,7 @@ def train_snapshots(model, train_data, val_data=None, *, epochs, cycles, run_dir
             "zoo.train run for snapshots under ReduceLROnPlateau.")
     check_positive_int(epochs, "epochs")  # (before the schedule's total_steps names it)
     check_positive_int(cycles, "cycles")
+    training.check_data(train_data, val_data)  # (arrays were "length unknown")
     steps = training.epoch_length(train_data, steps_per_epoch)
     if steps is None:
         raise UserError("The training data's length is unknown: pass steps_per_epoch (the "

@@ -27,7 +27,9 @@ def image_paths(sources):
     from data.folder import IMAGE_EXTENSIONS, OTHER_IMAGE_EXTENSIONS, _first
 
     paths, unread = [], []
-    if hasattr(sources, "shape") or hasattr(sources, "element_spec"):  # arrays, tensors
+    kind = getattr(getattr(sources, "dtype", None), "kind", "U")  # (paths: NumPy's str, object)
+    if hasattr(sources, "element_spec") or hasattr(sources, "shape") and (
+            kind not in "UO" or len(sources.shape) > 1):  # images: arrays, tensors, datasets
         raise UserError(f"zoo.predict classifies image files and folders (their paths); "
                         f"received {type(sources).__name__} of shape "
                         f"{tuple(getattr(sources, 'shape', ()))}: for images in memory, use "

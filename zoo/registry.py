@@ -279,7 +279,8 @@ def count_macs(model):
     """Multiply-accumulates of one forward pass, from the convolutions and dense layers.
 
     The usual convention of the papers: other layers (pooling, normalization, activations)
-    are left out. Models inside the model (an ensemble's members) are counted once each.
+    are left out. Models inside the model (an ensemble's members) are counted once each,
+    also one the graph calls several times (``ensembles.mc_dropout``'s samples).
     Needs a model whose spatial sizes are known.
 
     Example:

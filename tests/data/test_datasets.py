@@ -240,17 +240,17 @@ def test_tfds_folders_given_with_the_digits_or_an_image_folder_are_said_unread(
         image_folder, recwarn):
     """data_dir and manual_dir are TFDS' folders: load("photos", data_dir="/datasets")
     reads ./photos, and the folder given was passed over without a word."""
-    with pytest.warns(UserWarning, match=r"data_dir='/datasets' is TensorFlow Datasets' "
-                                         r"folders, not read for the embedded digits"):
+    with pytest.warns(UserWarning, match=r"data_dir='/datasets': a TensorFlow Datasets "
+                                         r"folder, not read for the embedded digits"):
         assert data.info("digits", data_dir="/datasets").num_classes == 10
-    with pytest.warns(UserWarning, match=r"data_dir='d' and manual_dir='m' are TensorFlow "
-                                         rf"Datasets' folders, not read for the image folder "
+    with pytest.warns(UserWarning, match=r"data_dir='d' and manual_dir='m': TensorFlow "
+                                         rf"Datasets folders, not read for the image folder "
                                          rf"{re.escape(str(image_folder))}"):
         data.load(str(image_folder), "test", image_size=8, data_dir="d", manual_dir="m")
     recwarn.clear()
     data.load("digits", "test")  # (none given: no word)
     data.info(str(image_folder))
-    assert not [w for w in recwarn if "TensorFlow Datasets' folders" in str(w.message)]
+    assert not [w for w in recwarn if "TensorFlow Datasets folder" in str(w.message)]
 
 
 def test_the_folders_options_are_checked_for_every_source(image_folder):
@@ -286,12 +286,20 @@ def test_dataset_arguments_of_the_wrong_kind_are_one_line():
             (lambda: data.info(5), r"received 5 \(int\)"),
             (lambda: data.load("digits", image_size=10**6), r"`image_size` must be at most "
                                                             r"4096; received 1,000,000"),
+            (lambda: data.load("digits", scale=10**6), r"`scale` must be at most 4096"),
             (lambda: data.load("digits", seed=2**70), r"`seed` must be an integer in "
                                                       r"\[0, 2\*\*63\)"),
             (lambda: data.from_arrays(np.zeros((2, 4, 4, 3)), [0, 1], num_classes="3"),
              r"`num_classes` must be None or a positive integer; received '3'"),
             (lambda: data.from_arrays(np.zeros((2, 4, 4, 3)), [0, 1], num_classes=True),
-             r"received True")):
+             r"received True"),
+            # (autograph's error from inside tf.data's tracing)
+            (lambda: data.load("digits", augment=lambda image: image),
+             r"`augment` is called as augment\(image, seed\); received a function of "
+             r"\(image\)"),
+            (lambda: data.load("digits", preprocess=lambda image, size: image),
+             r"`preprocess` is called as preprocess\(image\); received a function of "
+             r"\(image, size\)")):
         with pytest.raises(UserError, match=message):
             call()
 

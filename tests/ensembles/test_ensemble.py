@@ -889,3 +889,10 @@ def test_a_model_where_a_list_is_taken_and_the_reverse_are_one_line(tmp_path):
         with pytest.raises(ValueError, match=message):
             call()
     assert ensembles.member_weights([model, model]).tolist() == [0.5, 0.5]
+    # Paths in an array or a pandas column are paths (a table of files, say).
+    photo = tmp_path / "a.png"
+    photo.write_bytes(tf.io.encode_png(np.zeros((8, 8, 3), np.uint8)).numpy())
+    for paths in (np.array([str(photo)]), pd.Series([str(photo)])):
+        assert len(zoo.predict(model, paths, top=1)) == 1
+    with pytest.raises(ValueError, match=r"`train_data` must be batches .*received ndarray"):
+        ensembles.distill(model, tiny_model(), np.zeros((4, 8, 8, 3)))  # (before the teacher)

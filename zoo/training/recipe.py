@@ -9,6 +9,7 @@ top-5 accuracy are tracked. With a ``run_dir`` the run writes ``config.json``,
 after a crash it resumes from its last completed epoch.
 """
 
+import collections.abc
 import contextlib
 import dataclasses
 import json
@@ -251,16 +252,7 @@ RECIPE_ENTRIES = (
 def _check_train_arguments(train_data, val_data, callbacks, run_dir, seed, model_kwargs):
     """zoo.train's arguments of the wrong kind, in one line each (they were Keras',
     Python's or NumPy's errors, some after the model was built or the lock taken)."""
-    how = ("batches of (images, labels): a tf.data.Dataset (data.load, or "
-           "tf.data.Dataset.from_tensor_slices((x, y)).batch(32)) or a keras.utils.PyDataset")
-    if not isinstance(train_data, (tf.data.Dataset, keras.utils.PyDataset)):
-        raise UserError(f"`train_data` must be {how}; received {type(train_data).__name__}"
-                        + (" (arrays: batch them as above)" if isinstance(
-                            train_data, (tuple, list, np.ndarray)) else "") + ".")
-    if val_data is not None and not isinstance(
-            val_data, (tf.data.Dataset, keras.utils.PyDataset, tuple)):
-        raise UserError(f"`val_data` must be {how}, or a tuple (x, y); received "
-                        f"{type(val_data).__name__}.")
+    check_data(train_data, val_data)
     for callback in callbacks:
         if not isinstance(callback, keras.callbacks.Callback):
             raise UserError(f"`callbacks` must be keras.callbacks.Callback objects; received "
@@ -270,9 +262,27 @@ def _check_train_arguments(train_data, val_data, callbacks, run_dir, seed, model
     if seed is not None and not (is_int(seed) and 0 <= seed < 2**32):  # (NumPy's seeds)
         raise UserError(f"`seed` must be None or an integer in [0, 2**32 - 1]; received "
                         f"{seed!r}.")
-    if model_kwargs is not None and not isinstance(model_kwargs, dict):
+    if model_kwargs is not None and not isinstance(model_kwargs, collections.abc.Mapping):
         raise UserError(f"`model_kwargs` must be a dict of the builder's arguments; received "
                         f"{model_kwargs!r:.80}.")
+
+
+def check_data(train_data, val_data=None):
+    """Training data that is no stream of batches (arrays given as ``(x, y)``, as to Keras'
+    ``fit``; a number) and validation data that is one array: one line each (Keras' "expects
+    1 named input(s) ... received 2", "None values not supported")."""
+    how = ("batches of (images, labels): a tf.data.Dataset (data.load, or "
+           "tf.data.Dataset.from_tensor_slices((x, y)).batch(32)), a keras.utils.PyDataset "
+           "or a generator")
+    arrays = (tuple, list, np.ndarray, tf.Tensor)
+    if isinstance(train_data, arrays) or not hasattr(train_data, "__iter__"):
+        raise UserError(f"`train_data` must be {how}; received {type(train_data).__name__}"
+                        + (" (arrays: batch them as above)" if isinstance(train_data, arrays)
+                           else "") + ".")
+    if isinstance(val_data, (np.ndarray, tf.Tensor)) or (
+            val_data is not None and not hasattr(val_data, "__iter__")):
+        raise UserError(f"`val_data` must be {how}, or (x, y); received "
+                        f"{type(val_data).__name__}.")
 
 
 def _check_batched(train_data, model):
@@ -283,7 +293,8 @@ def _check_batched(train_data, model):
     if not (isinstance(spec, tuple) and spec and isinstance(spec[0], tf.TensorSpec)
             and isinstance(inputs, tuple) and inputs and not isinstance(inputs[0], tuple)):
         return
-    if spec[0].shape.rank == len(inputs) - 1:
+    if spec[0].shape.rank == len(inputs) - 1 and spec[0].shape.is_compatible_with(inputs[1:]):
+        # (one example each; (n, 28, 28) batches for (28, 28, 1) inputs Keras expands)
         raise UserError(f"The training data is not batched: its images are shaped "
                         f"{tuple(spec[0].shape)}, and {model.name} takes batches "
                         f"{tuple(inputs)}. Batch it (dataset.batch(32)), or give data.load a "
@@ -341,15 +352,18 @@ def _labels_checked(dataset, model, loss):
             or not (spec[1].dtype.is_integer or spec[1].dtype.is_floating)):
         return dataset
     classes = shapes[-1]
+    ignored = getattr(loss, "ignore_class", None)  # (Keras' label of no class: -1, 255)
 
     def check(*element):
         labels = tf.cast(element[1], tf.float64)
-        whole = tf.reduce_all((labels >= 0) & (labels < classes)
-                              & tf.equal(labels, tf.round(labels)))
+        fits = (labels >= 0) & (labels < classes) & tf.equal(labels, tf.round(labels))
+        if ignored is not None:
+            fits |= tf.equal(labels, float(ignored))
+        whole = tf.reduce_all(fits)
         fits = tf.debugging.Assert(whole, [_LABELS_MARK, tf.reduce_min(labels),
                                            tf.reduce_max(labels)])
-        with tf.control_dependencies([fits]):
-            return (tf.identity(element[0]), *element[1:])
+        with tf.control_dependencies([fits]):  # (inputs may be a dict of several)
+            return (tf.nest.map_structure(tf.identity, element[0]), *element[1:])
 
     return dataset.map(check)
 

@@ -434,6 +434,22 @@ def test_arguments_of_the_wrong_kind_are_one_line_before_anything_is_built(tmp_p
     result = zoo.train(tiny_model, tiny_data(), epochs=1, verbose=0, optimizer="nadam",
                        seed=np.int64(3))
     assert type(result.model.optimizer).__name__ == "Nadam"
+    # What Keras takes still trains: grey batches without their channel axis (Keras adds
+    # it), the label a loss ignores (ignore_class), a generator of batches.
+    inputs = keras.Input((8, 8, 1))
+    grey = keras.Model(inputs, keras.layers.Dense(4, activation="softmax")(
+        keras.layers.Flatten()(inputs)))
+    no_channel = tiny_data().map(lambda x, y: (x[..., 0], y))
+    assert len(zoo.train(grey, no_channel, epochs=1, verbose=0).history) == 1
+    ignoring = keras.losses.SparseCategoricalCrossentropy(ignore_class=255)
+    marked = tiny_data().map(lambda x, y: (x, tf.where(y == 0, 255, y)))
+    result = zoo.train(tiny_model(), marked, epochs=1, verbose=0, loss=ignoring,
+                       metrics=["accuracy"])
+    assert np.isfinite(result.history["loss"]).all()
+    batches = list(tiny_data().as_numpy_iterator())
+    result = zoo.train(tiny_model(), (b for b in batches * 2), epochs=1, verbose=0,
+                       steps_per_epoch=len(batches))
+    assert len(result.history) == 1
 
 
 def test_a_run_stopped_on_an_infinite_loss_diverged():
