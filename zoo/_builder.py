@@ -13,6 +13,23 @@ LEAKY_SLOPE = 0.01  # the lecture notes' leaky ReLU: max(0.01 x, x)
 PRELU_INIT = 0.25  # He et al. 2015's initial slope for PReLU
 
 
+def check_activation(activation, name):
+    """``activation``: None, a function, or a name Keras knows (a typo was Keras' "Could not
+    interpret activation function identifier", naming no choice)."""
+    if activation is None or callable(activation):
+        return
+    try:
+        keras.activations.get(activation)
+    except (ValueError, TypeError):
+        import difflib
+
+        known = [n for n in dir(keras.activations) if not n.startswith("_")]
+        close = difflib.get_close_matches(str(activation), known, n=1)
+        raise UserError(f"`{name}` must be None (logits), 'softmax', another of Keras' "
+                        f"activation names or a function; received {activation!r}"
+                        + (f" (did you mean {close[0]!r}?)." if close else ".")) from None
+
+
 def check_common_args(weights, pooling, classes, include_top=True, family=None, model=None,
                       classifier_activation=None):
     """Validate the keras.applications arguments that do not depend on the model.
@@ -31,6 +48,7 @@ def check_common_args(weights, pooling, classes, include_top=True, family=None, 
     check_choice(pooling, POOLING_CHOICES, "pooling")
     check_bool(include_top, "include_top")
     classes = int(check_positive_int(classes, "classes"))
+    check_activation(classifier_activation, "classifier_activation")
     softmax = classifier_activation in ("softmax", keras.activations.softmax)
     if include_top and classes == 1 and softmax:
         raise UserError(

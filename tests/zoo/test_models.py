@@ -105,6 +105,11 @@ def test_input_tensor(name):
         # A softmax over one class is 1.0 whatever the input: nothing could be learnt.
         (dict(classes=1), r"classes=1 with classifier_activation='softmax' predicts 1.0 for "
                           r"every input .* give classes=2, or classifier_activation='sigmoid'"),
+        # (Keras' "Could not interpret activation function identifier", naming no choice)
+        (dict(classifier_activation="softmx"), r"`classifier_activation` must be None "
+                                               r"\(logits\), 'softmax', another of Keras' "
+                                               r"activation names or a function; received "
+                                               r"'softmx' \(did you mean 'softmax'\?\)"),
     ],
 )
 def test_bad_common_arguments(name, bad, message):

@@ -3,7 +3,7 @@
 import keras
 
 from safeio.checks import UserError, check_bool, check_positive_int
-from zoo._builder import classifier_dtype
+from zoo._builder import check_activation, classifier_dtype
 from zoo.models.googlenet import without_aux
 
 
@@ -28,6 +28,7 @@ def fine_tune(model, classes, freeze="all", classifier_activation="softmax", nam
     >>> tuned = fine_tune(base, classes=5, freeze=8)           # doctest: +SKIP
     """
     check_positive_int(classes, "classes")
+    check_activation(classifier_activation, "classifier_activation")
     if not isinstance(model, keras.Model):  # (a name: AttributeError)
         raise UserError(f"fine_tune takes a built keras.Model (zoo.resnet20(weights=...), "
                         f"zoo.load_model(path)); received {model!r:.80} "
