@@ -106,6 +106,8 @@ def predict_members(source, dataset, tta=None, keep_views=False):
         views = tta_lib.crops(images, tta, size)  # (batch, views, h, w, c)
         batch, k = views.shape[0], views.shape[1]
         flat = keras.ops.reshape(views, (batch * k,) + tuple(views.shape[2:]))
+        if not chunks:  # (another channel count: Keras' shape error, in colour codes)
+            _check_views_fit(source, tuple(flat.shape[1:]))
         # float16 held no probability below 6e-8, nor 0 log 0
         probs = predict(flat).reshape(len(names), batch, k, -1)
         probs = probs.astype(np.promote_types(probs.dtype, "float32"), copy=False)
@@ -119,6 +121,16 @@ def predict_members(source, dataset, tta=None, keep_views=False):
     _check_finite(names, probs, np.concatenate(bad_pixels))
     probs = np.moveaxis(probs, 2, 1) if keep_views else probs[:, :, 0]
     return names, probs, metrics.class_labels(np.concatenate(labels), probs.shape[-1])
+
+
+def _check_views_fit(source, shape):
+    """The images (or their crops) of ``shape`` are what the models take: one line."""
+    model = source if isinstance(source, keras.Model) else list(source)[0]
+    takes = tuple(model.input_shape[1:])
+    if len(takes) != len(shape) or any(t not in (None, s) for t, s in zip(takes, shape)):
+        raise UserError(f"The images are shaped {shape} as the models see them, and "
+                        f"{model.name} takes {takes}: load them at its size and channels "
+                        "(data.load(..., image_size=...) gives RGB images).")
 
 
 def _image_label_batches(dataset):

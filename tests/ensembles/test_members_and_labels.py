@@ -453,3 +453,15 @@ def test_uniform_predictions_fit_the_temperature_one_without_a_warning():
     with warnings.catch_warnings():
         warnings.simplefilter("error")
         assert ensembles.fit_temperature(probs, np.arange(30) % 3) == 1.0
+
+
+def test_images_of_another_shape_than_the_models_take_are_one_line():
+    """Grey images for an RGB model (or images of another size) were Keras' shape error,
+    printed with its terminal colour codes, from inside predict."""
+    model = pooled_head("softmax")
+    for shape in ((4, 16, 16, 1), (4, 12, 12, 3)):
+        ds = tf.data.Dataset.from_tensors((np.zeros(shape, "float32"), labels(4)))
+        with pytest.raises(ValueError, match=rf"The images are shaped "
+                                             rf"\({shape[1]}, {shape[2]}, {shape[3]}\) as the "
+                                             r"models see them, and .* takes \(16, 16, 3\)"):
+            ensembles.evaluate(model, ds)
