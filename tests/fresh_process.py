@@ -49,7 +49,8 @@ CODE = textwrap.dedent(
                                 "tensorflow_datasets") if m in sys.modules]
     # the converters by the README's dotted names, with nothing imported by hand
     out["converters"] = [callable(zoo.pretrained.torchvision.state_dict),
-                         callable(zoo.pretrained.caffe.read_caffemodel)]
+                         callable(zoo.pretrained.caffe.read_caffemodel),
+                         issubclass(zoo.prediction.NoViewWarning, Warning)]
     import data
     out["data_load"] = callable(getattr(data, "load", None))
     model = zoo.load_model("model.keras")

@@ -28,7 +28,7 @@ def test_a_fresh_process_builds_without_the_training_stack_and_loads_beside_a_da
     assert out["registered_on_import"] == [True, True, True]  # (import ensembles did)
     assert out["heavy"] == []
     assert out["data_load"]
-    assert out["converters"] == [True, True]  # zoo.pretrained.torchvision.state_dict
+    assert out["converters"] == [True, True, True]  # zoo.pretrained.torchvision.state_dict
     np.testing.assert_allclose(out["model"], out["expected"]["model"], rtol=1e-5)
     np.testing.assert_allclose(out["ensemble"], out["expected"]["ensemble"], rtol=1e-5)
     assert out["optimizer"] == "PaperSGD"

@@ -45,6 +45,7 @@ _LAZY = {
         "set_class_names", "set_resize_mode")},
     "pretrained": ("zoo.pretrained", None),
     "predict": ("zoo.prediction", "predict"),
+    "prediction": ("zoo.prediction", None),  # (zoo.prediction.NoViewWarning, as the README)
     **{name: ("zoo.pretrained", name) for name in ("decode_predictions", "preprocess_input")},
     # The floor above: the training recipe (tf.data, tf.distribute, keras-tuner).
     "training": ("zoo.training", None),

@@ -1046,6 +1046,11 @@ def _cmd_evaluate(args):
     from data.datasets import _split_parts
     from zoo.saving import check_square_images, check_takes_images
 
+    for path in args.models:  # (a missing file before any data is read)
+        if not os.path.isfile(path):
+            raise UserError(f"Cannot load {path}: " + ("it is a directory, not a .keras file."
+                                                      if os.path.isdir(path) else
+                                                      "no such file."))
     info = data.info(args.dataset, data_dir=args.data_dir)
     for given in (args.split, args.calibrate_on):  # a typo: before the models are read
         if given is not None:

@@ -353,7 +353,10 @@ def _activations(model, images, training, prefix=""):
     if not layers and not nested:
         return []
     graph = getattr(model, "_functional", model)  # (a Sequential's graph, once built)
-    probe = keras.Model(graph.inputs, [layer.output for layer in layers]
+    # One input as a tensor, not a list of one: called with a tensor, a list-input model
+    # warned twice that "the structure of inputs doesn't match the expected structure".
+    inputs = graph.inputs[0] if len(graph.inputs) == 1 else graph.inputs
+    probe = keras.Model(inputs, [layer.output for layer in layers]
                         + [tensor for _, tensor in nested])
     outputs = probe(images, training=training)
     outputs = list(outputs) if isinstance(outputs, (list, tuple)) else [outputs]

@@ -1348,12 +1348,18 @@ def test_evaluate_picks_the_held_out_split_and_skips_bad_images_when_asked(tmp_p
 def test_evaluate_checks_its_splits_before_reading_the_models(flags, message, tmp_path,
                                                               capsys):
     """A mistyped --split or --calibrate-on is one line before the models are read (it came
-    after each was loaded, seconds for a ResNet-152): here a model that is not there is
-    never reached."""
-    missing = str(tmp_path / "not_yet_trained.keras")
-    assert cli.main(["evaluate", missing, *flags]) == 2
+    after each was loaded, seconds for a ResNet-152): here a file that is no model is never
+    read. A file that is not there is named before any data is read."""
+    junk = tmp_path / "junk.keras"
+    junk.write_bytes(b"not a zip archive")
+    assert cli.main(["evaluate", str(junk), *flags]) == 2
     err = capsys.readouterr().err.strip().splitlines()
     assert len(err) == 1 and message in err[0], err
+    missing = str(tmp_path / "absent.keras")
+    assert cli.main(["evaluate", missing, *flags]) == 2
+    captured = capsys.readouterr()
+    assert captured.err.strip() == f"zoo evaluate: error: Cannot load {missing}: no such file."
+    assert "Evaluating" not in captured.out  # (no data read)
 
 
 def test_models_that_do_not_fit_the_data_are_one_line_before_scoring(tmp_path, capsys):
