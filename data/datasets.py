@@ -377,6 +377,7 @@ def _to_rgb(image):
 
 
 MAX_IMAGE_SIZE = 4096  # (10**6 asked TensorFlow for 12 TB an image: out of memory)
+MAX_SCALE = 4681  # crop_scale(MAX_IMAGE_SIZE): the scale crops of the largest size load at
 
 
 def _check_image_size(image_size):
@@ -387,12 +388,21 @@ def _check_image_size(image_size):
 
 
 def _check_name(name):
-    """A dataset name or folder path (None and numbers were Python's TypeError); a path
-    object stays one (Path("digits") is a folder)."""
+    """A dataset name or folder path (None and numbers were Python's TypeError). A path
+    object is a folder's, never the digits' or a TFDS name: ``Path("digits")`` is
+    ``"./digits"``, and one that is no folder is one line (TFDS' TypeError)."""
     if not isinstance(name, (str, os.PathLike)):
         raise UserError(f"A dataset is {DIGITS!r}, an image folder's path or a TensorFlow "
                         f"Datasets name; received {name!r:.80} ({type(name).__name__}).")
-    return name
+    if isinstance(name, str):
+        return name
+    path = os.fspath(name)
+    if not os.path.isabs(path) and not path.startswith((".", "~")):
+        path = os.path.join(os.curdir, path)
+    if not os.path.isdir(os.path.expanduser(path)):
+        raise UserError(f"Dataset folder not found: {path!r} (expected "
+                        f"{os.path.join(path, 'SPLIT', 'CLASS_NAME')}/*.jpg).")
+    return path
 
 
 def from_arrays(images, labels, num_classes=None):
@@ -718,10 +728,11 @@ def load(
     check_positive_int(max_pixels, "max_pixels", allow_none=True, what=" (None: no limit)")
     check_bool(shuffle, "shuffle", allow_none=True, what=" (None: the train splits only)")
     check_bool(drop_remainder, "drop_remainder")
-    for arg, value in (("scale", scale), ("center_crop", center_crop)):
+    for arg, value, most in (("scale", scale, MAX_SCALE), ("center_crop", center_crop,
+                                                           MAX_IMAGE_SIZE)):
         check_positive_int(value, arg, allow_none=True)
-        if value is not None and value > MAX_IMAGE_SIZE:
-            raise UserError(f"`{arg}` must be at most {MAX_IMAGE_SIZE}; received {value:,}.")
+        if value is not None and value > most:
+            raise UserError(f"`{arg}` must be at most {most}; received {value:,}.")
     if scale is not None and image_size is not None:
         raise UserError(f"Give `image_size` (resize) or `scale` (shorter side, then the "
                         f"central square), not both; received {image_size} and {scale}.")

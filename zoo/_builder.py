@@ -23,7 +23,8 @@ def check_activation(activation, name):
     except (ValueError, TypeError):
         import difflib
 
-        known = [n for n in dir(keras.activations) if not n.startswith("_")]
+        known = [n for n in dir(keras.activations) if not n.startswith("_")
+                 and n not in ("get", "serialize", "deserialize")]
         close = difflib.get_close_matches(str(activation), known, n=1)
         raise UserError(f"`{name}` must be None (logits), 'softmax', another of Keras' "
                         f"activation names or a function; received {activation!r}"

@@ -29,7 +29,7 @@ def image_paths(sources):
     paths, unread = [], []
     kind = getattr(getattr(sources, "dtype", None), "kind", "U")  # (paths: NumPy's str, object)
     if hasattr(sources, "element_spec") or hasattr(sources, "shape") and (
-            kind not in "UO" or len(sources.shape) > 1):  # images: arrays, tensors, datasets
+            kind not in "UO" or len(sources.shape) != 1):  # images: arrays, tensors, datasets
         raise UserError(f"zoo.predict classifies image files and folders (their paths); "
                         f"received {type(sources).__name__} of shape "
                         f"{tuple(getattr(sources, 'shape', ()))}: for images in memory, use "

@@ -1,5 +1,6 @@
 import math
 import os
+import pathlib
 import re
 import time
 import warnings
@@ -234,6 +235,7 @@ def test_a_digits_folder_here_is_named_when_the_embedded_digits_are_read(tmp_pat
                                          r"'./digits'"):
         assert data.info("digits").num_classes == 10
     assert data.info("./digits").class_names == ("a",)
+    assert data.info(pathlib.Path("digits")).class_names == ("a",)  # (a path is a folder's)
 
 
 def test_tfds_folders_given_with_the_digits_or_an_image_folder_are_said_unread(
@@ -280,13 +282,16 @@ def test_dataset_arguments_of_the_wrong_kind_are_one_line():
     from zoo.cli.commands import MAX_IMAGE_SIZE
 
     assert data.datasets.MAX_IMAGE_SIZE == MAX_IMAGE_SIZE  # (the CLI's, without TensorFlow)
+    assert data.datasets.MAX_SCALE == data.crop_scale(MAX_IMAGE_SIZE)  # (--augment crop's)
     for call, message in (
             (lambda: data.load(None), r"A dataset is 'digits', an image folder's path or a "
                                       r"TensorFlow Datasets name; received None \(NoneType\)"),
             (lambda: data.info(5), r"received 5 \(int\)"),
             (lambda: data.load("digits", image_size=10**6), r"`image_size` must be at most "
                                                             r"4096; received 1,000,000"),
-            (lambda: data.load("digits", scale=10**6), r"`scale` must be at most 4096"),
+            (lambda: data.load("digits", scale=10**6), r"`scale` must be at most 4681"),
+            (lambda: data.load(pathlib.Path("no_such_photos")), r"Dataset folder not found: "
+                                                                r"'\./no_such_photos'"),
             (lambda: data.load("digits", seed=2**70), r"`seed` must be an integer in "
                                                       r"\[0, 2\*\*63\)"),
             (lambda: data.from_arrays(np.zeros((2, 4, 4, 3)), [0, 1], num_classes="3"),

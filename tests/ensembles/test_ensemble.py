@@ -895,4 +895,9 @@ def test_a_model_where_a_list_is_taken_and_the_reverse_are_one_line(tmp_path):
     for paths in (np.array([str(photo)]), pd.Series([str(photo)])):
         assert len(zoo.predict(model, paths, top=1)) == 1
     with pytest.raises(ValueError, match=r"`train_data` must be batches .*received ndarray"):
-        ensembles.distill(model, tiny_model(), np.zeros((4, 8, 8, 3)))  # (before the teacher)
+        ensembles.distill(None, None, np.zeros((4, 8, 8, 3)))  # (before the teacher is read)
+    with pytest.raises(ValueError, match=r"`train_data` must be batches .*received ndarray"):
+        ensembles.train_snapshots(tiny_model, np.zeros((4, 8, 8, 3)), epochs=2, cycles=2,
+                                  run_dir=str(tmp_path / "snap"))  # (it said "length unknown")
+    with pytest.raises(ValueError, match=r"`settings` must be a dict"):
+        ensembles.distill(model, tiny_model(), tiny_data(n=4), settings=["a"])

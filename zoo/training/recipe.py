@@ -274,13 +274,19 @@ def check_data(train_data, val_data=None):
     how = ("batches of (images, labels): a tf.data.Dataset (data.load, or "
            "tf.data.Dataset.from_tensor_slices((x, y)).batch(32)), a keras.utils.PyDataset "
            "or a generator")
-    arrays = (tuple, list, np.ndarray, tf.Tensor)
-    if isinstance(train_data, arrays) or not hasattr(train_data, "__iter__"):
+    def array(value):  # (NumPy's, TensorFlow's, JAX's, torch's)
+        return hasattr(value, "shape") and hasattr(value, "dtype")
+
+    def no_batches(value):  # (a name, a dict, a table: not a stream of batches)
+        return (isinstance(value, (str, bytes, collections.abc.Mapping))
+                or not hasattr(value, "__iter__"))
+
+    if isinstance(train_data, (tuple, list)) or array(train_data) or no_batches(train_data):
+        given = isinstance(train_data, (tuple, list)) or array(train_data)
         raise UserError(f"`train_data` must be {how}; received {type(train_data).__name__}"
-                        + (" (arrays: batch them as above)" if isinstance(train_data, arrays)
-                           else "") + ".")
-    if isinstance(val_data, (np.ndarray, tf.Tensor)) or (
-            val_data is not None and not hasattr(val_data, "__iter__")):
+                        + (" (arrays: batch them as above)" if given else "") + ".")
+    if val_data is not None and (array(val_data) or no_batches(val_data) or isinstance(
+            val_data, (tuple, list)) and len(val_data) not in (2, 3)):
         raise UserError(f"`val_data` must be {how}, or (x, y); received "
                         f"{type(val_data).__name__}.")
 
@@ -293,8 +299,10 @@ def _check_batched(train_data, model):
     if not (isinstance(spec, tuple) and spec and isinstance(spec[0], tf.TensorSpec)
             and isinstance(inputs, tuple) and inputs and not isinstance(inputs[0], tuple)):
         return
-    if spec[0].shape.rank == len(inputs) - 1 and spec[0].shape.is_compatible_with(inputs[1:]):
-        # (one example each; (n, 28, 28) batches for (28, 28, 1) inputs Keras expands)
+    shape = spec[0].shape
+    expanded = inputs[-1] == 1 and shape.rank and shape[1:].is_compatible_with(inputs[1:-1])
+    if shape.rank == len(inputs) - 1 and not expanded:
+        # ((n, 28, 28) batches for (28, 28, 1) inputs: Keras adds the channel axis)
         raise UserError(f"The training data is not batched: its images are shaped "
                         f"{tuple(spec[0].shape)}, and {model.name} takes batches "
                         f"{tuple(inputs)}. Batch it (dataset.batch(32)), or give data.load a "
@@ -368,7 +376,7 @@ def _labels_checked(dataset, model, loss):
     return dataset.map(check)
 
 
-def _labels_error(err, model):
+def _labels_error(err, model, loss):
     """The one line for :func:`_labels_checked`'s failed check, or None for other errors."""
     text = str(getattr(err, "message", err))
     if not isinstance(err, tf.errors.InvalidArgumentError) or _LABELS_MARK not in text:
@@ -380,8 +388,10 @@ def _labels_error(err, model):
         low, high = float(found[1]), float(found[2])
         seen = (f"; a batch held labels from {low:g} to {high:g}"
                 + (", not all whole" if 0 <= low and high < classes else ""))
+    ignored = getattr(loss, "ignore_class", None)
+    also = "" if ignored is None else f" (or {ignored:g}, which the loss ignores)"
     return UserError(f"The labels must be class indices, whole numbers in [0, {classes}) for "
-                     f"{model.name}'s {classes} classes{seen}. Number the classes from 0 "
+                     f"{model.name}'s {classes} classes{also}{seen}. Number the classes from 0 "
                      "(data.load does), or build the model with more classes.")
 
 
@@ -743,7 +753,7 @@ def train(
             except Exception as err:  # an error (not Ctrl-C, which stops a run to resume)
                 if run_dir is not None:  # before any backup: no run to resume either
                     run_config.forget_empty_backup(run_dir)
-                mistake = _labels_error(err, model)
+                mistake = _labels_error(err, model, loss)
                 if mistake is not None:
                     raise mistake from None
                 raise

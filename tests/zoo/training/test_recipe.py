@@ -146,6 +146,11 @@ def test_labels_outside_the_classes_stop_training_in_one_line(tmp_path):
         assert not (tmp_path / "run" / "backup").exists()  # no run to resume
     with pytest.raises(UserError, match=r"a batch held labels from 3 to 6"):
         zoo.train(tiny_model(), tiny_data(), shifted, epochs=1, verbose=0)
+    ignoring = keras.losses.SparseCategoricalCrossentropy(ignore_class=255)
+    with pytest.raises(UserError, match=r"in \[0, 4\) for tiny's 4 classes \(or 255, which "
+                                        r"the loss ignores\); a batch held labels from 3"):
+        zoo.train(tiny_model(), shifted, epochs=1, verbose=0, loss=ignoring,
+                  metrics=["accuracy"])
     result = zoo.train(tiny_model(), tiny_data().map(lambda x, y: (x, tf.cast(y, "float32"))),
                        epochs=1, verbose=0)
     assert np.isfinite(result.history["loss"]).all()
@@ -415,7 +420,11 @@ def test_arguments_of_the_wrong_kind_are_one_line_before_anything_is_built(tmp_p
             (dict(train_data=unbatched), r"The training data is not batched: its images are "
                                          r"shaped \(8, 8, 3\), and tiny takes batches "
                                          r"\(None, 8, 8, 3\)"),
-            (dict(optimizer="adamw2"), r"Unknown optimizer 'adamw2' \(did you mean 'adamw'\?\)")):
+            (dict(optimizer="adamw2"), r"Unknown optimizer 'adamw2' \(did you mean 'adamw'\?\)"),
+            (dict(train_data=tiny_data(size=6).unbatch()), r"not batched: its images are "
+                                                           r"shaped \(6, 6, 3\)"),
+            (dict(train_data="digits"), r"`train_data` must be .*received str\."),
+            (dict(val_data={"x": 1}), r"`val_data` must be .*received dict")):
         arguments = dict(model=tiny_model, train_data=tiny_data(), epochs=1, verbose=0,
                          run_dir=str(tmp_path / "run"))
         arguments.update(kwargs)
