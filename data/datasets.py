@@ -23,8 +23,9 @@ from data import folder
 from data.preprocess import alexnet_preprocess
 from data.preprocess import center_crop as _center_crop
 from data.preprocess import eval_view, resize_and_center_crop
-from safeio.checks import (UserError, check_bool, check_choice, check_non_negative_int,
-                           check_positive_int, is_int)
+from data.tta import crop_scale
+from safeio.checks import (UserError, check_bool, check_non_negative_int, check_positive_int,
+                           is_int)
 
 DIGITS = "digits"
 DIGITS_CLASSES = tuple(str(d) for d in range(10))
@@ -175,8 +176,7 @@ def _tfds_builder(name, data_dir):
                         f"({os.path.join('ROOT', 'SPLIT', 'CLASS_NAME')}/*.jpg) or a TensorFlow "
                         "Datasets name.")
     if _looks_like_a_folder(name):
-        raise UserError(f"Dataset folder not found: {name!r} (expected "
-                        f"{os.path.join(str(name), 'SPLIT', 'CLASS_NAME')}/*.jpg).")
+        raise _folder_not_found(name)
     if data_dir is not None:  # "~/tfds" is the user's home, as in a shell (TFDS: ./~/tfds)
         data_dir = os.path.expanduser(os.fspath(data_dir))
     try:
@@ -377,7 +377,7 @@ def _to_rgb(image):
 
 
 MAX_IMAGE_SIZE = 4096  # (10**6 asked TensorFlow for 12 TB an image: out of memory)
-MAX_SCALE = 4681  # crop_scale(MAX_IMAGE_SIZE): the scale crops of the largest size load at
+MAX_SCALE = crop_scale(MAX_IMAGE_SIZE)  # (4681) what crops of the largest size load at
 
 
 def _check_image_size(image_size):
@@ -400,9 +400,13 @@ def _check_name(name):
     if not os.path.isabs(path) and not path.startswith((".", "~")):
         path = os.path.join(os.curdir, path)
     if not os.path.isdir(os.path.expanduser(path)):
-        raise UserError(f"Dataset folder not found: {path!r} (expected "
-                        f"{os.path.join(path, 'SPLIT', 'CLASS_NAME')}/*.jpg).")
+        raise _folder_not_found(path)
     return path
+
+
+def _folder_not_found(name):
+    return UserError(f"Dataset folder not found: {name!r} (expected "
+                     f"{os.path.join(str(name), 'SPLIT', 'CLASS_NAME')}/*.jpg).")
 
 
 def from_arrays(images, labels, num_classes=None):
@@ -723,9 +727,7 @@ def load(
     _check_image_size(image_size)
     _check_functions(preprocess, augment)
     # (the folders' options, checked whatever the source: the digits took any)
-    check_choice(on_bad_image, folder.BAD_IMAGE_CHOICES, "on_bad_image")
-    check_choice(verify, folder.VERIFY_CHOICES, "verify")
-    check_positive_int(max_pixels, "max_pixels", allow_none=True, what=" (None: no limit)")
+    folder.check_options(on_bad_image, verify, max_pixels)
     check_bool(shuffle, "shuffle", allow_none=True, what=" (None: the train splits only)")
     check_bool(drop_remainder, "drop_remainder")
     for arg, value, most in (("scale", scale, MAX_SCALE), ("center_crop", center_crop,

@@ -238,6 +238,13 @@ def _check_class_names(names, root, split_dir):
     return names
 
 
+def check_options(on_bad_image, verify, max_pixels):
+    """The scan's options, each one line when it is none of the allowed."""
+    check_choice(on_bad_image, BAD_IMAGE_CHOICES, "on_bad_image")
+    check_choice(verify, VERIFY_CHOICES, "verify")
+    check_positive_int(max_pixels, "max_pixels", allow_none=True, what=" (None: no limit)")
+
+
 def scan(root, split, on_bad_image="raise", verify="header", class_names=None,
          max_pixels=MAX_PIXELS, allow_empty=False):
     """List ``(paths, labels, class_names)`` of one split.
@@ -271,9 +278,7 @@ def scan(root, split, on_bad_image="raise", verify="header", class_names=None,
 
     >>> paths, labels, classes = scan("flowers", "train")  # doctest: +SKIP
     """
-    check_choice(on_bad_image, BAD_IMAGE_CHOICES, "on_bad_image")
-    check_choice(verify, VERIFY_CHOICES, "verify")
-    check_positive_int(max_pixels, "max_pixels", allow_none=True, what=" (None: no limit)")
+    check_options(on_bad_image, verify, max_pixels)
     class_names = None if class_names is None else list(class_names)  # (an iterator: once)
     key = (os.path.abspath(root), split, on_bad_image, verify,
            None if class_names is None else tuple(class_names), max_pixels, allow_empty)

@@ -22,12 +22,12 @@ from ensembles.mc_dropout import MCDropout, mc_dropout
 from ensembles.plots import plot_reliability, plot_size_curve
 from ensembles.schedules import CyclicCosine
 from ensembles.variants import variants
+from zoo import load_core as _load_core
 
 # The zoo's layers and models are registered with Keras too (0.02 s): after `import
 # ensembles`, Keras' own load_model reads any member (a GoogLeNet with its auxiliary
 # heads); data's preprocessing layers come with `import data`.
-for _module in __import__("zoo")._CORE_MODULES:
-    importlib.import_module(_module)
+_load_core()
 
 # Evaluation reads tf.data pipelines and snapshot training runs zoo.train: imported on
 # first use, so `import ensembles` builds and combines models on any Keras backend.

@@ -81,9 +81,13 @@ def _look_like_probabilities(outputs):
                 and np.allclose(outputs.sum(axis=-1), 1.0, atol=1e-3))
 
 
+def _first_model(source):
+    """The model whose input stands for every member's (members share one input shape)."""
+    return source if isinstance(source, keras.Model) else list(source)[0]
+
+
 def _input_size(source):
-    model = source if isinstance(source, keras.Model) else list(source)[0]
-    return model.input_shape[1]
+    return _first_model(source).input_shape[1]
 
 
 def predict_members(source, dataset, tta=None, keep_views=False):
@@ -125,7 +129,7 @@ def predict_members(source, dataset, tta=None, keep_views=False):
 
 def _check_views_fit(source, shape):
     """The images (or their crops) of ``shape`` are what the models take: one line."""
-    model = source if isinstance(source, keras.Model) else list(source)[0]
+    model = _first_model(source)
     takes = tuple(model.input_shape[1:])
     if len(takes) != len(shape) or any(t not in (None, s) for t, s in zip(takes, shape)):
         raise UserError(f"The images are shaped {shape} as the models see them, and "

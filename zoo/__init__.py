@@ -58,11 +58,17 @@ _LAZY = {
 }
 
 
+def load_core():
+    """Import the models' floor (:data:`_CORE_MODULES`), which registers every zoo layer,
+    model and optimizer with Keras; nothing the second time."""
+    for module_name in _CORE_MODULES:
+        importlib.import_module(module_name)
+
+
 def __getattr__(name):
     if name not in _LAZY:
         raise AttributeError(f"module 'zoo' has no attribute {name!r}")
-    for module_name in _CORE_MODULES:
-        importlib.import_module(module_name)
+    load_core()
     module_name, attribute = _LAZY[name]
     module = importlib.import_module(module_name)
     value = module if attribute is None else getattr(module, attribute)

@@ -345,6 +345,13 @@ _KERAS_FILE_ERRORS = ("Expected a model.weights", "Expected object to be an inst
                       "variables, but received", "must match. variable.shape=")
 
 
+def check_model_file(path):
+    """A ``.keras`` file is at ``path``; else one line: no such file, or a directory."""
+    if not os.path.isfile(path):
+        raise UserError(f"Cannot load {path}: " + ("it is a directory, not a .keras file."
+                                                  if os.path.isdir(path) else "no such file."))
+
+
 def load_model(path, compile=True):
     """``keras.models.load_model`` for zoo models, in a fresh process too.
 
@@ -356,21 +363,16 @@ def load_model(path, compile=True):
 
     >>> model = zoo.load_model("runs/alexnet/checkpoints/best.keras")   # doctest: +SKIP
     """
-    import importlib
-
     import data.layers  # noqa: F401  (registers MeanSubtraction; data imports TensorFlow)
     import zoo
 
-    for module in zoo._CORE_MODULES:  # (GoogLeNetWithAuxHeads: a trained googlenet's class)
-        importlib.import_module(module)
+    zoo.load_core()  # (GoogLeNetWithAuxHeads: a trained googlenet's class)
 
     if not isinstance(path, (str, os.PathLike)):
         raise UserError(f"load_model takes the path of a .keras file; received {path!r}.")
     compile = check_bool(compile, "compile")
     path = os.fspath(path)
-    if not os.path.isfile(path):
-        raise UserError(f"Cannot load {path}: " + ("it is a directory, not a .keras file."
-                                                  if os.path.isdir(path) else "no such file."))
+    check_model_file(path)
     with open(path, "rb"):  # (zipfile.is_zipfile reads "Permission denied" as "no zip")
         pass
     if not zipfile.is_zipfile(path):

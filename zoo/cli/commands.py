@@ -1044,13 +1044,10 @@ def _cmd_evaluate(args):
     _check_view_flags(args)
     _check_calibration_flags(args)
     from data.datasets import _split_parts
-    from zoo.saving import check_square_images, check_takes_images
+    from zoo.saving import check_model_file, check_square_images, check_takes_images
 
     for path in args.models:  # (a missing file before any data is read)
-        if not os.path.isfile(path):
-            raise UserError(f"Cannot load {path}: " + ("it is a directory, not a .keras file."
-                                                      if os.path.isdir(path) else
-                                                      "no such file."))
+        check_model_file(path)
     info = data.info(args.dataset, data_dir=args.data_dir)
     for given in (args.split, args.calibrate_on):  # a typo: before the models are read
         if given is not None:
