@@ -1,8 +1,11 @@
 """Test-time augmentation: the paper's ten crops and their averaged predictions."""
 
+import warnings
+
 import numpy as np
 import tensorflow as tf
 
+from safeio import outputs as outputs_lib
 from safeio.checks import UserError, check_choice, check_positive_int
 
 TTA_CHOICES = (None, "flip", "5crop", "10crop")
@@ -127,19 +130,14 @@ def crops(images, tta, size=None):
     return tf.convert_to_tensor(images)[:, None]
 
 
-def _are_probabilities(outputs):
-    """Whether a classifier's outputs are probabilities (a softmax's, or a sigmoid's for
-    several labels: all in [0, 1]) rather than logits, which a model built with
-    ``classifier_activation=None`` gives (some below 0 or above 1). Read from the numbers:
-    the data pipeline does not look into models' graphs. None where none is finite."""
-    outputs = np.asarray(outputs, "float64")
-    outputs = outputs[np.isfinite(outputs)]  # (a NaN image's say nothing)
-    return bool(((outputs >= 0) & (outputs <= 1)).all()) if outputs.size else None
-
-
 def predict_crops(model, images, tta="10crop", size=None, batch_size=32):
-    """Per image: the mean predicted probabilities over its crops, and their variance
-    (of a model that outputs logits, told by values outside [0, 1]: of their softmax).
+    """Per image: the mean predicted probabilities over its crops, and their variance.
+
+    A model whose graph ends in a softmax (as ``safeio.outputs`` reads it, like the
+    ensembles, evaluation and export) has its outputs averaged as they are; one that
+    outputs logits (``classifier_activation=None``) has their softmax averaged; a
+    sigmoid's (several labels' probabilities) or a tanh's outputs, which are neither, are
+    averaged as they are.
 
     The variance across crops is the paper notes' per-image uncertainty estimate.
     ``images`` is an array of shape (n, h, w, c) or a dataset of images or (image, label)
@@ -157,7 +155,8 @@ def predict_crops(model, images, tta="10crop", size=None, batch_size=32):
     # ten crops at once would be ten times the array (5,000 images of 256x256: 31 GB).
     batches = images if isinstance(images, tf.data.Dataset) else (
         images[start:start + batch_size] for start in range(0, len(images), batch_size))
-    logits = None  # decided on the first batch with finite outputs
+    logits = outputs_lib.output_kind(model) == "logits"
+    warned = not logits
     means, variances = [], []
     for batch in batches:
         batch = batch[0] if isinstance(batch, (tuple, list)) else batch
@@ -170,9 +169,16 @@ def predict_crops(model, images, tta="10crop", size=None, batch_size=32):
         n, k = views.shape[0], views.shape[1]
         flat = tf.reshape(views, (-1,) + tuple(views.shape[2:]))
         probs = np.asarray(model.predict(flat, batch_size=batch_size, verbose=0))
-        if logits is None and _are_probabilities(probs) is not None:
-            logits = not _are_probabilities(probs)
-        probs = np.asarray(tf.nn.softmax(probs) if logits else probs).reshape(n, k, -1)
+        if not warned and outputs_lib.look_like_probabilities(probs):
+            warned = True
+            warnings.warn(
+                f"{model.name}'s outputs look like probabilities (rows in [0, 1] summing to "
+                "1), but its graph ends in no softmax that can be seen, so they are read as "
+                "logits and their softmax is averaged. End the model with "
+                "keras.layers.Softmax or activation='softmax'.", stacklevel=2)
+        if logits:  # (in float32 at least, as evaluation: float16's softmax underflows)
+            probs = tf.nn.softmax(probs.astype(np.promote_types(probs.dtype, "float32")))
+        probs = np.asarray(probs).reshape(n, k, -1)
         means.append(probs.mean(axis=1))
         variances.append(probs.var(axis=1))
     if not means:

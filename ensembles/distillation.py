@@ -159,7 +159,7 @@ def logits_of(model):
     softmax ``Dense`` layer, a ``Softmax`` layer or a nested model ending in one; where it
     outputs logits, its output)."""
     from ensembles.ensemble import _producer, _softmax_output
-    from zoo.outputs import is_softmax
+    from safeio.outputs import is_softmax
 
     if len(model.outputs) != 1:
         raise UserError(f"{model.name!r} has {len(model.outputs)} outputs; distillation "

@@ -7,7 +7,7 @@ import numpy as np
 
 from ensembles.calibration import EPS, check_temperature, scaled
 from safeio.checks import UserError, check_bool, check_choice
-from zoo.outputs import outputs_probabilities as _softmax_output  # noqa: F401 (used by others)
+from safeio.outputs import outputs_probabilities as _softmax_output  # noqa: F401 (used by others)
 from zoo.saving import (class_names, copy_metadata, input_pixels, resize_mode, set_class_names,
                         set_input_pixels, set_resize_mode)
 

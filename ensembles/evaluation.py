@@ -12,6 +12,7 @@ from ensembles.ensemble import (CombineMembers, _check_members, _softmax_output,
                                 common_input_pixels, is_ensemble, member_weights, members_of,
                                 unique_names, with_member_outputs)
 from safeio.checks import UserError, check_bool
+from safeio.outputs import look_like_probabilities
 
 SCORE_COLUMNS = ["top1_error", "top5_error", "nll", "brier", "ece"]
 # The rows evaluate adds after the members': a member of one of these names is numbered.
@@ -60,7 +61,7 @@ def _members_and_predictor(source):
         p = np.asarray(p)
         if _softmax_output(model):
             return p
-        if id(model) not in warned and _look_like_probabilities(p):  # (a Lambda's softmax)
+        if id(model) not in warned and look_like_probabilities(p):  # (a Lambda's softmax)
             warned.add(id(model))  # (its softmax is still taken, as Ensemble, calibrate and
             warnings.warn(  # the export take it: one reading of the model everywhere)
                 f"{model.name}'s outputs look like probabilities (rows in [0, 1] summing to "
@@ -72,13 +73,6 @@ def _members_and_predictor(source):
         return np.asarray(keras.ops.softmax(p.astype(np.promote_types(p.dtype, "float32"))))
 
     return [m.name for m in members], lambda x: np.stack([probabilities(m, x) for m in members])
-
-
-def _look_like_probabilities(outputs):
-    """Rows in [0, 1] that sum to 1: no model's logits do, but for a coincidence."""
-    outputs = np.asarray(outputs, "float64")
-    return bool(outputs.size and (outputs >= 0).all() and (outputs <= 1).all()
-                and np.allclose(outputs.sum(axis=-1), 1.0, atol=1e-3))
 
 
 def _first_model(source):

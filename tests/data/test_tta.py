@@ -115,6 +115,31 @@ def test_predict_crops_mean_and_variance_across_crops(mode, views):
         assert not var.any()
 
 
+def test_predict_crops_reads_logits_from_the_graph_not_from_the_numbers():
+    """An untrained logits model whose outputs all lay in [0, 1] was averaged as
+    probabilities (the numbers were all predict_crops read); the graph says logits, as the
+    ensembles and evaluation read it, so their softmax (here 1/3 each) is averaged. A
+    softmax the graph does not show (a Lambda's) is softmaxed too, with a warning."""
+    inputs = keras.Input((6, 6, 3))
+    pooled = keras.layers.GlobalAveragePooling2D()(inputs)
+    head = keras.layers.Dense(3, kernel_initializer="zeros", bias_initializer="zeros")
+    logits = np.array([0.5, 0.25, 0.75], "float32")
+    images = np.random.default_rng(3).uniform(size=(4, 9, 9, 3)).astype("float32")
+    untrained = keras.Model(inputs, head(pooled))
+    head.bias.assign(logits)  # logits within [0, 1], rows summing to 1.5
+    mean, var = data.predict_crops(untrained, images, tta="5crop")
+    np.testing.assert_allclose(mean, np.tile(keras.ops.softmax(logits), (4, 1)),
+                               rtol=1e-6)
+    np.testing.assert_allclose(var, 0.0, atol=1e-12)
+    hidden = keras.Model(inputs, keras.layers.Lambda(keras.ops.softmax)(head(pooled)))
+    with pytest.warns(UserWarning, match=r"look like probabilities .* no softmax that can be "
+                                         r"seen, so they are read as logits"):
+        mean, _ = data.predict_crops(hidden, images, tta="5crop")
+    np.testing.assert_allclose(
+        mean, np.tile(keras.ops.softmax(keras.ops.softmax(logits)), (4, 1)),
+        rtol=1e-6)
+
+
 def test_predict_crops_on_a_dataset_of_batches():
     images = np.random.default_rng(2).normal(size=(7, 9, 9, 3)).astype("float32")
     model = _model(6)

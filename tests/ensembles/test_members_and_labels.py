@@ -142,7 +142,7 @@ def test_float16_logits_are_scored_from_a_float32_softmax():
 def test_a_wrapped_subclassed_classifier_is_read_as_probabilities():
     """A functional model around a subclassed classifier (no graph of its own) whose last
     layer is a softmax was read as giving logits: an ensemble took the softmax again."""
-    from zoo.outputs import outputs_probabilities
+    from safeio.outputs import outputs_probabilities
 
     class Classifier(keras.Model):
         def __init__(self):

@@ -22,7 +22,7 @@ from safeio import atomic_path
 from safeio.checks import UserError, check_positive_int, check_positive_number, is_number
 from zoo.layers import DropConnectDense
 from zoo.optimizers import build_optimizer
-from zoo.outputs import outputs_probabilities
+from safeio.outputs import outputs_probabilities
 from zoo.training import keras_internals
 from zoo.training import recipe as training
 
@@ -45,7 +45,7 @@ class Check:
 
 
 def _outputs_logits(model):
-    """Whether the (main) output is logits rather than probabilities (``zoo.outputs``)."""
+    """Whether the (main) output is logits rather than probabilities (``safeio.outputs``)."""
     return not outputs_probabilities(model)
 
 

@@ -25,9 +25,9 @@ import pandas as pd
 import tensorflow as tf
 
 from data.preprocess import check_resize
-from safeio import directory_lock
+from safeio import directory_lock, outputs
 from safeio.checks import UserError, check_choice, check_positive_int, is_int, is_number
-from zoo import outputs, registry
+from zoo import registry
 # compile_model and default_metrics live with the optimizers (no TensorFlow there);
 # zoo.train and the package export them from here as before.
 from zoo.optimizers import build_optimizer, compile_model, default_metrics  # noqa: F401

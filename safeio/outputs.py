@@ -1,6 +1,12 @@
-"""What a classifier's output is: probabilities, or logits to take the softmax of."""
+"""What a classifier's output is: probabilities, or logits to take the softmax of.
+
+Read from the model's graph, one reading everywhere: ensembles, evaluation, export, the
+training recipe, ``zoo.predict`` and ``data.predict_crops`` (which is why it sits on the
+shared floor, below the data code).
+"""
 
 import keras
+import numpy as np
 
 from safeio.checks import UserError
 
@@ -115,3 +121,18 @@ def is_softmax(function):
     (``tf.nn.softmax`` is named ``softmax_v2``; ``keras.ops.softmax``, ``jax.nn.softmax``)."""
     return (function is keras.activations.softmax
             or getattr(function, "__name__", None) in ("softmax", "softmax_v2"))
+
+
+def look_like_probabilities(outputs):
+    """Rows in [0, 1] that sum to 1: no model's logits do, but for a coincidence. The
+    check behind the warning for a model whose softmax the graph does not show (a
+    subclassed model's ``call``, a ``Lambda``).
+
+    Example:
+
+    >>> look_like_probabilities([[0.25, 0.75]]), look_like_probabilities([[2.0, -1.0]])
+    (True, False)
+    """
+    outputs = np.asarray(outputs, "float64")
+    return bool(outputs.size and (outputs >= 0).all() and (outputs <= 1).all()
+                and np.allclose(outputs.sum(axis=-1), 1.0, atol=1e-3))
