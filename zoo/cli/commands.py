@@ -251,6 +251,20 @@ _SET_BY_THE_COMMAND = {
 _MODEL_NAME = re.compile(r"[A-Za-z0-9.][A-Za-z0-9_.>-]*")
 
 
+def _folder_as_recorded(recorded_data, folder):
+    """An image folder as config.json records it: its absolute path (a resume from another
+    working directory compares folders, not what was typed), or the stopped run's own
+    string where that names the same folder (``photos``, ``./photos/`` and ``~/photos``
+    are one folder; runs recorded it as typed)."""
+    folder = os.path.expanduser(folder)
+    before = recorded_data.get("dataset") if isinstance(recorded_data, dict) else None
+    if isinstance(before, str) and os.path.isdir(os.path.expanduser(before)):
+        with contextlib.suppress(OSError):
+            if os.path.samefile(os.path.expanduser(before), folder):
+                return before
+    return os.path.abspath(folder)
+
+
 class _Setup:
     """What the model-and-dataset commands share: the input size, the paper's data pipeline
     (``data.pipeline``: training through ``--augment``, evaluation on the centre crop when
@@ -278,10 +292,14 @@ class _Setup:
         self._check_model(size)
         # What config.json records of the data (zoo.train's settings): a resume with others
         # is refused here, before the statistics pass, as the recipe's own are.
-        self.settings = {"data": {"dataset": args.dataset, "image_size": size,
+        from zoo.training import run_config
+
+        dataset = args.dataset
+        if data.is_image_folder(dataset, args.data_dir):
+            dataset = _folder_as_recorded(run_config.recorded(run_dir, "data"), dataset)
+        self.settings = {"data": {"dataset": dataset, "image_size": size,
                                   "augment": args.augment, "normalize": args.normalize,
                                   "batch_size": args.batch_size}}
-        from zoo.training import run_config
 
         run_config.check_not_foreign(run_dir)  # never a folder of someone else's files
         _check_outputs_ours(run_dir, args.command)

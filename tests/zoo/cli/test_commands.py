@@ -524,6 +524,17 @@ def test_jax_mirrored_on_one_device_is_refused_before_the_statistics_pass(capsys
     assert not (tmp_path / "r").exists()
 
 
+def _digit_folder(path, size=16):
+    import tensorflow as tf
+
+    for split in ("train", "validation"):
+        for label in range(10):
+            os.makedirs(os.path.join(path, split, str(label)))
+            image = np.full((size, size, 3), 25 * label, np.uint8)
+            with open(os.path.join(path, split, str(label), "a.png"), "wb") as f:
+                f.write(tf.io.encode_png(image).numpy())
+
+
 @pytest.mark.parametrize("flag, value, change", [
     ("--normalize", "none", "data.normalize 'standardize' -> 'none'"),
     ("--augment", "crop", "data.augment 'none' -> 'crop'"),
@@ -537,8 +548,6 @@ def test_a_resume_with_other_data_settings_is_refused_before_any_work(
     normalisation, augmentation, batch size, image size or dataset is refused in one line
     naming the change, before the statistics pass (it once trained on, and a changed
     --normalize even changed the checkpoints' architecture mid-run)."""
-    import tensorflow as tf
-
     run_dir = tmp_path / "run"
     (run_dir / "backup").mkdir(parents=True)  # what a stopped run leaves
     given = {"dataset": "digits", "image_size": 16, "augment": "none",
@@ -546,12 +555,7 @@ def test_a_resume_with_other_data_settings_is_refused_before_any_work(
     (run_dir / "config.json").write_text(json.dumps({"seed": 0, "data": given}))
     if flag == "--dataset":  # an image folder of the digits' classes
         value = str(tmp_path / value)
-        for split in ("train", "validation"):
-            for label in range(10):
-                os.makedirs(os.path.join(value, split, str(label)))
-                image = np.full((16, 16, 3), 25 * label, np.uint8)
-                with open(os.path.join(value, split, str(label), "a.png"), "wb") as f:
-                    f.write(tf.io.encode_png(image).numpy())
+        _digit_folder(value)
     module = importlib.import_module("data.pipeline")
     monkeypatch.setattr(module, "compute_statistics",
                         lambda *args: pytest.fail("statistics computed before the refusal"))
@@ -563,6 +567,47 @@ def test_a_resume_with_other_data_settings_is_refused_before_any_work(
     err = capsys.readouterr().err.strip().splitlines()
     assert len(err) == 1 and f"holds a run with other settings ({change}" in err[0], err
     assert sorted(os.listdir(run_dir)) == before
+
+
+def test_a_resume_compares_dataset_folders_not_what_was_typed(tmp_path, capsys, monkeypatch):
+    """A run on --dataset photos resumed with ./photos/ was refused ('photos' ->
+    './photos/'), and one resumed from another working directory whose photos/ is another
+    folder went on. The folder is what counts: config.json records its absolute path (a
+    run that recorded it as typed resumes with any name of that folder)."""
+    run_dir = tmp_path / "run"
+    (run_dir / "backup").mkdir(parents=True)  # what a stopped run leaves
+    given = {"image_size": 16, "augment": "none", "normalize": "standardize",
+             "batch_size": 64}
+    (run_dir / "config.json").write_text(json.dumps({"seed": 0, "data": {
+        "dataset": "photos", **given}}))  # as runs recorded it: as typed, in tmp_path
+    _digit_folder(tmp_path / "photos")
+    _digit_folder(tmp_path / "elsewhere" / "photos")
+
+    class Passed(Exception):
+        pass
+
+    def statistics(*args):
+        raise Passed  # the resume was accepted: the statistics pass comes next
+
+    monkeypatch.setattr(importlib.import_module("data.pipeline"), "compute_statistics",
+                        statistics)
+    argv = ["train", "--model", "resnet18", "--epochs", "1", "--model-arg", "width=0.0625",
+            "--model-arg", "stem=cifar", "--run-dir", str(run_dir),
+            *(f"--{k.replace('_', '-')}={v}" for k, v in given.items())]
+    monkeypatch.chdir(tmp_path)
+    for typed in ("./photos/", str(tmp_path / "photos"), "photos"):
+        with pytest.raises(Passed):
+            cli.main(argv + [f"--dataset={typed}"])
+    # A run records the folder's absolute path: from elsewhere, photos/ is another folder.
+    (run_dir / "config.json").write_text(json.dumps({"seed": 0, "data": {
+        "dataset": str(tmp_path / "photos"), **given}}))
+    monkeypatch.chdir(tmp_path / "elsewhere")
+    capsys.readouterr()  # (the lines the CLI printed for the test's own exception)
+    assert cli.main(argv + ["--dataset=photos"]) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    change = f"data.dataset {str(tmp_path / 'photos')!r} -> " \
+        f"{str(tmp_path / 'elsewhere' / 'photos')!r}"
+    assert len(err) == 1 and f"holds a run with other settings ({change})" in err[0], err
 
 
 def test_a_stopped_run_resumes_with_the_statistics_it_trained_with(tmp_path, capsys,
