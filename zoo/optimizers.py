@@ -114,7 +114,12 @@ def make_optimizer(name="sgd", learning_rate=0.01, momentum=0.9, weight_decay=5e
     - ``"sgd"``: the paper's :class:`PaperSGD` (momentum, L2 decay through the gradient);
     - ``"nesterov"``: the same with Nesterov momentum;
     - ``"adam"``, ``"rmsprop"``, ``"adagrad"``: Keras' own, with ``weight_decay`` decoupled
-      (AdamW's form; ``momentum`` is RMSprop's momentum and unused by the other two).
+      (AdamW's form; ``momentum`` is RMSprop's momentum and unused by the other two). As
+      PaperSGD, they spare biases, BatchNorm's (and LayerNorm's) ``gamma`` and ``beta`` and
+      PReLU's ``alpha`` (Keras' ``exclude_from_weight_decay(var_names=...)``, which a later
+      call replaces, and which the optimizer's config does not keep: compiled from a loaded
+      ``.keras`` file it decays them all again; Keras decays every variable by default, as
+      timm and AdamW's paper do not).
 
     ``learning_rate`` may be a number or a ``LearningRateSchedule``. ``ema=True`` keeps a
     Polyak (exponential moving) average of the weights (Keras' ``use_ema``, momentum
@@ -133,10 +138,18 @@ def make_optimizer(name="sgd", learning_rate=0.01, momentum=0.9, weight_decay=5e
                         **common)
     decay = dict(weight_decay=weight_decay or None)
     if name == "adam":
-        return keras.optimizers.Adam(**common, **decay)
-    if name == "rmsprop":
-        return keras.optimizers.RMSprop(momentum=momentum, **common, **decay)
-    return keras.optimizers.Adagrad(**common, **decay)
+        optimizer = keras.optimizers.Adam(**common, **decay)
+    elif name == "rmsprop":
+        optimizer = keras.optimizers.RMSprop(momentum=momentum, **common, **decay)
+    else:
+        optimizer = keras.optimizers.Adagrad(**common, **decay)
+    optimizer.exclude_from_weight_decay(var_names=[UNDECAYED_NAMES])
+    return optimizer
+
+
+# The variables the decoupled decay spares, by name: Keras' ("bias"), or TensorFlow's own
+# variable's inside the update ("conv1/bn/gamma:0").
+UNDECAYED_NAMES = r"(^|/)(bias|gamma|beta|alpha)(:\d+)?$"
 
 
 def _one_hot_loss(loss):

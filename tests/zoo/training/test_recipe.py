@@ -867,6 +867,41 @@ def test_make_optimizer_by_name(name, cls, nesterov):
     assert (plain.l2 == 0.0) if nesterov is not None else plain.weight_decay is None
 
 
+@pytest.mark.all_backends
+@pytest.mark.parametrize("name", ["adam", "rmsprop", "adagrad"])
+def test_decoupled_decay_spares_biases_and_normalisation_as_paper_sgd_does(name):
+    """make_optimizer's Adam, RMSprop and Adagrad decayed every variable (Keras' default):
+    biases, BatchNorm's gamma and beta, PReLU's slopes. They decay the kernels alone now,
+    by Keras' own rule (the kernels match Keras' optimizer, which decays the rest too)."""
+    def model():
+        keras.utils.set_random_seed(0)
+        inputs = keras.Input((6, 6, 2))
+        x = keras.layers.Conv2D(3, 3, name="conv")(inputs)
+        x = keras.layers.BatchNormalization(name="bn")(x)
+        x = keras.layers.PReLU(name="prelu")(x)
+        x = keras.layers.Dense(2, name="fc")(keras.layers.Flatten()(x))
+        return keras.Model(inputs, x)
+
+    def step(optimizer):
+        net = model()
+        before = {v.path: np.array(v.numpy()) for v in net.trainable_variables}
+        optimizer.apply_gradients([(keras.ops.zeros(v.shape), v) for v in net.trainable_variables])
+        return before, {v.path: np.array(v.numpy()) for v in net.trainable_variables}
+
+    before, ours = step(zoo.make_optimizer(name, learning_rate=0.5, weight_decay=0.1))
+    _, keras_own = step(getattr(keras.optimizers, {"adam": "Adam", "rmsprop": "RMSprop",
+                                                    "adagrad": "Adagrad"}[name])(
+        learning_rate=0.5, weight_decay=0.1))
+    for path, value in ours.items():
+        if path.endswith("kernel"):
+            np.testing.assert_allclose(value, keras_own[path], rtol=1e-6)
+            np.testing.assert_allclose(value, before[path] * (1 - 0.5 * 0.1), rtol=1e-6)
+        else:  # conv/bias, bn/gamma, bn/beta, prelu/alpha, fc/bias
+            np.testing.assert_array_equal(value, before[path])
+    np.testing.assert_allclose(keras_own["bn/gamma"], 0.95, rtol=1e-6)  # (the others are 0)
+    assert {p.split("/")[-1] for p in ours} == {"kernel", "bias", "gamma", "beta", "alpha"}
+
+
 def test_optimizer_names_momentum_types_and_a_second_decay():
     """compile_model("sgd") handed the name to Keras: plain SGD at its own 0.01, without
     momentum or decay, the learning rate given dropped; an int or NumPy momentum failed
