@@ -24,7 +24,22 @@ from data.preprocess import check_crop_fits
 from safeio.checks import UserError, check_positive_int, is_number
 
 
-def _seeds(seed, count):
+def _seed(seed, op):
+    """``seed`` as the stateless ops take it: a shape-[2] integer tensor (a scalar was
+    TensorFlow's "seed must have shape [2], not []")."""
+    try:
+        tensor = tf.convert_to_tensor(seed)
+    except (TypeError, ValueError):
+        tensor = None
+    if tensor is None or not tensor.dtype.is_integer or not tensor.shape.is_compatible_with(
+            [2]):
+        raise UserError(f"{op}'s `seed` must be a pair of integers (shape [2], as "
+                        f"tf.random.split gives); received {seed!r:.80}.")
+    return tensor
+
+
+def _seeds(seed, count, op="compose"):
+    seed = _seed(seed, op)
     return tf.unstack(tf.random.experimental.stateless_split(tf.cast(seed, tf.int64), count))
 
 
@@ -82,12 +97,13 @@ def random_crop(image, seed, size):
                     tuple(image.shape) if image.shape.rank is not None else None, "random",
                     ": resize them first (data.load's scale or image_size)")
     channels = image.shape[-1] if image.shape[-1] is not None else tf.shape(image)[-1]
-    return tf.image.stateless_random_crop(image, [size, size, channels], seed)
+    return tf.image.stateless_random_crop(image, [size, size, channels],
+                                          _seed(seed, "random_crop"))
 
 
 def random_flip(image, seed):
     """Mirror left-right with probability 1/2."""
-    return tf.image.stateless_random_flip_left_right(image, seed)
+    return tf.image.stateless_random_flip_left_right(image, _seed(seed, "random_flip"))
 
 
 # The eigen-pairs of ImageNet's RGB covariance with pixels scaled to [0, 1], as published
@@ -120,7 +136,8 @@ def pca_color(image, seed, eigenvalues=IMAGENET_EIGENVALUES,
     image = _float(_single(image, "pca_color", channels=(len(eigenvalues),)))
     eigenvalues = tf.constant(eigenvalues, tf.float32)
     eigenvectors = tf.constant(eigenvectors, tf.float32)
-    alpha = tf.random.stateless_normal([eigenvalues.shape[0]], seed, stddev=std)
+    alpha = tf.random.stateless_normal([eigenvalues.shape[0]], _seed(seed, "pca_color"),
+                                       stddev=std)
     return image + max_value * tf.linalg.matvec(eigenvectors, alpha * eigenvalues)
 
 
@@ -167,7 +184,7 @@ def color_jitter(image, seed, brightness=0.2, contrast=0.2, saturation=0.2, max_
                      "[max(0, 1 - x), 1 + x])")
     _check_max_value(max_value)
     image = _float(_single(image, "color_jitter", channels=(1, 3)))
-    b_seed, c_seed, s_seed, order_seed = _seeds(seed, 4)
+    b_seed, c_seed, s_seed, order_seed = _seeds(seed, 4, "color_jitter")
 
     def factor(s, x):
         return tf.random.stateless_uniform([], s, max(0.0, 1.0 - x), 1.0 + x)
@@ -194,7 +211,7 @@ def random_erasing(image, seed, probability=0.5, scale=(0.02, 0.33), ratio=(0.3,
     _check_interval(ratio, "ratio", 1e-12, None, "0 < min <= max (aspect ratios)")
     image = _float(_single(image, "random_erasing"))
     value = _fill(value, image.shape[-1])
-    apply_seed, area_seed, ratio_seed, top_seed, left_seed = _seeds(seed, 5)
+    apply_seed, area_seed, ratio_seed, top_seed, left_seed = _seeds(seed, 5, "random_erasing")
     height, width = tf.shape(image)[0], tf.shape(image)[1]
     h_f, w_f = tf.cast(height, tf.float32), tf.cast(width, tf.float32)
     area = tf.random.stateless_uniform([], area_seed, scale[0], scale[1]) * h_f * w_f

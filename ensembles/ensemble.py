@@ -435,6 +435,10 @@ def member_weights(source):
 
 def with_member_outputs(ensemble):
     """The same ensemble (same weights) with outputs ``[combined, (batch, members, classes)]``."""
+    if not is_ensemble(ensemble):
+        raise UserError(f"with_member_outputs takes an ensemble (ensembles.Ensemble, or one "
+                        f"loaded with zoo.load_model); received {ensemble!r:.80} "
+                        f"({type(ensemble).__name__}).")
     if len(ensemble.outputs) == 2:
         return ensemble
     stacked = _ensemble_combine_layer(ensemble).input

@@ -91,7 +91,14 @@ def check_probabilities(probs, labels=None, what="probabilities"):
 def _checked(probs, labels):
     """``probs`` and ``labels`` as the metrics take them (:func:`check_probabilities`,
     :func:`class_labels`), for the public functions: logits or names are one line."""
-    labels = class_labels(labels, np.shape(probs)[-1])
+    try:
+        shape = np.shape(probs)
+    except ValueError:  # (rows of different lengths)
+        shape = None
+    if shape is None or not shape or isinstance(probs, (str, bytes)):  # (others: below)
+        raise UserError(f"Expected probabilities shaped (examples, classes); received "
+                        f"{type(probs).__name__} of shape {shape} ({probs!r:.60}).")
+    labels = class_labels(labels, shape[-1])
     return check_probabilities(probs, labels), labels
 
 

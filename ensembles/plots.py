@@ -5,9 +5,11 @@ given, and writes a file only when given a ``path`` (PNG, or the format its exte
 """
 
 import numpy as np
+import pandas as pd
 
 from ensembles import metrics
 from safeio import new_axes, save_figure
+from safeio.checks import UserError
 
 
 def plot_size_curve(curve, path=None, title="Ensemble size", ax=None):
@@ -17,6 +19,13 @@ def plot_size_curve(curve, path=None, title="Ensemble size", ax=None):
 
     >>> fig = plot_size_curve(ensembles.size_curve(model, test))       # doctest: +SKIP
     """
+    columns = getattr(curve, "columns", ())
+    if not isinstance(curve, pd.DataFrame) or not {"top1_error", "nll"} <= set(columns):
+        raise UserError(f"plot_size_curve takes size_curve's table (a DataFrame with "
+                        f"top1_error and nll per member count); received "
+                        f"{type(curve).__name__}" + (f" with columns {list(columns)}"
+                                                      if len(columns) else f" {curve!r:.60}")
+                        + ".")
     fig, err_ax = new_axes(ax)
     err_ax.plot(curve.index, 100 * curve["top1_error"], "o-", color="tab:blue")
     err_ax.set(xlabel="members", ylabel="top-1 error (%)", title=title)

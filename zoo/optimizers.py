@@ -152,6 +152,28 @@ def make_optimizer(name="sgd", learning_rate=0.01, momentum=0.9, weight_decay=5e
 UNDECAYED_NAMES = r"(^|/)(bias|gamma|beta|alpha)(:\d+)?$"
 
 
+def _check_loss_names(loss):
+    """A loss name Keras does not know is one line with the closest of its names (Keras
+    took it at compile and failed at the first step); in a list or dict too."""
+    names = loss.values() if isinstance(loss, dict) else (
+        loss if isinstance(loss, (list, tuple)) else [loss])
+    for name in names:
+        if not isinstance(name, str):
+            continue
+        try:
+            keras.losses.get(name)
+        except ValueError:
+            import difflib
+
+            known = sorted(n for n in dir(keras.losses) if n.islower() and callable(
+                getattr(keras.losses, n)) and n not in ("get", "serialize", "deserialize"))
+            close = difflib.get_close_matches(name.lower(), known, n=1)
+            raise UserError(f"Unknown loss {name!r}" + (
+                f" (did you mean {close[0]!r}?)" if close else "") + ": one of Keras' loss "
+                "names (sparse_categorical_crossentropy, categorical_crossentropy, ...), a "
+                "keras.losses.Loss, or a function of (y_true, y_pred).") from None
+
+
 def _one_hot_loss(loss):
     """Whether ``loss`` (a name, a function or a loss object) takes one-hot labels."""
     names = ("categorical_crossentropy", "categorical_focal_crossentropy")
@@ -220,6 +242,7 @@ def compile_model(model, optimizer=None, *, learning_rate=0.01, momentum=0.9,
                             + f": one of {', '.join(OPTIMIZER_CHOICES)} (the notes'), another "
                             "of Keras' names (adamw, nadam, ...), an optimizer, or a function "
                             "returning one.") from None
+    _check_loss_names(loss)
     metrics = default_metrics(loss) if metrics is None else metrics
     if jit_compile is None:
         jit_compile = False if keras.backend.backend() == "tensorflow" else "auto"

@@ -336,3 +336,23 @@ def test_pipeline_reads_its_augmentation_before_the_dataset(monkeypatch):
                         lambda *args, **kwargs: pytest.fail("data read"))
     with pytest.raises(ValueError, match=r"Unknown augmentation 'crop,flip' in 'crop,flip'"):
         data.pipeline("cifar100", 32, augment="crop,flip")
+
+
+@pytest.mark.parametrize("seed", [3, (1.5, 2.0), "ab", (1, 2, 3), None])
+@pytest.mark.parametrize("op", ["random_crop", "random_flip", "pca_color", "color_jitter",
+                                "random_erasing", "compose"])
+def test_a_seed_that_is_not_a_pair_of_integers_is_one_line(op, seed):
+    """A scalar seed was TensorFlow's 'seed must have shape [2], not []' from inside the
+    stateless op (a float pair, "must be int"); each op says what it takes now."""
+    image = tf.zeros((8, 8, 3))
+    calls = {"random_crop": lambda s: augment.random_crop(image, s, 4),
+             "random_flip": lambda s: augment.random_flip(image, s),
+             "pca_color": lambda s: augment.pca_color(image, s),
+             "color_jitter": lambda s: augment.color_jitter(image, s),
+             "random_erasing": lambda s: augment.random_erasing(image, s),
+             "compose": lambda s: augment.compose(augment.random_flip)(image, s)}
+    with pytest.raises(ValueError, match=rf"^{op}'s `seed` must be a pair of integers \(shape "
+                                         r"\[2\], as tf.random.split gives\); received "):
+        calls[op](seed)
+    for pair in ((1, 2), np.array([1, 2], "int32"), tf.constant([1, 2], tf.int64)):
+        assert calls[op](pair).shape == ((4, 4, 3) if op == "random_crop" else (8, 8, 3))

@@ -465,3 +465,26 @@ def test_images_of_another_shape_than_the_models_take_are_one_line():
                                              rf"\({shape[1]}, {shape[2]}, {shape[3]}\) as the "
                                              r"models see them, and .* takes \(16, 16, 3\)"):
             ensembles.evaluate(model, ds)
+
+
+def test_public_helpers_given_something_else_say_what_they_take():
+    """metrics.nll(None, y) was an IndexError ('tuple index out of range'),
+    plot_size_curve('x') 'string indices must be integers', with_member_outputs('x')
+    "'str' object has no attribute 'outputs'"."""
+    y = np.array([0, 1])
+    for given in (None, "x", [[0.5, 0.5], [1.0]]):
+        with pytest.raises(ValueError, match=r"^Expected probabilities shaped \(examples, "
+                                             r"classes\); received \w+ of shape "):
+            ensembles.metrics.nll(given, y)
+    assert ensembles.metrics.nll([[0.5, 0.5], [0.25, 0.75]], y) == pytest.approx(
+        log_loss(y, [[0.5, 0.5], [0.25, 0.75]]))
+    for given in ("x", pd.DataFrame({"top1_error": [0.1]})):
+        with pytest.raises(ValueError, match=r"^plot_size_curve takes size_curve's table \(a "
+                                             r"DataFrame with top1_error and nll per member "
+                                             r"count\); received (str 'x'|DataFrame with "
+                                             r"columns \['top1_error'\])\.$"):
+            ensembles.plots.plot_size_curve(given)
+    with pytest.raises(ValueError, match=r"^with_member_outputs takes an ensemble "
+                                         r"\(ensembles.Ensemble, or one loaded with "
+                                         r"zoo.load_model\); received 'x' \(str\)\.$"):
+        ensembles.ensemble.with_member_outputs("x")

@@ -902,6 +902,19 @@ def test_decoupled_decay_spares_biases_and_normalisation_as_paper_sgd_does(name)
     assert {p.split("/")[-1] for p in ours} == {"kernel", "bias", "gamma", "beta", "alpha"}
 
 
+def test_a_loss_name_keras_does_not_know_is_one_line_at_compile():
+    """Keras took 'sparse_categoricl_crossentropy' at compile and failed at the first step;
+    the closest of Keras' names is given now, for a name in a dict of losses too."""
+    from zoo.optimizers import compile_model
+
+    for loss in ("sparse_categoricl_crossentropy", {"predictions": "categorical_crossentrpy"}):
+        with pytest.raises(ValueError, match=r"^Unknown loss '\w+' \(did you mean '(sparse_)?"
+                                             r"categorical_crossentropy'\?\): one of Keras' "):
+            compile_model(tiny_model(), loss=loss)
+    compiled = compile_model(tiny_model(), loss="categorical_focal_crossentropy")
+    assert compiled.loss == "categorical_focal_crossentropy"
+
+
 def test_optimizer_names_momentum_types_and_a_second_decay():
     """compile_model("sgd") handed the name to Keras: plain SGD at its own 0.01, without
     momentum or decay, the learning rate given dropped; an int or NumPy momentum failed
