@@ -39,8 +39,8 @@ class CyclicCosine(keras.optimizers.schedules.LearningRateSchedule):
                             f"{total_steps} x {cycles + 1}.")
         check_positive_number(initial_learning_rate, "initial_learning_rate")
         self.initial_learning_rate = float(initial_learning_rate)
-        self.total_steps = total_steps
-        self.cycles = cycles
+        self.total_steps = int(total_steps)  # (NumPy's int64: an int64 Sub of int32 steps,
+        self.cycles = int(cycles)  # and a config json.dumps refused)
 
     @property
     def boundaries(self):

@@ -92,20 +92,42 @@ class CheckpointSnapshots(keras.callbacks.Callback):
         self.directory = os.fspath(directory)
         self.every = None if every is None else int(every)
         self.at_lr_drop = at_lr_drop
+        self._start = None
 
     def on_train_begin(self, logs=None):
-        # Snapshots of epochs after the one this run starts from (a kill after an epoch's
-        # snapshot and before its backup leaves that one, taken again) are an earlier
-        # run's: from_snapshots would take them as this run's.
-        start = keras_internals.initial_epoch(self.model)
-        later = [p for p in snapshot_paths(self.directory)
-                 if (_epoch_of(p) or 0) > start + 1]
-        if later:
-            names = ", ".join(os.path.basename(p) for p in later[:3])
-            raise UserError(f"{self.directory} holds {len(later)} snapshot(s) of epochs after "
-                            f"the one this run starts from, epoch {start + 1} ({names}"
-                            f"{', ...' if len(later) > 3 else ''}): an earlier run's. Move "
-                            "them aside, or give another folder.")
+        self._start = None  # the first epoch this run trains, seen at its beginning
+
+    def on_epoch_begin(self, epoch, logs=None):
+        # (here, not in on_train_begin: a BackupAndRestore of the user's, which zoo.train
+        # puts after this callback, has restored the run by the first epoch's beginning)
+        if self._start is None:
+            self._start = epoch
+            self._check_folder(epoch)
+
+    def _check_folder(self, start):
+        """Refuse, before this run trains, a folder that is not one, and snapshots it did
+        not take: a cycle's (train_snapshots'), those of epochs after the one it starts
+        from, and one of that epoch where this run takes none then. (A kill after an
+        epoch's snapshot and before its backup leaves that one, which the resumed run,
+        exact, takes again; where only a drop of the learning rate would take it,
+        :meth:`on_epoch_end` checks that it was.)"""
+        if os.path.lexists(self.directory) and not os.path.isdir(self.directory):
+            raise UserError(f"{self.directory} is a file (or a link to nothing), not a folder: "
+                            "CheckpointSnapshots saves its snapshots into a folder. Give "
+                            "another directory.")
+        foreign = [p for p in snapshot_paths(self.directory)
+                   if _epoch_of(p) is None or _epoch_of(p) > start + 1
+                   or (_epoch_of(p) == start + 1 and not self._periodic(start)
+                       and not self.at_lr_drop)]
+        if foreign:
+            names = ", ".join(os.path.basename(p) for p in foreign[:3])
+            raise UserError(f"{self.directory} holds {len(foreign)} snapshot(s) this run did "
+                            f"not take ({names}{', ...' if len(foreign) > 3 else ''}; it "
+                            f"starts at epoch {start + 1}): an earlier run's. Move them "
+                            "aside, or give another folder.")
+
+    def _periodic(self, epoch):
+        return self.every is not None and (epoch + 1) % self.every == 0
 
     def on_epoch_end(self, epoch, logs=None):
         used = (logs or {}).get("learning_rate")
@@ -114,10 +136,13 @@ class CheckpointSnapshots(keras.callbacks.Callback):
         now = float(keras.ops.convert_to_numpy(optimizer.learning_rate))
         dropped = (self.at_lr_drop and not scheduled and used is not None
                    and now < used * (1 - 1e-6))
-        periodic = self.every is not None and (epoch + 1) % self.every == 0
-        if dropped or periodic:
-            _save_weights(self.model, os.path.join(
-                self.directory, f"snapshot-epoch{epoch + 1:03d}.weights.h5"))
+        path = os.path.join(self.directory, f"snapshot-epoch{epoch + 1:03d}.weights.h5")
+        if dropped or self._periodic(epoch):
+            _save_weights(self.model, path)
+        elif epoch == self._start and os.path.lexists(path):  # (before this epoch's backup)
+            raise UserError(f"{path} is an earlier run's: this run took no snapshot at epoch "
+                            f"{epoch + 1} (its learning rate did not drop). Move it aside, "
+                            "and run again.")
 
 
 def _epoch_of(path):

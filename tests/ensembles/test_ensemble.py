@@ -413,6 +413,17 @@ def test_cyclic_cosine_ends_its_last_cycle_on_the_last_step_when_cycles_do_not_d
         ensembles.CyclicCosine(0.1, total_steps=21_400_000, cycles=100)
 
 
+def test_cyclic_cosine_takes_numpy_integers_as_ints():
+    """NumPy's int64 passed the checks and was kept: the schedule's int32 arithmetic failed
+    in the middle of fit ('Sub' of int64 and int32), and its config was no JSON."""
+    import json
+
+    schedule = ensembles.CyclicCosine(0.2, total_steps=np.int64(12), cycles=np.int64(3))
+    reference = ensembles.CyclicCosine(0.2, total_steps=12, cycles=3)
+    assert [float(schedule(t)) for t in range(12)] == [float(reference(t)) for t in range(12)]
+    assert json.loads(json.dumps(schedule.get_config())) == reference.get_config()
+
+
 @pytest.mark.all_backends
 def test_train_snapshots_saves_one_snapshot_per_cycle(tmp_path):
     """(In a run folder named like a glob pattern, runs/exp[1]: its snapshots were not
@@ -725,12 +736,85 @@ def test_a_snapshot_taken_at_an_epochs_end_survives_a_kill_before_the_next(tmp_p
     # A new run (its backup moved aside, as the README says to start again) beside them:
     # from_snapshots took the earlier run's epochs 2 and 3 as this run's.
     shutil.move(os.path.join(run_dir, "backup"), str(tmp_path / "old_backup"))
-    with pytest.raises(ValueError, match=r"snaps holds 2 snapshot\(s\) of epochs after the one "
-                                         r"this run starts from, epoch 1 "
+    with pytest.raises(ValueError, match=r"snaps holds 2 snapshot\(s\) this run did not take "
                                          r"\(snapshot-epoch002.weights.h5, "
-                                         r"snapshot-epoch003.weights.h5\): an earlier run's"):
+                                         r"snapshot-epoch003.weights.h5; it starts at epoch "
+                                         r"1\): an earlier run's"):
         zoo.train(tiny_model, tiny_data(), tiny_data(seed=1), epochs=3, verbose=0,
                   callbacks=[ensembles.CheckpointSnapshots(folder, every=2)])
+
+
+class _BatchCount(keras.callbacks.Callback):
+    """Counts the batches trained (a refusal must come before the first)."""
+    count = 0
+
+    def on_train_batch_begin(self, batch, logs=None):
+        _BatchCount.count += 1
+
+
+def test_checkpoint_snapshots_resume_under_a_backup_of_the_users_own(tmp_path):
+    """zoo.train puts a BackupAndRestore of the user's after their other callbacks, so
+    CheckpointSnapshots read the start epoch before the restore (0) and refused the resumed
+    run's own snapshots as 'an earlier run's'. It reads it at the first epoch's beginning."""
+    class Interrupt(keras.callbacks.Callback):
+        fired = False
+
+        def on_epoch_begin(self, epoch, logs=None):
+            if epoch == 2 and not Interrupt.fired:
+                Interrupt.fired = True
+                raise KeyboardInterrupt
+
+    folder, backup = str(tmp_path / "snaps"), str(tmp_path / "backup")
+
+    def run():
+        return zoo.train(tiny_model, tiny_data(), tiny_data(seed=1), epochs=4, verbose=0,
+                         seed=0, callbacks=[keras.callbacks.BackupAndRestore(backup), Interrupt(),
+                                            ensembles.CheckpointSnapshots(folder, every=1)])
+
+    with pytest.raises(KeyboardInterrupt):
+        run()
+    assert sorted(os.listdir(folder)) == [f"snapshot-epoch00{k}.weights.h5" for k in (1, 2)]
+    assert len(run().history["loss"]) == 2  # epochs 3 and 4, resumed
+    assert sorted(os.listdir(folder)) == [f"snapshot-epoch00{k}.weights.h5" for k in range(1, 5)]
+
+
+def test_checkpoint_snapshots_refuse_snapshots_this_run_will_not_take(tmp_path):
+    """A run with every=2 beside an earlier run's snapshot-epoch001 (every=1) took it as its
+    own: the check let the epoch it starts at through (a resumed run takes that one again),
+    and a cycle's snapshot-K through whatever its number. Refused before the first batch
+    where the run takes none at that epoch, and at that epoch's end where only a drop of the
+    learning rate could have taken it; a file where the folder should be is refused first."""
+    folder = tmp_path / "snaps"
+    folder.mkdir()
+    (folder / "snapshot-epoch001.weights.h5").write_bytes(b"an earlier run's")
+
+    def train(**kwargs):
+        _BatchCount.count = 0
+        zoo.train(tiny_model, tiny_data(), tiny_data(seed=1), epochs=2, verbose=0,
+                  callbacks=[_BatchCount(), ensembles.CheckpointSnapshots(str(folder), **kwargs)])
+
+    with pytest.raises(ValueError, match=r"snaps holds 1 snapshot\(s\) this run did not take "
+                                         r"\(snapshot-epoch001.weights.h5; it starts at "
+                                         r"epoch 1\): an earlier run's"):
+        train(every=2, at_lr_drop=False)
+    assert _BatchCount.count == 0
+    with pytest.raises(ValueError, match=r"snapshot-epoch001.weights.h5 is an earlier run's: "
+                                         r"this run took no snapshot at epoch 1 \(its learning "
+                                         r"rate did not drop\)"):
+        train(every=2)
+    assert (folder / "snapshot-epoch001.weights.h5").read_bytes() == b"an earlier run's"
+    (folder / "snapshot-epoch001.weights.h5").unlink()
+    (folder / "snapshot-3.weights.h5").write_bytes(b"a cycle's")
+    with pytest.raises(ValueError, match=r"holds 1 snapshot\(s\) this run did not take "
+                                         r"\(snapshot-3.weights.h5;"):
+        train(every=1)
+    assert _BatchCount.count == 0
+    (tmp_path / "a_file").write_text("not a folder")
+    with pytest.raises(ValueError, match=r"a_file is a file \(or a link to nothing\), not a "
+                                         r"folder: CheckpointSnapshots saves"):
+        zoo.train(tiny_model, tiny_data(), epochs=1, verbose=0, callbacks=[
+            _BatchCount(), ensembles.CheckpointSnapshots(str(tmp_path / "a_file"), every=1)])
+    assert _BatchCount.count == 0
 
 
 def test_snapshot_runs_refuse_an_earlier_runs_snapshots_and_schedules_take_none_at_drops(
