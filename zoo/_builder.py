@@ -70,6 +70,12 @@ def check_common_args(weights, pooling, classes, include_top=True, family=None, 
                 f"received classes={classes}. Use classes=1000, or include_top=False for "
                 "the features (then add your own head, or zoo.fine_tune the whole model).")
         return pretrained.weights_file(entry), classes
+    if isinstance(weights, (str, os.PathLike)) and os.path.lexists(weights) and not (
+            os.path.isfile(weights)):
+        what = ("a directory" if os.path.isdir(weights) else "a link to nothing"
+                if os.path.islink(weights) else "not a regular file")
+        raise UserError(f"`weights` {os.fspath(weights)!r} is {what}: give the weights file "
+                        f"({allowed}).")
     if not isinstance(weights, (str, os.PathLike)) or not os.path.isfile(weights):
         named = (", a named entry ('imagenet', see zoo.pretrained.list_weights())"
                  if family is not None else "")
@@ -77,9 +83,15 @@ def check_common_args(weights, pooling, classes, include_top=True, family=None, 
             f"`weights` must be None (random initialisation){named} or the path to an "
             f"existing local weights file ({allowed}); received {weights!r}."
         )
-    if not str(weights).endswith(accepted):
+    converted = pretrained.suffixes(family)
+    if not (str(weights).endswith(".weights.h5") or str(weights).lower().endswith(converted)):
+        other = ("" if family not in ("alexnet", "googlenet") or not str(weights).lower(
+        ).endswith(pretrained.FORMATS["torchvision"]) else
+            f" (torchvision's {model} is another network: its AlexNet the one-tower variant "
+            "of Krizhevsky 2014, its GoogLeNet with BatchNorm; this one loads the Caffe "
+            f"reference bvlc_{model}.caffemodel, weights='imagenet')")
         raise UserError(
-            f"`weights` file must end in {allowed}; received {str(weights)!r}."
+            f"`weights` file must end in {allowed}; received {str(weights)!r}{other}."
         )
     return os.fspath(weights), classes
 

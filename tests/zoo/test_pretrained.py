@@ -381,7 +381,8 @@ def test_a_pth_file_is_read_safely_and_its_wrappers_undone(tmp_path, monkeypatch
              (RuntimeError("PytorchStreamReader failed reading zip archive: failed finding "
                            "central directory. Use weights_only=False"),
               f"{path} is not a readable PyTorch state dict (RuntimeError): it is truncated, "
-              "another format, or holds objects other than tensors. Nothing was loaded."),
+              "another format, or holds objects other than tensors (a whole model, pickled: "
+              "save torch.save(model.state_dict(), path) instead). Nothing was loaded."),
              (["not", "a", "dict"], f"{path} holds a list, not a state dict."),
              ({"fc.weight": _FakeTorch.Tensor(weight), "note": "hello"},
               f"{path} is not a state dict of tensors: key 'note' holds a str.")]
@@ -552,13 +553,14 @@ def test_named_weights_come_from_the_cache_checked_by_hash(tmp_path, monkeypatch
         with pytest.raises(ValueError, match="its sha256 is [0-9a-f]{64}, expected"):
             pretrained.download("resnet18.test", origin=source.as_uri())
         assert os.listdir(tmp_path / "cache") == ["r18-test.safetensors"]
-        # A full SHA-256 goes to get_file's own check as well.
+        # A full SHA-256 is checked whole.
         pretrained.register_weights(_entry("resnet18.test", "r18-full.safetensors",
                                            source.read_bytes()))
         pretrained.download("resnet18.test", origin=source.as_uri())
         # An address that cannot be fetched: get_file's bare Exception, now one line.
-        with pytest.raises(ValueError, match=r"Could not fetch resnet18.test \(URL fetch "
-                                             r"failure on file:///nonexistent/x.*\); nothing "
+        with pytest.raises(ValueError, match=r"Could not fetch resnet18.test from "
+                                             r"file:///nonexistent/x \(URL fetch failure on "
+                                             r"file:///nonexistent/x.*\); nothing "
                                              rf"was added to {re.escape(str(tmp_path))}"):
             pretrained.download("resnet18.test", origin="file:///nonexistent/x")
         assert sorted(os.listdir(tmp_path / "cache")) == ["r18-full.safetensors",
@@ -571,6 +573,113 @@ def test_named_weights_come_from_the_cache_checked_by_hash(tmp_path, monkeypatch
             zoo.resnet18(weights="test", input_shape=(32, 32, 3))
     finally:
         pretrained._ENTRIES.pop("resnet18.test")
+
+
+def test_download_fails_fast_on_a_silent_server_and_names_a_bad_origin(tmp_path, monkeypatch):
+    """A server that accepts the connection and never answers held download() for ever
+    (Keras' urlretrieve has no timeout); an origin that is no address was reported as the
+    wrong file ('unknown url type'), and a hash mismatch named the deleted staging file."""
+    import socket
+
+    monkeypatch.setenv("ZOO_WEIGHTS", str(tmp_path / "cache"))
+    server = socket.socket()
+    server.bind(("127.0.0.1", 0))
+    server.listen(1)  # connections queue, and nothing ever answers them
+    port = server.getsockname()[1]
+    pretrained.register_weights(_entry("resnet18.test", "r18-test.safetensors", b"x",
+                                       prefix=8))
+    try:
+        with pytest.raises(ValueError, match=r"^Could not fetch resnet18.test from "
+                                             r"http://127.0.0.1:\d+/r.safetensors \(no answer "
+                                             r"within 0.5 s\); nothing was added to "):
+            pretrained.download("resnet18.test", origin=f"http://127.0.0.1:{port}/r.safetensors",
+                                timeout=0.5)
+        assert os.listdir(tmp_path / "cache") == []  # the staging folder is gone too
+        assert socket.getdefaulttimeout() is None  # the process' default is back
+        for origin in ("/tmp/x.safetensors", "ftp//typo", 5):
+            with pytest.raises(ValueError, match=r"^`origin` must be an http\(s\)://, ftp:// "
+                                                 r"or file:// address \(file:// for a local "
+                                                 r"copy: file:///path/to/r18-test.safetensors\)"
+                                                 rf"; received {re.escape(repr(origin))}\.$"):
+                pretrained.download("resnet18.test", origin=origin)
+        source = tmp_path / "other.safetensors"
+        source.write_bytes(b"another file")
+        with pytest.raises(ValueError, match=rf"^{re.escape(source.as_uri())} did not give "
+                                             r"resnet18.test's published file: its sha256 is "
+                                             r"[0-9a-f]{64}, expected [0-9a-f]{8}\.\.\.; "
+                                             r"nothing was added to "):
+            pretrained.download("resnet18.test", origin=source.as_uri())
+        assert os.listdir(tmp_path / "cache") == []
+    finally:
+        server.close()
+        pretrained._ENTRIES.pop("resnet18.test")
+
+
+def test_register_weights_refuses_entries_that_could_never_be_used():
+    """An entry named without its model's prefix was listed and then 'unknown' (known: an
+    empty tag); an unknown model, a hash of no hex digits, and a file name that leaves the
+    cache folder were all taken."""
+    def entry(**changes):
+        return _entry("resnet18.mine", "mine.safetensors", b"x").__class__(**{
+            **_entry("resnet18.mine", "mine.safetensors", b"x").__dict__, **changes})
+
+    for changes, message in (
+            (dict(name="my_resnet18"), r"`name` must be 'MODEL.TAG' with MODEL its `model` "
+                                       r"\(as 'resnet50.tv_in1k'\): resnet18.TAG; received "
+                                       r"'my_resnet18'"),
+            (dict(name="resnet34.mine"), r"received 'resnet34.mine'"),
+            (dict(model="resnet18x", name="resnet18x.mine"), r"resnet18x"),
+            (dict(file_hash="zz"), r"`file_hash` must be hex digits, the published sha256 "
+                                   r"whole or its first 6 or more; received 'zz'"),
+            (dict(file_name="../../etc/x.safetensors"), r"`file_name` must be a file name \(no "
+                                                        r"folder\) ending in .safetensors, "),
+            (dict(file_name="mine.caffemodel"), r"for format 'torchvision'; received "
+                                                r"'mine.caffemodel'")):
+        with pytest.raises(ValueError, match=message):
+            pretrained.register_weights(entry(**changes))
+        assert "resnet18.mine" not in pretrained.list_weights()
+    assert "resnet18x.mine" not in pretrained.list_weights()
+
+
+def test_weights_files_as_users_have_them(tmp_path):
+    """Refused by their suffix: Hugging Face's pytorch_model.bin, timm's .pth.tar, a
+    Lightning .ckpt, R18.SAFETENSORS; a DataParallel state dict's 'module.' keys were 94
+    missing and 94 unexpected; a folder given as the file was 'must be ... an existing
+    local weights file'; torchvision's AlexNet had no word on why it cannot load; and
+    state_dict of with_preprocessing's model said it had no torchvision counterpart."""
+    state = torchvision_state_dict(18)
+    plain = str(tmp_path / "r18.safetensors")
+    write_safetensors(plain, state)
+    reference = zoo.resnet18(weights=plain, input_shape=(32, 32, 3))
+    wrapped = str(tmp_path / "R18.SAFETENSORS")
+    write_safetensors(wrapped, {f"module.{k}": v for k, v in state.items()})
+    model = zoo.resnet18(weights=wrapped, input_shape=(32, 32, 3))
+    for ours, theirs in zip(model.weights, reference.weights):
+        np.testing.assert_array_equal(ours.numpy(), theirs.numpy())
+    assert pretrained.file_format(wrapped) == "torchvision"
+    for name in ("pytorch_model.bin", "model_best.pth.tar", "epoch=3.ckpt"):
+        (tmp_path / name).write_bytes(b"not read here")
+        try:  # read by PyTorch: past the suffix check, whether it is installed or not
+            zoo.resnet18(weights=str(tmp_path / name), input_shape=(32, 32, 3))
+        except (UserError, ImportError) as error:
+            assert "must end in" not in str(error), error
+    (tmp_path / "folder.safetensors").mkdir()
+    with pytest.raises(ValueError, match=r"^`weights` '.*folder.safetensors' is a directory: "
+                                         r"give the weights file \(.weights.h5, "):
+        zoo.resnet18(weights=str(tmp_path / "folder.safetensors"))
+    os.symlink(tmp_path / "gone.safetensors", tmp_path / "link.safetensors")
+    with pytest.raises(ValueError, match=r"link.safetensors' is a link to nothing"):
+        zoo.resnet18(weights=str(tmp_path / "link.safetensors"))
+    (tmp_path / "alexnet-owt-7be5be79.pth").write_bytes(b"torchvision's")
+    with pytest.raises(ValueError, match=r"must end in .weights.h5, .caffemodel; received "
+                                         r"'.*alexnet-owt-7be5be79.pth' \(torchvision's alexnet "
+                                         r"is another network: .* bvlc_alexnet.caffemodel"):
+        zoo.alexnet(weights=str(tmp_path / "alexnet-owt-7be5be79.pth"))
+    served = pretrained.with_preprocessing(reference)
+    assert torchvision_layout.state_dict(served).keys() == torchvision_layout.state_dict(
+        reference).keys()
+    np.testing.assert_array_equal(torchvision_layout.state_dict(served)["fc.weight"],
+                                  state["fc.weight"].astype("float32"))
 
 
 # --- ImageNet names and preprocessing ------------------------------------------------------

@@ -25,7 +25,9 @@ publisher reports. Example:
 
 import dataclasses
 import os
+import re
 import shutil
+import socket
 import tempfile
 
 from safeio import file_hash, make_directory
@@ -108,13 +110,46 @@ def register_weights(entry, default=False):
     if entry.hash_algorithm not in ("sha256", "sha1"):
         raise UserError("`hash_algorithm` must be 'sha256' or 'sha1'; received "
                         f"{entry.hash_algorithm!r}.")
+    _check_entry(entry)
     _ENTRIES[entry.name] = entry
     if default:
         _DEFAULTS[entry.model] = entry.name
     return entry
 
 
-FORMATS = {"torchvision": (".safetensors", ".pth", ".pt"), "caffe": (".caffemodel",)}
+def _check_entry(entry):
+    """An entry its model's builders can use, whose file stays in the cache folder: one line
+    for each field that could never work (it was listed, then refused as unknown)."""
+    from zoo import registry
+
+    registry.get_entry(entry.model)  # (an unknown model: its closest name)
+    model, _, tag = entry.name.partition(".")
+    if model != entry.model or not tag:
+        raise UserError(f"A WeightsEntry's `name` must be 'MODEL.TAG' with MODEL its `model` "
+                        f"(as 'resnet50.tv_in1k'): {entry.model}.TAG; received "
+                        f"{entry.name!r}.")
+    if not isinstance(entry.file_hash, str) or not re.fullmatch(r"[0-9a-fA-F]{6,}",
+                                                                entry.file_hash):
+        raise UserError(f"A WeightsEntry's `file_hash` must be hex digits, the published "
+                        f"{entry.hash_algorithm} whole or its first 6 or more; received "
+                        f"{entry.file_hash!r}.")
+    name = entry.file_name
+    if (not isinstance(name, str) or name in ("", ".", "..") or os.path.basename(name) != name
+            or "\\" in name or not _has_suffix(name, FORMATS[entry.format])):
+        raise UserError(f"A WeightsEntry's `file_name` must be a file name (no folder) ending "
+                        f"in {', '.join(FORMATS[entry.format])} for format "
+                        f"{entry.format!r}; received {name!r}.")
+
+
+def _has_suffix(path, suffixes):
+    """Whether ``path`` ends in one of ``suffixes``, case aside (R18.SAFETENSORS)."""
+    return str(path).lower().endswith(suffixes)
+
+
+# The files' suffixes: torchvision's state dicts as torchvision, timm (.pth.tar), Hugging
+# Face (pytorch_model.bin) and Lightning (.ckpt) save them.
+FORMATS = {"torchvision": (".safetensors", ".pth", ".pt", ".pth.tar", ".bin", ".ckpt"),
+           "caffe": (".caffemodel",)}
 FAMILY_FORMAT = {"resnet": ("torchvision",), "vgg": ("torchvision", "caffe"),
                  "alexnet": ("caffe",), "googlenet": ("caffe",)}
 
@@ -177,7 +212,7 @@ def is_named(weights):
         return True
     if os.path.exists(weights):
         return False
-    return not weights.endswith((".h5", ".keras", *sum(FORMATS.values(), ())))
+    return not _has_suffix(weights, (".h5", ".keras", *sum(FORMATS.values(), ())))
 
 
 def get_weights(model, weights):
@@ -241,7 +276,7 @@ def _readable_here(path, entry):
     ``.pth``'s, checked)."""
     import importlib.util
 
-    if not path.endswith(".pth") or importlib.util.find_spec("torch") is not None:
+    if not _has_suffix(path, ".pth") or importlib.util.find_spec("torch") is not None:
         return path
     converted = os.path.splitext(path)[0] + ".safetensors"
     if os.path.isfile(converted):
@@ -255,7 +290,7 @@ def _readable_here(path, entry):
         f"{os.path.basename(converted)} beside it.")
 
 
-def download(name, origin=None, cache=None):
+def download(name, origin=None, cache=None, timeout=60):
     """Fetch a named entry's file into the cache with ``keras.utils.get_file`` and check its
     published hash; returns the path. A file that fails the check never reaches the cache.
 
@@ -264,34 +299,49 @@ def download(name, origin=None, cache=None):
         origin: another address to fetch from (a mirror, or ``file://`` for a local copy);
             default the published URL.
         cache: the folder to fill; default :func:`cache_dir`.
+        timeout: seconds the server may stay silent (a connection, or a read) before the
+            download fails; without it a network that drops packets waited for ever.
     """
     import keras
 
     if name not in _ENTRIES:
         raise UserError(f"Unknown weights {name!r}; known: {list_weights()}.")
     entry = _ENTRIES[name]
+    source = entry.url if origin is None else origin
+    if not isinstance(source, str) or not source.lower().startswith(
+            ("http://", "https://", "ftp://", "file://")):
+        raise UserError(f"`origin` must be an http(s)://, ftp:// or file:// address (file:// "
+                        f"for a local copy: file:///path/to/{entry.file_name}); received "
+                        f"{origin!r}.")
+    if not isinstance(timeout, (int, float)) or isinstance(timeout, bool) or not timeout > 0:
+        raise UserError(f"`timeout` must be a number of seconds above 0; received {timeout!r}.")
     folder = cache or cache_dir()
     make_directory(folder)
     target = os.path.join(folder, entry.file_name)
     staging = tempfile.mkdtemp(prefix=".download-", dir=folder)
+    before = socket.getdefaulttimeout()  # (urlretrieve, which get_file uses, takes none)
     try:
-        full_sha256 = entry.hash_algorithm == "sha256" and len(entry.file_hash) == 64
+        socket.setdefaulttimeout(timeout)
         try:
-            fetched = keras.utils.get_file(
-                entry.file_name, origin or entry.url, cache_dir=staging, cache_subdir="",
-                file_hash=entry.file_hash if full_sha256 else None, hash_algorithm="sha256")
-            check_hash(fetched, entry)
-        except ValueError as error:  # get_file's hash check, or ours
-            raise UserError(f"{origin or entry.url} did not give {entry.name}'s published "
-                            f"file; nothing was added to {folder}. {error}") from None
-        except Exception as error:  # noqa: BLE001 (re-raised unless get_file's own)
-            if type(error) is not Exception:  # get_file's URL and HTTP failures, bare
-                raise
-            raise UserError(f"Could not fetch {entry.name} ({error}); nothing was added to "
-                            f"{folder}. Put {entry.file_name} there by hand (published at "
-                            f"{entry.url}).") from None
+            fetched = keras.utils.get_file(entry.file_name, source, cache_dir=staging,
+                                           cache_subdir="")
+        except Exception as error:  # noqa: BLE001 (re-raised unless a network fault)
+            if type(error) is not Exception and not isinstance(error, OSError):
+                raise  # (get_file's URL and HTTP failures are bare Exceptions)
+            reason = (f"no answer within {timeout:g} s" if isinstance(error, TimeoutError)
+                      or "timed out" in str(error) else str(error))
+            raise UserError(f"Could not fetch {entry.name} from {source} ({reason}); nothing "
+                            f"was added to {folder}. Put {entry.file_name} there by hand "
+                            f"(published at {entry.url}).") from None
+        actual = file_hash(fetched, entry.hash_algorithm)
+        if not actual.startswith(entry.file_hash.lower()):
+            whole = "" if len(entry.file_hash) == len(actual) else "..."
+            raise UserError(f"{source} did not give {entry.name}'s published file: its "
+                            f"{entry.hash_algorithm} is {actual}, expected "
+                            f"{entry.file_hash}{whole}; nothing was added to {folder}.")
         os.replace(fetched, target)  # the same folder: atomic
     finally:
+        socket.setdefaulttimeout(before)
         shutil.rmtree(staging, ignore_errors=True)
     return target
 
@@ -302,7 +352,7 @@ def file_format(path):
     if path.endswith(".weights.h5"):
         return "keras"
     for name, suffixes in FORMATS.items():
-        if path.endswith(suffixes):
+        if _has_suffix(path, suffixes):
             return name
     return None
 

@@ -19,9 +19,21 @@ IGNORED = ("num_batches_tracked",)  # a BatchNorm counter, not a weight
 
 
 def read_state_dict(path):
-    """A ``{key: float32 numpy array}`` dict from a ``.safetensors`` or ``.pth`` file."""
-    path = os.fspath(path)
-    if path.endswith(".safetensors"):
+    """A ``{key: float32 numpy array}`` dict from a ``.safetensors`` or ``.pth`` file (or
+    ``.pt``, ``.pth.tar``, ``.bin``, ``.ckpt``: PyTorch's), its keys without the prefix that
+    ``DataParallel`` (``module.``) or a Lightning module (``model.``) put on every one."""
+    return _without_wrapper_prefix(_read(os.fspath(path)))
+
+
+def _without_wrapper_prefix(state):
+    for prefix in ("module.", "model."):
+        if state and all(key.startswith(prefix) for key in state):
+            state = {key[len(prefix):]: value for key, value in state.items()}
+    return state
+
+
+def _read(path):
+    if path.lower().endswith(".safetensors"):
         import ml_dtypes  # noqa: F401  (Keras' own: NumPy reads bfloat16 files with it)
         from safetensors import SafetensorError
         from safetensors.numpy import load_file
@@ -48,7 +60,9 @@ def read_state_dict(path):
         # weights_only=False, which would run the file's code: never repeat that advice.
         raise UserError(f"{path} is not a readable PyTorch state dict "
                         f"({type(error).__name__}): it is truncated, another format, or "
-                        "holds objects other than tensors. Nothing was loaded.") from None
+                        "holds objects other than tensors (a whole model, pickled: save "
+                        "torch.save(model.state_dict(), path) instead). Nothing was "
+                        "loaded.") from None
     for wrapper in ("state_dict", "model"):  # training checkpoints wrap the state dict
         if isinstance(state, dict) and isinstance(state.get(wrapper), dict):
             state = state[wrapper]
@@ -222,6 +236,19 @@ def _load(model, path, module_of, top_prefixes, advice, adapt=None):
         wrong_shape, f"{len(tensors)} tensors in the file", advice)
 
 
+def _classifier_inside(model):
+    """The network a wrapper around it holds (``with_preprocessing``'s pixel layer and the
+    zoo model, whose weights it shares): the one nested model, where no other layer has
+    weights."""
+    import keras
+
+    nested = [layer for layer in model.layers if isinstance(layer, keras.Model)]
+    if len(nested) == 1 and not any(layer.weights for layer in model.layers
+                                    if layer is not nested[0]):
+        return _classifier_inside(nested[0])
+    return model
+
+
 def state_dict(model):
     """A zoo ResNet's or VGG's weights as a torchvision-layout state dict of NumPy arrays:
     the inverse of :func:`load_resnet` / :func:`load_vgg`, to save with
@@ -234,6 +261,7 @@ def state_dict(model):
     >>> sorted(state_dict(zoo.resnet18()))[:2]
     ['bn1.bias', 'bn1.running_mean']
     """
+    model = _classifier_inside(model)
     is_vgg = "block1_conv1" in {layer.name for layer in model.layers}
     module_of = vgg_module_names(model).get if is_vgg else torchvision_name
     without = [layer.name for layer in model.layers if layer.weights
