@@ -38,30 +38,57 @@ def _save_weights(model, path):
 
 
 class CycleSnapshots(keras.callbacks.Callback):
-    """Save ``snapshot-K.weights.h5`` when the K-th cycle ends, at the batch counts
-    ``boundaries`` (:attr:`CyclicCosine.boundaries`).
+    """Save ``snapshot-K.weights.h5`` when the K-th cycle ends: when the optimizer's update
+    count, the schedule's clock, reaches ``boundaries[K - 1]``
+    (:attr:`CyclicCosine.boundaries`).
 
-    Batches are counted from the epoch and the batch within it (``fit`` with
-    ``steps_per_epoch``, as ``zoo.train`` runs it), not from the optimizer's update count:
-    under mixed_float16, Keras' ``LossScaleOptimizer`` skips the update of a step whose
-    gradients overflow and does not count it, so the last boundary would never come."""
+    Under mixed_float16, Keras' ``LossScaleOptimizer`` skips the update of a step whose
+    gradients overflow and does not count it: the schedule then runs behind the batches,
+    and a snapshot taken by the batch count came before its cycle had annealed. Such a run
+    ends before its last boundary; its last snapshot is then its final weights, taken at
+    the end of training (when it trained every epoch). The update count is read only from a
+    boundary's batch on (under JAX, reading it syncs the model's state), or at every batch
+    of a ``fit`` without ``steps_per_epoch``."""
 
     def __init__(self, directory, boundaries):
         super().__init__()
         self.directory = directory
-        self.boundaries = {int(step): k for k, step in enumerate(boundaries, start=1)}
+        self.boundaries = [int(step) for step in boundaries]
         self.epoch = 0
+        self._next = None  # the index of the next boundary to snapshot at
 
     def on_epoch_begin(self, epoch, logs=None):
         self.epoch = epoch
 
+    def _updates(self):
+        return int(keras.ops.convert_to_numpy(self.model.optimizer.iterations))
+
+    def _save(self, index):
+        _save_weights(self.model, os.path.join(self.directory,
+                                               f"snapshot-{index + 1}.weights.h5"))
+
     def on_train_batch_end(self, batch, logs=None):
         steps = self.params.get("steps")
-        step = (self.epoch * steps + batch + 1 if steps else  # (fit without a length)
-                int(keras.ops.convert_to_numpy(self.model.optimizer.iterations)))
-        if step in self.boundaries:
-            _save_weights(self.model, os.path.join(
-                self.directory, f"snapshot-{self.boundaries[step]}.weights.h5"))
+        if self._next is None:  # the first batch (of a resumed run too): where it stands
+            updates = self._updates()
+            self._next = next((i for i, b in enumerate(self.boundaries) if b >= updates),
+                              len(self.boundaries))
+        elif self._next >= len(self.boundaries) or (
+                steps and self.epoch * steps + batch + 1 < self.boundaries[self._next]):
+            return  # (no update count reaches a boundary before its batch)
+        else:
+            updates = self._updates()
+        if self._next < len(self.boundaries) and updates >= self.boundaries[self._next]:
+            self._save(self._next)
+            self._next += 1
+
+    def on_train_end(self, logs=None):
+        epochs = self.params.get("epochs")
+        if (self._next is not None and self._next < len(self.boundaries)
+                and self.epoch + 1 == epochs and not self.model.stop_training):
+            for index in range(self._next, len(self.boundaries)):  # (skipped updates)
+                self._save(index)
+            self._next = len(self.boundaries)
 
 
 class CheckpointSnapshots(keras.callbacks.Callback):

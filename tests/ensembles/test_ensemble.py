@@ -479,8 +479,10 @@ def test_train_snapshots_counts_the_given_epoch_length_of_endless_data(tmp_path)
 
 def test_cycle_snapshots_are_taken_when_the_loss_scale_skips_updates(tmp_path):
     """Under mixed_float16, Keras' LossScaleOptimizer skips the update of a step whose
-    gradients overflow, and does not count it: the snapshots follow the batches, so the
-    last cycle still ends in a snapshot."""
+    gradients overflow, and does not count it: the schedule runs behind the batches. The
+    snapshots follow the schedule (snapshot-1 after its 4th update, at the 5th batch: by
+    the batches it was taken at the 4th, before the cycle had annealed), and the run's last
+    weights are its last snapshot, the last boundary never reached."""
     x, y = next(iter(tiny_data(n=64, batch=64)))
     x = x.numpy()
     x[16:32] *= 1e36  # the second batch of each epoch: its scaled gradients overflow
@@ -490,11 +492,20 @@ def test_cycle_snapshots_are_taken_when_the_loss_scale_skips_updates(tmp_path):
     model.compile(keras.optimizers.LossScaleOptimizer(keras.optimizers.SGD(schedule)),
                   "sparse_categorical_crossentropy")
     snapshots = ensembles.CycleSnapshots(str(tmp_path), schedule.boundaries)
+    after = []  # (updates, weights) after each batch
+    record = keras.callbacks.LambdaCallback(on_train_batch_end=lambda batch, logs: after.append(
+        (int(keras.ops.convert_to_numpy(model.optimizer.iterations)), model.get_weights())))
     model.fit(data.repeat(), epochs=2, steps_per_epoch=4, shuffle=False, verbose=0,
-              callbacks=[snapshots])
-    assert int(keras.ops.convert_to_numpy(model.optimizer.iterations)) < 8  # skipped ones
-    assert [os.path.basename(p) for p in ensembles.snapshot_paths(str(tmp_path))] == [
-        "snapshot-1.weights.h5", "snapshot-2.weights.h5"]
+              callbacks=[record, snapshots])
+    assert [updates for updates, _ in after] == [1, 1, 2, 3, 4, 4, 5, 6]  # 2 skipped
+    paths = ensembles.snapshot_paths(str(tmp_path))
+    assert [os.path.basename(p) for p in paths] == ["snapshot-1.weights.h5",
+                                                    "snapshot-2.weights.h5"]
+    for path, weights in zip(paths, (after[4][1], after[7][1])):
+        loaded = tiny_model()
+        loaded.load_weights(path)
+        for ours, expected in zip(loaded.get_weights(), weights):
+            np.testing.assert_array_equal(ours, expected)
 
 
 def test_from_snapshots_takes_numpy_counts_and_names_a_foreign_file(tmp_path):
@@ -899,6 +910,37 @@ def test_a_snapshot_run_killed_before_its_first_backup_runs_again(tmp_path):
     _, paths = ensembles.train_snapshots(tiny_model, tiny_data(), **kwargs)
     assert [os.path.basename(p) for p in paths] == [f"snapshot-{k}.weights.h5"
                                                     for k in (1, 2, 3, 4)]
+
+
+def test_a_snapshot_run_interrupted_mid_run_resumes_to_the_same_snapshots(tmp_path):
+    """Interrupted at the start of its third epoch, resumed: the snapshots still come at the
+    schedule's boundaries (the callback finds where the resumed run stands from its update
+    count), each the uninterrupted run's."""
+    class Interrupt(keras.callbacks.Callback):
+        fired = False
+
+        def on_epoch_begin(self, epoch, logs=None):
+            if epoch == 2 and not Interrupt.fired:
+                Interrupt.fired = True
+                raise KeyboardInterrupt
+
+    kwargs = dict(epochs=4, cycles=3, verbose=0, seed=0)  # boundaries 5, 10, 16 of 16
+    _, reference = ensembles.train_snapshots(tiny_model, tiny_data(),
+                                             run_dir=str(tmp_path / "whole"), **kwargs)
+    with pytest.raises(KeyboardInterrupt):
+        ensembles.train_snapshots(tiny_model, tiny_data(), run_dir=str(tmp_path / "run"),
+                                  callbacks=[Interrupt()], **kwargs)
+    assert len(os.listdir(tmp_path / "run" / "snapshots")) == 1
+    _, paths = ensembles.train_snapshots(tiny_model, tiny_data(), run_dir=str(tmp_path / "run"),
+                                         **kwargs)
+    assert [os.path.basename(p) for p in paths] == [os.path.basename(p) for p in reference] \
+        == ["snapshot-1.weights.h5", "snapshot-2.weights.h5", "snapshot-3.weights.h5"]
+    for ours, theirs in zip(paths, reference):
+        a, b = tiny_model(), tiny_model()
+        a.load_weights(ours)
+        b.load_weights(theirs)
+        for x, y in zip(a.get_weights(), b.get_weights()):
+            np.testing.assert_allclose(x, y, rtol=1e-5, atol=1e-7)
 
 
 def test_switches_given_as_strings_and_paths_that_are_not_paths_are_one_line(tmp_path):
