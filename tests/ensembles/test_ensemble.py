@@ -943,6 +943,34 @@ def test_a_snapshot_run_interrupted_mid_run_resumes_to_the_same_snapshots(tmp_pa
             np.testing.assert_allclose(x, y, rtol=1e-5, atol=1e-7)
 
 
+def test_a_snapshot_run_resumed_with_another_length_or_no_schedule_says_so(tmp_path):
+    """Resumed with more epochs, a snapshot run was refused as 'optimizer.learning_rate.
+    total_steps 8 -> 12', and resumed without its schedule with eight of the schedule's
+    keys ('optimizer.learning_rate None -> 0.1; ...class_name ...'): one entry each now,
+    saying what it is."""
+    class Interrupt(keras.callbacks.Callback):
+        def on_epoch_begin(self, epoch, logs=None):
+            if epoch == 1:
+                raise KeyboardInterrupt
+
+    run_dir = str(tmp_path / "run")
+    with pytest.raises(KeyboardInterrupt):
+        ensembles.train_snapshots(tiny_model, tiny_data(), epochs=2, cycles=2, run_dir=run_dir,
+                                  callbacks=[Interrupt()], verbose=0)
+    with pytest.raises(ValueError, match=r"holds a run with other settings \(optimizer."
+                                         r"learning_rate.total_steps 8 -> 12 \(the schedule's "
+                                         r"updates, epochs x steps per epoch: a scheduled run's "
+                                         r"length is fixed when it starts\)\); resume it"):
+        ensembles.train_snapshots(tiny_model, tiny_data(), epochs=3, cycles=2, run_dir=run_dir,
+                                  verbose=0)
+    with pytest.raises(ValueError) as error:
+        zoo.train(tiny_model, tiny_data(), epochs=2, run_dir=run_dir, verbose=0)
+    message = str(error.value)
+    assert ("(learning rate a CyclicCosine schedule -> 0.01 (the run was started with a "
+            "schedule: zoo train --snapshots, or train_snapshots); ") in message, message
+    assert "class_name" not in message and "total_steps" not in message
+
+
 def test_switches_given_as_strings_and_paths_that_are_not_paths_are_one_line(tmp_path):
     """"no" is a true string: export(..., overwrite="no") replaced the export,
     make_optimizer(ema="no") and PaperSGD(nesterov="no") switched them on, and

@@ -122,7 +122,8 @@ def _check_entry(entry):
     for each field that could never work (it was listed, then refused as unknown)."""
     from zoo import registry
 
-    registry.get_entry(entry.model)  # (an unknown model: its closest name)
+    if entry.model not in registry.list_models():  # (a known one: its module not imported)
+        registry.get_entry(entry.model)  # an unknown model: one line with the closest name
     model, _, tag = entry.name.partition(".")
     if model != entry.model or not tag:
         raise UserError(f"A WeightsEntry's `name` must be 'MODEL.TAG' with MODEL its `model` "

@@ -39,6 +39,11 @@ def flat_config(config, prefix=""):
     return flat
 
 
+def _float32(value):
+    """A float as the number the user gave (Keras keeps 0.01 as 0.009999999776482582)."""
+    return float(f"{value:.7g}") if isinstance(value, float) else value
+
+
 def _change(before, now):
     """``"0.01 -> 0.1"``: floats at float32's precision (Keras stores the learning rate as
     float32: 0.009999999776482582 is the 0.01 the user gave), unless that hides the change."""
@@ -47,6 +52,33 @@ def _change(before, now):
         if shown[0] != shown[1]:
             before, now = shown
     return f"{before!r} -> {now!r}"
+
+
+_RATE = "optimizer.learning_rate"
+# What a schedule's settings are to a user (train_snapshots', zoo train --snapshots').
+_SCHEDULE_HINTS = {
+    f"{_RATE}.total_steps": "the schedule's updates, epochs x steps per epoch: a scheduled "
+                            "run's length is fixed when it starts",
+    f"{_RATE}.cycles": "the snapshot cycles, --snapshots",
+}
+
+
+def _described(keys, before, now):
+    """``"key before -> now"`` for each changed key; a learning rate that became a schedule,
+    or stopped being one, is one entry (not each of the schedule's settings), and a
+    schedule's length and cycles say what they are."""
+    kinds = [flat.get(f"{_RATE}.class_name") for flat in (before, now)]
+    if kinds[0] != kinds[1] and any(kinds):
+        shown = [f"a {kind} schedule" if kind else repr(_float32(flat.get(_RATE)))
+                 for kind, flat in zip(kinds, (before, now))]
+        rest = [key for key in keys if key != _RATE and not key.startswith(_RATE + ".")]
+        started = ("with a schedule: zoo train --snapshots, or train_snapshots" if kinds[0]
+                   else "without a schedule: no --snapshots")
+        return ([f"learning rate {shown[0]} -> {shown[1]} (the run was started {started})"]
+                + [f"{key} {_change(before.get(key), now.get(key))}" for key in rest])
+    return [f"{key} {_change(before.get(key), now.get(key))}"
+            + (f" ({_SCHEDULE_HINTS[key]})" if key in _SCHEDULE_HINTS else "")
+            for key in keys]
 
 
 def holds_stopped_run(run_dir):
@@ -120,11 +152,12 @@ def check_resume(run_dir, settings, whole=False):
     unrecorded = {key for key in LATER_ENTRIES if key not in before}
     before = flat_config(before)
     keys = (set(before) | set(now)) if whole else set(now)
-    changed = [f"{key} {_change(before.get(key), now.get(key))}" for key in sorted(keys)
+    changed = [key for key in sorted(keys)
                if key.split(".")[0] not in MAY_CHANGE + tuple(unrecorded)
                and before.get(key) != now.get(key)
                and not (key in NAMED_ONCE and None in (before.get(key), now.get(key)))
                and not key.endswith(".name")]  # Keras numbers optimizer names
+    changed = _described(changed, before, now)
     if changed:
         raise UserError(
             f"{run_dir} holds a run with other settings ({'; '.join(changed)}); "
