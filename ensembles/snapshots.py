@@ -261,6 +261,29 @@ def _member_name(path):
     return stem.replace("-", "_")
 
 
+def _run_input_shape(directory):
+    """The input shape the run whose ``snapshots/`` folder ``directory`` is trained on, as
+    its config.json records it, or None."""
+    run_dir = os.path.dirname(os.path.abspath(os.fspath(directory)))
+    config = run_config.read_config(run_dir) if os.path.basename(
+        os.path.abspath(os.fspath(directory))) == "snapshots" else None
+    shape = config.get("input_shape") if isinstance(config, dict) else None
+    return tuple(shape) if isinstance(shape, list) else None
+
+
+def _check_input_shape(member, run_shape, directory):
+    """Snapshots load into an architecture of any input size where the weights' shapes
+    allow (a global pooling head): refuse, in one line, one that is not the run's."""
+    shape = getattr(member, "input_shape", None)
+    if run_shape is None or not isinstance(shape, tuple):
+        return
+    if any(a is not None and b is not None and a != b for a, b in zip(shape[1:], run_shape)):
+        raise UserError(f"{directory} holds snapshots of a run on inputs of shape "
+                        f"{tuple(run_shape)} (its config.json); the architecture given takes "
+                        f"{tuple(shape[1:])}. Give the run's architecture (its "
+                        "checkpoints/last.keras, or the same builder and image size).")
+
+
 def from_snapshots(model, paths, last=None, combine="mean", weights=None,
                    name="snapshot_ensemble", class_names=None, resize=None):
     """Load snapshot weights into members and return the :func:`Ensemble`.
@@ -289,9 +312,10 @@ def from_snapshots(model, paths, last=None, combine="mean", weights=None,
         from data.preprocess import check_resize
 
         check_resize(resize)
-    where = ""
+    where, run_shape = "", None
     if isinstance(paths, (str, os.PathLike)):
         where = f" in {os.fspath(paths)}"
+        run_shape = _run_input_shape(paths)
         if not os.path.isdir(paths):
             raise UserError(f"{os.fspath(paths)} is "
                             f"{'a file' if os.path.exists(paths) else 'not there'}: snapshots "
@@ -313,6 +337,8 @@ def from_snapshots(model, paths, last=None, combine="mean", weights=None,
         if not os.path.isfile(path):
             raise UserError(f"Snapshot file not found: {path}.")
         member = keras.models.clone_model(model) if isinstance(model, keras.Model) else model()
+        if not members:
+            _check_input_shape(member, run_shape, os.path.dirname(path))
         load_weights(member, path)  # (a foreign or damaged file: one line naming it)
         member = member_graph(member, _member_name(path))
         # A snapshot holds weights only: its classes and resize mode are the architecture's.

@@ -1,3 +1,4 @@
+import json
 import math
 import os
 import shutil
@@ -969,6 +970,23 @@ def test_a_snapshot_run_resumed_with_another_length_or_no_schedule_says_so(tmp_p
     assert ("(learning rate a CyclicCosine schedule -> 0.01 (the run was started with a "
             "schedule: zoo train --snapshots, or train_snapshots); ") in message, message
     assert "class_name" not in message and "total_steps" not in message
+
+
+def test_snapshots_of_a_run_refuse_an_architecture_of_another_input_size(tmp_path):
+    """A global-pooling network's snapshots load into the same network at any input size:
+    zoo ensemble last.keras --snapshots of a run at another image size saved an ensemble of
+    weights trained on other inputs without a word. The run's config.json records its
+    input shape now."""
+    run_dir = tmp_path / "run"
+    ensembles.train_snapshots(tiny_model, tiny_data(), epochs=1, cycles=2, run_dir=str(run_dir),
+                              verbose=0)
+    assert json.loads((run_dir / "config.json").read_text())["input_shape"] == [8, 8, 3]
+    with pytest.raises(ValueError, match=r"snapshots holds snapshots of a run on inputs of "
+                                         r"shape \(8, 8, 3\) \(its config.json\); the "
+                                         r"architecture given takes \(16, 16, 3\)\."):
+        ensembles.from_snapshots(lambda: tiny_model(16), str(run_dir / "snapshots"))
+    ensemble = ensembles.from_snapshots(tiny_model, str(run_dir / "snapshots"))
+    assert len(ensembles.members_of(ensemble)) == 2
 
 
 def test_switches_given_as_strings_and_paths_that_are_not_paths_are_one_line(tmp_path):

@@ -190,6 +190,12 @@ def _run_callbacks(run_dir, monitor, reduce_lr, lr_factor, lr_patience, min_lr, 
             + [backup, keras.callbacks.TensorBoard(os.path.join(run_dir, "logs"))])
 
 
+def _input_shape(model):
+    """The shape of one input (height, width, channels), None for a subclassed model's."""
+    shape = getattr(model, "input_shape", None) if getattr(model, "inputs", None) else None
+    return list(shape[1:]) if isinstance(shape, tuple) else None
+
+
 def _with_user_callbacks(run_callbacks, callbacks):
     """The user's ``callbacks`` placed before the run's backup (where there is one): what
     they do at an epoch's end (a snapshot, a log) is then part of the epoch a resume
@@ -245,8 +251,8 @@ def _check_labels_fit_the_loss(train_data, model, loss):
 RECIPE_ENTRIES = (
     "model", "model_kwargs", "epochs", "optimizer", "reduce_lr", "lr_factor", "lr_patience",
     "min_lr", "monitor", "seed", "steps_per_epoch", "monitor_mode", "loss", "strategy",
-    "replicas", "precision", "jit_compile", "params", "class_names", "resize", "keras",
-    "tensorflow", "started")
+    "replicas", "precision", "jit_compile", "params", "input_shape", "class_names", "resize",
+    "keras", "tensorflow", "started")
 
 
 def _check_train_arguments(train_data, val_data, callbacks, run_dir, seed, model_kwargs):
@@ -693,6 +699,7 @@ def train(
                                      else strategy).__name__,
                     "replicas": replicas, "precision": precision,
                     "jit_compile": model.jit_compile, "params": model.count_params(),
+                    "input_shape": _input_shape(model),
                     "class_names": get_class_names(checkpoint_model or model),
                     "resize": resize_mode(checkpoint_model or model),
                     "keras": keras.__version__, "tensorflow": tf.__version__,

@@ -24,7 +24,7 @@ NAMED_ONCE = ("monitor_mode",)
 
 
 # Entries recorded since some runs were made: such a run resumes without comparing them.
-LATER_ENTRIES = ("data", "teacher_weights", "resize", "teacher_serving")
+LATER_ENTRIES = ("data", "teacher_weights", "resize", "teacher_serving", "input_shape")
 
 
 def flat_config(config, prefix=""):
@@ -102,6 +102,16 @@ def _is_our_config(path):
     except (OSError, ValueError):
         return False
     return isinstance(config, dict) and _OUR_KEYS <= set(config)
+
+
+def read_config(run_dir):
+    """The ``config.json`` a run of this project wrote in ``run_dir``, or None (none there,
+    unreadable, or not a run's)."""
+    path = os.path.join(run_dir, "config.json")
+    if not _is_our_config(path):
+        return None
+    with open(path, encoding="utf-8") as f:
+        return json.load(f)
 
 
 def check_not_foreign(run_dir):
