@@ -17,7 +17,7 @@ import os
 
 import keras
 
-from ensembles.ensemble import Ensemble, member_graph
+from ensembles.ensemble import Ensemble, is_ensemble, member_graph, members_of
 from ensembles.schedules import CyclicCosine
 from safeio import atomic_path, check_free_space, natural_key
 from safeio.checks import UserError, check_bool, check_positive_int
@@ -308,6 +308,10 @@ def from_snapshots(model, paths, last=None, combine="mean", weights=None,
             f"{model!r:.60}" + (" (a name alone would build the 1000-class default, "
                                 "which a run's snapshots rarely fit)"
                                 if isinstance(model, str) else "") + ".")
+    if is_ensemble(model):
+        raise UserError(f"from_snapshots needs the run's architecture, one network; received "
+                        f"an ensemble ({model.name!r}, of {len(members_of(model))} members). "
+                        "Give the run's own model (RUN_DIR/checkpoints/last.keras).")
     if resize is not None:  # (before any snapshot is read)
         from data.preprocess import check_resize
 
@@ -335,7 +339,10 @@ def from_snapshots(model, paths, last=None, combine="mean", weights=None,
     members = []
     for path in paths:
         if not os.path.isfile(path):
-            raise UserError(f"Snapshot file not found: {path}.")
+            what = ("is a directory" if os.path.isdir(path) else "is a link to nothing"
+                    if os.path.islink(path) else "is not there" if not os.path.lexists(path)
+                    else "is not a regular file")
+            raise UserError(f"Snapshot file {path} {what}: snapshots are .weights.h5 files.")
         member = keras.models.clone_model(model) if isinstance(model, keras.Model) else model()
         if not members:
             _check_input_shape(member, run_shape, os.path.dirname(path))

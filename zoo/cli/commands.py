@@ -1185,10 +1185,20 @@ def _cmd_ensemble(args):
         if len(args.members) != 1:
             raise UserError("With --snapshots give exactly one .keras model as the "
                             f"architecture; received {len(args.members)}.")
+        paths = ensembles.snapshot_paths(args.snapshots)
+        found = len(paths)
+        if found and args.last is not None and args.last > found:  # (none: from_snapshots')
+            raise UserError(f"--last {args.last} asks for more snapshots than "
+                            f"{args.snapshots} holds: {found} ("
+                            f"{', '.join(os.path.basename(p) for p in paths)}).")
+        if found:
+            _check_weight_count(args, min(found, args.last or found),
+                                f"the snapshots{' kept by --last' if args.last else ''}")
         (architecture,) = _ensemble_view(args, _load_models(args.members))
         ensemble = ensembles.from_snapshots(architecture, args.snapshots, last=args.last,
                                             combine=args.combine, weights=args.weights)
     else:
+        _check_weight_count(args, len(args.members), "the models given")
         ensemble = ensembles.Ensemble(_ensemble_view(args, _load_models(args.members)),
                                       combine=args.combine, weights=args.weights)
     if args.calibrate_on and args.per_member:  # the weights then fit calibrated members
@@ -1209,6 +1219,15 @@ def _cmd_ensemble(args):
         print(f"Saved an ensemble of {len(names)} member{'s' * (len(names) > 1)} "
               f"({', '.join(names)}), combined by {args.combine}{shown}: {args.output}")
     return 0
+
+
+def _check_weight_count(args, count, members):
+    """--weights of another count than the members: one line in the flag's words (it was
+    the library's "`weights` must be 3 non-negative numbers"), before any model loads."""
+    if args.weights is not None and len(args.weights) != count:
+        given = " ".join(f"{w:g}" for w in args.weights)
+        raise UserError(f"--weights takes one number per member, {count} for {members}; "
+                        f"received {len(args.weights)}: {given}.")
 
 
 def _ensemble_view(args, models):

@@ -1190,6 +1190,49 @@ def test_search_command_writes_its_table_and_plot(tmp_path, capsys):
     assert (run_dir / "search.csv").read_bytes() == table_before
 
 
+def test_zoo_ensemble_says_what_its_flags_take(tmp_path, capsys):
+    """--last past the snapshots and --weights of another count were the library's words
+    ("`last=5` asks ...", "`weights` must be 3 ..."); a folder named like a snapshot was
+    "not found"; an ensemble as the architecture was a 400-character Keras dump."""
+    from tests.helpers import tiny_model
+
+    snaps = tmp_path / "snapshots"
+    snaps.mkdir()
+    for k in (1, 2):
+        tiny_model().save_weights(str(snaps / f"snapshot-{k}.weights.h5"))
+    arch, other = str(tmp_path / "arch.keras"), str(tmp_path / "other.keras")
+    zoo.save_model(tiny_model(), arch)
+    zoo.save_model(tiny_model(), other)
+    ensemble_file = str(tmp_path / "pair.keras")
+    zoo.save_model(ensembles.Ensemble([zoo.load_model(arch), zoo.load_model(other)]),
+                   ensemble_file)
+    out = str(tmp_path / "out.keras")
+    for argv, message in (
+            ([arch, "--snapshots", str(snaps), "--last", "5"],
+             f"--last 5 asks for more snapshots than {snaps} holds: 2 "
+             "(snapshot-1.weights.h5, snapshot-2.weights.h5)."),
+            ([arch, "--snapshots", str(snaps), "--weights", "1", "2", "3"],
+             "--weights takes one number per member, 2 for the snapshots; received 3: 1 2 3."),
+            ([arch, "--snapshots", str(snaps), "--last", "1", "--weights", "1", "2"],
+             "--weights takes one number per member, 1 for the snapshots kept by --last; "
+             "received 2: 1 2."),
+            ([arch, other, "--weights", "0.5"],
+             "--weights takes one number per member, 2 for the models given; received 1: "
+             "0.5."),
+            ([ensemble_file, "--snapshots", str(snaps)],
+             "from_snapshots needs the run's architecture, one network; received an ensemble "
+             "('ensemble', of 2 members).")):
+        assert cli.main(["ensemble", *argv, "--output", out]) == 2
+        err = capsys.readouterr().err.strip().splitlines()
+        assert len(err) == 1 and message in err[0], err
+    (snaps / "snapshot-3.weights.h5").mkdir()
+    assert cli.main(["ensemble", arch, "--snapshots", str(snaps), "--output", out]) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and (f"Snapshot file {snaps / 'snapshot-3.weights.h5'} is a "
+                              "directory: snapshots are .weights.h5 files.") in err[0], err
+    assert not os.path.exists(out)
+
+
 def test_snapshot_training_from_the_shell_then_ensemble_and_evaluate(tmp_path, capsys):
     """`zoo train --snapshots 3` (40 updates: the cycles do not divide them) writes three
     snapshots; the command it prints builds their ensemble, which `zoo evaluate` reads."""
@@ -1213,7 +1256,7 @@ def test_snapshot_training_from_the_shell_then_ensemble_and_evaluate(tmp_path, c
     last = suggested.index("--last") + 1
     assert cli.main(suggested[1:last] + ["9"] + suggested[last + 1:]) == 2  # 3 are there
     assert capsys.readouterr().err.strip() == (
-        f"zoo ensemble: error: `last=9` asks for more snapshots than there are in {snapshots}: "
+        f"zoo ensemble: error: --last 9 asks for more snapshots than {snapshots} holds: "
         "3 (snapshot-1.weights.h5, snapshot-2.weights.h5, snapshot-3.weights.h5).")
     assert zoo.class_names(ensembles.load(suggested[-1])) == [str(d) for d in range(10)]
     csv = str(tmp_path / "table.csv")
