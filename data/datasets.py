@@ -43,7 +43,8 @@ class DatasetInfo:
     name: str
     class_names: tuple
     splits: dict
-    image_shape: tuple  # (height, width, 3); None where images differ in size
+    image_shape: tuple  # (height, width, 3); None where images differ in size, or where
+    # they are not opened to tell (an image folder's: `image_size` or a resize then decides)
 
     @property
     def num_classes(self):
@@ -71,13 +72,15 @@ def _digits_split_index(split):
                            for part in parts])
 
 
-def _split_parts(split, sizes, name):
+def _split_parts(split, sizes, name, others=()):
     """``split`` read by TFDS' own parser (``"train[:400]"``, ``"train[50%:]"``,
     ``"train+validation"``, ``"all"``) against the ``sizes`` of ``name``'s splits: its
-    parts, or one line for an unknown split, a slice past the end or no examples."""
+    parts, or one line for an unknown split, a slice past the end or no examples (naming
+    the splits there are: ``others`` too, the splits not counted)."""
     import tensorflow_datasets as tfds
 
-    shown = ", ".join(f"{s!r} ({n:,} images)" for s, n in sizes.items())
+    shown = ", ".join([f"{s!r} ({n:,} images)" for s, n in sizes.items()]
+                      + [repr(s) for s in others if s not in sizes])
     available = (f"available: {shown}, sliced and added as in TFDS ('train[:400]', "
                  "'train[:50%]', 'train+validation')")
     try:
@@ -125,7 +128,8 @@ def digits_arrays(split="train", image_size=DIGITS_IMAGE_SIZE):
     raw = load_digits()
     index = _digits_split_index(split)
     grey = raw.images[index, :, :, None].astype("float32") * (255.0 / 16.0)
-    images = tf.image.resize(grey, (image_size, image_size), method="bilinear")
+    images = tf.image.resize(grey, (image_size, image_size), method="bilinear",
+                             antialias=True)  # (shrunk as PIL does; enlarged the same)
     images = tf.clip_by_value(tf.repeat(images, 3, axis=-1), 0.0, 255.0).numpy()
     return images, raw.target[index].astype("int32")
 
@@ -260,6 +264,24 @@ def _prepare(builder, name, manual_dir):
 
 
 @contextlib.contextmanager
+def _user_errors_untraced():
+    """A :class:`UserError` raised while tf.data traces a function (``augment``'s check
+    of its crop size) as itself: AutoGraph wraps it in a ``StagingError``, which
+    ``except UserError`` (and the ``zoo`` command's one line) did not catch."""
+    try:
+        yield
+    except Exception as err:
+        if not type(err).__module__.startswith("tensorflow.python.autograph"):
+            raise
+        cause = err.__cause__ or err.__context__
+        while cause is not None and not isinstance(cause, UserError):
+            cause = cause.__cause__ or cause.__context__
+        if cause is None:
+            raise
+        raise cause from None
+
+
+@contextlib.contextmanager
 def _seed_alone():
     """Random tf.data ops made inside take their randomness from their own ``seed`` alone.
 
@@ -308,7 +330,7 @@ def _by_epoch(source, seed, shuffle, augment, transform=lambda ds: ds, buffer=SH
                 num_parallel_calls=tf.data.AUTOTUNE)
         return examples
 
-    with _seed_alone():
+    with _seed_alone(), _user_errors_untraced():
         passes = tf.data.Dataset.range(1).flat_map(one_pass)
     cardinality = int(source.cardinality())
     if cardinality >= 0:  # flat_map hides it; Keras needs it for the progress bar
@@ -480,7 +502,8 @@ def _folder_slices(root, split, scan):
                        key=lambda pair: (os.path.basename(os.path.dirname(pair[0])), pair[0]))
         random.Random(name).shuffle(pairs)
         examples[name] = pairs
-    parts = _split_parts(split, {name: len(pairs) for name, pairs in examples.items()}, root)
+    parts = _split_parts(split, {name: len(pairs) for name, pairs in examples.items()}, root,
+                         others=folder.splits(root))
     chosen = [pair for part in parts for pair in examples[part.splitname][part.from_:part.to]]
     return [path for path, _ in chosen], [label for _, label in chosen]
 
@@ -693,7 +716,8 @@ def load(
         augment: a function ``(image, seed) -> image`` from ``data.augment`` (e.g.
             ``data.augment.compose(...)``), given a fresh stateless seed per example and
             epoch. Labels are never touched.
-        shuffle: shuffle the examples (default: only for splits starting with "train").
+        shuffle: shuffle the examples (default: only for splits starting with "train",
+            case aside: a folder's ``Train/`` too).
         seed: seed of the shuffling and of the augmentation seeds; it alone decides them
             (the global seed of ``keras.utils.set_random_seed`` does not). Each pass over
             the dataset (each epoch) shuffles and augments anew, from ``(seed, epoch)``
@@ -748,22 +772,24 @@ def load(
         raise UserError(f"`center_crop` must be at most the image size, {final_size}; "
                         f"received {center_crop}.")
     if shuffle is None:
-        shuffle = str(split).startswith("train")
+        shuffle = str(split).strip().lower().startswith("train")
     steps, buffer = [], SHUFFLE_BUFFER  # what each pass does to the source, after shuffling
     encoded = False  # files' paths or encoded images (folders, TFDS): shuffled, then decoded
     if name == DIGITS:
         _warn_if_a_digits_folder(data_dir)
         _warn_tfds_dirs_unused(name, data_dir, manual_dir)
         _check_no_digits_class_names(class_names)
-        images, labels = digits_arrays(split, scale or image_size or DIGITS_IMAGE_SIZE)
-        if preprocess is not None and center_crop is not None:  # its size, from one image
-            side = min(tuple(preprocess(tf.constant(images[0])).shape)[:2])
+        if preprocess is None:  # resized from the 8x8 originals (square: scale is a resize)
+            images, labels = digits_arrays(split, scale or image_size or DIGITS_IMAGE_SIZE)
+            scale = image_size = None
+        else:  # preprocess, then the sizes, as for a folder's images
+            images, labels = digits_arrays(split, DIGITS_IMAGE_SIZE)
+        if preprocess is not None and center_crop is not None and final_size is None:
+            side = min(tuple(preprocess(tf.constant(images[0])).shape)[:2])  # (one image's)
             if center_crop > side:
                 raise UserError(f"`center_crop` must be at most the image size, {side} after "
                                 f"`preprocess`; received {center_crop}.")
-        scale = None  # square already
         ds = from_arrays(images, labels, num_classes=10)
-        image_size = None  # resized from the 8x8 originals already
     elif is_image_folder(name, data_dir):
         _warn_tfds_dirs_unused(name, data_dir, manual_dir)
         same_size = batch_size is not None and not (final_size or center_crop or preprocess
@@ -821,6 +847,16 @@ def _warn_untrained_classes(root, scans):
     """A warning naming the classes that hold images in a split but none in ``train/``: each
     is an output the model never learns (a ``docs/assets/`` of pictures, beside the splits,
     added a class "assets" and shifted nothing else, silently)."""
+    names = next(iter(scans.values()))[2]
+    held = {label for _, labels, _ in scans.values() for label in labels}
+    empty = [name for label, name in enumerate(names) if label not in held]
+    if empty:
+        shown = ", ".join(empty[:5]) + (f" and {len(empty) - 5} more" if len(empty) > 5
+                                        else "")
+        warnings.warn(
+            f"The image folder {root} has {len(empty)} class folder(s) holding no image in "
+            f"any split ({shown}): the model has an output for each, never trained. Remove "
+            "the empty folders.", stacklevel=3)
     if "train" not in scans:
         return
     seen = {label for label in scans["train"][1]}

@@ -102,7 +102,10 @@ def op_message(err):
 # lines, the op's failure): the problem returned for the file says it in one line instead.
 _DECODE_NOISE = re.compile(
     r"^(Improper call to JPEG library in state \d+|Corrupt JPEG data: .*"
-    r"|Premature end of JPEG file|Not a JPEG file: .*"
+    r"|Premature end of JPEG file|Not a JPEG file: .*|Invalid JPEG file structure: .*"
+    r"|Bogus .*|Unsupported JPEG .*|Unsupported marker type 0x[0-9a-f]+"
+    r"|JPEG datastream contains no image|Empty JPEG image.*"
+    r"|(Huffman|Quantization) table 0x[0-9a-f]+ was not defined"
     r"|[IWE]\d{4} [\d:.]+\s+\d+ local_rendezvous\.cc:\d+\] Local rendezvous is aborting "
     r"with status: .*)$")
 
@@ -235,6 +238,12 @@ def _check_class_names(names, root, split_dir):
         raise UserError(
             f"Class folder(s) {unknown} in {split_dir} are not in `class_names` {names} "
             f"(the image folder {root} has classes {class_folders(root)}).")
+    folders = {name for split in splits(root) for name in splits(os.path.join(root, split))}
+    nowhere = [name for name in names if name not in folders]
+    if nowhere:  # (an output no image trains: refused, as in Keras' loader)
+        raise UserError(
+            f"`class_names` {nowhere} name(s) no class folder of the image folder {root}, in "
+            f"any split (its classes: {class_folders(root)}): give the folders' names.")
     return names
 
 

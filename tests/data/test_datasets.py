@@ -1058,3 +1058,95 @@ def test_tfds_examples_are_shuffled_encoded_then_decoded(tmp_path, monkeypatch):
     assert sources[0].element_spec[0].dtype == tf.string
     assert sorted(shuffled) == sorted(pixels(shuffle=False)) == [0.0, 9.0, 18.0, 27.0]
     assert pixels(shuffle=True, seed=1) == shuffled
+
+
+# --- the folder cases users hit (an audit's findings) -----------------------------------------
+
+
+def test_digits_follow_a_folders_order_of_preprocess_then_resize():
+    """load("digits", image_size=67, preprocess=alexnet_preprocess) gave 256x256 images: the
+    digits were resized first and preprocess resized them again, where a folder's images
+    are preprocessed, then resized. Shrunk below 8x8 the digits are antialiased, as PIL."""
+    from PIL import Image
+
+    images, _ = next(iter(data.load("digits", "test", batch_size=2, shuffle=False,
+                                    image_size=20, preprocess=data.alexnet_preprocess)))
+    raw, _ = datasets.digits_arrays("test", datasets.DIGITS_IMAGE_SIZE)
+    expected = data.preprocess.eval_view(data.alexnet_preprocess(tf.constant(raw[0])), 20,
+                                         "squash")
+    assert images.shape == (2, 20, 20, 3)
+    np.testing.assert_allclose(images[0], expected, rtol=1e-5, atol=1e-3)
+    from sklearn.datasets import load_digits
+
+    grey = load_digits().images[datasets._digits_split_index("test")[0]].astype("float32")
+    pil = np.asarray(Image.fromarray(grey * (255 / 16), mode="F").resize((4, 4),
+                                                                         Image.BILINEAR))
+    np.testing.assert_allclose(datasets.digits_arrays("test", 4)[0][0, :, :, 0], pil,
+                               atol=1e-3)
+
+
+def test_class_names_empty_classes_and_split_names_as_users_meet_them(image_folder):
+    """A class_names entry that names no folder became an output no image trains (Keras'
+    loader refuses it); an empty class folder was a class without a word; a 'Train/' folder
+    was not shuffled; an unknown slice listed only the splits it named."""
+    root = str(image_folder)
+    with pytest.raises(UserError, match=r"`class_names` \['zebra'\] name\(s\) no class folder "
+                                        r"of the image folder .*shapes, in any split \(its "
+                                        r"classes: \['cat', 'dog'\]\)"):
+        data.load(root, "train", class_names=["cat", "dog", "zebra"])
+    (image_folder / "train" / "empty").mkdir()
+    with pytest.warns(UserWarning, match=r"has 1 class folder\(s\) holding no image in any "
+                                         r"split \(empty\): the model has an output for each, "
+                                         r"never trained"):
+        assert data.info(root).class_names == ("cat", "dog", "empty")
+    (image_folder / "train" / "empty").rmdir()
+    with pytest.raises(UserError, match=r"\(available: 'train' \(18 images\), 'test', sliced"):
+        data.load(root, "train[:500]")
+    os.rename(image_folder / "train", image_folder / "Train")
+    orders = [[int(y) for _, y in data.load(root, "Train", batch_size=None, image_size=8,
+                                            seed=seed)] for seed in (0, 1)]
+    assert orders[0] != sorted(orders[0]) and orders[0] != orders[1]
+
+
+def test_a_check_inside_augment_is_the_users_error_not_autographs(image_folder):
+    """random_crop's size check inside data.load's augment came out as AutoGraph's
+    StagingError, which `except UserError` and the zoo command's one line missed."""
+    import functools
+
+    with pytest.raises(UserError, match=r"^A random 40x40 crop needs images of at least that "
+                                        r"size; received images of shape \(32, 32, 3\)"):
+        data.load("digits", augment=functools.partial(data.augment.random_crop, size=40))
+
+
+def test_an_image_that_fails_to_decode_mid_epoch_is_one_line(tmp_path, capfd):
+    """A JPEG whose data is damaged between intact markers passes the quick check and
+    failed mid-epoch with TensorFlow's 'jpeg::Uncompress failed' and no advice; zoo.train
+    says what happened and how to name the file. libjpeg's words for a file the full check
+    fails on stay off stderr."""
+    import zoo
+    from tests.helpers import tiny_model
+
+    rng = np.random.default_rng(0)
+    for label in ("a", "b"):
+        folder = tmp_path / "photos" / "train" / label
+        folder.mkdir(parents=True)
+        for i in range(2):
+            _write(folder / f"{i}.jpg", rng.integers(0, 255, (64, 64, 3), np.uint8), "jpeg")
+    bad = tmp_path / "photos" / "train" / "b" / "1.jpg"
+    encoded = bytearray(bad.read_bytes())
+    encoded[300:-2] = bytes(len(encoded) - 302)  # the markers kept, the data gone
+    bad.write_bytes(bytes(encoded))
+    train = data.load(str(tmp_path / "photos"), "train", image_size=8, batch_size=2)
+    with pytest.raises(UserError, match=r"^An image of the training data could not be decoded "
+                                        r"mid-epoch \(.*\); TensorFlow does not name the file\. "
+                                        r"For an image folder, data.load\(\.\.\., "
+                                        r"verify='decode'\) names it"):
+        zoo.train(tiny_model, train, epochs=1, verbose=0)
+    capfd.readouterr()
+    skipped = (tmp_path / "photos" / "train" / "a" / "0.jpg").read_bytes()
+    sos = skipped.index(b"\xff\xda")
+    (tmp_path / "photos" / "train" / "a" / "2.jpg").write_bytes(skipped[:sos] + b"\xff\xd9")
+    with pytest.warns(UserWarning, match=r"Skipped 2 bad image file"):
+        data.load(str(tmp_path / "photos"), "train", image_size=8, verify="decode",
+                  on_bad_image="skip")
+    assert "JPEG" not in capfd.readouterr().err

@@ -401,6 +401,27 @@ def _labels_error(err, model, loss):
                      "(data.load does), or build the model with more classes.")
 
 
+# What TensorFlow's image decoders say of a file they fail on inside tf.data.
+_DECODE_FAILURES = ("jpeg::Uncompress failed", "Unknown image file format",
+                    "Invalid PNG data", "Invalid GIF data", "Invalid BMP data")
+
+
+def _decode_error(err):
+    """The one line for an image that failed to decode in the middle of an epoch (damage
+    after intact markers, which an image folder's quick check passes), or None."""
+    text = str(getattr(err, "message", err))
+    found = [line for line in text.splitlines()
+             if any(failure in line for failure in _DECODE_FAILURES)]
+    if not isinstance(err, tf.errors.InvalidArgumentError) or not found:
+        return None
+    said = re.sub(r"^.*?\}\}\s*", "", found[0]).strip()  # ({{function_node ...}} off)
+    return UserError(f"An image of the training data could not be decoded mid-epoch "
+                     f"({said}); TensorFlow does not name the file. For an image "
+                     "folder, data.load(..., verify='decode') names it before training "
+                     "(the quick check reads each file's markers, not its data); "
+                     "on_bad_image='skip' then leaves it out.")
+
+
 def _warn_on_logits_with_a_probability_loss(model, loss):
     """The default loss takes probabilities; a model ending in logits (a builder's
     ``classifier_activation=None``) would train on a loss that means nothing, and later
@@ -760,7 +781,7 @@ def train(
             except Exception as err:  # an error (not Ctrl-C, which stops a run to resume)
                 if run_dir is not None:  # before any backup: no run to resume either
                     run_config.forget_empty_backup(run_dir)
-                mistake = _labels_error(err, model, loss)
+                mistake = _labels_error(err, model, loss) or _decode_error(err)
                 if mistake is not None:
                     raise mistake from None
                 raise
