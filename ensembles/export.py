@@ -98,8 +98,8 @@ def serving_model(ensemble):
     if layer.temperature != 1.0:  # the disagreement from the members' own combination
         parts.append(CombineMembers(layer.combine, weights, name="untempered")(stacked))
     entropy, information = EnsembleUncertainty(weights, name="uncertainty")(parts)
-    pixels = keras.ops.reshape(images, (-1, int(np.prod(images.shape[1:]))))
-    finite = keras.ops.logical_and(keras.ops.all(keras.ops.isfinite(pixels), axis=-1),
+    pixel_axes = tuple(range(1, len(images.shape)))  # (any input size: None dimensions)
+    finite = keras.ops.logical_and(keras.ops.all(keras.ops.isfinite(images), axis=pixel_axes),
                                    keras.ops.all(keras.ops.isfinite(combined), axis=-1))
     return keras.Model(images, {"probabilities": combined, "predictive_entropy": entropy,
                                 "mutual_information": information, "finite": finite},
@@ -168,12 +168,12 @@ def check_export_target(path, format, overwrite=False):
         if os.path.exists(target):  # overwrite=True replaces a previous export, nothing else
             previous = _previous_file_export(path, format) if previous is None else previous
             if not previous:
-                what = ("it is not" if target == path else
-                        f"it is not beside one ({path} is "
+                what = (f"it is not a previous {format} export of this project" if target
+                        == path else f"it is not beside a previous {format} export of this "
+                        f"project ({path} is "
                         + ("not one" if os.path.exists(path) else "absent") + ")")
-                raise UserError(f"Refusing to replace {target}: {what} a previous {format} "
-                                "export of this project, and nothing else is replaced. Move "
-                                "it, or export elsewhere.")
+                raise UserError(f"Refusing to replace {target}: {what}, and nothing else is "
+                                "replaced. Move it, or export elsewhere.")
         check_writable_file(target)
 
 
@@ -350,7 +350,12 @@ def export(ensemble, path, overwrite=False, class_names=None, scale=None,
     k = min(TOP_K, classes)
 
     def described(images):  # float32 [N, height, width, 3] -> the named outputs
-        out = serve(images)
+        # Never an empty batch for the model (TensorFlow's oneDNN BatchNorm and a JAX
+        # export refuse one): one blank image stands in, and its row is dropped.
+        count = tf.shape(images)[0]
+        out = serve(tf.cond(count > 0, lambda: images,
+                            lambda: tf.zeros((1, height, width, 3), images.dtype)))
+        out = {key: value[:count] for key, value in out.items()}
         top = tf.math.top_k(out["probabilities"], k=k)
         return {"probabilities": out["probabilities"],
                 "top_classes": tf.gather(lookup, top.indices), "top_scores": top.values,
@@ -400,10 +405,7 @@ def export(ensemble, path, overwrite=False, class_names=None, scale=None,
             fill = tf.constant(fill, values.dtype)  # float16/bfloat16 under mixed precision
             return tf.tensor_scatter_nd_update(tf.fill(shape, fill), rows, values)
 
-        # Never an empty batch for the model (a JAX export refuses one): one blank image
-        # stands in where nothing decoded, and its row is dropped.
-        served = described(tf.cond(tf.size(indices) > 0, lambda: batch,
-                                   lambda: tf.zeros((1, height, width, 3))))
+        served = described(batch)  # (of no image where none decoded)
         fills = {"top_classes": "", "finite": False}
         out = {key: scattered(value[:tf.size(indices)], fills.get(key, float("nan")))
                for key, value in served.items()}

@@ -592,13 +592,23 @@ def check_replaceable(path, overwrite=False, required=("saved_model.pb",)):
         return
     if not os.path.isdir(path):
         raise UserError(f"Cannot export to {path}: a file is there.")
+    if os.path.ismount(path):  # (its rmdir: "Device or resource busy", after all the work)
+        raise UserError(f"Cannot export to {path}: it is a mount point, which the finished "
+                        f"export cannot be moved onto. Export into a folder inside it "
+                        f"({os.path.join(path, 'served')}).")
+    with contextlib.suppress(OSError):
+        if os.path.samefile(path, os.getcwd()):  # (replaced: the shell left in a deleted one)
+            raise UserError(f"Cannot export to {path}: it is the working directory, which the "
+                            "export would replace. Give a folder inside it, or another.")
     if not os.listdir(path):
         return
     if not _ours(path, required):
+        missing = [name for name in (MARKER, *required)
+                   if not is_regular_file(os.path.join(path, name))]
         raise UserError(
             f"Refusing to export to {path}: the directory holds files that are not an export "
-            f"of this project ({MARKER} and {', '.join(required)} missing). Nothing was "
-            "changed; give a new or empty directory.")
+            f"of this project ({' and '.join(missing)} missing). Nothing was changed; give a "
+            "new or empty directory.")
     foreign = _foreign(path)
     if foreign:
         more = f" and {len(foreign) - _SHOWN} more" if len(foreign) > _SHOWN else ""

@@ -179,8 +179,9 @@ def test_overwrite_replaces_a_previous_onnx_or_litert_export_and_no_users_file(t
             ("notes.onnx", r"Refusing to replace .*notes\.onnx: it is not a previous onnx "
                            r"export of this project"),
             ("notes.tflite", r"notes\.tflite: it is not a previous litert export"),
-            ("alone.onnx", r"alone\.onnx\.classes\.txt: it is not beside one \(.*alone\.onnx "
-                           r"is absent\) a previous onnx export")):
+            ("alone.onnx", r"alone\.onnx\.classes\.txt: it is not beside a previous onnx "
+                           r"export of this project \(.*alone\.onnx is absent\), and "
+                           r"nothing else")):
         format = "litert" if target.endswith(".tflite") else "onnx"
         assert cli.main(["export", str(model), str(tmp_path / target), "--format", format,
                          "--overwrite"]) == 2
@@ -348,6 +349,34 @@ def test_zoo_export_to_the_working_directory_or_a_user_folder_is_one_line_and_de
     (tmp_path / "dir.keras").mkdir()
     assert cli.main(["ensemble", "m.keras", "--output", str(tmp_path / "dir.keras")]) == 2
     assert "a directory is there" in capsys.readouterr().err
+
+
+def test_an_export_into_an_empty_working_directory_or_onto_a_mount_point_is_refused(
+        tmp_path, capsys, monkeypatch):
+    """From an empty folder, `zoo export ../m.keras .` replaced the working directory (the
+    shell was left in a deleted one); an empty mount point (a container's volume) failed
+    with 'Device or resource busy' after the whole export was written beside it. A
+    directory of other files names what is missing of an export, not a fixed list."""
+    model = tmp_path / "m.keras"
+    tiny_model().save(model)
+    (tmp_path / "empty").mkdir()
+    monkeypatch.chdir(tmp_path / "empty")
+    assert cli.main(["export", str(model), "."]) == 2
+    assert "it is the working directory, which the export would replace" in \
+        _one_error_line(capsys)
+    volume = str(tmp_path / "volume")
+    os.mkdir(volume)
+    monkeypatch.setattr(os.path, "ismount", lambda path: os.fspath(path) == volume)
+    assert cli.main(["export", str(model), volume]) == 2
+    assert (f"Cannot export to {volume}: it is a mount point, which the finished export "
+            f"cannot be moved onto. Export into a folder inside it") in _one_error_line(capsys)
+    assert not [n for n in os.listdir(tmp_path) if n.startswith(".")]
+    plain = tmp_path / "plain"
+    plain.mkdir()
+    (plain / "saved_model.pb").write_bytes(b"someone's")
+    with pytest.raises(UserError, match=r"not an export of this project \(zoo_export.json "
+                                        r"missing\)"):
+        ensembles.export(_ensemble(), str(plain), overwrite=True)
 
 
 # A process killed at a named point: the slow tier (9 s each); the fast tier's kill test is

@@ -34,6 +34,8 @@ def image_paths(sources):
                         f"received {type(sources).__name__} of shape "
                         f"{tuple(getattr(sources, 'shape', ()))}: for images in memory, use "
                         "model.predict (of inputs as the model takes them).")
+    if isinstance(sources, bytes):  # a path as bytes (os.fsencode's): not its characters
+        sources = os.fsdecode(sources)
     for source in [sources] if isinstance(sources, (str, os.PathLike)) else sources:
         if not isinstance(source, (str, os.PathLike)):
             raise UserError(f"zoo.predict takes image file and folder paths; received "
@@ -133,8 +135,16 @@ class _ExportSource:
             raise UserError(f"Cannot load the export {path}: it is damaged or incomplete "
                             f"({type(err).__name__}: {reason}). Export the model again.") from None
         if not hasattr(self.served, "serve_bytes"):
-            raise UserError(f"{path} has no serve_bytes signature: it was exported before "
-                            "zoo export served raw images. Export the model again.")
+            from safeio import MARKER
+
+            made_here = os.path.isfile(os.path.join(path, MARKER))
+            raise UserError(
+                f"{path} has no serve_bytes signature: " + (
+                    "it was exported before zoo export served raw images. Export the model "
+                    "again." if made_here else
+                    f"it is a SavedModel that zoo export did not write (no {MARKER}), which "
+                    "takes no image files. Export the .keras model with zoo export (or "
+                    "ensembles.export), or predict with the .keras file."))
         names_file = os.path.join(path, "assets", "class_names.txt")
         with open(names_file, encoding="utf-8") as f:
             self.names = f.read().splitlines()

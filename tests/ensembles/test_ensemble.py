@@ -725,6 +725,37 @@ def test_export_one_saved_model_served_without_this_project(tmp_path, cold_pytho
     np.testing.assert_allclose(served["probabilities"], model.predict(x, verbose=0), atol=1e-5)
 
 
+def test_an_export_serves_an_empty_batch_and_serving_model_any_input_size(tmp_path):
+    """serve_images and serve_bytes failed on a batch of no image for a member with
+    BatchNormalization (TensorFlow's oneDNN: 'Incompatible shapes: [4] vs. [0,...]'; a
+    JAX export on every model); serving_model of a model of any input size was a
+    TypeError of None * None."""
+    inputs = keras.Input((8, 8, 3))
+    x = keras.layers.BatchNormalization()(keras.layers.Conv2D(4, 3)(inputs))
+    x = keras.layers.GlobalAveragePooling2D()(x)
+    model = keras.Model(inputs, keras.layers.Dense(3, activation="softmax")(x), name="bn")
+    ensembles.export(model, str(tmp_path / "served"))
+    loaded = tf.saved_model.load(str(tmp_path / "served"))
+    for name, given in (("serve_images", tf.zeros((0, 12, 10, 3), tf.uint8)),
+                        ("serve_bytes", tf.zeros((0,), tf.string))):
+        out = loaded.signatures[name](images=given)
+        assert out["probabilities"].shape == (0, 3) and out["top_classes"].shape == (0, 3)
+    one = loaded.signatures["serve_images"](images=tf.fill((1, 12, 10, 3), tf.constant(
+        90, tf.uint8)))
+    assert one["probabilities"].shape == (1, 3)
+    inputs = keras.Input((None, None, 3))
+    pooled = keras.layers.GlobalAveragePooling2D()(keras.layers.Conv2D(4, 3)(inputs))
+    anysize = keras.Model(inputs, keras.layers.Dense(3, activation="softmax")(pooled))
+    served = ensembles.serving_model(anysize)
+    for size in (8, 12):
+        x = images(2, size=size)
+        x[1, 0, 0, 0] = np.nan
+        out = served.predict(x, verbose=0)
+        np.testing.assert_allclose(out["probabilities"][0], anysize.predict(x, verbose=0)[0],
+                                   rtol=1e-5)
+        assert out["finite"].tolist() == [True, False]
+
+
 def test_a_snapshot_taken_at_an_epochs_end_survives_a_kill_before_the_next(tmp_path):
     """The user's callbacks ran after the epoch's backup: killed between the two, the run
     resumed after that epoch and its snapshot was never taken. They now run before it."""

@@ -1486,7 +1486,8 @@ def _cmd_export(args):
               f"mutual_information, finite; checked in its runtime to {TOLERANCE:g}{made}); "
               f"class names: {classes_path(args.output)}")
     if args.resize is None and zoo.resize_mode(model) is None and args.format != "litert":
-        print(_no_view_note(args.model_file, "the export centre-crops images"))
+        print(_no_view_note(args.model_file, "the export centre-crops images"),
+              file=sys.stderr)  # (a note, as zoo predict's: stdout says what was written)
     return 0
 
 
@@ -1610,7 +1611,8 @@ def main(argv=None):
                                  f"{value}")
     for flag in ("output",):  # (an unset "$OUT": no table, and no word)
         if getattr(args, flag, None) == "":
-            command_parser.error(f"--{flag} names no file; received ''")
+            shown = "OUT" if args.command == "export" else f"--{flag}"  # (a positional there)
+            command_parser.error(f"{shown} names no file; received ''")
     seed = getattr(args, "seed", None)
     if isinstance(seed, int) and not 0 <= seed < 2**32:  # Keras' and NumPy's seeds
         command_parser.error(f"--seed must be in [0, 2**32 - 1]; received {seed}")

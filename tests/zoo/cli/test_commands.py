@@ -1100,7 +1100,7 @@ def test_ensemble_evaluate_and_export_commands(tmp_path, capsys):
     served_dir = str(tmp_path / "served")
     assert cli.main(["export", ens, served_dir]) == 0
     assert (f"Note: {ens} records no view; the export centre-crops images (--resize crop)"
-            in capsys.readouterr().out)
+            in capsys.readouterr().err)  # (on stderr, as zoo predict's note)
     images = next(iter(data.load("digits", "test", image_size=8, batch_size=16)))[0]
     loaded = tf.saved_model.load(served_dir)  # keep a reference: it owns the variables
     served = loaded.serve(tf.constant(images))
@@ -1595,6 +1595,32 @@ def test_ensemble_output_and_flags_that_would_do_nothing_are_one_line(tmp_path, 
     assert not (tmp_path / "e.keras").exists()
     assert cli.main(["ensemble", member, member, "--output", str(tmp_path / "e.keras")]) == 0
     assert cli.main(["ensemble", member, "--output", str(tmp_path / "e.keras")]) == 0  # again
+
+
+def test_zoo_predict_of_a_plain_savedmodel_and_paths_as_users_give_them(tmp_path, capsys):
+    """A SavedModel Keras' model.export wrote was called an export 'made before zoo export
+    served raw images'; zoo export to "" named a flag --output it does not have; a path
+    given as bytes was read one byte at a time (received 105 (int))."""
+    import tensorflow as tf
+
+    from tests.helpers import tiny_model
+
+    model = tiny_model()
+    model.export(str(tmp_path / "plain"), verbose=False)
+    photo = tmp_path / "p.png"
+    photo.write_bytes(tf.io.encode_png(np.zeros((8, 8, 3), np.uint8)).numpy())
+    assert cli.main(["predict", str(tmp_path / "plain"), str(photo)]) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and ("has no serve_bytes signature: it is a SavedModel that zoo "
+                              "export did not write (no zoo_export.json)") in err[0], err
+    saved = str(tmp_path / "m.keras")
+    zoo.save_model(model, saved)
+    with pytest.raises(SystemExit) as exit_code:
+        cli.main(["export", saved, ""])
+    assert exit_code.value.code == 2
+    assert "zoo export: error: OUT names no file; received ''" in capsys.readouterr().err
+    table = zoo.predict(model, os.fsencode(str(photo)))
+    assert len(table) == 1 and table["image"][0] == str(photo)
 
 
 def test_a_damaged_export_folder_is_one_line_in_zoo_predict(tmp_path, capsys):
