@@ -849,7 +849,9 @@ def _warn_untrained_classes(root, scans):
     added a class "assets" and shifted nothing else, silently)."""
     names = next(iter(scans.values()))[2]
     held = {label for _, labels, _ in scans.values() for label in labels}
-    empty = [name for label, name in enumerate(names) if label not in held]
+    empty = [name for label, name in enumerate(names) if label not in held and any(
+        os.path.isdir(os.path.join(root, split, name)) for split in scans)]  # (folders:
+    # class_names may name classes no folder holds, a model's for a test folder of some)
     if empty:
         shown = ", ".join(empty[:5]) + (f" and {len(empty) - 5} more" if len(empty) > 5
                                         else "")

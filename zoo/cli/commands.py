@@ -1486,8 +1486,7 @@ def _cmd_export(args):
               f"mutual_information, finite; checked in its runtime to {TOLERANCE:g}{made}); "
               f"class names: {classes_path(args.output)}")
     if args.resize is None and zoo.resize_mode(model) is None and args.format != "litert":
-        print(_no_view_note(args.model_file, "the export centre-crops images"),
-              file=sys.stderr)  # (a note, as zoo predict's: stdout says what was written)
+        print(_no_view_note(args.model_file, "the export centre-crops images"))
     return 0
 
 

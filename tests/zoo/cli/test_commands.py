@@ -1100,7 +1100,7 @@ def test_ensemble_evaluate_and_export_commands(tmp_path, capsys):
     served_dir = str(tmp_path / "served")
     assert cli.main(["export", ens, served_dir]) == 0
     assert (f"Note: {ens} records no view; the export centre-crops images (--resize crop)"
-            in capsys.readouterr().err)  # (on stderr, as zoo predict's note)
+            in capsys.readouterr().out)
     images = next(iter(data.load("digits", "test", image_size=8, batch_size=16)))[0]
     loaded = tf.saved_model.load(served_dir)  # keep a reference: it owns the variables
     served = loaded.serve(tf.constant(images))
