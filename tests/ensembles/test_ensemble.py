@@ -1001,6 +1001,14 @@ def test_a_snapshot_run_resumed_with_another_length_or_no_schedule_says_so(tmp_p
     assert ("(learning rate a CyclicCosine schedule -> 0.01 (the run was started with a "
             "schedule: zoo train --snapshots, or train_snapshots); ") in message, message
     assert "class_name" not in message and "total_steps" not in message
+    # zoo train compares the data's settings alone first: the schedule is no change there
+    # (the same command, resuming an interrupted zoo train --snapshots, was refused).
+    from zoo.training import run_config
+
+    run_config.check_resume(run_dir, {"data": {"dataset": "digits", "image_size": 8}})
+    _, paths = ensembles.train_snapshots(tiny_model, tiny_data(), epochs=2, cycles=2,
+                                         run_dir=run_dir, verbose=0)
+    assert len(paths) == 2
 
 
 def test_snapshots_of_a_run_refuse_an_architecture_of_another_input_size(tmp_path):

@@ -67,14 +67,16 @@ def _described(keys, before, now):
     """``"key before -> now"`` for each changed key; a learning rate that became a schedule,
     or stopped being one, is one entry (not each of the schedule's settings), and a
     schedule's length and cycles say what they are."""
+    rate = [key for key in keys if key == _RATE or key.startswith(_RATE + ".")]
     kinds = [flat.get(f"{_RATE}.class_name") for flat in (before, now)]
-    if kinds[0] != kinds[1] and any(kinds):
-        shown = [f"a {kind} schedule" if kind else repr(_float32(flat.get(_RATE)))
+    if rate and kinds[0] != kinds[1] and any(kinds):  # (settings without the optimizer's:
+        shown = [f"a {kind} schedule" if kind else repr(_float32(flat.get(_RATE)))  # none)
                  for kind, flat in zip(kinds, (before, now))]
-        rest = [key for key in keys if key != _RATE and not key.startswith(_RATE + ".")]
-        started = ("with a schedule: zoo train --snapshots, or train_snapshots" if kinds[0]
-                   else "without a schedule: no --snapshots")
-        return ([f"learning rate {shown[0]} -> {shown[1]} (the run was started {started})"]
+        rest = [key for key in keys if key not in rate]
+        started = ("" if all(kinds) else " (the run was started with a schedule: zoo train "
+                   "--snapshots, or train_snapshots)" if kinds[0] else
+                   " (the run was started without a schedule: no --snapshots)")
+        return ([f"learning rate {shown[0]} -> {shown[1]}{started}"]
                 + [f"{key} {_change(before.get(key), now.get(key))}" for key in rest])
     return [f"{key} {_change(before.get(key), now.get(key))}"
             + (f" ({_SCHEDULE_HINTS[key]})" if key in _SCHEDULE_HINTS else "")
