@@ -1,6 +1,6 @@
 """Pretrained weights from the files users have: torchvision state dicts (safetensors, a
 documented byte format this test writes itself) checked against a NumPy forward pass with
-torchvision's semantics; the named-weights cache and keras.utils.get_file; ImageNet names
+torchvision's semantics; the named-weights cache and its download; ImageNet names
 and preprocessing."""
 
 import functools
@@ -466,7 +466,7 @@ def test_bfloat16_safetensors_read_in_a_fresh_process_and_float8_is_one_line(tmp
         read_state_dict(f8)
 
 
-# --- named weights: the cache, the published hash, keras.utils.get_file ------------------
+# --- named weights: the cache, the published hash, the download ------------------
 
 def test_a_named_pth_file_is_read_through_its_converted_safetensors_without_torch(
         tmp_path, monkeypatch):
@@ -527,7 +527,7 @@ def test_named_weights_come_from_the_cache_checked_by_hash(tmp_path, monkeypatch
     with pytest.raises(ValueError, match="classes=10"):
         zoo.resnet50(weights="imagenet", classes=10)
 
-    # Downloaded through keras.utils.get_file from a file:// origin, then loaded by name.
+    # Downloaded from a file:// origin, then loaded by name.
     source = tmp_path / "published" / "r18-test.safetensors"
     source.parent.mkdir()
     state = torchvision_state_dict(18)
@@ -547,7 +547,7 @@ def test_named_weights_come_from_the_cache_checked_by_hash(tmp_path, monkeypatch
         with pytest.raises(ValueError, match="did not give resnet18.test's published file"):
             pretrained.download("resnet18.test", origin=source.as_uri())
         assert os.listdir(tmp_path / "cache") == ["r18-test.safetensors"]
-        # A hash prefix (as torchvision publishes) is checked after get_file.
+        # A hash prefix (as torchvision publishes) is checked after the download.
         pretrained.register_weights(_entry("resnet18.test", "r18-bad.safetensors",
                                            b"another file", prefix=8))
         with pytest.raises(ValueError, match="its sha256 is [0-9a-f]{64}, expected"):
@@ -557,11 +557,10 @@ def test_named_weights_come_from_the_cache_checked_by_hash(tmp_path, monkeypatch
         pretrained.register_weights(_entry("resnet18.test", "r18-full.safetensors",
                                            source.read_bytes()))
         pretrained.download("resnet18.test", origin=source.as_uri())
-        # An address that cannot be fetched: get_file's bare Exception, now one line.
+        # An address that cannot be fetched: one line.
         with pytest.raises(ValueError, match=r"Could not fetch resnet18.test from "
-                                             r"file:///nonexistent/x \(URL fetch failure on "
-                                             r"file:///nonexistent/x.*\); nothing "
-                                             rf"was added to {re.escape(str(tmp_path))}"):
+                                             r"file:///nonexistent/x \(.*No such file.*\); "
+                                             rf"nothing was added to {re.escape(str(tmp_path))}"):
             pretrained.download("resnet18.test", origin="file:///nonexistent/x")
         assert sorted(os.listdir(tmp_path / "cache")) == ["r18-full.safetensors",
                                                           "r18-test.safetensors"]
@@ -595,7 +594,7 @@ def test_download_fails_fast_on_a_silent_server_and_names_a_bad_origin(tmp_path,
             pretrained.download("resnet18.test", origin=f"http://127.0.0.1:{port}/r.safetensors",
                                 timeout=0.5)
         assert os.listdir(tmp_path / "cache") == []  # the staging folder is gone too
-        assert socket.getdefaulttimeout() is None  # the process' default is back
+        assert socket.getdefaulttimeout() is None  # the process' default never changed
         for origin in ("/tmp/x.safetensors", "ftp//typo", 5):
             with pytest.raises(ValueError, match=r"^`origin` must be an http\(s\)://, ftp:// "
                                                  r"or file:// address \(file:// for a local "
@@ -624,6 +623,8 @@ def test_register_weights_refuses_entries_that_could_never_be_used():
             **_entry("resnet18.mine", "mine.safetensors", b"x").__dict__, **changes})
 
     for changes, message in (
+            (dict(url="s3://bucket/mine.safetensors"), r"`url` must be an http\(s\)://, "
+                                                       r"ftp:// or file:// address"),
             (dict(name="my_resnet18"), r"`name` must be 'MODEL.TAG' with MODEL its `model` "
                                        r"\(as 'resnet50.tv_in1k'\): resnet18.TAG; received "
                                        r"'my_resnet18'"),

@@ -11,8 +11,8 @@ A builder's ``weights`` argument takes, besides None and a ``.weights.h5`` file:
 - ``"imagenet"`` or a named entry (``"tv_in1k"``, ``"resnet50.tv2_in1k"``, ``"bvlc"``):
   the published file, looked up in the local cache (``$ZOO_WEIGHTS``, else
   ``~/.keras/models/zoo/``) by file name and checked against its published hash. Nothing is
-  downloaded behind the user's back: :func:`download` fetches a file with
-  ``keras.utils.get_file``, and a missing file's error says which file to put where.
+  downloaded behind the user's back: :func:`download` fetches a file (``urllib``, with a
+  timeout), and a missing file's error says which file to put where.
 
 Each entry carries its preprocessing (:func:`preprocess_input`) and the accuracy its
 publisher reports. Example:
@@ -27,7 +27,6 @@ import dataclasses
 import os
 import re
 import shutil
-import socket
 import tempfile
 
 from safeio import file_hash, make_directory
@@ -117,6 +116,14 @@ def register_weights(entry, default=False):
     return entry
 
 
+_ADDRESSES = "http(s)://, ftp:// or file://"
+
+
+def _is_address(url):
+    return isinstance(url, str) and url.lower().startswith(
+        ("http://", "https://", "ftp://", "file://"))
+
+
 def _check_entry(entry):
     """An entry its model's builders can use, whose file stays in the cache folder: one line
     for each field that could never work (it was listed, then refused as unknown)."""
@@ -134,6 +141,9 @@ def _check_entry(entry):
         raise UserError(f"A WeightsEntry's `file_hash` must be hex digits, the published "
                         f"{entry.hash_algorithm} whole or its first 6 or more; received "
                         f"{entry.file_hash!r}.")
+    if not _is_address(entry.url):
+        raise UserError(f"A WeightsEntry's `url` must be an {_ADDRESSES} address (where the "
+                        f"file is published); received {entry.url!r}.")
     name = entry.file_name
     if (not isinstance(name, str) or name in ("", ".", "..") or os.path.basename(name) != name
             or "\\" in name or not _has_suffix(name, FORMATS[entry.format])):
@@ -243,13 +253,23 @@ def cache_dir():
 
 def check_hash(path, entry):
     """Raise ``ValueError`` unless ``path``'s hash starts with the entry's published one."""
-    actual = file_hash(path, entry.hash_algorithm)
-    if not actual.startswith(entry.file_hash.lower()):
-        prefix = "..." if len(entry.file_hash) < len(actual) else ""
+    actual = _hash_mismatch(path, entry)
+    if actual is not None:
         raise UserError(
             f"{path} is not {entry.name}'s published file: its {entry.hash_algorithm} is "
-            f"{actual}, expected {entry.file_hash}{prefix}. "
+            f"{actual}, expected {_expected_hash(entry, actual)}. "
             f"It is damaged or another file; replace it with {entry.url}.")
+
+
+def _hash_mismatch(path, entry):
+    """``path``'s hash where it does not start with the entry's published one, else None."""
+    actual = file_hash(path, entry.hash_algorithm)
+    return None if actual.startswith(entry.file_hash.lower()) else actual
+
+
+def _expected_hash(entry, actual):
+    """The published hash as shown: ``"f37072fd..."`` where only its start is published."""
+    return entry.file_hash + ("..." if len(entry.file_hash) < len(actual) else "")
 
 
 def weights_file(entry):
@@ -292,8 +312,8 @@ def _readable_here(path, entry):
 
 
 def download(name, origin=None, cache=None, timeout=60):
-    """Fetch a named entry's file into the cache with ``keras.utils.get_file`` and check its
-    published hash; returns the path. A file that fails the check never reaches the cache.
+    """Fetch a named entry's file into the cache and check its published hash; returns the
+    path. A file that fails the check never reaches the cache.
 
     Args:
         name: the entry's full name, e.g. ``"resnet50.tv_in1k"``.
@@ -301,50 +321,63 @@ def download(name, origin=None, cache=None, timeout=60):
             default the published URL.
         cache: the folder to fill; default :func:`cache_dir`.
         timeout: seconds the server may stay silent (a connection, or a read) before the
-            download fails; without it a network that drops packets waited for ever.
+            download fails; without it a network that drops packets waited for ever. (This
+            call's own, as ``urllib``'s ``urlopen`` takes it: other threads' sockets keep
+            theirs.)
     """
-    import keras
-
     if name not in _ENTRIES:
         raise UserError(f"Unknown weights {name!r}; known: {list_weights()}.")
     entry = _ENTRIES[name]
     source = entry.url if origin is None else origin
-    if not isinstance(source, str) or not source.lower().startswith(
-            ("http://", "https://", "ftp://", "file://")):
-        raise UserError(f"`origin` must be an http(s)://, ftp:// or file:// address (file:// "
-                        f"for a local copy: file:///path/to/{entry.file_name}); received "
-                        f"{origin!r}.")
+    if not _is_address(source):
+        raise UserError((f"`origin` must be an {_ADDRESSES} address (file:// for a local "
+                         f"copy: file:///path/to/{entry.file_name}); received {origin!r}.")
+                        if origin is not None else
+                        f"{entry.name}'s url is no {_ADDRESSES} address ({entry.url!r}): "
+                        "give origin= where its file is.")
     if not isinstance(timeout, (int, float)) or isinstance(timeout, bool) or not timeout > 0:
         raise UserError(f"`timeout` must be a number of seconds above 0; received {timeout!r}.")
     folder = cache or cache_dir()
     make_directory(folder)
     target = os.path.join(folder, entry.file_name)
     staging = tempfile.mkdtemp(prefix=".download-", dir=folder)
-    before = socket.getdefaulttimeout()  # (urlretrieve, which get_file uses, takes none)
+    fetched = os.path.join(staging, entry.file_name)
     try:
-        socket.setdefaulttimeout(timeout)
         try:
-            fetched = keras.utils.get_file(entry.file_name, source, cache_dir=staging,
-                                           cache_subdir="")
-        except Exception as error:  # noqa: BLE001 (re-raised unless a network fault)
-            if type(error) is not Exception and not isinstance(error, OSError):
-                raise  # (get_file's URL and HTTP failures are bare Exceptions)
+            _fetch(source, fetched, timeout)
+        except (OSError, ValueError) as error:  # urllib's URLError and HTTPError are OSErrors
             reason = (f"no answer within {timeout:g} s" if isinstance(error, TimeoutError)
                       or "timed out" in str(error) else str(error))
             raise UserError(f"Could not fetch {entry.name} from {source} ({reason}); nothing "
                             f"was added to {folder}. Put {entry.file_name} there by hand "
                             f"(published at {entry.url}).") from None
-        actual = file_hash(fetched, entry.hash_algorithm)
-        if not actual.startswith(entry.file_hash.lower()):
-            whole = "" if len(entry.file_hash) == len(actual) else "..."
+        actual = _hash_mismatch(fetched, entry)
+        if actual is not None:
             raise UserError(f"{source} did not give {entry.name}'s published file: its "
                             f"{entry.hash_algorithm} is {actual}, expected "
-                            f"{entry.file_hash}{whole}; nothing was added to {folder}.")
+                            f"{_expected_hash(entry, actual)}; nothing was added to {folder}.")
         os.replace(fetched, target)  # the same folder: atomic
     finally:
-        socket.setdefaulttimeout(before)
         shutil.rmtree(staging, ignore_errors=True)
     return target
+
+
+def _fetch(url, path, timeout):
+    """``url`` into the new file ``path``, with a progress bar where its size is known."""
+    import urllib.request
+
+    import keras
+
+    with urllib.request.urlopen(url, timeout=timeout) as response, open(path, "xb") as out:
+        size = response.headers.get("Content-Length")
+        print(f"Downloading {url}")
+        bar = keras.utils.Progbar(int(size) if size and size.isdigit() else None,
+                                  unit_name="bytes")
+        done = 0
+        while chunk := response.read(1 << 20):
+            out.write(chunk)
+            done += len(chunk)
+            bar.update(done)
 
 
 def file_format(path):
