@@ -273,10 +273,8 @@ def _user_errors_untraced():
     except Exception as err:
         if not type(err).__module__.startswith("tensorflow.python.autograph"):
             raise
-        cause = err.__cause__ or err.__context__
-        while cause is not None and not isinstance(cause, UserError):
-            cause = cause.__cause__ or cause.__context__
-        if cause is None:
+        cause = err.__cause__ or err.__context__  # (the error itself: not one it handled)
+        if not isinstance(cause, UserError):
             raise
         raise cause from None
 
@@ -711,8 +709,9 @@ def load(
             torchvision's ``Resize((size, size))``). The digits are 32x32 unless asked
             otherwise.
         preprocess: a function ``image -> image`` applied first, e.g.
-            ``data.alexnet_preprocess`` (the digits are resized from their 8x8 originals
-            before it).
+            ``data.alexnet_preprocess``; ``image_size``, ``scale`` and ``center_crop``
+            apply after it, for the digits too (which it receives at 32x32, resized from
+            their 8x8 originals: before 2026-12-06 it received them at ``image_size``).
         augment: a function ``(image, seed) -> image`` from ``data.augment`` (e.g.
             ``data.augment.compose(...)``), given a fresh stateless seed per example and
             epoch. Labels are never touched.
@@ -820,8 +819,9 @@ def load(
         steps.append(_on_images(lambda image: _center_crop(image, center_crop)))
 
     def transform(examples):
-        for step in steps:
-            examples = step(examples)
+        with _user_errors_untraced():  # (preprocess, where no pass by epoch wraps it)
+            for step in steps:
+                examples = step(examples)
         return examples
 
     if not encoded:  # the digits: images already, resized from their 8x8 originals

@@ -1111,6 +1111,10 @@ def test_a_check_inside_augment_is_the_users_error_not_autographs(image_folder):
     with pytest.raises(UserError, match=r"^A random 40x40 crop needs images of at least that "
                                         r"size; received images of shape \(32, 32, 3\)"):
         data.load("digits", augment=functools.partial(data.augment.random_crop, size=40))
+    for split in ("train", "test"):  # (preprocess: in a pass by epoch, and in none)
+        with pytest.raises(UserError, match=r"^A central 40x40 crop needs images of at least"):
+            data.load("digits", split, preprocess=lambda image: data.preprocess.center_crop(
+                image, 40))
 
 
 def test_an_image_that_fails_to_decode_mid_epoch_is_one_line(tmp_path, capfd):

@@ -642,7 +642,7 @@ def test_register_weights_refuses_entries_that_could_never_be_used():
     assert "resnet18x.mine" not in pretrained.list_weights()
 
 
-def test_weights_files_as_users_have_them(tmp_path):
+def test_weights_files_as_users_have_them(tmp_path, monkeypatch):
     """Refused by their suffix: Hugging Face's pytorch_model.bin, timm's .pth.tar, a
     Lightning .ckpt, R18.SAFETENSORS; a DataParallel state dict's 'module.' keys were 94
     missing and 94 unexpected; a folder given as the file was 'must be ... an existing
@@ -658,12 +658,23 @@ def test_weights_files_as_users_have_them(tmp_path):
     for ours, theirs in zip(model.weights, reference.weights):
         np.testing.assert_array_equal(ours.numpy(), theirs.numpy())
     assert pretrained.file_format(wrapped) == "torchvision"
+    read = []
+
+    def reader(path):  # the state-dict reader: where each file goes past the suffix check
+        read.append(os.path.basename(path))
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(torchvision_layout, "read_state_dict", reader)
     for name in ("pytorch_model.bin", "model_best.pth.tar", "epoch=3.ckpt"):
         (tmp_path / name).write_bytes(b"not read here")
-        try:  # read by PyTorch: past the suffix check, whether it is installed or not
+        with pytest.raises(KeyboardInterrupt):
             zoo.resnet18(weights=str(tmp_path / name), input_shape=(32, 32, 3))
-        except (UserError, ImportError) as error:
-            assert "must end in" not in str(error), error
+    assert read == ["pytorch_model.bin", "model_best.pth.tar", "epoch=3.ckpt"]
+    monkeypatch.undo()
+    assert torchvision_layout.converted_name("/w/model_best.pth.tar") == \
+        "/w/model_best.safetensors"
+    assert "d.get('state_dict', d.get('model', d))" in torchvision_layout.conversion_command(
+        "epoch=3.ckpt")
     (tmp_path / "folder.safetensors").mkdir()
     with pytest.raises(ValueError, match=r"^`weights` '.*folder.safetensors' is a directory: "
                                          r"give the weights file \(.weights.h5, "):

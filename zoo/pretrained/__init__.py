@@ -292,17 +292,18 @@ def weights_file(entry):
 
 
 def _readable_here(path, entry):
-    """``path``, or where PyTorch is not installed and ``path`` is a ``.pth`` file, the
-    ``.safetensors`` file converted from it beside it (the published hash is the
-    ``.pth``'s, checked)."""
+    """``path``, or where PyTorch is not installed and ``path`` is PyTorch's file (a
+    ``.pth``; ``.pt``, ``.bin``, ...), the ``.safetensors`` file converted from it beside
+    it (the published hash is the PyTorch file's, checked)."""
     import importlib.util
 
-    if not _has_suffix(path, ".pth") or importlib.util.find_spec("torch") is not None:
+    from zoo.pretrained.torchvision import TORCH_SUFFIXES, conversion_command, converted_name
+
+    if not _has_suffix(path, TORCH_SUFFIXES) or importlib.util.find_spec("torch") is not None:
         return path
-    converted = os.path.splitext(path)[0] + ".safetensors"
+    converted = converted_name(path)
     if os.path.isfile(converted):
         return converted
-    from zoo.pretrained.torchvision import conversion_command
 
     raise MissingPackage(
         f"weights {entry.name!r}: {path} is a PyTorch file, and PyTorch is not installed "

@@ -75,13 +75,27 @@ def _read(path):
     return {k: v.detach().float().numpy() for k, v in state.items()}
 
 
+TORCH_SUFFIXES = (".pth.tar", ".pth", ".pt", ".bin", ".ckpt")  # PyTorch's files
+
+
+def converted_name(path):
+    """The ``.safetensors`` file :func:`conversion_command` writes beside a PyTorch file:
+    ``r18.pth`` -> ``r18.safetensors``, ``model_best.pth.tar`` -> ``model_best.safetensors``."""
+    for suffix in TORCH_SUFFIXES:
+        if path.lower().endswith(suffix):
+            return path[:-len(suffix)] + ".safetensors"
+    return os.path.splitext(path)[0] + ".safetensors"
+
+
 def conversion_command(path):
-    """The shell command that writes ``path`` (a ``.pth`` state dict) as the
-    ``.safetensors`` file beside it, where PyTorch is installed."""
+    """The shell command that writes ``path`` (a PyTorch state dict, or a training
+    checkpoint holding one under ``state_dict`` or ``model``) as the ``.safetensors`` file
+    beside it, where PyTorch is installed."""
     name = os.path.basename(path)
     return ("python -c \"import torch; from safetensors.torch import save_file; "
-            f"save_file(torch.load('{name}', map_location='cpu', weights_only=True), "
-            f"'{os.path.splitext(name)[0]}.safetensors')\"")
+            f"d = torch.load('{name}', map_location='cpu', weights_only=True); "
+            "d = d.get('state_dict', d.get('model', d)); "
+            f"save_file(d, '{os.path.basename(converted_name(path))}')\"")
 
 
 _BLOCK = re.compile(r"conv(\d+)_block(\d+)_(\d+)_(conv|bn)$")
