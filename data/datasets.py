@@ -857,8 +857,8 @@ def _warn_untrained_classes(root, scans):
                                         else "")
         warnings.warn(
             f"The image folder {root} has {len(empty)} class folder(s) holding no image in "
-            f"any split ({shown}): the model has an output for each, never trained. Remove "
-            "the empty folders.", stacklevel=3)
+            f"any split ({shown}): each is a class of no example (a model trained here has "
+            "an output for each, never trained). Remove the empty folders.", stacklevel=3)
     if "train" not in scans:
         return
     seen = {label for label in scans["train"][1]}

@@ -12,8 +12,9 @@ atomically.
 """
 
 import glob
-import re
 import os
+import re
+import warnings
 
 import keras
 
@@ -46,7 +47,7 @@ class CycleSnapshots(keras.callbacks.Callback):
     gradients overflow and does not count it: the schedule then runs behind the batches,
     and a snapshot taken by the batch count came before its cycle had annealed. Such a run
     ends before its last boundary; its last snapshot is then its final weights, taken at
-    the end of training (when it trained every epoch). The update count is read only from a
+    the last epoch's end. The update count is read only from a
     boundary's batch on (under JAX, reading it syncs the model's state), or at every batch
     of a ``fit`` without ``steps_per_epoch``."""
 
@@ -82,10 +83,11 @@ class CycleSnapshots(keras.callbacks.Callback):
             self._save(self._next)
             self._next += 1
 
-    def on_train_end(self, logs=None):
-        epochs = self.params.get("epochs")
+    def on_epoch_end(self, epoch, logs=None):
+        # The last epoch's end, before its backup (zoo.train runs the user's callbacks
+        # first): a kill after it resumes a run with nothing left to train.
         if (self._next is not None and self._next < len(self.boundaries)
-                and self.epoch + 1 == epochs and not self.model.stop_training):
+                and epoch + 1 == self.params.get("epochs")):
             for index in range(self._next, len(self.boundaries)):  # (skipped updates)
                 self._save(index)
             self._next = len(self.boundaries)
@@ -142,10 +144,12 @@ class CheckpointSnapshots(keras.callbacks.Callback):
             raise UserError(f"{self.directory} is a file (or a link to nothing), not a folder: "
                             "CheckpointSnapshots saves its snapshots into a folder. Give "
                             "another directory.")
+        drops = self.at_lr_drop and keras_internals.learning_rate_schedule(
+            self.model.optimizer) is None  # (under a schedule, none is taken at a drop)
         foreign = [p for p in snapshot_paths(self.directory)
                    if _epoch_of(p) is None or _epoch_of(p) > start + 1
                    or (_epoch_of(p) == start + 1 and not self._periodic(start)
-                       and not self.at_lr_drop)]
+                       and not drops)]
         if foreign:
             names = ", ".join(os.path.basename(p) for p in foreign[:3])
             raise UserError(f"{self.directory} holds {len(foreign)} snapshot(s) this run did "
@@ -166,10 +170,12 @@ class CheckpointSnapshots(keras.callbacks.Callback):
         path = os.path.join(self.directory, f"snapshot-epoch{epoch + 1:03d}.weights.h5")
         if dropped or self._periodic(epoch):
             _save_weights(self.model, path)
-        elif epoch == self._start and os.path.lexists(path):  # (before this epoch's backup)
-            raise UserError(f"{path} is an earlier run's: this run took no snapshot at epoch "
-                            f"{epoch + 1} (its learning rate did not drop). Move it aside, "
-                            "and run again.")
+        elif epoch == self._start and os.path.lexists(path):
+            warnings.warn(  # (an earlier run's, or this run's before a kill whose drop a
+                f"{path} was not taken by this run, whose learning rate did not drop at "  # GPU
+                f"epoch {epoch + 1}: it is an earlier run's (or one a killed attempt took "
+                "before a drop that did not repeat), and from_snapshots will take it. Move "
+                "it aside if it is not this run's.", stacklevel=2)  # run's noise changed)
 
 
 def _epoch_of(path):

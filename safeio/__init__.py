@@ -596,10 +596,14 @@ def check_replaceable(path, overwrite=False, required=("saved_model.pb",)):
         raise UserError(f"Cannot export to {path}: it is a mount point, which the finished "
                         f"export cannot be moved onto. Export into a folder inside it "
                         f"({os.path.join(path, 'served')}).")
-    with contextlib.suppress(OSError):
-        if os.path.samefile(path, os.getcwd()):  # (replaced: the shell left in a deleted one)
-            raise UserError(f"Cannot export to {path}: it is the working directory, which the "
-                            "export would replace. Give a folder inside it, or another.")
+    with contextlib.suppress(OSError):  # (replaced: the shell left in a deleted folder)
+        here = os.path.realpath(os.getcwd())
+        there = os.path.realpath(path)
+        if os.path.commonpath([here, there]) == there:
+            raise UserError(f"Cannot export to {path}: it "
+                            + ("is" if here == there else "holds") + " the working "
+                            "directory, which the export would replace. Give a folder "
+                            "inside it, or another.")
     if not os.listdir(path):
         return
     if not _ours(path, required):

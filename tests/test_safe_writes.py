@@ -364,6 +364,11 @@ def test_an_export_into_an_empty_working_directory_or_onto_a_mount_point_is_refu
     assert cli.main(["export", str(model), "."]) == 2
     assert "it is the working directory, which the export would replace" in \
         _one_error_line(capsys)
+    (tmp_path / "empty" / "inside").mkdir()
+    monkeypatch.chdir(tmp_path / "empty" / "inside")
+    assert cli.main(["export", str(model), ".."]) == 2
+    assert "it holds the working directory, which the export would replace" in \
+        _one_error_line(capsys)
     volume = str(tmp_path / "volume")
     os.mkdir(volume)
     monkeypatch.setattr(os.path, "ismount", lambda path: os.fspath(path) == volume)

@@ -114,12 +114,14 @@ def make_optimizer(name="sgd", learning_rate=0.01, momentum=0.9, weight_decay=5e
     - ``"sgd"``: the paper's :class:`PaperSGD` (momentum, L2 decay through the gradient);
     - ``"nesterov"``: the same with Nesterov momentum;
     - ``"adam"``, ``"rmsprop"``, ``"adagrad"``: Keras' own, with ``weight_decay`` decoupled
-      (AdamW's form; ``momentum`` is RMSprop's momentum and unused by the other two). As
-      PaperSGD, they spare biases, BatchNorm's (and LayerNorm's) ``gamma`` and ``beta`` and
-      PReLU's ``alpha`` (Keras' ``exclude_from_weight_decay(var_names=...)``, which a later
-      call replaces, and which the optimizer's config does not keep: compiled from a loaded
-      ``.keras`` file it decays them all again; Keras decays every variable by default, as
-      timm and AdamW's paper do not).
+      (AdamW's form; ``momentum`` is RMSprop's momentum and unused by the other two). They
+      spare the variables named ``bias``, ``gamma``, ``beta`` (BatchNorm's, LayerNorm's)
+      and ``alpha`` (PReLU's) by name, with Keras' ``exclude_from_weight_decay(var_names=
+      ...)``, which a later call replaces and the optimizer's config does not keep (compiled
+      from a loaded ``.keras`` file it decays them all again). PaperSGD spares them by rank
+      (every variable of rank 1, and ``alpha``): the same variables in the zoo's models, not
+      always in a user's layers. Keras decays every variable by default, as timm and AdamW's
+      paper do not.
 
     ``learning_rate`` may be a number or a ``LearningRateSchedule``. ``ema=True`` keeps a
     Polyak (exponential moving) average of the weights (Keras' ``use_ema``, momentum

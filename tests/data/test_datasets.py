@@ -1091,8 +1091,7 @@ def test_class_names_empty_classes_and_split_names_as_users_meet_them(image_fold
     root = str(image_folder)
     (image_folder / "train" / "empty").mkdir()
     with pytest.warns(UserWarning, match=r"has 1 class folder\(s\) holding no image in any "
-                                         r"split \(empty\): the model has an output for each, "
-                                         r"never trained"):
+                                         r"split \(empty\): each is a class of no example"):
         assert data.info(root).class_names == ("cat", "dog", "empty")
     (image_folder / "train" / "empty").rmdir()
     with pytest.raises(UserError, match=r"\(available: 'train' \(18 images\), 'test', sliced"):

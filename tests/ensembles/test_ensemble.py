@@ -825,28 +825,36 @@ def test_checkpoint_snapshots_refuse_snapshots_this_run_will_not_take(tmp_path):
     """A run with every=2 beside an earlier run's snapshot-epoch001 (every=1) took it as its
     own: the check let the epoch it starts at through (a resumed run takes that one again),
     and a cycle's snapshot-K through whatever its number. Refused before the first batch
-    where the run takes none at that epoch, and at that epoch's end where only a drop of the
-    learning rate could have taken it; a file where the folder should be is refused first."""
+    where the run takes none at that epoch (under a schedule too, where no drop takes one),
+    and said at that epoch's end where only a drop of the learning rate could have taken it
+    (a killed attempt's drop may not repeat: a warning); a file where the folder should be
+    is refused first."""
     folder = tmp_path / "snaps"
     folder.mkdir()
     (folder / "snapshot-epoch001.weights.h5").write_bytes(b"an earlier run's")
 
-    def train(**kwargs):
+    def train(optimizer=None, **kwargs):
         _BatchCount.count = 0
         zoo.train(tiny_model, tiny_data(), tiny_data(seed=1), epochs=2, verbose=0,
-                  callbacks=[_BatchCount(), ensembles.CheckpointSnapshots(str(folder), **kwargs)])
+                  callbacks=[_BatchCount(), ensembles.CheckpointSnapshots(str(folder), **kwargs)],
+                  **({} if optimizer is None else dict(optimizer=optimizer, reduce_lr=False)))
 
-    with pytest.raises(ValueError, match=r"snaps holds 1 snapshot\(s\) this run did not take "
-                                         r"\(snapshot-epoch001.weights.h5; it starts at "
-                                         r"epoch 1\): an earlier run's"):
-        train(every=2, at_lr_drop=False)
-    assert _BatchCount.count == 0
-    with pytest.raises(ValueError, match=r"snapshot-epoch001.weights.h5 is an earlier run's: "
-                                         r"this run took no snapshot at epoch 1 \(its learning "
-                                         r"rate did not drop\)"):
+    def scheduled():
+        return keras.optimizers.SGD(keras.optimizers.schedules.CosineDecay(0.1, 30))
+
+    for kwargs in (dict(every=2, at_lr_drop=False), dict(every=2, optimizer=scheduled)):
+        with pytest.raises(ValueError, match=r"snaps holds 1 snapshot\(s\) this run did not "
+                                             r"take \(snapshot-epoch001.weights.h5; it starts "
+                                             r"at epoch 1\): an earlier run's"):
+            train(**kwargs)
+        assert _BatchCount.count == 0
+    with pytest.warns(UserWarning, match=r"snapshot-epoch001.weights.h5 was not taken by this "
+                                         r"run, whose learning rate did not drop at epoch 1: "
+                                         r"it is an earlier run's"):
         train(every=2)
     assert (folder / "snapshot-epoch001.weights.h5").read_bytes() == b"an earlier run's"
     (folder / "snapshot-epoch001.weights.h5").unlink()
+    (folder / "snapshot-epoch002.weights.h5").unlink()  # (the warned run's own)
     (folder / "snapshot-3.weights.h5").write_bytes(b"a cycle's")
     with pytest.raises(ValueError, match=r"holds 1 snapshot\(s\) this run did not take "
                                          r"\(snapshot-3.weights.h5;"):
