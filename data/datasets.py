@@ -273,8 +273,10 @@ def _user_errors_untraced():
     except Exception as err:
         if not type(err).__module__.startswith("tensorflow.python.autograph"):
             raise
-        cause = err.__cause__ or err.__context__  # (the error itself: not one it handled)
-        if not isinstance(cause, UserError):
+        cause = err.__cause__ or err.__context__  # through AutoGraph's wrappings alone (a
+        while type(cause).__module__.startswith("tensorflow.python.autograph"):  # user's
+            cause = cause.__cause__ or cause.__context__  # tf.function wraps it twice), not
+        if not isinstance(cause, UserError):  # into an error a user's function handled
             raise
         raise cause from None
 

@@ -12,6 +12,7 @@ atomically.
 """
 
 import glob
+import math
 import os
 import re
 import warnings
@@ -57,6 +58,7 @@ class CycleSnapshots(keras.callbacks.Callback):
         self.boundaries = [int(step) for step in boundaries]
         self.epoch = 0
         self._next = None  # the index of the next boundary to snapshot at
+        self._last_batch = -1
 
     def on_epoch_begin(self, epoch, logs=None):
         self.epoch = epoch
@@ -70,6 +72,7 @@ class CycleSnapshots(keras.callbacks.Callback):
 
     def on_train_batch_end(self, batch, logs=None):
         steps = self.params.get("steps")
+        self._last_batch = batch
         if self._next is None:  # the first batch (of a resumed run too): where it stands
             updates = self._updates()
             self._next = next((i for i, b in enumerate(self.boundaries) if b >= updates),
@@ -85,8 +88,13 @@ class CycleSnapshots(keras.callbacks.Callback):
 
     def on_epoch_end(self, epoch, logs=None):
         # The last epoch's end, before its backup (zoo.train runs the user's callbacks
-        # first): a kill after it resumes a run with nothing left to train.
-        if (self._next is not None and self._next < len(self.boundaries)
+        # first): a kill after it resumes a run with nothing left to train. Not where the
+        # epoch stopped early (TerminateOnNaN in mid-epoch) or its loss is not finite.
+        steps = self.params.get("steps")
+        whole = not steps or self._last_batch + 1 >= steps
+        loss = (logs or {}).get("loss")
+        if (self._next is not None and self._next < len(self.boundaries) and whole
+                and (loss is None or math.isfinite(loss))
                 and epoch + 1 == self.params.get("epochs")):
             for index in range(self._next, len(self.boundaries)):  # (skipped updates)
                 self._save(index)

@@ -596,14 +596,10 @@ def check_replaceable(path, overwrite=False, required=("saved_model.pb",)):
         raise UserError(f"Cannot export to {path}: it is a mount point, which the finished "
                         f"export cannot be moved onto. Export into a folder inside it "
                         f"({os.path.join(path, 'served')}).")
-    with contextlib.suppress(OSError):  # (replaced: the shell left in a deleted folder)
-        here = os.path.realpath(os.getcwd())
-        there = os.path.realpath(path)
-        if os.path.commonpath([here, there]) == there:
-            raise UserError(f"Cannot export to {path}: it "
-                            + ("is" if here == there else "holds") + " the working "
-                            "directory, which the export would replace. Give a folder "
-                            "inside it, or another.")
+    holds = _holds_working_directory(path)  # (replaced: the shell left in a deleted folder)
+    if holds is not None:
+        raise UserError(f"Cannot export to {path}: it {holds} the working directory, which "
+                        "the export would replace. Give a folder inside it, or another.")
     if not os.listdir(path):
         return
     if not _ours(path, required):
@@ -623,6 +619,23 @@ def check_replaceable(path, overwrite=False, required=("saved_model.pb",)):
     if not overwrite:
         raise UserError(f"{path} already holds an export; pass overwrite=True "
                         "(--overwrite) to replace it.")
+
+
+def _holds_working_directory(path):
+    """``"is"`` where ``path`` is the working directory, ``"holds"`` where it is one of its
+    parents, else None: by ``samefile`` up the working directory's parents (a case-blind
+    file system's ``Served`` is ``served``; a bind mount its source)."""
+    try:
+        node = os.getcwd()
+        while True:
+            if os.path.samefile(node, path):
+                return "is" if node == os.getcwd() else "holds"
+            parent = os.path.dirname(node)
+            if parent == node:
+                return None
+            node = parent
+    except OSError:  # (a working directory removed under the process)
+        return None
 
 
 def _exchange(a, b):

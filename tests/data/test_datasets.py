@@ -1114,6 +1114,9 @@ def test_a_check_inside_augment_is_the_users_error_not_autographs(image_folder):
         with pytest.raises(UserError, match=r"^A central 40x40 crop needs images of at least"):
             data.load("digits", split, preprocess=lambda image: data.preprocess.center_crop(
                 image, 40))
+    with pytest.raises(UserError, match=r"^A central 40x40 crop"):  # (wrapped twice)
+        data.load("digits", "test", preprocess=tf.function(
+            lambda image: data.preprocess.center_crop(image, 40)))
 
 
 def test_an_image_that_fails_to_decode_mid_epoch_is_one_line(tmp_path, capfd):

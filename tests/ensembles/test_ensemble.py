@@ -509,6 +509,27 @@ def test_cycle_snapshots_are_taken_when_the_loss_scale_skips_updates(tmp_path):
             np.testing.assert_array_equal(ours, expected)
 
 
+def test_cycle_snapshots_owed_at_the_end_are_not_taken_of_a_run_stopped_mid_epoch(tmp_path):
+    """The snapshots skipped updates leave owed are taken at the last epoch's end; a last
+    epoch stopped in mid-epoch (TerminateOnNaN on a NaN loss) saved them of those weights."""
+    class StopMidEpoch(keras.callbacks.Callback):
+        def on_train_batch_end(self, batch, logs=None):
+            if self.params["steps"] and batch == 1 and self._epoch == 1:
+                self.model.stop_training = True
+
+        def on_epoch_begin(self, epoch, logs=None):
+            self._epoch = epoch
+
+    schedule = ensembles.CyclicCosine(0.01, total_steps=8, cycles=2)
+    model = tiny_model()
+    model.compile(keras.optimizers.SGD(schedule), "sparse_categorical_crossentropy")
+    model.fit(tiny_data().repeat(), epochs=2, steps_per_epoch=4, verbose=0,
+              callbacks=[StopMidEpoch(),
+                         ensembles.CycleSnapshots(str(tmp_path), schedule.boundaries)])
+    assert [os.path.basename(p) for p in ensembles.snapshot_paths(str(tmp_path))] == [
+        "snapshot-1.weights.h5"]
+
+
 def test_from_snapshots_takes_numpy_counts_and_names_a_foreign_file(tmp_path):
     for k in (1, 2):
         tiny_model().save_weights(tmp_path / f"snapshot-{k}.weights.h5")

@@ -601,6 +601,31 @@ def test_download_fails_fast_on_a_silent_server_and_names_a_bad_origin(tmp_path,
                                                  r"copy: file:///path/to/r18-test.safetensors\)"
                                                  rf"; received {re.escape(repr(origin))}\.$"):
                 pretrained.download("resnet18.test", origin=origin)
+        cut = socket.socket()  # a server whose connection ends before its Content-Length
+        cut.bind(("127.0.0.1", 0))
+        cut.listen(1)
+
+        def answer():
+            connection, _ = cut.accept()
+            connection.recv(4096)
+            connection.sendall(b"HTTP/1.0 200 OK\r\nContent-Length: 100\r\n\r\n" + b"x" * 10)
+            connection.close()
+
+        import threading
+
+        threading.Thread(target=answer, daemon=True).start()
+        with pytest.raises(ValueError, match=r"\(the connection ended after 10 of 100 bytes\); "
+                                             r"nothing was added"):
+            pretrained.download("resnet18.test",
+                                origin=f"http://127.0.0.1:{cut.getsockname()[1]}/r")
+        cut.close()
+        pretrained.register_weights(_entry("resnet18.test", "r18-test.safetensors", b"x",
+                                           prefix=8).__class__(**{**_entry(
+            "resnet18.test", "r18-test.safetensors", b"x", prefix=8).__dict__,
+            "url": "s3://bucket/r18-test.safetensors"}))  # (its file put in the cache by hand)
+        with pytest.raises(ValueError, match=r"resnet18.test's url is no http\(s\)://, ftp:// "
+                                             r"or file:// address \('s3://bucket/"):
+            pretrained.download("resnet18.test")
         source = tmp_path / "other.safetensors"
         source.write_bytes(b"another file")
         with pytest.raises(ValueError, match=rf"^{re.escape(source.as_uri())} did not give "
@@ -623,8 +648,6 @@ def test_register_weights_refuses_entries_that_could_never_be_used():
             **_entry("resnet18.mine", "mine.safetensors", b"x").__dict__, **changes})
 
     for changes, message in (
-            (dict(url="s3://bucket/mine.safetensors"), r"`url` must be an http\(s\)://, "
-                                                       r"ftp:// or file:// address"),
             (dict(name="my_resnet18"), r"`name` must be 'MODEL.TAG' with MODEL its `model` "
                                        r"\(as 'resnet50.tv_in1k'\): resnet18.TAG; received "
                                        r"'my_resnet18'"),

@@ -24,6 +24,7 @@ publisher reports. Example:
 """
 
 import dataclasses
+import http.client
 import os
 import re
 import shutil
@@ -141,9 +142,6 @@ def _check_entry(entry):
         raise UserError(f"A WeightsEntry's `file_hash` must be hex digits, the published "
                         f"{entry.hash_algorithm} whole or its first 6 or more; received "
                         f"{entry.file_hash!r}.")
-    if not _is_address(entry.url):
-        raise UserError(f"A WeightsEntry's `url` must be an {_ADDRESSES} address (where the "
-                        f"file is published); received {entry.url!r}.")
     name = entry.file_name
     if (not isinstance(name, str) or name in ("", ".", "..") or os.path.basename(name) != name
             or "\\" in name or not _has_suffix(name, FORMATS[entry.format])):
@@ -346,7 +344,8 @@ def download(name, origin=None, cache=None, timeout=60):
     try:
         try:
             _fetch(source, fetched, timeout)
-        except (OSError, ValueError) as error:  # urllib's URLError and HTTPError are OSErrors
+        except (OSError, ValueError, http.client.HTTPException) as error:  # (URLError and
+            # HTTPError are OSErrors; IncompleteRead and BadStatusLine http.client's)
             reason = (f"no answer within {timeout:g} s" if isinstance(error, TimeoutError)
                       or "timed out" in str(error) else str(error))
             raise UserError(f"Could not fetch {entry.name} from {source} ({reason}); nothing "
@@ -379,6 +378,8 @@ def _fetch(url, path, timeout):
             out.write(chunk)
             done += len(chunk)
             bar.update(done)
+        if size and size.isdigit() and done < int(size):  # (a connection closed early)
+            raise OSError(f"the connection ended after {done:,} of {int(size):,} bytes")
 
 
 def file_format(path):
