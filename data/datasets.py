@@ -846,9 +846,10 @@ def load(
 
 
 def _warn_untrained_classes(root, scans):
-    """A warning naming the classes that hold images in a split but none in ``train/``: each
-    is an output the model never learns (a ``docs/assets/`` of pictures, beside the splits,
-    added a class "assets" and shifted nothing else, silently)."""
+    """Warnings naming the class folders that hold no image in any split, and the classes
+    that hold images in a split but none in ``train/``: each is an output the model never
+    learns (a ``docs/assets/`` of pictures, beside the splits, added a class "assets" and
+    shifted nothing else, silently)."""
     names = next(iter(scans.values()))[2]
     held = {label for _, labels, _ in scans.values() for label in labels}
     empty = [name for label, name in enumerate(names) if label not in held and any(

@@ -17,6 +17,7 @@ checkpoints are the student alone, exact resume after a crash, and ReduceLROnPla
 
 import dataclasses
 import hashlib
+import warnings
 
 import keras
 import numpy as np
@@ -32,17 +33,24 @@ def _tempered_log_probabilities(probabilities, temperature):
     return keras.ops.log_softmax(logs / temperature, axis=-1)
 
 
-def soft_target_loss(teacher_probabilities, student_logits, temperature):
-    """Per example, ``T^2 * KL(softmax(log p_teacher / T) || softmax(z / T))``."""
-    teacher = _tempered_log_probabilities(
-        keras.ops.cast(teacher_probabilities, "float32"), temperature)
+def soft_target_loss(teacher_probabilities, student_logits, temperature,
+                     teacher_logits=False):
+    """Per example, ``T^2 * KL(softmax(log p_teacher / T) || softmax(z / T))``; with
+    ``teacher_logits``, the teacher's logits ``v`` are given, ``softmax(v / T)`` as Hinton
+    et al. write it (its probabilities' logs floored at 1e-30 flattened gaps above 69)."""
+    teacher = keras.ops.cast(teacher_probabilities, "float32")
+    teacher = (keras.ops.log_softmax(teacher / temperature, axis=-1) if teacher_logits
+               else _tempered_log_probabilities(teacher, temperature))
     student = keras.ops.log_softmax(keras.ops.cast(student_logits, "float32") / temperature,
                                     axis=-1)
     kl = keras.ops.sum(keras.ops.exp(teacher) * (teacher - student), axis=-1)
     return temperature ** 2 * kl
 
 
-MAX_TEMPERATURE = 1e4  # Hinton et al. softened by 1 to 20; 1e300's T**2 overflowed
+# Hinton et al. softened by 1 to 20. In float32 the soft loss loses precision as T grows
+# (its KL shrinks as 1/T^2 while T^2 scales it back): 4e-5 relative at T=100, 3e-3 at
+# 1,000, half the value at 10,000.
+MAX_TEMPERATURE = 100
 
 
 def _check_softening(temperature):
@@ -134,16 +142,17 @@ class _SoftTargets(keras.layers.Layer):
     ``alpha`` times the soft-target loss to the model's losses, and passes the student's
     logits through."""
 
-    def __init__(self, teacher, temperature, alpha, **kwargs):
+    def __init__(self, teacher, temperature, alpha, teacher_logits=False, **kwargs):
         super().__init__(**kwargs)
         self.teacher = teacher
         self.temperature, self.alpha = temperature, alpha
+        self.teacher_logits = teacher_logits
 
     def call(self, inputs):  # no `training`: the model's never reaches the teacher
         logits, images = inputs
         teacher = self.teacher(images, training=False)
         self.add_loss(self.alpha * keras.ops.mean(
-            soft_target_loss(teacher, logits, self.temperature)))
+            soft_target_loss(teacher, logits, self.temperature, self.teacher_logits)))
         return logits
 
     def compute_output_shape(self, input_shape):
@@ -261,22 +270,19 @@ def distillation_model(teacher, student, temperature=4.0, alpha=0.9):
         raise UserError(f"The student {student.name!r} shares {len(shared)} weights with the "
                         "teacher: freezing the teacher would freeze them. Build a new "
                         "student.")
-    probabilities = teacher.outputs[0]
-    if not _softmax_output(teacher):  # logits: its probabilities are their softmax
-        # (in float32 under mixed precision too: float16 held no tail below 6e-8, which
-        # the temperature's softening is there to show the student)
-        probabilities = keras.layers.Softmax(name="probabilities", dtype="float32")(
-            probabilities)
+    scores = teacher.outputs[0]
+    # Logits go to the soft loss as they are (softmax(v / T)); probabilities as their logs.
+    teacher_logits = not _softmax_output(teacher)
     # A new model on the teacher's layers, never compiled: a compiled teacher's own loss and
     # metrics would join the distillation model's, and overwrite its logs (or, not built
     # yet, fail its first epoch).
-    teacher = keras.Model(teacher.inputs, probabilities, name=teacher.name)
+    teacher = keras.Model(teacher.inputs, scores, name=teacher.name)
     student_inputs = student.inputs[0]
     logits = keras.Model(student_inputs, logits_of(student), name=f"{student.name}_logits")
     teacher.trainable = False  # no gradient, no optimizer slots, no weight decay
     images = keras.Input(student.input_shape[1:], dtype=student_inputs.dtype, name="images")
-    outputs = _SoftTargets(teacher, temperature, alpha, name="soft_targets")(
-        [logits(images), images])
+    outputs = _SoftTargets(teacher, temperature, alpha, teacher_logits,
+                           name="soft_targets")([logits(images), images])
     return keras.Model(images, outputs, name=f"{student.name}_distillation")
 
 
@@ -338,6 +344,13 @@ def distill(teacher, student, train_data, val_data=None, *, temperature=4.0, alp
     names = class_names(teacher)
     if names is not None and class_names(student) is None:
         set_class_names(student, names)
+    elif names is not None and list(class_names(student)) != list(names):
+        raise UserError(f"The student {student.name!r} names its classes differently from the "
+                        f"teacher {teacher.name!r} ({list(class_names(student))[:4]}... "
+                        f"against {list(names)[:4]}...): the teacher's class k would teach "
+                        "the student's class k. Build the student with the teacher's "
+                        "class order (zoo.set_class_names), or none.")
+    _warn_if_hidden_softmax(teacher, train_data)
     trainable = [(layer, layer.trainable) for layer in _all_layers(teacher)]
     try:
         model = distillation_model(teacher, student, temperature, alpha)
@@ -354,6 +367,26 @@ def distill(teacher, student, train_data, val_data=None, *, temperature=4.0, alp
         for layer, flag in trainable:  # the caller's teacher as it was
             layer.trainable = flag
     return dataclasses.replace(result, model=student)
+
+
+def _warn_if_hidden_softmax(teacher, train_data):
+    """A warning where the teacher's graph shows no softmax but its outputs on the first
+    batch are probabilities (a TFSMLayer of an export, a Lambda): read as logits, they are
+    softmaxed again, and the soft targets flattened."""
+    from ensembles.ensemble import _softmax_output
+    from safeio.outputs import look_like_probabilities
+
+    if _softmax_output(teacher) or not hasattr(train_data, "take"):  # (tf.data: one batch)
+        return
+    for batch in train_data.take(1):
+        images = batch[0] if isinstance(batch, (tuple, list)) else batch
+        if look_like_probabilities(keras.ops.convert_to_numpy(teacher(images, training=False))):
+            warnings.warn(
+                f"The teacher {teacher.name!r}'s outputs look like probabilities (rows in [0, "
+                "1] summing to 1), but its graph ends in no softmax that can be seen, so they "
+                "are read as logits and their softmax is taken again: the soft targets are "
+                "flattened. End it with keras.layers.Softmax (or distill from the .keras "
+                "model an export was made of).", stacklevel=3)
 
 
 def _all_layers(model):

@@ -79,9 +79,11 @@ def test_the_training_model_computes_the_distillation_loss_through_keras(tmp_pat
 def test_a_temperature_whose_square_overflows_is_one_line():
     """zoo distill --temperature 1e300: T**2's OverflowError, an internal error, after the
     run's config was written."""
-    with pytest.raises(ValueError, match=r"A distillation temperature must be at most 10000 "
-                                         r"\(Hinton et al. used 1 to 20; .*received 1e\+300"):
-        ensembles.distillation_model(tiny_model(8, 4), tiny_model(8, 4), temperature=1e300)
+    for too_hot in (1e300, 1e4):  # (1e4: float32's soft loss was half its value)
+        with pytest.raises(ValueError, match=r"A distillation temperature must be at most 100 "
+                                             r"\(Hinton et al. used 1 to 20; .*received "):
+            ensembles.distillation_model(tiny_model(8, 4), tiny_model(8, 4),
+                                         temperature=too_hot)
 
 
 def test_a_teacher_that_outputs_logits_teaches_its_softmax():
@@ -117,11 +119,36 @@ def test_a_logits_teacher_built_under_mixed_precision_teaches_float32_probabilit
         model = ensembles.distillation_model(teacher, tiny_model(8, 4), temperature=4.0)
     finally:
         keras.config.set_dtype_policy(previous)
-    soft = model.get_layer("soft_targets").teacher  # the frozen teacher, as it teaches
-    probabilities = keras.ops.convert_to_numpy(soft(np.zeros((1, 8, 8, 3), "float32")))
-    assert probabilities.dtype == np.float32
-    expected = np.exp([0.0, -18.0, -20.0, -22.0]) / np.exp([0.0, -18.0, -20.0, -22.0]).sum()
-    np.testing.assert_allclose(probabilities[0], expected, rtol=1e-3)  # (float16: 0, 0, 0)
+    layer = model.get_layer("soft_targets")  # the frozen teacher, as it teaches: its logits
+    assert layer.teacher_logits
+    logits = layer.teacher(np.zeros((1, 8, 8, 3), "float32"))
+    soft = keras.ops.convert_to_numpy(ensembles.distillation.soft_target_loss(
+        logits, np.zeros((1, 4), "float32"), 4.0, teacher_logits=True))
+    q = np.exp(np.array([0.0, -18.0, -20.0, -22.0]) / 4)
+    q /= q.sum()
+    expected = 16 * np.sum(q * np.log(q / 0.25))  # against a uniform student, in float64
+    np.testing.assert_allclose(soft[0], expected, rtol=1e-3)  # (float16 softmax: 0, 0, 0)
+
+
+def test_a_logits_teachers_wide_gaps_soften_as_hintons_formula():
+    """A teacher's logits went through a float32 softmax and the logs of its probabilities,
+    floored at 1e-30: gaps above 69 collapsed ([0, -80, -100, -120] at T=20 taught
+    [0.913, 0.029, 0.029, 0.029], not softmax(v / T) = [0.973, 0.018, 0.0066, 0.0024])."""
+    inputs = keras.Input((8, 8, 3))
+    pooled = keras.layers.GlobalAveragePooling2D()(inputs)
+    teacher = keras.Model(inputs, keras.layers.Dense(
+        4, kernel_initializer="zeros", bias_initializer=keras.initializers.Constant(
+            [0.0, -80.0, -100.0, -120.0]))(pooled), name="logits_teacher")
+    student = tiny_model(8, 4)
+    model = ensembles.distillation_model(teacher, student, temperature=20.0, alpha=1.0)
+    model.compile(loss=HardTargetLoss(1.0))
+    x = np.zeros((2, 8, 8, 3), "float32")
+    z = np.log(student.predict(x, verbose=0)).astype("float64")[0]
+    v = np.array([0.0, -80.0, -100.0, -120.0])
+    q, p = np.exp(v / 20) / np.exp(v / 20).sum(), np.exp(z / 20) / np.exp(z / 20).sum()
+    expected = 400 * np.sum(q * np.log(q / p))  # Hinton et al.'s T^2 KL, in float64
+    assert model.evaluate(x, np.zeros(2, "int32"), verbose=0) == pytest.approx(expected,
+                                                                             rel=1e-4)
 
 
 def _synthetic(seed=0, n=96):
@@ -314,3 +341,24 @@ def test_the_loss_refuses_teacher_logits_given_as_probabilities():
     with pytest.raises(ValueError, match="teacher probabilities"):
         ensembles.distillation_loss(LABELS[:1], LOGITS[:1], np.array([[3.0, 1.0, -2.0, 0.0]],
                                                                      "float32"))
+
+
+def test_a_teacher_of_other_class_order_is_refused_and_a_hidden_softmax_is_said():
+    """A student naming its classes in another order trained silently (the teacher's class
+    0 taught the student's '9'); a teacher whose softmax the graph hides (an export's
+    TFSMLayer, a Lambda) had its probabilities softmaxed again without a word."""
+    teacher, student = tiny_model(8, 4), tiny_model(8, 4)
+    zoo.set_class_names(teacher, ["a", "b", "c", "d"])
+    zoo.set_class_names(student, ["d", "c", "b", "a"])
+    with pytest.raises(ValueError, match=r"The student 'tiny' names its classes differently "
+                                         r"from the teacher 'tiny' \(\['d', 'c', 'b', 'a'\]\.\.\. "
+                                         r"against \['a', 'b', 'c', 'd'\]\.\.\.\)"):
+        ensembles.distill(teacher, student, _synthetic(), epochs=1, verbose=0)
+    inputs = keras.Input((8, 8, 3))
+    pooled = keras.layers.GlobalAveragePooling2D()(inputs)
+    hidden = keras.Model(inputs, keras.layers.Lambda(keras.ops.softmax)(
+        keras.layers.Dense(4)(pooled)), name="hidden")
+    with pytest.warns(UserWarning, match=r"The teacher 'hidden''s outputs look like "
+                                         r"probabilities .* softmax is taken again: the soft "
+                                         r"targets are flattened"):
+        ensembles.distill(hidden, tiny_model(8, 4), _synthetic(), epochs=1, verbose=0)

@@ -660,10 +660,10 @@ def _check_momentum(args):
 def _cmd_distill(args):
     import data
     import ensembles
-    from ensembles.distillation import check_alpha, check_temperature
+    from ensembles.distillation import _check_softening, check_alpha
 
     check_alpha(args.alpha)  # before any work
-    check_temperature(args.temperature)
+    _check_softening(args.temperature)  # (at most MAX_TEMPERATURE: before any work)
     (teacher,) = _load_models([args.teacher])
     view = zoo.resize_mode(teacher)
     if args.augment is None:  # the student learns on the teacher's view of the images
