@@ -227,6 +227,10 @@ def evaluate(source, dataset, tta=None, predictions=None, calibrate_on=None):
                                    predict_members(source, dataset, tta))
     table = _scores_table(source, names, member_probs, labels)
     table.attrs["tta"] = tta
+    if calibrate_on is not None and calibrate_on is dataset:
+        warnings.warn("calibrate_on is the dataset evaluated: the calibrated scores are "
+                      "fitted on the examples they score (optimistic). Fit on a held-out "
+                      "split (validation).", stacklevel=2)
     if calibrate_on is not None:
         held_out = (_checked(source, calibrate_on) if isinstance(calibrate_on, tuple) else
                     predict_members(source, calibrate_on))

@@ -201,6 +201,10 @@ def test_the_export_serves_and_describes_the_calibrated_probabilities(splits, tm
 def test_calibration_refuses_what_it_cannot_do(splits):
     validation, _ = splits
     model = _logit_model(1.0, "m")
+    with pytest.warns(UserWarning, match=r"calibrate_on is the dataset evaluated: the "
+                                         r"calibrated scores are fitted on the examples they "
+                                         r"score"):  # (it said nothing)
+        ensembles.evaluate(model, validation, calibrate_on=validation)
     with pytest.raises(ValueError, match="per_member=True calibrates an ensemble's members; "
                                          "'m' is not an ensemble"):
         ensembles.calibrate(model, validation, per_member=True)
@@ -304,9 +308,15 @@ def test_zoo_evaluate_and_zoo_ensemble_calibrate_from_the_shell(tmp_path, capsys
     assert cli.main(["ensemble", *paths, "--per-member", "--output", out_path]) == 2
     assert "--per-member fits one temperature per member: give --calibrate-on" in (
         capsys.readouterr().err)
-    assert cli.main(["evaluate", paths[0], "--split", "validation", "--calibrate-on",
-                     "validation"]) == 2
-    assert "--calibrate-on validation is the split evaluated" in capsys.readouterr().err
+    for calibrate_on in ("validation", "validation[:50%]", "train+validation", "all"):
+        assert cli.main(["evaluate", paths[0], "--split", "validation", "--calibrate-on",
+                         calibrate_on]) == 2  # (each reads the images scored)
+        assert (f"--calibrate-on {calibrate_on} reads the split evaluated (validation of "
+                "--split validation)") in capsys.readouterr().err
+    assert cli.main(["ensemble", *paths, "--calibrate-on", "test", "--output",
+                     out_path]) == 0
+    assert "Note: --calibrate-on test fits to the test split: a score of the saved model" in (
+        capsys.readouterr().out)
 
 
 def test_the_fit_and_the_nll_refuse_what_has_no_answer(splits):

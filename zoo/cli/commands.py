@@ -917,14 +917,26 @@ def _load_split(args, split, models, multi_crop=False):
                      on_bad_image=_bad_image_policy(args), **sizing)
 
 
+def _split_names(spec):
+    """The splits a TFDS-style ``spec`` reads (``"validation+test[:50%]"``: validation and
+    test; ``"all"``: every split)."""
+    names = {part.split("[")[0].strip() for part in str(spec).split("+")}
+    return {"train", "validation", "test", "all"} | names if "all" in names else names
+
+
 def _note_training_split(flag, split):
     """A note where ``split`` reads the training split, which the models have learnt: its
     temperatures and weights are fitted to predictions over-confident there, not to new
-    images."""
-    if any(part.split("[")[0].strip() == "train" for part in str(split).split("+")):
+    images; and where it reads the test split, on which a score of the fitted model is then
+    optimistic."""
+    if "train" in _split_names(split):
         print(f"Note: {flag} {split} fits to the training split, on which the models are "
               "more confident than on new images; a held-out split (validation) fits them "
               "for those.", flush=True)
+    if "test" in _split_names(split):
+        print(f"Note: {flag} {split} fits to the test split: a score of the saved model on "
+              "test is then optimistic (fitted there); a held-out split (validation) leaves "
+              "test for the score.", flush=True)
 
 
 def _check_calibration_flags(args):
@@ -1084,10 +1096,12 @@ def _cmd_evaluate(args):
                             f"has {', '.join(sorted(splits))}); name one with --split.")
         if split in splits:
             print(f"Evaluating on the {split} split ({splits[split]:,} examples)", flush=True)
-    if args.calibrate_on == split:
-        raise UserError(f"--calibrate-on {args.calibrate_on} is the split evaluated: fit "
-                        "the temperatures on another (e.g. validation) or name one with "
-                        "--split.")
+    shared = _split_names(args.calibrate_on) & _split_names(split) if args.calibrate_on \
+        else set()
+    if shared:  # (test[:50%] and validation+test hold test's images too)
+        raise UserError(f"--calibrate-on {args.calibrate_on} reads the split evaluated "
+                        f"({', '.join(sorted(shared))} of --split {split}): fit the "
+                        "temperatures on another (e.g. validation) or name one with --split.")
     models = _load_models(args.models)
     for model in models:  # (the crops below are squares of its size)
         check_takes_images(model, f"{args.dataset}'s pipeline")

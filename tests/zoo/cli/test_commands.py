@@ -1431,7 +1431,8 @@ def test_evaluate_picks_the_held_out_split_and_skips_bad_images_when_asked(tmp_p
     (["--split", "tset"], "Unknown split 'tset' of 'digits'; available: 'train' (1,257 "),
     (["--calibrate-on", "valdation"], "Unknown split 'valdation' of 'digits'"),
     (["--split", "validation", "--calibrate-on", "validation"],
-     "--calibrate-on validation is the split evaluated"),
+     "--calibrate-on validation reads the split evaluated (validation of --split "
+     "validation)"),
 ])
 def test_evaluate_checks_its_splits_before_reading_the_models(flags, message, tmp_path,
                                                               capsys):
