@@ -121,7 +121,8 @@ def initial_loss(model, dataset, batches=1, tolerance=1.0):
     elif loss > expected:
         verdict = (f"loss {loss:.3f} is far above ln({classes}) = {expected:.3f}: the "
                    "initial logits are too large (mis-scaled output layer or "
-                   "initialisation)")
+                   "initialisation; in a ResNet its residual sums grow them, and "
+                   "zero_init_residual=True starts each block as the identity)")
     else:
         verdict = (f"loss {loss:.3f} is far below ln({classes}) = {expected:.3f}: the model "
                    "is not untrained, or the labels leak into the inputs")

@@ -169,7 +169,12 @@ def _narrowed(space, best):
 
 def _trials_table(tuner, stage):
     rows = []
-    for trial in tuner.oracle.trials.values():
+    # In the trials' order, whatever order the oracle reloads them in on a resume (the same
+    # search.csv, and the same pick among equal scores, every run).
+    trials = sorted(tuner.oracle.trials.values(), key=lambda trial: (
+        int(trial.trial_id) if str(trial.trial_id).isdigit() else float("inf"),
+        str(trial.trial_id)))
+    for trial in trials:
         if trial.score is None:
             continue
         metrics = trial.metrics

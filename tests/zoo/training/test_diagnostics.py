@@ -296,11 +296,30 @@ def _tiny_builder(dropout=0.0, width=8):
 
 
 def test_a_tiny_search_runs_coarse_then_fine(tmp_path):
-    result = zoo.search(_tiny_builder, tiny_data(n=32), tiny_data(n=32, seed=1), trials=2,
-                        fine_trials=2, epochs=1, learning_rate=(1e-3, 1.0),
-                        weight_decay=(1e-6, 1e-3), dropout=(0.0, 0.5), width=[4, 8], top=1,
-                        run_dir=str(tmp_path))
+    def run():
+        return zoo.search(_tiny_builder, tiny_data(n=32), tiny_data(n=32, seed=1), trials=2,
+                          fine_trials=2, epochs=1, learning_rate=(1e-3, 1.0),
+                          weight_decay=(1e-6, 1e-3), dropout=(0.0, 0.5), width=[4, 8], top=1,
+                          run_dir=str(tmp_path))
+
+    result = run()
     table = result.table
+    # Run again, its trials done: the same table, in the trials' order (a resume listed the
+    # oracle's reloaded trials in another order).
+    pd.testing.assert_frame_equal(run().table, table)
+    # The oracle may reload them in any order (it did, resumed): the rows keep the trials'.
+    from types import SimpleNamespace
+
+    from zoo.training.search import _trials_table
+
+    def trial(trial_id):
+        return SimpleNamespace(trial_id=trial_id, score=0.5, hyperparameters=SimpleNamespace(
+            values={"learning_rate": 0.1}), metrics=SimpleNamespace(
+            exists=lambda name: False))
+
+    reloaded = SimpleNamespace(oracle=SimpleNamespace(trials={
+        k: trial(k) for k in ("10", "02", "00", "01")}))
+    assert list(_trials_table(reloaded, "coarse")["trial"]) == ["00", "01", "02", "10"]
     assert list(table["stage"]) == ["coarse", "coarse", "fine", "fine"]
     assert table["learning_rate"].between(1e-3, 1.0).all()
     assert table["weight_decay"].between(1e-6, 1e-3).all()
