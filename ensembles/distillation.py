@@ -81,6 +81,15 @@ def distillation_loss(labels, student_logits, teacher_probabilities, temperature
     temperature = _check_softening(temperature)
     if isinstance(teacher_probabilities, (np.ndarray, list, tuple)):  # (a user's, eager)
         check_probabilities(teacher_probabilities, what="teacher probabilities")  # no logits
+        teacher_shape, student_shape = np.shape(teacher_probabilities), np.shape(student_logits)
+        if teacher_shape != student_shape:  # (TensorFlow's "Incompatible shapes")
+            raise UserError(f"The teacher's probabilities are shaped {teacher_shape} and the "
+                            f"student's logits {student_shape}: one row of the same classes "
+                            "each.")
+        found = np.asarray(labels).reshape(-1)
+        if found.size and not ((found >= 0) & (found < student_shape[-1])).all():
+            raise UserError(f"The labels must be class indices in [0, {student_shape[-1]}); "
+                            f"received labels from {found.min()} to {found.max()}.")
     hard = keras.ops.sparse_categorical_crossentropy(
         labels, keras.ops.cast(student_logits, "float32"), from_logits=True)
     soft = soft_target_loss(teacher_probabilities, student_logits, temperature)

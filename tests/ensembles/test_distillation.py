@@ -362,3 +362,15 @@ def test_a_teacher_of_other_class_order_is_refused_and_a_hidden_softmax_is_said(
                                          r"probabilities .* softmax is taken again: the soft "
                                          r"targets are flattened"):
         ensembles.distill(hidden, tiny_model(8, 4), _synthetic(), epochs=1, verbose=0)
+
+
+def test_the_public_loss_says_what_it_takes():
+    """distillation_loss of a 3-class teacher and a 4-class student was TensorFlow's
+    'Incompatible shapes: [3,3] vs. [3,4]'; a label of 7, Keras' 'outside the valid range'."""
+    with pytest.raises(ValueError, match=r"The teacher's probabilities are shaped \(3, 3\) "
+                                         r"and the student's logits \(3, 4\)"):
+        ensembles.distillation_loss(LABELS, LOGITS, TEACHER[:, :3] / TEACHER[:, :3].sum(
+            1, keepdims=True))
+    with pytest.raises(ValueError, match=r"The labels must be class indices in \[0, 4\); "
+                                         r"received labels from 0 to 7"):
+        ensembles.distillation_loss(np.array([0, 1, 7]), LOGITS, TEACHER)
