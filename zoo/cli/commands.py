@@ -803,7 +803,15 @@ def _cmd_search(args):
                  dropout=tuple(args.dropout) if args.dropout else None, width=args.width,
                  optimizer=args.optimizer)
     fixed = _model_args(args.model_arg)
-    both = searched_and_fixed(search_space(**space), fixed)  # (its ranges, before any work)
+    try:  # (its ranges, before any work; named as the flags the user typed)
+        both = searched_and_fixed(search_space(**space), fixed)
+    except UserError as err:
+        message = str(err)
+        for name, flag in (("learning_rate", "--lr"), ("weight_decay", "--weight-decay"),
+                           ("dropout", "--dropout"), ("width", "--width"),
+                           ("optimizer", "--optimizer")):
+            message = message.replace(f"`{name}`", flag)
+        raise UserError(message) from None
     if both:  # (the searched values silently replaced the fixed one)
         raise UserError("; ".join(f"--{name} with --model-arg {name}={fixed[name]!r}"
                                   for name in both)

@@ -168,10 +168,10 @@ def test_the_commands_choices_are_the_librarys():
      "--model-arg name must start with a letter"),
     # NaN bounds passed the range check, after the statistics pass wrote them down.
     (["search", "--model", "resnet20", "--lr", "nan", "1"],
-     "`learning_rate` must be a (low, high) pair of finite numbers with low < high; "
+     "--lr must be a (low, high) pair of finite numbers with low < high; "
      "received"),
     (["search", "--model", "resnet20", "--weight-decay", "1e-6", "inf"],
-     "`weight_decay` must be a (low, high) pair of finite numbers"),
+     "--weight-decay must be a (low, high) pair of finite numbers"),
     # A momentum for an optimizer that has none was dropped without a word.
     (["train", "--model", "alexnet", "--optimizer", "adam", "--momentum", "0.5"],
      "zoo train: error: --momentum is SGD's, Nesterov's and RMSprop's; --optimizer adam has "
@@ -196,7 +196,7 @@ def test_typos_are_one_line_with_the_closest_name_before_any_data_is_read(argv, 
     (["train", "--augment", "crop+flop"], "Unknown augmentation 'flop' in 'crop+flop'"),
     (["train", "--dataset", "digitz"], "Unknown dataset 'digitz' (did you mean 'digits'?): it "
                                          "is not 'digits'"),
-    (["search", "--lr", "1", "0.1"], "`learning_rate` must be a (low, high) pair of finite "
+    (["search", "--lr", "1", "0.1"], "--lr must be a (low, high) pair of finite "
                                      "numbers with low < high"),
     (["distill", "{teacher}", "--alpha", "1.5"], "`alpha`, the soft targets' weight, must lie"),
 ])
@@ -1115,7 +1115,7 @@ def test_ensemble_evaluate_and_export_commands(tmp_path, capsys):
     (["ensemble", "a.keras", "--output", "x.h5"], "--output must end in .keras"),
     (["export", "model.txt", "out"], "Expected a saved .keras model file; received 'model.txt'"),
     (["search", "--model", "resnet18", "--lr", "0", "1", "--image-size", "8"],
-     "`learning_rate` is searched on a log scale"),
+     "--lr is searched on a log scale"),
 ])
 def test_model_file_commands_user_errors_are_one_line(argv, message, capsys, tmp_path):
     if argv[0] == "search":
@@ -1133,6 +1133,14 @@ def test_search_counts_are_one_line_before_the_statistics_pass(tmp_path, capsys)
         cli.main(["search", *SMALL_VGG, "--fine-trials", "-1", "--run-dir", str(run_dir)])
     assert exit.value.code == 2
     assert "--fine-trials must be at least 0; received -1" in capsys.readouterr().err
+    assert not run_dir.exists()
+    # The ranges' mistakes name the flags typed (they named learning_rate, weight_decay).
+    for flags, said in ((["--lr", "0.1", "0.01"], "--lr must be a (low, high) pair"),
+                        (["--weight-decay", "0", "0.1"], "--weight-decay is searched on a "
+                                                         "log scale")):
+        assert cli.main(["search", *SMALL_VGG, *flags, "--run-dir", str(run_dir)]) == 2
+        err = capsys.readouterr().err.strip().splitlines()
+        assert len(err) == 1 and said in err[0], err
     assert not run_dir.exists()
 
 
