@@ -381,11 +381,13 @@ def distill(teacher, student, train_data, val_data=None, *, temperature=4.0, alp
 def _warn_if_hidden_softmax(teacher, train_data):
     """A warning where the teacher's graph shows no softmax but its outputs on the first
     batch are probabilities (a TFSMLayer of an export, a Lambda): read as logits, they are
-    softmaxed again, and the soft targets flattened."""
+    softmaxed again, and the soft targets flattened. Read from ``data.load``'s datasets
+    alone, whose epochs zoo.train sets (a batch taken from another would shift its shuffle
+    or its augmentation by one pass)."""
     from ensembles.ensemble import _softmax_output
     from safeio.outputs import look_like_probabilities
 
-    if _softmax_output(teacher) or not hasattr(train_data, "take"):  # (tf.data: one batch)
+    if _softmax_output(teacher) or getattr(train_data, "_zoo_epoch", None) is None:
         return
     for batch in train_data.take(1):
         images = batch[0] if isinstance(batch, (tuple, list)) else batch

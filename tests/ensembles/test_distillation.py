@@ -354,14 +354,17 @@ def test_a_teacher_of_other_class_order_is_refused_and_a_hidden_softmax_is_said(
                                          r"from the teacher 'tiny' \(\['d', 'c', 'b', 'a'\]\.\.\. "
                                          r"against \['a', 'b', 'c', 'd'\]\.\.\.\)"):
         ensembles.distill(teacher, student, _synthetic(), epochs=1, verbose=0)
+    import data
+
     inputs = keras.Input((8, 8, 3))
     pooled = keras.layers.GlobalAveragePooling2D()(inputs)
     hidden = keras.Model(inputs, keras.layers.Lambda(keras.ops.softmax)(
-        keras.layers.Dense(4)(pooled)), name="hidden")
+        keras.layers.Dense(10)(pooled)), name="hidden")
+    digits = data.load("digits", "train[:64]", image_size=8, batch_size=32)
     with pytest.warns(UserWarning, match=r"The teacher 'hidden''s outputs look like "
                                          r"probabilities .* softmax is taken again: the soft "
                                          r"targets are flattened"):
-        ensembles.distill(hidden, tiny_model(8, 4), _synthetic(), epochs=1, verbose=0)
+        ensembles.distill(hidden, tiny_model(8, 10), digits, epochs=1, verbose=0)
 
 
 def test_the_public_loss_says_what_it_takes():

@@ -926,10 +926,15 @@ def _load_split(args, split, models, multi_crop=False):
 
 
 def _split_names(spec):
-    """The splits a TFDS-style ``spec`` reads (``"validation+test[:50%]"``: validation and
-    test; ``"all"``: every split)."""
-    names = {part.split("[")[0].strip() for part in str(spec).split("+")}
-    return {"train", "validation", "test", "all"} | names if "all" in names else names
+    """The split names a TFDS-style ``spec`` reads (``"validation+test[:50%]"``:
+    validation and test; ``"all"`` stands for every split)."""
+    return {part.split("[")[0].strip() for part in str(spec).split("+")}
+
+
+def _shared_splits(one, other):
+    """The splits both specs read (every one of the other's where one reads ``all``)."""
+    one, other = _split_names(one), _split_names(other)
+    return other if "all" in one else one if "all" in other else one & other
 
 
 def _note_training_split(flag, split):
@@ -937,11 +942,11 @@ def _note_training_split(flag, split):
     temperatures and weights are fitted to predictions over-confident there, not to new
     images; and where it reads the test split, on which a score of the fitted model is then
     optimistic."""
-    if "train" in _split_names(split):
+    if _shared_splits(split, "train"):
         print(f"Note: {flag} {split} fits to the training split, on which the models are "
               "more confident than on new images; a held-out split (validation) fits them "
               "for those.", flush=True)
-    if "test" in _split_names(split):
+    if _shared_splits(split, "test"):
         print(f"Note: {flag} {split} fits to the test split: a score of the saved model on "
               "test is then optimistic (fitted there); a held-out split (validation) leaves "
               "test for the score.", flush=True)
@@ -1104,8 +1109,7 @@ def _cmd_evaluate(args):
                             f"has {', '.join(sorted(splits))}); name one with --split.")
         if split in splits:
             print(f"Evaluating on the {split} split ({splits[split]:,} examples)", flush=True)
-    shared = _split_names(args.calibrate_on) & _split_names(split) if args.calibrate_on \
-        else set()
+    shared = _shared_splits(args.calibrate_on, split) if args.calibrate_on else set()
     if shared:  # (test[:50%] and validation+test hold test's images too)
         raise UserError(f"--calibrate-on {args.calibrate_on} reads the split evaluated "
                         f"({', '.join(sorted(shared))} of --split {split}): fit the "
