@@ -1,7 +1,5 @@
 """Test-time augmentation: the paper's ten crops and their averaged predictions."""
 
-import warnings
-
 import numpy as np
 import tensorflow as tf
 
@@ -169,16 +167,9 @@ def predict_crops(model, images, tta="10crop", size=None, batch_size=32):
         n, k = views.shape[0], views.shape[1]
         flat = tf.reshape(views, (-1,) + tuple(views.shape[2:]))
         probs = np.asarray(model.predict(flat, batch_size=batch_size, verbose=0))
-        if not warned and outputs_lib.look_like_probabilities(probs):
-            warned = True
-            warnings.warn(
-                f"{model.name}'s outputs look like probabilities (rows in [0, 1] summing to "
-                "1), but its graph ends in no softmax that can be seen, so they are read as "
-                "logits and their softmax is averaged. End the model with "
-                "keras.layers.Softmax or activation='softmax'.", stacklevel=2)
-        if logits:  # (in float32 at least, as evaluation: float16's softmax underflows)
-            probs = tf.nn.softmax(probs.astype(np.promote_types(probs.dtype, "float32")))
-        probs = np.asarray(probs).reshape(n, k, -1)
+        warned = warned or outputs_lib.warn_if_hidden_softmax(
+            probs, f"{model.name}'s", "their softmax is averaged")
+        probs = (outputs_lib.softmax(probs) if logits else probs).reshape(n, k, -1)
         means.append(probs.mean(axis=1))
         variances.append(probs.var(axis=1))
     if not means:

@@ -17,7 +17,6 @@ checkpoints are the student alone, exact resume after a crash, and ReduceLROnPla
 
 import dataclasses
 import hashlib
-import warnings
 
 import keras
 import numpy as np
@@ -385,19 +384,17 @@ def _warn_if_hidden_softmax(teacher, train_data):
     alone, whose epochs zoo.train sets (a batch taken from another would shift its shuffle
     or its augmentation by one pass)."""
     from ensembles.ensemble import _softmax_output
-    from safeio.outputs import look_like_probabilities
+    from safeio.outputs import warn_if_hidden_softmax
 
     if _softmax_output(teacher) or getattr(train_data, "_zoo_epoch", None) is None:
         return
     for batch in train_data.take(1):
         images = batch[0] if isinstance(batch, (tuple, list)) else batch
-        if look_like_probabilities(keras.ops.convert_to_numpy(teacher(images, training=False))):
-            warnings.warn(
-                f"The teacher {teacher.name!r}'s outputs look like probabilities (rows in [0, "
-                "1] summing to 1), but its graph ends in no softmax that can be seen, so they "
-                "are read as logits and their softmax is taken again: the soft targets are "
-                "flattened. End it with keras.layers.Softmax (or distill from the .keras "
-                "model an export was made of).", stacklevel=3)
+        warn_if_hidden_softmax(
+            keras.ops.convert_to_numpy(teacher(images, training=False)),
+            f"The teacher {teacher.name!r}'s", "their softmax is taken again: the soft "
+            "targets are flattened", "End it with keras.layers.Softmax (or distill from the "
+            ".keras model an export was made of).", stacklevel=3)
 
 
 def _all_layers(model):

@@ -12,7 +12,7 @@ from ensembles.ensemble import (CombineMembers, _check_members, _softmax_output,
                                 common_input_pixels, is_ensemble, member_weights, members_of,
                                 unique_names, with_member_outputs)
 from safeio.checks import UserError, check_bool
-from safeio.outputs import look_like_probabilities
+from safeio.outputs import softmax, warn_if_hidden_softmax
 
 SCORE_COLUMNS = ["top1_error", "top5_error", "nll", "brier", "ece"]
 # The rows evaluate adds after the members': a member of one of these names is numbered.
@@ -61,16 +61,13 @@ def _members_and_predictor(source):
         p = np.asarray(p)
         if _softmax_output(model):
             return p
-        if id(model) not in warned and look_like_probabilities(p):  # (a Lambda's softmax)
-            warned.add(id(model))  # (its softmax is still taken, as Ensemble, calibrate and
-            warnings.warn(  # the export take it: one reading of the model everywhere)
-                f"{model.name}'s outputs look like probabilities (rows in [0, 1] summing to "
-                "1), but its graph ends in no softmax that can be seen, so they are read as "
-                "logits and their softmax is taken: its NLL, Brier score and ECE are then "
-                "meaningless. End the model with keras.layers.Softmax or "
-                "activation='softmax'.", stacklevel=2)
-        # (in float32 at least: float16 logits' softmax had no probability below 6e-8)
-        return np.asarray(keras.ops.softmax(p.astype(np.promote_types(p.dtype, "float32"))))
+        # (a Lambda's softmax: its softmax is still taken, as Ensemble, calibrate and the
+        # export take it: one reading of the model everywhere)
+        if id(model) not in warned and warn_if_hidden_softmax(
+                p, f"{model.name}'s", "their softmax is taken: its NLL, Brier score and ECE "
+                "are then meaningless"):
+            warned.add(id(model))
+        return softmax(p)
 
     return [m.name for m in members], lambda x: np.stack([probabilities(m, x) for m in members])
 

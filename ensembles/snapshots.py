@@ -278,10 +278,9 @@ def _member_name(path):
 def _run_input_shape(directory):
     """The input shape the run whose ``snapshots/`` folder ``directory`` is trained on, as
     its config.json records it, or None."""
-    run_dir = os.path.dirname(os.path.abspath(os.fspath(directory)))
-    config = run_config.read_config(run_dir) if os.path.basename(
-        os.path.abspath(os.fspath(directory))) == "snapshots" else None
-    shape = config.get("input_shape") if isinstance(config, dict) else None
+    run_dir, name = os.path.split(os.path.abspath(os.fspath(directory)))
+    config = run_config.read_config(run_dir) if name == "snapshots" else None
+    shape = config.get("input_shape") if config is not None else None
     return tuple(shape) if isinstance(shape, list) else None
 
 

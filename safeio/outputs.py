@@ -136,3 +136,26 @@ def look_like_probabilities(outputs):
     outputs = np.asarray(outputs, "float64")
     return bool(outputs.size and (outputs >= 0).all() and (outputs <= 1).all()
                 and np.allclose(outputs.sum(axis=-1), 1.0, atol=1e-3))
+
+
+def warn_if_hidden_softmax(outputs, subject, consequence, advice="End the model with "
+                           "keras.layers.Softmax or activation='softmax'.", stacklevel=2):
+    """Warn, and return True, where ``outputs`` of a model whose graph shows no softmax
+    :func:`look_like_probabilities`: read as logits, their softmax is taken again.
+    ``subject`` names the model (``"m's"``), ``consequence`` what follows for the caller."""
+    if not look_like_probabilities(outputs):
+        return False
+    import warnings
+
+    warnings.warn(f"{subject} outputs look like probabilities (rows in [0, 1] summing to 1), "
+                  "but its graph ends in no softmax that can be seen, so they are read as "
+                  f"logits and {consequence}. {advice}", stacklevel=stacklevel + 1)
+    return True
+
+
+def softmax(logits):
+    """The softmax of ``logits`` as a NumPy array, in float32 at least (float16 logits'
+    softmax had no probability below 6e-8)."""
+    logits = np.asarray(logits)
+    return np.asarray(keras.ops.convert_to_numpy(keras.ops.softmax(
+        logits.astype(np.promote_types(logits.dtype, "float32")))))

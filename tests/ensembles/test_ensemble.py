@@ -808,6 +808,19 @@ def test_a_snapshot_taken_at_an_epochs_end_survives_a_kill_before_the_next(tmp_p
                   callbacks=[ensembles.CheckpointSnapshots(folder, every=2)])
 
 
+class _InterruptAt(keras.callbacks.Callback):
+    """Ctrl-C at the beginning of epoch ``epoch`` (0-based), the first time it comes."""
+
+    def __init__(self, epoch):
+        super().__init__()
+        self.epoch, self.fired = epoch, False
+
+    def on_epoch_begin(self, epoch, logs=None):
+        if epoch == self.epoch and not self.fired:
+            self.fired = True
+            raise KeyboardInterrupt
+
+
 class _BatchCount(keras.callbacks.Callback):
     """Counts the batches trained (a refusal must come before the first)."""
     count = 0
@@ -820,19 +833,12 @@ def test_checkpoint_snapshots_resume_under_a_backup_of_the_users_own(tmp_path):
     """zoo.train puts a BackupAndRestore of the user's after their other callbacks, so
     CheckpointSnapshots read the start epoch before the restore (0) and refused the resumed
     run's own snapshots as 'an earlier run's'. It reads it at the first epoch's beginning."""
-    class Interrupt(keras.callbacks.Callback):
-        fired = False
-
-        def on_epoch_begin(self, epoch, logs=None):
-            if epoch == 2 and not Interrupt.fired:
-                Interrupt.fired = True
-                raise KeyboardInterrupt
-
     folder, backup = str(tmp_path / "snaps"), str(tmp_path / "backup")
+    interrupt = _InterruptAt(2)  # (once: the run below goes on)
 
     def run():
         return zoo.train(tiny_model, tiny_data(), tiny_data(seed=1), epochs=4, verbose=0,
-                         seed=0, callbacks=[keras.callbacks.BackupAndRestore(backup), Interrupt(),
+                         seed=0, callbacks=[keras.callbacks.BackupAndRestore(backup), interrupt,
                                             ensembles.CheckpointSnapshots(folder, every=1)])
 
     with pytest.raises(KeyboardInterrupt):
@@ -977,20 +983,12 @@ def test_a_snapshot_run_interrupted_mid_run_resumes_to_the_same_snapshots(tmp_pa
     """Interrupted at the start of its third epoch, resumed: the snapshots still come at the
     schedule's boundaries (the callback finds where the resumed run stands from its update
     count), each the uninterrupted run's."""
-    class Interrupt(keras.callbacks.Callback):
-        fired = False
-
-        def on_epoch_begin(self, epoch, logs=None):
-            if epoch == 2 and not Interrupt.fired:
-                Interrupt.fired = True
-                raise KeyboardInterrupt
-
     kwargs = dict(epochs=4, cycles=3, verbose=0, seed=0)  # boundaries 5, 10, 16 of 16
     _, reference = ensembles.train_snapshots(tiny_model, tiny_data(),
                                              run_dir=str(tmp_path / "whole"), **kwargs)
     with pytest.raises(KeyboardInterrupt):
         ensembles.train_snapshots(tiny_model, tiny_data(), run_dir=str(tmp_path / "run"),
-                                  callbacks=[Interrupt()], **kwargs)
+                                  callbacks=[_InterruptAt(2)], **kwargs)
     assert len(os.listdir(tmp_path / "run" / "snapshots")) == 1
     _, paths = ensembles.train_snapshots(tiny_model, tiny_data(), run_dir=str(tmp_path / "run"),
                                          **kwargs)
@@ -1009,15 +1007,10 @@ def test_a_snapshot_run_resumed_with_another_length_or_no_schedule_says_so(tmp_p
     total_steps 8 -> 12', and resumed without its schedule with eight of the schedule's
     keys ('optimizer.learning_rate None -> 0.1; ...class_name ...'): one entry each now,
     saying what it is."""
-    class Interrupt(keras.callbacks.Callback):
-        def on_epoch_begin(self, epoch, logs=None):
-            if epoch == 1:
-                raise KeyboardInterrupt
-
     run_dir = str(tmp_path / "run")
     with pytest.raises(KeyboardInterrupt):
         ensembles.train_snapshots(tiny_model, tiny_data(), epochs=2, cycles=2, run_dir=run_dir,
-                                  callbacks=[Interrupt()], verbose=0)
+                                  callbacks=[_InterruptAt(1)], verbose=0)
     with pytest.raises(ValueError, match=r"holds a run with other settings \(optimizer."
                                          r"learning_rate.total_steps 8 -> 12 \(the schedule's "
                                          r"updates, epochs x steps per epoch: a scheduled run's "

@@ -48,7 +48,7 @@ def _change(before, now):
     """``"0.01 -> 0.1"``: floats at float32's precision (Keras stores the learning rate as
     float32: 0.009999999776482582 is the 0.01 the user gave), unless that hides the change."""
     if all(isinstance(v, float) for v in (before, now)):
-        shown = [float(f"{value:.7g}") for value in (before, now)]
+        shown = [_float32(value) for value in (before, now)]
         if shown[0] != shown[1]:
             before, now = shown
     return f"{before!r} -> {now!r}"
@@ -95,25 +95,26 @@ RUN_ENTRIES = ("config.json", "history.csv", "checkpoints", "backup", "logs",
 _OUR_KEYS = {"model", "optimizer", "keras", "started"}  # in every run's config.json
 
 
-def _is_our_config(path):
+def _our_config(path):
+    """The run's config ``path`` holds, or None (none there, unreadable, or not a run's)."""
     if not os.path.isfile(path):  # (a folder, or a named pipe that open would wait on)
-        return False
+        return None
     try:
         with open(path, encoding="utf-8") as f:
             config = json.load(f)
     except (OSError, ValueError):
-        return False
-    return isinstance(config, dict) and _OUR_KEYS <= set(config)
+        return None
+    return config if isinstance(config, dict) and _OUR_KEYS <= set(config) else None
+
+
+def _is_our_config(path):
+    return _our_config(path) is not None
 
 
 def read_config(run_dir):
     """The ``config.json`` a run of this project wrote in ``run_dir``, or None (none there,
     unreadable, or not a run's)."""
-    path = os.path.join(run_dir, "config.json")
-    if not _is_our_config(path):
-        return None
-    with open(path, encoding="utf-8") as f:
-        return json.load(f)
+    return _our_config(os.path.join(run_dir, "config.json"))
 
 
 def check_not_foreign(run_dir):
