@@ -121,11 +121,15 @@ def _shape_tuple(input_shape, model_name):
 
 
 def resolve_input(input_tensor, input_shape, default_shape, min_size, model_name,
-                  fixed_size=False, min_size_why="so that every feature map stays at least 1x1"):
+                  include_top, fixed_size=False,
+                  min_size_why="so that every feature map stays at least 1x1"):
     """Return ``(image_input, model_inputs)`` for a builder.
 
-    ``input_tensor`` wins over ``input_shape``; ``default_shape`` fills in when neither
-    is given. Spatial sizes below ``min_size`` raise a ``ValueError`` naming both sizes.
+    ``input_tensor`` wins over ``input_shape``; when neither is given, ``default_shape``
+    fills in for a classifier (``include_top``) or a fixed-size head, and any height and
+    width (``(None, None, channels)``) for a feature extractor, as keras.applications'
+    ``obtain_input_shape``. Spatial sizes below ``min_size`` raise a ``ValueError`` naming
+    both sizes.
     With ``fixed_size`` (a Flatten head: True for the top, or the words saying which
     argument made one, e.g. ``"with aux_logits=True"``), height and width may not be None.
     ``min_size_why``: the words saying why ``min_size`` is the smallest.
@@ -139,8 +143,12 @@ def resolve_input(input_tensor, input_shape, default_shape, min_size, model_name
         image_input = input_tensor
         shape = tuple(image_input.shape[1:])
     else:
-        shape = tuple(default_shape) if input_shape is None else _shape_tuple(input_shape,
-                                                                               model_name)
+        if input_shape is not None:
+            shape = _shape_tuple(input_shape, model_name)
+        elif include_top or fixed_size:
+            shape = tuple(default_shape)
+        else:
+            shape = (None, None, default_shape[-1])
         image_input = None
     if len(shape) != 3:
         raise UserError(

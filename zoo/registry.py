@@ -343,7 +343,7 @@ def model_info(name):
     """
     if not isinstance(name, str):  # (the cache below raised "unhashable type: 'list'")
         get_entry(name)  # its one line
-    return _model_info(name)
+    return dict(_model_info(name))  # a copy: a caller's edit changed every later answer
 
 
 @functools.lru_cache(maxsize=None)

@@ -319,6 +319,48 @@ def test_max_pool_is_caffes_and_torchvisions_pooling_of_negative_maps(side, size
         assert padded == (padding > 0 or None in shape), shape
 
 
+def _onnx_runtime_max_pool(x, size, strides, padding):
+    """ONNX Runtime's MaxPool in ceil mode (PyTorch's rule) of a channels-last batch."""
+    pytest.importorskip("onnx")
+    ort = pytest.importorskip("onnxruntime")
+    from onnx import TensorProto, helper
+
+    node = helper.make_node("MaxPool", ["x"], ["y"], kernel_shape=[size, size],
+                            strides=[strides, strides], pads=[padding] * 4, ceil_mode=1)
+    graph = helper.make_graph(
+        [node], "pool", [helper.make_tensor_value_info("x", TensorProto.FLOAT, None)],
+        [helper.make_tensor_value_info("y", TensorProto.FLOAT, None)])
+    model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 19)])
+    model.ir_version = 9
+    session = ort.InferenceSession(model.SerializeToString(), providers=["CPUExecutionProvider"])
+    (y,) = session.run(None, {"x": x.transpose(0, 3, 1, 2)})
+    return y.transpose(0, 2, 3, 1)
+
+
+@pytest.mark.parametrize("size, strides, padding", [(2, 2, 1), (3, 2, 1), (3, 3, 1),
+                                                    (1, 2, 0), (2, 3, 1), (2, 4, 1)])
+def test_max_pool_ceil_mode_with_padding_drops_a_last_window_in_the_padding(size, strides,
+                                                                           padding):
+    """PyTorch's (and ONNX Runtime's) ceil mode drops a last window that would start in
+    the bottom or right padding: a 2x2/2 pool of 3 rows with padding 1 gave 3 rows, the
+    last all -3.4e38, where PyTorch gives 2. Sides unknown when built are refused there."""
+    from zoo.layers import max_pool
+
+    x = np.random.default_rng(size).normal(size=(2, 7, 8, 3)).astype("float32")
+    for side in (3, 4, 7, 8):
+        part = x[:, :side, :8]
+        want = _onnx_runtime_max_pool(part, size, strides, padding)
+        inputs = keras.Input(part.shape[1:])
+        model = keras.Model(inputs, max_pool(inputs, size, strides, "pool", padding, True))
+        got = keras.ops.convert_to_numpy(model(part))
+        assert got.shape == want.shape, (side, got.shape, want.shape)
+        np.testing.assert_allclose(got, want, rtol=1e-6)
+    with pytest.raises(ValueError, match=r"max_pool 'pool' in ceil mode with padding="
+                                         rf"{padding}, size={size} and strides={strides} "
+                                         r"needs a known height and width.*\(None, None"):
+        max_pool(keras.Input((None, None, 3)), size, strides, "pool", padding, True)
+
+
 def test_max_padding_round_trips_and_refuses_bad_padding(tmp_path):
     from zoo.layers import MaxPadding2D
 

@@ -1,6 +1,7 @@
 """Table-driven tests over the whole registry, plus what each family must get right."""
 
 import functools
+import inspect
 import textwrap
 
 import keras
@@ -77,6 +78,23 @@ def test_full_width_feature_extractor_on_variable_size_input(name):
     """include_top=False takes any size (VGG's top flattens a fixed map, like AlexNet's)."""
     model = zoo.get_model(name, include_top=False, pooling="avg", input_shape=(None, None, 3))
     assert model.output_shape == (None, FULL_FEATURES[name])
+
+
+@pytest.mark.parametrize("name", ONE_PER_FAMILY)
+def test_without_the_top_the_default_input_takes_any_size_as_keras_applications(name):
+    """With no input_shape, keras.applications fixes the paper's size for a classifier
+    and none for a feature extractor (obtain_input_shape's require_flatten): a zoo
+    feature extractor locked to 224x224 refused 256x256 images."""
+    reference = keras.applications.ResNet50(include_top=False, weights=None, pooling="avg")
+    kwargs = {k: v for k, v in SMALL[name][0].items() if k != "input_shape"}
+    features = zoo.get_model(name, include_top=False, pooling="avg", **kwargs)
+    assert features.input_shape == reference.input_shape == (None, None, None, 3)
+    height, width, _ = SMALL[name][0]["input_shape"]
+    for size in ((height, width), (height + 5, width + 9)):
+        out = keras.ops.convert_to_numpy(features(np.zeros((1, *size, 3), "float32")))
+        assert out.shape == (1, SMALL[name][1])
+    size = zoo.model_info(name)["input_size"]
+    assert zoo.get_model(name, classes=3, **kwargs).input_shape == (None, size, size, 3)
 
 
 @pytest.mark.parametrize("name", ONE_PER_FAMILY)
@@ -195,6 +213,34 @@ def test_vgg_batch_norm_is_a_switch():
         zoo.vgg(11, batch_norm="no")
     model = zoo.vgg(11, batch_norm=np.bool_(True), input_shape=(32, 32, 3), width=0.0625)
     assert model.name == "vgg11_bn"
+
+
+def test_variants_take_positional_arguments_as_their_signature_says():
+    """help(zoo.resnet18) shows keras.applications' positional order, as ResNet50(False,
+    None) takes it, but the variants took keywords only; zoo.vgg16(batch_norm=True) built
+    a vgg16_bn although vgg16's signature has no batch_norm."""
+    for builder, shape in ((zoo.resnet18, (32, 32, 3)), (zoo.resnet20, (8, 8, 3)),
+                           (zoo.vgg16_bn, (32, 32, 3))):
+        positional = [False, None, None, shape, "max", 4, None]  # ..., pooling, classes, act
+        assert list(inspect.signature(builder).parameters)[:3] == [
+            "include_top", "weights", "input_tensor"]
+        model = builder(*positional, "features", 0.5, 0.0625)  # name, dropout, width
+        assert model.name == "features" and len(model.output_shape) == 2
+        bound = inspect.signature(builder).bind(*positional, "features", 0.5, 0.0625)
+        assert bound.arguments["width"] == 0.0625 and bound.arguments["pooling"] == "max"
+    assert zoo.vgg16_bn(input_shape=(32, 32, 3), width=0.0625).get_layer("block1_conv1_bn")
+    for name, received in (("vgg16", True), ("vgg16_bn", False)):
+        with pytest.raises(ValueError, match=rf"{name} sets batch_norm={not received} itself"
+                           rf".*received batch_norm={received}\. Use vgg16"):
+            getattr(zoo, name)(batch_norm=received)
+
+
+@pytest.mark.parametrize("name", ONE_PER_FAMILY)
+def test_name_none_is_the_default_name(name):
+    """alexnet(name=None) and googlenet(name=None) were named "functional" (Keras' own
+    default), where the other families took their default name."""
+    kwargs, _ = SMALL[name]
+    assert zoo.get_model(name, name=None, **kwargs).name == zoo.get_model(name, **kwargs).name
 
 
 ACTIVATION_LAYERS = {"leaky_relu": keras.layers.LeakyReLU, "prelu": keras.layers.PReLU,

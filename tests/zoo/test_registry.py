@@ -51,6 +51,13 @@ SLOW_TO_BUILD = ("vgg11", "vgg13", "vgg16", "vgg19", "vgg13_bn", "vgg16_bn", "vg
                  *DEEP_RESNETS)
 
 
+def test_model_info_answers_a_copy():
+    """model_info handed out its cached dict: one caller's edit changed every answer."""
+    info = zoo.model_info("alexnet")
+    info["params"] = 0
+    assert zoo.model_info("alexnet")["params"] == 62_378_344
+
+
 @pytest.mark.parametrize("name", [pytest.param(name, marks=pytest.mark.slow)
                                   if name in SLOW_TO_BUILD else name for name in EXPECTED])
 def test_model_info(name):

@@ -233,8 +233,9 @@ def alexnet(
             build the network they were trained in: two towers and, unless given otherwise,
             Caffe's LRN across both towers.
         input_tensor: optional Keras tensor to use as the image input.
-        input_shape: channels-last shape, default ``(227, 227, 3)``; height and width of at
-            least 67 (the smallest size whose pool5 map is 1x1).
+        input_shape: channels-last shape, default ``(227, 227, 3)`` with the top and any
+            size without it (as keras.applications); height and width of at least 67 (the
+            smallest size whose pool5 map is 1x1).
         pooling: with ``include_top=False``: None (the 6x6x256 pool5 map at 227),
             ``"avg"`` or ``"max"`` (a 256-vector).
         classes: number of classes of the classifier.
@@ -292,6 +293,7 @@ def alexnet(
         default_shape=(227, 227, 3),
         min_size=MIN_INPUT_SIZE,
         model_name="AlexNet",
+        include_top=include_top,
         fixed_size=include_top,
     )
     x = _features(image, towers, norm, style, lrn_params, lrn_across_towers, ceil_mode)
@@ -308,4 +310,4 @@ def alexnet(
         )(x)
     else:
         x = _builder.global_pool(x, pooling)
-    return _builder.finish(inputs, x, name, weights, family="alexnet")
+    return _builder.finish(inputs, x, name or "alexnet", weights, family="alexnet")

@@ -138,7 +138,7 @@ def googlenet(
     Args:
         include_top, weights, input_tensor, input_shape, pooling, classes,
         classifier_activation, name: as in ``keras.applications``; default input
-            ``(224, 224, 3)``. ``weights``: None, a local ``.weights.h5`` file, the Caffe
+            ``(224, 224, 3)``, any size without the top. ``weights``: None, a local ``.weights.h5`` file, the Caffe
             reference model's ``bvlc_googlenet.caffemodel`` (its aux heads load with
             ``aux_logits=True``), or ``"imagenet"``/``"bvlc"`` (that file, from the local
             cache; see :mod:`zoo.pretrained`).
@@ -169,6 +169,7 @@ def googlenet(
         input_tensor, input_shape, default_shape=(224, 224, 3),
         min_size=MIN_INPUT_SIZE_AUX if aux_logits else MIN_INPUT_SIZE,
         model_name="GoogLeNet",
+        include_top=include_top,
         fixed_size="with aux_logits=True" if aux_logits else False,  # the aux heads flatten
     )
     w = lambda filters: _scaled(filters, width)  # noqa: E731
@@ -195,9 +196,9 @@ def googlenet(
     else:
         x = _builder.global_pool(x, pooling)
     if aux_outputs:  # one output to the outside; the heads add their losses in training
-        return _builder.finish(inputs, [x] + aux_outputs, name, weights,
+        return _builder.finish(inputs, [x] + aux_outputs, name or "googlenet", weights,
                                model_class=GoogLeNetWithAuxHeads, family="googlenet")
-    return _builder.finish(inputs, x, name, weights, family="googlenet")
+    return _builder.finish(inputs, x, name or "googlenet", weights, family="googlenet")
 
 
 @keras.saving.register_keras_serializable(package="zoo")

@@ -141,7 +141,8 @@ def resnet(
     Args:
         depth: 18 or 34 (basic blocks), 50, 101 or 152 (bottleneck blocks).
         include_top, weights, input_tensor, input_shape, pooling, classes,
-        classifier_activation: as in ``keras.applications``; default input ``(224, 224, 3)``.
+        classifier_activation: as in ``keras.applications``; default input ``(224, 224, 3)``
+            (any size without the top).
             ``weights``: None, a local ``.weights.h5`` file, a torchvision-layout state
             dict (``.safetensors``, or ``.pth`` with PyTorch installed; timm's ``tv_in1k``
             files too), or ``"imagenet"``/``"tv_in1k"`` (torchvision's IMAGENET1K_V1 file;
@@ -177,7 +178,7 @@ def resnet(
     style = (kernel_initializer, activation)
     image, inputs = _builder.resolve_input(
         input_tensor, input_shape, default_shape=(224, 224, 3),
-        min_size=MIN_INPUT_SIZE[stem], model_name=f"ResNet-{depth}",
+        min_size=MIN_INPUT_SIZE[stem], model_name=f"ResNet-{depth}", include_top=include_top,
         min_size_why=TOTAL_STRIDE_WHY if stem == "imagenet" else "(its total stride)",
     )
     w = lambda filters: max(1, int(round(filters * width)))  # noqa: E731
@@ -216,50 +217,50 @@ _variant = register_model(paper=PAPER, input_size=224, arguments_of=resnet)
 
 
 @_variant
-def resnet18(**kwargs):
+def resnet18(*args, **kwargs):
     """ResNet-18 (basic blocks, 2-2-2-2): :func:`resnet` with ``depth=18``.
 
     >>> resnet18(input_shape=(64, 64, 3), classes=10).output_shape
     (None, 10)
     """
-    return resnet(18, **kwargs)
+    return resnet(18, *args, **kwargs)
 
 
 @_variant
-def resnet34(**kwargs):
+def resnet34(*args, **kwargs):
     """ResNet-34 (basic blocks, 3-4-6-3): :func:`resnet` with ``depth=34``.
 
     >>> resnet34(input_shape=(64, 64, 3), classes=10).output_shape
     (None, 10)
     """
-    return resnet(34, **kwargs)
+    return resnet(34, *args, **kwargs)
 
 
 @_variant
-def resnet50(**kwargs):
+def resnet50(*args, **kwargs):
     """ResNet-50 (bottleneck blocks, 3-4-6-3): :func:`resnet` with ``depth=50``.
 
     >>> resnet50(input_shape=(64, 64, 3), classes=10).output_shape
     (None, 10)
     """
-    return resnet(50, **kwargs)
+    return resnet(50, *args, **kwargs)
 
 
 @_variant
-def resnet101(**kwargs):
+def resnet101(*args, **kwargs):
     """ResNet-101 (bottleneck blocks, 3-4-23-3): :func:`resnet` with ``depth=101``.
 
     >>> resnet101(input_shape=(64, 64, 3), classes=10).output_shape
     (None, 10)
     """
-    return resnet(101, **kwargs)
+    return resnet(101, *args, **kwargs)
 
 
 @_variant
-def resnet152(**kwargs):
+def resnet152(*args, **kwargs):
     """ResNet-152 (bottleneck blocks, 3-8-36-3): :func:`resnet` with ``depth=152``.
 
     >>> resnet152(input_shape=(64, 64, 3), classes=10).output_shape
     (None, 10)
     """
-    return resnet(152, **kwargs)
+    return resnet(152, *args, **kwargs)

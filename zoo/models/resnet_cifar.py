@@ -84,7 +84,7 @@ def resnet_cifar(
         depth: 6n + 2 for n >= 1: n basic blocks in each of the three stages.
         include_top, weights, input_tensor, input_shape, pooling, classes,
         classifier_activation: as in ``keras.applications``; default input ``(32, 32, 3)``
-            and 10 classes (CIFAR-10). ``weights``: None or a local ``.weights.h5`` file.
+            (any size without the top) and 10 classes (CIFAR-10). ``weights``: None or a local ``.weights.h5`` file.
         name: model name, default ``f"resnet{depth}"`` (``"resnet50_cifar"`` and
             ``"resnet152_cifar"`` for the depths of ImageNet ResNets).
         dropout: dropout rate before the classifier (0: none, as in the paper).
@@ -117,7 +117,8 @@ def resnet_cifar(
     style = (kernel_initializer, activation)
     image, inputs = _builder.resolve_input(
         input_tensor, input_shape, default_shape=(32, 32, 3), min_size=MIN_INPUT_SIZE,
-        model_name=f"ResNet-{depth} (CIFAR)", min_size_why="(its total stride)")
+        model_name=f"ResNet-{depth} (CIFAR)", include_top=include_top,
+        min_size_why="(its total stride)")
     w = lambda filters: max(1, int(round(filters * width)))  # noqa: E731
     x = _conv_bn(image, w(16), 3, 1, "conv1", style)
     total = 3 * blocks
@@ -146,50 +147,50 @@ _variant = register_model(paper=PAPER, input_size=32, min_input_size=MIN_INPUT_S
 
 
 @_variant
-def resnet20(**kwargs):
+def resnet20(*args, **kwargs):
     """ResNet-20 for CIFAR (3 blocks a stage, 0.27M parameters): ``resnet_cifar(20)``.
 
     >>> resnet20().output_shape
     (None, 10)
     """
-    return resnet_cifar(20, **kwargs)
+    return resnet_cifar(20, *args, **kwargs)
 
 
 @_variant
-def resnet32(**kwargs):
+def resnet32(*args, **kwargs):
     """ResNet-32 for CIFAR (5 blocks a stage, 0.46M parameters): ``resnet_cifar(32)``.
 
     >>> resnet32(classes=100).output_shape
     (None, 100)
     """
-    return resnet_cifar(32, **kwargs)
+    return resnet_cifar(32, *args, **kwargs)
 
 
 @_variant
-def resnet44(**kwargs):
+def resnet44(*args, **kwargs):
     """ResNet-44 for CIFAR (7 blocks a stage, 0.66M parameters): ``resnet_cifar(44)``.
 
     >>> resnet44().output_shape
     (None, 10)
     """
-    return resnet_cifar(44, **kwargs)
+    return resnet_cifar(44, *args, **kwargs)
 
 
 @_variant
-def resnet56(**kwargs):
+def resnet56(*args, **kwargs):
     """ResNet-56 for CIFAR (9 blocks a stage, 0.85M parameters): ``resnet_cifar(56)``.
 
     >>> resnet56().output_shape
     (None, 10)
     """
-    return resnet_cifar(56, **kwargs)
+    return resnet_cifar(56, *args, **kwargs)
 
 
 @_variant
-def resnet110(**kwargs):
+def resnet110(*args, **kwargs):
     """ResNet-110 for CIFAR (18 blocks a stage, 1.7M parameters): ``resnet_cifar(110)``.
 
     >>> resnet110().output_shape
     (None, 10)
     """
-    return resnet_cifar(110, **kwargs)
+    return resnet_cifar(110, *args, **kwargs)

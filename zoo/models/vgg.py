@@ -14,7 +14,7 @@ exactly (:mod:`zoo.pretrained`).
 
 from keras import layers
 
-from safeio.checks import check_bool, check_choice
+from safeio.checks import UserError, check_bool, check_choice
 from zoo import _builder
 from zoo.layers import max_pool
 from zoo.registry import register_model
@@ -60,8 +60,8 @@ def vgg(
     width=1.0,
     kernel_initializer="he",
     activation="relu",
-    batch_norm=False,
     ceil_mode=None,
+    batch_norm=False,
 ):
     """Build VGG of ``depth`` 11, 13, 16 or 19, with BatchNorm if ``batch_norm``.
 
@@ -69,8 +69,8 @@ def vgg(
         depth: 11, 13, 16 or 19 weighted layers (configurations A, B, D, E).
         include_top, weights, input_tensor, input_shape, pooling, classes,
         classifier_activation: as in ``keras.applications``; default input
-            ``(224, 224, 3)``; with the top, height and width are fixed (fc1 flattens the
-            block-5 map: 7x7x512 at 224). ``weights``: None, a local ``.weights.h5``, a
+            ``(224, 224, 3)``, any size without the top; with the top, height and width are
+            fixed (fc1 flattens the block-5 map: 7x7x512 at 224). ``weights``: None, a local ``.weights.h5``, a
             torchvision state dict (``.safetensors``, or ``.pth`` with PyTorch), the
             authors' Caffe file (``VGG_ILSVRC_16_layers.caffemodel``), or ``"imagenet"``
             (torchvision's file, from the local cache; see :mod:`zoo.pretrained`).
@@ -81,12 +81,12 @@ def vgg(
             initialises VGG), ``"glorot"``, ``"xavier"`` (Caffe's filler) or ``"paper"``
             (N(0, 0.01)) for the convolutions; fc layers draw from N(0, 0.01), as torchvision's.
         activation: ``"relu"`` (paper), ``"leaky_relu"``, ``"prelu"`` or ``"elu"``.
-        batch_norm: a BatchNorm after every convolution (torchvision's ``vgg16_bn``).
         ceil_mode: whether the max-pools round their output size up, as Caffe's do (the
             authors' files; torchvision's ``ceil_mode=True``), or down (torchvision's
             VGGs). None: up for Caffe weights, else down. The two agree where every
             block's map has an even side (224x224); at 100x100, block 5 pools to 4x4 up
             and 3x3 down.
+        batch_norm: a BatchNorm after every convolution (torchvision's ``vgg16_bn``).
 
     Example:
 
@@ -108,7 +108,7 @@ def vgg(
     style = (kernel_initializer, activation)
     image, inputs = _builder.resolve_input(
         input_tensor, input_shape, default_shape=(224, 224, 3), min_size=MIN_INPUT_SIZE,
-        model_name=f"VGG-{depth}", fixed_size=include_top)
+        model_name=f"VGG-{depth}", include_top=include_top, fixed_size=include_top)
     w = lambda units: max(1, int(round(units * width)))  # noqa: E731
     x = image
     for block, (convs, filters) in enumerate(zip(CONVS[depth], FILTERS), start=1):
@@ -133,81 +133,92 @@ _variant = register_model(paper=PAPER, input_size=224, min_input_size=MIN_INPUT_
                           arguments_of=vgg, fixed=("batch_norm",))
 
 
+def _batch_norm(name, batch_norm, kwargs):
+    """``kwargs`` with the ``batch_norm`` that the variant ``name`` sets, or one line where
+    they set it too (``vgg16(batch_norm=True)`` quietly built a ``vgg16_bn``)."""
+    if "batch_norm" in kwargs:
+        raise UserError(f"{name} sets batch_norm={batch_norm} itself (its signature has no "
+                        f"`batch_norm`); received batch_norm={kwargs['batch_norm']!r}. Use "
+                        f"{name.removesuffix('_bn')}{'' if batch_norm else '_bn'}, or "
+                        "zoo.vgg(depth, batch_norm=...).")
+    return {**kwargs, "batch_norm": batch_norm}
+
+
 @_variant
-def vgg11(**kwargs):
+def vgg11(*args, **kwargs):
     """VGG-11 (configuration A): ``vgg(11)``.
 
     >>> vgg11(input_shape=(32, 32, 3), classes=10, width=0.125).output_shape
     (None, 10)
     """
-    return vgg(11, **kwargs)
+    return vgg(11, *args, **_batch_norm("vgg11", False, kwargs))
 
 
 @_variant
-def vgg13(**kwargs):
+def vgg13(*args, **kwargs):
     """VGG-13 (configuration B): ``vgg(13)``.
 
     >>> vgg13(input_shape=(32, 32, 3), classes=10, width=0.125).output_shape
     (None, 10)
     """
-    return vgg(13, **kwargs)
+    return vgg(13, *args, **_batch_norm("vgg13", False, kwargs))
 
 
 @_variant
-def vgg16(**kwargs):
+def vgg16(*args, **kwargs):
     """VGG-16 (configuration D), keras.applications' VGG16 with dropout: ``vgg(16)``.
 
     >>> vgg16(input_shape=(32, 32, 3), classes=10, width=0.125).output_shape
     (None, 10)
     """
-    return vgg(16, **kwargs)
+    return vgg(16, *args, **_batch_norm("vgg16", False, kwargs))
 
 
 @_variant
-def vgg19(**kwargs):
+def vgg19(*args, **kwargs):
     """VGG-19 (configuration E): ``vgg(19)``.
 
     >>> vgg19(input_shape=(32, 32, 3), classes=10, width=0.125).output_shape
     (None, 10)
     """
-    return vgg(19, **kwargs)
+    return vgg(19, *args, **_batch_norm("vgg19", False, kwargs))
 
 
 @_variant
-def vgg11_bn(**kwargs):
+def vgg11_bn(*args, **kwargs):
     """VGG-11 with BatchNorm: ``vgg(11, batch_norm=True)``.
 
     >>> vgg11_bn(input_shape=(32, 32, 3), classes=10, width=0.125).output_shape
     (None, 10)
     """
-    return vgg(11, batch_norm=True, **kwargs)
+    return vgg(11, *args, **_batch_norm("vgg11_bn", True, kwargs))
 
 
 @_variant
-def vgg13_bn(**kwargs):
+def vgg13_bn(*args, **kwargs):
     """VGG-13 with BatchNorm: ``vgg(13, batch_norm=True)``.
 
     >>> vgg13_bn(input_shape=(32, 32, 3), classes=10, width=0.125).output_shape
     (None, 10)
     """
-    return vgg(13, batch_norm=True, **kwargs)
+    return vgg(13, *args, **_batch_norm("vgg13_bn", True, kwargs))
 
 
 @_variant
-def vgg16_bn(**kwargs):
+def vgg16_bn(*args, **kwargs):
     """VGG-16 with BatchNorm: ``vgg(16, batch_norm=True)``.
 
     >>> vgg16_bn(input_shape=(32, 32, 3), classes=10, width=0.125).output_shape
     (None, 10)
     """
-    return vgg(16, batch_norm=True, **kwargs)
+    return vgg(16, *args, **_batch_norm("vgg16_bn", True, kwargs))
 
 
 @_variant
-def vgg19_bn(**kwargs):
+def vgg19_bn(*args, **kwargs):
     """VGG-19 with BatchNorm: ``vgg(19, batch_norm=True)``.
 
     >>> vgg19_bn(input_shape=(32, 32, 3), classes=10, width=0.125).output_shape
     (None, 10)
     """
-    return vgg(19, batch_norm=True, **kwargs)
+    return vgg(19, *args, **_batch_norm("vgg19_bn", True, kwargs))
