@@ -30,6 +30,8 @@ sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 import numpy as np  # noqa: E402
 import pandas as pd  # noqa: E402
 
+from safeio.checks import UserError  # noqa: E402
+
 COLUMNS = ["top1_error", "nll", "ece"]
 
 
@@ -135,13 +137,19 @@ def main(argv=None):
     parser.add_argument("--smoke", action="store_true",
                         help="tiny sizes: checks every path, measures nothing")
     args = parser.parse_args(argv)
+    args.output_dir = args.output_dir or f"runs/beyond_averaging/seed{args.seed}"
+    try:
+        run(args)
+    except UserError as err:  # e.g. an output folder holding a run of other settings
+        parser.error(str(err))
 
+
+def run(args):
     import ensembles
     import zoo
     from zoo.cli import demo
 
     start = time.time()
-    args.output_dir = args.output_dir or f"runs/beyond_averaging/seed{args.seed}"
     sizes = (dict(epochs=1, snapshot_epochs=2, cycles=2, train_split="train[:320]")
              if args.smoke else dict(epochs=6, snapshot_epochs=15, cycles=5,
                                      train_split="train"))

@@ -2,6 +2,8 @@
 
 import time
 
+import numpy as np
+
 
 def images_per_second(contenders, rounds=3):
     """Median images/s of each ``name -> fn()``, where ``fn`` returns the images it handled.
@@ -43,3 +45,36 @@ def result_row(benchmark, ours, ours_per_s, baseline, baseline_per_s, unit="imag
     return {"benchmark": benchmark, "ours": ours, "ours_per_s": round(ours_per_s, 2),
             "baseline": baseline, "baseline_per_s": round(baseline_per_s, 2),
             "ratio": round(ours_per_s / baseline_per_s, 3), "unit": unit}
+
+
+def check_same_results(ours, reference, what, atol=1e-5):
+    """Raise where the two sides of a benchmark compute different numbers (arrays, or lists
+    of them): a ratio of two different computations measures nothing."""
+    for a, b in zip(_arrays(ours), _arrays(reference), strict=True):
+        if a.shape != b.shape or not np.allclose(a, b, rtol=0, atol=atol):
+            worst = np.abs(a - b).max() if a.shape == b.shape else "shapes differ"
+            raise AssertionError(f"{what}: the two sides disagree ({a.shape} vs {b.shape}, "
+                                 f"largest difference {worst}, allowed {atol}).")
+
+
+def check_same_update(before, ours, reference, what, rtol=1e-3):
+    """Raise where two training steps from the same weights ``before`` moved them apart:
+    the updates (``ours - before``, ``reference - before``, over every weight) may differ
+    by ``rtol`` of the reference's size. The weights barely move in one step, so they are
+    compared as updates, not as values."""
+    before, ours, reference = (np.concatenate([np.ravel(w).astype("float64")
+                                               for w in _arrays(ws)])
+                               for ws in (before, ours, reference))
+    ours, reference = ours - before, reference - before
+    error = np.linalg.norm(ours - reference) / max(np.linalg.norm(reference), 1e-30)
+    if not error <= rtol:
+        raise AssertionError(f"{what}: the two steps update the weights differently "
+                             f"(relative difference {error:.2e}, allowed {rtol:g}).")
+    return error
+
+
+def _arrays(values):
+    import keras
+
+    values = values if isinstance(values, (list, tuple)) else [values]
+    return [np.asarray(keras.ops.convert_to_numpy(v), dtype="float64") for v in values]

@@ -13,7 +13,7 @@ import numpy as np  # noqa: E402
 
 import ensembles  # noqa: E402
 import zoo  # noqa: E402
-from common import images_per_second, result_row  # noqa: E402
+from common import check_same_results, images_per_second, result_row  # noqa: E402
 
 
 def run(members=5, batch_size=64, image_size=67, batches=4):
@@ -33,6 +33,10 @@ def run(members=5, batch_size=64, image_size=67, batches=4):
         np.mean(probs, axis=0)
         return len(x)
 
+    # Both sides compute the same probabilities, or their ratio measures nothing.
+    check_same_results(ensemble.predict(x[:batch_size], verbose=0),
+                       np.mean([m.predict(x[:batch_size], verbose=0) for m in models], axis=0),
+                       "the one-graph ensemble against its members' mean")
     speeds = images_per_second({"one_graph": one_graph, "sequential": sequential})
     return result_row(
         f"{members}-member AlexNet ensemble predict ({image_size}x{image_size}, batch "

@@ -141,6 +141,7 @@ def keras_rows(cfg, precision, results):
     import keras
 
     import zoo
+    from benchmarks.common import check_same_update
     from benchmarks.step_overhead import hand_jitted_step
     from zoo.optimizers import compile_model
 
@@ -164,6 +165,15 @@ def keras_rows(cfg, precision, results):
         # own copy of the weights, taken before fit.
         if keras.backend.backend() == "jax" and (cfg["full"] or name == "alexnet (one tower)"):
             hand = hand_jitted_step(model, zoo.PaperSGD(0.01, momentum=0.9, l2=5e-4))
+            # Both steps do the same work: one of each from the same weights, on one batch.
+            before = [v.numpy() for v in model.trainable_variables
+                      + model.non_trainable_variables]
+            hand(x, y)
+            model.train_on_batch(x, y)
+            check_same_update(before, [v.numpy() for v in model.trainable_variables
+                                       + model.non_trainable_variables], hand.weights(),
+                              f"zoo.{name}: fit's step against the hand-jitted one",
+                              rtol=1e-3 if precision == "float32" else 5e-2)
             results.add("keras", f"zoo.{name}", "train, hand-jitted",
                         _rate(lambda: hand(x, y), batch, cfg["steps"], cfg["warmup"],
                               wait=lambda loss: loss.block_until_ready()), size)
@@ -184,6 +194,7 @@ def ensemble_rows(cfg, results, rng):
 
     import ensembles
     import zoo
+    from benchmarks.common import check_same_results
 
     batch, size = cfg["batch"], cfg["size"]
     members = [zoo.resnet18(classes=cfg["classes"], width=cfg["resnet_width"],
@@ -193,6 +204,11 @@ def ensemble_rows(cfg, results, rng):
     label = f"ensemble of {cfg['members']} zoo.resnet18"
     x = keras.ops.convert_to_tensor(rng.uniform(0, 255, (batch, size, size, 3)),
                                     dtype="float32")
+    check_same_results(  # both sides compute the same probabilities
+        ensemble.predict_on_batch(x),
+        np.mean([keras.ops.convert_to_numpy(m.predict_on_batch(x)) for m in members], axis=0),
+        f"{label}: the one graph against the members' mean",
+        atol=1e-5 if keras.config.dtype_policy().name == "float32" else 1e-2)
     for mode, fn in (("one graph", lambda: ensemble.predict_on_batch(x)),
                      ("members in turn", lambda: [m.predict_on_batch(x) for m in members])):
         results.add("keras", label, mode, _rate(fn, batch, cfg["steps"], cfg["warmup"]), size)

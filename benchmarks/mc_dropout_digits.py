@@ -14,7 +14,7 @@ test images. The deterministic model has no mutual information.
 
 Run: ``.venv/bin/python benchmarks/mc_dropout_digits.py [--seed 0] [--samples 20]``
 (about 3 minutes on two cores). Prints the table and writes
-``runs/mc_dropout_digits/results.csv``.
+``runs/mc_dropout_digits/seedN/results.csv`` (each seed trains in a folder of its own).
 """
 
 import argparse
@@ -28,6 +28,7 @@ sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 import pandas as pd  # noqa: E402
 
 from safeio import write_csv  # noqa: E402
+from safeio.checks import UserError  # noqa: E402
 
 
 def row(name, model, test):
@@ -50,9 +51,17 @@ def main(argv=None):
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--samples", type=int, default=20)
     parser.add_argument("--epochs", type=int, default=6)
-    parser.add_argument("--output-dir", default="runs/mc_dropout_digits")
+    parser.add_argument("--output-dir", default=None,
+                        help="default: runs/mc_dropout_digits/seedN")
     args = parser.parse_args(argv)
+    args.output_dir = args.output_dir or f"runs/mc_dropout_digits/seed{args.seed}"
+    try:
+        run(args)
+    except UserError as err:  # e.g. an output folder holding a run of other settings
+        parser.error(str(err))
 
+
+def run(args):
     import ensembles
     import zoo
     from zoo.cli import demo

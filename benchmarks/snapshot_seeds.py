@@ -1,10 +1,16 @@
-"""The snapshot test's seed study: its exact recipe over several seeds, on the fixed split.
+"""The snapshot test's seed study: its recipe (the cyclic part) over several seeds.
 
-tests/ensembles/test_digits.py asserts, at seed 0, that the cyclic snapshot ensemble (the
-last 4 of 8 snapshots of ONE ResNet-18 run) has a lower test NLL than its best snapshot and
-no higher top-1 error. This reruns that recipe for each seed and counts how often each
-claim holds, so the test's docstring and the README quote measured numbers. About a
-minute a seed on two cores; too slow for CI.
+tests/ensembles/test_digits.py (``test_cyclic_snapshots_beat_their_best_snapshot_pooled_
+over_seeds``) trains ONE ResNet-18 (width 0.25, CIFAR stem, the digits at 8x8) for 40
+epochs under eight cosine cycles restarting at 0.3, without validation data, and averages
+its last four snapshots. Pooled over seeds 0-2 on the validation and test splits (540
+digits a seed), it asserts that the ensemble's NLL is at least 5 % below the best
+snapshot's (the best position in the run) and its top-1 error no higher.
+
+This reruns that recipe for each seed given, prints each seed's numbers and whether both
+claims hold on that seed alone, then the pooled verdict over all of them, so the test's
+docstring quotes measured numbers. (The test's NoCycle control is left out: it doubles the
+time and asserts nothing.) About a minute a seed on two cores; too slow for CI.
 
 Run: ``.venv/bin/python benchmarks/snapshot_seeds.py [--seeds 0 1 2 ...]``.
 """
@@ -17,60 +23,74 @@ import tempfile
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
+import numpy as np  # noqa: E402
 import pandas as pd  # noqa: E402
 
 import data  # noqa: E402
 import ensembles  # noqa: E402
 import zoo  # noqa: E402
+from ensembles import metrics  # noqa: E402
 
 SIZE = 8
+MARGIN = 0.95  # the test's: the ensemble's NLL below 95 % of the best snapshot's
 
 
-def run_seed(seed, stats, val, test):
+def snapshot_probabilities(seed, stats, held_out):
+    """``(4, digits, 10)``: the last four snapshots' probabilities on ``held_out``."""
     def build():
         return zoo.resnet18(classes=10, width=0.25, stem="cifar",
                             input_tensor=data.normalized_input(stats, (SIZE, SIZE, 3)))
 
     train = data.load("digits", "train", image_size=SIZE, batch_size=32, seed=seed)
     with tempfile.TemporaryDirectory() as run_dir:
-        _, paths = ensembles.train_snapshots(build, train, val, epochs=40, cycles=8,
+        _, paths = ensembles.train_snapshots(build, train, epochs=40, cycles=8,
                                              learning_rate=0.3, weight_decay=1e-4, seed=seed,
                                              run_dir=run_dir, verbose=0)
-        table = ensembles.evaluate(ensembles.from_snapshots(build, paths, last=4), test)
-    snapshots = table.iloc[:4]
-    return {
-        "seed": seed,
-        "ensemble_top1": table.loc["ensemble", "top1_error"],
-        "ensemble_nll": table.loc["ensemble", "nll"],
-        "best_top1": snapshots["top1_error"].min(), "best_nll": snapshots["nll"].min(),
-        "mean_top1": snapshots["top1_error"].mean(), "mean_nll": snapshots["nll"].mean(),
-    }
+        members = ensembles.members_of(ensembles.from_snapshots(build, paths[-4:]))
+        return np.stack([np.concatenate([m.predict(ds, verbose=0) for ds in held_out])
+                         for m in members])
+
+
+def verdict(probabilities, labels):
+    """The test's two claims on ``(4, digits, 10)`` snapshot probabilities."""
+    each = [metrics.scores(p, labels) for p in probabilities]
+    ensemble = metrics.scores(probabilities.mean(axis=0), labels)
+    best_nll = min(s["nll"] for s in each)
+    best_top1 = min(s["top1_error"] for s in each)
+    return {"ensemble_top1": ensemble["top1_error"], "ensemble_nll": ensemble["nll"],
+            "best_top1": best_top1, "best_nll": best_nll,
+            "nll_margin_held": ensemble["nll"] < MARGIN * best_nll,
+            "top1_held": ensemble["top1_error"] <= best_top1}
+
+
+def _line(name, row):
+    return (f"{name}: ensemble {100 * row['ensemble_top1']:.2f} % / {row['ensemble_nll']:.4f}"
+            f", best snapshot {100 * row['best_top1']:.2f} % / {row['best_nll']:.4f}; NLL "
+            f"{MARGIN:.0%} margin {'held' if row['nll_margin_held'] else 'NOT held'}, top-1 "
+            f"{'held' if row['top1_held'] else 'NOT held'}")
 
 
 def main(argv=None):
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--seeds", type=int, nargs="+", default=list(range(12)))
+    parser.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2])
     args = parser.parse_args(argv)
     stats = data.compute_statistics(data.load("digits", "train", image_size=SIZE,
                                               shuffle=False))
-    val = data.load("digits", "validation", image_size=SIZE, batch_size=128)
-    test = data.load("digits", "test", image_size=SIZE, batch_size=128)
-    rows = []
+    held_out = [data.load("digits", split, image_size=SIZE, batch_size=128)
+                for split in ("validation", "test")]
+    labels = np.concatenate([y for ds in held_out for _, y in ds.as_numpy_iterator()])
+    rows, pooled = [], []
     for seed in args.seeds:
-        row = run_seed(seed, stats, val, test)
-        rows.append(row)
-        print(f"seed {seed}: ensemble {100 * row['ensemble_top1']:.2f} % / "
-              f"{row['ensemble_nll']:.4f}, best snapshot {100 * row['best_top1']:.2f} % / "
-              f"{row['best_nll']:.4f}, mean snapshot {100 * row['mean_top1']:.2f} % / "
-              f"{row['mean_nll']:.4f}", flush=True)
+        pooled.append(snapshot_probabilities(seed, stats, held_out))
+        rows.append({"seed": seed, **verdict(pooled[-1], labels)})
+        print(_line(f"seed {seed}", rows[-1]), flush=True)
+    together = verdict(np.concatenate(pooled, axis=1), np.concatenate([labels] * len(pooled)))
+    print(_line(f"\npooled over seeds {args.seeds} (the test's claim)", together))
     table = pd.DataFrame(rows)
-    top1 = table["ensemble_top1"] <= table["best_top1"]
-    nll = table["ensemble_nll"] < table["best_nll"]
     n = len(table)
-    print(f"\ntop-1 no higher than the best snapshot's: {top1.sum()}/{n}; NLL lower: "
-          f"{nll.sum()}/{n}; both: {(top1 & nll).sum()}/{n}; top-1 below the mean "
-          f"snapshot's: {(table['ensemble_top1'] < table['mean_top1']).sum()}/{n}")
-    return table
+    print(f"seeds alone: NLL margin held on {table['nll_margin_held'].sum()}/{n}, top-1 on "
+          f"{table['top1_held'].sum()}/{n}")
+    return table, together
 
 
 if __name__ == "__main__":

@@ -39,6 +39,9 @@ def _measure(rounds=3, steps=20, batch=64, size=32, classes=10):
     def build():
         return zoo.resnet20(input_shape=(size, size, 3), classes=classes)
 
+    first = tf.data.Dataset.from_tensor_slices((x[:batch], y[:batch])).batch(batch)
+    check_same_step(build, first)
+
     # zoo.train: one epoch per round, timed from the epoch's start to its end.
     timer, epoch_times = epoch_timer()
 
@@ -63,12 +66,40 @@ def _measure(rounds=3, steps=20, batch=64, size=32, classes=10):
             "hand-jitted": images / float(np.median(hand))}
 
 
+def check_same_step(build, batch):
+    """Raise where ``zoo.train``'s step and the hand-jitted one, from the same weights on
+    the same ``batch`` (a dataset of one), update the weights differently: both sides must
+    do the same work."""
+    import zoo
+    from benchmarks.common import check_same_update
+
+    model = build()
+    before = [v.numpy() for v in model.trainable_variables + model.non_trainable_variables]
+    hand = hand_jitted_step(model, zoo.PaperSGD(0.01, momentum=0.9, l2=5e-4))
+    images, labels = next(batch.as_numpy_iterator())
+    hand(images, labels)
+
+    def same_start():
+        model = build()
+        for variable, value in zip(model.trainable_variables + model.non_trainable_variables,
+                                   before, strict=True):
+            variable.assign(value)
+        return model
+
+    trained = zoo.train(same_start, batch, epochs=1, reduce_lr=False, seed=0,
+                        verbose=0, strategy="one_device").model
+    return check_same_update(before, [v.numpy() for v in trained.trainable_variables
+                                      + trained.non_trainable_variables], hand.weights(),
+                             "zoo.train's step against the hand-jitted one")
+
+
 def hand_jitted_step(model, optimizer):
     """``step(images, labels) -> loss``: one SGD step of ``model`` (sparse cross-entropy) as
     one ``jax.jit`` of Keras' stateless calls, holding the variables' values itself (the
     model's variables are left as they are). The reference the product's step is held to."""
     import jax
     import keras
+    import numpy as np
 
     optimizer.build(model.trainable_variables)
     loss_fn = keras.losses.SparseCategoricalCrossentropy()
@@ -102,6 +133,8 @@ def hand_jitted_step(model, optimizer):
         state, loss = jitted(state, images, labels)
         return loss
 
+    # Its weights now, in the order of model.trainable_variables + non_trainable_variables.
+    step.weights = lambda: [np.asarray(value) for value in state[0] + state[1]]
     return step
 
 

@@ -2,6 +2,7 @@
 Keras path, and the CIFAR snapshot study's three runs."""
 
 import csv
+import os
 import subprocess
 import sys
 
@@ -13,7 +14,6 @@ from tests.helpers import REPO
 @pytest.mark.slow
 def test_gpu_benchmark_smoke_run_writes_its_table(tmp_path):
     """As on the GPU image: Keras on JAX, and TensorFlow not importable."""
-    import os
 
     out = tmp_path / "gpu.csv"
     code = ("import runpy, sys; sys.modules['tensorflow'] = None; "
@@ -71,6 +71,63 @@ def test_beyond_averaging_smoke_run_writes_both_tables(tmp_path):
     models = [r["model"] for r in csv.DictReader(open(tmp_path / "distillation.csv"))]
     assert models == ["teacher: snapshot ensemble", "student, labels only",
                       "student, distilled (T=4, alpha=0.9)"]
+    # The full study in the smoke run's folder: a run of other settings there is one line.
+    again = subprocess.run([sys.executable, "benchmarks/beyond_averaging.py", "--output-dir",
+                            str(tmp_path)], capture_output=True, text=True, timeout=600,
+                           cwd=REPO)
+    assert again.returncode == 2 and "Traceback" not in again.stderr, again.stderr[-3000:]
+    assert "holds a run with other settings" in again.stderr.strip().splitlines()[-1]
+
+
+@pytest.mark.slow
+def test_mc_dropout_study_trains_each_seed_in_a_folder_of_its_own(tmp_path):
+    """The README reports benchmarks/mc_dropout_digits.py for seeds 0-2, but every seed
+    trained in one folder: seed 1 after seed 0 stopped with a traceback (a run of other
+    settings there)."""
+    script = os.path.join(REPO, "benchmarks", "mc_dropout_digits.py")
+    for seed in (0, 1):
+        result = subprocess.run([sys.executable, script, "--seed", str(seed), "--epochs", "1",
+                                 "--samples", "2"], capture_output=True, text=True,
+                                timeout=600, cwd=tmp_path)
+        assert result.returncode == 0, result.stderr[-3000:]
+        assert (tmp_path / "runs" / "mc_dropout_digits" / f"seed{seed}" / "results.csv").is_file()
+
+
+@pytest.mark.all_backends
+def test_the_timed_sides_are_checked_to_compute_the_same_numbers(monkeypatch):
+    """A ratio of two different computations measures nothing: the step benchmark holds
+    zoo.train's step to the hand-jitted one (a hand step of twice the learning rate is
+    caught), and the ensemble benchmark the one graph to the members' mean."""
+    import keras
+    import numpy as np
+    import tensorflow as tf
+
+    import ensembles
+    import zoo
+    from benchmarks.common import check_same_results
+
+    rng = np.random.default_rng(0)
+    x = rng.uniform(0, 1, (8, 8, 8, 3)).astype("float32")
+    members = [zoo.resnet20(input_shape=(8, 8, 3), classes=3, width=0.25) for _ in range(2)]
+    mean = np.mean([m.predict(x, verbose=0) for m in members], axis=0)
+    check_same_results(ensembles.Ensemble(members).predict(x, verbose=0), mean, "ensemble")
+    with pytest.raises(AssertionError, match=r"ensemble: the two sides disagree"):
+        check_same_results(members[0].predict(x, verbose=0), mean, "ensemble")
+    if keras.backend.backend() != "jax":
+        return  # (the hand-jitted step is JAX's)
+    from benchmarks.step_overhead import check_same_step
+
+    batch = tf.data.Dataset.from_tensor_slices((x, np.arange(8) % 3)).batch(8)
+
+    def build():
+        return zoo.resnet20(input_shape=(8, 8, 3), classes=3, width=0.25)
+
+    assert check_same_step(build, batch) < 1e-4
+    paper_sgd = zoo.PaperSGD  # zoo.train's optimizer is zoo.optimizers'; the hand's zoo's
+    monkeypatch.setattr(zoo, "PaperSGD", lambda *args, **kwargs: paper_sgd(
+        0.02, momentum=0.9, l2=5e-4))
+    with pytest.raises(AssertionError, match=r"update the weights differently"):
+        check_same_step(build, batch)
 
 
 @pytest.mark.slow
@@ -78,7 +135,6 @@ def test_step_overhead_smoke_run_measures_both_steps():
     """benchmarks/step_overhead.py under JAX with tiny sizes: zoo.train's step and the
     hand-jitted one both train and are timed."""
     import json
-    import os
 
     done = subprocess.run([sys.executable, "benchmarks/step_overhead.py", "--smoke", "--json"],
                           cwd=REPO, capture_output=True, text=True, timeout=600,
@@ -93,7 +149,6 @@ def test_step_overhead_smoke_run_measures_both_steps():
 def test_gpu_profile_smoke_run_times_each_layer_of_the_step(tmp_path):
     """benchmarks/gpu_profile.py --smoke on the CPU: the trace's thunks are traced back, through
     the optimised HLO's metadata, to the Keras layers they belong to, forward and backward."""
-    import os
 
     import pandas as pd
 
