@@ -86,6 +86,18 @@ CODE = textwrap.dedent(
                        reduce_lr=False, verbose=0)
     out["mirrored_unknown_length_steps"] = int(keras.ops.convert_to_numpy(
         result.model.optimizer.iterations))
+    # PReLU slopes spared from PaperSGD's decay on both copies (the second, named
+    # ".../alpha/replica_1:0", was decayed: the mirrored copies drifted apart).
+    strategy = zoo.distribute.get_strategy("mirrored")
+    result = zoo.train(lambda: zoo.resnet20(input_shape=(8, 8, 3), classes=4, width=0.25,
+                                            activation="prelu"),
+                       tiny_data(n=64, batch=16), epochs=1, seed=0, weight_decay=0.05,
+                       strategy=strategy, reduce_lr=False, verbose=0)
+    slopes = [w for w in result.model.weights if w.path.endswith("alpha")]
+    copies = [[t.numpy() for t in strategy.experimental_local_results(w.value)] for w in slopes]
+    out["mirrored_prelu_slopes"] = {
+        "count": len(slopes), "copies": min(len(c) for c in copies),
+        "largest_difference": max(float(np.abs(c[0] - c[-1]).max()) for c in copies)}
     print(json.dumps(out))
     """
 )

@@ -5,6 +5,7 @@ without TensorFlow (the GPU benchmark's) compiles as ``zoo.train`` does."""
 
 import contextlib
 import math
+import re
 
 import keras
 
@@ -46,8 +47,9 @@ class PaperSGD(keras.optimizers.SGD):
         self.l2 = float(l2 or 0.0)  # (None: no decay, as check_hyperparameters allows)
 
     def update_step(self, gradient, variable, learning_rate):
-        # (TensorFlow's update passes its own variable, named "conv1_prelu/alpha:0")
-        slope = variable.name.split("/")[-1].split(":")[0] == "alpha"
+        # (TensorFlow's update passes its own variable, named "conv1_prelu/alpha:0", and a
+        # mirrored run's second copy "conv1_prelu/alpha/replica_1:0")
+        slope = SLOPE_NAME.search(variable.name) is not None
         if self.l2 and len(variable.shape) > 1 and not slope and self._use_weight_decay(
                 variable):
             gradient = gradient + keras.ops.cast(self.l2, variable.dtype) * variable
@@ -57,6 +59,8 @@ class PaperSGD(keras.optimizers.SGD):
         return {**super().get_config(), "l2": self.l2}
 
 
+# A PReLU's slopes, as Keras names them, TensorFlow's device copies and their ":0" too.
+SLOPE_NAME = re.compile(r"(^|/)alpha(/replica_\d+)?(:\d+)?$")
 OPTIMIZER_CHOICES = ("sgd", "nesterov", "adam", "rmsprop", "adagrad")
 
 

@@ -367,13 +367,12 @@ class _Setup:
         return self.data.load(split, shuffle=shuffle)
 
     def load_train(self, strategy="auto"):
-        """The training split; under keras.distribution (JAX over several devices) without
-        each epoch's last, smaller batch, which would not split over the devices."""
-        import keras
-
-        data_parallel = (keras.backend.backend() != "tensorflow"  # zoo.train's own decision
-                         and zoo.distribute.backend_distribution(strategy)[1] is not None)
-        return self.data.train(drop_remainder=data_parallel)
+        """The training split; over several devices without each epoch's last, smaller
+        batch: keras.distribution (JAX) refuses a batch that does not split over them, and
+        under tf.distribute a batch smaller than the replicas left one empty, which Keras'
+        step failed on (a batch size of 8 on the digits' 1,257 images)."""
+        replicas = zoo.distribute.backend_distribution(strategy)[2]  # zoo.train's decision
+        return self.data.train(drop_remainder=replicas > 1)
 
     def build(self, **overrides):
         return zoo.get_model(self.model, classes=self.info.num_classes,
@@ -463,13 +462,25 @@ def _strategy(args):
     import keras
 
     if keras.backend.backend() == "tensorflow":
-        return zoo.distribute.get_strategy(args.strategy)
+        strategy = zoo.distribute.get_strategy(args.strategy)
+        if args.jit_compile and zoo.distribute.splits_a_device(strategy):
+            raise UserError(
+                f"--jit-compile does not combine with --strategy {args.strategy} here: the "
+                f"strategy's {strategy.num_replicas_in_sync} replicas are one device split "
+                "in parts, between which XLA cannot reach the variables. Leave "
+                "--jit-compile out, or train on one device (--strategy one_device).")
+        return strategy
     if args.strategy == "multi_worker":
         zoo.distribute.initialize_cluster(args.coordinator, args.num_processes,
                                           args.process_id,
                                           timeout=120 if args.cluster_timeout is None
                                           else args.cluster_timeout)
-    zoo.distribute.backend_distribution(args.strategy)  # what zoo.train will ask for
+    replicas = zoo.distribute.backend_distribution(args.strategy)[2]  # zoo.train's ask
+    if args.batch_size % replicas:  # (not after the statistics pass)
+        raise UserError(
+            f"--batch-size {args.batch_size} does not split over the {replicas} devices of "
+            f"--strategy {args.strategy} (keras.distribution splits every batch evenly): "
+            f"give a multiple of {replicas}.")
     return args.strategy
 
 

@@ -601,7 +601,8 @@ class ResumableReduceLROnPlateau(_ResumesFromHistory, keras.callbacks.ReduceLROn
         super().on_epoch_end(epoch, logs)
 
     def state(self):
-        return {"best": float(self.best), "wait": int(self.wait),
+        # (best stays None while every epoch's monitor was NaN: no value to keep)
+        return {"best": None if self.best is None else float(self.best), "wait": int(self.wait),
                 "cooldown_counter": int(self.cooldown_counter)}
 
     def _set_state(self, state):

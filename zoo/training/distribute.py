@@ -96,6 +96,16 @@ def mirrored(devices=2, gpu_memory_mb=None):
     )
 
 
+def splits_a_device(strategy):
+    """Whether ``strategy`` mirrors over parts of one device (:func:`mirrored` on fewer
+    GPUs than replicas, or on the CPU), between which XLA cannot reach the variables."""
+    if strategy.num_replicas_in_sync < 2:
+        return False
+    kinds = {tf.DeviceSpec.from_string(d).device_type for d in strategy.extended.worker_devices}
+    return any(len(tf.config.list_logical_devices(kind))
+               > len(tf.config.list_physical_devices(kind)) for kind in kinds)
+
+
 STRATEGY_CHOICES = ("auto", "one_device", "mirrored", "multi_worker")
 
 
@@ -486,11 +496,12 @@ def work_around_keras_20585(model, strategy, train_data):
     each step's scalar logs with ``reduce(..., axis=0)``, which fails for scalars. We build
     from the dataset's element spec, and give the step logs a length-1 axis to average over.
     """
+    if strategy.num_replicas_in_sync > 1:  # (a) a batch that splits unevenly failed too
+        with strategy.scope():
+            model._symbolic_build(data_batch=train_data.element_spec)
+        model._maybe_symbolic_build = lambda iterator=None, data_batch=None: None
     if not isinstance(strategy, tf.distribute.MultiWorkerMirroredStrategy):
         return
-    with strategy.scope():
-        model._symbolic_build(data_batch=train_data.element_spec)
-    model._maybe_symbolic_build = lambda iterator=None, data_batch=None: None
     for step in ("train_step", "test_step"):
         original = getattr(model, step)
         setattr(model, step, lambda data, original=original: {

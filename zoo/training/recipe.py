@@ -57,6 +57,13 @@ class TrainResult:
         return os.path.join(self.run_dir, "checkpoints", "last.keras") if self.run_dir else None
 
 
+def _uses_ema(optimizer):
+    """Whether ``optimizer`` keeps Keras' moving average of the weights (``use_ema``); a
+    mixed_float16 run's ``LossScaleOptimizer`` asks its inner one (it read False, and the
+    run validated and checkpointed its raw weights while fit returned the averages)."""
+    return bool(getattr(getattr(optimizer, "inner_optimizer", optimizer), "use_ema", False))
+
+
 def _cpu_only():
     """Whether Keras' backend computes on CPUs alone (no GPU or TPU)."""
     backend = keras.backend.backend()
@@ -669,6 +676,8 @@ def train(
         distribute.check_even_batches(replicas, train_data=train_data)
         val_data = distribute.process_share(distribute.even_validation(replicas, val_data))
         parallel.auto_shard_dataset = False  # each process takes its share itself
+    elif replicas > 1:  # tf.distribute: a batch smaller than the replicas left one empty,
+        val_data = distribute.even_validation(replicas, val_data)  # which Keras failed on
     shared_run_dir = run_dir  # what process 0 writes; the others write a scratch copy
     # On JAX, data parallelism is keras.distribution's: the model's variables are made and
     # its batches split under it.
@@ -685,7 +694,7 @@ def train(
             optimizer = compile_model(model, optimizer, learning_rate=learning_rate,
                                       momentum=momentum, weight_decay=weight_decay, loss=loss,
                                       metrics=metrics, jit_compile=jit_compile,
-                                      weighted=parallel is not None).optimizer
+                                      weighted=replicas > 1).optimizer
         _check_schedule(optimizer, reduce_lr, callbacks)
         _check_one_output(model, metrics)
         _check_batched(train_data, model)
@@ -754,7 +763,7 @@ def train(
             stream = distribute.process_share(stream, processes)
             run_callbacks = _run_callbacks(
                 run_dir, monitor, reduce_lr, lr_factor, lr_patience, min_lr, verbose,
-                ema=bool(getattr(optimizer, "use_ema", False)), checkpoint_model=checkpoint_model,
+                ema=_uses_ema(optimizer), checkpoint_model=checkpoint_model,
                 mode=monitor_mode)
             if processes > 1 and run_dir is not None:  # (RestoreBackup comes first)
                 run_callbacks[0].backup.agree_on_epoch = distribute.same_epoch_everywhere(

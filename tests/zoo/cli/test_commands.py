@@ -524,6 +524,49 @@ def test_jax_mirrored_on_one_device_is_refused_before_the_statistics_pass(capsys
     assert not (tmp_path / "r").exists()
 
 
+MIRRORED_UNEVEN_BATCHES = """
+import json, sys
+from zoo import cli
+folder, run_dir = sys.argv[1:]
+common = ["train", "--model", "resnet18", "--model-arg", "stem=cifar", "--model-arg",
+          "width=0.0625", "--image-size", "16", "--dataset", folder, "--strategy", "mirrored",
+          "--epochs", "1"]
+refused = cli.main(common + ["--jit-compile", "--run-dir", run_dir + "_jit"])
+trained = cli.main(common + ["--batch-size", "3", "--run-dir", run_dir])
+print(json.dumps([refused, trained]))
+"""
+
+
+def test_mirrored_training_takes_odd_batches_and_last_batches_smaller_than_the_replicas(
+        tmp_path):
+    """Under TensorFlow's two-replica mirrored strategy a batch of 3 (17/16 of a batch of
+    33 too) stopped Keras' first build with a traceback, and a last training or
+    validation batch of 1 left a replica empty, which Keras' step failed on; --jit-compile
+    failed as XLA cannot reach the variables of a device split in two: one line now.
+    10 images a split at batch 3: the training epoch drops its last image, validation
+    pads its last batch with an example of weight 0, so its accuracy is of 10 images."""
+    _digit_folder(str(tmp_path / "digits"))
+    run_dir = str(tmp_path / "run")
+    result = run_python(MIRRORED_UNEVEN_BATCHES, args=(str(tmp_path / "digits"), run_dir))
+    assert json.loads(result.stdout.strip().splitlines()[-1]) == [2, 0], result.stderr[-3000:]
+    assert "--jit-compile does not combine with --strategy mirrored here: the strategy's 2 " \
+        "replicas are one device split in parts" in result.stderr
+    assert not os.path.exists(run_dir + "_jit")
+    history = pd.read_csv(os.path.join(run_dir, "history.csv"))
+    accuracy = history["val_top1_accuracy"].iloc[-1]
+    assert np.isfinite(history["val_loss"]).all()
+    assert abs(accuracy * 10 - round(accuracy * 10)) < 1e-6  # of the 10 images, no padding
+    # JAX: a batch that does not split over the devices is one line before any work.
+    jax = run_python(
+        "import sys; from zoo import cli; sys.exit(cli.main(sys.argv[1:]))", check=False,
+        env={"KERAS_BACKEND": "jax", "XLA_FLAGS": "--xla_force_host_platform_device_count=2"},
+        args=["train", "--model", "resnet18", "--model-arg", "stem=cifar", "--strategy",
+              "mirrored", "--batch-size", "7", "--run-dir", str(tmp_path / "jax")])
+    assert jax.returncode == 2 and "--batch-size 7 does not split over the 2 devices of " \
+        "--strategy mirrored" in jax.stderr.strip().splitlines()[-1]
+    assert not (tmp_path / "jax").exists()
+
+
 def _digit_folder(path, size=16):
     import tensorflow as tf
 

@@ -737,6 +737,30 @@ def test_a_nan_validation_value_with_a_finite_training_loss_is_no_divergence(tmp
     assert meta["epoch"] in (1, 2)  # backed up: resumable
 
 
+def test_a_monitor_nan_from_the_first_epoch_on_is_backed_up_and_resumed(tmp_path):
+    """With monitor="val_loss" NaN in every epoch, the plateau callback had no best value
+    yet, and its backup stopped the run: float(None)."""
+    images, labels = next(iter(tiny_data(n=16, seed=1, batch=16)))
+    images = images.numpy()
+    images[0, 0, 0, 0] = np.nan
+    val = tf.data.Dataset.from_tensor_slices((images, labels)).batch(8)
+    run_dir = str(tmp_path / "run")
+
+    def linear():
+        inputs = keras.Input((8, 8, 3))
+        return keras.Model(inputs, keras.layers.Dense(4, activation="softmax", name="predictions")(
+            keras.layers.Flatten()(inputs)), name="linear")
+
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        zoo.train(linear, tiny_data(), val, epochs=2, run_dir=run_dir, monitor="val_loss",
+                  verbose=0)
+        result = zoo.train(linear, tiny_data(), val, epochs=3, run_dir=run_dir,
+                           monitor="val_loss", verbose=0)  # extended: resumes from epoch 2
+    assert len(result.history) == 3 and result.history["val_loss"].isna().all()
+    assert np.isfinite(result.history["loss"]).all()
+
+
 def test_divergence_in_the_first_epoch_says_nothing_was_kept(tmp_path):
     class Diverge(keras.callbacks.Callback):
         def on_train_batch_begin(self, batch, logs=None):
@@ -960,6 +984,24 @@ def test_ema_run_validates_checkpoints_and_returns_the_averaged_weights(tmp_path
     last = keras.models.load_model(tmp_path / "checkpoints" / "last.keras")
     for saved, averaged in zip(last.get_weights(), result.model.get_weights()):
         np.testing.assert_allclose(saved, averaged, rtol=1e-6)
+
+
+def test_a_mixed_float16_ema_run_validates_and_checkpoints_the_averaged_weights(tmp_path):
+    """Under mixed_float16 the optimizer is a LossScaleOptimizer, whose own use_ema is
+    False: the run validated and checkpointed its raw weights (last.keras differed from
+    the averaged model fit returned)."""
+    val = tiny_data(size=16, seed=1)
+    result = zoo.train("resnet18", tiny_data(size=16), val, epochs=2, seed=0, reduce_lr=False,
+                       precision="mixed_float16", run_dir=str(tmp_path), verbose=0,
+                       optimizer=lambda: zoo.make_optimizer("adam", 0.01, ema=True),
+                       model_kwargs=dict(input_shape=(16, 16, 3), classes=4, width=0.125,
+                                         stem="cifar"))
+    assert isinstance(result.model.optimizer, keras.optimizers.LossScaleOptimizer)
+    last = keras.models.load_model(tmp_path / "checkpoints" / "last.keras")
+    for saved, averaged in zip(last.get_weights(), result.model.get_weights()):
+        np.testing.assert_array_equal(saved, averaged)
+    final = result.model.evaluate(val, return_dict=True, verbose=0)
+    assert result.history["val_loss"].iloc[-1] == pytest.approx(final["loss"], rel=1e-3)
 
 
 @pytest.mark.parametrize("with_run_dir", [True, False])
