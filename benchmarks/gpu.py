@@ -208,7 +208,8 @@ def ensemble_rows(cfg, results, rng):
         ensemble.predict_on_batch(x),
         np.mean([keras.ops.convert_to_numpy(m.predict_on_batch(x)) for m in members], axis=0),
         f"{label}: the one graph against the members' mean",
-        atol=1e-5 if keras.config.dtype_policy().name == "float32" else 1e-2)
+        # (float32 on a GPU may run its convolutions in TF32: not bit for bit)
+        atol=1e-3 if keras.config.dtype_policy().name == "float32" else 1e-2)
     for mode, fn in (("one graph", lambda: ensemble.predict_on_batch(x)),
                      ("members in turn", lambda: [m.predict_on_batch(x) for m in members])):
         results.add("keras", label, mode, _rate(fn, batch, cfg["steps"], cfg["warmup"]), size)

@@ -95,6 +95,23 @@ CODE = textwrap.dedent(
                        strategy=strategy, reduce_lr=False, verbose=0)
     slopes = [w for w in result.model.weights if w.path.endswith("alpha")]
     copies = [[t.numpy() for t in strategy.experimental_local_results(w.value)] for w in slopes]
+    # Validation arrays and a PyDataset to train on pass through as Keras takes them (the
+    # element-spec build and the padding of uneven batches are tf.data's).
+    class Batches(keras.utils.PyDataset):
+        def __init__(self):
+            super().__init__()
+            self.batches = list(tiny_data(n=64, batch=16).as_numpy_iterator())
+
+        def __len__(self):
+            return len(self.batches)
+
+        def __getitem__(self, index):
+            return self.batches[index]
+
+    images, labels = next(tiny_data(n=20, seed=3, batch=20).as_numpy_iterator())
+    result = zoo.train(tiny_model, Batches(), (images, labels), epochs=1, seed=0,
+                       strategy=strategy, reduce_lr=False, verbose=0)
+    out["mirrored_arrays_val_loss"] = float(result.history["val_loss"].iloc[-1])
     out["mirrored_prelu_slopes"] = {
         "count": len(slopes), "copies": min(len(c) for c in copies),
         "largest_difference": max(float(np.abs(c[0] - c[-1]).max()) for c in copies)}

@@ -1374,21 +1374,22 @@ def test_special_files_long_names_and_two_threads_at_one_path(tmp_path):
     with pytest.raises(UserError, match=r"its name is 256 bytes long, and file systems take "
                                         r"at most 255"):
         safeio.check_writable_file(long)
-    shared, done = str(tmp_path / "shared.txt"), []
+    shared, done, a_inside = str(tmp_path / "shared.txt"), [], threading.Event()
 
     def write(letter, delay):
         with safeio.atomic_path(shared) as tmp:
             with open(tmp, "w") as f:
                 f.write(letter * 1000)
                 f.flush()
-                time.sleep(delay)
+                a_inside.set()
+                time.sleep(delay)  # (B's chance to interfere; the order holds without it)
                 f.write(letter * 1000)
         done.append(open(shared).read())
 
     threads = [threading.Thread(target=write, args=("A", 0.3)),
                threading.Thread(target=write, args=("B", 0.0))]
     threads[0].start()
-    time.sleep(0.1)
+    a_inside.wait()  # B starts once A writes (a sleep of 0.1 s was too short under load)
     threads[1].start()
     for thread in threads:
         thread.join()

@@ -241,38 +241,24 @@ def max_pool(x, size, strides, name, padding=0, ceil_mode=False):
     >>> max_pool(x, 3, 2, "pool", ceil_mode=True).shape  # Caffe: 28 x 28; floor: 28 x 27
     (None, 28, 28, 8)
     """
-    # Ceil mode is strides - 1 more rows and columns of -inf at the end. Every window then
-    # starts inside the map, as PyTorch and Caffe require, where padding is 0 and size >=
-    # strides (every ceil-mode pool of the zoo's models: Caffe's pad none). Otherwise
-    # PyTorch drops a last window that would start in the bottom or right padding, which
-    # takes the sides: known ones get exactly the rows their windows reach.
-    extras = (strides - 1 if ceil_mode else 0,) * 2
+    # Ceil mode is more rows and columns of -inf at the end: strides - 1 lets the windows
+    # that the edge cuts count, and no more than size - padding - 1 keeps every window
+    # starting inside the map or its first padding, as PyTorch and Caffe drop a last
+    # window starting in the bottom or right padding (PyTorch's output size for every
+    # side, known or not; checked against ONNX Runtime's).
+    if not is_int(padding) or not 0 <= padding <= size // 2:
+        raise UserError(f"max_pool {name!r}: `padding` must be an integer from 0 to half the "
+                        f"window, {size // 2} for size {size} (PyTorch's rule: a window "
+                        f"of padding alone has no maximum); received {padding!r}.")
+    extra = min(strides - 1, size - padding - 1) if ceil_mode else 0
     if ceil_mode and not padding:
         alike = {_keras_padding_alike(side, size, strides) for side in x.shape[1:3]}
         if len(alike) == 1 and None not in alike:
             return keras.layers.MaxPooling2D(size, strides=strides, padding=alike.pop(),
                                              name=name)(x)
-    if ceil_mode and (padding or size < strides):
-        if None in x.shape[1:3]:
-            raise UserError(
-                f"max_pool {name!r} in ceil mode with padding={padding}, size={size} and "
-                f"strides={strides} needs a known height and width (PyTorch's ceil mode "
-                f"drops a last window starting in the padding); received a map of shape "
-                f"{tuple(x.shape)}.")
-        extras = tuple(_ceil_mode_rows(side, size, strides, padding) for side in x.shape[1:3])
-    if padding or any(extras):
-        x = MaxPadding2D(tuple((padding, padding + extra) for extra in extras),
-                         name=f"{name}_pad")(x)
+    if padding or extra:
+        x = MaxPadding2D(((padding, padding + extra),) * 2, name=f"{name}_pad")(x)
     return keras.layers.MaxPooling2D(size, strides=strides, name=name)(x)
-
-
-def _ceil_mode_rows(side, size, strides, padding):
-    """Rows (or columns) of -inf after a side's ``padding`` that PyTorch's ceil mode pools:
-    its output size, less a last window starting past the map and its first padding."""
-    out = -(-(side + 2 * padding - size) // strides) + 1
-    if (out - 1) * strides >= side + padding:
-        out -= 1
-    return max(0, (out - 1) * strides + size - side - 2 * padding)
 
 
 def _keras_padding_alike(side, size, strides):

@@ -217,8 +217,9 @@ def compile_model(model, optimizer=None, *, learning_rate=0.01, momentum=0.9,
     Metrics default to top-1 and top-5 accuracy (of one-hot labels with a categorical
     loss). (A GoogLeNet with auxiliary heads adds their 0.3-weighted losses itself.)
     ``weighted``: the metrics follow the batches' sample weights (Keras'
-    ``weighted_metrics``), as the padded validation batches of ``keras.distribution``
-    need. ``jit_compile``: None for the backend's usual way, which is no XLA on TensorFlow
+    ``weighted_metrics``), as the validation batches padded to split over several
+    replicas need (``zoo.train``'s, under keras.distribution and tf.distribute).
+    ``jit_compile``: None for the backend's usual way, which is no XLA on TensorFlow
     and Keras' ``"auto"`` elsewhere (on JAX, the jitted step: ``False`` there would run
     every step op by op).
 

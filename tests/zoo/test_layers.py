@@ -343,22 +343,26 @@ def test_max_pool_ceil_mode_with_padding_drops_a_last_window_in_the_padding(size
                                                                            padding):
     """PyTorch's (and ONNX Runtime's) ceil mode drops a last window that would start in
     the bottom or right padding: a 2x2/2 pool of 3 rows with padding 1 gave 3 rows, the
-    last all -3.4e38, where PyTorch gives 2. Sides unknown when built are refused there."""
+    last all -3.4e38, where PyTorch gives 2. Sides known when built and unknown alike; a
+    padding over half the window (PyTorch refuses it) is one line."""
     from zoo.layers import max_pool
 
     x = np.random.default_rng(size).normal(size=(2, 7, 8, 3)).astype("float32")
+    unknown = keras.Input((None, None, 3))
+    any_size = keras.Model(unknown, max_pool(unknown, size, strides, "pool", padding, True))
     for side in (3, 4, 7, 8):
         part = x[:, :side, :8]
         want = _onnx_runtime_max_pool(part, size, strides, padding)
         inputs = keras.Input(part.shape[1:])
         model = keras.Model(inputs, max_pool(inputs, size, strides, "pool", padding, True))
-        got = keras.ops.convert_to_numpy(model(part))
-        assert got.shape == want.shape, (side, got.shape, want.shape)
-        np.testing.assert_allclose(got, want, rtol=1e-6)
-    with pytest.raises(ValueError, match=r"max_pool 'pool' in ceil mode with padding="
-                                         rf"{padding}, size={size} and strides={strides} "
-                                         r"needs a known height and width.*\(None, None"):
-        max_pool(keras.Input((None, None, 3)), size, strides, "pool", padding, True)
+        for built in (model, any_size):
+            got = keras.ops.convert_to_numpy(built(part))
+            assert got.shape == want.shape, (side, got.shape, want.shape)
+            np.testing.assert_allclose(got, want, rtol=1e-6)
+    with pytest.raises(ValueError, match=rf"max_pool 'pool': `padding` must be an integer "
+                                         rf"from 0 to half the window, {size // 2} for size "
+                                         rf"{size}.*received {size // 2 + 1}"):
+        max_pool(unknown, size, strides, "pool", size // 2 + 1, True)
 
 
 def test_max_padding_round_trips_and_refuses_bad_padding(tmp_path):

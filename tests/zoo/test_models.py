@@ -229,6 +229,11 @@ def test_variants_take_positional_arguments_as_their_signature_says():
         bound = inspect.signature(builder).bind(*positional, "features", 0.5, 0.0625)
         assert bound.arguments["width"] == 0.0625 and bound.arguments["pooling"] == "max"
     assert zoo.vgg16_bn(input_shape=(32, 32, 3), width=0.0625).get_layer("block1_conv1_bn")
+    too_many = [False, None, None, (32, 32, 3), "max", 4, None, None, 0.5, 0.0625, "he",
+                "relu", None, True]  # a 14th: vgg's batch_norm, past the signature's
+    with pytest.raises(ValueError, match=r"vgg16 takes at most 13 positional arguments.*"
+                                         r"received 14"):
+        zoo.vgg16(*too_many)
     for name, received in (("vgg16", True), ("vgg16_bn", False)):
         with pytest.raises(ValueError, match=rf"{name} sets batch_norm={not received} itself"
                            rf".*received batch_norm={received}\. Use vgg16"):

@@ -277,6 +277,7 @@ class _Setup:
         training set) and before anything is written."""
         import data
 
+        self.strategy = strategy
         # The user's mistakes first, and nothing written for them: the dataset, the
         # augmentation, the model's arguments (a model built and dropped: 0.2 to 1.8 s
         # here from resnet18 to resnet152 under TensorFlow; under JAX the first build's
@@ -367,12 +368,10 @@ class _Setup:
         return self.data.load(split, shuffle=shuffle)
 
     def load_train(self, strategy="auto"):
-        """The training split; over several devices without each epoch's last, smaller
-        batch: keras.distribution (JAX) refuses a batch that does not split over them, and
-        under tf.distribute a batch smaller than the replicas left one empty, which Keras'
-        step failed on (a batch size of 8 on the digits' 1,257 images)."""
-        replicas = zoo.distribute.backend_distribution(strategy)[2]  # zoo.train's decision
-        return self.data.train(drop_remainder=replicas > 1)
+        """The training split, without each epoch's last, smaller batch where it would not
+        split over ``strategy``'s devices (:func:`_drops_last_batch`)."""
+        return self.data.train(drop_remainder=_drops_last_batch(
+            self.info.splits.get(self.data.train_split), self.data.batch_size, strategy))
 
     def build(self, **overrides):
         return zoo.get_model(self.model, classes=self.info.num_classes,
@@ -542,12 +541,12 @@ def _cmd_train(args):
         import ensembles
 
         result, paths = ensembles.train_snapshots(
-            setup.build, setup.load_train(args.strategy), val, cycles=args.snapshots,
+            setup.build, setup.load_train(strategy), val, cycles=args.snapshots,
             learning_rate=args.lr, momentum=args.momentum, weight_decay=args.weight_decay,
             optimizer=args.optimizer, **common)
     else:
         result = zoo.train(
-            setup.build, setup.load_train(args.strategy), val,
+            setup.build, setup.load_train(strategy), val,
             **({} if args.lr_patience is None else {"lr_patience": args.lr_patience}),
             optimizer=lambda: zoo.make_optimizer(args.optimizer, args.lr, args.momentum,
                                                  args.weight_decay, ema=args.ema),
@@ -556,7 +555,12 @@ def _cmd_train(args):
         print(f"No test score: the test split of {args.dataset} has no labels (-1, as TFDS "
               "marks them).")
     elif "test" in setup.info.splits:
-        test = zoo.distribute.cluster_share(setup.load(split="test"))
+        test = setup.load(split="test")
+        # (padded to split over the replicas, as zoo.train pads validation: a last batch
+        # smaller than them left one empty, after the whole run had trained)
+        replicas = zoo.distribute.backend_distribution(strategy)[2]
+        test = zoo.distribute.cluster_share(test) if zoo.distribute.process_count() > 1 \
+            else zoo.distribute.even_validation(replicas, test)
         for which in _scored_weights(result.model, run_dir, args.strategy):
             scores = result.model.evaluate(test, return_dict=True, verbose=0)
             top1 = next(v for k, v in scores.items() if k.endswith("top1_accuracy"))
@@ -574,13 +578,32 @@ def _cmd_train(args):
     return 1 if result.diverged else 0
 
 
+def _drops_last_batch(examples, batch_size, strategy):
+    """Whether ``zoo train`` leaves out each epoch's last, smaller batch of ``examples`` (a
+    count, or None where not known) for ``strategy`` (``zoo.train``'s; under TensorFlow a
+    tf.distribute strategy, which passes through): keras.distribution (JAX, several
+    devices) refuses any batch that does not split evenly over them, and under
+    tf.distribute a batch smaller than the replicas left one empty, which Keras' step
+    failed on (a batch size of 8 on the digits' 1,257 images). A smaller last batch that
+    splits is kept."""
+    import keras
+
+    replicas = zoo.distribute.backend_distribution(strategy or "auto")[2]
+    if replicas == 1:
+        return False
+    if keras.backend.backend() != "tensorflow" or examples is None:
+        return True
+    return 0 < examples % batch_size < replicas
+
+
 def _check_cycles(args, setup):
     """``--snapshots M`` against the most updates the run can make (``ensembles.
     train_snapshots`` checks the exact count, once the pipeline is built)."""
     examples = setup.info.splits.get("train")
     if examples is None:  # (a dataset without one is the pipeline's one line)
         return
-    steps = -(-examples // args.batch_size)
+    steps = (examples // args.batch_size if _drops_last_batch(
+        examples, args.batch_size, setup.strategy) else -(-examples // args.batch_size))
     if args.snapshots > args.epochs * steps:
         raise UserError(
             f"--snapshots must be at most the run's updates, --epochs x batches per epoch "

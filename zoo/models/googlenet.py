@@ -138,10 +138,10 @@ def googlenet(
     Args:
         include_top, weights, input_tensor, input_shape, pooling, classes,
         classifier_activation, name: as in ``keras.applications``; default input
-            ``(224, 224, 3)``, any size without the top. ``weights``: None, a local ``.weights.h5`` file, the Caffe
-            reference model's ``bvlc_googlenet.caffemodel`` (its aux heads load with
-            ``aux_logits=True``), or ``"imagenet"``/``"bvlc"`` (that file, from the local
-            cache; see :mod:`zoo.pretrained`).
+            ``(224, 224, 3)``, any size without the top. ``weights``: None, a local
+            ``.weights.h5`` file, the Caffe reference model's ``bvlc_googlenet.caffemodel``
+            (its aux heads load with ``aux_logits=True``), or ``"imagenet"``/``"bvlc"``
+            (that file, from the local cache; see :mod:`zoo.pretrained`).
         aux_logits: add the two auxiliary classifiers (on 4a and 4d), for training: a
             :class:`GoogLeNetWithAuxHeads`, still one output to the outside, whose loss
             adds 0.3 times each head's (:func:`without_aux` drops the heads).

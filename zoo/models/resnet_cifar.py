@@ -84,7 +84,8 @@ def resnet_cifar(
         depth: 6n + 2 for n >= 1: n basic blocks in each of the three stages.
         include_top, weights, input_tensor, input_shape, pooling, classes,
         classifier_activation: as in ``keras.applications``; default input ``(32, 32, 3)``
-            (any size without the top) and 10 classes (CIFAR-10). ``weights``: None or a local ``.weights.h5`` file.
+            (any size without the top) and 10 classes (CIFAR-10). ``weights``: None or a
+            local ``.weights.h5`` file.
         name: model name, default ``f"resnet{depth}"`` (``"resnet50_cifar"`` and
             ``"resnet152_cifar"`` for the depths of ImageNet ResNets).
         dropout: dropout rate before the classifier (0: none, as in the paper).

@@ -12,6 +12,8 @@ classes the trainable parameters equal torchvision's, so torchvision's state dic
 exactly (:mod:`zoo.pretrained`).
 """
 
+import inspect
+
 from keras import layers
 
 from safeio.checks import UserError, check_bool, check_choice
@@ -70,10 +72,11 @@ def vgg(
         include_top, weights, input_tensor, input_shape, pooling, classes,
         classifier_activation: as in ``keras.applications``; default input
             ``(224, 224, 3)``, any size without the top; with the top, height and width are
-            fixed (fc1 flattens the block-5 map: 7x7x512 at 224). ``weights``: None, a local ``.weights.h5``, a
-            torchvision state dict (``.safetensors``, or ``.pth`` with PyTorch), the
-            authors' Caffe file (``VGG_ILSVRC_16_layers.caffemodel``), or ``"imagenet"``
-            (torchvision's file, from the local cache; see :mod:`zoo.pretrained`).
+            fixed (fc1 flattens the block-5 map: 7x7x512 at 224). ``weights``: None, a local
+            ``.weights.h5``, a torchvision state dict (``.safetensors``, or ``.pth`` with
+            PyTorch), the authors' Caffe file (``VGG_ILSVRC_16_layers.caffemodel``), or
+            ``"imagenet"`` (torchvision's file, from the local cache; see
+            :mod:`zoo.pretrained`).
         name: model name, default ``f"vgg{depth}"`` (``f"vgg{depth}_bn"``).
         dropout: dropout after fc1 and fc2 (0.5 in the paper).
         width: multiplier of every layer's width (64 ... 512 filters, 4096 units at 1.0).
@@ -133,9 +136,14 @@ _variant = register_model(paper=PAPER, input_size=224, min_input_size=MIN_INPUT_
                           arguments_of=vgg, fixed=("batch_norm",))
 
 
-def _batch_norm(name, batch_norm, kwargs):
+def _batch_norm(name, batch_norm, args, kwargs):
     """``kwargs`` with the ``batch_norm`` that the variant ``name`` sets, or one line where
-    they set it too (``vgg16(batch_norm=True)`` quietly built a ``vgg16_bn``)."""
+    they set it too (``vgg16(batch_norm=True)`` quietly built a ``vgg16_bn``; a 14th
+    positional argument, past its signature's, reached ``vgg``'s ``batch_norm``)."""
+    most = len(inspect.signature(vgg).parameters) - 2  # less depth and batch_norm
+    if len(args) > most:
+        raise UserError(f"{name} takes at most {most} positional arguments (its signature's: "
+                        f"include_top, ..., ceil_mode); received {len(args)}.")
     if "batch_norm" in kwargs:
         raise UserError(f"{name} sets batch_norm={batch_norm} itself (its signature has no "
                         f"`batch_norm`); received batch_norm={kwargs['batch_norm']!r}. Use "
@@ -151,7 +159,7 @@ def vgg11(*args, **kwargs):
     >>> vgg11(input_shape=(32, 32, 3), classes=10, width=0.125).output_shape
     (None, 10)
     """
-    return vgg(11, *args, **_batch_norm("vgg11", False, kwargs))
+    return vgg(11, *args, **_batch_norm("vgg11", False, args, kwargs))
 
 
 @_variant
@@ -161,7 +169,7 @@ def vgg13(*args, **kwargs):
     >>> vgg13(input_shape=(32, 32, 3), classes=10, width=0.125).output_shape
     (None, 10)
     """
-    return vgg(13, *args, **_batch_norm("vgg13", False, kwargs))
+    return vgg(13, *args, **_batch_norm("vgg13", False, args, kwargs))
 
 
 @_variant
@@ -171,7 +179,7 @@ def vgg16(*args, **kwargs):
     >>> vgg16(input_shape=(32, 32, 3), classes=10, width=0.125).output_shape
     (None, 10)
     """
-    return vgg(16, *args, **_batch_norm("vgg16", False, kwargs))
+    return vgg(16, *args, **_batch_norm("vgg16", False, args, kwargs))
 
 
 @_variant
@@ -181,7 +189,7 @@ def vgg19(*args, **kwargs):
     >>> vgg19(input_shape=(32, 32, 3), classes=10, width=0.125).output_shape
     (None, 10)
     """
-    return vgg(19, *args, **_batch_norm("vgg19", False, kwargs))
+    return vgg(19, *args, **_batch_norm("vgg19", False, args, kwargs))
 
 
 @_variant
@@ -191,7 +199,7 @@ def vgg11_bn(*args, **kwargs):
     >>> vgg11_bn(input_shape=(32, 32, 3), classes=10, width=0.125).output_shape
     (None, 10)
     """
-    return vgg(11, *args, **_batch_norm("vgg11_bn", True, kwargs))
+    return vgg(11, *args, **_batch_norm("vgg11_bn", True, args, kwargs))
 
 
 @_variant
@@ -201,7 +209,7 @@ def vgg13_bn(*args, **kwargs):
     >>> vgg13_bn(input_shape=(32, 32, 3), classes=10, width=0.125).output_shape
     (None, 10)
     """
-    return vgg(13, *args, **_batch_norm("vgg13_bn", True, kwargs))
+    return vgg(13, *args, **_batch_norm("vgg13_bn", True, args, kwargs))
 
 
 @_variant
@@ -211,7 +219,7 @@ def vgg16_bn(*args, **kwargs):
     >>> vgg16_bn(input_shape=(32, 32, 3), classes=10, width=0.125).output_shape
     (None, 10)
     """
-    return vgg(16, *args, **_batch_norm("vgg16_bn", True, kwargs))
+    return vgg(16, *args, **_batch_norm("vgg16_bn", True, args, kwargs))
 
 
 @_variant
@@ -221,4 +229,4 @@ def vgg19_bn(*args, **kwargs):
     >>> vgg19_bn(input_shape=(32, 32, 3), classes=10, width=0.125).output_shape
     (None, 10)
     """
-    return vgg(19, *args, **_batch_norm("vgg19_bn", True, kwargs))
+    return vgg(19, *args, **_batch_norm("vgg19_bn", True, args, kwargs))

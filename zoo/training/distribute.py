@@ -401,9 +401,9 @@ def even_validation(replicas, dataset):
     weights its metrics); the loss counts each padded example as 0 in a batch of the
     padded size, so ``val_loss`` is low by at most ``(replicas - 1) / examples``.
     Batches of another structure are left as they are."""
-    if dataset is None or not (isinstance(dataset.element_spec, tuple)
-                               and len(dataset.element_spec) == 2):
-        return dataset
+    if not isinstance(dataset, tf.data.Dataset) or not (
+            isinstance(dataset.element_spec, tuple) and len(dataset.element_spec) == 2):
+        return dataset  # (None, arrays, a PyDataset: as they are)
 
     def pad(images, labels):
         count = tf.shape(images)[0]
@@ -489,14 +489,18 @@ def check_even_batches(replicas, **datasets):
 
 
 def work_around_keras_20585(model, strategy, train_data):
-    """Let ``fit`` run under ``MultiWorkerMirroredStrategy`` (keras-team/keras#20585).
+    """Let ``fit`` run under ``MultiWorkerMirroredStrategy`` (keras-team/keras#20585), and
+    under any strategy of several replicas on batches that split unevenly over them.
 
     Keras 3 (a) builds the model's metrics and optimizer from a first batch that it averages
-    across workers with ``strategy.reduce``, which fails for a nested batch, and (b) averages
-    each step's scalar logs with ``reduce(..., axis=0)``, which fails for scalars. We build
-    from the dataset's element spec, and give the step logs a length-1 axis to average over.
+    across replicas with ``strategy.reduce``, which fails for a nested batch and for one
+    split unevenly (a batch of 33 as 17 and 16), and (b) under ``MultiWorkerMirroredStrategy``
+    averages each step's scalar logs with ``reduce(..., axis=0)``, which fails for scalars.
+    We build from a ``tf.data`` dataset's element spec, and give the step logs a length-1
+    axis to average over.
     """
-    if strategy.num_replicas_in_sync > 1:  # (a) a batch that splits unevenly failed too
+    if strategy.num_replicas_in_sync > 1 and isinstance(train_data, tf.data.Dataset):
+        # (a) under any strategy of several replicas: a batch that splits unevenly failed
         with strategy.scope():
             model._symbolic_build(data_batch=train_data.element_spec)
         model._maybe_symbolic_build = lambda iterator=None, data_batch=None: None

@@ -221,6 +221,7 @@ def test_train_under_the_mirrored_two_device_strategy_matches_one_device(fresh_p
         assert run["evaluate_nll"] == pytest.approx(run["sklearn_nll"], rel=1e-4)
     # On data of unknown length, 2 epochs of 4 batches are 8 steps (Keras counted 10).
     assert fresh_process["mirrored_unknown_length_steps"] == 8
+    assert np.isfinite(fresh_process["mirrored_arrays_val_loss"])  # arrays, a PyDataset
     slopes = fresh_process["mirrored_prelu_slopes"]
     assert slopes["count"] > 0 and slopes["copies"] == 2
     assert slopes["largest_difference"] == 0.0  # both copies spared from the decay
