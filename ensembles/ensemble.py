@@ -25,7 +25,11 @@ class CombineMembers(keras.layers.Layer):
       are under 69, as a float32 softmax member's own are, which underflow beyond 87);
     - ``geometric``: the normalised weighted geometric mean of the probabilities (for softmax
       members it equals ``logit_mean``: the per-member log-normaliser cancels);
-    - ``vote``: the weighted fraction of members whose top class each class is.
+    - ``vote``: the weighted fraction of members whose top class each class is (a member
+      whose top classes tie shares its vote between them).
+
+    A member with a NaN among an example's probabilities (a diverged one) makes that
+    example's combination NaN under every rule.
 
     With a ``temperature`` other than 1 (what :func:`ensembles.calibrate` fits), the
     combination p is then served as ``softmax(log p / temperature)``.
@@ -62,19 +66,26 @@ class CombineMembers(keras.layers.Layer):
                             f"(batch, members, classes); received shape "
                             f"{tuple(stacked.shape)}.")
         w = self._weights(stacked.shape[1], stacked.dtype)
+        # A member with a NaN (a diverged one) makes its examples' combination NaN under
+        # every rule and backend: argmax gave it a vote for class 0, and the softmax of a
+        # row holding a NaN is NaN there on JAX, elsewhere too on TensorFlow.
+        broken = keras.ops.any(keras.ops.isnan(stacked), axis=(1, 2))[:, None]
         if self.combine == "mean":
-            return keras.ops.sum(w * stacked, axis=1)
+            return keras.ops.where(broken, np.nan, keras.ops.sum(w * stacked, axis=1))
         if self.combine == "vote":
-            top = keras.ops.one_hot(keras.ops.argmax(stacked, axis=-1), stacked.shape[-1],
-                                    dtype=stacked.dtype)
-            return keras.ops.sum(w * top, axis=1)
+            # Tied top classes share the member's vote (argmax gave a member without a
+            # preference, all classes equal, a whole vote for class 0).
+            top = keras.ops.cast(keras.ops.equal(
+                stacked, keras.ops.max(stacked, axis=-1, keepdims=True)), stacked.dtype)
+            top = top / keras.ops.maximum(keras.ops.sum(top, axis=-1, keepdims=True), 1)
+            return keras.ops.where(broken, np.nan, keras.ops.sum(w * top, axis=1))
         # In float32, zeros (underflow) as EPS, 1e-30: a floor of 1e-7 cut every logit gap
         # above 16 to 16 (two confident members who disagree: 0.032 for 2.3e-5).
         probabilities = keras.ops.cast(stacked, "float32")
         logits = keras.ops.log(keras.ops.maximum(probabilities, EPS))
         combined = keras.ops.softmax(keras.ops.sum(keras.ops.cast(w, "float32") * logits,
                                                    axis=1), axis=-1)
-        return keras.ops.cast(combined, stacked.dtype)
+        return keras.ops.cast(keras.ops.where(broken, np.nan, combined), stacked.dtype)
 
     def compute_output_shape(self, input_shape):
         return (input_shape[0], input_shape[2])
@@ -155,14 +166,17 @@ def check_member_weights(weights, count=None):
     all zero; else a one-line ``UserError`` naming what was received."""
     allowed = f"{count or 'one per member:'} non-negative numbers, not all zero"
     try:
-        if isinstance(weights, (str, bytes)):
-            raise TypeError
+        if isinstance(weights, (str, bytes, dict, set, frozenset)):  # (a dict's keys were
+            raise TypeError                                   # read as its weights)
         values = [float(w) for w in weights]
     except (TypeError, ValueError):
         raise UserError(f"`weights` must be {allowed}; received {weights!r:.80}.") from None
     if ((count is not None and len(values) != count) or not np.isfinite(values).all()
-            or min(values, default=-1) < 0 or not 0 < sum(values) < np.inf):  # (1e308 twice)
+            or min(values, default=-1) < 0 or not 0 < sum(values)):
         raise UserError(f"`weights` must be {allowed}; received {values}.")
+    if not sum(values) < np.inf:  # (1e308 twice)
+        raise UserError(f"`weights` sum to more than a float holds; received {values}. Only "
+                        "their ratios count: scale them down.")
     return values
 
 

@@ -1,12 +1,13 @@
 """Members that differ in dropout or width: the study notes' variant ensembles."""
 
 import functools
+import inspect
 import itertools
 
 import keras
 import numpy as np
 
-from safeio.checks import UserError, check_positive_number, check_rate, is_number
+from safeio.checks import UserError, check_positive_number, check_rate, is_int, is_number
 from zoo import registry
 
 
@@ -28,6 +29,37 @@ def _values(value, name):
         raise UserError(f"`{name}` must be a number or a list of numbers to vary; received "
                         f"{value!r:.80}.")
     return values, isinstance(value, (list, tuple))
+
+
+def _default(builder, argument):
+    """The default of ``builder``'s (a registry name's or a function's) ``argument``, or
+    None (none, or no signature to read)."""
+    try:
+        entry = registry.get_entry(builder) if isinstance(builder, str) else None
+        source = builder if entry is None else entry.arguments_of or entry.builder
+        parameter = inspect.signature(source).parameters.get(argument)
+    except (TypeError, ValueError):  # (a builtin or a class without one)
+        return None
+    return None if parameter is None else parameter.default
+
+
+def _builder_name(builder):
+    return builder if isinstance(builder, str) else getattr(builder, "__name__", "the builder")
+
+
+def _check_function_arguments(builder, kwargs):
+    """``kwargs`` that a builder function does not take (and has no ``**kwargs`` for):
+    one line naming them and what it takes."""
+    try:
+        parameters = inspect.signature(builder).parameters
+    except (TypeError, ValueError):
+        return
+    if any(p.kind is inspect.Parameter.VAR_KEYWORD for p in parameters.values()):
+        return
+    unknown = sorted(set(kwargs) - set(parameters))
+    if unknown:
+        raise UserError(f"{_builder_name(builder)} takes no "
+                        f"{', '.join(map(repr, unknown))}; it takes {list(parameters)}.")
 
 
 def variants(builder, dropout=None, width=None, **kwargs):
@@ -57,9 +89,20 @@ def variants(builder, dropout=None, width=None, **kwargs):
     for d in dropouts:  # (each was refused only when its member was built: after the
         if d is not None:  # members before it had trained)
             check_rate(d, "dropout")
+    whole_width = _default(builder, "width")
     for w in widths:
         if w is not None:
             check_positive_number(w, "width")
+            if isinstance(whole_width, int) and not is_int(w):  # AlexNet's: fc units
+                raise UserError(f"{_builder_name(builder)}'s `width` counts units (default "
+                                f"{whole_width}): each value must be a positive integer; "
+                                f"received {w!r} in width={width!r}.")
+    if "name" in kwargs:  # (each member is named after its values)
+        raise UserError(f"variants names each member after its values "
+                        f"({'alexnet_dropout0p5'!r}, ...); received name={kwargs['name']!r}. "
+                        "Leave `name` out.")
+    if not isinstance(builder, str):  # a mistyped argument: one line now, not after the
+        _check_function_arguments(builder, kwargs)  # members before it trained
     base = builder if isinstance(builder, str) else getattr(
         builder, "__name__", getattr(getattr(builder, "func", None), "__name__", "model"))
     build = functools.partial(registry.resolve, builder)

@@ -51,6 +51,24 @@ def test_combine_rules_match_their_formulas():
 
 
 @pytest.mark.all_backends
+def test_a_member_without_a_preference_shares_its_vote_and_a_nan_member_is_no_vote():
+    """argmax gave a member whose classes all tie a whole vote for class 0 (two such
+    members made the ensemble say class 0 at 2/3), and a diverged member (NaN) a vote too,
+    so the combination looked finite; the log rules' NaN rows differed between backends."""
+    flat, sure = [1 / 3, 1 / 3, 1 / 3], [0.1, 0.2, 0.7]
+    p = np.array([[flat, flat, sure]], "float32")
+    vote = keras.ops.convert_to_numpy(ensembles.CombineMembers("vote")(p))
+    np.testing.assert_allclose(vote, [[2 / 9, 2 / 9, 5 / 9]], rtol=1e-6)
+    assert vote.sum() == pytest.approx(1.0)
+    broken = np.array([[[np.nan] * 3, sure, sure], [sure, sure, sure],
+                       [[0.2, np.nan, 0.8], sure, sure]], "float32")
+    for rule in ("mean", "geometric", "logit_mean", "vote"):
+        out = keras.ops.convert_to_numpy(ensembles.CombineMembers(rule)(broken))
+        assert np.isnan(out[0]).all() and np.isfinite(out[1]).all(), rule
+        assert np.isnan(out[2]).all(), rule
+
+
+@pytest.mark.all_backends
 def test_logit_mean_of_logit_members_is_softmax_of_mean_logits():
     members = small_members(activation=None)
     model = ensembles.Ensemble(members, combine="logit_mean")
@@ -277,8 +295,12 @@ def test_member_weights_that_are_not_numbers_are_one_line():
         ensembles.CombineMembers("mean", weights=[2, -1])
     # Weights whose sum overflows (zoo ensemble --weights 1e308 1e308): an ensemble that
     # could not work was saved.
-    with pytest.raises(ValueError, match=r"not all zero; received \[1e\+308, 1e\+308\]"):
+    with pytest.raises(ValueError, match=r"`weights` sum to more than a float holds; "
+                                         r"received \[1e\+308, 1e\+308\]. Only their ratios"):
         ensembles.CombineMembers("mean", weights=[1e308, 1e308])
+    # A dict's keys were read as its weights (member 0 got none).
+    with pytest.raises(ValueError, match=r"`weights` must be .*received \{0: 3, 1: 1\}"):
+        ensembles.Ensemble(members, weights={0: 3, 1: 1})
     p = np.full((1, 3, 4), 0.25, "float32")
     with pytest.raises(ValueError, match=r"has 2 member weights \(\[1.0, 1.0\]\) for 3 members"):
         ensembles.CombineMembers("mean", weights=[1, 1])(p)
@@ -952,9 +974,20 @@ def test_variants_refuse_what_would_lose_or_misname_a_member():
             (dict(builder="alexnet", dropout=[0.1, 1.5]), r"`dropout` must be a rate in "
                                                           r"\[0, 1\); received 1.5"),
             (dict(builder="resnet18", width=[-1, 2]), r"`width` must be a finite positive "
-                                                      r"number; received -1")):
+                                                      r"number; received -1"),
+            # AlexNet's width counts fc units; a name would be every member's; a builder
+            # function's typo (a registry name's was caught already).
+            (dict(builder="alexnet", width=[16, 0.5]), r"alexnet's `width` counts units "
+                                                       r"\(default 4096\).*received 0.5"),
+            (dict(builder=zoo.alexnet, width=[16, 0.5]), r"alexnet's `width` counts units"),
+            (dict(builder="alexnet", dropout=[0.5, 0.6], name="mine"),
+             r"variants names each member after its values.*received name='mine'"),
+            (dict(builder=zoo.alexnet, dropout=[0.5, 0.6], withd=3),
+             r"alexnet takes no 'withd'; it takes \['include_top'")):
         with pytest.raises(ValueError, match=message):
             ensembles.variants(**kwargs)
+    assert list(ensembles.variants("resnet18", width=[0.5, 0.25])) == [
+        "resnet18_width0p5", "resnet18_width0p25"]  # a multiplier: any positive number
 
 
 def test_a_snapshot_run_killed_before_its_first_backup_runs_again(tmp_path):
