@@ -83,10 +83,24 @@ def _described(keys, before, now):
             for key in keys]
 
 
+# What a run's backup folder holds (Keras' BackupAndRestore's files, their previous copies,
+# and the scratch copies of our atomic writes, which end in the same names).
+BACKUP_FILES = ("latest.weights.h5", "training_metadata.json", "latest.weights.h5.bkp",
+                "training_metadata.json.bkp")
+
+
 def holds_stopped_run(run_dir):
     """Whether ``run_dir`` holds the backup of a run that has not ended (a resume starts
-    from it)."""
-    return os.path.isdir(os.path.join(run_dir, "backup"))
+    from it): a ``backup`` folder that is empty (a run stopped before its first backup) or
+    holds a backup's files, not a folder of the user's that is named so."""
+    backup = os.path.join(run_dir, "backup")
+    if not os.path.isdir(backup):
+        return False
+    try:
+        names = os.listdir(backup)
+    except OSError:  # (unreadable: the run's own reading names it)
+        return True
+    return not names or any(name.endswith(BACKUP_FILES) for name in names)
 
 
 # What a run writes in its directory (zoo.train, and the commands around it).

@@ -313,6 +313,15 @@ def test_a_folder_of_someone_elses_files_is_never_overwritten_by_a_run(tmp_path)
     assert {name: (mine / name).read_text() for name in files} == files
     assert sorted(p.name for p in mine.iterdir()) == ["checkpoints", "config.json",
                                                        "learning_curves.png"]
+    # A folder of the user's named backup/ is theirs, not a stopped run's backup (the
+    # message said "config.json is missing, but ... holds a backup of a run").
+    (tmp_path / "photos" / "backup").mkdir(parents=True)
+    (tmp_path / "photos" / "backup" / "photos.tar").write_text("mine")
+    with pytest.raises(ValueError, match=r"photos holds backup, which no run of this "
+                                         r"project wrote"):
+        zoo.train(tiny_model, tiny_data(), epochs=1, run_dir=str(tmp_path / "photos"),
+                  verbose=0)
+    assert os.listdir(tmp_path / "photos") == ["backup"]
     notes = tmp_path / "notes"
     notes.mkdir()
     (notes / "notes.txt").write_text("mine")
