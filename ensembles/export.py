@@ -128,6 +128,10 @@ def check_export_options(format, resize=None):
     check_choice(format, FORMAT_CHOICES, "format")
     if resize is not None:
         check_resize(resize)
+    if format == "litert" and keras.backend.backend() == "jax":
+        raise UserError("A LiteRT file is written by Keras' export under TensorFlow (or "
+                        "PyTorch), not JAX: export under KERAS_BACKEND=tensorflow (the .keras "
+                        "file reads the same there).")
     if resize is not None and format == "litert":
         raise UserError(f"resize={resize!r} does nothing for a LiteRT file, which takes "
                         "images already at the input size and records no resize mode (make "
@@ -324,6 +328,17 @@ def export(ensemble, path, overwrite=False, class_names=None, scale=None,
             raise UserError(f"`scale` must be at least the input size {height}; received "
                             f"{scale}.")
     if format != "saved_model":
+        half = _half_precision(ensemble)
+        if half:
+            model, dtype = half
+            where = model if model == ensemble.name else f"{ensemble.name}'s {model}"
+            raise UserError(
+                f"{where} computes in {dtype} (trained with mixed precision), which "
+                f"{'an ONNX' if format == 'onnx' else 'a LiteRT'} file does not serve "
+                f"faithfully (ONNX Runtime's float16 "
+                "differs from Keras' by about 1e-3; LiteRT's interpreter lacks the ops): "
+                "export it as a SavedModel (format='saved_model'; from the shell, zoo "
+                "export without --format), or rebuild it in float32 and load its weights.")
         if draws_at_inference(ensemble):
             raise UserError(
                 f"{ensemble.name} draws random dropout masks at inference (MC dropout), so "
@@ -436,6 +451,20 @@ _LITERT_NOISE = re.compile(
     r"^[IWE]\d{4} [\d:.]+\s+\d+ tf_tfl_flatbuffer_helpers\.cc:\d+\] Ignored "
     r"(output_format|drop_control_dependency)\.$"
     r"|^INFO: Created TensorFlow Lite XNNPACK delegate for CPU\.$")
+
+
+def _half_precision(model):
+    """``(model name, dtype)``: the innermost model of ``model`` (itself, or one inside it)
+    with a layer computing in half precision (``"float16"``/``"bfloat16"``), or None."""
+    for layer in model.layers:
+        if isinstance(layer, keras.Model):
+            inner = _half_precision(layer)
+            if inner:
+                return inner
+        dtype = getattr(getattr(layer, "dtype_policy", None), "compute_dtype", None)
+        if dtype in ("float16", "bfloat16"):
+            return model.name, dtype
+    return None
 
 
 def _without_litert_noise():

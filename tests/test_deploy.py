@@ -608,6 +608,38 @@ def test_a_model_that_normalizes_its_input_exports_to_onnx(normalize, tmp_path):
         assert not isinstance(layer.mean, np.ndarray)
 
 
+@pytest.mark.all_backends
+def test_runtime_exports_keras_cannot_make_faithfully_are_one_line(tmp_path):
+    """A LiteRT export under JAX stopped with Keras' traceback ("requires TensorFlow or
+    PyTorch backend"); a mixed-precision model's LiteRT export with the interpreter's
+    (FlexConv2D), and its ONNX one was refused as a layer that "does not convert
+    faithfully", where the gap is float16's. Both before any work, nothing written."""
+    import zoo
+
+    policy = keras.config.dtype_policy()
+    keras.config.set_dtype_policy("mixed_float16")
+    try:
+        half = zoo.resnet20(input_shape=(8, 8, 3), classes=3, width=0.25)
+    finally:
+        keras.config.set_dtype_policy(policy)
+    plain = zoo.resnet20(input_shape=(8, 8, 3), classes=3, width=0.25, name="plain")
+    if keras.backend.backend() == "jax":
+        with pytest.raises(ValueError, match=r"^A LiteRT file is written by Keras' export "
+                                             r"under TensorFlow.*KERAS_BACKEND=tensorflow"):
+            ensembles.export(plain, str(tmp_path / "m.tflite"), format="litert")
+    for format, suffix in (("onnx", ".onnx"), ("litert", ".tflite")):
+        if format == "litert" and keras.backend.backend() == "jax":
+            continue
+        where = "ensemble's resnet20" if format == "onnx" else "resnet20"
+        with pytest.raises(ValueError, match=rf"^{where} computes in float16 \(trained with "
+                                             r"mixed precision\), which an? (ONNX|LiteRT) "
+                                             r"file does not serve faithfully.*export it as a "
+                                             r"SavedModel"):
+            ensembles.export(ensembles.Ensemble([plain, half]) if format == "onnx" else half,
+                             str(tmp_path / f"m{suffix}"), format=format)
+    assert not os.listdir(tmp_path)
+
+
 @pytest.mark.slow  # two conversions of three architectures: 25 s each
 @pytest.mark.parametrize("format, runtime", [("onnx", "onnxruntime"),
                                              ("litert", "ai_edge_litert")])

@@ -42,8 +42,11 @@ def image_paths(sources):
                             f"{source!r:.80} ({type(source).__name__}).")
         source = os.fspath(source)
         if os.path.isdir(source):
-            files = _files_below(source)
+            files, others = _files_below(source)
             found = [path for path in files if path.lower().endswith(IMAGE_EXTENSIONS)]
+            for path in others:  # named, never opened (they were left out without a word)
+                if path.lower().endswith(IMAGE_EXTENSIONS):
+                    warnings.warn(f"Skipped {path}: {_not_a_file(path)}.", stacklevel=2)
             unread += [path for path in files if path.lower().endswith(OTHER_IMAGE_EXTENSIONS)]
             if not found:
                 raise UserError(f"No images in {source} (looked for "
@@ -51,6 +54,8 @@ def image_paths(sources):
             paths.extend(sorted(found, key=natural_key))
         elif os.path.isfile(source):
             paths.append(source)
+        elif os.path.lexists(source):  # a broken link, a named pipe: named, never opened
+            warnings.warn(f"Skipped {source}: {_not_a_file(source)}.", stacklevel=2)
         else:
             raise UserError(f"No such image or folder: {source}.")
     if unread:
@@ -61,11 +66,12 @@ def image_paths(sources):
 
 
 def _files_below(folder):
-    """The regular files below ``folder`` (opening a pipe named x.png would wait forever),
-    through links to folders as ``data.load`` follows them, each real folder once (a link
-    to an ancestor is no loop); hidden folders (``.ipynb_checkpoints``) left out, as
-    ``data.load`` leaves them."""
-    seen, files = set(), []
+    """``(files, others)``: the regular files below ``folder``, and the other entries that
+    are no folders (broken links, named pipes: opening a pipe named x.png would wait
+    forever), through links to folders as ``data.load`` follows them, each real folder
+    once (a link to an ancestor is no loop); hidden folders (``.ipynb_checkpoints``) left
+    out, as ``data.load`` leaves them."""
+    seen, files, others = set(), [], []
     for root, folders, names in os.walk(folder, followlinks=True):
         real = os.path.realpath(root)
         if real in seen:
@@ -73,8 +79,18 @@ def _files_below(folder):
             continue
         seen.add(real)
         folders[:] = [name for name in folders if not name.startswith(".")]
-        files += [path for name in names if os.path.isfile(path := os.path.join(root, name))]
-    return files
+        for name in names:
+            path = os.path.join(root, name)
+            (files if os.path.isfile(path) else others).append(path)
+    return files, others
+
+
+def _not_a_file(path):
+    """What ``path``, which exists as an entry but is no file, is, in words."""
+    if os.path.islink(path) and not os.path.exists(path):
+        return (f"a broken link (to {os.readlink(path)}, which is not there: a git-annex or "
+                "DVC file not fetched?)")
+    return "not a regular file (a named pipe or a device: never opened)"
 
 
 class _KerasSource:
@@ -281,7 +297,7 @@ def _source(model, resize):
                             f"or a .onnx file; received {path!r}.")
         import ensembles
 
-        model, name = ensembles.load(path), path
+        model, name = ensembles.load(path, compile=False), path  # (inference: no optimizer)
     else:
         name = model.name
     check_takes_images(model, "zoo.predict")

@@ -925,7 +925,9 @@ def _load_models(paths):
     for path in paths:
         if not path.endswith(".keras"):
             raise UserError(f"Expected a saved .keras model file; received {path!r}.")
-        models.append(ensembles.load(path))
+        # Without the optimizer: no command here trains the loaded model, and a mixed
+        # precision run's (a LossScaleOptimizer) warned of skipped variables at every load.
+        models.append(ensembles.load(path, compile=False))
     return models
 
 
