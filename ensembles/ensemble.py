@@ -68,8 +68,12 @@ class CombineMembers(keras.layers.Layer):
         w = self._weights(stacked.shape[1], stacked.dtype)
         # A member with a NaN (a diverged one) makes its examples' combination NaN under
         # every rule and backend: argmax gave it a vote for class 0, and the softmax of a
-        # row holding a NaN is NaN there on JAX, elsewhere too on TensorFlow.
-        broken = keras.ops.any(keras.ops.isnan(stacked), axis=(1, 2))[:, None]
+        # row holding a NaN is NaN there on JAX, elsewhere too on TensorFlow. A member of
+        # weight 0 (fit_weights drops some) counts for nothing, its NaNs neither.
+        counted = keras.ops.greater(w, 0)
+        broken = keras.ops.any(keras.ops.logical_and(keras.ops.isnan(stacked), counted),
+                               axis=(1, 2))[:, None]
+        stacked = keras.ops.where(counted, stacked, keras.ops.zeros_like(stacked))
         if self.combine == "mean":
             return keras.ops.where(broken, np.nan, keras.ops.sum(w * stacked, axis=1))
         if self.combine == "vote":

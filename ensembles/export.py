@@ -457,10 +457,13 @@ def _half_precision(model):
     """``(model name, dtype)``: the innermost model of ``model`` (itself, or one inside it)
     with a layer computing in half precision (``"float16"``/``"bfloat16"``), or None."""
     for layer in model.layers:
-        if isinstance(layer, keras.Model):
-            inner = _half_precision(layer)
+        if isinstance(layer, keras.Model):  # (its own policy computes nothing: the global
+            inner = _half_precision(layer)  # one when it was built, as an InputLayer's)
             if inner:
                 return inner
+            continue
+        if isinstance(layer, keras.layers.InputLayer):
+            continue
         dtype = getattr(getattr(layer, "dtype_policy", None), "compute_dtype", None)
         if dtype in ("float16", "bfloat16"):
             return model.name, dtype

@@ -43,6 +43,15 @@ def _default(builder, argument):
     return None if parameter is None else parameter.default
 
 
+def _registered(builder):
+    """Whether ``builder`` is a registry name or a registered builder function."""
+    name = builder if isinstance(builder, str) else getattr(builder, "__name__", None)
+    try:
+        return isinstance(builder, str) or registry.get_entry(name).builder is builder
+    except (TypeError, ValueError):  # (not registered)
+        return False
+
+
 def _builder_name(builder):
     return builder if isinstance(builder, str) else getattr(builder, "__name__", "the builder")
 
@@ -89,7 +98,8 @@ def variants(builder, dropout=None, width=None, **kwargs):
     for d in dropouts:  # (each was refused only when its member was built: after the
         if d is not None:  # members before it had trained)
             check_rate(d, "dropout")
-    whole_width = _default(builder, "width")
+    # (a user's function may mean an integer width as a multiplier; the zoo's mean units)
+    whole_width = _default(builder, "width") if _registered(builder) else None
     for w in widths:
         if w is not None:
             check_positive_number(w, "width")

@@ -623,6 +623,17 @@ def test_runtime_exports_keras_cannot_make_faithfully_are_one_line(tmp_path):
     finally:
         keras.config.set_dtype_policy(policy)
     plain = zoo.resnet20(input_shape=(8, 8, 3), classes=3, width=0.25, name="plain")
+    # A float32 model exported while the global policy is mixed: its input layer and the
+    # export's wrappers take that policy and compute nothing; the model is float32.
+    from ensembles.export import _half_precision
+
+    keras.config.set_dtype_policy("mixed_float16")
+    try:
+        assert _half_precision(ensembles.as_ensemble(plain)) is None
+        assert _half_precision(ensembles.as_ensemble(ensembles.Ensemble([plain, plain]))) \
+            is None
+    finally:
+        keras.config.set_dtype_policy(policy)
     if keras.backend.backend() == "jax":
         with pytest.raises(ValueError, match=r"^A LiteRT file is written by Keras' export "
                                              r"under TensorFlow.*KERAS_BACKEND=tensorflow"):

@@ -49,8 +49,11 @@ def image_paths(sources):
                     warnings.warn(f"Skipped {path}: {_not_a_file(path)}.", stacklevel=2)
             unread += [path for path in files if path.lower().endswith(OTHER_IMAGE_EXTENSIONS)]
             if not found:
+                missing = [path for path in others if path.lower().endswith(IMAGE_EXTENSIONS)]
                 raise UserError(f"No images in {source} (looked for "
-                                f"{', '.join(IMAGE_EXTENSIONS)} files, in sub-folders too).")
+                                f"{', '.join(IMAGE_EXTENSIONS)} files, in sub-folders too)"
+                                + (f"; {len(missing)} are no files: {missing[0]}: "
+                                   f"{_not_a_file(missing[0])}" if missing else "") + ".")
             paths.extend(sorted(found, key=natural_key))
         elif os.path.isfile(source):
             paths.append(source)

@@ -66,6 +66,11 @@ def test_a_member_without_a_preference_shares_its_vote_and_a_nan_member_is_no_vo
         out = keras.ops.convert_to_numpy(ensembles.CombineMembers(rule)(broken))
         assert np.isnan(out[0]).all() and np.isfinite(out[1]).all(), rule
         assert np.isnan(out[2]).all(), rule
+        # A member of weight 0 (fit_weights drops some) counts for nothing, its NaN neither.
+        dropped = ensembles.CombineMembers(rule, weights=[0, 1, 1])(broken)
+        without = ensembles.CombineMembers(rule)(broken[:, 1:])
+        np.testing.assert_allclose(keras.ops.convert_to_numpy(dropped),
+                                   keras.ops.convert_to_numpy(without), rtol=1e-5)
 
 
 @pytest.mark.all_backends

@@ -100,7 +100,9 @@ def holds_stopped_run(run_dir):
         names = os.listdir(backup)
     except OSError:  # (unreadable: the run's own reading names it)
         return True
-    return not names or any(name.endswith(BACKUP_FILES) for name in names)
+    if not names:  # a run stopped before its first backup wrote its config.json first
+        return _is_our_config(os.path.join(run_dir, "config.json"))
+    return any(name.endswith(BACKUP_FILES) for name in names)
 
 
 # What a run writes in its directory (zoo.train, and the commands around it).

@@ -537,6 +537,7 @@ print(json.dumps([refused, trained]))
 """
 
 
+@pytest.mark.slow  # two fresh processes, one training under the mirrored strategy: 20 s
 def test_mirrored_training_takes_odd_batches_and_last_batches_smaller_than_the_replicas(
         tmp_path):
     """Under TensorFlow's two-replica mirrored strategy a batch of 3 (17/16 of a batch of
@@ -1913,6 +1914,11 @@ def test_zoo_predict_reads_regular_files_only_from_a_folder(tmp_path):
         "which is not there: a git-annex or DVC file not fetched?).",
         f"Skipped {folder / 'cats' / 'fifo.png'}: not a regular file (a named pipe or a "
         "device: never opened)."]
+    (tmp_path / "unfetched").mkdir()  # only links to photos not fetched: say so
+    os.symlink(tmp_path / "gone.jpg", tmp_path / "unfetched" / "d.jpg")
+    with pytest.raises(ValueError, match=r"No images in .*unfetched .*; 1 are no files: "
+                                         r".*d.jpg: a broken link"):
+        image_paths(str(tmp_path / "unfetched"))
 
 
 def test_demo_quick_keeps_the_values_the_user_names(monkeypatch):

@@ -322,6 +322,10 @@ def test_a_folder_of_someone_elses_files_is_never_overwritten_by_a_run(tmp_path)
         zoo.train(tiny_model, tiny_data(), epochs=1, run_dir=str(tmp_path / "photos"),
                   verbose=0)
     assert os.listdir(tmp_path / "photos") == ["backup"]
+    (tmp_path / "empty" / "backup").mkdir(parents=True)  # no run's: no config.json of ours
+    with pytest.raises(ValueError, match=r"empty holds backup, which no run of this project"):
+        zoo.train(tiny_model, tiny_data(), epochs=1, run_dir=str(tmp_path / "empty"),
+                  verbose=0)
     notes = tmp_path / "notes"
     notes.mkdir()
     (notes / "notes.txt").write_text("mine")
@@ -995,6 +999,7 @@ def test_ema_run_validates_checkpoints_and_returns_the_averaged_weights(tmp_path
         np.testing.assert_allclose(saved, averaged, rtol=1e-6)
 
 
+@pytest.mark.slow  # float16 on a CPU: 8 s
 def test_a_mixed_float16_ema_run_validates_and_checkpoints_the_averaged_weights(tmp_path):
     """Under mixed_float16 the optimizer is a LossScaleOptimizer, whose own use_ema is
     False: the run validated and checkpointed its raw weights (last.keras differed from
