@@ -80,12 +80,18 @@ def test_full_width_feature_extractor_on_variable_size_input(name):
     assert model.output_shape == (None, FULL_FEATURES[name])
 
 
+@pytest.fixture(scope="module")
+def keras_feature_extractor():
+    return keras.applications.ResNet50(include_top=False, weights=None, pooling="avg")
+
+
 @pytest.mark.parametrize("name", ONE_PER_FAMILY)
-def test_without_the_top_the_default_input_takes_any_size_as_keras_applications(name):
+def test_without_the_top_the_default_input_takes_any_size_as_keras_applications(
+        name, keras_feature_extractor):
     """With no input_shape, keras.applications fixes the paper's size for a classifier
     and none for a feature extractor (obtain_input_shape's require_flatten): a zoo
     feature extractor locked to 224x224 refused 256x256 images."""
-    reference = keras.applications.ResNet50(include_top=False, weights=None, pooling="avg")
+    reference = keras_feature_extractor
     kwargs = {k: v for k, v in SMALL[name][0].items() if k != "input_shape"}
     features = zoo.get_model(name, include_top=False, pooling="avg", **kwargs)
     assert features.input_shape == reference.input_shape == (None, None, None, 3)

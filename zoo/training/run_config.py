@@ -101,7 +101,7 @@ def holds_stopped_run(run_dir):
     except OSError:  # (unreadable: the run's own reading names it)
         return True
     if not names:  # a run stopped before its first backup wrote its config.json first
-        return _is_our_config(os.path.join(run_dir, "config.json"))
+        return os.path.isfile(os.path.join(run_dir, "config.json"))
     return any(name.endswith(BACKUP_FILES) for name in names)
 
 
