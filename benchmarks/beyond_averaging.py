@@ -30,8 +30,6 @@ sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 import numpy as np  # noqa: E402
 import pandas as pd  # noqa: E402
 
-from safeio.checks import UserError  # noqa: E402
-
 COLUMNS = ["top1_error", "nll", "ece"]
 
 
@@ -127,21 +125,15 @@ def distillation_table(setup, teacher, output_dir, epochs, seed, temperature, al
 
 
 def main(argv=None):
+    from benchmarks.common import run_seed_study
+
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--temperature", type=float, default=4.0)
     parser.add_argument("--alpha", type=float, default=0.9)
     parser.add_argument("--student-epochs", type=int, default=15)
-    parser.add_argument("--output-dir", default=None,
-                        help="default: runs/beyond_averaging/seedN")
     parser.add_argument("--smoke", action="store_true",
                         help="tiny sizes: checks every path, measures nothing")
-    args = parser.parse_args(argv)
-    args.output_dir = args.output_dir or f"runs/beyond_averaging/seed{args.seed}"
-    try:
-        run(args)
-    except UserError as err:  # e.g. an output folder holding a run of other settings
-        parser.error(str(err))
+    run_seed_study(parser, argv, "beyond_averaging", run)
 
 
 def run(args):

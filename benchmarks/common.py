@@ -78,3 +78,20 @@ def _arrays(values):
 
     values = values if isinstance(values, (list, tuple)) else [values]
     return [np.asarray(keras.ops.convert_to_numpy(v), dtype="float64") for v in values]
+
+
+def run_seed_study(parser, argv, name, run):
+    """Add ``--seed`` and ``--output-dir`` to ``parser`` (a study's: its members train in
+    ``runs/NAME/seedN`` by default, a folder a seed, as a run of other settings there is
+    refused), parse ``argv`` and ``run(args)``; a user's mistake (a ``UserError``, such as
+    that refusal) is one line and exit 2."""
+    from safeio.checks import UserError
+
+    parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--output-dir", default=None, help=f"default: runs/{name}/seedN")
+    args = parser.parse_args(argv)
+    args.output_dir = args.output_dir or f"runs/{name}/seed{args.seed}"
+    try:
+        return run(args)
+    except UserError as err:
+        parser.error(str(err))

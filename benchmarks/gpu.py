@@ -142,7 +142,7 @@ def keras_rows(cfg, precision, results):
 
     import zoo
     from benchmarks.common import check_same_update
-    from benchmarks.step_overhead import hand_jitted_step
+    from benchmarks.step_overhead import hand_jitted_step, step_weights
     from zoo.optimizers import compile_model
 
     keras.config.set_dtype_policy(precision)
@@ -166,12 +166,10 @@ def keras_rows(cfg, precision, results):
         if keras.backend.backend() == "jax" and (cfg["full"] or name == "alexnet (one tower)"):
             hand = hand_jitted_step(model, zoo.PaperSGD(0.01, momentum=0.9, l2=5e-4))
             # Both steps do the same work: one of each from the same weights, on one batch.
-            before = [v.numpy() for v in model.trainable_variables
-                      + model.non_trainable_variables]
+            before = step_weights(model)
             hand(x, y)
             model.train_on_batch(x, y)
-            check_same_update(before, [v.numpy() for v in model.trainable_variables
-                                       + model.non_trainable_variables], hand.weights(),
+            check_same_update(before, step_weights(model), hand.weights(),
                               f"zoo.{name}: fit's step against the hand-jitted one",
                               rtol=1e-3 if precision == "float32" else 5e-2)
             results.add("keras", f"zoo.{name}", "train, hand-jitted",

@@ -28,7 +28,6 @@ sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 import pandas as pd  # noqa: E402
 
 from safeio import write_csv  # noqa: E402
-from safeio.checks import UserError  # noqa: E402
 
 
 def row(name, model, test):
@@ -47,18 +46,12 @@ def row(name, model, test):
 
 
 def main(argv=None):
+    from benchmarks.common import run_seed_study
+
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--samples", type=int, default=20)
     parser.add_argument("--epochs", type=int, default=6)
-    parser.add_argument("--output-dir", default=None,
-                        help="default: runs/mc_dropout_digits/seedN")
-    args = parser.parse_args(argv)
-    args.output_dir = args.output_dir or f"runs/mc_dropout_digits/seed{args.seed}"
-    try:
-        run(args)
-    except UserError as err:  # e.g. an output folder holding a run of other settings
-        parser.error(str(err))
+    run_seed_study(parser, argv, "mc_dropout_digits", run)
 
 
 def run(args):

@@ -74,7 +74,7 @@ def check_same_step(build, batch):
     from benchmarks.common import check_same_update
 
     model = build()
-    before = [v.numpy() for v in model.trainable_variables + model.non_trainable_variables]
+    before = step_weights(model)
     hand = hand_jitted_step(model, zoo.PaperSGD(0.01, momentum=0.9, l2=5e-4))
     images, labels = next(batch.as_numpy_iterator())
     hand(images, labels)
@@ -88,9 +88,14 @@ def check_same_step(build, batch):
 
     trained = zoo.train(same_start, batch, epochs=1, reduce_lr=False, seed=0,
                         verbose=0, strategy="one_device").model
-    return check_same_update(before, [v.numpy() for v in trained.trainable_variables
-                                      + trained.non_trainable_variables], hand.weights(),
+    return check_same_update(before, step_weights(trained), hand.weights(),
                              "zoo.train's step against the hand-jitted one")
+
+
+def step_weights(model):
+    """``model``'s weights as NumPy arrays, in the order of :func:`hand_jitted_step`'s
+    ``weights()``: the trainable ones, then the others."""
+    return [v.numpy() for v in model.trainable_variables + model.non_trainable_variables]
 
 
 def hand_jitted_step(model, optimizer):

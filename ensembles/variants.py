@@ -53,7 +53,9 @@ def _registered(builder):
 
 
 def _builder_name(builder):
-    return builder if isinstance(builder, str) else getattr(builder, "__name__", "the builder")
+    """A registry name, or a builder function's name (a partial's function's)."""
+    return builder if isinstance(builder, str) else getattr(
+        builder, "__name__", getattr(getattr(builder, "func", None), "__name__", "model"))
 
 
 def _check_function_arguments(builder, kwargs):
@@ -108,13 +110,12 @@ def variants(builder, dropout=None, width=None, **kwargs):
                                 f"{whole_width}): each value must be a positive integer; "
                                 f"received {w!r} in width={width!r}.")
     if "name" in kwargs:  # (each member is named after its values)
-        raise UserError(f"variants names each member after its values "
-                        f"({'alexnet_dropout0p5'!r}, ...); received name={kwargs['name']!r}. "
+        raise UserError("variants names each member after its values "
+                        f"('alexnet_dropout0p5', ...); received name={kwargs['name']!r}. "
                         "Leave `name` out.")
     if not isinstance(builder, str):  # a mistyped argument: one line now, not after the
         _check_function_arguments(builder, kwargs)  # members before it trained
-    base = builder if isinstance(builder, str) else getattr(
-        builder, "__name__", getattr(getattr(builder, "func", None), "__name__", "model"))
+    base = _builder_name(builder)
     build = functools.partial(registry.resolve, builder)
     out = {}
     for d, w in itertools.product(dropouts, widths):

@@ -626,10 +626,10 @@ def _holds_working_directory(path):
     parents, else None: by ``samefile`` up the working directory's parents (a case-blind
     file system's ``Served`` is ``served``; a bind mount its source)."""
     try:
-        node = os.getcwd()
+        here = node = os.getcwd()
         while True:
             if os.path.samefile(node, path):
-                return "is" if node == os.getcwd() else "holds"
+                return "is" if node == here else "holds"
             parent = os.path.dirname(node)
             if parent == node:
                 return None

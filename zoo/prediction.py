@@ -44,12 +44,11 @@ def image_paths(sources):
         if os.path.isdir(source):
             files, others = _files_below(source)
             found = [path for path in files if path.lower().endswith(IMAGE_EXTENSIONS)]
-            for path in others:  # named, never opened (they were left out without a word)
-                if path.lower().endswith(IMAGE_EXTENSIONS):
-                    warnings.warn(f"Skipped {path}: {_not_a_file(path)}.", stacklevel=2)
+            missing = [path for path in others if path.lower().endswith(IMAGE_EXTENSIONS)]
+            for path in missing:  # named, never opened (they were left out without a word)
+                warnings.warn(f"Skipped {path}: {_not_a_file(path)}.", stacklevel=2)
             unread += [path for path in files if path.lower().endswith(OTHER_IMAGE_EXTENSIONS)]
             if not found:
-                missing = [path for path in others if path.lower().endswith(IMAGE_EXTENSIONS)]
                 raise UserError(f"No images in {source} (looked for "
                                 f"{', '.join(IMAGE_EXTENSIONS)} files, in sub-folders too)"
                                 + (f"; {len(missing)} are no files: {missing[0]}: "
