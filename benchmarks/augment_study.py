@@ -22,7 +22,7 @@ import pandas as pd  # noqa: E402
 
 import ensembles  # noqa: E402
 import zoo  # noqa: E402
-from zoo.cli import commands  # noqa: E402
+from zoo.cli import commands, runs  # noqa: E402
 
 SPECS = ("none", "flip", "crop", "crop+flip", "paper", "crop+jitter", "crop+erasing")
 
@@ -31,7 +31,7 @@ def run_one(spec, seed, epochs, workdir):
     args = commands._parser().parse_args([
         "train", "--model", "resnet18", "--image-size", "16", "--augment", spec,
         "--model-arg", "width=0.25", "--model-arg", "stem=cifar", "--seed", str(seed)])
-    setup = commands._Setup(args, workdir)
+    setup = runs.Setup(args, workdir)
     result = zoo.train(setup.build, setup.load_train(), setup.load(setup.val_split),
                        epochs=epochs, learning_rate=0.05, seed=seed, verbose=0)
     table = ensembles.evaluate(result.model, setup.load("test"))

@@ -279,7 +279,7 @@ def test_dataset_arguments_of_the_wrong_kind_are_one_line():
     """data.load(None), data.info(5): Python's TypeError; image_size=10**6: TensorFlow out
     of memory (12 TB an image); seed=2**70: TensorFlow's overflow; from_arrays with
     num_classes="3": NumPy's UFuncTypeError, 2.5 and True taken."""
-    from zoo.cli.commands import MAX_IMAGE_SIZE
+    from zoo.cli.common import MAX_IMAGE_SIZE
 
     assert data.datasets.MAX_IMAGE_SIZE == MAX_IMAGE_SIZE  # (the CLI's, without TensorFlow)
     assert data.datasets.MAX_SCALE == data.crop_scale(MAX_IMAGE_SIZE)  # (--augment crop's)

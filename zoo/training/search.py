@@ -386,10 +386,16 @@ def _check_same_search(run_dir, settings, write=True):
         write_json(path, now)
 
 
+# Where the command line's builder was recorded by earlier versions: the same builder now.
+_MOVED = {"_Setup.build": "zoo.cli.runs.Setup.build",
+          "zoo.cli.commands._Setup.build": "zoo.cli.runs.Setup.build"}
+
+
 def _renamed(before, now):
     """Whether a builder recorded as ``before`` by an earlier version (its bare
-    ``__qualname__``: ``_Setup.build``) is ``now`` (``zoo.cli.commands._Setup.build``)."""
-    return isinstance(before, str) and isinstance(now, str) and now.endswith("." + before)
+    ``__qualname__``, or where the command line's was then: ``_MOVED``) is ``now``."""
+    return isinstance(before, str) and isinstance(now, str) and (
+        now.endswith("." + before) or _MOVED.get(before) == now)
 
 
 def _short(value):

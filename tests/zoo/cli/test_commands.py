@@ -16,7 +16,7 @@ import zoo
 from safeio.checks import UserError
 from tests.helpers import SMALL_VGG, run_python
 from zoo import cli
-from zoo.cli import commands
+from zoo.cli import commands, common, runs
 from zoo.prediction import NoViewWarning
 
 
@@ -131,14 +131,14 @@ def test_the_commands_choices_are_the_librarys():
     from ensembles.export import FORMAT_CHOICES
     from ensembles.weights import METHOD_CHOICES
 
-    assert commands.OPTIMIZER_CHOICES == zoo.OPTIMIZER_CHOICES
-    assert commands.STRATEGY_CHOICES == zoo.distribute.STRATEGY_CHOICES
-    assert commands.COMBINE_CHOICES == ensembles.COMBINE_CHOICES
-    assert commands.EXPORT_FORMAT_CHOICES == FORMAT_CHOICES
-    assert commands.FIT_METHOD_CHOICES == METHOD_CHOICES
+    assert common.OPTIMIZER_CHOICES == zoo.OPTIMIZER_CHOICES
+    assert common.STRATEGY_CHOICES == zoo.distribute.STRATEGY_CHOICES
+    assert common.COMBINE_CHOICES == ensembles.COMBINE_CHOICES
+    assert common.EXPORT_FORMAT_CHOICES == FORMAT_CHOICES
+    assert common.FIT_METHOD_CHOICES == METHOD_CHOICES
     from data.preprocess import RESIZE_CHOICES
 
-    assert commands.RESIZE_CHOICES == RESIZE_CHOICES
+    assert common.RESIZE_CHOICES == RESIZE_CHOICES
 
 
 @pytest.mark.parametrize("argv, message", [
@@ -385,12 +385,12 @@ def test_train_and_distill_score_best_keras_too_where_validation_chose_another_e
     model = tiny_model()
     (tmp_path / "checkpoints").mkdir()
     zoo.save_model(model, str(tmp_path / "checkpoints" / "best.keras"))
-    same = list(commands._scored_weights(model, str(tmp_path), "auto"))
+    same = list(runs.scored_weights(model, str(tmp_path), "auto"))
     assert same == ["the last epoch's weights"]
     best = [w.copy() for w in model.get_weights()]
     model.set_weights([w + 1 for w in best])  # trained on after the best epoch
     scored = []
-    for which in commands._scored_weights(model, str(tmp_path), "auto"):
+    for which in runs.scored_weights(model, str(tmp_path), "auto"):
         scored.append((which, model.get_weights()[0][0, 0, 0, 0]))
     best_keras = str(tmp_path / "checkpoints" / "best.keras")
     assert scored == [("the last epoch's weights", best[0][0, 0, 0, 0] + 1),
@@ -398,9 +398,9 @@ def test_train_and_distill_score_best_keras_too_where_validation_chose_another_e
     assert model.get_weights()[0][0, 0, 0, 0] == best[0][0, 0, 0, 0] + 1  # put back after
     # An ulp apart (Keras' EMA swaps round the same epoch's weights): the same epoch.
     model.set_weights([np.nextafter(w, np.inf) for w in best])
-    assert len(list(commands._scored_weights(model, str(tmp_path), "auto"))) == 1
+    assert len(list(runs.scored_weights(model, str(tmp_path), "auto"))) == 1
     # In a cluster scoring is collective: the last epoch's weights alone, in every process.
-    assert len(list(commands._scored_weights(model, str(tmp_path), "multi_worker"))) == 1
+    assert len(list(runs.scored_weights(model, str(tmp_path), "multi_worker"))) == 1
 
 
 def test_info_prints_the_model_facts(capsys):
@@ -1265,6 +1265,12 @@ def test_search_command_writes_its_table_and_plot(tmp_path, capsys):
     # where the first search's table was once printed and saved as this one's.
     table_before = (run_dir / "search.csv").read_bytes()
     statistics = (run_dir / "statistics.npz").stat().st_mtime_ns
+    # The builder as earlier versions recorded it, where the command line was one module:
+    # the same builder, not another setting.
+    settings_file = run_dir / "tuner" / "zoo_search.json"
+    settings = json.loads(settings_file.read_text())
+    assert settings["model"] == "zoo.cli.runs.Setup.build"
+    settings_file.write_text(json.dumps({**settings, "model": "zoo.cli.commands._Setup.build"}))
     other = [a if a != "width=0.0625" else "width=0.125" for a in SMALL_VGG]
     assert cli.main(["search", *other, "--trials", "2", "--fine-trials", "0", "--epochs",
                      "1", "--optimizer", "nesterov", "adam", "--run-dir", str(run_dir)]) == 2
@@ -1439,7 +1445,7 @@ def test_train_pipeline_random_crops_of_the_larger_scale_and_centre_crops_for_ev
     args = commands._parser().parse_args([
         "train", "--model", "resnet18", "--image-size", "16", "--augment", "crop+flip",
         "--normalize", "mean_image", "--batch-size", "32", "--model-arg", "stem=cifar"])
-    setup = commands._Setup(args, str(tmp_path))
+    setup = runs.Setup(args, str(tmp_path))
     assert setup.data.scale == 18
     assert setup.data.resize == "crop"  # what zoo train records (zoo.train(resize=))
     large = data.load("digits", "train", image_size=18, batch_size=None, shuffle=False)
@@ -1932,7 +1938,7 @@ def test_demo_quick_keeps_the_values_the_user_names(monkeypatch):
     given, quick = runs
     assert (given["epochs"], given["cycles"], given["snapshot_epochs"]) == (3, 3, 2)
     assert (quick["epochs"], quick["cycles"], quick["snapshot_epochs"]) == (1, 2, 2)
-    assert given["train_split"] == quick["train_split"] == commands.QUICK_TRAIN_SPLIT
+    assert given["train_split"] == quick["train_split"] == common.QUICK_TRAIN_SPLIT
     # Its own folder: a full demo after it in runs/demo stopped at its first member ("holds
     # a run with other settings"), having replaced the quick run's statistics.
     assert quick["output_dir"] == "runs/demo_quick"
@@ -2225,7 +2231,7 @@ def test_a_run_directory_inside_the_image_folder_is_one_line(tmp_path, monkeypat
     assert sorted(os.listdir(folder)) == ["train"]
     monkeypatch.chdir(tmp_path)  # beside it: runs/ named after the folder, as before
     args = commands._parser().parse_args(["train", "--model", "alexnet", "--dataset", "pets/"])
-    assert commands._default_run_dir(args) == os.path.join("runs", "alexnet_pets")
+    assert runs.default_run_dir(args) == os.path.join("runs", "alexnet_pets")
 
 
 def test_the_demo_takes_a_folder_whose_validation_split_is_val(tmp_path):
@@ -2302,11 +2308,11 @@ def test_only_the_chief_of_a_tensorflow_cluster_writes_the_run_directory(tmp_pat
                                           "--run-dir", run_dir])
     monkeypatch.setenv("TF_CONFIG", json.dumps({"cluster": {**workers, "chief": ["c:3"]},
                                                 "task": {"type": "worker", "index": 0}}))
-    commands._Setup(args, run_dir, "multi_worker")  # worker 0 of a cluster with a chief
+    runs.Setup(args, run_dir, "multi_worker")  # worker 0 of a cluster with a chief
     assert not os.path.exists(run_dir), os.listdir(run_dir)
     monkeypatch.setenv("TF_CONFIG", json.dumps({"cluster": workers,
                                                 "task": {"type": "worker", "index": 0}}))
-    commands._Setup(args, run_dir, "multi_worker")
+    runs.Setup(args, run_dir, "multi_worker")
     assert sorted(os.listdir(run_dir)) == [".lock", "statistics.npz"]
 
 

@@ -1,0 +1,105 @@
+"""``zoo distill``: a teacher's (a saved ensemble's) softened probabilities and the
+labels, taught to one network (Hinton et al. 2015)."""
+
+import os
+
+import zoo
+from safeio.checks import UserError
+from zoo.cli.common import (OPTIMIZER_CHOICES, TRAINED_ON, check_models_fit, load_models,
+                            model_and_data_flags, set_seed, unlabelled)
+from zoo.cli.runs import (Setup, default_run_dir, fit_verbosity, scored_weights,
+                          whole_images_hint)
+
+
+def _cmd_distill(args):
+    import data
+    import ensembles
+    from ensembles.distillation import _check_softening, check_alpha
+
+    check_alpha(args.alpha)  # before any work
+    _check_softening(args.temperature)  # (at most MAX_TEMPERATURE: before any work)
+    (teacher,) = load_models([args.teacher])
+    view = zoo.resize_mode(teacher)
+    if args.augment is None:  # the student learns on the teacher's view of the images
+        args.augment = "crop" if view == "crop" else "none"
+        if view == "crop":
+            print("Augmentation: crop, as the teacher was trained on crops (--augment "
+                  "chooses)", flush=True)
+    elif view is not None and view != data.augment.resize_mode(args.augment):
+        print(f"Note: the teacher was trained on {TRAINED_ON[view]} (resize {view}); with "
+              f"--augment {args.augment} the student learns from it on "
+              f"{TRAINED_ON[data.augment.resize_mode(args.augment)]}.", flush=True)
+    if args.image_size is None:  # the student sees the teacher's images
+        args.image_size = teacher.input_shape[1]
+    elif args.image_size != teacher.input_shape[1]:
+        raise UserError(f"--image-size {args.image_size}: the teacher takes "
+                        f"{teacher.input_shape[1]}x{teacher.input_shape[2]} images, and the "
+                        "student must see the same ones (leave --image-size out).")
+    run_dir = default_run_dir(args, "distilled")
+    check_models_fit([teacher], data.info(args.dataset, data_dir=args.data_dir),
+                      args.dataset)  # the student learns the teacher's classes on this data
+    setup = Setup(args, run_dir)
+    val = setup.load(split=setup.val_split) if setup.val_split else None
+    set_seed(args.seed)
+    student = setup.build()
+    print(f"Distilling {teacher.name} ({teacher.count_params():,} parameters) into "
+          f"{student.name} ({student.count_params():,}) at temperature {args.temperature:g}, "
+          f"soft-target weight {args.alpha:g}", flush=True)
+    result = ensembles.distill(
+        teacher, student, setup.load_train(), val, temperature=args.temperature,
+        alpha=args.alpha, epochs=args.epochs, run_dir=run_dir, seed=args.seed,
+        lr_patience=args.lr_patience, settings=setup.settings, verbose=fit_verbosity(),
+        resize=setup.data.resize,
+        optimizer=lambda: zoo.make_optimizer(args.optimizer, args.lr, args.momentum,
+                                             args.weight_decay))
+    held_out = "test" if "test" in setup.info.splits else setup.val_split
+    if held_out == "test" and unlabelled(args.dataset, "test", args.data_dir):
+        held_out = setup.val_split if setup.val_split != "test" else None
+        print(f"The test split of {args.dataset} has no labels (-1, as TFDS marks them): "
+              f"scoring the {held_out} split instead" if held_out else
+              f"No score: the test split of {args.dataset} has no labels.")
+    if held_out:
+        data_split = setup.load(split=held_out)
+
+        def scored(name, model, which=None):
+            row = ensembles.evaluate(model, data_split).loc["ensemble"]  # the whole
+            print(f"{held_out} {name}: top-1 error {100 * row['top1_error']:.2f} %, NLL "
+                  f"{row['nll']:.4f}, ECE {row['ece']:.4f}" + (f" ({which})" if which else ""))
+
+        for which in scored_weights(student, run_dir, getattr(args, "strategy", None)):
+            scored("student", student, which)
+        scored("teacher", teacher)
+    print(f"Run directory: {run_dir}; the student: "
+          f"{os.path.join(run_dir, 'checkpoints', 'best.keras')}")
+    whole_images_hint(setup)
+    return 1 if result.diverged else 0
+
+
+def add_distill(sub):
+    distill = sub.add_parser(
+        "distill", help="distil a saved ensemble (or any model) into one network",
+        description="Train a zoo model on a teacher's probabilities softened at a "
+        "temperature and on the labels (Hinton et al. 2015): loss = alpha T^2 KL(teacher_T || "
+        "student_T) + (1 - alpha) CE(labels, student). The run directory's checkpoints hold "
+        "the student alone; run again with the same arguments to resume after a crash.")
+    distill.add_argument("teacher", metavar="TEACHER.keras",
+                         help="the teacher, e.g. a saved ensemble (zoo ensemble)")
+    model_and_data_flags(distill, epochs=20, run_dir="runs/MODEL_DATASET_distilled",
+                          image_size_help="the teacher's, the only one it takes",
+                          augment=None, augment_help="crop for a teacher that records "
+                          "resize crop, else none: the student learns on the teacher's view")
+    distill.add_argument("--temperature", type=float, default=4.0,
+                         help="T, the softening of both distributions (default 4)")
+    distill.add_argument("--alpha", type=float, default=0.9,
+                         help="the soft targets' weight; the labels' is 1 - alpha (default "
+                         "0.9)")
+    distill.add_argument("--lr", type=float, default=0.01, help="initial learning rate")
+    distill.add_argument("--optimizer", default="sgd", metavar="OPTIMIZER",
+                         choices=OPTIMIZER_CHOICES, help="as zoo train's")
+    distill.add_argument("--momentum", type=float, default=None,
+                         help="as zoo train's (default: 0.9)")
+    distill.add_argument("--weight-decay", type=float, default=5e-4)
+    distill.add_argument("--lr-patience", type=int, default=5,
+                         help="epochs without improvement before the learning rate is "
+                         "divided by 10")
+    distill.set_defaults(run=_cmd_distill)

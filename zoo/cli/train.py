@@ -1,0 +1,186 @@
+"""``zoo train``: a zoo model with the paper recipe, or one run as a snapshot ensemble
+(``--snapshots M``), on one device, mirrored over several, or over a cluster."""
+
+import functools
+import os
+
+import zoo
+from safeio.checks import UserError
+from zoo.cli.common import OPTIMIZER_CHOICES, STRATEGY_CHOICES, model_and_data_flags, unlabelled
+from zoo.cli.runs import (Setup, default_run_dir, drops_last_batch, fit_verbosity,
+                          scored_weights, whole_images_hint)
+
+
+def _strategy(args):
+    """The strategy for ``zoo.train``, made first thing: splitting a device for TensorFlow's
+    mirrored strategy must precede any TensorFlow op, and joining a JAX cluster any JAX
+    computation. On other backends than TensorFlow, its name (keras.distribution), checked
+    against the devices there before the statistics pass (one device cannot mirror)."""
+    import keras
+
+    if keras.backend.backend() == "tensorflow":
+        strategy = zoo.distribute.get_strategy(args.strategy)
+        if args.jit_compile and zoo.distribute.splits_a_device(strategy):
+            raise UserError(
+                f"--jit-compile does not combine with --strategy {args.strategy} here: the "
+                f"strategy's {strategy.num_replicas_in_sync} replicas are one device split "
+                "in parts, between which XLA cannot reach the variables. Leave "
+                "--jit-compile out, or train on one device (--strategy one_device).")
+        return strategy
+    if args.strategy == "multi_worker":
+        zoo.distribute.initialize_cluster(args.coordinator, args.num_processes,
+                                          args.process_id,
+                                          timeout=120 if args.cluster_timeout is None
+                                          else args.cluster_timeout)
+    replicas = zoo.distribute.backend_distribution(args.strategy)[2]  # zoo.train's ask
+    if args.batch_size % replicas:  # (not after the statistics pass)
+        raise UserError(
+            f"--batch-size {args.batch_size} does not split over the {replicas} devices of "
+            f"--strategy {args.strategy} (keras.distribution splits every batch evenly): "
+            f"give a multiple of {replicas}.")
+    return args.strategy
+
+
+def _check_cluster_flags(args):
+    """The flags of a JAX cluster, given where nothing would read them: one line."""
+    import keras
+
+    cluster = [flag for flag, value in (
+        ("--coordinator", args.coordinator), ("--num-processes", args.num_processes),
+        ("--process-id", args.process_id),
+        ("--cluster-timeout", args.cluster_timeout))
+        if value is not None]
+    if cluster and args.strategy != "multi_worker":  # each machine would train alone
+        raise UserError(f"{', '.join(cluster)} join a JAX cluster: give --strategy "
+                        f"multi_worker with them; received --strategy {args.strategy}.")
+    if args.cluster_timeout is not None and not 0 < args.cluster_timeout < float("inf"):
+        raise UserError(f"--cluster-timeout is the seconds to wait for the other processes: "
+                        f"a finite number > 0; received {args.cluster_timeout:g}.")
+    if cluster and keras.backend.backend() == "tensorflow":  # TF_CONFIG decides there
+        raise UserError(f"{', '.join(cluster)} join a JAX cluster (KERAS_BACKEND=jax); under "
+                        "TensorFlow, --strategy multi_worker reads the cluster from the "
+                        "TF_CONFIG variable instead.")
+
+
+def _cmd_train(args):
+    if args.snapshots and args.lr_patience is not None:
+        raise UserError(f"--lr-patience {args.lr_patience} does not combine with --snapshots: "
+                        "the snapshot cycles' cosine schedule sets the learning rate, and "
+                        "no plateau divides it.")
+    if args.snapshots and args.ema:
+        raise UserError("--ema and --snapshots do not combine: a snapshot ensemble "
+                        "averages predictions of snapshots, not weights.")
+    _check_cluster_flags(args)
+    strategy = _strategy(args)
+    run_dir = default_run_dir(args)
+    setup = Setup(args, run_dir, strategy,
+                   check=functools.partial(_check_cycles, args) if args.snapshots else None)
+    val = setup.load(split=setup.val_split) if setup.val_split else None
+    common = dict(epochs=args.epochs, run_dir=run_dir, seed=args.seed, strategy=strategy,
+                  verbose=fit_verbosity(),
+                  precision=args.precision, jit_compile=args.jit_compile,
+                  model_kwargs=setup.model_kwargs, class_names=setup.info.class_names,
+                  resize=setup.data.resize, settings=setup.settings)
+    if args.snapshots:
+        import ensembles
+
+        result, paths = ensembles.train_snapshots(
+            setup.build, setup.load_train(strategy), val, cycles=args.snapshots,
+            learning_rate=args.lr, momentum=args.momentum, weight_decay=args.weight_decay,
+            optimizer=args.optimizer, **common)
+    else:
+        result = zoo.train(
+            setup.build, setup.load_train(strategy), val,
+            **({} if args.lr_patience is None else {"lr_patience": args.lr_patience}),
+            optimizer=lambda: zoo.make_optimizer(args.optimizer, args.lr, args.momentum,
+                                                 args.weight_decay, ema=args.ema),
+            **common)
+    if "test" in setup.info.splits and unlabelled(args.dataset, "test", args.data_dir):
+        print(f"No test score: the test split of {args.dataset} has no labels (-1, as TFDS "
+              "marks them).")
+    elif "test" in setup.info.splits:
+        test = setup.load(split="test")
+        # (padded to split over the replicas, as zoo.train pads validation: a last batch
+        # smaller than them left one empty, after the whole run had trained)
+        replicas = zoo.distribute.backend_distribution(strategy)[2]
+        test = zoo.distribute.cluster_share(test) if zoo.distribute.process_count() > 1 \
+            else zoo.distribute.even_validation(replicas, test)
+        for which in scored_weights(result.model, run_dir, args.strategy):
+            scores = result.model.evaluate(test, return_dict=True, verbose=0)
+            top1 = next(v for k, v in scores.items() if k.endswith("top1_accuracy"))
+            top5 = next(v for k, v in scores.items() if k.endswith("top5_accuracy"))
+            print(f"test top-1 error {100 * (1 - top1):.2f} %, top-5 error "
+                  f"{100 * (1 - top5):.2f} % ({which})")
+    print(f"Run directory: {run_dir} (history.csv, checkpoints/, logs/, plots)")
+    whole_images_hint(setup)
+    if args.snapshots:
+        snapshots = os.path.dirname(paths[0]) if paths else os.path.join(run_dir, "snapshots")
+        print(f"Snapshots: {snapshots} ({len(paths)} files). Combine them with:\n"
+              f"  zoo ensemble {os.path.join(run_dir, 'checkpoints', 'last.keras')} "
+              f"--snapshots {snapshots} --last {min(4, len(paths))} "
+              f"--output {os.path.join(run_dir, 'snapshot_ensemble.keras')}")
+    return 1 if result.diverged else 0
+
+
+def _check_cycles(args, setup):
+    """``--snapshots M`` against the most updates the run can make (``ensembles.
+    train_snapshots`` checks the exact count, once the pipeline is built)."""
+    examples = setup.info.splits.get("train")
+    if examples is None:  # (a dataset without one is the pipeline's one line)
+        return
+    steps = (examples // args.batch_size if drops_last_batch(
+        examples, args.batch_size, setup.strategy) else -(-examples // args.batch_size))
+    if args.snapshots > args.epochs * steps:
+        raise UserError(
+            f"--snapshots must be at most the run's updates, --epochs x batches per epoch "
+            f"= {args.epochs} x {steps} ({examples} training examples in batches of "
+            f"{args.batch_size}) = {args.epochs * steps}; received {args.snapshots}.")
+
+
+def add_train(sub):
+    train = sub.add_parser("train", help="train a model with the paper recipe",
+                           description="Train a zoo model with the paper recipe (SGD, momentum "
+                           "0.9, weight decay 5e-4, learning rate divided by 10 on plateaus), "
+                           "or, with --snapshots M, as a cyclic snapshot ensemble. Run again "
+                           "with the same arguments to resume after a crash.")
+    model_and_data_flags(train, epochs=20, run_dir="runs/MODEL_DATASET")
+    train.add_argument("--lr", type=float, default=0.01,
+                       help="initial learning rate (with --snapshots: at each restart)")
+    train.add_argument("--optimizer", default="sgd", metavar="OPTIMIZER",
+                       choices=OPTIMIZER_CHOICES,
+                       help="sgd: the paper's (momentum, L2 decay through the gradient); "
+                       "nesterov; adam, rmsprop, adagrad with decoupled weight decay")
+    train.add_argument("--momentum", type=float, default=None,
+                       help="SGD/Nesterov momentum (RMSprop's momentum with rmsprop; adam "
+                       "and adagrad have none) (default: 0.9)")
+    train.add_argument("--weight-decay", type=float, default=5e-4,
+                       help="weight decay (the paper's 5e-4)")
+    train.add_argument("--lr-patience", type=int, default=None,
+                       help="epochs without improvement before the learning rate is "
+                       "divided by 10 (default 5; not with --snapshots, whose cycles set "
+                       "the learning rate)")
+    train.add_argument("--ema", action="store_true",
+                       help="Polyak averaging: keep an exponential moving average of the "
+                       "weights (momentum 0.99), validate, checkpoint and test with it")
+    train.add_argument("--snapshots", type=int, default=None, metavar="M",
+                       help="train ONE run as a snapshot ensemble: M cosine cycles with warm "
+                       "restarts (Huang et al. 2017), a snapshot at the end of each, written "
+                       "to RUN_DIR/snapshots (no ReduceLROnPlateau)")
+    train.add_argument("--strategy", default="auto", metavar="STRATEGY",
+                       choices=STRATEGY_CHOICES,
+                       help="auto, one_device, mirrored or multi_worker (TensorFlow: by "
+                       "TF_CONFIG; JAX: by the three flags below)")
+    cluster = train.add_argument_group(
+        "a JAX cluster (--strategy multi_worker under KERAS_BACKEND=jax)",
+        "Start the same command on every machine; each flag falls back on Keras' variable "
+        "KERAS_DISTRIBUTION_JOB_ADDRESSES, _NUM_PROCESSES or _PROCESS_ID.")
+    cluster.add_argument("--coordinator", metavar="HOST:PORT",
+                         help="process 0's address and a free port, the same on every process")
+    cluster.add_argument("--num-processes", type=int, metavar="N")
+    cluster.add_argument("--process-id", type=int, metavar="I", help="0 on the coordinator")
+    cluster.add_argument("--cluster-timeout", type=float, default=None, metavar="SECONDS",
+                         help="how long each process waits for the others to start (120)")
+    train.add_argument("--precision", choices=("mixed_float16", "mixed_bfloat16"), default=None)
+    train.add_argument("--jit-compile", action="store_true", default=None,
+                       help="compile with XLA (always on JAX)")
+    train.set_defaults(run=_cmd_train)
