@@ -623,13 +623,26 @@ def _check_crop_fits(paths, crop):
                             "smaller crop.")
 
 
+def _resizes(augment):
+    """Whether ``augment`` (None, or ``load``'s ``(image, seed) -> image``) makes images of
+    every size one size, as a random crop does: traced on an image of no known size (a
+    flip, the PCA lighting or a colour jitter keep each image's own, and images of several
+    sizes failed mid-epoch, in tf.data's batching)."""
+    if augment is None:
+        return False
+    with _user_errors_untraced():
+        traced = tf.function(augment).get_concrete_function(
+            tf.TensorSpec((None, None, 3), tf.float32), tf.TensorSpec((2,), tf.int64))
+    return traced.structured_outputs.shape[:2].is_fully_defined()
+
+
 def _check_tfds_sizes(shape, name, batch_size, center_crop, augment):
     """What :func:`_check_same_size` and :func:`_check_crop_fits` say of image folders,
     for a TFDS dataset whose images are not resized: from the ``shape`` its features
     declare, before tf.data fails mid-epoch."""
     height, width = shape[:2]
     if None in (height, width):
-        if batch_size is not None and center_crop is None and augment is None:
+        if batch_size is not None and center_crop is None and not _resizes(augment):
             raise UserError(f"The images of TFDS dataset {name!r} differ in size (shape "
                             f"{shape}) and cannot be batched as they are: pass image_size "
                             "(or scale, or center_crop), or batch_size=None.")
@@ -793,8 +806,8 @@ def load(
         ds = from_arrays(images, labels, num_classes=10)
     elif is_image_folder(name, data_dir):
         _warn_tfds_dirs_unused(name, data_dir, manual_dir)
-        same_size = batch_size is not None and not (final_size or center_crop or preprocess
-                                                    or augment)  # none of them resizes
+        same_size = batch_size is not None and not (
+            final_size or center_crop or preprocess or _resizes(augment))  # none resizes
         ds = _folder_files(name, split, on_bad_image, verify, class_names, max_pixels,
                            same_size, crop=None if final_size or preprocess else center_crop)
         steps.append(_decoded)

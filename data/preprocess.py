@@ -28,8 +28,22 @@ def resize_shorter_side(image, size=256):
     TensorShape([256, 340, 3])
     """
     size = int(check_positive_int(size, "size", what=" (the shorter side)"))
+    image = _image_or_batch(image, "resize_shorter_side")
     new_shape = _shorter_side_shape(tf.shape(image)[-3:-1], size)
     return tf.image.resize(image, new_shape, method="bilinear", antialias=True)
+
+
+def _image_or_batch(image, name):
+    """``image`` as float32 of rank 3 (an image) or 4 (a batch of them). Traced without a
+    known rank, it is one image, as ``data.load`` maps them (tf.image.resize refuses an
+    unknown rank); another rank is one line (TensorFlow's words did not say it)."""
+    image = tf.cast(image, tf.float32)
+    if image.shape.rank is None:
+        return tf.ensure_shape(image, (None, None, None))
+    if image.shape.rank not in (3, 4):
+        raise UserError(f"{name} takes an image (height, width, channels) or a batch of them "
+                        f"(n, height, width, channels); received shape {tuple(image.shape)}.")
+    return image
 
 
 def _shorter_side_shape(shape, size):
@@ -92,10 +106,8 @@ def resize_and_center_crop(image, scale, size):
         raise UserError(f"The central {size}x{size} crop is taken from the image resized to "
                         f"a shorter side of `scale`, which must be at least {size}; received "
                         f"scale={scale}.")
-    image = tf.cast(image, tf.float32)
+    image = _image_or_batch(image, "resize_and_center_crop")
     rank = image.shape.rank
-    if rank not in (3, 4):  # (a rank unknown when traced: resize, then crop)
-        return center_crop(resize_shorter_side(image, scale), size)
     shape = tf.shape(image)[-3:-1]
     resized = _shorter_side_shape(shape, scale)
     tf.debugging.assert_greater_equal(
@@ -135,7 +147,7 @@ def eval_view(image, size, resize="crop", scale=None):
     from data.tta import crop_scale
 
     check_resize(resize)
-    image = tf.cast(image, tf.float32)
+    image = _image_or_batch(image, "eval_view")
     if resize == "squash":
         return tf.image.resize(image, (size, size), antialias=True)
     return resize_and_center_crop(image, crop_scale(size) if scale is None else scale, size)
@@ -285,7 +297,10 @@ def normalized_input(statistics, shape, name="input", normalize="standardize"):
     - ``"channel_mean"``: subtract the per-channel mean only (most reimplementations of
       the paper);
     - ``"mean_image"``: subtract the mean image, as the paper did (``statistics`` computed
-      on images of ``shape``);
+      on images of ``shape``). With random crops, each crop has the central crop of the
+      training images' mean subtracted, as Krizhevsky's cuda-convnet does (its data
+      providers' ``data_mean``, cropped to the centre once); Caffe subtracts the mean at
+      each crop's own place, which the model, taking any crop, cannot know;
     - ``"none"``: raw pixels.
 
     Example:

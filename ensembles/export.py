@@ -404,7 +404,7 @@ def export(ensemble, path, overwrite=False, class_names=None, scale=None,
                 _header_pixels(encoded), tf.constant(max_pixels, tf.int64),
                 message="image too large to decode")
             with tf.control_dependencies([fits]):
-                image = tf.io.decode_image(encoded, channels=3, expand_animations=False)
+                image = folder.decode_image(encoded)  # (a JPEG as PIL decodes it)
             return index, resized(tf.cast(image, tf.float32)[tf.newaxis])[0]
 
         decoded = tf.data.Dataset.from_tensor_slices((tf.range(count), images)).map(

@@ -756,7 +756,20 @@ def _open_lock(path):
         raise UserError(f"The run directory's lock {path} is {_kind(path)}, not a file this "
                         "project wrote; nothing was changed. Remove it, or give another "
                         "run_dir.")
+    info = os.fstat(fd)
+    # A lock holds nothing, or "PID on host": another file (a user's .lock, or a hard link
+    # to one, which O_NOFOLLOW does not see) was emptied.
+    text = os.pread(fd, 1024, 0) if info.st_size <= 1024 else b"?"
+    if info.st_nlink > 1 or not _LOCK_TEXT.fullmatch(text):
+        os.close(fd)
+        what = (f"a hard link to a file of {info.st_nlink} names" if info.st_nlink > 1
+                else f"a file of {info.st_size:,} bytes")
+        raise UserError(f"The run directory's lock {path} is {what}, not a lock this project "
+                        "wrote; nothing was changed. Remove it, or give another run_dir.")
     return os.fdopen(fd, "r+", encoding="utf-8")
+
+
+_LOCK_TEXT = re.compile(rb"(\d+ on [^\n]*)?")  # what directory_lock writes in its lock
 
 
 _SHARED = {}  # a locked directory's real path -> the thread that shares its lock

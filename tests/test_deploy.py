@@ -235,10 +235,11 @@ def test_the_export_serves_raw_images_and_encoded_bytes_as_zoo_evaluate_sees_the
         assert f.read().splitlines() == NAMES
 
     code = textwrap.dedent(f"""
-        import sys, numpy as np, tensorflow as tf
+        import sys, numpy as np, tensorflow as tf, PIL.Image
         served = tf.saved_model.load({served_dir!r})
         encoded = tf.io.read_file({str(jpeg)!r})
-        image = tf.io.decode_jpeg(encoded, channels=3)[tf.newaxis]  # uint8, 300x466
+        # uint8, 300x466, as PIL (and torchvision) decode it: serve_bytes decodes so too
+        image = np.asarray(PIL.Image.open({str(jpeg)!r}).convert("RGB"))[np.newaxis]
         out = {{f"images.{{k}}": v.numpy() for k, v in served.serve_images(image).items()}}
         out.update({{f"bytes.{{k}}": v.numpy()
                     for k, v in served.serve_bytes(tf.stack([encoded] * 2)).items()}})

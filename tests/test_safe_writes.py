@@ -894,6 +894,35 @@ def test_a_lock_that_is_not_a_regular_file_is_refused_and_nothing_is_followed(
     assert not (tmp_path / "absent").exists()
 
 
+@pytest.mark.parametrize("kind", ["hard link", "user's file"])
+def test_a_lock_file_this_project_did_not_write_is_left_as_it_is(kind, tmp_path):
+    """A hard link to notes.txt as RUN/.lock (O_NOFOLLOW sees none), or a .lock of the
+    user's own, was emptied; a lock a killed run left ("PID on host") and an empty one are
+    taken, and the run's own lock is written and emptied as before."""
+    from safeio import directory_lock
+
+    run_dir = tmp_path / "run"
+    run_dir.mkdir()
+    notes = tmp_path / "notes.txt"
+    notes.write_text("years of notes")
+    lock = run_dir / ".lock"
+    if kind == "hard link":
+        os.link(notes, lock)
+    else:
+        lock.write_text("years of notes")
+    with pytest.raises(ValueError, match=r"lock .*\.lock is a (hard link to a file of 2 "
+                                         r"names|file of 14 bytes), not a lock this project"):
+        with directory_lock(str(run_dir)):
+            pass
+    assert notes.read_text() == lock.read_text() == "years of notes"
+    lock.unlink()
+    for left in ("", "12345 on another-host"):
+        lock.write_text(left)
+        with directory_lock(str(run_dir)):
+            assert lock.read_text() == f"{os.getpid()} on {socket.gethostname()}"
+        assert lock.read_text() == ""
+
+
 def test_stale_clean_up_deletes_only_what_a_killed_writer_of_ours_left(tmp_path):
     """In a checkpoints folder linked to a user's folder, a user's file that looks like an
     old temporary name (dead PID and all) survives; what a killed writer of ours left (its

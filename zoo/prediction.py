@@ -253,7 +253,9 @@ def _view(encoded, size, resize="crop"):
 def _decode(encoded):
     import tensorflow as tf
 
-    return tf.cast(tf.io.decode_image(encoded, channels=3, expand_animations=False), tf.float32)
+    from data.folder import decode_image
+
+    return tf.cast(decode_image(encoded), tf.float32)
 
 
 def _readable(path):

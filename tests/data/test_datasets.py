@@ -1,3 +1,4 @@
+import functools
 import math
 import os
 import pathlib
@@ -321,6 +322,31 @@ def test_jfif_and_jpe_files_are_read_as_the_jpegs_they_are(image_folder):
     from zoo.prediction import image_paths
 
     assert str(cat / "saved.JPE") in image_paths([str(cat)])
+
+
+def test_jpegs_decode_to_the_pixels_pil_decodes(tmp_path):
+    """TensorFlow's default DCT, the fast one, put a JPEG's pixels up to 8 grey levels from
+    PIL's, with which torchvision reads images (and published weights were scored): a
+    folder's images and zoo predict's decode as PIL does (an export's serve_bytes:
+    tests/test_deploy.py), in colour and in grey."""
+    import PIL.Image
+
+    from zoo.prediction import _decode
+
+    rng = np.random.default_rng(0)
+    paths = []
+    for cls, mode in (("colour", "RGB"), ("grey", "L")):
+        (tmp_path / "photos" / "train" / cls).mkdir(parents=True)
+        paths.append(tmp_path / "photos" / "train" / cls / "noise.jpg")
+        shape = (24, 32, 3) if mode == "RGB" else (24, 32)
+        PIL.Image.fromarray(rng.integers(0, 256, shape, dtype=np.uint8), mode).save(
+            paths[-1], quality=95)
+    expected = [np.asarray(PIL.Image.open(path).convert("RGB")) for path in paths]
+    loaded = [x.numpy() for x, _ in data.load(str(tmp_path / "photos"), "train",
+                                               batch_size=None, shuffle=False)]
+    for path, image, pil in zip(paths, loaded, expected):
+        np.testing.assert_array_equal(image, pil, err_msg=str(path))
+        np.testing.assert_array_equal(_decode(path.read_bytes()).numpy(), pil)
 
 
 def test_image_folder_reads_rgb_grey_and_rgba(image_folder):
@@ -708,6 +734,14 @@ def test_images_of_different_sizes_are_named_before_batching(image_folder):
     assert next(iter(data.load(str(image_folder), "train", batch_size=4, image_size=8)))[0].shape == (4, 8, 8, 3)
     assert next(iter(data.load(str(image_folder), "train", batch_size=4, center_crop=8)))[0].shape == (4, 8, 8, 3)
     assert sum(1 for _ in data.load(str(image_folder), "train", batch_size=None)) == 18
+    # An augmentation keeping each image's size (a flip, the PCA lighting) was taken to
+    # resize them: refused at load too, where the first batch failed in tf.data.
+    for keeps_size in (data.augment.random_flip, data.augment.pca_color):
+        with pytest.raises(ValueError, match="Images of different sizes cannot be batched"):
+            data.load(str(image_folder), "train", batch_size=4, augment=keeps_size)
+    crop = functools.partial(data.augment.random_crop, size=8)
+    assert next(iter(data.load(str(image_folder), "train", batch_size=4, augment=crop)))[
+        0].shape == (4, 8, 8, 3)
 
 
 def test_digit_splits_add_and_round_as_tfds_reads_them():
@@ -971,6 +1005,14 @@ def test_tfds_images_of_different_sizes_or_too_small_are_one_line(tmp_path):
     images, _ = next(iter(data.load("tiny_sizes", data_dir=str(tmp_path), batch_size=4,
                                     image_size=8)))
     assert images.shape == (4, 8, 8, 3)
+    # An augmentation keeping each image's size (a flip) was taken to resize them, and the
+    # first batch failed in tf.data; one that crops makes them one size.
+    with pytest.raises(UserError, match=r"differ in size .*pass image_size"):
+        data.load("tiny_sizes", data_dir=str(tmp_path), batch_size=2,
+                  augment=data.augment.random_flip)
+    crop = functools.partial(data.augment.random_crop, size=8)
+    assert next(iter(data.load("tiny_sizes", data_dir=str(tmp_path), batch_size=4,
+                               augment=crop)))[0].shape == (4, 8, 8, 3)
     assert sorted(x.shape[0] for x, _ in data.load("tiny_sizes", data_dir=str(tmp_path),
                                                    batch_size=None)) == [10, 12, 14, 16]
     TinyShapes(data_dir=str(tmp_path)).download_and_prepare()

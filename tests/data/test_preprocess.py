@@ -1,3 +1,5 @@
+import re
+
 import keras
 import numpy as np
 import pytest
@@ -108,6 +110,25 @@ def test_the_test_crop_is_tensorflows_resize_then_the_crop(shape, scale, size):
     mapped = tf.data.Dataset.from_tensors(image).map(
         lambda x: data.resize_and_center_crop(x, scale, size))
     np.testing.assert_allclose(next(iter(mapped)).numpy(), expected, atol=1e-2)
+
+
+def test_an_image_of_unknown_rank_is_resized_and_other_ranks_are_one_line():
+    """Traced without a known rank (a tf.function of TensorSpec(None)), the test view's
+    fallback failed in tf.image.resize ("'images' contains no shape"): it is one image, as
+    data.load maps them; a rank-2 or rank-5 input was TensorFlow's words, not its shape."""
+    from safeio.checks import UserError
+
+    image = tf.random.stateless_uniform((30, 41, 3), seed=(0, 1), maxval=255.0)
+    views = {"crop": lambda x: data.resize_and_center_crop(x, 20, 16),
+             "squash": lambda x: data.eval_view(x, 16, "squash"),
+             "shorter side": lambda x: data.resize_shorter_side(x, 20)}
+    for name, view in views.items():
+        traced = tf.function(view, input_signature=[tf.TensorSpec(None)], autograph=False)
+        np.testing.assert_array_equal(traced(image).numpy(), view(image).numpy(), name)
+    for shape in ((4, 5), (1, 2, 3, 4, 3)):
+        with pytest.raises(UserError, match=rf"takes an image .* received shape "
+                                            rf"{re.escape(str(shape))}"):
+            data.resize_and_center_crop(tf.zeros(shape), 3, 2)
 
 
 def test_a_very_elongated_image_is_cropped_without_its_whole_resize():

@@ -6,6 +6,7 @@ import sys
 
 import zoo
 from safeio import check_writable_file
+from safeio.checks import UserError
 from zoo.cli.common import (EXPORT_FORMAT_CHOICES, RESIZED, check_table_output, load_models,
                             resize_flag, write_table)
 
@@ -18,6 +19,20 @@ def _no_view_note(source, crops):
             "on them.")
 
 
+def _check_not_in_export(output, source):
+    """``--output`` is not written into the export read: its folder, or the class names
+    beside an ONNX or LiteRT file (ensembles.export.classes_path). A table written as its
+    assets/class_names.txt left an export that no longer loaded ("damaged")."""
+    names = os.fspath(source) + ".classes.txt"
+    folder = os.path.realpath(source)
+    inside = os.path.isdir(source) and os.path.commonpath(
+        [folder, os.path.realpath(output)]) == folder
+    if inside or os.path.realpath(output) == os.path.realpath(names):
+        raise UserError(f"--output {output} is {'inside' if inside else 'the class names of'} "
+                        f"{source}, the export read: the table would replace or join its "
+                        "files. Name a file outside it.")
+
+
 def _cmd_predict(args):
     import warnings
 
@@ -26,6 +41,7 @@ def _cmd_predict(args):
     if args.output:  # before any work
         check_writable_file(args.output)
         check_table_output(args.output, [args.source, *args.images])
+        _check_not_in_export(args.output, args.source)
     folder = any(os.path.isdir(source) for source in args.images)
     with warnings.catch_warnings(record=True) as caught:
         warnings.simplefilter("always")

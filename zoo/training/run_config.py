@@ -3,7 +3,9 @@ compared with the settings of a resume (a resumed run trains with its backup's s
 whatever it is given, so different settings are refused in one line)."""
 
 import contextlib
+import csv
 import json
+import math
 import os
 import re
 import shutil
@@ -137,6 +139,7 @@ def check_not_foreign(run_dir):
     """Refuse, in one line, a ``run_dir`` holding entries a run writes (``config.json``,
     ``checkpoints/``, ...) that no run of this project wrote: its config.json is missing
     or not a run's. The run would replace them (the user's files, never ours to delete)."""
+    _check_backup_reachable(run_dir)
     if not os.path.isdir(run_dir) or holds_stopped_run(run_dir):
         return  # a new directory; or a run's, whose config write_config compares
     present = [name for name in RUN_ENTRIES if os.path.lexists(os.path.join(run_dir, name))]
@@ -145,6 +148,39 @@ def check_not_foreign(run_dir):
             f"{run_dir} holds {', '.join(present)}, which no run of this project wrote (its "
             "config.json is missing or not a run's): a run there would replace them. Give a "
             "new or empty run directory, or move them aside.")
+    trained = _what_a_run_trained(run_dir)
+    if trained:
+        raise UserError(
+            f"{run_dir} holds a run that trained ({trained}) and no backup/ to resume it "
+            "from: a new run there would replace its checkpoints, history and config.json, "
+            "whatever its settings. Give another run directory, or move the run aside.")
+
+
+def _check_backup_reachable(run_dir):
+    """A run's ``backup`` that is a link to nothing (a disk not mounted) is one line: taken
+    for no backup, a run with other settings rewrote the config.json, then failed."""
+    backup = os.path.join(run_dir, "backup")
+    if os.path.islink(backup) and not os.path.exists(backup):
+        raise UserError(f"{backup} is a link to {os.readlink(backup)}, which is not there (a "
+                        "disk not mounted?): the run's backup, which a resume reads. Make it "
+                        "reachable, or give another run directory.")
+
+
+def _what_a_run_trained(run_dir):
+    """What shows that the run in ``run_dir`` trained an epoch (its checkpoints/best.keras,
+    or a finite loss in its history.csv), or None: a run that ended before any epoch was
+    backed up (diverged in its first) left nothing to keep, and may be run again."""
+    best = os.path.join(run_dir, "checkpoints", "best.keras")
+    if os.path.lexists(best):
+        return best
+    path = os.path.join(run_dir, "history.csv")
+    with contextlib.suppress(OSError, ValueError, csv.Error):
+        with open(path, newline="", encoding="utf-8") as f:
+            for row in csv.DictReader(f):
+                with contextlib.suppress(TypeError, ValueError):
+                    if math.isfinite(float(row.get("loss"))):
+                        return f"{path}, epoch {row.get('epoch')}"
+    return None
 
 
 def write_config(run_dir, config):
@@ -162,6 +198,7 @@ def check_resume(run_dir, settings, whole=False):
     line listing what differs; before any work, where a command knows them early (the
     data's settings, before the statistics pass). The :data:`LATER_ENTRIES` a run's
     config lacks (written before they were recorded) are not compared."""
+    _check_backup_reachable(run_dir)
     if not holds_stopped_run(run_dir):
         return
     path = os.path.join(run_dir, "config.json")

@@ -2037,6 +2037,23 @@ def test_a_table_never_replaces_an_input_or_a_model(tmp_path, capsys):
         (["evaluate", model, "--output", snapshot], f"--output {snapshot} exists and is not a "
                                                      "table (.csv, .tsv, .txt)"),
     ]
+    # The export read: a table as its assets/class_names.txt (or the names beside an ONNX
+    # file) left an export that no longer loaded; one beside them, a folder export
+    # --overwrite refused. (Refused before the export is read: these are stand-ins.)
+    served, onnx = tmp_path / "served", tmp_path / "m.onnx"
+    (served / "assets").mkdir(parents=True)
+    names = [served / "assets" / "class_names.txt", tmp_path / "m.onnx.classes.txt"]
+    for path in (*names, onnx):
+        path.write_text("cat\n")
+        before[str(path)] = path.read_bytes()
+    cases += [
+        (["predict", str(served), str(photo), "--output", str(names[0])],
+         f"--output {names[0]} is inside {served}, the export read"),
+        (["predict", str(served), str(photo), "--output", str(served / "p.csv")],
+         f"--output {served / 'p.csv'} is inside {served}"),
+        (["predict", str(onnx), str(photo), "--output", str(names[1])],
+         f"--output {names[1]} is the class names of {onnx}, the export read"),
+    ]
     for argv, message in cases:
         assert cli.main(argv) == 2, argv
         err = capsys.readouterr().err.strip().splitlines()

@@ -1,6 +1,7 @@
 import json
 import math
 import os
+import shutil
 import types
 import warnings
 
@@ -1166,6 +1167,35 @@ def test_fewer_epochs_than_a_run_has_trained_is_one_line(tmp_path):
     assert open(os.path.join(run_dir, "config.json")).read() == config  # nothing written
     assert zoo.train(tiny_model, tiny_data(), epochs=3, run_dir=run_dir,
                      verbose=0).history["epoch"].tolist() == [1, 2, 3]  # done: as before
+
+
+def test_a_run_that_trained_and_lost_its_backup_is_never_trained_over(tmp_path):
+    """A finished run's backup/ deleted to save room: a second run there, at another rate,
+    replaced its checkpoints, history and config.json without a word. A backup/ that links
+    to nothing (a disk not mounted) was taken for none: the config was rewritten, then
+    the run failed on "File exists"."""
+    run_dir = tmp_path / "run"
+
+    def train():
+        return zoo.train(tiny_model, tiny_data(), tiny_data(seed=1), epochs=1, verbose=0,
+                         run_dir=str(run_dir), learning_rate=0.05)
+
+    zoo.train(tiny_model, tiny_data(), tiny_data(seed=1), epochs=1, verbose=0,
+              run_dir=str(run_dir))
+    shutil.rmtree(run_dir / "backup")
+    names = ("config.json", "history.csv", "checkpoints/best.keras", "checkpoints/last.keras")
+    kept = {name: (run_dir / name).read_bytes() for name in names}
+    with pytest.raises(UserError, match=r"holds a run that trained \(.*best\.keras\) and no "
+                                        r"backup/ to resume it from"):
+        train()
+    (run_dir / "checkpoints" / "best.keras").rename(tmp_path / "best.keras")  # history alone
+    with pytest.raises(UserError, match=r"trained \(.*history\.csv, epoch 1\)"):
+        train()
+    (run_dir / "backup").symlink_to(tmp_path / "unmounted")
+    with pytest.raises(UserError, match=r"backup is a link to .*unmounted, which is not there"):
+        train()
+    assert {name: (run_dir / name).read_bytes() for name in names if "best" not in name} == {
+        name: kept[name] for name in names if "best" not in name}
 
 
 def test_a_run_that_diverged_in_its_first_epoch_runs_again_with_another_rate(tmp_path):
