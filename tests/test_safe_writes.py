@@ -778,11 +778,15 @@ def test_with_no_readable_backup_the_run_is_refused_and_kept(run_dir):
     with pytest.raises(ValueError, match=rf"backup {re.escape(str(weights))} does not match .*"
                                          r"no earlier backup is readable; the run's history "
                                          r"and checkpoints are left as they were"
-                                         rf".* move {re.escape(str(backup))} aside") as err:
+                                         rf".* move {re.escape(str(run_dir))} aside") as err:
         _train(run_dir, epochs=4)
     assert "\n" not in str(err.value)
     assert {name: (run_dir / name).read_bytes() for name in kept} == before
-    os.rename(backup, run_dir / "backup.damaged")
+    os.rename(backup, run_dir / "backup.damaged")  # the backup alone: the run is kept
+    with pytest.raises(ValueError, match=r"holds a run that trained .* no backup/"):
+        _train(run_dir, epochs=2)
+    assert {name: (run_dir / name).read_bytes() for name in kept} == before
+    os.rename(run_dir, str(run_dir) + ".damaged")  # as advised: the run starts again
     assert _train(run_dir, epochs=2).history["epoch"].tolist() == [1, 2]
 
 

@@ -318,8 +318,8 @@ class SafeBackupAndRestore(keras.callbacks.BackupAndRestore):
             raise UserError(
                 f"The run's backup {problems[0]}, and no earlier backup is readable; the "
                 f"run's history and checkpoints are left as they were. To train this run "
-                f"again from its first epoch (they are then replaced), move "
-                f"{self.backup_dir} aside; or use another run directory.")
+                f"again from its first epoch, move {os.path.dirname(self.backup_dir)} aside "
+                f"(its history and checkpoints with it); or use another run directory.")
 
     # Set by zoo.train in a JAX cluster: called with the epoch this process is about to
     # restore (0 for none), it stops every process when they differ.

@@ -371,7 +371,7 @@ def same_epoch_everywhere(run_dir, strategy=None):
                 f"The workers' backups are of different epochs ({epochs}, a worker each in "
                 f"the cluster's order; -1: damaged; 0: none): the chief's in {run_dir}, the "
                 "others' in its workerN/ folders, as when a worker was stopped between its "
-                "backup and another's. They cannot resume together: move each backup/ "
+                "backup and another's. They cannot resume together: move the run directory "
                 "aside to train again from the first epoch, or start with a new run "
                 "directory.")
         if len(set(epochs)) > 1 and -1 in epochs:
@@ -380,7 +380,7 @@ def same_epoch_everywhere(run_dir, strategy=None):
                 f"Process{'es' * (len(damaged) > 1)} {', '.join(map(str, damaged))} found "
                 f"a damaged backup in {run_dir} (its copy and the previous one unreadable), "
                 f"and the others none or a readable one (epochs by process id: {epochs}). "
-                "To train again from the first epoch, move the run's backup/ aside; if the "
+                "To train again from the first epoch, move the run directory aside; if the "
                 "processes do not see the same run directory, put it on a file system that "
                 "every machine mounts at the same path.")
         if len(set(epochs)) > 1:

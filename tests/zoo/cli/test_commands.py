@@ -1079,8 +1079,8 @@ def test_the_demo_refuses_what_it_would_replace_only_after_training_before_any_w
         (os.path.join("alexnet_width384", "config.json"),
          "{out}/alexnet_width384 holds config.json, which no run of this project wrote"),
         (os.path.join("resnet18_snapshots", "snapshots", "snapshot-1.weights.h5"),
-         "{out}/resnet18_snapshots/snapshots holds 1 snapshot(s) of an earlier run "
-         "(snapshot-1.weights.h5) and {out}/resnet18_snapshots no run to resume"),
+         "{out}/resnet18_snapshots holds a run that trained ({out}/resnet18_snapshots/"
+         "checkpoints/best.keras) and no backup/ to resume it from"),
     ]
     for index, (entry, message) in enumerate(cases):
         out = tmp_path / f"demo{index}"

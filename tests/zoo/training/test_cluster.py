@@ -262,7 +262,7 @@ def test_two_jax_processes_train_as_one_and_resume_after_a_kill(tmp_path):
         assert "UserError: Process 0 found a damaged backup in " in err, err[-3000:]
         assert ("(its copy and the previous one unreadable), and the others none or a "
                 "readable one (epochs by process id: [-1, 0]). To train again from the first "
-                "epoch, move the run's backup/ aside") in err, err[-3000:]
+                "epoch, move the run directory aside") in err, err[-3000:]
 
 
 @pytest.mark.slow

@@ -195,7 +195,9 @@ def test_two_workers_on_loopback_finish_with_identical_weights(tmp_path):
     # The chief writes the run directory; the other worker writes beside it.
     assert os.path.exists(os.path.join(run_dir, "history.csv"))
     assert os.path.exists(os.path.join(run_dir, "worker1", "history.csv"))
-    shutil.rmtree(os.path.join(run_dir, "worker1", "backup"))  # as if it never backed up
+    backup = os.path.join(run_dir, "worker1", "backup")  # as if it never backed up: its
+    shutil.rmtree(backup)  # folder empty, as training starts it (one removed is a run's
+    os.mkdir(backup)  # loss, refused before the workers compare their epochs)
     for returncode, _, err in _two_workers(run_dir, 3, timeout=150):
         assert returncode != 0
         assert "The workers' backups are of different epochs ([2, 0], a worker each" in err, \
