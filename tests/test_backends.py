@@ -103,6 +103,10 @@ MIRRORED = textwrap.dedent("""
             zoo.train(linear, dataset, epochs=1, strategy=strategy, verbose=0)
         except ValueError as err:
             errors.append(str(err))
+    try:  # built before zoo.train set up DataParallel: on one device (JAX failed in its step)
+        zoo.train(linear(), digits(drop_remainder=True), epochs=1, verbose=0)
+    except ValueError as err:
+        errors.append(str(err))
     # 180 validation digits in batches of 35 and a last one of 5: none splits over 2 devices.
     val = data.load("digits", "validation", batch_size=35, image_size=8,
                     preprocess=lambda image: image / 255.0)
@@ -141,7 +145,9 @@ def test_mirrored_on_jax_is_data_parallel_over_the_local_devices():
     assert report["recorded"] == "DataParallel"  # (it recorded TensorFlow's default strategy)
     assert report["loss"][1] < report["loss"][0]
     assert report["val_accuracy"] == pytest.approx(report["direct_accuracy"], abs=1e-6)
-    uneven, multi_worker, not_tf_data = report["errors"]
+    uneven, multi_worker, not_tf_data, built = report["errors"]
+    assert built.startswith("The model was built outside keras.distribution's DataParallel "
+                            "over 2 devices, which strategy='auto' trains under here")
     assert uneven.startswith("`train_data` must come in batches that split evenly over the 2 "
                              "devices; its batch size is not fixed")
     assert "drop_remainder=True" in uneven

@@ -39,7 +39,7 @@ _LAZY = {
         "vgg", "vgg11", "vgg13", "vgg16", "vgg19", "vgg11_bn", "vgg13_bn", "vgg16_bn",
         "vgg19_bn")},
     **{name: ("zoo.optimizers", name) for name in (
-        "OPTIMIZER_CHOICES", "PaperSGD", "make_optimizer")},
+        "OPTIMIZER_CHOICES", "PaperSGD", "ProbabilityCrossEntropy", "make_optimizer")},
     **{name: ("zoo.saving", name) for name in (
         "class_names", "input_pixels", "load_model", "resize_mode", "save_model",
         "set_class_names", "set_resize_mode")},

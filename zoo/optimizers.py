@@ -203,6 +203,55 @@ def default_metrics(loss="sparse_categorical_crossentropy"):
     return [kind(k=1, name="top1_accuracy"), kind(k=5, name="top5_accuracy")]
 
 
+# The floor of a probability's logarithm in ProbabilityCrossEntropy: float32's smallest
+# normal number (1.2e-38), where Keras' JAX and torch backends clip at 1e-7.
+_TINY = 1.1754944e-38
+
+
+@keras.saving.register_keras_serializable(package="zoo")
+class ProbabilityCrossEntropy(keras.losses.Loss):
+    """The cross-entropy of a softmax's probabilities as Keras' TensorFlow backend computes
+    it, on every backend: from their logarithms, floored at float32's smallest normal
+    number. Keras' JAX and torch backends clip the probabilities at 1e-7 instead: no example
+    costs more than 16.1 there, and one the model is sure is of another class gives no
+    gradient (on 1,000 classes, a run stalled where TensorFlow's learned, and its divergence
+    went unseen). :func:`compile_model` uses it off TensorFlow for the names
+    ``"sparse_categorical_crossentropy"`` and, with ``one_hot``, ``"categorical_crossentropy"``.
+
+    Example:
+
+    >>> import numpy as np
+    >>> loss = ProbabilityCrossEntropy()
+    >>> round(float(loss(np.array([1]), np.array([[1.0, 1e-12]], "float32"))), 2)
+    27.63
+    """
+
+    def __init__(self, one_hot=False, name=None, **kwargs):
+        self.one_hot = check_bool(one_hot, "one_hot")
+        super().__init__(name=name or ("categorical_crossentropy" if one_hot
+                                       else "sparse_categorical_crossentropy"), **kwargs)
+
+    def call(self, y_true, y_pred):
+        logits = keras.ops.log(keras.ops.maximum(keras.ops.cast(y_pred, "float32"), _TINY))
+        if self.one_hot:
+            return keras.ops.categorical_crossentropy(y_true, logits, from_logits=True)
+        return keras.ops.sparse_categorical_crossentropy(y_true, logits, from_logits=True)
+
+    def get_config(self):
+        return {**super().get_config(), "one_hot": self.one_hot}
+
+
+def _backend_loss(loss):
+    """``loss`` as ``compile_model`` gives it to Keras: off TensorFlow, the cross-entropy
+    names as :class:`ProbabilityCrossEntropy` (TensorFlow's Keras computes them from the
+    logits behind the softmax already)."""
+    if keras.backend.backend() == "tensorflow" or not isinstance(loss, str):
+        return loss
+    if loss in ("sparse_categorical_crossentropy", "categorical_crossentropy"):
+        return ProbabilityCrossEntropy(one_hot=loss == "categorical_crossentropy")
+    return loss
+
+
 def compile_model(model, optimizer=None, *, learning_rate=0.01, momentum=0.9,
                   weight_decay=5e-4, loss="sparse_categorical_crossentropy", metrics=None,
                   jit_compile=None, weighted=False):
@@ -216,6 +265,8 @@ def compile_model(model, optimizer=None, *, learning_rate=0.01, momentum=0.9,
     strategy's scope).
     Metrics default to top-1 and top-5 accuracy (of one-hot labels with a categorical
     loss). (A GoogLeNet with auxiliary heads adds their 0.3-weighted losses itself.)
+    Off TensorFlow, the cross-entropy names compile as :class:`ProbabilityCrossEntropy`
+    (TensorFlow's numbers, where Keras' JAX backend clips probabilities at 1e-7).
     ``weighted``: the metrics follow the batches' sample weights (Keras'
     ``weighted_metrics``), as the validation batches padded to split over several
     replicas need (``zoo.train``'s, under keras.distribution and tf.distribute).
@@ -253,6 +304,7 @@ def compile_model(model, optimizer=None, *, learning_rate=0.01, momentum=0.9,
     metrics = default_metrics(loss) if metrics is None else metrics
     if jit_compile is None:
         jit_compile = False if keras.backend.backend() == "tensorflow" else "auto"
-    model.compile(optimizer=optimizer, loss=loss, metrics=None if weighted else metrics,
+    model.compile(optimizer=optimizer, loss=_backend_loss(loss),
+                  metrics=None if weighted else metrics,
                   weighted_metrics=metrics if weighted else None, jit_compile=jit_compile)
     return model

@@ -45,11 +45,13 @@ def _cmd_distill(args):
     print(f"Distilling {teacher.name} ({teacher.count_params():,} parameters) into "
           f"{student.name} ({student.count_params():,}) at temperature {args.temperature:g}, "
           f"soft-target weight {args.alpha:g}", flush=True)
+    # On one device: the student is built, and the teacher loaded, before zoo.train would
+    # set up several ("auto" with several GPUs, or JAX devices, failed on their variables).
     result = ensembles.distill(
         teacher, student, setup.load_train(), val, temperature=args.temperature,
         alpha=args.alpha, epochs=args.epochs, run_dir=run_dir, seed=args.seed,
         lr_patience=args.lr_patience, settings=setup.settings, verbose=fit_verbosity(),
-        resize=setup.data.resize,
+        resize=setup.data.resize, strategy="one_device",
         optimizer=lambda: zoo.make_optimizer(args.optimizer, args.lr, args.momentum,
                                              args.weight_decay))
     held_out = "test" if "test" in setup.info.splits else setup.val_split
@@ -81,7 +83,8 @@ def add_distill(sub):
         description="Train a zoo model on a teacher's probabilities softened at a "
         "temperature and on the labels (Hinton et al. 2015): loss = alpha T^2 KL(teacher_T || "
         "student_T) + (1 - alpha) CE(labels, student). The run directory's checkpoints hold "
-        "the student alone; run again with the same arguments to resume after a crash.")
+        "the student alone; it trains on one device. Run again with the same arguments to "
+        "resume after a crash.")
     distill.add_argument("teacher", metavar="TEACHER.keras",
                          help="the teacher, e.g. a saved ensemble (zoo ensemble)")
     model_and_data_flags(distill, epochs=20, run_dir="runs/MODEL_DATASET_distilled",

@@ -106,6 +106,21 @@ def _build(model, model_kwargs, strategy, precision):
         keras.config.set_dtype_policy(previous)
 
 
+def _check_built_for(model, replicas, asked):
+    """A built ``model`` for keras.distribution's DataParallel over ``replicas`` devices
+    (JAX; ``asked``: the strategy given): its variables must be on them, as under
+    tf.distribute they must be the strategy's. One built before (on one device) failed in
+    the jitted step with JAX's words ("incompatible devices")."""
+    sharding = getattr(getattr(model.weights[0], "value", None), "sharding", None) \
+        if model.weights else None
+    devices = getattr(sharding, "device_set", None)
+    if devices is not None and len(devices) < replicas:
+        raise UserError(
+            f"The model was built outside keras.distribution's DataParallel over {replicas} "
+            f"devices, which strategy={asked!r} trains under here: pass a registry name or "
+            "a function that builds the model, or strategy='one_device'.")
+
+
 def _check_epochs_to_go(run_dir, epochs):
     """Fewer epochs than the run has trained: one line, before anything is written (it
     trained none, and returned the longer run's model and history as if done)."""
@@ -662,7 +677,10 @@ def train(
         _check_plateau(lr_factor, lr_patience, min_lr)
     if seed is not None:
         keras.utils.set_random_seed(seed)
+    asked = strategy
     strategy, parallel, replicas = distribute.backend_distribution(strategy)
+    if parallel is not None and isinstance(model, keras.Model):
+        _check_built_for(model, replicas, asked)
     # After the distribution is set up: asking for devices starts the backend's runtime,
     # which must follow TensorFlow's device split and joining a JAX cluster.
     if precision == "mixed_float16" and _cpu_only():

@@ -2012,6 +2012,24 @@ def test_evaluate_takes_validation_where_the_test_split_has_no_labels(tmp_path, 
     assert "validation student: top-1 error" in out
 
 
+@pytest.mark.slow  # a JAX process of two CPU devices (25 s)
+def test_distill_trains_under_jax_on_a_machine_of_two_devices(tmp_path):
+    """zoo distill builds its student and loads its teacher before training: with several
+    devices, zoo.train's "auto" set up DataParallel, and JAX's step failed on variables on
+    one device ("incompatible devices"; tf.distribute's refusal on several GPUs). It
+    distils on one device."""
+    from tests.helpers import tiny_model
+
+    teacher = zoo.save_model(tiny_model(8, 10), str(tmp_path / "teacher.keras"))
+    run = run_python(
+        "import sys; from zoo import cli; sys.exit(cli.main(sys.argv[1:]))", check=False,
+        env={"KERAS_BACKEND": "jax", "XLA_FLAGS": "--xla_force_host_platform_device_count=2"},
+        args=["distill", teacher, "--model", "resnet20", "--model-arg", "width=0.25",
+              "--epochs", "1", "--run-dir", str(tmp_path / "distilled")])
+    assert run.returncode == 0, run.stderr[-3000:]
+    assert "test student: top-1 error" in run.stdout, run.stdout[-2000:]
+
+
 def test_a_table_never_replaces_an_input_or_a_model(tmp_path, capsys):
     """`zoo evaluate m.keras --output m.keras` evaluated, then replaced the model with a CSV;
     `zoo predict ... --output photo.png` the photo. Now one line before any work, the files

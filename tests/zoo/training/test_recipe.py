@@ -64,6 +64,37 @@ def test_paper_sgd_spares_prelu_slopes_and_what_keras_is_told_to_exclude():
         np.testing.assert_allclose(np.array(v), before[id(v)] * (1 - 0.1 * 0.1), rtol=1e-6)
 
 
+@pytest.mark.all_backends
+@pytest.mark.parametrize("loss", ["sparse_categorical_crossentropy", "categorical_crossentropy"])
+def test_the_recipes_cross_entropy_is_the_logits_one_on_every_backend(loss):
+    """Keras' JAX backend clips a softmax's probabilities at 1e-7: an example the model is
+    sure is of another class cost 16.1 at most and gave no gradient (a run on 1,000 classes
+    stalled, and its divergence went unseen). compile_model's loss is the cross-entropy of
+    the logits behind the softmax (scipy's log_softmax, in float64) on every backend, and
+    one SGD step moves the head by that loss's gradient, x^T (softmax - one-hot) / n."""
+    from scipy.special import log_softmax, softmax
+
+    rng = np.random.default_rng(4)
+    x = rng.normal(size=(4, 3)).astype("float32")
+    kernel = rng.normal(scale=8.0, size=(3, 5)).astype("float32")
+    labels = np.arange(4)
+    inputs = keras.Input((3,))
+    head = keras.layers.Dense(5, activation="softmax", use_bias=False, name="predictions")
+    model = keras.Model(inputs, head(inputs))
+    head.set_weights([kernel])
+    zoo.compile_model(model, learning_rate=0.1, momentum=0.0, weight_decay=0.0, loss=loss)
+    logits = x.astype("float64") @ kernel
+    expected = -log_softmax(logits, -1)[np.arange(4), labels]
+    assert expected.max() > 30  # past the clipped loss's 16.1
+    y = labels if loss.startswith("sparse") else np.eye(5, dtype="float32")[labels]
+    scores = model.evaluate(x, y, batch_size=4, verbose=0, return_dict=True)
+    np.testing.assert_allclose(scores["loss"], expected.mean(), rtol=1e-4)
+    model.train_on_batch(x, y)
+    step = 0.1 * x.astype("float64").T @ (softmax(logits, -1) - np.eye(5)[labels]) / 4
+    np.testing.assert_allclose(keras.ops.convert_to_numpy(head.kernel), kernel - step,
+                               rtol=1e-4, atol=1e-6)
+
+
 def test_recipe_defaults_and_reduce_lr_divides_by_ten_on_a_plateau():
     model = tiny_model()
     model.trainable = False  # nothing can improve: a plateau from the first epoch
