@@ -45,13 +45,11 @@ def _cmd_distill(args):
     print(f"Distilling {teacher.name} ({teacher.count_params():,} parameters) into "
           f"{student.name} ({student.count_params():,}) at temperature {args.temperature:g}, "
           f"soft-target weight {args.alpha:g}", flush=True)
-    # On one device: the student is built, and the teacher loaded, before zoo.train would
-    # set up several ("auto" with several GPUs, or JAX devices, failed on their variables).
     result = ensembles.distill(
         teacher, student, setup.load_train(), val, temperature=args.temperature,
         alpha=args.alpha, epochs=args.epochs, run_dir=run_dir, seed=args.seed,
         lr_patience=args.lr_patience, settings=setup.settings, verbose=fit_verbosity(),
-        resize=setup.data.resize, strategy="one_device",
+        resize=setup.data.resize, strategy=_where_built(),
         optimizer=lambda: zoo.make_optimizer(args.optimizer, args.lr, args.momentum,
                                              args.weight_decay))
     held_out = "test" if "test" in setup.info.splits else setup.val_split
@@ -75,6 +73,19 @@ def _cmd_distill(args):
           f"{os.path.join(run_dir, 'checkpoints', 'best.keras')}")
     whole_images_hint(setup)
     return 1 if result.diverged else 0
+
+
+def _where_built():
+    """``zoo.train``'s strategy for the student and the teacher, built before it: the one
+    device they were built on (TensorFlow's default strategy; no distribution on JAX).
+    "auto" with several GPUs, or several JAX devices, refused them (built outside)."""
+    import keras
+
+    if keras.backend.backend() != "tensorflow":
+        return "one_device"
+    import tensorflow as tf
+
+    return tf.distribute.get_strategy()
 
 
 def add_distill(sub):
