@@ -624,16 +624,21 @@ def _check_crop_fits(paths, crop):
 
 
 def _resizes(augment):
-    """Whether ``augment`` (None, or ``load``'s ``(image, seed) -> image``) makes images of
-    every size one size, as a random crop does: traced on an image of no known size (a
-    flip, the PCA lighting or a colour jitter keep each image's own, and images of several
-    sizes failed mid-epoch, in tf.data's batching)."""
+    """Whether ``augment`` (None, or ``load``'s ``(image, seed) -> image``) may make images
+    of every size one size, as a random crop does: False only where, traced on images of
+    two sizes, it gives each its own (a flip, the PCA lighting or a colour jitter: images
+    of several sizes then failed mid-epoch, in tf.data's batching). A size it does not
+    show when traced (a NumPy function's), or a trace that fails, may be a resize."""
     if augment is None:
         return False
-    with _user_errors_untraced():
-        traced = tf.function(augment).get_concrete_function(
-            tf.TensorSpec((None, None, 3), tf.float32), tf.TensorSpec((2,), tf.int64))
-    return traced.structured_outputs.shape[:2].is_fully_defined()
+    shapes = ((1009, 1013, 3), (1019, 1021, 3))
+    try:
+        kept = [tuple(tf.function(augment).get_concrete_function(
+            tf.TensorSpec(shape, tf.float32), tf.TensorSpec((2,), tf.int64)
+        ).structured_outputs.shape) == shape for shape in shapes]
+    except Exception:  # noqa: BLE001 (a probe: the pipeline's own run says what is wrong)
+        return True
+    return not all(kept)
 
 
 def _check_tfds_sizes(shape, name, batch_size, center_crop, augment):

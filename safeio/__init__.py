@@ -757,7 +757,7 @@ def _open_lock(path):
                         "project wrote; nothing was changed. Remove it, or give another "
                         "run_dir.")
     info = os.fstat(fd)
-    # A lock holds nothing, or "PID on host": another file (a user's .lock, or a hard link
+    # A lock holds nothing, or "PID on host" (_LOCK_TEXT): another file (a user's .lock, or a hard link
     # to one, which O_NOFOLLOW does not see) was emptied.
     text = os.pread(fd, 1024, 0) if info.st_size <= 1024 else b"?"
     if info.st_nlink > 1 or not _LOCK_TEXT.fullmatch(text):
@@ -769,7 +769,8 @@ def _open_lock(path):
     return os.fdopen(fd, "r+", encoding="utf-8")
 
 
-_LOCK_TEXT = re.compile(rb"(\d+ on [^\n]*)?")  # what directory_lock writes in its lock
+# What directory_lock writes in its lock: "PID on host" (a PID alone, in earlier versions).
+_LOCK_TEXT = re.compile(rb"(\d+( on [^\n]*)?)?")
 
 
 _SHARED = {}  # a locked directory's real path -> the thread that shares its lock

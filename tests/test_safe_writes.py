@@ -920,7 +920,7 @@ def test_a_lock_file_this_project_did_not_write_is_left_as_it_is(kind, tmp_path)
             pass
     assert notes.read_text() == lock.read_text() == "years of notes"
     lock.unlink()
-    for left in ("", "12345 on another-host"):
+    for left in ("", "12345 on another-host", "12345"):  # (a PID alone: earlier versions)
         lock.write_text(left)
         with directory_lock(str(run_dir)):
             assert lock.read_text() == f"{os.getpid()} on {socket.gethostname()}"

@@ -743,6 +743,12 @@ def test_images_of_different_sizes_are_named_before_batching(image_folder):
     assert next(iter(data.load(str(image_folder), "train", batch_size=4, augment=crop)))[
         0].shape == (4, 8, 8, 3)
 
+    def numpy_crop(image, seed):  # its size unknown when traced: taken as a resize
+        return tf.numpy_function(lambda x: x[:8, :8], [image], tf.float32)
+
+    assert next(iter(data.load(str(image_folder), "train", batch_size=4,
+                               augment=numpy_crop)))[0].shape == (4, 8, 8, 3)
+
 
 def test_digit_splits_add_and_round_as_tfds_reads_them():
     """TFDS' own parser reads the split: percentages round to the closest example (33 % of

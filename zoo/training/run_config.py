@@ -169,7 +169,10 @@ def _check_backup_reachable(run_dir):
 def _what_a_run_trained(run_dir):
     """What shows that the run in ``run_dir`` trained an epoch (its checkpoints/best.keras,
     or a finite loss in its history.csv), or None: a run that ended before any epoch was
-    backed up (diverged in its first) left nothing to keep, and may be run again."""
+    backed up (diverged in its first, or failed at its end: :func:`forget_empty_backup`)
+    left nothing to resume, and may be run again."""
+    if (read_config(run_dir) or {}).get(ENDED_UNBACKED):
+        return None
     best = os.path.join(run_dir, "checkpoints", "best.keras")
     if os.path.lexists(best):
         return best
@@ -246,10 +249,22 @@ def recorded(run_dir, key):
 
 def forget_empty_backup(run_dir):
     """Remove ``run_dir/backup`` where it is empty (made when training started, and no
-    epoch was backed up): a run that ended so (diverged in its first epoch) is no run to
-    resume, and may be run again with other settings. Nothing else is touched."""
-    with contextlib.suppress(OSError):  # (not empty, or not there: left as it is)
+    epoch was backed up): a run that ended so (diverged in its first epoch, or failed at
+    its end) is no run to resume, and may be run again with other settings; its
+    config.json says so (:data:`ENDED_UNBACKED`), whatever its first epoch left behind (a
+    history row, a checkpoint). Nothing else is touched."""
+    try:
         os.rmdir(os.path.join(run_dir, "backup"))
+    except OSError:  # (not empty, or not there: left as it is)
+        return
+    config = read_config(run_dir)
+    if config is not None:
+        with contextlib.suppress(OSError):
+            write_json(os.path.join(run_dir, "config.json"), {**config, ENDED_UNBACKED: True})
+
+
+# In a config.json, where the run ended before any epoch was backed up: nothing to resume.
+ENDED_UNBACKED = "ended_before_a_backup"
 
 
 def epochs_done(run_dir):

@@ -1258,3 +1258,16 @@ def test_a_run_that_diverged_in_its_first_epoch_runs_again_with_another_rate(tmp
     assert not os.path.exists(os.path.join(other, "backup"))
     assert zoo.train(tiny_model, tiny_data(), epochs=1, run_dir=other, verbose=0,
                      learning_rate=0.05, reduce_lr=False).history["epoch"].tolist() == [1]
+
+    class FailsAtItsEnd(keras.callbacks.Callback):  # after the history's row and checkpoints
+        def on_epoch_end(self, epoch, logs=None):
+            raise RuntimeError("my callback's disk is full")
+
+    ended = str(tmp_path / "ended")
+    with pytest.raises(RuntimeError, match="disk is full"):
+        zoo.train(tiny_model, tiny_data(), tiny_data(seed=1), epochs=2, run_dir=ended,
+                  verbose=0, callbacks=[FailsAtItsEnd()])
+    assert os.path.exists(os.path.join(ended, "checkpoints", "best.keras"))  # what it left
+    assert not os.path.exists(os.path.join(ended, "backup"))  # is no run that trained
+    assert zoo.train(tiny_model, tiny_data(), tiny_data(seed=1), epochs=1, run_dir=ended,
+                     verbose=0, learning_rate=0.05).history["epoch"].tolist() == [1]
