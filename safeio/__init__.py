@@ -757,8 +757,8 @@ def _open_lock(path):
                         "project wrote; nothing was changed. Remove it, or give another "
                         "run_dir.")
     info = os.fstat(fd)
-    # A lock holds nothing, or "PID on host" (_LOCK_TEXT): another file (a user's .lock, or a hard link
-    # to one, which O_NOFOLLOW does not see) was emptied.
+    # A lock holds nothing, or "PID on host" (_LOCK_TEXT): another file (a user's .lock,
+    # or a hard link to one, which O_NOFOLLOW does not see) was emptied.
     text = os.pread(fd, 1024, 0) if info.st_size <= 1024 else b"?"
     if info.st_nlink > 1 or not _LOCK_TEXT.fullmatch(text):
         os.close(fd)

@@ -210,13 +210,16 @@ _TINY = 1.1754944e-38
 
 @keras.saving.register_keras_serializable(package="zoo")
 class ProbabilityCrossEntropy(keras.losses.Loss):
-    """The cross-entropy of a softmax's probabilities as Keras' TensorFlow backend computes
-    it, on every backend: from their logarithms, floored at float32's smallest normal
-    number. Keras' JAX and torch backends clip the probabilities at 1e-7 instead: no example
-    costs more than 16.1 there, and one the model is sure is of another class gives no
-    gradient (on 1,000 classes, a run stalled where TensorFlow's learned, and its divergence
-    went unseen). :func:`compile_model` uses it off TensorFlow for the names
+    """The cross-entropy of a softmax's probabilities from their logarithms, floored at
+    float32's smallest normal number: Keras' TensorFlow backend's number (computed there
+    from the logits behind the softmax) wherever the label's logit is within 87 of the
+    largest. Keras' JAX and torch backends clip the probabilities at 1e-7 instead: no
+    example costs more than 16.1, one the model is sure is of another class gives no
+    gradient, and the recipe's blow-up warning (3 ln C) could not fire past 216 classes.
+    :func:`compile_model` uses it off TensorFlow for the names
     ``"sparse_categorical_crossentropy"`` and, with ``one_hot``, ``"categorical_crossentropy"``.
+    Past gaps of 87 the probabilities underflow: a head that saturates so needs its logits
+    (``classifier_activation=None`` and a ``from_logits=True`` loss).
 
     Example:
 
@@ -266,7 +269,8 @@ def compile_model(model, optimizer=None, *, learning_rate=0.01, momentum=0.9,
     Metrics default to top-1 and top-5 accuracy (of one-hot labels with a categorical
     loss). (A GoogLeNet with auxiliary heads adds their 0.3-weighted losses itself.)
     Off TensorFlow, the cross-entropy names compile as :class:`ProbabilityCrossEntropy`
-    (TensorFlow's numbers, where Keras' JAX backend clips probabilities at 1e-7).
+    (TensorFlow's numbers up to logit gaps of 87, where Keras' JAX backend clips the
+    probabilities at 1e-7).
     ``weighted``: the metrics follow the batches' sample weights (Keras'
     ``weighted_metrics``), as the validation batches padded to split over several
     replicas need (``zoo.train``'s, under keras.distribution and tf.distribute).
