@@ -469,12 +469,14 @@ def test_a_model_trained_on_whole_images_is_predicted_and_served_whole(tmp_path,
 @pytest.mark.slow  # a TensorFlow start-up of its own (7 s of CPU here)
 def test_saved_model_cli_runs_the_export_on_the_decoded_photo(photo_export, tmp_path):
     """TensorFlow's own command line, outside this project (an empty PYTHONPATH), on the
-    photo as TensorFlow decodes it (serve_images) and on its file's bytes beside a file
-    that is not an image (serve_bytes, whose tf.data ops run there too): the probabilities
-    above, and the other file flagged."""
+    photo as PIL decodes it (serve_images) and on its file's bytes beside a file that is
+    not an image (serve_bytes, whose tf.data ops run there too, and decode as PIL does):
+    the probabilities above, and the other file flagged."""
+    import PIL.Image
+
     served_dir, jpeg, expected = photo_export
-    image = tf.io.decode_jpeg(tf.io.read_file(str(jpeg)), channels=3)[tf.newaxis]
-    np.save(tmp_path / "image.npy", image.numpy())
+    image = np.asarray(PIL.Image.open(jpeg).convert("RGB"))[np.newaxis]
+    np.save(tmp_path / "image.npy", image)
     np.save(tmp_path / "bytes.npy", np.array([jpeg.read_bytes(), b"not an image"], object),
             allow_pickle=True)
     cli = os.path.join(os.path.dirname(sys.executable), "saved_model_cli")
