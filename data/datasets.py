@@ -380,9 +380,16 @@ def _tfds_dataset(name, split, data_dir, manual_dir, shuffle_files, seed=0):
                                 shuffle_seed=seed, shuffle_reshuffle_each_iteration=False))
     ds = ds.map(lambda encoded, label: (encoded, tf.cast(label, tf.int32)))
 
+    # 8-bit JPEGs and PNGs as an image folder's (a JPEG as PIL, and so torchvision, decodes
+    # it: TFDS' own decoder takes TensorFlow's fast DCT); other encodings by TFDS.
+    plain = image.dtype == tf.uint8 and getattr(image, "encoding_format", None) in (
+        None, "jpeg", "png")
+    channels = image.shape[-1] or 0
+
     def decode(examples):
         return examples.map(
-            lambda encoded, label: (_to_rgb(image.decode_example(encoded)), label),
+            lambda encoded, label: (_to_rgb(folder.decode_image(encoded, channels) if plain
+                                            else image.decode_example(encoded)), label),
             num_parallel_calls=tf.data.AUTOTUNE)
 
     return ds, decode, tuple(image.shape)

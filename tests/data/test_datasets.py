@@ -963,6 +963,49 @@ class TinySizes(tfds.core.GeneratorBasedBuilder):
             yield i, {"image": np.full((10 + 2 * i, 12, 3), 9 * i, np.uint8), "label": i % 2}
 
 
+class TinyPhotos(tfds.core.GeneratorBasedBuilder):
+    """A TFDS builder of JPEG-encoded noise, in colour."""
+
+    VERSION = tfds.core.Version("1.0.0")
+
+    def _info(self):
+        return tfds.core.DatasetInfo(
+            builder=self,
+            features=tfds.features.FeaturesDict({
+                "image": tfds.features.Image(shape=(24, 32, 3), encoding_format="jpeg"),
+                "label": tfds.features.ClassLabel(names=["a", "b"]),
+            }),
+            supervised_keys=("image", "label"))
+
+    def _split_generators(self, dl_manager):
+        return {"train": self._generate_examples()}
+
+    def _generate_examples(self):
+        rng = np.random.default_rng(0)
+        for i in range(2):
+            yield i, {"image": rng.integers(0, 256, (24, 32, 3), dtype=np.uint8), "label": i}
+
+
+def test_a_tfds_datasets_jpegs_decode_to_the_pixels_pil_decodes(tmp_path):
+    """TFDS' own decoder takes TensorFlow's fast DCT, grey levels from the pixels PIL (and
+    torchvision) read: a TFDS dataset's 8-bit JPEGs decode as an image folder's."""
+    import io
+
+    import PIL.Image
+
+    TinyPhotos(data_dir=str(tmp_path)).download_and_prepare()
+    builder = tfds.builder("tiny_photos", data_dir=str(tmp_path))
+    stored = builder.as_dataset(split="train", shuffle_files=False, as_supervised=True,
+                                decoders={"image": tfds.decode.SkipDecoding()})
+    expected = [np.asarray(PIL.Image.open(io.BytesIO(encoded.numpy())).convert("RGB"))
+                for encoded, _ in stored]
+    loaded = [x.numpy() for x, _ in data.load("tiny_photos", "train", data_dir=str(tmp_path),
+                                               batch_size=None, shuffle=False)]
+    assert len(loaded) == len(expected) == 2
+    for image, pil in zip(loaded, expected):
+        np.testing.assert_array_equal(image, pil)
+
+
 class TinyConfigs(TinyShapes):
     """TinyShapes with configs: TFDS keeps it in tiny_configs/CONFIG/1.0.0."""
 
