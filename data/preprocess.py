@@ -36,14 +36,18 @@ def resize_shorter_side(image, size=256):
 def _image_or_batch(image, name):
     """``image`` as float32 of rank 3 (an image) or 4 (a batch of them). Traced without a
     known rank, it is one image, as ``data.load`` maps them (tf.image.resize refuses an
-    unknown rank); another rank is one line (TensorFlow's words did not say it)."""
+    unknown rank); another rank is one line (:func:`check_image_rank`)."""
     image = tf.cast(image, tf.float32)
-    if image.shape.rank is None:
-        return tf.ensure_shape(image, (None, None, None))
-    if image.shape.rank not in (3, 4):
+    check_image_rank(image, name)
+    return tf.ensure_shape(image, (None, None, None)) if image.shape.rank is None else image
+
+
+def check_image_rank(image, name):
+    """One line where the tensor ``image`` is neither an image (height, width, channels)
+    nor a batch of them (TensorFlow's words did not say it); an unknown rank passes."""
+    if image.shape.rank not in (None, 3, 4):
         raise UserError(f"{name} takes an image (height, width, channels) or a batch of them "
                         f"(n, height, width, channels); received shape {tuple(image.shape)}.")
-    return image
 
 
 def _shorter_side_shape(shape, size):

@@ -3,6 +3,7 @@
 import numpy as np
 import tensorflow as tf
 
+from data.preprocess import check_image_rank
 from safeio import outputs as outputs_lib
 from safeio.checks import UserError, check_choice, check_positive_int
 
@@ -25,9 +26,7 @@ def crop_scale(size):
 def _corner_and_centre_crops(images, size, name):
     check_positive_int(size, "size", what=f" (of {name}'s crops)")
     images = tf.convert_to_tensor(images)
-    if images.shape.rank not in (None, 3, 4):
-        raise UserError(f"{name} takes an image (height, width, channels) or a batch of them "
-                        f"(n, height, width, channels); received shape {tuple(images.shape)}.")
+    check_image_rank(images, name)
     height, width = images.shape[-3], images.shape[-2]
     if height is None or width is None:  # traced over images of any size (tf.data.map)
         return _traced_crops(images, size, name)

@@ -899,7 +899,7 @@ def test_a_lock_that_is_not_a_regular_file_is_refused_and_nothing_is_followed(
 
 
 @pytest.mark.parametrize("kind", ["hard link", "user's file"])
-def test_a_lock_file_this_project_did_not_write_is_left_as_it_is(kind, tmp_path):
+def test_a_lock_file_this_project_did_not_write_is_left_as_it_is(kind, tmp_path, capsys):
     """A hard link to notes.txt as RUN/.lock (O_NOFOLLOW sees none), or a .lock of the
     user's own, was emptied; a lock a killed run left ("PID on host") and an empty one are
     taken, and the run's own lock is written and emptied as before."""
@@ -918,6 +918,9 @@ def test_a_lock_file_this_project_did_not_write_is_left_as_it_is(kind, tmp_path)
                                          r"names|file of 14 bytes), not a lock this project"):
         with directory_lock(str(run_dir)):
             pass
+    assert cli.main(["train", "--model", "resnet18", "--run-dir", str(run_dir)]) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and f"lock {lock} is a " in err[0], err
     assert notes.read_text() == lock.read_text() == "years of notes"
     lock.unlink()
     for left in ("", "12345 on another-host", "12345"):  # (a PID alone: earlier versions)

@@ -21,9 +21,11 @@ def _no_view_note(source, crops):
 
 def _check_not_in_export(output, source):
     """``--output`` is not written into the export read: its folder, or the class names
-    beside an ONNX or LiteRT file (ensembles.export.classes_path). A table written as its
+    beside an ONNX or LiteRT file. A table written as its
     assets/class_names.txt left an export that no longer loaded ("damaged")."""
-    names = os.fspath(source) + ".classes.txt"
+    from ensembles.export import classes_path
+
+    names = classes_path(source)
     folder = os.path.realpath(source)
     inside = os.path.isdir(source) and os.path.commonpath(
         [folder, os.path.realpath(output)]) == folder
