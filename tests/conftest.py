@@ -64,6 +64,19 @@ def pytest_collection_finish(session):
         tf.config.optimizer.set_experimental_options({"disable_meta_optimizer": True})
 
 
+def pytest_runtest_setup(item):
+    """Under ``--dist loadgroup`` (make test), pytest-xdist tells its scheduler a test's
+    ``xdist_group`` by a suffix on its node id (``...::test@group``), which pytest 9.2 no
+    longer lets it add (pytest-xdist#1386): the groups were then ignored without a word, and
+    each worker started the processes its tests share (tests/fresh_process.py: 20 s of CPU
+    each). A grouped test that lost its group fails here, before its fixtures."""
+    if (getattr(item.config.option, "loadgroup", False)  # (set in xdist's workers)
+            and item.get_closest_marker("xdist_group") and "@" not in item.nodeid):
+        pytest.fail(f"pytest-xdist's --dist loadgroup lost this test's xdist_group: pytest "
+                    f"{pytest.__version__} drops the groups (pytest-xdist#1386); install "
+                    "setup.py's test extra (make test does), which pins pytest", pytrace=False)
+
+
 @pytest.fixture(autouse=True)
 def _seed():
     import keras
