@@ -814,6 +814,24 @@ def test_preprocess_input_resizes_and_crops_where_torchvision_does(height, width
     assert imagenet.crop_offsets(256, 256, 227, caffe=True) == (14, 14)
 
 
+@ALL
+def test_the_caffe_warp_is_opencvs_resize_as_convert_imageset_made_the_databases():
+    """Caffe's ImageNet databases hold each photo warped to 256x256 by OpenCV's
+    ``cv::resize`` (``convert_imageset``: bilinear, no antialiasing), then the data layer
+    crops its centre; the warp was antialiased as torchvision's resize is (up to 77 grey
+    levels from OpenCV's on sklearn's sample photos). Within OpenCV's rounding to uint8."""
+    cv2 = pytest.importorskip("cv2")
+    from sklearn.datasets import load_sample_images
+
+    mean = np.array(zoo.pretrained.CAFFE_ALEXNET["mean"])  # (BGR; held in the test above)
+    for photo in load_sample_images().images:  # 427x640, RGB
+        warped = cv2.resize(photo, (256, 256), interpolation=cv2.INTER_LINEAR)
+        caffe = warped[14:241, 14:241, ::-1] - mean
+        ours = zoo.preprocess_input(photo.astype("float32"), "alexnet.bvlc")
+        np.testing.assert_allclose(ours, caffe, atol=0.76)
+        assert np.abs(ours - caffe).mean() < 0.25
+
+
 # --- fine-tuning from converted weights ----------------------------------------------------
 
 @pytest.mark.slow  # a science test on the digits (9 s); fine_tune's mechanics: test_recipe.py

@@ -110,9 +110,10 @@ def crop_offsets(height, width, crop, caffe=False):
 
 def _resize_and_crop(x, resize, crop, warp=False):
     """torchvision's ``ImageClassification`` geometry: the shorter side to ``resize``
-    (bilinear, antialiased; :func:`resized_size`), then the central ``crop`` x ``crop``
-    square (:func:`crop_offsets`); with ``warp``, Caffe's: the whole image to ``resize`` x
-    ``resize``, then the crop, its offsets floored."""
+    (bilinear, antialiased as PIL shrinks; :func:`resized_size`), then the central ``crop``
+    x ``crop`` square (:func:`crop_offsets`); with ``warp``, Caffe's: the whole image to
+    ``resize`` x ``resize`` as ``convert_imageset`` warped it (OpenCV's ``cv::resize``,
+    bilinear without antialiasing), then the crop, its offsets floored."""
     height, width = x.shape[1:3]
     if (height, width) == (crop, crop):
         return x
@@ -122,7 +123,7 @@ def _resize_and_crop(x, resize, crop, warp=False):
             import keras
 
             x = keras.ops.convert_to_numpy(keras.ops.image.resize(
-                x, size, interpolation="bilinear", antialias=True))
+                x, size, interpolation="bilinear", antialias=not warp))
         height, width = size
     if min(height, width) < crop:
         raise UserError(f"These weights take {crop}x{crop} crops; the images are "
