@@ -274,6 +274,67 @@ def _keras_padding_alike(side, size, strides):
 
 
 @keras.saving.register_keras_serializable(package="zoo")
+class CeilAveragePooling2D(keras.layers.Layer):
+    """Caffe's average pool (PyTorch's ``AvgPool2d(ceil_mode=True)``), without padding:
+    output sides ``ceil((n - pool_size) / strides) + 1``, a window that the bottom or
+    right edge cuts averaging the values inside the map (Caffe's ``pooling_layer.cpp``
+    divides by the part of the window inside it). :func:`average_pool` uses it where
+    Keras' "valid" rounds down, at any size, known when built or not.
+
+    Example:
+
+    >>> x = np.arange(16, dtype="float32").reshape(1, 4, 4, 1)
+    >>> keras.ops.convert_to_numpy(CeilAveragePooling2D(3, 2)(x))[0, :, :, 0].round(4)
+    array([[ 5. ,  6.5],
+           [11. , 12.5]], dtype=float32)
+    """
+
+    def __init__(self, pool_size, strides, **kwargs):
+        super().__init__(**kwargs)
+        for name, value in (("pool_size", pool_size), ("strides", strides)):
+            if not is_int(value) or value < 1:
+                raise UserError(f"CeilAveragePooling2D's `{name}` must be a positive int; "
+                                f"received {value!r}.")
+        self.pool_size, self.strides = pool_size, strides
+
+    def call(self, inputs):
+        ops = keras.ops
+        shape = ops.shape(inputs)
+        # Zeros after the last row and column let the windows the edge cuts count; pooled
+        # ones give the part of each window inside the map.
+        pads = [(0, 0)] + [(0, (-(side - self.pool_size)) % self.strides)
+                           for side in shape[1:3]] + [(0, 0)]
+        inside = ops.pad(ops.ones((1, shape[1], shape[2], 1), inputs.dtype), pads)
+        window = (self.pool_size, self.pool_size)
+        return (ops.average_pool(ops.pad(inputs, pads), window, self.strides, "valid")
+                / ops.average_pool(inside, window, self.strides, "valid"))
+
+    def compute_output_shape(self, input_shape):
+        sides = [None if side is None else -(-(side - self.pool_size) // self.strides) + 1
+                 for side in input_shape[1:3]]
+        return (input_shape[0], *sides, input_shape[3])
+
+    def get_config(self):
+        return {**super().get_config(), "pool_size": self.pool_size, "strides": self.strides}
+
+
+def average_pool(x, size, strides, name):
+    """A ``size`` x ``size`` average pool of stride ``strides`` in Caffe's ceil mode, no
+    padding (:class:`CeilAveragePooling2D`): Keras' ``AveragePooling2D`` named ``name``
+    where no window is cut by the edge of a map of sides known when built (14 -> 4 for a
+    5x5/3 pool), the Caffe layer otherwise (13 -> 4, where Keras' "valid" gives 3).
+
+    Example:
+
+    >>> average_pool(keras.Input((13, 14, 8)), 5, 3, "pool").shape
+    (None, 4, 4, 8)
+    """
+    if all(side is not None and (side - size) % strides == 0 for side in x.shape[1:3]):
+        return keras.layers.AveragePooling2D(size, strides=strides, name=name)(x)
+    return CeilAveragePooling2D(size, strides, name=name)(x)
+
+
+@keras.saving.register_keras_serializable(package="zoo")
 class DropConnectDense(keras.layers.Dense):
     """A dense layer with DropConnect (Wan et al. 2013, "Regularization of neural networks
     using DropConnect"): in training, every example draws its own Bernoulli mask over the

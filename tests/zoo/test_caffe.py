@@ -454,15 +454,30 @@ def test_opencv_runs_the_caffemodel_googlenet_reads_the_same(tmp_path):
 def test_opencv_runs_googlenet_at_odd_sizes_pooling_in_caffes_ceil_mode(tmp_path):
     """Caffe's max-pools round up without padding: 25 -> 12 where Keras' "same" gave 13,
     and the features and logits then differ. At 99x115 the 3x3/2 pools see 50x58,
-    25x29 (odd: no window past the edge), 12x14 and 6x7 (a side of each kind)."""
+    25x29 (odd: no window past the edge), 12x14 and 6x7 (a side of each kind). The aux
+    heads' 5x5/3 average pools round up too (6x7 -> 2x2, where "valid" gave 1x1 and the
+    file's loss1/fc did not fit), their last windows averaging what lies inside the map."""
     rng = np.random.default_rng(7)
     params = googlenet_params(0.25, classes=10, rng=rng)
     path, prototxt = str(tmp_path / "googlenet.caffemodel"), str(tmp_path / "deploy.prototxt")
     write_caffemodel(path, params)
     with open(prototxt, "w") as f:
-        f.write(googlenet_prototxt((2, 3, 99, 115), 0.25, classes=10, aux=False))
+        f.write(googlenet_prototxt((2, 3, 99, 115), 0.25, classes=10))
     x = rng.uniform(-60, 60, (2, 3, 99, 115))
-    (expected,) = opencv_forward(prototxt, path, x, ["loss3/classifier"])
+    expected, aux1, aux2 = opencv_forward(prototxt, path, x, [
+        "loss3/classifier", "loss1/classifier", "loss2/classifier"])
+    for got, want in zip(caffe_googlenet(params, x)[1], (aux1, aux2)):  # NumPy's Caffe
+        np.testing.assert_allclose(got, want, rtol=1e-4, atol=1e-4 * np.abs(want).max())
+    import keras
+
+    with_aux = zoo.googlenet(weights=path, aux_logits=True, input_shape=(99, 115, 3),
+                             width=0.25, classes=10, classifier_activation=None)
+    assert with_aux.get_layer("aux1_pool").output.shape[1:3] == (2, 2)
+    heads = keras.Model(with_aux.inputs, with_aux.outputs)(
+        x.transpose(0, 2, 3, 1).astype("float32"), training=False)
+    for got, want in zip(heads, (expected, aux1, aux2)):
+        np.testing.assert_allclose(keras.ops.convert_to_numpy(got), want, rtol=1e-4,
+                                   atol=1e-4 * np.abs(want).max())
     model = zoo.googlenet(weights=path, input_shape=(99, 115, 3), width=0.25, classes=10,
                           classifier_activation=None)
     assert model.get_layer("pool4_3x3_s2").output.shape[1:3] == (3, 3)  # Caffe's, not (3, 4)

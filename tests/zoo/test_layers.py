@@ -379,6 +379,54 @@ def test_max_padding_round_trips_and_refuses_bad_padding(tmp_path):
             MaxPadding2D(bad)
 
 
+def _onnx_runtime_average_pool(x, size, strides):
+    """ONNX Runtime's AveragePool in ceil mode, no padding (PyTorch's and Caffe's rule: a
+    window the edge cuts averages what lies inside) of a channels-last batch."""
+    pytest.importorskip("onnx")
+    ort = pytest.importorskip("onnxruntime")
+    from onnx import TensorProto, helper
+
+    node = helper.make_node("AveragePool", ["x"], ["y"], kernel_shape=[size, size],
+                            strides=[strides, strides], ceil_mode=1, count_include_pad=0)
+    graph = helper.make_graph(
+        [node], "pool", [helper.make_tensor_value_info("x", TensorProto.FLOAT, None)],
+        [helper.make_tensor_value_info("y", TensorProto.FLOAT, None)])
+    model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 19)])
+    model.ir_version = 9
+    session = ort.InferenceSession(model.SerializeToString(), providers=["CPUExecutionProvider"])
+    (y,) = session.run(None, {"x": x.transpose(0, 3, 1, 2)})
+    return y.transpose(0, 2, 3, 1)
+
+
+@pytest.mark.parametrize("height, width", [(13, 14), (4, 7), (16, 15), (14, 11)])
+def test_average_pool_rounds_up_as_caffe_and_onnx_runtime_do(tmp_path, height, width):
+    """GoogLeNet's aux heads pool 5x5/3 in Caffe's ceil mode: 13 -> 4 where Keras' "valid"
+    gives 3 (bvlc_googlenet's loss1/fc then did not fit at inputs from 191 to 222). Known
+    sides that divide (14, 11) keep Keras' own layer; the others, and sizes unknown when
+    built, CeilAveragePooling2D, which saves and loads."""
+    from zoo.layers import CeilAveragePooling2D, average_pool
+
+    x = np.random.default_rng(height).normal(size=(2, height, width, 3)).astype("float32")
+    want = _onnx_runtime_average_pool(x, 5, 3)
+    for shape in ((None, None, 3), x.shape[1:]):
+        inputs = keras.Input(shape)
+        model = keras.Model(inputs, average_pool(inputs, 5, 3, "pool"))
+        got = keras.ops.convert_to_numpy(model(x))
+        assert got.shape == want.shape and model.output_shape[1:3] in (want.shape[1:3],
+                                                                       (None, None))
+        np.testing.assert_allclose(got, want, rtol=1e-5, atol=1e-6)
+        keras_own = type(model.get_layer("pool")) is keras.layers.AveragePooling2D
+        assert keras_own == (None not in shape and (height - 5) % 3 == (width - 5) % 3 == 0)
+    model.save(tmp_path / "m.keras")
+    loaded = keras.saving.load_model(tmp_path / "m.keras")
+    np.testing.assert_allclose(keras.ops.convert_to_numpy(loaded(x)), want, rtol=1e-5,
+                               atol=1e-6)
+    for bad in (0, 2.5, "3"):
+        with pytest.raises(ValueError, match=rf"`pool_size` must be a positive int; "
+                                             rf"received {re.escape(repr(bad))}"):
+            CeilAveragePooling2D(bad, 3)
+
+
 def test_an_elu_resnet_pads_its_stem_pool_with_minus_infinity():
     import zoo
 

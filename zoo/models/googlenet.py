@@ -15,7 +15,7 @@ from keras import layers
 
 from safeio.checks import UserError, check_bool
 from zoo import _builder
-from zoo.layers import LRN_PRESETS, LocalResponseNormalization, max_pool
+from zoo.layers import LRN_PRESETS, LocalResponseNormalization, average_pool, max_pool
 from zoo.registry import register_model
 
 # name: (#1x1, #3x3 reduce, #3x3, #5x5 reduce, #5x5, pool proj), the paper's table 1.
@@ -91,7 +91,7 @@ def inception_module(x, filters, name, style=DEFAULT_STYLE):
 
 
 def _aux_head(x, classes, classifier_activation, name, width, style):
-    x = layers.AveragePooling2D(5, strides=3, name=f"{name}_pool")(x)  # 14x14 -> 4x4
+    x = average_pool(x, 5, 3, f"{name}_pool")  # Caffe's: 14x14 and 13x13 -> 4x4
     x = _conv(x, _scaled(128, width), 1, f"{name}_conv", style)
     x = layers.Flatten(name=f"{name}_flatten")(x)
     init, activation = style
