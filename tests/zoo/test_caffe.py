@@ -181,13 +181,31 @@ def test_caffemodel_problems_are_named(tmp_path):
     assert "missing from the file: conv5;" in str(error.value)  # once, not once per tower
     assert "in the file but not in the model: conv6" in str(error.value)
     # An fc6 whose inputs do not fill pool5's (C, H, W) grid: named, not numpy's reshape
-    # error ("cannot reshape array of size 1600 into shape (256,1,1)").
+    # error ("cannot reshape array of size 1600 into shape (256,1,1)"); nor, for a file of
+    # another input size (a 2x2 pool5), a made-up shape: "file (16, 1024) -> (64, 256)".
     params["conv5"] = params.pop("conv6")
-    params["fc6"] = (rng.normal(size=(16, 100)).astype("float32"), params["fc6"][1])
-    write_caffemodel(path, params)
-    with pytest.raises(ValueError, match=r"fc6 weights: file \(16, 100\), which does not "
-                                         r"reshape to fc6\w*'s \(256, \d+\)"):
+    fc6_bias = params["fc6"][1]
+    for inputs in (100, 4 * 256):
+        params["fc6"] = (rng.normal(size=(16, inputs)).astype("float32"), fc6_bias)
+        write_caffemodel(path, params)
+        with pytest.raises(ValueError, match=rf"fc6 weights: file \(16, {inputs}\) takes "
+                                             rf"{inputs} inputs, model fc6 1x1x256 = 256 \(the "
+                                             rf"map its Flatten gives at this input size\)"):
+            zoo.alexnet(weights=path, input_shape=(67, 67, 3), width=16, classes=10)
+    params["fc6"] = (rng.normal(size=(16, 256)).astype("float32"), fc6_bias)
+    # A layer named as a classifier begins (Caffe's fine-tuning example renames fc8 to
+    # fc8_flickr) was taken for a classifier the model may leave over, though it had its
+    # top: a file with both loaded, and one with fc8_flickr alone named only fc8 missing.
+    write_caffemodel(path, {**params, "fc8_flickr": params["fc8"]})
+    with pytest.raises(ValueError, match=r"in the file but not in the model: fc8_flickr\."):
         zoo.alexnet(weights=path, input_shape=(67, 67, 3), width=16, classes=10)
+    flickr = {**params, "fc8_flickr": params["fc8"]}
+    del flickr["fc8"]
+    write_caffemodel(path, flickr)
+    with pytest.raises(ValueError, match=r"missing from the file: fc8; in the file but not "
+                                         r"in the model: fc8_flickr\."):
+        zoo.alexnet(weights=path, input_shape=(67, 67, 3), width=16, classes=10)
+    zoo.alexnet(weights=path, input_shape=(67, 67, 3), include_top=False)  # the body alone
     with open(path, "r+b") as f:
         f.truncate(1000)
     with pytest.raises(ValueError, match="not a readable .caffemodel"):

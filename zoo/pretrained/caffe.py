@@ -172,9 +172,19 @@ def caffe_name(layer_name, family):
 # Dense layers that read a feature map through a Flatten: (dense, flatten) layer names.
 _AFTER_FLATTEN = {"fc6": "flatten", "fc1": "flatten", "aux1_fc": "aux1_flatten",
                   "aux2_fc": "aux2_flatten"}
-# Caffe layers a model may leave out: the classifier layers, without the top or aux heads.
-_OPTIONAL = {"alexnet": ("fc6", "fc7", "fc8"), "vgg": ("fc6", "fc7", "fc8"),
-             "googlenet": ("loss1/", "loss2/", "loss3/")}
+# Caffe layers a model without a part may leave over: {the part's layer: name prefixes}.
+# Without the top, fc6-fc8 (and a fine-tuned file's renamed fc8_flickr, say); without the
+# aux heads, loss1/ and loss2/. A model that has the part uses those layers or names them.
+_OPTIONAL = {"alexnet": {"predictions": ("fc6", "fc7", "fc8")},
+             "vgg": {"predictions": ("fc6", "fc7", "fc8")},
+             "googlenet": {"predictions": ("loss3/",), "aux1_fc": ("loss1/", "loss2/")}}
+
+
+def _may_be_left_over(model, family):
+    """The name prefixes of the file's layers that ``model`` may leave over."""
+    names = {layer.name for layer in model.layers}
+    return tuple(prefix for part, prefixes in _OPTIONAL[family].items()
+                 if part not in names for prefix in prefixes)
 
 
 def _flatten_input(model, dense):
@@ -239,6 +249,15 @@ def load(model, path, family):
             if problem not in wrong_shape:
                 wrong_shape.append(problem)
             continue
+        grid = _flatten_input(model, layer)
+        if grid is not None and blobs[name][0].shape[-1] != int(np.prod(grid)):
+            height, width, channels = grid
+            wrong_shape.append(
+                f"{name} weights: file {blobs[name][0].shape} takes "
+                f"{blobs[name][0].shape[-1]} inputs, model {layer.name} {height}x{width}x"
+                f"{channels} = {height * width * channels} (the map its Flatten gives at "
+                "this input size)")
+            continue
         try:
             values = _keras_values(model, layer, blobs[name], tower, towers)
         except ValueError:  # numpy's reshape: the blob cannot take the layer's layout
@@ -251,7 +270,9 @@ def load(model, path, family):
                 wrong_shape.append(f"{name} {kind}: file {raw.shape} -> {value.shape}, "
                                    f"model {layer.name} {weight.shape}")
         plan.append((layer, values))
-    unexpected = [n for n in blobs if n not in used and not n.startswith(_OPTIONAL[family])]
+    left_over = _may_be_left_over(model, family)
+    unexpected = [n for n in blobs if n not in used and not (left_over and
+                                                             n.startswith(left_over))]
     return set_if_it_fits(
         model, path, plan, missing, unexpected, wrong_shape,
         f"{len(blobs)} layers with weights in the file",
