@@ -232,6 +232,21 @@ def _interrupts_kept(hook):
     return unraisable
 
 
+def _refuse_empty_values(args, command_parser):
+    """A flag given '' (an unset shell variable: ``--run-dir "$RUN"``) is one line. Read as
+    "not given", it trained on into the default run directory, made an ensemble of one
+    member for ``--snapshots ''`` and fitted nothing for ``--fit-weights ''``."""
+    for action in command_parser._actions:
+        value = getattr(args, action.dest, None)
+        if value == "" or (isinstance(value, list) and "" in value):
+            shown = (action.option_strings[-1] if action.option_strings
+                     else action.metavar or action.dest.upper())  # (a positional)
+            what = ("names no file" if action.dest == "output" else
+                    "is empty (an unset shell variable?): give a value"
+                    + (", or leave the flag out" if action.option_strings else ""))
+            command_parser.error(f"{shown} {what}; received ''")
+
+
 def main(argv=None):
     """Run the command line; returns the exit code."""
     if not getattr(sys.unraisablehook, "keeps_interrupts", False):
@@ -252,10 +267,7 @@ def main(argv=None):
             bound = f"at least {least}" if value < least else f"at most {most}"
             command_parser.error(f"--{flag.replace('_', '-')} must be {bound}; received "
                                  f"{value}")
-    for flag in ("output",):  # (an unset "$OUT": no table, and no word)
-        if getattr(args, flag, None) == "":
-            shown = "OUT" if args.command == "export" else f"--{flag}"  # (a positional there)
-            command_parser.error(f"{shown} names no file; received ''")
+    _refuse_empty_values(args, command_parser)
     seed = getattr(args, "seed", None)
     if isinstance(seed, int) and not 0 <= seed < 2**32:  # Keras' and NumPy's seeds
         command_parser.error(f"--seed must be in [0, 2**32 - 1]; received {seed}")

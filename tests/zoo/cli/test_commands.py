@@ -256,6 +256,30 @@ def test_counts_past_tensorflows_integers_and_an_empty_output_are_one_line(argv,
         f"zoo {argv[0]}: error: {message}; see zoo {argv[0]} --help"]
 
 
+@pytest.mark.parametrize("argv", [
+    ["train", "--model", "resnet20", "--run-dir", ""],
+    ["ensemble", "a.keras", "b.keras", "--output", "e.keras", "--snapshots", ""],
+    ["ensemble", "a.keras", "b.keras", "--output", "e.keras", "--fit-weights", ""],
+    ["ensemble", "a.keras", "b.keras", "--output", "e.keras", "--calibrate-on", ""],
+    ["demo", "--output-dir", ""], ["train", "--model", "resnet20", "--model-arg", ""],
+    ["info", ""]])
+def test_an_empty_value_is_one_line_not_the_default(argv, tmp_path, monkeypatch, capsys):
+    """An unset shell variable (``--run-dir "$RUN"``) was taken as a flag left out: zoo
+    train trained on in the default run directory (another run's), zoo ensemble made an
+    ensemble of the file alone for ``--snapshots ''`` and fitted nothing for
+    ``--fit-weights ''``, all with exit 0. Nothing is read or written."""
+    monkeypatch.chdir(tmp_path)
+    with pytest.raises(SystemExit) as exit_info:
+        cli.main(argv)
+    assert exit_info.value.code == 2
+    flag = argv[-2] if argv[-2].startswith("--") else "MODEL"
+    leave = ", or leave the flag out" if flag != "MODEL" else ""
+    assert capsys.readouterr().err.strip().splitlines() == [
+        f"zoo {argv[0]}: error: {flag} is empty (an unset shell variable?): give a value"
+        f"{leave}; received ''; see zoo {argv[0]} --help"]
+    assert os.listdir(tmp_path) == []
+
+
 @pytest.mark.parametrize("command, names", [
     ("train", ["statistics.npz"]), ("diagnose", ["update_ratios.csv"]),
     ("search", ["search.csv", "search.png"])])
