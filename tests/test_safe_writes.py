@@ -823,7 +823,8 @@ def test_a_run_recorded_before_its_resize_mode_resumes_and_records_it(run_dir):
                                      "epoch,loss\n1,0.5\n3,0.4\n", "\x00\x01garbage"])
 def test_a_corrupt_history_is_an_error_naming_the_file(content, run_dir):
     """Before any epoch trains (under TensorFlow it was found at the first epoch's end,
-    after an epoch's work: hours of ImageNet)."""
+    after an epoch's work: hours of ImageNet), and before anything is written (config.json
+    took the new settings and lost its start time, and TensorBoard a new empty log)."""
     import keras
 
     class Batches(keras.callbacks.Callback):
@@ -833,9 +834,11 @@ def test_a_corrupt_history_is_an_error_naming_the_file(content, run_dir):
             Batches.trained += 1
 
     (run_dir / "history.csv").write_text(content)
+    before = _tree(run_dir)
     with pytest.raises(ValueError, match=r"history .*history\.csv is corrupt"):
         _train(run_dir, epochs=4, callbacks=[Batches()])
     assert Batches.trained == 0
+    assert _tree(run_dir) == before
 
 
 def test_moving_a_corrupt_history_aside_as_advised_leads_to_a_run_that_resumes(run_dir):

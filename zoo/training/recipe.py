@@ -728,6 +728,8 @@ def train(
         if run_dir is not None:  # nothing written, not even the lock, in someone's folder
             run_config.check_not_foreign(run_dir)
             _check_epochs_to_go(run_dir, epochs)
+            # A corrupt history: one line before config.json and the logs are written.
+            zoo_callbacks.read_history(os.path.join(run_dir, "history.csv"))
             if monitor_mode == "auto":  # a direction the run named stays (none: Keras')
                 monitor_mode = run_config.recorded(run_dir, "monitor_mode") or "auto"
         # One run per directory: a second run (any command) gets a one-line error at once.
