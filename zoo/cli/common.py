@@ -112,10 +112,42 @@ def write_table(table, output, **kwargs):
     write_csv(table, output, sep="\t" if output.lower().endswith(".tsv") else ",", **kwargs)
 
 
+def check_not_a_run_or_export_file(output, flag="--output"):
+    """``output`` is no file of a run (an entry a run writes in its directory, or anything
+    in its checkpoints/, backup/, logs/ or snapshots/) nor of an export (inside a folder of
+    ``saved_model.pb``, or the class names beside an ONNX or LiteRT file). A slip of the
+    keyboard or of tab completion left an export that no longer loaded, a run whose
+    best.keras was an ensemble, or one whose history.csv was a table."""
+    from zoo.training import run_config
+    from ensembles.export import classes_path
+
+    path = os.path.abspath(output)
+    parent = os.path.dirname(path)
+    for folder in (parent, os.path.dirname(parent)):
+        if os.path.isfile(os.path.join(folder, "saved_model.pb")):
+            raise UserError(f"{flag} {output} is inside {folder}, an export (it holds "
+                            "saved_model.pb): it would replace or join its files. Name a "
+                            "file outside it.")
+    model = path[:-len(classes_path(""))]  # (model.onnx.classes.txt -> model.onnx)
+    if classes_path(model) == path and model.lower().endswith((".onnx", ".tflite")):
+        if os.path.isfile(model):
+            raise UserError(f"{flag} {output} is the class names of the export {model}: "
+                            "it would no longer load. Name another file.")
+    run_dir, entry = parent, os.path.basename(path)
+    if run_config.read_config(run_dir) is None or entry not in run_config.RUN_ENTRIES:
+        run_dir, entry = os.path.dirname(parent), os.path.basename(parent)
+    if run_config.read_config(run_dir) is not None and entry in run_config.RUN_ENTRIES:
+        raise UserError(f"{flag} {output} is one of the files of the run in {run_dir} "
+                        f"({entry}): it would replace what the run wrote. Name another file "
+                        "(beside them is fine).")
+
+
 def check_table_output(output, inputs):
     """``--output`` names the table to write: never one of the command's inputs, nor an
     existing file that is no table (a model, its weights, an image), which a slip of the
-    keyboard or of tab completion would replace at the end of the work."""
+    keyboard or of tab completion would replace at the end of the work; nor a file of a run
+    or an export (:func:`check_not_a_run_or_export_file`)."""
+    check_not_a_run_or_export_file(output)
     if not os.path.isfile(output):
         return
     check_not_an_input(output, inputs, "inputs", "table")

@@ -8,7 +8,8 @@ import zoo
 from safeio import check_writable_file
 from safeio.checks import UserError
 from zoo.cli.common import (COMBINE_CHOICES, FIT_METHOD_CHOICES, TRAINED_ON, bad_image_flag,
-                            check_not_an_input, load_models, resize_flag)
+                            check_not_a_run_or_export_file, check_not_an_input,
+                            load_models, resize_flag)
 from zoo.cli.evaluate import check_view_flags, evaluation_view, load_split, note_training_split
 
 
@@ -139,7 +140,9 @@ def _check_held_out_flags(args):
 
 def _check_ensemble_output(output, members):
     """The ensemble's file may replace an earlier .keras file, never one of its members (a
-    run's own checkpoint) nor a file that is not a Keras file (the user's)."""
+    run's own checkpoint) nor a file that is not a Keras file (the user's), nor another
+    run's checkpoint (:func:`check_not_a_run_or_export_file`)."""
+    check_not_a_run_or_export_file(output)
     if not os.path.exists(output):
         return
     check_not_an_input(output, members, "members", "ensemble")

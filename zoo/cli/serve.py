@@ -42,8 +42,8 @@ def _cmd_predict(args):
 
     if args.output:  # before any work
         check_writable_file(args.output)
+        _check_not_in_export(args.output, args.source)  # (the more precise message first)
         check_table_output(args.output, [args.source, *args.images])
-        _check_not_in_export(args.output, args.source)
     folder = any(os.path.isdir(source) for source in args.images)
     with warnings.catch_warnings(record=True) as caught:
         warnings.simplefilter("always")

@@ -2096,11 +2096,36 @@ def test_a_table_never_replaces_an_input_or_a_model(tmp_path, capsys):
         (["predict", str(onnx), str(photo), "--output", str(names[1])],
          f"--output {names[1]} is the class names of {onnx}, the export read"),
     ]
+    # Any export's files and any run's (not only the export read): zoo evaluate wrote its
+    # table as an export's class names or an ONNX file's, zoo ensemble its ensemble as
+    # another run's best.keras, which zoo train's end then loaded.
+    other_export, run = tmp_path / "other_export", tmp_path / "run"
+    (other_export / "assets").mkdir(parents=True)
+    (run / "checkpoints").mkdir(parents=True)
+    (run / "config.json").write_text(json.dumps(dict.fromkeys(
+        ["model", "optimizer", "keras", "started"], "x")))
+    for path in (other_export / "saved_model.pb", other_export / "assets" / "class_names.txt",
+                 run / "history.csv", run / "checkpoints" / "best.keras"):
+        path.write_text("cat\n")
+        before[str(path)] = path.read_bytes()
+    cases += [
+        (["evaluate", model, "--output", str(other_export / "assets" / "class_names.txt")],
+         f"is inside {other_export}, an export (it holds saved_model.pb)"),
+        (["evaluate", model, "--output", str(names[1])],
+         f"--output {names[1]} is the class names of the export {onnx}: it would no longer "
+         "load"),
+        (["predict", model, str(photo), "--output", str(run / "history.csv")],
+         f"--output {run / 'history.csv'} is one of the files of the run in {run} "
+         "(history.csv)"),
+        (["ensemble", model, other, "--output", str(run / "checkpoints" / "best.keras")],
+         f"is one of the files of the run in {run} (checkpoints)"),
+    ]
     for argv, message in cases:
         assert cli.main(argv) == 2, argv
         err = capsys.readouterr().err.strip().splitlines()
         assert len(err) == 1 and message in err[0], (argv, err)
     assert before == {path: open(path, "rb").read() for path in before}
+    assert cli.main(["evaluate", model, "--output", str(run / "scores.csv")]) == 0  # beside
     table = tmp_path / "t.csv"
     table.write_text("an earlier table\n")
     assert cli.main(["predict", model, str(photo), "--output", str(table)]) == 0
