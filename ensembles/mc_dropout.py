@@ -99,6 +99,9 @@ def _with_active_dropout(model, name):
     return copy_metadata(model, keras.Model(sampler.input, sampler.output, name=name))
 
 
+MAX_SAMPLES = 1_000  # mc_dropout's samples (and zoo ensemble --mc-dropout's)
+
+
 def mc_dropout(model, samples=10, combine="mean", name=None):
     """ONE Keras model that runs ``model`` ``samples`` times with its dropout layers active
     and combines the samples as an ensemble combines its members.
@@ -128,6 +131,11 @@ def mc_dropout(model, samples=10, combine="mean", name=None):
     ['resnet18_sample', 'resnet18_sample', 'resnet18_sample', 'resnet18_sample']
     """
     check_positive_int(samples, "samples")
+    if samples > MAX_SAMPLES:  # (2**31 ran out of memory building the list of calls)
+        raise UserError(f"`samples` must be at most {MAX_SAMPLES:,}: each is one call of the "
+                        "model in the one graph (1,000 take 10 s to build on a CPU, and predict "
+                        "1,000 times slower; Gal and Ghahramani used 10 to 100); received "
+                        f"{samples:,}.")
     check_choice(combine, COMBINE_CHOICES, "combine")
     names = _check_members([model])  # the model's class names, or None
     sampler = _with_active_dropout(model, f"{model.name}_sample")

@@ -90,6 +90,10 @@ def test_mc_dropout_is_an_ensemble_of_its_samples(tmp_path):
         ensembles.mc_dropout(_no_dropout())
     with pytest.raises(ValueError, match=r"`samples` must be a positive integer.*received 0"):
         ensembles.mc_dropout(model, samples=0)
+    # 2**31 - 1 (the command's cap for counts) ran out of memory listing the calls.
+    with pytest.raises(ValueError, match=r"`samples` must be at most 1,000: each is one call "
+                                         r".*received 1,001\."):
+        ensembles.mc_dropout(model, samples=1001)
 
 
 def test_spatial_gaussian_and_alpha_dropout_are_sampled_too(tmp_path):
@@ -218,3 +222,11 @@ def test_zoo_ensemble_mc_dropout_from_the_shell(tmp_path, capsys):
         cli.main(["ensemble", path, "--mc-dropout", "0", "--output", out])
     assert exit.value.code == 2
     assert "--mc-dropout must be at least 1; received 0" in capsys.readouterr().err
+    from ensembles.mc_dropout import MAX_SAMPLES
+    from zoo.cli.common import MAX_MC_DROPOUT
+
+    assert MAX_MC_DROPOUT == MAX_SAMPLES  # (the command's copy, read without Keras)
+    with pytest.raises(SystemExit) as exit:
+        cli.main(["ensemble", path, "--mc-dropout", str(2**31 - 1), "--output", out])
+    assert exit.value.code == 2
+    assert f"--mc-dropout must be at most 1000; received {2**31 - 1}" in capsys.readouterr().err

@@ -19,8 +19,8 @@ import sys
 
 import zoo
 from safeio.checks import UserError
-from zoo.cli.common import (MAX_IMAGE_SIZE, QUICK_TRAIN_SPLIT, TRAINED_ON, check_momentum,
-                            load_models, model_args, some)
+from zoo.cli.common import (MAX_IMAGE_SIZE, MAX_MC_DROPOUT, QUICK_TRAIN_SPLIT, TRAINED_ON,
+                            check_momentum, load_models, model_args, some)
 from zoo.cli.distill import add_distill
 from zoo.cli.ensemble import add_ensemble
 from zoo.cli.evaluate import add_evaluate
@@ -262,7 +262,8 @@ def main(argv=None):
                  "top", "examples", "overfit_steps", "last", "snapshots", "lr_patience",
                  "mc_dropout", "fine_trials"):
         value, least = getattr(args, flag, None), int(flag != "fine_trials")
-        most = MAX_IMAGE_SIZE if flag == "image_size" else 2**31 - 1  # (TensorFlow's int32)
+        most = {"image_size": MAX_IMAGE_SIZE, "mc_dropout": MAX_MC_DROPOUT}.get(
+            flag, 2**31 - 1)  # (TensorFlow's int32)
         if isinstance(value, int) and not least <= value <= most:
             bound = f"at least {least}" if value < least else f"at most {most}"
             command_parser.error(f"--{flag.replace('_', '-')} must be {bound}; received "

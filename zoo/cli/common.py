@@ -15,6 +15,7 @@ from safeio.checks import UserError
 QUICK_TRAIN_SPLIT = "train[:320]"  # `zoo demo --quick`: 10 batches of 32 per epoch
 MAX_IMAGE_SIZE = 4096  # --image-size: 100,000 asked TensorFlow for 1,257 images of 10^10 px
 # (data.datasets.MAX_IMAGE_SIZE, the same, read here without importing TensorFlow)
+MAX_MC_DROPOUT = 1_000  # --mc-dropout: ensembles.mc_dropout.MAX_SAMPLES (one graph's calls)
 
 
 # The choices of --optimizer, --strategy and --combine, copied here so that no --help has to
