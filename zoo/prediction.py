@@ -292,6 +292,8 @@ def _source(model, resize):
             if not os.path.isfile(os.path.join(path, "saved_model.pb")):
                 raise UserError(f"{path} is a folder but not an export (no saved_model.pb).")
             return _ExportSource(path, resize)
+        if os.path.lexists(path) and not os.path.isfile(path):
+            raise UserError(f"{path} is no model file or export folder: {_not_a_file(path)}.")
         if not os.path.isfile(path):
             raise UserError(f"No such model file or export folder: {path}.")
         if path.endswith(".onnx"):

@@ -346,10 +346,13 @@ _KERAS_FILE_ERRORS = ("Expected a model.weights", "Expected object to be an inst
 
 
 def check_model_file(path):
-    """A ``.keras`` file is at ``path``; else one line: no such file, or a directory."""
+    """A ``.keras`` file is at ``path``; else one line: no such file, a directory, or an
+    entry that is no file (a named pipe given as a model was "no such file")."""
     if not os.path.isfile(path):
-        raise UserError(f"Cannot load {path}: " + ("it is a directory, not a .keras file."
-                                                  if os.path.isdir(path) else "no such file."))
+        raise UserError(f"Cannot load {path}: " + (
+            "it is a directory, not a .keras file." if os.path.isdir(path) else
+            "it is not a regular file (a named pipe, a device, or a link to nothing)."
+            if os.path.lexists(path) else "no such file."))
 
 
 def load_model(path, compile=True):

@@ -123,6 +123,19 @@ def test_info_of_a_saved_file_says_what_it_holds(tmp_path, capsys, monkeypatch):
     assert cli.main(["info", str(tmp_path / "absent.keras")]) == 2
     assert capsys.readouterr().err.strip().splitlines() == [
         f"zoo info: error: Cannot load {tmp_path / 'absent.keras'}: no such file."]
+    # A named pipe (never opened) or a link to nothing is there: "no such file" sent the
+    # user looking elsewhere.
+    pipe, dangling = tmp_path / "pipe.keras", tmp_path / "dangling.keras"
+    os.mkfifo(pipe)
+    dangling.symlink_to(tmp_path / "moved.keras")
+    for path in (pipe, dangling):
+        assert cli.main(["info", str(path)]) == 2
+        assert capsys.readouterr().err.strip().splitlines() == [
+            f"zoo info: error: Cannot load {path}: it is not a regular file (a named pipe, a "
+            "device, or a link to nothing)."]
+        assert cli.main(["predict", str(path), str(tmp_path / "x.png")]) == 2
+        err = capsys.readouterr().err.strip().splitlines()
+        assert len(err) == 1 and f"{path} is no model file or export folder: " in err[0], err
 
 
 def test_the_commands_choices_are_the_librarys():
