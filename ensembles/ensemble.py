@@ -166,9 +166,9 @@ def _common_class_names(members):
 
 
 def check_member_weights(weights, count=None):
-    """``weights`` as a list of floats: ``count`` (where given) non-negative numbers, not
-    all zero; else a one-line ``UserError`` naming what was received."""
-    allowed = f"{count or 'one per member:'} non-negative numbers, not all zero"
+    """``weights`` as a list of floats: ``count`` (where given) finite non-negative
+    numbers, not all zero; else a one-line ``UserError`` naming what was received."""
+    allowed = f"{count or 'one per member:'} finite non-negative numbers, not all zero"
     try:
         if isinstance(weights, (str, bytes, dict, set, frozenset)):  # (a dict's keys were
             raise TypeError                                   # read as its weights)

@@ -177,7 +177,7 @@ def test_bad_members_and_weights_name_what_is_wrong():
         ensembles.Ensemble([a, b])
     with pytest.raises(ValueError, match=r"Member 1 \('seven'\) predicts 7 classes.*5"):
         ensembles.Ensemble([a, c])
-    with pytest.raises(ValueError, match=r"`weights` must be 2 non-negative.*\[1.0\]"):
+    with pytest.raises(ValueError, match=r"`weights` must be 2 finite non-negative.*\[1.0\]"):
         ensembles.Ensemble([a, a], weights=[1])
     with pytest.raises(ValueError, match=r"`combine` must be one of.*'median'"):
         ensembles.Ensemble([a], combine="median")
@@ -291,12 +291,13 @@ def test_member_weights_that_are_not_numbers_are_one_line():
     CombineMembers took negative weights (negative "probabilities") and a wrong count."""
     members = small_members(2)
     for weights, shown in (("31", "'31'"), (3, "3"), (["a", 1], r"\['a', 1\]"),
-                           ([1, -1], r"\[1.0, -1.0\]"), ([1, 2, 3], r"\[1.0, 2.0, 3.0\]")):
-        with pytest.raises(ValueError, match=r"`weights` must be 2 non-negative numbers, not "
-                                             rf"all zero; received {shown}\."):
+                           ([1, -1], r"\[1.0, -1.0\]"), ([1, 2, 3], r"\[1.0, 2.0, 3.0\]"),
+                           ([np.inf, 1], r"\[inf, 1.0\]")):  # (inf is non-negative)
+        with pytest.raises(ValueError, match=r"`weights` must be 2 finite non-negative "
+                                             rf"numbers, not all zero; received {shown}\."):
             ensembles.Ensemble(members, weights=weights)
-    with pytest.raises(ValueError, match=r"must be one per member: non-negative numbers, not "
-                                         r"all zero; received \[2.0, -1.0\]"):
+    with pytest.raises(ValueError, match=r"must be one per member: finite non-negative "
+                                         r"numbers, not all zero; received \[2.0, -1.0\]"):
         ensembles.CombineMembers("mean", weights=[2, -1])
     # Weights whose sum overflows (zoo ensemble --weights 1e308 1e308): an ensemble that
     # could not work was saved.

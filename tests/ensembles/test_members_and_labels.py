@@ -230,7 +230,7 @@ def test_members_that_are_not_classifiers_and_bad_weights_are_refused():
     with pytest.raises(ValueError, match=r"Member 0 \('unbuilt'\) has no graph.*keras.Input"):
         ensembles.Ensemble([unbuilt])
     for bad in (float("nan"), float("inf")):
-        with pytest.raises(ValueError, match=r"`weights` must be 2 non-negative numbers"):
+        with pytest.raises(ValueError, match=r"`weights` must be 2 finite non-negative numbers"):
             ensembles.Ensemble([pooled_head(), pooled_head()], weights=[1, bad])
 
 

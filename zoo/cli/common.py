@@ -41,6 +41,9 @@ def model_args(pairs):
         if key in _SET_BY_THE_COMMAND:  # (a second value for them was a TypeError)
             raise UserError(f"--model-arg {key} is set by the command: "
                             f"{_SET_BY_THE_COMMAND[key]}; received {pair!r}.")
+        if key in kwargs:  # (the last one won without a word)
+            raise UserError(f"--model-arg {key} is given twice; received "
+                            f"{[p for p in pairs if p.partition('=')[0] == key]}.")
         try:
             kwargs[key] = ast.literal_eval(value)
         except (ValueError, SyntaxError):

@@ -167,6 +167,10 @@ def test_the_commands_choices_are_the_librarys():
      "received 'classes=5'."),
     (["train", "--model", "resnet18", "--model-arg", "input_shape=(32, 32, 3)"],
      "--model-arg input_shape is set by the command: give --image-size"),
+    # A key given twice: the last value won without a word.
+    (["train", "--model", "resnet20", "--model-arg", "width=0.25", "--model-arg",
+      "width=0.5"], "zoo train: error: --model-arg width is given twice; received "
+                    "['width=0.25', 'width=0.5']."),
     # Logits or a relu trained as probabilities, and scored so (a top-5 error of 0 %).
     (["train", "--model", "resnet20", "--model-arg", "classifier_activation=relu"],
      "--model-arg classifier_activation is set by the command: it trains on the softmax's "
