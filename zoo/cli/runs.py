@@ -10,7 +10,7 @@ import zipfile
 import zoo
 from safeio import directory_lock, make_directory
 from safeio.checks import UserError
-from zoo.cli.common import bad_image_policy, model_args
+from zoo.cli.common import bad_image_policy, model_args, some
 
 
 def _folder_as_recorded(recorded_data, folder):
@@ -47,6 +47,10 @@ class Setup:
         data.augment.parse(args.augment)  # (before data.info, which may download)
         self.model_kwargs = model_args(args.model_arg)
         info = data.info(args.dataset, data_dir=args.data_dir)
+        if info.num_classes < 2:  # (else the builder's "classes=1 with softmax", not typed)
+            raise UserError(f"--dataset {args.dataset} has {info.num_classes} class "
+                            f"({some(info.class_names)}): a classifier learns two or more. "
+                            "An image folder has one sub-folder per class in each split.")
         entry = zoo.registry.get_entry(args.model)
         native = info.image_shape[0] if info.image_shape else entry.input_size
         size = args.image_size or max(native, entry.min_input_size)

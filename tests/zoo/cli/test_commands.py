@@ -2335,6 +2335,23 @@ def test_a_run_directory_inside_the_image_folder_is_one_line(tmp_path, monkeypat
     assert runs.default_run_dir(args) == os.path.join("runs", "alexnet_pets")
 
 
+def test_a_dataset_of_one_class_is_one_line_naming_it(tmp_path, capsys):
+    """zoo train on a folder of one class said "classes=1 with classifier_activation=
+    'softmax' predicts 1.0", arguments the user never typed."""
+    import tensorflow as tf
+
+    folder = tmp_path / "pets"
+    (folder / "train" / "cat").mkdir(parents=True)
+    (folder / "train" / "cat" / "a.png").write_bytes(
+        tf.io.encode_png(np.zeros((8, 8, 3), np.uint8)).numpy())
+    assert cli.main(["train", "--model", "resnet20", "--dataset", str(folder), "--run-dir",
+                     str(tmp_path / "run")]) == 2
+    assert capsys.readouterr().err.strip().splitlines() == [
+        f"zoo train: error: --dataset {folder} has 1 class (cat): a classifier learns two or "
+        "more. An image folder has one sub-folder per class in each split."]
+    assert not (tmp_path / "run").exists()
+
+
 def test_the_demo_takes_a_folder_whose_validation_split_is_val(tmp_path):
     """ImageNet's layout, train/ and val/: the demo refused it ("needs a train split and a
     validation or test split") where zoo train now holds val/ out."""
