@@ -74,6 +74,8 @@ class Setup:
         if check is not None:
             check(self)
         writes = zoo.distribute.writes_run(strategy)  # in a cluster, its chief alone
+        if writes:
+            _check_statistics_kept(run_dir)
         # Another run there is one line now, before any work; and none can write its
         # statistics over these, nor its own run in the command's later steps: the lock is
         # held to the command's end (zoo.train's own lock, in this thread, passes through).
@@ -174,6 +176,22 @@ def _check_outputs_ours(run_dir, command):
     raise UserError(f"{run_dir} holds {', '.join(present)}, which no run of this project "
                     "wrote: the command would replace them. Give a new or empty --run-dir, "
                     "or move them aside.")
+
+
+def _check_statistics_kept(run_dir):
+    """A run to resume that has no ``statistics.npz`` (one ``zoo.train`` started from Python,
+    or the file removed) is one line: the command would normalise with new statistics, and
+    wrote them into that run after a pass over the training set, before its other settings
+    were refused."""
+    from zoo.training import run_config
+
+    if (run_config.holds_stopped_run(run_dir) and run_config.read_config(run_dir) is not None
+            and not os.path.lexists(os.path.join(run_dir, "statistics.npz"))):
+        raise UserError(
+            f"{run_dir} holds a run without the pixel statistics a zoo command trains with "
+            "(no statistics.npz: a run zoo.train started from Python, or the file was "
+            "removed): this command would normalise its images otherwise. Give another "
+            "--run-dir, or resume it from Python.")
 
 
 def _resumed_statistics(run_dir):

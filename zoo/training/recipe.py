@@ -659,7 +659,7 @@ def train(
     >>> result = zoo.train("alexnet", data.load("digits", image_size=67),
     ...                    data.load("digits", "validation", image_size=67), epochs=2,
     ...                    model_kwargs=dict(input_shape=(67, 67, 3), classes=10, width=512),
-    ...                    run_dir="runs/alexnet_digits")   # doctest: +SKIP
+    ...                    run_dir="runs/alexnet_python")   # doctest: +SKIP
     """
     check_choice(precision, PRECISION_CHOICES, "precision")
     settings = _check_settings(settings)

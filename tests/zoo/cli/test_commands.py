@@ -775,6 +775,23 @@ def test_a_stopped_run_resumes_with_the_statistics_it_trained_with(tmp_path, cap
     assert sorted(os.listdir(run_dir)) == before
     assert (run_dir / "statistics.npz").read_bytes() == b"PK\x03\x04 truncated"
 
+    # A run zoo.train started from Python (the README's example, then its shell command on
+    # the same directory) has none: the command computed new statistics and wrote them
+    # into that run, then was refused on its other settings.
+    os.remove(run_dir / "statistics.npz")
+    (run_dir / "config.json").write_text(json.dumps(dict.fromkeys(
+        ["model", "optimizer", "keras", "started"], "x")))
+    before = sorted(os.listdir(run_dir))
+    assert cli.main(argv) == 2
+    captured = capsys.readouterr()
+    assert captured.err.strip().splitlines() == [
+        f"zoo train: error: {run_dir} holds a run without the pixel statistics a zoo command "
+        "trains with (no statistics.npz: a run zoo.train started from Python, or the file was "
+        "removed): this command would normalise its images otherwise. Give another "
+        "--run-dir, or resume it from Python."]
+    assert "pixel statistics (" not in captured.out and computed == []
+    assert sorted(os.listdir(run_dir)) == before
+
 
 INTERRUPTED_TRAIN = """
 import sys
