@@ -232,6 +232,22 @@ def _interrupts_kept(hook):
     return unraisable
 
 
+@contextlib.contextmanager
+def _one_line_warnings(command):
+    """Warnings shown as ``zoo train: warning: ...``, one line as the errors are, not
+    Python's two (the category, then the source line that warned: ``result =
+    zoo.train(``)."""
+    import warnings
+
+    shown = warnings.formatwarning
+    warnings.formatwarning = (lambda message, category, *where, **kwargs:
+                              f"zoo {command}: warning: {message}\n")
+    try:
+        yield
+    finally:
+        warnings.formatwarning = shown
+
+
 def _refuse_empty_values(args, command_parser):
     """A flag given '' (an unset shell variable: ``--run-dir "$RUN"``) is one line. Read as
     "not given", it trained on into the default run directory, made an ensemble of one
@@ -294,6 +310,7 @@ def main(argv=None):
                                   getattr(args, "weight_decay", 0.0))
         with contextlib.ExitStack() as held:  # what the command holds to its end (a lock)
             args._held = held
+            held.enter_context(_one_line_warnings(args.command))
             return args.run(args)
     except KeyboardInterrupt:  # Ctrl-C: what to do next, not TensorFlow's 50-line traceback
         if os.environ.get("ZOO_DEBUG"):

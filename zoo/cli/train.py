@@ -106,13 +106,21 @@ def _cmd_train(args):
         test = zoo.distribute.cluster_share(test) if zoo.distribute.process_count() > 1 \
             else zoo.distribute.even_validation(replicas, test)
         for which in scored_weights(result.model, run_dir, args.strategy):
+            if not _finite(result.model):  # (scored, NaNs gave "100.00 %" errors)
+                print(f"No test score for {which}: they are not finite (the run diverged).")
+                continue
             scores = result.model.evaluate(test, return_dict=True, verbose=0)
             top1 = next(v for k, v in scores.items() if k.endswith("top1_accuracy"))
             top5 = next(v for k, v in scores.items() if k.endswith("top5_accuracy"))
             print(f"test top-1 error {100 * (1 - top1):.2f} %, top-5 error "
                   f"{100 * (1 - top5):.2f} % ({which})")
-    print(f"Run directory: {run_dir} (history.csv, checkpoints/, logs/, plots)")
-    whole_images_hint(setup)
+    written = [shown for entry, shown in (("history.csv", "history.csv"),
+                                          ("checkpoints", "checkpoints/"), ("logs", "logs/"),
+                                          ("learning_curves.png", "plots"))
+               if os.path.exists(os.path.join(run_dir, entry))]
+    print(f"Run directory: {run_dir} ({', '.join(written) or 'nothing written'})")
+    if "checkpoints/" in written:  # (it says what they record)
+        whole_images_hint(setup)
     if args.snapshots:
         snapshots = os.path.dirname(paths[0]) if paths else os.path.join(run_dir, "snapshots")
         print(f"Snapshots: {snapshots} ({len(paths)} files). Combine them with:\n"
@@ -120,6 +128,12 @@ def _cmd_train(args):
               f"--snapshots {snapshots} --last {min(4, len(paths))} "
               f"--output {os.path.join(run_dir, 'snapshot_ensemble.keras')}")
     return 1 if result.diverged else 0
+
+
+def _finite(model):
+    import numpy as np
+
+    return all(np.isfinite(weight).all() for weight in model.get_weights())
 
 
 def _check_cycles(args, setup):

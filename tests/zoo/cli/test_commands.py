@@ -2352,6 +2352,28 @@ def test_a_run_directory_inside_the_image_folder_is_one_line(tmp_path, monkeypat
     assert runs.default_run_dir(args) == os.path.join("runs", "alexnet_pets")
 
 
+def test_a_diverged_run_scores_no_weights_that_are_not_finite(tmp_path, capsys):
+    """zoo train printed "test top-1 error 100.00 %, top-5 error 100.00 % (the last epoch's
+    weights)" for NaN weights, listed checkpoints/ that no epoch wrote, and showed the
+    divergence as Python's two-line warning (its second line: "result = zoo.train(")."""
+    run = tmp_path / "run"
+    with pytest.warns(UserWarning, match="Training diverged") as caught:
+        assert cli.main(["train", "--model", "vgg11", "--model-arg", "width=0.0625",
+                         "--image-size", "32", "--lr", "1000", "--epochs", "1",
+                         "--run-dir", str(run)]) == 1
+    out = capsys.readouterr().out
+    assert "test top-1 error" not in out
+    assert ("No test score for the last epoch's weights: they are not finite (the run "
+            "diverged).") in out
+    assert f"Run directory: {run} (history.csv, logs/, plots)" in out
+    assert not (run / "checkpoints").exists()
+    warning = caught[0]
+    with commands._one_line_warnings("train"):
+        assert warnings.formatwarning(warning.message, warning.category, warning.filename,
+                                      warning.lineno) == f"zoo train: warning: {warning.message}\n"
+    assert warnings.formatwarning("x", UserWarning, "f.py", 1) != "zoo train: warning: x\n"
+
+
 def test_a_dataset_of_one_class_is_one_line_naming_it(tmp_path, capsys):
     """zoo train on a folder of one class said "classes=1 with classifier_activation=
     'softmax' predicts 1.0", arguments the user never typed."""
