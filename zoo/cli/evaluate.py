@@ -89,20 +89,21 @@ def evaluation_view(args, models, together="models scored together see the same 
     return recorded[0][1] if recorded else "squash"
 
 
-def _say_evaluation_view(args, models, view):
+def _say_evaluation_view(args, models, view, split):
     """Say the view when it comes from the models' records."""
     recorded = [m.name for m in models if zoo.resize_mode(m)]
     if args.center_crop or args.resize:
         return
     if not recorded:  # zoo predict and export would centre-crop them: say it once
-        print(f"Test images {RESIZED[view]} (--resize {view}): "
+        print(f"Images of the {split} split {RESIZED[view]} (--resize {view}): "
               f"{_none_recorded(models)}; zoo predict and export centre-crop such a model "
               "unless told --resize.", flush=True)
         return
     whose = ((f"as the model{'s were' if len(models) > 1 else ' was'} trained")
              if len(recorded) == len(models) else
              f"as {', '.join(recorded)} record{'s' * (len(recorded) == 1)} (the others none)")
-    print(f"Test images {RESIZED[view]}, {whose} (--resize {view})", flush=True)
+    print(f"Images of the {split} split {RESIZED[view]}, {whose} (--resize {view})",
+          flush=True)
 
 
 def _none_recorded(models):
@@ -167,11 +168,11 @@ def _cmd_evaluate(args):
     tta = None if args.tta == "none" else args.tta
     multi_crop = tta in ("5crop", "10crop")
     if multi_crop:  # the paper's crops of images loaded at a larger scale
-        print(f"Test images: shorter side {data.crop_scale(size)}, centre square, {tta} of "
-              f"{size}x{size}")
+        print(f"Images of the {split} split: shorter side {data.crop_scale(size)}, centre "
+              f"square, {tta} of {size}x{size}")
         _say_crops_of_whole_images(models, tta)
     if not multi_crop:  # (models trained on other views: one line, here)
-        _say_evaluation_view(args, models, evaluation_view(args, models))
+        _say_evaluation_view(args, models, evaluation_view(args, models), split)
     test = load_split(args, split, models, multi_crop)
     held_out = None
     if args.calibrate_on is not None:

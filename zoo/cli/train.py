@@ -112,8 +112,9 @@ def _cmd_train(args):
             scores = result.model.evaluate(test, return_dict=True, verbose=0)
             top1 = next(v for k, v in scores.items() if k.endswith("top1_accuracy"))
             top5 = next(v for k, v in scores.items() if k.endswith("top5_accuracy"))
-            print(f"test top-1 error {100 * (1 - top1):.2f} %, top-5 error "
-                  f"{100 * (1 - top5):.2f} % ({which})")
+            top5 = (f", top-5 error {100 * (1 - top5):.2f} %" if setup.info.num_classes > 5
+                    else "")  # (always 0 of five classes or fewer, as zoo evaluate drops it)
+            print(f"test top-1 error {100 * (1 - top1):.2f} %{top5} ({which})")
     written = [shown for entry, shown in (("history.csv", "history.csv"),
                                           ("checkpoints", "checkpoints/"), ("logs", "logs/"),
                                           ("learning_curves.png", "plots"))

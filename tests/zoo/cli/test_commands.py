@@ -1228,9 +1228,12 @@ def test_ensemble_evaluate_and_export_commands(tmp_path, capsys):
 
     csv = str(tmp_path / "table.csv")
     assert cli.main(["evaluate", ens, "--output", csv]) == 0
-    assert ("Test images resized whole (--resize squash): ensemble records no view; zoo "
+    assert ("Images of the test split resized whole (--resize squash): ensemble records "
+            "no view; zoo "
             "predict and export centre-crop such a model unless told --resize."
             in capsys.readouterr().out)
+    assert cli.main(["evaluate", ens, "--split", "validation"]) == 0  # ("Test images" was said)
+    assert "Images of the validation split resized whole" in capsys.readouterr().out
     from_ensemble = pd.read_csv(csv, index_col=0)
     assert cli.main(["evaluate", a, b, "--output", csv]) == 0  # two files: their ensemble
     from_files = pd.read_csv(csv, index_col=0)
@@ -1545,7 +1548,8 @@ def test_train_pipeline_random_crops_of_the_larger_scale_and_centre_crops_for_ev
             assert abs(nll - expected) > 1e-3
         else:
             assert nll == pytest.approx(expected, rel=1e-5)
-        assert ("Test images centre-cropped, as the model was trained (--resize crop)"
+        assert ("Images of the test split centre-cropped, as the model was trained "
+                "(--resize crop)"
                 in capsys.readouterr().out) == (argv == ["r.keras"])
 
 
@@ -1693,7 +1697,8 @@ def test_models_that_do_not_fit_the_data_are_one_line_before_scoring(tmp_path, c
     # Told the view, they are scored together; one model's record is followed, and said.
     assert cli.main(["evaluate", cropped, whole, "--resize", "squash"]) == 0
     assert cli.main(["evaluate", digits, cropped]) == 0
-    assert ("Test images centre-cropped, as tiny records (the others none) (--resize crop)"
+    assert ("Images of the test split centre-cropped, as tiny records (the others none) "
+            "(--resize crop)"
             in capsys.readouterr().out)
     # So are they in one ensemble, which records the view it was told (and its members).
     for flags, view in ((["--resize", "squash"], "squash"), (["--center-crop"], "crop")):
@@ -2389,6 +2394,16 @@ def test_a_dataset_of_one_class_is_one_line_naming_it(tmp_path, capsys):
         f"zoo train: error: --dataset {folder} has 1 class (cat): a classifier learns two or "
         "more. An image folder has one sub-folder per class in each split."]
     assert not (tmp_path / "run").exists()
+    # Two classes: trained and scored, without a top-5 error (always 0), as zoo evaluate.
+    for split, label in (("train", "dog"), ("test", "cat"), ("test", "dog")):
+        (folder / split / label).mkdir(parents=True, exist_ok=True)
+        (folder / split / label / "b.png").write_bytes(
+            tf.io.encode_png(np.full((8, 8, 3), 200, np.uint8)).numpy())
+    assert cli.main(["train", "--model", "resnet20", "--model-arg", "width=0.25", "--dataset",
+                     str(folder), "--epochs", "1", "--run-dir", str(tmp_path / "run")]) == 0
+    scores = [line for line in capsys.readouterr().out.splitlines() if "test top-1" in line]
+    assert len(scores) == 1 and re.fullmatch(
+        r"test top-1 error [\d.]+ % \(the last epoch's weights\)", scores[0]), scores
 
 
 def test_the_demo_takes_a_folder_whose_validation_split_is_val(tmp_path):
