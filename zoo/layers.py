@@ -295,6 +295,9 @@ class CeilAveragePooling2D(keras.layers.Layer):
             if not is_int(value) or value < 1:
                 raise UserError(f"CeilAveragePooling2D's `{name}` must be a positive int; "
                                 f"received {value!r}.")
+        if pool_size < strides:  # (a last window of padding alone: 0 / 0)
+            raise UserError(f"CeilAveragePooling2D's `pool_size` must be at least its "
+                            f"`strides`, {strides}; received {pool_size}.")
         self.pool_size, self.strides = pool_size, strides
 
     def call(self, inputs):

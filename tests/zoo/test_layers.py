@@ -425,6 +425,9 @@ def test_average_pool_rounds_up_as_caffe_and_onnx_runtime_do(tmp_path, height, w
         with pytest.raises(ValueError, match=rf"`pool_size` must be a positive int; "
                                              rf"received {re.escape(repr(bad))}"):
             CeilAveragePooling2D(bad, 3)
+    with pytest.raises(ValueError, match=r"`pool_size` must be at least its `strides`, 3; "
+                                         r"received 2\."):  # (windows of padding: NaN)
+        CeilAveragePooling2D(2, 3)
 
 
 def test_an_elu_resnet_pads_its_stem_pool_with_minus_infinity():

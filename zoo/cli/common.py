@@ -125,25 +125,28 @@ def check_not_a_run_or_export_file(output, flag="--output"):
     from zoo.training import run_config
     from ensembles.export import classes_path
 
-    path = os.path.abspath(output)
+    path = os.path.realpath(output)  # (through links: ck -> run/checkpoints, ck/..)
     parent = os.path.dirname(path)
-    for folder in (parent, os.path.dirname(parent)):
-        if os.path.isfile(os.path.join(folder, "saved_model.pb")):
-            raise UserError(f"{flag} {output} is inside {folder}, an export (it holds "
-                            "saved_model.pb): it would replace or join its files. Name a "
-                            "file outside it.")
+    export = (parent if os.path.basename(parent) not in ("assets", "variables")
+              or not os.path.isfile(os.path.join(os.path.dirname(parent), "saved_model.pb"))
+              else os.path.dirname(parent))
+    if os.path.isfile(os.path.join(export, "saved_model.pb")):
+        raise UserError(f"{flag} {output} is inside {export}, an export (it holds "
+                        "saved_model.pb): it would replace or join its files. Name a file "
+                        "outside it.")
     model = path[:-len(classes_path(""))]  # (model.onnx.classes.txt -> model.onnx)
     if classes_path(model) == path and model.lower().endswith((".onnx", ".tflite")):
         if os.path.isfile(model):
             raise UserError(f"{flag} {output} is the class names of the export {model}: "
                             "it would no longer load. Name another file.")
-    run_dir, entry = parent, os.path.basename(path)
-    if run_config.read_config(run_dir) is None or entry not in run_config.RUN_ENTRIES:
-        run_dir, entry = os.path.dirname(parent), os.path.basename(parent)
-    if run_config.read_config(run_dir) is not None and entry in run_config.RUN_ENTRIES:
-        raise UserError(f"{flag} {output} is one of the files of the run in {run_dir} "
-                        f"({entry}): it would replace what the run wrote. Name another file "
-                        "(beside them is fine).")
+    inside = path  # the output, then each folder holding it: one a run wrote, in a run?
+    while os.path.dirname(inside) != inside:
+        run_dir, entry = os.path.dirname(inside), os.path.basename(inside)
+        if entry in run_config.RUN_ENTRIES and run_config.read_config(run_dir) is not None:
+            raise UserError(f"{flag} {output} is one of the files of the run in {run_dir} "
+                            f"({entry}): it would replace what the run wrote. Name another "
+                            "file (beside them is fine).")
+        inside = run_dir
 
 
 def check_table_output(output, inputs):

@@ -2158,13 +2158,24 @@ def test_a_table_never_replaces_an_input_or_a_model(tmp_path, capsys):
          "(history.csv)"),
         (["ensemble", model, other, "--output", str(run / "checkpoints" / "best.keras")],
          f"is one of the files of the run in {run} (checkpoints)"),
+        # Through a link to the run's folder, or below one of its folders.
+        (["ensemble", model, other, "--output", str(tmp_path / "ck" / "best.keras")],
+         f"is one of the files of the run in {run} (checkpoints)"),
+        (["evaluate", model, "--output", str(tmp_path / "ck" / ".." / "history.csv")],
+         f"is one of the files of the run in {run} (history.csv)"),
+        (["ensemble", model, other, "--output", str(run / "checkpoints" / "sub" / "e.keras")],
+         f"is one of the files of the run in {run} (checkpoints)"),
     ]
+    (tmp_path / "ck").symlink_to(run / "checkpoints")
     for argv, message in cases:
         assert cli.main(argv) == 2, argv
         err = capsys.readouterr().err.strip().splitlines()
         assert len(err) == 1 and message in err[0], (argv, err)
     assert before == {path: open(path, "rb").read() for path in before}
     assert cli.main(["evaluate", model, "--output", str(run / "scores.csv")]) == 0  # beside
+    # A folder of the user's holding a saved_model.pb: its sub-folders are theirs.
+    (other_export / "results").mkdir()
+    assert cli.main(["evaluate", model, "--output", str(other_export / "results" / "t.csv")]) == 0
     table = tmp_path / "t.csv"
     table.write_text("an earlier table\n")
     assert cli.main(["predict", model, str(photo), "--output", str(table)]) == 0
