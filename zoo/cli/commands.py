@@ -232,16 +232,26 @@ def _interrupts_kept(hook):
     return unraisable
 
 
+# The project's packages: their warnings are the command's own.
+_OURS = tuple(os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(zoo.__file__))),
+                           package, "") for package in ("zoo", "ensembles", "data", "safeio"))
+
+
 @contextlib.contextmanager
 def _one_line_warnings(command):
-    """Warnings shown as ``zoo train: warning: ...``, one line as the errors are, not
-    Python's two (the category, then the source line that warned: ``result =
-    zoo.train(``)."""
+    """The project's warnings shown as ``zoo train: warning: ...``, one line as the errors
+    are, not Python's two (the category, then the source line that warned: ``result =
+    zoo.train(``). Others' (NumPy's, Keras') keep Python's form, which says whose they are."""
     import warnings
 
     shown = warnings.formatwarning
-    warnings.formatwarning = (lambda message, category, *where, **kwargs:
-                              f"zoo {command}: warning: {message}\n")
+
+    def one_line(message, category, filename, lineno, line=None):
+        if os.path.abspath(filename).startswith(_OURS):
+            return f"zoo {command}: warning: {message}\n"
+        return shown(message, category, filename, lineno, line)
+
+    warnings.formatwarning = one_line
     try:
         yield
     finally:
