@@ -57,6 +57,18 @@ def read_history(path):
     return rows
 
 
+class NoEmptyEpochs(keras.callbacks.Callback):
+    """An epoch that trained no batch (data of unknown length that gave none: a filter that
+    keeps nothing) is one line at its end, before the callbacks after it write anything of
+    it: the run ended "done", its history without a loss and its checkpoints untrained, and
+    the same call with the right data trained nothing. Put it first."""
+
+    def on_epoch_end(self, epoch, logs=None):
+        if "loss" not in (logs or {}):  # (Keras logs the loss of any step it ran)
+            raise UserError(f"The training data gave no batch in epoch {epoch + 1}: check "
+                            "what was filtered, taken or split off.")
+
+
 class HistoryWriter(keras.callbacks.Callback):
     """Write ``history.csv`` (one row per epoch, learning rate included) and the PNG plots.
 

@@ -516,6 +516,9 @@ def epoch_length(train_data, steps_per_epoch):
             "replays the passes). Leave steps_per_epoch out, or train on part of the data "
             "(a split sliced as TFDS slices it, data.load(name, 'train[:10%]'), which keeps "
             "its epochs on resume, where dataset.take() does not).")
+    if length == 0:  # (it trained nothing, and the run looked done: it never trained again)
+        raise UserError("The training data holds no batch (its length is 0): check what "
+                        "was filtered, taken or split off.")
     if length == tf.data.INFINITE_CARDINALITY and steps_per_epoch is None:
         raise UserError("The training data repeats forever (dataset.repeat(), or a "
                         "PyDataset whose num_batches is None), so its first epoch would "
@@ -805,8 +808,9 @@ def train(
                         stream, steps_per_epoch=steps, validation_data=val_data,
                         epochs=epochs, verbose=verbose,
                         shuffle=False,  # datasets come shuffled (data.load); Keras can't
-                        callbacks=_with_user_callbacks(run_callbacks + [epochs_of],
-                                                       callbacks))
+                        callbacks=_with_user_callbacks(
+                            [zoo_callbacks.NoEmptyEpochs()] + run_callbacks + [epochs_of],
+                            callbacks))
             except Exception as err:  # an error (not Ctrl-C, which stops a run to resume)
                 if run_dir is not None:  # before any backup: no run to resume either
                     run_config.forget_empty_backup(run_dir)

@@ -161,6 +161,25 @@ def test_two_outputs_and_one_hot_labels_with_the_defaults_are_one_line_before_tr
 
 
 @pytest.mark.all_backends
+def test_training_data_of_no_batch_is_one_line_and_the_run_trains_after(tmp_path):
+    """A filter that kept nothing trained "successfully": two epochs in history.csv without a
+    loss, untrained checkpoints, and the same call with the right data trained nothing."""
+    from tests.helpers import tiny_data, tiny_model
+
+    run = tmp_path / "run"
+    with pytest.raises(ValueError, match=r"The training data holds no batch \(its length is "
+                                         r"0\): check what was filtered"):
+        zoo.train(tiny_model, tiny_data().take(0), epochs=1, run_dir=str(run), verbose=0)
+    assert not run.exists()
+    nothing = tiny_data().filter(lambda x, y: tf.reduce_all(y > 100))  # (length unknown)
+    with pytest.raises(ValueError, match=r"The training data gave no batch in epoch 1: "):
+        zoo.train(tiny_model, nothing, epochs=2, run_dir=str(run), verbose=0)
+    assert not (run / "history.csv").exists() and not (run / "checkpoints").exists()
+    result = zoo.train(tiny_model, tiny_data(), epochs=2, run_dir=str(run), verbose=0)
+    assert result.history["epoch"].tolist() == [1, 2]
+    assert np.isfinite(result.history["loss"]).all()
+
+
 def test_labels_outside_the_classes_stop_training_in_one_line(tmp_path):
     """Labels past the model's classes trained under JAX to a loss of 0.0 without a word
     (its gather reads them as classes of probability 0), negative and fractional ones
