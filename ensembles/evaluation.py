@@ -220,7 +220,7 @@ def evaluate(source, dataset, tta=None, predictions=None, calibrate_on=None):
         raise UserError(f"calibrate_on with tta={tta!r} is refused: a calibrated model "
                         "applies T to each view before the views are averaged, so the "
                         "columns would not describe it. Evaluate the calibration without tta.")
-    names, member_probs, labels = (_checked(source, predictions) if predictions else
+    names, member_probs, labels = (_checked(source, predictions) if predictions is not None else
                                    predict_members(source, dataset, tta))
     table = _scores_table(source, names, member_probs, labels)
     table.attrs["tta"] = tta
@@ -255,10 +255,22 @@ def _checked(source, predictions, views=False):
         raise UserError(f"Expected predictions of {members} member{'s' * (members > 1)} for "
                         f"{count} labels, shaped {expected} (predict_members' "
                         f"output); received shape {probs.shape}.")
+    classes = _class_count(source)
+    if classes is not None and probs.shape[-1] != classes:  # (scored without a word)
+        raise UserError(f"The predictions hold {probs.shape[-1]} classes; the model predicts "
+                        f"{classes}: pass predict_members' output for this model.")
     labels = metrics.class_labels(labels, probs.shape[-1])
     if len(names) != members:
         raise UserError(f"Expected {members} member names; received {len(names)}.")
     return names, metrics.check_probabilities(probs), labels
+
+
+def _class_count(source):
+    """The classes ``source`` (a model, or a list of members) predicts, or None."""
+    first = source[0] if isinstance(source, (list, tuple)) and source else source
+    shape = getattr(first, "output_shape", None)
+    return shape[-1] if isinstance(shape, tuple) and shape and isinstance(shape[-1], int) \
+        else None
 
 
 def _scores_table(source, names, member_probs, labels):
@@ -329,7 +341,7 @@ def size_curve(source, dataset, tta=None, predictions=None):
     ensemble of them exists and the curve has no row for k.
 
     ``predictions`` as in :func:`evaluate`."""
-    _, member_probs, labels = (_checked(source, predictions) if predictions else
+    _, member_probs, labels = (_checked(source, predictions) if predictions is not None else
                                predict_members(source, dataset, tta))
     weights = member_weights(source)
     rows = []
@@ -373,7 +385,7 @@ def uncertainty(source, dataset, tta=None, predictions=None):
     """
     # The views kept only where they are the distribution: one model's crops.
     keep_views = tta is not None and len(member_weights(source)) == 1
-    names, probs, labels = (_checked(source, predictions, views=True) if predictions else
+    names, probs, labels = (_checked(source, predictions, views=True) if predictions is not None else
                             predict_members(source, dataset, tta, keep_views=keep_views))
     # One model's crops are the distribution: with tta, or where its views were kept.
     over_crops = len(names) == 1 and (tta is not None or (probs.ndim == 4 and probs.shape[1] > 1))

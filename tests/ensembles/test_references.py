@@ -342,6 +342,13 @@ def test_predictions_handed_in_are_checked_against_the_source():
         ((names, probs[:, :3], labels), r"received shape \(2, 3, 3\)"),
         ((names, np.log(probs), labels), r"received values in \[-2.3, -0.511\], rows summing "
                                          r"to .*logits\? apply a softmax first"),
+        # Another class count (scored without a word), the probabilities alone (NumPy's
+        # "truth value of an array is ambiguous") and nothing ("NoneType is not iterable").
+        ((names, np.concatenate([probs, 0 * probs], -1), labels),
+         r"The predictions hold 6 classes; the model predicts 3"),
+        (probs, r"Expected predictions as predict_members' \(names, probs, labels\); "
+                r"received a ndarray"),
+        ((), r"received 0 elements"),
     ]
     for call in (ensembles.evaluate, ensembles.size_curve, ensembles.uncertainty):
         for predictions, message in cases:
