@@ -337,6 +337,24 @@ def _check_batched(train_data, model):
                         "batch_size.")
 
 
+def _check_image_size(data, model, which):
+    """Batches of images of another size than the model's input: one line. A Sequential
+    model trained on them without a word (its convolutions and pooling take any size), and
+    its files then recorded the size it was built for, which predict and export feed it."""
+    spec = getattr(data, "element_spec", None)
+    inputs = getattr(model, "input_shape", None)
+    if not (isinstance(spec, tuple) and spec and isinstance(spec[0], tf.TensorSpec)
+            and isinstance(inputs, tuple) and len(inputs) == 4
+            and not isinstance(inputs[0], tuple) and spec[0].shape.rank == 4):
+        return
+    given, taken = tuple(spec[0].shape[1:3]), tuple(inputs[1:3])
+    if None not in given + taken and given != taken:
+        raise UserError(f"The {which} images are {given[0]}x{given[1]}; {model.name} takes "
+                        f"{taken[0]}x{taken[1]} (its input shape {tuple(inputs[1:])}): load "
+                        f"them at its size (data.load's image_size={taken[0]}), or build it "
+                        "for theirs.")
+
+
 def _check_settings(settings):
     """``settings``: named JSON values for config.json, none of the recipe's own (they
     replaced them: 50 epochs of "vgg" recorded for a 2-epoch AlexNet) and nothing JSON
@@ -719,6 +737,8 @@ def train(
         _check_schedule(optimizer, reduce_lr, callbacks)
         _check_one_output(model, metrics)
         _check_batched(train_data, model)
+        _check_image_size(train_data, model, "training")
+        _check_image_size(val_data, model, "validation")
         _check_labels_fit_the_loss(train_data, model, loss)
         mismatched_loss = _warn_on_logits_with_a_probability_loss(model, loss)
         # (the default metrics name top-1 accuracy; other metrics may not have it)

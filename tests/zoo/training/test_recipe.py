@@ -488,6 +488,14 @@ def test_arguments_of_the_wrong_kind_are_one_line_before_anything_is_built(tmp_p
             (dict(train_data=tiny_data(size=6).unbatch()), r"not batched: its images are "
                                                            r"shaped \(6, 6, 3\)"),
             (dict(train_data="digits"), r"`train_data` must be .*received str\."),
+            # A Sequential model trained on another size without a word (functional ones
+            # got Keras' input_spec error), and its file recorded the size it was built for.
+            (dict(model=lambda: keras.Sequential([keras.Input((6, 6, 3)), *tiny_model(
+                6).layers[1:]]), train_data=tiny_data()),
+             r"The training images are 8x8; sequential\w* takes 6x6 \(its input shape "
+             r"\(6, 6, 3\)\): load them at its size"),
+            (dict(val_data=tiny_data(size=6)), r"The validation images are 6x6; tiny takes "
+                                               r"8x8"),
             (dict(val_data={"x": 1}), r"`val_data` must be .*received dict")):
         arguments = dict(model=tiny_model, train_data=tiny_data(), epochs=1, verbose=0,
                          run_dir=str(tmp_path / "run"))
