@@ -400,6 +400,9 @@ def _labels_checked(dataset, model, loss):
     shapes = getattr(model, "output_shape", None)  # (a subclassed model has none)
     indices = (loss == "sparse_categorical_crossentropy" or getattr(
         loss, "takes_class_indices", isinstance(loss, keras.losses.SparseCategoricalCrossentropy)))
+    if indices and isinstance(shapes, tuple) and isinstance(dataset, (tuple, list)):
+        _check_label_array(dataset, model, loss)  # validation (x, y) arrays: checked now
+        return dataset
     if (not indices or not isinstance(dataset, tf.data.Dataset)
             or not isinstance(spec, tuple) or len(spec) < 2 or not isinstance(shapes, tuple)
             or not isinstance(spec[1], tf.TensorSpec)
@@ -422,17 +425,46 @@ def _labels_checked(dataset, model, loss):
     return dataset.map(check)
 
 
+def _check_label_array(data, model, loss):
+    """Validation data given as ``(x, y)`` arrays: its labels checked as a dataset's are
+    (they passed unchecked: float labels were cut to whole ones, and JAX scored labels past
+    the classes as 0-probability ones, a validation loss below the right labels')."""
+    if len(data) < 2:
+        return
+    labels = np.asarray(data[1])
+    if labels.dtype.kind not in "iuf" or not labels.size:
+        return
+    classes, ignored = model.output_shape[-1], getattr(loss, "ignore_class", None)
+    if labels.ndim == 2 and labels.shape[1] == classes > 1:  # (Keras' rank error)
+        raise UserError(f"The validation labels are one-hot (shape {labels.shape}), and the "
+                        "loss takes class indices: give them as indices "
+                        "(labels.argmax(-1)), or a categorical loss.")
+    fits = (labels >= 0) & (labels < classes) & (labels == np.round(labels))
+    if ignored is not None:
+        fits |= labels == ignored
+    if not fits.all():
+        raise _labels_message(model, loss, float(labels.min()), float(labels.max()),
+                              "the validation labels")
+
+
 def _labels_error(err, model, loss):
     """The one line for :func:`_labels_checked`'s failed check, or None for other errors."""
     text = str(getattr(err, "message", err))
     if not isinstance(err, tf.errors.InvalidArgumentError) or _LABELS_MARK not in text:
         return None
     found = re.search(re.escape(_LABELS_MARK) + r"\]\s*\[([^\]]*)\]\s*\[([^\]]*)\]", text)
+    if not found:
+        return _labels_message(model, loss)
+    return _labels_message(model, loss, float(found[1]), float(found[2]), "a batch")
+
+
+def _labels_message(model, loss, low=None, high=None, held_by=None):
+    """The one line of labels that are no class indices of ``model``: ``held_by`` held
+    labels from ``low`` to ``high``."""
     classes = model.output_shape[-1]
     seen = ""
-    if found:
-        low, high = float(found[1]), float(found[2])
-        seen = (f"; a batch held labels from {low:g} to {high:g}"
+    if low is not None:
+        seen = (f"; {held_by} held labels from {low:g} to {high:g}"
                 + (", not all whole" if 0 <= low and high < classes else ""))
     ignored = getattr(loss, "ignore_class", None)
     also = "" if ignored is None else f" (or {ignored:g}, which the loss ignores)"

@@ -197,6 +197,16 @@ def test_labels_outside_the_classes_stop_training_in_one_line(tmp_path):
         assert not (tmp_path / "run" / "backup").exists()  # no run to resume
     with pytest.raises(UserError, match=r"a batch held labels from 3 to 6"):
         zoo.train(tiny_model(), tiny_data(), shifted, epochs=1, verbose=0)
+    # Validation data as (x, y) arrays passed unchecked (floats cut to whole numbers, and
+    # JAX scored labels past the classes); one-hot ones were Keras' rank error.
+    images, labels = (np.concatenate(a) for a in zip(*tiny_data().as_numpy_iterator()))
+    for given, seen in ((labels + 0.5, r"the validation labels held labels from 0\.5 to "
+                                       r"3\.5, not all whole"),
+                        (labels + 5, "the validation labels held labels from 5 to 8"),
+                        (np.eye(4)[labels], r"The validation labels are one-hot \(shape "
+                                            r"\(64, 4\)\)")):
+        with pytest.raises(UserError, match=seen):
+            zoo.train(tiny_model(), tiny_data(), (images, given), epochs=1, verbose=0)
     ignoring = keras.losses.SparseCategoricalCrossentropy(ignore_class=255)
     with pytest.raises(UserError, match=r"in \[0, 4\) for tiny's 4 classes \(or 255, which "
                                         r"the loss ignores\); a batch held labels from 3"):
