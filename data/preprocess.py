@@ -152,7 +152,8 @@ def eval_view(image, size, resize="crop", scale=None):
 
     check_resize(resize)
     image = _image_or_batch(image, "eval_view")
-    if resize == "squash":
+    if resize == "squash":  # (0, -1 or 16.5 were TensorFlow's errors)
+        size = int(check_positive_int(size, "size", what=" (of the view)"))
         return tf.image.resize(image, (size, size), antialias=True)
     return resize_and_center_crop(image, crop_scale(size) if scale is None else scale, size)
 

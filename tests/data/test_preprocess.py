@@ -129,6 +129,10 @@ def test_an_image_of_unknown_rank_is_resized_and_other_ranks_are_one_line():
         with pytest.raises(UserError, match=rf"takes an image .* received shape "
                                             rf"{re.escape(str(shape))}"):
             data.resize_and_center_crop(tf.zeros(shape), 3, 2)
+    for size in (0, -1, 16.5):  # (TensorFlow's errors in the squash view; crop's checked)
+        with pytest.raises(UserError, match=rf"`size` \(of the view\) must be a positive "
+                                            rf"integer; received {size}"):
+            data.eval_view(image, size, "squash")
 
 
 def test_a_very_elongated_image_is_cropped_without_its_whole_resize():

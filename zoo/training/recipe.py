@@ -716,6 +716,9 @@ def train(
     """
     check_choice(precision, PRECISION_CHOICES, "precision")
     settings = _check_settings(settings)
+    if isinstance(callbacks, keras.callbacks.Callback):  # (Python's "not iterable")
+        raise UserError(f"`callbacks` must be a list of keras.callbacks.Callback objects; "
+                        f"received one, {type(callbacks).__name__}: put it in a list.")
     callbacks = list(callbacks or ())  # (a generator: read by the checks, then by fit)
     _check_train_arguments(train_data, val_data, callbacks, run_dir, seed, model_kwargs)
     seed = None if seed is None else int(seed)  # (Keras refuses NumPy's)

@@ -487,6 +487,8 @@ def test_arguments_of_the_wrong_kind_are_one_line_before_anything_is_built(tmp_p
             (dict(val_data=np.zeros((4, 8, 8, 3))), r"`val_data` must be .*received ndarray"),
             (dict(callbacks=["csv"]), r"`callbacks` must be keras.callbacks.Callback objects; "
                                       r"received 'csv' \(str\)"),
+            (dict(callbacks=keras.callbacks.History()), r"`callbacks` must be a list of "
+                                                        r".*received one, History: put it in"),
             (dict(run_dir=5), r"`run_dir` must be a folder name or None; received 5"),
             (dict(seed=-1), r"`seed` must be None or an integer in \[0, 2\*\*32 - 1\]; "
                             r"received -1"),
