@@ -57,6 +57,9 @@ def read_history(path):
     return rows
 
 
+NO_BATCH = "The training data gave no batch: check what was filtered, taken or split off."
+
+
 class NoEmptyEpochs(keras.callbacks.Callback):
     """An epoch that trained no batch (data of unknown length that gave none: a filter that
     keeps nothing) is one line at its end, before the callbacks after it write anything of
@@ -65,8 +68,7 @@ class NoEmptyEpochs(keras.callbacks.Callback):
 
     def on_epoch_end(self, epoch, logs=None):
         if "loss" not in (logs or {}):  # (Keras logs the loss of any step it ran)
-            raise UserError(f"The training data gave no batch in epoch {epoch + 1}: check "
-                            "what was filtered, taken or split off.")
+            raise UserError(NO_BATCH)
 
 
 class HistoryWriter(keras.callbacks.Callback):

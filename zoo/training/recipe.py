@@ -869,6 +869,8 @@ def train(
             except Exception as err:  # an error (not Ctrl-C, which stops a run to resume)
                 if run_dir is not None:  # before any backup: no run to resume either
                     run_config.forget_empty_backup(run_dir)
+                if isinstance(err, StopIteration):  # (JAX: Keras' first build reads a
+                    raise UserError(zoo_callbacks.NO_BATCH) from None  # batch, of none)
                 mistake = _labels_error(err, model, loss) or _decode_error(err)
                 if mistake is not None:
                     raise mistake from None
