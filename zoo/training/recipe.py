@@ -337,6 +337,18 @@ def _check_batched(train_data, model):
                         "batch_size.")
 
 
+def _warn_if_compiled_otherwise(model, optimizer):
+    """A model the user compiled with another optimizer than the recipe's, given with no
+    ``optimizer``: zoo.train compiles it with the recipe's, and says so (it trained with
+    PaperSGD at 0.01 without a word, the user's Adam dropped)."""
+    given = getattr(model, "optimizer", None) if getattr(model, "compiled", False) else None
+    if optimizer is None and given is not None and type(given).__name__ != "PaperSGD":
+        warnings.warn(f"{model.name} was compiled with {type(given).__name__}; zoo.train "
+                      "compiles it with the recipe's PaperSGD, loss and metrics: pass "
+                      "optimizer= (and loss=) to zoo.train to train with yours.",
+                      stacklevel=3)
+
+
 def _check_image_size(data, model, which):
     """Batches of images of another size than the model's input: one line. A Sequential
     model trained on them without a word (its convolutions and pooling take any size), and
@@ -764,6 +776,7 @@ def train(
             set_resize_mode(model, resize)
             if checkpoint_model is not None:
                 set_resize_mode(checkpoint_model, resize)
+        _warn_if_compiled_otherwise(model, optimizer)
         with strategy.scope():
             optimizer = compile_model(model, optimizer, learning_rate=learning_rate,
                                       momentum=momentum, weight_decay=weight_decay, loss=loss,

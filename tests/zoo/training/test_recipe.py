@@ -161,6 +161,23 @@ def test_two_outputs_and_one_hot_labels_with_the_defaults_are_one_line_before_tr
 
 
 @pytest.mark.all_backends
+def test_a_model_compiled_with_another_optimizer_is_told_the_recipe_replaces_it():
+    """The user's compile(Adam) was replaced by PaperSGD at 0.01 without a word. Given an
+    optimizer, or compiled with the recipe's (a checkpoint), nothing is said."""
+    model = tiny_model()
+    model.compile(keras.optimizers.Adam(1e-3), "sparse_categorical_crossentropy")
+    with pytest.warns(UserWarning, match=r"tiny was compiled with Adam; zoo.train compiles "
+                                         r"it with the recipe's PaperSGD, loss and metrics: "
+                                         r"pass optimizer="):
+        result = zoo.train(model, tiny_data(), epochs=1, verbose=0)
+    assert type(result.model.optimizer).__name__ == "PaperSGD"
+    for again in ({}, {"optimizer": "adam"}):  # (now compiled with PaperSGD; or told)
+        with warnings.catch_warnings(record=True) as caught:
+            warnings.simplefilter("always")
+            zoo.train(result.model, tiny_data(), epochs=1, verbose=0, **again)
+        assert not [w for w in caught if "was compiled with" in str(w.message)]
+
+
 def test_training_data_of_no_batch_is_one_line_and_the_run_trains_after(tmp_path):
     """A filter that kept nothing trained "successfully": two epochs in history.csv without a
     loss, untrained checkpoints, and the same call with the right data trained nothing."""
