@@ -154,6 +154,10 @@ def eval_view(image, size, resize="crop", scale=None):
     image = _image_or_batch(image, "eval_view")
     if resize == "squash":  # (0, -1 or 16.5 were TensorFlow's errors)
         size = int(check_positive_int(size, "size", what=" (of the view)"))
+        if scale is not None:  # (ignored without a word; ensembles.export refuses it too)
+            raise UserError(f"scale={scale!r} is the shorter side the centre crop is taken "
+                            "from; the squash view resizes the whole image and takes no "
+                            "crop: leave it out.")
         return tf.image.resize(image, (size, size), antialias=True)
     return resize_and_center_crop(image, crop_scale(size) if scale is None else scale, size)
 

@@ -133,6 +133,9 @@ def test_an_image_of_unknown_rank_is_resized_and_other_ranks_are_one_line():
         with pytest.raises(UserError, match=rf"`size` \(of the view\) must be a positive "
                                             rf"integer; received {size}"):
             data.eval_view(image, size, "squash")
+    with pytest.raises(UserError, match=r"scale=300 is the shorter side the centre crop is "
+                                        r"taken from; the squash view .* leave it out"):
+        data.eval_view(image, 16, "squash", scale=300)  # (ignored without a word)
 
 
 def test_a_very_elongated_image_is_cropped_without_its_whole_resize():
