@@ -319,14 +319,15 @@ def test_max_pool_is_caffes_and_torchvisions_pooling_of_negative_maps(side, size
         assert padded == (padding > 0 or None in shape), shape
 
 
-def _onnx_runtime_max_pool(x, size, strides, padding):
-    """ONNX Runtime's MaxPool in ceil mode (PyTorch's rule) of a channels-last batch."""
+def _onnx_runtime_pool(op, x, size, strides, **attributes):
+    """ONNX Runtime's ``op`` (MaxPool, AveragePool) in ceil mode (PyTorch's rule) of a
+    channels-last batch, with the node's other ``attributes`` (pads, count_include_pad)."""
     pytest.importorskip("onnx")
     ort = pytest.importorskip("onnxruntime")
     from onnx import TensorProto, helper
 
-    node = helper.make_node("MaxPool", ["x"], ["y"], kernel_shape=[size, size],
-                            strides=[strides, strides], pads=[padding] * 4, ceil_mode=1)
+    node = helper.make_node(op, ["x"], ["y"], kernel_shape=[size, size],
+                            strides=[strides, strides], ceil_mode=1, **attributes)
     graph = helper.make_graph(
         [node], "pool", [helper.make_tensor_value_info("x", TensorProto.FLOAT, None)],
         [helper.make_tensor_value_info("y", TensorProto.FLOAT, None)])
@@ -352,7 +353,7 @@ def test_max_pool_ceil_mode_with_padding_drops_a_last_window_in_the_padding(size
     any_size = keras.Model(unknown, max_pool(unknown, size, strides, "pool", padding, True))
     for side in (3, 4, 7, 8):
         part = x[:, :side, :8]
-        want = _onnx_runtime_max_pool(part, size, strides, padding)
+        want = _onnx_runtime_pool("MaxPool", part, size, strides, pads=[padding] * 4)
         inputs = keras.Input(part.shape[1:])
         model = keras.Model(inputs, max_pool(inputs, size, strides, "pool", padding, True))
         for built in (model, any_size):
@@ -379,25 +380,6 @@ def test_max_padding_round_trips_and_refuses_bad_padding(tmp_path):
             MaxPadding2D(bad)
 
 
-def _onnx_runtime_average_pool(x, size, strides):
-    """ONNX Runtime's AveragePool in ceil mode, no padding (PyTorch's and Caffe's rule: a
-    window the edge cuts averages what lies inside) of a channels-last batch."""
-    pytest.importorskip("onnx")
-    ort = pytest.importorskip("onnxruntime")
-    from onnx import TensorProto, helper
-
-    node = helper.make_node("AveragePool", ["x"], ["y"], kernel_shape=[size, size],
-                            strides=[strides, strides], ceil_mode=1, count_include_pad=0)
-    graph = helper.make_graph(
-        [node], "pool", [helper.make_tensor_value_info("x", TensorProto.FLOAT, None)],
-        [helper.make_tensor_value_info("y", TensorProto.FLOAT, None)])
-    model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 19)])
-    model.ir_version = 9
-    session = ort.InferenceSession(model.SerializeToString(), providers=["CPUExecutionProvider"])
-    (y,) = session.run(None, {"x": x.transpose(0, 3, 1, 2)})
-    return y.transpose(0, 2, 3, 1)
-
-
 @pytest.mark.parametrize("height, width", [(13, 14), (4, 7), (16, 15), (14, 11)])
 def test_average_pool_rounds_up_as_caffe_and_onnx_runtime_do(tmp_path, height, width):
     """GoogLeNet's aux heads pool 5x5/3 in Caffe's ceil mode: 13 -> 4 where Keras' "valid"
@@ -407,7 +389,8 @@ def test_average_pool_rounds_up_as_caffe_and_onnx_runtime_do(tmp_path, height, w
     from zoo.layers import CeilAveragePooling2D, average_pool
 
     x = np.random.default_rng(height).normal(size=(2, height, width, 3)).astype("float32")
-    want = _onnx_runtime_average_pool(x, 5, 3)
+    # (a window the edge cuts averages what lies inside: Caffe's rule too)
+    want = _onnx_runtime_pool("AveragePool", x, 5, 3, count_include_pad=0)
     for shape in ((None, None, 3), x.shape[1:]):
         inputs = keras.Input(shape)
         model = keras.Model(inputs, average_pool(inputs, 5, 3, "pool"))
