@@ -220,8 +220,7 @@ def evaluate(source, dataset, tta=None, predictions=None, calibrate_on=None):
         raise UserError(f"calibrate_on with tta={tta!r} is refused: a calibrated model "
                         "applies T to each view before the views are averaged, so the "
                         "columns would not describe it. Evaluate the calibration without tta.")
-    names, member_probs, labels = (_checked(source, predictions) if predictions is not None else
-                                   predict_members(source, dataset, tta))
+    names, member_probs, labels = _given_or_made(source, dataset, tta, predictions)
     table = _scores_table(source, names, member_probs, labels)
     table.attrs["tta"] = tta
     if calibrate_on is not None and calibrate_on is dataset:
@@ -233,6 +232,14 @@ def evaluate(source, dataset, tta=None, predictions=None, calibrate_on=None):
                     predict_members(source, calibrate_on))
         table = _with_calibration(table, source, member_probs, labels, held_out)
     return table
+
+
+def _given_or_made(source, dataset, tta, predictions, views=False, keep_views=False):
+    """``predict_members``' triple: ``predictions`` checked against ``source`` where given
+    (``()`` and a bare array included: each is one line), else predicted on ``dataset``."""
+    if predictions is not None:
+        return _checked(source, predictions, views)
+    return predict_members(source, dataset, tta, keep_views=keep_views)
 
 
 def _checked(source, predictions, views=False):
@@ -341,8 +348,7 @@ def size_curve(source, dataset, tta=None, predictions=None):
     ensemble of them exists and the curve has no row for k.
 
     ``predictions`` as in :func:`evaluate`."""
-    _, member_probs, labels = (_checked(source, predictions) if predictions is not None else
-                               predict_members(source, dataset, tta))
+    _, member_probs, labels = _given_or_made(source, dataset, tta, predictions)
     weights = member_weights(source)
     rows = []
     for k in range(1, len(member_probs) + 1):
@@ -385,8 +391,8 @@ def uncertainty(source, dataset, tta=None, predictions=None):
     """
     # The views kept only where they are the distribution: one model's crops.
     keep_views = tta is not None and len(member_weights(source)) == 1
-    names, probs, labels = (_checked(source, predictions, views=True) if predictions is not None else
-                            predict_members(source, dataset, tta, keep_views=keep_views))
+    names, probs, labels = _given_or_made(source, dataset, tta, predictions, views=True,
+                                          keep_views=keep_views)
     # One model's crops are the distribution: with tta, or where its views were kept.
     over_crops = len(names) == 1 and (tta is not None or (probs.ndim == 4 and probs.shape[1] > 1))
     if probs.ndim == 3:  # predict_members' default: the views averaged, one per member
