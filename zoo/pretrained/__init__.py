@@ -38,10 +38,11 @@ from zoo.pretrained.imagenet import apply_preprocessing, decode_predictions, ima
 TORCHVISION = {"resize": 256, "crop": 224, "scale": 1 / 255, "channel_order": "RGB",
                "mean": (0.485, 0.456, 0.406), "std": (0.229, 0.224, 0.225)}
 # The Caffe reference models: images warped to 256x256 (Caffe's ImageNet databases, made by
-# convert_imageset with OpenCV's bilinear resize, not antialiased), the centre crop, BGR in [0, 255] minus the ILSVRC-2012 mean. bvlc_googlenet's
-# train_val.prototxt subtracts mean_value 104, 117, 123; bvlc_alexnet subtracts the mean
-# image (imagenet_mean.binaryproto, not part of the weights file), whose channel means
-# these are, as Caffe's own classification example uses them.
+# convert_imageset with OpenCV's bilinear resize, not antialiased), the centre crop, BGR in
+# [0, 255] minus the ILSVRC-2012 mean. bvlc_googlenet's train_val.prototxt subtracts
+# mean_value 104, 117, 123; bvlc_alexnet subtracts the mean image
+# (imagenet_mean.binaryproto, not part of the weights file), whose channel means these
+# are, as Caffe's own classification example uses them.
 CAFFE_GOOGLENET = {"resize": 256, "warp": True, "crop": 224, "channel_order": "BGR",
                    "mean": (104.0, 117.0, 123.0)}
 CAFFE_ALEXNET = {"resize": 256, "warp": True, "crop": 227, "channel_order": "BGR",

@@ -194,7 +194,9 @@ def _flatten_input(model, dense):
     return tuple(model.get_layer(_AFTER_FLATTEN[dense.name]).input.shape[1:])
 
 
-def _keras_values(model, layer, blobs, tower, towers):
+def _keras_values(layer, blobs, tower, towers, grid):
+    """The layer's Keras values from its Caffe blobs (its tower's rows); ``grid``: the
+    (height, width, channels) map it reads through a Flatten, or None."""
     weight, bias = blobs[0], blobs[1].reshape(-1)
     if is_a(layer, "Dense") and weight.ndim == 4:  # older files: (1, 1, out, in)
         weight = weight.reshape(weight.shape[-2:])
@@ -203,7 +205,6 @@ def _keras_values(model, layer, blobs, tower, towers):
     weight, bias = weight[out], bias[out]
     if is_a(layer, "Conv2D"):
         return [weight.transpose(2, 3, 1, 0), bias]
-    grid = _flatten_input(model, layer)
     if grid is not None:  # Caffe flattens (C, H, W); Keras (H, W, C)
         weight = chw_to_hwc(weight, grid)
     return [weight.reshape(weight.shape[0], -1).T, bias]
@@ -259,7 +260,7 @@ def load(model, path, family):
                 "this input size)")
             continue
         try:
-            values = _keras_values(model, layer, blobs[name], tower, towers)
+            values = _keras_values(layer, blobs[name], tower, towers, grid)
         except ValueError:  # numpy's reshape: the blob cannot take the layer's layout
             wrong_shape.append(f"{name} weights: file {blobs[name][0].shape}, which does not "
                                f"reshape to {layer.name}'s {layer.get_weights()[0].shape}")
@@ -271,8 +272,7 @@ def load(model, path, family):
                                    f"model {layer.name} {weight.shape}")
         plan.append((layer, values))
     left_over = _may_be_left_over(model, family)
-    unexpected = [n for n in blobs if n not in used and not (left_over and
-                                                             n.startswith(left_over))]
+    unexpected = [n for n in blobs if n not in used and not n.startswith(left_over)]
     return set_if_it_fits(
         model, path, plan, missing, unexpected, wrong_shape,
         f"{len(blobs)} layers with weights in the file",
