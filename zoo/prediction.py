@@ -36,7 +36,14 @@ def image_paths(sources):
                         "model.predict (of inputs as the model takes them).")
     if isinstance(sources, bytes):  # a path as bytes (os.fsencode's): not its characters
         sources = os.fsdecode(sources)
-    for source in [sources] if isinstance(sources, (str, os.PathLike)) else sources:
+    if isinstance(sources, (str, os.PathLike)):
+        sources = [sources]
+    elif not hasattr(sources, "__iter__"):  # a PIL image, a number, None
+        raise UserError(f"zoo.predict takes image file and folder paths (one, or a list of "
+                        f"them); received {sources!r:.80} ({type(sources).__name__}): for "
+                        "images in memory, use model.predict (of inputs as the model takes "
+                        "them).")
+    for source in sources:
         if not isinstance(source, (str, os.PathLike)):
             raise UserError(f"zoo.predict takes image file and folder paths; received "
                             f"{source!r:.80} ({type(source).__name__}).")

@@ -8,6 +8,7 @@ import textwrap
 import keras
 import numpy as np
 import pandas as pd
+import PIL.Image
 import pytest
 import tensorflow as tf
 
@@ -1148,7 +1149,12 @@ def test_a_model_where_a_list_is_taken_and_the_reverse_are_one_line(tmp_path):
              r"zoo.predict classifies image files and folders \(their paths\); received "
              r"ndarray of shape \(2, 8, 8, 3\): for images in memory, use model.predict"),
             (lambda: zoo.predict(model, [5, str(tmp_path)]), r"takes image file and folder "
-                                                            r"paths; received 5 \(int\)")):
+                                                            r"paths; received 5 \(int\)"),
+            # (a PIL image, a number: "'Image' object is not iterable")
+            (lambda: zoo.predict(model, PIL.Image.new("RGB", (8, 8))),
+             r"paths \(one, or a list of them\); received <PIL.Image.Image .*\(Image\): "
+             r"for images in memory, use model.predict"),
+            (lambda: zoo.predict(model, 3), r"received 3 \(int\)")):
         with pytest.raises(ValueError, match=message):
             call()
     assert len(ensembles.Ensemble(m for m in [model, tiny_model()]).outputs) == 1
