@@ -90,6 +90,7 @@ def fit_weights(members, data, method="nll", rounds=None, tta=None):
         method: ``"nll"`` (weights on the simplex minimising the NLL of the weighted
             average) or ``"greedy"`` (Caruana et al. 2004: integer counts, selection with
             replacement over ``rounds`` rounds).
+        rounds: greedy's rounds (five per member when None); only for ``"greedy"``.
         tta: test-time augmentation for the predictions, as ``ensembles.evaluate``'s.
 
     Returns a NumPy array, one weight per member.
@@ -105,6 +106,9 @@ def fit_weights(members, data, method="nll", rounds=None, tta=None):
     from ensembles.mc_dropout import draws_at_inference
 
     check_choice(method, METHOD_CHOICES, "method")
+    if rounds is not None and method != "greedy":  # (it was ignored without a word)
+        raise UserError(f"rounds={rounds!r} counts the rounds of method='greedy'; "
+                        f"method={method!r} fits weights with no rounds: leave rounds out.")
     if isinstance(members, keras.Model) and draws_at_inference(members):
         raise UserError(f"{members.name} is MC dropout: its members are random draws of one "
                         "model, alike by design, and weights fitted to them fit noise (two "

@@ -112,6 +112,9 @@ def test_fit_weights_reads_the_members_and_feeds_ensemble(capsys):
     with pytest.raises(ValueError, match=r"`method` must be one of \('nll', 'greedy'\); "
                                          r"received 'mean'"):
         ensembles.fit_weights(members, data, method="mean")
+    with pytest.raises(ValueError, match=r"rounds=4 counts the rounds of method='greedy'; "
+                                         r"method='nll' fits weights with no rounds"):
+        ensembles.fit_weights(members, data, rounds=4)  # (ignored)
     # Weights of the mean, fitted for a vote, were returned as if they applied to it.
     with pytest.raises(ValueError, match="fit_weights fits the weights of the mean rule; "
                                          "ensemble combines by 'vote'"):
