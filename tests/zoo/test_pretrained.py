@@ -753,6 +753,16 @@ def test_decode_predictions_follows_keras_applications(monkeypatch):
     assert classes[0] == ("n01440764", "tench") and classes[999][0] == "n15075141"
     with pytest.raises(ValueError, match=r"\(batch, 1000\); received shape \(2, 10\)"):
         zoo.decode_predictions(np.zeros((2, 10)))
+    # Ragged rows and strings were NumPy's "inhomogeneous shape" and a ufunc's TypeError.
+    with pytest.raises(ValueError, match=r"decode_predictions expects ImageNet predictions: "
+                                         r"an array of numbers of one shape; received list"):
+        zoo.decode_predictions([[0.1] * 1000, [0.2] * 999])
+    with pytest.raises(ValueError, match=r"received ndarray \(could not convert string"):
+        zoo.decode_predictions(np.array([["a"] * 1000]))
+    for images in ([np.zeros((4, 4, 3)), np.zeros((5, 5, 3))], ["photo.png"]):
+        with pytest.raises(ValueError, match=r"preprocess_input expects RGB images with "
+                                             r"values 0-255: an array of numbers of one shape"):
+            zoo.preprocess_input(images, "resnet50.tv_in1k")
 
 
 @ALL

@@ -50,7 +50,7 @@ def decode_predictions(preds, top=5):
     >>> decode_predictions(probs, top=2)
     [[('n01443537', 'goldfish', 0.9), ('n01440764', 'tench', 0.1)]]
     """
-    preds = np.asarray(preds if isinstance(preds, np.ndarray) else _to_numpy(preds))
+    preds = _numbers(preds, "decode_predictions", "ImageNet predictions")
     if preds.ndim != 2 or preds.shape[1] != 1000:
         raise UserError("decode_predictions expects ImageNet predictions of shape "
                         f"(batch, 1000); received shape {preds.shape}.")
@@ -70,9 +70,18 @@ def _to_numpy(x):
     return keras.ops.convert_to_numpy(x)
 
 
+def _numbers(x, function, what):
+    """``x`` as a float32 array; a ragged list or one of strings (file names, say) is one
+    line, not NumPy's "inhomogeneous shape" or "could not convert string to float"."""
+    try:
+        return np.asarray(_to_numpy(x) if not isinstance(x, np.ndarray) else x, "float32")
+    except (TypeError, ValueError) as error:
+        raise UserError(f"{function} expects {what}: an array of numbers of one shape; "
+                        f"received {type(x).__name__} ({error}).") from None
+
+
 def _as_batch(images):
-    x = _to_numpy(images) if not isinstance(images, np.ndarray) else images
-    x = np.asarray(x, dtype="float32")
+    x = _numbers(images, "preprocess_input", "RGB images with values 0-255")
     if x.ndim not in (3, 4) or x.shape[-1] != 3:
         raise UserError("preprocess_input expects RGB images, channels-last: (height, width, "
                         f"3) or (batch, height, width, 3); received shape {x.shape}.")
