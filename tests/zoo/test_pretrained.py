@@ -10,6 +10,7 @@ import os
 import re
 import struct
 import sys
+import warnings
 
 import numpy as np
 import pytest
@@ -763,6 +764,15 @@ def test_decode_predictions_follows_keras_applications(monkeypatch):
         with pytest.raises(ValueError, match=r"preprocess_input expects RGB images with "
                                              r"values 0-255: an array of numbers of one shape"):
             zoo.preprocess_input(images, "resnet50.tv_in1k")
+    # Images already divided by 255 gave near-constant inputs without a word; a black image
+    # (all zeros) and one of 0-255 are not warned of.
+    with pytest.warns(UserWarning, match=r"preprocess_input takes images with values 0-255; "
+                                         r"these are all in \[0, 1\] \(largest 0\.5\)"):
+        zoo.preprocess_input(np.full((224, 224, 3), 0.5), "resnet50.tv_in1k")
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        for image in (np.zeros((224, 224, 3)), np.full((224, 224, 3), 1.5)):
+            zoo.preprocess_input(image, "resnet50.tv_in1k")
 
 
 @ALL
