@@ -240,6 +240,13 @@ def test_normalize_errors():
         data.normalized_input(stats, (24, 24, 3), normalize="zscore")
     with pytest.raises(ValueError, match=r"needs statistics of \(20, 20, 3\) images"):
         data.normalized_input(stats, (20, 20, 3), normalize="mean_image")
+    # A shape without channels, or of other channels than the statistics', was TensorFlow's
+    # "Incompatible shapes: [1,1,3] vs. [1,1,16]" (standardize) or Keras' "Cannot convert".
+    for shape in ((24, 24), (24, 24, 1), 24, (24, 24, 3, 1), (-1, 24, 3)):
+        with pytest.raises(ValueError, match=r"normalized_input takes shape=\(height, width, "
+                                             r"channels\) .*\(3 channels; .*received "):
+            data.normalized_input(stats, shape)
+    assert data.normalized_input(stats, [None, None, 3]).shape == (None, None, None, 3)
 
 
 def test_color_jitter_clips_after_each_step_in_a_random_order_as_torchvision():
