@@ -48,6 +48,11 @@ def check_image_rank(image, name):
     if image.shape.rank not in (None, 3, 4):
         raise UserError(f"{name} takes an image (height, width, channels) or a batch of them "
                         f"(n, height, width, channels); received shape {tuple(image.shape)}.")
+    first, last = (image.shape[-3], image.shape[-1]) if image.shape.rank else (None, None)
+    if first in (1, 3, 4) and last is not None and last not in (1, 2, 3, 4):  # (resized)
+        raise UserError(f"{name} takes images channels-last, (height, width, channels); "
+                        f"received shape {tuple(image.shape)}, channels-first: transpose it "
+                        "(e.g. np.moveaxis(image, -3, -1)).")
 
 
 def _shorter_side_shape(shape, size):

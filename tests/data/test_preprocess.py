@@ -129,6 +129,16 @@ def test_an_image_of_unknown_rank_is_resized_and_other_ranks_are_one_line():
         with pytest.raises(UserError, match=rf"takes an image .* received shape "
                                             rf"{re.escape(str(shape))}"):
             data.resize_and_center_crop(tf.zeros(shape), 3, 2)
+    # A channels-first image (a torchvision tensor's layout) was resized as if its 3 channels
+    # were rows: a (16, 16, 41) "image" came back without a word.
+    for view in views.values():
+        with pytest.raises(UserError, match=r"takes images channels-last, \(height, width, "
+                                            r"channels\); received shape \(3, 30, 41\), "
+                                            r"channels-first: transpose it"):
+            view(tf.transpose(image, (2, 0, 1)))
+    with pytest.raises(UserError, match=r"received shape \(2, 1, 30, 41\), channels-first"):
+        data.ten_crop(tf.zeros((2, 1, 30, 41)), 16)
+    assert data.eval_view(tf.zeros((3, 4, 3)), 2, "squash").shape == (2, 2, 3)  # (a tiny one)
     for size in (0, -1, 16.5):  # (TensorFlow's errors in the squash view; crop's checked)
         with pytest.raises(UserError, match=rf"`size` \(of the view\) must be a positive "
                                             rf"integer; received {size}"):
