@@ -60,10 +60,13 @@ class Results:
         self.rows = []
         self.start = time.monotonic() if start is None else start
 
-    def add(self, framework, model, mode, images_per_s, size):
+    def add(self, framework, model, mode, images_per_s, size, steps=None):
+        """One row; ``steps``: the batches timed, where not the run's ``--steps``."""
         row = {"framework": framework, "model": model, "mode": mode,
                "images_per_s": round(images_per_s, 1), "size": size, **self.common,
                "date": time.strftime("%Y-%m-%d")}
+        if steps is not None:
+            row["steps"] = steps
         self.rows.append(row)
         print(_line(row), flush=True)
         with atomic_path(self.out) as tmp, open(tmp, "w", newline="") as f:
@@ -175,8 +178,9 @@ def keras_rows(cfg, precision, results):
             results.add("keras", f"zoo.{name}", "train, hand-jitted",
                         _rate(lambda: hand(x, y), batch, cfg["steps"], cfg["warmup"],
                               wait=lambda loss: loss.block_until_ready()), size)
-        results.add("keras", f"zoo.{name}", "train",
-                    _fit_rate(model, x, y, batch, cfg["steps"] + cfg["warmup"]), size)
+        fit_steps = cfg["steps"] + cfg["warmup"]  # (fit's second epoch: all of it timed)
+        results.add("keras", f"zoo.{name}", "train", _fit_rate(model, x, y, batch, fit_steps),
+                    size, steps=fit_steps)
         results.add("keras", f"zoo.{name}", "inference",
                     _rate(lambda: model.predict_on_batch(x), batch, cfg["steps"],
                           cfg["warmup"]), size)
@@ -217,7 +221,8 @@ def ensemble_rows(cfg, results, rng):
                                                             verbose=0)),
             ("members in turn, predict", lambda: [m.predict(images, batch_size=batch, verbose=0)
                                                   for m in members])):
-        results.add("keras", label, mode, _rate(fn, len(images), 2, 1), size)
+        results.add("keras", label, mode, _rate(fn, len(images), 2, 1), size,
+                    steps=2 * cfg["predict_batches"])  # (two calls timed, of these batches)
 
 
 def torch_rows(cfg, compiled, results, precision):
@@ -248,9 +253,13 @@ def torch_rows(cfg, compiled, results, precision):
         y = torch.randint(0, classes, (batch,), device=device)
         model = build().to(device, memory_format=torch.channels_last)
         runner = torch.compile(model) if flavour == "torch.compile" else model
-        # As PaperSGD: momentum 0.9, L2 weight decay 5e-4.
-        optimizer = torch.optim.SGD(model.parameters(), lr=0.01, momentum=0.9,
-                                    weight_decay=5e-4)
+        # As PaperSGD: momentum 0.9, L2 weight decay 5e-4 of the kernels alone (not the
+        # biases, nor the normalisation's gamma and beta).
+        kernels = [p for p in model.parameters() if p.ndim > 1]
+        others = [p for p in model.parameters() if p.ndim <= 1]
+        optimizer = torch.optim.SGD([{"params": kernels, "weight_decay": 5e-4},
+                                     {"params": others, "weight_decay": 0.0}],
+                                    lr=0.01, momentum=0.9)
         loss_fn = torch.nn.CrossEntropyLoss()
         # (the Keras rows' precision: bf16 autocast for mixed_bfloat16)
         autocast = dict(device_type="cuda", dtype=torch.bfloat16,
@@ -359,11 +368,19 @@ def read_rows(paths):
         raise UserError("The rows were measured with other batch sizes or precisions "
                         f"({'; '.join(f'batch {b}, {p}' for b, p in settings)}): their "
                         "ratios would compare nothing alike. Report one setting's files.")
+    devices = sorted({r.get("device") or "(not recorded)" for r in rows})
+    if len(devices) > 1:  # (an H100's torch rows beside an H200's Keras rows, say)
+        raise UserError(f"The rows were measured on other devices ({', '.join(devices)}): "
+                        "a ratio is of two rates measured on one machine. Report one "
+                        "device's files.")
     return rows
 
 
-def _print_ratios(rows):
+def _print_ratios(rows, smoke=False):
     print()
+    if smoke and rows:
+        print("(--smoke: fit runs op by op, not compiled; these ratios check the code paths, "
+              "not speed)")
     for r in ratios(rows):
         target = f"(target >= {r['target']})" if r["target"] else ""
         runs = f" (medians of {r['runs']} runs)" if r["runs"] > 1 else ""
@@ -439,7 +456,7 @@ def main(argv=None):
         keras_rows(cfg, args.precision, results)
     if not args.no_torch and not args.smoke:
         torch_rows(cfg, set(args.compile), results, args.precision)
-    _print_ratios(results.rows)
+    _print_ratios(results.rows, smoke=args.smoke)
     if not results.rows:  # (--no-keras where torch or CUDA is missing, say)
         sys.exit(f"measured nothing: {args.out} was not written")
     print(f"wrote {args.out} ({time.monotonic() - results.start:.0f} s)")

@@ -221,6 +221,8 @@ def main(argv=None):
     parser.add_argument("--smoke", action="store_true", help="tiny sizes, on the CPU")
     parser.add_argument("--child", help=argparse.SUPPRESS)
     args = parser.parse_args(argv)
+    if args.steps < 1:  # (0: fit's "until the data ends" on an endless generator, for ever)
+        parser.error(f"--steps must be at least 1; received {args.steps}.")
     if args.child:
         return run_child(args.child, args.out, args.steps, args.smoke)
     tables = {name: profile(name, args.out, args.steps, args.smoke) for name in args.models}

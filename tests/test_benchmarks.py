@@ -31,7 +31,13 @@ def test_gpu_benchmark_smoke_run_writes_its_table(tmp_path):
         "one graph", "members in turn", "one graph, predict", "members in turn, predict")
     } <= models
     assert all(float(r["images_per_s"]) > 0 for r in rows)
+    # The batches each row timed (it said --steps for all: fit's rows time the warm-up's
+    # too, predict's two calls of 2 batches).
+    steps = {(r["model"], r["mode"]): int(r["steps"]) for r in rows}
+    assert steps["zoo.resnet50", "train"] == 2 and steps["zoo.resnet50", "inference"] == 1
+    assert steps["ensemble of 2 zoo.resnet18", "one graph, predict"] == 4
     assert "one-graph ensemble / members in turn, predict" in result.stdout
+    assert "(--smoke: fit runs op by op, not compiled; these ratios check" in result.stdout
     # --report measures nothing: the ratios of a CSV written before (as on a short lease).
     report = subprocess.run([sys.executable, "benchmarks/gpu.py", "--report", str(out)],
                             capture_output=True, text=True, timeout=120, cwd=REPO)
@@ -302,6 +308,11 @@ def test_gpu_benchmark_arguments_and_reports_are_one_line(tmp_path, capsys):
     empty = tmp_path / "empty.csv"
     empty.write_text(header + "keras,zoo.alexnet (one tower),train,,67,2,1,mixed_bfloat16\n")
     (tmp_path / "bench.csv").write_text("benchmark,ours,ratio\nx,y,1.0\n")
+    keras_h200, torch_h100 = tmp_path / "keras.csv", tmp_path / "torch.csv"
+    keras_h200.write_text(header.replace("\n", ",device\n") + "keras,zoo.resnet50,train,"
+                          "100,224,256,10,mixed_bfloat16,NVIDIA H200\n")
+    torch_h100.write_text(header.replace("\n", ",device\n") + "torchvision torch.compile,"
+                          "resnet50,train,100,224,256,10,mixed_bfloat16,NVIDIA H100 80GB HBM3\n")
     for argv, message in (
             (["--out", str(tmp_path)], f"Cannot write the file {tmp_path}: a directory is "
                                        "there."),
@@ -315,11 +326,23 @@ def test_gpu_benchmark_arguments_and_reports_are_one_line(tmp_path, capsys):
             (["--report", str(empty)], "line 2: images_per_s must be a number; received ''."),
             (["--report", str(full), str(smoke)],
              "other batch sizes or precisions (batch 2, mixed_bfloat16; batch 256, "
-             "mixed_bfloat16)")):
+             "mixed_bfloat16)"),
+            # (the short lease's two runs on two kinds of GPU made one "side by side" ratio)
+            (["--report", str(keras_h200), str(torch_h100)],
+             "measured on other devices (NVIDIA H100 80GB HBM3, NVIDIA H200): a ratio is of "
+             "two rates measured on one machine")):
         with pytest.raises(SystemExit) as exit:
             gpu.main(argv)
         assert exit.value.code == 2
         assert message in capsys.readouterr().err.strip().splitlines()[-1], argv
+    # gpu_profile's --steps 0 was fit's "until the data ends" on an endless generator: a
+    # profiled child that grew until the kernel killed it.
+    from benchmarks import gpu_profile
+
+    with pytest.raises(SystemExit) as exit:
+        gpu_profile.main(["--steps", "0", "--out", str(tmp_path / "profile")])
+    assert exit.value.code == 2 and not (tmp_path / "profile").exists()
+    assert "--steps must be at least 1; received 0." in capsys.readouterr().err
 
 
 def test_make_bench_checks_its_table_first_and_never_deletes_a_users_file(
