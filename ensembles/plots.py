@@ -21,11 +21,14 @@ def plot_size_curve(curve, path=None, title="Ensemble size", ax=None):
     """
     columns = getattr(curve, "columns", ())
     if not isinstance(curve, pd.DataFrame) or not {"top1_error", "nll"} <= set(columns):
+        shown = "" if isinstance(curve, (pd.DataFrame, pd.Series)) else f" {curve!r:.60}"
         raise UserError(f"plot_size_curve takes size_curve's table (a DataFrame with "
                         f"top1_error and nll per member count); received "
                         f"{type(curve).__name__}" + (f" with columns {list(columns)}"
-                                                      if len(columns) else f" {curve!r:.60}")
-                        + ".")
+                                                      if len(columns) else shown) + ".")
+    if curve.empty:  # (a blank figure was drawn and saved)
+        raise UserError("plot_size_curve received a table of no rows: size_curve's has one "
+                        "per member count.")
     fig, err_ax = new_axes(ax)
     err_ax.plot(curve.index, 100 * curve["top1_error"], "o-", color="tab:blue")
     err_ax.set(xlabel="members", ylabel="top-1 error (%)", title=title)

@@ -478,12 +478,16 @@ def test_public_helpers_given_something_else_say_what_they_take():
             ensembles.metrics.nll(given, y)
     assert ensembles.metrics.nll([[0.5, 0.5], [0.25, 0.75]], y) == pytest.approx(
         log_loss(y, [[0.5, 0.5], [0.25, 0.75]]))
-    for given in ("x", pd.DataFrame({"top1_error": [0.1]})):
+    # (an empty DataFrame or a Series had their printed form, three lines, in the message)
+    for given in ("x", pd.DataFrame({"top1_error": [0.1]}), pd.DataFrame(), pd.Series([1.0])):
         with pytest.raises(ValueError, match=r"^plot_size_curve takes size_curve's table \(a "
                                              r"DataFrame with top1_error and nll per member "
                                              r"count\); received (str 'x'|DataFrame with "
-                                             r"columns \['top1_error'\])\.$"):
+                                             r"columns \['top1_error'\]|DataFrame|Series)\.$"):
             ensembles.plots.plot_size_curve(given)
+    # A table of no rows drew a blank figure and saved it.
+    with pytest.raises(ValueError, match=r"^plot_size_curve received a table of no rows"):
+        ensembles.plots.plot_size_curve(pd.DataFrame(columns=["top1_error", "nll"]))
     with pytest.raises(ValueError, match=r"^with_member_outputs takes an ensemble "
                                          r"\(ensembles.Ensemble, or one loaded with "
                                          r"zoo.load_model\); received 'x' \(str\)\.$"):
