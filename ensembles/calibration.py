@@ -279,7 +279,7 @@ def calibrate(model, data, per_member=False, tta=None):
     0.83
     """
     from ensembles.ensemble import Ensemble, combine_layer, members_of
-    from ensembles.evaluation import predict_members
+    from ensembles.evaluation import check_held_out_classes, predict_members
     from zoo.saving import copy_metadata
 
     if tta is not None:
@@ -296,6 +296,7 @@ def calibrate(model, data, per_member=False, tta=None):
         raise UserError(f"per_member=True calibrates an ensemble's members; {model.name!r} "
                         "is not an ensemble (calibrate it with per_member=False).")
     _, member_probs, labels = predict_members(model, data, tta)
+    check_held_out_classes(labels, member_probs.shape[-1], "A temperature")
     if not per_member:
         fitted = _fitted(_served_probabilities(model, member_probs), labels, model.name)
         return with_temperature(model, _own_temperature(model)[0] * fitted)

@@ -282,9 +282,10 @@ def export(ensemble, path, overwrite=False, class_names=None, scale=None,
 
     ``class_names`` (default ``zoo.class_names(ensemble)``, else ``"0"``, ``"1"``, ...) are
     in the graph and in ``assets/class_names.txt``; ``assets/zoo_model.json`` names the
-    members, the input size, the scale, the ``resize`` view and the temperatures (``ensembles.calibrate``'s:
-    the served probabilities and their entropy are the calibrated ones; the mutual
-    information is the members' disagreement, taken before the ensemble's temperature).
+    members, the input size, the scale, the ``resize`` view and the temperatures
+    (``ensembles.calibrate``'s: the served probabilities and their entropy are the calibrated
+    ones; the mutual information is the members' disagreement, taken before the ensemble's
+    temperature).
 
     Example:
 

@@ -101,7 +101,7 @@ def fit_weights(members, data, method="nll", rounds=None, tta=None):
     >>> model = Ensemble([a, b, c], weights=weights)                        # doctest: +SKIP
     """
     from ensembles.ensemble import combine_layer
-    from ensembles.evaluation import predict_members
+    from ensembles.evaluation import check_held_out_classes, predict_members
 
     from ensembles.mc_dropout import draws_at_inference
 
@@ -119,6 +119,7 @@ def fit_weights(members, data, method="nll", rounds=None, tta=None):
                         f"combines by {rule.combine!r}: rebuild it with "
                         "ensembles.Ensemble(ensembles.members_of(model), combine='mean').")
     _, member_probs, labels = predict_members(members, data, tta)
+    check_held_out_classes(labels, member_probs.shape[-1], "Member weights")
     if method == "nll":
         return nll_weights(member_probs, labels)
     return greedy_counts(member_probs, labels, rounds)

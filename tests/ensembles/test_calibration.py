@@ -249,6 +249,17 @@ def test_calibration_refuses_what_it_cannot_do(splits):
                                              r"calibrate on held-out data with its mistakes"):
             ensembles.calibrate(ensembles.Ensemble([model]) if per_member else model, right,
                                 per_member=per_member)
+    # Held-out labels of one class (a folder's validation split of one class): a T fitted
+    # there was served to every class without a word, as were member weights.
+    one_class = right.unbatch().filter(lambda x, y: y == 2).batch(4)
+    for fit, what in ((lambda d: ensembles.calibrate(model, d), "A temperature"),
+                      (lambda d: ensembles.fit_weights([model, model], d), "Member weights"),
+                      (lambda d: ensembles.evaluate(model, validation, calibrate_on=d),
+                       "calibrate_on's temperature")):
+        with pytest.raises(ValueError, match=rf"^{what} is fitted on held-out data of every "
+                                             r"class; these 1 labels are all of class 2 \(of "
+                                             rf"{CLASSES}\): fit on a split holding every"):
+            fit(one_class)
 
 
 def test_zoo_evaluate_and_zoo_ensemble_calibrate_from_the_shell(tmp_path, capsys):
