@@ -257,7 +257,7 @@ def search(model, train_data, val_data, *, model_kwargs=None, trials=8, fine_tri
                 print(f"{stage} search: {count} trials of {epochs} epoch(s) over "
                       + ", ".join(f"{k} {_describe(v)}" for k, v in space.items()), flush=True)
             tables.append(_stage_table(
-                stage, count, _hypermodel(build, space, seed), seed + (stage == "fine"),
+                stage, count, _hypermodel(build, space, seed), _tuner_seed(seed, stage),
                 run_dir, train_data, val_data, epochs, verbose))
         table = pd.concat(tables, ignore_index=True)
         best = _ranked(table).iloc[0].to_dict()
@@ -299,6 +299,12 @@ def check_rerun(run_dir, model, **keywords):
     _check_same_search(run_dir, recorded, write=False)
 
 
+def _tuner_seed(seed, stage):
+    """keras-tuner's seed for a stage: never 0, which keras-tuner takes for none (``seed or
+    random.randint(1, 10000)``: the default seed=0 drew other trials at every run)."""
+    return 2 * seed + 1 + (stage == "fine")
+
+
 def _planned(model, model_kwargs, trials, fine_trials, epochs, learning_rate, weight_decay,
              dropout, width, optimizer, top, seed, settings):
     """The search's checked space, its builder, and the settings its run directory
@@ -306,6 +312,7 @@ def _planned(model, model_kwargs, trials, fine_trials, epochs, learning_rate, we
     space = search_space(learning_rate, weight_decay, dropout, width, optimizer)
     for name, value in (("trials", trials), ("epochs", epochs), ("top", top)):
         check_positive_int(value, name)
+    check_non_negative_int(seed, "seed")
     fine_trials = trials if fine_trials is None else fine_trials
     check_non_negative_int(fine_trials, "fine_trials")
     if isinstance(model, keras.Model) or not (isinstance(model, str) or callable(model)):

@@ -472,10 +472,13 @@ def test_search_widths_builders_failures_and_seed(tmp_path):
         with pytest.raises(UserError, match=r"The run directory .*busy is in use by another "
                                             r"run"):
             zoo.search(_tiny_builder, train, val, run_dir=str(tmp_path / "busy"), **kwargs)
-    # The same seed: the same trials, from the same weights, to the same losses.
-    tables = [zoo.search(_tiny_builder, train, val, trials=2, fine_trials=0, epochs=1,
-                         seed=3, run_dir=str(tmp_path / f"seeded{i}")).table for i in range(2)]
-    pd.testing.assert_frame_equal(tables[0], tables[1])
+    # The same seed: the same trials, from the same weights, to the same losses; the
+    # default seed 0 too (keras-tuner took it for none: other trials at every run).
+    for seed in (0, 3):
+        tables = [zoo.search(_tiny_builder, train, val, trials=2, fine_trials=0, epochs=1,
+                             seed=seed, run_dir=str(tmp_path / f"seeded{seed}_{i}")).table
+                  for i in range(2)]
+        pd.testing.assert_frame_equal(tables[0], tables[1])
 
 
 SMALL_RESNET = ["--model", "resnet18", "--image-size", "8", "--model-arg", "width=0.25",
