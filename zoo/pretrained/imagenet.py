@@ -51,7 +51,7 @@ def decode_predictions(preds, top=5):
     >>> decode_predictions(probs, top=2)
     [[('n01443537', 'goldfish', 0.9), ('n01440764', 'tench', 0.1)]]
     """
-    preds = _numbers(preds, "decode_predictions", "ImageNet predictions")
+    preds = _numbers(preds, "decode_predictions", "ImageNet predictions", dtype=None)
     if preds.ndim != 2 or preds.shape[1] != 1000:
         raise UserError("decode_predictions expects ImageNet predictions of shape "
                         f"(batch, 1000); received shape {preds.shape}.")
@@ -71,14 +71,18 @@ def _to_numpy(x):
     return keras.ops.convert_to_numpy(x)
 
 
-def _numbers(x, function, what):
-    """``x`` as a float32 array; a ragged list or one of strings (file names, say) is one
-    line, not NumPy's "inhomogeneous shape" or "could not convert string to float"."""
+def _numbers(x, function, what, dtype="float32"):
+    """``x`` as an array of numbers (of ``dtype``, None: its own); a ragged list or one of
+    strings (file names, say) is one line, not NumPy's "inhomogeneous shape" or "could not
+    convert string to float"."""
     try:
-        return np.asarray(_to_numpy(x) if not isinstance(x, np.ndarray) else x, "float32")
+        array = np.asarray(_to_numpy(x) if not isinstance(x, np.ndarray) else x, dtype)
+        if array.dtype.kind not in "biuf":
+            raise TypeError(f"an array of {array.dtype}")
     except (TypeError, ValueError) as error:
         raise UserError(f"{function} expects {what}: an array of numbers of one shape; "
                         f"received {type(x).__name__} ({error}).") from None
+    return array
 
 
 def _as_batch(images):
