@@ -95,9 +95,13 @@ def serving_model(ensemble):
     layer = combine_layer(ensemble)
     weights = layer.member_weights
     parts = [combined, stacked]
+    # float32 whatever the global policy, as the ensemble's own layers: under mixed_float16
+    # the entropy's floor (1e-12) was 0 and a probability below 3e-8 served 0 log 0 = NaN.
     if layer.temperature != 1.0:  # the disagreement from the members' own combination
-        parts.append(CombineMembers(layer.combine, weights, name="untempered")(stacked))
-    entropy, information = EnsembleUncertainty(weights, name="uncertainty")(parts)
+        parts.append(CombineMembers(layer.combine, weights, name="untempered",
+                                    dtype="float32")(stacked))
+    entropy, information = EnsembleUncertainty(weights, name="uncertainty",
+                                               dtype="float32")(parts)
     pixel_axes = tuple(range(1, len(images.shape)))  # (any input size: None dimensions)
     finite = keras.ops.logical_and(keras.ops.all(keras.ops.isfinite(images), axis=pixel_axes),
                                    keras.ops.all(keras.ops.isfinite(combined), axis=-1))

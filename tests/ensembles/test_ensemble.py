@@ -114,6 +114,25 @@ def test_confident_members_who_disagree_combine_their_logits_exactly(combine):
         keras.config.set_dtype_policy(previous)
     got = mixed.predict(np.zeros((1, 2), "float32"), verbose=0)[0]
     np.testing.assert_allclose(np.asarray(got, "float32"), expected, rtol=1e-4)
+    # Served under the policy (a notebook that set it, then exported or called zoo.predict):
+    # the entropy and mutual information were float16, NaN for this input (0 log 0), and
+    # `finite` True beside them.
+    served = {}
+    for policy in ("float32", "mixed_float16"):
+        keras.config.set_dtype_policy(policy)
+        try:
+            for temperature in (1.0, 0.5):
+                serving = ensembles.serving_model(ensembles.with_temperature(model, temperature))
+                out = serving.predict(np.zeros((1, 2), "float32"), verbose=0)
+                served[policy, temperature] = out
+        finally:
+            keras.config.set_dtype_policy(previous)
+    for temperature in (1.0, 0.5):
+        for key in ("predictive_entropy", "mutual_information"):
+            mixed_out = served["mixed_float16", temperature][key]
+            assert mixed_out.dtype == "float32" and np.isfinite(mixed_out).all()
+            np.testing.assert_allclose(mixed_out, served["float32", temperature][key],
+                                       rtol=1e-6)
 
 
 @pytest.mark.all_backends
