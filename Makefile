@@ -62,10 +62,14 @@ FAST_JAX_ENV = $(if $(TIER),,XLA_FLAGS=--xla_backend_optimization_level=0)
 # are done. `make test-all` adds the slow tier (TIER=--run-slow: the tests marked slow).
 TIER ?=
 JAX_LOG := $(VENV)/jax-pass.log
+# Where the JAX pass also collects docstring examples: those of the layers' and the
+# ensemble's modules are marked all_backends (conftest.py's BACKEND_AGNOSTIC_EXAMPLES).
+JAX_EXAMPLES := zoo data ensembles
 # Ctrl-C stops both passes: sh makes a background job ignore SIGINT, so the trap ends it.
 test: $(TEST_STAMP)
 	@$(TEST_ENV) $(FAST_JAX_ENV) KERAS_BACKEND=jax $(BIN)/python -m pytest -n $(JAX_JOBS) \
-		--dist loadgroup -m all_backends tests $(TIER) > $(JAX_LOG) 2>&1 & jax_pid=$$!; \
+		--dist loadgroup -m all_backends tests $(JAX_EXAMPLES) $(TIER) > $(JAX_LOG) 2>&1 & \
+		jax_pid=$$!; \
 	trap 'kill $$jax_pid 2>/dev/null; exit 130' INT TERM; \
 	echo "The JAX pass runs beside this one; its report (in $(JAX_LOG)) follows this one."; \
 	$(TEST_ENV) $(FAST_TF_ENV) $(BIN)/python -m pytest -n $(JOBS) --dist loadgroup $(TIER); \

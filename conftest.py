@@ -12,10 +12,23 @@ def pytest_addoption(parser):
         "whose first case stays in the fast tier; `make test-all` passes it")
 
 
+# The modules of Keras layers and the ensemble, whose docstring examples run in the JAX pass
+# too (marked all_backends): four of them called TensorFlow's .numpy(), which JAX's arrays
+# lack, and only the TensorFlow pass ran them.
+BACKEND_AGNOSTIC_EXAMPLES = ("zoo/layers.py", "data/layers.py", "ensembles/ensemble.py",
+                             "ensembles/calibration.py", "ensembles/export.py",
+                             "ensembles/metrics.py", "ensembles/mc_dropout.py")
+
+
 def pytest_collection_modifyitems(config, items):
     """Without --run-slow, the tests marked ``slow`` are deselected (``make test`` is the
     fast tier; ``make test-all`` runs everything), as keras-hub leaves out its ``large``
-    tests unless asked."""
+    tests unless asked. The docstring examples of :data:`BACKEND_AGNOSTIC_EXAMPLES` are
+    marked ``all_backends``."""
+    for item in items:
+        if isinstance(item, pytest.DoctestItem) and item.path.relative_to(
+                config.rootpath).as_posix() in BACKEND_AGNOSTIC_EXAMPLES:
+            item.add_marker(pytest.mark.all_backends)
     if config.getoption("--run-slow"):
         return
     slow = [item for item in items if item.get_closest_marker("slow")]

@@ -28,7 +28,8 @@ class MeanSubtraction(keras.layers.Layer):
     Example:
 
     >>> layer = MeanSubtraction([120.0, 115.0, 100.0])
-    >>> layer(np.full((1, 2, 2, 3), 120.0, "float32"))[0, 0, 0].numpy().tolist()
+    >>> out = layer(np.full((1, 2, 2, 3), 120.0, "float32"))
+    >>> keras.ops.convert_to_numpy(out)[0, 0, 0].tolist()
     [0.0, 5.0, 20.0]
     """
 
@@ -76,7 +77,8 @@ class PixelNormalization(keras.layers.Layer):
     Example:
 
     >>> layer = PixelNormalization([0.5, 0.5, 0.5], [0.5, 0.5, 0.5], scale=1 / 255)
-    >>> layer(np.full((1, 1, 1, 3), 255.0, "float32"))[0, 0, 0].numpy().tolist()
+    >>> out = layer(np.full((1, 1, 1, 3), 255.0, "float32"))
+    >>> keras.ops.convert_to_numpy(out)[0, 0, 0].tolist()
     [1.0, 1.0, 1.0]
     """
 

@@ -45,7 +45,8 @@ class TemperatureScaling(keras.layers.Layer):
 
     Example:
 
-    >>> TemperatureScaling(0.5)(np.array([[0.6, 0.4]], "float32")).numpy().round(4)
+    >>> scaled = TemperatureScaling(0.5)(np.array([[0.6, 0.4]], "float32"))
+    >>> keras.ops.convert_to_numpy(scaled).round(4)
     array([[0.6923, 0.3077]], dtype=float32)
     """
 

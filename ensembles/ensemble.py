@@ -36,7 +36,8 @@ class CombineMembers(keras.layers.Layer):
 
     Example:
 
-    >>> CombineMembers("mean")(np.array([[[0.2, 0.8], [0.6, 0.4]]], "float32")).numpy()
+    >>> combined = CombineMembers("mean")(np.array([[[0.2, 0.8], [0.6, 0.4]]], "float32"))
+    >>> keras.ops.convert_to_numpy(combined)
     array([[0.4, 0.6]], dtype=float32)
     """
 

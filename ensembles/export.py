@@ -545,7 +545,7 @@ def check_deploy_packages(task):
 
     Example:
 
-    >>> check_deploy_packages("onnx export")   # with the deploy extra installed: nothing
+    >>> check_deploy_packages("onnx runtime")  # with the deploy extra installed: nothing
     """
     import importlib.util
 
