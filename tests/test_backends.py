@@ -116,7 +116,8 @@ MIRRORED = textwrap.dedent("""
                        strategy="mirrored", seed=0, learning_rate=0.1, verbose=0)
     import os
     with open(os.path.join(run_dir, "config.json")) as f:
-        recorded = json.load(f)["strategy"]
+        config = json.load(f)
+    recorded = [config["strategy"], config["backend"]]
     kernel = result.model.get_layer("predictions").kernel
     import numpy as np
     images = np.concatenate([x for x, _ in val])
@@ -142,7 +143,8 @@ def test_mirrored_on_jax_is_data_parallel_over_the_local_devices():
                                     "XLA_FLAGS": "--xla_force_host_platform_device_count=2"})
     report = json.loads(out.stdout.strip().splitlines()[-1])
     assert report["devices"] == 2
-    assert report["recorded"] == "DataParallel"  # (it recorded TensorFlow's default strategy)
+    # (it recorded TensorFlow's default strategy, and not the backend)
+    assert report["recorded"] == ["DataParallel", "jax"]
     assert report["loss"][1] < report["loss"][0]
     assert report["val_accuracy"] == pytest.approx(report["direct_accuracy"], abs=1e-6)
     uneven, multi_worker, not_tf_data, built = report["errors"]

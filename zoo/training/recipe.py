@@ -274,7 +274,7 @@ RECIPE_ENTRIES = (
     "model", "model_kwargs", "epochs", "optimizer", "reduce_lr", "lr_factor", "lr_patience",
     "min_lr", "monitor", "seed", "steps_per_epoch", "monitor_mode", "loss", "strategy",
     "replicas", "precision", "jit_compile", "params", "input_shape", "class_names", "resize",
-    "keras", "tensorflow", "started")
+    "keras", "tensorflow", "backend", "started")
 
 
 def _check_train_arguments(train_data, val_data, callbacks, run_dir, seed, model_kwargs):
@@ -824,6 +824,7 @@ def train(
                     "class_names": get_class_names(checkpoint_model or model),
                     "resize": resize_mode(checkpoint_model or model),
                     "keras": keras.__version__, "tensorflow": tf.__version__,
+                    "backend": keras.backend.backend(),  # (a resume may use another)
                     "started": time.strftime("%Y-%m-%d %H:%M:%S"),
                     **(settings or {}),
                 })

@@ -16,8 +16,8 @@ from safeio.checks import UserError
 
 # What a resumed run may change: the epochs to reach (more, or the same), the facts of the
 # machine and the moment, and how the step is compiled.
-MAY_CHANGE = ("epochs", "started", "keras", "tensorflow", "strategy", "replicas",
-              "jit_compile")
+MAY_CHANGE = ("epochs", "started", "keras", "tensorflow", "backend", "strategy",
+              "replicas", "jit_compile")
 # May be named where it was left to Keras ("auto", recorded as None), and left to Keras
 # where it was named (a run made before it was a setting, whose metric Keras knows no
 # direction for, resumes by naming it); never turned from "min" to "max" or back, which
