@@ -9,6 +9,7 @@ reloads them when the search is run again), results come back as a DataFrame, an
 :func:`plot_search` draws the learning-rate / weight-decay scatter.
 """
 
+import contextlib
 import dataclasses
 import math
 import functools
@@ -22,7 +23,7 @@ import keras
 import numpy as np
 import pandas as pd
 
-from safeio import directory_lock, new_axes, save_figure, write_json
+from safeio import directory_lock, new_axes, save_figure, write_json, write_text
 from safeio.checks import UserError, check_non_negative_int, check_positive_int, is_number
 from zoo import registry
 from zoo.optimizers import OPTIMIZER_CHOICES, build_optimizer, make_optimizer
@@ -245,7 +246,8 @@ def search(model, train_data, val_data, *, model_kwargs=None, trials=8, fine_tri
     for width in space.get("width") or ():
         build(width=width)
     run_dir = run_dir or tempfile.mkdtemp(prefix="zoo_search_")
-    with directory_lock(run_dir):  # one search at a time: keras-tuner would mix them
+    # One search at a time (keras-tuner would mix them), its files written atomically.
+    with directory_lock(run_dir), _atomic_tuner_files():
         _check_same_search(run_dir, recorded)
         tables = []
         for stage, count in (("coarse", trials), ("fine", fine_trials)):
@@ -334,6 +336,26 @@ def _planned(model, model_kwargs, trials, fine_trials, epochs, learning_rate, we
                 "fine_trials": fine_trials, "epochs": epochs, "space": space, "top": top,
                 "seed": seed, **(settings or {})}
     return space, build, recorded
+
+
+@contextlib.contextmanager
+def _atomic_tuner_files():
+    """keras-tuner writes its ``trial.json`` and ``oracle.json`` in place (``tf.io.gfile``
+    empties a file as it opens it and fills it as it closes): a search killed in between
+    left an empty ``trial.json``, on which every resume failed in keras-tuner's reload
+    (JSONDecodeError). Within the block, its JSON files are written atomically (safeio)."""
+    from keras_tuner.src import utils as tuner_utils  # (what its Trial and Oracle call)
+
+    def save_json(path, obj):  # keras-tuner's, but the file appears whole or not at all
+        text = json.dumps(obj)
+        write_text(path, text)
+        return text
+
+    original, tuner_utils.save_json = tuner_utils.save_json, save_json
+    try:
+        yield
+    finally:
+        tuner_utils.save_json = original
 
 
 def _stage_table(stage, count, hypermodel, seed, run_dir, train_data, val_data, epochs,

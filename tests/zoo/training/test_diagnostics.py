@@ -1,8 +1,12 @@
 """The lecture notes' training diagnostics: initial loss, overfitting a tiny subset, update
 ratios, dead ReLUs, and the random search."""
 
+import io
+import json
 import math
 import os
+import signal
+import textwrap
 import warnings
 
 import keras
@@ -12,7 +16,7 @@ import pytest
 import tensorflow as tf
 
 import zoo
-from tests.helpers import SMALL_VGG, tiny_data, tiny_model
+from tests.helpers import SMALL_VGG, last_json_line, run_python, tiny_data, tiny_model
 from zoo import cli, diagnostics
 
 
@@ -479,6 +483,51 @@ def test_search_widths_builders_failures_and_seed(tmp_path):
                              seed=seed, run_dir=str(tmp_path / f"seeded{seed}_{i}")).table
                   for i in range(2)]
         pd.testing.assert_frame_equal(tables[0], tables[1])
+
+
+SEARCH = textwrap.dedent(
+    """
+    import json, os, sys
+    import zoo
+    from tests.helpers import tiny_data
+    from tests.zoo.training.test_diagnostics import _tiny_builder
+
+    # KILL=N: kill -9 just before keras-tuner's Nth trial.json lands (its rename onto it).
+    renamed, rename = [0], os.replace
+
+    def replace(source, destination, *args, **kwargs):
+        if os.fspath(destination).endswith("trial.json") and os.environ.get("KILL"):
+            renamed[0] += 1
+            if renamed[0] == int(os.environ["KILL"]):
+                os.kill(os.getpid(), 9)
+        return rename(source, destination, *args, **kwargs)
+
+    os.replace = replace
+    search = lambda run_dir: zoo.search(_tiny_builder, tiny_data(n=32), tiny_data(n=32, seed=1),
+                                        trials=3, fine_trials=0, epochs=1, run_dir=run_dir)
+    out = {"table": search(sys.argv[1]).table.to_json()}
+    if len(sys.argv) > 2:  # the uninterrupted search, in the same process
+        out["reference"] = search(sys.argv[2]).table.to_json()
+    print(json.dumps(out))
+    """)
+
+
+@pytest.mark.slow  # two processes
+def test_a_search_killed_as_keras_tuner_writes_a_trial_resumes(tmp_path):
+    """keras-tuner wrote its trial.json in place: a search killed while it wrote one left it
+    empty, and every rerun then failed in keras-tuner's reload (JSONDecodeError). Killed just
+    before a trial's file lands, the rerun finishes with the uninterrupted search's table."""
+    run_dir = str(tmp_path / "search")
+    killed = run_python(SEARCH, env={"KILL": "4"}, check=False, args=[run_dir])
+    assert killed.returncode == -signal.SIGKILL, killed.stderr[-3000:]
+    for folder, _, files in os.walk(run_dir):
+        for name in files:
+            if name.endswith(".json"):
+                with open(os.path.join(folder, name)) as f:
+                    json.load(f)  # whole, or not there
+    out = last_json_line(run_python(SEARCH, args=[run_dir, str(tmp_path / "reference")]).stdout)
+    resumed, reference = (pd.read_json(io.StringIO(out[key])) for key in ("table", "reference"))
+    pd.testing.assert_frame_equal(resumed, reference)
 
 
 SMALL_RESNET = ["--model", "resnet18", "--image-size", "8", "--model-arg", "width=0.25",
