@@ -798,6 +798,34 @@ def test_resuming_with_other_settings_is_refused_in_one_line(run_dir, capsys):
     assert result.history["epoch"].tolist() == [1, 2, 3, 4]
 
 
+@pytest.mark.parametrize("linked", ["history.csv", "checkpoints/last.keras",
+                                    "backup/training_metadata.json.bkp"])
+def test_a_run_file_that_is_a_link_is_refused_before_training(linked, run_dir, tmp_path):
+    """config.json and history.csv, links to the user's files, became files (the links
+    gone), and a linked last.keras was refused after the epoch's training, at every rerun.
+    Now one line, before any work: the link, its target and the run are left as they were.
+    (A linked folder, a backup/ on another disk, stays allowed.)"""
+    target = tmp_path / "elsewhere" / "kept"
+    target.parent.mkdir()
+    shutil.copyfile(run_dir / linked, target)
+    (run_dir / linked).unlink()
+    (run_dir / linked).symlink_to(target)
+    before = {p: p.read_bytes() for p in run_dir.rglob("*") if p.is_file()}
+    with pytest.raises(ValueError, match=rf"{re.escape(str(run_dir / linked))} is a symbolic "
+                                         rf"link \(to {re.escape(str(target))}\): a run "
+                                         r"replaces its files"):
+        _train(run_dir, epochs=4)
+    assert (run_dir / linked).is_symlink() and os.readlink(run_dir / linked) == str(target)
+    assert {p: p.read_bytes() for p in run_dir.rglob("*") if p.is_file()} == before
+    # The backup folder moved to another disk and linked: the run resumes through it.
+    if linked == "history.csv":
+        (run_dir / linked).unlink()
+        shutil.copyfile(target, run_dir / linked)
+        shutil.move(run_dir / "backup", tmp_path / "disk")
+        (run_dir / "backup").symlink_to(tmp_path / "disk")
+        assert _train(run_dir, epochs=4).history["epoch"].tolist() == [1, 2, 3, 4]
+
+
 def test_a_run_recorded_before_its_resize_mode_resumes_and_records_it(run_dir):
     """config.json records the resize mode (zoo.train(resize=)): a resume with another is
     refused as other settings are, and a run whose config was written before the entry

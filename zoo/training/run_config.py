@@ -140,6 +140,7 @@ def check_not_foreign(run_dir):
     ``checkpoints/``, ...) that no run of this project wrote: its config.json is missing
     or not a run's. The run would replace them (the user's files, never ours to delete)."""
     _check_backup_reachable(run_dir)
+    _check_no_linked_files(run_dir)
     if not os.path.isdir(run_dir) or holds_stopped_run(run_dir):
         return  # a new directory; or a run's, whose config write_config compares
     present = [name for name in RUN_ENTRIES if os.path.lexists(os.path.join(run_dir, name))]
@@ -154,6 +155,28 @@ def check_not_foreign(run_dir):
             f"{run_dir} holds a run that trained ({trained}) and no backup/ to resume it "
             "from: a new run there would replace its checkpoints, history and config.json, "
             "whatever its settings. Give another run directory, or move the run aside.")
+
+
+# The files of a run (beside its folders' files: checkpoints/, backup/, snapshots/, ...).
+RUN_FILES = ("config.json", "history.csv", "statistics.npz", "learning_curves.png",
+             "learning_rate.png")
+
+
+def _check_no_linked_files(run_dir):
+    """A run's file that is a symbolic link is one line, before any work: a run replaces
+    its files in place, so config.json and history.csv became files (the user's links gone)
+    and the checkpoints were refused after an epoch's training, at every rerun. (A linked
+    folder, a backup/ on a larger disk say, is the user's choice: its files are written.)"""
+    folders = [run_dir] + [os.path.join(run_dir, name) for name in RUN_ENTRIES
+                           if os.path.isdir(os.path.join(run_dir, name))]
+    for folder in folders:
+        names = RUN_FILES if folder == run_dir else sorted(os.listdir(folder))
+        for name in names:
+            path = os.path.join(folder, name)
+            if os.path.islink(path) and not os.path.isdir(path):
+                raise UserError(f"{path} is a symbolic link (to {os.readlink(path)}): a run "
+                                "replaces its files, and would replace the link. Put the "
+                                "file itself there, or give another run directory.")
 
 
 def _check_backup_reachable(run_dir):
