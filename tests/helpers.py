@@ -26,6 +26,23 @@ DEEP_RESNETS = ("resnet44", "resnet56", "resnet101", "resnet110", "resnet152")
 SMALL_VGG = ["--model", "vgg11", "--image-size", "32", "--model-arg", "width=0.0625"]
 
 
+def in_torch_process(function, *args, libraries=("torch", "torchvision")):
+    """Run ``function(*args)`` (a test module's function; ``args`` written as Python
+    literals) in a fresh process that imports ``libraries`` before anything else; skipped
+    where one is not installed. Imported after TensorFlow, torchvision 0.29's import crashed
+    the process (a segmentation fault, TensorFlow 2.21 on this CPU): the whole test run."""
+    import importlib.util
+
+    import pytest
+
+    for name in libraries:
+        if importlib.util.find_spec(name) is None:
+            pytest.skip(f"could not import {name!r}: No module named {name!r}")
+    code = (f"import {', '.join(libraries)}; import {function.__module__} as tests; "
+            f"tests.{function.__name__}(*{args!r}); print('done')")
+    assert run_python(code, timeout=600).stdout.strip().endswith("done")
+
+
 def run_python(code, env=None, timeout=300, check=True, args=(), cwd=REPO, python=None):
     """Run ``code`` in a fresh Python (``sys.argv[1:]`` = ``args``; ``python``, default this
     one); returns the CompletedProcess."""

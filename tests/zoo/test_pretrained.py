@@ -17,7 +17,7 @@ import pytest
 from numpy.lib.stride_tricks import sliding_window_view
 
 import zoo
-from tests.helpers import run_python
+from tests.helpers import in_torch_process, run_python
 from zoo import pretrained
 from safeio.checks import UserError
 from zoo.pretrained import torchvision as torchvision_layout
@@ -915,11 +915,21 @@ def test_real_torchvision_resnets_convert_to_the_same_logits(tmp_path, depth, li
     """torchvision.models.resnetN (or timm's resnetN.tv_in1k) with random weights and
     BatchNorm statistics, saved as .safetensors and .pth, gives the library's own logits
     through weights=. Skipped where the library is not installed (CI); run it where PyTorch
-    is, on any Keras backend."""
-    torch = pytest.importorskip("torch")
-    source = pytest.importorskip(library)
+    is, on any Keras backend (in a process that imports it first: tests.helpers)."""
+    in_torch_process(_real_resnet_logits, str(tmp_path), depth, library,
+                     libraries=("torch", library))
+
+
+def _real_resnet_logits(tmp_path, depth, library):
+    """The body of test_real_torchvision_resnets_convert_to_the_same_logits, in its own
+    process (``library`` imported before TensorFlow)."""
+    import importlib
+    import pathlib
+
+    import torch
     from safetensors.torch import save_file
 
+    source, tmp_path = importlib.import_module(library), pathlib.Path(tmp_path)
     torch.manual_seed(depth)
     if library == "timm":
         net = source.create_model(f"resnet{depth}.tv_in1k", pretrained=False).eval()

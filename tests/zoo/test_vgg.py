@@ -8,6 +8,7 @@ import numpy as np
 import pytest
 
 import zoo
+from tests.helpers import in_torch_process
 from tests.zoo.test_pretrained import _bn, _conv, read_only, write_safetensors
 from zoo.models.vgg import CONVS, FILTERS
 
@@ -157,11 +158,18 @@ def test_layer_names_are_keras_applications_vgg16s():
 def test_real_torchvision_vggs_convert_to_the_same_logits(tmp_path, name):
     """torchvision.models.vgg11[_bn] with random weights and BatchNorm statistics, saved as
     .safetensors, gives torchvision's own logits at 224x224 through weights=. Skipped where
-    torchvision is not installed (CI)."""
-    torch = pytest.importorskip("torch")
-    torchvision = pytest.importorskip("torchvision")
+    torchvision is not installed (CI); in a process that imports it first (tests.helpers)."""
+    in_torch_process(_real_vgg_logits, str(tmp_path), name)
+
+
+def _real_vgg_logits(tmp_path, name):
+    import pathlib
+
+    import torch
+    import torchvision
     from safetensors.torch import save_file
 
+    tmp_path = pathlib.Path(tmp_path)
     torch.manual_seed(0)
     net = getattr(torchvision.models, name)(weights=None).eval()
     with torch.no_grad():
