@@ -14,8 +14,8 @@ from ensembles.ensemble import (CombineMembers, as_ensemble, combine_layer, memb
                                 with_member_outputs)
 from ensembles.mc_dropout import draws_at_inference, leaf_layers
 from safeio import (atomic_directory, atomic_path, check_free_space, check_not_a_link,
-                    check_replaceable, check_writable_file, clean_stale, streams,
-                    write_json, write_text)
+                    check_replaceable, check_writable_file, clean_stale, dead_writes,
+                    streams, write_json, write_text)
 from safeio.checks import (MissingPackage, UserError, check_bool, check_choice,
                            check_positive_int)
 from zoo.saving import bytes_to_save, check_class_names
@@ -165,6 +165,7 @@ def check_export_target(path, format, overwrite=False):
     suffix = FILE_SUFFIXES[format]
     if not path.endswith(suffix):
         raise UserError(f"A {format} export is a {suffix} file; received {path!r}.")
+    _finish_killed_export(path)
     previous = None  # whether path holds a previous export of this project, once asked
     for target in (path, classes_path(path)):
         check_not_a_link(target, "file")
@@ -215,6 +216,18 @@ def _header_pixels(encoded):
                    lambda: tf.reduce_prod(tf.cast(tf.image.extract_jpeg_shape(encoded)[:2],
                                                   tf.int64)),
                    lambda: other)
+
+
+def _finish_killed_export(path):
+    """An ONNX or LiteRT export killed between its two renames (the model in place, its
+    class names file not yet) is finished: the names file, written whole before the model
+    landed, takes its place. The model alone was refused as not this project's (a LiteRT
+    file records no names), and beside a previous export's names file it served them."""
+    directory, name = os.path.split(os.path.abspath(path))
+    models = dead_writes(directory, name)  # (a model still there did not land: left alone)
+    for pid, names in dead_writes(directory, os.path.basename(classes_path(path))).items():
+        if pid not in models and os.path.isfile(path) and os.path.getsize(names):
+            os.replace(names, classes_path(path))
 
 
 def _previous_file_export(path, format):

@@ -124,6 +124,22 @@ def clean_stale(directory, name):
             _remove(stale, ignore_errors=True)
 
 
+def dead_writes(directory, name):
+    """``{pid: path}``: the temporary files (:func:`atomic_path`'s) that writes of ``name``
+    in ``directory`` left from processes of this host no longer alive (killed before their
+    rename), as :func:`clean_stale` finds them; left in place."""
+    found = {}
+    with contextlib.suppress(OSError):
+        for entry in os.listdir(directory):
+            match = re.match(r"\.tmp-(\d+)-([0-9a-f]{10})-", entry)
+            pid = int(match.group(1)) if match else None
+            if (match and match.group(2) in (_token(pid, name), _token(pid, name, host=False))
+                    and entry == os.path.basename(_scratch(directory, "tmp", name, pid))
+                    and not _alive(pid)):
+                found[pid] = os.path.join(directory, entry)
+    return found
+
+
 def _remove(path, ignore_errors=False):
     """Remove the file, link or folder ``path`` of ours, never following a link."""
     if os.path.isdir(path) and not os.path.islink(path):

@@ -208,6 +208,56 @@ def test_overwrite_replaces_a_previous_onnx_or_litert_export_and_no_users_file(t
     check_export_target(str(tmp_path / "served.tflite"), "litert", overwrite=True)
 
 
+KILLED_FILE_EXPORT = textwrap.dedent(
+    """
+    import os, sys
+    from zoo import cli
+
+    rename = os.replace
+
+    def replace(source, destination, *args, **kwargs):  # kill -9 once the model has landed
+        rename(source, destination, *args, **kwargs)
+        if os.fspath(destination) == sys.argv[2]:
+            os.kill(os.getpid(), 9)
+
+    os.replace = replace
+    cli.main(["export", sys.argv[1], sys.argv[2], "--format", "litert", "--overwrite"])
+    """)
+
+
+@pytest.mark.slow  # LiteRT conversions in processes of their own
+def test_a_file_export_killed_between_its_two_renames_is_finished_by_the_next(tmp_path,
+                                                                             capsys):
+    """The model lands first, then its class names file: killed between the two, a first
+    export was refused at every rerun as not this project's (a LiteRT file records no
+    names), and over a previous export the new model served the old one's class names.
+    The next export (or check of the path) puts the names file, written whole before the
+    model landed, in its place."""
+    import zoo
+    from ensembles.export import check_export_target
+
+    paths = {}
+    for names in ("abcd", "wxyz"):
+        paths[names] = str(tmp_path / f"{names}.keras")
+        zoo.save_model(zoo.set_class_names(tiny_model(), list(names)), paths[names])
+    served = str(tmp_path / "served.tflite")
+    assert cli.main(["export", paths["abcd"], served, "--format", "litert"]) == 0
+    killed = run_python(KILLED_FILE_EXPORT, check=False, args=[paths["wxyz"], served])
+    assert killed.returncode == -signal.SIGKILL, killed.stderr[-3000:]
+    assert open(served + ".classes.txt").read() == "a\nb\nc\nd\n"  # (the old export's)
+    check_export_target(served, "litert", overwrite=True)
+    assert open(served + ".classes.txt").read() == "w\nx\ny\nz\n"
+    assert sorted(os.listdir(tmp_path)) == ["abcd.keras", "served.tflite",
+                                            "served.tflite.classes.txt", "wxyz.keras"]
+    # A first export killed so: the next one replaces it.
+    first = str(tmp_path / "first.tflite")
+    killed = run_python(KILLED_FILE_EXPORT, check=False, args=[paths["abcd"], first])
+    assert killed.returncode == -signal.SIGKILL and not os.path.exists(first + ".classes.txt")
+    assert cli.main(["export", paths["wxyz"], first, "--format", "litert", "--overwrite"]) == 0
+    assert open(first + ".classes.txt").read() == "w\nx\ny\nz\n"
+    capsys.readouterr()
+
+
 def _patch_write_out(monkeypatch, write_out):
     """Replace the SavedModel writer of Keras' export archive (the class
     ``keras.export.ExportArchive()`` makes for this backend); ``write_out(real, self,
