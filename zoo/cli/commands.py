@@ -325,10 +325,11 @@ def main(argv=None):
     except KeyboardInterrupt:  # Ctrl-C: what to do next, not TensorFlow's 50-line traceback
         if os.environ.get("ZOO_DEBUG"):
             raise
-        resumes = args.command in ("train", "distill", "demo")
+        resumes = {"train": "the last completed epoch", "distill": "the last completed epoch",
+                   "demo": "the last completed epoch", "search": "the trials finished"}
         print(f"zoo {args.command}: interrupted"
-              + ("; run the same command to resume from the last completed epoch"
-                 if resumes else ""), file=sys.stderr)
+              + (f"; run the same command to resume from {resumes[args.command]}"
+                 if args.command in resumes else ""), file=sys.stderr)
         return 130  # as a shell reports a process stopped by SIGINT
     except BrokenPipeError:  # `zoo info resnet50 | head`: the reader left; as Python's docs do
         os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())

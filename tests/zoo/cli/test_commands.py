@@ -337,6 +337,26 @@ def test_a_ctrl_c_python_can_only_report_reaches_the_main_thread(monkeypatch):
     assert getattr(sys.unraisablehook, "keeps_interrupts", False)
 
 
+def test_ctrl_c_says_which_commands_resume(monkeypatch, capsys, tmp_path):
+    """Exit 130 and one line; the commands that resume say from what (zoo search did not,
+    though a search resumes from its finished trials)."""
+    from zoo.cli import evaluate, train, tuning
+
+    def interrupted(args):
+        raise KeyboardInterrupt
+
+    for module, name, argv, hint in (
+            (train, "_cmd_train", ["train", "--model", "resnet18"],
+             "; run the same command to resume from the last completed epoch"),
+            (tuning, "_cmd_search", ["search", "--model", "resnet18"],
+             "; run the same command to resume from the trials finished"),
+            (evaluate, "_cmd_evaluate", ["evaluate", str(tmp_path / "m.keras")], "")):
+        monkeypatch.setattr(module, name, interrupted)
+        assert cli.main(argv) == 130
+        assert capsys.readouterr().err.strip().splitlines() == [
+            f"zoo {argv[0]}: interrupted{hint}"]
+
+
 @pytest.mark.parametrize("format, suffix, package", [("onnx", ".onnx", "tf2onnx"),
                                                      ("litert", ".tflite", "ai_edge_litert")])
 def test_a_runtime_export_writes_nothing_to_stderr(tmp_path, format, suffix, package):
