@@ -23,11 +23,9 @@ VALIDATION_SPLITS = ("validation", "val", "valid")
 def held_out_splits(splits):
     """The held-out splits among ``splits`` (names), validation first: ``["validation",
     "test"]`` or fewer (an image folder's ``val/`` or ``valid/`` is its validation split, as
-    in ImageNet's and Kaggle's layouts), in any case: a folder's ``Validation/`` and ``Test/``
-    by their own names (they were not held out)."""
-    named = {s.lower(): s for s in splits if s.lower() not in splits} | {s: s for s in splits}
-    validation = [named[s] for s in VALIDATION_SPLITS if s in named][:1]
-    return validation + [named[s] for s in ("test",) if s in named]
+    in ImageNet's and Kaggle's layouts)."""
+    validation = [s for s in VALIDATION_SPLITS if s in splits][:1]
+    return validation + [s for s in ("test",) if s in splits]
 
 
 @dataclasses.dataclass

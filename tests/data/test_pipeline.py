@@ -139,13 +139,10 @@ def test_statistics_at_hand_are_used_as_they_are_and_must_fit_the_size(cropping)
 
 @pytest.mark.parametrize("splits, held_out", [
     (("train", "val"), ["val"]), (("train", "valid", "test"), ["valid", "test"]),
-    (("train", "validation", "val"), ["validation"]), (("train", "dev"), []),
-    (("Train", "Validation", "Test"), ["Validation", "Test"]),
-    (("train", "Val", "val", "TEST"), ["val", "TEST"])])
+    (("train", "validation", "val"), ["validation"]), (("train", "dev"), [])])
 def test_a_folders_val_split_is_held_out(tmp_path, splits, held_out):
     """ImageNet's and Kaggle's folders hold train/ and val/: val/ was not held out, and
-    zoo train chose best.keras by the training loss without a word; nor were Validation/
-    and Test/ beside Train/."""
+    zoo train chose best.keras by the training loss without a word."""
     import tensorflow as tf
 
     for split in splits:
@@ -153,8 +150,7 @@ def test_a_folders_val_split_is_held_out(tmp_path, splits, held_out):
             (tmp_path / split / name).mkdir(parents=True)
             (tmp_path / split / name / "a.png").write_bytes(
                 tf.io.encode_png(np.zeros((4, 4, 3), np.uint8)).numpy())
-    assert data.pipeline(str(tmp_path), 4, batch_size=2,
-                         train_split=splits[0]).held_out == held_out
+    assert data.pipeline(str(tmp_path), 4, batch_size=2).held_out == held_out
 
 
 def test_zoo_train_says_when_nothing_is_held_out(tmp_path, capsys):
