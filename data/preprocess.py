@@ -303,7 +303,7 @@ NORMALIZE_CHOICES = ("standardize", "channel_mean", "mean_image", "none")
 def _check_input_shape(shape, channels):
     """A 2-D or 4-D ``shape``, or one of other channels than the statistics', was Keras'
     "Cannot convert to a shape" or TensorFlow's broadcasting error once built."""
-    sides_ok = isinstance(shape, (tuple, list)) and len(shape) == 3 and all(
+    sides_ok = isinstance(shape, tuple) and len(shape) == 3 and all(
         side is None or is_int(side) and side > 0 for side in shape[:2])
     if not sides_ok or not is_int(shape[2]) or channels not in (None, shape[2]):
         raise UserError(f"normalized_input takes shape=(height, width, channels) of the "
@@ -337,8 +337,10 @@ def normalized_input(statistics, shape, name="input", normalize="standardize"):
     from data.layers import MeanSubtraction
 
     check_choice(normalize, NORMALIZE_CHOICES, "normalize")
+    if hasattr(shape, "__len__") and not isinstance(shape, (str, bytes)):
+        shape = tuple(shape)  # (a TensorShape, an array: images.shape[1:])
     _check_input_shape(shape, None if statistics is None else len(statistics.channel_mean))
-    inputs = keras.Input(tuple(shape), name=name)
+    inputs = keras.Input(shape, name=name)
     if normalize == "standardize":
         # In float32 under mixed precision too, as MeanSubtraction.
         return keras.layers.Normalization(mean=statistics.channel_mean,

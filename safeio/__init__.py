@@ -133,9 +133,8 @@ def dead_writes(directory, name):
         for entry in os.listdir(directory):
             match = re.match(r"\.tmp-(\d+)-([0-9a-f]{10})-", entry)
             pid = int(match.group(1)) if match else None
-            if (match and match.group(2) in (_token(pid, name), _token(pid, name, host=False))
-                    and entry == os.path.basename(_scratch(directory, "tmp", name, pid))
-                    and not _alive(pid)):
+            if (match and entry == os.path.basename(_scratch(directory, "tmp", name, pid))
+                    and not _alive(pid)):  # (this host's mark: another's PIDs say nothing)
                 found[pid] = os.path.join(directory, entry)
     return found
 

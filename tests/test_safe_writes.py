@@ -854,7 +854,8 @@ def test_a_run_file_that_is_a_link_is_refused_before_training(linked, run_dir, t
     """config.json and history.csv, links to the user's files, became files (the links
     gone), and a linked last.keras was refused after the epoch's training, at every rerun.
     Now one line, before any work: the link, its target and the run are left as they were.
-    (A linked folder, a backup/ on another disk, stays allowed.)"""
+    (A linked folder, a backup/ on another disk, stays allowed; so does a link of the
+    user's that no run writes.)"""
     target = tmp_path / "elsewhere" / "kept"
     target.parent.mkdir()
     shutil.copyfile(run_dir / linked, target)
@@ -867,8 +868,11 @@ def test_a_run_file_that_is_a_link_is_refused_before_training(linked, run_dir, t
         _train(run_dir, epochs=4)
     assert (run_dir / linked).is_symlink() and os.readlink(run_dir / linked) == str(target)
     assert {p: p.read_bytes() for p in run_dir.rglob("*") if p.is_file()} == before
-    # The backup folder moved to another disk and linked: the run resumes through it.
+    # The backup folder moved to another disk and linked: the run resumes through it; a
+    # link of the user's beside the checkpoints, which no run writes, is no concern.
     if linked == "history.csv":
+        (run_dir / "checkpoints" / "deployed.keras").symlink_to(run_dir / "checkpoints" /
+                                                                 "best.keras")
         (run_dir / linked).unlink()
         shutil.copyfile(target, run_dir / linked)
         shutil.move(run_dir / "backup", tmp_path / "disk")

@@ -247,6 +247,8 @@ def test_normalize_errors():
                                              r"channels\) .*\(3 channels; .*received "):
             data.normalized_input(stats, shape)
     assert data.normalized_input(stats, [None, None, 3]).shape == (None, None, None, 3)
+    for shape in (tf.TensorShape([24, 24, 3]), np.array([24, 24, 3])):  # (images.shape[1:])
+        assert data.normalized_input(stats, shape).shape == (None, 24, 24, 3)
 
 
 def test_color_jitter_clips_after_each_step_in_a_random_order_as_torchvision():

@@ -773,7 +773,8 @@ def test_decode_predictions_follows_keras_applications(monkeypatch):
         zoo.preprocess_input(np.full((224, 224, 3), 0.5), "resnet50.tv_in1k")
     with warnings.catch_warnings():
         warnings.simplefilter("error")
-        for image in (np.zeros((224, 224, 3)), np.full((224, 224, 3), 1.5)):
+        for image in (np.zeros((224, 224, 3)), np.full((224, 224, 3), 1.5),
+                      np.linspace(-1, 1, 224 * 224 * 3).reshape(224, 224, 3)):  # ([-1, 1])
             zoo.preprocess_input(image, "resnet50.tv_in1k")
 
 

@@ -150,7 +150,7 @@ def apply_preprocessing(images, preprocessing):
     """Apply one weights entry's ``preprocessing`` dict to RGB images in [0, 255]; see
     :func:`zoo.pretrained.preprocess_input`."""
     x, single = _as_batch(images)
-    if x.size and 0 < x.max() <= 1:  # (a black image is all zeros, and is not warned of)
+    if x.size and 0 < x.max() <= 1 and x.min() >= 0:  # (a black image: all zeros, not warned)
         warnings.warn(f"preprocess_input takes images with values 0-255; these are all in "
                       f"[0, 1] (largest {x.max():.3g}): if they were divided by 255, pass "
                       "them as they were decoded.", stacklevel=3)

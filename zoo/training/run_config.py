@@ -157,21 +157,24 @@ def check_not_foreign(run_dir):
             "whatever its settings. Give another run directory, or move the run aside.")
 
 
-# The files of a run (beside its folders' files: checkpoints/, backup/, snapshots/, ...).
-RUN_FILES = ("config.json", "history.csv", "statistics.npz", "learning_curves.png",
-             "learning_rate.png")
+# The files a run writes, by folder: its own, the checkpoints, every backup file, the
+# snapshots (a link of the user's elsewhere, checkpoints/deployed.keras say, is no concern).
+RUN_FILES = {"": ("config.json", "history.csv", "statistics.npz", "learning_curves.png",
+                  "learning_rate.png"),
+             "checkpoints": ("best.keras", "last.keras"), "backup": None, "snapshots": None}
 
 
 def _check_no_linked_files(run_dir):
-    """A run's file that is a symbolic link is one line, before any work: a run replaces
-    its files in place, so config.json and history.csv became files (the user's links gone)
-    and the checkpoints were refused after an epoch's training, at every rerun. (A linked
-    folder, a backup/ on a larger disk say, is the user's choice: its files are written.)"""
-    folders = [run_dir] + [os.path.join(run_dir, name) for name in RUN_ENTRIES
-                           if os.path.isdir(os.path.join(run_dir, name))]
-    for folder in folders:
-        names = RUN_FILES if folder == run_dir else sorted(os.listdir(folder))
-        for name in names:
+    """A file a run writes that is a symbolic link is one line, before any work: a run
+    replaces its files in place, so config.json and history.csv became files (the user's
+    links gone) and the checkpoints were refused after an epoch's training, at every
+    rerun. (A linked folder, a backup/ on a larger disk say, is the user's choice: its
+    files are written.)"""
+    for folder, names in RUN_FILES.items():
+        folder = os.path.join(run_dir, folder) if folder else run_dir
+        if not os.path.isdir(folder):
+            continue
+        for name in sorted(os.listdir(folder)) if names is None else names:
             path = os.path.join(folder, name)
             if os.path.islink(path) and not os.path.isdir(path):
                 raise UserError(f"{path} is a symbolic link (to {os.readlink(path)}): a run "
