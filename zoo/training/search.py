@@ -17,6 +17,7 @@ import inspect
 import json
 import os
 import tempfile
+import threading
 import warnings
 
 import keras
@@ -247,7 +248,7 @@ def search(model, train_data, val_data, *, model_kwargs=None, trials=8, fine_tri
         build(width=width)
     run_dir = run_dir or tempfile.mkdtemp(prefix="zoo_search_")
     # One search at a time (keras-tuner would mix them), its files written atomically.
-    with directory_lock(run_dir), _atomic_tuner_files():
+    with directory_lock(run_dir), _atomic_tuner_files(run_dir):
         _check_same_search(run_dir, recorded)
         tables = []
         for stage, count in (("coarse", trials), ("fine", fine_trials)):
@@ -338,24 +339,40 @@ def _planned(model, model_kwargs, trials, fine_trials, epochs, learning_rate, we
     return space, build, recorded
 
 
+_SEARCHING = []  # the run directories of the searches running in this process
+_SEARCHING_LOCK = threading.Lock()
+
+
 @contextlib.contextmanager
-def _atomic_tuner_files():
+def _atomic_tuner_files(run_dir):
     """keras-tuner writes its ``trial.json`` and ``oracle.json`` in place (``tf.io.gfile``
     empties a file as it opens it and fills it as it closes): a search killed in between
     left an empty ``trial.json``, on which every resume failed in keras-tuner's reload
-    (JSONDecodeError). Within the block, its JSON files are written atomically (safeio)."""
+    (JSONDecodeError). Within the block, its JSON files under ``run_dir`` are written
+    atomically (safeio); any other tuner's (a user's, on gs:// say) as keras-tuner writes
+    them. keras-tuner's own function is back once no search runs."""
     from keras_tuner.src import utils as tuner_utils  # (what its Trial and Oracle call)
 
-    def save_json(path, obj):  # keras-tuner's, but the file appears whole or not at all
+    def save_json(path, obj):  # keras-tuner's, but our files appear whole or not at all
+        where = os.path.abspath(os.fspath(path))
+        if not any(where.startswith(folder + os.sep) for folder in _SEARCHING):
+            return save_json.original(path, obj)
         text = json.dumps(obj)
         write_text(path, text)
         return text
 
-    original, tuner_utils.save_json = tuner_utils.save_json, save_json
+    run_dir = os.path.abspath(run_dir)
+    with _SEARCHING_LOCK:
+        if not _SEARCHING:
+            save_json.original, tuner_utils.save_json = tuner_utils.save_json, save_json
+        _SEARCHING.append(run_dir)
     try:
         yield
     finally:
-        tuner_utils.save_json = original
+        with _SEARCHING_LOCK:
+            _SEARCHING.remove(run_dir)
+            if not _SEARCHING:
+                tuner_utils.save_json = tuner_utils.save_json.original
 
 
 def _stage_table(stage, count, hypermodel, seed, run_dir, train_data, val_data, epochs,

@@ -512,6 +512,28 @@ SEARCH = textwrap.dedent(
     """)
 
 
+def test_a_search_writes_its_own_tuner_files_atomically_and_no_one_elses(tmp_path,
+                                                                        monkeypatch):
+    """Within a search, keras-tuner's JSON files under its run directory go through safeio's
+    atomic write; another tuner's (a user's, elsewhere) as keras-tuner writes them; and
+    keras-tuner's own function is back once no search runs, nested or not."""
+    from keras_tuner.src import utils as tuner_utils
+
+    from zoo.training import search
+
+    original, atomic = tuner_utils.save_json, []
+    monkeypatch.setattr(search, "write_text", lambda path, text: atomic.append(path))
+    with search._atomic_tuner_files(tmp_path / "a"):
+        with search._atomic_tuner_files(tmp_path / "b"):
+            for name in ("a/trial_0/trial.json", "b/oracle.json", "user/oracle.json"):
+                os.makedirs(os.path.dirname(tmp_path / name), exist_ok=True)
+                tuner_utils.save_json(str(tmp_path / name), {"k": 1})
+        assert tuner_utils.save_json is not original
+    assert tuner_utils.save_json is original
+    assert atomic == [str(tmp_path / "a/trial_0/trial.json"), str(tmp_path / "b/oracle.json")]
+    assert json.loads((tmp_path / "user/oracle.json").read_text()) == {"k": 1}
+
+
 @pytest.mark.slow  # two processes
 def test_a_search_killed_as_keras_tuner_writes_a_trial_resumes(tmp_path):
     """keras-tuner wrote its trial.json in place: a search killed while it wrote one left it
