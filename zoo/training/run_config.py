@@ -358,7 +358,9 @@ def process_run_dir(run_dir, process):
     try:
         for name in ("config.json", "history.csv", "backup"):
             source = os.path.join(run_dir, name)
-            if os.path.isdir(source) and not os.path.islink(source):
+            # (a backup/ linked to a larger disk is read through its link, as process 0
+            # reads it: skipped, the other processes started afresh beside its resume)
+            if os.path.isdir(source) and (name == "backup" or not os.path.islink(source)):
                 shutil.copytree(source, os.path.join(scratch, name), symlinks=True)
             elif os.path.isfile(source) and not os.path.islink(source):
                 shutil.copyfile(source, os.path.join(scratch, name))

@@ -317,3 +317,13 @@ def test_a_killed_processs_scratch_copy_is_removed_by_the_next_and_nothing_else(
     with run_config.process_run_dir(str(run_dir), 1) as again:
         assert os.path.isdir(again)
     assert not stale.exists() and lookalike.is_dir() and target.is_dir()
+    # A backup/ linked to another disk is copied through its link (it was left out: the
+    # other processes started afresh while process 0 resumed); its target is untouched.
+    disk = tmp_path / "disk"
+    (run_dir / "backup").rename(disk)
+    (disk / "latest.weights.h5").write_bytes(b"weights")
+    (run_dir / "backup").symlink_to(disk)
+    with run_config.process_run_dir(str(run_dir), 1) as linked_copy:
+        copied = os.path.join(linked_copy, "backup")
+        assert not os.path.islink(copied) and os.listdir(copied) == ["latest.weights.h5"]
+    assert (disk / "latest.weights.h5").read_bytes() == b"weights"
