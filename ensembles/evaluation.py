@@ -124,9 +124,9 @@ def check_held_out_classes(labels, classes, fitted):
     without a word (a test NLL 3x worse on the digits)."""
     found = np.unique(labels)
     if classes > 1 and len(found) == 1:  # (no labels at all: the scores' own checks say so)
-        raise UserError(f"{fitted} is fitted on held-out data of every class; these "
+        raise UserError(f"{fitted} must be fitted on held-out data of every class; these "
                         f"{len(labels)} labels are all of class {found[0]} (of {classes}): "
-                        "fit on a split holding every class (the validation split, say).")
+                        "fit on held-out data holding every class.")
 
 
 def _check_views_fit(source, shape):

@@ -256,9 +256,10 @@ def test_calibration_refuses_what_it_cannot_do(splits):
                       (lambda d: ensembles.fit_weights([model, model], d), "Member weights"),
                       (lambda d: ensembles.evaluate(model, validation, calibrate_on=d),
                        "calibrate_on's temperature")):
-        with pytest.raises(ValueError, match=rf"^{what} is fitted on held-out data of every "
-                                             r"class; these 1 labels are all of class 2 \(of "
-                                             rf"{CLASSES}\): fit on a split holding every"):
+        with pytest.raises(ValueError, match=rf"^{what} must be fitted on held-out data of "
+                                             r"every class; these 1 labels are all of class 2 "
+                                             rf"\(of {CLASSES}\): fit on held-out data holding "
+                                             r"every class\.$"):
             fit(one_class)
 
 
