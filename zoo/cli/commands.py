@@ -273,6 +273,21 @@ def _refuse_empty_values(args, command_parser):
             command_parser.error(f"{shown} {what}; received ''")
 
 
+def _expand_home(args, command_parser):
+    """``~/`` at the start of a value, as a shell expands it (``--output=~/e.keras``, or a
+    quoted ``"~/runs"``: the shell leaves those alone). Taken as typed, they wrote into a
+    folder named ``~`` in the working directory, which a later ``rm -rf ~`` would mistake
+    for the home. Only ``~`` and ``~/``: ``~user`` is a name a file may have."""
+    for action in command_parser._actions:
+        value = getattr(args, action.dest, None)
+        home = (lambda v: os.path.expanduser(v)
+                if isinstance(v, str) and (v == "~" or v.startswith("~/")) else v)
+        if isinstance(value, list):
+            setattr(args, action.dest, [home(v) for v in value])
+        elif isinstance(value, str):
+            setattr(args, action.dest, home(value))
+
+
 def main(argv=None):
     """Run the command line; returns the exit code."""
     if not getattr(sys.unraisablehook, "keeps_interrupts", False):
@@ -295,6 +310,7 @@ def main(argv=None):
             command_parser.error(f"--{flag.replace('_', '-')} must be {bound}; received "
                                  f"{value}")
     _refuse_empty_values(args, command_parser)
+    _expand_home(args, command_parser)
     seed = getattr(args, "seed", None)
     if isinstance(seed, int) and not 0 <= seed < 2**32:  # Keras' and NumPy's seeds
         command_parser.error(f"--seed must be in [0, 2**32 - 1]; received {seed}")

@@ -1235,15 +1235,21 @@ def _saved_members(tmp_path, count=2):
     return paths
 
 
-def test_ensemble_evaluate_and_export_commands(tmp_path, capsys):
+def test_ensemble_evaluate_and_export_commands(tmp_path, capsys, monkeypatch):
+    """Also: ``--output=~/ens.keras`` (the shell leaves a ``~`` after ``=`` alone) writes
+    into the home, as ``--output ~/ens.keras`` does, not into a folder named ``~``."""
     import keras
     import tensorflow as tf
 
     import data
 
     a, b = _saved_members(tmp_path)
+    monkeypatch.setenv("HOME", str(tmp_path))
+    (tmp_path / "work").mkdir()
+    monkeypatch.chdir(tmp_path / "work")
     ens = str(tmp_path / "ens.keras")
-    assert cli.main(["ensemble", a, b, "--output", ens]) == 0
+    assert cli.main(["ensemble", a, b, "--output=~/ens.keras"]) == 0
+    assert os.path.isfile(ens) and os.listdir(tmp_path / "work") == []
     assert "ensemble of 2 members (member0, member1)" in capsys.readouterr().out
 
     csv = str(tmp_path / "table.csv")
