@@ -151,6 +151,30 @@ def _check_members(members):
     return _common_class_names(members)
 
 
+def _refuse_shared_weights(members):
+    """Members that are one model, or share a layer's weights, are refused: they vote alike,
+    and Keras writes the shared weights once, so the saved ensemble could not be loaded
+    ("Layer 'conv' expected 2 variables, but received 0")."""
+    owners = {}
+    for i, member in enumerate(members):
+        for variable in member.weights:
+            first = owners.setdefault(id(variable), i)
+            if first == i:
+                continue
+            if members[first] is member:
+                raise UserError(
+                    f"Members {first} and {i} are the same model ({member.name!r}): an "
+                    "ensemble of one model twice votes as the model does, and its file could "
+                    "not be loaded. Give each member once; snapshots kept by appending "
+                    "`model` to a list are one model at its last weights: save each (or "
+                    "keep keras.models.clone_model(model) with model's weights set).")
+            raise UserError(
+                f"Members {first} and {i} ({members[first].name!r}, {member.name!r}) share "
+                f"the weights {variable.path!r}: an ensemble's members must own their "
+                "weights (the saved ensemble could not be loaded). Give one of them its own "
+                "copy: keras.models.clone_model, then set_weights.")
+
+
 def _common_class_names(members):
     """The members' class names (those that have names must agree), or None."""
     named = [(i, m) for i, m in enumerate(members) if class_names(m) is not None]
@@ -274,6 +298,7 @@ def Ensemble(members, combine="mean", weights=None, return_members=False, name="
                             if isinstance(members, keras.Model) else "") + ".")
     members = list(members)
     names = _check_members(members)
+    _refuse_shared_weights(members)
     return_members = check_bool(return_members, "return_members")
     resize = common_resize_mode(members)
     if weights is not None:

@@ -626,6 +626,7 @@ def test_runtime_exports_keras_cannot_make_faithfully_are_one_line(tmp_path):
     finally:
         keras.config.set_dtype_policy(policy)
     plain = zoo.resnet20(input_shape=(8, 8, 3), classes=3, width=0.25, name="plain")
+    twin = zoo.resnet20(input_shape=(8, 8, 3), classes=3, width=0.25, name="twin")
     # A float32 model exported while the global policy is mixed: its input layer and the
     # export's wrappers take that policy and compute nothing; the model is float32.
     from ensembles.export import _half_precision
@@ -633,7 +634,7 @@ def test_runtime_exports_keras_cannot_make_faithfully_are_one_line(tmp_path):
     keras.config.set_dtype_policy("mixed_float16")
     try:
         assert _half_precision(ensembles.as_ensemble(plain)) is None
-        assert _half_precision(ensembles.as_ensemble(ensembles.Ensemble([plain, plain]))) \
+        assert _half_precision(ensembles.as_ensemble(ensembles.Ensemble([plain, twin]))) \
             is None
     finally:
         keras.config.set_dtype_policy(policy)

@@ -193,12 +193,23 @@ def test_bad_members_and_weights_name_what_is_wrong():
     a = zoo.alexnet(input_shape=(67, 67, 3), classes=5, width=16, name="first")
     b = zoo.alexnet(input_shape=(80, 80, 3), classes=5, width=16, name="wide_input")
     c = zoo.alexnet(input_shape=(67, 67, 3), classes=7, width=16, name="seven")
+    second = zoo.alexnet(input_shape=(67, 67, 3), classes=5, width=16, name="second")
     with pytest.raises(ValueError, match=r"Member 1 \('wide_input'\) takes input shape"):
         ensembles.Ensemble([a, b])
     with pytest.raises(ValueError, match=r"Member 1 \('seven'\) predicts 7 classes.*5"):
         ensembles.Ensemble([a, c])
     with pytest.raises(ValueError, match=r"`weights` must be 2 finite non-negative.*\[1.0\]"):
-        ensembles.Ensemble([a, a], weights=[1])
+        ensembles.Ensemble([a, second], weights=[1])
+    # One model twice (snapshots kept by appending `model` to a list), or members sharing
+    # a layer: they vote alike and the saved ensemble could not be loaded ("Layer 'conv1'
+    # expected 2 variables, but received 0").
+    with pytest.raises(ValueError, match=r"^Members 0 and 2 are the same model \('first'\): "
+                                         r"an ensemble of one model twice votes as"):
+        ensembles.Ensemble([a, second, a])
+    view = keras.Model(a.inputs, a.outputs, name="view")
+    with pytest.raises(ValueError, match=r"^Members 1 and 2 \('first', 'view'\) share the "
+                                         r"weights 'conv1/kernel'"):
+        ensembles.Ensemble([second, a, view])
     with pytest.raises(ValueError, match=r"`combine` must be one of.*'median'"):
         ensembles.Ensemble([a], combine="median")
     with pytest.raises(ValueError, match="at least one member"):

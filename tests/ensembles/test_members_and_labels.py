@@ -189,8 +189,8 @@ def test_a_list_of_members_scored_together_is_checked_as_an_ensemble_is():
     for call in (ensembles.Ensemble, lambda m: ensembles.evaluate(m, batches(labels()))):
         with pytest.raises(ValueError, match=r"an ensemble's one input cannot be both"):
             call([converted, plain])
-    same = pooled_head("softmax")
-    table = ensembles.uncertainty(ensembles.Ensemble([same, same, same]), batches(labels()))
+    same = [pooled_head("softmax") for _ in range(3)]  # (one seed: equal weights)
+    table = ensembles.uncertainty(ensembles.Ensemble(same), batches(labels()))
     assert (table["mutual_information"] >= 0).all()
 
 

@@ -203,7 +203,8 @@ def test_converted_weights_are_refused_images_until_their_preprocessing_is_in_th
     with pytest.raises(ValueError, match=re.escape(refused.format("resnet18", "zoo.predict"))):
         zoo.predict(model, [photo])
     served = tmp_path / "served"
-    for member in (model, ensembles.Ensemble([model, model])):
+    twin = zoo.resnet18(weights=path, input_shape=(32, 32, 3))
+    for member in (model, ensembles.Ensemble([model, twin])):
         with pytest.raises(ValueError, match=re.escape(refused.format(member.name, "an export"))):
             ensembles.export(member, str(served))
     assert not served.exists()
@@ -236,7 +237,7 @@ def test_converted_weights_are_refused_images_until_their_preprocessing_is_in_th
                                          r"preprocessed as shorter side to 256, .*, member 0 "
                                          r"\('resnet18_1'\) images: an ensemble's one input "
                                          r"cannot be both"):
-        ensembles.Ensemble([wrapped, model])
+        ensembles.Ensemble([wrapped, twin])  # (not `model`: wrapped holds it)
     assert zoo.class_names(wrapped) == zoo.class_names(model)
     images = np.random.default_rng(4).uniform(0, 255, (3, 32, 32, 3)).astype("float32")
     expected = model.predict(keras.applications.imagenet_utils.preprocess_input(
