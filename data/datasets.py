@@ -765,7 +765,8 @@ def load(
             ``scale``, one crop of the resized image, as torchvision's ``Resize`` then
             ``CenterCrop`` (``data.resize_and_center_crop``), not of its central square.
         max_pixels: image folders: a file whose header gives more pixels is a bad image
-            (PIL's limit, 89,478,485, by default; None: no limit).
+            (PIL's limit, 89,478,485, by default; None: no limit; a GIF's frames count
+            together, as TensorFlow decodes them all).
 
     Example:
 

@@ -50,9 +50,62 @@ def _jpeg_size(f):
         f.seek(length - 2, 1)
 
 
+def _skip_sub_blocks(f):
+    """Past a GIF's data sub-blocks (each a length byte and that many bytes; 0 ends them)."""
+    while True:
+        length = f.read(1)
+        if not length or not length[0]:
+            return
+        f.seek(length[0], 1)
+
+
+def gif_frames(f):
+    """``(width, height)`` of each frame of the GIF file ``f`` (opened in binary), from the
+    frames' own descriptors, as giflib, which TensorFlow decodes with, reads them; it
+    stops where the blocks do (the trailer, or bytes that are no block)."""
+    f.seek(6)
+    screen = f.read(7)
+    if len(screen) == 7 and screen[4] & 0x80:  # a global colour table
+        f.seek(3 << ((screen[4] & 7) + 1), 1)
+    frames = []
+    while True:
+        block = f.read(1)
+        if block == b"\x21":  # an extension: its label, then its sub-blocks
+            f.read(1)
+            _skip_sub_blocks(f)
+        elif block == b"\x2c":  # an image: left, top, width, height, flags
+            descriptor = f.read(9)
+            if len(descriptor) < 9:
+                return frames
+            frames.append((int.from_bytes(descriptor[4:6], "little"),
+                           int.from_bytes(descriptor[6:8], "little")))
+            if descriptor[8] & 0x80:  # a local colour table
+                f.seek(3 << ((descriptor[8] & 7) + 1), 1)
+            f.read(1)  # the LZW minimum code size
+            _skip_sub_blocks(f)
+        else:
+            return frames
+
+
+def decoded_pixels(path):
+    """The pixels decoding the image file ``path`` holds, from its header, or None where
+    the header does not say: width x height, and for a GIF, whose frames TensorFlow
+    decodes all, their pixels together (the first frame is drawn on a canvas as wide and
+    as high as the largest ones: of that size too, if larger)."""
+    size = header_size(path)
+    if size is None:
+        return None
+    with open(path, "rb") as f:
+        if f.read(3) != b"GIF":
+            return size[0] * size[1]
+        return max(size[0] * size[1], sum(w * h for w, h in gif_frames(f)))
+
+
 def header_size(path):
     """``(width, height)`` read from an image file's header without decoding it, or None
-    where the header does not say.
+    where the header does not say. A GIF's is the size TensorFlow decodes it to: as wide
+    and as high as its widest and highest frames (its "logical screen", which may say
+    10x10 of a 9500x9500 frame, is not read).
 
     Example:
 
@@ -64,7 +117,10 @@ def header_size(path):
         if head.startswith(b"\x89PNG"):
             return int.from_bytes(head[16:20], "big"), int.from_bytes(head[20:24], "big")
         if head.startswith(b"GIF"):
-            return int.from_bytes(head[6:8], "little"), int.from_bytes(head[8:10], "little")
+            frames = gif_frames(f)
+            if not frames:  # (cut short before its first frame: what its screen says)
+                return int.from_bytes(head[6:8], "little"), int.from_bytes(head[8:10], "little")
+            return max(w for w, _ in frames), max(h for _, h in frames)
         if head.startswith(b"BM"):
             return (abs(int.from_bytes(head[18:22], "little", signed=True)),
                     abs(int.from_bytes(head[22:26], "little", signed=True)))
@@ -162,9 +218,12 @@ def _problem(path, verify, max_pixels=MAX_PIXELS):
         if problem:
             return problem
     dimensions = header_size(path) if max_pixels else None
-    if dimensions and dimensions[0] * dimensions[1] > max_pixels:
-        return (f"too large: {dimensions[0]}x{dimensions[1]} = "
-                f"{dimensions[0] * dimensions[1]:,} pixels, above max_pixels={max_pixels:,}")
+    pixels = decoded_pixels(path) if dimensions else None
+    if pixels and pixels > max_pixels:
+        counted = (f" = {pixels:,} pixels" if pixels == dimensions[0] * dimensions[1] else
+                   f", {pixels:,} pixels in its frames together")  # (a GIF's, all decoded)
+        return f"too large: {dimensions[0]}x{dimensions[1]}{counted}, above " \
+               f"max_pixels={max_pixels:,}"
     if verify == "decode" or (verify == "header" and _truncated(path, head, size)):
         problem = _decode_problem(path)
         if problem and verify == "header":
@@ -264,7 +323,7 @@ def scan(root, split, on_bad_image="raise", verify="header", class_names=None,
     file raises a ``ValueError`` naming it, or with
     ``on_bad_image="skip"`` is left out with a warning naming it. So is an image whose
     header gives more than ``max_pixels`` pixels (PIL's 89,478,485 by default; None: no
-    limit), checked before anything decodes it (and, as every check, not with
+    limit; a GIF's frames together, :func:`decoded_pixels`), checked before anything decodes it (and, as every check, not with
     ``verify=None``, which opens no file; a link to nothing is named even then). A split
     of no images raises a ``ValueError`` unless ``allow_empty``.
 

@@ -207,15 +207,55 @@ def _header_pixels(encoded):
 
     magic = tf.strings.substr(encoded, 0, 4)
     png = number(16, 4, False) * number(20, 4, False)
-    gif = number(6, 2, True) * number(8, 2, True)
     bmp = signed(number(18, 4, True)) * signed(number(22, 4, True))
     other = tf.where(magic == b"\x89PNG", png, tf.where(
-        tf.strings.substr(magic, 0, 3) == b"GIF", gif,
-        tf.where(tf.strings.substr(magic, 0, 2) == b"BM", bmp, tf.constant(2**62, tf.int64))))
-    return tf.cond(tf.strings.substr(magic, 0, 3) == b"\xff\xd8\xff",
-                   lambda: tf.reduce_prod(tf.cast(tf.image.extract_jpeg_shape(encoded)[:2],
-                                                  tf.int64)),
-                   lambda: other)
+        tf.strings.substr(magic, 0, 2) == b"BM", bmp, tf.constant(2**62, tf.int64)))
+    return tf.case([(tf.strings.substr(magic, 0, 3) == b"\xff\xd8\xff",
+                     lambda: tf.reduce_prod(tf.cast(tf.image.extract_jpeg_shape(encoded)[:2],
+                                                    tf.int64))),
+                    (tf.strings.substr(magic, 0, 3) == b"GIF", lambda: _gif_pixels(encoded))],
+                   default=lambda: other, exclusive=True)
+
+
+def _gif_pixels(encoded):
+    """The pixels decoding a GIF holds, as ``data.folder.decoded_pixels`` counts them, in
+    the graph: its frames' own sizes, found by walking its blocks (a loop turn per block
+    and data sub-block), since its "logical screen" may say 10x10 of a 9500x9500 frame,
+    and TensorFlow decodes every frame."""
+    import tensorflow as tf
+
+    raw = tf.concat([tf.cast(tf.io.decode_raw(encoded, tf.uint8), tf.int64),
+                     tf.zeros([1], tf.int64)], axis=0)
+    end = tf.size(raw, out_type=tf.int64) - 1
+
+    def at(i):  # a byte; past the end, the 0 appended
+        return tf.gather(raw, tf.minimum(tf.cast(i, tf.int64), end))
+
+    def word(i):
+        return at(i) + 256 * at(i + 1)
+
+    def colour_table(flags):
+        return tf.where(flags >= 128, 3 * 2 ** (flags % 8 + 1), tf.constant(0, tf.int64))
+
+    def past_sub_blocks(i):  # each a length byte and that many bytes; 0 ends them
+        return tf.while_loop(lambda i: at(i) > 0, lambda i: (i + at(i) + 1,), (i,))[0] + 1
+
+    def extension(i, frames, widest, highest, total):  # its label, then its sub-blocks
+        return past_sub_blocks(i + 2), frames, widest, highest, total
+
+    def image(i, frames, widest, highest, total):  # left, top, width, height, flags
+        width, height = word(i + 5), word(i + 7)
+        return (past_sub_blocks(i + 10 + colour_table(at(i + 9)) + 1), frames + 1,
+                tf.maximum(widest, width), tf.maximum(highest, height), total + width * height)
+
+    zero = tf.constant(0, tf.int64)
+    _, frames, widest, highest, total = tf.while_loop(
+        lambda i, *_: (i < end) & ((at(i) == 0x21) | (at(i) == 0x2C)),
+        lambda i, *state: tf.cond(at(i) == 0x21, lambda: extension(i, *state),
+                                  lambda: image(i, *state)),
+        (13 + colour_table(at(10)), zero, zero, zero, zero))
+    screen = word(6) * word(8)  # (cut short before its first frame: what its screen says)
+    return tf.where(frames > 0, tf.maximum(widest * highest, total), screen)
 
 
 def _finish_killed_export(path):

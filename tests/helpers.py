@@ -138,6 +138,35 @@ def free_ports(count):
     return ports
 
 
+def gif_bytes(frames, screen=None):
+    """A GIF of frames of the given ``(width, height)`` sizes, each one colour, whose
+    "logical screen" says ``screen`` (default: the first frame's size). Pillow writes each
+    frame; they are put together here, as Pillow makes every frame the first one's size."""
+    import io
+
+    from PIL import Image
+
+    def parts(width, height, colour):  # (the frame's blocks, the screen's flags and table)
+        buffer = io.BytesIO()
+        Image.new("P", (width, height), colour).save(buffer, "GIF")
+        data = buffer.getvalue()
+        flags = data[10]
+        start = 13 + (3 << ((flags & 7) + 1) if flags & 0x80 else 0)
+        position = start
+        while data[position] == 0x21:  # extensions Pillow writes: skipped
+            position += 2
+            while data[position]:
+                position += data[position] + 1
+            position += 1
+        return data[position:-1], flags, data[13:start]  # (up to the trailer)
+
+    written = [parts(width, height, i) for i, (width, height) in enumerate(frames)]
+    width, height = screen or frames[0]
+    return (b"GIF89a" + width.to_bytes(2, "little") + height.to_bytes(2, "little")
+            + bytes([written[0][1], 0, 0]) + written[0][2]
+            + b"".join(blocks for blocks, _, _ in written) + b";")
+
+
 def tiny_data(n=64, classes=4, size=8, seed=0, batch=16):
     """Learnable: the label is which quarter of the image is bright."""
     rng = np.random.default_rng(seed)

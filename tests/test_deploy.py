@@ -20,7 +20,7 @@ import data
 import ensembles
 import zoo
 from safeio.checks import UserError
-from tests.helpers import tiny_data, tiny_model
+from tests.helpers import gif_bytes, tiny_data, tiny_model
 
 NAMES = ["astronaut", "coffee", "chelsea", "rocket"]
 
@@ -339,9 +339,24 @@ def test_serve_bytes_refuses_an_image_too_large_before_decoding_it(tmp_path, mon
     # as data.load and zoo.predict do not read it (a huge one was decoded in full).
     batch += [bytes(top_down), _encoded(small, "WEBP")]
     expected += [False, False]
+    # GIFs are sized by their frames, as TensorFlow decodes them all, on a canvas of the
+    # widest and highest: a "logical screen" of 8x8 said nothing of a 16x16 frame (a 67 KB
+    # GIF of 9500x9500 took 1.4 GB), and many small frames add up.
+    for frames, screen, fits in (([(16, 16)], (8, 8), False), ([(5, 5)] * 4, None, True),
+                                 ([(5, 5)] * 5, None, False), ([(10, 1), (1, 10)], None, True),
+                                 ([(11, 1), (1, 11)], None, False)):
+        batch.append(gif_bytes(frames, screen))
+        expected.append(fits)
     out = served.serve_bytes(tf.constant(batch))
     assert out["decoded"].numpy().tolist() == expected
     assert np.isfinite(out["probabilities"].numpy()[0::2][:4]).all()
+    # The graph counts a GIF's pixels as data.load does (the Python reading).
+    from ensembles.export import _header_pixels
+
+    for i, encoded in enumerate(batch[-5:]):
+        (tmp_path / f"{i}.gif").write_bytes(encoded)
+        assert _header_pixels(tf.constant(encoded)).numpy() == \
+            data.folder.decoded_pixels(str(tmp_path / f"{i}.gif"))
 
 
 def test_a_model_trained_on_whole_images_is_predicted_and_served_whole(tmp_path, capsys):

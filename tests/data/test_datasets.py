@@ -15,6 +15,7 @@ import tensorflow_datasets as tfds
 import data
 from data import datasets
 from safeio.checks import UserError
+from tests.helpers import gif_bytes
 
 
 # --- the embedded digits ---------------------------------------------------------------------
@@ -711,14 +712,25 @@ def test_image_folder_sizes_from_headers_and_a_pixel_limit(image_folder, tmp_pat
                "b.jpg": tf.io.encode_jpeg(np.zeros((11, 5, 3), np.uint8)).numpy(),
                "c.jpg": tf.io.encode_jpeg(np.zeros((13, 8, 3), np.uint8), progressive=True,
                                           xmp_metadata="<x/>").numpy()}
+    # GIFs: TensorFlow decodes every frame on a canvas of the widest and highest, whatever
+    # the "logical screen" says (Pillow's GIF writer makes every frame the first one's size).
+    for frames, screen in (([(9, 7)], None), ([(30, 20)], (8, 8)), ([(5, 5)], (40, 40)),
+                           ([(3, 2), (12, 1), (1, 9)], (4, 4))):
+        samples[f"{len(samples)}.gif"] = gif_bytes(frames, screen)
     for name, content in samples.items():
         (tmp_path / name).write_bytes(content)
-        decoded = tf.io.decode_image(content).shape
+        decoded = tf.io.decode_image(content, expand_animations=False).shape
         assert folder.header_size(str(tmp_path / name)) == (decoded[1], decoded[0]), name
     big = image_folder / "train" / "cat" / "big.png"
     _write(big, np.zeros((300, 400, 3), np.uint8), "png")
     with pytest.raises(ValueError, match=r"big\.png: too large: 400x300 = 120,000 pixels, "
                                          r"above max_pixels=100,000"):
+        data.load(str(image_folder), "train", max_pixels=100_000)
+    big.unlink()
+    # A GIF whose frames together hold more pixels: TensorFlow decodes them all.
+    (image_folder / "train" / "cat" / "moving.gif").write_bytes(gif_bytes([(300, 100)] * 4))
+    with pytest.raises(ValueError, match=r"moving\.gif: too large: 300x100, 120,000 pixels in "
+                                         r"its frames together, above max_pixels=100,000"):
         data.load(str(image_folder), "train", max_pixels=100_000)
     assert sum(1 for _ in data.load(str(image_folder), "train", batch_size=None)) == 19
 
