@@ -402,10 +402,13 @@ def _scan(root, split, on_bad_image, verify, class_names, max_pixels, allow_empt
     """:func:`scan`, made (its arguments checked there)."""
     available = splits(root)
     if split not in available:
+        cased = [name for name in available if name.lower() == split.lower()]
         raise UserError(
             f"Unknown split {split!r} in image folder {root}: it has "
-            f"{', '.join(map(repr, available)) or 'no split sub-folders'} (expected layout: "
-            "root/split/class_name/image.jpg)."
+            f"{', '.join(map(repr, available)) or 'no split sub-folders'} "
+            + (f"(split names are case-sensitive: rename {cased[0]}/ to {split}/, the name "
+               f"zoo's commands look for, or load split={cased[0]!r})." if cased else
+               "(expected layout: root/split/class_name/image.jpg).")
         )
     split_dir = os.path.join(root, split)
     names = (class_folders(root) if class_names is None else

@@ -911,6 +911,16 @@ def test_a_folder_splits_slice_and_add_in_tfds_image_folders_order(tmp_path):
     assert len(ours("all")) == 24
     with pytest.raises(UserError, match=r"Unknown split 'valid' in image folder"):
         ours("valid[:2]")
+    # A Train/ folder (as many downloads name it): the names are case-sensitive, as the
+    # commands' own train/validation/test are (a rename, not a flag, is the answer).
+    (root / "train").rename(root / "Train")
+    with pytest.raises(UserError, match=r"^Unknown split 'train' in image folder .*: it has "
+                                        r"'Train', 'test' \(split names are case-sensitive: "
+                                        r"rename Train/ to train/, the name zoo's commands "
+                                        r"look for, or load split='Train'\)\.$"):
+        ours("train")
+    assert len(ours("Train")) == 18
+    (root / "Train").rename(root / "train")
     with pytest.raises(UserError, match=r"Split 'train\[:99\]' of .*incompatible with 18"):
         ours("train[:99]")
     with pytest.raises(UserError, match=r"Split 'all\[:10%\]' of .*"):  # TFDS: not supported
