@@ -2,6 +2,7 @@
 
 import os
 import re
+import shutil
 
 import numpy as np
 import pytest
@@ -158,7 +159,7 @@ def test_zoo_train_says_when_nothing_is_held_out(tmp_path, capsys):
 
     from zoo import cli
 
-    for split in ("train", "dev"):
+    for split in ("train", "dev", "Test"):
         for value, name in enumerate(("cat", "dog")):
             (tmp_path / "pets" / split / name).mkdir(parents=True)
             (tmp_path / "pets" / split / name / "a.png").write_bytes(
@@ -166,11 +167,12 @@ def test_zoo_train_says_when_nothing_is_held_out(tmp_path, capsys):
     assert cli.main(["train", "--model", "alexnet", "--model-arg", "width=8", "--dataset",
                      str(tmp_path / "pets"), "--epochs", "1", "--batch-size", "2",
                      "--run-dir", str(tmp_path / "run")]) == 0
-    assert (f"No validation or test split in {tmp_path / 'pets'} (it has dev, train): the "
-            "learning rate and best.keras follow the training loss. An image folder's "
-            "validation/ (or val/, valid/) and test/ are held out."
-            in capsys.readouterr().out)
+    assert (f"No validation or test split in {tmp_path / 'pets'} (it has Test, dev, train): "
+            "the learning rate and best.keras follow the training loss. An image folder's "
+            "validation/ (or val/, valid/) and test/ are held out (names are case-sensitive: "
+            "rename Test/ to test/)." in capsys.readouterr().out)
     # With train/ and test/ only, the test split stands in for validation: said.
+    shutil.rmtree(tmp_path / "pets" / "Test")
     os.rename(tmp_path / "pets" / "dev", tmp_path / "pets" / "test")
     assert cli.main(["train", "--model", "alexnet", "--model-arg", "width=8", "--dataset",
                      str(tmp_path / "pets"), "--epochs", "1", "--batch-size", "2",

@@ -90,10 +90,14 @@ class Setup:
         self.normalize = args.normalize
         self.val_split = next(iter(self.data.held_out), None)
         if self.val_split is None:  # the plateaus and best.keras follow the training loss
+            cased = [s for s in sorted(info.splits)
+                     if s.lower() in (*data.VALIDATION_SPLITS, "test")]  # (a Test/)
             print(f"No validation or test split in {args.dataset} (it has "
                   f"{', '.join(sorted(info.splits)) or 'none known'}): the learning rate and "
                   "best.keras follow the training loss. An image folder's validation/ (or "
-                  "val/, valid/) and test/ are held out.", flush=True)
+                  "val/, valid/) and test/ are held out" + (
+                      f" (names are case-sensitive: rename {cased[0]}/ to "
+                      f"{cased[0].lower()}/)" if cased else "") + ".", flush=True)
         elif self.val_split == "test":  # its score then is no held-out one: say so
             print(f"Note: {args.dataset} has no validation split: the test split picks "
                   "best.keras and the learning-rate drops, so its score is not a held-out "
