@@ -65,15 +65,20 @@ CODE = textwrap.dedent(
     from sklearn.metrics import log_loss
     from tests.helpers import tiny_data, tiny_model
     runs = {}
+    val = tiny_data(n=50, seed=1, batch=13)  # (batches of 13: split 7 and 6, none padded)
+    val_labels = np.concatenate([y for _, y in val.as_numpy_iterator()])
     for name, chosen in (("mirrored", zoo.distribute.get_strategy("mirrored")),
                          ("one_device", "auto")):
-        result = zoo.train(tiny_model, tiny_data(n=64, batch=16), epochs=2, seed=0,
+        result = zoo.train(tiny_model, tiny_data(n=64, batch=16), val, epochs=2, seed=0,
                            learning_rate=0.1, strategy=chosen, verbose=0)
         test = tiny_data(n=48, seed=5, batch=16)
         labels = np.concatenate([y for _, y in test.as_numpy_iterator()])
         runs[name] = {
             "replicas": result.model.distribute_strategy.num_replicas_in_sync,
             "loss": result.history["loss"].tolist(),
+            "val_loss": float(result.history["val_loss"].iloc[-1]),
+            "sklearn_val_nll": log_loss(val_labels, result.model.predict(val, verbose=0),
+                                        labels=range(4)),
             "weights": np.concatenate([w.ravel() for w in result.model.get_weights()]).tolist(),
             "evaluate_nll": float(ensembles.evaluate(result.model, test).loc["tiny", "nll"]),
             "sklearn_nll": log_loss(labels, result.model.predict(test, verbose=0),

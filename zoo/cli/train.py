@@ -102,9 +102,9 @@ def _cmd_train(args):
         test = setup.load(split="test")
         # (padded to split over the replicas, as zoo.train pads validation: a last batch
         # smaller than them left one empty, after the whole run had trained)
-        replicas = zoo.distribute.backend_distribution(strategy)[2]
+        _, parallel, replicas = zoo.distribute.backend_distribution(strategy)
         test = zoo.distribute.cluster_share(test) if zoo.distribute.process_count() > 1 \
-            else zoo.distribute.even_validation(replicas, test)
+            else zoo.distribute.even_validation(replicas, test, uneven=parallel is not None)
         for which in scored_weights(result.model, run_dir, args.strategy):
             if not _finite(result.model):  # (scored, NaNs gave "100.00 %" errors)
                 print(f"No test score for {which}: they are not finite (the run diverged).")

@@ -285,6 +285,12 @@ def backend_distribution(strategy):
     bookkeeping. tf.distribute strategy objects stay TensorFlow's.
     """
     backend = keras.backend.backend()
+    if isinstance(strategy, (keras.distribution.DataParallel, keras.distribution.ModelParallel)):
+        raise UserError(
+            f"strategy takes a name ({', '.join(map(repr, STRATEGY_CHOICES))}) or a "
+            f"tf.distribute.Strategy; received a keras.distribution."
+            f"{type(strategy).__name__}: on JAX, 'mirrored' is DataParallel over this "
+            "process's devices, and 'multi_worker' over every process's.")
     if backend == "tensorflow":
         strategy = get_strategy(strategy)
         return strategy, None, strategy.num_replicas_in_sync
@@ -393,14 +399,19 @@ def same_epoch_everywhere(run_dir, strategy=None):
     return check
 
 
-def even_validation(replicas, dataset):
+def even_validation(replicas, dataset, uneven=True):
     """``dataset`` (batches of ``(images, labels)``) with every batch that does not split
     evenly over ``replicas`` devices padded to the next multiple of ``replicas`` with
     examples of sample weight 0: keras.distribution (JAX) refuses an uneven batch, and
     the validation split must not lose its last examples. The accuracies are exact (Keras
     weights its metrics); the loss counts each padded example as 0 in a batch of the
-    padded size, so ``val_loss`` is low by at most ``(replicas - 1) / examples``.
-    Batches of another structure are left as they are."""
+    padded size, so ``val_loss`` is low by at most ``(replicas - 1) / examples`` where
+    only the last batch is padded (batches of a size ``replicas`` divides), and by up to
+    ``(replicas - 1) / batch size`` where every batch is. With ``uneven=False`` (for
+    tf.distribute, which splits an uneven batch itself, as 17 and 16, and weighs each
+    replica's metrics by its examples), only a batch smaller than ``replicas``, which
+    left a replica empty, is padded (to ``replicas``). Batches of another structure are
+    left as they are."""
     if not isinstance(dataset, tf.data.Dataset) or not (
             isinstance(dataset.element_spec, tuple) and len(dataset.element_spec) == 2):
         return dataset  # (None, arrays, a PyDataset: as they are)
@@ -408,6 +419,8 @@ def even_validation(replicas, dataset):
     def pad(images, labels):
         count = tf.shape(images)[0]
         missing = (replicas - count % replicas) % replicas
+        if not uneven:
+            missing = tf.maximum(replicas - count, 0)
         weights = tf.pad(tf.ones([count], tf.float32), [[0, missing]])
 
         def padded(tensor):
@@ -512,9 +525,12 @@ def work_around_keras_20585(model, strategy, train_data):
             name: tf.reshape(value, [1]) for name, value in original(data).items()})
 
 
-def unsharded(dataset):
-    """Every worker evaluates the whole validation set, so all see the same val metrics
-    (and so take the same learning-rate decisions)."""
+def sharded(dataset):
+    """The validation set shared by the workers, a part of every batch each (sharded by
+    its examples, ``AutoShardPolicy.DATA``): the metrics, summed over the workers, are the
+    whole set's, and every worker sees them (and so takes the same learning-rate
+    decisions). Unsharded, each worker read the first 1/workers of the set: TensorFlow
+    split every batch over the replicas, and Keras ran one step per batch."""
     options = tf.data.Options()
-    options.experimental_distribute.auto_shard_policy = tf.data.experimental.AutoShardPolicy.OFF
+    options.experimental_distribute.auto_shard_policy = tf.data.experimental.AutoShardPolicy.DATA
     return dataset.with_options(options)

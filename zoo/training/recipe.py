@@ -763,7 +763,7 @@ def train(
         val_data = distribute.process_share(distribute.even_validation(replicas, val_data))
         parallel.auto_shard_dataset = False  # each process takes its share itself
     elif replicas > 1:  # tf.distribute: a batch smaller than the replicas left one empty,
-        val_data = distribute.even_validation(replicas, val_data)  # which Keras failed on
+        val_data = distribute.even_validation(replicas, val_data, uneven=False)  # (failed)
     shared_run_dir = run_dir  # what process 0 writes; the others write a scratch copy
     # On JAX, data parallelism is keras.distribution's: the model's variables are made and
     # its batches split under it.
@@ -836,7 +836,7 @@ def train(
                         "metrics (every worker computes the same ones): pass val_data or "
                         "reduce_lr=False."
                     )
-                val_data = distribute.unsharded(val_data) if val_data is not None else None
+                val_data = distribute.sharded(val_data) if val_data is not None else None
             distribute.work_around_keras_20585(model, strategy, train_data)
             build_optimizer(model, strategy)  # one trace of the first step, not two
             if verbose:

@@ -144,8 +144,9 @@ WORKER = textwrap.dedent(
     from tests.helpers import tiny_data, tiny_model
 
     strategy = zoo.distribute.get_strategy("multi_worker")  # before any TensorFlow op
-    result = zoo.train(tiny_model, tiny_data(n=64, batch=16), tiny_data(seed=1),
-                       epochs=int(sys.argv[2]), seed=0, learning_rate=0.1, lr_patience=1,
+    result = zoo.train(tiny_model, tiny_data(n=64, batch=16),
+                       tiny_data(n=50, seed=1, batch=12), epochs=int(sys.argv[2]), seed=0,
+                       learning_rate=0.1, lr_patience=1,
                        strategy=strategy, run_dir=sys.argv[1], verbose=0)
     weights = np.concatenate([w.ravel() for w in result.model.get_weights()])
     print(json.dumps({"replicas": result.model.distribute_strategy.num_replicas_in_sync,
@@ -191,6 +192,21 @@ def test_two_workers_on_loopback_finish_with_identical_weights(tmp_path):
     assert [o["replicas"] for o in outputs] == [2, 2]
     np.testing.assert_array_equal(outputs[0]["weights"], outputs[1]["weights"])
     assert outputs[0]["val_loss"] == outputs[1]["val_loss"]  # the same learning-rate decisions
+    # ... on the whole validation set: scikit-learn's NLL of the final weights (each worker
+    # read the first half of it: 1.3937 for 1.4003).
+    from sklearn.metrics import log_loss
+
+    from tests.helpers import tiny_data, tiny_model
+
+    model = tiny_model()
+    shapes = [w.shape for w in model.get_weights()]
+    flat = np.asarray(outputs[0]["weights"], np.float32)
+    ends = np.cumsum([int(np.prod(s)) for s in shapes])
+    model.set_weights([part.reshape(s) for part, s in zip(np.split(flat, ends[:-1]), shapes)])
+    images, labels = map(np.concatenate, zip(*tiny_data(n=50, seed=1, batch=12)
+                                             .as_numpy_iterator()))
+    assert outputs[0]["val_loss"][-1] == pytest.approx(
+        log_loss(labels, model.predict(images, verbose=0), labels=range(4)), rel=1e-5)
     assert np.isfinite(outputs[0]["loss"])
     # The chief writes the run directory; the other worker writes beside it.
     assert os.path.exists(os.path.join(run_dir, "history.csv"))
@@ -221,6 +237,9 @@ def test_train_under_the_mirrored_two_device_strategy_matches_one_device(fresh_p
     # its predictions (Keras' predict_on_batch would hand each replica the whole batch).
     for run in runs.values():
         assert run["evaluate_nll"] == pytest.approx(run["sklearn_nll"], rel=1e-4)
+        # Validation batches of 13 over two replicas: TensorFlow splits them 7 and 6, and
+        # the validation loss is the set's (each was padded to 14: 4 % low).
+        assert run["val_loss"] == pytest.approx(run["sklearn_val_nll"], rel=1e-5)
     # On data of unknown length, 2 epochs of 4 batches are 8 steps (Keras counted 10).
     assert fresh_process["mirrored_unknown_length_steps"] == 8
     assert np.isfinite(fresh_process["mirrored_arrays_val_loss"])  # arrays, a PyDataset

@@ -650,6 +650,18 @@ def test_bad_train_arguments(kwargs, message, monkeypatch):
         zoo.train(tiny_model(), tiny_data(), **{"epochs": 1, "verbose": 0, **kwargs})
 
 
+@pytest.mark.all_backends
+def test_a_keras_distribution_given_as_the_strategy_is_one_line():
+    """It was told "must be one of (...) or a tf.distribute.Strategy", which the JAX
+    backend refuses in turn."""
+    parallel = keras.distribution.DataParallel(devices=keras.distribution.list_devices()[:1])
+    with pytest.raises(ValueError, match=r"^strategy takes a name \('auto', 'one_device', "
+                                         r"'mirrored', 'multi_worker'\) or a tf.distribute."
+                                         r"Strategy; received a keras.distribution."
+                                         r"DataParallel: on JAX, 'mirrored' is DataParallel"):
+        zoo.train(tiny_model, tiny_data(), epochs=1, verbose=0, strategy=parallel)
+
+
 def test_a_monitor_the_run_does_not_log_is_one_line(tmp_path):
     """monitor="val_acuracy" (a typo): best.keras was never written, yet named in the
     result, and the plateau's drops never came, with a warning an epoch at most."""
