@@ -143,8 +143,17 @@ def _check_epochs_to_go(run_dir, epochs):
 
 def _check_schedule(optimizer, reduce_lr, callbacks=()):
     """A learning-rate schedule with ReduceLROnPlateau (ours, or one of ``callbacks``) or
-    Keras' LearningRateScheduler, which set the rate: one line before training."""
+    Keras' LearningRateScheduler, which set the rate: one line before training. So is a
+    LearningRateScheduler beside ReduceLROnPlateau: it sets the rate every epoch, undoing
+    each drop (a warm-up took the paper's drops away, while the plateau said it reduced)."""
+    schedulers = [c for c in callbacks if isinstance(c, keras.callbacks.LearningRateScheduler)]
     if keras_internals.learning_rate_schedule(optimizer) is None:
+        if reduce_lr and schedulers:
+            raise UserError(
+                "callbacks hold a LearningRateScheduler, which sets the learning rate every "
+                "epoch and so undoes ReduceLROnPlateau's drops (reduce_lr=True): pass "
+                "reduce_lr=False to follow your scheduler, or leave it out for the paper's "
+                "drops.")
         return
     setters = (keras.callbacks.ReduceLROnPlateau, keras.callbacks.LearningRateScheduler)
     theirs = [type(c).__name__ for c in callbacks if isinstance(c, setters)]

@@ -650,6 +650,24 @@ def test_bad_train_arguments(kwargs, message, monkeypatch):
         zoo.train(tiny_model(), tiny_data(), **{"epochs": 1, "verbose": 0, **kwargs})
 
 
+def test_a_learning_rate_scheduler_beside_the_plateau_is_one_line(tmp_path):
+    """A warm-up by LearningRateScheduler set the rate every epoch: ReduceLROnPlateau's
+    drops never took effect (the rates used, from the weights: 0.05, then 0.1 throughout)
+    while it printed "reducing learning rate to 0.01", and result.history said 0.01. With
+    reduce_lr=False the scheduler alone sets the rate, as asked."""
+    warmup = keras.callbacks.LearningRateScheduler(lambda epoch: 0.1 * min(1, (epoch + 1) / 2))
+    with pytest.raises(ValueError, match=r"^callbacks hold a LearningRateScheduler, which sets "
+                                         r"the learning rate every epoch and so undoes "
+                                         r"ReduceLROnPlateau's drops \(reduce_lr=True\): pass "
+                                         r"reduce_lr=False"):
+        zoo.train(tiny_model, tiny_data(), epochs=3, verbose=0, callbacks=[warmup],
+                  run_dir=str(tmp_path / "run"))
+    assert not (tmp_path / "run").exists()
+    result = zoo.train(tiny_model, tiny_data(), epochs=3, verbose=0, callbacks=[warmup],
+                       reduce_lr=False)
+    assert result.history["learning_rate"].tolist() == pytest.approx([0.05, 0.1, 0.1])
+
+
 @pytest.mark.all_backends
 def test_a_keras_distribution_given_as_the_strategy_is_one_line():
     """It was told "must be one of (...) or a tf.distribute.Strategy", which the JAX
