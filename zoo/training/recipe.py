@@ -101,9 +101,21 @@ def _build(model, model_kwargs, strategy, precision):
     keras.config.set_dtype_policy(precision or "float32")
     try:
         with strategy.scope():
-            return model()
+            built = model()
     finally:
         keras.config.set_dtype_policy(previous)
+    outputs = getattr(built, "outputs", None) or []
+    low = [keras.backend.standardize_dtype(o.dtype) for o in outputs
+           if keras.backend.standardize_dtype(o.dtype) != "float32"]
+    if precision not in (None, "float32") and low:
+        raise UserError(
+            f"Under precision={precision!r} the model's output must be float32, as Keras' "
+            f"mixed-precision guide builds it (a softmax in {low[0]} loses the small "
+            f"probabilities, and TensorFlow's top-k metrics refuse it); received "
+            f"{getattr(built, 'name', 'the model')!r} with a {low[0]} output: build its last "
+            "layer with dtype='float32' (e.g. keras.layers.Activation('softmax', "
+            "dtype='float32')). The zoo's models do.")
+    return built
 
 
 def _check_built_for(model, replicas, asked):

@@ -599,7 +599,8 @@ def test_schedule_and_reduce_lr_is_a_clear_error():
     # Under mixed_float16 the schedule sits inside Keras' LossScaleOptimizer.
     with pytest.warns(UserWarning, match="mixed_float16"), \
             pytest.raises(ValueError, match="LearningRateSchedule.*reduce_lr=False"):
-        zoo.train(tiny_model, tiny_data(), epochs=1, verbose=0, precision="mixed_float16",
+        zoo.train(lambda: zoo.resnet20(input_shape=(8, 8, 3), classes=4, width=0.25),
+                  tiny_data(), epochs=1, verbose=0, precision="mixed_float16",
                   optimizer=lambda: keras.optimizers.SGD(schedule))
     # A plain function of no arguments is a schedule too: Keras' plateau could not set it
     # (an AttributeError once patience ran out, mid-training).
@@ -648,6 +649,25 @@ def test_bad_train_arguments(kwargs, message, monkeypatch):
     monkeypatch.delenv("TF_CONFIG", raising=False)
     with pytest.raises(ValueError, match=message):
         zoo.train(tiny_model(), tiny_data(), **{"epochs": 1, "verbose": 0, **kwargs})
+
+
+@pytest.mark.all_backends
+def test_a_mixed_precision_builder_of_a_low_precision_output_is_one_line(tmp_path):
+    """A builder whose softmax computes in the policy's bfloat16 (any Keras model not built
+    as the mixed-precision guide says) stopped at the first step under TensorFlow, with the
+    top-k metric's traceback ("Input 'predictions' of 'InTopKV2' Op has type bfloat16")."""
+    def build():
+        inputs = keras.Input((8, 8, 3))
+        x = keras.layers.GlobalAveragePooling2D()(keras.layers.Conv2D(4, 3)(inputs))
+        return keras.Model(inputs, keras.layers.Dense(4, activation="softmax")(x), name="mine")
+
+    with pytest.raises(ValueError, match=r"^Under precision='mixed_bfloat16' the model's "
+                                         r"output must be float32.*received 'mine' with a "
+                                         r"bfloat16 output: build its last layer with "
+                                         r"dtype='float32'"):
+        zoo.train(build, tiny_data(), epochs=1, verbose=0, precision="mixed_bfloat16",
+                  run_dir=str(tmp_path / "run"))
+    assert not (tmp_path / "run").exists()
 
 
 def test_a_learning_rate_scheduler_beside_the_plateau_is_one_line(tmp_path):
