@@ -176,7 +176,8 @@ def add_train(sub):
                        "the learning rate)")
     train.add_argument("--ema", action="store_true",
                        help="Polyak averaging: keep an exponential moving average of the "
-                       "weights (momentum 0.99), validate, checkpoint and test with it")
+                       "weights (momentum 0.99), validate, checkpoint and test with it "
+                       "(not for networks with BatchNorm, whose statistics it leaves raw)")
     train.add_argument("--snapshots", type=int, default=None, metavar="M",
                        help="train ONE run as a snapshot ensemble: M cosine cycles with warm "
                        "restarts (Huang et al. 2017), a snapshot at the end of each, written "
