@@ -3,6 +3,7 @@
 
 import functools
 import os
+import sys
 
 import zoo
 from safeio.checks import UserError
@@ -19,7 +20,8 @@ def _strategy(args):
     import keras
 
     if keras.backend.backend() == "tensorflow":
-        strategy = zoo.distribute.get_strategy(args.strategy)
+        strategy = (_tensorflow_cluster(args) if args.strategy == "multi_worker" else
+                    zoo.distribute.get_strategy(args.strategy))
         if args.jit_compile and zoo.distribute.splits_a_device(strategy):
             raise UserError(
                 f"--jit-compile does not combine with --strategy {args.strategy} here: the "
@@ -41,6 +43,44 @@ def _strategy(args):
     return args.strategy
 
 
+# The deadline of TensorFlow's wait for the workers: a process of its own, as TensorFlow
+# waits holding Python's lock (no thread of ours runs) and heeds neither Ctrl-C nor SIGTERM.
+_DEADLINE = """
+import os, signal, sys, time
+parent, seconds, message = int(sys.argv[1]), float(sys.argv[2]), sys.argv[3]
+time.sleep(seconds)
+sys.stderr.write(message + "\\n")
+sys.stderr.flush()
+os.kill(parent, signal.SIGKILL)
+"""
+
+
+def _tensorflow_cluster(args):
+    """TensorFlow's MultiWorkerMirroredStrategy, made once every worker of TF_CONFIG has
+    started. TensorFlow waits for them without a word and without end, heeding neither
+    Ctrl-C nor SIGTERM: a worker that never started (a wrong host or port) hung the others.
+    The wait is said, and after --cluster-timeout seconds (120) one line ends it (the
+    process is killed: TensorFlow's wait can be left no other way)."""
+    import subprocess
+
+    _, _, cluster = zoo.distribute.tf_config_task()  # (its mistakes: one line first)
+    addresses = [address for kind in ("chief", "worker") for address in cluster.get(kind, [])]
+    timeout = 120 if args.cluster_timeout is None else args.cluster_timeout
+    print(f"Waiting up to {timeout:g} s (--cluster-timeout) for the {len(addresses)} "
+          "workers of TF_CONFIG to start ...", flush=True)
+    message = (f"zoo train: error: the {len(addresses)} workers of TF_CONFIG did not all "
+               f"start within {timeout:g} s: start the same command on every machine it "
+               f"names, each with its own task index, and check that {', '.join(addresses)} "
+               "are reachable from every machine (or give a longer --cluster-timeout).")
+    deadline = subprocess.Popen([sys.executable, "-c", _DEADLINE, str(os.getpid()),
+                                 str(timeout), message], stdin=subprocess.DEVNULL)
+    try:
+        return zoo.distribute.get_strategy("multi_worker")
+    finally:
+        deadline.kill()
+        deadline.wait()
+
+
 def _check_cluster_flags(args):
     """The flags of a JAX cluster, given where nothing would read them: one line."""
     import keras
@@ -51,11 +91,14 @@ def _check_cluster_flags(args):
         ("--cluster-timeout", args.cluster_timeout))
         if value is not None]
     if cluster and args.strategy != "multi_worker":  # each machine would train alone
-        raise UserError(f"{', '.join(cluster)} join a JAX cluster: give --strategy "
-                        f"multi_worker with them; received --strategy {args.strategy}.")
+        what = ("is how long --strategy multi_worker waits for the other processes"
+                if cluster == ["--cluster-timeout"] else "join a JAX cluster")
+        raise UserError(f"{', '.join(cluster)} {what}: give --strategy multi_worker with "
+                        f"them; received --strategy {args.strategy}.")
     if args.cluster_timeout is not None and not 0 < args.cluster_timeout < float("inf"):
         raise UserError(f"--cluster-timeout is the seconds to wait for the other processes: "
                         f"a finite number > 0; received {args.cluster_timeout:g}.")
+    cluster = [flag for flag in cluster if flag != "--cluster-timeout"]  # (both backends')
     if cluster and keras.backend.backend() == "tensorflow":  # TF_CONFIG decides there
         raise UserError(f"{', '.join(cluster)} join a JAX cluster (KERAS_BACKEND=jax); under "
                         "TensorFlow, --strategy multi_worker reads the cluster from the "
@@ -195,7 +238,8 @@ def add_train(sub):
     cluster.add_argument("--num-processes", type=int, metavar="N")
     cluster.add_argument("--process-id", type=int, metavar="I", help="0 on the coordinator")
     cluster.add_argument("--cluster-timeout", type=float, default=None, metavar="SECONDS",
-                         help="how long each process waits for the others to start (120)")
+                         help="how long each process waits for the others to start "
+                         "(120; under TensorFlow too, for the workers of TF_CONFIG)")
     train.add_argument("--precision", choices=("mixed_float16", "mixed_bfloat16"), default=None)
     train.add_argument("--jit-compile", action="store_true", default=None,
                        help="compile with XLA (always on JAX)")

@@ -2224,7 +2224,8 @@ def test_flags_that_nothing_would_read_are_one_line_before_the_data(tmp_path, ca
          "--coordinator, --process-id join a JAX cluster (KERAS_BACKEND=jax); under "
          "TensorFlow, --strategy multi_worker reads the cluster from the TF_CONFIG variable"),
         (["train", "--model", "alexnet", "--dataset", missing, "--cluster-timeout", "5"],
-         "--cluster-timeout join a JAX cluster: give --strategy multi_worker with them"),
+         "--cluster-timeout is how long --strategy multi_worker waits for the other "
+         "processes: give --strategy multi_worker with them"),
     ]
     # A timeout socket.settimeout cannot take (inf, nan) or none at all: it was an internal
     # error, or "waited -5 s" at once.

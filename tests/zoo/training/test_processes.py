@@ -220,6 +220,33 @@ def test_two_workers_on_loopback_finish_with_identical_weights(tmp_path):
             err[-4000:]
 
 
+@pytest.mark.slow  # a TensorFlow process waiting 5 s
+def test_a_worker_that_never_starts_ends_the_wait_with_one_line(tmp_path):
+    """TensorFlow waited for a worker of TF_CONFIG that never started without a word and
+    without end, heeding neither Ctrl-C nor SIGTERM; zoo train says that it waits, and
+    --cluster-timeout later one line ends it (the process is killed: nothing else ends
+    TensorFlow's wait)."""
+    ports = free_ports(2)
+    addresses = [f"127.0.0.1:{port}" for port in ports]
+    tf_config = json.dumps({"cluster": {"worker": addresses},
+                            "task": {"type": "worker", "index": 0}})
+    run_dir = tmp_path / "run"
+    result = subprocess.run(
+        [sys.executable, "-m", "zoo", "train", "--model", "resnet20", "--image-size", "8",
+         "--epochs", "1", "--strategy", "multi_worker", "--cluster-timeout", "5",
+         "--run-dir", str(run_dir)], cwd=REPO, capture_output=True, text=True, timeout=120,
+        env={**os.environ, "TF_CPP_MIN_LOG_LEVEL": "3", "TF_CONFIG": tf_config})
+    assert result.returncode == -signal.SIGKILL, result.stderr[-2000:]
+    assert result.stdout.splitlines() == [
+        "Waiting up to 5 s (--cluster-timeout) for the 2 workers of TF_CONFIG to start ..."]
+    assert result.stderr.splitlines()[-1] == (
+        f"zoo train: error: the 2 workers of TF_CONFIG did not all start within 5 s: start "
+        f"the same command on every machine it names, each with its own task index, and "
+        f"check that {addresses[0]}, {addresses[1]} are reachable from every machine (or "
+        "give a longer --cluster-timeout).")
+    assert not run_dir.exists()
+
+
 @pytest.mark.xdist_group("fresh_process")
 def test_train_under_the_mirrored_two_device_strategy_matches_one_device(fresh_process):
     """zoo.train under the two-device MirroredStrategy (each replica half of every batch)
