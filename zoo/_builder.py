@@ -156,8 +156,9 @@ def resolve_input(input_tensor, input_shape, default_shape, min_size, model_name
             f"input shape {shape}."
         )
     height, width, channels = shape
-    if (height in (1, 3, 4) and channels not in (1, 3, 4, None)
-            and min(width or 0, channels) >= 8):  # (3, 224, 224); (4, 4, 16) is a map
+    # (3, 224, 224), which no model takes; (4, 32, 16) is a CIFAR ResNet's map, not a guess
+    if (height in (1, 3, 4) and height < min_size and channels not in (1, 3, 4, None)
+            and min(width or 0, channels) >= 8):
         raise UserError(
             f"{model_name} is channels-last, as every zoo model: (height, width, channels); "
             f"received input shape {shape}, which looks channels-first. Use "

@@ -152,6 +152,11 @@ def test_a_small_map_with_many_channels_is_not_taken_for_channels_first():
     model = zoo.resnet20(input_shape=(4, 4, 16), classes=1, classifier_activation="sigmoid")
     assert model.output_shape == (None, 1)
     assert zoo.resnet20(input_shape=(4, 4, 16), classes=1, include_top=False) is not None
+    # Nor (4, 32, 16), which the CIFAR ResNets take (4 rows is their least): it was refused
+    # as channels-first, with (32, 16, 4) offered, another model.
+    assert zoo.resnet20(input_shape=(4, 32, 16), classes=3).output_shape == (None, 3)
+    with pytest.raises(ValueError, match=r"looks channels-first. Use \(32, 32, 3\)"):
+        zoo.resnet20(input_shape=(3, 32, 32))
 
 
 @pytest.mark.parametrize("name", ONE_PER_FAMILY)
