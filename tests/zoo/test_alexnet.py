@@ -159,6 +159,14 @@ def test_smallest_input():
     zoo.alexnet(input_shape=(67, 67, 3), include_top=False)
     with pytest.raises(ValueError, match=r"at least 67x67.*received input shape \(66, 100, 3\)"):
         zoo.alexnet(input_shape=(66, 100, 3))
+    # Pools rounding up (ceil_mode, Caffe's) keep a 1x1 map from 39 pixels: 39 to 66 were
+    # refused with the floor's reason. The built model's own pool5 is the reference.
+    small = zoo.alexnet(input_shape=(39, 39, 3), include_top=False, ceil_mode=True, width=8)
+    assert small.output_shape == (None, 1, 1, 256)
+    assert zoo.alexnet(input_shape=(227, 227, 3), include_top=False,
+                       ceil_mode=True).output_shape == (None, 6, 6, 256)  # (6 by the floor too)
+    with pytest.raises(ValueError, match=r"at least 39x39.*received input shape \(38, 38, 3\)"):
+        zoo.alexnet(input_shape=(38, 38, 3), ceil_mode=True)
 
 
 @ALL

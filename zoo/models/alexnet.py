@@ -27,15 +27,18 @@ def _conv_out(size, kernel, stride):
     return (size - kernel) // stride + 1
 
 
-def feature_map_size(side):
-    """Side of the final (pool5) feature map for a square input of side ``side``."""
+def feature_map_size(side, ceil_mode=False):
+    """Side of the final (pool5) feature map for a square input of side ``side`` (pools
+    rounding up in ``ceil_mode``: one more row and column of -inf, ``zoo.layers.max_pool``)."""
     side = _conv_out(side, 11, 4)  # conv1, valid
     for _ in range(3):  # pool1, pool2, pool5; conv2-5 keep the size ("same")
-        side = _conv_out(side, 3, 2)
+        side = _conv_out(side + bool(ceil_mode), 3, 2)
     return side
 
 
 MIN_INPUT_SIZE = _builder.smallest_input(feature_map_size)  # 67
+# Pools rounding up (Caffe's, torchvision's ceil_mode=True) keep a 1x1 map from 39
+MIN_INPUT_SIZE_CEIL = _builder.smallest_input(lambda side: feature_map_size(side, True))
 
 
 def _conv(x, filters, kernel, name, style, strides=1, padding="same", bias=0.0):
@@ -291,7 +294,7 @@ def alexnet(
         input_tensor,
         input_shape,
         default_shape=(227, 227, 3),
-        min_size=MIN_INPUT_SIZE,
+        min_size=MIN_INPUT_SIZE_CEIL if ceil_mode else MIN_INPUT_SIZE,
         model_name="AlexNet",
         include_top=include_top,
         fixed_size=include_top,
