@@ -183,7 +183,9 @@ def test_a_channels_first_keras_is_refused_not_built_wrong(name):
         ("alexnet", dict(input_shape=(227.0, 227, 3)), r"received \(227.0, 227, 3\)"),
         ("vgg11", dict(input_shape=5), r"`input_shape` must be a tuple .*received 5"),
         ("googlenet", dict(aux_logits=True, include_top=False), r"aux_logits=True.*include_top"),
-        ("googlenet", dict(aux_logits=True, input_shape=(78, 78, 3)), r"at least 79x79"),
+        ("googlenet", dict(aux_logits=True, input_shape=(78, 78, 3)),
+         r"at least 79x79 with aux_logits=True \(the auxiliary heads' 5x5 average pool needs "
+         r"a 5x5 map at inception 4a\)"),
         ("resnet50", dict(stem="tiny"), r"`stem` must be one of.*received 'tiny'"),
         ("resnet50", dict(drop_path_rate=1.0), r"`drop_path_rate`.*received 1.0"),
         ("resnet18", dict(width="wide"), r"`width`.*received 'wide'"),

@@ -171,6 +171,8 @@ def googlenet(
         model_name="GoogLeNet",
         include_top=include_top,
         fixed_size="with aux_logits=True" if aux_logits else False,  # the aux heads flatten
+        **({"min_size_why": "with aux_logits=True (the auxiliary heads' 5x5 average pool "
+                            "needs a 5x5 map at inception 4a)"} if aux_logits else {}),
     )
     w = lambda filters: _scaled(filters, width)  # noqa: E731
     x = _conv(image, w(64), 7, "conv1_7x7_s2", style, strides=2)  # 112x112x64
