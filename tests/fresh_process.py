@@ -117,6 +117,13 @@ CODE = textwrap.dedent(
     result = zoo.train(tiny_model, Batches(), (images, labels), epochs=1, seed=0,
                        strategy=strategy, reduce_lr=False, verbose=0)
     out["mirrored_arrays_val_loss"] = float(result.history["val_loss"].iloc[-1])
+    # A last training batch of 1 example over 2 replicas: one line before training (it was
+    # TensorFlow's traceback mid-epoch).
+    try:
+        zoo.train(tiny_model, tiny_data(n=33, batch=16), epochs=1, strategy=strategy,
+                  verbose=0)
+    except ValueError as err:
+        out["mirrored_small_batch"] = str(err)
     out["mirrored_prelu_slopes"] = {
         "count": len(slopes), "copies": min(len(c) for c in copies),
         "largest_difference": max(float(np.abs(c[0] - c[-1]).max()) for c in copies)}

@@ -501,6 +501,49 @@ def check_even_batches(replicas, **datasets):
                 f"{replicas} divides.")
 
 
+# tf.data steps that keep every batch as it is (read back through to the batching)
+_SAME_BATCHES = ("_PrefetchDataset", "_MapDataset", "_ParallelMapDataset", "_OptionsDataset",
+                 "_ShuffleDataset", "_CacheDataset", "CacheDataset")
+
+
+def smallest_batch(dataset):
+    """The smallest batch of a ``tf.data`` dataset of batches, read from its batching step
+    and the count of examples before it (``batch(16)`` of 33 examples: 1), or None where
+    they do not tell (a filter or a repeat after the batching, a length unknown).
+
+    Example:
+
+    >>> smallest_batch(tf.data.Dataset.range(33).batch(16).prefetch(1))
+    1
+    """
+    while type(dataset).__name__ in _SAME_BATCHES:
+        dataset = dataset._input_dataset
+    if type(dataset).__name__ not in ("_BatchDataset", "_ParallelBatchDataset"):
+        return None
+    try:
+        size, drop = int(dataset._batch_size), bool(dataset._drop_remainder)
+        examples = int(dataset._input_dataset.cardinality())
+    except (AttributeError, TypeError, ValueError):  # (another TensorFlow's internals)
+        return None
+    if examples <= 0 or size <= 0:  # (unknown, infinite, or empty)
+        return None
+    last = examples % size
+    return size if drop or not last else min(size, last)
+
+
+def check_no_empty_replica(replicas, train_data):
+    """Under a tf.distribute strategy of ``replicas``, a training batch smaller than them
+    leaves a replica with none, and Keras' step failed on it mid-epoch with TensorFlow's
+    traceback ("Matrix size-incompatible: In[0]: [0,3]"): one line before training."""
+    smallest = smallest_batch(train_data) if isinstance(train_data, tf.data.Dataset) else None
+    if smallest is not None and smallest < replicas:
+        raise UserError(
+            f"`train_data` has a batch of {smallest} example{'s' * (smallest != 1)}, fewer "
+            f"than the {replicas} replicas it is split over: one would get none, which "
+            "Keras' step fails on. Load it with drop_remainder=True (data.load(..., "
+            "drop_remainder=True)), or a batch size that leaves no such last batch.")
+
+
 def work_around_keras_20585(model, strategy, train_data):
     """Let ``fit`` run under ``MultiWorkerMirroredStrategy`` (keras-team/keras#20585), and
     under any strategy of several replicas on batches that split unevenly over them.

@@ -805,6 +805,7 @@ def train(
         parallel.auto_shard_dataset = False  # each process takes its share itself
     elif replicas > 1:  # tf.distribute: a batch smaller than the replicas left one empty,
         val_data = distribute.even_validation(replicas, val_data, uneven=False)  # (failed)
+        distribute.check_no_empty_replica(replicas, train_data)
     shared_run_dir = run_dir  # what process 0 writes; the others write a scratch copy
     # On JAX, data parallelism is keras.distribution's: the model's variables are made and
     # its batches split under it.

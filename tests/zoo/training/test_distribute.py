@@ -122,3 +122,30 @@ def test_the_split_gpus_memory_is_the_visible_gpus_or_a_warning(monkeypatch):
                                          r"on the PATH\); splitting it as if it had 4096 MiB: "
                                          r"pass mirrored\(gpu_memory_mb=...\)"):
         assert distribute._gpu_memory_mb() == 4096
+
+
+def test_the_smallest_batch_is_read_from_the_batching_as_tf_data_makes_it():
+    """Held against the batches tf.data makes: a last batch of 1 of 33 examples in 16s (it
+    left one of two replicas empty, and Keras' step failed mid-epoch with TensorFlow's
+    traceback), none where the batching drops it, and None where a step after the batching
+    changes the batches (a filter, a repeat)."""
+    import data
+    from zoo.training import distribute
+
+    datasets = [tf.data.Dataset.range(33).batch(16).map(lambda x: x * 2).prefetch(1),
+                tf.data.Dataset.range(33).batch(16, drop_remainder=True),
+                tf.data.Dataset.range(32).batch(16).shuffle(4, seed=0),
+                tf.data.Dataset.range(5).batch(2, num_parallel_calls=2),
+                data.load("digits", "train", image_size=8, batch_size=8)]  # 1,257 images
+    for dataset in datasets:
+        sizes = [len(batch[0] if isinstance(batch, tuple) else batch)
+                 for batch in dataset.as_numpy_iterator()]
+        assert distribute.smallest_batch(dataset) == min(sizes)
+    for dataset in (tf.data.Dataset.range(33).batch(16).filter(lambda x: True),
+                    tf.data.Dataset.range(33).batch(16).repeat(2),
+                    tf.data.Dataset.range(33).filter(lambda x: x > 0).batch(16)):
+        assert distribute.smallest_batch(dataset) is None
+    with pytest.raises(ValueError, match=r"^`train_data` has a batch of 1 example, fewer than "
+                                         r"the 2 replicas it is split over: one would get none"):
+        distribute.check_no_empty_replica(2, datasets[0])
+    distribute.check_no_empty_replica(2, datasets[1])

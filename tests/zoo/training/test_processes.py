@@ -270,6 +270,8 @@ def test_train_under_the_mirrored_two_device_strategy_matches_one_device(fresh_p
     # On data of unknown length, 2 epochs of 4 batches are 8 steps (Keras counted 10).
     assert fresh_process["mirrored_unknown_length_steps"] == 8
     assert np.isfinite(fresh_process["mirrored_arrays_val_loss"])  # arrays, a PyDataset
+    assert fresh_process["mirrored_small_batch"].startswith(
+        "`train_data` has a batch of 1 example, fewer than the 2 replicas it is split over")
     slopes = fresh_process["mirrored_prelu_slopes"]
     assert slopes["count"] > 0 and slopes["copies"] == 2
     assert slopes["largest_difference"] == 0.0  # both copies spared from the decay
