@@ -51,18 +51,23 @@ def _jpeg_size(f):
 
 
 def _skip_sub_blocks(f):
-    """Past a GIF's data sub-blocks (each a length byte and that many bytes; 0 ends them)."""
+    """Past a GIF's data sub-blocks (each a length byte and that many bytes; 0 ends them);
+    returns how many held data."""
+    count = 0
     while True:
         length = f.read(1)
         if not length or not length[0]:
-            return
+            return count
         f.seek(length[0], 1)
+        count += 1
 
 
 def gif_frames(f):
     """``(width, height)`` of each frame of the GIF file ``f`` (opened in binary), from the
     frames' own descriptors, as giflib, which TensorFlow decodes with, reads them; it
-    stops where the blocks do (the trailer, or bytes that are no block)."""
+    stops where the blocks do (the trailer, or bytes that are no block). As giflib's
+    ``DGifSlurp``, an extension whose first sub-block is the terminator is followed by one
+    more chain of sub-blocks (read by the spec, 4 bytes hid a 3000x3000 frame)."""
     f.seek(6)
     screen = f.read(7)
     if len(screen) == 7 and screen[4] & 0x80:  # a global colour table
@@ -72,7 +77,8 @@ def gif_frames(f):
         block = f.read(1)
         if block == b"\x21":  # an extension: its label, then its sub-blocks
             f.read(1)
-            _skip_sub_blocks(f)
+            if not _skip_sub_blocks(f):  # (giflib then reads another chain)
+                _skip_sub_blocks(f)
         elif block == b"\x2c":  # an image: left, top, width, height, flags
             descriptor = f.read(9)
             if len(descriptor) < 9:
@@ -323,9 +329,10 @@ def scan(root, split, on_bad_image="raise", verify="header", class_names=None,
     file raises a ``ValueError`` naming it, or with
     ``on_bad_image="skip"`` is left out with a warning naming it. So is an image whose
     header gives more than ``max_pixels`` pixels (PIL's 89,478,485 by default; None: no
-    limit; a GIF's frames together, :func:`decoded_pixels`), checked before anything decodes it (and, as every check, not with
-    ``verify=None``, which opens no file; a link to nothing is named even then). A split
-    of no images raises a ``ValueError`` unless ``allow_empty``.
+    limit; a GIF's frames together, :func:`decoded_pixels`), checked before anything
+    decodes it (and, as every check, not with ``verify=None``, which opens no file; a link
+    to nothing is named even then). A split of no images raises a ``ValueError`` unless
+    ``allow_empty``.
 
     Within one process a scan is not made again while the folders and the split's files
     are unchanged (the modification times of the root, its splits and their class
@@ -403,12 +410,14 @@ def _scan(root, split, on_bad_image, verify, class_names, max_pixels, allow_empt
     available = splits(root)
     if split not in available:
         cased = [name for name in available if name.lower() == split.lower()]
+        commands = ("train", "validation", "val", "valid", "test")  # (the names they read)
         raise UserError(
             f"Unknown split {split!r} in image folder {root}: it has "
             f"{', '.join(map(repr, available)) or 'no split sub-folders'} "
-            + (f"(split names are case-sensitive: rename {cased[0]}/ to {split}/, the name "
-               f"zoo's commands look for, or load split={cased[0]!r})." if cased else
-               "(expected layout: root/split/class_name/image.jpg).")
+            + ("(expected layout: root/split/class_name/image.jpg)." if not cased else
+               f"(split names are case-sensitive: rename {cased[0]}/ to {split}/, the name "
+               f"zoo's commands look for, or load split={cased[0]!r})." if split in commands
+               else f"(split names are case-sensitive: load split={cased[0]!r}).")
         )
     split_dir = os.path.join(root, split)
     names = (class_folders(root) if class_names is None else

@@ -217,19 +217,24 @@ def _header_pixels(encoded):
                    default=lambda: other, exclusive=True)
 
 
+# The loop turns (blocks and data sub-blocks) the graph spends on a GIF's header: 17 us
+# each, so a file of 1-byte sub-blocks held a server for seconds; past them, the GIF is
+# refused as too large (an encoder's 255-byte sub-blocks: 16 MB of image data).
+_GIF_TURNS = 2**16
+
+
 def _gif_pixels(encoded):
     """The pixels decoding a GIF holds, as ``data.folder.decoded_pixels`` counts them, in
-    the graph: its frames' own sizes, found by walking its blocks (a loop turn per block
-    and data sub-block), since its "logical screen" may say 10x10 of a 9500x9500 frame,
-    and TensorFlow decodes every frame."""
+    the graph: its frames' own sizes, found by walking its blocks as giflib does (a loop
+    turn per block and data sub-block, at most ``_GIF_TURNS``), since its "logical screen"
+    may say 10x10 of a 9500x9500 frame, and TensorFlow decodes every frame."""
     import tensorflow as tf
 
-    raw = tf.concat([tf.cast(tf.io.decode_raw(encoded, tf.uint8), tf.int64),
-                     tf.zeros([1], tf.int64)], axis=0)
+    raw = tf.concat([tf.io.decode_raw(encoded, tf.uint8), tf.zeros([1], tf.uint8)], axis=0)
     end = tf.size(raw, out_type=tf.int64) - 1
 
     def at(i):  # a byte; past the end, the 0 appended
-        return tf.gather(raw, tf.minimum(tf.cast(i, tf.int64), end))
+        return tf.cast(tf.gather(raw, tf.minimum(tf.cast(i, tf.int64), end)), tf.int64)
 
     def word(i):
         return at(i) + 256 * at(i + 1)
@@ -237,25 +242,34 @@ def _gif_pixels(encoded):
     def colour_table(flags):
         return tf.where(flags >= 128, 3 * 2 ** (flags % 8 + 1), tf.constant(0, tf.int64))
 
-    def past_sub_blocks(i):  # each a length byte and that many bytes; 0 ends them
-        return tf.while_loop(lambda i: at(i) > 0, lambda i: (i + at(i) + 1,), (i,))[0] + 1
+    def past_sub_blocks(i, turns):  # each a length byte and that many bytes; 0 ends them
+        i, turns = tf.while_loop(lambda i, turns: (at(i) > 0) & (turns < _GIF_TURNS),
+                                 lambda i, turns: (i + at(i) + 1, turns + 1), (i, turns))
+        return i + 1, turns
 
-    def extension(i, frames, widest, highest, total):  # its label, then its sub-blocks
-        return past_sub_blocks(i + 2), frames, widest, highest, total
+    def extension(i, turns, frames, widest, highest, total):  # its label, its sub-blocks
+        after, turns = past_sub_blocks(i + 2, turns)
+        after, turns = tf.cond(at(i + 2) == 0,  # (giflib then reads another chain)
+                               lambda: past_sub_blocks(after, turns), lambda: (after, turns))
+        return after, turns, frames, widest, highest, total
 
-    def image(i, frames, widest, highest, total):  # left, top, width, height, flags
+    def image(i, turns, frames, widest, highest, total):  # left, top, width, height, flags
         width, height = word(i + 5), word(i + 7)
-        return (past_sub_blocks(i + 10 + colour_table(at(i + 9)) + 1), frames + 1,
-                tf.maximum(widest, width), tf.maximum(highest, height), total + width * height)
+        after, turns = past_sub_blocks(i + 10 + colour_table(at(i + 9)) + 1, turns)
+        return (after, turns, frames + 1, tf.maximum(widest, width),
+                tf.maximum(highest, height), total + width * height)
 
     zero = tf.constant(0, tf.int64)
-    _, frames, widest, highest, total = tf.while_loop(
-        lambda i, *_: (i < end) & ((at(i) == 0x21) | (at(i) == 0x2C)),
-        lambda i, *state: tf.cond(at(i) == 0x21, lambda: extension(i, *state),
-                                  lambda: image(i, *state)),
-        (13 + colour_table(at(10)), zero, zero, zero, zero))
+    _, turns, frames, widest, highest, total = tf.while_loop(
+        lambda i, turns, *_: ((i < end) & (turns < _GIF_TURNS)
+                              & ((at(i) == 0x21) | (at(i) == 0x2C))),
+        lambda i, turns, *state: tf.cond(at(i) == 0x21,
+                                         lambda: extension(i, turns + 1, *state),
+                                         lambda: image(i, turns + 1, *state)),
+        (13 + colour_table(at(10)), zero, zero, zero, zero, zero))
     screen = word(6) * word(8)  # (cut short before its first frame: what its screen says)
-    return tf.where(frames > 0, tf.maximum(widest * highest, total), screen)
+    pixels = tf.where(frames > 0, tf.maximum(widest * highest, total), screen)
+    return tf.where(turns >= _GIF_TURNS, tf.constant(2**62, tf.int64), pixels)
 
 
 def _finish_killed_export(path):

@@ -138,10 +138,11 @@ def free_ports(count):
     return ports
 
 
-def gif_bytes(frames, screen=None):
+def gif_bytes(frames, screen=None, before=b""):
     """A GIF of frames of the given ``(width, height)`` sizes, each one colour, whose
-    "logical screen" says ``screen`` (default: the first frame's size). Pillow writes each
-    frame; they are put together here, as Pillow makes every frame the first one's size."""
+    "logical screen" says ``screen`` (default: the first frame's size), with the bytes
+    ``before`` (extension blocks) ahead of the frames. Pillow writes each frame; they are
+    put together here, as Pillow makes every frame the first one's size."""
     import io
 
     from PIL import Image
@@ -163,7 +164,7 @@ def gif_bytes(frames, screen=None):
     written = [parts(width, height, i) for i, (width, height) in enumerate(frames)]
     width, height = screen or frames[0]
     return (b"GIF89a" + width.to_bytes(2, "little") + height.to_bytes(2, "little")
-            + bytes([written[0][1], 0, 0]) + written[0][2]
+            + bytes([written[0][1], 0, 0]) + written[0][2] + before
             + b"".join(blocks for blocks, _, _ in written) + b";")
 
 

@@ -342,18 +342,26 @@ def test_serve_bytes_refuses_an_image_too_large_before_decoding_it(tmp_path, mon
     # GIFs are sized by their frames, as TensorFlow decodes them all, on a canvas of the
     # widest and highest: a "logical screen" of 8x8 said nothing of a 16x16 frame (a 67 KB
     # GIF of 9500x9500 took 1.4 GB), and many small frames add up.
-    for frames, screen, fits in (([(16, 16)], (8, 8), False), ([(5, 5)] * 4, None, True),
-                                 ([(5, 5)] * 5, None, False), ([(10, 1), (1, 10)], None, True),
-                                 ([(11, 1), (1, 11)], None, False)):
-        batch.append(gif_bytes(frames, screen))
+    # And giflib reads one more chain of sub-blocks after an extension whose first is the
+    # terminator: read by the spec, 4 bytes hid the frame (the last one here).
+    hidden = b"\x21\xfe\x00;" + b"z" * 59 + b"\x00"
+    for frames, screen, before, fits in (
+            ([(16, 16)], (8, 8), b"", False), ([(5, 5)] * 4, None, b"", True),
+            ([(5, 5)] * 5, None, b"", False), ([(10, 1), (1, 10)], None, b"", True),
+            ([(11, 1), (1, 11)], None, b"", False), ([(16, 16)], (8, 8), hidden, False)):
+        batch.append(gif_bytes(frames, screen, before))
         expected.append(fits)
+    # A GIF of many tiny sub-blocks held the graph's walk for seconds: past 2**16 turns it
+    # is refused as too large (the Python reading, fast, counts its 64 pixels).
+    batch.append(gif_bytes([(8, 8)], before=b"\x21\xfe" + b"\x01x" * 70_000 + b"\x00"))
+    expected.append(False)
     out = served.serve_bytes(tf.constant(batch))
     assert out["decoded"].numpy().tolist() == expected
     assert np.isfinite(out["probabilities"].numpy()[0::2][:4]).all()
     # The graph counts a GIF's pixels as data.load does (the Python reading).
     from ensembles.export import _header_pixels
 
-    for i, encoded in enumerate(batch[-5:]):
+    for i, encoded in enumerate(batch[-7:-1]):
         (tmp_path / f"{i}.gif").write_bytes(encoded)
         assert _header_pixels(tf.constant(encoded)).numpy() == \
             data.folder.decoded_pixels(str(tmp_path / f"{i}.gif"))

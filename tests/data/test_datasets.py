@@ -714,9 +714,13 @@ def test_image_folder_sizes_from_headers_and_a_pixel_limit(image_folder, tmp_pat
                                           xmp_metadata="<x/>").numpy()}
     # GIFs: TensorFlow decodes every frame on a canvas of the widest and highest, whatever
     # the "logical screen" says (Pillow's GIF writer makes every frame the first one's size).
-    for frames, screen in (([(9, 7)], None), ([(30, 20)], (8, 8)), ([(5, 5)], (40, 40)),
-                           ([(3, 2), (12, 1), (1, 9)], (4, 4))):
-        samples[f"{len(samples)}.gif"] = gif_bytes(frames, screen)
+    # giflib reads one more chain of sub-blocks after an extension whose first is the
+    # terminator: read by the spec, these 4 bytes hid a 30x20 frame behind an 8x8 screen.
+    hidden = b"\x21\xfe\x00;" + b"z" * 59 + b"\x00"
+    for frames, screen, before in (([(9, 7)], None, b""), ([(30, 20)], (8, 8), b""),
+                                   ([(5, 5)], (40, 40), b""), ([(30, 20)], (8, 8), hidden),
+                                   ([(3, 2), (12, 1), (1, 9)], (4, 4), b"")):
+        samples[f"{len(samples)}.gif"] = gif_bytes(frames, screen, before)
     for name, content in samples.items():
         (tmp_path / name).write_bytes(content)
         decoded = tf.io.decode_image(content, expand_animations=False).shape
@@ -921,6 +925,9 @@ def test_a_folder_splits_slice_and_add_in_tfds_image_folders_order(tmp_path):
         ours("train")
     assert len(ours("Train")) == 18
     (root / "Train").rename(root / "train")
+    with pytest.raises(UserError, match=r"it has 'test', 'train' \(split names are "
+                                        r"case-sensitive: load split='train'\)\.$"):
+        ours("Train")  # (no rename to Train/: the commands would no longer find it)
     with pytest.raises(UserError, match=r"Split 'train\[:99\]' of .*incompatible with 18"):
         ours("train[:99]")
     with pytest.raises(UserError, match=r"Split 'all\[:10%\]' of .*"):  # TFDS: not supported

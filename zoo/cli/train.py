@@ -45,13 +45,29 @@ def _strategy(args):
 
 # The deadline of TensorFlow's wait for the workers: a process of its own, as TensorFlow
 # waits holding Python's lock (no thread of ours runs) and heeds neither Ctrl-C nor SIGTERM.
+# Ctrl-C (to the terminal's process group, this one too) ends the wait at once; a parent
+# gone another way is left alone (its process id may be another's by then).
 _DEADLINE = """
 import os, signal, sys, time
-parent, seconds, message = int(sys.argv[1]), float(sys.argv[2]), sys.argv[3]
-time.sleep(seconds)
-sys.stderr.write(message + "\\n")
-sys.stderr.flush()
-os.kill(parent, signal.SIGKILL)
+parent, seconds, message, interrupted = sys.argv[1:5]
+parent, seconds = int(parent), float(seconds)
+
+def end(line):
+    try:
+        os.write(2, (line + "\\n").encode())
+    except OSError:
+        pass  # (stderr closed or its reader gone: the wait ends all the same)
+    if os.getppid() == parent:
+        os.kill(parent, signal.SIGKILL)
+    os._exit(0)
+
+signal.signal(signal.SIGINT, lambda *_: end(interrupted))
+until = time.monotonic() + seconds
+while time.monotonic() < until:
+    if os.getppid() != parent:
+        os._exit(0)
+    time.sleep(min(0.5, max(until - time.monotonic(), 0)))
+end(message)
 """
 
 
@@ -59,8 +75,8 @@ def _tensorflow_cluster(args):
     """TensorFlow's MultiWorkerMirroredStrategy, made once every worker of TF_CONFIG has
     started. TensorFlow waits for them without a word and without end, heeding neither
     Ctrl-C nor SIGTERM: a worker that never started (a wrong host or port) hung the others.
-    The wait is said, and after --cluster-timeout seconds (120) one line ends it (the
-    process is killed: TensorFlow's wait can be left no other way)."""
+    The wait is said, and after --cluster-timeout seconds (120), or at Ctrl-C, one line
+    ends it (the process is killed: TensorFlow's wait can be left no other way)."""
     import subprocess
 
     _, _, cluster = zoo.distribute.tf_config_task()  # (its mistakes: one line first)
@@ -72,8 +88,11 @@ def _tensorflow_cluster(args):
                f"start within {timeout:g} s: start the same command on every machine it "
                f"names, each with its own task index, and check that {', '.join(addresses)} "
                "are reachable from every machine (or give a longer --cluster-timeout).")
+    interrupted = ("zoo train: interrupted while waiting for the workers of TF_CONFIG; "
+                   "nothing was written.")
     deadline = subprocess.Popen([sys.executable, "-c", _DEADLINE, str(os.getpid()),
-                                 str(timeout), message], stdin=subprocess.DEVNULL)
+                                 str(timeout), message, interrupted],
+                                stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL)
     try:
         return zoo.distribute.get_strategy("multi_worker")
     finally:

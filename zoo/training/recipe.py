@@ -167,8 +167,9 @@ def _check_ema(optimizer, model):
     if training:
         raise UserError(
             f"ema=True (--ema) averages the trainable weights only (Keras' use_ema), and "
-            f"{model.name!r} has BatchNormalization layers that train ({training[0]!r} and "
-            f"{len(training) - 1} more): their moving statistics would stay the raw "
+            f"{model.name!r} has BatchNormalization layers that train ({training[0]!r}"
+            + (f" and {len(training) - 1} more" if len(training) > 1 else "")
+            + "): their moving statistics would stay the raw "
             "weights', and the averaged network would run with them. Train it without ema, "
             "or use a network without BatchNorm (alexnet, googlenet, vgg11 ... vgg19).")
 
@@ -176,8 +177,9 @@ def _check_ema(optimizer, model):
 def _check_schedule(optimizer, reduce_lr, callbacks=()):
     """A learning-rate schedule with ReduceLROnPlateau (ours, or one of ``callbacks``) or
     Keras' LearningRateScheduler, which set the rate: one line before training. So is a
-    LearningRateScheduler beside ReduceLROnPlateau: it sets the rate every epoch, undoing
-    each drop (a warm-up took the paper's drops away, while the plateau said it reduced)."""
+    LearningRateScheduler beside the recipe's ReduceLROnPlateau (``reduce_lr``): it sets
+    the rate every epoch, undoing each drop (a warm-up took the paper's drops away, while
+    the plateau said it reduced)."""
     schedulers = [c for c in callbacks if isinstance(c, keras.callbacks.LearningRateScheduler)]
     if keras_internals.learning_rate_schedule(optimizer) is None:
         if reduce_lr and schedulers:
