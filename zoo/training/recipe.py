@@ -181,13 +181,16 @@ def _check_schedule(optimizer, reduce_lr, callbacks=()):
     the rate every epoch, undoing each drop (a warm-up took the paper's drops away, while
     the plateau said it reduced)."""
     schedulers = [c for c in callbacks if isinstance(c, keras.callbacks.LearningRateScheduler)]
+    plateaus = [c for c in callbacks if isinstance(c, keras.callbacks.ReduceLROnPlateau)]
     if keras_internals.learning_rate_schedule(optimizer) is None:
-        if reduce_lr and schedulers:
+        if (reduce_lr or plateaus) and schedulers:
+            whose = "reduce_lr=True" if reduce_lr else "yours, in callbacks"
+            undo = ("pass reduce_lr=False to follow your scheduler" if reduce_lr else
+                    "keep one of the two")
             raise UserError(
                 "callbacks hold a LearningRateScheduler, which sets the learning rate every "
-                "epoch and so undoes ReduceLROnPlateau's drops (reduce_lr=True): pass "
-                "reduce_lr=False to follow your scheduler, or leave it out for the paper's "
-                "drops.")
+                f"epoch and so undoes ReduceLROnPlateau's drops ({whose}): {undo}, or leave "
+                "the scheduler out for the plateau's drops.")
         return
     setters = (keras.callbacks.ReduceLROnPlateau, keras.callbacks.LearningRateScheduler)
     theirs = [type(c).__name__ for c in callbacks if isinstance(c, setters)]

@@ -687,6 +687,11 @@ def test_a_learning_rate_scheduler_beside_the_plateau_is_one_line(tmp_path):
     result = zoo.train(tiny_model, tiny_data(), epochs=3, verbose=0, callbacks=[warmup],
                        reduce_lr=False)
     assert result.history["learning_rate"].tolist() == pytest.approx([0.05, 0.1, 0.1])
+    plateau = keras.callbacks.ReduceLROnPlateau(monitor="loss", patience=1)  # (the user's)
+    with pytest.raises(ValueError, match=r"undoes ReduceLROnPlateau's drops \(yours, in "
+                                         r"callbacks\): keep one of the two"):
+        zoo.train(tiny_model, tiny_data(), epochs=3, verbose=0, callbacks=[warmup, plateau],
+                  reduce_lr=False)
 
 
 @pytest.mark.all_backends
