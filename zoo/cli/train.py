@@ -62,6 +62,8 @@ def end(line):
     os._exit(0)
 
 signal.signal(signal.SIGINT, lambda *_: end(interrupted))
+os.write(1, b"ready\\n")  # (Ctrl-C is taken from here on: the wait may begin)
+os.close(1)
 until = time.monotonic() + seconds
 while time.monotonic() < until:
     if os.getppid() != parent:
@@ -82,8 +84,6 @@ def _tensorflow_cluster(args):
     _, _, cluster = zoo.distribute.tf_config_task()  # (its mistakes: one line first)
     addresses = [address for kind in ("chief", "worker") for address in cluster.get(kind, [])]
     timeout = 120 if args.cluster_timeout is None else args.cluster_timeout
-    print(f"Waiting up to {timeout:g} s (--cluster-timeout) for the {len(addresses)} "
-          "workers of TF_CONFIG to start ...", flush=True)
     message = (f"zoo train: error: the {len(addresses)} workers of TF_CONFIG did not all "
                f"start within {timeout:g} s: start the same command on every machine it "
                f"names, each with its own task index, and check that {', '.join(addresses)} "
@@ -92,8 +92,12 @@ def _tensorflow_cluster(args):
                    "nothing was written.")
     deadline = subprocess.Popen([sys.executable, "-c", _DEADLINE, str(os.getpid()),
                                  str(timeout), message, interrupted],
-                                stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL)
+                                stdin=subprocess.DEVNULL, stdout=subprocess.PIPE)
     try:
+        deadline.stdout.readline()  # (once it takes Ctrl-C; '' if it could not start)
+        deadline.stdout.close()
+        print(f"Waiting up to {timeout:g} s (--cluster-timeout) for the {len(addresses)} "
+              "workers of TF_CONFIG to start ...", flush=True)
         return zoo.distribute.get_strategy("multi_worker")
     finally:
         deadline.kill()
