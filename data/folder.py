@@ -98,13 +98,8 @@ def decoded_pixels(path):
     the header does not say: width x height, and for a GIF, whose frames TensorFlow
     decodes all, their pixels together (the first frame is drawn on a canvas as wide and
     as high as the largest ones: of that size too, if larger)."""
-    size = header_size(path)
-    if size is None:
-        return None
-    with open(path, "rb") as f:
-        if f.read(3) != b"GIF":
-            return size[0] * size[1]
-        return max(size[0] * size[1], sum(w * h for w, h in gif_frames(f)))
+    read = _read_header(path)
+    return None if read is None else read[1]
 
 
 def header_size(path):
@@ -118,21 +113,31 @@ def header_size(path):
     >>> header_size("photo.jpg")   # doctest: +SKIP
     (500, 375)
     """
+    read = _read_header(path)
+    return None if read is None else read[0]
+
+
+def _read_header(path):
+    """``(header_size(path), decoded_pixels(path))`` from one reading of the file, or None
+    where the header does not say."""
+    size, frames = None, []
     with open(path, "rb") as f:
         head = f.read(26)
         if head.startswith(b"\x89PNG"):
-            return int.from_bytes(head[16:20], "big"), int.from_bytes(head[20:24], "big")
-        if head.startswith(b"GIF"):
+            size = int.from_bytes(head[16:20], "big"), int.from_bytes(head[20:24], "big")
+        elif head.startswith(b"GIF"):
             frames = gif_frames(f)
-            if not frames:  # (cut short before its first frame: what its screen says)
-                return int.from_bytes(head[6:8], "little"), int.from_bytes(head[8:10], "little")
-            return max(w for w, _ in frames), max(h for _, h in frames)
-        if head.startswith(b"BM"):
-            return (abs(int.from_bytes(head[18:22], "little", signed=True)),
+            size = ((max(w for w, _ in frames), max(h for _, h in frames)) if frames else
+                    # (cut short before its first frame: what its screen says)
+                    (int.from_bytes(head[6:8], "little"), int.from_bytes(head[8:10], "little")))
+        elif head.startswith(b"BM"):
+            size = (abs(int.from_bytes(head[18:22], "little", signed=True)),
                     abs(int.from_bytes(head[22:26], "little", signed=True)))
-        if head.startswith(b"\xff\xd8\xff"):
-            return _jpeg_size(f)
-    return None
+        elif head.startswith(b"\xff\xd8\xff"):
+            size = _jpeg_size(f)
+    if size is None:
+        return None
+    return size, max(size[0] * size[1], sum(w * h for w, h in frames))
 
 
 def _truncated(path, head, size):
@@ -223,8 +228,7 @@ def _problem(path, verify, max_pixels=MAX_PIXELS):
         problem = _bmp_problem(path)
         if problem:
             return problem
-    dimensions = header_size(path) if max_pixels else None
-    pixels = decoded_pixels(path) if dimensions else None
+    dimensions, pixels = (_read_header(path) if max_pixels else None) or (None, None)
     if pixels and pixels > max_pixels:
         counted = (f" = {pixels:,} pixels" if pixels == dimensions[0] * dimensions[1] else
                    f", {pixels:,} pixels in its frames together")  # (a GIF's, all decoded)
