@@ -104,9 +104,9 @@ def _build(model, model_kwargs, strategy, precision):
             built = model()
     finally:
         keras.config.set_dtype_policy(previous)
-    outputs = getattr(built, "outputs", None) or []
-    low = [keras.backend.standardize_dtype(o.dtype) for o in outputs
-           if keras.backend.standardize_dtype(o.dtype) != "float32"]
+    dtypes = [keras.backend.standardize_dtype(o.dtype)
+              for o in getattr(built, "outputs", None) or []]
+    low = [dtype for dtype in dtypes if dtype != "float32"]
     if precision not in (None, "float32") and low:
         raise UserError(
             f"Under precision={precision!r} the model's output must be float32, as Keras' "
