@@ -94,6 +94,19 @@ def load_models(paths):
     return models
 
 
+def check_distinct_models(paths, role, hint=""):
+    """No file among ``paths`` (the command's models) is given twice: its copies would be
+    one model counted twice (``role``: what they are to the command; ``hint``, what to do
+    instead)."""
+    for later, path in enumerate(paths):
+        for earlier in paths[:later]:
+            if (os.path.isfile(path) and os.path.isfile(earlier)
+                    and os.path.samefile(path, earlier)):
+                same = "" if path == earlier else f" ({earlier} is the same file)"
+                raise UserError(f"{path} is given twice{same}: the {role} are different "
+                                f"models, each given once.{hint}")
+
+
 def unlabelled(dataset, split, data_dir):
     """Whether a TFDS dataset's ``split`` holds no labels: TFDS writes -1 for examples
     without one (imagenet2012's test split, from its manual tar). Read from its first

@@ -8,8 +8,8 @@ import zoo
 from safeio import check_writable_file
 from safeio.checks import UserError
 from zoo.cli.common import (COMBINE_CHOICES, FIT_METHOD_CHOICES, TRAINED_ON, bad_image_flag,
-                            check_not_a_run_or_export_file, check_not_an_input,
-                            load_models, resize_flag)
+                            check_distinct_models, check_not_a_run_or_export_file,
+                            check_not_an_input, load_models, resize_flag)
 from zoo.cli.evaluate import check_view_flags, evaluation_view, load_split, note_training_split
 
 
@@ -57,6 +57,8 @@ def _cmd_ensemble(args):
         ensemble = ensembles.from_snapshots(architecture, args.snapshots, last=args.last,
                                             combine=args.combine, weights=args.weights)
     else:
+        check_distinct_models(args.members, "members of an ensemble", " To count one more, "
+                              "give it a larger --weights value.")
         _check_weight_count(args, len(args.members), "the models given")
         ensemble = ensembles.Ensemble(_ensemble_view(args, load_models(args.members)),
                                       combine=args.combine, weights=args.weights)

@@ -5,8 +5,8 @@ import zoo
 from safeio import check_writable_file
 from safeio.checks import UserError
 from zoo.cli.common import (RESIZED, bad_image_flag, bad_image_policy, check_models_fit,
-                            check_table_output, load_models, resize_flag, unlabelled,
-                            wide_pandas, write_table)
+                            check_distinct_models, check_table_output, load_models,
+                            resize_flag, unlabelled, wide_pandas, write_table)
 from zoo.cli.tables import for_people
 
 
@@ -137,6 +137,7 @@ def _cmd_evaluate(args):
 
     for path in args.models:  # (a missing file before any data is read)
         check_model_file(path)
+    check_distinct_models(args.models, "models compared (and combined)")
     info = data.info(args.dataset, data_dir=args.data_dir)
     for given in (args.split, args.calibrate_on):  # a typo: before the models are read
         if given is not None:

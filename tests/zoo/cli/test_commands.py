@@ -1748,12 +1748,14 @@ def test_models_that_do_not_fit_the_data_are_one_line_before_scoring(tmp_path, c
 
 def test_ensemble_output_and_flags_that_would_do_nothing_are_one_line(tmp_path, capsys):
     """The ensemble's file never replaces a member (a run's own checkpoint) or a user's
-    non-Keras file; --last without --snapshots and --fit-weights with a rule it does not
-    weight are refused, where they were silently ignored; so are the held-out data's flags
-    without --fit-weights or --calibrate-on, which read them."""
+    non-Keras file; one file given twice is refused; --last without --snapshots and
+    --fit-weights with a rule it does not weight are refused, where they were silently
+    ignored; so are the held-out data's flags without --fit-weights or --calibrate-on, which
+    read them."""
     from tests.helpers import tiny_model
 
     member = zoo.save_model(tiny_model(), str(tmp_path / "member.keras"))
+    other = zoo.save_model(tiny_model(), str(tmp_path / "other.keras"))
     notes = tmp_path / "notes.keras"
     notes.write_text("the user's notes")
     cases = [
@@ -1776,12 +1778,29 @@ def test_ensemble_output_and_flags_that_would_do_nothing_are_one_line(tmp_path, 
     ]
     member_bytes = open(member, "rb").read()
     for flags, message in cases:
-        assert cli.main(["ensemble", member, member, *flags]) == 2, flags
+        assert cli.main(["ensemble", member, other, *flags]) == 2, flags
         err = capsys.readouterr().err.strip().splitlines()
         assert len(err) == 1 and message in err[0], (flags, err)
+    # One file twice (by two names too) was two copies of one model: the same file is one
+    # line (it was an ensemble of a model with itself), in zoo evaluate too.
+    os.symlink(member, tmp_path / "link.keras")
+    twice = [([member, other, member], f"{member} is given twice: the members of an ensemble "
+                                       "are different models, each given once. To count one "
+                                       "more, give it a larger --weights value."),
+             ([member, str(tmp_path / "link.keras")],
+              f"{tmp_path / 'link.keras'} is given twice ({member} is the same file)")]
+    for members, message in twice:
+        assert cli.main(["ensemble", *members, "--output", str(tmp_path / "e.keras")]) == 2
+        err = capsys.readouterr().err.strip().splitlines()
+        assert len(err) == 1 and message in err[0], (members, err)
+    assert cli.main(["evaluate", member, other, member]) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert err == [f"zoo evaluate: error: {member} is given twice: the models compared (and "
+                   "combined) are "
+                   "different models, each given once."]
     assert notes.read_text() == "the user's notes" and open(member, "rb").read() == member_bytes
     assert not (tmp_path / "e.keras").exists()
-    assert cli.main(["ensemble", member, member, "--output", str(tmp_path / "e.keras")]) == 0
+    assert cli.main(["ensemble", member, other, "--output", str(tmp_path / "e.keras")]) == 0
     assert cli.main(["ensemble", member, "--output", str(tmp_path / "e.keras")]) == 0  # again
 
 
