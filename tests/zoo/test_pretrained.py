@@ -3,6 +3,7 @@ documented byte format this test writes itself) checked against a NumPy forward 
 torchvision's semantics; the named-weights cache and its download; ImageNet names
 and preprocessing."""
 
+import contextlib
 import functools
 import hashlib
 import json
@@ -360,26 +361,49 @@ class _FakeTorch:
             return self.array
 
     def __init__(self, loaded):
-        self.loaded, self.calls = loaded, []
+        self.loaded, self.calls, self.allowed = loaded, [], []
+        torch = self
+
+        class Serialization:  # PyTorch 2.5's context of the classes weights_only rebuilds
+            @staticmethod
+            @contextlib.contextmanager
+            def safe_globals(classes):
+                torch.allowed.append(classes)
+                yield
+                torch.allowed.pop()
+
+        self.serialization = Serialization
 
     def load(self, path, **kwargs):
-        self.calls.append(kwargs)
+        self.calls.append({**kwargs, "safe_globals": list(self.allowed)})
         if isinstance(self.loaded, Exception):
             raise self.loaded
         return self.loaded
 
 
 def test_a_pth_file_is_read_safely_and_its_wrappers_undone(tmp_path, monkeypatch):
-    """The .pth path: torch.load with weights_only=True (never the file's code), training
-    checkpoints' "state_dict"/"model" wrappers undone, float64 tensors as float32, and a
-    file torch cannot read, a whole model or a non-tensor value each one line naming it."""
+    """The .pth path: torch.load with weights_only=True (never the file's code) and the
+    argparse.Namespace that training scripts save their arguments in (timm's loader allows
+    it; those checkpoints were refused as truncated); training checkpoints' wrappers undone
+    (timm's, torchvision's references', PyTorch's tutorial's model_state_dict, which was
+    refused), with a warning where an averaged copy is left; DataParallel's and
+    torch.compile's prefixes, nested; float64 tensors as float32; and a file torch cannot
+    read, a whole model or a non-tensor value each one line naming it. A file this user may
+    not read is the OS's error naming it (it was called truncated)."""
+    import argparse
+
     from zoo.pretrained.torchvision import read_state_dict
 
     path = str(tmp_path / "r.pth")
+    (tmp_path / "r.pth").write_bytes(b"read by the fake torch.load")
     weight = np.arange(6, dtype="float64").reshape(2, 3)
-    cases = [({"fc.weight": _FakeTorch.Tensor(weight)}, None),
-             ({"epoch": 3, "state_dict": {"fc.weight": _FakeTorch.Tensor(weight)}}, None),
-             ({"model": {"fc.weight": _FakeTorch.Tensor(weight)}}, None),
+    tensor = _FakeTorch.Tensor(weight)
+    cases = [({"fc.weight": tensor}, None),
+             ({"epoch": 3, "state_dict": {"fc.weight": tensor}}, None),
+             ({"model": {"fc.weight": tensor}}, None),
+             ({"model_state_dict": {"fc.weight": tensor}, "epoch": 5}, None),
+             ({"module._orig_mod.fc.weight": tensor}, None),
+             ({"_orig_mod.module.fc.weight": tensor}, None),
              (RuntimeError("PytorchStreamReader failed reading zip archive: failed finding "
                            "central directory. Use weights_only=False"),
               f"{path} is not a readable PyTorch state dict (RuntimeError): it is truncated, "
@@ -400,7 +424,26 @@ def test_a_pth_file_is_read_safely_and_its_wrappers_undone(tmp_path, monkeypatch
                 read_state_dict(path)
             assert str(error.value) == message
             assert "weights_only=False" not in str(error.value)  # never that advice
-        assert torch.calls == [{"map_location": "cpu", "weights_only": True}]
+        assert torch.calls == [{"map_location": "cpu", "weights_only": True,
+                                "safe_globals": [[argparse.Namespace]]}]
+    # timm's checkpoint keeps the moving average beside the weights: which one is read is
+    # said (the raw ones, as timm's validate.py reads them).
+    monkeypatch.setitem(sys.modules, "torch", _FakeTorch(
+        {"state_dict": {"fc.weight": tensor}, "state_dict_ema": {"fc.weight": tensor}}))
+    with pytest.warns(UserWarning, match=re.escape(
+            f"{path} holds the raw weights ('state_dict'), read here, and their moving "
+            "average ('state_dict_ema'). To read the average instead, save it alone: "
+            "torch.save(checkpoint['state_dict_ema'], 'ema.pth').")):
+        assert list(read_state_dict(path)) == ["fc.weight"]
+
+    def unreadable(name, mode="r"):
+        raise PermissionError(13, "Permission denied", name)
+
+    monkeypatch.setattr(torchvision_layout, "open", unreadable, raising=False)
+    for name in ("r.pth", "r.safetensors"):
+        with pytest.raises(PermissionError, match=re.escape(
+                f"Permission denied: '{tmp_path / name}'")):
+            read_state_dict(str(tmp_path / name))
 
 
 def test_without_the_top_the_classifier_is_left_over_quietly(tmp_path):
@@ -698,7 +741,8 @@ def test_weights_files_as_users_have_them(tmp_path, monkeypatch):
     monkeypatch.undo()
     assert torchvision_layout.converted_name("/w/model_best.pth.tar") == \
         "/w/model_best.safetensors"
-    assert "d.get('state_dict', d.get('model', d))" in torchvision_layout.conversion_command(
+    assert ('d = next((d[k] for k in ["state_dict", "model", "model_state_dict"] if '
+            'isinstance(d.get(k), dict)), d)') in torchvision_layout.conversion_command(
         "epoch=3.ckpt")
     (tmp_path / "folder.safetensors").mkdir()
     with pytest.raises(ValueError, match=r"^`weights` '.*folder.safetensors' is a directory: "
@@ -955,3 +999,85 @@ def _real_resnet_logits(tmp_path, depth, library):
         logits = model.predict(x.transpose(0, 2, 3, 1), verbose=0)
         np.testing.assert_allclose(logits, expected, rtol=1e-4,
                                    atol=1e-4 * np.abs(expected).max(), err_msg=name)
+
+
+def test_real_training_checkpoints_and_the_conversion_command(tmp_path):
+    """The checkpoints users have, as the libraries' training scripts save them: the
+    argparse.Namespace of their arguments (torchvision's references, timm's train.py: both
+    were refused as truncated), the averaged copy beside the weights, PyTorch's tutorial's
+    model_state_dict and torch.compile's prefix; and the printed conversion command, run in
+    a shell, on a file name with a space and a quote (it was a SyntaxError). Skipped where
+    PyTorch is not installed (CI)."""
+    in_torch_process(_real_training_checkpoints, str(tmp_path))
+
+
+def _real_training_checkpoints(tmp_path):
+    import argparse
+    import pathlib
+    import shlex
+    import subprocess
+
+    import torch
+    import torchvision
+
+    tmp_path = pathlib.Path(tmp_path)
+    torch.manual_seed(0)
+    net = torchvision.models.resnet18(weights=None, num_classes=10).eval()
+    x = np.random.default_rng(0).normal(size=(1, 3, 32, 32)).astype("float32")
+    with torch.no_grad():
+        expected = net(torch.from_numpy(x)).numpy()
+    state, args = net.state_dict(), argparse.Namespace(model="resnet18", lr=0.5)
+    optimizer = torch.optim.SGD(net.parameters(), lr=0.5, momentum=0.9).state_dict()
+    checkpoints = {
+        "references.pth": {"model": state, "optimizer": optimizer, "epoch": 3, "args": args},
+        "model_best.pth.tar": {"epoch": 3, "arch": "resnet18", "state_dict": state,
+                               "optimizer": optimizer, "args": args,
+                               "state_dict_ema": state, "metric": 0.5},
+        "bob's r18.pth": {"model_state_dict": {f"_orig_mod.{k}": v for k, v in state.items()},
+                          "epoch": 5}}
+    for name, checkpoint in checkpoints.items():
+        torch.save(checkpoint, str(tmp_path / name))
+        with warnings.catch_warnings(record=True) as caught:
+            warnings.simplefilter("always")
+            model = zoo.resnet18(weights=str(tmp_path / name), classes=10,
+                                 input_shape=(32, 32, 3), classifier_activation=None)
+        said = [str(w.message) for w in caught if "moving average" in str(w.message)]
+        assert len(said) == ("state_dict_ema" in checkpoint), (name, said)
+        np.testing.assert_allclose(model.predict(x.transpose(0, 2, 3, 1), verbose=0),
+                                   expected, rtol=1e-4, atol=1e-4, err_msg=name)
+    command = torchvision_layout.conversion_command("bob's r18.pth")
+    assert command.startswith("python -c ")
+    subprocess.run(shlex.quote(sys.executable) + command[len("python"):], shell=True,
+                   check=True, cwd=tmp_path)
+    model = zoo.resnet18(weights=str(tmp_path / "bob's r18.safetensors"), classes=10,
+                         input_shape=(32, 32, 3), classifier_activation=None)
+    np.testing.assert_allclose(model.predict(x.transpose(0, 2, 3, 1), verbose=0), expected,
+                               rtol=1e-4, atol=1e-4)
+
+
+def test_zoo_train_from_weights_of_another_classifier_says_where_to_fine_tune(
+        tmp_path, capsys, monkeypatch):
+    """`zoo train --model-arg weights=FILE` with ImageNet's 1000-class classifier, on the
+    digits' 10 classes: the builder's advice (classes=1000, or include_top=False) looped, as
+    the command sets both; the line says where fine-tuning is. Weights that do not fit the
+    network either keep the builder's line. `~/` in the value is the home's, as in the
+    command's other paths (it was taken as a folder named ~)."""
+    from zoo import cli
+
+    monkeypatch.setenv("HOME", str(tmp_path))
+    write_safetensors(str(tmp_path / "r18.safetensors"), torchvision_state_dict(18))
+    run_dir = tmp_path / "run"
+    common = ["train", "--model", "resnet18", "--image-size", "32", "--epochs", "1",
+              "--run-dir", str(run_dir)]
+    assert cli.main([*common, "--model-arg", "weights=~/r18.safetensors"]) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert err == ["zoo train: error: --model-arg weights=" + str(tmp_path / "r18.safetensors")
+                   + " fits resnet18 without its classifier, not with one of the dataset's 10 "
+                   "classes. zoo train trains the whole network, classifier and all: fine-tune "
+                   "the weights in Python instead, zoo.fine_tune(zoo.get_model('resnet18', "
+                   "weights=...), classes=10) (the README's Fine-tuning)."], err
+    write_safetensors(str(tmp_path / "r50.safetensors"), torchvision_state_dict(50))
+    assert cli.main([*common, "--model-arg", "weights=~/r50.safetensors"]) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and f"{tmp_path / 'r50.safetensors'} does not fit resnet18" in err[0]
+    assert not run_dir.exists()

@@ -277,12 +277,17 @@ def _expand_home(args, command_parser):
     """``~/`` at the start of a value, as a shell expands it (``--output=~/e.keras``, or a
     quoted ``"~/runs"``: the shell leaves those alone). Taken as typed, they wrote into a
     folder named ``~`` in the working directory, which a later ``rm -rf ~`` would mistake
-    for the home. Only ``~`` and ``~/``: ``~user`` is a name a file may have."""
+    for the home. Only ``~`` and ``~/``: ``~user`` is a name a file may have. In
+    ``--model-arg KEY=VALUE``, the value's (``weights=~/r18.pth``)."""
+    home = (lambda v: os.path.expanduser(v)
+            if isinstance(v, str) and (v == "~" or v.startswith("~/")) else v)
     for action in command_parser._actions:
         value = getattr(args, action.dest, None)
-        home = (lambda v: os.path.expanduser(v)
-                if isinstance(v, str) and (v == "~" or v.startswith("~/")) else v)
-        if isinstance(value, list):
+        if action.dest == "model_arg" and value:  # the value of KEY=VALUE (weights=~/r.pth)
+            setattr(args, action.dest, [
+                "=".join((key, home(v))) if sep else pair
+                for pair in value for key, sep, v in [pair.partition("=")]])
+        elif isinstance(value, list):
             setattr(args, action.dest, [home(v) for v in value])
         elif isinstance(value, str):
             setattr(args, action.dest, home(value))

@@ -131,10 +131,35 @@ class Setup:
         import keras
 
         image = keras.Input((size, size, 3))
-        probe = zoo.get_model(self.model, classes=self.info.num_classes, **self.model_kwargs,
-                              input_tensor=image)
+        try:
+            probe = zoo.get_model(self.model, classes=self.info.num_classes,
+                                  **self.model_kwargs, input_tensor=image)
+        except UserError:
+            self._check_classifier_of_the_weights(image)
+            raise
         del probe
         gc.collect()  # its weights (a VGG-16's 553 MB), before the real model's are made
+
+    def _check_classifier_of_the_weights(self, image):
+        """Weights that fit the network without its classifier but not with the dataset's
+        classes (ImageNet's 1000): the command trains the model's own classifier, and
+        setting classes or include_top is refused, so the builder's advice looped. One
+        line that says where to fine-tune instead."""
+        weights = self.model_kwargs.get("weights")
+        if weights is None or self.model_kwargs.get("include_top") is False:
+            return
+        try:
+            zoo.get_model(self.model, **{**self.model_kwargs, "include_top": False},
+                          input_tensor=image)
+        except (UserError, ValueError):
+            return  # the body does not fit either: the builder's message says why
+        classes = self.info.num_classes
+        raise UserError(
+            f"--model-arg weights={weights} fits {self.model} without its classifier, not "
+            f"with one of the dataset's {classes} classes. zoo train trains the whole network, "
+            f"classifier and all: fine-tune the weights in Python instead, "
+            f"zoo.fine_tune(zoo.get_model({self.model!r}, weights=...), classes={classes}) "
+            "(the README's Fine-tuning).") from None
 
     def load(self, split, shuffle=None):
         return self.data.load(split, shuffle=shuffle)

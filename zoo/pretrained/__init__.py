@@ -306,7 +306,7 @@ def _readable_here(path, entry):
 
     raise MissingPackage(
         f"weights {entry.name!r}: {path} is a PyTorch file, and PyTorch is not installed "
-        f"here. Convert it once where torch is installed (in {os.path.dirname(path)}):  "
+        f"here. Convert it once where torch is installed:  "
         f"{conversion_command(path)}  then weights={entry.tag!r} reads "
         f"{os.path.basename(converted)} beside it.")
 

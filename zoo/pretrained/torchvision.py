@@ -7,8 +7,12 @@ in, out), the classifier is transposed, and each BatchNorm's weight, bias, runni
 running variance become gamma, beta, moving mean and moving variance (eps 1e-5 in both).
 """
 
+import contextlib
+import json
 import os
 import re
+import shlex
+import warnings
 
 import numpy as np
 
@@ -20,19 +24,41 @@ IGNORED = ("num_batches_tracked",)  # a BatchNorm counter, not a weight
 
 def read_state_dict(path):
     """A ``{key: float32 numpy array}`` dict from a ``.safetensors`` or ``.pth`` file (or
-    ``.pt``, ``.pth.tar``, ``.bin``, ``.ckpt``: PyTorch's), its keys without the prefix that
-    ``DataParallel`` (``module.``) or a Lightning module (``model.``) put on every one."""
+    ``.pt``, ``.pth.tar``, ``.bin``, ``.ckpt``: PyTorch's), its keys without the prefixes
+    that ``DataParallel`` (``module.``), ``torch.compile`` (``_orig_mod.``) or a Lightning
+    module (``model.``) put on every one."""
     return _without_wrapper_prefix(_read(os.fspath(path)))
 
 
+WRAPPER_PREFIXES = ("module.", "_orig_mod.", "model.")
+
+
 def _without_wrapper_prefix(state):
-    for prefix in ("module.", "model."):
-        if state and all(key.startswith(prefix) for key in state):
-            state = {key[len(prefix):]: value for key, value in state.items()}
+    """``state`` without the prefixes on all its keys, however nested (a compiled model
+    wrapped in DistributedDataParallel: ``module._orig_mod.``), as timm's
+    ``clean_state_dict`` undoes them."""
+    stripped = True
+    while state and stripped:
+        stripped = False
+        for prefix in WRAPPER_PREFIXES:
+            if all(key.startswith(prefix) for key in state):
+                state = {key[len(prefix):]: value for key, value in state.items()}
+                stripped = True
     return state
 
 
+# Where training scripts keep the state dict in their checkpoints: timm's train.py and
+# most scripts (state_dict), torchvision's references (model), PyTorch's tutorial on
+# general checkpoints (model_state_dict); and the averaged (EMA) copy saved beside it.
+WRAPPERS = ("state_dict", "model", "model_state_dict")
+EMA_WRAPPERS = ("state_dict_ema", "model_ema", "ema_state_dict")
+
+
 def _read(path):
+    # An OS fault (a file this user may not read) is the OS's, with the path: it was
+    # reported as a truncated file or a missing one (safetensors' FileNotFoundError).
+    with open(path, "rb"):
+        pass
     if path.lower().endswith(".safetensors"):
         import ml_dtypes  # noqa: F401  (Keras' own: NumPy reads bfloat16 files with it)
         from safetensors import SafetensorError
@@ -55,7 +81,8 @@ def _read(path):
             f"where torch is installed:  {conversion_command(path)}  and pass the "
             ".safetensors file instead.") from None
     try:
-        state = torch.load(path, map_location="cpu", weights_only=True)
+        with _training_checkpoint_globals(torch):
+            state = torch.load(path, map_location="cpu", weights_only=True)
     except Exception as error:  # noqa: BLE001 torch raises many kinds; its text advises
         # weights_only=False, which would run the file's code: never repeat that advice.
         raise UserError(f"{path} is not a readable PyTorch state dict "
@@ -63,9 +90,7 @@ def _read(path):
                         "holds objects other than tensors (a whole model, pickled: save "
                         "torch.save(model.state_dict(), path) instead). Nothing was "
                         "loaded.") from None
-    for wrapper in ("state_dict", "model"):  # training checkpoints wrap the state dict
-        if isinstance(state, dict) and isinstance(state.get(wrapper), dict):
-            state = state[wrapper]
+    state = _unwrapped(state, path)
     if not isinstance(state, dict):
         raise UserError(f"{path} holds a {type(state).__name__}, not a state dict.")
     not_tensors = [k for k, v in state.items() if not isinstance(v, torch.Tensor)]
@@ -73,6 +98,36 @@ def _read(path):
         raise UserError(f"{path} is not a state dict of tensors: key {not_tensors[0]!r} holds "
                         f"a {type(state[not_tensors[0]]).__name__}.")
     return {k: v.detach().float().numpy() for k, v in state.items()}
+
+
+def _training_checkpoint_globals(torch):
+    """What ``torch.load(weights_only=True)`` may rebuild besides tensors: the
+    ``argparse.Namespace`` of the command-line arguments that timm's and torchvision's
+    training scripts save in their checkpoints (timm's own loader allows it so). Plain
+    attributes: no code of the file runs."""
+    import argparse
+
+    serialization = getattr(torch, "serialization", None)
+    if not hasattr(serialization, "safe_globals"):  # (before PyTorch 2.5: no such list)
+        return contextlib.nullcontext()
+    return serialization.safe_globals([argparse.Namespace])
+
+
+def _unwrapped(state, path):
+    """The state dict a training checkpoint holds under one of :data:`WRAPPERS`; where it
+    holds an averaged copy too (timm's ``state_dict_ema``, torchvision's ``model_ema``),
+    a warning says which one was read (the raw weights, as timm's validate.py reads)."""
+    for wrapper in WRAPPERS:
+        if isinstance(state, dict) and isinstance(state.get(wrapper), dict):
+            averaged = [k for k in EMA_WRAPPERS if isinstance(state.get(k), dict)]
+            if averaged:
+                warnings.warn(
+                    f"{path} holds the raw weights ({wrapper!r}), read here, and their "
+                    f"moving average ({averaged[0]!r}). To read the average instead, save it "
+                    f"alone: torch.save(checkpoint[{averaged[0]!r}], 'ema.pth').",
+                    stacklevel=2)
+            return state[wrapper]
+    return state
 
 
 TORCH_SUFFIXES = (".pth.tar", ".pth", ".pt", ".bin", ".ckpt")  # PyTorch's files
@@ -89,13 +144,20 @@ def converted_name(path):
 
 def conversion_command(path):
     """The shell command that writes ``path`` (a PyTorch state dict, or a training
-    checkpoint holding one under ``state_dict`` or ``model``) as the ``.safetensors`` file
-    beside it, where PyTorch is installed."""
-    name = os.path.basename(path)
-    return ("python -c \"import torch; from safetensors.torch import save_file; "
-            f"d = torch.load('{name}', map_location='cpu', weights_only=True); "
-            "d = d.get('state_dict', d.get('model', d)); "
-            f"save_file(d, '{os.path.basename(converted_name(path))}')\"")
+    checkpoint holding one under one of :data:`WRAPPERS`) as the ``.safetensors`` file
+    beside it, where PyTorch is installed (run where ``path``, as given, names the file).
+
+    >>> command = conversion_command("runs/r18.pth")
+    >>> 'torch.load("runs/r18.pth",' in command, 'save_file(d, "runs/r18.safetensors")' in command
+    (True, True)
+    """
+    code = ("import argparse, torch; from safetensors.torch import save_file; "
+            "torch.serialization.add_safe_globals([argparse.Namespace]); "
+            f"d = torch.load({json.dumps(path)}, map_location=\"cpu\", weights_only=True); "
+            f"d = next((d[k] for k in {json.dumps(WRAPPERS)} if isinstance(d.get(k), dict)), "
+            "d); "
+            f"save_file(d, {json.dumps(converted_name(path))})")
+    return f"python -c {shlex.quote(code)}"
 
 
 _BLOCK = re.compile(r"conv(\d+)_block(\d+)_(\d+)_(conv|bn)$")
