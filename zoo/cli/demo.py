@@ -128,7 +128,8 @@ def train_members(demo, output_dir, models=MODEL_CHOICES, epochs=6, snapshot_epo
             where = f"{replicas(strategy)[0]} replicas" if index == 0 else "one device"
             # keras.distribution (JAX) splits every batch evenly: no smaller last batch.
             data_parallel = index == 0 and isinstance(strategy, str)
-            _say(f"training {name} for {epochs} epoch{'s' * (epochs != 1)} on {where}")
+            _say(f"training {name} for {epochs} epoch{'s' * (epochs != 1)} on {where}"
+                 + _resumed(os.path.join(output_dir, name), epochs))
             start = time.time()
             result = zoo.train(
                 member(build), demo.train(drop_remainder=True) if data_parallel else train,
@@ -145,7 +146,8 @@ def train_members(demo, output_dir, models=MODEL_CHOICES, epochs=6, snapshot_epo
 
     if "resnet18" in models:
         _say(f"training resnet18 (cifar stem) as a {cycles}-cycle snapshot ensemble, "
-             f"{snapshot_epochs} epochs, on one device")
+             f"{snapshot_epochs} epochs, on one device"
+             + _resumed(os.path.join(output_dir, SNAPSHOT_RUN), snapshot_epochs))
         start = time.time()
         # Centre crops, no random crops: the tiny ResNet sees the digits at 8x8.
         _, paths = ensembles.train_snapshots(
@@ -159,6 +161,48 @@ def train_members(demo, output_dir, models=MODEL_CHOICES, epochs=6, snapshot_epo
             ensembles.from_snapshots(resnet, paths, last=min(SNAPSHOTS_KEPT, len(paths)),
                                      class_names=demo.info.class_names, resize=demo.resize))
     return groups
+
+
+def _resumed(run_dir, epochs):
+    """What the "training" line adds for a member an earlier demo trained there: a second
+    run said nothing, and its lines and times read as a new training."""
+    from zoo.training.run_config import epochs_done
+
+    done = epochs_done(run_dir)
+    if done >= epochs:
+        return f" (trained by an earlier demo in {run_dir}: loaded, nothing to train)"
+    return f" (resuming {run_dir} after epoch {done})" if done else ""
+
+
+def _check_same_flags(output_dir, runs, flags):
+    """Members an earlier demo trained in ``output_dir`` (``runs``: run name -> index,
+    None for the snapshot run) with other ``flags`` (``{"epochs": 6, ...}``, the flags'
+    values): one line in the flags' words. The resume refused them later, in the names of
+    the schedule's settings (warmup_steps 0 -> 10), and told of a run directory the demo
+    has no flag for."""
+    from zoo.training.run_config import read_config
+
+    for name, index in runs.items():
+        config = read_config(os.path.join(output_dir, name))
+        if not config:
+            continue
+        schedule = ((config.get("optimizer") or {}).get("config") or {}).get(
+            "learning_rate") or {}
+        recorded = {"seed": config.get("seed"), "cycles": None}
+        if index is None:  # the snapshot run: its epochs and cycles
+            recorded.update(snapshot_epochs=config.get("epochs"),
+                            cycles=(schedule.get("config") or {}).get("cycles"))
+        else:  # an AlexNet variant, seeded seed + its index
+            recorded.update(epochs=config.get("epochs"),
+                            seed=None if config.get("seed") is None
+                            else config["seed"] - index)
+        for flag, value in flags.items():
+            if recorded.get(flag) is not None and recorded[flag] != value:
+                shown = f"--{flag.replace('_', '-')}"
+                raise UserError(
+                    f"{output_dir} holds a zoo demo of {shown} {recorded[flag]} ({name}); "
+                    f"received {shown} {value}. Give another --output-dir, or {shown} "
+                    f"{recorded[flag]} to resume it.")
 
 
 def resnet_member(demo):
@@ -218,6 +262,7 @@ def replicas(strategy):
 
 
 FITTED = "all, weights fitted on validation"  # the served combination's group
+FITTED_NAME = "all_fitted"  # (its model's name)
 
 
 def combine_groups(groups):
@@ -261,7 +306,7 @@ def evaluate(groups, test, validation=None):
     if validation is not None:
         weights = ensembles.fit_weights(everything, validation)
         fitted = ensembles.Ensemble(everything, weights=[float(w) for w in weights],
-                                    name="all_fitted")
+                                    name=FITTED_NAME)
         scored = ensembles.evaluate(fitted, None, predictions=(names, probs, labels))
         rows.append({"model": f"{FITTED}: ensemble", "group": FITTED,
                      **scored.loc["ensemble", SCORE_COLUMNS].to_dict()})
@@ -290,17 +335,25 @@ def report(table, combined, predictions, output_dir, header, served_lines=()):
 
     names, probs, labels = predictions
     curve = ensembles.size_curve(combined, None, predictions=predictions)
+    weighted = _weighted(combined)
     ensembles.plot_size_curve(curve, os.path.join(output_dir, "size_curve.png"),
-                              title="All members, in training order")
+                              title=f"All members, in training order ({weighted})")
     ensembles.plot_reliability(combine(combined, probs), labels,
                                os.path.join(output_dir, "reliability.png"),
-                               title="Combined ensemble")
+                               title=f"The exported ensemble ({weighted})")
     path = os.path.join(output_dir, "report.md")
     write_text(path, f"{header}\n\n" + _markdown(table)
                + "\n\n![size curve](size_curve.png)\n![reliability](reliability.png)\n\n"
                "## Served predictions\n\n" + "\n".join(f"- {line}" for line in served_lines)
                + "\n")
     return path
+
+
+def _weighted(combined):
+    """How the combination the demo exports (and plots) weighs its members: the table's
+    fitted row, where a validation split fitted them, else its "all" row."""
+    return ("weights fitted on validation" if combined.name == FITTED_NAME
+            else "each group weighted equally")
 
 
 def serve(combined, test, export_dir, count=5):
@@ -310,7 +363,7 @@ def serve(combined, test, export_dir, count=5):
 
     import ensembles
 
-    _say(f"exporting the combined ensemble to {export_dir}")
+    _say(f"exporting the ensemble of every member ({_weighted(combined)}) to {export_dir}")
     start = time.time()
     ensembles.export(combined, export_dir, overwrite=True)  # the demo's own, on a rerun
     _say(f"  exported in {time.time() - start:.0f} s; reloading it with TensorFlow alone")
@@ -427,7 +480,12 @@ def run(output_dir="runs/demo", epochs=6, snapshot_epochs=15, cycles=5, seed=0,
     for name, value in (("epochs", epochs), ("snapshot_epochs", snapshot_epochs),
                         ("cycles", cycles)):
         check_positive_int(value, name)
-    _check_output_dir(output_dir, member_runs(models, dropouts, widths))
+    runs = member_runs(models, dropouts, widths)
+    _check_output_dir(output_dir, runs)
+    _check_same_flags(output_dir, {name: (None if name == SNAPSHOT_RUN else runs.index(name))
+                                   for name in runs},
+                      {"epochs": epochs, "snapshot_epochs": snapshot_epochs, "cycles": cycles,
+                       "seed": seed})
     strategy = strategy or default_strategy()
     count, devices = replicas(strategy)
     _say(f"{count} replicas: {', '.join(map(str, devices))}")

@@ -975,6 +975,9 @@ def test_demo_smoke_run_end_to_end(tmp_path):
     assert "2 replicas" in result.stdout
     assert result.stdout.count("training alexnet") == 3  # dropout 0.3 and 0.4, width 384
     assert result.stdout.count("predicted") == 5  # the reloaded SavedModel classified them
+    assert "to train" not in result.stdout and "resuming" not in result.stdout
+    assert ("exporting the ensemble of every member (weights fitted on validation)"
+            in result.stdout)
 
     table = pd.read_csv(os.path.join(out, "results.csv"), index_col="model")
     assert [name for name in table.index if name.endswith(": ensemble")] == [
@@ -1186,6 +1189,47 @@ def test_the_demo_refuses_what_it_would_replace_only_after_training_before_any_w
     assert not out.exists()
     # The AlexNets alone train in none of the ResNet's folder.
     demo._check_output_dir(str(tmp_path / "demo2"), demo.member_runs(["alexnet"]))
+
+
+def test_a_demo_of_other_flags_than_its_members_is_one_line_in_the_flags_words(
+        tmp_path, capsys, monkeypatch):
+    """Members an earlier demo trained with other --epochs, --seed or --cycles were refused
+    by the resume, after the data was read, in the schedule's words (warmup_steps 0 -> 10)
+    and with advice about a run directory the demo has no flag for; a demo that resumes them
+    says so (a second run printed a new training's lines)."""
+    import ensembles
+    from tests.helpers import tiny_data, tiny_model
+    from zoo.cli import demo
+
+    def no_work(*args, **kwargs):
+        raise AssertionError("the demo started its work")
+
+    out = tmp_path / "demo"
+    zoo.train(tiny_model(), tiny_data(n=16), epochs=1, seed=1, verbose=0,
+              run_dir=str(out / "alexnet_dropout0p4"))  # the second variant: seed + 1
+    ensembles.train_snapshots(tiny_model(), tiny_data(n=16), epochs=2, cycles=2, seed=0,
+                              verbose=0, run_dir=str(out / "resnet18_snapshots"))
+    monkeypatch.setattr(demo, "load_data", no_work)
+    for flags, message in (
+            (["--epochs", "2"], "holds a zoo demo of --epochs 1 (alexnet_dropout0p4); "
+                                "received --epochs 2. Give another --output-dir, or --epochs 1 "
+                                "to resume it."),
+            (["--epochs", "1", "--seed", "3"], "holds a zoo demo of --seed 0 "
+                                               "(alexnet_dropout0p4); received --seed 3."),
+            (["--epochs", "1", "--snapshot-epochs", "2", "--cycles", "3"],
+             "holds a zoo demo of --cycles 2 (resnet18_snapshots); received --cycles 3."),
+            (["--epochs", "1", "--snapshot-epochs", "3", "--cycles", "2"],
+             "of --snapshot-epochs 2 (resnet18_snapshots); received --snapshot-epochs 3.")):
+        assert cli.main(["demo", "--output-dir", str(out), *flags]) == 2, flags
+        err = capsys.readouterr().err.strip().splitlines()
+        assert len(err) == 1 and err[0].startswith(f"zoo demo: error: {out} holds a zoo demo "
+                                                   "of --") and message in err[0], err
+    assert sorted(os.listdir(out)) == ["alexnet_dropout0p4", "resnet18_snapshots"]
+    run_dir = str(out / "alexnet_dropout0p4")
+    assert demo._resumed(run_dir, 1) == (f" (trained by an earlier demo in {run_dir}: "
+                                         "loaded, nothing to train)")
+    assert demo._resumed(run_dir, 3) == f" (resuming {run_dir} after epoch 1)"
+    assert demo._resumed(str(out / "alexnet_dropout0p3"), 1) == ""
 
 
 @pytest.mark.parametrize("models", [["alexnet"], ["resnet18"], ["alexnet", "resnet18"]])
