@@ -105,7 +105,11 @@ def _checked(probs, labels):
 def top_k_error(probs, labels, k=1):
     """Fraction of examples whose label is not among the ``k`` most probable classes. Ties
     go to the lower class index, as ``np.argmax`` and Keras' ``sparse_categorical_accuracy``
-    break them (the top-1 error is ``mean(argmax != label)``)."""
+    break them (the top-1 error is ``mean(argmax != label)``), for every ``k``: exactly ``k``
+    classes count. Keras' ``sparse_top_k_categorical_accuracy`` (``in_top_k``) counts every
+    class tied at the k-th probability and scikit-learn's ``top_k_accuracy_score`` breaks
+    ties the other way, so on a saturated model (one-hot float32 outputs: many classes tied
+    at 0) the three top-5 numbers differ; where no class ties, they agree."""
     return _top_k_error(*_checked(probs, labels), check_positive_int(k, "k"))
 
 
