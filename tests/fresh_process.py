@@ -124,6 +124,14 @@ CODE = textwrap.dedent(
                   verbose=0)
     except ValueError as err:
         out["mirrored_small_batch"] = str(err)
+    # zoo train's --batch-size below the replicas: one line before the statistics pass.
+    import contextlib, io, os
+    from zoo import cli
+    err = io.StringIO()
+    with contextlib.redirect_stderr(err):
+        code = cli.main(["train", "--model", "resnet20", "--image-size", "8", "--batch-size",
+                         "1", "--strategy", "mirrored", "--run-dir", "small_batch_run"])
+    out["cli_small_batch"] = [code, err.getvalue(), os.path.exists("small_batch_run")]
     out["mirrored_prelu_slopes"] = {
         "count": len(slopes), "copies": min(len(c) for c in copies),
         "largest_difference": max(float(np.abs(c[0] - c[-1]).max()) for c in copies)}

@@ -219,12 +219,17 @@ def _parser():
 def _interrupts_kept(hook):
     """``sys.unraisablehook`` that passes a Ctrl-C raised where Python can only report it
     (a garbage-collection callback: JAX's, imported by TensorFlow where installed) on to the
-    main thread; it was dropped, and the run trained to its end."""
+    main thread; it was dropped, and the run trained to its end. It is raised there from a
+    thread of its own once the hook has returned: on the main thread ``interrupt_main``
+    raises at once, inside the hook, where Python drops it again."""
     def unraisable(args):
         if isinstance(args.exc_value, KeyboardInterrupt):
             import _thread
+            import threading
 
-            _thread.interrupt_main()
+            later = threading.Timer(0.05, _thread.interrupt_main)
+            later.daemon = True
+            later.start()
             return
         hook(args)
 
@@ -247,7 +252,7 @@ def _one_line_warnings(command):
     shown = warnings.formatwarning
 
     def one_line(message, category, filename, lineno, line=None):
-        if os.path.abspath(filename).startswith(_OURS):
+        if os.path.abspath(filename).startswith(_OURS) or _warned_by_us():
             return f"zoo {command}: warning: {message}\n"
         return shown(message, category, filename, lineno, line)
 
@@ -256,6 +261,22 @@ def _one_line_warnings(command):
         yield
     finally:
         warnings.formatwarning = shown
+
+
+def _warned_by_us():
+    """Whether the code that called ``warnings.warn`` (the frame below the warnings module's
+    ``_showwarnmsg``, read while the warning is shown) is the project's: a warning of ours
+    with ``stacklevel=2`` in a callback names the Keras line that called it (the diagnose's
+    update-ratio warning kept Python's two lines)."""
+    import warnings
+
+    frame = sys._getframe(1)
+    while frame is not None and not (frame.f_code.co_filename == warnings.__file__
+                                     and frame.f_code.co_name == "_showwarnmsg"):
+        frame = frame.f_back
+    while frame is not None and frame.f_code.co_filename == warnings.__file__:
+        frame = frame.f_back  # (warn itself, where it is Python's: warn_explicit, warn)
+    return frame is not None and os.path.abspath(frame.f_code.co_filename).startswith(_OURS)
 
 
 def _refuse_empty_values(args, command_parser):

@@ -56,6 +56,7 @@ class Setup:
         size = args.image_size or max(native, entry.min_input_size)
         self.model = args.model
         self.info = info
+        self.ema = getattr(args, "ema", False)
         self._check_model(size)
         # What config.json records of the data (zoo.train's settings): a resume with others
         # is refused here, before the statistics pass, as the recipe's own are.
@@ -137,6 +138,10 @@ class Setup:
         except UserError:
             self._check_classifier_of_the_weights(image)
             raise
+        if self.ema:  # (zoo.train refused it after the statistics pass)
+            from zoo.training.recipe import check_ema_model
+
+            check_ema_model(probe)
         del probe
         gc.collect()  # its weights (a VGG-16's 553 MB), before the real model's are made
 

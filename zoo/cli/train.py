@@ -3,6 +3,7 @@
 
 import functools
 import os
+import shlex
 import sys
 
 import zoo
@@ -28,6 +29,13 @@ def _strategy(args):
                 f"strategy's {strategy.num_replicas_in_sync} replicas are one device split "
                 "in parts, between which XLA cannot reach the variables. Leave "
                 "--jit-compile out, or train on one device (--strategy one_device).")
+        replicas = strategy.num_replicas_in_sync
+        if args.batch_size < replicas:  # (it was refused after the statistics pass, in the
+            # library's words: data.load(..., drop_remainder=True))
+            raise UserError(
+                f"--batch-size {args.batch_size} is smaller than the {replicas} replicas of "
+                f"--strategy {args.strategy}: one would get no example. Give --batch-size "
+                f"{replicas} or more.")
         return strategy
     if args.strategy == "multi_worker":
         zoo.distribute.initialize_cluster(args.coordinator, args.num_processes,
@@ -190,10 +198,11 @@ def _cmd_train(args):
         whole_images_hint(setup)
     if args.snapshots:
         snapshots = os.path.dirname(paths[0]) if paths else os.path.join(run_dir, "snapshots")
+        quoted = shlex.quote  # (a folder named "my runs" was two arguments, pasted)
         print(f"Snapshots: {snapshots} ({len(paths)} files). Combine them with:\n"
-              f"  zoo ensemble {os.path.join(run_dir, 'checkpoints', 'last.keras')} "
-              f"--snapshots {snapshots} --last {min(4, len(paths))} "
-              f"--output {os.path.join(run_dir, 'snapshot_ensemble.keras')}")
+              f"  zoo ensemble {quoted(os.path.join(run_dir, 'checkpoints', 'last.keras'))} "
+              f"--snapshots {quoted(snapshots)} --last {min(4, len(paths))} "
+              f"--output {quoted(os.path.join(run_dir, 'snapshot_ensemble.keras'))}")
     return 1 if result.diverged else 0
 
 

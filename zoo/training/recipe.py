@@ -160,8 +160,13 @@ def _check_ema(optimizer, model):
     (a ResNet-18 on the digits: validation at chance for six epochs, and 88 % where
     statistics recomputed for the averages gave 97 %; torchvision's EMA averages the
     statistics too). One line before training."""
-    if not _uses_ema(optimizer):
-        return
+    if _uses_ema(optimizer):
+        check_ema_model(model)
+
+
+def check_ema_model(model):
+    """:func:`_check_ema`'s refusal of ``model`` for an optimizer that averages (``zoo
+    train --ema`` makes it before the statistics pass)."""
     training = [layer.name for layer in model._flatten_layers()
                 if isinstance(layer, keras.layers.BatchNormalization) and layer.trainable]
     if training:

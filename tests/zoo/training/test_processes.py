@@ -288,6 +288,11 @@ def test_train_under_the_mirrored_two_device_strategy_matches_one_device(fresh_p
     assert np.isfinite(fresh_process["mirrored_arrays_val_loss"])  # arrays, a PyDataset
     assert fresh_process["mirrored_small_batch"].startswith(
         "`train_data` has a batch of 1 example, fewer than the 2 replicas it is split over")
+    # From the shell: before the statistics pass, in the flags' words, nothing written (it
+    # came after the pass, advising data.load(..., drop_remainder=True)).
+    assert fresh_process["cli_small_batch"] == [
+        2, "zoo train: error: --batch-size 1 is smaller than the 2 replicas of --strategy "
+           "mirrored: one would get no example. Give --batch-size 2 or more.\n", False]
     slopes = fresh_process["mirrored_prelu_slopes"]
     assert slopes["count"] > 0 and slopes["copies"] == 2
     assert slopes["largest_difference"] == 0.0  # both copies spared from the decay

@@ -1143,7 +1143,7 @@ def test_ema_run_validates_checkpoints_and_returns_the_averaged_weights(tmp_path
         np.testing.assert_allclose(saved, averaged, rtol=1e-6)
 
 
-def test_ema_with_batchnorm_that_trains_is_one_line(tmp_path):
+def test_ema_with_batchnorm_that_trains_is_one_line(tmp_path, capsys):
     """Keras' use_ema leaves BatchNorm's moving statistics raw: the averaged ResNet ran
     with the raw weights' statistics (validation at chance for six epochs). Frozen
     BatchNorm (inference mode, fixed statistics) is no such mismatch."""
@@ -1163,6 +1163,16 @@ def test_ema_with_batchnorm_that_trains_is_one_line(tmp_path):
         return model
 
     assert len(zoo.train(frozen, tiny_data(), epochs=1, **ema).history) == 1
+    # From the shell: before the statistics pass (a full pass over the training set), with
+    # nothing written; it came after it, and left the run's lock and statistics.
+    from zoo import cli
+
+    run_dir = tmp_path / "shell"
+    assert cli.main(["train", "--model", "resnet20", "--image-size", "8", "--model-arg",
+                     "width=0.25", "--ema", "--run-dir", str(run_dir)]) == 2
+    err = capsys.readouterr()
+    assert len(err.err.strip().splitlines()) == 1 and "--ema" in err.err
+    assert "statistics" not in err.out and not run_dir.exists()
 
 
 @pytest.mark.slow  # float16 on a CPU: 8 s
