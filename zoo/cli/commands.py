@@ -186,11 +186,12 @@ def _add_demo(sub):
     demo.add_argument("--output-dir", default=None,
                       help="default runs/demo (runs/demo_quick with --quick)")
     demo.add_argument("--dataset", default="digits",
-                      help="'digits' (embedded), a TFDS name or an image folder")
+                      help="'digits' (embedded), a TFDS name or an image folder (default: %(default)s)")
     demo.add_argument("--data-dir", default=None, help="TFDS data_dir")
     demo.add_argument("--models", nargs="+", choices=("alexnet", "resnet18"),
                       default=["alexnet", "resnet18"],
-                      help="AlexNet dropout/width variants, ResNet-18 snapshots, or both")
+                      help="AlexNet dropout/width variants, ResNet-18 snapshots, or both "
+                      "(default: both)")
     demo.add_argument("--epochs", type=int, default=None,
                       help="epochs per AlexNet member (default 6)")
     demo.add_argument("--snapshot-epochs", type=int, default=None,

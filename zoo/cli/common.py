@@ -240,10 +240,11 @@ def bad_image_flag(parser, default="error"):
 
 
 def model_and_data_flags(parser, epochs, run_dir, augment="none", augment_help="none",
-                          image_size_help="the dataset's, at least the model's minimum"):
+                          image_size_help="the dataset's, at least the model's minimum",
+                          augment_options=None):
     parser.add_argument("--model", required=True, help="model name, see `zoo list`")
     parser.add_argument("--dataset", default="digits",
-                        help="'digits' (embedded), a TFDS name or an image folder")
+                        help="'digits' (embedded), a TFDS name or an image folder (default: %(default)s)")
     parser.add_argument("--epochs", type=int, default=epochs, help=f"(default: {epochs})")
     parser.add_argument("--batch-size", type=int, default=64, help="(default: 64)")
     parser.add_argument("--image-size", type=int, default=None,
@@ -255,7 +256,8 @@ def model_and_data_flags(parser, epochs, run_dir, augment="none", augment_help="
     parser.add_argument("--model-arg", action="append", metavar="KEY=VALUE",
                         help="builder argument, repeatable (e.g. towers=2, kernel_initializer=he)")
     parser.add_argument("--augment", default=augment,
-                        help="training augmentation: '+'-joined crop, flip, pca, jitter, "
+                        help=f"{augment_options} (default: {augment_help})" if augment_options
+                        else "training augmentation: '+'-joined crop, flip, pca, jitter, "
                         "erasing, or the presets none and paper (crop+flip+pca). With crop, "
                         "images load at 256/224 of the input size (256 for 224 and 227) and "
                         "are evaluated on their "

@@ -107,13 +107,15 @@ def add_distill(sub):
     distill.add_argument("--alpha", type=float, default=0.9,
                          help="the soft targets' weight; the labels' is 1 - alpha (default "
                          "0.9)")
-    distill.add_argument("--lr", type=float, default=0.01, help="initial learning rate")
+    distill.add_argument("--lr", type=float, default=0.01,
+                         help="initial learning rate (default: %(default)s)")
     distill.add_argument("--optimizer", default="sgd", metavar="OPTIMIZER",
-                         choices=OPTIMIZER_CHOICES, help="as zoo train's")
+                         choices=OPTIMIZER_CHOICES, help="as zoo train's (default: %(default)s)")
     distill.add_argument("--momentum", type=float, default=None,
                          help="as zoo train's (default: 0.9)")
-    distill.add_argument("--weight-decay", type=float, default=5e-4)
+    distill.add_argument("--weight-decay", type=float, default=5e-4,
+                         help="(default: %(default)s)")
     distill.add_argument("--lr-patience", type=int, default=5,
                          help="epochs without improvement before the learning rate is "
-                         "divided by 10")
+                         "divided by 10 (default: %(default)s)")
     distill.set_defaults(run=_cmd_distill)

@@ -203,13 +203,15 @@ def add_evaluate(sub):
         "averaged as an ensemble): top-1/top-5 error, NLL, Brier score, ECE, and the "
         "members' disagreement and KL.")
     evaluate.add_argument("models", nargs="+", metavar="MODEL.keras")
-    evaluate.add_argument("--dataset", default="digits")
+    evaluate.add_argument("--dataset", default="digits",
+                          help="'digits' (embedded), a TFDS name or an image folder (default: %(default)s)")
     evaluate.add_argument("--split", default=None,
                           help="default: test, or validation where there is no test split")
     evaluate.add_argument("--tta", choices=("none", "flip", "5crop", "10crop"), default="none",
                           help="test-time augmentation; 5crop/10crop load the images with "
                           "the shorter side at 256/224 of the input size (256 for 224 and 227) "
-                          "and take the corner and centre crops (10crop: and their mirrors)")
+                          "and take the corner and centre crops (10crop: and their mirrors)"
+                          " (default: %(default)s)")
     evaluate.add_argument("--center-crop", action="store_true",
                           help="load the images at 256/224 of the input size (256 for 224 "
                           "and 227) and take the centre crop (for models trained with "

@@ -235,16 +235,17 @@ def add_train(sub):
                            "with the same arguments to resume after a crash.")
     model_and_data_flags(train, epochs=20, run_dir="runs/MODEL_DATASET")
     train.add_argument("--lr", type=float, default=0.01,
-                       help="initial learning rate (with --snapshots: at each restart)")
+                       help="initial learning rate (with --snapshots: at each restart) "
+                       "(default: %(default)s)")
     train.add_argument("--optimizer", default="sgd", metavar="OPTIMIZER",
                        choices=OPTIMIZER_CHOICES,
                        help="sgd: the paper's (momentum, L2 decay through the gradient); "
-                       "nesterov; adam, rmsprop, adagrad with decoupled weight decay")
+                       "nesterov; adam, rmsprop, adagrad with decoupled weight decay (default: %(default)s)")
     train.add_argument("--momentum", type=float, default=None,
                        help="SGD/Nesterov momentum (RMSprop's momentum with rmsprop; adam "
                        "and adagrad have none) (default: 0.9)")
     train.add_argument("--weight-decay", type=float, default=5e-4,
-                       help="weight decay (the paper's 5e-4)")
+                       help="weight decay (default: the paper's 5e-4)")
     train.add_argument("--lr-patience", type=int, default=None,
                        help="epochs without improvement before the learning rate is "
                        "divided by 10 (default 5; not with --snapshots, whose cycles set "
@@ -260,7 +261,7 @@ def add_train(sub):
     train.add_argument("--strategy", default="auto", metavar="STRATEGY",
                        choices=STRATEGY_CHOICES,
                        help="auto, one_device, mirrored or multi_worker (TensorFlow: by "
-                       "TF_CONFIG; JAX: by the three flags below)")
+                       "TF_CONFIG; JAX: by the three flags below) (default: %(default)s)")
     cluster = train.add_argument_group(
         "a JAX cluster (--strategy multi_worker under KERAS_BACKEND=jax)",
         "Start the same command on every machine; each flag falls back on Keras' variable "

@@ -51,11 +51,16 @@ def add_diagnose(sub):
         "diagnose", help="the lecture notes' training checks for a model",
         description="Initial loss vs ln(classes), overfitting a tiny subset, update/weight "
         "ratios per layer, activations and dead ReLUs at initialisation and after training.")
-    model_and_data_flags(diagnose, epochs=1, run_dir="runs/MODEL_DATASET_diagnose")
-    diagnose.add_argument("--lr", type=float, default=0.01, help="learning rate")
+    model_and_data_flags(diagnose, epochs=1, run_dir="runs/MODEL_DATASET_diagnose",
+                         augment_options="none, or crop (the centre crops of the images "
+                         "loaded at 256/224 of the input size: the checks see the same "
+                         "examples at every step)")
+    diagnose.add_argument("--lr", type=float, default=0.01,
+                          help="learning rate (default: %(default)s)")
     diagnose.add_argument("--examples", type=int, default=20,
-                          help="size of the subset to overfit")
-    diagnose.add_argument("--overfit-steps", type=int, default=100)
+                          help="size of the subset to overfit (default: %(default)s)")
+    diagnose.add_argument("--overfit-steps", type=int, default=100,
+                          help="steps on that subset (default: %(default)s)")
     diagnose.set_defaults(run=_cmd_diagnose)
 
 
@@ -121,14 +126,17 @@ def add_search(sub):
         "weight decay (dropout and width optional), a coarse stage then a fine one around "
         "the best trials; writes search.csv and search.png.")
     model_and_data_flags(search, epochs=2, run_dir="runs/MODEL_DATASET_search")
-    search.add_argument("--trials", type=int, default=8, help="coarse trials")
+    search.add_argument("--trials", type=int, default=8, help="coarse trials (default: %(default)s)")
     search.add_argument("--fine-trials", type=int, default=None,
                         help="fine trials (default: as many as --trials; 0: none)")
-    search.add_argument("--top", type=int, default=3, help="best coarse trials to refine")
+    search.add_argument("--top", type=int, default=3,
+                        help="best coarse trials to refine (default: %(default)s)")
     search.add_argument("--lr", type=float, nargs=2, default=(1e-4, 1e-1),
-                        metavar=("LOW", "HIGH"))
+                        metavar=("LOW", "HIGH"), help="learning-rate range, searched on a "
+                        "log scale (default: 1e-4 0.1)")
     search.add_argument("--weight-decay", type=float, nargs=2, default=(1e-6, 1e-2),
-                        metavar=("LOW", "HIGH"))
+                        metavar=("LOW", "HIGH"), help="weight-decay range, searched on a log "
+                        "scale (default: 1e-6 0.01)")
     search.add_argument("--dropout", type=float, nargs=2, default=None, metavar=("LOW", "HIGH"))
     search.add_argument("--optimizer", nargs="+", default=None, metavar="OPTIMIZER",
                         choices=OPTIMIZER_CHOICES,

@@ -56,6 +56,34 @@ def test_zoo_help_and_list_start_neither_keras_nor_tensorflow():
     assert "adam, rmsprop, adagrad" in out
 
 
+def test_every_flag_with_a_default_says_it_in_its_help():
+    """`zoo diagnose --lr`, `--examples`, `zoo search --top`, `--lr`, ... set defaults their
+    help did not tell; a number the help gives is the code's (the defaults of zoo search's
+    ranges, written out, included); and zoo diagnose's --augment offered the presets it
+    refuses."""
+    import argparse
+    import re
+
+    sub = next(a for a in commands._parser()._actions
+               if isinstance(a, argparse._SubParsersAction))
+    for name, parser in sub.choices.items():
+        for action in parser._actions:
+            if action.default in (None, False, argparse.SUPPRESS) or not action.option_strings:
+                continue
+            shown = parser._get_formatter()._expand_help(action)
+            assert "default" in shown, (name, action.option_strings, shown)
+            said = re.search(r"\(default: ([^()]*)\)$", " ".join(shown.split()))
+            if said and isinstance(action.default, (int, float, tuple)):
+                values = action.default if isinstance(action.default, tuple) else [
+                    action.default]
+                numbers = re.findall(r"\d[\d.]*(?:e[-+]?\d+)?", said.group(1))
+                assert [float(v) for v in numbers] == list(values), (
+                    name, action.option_strings, shown)
+    diagnose = sub.choices["diagnose"]
+    augment = next(a for a in diagnose._actions if a.dest == "augment")
+    assert "paper" not in augment.help and "flip" not in augment.help
+
+
 def test_info_of_a_saved_file_says_what_it_holds(tmp_path, capsys, monkeypatch):
     """`zoo info MODEL.keras`: an ensemble's members, rule, weights and temperature, the
     input, the class names and the resize mode it records; a file that records neither says
