@@ -183,8 +183,14 @@ def _tfds_builder(name, data_dir):
         raise _folder_not_found(name)
     if data_dir is not None:  # "~/tfds" is the user's home, as in a shell (TFDS: ./~/tfds)
         data_dir = os.path.expanduser(os.fspath(data_dir))
+        if os.path.exists(data_dir) and not os.path.isdir(data_dir):
+            raise UserError(f"data_dir {data_dir} is a file: give the folder TFDS prepares "
+                            "its datasets in (zoo: --data-dir DIR).")
     try:
-        return tfds.builder(name, data_dir=data_dir)
+        # (TFDS warns through absl of a folder it finds without its dataset_info.json: a
+        # second line beside ours, which says what is missing)
+        with _absl_quiet():
+            return tfds.builder(name, data_dir=data_dir)
     except AssertionError as err:  # TFDS asserts on a version it does not have
         raise UserError(f"TFDS dataset {name!r}: "
                         + " ".join(str(err).split('": ')[-1].split())) from None
@@ -226,21 +232,36 @@ def _tfds_features(builder, name):
     return image, label
 
 
+@contextlib.contextmanager
+def _absl_quiet():
+    """absl's (TFDS's) warnings held back while TFDS looks for a dataset."""
+    import logging
+
+    absl = logging.getLogger("absl")
+    level = absl.level
+    absl.setLevel(logging.ERROR)
+    try:
+        yield
+    finally:
+        absl.setLevel(level)
+
+
 def _prepared(name, data_dir, manual_dir):
     """``(builder, image, label)`` of TFDS dataset ``name``: its features checked first (a
     dataset that is no images with classes is one line before any download), then
     prepared, as :func:`load` and :func:`info` read it."""
     builder = _tfds_builder(name, data_dir)
     image, label = _tfds_features(builder, name)
-    _prepare(builder, name, manual_dir)
+    _prepare(builder, name, manual_dir, data_dir)
     return builder, image, label
 
 
-def _prepare(builder, name, manual_dir):
+def _prepare(builder, name, manual_dir, data_dir=None):
     import tensorflow_datasets as tfds
 
-    if builder.is_prepared():
-        return
+    with _absl_quiet():  # (its check warns of the same folder)
+        if builder.is_prepared():
+            return
     needs_manual = bool(getattr(builder, "MANUAL_DOWNLOAD_INSTRUCTIONS", None))
     if not needs_manual and not _online():
         raise DatasetNotPreparedError(
@@ -248,6 +269,8 @@ def _prepare(builder, name, manual_dir):
             "cannot reach the internet to download it. Prepare it on a machine with network "
             f"access (`tfds build {name} --data_dir DIR`), copy DIR here and pass "
             "data_dir=DIR (zoo: --data-dir DIR)."
+            + ("" if data_dir is None or os.path.isdir(os.path.expanduser(os.fspath(data_dir)))
+               else f" (data_dir {data_dir} does not exist: a typo?)")
         )
     if manual_dir is not None:
         manual_dir = os.path.expanduser(os.fspath(manual_dir))

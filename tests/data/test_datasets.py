@@ -1051,6 +1051,27 @@ def test_tfds_info_reads_what_load_reads_and_prepares_first(tmp_path, monkeypatc
     monkeypatch.setattr(datasets, "_online", lambda: False)
     with pytest.raises(data.DatasetNotPreparedError, match=r"'cifar10' is not prepared in "):
         data.info("cifar10", data_dir=str(tmp_path))
+    # A data_dir mistyped is said (it read as "download it"), without TFDS' absl line about
+    # the folder beside ours; a file is one line.
+    import logging
+
+    records = []
+    handler = logging.Handler()
+    handler.emit = records.append
+    logging.getLogger("absl").addHandler(handler)
+    try:
+        with pytest.raises(data.DatasetNotPreparedError, match=re.escape(
+                f"data_dir=DIR (zoo: --data-dir DIR). (data_dir {tmp_path / 'typo'} does not "
+                "exist: a typo?)")):
+            data.info("cifar10", data_dir=str(tmp_path / "typo"))
+    finally:
+        logging.getLogger("absl").removeHandler(handler)
+    assert [r.getMessage() for r in records if r.levelno >= logging.WARNING] == []
+    (tmp_path / "a_file").write_text("")
+    with pytest.raises(UserError, match=re.escape(
+            f"data_dir {tmp_path / 'a_file'} is a file: give the folder TFDS prepares its "
+            "datasets in (zoo: --data-dir DIR).")):
+        data.info("cifar10", data_dir=str(tmp_path / "a_file"))
 
 
 @pytest.mark.parametrize("name, message", [

@@ -387,6 +387,8 @@ def main(argv=None):
         print(f"zoo {args.command}: error: {line}", file=sys.stderr)
         if os.environ.get("ZOO_DEBUG"):  # (the user's mistake, said as such, then where)
             raise
+        if line.endswith(": standard output"):  # (and no second error as Python exits)
+            os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
         return 2
 
 
@@ -417,7 +419,24 @@ def _one_line(err):
         return str(err)
     if isinstance(err, OSError) and err.filename is not None:
         return _os_fault(err)
+    if isinstance(err, OSError) and err.errno in _NO_ROOM and _writing_stdout(err):
+        # (`zoo list > /dev/full`: the system names no file; it was "an internal error")
+        return f"{err.strerror}: standard output"
     return None
+
+
+# What a write that the system could not complete says, whoever wrote (no bug of ours).
+_NO_ROOM = (errno.ENOSPC, errno.EDQUOT, errno.EFBIG, errno.EIO)
+
+
+def _writing_stdout(err):
+    """Whether ``err`` came from writing the command's output: the innermost frame of its
+    traceback prints, or writes to ``sys.stdout``."""
+    import traceback
+
+    frames = traceback.extract_tb(err.__traceback__)
+    line = frames[-1].line if frames else ""
+    return bool(line) and ("print(" in line or "stdout" in line)
 
 
 def _os_fault(err):

@@ -56,6 +56,24 @@ def test_zoo_help_and_list_start_neither_keras_nor_tensorflow():
     assert "adam, rmsprop, adagrad" in out
 
 
+@pytest.mark.skipif(not os.path.exists("/dev/full"), reason="no /dev/full here")
+def test_output_that_cannot_be_written_is_one_line_and_a_reader_gone_is_quiet():
+    """`zoo list > /dev/full` was "an internal error" and a traceback (the system names no
+    file); `zoo list | head -0` (the reader gone before the output) ends quietly."""
+    command = [sys.executable, "-m", "zoo", "list"]
+    with open("/dev/full", "w") as full:
+        result = subprocess.run(command, stdout=full, stderr=subprocess.PIPE, text=True,
+                                timeout=120)
+    assert (result.returncode, result.stderr) == (
+        2, "zoo list: error: No space left on device: standard output\n")
+    reader, writer = os.pipe()
+    os.close(reader)
+    result = subprocess.run(command, stdout=writer, stderr=subprocess.PIPE, text=True,
+                            timeout=120)
+    os.close(writer)
+    assert (result.returncode, result.stderr) == (1, "")
+
+
 def test_every_flag_with_a_default_says_it_in_its_help():
     """`zoo diagnose --lr`, `--examples`, `zoo search --top`, `--lr`, ... set defaults their
     help did not tell; a number the help gives is the code's (the defaults of zoo search's
