@@ -147,6 +147,13 @@ def _cmd_train(args):
     _check_cluster_flags(args)
     strategy = _strategy(args)
     run_dir = default_run_dir(args)
+    from zoo.training.run_config import epochs_done
+
+    done = epochs_done(run_dir)
+    if done > args.epochs:  # (zoo.train's line, after the statistics pass, said epochs=)
+        raise UserError(f"The run in {run_dir} has trained {done} epochs; --epochs "
+                        f"{args.epochs} would train none of them again: give --epochs {done} "
+                        "or more to go on, or another --run-dir.")
     setup = Setup(args, run_dir, strategy,
                    check=functools.partial(_check_cycles, args) if args.snapshots else None)
     val = setup.load(split=setup.val_split) if setup.val_split else None

@@ -380,6 +380,10 @@ def test_a_ctrl_c_python_can_only_report_reaches_the_main_thread(monkeypatch):
     # A Ctrl-C in a real garbage-collection callback reaches the main thread after it. (The
     # hook's own interrupt_main raised inside the hook, where Python dropped it again.)
     monkeypatch.setattr(sys, "unraisablehook", hook)
+    # (as in a command's process: Python's handler, which a test worker may have set aside)
+    import signal
+
+    previous = signal.signal(signal.SIGINT, signal.default_int_handler)
 
     def ctrl_c(phase, info):
         if phase == "start":
@@ -390,8 +394,12 @@ def test_a_ctrl_c_python_can_only_report_reaches_the_main_thread(monkeypatch):
         gc.collect()
     finally:
         gc.callbacks.remove(ctrl_c)
-    with pytest.raises(KeyboardInterrupt):
-        time.sleep(5)  # (the interrupt ends it)
+    try:
+        with pytest.raises(KeyboardInterrupt):
+            for _ in range(500):  # (the interrupt ends it: between two sleeps)
+                time.sleep(0.01)
+    finally:
+        signal.signal(signal.SIGINT, previous)
     assert reported == [other]
     monkeypatch.setattr(sys, "unraisablehook", sys.__unraisablehook__)  # the command's own:
     cli.main(["list", "alexnet"])
@@ -1762,6 +1770,8 @@ def test_models_that_do_not_fit_the_data_are_one_line_before_scoring(tmp_path, c
             (folder / split / name / "a.png").write_bytes(tf.io.encode_png(image).numpy())
     digits = zoo.save_model(zoo.set_class_names(tiny_model(classes=10), [str(d) for d in range(10)]),
                             str(tmp_path / "digits.keras"))
+    twin = zoo.save_model(zoo.set_class_names(tiny_model(classes=10), [str(d) for d in range(10)]),
+                          str(tmp_path / "twin.keras"))
     three = zoo.save_model(zoo.set_class_names(tiny_model(classes=3), ["ant", "bee", "cow"]),
                            str(tmp_path / "three.keras"))
     larger = zoo.save_model(tiny_model(size=16, classes=10), str(tmp_path / "larger.keras"))
@@ -1787,7 +1797,7 @@ def test_models_that_do_not_fit_the_data_are_one_line_before_scoring(tmp_path, c
     cases = [
         (["evaluate", digits, "--dataset", str(folder)],
          f"tiny predicts 10 classes (0, 1, 2, 3, 4, ...); {folder} has 3 (cat, dog, fox)"),
-        (["ensemble", digits, digits, "--output", str(tmp_path / "e.keras"), "--dataset",
+        (["ensemble", digits, twin, "--output", str(tmp_path / "e.keras"), "--dataset",
           str(folder), "--fit-weights", "validation"], "predicts 10 classes"),
         (["evaluate", three, "--dataset", str(folder)],
          "predicts 3 classes (ant, bee, cow); " f"{folder} has 3 (cat, dog, fox)"),
@@ -1806,7 +1816,7 @@ def test_models_that_do_not_fit_the_data_are_one_line_before_scoring(tmp_path, c
         # A sigmoid's one unit, softmaxed: every image class "0" at 1.0.
         (["export", sigmoid, str(tmp_path / "served")], "Member 0 ('sigmoid') outputs one "
                                                         "score per example"),
-        (["ensemble", sigmoid, sigmoid, "--output", str(tmp_path / "e.keras")],
+        (["ensemble", sigmoid, digits, "--output", str(tmp_path / "e.keras")],
          "outputs one score per example"),
         # Models trained on crops and on whole images, scored together on one view.
         (["evaluate", digits, cropped, whole], "The models were trained on different views "

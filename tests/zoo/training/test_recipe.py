@@ -1330,7 +1330,7 @@ def test_resuming_on_a_derived_random_dataset_says_the_epochs_start_over(tmp_pat
     assert not _random(plain.map(lambda x: x * 2).prefetch(1))
 
 
-def test_fewer_epochs_than_a_run_has_trained_is_one_line(tmp_path):
+def test_fewer_epochs_than_a_run_has_trained_is_one_line(tmp_path, capsys):
     """It trained nothing and returned the longer run's model and history, as if done."""
     run_dir = str(tmp_path / "run")
     zoo.train(tiny_model, tiny_data(), epochs=3, run_dir=run_dir, verbose=0)
@@ -1341,6 +1341,20 @@ def test_fewer_epochs_than_a_run_has_trained_is_one_line(tmp_path):
     assert open(os.path.join(run_dir, "config.json")).read() == config  # nothing written
     assert zoo.train(tiny_model, tiny_data(), epochs=3, run_dir=run_dir,
                      verbose=0).history["epoch"].tolist() == [1, 2, 3]  # done: as before
+    # From the shell: in the flags' words, before the statistics pass (a pass over the
+    # training set), nothing written.
+    from zoo import cli
+
+    capsys.readouterr()
+    config = open(os.path.join(run_dir, "config.json")).read()
+    assert cli.main(["train", "--model", "resnet20", "--epochs", "2", "--image-size", "8",
+                     "--run-dir", run_dir]) == 2
+    captured = capsys.readouterr()
+    assert captured.err == (f"zoo train: error: The run in {run_dir} has trained 3 epochs; "
+                            "--epochs 2 would train none of them again: give --epochs 3 or "
+                            "more to go on, or another --run-dir.\n")
+    assert "statistics" not in captured.out
+    assert open(os.path.join(run_dir, "config.json")).read() == config
 
 
 def test_a_run_that_trained_and_lost_its_backup_is_never_trained_over(tmp_path):
