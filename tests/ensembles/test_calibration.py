@@ -329,6 +329,12 @@ def test_zoo_evaluate_and_zoo_ensemble_calibrate_from_the_shell(tmp_path, capsys
                      out_path]) == 0
     assert "Note: --calibrate-on test fits to the test split: a score of the saved model" in (
         capsys.readouterr().out)
+    # Test-time augmentation of a calibrated file: one line in the flag's words, before the
+    # split is read (it came after, as tta='10crop').
+    assert cli.main(["evaluate", out_path, "--tta", "10crop"]) == 2
+    captured = capsys.readouterr()
+    assert captured.err.startswith("zoo evaluate: error: --tta 10crop is refused for ")
+    assert len(captured.err.splitlines()) == 1 and "Images of" not in captured.out
 
 
 def test_the_fit_and_the_nll_refuse_what_has_no_answer(splits):

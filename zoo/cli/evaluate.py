@@ -167,6 +167,13 @@ def _cmd_evaluate(args):
         check_square_images(model, "zoo evaluate")
     size = models[0].input_shape[1]
     tta = None if args.tta == "none" else args.tta
+    if tta is not None:  # (before the split is read; it came after, in the library's words)
+        from ensembles.evaluation import _check_uncalibrated
+
+        try:
+            _check_uncalibrated(models, tta)
+        except UserError as err:
+            raise UserError(str(err).replace(f"tta={tta!r}", f"--tta {tta}")) from None
     multi_crop = tta in ("5crop", "10crop")
     if multi_crop:  # the paper's crops of images loaded at a larger scale
         print(f"Images of the {split} split: shorter side {data.crop_scale(size)}, centre "
