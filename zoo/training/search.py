@@ -303,9 +303,13 @@ def check_rerun(run_dir, model, **keywords):
 
 
 def _tuner_seed(seed, stage):
-    """keras-tuner's seed for a stage: never 0, which keras-tuner takes for none (``seed or
+    """keras-tuner's seed for a stage, from NumPy's ``SeedSequence`` of the seed and the
+    stage: keras-tuner moves its state on by one per value drawn, so nearby states drew
+    the same values (seed 1 began at seed 0's second trial, and the fine stage re-paired
+    the coarse stage's draws). Never 0, which keras-tuner takes for none (``seed or
     random.randint(1, 10000)``: the default seed=0 drew other trials at every run)."""
-    return 2 * seed + 1 + (stage == "fine")
+    state = np.random.SeedSequence([seed, stage == "fine"]).generate_state(1, np.uint64)[0]
+    return int(state % (2**62)) + 1
 
 
 def _planned(model, model_kwargs, trials, fine_trials, epochs, learning_rate, weight_decay,
