@@ -393,6 +393,10 @@ def _stage_table(stage, count, hypermodel, seed, run_dir, train_data, val_data, 
         tuner.search(train_data, validation_data=val_data, epochs=epochs, verbose=verbose)
     except _UserMistake as stop:  # (a width the model refuses, say)
         raise stop.error from None
+    except json.JSONDecodeError as err:  # a trial's file of keras-tuner's (a traceback)
+        raise UserError(f"A file of keras-tuner's in {os.path.join(run_dir, stage)} is "
+                        f"damaged ({err}): the {stage} search there cannot be resumed. Move "
+                        "the run directory aside, or give another.") from None
     except RuntimeError as err:  # keras-tuner: "Number of consecutive failures ..."
         if "consecutive failures" not in str(err):
             raise
@@ -417,7 +421,12 @@ def _check_same_search(run_dir, settings, write=True):
     now = json.loads(json.dumps(settings, default=str))
     if os.path.exists(path):
         with open(path, encoding="utf-8") as f:
-            before = json.load(f)
+            try:
+                before = json.load(f)
+            except (json.JSONDecodeError, UnicodeDecodeError) as err:  # (a traceback)
+                raise UserError(f"{path} is damaged ({err}): it records the settings of "
+                                f"the search in {run_dir}, which cannot be resumed without "
+                                "them. Move the run directory aside, or give another.") from None
         # Compared key by key (command.image_size), so that the message shows what
         # changed, not two long JSON values cut to the same ends.
         before, now_flat = run_config.flat_config(before), run_config.flat_config(now)

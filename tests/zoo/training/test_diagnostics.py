@@ -5,6 +5,7 @@ import io
 import json
 import math
 import os
+import re
 import signal
 import textwrap
 import warnings
@@ -488,6 +489,22 @@ def test_search_widths_builders_failures_and_seed(tmp_path):
         pd.testing.assert_frame_equal(tables[0], tables[1])
         drawn[seed] = set(tables[0]["learning_rate"]) | set(tables[0]["weight_decay"])
     assert not drawn[0] & drawn[1], drawn
+    # A damaged settings file, or a trial's file of keras-tuner's: one line naming it (they
+    # were JSONDecodeError tracebacks).
+    import glob
+
+    settings = tmp_path / "seeded0_0" / "zoo_search.json"
+    settings.write_text("{")
+    trial = sorted(glob.glob(str(tmp_path / "seeded1_0" / "coarse" / "trial_*" /
+                                 "trial.json")))[-1]
+    with open(trial, "w") as f:
+        f.write("")
+    for run_dir, message in ((settings.parent, f"{settings} is damaged (Expecting"),
+                             (tmp_path / "seeded1_0", "A file of keras-tuner's in "
+                              f"{tmp_path / 'seeded1_0' / 'coarse'} is damaged (Expecting")):
+        with pytest.raises(UserError, match="^" + re.escape(message)):
+            zoo.search(_tiny_builder, train, val, trials=2, fine_trials=0, epochs=1,
+                       seed=int(run_dir.name[6]), run_dir=str(run_dir))
 
 
 SEARCH = textwrap.dedent(
