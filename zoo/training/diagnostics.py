@@ -403,6 +403,13 @@ def dead_relu_check(report, threshold=0.5, name="dead ReLUs"):
     relus = report[report["relu"]]
     if relus.empty:
         return Check(name, 0.0, "no ReLU layers", True, "no ReLU layers to check")
+    broken = relus.index[~np.isfinite(relus["mean"].to_numpy(dtype="float64"))]
+    if len(broken):  # (NaN is never <= 0: every unit counted alive, and "ok")
+        return Check(name, math.nan, f"no layer above {100 * threshold:.0f} % dead", False,
+                     f"the activations are not finite (NaN or inf) in {len(broken)} of "
+                     f"{len(relus)} ReLU layers ({', '.join(broken[:5])}"
+                     f"{' ...' if len(broken) > 5 else ''}): the weights are (a diverged "
+                     "run: lower the learning rate), or the inputs")
     dead = relus["dead_fraction"]
     overall = float((dead * relus["units"]).sum() / relus["units"].sum())
     bad = dead[dead > threshold]
@@ -425,7 +432,10 @@ def update_ratio_check(history, low=1e-4, high=1e-2):
     ok = low <= median <= high
     verdict = (f"median update/weight ratio {median:.1e} over {len(last)} layers "
                f"(range {last['ratio'].min():.1e} .. {last['ratio'].max():.1e})")
-    if median < low:
+    if not math.isfinite(median):
+        verdict += ": the weights or their updates are not finite (the run diverged); lower "
+        verdict += "the learning rate"
+    elif median < low:
         verdict += ": updates are tiny; raise the learning rate"
     elif median > high:
         verdict += ": updates are large; lower the learning rate"

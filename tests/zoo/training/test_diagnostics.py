@@ -232,6 +232,17 @@ def test_activation_report_counts_dead_units_exactly():
     assert row["relu"] and row["units"] == 4
     assert row["dead_fraction"] == 0.5 and row["zero_fraction"] == 0.5
     assert row["mean"] == pytest.approx(0.75) and row["std"] == pytest.approx(np.std([0, 0, 1, 2]))
+    # Weights turned NaN (a diverged run): NaN is never <= 0, and every unit was counted
+    # alive, "[ok] 0.0 % of ReLU units dead"; so was a NaN update ratio left without advice.
+    model.get_layer("hidden").set_weights([np.full((3, 4), np.nan), np.zeros(4)])
+    check = diagnostics.dead_relu_check(diagnostics.activation_report(
+        model, np.ones((5, 3), "float32")))
+    assert not check.ok and check.verdict.startswith(
+        "the activations are not finite (NaN or inf) in 1 of 1 ReLU layers (hidden)")
+    history = pd.DataFrame({"epoch": [1, 1], "layer": ["a", "b"], "ratio": [np.nan, np.nan]})
+    check = diagnostics.update_ratio_check(history)
+    assert not check.ok and "not finite (the run diverged); lower the learning rate" in (
+        check.verdict)
 
 
 def test_the_checks_reach_into_a_wrapped_network():
