@@ -280,7 +280,16 @@ def distillation_model(teacher, student, temperature=4.0, alpha=0.9):
                         "student.")
     scores = teacher.outputs[0]
     # Logits go to the soft loss as they are (softmax(v / T)); probabilities as their logs.
+    # A softmax head's logits are read behind it, as the student's are: the logs of its
+    # float32 probabilities, floored at 1e-30, flattened gaps above 69 (every zoo model and
+    # zoo train checkpoint ends in one). An ensemble's or a calibrated model's combined
+    # probabilities have no logits to read: their logs.
     teacher_logits = not _softmax_output(teacher)
+    if not teacher_logits:
+        try:
+            scores, teacher_logits = logits_of(teacher), True
+        except UserError:
+            pass
     # A new model on the teacher's layers, never compiled: a compiled teacher's own loss and
     # metrics would join the distillation model's, and overwrite its logs (or, not built
     # yet, fail its first epoch).

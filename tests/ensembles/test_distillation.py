@@ -130,25 +130,28 @@ def test_a_logits_teacher_built_under_mixed_precision_teaches_float32_probabilit
     np.testing.assert_allclose(soft[0], expected, rtol=1e-3)  # (float16 softmax: 0, 0, 0)
 
 
-def test_a_logits_teachers_wide_gaps_soften_as_hintons_formula():
+def test_a_teachers_wide_gaps_soften_as_hintons_formula():
     """A teacher's logits went through a float32 softmax and the logs of its probabilities,
     floored at 1e-30: gaps above 69 collapsed ([0, -80, -100, -120] at T=20 taught
     [0.913, 0.029, 0.029, 0.029], not softmax(v / T) = [0.973, 0.018, 0.0066, 0.0024])."""
     inputs = keras.Input((8, 8, 3))
     pooled = keras.layers.GlobalAveragePooling2D()(inputs)
-    teacher = keras.Model(inputs, keras.layers.Dense(
-        4, kernel_initializer="zeros", bias_initializer=keras.initializers.Constant(
-            [0.0, -80.0, -100.0, -120.0]))(pooled), name="logits_teacher")
     student = tiny_model(8, 4)
-    model = ensembles.distillation_model(teacher, student, temperature=20.0, alpha=1.0)
-    model.compile(loss=HardTargetLoss(1.0))
     x = np.zeros((2, 8, 8, 3), "float32")
     z = np.log(student.predict(x, verbose=0)).astype("float64")[0]
     v = np.array([0.0, -80.0, -100.0, -120.0])
     q, p = np.exp(v / 20) / np.exp(v / 20).sum(), np.exp(z / 20) / np.exp(z / 20).sum()
     expected = 400 * np.sum(q * np.log(q / p))  # Hinton et al.'s T^2 KL, in float64
-    assert model.evaluate(x, np.zeros(2, "int32"), verbose=0) == pytest.approx(expected,
-                                                                             rel=1e-4)
+    # The same with a softmax head (every zoo model's, every zoo train checkpoint's): its
+    # logits are read behind it, as the student's are (403.39 for 501.60: still floored).
+    for activation in (None, "softmax"):
+        teacher = keras.Model(inputs, keras.layers.Dense(
+            4, kernel_initializer="zeros", activation=activation,
+            bias_initializer=keras.initializers.Constant(v))(pooled), name="teacher")
+        model = ensembles.distillation_model(teacher, student, temperature=20.0, alpha=1.0)
+        model.compile(loss=HardTargetLoss(1.0))
+        assert model.evaluate(x, np.zeros(2, "int32"), verbose=0) == pytest.approx(
+            expected, rel=1e-4), activation
 
 
 def _synthetic(seed=0, n=96):
@@ -334,6 +337,41 @@ def test_zoo_distill_from_the_shell(tmp_path, capsys):
     err = capsys.readouterr().err.strip().splitlines()
     assert len(err) == 1 and "tiny predicts 3 classes (a, b, c); digits has 10 (0, 1, 2, 3, 4, " \
         "...)" in err[0], err
+    # The run resumed with other builder arguments trained a changed student without a word
+    # (zoo.train recorded none: the student is built by the command); teachers of several
+    # outputs or of one score were refused after the statistics pass. Each is one line
+    # before it now, nothing written.
+    config = open(os.path.join(run_dir, "config.json")).read()
+    assert cli.main(["distill", path, "--model", "vgg11", "--model-arg", "width=0.0625",
+                     "--model-arg", "dropout=0.3", "--epochs", "2", "--run-dir", run_dir,
+                     "--temperature", "3", "--alpha", "0.5"]) == 2
+    out, err = capsys.readouterr()
+    assert err.startswith(f"zoo distill: error: {run_dir} holds a run with other settings "
+                          "(student.model_kwargs.dropout ") and "statistics" not in out, err
+    assert open(os.path.join(run_dir, "config.json")).read() == config
+    inputs = keras.Input((32, 32, 3))
+    pooled = keras.layers.GlobalAveragePooling2D()(inputs)
+    aux = str(tmp_path / "aux.keras")  # (as GoogLeNet with aux_logits: its heads too)
+    zoo.save_model(keras.Model(inputs, [keras.layers.Dense(10, activation="softmax")(pooled)
+                                        for _ in range(3)], name="googlenet"), aux)
+    sigmoid = str(tmp_path / "sigmoid.keras")
+    zoo.save_model(keras.Model(inputs, keras.layers.Dense(1, activation="sigmoid")(
+        keras.layers.GlobalAveragePooling2D()(inputs)), name="sig"), sigmoid)
+    for teacher_file, message in ((aux, "The teacher 'googlenet' has 3 outputs"),
+                                  (sigmoid, "The teacher 'sig' outputs one score per example")):
+        folder = tmp_path / f"run_of_{os.path.basename(teacher_file)}"
+        assert cli.main(["distill", teacher_file, "--model", "vgg11", "--run-dir",
+                         str(folder)]) == 2
+        out, err = capsys.readouterr()
+        assert err.startswith(f"zoo distill: error: {message}") and "statistics" not in out
+        assert not folder.exists()
+    # A teacher with no class names: the student takes the dataset's (it recorded none).
+    nameless = str(tmp_path / "nameless.keras")
+    zoo.save_model(tiny_model(32, 10), nameless)
+    assert cli.main(["distill", nameless, "--model", "vgg11", "--model-arg", "width=0.0625",
+                     "--epochs", "1", "--run-dir", str(tmp_path / "named")]) == 0
+    student = ensembles.load(str(tmp_path / "named" / "checkpoints" / "best.keras"))
+    assert zoo.class_names(student) == list(data.info("digits").class_names)
 
 
 def test_the_loss_refuses_teacher_logits_given_as_probabilities():

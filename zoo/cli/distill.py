@@ -36,19 +36,32 @@ def _cmd_distill(args):
                         f"{teacher.input_shape[1]}x{teacher.input_shape[2]} images, and the "
                         "student must see the same ones (leave --image-size out).")
     run_dir = default_run_dir(args, "distilled")
-    check_models_fit([teacher], data.info(args.dataset, data_dir=args.data_dir),
-                      args.dataset)  # the student learns the teacher's classes on this data
+    _check_teacher(teacher)
+    info = data.info(args.dataset, data_dir=args.data_dir)
+    check_models_fit([teacher], info, args.dataset)  # the student learns its classes here
+    # The student's builder arguments, recorded in config.json: a resume with others
+    # (another activation, dropout) trained on a changed network without a word (the
+    # student is built here, so zoo.train recorded none). Before the statistics pass.
+    from zoo.cli.common import model_args
+    from zoo.training import run_config
+
+    student_settings = {"student": {"model": args.model,
+                                    "model_kwargs": model_args(args.model_arg)}}
+    run_config.check_resume(run_dir, student_settings)
     setup = Setup(args, run_dir)
     val = setup.load(split=setup.val_split) if setup.val_split else None
     set_seed(args.seed)
     student = setup.build()
+    if zoo.class_names(teacher) is None:  # (the student was saved with no names)
+        zoo.set_class_names(student, info.class_names)
     print(f"Distilling {teacher.name} ({teacher.count_params():,} parameters) into "
           f"{student.name} ({student.count_params():,}) at temperature {args.temperature:g}, "
           f"soft-target weight {args.alpha:g}", flush=True)
     result = ensembles.distill(
         teacher, student, setup.load_train(), val, temperature=args.temperature,
         alpha=args.alpha, epochs=args.epochs, run_dir=run_dir, seed=args.seed,
-        lr_patience=args.lr_patience, settings=setup.settings, verbose=fit_verbosity(),
+        lr_patience=args.lr_patience, settings={**setup.settings, **student_settings},
+        verbose=fit_verbosity(),
         resize=setup.data.resize, strategy=_where_built(),
         optimizer=lambda: zoo.make_optimizer(args.optimizer, args.lr, args.momentum,
                                              args.weight_decay))
@@ -73,6 +86,19 @@ def _cmd_distill(args):
           f"{os.path.join(run_dir, 'checkpoints', 'best.keras')}")
     whole_images_hint(setup)
     return 1 if result.diverged else 0
+
+
+def _check_teacher(teacher):
+    """What distillation refuses of the teacher alone, before the statistics pass (it came
+    after a pass over the training set): several outputs, or one score per example."""
+    if len(teacher.outputs) != 1:
+        raise UserError(f"The teacher {teacher.name!r} has {len(teacher.outputs)} outputs; "
+                        "distillation takes one-output classifiers (build an ensemble without "
+                        "return_members, GoogLeNet with aux_logits=False).")
+    if teacher.output_shape[-1] == 1:
+        raise UserError(f"The teacher {teacher.name!r} outputs one score per example (a "
+                        "sigmoid's): distillation teaches a classifier's probabilities over "
+                        "two or more classes.")
 
 
 def _where_built():

@@ -26,7 +26,8 @@ NAMED_ONCE = ("monitor_mode",)
 
 
 # Entries recorded since some runs were made: such a run resumes without comparing them.
-LATER_ENTRIES = ("data", "teacher_weights", "resize", "teacher_serving", "input_shape")
+LATER_ENTRIES = ("data", "teacher_weights", "resize", "teacher_serving", "input_shape",
+                 "student")
 
 
 def flat_config(config, prefix=""):
