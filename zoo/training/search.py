@@ -493,6 +493,8 @@ def plot_search(table, path=None, title="Random search", ax=None):
     figure, axes = new_axes(ax, figsize=(6, 4.5))
     markers = {"coarse": "o", "fine": "^"}
     low, high = table["val_top1_error"].min(), table["val_top1_error"].max()
+    if high == low:  # (one colour bar for both stages: matplotlib widened the last only,
+        low, high = low - 0.01, high + 0.01  # and equal errors took two colours)
     for stage, rows in table.groupby("stage", sort=False):
         points = axes.scatter(rows["learning_rate"], rows["weight_decay"],
                               c=100 * rows["val_top1_error"], cmap="viridis_r",

@@ -350,6 +350,11 @@ def test_a_tiny_search_runs_coarse_then_fine(tmp_path):
     figure = zoo.plot_search(table, os.path.join(tmp_path, "search.png"))
     assert open(os.path.join(tmp_path, "search.png"), "rb").read(4) == b"\x89PNG"
     assert len(figure.axes[0].collections) == table["stage"].nunique()  # a scatter per stage
+    # Every trial at one error (a tiny search at chance): one colour for both stages (the
+    # coarse trials took the colour bar's best end, the fine ones another).
+    tied = zoo.plot_search(table.assign(val_top1_error=0.9)).axes[0].collections
+    colours = np.concatenate([points.to_rgba(points.get_array()) for points in tied])
+    assert len(np.unique(colours.round(6), axis=0)) == 1, colours
     with pytest.raises(ValueError, match=r"a row per trial .*; received 0 row\(s\)\.$"):
         zoo.plot_search(table.iloc[:0])
     with pytest.raises(ValueError, match=r"received 4 row\(s\) without \['weight_decay'\]"):
