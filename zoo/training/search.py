@@ -44,8 +44,10 @@ def _log_range(name, bounds):
 
 
 def _range(name, bounds):
+    if isinstance(bounds, np.ndarray) and bounds.ndim == 1:  # (NumPy's numbers are numbers,
+        bounds = tuple(bounds)  # and a bool is none: True was taken for 1.0)
     if (not isinstance(bounds, (tuple, list)) or len(bounds) != 2
-            or not all(isinstance(b, (int, float)) and math.isfinite(b) for b in bounds)
+            or not all(is_number(b) and math.isfinite(b) for b in bounds)
             or bounds[0] >= bounds[1]):  # (NaN compared False, and got past: its config kept)
         raise UserError(f"`{name}` must be a (low, high) pair of finite numbers with low < "
                         f"high; received "

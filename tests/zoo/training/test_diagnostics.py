@@ -423,6 +423,11 @@ def test_search_widths_builders_failures_and_seed(tmp_path):
 
     assert search_space((0.1, 1), (0.1, 1), None, [0.5, 1])["width"] == [0.5, 1.0]
     assert search_space((0.1, 1), (0.1, 1), None, [384, 512])["width"] == [384, 512]
+    # NumPy's numbers are numbers (they were refused), and a bool is none (True was 1.0).
+    space = search_space((np.float32(0.5), np.float32(1)), np.array([1e-6, 1e-2]), None, None)
+    assert space["learning_rate"] == (0.5, 1.0) and space["weight_decay"] == (1e-6, 1e-2)
+    with pytest.raises(UserError, match=r"pair of finite numbers .*; received \(True, 2\)"):
+        search_space((True, 2), (0.1, 1), None, None)
     with pytest.raises(UserError, match=r"`width` must be a non-empty list of positive "
                                         r"numbers .*; received \['wide'\]"):
         search_space((0.1, 1), (0.1, 1), None, ["wide"])
