@@ -269,7 +269,8 @@ def _prepare(builder, name, manual_dir, data_dir=None):
             "cannot reach the internet to download it. Prepare it on a machine with network "
             f"access (`tfds build {name} --data_dir DIR`), copy DIR here and pass "
             "data_dir=DIR (zoo: --data-dir DIR)."
-            + ("" if data_dir is None or os.path.isdir(os.path.expanduser(os.fspath(data_dir)))
+            + ("" if data_dir is None or "://" in os.fspath(data_dir)  # (gs://: TFDS's)
+               or os.path.isdir(os.path.expanduser(os.fspath(data_dir)))
                else f" (data_dir {data_dir} does not exist: a typo?)")
         )
     if manual_dir is not None:

@@ -253,11 +253,13 @@ def _check_model(model, role):
             f"{model!r} ({type(model).__name__}).")
 
 
-def distillation_model(teacher, student, temperature=4.0, alpha=0.9):
+def distillation_model(teacher, student, temperature=4.0, alpha=0.9, read_logits=True):
     """The model :func:`distill` trains: the student's logits out, the soft-target loss
     added, the teacher frozen inside (``trainable=False``, which reaches its layers: see
     :func:`distill` for putting them back). Its compiled loss must be
-    :class:`HardTargetLoss`."""
+    :class:`HardTargetLoss`. ``read_logits=False`` gives a softmax teacher's probabilities
+    to the soft loss as their logs, as runs begun before its logits were read did (their
+    backups hold the teacher's layers where that model had them)."""
     from ensembles.ensemble import _softmax_output
 
     temperature, alpha = _check_softening(temperature), check_alpha(alpha)
@@ -285,7 +287,7 @@ def distillation_model(teacher, student, temperature=4.0, alpha=0.9):
     # zoo train checkpoint ends in one). An ensemble's or a calibrated model's combined
     # probabilities have no logits to read: their logs.
     teacher_logits = not _softmax_output(teacher)
-    if not teacher_logits:
+    if not teacher_logits and read_logits:
         try:
             scores, teacher_logits = logits_of(teacher), True
         except UserError:
@@ -370,13 +372,14 @@ def distill(teacher, student, train_data, val_data=None, *, temperature=4.0, alp
     _warn_if_hidden_softmax(teacher, train_data)
     trainable = [(layer, layer.trainable) for layer in _all_layers(teacher)]
     try:
-        model = distillation_model(teacher, student, temperature, alpha)
+        read_logits = _reads_teacher_logits(run_dir)
+        model = distillation_model(teacher, student, temperature, alpha, read_logits)
         # In config.json, so that a resumed run with another teacher, T or alpha is refused.
         settings = {**(train_kwargs.pop("settings", None) or {}), "distillation": {
             "teacher": teacher.name, "teacher_params": teacher.count_params(),
             "temperature": temperature, "alpha": alpha},
             "teacher_weights": weights_fingerprint(teacher),
-            "teacher_serving": serving_settings(teacher)}
+            "teacher_serving": serving_settings(teacher), "teacher_logits": read_logits}
         result = zoo.train(model, train_data, val_data, epochs=epochs, run_dir=run_dir,
                            loss=HardTargetLoss(alpha), checkpoint_model=student,
                            settings=settings, **train_kwargs)
@@ -384,6 +387,17 @@ def distill(teacher, student, train_data, val_data=None, *, temperature=4.0, alp
         for layer, flag in trainable:  # the caller's teacher as it was
             layer.trainable = flag
     return dataclasses.replace(result, model=student)
+
+
+def _reads_teacher_logits(run_dir):
+    """Whether the run in ``run_dir`` reads a softmax teacher's logits (see
+    :func:`distillation_model`): a new run does; a stopped one as its config.json records,
+    one begun before it was recorded not (its backup restores into that model alone)."""
+    from zoo.training import run_config
+
+    if run_dir is None or not run_config.holds_stopped_run(run_dir):
+        return True
+    return bool((run_config.read_config(run_dir) or {}).get("teacher_logits", False))
 
 
 def _warn_if_hidden_softmax(teacher, train_data):

@@ -177,6 +177,39 @@ def _student(seed=3):
     return tiny_model(8, 4)
 
 
+def test_a_run_begun_before_softmax_teachers_logits_were_read_resumes_from_its_backup(
+        tmp_path, monkeypatch):
+    """Its backup holds the teacher's layers where the model of then had them (without the
+    logits read behind the head): it failed to restore ("expected 2 variables, but received
+    0"), and the run had to start over. It resumes as it began; a new run reads them."""
+    import json
+
+    from ensembles import distillation
+
+    data = _synthetic()
+    run_dir = str(tmp_path / "run")
+    kwargs = dict(temperature=2.0, alpha=0.8, seed=0, verbose=0, learning_rate=0.05,
+                  reduce_lr=False, run_dir=run_dir)
+    monkeypatch.setattr(distillation, "_reads_teacher_logits", lambda run_dir: False)
+    ensembles.distill(_teacher(), _student(), data, data, epochs=1, **kwargs)
+    monkeypatch.undo()
+    path = os.path.join(run_dir, "config.json")
+    with open(path) as f:
+        config = json.load(f)
+    assert config.pop("teacher_logits") is False
+    with open(path, "w") as f:  # as the runs of then recorded it: no such entry
+        json.dump(config, f)
+    resumed = ensembles.distill(_teacher(), _student(), data, data, epochs=2, **kwargs)
+    assert resumed.history["epoch"].tolist() == [1, 2]
+    with open(path) as f:
+        assert json.load(f)["teacher_logits"] is False  # and so it goes on
+    fresh = str(tmp_path / "fresh")
+    ensembles.distill(_teacher(), _student(), data, data, epochs=1,
+                      **{**kwargs, "run_dir": fresh})
+    with open(os.path.join(fresh, "config.json")) as f:
+        assert json.load(f)["teacher_logits"] is True
+
+
 @pytest.mark.all_backends
 def test_distill_resumes_exactly_and_checkpoints_the_student_alone(tmp_path):
     """1 epoch, then resumed to 2, ends with the weights of 2 uninterrupted epochs; the
@@ -342,12 +375,14 @@ def test_zoo_distill_from_the_shell(tmp_path, capsys):
     # outputs or of one score were refused after the statistics pass. Each is one line
     # before it now, nothing written.
     config = open(os.path.join(run_dir, "config.json")).read()
-    assert cli.main(["distill", path, "--model", "vgg11", "--model-arg", "width=0.0625",
-                     "--model-arg", "dropout=0.3", "--epochs", "2", "--run-dir", run_dir,
-                     "--temperature", "3", "--alpha", "0.5"]) == 2
-    out, err = capsys.readouterr()
-    assert err.startswith(f"zoo distill: error: {run_dir} holds a run with other settings "
-                          "(student.model_kwargs.dropout ") and "statistics" not in out, err
+    for given in (["--model-arg", "width=0.0625", "--model-arg", "dropout=0.3"], []):
+        assert cli.main(["distill", path, "--model", "vgg11", *given, "--epochs", "2",
+                         "--run-dir", run_dir, "--temperature", "3", "--alpha", "0.5"]) == 2
+        out, err = capsys.readouterr()
+        assert err.startswith(
+            f"zoo distill: error: {run_dir} holds a run with other settings (student "
+            "{'model': 'vgg11', 'model_kwargs': {'width': 0.0625}} -> {'model': 'vgg11', "
+            "'model_kwargs': {") and "statistics" not in out, err
     assert open(os.path.join(run_dir, "config.json")).read() == config
     inputs = keras.Input((32, 32, 3))
     pooled = keras.layers.GlobalAveragePooling2D()(inputs)

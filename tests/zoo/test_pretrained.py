@@ -1006,7 +1006,8 @@ def test_real_training_checkpoints_and_the_conversion_command(tmp_path):
     argparse.Namespace of their arguments (torchvision's references, timm's train.py: both
     were refused as truncated), the averaged copy beside the weights, PyTorch's tutorial's
     model_state_dict and torch.compile's prefix; and the printed conversion command, run in
-    a shell, on a file name with a space and a quote (it was a SyntaxError). Skipped where
+    a shell, on a file name with a space, a quote (it was a SyntaxError) and a character
+    outside Unicode's first plane (JSON's two halves of it were no file name). Skipped where
     PyTorch is not installed (CI)."""
     in_torch_process(_real_training_checkpoints, str(tmp_path))
 
@@ -1033,8 +1034,8 @@ def _real_training_checkpoints(tmp_path):
         "model_best.pth.tar": {"epoch": 3, "arch": "resnet18", "state_dict": state,
                                "optimizer": optimizer, "args": args,
                                "state_dict_ema": state, "metric": 0.5},
-        "bob's r18.pth": {"model_state_dict": {f"_orig_mod.{k}": v for k, v in state.items()},
-                          "epoch": 5}}
+        "bob's r18 \U0001f600.pth": {
+            "model_state_dict": {f"_orig_mod.{k}": v for k, v in state.items()}, "epoch": 5}}
     for name, checkpoint in checkpoints.items():
         torch.save(checkpoint, str(tmp_path / name))
         with warnings.catch_warnings(record=True) as caught:
@@ -1045,12 +1046,12 @@ def _real_training_checkpoints(tmp_path):
         assert len(said) == ("state_dict_ema" in checkpoint), (name, said)
         np.testing.assert_allclose(model.predict(x.transpose(0, 2, 3, 1), verbose=0),
                                    expected, rtol=1e-4, atol=1e-4, err_msg=name)
-    command = torchvision_layout.conversion_command("bob's r18.pth")
+    command = torchvision_layout.conversion_command("bob's r18 \U0001f600.pth")
     assert command.startswith("python -c ")
     subprocess.run(shlex.quote(sys.executable) + command[len("python"):], shell=True,
                    check=True, cwd=tmp_path)
-    model = zoo.resnet18(weights=str(tmp_path / "bob's r18.safetensors"), classes=10,
-                         input_shape=(32, 32, 3), classifier_activation=None)
+    model = zoo.resnet18(weights=str(tmp_path / "bob's r18 \U0001f600.safetensors"),
+                         classes=10, input_shape=(32, 32, 3), classifier_activation=None)
     np.testing.assert_allclose(model.predict(x.transpose(0, 2, 3, 1), verbose=0), expected,
                                rtol=1e-4, atol=1e-4)
 
@@ -1072,7 +1073,7 @@ def test_zoo_train_from_weights_of_another_classifier_says_where_to_fine_tune(
     assert cli.main([*common, "--model-arg", "weights=~/r18.safetensors"]) == 2
     err = capsys.readouterr().err.strip().splitlines()
     assert err == ["zoo train: error: --model-arg weights=" + str(tmp_path / "r18.safetensors")
-                   + " fits resnet18 without its classifier, not with one of the dataset's 10 "
+                   + " holds ImageNet's 1000-class classifier, not one of the dataset's 10 "
                    "classes. zoo train trains the whole network, classifier and all: fine-tune "
                    "the weights in Python instead, zoo.fine_tune(zoo.get_model('resnet18', "
                    "weights=...), classes=10) (the README's Fine-tuning)."], err
@@ -1081,3 +1082,21 @@ def test_zoo_train_from_weights_of_another_classifier_says_where_to_fine_tune(
     err = capsys.readouterr().err.strip().splitlines()
     assert len(err) == 1 and f"{tmp_path / 'r50.safetensors'} does not fit resnet18" in err[0]
     assert not run_dir.exists()
+
+
+def test_zoo_train_from_weights_of_another_input_size_keeps_the_builders_line(
+        tmp_path, capsys):
+    """A VGG's fc1 flattens a map whose size is the input's: weights of 10 classes made at
+    64x64 do not fit at 32x32, and their classes are the digits'. The line said to
+    fine-tune for another class count; the builder's line (fc1's shapes) says why."""
+    from zoo import cli
+
+    vgg = zoo.vgg11(input_shape=(64, 64, 3), classes=10, width=0.0625)
+    path = str(tmp_path / "vgg.safetensors")
+    write_safetensors(path, torchvision_layout.state_dict(vgg))
+    assert cli.main(["train", "--model", "vgg11", "--image-size", "32", "--model-arg",
+                     "width=0.0625", "--model-arg", f"weights={path}", "--run-dir",
+                     str(tmp_path / "run")]) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and f"{path} does not fit vgg11" in err[0], err
+    assert "classifier.0.weight" in err[0] and "fine-tune" not in err[0]  # (fc1's key)

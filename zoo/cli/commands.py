@@ -186,7 +186,8 @@ def _add_demo(sub):
     demo.add_argument("--output-dir", default=None,
                       help="default runs/demo (runs/demo_quick with --quick)")
     demo.add_argument("--dataset", default="digits",
-                      help="'digits' (embedded), a TFDS name or an image folder (default: %(default)s)")
+                      help="'digits' (embedded), a TFDS name or an image folder "
+                      "(default: %(default)s)")
     demo.add_argument("--data-dir", default=None, help="TFDS data_dir")
     demo.add_argument("--models", nargs="+", choices=("alexnet", "resnet18"),
                       default=["alexnet", "resnet18"],
@@ -253,7 +254,7 @@ def _one_line_warnings(command):
     shown = warnings.formatwarning
 
     def one_line(message, category, filename, lineno, line=None):
-        if os.path.abspath(filename).startswith(_OURS) or _warned_by_us():
+        if os.path.abspath(filename).startswith(_OURS):
             return f"zoo {command}: warning: {message}\n"
         return shown(message, category, filename, lineno, line)
 
@@ -262,22 +263,6 @@ def _one_line_warnings(command):
         yield
     finally:
         warnings.formatwarning = shown
-
-
-def _warned_by_us():
-    """Whether the code that called ``warnings.warn`` (the frame below the warnings module's
-    ``_showwarnmsg``, read while the warning is shown) is the project's: a warning of ours
-    with ``stacklevel=2`` in a callback names the Keras line that called it (the diagnose's
-    update-ratio warning kept Python's two lines)."""
-    import warnings
-
-    frame = sys._getframe(1)
-    while frame is not None and not (frame.f_code.co_filename == warnings.__file__
-                                     and frame.f_code.co_name == "_showwarnmsg"):
-        frame = frame.f_back
-    while frame is not None and frame.f_code.co_filename == warnings.__file__:
-        frame = frame.f_back  # (warn itself, where it is Python's: warn_explicit, warn)
-    return frame is not None and os.path.abspath(frame.f_code.co_filename).startswith(_OURS)
 
 
 def _refuse_empty_values(args, command_parser):
@@ -364,7 +349,11 @@ def main(argv=None):
         with contextlib.ExitStack() as held:  # what the command holds to its end (a lock)
             args._held = held
             held.enter_context(_one_line_warnings(args.command))
-            return args.run(args)
+            code = args.run(args)
+            # The output a file or pipe buffers is written here, where a full disk or a
+            # reader gone is handled, not as Python exits (status 120 and its traceback).
+            sys.stdout.flush()
+            return code
     except KeyboardInterrupt:  # Ctrl-C: what to do next, not TensorFlow's 50-line traceback
         if os.environ.get("ZOO_DEBUG"):
             raise

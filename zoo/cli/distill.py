@@ -1,6 +1,7 @@
 """``zoo distill``: a teacher's (a saved ensemble's) softened probabilities and the
 labels, taught to one network (Hinton et al. 2015)."""
 
+import json
 import os
 
 import zoo
@@ -47,7 +48,12 @@ def _cmd_distill(args):
 
     student_settings = {"student": {"model": args.model,
                                     "model_kwargs": model_args(args.model_arg)}}
-    run_config.check_resume(run_dir, student_settings)
+    recorded = run_config.recorded(run_dir, "student")  # (arguments left out too)
+    now = json.loads(json.dumps(student_settings["student"], default=str))
+    if recorded is not None and recorded != now:
+        raise UserError(f"{run_dir} holds a run with other settings (student {recorded} -> "
+                        f"{now}); resume it with its own settings, or give another run "
+                        "directory.")
     setup = Setup(args, run_dir)
     val = setup.load(split=setup.val_split) if setup.val_split else None
     set_seed(args.seed)

@@ -153,15 +153,17 @@ class Setup:
         weights = self.model_kwargs.get("weights")
         if weights is None or self.model_kwargs.get("include_top") is False:
             return
-        try:
+        try:  # the body fits, and the classifier does with ImageNet's classes: those differ
             zoo.get_model(self.model, **{**self.model_kwargs, "include_top": False},
                           input_tensor=image)
+            zoo.get_model(self.model, **{**self.model_kwargs, "classes": 1000},
+                          input_tensor=image)
         except (UserError, ValueError):
-            return  # the body does not fit either: the builder's message says why
+            return  # another mismatch (the input size of a VGG's fc1): the builder's line
         classes = self.info.num_classes
         raise UserError(
-            f"--model-arg weights={weights} fits {self.model} without its classifier, not "
-            f"with one of the dataset's {classes} classes. zoo train trains the whole network, "
+            f"--model-arg weights={weights} holds ImageNet's 1000-class classifier, not one "
+            f"of the dataset's {classes} classes. zoo train trains the whole network, "
             f"classifier and all: fine-tune the weights in Python instead, "
             f"zoo.fine_tune(zoo.get_model({self.model!r}, weights=...), classes={classes}) "
             "(the README's Fine-tuning).") from None

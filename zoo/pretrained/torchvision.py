@@ -8,6 +8,7 @@ running variance become gamma, beta, moving mean and moving variance (eps 1e-5 i
 """
 
 import contextlib
+import functools
 import json
 import os
 import re
@@ -151,12 +152,13 @@ def conversion_command(path):
     >>> 'torch.load("runs/r18.pth",' in command, 'save_file(d, "runs/r18.safetensors")' in command
     (True, True)
     """
+    quoted = functools.partial(json.dumps, ensure_ascii=False)  # (an emoji: two halves)
     code = ("import argparse, torch; from safetensors.torch import save_file; "
-            "torch.serialization.add_safe_globals([argparse.Namespace]); "
-            f"d = torch.load({json.dumps(path)}, map_location=\"cpu\", weights_only=True); "
-            f"d = next((d[k] for k in {json.dumps(WRAPPERS)} if isinstance(d.get(k), dict)), "
+            "getattr(torch.serialization, \"add_safe_globals\", print)([argparse.Namespace]); "
+            f"d = torch.load({quoted(path)}, map_location=\"cpu\", weights_only=True); "
+            f"d = next((d[k] for k in {quoted(WRAPPERS)} if isinstance(d.get(k), dict)), "
             "d); "
-            f"save_file(d, {json.dumps(converted_name(path))})")
+            f"save_file(d, {quoted(converted_name(path))})")
     return f"python -c {shlex.quote(code)}"
 
 

@@ -263,7 +263,7 @@ class AtomicCheckpoint(_ResumesFromHistory, keras.callbacks.Callback):
             warnings.warn(f"{', '.join(bad)} not finite in epoch {epoch + 1}, the training "
                           f"loss finite: checkpoints are kept, and best.keras is an epoch of "
                           f"a finite {self.monitor}. Check the validation data (a NaN image? "
-                          "labels out of range?).", stacklevel=2)
+                          "labels out of range?).", stacklevel=1)
         if value is not None and self._improved(value):
             self.best = value
             with atomic_path(self.best_path) as tmp:  # the same model: copy, don't save again
@@ -506,7 +506,7 @@ class DataEpochs(keras.callbacks.Callback):
                 f"{self.steps_per_epoch}, .repeat()): it starts again from its first batch, "
                 f"not where epoch {start}'s batches ended, so the run will differ from an "
                 "uninterrupted one. Data of known length (data.load's, or without "
-                ".repeat()) resumes exactly.", stacklevel=2)
+                ".repeat()) resumes exactly.", stacklevel=1)
         elif start and isinstance(self.dataset, tf.data.Dataset) and _random(self.dataset):
             warnings.warn(
                 f"Resuming at epoch {start + 1} with a tf.data dataset that shuffles or draws "
@@ -514,7 +514,7 @@ class DataEpochs(keras.callbacks.Callback):
                 ".take() of one keeps no epochs): it starts again from the first epoch's "
                 "order and augmentation, so the run will differ from an uninterrupted one. "
                 "Pass data.load's dataset (its preprocess= and augment= arguments transform "
-                "the images).", stacklevel=2)
+                "the images).", stacklevel=1)
 
 
 def _counted_in_steps(dataset, steps_per_epoch):

@@ -305,7 +305,7 @@ class UpdateRatioLogger(keras.callbacks.Callback):
                 f"Epoch {epoch + 1}: update/weight ratio outside [{self.low:g}, "
                 f"{self.high:g}] (healthy near {HEALTHY_UPDATE_RATIO:g}) in {len(off)} of "
                 f"{len(new)} layers: {', '.join(off[:6])}{' ...' if len(off) > 6 else ''}",
-                stacklevel=2)
+                stacklevel=1)  # (Keras calls it: 2 named Keras' line, in Python's two lines)
 
 
 def _is_relu(layer):
@@ -428,7 +428,8 @@ def update_ratio_check(history, low=1e-4, high=1e-2):
         raise UserError(f"`low` and `high` must be finite numbers with 0 <= low <= high; "
                         f"received low={low!r}, high={high!r}.")
     last = history[history["epoch"] == history["epoch"].max()]
-    median = float(last["ratio"].median())
+    finite = np.isfinite(last["ratio"].to_numpy(dtype="float64")).all()
+    median = float(last["ratio"].median()) if finite else math.nan  # (pandas skips NaN)
     ok = low <= median <= high
     verdict = (f"median update/weight ratio {median:.1e} over {len(last)} layers "
                f"(range {last['ratio'].min():.1e} .. {last['ratio'].max():.1e})")

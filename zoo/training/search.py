@@ -395,7 +395,7 @@ def _stage_table(stage, count, hypermodel, seed, run_dir, train_data, val_data, 
         tuner.search(train_data, validation_data=val_data, epochs=epochs, verbose=verbose)
     except _UserMistake as stop:  # (a width the model refuses, say)
         raise stop.error from None
-    except json.JSONDecodeError as err:  # a trial's file of keras-tuner's (a traceback)
+    except (json.JSONDecodeError, UnicodeDecodeError) as err:  # a trial's file (a traceback)
         raise UserError(f"A file of keras-tuner's in {os.path.join(run_dir, stage)} is "
                         f"damaged ({err}): the {stage} search there cannot be resumed. Move "
                         "the run directory aside, or give another.") from None

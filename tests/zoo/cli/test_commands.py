@@ -61,15 +61,18 @@ def test_output_that_cannot_be_written_is_one_line_and_a_reader_gone_is_quiet():
     """`zoo list > /dev/full` was "an internal error" and a traceback (the system names no
     file); `zoo list | head -0` (the reader gone before the output) ends quietly."""
     command = [sys.executable, "-m", "zoo", "list"]
+    # (Output buffered as Python buffers a file or a pipe: with PYTHONUNBUFFERED, as set on
+    # some machines, each print wrote at once, and the flush at exit was never tested.)
+    env = {k: v for k, v in os.environ.items() if k != "PYTHONUNBUFFERED"}
     with open("/dev/full", "w") as full:
         result = subprocess.run(command, stdout=full, stderr=subprocess.PIPE, text=True,
-                                timeout=120)
+                                timeout=120, env=env)
     assert (result.returncode, result.stderr) == (
         2, "zoo list: error: No space left on device: standard output\n")
     reader, writer = os.pipe()
     os.close(reader)
     result = subprocess.run(command, stdout=writer, stderr=subprocess.PIPE, text=True,
-                            timeout=120)
+                            timeout=120, env=env)
     os.close(writer)
     assert (result.returncode, result.stderr) == (1, "")
 
@@ -385,20 +388,21 @@ def test_a_ctrl_c_python_can_only_report_reaches_the_main_thread(monkeypatch):
 
     previous = signal.signal(signal.SIGINT, signal.default_int_handler)
 
-    def ctrl_c(phase, info):
-        if phase == "start":
+    fired = []
+
+    def ctrl_c(phase, info):  # (once: a later collection raises nothing)
+        if phase == "start" and not fired:
+            fired.append(True)
             raise KeyboardInterrupt
 
     gc.callbacks.append(ctrl_c)
     try:
-        gc.collect()
-    finally:
-        gc.callbacks.remove(ctrl_c)
-    try:
-        with pytest.raises(KeyboardInterrupt):
+        with pytest.raises(KeyboardInterrupt):  # (however late it comes on a busy machine)
+            gc.collect()
             for _ in range(500):  # (the interrupt ends it: between two sleeps)
                 time.sleep(0.01)
     finally:
+        gc.callbacks.remove(ctrl_c)
         signal.signal(signal.SIGINT, previous)
     assert reported == [other]
     monkeypatch.setattr(sys, "unraisablehook", sys.__unraisablehook__)  # the command's own:
@@ -2559,33 +2563,6 @@ def test_a_diverged_run_scores_no_weights_that_are_not_finite(tmp_path, capsys, 
     assert ours == f"zoo list: warning: {warning.message}\n"
     assert numpy_s.startswith(f"{np.__file__}:1: RuntimeWarning: overflow")
     assert not warnings.formatwarning("x", UserWarning, warning.filename, 1).startswith("zoo")
-    # Ours with stacklevel=2 in a callback names the Keras line that called it: one line too
-    # (zoo diagnose's update-ratio warning kept Python's two), and Keras' own keep theirs.
-    import keras
-
-    ours_file = os.path.join(os.path.dirname(zoo.__file__), "training", "callbacks.py")
-    keras_file = os.path.join(os.path.dirname(keras.__file__), "src", "callbacks",
-                              "callback_list.py")
-    code = {}
-    exec(compile("import warnings\ndef ours():\n    warnings.warn('ours', stacklevel=2)\n",
-                 ours_file, "exec"), code)
-    exec(compile("import warnings\ndef keras_calls(f):\n    f()\n"
-                 "def keras_warns():\n    warnings.warn('keras')\n", keras_file, "exec"), code)
-
-    def warn_both(args):
-        with warnings.catch_warnings():  # (shown as Python shows them, not pytest's record)
-            warnings.simplefilter("always")
-            warnings.showwarning = lambda message, category, filename, lineno, *rest: (
-                sys.stderr.write(warnings.formatwarning(message, category, filename, lineno)))
-            code["keras_calls"](code["ours"])
-            code["keras_warns"]()
-        return 0
-
-    monkeypatch.setattr(commands, "_cmd_list", warn_both)
-    capsys.readouterr()
-    assert cli.main(["list"]) == 0
-    lines = capsys.readouterr().err.splitlines()
-    assert lines[0] == "zoo list: warning: ours" and lines[1].startswith(f"{keras_file}:5: "), lines
 
 
 def test_a_dataset_of_one_class_is_one_line_naming_it(tmp_path, capsys):
