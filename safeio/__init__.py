@@ -13,6 +13,7 @@ import shutil
 import socket
 import stat
 import sys
+import tempfile
 import threading
 import time
 
@@ -408,6 +409,8 @@ def check_writable_file(path):
         code, why = ((errno.EROFS, "Read-only file system") if read_only
                      else (errno.EACCES, "Permission denied"))
         raise PermissionError(code, f"{why} (cannot create files in {folder})", path)
+    if os.geteuid() == 0:  # root passes every access check: a file made there tells
+        _check_creatable(folder, path)
     # In a sticky folder (/tmp), the rename that replaces a file needs the file or the
     # folder to be this user's: another user's file there is refused by the kernel.
     if os.path.lexists(path):
@@ -416,6 +419,20 @@ def check_writable_file(path):
                 0, owner, folder_stat.st_uid):
             raise PermissionError(errno.EPERM, f"Operation not permitted ({folder} is sticky, "
                                   "and the file there belongs to another user)", path)
+
+
+def _check_creatable(folder, path):
+    """Raise the ``OSError`` of creating a file in ``folder``, naming ``path`` (the
+    user's): for root, ``os.access`` says yes to folders where no file can be made
+    (``/proc``), and the work was done before the write failed. The probe, an empty file of
+    ours, is removed at once."""
+    try:
+        handle, probe = tempfile.mkstemp(prefix=".zoo-write-check-", dir=folder)
+    except OSError as err:
+        raise type(err)(err.errno, f"{err.strerror} (cannot create files in {folder})",
+                        path) from None
+    os.close(handle)
+    os.unlink(probe)
 
 
 def check_free_space(path, needed):

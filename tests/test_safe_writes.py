@@ -1123,6 +1123,21 @@ def test_an_output_below_a_file_is_named_as_not_a_directory_before_any_work(
     assert blocked.read_text() == "the user's" and os.listdir(tmp_path) == ["afile"]
 
 
+@pytest.mark.skipif(not os.path.isdir("/proc"), reason="no /proc here")
+def test_a_folder_no_file_can_be_made_in_is_refused_before_the_work_as_root(tmp_path):
+    """As root, access(2) says yes to every folder: `zoo evaluate --output /proc/t.csv` did
+    all its work before the write failed. For root a file made there tells (the probe, an
+    empty file of ours, is removed at once); any user gets the same line."""
+    import safeio
+
+    with pytest.raises(OSError) as error:
+        safeio.check_writable_file("/proc/zoo_table.csv")
+    assert error.value.filename == "/proc/zoo_table.csv"
+    assert "(cannot create files in /proc)" in error.value.strerror
+    safeio.check_writable_file(str(tmp_path / "new" / "t.csv"))
+    assert os.listdir(tmp_path) == []
+
+
 def test_a_folder_this_process_cannot_write_is_refused_by_the_kernel():
     """check_writable_file asks the kernel (access(2) with the effective ids): run as a user
     without write permission on a 0o555 folder (nobody, when the tests run as root, whom
