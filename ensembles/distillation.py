@@ -253,6 +253,16 @@ def _check_model(model, role):
             f"{model!r} ({type(model).__name__}).")
 
 
+def check_teacher(teacher):
+    """A teacher :func:`distillation_model` takes: a functional model of one output (a
+    one-line ``UserError`` otherwise; ``zoo distill`` asks before its statistics pass)."""
+    _check_model(teacher, "teacher")
+    if len(teacher.outputs) != 1:
+        raise UserError(f"The teacher {teacher.name!r} has {len(teacher.outputs)} outputs; "
+                        "distillation takes one-output classifiers (build an ensemble without "
+                        "return_members, GoogLeNet with aux_logits=False).")
+
+
 def distillation_model(teacher, student, temperature=4.0, alpha=0.9, read_logits=True):
     """The model :func:`distill` trains: the student's logits out, the soft-target loss
     added, the teacher frozen inside (``trainable=False``, which reaches its layers: see
@@ -263,12 +273,8 @@ def distillation_model(teacher, student, temperature=4.0, alpha=0.9, read_logits
     from ensembles.ensemble import _softmax_output
 
     temperature, alpha = _check_softening(temperature), check_alpha(alpha)
-    _check_model(teacher, "teacher")
+    check_teacher(teacher)
     _check_model(student, "student")
-    if len(teacher.outputs) != 1:
-        raise UserError(f"The teacher {teacher.name!r} has {len(teacher.outputs)} outputs; "
-                        "distillation takes one-output classifiers (build an ensemble without "
-                        "return_members, GoogLeNet with aux_logits=False).")
     if tuple(teacher.input_shape[1:]) != tuple(student.input_shape[1:]):
         raise UserError(f"The teacher takes inputs shaped {teacher.input_shape[1:]} and the "
                         f"student {student.input_shape[1:]}: they must see the same images.")

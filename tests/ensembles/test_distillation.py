@@ -375,14 +375,15 @@ def test_zoo_distill_from_the_shell(tmp_path, capsys):
     # outputs or of one score were refused after the statistics pass. Each is one line
     # before it now, nothing written.
     config = open(os.path.join(run_dir, "config.json")).read()
-    for given in (["--model-arg", "width=0.0625", "--model-arg", "dropout=0.3"], []):
+    for given, changed in ((["--model-arg", "width=0.0625", "--model-arg", "dropout=0.3"],
+                            "student.model_kwargs.dropout None -> 0.3"),
+                           ([], "student.model_kwargs.width 0.0625 -> None")):  # (left out)
         assert cli.main(["distill", path, "--model", "vgg11", *given, "--epochs", "2",
                          "--run-dir", run_dir, "--temperature", "3", "--alpha", "0.5"]) == 2
         out, err = capsys.readouterr()
-        assert err.startswith(
-            f"zoo distill: error: {run_dir} holds a run with other settings (student "
-            "{'model': 'vgg11', 'model_kwargs': {'width': 0.0625}} -> {'model': 'vgg11', "
-            "'model_kwargs': {") and "statistics" not in out, err
+        assert err == (f"zoo distill: error: {run_dir} holds a run with other settings "
+                       f"({changed}); resume it with its own settings, or give another run "
+                       "directory.\n") and "statistics" not in out, err
     assert open(os.path.join(run_dir, "config.json")).read() == config
     inputs = keras.Input((32, 32, 3))
     pooled = keras.layers.GlobalAveragePooling2D()(inputs)

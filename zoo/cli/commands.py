@@ -19,8 +19,8 @@ import sys
 
 import zoo
 from safeio.checks import UserError
-from zoo.cli.common import (MAX_IMAGE_SIZE, MAX_MC_DROPOUT, QUICK_TRAIN_SPLIT, TRAINED_ON,
-                            check_momentum, load_models, model_args, some)
+from zoo.cli.common import (DATASET_HELP, MAX_IMAGE_SIZE, MAX_MC_DROPOUT, QUICK_TRAIN_SPLIT,
+                            TRAINED_ON, check_momentum, load_models, model_args, some)
 from zoo.cli.distill import add_distill
 from zoo.cli.ensemble import add_ensemble
 from zoo.cli.evaluate import add_evaluate
@@ -186,8 +186,7 @@ def _add_demo(sub):
     demo.add_argument("--output-dir", default=None,
                       help="default runs/demo (runs/demo_quick with --quick)")
     demo.add_argument("--dataset", default="digits",
-                      help="'digits' (embedded), a TFDS name or an image folder "
-                      "(default: %(default)s)")
+                      help=DATASET_HELP)
     demo.add_argument("--data-dir", default=None, help="TFDS data_dir")
     demo.add_argument("--models", nargs="+", choices=("alexnet", "resnet18"),
                       default=["alexnet", "resnet18"],

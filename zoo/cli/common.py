@@ -239,12 +239,15 @@ def bad_image_flag(parser, default="error"):
                         "how many) (default), or skip them with a warning that names them so")
 
 
+DATASET_HELP = "'digits' (embedded), a TFDS name or an image folder (default: %(default)s)"
+
+
 def model_and_data_flags(parser, epochs, run_dir, augment="none", augment_help="none",
                           image_size_help="the dataset's, at least the model's minimum",
                           augment_options=None):
     parser.add_argument("--model", required=True, help="model name, see `zoo list`")
     parser.add_argument("--dataset", default="digits",
-                        help="'digits' (embedded), a TFDS name or an image folder (default: %(default)s)")
+                        help=DATASET_HELP)
     parser.add_argument("--epochs", type=int, default=epochs, help=f"(default: {epochs})")
     parser.add_argument("--batch-size", type=int, default=64, help="(default: 64)")
     parser.add_argument("--image-size", type=int, default=None,

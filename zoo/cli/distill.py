@@ -1,7 +1,6 @@
 """``zoo distill``: a teacher's (a saved ensemble's) softened probabilities and the
 labels, taught to one network (Hinton et al. 2015)."""
 
-import json
 import os
 
 import zoo
@@ -48,12 +47,7 @@ def _cmd_distill(args):
 
     student_settings = {"student": {"model": args.model,
                                     "model_kwargs": model_args(args.model_arg)}}
-    recorded = run_config.recorded(run_dir, "student")  # (arguments left out too)
-    now = json.loads(json.dumps(student_settings["student"], default=str))
-    if recorded is not None and recorded != now:
-        raise UserError(f"{run_dir} holds a run with other settings (student {recorded} -> "
-                        f"{now}); resume it with its own settings, or give another run "
-                        "directory.")
+    run_config.check_resume(run_dir, student_settings)
     setup = Setup(args, run_dir)
     val = setup.load(split=setup.val_split) if setup.val_split else None
     set_seed(args.seed)
@@ -97,10 +91,9 @@ def _cmd_distill(args):
 def _check_teacher(teacher):
     """What distillation refuses of the teacher alone, before the statistics pass (it came
     after a pass over the training set): several outputs, or one score per example."""
-    if len(teacher.outputs) != 1:
-        raise UserError(f"The teacher {teacher.name!r} has {len(teacher.outputs)} outputs; "
-                        "distillation takes one-output classifiers (build an ensemble without "
-                        "return_members, GoogLeNet with aux_logits=False).")
+    from ensembles.distillation import check_teacher
+
+    check_teacher(teacher)
     if teacher.output_shape[-1] == 1:
         raise UserError(f"The teacher {teacher.name!r} outputs one score per example (a "
                         "sigmoid's): distillation teaches a classifier's probabilities over "

@@ -4,9 +4,9 @@ images are made into the models' inputs (their view), which ``zoo ensemble`` sha
 import zoo
 from safeio import check_writable_file
 from safeio.checks import UserError
-from zoo.cli.common import (RESIZED, bad_image_flag, bad_image_policy, check_models_fit,
-                            check_distinct_models, check_table_output, load_models,
-                            resize_flag, unlabelled, wide_pandas, write_table)
+from zoo.cli.common import (DATASET_HELP, RESIZED, bad_image_flag, bad_image_policy,
+                            check_distinct_models, check_models_fit, check_table_output,
+                            load_models, resize_flag, unlabelled, wide_pandas, write_table)
 from zoo.cli.tables import for_people
 
 
@@ -211,7 +211,7 @@ def add_evaluate(sub):
         "members' disagreement and KL.")
     evaluate.add_argument("models", nargs="+", metavar="MODEL.keras")
     evaluate.add_argument("--dataset", default="digits",
-                          help="'digits' (embedded), a TFDS name or an image folder (default: %(default)s)")
+                          help=DATASET_HELP)
     evaluate.add_argument("--split", default=None,
                           help="default: test, or validation where there is no test split")
     evaluate.add_argument("--tta", choices=("none", "flip", "5crop", "10crop"), default="none",

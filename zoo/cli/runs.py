@@ -56,8 +56,7 @@ class Setup:
         size = args.image_size or max(native, entry.min_input_size)
         self.model = args.model
         self.info = info
-        self.ema = getattr(args, "ema", False)
-        self._check_model(size)
+        self._check_model(size, ema=getattr(args, "ema", False))
         # What config.json records of the data (zoo.train's settings): a resume with others
         # is refused here, before the statistics pass, as the recipe's own are.
         from zoo.training import run_config
@@ -124,7 +123,7 @@ class Setup:
             make_directory(run_dir)
             self.data.statistics.save(os.path.join(run_dir, "statistics.npz"))
 
-    def _check_model(self, size):
+    def _check_model(self, size, ema=False):
         """Build the model once on a plain input of ``size``, as :meth:`build` will on the
         pipeline's: a bad ``--model-arg`` value is one line before the data is read."""
         import gc
@@ -138,7 +137,7 @@ class Setup:
         except UserError:
             self._check_classifier_of_the_weights(image)
             raise
-        if self.ema:  # (zoo.train refused it after the statistics pass)
+        if ema:  # (zoo.train refused it after the statistics pass)
             from zoo.training.recipe import check_ema_model
 
             check_ema_model(probe)

@@ -147,13 +147,10 @@ def _cmd_train(args):
     _check_cluster_flags(args)
     strategy = _strategy(args)
     run_dir = default_run_dir(args)
-    from zoo.training.run_config import epochs_done
+    from zoo.training.recipe import _check_epochs_to_go
 
-    done = epochs_done(run_dir)
-    if done > args.epochs:  # (zoo.train's line, after the statistics pass, said epochs=)
-        raise UserError(f"The run in {run_dir} has trained {done} epochs; --epochs "
-                        f"{args.epochs} would train none of them again: give --epochs {done} "
-                        "or more to go on, or another --run-dir.")
+    # (zoo.train's, after the statistics pass, said epochs=)
+    _check_epochs_to_go(run_dir, args.epochs, "--epochs ", "another --run-dir")
     setup = Setup(args, run_dir, strategy,
                    check=functools.partial(_check_cycles, args) if args.snapshots else None)
     val = setup.load(split=setup.val_split) if setup.val_split else None
@@ -247,7 +244,8 @@ def add_train(sub):
     train.add_argument("--optimizer", default="sgd", metavar="OPTIMIZER",
                        choices=OPTIMIZER_CHOICES,
                        help="sgd: the paper's (momentum, L2 decay through the gradient); "
-                       "nesterov; adam, rmsprop, adagrad with decoupled weight decay (default: %(default)s)")
+                       "nesterov; adam, rmsprop, adagrad with decoupled weight decay "
+                       "(default: %(default)s)")
     train.add_argument("--momentum", type=float, default=None,
                        help="SGD/Nesterov momentum (RMSprop's momentum with rmsprop; adam "
                        "and adagrad have none) (default: 0.9)")

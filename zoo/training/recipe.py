@@ -133,14 +133,15 @@ def _check_built_for(model, replicas, asked):
             "a function that builds the model, or strategy='one_device'.")
 
 
-def _check_epochs_to_go(run_dir, epochs):
+def _check_epochs_to_go(run_dir, epochs, flag="epochs=", another="another run directory"):
     """Fewer epochs than the run has trained: one line, before anything is written (it
-    trained none, and returned the longer run's model and history as if done)."""
+    trained none, and returned the longer run's model and history as if done). ``flag``
+    and ``another`` name the epochs and the run directory (``zoo train``: its flags)."""
     done = run_config.epochs_done(run_dir)
     if done > epochs:
-        raise UserError(f"The run in {run_dir} has trained {done} epochs; epochs={epochs} "
-                        f"would train none of them again: give epochs={done} or more to go "
-                        "on, or another run directory.")
+        raise UserError(f"The run in {run_dir} has trained {done} epochs; {flag}{epochs} "
+                        f"would train none of them again: give {flag}{done} or more to go "
+                        f"on, or {another}.")
     if done == epochs and done > 0:  # nothing to train: the run must be whole at its backup
         rows = zoo_callbacks.read_history(os.path.join(run_dir, "history.csv"))
         past = [row["epoch"] for row in rows if row["epoch"] > done]
@@ -148,9 +149,9 @@ def _check_epochs_to_go(run_dir, epochs):
             raise UserError(
                 f"The run in {run_dir} stopped in epoch {past[0]} (killed before that "
                 f"epoch's backup, or diverged): its backup holds {done} epochs, its "
-                f"history.csv and checkpoints {past[0]}. epochs={epochs} would train none "
-                f"and leave them apart: give epochs={done + 1} or more to train that epoch "
-                "again and go on, or another run directory.")
+                f"history.csv and checkpoints {past[0]}. {flag}{epochs} would train none "
+                f"and leave them apart: give {flag}{done + 1} or more to train that epoch "
+                f"again and go on, or {another}.")
 
 
 def _check_ema(optimizer, model):

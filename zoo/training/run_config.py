@@ -224,8 +224,9 @@ def write_config(run_dir, config):
 
 def check_resume(run_dir, settings, whole=False):
     """Where ``run_dir`` holds a stopped run, refuse ``settings`` (some entries of a
-    config, or with ``whole`` all of it) that differ from the run's config.json, in one
-    line listing what differs; before any work, where a command knows them early (the
+    config, each compared whole: a key it recorded and lacks now differs too; or with
+    ``whole`` all of it) that differ from the run's config.json, in one line listing what
+    differs; before any work, where a command knows them early (the
     data's settings, before the statistics pass). The :data:`LATER_ENTRIES` a run's
     config lacks (written before they were recorded) are not compared."""
     _check_backup_reachable(run_dir)
@@ -247,7 +248,7 @@ def check_resume(run_dir, settings, whole=False):
     now = flat_config(json.loads(json.dumps(settings, default=str)))
     unrecorded = {key for key in LATER_ENTRIES if key not in before}
     before = flat_config(before)
-    keys = (set(before) | set(now)) if whole else set(now)
+    keys = set(now) | {key for key in before if whole or key.split(".")[0] in settings}
     changed = [key for key in sorted(keys)
                if key.split(".")[0] not in MAY_CHANGE + tuple(unrecorded)
                and before.get(key) != now.get(key)
