@@ -136,6 +136,11 @@ def pca_color(image, seed, eigenvalues=IMAGENET_EIGENVALUES,
     image = _float(_single(image, "pca_color", channels=(len(eigenvalues),)))
     eigenvalues = tf.constant(eigenvalues, tf.float32)
     eigenvectors = tf.constant(eigenvectors, tf.float32)
+    channels = eigenvalues.shape[0]
+    if eigenvalues.shape.rank != 1 or eigenvectors.shape != (channels, channels):
+        raise UserError(f"pca_color takes eigenvalues (channels,) and eigenvectors (channels, "
+                        f"channels) as columns; received shapes {tuple(eigenvalues.shape)} and "
+                        f"{tuple(eigenvectors.shape)}.")
     alpha = tf.random.stateless_normal([eigenvalues.shape[0]], _seed(seed, "pca_color"),
                                        stddev=std)
     return image + max_value * tf.linalg.matvec(eigenvectors, alpha * eigenvalues)
@@ -268,6 +273,10 @@ def alexnet_augment(statistics, size=227):
     >>> data.load("my_folder", augment=aug, preprocess=data.alexnet_preprocess)  # doctest: +SKIP
     """
     check_positive_int(size, "size", what=" (of the crop)")
+    if not hasattr(statistics, "pca_eigenpairs"):
+        raise UserError(f"alexnet_augment needs the training set's statistics "
+                        f"(data.compute_statistics) for its PCA colour; received "
+                        f"{type(statistics).__name__}.")
     return compose(
         functools.partial(random_crop, size=size),
         random_flip,
@@ -295,7 +304,7 @@ def resize_mode(spec):
 def parse(spec):
     """The ops of an augmentation spec such as ``"crop+flip"``, ``"paper+erasing"`` or
     ``"none"``: ``+``-joined names of :data:`AUGMENT_OPS` or presets (``paper`` is crop,
-    flip and PCA colour, the paper's; ``none`` is nothing).
+    flip and PCA colour, the paper's; ``none``, or None, is nothing).
 
     Example:
 
@@ -303,7 +312,7 @@ def parse(spec):
     ('crop', 'flip', 'pca', 'jitter')
     """
     ops = []
-    for token in str(spec).split("+"):
+    for token in str("none" if spec is None else spec).split("+"):  # (None: no augmentation)
         token = token.strip()
         if token in AUGMENT_PRESETS:
             ops += AUGMENT_PRESETS[token]

@@ -238,6 +238,31 @@ class ImageStatistics:
         return center_crop(self.mean_image, int(size)).numpy()
 
 
+def _statistics_batch(element):
+    """The images of one element of ``compute_statistics``' dataset, as a float64 batch
+    (n, height, width, channels); grey images without a channel axis, channels-first
+    images and TFDS' dicts are one line (each was taken for other images: a batch of grey
+    28x28 digits for one image of 28 channels)."""
+    images = element[0] if isinstance(element, (tuple, list)) else element
+    if isinstance(images, dict):
+        raise UserError(f"compute_statistics takes images, or (images, labels) pairs; "
+                        f"received a dict of {sorted(images)} (tfds.load(..., "
+                        "as_supervised=True) gives pairs).")
+    images = np.asarray(images, dtype=np.float64)
+    shape = images.shape
+    if images.ndim == 3:
+        images = images[None]
+    if images.ndim != 4 or images.shape[-1] not in (1, 2, 3, 4):
+        hint = (" (grey images without a channel axis? add one: images[..., None])"
+                if len(shape) in (2, 3) else
+                " (channels first? np.moveaxis(images, 1, -1))"
+                if len(shape) == 4 and shape[1] in (1, 2, 3, 4) else "")
+        raise UserError(f"compute_statistics takes images (height, width, channels) or "
+                        f"batches of them (n, height, width, channels), channels last (1 to "
+                        f"4); received shape {shape}{hint}.")
+    return images
+
+
 def compute_statistics(dataset):
     """One streaming pass over ``dataset`` (images, or (image, label), batched or not).
 
@@ -254,10 +279,7 @@ def compute_statistics(dataset):
     image_sum = pixel_sum = outer_sum = None
     num_images = num_pixels = 0
     for element in dataset:
-        images = element[0] if isinstance(element, (tuple, list)) else element
-        images = np.asarray(images, dtype=np.float64)
-        if images.ndim == 3:
-            images = images[None]
+        images = _statistics_batch(element)
         finite = np.isfinite(images).reshape(len(images), -1).all(axis=1)
         if not finite.all():
             bad = num_images + int(np.argmin(finite))
@@ -340,6 +362,10 @@ def normalized_input(statistics, shape, name="input", normalize="standardize"):
     if hasattr(shape, "__len__") and not isinstance(shape, (str, bytes)):
         shape = tuple(shape)  # (a TensorShape, an array: images.shape[1:])
     _check_input_shape(shape, None if statistics is None else len(statistics.channel_mean))
+    if statistics is None and normalize != "none":
+        raise UserError(f"normalize={normalize!r} needs the training set's statistics "
+                        "(data.compute_statistics); received statistics=None. Without them, "
+                        "normalize='none'.")
     inputs = keras.Input(shape, name=name)
     if normalize == "standardize":
         # In float32 under mixed precision too, as MeanSubtraction.

@@ -148,6 +148,13 @@ def predict_crops(model, images, tta="10crop", size=None, batch_size=32):
     """
     size = size or model.input_shape[1]
     check_positive_int(batch_size, "batch_size")
+    if isinstance(images, (list, tuple)):  # (each slice of a list was taken for a pair)
+        shapes = {np.shape(image) for image in images}
+        if len(shapes) > 1:
+            raise UserError(f"predict_crops takes images of one size as an array (n, height, "
+                            f"width, channels); received a list of {len(images)} images of "
+                            f"shapes {sorted(shapes)[:3]}: resize them first.")
+        images = np.stack(images) if images else np.zeros((0, size, size, 3), "float32")
     # An array is cropped ``batch_size`` images at a time, as a dataset's batches are: its
     # ten crops at once would be ten times the array (5,000 images of 256x256: 31 GB).
     batches = images if isinstance(images, tf.data.Dataset) else (

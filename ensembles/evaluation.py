@@ -264,7 +264,8 @@ def _checked(source, predictions, views=False):
                         f"received {size}. (Held-out images and labels are a dataset of "
                         "(images, labels) batches: pass it instead.)")
     names, probs, labels = predictions
-    probs = np.asarray(probs)
+    probs = metrics.float_array(metrics.stacked_members(probs, names, "predictions"),
+                                "predictions")
     members = len(member_weights(source))
     count = len(np.asarray(labels))  # ((n,) or Keras' (n, 1))
     shapes = [3, 4] if views else [3]
@@ -281,6 +282,9 @@ def _checked(source, predictions, views=False):
     labels = metrics.class_labels(labels, probs.shape[-1])
     if len(names) != members:
         raise UserError(f"Expected {members} member names; received {len(names)}.")
+    # The member and the example named (check_probabilities counts the rows of all members).
+    by_example = np.moveaxis(probs, -2, 1) if probs.ndim == 4 else probs  # (members, n, ...)
+    _check_finite(names, by_example, np.zeros(count, bool))
     return names, metrics.check_probabilities(probs), labels
 
 
@@ -375,7 +379,8 @@ def _combine_first(source, member_probs, k):
     """The source's own combination rule (mean for a list) over its first ``k`` members."""
     layer = combine_layer(source) if is_ensemble(source) else CombineMembers("mean")
     weights = None if layer.member_weights is None else layer.member_weights[:k]
-    return np.asarray(CombineMembers(layer.combine, weights, layer.temperature)(
+    # In float32 under a mixed-precision policy too, as the ensemble's own layer.
+    return np.asarray(CombineMembers(layer.combine, weights, layer.temperature, dtype="float32")(
         np.moveaxis(member_probs[:k], 0, 1).astype("float32")))
 
 
@@ -430,7 +435,8 @@ def uncertainty(source, dataset, tta=None, predictions=None):
     untempered = combined
     if is_ensemble(source) and combine_layer(source).temperature != 1.0:
         layer = combine_layer(source)
-        untempered = np.asarray(CombineMembers(layer.combine, layer.member_weights)(
+        untempered = np.asarray(CombineMembers(layer.combine, layer.member_weights,
+                                               dtype="float32")(
             np.moveaxis(samples, 0, 1).astype("float32")))
     information = metrics._entropy(untempered) - expected
     mean = over_crops or not is_ensemble(source) or combine_layer(source).combine == "mean"

@@ -365,3 +365,23 @@ def test_a_seed_that_is_not_a_pair_of_integers_is_one_line(op, seed):
         calls[op](seed)
     for pair in ((1, 2), np.array([1, 2], "int32"), tf.constant([1, 2], tf.int64)):
         assert calls[op](pair).shape == ((4, 4, 3) if op == "random_crop" else (8, 8, 3))
+
+
+def test_augmentations_without_their_statistics_say_what_they_need():
+    """normalized_input(None, ...) and alexnet_augment(None) were AttributeErrors of
+    'NoneType'; eigen-pairs of two sizes TensorFlow's 'Matrix size-incompatible'; and
+    augment=None 'Unknown augmentation 'None' in None' where data.load takes it for none."""
+    for normalize in ("standardize", "channel_mean", "mean_image"):
+        with pytest.raises(ValueError, match=rf"^normalize='{normalize}' needs the training "
+                                             r"set's statistics .*received statistics=None"):
+            data.normalized_input(None, (8, 8, 3), normalize=normalize)
+    assert data.normalized_input(None, (8, 8, 3), normalize="none").shape == (None, 8, 8, 3)
+    with pytest.raises(ValueError, match=r"^alexnet_augment needs the training set's "
+                                         r"statistics .*received NoneType\.$"):
+        augment.alexnet_augment(None, size=6)
+    with pytest.raises(ValueError, match=r"^pca_color takes eigenvalues \(channels,\) and "
+                                         r"eigenvectors \(channels, channels\) as columns; "
+                                         r"received shapes \(3,\) and \(2, 2\)\.$"):
+        augment.pca_color(tf.zeros((4, 4, 3)), tf.constant([1, 2]), eigenvalues=(1, 2, 3),
+                          eigenvectors=np.eye(2))
+    assert augment.parse(None) == () and augment.from_spec(None, 8) is None

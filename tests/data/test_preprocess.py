@@ -266,3 +266,25 @@ def test_mean_subtraction_layer_lives_inside_an_exported_model(tmp_path):
     np.testing.assert_array_equal(clone.layers[1].mean, stats.mean_image)
     with pytest.raises(ValueError, match=r"mean has shape \(3,\).*input has shape"):
         MeanSubtraction([1.0, 2.0, 3.0])(keras.Input((4, 4, 1)))
+
+
+def test_statistics_of_images_without_channels_last_are_one_line():
+    """A batch of grey 28x28 digits without a channel axis was one image of 28 channels
+    (or, batched in twos, three images of 28x28x28: num_images 3, no error), and
+    channels-first images gave 'channels' of their width: the mistake surfaced later, as
+    normalized_input's '8 channels'. TFDS' dicts were float()'s TypeError."""
+    grey = np.random.default_rng(0).integers(0, 256, (6, 28, 28)).astype("uint8")
+    for given, hint in ((grey, r"grey images without a channel axis\? add one: "
+                               r"images\[\.\.\., None\]"),
+                        ([grey[:2], grey[2:4]], r"grey images without a channel axis"),
+                        ([np.zeros((6, 3, 8, 8))], r"channels first\? "
+                                                    r"np\.moveaxis\(images, 1, -1\)")):
+        with pytest.raises(ValueError, match=r"^compute_statistics takes images \(height, "
+                                             r"width, channels\) or batches of them .*channels "
+                                             rf"last \(1 to 4\); received shape .*{hint}.*\)\.$"):
+            data.compute_statistics(given)
+    pairs = tf.data.Dataset.from_tensor_slices({"image": grey[..., None], "label": [0] * 6})
+    with pytest.raises(ValueError, match=r"received a dict of \['image', 'label'\] "
+                                         r"\(tfds\.load\(\.\.\., as_supervised=True\)"):
+        data.compute_statistics(pairs.batch(2))
+    assert data.compute_statistics([grey[..., None]]).num_images == 6

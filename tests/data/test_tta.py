@@ -207,3 +207,20 @@ def test_predict_crops_of_an_array_crops_a_batch_at_a_time(monkeypatch):
     with pytest.raises(ValueError, match=r"`batch_size` must be a positive integer; received "
                                          r"None"):
         data.predict_crops(model, images, tta="10crop", batch_size=None)
+
+
+def test_predict_crops_of_a_list_of_images_is_the_stacked_arrays():
+    """Each slice of a list was taken for an (images, labels) pair, its first image for the
+    batch: 'batch the dataset', of a list."""
+    images = [np.random.default_rng(i).normal(size=(9, 9, 3)).astype("float32")
+              for i in range(3)]
+    model = _model(6)
+    listed = data.predict_crops(model, images, tta="10crop", batch_size=2)
+    stacked = data.predict_crops(model, np.stack(images), tta="10crop", batch_size=2)
+    np.testing.assert_array_equal(listed[0], stacked[0])
+    with pytest.raises(ValueError, match=r"^predict_crops takes images of one size as an array "
+                                         r"\(n, height, width, channels\); received a list "
+                                         r"of 2 images of shapes \[\(9, 9, 3\), \(10, 9, 3\)\]"):
+        data.predict_crops(model, [images[0], np.zeros((10, 9, 3))], tta="10crop")
+    with pytest.raises(ValueError, match=r"received no images"):
+        data.predict_crops(model, [], tta="10crop")
