@@ -174,7 +174,12 @@ _DECODE_NOISE = re.compile(
     r"|JPEG datastream contains no image|Empty JPEG image.*"
     r"|(Huffman|Quantization) table 0x[0-9a-f]+ was not defined"
     r"|[IWE]\d{4} [\d:.]+\s+\d+ local_rendezvous\.cc:\d+\] Local rendezvous is aborting "
-    r"with status: .*)$")
+    r"with status: .*"
+    # TensorFlow's own decoder's ("Premature end of JPEG data. Stopped at line 0/40"), and
+    # absl's line before the first C++ log of a process, where that is one of these
+    r"|[IWE]\d{4} [\d:.]+\s+\d+ jpeg_mem\.cc:\d+\] .*"
+    r"|WARNING: All log messages before absl::InitializeLog\(\) is called are written to "
+    r"STDERR)$")
 
 
 def _decode_problem(path):

@@ -429,10 +429,13 @@ def export(ensemble, path, overwrite=False, class_names=None, scale=None,
     # load of it): a server needs none.
     gradients = ({"jax2tf_kwargs": {"with_gradient": False}}
                  if keras.backend.backend() == "jax" else {})
-    serve = archive.track_and_add_endpoint(
-        "serve", serving, input_signature=[keras.InputSpec(
-            shape=(None, height, width, 3), dtype=serving.input.dtype,
-            name=serving.input.name)], **gradients)
+    if keras.backend.backend() == "tensorflow":
+        serve = _size_checked_endpoint(archive, serving, height, width)
+    else:  # (JAX's compiled module refuses another size: "dimension sizes must match")
+        serve = archive.track_and_add_endpoint(
+            "serve", serving, input_signature=[keras.InputSpec(
+                shape=(None, height, width, 3), dtype=serving.input.dtype,
+                name=serving.input.name)], **gradients)
     lookup = tf.constant(names)
     k = min(TOP_K, classes)
 
@@ -515,6 +518,32 @@ def export(ensemble, path, overwrite=False, class_names=None, scale=None,
             "temperature": temperature(ensemble),
             "member_temperatures": [temperature(m) for m in members]})
     return path
+
+
+def _size_checked_endpoint(archive, serving, height, width):
+    """The ``serve`` endpoint under TensorFlow: the serving model, after a check of the
+    images' size. A signature called through the SavedModel loader
+    (``signatures["serve"]``, TF Serving's ``serving_default``) does not hold its input to
+    its own shape: a global-pooling network served images of another size confident
+    probabilities, an AlexNet failed with 'Graph execution error'."""
+    import tensorflow as tf
+
+    archive.track(serving)
+
+    @tf.function(input_signature=[tf.TensorSpec((None, height, width, 3), serving.input.dtype,
+                                                name=serving.input.name)], autograph=False)
+    def serve(images):
+        size = tf.debugging.Assert(
+            tf.reduce_all(tf.equal(tf.shape(images)[1:], [height, width, 3])),
+            [f"serve takes images of {height}x{width}x3 (serve_images and serve_bytes take "
+             "any size, resized as evaluated); received images of shape", tf.shape(images)],
+            summarize=4)
+        with tf.control_dependencies([size]):
+            return serving(tf.identity(images))
+
+    serve.get_concrete_function()  # (traced: ExportArchive takes it as it is)
+    archive.add_endpoint("serve", serve)
+    return serve
 
 
 # What the LiteRT converter and interpreter print to stderr at every export: two options it

@@ -249,11 +249,28 @@ def test_the_export_serves_raw_images_and_encoded_bytes_as_zoo_evaluate_sees_the
         for name, batch in (("none", [b"not an image"]), ("empty", tf.zeros((0,), tf.string))):
             out.update({{f"{{name}}.{{k}}": v.numpy()
                         for k, v in served.serve_bytes(tf.constant(batch)).items()}})
+        refused = []  # images of another size, through the signatures (TF Serving's way)
+        for key in ("serve", "serving_default"):
+            signature = served.signatures[key]
+            (name,) = signature.structured_input_signature[1]
+            try:
+                signature(**{{name: tf.zeros((1, 40, 40, 3))}})
+                refused.append("")
+            except tf.errors.InvalidArgumentError as err:
+                refused.append(err.message)
+        out["refused"] = np.array(refused)
         np.savez({str(tmp_path / 'out.npz')!r}, **out)
         assert not any(m.split('.')[0] in ("zoo", "ensembles", "data") for m in sys.modules)
     """)
     cold_python.run(code)
     served = np.load(tmp_path / "out.npz", allow_pickle=True)
+    # 40x40 images where the export takes 33x33: TensorFlow's loaded signatures do not
+    # check a shape, and the global-pooling member had served them confident probabilities.
+    for message in served["refused"].tolist():
+        assert message, "a signature served images of another size"
+        if keras.backend.backend() == "tensorflow":  # (JAX's compiled module: its own words)
+            assert re.search(r"serve takes images of 33x33x3 .*received images of shape\W+"
+                             r"1 40 40 3", message), message
     for source in ("images", "bytes"):
         probabilities = served[f"{source}.probabilities"]
         np.testing.assert_allclose(probabilities, np.repeat(expected, len(probabilities), 0),
@@ -453,6 +470,14 @@ def test_a_model_trained_on_whole_images_is_predicted_and_served_whole(tmp_path,
             in capsys.readouterr().out
         np.testing.assert_allclose(probabilities(zoo.predict(onnx_file, [str(photo)], top=4)),
                                    expected, atol=1e-5)
+        # The other view asked of it is one line, as of a SavedModel (it was served).
+        with pytest.raises(UserError, match=re.escape(
+                f"The export {onnx_file} was exported for the view resize='squash'; received "
+                "resize='crop'. Export the model again with resize='crop' (zoo export "
+                "--format onnx --resize crop).")):
+            zoo.predict(onnx_file, [str(photo)], resize="crop")
+        np.testing.assert_allclose(probabilities(zoo.predict(
+            onnx_file, [str(photo)], top=4, resize="squash")), expected, atol=1e-5)
     for resize in ("squash", "crop"):
         capsys.readouterr()
         assert cli.main(["export", str(tmp_path / "missing.keras"), str(tmp_path / "e.tflite"),

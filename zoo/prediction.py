@@ -228,11 +228,15 @@ class _OnnxSource:
         try:
             self.names = json.loads(meta["class_names"])
             self.is_ensemble = len(json.loads(meta.get("members", "[]"))) > 1
-            if resize is None:  # the view it was exported for (before it was recorded: crop)
-                self.resize = json.loads(meta.get("resize", '"crop"'))
+            own = json.loads(meta.get("resize", '"crop"'))  # (before it was recorded: crop)
         except ValueError as err:
             raise UserError(f"{path}'s metadata is damaged ({err}); export it again with zoo "
                             "export --format onnx.") from None
+        if resize not in (None, own):  # (as a SavedModel's: an export keeps its view)
+            raise UserError(f"The export {path} was exported for the view resize={own!r}; "
+                            f"received resize={resize!r}. Export the model again with "
+                            f"resize={resize!r} (zoo export --format onnx --resize {resize}).")
+        self.resize = own
         self.run = runtime(path)
         self.size = _onnx_input_size(path)
 

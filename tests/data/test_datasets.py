@@ -1292,3 +1292,20 @@ def test_an_image_that_fails_to_decode_mid_epoch_is_one_line(tmp_path, capfd):
         data.load(str(tmp_path / "photos"), "train", image_size=8, verify="decode",
                   on_bad_image="skip")
     assert "JPEG" not in capfd.readouterr().err
+
+
+def test_jpegs_cut_short_at_any_point_are_named_without_tensorflows_lines(tmp_path, capfd):
+    """TensorFlow's decoder logs 'E0000 ... jpeg_mem.cc:331] Premature end of JPEG data.
+    Stopped at line 0/40' of a JPEG cut just after its scan header, or before its end
+    marker: those lines (with absl's first-log line before them) reached zoo predict's
+    stderr above its one line naming the file."""
+    path = tmp_path / "photo.jpg"
+    _write(path, np.random.default_rng(0).integers(0, 255, (40, 40, 3), np.uint8), "jpeg")
+    whole = path.read_bytes()
+    scan = whole.index(b"\xff\xda")
+    capfd.readouterr()
+    for cut in (scan + 20, len(whole) // 2, len(whole) - 2):
+        path.write_bytes(whole[:cut])
+        assert data.folder.image_problem(str(path)).startswith(
+            "truncated: no end-of-image marker, and it cannot be decoded")
+    assert capfd.readouterr().err == ""
