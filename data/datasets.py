@@ -197,7 +197,10 @@ def _tfds_builder(name, data_dir):
     except (tfds.core.registered.DatasetNotFoundError, ValueError) as err:
         why = "" if isinstance(err, tfds.core.registered.DatasetNotFoundError) else (
             f" ({str(err).splitlines()[0]})")  # TFDS could not parse it: "flowers.v2"
-        close = difflib.get_close_matches(str(name), [DIGITS, *tfds.list_builders()], n=1)
+        # (Not the community datasets: listing them asks Google Cloud Storage, and logged a
+        # failed credentials lookup above the line)
+        close = difflib.get_close_matches(
+            str(name), [DIGITS, *tfds.list_builders(with_community_datasets=False)], n=1)
         raise UserError(
             f"Unknown dataset {name!r}" + (f" (did you mean {close[0]!r}?)" if close else "")
             + f": it is not {DIGITS!r}, not an existing image folder, and not a TensorFlow "
@@ -275,6 +278,16 @@ def _prepare(builder, name, manual_dir, data_dir=None):
         )
     if manual_dir is not None:
         manual_dir = os.path.expanduser(os.fspath(manual_dir))
+    if needs_manual:  # (TFDS said so after its "Downloading and preparing" line, and after
+        # making its download folders in the user's data_dir)
+        folder = manual_dir or os.path.join(os.fspath(builder.data_dir_root), "downloads",
+                                            "manual")
+        if "://" not in folder and not (os.path.isdir(folder) and os.listdir(folder)):
+            raise DatasetNotPreparedError(
+                f"TFDS dataset {name!r} needs files downloaded by hand: Manual directory "
+                f"{folder} does not exist or is empty. Create it and download/extract dataset "
+                "artifacts in there using instructions: "
+                + " ".join(builder.MANUAL_DOWNLOAD_INSTRUCTIONS.split()))
     try:
         builder.download_and_prepare(
             download_config=tfds.download.DownloadConfig(manual_dir=manual_dir)

@@ -170,20 +170,25 @@ def test_online_probe_never_hangs(monkeypatch):
     assert time.monotonic() - start < 2.5
 
 
-def test_manual_dataset_names_the_manual_dir_in_one_line(tmp_path, monkeypatch):
+def test_manual_dataset_names_the_manual_dir_in_one_line(tmp_path, monkeypatch, capfd):
+    """Said before TFDS starts: it printed 'Downloading and preparing dataset' first, and
+    left its empty download folders in the data_dir the user named."""
+    capfd.readouterr()
     with pytest.raises(data.DatasetNotPreparedError) as err:
         data.load("imagenet2012", "train", data_dir=str(tmp_path / "tfds"),
                   manual_dir=str(tmp_path / "empty"))
     message = str(err.value)
     assert "imagenet2012" in message and str(tmp_path / "empty") in message
     assert "ILSVRC2012_img_train.tar" in message and "\n" not in message  # TFDS's text
+    assert not os.path.exists(tmp_path / "tfds")
+    assert capfd.readouterr() == ("", "")
     # Without manual_dir, TFDS's default under a data_dir given as "~/...": the home's.
     monkeypatch.setenv("HOME", str(tmp_path / "home"))
     monkeypatch.chdir(tmp_path)
     with pytest.raises(data.DatasetNotPreparedError,
                        match=re.escape(str(tmp_path / "home" / "tfds" / "downloads" / "manual"))):
         data.load("imagenet2012", "validation", data_dir="~/tfds")
-    assert not os.path.exists(tmp_path / "~")
+    assert not os.path.exists(tmp_path / "~") and not os.path.exists(tmp_path / "home")
 
 
 # --- image folders ----------------------------------------------------------------------------
@@ -1309,3 +1314,19 @@ def test_jpegs_cut_short_at_any_point_are_named_without_tensorflows_lines(tmp_pa
         assert data.folder.image_problem(str(path)).startswith(
             "truncated: no end-of-image marker, and it cannot be decoded")
     assert capfd.readouterr().err == ""
+
+
+def test_the_closest_dataset_name_is_found_without_asking_a_server(monkeypatch):
+    """An unknown name's suggestion listed TFDS' community datasets too, which asks Google
+    Cloud Storage: zoo train --dataset flowers.v2 printed TensorFlow's failed credentials
+    lookup ('google_auth_provider.cc ... All attempts to get a Google authentication bearer
+    token failed') above its one line."""
+    from tensorflow_datasets.core import community
+
+    def asked(*args, **kwargs):
+        raise AssertionError("the community datasets were listed (a server asked)")
+
+    monkeypatch.setattr(community, "community_register", asked)
+    with pytest.raises(UserError, match=r"^Unknown dataset 'flowers\.v2' \(did you mean "
+                                        r"'tf_flowers'\?\)"):
+        data.load("flowers.v2", "train")

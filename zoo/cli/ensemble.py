@@ -120,8 +120,8 @@ def _check_held_out_flags(args):
     if given and not (args.fit_weights or args.calibrate_on):
         raise UserError(f"{', '.join(given)} describe{'s' * (len(given) == 1)} the held-out "
                         "data of --fit-weights and --calibrate-on, and neither was given: "
-                        "give one of them, or leave out " + ("it." if len(given) == 1
-                                                             else "those flags."))
+                        "give one of them, or leave " + ("it out." if len(given) == 1
+                                                         else "those flags out."))
     if args.fit_method is not None and not args.fit_weights:
         raise UserError(f"--fit-method {args.fit_method} is how --fit-weights fits the "
                         "weights: give --fit-weights SPLIT with it.")
