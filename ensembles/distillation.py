@@ -189,7 +189,9 @@ def logits_of(model):
         return inner(node.input_tensors[0])
     if is_softmax(getattr(operation, "activation", None)):  # (tf.nn.softmax too)
         if isinstance(operation, keras.layers.Dense):
-            return _DenseLogits(operation, name="logits")(node.input_tensors[0])
+            # (float32 under a global mixed policy too: the logits the losses read)
+            return _DenseLogits(operation, name="logits", dtype="float32")(
+                node.input_tensors[0])
         if isinstance(operation, keras.layers.Activation):  # its input is the logits
             return node.input_tensors[0]
         raise UserError(f"{model.name!r} ends in a {type(operation).__name__} with a "
@@ -306,8 +308,10 @@ def distillation_model(teacher, student, temperature=4.0, alpha=0.9, read_logits
     logits = keras.Model(student_inputs, logits_of(student), name=f"{student.name}_logits")
     teacher.trainable = False  # no gradient, no optimizer slots, no weight decay
     images = keras.Input(student.input_shape[1:], dtype=student_inputs.dtype, name="images")
-    outputs = _SoftTargets(teacher, temperature, alpha, teacher_logits,
-                           name="soft_targets")([logits(images), images])
+    # In float32 whatever the global policy (under a mixed one, the student's logits and the
+    # teacher's images were rounded to half precision, and TensorFlow's top-k refused them).
+    outputs = _SoftTargets(teacher, temperature, alpha, teacher_logits, name="soft_targets",
+                           dtype="float32")([logits(images), images])
     return keras.Model(images, outputs, name=f"{student.name}_distillation")
 
 

@@ -255,6 +255,27 @@ def _backend_loss(loss):
     return loss
 
 
+def half_precision_of(model):
+    """``"float16"`` or ``"bfloat16"`` where a layer of ``model`` (of a model inside it too)
+    computes in it (built under a mixed-precision policy), else None. A model's own policy
+    says nothing: it is the global one when it was built or loaded, as an InputLayer's.
+
+    Example:
+
+    >>> half_precision_of(keras.Sequential([keras.Input((2,)), keras.layers.Dense(1)]))
+    """
+    for layer in getattr(model, "layers", ()):
+        if isinstance(layer, keras.layers.InputLayer):
+            continue
+        if isinstance(layer, keras.Model):
+            found = half_precision_of(layer)
+        else:
+            found = getattr(getattr(layer, "dtype_policy", None), "compute_dtype", None)
+        if found in ("float16", "bfloat16"):
+            return found
+    return None
+
+
 def compile_model(model, optimizer=None, *, learning_rate=0.01, momentum=0.9,
                   weight_decay=5e-4, loss="sparse_categorical_crossentropy", metrics=None,
                   jit_compile=None, weighted=False):
@@ -306,6 +327,12 @@ def compile_model(model, optimizer=None, *, learning_rate=0.01, momentum=0.9,
                             "returning one.") from None
     _check_loss_names(loss)
     metrics = default_metrics(loss) if metrics is None else metrics
+    if (half_precision_of(model) == "float16" and model.dtype_policy.name != "mixed_float16"
+            and not isinstance(optimizer, keras.optimizers.LossScaleOptimizer)):
+        # Keras scales the loss where the model's own policy is mixed_float16; a float16
+        # model loaded (or given a new head by fine_tune) under another global policy has
+        # that policy, and trained without loss scaling: small gradients underflow to 0.
+        optimizer = keras.optimizers.LossScaleOptimizer(optimizer)
     if jit_compile is None:
         jit_compile = False if keras.backend.backend() == "tensorflow" else "auto"
     model.compile(optimizer=optimizer, loss=_backend_loss(loss),

@@ -451,3 +451,26 @@ def test_the_public_loss_says_what_it_takes():
     with pytest.raises(ValueError, match=r"The labels must be class indices in \[0, 4\); "
                                          r"received labels from 0 to 7"):
         ensembles.distillation_loss(np.array([0, 1, 7]), LOGITS, TEACHER)
+
+
+@pytest.mark.parametrize("policy", [
+    "mixed_bfloat16", pytest.param("mixed_float16", marks=pytest.mark.slow)])  # fast: one
+def test_a_global_mixed_policy_distills_float32_models_as_float32(policy):
+    """distillation_model built its logits, its soft-target layer and its model under the
+    global policy: under Keras' guide's set_dtype_policy('mixed_bfloat16') the first step
+    was TensorFlow's traceback ('InTopKV2 ... type bfloat16'), and the teacher saw rounded
+    images. Float32 teacher and student now train as in float32, to the weight."""
+    data = _synthetic()
+    kwargs = dict(temperature=2.0, alpha=0.8, seed=0, verbose=0, learning_rate=0.05,
+                  reduce_lr=False, epochs=1)
+    expected = ensembles.distill(_teacher(), _student(), data, data, **kwargs)
+    teacher, student = _teacher(), _student()
+    previous = keras.config.dtype_policy()
+    keras.config.set_dtype_policy(policy)
+    try:
+        result = ensembles.distill(teacher, student, data, data, **kwargs)
+    finally:
+        keras.config.set_dtype_policy(previous)
+    for a, b in zip(expected.model.get_weights(), result.model.get_weights()):
+        np.testing.assert_allclose(a, b, rtol=1e-5, atol=1e-6)
+    pd.testing.assert_frame_equal(expected.history, result.history)

@@ -807,6 +807,12 @@ def test_decode_predictions_follows_keras_applications(monkeypatch):
         zoo.decode_predictions(np.array([["a"] * 1000]))
     # (its own dtype: float64 scores are not rounded to float32, as keras.applications')
     assert zoo.decode_predictions(np.full((1, 1000), 0.1), top=1)[0][0][2] == 0.1
+    # A mixed_bfloat16 model's predict (ml_dtypes' bfloat16) was "an array of bfloat16".
+    import ml_dtypes
+
+    half = np.zeros((1, 1000), ml_dtypes.bfloat16)
+    half[0, 3] = 1
+    assert zoo.decode_predictions(half, top=1)[0][0] == (*classes[3], 1.0)
     for images in ([np.zeros((4, 4, 3)), np.zeros((5, 5, 3))], ["photo.png"]):
         with pytest.raises(ValueError, match=r"preprocess_input expects RGB images with "
                                              r"values 0-255: an array of numbers of one shape"):

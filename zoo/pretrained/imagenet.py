@@ -76,7 +76,10 @@ def _numbers(x, function, what, dtype="float32"):
     strings (file names, say) is one line, not NumPy's "inhomogeneous shape" or "could not
     convert string to float"."""
     try:
-        array = np.asarray(_to_numpy(x) if not isinstance(x, np.ndarray) else x, dtype)
+        array = np.asarray(_to_numpy(x) if not isinstance(x, np.ndarray) else x)
+        if array.dtype.kind == "V" and "float" in array.dtype.name:  # (ml_dtypes' bfloat16)
+            array = array.astype("float32")
+        array = np.asarray(array, dtype)
         if array.dtype.kind not in "biuf":
             raise TypeError(f"an array of {array.dtype}")
     except (TypeError, ValueError) as error:

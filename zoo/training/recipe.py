@@ -30,7 +30,8 @@ from safeio.checks import UserError, check_choice, check_positive_int, is_int, i
 from zoo import registry
 # compile_model and default_metrics live with the optimizers (no TensorFlow there);
 # zoo.train and the package export them from here as before.
-from zoo.optimizers import build_optimizer, compile_model, default_metrics  # noqa: F401
+from zoo.optimizers import (build_optimizer, compile_model, default_metrics,  # noqa: F401
+                            half_precision_of)
 from zoo.saving import class_names as get_class_names
 from zoo.saving import resize_mode, set_class_names, set_resize_mode
 from zoo.training import callbacks as zoo_callbacks
@@ -95,6 +96,7 @@ def _build(model, model_kwargs, strategy, precision):
                 "registry name or a function that builds the model, or build it inside "
                 "`strategy.scope()`."
             )
+        _check_float32_output(model, precision)
         return model
     spec, model = model, (lambda: registry.resolve(spec, **(model_kwargs or {})))
     previous = keras.config.dtype_policy()
@@ -104,18 +106,33 @@ def _build(model, model_kwargs, strategy, precision):
             built = model()
     finally:
         keras.config.set_dtype_policy(previous)
+    _check_float32_output(built, precision)
+    return built
+
+
+def _precision_of(model):
+    """The mixed policy a built model computes under, or None (float32)."""
+    half = half_precision_of(model)
+    return None if half is None else f"mixed_{half}"
+
+
+def _check_float32_output(model, precision):
+    """One line where the model outputs float16 or bfloat16 (built under a mixed policy, by
+    precision= or the global one, without a float32 last layer): a built model's was
+    TensorFlow's traceback from the first step ('InTopKV2 ... type bfloat16')."""
     dtypes = [keras.backend.standardize_dtype(o.dtype)
-              for o in getattr(built, "outputs", None) or []]
-    low = [dtype for dtype in dtypes if dtype != "float32"]
-    if precision not in (None, "float32") and low:
+              for o in getattr(model, "outputs", None) or []]
+    low = [dtype for dtype in dtypes if dtype in ("float16", "bfloat16")]
+    if low:
+        under = (f"precision={precision!r}" if precision not in (None, "float32") else
+                 "a mixed-precision policy")
         raise UserError(
-            f"Under precision={precision!r} the model's output must be float32, as Keras' "
+            f"Under {under} the model's output must be float32, as Keras' "
             f"mixed-precision guide builds it (a softmax in {low[0]} loses the small "
             f"probabilities, and TensorFlow's top-k metrics refuse it); received "
-            f"{getattr(built, 'name', 'the model')!r} with a {low[0]} output: build its last "
+            f"{getattr(model, 'name', 'the model')!r} with a {low[0]} output: build its last "
             "layer with dtype='float32' (e.g. keras.layers.Activation('softmax', "
             "dtype='float32')). The zoo's models do.")
-    return built
 
 
 def _check_built_for(model, replicas, asked):
@@ -752,7 +769,10 @@ def train(
             ``keras.distribution.DataParallel`` over the local devices and
             ``"multi_worker"`` over every process's (``zoo.distribute.initialize_cluster``):
             process 0 writes ``run_dir``, which every process reads to resume.
-        precision: None, ``"mixed_float16"`` or ``"mixed_bfloat16"``.
+        precision: None, ``"mixed_float16"`` or ``"mixed_bfloat16"``; None builds under
+            the global policy where it is a mixed one (``keras.config.set_dtype_policy``, as
+            Keras' guide sets it), else in float32. A built model trains as it was built
+            (its float16 layers with loss scaling, whatever its own policy says).
         jit_compile: compile the training step with XLA; None: not on TensorFlow, and
             on JAX always (Keras' ``"auto"``; without it JAX runs each step op by op).
         callbacks: more Keras callbacks.
@@ -779,6 +799,9 @@ def train(
     ...                    run_dir="runs/alexnet_python")   # doctest: +SKIP
     """
     check_choice(precision, PRECISION_CHOICES, "precision")
+    if precision is None and not isinstance(model, keras.Model):  # as Keras' guide sets it
+        global_policy = keras.config.dtype_policy().name
+        precision = global_policy if global_policy in PRECISION_CHOICES[2:] else None
     settings = _check_settings(settings)
     if isinstance(callbacks, keras.callbacks.Callback):  # (Python's "not iterable")
         raise UserError(f"`callbacks` must be a list of keras.callbacks.Callback objects; "
@@ -872,7 +895,9 @@ def train(
                     "loss": loss if isinstance(loss, str) else keras.losses.serialize(loss),
                     "strategy": type(parallel if parallel is not None  # (JAX: Keras')
                                      else strategy).__name__,
-                    "replicas": replicas, "precision": precision,
+                    "replicas": replicas,
+                    # (a built model: the precision it computes in, which it was built under)
+                    "precision": precision or _precision_of(model),
                     "jit_compile": model.jit_compile, "params": model.count_params(),
                     "input_shape": _input_shape(model),
                     "class_names": get_class_names(checkpoint_model or model),

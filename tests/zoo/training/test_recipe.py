@@ -14,6 +14,7 @@ import tensorflow as tf
 
 import zoo
 from safeio.checks import UserError
+from zoo.optimizers import half_precision_of
 from zoo.training import callbacks as zoo_callbacks
 from tests.helpers import tiny_data, tiny_model
 
@@ -1428,3 +1429,61 @@ def test_a_run_that_diverged_in_its_first_epoch_runs_again_with_another_rate(tmp
     assert not os.path.exists(os.path.join(ended, "backup"))  # is no run that trained
     assert zoo.train(tiny_model, tiny_data(), tiny_data(seed=1), epochs=1, run_dir=ended,
                      verbose=0, learning_rate=0.05).history["epoch"].tolist() == [1]
+
+
+@pytest.mark.parametrize("policy", [
+    "mixed_bfloat16", pytest.param("mixed_float16", marks=pytest.mark.slow)])  # fast: one
+def test_a_global_mixed_policy_is_the_precision_zoo_train_builds_and_records(policy, tmp_path):
+    """Keras' guide sets the policy globally: zoo.train built its registry models in float32
+    whatever it said, recorded precision null for a model built under it, and a user model
+    of a half-precision output was TensorFlow's traceback from the first step (one line
+    only where precision= was given)."""
+    previous = keras.config.dtype_policy()
+    keras.config.set_dtype_policy(policy)
+    try:
+        result = zoo.train("resnet18", tiny_data(), epochs=1, verbose=0, reduce_lr=False,
+                           model_kwargs=dict(input_shape=(8, 8, 3), classes=4, width=0.125,
+                                             stem="cifar"), run_dir=str(tmp_path / "r"))
+        built = keras.Sequential([keras.Input((8, 8, 3)), keras.layers.Flatten(),
+                                  keras.layers.Dense(4, activation="softmax")], name="half")
+        with pytest.raises(UserError, match=r"^Under a mixed-precision policy the model's "
+                                            r"output must be float32.*received 'half' with a "
+                                            rf"{policy[6:]} output"):
+            zoo.train(built, tiny_data(), epochs=1, verbose=0)
+    finally:
+        keras.config.set_dtype_policy(previous)
+    assert half_precision_of(result.model) == policy[6:]
+    with open(tmp_path / "r" / "config.json", encoding="utf-8") as f:
+        assert json.load(f)["precision"] == policy
+    keras.config.set_dtype_policy(policy)
+    try:
+        model = zoo.get_model("resnet18", input_shape=(8, 8, 3), classes=4, width=0.125,
+                              stem="cifar")
+    finally:
+        keras.config.set_dtype_policy(previous)
+    zoo.train(model, tiny_data(), epochs=1, verbose=0, reduce_lr=False,
+              run_dir=str(tmp_path / "built"))
+    with open(tmp_path / "built" / "config.json", encoding="utf-8") as f:
+        assert json.load(f)["precision"] == policy  # (it was null)
+
+
+def test_a_float16_model_loaded_in_float32_trains_with_loss_scaling(tmp_path):
+    """Keras scales the loss where the model's own policy is mixed_float16; a float16 model
+    loaded (or given a new head by fine_tune) under the default policy has float32's, and
+    zoo.train trained its float16 layers without loss scaling (small gradients underflow)."""
+    previous = keras.config.dtype_policy()
+    keras.config.set_dtype_policy("mixed_float16")
+    try:
+        model = zoo.get_model("resnet18", input_shape=(8, 8, 3), classes=4, width=0.125,
+                              stem="cifar")
+    finally:
+        keras.config.set_dtype_policy(previous)
+    path = zoo.save_model(model, str(tmp_path / "half.keras"))
+    loaded = zoo.load_model(path, compile=False)
+    assert loaded.dtype_policy.name == "float32" and half_precision_of(loaded) == "float16"
+    for given in (loaded, zoo.fine_tune(zoo.load_model(path, compile=False), classes=3)):
+        data = tiny_data() if given is loaded else tiny_data().map(lambda x, y: (x, y % 3))
+        result = zoo.train(given, data, epochs=1, verbose=0, reduce_lr=False)
+        assert isinstance(result.model.optimizer, keras.optimizers.LossScaleOptimizer)
+    result = zoo.train(tiny_model(8, 4), tiny_data(), epochs=1, verbose=0, reduce_lr=False)
+    assert not isinstance(result.model.optimizer, keras.optimizers.LossScaleOptimizer)
