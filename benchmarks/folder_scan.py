@@ -4,6 +4,7 @@ decoding every file (``verify="decode"``), files/s on 10,000 small JPEGs.
 Run: ``.venv/bin/python benchmarks/folder_scan.py`` (or ``make bench``).
 """
 
+import argparse
 import os
 import statistics
 import sys
@@ -56,5 +57,7 @@ def run(count=10_000, size=32, rounds=3):
                       unit="files/s")
 
 
-if __name__ == "__main__":
+if __name__ == "__main__":  # (--help: the docstring, instead of a whole run)
+    argparse.ArgumentParser(description=__doc__,
+                            formatter_class=argparse.RawDescriptionHelpFormatter).parse_args()
     print(run())

@@ -7,6 +7,7 @@ Keras' first. Run: ``.venv/bin/python benchmarks/serving_runtimes.py`` (or ``mak
 needs ``pip install ".[deploy]"`` for ONNX and LiteRT (a runtime that is missing is left out).
 """
 
+import argparse
 import importlib.util
 import os
 import sys
@@ -136,5 +137,7 @@ def table(results):
     return "\n".join(lines)
 
 
-if __name__ == "__main__":
+if __name__ == "__main__":  # (--help: the docstring, instead of a whole run)
+    argparse.ArgumentParser(description=__doc__,
+                            formatter_class=argparse.RawDescriptionHelpFormatter).parse_args()
     run()

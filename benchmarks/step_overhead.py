@@ -12,6 +12,7 @@ Run: ``.venv/bin/python benchmarks/step_overhead.py`` (under JAX, whatever the d
 backend; ``make bench`` runs it in a JAX process of its own).
 """
 
+import argparse
 import functools
 import json
 import os
@@ -174,8 +175,15 @@ if __name__ == "__main__":
     if backend != "jax":
         sys.exit(f"step_overhead.py compares JAX steps; KERAS_BACKEND is {backend!r}. Run it "
                  "with KERAS_BACKEND=jax (or unset).")
-    speeds = _measure(**({"rounds": 1, "steps": 2, "batch": 4} if "--smoke" in sys.argv else {}))
-    if "--json" in sys.argv:
+    parser = argparse.ArgumentParser(description=__doc__,
+                                     formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--smoke", action="store_true",
+                        help="tiny sizes (one round of two steps of batch 4): a check it runs")
+    parser.add_argument("--json", action="store_true",
+                        help="print the two speeds as JSON (how run() reads them)")
+    args = parser.parse_args()  # (--help said nothing: it started the benchmark)
+    speeds = _measure(**({"rounds": 1, "steps": 2, "batch": 4} if args.smoke else {}))
+    if args.json:
         print(json.dumps(speeds))
     else:
         print(f"zoo.train {speeds['zoo.train']:.0f} img/s, hand-jitted step "

@@ -93,7 +93,7 @@ def _split_parts(split, sizes, name, others=()):
         raise UserError(f"Split {split!r} of {name!r}: {reason} ({available}).") from None
     count = sum(len(range(sizes[p.splitname])[p.from_:p.to]) for p in parts)
     if count == 0:
-        raise UserError(f"Split {split!r} of {name!r} holds no examples.")
+        raise UserError(f"Split {split!r} of {name!r} holds no examples ({available}).")
     return parts
 
 

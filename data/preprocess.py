@@ -242,7 +242,8 @@ def _statistics_batch(element):
     """The images of one element of ``compute_statistics``' dataset, as a float64 batch
     (n, height, width, channels); grey images without a channel axis, channels-first
     images and TFDS' dicts are one line (each was taken for other images: a batch of grey
-    28x28 digits for one image of 28 channels)."""
+    28x28 digits for one image of 28 channels). Channels last are fewer than 5, or fewer
+    than the pixels of a side (a multispectral image's 6 bands of 64x64)."""
     images = element[0] if isinstance(element, (tuple, list)) else element
     if isinstance(images, dict):
         raise UserError(f"compute_statistics takes images, or (images, labels) pairs; "
@@ -252,14 +253,15 @@ def _statistics_batch(element):
     shape = images.shape
     if images.ndim == 3:
         images = images[None]
-    if images.ndim != 4 or images.shape[-1] not in (1, 2, 3, 4):
+    if images.ndim != 4 or (images.shape[-1] > 4
+                            and images.shape[-1] >= min(images.shape[1:3])):
         hint = (" (grey images without a channel axis? add one: images[..., None])"
                 if len(shape) in (2, 3) else
                 " (channels first? np.moveaxis(images, 1, -1))"
                 if len(shape) == 4 and shape[1] in (1, 2, 3, 4) else "")
         raise UserError(f"compute_statistics takes images (height, width, channels) or "
                         f"batches of them (n, height, width, channels), channels last (1 to "
-                        f"4); received shape {shape}{hint}.")
+                        f"4, or fewer than a side's pixels); received shape {shape}{hint}.")
     return images
 
 

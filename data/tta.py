@@ -127,6 +127,19 @@ def crops(images, tta, size=None):
     return tf.convert_to_tensor(images)[:, None]
 
 
+def _check_view_size(model, views, tta):
+    """One line where the views are not of the size the model takes: images loaded larger
+    for crops, given with ``tta="flip"`` or None (whole images), were Keras' shape error."""
+    takes = tuple(model.input_shape[1:3])
+    seen = tuple(views.shape[2:4])
+    if None not in takes and seen != takes:
+        raise UserError(
+            f"predict_crops with tta={tta!r} gives {model.name} the whole images, shaped "
+            f"{seen[0]}x{seen[1]}; it takes {takes[0]}x{takes[1]}: load them at its size "
+            f"(data.load(..., image_size={takes[0]})), or take crops of images loaded "
+            "larger (tta='5crop' or '10crop').")
+
+
 def predict_crops(model, images, tta="10crop", size=None, batch_size=32):
     """Per image: the mean predicted probabilities over its crops, and their variance.
 
@@ -148,6 +161,8 @@ def predict_crops(model, images, tta="10crop", size=None, batch_size=32):
     """
     size = size or model.input_shape[1]
     check_positive_int(batch_size, "batch_size")
+    if isinstance(images, tuple) and len(images) == 2 and np.ndim(images[0]) == 4:
+        images = images[0]  # Keras' (images, labels)
     if isinstance(images, (list, tuple)):  # (each slice of a list was taken for a pair)
         shapes = {np.shape(image) for image in images}
         if len(shapes) > 1:
@@ -170,6 +185,7 @@ def predict_crops(model, images, tta="10crop", size=None, batch_size=32):
                             "batch the dataset (dataset.batch(32)), or give an array of "
                             "images.")
         views = crops(batch, tta, size)
+        _check_view_size(model, views, tta)
         n, k = views.shape[0], views.shape[1]
         flat = tf.reshape(views, (-1,) + tuple(views.shape[2:]))
         probs = np.asarray(model.predict(flat, batch_size=batch_size, verbose=0))

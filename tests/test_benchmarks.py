@@ -371,3 +371,16 @@ def test_make_bench_checks_its_table_first_and_never_deletes_a_users_file(
         assert exit.value.code == 2 and message in capsys.readouterr().err, argv
     assert (tmp_path / "bench.partial.csv").read_text() == "my notes\n"
     assert list(csv.DictReader(open(out))) == table
+
+
+@pytest.mark.slow  # three Python starts, two of them TensorFlow's
+@pytest.mark.parametrize("script", ["folder_scan.py", "serving_runtimes.py",
+                                    "step_overhead.py"])
+def test_a_benchmark_asked_for_help_says_what_it_measures_and_runs_nothing(script):
+    """Each read its argv by hand, or not at all: --help ran the whole benchmark (the
+    serving table; step_overhead's minutes of JAX training)."""
+    done = subprocess.run([sys.executable, f"benchmarks/{script}", "--help"], cwd=REPO,
+                          capture_output=True, text=True, timeout=120)
+    assert done.returncode == 0, done.stderr[-2000:]
+    assert done.stdout.startswith(f"usage: {script}") and "Run:" in done.stdout
+    assert "img/s" not in done.stdout.split("Run:")[0].splitlines()[0]  # (no result row)

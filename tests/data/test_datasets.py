@@ -783,7 +783,10 @@ def test_digit_splits_add_and_round_as_tfds_reads_them():
     assert len(data.digits_arrays("train[:400]+validation[:10%]", image_size=8)[1]) == 418
     for split, reason in (("train[:5000]", "incompatible with 1257 examples"),
                           ("train[:200%]", "should be in \\[-100, 100\\]"),
-                          ("train[:0]", "holds no examples"), ("train[10:5]", "holds no examples"),
+                          ("train[:0]", "holds no examples"),
+                          # (named the splits there are as the other two lines do: README)
+                          ("train[10:5]", r"holds no examples \(available: 'train' \(1,257 "
+                                          r"images\), 'validation' \(180 images\)"),
                           ("val", "Unknown split .val. of .digits.; available: .train. \\(1,257 images\\)")):
         with pytest.raises(ValueError, match=reason) as error:
             data.digits_arrays(split, image_size=8)

@@ -281,10 +281,13 @@ def test_statistics_of_images_without_channels_last_are_one_line():
                                                     r"np\.moveaxis\(images, 1, -1\)")):
         with pytest.raises(ValueError, match=r"^compute_statistics takes images \(height, "
                                              r"width, channels\) or batches of them .*channels "
-                                             rf"last \(1 to 4\); received shape .*{hint}.*\)\.$"):
+                                             r"last \(1 to 4, or fewer than a side's "
+                                             rf"pixels\); received shape .*{hint}.*\)\.$"):
             data.compute_statistics(given)
     pairs = tf.data.Dataset.from_tensor_slices({"image": grey[..., None], "label": [0] * 6})
     with pytest.raises(ValueError, match=r"received a dict of \['image', 'label'\] "
                                          r"\(tfds\.load\(\.\.\., as_supervised=True\)"):
         data.compute_statistics(pairs.batch(2))
     assert data.compute_statistics([grey[..., None]]).num_images == 6
+    bands = np.random.default_rng(1).uniform(0, 255, (2, 16, 16, 6))  # multispectral: taken
+    assert data.compute_statistics([bands]).channel_mean.shape == (6,)

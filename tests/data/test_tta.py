@@ -224,3 +224,19 @@ def test_predict_crops_of_a_list_of_images_is_the_stacked_arrays():
         data.predict_crops(model, [images[0], np.zeros((10, 9, 3))], tta="10crop")
     with pytest.raises(ValueError, match=r"received no images"):
         data.predict_crops(model, [], tta="10crop")
+
+
+def test_predict_crops_of_whole_images_of_another_size_and_of_a_pair_of_arrays():
+    """Images loaded larger (for crops) given with tta='flip' were Keras' 'Matrix
+    size-incompatible' traceback; Keras' (images, labels) pair reads its images (as its
+    one batch did before a list of images was stacked)."""
+    model = _model(6)
+    larger = np.random.default_rng(2).normal(size=(3, 9, 9, 3)).astype("float32")
+    for tta in ("flip", None):
+        with pytest.raises(ValueError, match=rf"^predict_crops with tta={tta!r} gives .* the "
+                                             r"whole images, shaped 9x9; it takes 6x6: load "
+                                             r"them at its size \(data.load\(\.\.\., "
+                                             r"image_size=6\)\)"):
+            data.predict_crops(model, larger, tta=tta)
+    pair = data.predict_crops(model, (larger, np.zeros(3, "int32")), tta="10crop")
+    np.testing.assert_array_equal(pair[0], data.predict_crops(model, larger, tta="10crop")[0])

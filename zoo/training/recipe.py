@@ -110,10 +110,16 @@ def _build(model, model_kwargs, strategy, precision):
     return built
 
 
-def _precision_of(model):
-    """The mixed policy a built model computes under, or None (float32)."""
-    half = half_precision_of(model)
-    return None if half is None else f"mixed_{half}"
+def _as_recorded(optimizer, model):
+    """The optimizer as config.json records it: the one compile_model put under loss
+    scaling for a model of float16 layers whose own policy is not mixed_float16 (Keras
+    scales only for those) is recorded as runs recorded it before it did (``computes_in``
+    says float16): such a run resumes."""
+    if (isinstance(optimizer, keras.optimizers.LossScaleOptimizer)
+            and model.dtype_policy.name != "mixed_float16"
+            and half_precision_of(model) == "float16"):
+        return optimizer.inner_optimizer
+    return optimizer
 
 
 def _check_float32_output(model, precision):
@@ -124,10 +130,10 @@ def _check_float32_output(model, precision):
               for o in getattr(model, "outputs", None) or []]
     low = [dtype for dtype in dtypes if dtype in ("float16", "bfloat16")]
     if low:
-        under = (f"precision={precision!r}" if precision not in (None, "float32") else
-                 "a mixed-precision policy")
+        under = (f"Under precision={precision!r} the" if precision not in (None, "float32")
+                 else "The")
         raise UserError(
-            f"Under {under} the model's output must be float32, as Keras' "
+            f"{under} model's output must be float32 under mixed precision, as Keras' "
             f"mixed-precision guide builds it (a softmax in {low[0]} loses the small "
             f"probabilities, and TensorFlow's top-k metrics refuse it); received "
             f"{getattr(model, 'name', 'the model')!r} with a {low[0]} output: build its last "
@@ -342,8 +348,8 @@ def _check_labels_fit_the_loss(train_data, model, loss):
 RECIPE_ENTRIES = (
     "model", "model_kwargs", "epochs", "optimizer", "reduce_lr", "lr_factor", "lr_patience",
     "min_lr", "monitor", "seed", "steps_per_epoch", "monitor_mode", "loss", "strategy",
-    "replicas", "precision", "jit_compile", "params", "input_shape", "class_names", "resize",
-    "keras", "tensorflow", "backend", "started")
+    "replicas", "precision", "computes_in", "jit_compile", "params", "input_shape",
+    "class_names", "resize", "keras", "tensorflow", "backend", "started")
 
 
 def _check_train_arguments(train_data, val_data, callbacks, run_dir, seed, model_kwargs):
@@ -411,6 +417,8 @@ def _warn_if_compiled_otherwise(model, optimizer):
     ``optimizer``: zoo.train compiles it with the recipe's, and says so (it trained with
     PaperSGD at 0.01 without a word, the user's Adam dropped)."""
     given = getattr(model, "optimizer", None) if getattr(model, "compiled", False) else None
+    # (the recipe's own under loss scaling, a float16 model's: a second zoo.train warned)
+    given = getattr(given, "inner_optimizer", given)
     if optimizer is None and given is not None and type(given).__name__ != "PaperSGD":
         warnings.warn(f"{model.name} was compiled with {type(given).__name__}; zoo.train "
                       "compiles it with the recipe's PaperSGD, loss and metrics: pass "
@@ -885,7 +893,8 @@ def train(
             if run_dir is not None:
                 run_config.write_config(run_dir, {
                     "model": model.name, "model_kwargs": model_kwargs, "epochs": epochs,
-                    "optimizer": keras.optimizers.serialize(optimizer), "reduce_lr": reduce_lr,
+                    "optimizer": keras.optimizers.serialize(_as_recorded(optimizer, model)),
+                    "reduce_lr": reduce_lr,
                     "lr_factor": lr_factor, "lr_patience": lr_patience, "min_lr": min_lr,
                     "monitor": monitor, "seed": seed,
                     # (None where they change nothing: so do configs written before them)
@@ -895,9 +904,9 @@ def train(
                     "loss": loss if isinstance(loss, str) else keras.losses.serialize(loss),
                     "strategy": type(parallel if parallel is not None  # (JAX: Keras')
                                      else strategy).__name__,
-                    "replicas": replicas,
-                    # (a built model: the precision it computes in, which it was built under)
-                    "precision": precision or _precision_of(model),
+                    "replicas": replicas, "precision": precision,
+                    # (a built model's precision= is None: what its layers compute in)
+                    "computes_in": half_precision_of(model) or "float32",
                     "jit_compile": model.jit_compile, "params": model.count_params(),
                     "input_shape": _input_shape(model),
                     "class_names": get_class_names(checkpoint_model or model),

@@ -27,7 +27,7 @@ NAMED_ONCE = ("monitor_mode",)
 
 # Entries recorded since some runs were made: such a run resumes without comparing them.
 LATER_ENTRIES = ("data", "teacher_weights", "resize", "teacher_serving", "input_shape",
-                 "student", "teacher_logits")
+                 "student", "teacher_logits", "computes_in")
 
 
 def flat_config(config, prefix=""):

@@ -1446,15 +1446,16 @@ def test_a_global_mixed_policy_is_the_precision_zoo_train_builds_and_records(pol
                                              stem="cifar"), run_dir=str(tmp_path / "r"))
         built = keras.Sequential([keras.Input((8, 8, 3)), keras.layers.Flatten(),
                                   keras.layers.Dense(4, activation="softmax")], name="half")
-        with pytest.raises(UserError, match=r"^Under a mixed-precision policy the model's "
-                                            r"output must be float32.*received 'half' with a "
+        with pytest.raises(UserError, match=r"^The model's output must be float32 under "
+                                            r"mixed precision.*received 'half' with a "
                                             rf"{policy[6:]} output"):
             zoo.train(built, tiny_data(), epochs=1, verbose=0)
     finally:
         keras.config.set_dtype_policy(previous)
     assert half_precision_of(result.model) == policy[6:]
     with open(tmp_path / "r" / "config.json", encoding="utf-8") as f:
-        assert json.load(f)["precision"] == policy
+        recorded = json.load(f)
+    assert (recorded["precision"], recorded["computes_in"]) == (policy, policy[6:])
     keras.config.set_dtype_policy(policy)
     try:
         model = zoo.get_model("resnet18", input_shape=(8, 8, 3), classes=4, width=0.125,
@@ -1464,7 +1465,8 @@ def test_a_global_mixed_policy_is_the_precision_zoo_train_builds_and_records(pol
     zoo.train(model, tiny_data(), epochs=1, verbose=0, reduce_lr=False,
               run_dir=str(tmp_path / "built"))
     with open(tmp_path / "built" / "config.json", encoding="utf-8") as f:
-        assert json.load(f)["precision"] == policy  # (it was null)
+        recorded = json.load(f)  # (a built model's precision= is None, as runs recorded it)
+    assert (recorded["precision"], recorded["computes_in"]) == (None, policy[6:])
 
 
 def test_a_float16_model_loaded_in_float32_trains_with_loss_scaling(tmp_path):
@@ -1485,5 +1487,23 @@ def test_a_float16_model_loaded_in_float32_trains_with_loss_scaling(tmp_path):
         data = tiny_data() if given is loaded else tiny_data().map(lambda x, y: (x, y % 3))
         result = zoo.train(given, data, epochs=1, verbose=0, reduce_lr=False)
         assert isinstance(result.model.optimizer, keras.optimizers.LossScaleOptimizer)
+    # A run of such a model recorded before: its optimizer as it was (PaperSGD), and no
+    # computes_in; it resumes (the wrapper and a derived precision refused it). A second
+    # zoo.train of the trained model does not call the recipe's optimizer the user's.
+    run_dir = tmp_path / "run"
+    zoo.train(zoo.load_model(path, compile=False), tiny_data(), epochs=1, verbose=0,
+              reduce_lr=False, run_dir=str(run_dir))
+    with open(run_dir / "config.json", encoding="utf-8") as f:
+        recorded = json.load(f)
+    assert recorded["optimizer"]["class_name"] == "PaperSGD" and recorded["precision"] is None
+    assert recorded.pop("computes_in") == "float16"
+    with open(run_dir / "config.json", "w", encoding="utf-8") as f:
+        json.dump(recorded, f)
+    with warnings.catch_warnings():
+        warnings.simplefilter("error", UserWarning)
+        again = zoo.train(zoo.load_model(path, compile=False), tiny_data(), epochs=2,
+                          verbose=0, reduce_lr=False, run_dir=str(run_dir))
+        assert again.history["epoch"].tolist() == [1, 2]
+        zoo.train(again.model, tiny_data(), epochs=1, verbose=0, reduce_lr=False)
     result = zoo.train(tiny_model(8, 4), tiny_data(), epochs=1, verbose=0, reduce_lr=False)
     assert not isinstance(result.model.optimizer, keras.optimizers.LossScaleOptimizer)
