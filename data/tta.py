@@ -133,11 +133,14 @@ def _check_view_size(model, views, tta):
     takes = tuple(model.input_shape[1:3])
     seen = tuple(views.shape[2:4])
     if None not in takes and seen != takes:
+        whole = tta in (None, "flip")
         raise UserError(
-            f"predict_crops with tta={tta!r} gives {model.name} the whole images, shaped "
-            f"{seen[0]}x{seen[1]}; it takes {takes[0]}x{takes[1]}: load them at its size "
-            f"(data.load(..., image_size={takes[0]})), or take crops of images loaded "
-            "larger (tta='5crop' or '10crop').")
+            f"predict_crops with tta={tta!r} gives {model.name} "
+            f"{'the whole images' if whole else 'crops'}, shaped {seen[0]}x{seen[1]}; it "
+            f"takes {takes[0]}x{takes[1]}: "
+            + (f"load them at its size (data.load(..., image_size={takes[0]})), or take "
+               "crops of images loaded larger (tta='5crop' or '10crop')." if whole else
+               f"give size={takes[0]}, or leave it out (the model's input size)."))
 
 
 def predict_crops(model, images, tta="10crop", size=None, batch_size=32):
