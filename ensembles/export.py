@@ -18,6 +18,7 @@ from safeio import (atomic_directory, atomic_path, check_free_space, check_not_a
                     streams, write_json, write_text)
 from safeio.checks import (MissingPackage, UserError, check_bool, check_choice,
                            check_positive_int)
+from zoo.optimizers import half_precision_in
 from zoo.saving import bytes_to_save, check_class_names
 from zoo.saving import class_names as get_class_names
 from zoo.saving import check_square_images, check_takes_images, serving_resize
@@ -400,7 +401,7 @@ def export(ensemble, path, overwrite=False, class_names=None, scale=None,
             raise UserError(f"`scale` must be at least the input size {height}; received "
                             f"{scale}.")
     if format != "saved_model":
-        half = _half_precision(ensemble)
+        half = half_precision_in(ensemble)
         if half:
             model, dtype = half
             where = model if model == ensemble.name else f"{ensemble.name}'s {model}"
@@ -552,23 +553,6 @@ _LITERT_NOISE = re.compile(
     r"^[IWE]\d{4} [\d:.]+\s+\d+ tf_tfl_flatbuffer_helpers\.cc:\d+\] Ignored "
     r"(output_format|drop_control_dependency)\.$"
     r"|^INFO: Created TensorFlow Lite XNNPACK delegate for CPU\.$")
-
-
-def _half_precision(model):
-    """``(model name, dtype)``: the innermost model of ``model`` (itself, or one inside it)
-    with a layer computing in half precision (``"float16"``/``"bfloat16"``), or None."""
-    for layer in model.layers:
-        if isinstance(layer, keras.Model):  # (its own policy computes nothing: the global
-            inner = _half_precision(layer)  # one when it was built, as an InputLayer's)
-            if inner:
-                return inner
-            continue
-        if isinstance(layer, keras.layers.InputLayer):
-            continue
-        dtype = getattr(getattr(layer, "dtype_policy", None), "compute_dtype", None)
-        if dtype in ("float16", "bfloat16"):
-            return model.name, dtype
-    return None
 
 
 def _without_litert_noise():

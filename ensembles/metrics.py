@@ -5,7 +5,7 @@ Plain NumPy on ``probs`` of shape (n, classes) or, for members, (members, n, cla
 
 import numpy as np
 
-from safeio.checks import UserError, check_positive_int
+from safeio.checks import UserError, check_positive_int, widened_ml_floats
 
 EPS = 1e-12
 
@@ -54,9 +54,7 @@ def float_array(values, what="probabilities"):
     >>> float_array([[0, 1]]).dtype
     dtype('float64')
     """
-    values = np.asarray(values)
-    if values.dtype.kind == "V" and "float" in values.dtype.name:  # (bfloat16, float8_*)
-        return values.astype("float32")
+    values = widened_ml_floats(np.asarray(values))
     if values.dtype.kind not in "biuf":  # (complex: the imaginary part dropped; objects)
         raise UserError(f"Expected {what}: real numbers; received {values.dtype} values.")
     if values.dtype.kind != "f":  # (float32 stays float32: ImageNet's are 200 MB a member)

@@ -45,6 +45,14 @@ def is_number(value):
     return isinstance(value, numbers.Real) and not isinstance(value, bool)
 
 
+def widened_ml_floats(array):
+    """A NumPy ``array`` of ml_dtypes' floats (bfloat16, float8_*: what a mixed_bfloat16
+    model predicts; NumPy's kind 'V', which no check of kinds "biuf" takes) as float32;
+    any other array as it is."""
+    dtype = array.dtype
+    return array.astype("float32") if dtype.kind == "V" and "float" in dtype.name else array
+
+
 def check_choice(value, choices, name, what=""):
     """``value`` if it is one of ``choices`` (a tuple or list, shown as given); else a
     one-line ``UserError``, for values that cannot be compared (a list, an array) too.

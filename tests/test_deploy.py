@@ -677,12 +677,12 @@ def test_runtime_exports_keras_cannot_make_faithfully_are_one_line(tmp_path):
     twin = zoo.resnet20(input_shape=(8, 8, 3), classes=3, width=0.25, name="twin")
     # A float32 model exported while the global policy is mixed: its input layer and the
     # export's wrappers take that policy and compute nothing; the model is float32.
-    from ensembles.export import _half_precision
+    from zoo.optimizers import half_precision_in
 
     keras.config.set_dtype_policy("mixed_float16")
     try:
-        assert _half_precision(ensembles.as_ensemble(plain)) is None
-        assert _half_precision(ensembles.as_ensemble(ensembles.Ensemble([plain, twin]))) \
+        assert half_precision_in(ensembles.as_ensemble(plain)) is None
+        assert half_precision_in(ensembles.as_ensemble(ensembles.Ensemble([plain, twin]))) \
             is None
     finally:
         keras.config.set_dtype_policy(policy)

@@ -255,25 +255,35 @@ def _backend_loss(loss):
     return loss
 
 
-def half_precision_of(model):
-    """``"float16"`` or ``"bfloat16"`` where a layer of ``model`` (of a model inside it too)
-    computes in it (built under a mixed-precision policy), else None. A model's own policy
-    says nothing: it is the global one when it was built or loaded, as an InputLayer's.
+def half_precision_in(model):
+    """``(model name, dtype)``: the innermost model of ``model`` (itself, or one inside it)
+    with a layer computing in half precision (``"float16"``/``"bfloat16"``: built under a
+    mixed-precision policy), or None. A model's own policy says nothing: it is the global
+    one when it was built or loaded, as an InputLayer's.
 
     Example:
 
-    >>> half_precision_of(keras.Sequential([keras.Input((2,)), keras.layers.Dense(1)]))
+    >>> half_precision_in(keras.Sequential([keras.Input((2,)), keras.layers.Dense(1)]))
     """
     for layer in getattr(model, "layers", ()):
         if isinstance(layer, keras.layers.InputLayer):
             continue
         if isinstance(layer, keras.Model):
-            found = half_precision_of(layer)
-        else:
-            found = getattr(getattr(layer, "dtype_policy", None), "compute_dtype", None)
-        if found in ("float16", "bfloat16"):
-            return found
+            inner = half_precision_in(layer)
+            if inner:
+                return inner
+            continue
+        dtype = getattr(getattr(layer, "dtype_policy", None), "compute_dtype", None)
+        if dtype in ("float16", "bfloat16"):
+            return model.name, dtype
     return None
+
+
+def half_precision_of(model):
+    """``"float16"`` or ``"bfloat16"`` where a layer of ``model`` (of a model inside it too)
+    computes in it, else None (:func:`half_precision_in`'s dtype)."""
+    found = half_precision_in(model)
+    return found[1] if found else None
 
 
 def compile_model(model, optimizer=None, *, learning_rate=0.01, momentum=0.9,

@@ -13,7 +13,7 @@ import warnings
 
 import numpy as np
 
-from safeio.checks import UserError
+from safeio.checks import UserError, widened_ml_floats
 
 CLASSES_FILE = os.path.join(os.path.dirname(os.path.abspath(__file__)), "imagenet_classes.txt")
 
@@ -76,9 +76,8 @@ def _numbers(x, function, what, dtype="float32"):
     strings (file names, say) is one line, not NumPy's "inhomogeneous shape" or "could not
     convert string to float"."""
     try:
-        array = np.asarray(_to_numpy(x) if not isinstance(x, np.ndarray) else x)
-        if array.dtype.kind == "V" and "float" in array.dtype.name:  # (ml_dtypes' bfloat16)
-            array = array.astype("float32")
+        array = widened_ml_floats(np.asarray(_to_numpy(x) if not isinstance(x, np.ndarray)
+                                             else x))
         array = np.asarray(array, dtype)
         if array.dtype.kind not in "biuf":
             raise TypeError(f"an array of {array.dtype}")
