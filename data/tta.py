@@ -127,12 +127,26 @@ def crops(images, tta, size=None):
     return tf.convert_to_tensor(images)[:, None]
 
 
+def misfit(model, shape):
+    """The input shape ``model`` takes (without the batch) where views of ``shape`` do not
+    fit it, else None: the one rule of ``predict_crops`` and ``ensembles.evaluate``."""
+    takes = tuple(model.input_shape[1:])
+    if len(takes) != len(shape) or any(t not in (None, s) for t, s in zip(takes, shape)):
+        return takes
+    return None
+
+
 def _check_view_size(model, views, tta):
-    """One line where the views are not of the size the model takes: images loaded larger
-    for crops, given with ``tta="flip"`` or None (whole images), were Keras' shape error."""
-    takes = tuple(model.input_shape[1:3])
-    seen = tuple(views.shape[2:4])
-    if None not in takes and seen != takes:
+    """One line where the views are not of the shape the model takes: images loaded larger
+    for crops, given with ``tta="flip"`` or None (whole images), or of another channel
+    count (grey images for an RGB model), were Keras' shape error."""
+    seen = tuple(views.shape[2:])
+    takes = misfit(model, seen)
+    if takes is not None and (len(takes) != 3 or takes[2] not in (None, seen[2])):
+        raise UserError(f"predict_crops gives {model.name} images shaped {seen} (height, "
+                        f"width, channels); it takes {takes}: load them with its channels "
+                        "(data.load gives RGB images).")
+    if takes is not None:
         whole = tta in (None, "flip")
         raise UserError(
             f"predict_crops with tta={tta!r} gives {model.name} "

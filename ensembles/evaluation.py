@@ -132,8 +132,8 @@ def check_held_out_classes(labels, classes, fitted):
 def _check_views_fit(source, shape):
     """The images (or their crops) of ``shape`` are what the models take: one line."""
     model = _first_model(source)
-    takes = tuple(model.input_shape[1:])
-    if len(takes) != len(shape) or any(t not in (None, s) for t, s in zip(takes, shape)):
+    takes = tta_lib.misfit(model, shape)
+    if takes is not None:
         raise UserError(f"The images are shaped {shape} as the models see them, and "
                         f"{model.name} takes {takes}: load them at its size and channels "
                         "(data.load(..., image_size=...) gives RGB images).")

@@ -240,3 +240,15 @@ def test_predict_crops_of_whole_images_of_another_size_and_of_a_pair_of_arrays()
             data.predict_crops(model, larger, tta=tta)
     pair = data.predict_crops(model, (larger, np.zeros(3, "int32")), tta="10crop")
     np.testing.assert_array_equal(pair[0], data.predict_crops(model, larger, tta="10crop")[0])
+
+
+def test_predict_crops_of_grey_images_for_an_rgb_model_is_one_line():
+    """Grey images (one channel) for an RGB model were Keras' shape traceback from inside
+    predict; ensembles.evaluate said so in one line by the same rule (tta.misfit)."""
+    model = _model(6)
+    grey = np.zeros((2, 6, 6, 1), "float32")
+    for tta in ("flip", None):
+        with pytest.raises(ValueError, match=r"^predict_crops gives .* images shaped \(6, 6, "
+                                             r"1\) \(height, width, channels\); it takes "
+                                             r"\(6, 6, 3\): load them with its channels"):
+            data.predict_crops(model, grey, tta=tta)
