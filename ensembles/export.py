@@ -409,7 +409,7 @@ def export(ensemble, path, overwrite=False, class_names=None, scale=None,
                 f"{where} computes in {dtype} (trained with mixed precision), which "
                 f"{'an ONNX' if format == 'onnx' else 'a LiteRT'} file does not serve "
                 f"faithfully (ONNX Runtime's float16 "
-                "differs from Keras' by about 1e-3; LiteRT's interpreter lacks the ops): "
+                "differed from Keras' by 7e-4; LiteRT's interpreter lacks the ops): "
                 "export it as a SavedModel (format='saved_model'; from the shell, zoo "
                 "export without --format), or rebuild it in float32 and load its weights.")
         if draws_at_inference(ensemble):

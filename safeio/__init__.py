@@ -57,7 +57,9 @@ def natural_key(text):
     >>> sorted(["snapshot-10", "snapshot-9"], key=natural_key)
     ['snapshot-9', 'snapshot-10']
     """
-    return [int(part) if part.isdigit() else part for part in re.split(r"(\d+)", text)]
+    # (the split's odd parts are the numbers: a '²' is a digit to str.isdigit, not to int)
+    return [int(part) if index % 2 else part
+            for index, part in enumerate(re.split(r"(\d+)", text))]
 
 
 def _token(pid, name, host=True):
@@ -446,16 +448,24 @@ def check_free_space(path, needed):
     >>> check_free_space(__file__, 10**30)
     Traceback (most recent call last):
     ...
-    OSError: [Errno 28] No space left on device: about 1e+24 MB are needed to write it, and the previous ... is left as it was: '...'
+    OSError: [Errno 28] No space left on device: about ... GB are needed to write it, and the previous ... is left as it was: '...'
     """
     path = os.path.abspath(os.fspath(path))
     folder = os.path.dirname(path)
     while not os.path.isdir(folder) and os.path.dirname(folder) != folder:
         folder = os.path.dirname(folder)  # (it is made just before the write)
     if shutil.disk_usage(folder).free < needed:
-        raise OSError(errno.ENOSPC, f"No space left on device: about {needed / 1e6:,.3g} MB "
+        raise OSError(errno.ENOSPC, f"No space left on device: about {size_text(needed)} "
                       f"are needed to write it, and the previous {os.path.basename(path)}, "
                       "if any, is left as it was", path)
+
+
+def size_text(count):
+    """A byte count for people: ``1.2 GB``, ``3.4 MB`` (``{:.3g}`` wrote 1.23e+03 MB)."""
+    for unit, scale in (("GB", 1e9), ("MB", 1e6), ("kB", 1e3)):
+        if count >= scale:
+            return f"{count / scale:,.1f} {unit}"
+    return f"{int(count)} bytes"
 
 
 def write_json(path, obj):

@@ -1077,14 +1077,14 @@ def test_a_full_disk_is_one_line_naming_the_file_and_the_previous_files_stay(tmp
     assert raised.value.errno == errno.ENOSPC
     last = str(run / "checkpoints" / "last.keras")
     line = commands._one_line(raised.value)
-    assert re.fullmatch(r"No space left on device: about [\d.]+ MB are needed to write it, "
-                        r"and the previous last\.keras, if any, is left as it was: "
-                        + re.escape(last) + r" \(0\.0 MB free there\)", line), line
+    assert re.fullmatch(r"No space left on device: about [\d.]+ (kB|MB) are needed to write "
+                        r"it, and the previous last\.keras, if any, is left as it was: "
+                        + re.escape(last) + r" \(1\.0 kB free there\)", line), line
     assert [safeio.file_hash(path) for path in kept] == before
     assert zoo.load_model(last).count_params() == tiny_model().count_params()
 
     import ensembles  # an export refused the same way, and nothing is left behind
-    with pytest.raises(OSError, match=r"about [\d.]+ MB are needed to write it, and the "
+    with pytest.raises(OSError, match=r"about [\d.]+ (kB|MB) are needed to write it, and the "
                        r"previous export, if any"):
         ensembles.export(ensembles.Ensemble([tiny_model()]), str(tmp_path / "export"))
     assert not os.path.exists(tmp_path / "export")
@@ -1577,3 +1577,21 @@ def test_a_replaced_file_keeps_its_permissions_and_a_link_left_at_the_scratch_pa
             os.symlink(tmp_path / "nowhere", tmp)
             raise RuntimeError("writer failed")
     assert sorted(os.listdir(tmp_path)) == ["secrets.json"]
+
+
+def test_natural_order_takes_unicode_digits_and_sizes_read_as_people_write_them(tmp_path,
+                                                                                monkeypatch):
+    """A name with a superscript ('x1²3.jpg': a digit to str.isdigit, not to int) raised
+    ValueError from the sort of zoo predict's folder listing and of the snapshots; a
+    free-space refusal of 1.23 GB read 'about 1.23e+03 MB'."""
+    import safeio
+
+    names = ["x10.jpg", "x1²3.jpg", "x2.jpg", "a1²", "x٣.jpg"]  # (٣: Arabic-Indic three)
+    assert sorted(names, key=safeio.natural_key) == [
+        "a1²", "x1²3.jpg", "x2.jpg", "x٣.jpg", "x10.jpg"]
+    real = shutil.disk_usage
+    monkeypatch.setattr(shutil, "disk_usage", lambda path: real(path)._replace(free=0))
+    for needed, said in ((1.23e9, "1.2 GB"), (4.5e6, "4.5 MB"), (2048, "2.0 kB"),
+                         (12, "12 bytes")):
+        with pytest.raises(OSError, match=rf"about {re.escape(said)} are needed to write it"):
+            safeio.check_free_space(tmp_path / "f.h5", needed)

@@ -18,6 +18,7 @@ import shutil
 import sys
 
 import zoo
+from safeio import size_text
 from safeio.checks import UserError
 from zoo.cli.common import (DATASET_HELP, MAX_IMAGE_SIZE, MAX_MC_DROPOUT, QUICK_TRAIN_SPLIT,
                             TRAINED_ON, check_momentum, load_models, model_args, some)
@@ -436,7 +437,7 @@ def _os_fault(err):
     if err.errno == errno.ENOSPC:
         folder = os.path.dirname(os.path.abspath(str(err.filename)))
         with contextlib.suppress(OSError):
-            text += f" ({shutil.disk_usage(folder).free / 1e6:,.1f} MB free there)"
+            text += f" ({size_text(shutil.disk_usage(folder).free)} free there)"
     return text
 
 

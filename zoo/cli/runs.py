@@ -33,10 +33,12 @@ class Setup:
     it crops), the training set's pixel statistics (saved in the run directory) and a
     builder that puts the normalisation inside the model."""
 
-    def __init__(self, args, run_dir, strategy=None, check=None):
+    def __init__(self, args, run_dir, strategy=None, check=None, variants=None):
         """``check(setup)``: the command's own refusals that need the dataset's counts or
         the model's arguments, made before the statistics pass (a full pass over the
-        training set) and before anything is written."""
+        training set) and before anything is written. ``variants``: ``{flag: builder
+        arguments}`` the command will also build with (``zoo search``'s ``--width 0.5``),
+        each built then too."""
         import data
 
         self.strategy = strategy
@@ -56,7 +58,7 @@ class Setup:
         size = args.image_size or max(native, entry.min_input_size)
         self.model = args.model
         self.info = info
-        self._check_model(size, ema=getattr(args, "ema", False))
+        self._check_model(size, ema=getattr(args, "ema", False), variants=variants)
         # What config.json records of the data (zoo.train's settings): a resume with others
         # is refused here, before the statistics pass, as the recipe's own are.
         from zoo.training import run_config
@@ -123,9 +125,10 @@ class Setup:
             make_directory(run_dir)
             self.data.statistics.save(os.path.join(run_dir, "statistics.npz"))
 
-    def _check_model(self, size, ema=False):
+    def _check_model(self, size, ema=False, variants=None):
         """Build the model once on a plain input of ``size``, as :meth:`build` will on the
-        pipeline's: a bad ``--model-arg`` value is one line before the data is read."""
+        pipeline's: a bad ``--model-arg`` value is one line before the data is read; and
+        once with each of ``variants``' arguments (a ``--width`` the builder refuses)."""
         import gc
 
         import keras
@@ -143,6 +146,13 @@ class Setup:
             check_ema_model(probe)
         del probe
         gc.collect()  # its weights (a VGG-16's 553 MB), before the real model's are made
+        for flag, overrides in (variants or {}).items():
+            try:
+                zoo.get_model(self.model, classes=self.info.num_classes,
+                              **{**self.model_kwargs, **overrides}, input_tensor=image)
+            except UserError as err:
+                raise UserError(f"{flag}: {err}") from None
+            gc.collect()
 
     def _check_classifier_of_the_weights(self, image):
         """Weights that fit the network without its classifier but not with the dataset's

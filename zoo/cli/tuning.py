@@ -101,7 +101,8 @@ def _cmd_search(args):
                             f"has {sorted(setup.info.splits)}.")
         check_rerun(os.path.join(run_dir, "tuner"), setup.build, **arguments(setup))
 
-    setup = Setup(args, run_dir, check=check)
+    widths = {f"--width {width}": {"width": width} for width in args.width or ()}
+    setup = Setup(args, run_dir, check=check, variants=widths)
     result = zoo.search(setup.build, setup.load_train(), setup.load(split=setup.val_split),
                         run_dir=os.path.join(run_dir, "tuner"), verbose=2,  # a line an epoch
                         **arguments(setup))

@@ -21,7 +21,7 @@ import tensorflow as tf
 from safeio import atomic_path
 from safeio.checks import UserError, check_positive_int, check_positive_number, is_number
 from zoo.layers import DropConnectDense
-from zoo.optimizers import build_optimizer
+from zoo.optimizers import build_optimizer, check_hyperparameters
 from safeio.outputs import outputs_probabilities
 from zoo.training import keras_internals
 from zoo.training import recipe as training
@@ -194,6 +194,7 @@ def overfit_tiny_subset(model, dataset, examples=20, steps=100, learning_rate=0.
     """
     check_positive_int(examples, "examples")
     check_positive_int(steps, "steps")
+    check_hyperparameters(learning_rate, momentum, None)  # (NaN, 0 and -1 trained)
     if not is_number(target) or not 0 < target <= 1:
         raise UserError(f"`target` must be an accuracy in (0, 1]; received {target!r}.")
     images, labels = _first_batches(dataset, examples=examples)
@@ -262,7 +263,7 @@ class UpdateRatioLogger(keras.callbacks.Callback):
         super().__init__()
         if not isinstance(every, int) or every < 1:
             raise UserError(f"`every` must be a positive integer; received {every!r}.")
-        if not 0 < low < high:
+        if not (is_number(low) and is_number(high) and 0 < low < high):  # ("a": TypeError)
             raise UserError(f"Need 0 < low < high; received low={low!r}, high={high!r}.")
         self.every, self.low, self.high, self.path = every, low, high, path
         self.rows = []
@@ -428,6 +429,12 @@ def update_ratio_check(history, low=1e-4, high=1e-2):
         raise UserError(f"`low` and `high` must be finite numbers with 0 <= low <= high; "
                         f"received low={low!r}, high={high!r}.")
     last = history[history["epoch"] == history["epoch"].max()]
+    if last.empty:  # (a NaN median of no layer, which read as a diverged run)
+        return Check("update/weight ratio", math.nan, f"{low:g} .. {high:g} (healthy near "
+                     "1e-3)", False, "no layer's kernel was other than zero at the steps "
+                     "measured, so no ratio is defined: the kernels start at zero "
+                     "(kernel_initializer='zeros'?) and get no gradient; initialise them "
+                     "randomly")
     finite = np.isfinite(last["ratio"].to_numpy(dtype="float64")).all()
     median = float(last["ratio"].median()) if finite else math.nan  # (pandas skips NaN)
     ok = low <= median <= high
@@ -484,6 +491,7 @@ def diagnose(model, train_data, *, learning_rate=0.01, momentum=0.9, weight_deca
     >>> print(diagnose(zoo.alexnet(input_shape=(67, 67, 3), classes=10, width=256),
     ...                data.load("digits", image_size=67)))       # doctest: +SKIP
     """
+    check_hyperparameters(learning_rate, momentum, weight_decay)  # (before three checks ran)
     images, _ = _first_batches(train_data, 1)
     network, in_training = as_first_step(model)  # (with BatchNormalization: a copy)
     at_init = activation_report(network, images, training=in_training)

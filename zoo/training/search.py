@@ -11,6 +11,7 @@ reloads them when the search is run again), results come back as a DataFrame, an
 
 import contextlib
 import dataclasses
+import gc
 import math
 import functools
 import inspect
@@ -24,10 +25,12 @@ import keras
 import numpy as np
 import pandas as pd
 
-from safeio import directory_lock, new_axes, save_figure, write_json, write_text
+from safeio import (check_free_space, directory_lock, new_axes, save_figure, write_json,
+                    write_text)
 from safeio.checks import UserError, check_non_negative_int, check_positive_int, is_number
 from zoo import registry
 from zoo.optimizers import OPTIMIZER_CHOICES, build_optimizer, make_optimizer
+from zoo.saving import bytes_to_save
 from zoo.training import recipe as training
 from zoo.training import run_config
 
@@ -85,8 +88,10 @@ def search_space(learning_rate, weight_decay, dropout, width, optimizer=None):
 
 
 class _UserMistake(Exception):
-    """A trial's :class:`UserError`, carried through keras-tuner (which records any other
-    exception as a failed trial and goes on) to stop the search with it."""
+    """A trial's :class:`UserError`, or an OS fault (a full disk), carried through
+    keras-tuner (which records any other exception as a failed trial, never run again, and
+    goes on) to stop the search with it. The trial stays unfinished in keras-tuner's
+    records, and a resumed search runs it again."""
 
     def __init__(self, error):
         super().__init__(str(error))
@@ -126,8 +131,17 @@ def _hypermodel(build, space, seed):
                 import data
 
                 data.set_epoch(train_data, 0)  # every trial sees epochs 0, 1, ... of it
-            build_optimizer(model)  # else TensorFlow traces the first step twice
-            return model.fit(train_data, validation_data=validation_data, **kwargs)
+            try:
+                # keras-tuner saves the trial's best weights with no look at the room for
+                # them: on a full disk, h5py's traceback at each trial, then a segmentation
+                # fault, and the failed trials were never run again.
+                for callback in kwargs.get("callbacks") or ():
+                    if isinstance(getattr(callback, "filepath", None), str):
+                        check_free_space(callback.filepath, bytes_to_save(model))
+                build_optimizer(model)  # else TensorFlow traces the first step twice
+                return model.fit(train_data, validation_data=validation_data, **kwargs)
+            except OSError as err:
+                raise Stop(err) from err
 
     return ZooHyperModel()
 
@@ -244,10 +258,7 @@ def search(model, train_data, val_data, *, model_kwargs=None, trials=8, fine_tri
     if val_data is None:
         raise UserError("zoo.search ranks its trials on validation data: pass val_data "
                         "(e.g. data.load(name, 'validation')).")
-    # Each width built once: one the builder refuses is its one line now, not in a first
-    # trial after the settings were kept (the corrected search was then refused as another).
-    for width in space.get("width") or ():
-        build(width=width)
+    check_builds(build, space)
     run_dir = run_dir or tempfile.mkdtemp(prefix="zoo_search_")
     # One search at a time (keras-tuner would mix them), its files written atomically.
     with directory_lock(run_dir), _atomic_tuner_files(run_dir):
@@ -270,6 +281,16 @@ def search(model, train_data, val_data, *, model_kwargs=None, trials=8, fine_tri
 
 
 BUILDER_ARGUMENTS = ("width", "dropout")  # what a trial gives the builder (_hypermodel)
+
+
+def check_builds(build, space):
+    """Build the model once per searched width (once where none is searched): arguments
+    the builder refuses are its one line now, not in a first trial after the settings
+    were kept (the corrected search was then refused as another search)."""
+    for width in space.get("width") or [None]:
+        model = build() if width is None else build(width=width)
+        del model
+        gc.collect()  # (its weights, before the next's)
 
 
 def searched_and_fixed(space, fixed):
@@ -419,16 +440,26 @@ def _check_same_search(run_dir, settings, write=True):
     """keras-tuner takes the trials already in ``run_dir`` as its own: a search there with
     other settings would mix their trials with these (or keep only those). Refused in one
     line; the same settings resume the search."""
+    try:  # (keras-tuner's tf.io.gfile: UnicodeEncodeError, after the statistics pass)
+        os.fspath(run_dir).encode("utf-8")
+    except UnicodeEncodeError:
+        raise UserError(f"The search's folder {run_dir!r} has a name that is not UTF-8 "
+                        "text, which keras-tuner (tf.io.gfile) cannot open: give a folder "
+                        "named in UTF-8.") from None
     path = os.path.join(run_dir, SETTINGS_FILE)
     now = json.loads(json.dumps(settings, default=str))
     if os.path.exists(path):
         with open(path, encoding="utf-8") as f:
             try:
                 before = json.load(f)
+                damage = (None if isinstance(before, dict)  # (valid JSON: null, a list)
+                          else f"it holds {json.dumps(before)[:40]}, not the settings")
             except (json.JSONDecodeError, UnicodeDecodeError) as err:  # (a traceback)
-                raise UserError(f"{path} is damaged ({err}): it records the settings of "
-                                f"the search in {run_dir}, which cannot be resumed without "
-                                "them. Move the run directory aside, or give another.") from None
+                damage = err
+        if damage is not None:
+            raise UserError(f"{path} is damaged ({damage}): it records the settings of the "
+                            f"search in {run_dir}, which cannot be resumed without them. "
+                            "Move the run directory aside, or give another.")
         # Compared key by key (command.image_size), so that the message shows what
         # changed, not two long JSON values cut to the same ends.
         before, now_flat = run_config.flat_config(before), run_config.flat_config(now)

@@ -992,7 +992,7 @@ def test_a_full_disk_is_one_line_naming_the_file_and_the_free_space(tmp_path, ca
     err = capsys.readouterr().err.strip().splitlines()
     assert len(err) == 1, err
     assert re.fullmatch(rf"zoo list: error: No space left on device: {re.escape(path)} "
-                        r"\([\d,.]+ MB free there\)", err[0]), err
+                        r"\([\d,.]+ (GB|MB|kB|bytes) free there\)", err[0]), err
 
 
 def test_a_bug_shows_its_traceback_and_zoo_debug_shows_every_one(capsys, monkeypatch,
@@ -2722,3 +2722,19 @@ def test_zoo_train_holds_its_run_directory_from_the_statistics_to_the_end(tmp_pa
     thread.start()
     thread.join()
     assert seen["after"]
+
+
+def test_search_widths_the_builder_refuses_are_one_line_before_the_statistics(tmp_path,
+                                                                               capsys):
+    """A --width the builder refuses (inf; half an fc unit for AlexNet) was its error
+    after the statistics pass, a full pass over the training set, whose statistics.npz it
+    left, and named the library's `width`, not the flag."""
+    for model, size, good, width in (("vgg11", "32", "0.0625", "inf"),
+                                     ("alexnet", "67", "8", "0.5")):
+        run_dir = tmp_path / model
+        assert cli.main(["search", "--model", model, "--image-size", size, "--width", good,
+                         width, "--run-dir", str(run_dir)]) == 2
+        captured = capsys.readouterr()
+        err = captured.err.strip().splitlines()
+        assert len(err) == 1 and err[0].startswith(f"zoo search: error: --width {width}: "), err
+        assert "statistics" not in captured.out and not (run_dir / "statistics.npz").exists()

@@ -88,7 +88,7 @@ def test_overfit_tiny_subset_passes_for_a_working_model_and_fails_without_learni
     assert check.ok and check.value >= 0.99, check
     assert all(np.array_equal(a, b) for a, b in zip(before, model.get_weights()))
     stuck = diagnostics.overfit_tiny_subset(model, tiny_data(n=64), examples=20, steps=5,
-                                            learning_rate=0.0)
+                                            learning_rate=1e-12)
     assert not stuck.ok and "cannot even memorise" in stuck.verdict
     with pytest.raises(ValueError, match="has 16 examples; the check needs 20"):
         diagnostics.overfit_tiny_subset(model, tiny_data(n=16), examples=20)
@@ -473,26 +473,28 @@ def test_search_widths_builders_failures_and_seed(tmp_path):
     # search with other settings, whose first trial had failed).
     assert not (tmp_path / "u").exists()
     zoo.search(refuses_width_5, train, val, width=[8], run_dir=str(tmp_path / "u"), **kwargs)
-    plan = []  # "fail" or "build" for each model built (keras-tuner builds one first)
+    # "fail" or "build" for each model built (zoo.search builds one before it records its
+    # settings, then keras-tuner one to learn the space)
+    plan = []
 
     def fails_as_planned(**kw):
         if plan and plan.pop(0) == "fail":
             raise RuntimeError("out of memory, say")
         return _tiny_builder(**kw)
 
-    plan[:] = ["build", "fail", "build"]
+    plan[:] = ["build", "build", "fail", "build"]
     with pytest.warns(UserWarning, match=r"1 trial\(s\) of the coarse search failed and are "
                                          r"left out of its table; the first with: "
                                          r"RuntimeError: out of memory, say"):
         table = zoo.search(fails_as_planned, train, val, trials=2, fine_trials=0, epochs=1,
                            run_dir=str(tmp_path / "f")).table
     assert len(table) == 1
-    plan[:] = ["build", "fail", "fail", "fail"]
+    plan[:] = ["build", "build", "fail", "fail", "fail"]
     with pytest.raises(UserError, match=r"The coarse search stopped: 3 trials in a row "
                                         r"failed, the last with: RuntimeError: out of memory"):
         zoo.search(fails_as_planned, train, val, trials=4, fine_trials=0, epochs=1,
                    run_dir=str(tmp_path / "g"))
-    plan[:] = ["build", "fail"]
+    plan[:] = ["build", "build", "fail"]
     with pytest.raises(UserError, match=r"No trial of the coarse search finished: 1 failed, "
                                         r"the first with: RuntimeError: out of memory"):
         zoo.search(fails_as_planned, train, val, run_dir=str(tmp_path / "h"), **kwargs)
@@ -657,3 +659,94 @@ def test_diagnose_refuses_more_examples_than_the_training_split_before_its_stati
     assert captured.err.strip().endswith("--examples 5000 is more than the training split of "
                                          "digits holds (1257); give at most 1257.")
     assert "statistics" not in captured.out and not (tmp_path / "d").exists()
+
+
+def test_a_search_stopped_by_a_full_disk_runs_its_trial_again_when_resumed(tmp_path,
+                                                                           monkeypatch):
+    """keras-tuner saves each trial's best weights itself: on a full disk h5py's error
+    became a failed trial, never run again (the resumed search's table lacked it), and
+    the process then died of a segmentation fault. Now the OS fault stops the search,
+    naming the file, and the resumed search runs the trial: the uninterrupted table. The
+    room for the file is checked before the trial trains."""
+    from keras_tuner.src.engine import tuner_utils
+
+    train, val = tiny_data(n=16), tiny_data(n=16, seed=1)
+    kwargs = dict(trials=2, fine_trials=0, epochs=1)
+    reference = zoo.search(_tiny_builder, train, val, run_dir=str(tmp_path / "ref"), **kwargs)
+    run_dir = str(tmp_path / "search")
+    save = tuner_utils.SaveBestEpoch._save_model
+    calls = []
+
+    def full_disk(callback):
+        calls.append(callback.filepath)
+        if len(calls) == 2:  # the second trial's
+            raise OSError(28, "No space left on device", callback.filepath)
+        return save(callback)
+
+    monkeypatch.setattr(tuner_utils.SaveBestEpoch, "_save_model", full_disk)
+    with pytest.raises(OSError, match="No space left on device") as raised:
+        zoo.search(_tiny_builder, train, val, run_dir=run_dir, **kwargs)
+    assert raised.value.filename.endswith("checkpoint.weights.h5")
+    monkeypatch.setattr(tuner_utils.SaveBestEpoch, "_save_model", save)
+    resumed = zoo.search(_tiny_builder, train, val, run_dir=run_dir, **kwargs)
+    pd.testing.assert_frame_equal(resumed.table, reference.table)
+
+    import shutil
+
+    real = shutil.disk_usage
+    monkeypatch.setattr(shutil, "disk_usage", lambda path: real(path)._replace(free=0))
+    with pytest.raises(OSError, match=r"No space left on device: about .* are needed to "
+                                      r"write it") as raised:
+        zoo.search(_tiny_builder, train, val, run_dir=str(tmp_path / "full"), **kwargs)
+    assert raised.value.filename.endswith("checkpoint.weights.h5")
+
+
+def test_a_search_refused_by_its_builder_or_its_files_is_one_line_and_keeps_nothing(
+        tmp_path):
+    """A builder argument the model refuses was recorded as the search's settings before
+    the first trial refused it, and the corrected search was then refused as another; a
+    settings file of valid JSON that is no object, and a folder name that is not UTF-8
+    (keras-tuner's tf.io.gfile), were tracebacks."""
+    train, val = tiny_data(n=16), tiny_data(n=16, seed=1)
+    run_dir = str(tmp_path / "search")
+    small = dict(input_shape=(8, 8, 3), classes=4, width=0.25, stem="cifar")
+    kwargs = dict(trials=1, fine_trials=0, epochs=1, run_dir=run_dir)
+    with pytest.raises(ValueError, match="bogus"):
+        zoo.search("resnet18", train, val, model_kwargs={**small, "bogus": 1}, **kwargs)
+    assert not os.path.exists(os.path.join(run_dir, "zoo_search.json"))
+    assert len(zoo.search("resnet18", train, val, model_kwargs=small, **kwargs).table) == 1
+    settings = os.path.join(run_dir, "zoo_search.json")
+    for text in ("null", "[1, 2]"):
+        with open(settings, "w") as f:
+            f.write(text)
+        with pytest.raises(ValueError, match=rf"^{re.escape(settings)} is damaged \(it holds "
+                                             rf"{re.escape(text)}, not the settings\)"):
+            zoo.search("resnet18", train, val, model_kwargs=small, **kwargs)
+    with pytest.raises(ValueError, match=r"has a name that is not UTF-8 text, which "
+                                         r"keras-tuner \(tf.io.gfile\) cannot open"):
+        zoo.search("resnet18", train, val, model_kwargs=small,
+                   **{**kwargs, "run_dir": str(tmp_path / "bad\udcffname")})
+
+
+def test_the_diagnostics_name_kernels_that_stay_zero_and_check_their_numbers():
+    """Kernels that start at zero and get no gradient gave no ratio at all, and the check
+    said the run diverged ('lower the learning rate'); a NaN learning rate trained the
+    tiny subset and blamed the initialisation; UpdateRatioLogger(low='a') was a
+    TypeError."""
+    inputs = keras.Input((8, 8, 3))
+    x = keras.layers.Conv2D(4, 3, activation="relu", kernel_initializer="zeros")(inputs)
+    x = keras.layers.GlobalAveragePooling2D()(x)
+    outputs = keras.layers.Dense(4, activation="softmax", kernel_initializer="zeros")(x)
+    model = keras.Model(inputs, outputs)
+    logger = diagnostics.UpdateRatioLogger(every=1)
+    model.compile("sgd", "sparse_categorical_crossentropy")
+    model.fit(tiny_data(n=16), epochs=1, callbacks=[logger], verbose=0, shuffle=False)
+    check = diagnostics.update_ratio_check(logger.history)
+    assert not check.ok and "diverged" not in check.verdict
+    assert "no layer's kernel was other than zero" in check.verdict
+    for bad in (math.nan, 0.0, -1):
+        with pytest.raises(ValueError, match=r"The learning rate must be a finite number "
+                                             r"above 0"):
+            diagnostics.overfit_tiny_subset(tiny_model(), tiny_data(n=32), learning_rate=bad)
+    with pytest.raises(ValueError, match=r"Need 0 < low < high; received low='a'"):
+        diagnostics.UpdateRatioLogger(low="a")
