@@ -750,3 +750,28 @@ def test_the_diagnostics_name_kernels_that_stay_zero_and_check_their_numbers():
             diagnostics.overfit_tiny_subset(tiny_model(), tiny_data(n=32), learning_rate=bad)
     with pytest.raises(ValueError, match=r"Need 0 < low < high; received low='a'"):
         diagnostics.UpdateRatioLogger(low="a")
+
+
+@pytest.mark.parametrize("command, name", [("diagnose", "update_ratios.csv"),
+                                           ("search", "search.png")])
+def test_a_commands_output_that_is_a_link_is_one_line_and_the_link_stays(command, name,
+                                                                          tmp_path, capsys):
+    """zoo diagnose's tables and zoo search's table and plot replaced a symbolic link the
+    user had put there with a file, without a word (zoo train refuses its own), in a run
+    directory of the command's own (its statistics.npz)."""
+    import data
+
+    run_dir = tmp_path / "run"
+    run_dir.mkdir()
+    images = np.random.default_rng(0).uniform(0, 255, (4, 32, 32, 3)).astype("float32")
+    data.compute_statistics(images).save(str(run_dir / "statistics.npz"))
+    target = tmp_path / "mine.csv"
+    target.write_text("the user's")
+    (run_dir / name).symlink_to(target)
+    assert cli.main([command, *SMALL_VGG, "--run-dir", str(run_dir)]) == 2
+    (line,) = capsys.readouterr().err.strip().splitlines()
+    assert line == (f"zoo {command}: error: {run_dir / name} is a symbolic link (to {target}): "
+                    f"zoo {command} replaces its files, and would replace the link. Put the "
+                    "file itself there, or give another run directory.")
+    assert (run_dir / name).is_symlink() and target.read_text() == "the user's"
+    assert sorted(os.listdir(run_dir)) == sorted([name, "statistics.npz"])
