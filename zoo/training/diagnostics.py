@@ -395,9 +395,11 @@ def activation_report(model, images, training=False):
     return pd.DataFrame(rows).set_index("layer")
 
 
-def dead_relu_check(report, threshold=0.5, name="dead ReLUs"):
+def dead_relu_check(report, threshold=0.5, name="dead ReLUs", trained=True):
     """A :class:`Check` (called ``name``) on an :func:`activation_report`: flags ReLU layers
-    with more than ``threshold`` (a fraction in [0, 1)) of their units dead."""
+    with more than ``threshold`` (a fraction in [0, 1)) of their units dead. ``trained``:
+    whether the report is of a trained model (the learning rate may have killed them) or
+    of one at its initialisation (the learning rate has not acted yet)."""
     if not is_number(threshold) or not 0 <= threshold < 1:  # (2.0 or NaN: always "ok")
         raise UserError(f"`threshold` must be a fraction of the units in [0, 1); received "
                         f"{threshold!r}.")
@@ -409,8 +411,9 @@ def dead_relu_check(report, threshold=0.5, name="dead ReLUs"):
         return Check(name, math.nan, f"no layer above {100 * threshold:.0f} % dead", False,
                      f"the activations are not finite (NaN or inf) in {len(broken)} of "
                      f"{len(relus)} ReLU layers ({', '.join(broken[:5])}"
-                     f"{' ...' if len(broken) > 5 else ''}): the weights are (a diverged "
-                     "run: lower the learning rate), or the inputs")
+                     f"{' ...' if len(broken) > 5 else ''}): the weights are ("
+                     + ("a diverged run: lower the learning rate" if trained else
+                        "the initialisation") + "), or the inputs")
     dead = relus["dead_fraction"]
     overall = float((dead * relus["units"]).sum() / relus["units"].sum())
     bad = dead[dead > threshold]
@@ -419,7 +422,9 @@ def dead_relu_check(report, threshold=0.5, name="dead ReLUs"):
     if not ok:
         verdict += (f"; more than {100 * threshold:.0f} % dead in {len(bad)} of {len(relus)} "
                     f"layers ({', '.join(bad.index[:5])}{' ...' if len(bad) > 5 else ''}): "
-                    "lower the learning rate or change the initialisation/biases")
+                    + ("lower the learning rate or change the initialisation/biases"
+                       if trained else "change the initialisation/biases (the learning "
+                       "rate has not acted yet)"))
     return Check(name, overall, f"no layer above {100 * threshold:.0f} % dead", ok, verdict)
 
 
@@ -496,7 +501,7 @@ def diagnose(model, train_data, *, learning_rate=0.01, momentum=0.9, weight_deca
     network, in_training = as_first_step(model)  # (with BatchNormalization: a copy)
     at_init = activation_report(network, images, training=in_training)
     checks = [initial_loss(model, train_data),
-              dead_relu_check(at_init, name="dead ReLUs at initialisation")]
+              dead_relu_check(at_init, name="dead ReLUs at initialisation", trained=False)]
     checks.append(overfit_tiny_subset(model, train_data, examples=examples,
                                       steps=overfit_steps, learning_rate=learning_rate,
                                       momentum=momentum, seed=seed))

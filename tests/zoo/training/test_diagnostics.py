@@ -290,7 +290,11 @@ def test_dead_relu_report_on_a_network_initialised_to_kill_its_units():
     assert len(relus) == 7 and (relus["dead_fraction"] == 1.0).all()
     check = diagnostics.dead_relu_check(report)
     assert not check.ok and "100.0 % of ReLU units dead" in check.verdict
-    assert "in 7 of 7 layers" in check.verdict
+    assert "in 7 of 7 layers" in check.verdict and "lower the learning rate" in check.verdict
+    # At initialisation no learning rate has acted: its advice is the initialisation's
+    at_init = diagnostics.dead_relu_check(report, trained=False)
+    assert at_init.verdict.endswith("change the initialisation/biases (the learning rate "
+                                    "has not acted yet)"), at_init.verdict
 
 
 def test_activation_report_covers_the_other_activations():
