@@ -247,12 +247,24 @@ def _problem(path, verify, max_pixels=MAX_PIXELS):
     return None
 
 
+# A BMP's colour masks (compression 3, BITFIELDS: red, green, blue at bytes 54 to 66,
+# after a 40-byte header or inside a larger one) in the one order TensorFlow's decoder
+# assumes, which ignores them.
+_BMP_MASKS = (0x00FF0000, 0x0000FF00, 0x000000FF)
+_SWAPPED_BMP = ("a BMP whose colour masks are not in blue, green, red order, which "
+                "TensorFlow decodes with its colours swapped: convert it to PNG")
+_PALETTE_BMP = ("a BMP with a colour palette, which TensorFlow decodes as grey palette "
+                "indices: convert it to PNG")
+
+
 def _bmp_problem(path):
     """What TensorFlow's BMP decoder cannot read right, from the header: bit depths other
-    than 8, 24 and 32 and compressed pixels (refused mid-epoch, naming no file), and an
-    8-bit colour palette (decoded as grey palette indices, without a word)."""
+    than 8, 24 and 32 and compressed pixels (refused mid-epoch, naming no file), an 8-bit
+    colour palette (decoded as grey palette indices, without a word) and colour masks in
+    another order (decoded with red and blue swapped). :func:`bmp_misread` is the same
+    rule in TensorFlow's ops, for the export's endpoint of encoded images."""
     with open(path, "rb") as f:
-        head = f.read(54)
+        head = f.read(66)
         header = int.from_bytes(head[14:18], "little")
         bits = int.from_bytes(head[28:30], "little")
         compression = int.from_bytes(head[30:34], "little") if header >= 40 else 0
@@ -260,14 +272,60 @@ def _bmp_problem(path):
             how = f"{bits}-bit" + (f", compression {compression}" if compression not in (0, 3)
                                    else "")
             return f"a BMP ({how}) that TensorFlow does not decode: convert it to PNG"
+        masks = tuple(int.from_bytes(head[at:at + 4], "little") for at in (54, 58, 62))
+        if compression == 3 and masks != _BMP_MASKS:
+            return _SWAPPED_BMP
         if bits == 8:
             colours = (int.from_bytes(head[46:50], "little") if header >= 40 else 0) or 256
             f.seek(14 + header)
-            palette = f.read(4 * colours)
-            if any(palette[4 * i:4 * i + 3] != bytes([i, i, i]) for i in range(colours)):
-                return ("a BMP with a colour palette, which TensorFlow decodes as grey "
-                        "palette indices: convert it to PNG")
+            palette = f.read(4 * min(colours, 256))
+            if any(palette[4 * i:4 * i + 3] != bytes([i, i, i])
+                   for i in range(min(colours, 256))):
+                return _PALETTE_BMP
     return None
+
+
+def bmp_misread(encoded):
+    """Whether the bytes ``encoded`` are a BMP that TensorFlow's decoder reads wrongly
+    without an error (a colour palette, or colour masks in another order): the rule of
+    :func:`_bmp_problem`, in TensorFlow's ops (a SavedModel's graph). A bool tensor.
+
+    Example:
+
+    >>> bool(bmp_misread(tf.constant(b"BM" + bytes(64))))  # (masks of zeros, no palette)
+    False
+    """
+    def misread():
+        data = tf.strings.join([encoded, tf.constant(bytes(1200))])  # (short files)
+
+        def field(offset, size):  # a little-endian unsigned integer
+            raw = tf.io.decode_raw(tf.strings.substr(data, offset, size), tf.uint8)
+            return tf.reduce_sum(tf.cast(raw, tf.int64)
+                                 * tf.constant([1, 256, 65536, 16777216][:size], tf.int64))
+
+        header, bits = field(14, 4), field(28, 2)
+        described = header >= 40  # (an OS/2 header holds neither field)
+        none = tf.constant(0, tf.int64)
+        compression = tf.where(described, field(30, 4), none)
+        masks = tf.stack([field(54, 4), field(58, 4), field(62, 4)])
+        swapped = (compression == 3) & tf.reduce_any(masks != tf.constant(_BMP_MASKS,
+                                                                            tf.int64))
+
+        def grey_indices():
+            most = tf.constant(256, tf.int64)
+            colours = tf.where(described, field(46, 4), none)
+            colours = tf.minimum(tf.where(colours == 0, most, colours), most)
+            raw = tf.io.decode_raw(tf.strings.substr(data, 14 + header, 4 * colours),
+                                   tf.uint8)
+            entries = tf.reshape(raw, (-1, 4))[:, :3]
+            ramp = tf.cast(tf.range(tf.shape(entries)[0]), tf.uint8)[:, tf.newaxis]
+            return tf.reduce_any(entries != ramp)
+
+        palette = tf.cond(bits == 8, grey_indices, lambda: tf.constant(False))
+        return swapped | palette
+
+    is_bmp = tf.strings.substr(encoded, 0, 2) == "BM"
+    return tf.cond(is_bmp, misread, lambda: tf.constant(False))
 
 
 def splits(root):

@@ -479,7 +479,12 @@ def export(ensemble, path, overwrite=False, class_names=None, scale=None,
             fits = tf.debugging.assert_less_equal(
                 _header_pixels(encoded), tf.constant(max_pixels, tf.int64),
                 message="image too large to decode")
-            with tf.control_dependencies([fits]):
+            # A BMP that TensorFlow decodes wrongly without a word (a colour palette, read
+            # as grey indices; colour masks in another order, red and blue swapped), as
+            # data.load and zoo.predict refuse it.
+            right = tf.debugging.Assert(tf.logical_not(folder.bmp_misread(encoded)),
+                                        ["a BMP that TensorFlow decodes wrongly"])
+            with tf.control_dependencies([fits, right]):
                 image = folder.decode_image(encoded)  # (a JPEG as PIL decodes it)
             return index, resized(tf.cast(image, tf.float32)[tf.newaxis])[0]
 

@@ -272,3 +272,17 @@ def _centred_logits(probabilities):
     """The logits (up to a constant) of softmax ``probabilities``, less their mean."""
     logits = np.log(np.maximum(np.asarray(probabilities, "float64"), 1e-300))
     return logits - logits.mean(-1, keepdims=True)
+
+
+def bitfields_bmp(rgb, masks):
+    """A 32-bit BMP of ``rgb`` (a V4 header, compression 3) whose colour masks are
+    ``masks`` (red, green, blue), its pixels stored as the masks say."""
+    import struct
+
+    height, width, _ = rgb.shape
+    shifts = [m.bit_length() - 8 for m in masks]
+    words = sum(rgb[..., c].astype(np.uint32) << s for c, s in enumerate(shifts))
+    pixels = (words | np.uint32(0xFF000000))[::-1].astype("<u4").tobytes()
+    info = struct.pack("<IiiHHIIiiII", 108, width, height, 1, 32, 3, len(pixels), 2835, 2835,
+                       0, 0) + struct.pack("<IIII", *masks, 0xFF000000) + b"BGRs" + bytes(48)
+    return b"BM" + struct.pack("<IHHI", 14 + 108 + len(pixels), 0, 0, 122) + info + pixels

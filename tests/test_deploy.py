@@ -356,6 +356,20 @@ def test_serve_bytes_refuses_an_image_too_large_before_decoding_it(tmp_path, mon
     # as data.load and zoo.predict do not read it (a huge one was decoded in full).
     batch += [bytes(top_down), _encoded(small, "WEBP")]
     expected += [False, False]
+    # BMPs TensorFlow decodes wrongly without a word, as data.load refuses them: a colour
+    # palette (grey indices) and colour masks in another order (red and blue swapped).
+    import io
+
+    import PIL.Image
+
+    from tests.helpers import bitfields_bmp
+
+    palette = io.BytesIO()
+    PIL.Image.fromarray(small).convert("P", palette=PIL.Image.ADAPTIVE, colors=16).save(
+        palette, "BMP")
+    batch += [palette.getvalue(), bitfields_bmp(small, (0xFF, 0xFF00, 0xFF0000)),
+              bitfields_bmp(small, (0xFF0000, 0xFF00, 0xFF))]
+    expected += [False, False, True]
     # GIFs are sized by their frames, as TensorFlow decodes them all, on a canvas of the
     # widest and highest: a "logical screen" of 8x8 said nothing of a 16x16 frame (a 67 KB
     # GIF of 9500x9500 took 1.4 GB), and many small frames add up.

@@ -78,8 +78,8 @@ def _files_below(folder):
     """``(files, others)``: the regular files below ``folder``, and the other entries that
     are no folders (broken links, named pipes: opening a pipe named x.png would wait
     forever), through links to folders as ``data.load`` follows them, each real folder
-    once (a link to an ancestor is no loop); hidden folders (``.ipynb_checkpoints``) left
-    out, as ``data.load`` leaves them."""
+    once (a link to an ancestor is no loop); hidden folders (``.ipynb_checkpoints``) and
+    files (macOS' ``._x.jpg``) left out, as ``data.load`` leaves them."""
     seen, files, others = set(), [], []
     for root, folders, names in os.walk(folder, followlinks=True):
         real = os.path.realpath(root)
@@ -89,6 +89,8 @@ def _files_below(folder):
         seen.add(real)
         folders[:] = [name for name in folders if not name.startswith(".")]
         for name in names:
+            if name.startswith("."):  # (macOS' ._x.jpg, .DS_Store: data.load passes over)
+                continue
             path = os.path.join(root, name)
             (files if os.path.isfile(path) else others).append(path)
     return files, others

@@ -15,7 +15,7 @@ import tensorflow_datasets as tfds
 import data
 from data import datasets
 from safeio.checks import UserError
-from tests.helpers import gif_bytes
+from tests.helpers import bitfields_bmp, gif_bytes
 
 
 # --- the embedded digits ---------------------------------------------------------------------
@@ -851,9 +851,11 @@ def test_a_file_name_that_is_not_utf8_is_read(tmp_path):
 
 
 def test_bmp_files_pass_the_scan_exactly_when_tensorflow_decodes_them_as_pil_does(tmp_path):
-    """TensorFlow's BMP decoder refuses 1-bit files (mid-epoch, naming no file) and reads an
-    8-bit colour palette as grey indices (silently): the scan now refuses both from the
-    header, and passes the BMPs TensorFlow decodes to PIL's pixels."""
+    """TensorFlow's BMP decoder refuses 1-bit files (mid-epoch, naming no file), reads an
+    8-bit colour palette as grey indices and ignores a 32-bit file's colour masks (red and
+    blue swapped where they are in another order), silently: the scan refuses them from
+    the header, and passes the BMPs TensorFlow decodes to PIL's pixels. The export's graph
+    (folder.bmp_misread) decides as the scan does."""
     import PIL.Image
 
     from data import folder
@@ -864,14 +866,27 @@ def test_bmp_files_pass_the_scan_exactly_when_tensorflow_decodes_them_as_pil_doe
               "RGB": PIL.Image.fromarray(rgb),
               "RGBA": PIL.Image.fromarray(np.dstack([rgb, rgb[..., :1]]))}
     for mode, image in images.items():
+        image.save(tmp_path / f"{mode}.bmp")
+    for name, masks in (("BGR-masks", (0xFF0000, 0xFF00, 0xFF)),
+                        ("RGB-masks", (0xFF, 0xFF00, 0xFF0000))):
+        (tmp_path / f"{name}.bmp").write_bytes(bitfields_bmp(rgb, masks))
+        images[name] = PIL.Image.fromarray(rgb)
+    for mode, image in images.items():
         path = tmp_path / f"{mode}.bmp"
-        image.save(path)
+        assert np.array_equal(np.asarray(PIL.Image.open(path).convert("RGB")),
+                              np.asarray(image.convert("RGB"))), mode
         try:
             decoded = tf.io.decode_image(path.read_bytes(), channels=3).numpy()
             as_pil = np.array_equal(decoded, np.asarray(image.convert("RGB")))
+            decodes = True
         except tf.errors.OpError:
-            as_pil = False
+            as_pil = decodes = False
         assert (folder.image_problem(str(path)) is None) == as_pil, mode
+        if decodes:  # (the others fail in the graph's decoder itself)
+            assert bool(folder.bmp_misread(tf.constant(path.read_bytes()))) == (not as_pil)
+    assert folder.image_problem(str(tmp_path / "RGB-masks.bmp")) == (
+        "a BMP whose colour masks are not in blue, green, red order, which TensorFlow "
+        "decodes with its colours swapped: convert it to PNG")
     assert folder.image_problem(str(tmp_path / "P.bmp")) == (
         "a BMP with a colour palette, which TensorFlow decodes as grey palette indices: "
         "convert it to PNG")

@@ -2396,7 +2396,8 @@ def test_the_demo_serves_as_many_test_images_as_there_are_up_to_five(tmp_path):
 
 def test_a_folder_to_predict_is_read_through_links_once_and_without_hidden_folders(tmp_path):
     """zoo.predict's folder walk skipped class folders that are links (data.load follows
-    them) and read Jupyter's .ipynb_checkpoints; a link back up is no loop."""
+    them) and read Jupyter's .ipynb_checkpoints, and macOS' hidden ._a.png files (each a
+    'Skipped' line and exit 1; data.load passes over them); a link back up is no loop."""
     import tensorflow as tf
 
     from zoo.prediction import image_paths
@@ -2408,6 +2409,9 @@ def test_a_folder_to_predict_is_read_through_links_once_and_without_hidden_folde
         (folder / "a.png").write_bytes(png)
     os.symlink(elsewhere, photos / "cats")
     os.symlink(photos, photos / "dogs" / "up")
+    (photos / "dogs" / "._a.png").write_bytes(b"\0\5\26\7\0\2\0\0Mac OS X        ")
+    (photos / "__MACOSX" / "dogs").mkdir(parents=True)
+    (photos / "__MACOSX" / "dogs" / "._a.png").write_bytes(b"\0\5\26\7")
     assert image_paths([str(photos)]) == [str(photos / "cats" / "a.png"),
                                           str(photos / "dogs" / "a.png")]
 
