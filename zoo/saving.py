@@ -436,9 +436,29 @@ def load_model(path, compile=True):
         set_class_names(model, names)
     set_resize_mode(model, resize)
     set_input_pixels(model, pixels)
-    if compile and keras.backend.backend() == "jax" and getattr(model, "compiled", False) \
-            and model.jit_compile is False:
-        # zoo.train compiles without XLA on TensorFlow, and the file says so; under JAX
-        # that would evaluate and predict op by op. Jit there, as Keras' "auto" does.
-        model.jit_compile = True
+    if compile and keras.backend.backend() == "jax" and getattr(model, "compiled", False):
+        _compiled_as_under_jax(model)
     return model
+
+
+def _compiled_as_under_jax(model):
+    """A model compiled under TensorFlow, as its file records it, compiled as
+    ``compile_model`` compiles under JAX: jitted (zoo.train compiles without XLA on
+    TensorFlow, and the file says so: under JAX every step ran op by op), and its
+    cross-entropy named by string as :class:`zoo.ProbabilityCrossEntropy` (Keras' own, under
+    JAX, clips the probabilities at 1e-7: a loss 0.02 lower on the digits, and no gradient
+    from the examples below it). The optimizer, and its loaded state, are kept."""
+    from zoo.optimizers import _backend_loss
+
+    loss = _backend_loss(model.loss)
+    recorded = model.get_compile_config()  # (None: compiled by a subclass's own compile)
+    if loss is model.loss or recorded is None:
+        if model.jit_compile is False:
+            model.jit_compile = True
+        return
+    # What Keras' compile_from_config does, with the loaded optimizer (a new one would
+    # drop its slots) and the loss compile_model gives.
+    config = keras.saving.deserialize_keras_object(recorded)
+    config.update(optimizer=model.optimizer, loss=loss,
+                  jit_compile=config.get("jit_compile") is not False)
+    model.compile(**config)

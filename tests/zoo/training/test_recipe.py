@@ -1509,3 +1509,32 @@ def test_a_float16_model_loaded_in_float32_trains_with_loss_scaling(tmp_path):
         zoo.train(again.model, tiny_data(), epochs=1, verbose=0, reduce_lr=False)
     result = zoo.train(tiny_model(8, 4), tiny_data(), epochs=1, verbose=0, reduce_lr=False)
     assert not isinstance(result.model.optimizer, keras.optimizers.LossScaleOptimizer)
+
+
+@pytest.mark.all_backends
+def test_a_loaded_file_compiled_under_tensorflow_scores_the_exact_loss_on_every_backend(
+        tmp_path):
+    """A file compiled with the cross-entropy by name (as zoo.train's are under
+    TensorFlow) loaded under JAX was scored by Keras' own, which clips probabilities at
+    1e-7: a probability of 1e-13 lost 14 nats of its loss, and trained on no gradient. Its
+    loss is now the negative log-likelihood of its predictions on both backends, and its
+    optimizer keeps the state it was saved with."""
+    model = tiny_model()
+    dense = model.layers[-1]
+    kernel, bias = dense.get_weights()
+    dense.set_weights([kernel * 0, np.array([30.0, 0, 0, 0], "float32")])  # p(1) = 1e-13
+    model.compile(optimizer=keras.optimizers.SGD(0.01, momentum=0.9),
+                  loss="sparse_categorical_crossentropy", metrics=["accuracy"])
+    images = np.zeros((4, 8, 8, 3), "float32")
+    labels = np.array([1, 0, 2, 0])
+    model.fit(images, labels, epochs=1, verbose=0)
+    model.save(tmp_path / "tf.keras")
+    loaded = zoo.load_model(tmp_path / "tf.keras")
+    assert int(keras.ops.convert_to_numpy(loaded.optimizer.iterations)) == 1
+    assert len(loaded.optimizer.variables) == len(model.optimizer.variables)
+    probabilities = np.asarray(loaded.predict(images, verbose=0), "float64")
+    nll = -np.log(probabilities[np.arange(4), labels]).mean()
+    assert nll > 10
+    scored = loaded.evaluate(images, labels, verbose=0, return_dict=True)
+    np.testing.assert_allclose(scored["loss"], nll, rtol=1e-4)
+    assert "accuracy" in scored, scored  # (its metrics kept)
