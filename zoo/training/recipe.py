@@ -110,6 +110,17 @@ def _build(model, model_kwargs, strategy, precision):
     return built
 
 
+def _note_other_backend(run_dir):
+    """A run resumed under another Keras backend than it trained under continues from its
+    backup, but not to the numbers it would have reached (the backends round
+    differently: the losses of one checkpoint's steps parted by the fifth): say so."""
+    before, now = run_config.recorded(run_dir, "backend"), keras.backend.backend()
+    if isinstance(before, str) and before != now:
+        warnings.warn(f"{run_dir} trained under {before} until now and resumes under {now}: "
+                      f"from its backup, but not to the numbers it would have reached under "
+                      f"{before} (exact resumes are within one backend).", stacklevel=3)
+
+
 def _as_recorded(optimizer, model):
     """The optimizer as config.json records it: the one compile_model put under loss
     scaling for a model of float16 layers whose own policy is not mixed_float16 (Keras
@@ -888,6 +899,7 @@ def train(
             zoo_callbacks.read_history(os.path.join(run_dir, "history.csv"))
             if monitor_mode == "auto":  # a direction the run named stays (none: Keras')
                 monitor_mode = run_config.recorded(run_dir, "monitor_mode") or "auto"
+            _note_other_backend(run_dir)
         # One run per directory: a second run (any command) gets a one-line error at once.
         with directory_lock(run_dir) if run_dir is not None else contextlib.nullcontext():
             if run_dir is not None:

@@ -1538,3 +1538,25 @@ def test_a_loaded_file_compiled_under_tensorflow_scores_the_exact_loss_on_every_
     scored = loaded.evaluate(images, labels, verbose=0, return_dict=True)
     np.testing.assert_allclose(scored["loss"], nll, rtol=1e-4)
     assert "accuracy" in scored, scored  # (its metrics kept)
+
+
+def test_a_run_resumed_under_another_backend_says_it_is_not_the_same_run(tmp_path):
+    """A run resumed under another Keras backend continues from its backup without a word,
+    where the backends' rounding parts the numbers within steps (an exact resume is within
+    one backend): a warning says so; within one backend, none."""
+    run_dir = str(tmp_path / "run")
+    zoo.train(tiny_model, tiny_data(n=16), epochs=1, run_dir=run_dir, verbose=0)
+    path = os.path.join(run_dir, "config.json")
+    with open(path) as f:
+        config = json.load(f)
+    with warnings.catch_warnings():
+        warnings.simplefilter("error", UserWarning)
+        warnings.filterwarnings("ignore", message=".*shuffle=True.*")
+        zoo.train(tiny_model, tiny_data(n=16), epochs=2, run_dir=run_dir, verbose=0)
+    other = "jax" if keras.backend.backend() != "jax" else "tensorflow"
+    with open(path, "w") as f:
+        json.dump({**config, "backend": other}, f)
+    with pytest.warns(UserWarning, match=rf"trained under {other} until now and resumes "
+                                         rf"under {keras.backend.backend()}: from its backup"):
+        result = zoo.train(tiny_model, tiny_data(n=16), epochs=3, run_dir=run_dir, verbose=0)
+    assert list(result.history["epoch"]) == [1, 2, 3]
