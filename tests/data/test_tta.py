@@ -247,8 +247,8 @@ def test_predict_crops_of_grey_images_for_an_rgb_model_is_one_line():
     predict; ensembles.evaluate said so in one line by the same rule (tta.misfit)."""
     model = _model(6)
     grey = np.zeros((2, 6, 6, 1), "float32")
-    for tta in ("flip", None):
+    for mode in ("flip", None):
         with pytest.raises(ValueError, match=r"^predict_crops gives .* images shaped \(6, 6, "
                                              r"1\) \(height, width, channels\); it takes "
                                              r"\(6, 6, 3\): load them with its channels"):
-            data.predict_crops(model, grey, tta=tta)
+            data.predict_crops(model, grey, tta=mode)
