@@ -451,14 +451,13 @@ def _compiled_as_under_jax(model):
     from zoo.optimizers import _backend_loss
 
     loss = _backend_loss(model.loss)
-    recorded = model.get_compile_config()  # (None: compiled by a subclass's own compile)
-    if loss is model.loss or recorded is None:
+    recorded = model.get_compile_config()  # ({} where a subclass compiled it its own way)
+    if loss is model.loss or not recorded:
         if model.jit_compile is False:
             model.jit_compile = True
         return
     # What Keras' compile_from_config does, with the loaded optimizer (a new one would
     # drop its slots) and the loss compile_model gives.
     config = keras.saving.deserialize_keras_object(recorded)
-    config.update(optimizer=model.optimizer, loss=loss,
-                  jit_compile=config.get("jit_compile") is not False)
+    config.update(optimizer=model.optimizer, loss=loss, jit_compile=True)
     model.compile(**config)

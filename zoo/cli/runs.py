@@ -147,9 +147,10 @@ class Setup:
         del probe
         gc.collect()  # its weights (a VGG-16's 553 MB), before the real model's are made
         for flag, overrides in (variants or {}).items():
-            try:
+            try:  # (an input each: one Input keeps every model built on it alive)
                 zoo.get_model(self.model, classes=self.info.num_classes,
-                              **{**self.model_kwargs, **overrides}, input_tensor=image)
+                              **{**self.model_kwargs, **overrides},
+                              input_tensor=keras.Input((size, size, 3)))
             except UserError as err:
                 raise UserError(f"{flag}: {err}") from None
             gc.collect()

@@ -72,7 +72,8 @@ def _cmd_search(args):
                  optimizer=args.optimizer)
     fixed = model_args(args.model_arg)
     try:  # (its ranges, before any work; named as the flags the user typed)
-        both = searched_and_fixed(search_space(**space), fixed)
+        checked = search_space(**space)
+        both = searched_and_fixed(checked, fixed)
     except UserError as err:
         message = str(err)
         for name, flag in (("learning_rate", "--lr"), ("weight_decay", "--weight-decay"),
@@ -101,7 +102,12 @@ def _cmd_search(args):
                             f"has {sorted(setup.info.splits)}.")
         check_rerun(os.path.join(run_dir, "tuner"), setup.build, **arguments(setup))
 
-    widths = {f"--width {width}": {"width": width} for width in args.width or ()}
+    # The values given, then as the trials build them where that differs (keras-tuner's
+    # choices are of one type: 8 beside 0.5 is searched as 8.0)
+    given = list(args.width or ())
+    widths = {f"--width {w}": {"width": w} for w in given}
+    widths.update({f"--width {w} (searched as {v!r} beside the others)": {"width": v}
+                   for w, v in zip(given, checked.get("width", ())) if repr(v) != repr(w)})
     setup = Setup(args, run_dir, check=check, variants=widths)
     result = zoo.search(setup.build, setup.load_train(), setup.load(split=setup.val_split),
                         run_dir=os.path.join(run_dir, "tuner"), verbose=2,  # a line an epoch

@@ -436,10 +436,10 @@ def update_ratio_check(history, low=1e-4, high=1e-2):
     last = history[history["epoch"] == history["epoch"].max()]
     if last.empty:  # (a NaN median of no layer, which read as a diverged run)
         return Check("update/weight ratio", math.nan, f"{low:g} .. {high:g} (healthy near "
-                     "1e-3)", False, "no layer's kernel was other than zero at the steps "
-                     "measured, so no ratio is defined: the kernels start at zero "
-                     "(kernel_initializer='zeros'?) and get no gradient; initialise them "
-                     "randomly")
+                     "1e-3)", False, "no ratio could be measured: no layer had a kernel "
+                     "(a weight of rank 2 or more) other than zero at the steps measured. "
+                     "Kernels that start at zero (kernel_initializer='zeros') learn nothing "
+                     "where no gradient reaches them: initialise them randomly")
     finite = np.isfinite(last["ratio"].to_numpy(dtype="float64")).all()
     median = float(last["ratio"].median()) if finite else math.nan  # (pandas skips NaN)
     ok = low <= median <= high

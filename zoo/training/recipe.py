@@ -110,11 +110,12 @@ def _build(model, model_kwargs, strategy, precision):
     return built
 
 
-def _note_other_backend(run_dir):
-    """A run resumed under another Keras backend than it trained under continues from its
-    backup, but not to the numbers it would have reached (the backends round
-    differently: the losses of one checkpoint's steps parted by the fifth): say so."""
-    before, now = run_config.recorded(run_dir, "backend"), keras.backend.backend()
+def _note_other_backend(run_dir, before):
+    """A run resumed under another Keras backend than it trained under (``before``, as its
+    config recorded it) continues from its backup, but not to the numbers it would have
+    reached (the backends round differently: the losses of one checkpoint's steps parted
+    by the fifth): say so."""
+    now = keras.backend.backend()
     if isinstance(before, str) and before != now:
         warnings.warn(f"{run_dir} trained under {before} until now and resumes under {now}: "
                       f"from its backup, but not to the numbers it would have reached under "
@@ -899,7 +900,7 @@ def train(
             zoo_callbacks.read_history(os.path.join(run_dir, "history.csv"))
             if monitor_mode == "auto":  # a direction the run named stays (none: Keras')
                 monitor_mode = run_config.recorded(run_dir, "monitor_mode") or "auto"
-            _note_other_backend(run_dir)
+            trained_under = run_config.recorded(run_dir, "backend")  # (before it is rewritten)
         # One run per directory: a second run (any command) gets a one-line error at once.
         with directory_lock(run_dir) if run_dir is not None else contextlib.nullcontext():
             if run_dir is not None:
@@ -928,6 +929,7 @@ def train(
                     "started": time.strftime("%Y-%m-%d %H:%M:%S"),
                     **(settings or {}),
                 })
+                _note_other_backend(run_dir, trained_under)  # (a resume accepted)
             epochs_of = zoo_callbacks.DataEpochs(train_data, epoch_steps)
             if isinstance(strategy, tf.distribute.MultiWorkerMirroredStrategy):
                 if reduce_lr and val_data is None:

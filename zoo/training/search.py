@@ -108,7 +108,7 @@ def _hypermodel(build, space, seed):
         def build(self, hp):
             try:
                 return self._make(hp)
-            except UserError as err:
+            except (UserError, OSError) as err:
                 raise Stop(err) from err
 
         def _make(self, hp):

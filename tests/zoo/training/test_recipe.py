@@ -1523,13 +1523,15 @@ def test_a_loaded_file_compiled_under_tensorflow_scores_the_exact_loss_on_every_
     dense = model.layers[-1]
     kernel, bias = dense.get_weights()
     dense.set_weights([kernel * 0, np.array([30.0, 0, 0, 0], "float32")])  # p(1) = 1e-13
-    model.compile(optimizer=keras.optimizers.SGD(0.01, momentum=0.9),
-                  loss="sparse_categorical_crossentropy", metrics=["accuracy"])
+    model.compile(optimizer=keras.optimizers.SGD(0.01, momentum=0.9),  # (as zoo.train's
+                  loss="sparse_categorical_crossentropy", metrics=["accuracy"],  # under TF)
+                  jit_compile=False)
     images = np.zeros((4, 8, 8, 3), "float32")
     labels = np.array([1, 0, 2, 0])
     model.fit(images, labels, epochs=1, verbose=0)
     model.save(tmp_path / "tf.keras")
     loaded = zoo.load_model(tmp_path / "tf.keras")
+    assert loaded.jit_compile is (keras.backend.backend() == "jax")  # (jitted under JAX)
     assert int(keras.ops.convert_to_numpy(loaded.optimizer.iterations)) == 1
     assert len(loaded.optimizer.variables) == len(model.optimizer.variables)
     probabilities = np.asarray(loaded.predict(images, verbose=0), "float64")
