@@ -107,12 +107,12 @@ def hand_jitted_step(model, optimizer):
     import keras
     import numpy as np
 
-    from zoo.optimizers import _backend_loss
+    from zoo.optimizers import backend_loss
 
     optimizer.build(model.trainable_variables)
     # compile_model's loss (under JAX, ProbabilityCrossEntropy: Keras' own clips the
     # probabilities at 1e-7, a zero gradient past a logit gap of about 16).
-    loss_fn = keras.losses.get(_backend_loss("sparse_categorical_crossentropy"))
+    loss_fn = keras.losses.get(backend_loss("sparse_categorical_crossentropy"))
 
     def loss_and_state(trainable, non_trainable, images, labels):
         predictions, non_trainable = model.stateless_call(trainable, non_trainable, images,

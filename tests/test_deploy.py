@@ -233,9 +233,13 @@ def test_the_export_serves_raw_images_and_encoded_bytes_as_zoo_evaluate_sees_the
     served_dir, jpeg, expected = photo_export
     with open(os.path.join(served_dir, "assets", "class_names.txt"), encoding="utf-8") as f:
         assert f.read().splitlines() == NAMES
+    from tests.helpers import bitfields_bmp
+
+    swapped = tmp_path / "swapped.bmp"  # red and blue masks swapped: TensorFlow misreads it
+    swapped.write_bytes(bitfields_bmp(_photo(30, 40), (0xFF, 0xFF00, 0xFF0000)))
 
     code = textwrap.dedent(f"""
-        import sys, numpy as np, tensorflow as tf, PIL.Image
+        import io, sys, numpy as np, tensorflow as tf, PIL.Image
         served = tf.saved_model.load({served_dir!r})
         encoded = tf.io.read_file({str(jpeg)!r})
         # uint8, 300x466, as PIL (and torchvision) decode it: serve_bytes decodes so too
@@ -246,6 +250,10 @@ def test_the_export_serves_raw_images_and_encoded_bytes_as_zoo_evaluate_sees_the
         broken = [encoded, b"not an image", tf.strings.substr(encoded, 0, 500)]  # cut short
         out.update({{f"broken.{{k}}": v.numpy()
                     for k, v in served.serve_bytes(tf.stack(broken)).items()}})
+        bmp = io.BytesIO()  # the photo's pixels as a BMP, and one TensorFlow misreads
+        PIL.Image.fromarray(image[0]).save(bmp, "BMP")
+        batch = tf.constant([bmp.getvalue(), open({str(swapped)!r}, "rb").read()])
+        out.update({{f"bmp.{{k}}": v.numpy() for k, v in served.serve_bytes(batch).items()}})
         for name, batch in (("none", [b"not an image"]), ("empty", tf.zeros((0,), tf.string))):
             out.update({{f"{{name}}.{{k}}": v.numpy()
                         for k, v in served.serve_bytes(tf.constant(batch)).items()}})
@@ -271,6 +279,10 @@ def test_the_export_serves_raw_images_and_encoded_bytes_as_zoo_evaluate_sees_the
         if keras.backend.backend() == "tensorflow":  # (JAX's compiled module: its own words)
             assert re.search(r"serve takes images of 33x33x3 .*received images of shape\W+"
                              r"1 40 40 3", message), message
+    assert served["bmp.decoded"].tolist() == [True, False]
+    np.testing.assert_allclose(served["bmp.probabilities"][0], served["images.probabilities"][0],
+                               atol=1e-6)
+    assert np.isnan(served["bmp.probabilities"][1]).all()
     for source in ("images", "bytes"):
         probabilities = served[f"{source}.probabilities"]
         np.testing.assert_allclose(probabilities, np.repeat(expected, len(probabilities), 0),

@@ -244,10 +244,16 @@ class ProbabilityCrossEntropy(keras.losses.Loss):
         return {**super().get_config(), "one_hot": self.one_hot}
 
 
-def _backend_loss(loss):
+def backend_loss(loss):
     """``loss`` as ``compile_model`` gives it to Keras: off TensorFlow, the cross-entropy
     names as :class:`ProbabilityCrossEntropy` (TensorFlow's Keras computes them from the
-    logits behind the softmax already)."""
+    logits behind the softmax already).
+
+    Example:
+
+    >>> backend_loss("mse")
+    'mse'
+    """
     if keras.backend.backend() == "tensorflow" or not isinstance(loss, str):
         return loss
     if loss in ("sparse_categorical_crossentropy", "categorical_crossentropy"):
@@ -345,7 +351,7 @@ def compile_model(model, optimizer=None, *, learning_rate=0.01, momentum=0.9,
         optimizer = keras.optimizers.LossScaleOptimizer(optimizer)
     if jit_compile is None:
         jit_compile = False if keras.backend.backend() == "tensorflow" else "auto"
-    model.compile(optimizer=optimizer, loss=_backend_loss(loss),
+    model.compile(optimizer=optimizer, loss=backend_loss(loss),
                   metrics=None if weighted else metrics,
                   weighted_metrics=metrics if weighted else None, jit_compile=jit_compile)
     return model

@@ -448,9 +448,9 @@ def _compiled_as_under_jax(model):
     cross-entropy named by string as :class:`zoo.ProbabilityCrossEntropy` (Keras' own, under
     JAX, clips the probabilities at 1e-7: a loss 0.02 lower on the digits, and no gradient
     from the examples below it). The optimizer, and its loaded state, are kept."""
-    from zoo.optimizers import _backend_loss
+    from zoo.optimizers import backend_loss
 
-    loss = _backend_loss(model.loss)
+    loss = backend_loss(model.loss)
     recorded = model.get_compile_config()  # ({} where a subclass compiled it its own way)
     if loss is model.loss or not recorded:
         if model.jit_compile is False:

@@ -207,11 +207,7 @@ def _check_outputs_ours(run_dir, command):
 
     names = ("statistics.npz", *_COMMAND_OUTPUTS.get(command, ()))
     for name in names:  # (as zoo.train refuses its own files that are links)
-        path = os.path.join(run_dir, name)
-        if os.path.islink(path) and not os.path.isdir(path):
-            raise UserError(f"{path} is a symbolic link (to {os.readlink(path)}): zoo "
-                            f"{command} replaces its files, and would replace the link. Put "
-                            "the file itself there, or give another run directory.")
+        run_config.refuse_linked(os.path.join(run_dir, name), f"zoo {command}")
     present = [n for n in names if os.path.lexists(os.path.join(run_dir, n))]
     if not present or run_config.holds_stopped_run(run_dir) or run_config._is_our_config(
             os.path.join(run_dir, "config.json")):  # (a stopped run's: read when resumed)

@@ -176,11 +176,16 @@ def _check_no_linked_files(run_dir):
         if not os.path.isdir(folder):
             continue
         for name in sorted(os.listdir(folder)) if names is None else names:
-            path = os.path.join(folder, name)
-            if os.path.islink(path) and not os.path.isdir(path):
-                raise UserError(f"{path} is a symbolic link (to {os.readlink(path)}): a run "
-                                "replaces its files, and would replace the link. Put the "
-                                "file itself there, or give another run directory.")
+            refuse_linked(os.path.join(folder, name), "a run")
+
+
+def refuse_linked(path, writer):
+    """One line where ``path``, a file ``writer`` (``"a run"``, ``"zoo search"``) replaces,
+    is a symbolic link to a file: replacing it in place would drop the user's link."""
+    if os.path.islink(path) and not os.path.isdir(path):
+        raise UserError(f"{path} is a symbolic link (to {os.readlink(path)}): {writer} "
+                        "replaces its files, and would replace the link. Put the file "
+                        "itself there, or give another run directory.")
 
 
 def _check_backup_reachable(run_dir):
