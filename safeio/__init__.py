@@ -461,9 +461,16 @@ def check_free_space(path, needed):
 
 
 def size_text(count):
-    """A byte count for people: ``1.2 GB``, ``3.4 MB`` (``{:.3g}`` wrote 1.23e+03 MB)."""
+    """A byte count for people: ``1.2 GB``, ``3.4 MB`` (``{:.3g}`` wrote 1.23e+03 MB); a
+    count that rounds up to the next unit is written in it.
+
+    Example:
+
+    >>> size_text(999_950_000), size_text(1536), size_text(999)
+    ('1.0 GB', '1.5 kB', '999 bytes')
+    """
     for unit, scale in (("GB", 1e9), ("MB", 1e6), ("kB", 1e3)):
-        if count >= scale:
+        if count >= 0.99995 * scale:  # (999.95 MB was written 1,000.0 MB)
             return f"{count / scale:,.1f} {unit}"
     return f"{int(count)} bytes"
 

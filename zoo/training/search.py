@@ -98,11 +98,21 @@ class _UserMistake(Exception):
         self.error = error
 
 
-def _hypermodel(build, space, seed):
+@functools.cache
+def _stop():
+    """:class:`_UserMistake` as keras-tuner's FatalError, which it lets through a trial."""
     import keras_tuner as kt
 
     class Stop(_UserMistake, kt.errors.FatalError):
         pass
+
+    return Stop
+
+
+def _hypermodel(build, space, seed):
+    import keras_tuner as kt
+
+    Stop = _stop()
 
     class ZooHyperModel(kt.HyperModel):
         def build(self, hp):
@@ -385,7 +395,10 @@ def _atomic_tuner_files(run_dir):
         if not any(where.startswith(folder + os.sep) for folder in _SEARCHING):
             return save_json.original(path, obj)
         text = json.dumps(obj)
-        write_text(path, text)
+        try:  # (a trial's build_config.json, written within it: a failed trial otherwise)
+            write_text(path, text)
+        except OSError as err:
+            raise _stop()(err) from err
         return text
 
     run_dir = os.path.abspath(run_dir)

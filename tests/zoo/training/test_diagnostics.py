@@ -670,7 +670,8 @@ def test_a_search_stopped_by_a_full_disk_runs_its_trial_again_when_resumed(tmp_p
     """keras-tuner saves each trial's best weights itself: on a full disk h5py's error
     became a failed trial, never run again (the resumed search's table lacked it), and
     the process then died of a segmentation fault. Now the OS fault stops the search,
-    naming the file, and the resumed search runs the trial: the uninterrupted table. The
+    naming the file, and the resumed search runs the trial: the uninterrupted table. So
+    for the trial's build_config.json, which keras-tuner writes after it trained. The
     room for the file is checked before the trial trains."""
     from keras_tuner.src.engine import tuner_utils
 
@@ -692,6 +693,24 @@ def test_a_search_stopped_by_a_full_disk_runs_its_trial_again_when_resumed(tmp_p
         zoo.search(_tiny_builder, train, val, run_dir=run_dir, **kwargs)
     assert raised.value.filename.endswith("checkpoint.weights.h5")
     monkeypatch.setattr(tuner_utils.SaveBestEpoch, "_save_model", save)
+    resumed = zoo.search(_tiny_builder, train, val, run_dir=run_dir, **kwargs)
+    pd.testing.assert_frame_equal(resumed.table, reference.table)
+
+    from zoo.training import search as search_module
+
+    write = search_module.write_text
+
+    def full_disk_at_build_config(path, text):
+        if str(path).endswith("build_config.json") and "trial_1" in str(path):
+            raise OSError(28, "No space left on device", path)
+        return write(path, text)
+
+    monkeypatch.setattr(search_module, "write_text", full_disk_at_build_config)
+    run_dir = str(tmp_path / "build_config")
+    with pytest.raises(OSError, match="No space left on device") as raised:
+        zoo.search(_tiny_builder, train, val, run_dir=run_dir, **kwargs)
+    assert raised.value.filename.endswith("build_config.json")
+    monkeypatch.setattr(search_module, "write_text", write)
     resumed = zoo.search(_tiny_builder, train, val, run_dir=run_dir, **kwargs)
     pd.testing.assert_frame_equal(resumed.table, reference.table)
 
