@@ -78,14 +78,21 @@ def distillation_loss(labels, student_logits, teacher_probabilities, temperature
     """
     alpha = check_alpha(alpha)
     temperature = _check_softening(temperature)
-    if isinstance(teacher_probabilities, (np.ndarray, list, tuple)):  # (a user's, eager)
-        check_probabilities(teacher_probabilities, what="teacher probabilities")  # no logits
-        teacher_shape, student_shape = np.shape(teacher_probabilities), np.shape(student_logits)
+    teacher, student, found = (_values_now(v) for v in (teacher_probabilities,
+                                                        student_logits, labels))
+    if teacher is not None:  # (a user's arrays, or a model's eager output: teacher(x))
+        check_probabilities(teacher, what="teacher probabilities")  # no logits
+    if teacher is not None and student is not None:
+        teacher_shape, student_shape = teacher.shape, student.shape
         if teacher_shape != student_shape:  # (TensorFlow's "Incompatible shapes")
             raise UserError(f"The teacher's probabilities are shaped {teacher_shape} and the "
                             f"student's logits {student_shape}: one row of the same classes "
                             "each.")
-        found = np.asarray(labels).reshape(-1)
+    if found is not None and student is not None:
+        if found.ndim == 2 and found.shape == student.shape and found.shape[-1] > 1:
+            raise UserError(f"The labels are one-hot (shape {found.shape}); "
+                            "distillation_loss takes class indices: give each row's argmax.")
+        found, student_shape = found.reshape(-1), student.shape
         if found.size and not ((found >= 0) & (found < student_shape[-1])).all():
             raise UserError(f"The labels must be class indices in [0, {student_shape[-1]}); "
                             f"received labels from {found.min()} to {found.max()}.")
@@ -93,6 +100,27 @@ def distillation_loss(labels, student_logits, teacher_probabilities, temperature
         labels, keras.ops.cast(student_logits, "float32"), from_logits=True)
     soft = soft_target_loss(teacher_probabilities, student_logits, temperature)
     return keras.ops.mean(alpha * soft + (1 - alpha) * hard)
+
+
+def _values_now(x):
+    """``x`` as a NumPy array where its values are known now (an array, a list, a model's
+    eager output); None for a symbolic or traced tensor (within a compiled train step)."""
+    if isinstance(x, (np.ndarray, list, tuple, int, float)):
+        return np.asarray(x)
+    if isinstance(x, keras.KerasTensor):
+        return None
+    backend = keras.backend.backend()
+    if backend == "tensorflow":
+        import tensorflow as tf
+
+        if not tf.executing_eagerly() or not hasattr(x, "numpy"):
+            return None
+    elif backend == "jax":
+        import jax
+
+        if isinstance(x, jax.core.Tracer):
+            return None
+    return keras.ops.convert_to_numpy(x)
 
 
 def check_alpha(alpha):
@@ -384,12 +412,8 @@ def distill(teacher, student, train_data, val_data=None, *, temperature=4.0, alp
     try:
         read_logits = _reads_teacher_logits(run_dir)
         model = distillation_model(teacher, student, temperature, alpha, read_logits)
-        # In config.json, so that a resumed run with another teacher, T or alpha is refused.
-        settings = {**(train_kwargs.pop("settings", None) or {}), "distillation": {
-            "teacher": teacher.name, "teacher_params": teacher.count_params(),
-            "temperature": temperature, "alpha": alpha},
-            "teacher_weights": weights_fingerprint(teacher),
-            "teacher_serving": serving_settings(teacher), "teacher_logits": read_logits}
+        settings = {**(train_kwargs.pop("settings", None) or {}),
+                    **distillation_settings(teacher, temperature, alpha, read_logits)}
         result = zoo.train(model, train_data, val_data, epochs=epochs, run_dir=run_dir,
                            loss=HardTargetLoss(alpha), checkpoint_model=student,
                            settings=settings, **train_kwargs)
@@ -397,6 +421,16 @@ def distill(teacher, student, train_data, val_data=None, *, temperature=4.0, alp
         for layer, flag in trainable:  # the caller's teacher as it was
             layer.trainable = flag
     return dataclasses.replace(result, model=student)
+
+
+def distillation_settings(teacher, temperature, alpha, read_logits):
+    """What config.json records of the distillation, so that a resumed run with another
+    teacher, T or alpha is refused (a program may check them before its own work:
+    ``zoo distill`` before the statistics pass)."""
+    return {"distillation": {"teacher": teacher.name, "teacher_params": teacher.count_params(),
+                             "temperature": temperature, "alpha": alpha},
+            "teacher_weights": weights_fingerprint(teacher),
+            "teacher_serving": serving_settings(teacher), "teacher_logits": read_logits}
 
 
 def _reads_teacher_logits(run_dir):

@@ -31,6 +31,21 @@ def check_activation(activation, name):
                         + (f" (did you mean {close[0]!r}?)." if close else ".")) from None
 
 
+def check_classes(classes, classifier_activation, include_top=True):
+    """``classes`` as a Python int (Keras' layers refuse NumPy integers, such as
+    ``labels.max() + 1``), checked with the activation of the classifier it sizes (where
+    ``include_top``): a softmax over one class is refused."""
+    classes = int(check_positive_int(classes, "classes"))
+    check_activation(classifier_activation, "classifier_activation")
+    softmax = classifier_activation in ("softmax", keras.activations.softmax)
+    if include_top and classes == 1 and softmax:
+        raise UserError(
+            "classes=1 with classifier_activation='softmax' predicts 1.0 for every input (a "
+            "softmax over one class); for two classes give classes=2, or "
+            "classifier_activation='sigmoid' (or None, logits) for one probability.")
+    return classes
+
+
 def check_common_args(weights, pooling, classes, include_top=True, family=None, model=None,
                       classifier_activation=None):
     """Validate the keras.applications arguments that do not depend on the model.
@@ -48,14 +63,7 @@ def check_common_args(weights, pooling, classes, include_top=True, family=None, 
             "keras.config.set_image_data_format('channels_last') first (it is Keras' default).")
     check_choice(pooling, POOLING_CHOICES, "pooling")
     check_bool(include_top, "include_top")
-    classes = int(check_positive_int(classes, "classes"))
-    check_activation(classifier_activation, "classifier_activation")
-    softmax = classifier_activation in ("softmax", keras.activations.softmax)
-    if include_top and classes == 1 and softmax:
-        raise UserError(
-            "classes=1 with classifier_activation='softmax' predicts 1.0 for every input (a "
-            "softmax over one class); for two classes give classes=2, or "
-            "classifier_activation='sigmoid' (or None, logits) for one probability.")
+    classes = check_classes(classes, classifier_activation, include_top)
     if weights is None:
         return None, classes
     from zoo import pretrained

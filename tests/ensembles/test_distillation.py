@@ -372,18 +372,23 @@ def test_zoo_distill_from_the_shell(tmp_path, capsys):
         "...)" in err[0], err
     # The run resumed with other builder arguments trained a changed student without a word
     # (zoo.train recorded none: the student is built by the command); teachers of several
-    # outputs or of one score were refused after the statistics pass. Each is one line
-    # before it now, nothing written.
+    # outputs or of one score were refused after the statistics pass; another temperature
+    # after the student was built and "Distilling ..." said. Each is one line before the
+    # statistics pass now, nothing written.
     config = open(os.path.join(run_dir, "config.json")).read()
     for given, changed in ((["--model-arg", "width=0.0625", "--model-arg", "dropout=0.3"],
                             "student.model_kwargs.dropout None -> 0.3"),
-                           ([], "student.model_kwargs.width 0.0625 -> None")):  # (left out)
-        assert cli.main(["distill", path, "--model", "vgg11", *given, "--epochs", "2",
-                         "--run-dir", run_dir, "--temperature", "3", "--alpha", "0.5"]) == 2
+                           ([], "student.model_kwargs.width 0.0625 -> None"),  # (left out)
+                           (["--model-arg", "width=0.0625", "--temperature", "2"],
+                            "distillation.temperature 3.0 -> 2.0")):
+        assert cli.main(["distill", path, "--model", "vgg11", "--epochs", "2",
+                         "--run-dir", run_dir, "--temperature", "3", "--alpha", "0.5",
+                         *given]) == 2
         out, err = capsys.readouterr()
         assert err == (f"zoo distill: error: {run_dir} holds a run with other settings "
                        f"({changed}); resume it with its own settings, or give another run "
                        "directory.\n") and "statistics" not in out, err
+        assert "Distilling" not in out
     assert open(os.path.join(run_dir, "config.json")).read() == config
     inputs = keras.Input((32, 32, 3))
     pooled = keras.layers.GlobalAveragePooling2D()(inputs)
@@ -451,6 +456,46 @@ def test_the_public_loss_says_what_it_takes():
     with pytest.raises(ValueError, match=r"The labels must be class indices in \[0, 4\); "
                                          r"received labels from 0 to 7"):
         ensembles.distillation_loss(np.array([0, 1, 7]), LOGITS, TEACHER)
+    with pytest.raises(ValueError, match=r"The labels are one-hot \(shape \(3, 4\)\); "
+                                         r"distillation_loss takes class indices"):
+        ensembles.distillation_loss(np.eye(4, dtype="float32")[LABELS], LOGITS, TEACHER)
+
+
+@pytest.mark.all_backends
+def test_the_public_loss_checks_a_models_outputs_as_it_checks_arrays():
+    """``teacher(x)`` is a backend tensor, not a NumPy array: its logits made a finite, wrong
+    loss, and a teacher of other classes TensorFlow's 'Incompatible shapes'. Within a
+    compiled step (symbolic values) the loss is computed unchecked, as it was."""
+    inputs = keras.Input((4,))
+    logits = keras.Model(inputs, keras.layers.Dense(4, kernel_initializer="ones")(inputs))
+    three = keras.Model(inputs, keras.layers.Dense(3, activation="softmax")(inputs))
+    x = np.ones((3, 4), "float32")
+    with pytest.raises(ValueError, match="teacher probabilities"):
+        ensembles.distillation_loss(LABELS, LOGITS, logits(x))
+    with pytest.raises(ValueError, match=r"The teacher's probabilities are shaped \(3, 3\) "
+                                         r"and the student's logits \(3, 4\)"):
+        ensembles.distillation_loss(LABELS, keras.ops.convert_to_tensor(LOGITS), three(x))
+    expected = ensembles.distillation_loss(LABELS, LOGITS, TEACHER)
+    given = ensembles.distillation_loss(keras.ops.convert_to_tensor(LABELS), LOGITS,
+                                        keras.ops.convert_to_tensor(TEACHER))
+    assert float(given) == pytest.approx(float(expected), rel=1e-6)
+    if keras.backend.backend() == "jax":  # traced, as within a jitted step
+        import jax
+
+        traced = jax.jit(ensembles.distillation_loss)(LABELS, LOGITS, TEACHER)
+    else:
+        traced = tf.function(ensembles.distillation_loss)(LABELS, LOGITS, TEACHER)
+    assert float(traced) == pytest.approx(float(expected), rel=1e-6)
+
+
+def test_distill_with_one_hot_labels_is_one_line():
+    """The distillation loss takes class indices: one-hot labels were Keras' "Argument
+    `output` must have rank (ndim) `target.ndim - 1`", which blamed the output."""
+    one_hot = _synthetic().map(lambda x, y: (x, tf.one_hot(y, 4)))
+    with pytest.raises(ValueError, match=r"The labels are one-hot \(shape \(None, 4\) per "
+                                         r"batch\), and the loss \(hard_targets\) takes class "
+                                         r"indices: give the labels as indices"):
+        ensembles.distill(tiny_model(8, 4), tiny_model(8, 4), one_hot, epochs=1, verbose=0)
 
 
 @pytest.mark.parametrize("policy", [

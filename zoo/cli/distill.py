@@ -14,10 +14,11 @@ from zoo.cli.runs import (Setup, default_run_dir, fit_verbosity, scored_weights,
 def _cmd_distill(args):
     import data
     import ensembles
-    from ensembles.distillation import _check_softening, check_alpha
+    from ensembles.distillation import (_check_softening, _reads_teacher_logits, check_alpha,
+                                        distillation_settings)
 
-    check_alpha(args.alpha)  # before any work
-    _check_softening(args.temperature)  # (at most MAX_TEMPERATURE: before any work)
+    alpha = check_alpha(args.alpha)  # before any work
+    temperature = _check_softening(args.temperature)  # (at most MAX_TEMPERATURE)
     (teacher,) = load_models([args.teacher])
     view = zoo.resize_mode(teacher)
     if args.augment is None:  # the student learns on the teacher's view of the images
@@ -41,13 +42,15 @@ def _cmd_distill(args):
     check_models_fit([teacher], info, args.dataset)  # the student learns its classes here
     # The student's builder arguments, recorded in config.json: a resume with others
     # (another activation, dropout) trained on a changed network without a word (the
-    # student is built here, so zoo.train recorded none). Before the statistics pass.
+    # student is built here, so zoo.train recorded none). Before the statistics pass, as
+    # the teacher, T and alpha the run records.
     from zoo.cli.common import model_args
     from zoo.training import run_config
 
     student_settings = {"student": {"model": args.model,
                                     "model_kwargs": model_args(args.model_arg)}}
-    run_config.check_resume(run_dir, student_settings)
+    run_config.check_resume(run_dir, {**student_settings, **distillation_settings(
+        teacher, temperature, alpha, _reads_teacher_logits(run_dir))})
     setup = Setup(args, run_dir)
     val = setup.load(split=setup.val_split) if setup.val_split else None
     set_seed(args.seed)

@@ -2,8 +2,8 @@
 
 import keras
 
-from safeio.checks import UserError, check_bool, check_positive_int
-from zoo._builder import check_activation, classifier_dtype
+from safeio.checks import UserError, check_bool, is_int
+from zoo._builder import check_classes, classifier_dtype
 from zoo.models.googlenet import without_aux
 
 
@@ -27,8 +27,7 @@ def fine_tune(model, classes, freeze="all", classifier_activation="softmax", nam
     >>> base = zoo.alexnet(input_shape=(67, 67, 3), width=64)   # doctest: +SKIP
     >>> tuned = fine_tune(base, classes=5, freeze=8)           # doctest: +SKIP
     """
-    check_positive_int(classes, "classes")
-    check_activation(classifier_activation, "classifier_activation")
+    classes = check_classes(classes, classifier_activation)
     if not isinstance(model, keras.Model):  # (a name: AttributeError)
         raise UserError(f"fine_tune takes a built keras.Model (zoo.resnet20(weights=...), "
                         f"zoo.load_model(path)); received {model!r:.80} "
@@ -44,8 +43,8 @@ def fine_tune(model, classes, freeze="all", classifier_activation="softmax", nam
         frozen = len(body)
     elif freeze == "none":
         frozen = 0
-    elif isinstance(freeze, int) and not isinstance(freeze, bool) and 0 <= freeze <= len(body):
-        frozen = freeze
+    elif is_int(freeze) and 0 <= freeze <= len(body):  # (a NumPy integer too)
+        frozen = int(freeze)
     else:
         raise UserError(
             f"`freeze` must be 'all', 'none' or a number of layers in [0, {len(body)}]; "

@@ -336,24 +336,35 @@ def _check_one_output(model, metrics):
             "(a dict by output name) and a monitor naming one of its values.")
 
 
+def _takes_class_indices(loss):
+    """Whether ``loss`` takes class indices: the sparse cross-entropy, or a loss marked
+    ``takes_class_indices`` (distillation's)."""
+    return loss == "sparse_categorical_crossentropy" or getattr(
+        loss, "takes_class_indices", isinstance(loss, keras.losses.SparseCategoricalCrossentropy))
+
+
 def _check_labels_fit_the_loss(train_data, model, loss):
-    """One-hot labels with the default sparse loss: one line, before training (Keras said
-    "Argument 'output' must have rank (ndim) 'target.ndim - 1'")."""
+    """One-hot labels with the default sparse loss, or another that takes class indices:
+    one line, before training (Keras said "Argument 'output' must have rank (ndim)
+    'target.ndim - 1'")."""
     spec = getattr(train_data, "element_spec", None)
-    if loss != "sparse_categorical_crossentropy" or not isinstance(spec, tuple) or len(
-            spec) < 2:
+    if not _takes_class_indices(loss) or not isinstance(spec, tuple) or len(spec) < 2:
         return
     shapes = getattr(model, "output_shape", None)  # (a subclassed model has none)
     if not isinstance(shapes, tuple):
         return
     labels, classes = getattr(spec[1], "shape", None), shapes[-1]
-    if labels is not None and labels.rank == 2 and labels[-1] not in (None, 1) and (
-            labels[-1] == classes):
+    if labels is None or labels.rank != 2 or labels[-1] in (None, 1) or labels[-1] != classes:
+        return
+    if loss == "sparse_categorical_crossentropy":
         raise UserError(
             f"The labels are one-hot (shape {tuple(labels)} per batch), and "
             "loss='sparse_categorical_crossentropy' takes class indices: pass "
             "loss='categorical_crossentropy' (zoo train's metrics follow it), or give the "
             "labels as indices.")
+    raise UserError(f"The labels are one-hot (shape {tuple(labels)} per batch), and the loss "
+                    f"({getattr(loss, 'name', type(loss).__name__)}) takes class indices: give "
+                    "the labels as indices (each row's argmax).")
 
 
 # config.json's entries written by the recipe itself, which `settings` may not replace.
@@ -499,8 +510,7 @@ def _labels_checked(dataset, model, loss):
     0.0), float labels were cut to whole ones, and TensorFlow's error named a graph node."""
     spec = getattr(dataset, "element_spec", None)
     shapes = getattr(model, "output_shape", None)  # (a subclassed model has none)
-    indices = (loss == "sparse_categorical_crossentropy" or getattr(
-        loss, "takes_class_indices", isinstance(loss, keras.losses.SparseCategoricalCrossentropy)))
+    indices = _takes_class_indices(loss)
     if indices and isinstance(shapes, tuple) and isinstance(dataset, (tuple, list)):
         _check_label_array(dataset, model, loss)  # validation (x, y) arrays: checked now
         return dataset

@@ -1025,6 +1025,23 @@ def test_fine_tune_errors():
 
     with pytest.raises(ValueError, match="'subclassed' has none"):
         zoo.fine_tune(Subclassed(name="subclassed"), classes=3)
+    # One class under a softmax is refused as the builders refuse it (it predicted 1.0).
+    with pytest.raises(ValueError, match=r"classes=1 with classifier_activation='softmax' "
+                                         r"predicts 1\.0 for every input"):
+        zoo.fine_tune(base, classes=1)
+    assert zoo.fine_tune(base, classes=1, classifier_activation="sigmoid").output_shape == (
+        None, 1)
+
+
+def test_fine_tune_takes_numpy_integers_as_the_builders_do():
+    """``classes=labels.max() + 1`` is a NumPy integer: Keras' Dense refused it ("expected a
+    positive integer. Received: units=3"), and ``freeze`` refused one too."""
+    base = zoo.alexnet(input_shape=(67, 67, 3), width=16, classes=np.int64(10))
+    tuned = zoo.fine_tune(base, classes=np.int64(3), freeze=np.int64(4))
+    assert tuned.output_shape == (None, 3)
+    body = [l for l in tuned.layers
+            if not isinstance(l, keras.layers.InputLayer) and l.name != "predictions"]
+    assert [l.trainable for l in body[:5]] == [False] * 4 + [True]
 
 
 # --- optimizers and weight averaging ---------------------------------------------------------
