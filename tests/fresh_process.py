@@ -124,6 +124,42 @@ CODE = textwrap.dedent(
                   verbose=0)
     except ValueError as err:
         out["mirrored_small_batch"] = str(err)
+    # BatchNorm on the images: each replica's moving statistics followed its half of the
+    # batches (the checkpoints held the first's). Averaged, the means are one device's.
+    def on_images():
+        inputs = keras.Input((8, 8, 3))
+        x = keras.layers.BatchNormalization(name="bn")(inputs)
+        x = keras.layers.GlobalAveragePooling2D()(keras.layers.Conv2D(4, 3)(x))
+        return keras.Model(inputs, keras.layers.Dense(4, activation="softmax")(x))
+
+    statistics = {}
+    for name, chosen in (("mirrored", strategy), ("one_device", "auto")):
+        result = zoo.train(on_images, tiny_data(n=64, batch=16), val, epochs=2, seed=0,
+                           strategy=chosen, reduce_lr=False, verbose=0)
+        bn = result.model.get_layer("bn")
+        local = getattr(bn.moving_mean.value, "values", None) or [bn.moving_mean.value]
+        copy = on_images()  # one device's, with the weights a checkpoint holds
+        copy.set_weights(result.model.get_weights())
+        statistics[name] = {
+            "copies": [np.asarray(c).tolist() for c in local],
+            "val_loss": float(result.history["val_loss"].iloc[-1]),
+            "copy_val_nll": log_loss(val_labels, copy.predict(val, verbose=0),
+                                     labels=range(4))}
+    out["mirrored_batch_norm"] = statistics
+    # XLA under a strategy on one device split in parts: one line (TensorFlow's error mid-fit)
+    try:
+        zoo.train(tiny_model, tiny_data(n=64, batch=16), epochs=1, strategy=strategy,
+                  jit_compile=True, verbose=0)
+    except ValueError as err:
+        out["mirrored_jit_compile"] = str(err)
+    # A last batch of 1 no check can see (after a filter): the empty replica's BatchNorm
+    # made every weight after it NaN, with a finite loss and no word.
+    import warnings
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        result = zoo.train(on_images, tiny_data(n=33, batch=16).filter(lambda x, y: True),
+                           epochs=1, strategy=strategy, reduce_lr=False, verbose=0)
+    out["mirrored_empty_replica"] = [result.diverged, [str(w.message) for w in caught]]
     # zoo train's --batch-size below the replicas: one line before the statistics pass.
     import contextlib, io, os
     from zoo import cli

@@ -77,6 +77,7 @@ def test_one_weights_file_gives_the_same_numbers_under_tensorflow_and_jax(tmp_pa
 MIRRORED = textwrap.dedent("""
     import json
     import keras
+    import tensorflow as tf
     import data, zoo
 
     def linear():
@@ -124,7 +125,17 @@ MIRRORED = textwrap.dedent("""
     labels = np.concatenate([y for _, y in val])
     weights = [np.asarray(w) for w in result.model.get_weights()]
     logits = images.reshape(len(images), -1) @ weights[0] + weights[1]
-    print(json.dumps({"loss": result.history["loss"].tolist(), "errors": errors,
+    # Validation batches with sample weights (Keras' third element) padded too (JAX's
+    # IndivisibleError after the first epoch's training).
+    weighted = val.map(lambda x, y: (x, y, tf.cast(y % 2, tf.float32) + 0.5))
+    second = zoo.train(linear, digits(drop_remainder=True), weighted, epochs=1,
+                       strategy="mirrored", seed=0, learning_rate=0.1, verbose=0)
+    weights = [np.asarray(w) for w in second.model.get_weights()]
+    correct = (images.reshape(len(images), -1) @ weights[0] + weights[1]).argmax(1) == labels
+    print(json.dumps({"weighted_val_accuracy": [
+                          float(second.history["val_top1_accuracy"].iloc[-1]),
+                          float(np.average(correct, weights=labels % 2 + 0.5))],
+                      "loss": result.history["loss"].tolist(), "errors": errors,
                       "devices": len(kernel.value.sharding.device_set),
                       "recorded": recorded,
                       "val_accuracy": float(result.history["val_top1_accuracy"].iloc[-1]),
@@ -147,6 +158,8 @@ def test_mirrored_on_jax_is_data_parallel_over_the_local_devices():
     assert report["recorded"] == ["DataParallel", "jax"]
     assert report["loss"][1] < report["loss"][0]
     assert report["val_accuracy"] == pytest.approx(report["direct_accuracy"], abs=1e-6)
+    logged, expected = report["weighted_val_accuracy"]
+    assert logged == pytest.approx(expected, abs=1e-6)
     uneven, multi_worker, not_tf_data, built = report["errors"]
     assert built.startswith("The model was built outside keras.distribution's DataParallel "
                             "over 2 devices, which strategy='auto' trains under here")

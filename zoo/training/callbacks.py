@@ -71,6 +71,30 @@ class NoEmptyEpochs(keras.callbacks.Callback):
             raise UserError(NO_BATCH)
 
 
+class FiniteWeights(keras.callbacks.Callback):
+    """An epoch whose training values are finite but whose weights are not (a last step's
+    update of NaN; a replica given no example of a batch smaller than the replicas, its
+    BatchNorm statistics NaN) is stopped as a NaN loss stops it: its loss logged as NaN,
+    so that the checkpoints skip it and ``zoo.train`` reports a divergence, with the
+    weights named. Its model's weights were checkpointed and returned as trained, the
+    loss finite. Put it before the callbacks that write the epoch."""
+
+    def on_epoch_end(self, epoch, logs=None):
+        if logs is None or not _finite(logs):
+            return  # (a NaN loss: TerminateOnNaN stopped the run)
+        bad = [v.path for v in self.model.weights if "float" in str(v.dtype) and not bool(
+            keras.ops.convert_to_numpy(keras.ops.all(keras.ops.isfinite(v))))]
+        if not bad:
+            return
+        warnings.warn(f"The training loss of epoch {epoch + 1} is finite, but {len(bad)} "
+                      f"weight(s) are not ({', '.join(bad[:3])}{', ...' * (len(bad) > 3)}): "
+                      "the epoch is not kept. Under a strategy of several replicas, a batch "
+                      "smaller than the replicas leaves one with none (load the data with "
+                      "drop_remainder=True); otherwise lower the learning rate.", stacklevel=1)
+        logs["loss"] = float("nan")
+        self.model.stop_training = True
+
+
 class HistoryWriter(keras.callbacks.Callback):
     """Write ``history.csv`` (one row per epoch, learning rate included) and the PNG plots.
 

@@ -400,33 +400,35 @@ def same_epoch_everywhere(run_dir, strategy=None):
 
 
 def even_validation(replicas, dataset, uneven=True):
-    """``dataset`` (batches of ``(images, labels)``) with every batch that does not split
-    evenly over ``replicas`` devices padded to the next multiple of ``replicas`` with
-    examples of sample weight 0: keras.distribution (JAX) refuses an uneven batch, and
-    the validation split must not lose its last examples. The accuracies are exact (Keras
-    weights its metrics); the loss counts each padded example as 0 in a batch of the
-    padded size, so ``val_loss`` is low by at most ``(replicas - 1) / examples`` where
-    only the last batch is padded (batches of a size ``replicas`` divides), and by up to
-    ``(replicas - 1) / batch size`` where every batch is. With ``uneven=False`` (for
+    """``dataset`` (batches of ``(images, labels)`` or ``(images, labels, sample_weight)``)
+    with every batch that does not split evenly over ``replicas`` devices padded to the
+    next multiple of ``replicas`` with examples of sample weight 0: keras.distribution
+    (JAX) refuses an uneven batch, and the validation split must not lose its last
+    examples. The accuracies are exact (Keras weights its metrics); the loss counts each
+    padded example as 0 in a batch of the padded size, so ``val_loss`` is low by a
+    fraction of at most ``(replicas - 1) / examples`` of itself where only the last batch
+    is padded (batches of a size ``replicas`` divides), and by up to ``(replicas - 1) /
+    batch size`` where every batch is. With ``uneven=False`` (for
     tf.distribute, which splits an uneven batch itself, as 17 and 16, and weighs each
     replica's metrics by its examples), only a batch smaller than ``replicas``, which
     left a replica empty, is padded (to ``replicas``). Batches of another structure are
     left as they are."""
     if not isinstance(dataset, tf.data.Dataset) or not (
-            isinstance(dataset.element_spec, tuple) and len(dataset.element_spec) == 2):
+            isinstance(dataset.element_spec, tuple) and len(dataset.element_spec) in (2, 3)):
         return dataset  # (None, arrays, a PyDataset: as they are)
 
-    def pad(images, labels):
+    def pad(images, labels, weights=None):
         count = tf.shape(images)[0]
         missing = (replicas - count % replicas) % replicas
         if not uneven:
             missing = tf.maximum(replicas - count, 0)
-        weights = tf.pad(tf.ones([count], tf.float32), [[0, missing]])
 
         def padded(tensor):
             return tf.pad(tensor, [[0, missing]] + [[0, 0]] * (len(tensor.shape) - 1))
 
-        return padded(images), padded(labels), weights
+        weights = tf.ones([count], tf.float32) if weights is None else tf.cast(weights,
+                                                                                tf.float32)
+        return padded(images), padded(labels), padded(weights)
 
     return dataset.map(pad)
 
@@ -560,12 +562,55 @@ def work_around_keras_20585(model, strategy, train_data):
         with strategy.scope():
             model._symbolic_build(data_batch=train_data.element_spec)
         model._maybe_symbolic_build = lambda iterator=None, data_batch=None: None
-    if not isinstance(strategy, tf.distribute.MultiWorkerMirroredStrategy):
+    if not isinstance(strategy, tf.distribute.MultiWorkerMirroredStrategy) or (
+            strategy.num_replicas_in_sync < 2):  # (one replica's logs are not reduced)
         return
     for step in ("train_step", "test_step"):
         original = getattr(model, step)
         setattr(model, step, lambda data, original=original: {
             name: tf.reshape(value, [1]) for name, value in original(data).items()})
+
+
+class AverageReplicaStatistics(keras.callbacks.Callback):
+    """Under a ``tf.distribute`` strategy of several replicas, Keras 3 keeps a copy of each
+    BatchNorm's moving statistics per replica (their aggregation is "none"), each updated
+    from its replica's part of the batches: the copies drifted apart, validation used each
+    on its share and the checkpoints held the first replica's (a validation loss of 3.634
+    against 3.589 from last.keras). Before each validation, at each epoch's end and at the
+    end of training, every copy is set to their mean, as tf.keras 2's statistics read
+    (synchronised on read, by their mean). The moving averages are linear in the batches'
+    statistics: their mean is one device's on the whole batches, for the means exactly.
+    Put it before the callbacks that write the epoch."""
+
+    def __init__(self, strategy):
+        super().__init__()
+        self.strategy = strategy
+        self._average = None
+
+    def _sync(self):
+        if self._average is None:
+            variables = [v.value for layer in self.model._flatten_layers()
+                         if isinstance(layer, keras.layers.BatchNormalization)
+                         for v in (layer.moving_mean, layer.moving_variance)]
+
+            def average():
+                context = tf.distribute.get_replica_context()
+                means = context.all_reduce(tf.distribute.ReduceOp.MEAN, variables)
+                for variable, mean in zip(variables, means):
+                    variable.assign(mean)
+
+            self._average = tf.function(lambda: self.strategy.run(average)) if variables \
+                else (lambda: None)
+        self._average()
+
+    def on_test_begin(self, logs=None):
+        self._sync()
+
+    def on_epoch_end(self, epoch, logs=None):
+        self._sync()
+
+    def on_train_end(self, logs=None):
+        self._sync()
 
 
 def sharded(dataset):

@@ -870,6 +870,12 @@ def train(
     elif replicas > 1:  # tf.distribute: a batch smaller than the replicas left one empty,
         val_data = distribute.even_validation(replicas, val_data, uneven=False)  # (failed)
         distribute.check_no_empty_replica(replicas, train_data)
+        if jit_compile and distribute.splits_a_device(strategy):  # (zoo train's flag too)
+            raise UserError(
+                f"jit_compile=True does not combine with this {type(strategy).__name__}: its "
+                f"{replicas} replicas are one device split in parts, between which XLA "
+                "cannot reach the variables (TensorFlow's error, mid-fit). Leave jit_compile "
+                "out, or train on one device (strategy='one_device').")
     shared_run_dir = run_dir  # what process 0 writes; the others write a scratch copy
     # On JAX, data parallelism is keras.distribution's: the model's variables are made and
     # its batches split under it.
@@ -979,6 +985,8 @@ def train(
             if _whole_passes_of_unknown_length(stream, steps) and \
                     zoo_callbacks.ExactStepCount.applies(model.optimizer):  # (after the restore)
                 run_callbacks.insert(int(run_dir is not None), zoo_callbacks.ExactStepCount())
+            replica_statistics = ([distribute.AverageReplicaStatistics(strategy)]
+                                  if parallel is None and replicas > 1 else [])
             # Keras keeps a restored start epoch on the model for every later fit: a model
             # resumed once then trained again (no backup) started there, training nothing.
             keras_internals.set_initial_epoch(model, None)
@@ -990,7 +998,8 @@ def train(
                         epochs=epochs, verbose=verbose,
                         shuffle=False,  # datasets come shuffled (data.load); Keras can't
                         callbacks=_with_user_callbacks(
-                            [zoo_callbacks.NoEmptyEpochs()] + run_callbacks + [epochs_of],
+                            [zoo_callbacks.NoEmptyEpochs()] + replica_statistics
+                            + [zoo_callbacks.FiniteWeights()] + run_callbacks + [epochs_of],
                             callbacks))
             except Exception as err:  # an error (not Ctrl-C, which stops a run to resume)
                 if run_dir is not None:  # before any backup: no run to resume either

@@ -157,13 +157,13 @@ WORKER = textwrap.dedent(
 )
 
 
-def _two_workers(run_dir, epochs, timeout=300):
-    """``[(returncode, stdout, stderr)]`` of WORKER as the two workers of a cluster on
-    loopback, each killed if it outlives ``timeout``."""
-    ports = free_ports(2)
+def _two_workers(run_dir, epochs, timeout=300, count=2):
+    """``[(returncode, stdout, stderr)]`` of WORKER as the two (``count``) workers of a
+    cluster on loopback, each killed if it outlives ``timeout``."""
+    ports = free_ports(count)
     cluster = {"worker": [f"127.0.0.1:{p}" for p in ports]}
     processes = []
-    for index in range(2):
+    for index in range(count):
         tf_config = json.dumps({"cluster": cluster, "task": {"type": "worker", "index": index}})
         env = {**os.environ, "TF_CPP_MIN_LOG_LEVEL": "2", "TF_CONFIG": tf_config}
         processes.append(subprocess.Popen([sys.executable, "-c", WORKER, run_dir, str(epochs)],
@@ -176,6 +176,19 @@ def _two_workers(run_dir, epochs, timeout=300):
             if process.poll() is None:
                 process.kill()
     return [(process.returncode, out, err) for process, (out, err) in zip(processes, results)]
+
+
+@pytest.mark.slow  # a TensorFlow process (10 s)
+def test_a_cluster_of_one_worker_trains_and_writes_its_run(tmp_path):
+    """A TF_CONFIG of one worker (one replica in all): Keras passes its step logs through
+    unreduced, and the length-1 axis given them for several workers reached TensorBoard's
+    summary ("Expected scalar shape, saw shape: (1,)") as the run was written."""
+    run_dir = str(tmp_path / "run")
+    ((returncode, out, err),) = _two_workers(run_dir, 1, count=1)
+    assert returncode == 0, err[-4000:]
+    output = last_json_line(out)
+    assert output["replicas"] == 1 and np.isfinite(output["loss"])
+    assert len(pd.read_csv(os.path.join(run_dir, "history.csv"))) == 1
 
 
 @pytest.mark.slow  # two TensorFlow processes at once (20 s of CPU); see test_cluster.py for JAX
@@ -296,3 +309,21 @@ def test_train_under_the_mirrored_two_device_strategy_matches_one_device(fresh_p
     slopes = fresh_process["mirrored_prelu_slopes"]
     assert slopes["count"] > 0 and slopes["copies"] == 2
     assert slopes["largest_difference"] == 0.0  # both copies spared from the decay
+    # BatchNorm's moving statistics: the replicas' copies agree, their mean is one device's
+    # (a moving average is linear in the batches' means), and the validation loss logged is
+    # what the checkpointed weights give on one device (the first replica's copy gave
+    # another).
+    statistics = fresh_process["mirrored_batch_norm"]
+    mirrored, one = statistics["mirrored"], statistics["one_device"]
+    assert len(mirrored["copies"]) == 2 and mirrored["copies"][0] == mirrored["copies"][1]
+    np.testing.assert_allclose(mirrored["copies"][0], one["copies"][0], rtol=1e-5, atol=1e-7)
+    for run in (mirrored, one):
+        assert run["val_loss"] == pytest.approx(run["copy_val_nll"], rel=1e-5)
+    assert fresh_process["mirrored_jit_compile"].startswith(
+        "jit_compile=True does not combine with this MirroredStrategy: its 2 replicas are one "
+        "device split in parts")
+    diverged, messages = fresh_process["mirrored_empty_replica"]
+    assert diverged, messages
+    assert any(m.startswith("The training loss of epoch 1 is finite, but ") and
+               "a batch smaller than the replicas leaves one with none" in m
+               for m in messages), messages
