@@ -105,7 +105,7 @@ def distillation_loss(labels, student_logits, teacher_probabilities, temperature
 def _values_now(x):
     """``x`` as a NumPy array where its values are known now (an array, a list, a model's
     eager output); None for a symbolic or traced tensor (within a compiled train step)."""
-    if isinstance(x, (np.ndarray, list, tuple, int, float)):
+    if isinstance(x, (np.ndarray, np.generic, list, tuple, int, float)):
         return np.asarray(x)
     if isinstance(x, keras.KerasTensor):
         return None
@@ -426,7 +426,13 @@ def distill(teacher, student, train_data, val_data=None, *, temperature=4.0, alp
 def distillation_settings(teacher, temperature, alpha, read_logits):
     """What config.json records of the distillation, so that a resumed run with another
     teacher, T or alpha is refused (a program may check them before its own work:
-    ``zoo distill`` before the statistics pass)."""
+    ``zoo distill`` before the statistics pass). It hashes the teacher's weights.
+
+    Example:
+
+    >>> distillation_settings(teacher, 4.0, 0.9, True)["distillation"]  # doctest: +SKIP
+    {'teacher': 'ensemble', 'teacher_params': 1234, 'temperature': 4.0, 'alpha': 0.9}
+    """
     return {"distillation": {"teacher": teacher.name, "teacher_params": teacher.count_params(),
                              "temperature": temperature, "alpha": alpha},
             "teacher_weights": weights_fingerprint(teacher),

@@ -152,6 +152,9 @@ CODE = textwrap.dedent(
                   jit_compile=True, verbose=0)
     except ValueError as err:
         out["mirrored_jit_compile"] = str(err)
+    result = zoo.train(tiny_model, tiny_data(n=32, batch=16), epochs=1, strategy=strategy,
+                       jit_compile="auto", reduce_lr=False, verbose=0)  # (Keras: no XLA here)
+    out["mirrored_jit_compile_auto"] = result.model.jit_compile
     # A last batch of 1 no check can see (after a filter): the empty replica's BatchNorm
     # made every weight after it NaN, with a finite loss and no word.
     import warnings

@@ -34,7 +34,14 @@ def check_activation(activation, name):
 def check_classes(classes, classifier_activation, include_top=True):
     """``classes`` as a Python int (Keras' layers refuse NumPy integers, such as
     ``labels.max() + 1``), checked with the activation of the classifier it sizes (where
-    ``include_top``): a softmax over one class is refused."""
+    ``include_top``): a softmax over one class is refused.
+
+    Example:
+
+    >>> import numpy as np
+    >>> check_classes(np.int64(3), "softmax")
+    3
+    """
     classes = int(check_positive_int(classes, "classes"))
     check_activation(classifier_activation, "classifier_activation")
     softmax = classifier_activation in ("softmax", keras.activations.softmax)

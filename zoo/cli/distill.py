@@ -49,8 +49,9 @@ def _cmd_distill(args):
 
     student_settings = {"student": {"model": args.model,
                                     "model_kwargs": model_args(args.model_arg)}}
-    run_config.check_resume(run_dir, {**student_settings, **distillation_settings(
-        teacher, temperature, alpha, _reads_teacher_logits(run_dir))})
+    run_config.check_resume(run_dir, {**student_settings, **(distillation_settings(
+        teacher, temperature, alpha, _reads_teacher_logits(run_dir))
+        if run_config.holds_stopped_run(run_dir) else {})})  # (a new run: no hash to compare)
     setup = Setup(args, run_dir)
     val = setup.load(split=setup.val_split) if setup.val_split else None
     set_seed(args.seed)

@@ -77,13 +77,20 @@ class FiniteWeights(keras.callbacks.Callback):
     BatchNorm statistics NaN) is stopped as a NaN loss stops it: its loss logged as NaN,
     so that the checkpoints skip it and ``zoo.train`` reports a divergence, with the
     weights named. Its model's weights were checkpointed and returned as trained, the
-    loss finite. Put it before the callbacks that write the epoch."""
+    loss finite. The weights training changes are read: the trainable ones and the
+    statistics of BatchNorm layers that train (not a distillation's frozen teacher), on
+    the host (an op per weight compiled a program per shape under JAX). Put it before the
+    callbacks that write the epoch."""
 
     def on_epoch_end(self, epoch, logs=None):
         if logs is None or not _finite(logs):
             return  # (a NaN loss: TerminateOnNaN stopped the run)
-        bad = [v.path for v in self.model.weights if "float" in str(v.dtype) and not bool(
-            keras.ops.convert_to_numpy(keras.ops.all(keras.ops.isfinite(v))))]
+        statistics = [w for layer in self.model._flatten_layers()
+                      if isinstance(layer, keras.layers.BatchNormalization)
+                      and layer.trainable and layer.built for w in layer.non_trainable_weights]
+        bad = [v.path for v in self.model.trainable_weights + statistics
+               if "float" in str(v.dtype)
+               and not np.isfinite(keras.ops.convert_to_numpy(v)).all()]
         if not bad:
             return
         warnings.warn(f"The training loss of epoch {epoch + 1} is finite, but {len(bad)} "

@@ -562,8 +562,10 @@ def work_around_keras_20585(model, strategy, train_data):
         with strategy.scope():
             model._symbolic_build(data_batch=train_data.element_spec)
         model._maybe_symbolic_build = lambda iterator=None, data_batch=None: None
-    if not isinstance(strategy, tf.distribute.MultiWorkerMirroredStrategy) or (
-            strategy.num_replicas_in_sync < 2):  # (one replica's logs are not reduced)
+    # Keras reduces the logs across workers only in multi-worker mode (more than one
+    # worker): one worker's (of one replica or several) are averaged as one machine's.
+    if not isinstance(strategy, tf.distribute.MultiWorkerMirroredStrategy) or not (
+            strategy.extended._in_multi_worker_mode()):
         return
     for step in ("train_step", "test_step"):
         original = getattr(model, step)
@@ -579,8 +581,10 @@ class AverageReplicaStatistics(keras.callbacks.Callback):
     against 3.589 from last.keras). Before each validation, at each epoch's end and at the
     end of training, every copy is set to their mean, as tf.keras 2's statistics read
     (synchronised on read, by their mean). The moving averages are linear in the batches'
-    statistics: their mean is one device's on the whole batches, for the means exactly.
-    Put it before the callbacks that write the epoch."""
+    statistics: where the replicas get equal shares, the means' mean is one device's on
+    the whole batches. Every non-trainable variable of a built BatchNorm is averaged (the
+    moving statistics; with ``renorm``, its own). Put it before the callbacks that write
+    the epoch."""
 
     def __init__(self, strategy):
         super().__init__()
@@ -590,8 +594,8 @@ class AverageReplicaStatistics(keras.callbacks.Callback):
     def _sync(self):
         if self._average is None:
             variables = [v.value for layer in self.model._flatten_layers()
-                         if isinstance(layer, keras.layers.BatchNormalization)
-                         for v in (layer.moving_mean, layer.moving_variance)]
+                         if isinstance(layer, keras.layers.BatchNormalization) and layer.built
+                         for v in layer.non_trainable_weights]
 
             def average():
                 context = tf.distribute.get_replica_context()

@@ -870,7 +870,7 @@ def train(
     elif replicas > 1:  # tf.distribute: a batch smaller than the replicas left one empty,
         val_data = distribute.even_validation(replicas, val_data, uneven=False)  # (failed)
         distribute.check_no_empty_replica(replicas, train_data)
-        if jit_compile and distribute.splits_a_device(strategy):  # (zoo train's flag too)
+        if jit_compile is True and distribute.splits_a_device(strategy):  # ("auto": none)
             raise UserError(
                 f"jit_compile=True does not combine with this {type(strategy).__name__}: its "
                 f"{replicas} replicas are one device split in parts, between which XLA "

@@ -180,8 +180,14 @@ def _check_no_linked_files(run_dir):
 
 
 def refuse_linked(path, writer):
-    """One line where ``path``, a file ``writer`` (``"a run"``, ``"zoo search"``) replaces,
-    is a symbolic link to a file: replacing it in place would drop the user's link."""
+    """One line where ``path``, a file ``writer`` (``"a run"``, ``"zoo diagnose"``)
+    replaces, is a symbolic link to a file: replacing it in place would drop the user's
+    link.
+
+    Example:
+
+    >>> refuse_linked("runs/r1/history.csv", "a run")   # not a link: nothing to say
+    """
     if os.path.islink(path) and not os.path.isdir(path):
         raise UserError(f"{path} is a symbolic link (to {os.readlink(path)}): {writer} "
                         "replaces its files, and would replace the link. Put the file "

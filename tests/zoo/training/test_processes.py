@@ -322,6 +322,7 @@ def test_train_under_the_mirrored_two_device_strategy_matches_one_device(fresh_p
     assert fresh_process["mirrored_jit_compile"].startswith(
         "jit_compile=True does not combine with this MirroredStrategy: its 2 replicas are one "
         "device split in parts")
+    assert fresh_process["mirrored_jit_compile_auto"] is False  # "auto": Keras chose none
     diverged, messages = fresh_process["mirrored_empty_replica"]
     assert diverged, messages
     assert any(m.startswith("The training loss of epoch 1 is finite, but ") and
