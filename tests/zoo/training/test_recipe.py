@@ -858,6 +858,34 @@ def test_nan_stops_the_run_and_keeps_the_last_good_checkpoint(tmp_path):
     assert meta["epoch"] == 2  # the backup holds the last good epoch too
 
 
+@pytest.mark.all_backends
+def test_an_epoch_of_finite_loss_and_nan_weights_stops_as_a_nan_loss(tmp_path):
+    """A last step's update of NaN (here set by hand after the epoch's last batch) left the
+    loss finite: the NaN weights were checkpointed, backed up and returned, and the run
+    "converged"."""
+    class LastStepNaN(keras.callbacks.Callback):
+        steps = 0
+
+        def on_train_batch_end(self, batch, logs=None):
+            self.steps += 1
+            if self.steps == 8:  # epoch 2's last of 4
+                kernel = self.model.get_layer("predictions").kernel
+                kernel.assign(kernel * np.float32("nan"))
+
+    run_dir = str(tmp_path / "run")
+    with pytest.warns(UserWarning, match=r"The training loss of epoch 2 is finite, but 1 "
+                                         r"weight\(s\) are not \(predictions/kernel\)"):
+        result = zoo.train(tiny_model, tiny_data(), epochs=4, run_dir=run_dir,
+                           reduce_lr=False, callbacks=[LastStepNaN()], verbose=0)
+    assert result.diverged
+    assert result.history["epoch"].tolist() == [1, 2]
+    assert math.isnan(result.history["loss"].iloc[-1])
+    last = keras.models.load_model(result.last_path)
+    assert all(np.isfinite(w).all() for w in last.get_weights())
+    meta = json.load(open(os.path.join(run_dir, "backup", "training_metadata.json")))
+    assert meta["epoch"] == 1  # the backup holds the last good epoch
+
+
 def test_a_nan_validation_value_with_a_finite_training_loss_is_no_divergence(tmp_path):
     """A NaN validation image made val_loss NaN: every epoch skipped last.keras, best.keras
     and the backup (the backup folder was then removed as empty), and the run ended saying
