@@ -582,9 +582,9 @@ class AverageReplicaStatistics(keras.callbacks.Callback):
     end of training, every copy is set to their mean, as tf.keras 2's statistics read
     (synchronised on read, by their mean). The moving averages are linear in the batches'
     statistics: where the replicas get equal shares, the means' mean is one device's on
-    the whole batches. Every non-trainable variable of a built BatchNorm is averaged (the
-    moving statistics; with ``renorm``, its own). Put it before the callbacks that write
-    the epoch."""
+    the whole batches. Every non-trainable variable of a built BatchNorm that trains is
+    averaged (the moving statistics; with ``renorm``, its own; a frozen one's copies stay
+    equal, and stay as they are). Put it before the callbacks that write the epoch."""
 
     def __init__(self, strategy):
         super().__init__()
@@ -594,7 +594,8 @@ class AverageReplicaStatistics(keras.callbacks.Callback):
     def _sync(self):
         if self._average is None:
             variables = [v.value for layer in self.model._flatten_layers()
-                         if isinstance(layer, keras.layers.BatchNormalization) and layer.built
+                         if isinstance(layer, keras.layers.BatchNormalization)
+                         and layer.built and layer.trainable
                          for v in layer.non_trainable_weights]
 
             def average():
