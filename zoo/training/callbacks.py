@@ -71,6 +71,23 @@ class NoEmptyEpochs(keras.callbacks.Callback):
             raise UserError(NO_BATCH)
 
 
+def trained_statistics(model):
+    """The BatchNorm variables training moves besides the trainable weights: every
+    non-trainable variable (the moving statistics; with ``renorm``, its own) of each built
+    BatchNorm layer of ``model`` that trains (a frozen one runs in inference mode).
+
+    Example:
+
+    >>> inputs = keras.Input((4,))
+    >>> model = keras.Model(inputs, keras.layers.BatchNormalization()(inputs))
+    >>> [v.name for v in trained_statistics(model)]
+    ['moving_mean', 'moving_variance']
+    """
+    return [w for layer in model._flatten_layers()
+            if isinstance(layer, keras.layers.BatchNormalization) and layer.built
+            and layer.trainable for w in layer.non_trainable_weights]
+
+
 class FiniteWeights(keras.callbacks.Callback):
     """An epoch whose training values are finite but whose weights are not (a last step's
     update of NaN; a replica given no example of a batch smaller than the replicas, its
@@ -85,10 +102,7 @@ class FiniteWeights(keras.callbacks.Callback):
     def on_epoch_end(self, epoch, logs=None):
         if logs is None or not _finite(logs):
             return  # (a NaN loss: TerminateOnNaN stopped the run)
-        statistics = [w for layer in self.model._flatten_layers()
-                      if isinstance(layer, keras.layers.BatchNormalization)
-                      and layer.trainable and layer.built for w in layer.non_trainable_weights]
-        bad = [v.path for v in self.model.trainable_weights + statistics
+        bad = [v.path for v in self.model.trainable_weights + trained_statistics(self.model)
                if "float" in str(v.dtype)
                and not np.isfinite(keras.ops.convert_to_numpy(v)).all()]
         if not bad:

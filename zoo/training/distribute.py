@@ -593,10 +593,9 @@ class AverageReplicaStatistics(keras.callbacks.Callback):
 
     def _sync(self):
         if self._average is None:
-            variables = [v.value for layer in self.model._flatten_layers()
-                         if isinstance(layer, keras.layers.BatchNormalization)
-                         and layer.built and layer.trainable
-                         for v in layer.non_trainable_weights]
+            from zoo.training.callbacks import trained_statistics
+
+            variables = [v.value for v in trained_statistics(self.model)]
 
             def average():
                 context = tf.distribute.get_replica_context()
