@@ -46,11 +46,18 @@ def test_quickstart_notebook_executes(tmp_path, monkeypatch):
     assert "conv2_tower" not in _text(code[1]) and "norm1" in _text(code[1])  # the summary
     assert "top1_accuracy" in _text(code[2])  # the training history
     assert "ensemble" in _text(code[3]) and "mean member" in _text(code[3])  # the table
+    # The snapshot ensemble beats its best snapshot on both (keeping the first cycle's, two
+    # epochs from random weights, made it worse than its last snapshot on both).
+    said = _text(code[3]).split("ensemble: top-1 error ")[1].split("\n")[0]
+    ours, best = said.split("; its best snapshot's: ")
+    error, nll = (float(v.strip(" %")) for v in ours.split(", NLL "))
+    best_error, best_nll = (float(v.strip(" %")) for v in best.split(", "))
+    assert error <= best_error and nll < best_nll, said
     assert any("image/png" in o.get("data", {}) for o in code[4]["outputs"])  # the plot
     assert "2 trainable tensors; validation accuracy" in _text(code[5])  # fine-tuned head
-    # VGG-11-BN at 32x32 from a torchvision-layout file, its new head alone trainable; a
-    # ResNet-20 snapshot ensemble of three snapshots.
-    assert "32,211,048 parameters; 2 trainable tensors (the head)" in _text(code[6])
+    # VGG-11-BN's features at 32x32 from a torchvision-layout file (its classifier left
+    # over), the new head alone trainable; a ResNet-20 snapshot ensemble of three snapshots.
+    assert "9,231,488 parameters; 2 trainable tensors (the head)" in _text(code[6])
     assert "snapshot_3" in _text(code[7]) and "ensemble" in _text(code[7])
     assert _text(code[8]).count("label ") == 5  # five served predictions
     assert os.path.isdir(os.path.join(work, "runs", "quickstart_savedmodel"))
@@ -58,8 +65,8 @@ def test_quickstart_notebook_executes(tmp_path, monkeypatch):
     # names the same class first.
     served = _text(code[9]).split("served: digit ")[1].split(" ")[0]
     assert f"zoo.predict: digit {served} first" in _text(code[9])
-    # Fitted weights over both snapshot ensembles (7 members), a temperature, a student.
+    # Fitted weights over both snapshot ensembles (6 members), a temperature, a student.
     beyond = _text(code[10])
-    assert "7 members, weights [" in beyond and "temperature " in beyond
+    assert "6 members, weights [" in beyond and "temperature " in beyond
     for row in ("+ temperature scaling", "one ResNet-18 distilled from it"):
         assert row in beyond

@@ -134,6 +134,36 @@ def test_without_the_top_the_classifier_is_left_over_and_any_size_loads(tmp_path
                                atol=1e-4 * np.abs(y).max())
 
 
+def test_features_converted_at_another_size_take_fine_tunes_new_head(tmp_path):
+    """A torchvision VGG's classifier fits only its own input size (fc1 flattens the block-5
+    map): at 32x32, a file made at 64x64 loads without the top, pooled, and fine_tune puts
+    the new classifier on the pooled features (it refused a model without 'predictions',
+    so converted VGG weights could not be fine-tuned at another size)."""
+    import keras
+    from scipy.special import softmax
+
+    path = str(tmp_path / "vgg11_bn.safetensors")
+    write_safetensors(path, vgg_state_dict(11, True, flat_features=512 * 2 * 2))
+    with pytest.raises(ValueError, match=r"shapes differ: classifier\.0\.weight.*at another "
+                                         r"size, build it with include_top=False, "
+                                         r"pooling='avg' and give it zoo\.fine_tune"):
+        zoo.vgg11_bn(weights=path, input_shape=(32, 32, 3))
+    base = zoo.vgg11_bn(weights=path, include_top=False, pooling="avg", input_shape=(32, 32, 3))
+    tuned = zoo.fine_tune(zoo.pretrained.with_preprocessing(base), classes=3, freeze="all")
+    assert tuned.output_shape == (None, 3) and len(tuned.trainable_weights) == 2
+    images = np.random.default_rng(3).uniform(0, 255, (2, 32, 32, 3)).astype("float32")
+    features = base.predict(keras.applications.imagenet_utils.preprocess_input(
+        images.copy(), mode="torch"), verbose=0)  # (torchvision's /255, mean, std)
+    kernel, bias = tuned.get_layer("predictions").get_weights()
+    np.testing.assert_allclose(tuned.predict(images, verbose=0),
+                               softmax(features.astype("float64") @ kernel + bias, axis=1),
+                               rtol=1e-4, atol=1e-6)
+    # freeze=N counts the normalisation first, then the converted network's layers.
+    zoo.fine_tune(zoo.pretrained.with_preprocessing(base), classes=3, freeze=2)
+    assert [base.get_layer(name).trainable for name in ("block1_conv1", "block2_conv1")] == [
+        False, True]
+
+
 def test_layer_names_are_keras_applications_vgg16s():
     model = zoo.vgg16(input_shape=(32, 32, 3), width=0.0625)
     convs = [layer.name for layer in model.layers if "conv" in layer.name]

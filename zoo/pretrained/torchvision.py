@@ -265,7 +265,9 @@ def load_vgg(model, path):
     return _load(model, path, names.get, ("classifier.",),
                  "A torchvision VGG state dict fits the zoo VGG of the same depth and "
                  "batch_norm with width=1.0 and relu (and classes=1000 and a 224x224 input "
-                 "with the top).", adapt={"fc1": _vgg_fc1})
+                 "with the top; at another size, build it with include_top=False, "
+                 "pooling='avg' and give it zoo.fine_tune for a new head).",
+                 adapt={"fc1": _vgg_fc1})
 
 
 def _load(model, path, module_of, top_prefixes, advice, adapt=None):

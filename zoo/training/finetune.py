@@ -11,6 +11,12 @@ def fine_tune(model, classes, freeze="all", classifier_activation="softmax", nam
               train_batch_norm=False):
     """Replace ``model``'s classifier with a new one for ``classes`` and freeze layers.
 
+    ``model`` is a classifier (its last layer named ``predictions``, as every zoo model
+    built with the top) or a feature extractor that ends in a global pooling
+    (``include_top=False, pooling="avg"`` or ``"max"``), on which the new classifier goes:
+    the way to converted weights whose classifier fits only their own input size (VGG's
+    fc1 flattens a 7x7 map at 224x224).
+
     The four quadrants of the notes: little data and a similar task, freeze everything but
     the head (``freeze="all"``); much data, train everything (``"none"``); in between,
     freeze the first ``N`` layers (an int; layers are counted in ``model.layers`` order,
@@ -35,9 +41,14 @@ def fine_tune(model, classes, freeze="all", classifier_activation="softmax", nam
     base = without_aux(model)
     features, body = _classifier_input(base)
     if features is None:
+        features, body = _pooled_features(base)
+    if features is None:
         raise UserError(
             f"fine_tune needs a model with a classifier layer named 'predictions' (any zoo "
-            f"model built with include_top=True); {base.name!r} has none."
+            f"model built with include_top=True) or pooled features (include_top=False, "
+            f"pooling='avg' or 'max'); {base.name!r} has neither"
+            + (f" (its output: shape {base.output_shape})."
+               if getattr(base, "outputs", None) else ".")
         ) from None
     if freeze == "all":
         frozen = len(body)
@@ -71,6 +82,27 @@ def fine_tune(model, classes, freeze="all", classifier_activation="softmax", nam
 
 def _layers(model):
     return [layer for layer in model.layers if not isinstance(layer, keras.layers.InputLayer)]
+
+
+POOLINGS = (keras.layers.GlobalAveragePooling2D, keras.layers.GlobalMaxPooling2D)
+
+
+def _pooled_features(model):
+    """``(model's output, the layers before it)`` where that output is a global pooling's
+    (a feature extractor: ``include_top=False, pooling="avg"`` or ``"max"``), of ``model``
+    or of the model it wraps last (a ``zoo.pretrained.with_preprocessing`` model: its
+    normalisation, then the converted network's layers); ``(None, None)`` otherwise."""
+    if len(getattr(model, "outputs", None) or []) != 1:
+        return None, None
+    operation = model.outputs[0]._keras_history[0]
+    if isinstance(operation, keras.Model) and len(operation.outputs) == 1:
+        if not isinstance(operation.outputs[0]._keras_history[0], POOLINGS):
+            return None, None
+        return model.outputs[0], ([layer for layer in _layers(model) if layer is not operation]
+                                  + _layers(operation))
+    if isinstance(operation, POOLINGS):
+        return model.outputs[0], _layers(model)
+    return None, None
 
 
 def _classifier_input(model):

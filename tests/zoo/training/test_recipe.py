@@ -1044,14 +1044,27 @@ def test_fine_tune_errors():
     base = zoo.alexnet(input_shape=(67, 67, 3), width=16, classes=10)
     with pytest.raises(ValueError, match=r"`freeze` must be 'all', 'none' or a number.*99"):
         zoo.fine_tune(base, classes=3, freeze=99)
-    with pytest.raises(ValueError, match="has none"):
+    with pytest.raises(ValueError, match=r"or pooled features \(include_top=False, "
+                                         r"pooling='avg' or 'max'\); 'alexnet' has neither "
+                                         r"\(its output: shape \(None, 1, 1, 256\)\)\.$"):
         zoo.fine_tune(zoo.alexnet(input_shape=(67, 67, 3), include_top=False), classes=3)
+    # A classifier of another name is not taken for features (a head on its probabilities).
+    inputs = keras.Input((8, 8, 3))
+    pooled = keras.layers.GlobalAveragePooling2D()(keras.layers.Conv2D(4, 3)(inputs))
+    mine = keras.Model(inputs, keras.layers.Dense(5, activation="softmax")(pooled), name="mine")
+    with pytest.raises(ValueError, match="'mine' has neither"):
+        zoo.fine_tune(mine, classes=3)
+    # Pooled features take the head, max-pooled ones too (the head reads the pooling).
+    pooled = zoo.alexnet(input_shape=(67, 67, 3), width=16, include_top=False, pooling="max")
+    tuned = zoo.fine_tune(pooled, classes=3)
+    assert tuned.get_layer("predictions").input is pooled.output
+    assert tuned.output_shape == (None, 3) and len(tuned.trainable_weights) == 2
 
     class Subclassed(keras.Model):  # no graph to look into (it was an AttributeError)
         def call(self, x):
             return x
 
-    with pytest.raises(ValueError, match="'subclassed' has none"):
+    with pytest.raises(ValueError, match="'subclassed' has neither."):
         zoo.fine_tune(Subclassed(name="subclassed"), classes=3)
     # One class under a softmax is refused as the builders refuse it (it predicted 1.0).
     with pytest.raises(ValueError, match=r"classes=1 with classifier_activation='softmax' "
