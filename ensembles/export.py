@@ -118,6 +118,7 @@ DESCRIPTION_FILE = "zoo_model.json"  # in assets/: the members, input size, scal
 
 FORMAT_CHOICES = ("saved_model", "onnx", "litert")
 FILE_SUFFIXES = {"onnx": ".onnx", "litert": ".tflite"}
+FILE_KINDS = {"onnx": "an ONNX", "litert": "a LiteRT"}  # (for people: "a onnx file" read ill)
 # The packages of the deploy extra (setup.py) each task needs: Keras' ONNX export converts
 # with tf2onnx on TensorFlow (torch.onnx on PyTorch; jax2onnx on JAX, left out of the extra:
 # it brings flax, orbax and tensorstore) and writes with onnx.
@@ -165,7 +166,8 @@ def check_export_target(path, format, overwrite=False):
         return
     suffix = FILE_SUFFIXES[format]
     if not path.endswith(suffix):
-        raise UserError(f"A {format} export is a {suffix} file; received {path!r}.")
+        raise UserError(f"An export of format={format!r} is {FILE_KINDS[format]} file, "
+                        f"named *{suffix}; received {path!r}.")
     _finish_killed_export(path)
     previous = None  # whether path holds a previous export of this project, once asked
     for target in (path, classes_path(path)):
@@ -374,7 +376,7 @@ def export(ensemble, path, overwrite=False, class_names=None, scale=None,
     check_export_options(format, resize)
     if scale is not None and format != "saved_model":
         raise UserError(f"scale={scale} is the shorter side a SavedModel's graph resizes "
-                        f"images to before its centre crop; a {format} file takes images "
+                        f"images to before its centre crop; {FILE_KINDS[format]} file takes images "
                         "already at the input size (zoo.predict makes them at "
                         "data.crop_scale(size)): leave it out, or export a SavedModel.")
     check_export_target(path, format, overwrite)  # before any work
@@ -410,6 +412,14 @@ def export(ensemble, path, overwrite=False, class_names=None, scale=None,
                 f"{'an ONNX' if format == 'onnx' else 'a LiteRT'} file does not serve "
                 f"faithfully (ONNX Runtime's float16 "
                 "differed from Keras' by 7e-4; LiteRT's interpreter lacks the ops): "
+                "export it as a SavedModel (format='saved_model'; from the shell, zoo "
+                "export without --format), or rebuild it in float32 and load its weights.")
+        wide = next((layer for layer in leaf_layers(ensemble)
+                     if _compute_dtype(layer) == "float64"), None)
+        if wide is not None:  # (ONNX Runtime has no float64 Conv; LiteRT no float64 ops)
+            raise UserError(
+                f"{ensemble.name}'s layer {wide.name!r} computes in float64, which "
+                f"{FILE_KINDS[format]} file does not serve (its runtime lacks the ops): "
                 "export it as a SavedModel (format='saved_model'; from the shell, zoo "
                 "export without --format), or rebuild it in float32 and load its weights.")
         if draws_at_inference(ensemble):
@@ -583,6 +593,7 @@ def _export_file(serving, path, format, names, overwrite, metadata):
                 serving.export(tmp, format=format, verbose=False)
             if format == "onnx":
                 _add_onnx_metadata(tmp, {k: json.dumps(v) for k, v in metadata.items()})
+                _check_one_input(tmp, serving.name)
             try:
                 with _without_litert_noise():
                     served = runtime(tmp)(batch)
@@ -611,8 +622,9 @@ def _normalization_as_constants(model):
     default) holds them as eager tensors, which the traced function captures: tf2onnx then
     makes each an input of the ONNX graph, which the runtime cannot be run without. As
     NumPy arrays they are written into the graph as constants instead (the same numbers)."""
-    fixed = [layer for layer in leaf_layers(model)
-             if isinstance(layer, keras.layers.Normalization) and layer.input_mean is not None]
+    fixed = [layer for layer in leaf_layers(model)  # (given its statistics, or adapted)
+             if isinstance(layer, keras.layers.Normalization)
+             and getattr(layer, "mean", None) is not None]
     held = [(layer.mean, layer.variance) for layer in fixed]
     for layer in fixed:
         layer.mean = keras.ops.convert_to_numpy(layer.mean)
@@ -622,6 +634,12 @@ def _normalization_as_constants(model):
     finally:
         for layer, (mean, variance) in zip(fixed, held):
             layer.mean, layer.variance = mean, variance
+
+
+def _compute_dtype(layer):
+    if isinstance(layer, keras.layers.InputLayer):
+        return None
+    return getattr(getattr(layer, "dtype_policy", None), "compute_dtype", None)
 
 
 def check_deploy_packages(task):
@@ -666,6 +684,24 @@ def _add_onnx_metadata(path, metadata):
         entry = model.metadata_props.add()
         entry.key, entry.value = key, value
     onnx.save(model, path)
+
+
+def _check_one_input(path, name):
+    """The ONNX graph at ``path`` takes the images alone: a tensor the model's graph
+    captured from outside it (an array made a tensor in a functional model) became an
+    input of its own, which no runtime fills (ONNX Runtime's traceback, at the check)."""
+    import onnx
+
+    graph = onnx.load(path, load_external_data=False).graph
+    constants = {tensor.name for tensor in graph.initializer}
+    extra = [value.name for value in graph.input if value.name not in constants][1:]
+    if extra:
+        raise UserError(
+            f"Not written: {name} in onnx takes {len(extra)} more input(s) than its images "
+            f"({', '.join(extra)}): tensors its graph holds from outside any layer (an array "
+            "made a tensor in a functional model) become inputs of an ONNX graph, which a "
+            "runtime cannot fill. Hold them in a layer's weights (keras.layers.Normalization"
+            "(mean=..., variance=...) for a normalisation), or export it as a SavedModel.")
 
 
 def runtime(path):

@@ -651,12 +651,13 @@ def _mixed_ensemble(size=67):
 
 
 @pytest.mark.all_backends
-@pytest.mark.parametrize("normalize", ["standardize", "channel_mean"])
+@pytest.mark.parametrize("normalize", ["standardize", "channel_mean", "adapted"])
 def test_a_model_that_normalizes_its_input_exports_to_onnx(normalize, tmp_path):
     """data.normalized_input's default, Keras' Normalization given a mean and variance,
     once made each of them an input of the ONNX graph: the export stopped with a
-    traceback, and the README trains every model with it. One small conversion, in the
-    fast tier: ONNX Runtime serves Keras' probabilities."""
+    traceback, and the README trains every model with it; so did a Normalization adapted
+    to the data (Keras' tutorials' way: its mean set by adapt, not given). One small
+    conversion, in the fast tier: ONNX Runtime serves Keras' probabilities."""
     import importlib.util
 
     from ensembles.export import runtime
@@ -664,7 +665,13 @@ def test_a_model_that_normalizes_its_input_exports_to_onnx(normalize, tmp_path):
     pytest.importorskip("onnxruntime")
 
     stats = data.compute_statistics(tiny_data(n=16).map(lambda x, y: x * 50.0 + 100.0))
-    inputs = data.normalized_input(stats, (8, 8, 3), normalize=normalize)
+    if normalize == "adapted":
+        inputs = keras.Input((8, 8, 3))
+        layer = keras.layers.Normalization(name="normalize")
+        layer.adapt(tiny_data(n=16).map(lambda x, y: x * 50.0 + 100.0))
+        inputs = layer(inputs)
+    else:
+        inputs = data.normalized_input(stats, (8, 8, 3), normalize=normalize)
     x = keras.layers.GlobalAveragePooling2D()(keras.layers.Conv2D(4, 3)(inputs))
     model = keras.Model(keras.utils.get_source_inputs(inputs),
                         keras.layers.Dense(4, activation="softmax")(x))
@@ -680,9 +687,44 @@ def test_a_model_that_normalizes_its_input_exports_to_onnx(normalize, tmp_path):
     served = runtime(out)(images)["probabilities"]
     np.testing.assert_allclose(served, keras.ops.convert_to_numpy(model(images)), atol=1e-5)
     assert np.ptp(served) > 0.01  # the normalisation is in the numbers
-    if normalize == "standardize":  # put back as it was: the model still trains and saves
+    if normalize != "channel_mean":  # put back as it was: the model still trains and saves
         layer = model.get_layer("normalize")
         assert not isinstance(layer.mean, np.ndarray)
+
+
+def test_onnx_exports_a_runtime_cannot_run_or_of_no_fixed_size_are_one_line(tmp_path):
+    """A float64 model (ONNX Runtime: no float64 Conv, after the conversion; LiteRT: the
+    interpreter's FlexMul) and a graph holding a tensor from outside any layer (tf2onnx
+    makes it a second input: "too many values to unpack" at the check) were tracebacks; a
+    model of any image size is one line that says how to give it one. Nothing written."""
+    pytest.importorskip("onnxruntime")
+    keras.config.set_dtype_policy("float64")
+    try:
+        wide = keras.Sequential([keras.Input((8, 8, 3)), keras.layers.Conv2D(2, 3),
+                                 keras.layers.GlobalAveragePooling2D(),
+                                 keras.layers.Dense(3, activation="softmax")], name="wide")
+    finally:
+        keras.config.set_dtype_policy("float32")
+    for format, suffix in (("onnx", ".onnx"), ("litert", ".tflite")):
+        with pytest.raises(ValueError, match=r"^wide's layer 'conv2d\w*' computes in float64, "
+                                             r"which an? (ONNX|LiteRT) file does not serve.*"
+                                             r"export it as a SavedModel"):
+            ensembles.export(wide, str(tmp_path / f"m{suffix}"), format=format)
+    inputs = keras.Input((8, 8, 3))
+    shifted = keras.ops.subtract(inputs, keras.ops.convert_to_tensor(np.full(3, 100.0,
+                                                                             "float32")))
+    pooled = keras.layers.GlobalAveragePooling2D()(keras.layers.Conv2D(2, 3)(shifted))
+    captured = keras.Model(inputs, keras.layers.Dense(3, activation="softmax")(pooled),
+                           name="captured")
+    with pytest.raises(ValueError, match=r"^Not written: captured_serving in onnx takes 1 more "
+                                         r"input\(s\) than its images \(.+\): tensors its "
+                                         r"graph holds from outside any layer"):
+        ensembles.export(captured, str(tmp_path / "m.onnx"), format="onnx")
+    assert not os.listdir(tmp_path)
+    free = zoo.resnet18(input_shape=(None, None, 3), classes=3, width=0.125)
+    with pytest.raises(ValueError, match=r"takes \(None, None, 3\): give it a size, building "
+                                         r"it with input_shape=\(size, size, 3\)"):
+        ensembles.export(free, str(tmp_path / "free"))
 
 
 @pytest.mark.all_backends

@@ -2474,7 +2474,8 @@ def test_an_export_file_target_is_checked_before_the_model_is_read(tmp_path, cap
     (tmp_path / "folder.tflite").mkdir()
     cases = [
         (["export", missing, str(tmp_path / "served"), "--format", "onnx"],
-         f"A onnx export is a .onnx file; received '{tmp_path / 'served'}'"),
+         f"An export of format='onnx' is an ONNX file, named *.onnx; received "
+         f"'{tmp_path / 'served'}'"),
         (["export", missing, str(tmp_path / "m.onnx"), "--format", "onnx"],
          f"{notes} already exists; pass overwrite=True (--overwrite) to replace it."),
         (["export", missing, str(tmp_path / "folder.tflite"), "--format", "litert"],
