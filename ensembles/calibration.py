@@ -6,9 +6,9 @@ T < 1 sharpens under-confident ones (an average of members is often one), and th
 class never changes. :func:`calibrate` fits T for a model or a whole ensemble (or, with
 ``per_member=True``, one per member before they are combined: Rahaman and Thiery 2021 found
 the order matters; there the ensemble's top class can change, as each member's
-probabilities weigh differently in the average), and returns a model that serves the calibrated probabilities, so that
-``ensembles.evaluate``, ``ensembles.uncertainty``, ``.keras`` files and ``ensembles.export``
-all follow them.
+probabilities weigh differently in the average), and returns a model that serves the
+calibrated probabilities, so that ``ensembles.evaluate``, ``ensembles.uncertainty``,
+``.keras`` files and ``ensembles.export`` all follow them.
 """
 
 import warnings

@@ -531,7 +531,7 @@ def test_a_model_trained_on_whole_images_is_predicted_and_served_whole(tmp_path,
     # A file format resizes nothing: scale= was accepted and dropped (zoo.predict then
     # cropped at another scale than a SavedModel of the same arguments).
     with pytest.raises(UserError, match=r"scale=300 is the shorter side a SavedModel's graph "
-                                        r"resizes images to .* a onnx file takes images"):
+                                        r"resizes images to .* an ONNX file takes images"):
         ensembles.export(zoo.load_model(model_file), str(tmp_path / "s.onnx"), scale=300,
                          format="onnx", resize="crop")
     # The wrong object is one line, not an AttributeError from inside.
