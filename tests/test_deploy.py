@@ -698,13 +698,14 @@ def test_onnx_exports_a_runtime_cannot_run_or_of_no_fixed_size_are_one_line(tmp_
     makes it a second input: "too many values to unpack" at the check) were tracebacks; a
     model of any image size is one line that says how to give it one. Nothing written."""
     pytest.importorskip("onnxruntime")
+    policy = keras.config.dtype_policy()
     keras.config.set_dtype_policy("float64")
     try:
         wide = keras.Sequential([keras.Input((8, 8, 3)), keras.layers.Conv2D(2, 3),
                                  keras.layers.GlobalAveragePooling2D(),
                                  keras.layers.Dense(3, activation="softmax")], name="wide")
     finally:
-        keras.config.set_dtype_policy("float32")
+        keras.config.set_dtype_policy(policy)
     for format, suffix in (("onnx", ".onnx"), ("litert", ".tflite")):
         with pytest.raises(ValueError, match=r"^wide's layer 'conv2d\w*' computes in float64, "
                                              r"which an? (ONNX|LiteRT) file does not serve.*"
@@ -723,7 +724,8 @@ def test_onnx_exports_a_runtime_cannot_run_or_of_no_fixed_size_are_one_line(tmp_
     assert not os.listdir(tmp_path)
     free = zoo.resnet18(input_shape=(None, None, 3), classes=3, width=0.125)
     with pytest.raises(ValueError, match=r"takes \(None, None, 3\): give it a size, building "
-                                         r"it with input_shape=\(size, size, 3\)"):
+                                         r"it with input_shape=\(size, size, 3\) \(a zoo "
+                                         r"builder's weights load at any size"):
         ensembles.export(free, str(tmp_path / "free"))
 
 

@@ -210,8 +210,8 @@ def check_square_images(model, doing):
     if len(shape) != 3 or shape[-1] != 3 or shape[0] is None or shape[0] != shape[1]:
         fix = ("" if not (len(shape) == 3 and shape[-1] == 3 and None in shape[:2]) else
                ": give it a size, building it with input_shape=(size, size, 3) (a zoo "
-               "builder's weights load at any size), or wrapping it, inputs = keras.Input("
-               "(size, size, 3)); keras.Model(inputs, model(inputs))")
+               "builder's weights load at any size: model.save_weights, then the new "
+               "model's load_weights)")
         raise UserError(f"{doing} needs a model of square RGB inputs of a fixed size (size, "
                         f"size, 3); {model.name} takes {shape}{fix}.")
 

@@ -92,10 +92,11 @@ def _pooled_features(model):
     (a feature extractor: ``include_top=False, pooling="avg"`` or ``"max"``), of ``model``
     or of the model it wraps last (a ``zoo.pretrained.with_preprocessing`` model: its
     normalisation, then the converted network's layers); ``(None, None)`` otherwise."""
-    if len(getattr(model, "outputs", None) or []) != 1:
-        return None, None
+    if len(getattr(model, "outputs", None) or []) != 1 or len(model.outputs[0].shape) != 2:
+        return None, None  # (a pooling with keepdims=True: a map, not a vector)
     operation = model.outputs[0]._keras_history[0]
-    if isinstance(operation, keras.Model) and len(operation.outputs) == 1:
+    if isinstance(operation, keras.Model) and len(getattr(operation, "outputs", None)
+                                                  or []) == 1:  # (not a subclassed one)
         if not isinstance(operation.outputs[0]._keras_history[0], POOLINGS):
             return None, None
         return model.outputs[0], ([layer for layer in _layers(model) if layer is not operation]
@@ -116,7 +117,8 @@ def _classifier_input(model):
     if not getattr(model, "outputs", None):  # (a subclassed model: no graph to read)
         return None, None
     operation, node_index, _ = model.outputs[0]._keras_history
-    if not (isinstance(operation, keras.Model) and len(operation.inputs) == 1 and
+    if not (isinstance(operation, keras.Model) and len(getattr(operation, "inputs", None)
+                                                        or []) == 1 and
             "predictions" in [layer.name for layer in operation.layers]):
         return None, None
     head = operation.get_layer("predictions")

@@ -1054,6 +1054,20 @@ def test_fine_tune_errors():
     mine = keras.Model(inputs, keras.layers.Dense(5, activation="softmax")(pooled), name="mine")
     with pytest.raises(ValueError, match="'mine' has neither"):
         zoo.fine_tune(mine, classes=3)
+    # A pooling that keeps its map's axes gives no vector for a head; nor does a subclassed
+    # model inside a functional one give a graph to read (an AttributeError).
+    inputs = keras.Input((8, 8, 3))
+    kept = keras.layers.GlobalAveragePooling2D(keepdims=True)(keras.layers.Conv2D(4, 3)(inputs))
+    with pytest.raises(ValueError, match=r"'kept' has neither \(its output: shape "
+                                         r"\(None, 1, 1, 4\)\)"):
+        zoo.fine_tune(keras.Model(inputs, kept, name="kept"), classes=3)
+
+    class Pooled(keras.Model):
+        def call(self, x):
+            return keras.ops.mean(x, axis=(1, 2))
+
+    with pytest.raises(ValueError, match="'wraps' has neither"):
+        zoo.fine_tune(keras.Model(inputs, Pooled()(inputs), name="wraps"), classes=3)
     # Pooled features take the head, max-pooled ones too (the head reads the pooling).
     pooled = zoo.alexnet(input_shape=(67, 67, 3), width=16, include_top=False, pooling="max")
     tuned = zoo.fine_tune(pooled, classes=3)
