@@ -18,7 +18,7 @@ from safeio import (atomic_directory, atomic_path, check_free_space, check_not_a
                     streams, write_json, write_text)
 from safeio.checks import (MissingPackage, UserError, check_bool, check_choice,
                            check_positive_int)
-from zoo.optimizers import half_precision_in
+from zoo.optimizers import HALF_PRECISION, precision_in
 from zoo.saving import bytes_to_save, check_class_names
 from zoo.saving import class_names as get_class_names
 from zoo.saving import check_square_images, check_takes_images, serving_resize
@@ -403,25 +403,19 @@ def export(ensemble, path, overwrite=False, class_names=None, scale=None,
             raise UserError(f"`scale` must be at least the input size {height}; received "
                             f"{scale}.")
     if format != "saved_model":
-        half = half_precision_in(ensemble)
-        if half:
-            model, dtype = half
+        found = precision_in(ensemble, HALF_PRECISION + ("float64",))
+        if found:
+            model, dtype = found
             where = model if model == ensemble.name else f"{ensemble.name}'s {model}"
+            why = ("(ONNX Runtime has no float64 Conv; LiteRT's interpreter lacks the ops)"
+                   if dtype == "float64" else "faithfully (ONNX Runtime's float16 differed "
+                   "from Keras' by 7e-4; LiteRT's interpreter lacks the ops)")
             raise UserError(
-                f"{where} computes in {dtype} (trained with mixed precision), which "
-                f"{'an ONNX' if format == 'onnx' else 'a LiteRT'} file does not serve "
-                f"faithfully (ONNX Runtime's float16 "
-                "differed from Keras' by 7e-4; LiteRT's interpreter lacks the ops): "
-                "export it as a SavedModel (format='saved_model'; from the shell, zoo "
-                "export without --format), or rebuild it in float32 and load its weights.")
-        wide = next((layer for layer in leaf_layers(ensemble)
-                     if _compute_dtype(layer) == "float64"), None)
-        if wide is not None:  # (ONNX Runtime has no float64 Conv; LiteRT no float64 ops)
-            raise UserError(
-                f"{ensemble.name}'s layer {wide.name!r} computes in float64, which "
-                f"{FILE_KINDS[format]} file does not serve (its runtime lacks the ops): "
-                "export it as a SavedModel (format='saved_model'; from the shell, zoo "
-                "export without --format), or rebuild it in float32 and load its weights.")
+                f"{where} computes in {dtype}"
+                + (" (trained with mixed precision)" if dtype in HALF_PRECISION else "")
+                + f", which {FILE_KINDS[format]} file does not serve {why}: export it as a "
+                "SavedModel (format='saved_model'; from the shell, zoo export without "
+                "--format), or rebuild it in float32 and load its weights.")
         if draws_at_inference(ensemble):
             raise UserError(
                 f"{ensemble.name} draws random dropout masks at inference (MC dropout), so "
@@ -592,8 +586,8 @@ def _export_file(serving, path, format, names, overwrite, metadata):
                 warnings.filterwarnings("ignore", r"In the future `np\.object`", FutureWarning)
                 serving.export(tmp, format=format, verbose=False)
             if format == "onnx":
-                _add_onnx_metadata(tmp, {k: json.dumps(v) for k, v in metadata.items()})
-                _check_one_input(tmp, serving.name)
+                _finish_onnx(tmp, {k: json.dumps(v) for k, v in metadata.items()},
+                             serving.name)
             try:
                 with _without_litert_noise():
                     served = runtime(tmp)(batch)
@@ -636,12 +630,6 @@ def _normalization_as_constants(model):
             layer.mean, layer.variance = mean, variance
 
 
-def _compute_dtype(layer):
-    if isinstance(layer, keras.layers.InputLayer):
-        return None
-    return getattr(getattr(layer, "dtype_policy", None), "compute_dtype", None)
-
-
 def check_deploy_packages(task):
     """A one-line :class:`UserError` naming the missing package and the extra that installs
     it, where a package ``task`` (a key of :data:`DEPLOY_PACKAGES`) needs is not installed.
@@ -676,25 +664,16 @@ def classes_path(path):
     return os.fspath(path) + ".classes.txt"
 
 
-def _add_onnx_metadata(path, metadata):
+def _finish_onnx(path, metadata, name):
+    """Add ``metadata`` to the ONNX file at ``path`` (read once), once its graph is checked
+    to take the images alone: a tensor the model's graph captured from outside it (an
+    array made a tensor in a functional model) became an input of its own, which no runtime
+    fills (ONNX Runtime's traceback, at the check)."""
     import onnx
 
     model = onnx.load(path)
-    for key, value in metadata.items():
-        entry = model.metadata_props.add()
-        entry.key, entry.value = key, value
-    onnx.save(model, path)
-
-
-def _check_one_input(path, name):
-    """The ONNX graph at ``path`` takes the images alone: a tensor the model's graph
-    captured from outside it (an array made a tensor in a functional model) became an
-    input of its own, which no runtime fills (ONNX Runtime's traceback, at the check)."""
-    import onnx
-
-    graph = onnx.load(path, load_external_data=False).graph
-    constants = {tensor.name for tensor in graph.initializer}
-    extra = [value.name for value in graph.input if value.name not in constants][1:]
+    constants = {tensor.name for tensor in model.graph.initializer}
+    extra = [value.name for value in model.graph.input if value.name not in constants][1:]
     if extra:
         raise UserError(
             f"Not written: {name} in onnx takes {len(extra)} more input(s) than its images "
@@ -702,6 +681,10 @@ def _check_one_input(path, name):
             "made a tensor in a functional model) become inputs of an ONNX graph, which a "
             "runtime cannot fill. Hold them in a layer's weights (keras.layers.Normalization"
             "(mean=..., variance=...) for a normalisation), or export it as a SavedModel.")
+    for key, value in metadata.items():
+        entry = model.metadata_props.add()
+        entry.key, entry.value = key, value
+    onnx.save(model, path)
 
 
 def runtime(path):

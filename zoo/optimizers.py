@@ -261,28 +261,43 @@ def backend_loss(loss):
     return loss
 
 
-def half_precision_in(model):
+HALF_PRECISION = ("float16", "bfloat16")
+
+
+def precision_in(model, dtypes):
     """``(model name, dtype)``: the innermost model of ``model`` (itself, or one inside it)
-    with a layer computing in half precision (``"float16"``/``"bfloat16"``: built under a
-    mixed-precision policy), or None. A model's own policy says nothing: it is the global
-    one when it was built or loaded, as an InputLayer's.
+    with a layer computing in one of ``dtypes``, or None. A model's own policy says
+    nothing: it is the global one when it was built or loaded, as an InputLayer's.
 
     Example:
 
-    >>> half_precision_in(keras.Sequential([keras.Input((2,)), keras.layers.Dense(1)]))
+    >>> precision_in(keras.Sequential([keras.Input((2,)), keras.layers.Dense(1)]),
+    ...              ("float64",))
     """
     for layer in getattr(model, "layers", ()):
         if isinstance(layer, keras.layers.InputLayer):
             continue
         if isinstance(layer, keras.Model):
-            inner = half_precision_in(layer)
+            inner = precision_in(layer, dtypes)
             if inner:
                 return inner
             continue
         dtype = getattr(getattr(layer, "dtype_policy", None), "compute_dtype", None)
-        if dtype in ("float16", "bfloat16"):
+        if dtype in dtypes:
             return model.name, dtype
     return None
+
+
+def half_precision_in(model):
+    """``(model name, dtype)``: the innermost model of ``model`` (itself, or one inside it)
+    with a layer computing in half precision (``"float16"``/``"bfloat16"``: built under a
+    mixed-precision policy), or None (:func:`precision_in`).
+
+    Example:
+
+    >>> half_precision_in(keras.Sequential([keras.Input((2,)), keras.layers.Dense(1)]))
+    """
+    return precision_in(model, HALF_PRECISION)
 
 
 def half_precision_of(model):
