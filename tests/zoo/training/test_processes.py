@@ -73,8 +73,6 @@ TRAIN = textwrap.dedent(
     out = run(sys.argv[1], [Epoch()])
     if os.environ.get("AGAIN"):  # the same command once more, in this process
         out["again"] = run(sys.argv[1])["weights"]
-    if os.environ.get("REFERENCE"):  # an uninterrupted run, in this process too
-        out["reference"] = run(os.environ["REFERENCE"])
     print(json.dumps(out))
     """
 )
@@ -85,11 +83,9 @@ def _history(run_dir):
     return pd.read_csv(path) if os.path.exists(path) else pd.DataFrame({"epoch": []})
 
 
-def _train(run_dir, epochs, kill=None, again=False, reference=None):
+def _train(run_dir, epochs, kill=None, again=False):
     env = {"KILL": kill} if kill else {"AGAIN": "1"} if again else {}
     env["EPOCHS"] = str(epochs)
-    if reference:
-        env["REFERENCE"] = str(reference)
     result = run_python(TRAIN, check=kill is None, env=env, args=[str(run_dir)])
     if kill:
         assert result.returncode == -signal.SIGKILL, result.stderr[-4000:]
@@ -97,25 +93,19 @@ def _train(run_dir, epochs, kill=None, again=False, reference=None):
     return last_json_line(result.stdout)
 
 
-@pytest.mark.parametrize("points", [
-    pytest.param("one", id="mid-epoch"),
-    pytest.param("all", id="every-named-point", marks=pytest.mark.slow)])
-def test_a_run_killed_at_any_named_point_resumes_to_the_uninterrupted_run_exactly(
-        points, tmp_path):
+@pytest.mark.slow  # six TensorFlow processes (a minute here). The fast tier resumes in
+# one process: test_recipe.py's test_a_stopped_run_resumes_to_the_uninterrupted_run.
+def test_a_run_killed_at_any_named_point_resumes_to_the_uninterrupted_run_exactly(tmp_path):
     """Shuffled, augmented data and a falling learning rate; kill -9 at named points of
-    four epochs (one of them just after a learning-rate drop), each time resuming with the
+    eight epochs (one of them just after a learning-rate drop), each time resuming with the
     same command: the history, learning rates, weights and best checkpoint end equal to an
-    uninterrupted run's (rtol 1e-5). The fast tier kills once, mid-epoch, in a run of four
-    epochs, and its resuming process also trains the uninterrupted reference, after the resume
-    (one TensorFlow start-up fewer: 6 s here)."""
-    kills, epochs = [(2, "mid_epoch")], 4
-    if points == "all":  # the reference first: it tells the epoch after a learning-rate drop
-        epochs = 8
-        reference = _train(tmp_path / "reference", epochs)
-        rates = _history(tmp_path / "reference")["learning_rate"].to_numpy()
-        drop = int(np.flatnonzero(rates[1:] < rates[:-1])[0]) + 1  # 0-based
-        kills = sorted({1: "before_checkpoint", 2: "mid_epoch", drop: "epoch_begin",
-                        6: "after_backup"}.items())
+    uninterrupted run's (rtol 1e-5)."""
+    epochs = 8  # the reference first: it tells the epoch after a learning-rate drop
+    reference = _train(tmp_path / "reference", epochs)
+    rates = _history(tmp_path / "reference")["learning_rate"].to_numpy()
+    drop = int(np.flatnonzero(rates[1:] < rates[:-1])[0]) + 1  # 0-based
+    kills = sorted({1: "before_checkpoint", 2: "mid_epoch", drop: "epoch_begin",
+                    6: "after_backup"}.items())
     run_dir = tmp_path / "crashed"
     for epoch, point in kills:
         _train(run_dir, epochs, kill=f"{point}:{epoch}")
@@ -123,10 +113,7 @@ def test_a_run_killed_at_any_named_point_resumes_to_the_uninterrupted_run_exactl
         assert done[-1] >= epoch, (point, epoch, done)  # nothing before the kill was lost
     # The resuming process runs the finished command once more: it trains nothing and
     # changes nothing (one process for both saves a TensorFlow start-up).
-    resumed = _train(run_dir, epochs, again=True,
-                     reference=tmp_path / "reference" if points == "one" else None)
-    if points == "one":
-        reference = resumed["reference"]
+    resumed = _train(run_dir, epochs, again=True)
     expected = _history(tmp_path / "reference")
     history = _history(run_dir)
     assert history["epoch"].tolist() == list(range(1, epochs + 1))  # complete, no duplicates
