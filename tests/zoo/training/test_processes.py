@@ -93,7 +93,7 @@ def _train(run_dir, epochs, kill=None, again=False):
     return last_json_line(result.stdout)
 
 
-@pytest.mark.slow  # six TensorFlow processes (a minute here). The fast tier resumes in
+@pytest.mark.slow  # six TensorFlow processes (100 s here). The fast tier resumes in
 # one process: test_recipe.py's test_a_stopped_run_resumes_to_the_uninterrupted_run.
 def test_a_run_killed_at_any_named_point_resumes_to_the_uninterrupted_run_exactly(tmp_path):
     """Shuffled, augmented data and a falling learning rate; kill -9 at named points of
