@@ -95,11 +95,14 @@ CODE = textwrap.dedent(
     # ".../alpha/replica_1:0", was decayed: the mirrored copies drifted apart). The zoo's
     # PReLU (slopes from 0.25, as zoo.resnet20(activation="prelu") builds it) in a model
     # small enough to trace quickly: the ResNet-20 took 18 s of this process's 56 here.
-    from zoo._builder import activate
+    # After a ReLU its slopes see no negative input: their gradient is 0, and only a decay
+    # would move them from 0.25.
+    from zoo._builder import PRELU_INIT, activate
 
     def with_prelu():
         inputs = keras.Input((8, 8, 3))
-        x = activate(keras.layers.Conv2D(4, 3, name="conv1")(inputs), "prelu", "conv1")
+        x = keras.layers.ReLU()(keras.layers.Conv2D(4, 3, name="conv1")(inputs))
+        x = activate(x, "prelu", "conv1")
         x = keras.layers.GlobalAveragePooling2D()(x)
         return keras.Model(inputs, keras.layers.Dense(4, activation="softmax")(x))
 
@@ -181,7 +184,8 @@ CODE = textwrap.dedent(
     out["cli_small_batch"] = [code, err.getvalue(), os.path.exists("small_batch_run")]
     out["mirrored_prelu_slopes"] = {
         "count": len(slopes), "copies": min(len(c) for c in copies),
-        "largest_difference": max(float(np.abs(c[0] - c[-1]).max()) for c in copies)}
+        "largest_difference": max(float(np.abs(c[0] - c[-1]).max()) for c in copies),
+        "largest_change": max(float(np.abs(np.asarray(c) - PRELU_INIT).max()) for c in copies)}
     print(json.dumps(out))
     """
 )
