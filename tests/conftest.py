@@ -39,6 +39,8 @@ SLOWEST_FIRST = (
     "tests/zoo/test_models.py::test_model[",
     "tests/zoo/training/test_diagnostics.py::test_diagnose_command",
     "tests/zoo/training/test_diagnostics.py::test_a_tiny_search",
+    "tests/zoo/training/test_diagnostics.py::test_search_widths",
+    "tests/ensembles/test_distillation.py::test_zoo_distill_from_the_shell",
     "tests/test_safe_writes.py::test_an_unreadable_backup",
     "tests/test_safe_writes.py::test_a_damaged_config",
     "tests/test_safe_writes.py::test_a_kill_around_the_swap",

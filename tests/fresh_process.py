@@ -94,7 +94,7 @@ CODE = textwrap.dedent(
     # PReLU slopes spared from PaperSGD's decay on both copies (the second, named
     # ".../alpha/replica_1:0", was decayed: the mirrored copies drifted apart). The zoo's
     # PReLU (slopes from 0.25, as zoo.resnet20(activation="prelu") builds it) in a model
-    # small enough to trace quickly: the ResNet-20 took 18 s of this process's 56 here.
+    # small enough to trace quickly: the ResNet-20 took 18 s of this process's 56 (alone).
     # After a ReLU its slopes see no negative input: their gradient is 0, and only a decay
     # would move them from 0.25.
     from zoo._builder import PRELU_INIT, activate

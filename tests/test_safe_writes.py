@@ -434,8 +434,9 @@ def test_an_export_into_an_empty_working_directory_or_onto_a_mount_point_is_refu
         ensembles.export(_ensemble(), str(plain), overwrite=True)
 
 
-# A process killed at a named point: the slow tier (9 s each); the fast tier's kill test is
-# tests/zoo/training/test_processes.py's.
+# A process killed at a named point: the slow tier (9 s each), as test_processes.py's kill
+# test; the fast tier resumes in one process (test_recipe.py's
+# test_a_stopped_run_resumes_to_the_uninterrupted_run).
 @pytest.mark.slow
 @pytest.mark.parametrize("when", ["before", "after"])
 def test_a_kill_around_the_swap_always_leaves_a_whole_export(when, tmp_path):

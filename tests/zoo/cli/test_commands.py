@@ -1574,9 +1574,10 @@ def test_snapshot_training_from_the_shell_then_ensemble_and_evaluate(tmp_path, c
 @pytest.mark.parametrize("reverse", [False, pytest.param(True, marks=pytest.mark.slow)])
 def test_heterogeneous_members_keep_their_rows_through_the_shell(reverse, tmp_path, capsys):
     """A ResNet-18 and a small CNN, weighted 3:1, given in either order (the fast tier: one):
-    each row and weight of `zoo evaluate` belongs to the model it is named after."""
+    each row and weight of `zoo evaluate` belongs to the model it is named after (its NLL
+    and top-1 error are scikit-learn's of that model's own predictions)."""
     import keras
-    from sklearn.metrics import log_loss
+    from sklearn.metrics import accuracy_score, log_loss
 
     import data
     import zoo
@@ -1603,12 +1604,12 @@ def test_heterogeneous_members_keep_their_rows_through_the_shell(reverse, tmp_pa
     assert list(table.index[:2]) == (["member0", "resnet18"] if reverse else
                                      ["resnet18", "member0"])
     assert table.loc["resnet18", "weight"] == 0.75 and table.loc["member0", "weight"] == 0.25
+    own["ensemble"] = 0.75 * own["resnet18"] + 0.25 * own["member0"]
     for name, probs in own.items():
         assert table.loc[name, "nll"] == pytest.approx(
             log_loss(labels, probs, labels=range(10)), rel=1e-4)
-    assert table.loc["ensemble", "nll"] == pytest.approx(
-        log_loss(labels, 0.75 * own["resnet18"] + 0.25 * own["member0"],
-                 labels=range(10)), rel=1e-4)
+        assert table.loc[name, "top1_error"] == pytest.approx(
+            1 - accuracy_score(labels, probs.argmax(axis=1)), abs=1e-9)
 
 
 def test_train_optimizer_flags_reach_the_run(tmp_path, capsys):
@@ -1690,6 +1691,11 @@ def test_train_pipeline_random_crops_of_the_larger_scale_and_centre_crops_for_ev
     model.save(tmp_path / "m.keras")
     zoo.save_model(zoo.set_resize_mode(model, setup.data.resize), str(tmp_path / "r.keras"))
     expected = ensembles.evaluate(model, setup.load("test")).iloc[0]["nll"]
+    # The window one pixel up and left of the centre scores apart: the equalities below
+    # (rel=1e-5) tell a crop off by a pixel from the right one.
+    corner = data.load("digits", "test", image_size=18, batch_size=32).map(
+        lambda x, y: (x[:, :16, :16], y))
+    assert abs(ensembles.evaluate(model, corner).iloc[0]["nll"] - expected) > 1e-3
     for argv in (["m.keras", "--center-crop"], ["r.keras"], ["r.keras", "--resize", "squash"]):
         csv = str(tmp_path / "t.csv")
         capsys.readouterr()
