@@ -1674,8 +1674,8 @@ def test_train_pipeline_random_crops_of_the_larger_scale_and_centre_crops_for_ev
     assert len(set(places)) > 1 and any(flip for _, _, flip in places)
     assert not np.array_equal(epochs[0], epochs[1])
     test = next(iter(setup.load("test")))[0].numpy()
-    expected = data.load("digits", "test", image_size=18, batch_size=32)
-    np.testing.assert_allclose(test, next(iter(expected))[0].numpy()[:, 1:17, 1:17], atol=1e-4)
+    larger = data.load("digits", "test", image_size=18, batch_size=32)  # the 18x18 images
+    np.testing.assert_allclose(test, next(iter(larger))[0].numpy()[:, 1:17, 1:17], atol=1e-4)
     model = setup.build()
     assert model.get_layer("normalize").mean.shape == (16, 16, 3)  # the mean image
     # Untrained, on mean-subtracted pixels (+-128), its softmax saturates: every view would
@@ -1693,8 +1693,7 @@ def test_train_pipeline_random_crops_of_the_larger_scale_and_centre_crops_for_ev
     expected = ensembles.evaluate(model, setup.load("test")).iloc[0]["nll"]
     # The window one pixel up and left of the centre scores apart: the equalities below
     # (rel=1e-5) tell a crop off by a pixel from the right one.
-    corner = data.load("digits", "test", image_size=18, batch_size=32).map(
-        lambda x, y: (x[:, :16, :16], y))
+    corner = larger.map(lambda x, y: (x[:, :16, :16], y))
     assert abs(ensembles.evaluate(model, corner).iloc[0]["nll"] - expected) > 1e-3
     for argv in (["m.keras", "--center-crop"], ["r.keras"], ["r.keras", "--resize", "squash"]):
         csv = str(tmp_path / "t.csv")
