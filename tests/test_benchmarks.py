@@ -37,7 +37,8 @@ def test_gpu_benchmark_smoke_run_writes_its_table(tmp_path):
     assert steps["zoo.resnet50", "train"] == 2 and steps["zoo.resnet50", "inference"] == 1
     assert steps["ensemble of 2 zoo.resnet18", "one graph, predict"] == 4
     assert "one-graph ensemble / members in turn, predict" in result.stdout
-    assert "(--smoke: fit runs op by op, not compiled; these ratios check" in result.stdout
+    assert ("(--smoke: tiny sizes on the CPU, compiled without LLVM's optimisations; these "
+            "ratios check") in result.stdout
     # --report measures nothing: the ratios of a CSV written before (as on a short lease).
     report = subprocess.run([sys.executable, "benchmarks/gpu.py", "--report", str(out)],
                             capture_output=True, text=True, timeout=120, cwd=REPO)
@@ -89,14 +90,15 @@ def test_beyond_averaging_smoke_run_writes_both_tables(tmp_path):
 def test_mc_dropout_study_trains_each_seed_in_a_folder_of_its_own(tmp_path):
     """The README reports benchmarks/mc_dropout_digits.py for seeds 0-2, but every seed
     trained in one folder: seed 1 after seed 0 stopped with a traceback (a run of other
-    settings there)."""
+    settings there). One run, of seed 1, shows where each seed's folder is (running seed 0
+    before it doubled the test's 286 s in CI)."""
     script = os.path.join(REPO, "benchmarks", "mc_dropout_digits.py")
-    for seed in (0, 1):
-        result = subprocess.run([sys.executable, script, "--seed", str(seed), "--epochs", "1",
-                                 "--samples", "2"], capture_output=True, text=True,
-                                timeout=600, cwd=tmp_path)
-        assert result.returncode == 0, result.stderr[-3000:]
-        assert (tmp_path / "runs" / "mc_dropout_digits" / f"seed{seed}" / "results.csv").is_file()
+    result = subprocess.run([sys.executable, script, "--seed", "1", "--epochs", "1",
+                             "--samples", "2"], capture_output=True, text=True,
+                            timeout=600, cwd=tmp_path)
+    assert result.returncode == 0, result.stderr[-3000:]
+    assert os.listdir(tmp_path / "runs" / "mc_dropout_digits") == ["seed1"]
+    assert (tmp_path / "runs" / "mc_dropout_digits" / "seed1" / "results.csv").is_file()
 
 
 @pytest.mark.all_backends

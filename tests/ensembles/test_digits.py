@@ -1,6 +1,5 @@
 """On real data (the embedded digits at their native 8x8, fixed seeds), claims that can
-fail: ensembles against their BEST member (a cyclic snapshot ensemble's measured beside
-Huang et al.'s NoCycle control).
+fail: ensembles against their BEST member (variants, and the snapshots of one cyclic run).
 
 "An ensemble has a lower NLL than its mean member" is no finding: for the mean rule it
 follows from Jensen's inequality (-log is convex) for any members that differ, trained or
@@ -79,34 +78,22 @@ def test_variant_ensembles_beat_their_best_member_pooled_over_seeds(kind, values
     assert ensemble["top1_error"] <= best_top1
 
 
-def _cyclic_and_nocycle(build, seed, run_dir):
-    """Huang et al.'s schedule and its control, each one run of 40 epochs: eight cosine
-    cycles of five epochs restarting at 0.3 (a snapshot at the end of each), and ONE
-    cosine cycle with a checkpoint every five epochs. Returns their last four paths each."""
-    common = dict(epochs=40, learning_rate=0.3, weight_decay=1e-4, seed=seed, verbose=0)
-    # A fresh dataset per run: its order depends on its seed alone, not on earlier runs.
+def _cyclic_run(build, seed, run_dir):
+    """Huang et al.'s schedule, one run of 40 epochs: eight cosine cycles of five epochs
+    restarting at 0.3, a snapshot at the end of each. Returns the last four paths."""
     _, paths = ensembles.train_snapshots(
         build, data.load("digits", "train", image_size=SIZE, batch_size=32, seed=seed),
-        cycles=8, run_dir=os.path.join(run_dir, "cyclic"), **common)
+        epochs=40, cycles=8, learning_rate=0.3, weight_decay=1e-4, seed=seed, verbose=0,
+        run_dir=run_dir)
     assert [os.path.basename(p) for p in paths] == [
         f"snapshot-{k}.weights.h5" for k in range(1, 9)]
-    every = os.path.join(run_dir, "nocycle", "every_5")
-    ensembles.train_snapshots(
-        build, data.load("digits", "train", image_size=SIZE, batch_size=32, seed=seed),
-        cycles=1, run_dir=os.path.join(run_dir, "nocycle"),
-        callbacks=[ensembles.CheckpointSnapshots(every, every=5, at_lr_drop=False)], **common)
-    nocycle_paths = ensembles.snapshot_paths(every)[-4:]
-    assert [os.path.basename(p) for p in nocycle_paths] == [
-        f"snapshot-epoch{e:03d}.weights.h5" for e in (25, 30, 35, 40)]
-    return paths[-4:], nocycle_paths
+    return paths[-4:]
 
 
 def test_cyclic_snapshots_beat_their_best_snapshot_pooled_over_seeds(digits, tmp_path):
     """ONE cyclic run's last four snapshots averaged, on three seeds, their held-out
     predictions pooled (1,620 digits): snapshot k of the pooled ensemble is the k-th of
     the four in every seed's run, so the best snapshot is the best POSITION in the run.
-    Printed beside it: Huang et al.'s NoCycle control (the same 40 epochs under one cosine
-    cycle: its checkpoints at epochs 25, 30, 35 and 40 averaged, and its final model).
 
     Asserted: the snapshot ensemble's NLL is at least 5 % below the best snapshot's and
     its top-1 error no higher (measured 2026-12-02: 0.0993 against 0.1346, 2.59 % against
@@ -115,31 +102,24 @@ def test_cyclic_snapshots_beat_their_best_snapshot_pooled_over_seeds(digits, tmp
     a time that does not hold every time: the last snapshot beat the ensemble's NLL on
     one of two draws of seed 0 (0.0720 vs 0.0764 on the CI machine, whose float path
     differs; 0.0615 vs 0.0577 here). Not asserted, because it did not hold everywhere:
-    that the snapshot ensemble beats NoCycle. Pooled over these seeds on 2026-12-02,
-    NoCycle's checkpoint ensemble was better (0.0876 NLL, 2.10 %) and its final model
-    about equal (0.0983, 2.16 %); on 2026-12-04 the snapshot ensemble was better than both
-    (0.0764 against 0.0834 and 0.0994). The README reports both."""
+    that the snapshot ensemble beats Huang et al.'s NoCycle control (the same 40 epochs
+    under one cosine cycle). The test printed that control beside its claim until
+    2026-12-07: half of its 17 minutes in CI, for numbers it did not assert.
+    benchmarks/snapshot_seeds.py --nocycle measures it, and the README reports both."""
     build = _member(lambda **kw: zoo.resnet18(classes=10, width=0.25, stem="cifar", **kw),
                     digits["stats"])
     seeds = (0, 1, 2)
     labels = np.concatenate([digits["labels"]] * len(seeds))
-    pooled = {"snapshots": [], "nocycle": []}
+    pooled = []
     for seed in seeds:
-        paths, nocycle_paths = _cyclic_and_nocycle(build, seed, str(tmp_path / f"seed{seed}"))
-        pooled["snapshots"].append(_probabilities(ensembles.members_of(
+        paths = _cyclic_run(build, seed, str(tmp_path / f"seed{seed}"))
+        pooled.append(_probabilities(ensembles.members_of(
             ensembles.from_snapshots(build, paths)), digits))
-        pooled["nocycle"].append(_probabilities(ensembles.members_of(
-            ensembles.from_snapshots(build, nocycle_paths)), digits))
-    snapshots = np.concatenate(pooled["snapshots"], axis=1)  # (4, 1620, 10)
-    nocycle = np.concatenate(pooled["nocycle"], axis=1)
+    snapshots = np.concatenate(pooled, axis=1)  # (4, 1620, 10)
     ensemble = metrics.scores(snapshots.mean(axis=0), labels)
     each = [metrics.scores(p, labels) for p in snapshots]
-    control = metrics.scores(nocycle.mean(axis=0), labels)
-    single = metrics.scores(nocycle[-1], labels)  # NoCycle's final model
     print("snapshots", [(round(s["top1_error"], 4), round(s["nll"], 4)) for s in each],
-          "ensemble", round(ensemble["top1_error"], 4), round(ensemble["nll"], 4),
-          "NoCycle ensemble", round(control["top1_error"], 4), round(control["nll"], 4),
-          "NoCycle final", round(single["top1_error"], 4), round(single["nll"], 4))
+          "ensemble", round(ensemble["top1_error"], 4), round(ensemble["nll"], 4))
     assert ensemble["nll"] < 0.95 * min(s["nll"] for s in each)
     assert ensemble["top1_error"] <= min(s["top1_error"] for s in each)
     assert metrics.disagreement(snapshots) > 0  # the snapshots are different models
