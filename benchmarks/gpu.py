@@ -382,8 +382,8 @@ def read_rows(paths):
 def _print_ratios(rows, smoke=False):
     print()
     if smoke and rows:
-        print("(--smoke: tiny sizes on the CPU, compiled without LLVM's optimisations; these "
-              "ratios check the code paths, not speed)")
+        print("(--smoke: tiny sizes on the CPU; these ratios check the code paths, not "
+              "speed)")
     for r in ratios(rows):
         target = f"(target >= {r['target']})" if r["target"] else ""
         runs = f" (medians of {r['runs']} runs)" if r["runs"] > 1 else ""

@@ -46,12 +46,13 @@ SLOWEST_FIRST = (
     "tests/test_safe_writes.py::test_a_kill_around_the_swap",
     "zoo/models/resnet.py::",
 )
-# make test-all's slow tier, longest first, ahead of all of those: its seconds in CI on
-# 2026-12-07 (the two passes side by side) were 1,055 (the cyclic snapshot test, 530 s since
-# its NoCycle control moved to a benchmark), 366 (the GPU benchmark's smoke run: 115 s alone
-# since it compiles), 300, 286 (the MC dropout study: one run now, of two), 233, 213, 203,
-# 202, 160, 150 and 125 (then in collection order, as SLOWEST_FIRST's are: a long test
-# begun late leaves one worker running it alone).
+# make test-all's slow tier, ahead of all of those, longest first by their seconds now. In a
+# fresh clone's make test-all here on 2026-12-07 (the two passes side by side) they took
+# 1,055 (the cyclic snapshot test: 327 s alone since its NoCycle control moved to a
+# benchmark), 300, 233, 213, 203, 202, 160, 150, 286 (the MC dropout study: one run now, of
+# two), 366 (the GPU benchmark's smoke run: its test 115 s alone since it compiles) and 125,
+# then in collection order, as SLOWEST_FIRST's are: a long test begun late leaves one
+# worker running it alone.
 SLOW_TIER_FIRST = (
     "tests/ensembles/test_digits.py::test_cyclic_snapshots",
     "tests/test_notebook.py::",

@@ -104,7 +104,8 @@ def test_cyclic_snapshots_beat_their_best_snapshot_pooled_over_seeds(digits, tmp
     differs; 0.0615 vs 0.0577 here). Not asserted, because it did not hold everywhere:
     that the snapshot ensemble beats Huang et al.'s NoCycle control (the same 40 epochs
     under one cosine cycle). The test printed that control beside its claim until
-    2026-12-07: half of its 17 minutes in CI, for numbers it did not assert.
+    2026-12-07: half of its 17 minutes in a fresh clone's make test-all here, for numbers it
+    did not assert.
     benchmarks/snapshot_seeds.py --nocycle measures it, and the README reports both."""
     build = _member(lambda **kw: zoo.resnet18(classes=10, width=0.25, stem="cifar", **kw),
                     digits["stats"])
