@@ -9,7 +9,8 @@ snapshot's (the best position in the run) and its top-1 error no higher.
 
 This reruns that recipe for each seed given, prints each seed's numbers and whether both
 claims hold on that seed alone, then the pooled verdict over all of them, so the test's
-docstring quotes measured numbers. About a minute a seed on two cores (twice that with ``--nocycle``); too slow for CI.
+docstring quotes measured numbers. About a minute a seed on two cores (twice that with
+``--nocycle``); too slow for CI.
 
 ``--nocycle`` adds Huang et al.'s NoCycle control, which the test printed beside its
 claim until 2026-12-07 (it doubled the test's time and asserted nothing): the same 40

@@ -15,7 +15,6 @@ os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 # TensorFlow pass took 314 s). Update the list when `--durations` shows a new slow test.
 SLOWEST_FIRST = (
     "tests/zoo/training/test_processes.py::",
-    "tests/zoo/training/test_cluster.py::test_two_jax_processes",
     "tests/zoo/training/test_recipe.py::test_googlenet_with_aux_heads",
     "tests/zoo/training/test_recipe.py::test_a_stopped_run_resumes",
     "tests/ensembles/test_ensemble.py::test_export_one_saved_model",

@@ -105,8 +105,8 @@ def test_cyclic_snapshots_beat_their_best_snapshot_pooled_over_seeds(digits, tmp
     that the snapshot ensemble beats Huang et al.'s NoCycle control (the same 40 epochs
     under one cosine cycle). The test printed that control beside its claim until
     2026-12-07: half of its 17 minutes in a fresh clone's make test-all here, for numbers it
-    did not assert.
-    benchmarks/snapshot_seeds.py --nocycle measures it, and the README reports both."""
+    did not assert. benchmarks/snapshot_seeds.py --nocycle measures it, and the README
+    reports both."""
     build = _member(lambda **kw: zoo.resnet18(classes=10, width=0.25, stem="cifar", **kw),
                     digits["stats"])
     seeds = (0, 1, 2)
