@@ -52,6 +52,8 @@ class CycleSnapshots(keras.callbacks.Callback):
     boundary's batch on (under JAX, reading it syncs the model's state), or at every batch
     of a ``fit`` without ``steps_per_epoch``."""
 
+    keeps_weights = True  # (zoo.train's backup may copy the checkpoint's: see there)
+
     def __init__(self, directory, boundaries):
         super().__init__()
         self.directory = directory
@@ -115,6 +117,8 @@ class CheckpointSnapshots(keras.callbacks.Callback):
     >>> zoo.train(build, train, val, run_dir="runs/a",
     ...           callbacks=[CheckpointSnapshots("runs/a/snapshots", every=5)])  # doctest: +SKIP
     """
+
+    keeps_weights = True  # (zoo.train's backup may copy the checkpoint's: see there)
 
     def __init__(self, directory, every=None, at_lr_drop=True):
         super().__init__()

@@ -16,6 +16,7 @@ still loads the file, without them.
 
 import json
 import os
+import shutil
 import zipfile
 import zlib
 
@@ -28,6 +29,7 @@ import zoo.optimizers  # noqa: F401  (registers PaperSGD)
 
 
 _METADATA = "zoo.json"  # the archive entry that holds the class names and the resize mode
+_WEIGHTS = "model.weights.h5"  # the entry of the weights (Keras' saving_lib._VARS_FNAME_H5)
 _ATTRIBUTE = "_zoo_class_names"
 _RESIZE_ATTRIBUTE = "_zoo_resize_mode"
 _PIXELS_ATTRIBUTE = "_zoo_input_pixels"
@@ -268,6 +270,28 @@ def save_model(model, path):
             with zipfile.ZipFile(tmp, "a") as archive:
                 archive.writestr(_METADATA, json.dumps(metadata))
     return path
+
+
+def copy_weights_out(path, weights_path):
+    """Write the weights of the ``.keras`` file ``path`` (the optimizer's state with them)
+    to ``weights_path``, the file ``model.save_weights(weights_path)`` would have written
+    for the model saved there: the archive holds them as that file. Returns False, writing
+    nothing, where ``path`` holds them in another format (``weights_format="npz"``).
+
+    A copy instead of a second save: Keras' save walks every layer and optimizer variable
+    (0.6 s for a quarter-width ResNet-18 here, the copy a few milliseconds).
+
+    Example:
+
+    >>> copy_weights_out("runs/r18/checkpoints/last.keras", "last.weights.h5")  # doctest: +SKIP
+    True
+    """
+    with zipfile.ZipFile(path) as archive:
+        if _WEIGHTS not in archive.namelist():
+            return False
+        with archive.open(_WEIGHTS) as source, open(weights_path, "wb") as target:
+            shutil.copyfileobj(source, target, 2**20)
+    return True
 
 
 def load_weights(model, path):

@@ -4,6 +4,7 @@ import os
 import shutil
 import re
 import textwrap
+import zipfile
 
 import keras
 import numpy as np
@@ -504,6 +505,10 @@ def test_train_snapshots_saves_one_snapshot_per_cycle(tmp_path):
     np.testing.assert_allclose(members[1].get_weights()[0], result.model.get_weights()[0])
     from_dir = ensembles.from_snapshots(tiny_model(), os.path.dirname(paths[0]))
     assert len(ensembles.members_of(from_dir)) == 4
+    # The snapshots leave the weights alone: the backup copied the checkpoint's.
+    with zipfile.ZipFile(os.path.join(run_dir, "checkpoints", "last.keras")) as archive:
+        with open(os.path.join(run_dir, "backup", "latest.weights.h5"), "rb") as backup:
+            assert archive.read("model.weights.h5") == backup.read()
 
 
 @pytest.mark.parametrize("epochs, cycles", [(5, 3), (3, 4), (1, 10)])

@@ -18,7 +18,7 @@ from safeio import (atomic_path, check_free_space, file_hash, new_axes, save_fig
                     write_json)
 from safeio.checks import UserError, check_choice
 from zoo.optimizers import build_optimizer
-from zoo.saving import bytes_to_save, save_model
+from zoo.saving import bytes_to_save, copy_weights_out, save_model
 from zoo.training import keras_internals
 
 
@@ -266,6 +266,7 @@ class AtomicCheckpoint(_ResumesFromHistory, keras.callbacks.Callback):
         self.monitor = monitor
         self.mode = mode  # "auto" is resolved when training begins (monitor_mode)
         self.best = None
+        self.saved_epoch = None  # the epoch whose end saved the trained model to last.keras
         self.last_path = os.path.join(directory, "last.keras")
         self.best_path = os.path.join(directory, "best.keras")
 
@@ -297,6 +298,7 @@ class AtomicCheckpoint(_ResumesFromHistory, keras.callbacks.Callback):
         if not _finite(logs):
             return
         save_model(self.saved_model or self.model, self.last_path)  # atomically, named
+        self.saved_epoch = epoch if self.saved_model is None else None
         value = (logs or {}).get(self.monitor)
         if value is None:  # a typo: best.keras and the plateau's drops would never happen
             raise UserError(f"monitor={self.monitor!r} is none of the values this run logs "
@@ -390,6 +392,10 @@ class SafeBackupAndRestore(keras.callbacks.BackupAndRestore):
     # zoo.train), and the states the restored backup recorded.
     tracked = ()
     restored_states = {}
+    # Set by zoo.train (share_checkpoint_weights): the AtomicCheckpoint whose last.keras,
+    # saved at this epoch's end, holds the very state this backup saves; None: save it.
+    checkpoint = None
+    _epoch_now = None  # the epoch whose end is being backed up
 
     def _check_pair(self, weights, metadata):
         """The epoch a (weights, metadata) pair restores, or what is wrong with it."""
@@ -440,16 +446,47 @@ class SafeBackupAndRestore(keras.callbacks.BackupAndRestore):
         self._current_readable = False  # until its metadata names the new weights
         epoch, batch = keras_internals.backup_position(self)
         with atomic_path(weights) as tmp:
-            self.model.save_weights(tmp)
+            self._write_weights(tmp)
         write_json(metadata, {"epoch": epoch, "batch": batch, "sha256": file_hash(weights),
                               "seed_states": _seed_states(self.model),
                               "callbacks": {c.state_key: c.state() for c in self.tracked
                                             if getattr(c, "prepared", False)}})
         self._current_readable = True
 
+    def _write_weights(self, path):
+        """The model's weights to ``path``: a copy of the checkpoint's, where it saved them
+        at this epoch's end with nothing changing them since (``share_checkpoint_weights``);
+        else saved."""
+        checkpoint = self.checkpoint
+        if not (checkpoint is not None and self._epoch_now is not None
+                and checkpoint.saved_epoch == self._epoch_now
+                and copy_weights_out(checkpoint.last_path, path)):
+            self.model.save_weights(path)
+
     def on_epoch_end(self, epoch, logs=None):
         if _finite(logs):
-            super().on_epoch_end(epoch, logs)
+            self._epoch_now = epoch
+            try:
+                super().on_epoch_end(epoch, logs)
+            finally:
+                self._epoch_now = None
+
+
+def share_checkpoint_weights(callbacks, backup):
+    """Let ``backup`` (the run's :class:`SafeBackupAndRestore`) copy the weights that the
+    run's :class:`AtomicCheckpoint` saved at the same epoch's end, instead of saving them
+    a second time, where ``callbacks`` (fit's, in order) run nothing between the two that
+    might change the weights: every callback between them has ``keeps_weights = True``.
+    A user's callback might (``EarlyStopping`` restores its best weights), and so does
+    the EMA swap's :class:`RawWeightsBack`: the backup then saves its own. A checkpoint of
+    another model than the one trained (``checkpoint_model``) is never copied."""
+    checkpoint = next((c for c in backup.tracked if isinstance(c, AtomicCheckpoint)), None)
+    if checkpoint is None or checkpoint not in callbacks or backup not in callbacks:
+        return
+    start, end = callbacks.index(checkpoint), callbacks.index(backup)
+    if start < end and all(getattr(c, "keeps_weights", False)
+                           for c in callbacks[start + 1:end]):
+        backup.checkpoint = checkpoint
 
 
 def _seed_variables(model):

@@ -259,6 +259,8 @@ class UpdateRatioLogger(keras.callbacks.Callback):
     >>> logger.history.pivot(index="layer", columns="epoch", values="ratio")  # doctest: +SKIP
     """
 
+    keeps_weights = True  # (zoo.train's backup may copy the checkpoint's weights)
+
     def __init__(self, every=10, low=1e-4, high=1e-2, path=None):
         super().__init__()
         if not isinstance(every, int) or every < 1:

@@ -990,6 +990,11 @@ def train(
             # Keras keeps a restored start epoch on the model for every later fit: a model
             # resumed once then trained again (no backup) started there, training nothing.
             keras_internals.set_initial_epoch(model, None)
+            fit_callbacks = _with_user_callbacks(
+                [zoo_callbacks.NoEmptyEpochs()] + replica_statistics
+                + [zoo_callbacks.FiniteWeights()] + run_callbacks + [epochs_of], callbacks)
+            if run_dir is not None:  # (the backup copies the checkpoint's weights)
+                zoo_callbacks.share_checkpoint_weights(fit_callbacks, run_callbacks[0].backup)
             try:
                 with distribute.steady_device_iterators(), \
                         _whole_passes_expected(stream, steps):
@@ -997,10 +1002,7 @@ def train(
                         stream, steps_per_epoch=steps, validation_data=val_data,
                         epochs=epochs, verbose=verbose,
                         shuffle=False,  # datasets come shuffled (data.load); Keras can't
-                        callbacks=_with_user_callbacks(
-                            [zoo_callbacks.NoEmptyEpochs()] + replica_statistics
-                            + [zoo_callbacks.FiniteWeights()] + run_callbacks + [epochs_of],
-                            callbacks))
+                        callbacks=fit_callbacks)
             except Exception as err:  # an error (not Ctrl-C, which stops a run to resume)
                 if run_dir is not None:  # before any backup: no run to resume either
                     run_config.forget_empty_backup(run_dir)

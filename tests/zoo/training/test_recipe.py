@@ -1316,6 +1316,72 @@ def test_with_ema_a_users_own_backup_saves_the_raw_training_state(tmp_path):
     assert raw_back  # (without a run directory too)
 
 
+def _h5_arrays(path):
+    """Every dataset of the HDF5 file ``path`` by its name: what a weights file holds."""
+    import h5py
+
+    found = {}
+    with h5py.File(path, "r") as f:
+        f.visititems(lambda name, item: found.__setitem__(name, item[()])
+                     if isinstance(item, h5py.Dataset) else None)
+    return found
+
+
+def _same_arrays(first, second):
+    return first.keys() == second.keys() and all(
+        np.array_equal(first[k], second[k]) for k in first)
+
+
+class _HalveWeights(keras.callbacks.Callback):
+    """A user's callback that changes the weights at an epoch's end (as EarlyStopping's
+    restore_best_weights does)."""
+
+    def on_epoch_end(self, epoch, logs=None):
+        for variable in self.model.trainable_variables:
+            variable.assign(variable * 0.5)
+
+
+def test_the_backup_copies_the_checkpoints_weights_unless_a_callback_changed_them(
+        tmp_path, monkeypatch):
+    """The backup's weights file is a copy of the weights inside last.keras, saved at the
+    same epoch's end (one save an epoch, not two): it holds what Keras' own save_weights
+    writes for the trained model and optimizer, array for array. A user's callback between
+    the two that changes the weights makes the backup save its own: it then holds the
+    changed weights, which a resume must start from, and last.keras the ones before."""
+    import zipfile
+
+    saves = []
+    original = keras.Model.save_weights
+    monkeypatch.setattr(keras.Model, "save_weights",
+                        lambda self, path, **kw: (saves.append(path), original(self, path, **kw)))
+    for name, callbacks in (("copied", []), ("changed", [_HalveWeights()])):
+        run_dir = tmp_path / name
+        saves.clear()
+        model = zoo.train(tiny_model, tiny_data(), epochs=2, run_dir=str(run_dir), seed=0,
+                          verbose=0, callbacks=callbacks).model
+        backup = _h5_arrays(run_dir / "backup" / "latest.weights.h5")
+        model.save_weights(str(tmp_path / f"{name}.weights.h5"))  # Keras' own, after
+        assert _same_arrays(backup, _h5_arrays(tmp_path / f"{name}.weights.h5")), name
+        assert any(k.startswith("optimizer/") for k in backup)  # the momentum too
+        with zipfile.ZipFile(run_dir / "checkpoints" / "last.keras") as archive:
+            archive.extract("model.weights.h5", tmp_path / name)
+        checkpoint = _h5_arrays(tmp_path / name / "model.weights.h5")
+        assert _same_arrays(backup, checkpoint) == (name == "copied"), name
+        assert len(saves) == (0 if name == "copied" else 2) + 1, (name, saves)
+
+
+def test_copy_weights_out_refuses_an_archive_without_keras_weights_file(tmp_path):
+    import zipfile
+
+    from zoo.saving import copy_weights_out
+
+    path = tmp_path / "other.keras"
+    with zipfile.ZipFile(path, "w") as archive:
+        archive.writestr("config.json", "{}")
+    assert copy_weights_out(str(path), str(tmp_path / "w.weights.h5")) is False
+    assert not (tmp_path / "w.weights.h5").exists()
+
+
 def test_the_private_keras_names_the_callbacks_rely_on_are_there(monkeypatch):
     """The crash-safe callbacks use private Keras names, all in zoo.training.keras_internals;
     an upgrade that moves one fails here, naming it (not deep inside a resumed run)."""
