@@ -26,16 +26,23 @@ PIP := $(BIN)/python -m pip install --disable-pip-version-check -q
 
 .PHONY: demo test test-all bench bench-gpu clean
 
-$(STAMP): setup.py
+# (one pip run for the test extra, not two: each resolves and builds the editable install,
+# 15 s here)
+define install
 	@$(BIN)/python -c "" 2>/dev/null || { rm -rf $(VENV) && $(PYTHON) -m venv $(VENV); }
 	@# --config-settings needs pip 22.1 (a venv of Ubuntu 22.04's Python has 22.0.2)
 	$(PIP) "pip>=22.1"
-	$(PIP) -e . --use-pep517 --config-settings editable_mode=compat
+	$(PIP) -e "$(1)" --use-pep517 --config-settings editable_mode=compat
+endef
+
+$(STAMP): setup.py
+	$(call install,.)
 	@touch $(STAMP)
 
-$(TEST_STAMP): $(STAMP)
-	$(PIP) -e ".[test]" --use-pep517 --config-settings editable_mode=compat
-	@touch $(TEST_STAMP)
+# (the package's own requirements come with the test extra: the demo's stamp too)
+$(TEST_STAMP): setup.py
+	$(call install,.[test])
+	@touch $(STAMP) $(TEST_STAMP)
 
 demo: $(STAMP)
 	$(BIN)/zoo demo
