@@ -26,13 +26,17 @@ PIP := $(BIN)/python -m pip install --disable-pip-version-check -q
 
 .PHONY: demo test test-all bench bench-gpu clean
 
-# (one pip run for the test extra, not two: each resolves and builds the editable install,
-# 15 s here)
+# uv installs the packages (pip installs uv): a fresh clone's test extra took 22 s with its
+# downloads, against 181 s for pip's own installer. Where uv cannot (it reads PyPI, not
+# pip's configuration: a machine whose packages come from another index), pip does.
+# (One run for the test extra, not the package then the extra: 15 s a run with pip.)
 define install
 	@$(BIN)/python -c "" 2>/dev/null || { rm -rf $(VENV) && $(PYTHON) -m venv $(VENV); }
 	@# --config-settings needs pip 22.1 (a venv of Ubuntu 22.04's Python has 22.0.2)
 	$(PIP) "pip>=22.1"
-	$(PIP) -e "$(1)" --use-pep517 --config-settings editable_mode=compat
+	{ $(PIP) uv && $(BIN)/uv pip install --python $(BIN)/python -q -e "$(1)" \
+		-C editable_mode=compat; } || $(PIP) -e "$(1)" --use-pep517 \
+		--config-settings editable_mode=compat
 endef
 
 $(STAMP): setup.py
