@@ -26,9 +26,10 @@ PIP := $(BIN)/python -m pip install --disable-pip-version-check -q
 
 .PHONY: demo test test-all bench bench-gpu clean
 
-# uv installs the packages (pip installs uv): a fresh clone's test extra took 22 s with its
-# downloads, against 181 s for pip's own installer. Where uv cannot (it reads PyPI, not
-# pip's configuration: a machine whose packages come from another index), pip does.
+# uv installs the packages (pip installs uv): a fresh clone's test extra took 57 s with its
+# downloads and bytecode, against 181-190 s for pip's own installer. Where uv cannot (it
+# reads PyPI, not pip's configuration: a machine whose packages come from another index),
+# pip does.
 # uv compiles the modules' bytecode as pip does (it does not by default): without it every
 # process compiled TensorFlow's modules again where PYTHONDONTWRITEBYTECODE is set, as on
 # this machine, and make test-all ran at two thirds of its speed.
